@@ -1,0 +1,89 @@
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+.NOTPARALLEL:
+MAKEFLAGS += --no-builtin-rules
+
+# buf is run at a pinned version rather than tracked in go.mod.
+BUF := go run github.com/bufbuild/buf/cmd/buf@v1.75.0
+
+# Time each fuzz target runs for in `make fuzz`.
+FUZZTIME ?= 30s
+# Flags for the full test run; set RACE= to run without the race detector
+# (which needs cgo and a C compiler).
+RACE ?= -race
+
+.PHONY: help
+help: ## Show this help
+	@echo "Usage: make <target> [VAR=value]"
+	@echo
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: run
+run: ## Run the Weft server (go run ./cmd/weft server)
+	go run ./cmd/weft server
+
+.PHONY: build
+build: ## Build the weft binary into bin/weft
+	go build -o bin/weft ./cmd/weft
+
+.PHONY: generate
+generate: ## Generate Go code in gen/ from proto/
+	$(BUF) generate
+
+.PHONY: lint-proto
+lint-proto: ## Lint the protobuf definitions
+	$(BUF) lint
+
+.PHONY: check-generate
+check-generate: ## Fail if gen/ differs from what proto/ generates
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || { echo "check-generate: not a git work tree" >&2; exit 1; }
+	$(BUF) generate
+	@status="$$(git status --porcelain --untracked-files=all -- gen/)"; \
+	if [[ -n "$$status" ]]; then \
+		echo "$$status" >&2; \
+		git --no-pager diff --stat -- gen/ >&2; \
+		echo "gen/ is stale: run make generate" >&2; \
+		exit 1; \
+	fi
+	@echo "gen/ is up to date"
+
+.PHONY: vet
+vet: ## Run go vet
+	go vet ./...
+
+.PHONY: fmt-check
+fmt-check: ## Fail if any Go file is not gofmt-formatted
+	@unformatted="$$(gofmt -l .)"; \
+	if [[ -n "$$unformatted" ]]; then \
+		echo "$$unformatted" >&2; \
+		echo "files above are not gofmt-formatted: run gofmt -w" >&2; \
+		exit 1; \
+	fi
+
+.PHONY: test
+test: fmt-check vet ## Run all checks: fmt-check, vet, tests with -race, check-generate
+	go test $(RACE) -timeout 20m ./...
+	@$(MAKE) --no-print-directory check-generate
+
+.PHONY: test-short
+test-short: ## Run the short tests
+	go test -short ./...
+
+.PHONY: bench
+bench: ## Run the benchmarks
+	go test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
+	@targets="$$(go test -list '^Fuzz' ./... | awk '/^Fuzz/ { names[n++] = $$1; next } /^ok/ { for (i = 0; i < n; i++) print $$2, names[i]; n = 0 }')"; \
+	if [[ -z "$$targets" ]]; then echo "no fuzz targets found"; exit 0; fi; \
+	while read -r pkg name; do \
+		echo "==> $$pkg $$name ($(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$${name}\$$" -fuzztime "$(FUZZTIME)" "$$pkg" </dev/null; \
+	done <<<"$$targets"
+
+.PHONY: tidy
+tidy: ## Tidy go.mod and go.sum
+	go mod tidy
