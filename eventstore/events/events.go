@@ -1,0 +1,381 @@
+// Package events defines Weft's history events: the typed, versioned facts
+// that make up a workflow's history, and their msgpack encoding.
+//
+// Events are forever: a history recorded by any released version must still
+// decode and fold. Fields are only ever added (with msgpack omitempty), never
+// renamed or re-typed; an incompatible change gets a new event type or a new
+// Version and a decoder for the old one. Recorded histories under testdata/
+// are decoded in tests to hold this line.
+//
+// A history message in JetStream is a Record: one or more events appended
+// atomically by a single writer. This package imports no NATS code.
+package events
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// RecordVersion is the version written in every new Record.
+const RecordVersion = 1
+
+// Type names an event type. The names are part of the public API (they appear
+// in GetHistory) and of the stored format.
+type Type string
+
+// The event types of record version 1.
+const (
+	TypeWorkflowStarted   Type = "WorkflowStarted"
+	TypeStepScheduled     Type = "StepScheduled"
+	TypeStepAttemptFailed Type = "StepAttemptFailed"
+	TypeStepCompleted     Type = "StepCompleted"
+	TypeStepFailed        Type = "StepFailed"
+	TypeWaitStarted       Type = "WaitStarted"
+	TypeSignalReceived    Type = "SignalReceived"
+	TypeTimerFired        Type = "TimerFired"
+	TypeCancelRequested   Type = "CancelRequested"
+	TypeWorkflowCompleted Type = "WorkflowCompleted"
+	TypeWorkflowFailed    Type = "WorkflowFailed"
+	TypeWorkflowCanceled  Type = "WorkflowCanceled"
+)
+
+// ErrCorrupt is returned (wrapped) when bytes do not decode into a valid Record.
+var ErrCorrupt = errors.New("corrupt event record")
+
+// Record is the unit stored as one JetStream message: events appended together.
+type Record struct {
+	// V is the record format version (RecordVersion when written).
+	V int `msgpack:"v"`
+	// Events in the order they happened; at least one.
+	Events []Event `msgpack:"e"`
+}
+
+// Event is one fact in a workflow's history: a tagged union whose Type says
+// which one payload pointer is set.
+type Event struct {
+	Type Type      `msgpack:"t"`
+	Time time.Time `msgpack:"at"`
+
+	WorkflowStarted   *WorkflowStarted   `msgpack:"ws,omitempty"`
+	StepScheduled     *StepScheduled     `msgpack:"ss,omitempty"`
+	StepAttemptFailed *StepAttemptFailed `msgpack:"saf,omitempty"`
+	StepCompleted     *StepCompleted     `msgpack:"sc,omitempty"`
+	StepFailed        *StepFailed        `msgpack:"sf,omitempty"`
+	WaitStarted       *WaitStarted       `msgpack:"wst,omitempty"`
+	SignalReceived    *SignalReceived    `msgpack:"sr,omitempty"`
+	TimerFired        *TimerFired        `msgpack:"tf,omitempty"`
+	CancelRequested   *CancelRequested   `msgpack:"cr,omitempty"`
+	WorkflowCompleted *WorkflowCompleted `msgpack:"wc,omitempty"`
+	WorkflowFailed    *WorkflowFailed    `msgpack:"wf,omitempty"`
+	WorkflowCanceled  *WorkflowCanceled  `msgpack:"wx,omitempty"`
+}
+
+// Error is a failure as data: a message for people and a type for rules
+// (retry policies' non_retryable lists, and later catch clauses).
+type Error struct {
+	Message string `msgpack:"m"`
+	Type    string `msgpack:"t,omitempty"`
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	if e.Type == "" {
+		return e.Message
+	}
+	return e.Type + ": " + e.Message
+}
+
+// RetryPolicy says how often and how far apart a task step is attempted.
+// It travels inside StepScheduled so that executors apply it without
+// reading the definition.
+type RetryPolicy struct {
+	MaxAttempts        int           `msgpack:"max"`
+	InitialInterval    time.Duration `msgpack:"init"`
+	BackoffCoefficient float64       `msgpack:"coef"`
+	MaxInterval        time.Duration `msgpack:"maxi"`
+	NonRetryable       []string      `msgpack:"nr,omitempty"`
+}
+
+// Delay returns the backoff before attempt+1 after attempt failed
+// (attempt counts from 1).
+func (p RetryPolicy) Delay(attempt int) time.Duration {
+	d := float64(p.InitialInterval)
+	coef := p.BackoffCoefficient
+	if coef < 1 {
+		coef = 1
+	}
+	for i := 1; i < attempt; i++ {
+		d *= coef
+		if p.MaxInterval > 0 && d >= float64(p.MaxInterval) {
+			return p.MaxInterval
+		}
+	}
+	if p.MaxInterval > 0 && d > float64(p.MaxInterval) {
+		return p.MaxInterval
+	}
+	return time.Duration(d)
+}
+
+// IsNonRetryable reports whether an error of type typ must not be retried.
+func (p RetryPolicy) IsNonRetryable(typ string) bool {
+	for _, t := range p.NonRetryable {
+		if t == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// WorkflowStarted is the first event of every history.
+type WorkflowStarted struct {
+	WorkflowID string `msgpack:"id"`
+	Definition string `msgpack:"def"`
+	Revision   int    `msgpack:"rev"`
+	Input      any    `msgpack:"in"`
+	RequestID  string `msgpack:"req,omitempty"`
+}
+
+// StepScheduled is a task step's command: executors registered for Task
+// receive it. Gen counts the times Path has been scheduled (from 1), so a
+// result names the scheduling it answers.
+type StepScheduled struct {
+	Path           string        `msgpack:"p"`
+	Gen            int           `msgpack:"g"`
+	Task           string        `msgpack:"task"`
+	Input          any           `msgpack:"in"`
+	Retry          RetryPolicy   `msgpack:"retry"`
+	Timeout        time.Duration `msgpack:"to"`
+	IdempotencyKey string        `msgpack:"key"`
+	// FirstAttempt is the attempt number of the first delivery (1).
+	FirstAttempt int `msgpack:"fa"`
+}
+
+// StepAttemptFailed records a failed attempt that will be retried after RetryDelay.
+type StepAttemptFailed struct {
+	Path       string        `msgpack:"p"`
+	Gen        int           `msgpack:"g"`
+	Attempt    int           `msgpack:"a"`
+	Error      Error         `msgpack:"err"`
+	RetryDelay time.Duration `msgpack:"d"`
+}
+
+// StepCompleted records a step's output. For a wait step SignalSeq is the
+// history index of the SignalReceived event it consumed.
+type StepCompleted struct {
+	Path      string `msgpack:"p"`
+	Gen       int    `msgpack:"g,omitempty"`
+	Attempt   int    `msgpack:"a,omitempty"`
+	Output    any    `msgpack:"out"`
+	SignalSeq int    `msgpack:"sig,omitempty"`
+}
+
+// StepFailed records that a step failed for good.
+type StepFailed struct {
+	Path    string `msgpack:"p"`
+	Gen     int    `msgpack:"g,omitempty"`
+	Attempt int    `msgpack:"a,omitempty"`
+	Error   Error  `msgpack:"err"`
+}
+
+// WaitStarted records that a wait step began waiting for Signal; when
+// TimeoutAt is set, timer TimerID fires then.
+type WaitStarted struct {
+	Path      string    `msgpack:"p"`
+	Signal    string    `msgpack:"sig"`
+	TimeoutAt time.Time `msgpack:"due,omitempty"`
+	TimerID   string    `msgpack:"tid,omitempty"`
+}
+
+// SignalReceived records a signal sent to the workflow.
+type SignalReceived struct {
+	Name      string `msgpack:"n"`
+	Payload   any    `msgpack:"pl"`
+	RequestID string `msgpack:"req,omitempty"`
+}
+
+// TimerFired records that a durable timer came due.
+type TimerFired struct {
+	TimerID string    `msgpack:"tid"`
+	Path    string    `msgpack:"p,omitempty"`
+	Due     time.Time `msgpack:"due"`
+}
+
+// CancelRequested records a request to cancel the workflow.
+type CancelRequested struct {
+	Reason string `msgpack:"r,omitempty"`
+}
+
+// WorkflowCompleted closes a history with the workflow's output.
+type WorkflowCompleted struct {
+	Output any `msgpack:"out"`
+}
+
+// WorkflowFailed closes a history with an error.
+type WorkflowFailed struct {
+	Error Error  `msgpack:"err"`
+	Path  string `msgpack:"p,omitempty"`
+}
+
+// WorkflowCanceled closes a history after a cancel request.
+type WorkflowCanceled struct {
+	Reason string `msgpack:"r,omitempty"`
+}
+
+// Terminal reports whether the event closes a workflow.
+func (e Event) Terminal() bool {
+	switch e.Type {
+	case TypeWorkflowCompleted, TypeWorkflowFailed, TypeWorkflowCanceled:
+		return true
+	}
+	return false
+}
+
+// Attempt returns the attempt number the event carries, or 0.
+func (e Event) Attempt() int {
+	switch {
+	case e.StepAttemptFailed != nil:
+		return e.StepAttemptFailed.Attempt
+	case e.StepCompleted != nil:
+		return e.StepCompleted.Attempt
+	case e.StepFailed != nil:
+		return e.StepFailed.Attempt
+	case e.StepScheduled != nil:
+		return e.StepScheduled.FirstAttempt
+	}
+	return 0
+}
+
+// Payload returns the event's payload (one of the pointer fields).
+func (e Event) Payload() any {
+	switch e.Type {
+	case TypeWorkflowStarted:
+		return e.WorkflowStarted
+	case TypeStepScheduled:
+		return e.StepScheduled
+	case TypeStepAttemptFailed:
+		return e.StepAttemptFailed
+	case TypeStepCompleted:
+		return e.StepCompleted
+	case TypeStepFailed:
+		return e.StepFailed
+	case TypeWaitStarted:
+		return e.WaitStarted
+	case TypeSignalReceived:
+		return e.SignalReceived
+	case TypeTimerFired:
+		return e.TimerFired
+	case TypeCancelRequested:
+		return e.CancelRequested
+	case TypeWorkflowCompleted:
+		return e.WorkflowCompleted
+	case TypeWorkflowFailed:
+		return e.WorkflowFailed
+	case TypeWorkflowCanceled:
+		return e.WorkflowCanceled
+	}
+	return nil
+}
+
+// Validate checks that the event's payload matches its type.
+func (e Event) Validate() error {
+	p := e.Payload()
+	if p == nil {
+		return fmt.Errorf("%w: unknown event type %q", ErrCorrupt, e.Type)
+	}
+	// A typed nil pointer inside the interface means the payload is missing.
+	switch v := p.(type) {
+	case *WorkflowStarted:
+		if v == nil {
+			return missing(e.Type)
+		}
+	case *StepScheduled:
+		if v == nil {
+			return missing(e.Type)
+		}
+	case *StepAttemptFailed:
+		if v == nil {
+			return missing(e.Type)
+		}
+	case *StepCompleted:
+		if v == nil {
+			return missing(e.Type)
+		}
+	case *StepFailed:
+		if v == nil {
+			return missing(e.Type)
+		}
+	case *WaitStarted:
+		if v == nil {
+			return missing(e.Type)
+		}
+	case *SignalReceived:
+		if v == nil {
+			return missing(e.Type)
+		}
+	case *TimerFired:
+		if v == nil {
+			return missing(e.Type)
+		}
+	case *CancelRequested:
+		if v == nil {
+			return missing(e.Type)
+		}
+	case *WorkflowCompleted:
+		if v == nil {
+			return missing(e.Type)
+		}
+	case *WorkflowFailed:
+		if v == nil {
+			return missing(e.Type)
+		}
+	case *WorkflowCanceled:
+		if v == nil {
+			return missing(e.Type)
+		}
+	}
+	return nil
+}
+
+func missing(t Type) error {
+	return fmt.Errorf("%w: %s event without its payload", ErrCorrupt, t)
+}
+
+// Encode returns the msgpack encoding of a record of evs.
+func Encode(evs ...Event) ([]byte, error) {
+	if len(evs) == 0 {
+		return nil, errors.New("encode: empty record")
+	}
+	for _, e := range evs {
+		if err := e.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	return msgpack.Marshal(Record{V: RecordVersion, Events: evs})
+}
+
+// Decode parses a record. Errors wrap ErrCorrupt.
+func Decode(b []byte) (Record, error) {
+	var r Record
+	if err := decodeLoose(b, &r); err != nil {
+		return Record{}, err
+	}
+	if r.V != RecordVersion {
+		return Record{}, fmt.Errorf("%w: unsupported record version %d", ErrCorrupt, r.V)
+	}
+	if len(r.Events) == 0 {
+		return Record{}, fmt.Errorf("%w: record holds no events", ErrCorrupt)
+	}
+	for i, e := range r.Events {
+		if err := e.Validate(); err != nil {
+			return Record{}, fmt.Errorf("event %d: %w", i, err)
+		}
+		r.Events[i].Time = e.Time.UTC()
+		if err := normalizeValues(&r.Events[i]); err != nil {
+			return Record{}, fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	return r, nil
+}

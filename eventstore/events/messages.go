@@ -1,0 +1,150 @@
+package events
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/weftworks/weft/internal/value"
+)
+
+// Outcome is how a task attempt ended.
+type Outcome uint8
+
+// Attempt outcomes reported by executors.
+const (
+	// OutcomeCompleted: the step succeeded with Output.
+	OutcomeCompleted Outcome = 1
+	// OutcomeAttemptFailed: the attempt failed and the step is retried after RetryDelay.
+	OutcomeAttemptFailed Outcome = 2
+	// OutcomeFailed: the step failed for good (non-retryable, or attempts exhausted).
+	OutcomeFailed Outcome = 3
+)
+
+// Result is an executor's report of one task attempt, sent to the
+// orchestrator, which turns it into a history event.
+type Result struct {
+	V          int           `msgpack:"v"`
+	WorkflowID string        `msgpack:"wf"`
+	Path       string        `msgpack:"p"`
+	Gen        int           `msgpack:"g"`
+	Attempt    int           `msgpack:"a"`
+	Outcome    Outcome       `msgpack:"o"`
+	Output     any           `msgpack:"out,omitempty"`
+	Error      *Error        `msgpack:"err,omitempty"`
+	RetryDelay time.Duration `msgpack:"d,omitempty"`
+	Time       time.Time     `msgpack:"at"`
+}
+
+// Event returns the history event that records the result.
+func (r Result) Event() Event {
+	ev := Event{Time: r.Time}
+	var errv Error
+	if r.Error != nil {
+		errv = *r.Error
+	}
+	switch r.Outcome {
+	case OutcomeCompleted:
+		ev.Type = TypeStepCompleted
+		ev.StepCompleted = &StepCompleted{Path: r.Path, Gen: r.Gen, Attempt: r.Attempt, Output: r.Output}
+	case OutcomeAttemptFailed:
+		ev.Type = TypeStepAttemptFailed
+		ev.StepAttemptFailed = &StepAttemptFailed{Path: r.Path, Gen: r.Gen, Attempt: r.Attempt, Error: errv, RetryDelay: r.RetryDelay}
+	default:
+		ev.Type = TypeStepFailed
+		ev.StepFailed = &StepFailed{Path: r.Path, Gen: r.Gen, Attempt: r.Attempt, Error: errv}
+	}
+	return ev
+}
+
+// TimerDue is the message a durable timer delivers when it comes due.
+type TimerDue struct {
+	V          int       `msgpack:"v"`
+	WorkflowID string    `msgpack:"wf"`
+	TimerID    string    `msgpack:"tid"`
+	Path       string    `msgpack:"p,omitempty"`
+	Due        time.Time `msgpack:"due"`
+}
+
+// EncodeResult encodes an executor result.
+func EncodeResult(r Result) ([]byte, error) {
+	r.V = 1
+	return msgpack.Marshal(r)
+}
+
+// DecodeResult decodes an executor result; errors wrap ErrCorrupt.
+func DecodeResult(b []byte) (Result, error) {
+	var r Result
+	if err := decodeLoose(b, &r); err != nil {
+		return Result{}, err
+	}
+	if r.V != 1 || r.WorkflowID == "" || r.Path == "" || r.Outcome < OutcomeCompleted || r.Outcome > OutcomeFailed {
+		return Result{}, fmt.Errorf("%w: invalid result", ErrCorrupt)
+	}
+	r.Time = r.Time.UTC()
+	if r.Output != nil {
+		out, err := value.Normalize(r.Output)
+		if err != nil {
+			return Result{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		r.Output = out
+	}
+	return r, nil
+}
+
+// EncodeTimer encodes a timer message.
+func EncodeTimer(t TimerDue) ([]byte, error) {
+	t.V = 1
+	return msgpack.Marshal(t)
+}
+
+// DecodeTimer decodes a timer message; errors wrap ErrCorrupt.
+func DecodeTimer(b []byte) (TimerDue, error) {
+	var t TimerDue
+	if err := decodeLoose(b, &t); err != nil {
+		return TimerDue{}, err
+	}
+	if t.V != 1 || t.WorkflowID == "" || t.TimerID == "" {
+		return TimerDue{}, fmt.Errorf("%w: invalid timer", ErrCorrupt)
+	}
+	t.Due = t.Due.UTC()
+	return t, nil
+}
+
+func decodeLoose(b []byte, v any) error {
+	dec := msgpack.NewDecoder(bytes.NewReader(b))
+	dec.UseLooseInterfaceDecoding(true)
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return nil
+}
+
+// normalizeValues turns decoded payload values into internal/value's
+// normalized form (msgpack decodes small positive ints as uint64).
+func normalizeValues(e *Event) error {
+	var err error
+	n := func(v *any) {
+		if err == nil && *v != nil {
+			*v, err = value.Normalize(*v)
+		}
+	}
+	switch {
+	case e.WorkflowStarted != nil:
+		n(&e.WorkflowStarted.Input)
+	case e.StepScheduled != nil:
+		n(&e.StepScheduled.Input)
+	case e.StepCompleted != nil:
+		n(&e.StepCompleted.Output)
+	case e.SignalReceived != nil:
+		n(&e.SignalReceived.Payload)
+	case e.WorkflowCompleted != nil:
+		n(&e.WorkflowCompleted.Output)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return nil
+}

@@ -1,0 +1,300 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weftworks/weft/eventstore/events"
+)
+
+// Source names a stream of work delivered to orchestrators.
+type Source int
+
+// Orchestrator sources.
+const (
+	// SourceExternal delivers history records the API appended (start, signal, cancel).
+	SourceExternal Source = iota + 1
+	// SourceResults delivers executors' attempt results.
+	SourceResults
+	// SourceTimers delivers fired durable timers.
+	SourceTimers
+)
+
+func (s Source) String() string {
+	switch s {
+	case SourceExternal:
+		return "external"
+	case SourceResults:
+		return "results"
+	case SourceTimers:
+		return "timers"
+	}
+	return "unknown"
+}
+
+// Delivery is one message handed to a consumer. Exactly one of Message,
+// Result, Timer or Task is set, unless Err says the payload was corrupt.
+// The receiver must settle it with Ack, Nak or Term.
+type Delivery struct {
+	// Source is where it came from (0 for task deliveries).
+	Source Source
+	// WorkflowID the message belongs to (from its subject).
+	WorkflowID string
+	// Seq is the message's stream sequence.
+	Seq uint64
+	// NumDelivered counts deliveries of this message, from 1.
+	NumDelivered int
+	// Subject the message was stored under.
+	Subject string
+
+	// Message is a history record (SourceExternal and task deliveries).
+	Message *Message
+	// Result is an executor's result (SourceResults).
+	Result *events.Result
+	// Timer is a fired timer (SourceTimers).
+	Timer *events.TimerDue
+	// Task is the step command of a task delivery.
+	Task *events.StepScheduled
+	// Err is set when the payload did not decode.
+	Err error
+
+	msg jetstream.Msg
+}
+
+// Ack settles the delivery as done.
+func (d *Delivery) Ack() error { return d.msg.Ack() }
+
+// Nak asks for redelivery after delay (0: at once).
+func (d *Delivery) Nak(delay time.Duration) error {
+	if delay <= 0 {
+		return d.msg.Nak()
+	}
+	return d.msg.NakWithDelay(delay)
+}
+
+// InProgress resets the ack wait: the receiver is still working on it.
+func (d *Delivery) InProgress() error { return d.msg.InProgress() }
+
+// Term settles the delivery for good without success; it is not redelivered.
+func (d *Delivery) Term(reason string) error { return d.msg.TermWithReason(reason) }
+
+// Feed is a running pull subscription on a durable consumer.
+type Feed struct {
+	it     jetstream.MessagesContext
+	decode func(jetstream.Msg, *Delivery)
+	src    Source
+}
+
+// ErrFeedClosed is returned by Feed.Next after Stop.
+var ErrFeedClosed = errors.New("eventstore: feed closed")
+
+// Next blocks until the next delivery or until the feed stops.
+//
+// Errors: ErrFeedClosed after Stop.
+func (f *Feed) Next() (*Delivery, error) {
+	for {
+		msg, err := f.it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil, ErrFeedClosed
+			}
+			return nil, err
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			_ = msg.Term()
+			continue
+		}
+		d := &Delivery{Source: f.src, Seq: md.Sequence.Stream, NumDelivered: int(md.NumDelivered),
+			Subject: msg.Subject(), msg: msg}
+		f.decode(msg, d)
+		return d, nil
+	}
+}
+
+// Stop ends the feed; deliveries not yet settled are redelivered later.
+func (f *Feed) Stop() { f.it.Stop() }
+
+// Feed subscribes to one of the orchestrator's durable consumers. max
+// bounds the messages buffered in the client.
+func (s *Store) Feed(ctx context.Context, src Source, max int) (*Feed, error) {
+	var stream, durable string
+	var decode func(jetstream.Msg, *Delivery)
+	switch src {
+	case SourceExternal:
+		stream, durable = HistoryStream, ExternalConsumer
+		decode = func(m jetstream.Msg, d *Delivery) {
+			d.WorkflowID = token(m.Subject(), 2)
+			md, _ := m.Metadata()
+			msg := decodeMsg(d.Seq, m.Subject(), md.Timestamp, m.Data())
+			d.Message, d.Err = &msg, msg.Err
+		}
+	case SourceResults:
+		stream, durable = ResultsStream, ResultsConsumer
+		decode = func(m jetstream.Msg, d *Delivery) {
+			d.WorkflowID = token(m.Subject(), 2)
+			r, err := events.DecodeResult(m.Data())
+			if err != nil {
+				d.Err = err
+				return
+			}
+			d.Result = &r
+		}
+	case SourceTimers:
+		stream, durable = TimersStream, TimersConsumer
+		decode = func(m jetstream.Msg, d *Delivery) {
+			d.WorkflowID = token(m.Subject(), 3)
+			t, err := events.DecodeTimer(m.Data())
+			if err != nil {
+				d.Err = err
+				return
+			}
+			d.Timer = &t
+		}
+	default:
+		return nil, fmt.Errorf("eventstore: unknown source %d", src)
+	}
+	cons, err := s.js.Consumer(ctx, stream, durable)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: consumer %s: %w", durable, err)
+	}
+	return s.feed(cons, src, max, decode)
+}
+
+func (s *Store) feed(cons jetstream.Consumer, src Source, max int, decode func(jetstream.Msg, *Delivery)) (*Feed, error) {
+	if max <= 0 {
+		max = 256
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(max), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: subscribe: %w", err)
+	}
+	return &Feed{it: it, decode: decode, src: src}, nil
+}
+
+// token returns the i-th dot-separated token of subj.
+func token(subj string, i int) string {
+	parts := strings.SplitN(subj, ".", i+2)
+	if len(parts) <= i {
+		return ""
+	}
+	return parts[i]
+}
+
+// taskConsumerName is the durable consumer of a task type's commands.
+func taskConsumerName(taskType string) string {
+	r := strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_")
+	return taskConsumerPfx + r.Replace(taskType)
+}
+
+// EnsureTaskConsumer creates the durable consumer that delivers taskType's
+// step commands to executors, if it does not exist yet. The orchestrator
+// calls it before dispatching a task type for the first time, so no command
+// is ever published without a consumer to pick it up.
+func (s *Store) EnsureTaskConsumer(ctx context.Context, taskType string) error {
+	s.taskMu.Lock()
+	ready := s.taskReady[taskType]
+	s.taskMu.Unlock()
+	if ready {
+		return nil
+	}
+	name := taskConsumerName(taskType)
+	_, err := s.js.CreateOrUpdateConsumer(ctx, HistoryStream, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "executors: step commands of task type " + taskType,
+		FilterSubject: historyPrefix + "*.task." + taskType,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       s.cfg.TaskAckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: s.cfg.TaskMaxAckPending,
+		Replicas:      s.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("eventstore: task consumer for %q: %w", taskType, err)
+	}
+	s.taskMu.Lock()
+	s.taskReady[taskType] = true
+	s.taskMu.Unlock()
+	return nil
+}
+
+// TaskFeed subscribes to taskType's step commands.
+func (s *Store) TaskFeed(ctx context.Context, taskType string, max int) (*Feed, error) {
+	if err := s.EnsureTaskConsumer(ctx, taskType); err != nil {
+		return nil, err
+	}
+	cons, err := s.js.Consumer(ctx, HistoryStream, taskConsumerName(taskType))
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: task consumer for %q: %w", taskType, err)
+	}
+	return s.feed(cons, 0, max, func(m jetstream.Msg, d *Delivery) {
+		d.WorkflowID = token(m.Subject(), 2)
+		md, _ := m.Metadata()
+		msg := decodeMsg(d.Seq, m.Subject(), md.Timestamp, m.Data())
+		d.Message, d.Err = &msg, msg.Err
+		if msg.Err != nil {
+			return
+		}
+		last := msg.Record.Events[len(msg.Record.Events)-1]
+		if last.StepScheduled == nil {
+			d.Err = fmt.Errorf("%w: record at seq %d on a task subject holds no StepScheduled", events.ErrCorrupt, d.Seq)
+			return
+		}
+		d.Task = last.StepScheduled
+	})
+}
+
+// PublishResult reports a task attempt's outcome to the orchestrators. The
+// message id names the workflow, step, scheduling, attempt and outcome, so
+// a retried publish is deduplicated.
+func (s *Store) PublishResult(ctx context.Context, r events.Result) error {
+	data, err := events.EncodeResult(r)
+	if err != nil {
+		return fmt.Errorf("eventstore: encode result: %w", err)
+	}
+	id := fmt.Sprintf("res/%s/%s/%d/%d/%d", r.WorkflowID, r.Path, r.Gen, r.Attempt, r.Outcome)
+	if _, err := s.js.Publish(ctx, resultsPrefix+r.WorkflowID, data, jetstream.WithMsgID(id)); err != nil {
+		return fmt.Errorf("eventstore: publish result for %s/%s: %w", r.WorkflowID, r.Path, err)
+	}
+	return nil
+}
+
+// ScheduleTimer makes timer t fire at t.Due (rounded up to the second, the
+// schedules' precision). Scheduling the same timer again replaces it, so the
+// call is idempotent.
+func (s *Store) ScheduleTimer(ctx context.Context, t events.TimerDue) error {
+	data, err := events.EncodeTimer(t)
+	if err != nil {
+		return fmt.Errorf("eventstore: encode timer: %w", err)
+	}
+	at := t.Due.UTC().Truncate(time.Second)
+	if at.Before(t.Due) {
+		at = at.Add(time.Second)
+	}
+	msg := nats.NewMsg(timerSchedPfx + t.WorkflowID + "." + t.TimerID)
+	msg.Data = data
+	msg.Header.Set("Nats-Schedule", "@at "+at.Format(time.RFC3339))
+	msg.Header.Set("Nats-Schedule-Target", timerFirePfx+t.WorkflowID)
+	msg.Header.Set(jetstream.MsgIDHeader, "timer/"+t.WorkflowID+"/"+t.TimerID)
+	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("eventstore: schedule timer %s of %s: %w", t.TimerID, t.WorkflowID, err)
+	}
+	return nil
+}
+
+// CancelTimer removes a pending timer; it is a no-op when the timer fired
+// or never existed.
+func (s *Store) CancelTimer(ctx context.Context, wf, timerID string) error {
+	err := s.timers.Purge(ctx, jetstream.WithPurgeSubject(timerSchedPfx+wf+"."+timerID))
+	if err != nil {
+		return fmt.Errorf("eventstore: cancel timer %s of %s: %w", timerID, wf, err)
+	}
+	return nil
+}

@@ -1,0 +1,203 @@
+package eventstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// DefinitionRecord is one stored revision of a definition's source text.
+type DefinitionRecord struct {
+	Name     string    `msgpack:"name"`
+	Revision int       `msgpack:"rev"`
+	Source   string    `msgpack:"src"`
+	Hash     string    `msgpack:"hash"`
+	Created  time.Time `msgpack:"created"`
+}
+
+// HashSource returns the hash that decides whether a source text changed.
+func HashSource(source string) string {
+	h := sha256.Sum256([]byte(source))
+	return hex.EncodeToString(h[:])
+}
+
+// PutDefinition stores source as a new revision of name unless it equals
+// the latest revision's text; changed says which. Revisions are immutable
+// and numbered from 1.
+func (s *Store) PutDefinition(ctx context.Context, name, source string, now time.Time) (DefinitionRecord, bool, error) {
+	hash := HashSource(source)
+	for range 10 {
+		latest, latestRev, err := s.getDef(ctx, name+".latest")
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return DefinitionRecord{}, false, err
+		}
+		if err == nil && latest.Hash == hash {
+			return latest, false, nil
+		}
+		rec := DefinitionRecord{Name: name, Revision: latest.Revision + 1, Source: source, Hash: hash, Created: now.UTC()}
+		data, err := msgpack.Marshal(rec)
+		if err != nil {
+			return DefinitionRecord{}, false, err
+		}
+		if _, err := s.defs.Create(ctx, fmt.Sprintf("%s.%d", name, rec.Revision), data); err != nil {
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // another writer took this revision; look again
+			}
+			return DefinitionRecord{}, false, fmt.Errorf("eventstore: put definition %s: %w", name, err)
+		}
+		if latestRev == 0 {
+			_, err = s.defs.Create(ctx, name+".latest", data)
+		} else {
+			_, err = s.defs.Update(ctx, name+".latest", data, latestRev)
+		}
+		if err != nil {
+			continue
+		}
+		return rec, true, nil
+	}
+	return DefinitionRecord{}, false, fmt.Errorf("eventstore: put definition %s: too many concurrent writers", name)
+}
+
+func (s *Store) getDef(ctx context.Context, key string) (DefinitionRecord, uint64, error) {
+	e, err := s.defs.Get(ctx, key)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return DefinitionRecord{}, 0, fmt.Errorf("definition %s: %w", key, ErrNotFound)
+		}
+		return DefinitionRecord{}, 0, fmt.Errorf("eventstore: get definition %s: %w", key, err)
+	}
+	var rec DefinitionRecord
+	if err := msgpack.Unmarshal(e.Value(), &rec); err != nil {
+		return DefinitionRecord{}, 0, fmt.Errorf("eventstore: definition %s: %w", key, err)
+	}
+	return rec, e.Revision(), nil
+}
+
+// GetDefinition returns revision rev of definition name (0: the latest).
+//
+// Errors: ErrNotFound when there is no such definition or revision.
+func (s *Store) GetDefinition(ctx context.Context, name string, rev int) (DefinitionRecord, error) {
+	if !validKeyPart(name) || rev < 0 {
+		return DefinitionRecord{}, fmt.Errorf("definition %q: %w", name, ErrNotFound)
+	}
+	key := name + ".latest"
+	if rev > 0 {
+		key = name + "." + strconv.Itoa(rev)
+	}
+	rec, _, err := s.getDef(ctx, key)
+	return rec, err
+}
+
+// ListDefinitions returns the latest revision of every definition, by name.
+func (s *Store) ListDefinitions(ctx context.Context) ([]DefinitionRecord, error) {
+	keys, err := s.defs.ListKeysFiltered(ctx, "*.latest")
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: list definitions: %w", err)
+	}
+	var out []DefinitionRecord
+	for k := range keys.Keys() {
+		rec, _, err := s.getDef(ctx, k)
+		if err != nil {
+			continue
+		}
+		out = append(out, rec)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func validKeyPart(s string) bool {
+	return s != "" && !strings.ContainsAny(s, ". *>") && len(s) <= 128
+}
+
+// Summary is a workflow's entry in the index used for listing. The
+// orchestrator keeps it in step with the history, which is the truth.
+type Summary struct {
+	ID         string    `msgpack:"id"`
+	Definition string    `msgpack:"def"`
+	Revision   int       `msgpack:"rev"`
+	Status     string    `msgpack:"st"`
+	Created    time.Time `msgpack:"c"`
+	Closed     time.Time `msgpack:"x,omitempty"`
+	// Seq is the last history sequence the summary reflects.
+	Seq uint64 `msgpack:"seq"`
+}
+
+// PutSummary writes wf's index entry.
+func (s *Store) PutSummary(ctx context.Context, sum Summary) error {
+	data, err := msgpack.Marshal(sum)
+	if err != nil {
+		return err
+	}
+	if _, err := s.index.Put(ctx, sum.ID, data); err != nil {
+		return fmt.Errorf("eventstore: index %s: %w", sum.ID, err)
+	}
+	return nil
+}
+
+// GetSummary returns wf's index entry.
+//
+// Errors: ErrNotFound when wf is not indexed.
+func (s *Store) GetSummary(ctx context.Context, wf string) (Summary, error) {
+	if !ValidWorkflowID(wf) {
+		return Summary{}, ErrNotFound
+	}
+	e, err := s.index.Get(ctx, wf)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return Summary{}, fmt.Errorf("workflow %s: %w", wf, ErrNotFound)
+		}
+		return Summary{}, fmt.Errorf("eventstore: index %s: %w", wf, err)
+	}
+	var sum Summary
+	if err := msgpack.Unmarshal(e.Value(), &sum); err != nil {
+		return Summary{}, fmt.Errorf("eventstore: index %s: %w", wf, err)
+	}
+	return sum, nil
+}
+
+// ListSummaries returns every indexed workflow for which keep returns
+// true, newest first (ties by id).
+func (s *Store) ListSummaries(ctx context.Context, keep func(Summary) bool) ([]Summary, error) {
+	w, err := s.index.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: list workflows: %w", err)
+	}
+	defer w.Stop()
+	var out []Summary
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("eventstore: list workflows: watcher closed")
+			}
+			if e == nil {
+				sort.Slice(out, func(i, j int) bool {
+					if !out[i].Created.Equal(out[j].Created) {
+						return out[i].Created.After(out[j].Created)
+					}
+					return out[i].ID > out[j].ID
+				})
+				return out, nil
+			}
+			var sum Summary
+			if err := msgpack.Unmarshal(e.Value(), &sum); err != nil {
+				continue
+			}
+			if keep == nil || keep(sum) {
+				out = append(out, sum)
+			}
+		}
+	}
+}

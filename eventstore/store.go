@@ -1,0 +1,421 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weftworks/weft/eventstore/events"
+)
+
+// Names of the streams, buckets and durable consumers Weft keeps in JetStream.
+const (
+	HistoryStream = "WEFT_HISTORY"
+	ResultsStream = "WEFT_RESULTS"
+	TimersStream  = "WEFT_TIMERS"
+
+	DefinitionsBucket = "weft-definitions"
+	WorkflowsBucket   = "weft-workflows"
+
+	ExternalConsumer = "weft-orchestrator-external"
+	ResultsConsumer  = "weft-orchestrator-results"
+	TimersConsumer   = "weft-orchestrator-timers"
+	taskConsumerPfx  = "weft-task-"
+)
+
+// Subject layout. A workflow's history is the subject tree weft.h.<id>.>:
+// events the API appends (start, signal, cancel) go to weft.h.<id>.ext,
+// step commands to weft.h.<id>.task.<type>, everything else the
+// orchestrator decides to weft.h.<id>.ev.
+const (
+	historyPrefix = "weft.h."
+	resultsPrefix = "weft.r."
+	timerSchedPfx = "weft.t.s."
+	timerFirePfx  = "weft.t.f."
+)
+
+// Sentinel errors callers branch on.
+var (
+	// ErrConflict: the workflow's history moved past the expected sequence
+	// (another writer appended first). Re-read and decide again.
+	ErrConflict = errors.New("eventstore: history changed since it was read")
+	// ErrNotFound: no such workflow, definition or revision.
+	ErrNotFound = errors.New("eventstore: not found")
+	// ErrDuplicate: the message id was already appended (dedup window).
+	ErrDuplicate = errors.New("eventstore: duplicate append")
+)
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_=-]{1,128}$`)
+
+// ValidWorkflowID reports whether id can name a workflow: 1-128 characters
+// of letters, digits, '_', '-' and '='.
+func ValidWorkflowID(id string) bool { return idPattern.MatchString(id) }
+
+// Config sets up a Store.
+type Config struct {
+	// Replicas of every stream and bucket. Default 1.
+	Replicas int
+	// Storage is where JetStream keeps the data. Default jetstream.FileStorage.
+	Storage jetstream.StorageType
+	// TaskAckWait is how long an executor may go silent (no heartbeat) before
+	// its step command is redelivered to another executor. Default 30s.
+	TaskAckWait time.Duration
+	// TaskMaxAckPending bounds step commands in flight (incl. waiting for a
+	// retry) per task type. Default 20000.
+	TaskMaxAckPending int
+	// OrchestratorAckWait is the ack wait of the orchestrator's consumers. Default 30s.
+	OrchestratorAckWait time.Duration
+	// DuplicateWindow is the streams' dedup window. Default 2m.
+	DuplicateWindow time.Duration
+}
+
+func (c *Config) defaults() {
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.TaskAckWait <= 0 {
+		c.TaskAckWait = 30 * time.Second
+	}
+	if c.TaskMaxAckPending <= 0 {
+		c.TaskMaxAckPending = 20000
+	}
+	if c.OrchestratorAckWait <= 0 {
+		c.OrchestratorAckWait = 30 * time.Second
+	}
+	if c.DuplicateWindow <= 0 {
+		c.DuplicateWindow = 2 * time.Minute
+	}
+}
+
+// Store is Weft's view of JetStream: histories, results, timers,
+// definitions and the workflow index. It is safe for concurrent use.
+type Store struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	cfg     Config
+	history jetstream.Stream
+	results jetstream.Stream
+	timers  jetstream.Stream
+	defs    jetstream.KeyValue
+	index   jetstream.KeyValue
+
+	taskMu    sync.Mutex
+	taskReady map[string]bool
+}
+
+// Open connects the store to JetStream, creating or updating its streams,
+// buckets and the orchestrator's consumers. It is idempotent: every process
+// calls it at start.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	cfg.defaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: %w", err)
+	}
+	s := &Store{nc: nc, js: js, cfg: cfg, taskReady: map[string]bool{}}
+	if s.history, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        HistoryStream,
+		Description: "Weft workflow histories: one subject tree per workflow, append-only",
+		Subjects:    []string{historyPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+	}); err != nil {
+		return nil, fmt.Errorf("eventstore: create stream %s: %w", HistoryStream, err)
+	}
+	if s.results, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        ResultsStream,
+		Description: "Weft task attempt results, consumed by orchestrators",
+		Subjects:    []string{resultsPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+	}); err != nil {
+		return nil, fmt.Errorf("eventstore: create stream %s: %w", ResultsStream, err)
+	}
+	if s.timers, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              TimersStream,
+		Description:       "Weft durable timers: pending schedules and fired timers",
+		Subjects:          []string{"weft.t.>"},
+		Retention:         jetstream.WorkQueuePolicy,
+		Storage:           cfg.Storage,
+		Replicas:          cfg.Replicas,
+		Duplicates:        cfg.DuplicateWindow,
+		AllowMsgSchedules: true,
+		AllowRollup:       true,
+	}); err != nil {
+		return nil, fmt.Errorf("eventstore: create stream %s: %w", TimersStream, err)
+	}
+	for _, sc := range []struct {
+		stream string
+		c      jetstream.ConsumerConfig
+	}{
+		{HistoryStream, jetstream.ConsumerConfig{Durable: ExternalConsumer, FilterSubject: historyPrefix + "*.ext", Description: "orchestrator: starts, signals, cancels"}},
+		{ResultsStream, jetstream.ConsumerConfig{Durable: ResultsConsumer, FilterSubject: resultsPrefix + ">", Description: "orchestrator: task results"}},
+		{TimersStream, jetstream.ConsumerConfig{Durable: TimersConsumer, FilterSubject: timerFirePfx + ">", Description: "orchestrator: fired timers"}},
+	} {
+		stream, c := sc.stream, sc.c
+		c.AckPolicy = jetstream.AckExplicitPolicy
+		c.DeliverPolicy = jetstream.DeliverAllPolicy
+		c.AckWait = cfg.OrchestratorAckWait
+		c.MaxDeliver = -1
+		c.MaxAckPending = 20000
+		c.Replicas = cfg.Replicas
+		if _, err := js.CreateOrUpdateConsumer(ctx, stream, c); err != nil {
+			return nil, fmt.Errorf("eventstore: create consumer %s: %w", c.Durable, err)
+		}
+	}
+	if s.defs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      DefinitionsBucket,
+		Description: "Weft workflow definitions: <name>.<revision> and <name>.latest",
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("eventstore: create bucket %s: %w", DefinitionsBucket, err)
+	}
+	if s.index, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      WorkflowsBucket,
+		Description: "Weft workflow index for listing (rebuildable from history)",
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		return nil, fmt.Errorf("eventstore: create bucket %s: %w", WorkflowsBucket, err)
+	}
+	return s, nil
+}
+
+// Conn returns the store's NATS connection.
+func (s *Store) Conn() *nats.Conn { return s.nc }
+
+// Config returns the store's configuration with defaults filled in.
+func (s *Store) Config() Config { return s.cfg }
+
+func historySubject(wf string) string { return historyPrefix + wf + ".>" }
+
+// subjectFor picks the subject of a record: a record that schedules a task
+// goes to that task type's subject so executors receive it.
+func subjectFor(wf string, evs []events.Event, external bool) (string, error) {
+	if external {
+		return historyPrefix + wf + ".ext", nil
+	}
+	for i, e := range evs {
+		if e.Type == events.TypeStepScheduled {
+			if i != len(evs)-1 {
+				return "", fmt.Errorf("eventstore: a StepScheduled event must end its record")
+			}
+			return historyPrefix + wf + ".task." + e.StepScheduled.Task, nil
+		}
+	}
+	return historyPrefix + wf + ".ev", nil
+}
+
+// IsConflict reports whether err is a JetStream wrong-last-sequence error
+// (API codes 10071, and 10164 on replicated streams).
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+	}
+	return false
+}
+
+// Append writes evs as one record to workflow wf's history, provided its
+// last sequence is still expect (0: the workflow has no history yet). It
+// returns the record's stream sequence. The message id is derived from wf
+// and expect, so a retried append is deduplicated.
+//
+// Errors: ErrConflict when the history moved on (or the same append was
+// already made).
+func (s *Store) Append(ctx context.Context, wf string, expect uint64, evs ...events.Event) (uint64, error) {
+	subj, err := subjectFor(wf, evs, false)
+	if err != nil {
+		return 0, err
+	}
+	return s.append(ctx, wf, subj, fmt.Sprintf("%s@%d", wf, expect), &expect, evs)
+}
+
+// AppendExternal writes one event from outside the orchestrator (start,
+// signal, cancel) to wf's history under msgID. With expect non-nil the
+// append only succeeds when the history's last sequence is *expect.
+//
+// Errors: ErrConflict when expect no longer holds; ErrDuplicate when msgID
+// was appended within the dedup window (the returned sequence is the
+// original's).
+func (s *Store) AppendExternal(ctx context.Context, wf string, expect *uint64, msgID string, ev events.Event) (uint64, error) {
+	subj, _ := subjectFor(wf, nil, true)
+	return s.append(ctx, wf, subj, msgID, expect, []events.Event{ev})
+}
+
+func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint64, evs []events.Event) (uint64, error) {
+	if !ValidWorkflowID(wf) {
+		return 0, fmt.Errorf("eventstore: invalid workflow id %q", wf)
+	}
+	data, err := events.Encode(evs...)
+	if err != nil {
+		return 0, fmt.Errorf("eventstore: append to %s: %w", wf, err)
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID)}
+	if expect != nil {
+		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(*expect, historySubject(wf)))
+	}
+	ack, err := s.js.Publish(ctx, subj, data, opts...)
+	if err != nil {
+		if isConflict(err) {
+			return 0, fmt.Errorf("append to %s at seq %d: %w", wf, deref(expect), ErrConflict)
+		}
+		return 0, fmt.Errorf("eventstore: append to %s: %w", wf, err)
+	}
+	if ack.Duplicate {
+		if expect != nil && subj != historyPrefix+wf+".ext" {
+			return ack.Sequence, fmt.Errorf("append to %s at seq %d: %w", wf, *expect, ErrConflict)
+		}
+		return ack.Sequence, ErrDuplicate
+	}
+	return ack.Sequence, nil
+}
+
+func deref(p *uint64) uint64 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+// Message is one history record as stored.
+type Message struct {
+	// Seq is the record's stream sequence.
+	Seq uint64
+	// Subject the record was stored under.
+	Subject string
+	// Time the stream stored it.
+	Time time.Time
+	// Record holds the decoded events; empty when Err is set.
+	Record events.Record
+	// Err is set when the stored bytes did not decode (wraps events.ErrCorrupt).
+	Err error
+}
+
+func decodeMsg(seq uint64, subj string, t time.Time, data []byte) Message {
+	m := Message{Seq: seq, Subject: subj, Time: t.UTC()}
+	rec, err := events.Decode(data)
+	if err != nil {
+		m.Err = fmt.Errorf("history record at seq %d: %w", seq, err)
+	} else {
+		m.Record = rec
+	}
+	return m
+}
+
+// LastSeq returns the stream sequence of wf's last history record.
+//
+// Errors: ErrNotFound when wf has no history.
+func (s *Store) LastSeq(ctx context.Context, wf string) (uint64, error) {
+	if !ValidWorkflowID(wf) {
+		return 0, ErrNotFound
+	}
+	m, err := s.history.GetLastMsgForSubject(ctx, historySubject(wf))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return 0, fmt.Errorf("workflow %s: %w", wf, ErrNotFound)
+		}
+		return 0, fmt.Errorf("eventstore: last seq of %s: %w", wf, err)
+	}
+	return m.Sequence, nil
+}
+
+// First returns wf's first history record.
+//
+// Errors: ErrNotFound when wf has no history.
+func (s *Store) First(ctx context.Context, wf string) (Message, error) {
+	if !ValidWorkflowID(wf) {
+		return Message{}, ErrNotFound
+	}
+	m, err := s.history.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(historySubject(wf)))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return Message{}, fmt.Errorf("workflow %s: %w", wf, ErrNotFound)
+		}
+		return Message{}, fmt.Errorf("eventstore: first record of %s: %w", wf, err)
+	}
+	return decodeMsg(m.Sequence, m.Subject, m.Time, m.Data), nil
+}
+
+// Read returns wf's history records with stream sequence > after, up to
+// the last one stored when Read began. It returns no error and no records
+// when there are none.
+func (s *Store) Read(ctx context.Context, wf string, after uint64) ([]Message, error) {
+	if !ValidWorkflowID(wf) {
+		return nil, nil
+	}
+	last, err := s.LastSeq(ctx, wf)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if last <= after {
+		return nil, nil
+	}
+	var out []Message
+	err = s.scan(ctx, wf, after+1, func(m Message) bool {
+		out = append(out, m)
+		return m.Seq < last
+	})
+	return out, err
+}
+
+// Watch calls fn with each of wf's history records from stream sequence
+// from onwards, as they are stored, until fn returns false or ctx ends.
+func (s *Store) Watch(ctx context.Context, wf string, from uint64, fn func(Message) bool) error {
+	return s.scan(ctx, wf, from, fn)
+}
+
+func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Message) bool) error {
+	if from == 0 {
+		from = 1
+	}
+	cons, err := s.history.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{historySubject(wf)},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    from,
+	})
+	if err != nil {
+		return fmt.Errorf("eventstore: read %s: %w", wf, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	if err != nil {
+		return fmt.Errorf("eventstore: read %s: %w", wf, err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("eventstore: read %s: %w", wf, err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("eventstore: read %s: %w", wf, err)
+		}
+		if !fn(decodeMsg(md.Sequence.Stream, msg.Subject(), md.Timestamp, msg.Data())) {
+			return nil
+		}
+	}
+}

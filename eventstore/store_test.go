@@ -1,0 +1,206 @@
+package eventstore_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/natstest"
+)
+
+func open(t *testing.T) *eventstore.Store {
+	t.Helper()
+	ns := natstest.Start(t)
+	s, err := eventstore.Open(context.Background(), ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Opening again is idempotent.
+	if _, err := eventstore.Open(context.Background(), ns.Connect(t), eventstore.Config{}); err != nil {
+		t.Fatalf("second Open: %v", err)
+	}
+	return s
+}
+
+func started(wf string) events.Event {
+	return events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(100, 0).UTC(),
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1, Input: map[string]any{"n": int64(1)}}}
+}
+
+func completed(out any) events.Event {
+	return events.Event{Type: events.TypeWorkflowCompleted, Time: time.Unix(101, 0).UTC(),
+		WorkflowCompleted: &events.WorkflowCompleted{Output: out}}
+}
+
+func TestAppendIsConditional(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	var zero uint64
+	seq, err := s.AppendExternal(ctx, "wf1", &zero, "start/wf1/r1", started("wf1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same start again is refused (the expectation no longer holds, or
+	// the message id is a duplicate); so is another start.
+	if _, err := s.AppendExternal(ctx, "wf1", &zero, "start/wf1/r1", started("wf1")); !errors.Is(err, eventstore.ErrDuplicate) && !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("repeated start: %v", err)
+	}
+	if _, err := s.AppendExternal(ctx, "wf1", &zero, "start/wf1/r2", started("wf1")); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("second start: %v", err)
+	}
+	// Many writers race on the same expected sequence: exactly one wins.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins, conflicts := 0, 0
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.Append(ctx, "wf1", seq, completed(int64(i)))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins++
+			case errors.Is(err, eventstore.ErrConflict):
+				conflicts++
+			default:
+				t.Errorf("append: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 || conflicts != 7 {
+		t.Fatalf("wins %d conflicts %d", wins, conflicts)
+	}
+	msgs, err := s.Read(ctx, "wf1", 0)
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("read: %v %v", msgs, err)
+	}
+	if msgs[1].Record.Events[0].Type != events.TypeWorkflowCompleted {
+		t.Fatalf("second record %v", msgs[1].Record)
+	}
+	// Other workflows do not disturb the expectation on wf1.
+	if _, err := s.AppendExternal(ctx, "wf2", &zero, "start/wf2/r1", started("wf2")); err != nil {
+		t.Fatal(err)
+	}
+	last, err := s.LastSeq(ctx, "wf1")
+	if err != nil || last != msgs[1].Seq {
+		t.Fatalf("last seq %d %v, want %d", last, err, msgs[1].Seq)
+	}
+	if _, err := s.LastSeq(ctx, "nope"); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("last seq of unknown: %v", err)
+	}
+	if got, err := s.Read(ctx, "wf1", msgs[0].Seq); err != nil || len(got) != 1 {
+		t.Fatalf("read after first: %v %v", got, err)
+	}
+	first, err := s.First(ctx, "wf2")
+	if err != nil || first.Record.Events[0].WorkflowStarted.WorkflowID != "wf2" {
+		t.Fatalf("first: %v %v", first, err)
+	}
+}
+
+func TestDefinitionsAreVersioned(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	now := time.Now()
+	r1, changed, err := s.PutDefinition(ctx, "d", "v1", now)
+	if err != nil || !changed || r1.Revision != 1 {
+		t.Fatalf("put v1: %v %v %v", r1, changed, err)
+	}
+	if r, changed, err := s.PutDefinition(ctx, "d", "v1", now); err != nil || changed || r.Revision != 1 {
+		t.Fatalf("put v1 again: %v %v %v", r, changed, err)
+	}
+	if r, changed, err := s.PutDefinition(ctx, "d", "v2", now); err != nil || !changed || r.Revision != 2 {
+		t.Fatalf("put v2: %v %v %v", r, changed, err)
+	}
+	if r, err := s.GetDefinition(ctx, "d", 1); err != nil || r.Source != "v1" {
+		t.Fatalf("get rev 1: %v %v", r, err)
+	}
+	if r, err := s.GetDefinition(ctx, "d", 0); err != nil || r.Source != "v2" || r.Revision != 2 {
+		t.Fatalf("get latest: %v %v", r, err)
+	}
+	if _, err := s.GetDefinition(ctx, "d", 3); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("get rev 3: %v", err)
+	}
+	if _, err := s.GetDefinition(ctx, "other", 0); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("get unknown: %v", err)
+	}
+	list, err := s.ListDefinitions(ctx)
+	if err != nil || len(list) != 1 || list[0].Revision != 2 {
+		t.Fatalf("list: %v %v", list, err)
+	}
+}
+
+func TestSummariesNewestFirst(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	base := time.Now().UTC()
+	for i, id := range []string{"a", "b", "c"} {
+		if err := s.PutSummary(ctx, eventstore.Summary{ID: id, Definition: "d", Status: "RUNNING", Created: base.Add(time.Duration(i) * time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.ListSummaries(ctx, func(s eventstore.Summary) bool { return s.ID != "b" })
+	if err != nil || len(got) != 2 || got[0].ID != "c" || got[1].ID != "a" {
+		t.Fatalf("list: %v %v", got, err)
+	}
+}
+
+// A scheduled timer is delivered once it is due, even across a restart of
+// the server.
+func TestTimerFiresAfterRestart(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	due := time.Now().Add(2 * time.Second)
+	timer := events.TimerDue{WorkflowID: "wf", TimerID: "t1", Path: "p", Due: due}
+	if err := s.ScheduleTimer(ctx, timer); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ScheduleTimer(ctx, timer); err != nil { // idempotent
+		t.Fatal(err)
+	}
+	ns.Restart()
+	s, err = eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed, err := s.Feed(ctx, eventstore.SourceTimers, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Stop()
+	d, err := feed.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Timer == nil || d.Timer.TimerID != "t1" || d.WorkflowID != "wf" {
+		t.Fatalf("delivery %+v", d)
+	}
+	if time.Now().Before(due.Truncate(time.Second)) {
+		t.Fatalf("timer fired early: due %s", due)
+	}
+	if err := d.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	// It fired once: nothing else arrives.
+	got := make(chan *eventstore.Delivery, 1)
+	go func() {
+		if d, err := feed.Next(); err == nil {
+			got <- d
+		}
+	}()
+	select {
+	case d := <-got:
+		t.Fatalf("second delivery %+v", d)
+	case <-time.After(1500 * time.Millisecond):
+	}
+}

@@ -1,0 +1,194 @@
+// Package value holds the JSON-like values that flow through workflows
+// (inputs, outputs, signal payloads) and converts them at the edges:
+// protobuf Values at the API, JSON text, and whatever a decoder produced.
+//
+// A normalized value is one of: nil, bool, int64, float64, string, []any,
+// map[string]any. Whole JSON numbers stay int64 so that CEL arithmetic on
+// counts and indexes works; other numbers are float64.
+package value
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// maxExactFloat is the largest float64 below which every whole number is exact.
+const maxExactFloat = 1 << 53
+
+// Normalize converts v into the normalized form. It returns an error for
+// values that have no JSON form (channels, functions, non-string map keys).
+func Normalize(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, bool, string, int64:
+		return x, nil
+	case int:
+		return int64(x), nil
+	case int8:
+		return int64(x), nil
+	case int16:
+		return int64(x), nil
+	case int32:
+		return int64(x), nil
+	case uint:
+		return uintValue(uint64(x)), nil
+	case uint8:
+		return int64(x), nil
+	case uint16:
+		return int64(x), nil
+	case uint32:
+		return int64(x), nil
+	case uint64:
+		return uintValue(x), nil
+	case float32:
+		return floatValue(float64(x)), nil
+	case float64:
+		return floatValue(x), nil
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i, nil
+		}
+		f, err := x.Float64()
+		if err != nil {
+			return nil, fmt.Errorf("number %q: %w", x, err)
+		}
+		return floatValue(f), nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			n, err := Normalize(e)
+			if err != nil {
+				return nil, fmt.Errorf("[%d]: %w", i, err)
+			}
+			out[i] = n
+		}
+		return out, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			n, err := Normalize(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			out[k] = n
+		}
+		return out, nil
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			ks, ok := k.(string)
+			if !ok {
+				return nil, fmt.Errorf("map key %v is not a string", k)
+			}
+			n, err := Normalize(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", ks, err)
+			}
+			out[ks] = n
+		}
+		return out, nil
+	case []string:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = e
+		}
+		return out, nil
+	case map[string]string:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = e
+		}
+		return out, nil
+	}
+	// Fall back to a JSON round trip for structs and other typed values.
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("value of type %T has no JSON form: %w", v, err)
+	}
+	return FromJSON(b)
+}
+
+func uintValue(u uint64) any {
+	if u <= math.MaxInt64 {
+		return int64(u)
+	}
+	return float64(u)
+}
+
+func floatValue(f float64) any {
+	if f == math.Trunc(f) && math.Abs(f) < maxExactFloat {
+		return int64(f)
+	}
+	return f
+}
+
+// FromJSON parses JSON text into a normalized value.
+func FromJSON(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("invalid JSON: unexpected data after the value")
+	}
+	return Normalize(v)
+}
+
+// ToJSON returns the JSON text of a value.
+func ToJSON(v any) ([]byte, error) {
+	return json.Marshal(v)
+}
+
+// FromProto converts a protobuf Value (nil means JSON null) into a normalized value.
+func FromProto(v *structpb.Value) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	return Normalize(v.AsInterface())
+}
+
+// ToProto converts a value into a protobuf Value.
+func ToProto(v any) (*structpb.Value, error) {
+	n, err := Normalize(v)
+	if err != nil {
+		return nil, err
+	}
+	return structpb.NewValue(toProtoable(n))
+}
+
+// toProtoable turns int64 into float64 (protobuf Values have one number type).
+func toProtoable(v any) any {
+	switch x := v.(type) {
+	case int64:
+		return float64(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = toProtoable(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = toProtoable(e)
+		}
+		return out
+	}
+	return v
+}
+
+// SortedKeys returns m's keys in order.
+func SortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
