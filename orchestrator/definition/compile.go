@@ -1,0 +1,262 @@
+package definition
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/types"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/weftworks/weft/internal/value"
+)
+
+// template compiles the YAML value n into a Template. Expressions in it may
+// read the outputs of the steps before position pos.
+func (p *parser) template(label, field string, n *yaml.Node, pos int) *Template {
+	untagTimestamps(n, 0)
+	var v any
+	if err := n.Decode(&v); err != nil {
+		p.add(label, field, "invalid value: %s", yamlError(err))
+		return nil
+	}
+	c := &compiler{p: p, label: label, pos: pos}
+	root := c.value(field, v)
+	if root == nil {
+		return nil
+	}
+	return &Template{root: root}
+}
+
+// untagTimestamps makes plain scalars that YAML would read as timestamps
+// decode as strings, so "2024-01-02" stays the text it is.
+func untagTimestamps(n *yaml.Node, depth int) {
+	if depth > 1000 {
+		return
+	}
+	if n.Kind == yaml.ScalarNode && n.Style&yaml.TaggedStyle == 0 && n.ShortTag() == "!!timestamp" {
+		n.Tag = "!!str"
+	}
+	for _, c := range n.Content {
+		untagTimestamps(c, depth+1)
+	}
+}
+
+// compiler compiles the values of one template.
+type compiler struct {
+	p     *parser
+	label string
+	pos   int
+	bad   bool
+}
+
+// value compiles v; it returns nil after reporting a problem.
+func (c *compiler) value(field string, v any) tnode {
+	switch x := v.(type) {
+	case string:
+		return c.str(field, x)
+	case []any:
+		out := make(listNode, len(x))
+		for i, e := range x {
+			out[i] = c.value(field+"["+strconv.Itoa(i)+"]", e)
+		}
+		return c.ok(out)
+	case map[string]any:
+		o := &mapNode{}
+		for _, k := range value.SortedKeys(x) {
+			o.keys = append(o.keys, k)
+			o.vals = append(o.vals, c.value(joinField(field, k), x[k]))
+		}
+		return c.ok(o)
+	case map[any]any:
+		m := make(map[string]any, len(x))
+		var bad []string
+		for k, e := range x {
+			if ks, ok := k.(string); ok {
+				m[ks] = e
+			} else {
+				bad = append(bad, fmt.Sprint(k))
+			}
+		}
+		if bad != nil {
+			sort.Strings(bad)
+			c.problem(field, "map keys must be strings; quote %s", strings.Join(bad, ", "))
+			return nil
+		}
+		return c.value(field, m)
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			c.problem(field, "%v is not a JSON number", x)
+			return nil
+		}
+	}
+	n, err := value.Normalize(v)
+	if err != nil {
+		c.problem(field, "invalid value: %v", err)
+		return nil
+	}
+	return litNode{n}
+}
+
+// ok returns n unless a problem was reported while compiling it.
+func (c *compiler) ok(n tnode) tnode {
+	if c.bad {
+		return nil
+	}
+	return n
+}
+
+func (c *compiler) problem(field, format string, args ...any) {
+	c.bad = true
+	c.p.add(c.label, field, format, args...)
+}
+
+// str compiles a string that may hold ${ } expressions.
+func (c *compiler) str(field, s string) tnode {
+	if !strings.Contains(s, "${") {
+		return litNode{s}
+	}
+	segs, err := splitTemplate(s)
+	if err != nil {
+		c.problem(field, "%v", err)
+		return nil
+	}
+	var parts []part
+	exprs, blank := 0, true
+	for _, sg := range segs {
+		if !sg.isExpr {
+			parts = append(parts, part{text: sg.text})
+			blank = blank && strings.TrimSpace(sg.text) == ""
+			continue
+		}
+		exprs++
+		parts = append(parts, part{text: sg.text, prg: c.expr(field, sg.text)})
+	}
+	switch {
+	case c.bad:
+		return nil
+	case exprs == 0:
+		return litNode{parts[0].text} // only $${ escapes: one text part
+	case exprs == 1 && blank:
+		for _, pt := range parts {
+			if pt.prg != nil {
+				return &exprNode{field: field, prg: pt.prg}
+			}
+		}
+	}
+	return &interpNode{field: field, parts: parts}
+}
+
+// expr compiles and checks one expression; nil after reporting problems.
+func (c *compiler) expr(field, src string) cel.Program {
+	env, err := celEnv()
+	if err != nil {
+		c.problem(field, "expressions are unavailable: %v", err)
+		return nil
+	}
+	checked, iss := env.Compile(src)
+	if iss.Err() != nil {
+		for _, e := range iss.Errors() {
+			c.problem(field, "expression %q: %s", src, e.Message)
+		}
+		return nil
+	}
+	for _, msg := range c.refs(checked) {
+		c.problem(field, "expression %q: %s", src, msg)
+	}
+	if c.bad {
+		return nil
+	}
+	prg, err := env.Program(checked,
+		cel.CostLimit(DefaultCostLimit),
+		cel.InterruptCheckFrequency(100))
+	if err != nil {
+		c.problem(field, "expression %q: %v", src, err)
+		return nil
+	}
+	return prg
+}
+
+// refs checks the expression's constant references to steps.<id> and
+// workflow.<name> and returns what is wrong with them.
+func (c *compiler) refs(checked *cel.Ast) []string {
+	var msgs []string
+	seen := map[string]bool{}
+	report := func(format string, args ...any) {
+		m := fmt.Sprintf(format, args...)
+		if !seen[m] {
+			seen[m] = true
+			msgs = append(msgs, m)
+		}
+	}
+	ast.PostOrderVisit(checked.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		op, name, ok := member(e)
+		if !ok {
+			return
+		}
+		if op.Kind() != ast.IdentKind {
+			// steps.<id>.<name>
+			if inner, id, ok := member(op); ok && isIdent(inner, "steps") && name != "output" {
+				report("steps.%s.%s: a step has only .output", id, name)
+			}
+			return
+		}
+		switch op.AsIdent() {
+		case "steps":
+			i, exists := c.p.ids[name]
+			switch {
+			case !exists:
+				report("steps.%s: there is no step %q", name, name)
+			case i == c.pos:
+				report("steps.%s: a step cannot read its own output", name)
+			case i > c.pos:
+				report("steps.%s: step %q comes later; only earlier steps' outputs can be read", name, name)
+			}
+		case "workflow":
+			if name != "id" && name != "now" {
+				report("workflow.%s: unknown field; use workflow.id or workflow.now", name)
+			}
+		}
+	}))
+	return msgs
+}
+
+func isIdent(e ast.Expr, name string) bool {
+	return e.Kind() == ast.IdentKind && e.AsIdent() == name
+}
+
+// member matches x.name, x[name] and their optional forms where name is a
+// constant, returning x and name.
+func member(e ast.Expr) (ast.Expr, string, bool) {
+	switch e.Kind() {
+	case ast.SelectKind:
+		return e.AsSelect().Operand(), e.AsSelect().FieldName(), true
+	case ast.CallKind:
+		call := e.AsCall()
+		switch call.FunctionName() {
+		case "_[_]", "_[?_]", "_?._":
+		default:
+			return nil, "", false
+		}
+		args := call.Args()
+		if len(args) != 2 || args[1].Kind() != ast.LiteralKind {
+			return nil, "", false
+		}
+		if s, ok := args[1].AsLiteral().(types.String); ok {
+			return args[0], string(s), true
+		}
+	}
+	return nil, "", false
+}
+
+// joinField appends a map key to a field path.
+func joinField(field, key string) string {
+	if key != "" && !strings.ContainsFunc(key, func(r rune) bool { return r > 127 || !isIdentByte(byte(r)) }) {
+		return field + "." + key
+	}
+	return field + "[" + strconv.Quote(key) + "]"
+}

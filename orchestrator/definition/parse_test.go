@@ -1,0 +1,323 @@
+package definition
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/eventstore/events"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/invalid/*.golden")
+
+var defaultRetry = events.RetryPolicy{
+	MaxAttempts:        DefaultMaxAttempts,
+	InitialInterval:    DefaultInitialInterval,
+	BackoffCoefficient: DefaultBackoffCoefficient,
+	MaxInterval:        DefaultMaxInterval,
+}
+
+const onboarding = `
+name: onboarding
+steps:
+  - id: welcome
+    task: http
+    input: { method: POST, url: "${ input.mail_url }", body: { to: "${ input.email }" } }
+    retry: { max_attempts: 5, initial_interval: 1s, backoff_coefficient: 2, max_interval: 1m, non_retryable: [bad_request] }
+    timeout: 30s
+  - id: approval
+    wait: { signal: approve, timeout: 72h }
+  - id: done
+    task: echo
+    input: "${ steps.welcome.output }"
+output: "${ {'approved': steps.approval.output} }"
+`
+
+// shape describes a parsed definition without its compiled templates.
+type shape struct {
+	Name      string
+	Steps     []Step
+	HasInput  []bool
+	HasOutput bool
+}
+
+func shapeOf(d *Definition) shape {
+	s := shape{Name: d.Name, HasOutput: d.Output != nil}
+	for _, st := range d.Steps {
+		c := *st
+		c.Input = nil
+		s.Steps = append(s.Steps, c)
+		s.HasInput = append(s.HasInput, st.Input != nil)
+	}
+	return s
+}
+
+func TestParseValid(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want shape
+	}{
+		{
+			name: "onboarding",
+			src:  onboarding,
+			want: shape{
+				Name: "onboarding",
+				Steps: []Step{
+					{ID: "welcome", Kind: KindTask, Task: "http", Timeout: 30 * time.Second, Retry: events.RetryPolicy{
+						MaxAttempts: 5, InitialInterval: time.Second, BackoffCoefficient: 2, MaxInterval: time.Minute,
+						NonRetryable: []string{"bad_request"},
+					}},
+					{ID: "approval", Kind: KindWait, Wait: &Wait{Signal: "approve", Timeout: 72 * time.Hour}},
+					{ID: "done", Kind: KindTask, Task: "echo", Timeout: DefaultTimeout, Retry: defaultRetry},
+				},
+				HasInput:  []bool{true, false, true},
+				HasOutput: true,
+			},
+		},
+		{
+			name: "defaults",
+			src:  "name: d\nsteps:\n  - id: a\n    task: nats.publish\n  - id: w\n    wait: { signal: go.now }\n",
+			want: shape{
+				Name: "d",
+				Steps: []Step{
+					{ID: "a", Kind: KindTask, Task: "nats.publish", Timeout: DefaultTimeout, Retry: defaultRetry},
+					{ID: "w", Kind: KindWait, Wait: &Wait{Signal: "go.now"}},
+				},
+				HasInput: []bool{false, false},
+			},
+		},
+		{
+			name: "partial retry and days",
+			src:  "name: d\nsteps:\n  - id: a\n    task: t\n    timeout: 1d12h\n    retry: { max_attempts: 1, max_interval: 2d }\n  - id: w\n    wait: { signal: s, timeout: 3d }\n",
+			want: shape{
+				Name: "d",
+				Steps: []Step{
+					{ID: "a", Kind: KindTask, Task: "t", Timeout: 36 * time.Hour, Retry: events.RetryPolicy{
+						MaxAttempts: 1, InitialInterval: DefaultInitialInterval, BackoffCoefficient: DefaultBackoffCoefficient, MaxInterval: 48 * time.Hour,
+					}},
+					{ID: "w", Kind: KindWait, Wait: &Wait{Signal: "s", Timeout: 72 * time.Hour}},
+				},
+				HasInput: []bool{false, false},
+			},
+		},
+		{
+			name: "json",
+			src: `{
+	"name": "j",
+	"steps": [
+		{"id": "a", "task": "echo", "input": {"n": 1, "who": "${ input.who }"}, "retry": {"backoff_coefficient": 1.5}},
+		{"id": "b", "wait": {"signal": "ok", "timeout": "90s"}}
+	],
+	"output": null
+}`,
+			want: shape{
+				Name: "j",
+				Steps: []Step{
+					{ID: "a", Kind: KindTask, Task: "echo", Timeout: DefaultTimeout, Retry: events.RetryPolicy{
+						MaxAttempts: DefaultMaxAttempts, InitialInterval: DefaultInitialInterval, BackoffCoefficient: 1.5, MaxInterval: DefaultMaxInterval,
+					}},
+					{ID: "b", Kind: KindWait, Wait: &Wait{Signal: "ok", Timeout: 90 * time.Second}},
+				},
+				HasInput:  []bool{true, false},
+				HasOutput: true, // an explicit null output is a template
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := Parse([]byte(tt.src))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := shapeOf(d); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseOnboardingEvaluates(t *testing.T) {
+	d, err := Parse([]byte(onboarding))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scope := Scope{
+		Input: map[string]any{"mail_url": "https://mail.example/send", "email": "ann@example.com"},
+		Steps: map[string]any{"welcome": map[string]any{"id": int64(7)}, "approval": true},
+	}
+	in, err := d.Step("welcome").Input.Eval(scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"method": "POST", "url": "https://mail.example/send", "body": map[string]any{"to": "ann@example.com"}}
+	if !reflect.DeepEqual(in, want) {
+		t.Errorf("welcome input = %#v, want %#v", in, want)
+	}
+	in, err = d.Steps[d.Index("done")].Input.Eval(scope)
+	if err != nil || !reflect.DeepEqual(in, map[string]any{"id": int64(7)}) {
+		t.Errorf("done input = %#v, %v", in, err)
+	}
+	out, err := d.Output.Eval(scope)
+	if err != nil || !reflect.DeepEqual(out, map[string]any{"approved": true}) {
+		t.Errorf("output = %#v, %v", out, err)
+	}
+	if d.Step("nope") != nil || d.Index("nope") != -1 {
+		t.Error("lookup of a missing step found something")
+	}
+}
+
+func TestParseKeepsDateStrings(t *testing.T) {
+	d, err := Parse([]byte("name: d\nsteps:\n  - id: a\n    task: t\n    input: { day: 2024-01-02, n: 3, f: 1.5, none: null }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := d.Steps[0].Input.Eval(Scope{})
+	want := map[string]any{"day": "2024-01-02", "n": int64(3), "f": 1.5, "none": nil}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("got %#v, %v; want %#v", got, err, want)
+	}
+}
+
+// TestParseInvalid checks the complete error for each testdata/invalid/*.yaml
+// against its .golden file; run with -update to rewrite them.
+func TestParseInvalid(t *testing.T) {
+	files, err := filepath.Glob("testdata/invalid/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no test files: %v", err)
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Parse(src)
+			var perr *Error
+			if !errors.As(err, &perr) {
+				t.Fatalf("Parse returned %v, want *Error", err)
+			}
+			got := err.Error() + "\n"
+			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != string(want) {
+				t.Errorf("got:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	src := `
+name: x
+steps:
+  - id: welcome
+    task: http
+    retry: { max_attempts: 0 }
+  - id: approval
+    wait: { signal: approve, timeout: 7x }
+`
+	_, err := Parse([]byte(src))
+	want := `invalid definition: step "welcome": field "retry.max_attempts": must be at least 1; ` +
+		`step "approval": field "wait.timeout": invalid duration "7x" (use Go syntax like 90s, 1h30m, or days like 3d)`
+	if err == nil || err.Error() != want {
+		t.Errorf("got  %v\nwant %s", err, want)
+	}
+	var perr *Error
+	if !errors.As(err, &perr) || len(perr.Problems) != 2 || perr.Problems[1].Step != "approval" || perr.Problems[1].Field != "wait.timeout" {
+		t.Errorf("problems = %+v", perr)
+	}
+}
+
+func TestParseForwardReference(t *testing.T) {
+	src := `
+name: x
+steps:
+  - id: a
+    task: t
+    input: "${ steps.b.output }"
+  - id: b
+    task: t
+output: "${ steps.b.output }"
+`
+	_, err := Parse([]byte(src))
+	var perr *Error
+	if !errors.As(err, &perr) || len(perr.Problems) != 1 {
+		t.Fatalf("Parse = %v, want one problem", err)
+	}
+	p := perr.Problems[0]
+	if p.Step != "a" || p.Field != "input" || !strings.Contains(p.Message, "comes later") {
+		t.Errorf("problem = %+v", p)
+	}
+}
+
+func TestParseConcurrent(t *testing.T) {
+	t.Parallel()
+	done := make(chan error)
+	for range 8 {
+		go func() {
+			d, err := Parse([]byte(onboarding))
+			if err == nil {
+				_, err = d.Output.Eval(Scope{Steps: map[string]any{"approval": true}})
+			}
+			done <- err
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// describe renders what Parse produced, for comparing two parses.
+func describe(d *Definition, err error) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	b, _ := json.Marshal(shapeOf(d))
+	return string(b)
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(onboarding))
+	f.Add([]byte(`{"name":"j","steps":[{"id":"a","task":"echo","input":"${ input }"}]}`))
+	f.Add([]byte("name: x\nsteps:\n  - id: a\n    wait: { signal: s, timeout: 1d }\noutput: 'n=${ 1 + 2 } ${ {\"a\": \"}\"} }'\n"))
+	f.Add([]byte("name: x\nsteps: [{id: a, task: t, retry: {max_attempts: 0}}, {id: a, switch: {}}]\n"))
+	f.Add([]byte("a: &a [*a]"))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		d, err := Parse(src)
+		if err != nil {
+			var perr *Error
+			if !errors.As(err, &perr) || len(perr.Problems) == 0 {
+				t.Fatalf("error %v is not an *Error with problems", err)
+			}
+		}
+		first := describe(d, err)
+		if again := describe(Parse(src)); again != first {
+			t.Fatalf("second parse differs:\n%s\n%s", first, again)
+		}
+	})
+}
+
+func ExampleParse() {
+	_, err := Parse([]byte("name: x\nsteps:\n  - id: a\n    task: t\n    timout: 30s\n"))
+	fmt.Println(err)
+	// Output: invalid definition: step "a": field "timout": unknown field (did you mean "timeout"?)
+}

@@ -1,0 +1,362 @@
+package definition
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/common/types/traits"
+	"cel.dev/cel-go/ext"
+	"cel.dev/cel-go/interpreter"
+
+	"github.com/weftworks/weft/internal/value"
+)
+
+// DefaultCostLimit bounds the work one expression evaluation may do; an
+// evaluation that exceeds it fails with an *EvalError.
+const DefaultCostLimit = 1_000_000
+
+// Template is a compiled, immutable JSON value whose strings may hold
+// ${ expr } CEL expressions. A string that is exactly one ${ expr } (give or
+// take surrounding whitespace) takes the expression's value, of any type; a
+// string with text around its expressions interpolates them, rendering
+// strings as they are and other values as compact JSON. $${ writes a
+// literal ${. Map keys are always literal.
+type Template struct {
+	root tnode
+}
+
+// Eval computes the template's value in scope s. The result is a normalized
+// value (see internal/value). A nil *Template evaluates to nil. Evaluation
+// failures are *EvalError.
+func (t *Template) Eval(s Scope) (any, error) {
+	if t == nil {
+		return nil, nil
+	}
+	return t.root.eval(&activation{scope: &s})
+}
+
+// tnode is one compiled node of a template.
+type tnode interface {
+	eval(a *activation) (any, error)
+}
+
+// litNode is a scalar without expressions.
+type litNode struct{ v any }
+
+func (n litNode) eval(*activation) (any, error) { return n.v, nil }
+
+// listNode is a list template; a fresh list is built on every evaluation.
+type listNode []tnode
+
+func (n listNode) eval(a *activation) (any, error) {
+	out := make([]any, len(n))
+	for i, e := range n {
+		v, err := e.eval(a)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// mapNode is a map template; a fresh map is built on every evaluation.
+type mapNode struct {
+	keys []string
+	vals []tnode
+}
+
+func (n *mapNode) eval(a *activation) (any, error) {
+	out := make(map[string]any, len(n.keys))
+	for i, k := range n.keys {
+		v, err := n.vals[i].eval(a)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// exprNode is a string that is exactly one expression.
+type exprNode struct {
+	field string
+	prg   cel.Program
+}
+
+func (n *exprNode) eval(a *activation) (any, error) {
+	v, err := run(n.prg, a)
+	if err != nil {
+		return nil, &EvalError{Field: n.field, Err: err}
+	}
+	return v, nil
+}
+
+// interpNode is a string with text around its expressions; parts hold either
+// text or a program.
+type interpNode struct {
+	field string
+	parts []part
+}
+
+type part struct {
+	text string
+	prg  cel.Program // nil for text
+}
+
+func (n *interpNode) eval(a *activation) (any, error) {
+	var b strings.Builder
+	for _, p := range n.parts {
+		if p.prg == nil {
+			b.WriteString(p.text)
+			continue
+		}
+		v, err := run(p.prg, a)
+		if err != nil {
+			return nil, &EvalError{Field: n.field, Err: err}
+		}
+		if s, ok := v.(string); ok {
+			b.WriteString(s)
+			continue
+		}
+		if err := writeJSON(&b, v); err != nil {
+			return nil, &EvalError{Field: n.field, Err: err}
+		}
+	}
+	return b.String(), nil
+}
+
+// writeJSON writes v as compact JSON without HTML escaping.
+func writeJSON(b *strings.Builder, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	b.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	return nil
+}
+
+// run evaluates one program and converts its result.
+func run(prg cel.Program, a *activation) (any, error) {
+	out, _, err := prg.Eval(a)
+	if err != nil {
+		return nil, err
+	}
+	return fromCEL(out)
+}
+
+// activation resolves input, steps and workflow from a Scope, building the
+// CEL views of steps and workflow only when an expression reads them.
+type activation struct {
+	scope    *Scope
+	steps    map[string]any
+	workflow map[string]any
+}
+
+func (a *activation) ResolveName(name string) (any, bool) {
+	switch name {
+	case "input":
+		return a.scope.Input, true
+	case "steps":
+		if a.steps == nil {
+			a.steps = make(map[string]any, len(a.scope.Steps))
+			for id, out := range a.scope.Steps {
+				a.steps[id] = map[string]any{"output": out}
+			}
+		}
+		return a.steps, true
+	case "workflow":
+		if a.workflow == nil {
+			a.workflow = map[string]any{"id": a.scope.WorkflowID, "now": a.scope.Now}
+		}
+		return a.workflow, true
+	}
+	return nil, false
+}
+
+func (a *activation) Parent() interpreter.Activation { return nil }
+
+// fromCEL converts a CEL value into a normalized value.
+func fromCEL(v ref.Val) (any, error) {
+	switch x := v.(type) {
+	case types.Null:
+		return nil, nil
+	case types.Bool:
+		return bool(x), nil
+	case types.Int:
+		return int64(x), nil
+	case types.Uint:
+		return value.Normalize(uint64(x))
+	case types.Double:
+		f := float64(x)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("result %v is not a finite number", f)
+		}
+		return value.Normalize(f)
+	case types.String:
+		return string(x), nil
+	case types.Bytes:
+		return base64.StdEncoding.EncodeToString(x), nil
+	case types.Timestamp:
+		return x.Time.UTC().Format(time.RFC3339Nano), nil
+	case types.Duration:
+		return x.Duration.String(), nil
+	case *types.Optional:
+		if !x.HasValue() {
+			return nil, nil
+		}
+		return fromCEL(x.GetValue())
+	case *types.Err:
+		return nil, x
+	case traits.Mapper:
+		out := make(map[string]any)
+		for it := x.Iterator(); it.HasNext() == types.True; {
+			k := it.Next()
+			ks, ok := k.(types.String)
+			if !ok {
+				return nil, fmt.Errorf("map key %v is not a string", k)
+			}
+			e, err := fromCEL(x.Get(k))
+			if err != nil {
+				return nil, err
+			}
+			out[string(ks)] = e
+		}
+		return out, nil
+	case traits.Lister:
+		out := make([]any, 0)
+		for it := x.Iterator(); it.HasNext() == types.True; {
+			e, err := fromCEL(it.Next())
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("result of type %s has no JSON form", v.Type().TypeName())
+}
+
+// celEnv is the one CEL environment every expression compiles in. It is
+// immutable and safe for concurrent use.
+var celEnv = sync.OnceValues(func() (*cel.Env, error) {
+	return cel.NewEnv(
+		cel.Variable("input", cel.DynType),
+		cel.Variable("steps", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("workflow", cel.MapType(cel.StringType, cel.DynType)),
+		cel.OptionalTypes(),
+		cel.CrossTypeNumericComparisons(true),
+		ext.Strings(),
+		ext.Encoders(),
+		ext.Math(),
+		ext.Lists(),
+		ext.Sets(),
+	)
+})
+
+// segment is a piece of a template string: literal text or an expression.
+type segment struct {
+	text   string
+	isExpr bool
+}
+
+// splitTemplate splits s into text and ${ } expressions.
+func splitTemplate(s string) ([]segment, error) {
+	var segs []segment
+	var text strings.Builder
+	flush := func() {
+		if text.Len() > 0 {
+			segs = append(segs, segment{text: text.String()})
+			text.Reset()
+		}
+	}
+	for i := 0; i < len(s); {
+		switch {
+		case strings.HasPrefix(s[i:], "$${"):
+			text.WriteString("${")
+			i += 3
+		case strings.HasPrefix(s[i:], "${"):
+			end := closingBrace(s, i+2)
+			if end < 0 {
+				return nil, fmt.Errorf("unterminated ${ in %q: add the closing }", s)
+			}
+			e := strings.TrimSpace(s[i+2 : end])
+			if e == "" {
+				return nil, errors.New("empty ${ }: put an expression inside")
+			}
+			flush()
+			segs = append(segs, segment{text: e, isExpr: true})
+			i = end + 1
+		default:
+			text.WriteByte(s[i])
+			i++
+		}
+	}
+	flush()
+	return segs, nil
+}
+
+// closingBrace returns the index of the } that closes an expression starting
+// at start, skipping nested braces and CEL string literals; -1 if none.
+func closingBrace(s string, start int) int {
+	depth := 0
+	for i := start; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '{':
+			depth++
+		case '}':
+			if depth == 0 {
+				return i
+			}
+			depth--
+		case '\'', '"':
+			i = stringEnd(s, i)
+			if i < 0 {
+				return -1
+			}
+		}
+	}
+	return -1
+}
+
+// stringEnd returns the index of the last quote of the CEL string literal
+// whose opening quote is at s[i], or -1 if it is not terminated.
+func stringEnd(s string, i int) int {
+	q := s[i : i+1]
+	if strings.HasPrefix(s[i:], q+q+q) {
+		q += q + q
+	}
+	// A raw string (r'...', also with a b prefix) has no escapes.
+	j := i
+	for j > 0 && strings.ContainsRune("rRbB", rune(s[j-1])) {
+		j--
+	}
+	prefix := strings.ToLower(s[j:i])
+	raw := strings.Contains(prefix, "r") && len(prefix) <= 2 && (j == 0 || !isIdentByte(s[j-1]))
+	for k := i + len(q); k < len(s); k++ {
+		if s[k] == '\\' && !raw {
+			k++
+			continue
+		}
+		if strings.HasPrefix(s[k:], q) {
+			return k + len(q) - 1
+		}
+	}
+	return -1
+}
+
+func isIdentByte(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
