@@ -1,0 +1,83 @@
+// Package builtin provides Weft's built-in task types. Register them with
+// Handlers; every handler takes a normalized JSON-like input (see
+// internal/value) and fails with an *executor.Error whose Type a retry
+// policy can match.
+//
+// # echo
+//
+// Output is the input, unchanged. Never fails.
+//
+// # log
+//
+// Input is either {message: string, level?: "debug"|"info"|"warn"|"error",
+// fields?: map} (a map with a string message and no other keys), logged
+// with message, level (default info) and fields as attributes; or any other
+// value, logged at info with message "log" and the value under attribute
+// "value". Every record carries workflow_id, step (the step path) and
+// attempt. Output is null. A bad level or non-map fields fails with
+// "invalid_input" (non-retryable).
+//
+// # http
+//
+// Input:
+//
+//	{method?: string (default GET; GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS),
+//	 url: string (http or https),
+//	 headers?: map[string]string,
+//	 query?: map[string]string (added to the url's query),
+//	 body?: any}
+//
+// A string body is sent as-is with Content-Type text/plain; any other
+// non-null body is sent as JSON with Content-Type application/json; a
+// header given in the input wins. Each request carries User-Agent: weft and
+// Idempotency-Key: the task's idempotency key (same for every attempt of
+// the step), unless the input's headers set them. The attempt's context
+// bounds the request; redirects are followed.
+//
+// Output, for 2xx and 3xx responses:
+//
+//	{status: int, headers: map (canonical names; repeated values joined with ", "),
+//	 body: the decoded JSON if the response is JSON and parses, else the text}
+//
+// Errors:
+//
+//	invalid_input        bad method, missing url, bad scheme, non-string header or query values   non-retryable
+//	network              connection or transport failure                                          retryable
+//	timeout              the attempt's deadline passed                                            retryable
+//	canceled             the attempt's context was canceled (worker stopping)                     retryable
+//	response_too_large   a success body over Config.MaxBodyBytes                                  non-retryable
+//	rate_limited         429                                                                      retryable
+//	unavailable          503                                                                      retryable
+//	server_error         other 5xx                                                                retryable
+//	bad_request          400                                                                      non-retryable
+//	unauthorized         401                                                                      non-retryable
+//	forbidden            403                                                                      non-retryable
+//	not_found            404                                                                      non-retryable
+//	conflict             409                                                                      non-retryable
+//	gone                 410                                                                      non-retryable
+//	unprocessable        422                                                                      non-retryable
+//	client_error         other 4xx                                                                non-retryable
+//
+// Status errors say the status and up to 200 bytes of the response body.
+// On 429 and 503 a Retry-After header in seconds sets the delay before the
+// next attempt.
+//
+// # nats.publish
+//
+// Input:
+//
+//	{subject: string (no wildcards or whitespace),
+//	 data?: any (a string is sent raw, other values as JSON, absent means empty),
+//	 headers?: map[string]string,
+//	 jetstream?: bool}
+//
+// Messages carry the header Idempotency-Key (unless headers set it). A core
+// publish is flushed before the handler returns, so success means the
+// server received it; output is {subject}. With jetstream: true the message
+// is published to JetStream with the idempotency key as its Nats-Msg-Id, so
+// the stream drops retried duplicates; output is {stream, seq, duplicate}.
+//
+// Errors: "invalid_input" (non-retryable) for bad input; "nats" (retryable)
+// when publishing, flushing or the JetStream ack fails; "not_configured"
+// (non-retryable) when Config.NATS is nil.
+package builtin

@@ -1,0 +1,98 @@
+package builtin
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weftworks/weft/executor"
+)
+
+// flushTimeout bounds a flush when the attempt's context has no deadline.
+const flushTimeout = 10 * time.Second
+
+func (c Config) natsPublish(ctx context.Context, t *executor.Task) (any, error) {
+	if c.NATS == nil {
+		return nil, executor.NonRetryable(executor.NewError("not_configured", "nats.publish needs a NATS connection"))
+	}
+	msg, useJS, err := natsMsg(t)
+	if err != nil {
+		return nil, err
+	}
+	if useJS {
+		js, err := jetstream.New(c.NATS)
+		if err != nil {
+			return nil, natsError(err)
+		}
+		var opts []jetstream.PublishOpt
+		if t.IdempotencyKey != "" {
+			opts = append(opts, jetstream.WithMsgID(t.IdempotencyKey))
+		}
+		ack, err := js.PublishMsg(ctx, msg, opts...)
+		if err != nil {
+			return nil, natsError(err)
+		}
+		return map[string]any{"stream": ack.Stream, "seq": int64(ack.Sequence), "duplicate": ack.Duplicate}, nil
+	}
+	if err := c.NATS.PublishMsg(msg); err != nil {
+		return nil, natsError(err)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, flushTimeout)
+		defer cancel()
+	}
+	if err := c.NATS.FlushWithContext(ctx); err != nil {
+		return nil, natsError(err)
+	}
+	return map[string]any{"subject": msg.Subject}, nil
+}
+
+// natsMsg builds the message the task's input describes and reports
+// whether it goes to JetStream.
+func natsMsg(t *executor.Task) (*nats.Msg, bool, error) {
+	in, err := inputMap(t)
+	if err != nil {
+		return nil, false, err
+	}
+	subject, err := str(in, "subject")
+	if err != nil {
+		return nil, false, err
+	}
+	if subject == "" {
+		return nil, false, invalid("subject is required")
+	}
+	for _, tok := range strings.Split(subject, ".") {
+		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n") {
+			return nil, false, invalid("subject %q must be dot-separated tokens without wildcards or whitespace", subject)
+		}
+	}
+	useJS, ok := in["jetstream"].(bool)
+	if v := in["jetstream"]; v != nil && !ok {
+		return nil, false, invalid("jetstream must be true or false, not %T", v)
+	}
+	headers, err := headerMap(in)
+	if err != nil {
+		return nil, false, err
+	}
+	msg := nats.NewMsg(subject)
+	if d, ok := in["data"]; ok {
+		if msg.Data, _, err = encode(d); err != nil {
+			return nil, false, err
+		}
+	}
+	if t.IdempotencyKey != "" && !hasKey(headers, "Idempotency-Key") {
+		msg.Header.Set("Idempotency-Key", t.IdempotencyKey)
+	}
+	for k, v := range headers {
+		msg.Header.Set(k, v)
+	}
+	return msg, useJS, nil
+}
+
+func natsError(err error) error {
+	return &executor.Error{Type: "nats", Message: err.Error(), Err: err}
+}

@@ -1,0 +1,304 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/value"
+)
+
+// Error types the worker assigns itself.
+const (
+	ErrTypePanic     = "panic"
+	ErrTypeTimeout   = "timeout"
+	ErrTypeExhausted = "attempts_exhausted"
+	ErrTypeOutput    = "invalid_output"
+)
+
+// Config tunes a Worker.
+type Config struct {
+	// Concurrency bounds handlers running at once, per task type. Default 64.
+	Concurrency int
+	// Logger receives operational logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.Concurrency < 0 {
+		return fmt.Errorf("executor: Concurrency must not be negative, got %d", c.Concurrency)
+	}
+	return nil
+}
+
+// Worker runs task handlers for the step commands of the task types
+// registered with it. It keeps no state of its own: attempts, backoff and
+// redelivery after a crash are JetStream's (nak with delay, ack wait,
+// in-progress heartbeats), so any number of workers can share the work.
+type Worker struct {
+	store    *eventstore.Store
+	cfg      Config
+	log      *slog.Logger
+	handlers map[string]Handler
+
+	mu      sync.Mutex
+	running bool
+	cancel  context.CancelFunc
+	feeds   []*eventstore.Feed
+	wg      sync.WaitGroup
+}
+
+// New returns a worker over store.
+func New(store *eventstore.Store, cfg Config) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Worker{store: store, cfg: cfg, log: cfg.Logger.With("component", "executor"), handlers: map[string]Handler{}}, nil
+}
+
+// Register sets the handler of taskType. Call it before Start.
+func (w *Worker) Register(taskType string, h Handler) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.running {
+		return errors.New("executor: Register after Start")
+	}
+	if taskType == "" || h == nil {
+		return errors.New("executor: Register needs a task type and a handler")
+	}
+	w.handlers[taskType] = h
+	return nil
+}
+
+// Start subscribes to the registered task types and runs handlers.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.running {
+		return errors.New("executor: already started")
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.feeds = nil
+	for typ, h := range w.handlers {
+		f, err := w.store.TaskFeed(ctx, typ, w.cfg.Concurrency)
+		if err != nil {
+			cancel()
+			for _, f := range w.feeds {
+				f.Stop()
+			}
+			w.wg.Wait()
+			return err
+		}
+		w.feeds = append(w.feeds, f)
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.consume(runCtx, f, typ, h)
+		}()
+	}
+	w.cancel = cancel
+	w.running = true
+	return nil
+}
+
+// Stop stops taking commands, cancels running handlers and waits for
+// them; their commands are redelivered. Calling Stop twice is fine.
+func (w *Worker) Stop(ctx context.Context) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.running {
+		return nil
+	}
+	w.running = false
+	for _, f := range w.feeds {
+		f.Stop()
+	}
+	w.cancel()
+	done := make(chan struct{})
+	go func() { w.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *Worker) consume(ctx context.Context, f *eventstore.Feed, typ string, h Handler) {
+	sem := make(chan struct{}, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		d, err := f.Next()
+		if err != nil {
+			if errors.Is(err, eventstore.ErrFeedClosed) || ctx.Err() != nil {
+				return
+			}
+			w.log.Warn("task feed error", "task", typ, "err", err)
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			_ = d.Nak(0)
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			w.run(ctx, typ, h, d)
+		}()
+	}
+}
+
+// run executes one delivery of a step command and settles it.
+func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.Delivery) {
+	log := w.log.With("workflow", d.WorkflowID, "task", typ)
+	if d.Err != nil {
+		log.Error("dropping undecodable step command", "seq", d.Seq, "err", d.Err)
+		_ = d.Term(d.Err.Error())
+		return
+	}
+	cmd := d.Task
+	attempt := max(cmd.FirstAttempt, 1) - 1 + d.NumDelivered
+	log = log.With("step", cmd.Path, "attempt", attempt)
+	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt}
+	maxAttempts := max(cmd.Retry.MaxAttempts, 1)
+
+	if attempt > maxAttempts {
+		// The last attempt was lost (its executor died): the step is out of attempts.
+		res.Outcome = events.OutcomeFailed
+		res.Error = &events.Error{Type: ErrTypeExhausted,
+			Message: fmt.Sprintf("attempt %d of %d was lost (executor stopped or timed out)", attempt-1, maxAttempts)}
+		w.settle(ctx, d, res, 0, log)
+		return
+	}
+
+	out, err := w.call(ctx, h, d, cmd, attempt)
+	if err != nil && ctx.Err() != nil {
+		// The worker is stopping: let another worker take the command.
+		_ = d.Nak(0)
+		return
+	}
+	res.Time = time.Now().UTC()
+	if err == nil {
+		if out, err = value.Normalize(out); err != nil {
+			err = &Error{Type: ErrTypeOutput, Message: "handler output: " + err.Error(), NonRetryable: true}
+		}
+	}
+	if err == nil {
+		res.Outcome, res.Output = events.OutcomeCompleted, out
+		w.settle(ctx, d, res, 0, log)
+		return
+	}
+	var te *Error
+	if !errors.As(err, &te) {
+		te = &Error{Type: "error", Message: err.Error()}
+	}
+	res.Error = &events.Error{Type: te.Type, Message: te.Error()}
+	if te.NonRetryable || cmd.Retry.IsNonRetryable(te.Type) || attempt >= maxAttempts {
+		res.Outcome = events.OutcomeFailed
+		w.settle(ctx, d, res, 0, log)
+		return
+	}
+	delay := cmd.Retry.Delay(attempt)
+	if te.RetryAfter > 0 {
+		delay = te.RetryAfter
+	}
+	res.Outcome, res.RetryDelay = events.OutcomeAttemptFailed, delay
+	w.settle(ctx, d, res, delay, log)
+}
+
+// settle reports res, then acks the command (or naks it for a retry after
+// delay). A crash between the two redelivers the command; the orchestrator
+// ignores the repeated result.
+func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.Result, delay time.Duration, log *slog.Logger) {
+	if res.Time.IsZero() {
+		res.Time = time.Now().UTC()
+	}
+	var err error
+	for try := 0; try < 5; try++ {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = w.store.PublishResult(pctx, res)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(100*(try+1)) * time.Millisecond)
+	}
+	if err != nil {
+		log.Warn("could not report result; the command will be redelivered", "err", err)
+		_ = d.Nak(time.Second)
+		return
+	}
+	if res.Outcome == events.OutcomeAttemptFailed {
+		_ = d.Nak(delay)
+		return
+	}
+	_ = d.Ack()
+}
+
+// call runs the handler with the attempt's timeout, heartbeats and panic
+// recovery.
+func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cmd *events.StepScheduled, attempt int) (out any, err error) {
+	timeout := cmd.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	hctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	errTimeout := &Error{Type: ErrTypeTimeout, Message: fmt.Sprintf("attempt did not finish within %s", timeout)}
+	deadline := time.AfterFunc(timeout, func() { cancel(errTimeout) })
+	defer deadline.Stop()
+
+	// Keep the command ours while the handler runs.
+	beat := max(w.store.Config().TaskAckWait/3, 50*time.Millisecond)
+	stopBeat := make(chan struct{})
+	var beatWG sync.WaitGroup
+	beatWG.Add(1)
+	go func() {
+		defer beatWG.Done()
+		t := time.NewTicker(beat)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopBeat:
+				return
+			case <-t.C:
+				_ = d.InProgress()
+			}
+		}
+	}()
+	defer func() { close(stopBeat); beatWG.Wait() }()
+
+	task := &Task{WorkflowID: d.WorkflowID, Path: cmd.Path, Type: cmd.Task, Attempt: attempt,
+		IdempotencyKey: cmd.IdempotencyKey, Input: cmd.Input,
+		heartbeat: func() {
+			deadline.Reset(timeout)
+			_ = d.InProgress()
+		}}
+	defer func() {
+		if r := recover(); r != nil {
+			w.log.Error("task handler panicked", "workflow", d.WorkflowID, "step", cmd.Path, "panic", r, "stack", string(debug.Stack()))
+			out, err = nil, &Error{Type: ErrTypePanic, Message: fmt.Sprintf("handler panicked: %v", r)}
+		}
+	}()
+	out, err = h(hctx, task)
+	if err != nil && errors.Is(context.Cause(hctx), errTimeout) {
+		return nil, errTimeout
+	}
+	return out, err
+}

@@ -1,0 +1,57 @@
+package orchestrator
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/orchestrator/definition"
+)
+
+// Definitions loads compiled definitions by name and revision, caching
+// them: revisions are immutable, so a cached plan never goes stale.
+type Definitions struct {
+	store *eventstore.Store
+	mu    sync.Mutex
+	plans map[string]*definition.Definition
+}
+
+// NewDefinitions returns a loader over store.
+func NewDefinitions(store *eventstore.Store) *Definitions {
+	return &Definitions{store: store, plans: map[string]*definition.Definition{}}
+}
+
+// Load returns revision rev of definition name compiled, and the stored
+// record (rev 0: the latest).
+//
+// Errors: eventstore.ErrNotFound when there is no such definition or revision.
+func (d *Definitions) Load(ctx context.Context, name string, rev int) (*definition.Definition, eventstore.DefinitionRecord, error) {
+	if rev > 0 {
+		d.mu.Lock()
+		p := d.plans[fmt.Sprintf("%s@%d", name, rev)]
+		d.mu.Unlock()
+		if p != nil {
+			return p, eventstore.DefinitionRecord{Name: name, Revision: rev}, nil
+		}
+	}
+	rec, err := d.store.GetDefinition(ctx, name, rev)
+	if err != nil {
+		return nil, eventstore.DefinitionRecord{}, err
+	}
+	key := fmt.Sprintf("%s@%d", name, rec.Revision)
+	d.mu.Lock()
+	p := d.plans[key]
+	d.mu.Unlock()
+	if p != nil {
+		return p, rec, nil
+	}
+	p, err = definition.Parse([]byte(rec.Source))
+	if err != nil {
+		return nil, rec, fmt.Errorf("definition %s revision %d no longer compiles: %w", name, rec.Revision, err)
+	}
+	d.mu.Lock()
+	d.plans[key] = p
+	d.mu.Unlock()
+	return p, rec, nil
+}

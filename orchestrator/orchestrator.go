@@ -1,0 +1,437 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// Config tunes an Orchestrator.
+type Config struct {
+	// Shards is how many workflows are decided in parallel; each workflow
+	// always goes to the same shard, so its inputs are handled in order.
+	// Default 16.
+	Shards int
+	// CacheSize bounds folded states kept per shard. Default 4096.
+	CacheSize int
+	// Logger receives operational logs. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock used to stamp fired timers. Default time.Now.
+	Now func() time.Time
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.Shards < 0 {
+		return fmt.Errorf("orchestrator: Shards must not be negative, got %d", c.Shards)
+	}
+	if c.CacheSize < 0 {
+		return fmt.Errorf("orchestrator: CacheSize must not be negative, got %d", c.CacheSize)
+	}
+	return nil
+}
+
+// Orchestrator consumes starts, signals, cancels, task results and fired
+// timers, folds each into its workflow's state and appends what follows.
+// Any number of orchestrators may run against the same streams: appends
+// are conditional on the workflow's last sequence, so exactly one decision
+// is recorded per state.
+type Orchestrator struct {
+	store *eventstore.Store
+	defs  *Definitions
+	cfg   Config
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	running bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	feeds   []*eventstore.Feed
+}
+
+// New returns an orchestrator over store.
+func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Shards == 0 {
+		cfg.Shards = 16
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 4096
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Orchestrator{store: store, defs: NewDefinitions(store), cfg: cfg, log: cfg.Logger.With("component", "orchestrator")}, nil
+}
+
+// Start begins consuming. It returns once subscribed.
+func (o *Orchestrator) Start(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.running {
+		return errors.New("orchestrator: already started")
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	shards := make([]chan *eventstore.Delivery, o.cfg.Shards)
+	for i := range shards {
+		shards[i] = make(chan *eventstore.Delivery, 64)
+		sh := &shard{o: o, cache: map[string]*entry{}}
+		o.wg.Add(1)
+		go func(in chan *eventstore.Delivery) {
+			defer o.wg.Done()
+			sh.run(runCtx, in)
+		}(shards[i])
+	}
+	var feedWG sync.WaitGroup
+	o.feeds = nil
+	for _, src := range []eventstore.Source{eventstore.SourceExternal, eventstore.SourceResults, eventstore.SourceTimers} {
+		f, err := o.store.Feed(ctx, src, 256)
+		if err != nil {
+			cancel()
+			for _, f := range o.feeds {
+				f.Stop()
+			}
+			for _, ch := range shards {
+				close(ch)
+			}
+			o.wg.Wait()
+			return err
+		}
+		o.feeds = append(o.feeds, f)
+		feedWG.Add(1)
+		go func() {
+			defer feedWG.Done()
+			for {
+				d, err := f.Next()
+				if err != nil {
+					if errors.Is(err, eventstore.ErrFeedClosed) || runCtx.Err() != nil {
+						return
+					}
+					o.log.Warn("feed error", "source", src, "err", err)
+					continue
+				}
+				ch := shards[shardOf(d.WorkflowID, len(shards))]
+				select {
+				case ch <- d:
+				case <-runCtx.Done():
+					_ = d.Nak(0)
+					return
+				}
+			}
+		}()
+	}
+	o.wg.Add(1)
+	go func() {
+		defer o.wg.Done()
+		feedWG.Wait()
+		for _, ch := range shards {
+			close(ch)
+		}
+	}()
+	o.cancel = cancel
+	o.running = true
+	return nil
+}
+
+// Stop stops consuming and waits for in-flight work. Unsettled messages
+// are redelivered to another orchestrator. Calling Stop twice is fine.
+func (o *Orchestrator) Stop(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.running {
+		return nil
+	}
+	o.running = false
+	for _, f := range o.feeds {
+		f.Stop()
+	}
+	done := make(chan struct{})
+	go func() { o.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		o.cancel()
+		return nil
+	case <-ctx.Done():
+		o.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
+func shardOf(wf string, n int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(wf))
+	return int(h.Sum32() % uint32(n))
+}
+
+// entry is a cached folded state.
+type entry struct {
+	st      *workflow.State
+	indexed workflow.Status
+}
+
+// shard decides the workflows hashed to it, one input at a time.
+type shard struct {
+	o     *Orchestrator
+	cache map[string]*entry
+}
+
+func (sh *shard) run(ctx context.Context, in chan *eventstore.Delivery) {
+	for d := range in {
+		if ctx.Err() != nil {
+			_ = d.Nak(0)
+			continue
+		}
+		sh.handle(ctx, d)
+	}
+}
+
+// errNotDue asks for a timer delivery to come back when due.
+type errNotDue struct{ wait time.Duration }
+
+func (e errNotDue) Error() string { return "timer not due yet" }
+
+// errPermanent marks inputs that can never be processed.
+type errPermanent struct{ err error }
+
+func (e errPermanent) Error() string { return e.err.Error() }
+
+func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
+	log := sh.o.log.With("workflow", d.WorkflowID, "source", d.Source, "seq", d.Seq)
+	if d.Err != nil {
+		log.Error("dropping undecodable message", "err", d.Err)
+		_ = d.Term(d.Err.Error())
+		return
+	}
+	for try := 0; ; try++ {
+		err := sh.process(ctx, d)
+		switch {
+		case err == nil:
+			if err := d.Ack(); err != nil {
+				log.Warn("ack failed; the input will be redelivered and found already applied", "err", err)
+			}
+			return
+		case errors.Is(err, eventstore.ErrConflict) && try < 20:
+			delete(sh.cache, d.WorkflowID)
+			continue
+		}
+		delete(sh.cache, d.WorkflowID)
+		var nd errNotDue
+		var perm errPermanent
+		switch {
+		case errors.As(err, &nd):
+			_ = d.Nak(nd.wait)
+		case errors.As(err, &perm):
+			log.Error("dropping input that cannot be applied", "err", err)
+			_ = d.Term(err.Error())
+		default:
+			if ctx.Err() == nil {
+				log.Warn("processing failed; retrying", "err", err)
+			}
+			_ = d.Nak(backoff(d.NumDelivered))
+		}
+		return
+	}
+}
+
+func backoff(n int) time.Duration {
+	d := 100 * time.Millisecond << min(n, 6)
+	return min(d, 5*time.Second)
+}
+
+// load returns wf's folded state, read from history when not cached or
+// when the cache is behind minSeq. fresh says it was just read.
+func (sh *shard) load(ctx context.Context, wf string, minSeq uint64) (*entry, bool, error) {
+	e := sh.cache[wf]
+	if e != nil && e.st.LastSeq >= minSeq {
+		return e, false, nil
+	}
+	var after uint64
+	if e == nil {
+		e = &entry{st: &workflow.State{}}
+	} else {
+		after = e.st.LastSeq
+	}
+	if err := sh.catchUp(ctx, wf, e, after); err != nil {
+		return nil, false, err
+	}
+	if e.st.Events == 0 {
+		return nil, true, nil
+	}
+	sh.remember(wf, e)
+	return e, true, nil
+}
+
+func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64) error {
+	msgs, err := sh.o.store.Read(ctx, wf, after)
+	if err != nil {
+		return err
+	}
+	for _, m := range msgs {
+		if m.Err != nil {
+			return errPermanent{fmt.Errorf("workflow %s: %w", wf, m.Err)}
+		}
+		for _, ev := range m.Record.Events {
+			if err := e.st.Apply(ev); err != nil {
+				return errPermanent{fmt.Errorf("workflow %s at seq %d: %w", wf, m.Seq, err)}
+			}
+		}
+		e.st.LastSeq = m.Seq
+	}
+	return nil
+}
+
+func (sh *shard) remember(wf string, e *entry) {
+	if len(sh.cache) >= sh.o.cfg.CacheSize {
+		for k := range sh.cache { // evict an arbitrary entry
+			delete(sh.cache, k)
+			break
+		}
+	}
+	sh.cache[wf] = e
+}
+
+// process applies one input to its workflow and appends what follows.
+func (sh *shard) process(ctx context.Context, d *eventstore.Delivery) error {
+	wf := d.WorkflowID
+	minSeq := uint64(0)
+	if d.Source == eventstore.SourceExternal {
+		minSeq = d.Seq
+	}
+	e, fresh, err := sh.load(ctx, wf, minSeq)
+	if err != nil {
+		return err
+	}
+	if e == nil {
+		// A result or timer for a workflow with no history: nothing to apply it to.
+		return errPermanent{fmt.Errorf("workflow %s has no history", wf)}
+	}
+	st := e.st
+	var input []events.Event
+	switch d.Source {
+	case eventstore.SourceResults:
+		ev, ok := workflow.AcceptResult(st, *d.Result)
+		if !ok && !fresh {
+			// The cache may be behind another orchestrator: look again before dropping.
+			if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
+				return err
+			}
+			ev, ok = workflow.AcceptResult(st, *d.Result)
+		}
+		if ok {
+			input = append(input, ev)
+		}
+	case eventstore.SourceTimers:
+		now := sh.o.cfg.Now().UTC()
+		ev, ok, due := workflow.AcceptTimer(st, *d.Timer, now)
+		if !due {
+			return errNotDue{st.Steps[d.Timer.Path].TimeoutAt.Sub(now)}
+		}
+		if !ok && !fresh {
+			if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
+				return err
+			}
+			ev, ok, _ = workflow.AcceptTimer(st, *d.Timer, now)
+		}
+		if ok {
+			input = append(input, ev)
+		}
+	}
+	for _, ev := range input {
+		if err := st.Apply(ev); err != nil {
+			return errPermanent{err}
+		}
+	}
+	var decided []events.Event
+	if st.Status == workflow.StatusRunning {
+		def, _, err := sh.o.defs.Load(ctx, st.Definition, st.Revision)
+		if err != nil {
+			return fmt.Errorf("load definition %s revision %d: %w", st.Definition, st.Revision, err)
+		}
+		if decided, err = workflow.Advance(st, def); err != nil {
+			return errPermanent{err}
+		}
+	}
+	all := append(input, decided...)
+	if len(all) > 0 {
+		if err := sh.append(ctx, wf, st, all); err != nil {
+			return err
+		}
+	}
+	sh.index(ctx, wf, e)
+	if st.Status.Terminal() {
+		delete(sh.cache, wf)
+	}
+	return nil
+}
+
+// append records evs (already applied to st) after st.LastSeq. Side effects
+// that must exist before the record does (timers, task consumers) are made
+// first; both are idempotent, so a crash in between only repeats them.
+func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs []events.Event) error {
+	for _, ev := range evs {
+		switch {
+		case ev.WaitStarted != nil && ev.WaitStarted.TimerID != "":
+			w := ev.WaitStarted
+			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: w.TimerID, Path: w.Path, Due: w.TimeoutAt}); err != nil {
+				return err
+			}
+		case ev.StepScheduled != nil:
+			if err := sh.o.store.EnsureTaskConsumer(ctx, ev.StepScheduled.Task); err != nil {
+				return err
+			}
+		}
+	}
+	seq := st.LastSeq
+	start := 0
+	for i, ev := range evs {
+		if ev.Type != events.TypeStepScheduled && i != len(evs)-1 {
+			continue
+		}
+		next, err := sh.o.store.Append(ctx, wf, seq, evs[start:i+1]...)
+		if err != nil {
+			return err
+		}
+		seq, start = next, i+1
+	}
+	st.LastSeq = seq
+	// Timers of waits that ended are no longer needed.
+	for _, ev := range evs {
+		if ev.StepCompleted != nil && ev.StepCompleted.SignalSeq > 0 {
+			if s := st.Steps[ev.StepCompleted.Path]; s != nil && s.TimerID != "" {
+				if err := sh.o.store.CancelTimer(ctx, wf, s.TimerID); err != nil {
+					sh.o.log.Warn("cancel timer", "workflow", wf, "err", err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// index keeps the listing index in step with the state; failures only delay it.
+func (sh *shard) index(ctx context.Context, wf string, e *entry) {
+	st := e.st
+	if e.indexed == st.Status {
+		return
+	}
+	err := sh.o.store.PutSummary(ctx, eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
+		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq})
+	if err != nil {
+		sh.o.log.Warn("index update failed", "workflow", wf, "err", err)
+		return
+	}
+	e.indexed = st.Status
+}
