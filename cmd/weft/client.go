@@ -1,0 +1,661 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+)
+
+var (
+	// unaryHTTP serves request/response calls; streamHTTP serves calls that
+	// may legitimately stay open for a long time (watch, --wait).
+	unaryHTTP  = &http.Client{Timeout: 30 * time.Second}
+	streamHTTP = &http.Client{}
+)
+
+const (
+	// pollInterval is how often start --wait polls GetWorkflow when it
+	// cannot use WatchWorkflow.
+	pollInterval = 200 * time.Millisecond
+	// pageSize is the page size of history and list requests.
+	pageSize = 500
+)
+
+// clientFlags holds the flags shared by the client commands.
+type clientFlags struct {
+	server string
+}
+
+func (cf *clientFlags) baseURL() string { return serverURL(cf.server) }
+
+func (cf *clientFlags) workflows() weftv1connect.WorkflowServiceClient {
+	return weftv1connect.NewWorkflowServiceClient(unaryHTTP, cf.baseURL())
+}
+
+// watcher returns a workflow client without a request timeout, for streams.
+func (cf *clientFlags) watcher() weftv1connect.WorkflowServiceClient {
+	return weftv1connect.NewWorkflowServiceClient(streamHTTP, cf.baseURL())
+}
+
+func (cf *clientFlags) definitions() weftv1connect.DefinitionServiceClient {
+	return weftv1connect.NewDefinitionServiceClient(unaryHTTP, cf.baseURL())
+}
+
+// serverURL adds the http scheme to a bare host:port.
+func serverURL(s string) string {
+	if !strings.Contains(s, "://") {
+		return "http://" + s
+	}
+	return s
+}
+
+// clientCommands returns the commands that talk to a Weft server.
+func clientCommands(cf *clientFlags) []*cobra.Command {
+	cmds := []*cobra.Command{
+		defCommand(cf), startCommand(cf), getCommand(cf), historyCommand(cf),
+		listCommand(cf), signalCommand(cf), cancelCommand(cf), watchCommand(cf),
+	}
+	for _, c := range cmds {
+		readableErrors(c, cf)
+	}
+	return cmds
+}
+
+// readableErrors makes cmd and its subcommands report Connect errors as
+// "<code>: <message>".
+func readableErrors(cmd *cobra.Command, cf *clientFlags) {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error {
+			return rpcErr(run(c, args), cf.server)
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		readableErrors(sub, cf)
+	}
+}
+
+// rpcError is a Connect error rendered for humans; it still unwraps to the
+// *connect.Error.
+type rpcError struct {
+	msg string
+	err *connect.Error
+}
+
+func (e *rpcError) Error() string { return e.msg }
+func (e *rpcError) Unwrap() error { return e.err }
+
+// rpcErr renders a Connect error as "<code>: <message>", replacing the
+// request URL of transport errors by the server address.
+func rpcErr(err error, server string) error {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return err
+	}
+	msg := ce.Message()
+	var ue *url.Error
+	if errors.As(ce, &ue) {
+		msg = fmt.Sprintf("server %s: %v", server, ue.Err)
+	}
+	if msg == "" {
+		return &rpcError{ce.Code().String(), ce}
+	}
+	return &rpcError{fmt.Sprintf("%s: %s", connect.CodeOf(ce), msg), ce}
+}
+
+func defCommand(cf *clientFlags) *cobra.Command {
+	def := &cobra.Command{
+		Use:     "def",
+		Aliases: []string{"definition", "definitions"},
+		Short:   "Manage workflow definitions",
+	}
+
+	var file string
+	apply := &cobra.Command{
+		Use:   "apply -f FILE",
+		Short: "Store a workflow definition (FILE or - for stdin)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var src []byte
+			var err error
+			if file == "-" {
+				src, err = io.ReadAll(cmd.InOrStdin())
+			} else {
+				src, err = os.ReadFile(file)
+			}
+			if err != nil {
+				return err
+			}
+			res, err := cf.definitions().PutDefinition(cmd.Context(),
+				connect.NewRequest(&weftv1.PutDefinitionRequest{Source: string(src)}))
+			if err != nil {
+				return err
+			}
+			changed := "unchanged"
+			if res.Msg.GetChanged() {
+				changed = "changed"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "definition %s revision %d (%s)\n", res.Msg.GetName(), res.Msg.GetRevision(), changed)
+			return nil
+		},
+	}
+	apply.Flags().StringVarP(&file, "file", "f", "", "definition source file, or - for stdin")
+	_ = apply.MarkFlagRequired("file")
+
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List workflow definitions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			res, err := cf.definitions().ListDefinitions(cmd.Context(), connect.NewRequest(&weftv1.ListDefinitionsRequest{}))
+			if err != nil {
+				return err
+			}
+			tw := newTable(cmd.OutOrStdout(), "NAME", "REVISION", "CREATED")
+			for _, d := range res.Msg.GetDefinitions() {
+				fmt.Fprintf(tw, "%s\t%d\t%s\n", d.GetName(), d.GetRevision(), formatTime(d.GetCreatedTime(), time.RFC3339))
+			}
+			return tw.Flush()
+		},
+	}
+
+	var revision int32
+	get := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Print the source of a workflow definition",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := cf.definitions().GetDefinition(cmd.Context(),
+				connect.NewRequest(&weftv1.GetDefinitionRequest{Name: args[0], Revision: revision}))
+			if err != nil {
+				return err
+			}
+			src := res.Msg.GetDefinition().GetSource()
+			if !strings.HasSuffix(src, "\n") {
+				src += "\n"
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), src)
+			return err
+		},
+	}
+	get.Flags().Int32Var(&revision, "revision", 0, "revision to print (0 for the latest)")
+
+	def.AddCommand(apply, list, get)
+	return def
+}
+
+func startCommand(cf *clientFlags) *cobra.Command {
+	var input, id, requestID string
+	var revision int32
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "start DEF",
+		Short: "Start a workflow run and print its id",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in, err := parseJSONFlag("input", input)
+			if err != nil {
+				return err
+			}
+			if requestID == "" {
+				requestID = newRequestID()
+			}
+			res, err := cf.workflows().StartWorkflow(cmd.Context(), connect.NewRequest(&weftv1.StartWorkflowRequest{
+				Definition: args[0],
+				Revision:   revision,
+				Input:      in,
+				WorkflowId: id,
+				RequestId:  requestID,
+			}))
+			if err != nil {
+				return err
+			}
+			wid := res.Msg.GetWorkflowId()
+			out := cmd.OutOrStdout()
+			fmt.Fprintln(out, wid)
+			if !wait {
+				return nil
+			}
+			wf, err := waitWorkflow(cmd.Context(), cf, wid)
+			if err != nil {
+				return err
+			}
+			return printOutcome(out, wf)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&input, "input", "", "workflow input as JSON")
+	f.StringVar(&id, "id", "", "workflow id (default: generated by the server)")
+	f.StringVar(&requestID, "request-id", "", "idempotency key (default: random)")
+	f.Int32Var(&revision, "revision", 0, "definition revision (0 for the latest)")
+	f.BoolVar(&wait, "wait", false, "wait for the run to close and print its outcome")
+	return cmd
+}
+
+// waitWorkflow blocks until workflow id is closed and returns its final
+// state. It follows WatchWorkflow and falls back to polling GetWorkflow if
+// the stream fails or ends before the run is closed.
+func waitWorkflow(ctx context.Context, cf *clientFlags, id string) (*weftv1.Workflow, error) {
+	if stream, err := cf.watcher().WatchWorkflow(ctx, connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: id})); err == nil {
+		for stream.Receive() {
+		}
+		stream.Close()
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		res, err := cf.workflows().GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id}))
+		if err != nil {
+			return nil, err
+		}
+		if wf := res.Msg.GetWorkflow(); workflowClosed(wf.GetStatus()) {
+			return wf, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+func workflowClosed(s weftv1.WorkflowStatus) bool {
+	return s != weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED && s != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING
+}
+
+// printOutcome prints the final status and output or error of a closed run,
+// and returns an error unless it completed.
+func printOutcome(w io.Writer, wf *weftv1.Workflow) error {
+	fmt.Fprintf(w, "status: %s\n", workflowStatusName(wf.GetStatus()))
+	if wf.GetStatus() == weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		out := valueJSON(wf.GetOutput())
+		if out == "" {
+			out = "null"
+		}
+		fmt.Fprintf(w, "output: %s\n", out)
+		return nil
+	}
+	reason := strings.ToLower(workflowStatusName(wf.GetStatus()))
+	if f := formatFailure(wf.GetError()); f != "" {
+		fmt.Fprintf(w, "error: %s\n", f)
+		reason = f
+	}
+	return fmt.Errorf("workflow %s failed: %s", wf.GetId(), reason)
+}
+
+func getCommand(cf *clientFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "get ID",
+		Short: "Show the current state of a workflow run",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := cf.workflows().GetWorkflow(cmd.Context(), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: args[0]}))
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printProtoJSON(cmd.OutOrStdout(), res.Msg.GetWorkflow(), true)
+			}
+			return printWorkflow(cmd.OutOrStdout(), res.Msg.GetWorkflow())
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the workflow as JSON")
+	return cmd
+}
+
+func printWorkflow(w io.Writer, wf *weftv1.Workflow) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	field := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	field("id", wf.GetId())
+	field("definition", fmt.Sprintf("%s@%d", wf.GetDefinition(), wf.GetRevision()))
+	field("status", workflowStatusName(wf.GetStatus()))
+	field("created", formatTime(wf.GetCreatedTime(), time.RFC3339))
+	field("closed", formatTime(wf.GetClosedTime(), time.RFC3339))
+	field("input", valueJSON(wf.GetInput()))
+	field("output", valueJSON(wf.GetOutput()))
+	if f := formatFailure(wf.GetError()); f != "" {
+		if p := wf.GetError().GetStepPath(); p != "" {
+			f += " (step " + p + ")"
+		}
+		field("error", f)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(wf.GetSteps()) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw = newTable(w, "PATH", "STATUS", "ATTEMPTS", "TASK", "LAST-ERROR")
+	for _, s := range wf.GetSteps() {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.GetPath(), strings.TrimPrefix(s.GetStatus().String(), "STEP_STATUS_"),
+			s.GetAttempts(), orDash(s.GetTask()), orDash(oneLine(formatFailure(s.GetLastError()))))
+	}
+	return tw.Flush()
+}
+
+func historyCommand(cf *clientFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "history ID",
+		Short: "Print the event history of a workflow run",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := &weftv1.GetHistoryRequest{WorkflowId: args[0], PageSize: pageSize}
+			for {
+				res, err := cf.workflows().GetHistory(cmd.Context(), connect.NewRequest(req))
+				if err != nil {
+					return err
+				}
+				for _, ev := range res.Msg.GetEvents() {
+					if err := printEvent(cmd.OutOrStdout(), ev, asJSON); err != nil {
+						return err
+					}
+				}
+				next := res.Msg.GetNextPageToken()
+				if next == "" || next == req.PageToken {
+					return nil
+				}
+				req.PageToken = next
+			}
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print events as JSON lines")
+	return cmd
+}
+
+func watchCommand(cf *clientFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "watch ID",
+		Short: "Stream the events of a workflow run until it closes",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			stream, err := cf.watcher().WatchWorkflow(ctx, connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: args[0]}))
+			if err != nil {
+				return err
+			}
+			defer stream.Close()
+			for stream.Receive() {
+				if err := printEvent(cmd.OutOrStdout(), stream.Msg().GetEvent(), asJSON); err != nil {
+					return err
+				}
+			}
+			if ctx.Err() != nil {
+				return nil // interrupted by the user
+			}
+			return stream.Err()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print events as JSON lines")
+	return cmd
+}
+
+func printEvent(w io.Writer, ev *weftv1.HistoryEvent, asJSON bool) error {
+	if asJSON {
+		return printProtoJSON(w, ev, false)
+	}
+	_, err := fmt.Fprintln(w, formatEvent(ev))
+	return err
+}
+
+// formatEvent renders a history event as one line:
+// SEQ  TIME  TYPE  step=PATH attempt=N  DATA, leaving out empty parts.
+func formatEvent(ev *weftv1.HistoryEvent) string {
+	var where []string
+	if p := ev.GetStepPath(); p != "" {
+		where = append(where, "step="+p)
+	}
+	if a := ev.GetAttempt(); a != 0 {
+		where = append(where, fmt.Sprintf("attempt=%d", a))
+	}
+	parts := []string{
+		fmt.Sprint(ev.GetSequence()),
+		formatTime(ev.GetTime(), time.RFC3339Nano),
+		ev.GetType(),
+		strings.Join(where, " "),
+		valueJSON(ev.GetData()),
+	}
+	out := parts[:0]
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, "  ")
+}
+
+func listCommand(cf *clientFlags) *cobra.Command {
+	var status, definition string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List workflow runs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := parseStatus(status)
+			if err != nil {
+				return err
+			}
+			if limit < 0 {
+				return fmt.Errorf("invalid --limit %d: must not be negative", limit)
+			}
+			req := &weftv1.ListWorkflowsRequest{Definition: definition, Status: st}
+			tw := newTable(cmd.OutOrStdout(), "ID", "DEFINITION", "REV", "STATUS", "CREATED", "CLOSED")
+			for n := 0; limit == 0 || n < limit; {
+				if limit > 0 {
+					req.PageSize = int32(min(limit-n, pageSize))
+				}
+				res, err := cf.workflows().ListWorkflows(cmd.Context(), connect.NewRequest(req))
+				if err != nil {
+					return err
+				}
+				for _, s := range res.Msg.GetWorkflows() {
+					if limit > 0 && n == limit {
+						break
+					}
+					n++
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.GetId(), s.GetDefinition(), s.GetRevision(),
+						workflowStatusName(s.GetStatus()), orDash(formatTime(s.GetCreatedTime(), time.RFC3339)),
+						orDash(formatTime(s.GetClosedTime(), time.RFC3339)))
+				}
+				next := res.Msg.GetNextPageToken()
+				if next == "" || next == req.PageToken {
+					break
+				}
+				req.PageToken = next
+			}
+			return tw.Flush()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&status, "status", "", "only runs with this status: running, completed, failed or canceled")
+	f.StringVar(&definition, "definition", "", "only runs of this definition")
+	f.IntVar(&limit, "limit", 0, "maximum number of runs to list (0 for all)")
+	return cmd
+}
+
+func signalCommand(cf *clientFlags) *cobra.Command {
+	var payload, requestID string
+	cmd := &cobra.Command{
+		Use:   "signal ID NAME",
+		Short: "Send a signal to a running workflow",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := parseJSONFlag("payload", payload)
+			if err != nil {
+				return err
+			}
+			_, err = cf.workflows().SignalWorkflow(cmd.Context(), connect.NewRequest(&weftv1.SignalWorkflowRequest{
+				WorkflowId: args[0], Name: args[1], Payload: p, RequestId: requestID,
+			}))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "signal %s sent to %s\n", args[1], args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&payload, "payload", "", "signal payload as JSON")
+	cmd.Flags().StringVar(&requestID, "request-id", "", "idempotency key")
+	return cmd
+}
+
+func cancelCommand(cf *clientFlags) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Request cancellation of a running workflow",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := cf.workflows().CancelWorkflow(cmd.Context(), connect.NewRequest(&weftv1.CancelWorkflowRequest{
+				WorkflowId: args[0], Reason: reason,
+			}))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cancel requested for %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "reason recorded in the history")
+	return cmd
+}
+
+// parseStatus parses a --status value; "" means any status.
+func parseStatus(s string) (weftv1.WorkflowStatus, error) {
+	if s == "" {
+		return weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED, nil
+	}
+	name := "WORKFLOW_STATUS_" + strings.ToUpper(s)
+	if v, ok := weftv1.WorkflowStatus_value[name]; ok && v != 0 {
+		return weftv1.WorkflowStatus(v), nil
+	}
+	return 0, fmt.Errorf("invalid --status %q: want running, completed, failed or canceled", s)
+}
+
+func workflowStatusName(s weftv1.WorkflowStatus) string {
+	return strings.TrimPrefix(s.String(), "WORKFLOW_STATUS_")
+}
+
+// parseJSONFlag parses the JSON value of --name; "" gives nil.
+func parseJSONFlag(name, s string) (*structpb.Value, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var x any
+	if err := json.Unmarshal([]byte(s), &x); err != nil {
+		return nil, fmt.Errorf("invalid --%s: %w", name, err)
+	}
+	v, err := structpb.NewValue(x)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --%s: %w", name, err)
+	}
+	return v, nil
+}
+
+// valueJSON renders v as compact JSON, or "" if v is nil.
+func valueJSON(v *structpb.Value) string {
+	if v == nil {
+		return ""
+	}
+	b, err := protoJSON(v, false)
+	if err != nil {
+		return fmt.Sprintf("<%v>", err)
+	}
+	return string(b)
+}
+
+// protoJSON marshals m with proto field names, compact or indented. The
+// output is normalized because protojson deliberately varies its whitespace.
+func protoJSON(m proto.Message, multiline bool) ([]byte, error) {
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if multiline {
+		err = json.Indent(&buf, b, "", "  ")
+	} else {
+		err = json.Compact(&buf, b)
+	}
+	return buf.Bytes(), err
+}
+
+func printProtoJSON(w io.Writer, m proto.Message, multiline bool) error {
+	b, err := protoJSON(m, multiline)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
+// formatFailure renders f as "type: message", or "" if f is nil.
+func formatFailure(f *weftv1.Failure) string {
+	switch {
+	case f == nil:
+		return ""
+	case f.GetType() == "":
+		return f.GetMessage()
+	default:
+		return f.GetType() + ": " + f.GetMessage()
+	}
+}
+
+func formatTime(ts *timestamppb.Timestamp, layout string) string {
+	if ts == nil {
+		return ""
+	}
+	return ts.AsTime().Format(layout)
+}
+
+func newRequestID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func newTable(w io.Writer, header ...string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	return tw
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// oneLine collapses whitespace, including newlines and tabs, so s fits in a
+// table cell.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -1,0 +1,55 @@
+// Command weft is Weft's one binary: the server (everything in one process
+// with an embedded NATS), each part on its own against an external NATS,
+// and the client CLI.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "weft:", err)
+		os.Exit(1)
+	}
+}
+
+// run builds the command tree and executes it with args.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return root.ExecuteContext(ctx)
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "weft",
+		Short:         "Weft: durable workflows on NATS JetStream",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cf := &clientFlags{}
+	root.PersistentFlags().StringVar(&cf.server, "server", envOr("WEFT_SERVER", "http://127.0.0.1:8080"), "Weft API address for client commands (env WEFT_SERVER)")
+	root.AddCommand(serverCommands()...)
+	root.AddCommand(clientCommands(cf)...)
+	return root
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,185 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/executor"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+)
+
+// attempts records calls of a handler by idempotency key.
+type attempts struct {
+	mu    sync.Mutex
+	calls map[string][]time.Time
+	nums  map[string][]int
+}
+
+func newAttempts() *attempts {
+	return &attempts{calls: map[string][]time.Time{}, nums: map[string][]int{}}
+}
+
+func (a *attempts) record(t *executor.Task) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls[t.IdempotencyKey] = append(a.calls[t.IdempotencyKey], time.Now())
+	a.nums[t.IdempotencyKey] = append(a.nums[t.IdempotencyKey], t.Attempt)
+	return len(a.calls[t.IdempotencyKey])
+}
+
+func (a *attempts) count(key string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.calls[key])
+}
+
+func TestRetriesFollowPolicy(t *testing.T) {
+	calls := newAttempts()
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{
+		// flaky fails twice, then succeeds.
+		"flaky": func(ctx context.Context, task *executor.Task) (any, error) {
+			if n := calls.record(task); n <= 2 {
+				return nil, executor.NewError("unavailable", "try %d failed", n)
+			}
+			return "ok", nil
+		},
+		"bad": func(ctx context.Context, task *executor.Task) (any, error) {
+			calls.record(task)
+			return nil, executor.NonRetryable(errors.New("the input is wrong"))
+		},
+		"typed": func(ctx context.Context, task *executor.Task) (any, error) {
+			calls.record(task)
+			return nil, executor.NewError("bad_request", "listed as non-retryable")
+		},
+		"always": func(ctx context.Context, task *executor.Task) (any, error) {
+			calls.record(task)
+			return nil, errors.New("still broken")
+		},
+	}})
+	for _, task := range []string{"flaky", "bad", "typed", "always"} {
+		e.putDef(`
+name: ` + task + `
+steps:
+  - id: s
+    task: ` + task + `
+    retry: { max_attempts: 3, initial_interval: 300ms, backoff_coefficient: 2, max_interval: 1s, non_retryable: [bad_request] }
+`)
+	}
+	t.Run("fails twice then succeeds", func(t *testing.T) {
+		id := e.start("flaky", "flaky-run", ``)
+		w := e.waitClosed(id, 20*time.Second)
+		if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+			t.Fatalf("status %v error %v", w.Status, w.Error)
+		}
+		var fails []time.Time
+		var completedAttempt int32
+		for _, ev := range e.history(id) {
+			switch ev.Type {
+			case "StepAttemptFailed":
+				fails = append(fails, ev.Time.AsTime())
+				if int(ev.Attempt) != len(fails) {
+					t.Fatalf("attempt failure %d recorded as attempt %d", len(fails), ev.Attempt)
+				}
+			case "StepCompleted":
+				completedAttempt = ev.Attempt
+				fails = append(fails, ev.Time.AsTime())
+			}
+		}
+		if len(fails) != 3 || completedAttempt != 3 {
+			t.Fatalf("want 2 failed attempts then success at attempt 3, got %d events, completed at %d", len(fails), completedAttempt)
+		}
+		// Gaps are at least the policy's backoff: 300ms, then 600ms.
+		for i, want := range []time.Duration{300 * time.Millisecond, 600 * time.Millisecond} {
+			if gap := fails[i+1].Sub(fails[i]); gap < want {
+				t.Fatalf("gap before attempt %d is %s, want >= %s", i+2, gap, want)
+			}
+		}
+		if w.Steps[0].Attempts != 3 {
+			t.Fatalf("step attempts %d, want 3", w.Steps[0].Attempts)
+		}
+		if n := calls.count(id + "/s"); n != 3 {
+			t.Fatalf("handler ran %d times, want 3", n)
+		}
+	})
+	for _, tc := range []struct{ task, errType string }{{"bad", "error"}, {"typed", "bad_request"}} {
+		t.Run("non-retryable "+tc.task, func(t *testing.T) {
+			id := e.start(tc.task, "", ``)
+			w := e.waitClosed(id, 20*time.Second)
+			if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
+				t.Fatalf("status %v", w.Status)
+			}
+			if n := calls.count(id + "/s"); n != 1 {
+				t.Fatalf("handler ran %d times, want 1", n)
+			}
+			if w.Error.Type != tc.errType || w.Error.StepPath != "s" {
+				t.Fatalf("error %v", w.Error)
+			}
+		})
+	}
+	t.Run("attempts exhausted", func(t *testing.T) {
+		id := e.start("always", "", ``)
+		w := e.waitClosed(id, 20*time.Second)
+		if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
+			t.Fatalf("status %v", w.Status)
+		}
+		if n := calls.count(id + "/s"); n != 3 {
+			t.Fatalf("handler ran %d times, want 3", n)
+		}
+		h := e.history(id)
+		last := h[len(h)-2]
+		if last.Type != "StepFailed" || last.Attempt != 3 {
+			t.Fatalf("want StepFailed at attempt 3 before WorkflowFailed, got %s attempt %d", last.Type, last.Attempt)
+		}
+	})
+}
+
+// An executor that dies mid-step (no ack, no heartbeat) loses the step to
+// another executor after the ack wait, with the same idempotency key.
+func TestExecutorDeathRedelivers(t *testing.T) {
+	calls := newAttempts()
+	var first atomic.Bool
+	started := make(chan struct{})
+	block := func(ctx context.Context, task *executor.Task) (any, error) {
+		calls.record(task)
+		if first.CompareAndSwap(false, true) {
+			close(started)
+			<-ctx.Done() // hang until this executor goes away
+			return nil, ctx.Err()
+		}
+		return map[string]any{"attempt": task.Attempt, "key": task.IdempotencyKey}, nil
+	}
+	e := newEnv(t, envOpts{noExecutor: true, taskAckWait: time.Second})
+	dying := e.startNode(envOpts{handlers: map[string]executor.Handler{"slow": block}, taskAckWait: time.Second}, false, false)
+	e.putDef(`
+name: slow
+steps:
+  - id: work
+    task: slow
+    timeout: 1m
+`)
+	id := e.start("slow", "", ``)
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("step never started")
+	}
+	// Kill the executor's connection: no ack, no nak, no heartbeat reaches NATS.
+	dying.NC.Close()
+	e.startNode(envOpts{handlers: map[string]executor.Handler{"slow": block}, taskAckWait: time.Second}, false, false)
+	w := e.waitClosed(id, 30*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("status %v error %v", w.Status, w.Error)
+	}
+	if got := toJSON(w.Output); got != `{"attempt":2,"key":"`+id+`/work"}` {
+		t.Fatalf("output %s", got)
+	}
+	calls.mu.Lock()
+	defer calls.mu.Unlock()
+	if len(calls.calls) != 1 || len(calls.calls[id+"/work"]) != 2 {
+		t.Fatalf("calls by key: %v", calls.nums)
+	}
+}

@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+)
+
+const approval = `
+name: approval
+steps:
+  - id: prepare
+    task: echo
+    input: "${ input }"
+  - id: approve
+    wait: { signal: approve, timeout: "${TIMEOUT}" }
+  - id: done
+    task: echo
+    input: "${ steps.approve.output }"
+output: "${ {'approved': steps.approve.output, 'by': steps.done.output.by} }"
+`
+
+func approvalDef(timeout string) string {
+	return replace(approval, "${TIMEOUT}", timeout)
+}
+
+func replace(s, old, new string) string {
+	for i := 0; i+len(old) <= len(s); i++ {
+		if s[i:i+len(old)] == old {
+			return s[:i] + new + s[i+len(old):]
+		}
+	}
+	return s
+}
+
+func (e *env) signal(id, name, payload string) error {
+	_, err := e.wf.SignalWorkflow(ctx(e.t), connect.NewRequest(&weftv1.SignalWorkflowRequest{
+		WorkflowId: id, Name: name, Payload: jsonValue(e.t, payload)}))
+	return err
+}
+
+func stepStatus(w *weftv1.Workflow, path string) weftv1.StepStatus {
+	for _, s := range w.Steps {
+		if s.Path == path {
+			return s.Status
+		}
+	}
+	return weftv1.StepStatus_STEP_STATUS_UNSPECIFIED
+}
+
+func TestWaitCompletesOnSignal(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(approvalDef("72h"))
+	id := e.start("approval", "", `{"amount": 5}`)
+	eventually(t, 20*time.Second, "wait to start", func() bool {
+		return stepStatus(e.get(id), "approve") == weftv1.StepStatus_STEP_STATUS_WAITING
+	})
+	if err := e.signal(id, "other", `1`); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.signal(id, "approve", `{"by": "ann"}`); err != nil {
+		t.Fatal(err)
+	}
+	w := e.waitClosed(id, 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("status %v error %v", w.Status, w.Error)
+	}
+	if got := toJSON(w.Output); got != `{"approved":{"by":"ann"},"by":"ann"}` {
+		t.Fatalf("output %s", got)
+	}
+	// Signalling a closed workflow is refused.
+	err := e.signal(id, "approve", `{}`)
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("signal after completion: %v", err)
+	}
+}
+
+// A signal sent before the workflow reaches its wait is kept for it.
+func TestSignalBeforeWaitIsKept(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: early
+steps:
+  - id: first
+    wait: { signal: go }
+  - id: second
+    wait: { signal: approve }
+output: "${ [steps.first.output, steps.second.output] }"
+`)
+	id := e.start("early", "", ``)
+	// Both signals arrive while the workflow still waits on "go".
+	if err := e.signal(id, "approve", `"yes"`); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.signal(id, "go", `1`); err != nil {
+		t.Fatal(err)
+	}
+	w := e.waitClosed(id, 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `[1,"yes"]` {
+		t.Fatalf("status %v output %s error %v", w.Status, toJSON(w.Output), w.Error)
+	}
+}
+
+// A wait's timeout is a durable timer: it fires after the server and
+// Weft restart, and fails the step.
+func TestWaitTimeoutFiresAfterRestart(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(approvalDef("3s"))
+	id := e.start("approval", "", `{}`)
+	eventually(t, 20*time.Second, "wait to start", func() bool {
+		return stepStatus(e.get(id), "approve") == weftv1.StepStatus_STEP_STATUS_WAITING
+	})
+	// Stop Weft and NATS, then bring both back on the same store.
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.node.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	e.ns.Restart()
+	e.node = e.startNode(envOpts{}, true, true)
+	e.wf, e.defs = newClients(e.node.APIURL)
+
+	w := e.waitClosed(id, 30*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || w.Error.Type != "timeout" || w.Error.StepPath != "approve" {
+		t.Fatalf("status %v error %v", w.Status, w.Error)
+	}
+	var fired int
+	var waitStarted, timerFired time.Time
+	for _, ev := range e.history(id) {
+		switch ev.Type {
+		case "WaitStarted":
+			waitStarted = ev.Time.AsTime()
+		case "TimerFired":
+			fired++
+			timerFired = ev.Time.AsTime()
+		}
+	}
+	if fired != 1 {
+		t.Fatalf("timer fired %d times", fired)
+	}
+	if d := timerFired.Sub(waitStarted); d < 3*time.Second {
+		t.Fatalf("timer fired %s after the wait started, want >= 3s", d)
+	}
+}

@@ -1,0 +1,165 @@
+// Package node assembles Weft's parts (orchestrator, executor, API) over
+// one NATS connection, so the weft binary and end-to-end tests run the
+// same wiring.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/executor"
+	"github.com/weftworks/weft/executor/builtin"
+	"github.com/weftworks/weft/orchestrator"
+	"github.com/weftworks/weft/orchestrator/api"
+)
+
+// Config chooses the parts a node runs.
+type Config struct {
+	// NATSURL is the NATS server to use. Required.
+	NATSURL string
+	// NATSOptions are extra connection options (credentials, TLS).
+	NATSOptions []nats.Option
+	// Store configures streams and consumers.
+	Store eventstore.Config
+
+	// Orchestrator runs an orchestrator when set.
+	Orchestrator *orchestrator.Config
+	// Executor runs a worker when set.
+	Executor *executor.Config
+	// Builtins registers the built-in task types on the worker. Default false.
+	Builtins bool
+	// Handlers are registered on the worker in addition to the built-ins.
+	Handlers map[string]executor.Handler
+	// API serves the API on APIAddr when set.
+	API *api.Config
+	// APIAddr is the API listener, host:port (port 0 picks a free one).
+	APIAddr string
+
+	// Logger receives operational logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Node is a running set of parts.
+type Node struct {
+	NC     *nats.Conn
+	Store  *eventstore.Store
+	Orch   *orchestrator.Orchestrator
+	Worker *executor.Worker
+	// APIURL is the API's base URL (http://host:port) when the API runs.
+	APIURL string
+
+	http *http.Server
+	log  *slog.Logger
+}
+
+// Start connects to NATS and starts the configured parts.
+func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+	if cfg.NATSURL == "" {
+		return nil, errors.New("node: NATSURL is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n = &Node{log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = n.Stop(sctx)
+			cancel()
+		}
+	}()
+	opts := append([]nats.Option{nats.Name("weft"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(false)}, cfg.NATSOptions...)
+	if n.NC, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
+		return n, fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, err)
+	}
+	if n.Store, err = eventstore.Open(ctx, n.NC, cfg.Store); err != nil {
+		return n, err
+	}
+	if cfg.Orchestrator != nil {
+		oc := *cfg.Orchestrator
+		if oc.Logger == nil {
+			oc.Logger = cfg.Logger
+		}
+		if n.Orch, err = orchestrator.New(n.Store, oc); err != nil {
+			return n, err
+		}
+		if err = n.Orch.Start(ctx); err != nil {
+			return n, err
+		}
+	}
+	if cfg.Executor != nil {
+		ec := *cfg.Executor
+		if ec.Logger == nil {
+			ec.Logger = cfg.Logger
+		}
+		if n.Worker, err = executor.New(n.Store, ec); err != nil {
+			return n, err
+		}
+		if cfg.Builtins {
+			for typ, h := range builtin.Handlers(builtin.Config{NATS: n.NC, Logger: cfg.Logger}) {
+				if err = n.Worker.Register(typ, h); err != nil {
+					return n, err
+				}
+			}
+		}
+		for typ, h := range cfg.Handlers {
+			if err = n.Worker.Register(typ, h); err != nil {
+				return n, err
+			}
+		}
+		if err = n.Worker.Start(ctx); err != nil {
+			return n, err
+		}
+	}
+	if cfg.API != nil {
+		ac := *cfg.API
+		if ac.Logger == nil {
+			ac.Logger = cfg.Logger
+		}
+		srv, err := api.New(n.Store, ac)
+		if err != nil {
+			return n, err
+		}
+		ln, err := net.Listen("tcp", cfg.APIAddr)
+		if err != nil {
+			return n, fmt.Errorf("API listener on %s: %w", cfg.APIAddr, err)
+		}
+		n.http = api.NewHTTPServer(cfg.APIAddr, srv.Handler())
+		n.APIURL = "http://" + ln.Addr().String()
+		go func() {
+			if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				cfg.Logger.Error("API server stopped", "err", err)
+			}
+		}()
+	}
+	return n, nil
+}
+
+// Stop stops the parts in reverse order and closes the connection. It is
+// safe to call more than once.
+func (n *Node) Stop(ctx context.Context) error {
+	var errs []error
+	if n.http != nil {
+		errs = append(errs, n.http.Shutdown(ctx))
+		n.http = nil
+	}
+	if n.Worker != nil {
+		errs = append(errs, n.Worker.Stop(ctx))
+	}
+	if n.Orch != nil {
+		errs = append(errs, n.Orch.Stop(ctx))
+	}
+	if n.NC != nil {
+		n.NC.Close()
+	}
+	return errors.Join(errs...)
+}

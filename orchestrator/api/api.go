@@ -1,0 +1,188 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+	"github.com/weftworks/weft/orchestrator"
+	"github.com/weftworks/weft/orchestrator/definition"
+)
+
+// Config tunes the API.
+type Config struct {
+	// MaxPayloadBytes bounds a workflow input or signal payload (encoded).
+	// Default 1 MiB.
+	MaxPayloadBytes int
+	// MaxDefinitionBytes bounds a definition's source text. Default 256 KiB.
+	MaxDefinitionBytes int
+	// Logger receives operational logs. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock stamping API events. Default time.Now.
+	Now func() time.Time
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.MaxPayloadBytes < 0 {
+		return fmt.Errorf("api: MaxPayloadBytes must not be negative, got %d", c.MaxPayloadBytes)
+	}
+	if c.MaxDefinitionBytes < 0 {
+		return fmt.Errorf("api: MaxDefinitionBytes must not be negative, got %d", c.MaxDefinitionBytes)
+	}
+	return nil
+}
+
+// Server implements WorkflowService and DefinitionService over the event store.
+type Server struct {
+	store *eventstore.Store
+	defs  *orchestrator.Definitions
+	cfg   Config
+	log   *slog.Logger
+}
+
+var (
+	_ weftv1connect.WorkflowServiceHandler   = (*Server)(nil)
+	_ weftv1connect.DefinitionServiceHandler = (*Server)(nil)
+)
+
+// New returns an API server over store.
+func New(store *eventstore.Store, cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxPayloadBytes == 0 {
+		cfg.MaxPayloadBytes = 1 << 20
+	}
+	if cfg.MaxDefinitionBytes == 0 {
+		cfg.MaxDefinitionBytes = 256 << 10
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Server{store: store, defs: orchestrator.NewDefinitions(store), cfg: cfg, log: cfg.Logger.With("component", "api")}, nil
+}
+
+// Handler returns the HTTP handler serving both services (Connect, gRPC and
+// gRPC-Web), gRPC health checks and server reflection.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	limit := connect.WithReadMaxBytes(s.cfg.MaxPayloadBytes + s.cfg.MaxDefinitionBytes + 64<<10)
+	mux.Handle(weftv1connect.NewWorkflowServiceHandler(s, limit))
+	mux.Handle(weftv1connect.NewDefinitionServiceHandler(s, limit))
+	services := []string{weftv1connect.WorkflowServiceName, weftv1connect.DefinitionServiceName}
+	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...)))
+	reflector := grpcreflect.NewStaticReflector(services...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	return mux
+}
+
+// NewHTTPServer returns an HTTP server for h that speaks HTTP/1.1 and
+// unencrypted HTTP/2 (h2c), as gRPC clients need.
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &http.Server{Addr: addr, Handler: h, Protocols: p, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// errorf builds a Connect error.
+func errorf(code connect.Code, format string, args ...any) error {
+	return connect.NewError(code, fmt.Errorf(format, args...))
+}
+
+// toConnect translates domain errors into Connect codes: the one place that does.
+func toConnect(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *connect.Error
+	var de *definition.Error
+	switch {
+	case errors.As(err, &ce):
+		return ce
+	case errors.As(err, &de):
+		return connect.NewError(connect.CodeInvalidArgument, err)
+	case errors.Is(err, eventstore.ErrNotFound):
+		return connect.NewError(connect.CodeNotFound, err)
+	case errors.Is(err, eventstore.ErrConflict):
+		return connect.NewError(connect.CodeAborted, err)
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, err)
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeDeadlineExceeded, err)
+	}
+	return connect.NewError(connect.CodeUnavailable, err)
+}
+
+// checkPayload enforces the payload size limit on v.
+func (s *Server) checkPayload(field string, v *structpb.Value) error {
+	if v == nil {
+		return nil
+	}
+	if n := proto.Size(v); n > s.cfg.MaxPayloadBytes {
+		return errorf(connect.CodeInvalidArgument, "%s is %d bytes; the limit is %d bytes (MaxPayloadBytes)", field, n, s.cfg.MaxPayloadBytes)
+	}
+	return nil
+}
+
+func checkWorkflowID(id string) error {
+	if id == "" {
+		return errorf(connect.CodeInvalidArgument, "workflow_id is required")
+	}
+	if !eventstore.ValidWorkflowID(id) {
+		return errorf(connect.CodeInvalidArgument, "workflow_id %q is invalid: use 1-128 letters, digits, '_', '-' or '='", id)
+	}
+	return nil
+}
+
+func randomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// readState reads and folds wf's history.
+func (s *Server) readState(ctx context.Context, wf string) (*stateView, error) {
+	if err := checkWorkflowID(wf); err != nil {
+		return nil, err
+	}
+	msgs, err := s.store.Read(ctx, wf, 0)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	if len(msgs) == 0 {
+		return nil, errorf(connect.CodeNotFound, "workflow %q not found", wf)
+	}
+	return foldMessages(msgs)
+}
+
+// eventsOf flattens records into events with their history index.
+func eventsOf(msgs []eventstore.Message) ([]events.Event, error) {
+	var out []events.Event
+	for _, m := range msgs {
+		if m.Err != nil {
+			return nil, connect.NewError(connect.CodeDataLoss, m.Err)
+		}
+		out = append(out, m.Record.Events...)
+	}
+	return out, nil
+}

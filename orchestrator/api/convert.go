@@ -1,0 +1,193 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// stateView is a folded workflow with its history length.
+type stateView struct {
+	st     *workflow.State
+	length int
+}
+
+func foldMessages(msgs []eventstore.Message) (*stateView, error) {
+	evs, err := eventsOf(msgs)
+	if err != nil {
+		return nil, err
+	}
+	st, err := workflow.Fold(evs)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeDataLoss, err)
+	}
+	st.LastSeq = msgs[len(msgs)-1].Seq
+	return &stateView{st: st, length: len(evs)}, nil
+}
+
+var workflowStatus = map[workflow.Status]weftv1.WorkflowStatus{
+	workflow.StatusRunning:   weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING,
+	workflow.StatusCompleted: weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED,
+	workflow.StatusFailed:    weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED,
+	workflow.StatusCanceled:  weftv1.WorkflowStatus_WORKFLOW_STATUS_CANCELED,
+}
+
+var stepStatus = map[workflow.StepStatus]weftv1.StepStatus{
+	workflow.StepRunning:   weftv1.StepStatus_STEP_STATUS_RUNNING,
+	workflow.StepWaiting:   weftv1.StepStatus_STEP_STATUS_WAITING,
+	workflow.StepCompleted: weftv1.StepStatus_STEP_STATUS_COMPLETED,
+	workflow.StepFailed:    weftv1.StepStatus_STEP_STATUS_FAILED,
+	workflow.StepCanceled:  weftv1.StepStatus_STEP_STATUS_CANCELED,
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func pv(v any) (*structpb.Value, error) {
+	return value.ToProto(v)
+}
+
+func failure(e *events.Error, path string) *weftv1.Failure {
+	if e == nil {
+		return nil
+	}
+	return &weftv1.Failure{Message: e.Message, Type: e.Type, StepPath: path}
+}
+
+func (s *Server) workflowProto(ctx context.Context, v *stateView) (*weftv1.Workflow, error) {
+	st := v.st
+	in, err := pv(st.Input)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	w := &weftv1.Workflow{Id: st.ID, Definition: st.Definition, Revision: int32(st.Revision),
+		Status: workflowStatus[st.Status], Input: in, Error: failure(st.Error, st.ErrorPath),
+		CreatedTime: ts(st.Created), ClosedTime: ts(st.Closed), HistoryLength: uint64(v.length)}
+	if st.Status == workflow.StatusCompleted {
+		if w.Output, err = pv(st.Output); err != nil {
+			return nil, toConnect(err)
+		}
+	}
+	for _, path := range st.Order {
+		step := st.Steps[path]
+		ps := &weftv1.StepState{Path: path, Status: stepStatus[step.Status], Attempts: int32(step.Attempts),
+			LastError: failure(step.LastError, path), Task: step.Task,
+			StartedTime: ts(step.Started), ClosedTime: ts(step.Closed)}
+		if step.Status == workflow.StepCompleted {
+			if ps.Output, err = pv(step.Output); err != nil {
+				return nil, toConnect(err)
+			}
+		}
+		w.Steps = append(w.Steps, ps)
+	}
+	// Steps not reached yet are listed as pending, from the pinned definition.
+	if def, _, err := s.defs.Load(ctx, st.Definition, st.Revision); err == nil {
+		for _, step := range def.Steps {
+			if st.Steps[step.ID] == nil {
+				w.Steps = append(w.Steps, &weftv1.StepState{Path: step.ID, Status: weftv1.StepStatus_STEP_STATUS_PENDING, Task: step.Task})
+			}
+		}
+	}
+	return w, nil
+}
+
+func summaryProto(s eventstore.Summary) *weftv1.WorkflowSummary {
+	return &weftv1.WorkflowSummary{Id: s.ID, Definition: s.Definition, Revision: int32(s.Revision),
+		Status: workflowStatus[workflow.Status(s.Status)], CreatedTime: ts(s.Created), ClosedTime: ts(s.Closed)}
+}
+
+func errData(e events.Error) map[string]any {
+	m := map[string]any{"message": e.Message}
+	if e.Type != "" {
+		m["type"] = e.Type
+	}
+	return m
+}
+
+func dur(d time.Duration) string { return d.String() }
+
+// eventProto renders a history event for the API: its data is a JSON
+// object with snake_case keys.
+func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
+	var path string
+	var data map[string]any
+	switch e.Type {
+	case events.TypeWorkflowStarted:
+		p := e.WorkflowStarted
+		data = map[string]any{"workflow_id": p.WorkflowID, "definition": p.Definition, "revision": p.Revision, "input": p.Input, "request_id": p.RequestID}
+	case events.TypeStepScheduled:
+		p := e.StepScheduled
+		path = p.Path
+		data = map[string]any{"task": p.Task, "input": p.Input, "gen": p.Gen, "timeout": dur(p.Timeout),
+			"idempotency_key": p.IdempotencyKey, "retry": map[string]any{
+				"max_attempts": p.Retry.MaxAttempts, "initial_interval": dur(p.Retry.InitialInterval),
+				"backoff_coefficient": p.Retry.BackoffCoefficient, "max_interval": dur(p.Retry.MaxInterval),
+				"non_retryable": stringsAny(p.Retry.NonRetryable)}}
+	case events.TypeStepAttemptFailed:
+		p := e.StepAttemptFailed
+		path = p.Path
+		data = map[string]any{"error": errData(p.Error), "retry_delay": dur(p.RetryDelay)}
+	case events.TypeStepCompleted:
+		p := e.StepCompleted
+		path = p.Path
+		data = map[string]any{"output": p.Output}
+		if p.SignalSeq > 0 {
+			data["signal_sequence"] = p.SignalSeq
+		}
+	case events.TypeStepFailed:
+		p := e.StepFailed
+		path = p.Path
+		data = map[string]any{"error": errData(p.Error)}
+	case events.TypeWaitStarted:
+		p := e.WaitStarted
+		path = p.Path
+		data = map[string]any{"signal": p.Signal}
+		if !p.TimeoutAt.IsZero() {
+			data["timeout_at"] = p.TimeoutAt.Format(time.RFC3339Nano)
+		}
+	case events.TypeSignalReceived:
+		p := e.SignalReceived
+		data = map[string]any{"name": p.Name, "payload": p.Payload}
+	case events.TypeTimerFired:
+		p := e.TimerFired
+		path = p.Path
+		data = map[string]any{"timer_id": p.TimerID, "due": p.Due.Format(time.RFC3339Nano)}
+	case events.TypeCancelRequested:
+		data = map[string]any{"reason": e.CancelRequested.Reason}
+	case events.TypeWorkflowCompleted:
+		data = map[string]any{"output": e.WorkflowCompleted.Output}
+	case events.TypeWorkflowFailed:
+		p := e.WorkflowFailed
+		path = p.Path
+		data = map[string]any{"error": errData(p.Error)}
+	case events.TypeWorkflowCanceled:
+		data = map[string]any{"reason": e.WorkflowCanceled.Reason}
+	}
+	d, err := pv(data)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.HistoryEvent{Sequence: seq, Time: ts(e.Time), Type: string(e.Type),
+		Attempt: int32(e.Attempt()), StepPath: path, Data: d}, nil
+}
+
+func stringsAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}

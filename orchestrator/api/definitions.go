@@ -1,0 +1,74 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/weftworks/weft/eventstore"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/orchestrator/definition"
+)
+
+// PutDefinition validates a definition and stores it as a new revision
+// when its text changed.
+func (s *Server) PutDefinition(ctx context.Context, req *connect.Request[weftv1.PutDefinitionRequest]) (*connect.Response[weftv1.PutDefinitionResponse], error) {
+	src := req.Msg.Source
+	if src == "" {
+		return nil, errorf(connect.CodeInvalidArgument, "source is required: the definition's YAML or JSON text")
+	}
+	if len(src) > s.cfg.MaxDefinitionBytes {
+		return nil, errorf(connect.CodeInvalidArgument, "source is %d bytes; the limit is %d bytes (MaxDefinitionBytes)", len(src), s.cfg.MaxDefinitionBytes)
+	}
+	def, err := definition.Parse([]byte(src))
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	rec, changed, err := s.store.PutDefinition(ctx, def.Name, src, s.cfg.Now())
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&weftv1.PutDefinitionResponse{Name: rec.Name, Revision: int32(rec.Revision), Changed: changed}), nil
+}
+
+// GetDefinition returns a revision of a definition (0: the latest).
+func (s *Server) GetDefinition(ctx context.Context, req *connect.Request[weftv1.GetDefinitionRequest]) (*connect.Response[weftv1.GetDefinitionResponse], error) {
+	m := req.Msg
+	if m.Name == "" {
+		return nil, errorf(connect.CodeInvalidArgument, "name is required")
+	}
+	rec, err := s.store.GetDefinition(ctx, m.Name, int(m.Revision))
+	if errors.Is(err, eventstore.ErrNotFound) {
+		if m.Revision > 0 {
+			return nil, errorf(connect.CodeNotFound, "definition %q has no revision %d", m.Name, m.Revision)
+		}
+		return nil, errorf(connect.CodeNotFound, "definition %q not found", m.Name)
+	}
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&weftv1.GetDefinitionResponse{Definition: defInfo(rec, true)}), nil
+}
+
+// ListDefinitions returns the latest revision of every definition.
+func (s *Server) ListDefinitions(ctx context.Context, _ *connect.Request[weftv1.ListDefinitionsRequest]) (*connect.Response[weftv1.ListDefinitionsResponse], error) {
+	recs, err := s.store.ListDefinitions(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	resp := &weftv1.ListDefinitionsResponse{}
+	for _, r := range recs {
+		resp.Definitions = append(resp.Definitions, defInfo(r, false))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+func defInfo(r eventstore.DefinitionRecord, withSource bool) *weftv1.DefinitionInfo {
+	d := &weftv1.DefinitionInfo{Name: r.Name, Revision: int32(r.Revision), Hash: r.Hash, CreatedTime: timestamppb.New(r.Created)}
+	if withSource {
+		d.Source = r.Source
+	}
+	return d
+}

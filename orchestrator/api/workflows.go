@@ -1,0 +1,288 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+)
+
+// StartWorkflow appends WorkflowStarted to a new history. A start with the
+// id and request id of an existing run returns it with started=false.
+func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.StartWorkflowRequest]) (*connect.Response[weftv1.StartWorkflowResponse], error) {
+	m := req.Msg
+	if m.Definition == "" {
+		return nil, errorf(connect.CodeInvalidArgument, "definition is required: name a definition put with PutDefinition")
+	}
+	if m.Revision < 0 {
+		return nil, errorf(connect.CodeInvalidArgument, "revision must be 0 (latest) or positive, got %d", m.Revision)
+	}
+	wf := m.WorkflowId
+	if wf == "" {
+		wf = randomID()
+	} else if err := checkWorkflowID(wf); err != nil {
+		return nil, err
+	}
+	if err := s.checkPayload("input", m.Input); err != nil {
+		return nil, err
+	}
+	input, err := value.FromProto(m.Input)
+	if err != nil {
+		return nil, errorf(connect.CodeInvalidArgument, "input: %v", err)
+	}
+	_, rec, err := s.defs.Load(ctx, m.Definition, int(m.Revision))
+	if err != nil {
+		if errors.Is(err, eventstore.ErrNotFound) {
+			if m.Revision > 0 {
+				return nil, errorf(connect.CodeNotFound, "definition %q has no revision %d", m.Definition, m.Revision)
+			}
+			return nil, errorf(connect.CodeNotFound, "definition %q not found: put it with PutDefinition first", m.Definition)
+		}
+		return nil, toConnect(err)
+	}
+	reqID := m.RequestId
+	if reqID == "" {
+		reqID = randomID()
+	}
+	ev := events.Event{Type: events.TypeWorkflowStarted, Time: s.cfg.Now().UTC(),
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: rec.Name, Revision: rec.Revision, Input: input, RequestID: reqID}}
+	var zero uint64
+	_, err = s.store.AppendExternal(ctx, wf, &zero, "start/"+wf+"/"+reqID, ev)
+	resp := &weftv1.StartWorkflowResponse{WorkflowId: wf, Started: true, Revision: int32(rec.Revision)}
+	switch {
+	case err == nil:
+	case errors.Is(err, eventstore.ErrDuplicate):
+		resp.Started = false
+	case errors.Is(err, eventstore.ErrConflict):
+		first, ferr := s.store.First(ctx, wf)
+		if ferr != nil {
+			return nil, toConnect(ferr)
+		}
+		if first.Err != nil || first.Record.Events[0].WorkflowStarted == nil {
+			return nil, errorf(connect.CodeAlreadyExists, "workflow %q already exists", wf)
+		}
+		ws := first.Record.Events[0].WorkflowStarted
+		if ws.RequestID != m.RequestId || m.RequestId == "" {
+			return nil, errorf(connect.CodeAlreadyExists, "workflow %q already exists (started by another request); choose another workflow_id or reuse its request_id", wf)
+		}
+		resp.Started, resp.Revision = false, int32(ws.Revision)
+	default:
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// GetWorkflow folds the workflow's history into its current state.
+func (s *Server) GetWorkflow(ctx context.Context, req *connect.Request[weftv1.GetWorkflowRequest]) (*connect.Response[weftv1.GetWorkflowResponse], error) {
+	v, err := s.readState(ctx, req.Msg.WorkflowId)
+	if err != nil {
+		return nil, err
+	}
+	w, err := s.workflowProto(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&weftv1.GetWorkflowResponse{Workflow: w}), nil
+}
+
+// GetHistory returns a page of the workflow's events, oldest first.
+func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.GetHistoryRequest]) (*connect.Response[weftv1.GetHistoryResponse], error) {
+	m := req.Msg
+	if err := checkWorkflowID(m.WorkflowId); err != nil {
+		return nil, err
+	}
+	size, err := pageSize(m.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	from, err := pageToken(m.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := s.store.Read(ctx, m.WorkflowId, 0)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	if len(msgs) == 0 {
+		return nil, errorf(connect.CodeNotFound, "workflow %q not found", m.WorkflowId)
+	}
+	evs, err := eventsOf(msgs)
+	if err != nil {
+		return nil, err
+	}
+	resp := &weftv1.GetHistoryResponse{}
+	for i := from; i < len(evs) && len(resp.Events) < size; i++ {
+		pe, err := eventProto(uint64(i+1), evs[i])
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		resp.Events = append(resp.Events, pe)
+	}
+	if next := from + len(resp.Events); next < len(evs) {
+		resp.NextPageToken = strconv.Itoa(next)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// WatchWorkflow streams the workflow's events from the start until it closes.
+func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.WatchWorkflowRequest], stream *connect.ServerStream[weftv1.WatchWorkflowResponse]) error {
+	wf := req.Msg.WorkflowId
+	if err := checkWorkflowID(wf); err != nil {
+		return err
+	}
+	if _, err := s.store.First(ctx, wf); err != nil {
+		if errors.Is(err, eventstore.ErrNotFound) {
+			return errorf(connect.CodeNotFound, "workflow %q not found", wf)
+		}
+		return toConnect(err)
+	}
+	var n uint64
+	var sendErr error
+	err := s.store.Watch(ctx, wf, 1, func(msg eventstore.Message) bool {
+		if msg.Err != nil {
+			sendErr = connect.NewError(connect.CodeDataLoss, msg.Err)
+			return false
+		}
+		for _, ev := range msg.Record.Events {
+			n++
+			pe, err := eventProto(n, ev)
+			if err != nil {
+				sendErr = toConnect(err)
+				return false
+			}
+			if err := stream.Send(&weftv1.WatchWorkflowResponse{Event: pe}); err != nil {
+				sendErr = err
+				return false
+			}
+			if ev.Terminal() {
+				return false
+			}
+		}
+		return true
+	})
+	if sendErr != nil {
+		return sendErr
+	}
+	return toConnect(err)
+}
+
+// ListWorkflows lists indexed workflows, newest first.
+func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.ListWorkflowsRequest]) (*connect.Response[weftv1.ListWorkflowsResponse], error) {
+	m := req.Msg
+	size, err := pageSize(m.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	from, err := pageToken(m.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	want := ""
+	if m.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED {
+		want = strings.TrimPrefix(m.Status.String(), "WORKFLOW_STATUS_")
+	}
+	sums, err := s.store.ListSummaries(ctx, func(sum eventstore.Summary) bool {
+		return (m.Definition == "" || sum.Definition == m.Definition) && (want == "" || sum.Status == want)
+	})
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	resp := &weftv1.ListWorkflowsResponse{}
+	for i := from; i < len(sums) && len(resp.Workflows) < size; i++ {
+		resp.Workflows = append(resp.Workflows, summaryProto(sums[i]))
+	}
+	if next := from + len(resp.Workflows); next < len(sums) {
+		resp.NextPageToken = strconv.Itoa(next)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// SignalWorkflow records a signal for a running workflow. A signal that
+// arrives before its wait is kept until the wait takes it.
+func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1.SignalWorkflowRequest]) (*connect.Response[weftv1.SignalWorkflowResponse], error) {
+	m := req.Msg
+	if m.Name == "" {
+		return nil, errorf(connect.CodeInvalidArgument, "name is required: the signal name a wait step waits for")
+	}
+	if err := s.checkPayload("payload", m.Payload); err != nil {
+		return nil, err
+	}
+	payload, err := value.FromProto(m.Payload)
+	if err != nil {
+		return nil, errorf(connect.CodeInvalidArgument, "payload: %v", err)
+	}
+	if err := s.requireRunning(ctx, m.WorkflowId, "signals"); err != nil {
+		return nil, err
+	}
+	reqID := m.RequestId
+	if reqID == "" {
+		reqID = randomID()
+	}
+	ev := events.Event{Type: events.TypeSignalReceived, Time: s.cfg.Now().UTC(),
+		SignalReceived: &events.SignalReceived{Name: m.Name, Payload: payload, RequestID: m.RequestId}}
+	if _, err := s.store.AppendExternal(ctx, m.WorkflowId, nil, "signal/"+m.WorkflowId+"/"+reqID, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&weftv1.SignalWorkflowResponse{}), nil
+}
+
+// CancelWorkflow asks a running workflow to stop.
+func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1.CancelWorkflowRequest]) (*connect.Response[weftv1.CancelWorkflowResponse], error) {
+	m := req.Msg
+	if err := s.requireRunning(ctx, m.WorkflowId, "cancel requests"); err != nil {
+		return nil, err
+	}
+	ev := events.Event{Type: events.TypeCancelRequested, Time: s.cfg.Now().UTC(),
+		CancelRequested: &events.CancelRequested{Reason: m.Reason}}
+	if _, err := s.store.AppendExternal(ctx, m.WorkflowId, nil, "cancel/"+m.WorkflowId, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&weftv1.CancelWorkflowResponse{}), nil
+}
+
+func (s *Server) requireRunning(ctx context.Context, wf, what string) error {
+	v, err := s.readState(ctx, wf)
+	if err != nil {
+		return err
+	}
+	if v.st.Status != workflow.StatusRunning {
+		return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; %s are only accepted while it runs", wf, v.st.Status, what)
+	}
+	return nil
+}
+
+func pageSize(n int32) (int, error) {
+	switch {
+	case n < 0:
+		return 0, errorf(connect.CodeInvalidArgument, "page_size must not be negative, got %d", n)
+	case n == 0:
+		return defaultPageSize, nil
+	case n > maxPageSize:
+		return maxPageSize, nil
+	}
+	return int(n), nil
+}
+
+func pageToken(tok string) (int, error) {
+	if tok == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(tok)
+	if err != nil || n < 0 {
+		return 0, errorf(connect.CodeInvalidArgument, "page_token %q is invalid: pass the next_page_token of the previous page", tok)
+	}
+	return n, nil
+}
