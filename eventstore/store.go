@@ -69,7 +69,7 @@ type Config struct {
 	// TaskMaxAckPending bounds step commands in flight (incl. waiting for a
 	// retry) per task type. Default 20000.
 	TaskMaxAckPending int
-	// OrchestratorAckWait is the ack wait of the orchestrator's consumers. Default 30s.
+	// OrchestratorAckWait is the ack wait of the orchestrator's consumers: how long an input handed to an orchestrator that died waits before another takes it. Default 10s.
 	OrchestratorAckWait time.Duration
 	// DuplicateWindow is the streams' dedup window. Default 2m.
 	DuplicateWindow time.Duration
@@ -86,7 +86,7 @@ func (c *Config) defaults() {
 		c.TaskMaxAckPending = 20000
 	}
 	if c.OrchestratorAckWait <= 0 {
-		c.OrchestratorAckWait = 30 * time.Second
+		c.OrchestratorAckWait = 10 * time.Second
 	}
 	if c.DuplicateWindow <= 0 {
 		c.DuplicateWindow = 2 * time.Minute

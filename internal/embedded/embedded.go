@@ -41,6 +41,13 @@ func Start(cfg Config) (*server.Server, error) {
 	}
 	if port == 0 {
 		port = -1
+	} else {
+		// Fail fast with a clear error when the port is taken.
+		ln, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats: cannot listen on %s (use --nats-addr to pick another address): %w", cfg.Addr, err)
+		}
+		ln.Close()
 	}
 	opts := &server.Options{
 		ServerName: "weft-embedded",
