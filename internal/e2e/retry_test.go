@@ -183,3 +183,48 @@ steps:
 		t.Fatalf("calls by key: %v", calls.nums)
 	}
 }
+
+// An attempt that outlives its timeout fails with type "timeout" and is
+// retried; an attempt that heartbeats may run longer than the timeout.
+func TestStepTimeoutAndHeartbeat(t *testing.T) {
+	calls := newAttempts()
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{
+		"sleepy": func(ctx context.Context, task *executor.Task) (any, error) {
+			n := calls.record(task)
+			for i := 0; i < 8; i++ { // 8 x 100ms, past the 500ms timeout
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(100 * time.Millisecond):
+				}
+				if n > 1 {
+					task.Heartbeat()
+				}
+			}
+			return n, nil
+		},
+	}})
+	e.putDef(`
+name: sleepy
+steps:
+  - id: nap
+    task: sleepy
+    timeout: 500ms
+    retry: { max_attempts: 2, initial_interval: 100ms }
+`)
+	id := e.start("sleepy", "", ``)
+	w := e.waitClosed(id, 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != "2" {
+		t.Fatalf("status %v output %s error %v", w.Status, toJSON(w.Output), w.Error)
+	}
+	h := e.history(id)
+	var failed *weftv1.HistoryEvent
+	for _, ev := range h {
+		if ev.Type == "StepAttemptFailed" {
+			failed = ev
+		}
+	}
+	if failed == nil || failed.Attempt != 1 || failed.Data.GetStructValue().Fields["error"].GetStructValue().Fields["type"].GetStringValue() != "timeout" {
+		t.Fatalf("want attempt 1 to time out, history %v", types(h))
+	}
+}
