@@ -146,3 +146,28 @@ func TestWaitTimeoutFiresAfterRestart(t *testing.T) {
 		t.Fatalf("timer fired %s after the wait started, want >= 3s", d)
 	}
 }
+
+func TestCancelWorkflow(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(approvalDef("72h"))
+	id := e.start("approval", "", `{}`)
+	eventually(t, 20*time.Second, "wait to start", func() bool {
+		return stepStatus(e.get(id), "approve") == weftv1.StepStatus_STEP_STATUS_WAITING
+	})
+	if _, err := e.wf.CancelWorkflow(ctx(t), connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: id, Reason: "not needed"})); err != nil {
+		t.Fatal(err)
+	}
+	w := e.waitClosed(id, 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_CANCELED || stepStatus(w, "approve") != weftv1.StepStatus_STEP_STATUS_CANCELED {
+		t.Fatalf("status %v steps %v", w.Status, w.Steps)
+	}
+	_, err := e.wf.CancelWorkflow(ctx(t), connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: id}))
+	if connect.CodeOf(err) != connect.CodeFailedPrecondition {
+		t.Fatalf("second cancel: %v", err)
+	}
+	// The listing index follows the history.
+	eventually(t, 10*time.Second, "index to show the cancel", func() bool {
+		resp, err := e.wf.ListWorkflows(ctx(t), connect.NewRequest(&weftv1.ListWorkflowsRequest{Status: weftv1.WorkflowStatus_WORKFLOW_STATUS_CANCELED}))
+		return err == nil && len(resp.Msg.Workflows) == 1 && resp.Msg.Workflows[0].Id == id
+	})
+}
