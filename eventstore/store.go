@@ -419,3 +419,28 @@ func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Messag
 		}
 	}
 }
+
+// StepSettled reports whether wf's history after stream sequence after
+// records an outcome for the step at path in scheduling gen (completed or
+// failed), or the workflow's end. Executors ask it before running a
+// redelivered command, so a step whose result is already recorded does not
+// run again.
+func (s *Store) StepSettled(ctx context.Context, wf, path string, gen int, after uint64) (bool, error) {
+	msgs, err := s.Read(ctx, wf, after)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range msgs {
+		for _, e := range m.Record.Events {
+			switch {
+			case e.Terminal():
+				return true, nil
+			case e.StepCompleted != nil && e.StepCompleted.Path == path && e.StepCompleted.Gen == gen:
+				return true, nil
+			case e.StepFailed != nil && e.StepFailed.Path == path && e.StepFailed.Gen == gen:
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}

@@ -204,3 +204,31 @@ func TestTimerFiresAfterRestart(t *testing.T) {
 	case <-time.After(1500 * time.Millisecond):
 	}
 }
+
+func TestStepSettled(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	var zero uint64
+	seq, err := s.AppendExternal(ctx, "wf", &zero, "start/wf/r", started("wf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched := events.Event{Type: events.TypeStepScheduled, StepScheduled: &events.StepScheduled{Path: "a", Gen: 1, Task: "echo", FirstAttempt: 1}}
+	cmdSeq, err := s.Append(ctx, "wf", seq, sched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.StepSettled(ctx, "wf", "a", 1, cmdSeq); err != nil || ok {
+		t.Fatalf("before completion: %v %v", ok, err)
+	}
+	done := events.Event{Type: events.TypeStepCompleted, StepCompleted: &events.StepCompleted{Path: "a", Gen: 1, Attempt: 1, Output: "x"}}
+	if _, err := s.Append(ctx, "wf", cmdSeq, done); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.StepSettled(ctx, "wf", "a", 1, cmdSeq); err != nil || !ok {
+		t.Fatalf("after completion: %v %v", ok, err)
+	}
+	if ok, _ := s.StepSettled(ctx, "wf", "a", 2, cmdSeq); ok {
+		t.Fatal("another scheduling of the step is not settled")
+	}
+}

@@ -178,6 +178,22 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt}
 	maxAttempts := max(cmd.Retry.MaxAttempts, 1)
 
+	if d.NumDelivered > 1 {
+		// A redelivery: the previous delivery may have finished and been
+		// recorded before its ack was lost. Then there is nothing to do.
+		settled, err := w.store.StepSettled(ctx, d.WorkflowID, cmd.Path, cmd.Gen, d.Seq)
+		if err != nil {
+			log.Warn("could not check history before a redelivered attempt", "err", err)
+			_ = d.Nak(time.Second)
+			return
+		}
+		if settled {
+			log.Debug("step already settled; acking the redelivered command")
+			_ = d.Ack()
+			return
+		}
+	}
+
 	if attempt > maxAttempts {
 		// The last attempt was lost (its executor died): the step is out of attempts.
 		res.Outcome = events.OutcomeFailed

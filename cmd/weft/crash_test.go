@@ -62,6 +62,7 @@ type serverProc struct {
 	t       *testing.T
 	args    []string
 	cmd     *exec.Cmd
+	exited  chan struct{}
 	apiURL  string
 	logPath string
 }
@@ -73,10 +74,8 @@ func startServerProc(t *testing.T, data string) *serverProc {
 		args: []string{"server", "--data", data, "--addr", addr, "--nats-addr", freeAddr(t), "--task-ack-wait", "2s"}}
 	p.start()
 	t.Cleanup(func() {
-		if p.cmd != nil && p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
+		_ = p.cmd.Process.Kill()
+		<-p.exited
 	})
 	return p
 }
@@ -92,7 +91,9 @@ func (p *serverProc) start() {
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
 	}
-	go func() { _ = p.cmd.Wait(); logf.Close() }()
+	exited := make(chan struct{})
+	p.exited = exited
+	go func() { _ = p.cmd.Wait(); logf.Close(); close(exited) }()
 	defs := weftv1connect.NewDefinitionServiceClient(http.DefaultClient, p.apiURL)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -114,9 +115,7 @@ func (p *serverProc) kill() {
 	if err := p.cmd.Process.Kill(); err != nil {
 		p.t.Fatal(err)
 	}
-	for p.cmd.ProcessState == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	<-p.exited
 }
 
 // ledger is an outside system that counts calls per Idempotency-Key.
