@@ -194,11 +194,14 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		}
 	}
 
-	if attempt > maxAttempts {
+	// tries counts this scheduling's deliveries: the policy's budget. (A
+	// redriven step starts a fresh budget with attempt numbers continuing.)
+	tries := d.NumDelivered
+	if tries > maxAttempts {
 		// The last attempt was lost (its executor died): the step is out of attempts.
 		res.Outcome = events.OutcomeFailed
 		res.Error = &events.Error{Type: ErrTypeExhausted,
-			Message: fmt.Sprintf("attempt %d of %d was lost (executor stopped or timed out)", attempt-1, maxAttempts)}
+			Message: fmt.Sprintf("attempt %d was lost (executor stopped) and was the last of %d", attempt-1, maxAttempts)}
 		w.settle(ctx, d, res, 0, log)
 		return
 	}
@@ -225,12 +228,12 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		te = &Error{Type: "error", Message: err.Error()}
 	}
 	res.Error = &events.Error{Type: te.Type, Message: te.Error()}
-	if te.NonRetryable || cmd.Retry.IsNonRetryable(te.Type) || attempt >= maxAttempts {
+	if te.NonRetryable || cmd.Retry.IsNonRetryable(te.Type) || tries >= maxAttempts {
 		res.Outcome = events.OutcomeFailed
 		w.settle(ctx, d, res, 0, log)
 		return
 	}
-	delay := cmd.Retry.Delay(attempt)
+	delay := cmd.Retry.Delay(tries)
 	if te.RetryAfter > 0 {
 		delay = te.RetryAfter
 	}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -77,21 +76,19 @@ func clientCommands(cf *clientFlags) []*cobra.Command {
 		listCommand(cf), signalCommand(cf), cancelCommand(cf), watchCommand(cf),
 	}
 	for _, c := range cmds {
-		readableErrors(c, cf)
+		readableErrors(c)
 	}
 	return cmds
 }
 
 // readableErrors makes cmd and its subcommands report Connect errors as
 // "<code>: <message>".
-func readableErrors(cmd *cobra.Command, cf *clientFlags) {
+func readableErrors(cmd *cobra.Command) {
 	if run := cmd.RunE; run != nil {
-		cmd.RunE = func(c *cobra.Command, args []string) error {
-			return rpcErr(run(c, args), cf.server)
-		}
+		cmd.RunE = func(c *cobra.Command, args []string) error { return rpcErr(run(c, args)) }
 	}
 	for _, sub := range cmd.Commands() {
-		readableErrors(sub, cf)
+		readableErrors(sub)
 	}
 }
 
@@ -105,22 +102,18 @@ type rpcError struct {
 func (e *rpcError) Error() string { return e.msg }
 func (e *rpcError) Unwrap() error { return e.err }
 
-// rpcErr renders a Connect error as "<code>: <message>", replacing the
-// request URL of transport errors by the server address.
-func rpcErr(err error, server string) error {
+// rpcErr renders a Connect error as "<code>: <message>" and returns other
+// errors unchanged.
+func rpcErr(err error) error {
 	var ce *connect.Error
 	if !errors.As(err, &ce) {
 		return err
 	}
-	msg := ce.Message()
-	var ue *url.Error
-	if errors.As(ce, &ue) {
-		msg = fmt.Sprintf("server %s: %v", server, ue.Err)
+	msg := connect.CodeOf(ce).String()
+	if m := ce.Message(); m != "" {
+		msg += ": " + m
 	}
-	if msg == "" {
-		return &rpcError{ce.Code().String(), ce}
-	}
-	return &rpcError{fmt.Sprintf("%s: %s", connect.CodeOf(ce), msg), ce}
+	return &rpcError{msg, ce}
 }
 
 func defCommand(cf *clientFlags) *cobra.Command {

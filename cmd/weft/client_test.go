@@ -113,7 +113,7 @@ func TestServerURL(t *testing.T) {
 }
 
 func TestRPCErr(t *testing.T) {
-	err := rpcErr(connect.NewError(connect.CodeNotFound, errors.New("workflow x not found")), "http://s")
+	err := rpcErr(connect.NewError(connect.CodeNotFound, errors.New("workflow x not found")))
 	if got, want := err.Error(), "not_found: workflow x not found"; got != want {
 		t.Errorf("rpcErr = %q; want %q", got, want)
 	}
@@ -121,7 +121,7 @@ func TestRPCErr(t *testing.T) {
 		t.Errorf("CodeOf(rpcErr) = %v; want not_found", connect.CodeOf(err))
 	}
 	plain := errors.New("plain")
-	if rpcErr(plain, "") != plain || rpcErr(nil, "") != nil {
+	if rpcErr(plain) != plain || rpcErr(nil) != nil {
 		t.Error("rpcErr changed a non-Connect error")
 	}
 }

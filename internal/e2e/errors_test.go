@@ -68,6 +68,17 @@ steps:
 	wantCode(t, "same id, other request", err, connect.CodeAlreadyExists, "already exists")
 	e.waitClosed("dup", 20*time.Second)
 
+	// Without a workflow id, the request id alone makes a start idempotent.
+	req = &weftv1.StartWorkflowRequest{Definition: "three", RequestId: "only-request", Input: jsonValue(t, `{"n":1}`)}
+	r1, err = e.wf.StartWorkflow(c, connect.NewRequest(req))
+	if err != nil || !r1.Msg.Started {
+		t.Fatalf("start by request id: %v %v", r1, err)
+	}
+	r2, err = e.wf.StartWorkflow(c, connect.NewRequest(req))
+	if err != nil || r2.Msg.Started || r2.Msg.WorkflowId != r1.Msg.WorkflowId {
+		t.Fatalf("repeated start by request id: %v %v", r2, err)
+	}
+
 	// Unchanged definition text does not make a new revision.
 	if got := e.putDef(threeSteps); got.Changed || got.Revision != 1 {
 		t.Fatalf("re-put: %v", got)

@@ -171,3 +171,35 @@ func TestCancelWorkflow(t *testing.T) {
 		return err == nil && len(resp.Msg.Workflows) == 1 && resp.Msg.Workflows[0].Id == id
 	})
 }
+
+// A signal repeated with the same request id is delivered once.
+func TestSignalRequestIDDeduplicates(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: twice
+steps:
+  - id: one
+    wait: { signal: go }
+  - id: two
+    wait: { signal: go }
+`)
+	id := e.start("twice", "", ``)
+	for range 3 {
+		if _, err := e.wf.SignalWorkflow(ctx(t), connect.NewRequest(&weftv1.SignalWorkflowRequest{
+			WorkflowId: id, Name: "go", Payload: jsonValue(t, `1`), RequestId: "same"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "first wait to complete", func() bool {
+		return stepStatus(e.get(id), "one") == weftv1.StepStatus_STEP_STATUS_COMPLETED
+	})
+	if s := stepStatus(e.get(id), "two"); s != weftv1.StepStatus_STEP_STATUS_WAITING {
+		t.Fatalf("second wait is %v: a repeated signal satisfied it", s)
+	}
+	if err := e.signal(id, "go", `2`); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.waitClosed(id, 10*time.Second); toJSON(w.Output) != "2" {
+		t.Fatalf("output %s", toJSON(w.Output))
+	}
+}

@@ -56,8 +56,9 @@ type Node struct {
 	// APIURL is the API's base URL (http://host:port) when the API runs.
 	APIURL string
 
-	http *http.Server
-	log  *slog.Logger
+	http        *http.Server
+	stopStreams context.CancelFunc
+	log         *slog.Logger
 }
 
 // Start connects to NATS and starts the configured parts.
@@ -134,6 +135,10 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			return n, fmt.Errorf("API listener on %s: %w", cfg.APIAddr, err)
 		}
 		n.http = api.NewHTTPServer(cfg.APIAddr, srv.Handler())
+		// Requests (long watches among them) end when the node stops.
+		base, cancel := context.WithCancel(context.Background())
+		n.http.BaseContext = func(net.Listener) context.Context { return base }
+		n.stopStreams = cancel
 		n.APIURL = "http://" + ln.Addr().String()
 		go func() {
 			if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -149,6 +154,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 func (n *Node) Stop(ctx context.Context) error {
 	var errs []error
 	if n.http != nil {
+		n.stopStreams()
 		errs = append(errs, n.http.Shutdown(ctx))
 		n.http = nil
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -152,6 +153,13 @@ func checkWorkflowID(id string) error {
 		return errorf(connect.CodeInvalidArgument, "workflow_id %q is invalid: use 1-128 letters, digits, '_', '-' or '='", id)
 	}
 	return nil
+}
+
+// derivedID is the workflow id of a start without one: the same for the
+// same definition and request id, so a retried start finds its run.
+func derivedID(def, reqID string) string {
+	h := sha256.Sum256([]byte(def + "\x00" + reqID))
+	return hex.EncodeToString(h[:12])
 }
 
 func randomID() string {

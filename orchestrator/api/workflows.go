@@ -31,7 +31,9 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		return nil, errorf(connect.CodeInvalidArgument, "revision must be 0 (latest) or positive, got %d", m.Revision)
 	}
 	wf := m.WorkflowId
-	if wf == "" {
+	if wf == "" && m.RequestId != "" {
+		wf = derivedID(m.Definition, m.RequestId)
+	} else if wf == "" {
 		wf = randomID()
 	} else if err := checkWorkflowID(wf); err != nil {
 		return nil, err
@@ -232,7 +234,7 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 		reqID = randomID()
 	}
 	ev := events.Event{Type: events.TypeSignalReceived, Time: s.cfg.Now().UTC(),
-		SignalReceived: &events.SignalReceived{Name: m.Name, Payload: payload, RequestID: m.RequestId}}
+		SignalReceived: &events.SignalReceived{Name: m.Name, Payload: payload, RequestID: reqID}}
 	if _, err := s.store.AppendExternal(ctx, m.WorkflowId, nil, "signal/"+m.WorkflowId+"/"+reqID, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
 		return nil, toConnect(err)
 	}

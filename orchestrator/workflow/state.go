@@ -84,6 +84,8 @@ type State struct {
 	Order []string
 
 	Signals []*Signal
+	// signalIDs holds the request ids of received signals: a repeat is ignored.
+	signalIDs map[string]bool
 
 	CancelRequested bool
 	CancelReason    string
@@ -181,6 +183,15 @@ func (st *State) Apply(e events.Event) error {
 		s.Started = e.Time
 	case events.TypeSignalReceived:
 		p := e.SignalReceived
+		if p.RequestID != "" {
+			if st.signalIDs[p.RequestID] {
+				return nil
+			}
+			if st.signalIDs == nil {
+				st.signalIDs = map[string]bool{}
+			}
+			st.signalIDs[p.RequestID] = true
+		}
 		st.Signals = append(st.Signals, &Signal{Seq: st.Events, Name: p.Name, Payload: p.Payload})
 	case events.TypeTimerFired:
 		p := e.TimerFired

@@ -663,7 +663,7 @@ type StartWorkflowRequest struct {
 	WorkflowId string `protobuf:"bytes,4,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
 	// Client-chosen idempotency key. Repeating a request with the same
 	// request_id returns the run created by the first request instead of
-	// starting a new one.
+	// starting a new one. Empty: every request starts a new run.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1247,7 +1247,7 @@ type SignalWorkflowRequest struct {
 	// Payload delivered with the signal.
 	Payload *structpb.Value `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
 	// Client-chosen idempotency key. Repeating a request with the same
-	// request_id does not deliver the signal a second time.
+	// request_id does not deliver the signal a second time, however much later.
 	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

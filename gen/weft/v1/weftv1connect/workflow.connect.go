@@ -60,10 +60,11 @@ const (
 type WorkflowServiceClient interface {
 	// StartWorkflow starts a new run of a workflow definition.
 	//
-	// The call is idempotent: if a run with the requested workflow_id already
-	// exists, or a previous call carried the same request_id, no new run is
-	// created and the response reports started = false together with the id of
-	// the existing run.
+	// The call is idempotent per request_id: repeating it with the same
+	// workflow_id and request_id returns the existing run with started = false.
+	// The workflow_id of an existing run with another request_id fails with
+	// ALREADY_EXISTS. Without a workflow_id, the id is derived from the
+	// definition and request_id, so a retried request finds its run too.
 	StartWorkflow(context.Context, *connect.Request[v1.StartWorkflowRequest]) (*connect.Response[v1.StartWorkflowResponse], error)
 	// GetWorkflow returns the current state of a workflow run, including the
 	// state of each of its steps.
@@ -196,10 +197,11 @@ func (c *workflowServiceClient) CancelWorkflow(ctx context.Context, req *connect
 type WorkflowServiceHandler interface {
 	// StartWorkflow starts a new run of a workflow definition.
 	//
-	// The call is idempotent: if a run with the requested workflow_id already
-	// exists, or a previous call carried the same request_id, no new run is
-	// created and the response reports started = false together with the id of
-	// the existing run.
+	// The call is idempotent per request_id: repeating it with the same
+	// workflow_id and request_id returns the existing run with started = false.
+	// The workflow_id of an existing run with another request_id fails with
+	// ALREADY_EXISTS. Without a workflow_id, the id is derived from the
+	// definition and request_id, so a retried request finds its run too.
 	StartWorkflow(context.Context, *connect.Request[v1.StartWorkflowRequest]) (*connect.Response[v1.StartWorkflowResponse], error)
 	// GetWorkflow returns the current state of a workflow run, including the
 	// state of each of its steps.
