@@ -338,7 +338,7 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery) error {
 		now := sh.o.cfg.Now().UTC()
 		ev, ok, due := workflow.AcceptTimer(st, *d.Timer, now)
 		if !due {
-			return errNotDue{st.Steps[d.Timer.Path].TimeoutAt.Sub(now)}
+			return errNotDue{d.Timer.Due.Sub(now)}
 		}
 		if !ok && !fresh {
 			if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
@@ -371,9 +371,70 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery) error {
 			return err
 		}
 	}
+	if st.Status.Terminal() {
+		// Tell a parent how its child ended, and end the children of a
+		// closed workflow. Both are idempotent and repeated whenever a
+		// closed workflow sees an input, so a crash cannot lose them.
+		if err := sh.closeOut(ctx, st); err != nil {
+			return err
+		}
+	}
 	sh.index(ctx, wf, e)
 	if st.Status.Terminal() {
 		delete(sh.cache, wf)
+	}
+	return nil
+}
+
+// startChild starts the child workflow a ChildStarted event names, on the
+// latest revision of its definition. Starting it again finds it started.
+func (sh *shard) startChild(ctx context.Context, parent string, ev events.Event) error {
+	cs := ev.ChildStarted
+	_, rec, err := sh.o.defs.Load(ctx, cs.Definition, 0)
+	if err != nil {
+		return fmt.Errorf("start child %s of %s: %w", cs.WorkflowID, parent, err)
+	}
+	var zero uint64
+	_, err = sh.o.store.AppendExternal(ctx, cs.WorkflowID, &zero, "start/"+cs.WorkflowID+"/parent", events.Event{
+		Type: events.TypeWorkflowStarted, Time: ev.Time,
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: cs.WorkflowID, Definition: rec.Name, Revision: rec.Revision,
+			Input: cs.Input, RequestID: "parent", Parent: &events.ParentRef{WorkflowID: parent, Path: cs.Path, Gen: cs.Gen}}})
+	if err != nil && !errors.Is(err, eventstore.ErrConflict) && !errors.Is(err, eventstore.ErrDuplicate) {
+		return fmt.Errorf("start child %s of %s: %w", cs.WorkflowID, parent, err)
+	}
+	return nil
+}
+
+// closeOut reports a closed child's outcome to its parent and cancels the
+// children a closed workflow still has running.
+func (sh *shard) closeOut(ctx context.Context, st *workflow.State) error {
+	if p := st.Parent; p != nil {
+		r := events.Result{WorkflowID: p.WorkflowID, Path: p.Path, Gen: p.Gen, Attempt: 1, Time: st.Closed}
+		switch st.Status {
+		case workflow.StatusCompleted:
+			r.Outcome, r.Output = events.OutcomeCompleted, st.Output
+		case workflow.StatusFailed:
+			r.Outcome = events.OutcomeFailed
+			r.Error = &events.Error{Type: workflow.ErrTypeChild, Message: fmt.Sprintf("child workflow %s failed: %s", st.ID, st.Error.Error())}
+		default:
+			r.Outcome = events.OutcomeFailed
+			r.Error = &events.Error{Type: workflow.ErrTypeCanceled, Message: fmt.Sprintf("child workflow %s was canceled", st.ID)}
+		}
+		if err := sh.o.store.PublishResult(ctx, r); err != nil {
+			return err
+		}
+	}
+	for _, path := range st.Order {
+		s := st.Steps[path]
+		if s.ChildID == "" || s.Status == workflow.StepCompleted || s.Status == workflow.StepFailed {
+			continue
+		}
+		_, err := sh.o.store.AppendExternal(ctx, s.ChildID, nil, "cancel/"+s.ChildID, events.Event{
+			Type: events.TypeCancelRequested, Time: st.Closed,
+			CancelRequested: &events.CancelRequested{Reason: fmt.Sprintf("parent workflow %s is %s", st.ID, st.Status)}})
+		if err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
+			return fmt.Errorf("cancel child %s: %w", s.ChildID, err)
+		}
 	}
 	return nil
 }
@@ -389,8 +450,17 @@ func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs 
 			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: w.TimerID, Path: w.Path, Due: w.TimeoutAt}); err != nil {
 				return err
 			}
+		case ev.TimerScheduled != nil:
+			ts := ev.TimerScheduled
+			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: ts.TimerID, Path: ts.Path, Due: ts.Due}); err != nil {
+				return err
+			}
 		case ev.StepScheduled != nil:
 			if err := sh.o.store.EnsureTaskConsumer(ctx, ev.StepScheduled.Task); err != nil {
+				return err
+			}
+		case ev.ChildStarted != nil:
+			if err := sh.startChild(ctx, wf, ev); err != nil {
 				return err
 			}
 		}
@@ -408,10 +478,10 @@ func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs 
 		seq, start = next, i+1
 	}
 	st.LastSeq = seq
-	// Timers of waits that ended are no longer needed.
+	// Timers of waits that ended early are no longer needed.
 	for _, ev := range evs {
 		if ev.StepCompleted != nil && ev.StepCompleted.SignalSeq > 0 {
-			if s := st.Steps[ev.StepCompleted.Path]; s != nil && s.TimerID != "" {
+			if s := st.Steps[ev.StepCompleted.Path]; s != nil && s.TimerID != "" && !s.TimedOut {
 				if err := sh.o.store.CancelTimer(ctx, wf, s.TimerID); err != nil {
 					sh.o.log.Warn("cancel timer", "workflow", wf, "err", err)
 				}

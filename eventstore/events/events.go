@@ -40,6 +40,12 @@ const (
 	TypeWorkflowCompleted Type = "WorkflowCompleted"
 	TypeWorkflowFailed    Type = "WorkflowFailed"
 	TypeWorkflowCanceled  Type = "WorkflowCanceled"
+	TypeStepStarted       Type = "StepStarted"
+	TypeStepSkipped       Type = "StepSkipped"
+	TypeStepIterated      Type = "StepIterated"
+	TypeTimerScheduled    Type = "TimerScheduled"
+	TypeChildStarted      Type = "ChildStarted"
+	TypeWorkflowRetried   Type = "WorkflowRetried"
 )
 
 // ErrCorrupt is returned (wrapped) when bytes do not decode into a valid Record.
@@ -71,6 +77,12 @@ type Event struct {
 	WorkflowCompleted *WorkflowCompleted `msgpack:"wc,omitempty"`
 	WorkflowFailed    *WorkflowFailed    `msgpack:"wf,omitempty"`
 	WorkflowCanceled  *WorkflowCanceled  `msgpack:"wx,omitempty"`
+	StepStarted       *StepStarted       `msgpack:"sst,omitempty"`
+	StepSkipped       *StepSkipped       `msgpack:"ssk,omitempty"`
+	StepIterated      *StepIterated      `msgpack:"sit,omitempty"`
+	TimerScheduled    *TimerScheduled    `msgpack:"ts,omitempty"`
+	ChildStarted      *ChildStarted      `msgpack:"cs,omitempty"`
+	WorkflowRetried   *WorkflowRetried   `msgpack:"wr,omitempty"`
 }
 
 // Error is a failure as data: a message for people and a type for rules
@@ -136,6 +148,15 @@ type WorkflowStarted struct {
 	Revision   int    `msgpack:"rev"`
 	Input      any    `msgpack:"in"`
 	RequestID  string `msgpack:"req,omitempty"`
+	// Parent is set on a child workflow: where to report its outcome.
+	Parent *ParentRef `msgpack:"par,omitempty"`
+}
+
+// ParentRef names the step of a parent workflow that started a child.
+type ParentRef struct {
+	WorkflowID string `msgpack:"id"`
+	Path       string `msgpack:"p"`
+	Gen        int    `msgpack:"g"`
 }
 
 // StepScheduled is a task step's command: executors registered for Task
@@ -170,6 +191,8 @@ type StepCompleted struct {
 	Attempt   int    `msgpack:"a,omitempty"`
 	Output    any    `msgpack:"out"`
 	SignalSeq int    `msgpack:"sig,omitempty"`
+	// Vars are the values a set step assigned.
+	Vars map[string]any `msgpack:"vars,omitempty"`
 }
 
 // StepFailed records that a step failed for good.
@@ -224,6 +247,50 @@ type WorkflowCanceled struct {
 	Reason string `msgpack:"r,omitempty"`
 }
 
+// StepStarted records that a container step (switch, foreach, parallel,
+// repeat) began. Case is the chosen switch case (-1: default); Items are a
+// foreach's items after its filter.
+type StepStarted struct {
+	Path  string `msgpack:"p"`
+	Kind  string `msgpack:"k"`
+	Case  int    `msgpack:"case,omitempty"`
+	Items []any  `msgpack:"items,omitempty"`
+}
+
+// StepSkipped records that a step's if was false.
+type StepSkipped struct {
+	Path string `msgpack:"p"`
+}
+
+// StepIterated records that a repeat step began iteration Iteration (from 1).
+type StepIterated struct {
+	Path      string `msgpack:"p"`
+	Iteration int    `msgpack:"i"`
+}
+
+// TimerScheduled records a durable timer: a sleep step's (Path set) or the
+// workflow's timeout (Path empty).
+type TimerScheduled struct {
+	Path    string    `msgpack:"p,omitempty"`
+	TimerID string    `msgpack:"tid"`
+	Due     time.Time `msgpack:"due"`
+}
+
+// ChildStarted records that a workflow step started child workflow WorkflowID.
+type ChildStarted struct {
+	Path       string `msgpack:"p"`
+	Gen        int    `msgpack:"g"`
+	WorkflowID string `msgpack:"id"`
+	Definition string `msgpack:"def"`
+	Input      any    `msgpack:"in"`
+}
+
+// WorkflowRetried records a redrive: a failed workflow runs again from its
+// failed steps.
+type WorkflowRetried struct {
+	Reason string `msgpack:"r,omitempty"`
+}
+
 // Terminal reports whether the event closes a workflow.
 func (e Event) Terminal() bool {
 	switch e.Type {
@@ -275,6 +342,18 @@ func (e Event) Payload() any {
 		return e.WorkflowFailed
 	case TypeWorkflowCanceled:
 		return e.WorkflowCanceled
+	case TypeStepStarted:
+		return e.StepStarted
+	case TypeStepSkipped:
+		return e.StepSkipped
+	case TypeStepIterated:
+		return e.StepIterated
+	case TypeTimerScheduled:
+		return e.TimerScheduled
+	case TypeChildStarted:
+		return e.ChildStarted
+	case TypeWorkflowRetried:
+		return e.WorkflowRetried
 	}
 	return nil
 }
@@ -286,57 +365,52 @@ func (e Event) Validate() error {
 		return fmt.Errorf("%w: unknown event type %q", ErrCorrupt, e.Type)
 	}
 	// A typed nil pointer inside the interface means the payload is missing.
-	switch v := p.(type) {
-	case *WorkflowStarted:
-		if v == nil {
-			return missing(e.Type)
-		}
-	case *StepScheduled:
-		if v == nil {
-			return missing(e.Type)
-		}
-	case *StepAttemptFailed:
-		if v == nil {
-			return missing(e.Type)
-		}
-	case *StepCompleted:
-		if v == nil {
-			return missing(e.Type)
-		}
-	case *StepFailed:
-		if v == nil {
-			return missing(e.Type)
-		}
-	case *WaitStarted:
-		if v == nil {
-			return missing(e.Type)
-		}
-	case *SignalReceived:
-		if v == nil {
-			return missing(e.Type)
-		}
-	case *TimerFired:
-		if v == nil {
-			return missing(e.Type)
-		}
-	case *CancelRequested:
-		if v == nil {
-			return missing(e.Type)
-		}
-	case *WorkflowCompleted:
-		if v == nil {
-			return missing(e.Type)
-		}
-	case *WorkflowFailed:
-		if v == nil {
-			return missing(e.Type)
-		}
-	case *WorkflowCanceled:
-		if v == nil {
-			return missing(e.Type)
-		}
+	if isNilPointer(p) {
+		return missing(e.Type)
 	}
 	return nil
+}
+
+func isNilPointer(p any) bool {
+	switch v := p.(type) {
+	case *WorkflowStarted:
+		return v == nil
+	case *StepScheduled:
+		return v == nil
+	case *StepAttemptFailed:
+		return v == nil
+	case *StepCompleted:
+		return v == nil
+	case *StepFailed:
+		return v == nil
+	case *WaitStarted:
+		return v == nil
+	case *SignalReceived:
+		return v == nil
+	case *TimerFired:
+		return v == nil
+	case *CancelRequested:
+		return v == nil
+	case *WorkflowCompleted:
+		return v == nil
+	case *WorkflowFailed:
+		return v == nil
+	case *WorkflowCanceled:
+		return v == nil
+	case *StepStarted:
+		return v == nil
+	case *StepSkipped:
+		return v == nil
+	case *StepIterated:
+		return v == nil
+	case *TimerScheduled:
+		return v == nil
+	case *ChildStarted:
+		return v == nil
+	case *WorkflowRetried:
+		return v == nil
+	}
+	return false
 }
 
 func missing(t Type) error {

@@ -113,7 +113,13 @@ func DecodeTimer(b []byte) (TimerDue, error) {
 	return t, nil
 }
 
-func decodeLoose(b []byte, v any) error {
+func decodeLoose(b []byte, v any) (err error) {
+	// The decoder can panic on some malformed input: that is corruption too.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
+		}
+	}()
 	dec := msgpack.NewDecoder(bytes.NewReader(b))
 	dec.UseLooseInterfaceDecoding(true)
 	if err := dec.Decode(v); err != nil {
@@ -138,6 +144,21 @@ func normalizeValues(e *Event) error {
 		n(&e.StepScheduled.Input)
 	case e.StepCompleted != nil:
 		n(&e.StepCompleted.Output)
+		if e.StepCompleted.Vars != nil {
+			var v any = e.StepCompleted.Vars
+			n(&v)
+			if m, ok := v.(map[string]any); ok {
+				e.StepCompleted.Vars = m
+			}
+		}
+	case e.StepStarted != nil && e.StepStarted.Items != nil:
+		var v any = e.StepStarted.Items
+		n(&v)
+		if l, ok := v.([]any); ok {
+			e.StepStarted.Items = l
+		}
+	case e.ChildStarted != nil:
+		n(&e.ChildStarted.Input)
 	case e.SignalReceived != nil:
 		n(&e.SignalReceived.Payload)
 	case e.WorkflowCompleted != nil:

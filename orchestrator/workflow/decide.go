@@ -1,8 +1,12 @@
 package workflow
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/weftworks/weft/eventstore/events"
@@ -11,64 +15,65 @@ import (
 
 // Error types Weft itself assigns.
 const (
-	ErrTypeExpression = "expression"
-	ErrTypeTimeout    = "timeout"
+	ErrTypeExpression    = "expression"
+	ErrTypeTimeout       = "timeout"
+	ErrTypeMaxIterations = "max_iterations"
+	ErrTypeCanceled      = "canceled"
+	ErrTypeChild         = "child_failed"
 )
 
 // maxDecisions bounds the events one Advance may produce.
-const maxDecisions = 10000
+const maxDecisions = 100000
 
 // Decide returns the events that follow from st under def, or none when
-// the workflow must wait for something outside (a result, a signal, a timer).
-// It is pure and deterministic: the same state gives the same events, with
-// times taken from st.Now.
+// the workflow must wait for something outside (a result, a signal, a
+// timer). It is pure and deterministic: the same state gives the same
+// events, with times taken from st.Now.
 func Decide(st *State, def *definition.Definition) []events.Event {
 	if st.Status != StatusRunning {
 		return nil
 	}
+	w := &walker{st: st}
 	if st.CancelRequested {
-		return []events.Event{st.event(events.Event{Type: events.TypeWorkflowCanceled,
+		return []events.Event{w.ev(events.Event{Type: events.TypeWorkflowCanceled,
 			WorkflowCanceled: &events.WorkflowCanceled{Reason: st.CancelReason}})}
 	}
-	for _, step := range def.Steps {
-		s := st.Steps[step.ID]
-		if s == nil {
-			return []events.Event{st.start(step, def)}
-		}
-		switch s.Status {
-		case StepCompleted:
-			continue
-		case StepFailed:
-			errv := events.Error{Message: "step failed"}
-			if s.LastError != nil {
-				errv = *s.LastError
-			}
-			errv.Message = fmt.Sprintf("step %s: %s", s.Path, errv.Message)
-			return []events.Event{st.event(events.Event{Type: events.TypeWorkflowFailed,
-				WorkflowFailed: &events.WorkflowFailed{Error: errv, Path: s.Path}})}
-		case StepWaiting:
-			if sig := st.pendingSignal(s.Signal); sig != nil {
-				return []events.Event{st.event(events.Event{Type: events.TypeStepCompleted,
-					StepCompleted: &events.StepCompleted{Path: s.Path, Output: sig.Payload, SignalSeq: sig.Seq}})}
-			}
-			if s.TimedOut {
-				return []events.Event{st.event(events.Event{Type: events.TypeStepFailed,
-					StepFailed: &events.StepFailed{Path: s.Path, Error: events.Error{Type: ErrTypeTimeout,
-						Message: fmt.Sprintf("no %q signal before %s", s.Signal, s.TimeoutAt.Format("2006-01-02T15:04:05Z07:00"))}}})}
-			}
-			return nil
-		default: // running (or canceled, which only happens once the workflow closed)
-			return nil
-		}
+	if st.TimedOut {
+		return []events.Event{w.ev(events.Event{Type: events.TypeWorkflowFailed, WorkflowFailed: &events.WorkflowFailed{
+			Error: events.Error{Type: ErrTypeTimeout, Message: fmt.Sprintf("workflow did not finish within %s", def.Timeout)}}})}
 	}
-	out, err := st.output(def)
-	if err != nil {
-		return []events.Event{st.event(events.Event{Type: events.TypeWorkflowFailed,
-			WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: ErrTypeExpression,
-				Message: "output: " + err.Error()}}})}
+	if def.Timeout > 0 && st.TimeoutTimerID == "" {
+		w.emit(events.Event{Type: events.TypeTimerScheduled, TimerScheduled: &events.TimerScheduled{
+			TimerID: WorkflowTimeoutTimerID(st.Retries), Due: st.Now.Add(def.Timeout)}})
 	}
-	return []events.Event{st.event(events.Event{Type: events.TypeWorkflowCompleted,
-		WorkflowCompleted: &events.WorkflowCompleted{Output: out}})}
+	r := w.block(def.Steps, "", nil)
+	if w.terminal != nil {
+		return []events.Event{*w.terminal}
+	}
+	if len(w.out) > 0 {
+		return w.out
+	}
+	switch r.state {
+	case blockFailed:
+		errv := r.err
+		if r.path != "" {
+			errv.Message = fmt.Sprintf("step %s: %s", r.path, errv.Message)
+		}
+		return []events.Event{w.ev(events.Event{Type: events.TypeWorkflowFailed,
+			WorkflowFailed: &events.WorkflowFailed{Error: errv, Path: r.path}})}
+	case blockDone:
+		out := r.output
+		if def.Output != nil {
+			var err error
+			if out, err = def.Output.Eval(w.scope("", nil)); err != nil {
+				return []events.Event{w.ev(events.Event{Type: events.TypeWorkflowFailed,
+					WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: ErrTypeExpression, Message: "output: " + err.Error()}}})}
+			}
+		}
+		return []events.Event{w.ev(events.Event{Type: events.TypeWorkflowCompleted,
+			WorkflowCompleted: &events.WorkflowCompleted{Output: out}})}
+	}
+	return nil
 }
 
 // Advance decides and applies until the workflow waits on the outside,
@@ -92,46 +97,500 @@ func Advance(st *State, def *definition.Definition) ([]events.Event, error) {
 	}
 }
 
-func (st *State) event(e events.Event) events.Event {
-	e.Time = st.Now
+type blockState int
+
+const (
+	blockPending blockState = iota
+	blockDone
+	blockFailed
+)
+
+// result is where a block of steps stands.
+type result struct {
+	state  blockState
+	output any
+	err    events.Error
+	path   string
+}
+
+// locals are the loop variables in scope.
+type locals map[string]any
+
+func (l locals) with(kv ...any) locals {
+	out := make(locals, len(l)+len(kv)/2)
+	for k, v := range l {
+		out[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i].(string)] = kv[i+1]
+	}
+	return out
+}
+
+// walker walks the plan against the state and collects the next events.
+type walker struct {
+	st       *State
+	out      []events.Event
+	terminal *events.Event
+}
+
+func (w *walker) ev(e events.Event) events.Event {
+	e.Time = w.st.Now
 	return e
 }
 
-// Scope returns the expression scope for the state.
-func (st *State) Scope() definition.Scope {
-	steps := make(map[string]any, len(st.Steps))
-	for path, s := range st.Steps {
-		if s.Status == StepCompleted {
-			steps[path] = s.Output
-		}
-	}
-	return definition.Scope{Input: st.Input, Steps: steps, WorkflowID: st.ID, Now: st.Now}
+func (w *walker) emit(e events.Event) {
+	w.out = append(w.out, w.ev(e))
 }
 
-func (st *State) start(step *definition.Step, def *definition.Definition) events.Event {
-	path := step.ID
+// scope returns the expression scope at path prefix prefix: steps.<id>
+// resolves to the innermost enclosing scope's step of that id.
+func (w *walker) scope(prefix string, l locals) definition.Scope {
+	st := w.st
+	steps := make(map[string]any)
+	// Outermost first, so inner scopes override.
+	for _, p := range prefixes(prefix) {
+		for id, out := range st.outputs[p] {
+			steps[id] = out
+		}
+	}
+	return definition.Scope{Input: st.Input, Steps: steps, WorkflowID: st.ID, Now: st.Now, Vars: st.Vars, Locals: l}
+}
+
+// prefixes returns "" and every enclosing prefix of p, outermost first:
+// "a[1].b[2]." gives "", "a[1].", "a[1].b[2].".
+func prefixes(p string) []string {
+	out := []string{""}
+	for i := 0; i < len(p); i++ {
+		if p[i] == '.' {
+			out = append(out, p[:i+1])
+		}
+	}
+	return out
+}
+
+func (w *walker) failStep(path string, typ, msg string) {
+	w.emit(events.Event{Type: events.TypeStepFailed, StepFailed: &events.StepFailed{Path: path,
+		Error: events.Error{Type: typ, Message: msg}}})
+}
+
+func (w *walker) completeStep(path string, out any) {
+	w.emit(events.Event{Type: events.TypeStepCompleted, StepCompleted: &events.StepCompleted{Path: path, Output: out}})
+}
+
+// block walks a sequence of steps: it starts the first that has not
+// started, follows the running one, and reports the sequence's state.
+func (w *walker) block(steps []*definition.Step, prefix string, l locals) result {
+	var last any
+	for _, step := range steps {
+		path := prefix + step.ID
+		s := w.st.Steps[path]
+		if s == nil || s.Status == StepPending {
+			w.start(step, path, prefix, l)
+			return result{state: blockPending}
+		}
+		switch s.Status {
+		case StepCompleted:
+			last = s.Output
+			continue
+		case StepSkipped:
+			last = nil
+			continue
+		case StepFailed:
+			r := w.caught(step, s, prefix, l)
+			if r.state != blockDone {
+				return r
+			}
+			last = r.output
+			continue
+		case StepCanceled:
+			return result{state: blockFailed, err: events.Error{Type: ErrTypeCanceled, Message: "canceled"}, path: path}
+		}
+		// Running or waiting.
+		w.follow(step, s, prefix, l)
+		return result{state: blockPending}
+	}
+	return result{state: blockDone, output: last}
+}
+
+// caught handles a failed step: a matching catch clause runs in its place
+// and, when it finishes, completes the step with its output.
+func (w *walker) caught(step *definition.Step, s *Step, prefix string, l locals) result {
+	errv := events.Error{Message: "step failed"}
+	if s.LastError != nil {
+		errv = *s.LastError
+	}
+	for _, c := range step.Catch {
+		if !matches(c.Errors, errv.Type) {
+			continue
+		}
+		r := w.block(c.Do, prefix, l.with("error", map[string]any{"message": errv.Message, "type": errv.Type}))
+		if r.state == blockDone {
+			w.completeStep(s.Path, r.output)
+			return result{state: blockPending}
+		}
+		return r
+	}
+	return result{state: blockFailed, err: errv, path: s.Path}
+}
+
+func matches(types []string, typ string) bool {
+	if len(types) == 0 {
+		return true
+	}
+	for _, t := range types {
+		if t == typ {
+			return true
+		}
+	}
+	return false
+}
+
+func truthy(v any) bool {
+	b, ok := v.(bool)
+	return ok && b
+}
+
+// start emits the events that begin a step.
+func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
+	st := w.st
+	sc := w.scope(prefix, l)
+	if step.If != nil {
+		v, err := step.If.Eval(sc)
+		if err != nil {
+			w.failStep(path, ErrTypeExpression, "if: "+err.Error())
+			return
+		}
+		if !truthy(v) {
+			w.emit(events.Event{Type: events.TypeStepSkipped, StepSkipped: &events.StepSkipped{Path: path}})
+			return
+		}
+	}
+	gen := 1
+	if s := st.Steps[path]; s != nil {
+		gen = s.Gen + 1
+	}
+	switch step.Kind {
+	case definition.KindTask:
+		in, err := step.Input.Eval(sc)
+		if err != nil {
+			w.failStep(path, ErrTypeExpression, err.Error())
+			return
+		}
+		first := 1
+		if s := st.Steps[path]; s != nil {
+			first = s.Attempts + 1
+		}
+		w.emit(events.Event{Type: events.TypeStepScheduled, StepScheduled: &events.StepScheduled{
+			Path: path, Gen: gen, Task: step.Task, Input: in, Retry: step.Retry, Timeout: step.Timeout,
+			IdempotencyKey: st.ID + "/" + path, FirstAttempt: first,
+		}})
+	case definition.KindWait:
+		ws := &events.WaitStarted{Path: path, Signal: step.Wait.Signal}
+		if step.Wait.Timeout > 0 {
+			ws.TimeoutAt = st.Now.Add(step.Wait.Timeout)
+			ws.TimerID = TimerID(path, gen)
+		}
+		w.emit(events.Event{Type: events.TypeWaitStarted, WaitStarted: ws})
+	case definition.KindSleep:
+		due := st.Now.Add(step.Sleep.Duration)
+		if step.Sleep.Until != nil {
+			v, err := step.Sleep.Until.Eval(sc)
+			if err != nil {
+				w.failStep(path, ErrTypeExpression, "sleep.until: "+err.Error())
+				return
+			}
+			s, _ := v.(string)
+			if due, err = time.Parse(time.RFC3339Nano, s); err != nil {
+				w.failStep(path, ErrTypeExpression, fmt.Sprintf("sleep.until: %v is not a timestamp", v))
+				return
+			}
+		}
+		if !due.After(st.Now) {
+			w.completeStep(path, nil)
+			return
+		}
+		w.emit(events.Event{Type: events.TypeTimerScheduled, TimerScheduled: &events.TimerScheduled{
+			Path: path, TimerID: TimerID(path, gen), Due: due.UTC()}})
+	case definition.KindSet:
+		vars := make(map[string]any, len(step.Set))
+		for _, sv := range step.Set {
+			v, err := sv.Value.Eval(sc)
+			if err != nil {
+				w.failStep(path, ErrTypeExpression, "set."+sv.Name+": "+err.Error())
+				return
+			}
+			vars[sv.Name] = v
+		}
+		w.emit(events.Event{Type: events.TypeStepCompleted, StepCompleted: &events.StepCompleted{Path: path, Output: toAnyMap(vars), Vars: vars}})
+	case definition.KindSwitch:
+		chosen := -2
+		for i, c := range step.Switch.Cases {
+			v, err := c.If.Eval(sc)
+			if err != nil {
+				w.failStep(path, ErrTypeExpression, fmt.Sprintf("switch case %d: %v", i+1, err))
+				return
+			}
+			if truthy(v) {
+				chosen = i
+				break
+			}
+		}
+		if chosen == -2 && step.Switch.Default != nil {
+			chosen = -1
+		}
+		if chosen == -2 {
+			w.completeStep(path, nil)
+			return
+		}
+		w.emit(events.Event{Type: events.TypeStepStarted, StepStarted: &events.StepStarted{Path: path, Kind: string(step.Kind), Case: chosen}})
+	case definition.KindForeach:
+		v, err := step.Foreach.Items.Eval(sc)
+		if err != nil {
+			w.failStep(path, ErrTypeExpression, "foreach: "+err.Error())
+			return
+		}
+		items, ok := v.([]any)
+		if !ok && v != nil {
+			w.failStep(path, ErrTypeExpression, fmt.Sprintf("foreach: want a list, got %T", v))
+			return
+		}
+		if step.Foreach.Filter != nil {
+			kept := make([]any, 0, len(items))
+			for i, it := range items {
+				fv, err := step.Foreach.Filter.Eval(w.scope(prefix, l.with(step.Foreach.As, it, "index", int64(i))))
+				if err != nil {
+					w.failStep(path, ErrTypeExpression, fmt.Sprintf("filter (item %d): %v", i, err))
+					return
+				}
+				if truthy(fv) {
+					kept = append(kept, it)
+				}
+			}
+			items = kept
+		}
+		if items == nil {
+			items = []any{}
+		}
+		w.emit(events.Event{Type: events.TypeStepStarted, StepStarted: &events.StepStarted{Path: path, Kind: string(step.Kind), Items: items}})
+	case definition.KindParallel, definition.KindRepeat:
+		w.emit(events.Event{Type: events.TypeStepStarted, StepStarted: &events.StepStarted{Path: path, Kind: string(step.Kind)}})
+	case definition.KindWorkflow:
+		in, err := step.Workflow.Input.Eval(sc)
+		if err != nil {
+			w.failStep(path, ErrTypeExpression, err.Error())
+			return
+		}
+		w.emit(events.Event{Type: events.TypeChildStarted, ChildStarted: &events.ChildStarted{Path: path, Gen: gen,
+			WorkflowID: ChildID(st.ID, path, gen), Definition: step.Workflow.Definition, Input: in}})
+	case definition.KindFail:
+		msg, err := step.Fail.Message.Eval(sc)
+		if err != nil {
+			w.failStep(path, ErrTypeExpression, "fail.message: "+err.Error())
+			return
+		}
+		text, ok := msg.(string)
+		if !ok {
+			text = fmt.Sprint(msg)
+		}
+		w.failStep(path, step.Fail.Type, text)
+	case definition.KindSucceed:
+		out, err := step.Succeed.Output.Eval(sc)
+		if err != nil {
+			w.failStep(path, ErrTypeExpression, "succeed.output: "+err.Error())
+			return
+		}
+		e := w.ev(events.Event{Type: events.TypeWorkflowCompleted, WorkflowCompleted: &events.WorkflowCompleted{Output: out}})
+		if w.terminal == nil {
+			w.terminal = &e
+		}
+	default:
+		w.failStep(path, ErrTypeExpression, fmt.Sprintf("unknown step kind %q", step.Kind))
+	}
+}
+
+func toAnyMap(m map[string]any) any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// ChildID returns the workflow id of the child started by the step at path
+// of workflow parent in its gen-th run: deterministic, so a replay finds
+// the same child.
+func ChildID(parent, path string, gen int) string {
+	r := strings.NewReplacer(".", "_", "[", "-", "]", "")
+	id := fmt.Sprintf("%s-%s-%d", parent, r.Replace(path), gen)
+	if len(id) > 128 {
+		h := sha256.Sum256([]byte(id))
+		id = id[:80] + "-" + hex.EncodeToString(h[:16])
+	}
+	return id
+}
+
+// follow advances a step that is running or waiting.
+func (w *walker) follow(step *definition.Step, s *Step, prefix string, l locals) {
+	st := w.st
+	path := s.Path
 	switch step.Kind {
 	case definition.KindWait:
-		w := &events.WaitStarted{Path: path, Signal: step.Wait.Signal}
-		if step.Wait.Timeout > 0 {
-			w.TimeoutAt = st.Now.Add(step.Wait.Timeout)
-			w.TimerID = TimerID(path)
+		if s.Status != StepWaiting {
+			// The wait timed out and runs its timeout steps.
+			w.finish(path, w.block(step.Wait.TimeoutSteps, prefix, l))
+			return
 		}
-		return st.event(events.Event{Type: events.TypeWaitStarted, WaitStarted: w})
-	default:
-		in, err := step.Input.Eval(st.Scope())
+		if sig := st.pendingSignal(s.Signal); sig != nil {
+			w.emit(events.Event{Type: events.TypeStepCompleted,
+				StepCompleted: &events.StepCompleted{Path: path, Output: sig.Payload, SignalSeq: sig.Seq}})
+			return
+		}
+		if s.TimedOut {
+			if len(step.Wait.TimeoutSteps) > 0 {
+				// Record the timeout by moving the step on: its timeout steps run next.
+				w.emit(events.Event{Type: events.TypeStepStarted, StepStarted: &events.StepStarted{Path: path, Kind: "timeout_steps"}})
+				return
+			}
+			w.failStep(path, ErrTypeTimeout, fmt.Sprintf("no %q signal before %s", s.Signal, s.TimeoutAt.Format(time.RFC3339)))
+		}
+	case definition.KindSleep:
+		if s.TimedOut {
+			w.completeStep(path, nil)
+		}
+	case definition.KindSwitch:
+		steps := step.Switch.Default
+		if s.Case >= 0 && s.Case < len(step.Switch.Cases) {
+			steps = step.Switch.Cases[s.Case].Then
+		}
+		w.finish(path, w.block(steps, prefix, l))
+	case definition.KindParallel:
+		w.parallel(step, s, prefix, l)
+	case definition.KindForeach:
+		w.foreach(step, s, l)
+	case definition.KindRepeat:
+		w.repeat(step, s, l)
+	}
+	// Tasks and child workflows wait for their results.
+}
+
+// finish completes or fails a container step once its block did.
+func (w *walker) finish(path string, r result) {
+	switch r.state {
+	case blockDone:
+		w.completeStep(path, r.output)
+	case blockFailed:
+		e := r.err
+		if r.path != "" && r.path != path {
+			e.Message = fmt.Sprintf("step %s: %s", r.path, e.Message)
+		}
+		w.emit(events.Event{Type: events.TypeStepFailed, StepFailed: &events.StepFailed{Path: path, Error: e}})
+	}
+}
+
+func errValue(r result) map[string]any {
+	return map[string]any{"error": map[string]any{"message": r.err.Message, "type": r.err.Type, "step": r.path}}
+}
+
+func (w *walker) parallel(step *definition.Step, s *Step, prefix string, l locals) {
+	out := make(map[string]any, len(step.Parallel.Branches))
+	done := true
+	for _, b := range step.Parallel.Branches {
+		r := w.block(b.Steps, prefix, l)
+		switch r.state {
+		case blockPending:
+			done = false
+		case blockFailed:
+			if !step.Parallel.ContinueOnError {
+				w.out = w.out[:0]
+				w.finish(s.Path, r)
+				return
+			}
+			out[b.Name] = errValue(r)
+		case blockDone:
+			out[b.Name] = r.output
+		}
+	}
+	if done {
+		w.completeStep(s.Path, out)
+	}
+}
+
+// iterPrefix is the path prefix of a loop's i-th iteration.
+func iterPrefix(path string, i int) string {
+	return path + "[" + strconv.Itoa(i) + "]."
+}
+
+func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
+	fe := step.Foreach
+	out := make([]any, len(s.Items))
+	inflight, done := 0, 0
+	type pending struct {
+		i int
+		l locals
+	}
+	var notStarted []pending
+	for i, item := range s.Items {
+		p := iterPrefix(s.Path, i)
+		il := l.with(fe.As, item, "index", int64(i))
+		if first := w.st.Steps[p+fe.Do[0].ID]; first == nil {
+			notStarted = append(notStarted, pending{i, il})
+			continue
+		}
+		r := w.block(fe.Do, p, il)
+		switch r.state {
+		case blockPending:
+			inflight++
+		case blockDone:
+			out[i] = r.output
+			done++
+		case blockFailed:
+			if !fe.ContinueOnError {
+				w.out = w.out[:0]
+				r.err.Message = fmt.Sprintf("item %d: %s", i, r.err.Message)
+				w.finish(s.Path, r)
+				return
+			}
+			out[i] = errValue(r)
+			done++
+		}
+	}
+	for _, p := range notStarted {
+		if inflight >= fe.Concurrency {
+			break
+		}
+		w.block(fe.Do, iterPrefix(s.Path, p.i), p.l)
+		inflight++
+	}
+	if done == len(s.Items) {
+		w.completeStep(s.Path, out)
+	}
+}
+
+func (w *walker) repeat(step *definition.Step, s *Step, l locals) {
+	rp := step.Repeat
+	k := s.Iteration
+	p := iterPrefix(s.Path, k)
+	il := l.with("iteration", int64(k))
+	r := w.block(rp.Do, p, il)
+	switch r.state {
+	case blockFailed:
+		w.finish(s.Path, r)
+	case blockDone:
+		v, err := rp.Until.Eval(w.scope(p, il))
 		if err != nil {
-			return st.event(events.Event{Type: events.TypeStepFailed, StepFailed: &events.StepFailed{Path: path,
-				Error: events.Error{Type: ErrTypeExpression, Message: err.Error()}}})
+			w.failStep(s.Path, ErrTypeExpression, "until: "+err.Error())
+			return
 		}
-		gen := 1
-		if s := st.Steps[path]; s != nil {
-			gen = s.Gen + 1
+		if truthy(v) {
+			w.completeStep(s.Path, r.output)
+			return
 		}
-		return st.event(events.Event{Type: events.TypeStepScheduled, StepScheduled: &events.StepScheduled{
-			Path: path, Gen: gen, Task: step.Task, Input: in, Retry: step.Retry, Timeout: step.Timeout,
-			IdempotencyKey: st.ID + "/" + path, FirstAttempt: 1,
-		}})
+		if k+1 >= rp.MaxIterations {
+			w.failStep(s.Path, ErrTypeMaxIterations, fmt.Sprintf("until was still false after %d iterations", rp.MaxIterations))
+			return
+		}
+		w.emit(events.Event{Type: events.TypeStepIterated, StepIterated: &events.StepIterated{Path: s.Path, Iteration: k + 1}})
 	}
 }
 
@@ -144,26 +603,20 @@ func (st *State) pendingSignal(name string) *Signal {
 	return nil
 }
 
-func (st *State) output(def *definition.Definition) (any, error) {
-	if def.Output != nil {
-		return def.Output.Eval(st.Scope())
-	}
-	if n := len(def.Steps); n > 0 {
-		if s := st.Steps[def.Steps[n-1].ID]; s != nil {
-			return s.Output, nil
-		}
-	}
-	return nil, nil
+// Scope returns the expression scope at the top level.
+func (st *State) Scope() definition.Scope {
+	return (&walker{st: st}).scope("", nil)
 }
 
-// AcceptResult returns the event recording executor result r, or false
-// when r no longer applies (a duplicate, or a step that moved on).
+// AcceptResult returns the event recording result r (of a task attempt or
+// a child workflow), or false when r no longer applies (a duplicate, or a
+// step that moved on).
 func AcceptResult(st *State, r events.Result) (events.Event, bool) {
 	if st.Status != StatusRunning {
 		return events.Event{}, false
 	}
 	s := st.Steps[r.Path]
-	if s == nil || s.Status != StepRunning || s.Gen != r.Gen {
+	if s == nil || s.Status != StepRunning || s.Gen != r.Gen || (s.Kind != "task" && s.Kind != "workflow") {
 		return events.Event{}, false
 	}
 	if r.Outcome == events.OutcomeAttemptFailed && r.Attempt <= s.Attempts {
@@ -179,13 +632,22 @@ func AcceptTimer(st *State, t events.TimerDue, now time.Time) (ev events.Event, 
 	if st.Status != StatusRunning {
 		return events.Event{}, false, true
 	}
-	s := st.Steps[t.Path]
-	if s == nil || s.Status != StepWaiting || s.TimerID != t.TimerID || s.TimedOut {
-		return events.Event{}, false, true
+	var at time.Time
+	if t.Path == "" {
+		if st.TimeoutTimerID != t.TimerID || st.TimedOut {
+			return events.Event{}, false, true
+		}
+		at = st.TimeoutAt
+	} else {
+		s := st.Steps[t.Path]
+		if s == nil || s.Status != StepWaiting || s.TimerID != t.TimerID || s.TimedOut {
+			return events.Event{}, false, true
+		}
+		at = s.TimeoutAt
 	}
-	if now.Before(s.TimeoutAt) {
+	if now.Before(at) {
 		return events.Event{}, false, false
 	}
 	return events.Event{Type: events.TypeTimerFired, Time: now,
-		TimerFired: &events.TimerFired{TimerID: t.TimerID, Path: t.Path, Due: s.TimeoutAt}}, true, true
+		TimerFired: &events.TimerFired{TimerID: t.TimerID, Path: t.Path, Due: at}}, true, true
 }

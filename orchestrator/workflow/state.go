@@ -24,21 +24,25 @@ const (
 func (s Status) Terminal() bool { return s != StatusRunning && s != "" }
 
 // StepStatus is a step's lifecycle state. A step that has not started has
-// no entry in State.Steps (it is pending).
+// no entry in State.Steps, or an entry with StepPending after a redrive.
 type StepStatus string
 
 // Step statuses.
 const (
+	StepPending   StepStatus = ""
 	StepRunning   StepStatus = "RUNNING"
 	StepWaiting   StepStatus = "WAITING"
 	StepCompleted StepStatus = "COMPLETED"
 	StepFailed    StepStatus = "FAILED"
 	StepCanceled  StepStatus = "CANCELED"
+	StepSkipped   StepStatus = "SKIPPED"
 )
 
-// Step is the folded state of one step, addressed by its path.
+// Step is the folded state of one step, addressed by its path: its id,
+// prefixed by the iterations of enclosing loops, e.g. "lines[3].charge".
 type Step struct {
 	Path   string
+	Kind   string
 	Task   string
 	Status StepStatus
 	// Gen counts the step's schedulings; results must name the current one.
@@ -50,12 +54,22 @@ type Step struct {
 	Started   time.Time
 	Closed    time.Time
 
-	// Wait steps.
+	// Wait and sleep steps.
 	Signal    string
 	TimerID   string
 	TimeoutAt time.Time
 	TimedOut  bool
+
+	// Containers: the chosen switch case, a foreach's items, a repeat's iteration.
+	Case      int
+	Items     []any
+	Iteration int
+	// ChildID is a workflow step's child workflow.
+	ChildID string
 }
+
+// Done reports whether the step finished (completed or skipped).
+func (s *Step) Done() bool { return s.Status == StepCompleted || s.Status == StepSkipped }
 
 // Signal is a received signal; Consumed once a wait took it.
 type Signal struct {
@@ -73,6 +87,7 @@ type State struct {
 	Revision   int
 	Input      any
 	RequestID  string
+	Parent     *events.ParentRef
 
 	Status    Status
 	Output    any
@@ -82,13 +97,26 @@ type State struct {
 	// Steps by path; Order lists paths in the order they started.
 	Steps map[string]*Step
 	Order []string
+	// outputs holds finished steps' outputs by path prefix, then id, so
+	// expressions find "steps.<id>" in the innermost scope cheaply.
+	outputs map[string]map[string]any
+
+	// Vars holds the values set steps assigned.
+	Vars map[string]any
 
 	Signals []*Signal
 	// signalIDs holds the request ids of received signals: a repeat is ignored.
 	signalIDs map[string]bool
 
+	// TimeoutTimerID is the workflow timeout's timer, once scheduled.
+	TimeoutTimerID string
+	TimeoutAt      time.Time
+	TimedOut       bool
+
 	CancelRequested bool
 	CancelReason    string
+	// Retries counts redrives.
+	Retries int
 
 	Created time.Time
 	Closed  time.Time
@@ -114,6 +142,27 @@ func Fold(evs []events.Event) (*State, error) {
 	return st, nil
 }
 
+// splitPath returns a path's prefix (ending in "." or empty) and step id.
+func splitPath(path string) (prefix, id string) {
+	i := strings.LastIndexByte(path, '.')
+	return path[:i+1], path[i+1:]
+}
+
+func (st *State) setOutput(path string, out any) {
+	prefix, id := splitPath(path)
+	m := st.outputs[prefix]
+	if m == nil {
+		m = map[string]any{}
+		st.outputs[prefix] = m
+	}
+	m[id] = out
+}
+
+func (st *State) clearOutput(path string) {
+	prefix, id := splitPath(path)
+	delete(st.outputs[prefix], id)
+}
+
 // Apply folds one event into the state. Events that no longer matter (a
 // signal after completion) are recorded in the counters and otherwise ignored.
 func (st *State) Apply(e events.Event) error {
@@ -134,31 +183,29 @@ func (st *State) Apply(e events.Event) error {
 		}
 		p := e.WorkflowStarted
 		st.ID, st.Definition, st.Revision, st.Input, st.RequestID = p.WorkflowID, p.Definition, p.Revision, p.Input, p.RequestID
+		st.Parent = p.Parent
 		st.Status = StatusRunning
 		st.Created = e.Time
 		st.Steps = map[string]*Step{}
+		st.outputs = map[string]map[string]any{}
+		st.Vars = map[string]any{}
 	case events.TypeStepScheduled:
 		p := e.StepScheduled
-		s := st.step(p.Path)
-		s.Task, s.Status, s.Gen = p.Task, StepRunning, p.Gen
+		s := st.step(p.Path, e.Time)
+		s.Kind, s.Task, s.Status, s.Gen = "task", p.Task, StepRunning, p.Gen
 		s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
-		if s.Started.IsZero() {
-			s.Started = e.Time
-		}
 	case events.TypeStepAttemptFailed:
 		p := e.StepAttemptFailed
-		s := st.step(p.Path)
+		s := st.step(p.Path, e.Time)
 		s.Attempts = max(s.Attempts, p.Attempt)
 		errv := p.Error
 		s.LastError = &errv
 	case events.TypeStepCompleted:
 		p := e.StepCompleted
-		s := st.step(p.Path)
+		s := st.step(p.Path, e.Time)
 		s.Status, s.Output, s.Closed = StepCompleted, p.Output, e.Time
 		s.Attempts = max(s.Attempts, p.Attempt)
-		if s.Started.IsZero() {
-			s.Started = e.Time
-		}
+		st.setOutput(p.Path, p.Output)
 		if p.SignalSeq > 0 {
 			for _, sig := range st.Signals {
 				if sig.Seq == p.SignalSeq {
@@ -166,21 +213,21 @@ func (st *State) Apply(e events.Event) error {
 				}
 			}
 		}
+		for k, v := range p.Vars {
+			st.Vars[k] = v
+		}
 	case events.TypeStepFailed:
 		p := e.StepFailed
-		s := st.step(p.Path)
+		s := st.step(p.Path, e.Time)
 		s.Status, s.Closed = StepFailed, e.Time
 		s.Attempts = max(s.Attempts, p.Attempt)
 		errv := p.Error
 		s.LastError = &errv
-		if s.Started.IsZero() {
-			s.Started = e.Time
-		}
 	case events.TypeWaitStarted:
 		p := e.WaitStarted
-		s := st.step(p.Path)
-		s.Status, s.Signal, s.TimerID, s.TimeoutAt = StepWaiting, p.Signal, p.TimerID, p.TimeoutAt
-		s.Started = e.Time
+		s := st.step(p.Path, e.Time)
+		s.Kind, s.Status, s.Signal, s.TimerID, s.TimeoutAt, s.TimedOut = "wait", StepWaiting, p.Signal, p.TimerID, p.TimeoutAt, false
+		s.Gen++
 	case events.TypeSignalReceived:
 		p := e.SignalReceived
 		if p.RequestID != "" {
@@ -195,7 +242,11 @@ func (st *State) Apply(e events.Event) error {
 		st.Signals = append(st.Signals, &Signal{Seq: st.Events, Name: p.Name, Payload: p.Payload})
 	case events.TypeTimerFired:
 		p := e.TimerFired
-		if s := st.Steps[p.Path]; s != nil && s.TimerID == p.TimerID && s.Status == StepWaiting {
+		if p.Path == "" {
+			if p.TimerID == st.TimeoutTimerID {
+				st.TimedOut = true
+			}
+		} else if s := st.Steps[p.Path]; s != nil && s.TimerID == p.TimerID && s.Status == StepWaiting {
 			s.TimedOut = true
 		}
 	case events.TypeCancelRequested:
@@ -217,6 +268,50 @@ func (st *State) Apply(e events.Event) error {
 				s.Status, s.Closed = StepCanceled, e.Time
 			}
 		}
+	case events.TypeStepStarted:
+		p := e.StepStarted
+		s := st.step(p.Path, e.Time)
+		s.Kind, s.Status, s.Case, s.Items, s.Iteration = p.Kind, StepRunning, p.Case, p.Items, 0
+		s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
+	case events.TypeStepSkipped:
+		s := st.step(e.StepSkipped.Path, e.Time)
+		s.Status, s.Closed = StepSkipped, e.Time
+		st.setOutput(s.Path, nil)
+	case events.TypeStepIterated:
+		if s := st.Steps[e.StepIterated.Path]; s != nil {
+			s.Iteration = e.StepIterated.Iteration
+		}
+	case events.TypeTimerScheduled:
+		p := e.TimerScheduled
+		if p.Path == "" {
+			st.TimeoutTimerID, st.TimeoutAt, st.TimedOut = p.TimerID, p.Due, false
+		} else {
+			s := st.step(p.Path, e.Time)
+			s.Kind, s.Status, s.TimerID, s.TimeoutAt, s.TimedOut = "sleep", StepWaiting, p.TimerID, p.Due, false
+			s.Gen++
+		}
+	case events.TypeChildStarted:
+		p := e.ChildStarted
+		s := st.step(p.Path, e.Time)
+		s.Kind, s.Status, s.Gen, s.ChildID = "workflow", StepRunning, p.Gen, p.WorkflowID
+		s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
+	case events.TypeWorkflowRetried:
+		if st.Status != StatusFailed {
+			return nil
+		}
+		st.Status, st.Error, st.ErrorPath, st.Closed = StatusRunning, nil, "", time.Time{}
+		st.Retries++
+		for _, s := range st.Steps {
+			if s.Status == StepFailed {
+				// Failed steps (and the containers they failed) run again;
+				// what completed stays completed.
+				s.Status, s.LastError, s.Closed = StepPending, nil, time.Time{}
+				st.clearOutput(s.Path)
+			}
+		}
+		if st.TimedOut {
+			st.TimedOut, st.TimeoutTimerID = false, ""
+		}
 	default:
 		return fmt.Errorf("%w: unknown event type %q", ErrInvalidHistory, e.Type)
 	}
@@ -227,19 +322,28 @@ func (st *State) close(s Status, t time.Time) {
 	st.Status, st.Closed = s, t
 }
 
-func (st *State) step(path string) *Step {
+func (st *State) step(path string, t time.Time) *Step {
 	s := st.Steps[path]
 	if s == nil {
-		s = &Step{Path: path}
+		s = &Step{Path: path, Started: t}
 		st.Steps[path] = s
 		st.Order = append(st.Order, path)
+	}
+	if s.Started.IsZero() {
+		s.Started = t
 	}
 	return s
 }
 
-// TimerID returns the id of the timer a wait step at path uses: a valid
+// TimerID returns the id of a step's timer in its gen-th waiting: a valid
 // NATS subject token.
-func TimerID(path string) string {
+func TimerID(path string, gen int) string {
 	r := strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_")
-	return "wait_" + r.Replace(path)
+	return fmt.Sprintf("t%d_%s", gen, r.Replace(path))
+}
+
+// WorkflowTimeoutTimerID is the id of the workflow timeout's timer after
+// retries redrives.
+func WorkflowTimeoutTimerID(retries int) string {
+	return fmt.Sprintf("workflow_timeout_%d", retries)
 }
