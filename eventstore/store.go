@@ -422,7 +422,7 @@ func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Messag
 
 // StepSettled reports whether wf's history after stream sequence after
 // records an outcome for the step at path in scheduling gen (completed or
-// failed), or the workflow's end. Executors ask it before running a
+// failed), or that the workflow completed or was canceled. Executors ask it before running a
 // redelivered command, so a step whose result is already recorded does not
 // run again.
 func (s *Store) StepSettled(ctx context.Context, wf, path string, gen int, after uint64) (bool, error) {
@@ -433,7 +433,8 @@ func (s *Store) StepSettled(ctx context.Context, wf, path string, gen int, after
 	for _, m := range msgs {
 		for _, e := range m.Record.Events {
 			switch {
-			case e.Terminal():
+			case e.Type == events.TypeWorkflowCompleted || e.Type == events.TypeWorkflowCanceled:
+				// (A failed workflow may be redriven: its steps still count.)
 				return true, nil
 			case e.StepCompleted != nil && e.StepCompleted.Path == path && e.StepCompleted.Gen == gen:
 				return true, nil

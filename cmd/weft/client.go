@@ -73,7 +73,7 @@ func serverURL(s string) string {
 func clientCommands(cf *clientFlags) []*cobra.Command {
 	cmds := []*cobra.Command{
 		defCommand(cf), startCommand(cf), getCommand(cf), historyCommand(cf),
-		listCommand(cf), signalCommand(cf), cancelCommand(cf), watchCommand(cf),
+		listCommand(cf), signalCommand(cf), cancelCommand(cf), retryCommand(cf), watchCommand(cf),
 	}
 	for _, c := range cmds {
 		readableErrors(c)
@@ -535,6 +535,27 @@ func cancelCommand(cf *clientFlags) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "cancel requested for %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "reason recorded in the history")
+	return cmd
+}
+
+func retryCommand(cf *clientFlags) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "retry ID",
+		Short: "Redrive a failed workflow from its failed steps",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := cf.workflows().RetryWorkflow(cmd.Context(), connect.NewRequest(&weftv1.RetryWorkflowRequest{
+				WorkflowId: args[0], Reason: reason,
+			}))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "retry requested for %s\n", args[0])
 			return nil
 		},
 	}

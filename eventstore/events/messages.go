@@ -32,7 +32,7 @@ type Result struct {
 	Gen        int           `msgpack:"g"`
 	Attempt    int           `msgpack:"a"`
 	Outcome    Outcome       `msgpack:"o"`
-	Output     any           `msgpack:"out,omitempty"`
+	Output     any           `msgpack:"out"`
 	Error      *Error        `msgpack:"err,omitempty"`
 	RetryDelay time.Duration `msgpack:"d,omitempty"`
 	Time       time.Time     `msgpack:"at"`

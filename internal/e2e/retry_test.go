@@ -191,7 +191,7 @@ func TestStepTimeoutAndHeartbeat(t *testing.T) {
 	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{
 		"sleepy": func(ctx context.Context, task *executor.Task) (any, error) {
 			n := calls.record(task)
-			for i := 0; i < 8; i++ { // 8 x 100ms, past the 500ms timeout
+			for i := 0; i < 15; i++ { // 15 x 100ms, past the 1s timeout
 				select {
 				case <-ctx.Done():
 					return nil, ctx.Err()
@@ -209,7 +209,7 @@ name: sleepy
 steps:
   - id: nap
     task: sleepy
-    timeout: 500ms
+    timeout: 1s
     retry: { max_attempts: 2, initial_interval: 100ms }
 `)
 	id := e.start("sleepy", "", ``)

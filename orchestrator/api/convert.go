@@ -47,6 +47,8 @@ var stepStatus = map[workflow.StepStatus]weftv1.StepStatus{
 	workflow.StepCompleted: weftv1.StepStatus_STEP_STATUS_COMPLETED,
 	workflow.StepFailed:    weftv1.StepStatus_STEP_STATUS_FAILED,
 	workflow.StepCanceled:  weftv1.StepStatus_STEP_STATUS_CANCELED,
+	workflow.StepSkipped:   weftv1.StepStatus_STEP_STATUS_SKIPPED,
+	workflow.StepPending:   weftv1.StepStatus_STEP_STATUS_PENDING,
 }
 
 func ts(t time.Time) *timestamppb.Timestamp {
@@ -128,6 +130,9 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 	case events.TypeWorkflowStarted:
 		p := e.WorkflowStarted
 		data = map[string]any{"workflow_id": p.WorkflowID, "definition": p.Definition, "revision": p.Revision, "input": p.Input, "request_id": p.RequestID}
+		if p.Parent != nil {
+			data["parent"] = map[string]any{"workflow_id": p.Parent.WorkflowID, "step_path": p.Parent.Path}
+		}
 	case events.TypeStepScheduled:
 		p := e.StepScheduled
 		path = p.Path
@@ -144,6 +149,9 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 		p := e.StepCompleted
 		path = p.Path
 		data = map[string]any{"output": p.Output}
+		if p.Vars != nil {
+			data["vars"] = p.Vars
+		}
 		if p.SignalSeq > 0 {
 			data["signal_sequence"] = p.SignalSeq
 		}
@@ -175,6 +183,32 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 		data = map[string]any{"error": errData(p.Error)}
 	case events.TypeWorkflowCanceled:
 		data = map[string]any{"reason": e.WorkflowCanceled.Reason}
+	case events.TypeStepStarted:
+		p := e.StepStarted
+		path = p.Path
+		data = map[string]any{"kind": p.Kind}
+		if p.Kind == "switch" {
+			data["case"] = p.Case
+		}
+		if p.Items != nil {
+			data["items"] = p.Items
+		}
+	case events.TypeStepSkipped:
+		path = e.StepSkipped.Path
+		data = map[string]any{}
+	case events.TypeStepIterated:
+		path = e.StepIterated.Path
+		data = map[string]any{"iteration": e.StepIterated.Iteration}
+	case events.TypeTimerScheduled:
+		p := e.TimerScheduled
+		path = p.Path
+		data = map[string]any{"timer_id": p.TimerID, "due": p.Due.Format(time.RFC3339Nano)}
+	case events.TypeChildStarted:
+		p := e.ChildStarted
+		path = p.Path
+		data = map[string]any{"workflow_id": p.WorkflowID, "definition": p.Definition, "input": p.Input}
+	case events.TypeWorkflowRetried:
+		data = map[string]any{"reason": e.WorkflowRetried.Reason}
 	}
 	d, err := pv(data)
 	if err != nil {

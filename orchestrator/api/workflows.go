@@ -288,3 +288,28 @@ func pageToken(tok string) (int, error) {
 	}
 	return n, nil
 }
+
+// RetryWorkflow redrives a failed workflow from its failed steps.
+func (s *Server) RetryWorkflow(ctx context.Context, req *connect.Request[weftv1.RetryWorkflowRequest]) (*connect.Response[weftv1.RetryWorkflowResponse], error) {
+	m := req.Msg
+	v, err := s.readState(ctx, m.WorkflowId)
+	if err != nil {
+		return nil, err
+	}
+	if v.st.Status != workflow.StatusFailed {
+		return nil, errorf(connect.CodeFailedPrecondition, "workflow %q is %s; only FAILED workflows can be retried", m.WorkflowId, v.st.Status)
+	}
+	// Conditional on the history we read: a retry applies to the failure it saw.
+	last := v.st.LastSeq
+	ev := events.Event{Type: events.TypeWorkflowRetried, Time: s.cfg.Now().UTC(),
+		WorkflowRetried: &events.WorkflowRetried{Reason: m.Reason}}
+	_, err = s.store.AppendExternal(ctx, m.WorkflowId, &last, "retry/"+m.WorkflowId+"/"+strconv.FormatUint(last, 10), ev)
+	switch {
+	case err == nil, errors.Is(err, eventstore.ErrDuplicate):
+	case errors.Is(err, eventstore.ErrConflict):
+		return nil, errorf(connect.CodeAborted, "workflow %q changed while retrying; read it again", m.WorkflowId)
+	default:
+		return nil, toConnect(err)
+	}
+	return connect.NewResponse(&weftv1.RetryWorkflowResponse{}), nil
+}

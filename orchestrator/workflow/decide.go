@@ -610,9 +610,10 @@ func (st *State) Scope() definition.Scope {
 
 // AcceptResult returns the event recording result r (of a task attempt or
 // a child workflow), or false when r no longer applies (a duplicate, or a
-// step that moved on).
+// step that moved on). Results that arrive after the workflow failed are
+// still recorded, so that a redrive does not run those steps again.
 func AcceptResult(st *State, r events.Result) (events.Event, bool) {
-	if st.Status != StatusRunning {
+	if st.Status != StatusRunning && st.Status != StatusFailed {
 		return events.Event{}, false
 	}
 	s := st.Steps[r.Path]

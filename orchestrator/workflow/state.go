@@ -301,12 +301,24 @@ func (st *State) Apply(e events.Event) error {
 		}
 		st.Status, st.Error, st.ErrorPath, st.Closed = StatusRunning, nil, "", time.Time{}
 		st.Retries++
-		for _, s := range st.Steps {
-			if s.Status == StepFailed {
-				// Failed steps (and the containers they failed) run again;
-				// what completed stays completed.
-				s.Status, s.LastError, s.Closed = StepPending, nil, time.Time{}
-				st.clearOutput(s.Path)
+		for _, path := range st.Order {
+			s := st.Steps[path]
+			if s.Status != StepFailed {
+				continue
+			}
+			// Failed steps run again, and so do the loops around them
+			// (which may have completed with on_error: continue); what
+			// completed stays completed.
+			st.reset(s)
+			for i := strings.IndexByte(path, '['); i >= 0; {
+				if loop := st.Steps[path[:i]]; loop != nil && loop.Status == StepCompleted {
+					st.reset(loop)
+				}
+				j := strings.IndexByte(path[i+1:], '[')
+				if j < 0 {
+					break
+				}
+				i += j + 1
 			}
 		}
 		if st.TimedOut {
@@ -316,6 +328,11 @@ func (st *State) Apply(e events.Event) error {
 		return fmt.Errorf("%w: unknown event type %q", ErrInvalidHistory, e.Type)
 	}
 	return nil
+}
+
+func (st *State) reset(s *Step) {
+	s.Status, s.LastError, s.Closed = StepPending, nil, time.Time{}
+	st.clearOutput(s.Path)
 }
 
 func (st *State) close(s Status, t time.Time) {

@@ -102,6 +102,8 @@ const (
 	StepStatus_STEP_STATUS_FAILED StepStatus = 5
 	// The step was canceled before it finished.
 	StepStatus_STEP_STATUS_CANCELED StepStatus = 6
+	// The step's if condition was false, so it did not run.
+	StepStatus_STEP_STATUS_SKIPPED StepStatus = 7
 )
 
 // Enum value maps for StepStatus.
@@ -114,6 +116,7 @@ var (
 		4: "STEP_STATUS_COMPLETED",
 		5: "STEP_STATUS_FAILED",
 		6: "STEP_STATUS_CANCELED",
+		7: "STEP_STATUS_SKIPPED",
 	}
 	StepStatus_value = map[string]int32{
 		"STEP_STATUS_UNSPECIFIED": 0,
@@ -123,6 +126,7 @@ var (
 		"STEP_STATUS_COMPLETED":   4,
 		"STEP_STATUS_FAILED":      5,
 		"STEP_STATUS_CANCELED":    6,
+		"STEP_STATUS_SKIPPED":     7,
 	}
 )
 
@@ -1440,6 +1444,98 @@ func (*CancelWorkflowResponse) Descriptor() ([]byte, []int) {
 	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{18}
 }
 
+// RetryWorkflowRequest is the request of WorkflowService.RetryWorkflow.
+type RetryWorkflowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifier of the failed run to redrive.
+	WorkflowId string `protobuf:"bytes,1,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	// Optional note recorded in the history.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryWorkflowRequest) Reset() {
+	*x = RetryWorkflowRequest{}
+	mi := &file_weft_v1_workflow_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryWorkflowRequest) ProtoMessage() {}
+
+func (x *RetryWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_workflow_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*RetryWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RetryWorkflowRequest) GetWorkflowId() string {
+	if x != nil {
+		return x.WorkflowId
+	}
+	return ""
+}
+
+func (x *RetryWorkflowRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RetryWorkflowResponse is the response of WorkflowService.RetryWorkflow.
+type RetryWorkflowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryWorkflowResponse) Reset() {
+	*x = RetryWorkflowResponse{}
+	mi := &file_weft_v1_workflow_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryWorkflowResponse) ProtoMessage() {}
+
+func (x *RetryWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_workflow_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*RetryWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{20}
+}
+
 var File_weft_v1_workflow_proto protoreflect.FileDescriptor
 
 const file_weft_v1_workflow_proto_rawDesc = "" +
@@ -1550,13 +1646,18 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x18\n" +
-	"\x16CancelWorkflowResponse*\xa7\x01\n" +
+	"\x16CancelWorkflowResponse\"O\n" +
+	"\x14RetryWorkflowRequest\x12\x1f\n" +
+	"\vworkflow_id\x18\x01 \x01(\tR\n" +
+	"workflowId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x17\n" +
+	"\x15RetryWorkflowResponse*\xa7\x01\n" +
 	"\x0eWorkflowStatus\x12\x1f\n" +
 	"\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17WORKFLOW_STATUS_RUNNING\x10\x01\x12\x1d\n" +
 	"\x19WORKFLOW_STATUS_COMPLETED\x10\x02\x12\x1a\n" +
 	"\x16WORKFLOW_STATUS_FAILED\x10\x03\x12\x1c\n" +
-	"\x18WORKFLOW_STATUS_CANCELED\x10\x04*\xc1\x01\n" +
+	"\x18WORKFLOW_STATUS_CANCELED\x10\x04*\xda\x01\n" +
 	"\n" +
 	"StepStatus\x12\x1b\n" +
 	"\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -1565,7 +1666,8 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\x13STEP_STATUS_WAITING\x10\x03\x12\x19\n" +
 	"\x15STEP_STATUS_COMPLETED\x10\x04\x12\x16\n" +
 	"\x12STEP_STATUS_FAILED\x10\x05\x12\x18\n" +
-	"\x14STEP_STATUS_CANCELED\x10\x062\xc9\x04\n" +
+	"\x14STEP_STATUS_CANCELED\x10\x06\x12\x17\n" +
+	"\x13STEP_STATUS_SKIPPED\x10\a2\x99\x05\n" +
 	"\x0fWorkflowService\x12N\n" +
 	"\rStartWorkflow\x12\x1d.weft.v1.StartWorkflowRequest\x1a\x1e.weft.v1.StartWorkflowResponse\x12M\n" +
 	"\vGetWorkflow\x12\x1b.weft.v1.GetWorkflowRequest\x1a\x1c.weft.v1.GetWorkflowResponse\"\x03\x90\x02\x01\x12J\n" +
@@ -1574,7 +1676,8 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\rWatchWorkflow\x12\x1d.weft.v1.WatchWorkflowRequest\x1a\x1e.weft.v1.WatchWorkflowResponse0\x01\x12S\n" +
 	"\rListWorkflows\x12\x1d.weft.v1.ListWorkflowsRequest\x1a\x1e.weft.v1.ListWorkflowsResponse\"\x03\x90\x02\x01\x12Q\n" +
 	"\x0eSignalWorkflow\x12\x1e.weft.v1.SignalWorkflowRequest\x1a\x1f.weft.v1.SignalWorkflowResponse\x12Q\n" +
-	"\x0eCancelWorkflow\x12\x1e.weft.v1.CancelWorkflowRequest\x1a\x1f.weft.v1.CancelWorkflowResponseB\x87\x01\n" +
+	"\x0eCancelWorkflow\x12\x1e.weft.v1.CancelWorkflowRequest\x1a\x1f.weft.v1.CancelWorkflowResponse\x12N\n" +
+	"\rRetryWorkflow\x12\x1d.weft.v1.RetryWorkflowRequest\x1a\x1e.weft.v1.RetryWorkflowResponseB\x87\x01\n" +
 	"\vcom.weft.v1B\rWorkflowProtoP\x01Z,github.com/weftworks/weft/gen/weft/v1;weftv1\xa2\x02\x03WXX\xaa\x02\aWeft.V1\xca\x02\aWeft\\V1\xe2\x02\x13Weft\\V1\\GPBMetadata\xea\x02\bWeft::V1b\x06proto3"
 
 var (
@@ -1590,7 +1693,7 @@ func file_weft_v1_workflow_proto_rawDescGZIP() []byte {
 }
 
 var file_weft_v1_workflow_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_weft_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_weft_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_weft_v1_workflow_proto_goTypes = []any{
 	(WorkflowStatus)(0),            // 0: weft.v1.WorkflowStatus
 	(StepStatus)(0),                // 1: weft.v1.StepStatus
@@ -1613,34 +1716,36 @@ var file_weft_v1_workflow_proto_goTypes = []any{
 	(*SignalWorkflowResponse)(nil), // 18: weft.v1.SignalWorkflowResponse
 	(*CancelWorkflowRequest)(nil),  // 19: weft.v1.CancelWorkflowRequest
 	(*CancelWorkflowResponse)(nil), // 20: weft.v1.CancelWorkflowResponse
-	(*structpb.Value)(nil),         // 21: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),  // 22: google.protobuf.Timestamp
+	(*RetryWorkflowRequest)(nil),   // 21: weft.v1.RetryWorkflowRequest
+	(*RetryWorkflowResponse)(nil),  // 22: weft.v1.RetryWorkflowResponse
+	(*structpb.Value)(nil),         // 23: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
 }
 var file_weft_v1_workflow_proto_depIdxs = []int32{
 	1,  // 0: weft.v1.StepState.status:type_name -> weft.v1.StepStatus
 	2,  // 1: weft.v1.StepState.last_error:type_name -> weft.v1.Failure
-	21, // 2: weft.v1.StepState.output:type_name -> google.protobuf.Value
-	22, // 3: weft.v1.StepState.started_time:type_name -> google.protobuf.Timestamp
-	22, // 4: weft.v1.StepState.closed_time:type_name -> google.protobuf.Timestamp
+	23, // 2: weft.v1.StepState.output:type_name -> google.protobuf.Value
+	24, // 3: weft.v1.StepState.started_time:type_name -> google.protobuf.Timestamp
+	24, // 4: weft.v1.StepState.closed_time:type_name -> google.protobuf.Timestamp
 	0,  // 5: weft.v1.Workflow.status:type_name -> weft.v1.WorkflowStatus
-	21, // 6: weft.v1.Workflow.input:type_name -> google.protobuf.Value
-	21, // 7: weft.v1.Workflow.output:type_name -> google.protobuf.Value
+	23, // 6: weft.v1.Workflow.input:type_name -> google.protobuf.Value
+	23, // 7: weft.v1.Workflow.output:type_name -> google.protobuf.Value
 	2,  // 8: weft.v1.Workflow.error:type_name -> weft.v1.Failure
 	3,  // 9: weft.v1.Workflow.steps:type_name -> weft.v1.StepState
-	22, // 10: weft.v1.Workflow.created_time:type_name -> google.protobuf.Timestamp
-	22, // 11: weft.v1.Workflow.closed_time:type_name -> google.protobuf.Timestamp
+	24, // 10: weft.v1.Workflow.created_time:type_name -> google.protobuf.Timestamp
+	24, // 11: weft.v1.Workflow.closed_time:type_name -> google.protobuf.Timestamp
 	0,  // 12: weft.v1.WorkflowSummary.status:type_name -> weft.v1.WorkflowStatus
-	22, // 13: weft.v1.WorkflowSummary.created_time:type_name -> google.protobuf.Timestamp
-	22, // 14: weft.v1.WorkflowSummary.closed_time:type_name -> google.protobuf.Timestamp
-	22, // 15: weft.v1.HistoryEvent.time:type_name -> google.protobuf.Timestamp
-	21, // 16: weft.v1.HistoryEvent.data:type_name -> google.protobuf.Value
-	21, // 17: weft.v1.StartWorkflowRequest.input:type_name -> google.protobuf.Value
+	24, // 13: weft.v1.WorkflowSummary.created_time:type_name -> google.protobuf.Timestamp
+	24, // 14: weft.v1.WorkflowSummary.closed_time:type_name -> google.protobuf.Timestamp
+	24, // 15: weft.v1.HistoryEvent.time:type_name -> google.protobuf.Timestamp
+	23, // 16: weft.v1.HistoryEvent.data:type_name -> google.protobuf.Value
+	23, // 17: weft.v1.StartWorkflowRequest.input:type_name -> google.protobuf.Value
 	4,  // 18: weft.v1.GetWorkflowResponse.workflow:type_name -> weft.v1.Workflow
 	6,  // 19: weft.v1.GetHistoryResponse.events:type_name -> weft.v1.HistoryEvent
 	6,  // 20: weft.v1.WatchWorkflowResponse.event:type_name -> weft.v1.HistoryEvent
 	0,  // 21: weft.v1.ListWorkflowsRequest.status:type_name -> weft.v1.WorkflowStatus
 	5,  // 22: weft.v1.ListWorkflowsResponse.workflows:type_name -> weft.v1.WorkflowSummary
-	21, // 23: weft.v1.SignalWorkflowRequest.payload:type_name -> google.protobuf.Value
+	23, // 23: weft.v1.SignalWorkflowRequest.payload:type_name -> google.protobuf.Value
 	7,  // 24: weft.v1.WorkflowService.StartWorkflow:input_type -> weft.v1.StartWorkflowRequest
 	9,  // 25: weft.v1.WorkflowService.GetWorkflow:input_type -> weft.v1.GetWorkflowRequest
 	11, // 26: weft.v1.WorkflowService.GetHistory:input_type -> weft.v1.GetHistoryRequest
@@ -1648,15 +1753,17 @@ var file_weft_v1_workflow_proto_depIdxs = []int32{
 	15, // 28: weft.v1.WorkflowService.ListWorkflows:input_type -> weft.v1.ListWorkflowsRequest
 	17, // 29: weft.v1.WorkflowService.SignalWorkflow:input_type -> weft.v1.SignalWorkflowRequest
 	19, // 30: weft.v1.WorkflowService.CancelWorkflow:input_type -> weft.v1.CancelWorkflowRequest
-	8,  // 31: weft.v1.WorkflowService.StartWorkflow:output_type -> weft.v1.StartWorkflowResponse
-	10, // 32: weft.v1.WorkflowService.GetWorkflow:output_type -> weft.v1.GetWorkflowResponse
-	12, // 33: weft.v1.WorkflowService.GetHistory:output_type -> weft.v1.GetHistoryResponse
-	14, // 34: weft.v1.WorkflowService.WatchWorkflow:output_type -> weft.v1.WatchWorkflowResponse
-	16, // 35: weft.v1.WorkflowService.ListWorkflows:output_type -> weft.v1.ListWorkflowsResponse
-	18, // 36: weft.v1.WorkflowService.SignalWorkflow:output_type -> weft.v1.SignalWorkflowResponse
-	20, // 37: weft.v1.WorkflowService.CancelWorkflow:output_type -> weft.v1.CancelWorkflowResponse
-	31, // [31:38] is the sub-list for method output_type
-	24, // [24:31] is the sub-list for method input_type
+	21, // 31: weft.v1.WorkflowService.RetryWorkflow:input_type -> weft.v1.RetryWorkflowRequest
+	8,  // 32: weft.v1.WorkflowService.StartWorkflow:output_type -> weft.v1.StartWorkflowResponse
+	10, // 33: weft.v1.WorkflowService.GetWorkflow:output_type -> weft.v1.GetWorkflowResponse
+	12, // 34: weft.v1.WorkflowService.GetHistory:output_type -> weft.v1.GetHistoryResponse
+	14, // 35: weft.v1.WorkflowService.WatchWorkflow:output_type -> weft.v1.WatchWorkflowResponse
+	16, // 36: weft.v1.WorkflowService.ListWorkflows:output_type -> weft.v1.ListWorkflowsResponse
+	18, // 37: weft.v1.WorkflowService.SignalWorkflow:output_type -> weft.v1.SignalWorkflowResponse
+	20, // 38: weft.v1.WorkflowService.CancelWorkflow:output_type -> weft.v1.CancelWorkflowResponse
+	22, // 39: weft.v1.WorkflowService.RetryWorkflow:output_type -> weft.v1.RetryWorkflowResponse
+	32, // [32:40] is the sub-list for method output_type
+	24, // [24:32] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
 	24, // [24:24] is the sub-list for extension extendee
 	0,  // [0:24] is the sub-list for field type_name
@@ -1673,7 +1780,7 @@ func file_weft_v1_workflow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_workflow_proto_rawDesc), len(file_weft_v1_workflow_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -54,6 +54,9 @@ const (
 	// WorkflowServiceCancelWorkflowProcedure is the fully-qualified name of the WorkflowService's
 	// CancelWorkflow RPC.
 	WorkflowServiceCancelWorkflowProcedure = "/weft.v1.WorkflowService/CancelWorkflow"
+	// WorkflowServiceRetryWorkflowProcedure is the fully-qualified name of the WorkflowService's
+	// RetryWorkflow RPC.
+	WorkflowServiceRetryWorkflowProcedure = "/weft.v1.WorkflowService/RetryWorkflow"
 )
 
 // WorkflowServiceClient is a client for the weft.v1.WorkflowService service.
@@ -86,6 +89,11 @@ type WorkflowServiceClient interface {
 	// CancelWorkflow requests cancellation of a running workflow. Open steps
 	// are canceled and the run closes with status WORKFLOW_STATUS_CANCELED.
 	CancelWorkflow(context.Context, *connect.Request[v1.CancelWorkflowRequest]) (*connect.Response[v1.CancelWorkflowResponse], error)
+	// RetryWorkflow redrives a FAILED run: it resumes from its failed steps,
+	// which get fresh attempts, while completed steps are not run again. The
+	// history records the retry. A run that is not FAILED gives
+	// FAILED_PRECONDITION.
+	RetryWorkflow(context.Context, *connect.Request[v1.RetryWorkflowRequest]) (*connect.Response[v1.RetryWorkflowResponse], error)
 }
 
 // NewWorkflowServiceClient constructs a client for the weft.v1.WorkflowService service. By default,
@@ -144,6 +152,12 @@ func NewWorkflowServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(workflowServiceMethods.ByName("CancelWorkflow")),
 			connect.WithClientOptions(opts...),
 		),
+		retryWorkflow: connect.NewClient[v1.RetryWorkflowRequest, v1.RetryWorkflowResponse](
+			httpClient,
+			baseURL+WorkflowServiceRetryWorkflowProcedure,
+			connect.WithSchema(workflowServiceMethods.ByName("RetryWorkflow")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -156,6 +170,7 @@ type workflowServiceClient struct {
 	listWorkflows  *connect.Client[v1.ListWorkflowsRequest, v1.ListWorkflowsResponse]
 	signalWorkflow *connect.Client[v1.SignalWorkflowRequest, v1.SignalWorkflowResponse]
 	cancelWorkflow *connect.Client[v1.CancelWorkflowRequest, v1.CancelWorkflowResponse]
+	retryWorkflow  *connect.Client[v1.RetryWorkflowRequest, v1.RetryWorkflowResponse]
 }
 
 // StartWorkflow calls weft.v1.WorkflowService.StartWorkflow.
@@ -193,6 +208,11 @@ func (c *workflowServiceClient) CancelWorkflow(ctx context.Context, req *connect
 	return c.cancelWorkflow.CallUnary(ctx, req)
 }
 
+// RetryWorkflow calls weft.v1.WorkflowService.RetryWorkflow.
+func (c *workflowServiceClient) RetryWorkflow(ctx context.Context, req *connect.Request[v1.RetryWorkflowRequest]) (*connect.Response[v1.RetryWorkflowResponse], error) {
+	return c.retryWorkflow.CallUnary(ctx, req)
+}
+
 // WorkflowServiceHandler is an implementation of the weft.v1.WorkflowService service.
 type WorkflowServiceHandler interface {
 	// StartWorkflow starts a new run of a workflow definition.
@@ -223,6 +243,11 @@ type WorkflowServiceHandler interface {
 	// CancelWorkflow requests cancellation of a running workflow. Open steps
 	// are canceled and the run closes with status WORKFLOW_STATUS_CANCELED.
 	CancelWorkflow(context.Context, *connect.Request[v1.CancelWorkflowRequest]) (*connect.Response[v1.CancelWorkflowResponse], error)
+	// RetryWorkflow redrives a FAILED run: it resumes from its failed steps,
+	// which get fresh attempts, while completed steps are not run again. The
+	// history records the retry. A run that is not FAILED gives
+	// FAILED_PRECONDITION.
+	RetryWorkflow(context.Context, *connect.Request[v1.RetryWorkflowRequest]) (*connect.Response[v1.RetryWorkflowResponse], error)
 }
 
 // NewWorkflowServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -277,6 +302,12 @@ func NewWorkflowServiceHandler(svc WorkflowServiceHandler, opts ...connect.Handl
 		connect.WithSchema(workflowServiceMethods.ByName("CancelWorkflow")),
 		connect.WithHandlerOptions(opts...),
 	)
+	workflowServiceRetryWorkflowHandler := connect.NewUnaryHandler(
+		WorkflowServiceRetryWorkflowProcedure,
+		svc.RetryWorkflow,
+		connect.WithSchema(workflowServiceMethods.ByName("RetryWorkflow")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/weft.v1.WorkflowService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case WorkflowServiceStartWorkflowProcedure:
@@ -293,6 +324,8 @@ func NewWorkflowServiceHandler(svc WorkflowServiceHandler, opts ...connect.Handl
 			workflowServiceSignalWorkflowHandler.ServeHTTP(w, r)
 		case WorkflowServiceCancelWorkflowProcedure:
 			workflowServiceCancelWorkflowHandler.ServeHTTP(w, r)
+		case WorkflowServiceRetryWorkflowProcedure:
+			workflowServiceRetryWorkflowHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -328,4 +361,8 @@ func (UnimplementedWorkflowServiceHandler) SignalWorkflow(context.Context, *conn
 
 func (UnimplementedWorkflowServiceHandler) CancelWorkflow(context.Context, *connect.Request[v1.CancelWorkflowRequest]) (*connect.Response[v1.CancelWorkflowResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weft.v1.WorkflowService.CancelWorkflow is not implemented"))
+}
+
+func (UnimplementedWorkflowServiceHandler) RetryWorkflow(context.Context, *connect.Request[v1.RetryWorkflowRequest]) (*connect.Response[v1.RetryWorkflowResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weft.v1.WorkflowService.RetryWorkflow is not implemented"))
 }
