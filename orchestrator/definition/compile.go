@@ -15,16 +15,16 @@ import (
 	"github.com/weftworks/weft/internal/value"
 )
 
-// template compiles the YAML value n into a Template. Expressions in it may
-// read the outputs of the steps before position pos.
-func (p *parser) template(label, field string, n *yaml.Node, pos int) *Template {
+// template compiles the YAML value n into a Template whose expressions are
+// compiled at at.
+func (p *parser) template(label, field string, n *yaml.Node, at exprAt) *Template {
 	untagTimestamps(n, 0)
 	var v any
 	if err := n.Decode(&v); err != nil {
 		p.add(label, field, "invalid value: %s", yamlError(err))
 		return nil
 	}
-	c := &compiler{p: p, label: label, pos: pos}
+	c := &compiler{p: p, label: label, at: at}
 	root := c.value(field, v)
 	if root == nil {
 		return nil
@@ -46,12 +46,24 @@ func untagTimestamps(n *yaml.Node, depth int) {
 	}
 }
 
-// compiler compiles the values of one template.
+// compiler compiles the values of one template or expression field.
 type compiler struct {
 	p     *parser
 	label string
-	pos   int
+	at    exprAt
 	bad   bool
+}
+
+// exprAt says where an expression is compiled: the step it belongs to,
+// which decides the step outputs it may read, and the loop variables it sees.
+type exprAt struct {
+	// self is the step; nil for the workflow's output, which may read any step.
+	self *node
+	// sc holds the loop variables in scope.
+	sc *scope
+	// inner lets the expression read the outputs of steps inside self, as
+	// a repeat's until does after each iteration.
+	inner bool
 }
 
 // value compiles v; it returns nil after reporting a problem.
@@ -134,7 +146,8 @@ func (c *compiler) str(field, s string) tnode {
 			continue
 		}
 		exprs++
-		parts = append(parts, part{text: sg.text, prg: c.expr(field, sg.text)})
+		prg, _ := c.expr(field, sg.text)
+		parts = append(parts, part{text: sg.text, prg: prg})
 	}
 	switch {
 	case c.bad:
@@ -151,38 +164,57 @@ func (c *compiler) str(field, s string) tnode {
 	return &interpNode{field: field, parts: parts}
 }
 
-// expr compiles and checks one expression; nil after reporting problems.
-func (c *compiler) expr(field, src string) cel.Program {
-	env, err := celEnv()
+// expr compiles and checks one expression; it returns the program and the
+// type it yields, or nil after reporting problems.
+func (c *compiler) expr(field, src string) (cel.Program, *cel.Type) {
+	env, err := c.at.sc.env(c.p)
 	if err != nil {
 		c.problem(field, "expressions are unavailable: %v", err)
-		return nil
+		return nil, nil
 	}
 	checked, iss := env.Compile(src)
 	if iss.Err() != nil {
 		for _, e := range iss.Errors() {
-			c.problem(field, "expression %q: %s", src, e.Message)
+			c.problem(field, "expression %q: %s", src, explain(e.Message))
 		}
-		return nil
+		return nil, nil
 	}
 	for _, msg := range c.refs(checked) {
 		c.problem(field, "expression %q: %s", src, msg)
 	}
 	if c.bad {
-		return nil
+		return nil, nil
 	}
 	prg, err := env.Program(checked,
 		cel.CostLimit(DefaultCostLimit),
 		cel.InterruptCheckFrequency(100))
 	if err != nil {
 		c.problem(field, "expression %q: %v", src, err)
-		return nil
+		return nil, nil
 	}
-	return prg
+	return prg, checked.OutputType()
 }
 
-// refs checks the expression's constant references to steps.<id> and
-// workflow.<name> and returns what is wrong with them.
+// loopVarHints explain where the loop variables are defined.
+var loopVarHints = map[string]string{
+	DefaultForeachAs: "it is only defined in a foreach's filter and do (or under the name given by as)",
+	"index":          "it is only defined in a foreach's filter and do",
+	"iteration":      "it is only defined in a repeat's do and until",
+}
+
+// explain adds where it is defined to CEL's complaint about an undeclared
+// loop variable.
+func explain(msg string) string {
+	for name, hint := range loopVarHints {
+		if strings.HasPrefix(msg, "undeclared reference to '"+name+"'") {
+			return "undeclared reference to '" + name + "': " + hint
+		}
+	}
+	return msg
+}
+
+// refs checks the expression's constant references to steps.<id>,
+// vars.<name> and workflow.<name> and returns what is wrong with them.
 func (c *compiler) refs(checked *cel.Ast) []string {
 	var msgs []string
 	seen := map[string]bool{}
@@ -207,14 +239,19 @@ func (c *compiler) refs(checked *cel.Ast) []string {
 		}
 		switch op.AsIdent() {
 		case "steps":
-			i, exists := c.p.ids[name]
-			switch {
-			case !exists:
+			target := c.p.ids[name]
+			if target == nil {
 				report("steps.%s: there is no step %q", name, name)
-			case i == c.pos:
-				report("steps.%s: a step cannot read its own output", name)
-			case i > c.pos:
-				report("steps.%s: step %q comes later; only earlier steps' outputs can be read", name, name)
+			} else if msg := c.at.reads(target); msg != "" {
+				report("steps.%s: %s", name, msg)
+			}
+		case "vars":
+			if !c.p.vars[name] {
+				if best := closest(name, sortedSet(c.p.vars)); best != "" {
+					report("vars.%s is never set (did you mean vars.%s?)", name, best)
+				} else {
+					report("vars.%s is never set: no set step sets it", name)
+				}
 			}
 		case "workflow":
 			if name != "id" && name != "now" {
@@ -223,6 +260,37 @@ func (c *compiler) refs(checked *cel.Ast) []string {
 		}
 	}))
 	return msgs
+}
+
+// reads says why an expression at at cannot read the output of step
+// target, or returns "" when it can. A step cannot read its own output,
+// a step that contains it, a step inside it (except from a repeat's until),
+// or a step that comes later in a list the two share.
+func (at exprAt) reads(target *node) string {
+	self := at.self
+	if self == nil {
+		return ""
+	}
+	if target == self {
+		return "a step cannot read its own output"
+	}
+	a, b := self.path, target.path
+	k := 0
+	for k < len(a) && k < len(b) && a[k] == b[k] {
+		k++
+	}
+	switch {
+	case k == len(b):
+		return fmt.Sprintf("step %q contains this step, so its output is not ready yet", target.id)
+	case k == len(a):
+		if at.inner {
+			return ""
+		}
+		return fmt.Sprintf("step %q is inside this step and has not run when this is evaluated", target.id)
+	case a[k].list == b[k].list && b[k].index > a[k].index:
+		return fmt.Sprintf("step %q comes later; only earlier steps' outputs can be read", target.id)
+	}
+	return ""
 }
 
 func isIdent(e ast.Expr, name string) bool {

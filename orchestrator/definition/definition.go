@@ -2,6 +2,7 @@ package definition
 
 import (
 	"fmt"
+	"iter"
 	"strings"
 	"time"
 
@@ -56,13 +57,17 @@ type Definition struct {
 	// Retry is the workflow's default retry policy (retry:), already
 	// applied to task steps without their own; nil when not given.
 	Retry *events.RetryPolicy
-	// Children lists the definitions started by workflow steps.
+	// Children lists the definitions started by workflow steps, sorted,
+	// each once.
 	Children []string
+
+	// byID maps every step id, nested steps included, to its step.
+	byID map[string]*Step
 }
 
 // Step is one compiled step.
 type Step struct {
-	// ID is unique within the definition.
+	// ID is unique within the definition, nested steps included.
 	ID string
 	// Kind is what the step does.
 	Kind Kind
@@ -70,7 +75,9 @@ type Step struct {
 	Task string
 	// Input is the task's input template (KindTask); nil means null input.
 	Input *Template
-	// Retry is the task's retry policy with defaults filled in (KindTask).
+	// Retry is the task's retry policy (KindTask): its own retry with the
+	// package defaults filled in, else the workflow's retry (Definition.Retry),
+	// else the package defaults.
 	Retry events.RetryPolicy
 	// Timeout bounds one attempt, start to close (KindTask).
 	Timeout time.Duration
@@ -78,6 +85,9 @@ type Step struct {
 	Wait *Wait
 
 	// If skips the step when it evaluates to false; nil runs it always.
+	// Like all of a step's expressions and templates, it sees the loop
+	// variables of the loops around the step (a foreach or repeat step's
+	// own variables only in its body, filter and until).
 	If *Expr
 	// Catch handles the step's failure: the first clause whose Errors
 	// match the error type runs instead of failing (in order).
@@ -97,12 +107,18 @@ type Step struct {
 
 // Expr is a compiled CEL expression, given bare or as one ${ }.
 type Expr struct {
-	// Source is the expression text as written.
+	// Source is the expression text as written (with its ${ } if it had
+	// one); "true" or "false" for a constant if.
 	Source string
 	tmpl   *Template
 }
 
-// Eval evaluates the expression.
+// Eval evaluates the expression in scope s and returns its value in
+// normalized form (see internal/value), whether it was written bare or as
+// ${ }: never interpolated into a string. Timestamps come back as RFC 3339
+// strings. A nil *Expr evaluates to nil. Evaluation failures are
+// *EvalError, whose Field names the expression's field (e.g. "if",
+// "switch[1].if", "set.count").
 func (e *Expr) Eval(s Scope) (any, error) {
 	if e == nil {
 		return nil, nil
@@ -114,32 +130,41 @@ func (e *Expr) Eval(s Scope) (any, error) {
 type Catch struct {
 	// Errors lists the error types it handles; empty handles all.
 	Errors []string
-	// Do runs in place of the failed step; its last output becomes the step's output.
+	// Do runs in place of the failed step; its last output becomes the
+	// step's output. It may be empty: the failure is then swallowed.
 	Do []*Step
 }
 
 // Case is one switch branch.
 type Case struct {
-	If   *Expr
+	// If selects the case.
+	If *Expr
+	// Then runs when If is the first true case; it may be empty.
 	Then []*Step
 }
 
 // Switch runs the steps of the first case whose If is true, else Default.
 type Switch struct {
-	Cases   []*Case
+	// Cases are tried in order; there is at least one.
+	Cases []*Case
+	// Default runs when no case holds; nil when not given or empty.
 	Default []*Step
 }
 
 // Foreach runs Do once per item of Items.
 type Foreach struct {
+	// Items yields the list to iterate over. It sees the loop variables of
+	// enclosing loops, not its own.
 	Items *Expr
 	// As names the item variable (default DefaultForeachAs); "index" holds its position.
 	As string
 	// Concurrency bounds iterations in flight (default DefaultForeachConcurrency).
 	Concurrency int
-	// Filter skips items for which it is false; nil keeps all.
+	// Filter skips items for which it is false; nil keeps all. It sees As
+	// and index.
 	Filter *Expr
-	Do     []*Step
+	// Do runs for each item; it sees As and index. Never empty.
+	Do []*Step
 	// ContinueOnError (on_error: continue) keeps going when an iteration
 	// fails; its slot in the output holds the error.
 	ContinueOnError bool
@@ -155,44 +180,62 @@ type Parallel struct {
 
 // Branch is one named branch of a parallel step.
 type Branch struct {
-	Name  string
+	// Name is the branch's key under branches.
+	Name string
+	// Steps run in order; never empty.
 	Steps []*Step
 }
 
 // Sleep waits for Duration, or until the timestamp Until evaluates to.
+// Exactly one of them is set.
 type Sleep struct {
+	// Duration is positive when set.
 	Duration time.Duration
-	Until    *Expr
+	// Until yields a timestamp (evaluated as an RFC 3339 string).
+	Until *Expr
 }
 
 // SetVar sets vars.Name to Value.
 type SetVar struct {
-	Name  string
+	// Name is a valid CEL identifier.
+	Name string
+	// Value yields the variable's new value.
 	Value *Expr
 }
 
 // Repeat runs Do until Until is true after an iteration, at most MaxIterations times.
 type Repeat struct {
-	Do            []*Step
-	Until         *Expr
+	// Do runs once per iteration; it sees "iteration", counting from 0.
+	// Never empty.
+	Do []*Step
+	// Until is evaluated after each iteration, seeing that iteration's
+	// "iteration"; unlike other expressions of a step it may read the
+	// outputs of the steps in Do.
+	Until *Expr
+	// MaxIterations is between 1 and 100000.
 	MaxIterations int
 }
 
 // Child starts a child workflow of Definition (its latest revision) and
 // waits for its output.
 type Child struct {
+	// Definition is the child definition's name.
 	Definition string
-	Input      *Template
+	// Input is the child's input template; nil means null input.
+	Input *Template
 }
 
 // Fail ends the workflow as failed.
 type Fail struct {
+	// Message yields the error message (any value; not necessarily a string).
 	Message *Template
-	Type    string
+	// Type is the error type (default "fail").
+	Type string
 }
 
 // Succeed ends the workflow as completed.
 type Succeed struct {
+	// Output yields the workflow's output; nil when not given.
 	Output *Template
 }
 
@@ -225,8 +268,8 @@ type Scope struct {
 
 // Problem is one thing wrong with a definition.
 type Problem struct {
-	// Step is the step id (or "steps[2]" when it has none); empty for
-	// workflow-level problems.
+	// Step is the step id, or its position when it has no valid id
+	// ("steps[2]", "steps[2].do[0]"); empty for workflow-level problems.
 	Step string
 	// Field is the field path inside the step or definition, e.g. "retry.max_attempts".
 	Field string
@@ -289,15 +332,21 @@ func (e *EvalError) Error() string {
 // Unwrap returns the evaluation error.
 func (e *EvalError) Unwrap() error { return e.Err }
 
-// Step returns the step with the given id, or nil.
+// Step returns the step with the given id, at any depth, or nil.
 func (d *Definition) Step(id string) *Step {
-	if i := d.Index(id); i >= 0 {
-		return d.Steps[i]
+	if d.byID != nil {
+		return d.byID[id]
+	}
+	for s := range d.All() {
+		if s.ID == id {
+			return s
+		}
 	}
 	return nil
 }
 
-// Index returns the position of the step with the given id in d.Steps, or -1.
+// Index returns the position of the top-level step with the given id in
+// d.Steps, or -1 (also for a nested step).
 func (d *Definition) Index(id string) int {
 	for i, s := range d.Steps {
 		if s.ID == id {
@@ -305,4 +354,63 @@ func (d *Definition) Index(id string) int {
 		}
 	}
 	return -1
+}
+
+// All yields every step of the definition, nested steps included, in
+// document order: each step before the steps nested in it (see Nested).
+func (d *Definition) All() iter.Seq[*Step] {
+	return func(yield func(*Step) bool) {
+		walk(d.Steps, yield)
+	}
+}
+
+func walk(steps []*Step, yield func(*Step) bool) bool {
+	for _, s := range steps {
+		if !yield(s) {
+			return false
+		}
+		for _, list := range s.Nested() {
+			if !walk(list, yield) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Nested returns the step lists nested in s: a switch's cases then its
+// default, a foreach's or repeat's body, a parallel's branches by name, a
+// wait's timeout steps, and then the catch clauses' steps. Empty lists are
+// left out.
+func (s *Step) Nested() [][]*Step {
+	var out [][]*Step
+	add := func(steps []*Step) {
+		if len(steps) > 0 {
+			out = append(out, steps)
+		}
+	}
+	if s.Switch != nil {
+		for _, c := range s.Switch.Cases {
+			add(c.Then)
+		}
+		add(s.Switch.Default)
+	}
+	if s.Foreach != nil {
+		add(s.Foreach.Do)
+	}
+	if s.Repeat != nil {
+		add(s.Repeat.Do)
+	}
+	if s.Parallel != nil {
+		for _, b := range s.Parallel.Branches {
+			add(b.Steps)
+		}
+	}
+	if s.Wait != nil {
+		add(s.Wait.TimeoutSteps)
+	}
+	for _, c := range s.Catch {
+		add(c.Do)
+	}
+	return out
 }

@@ -20,30 +20,53 @@ import (
 
 var (
 	nameRE   = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
-	idRE     = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$`)
-	symbolRE = regexp.MustCompile(`^[a-zA-Z0-9_-]+(\.[a-zA-Z0-9_-]+)*$`) // task types, signal names
+	idRE     = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_-]{0,63}$`)      // step ids, branch names
+	symbolRE = regexp.MustCompile(`^[a-zA-Z0-9_-]+(\.[a-zA-Z0-9_-]+)*$`) // task types, signal names, error types
+)
+
+// Limits on the shape of a definition.
+const (
+	// maxSteps bounds the steps of a definition, nested ones included.
+	maxSteps = 10000
+	// maxDepth bounds how deeply steps nest inside other steps.
+	maxDepth = 32
+	// maxIterations bounds a repeat's max_iterations.
+	maxIterations = 100000
 )
 
 // kindSpec describes one step kind: the step field that selects it (its key
-// in stepKinds), the further step fields it owns, and its parser.
+// in stepKinds), the further step fields it owns, and the fields of its own
+// mapping (for hints).
 type kindSpec struct {
 	kind   Kind
 	fields []string
-	parse  func(p *parser, s *Step, at where, kind *yaml.Node, fields map[string]*yaml.Node)
+	inside []string
 }
+
+// kindNames lists the kind fields in the order messages name them.
+var kindNames = []string{"task", "wait", "switch", "foreach", "parallel", "sleep", "set", "repeat", "workflow", "fail", "succeed"}
 
 // stepKinds maps each kind field to its spec.
 var stepKinds = map[string]*kindSpec{
-	"task": {kind: KindTask, fields: []string{"input", "retry", "timeout"}, parse: (*parser).task},
-	"wait": {kind: KindWait, parse: (*parser).wait},
+	"task":     {kind: KindTask, fields: []string{"input", "retry", "timeout"}},
+	"wait":     {kind: KindWait, fields: []string{"timeout_steps"}, inside: []string{"signal", "timeout"}},
+	"switch":   {kind: KindSwitch, fields: []string{"default"}},
+	"foreach":  {kind: KindForeach, fields: []string{"as", "concurrency", "do", "filter", "on_error"}},
+	"parallel": {kind: KindParallel, fields: []string{"on_error"}, inside: []string{"branches"}},
+	"sleep":    {kind: KindSleep, inside: []string{"until"}},
+	"set":      {kind: KindSet},
+	"repeat":   {kind: KindRepeat, inside: []string{"do", "max_iterations", "until"}},
+	"workflow": {kind: KindWorkflow, fields: []string{"input"}},
+	"fail":     {kind: KindFail, inside: []string{"message", "type"}},
+	"succeed":  {kind: KindSucceed, inside: []string{"output"}},
 }
 
-// reservedKinds are step kinds of later versions of the language.
-var reservedKinds = []string{"foreach", "parallel", "repeat", "set", "sleep", "switch"}
+// commonFields are the fields every step may have besides its kind's.
+var commonFields = []string{"catch", "id", "if"}
 
 // stepFields lists every field a step may have, sorted.
 var stepFields = func() []string {
-	fields := append([]string{"id"}, reservedKinds...)
+	fields := slices.Clone(commonFields)
 	for k, spec := range stepKinds {
 		fields = append(fields, k)
 		fields = append(fields, spec.fields...)
@@ -52,16 +75,53 @@ var stepFields = func() []string {
 	return slices.Compact(fields)
 }()
 
-// where locates a step: its label in problems and its position.
-type where struct {
+// kindList renders the kinds as "task, wait, ... or succeed".
+func kindList() string {
+	return strings.Join(kindNames[:len(kindNames)-1], ", ") + " or " + kindNames[len(kindNames)-1]
+}
+
+// node is what the first pass over a definition learns about one step.
+type node struct {
+	// pos is the step's position, e.g. steps[2].do[0].
+	pos string
+	// id is the step's id when it is valid and unique, else "".
+	id string
+	// path lists the step lists holding the step, outermost first, with
+	// its position (or its ancestor's) in each.
+	path []slot
+}
+
+// slot is a position in a step list.
+type slot struct {
+	list  string // the list's position, e.g. steps[2].do
+	index int
+}
+
+// label names the step in problems: its id, or its position.
+func (n *node) label() string {
+	if n.id != "" {
+		return n.id
+	}
+	return n.pos
+}
+
+// stepAt is where a step is being parsed.
+type stepAt struct {
 	label string
-	pos   int
+	node  *node
+	// sc holds the loop variables the step's expressions see.
+	sc *scope
+}
+
+// expr is where the step's own expressions compile.
+func (at *stepAt) expr() exprAt {
+	return exprAt{self: at.node, sc: at.sc}
 }
 
 // Parse parses a definition in YAML or JSON and compiles it. On failure it
 // returns an *Error listing every problem found.
 func Parse(src []byte) (*Definition, error) {
-	p := &parser{ids: map[string]int{}}
+	p := newParser()
 	d := p.definition(src)
 	if len(p.problems) > 0 {
 		return nil, &Error{Problems: p.problems}
@@ -72,8 +132,36 @@ func Parse(src []byte) (*Definition, error) {
 // parser collects problems while it walks a definition.
 type parser struct {
 	problems []Problem
-	// ids maps each valid, unique step id to its position.
-	ids map[string]int
+	// ids maps each valid, unique step id to its step, at any depth.
+	ids map[string]*node
+	// byPos maps each step position the first pass saw to its step.
+	byPos map[string]*node
+	// count is the number of steps the first pass saw.
+	count int
+	// vars holds the names that set steps set.
+	vars map[string]bool
+	// envs caches the CEL environments of loop scopes.
+	envs map[string]envResult
+	// root is the scope outside all loops.
+	root *scope
+	// retry is the workflow's default retry policy; nil when not given.
+	retry *events.RetryPolicy
+	// children holds the definitions workflow steps start.
+	children map[string]bool
+	// steps maps each id to its compiled step.
+	steps map[string]*Step
+}
+
+func newParser() *parser {
+	return &parser{
+		ids:      map[string]*node{},
+		byPos:    map[string]*node{},
+		vars:     map[string]bool{},
+		envs:     map[string]envResult{},
+		root:     &scope{},
+		children: map[string]bool{},
+		steps:    map[string]*Step{},
+	}
 }
 
 func (p *parser) add(step, field, format string, args ...any) {
@@ -106,7 +194,7 @@ func (p *parser) definition(src []byte) *Definition {
 		return nil
 	}
 	d := &Definition{}
-	fields := p.fields("", "", root, "name", "steps", "output")
+	fields := p.fields("", "", root, "name", "output", "retry", "steps", "timeout")
 	if n := fields["name"]; n == nil {
 		p.add("", "name", "is required")
 	} else if s, ok := p.str("", "name", n); ok {
@@ -115,6 +203,19 @@ func (p *parser) definition(src []byte) *Definition {
 		}
 		d.Name = s
 	}
+	if n := fields["timeout"]; n != nil {
+		if t, ok := p.duration("", "timeout", n); ok {
+			if t <= 0 {
+				p.add("", "timeout", "must be positive (leave it out for no limit)")
+			}
+			d.Timeout = t
+		}
+	}
+	if n := fields["retry"]; n != nil {
+		r := defaultRetryPolicy()
+		p.parseRetry(&r, "", n)
+		d.Retry, p.retry = &r, &r
+	}
 	if n := fields["steps"]; n == nil {
 		p.add("", "steps", "is required: list at least one step")
 	} else if n.Kind != yaml.SequenceNode {
@@ -122,110 +223,303 @@ func (p *parser) definition(src []byte) *Definition {
 	} else if len(n.Content) == 0 {
 		p.add("", "steps", "must list at least one step")
 	} else {
-		d.Steps = p.steps(n.Content)
+		p.collect("steps", n.Content, nil, 0)
+		if p.count > maxSteps {
+			return d
+		}
+		d.Steps = p.stepList("steps", n.Content, p.root)
 	}
 	if n := fields["output"]; n != nil {
-		d.Output = p.template("", "output", n, len(d.Steps))
+		d.Output = p.template("", "output", n, exprAt{sc: p.root})
 	}
+	for name := range p.children {
+		d.Children = append(d.Children, name)
+	}
+	sort.Strings(d.Children)
+	d.byID = p.steps
 	return d
 }
 
-// steps parses the step list, after collecting the ids so that expressions
-// can tell a missing step from a later one.
-func (p *parser) steps(nodes []*yaml.Node) []*Step {
-	ids := make([]string, len(nodes))
+// collect is the first pass over the step list at position list: it gives
+// every step its position, takes the first use of each valid id, learns the
+// names set steps set, and descends into nested step lists, so that
+// expressions can tell a missing step from one elsewhere.
+func (p *parser) collect(list string, nodes []*yaml.Node, parent []slot, depth int) {
 	for i, n := range nodes {
+		if p.count++; p.count > maxSteps {
+			if p.count == maxSteps+1 {
+				p.add("", "steps", "too many steps: a definition holds at most %d, nested ones included", maxSteps)
+			}
+			return
+		}
+		pos := list + "[" + strconv.Itoa(i) + "]"
+		info := &node{pos: pos, path: append(slices.Clip(parent), slot{list, i})}
+		p.byPos[pos] = info
 		n = resolve(n)
 		if n.Kind != yaml.MappingNode {
 			continue
 		}
-		for j := 0; j+1 < len(n.Content); j += 2 {
-			k, v := resolve(n.Content[j]), resolve(n.Content[j+1])
-			if k.Value == "id" && v.Kind == yaml.ScalarNode && v.ShortTag() == "!!str" && idRE.MatchString(v.Value) {
-				if _, dup := p.ids[v.Value]; !dup {
-					p.ids[v.Value] = i
-					ids[i] = v.Value
+		keys, vals := entries(n)
+		if v := vals["id"]; v != nil && v.Kind == yaml.ScalarNode && v.ShortTag() == "!!str" && idRE.MatchString(v.Value) {
+			if p.ids[v.Value] == nil {
+				p.ids[v.Value] = info
+				info.id = v.Value
+			}
+		}
+		if v := vals["set"]; v != nil && v.Kind == yaml.MappingNode {
+			names, _ := entries(v)
+			for _, name := range names {
+				p.vars[name] = true
+			}
+		}
+		kids := nested(keys, vals)
+		if len(kids) > 0 && depth >= maxDepth {
+			p.add(info.label(), "", "steps nest too deeply: at most %d levels", maxDepth)
+			continue
+		}
+		for _, k := range kids {
+			p.collect(pos+"."+k.field, k.nodes, info.path, depth+1)
+		}
+	}
+}
+
+// stepLists is a list of steps nested in a step, at field.
+type stepLists struct {
+	field string
+	nodes []*yaml.Node
+}
+
+// nested returns the step lists nested in the step with fields keys and
+// vals, in the order the fields appear. Their fields match those the step
+// parsers give them.
+func nested(keys []string, vals map[string]*yaml.Node) []stepLists {
+	var out []stepLists
+	add := func(field string, n *yaml.Node) {
+		if n != nil && n.Kind == yaml.SequenceNode {
+			out = append(out, stepLists{field, n.Content})
+		}
+	}
+	for _, k := range keys {
+		v := vals[k]
+		switch {
+		case k == "catch" && v.Kind == yaml.SequenceNode:
+			for i, c := range v.Content {
+				if c = resolve(c); c.Kind == yaml.MappingNode {
+					_, cv := entries(c)
+					add("catch["+strconv.Itoa(i)+"].do", cv["do"])
 				}
-				break
+			}
+		case k == "switch" && v.Kind == yaml.SequenceNode:
+			for i, c := range v.Content {
+				if c = resolve(c); c.Kind == yaml.MappingNode {
+					_, cv := entries(c)
+					add("switch["+strconv.Itoa(i)+"].then", cv["then"])
+				}
+			}
+		case k == "default" && vals["switch"] != nil:
+			add("default", v)
+		case k == "do" && vals["foreach"] != nil:
+			add("do", v)
+		case k == "timeout_steps" && vals["wait"] != nil:
+			add("timeout_steps", v)
+		case k == "repeat" && v.Kind == yaml.MappingNode:
+			_, rv := entries(v)
+			add("repeat.do", rv["do"])
+		case k == "parallel" && v.Kind == yaml.MappingNode:
+			_, pv := entries(v)
+			if b := pv["branches"]; b != nil && b.Kind == yaml.MappingNode {
+				names, bv := entries(b)
+				for _, name := range names {
+					add(joinField("parallel.branches", name), bv[name])
+				}
 			}
 		}
 	}
-	steps := make([]*Step, len(nodes))
+	return out
+}
+
+// entries returns the string keys of mapping n in order, first uses only,
+// and their values, aliases resolved.
+func entries(n *yaml.Node) ([]string, map[string]*yaml.Node) {
+	var keys []string
+	vals := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := resolve(n.Content[i])
+		if k.Kind != yaml.ScalarNode || vals[k.Value] != nil {
+			continue
+		}
+		keys = append(keys, k.Value)
+		vals[k.Value] = resolve(n.Content[i+1])
+	}
+	return keys, vals
+}
+
+// stepList parses the step list at position list, whose steps see the loop
+// variables of sc.
+func (p *parser) stepList(list string, nodes []*yaml.Node, sc *scope) []*Step {
+	var steps []*Step
 	for i, n := range nodes {
-		steps[i] = p.step(i, ids[i], resolve(n))
+		info := p.byPos[list+"["+strconv.Itoa(i)+"]"]
+		if info == nil {
+			break // past a limit the first pass reported
+		}
+		steps = append(steps, p.step(info, resolve(n), sc))
 	}
 	return steps
 }
 
-func (p *parser) step(i int, id string, n *yaml.Node) *Step {
-	label := id
-	if label == "" {
-		label = fmt.Sprintf("steps[%d]", i)
+// list parses the steps nested at field of the step at; their expressions
+// see the loop variables of sc.
+func (p *parser) list(at *stepAt, field string, n *yaml.Node, sc *scope, nonEmpty bool) []*Step {
+	switch {
+	case n.Kind != yaml.SequenceNode:
+		p.add(at.label, field, "must be a list of steps")
+		return nil
+	case nonEmpty && len(n.Content) == 0:
+		p.add(at.label, field, "must list at least one step")
+		return nil
 	}
-	s := &Step{ID: id}
+	return p.stepList(at.node.pos+"."+field, n.Content, sc)
+}
+
+func (p *parser) step(info *node, n *yaml.Node, sc *scope) *Step {
+	label := info.label()
+	s := &Step{ID: info.id}
+	if info.id != "" {
+		p.steps[info.id] = s
+	}
 	if n.Kind != yaml.MappingNode {
-		p.add(label, "", "a step must be a mapping with id and task or wait")
+		p.add(label, "", "a step must be a mapping with an id and one kind (%s)", kindList())
 		return s
 	}
-	fields := p.fields(label, "", n, stepFields...)
+	var kinds []string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := resolve(n.Content[i]); k.Kind == yaml.ScalarNode && stepKinds[k.Value] != nil && !slices.Contains(kinds, k.Value) {
+			kinds = append(kinds, k.Value)
+		}
+	}
+	sort.Strings(kinds)
+	var spec *kindSpec
+	if len(kinds) == 1 {
+		spec = stepKinds[kinds[0]]
+	}
+	fields := p.fieldsFunc(label, "", n, func(k string) string {
+		switch {
+		case slices.Contains(stepFields, k):
+			return ""
+		case spec != nil && slices.Contains(spec.inside, k):
+			return fmt.Sprintf("not a step field: put it inside %s: { %s: ... }", kinds[0], k)
+		}
+		if s := suggestOnly(k, stepFields); s != "" {
+			return "unknown field" + s
+		}
+		if spec != nil {
+			return fmt.Sprintf("unknown field; %s steps take %s", kinds[0], strings.Join(fieldsOf(kinds[0]), ", "))
+		}
+		return fmt.Sprintf("unknown field; a step takes %s and one kind: %s", strings.Join(commonFields, ", "), kindList())
+	})
 
 	if idNode := fields["id"]; idNode == nil {
 		p.add(label, "id", "is required")
-	} else if v, ok := p.str(label, "id", idNode); ok && id == "" {
+	} else if v, ok := p.str(label, "id", idNode); ok && info.id == "" {
 		if idRE.MatchString(v) {
-			p.add(label, "id", "duplicate id %q: step ids must be unique", v)
+			p.add(label, "id", "duplicate id %q: step ids must be unique, nested steps included", v)
 		} else {
 			p.add(label, "id", "invalid id %q: use letters, digits, _ and -, starting with a letter or _ (at most 64)", v)
 		}
 	}
 
-	var kinds []string
-	for _, k := range sortedKeys(fields) {
-		if stepKinds[k] != nil || slices.Contains(reservedKinds, k) {
-			kinds = append(kinds, k)
-		}
-	}
 	if len(kinds) == 0 {
-		p.add(label, "", "a step needs task or wait")
+		p.add(label, "", "a step needs a kind: one of %s", kindList())
 		return s
 	}
 	if len(kinds) > 1 {
 		p.add(label, "", "a step has exactly one kind, found %s: remove all but one", strings.Join(kinds, " and "))
 		return s
 	}
-	spec := stepKinds[kinds[0]]
-	if spec == nil {
-		p.add(label, kinds[0], "step kind %q is not supported yet", kinds[0])
-		return s
-	}
 	s.Kind = spec.kind
 	own := map[string]*yaml.Node{}
 	for _, k := range sortedKeys(fields) {
 		switch {
-		case k == "id" || k == kinds[0]:
+		case k == kinds[0] || slices.Contains(commonFields, k):
 		case slices.Contains(spec.fields, k):
 			own[k] = fields[k]
+		case slices.Contains(spec.inside, k):
+			p.add(label, k, "only valid on %s; on a %s step put it inside %s: { %s: ... }", kindsOwning(k), kinds[0], kinds[0], k)
 		default:
 			p.add(label, k, "only valid on %s", kindsOwning(k))
 		}
 	}
-	spec.parse(p, s, where{label, i}, fields[kinds[0]], own)
+	at := &stepAt{label: label, node: info, sc: sc}
+	if n := fields["if"]; n != nil {
+		s.If = p.condition(label, "if", n, at.expr())
+	}
+	p.kind(s, at, fields[kinds[0]], own)
+	if n := fields["catch"]; n != nil {
+		s.Catch = p.catch(at, n)
+	}
 	return s
+}
+
+// kind parses what is particular to the step's kind: the value of its kind
+// field and the further fields it owns.
+func (p *parser) kind(s *Step, at *stepAt, kind *yaml.Node, fields map[string]*yaml.Node) {
+	switch s.Kind {
+	case KindTask:
+		p.task(s, at, kind, fields)
+	case KindWait:
+		p.wait(s, at, kind, fields)
+	case KindSwitch:
+		p.switchStep(s, at, kind, fields)
+	case KindForeach:
+		p.foreach(s, at, kind, fields)
+	case KindParallel:
+		p.parallel(s, at, kind, fields)
+	case KindSleep:
+		p.sleep(s, at, kind)
+	case KindSet:
+		p.set(s, at, kind)
+	case KindRepeat:
+		p.repeat(s, at, kind)
+	case KindWorkflow:
+		p.workflow(s, at, kind, fields)
+	case KindFail:
+		p.fail(s, at, kind)
+	case KindSucceed:
+		p.succeed(s, at, kind)
+	}
+}
+
+// fieldsOf lists the fields a step of the given kind takes, sorted.
+func fieldsOf(kind string) []string {
+	fields := append(slices.Clone(commonFields), kind)
+	fields = append(fields, stepKinds[kind].fields...)
+	sort.Strings(fields)
+	return fields
 }
 
 // kindsOwning names the step kinds that own a field, e.g. "task steps".
 func kindsOwning(field string) string {
 	var ks []string
-	for k, spec := range stepKinds {
-		if slices.Contains(spec.fields, field) {
+	for _, k := range kindNames {
+		if slices.Contains(stepKinds[k].fields, field) {
 			ks = append(ks, k)
 		}
 	}
-	sort.Strings(ks)
 	return strings.Join(ks, " and ") + " steps"
 }
 
-func (p *parser) task(s *Step, at where, kind *yaml.Node, fields map[string]*yaml.Node) {
+// defaultRetryPolicy is the retry policy of a task that sets none.
+func defaultRetryPolicy() events.RetryPolicy {
+	return events.RetryPolicy{
+		MaxAttempts:        DefaultMaxAttempts,
+		InitialInterval:    DefaultInitialInterval,
+		BackoffCoefficient: DefaultBackoffCoefficient,
+		MaxInterval:        DefaultMaxInterval,
+	}
+}
+
+func (p *parser) task(s *Step, at *stepAt, kind *yaml.Node, fields map[string]*yaml.Node) {
 	label := at.label
 	if t, ok := p.str(label, "task", kind); ok {
 		if symbolRE.MatchString(t) {
@@ -235,7 +529,7 @@ func (p *parser) task(s *Step, at where, kind *yaml.Node, fields map[string]*yam
 		}
 	}
 	if n := fields["input"]; n != nil {
-		s.Input = p.template(label, "input", n, at.pos)
+		s.Input = p.template(label, "input", n, at.expr())
 	}
 	s.Timeout = DefaultTimeout
 	if n := fields["timeout"]; n != nil {
@@ -246,18 +540,20 @@ func (p *parser) task(s *Step, at where, kind *yaml.Node, fields map[string]*yam
 			s.Timeout = d
 		}
 	}
-	s.Retry = events.RetryPolicy{
-		MaxAttempts:        DefaultMaxAttempts,
-		InitialInterval:    DefaultInitialInterval,
-		BackoffCoefficient: DefaultBackoffCoefficient,
-		MaxInterval:        DefaultMaxInterval,
-	}
-	if n := fields["retry"]; n != nil {
-		p.retry(&s.Retry, label, n)
+	switch n := fields["retry"]; {
+	case n != nil:
+		s.Retry = defaultRetryPolicy()
+		p.parseRetry(&s.Retry, label, n)
+	case p.retry != nil:
+		s.Retry = *p.retry
+		s.Retry.NonRetryable = slices.Clone(p.retry.NonRetryable)
+	default:
+		s.Retry = defaultRetryPolicy()
 	}
 }
 
-func (p *parser) retry(r *events.RetryPolicy, label string, n *yaml.Node) {
+// parseRetry reads a retry mapping into r, which holds the defaults.
+func (p *parser) parseRetry(r *events.RetryPolicy, label string, n *yaml.Node) {
 	if n.Kind != yaml.MappingNode {
 		p.add(label, "retry", "must be a mapping, e.g. { max_attempts: 5 }")
 		return
@@ -320,37 +616,57 @@ func (p *parser) retry(r *events.RetryPolicy, label string, n *yaml.Node) {
 	}
 }
 
-func (p *parser) wait(s *Step, at where, kind *yaml.Node, _ map[string]*yaml.Node) {
+func (p *parser) wait(s *Step, at *stepAt, kind *yaml.Node, fields map[string]*yaml.Node) {
 	label := at.label
-	if kind.Kind != yaml.MappingNode {
-		p.add(label, "wait", "must be a mapping, e.g. { signal: approve, timeout: 72h }")
-		return
-	}
 	w := &Wait{}
 	s.Wait = w
-	fields := p.fields(label, "wait.", kind, "signal", "timeout")
-	if n := fields["signal"]; n == nil {
-		p.add(label, "wait.signal", "is required")
-	} else if sig, ok := p.str(label, "wait.signal", n); ok {
-		if symbolRE.MatchString(sig) {
-			w.Signal = sig
-		} else {
-			p.add(label, "wait.signal", "invalid signal name %q: use letters, digits, _ and -, in parts separated by single dots", sig)
+	timeoutOK := true // no timeout problem yet
+	if kind.Kind != yaml.MappingNode {
+		p.add(label, "wait", "must be a mapping, e.g. { signal: approve, timeout: 72h }")
+		timeoutOK = false
+	} else {
+		wf := p.fields(label, "wait.", kind, "signal", "timeout")
+		if n := wf["signal"]; n == nil {
+			p.add(label, "wait.signal", "is required")
+		} else if sig, ok := p.str(label, "wait.signal", n); ok {
+			if symbolRE.MatchString(sig) {
+				w.Signal = sig
+			} else {
+				p.add(label, "wait.signal", "invalid signal name %q: use letters, digits, _ and -, in parts separated by single dots", sig)
+			}
 		}
-	}
-	if n := fields["timeout"]; n != nil {
-		if d, ok := p.duration(label, "wait.timeout", n); ok {
-			if d < 0 {
+		if n := wf["timeout"]; n != nil {
+			d, ok := p.duration(label, "wait.timeout", n)
+			if ok && d < 0 {
 				p.add(label, "wait.timeout", "must not be negative (leave it out to wait forever)")
+				ok = false
 			}
 			w.Timeout = d
+			timeoutOK = ok
 		}
+	}
+	if n := fields["timeout_steps"]; n != nil {
+		if timeoutOK && w.Timeout == 0 {
+			p.add(label, "timeout_steps", "only valid on a wait with a timeout: add wait.timeout")
+		}
+		w.TimeoutSteps = p.list(at, "timeout_steps", n, at.sc, true)
 	}
 }
 
 // fields returns the mapping n's values by key, reporting unknown and
 // duplicate keys. prefix is prepended to keys in problems ("retry.").
 func (p *parser) fields(label, prefix string, n *yaml.Node, known ...string) map[string]*yaml.Node {
+	return p.fieldsFunc(label, prefix, n, func(k string) string {
+		if slices.Contains(known, k) {
+			return ""
+		}
+		return "unknown field" + suggest(k, known)
+	})
+}
+
+// fieldsFunc is fields with a function that returns the problem with a key,
+// or "" for a known one.
+func (p *parser) fieldsFunc(label, prefix string, n *yaml.Node, check func(key string) string) map[string]*yaml.Node {
 	out := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
@@ -358,16 +674,49 @@ func (p *parser) fields(label, prefix string, n *yaml.Node, known ...string) map
 			p.add(label, strings.TrimSuffix(prefix, "."), "keys must be strings")
 			continue
 		}
-		switch {
-		case !slices.Contains(known, k.Value):
-			p.add(label, prefix+k.Value, "unknown field%s", suggest(k.Value, known))
-		case out[k.Value] != nil:
-			p.add(label, prefix+k.Value, "appears more than once")
-		default:
-			out[k.Value] = v
+		if msg := check(k.Value); msg != "" {
+			p.add(label, prefix+k.Value, "%s", msg)
+			continue
 		}
+		if out[k.Value] != nil {
+			p.add(label, prefix+k.Value, "appears more than once")
+			continue
+		}
+		out[k.Value] = v
 	}
 	return out
+}
+
+// mapping returns the keys of mapping n in order and their values,
+// reporting keys that are not strings or appear more than once; field
+// names n in problems.
+func (p *parser) mapping(label, field string, n *yaml.Node) ([]string, map[string]*yaml.Node) {
+	var keys []string
+	vals := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		switch {
+		case k.Kind != yaml.ScalarNode:
+			p.add(label, field, "keys must be strings")
+		case vals[k.Value] != nil:
+			p.add(label, joinField(field, k.Value), "appears more than once")
+		default:
+			keys = append(keys, k.Value)
+			vals[k.Value] = v
+		}
+	}
+	return keys, vals
+}
+
+// integer returns n's value if it is a whole number, reporting a problem
+// otherwise.
+func (p *parser) integer(label, field string, n *yaml.Node) (int, bool) {
+	var v int
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&v) != nil {
+		p.add(label, field, "must be a whole number")
+		return 0, false
+	}
+	return v, true
 }
 
 // str returns n's value if it is a string, reporting a problem otherwise.
@@ -404,20 +753,33 @@ func (p *parser) duration(label, field string, n *yaml.Node) (time.Duration, boo
 // suggest returns ` (did you mean "x"?)` for a known name close to s, or a
 // list of the known names.
 func suggest(s string, known []string) string {
-	known = slices.DeleteFunc(slices.Clone(known), func(k string) bool {
-		return slices.Contains(reservedKinds, k) // not offered until supported
-	})
+	if hint := suggestOnly(s, known); hint != "" {
+		return hint
+	}
+	known = slices.Clone(known)
+	sort.Strings(known)
+	return "; known fields: " + strings.Join(known, ", ")
+}
+
+// suggestOnly returns ` (did you mean "x"?)` for a known name close to s,
+// or "".
+func suggestOnly(s string, known []string) string {
+	if best := closest(s, known); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return ""
+}
+
+// closest returns the known name closest to s if it is close enough to be
+// a typo, or "".
+func closest(s string, known []string) string {
 	best, bestDist := "", 3
 	for _, k := range known {
-		if d := editDistance(s, k); d < bestDist {
+		if d := editDistance(s, k); d < bestDist && d < max(len(s), len(k)) {
 			best, bestDist = k, d
 		}
 	}
-	if best != "" {
-		return fmt.Sprintf(" (did you mean %q?)", best)
-	}
-	sort.Strings(known)
-	return "; known fields: " + strings.Join(known, ", ")
+	return best
 }
 
 // editDistance is the Levenshtein distance between a and b.
@@ -447,6 +809,16 @@ func resolve(n *yaml.Node) *yaml.Node {
 		n = n.Alias
 	}
 	return n
+}
+
+// sortedSet returns the members of set, sorted.
+func sortedSet(set map[string]bool) []string {
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func sortedKeys(m map[string]*yaml.Node) []string {

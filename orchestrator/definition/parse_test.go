@@ -301,6 +301,45 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("name: x\nsteps:\n  - id: a\n    wait: { signal: s, timeout: 1d }\noutput: 'n=${ 1 + 2 } ${ {\"a\": \"}\"} }'\n"))
 	f.Add([]byte("name: x\nsteps: [{id: a, task: t, retry: {max_attempts: 0}}, {id: a, switch: {}}]\n"))
 	f.Add([]byte("a: &a [*a]"))
+	f.Add([]byte(`
+name: all
+timeout: 2d
+retry: { max_attempts: 4 }
+steps:
+  - id: init
+    set: { total: "0", tags: "${ input.tags }" }
+  - id: each
+    foreach: vars.tags
+    as: tag
+    concurrency: 2
+    filter: "index < 10"
+    on_error: continue
+    do:
+      - id: charge
+        if: "${ tag != '' }"
+        task: pay
+        input: { tag: "${ tag }", i: "${ index }" }
+        catch: [{ errors: [declined], do: [{ id: note, set: { declined: "tag" } }] }]
+  - id: route
+    switch:
+      - if: "vars.total > 10"
+        then: [{ id: big, sleep: 1d }]
+      - if: true
+        then: []
+    default: [{ id: later, sleep: { until: "workflow.now + duration('1h')" } }]
+  - id: fan
+    parallel: { branches: { b: [{ id: b1, workflow: child, input: "${ vars.total }" }], a: [{ id: a1, fail: { message: "no ${ input.x }", type: bad } }] } }
+    on_error: fail
+  - id: poll
+    repeat: { do: [{ id: check, task: t, input: "${ iteration }" }], until: "steps.check.output.done", max_iterations: 5 }
+  - id: approve
+    wait: { signal: ok, timeout: 1h }
+    timeout_steps: [{ id: give_up, succeed: { output: "${ steps.charge.output }" } }]
+output: "${ steps.poll.output }"
+`))
+	f.Add([]byte(`{"name":"j","steps":[{"id":"l","foreach":"[1,2]","do":[{"id":"r","repeat":{"do":[{"id":"x","task":"t"}],"until":"iteration > item","max_iterations":3}}]}]}`))
+	f.Add([]byte("name: x\nsteps: &s [{id: a, foreach: \"[1]\", do: *s}, {switch: [{if: 1, then: *s}], default: {}}]\n"))
+	f.Add([]byte("name: x\nsteps:\n  - {id: a, sleep: {until: 2030-01-01}, catch: [{do: []}, {errors: [x], do: []}]}\n  - {id: b, set: {in: \"1 +\"}, concurrency: 2, until: x}\n  - {id: c, parallel: {branches: {\"bad name\": []}}}\n  - {id: d, wait: {signal: s}, timeout_steps: [{id: a, task: t}]}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		d, err := Parse(src)
 		if err != nil {

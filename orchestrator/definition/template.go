@@ -157,13 +157,17 @@ func run(prg cel.Program, a *activation) (any, error) {
 	return fromCEL(out)
 }
 
-// activation resolves input, steps and workflow from a Scope, building the
-// CEL views of steps and workflow only when an expression reads them.
+// activation resolves input, steps, workflow, vars and the loop variables
+// from a Scope, building the CEL views of steps and workflow only when an
+// expression reads them.
 type activation struct {
 	scope    *Scope
 	steps    map[string]any
 	workflow map[string]any
 }
+
+// noVars is what vars is when the scope has none; it is never written.
+var noVars = map[string]any{}
 
 func (a *activation) ResolveName(name string) (any, bool) {
 	switch name {
@@ -182,8 +186,46 @@ func (a *activation) ResolveName(name string) (any, bool) {
 			a.workflow = map[string]any{"id": a.scope.WorkflowID, "now": a.scope.Now}
 		}
 		return a.workflow, true
+	case "vars":
+		if a.scope.Vars == nil {
+			return noVars, true
+		}
+		return a.scope.Vars, true
+	}
+	if v, ok := a.scope.Locals[name]; ok {
+		return localValue(v), true
 	}
 	return nil, false
+}
+
+// localValue widens Go integers to int64, the type CEL declares index and
+// iteration with.
+func localValue(v any) any {
+	switch x := v.(type) {
+	case int:
+		return int64(x)
+	case int8:
+		return int64(x)
+	case int16:
+		return int64(x)
+	case int32:
+		return int64(x)
+	case uint8:
+		return int64(x)
+	case uint16:
+		return int64(x)
+	case uint32:
+		return int64(x)
+	case uint:
+		if uint64(x) <= math.MaxInt64 {
+			return int64(x)
+		}
+	case uint64:
+		if x <= math.MaxInt64 {
+			return int64(x)
+		}
+	}
+	return v
 }
 
 func (a *activation) Parent() interpreter.Activation { return nil }
@@ -249,13 +291,15 @@ func fromCEL(v ref.Val) (any, error) {
 	return nil, fmt.Errorf("result of type %s has no JSON form", v.Type().TypeName())
 }
 
-// celEnv is the one CEL environment every expression compiles in. It is
-// immutable and safe for concurrent use.
+// celEnv is the CEL environment expressions outside loops compile in; loop
+// bodies extend it with their variables. It is immutable and safe for
+// concurrent use.
 var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	return cel.NewEnv(
 		cel.Variable("input", cel.DynType),
 		cel.Variable("steps", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("workflow", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("vars", cel.MapType(cel.StringType, cel.DynType)),
 		cel.OptionalTypes(),
 		cel.CrossTypeNumericComparisons(true),
 		ext.Strings(),

@@ -1,32 +1,50 @@
 package definition
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"cel.dev/cel-go/cel"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/weftworks/weft/internal/value"
 )
 
-// compileTemplate compiles a template given as YAML, as the input of a step
-// at position pos of a definition whose steps are ids.
+// compileTemplate compiles a template given as YAML, as the input of a
+// top-level step at position pos of a definition whose top-level steps are
+// ids.
 func compileTemplate(t testing.TB, src string, pos int, ids ...string) *Template {
 	t.Helper()
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
 		t.Fatal(err)
 	}
-	p := &parser{ids: map[string]int{}}
-	for i, id := range ids {
-		p.ids[id] = i
-	}
-	tmpl := p.template("", "input", doc.Content[0], pos)
+	p, at := testParser(pos, ids...)
+	tmpl := p.template("", "input", doc.Content[0], at)
 	if len(p.problems) > 0 {
 		t.Fatalf("compile %s: %v", src, &Error{Problems: p.problems})
 	}
 	return tmpl
+}
+
+// testParser returns a parser that knows the top-level steps ids, and
+// where the expressions of the top-level step at pos compile.
+func testParser(pos int, ids ...string) (*parser, exprAt) {
+	p := newParser()
+	self := &node{pos: fmt.Sprintf("steps[%d]", pos), path: []slot{{"steps", pos}}}
+	for i, id := range ids {
+		n := &node{pos: fmt.Sprintf("steps[%d]", i), id: id, path: []slot{{"steps", i}}}
+		p.ids[id] = n
+		if i == pos {
+			self = n
+		}
+	}
+	return p, exprAt{self: self, sc: p.root}
 }
 
 var testScope = Scope{
@@ -200,4 +218,77 @@ func BenchmarkTemplateEval(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// fuzzScope is what FuzzTemplateEval evaluates in: testScope with vars and
+// the variables of a foreach around a repeat.
+var fuzzScope = func() Scope {
+	s := testScope
+	s.Vars = map[string]any{"count": int64(2), "names": []any{"x", "y"}}
+	s.Locals = map[string]any{"item": map[string]any{"id": "i1", "qty": int64(3)}, "index": 4, "iteration": int64(1)}
+	return s
+}()
+
+func FuzzTemplateEval(f *testing.F) {
+	for _, seed := range []string{
+		`hello`,
+		`{a: [1, x, true, null, 2.5, 2024-01-02]}`,
+		`"${ input.count * 2 }"`,
+		`"Hi ${ input.name }, ${ input.tags } ${ {'a': 1} }"`,
+		`{"to": "${ input.user.email }", "n": "${ steps.fetch.output.status + 1 }"}`,
+		`"${ steps.fetch.output.?missing.orValue('none') }"`,
+		`"${ vars.count + index + iteration }"`,
+		`"${ item.id + ':' + string(item.qty) }"`,
+		`"${ vars.names.map(n, n + string(index)) }"`,
+		`"${ workflow.now + duration('1h') }"`,
+		`"${ lists.range(2000).map(x, lists.range(2000).map(y, x * y)).size() }"`,
+		`"${ 1 / 0 }"`,
+		`"${ {1: 'a'} }"`,
+		`"${ 1.0 / 0.0 }"`,
+		`"$${ escaped } ${ '}' + \"{\" }"`,
+		`"${ b'hi' } ${ 7u } ${ type(1) }"`,
+		`["${ input.nope }", "${ "`,
+		`"${ r'\\' + '}' }"`,
+		`{ 1: x }`,
+		`{"deep": [[[["${ input.user }"]]]]}`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(src), &doc); err != nil || len(doc.Content) == 0 {
+			return
+		}
+		p, at := testParser(2, "fetch", "approve")
+		p.vars["count"], p.vars["names"] = true, true
+		at.sc = p.root.with(loopVar{"item", cel.DynType}, loopVar{"index", cel.IntType}, loopVar{"iteration", cel.IntType})
+		tmpl := p.template("", "input", doc.Content[0], at)
+		if len(p.problems) > 0 {
+			if tmpl != nil {
+				t.Fatalf("template compiled despite problems %v", &Error{Problems: p.problems})
+			}
+			return
+		}
+		if tmpl == nil {
+			t.Fatal("no template and no problems")
+		}
+		v, err := tmpl.Eval(fuzzScope)
+		if err != nil {
+			var eerr *EvalError
+			if !errors.As(err, &eerr) {
+				t.Fatalf("Eval error %v is not an *EvalError", err)
+			}
+			return
+		}
+		if n, err := value.Normalize(v); err != nil || !reflect.DeepEqual(n, v) {
+			t.Fatalf("result %#v is not normalized (%v)", v, err)
+		}
+		if _, err := json.Marshal(v); err != nil {
+			t.Fatalf("result %#v has no JSON form: %v", v, err)
+		}
+		again, err := tmpl.Eval(fuzzScope)
+		if err != nil || !reflect.DeepEqual(again, v) {
+			t.Fatalf("second Eval = %#v, %v; first was %#v", again, err, v)
+		}
+	})
 }
