@@ -8,8 +8,9 @@ MAKEFLAGS += --no-builtin-rules
 # buf is run at a pinned version rather than tracked in go.mod.
 BUF := go run github.com/bufbuild/buf/cmd/buf@v1.75.0
 
-# Time each fuzz target runs for in `make fuzz`.
+# Time each fuzz target runs for in `make fuzz`, and inside `make test`.
 FUZZTIME ?= 30s
+SHORT_FUZZTIME ?= 5s
 # Flags for the full test run; set RACE= to run without the race detector
 # (which needs cgo and a C compiler).
 RACE ?= -race
@@ -63,8 +64,9 @@ fmt-check: ## Fail if any Go file is not gofmt-formatted
 	fi
 
 .PHONY: test
-test: fmt-check vet ## Run all checks: fmt-check, vet, tests with -race, check-generate
+test: fmt-check vet ## Run all checks: fmt-check, vet, tests with -race, a short fuzz run, check-generate
 	go test $(RACE) -timeout 20m ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(SHORT_FUZZTIME)
 	@$(MAKE) --no-print-directory check-generate
 
 .PHONY: test-short

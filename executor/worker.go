@@ -227,7 +227,11 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	if !errors.As(err, &te) {
 		te = &Error{Type: "error", Message: err.Error()}
 	}
-	res.Error = &events.Error{Type: te.Type, Message: te.Error()}
+	msg := te.Message
+	if msg == "" && te.Err != nil {
+		msg = te.Err.Error()
+	}
+	res.Error = &events.Error{Type: te.Type, Message: msg}
 	if te.NonRetryable || cmd.Retry.IsNonRetryable(te.Type) || tries >= maxAttempts {
 		res.Outcome = events.OutcomeFailed
 		w.settle(ctx, d, res, 0, log)
