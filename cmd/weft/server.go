@@ -59,7 +59,7 @@ func serverCommands() []*cobra.Command {
 
 func serverCmd() *cobra.Command {
 	var p partFlags
-	var dataDir, natsAddr string
+	var dataDir, natsAddr, syncMode string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run everything in one process (embedded NATS unless --nats-url)",
@@ -81,7 +81,10 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 				if err := os.MkdirAll(abs, 0o755); err != nil {
 					return fmt.Errorf("--data %s: %w", abs, err)
 				}
-				ns, err := embedded.Start(embedded.Config{Addr: natsAddr, DataDir: abs})
+				if syncMode != "interval" && syncMode != "always" {
+					return fmt.Errorf("--sync %q: use interval (flush on an interval; survives process crashes) or always (fsync every write; survives power loss)", syncMode)
+				}
+				ns, err := embedded.Start(embedded.Config{Addr: natsAddr, DataDir: abs, SyncAlways: syncMode == "always"})
 				if err != nil {
 					return err
 				}
@@ -103,6 +106,7 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 	p.register(cmd, true)
 	cmd.Flags().StringVar(&dataDir, "data", "weft-data", "data directory of the embedded NATS server")
 	cmd.Flags().StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "listen address of the embedded NATS server")
+	cmd.Flags().StringVar(&syncMode, "sync", "interval", "embedded JetStream disk sync: interval (default; a process crash loses nothing acknowledged, a power loss can lose the last interval) or always (fsync before every acknowledgement)")
 	return cmd
 }
 
