@@ -111,6 +111,9 @@ type RetryPolicy struct {
 	NonRetryable       []string      `msgpack:"nr,omitempty"`
 }
 
+// maxDelay caps a backoff that has no max interval.
+const maxDelay = 365 * 24 * time.Hour
+
 // Delay returns the backoff before attempt+1 after attempt failed
 // (attempt counts from 1).
 func (p RetryPolicy) Delay(attempt int) time.Duration {
@@ -124,9 +127,15 @@ func (p RetryPolicy) Delay(attempt int) time.Duration {
 		if p.MaxInterval > 0 && d >= float64(p.MaxInterval) {
 			return p.MaxInterval
 		}
+		if d > float64(maxDelay) {
+			return maxDelay
+		}
 	}
 	if p.MaxInterval > 0 && d > float64(p.MaxInterval) {
 		return p.MaxInterval
+	}
+	if d > float64(maxDelay) {
+		return maxDelay
 	}
 	return time.Duration(d)
 }

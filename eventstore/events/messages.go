@@ -120,6 +120,9 @@ func decodeLoose(b []byte, v any) (err error) {
 			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
 		}
 	}()
+	if err := checkShape(b); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
 	dec := msgpack.NewDecoder(bytes.NewReader(b))
 	dec.UseLooseInterfaceDecoding(true)
 	if err := dec.Decode(v); err != nil {
@@ -137,12 +140,13 @@ func normalizeValues(e *Event) error {
 			*v, err = value.Normalize(*v)
 		}
 	}
-	switch {
-	case e.WorkflowStarted != nil:
+	utc := func(t *time.Time) { *t = t.UTC() }
+	switch e.Type {
+	case TypeWorkflowStarted:
 		n(&e.WorkflowStarted.Input)
-	case e.StepScheduled != nil:
+	case TypeStepScheduled:
 		n(&e.StepScheduled.Input)
-	case e.StepCompleted != nil:
+	case TypeStepCompleted:
 		n(&e.StepCompleted.Output)
 		if e.StepCompleted.Vars != nil {
 			var v any = e.StepCompleted.Vars
@@ -151,18 +155,26 @@ func normalizeValues(e *Event) error {
 				e.StepCompleted.Vars = m
 			}
 		}
-	case e.StepStarted != nil && e.StepStarted.Items != nil:
-		var v any = e.StepStarted.Items
-		n(&v)
-		if l, ok := v.([]any); ok {
-			e.StepStarted.Items = l
+	case TypeStepStarted:
+		if e.StepStarted.Items != nil {
+			var v any = e.StepStarted.Items
+			n(&v)
+			if l, ok := v.([]any); ok {
+				e.StepStarted.Items = l
+			}
 		}
-	case e.ChildStarted != nil:
+	case TypeChildStarted:
 		n(&e.ChildStarted.Input)
-	case e.SignalReceived != nil:
+	case TypeSignalReceived:
 		n(&e.SignalReceived.Payload)
-	case e.WorkflowCompleted != nil:
+	case TypeWorkflowCompleted:
 		n(&e.WorkflowCompleted.Output)
+	case TypeWaitStarted:
+		utc(&e.WaitStarted.TimeoutAt)
+	case TypeTimerFired:
+		utc(&e.TimerFired.Due)
+	case TypeTimerScheduled:
+		utc(&e.TimerScheduled.Due)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)

@@ -37,7 +37,7 @@ steps:
       - errors: [timeout]
         do: [ { id: never, task: echo, input: no } ]
       - errors: [bad_request]
-        do: [ { id: recover, task: echo, input: "${ 'recovered from ' + string(steps.both.output.right) }" } ]
+        do: [ { id: recover, task: echo, input: "${ error.type + ' recovered from ' + string(steps.both.output.right) }" } ]
   - id: early
     if: "${ input.stop }"
     succeed: { output: "${ {'total': vars.total, 'risky': steps.risky.output} }" }
@@ -49,7 +49,7 @@ steps:
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 		t.Fatalf("status %v error %v", w.Status, w.Error)
 	}
-	if got := toJSON(w.Output); got != `{"risky":"recovered from 41","total":46}` {
+	if got := toJSON(w.Output); got != `{"risky":"bad_request recovered from 41","total":46}` {
 		t.Fatalf("output %s", got)
 	}
 	if s := stepStatus(w, "skipped"); s != weftv1.StepStatus_STEP_STATUS_SKIPPED {

@@ -25,7 +25,7 @@ var celReserved = []string{
 
 // takenNames are the variables expressions already have, which a foreach's
 // as cannot shadow.
-var takenNames = []string{"input", "steps", "vars", "workflow", "index", "iteration"}
+var takenNames = []string{"input", "steps", "vars", "workflow", "index", "iteration", "error"}
 
 // varNameProblem says what is wrong with a variable name, or returns "".
 func varNameProblem(name string) string {

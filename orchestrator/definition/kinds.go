@@ -319,7 +319,8 @@ func (p *parser) catch(at *stepAt, n *yaml.Node) []*Catch {
 		if dn := cf["do"]; dn == nil {
 			p.add(label, field+".do", "is required: list the steps to run instead (or [] to carry on)")
 		} else {
-			cl.Do = p.list(at, field+".do", dn, at.sc, false)
+			// The catch steps see the error they handle as error.message and error.type.
+			cl.Do = p.list(at, field+".do", dn, at.sc.with(loopVar{name: "error", typ: cel.MapType(cel.StringType, cel.StringType)}), false)
 		}
 		clauses = append(clauses, cl)
 	}

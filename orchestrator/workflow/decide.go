@@ -630,7 +630,9 @@ func AcceptResult(st *State, r events.Result) (events.Event, bool) {
 // when it no longer applies. due reports whether the timer is due at now;
 // when it is not, the caller should wait until t.Due.
 func AcceptTimer(st *State, t events.TimerDue, now time.Time) (ev events.Event, ok, due bool) {
-	if st.Status != StatusRunning {
+	// A failed workflow still records its steps' timers, so that a redrive
+	// finds its sleeps and waits where they are.
+	if st.Status != StatusRunning && (st.Status != StatusFailed || t.Path == "") {
 		return events.Event{}, false, true
 	}
 	var at time.Time

@@ -321,9 +321,8 @@ func (st *State) Apply(e events.Event) error {
 				i += j + 1
 			}
 		}
-		if st.TimedOut {
-			st.TimedOut, st.TimeoutTimerID = false, ""
-		}
+		// A redrive gets a fresh workflow timeout.
+		st.TimedOut, st.TimeoutTimerID = false, ""
 	default:
 		return fmt.Errorf("%w: unknown event type %q", ErrInvalidHistory, e.Type)
 	}
