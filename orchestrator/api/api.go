@@ -2,9 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -155,18 +152,7 @@ func checkWorkflowID(id string) error {
 	return nil
 }
 
-// derivedID is the workflow id of a start without one: the same for the
-// same definition and request id, so a retried start finds its run.
-func derivedID(def, reqID string) string {
-	h := sha256.Sum256([]byte(def + "\x00" + reqID))
-	return hex.EncodeToString(h[:12])
-}
-
-func randomID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func randomID() string { return orchestrator.RandomID() }
 
 // readState reads and folds wf's history.
 func (s *Server) readState(ctx context.Context, wf string) (*stateView, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/weftworks/weft/eventstore/events"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -30,13 +31,10 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	if m.Revision < 0 {
 		return nil, errorf(connect.CodeInvalidArgument, "revision must be 0 (latest) or positive, got %d", m.Revision)
 	}
-	wf := m.WorkflowId
-	if wf == "" && m.RequestId != "" {
-		wf = derivedID(m.Definition, m.RequestId)
-	} else if wf == "" {
-		wf = randomID()
-	} else if err := checkWorkflowID(wf); err != nil {
-		return nil, err
+	if m.WorkflowId != "" {
+		if err := checkWorkflowID(m.WorkflowId); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.checkPayload("input", m.Input); err != nil {
 		return nil, err
@@ -45,45 +43,20 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	if err != nil {
 		return nil, errorf(connect.CodeInvalidArgument, "input: %v", err)
 	}
-	_, rec, err := s.defs.Load(ctx, m.Definition, int(m.Revision))
-	if err != nil {
-		if errors.Is(err, eventstore.ErrNotFound) {
-			if m.Revision > 0 {
-				return nil, errorf(connect.CodeNotFound, "definition %q has no revision %d", m.Definition, m.Revision)
-			}
-			return nil, errorf(connect.CodeNotFound, "definition %q not found: put it with PutDefinition first", m.Definition)
-		}
-		return nil, toConnect(err)
-	}
-	reqID := m.RequestId
-	if reqID == "" {
-		reqID = randomID()
-	}
-	ev := events.Event{Type: events.TypeWorkflowStarted, Time: s.cfg.Now().UTC(),
-		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: rec.Name, Revision: rec.Revision, Input: input, RequestID: reqID}}
-	var zero uint64
-	_, err = s.store.AppendExternal(ctx, wf, &zero, "start/"+wf+"/"+reqID, ev)
-	resp := &weftv1.StartWorkflowResponse{WorkflowId: wf, Started: true, Revision: int32(rec.Revision)}
+	res, err := orchestrator.Start(ctx, s.store, s.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: int(m.Revision),
+		Input: input, WorkflowID: m.WorkflowId, RequestID: m.RequestId, Time: s.cfg.Now()})
 	switch {
-	case err == nil:
-	case errors.Is(err, eventstore.ErrDuplicate):
-		resp.Started = false
-	case errors.Is(err, eventstore.ErrConflict):
-		first, ferr := s.store.First(ctx, wf)
-		if ferr != nil {
-			return nil, toConnect(ferr)
+	case errors.Is(err, eventstore.ErrNotFound):
+		if m.Revision > 0 {
+			return nil, errorf(connect.CodeNotFound, "definition %q has no revision %d", m.Definition, m.Revision)
 		}
-		if first.Err != nil || first.Record.Events[0].WorkflowStarted == nil {
-			return nil, errorf(connect.CodeAlreadyExists, "workflow %q already exists", wf)
-		}
-		ws := first.Record.Events[0].WorkflowStarted
-		if ws.RequestID != m.RequestId || m.RequestId == "" {
-			return nil, errorf(connect.CodeAlreadyExists, "workflow %q already exists (started by another request); choose another workflow_id or reuse its request_id", wf)
-		}
-		resp.Started, resp.Revision = false, int32(ws.Revision)
-	default:
+		return nil, errorf(connect.CodeNotFound, "definition %q not found: put it with PutDefinition first", m.Definition)
+	case errors.Is(err, orchestrator.ErrAlreadyExists):
+		return nil, errorf(connect.CodeAlreadyExists, "workflow %q already exists (started by another request); choose another workflow_id or reuse its request_id", m.WorkflowId)
+	case err != nil:
 		return nil, toConnect(err)
 	}
+	resp := &weftv1.StartWorkflowResponse{WorkflowId: res.WorkflowID, Started: res.Started, Revision: int32(res.Revision)}
 	return connect.NewResponse(resp), nil
 }
 

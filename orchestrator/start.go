@@ -1,0 +1,109 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+)
+
+// ErrAlreadyExists is returned by Start when the workflow id is taken by a
+// run started with another request id.
+var ErrAlreadyExists = errors.New("workflow already exists")
+
+// StartRequest asks for a new workflow run.
+type StartRequest struct {
+	// Definition and Revision (0: latest) choose what runs.
+	Definition string
+	Revision   int
+	// Input is the run's input (a normalized value).
+	Input any
+	// WorkflowID names the run; empty derives it from RequestID, or
+	// generates one when that is empty too.
+	WorkflowID string
+	// RequestID makes the start idempotent: the same id and request id
+	// return the existing run.
+	RequestID string
+	// Time stamps the WorkflowStarted event.
+	Time time.Time
+}
+
+// StartResult says which run a start refers to.
+type StartResult struct {
+	WorkflowID string
+	Revision   int
+	// Started is false when the run already existed.
+	Started bool
+}
+
+// Start appends a WorkflowStarted event to a new history; orchestrators
+// pick it up from there.
+//
+// Errors: eventstore.ErrNotFound for an unknown definition or revision;
+// ErrAlreadyExists when the id belongs to another request's run.
+func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req StartRequest) (StartResult, error) {
+	_, rec, err := defs.Load(ctx, req.Definition, req.Revision)
+	if err != nil {
+		return StartResult{}, err
+	}
+	wf := req.WorkflowID
+	switch {
+	case wf == "" && req.RequestID != "":
+		wf = DerivedID(req.Definition, req.RequestID)
+	case wf == "":
+		wf = RandomID()
+	}
+	reqID := req.RequestID
+	if reqID == "" {
+		reqID = RandomID()
+	}
+	if req.Time.IsZero() {
+		req.Time = time.Now()
+	}
+	ev := events.Event{Type: events.TypeWorkflowStarted, Time: req.Time.UTC(),
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: rec.Name, Revision: rec.Revision, Input: req.Input, RequestID: reqID}}
+	var zero uint64
+	_, err = store.AppendExternal(ctx, wf, &zero, "start/"+wf+"/"+reqID, ev)
+	res := StartResult{WorkflowID: wf, Started: true, Revision: rec.Revision}
+	switch {
+	case err == nil:
+	case errors.Is(err, eventstore.ErrDuplicate):
+		res.Started = false
+	case errors.Is(err, eventstore.ErrConflict):
+		first, ferr := store.First(ctx, wf)
+		if ferr != nil {
+			return StartResult{}, ferr
+		}
+		if first.Err != nil || first.Record.Events[0].WorkflowStarted == nil {
+			return StartResult{}, fmt.Errorf("workflow %q: %w", wf, ErrAlreadyExists)
+		}
+		ws := first.Record.Events[0].WorkflowStarted
+		if req.RequestID == "" || ws.RequestID != req.RequestID {
+			return StartResult{}, fmt.Errorf("workflow %q (started by another request): %w", wf, ErrAlreadyExists)
+		}
+		res.Started, res.Revision = false, ws.Revision
+	default:
+		return StartResult{}, err
+	}
+	return res, nil
+}
+
+// DerivedID is the workflow id of a start without one: the same for the
+// same definition and request id, so a retried start finds its run.
+func DerivedID(def, reqID string) string {
+	h := sha256.Sum256([]byte(def + "\x00" + reqID))
+	return hex.EncodeToString(h[:12])
+}
+
+// RandomID returns a new random workflow id.
+func RandomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
