@@ -61,6 +61,10 @@ type Delivery struct {
 	Timer *events.TimerDue
 	// Task is the step command of a task delivery.
 	Task *events.StepScheduled
+	// Event is a message captured on a trigger subject.
+	Event *TriggerEvent
+	// Tick is a due cron tick.
+	Tick *CronTick
 	// Err is set when the payload did not decode.
 	Err error
 

@@ -201,3 +201,40 @@ func (s *Store) ListSummaries(ctx context.Context, keep func(Summary) bool) ([]S
 		}
 	}
 }
+
+// WatchDefinitions calls fn with the latest revision of every definition
+// and then with every new latest revision, from one goroutine, until ctx
+// ends. It returns once the existing definitions have been passed to fn.
+func (s *Store) WatchDefinitions(ctx context.Context, fn func(DefinitionRecord)) error {
+	w, err := s.defs.Watch(ctx, "*.latest", jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("eventstore: watch definitions: %w", err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		defer w.Stop()
+		initial := true
+		for e := range w.Updates() {
+			if e == nil {
+				if initial {
+					initial = false
+					close(ready)
+				}
+				continue
+			}
+			var rec DefinitionRecord
+			if msgpack.Unmarshal(e.Value(), &rec) == nil {
+				fn(rec)
+			}
+		}
+		if initial {
+			close(ready)
+		}
+	}()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -104,6 +104,7 @@ type Store struct {
 	timers  jetstream.Stream
 	defs    jetstream.KeyValue
 	index   jetstream.KeyValue
+	cron    jetstream.KeyValue
 
 	taskMu    sync.Mutex
 	taskReady map[string]bool
@@ -175,6 +176,9 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		if _, err := js.CreateOrUpdateConsumer(ctx, stream, c); err != nil {
 			return nil, fmt.Errorf("eventstore: create consumer %s: %w", c.Durable, err)
 		}
+	}
+	if err := s.openTriggers(ctx); err != nil {
+		return nil, err
 	}
 	if s.defs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      DefinitionsBucket,

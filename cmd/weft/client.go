@@ -74,6 +74,7 @@ func clientCommands(cf *clientFlags) []*cobra.Command {
 	cmds := []*cobra.Command{
 		defCommand(cf), startCommand(cf), getCommand(cf), historyCommand(cf),
 		listCommand(cf), signalCommand(cf), cancelCommand(cf), retryCommand(cf), watchCommand(cf),
+		triggersCommand(cf), schedulesCommand(cf),
 	}
 	for _, c := range cmds {
 		readableErrors(c)
@@ -561,6 +562,62 @@ func retryCommand(cf *clientFlags) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "reason recorded in the history")
 	return cmd
+}
+
+func (cf *clientFlags) triggerClient() weftv1connect.TriggerServiceClient {
+	return weftv1connect.NewTriggerServiceClient(unaryHTTP, cf.baseURL())
+}
+
+func triggersCommand(cf *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "triggers", Short: "Inspect triggers"}
+	var limit int
+	failures := &cobra.Command{
+		Use:   "failures",
+		Short: "List trigger events that started no workflow, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tw := newTable(cmd.OutOrStdout(), "TIME", "SUBJECT", "DEFINITION", "REASON", "PAYLOAD")
+			tok, n := "", 0
+			for {
+				resp, err := cf.triggerClient().ListTriggerFailures(cmd.Context(), connect.NewRequest(&weftv1.ListTriggerFailuresRequest{PageSize: pageSize, PageToken: tok}))
+				if err != nil {
+					return err
+				}
+				for _, f := range resp.Msg.Failures {
+					if limit > 0 && n >= limit {
+						return tw.Flush()
+					}
+					n++
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(formatTime(f.Time, time.RFC3339)), f.Subject, orDash(f.Definition), oneLine(f.Reason), oneLine(string(f.Payload)))
+				}
+				if tok = resp.Msg.NextPageToken; tok == "" {
+					return tw.Flush()
+				}
+			}
+		},
+	}
+	failures.Flags().IntVar(&limit, "limit", 100, "show at most this many (0: all)")
+	cmd.AddCommand(failures)
+	return cmd
+}
+
+func schedulesCommand(cf *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "schedules",
+		Short: "List cron triggers and their next fire times",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := cf.triggerClient().ListSchedules(cmd.Context(), connect.NewRequest(&weftv1.ListSchedulesRequest{}))
+			if err != nil {
+				return err
+			}
+			tw := newTable(cmd.OutOrStdout(), "DEFINITION", "CRON", "TIMEZONE", "CATCHUP", "NEXT")
+			for _, s := range resp.Msg.Schedules {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", s.Definition, s.Cron, s.Timezone, s.Catchup, orDash(formatTime(s.NextFireTime, time.RFC3339)))
+			}
+			return tw.Flush()
+		},
+	}
 }
 
 // parseStatus parses a --status value; "" means any status.

@@ -19,6 +19,7 @@ import (
 	"github.com/weftworks/weft/executor/builtin"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/api"
+	"github.com/weftworks/weft/orchestrator/trigger"
 )
 
 // Config chooses the parts a node runs.
@@ -49,14 +50,17 @@ type Config struct {
 
 // Node is a running set of parts.
 type Node struct {
-	NC     *nats.Conn
-	Store  *eventstore.Store
-	Orch   *orchestrator.Orchestrator
-	Worker *executor.Worker
+	NC    *nats.Conn
+	Store *eventstore.Store
+	Orch  *orchestrator.Orchestrator
+	// Triggers runs beside the orchestrator.
+	Triggers *trigger.Engine
+	Worker   *executor.Worker
 	// APIURL is the API's base URL (http://host:port) when the API runs.
 	APIURL string
 
 	http        *http.Server
+	stopAPI     context.CancelFunc
 	stopStreams context.CancelFunc
 	log         *slog.Logger
 }
@@ -96,6 +100,12 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		if err = n.Orch.Start(ctx); err != nil {
 			return n, err
 		}
+		if n.Triggers, err = trigger.New(n.Store, trigger.Config{Logger: oc.Logger}); err != nil {
+			return n, err
+		}
+		if err = n.Triggers.Start(ctx); err != nil {
+			return n, err
+		}
 	}
 	if cfg.Executor != nil {
 		ec := *cfg.Executor
@@ -130,6 +140,11 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		if err != nil {
 			return n, err
 		}
+		apiCtx, cancel := context.WithCancel(context.Background())
+		n.stopAPI = cancel
+		if err := srv.Start(apiCtx); err != nil {
+			return n, err
+		}
 		ln, err := net.Listen("tcp", cfg.APIAddr)
 		if err != nil {
 			return n, fmt.Errorf("API listener on %s: %w", cfg.APIAddr, err)
@@ -158,8 +173,14 @@ func (n *Node) Stop(ctx context.Context) error {
 		errs = append(errs, n.http.Shutdown(ctx))
 		n.http = nil
 	}
+	if n.stopAPI != nil {
+		n.stopAPI()
+	}
 	if n.Worker != nil {
 		errs = append(errs, n.Worker.Stop(ctx))
+	}
+	if n.Triggers != nil {
+		errs = append(errs, n.Triggers.Stop(ctx))
 	}
 	if n.Orch != nil {
 		errs = append(errs, n.Orch.Stop(ctx))

@@ -19,6 +19,7 @@ import (
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/trigger"
 )
 
 // Config tunes the API.
@@ -47,15 +48,17 @@ func (c Config) Validate() error {
 
 // Server implements WorkflowService and DefinitionService over the event store.
 type Server struct {
-	store *eventstore.Store
-	defs  *orchestrator.Definitions
-	cfg   Config
-	log   *slog.Logger
+	store    *eventstore.Store
+	defs     *orchestrator.Definitions
+	triggers *trigger.Registry
+	cfg      Config
+	log      *slog.Logger
 }
 
 var (
 	_ weftv1connect.WorkflowServiceHandler   = (*Server)(nil)
 	_ weftv1connect.DefinitionServiceHandler = (*Server)(nil)
+	_ weftv1connect.TriggerServiceHandler    = (*Server)(nil)
 )
 
 // New returns an API server over store.
@@ -75,7 +78,13 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{store: store, defs: orchestrator.NewDefinitions(store), cfg: cfg, log: cfg.Logger.With("component", "api")}, nil
+	log := cfg.Logger.With("component", "api")
+	return &Server{store: store, defs: orchestrator.NewDefinitions(store), triggers: trigger.NewRegistry(store, log), cfg: cfg, log: log}, nil
+}
+
+// Start loads the definitions' webhooks and follows changes until ctx ends.
+func (s *Server) Start(ctx context.Context) error {
+	return s.triggers.Start(ctx, nil)
 }
 
 // Handler returns the HTTP handler serving both services (Connect, gRPC and
@@ -85,7 +94,9 @@ func (s *Server) Handler() http.Handler {
 	limit := connect.WithReadMaxBytes(s.cfg.MaxPayloadBytes + s.cfg.MaxDefinitionBytes + 64<<10)
 	mux.Handle(weftv1connect.NewWorkflowServiceHandler(s, limit))
 	mux.Handle(weftv1connect.NewDefinitionServiceHandler(s, limit))
-	services := []string{weftv1connect.WorkflowServiceName, weftv1connect.DefinitionServiceName}
+	mux.Handle(weftv1connect.NewTriggerServiceHandler(s, limit))
+	mux.HandleFunc("/hooks/", s.webhook)
+	services := []string{weftv1connect.WorkflowServiceName, weftv1connect.DefinitionServiceName, weftv1connect.TriggerServiceName}
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...)))
 	reflector := grpcreflect.NewStaticReflector(services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
+
 	"github.com/weftworks/weft/eventstore/events"
 )
 
@@ -60,9 +62,51 @@ type Definition struct {
 	// Children lists the definitions started by workflow steps, sorted,
 	// each once.
 	Children []string
+	// Triggers start workflows of this definition from outside events.
+	Triggers []*Trigger
 
 	// byID maps every step id, nested steps included, to its step.
 	byID map[string]*Step
+}
+
+// TriggerKind says what starts a workflow.
+type TriggerKind string
+
+// Trigger kinds.
+const (
+	TriggerSubject TriggerKind = "subject"
+	TriggerCron    TriggerKind = "cron"
+	TriggerWebhook TriggerKind = "webhook"
+)
+
+// Trigger is one compiled trigger. Expressions see event (the decoded JSON
+// payload; null for cron), headers (map of string to string), subject (the
+// NATS subject, "webhook" or "cron") and, for cron, tick (the tick's time).
+type Trigger struct {
+	Kind TriggerKind
+	// Key identifies the trigger within its definition: a short hash of its
+	// own text, stable while that text is unchanged; a valid NATS token.
+	Key string
+	// Subject is the NATS subject or wildcard (TriggerSubject).
+	Subject string
+	// Cron is the schedule as written: 5 fields, or 6 with seconds first
+	// (TriggerCron); Schedule is it parsed, in Location (default UTC).
+	Cron     string
+	Schedule cron.Schedule
+	Location *time.Location
+	// Catchup starts the ticks missed while Weft was down instead of skipping them.
+	Catchup bool
+	// Webhook is the name in POST /hooks/<name> (TriggerWebhook).
+	Webhook string
+	// SecretEnv names the environment variable holding the webhook's
+	// HMAC-SHA256 secret; empty accepts unsigned deliveries.
+	SecretEnv string
+	// Filter skips events for which it is false; nil keeps all.
+	Filter *Expr
+	// ID computes the workflow id; nil derives it from the event's identity.
+	ID *Template
+	// Input computes the workflow input; nil passes the event itself (null for cron).
+	Input *Template
 }
 
 // Step is one compiled step.
@@ -259,6 +303,8 @@ type Scope struct {
 	WorkflowID string
 	// Now is workflow.now: the time of the event being decided.
 	Now time.Time
+	// Trigger holds event, headers, subject and tick for trigger expressions.
+	Trigger map[string]any
 	// Vars holds values set by set steps (vars.<name>).
 	Vars map[string]any
 	// Locals are the variables of enclosing foreach iterations and repeat
@@ -269,7 +315,8 @@ type Scope struct {
 // Problem is one thing wrong with a definition.
 type Problem struct {
 	// Step is the step id, or its position when it has no valid id
-	// ("steps[2]", "steps[2].do[0]"); empty for workflow-level problems.
+	// ("steps[2]", "steps[2].do[0]"), or the position of a trigger
+	// ("triggers[0]"); empty for workflow-level problems.
 	Step string
 	// Field is the field path inside the step or definition, e.g. "retry.max_attempts".
 	Field string
@@ -298,12 +345,13 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// String renders the problem as `step "id": field "f": message`.
+// String renders the problem as `step "id": field "f": message`, or with
+// a position (`triggers[0]: field "f": message`).
 func (p Problem) String() string {
 	var b strings.Builder
 	switch {
 	case p.Step == "":
-	case strings.HasPrefix(p.Step, "steps["):
+	case strings.HasPrefix(p.Step, "steps["), strings.HasPrefix(p.Step, "triggers["):
 		b.WriteString(p.Step + ": ")
 	default:
 		fmt.Fprintf(&b, "step %q: ", p.Step)

@@ -1,0 +1,329 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Trigger streams, consumers and buckets.
+const (
+	TriggersStream        = "WEFT_TRIGGERS"
+	TriggerFailuresStream = "WEFT_TRIGGER_FAILURES"
+	TriggersConsumer      = "weft-triggers"
+	CronConsumer          = "weft-cron"
+	CronBucket            = "weft-cron"
+
+	// triggerIdleSubject keeps the trigger stream valid while no trigger
+	// names a subject.
+	triggerIdleSubject = "weft.trigger.idle"
+	cronSchedPfx       = "weft.t.cs."
+	cronFirePfx        = "weft.t.cf."
+	failurePfx         = "weft.fail.trigger"
+)
+
+func (s *Store) openTriggers(ctx context.Context) error {
+	js, cfg := s.js, s.cfg
+	stream, err := js.Stream(ctx, TriggersStream)
+	subjects := []string{triggerIdleSubject}
+	if err == nil {
+		subjects = stream.CachedInfo().Config.Subjects // keep what the trigger engine set
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        TriggersStream,
+		Description: "Weft trigger events: messages on trigger subjects, kept until a workflow is started for them",
+		Subjects:    subjects,
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+	}); err != nil {
+		return fmt.Errorf("eventstore: create stream %s: %w", TriggersStream, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        TriggerFailuresStream,
+		Description: "Weft trigger failures: events that started no workflow, and why",
+		Subjects:    []string{failurePfx},
+		Retention:   jetstream.LimitsPolicy,
+		MaxMsgs:     100000,
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+		AllowDirect: true,
+	}); err != nil {
+		return fmt.Errorf("eventstore: create stream %s: %w", TriggerFailuresStream, err)
+	}
+	for _, sc := range []struct {
+		stream string
+		c      jetstream.ConsumerConfig
+	}{
+		{TriggersStream, jetstream.ConsumerConfig{Durable: TriggersConsumer, Description: "trigger engine: events on trigger subjects"}},
+		{TimersStream, jetstream.ConsumerConfig{Durable: CronConsumer, FilterSubject: cronFirePfx + ">", Description: "trigger engine: cron ticks"}},
+	} {
+		c := sc.c
+		c.AckPolicy, c.DeliverPolicy = jetstream.AckExplicitPolicy, jetstream.DeliverAllPolicy
+		c.AckWait, c.MaxDeliver, c.MaxAckPending, c.Replicas = cfg.OrchestratorAckWait, -1, 20000, cfg.Replicas
+		if _, err := js.CreateOrUpdateConsumer(ctx, sc.stream, c); err != nil {
+			return fmt.Errorf("eventstore: create consumer %s: %w", c.Durable, err)
+		}
+	}
+	var err2 error
+	if s.cron, err2 = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: CronBucket, Description: "Weft cron triggers: the last tick handled per trigger",
+		Storage: cfg.Storage, Replicas: cfg.Replicas,
+	}); err2 != nil {
+		return fmt.Errorf("eventstore: create bucket %s: %w", CronBucket, err2)
+	}
+	return nil
+}
+
+// SetTriggerSubjects makes the trigger stream capture exactly subjects
+// (wildcards allowed). Subjects covered by a wildcard in the list are
+// dropped, as JetStream forbids overlaps.
+func (s *Store) SetTriggerSubjects(ctx context.Context, subjects []string) error {
+	want := NormalizeSubjects(subjects)
+	if len(want) == 0 {
+		want = []string{triggerIdleSubject}
+	}
+	stream, err := s.js.Stream(ctx, TriggersStream)
+	if err != nil {
+		return fmt.Errorf("eventstore: trigger stream: %w", err)
+	}
+	cfg := stream.CachedInfo().Config
+	have := slices.Clone(cfg.Subjects)
+	slices.Sort(have)
+	if slices.Equal(have, want) {
+		return nil
+	}
+	cfg.Subjects = want
+	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("eventstore: capture trigger subjects %v: %w", want, err)
+	}
+	return nil
+}
+
+// NormalizeSubjects sorts and dedupes subjects and drops those another
+// subject in the list already covers.
+func NormalizeSubjects(subjects []string) []string {
+	var out []string
+	for _, a := range subjects {
+		covered := false
+		for _, b := range subjects {
+			if a != b && SubjectMatches(b, a) {
+				covered = true
+				break
+			}
+		}
+		if !covered && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// SubjectMatches reports whether pattern (with * and > wildcards) matches
+// subject, which may itself hold wildcards (then: covers it).
+func SubjectMatches(pattern, subject string) bool {
+	p, s := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, tok := range p {
+		if tok == ">" {
+			return len(s) > i
+		}
+		if i >= len(s) {
+			return false
+		}
+		if tok != "*" && tok != s[i] || tok == "*" && s[i] == ">" {
+			return false
+		}
+	}
+	return len(p) == len(s)
+}
+
+// TriggerFeed subscribes to the events captured on trigger subjects.
+func (s *Store) TriggerFeed(ctx context.Context, max int) (*Feed, error) {
+	cons, err := s.js.Consumer(ctx, TriggersStream, TriggersConsumer)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: consumer %s: %w", TriggersConsumer, err)
+	}
+	return s.feed(cons, 0, max, func(m jetstream.Msg, d *Delivery) {
+		md, _ := m.Metadata()
+		d.Event = &TriggerEvent{Subject: m.Subject(), Data: m.Data(), Headers: m.Headers(), Seq: d.Seq, Time: md.Timestamp.UTC()}
+	})
+}
+
+// TriggerEvent is a message captured on a trigger subject.
+type TriggerEvent struct {
+	Subject string
+	Data    []byte
+	Headers nats.Header
+	// Seq is its sequence in the trigger stream: its identity.
+	Seq  uint64
+	Time time.Time
+}
+
+// CronTick is a due tick of a cron trigger.
+type CronTick struct {
+	V          int       `msgpack:"v"`
+	Definition string    `msgpack:"def"`
+	Key        string    `msgpack:"key"`
+	Tick       time.Time `msgpack:"tick"`
+}
+
+// ScheduleCron makes the cron trigger key of definition def fire at tick
+// (one pending tick per trigger: scheduling again replaces it).
+func (s *Store) ScheduleCron(ctx context.Context, t CronTick) error {
+	t.V = 1
+	data, err := msgpack.Marshal(t)
+	if err != nil {
+		return err
+	}
+	at := t.Tick.UTC().Truncate(time.Second)
+	if at.Before(t.Tick) {
+		at = at.Add(time.Second)
+	}
+	msg := nats.NewMsg(cronSchedPfx + t.Definition + "." + t.Key)
+	msg.Data = data
+	msg.Header.Set("Nats-Schedule", "@at "+at.Format(time.RFC3339))
+	msg.Header.Set("Nats-Schedule-Target", cronFirePfx+t.Definition+"."+t.Key)
+	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("eventstore: schedule cron %s/%s: %w", t.Definition, t.Key, err)
+	}
+	return nil
+}
+
+// CronSchedules returns the pending cron ticks by "<definition>.<key>".
+func (s *Store) CronSchedules(ctx context.Context) (map[string]CronTick, error) {
+	info, err := s.timers.Info(ctx, jetstream.WithSubjectFilter(cronSchedPfx+">"))
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: cron schedules: %w", err)
+	}
+	out := map[string]CronTick{}
+	for subj := range info.State.Subjects {
+		m, err := s.timers.GetLastMsgForSubject(ctx, subj)
+		if err != nil {
+			continue
+		}
+		var t CronTick
+		if msgpack.Unmarshal(m.Data, &t) == nil {
+			out[strings.TrimPrefix(subj, cronSchedPfx)] = t
+		}
+	}
+	return out, nil
+}
+
+// CancelCron removes the pending tick of a cron trigger.
+func (s *Store) CancelCron(ctx context.Context, def, key string) error {
+	if err := s.timers.Purge(ctx, jetstream.WithPurgeSubject(cronSchedPfx+def+"."+key)); err != nil {
+		return fmt.Errorf("eventstore: cancel cron %s/%s: %w", def, key, err)
+	}
+	return nil
+}
+
+// CronFeed subscribes to due cron ticks.
+func (s *Store) CronFeed(ctx context.Context, max int) (*Feed, error) {
+	cons, err := s.js.Consumer(ctx, TimersStream, CronConsumer)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: consumer %s: %w", CronConsumer, err)
+	}
+	return s.feed(cons, 0, max, func(m jetstream.Msg, d *Delivery) {
+		var t CronTick
+		if err := msgpack.Unmarshal(m.Data(), &t); err != nil || t.V != 1 {
+			d.Err = fmt.Errorf("invalid cron tick at seq %d", d.Seq)
+			return
+		}
+		t.Tick = t.Tick.UTC()
+		d.Tick = &t
+	})
+}
+
+// LastCronTick returns the last tick handled for a cron trigger (zero if none).
+func (s *Store) LastCronTick(ctx context.Context, def, key string) (time.Time, error) {
+	e, err := s.cron.Get(ctx, def+"."+key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("eventstore: last cron tick: %w", err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(e.Value()))
+	if err != nil {
+		return time.Time{}, nil
+	}
+	return t, nil
+}
+
+// SetLastCronTick records the last tick handled for a cron trigger.
+func (s *Store) SetLastCronTick(ctx context.Context, def, key string, tick time.Time) error {
+	if _, err := s.cron.Put(ctx, def+"."+key, []byte(tick.UTC().Format(time.RFC3339Nano))); err != nil {
+		return fmt.Errorf("eventstore: last cron tick: %w", err)
+	}
+	return nil
+}
+
+// TriggerFailure records an event that started no workflow.
+type TriggerFailure struct {
+	Seq        uint64    `msgpack:"-"`
+	Subject    string    `msgpack:"subj"`
+	Time       time.Time `msgpack:"at"`
+	Reason     string    `msgpack:"why"`
+	Definition string    `msgpack:"def,omitempty"`
+	Payload    []byte    `msgpack:"data,omitempty"`
+}
+
+// RecordTriggerFailure appends a trigger failure.
+func (s *Store) RecordTriggerFailure(ctx context.Context, f TriggerFailure) error {
+	data, err := msgpack.Marshal(f)
+	if err != nil {
+		return err
+	}
+	if _, err := s.js.Publish(ctx, failurePfx, data); err != nil {
+		return fmt.Errorf("eventstore: record trigger failure: %w", err)
+	}
+	return nil
+}
+
+// ListTriggerFailures returns up to n failures, newest first, with stream
+// sequence below before (0: from the newest), and the sequence to pass as
+// before for the next page (0 when there is none).
+func (s *Store) ListTriggerFailures(ctx context.Context, n int, before uint64) ([]TriggerFailure, uint64, error) {
+	stream, err := s.js.Stream(ctx, TriggerFailuresStream)
+	if err != nil {
+		return nil, 0, fmt.Errorf("eventstore: trigger failures: %w", err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("eventstore: trigger failures: %w", err)
+	}
+	seq := info.State.LastSeq
+	if before > 0 && before-1 < seq {
+		seq = before - 1
+	}
+	var out []TriggerFailure
+	for ; seq >= info.State.FirstSeq && seq > 0 && len(out) < n; seq-- {
+		m, err := stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, 0, fmt.Errorf("eventstore: trigger failure %d: %w", seq, err)
+		}
+		var f TriggerFailure
+		if msgpack.Unmarshal(m.Data, &f) != nil {
+			continue
+		}
+		f.Seq = seq
+		out = append(out, f)
+	}
+	next := uint64(0)
+	if seq >= info.State.FirstSeq && seq > 0 {
+		next = seq + 1
+	}
+	return out, next, nil
+}

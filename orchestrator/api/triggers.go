@@ -1,0 +1,189 @@
+package api
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/weftworks/weft/eventstore"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/orchestrator"
+	"github.com/weftworks/weft/orchestrator/definition"
+)
+
+// ListTriggerFailures lists trigger events that started no workflow, newest first.
+func (s *Server) ListTriggerFailures(ctx context.Context, req *connect.Request[weftv1.ListTriggerFailuresRequest]) (*connect.Response[weftv1.ListTriggerFailuresResponse], error) {
+	size, err := pageSize(req.Msg.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	var before uint64
+	if tok := req.Msg.PageToken; tok != "" {
+		if before, err = strconv.ParseUint(tok, 10, 64); err != nil || before == 0 {
+			return nil, errorf(connect.CodeInvalidArgument, "page_token %q is invalid: pass the next_page_token of the previous page", tok)
+		}
+	}
+	fs, next, err := s.store.ListTriggerFailures(ctx, size, before)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	resp := &weftv1.ListTriggerFailuresResponse{}
+	for _, f := range fs {
+		resp.Failures = append(resp.Failures, &weftv1.TriggerFailure{Subject: f.Subject, Time: timestamppb.New(f.Time),
+			Reason: f.Reason, Payload: f.Payload, Definition: f.Definition})
+	}
+	if next > 0 {
+		resp.NextPageToken = strconv.FormatUint(next, 10)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// ListSchedules lists cron triggers with their next fire times.
+func (s *Server) ListSchedules(ctx context.Context, _ *connect.Request[weftv1.ListSchedulesRequest]) (*connect.Response[weftv1.ListSchedulesResponse], error) {
+	pending, err := s.store.CronSchedules(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	resp := &weftv1.ListSchedulesResponse{}
+	for _, m := range s.triggers.Crons() {
+		t := m.Trigger
+		sc := &weftv1.Schedule{Definition: m.Definition, Cron: t.Cron, Timezone: t.Location.String(), Catchup: t.Catchup, Key: t.Key}
+		if p, ok := pending[m.Definition+"."+t.Key]; ok {
+			sc.NextFireTime = timestamppb.New(p.Tick)
+		}
+		resp.Schedules = append(resp.Schedules, sc)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// SignatureHeader carries a webhook body's HMAC-SHA256, as "sha256=<hex>".
+const SignatureHeader = "X-Weft-Signature"
+
+type hookError struct {
+	status int
+	msg    string
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// webhook serves POST /hooks/<name>: it checks the signature and the body,
+// then starts the trigger's workflow and answers 202 with its id. The same
+// Idempotency-Key starts one workflow however often it is delivered.
+func (s *Server) webhook(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, "/hooks/")
+	if r.Method != http.MethodPost {
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": "use POST"})
+		return
+	}
+	res, herr := s.deliver(r, name)
+	if herr != nil {
+		writeJSON(w, herr.status, map[string]any{"error": herr.msg})
+		return
+	}
+	writeJSON(w, res.status, res.body)
+}
+
+type hookResult struct {
+	status int
+	body   map[string]any
+}
+
+func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError) {
+	m, ok := s.triggers.Webhook(name)
+	if !ok {
+		return nil, &hookError{http.StatusNotFound, fmt.Sprintf("no webhook %q: add a trigger `webhook: %s` to a definition", name, name)}
+	}
+	limit := int64(s.cfg.MaxPayloadBytes)
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, &hookError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over the %d-byte limit", limit)}
+		}
+		return nil, &hookError{http.StatusBadRequest, "reading body: " + err.Error()}
+	}
+	t := m.Trigger
+	if t.SecretEnv != "" {
+		secret := os.Getenv(t.SecretEnv)
+		if secret == "" {
+			return nil, &hookError{http.StatusServiceUnavailable, fmt.Sprintf("webhook %q has no secret: set %s on the server", name, t.SecretEnv)}
+		}
+		mac := hmac.New(sha256.New, []byte(secret))
+		mac.Write(body)
+		want := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+		if got := r.Header.Get(SignatureHeader); !hmac.Equal([]byte(got), []byte(want)) {
+			return nil, &hookError{http.StatusUnauthorized, fmt.Sprintf("bad or missing %s: want sha256=<hex HMAC-SHA256 of the body>", SignatureHeader)}
+		}
+	}
+	var event any
+	if len(body) > 0 {
+		if event, err = value.FromJSON(body); err != nil {
+			return nil, &hookError{http.StatusBadRequest, "body: " + err.Error()}
+		}
+	}
+	headers := map[string]any{}
+	for k, v := range r.Header {
+		if len(v) > 0 {
+			headers[k] = v[0]
+		}
+	}
+	sc := definition.Scope{Trigger: map[string]any{"event": event, "headers": headers, "subject": "webhook"}}
+	if t.Filter != nil {
+		v, err := t.Filter.Eval(sc)
+		if err != nil {
+			return nil, &hookError{http.StatusUnprocessableEntity, "filter: " + err.Error()}
+		}
+		if b, _ := v.(bool); !b {
+			return &hookResult{http.StatusOK, map[string]any{"skipped": true}}, nil
+		}
+	}
+	key := r.Header.Get("Idempotency-Key")
+	reqID := "webhook/" + name + "/" + key
+	id := ""
+	if key == "" {
+		reqID = ""
+	} else {
+		id = m.Definition + "-" + orchestrator.DerivedID(t.Key, key)[:20]
+	}
+	if t.ID != nil {
+		v, err := t.ID.Eval(sc)
+		s, ok := v.(string)
+		if err != nil || !ok || !eventstore.ValidWorkflowID(s) {
+			return nil, &hookError{http.StatusUnprocessableEntity, fmt.Sprintf("id: %v %v is not a valid workflow id", v, err)}
+		}
+		id = s
+	}
+	input := event
+	if t.Input != nil {
+		if input, err = t.Input.Eval(sc); err != nil {
+			return nil, &hookError{http.StatusUnprocessableEntity, "input: " + err.Error()}
+		}
+	}
+	res, err := orchestrator.Start(r.Context(), s.store, s.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: m.Revision,
+		Input: input, WorkflowID: id, RequestID: reqID, Time: s.cfg.Now()})
+	switch {
+	case err == nil:
+		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": res.WorkflowID, "started": res.Started}}, nil
+	case errors.Is(err, orchestrator.ErrAlreadyExists):
+		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": id, "started": false}}, nil
+	default:
+		return nil, &hookError{http.StatusServiceUnavailable, err.Error()}
+	}
+}

@@ -1,0 +1,418 @@
+package trigger
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/orchestrator"
+	"github.com/weftworks/weft/orchestrator/definition"
+)
+
+// Config tunes an Engine.
+type Config struct {
+	// Workers handle trigger events in parallel. Default 8.
+	Workers int
+	// MaxPayloadBytes bounds a trigger event's payload. Default 1 MiB.
+	MaxPayloadBytes int
+	// Logger receives operational logs. Default slog.Default().
+	Logger *slog.Logger
+	// Now is the clock for cron ticks. Default time.Now.
+	Now func() time.Time
+}
+
+// Engine starts workflows from trigger events: messages captured on
+// trigger subjects and cron ticks. Any number of engines may run: each
+// event is delivered to one, and the workflow id derived from the event
+// makes a repeated delivery find the workflow already started.
+type Engine struct {
+	store *eventstore.Store
+	defs  *orchestrator.Definitions
+	reg   *Registry
+	cfg   Config
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	running bool
+	cancel  context.CancelFunc
+	feeds   []*eventstore.Feed
+	wg      sync.WaitGroup
+	kick    chan struct{}
+}
+
+// New returns an engine over store.
+func New(store *eventstore.Store, cfg Config) (*Engine, error) {
+	if cfg.Workers < 0 || cfg.MaxPayloadBytes < 0 {
+		return nil, errors.New("trigger: Workers and MaxPayloadBytes must not be negative")
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 8
+	}
+	if cfg.MaxPayloadBytes == 0 {
+		cfg.MaxPayloadBytes = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger.With("component", "trigger")
+	return &Engine{store: store, defs: orchestrator.NewDefinitions(store), reg: NewRegistry(store, log), cfg: cfg, log: log,
+		kick: make(chan struct{}, 1)}, nil
+}
+
+// Registry returns the engine's view of the triggers.
+func (e *Engine) Registry() *Registry { return e.reg }
+
+// Start follows the definitions, captures their trigger subjects, keeps
+// their cron ticks scheduled and handles trigger events.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.running {
+		return errors.New("trigger: already started")
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	if err := e.reg.Start(runCtx, func() {
+		select {
+		case e.kick <- struct{}{}:
+		default:
+		}
+	}); err != nil {
+		cancel()
+		return err
+	}
+	if err := e.reconcile(ctx); err != nil {
+		e.log.Warn("trigger setup incomplete; retrying", "err", err)
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-runCtx.Done():
+				return
+			case <-e.kick:
+			case <-t.C:
+			}
+			if err := e.reconcile(runCtx); err != nil && runCtx.Err() == nil {
+				e.log.Warn("trigger setup incomplete; retrying", "err", err)
+			}
+		}
+	}()
+	events, err := e.store.TriggerFeed(ctx, 256)
+	if err != nil {
+		cancel()
+		return err
+	}
+	ticks, err := e.store.CronFeed(ctx, 64)
+	if err != nil {
+		events.Stop()
+		cancel()
+		return err
+	}
+	e.feeds = []*eventstore.Feed{events, ticks}
+	for range e.cfg.Workers {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.consume(runCtx, events, e.handleEvent)
+		}()
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.consume(runCtx, ticks, e.handleTick)
+	}()
+	e.cancel, e.running = cancel, true
+	return nil
+}
+
+// Stop stops handling events; unsettled ones are redelivered. Calling it
+// twice is fine.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.running {
+		return nil
+	}
+	e.running = false
+	for _, f := range e.feeds {
+		f.Stop()
+	}
+	e.cancel()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *Engine) consume(ctx context.Context, f *eventstore.Feed, handle func(context.Context, *eventstore.Delivery) error) {
+	for {
+		d, err := f.Next()
+		if err != nil {
+			if errors.Is(err, eventstore.ErrFeedClosed) || ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		if d.Err != nil {
+			e.log.Error("dropping undecodable trigger message", "seq", d.Seq, "err", d.Err)
+			_ = d.Term(d.Err.Error())
+			continue
+		}
+		if err := handle(ctx, d); errors.Is(err, errNakked) {
+			continue
+		} else if err != nil {
+			if ctx.Err() == nil {
+				e.log.Warn("trigger event not handled; retrying", "subject", d.Subject, "err", err)
+			}
+			_ = d.Nak(time.Second)
+			continue
+		}
+		_ = d.Ack()
+	}
+}
+
+// reconcile captures the trigger subjects and schedules the cron ticks of
+// the current definitions, and cancels ticks of removed cron triggers.
+func (e *Engine) reconcile(ctx context.Context) error {
+	var errs []error
+	if err := e.store.SetTriggerSubjects(ctx, e.reg.Subjects()); err != nil {
+		errs = append(errs, err)
+	}
+	pending, err := e.store.CronSchedules(ctx)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	want := map[string]bool{}
+	for _, m := range e.reg.Crons() {
+		key := m.Definition + "." + m.Trigger.Key
+		want[key] = true
+		if _, ok := pending[key]; ok {
+			continue
+		}
+		next, err := e.firstTick(ctx, m)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := e.store.ScheduleCron(ctx, eventstore.CronTick{Definition: m.Definition, Key: m.Trigger.Key, Tick: next}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for key := range pending {
+		if !want[key] {
+			def, k, _ := strings.Cut(key, ".")
+			if err := e.store.CancelCron(ctx, def, k); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// firstTick is where a cron trigger with nothing scheduled resumes: after
+// its last handled tick when it catches up, else after now.
+func (e *Engine) firstTick(ctx context.Context, m Match) (time.Time, error) {
+	from := e.cfg.Now()
+	if m.Trigger.Catchup {
+		last, err := e.store.LastCronTick(ctx, m.Definition, m.Trigger.Key)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if !last.IsZero() {
+			from = last
+		}
+	}
+	return m.Trigger.Schedule.Next(from.In(m.Trigger.Location)).UTC(), nil
+}
+
+func (e *Engine) fail(ctx context.Context, subject, def, reason string, payload []byte) error {
+	e.log.Info("trigger event started no workflow", "subject", subject, "definition", def, "reason", reason)
+	return e.store.RecordTriggerFailure(ctx, eventstore.TriggerFailure{Subject: subject, Time: e.cfg.Now().UTC(),
+		Reason: reason, Definition: def, Payload: payload})
+}
+
+func headerMap(h nats.Header) map[string]any {
+	out := map[string]any{}
+	for k, v := range h {
+		if len(v) > 0 && !strings.HasPrefix(k, "Nats-") {
+			out[k] = v[0]
+		}
+	}
+	return out
+}
+
+// identity is what makes a message the same message: the producer's
+// Nats-Msg-Id when it set one, else its place in the trigger stream.
+func identity(ev *eventstore.TriggerEvent) string {
+	if id := ev.Headers.Get(nats.MsgIdHdr); id != "" {
+		return "msgid:" + id
+	}
+	return fmt.Sprintf("seq:%d", ev.Seq)
+}
+
+func hashID(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(h[:10])
+}
+
+// handleEvent starts a workflow for each trigger the message matches.
+// Bad input is recorded as a failure and the message acked; only
+// infrastructure errors ask for a redelivery.
+func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error {
+	ev := d.Event
+	matches := e.reg.ForSubject(ev.Subject)
+	if len(matches) == 0 {
+		return e.fail(ctx, ev.Subject, "", "no trigger matches the subject (its definition changed or was removed)", ev.Data)
+	}
+	if len(ev.Data) > e.cfg.MaxPayloadBytes {
+		return e.fail(ctx, ev.Subject, matches[0].Definition, fmt.Sprintf("payload is %d bytes; the limit is %d", len(ev.Data), e.cfg.MaxPayloadBytes), ev.Data)
+	}
+	var payload any
+	if len(ev.Data) > 0 {
+		var err error
+		if payload, err = value.FromJSON(ev.Data); err != nil {
+			return e.fail(ctx, ev.Subject, matches[0].Definition, "payload: "+err.Error(), ev.Data)
+		}
+	}
+	vars := map[string]any{"event": payload, "headers": headerMap(ev.Headers), "subject": ev.Subject}
+	for _, m := range matches {
+		err := e.start(ctx, m, vars, identity(ev), ev.Subject, ev.Data)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start evaluates a trigger against one event and starts its workflow.
+// Expression and definition problems are recorded; other errors returned.
+func (e *Engine) start(ctx context.Context, m Match, vars map[string]any, ident, subject string, raw []byte) error {
+	t := m.Trigger
+	sc := definition.Scope{Trigger: vars}
+	if t.Filter != nil {
+		v, err := t.Filter.Eval(sc)
+		if err != nil {
+			return e.fail(ctx, subject, m.Definition, "filter: "+err.Error(), raw)
+		}
+		if b, _ := v.(bool); !b {
+			e.log.Debug("trigger filter skipped the event", "subject", subject, "definition", m.Definition)
+			return nil
+		}
+	}
+	id := m.Definition + "-" + hashID(m.Definition, t.Key, ident)
+	if t.ID != nil {
+		v, err := t.ID.Eval(sc)
+		if err != nil {
+			return e.fail(ctx, subject, m.Definition, "id: "+err.Error(), raw)
+		}
+		s, ok := v.(string)
+		if !ok || !eventstore.ValidWorkflowID(s) {
+			return e.fail(ctx, subject, m.Definition, fmt.Sprintf("id: %v is not a valid workflow id (1-128 letters, digits, '_', '-', '=')", v), raw)
+		}
+		id = s
+	}
+	input := vars["event"]
+	if t.Input != nil {
+		v, err := t.Input.Eval(sc)
+		if err != nil {
+			return e.fail(ctx, subject, m.Definition, "input: "+err.Error(), raw)
+		}
+		input = v
+	}
+	_, err := orchestrator.Start(ctx, e.store, e.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: m.Revision,
+		Input: input, WorkflowID: id, RequestID: "trigger/" + t.Key + "/" + ident, Time: e.cfg.Now()})
+	switch {
+	case err == nil:
+	case errors.Is(err, orchestrator.ErrAlreadyExists):
+		// The id template mapped this event onto an existing run: that is its dedup.
+		e.log.Debug("trigger event maps to an existing workflow", "workflow", id)
+	case errors.Is(err, eventstore.ErrNotFound):
+		return e.fail(ctx, subject, m.Definition, fmt.Sprintf("definition %q revision %d not found", m.Definition, m.Revision), raw)
+	default:
+		return err
+	}
+	return nil
+}
+
+// handleTick starts the workflow of a due cron tick and schedules the next.
+func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
+	tk := d.Tick
+	m, ok := e.reg.Cron(tk.Definition, tk.Key)
+	if !ok {
+		return nil // the trigger was changed or removed
+	}
+	now := e.cfg.Now()
+	if now.Before(tk.Tick) {
+		_ = d.Nak(tk.Tick.Sub(now)) // schedules have one-second precision
+		return errNakked
+	}
+	t := m.Trigger
+	next := t.Schedule.Next(tk.Tick.In(t.Location)).UTC()
+	if !next.After(now) && !t.Catchup {
+		// Weft was down for at least one later tick: skip the missed ones.
+		e.log.Info("skipping missed cron ticks", "definition", m.Definition, "tick", tk.Tick)
+		next = t.Schedule.Next(now.In(t.Location)).UTC()
+	} else {
+		vars := map[string]any{"event": nil, "headers": map[string]any{}, "subject": "cron", "tick": tk.Tick}
+		id := fmt.Sprintf("%s-%s-%s", m.Definition, t.Key, tk.Tick.UTC().Format("20060102T150405Z"))
+		if err := e.startCron(ctx, m, vars, id, tk.Tick); err != nil {
+			return err
+		}
+	}
+	if err := e.store.SetLastCronTick(ctx, m.Definition, t.Key, tk.Tick); err != nil {
+		return err
+	}
+	return e.store.ScheduleCron(ctx, eventstore.CronTick{Definition: m.Definition, Key: t.Key, Tick: next})
+}
+
+func (e *Engine) startCron(ctx context.Context, m Match, vars map[string]any, id string, tick time.Time) error {
+	sc := definition.Scope{Trigger: vars}
+	if m.Trigger.ID != nil {
+		v, err := m.Trigger.ID.Eval(sc)
+		if s, ok := v.(string); err == nil && ok && eventstore.ValidWorkflowID(s) {
+			id = s
+		} else {
+			return e.fail(ctx, "cron", m.Definition, fmt.Sprintf("id: %v %v is not a valid workflow id", v, err), nil)
+		}
+	}
+	var input any
+	if m.Trigger.Input != nil {
+		v, err := m.Trigger.Input.Eval(sc)
+		if err != nil {
+			return e.fail(ctx, "cron", m.Definition, "input: "+err.Error(), nil)
+		}
+		input = v
+	}
+	_, err := orchestrator.Start(ctx, e.store, e.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: m.Revision,
+		Input: input, WorkflowID: id, RequestID: "cron/" + tick.UTC().Format(time.RFC3339), Time: e.cfg.Now()})
+	if err != nil && !errors.Is(err, orchestrator.ErrAlreadyExists) {
+		if errors.Is(err, eventstore.ErrNotFound) {
+			return e.fail(ctx, "cron", m.Definition, err.Error(), nil)
+		}
+		return err
+	}
+	return nil
+}
+
+// errNakked says the handler settled the delivery itself.
+var errNakked = errors.New("nakked")

@@ -1,0 +1,124 @@
+package trigger
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/orchestrator/definition"
+)
+
+// Match is a trigger with the definition revision it belongs to.
+type Match struct {
+	Definition string
+	Revision   int
+	Trigger    *definition.Trigger
+}
+
+// Registry knows the triggers of the latest revision of every definition
+// and follows new revisions as they are put, so trigger changes take
+// effect without a restart.
+type Registry struct {
+	store *eventstore.Store
+	log   *slog.Logger
+
+	mu       sync.RWMutex
+	defs     map[string]Match // by definition name; Trigger unused
+	triggers map[string][]*definition.Trigger
+	onChange func()
+}
+
+// NewRegistry returns a registry over store.
+func NewRegistry(store *eventstore.Store, log *slog.Logger) *Registry {
+	return &Registry{store: store, log: log, defs: map[string]Match{}, triggers: map[string][]*definition.Trigger{}}
+}
+
+// Start loads the current definitions and follows changes until ctx
+// ends; onChange (if set) runs after each change, on the watch goroutine.
+func (r *Registry) Start(ctx context.Context, onChange func()) error {
+	r.mu.Lock()
+	r.onChange = onChange
+	r.mu.Unlock()
+	return r.store.WatchDefinitions(ctx, r.update)
+}
+
+func (r *Registry) update(rec eventstore.DefinitionRecord) {
+	plan, err := definition.Parse([]byte(rec.Source))
+	if err != nil {
+		r.log.Error("stored definition does not compile; its triggers are off", "definition", rec.Name, "revision", rec.Revision, "err", err)
+		plan = &definition.Definition{Name: rec.Name}
+	}
+	r.mu.Lock()
+	r.defs[rec.Name] = Match{Definition: rec.Name, Revision: rec.Revision}
+	r.triggers[rec.Name] = plan.Triggers
+	fn := r.onChange
+	r.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+}
+
+func (r *Registry) all(kind definition.TriggerKind) []Match {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []Match
+	for name, ts := range r.triggers {
+		for _, t := range ts {
+			if t.Kind == kind {
+				out = append(out, Match{Definition: name, Revision: r.defs[name].Revision, Trigger: t})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Definition != out[j].Definition {
+			return out[i].Definition < out[j].Definition
+		}
+		return out[i].Trigger.Key < out[j].Trigger.Key
+	})
+	return out
+}
+
+// Subjects returns every subject trigger's subject.
+func (r *Registry) Subjects() []string {
+	var out []string
+	for _, m := range r.all(definition.TriggerSubject) {
+		out = append(out, m.Trigger.Subject)
+	}
+	return out
+}
+
+// ForSubject returns the subject triggers matching a message's subject.
+func (r *Registry) ForSubject(subject string) []Match {
+	var out []Match
+	for _, m := range r.all(definition.TriggerSubject) {
+		if eventstore.SubjectMatches(m.Trigger.Subject, subject) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Crons returns every cron trigger.
+func (r *Registry) Crons() []Match { return r.all(definition.TriggerCron) }
+
+// Cron returns cron trigger key of definition def.
+func (r *Registry) Cron(def, key string) (Match, bool) {
+	for _, m := range r.all(definition.TriggerCron) {
+		if m.Definition == def && m.Trigger.Key == key {
+			return m, true
+		}
+	}
+	return Match{}, false
+}
+
+// Webhook returns the trigger of webhook name.
+func (r *Registry) Webhook(name string) (Match, bool) {
+	for _, m := range r.all(definition.TriggerWebhook) {
+		if m.Trigger.Webhook == name {
+			return m, true
+		}
+	}
+	return Match{}, false
+}
