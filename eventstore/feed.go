@@ -229,8 +229,16 @@ func (s *Store) EnsureTaskConsumer(ctx context.Context, taskType string) error {
 	return nil
 }
 
-// TaskFeed subscribes to taskType's step commands.
-func (s *Store) TaskFeed(ctx context.Context, taskType string, max int) (*Feed, error) {
+// Puller pulls a task type's step commands only as many at a time as the
+// caller has room for, so no command waits in a client buffer while its
+// ack wait runs out.
+type Puller struct {
+	cons   jetstream.Consumer
+	decode func(jetstream.Msg, *Delivery)
+}
+
+// TaskPuller returns a puller of taskType's step commands.
+func (s *Store) TaskPuller(ctx context.Context, taskType string) (*Puller, error) {
 	if err := s.EnsureTaskConsumer(ctx, taskType); err != nil {
 		return nil, err
 	}
@@ -238,7 +246,7 @@ func (s *Store) TaskFeed(ctx context.Context, taskType string, max int) (*Feed, 
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: task consumer for %q: %w", taskType, err)
 	}
-	return s.feed(cons, 0, max, func(m jetstream.Msg, d *Delivery) {
+	return &Puller{cons: cons, decode: func(m jetstream.Msg, d *Delivery) {
 		d.WorkflowID = token(m.Subject(), 2)
 		md, _ := m.Metadata()
 		msg := decodeMsg(d.Seq, m.Subject(), md.Timestamp, m.Data())
@@ -252,7 +260,32 @@ func (s *Store) TaskFeed(ctx context.Context, taskType string, max int) (*Feed, 
 			return
 		}
 		d.Task = last.StepScheduled
-	})
+	}}, nil
+}
+
+// Fetch asks for up to n commands and calls fn with each as it arrives,
+// for up to wait or until ctx ends.
+func (p *Puller) Fetch(ctx context.Context, n int, wait time.Duration, fn func(*Delivery)) error {
+	fctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	batch, err := p.cons.Fetch(n, jetstream.FetchContext(fctx))
+	if err != nil {
+		return fmt.Errorf("eventstore: fetch: %w", err)
+	}
+	for m := range batch.Messages() {
+		md, err := m.Metadata()
+		if err != nil {
+			_ = m.Term()
+			continue
+		}
+		d := &Delivery{Seq: md.Sequence.Stream, NumDelivered: int(md.NumDelivered), Subject: m.Subject(), msg: m}
+		p.decode(m, d)
+		fn(d)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("eventstore: fetch: %w", err)
+	}
+	return nil
 }
 
 // PublishResult reports a task attempt's outcome to the orchestrators. The

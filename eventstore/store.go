@@ -373,12 +373,24 @@ func (s *Store) Read(ctx context.Context, wf string, after uint64) ([]Message, e
 	if last <= after {
 		return nil, nil
 	}
+	// Direct gets, one per record: no consumer to create and clean up.
 	var out []Message
-	err = s.scan(ctx, wf, after+1, func(m Message) bool {
-		out = append(out, m)
-		return m.Seq < last
-	})
-	return out, err
+	subj := historySubject(wf)
+	for seq := after + 1; seq <= last; {
+		m, err := s.history.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("eventstore: read %s: %w", wf, err)
+		}
+		if m.Sequence > last {
+			break
+		}
+		out = append(out, decodeMsg(m.Sequence, m.Subject, m.Time, m.Data))
+		seq = m.Sequence + 1
+	}
+	return out, nil
 }
 
 // Watch calls fn with each of wf's history records from stream sequence
@@ -392,13 +404,19 @@ func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Messag
 		from = 1
 	}
 	cons, err := s.history.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{historySubject(wf)},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    from,
+		FilterSubjects:    []string{historySubject(wf)},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
 		return fmt.Errorf("eventstore: read %s: %w", wf, err)
 	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = s.history.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
 	it, err := cons.Messages(jetstream.PullMaxMessages(256))
 	if err != nil {
 		return fmt.Errorf("eventstore: read %s: %w", wf, err)

@@ -48,11 +48,11 @@ type Worker struct {
 	log      *slog.Logger
 	handlers map[string]Handler
 
-	mu      sync.Mutex
-	running bool
-	cancel  context.CancelFunc
-	feeds   []*eventstore.Feed
-	wg      sync.WaitGroup
+	mu          sync.Mutex
+	running     bool
+	stopPulling context.CancelFunc
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 // New returns a worker over store.
@@ -90,32 +90,32 @@ func (w *Worker) Start(ctx context.Context) error {
 	if w.running {
 		return errors.New("executor: already started")
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	w.feeds = nil
-	for typ, h := range w.handlers {
-		f, err := w.store.TaskFeed(ctx, typ, w.cfg.Concurrency)
+	pullers := map[string]*eventstore.Puller{}
+	for typ := range w.handlers {
+		p, err := w.store.TaskPuller(ctx, typ)
 		if err != nil {
-			cancel()
-			for _, f := range w.feeds {
-				f.Stop()
-			}
-			w.wg.Wait()
 			return err
 		}
-		w.feeds = append(w.feeds, f)
+		pullers[typ] = p
+	}
+	// pulling ends the fetch loops; running ends the handlers (later, on Stop).
+	pullCtx, stopPulling := context.WithCancel(context.WithoutCancel(ctx))
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	for typ, p := range pullers {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			w.consume(runCtx, f, typ, h)
+			w.consume(pullCtx, runCtx, p, typ, w.handlers[typ])
 		}()
 	}
-	w.cancel = cancel
+	w.stopPulling, w.cancel = stopPulling, cancel
 	w.running = true
 	return nil
 }
 
-// Stop stops taking commands, cancels running handlers and waits for
-// them; their commands are redelivered. Calling Stop twice is fine.
+// Stop stops taking commands and waits for running handlers to finish
+// and report; when ctx ends first, it cancels them and their commands are
+// redelivered. Calling Stop twice is fine.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -123,44 +123,50 @@ func (w *Worker) Stop(ctx context.Context) error {
 		return nil
 	}
 	w.running = false
-	for _, f := range w.feeds {
-		f.Stop()
-	}
-	w.cancel()
+	w.stopPulling()
 	done := make(chan struct{})
 	go func() { w.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		w.cancel()
 		return nil
 	case <-ctx.Done():
+		w.cancel()
+		<-done
 		return ctx.Err()
 	}
 }
 
-func (w *Worker) consume(ctx context.Context, f *eventstore.Feed, typ string, h Handler) {
-	sem := make(chan struct{}, w.cfg.Concurrency)
+// consume pulls commands while pullCtx lasts, never more than there are
+// free handler slots, and runs each under runCtx.
+func (w *Worker) consume(pullCtx, runCtx context.Context, p *eventstore.Puller, typ string, h Handler) {
+	slots := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for {
-		d, err := f.Next()
-		if err != nil {
-			if errors.Is(err, eventstore.ErrFeedClosed) || ctx.Err() != nil {
-				return
-			}
-			w.log.Warn("task feed error", "task", typ, "err", err)
-			continue
-		}
+	for pullCtx.Err() == nil {
+		// Wait for at least one free slot, then ask for as many as are free.
 		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			_ = d.Nak(0)
+		case slots <- struct{}{}:
+		case <-pullCtx.Done():
 			return
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			w.run(ctx, typ, h, d)
-		}()
+		<-slots
+		free := w.cfg.Concurrency - len(slots)
+		err := p.Fetch(pullCtx, free, 5*time.Second, func(d *eventstore.Delivery) {
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-slots; wg.Done() }()
+				w.run(runCtx, typ, h, d)
+			}()
+		})
+		if err != nil && pullCtx.Err() == nil {
+			w.log.Warn("task fetch failed", "task", typ, "err", err)
+			select {
+			case <-time.After(500 * time.Millisecond):
+			case <-pullCtx.Done():
+			}
+		}
 	}
 }
 

@@ -320,6 +320,17 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery) error {
 		return errPermanent{fmt.Errorf("workflow %s has no history", wf)}
 	}
 	st := e.st
+	if fresh && st.Status == workflow.StatusRunning {
+		// After a crash, make sure recorded children were started.
+		for _, path := range st.Order {
+			if s := st.Steps[path]; s.ChildID != "" && s.Status == workflow.StepRunning {
+				cs := &events.ChildStarted{Path: s.Path, Gen: s.Gen, WorkflowID: s.ChildID, Definition: s.Task, Input: s.ChildInput}
+				if err := sh.startChild(ctx, wf, cs, st.Now); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	var input []events.Event
 	switch d.Source {
 	case eventstore.SourceResults:
@@ -388,21 +399,43 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery) error {
 
 // startChild starts the child workflow a ChildStarted event names, on the
 // latest revision of its definition. Starting it again finds it started.
-func (sh *shard) startChild(ctx context.Context, parent string, ev events.Event) error {
-	cs := ev.ChildStarted
+// A child that cannot start fails its step (through the results stream,
+// like any step outcome).
+func (sh *shard) startChild(ctx context.Context, parent string, cs *events.ChildStarted, at time.Time) error {
+	failStep := func(msg string) error {
+		return sh.o.store.PublishResult(ctx, events.Result{WorkflowID: parent, Path: cs.Path, Gen: cs.Gen, Attempt: 1,
+			Outcome: events.OutcomeFailed, Time: at, Error: &events.Error{Type: workflow.ErrTypeChild, Message: msg}})
+	}
 	_, rec, err := sh.o.defs.Load(ctx, cs.Definition, 0)
+	if errors.Is(err, eventstore.ErrNotFound) {
+		return failStep(fmt.Sprintf("child definition %q not found: put it first", cs.Definition))
+	}
 	if err != nil {
 		return fmt.Errorf("start child %s of %s: %w", cs.WorkflowID, parent, err)
 	}
+	ref := &events.ParentRef{WorkflowID: parent, Path: cs.Path, Gen: cs.Gen}
 	var zero uint64
 	_, err = sh.o.store.AppendExternal(ctx, cs.WorkflowID, &zero, "start/"+cs.WorkflowID+"/parent", events.Event{
-		Type: events.TypeWorkflowStarted, Time: ev.Time,
+		Type: events.TypeWorkflowStarted, Time: at,
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: cs.WorkflowID, Definition: rec.Name, Revision: rec.Revision,
-			Input: cs.Input, RequestID: "parent", Parent: &events.ParentRef{WorkflowID: parent, Path: cs.Path, Gen: cs.Gen}}})
-	if err != nil && !errors.Is(err, eventstore.ErrConflict) && !errors.Is(err, eventstore.ErrDuplicate) {
-		return fmt.Errorf("start child %s of %s: %w", cs.WorkflowID, parent, err)
+			Input: cs.Input, RequestID: "parent", Parent: ref}})
+	switch {
+	case err == nil, errors.Is(err, eventstore.ErrDuplicate):
+		return nil
+	case errors.Is(err, eventstore.ErrConflict):
+		// Already started: by us, or the id is someone else's.
+		first, ferr := sh.o.store.First(ctx, cs.WorkflowID)
+		if ferr != nil {
+			return ferr
+		}
+		if first.Err == nil {
+			if ws := first.Record.Events[0].WorkflowStarted; ws != nil && ws.Parent != nil && *ws.Parent == *ref {
+				return nil
+			}
+		}
+		return failStep(fmt.Sprintf("child workflow id %q is taken by another workflow", cs.WorkflowID))
 	}
-	return nil
+	return fmt.Errorf("start child %s of %s: %w", cs.WorkflowID, parent, err)
 }
 
 // closeOut reports a closed child's outcome to its parent and cancels the
@@ -423,6 +456,9 @@ func (sh *shard) closeOut(ctx context.Context, st *workflow.State) error {
 		if err := sh.o.store.PublishResult(ctx, r); err != nil {
 			return err
 		}
+	}
+	if st.Status == workflow.StatusFailed {
+		return nil // a redrive may still need the children
 	}
 	for _, path := range st.Order {
 		s := st.Steps[path]
@@ -459,10 +495,6 @@ func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs 
 			if err := sh.o.store.EnsureTaskConsumer(ctx, ev.StepScheduled.Task); err != nil {
 				return err
 			}
-		case ev.ChildStarted != nil:
-			if err := sh.startChild(ctx, wf, ev); err != nil {
-				return err
-			}
 		}
 	}
 	seq := st.LastSeq
@@ -478,6 +510,15 @@ func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs 
 		seq, start = next, i+1
 	}
 	st.LastSeq = seq
+	// Children start once their start is recorded: a decision that lost
+	// its append (say, to a cancel) leaves no child behind.
+	for _, ev := range evs {
+		if cs := ev.ChildStarted; cs != nil {
+			if err := sh.startChild(ctx, wf, cs, ev.Time); err != nil {
+				return err
+			}
+		}
+	}
 	// Timers of waits that ended early are no longer needed.
 	for _, ev := range evs {
 		if ev.StepCompleted != nil && ev.StepCompleted.SignalSeq > 0 {

@@ -143,17 +143,22 @@ func TestExecutorDeathRedelivers(t *testing.T) {
 	calls := newAttempts()
 	var first atomic.Bool
 	started := make(chan struct{})
+	release := make(chan struct{})
 	block := func(ctx context.Context, task *executor.Task) (any, error) {
 		calls.record(task)
 		if first.CompareAndSwap(false, true) {
 			close(started)
-			<-ctx.Done() // hang until this executor goes away
+			select { // hang: this executor is as good as dead
+			case <-ctx.Done():
+			case <-release:
+			}
 			return nil, ctx.Err()
 		}
 		return map[string]any{"attempt": task.Attempt, "key": task.IdempotencyKey}, nil
 	}
 	e := newEnv(t, envOpts{noExecutor: true, taskAckWait: time.Second})
 	dying := e.startNode(envOpts{handlers: map[string]executor.Handler{"slow": block}, taskAckWait: time.Second}, false, false)
+	t.Cleanup(func() { close(release) }) // runs before the node's own cleanup
 	e.putDef(`
 name: slow
 steps:

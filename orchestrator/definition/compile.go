@@ -3,6 +3,7 @@ package definition
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,18 +19,29 @@ import (
 // template compiles the YAML value n into a Template whose expressions are
 // compiled at at.
 func (p *parser) template(label, field string, n *yaml.Node, at exprAt) *Template {
+	return p.templateOf(label, field, n, at, wantAny)
+}
+
+// templateOf is template for a field whose value must be of the type w
+// wants: a literal must be, and so must a string that is one expression
+// when its type is known. wantAny and wantString are supported.
+func (p *parser) templateOf(label, field string, n *yaml.Node, at exprAt, w want) *Template {
 	untagTimestamps(n, 0)
 	var v any
 	if err := n.Decode(&v); err != nil {
 		p.add(label, field, "invalid value: %s", yamlError(err))
 		return nil
 	}
-	c := &compiler{p: p, label: label, at: at}
+	if _, ok := v.(string); w == wantString && !ok {
+		p.add(label, field, "must be a string, e.g. \"${ %s }\"", w.example())
+		return nil
+	}
+	c := &compiler{p: p, label: label, at: at, want: w}
 	root := c.value(field, v)
 	if root == nil {
 		return nil
 	}
-	return &Template{root: root}
+	return &Template{root: root, trigger: at.sc.trigger != ""}
 }
 
 // untagTimestamps makes plain scalars that YAML would read as timestamps
@@ -51,7 +63,9 @@ type compiler struct {
 	p     *parser
 	label string
 	at    exprAt
-	bad   bool
+	// want is what a string that is exactly one expression must yield.
+	want want
+	bad  bool
 }
 
 // exprAt says where an expression is compiled: the step it belongs to,
@@ -138,6 +152,7 @@ func (c *compiler) str(field, s string) tnode {
 		return nil
 	}
 	var parts []part
+	var typ *cel.Type // of the last expression
 	exprs, blank := 0, true
 	for _, sg := range segs {
 		if !sg.isExpr {
@@ -146,7 +161,8 @@ func (c *compiler) str(field, s string) tnode {
 			continue
 		}
 		exprs++
-		prg, _ := c.expr(field, sg.text)
+		var prg cel.Program
+		prg, typ = c.expr(field, sg.text)
 		parts = append(parts, part{text: sg.text, prg: prg})
 	}
 	switch {
@@ -156,9 +172,14 @@ func (c *compiler) str(field, s string) tnode {
 		return litNode{parts[0].text} // only $${ escapes: one text part
 	case exprs == 1 && blank:
 		for _, pt := range parts {
-			if pt.prg != nil {
-				return &exprNode{field: field, prg: pt.prg}
+			if pt.prg == nil {
+				continue
 			}
+			if msg := c.want.check(typ); msg != "" {
+				c.problem(field, "expression %q: %s", pt.text, msg)
+				return nil
+			}
+			return &exprNode{field: field, prg: pt.prg}
 		}
 	}
 	return &interpNode{field: field, parts: parts}
@@ -175,12 +196,14 @@ func (c *compiler) expr(field, src string) (cel.Program, *cel.Type) {
 	checked, iss := env.Compile(src)
 	if iss.Err() != nil {
 		for _, e := range iss.Errors() {
-			c.problem(field, "expression %q: %s", src, explain(e.Message))
+			c.problem(field, "expression %q: %s", src, explain(e.Message, c.at.sc.trigger))
 		}
 		return nil, nil
 	}
-	for _, msg := range c.refs(checked) {
-		c.problem(field, "expression %q: %s", src, msg)
+	if c.at.sc.trigger == "" {
+		for _, msg := range c.refs(checked) {
+			c.problem(field, "expression %q: %s", src, msg)
+		}
 	}
 	if c.bad {
 		return nil, nil
@@ -202,15 +225,46 @@ var loopVarHints = map[string]string{
 	"iteration":      "it is only defined in a repeat's do and until",
 }
 
-// explain adds where it is defined to CEL's complaint about an undeclared
-// loop variable.
-func explain(msg string) string {
-	for name, hint := range loopVarHints {
-		if strings.HasPrefix(msg, "undeclared reference to '"+name+"'") {
-			return "undeclared reference to '" + name + "': " + hint
+// workflowNames are the variables of workflow expressions, which trigger
+// expressions do not have.
+var workflowNames = []string{"input", "steps", "vars", "workflow", DefaultForeachAs, "index", "iteration", "error"}
+
+// explain adds what is available to CEL's complaint about an undeclared
+// variable: where a loop variable is defined, or what the expressions of a
+// trigger of kind trigger see.
+func explain(msg string, trigger TriggerKind) string {
+	name, ok := undeclared(msg)
+	if !ok {
+		return msg
+	}
+	if trigger != "" {
+		sees := "event, headers and subject"
+		if trigger == TriggerCron {
+			sees = "event (null), headers, subject and tick"
 		}
+		switch {
+		case name == "tick":
+			return "undeclared reference to 'tick': only cron triggers have tick; " + string(trigger) + " triggers see " + sees
+		case slices.Contains(workflowNames, name):
+			return "undeclared reference to '" + name + "': a trigger runs before its workflow exists, so its expressions see only " + sees
+		}
+		return msg + "; trigger expressions see " + sees
+	}
+	if hint, ok := loopVarHints[name]; ok {
+		return "undeclared reference to '" + name + "': " + hint
 	}
 	return msg
+}
+
+// undeclared returns the name in CEL's "undeclared reference to 'name'".
+func undeclared(msg string) (string, bool) {
+	const prefix = "undeclared reference to '"
+	rest, ok := strings.CutPrefix(msg, prefix)
+	if !ok {
+		return "", false
+	}
+	name, _, ok := strings.Cut(rest, "'")
+	return name, ok
 }
 
 // refs checks the expression's constant references to steps.<id>,

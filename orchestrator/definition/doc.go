@@ -13,6 +13,12 @@
 // and workflow, and inside loops the loop variables: a foreach's item
 // variable (as, default item) and index, and a repeat's iteration.
 //
+// Triggers (triggers:) start workflows of a definition from outside: a NATS
+// subject or wildcard (subject:), a schedule (cron:, in timezone:, default
+// UTC) or a named webhook (webhook:). Their filter, id and input see only
+// the event: event, headers and subject, and for cron tick; not input,
+// steps, vars or workflow, which do not exist yet.
+//
 // Invariants:
 //   - The package is pure: no NATS, no network, no clock. Evaluation sees
 //     only the Scope it is given.

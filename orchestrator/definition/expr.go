@@ -43,6 +43,9 @@ type scope struct {
 	// vars are the loop variables, outermost first, names unique: an inner
 	// loop's variable replaces an outer one of the same name.
 	vars []loopVar
+	// trigger is set for the expressions of a trigger of this kind, which
+	// compile in a trigger environment instead of the workflow's.
+	trigger TriggerKind
 }
 
 // loopVar is one variable a loop declares.
@@ -53,7 +56,7 @@ type loopVar struct {
 
 // with returns the scope of a loop body inside sc that declares vars.
 func (sc *scope) with(vars ...loopVar) *scope {
-	out := &scope{}
+	out := &scope{trigger: sc.trigger}
 	for _, v := range sc.vars {
 		if !slices.ContainsFunc(vars, func(w loopVar) bool { return w.name == v.name }) {
 			out.vars = append(out.vars, v)
@@ -69,11 +72,20 @@ type envResult struct {
 	err error
 }
 
-// env returns the CEL environment of the scope: the base environment
-// extended with the loop variables. Extensions are cached in the parser, so
-// they live only as long as one Parse.
+// env returns the CEL environment of the scope: the base environment (the
+// workflow's, or a trigger's) extended with the loop variables. Extensions
+// are cached in the parser, so they live only as long as one Parse.
 func (sc *scope) env(p *parser) (*cel.Env, error) {
-	base, err := celEnv()
+	var base *cel.Env
+	var err error
+	switch sc.trigger {
+	case "":
+		base, err = celEnv()
+	case TriggerCron:
+		base, err = cronEnv()
+	default:
+		base, err = eventEnv()
+	}
 	if err != nil || len(sc.vars) == 0 {
 		return base, err
 	}
@@ -84,7 +96,7 @@ func (sc *scope) env(p *parser) (*cel.Env, error) {
 		opts[i] = cel.Variable(v.name, v.typ)
 	}
 	slices.Sort(keys)
-	key := strings.Join(keys, ",")
+	key := string(sc.trigger) + "|" + strings.Join(keys, ",")
 	if r, ok := p.envs[key]; ok {
 		return r.env, r.err
 	}
@@ -97,10 +109,11 @@ func (sc *scope) env(p *parser) (*cel.Env, error) {
 type want int
 
 const (
-	wantAny  want = iota
-	wantBool      // if, filter, until, switch case if
-	wantList      // foreach
-	wantTime      // sleep.until
+	wantAny    want = iota
+	wantBool        // if, filter, until, switch case if
+	wantList        // foreach
+	wantTime        // sleep.until
+	wantString      // a trigger's id
 )
 
 // example is an expression of the wanted type.
@@ -112,6 +125,8 @@ func (w want) example() string {
 		return "input.items"
 	case wantTime:
 		return "workflow.now + duration('1h')"
+	case wantString:
+		return "'order-' + string(event.id)"
 	}
 	return "input.count + 1"
 }
@@ -138,6 +153,10 @@ func (w want) check(t *cel.Type) string {
 	case wantTime:
 		if k != types.TimestampKind && k != types.StringKind {
 			return "must yield a timestamp (or an RFC 3339 string), not " + t.String()
+		}
+	case wantString:
+		if k != types.StringKind {
+			return "must yield a string, not " + t.String()
 		}
 	}
 	return ""
@@ -212,5 +231,5 @@ func (p *parser) compileExpr(label, field, src, code string, at exprAt, w want) 
 		p.add(label, field, "expression %q: %s", code, msg)
 		return nil
 	}
-	return &Expr{Source: src, tmpl: &Template{root: &exprNode{field: field, prg: prg}}}
+	return &Expr{Source: src, tmpl: &Template{root: &exprNode{field: field, prg: prg}, trigger: at.sc.trigger != ""}}
 }

@@ -194,7 +194,7 @@ func (p *parser) definition(src []byte) *Definition {
 		return nil
 	}
 	d := &Definition{}
-	fields := p.fields("", "", root, "name", "output", "retry", "steps", "timeout")
+	fields := p.fields("", "", root, "name", "output", "retry", "steps", "timeout", "triggers")
 	if n := fields["name"]; n == nil {
 		p.add("", "name", "is required")
 	} else if s, ok := p.str("", "name", n); ok {
@@ -231,6 +231,9 @@ func (p *parser) definition(src []byte) *Definition {
 	}
 	if n := fields["output"]; n != nil {
 		d.Output = p.template("", "output", n, exprAt{sc: p.root})
+	}
+	if n := fields["triggers"]; n != nil {
+		d.Triggers = p.triggers(n)
 	}
 	for name := range p.children {
 		d.Children = append(d.Children, name)

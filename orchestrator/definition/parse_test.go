@@ -291,7 +291,14 @@ func describe(d *Definition, err error) string {
 	if err != nil {
 		return "error: " + err.Error()
 	}
-	b, _ := json.Marshal(shapeOf(d))
+	var triggers []string
+	for _, t := range d.Triggers {
+		triggers = append(triggers, string(t.Kind)+":"+t.Key)
+	}
+	b, _ := json.Marshal(struct {
+		shape
+		Triggers []string
+	}{shapeOf(d), triggers})
 	return string(b)
 }
 
@@ -339,6 +346,8 @@ output: "${ steps.poll.output }"
 `))
 	f.Add([]byte(`{"name":"j","steps":[{"id":"l","foreach":"[1,2]","do":[{"id":"r","repeat":{"do":[{"id":"x","task":"t"}],"until":"iteration > item","max_iterations":3}}]}]}`))
 	f.Add([]byte("name: x\nsteps: &s [{id: a, foreach: \"[1]\", do: *s}, {switch: [{if: 1, then: *s}], default: {}}]\n"))
+	f.Add([]byte(triggered))
+	f.Add([]byte("name: x\nsteps: [{id: a, task: t}]\ntriggers:\n  - {subject: \">\", filter: \"steps.a.output\", id: 1}\n  - {cron: \"TZ=\", timezone: Nowhere, catchup: 1}\n  - {webhook: w, secret_env: lower}\n  - {webhook: w, subject: a, cron: \"@every 0s\"}\n  - {cron: \"0 0 30 2 *\", input: \"${ tick }\"}\n  - [subject]\n"))
 	f.Add([]byte("name: x\nsteps:\n  - {id: a, sleep: {until: 2030-01-01}, catch: [{do: []}, {errors: [x], do: []}]}\n  - {id: b, set: {in: \"1 +\"}, concurrency: 2, until: x}\n  - {id: c, parallel: {branches: {\"bad name\": []}}}\n  - {id: d, wait: {signal: s}, timeout_steps: [{id: a, task: t}]}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		d, err := Parse(src)

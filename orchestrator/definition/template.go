@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -33,16 +34,31 @@ const DefaultCostLimit = 1_000_000
 // literal ${. Map keys are always literal.
 type Template struct {
 	root tnode
+	// trigger is set for a trigger's templates, whose expressions see
+	// s.Trigger instead of the workflow's variables.
+	trigger bool
 }
 
 // Eval computes the template's value in scope s. The result is a normalized
 // value (see internal/value). A nil *Template evaluates to nil. Evaluation
 // failures are *EvalError.
+//
+// The templates and expressions of a trigger see only s.Trigger, whose
+// entries are:
+//   - "event": the payload, a normalized value (e.g. from value.FromJSON);
+//     absent is null.
+//   - "headers": map[string]string, map[string]any with string (or list of
+//     string) values, or map[string][]string, named or not (nats.Header,
+//     http.Header), where a header's first value counts; absent is an
+//     empty map. Keys are used as given.
+//   - "subject": a string; absent is "".
+//   - "tick" (cron triggers): a time.Time; an expression that reads it fails
+//     when it is absent.
 func (t *Template) Eval(s Scope) (any, error) {
 	if t == nil {
 		return nil, nil
 	}
-	return t.root.eval(&activation{scope: &s})
+	return t.root.eval(&activation{scope: &s, trigger: t.trigger})
 }
 
 // tnode is one compiled node of a template.
@@ -164,12 +180,17 @@ type activation struct {
 	scope    *Scope
 	steps    map[string]any
 	workflow map[string]any
+	// trigger resolves names from scope.Trigger instead.
+	trigger bool
 }
 
 // noVars is what vars is when the scope has none; it is never written.
 var noVars = map[string]any{}
 
 func (a *activation) ResolveName(name string) (any, bool) {
+	if a.trigger {
+		return triggerValue(a.scope.Trigger, name)
+	}
 	switch name {
 	case "input":
 		return a.scope.Input, true
@@ -295,11 +316,18 @@ func fromCEL(v ref.Val) (any, error) {
 // bodies extend it with their variables. It is immutable and safe for
 // concurrent use.
 var celEnv = sync.OnceValues(func() (*cel.Env, error) {
-	return cel.NewEnv(
+	return cel.NewEnv(append([]cel.EnvOption{
 		cel.Variable("input", cel.DynType),
 		cel.Variable("steps", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("workflow", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("vars", cel.MapType(cel.StringType, cel.DynType)),
+	}, celOptions()...)...)
+})
+
+// celOptions are the options every environment shares: the functions and
+// extensions expressions may use.
+func celOptions() []cel.EnvOption {
+	return []cel.EnvOption{
 		cel.OptionalTypes(),
 		cel.CrossTypeNumericComparisons(true),
 		ext.Strings(),
@@ -307,8 +335,121 @@ var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 		ext.Math(),
 		ext.Lists(),
 		ext.Sets(),
-	)
-})
+	}
+}
+
+// triggerEnv returns the environment of trigger expressions, with tick for
+// cron triggers.
+func triggerEnv(tick bool) (*cel.Env, error) {
+	opts := []cel.EnvOption{
+		cel.Variable("event", cel.DynType),
+		cel.Variable("headers", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("subject", cel.StringType),
+	}
+	if tick {
+		opts = append(opts, cel.Variable("tick", cel.TimestampType))
+	}
+	return cel.NewEnv(append(opts, celOptions()...)...)
+}
+
+// eventEnv and cronEnv are the environments the expressions of subject and
+// webhook triggers, and of cron triggers, compile in. They are immutable and
+// safe for concurrent use.
+var (
+	eventEnv = sync.OnceValues(func() (*cel.Env, error) { return triggerEnv(false) })
+	cronEnv  = sync.OnceValues(func() (*cel.Env, error) { return triggerEnv(true) })
+)
+
+// triggerValue resolves the variable name of a trigger expression from the
+// Scope's Trigger map t. Values of the wrong type resolve to an error,
+// which fails the evaluation.
+func triggerValue(t map[string]any, name string) (any, bool) {
+	v, ok := t[name]
+	switch name {
+	case "event":
+		return v, true
+	case "headers":
+		return headersValue(v), true
+	case "subject":
+		switch x := v.(type) {
+		case nil:
+			return "", true
+		case string:
+			return x, true
+		}
+		return types.NewErr("subject is a %T, not a string", v), true
+	case "tick":
+		switch x := v.(type) {
+		case time.Time:
+			return types.Timestamp{Time: x}, true
+		case types.Timestamp:
+			return x, true
+		case nil:
+			if !ok {
+				return types.NewErr("no tick: only cron triggers have one"), true
+			}
+		}
+		return types.NewErr("tick is a %T, not a time.Time", v), true
+	}
+	return nil, false
+}
+
+// headersValue converts headers given as map[string]string, map[string]any
+// or map[string][]string (also named, like http.Header) into the
+// map[string]string expressions see; a list of values counts by its first,
+// and an empty one leaves the header out.
+func headersValue(v any) any {
+	switch x := v.(type) {
+	case nil:
+		return map[string]string{}
+	case map[string]string:
+		return x
+	case map[string]any:
+		out := make(map[string]string, len(x))
+		for k, e := range x {
+			switch e := e.(type) {
+			case string:
+				out[k] = e
+			case []string:
+				if len(e) > 0 {
+					out[k] = e[0]
+				}
+			case []any:
+				if len(e) == 0 {
+					continue
+				}
+				s, ok := e[0].(string)
+				if !ok {
+					return types.NewErr("header %q holds a %T, not a string", k, e[0])
+				}
+				out[k] = s
+			default:
+				return types.NewErr("header %q is a %T, not a string", k, e)
+			}
+		}
+		return out
+	}
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Map && rv.Type().Key().Kind() == reflect.String {
+		switch et := rv.Type().Elem(); {
+		case et.Kind() == reflect.String:
+			out := make(map[string]string, rv.Len())
+			for it := rv.MapRange(); it.Next(); {
+				out[it.Key().String()] = it.Value().String()
+			}
+			return out
+		case et.Kind() == reflect.Slice && et.Elem().Kind() == reflect.String:
+			out := make(map[string]string, rv.Len())
+			for it := rv.MapRange(); it.Next(); {
+				if it.Value().Len() > 0 {
+					out[it.Key().String()] = it.Value().Index(0).String()
+				}
+			}
+			return out
+		}
+	}
+	return types.NewErr("headers are a %T, not a map of strings", v)
+}
 
 // segment is a piece of a template string: literal text or an expression.
 type segment struct {

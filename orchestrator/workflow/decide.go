@@ -322,7 +322,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 			}
 			vars[sv.Name] = v
 		}
-		w.emit(events.Event{Type: events.TypeStepCompleted, StepCompleted: &events.StepCompleted{Path: path, Output: toAnyMap(vars), Vars: vars}})
+		w.emit(events.Event{Type: events.TypeStepCompleted, StepCompleted: &events.StepCompleted{Path: path, Vars: vars}})
 	case definition.KindSwitch:
 		chosen := -2
 		for i, c := range step.Switch.Cases {
@@ -409,25 +409,18 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 	}
 }
 
-func toAnyMap(m map[string]any) any {
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
-
 // ChildID returns the workflow id of the child started by the step at path
 // of workflow parent in its gen-th run: deterministic, so a replay finds
 // the same child.
 func ChildID(parent, path string, gen int) string {
-	r := strings.NewReplacer(".", "_", "[", "-", "]", "")
-	id := fmt.Sprintf("%s-%s-%d", parent, r.Replace(path), gen)
-	if len(id) > 128 {
-		h := sha256.Sum256([]byte(id))
-		id = id[:80] + "-" + hex.EncodeToString(h[:16])
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d", parent, path, gen)))
+	r := strings.NewReplacer(".", "_", "[", "_", "]", "")
+	readable := parent + "-" + r.Replace(path)
+	if len(readable) > 90 {
+		readable = readable[:90]
 	}
-	return id
+	// The hash makes the id unambiguous; the readable part helps people.
+	return readable + "-" + hex.EncodeToString(h[:8])
 }
 
 // follow advances a step that is running or waiting.
@@ -533,7 +526,7 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 	for i, item := range s.Items {
 		p := iterPrefix(s.Path, i)
 		il := l.with(fe.As, item, "index", int64(i))
-		if first := w.st.Steps[p+fe.Do[0].ID]; first == nil {
+		if first := w.st.Steps[p+fe.Do[0].ID]; first == nil || first.Status == StepPending {
 			notStarted = append(notStarted, pending{i, il})
 			continue
 		}

@@ -64,8 +64,10 @@ type Step struct {
 	Case      int
 	Items     []any
 	Iteration int
-	// ChildID is a workflow step's child workflow.
-	ChildID string
+	// ChildID is a workflow step's child workflow; Task holds its
+	// definition and ChildInput its input.
+	ChildID    string
+	ChildInput any
 }
 
 // Done reports whether the step finished (completed or skipped).
@@ -203,9 +205,18 @@ func (st *State) Apply(e events.Event) error {
 	case events.TypeStepCompleted:
 		p := e.StepCompleted
 		s := st.step(p.Path, e.Time)
-		s.Status, s.Output, s.Closed = StepCompleted, p.Output, e.Time
+		out := p.Output
+		if out == nil && p.Vars != nil {
+			// A set step's output is the values it set.
+			m := make(map[string]any, len(p.Vars))
+			for k, v := range p.Vars {
+				m[k] = v
+			}
+			out = m
+		}
+		s.Status, s.Output, s.Closed = StepCompleted, out, e.Time
 		s.Attempts = max(s.Attempts, p.Attempt)
-		st.setOutput(p.Path, p.Output)
+		st.setOutput(p.Path, out)
 		if p.SignalSeq > 0 {
 			for _, sig := range st.Signals {
 				if sig.Seq == p.SignalSeq {
@@ -294,6 +305,7 @@ func (st *State) Apply(e events.Event) error {
 		p := e.ChildStarted
 		s := st.step(p.Path, e.Time)
 		s.Kind, s.Status, s.Gen, s.ChildID = "workflow", StepRunning, p.Gen, p.WorkflowID
+		s.Task, s.ChildInput = p.Definition, p.Input
 		s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
 	case events.TypeWorkflowRetried:
 		if st.Status != StatusFailed {
@@ -306,13 +318,13 @@ func (st *State) Apply(e events.Event) error {
 			if s.Status != StepFailed {
 				continue
 			}
-			// Failed steps run again, and so do the loops around them
-			// (which may have completed with on_error: continue); what
+			// Failed steps run again, and the loops around them (which
+			// may have completed with on_error: continue) resume; what
 			// completed stays completed.
 			st.reset(s)
 			for i := strings.IndexByte(path, '['); i >= 0; {
 				if loop := st.Steps[path[:i]]; loop != nil && loop.Status == StepCompleted {
-					st.reset(loop)
+					st.reopen(loop)
 				}
 				j := strings.IndexByte(path[i+1:], '[')
 				if j < 0 {
@@ -329,8 +341,21 @@ func (st *State) Apply(e events.Event) error {
 	return nil
 }
 
+// reset makes a failed step run again from its start; a container is
+// reopened instead, keeping its items, chosen case and iteration, so it
+// resumes where it failed.
 func (st *State) reset(s *Step) {
+	switch s.Kind {
+	case "switch", "foreach", "parallel", "repeat", "timeout_steps":
+		st.reopen(s)
+		return
+	}
 	s.Status, s.LastError, s.Closed = StepPending, nil, time.Time{}
+	st.clearOutput(s.Path)
+}
+
+func (st *State) reopen(s *Step) {
+	s.Status, s.LastError, s.Closed = StepRunning, nil, time.Time{}
 	st.clearOutput(s.Path)
 }
 

@@ -1,0 +1,292 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+)
+
+// listAll returns every workflow of a definition.
+func (e *env) listAll(def string) []*weftv1.WorkflowSummary {
+	e.t.Helper()
+	var out []*weftv1.WorkflowSummary
+	tok := ""
+	for {
+		resp, err := e.wf.ListWorkflows(ctx(e.t), connect.NewRequest(&weftv1.ListWorkflowsRequest{Definition: def, PageSize: 1000, PageToken: tok}))
+		if err != nil {
+			e.t.Fatalf("ListWorkflows: %v", err)
+		}
+		out = append(out, resp.Msg.Workflows...)
+		if tok = resp.Msg.NextPageToken; tok == "" {
+			return out
+		}
+	}
+}
+
+func countStatus(ws []*weftv1.WorkflowSummary, s weftv1.WorkflowStatus) int {
+	n := 0
+	for _, w := range ws {
+		if w.Status == s {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *env) failures() []*weftv1.TriggerFailure {
+	e.t.Helper()
+	c := weftv1connect.NewTriggerServiceClient(http.DefaultClient, e.node.APIURL)
+	resp, err := c.ListTriggerFailures(ctx(e.t), connect.NewRequest(&weftv1.ListTriggerFailuresRequest{PageSize: 1000}))
+	if err != nil {
+		e.t.Fatalf("ListTriggerFailures: %v", err)
+	}
+	return resp.Msg.Failures
+}
+
+const ordersDef = `
+name: orders
+triggers:
+  - subject: orders.created
+    filter: "${ event.total > 100 }"
+    input: "${ {'order': event.id} }"
+steps:
+  - { id: ack, task: echo, input: "${ input.order }" }
+`
+
+// 1,000 messages, some published twice with the same Nats-Msg-Id, start
+// exactly 1,000 workflows, and all complete.
+func TestSubjectTriggerExactlyOncePerMessage(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(ordersDef)
+	nc := e.ns.Connect(t)
+	js, _ := jetstream.New(nc)
+	waitCaptured(t, js, "orders.created")
+	const n = 1000
+	for i := range n {
+		data := fmt.Sprintf(`{"id": %d, "total": 500}`, i)
+		if _, err := js.Publish(ctx(t), "orders.created", []byte(data), jetstream.WithMsgID(fmt.Sprintf("order-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 { // a producer retry: same message id again
+			if _, err := js.Publish(ctx(t), "orders.created", []byte(data), jetstream.WithMsgID(fmt.Sprintf("order-%d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventually(t, 120*time.Second, "1000 completed workflows", func() bool {
+		return countStatus(e.listAll("orders"), weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED) >= n
+	})
+	if got := len(e.listAll("orders")); got != n {
+		t.Fatalf("%d workflows for %d messages", got, n)
+	}
+}
+
+// waitCaptured waits until the trigger stream captures subject.
+func waitCaptured(t *testing.T, js jetstream.JetStream, subject string) {
+	t.Helper()
+	eventually(t, 20*time.Second, "trigger subject "+subject+" to be captured", func() bool {
+		s, err := js.Stream(ctx(t), "WEFT_TRIGGERS")
+		if err != nil {
+			return false
+		}
+		for _, subj := range s.CachedInfo().Config.Subjects {
+			if subj == subject {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// Messages published while no orchestrator runs start their workflows
+// once one is back; bad messages are recorded and do not hold up the
+// good ones behind them.
+func TestSubjectTriggerWhileDownAndFailures(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(ordersDef)
+	nc := e.ns.Connect(t)
+	js, _ := jetstream.New(nc)
+	waitCaptured(t, js, "orders.created")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.node.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	// Plain core NATS publishes, as any producer would.
+	msgs := []string{`{"id": 1, "total": 500}`, `{not json`, `{"id": 2, "total": 5}`, `{"id": 3}`, `{"id": 4, "total": 900}`}
+	for _, m := range msgs {
+		if err := nc.Publish("orders.created", []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	e.node = e.startNode(envOpts{}, true, true)
+	e.wf, e.defs = newClients(e.node.APIURL)
+	eventually(t, 30*time.Second, "the two good orders to complete", func() bool {
+		return countStatus(e.listAll("orders"), weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED) == 2
+	})
+	var outs []string
+	for _, w := range e.listAll("orders") {
+		outs = append(outs, toJSON(e.get(w.Id).Output))
+	}
+	sort.Strings(outs)
+	if strings.Join(outs, ",") != "1,4" {
+		t.Fatalf("outputs %v", outs)
+	}
+	// Order 2 was filtered out (not a failure); the bad JSON and the
+	// failing filter (no total) are recorded with reasons.
+	var reasons []string
+	eventually(t, 10*time.Second, "two failures", func() bool {
+		reasons = nil
+		for _, f := range e.failures() {
+			reasons = append(reasons, f.Reason+" | "+string(f.Payload))
+		}
+		return len(reasons) == 2
+	})
+	sort.Strings(reasons)
+	if !strings.Contains(reasons[0], "filter") || !strings.Contains(reasons[0], `"id": 3`) ||
+		!strings.Contains(reasons[1], "payload") || !strings.Contains(reasons[1], "{not json") {
+		t.Fatalf("failures %q", reasons)
+	}
+}
+
+// A per-second cron trigger with two orchestrators fires once per tick,
+// and a restart of one does not fire a tick twice.
+func TestCronTriggerOncePerTick(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	second := e.startNode(envOpts{}, true, false)
+	e.putDef(`
+name: ticker
+triggers:
+  - cron: "* * * * * *"
+    input: { at: "${ tick }" }
+steps:
+  - { id: note, task: echo, input: "${ input.at }" }
+`)
+	eventually(t, 20*time.Second, "3 ticks", func() bool { return len(e.listAll("ticker")) >= 3 })
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := second.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	e.startNode(envOpts{}, true, false)
+	before := len(e.listAll("ticker"))
+	eventually(t, 20*time.Second, "3 more ticks", func() bool { return len(e.listAll("ticker")) >= before+3 })
+	ws := e.listAll("ticker")
+	ticks := map[string]int{}
+	for _, w := range ws {
+		at := toJSON(e.get(w.Id).Input)
+		ticks[at]++
+	}
+	for at, n := range ticks {
+		if n != 1 {
+			t.Fatalf("tick %s started %d workflows", at, n)
+		}
+	}
+	if len(ticks) != len(ws) {
+		t.Fatalf("%d workflows for %d ticks", len(ws), len(ticks))
+	}
+	c := weftv1connect.NewTriggerServiceClient(http.DefaultClient, e.node.APIURL)
+	resp, err := c.ListSchedules(ctx(t), connect.NewRequest(&weftv1.ListSchedulesRequest{}))
+	if err != nil || len(resp.Msg.Schedules) != 1 || resp.Msg.Schedules[0].NextFireTime == nil {
+		t.Fatalf("schedules: %v %v", resp, err)
+	}
+}
+
+func postHook(t *testing.T, url string, body []byte, header map[string]string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return resp.StatusCode, out
+}
+
+func sign(secret string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+func TestWebhookTrigger(t *testing.T) {
+	t.Setenv("WEFT_TEST_SIGNUP_SECRET", "s3cret")
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: signup
+triggers:
+  - webhook: new-signup
+    secret_env: WEFT_TEST_SIGNUP_SECRET
+    input: "${ {'email': event.email} }"
+steps:
+  - { id: welcome, task: echo, input: "${ input.email }" }
+`)
+	url := e.node.APIURL + "/hooks/new-signup"
+	body := []byte(`{"email": "ann@example.com"}`)
+	var code int
+	var out map[string]any
+	eventually(t, 10*time.Second, "the webhook to be registered", func() bool {
+		code, out = postHook(t, url, body, map[string]string{"X-Weft-Signature": sign("s3cret", body), "Idempotency-Key": "d1"})
+		return code != http.StatusNotFound
+	})
+	if code != http.StatusAccepted || out["workflow_id"] == nil {
+		t.Fatalf("signed delivery: %d %v", code, out)
+	}
+	id := out["workflow_id"].(string)
+	if w := e.waitClosed(id, 20*time.Second); toJSON(w.Output) != `"ann@example.com"` {
+		t.Fatalf("output %s", toJSON(w.Output))
+	}
+	// The same delivery again starts nothing new.
+	code, out = postHook(t, url, body, map[string]string{"X-Weft-Signature": sign("s3cret", body), "Idempotency-Key": "d1"})
+	if code != http.StatusAccepted || out["workflow_id"] != id || out["started"] != false {
+		t.Fatalf("duplicate delivery: %d %v", code, out)
+	}
+	if n := len(e.listAll("signup")); n != 1 {
+		t.Fatalf("%d workflows after a duplicate delivery", n)
+	}
+	if code, out = postHook(t, url, body, map[string]string{"X-Weft-Signature": sign("wrong", body)}); code != http.StatusUnauthorized {
+		t.Fatalf("bad signature: %d %v", code, out)
+	}
+	if code, out = postHook(t, url, body, nil); code != http.StatusUnauthorized {
+		t.Fatalf("no signature: %d %v", code, out)
+	}
+	big := []byte(`{"email": "` + strings.Repeat("x", 2<<20) + `"}`)
+	if code, out = postHook(t, url, big, map[string]string{"X-Weft-Signature": sign("s3cret", big)}); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversize: %d %v", code, out)
+	}
+	bad := []byte(`{"email": `)
+	if code, out = postHook(t, url, bad, map[string]string{"X-Weft-Signature": sign("s3cret", bad)}); code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out["error"]), "JSON") {
+		t.Fatalf("bad JSON: %d %v", code, out)
+	}
+	if code, _ = postHook(t, e.node.APIURL+"/hooks/nope", body, nil); code != http.StatusNotFound {
+		t.Fatalf("unknown hook: %d", code)
+	}
+}
+
+var _ = nats.MsgIdHdr
