@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/internal/value"
@@ -263,6 +265,12 @@ func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = w.store.PublishResult(pctx, res)
 		cancel()
+		if errors.Is(err, nats.ErrMaxPayload) && res.Outcome == events.OutcomeCompleted {
+			// The output is too large to record: the step fails, not Weft.
+			res.Outcome, res.Output = events.OutcomeFailed, nil
+			res.Error = &events.Error{Type: ErrTypeOutput, Message: "handler output is larger than the NATS message limit"}
+			continue
+		}
 		if err == nil || ctx.Err() != nil {
 			break
 		}

@@ -9,9 +9,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// Error types the orchestrator assigns to workflows that cannot go on.
+const (
+	ErrTypeCorruptHistory = "corrupt_history"
+	ErrTypeLimit          = "limit"
 )
 
 // Config tunes an Orchestrator.
@@ -204,6 +212,38 @@ type errNotDue struct{ wait time.Duration }
 
 func (e errNotDue) Error() string { return "timer not due yet" }
 
+// errBroken marks a workflow that cannot go on (a corrupt history, a
+// decision too large to store): it is failed with error type typ.
+type errBroken struct {
+	typ string
+	err error
+}
+
+func (e errBroken) Error() string { return e.err.Error() }
+
+// failWorkflow appends WorkflowFailed to a workflow that cannot go on,
+// without folding its history, unless its last record already says so.
+func (sh *shard) failWorkflow(ctx context.Context, wf string, b errBroken) error {
+	for range 5 {
+		last, err := sh.o.store.LastSeq(ctx, wf)
+		if err != nil {
+			return err
+		}
+		if msgs, err := sh.o.store.Read(ctx, wf, last-1); err == nil && len(msgs) == 1 && msgs[0].Err == nil {
+			evs := msgs[0].Record.Events
+			if evs[len(evs)-1].Terminal() {
+				return nil
+			}
+		}
+		_, err = sh.o.store.Append(ctx, wf, last, events.Event{Type: events.TypeWorkflowFailed, Time: sh.o.cfg.Now().UTC(),
+			WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: b.typ, Message: b.err.Error()}}})
+		if !errors.Is(err, eventstore.ErrConflict) {
+			return err
+		}
+	}
+	return errors.New("history kept changing")
+}
+
 // errPermanent marks inputs that can never be processed.
 type errPermanent struct{ err error }
 
@@ -231,7 +271,17 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 		delete(sh.cache, d.WorkflowID)
 		var nd errNotDue
 		var perm errPermanent
+		var broken errBroken
 		switch {
+		case errors.As(err, &broken):
+			// The workflow cannot go on: record that, and never block on it.
+			log.Error("failing a workflow that cannot go on", "err", broken.err)
+			if ferr := sh.failWorkflow(ctx, d.WorkflowID, broken); ferr != nil {
+				log.Warn("could not record the failure; retrying", "err", ferr)
+				_ = d.Nak(backoff(d.NumDelivered))
+				return
+			}
+			_ = d.Ack()
 		case errors.As(err, &nd):
 			_ = d.Nak(nd.wait)
 		case errors.As(err, &perm):
@@ -282,11 +332,11 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 	}
 	for _, m := range msgs {
 		if m.Err != nil {
-			return errPermanent{fmt.Errorf("workflow %s: %w", wf, m.Err)}
+			return errBroken{ErrTypeCorruptHistory, fmt.Errorf("workflow %s: %w", wf, m.Err)}
 		}
 		for _, ev := range m.Record.Events {
 			if err := e.st.Apply(ev); err != nil {
-				return errPermanent{fmt.Errorf("workflow %s at seq %d: %w", wf, m.Seq, err)}
+				return errBroken{ErrTypeCorruptHistory, fmt.Errorf("workflow %s at seq %d: %w", wf, m.Seq, err)}
 			}
 		}
 		e.st.LastSeq = m.Seq
@@ -373,7 +423,7 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery) error {
 			return fmt.Errorf("load definition %s revision %d: %w", st.Definition, st.Revision, err)
 		}
 		if decided, err = workflow.Advance(st, def); err != nil {
-			return errPermanent{err}
+			return errBroken{ErrTypeLimit, err}
 		}
 	}
 	all := append(input, decided...)
@@ -504,6 +554,9 @@ func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs 
 			continue
 		}
 		next, err := sh.o.store.Append(ctx, wf, seq, evs[start:i+1]...)
+		if errors.Is(err, nats.ErrMaxPayload) {
+			return errBroken{ErrTypeLimit, fmt.Errorf("a decision of %d events is too large to store: %w", i+1-start, err)}
+		}
 		if err != nil {
 			return err
 		}

@@ -180,14 +180,21 @@ func (s *Server) readState(ctx context.Context, wf string) (*stateView, error) {
 	return foldMessages(msgs)
 }
 
-// eventsOf flattens records into events with their history index.
+// eventsOf flattens records into events with their history index. A
+// corrupt record shows as an event of type CorruptRecord carrying its error.
 func eventsOf(msgs []eventstore.Message) ([]events.Event, error) {
 	var out []events.Event
 	for _, m := range msgs {
 		if m.Err != nil {
-			return nil, connect.NewError(connect.CodeDataLoss, m.Err)
+			out = append(out, events.Event{Type: TypeCorruptRecord, Time: m.Time,
+				WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: orchestrator.ErrTypeCorruptHistory, Message: m.Err.Error()}}})
+			continue
 		}
 		out = append(out, m.Record.Events...)
 	}
 	return out, nil
 }
+
+// TypeCorruptRecord is the history event type shown for a record that
+// does not decode.
+const TypeCorruptRecord events.Type = "CorruptRecord"

@@ -12,6 +12,7 @@ import (
 	"github.com/weftworks/weft/eventstore/events"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -21,17 +22,38 @@ type stateView struct {
 	length int
 }
 
+// foldMessages folds a history. A corrupt record stops the fold there and
+// shows the workflow as FAILED with error type corrupt_history (as the
+// orchestrator records it), so one bad record never hides the rest.
 func foldMessages(msgs []eventstore.Message) (*stateView, error) {
-	evs, err := eventsOf(msgs)
-	if err != nil {
-		return nil, err
+	st := &workflow.State{}
+	n := 0
+	var broken error
+	for _, m := range msgs {
+		if m.Err != nil {
+			broken = m.Err
+			break
+		}
+		for _, ev := range m.Record.Events {
+			if err := st.Apply(ev); err != nil {
+				broken = err
+				break
+			}
+			n++
+		}
+		if broken != nil {
+			break
+		}
 	}
-	st, err := workflow.Fold(evs)
-	if err != nil {
-		return nil, connect.NewError(connect.CodeDataLoss, err)
+	if st.Events == 0 {
+		return nil, connect.NewError(connect.CodeDataLoss, broken)
+	}
+	if broken != nil && st.Status != workflow.StatusFailed {
+		st.Status = workflow.StatusFailed
+		st.Error = &events.Error{Type: orchestrator.ErrTypeCorruptHistory, Message: broken.Error()}
 	}
 	st.LastSeq = msgs[len(msgs)-1].Seq
-	return &stateView{st: st, length: len(evs)}, nil
+	return &stateView{st: st, length: n}, nil
 }
 
 var workflowStatus = map[workflow.Status]weftv1.WorkflowStatus{
@@ -207,6 +229,8 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 		p := e.ChildStarted
 		path = p.Path
 		data = map[string]any{"workflow_id": p.WorkflowID, "definition": p.Definition, "input": p.Input}
+	case TypeCorruptRecord:
+		data = map[string]any{"error": errData(e.WorkflowFailed.Error)}
 	case events.TypeWorkflowRetried:
 		data = map[string]any{"reason": e.WorkflowRetried.Reason}
 	}
