@@ -290,3 +290,81 @@ steps:
 }
 
 var _ = nats.MsgIdHdr
+
+// Putting a new revision changes a definition's triggers without a restart.
+func TestTriggerChangesTakeEffect(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: moving
+triggers: [ { subject: first.subject } ]
+steps: [ { id: s, task: echo, input: "${ input.n }" } ]
+`)
+	nc := e.ns.Connect(t)
+	js, _ := jetstream.New(nc)
+	waitCaptured(t, js, "first.subject")
+	if err := nc.Publish("first.subject", []byte(`{"n": 1}`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "a workflow from the first subject", func() bool { return len(e.listAll("moving")) == 1 })
+	e.putDef(`
+name: moving
+triggers: [ { subject: second.subject } ]
+steps: [ { id: s, task: echo, input: "${ input.n }" } ]
+`)
+	waitCaptured(t, js, "second.subject")
+	_ = nc.Publish("first.subject", []byte(`{"n": 2}`)) // no longer captured
+	if err := nc.Publish("second.subject", []byte(`{"n": 3}`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "a workflow from the second subject", func() bool { return len(e.listAll("moving")) == 2 })
+	var outs []string
+	for _, w := range e.listAll("moving") {
+		outs = append(outs, toJSON(e.waitClosed(w.Id, 10*time.Second).Output))
+	}
+	sort.Strings(outs)
+	if strings.Join(outs, ",") != "1,3" {
+		t.Fatalf("outputs %v", outs)
+	}
+}
+
+// With catchup, ticks missed while no orchestrator ran start when one is back.
+func TestCronCatchup(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: catchup
+triggers: [ { cron: "* * * * * *", catchup: true, input: { at: "${ tick }" } } ]
+steps: [ { id: s, task: echo, input: "${ input.at }" } ]
+`)
+	eventually(t, 20*time.Second, "a first tick", func() bool { return len(e.listAll("catchup")) >= 1 })
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.node.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	time.Sleep(3 * time.Second) // Weft is down for three ticks
+	e.node = e.startNode(envOpts{}, true, true)
+	e.wf, e.defs = newClients(e.node.APIURL)
+	// Every second from the first tick on has its workflow: none missed.
+	eventually(t, 20*time.Second, "the missed ticks", func() bool {
+		var ticks []time.Time
+		for _, w := range e.listAll("catchup") {
+			var in map[string]string
+			if err := json.Unmarshal([]byte(toJSON(e.get(w.Id).Input)), &in); err != nil {
+				return false
+			}
+			at, _ := time.Parse(time.RFC3339Nano, in["at"])
+			ticks = append(ticks, at)
+		}
+		sort.Slice(ticks, func(i, j int) bool { return ticks[i].Before(ticks[j]) })
+		if len(ticks) < 2 || !ticks[len(ticks)-1].After(down.Add(time.Second)) || !ticks[0].Before(down) {
+			return false
+		}
+		for i := 1; i < len(ticks); i++ {
+			if ticks[i].Sub(ticks[i-1]) != time.Second {
+				return false
+			}
+		}
+		return true
+	})
+}
