@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -90,23 +91,69 @@ func (d *Delivery) Term(reason string) error { return d.msg.TermWithReason(reaso
 
 // Feed is a running pull subscription on a durable consumer.
 type Feed struct {
-	it     jetstream.MessagesContext
 	decode func(jetstream.Msg, *Delivery)
 	src    Source
+	// reopen subscribes again (re-creating the durable consumer if it is
+	// gone) when the subscription ends without Stop.
+	reopen func() (jetstream.MessagesContext, error)
+	// gone reports whether the durable consumer no longer exists.
+	gone func() bool
+
+	mu      sync.Mutex
+	it      jetstream.MessagesContext
+	stopped bool
 }
 
 // ErrFeedClosed is returned by Feed.Next after Stop.
 var ErrFeedClosed = errors.New("eventstore: feed closed")
+
+func (f *Feed) iter() (jetstream.MessagesContext, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.it, f.stopped
+}
+
+// recover replaces a subscription that ended without Stop (its consumer
+// was deleted, its stream recreated): a feed never quietly stops.
+func (f *Feed) recover() error {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		if _, stopped := f.iter(); stopped {
+			return ErrFeedClosed
+		}
+		it, err := f.reopen()
+		if err == nil {
+			f.mu.Lock()
+			if f.stopped {
+				f.mu.Unlock()
+				it.Stop()
+				return ErrFeedClosed
+			}
+			f.it = it
+			f.mu.Unlock()
+			return nil
+		}
+		time.Sleep(wait)
+	}
+}
 
 // Next blocks until the next delivery or until the feed stops.
 //
 // Errors: ErrFeedClosed after Stop.
 func (f *Feed) Next() (*Delivery, error) {
 	for {
-		msg, err := f.it.Next()
+		it, stopped := f.iter()
+		if stopped {
+			return nil, ErrFeedClosed
+		}
+		msg, err := it.Next()
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return nil, ErrFeedClosed
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+				errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrNoHeartbeat) && f.gone() {
+				it.Stop()
+				if err := f.recover(); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			return nil, err
 		}
@@ -123,7 +170,13 @@ func (f *Feed) Next() (*Delivery, error) {
 }
 
 // Stop ends the feed; deliveries not yet settled are redelivered later.
-func (f *Feed) Stop() { f.it.Stop() }
+func (f *Feed) Stop() {
+	f.mu.Lock()
+	f.stopped = true
+	it := f.it
+	f.mu.Unlock()
+	it.Stop()
+}
 
 // Feed subscribes to one of the orchestrator's durable consumers. max
 // bounds the messages buffered in the client.
@@ -175,11 +228,28 @@ func (s *Store) feed(cons jetstream.Consumer, src Source, max int, decode func(j
 	if max <= 0 {
 		max = 256
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(max), jetstream.PullExpiry(5*time.Second))
+	opts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(max), jetstream.PullExpiry(5 * time.Second)}
+	it, err := cons.Messages(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: subscribe: %w", err)
 	}
-	return &Feed{it: it, decode: decode, src: src}, nil
+	info := cons.CachedInfo()
+	reopen := func() (jetstream.MessagesContext, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := s.js.CreateOrUpdateConsumer(ctx, info.Stream, info.Config)
+		if err != nil {
+			return nil, err
+		}
+		return c.Messages(opts...)
+	}
+	gone := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := s.js.Consumer(ctx, info.Stream, info.Name)
+		return errors.Is(err, jetstream.ErrConsumerNotFound)
+	}
+	return &Feed{it: it, decode: decode, src: src, reopen: reopen, gone: gone}, nil
 }
 
 // token returns the i-th dot-separated token of subj.

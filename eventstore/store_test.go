@@ -3,9 +3,12 @@ package eventstore_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
@@ -230,5 +233,59 @@ func TestStepSettled(t *testing.T) {
 	}
 	if ok, _ := s.StepSettled(ctx, "wf", "a", 2, cmdSeq); ok {
 		t.Fatal("another scheduling of the step is not settled")
+	}
+}
+
+// A feed whose consumer is deleted under it subscribes again instead of
+// quietly stopping.
+func TestFeedSurvivesConsumerDeletion(t *testing.T) {
+	ns := natstest.Start(t)
+	nc := ns.Connect(t)
+	ctx := context.Background()
+	s, err := eventstore.Open(ctx, nc, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed, err := s.Feed(ctx, eventstore.SourceExternal, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Stop()
+	js, _ := jetstream.New(nc)
+	if err := js.DeleteConsumer(ctx, eventstore.HistoryStream, eventstore.ExternalConsumer); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *eventstore.Delivery, 1)
+	go func() {
+		for {
+			d, err := feed.Next()
+			if errors.Is(err, eventstore.ErrFeedClosed) {
+				return
+			}
+			if err == nil {
+				got <- d
+				return
+			}
+		}
+	}()
+	// Keep appending until the re-created consumer delivers one.
+	deadline := time.Now().Add(30 * time.Second)
+	var zero uint64
+	for i := 0; ; i++ {
+		wf := "wf" + strconv.Itoa(i)
+		if _, err := s.AppendExternal(ctx, wf, &zero, "start/"+wf, started(wf)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case d := <-got:
+			if d.Message == nil {
+				t.Fatalf("delivery %+v", d)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the feed never delivered again after its consumer was deleted")
+		}
 	}
 }
