@@ -6,9 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -115,9 +115,10 @@ func (s *Store) ListDefinitions(ctx context.Context) ([]DefinitionRecord, error)
 	return out, nil
 }
 
-func validKeyPart(s string) bool {
-	return s != "" && !strings.ContainsAny(s, ". *>") && len(s) <= 128
-}
+var keyPartPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// validKeyPart reports whether s can be part of a KV key (definition names).
+func validKeyPart(s string) bool { return keyPartPattern.MatchString(s) }
 
 // Summary is a workflow's entry in the index used for listing. The
 // orchestrator keeps it in step with the history, which is the truth.
