@@ -34,12 +34,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock used to stamp fired timers. Default time.Now.
 	Now func() time.Time
+	// MaxHistoryEvents bounds a workflow's history: a workflow that would
+	// grow past it fails with error type "limit". Default 100,000.
+	MaxHistoryEvents int
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	if c.Shards < 0 {
 		return fmt.Errorf("orchestrator: Shards must not be negative, got %d", c.Shards)
+	}
+	if c.MaxHistoryEvents < 0 {
+		return fmt.Errorf("orchestrator: MaxHistoryEvents must not be negative, got %d", c.MaxHistoryEvents)
 	}
 	if c.CacheSize < 0 {
 		return fmt.Errorf("orchestrator: CacheSize must not be negative, got %d", c.CacheSize)
@@ -81,6 +87,9 @@ func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxHistoryEvents == 0 {
+		cfg.MaxHistoryEvents = 100000
 	}
 	return &Orchestrator{store: store, defs: NewDefinitions(store), cfg: cfg, log: cfg.Logger.With("component", "orchestrator")}, nil
 }
@@ -427,6 +436,9 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery) error {
 		}
 	}
 	all := append(input, decided...)
+	if st.Events > sh.o.cfg.MaxHistoryEvents && st.Status == workflow.StatusRunning {
+		return errBroken{ErrTypeLimit, fmt.Errorf("history would grow to %d events; the limit is %d (MaxHistoryEvents)", st.Events, sh.o.cfg.MaxHistoryEvents)}
+	}
 	if len(all) > 0 {
 		if err := sh.append(ctx, wf, st, all); err != nil {
 			return err

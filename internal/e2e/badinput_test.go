@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
@@ -63,6 +65,33 @@ steps:
 `)
 	w := e.waitClosed(e.start("huge", "", ``), 20*time.Second)
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || w.Error.Type != "invalid_output" {
+		t.Fatalf("status %v error %v", w.Status, w.Error)
+	}
+}
+
+// Oversized inputs, signals and definitions get InvalidArgument naming the
+// limit; a workflow whose history would pass its limit fails with type limit.
+func TestLimits(t *testing.T) {
+	e := newEnv(t, envOpts{maxHistory: 20})
+	e.putDef(`
+name: loop
+steps:
+  - id: many
+    repeat:
+      do: [ { id: tick, task: echo, input: "${ iteration }" } ]
+      until: "${ false }"
+      max_iterations: 1000
+`)
+	big := `"` + strings.Repeat("x", 1100<<10) + `"`
+	_, err := e.wf.StartWorkflow(ctx(t), connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "loop", Input: jsonValue(t, big)}))
+	wantCode(t, "oversized input", err, connect.CodeInvalidArgument, "limit is 1048576 bytes")
+	id := e.start("loop", "", ``)
+	err = e.signal(id, "x", big)
+	wantCode(t, "oversized signal", err, connect.CodeInvalidArgument, "limit is 1048576 bytes")
+	_, err = e.defs.PutDefinition(ctx(t), connect.NewRequest(&weftv1.PutDefinitionRequest{Source: "name: x\n#" + strings.Repeat("y", 300<<10)}))
+	wantCode(t, "oversized definition", err, connect.CodeInvalidArgument, "limit is")
+	w := e.waitClosed(id, 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || w.Error.Type != "limit" {
 		t.Fatalf("status %v error %v", w.Status, w.Error)
 	}
 }

@@ -35,6 +35,7 @@ type envOpts struct {
 	handlers    map[string]executor.Handler
 	taskAckWait time.Duration
 	noExecutor  bool
+	maxHistory  int
 }
 
 func testLogger() *slog.Logger {
@@ -70,7 +71,7 @@ func (e *env) startNode(o envOpts, withOrch, withAPI bool) *node.Node {
 		Logger:  testLogger(),
 	}
 	if withOrch {
-		cfg.Orchestrator = &orchestrator.Config{}
+		cfg.Orchestrator = &orchestrator.Config{MaxHistoryEvents: o.maxHistory}
 	}
 	if !o.noExecutor {
 		cfg.Executor = &executor.Config{}
