@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -26,14 +28,10 @@ import (
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 )
 
-var (
-	// unaryHTTP serves request/response calls; streamHTTP serves calls that
-	// may legitimately stay open for a long time (watch, --wait).
-	unaryHTTP  = &http.Client{Timeout: 30 * time.Second}
-	streamHTTP = &http.Client{}
-)
-
 const (
+	// unaryTimeout bounds a request/response call; streams (watch, --wait)
+	// may legitimately stay open for a long time and have no timeout.
+	unaryTimeout = 30 * time.Second
 	// pollInterval is how often start --wait polls GetWorkflow when it
 	// cannot use WatchWorkflow.
 	pollInterval = 200 * time.Millisecond
@@ -44,21 +42,141 @@ const (
 // clientFlags holds the flags shared by the client commands.
 type clientFlags struct {
 	server string
+	// token is the bearer token; "" falls back to WEFT_TOKEN.
+	token string
+	// tlsCA, tlsCert and tlsKey configure https:// servers.
+	tlsCA, tlsCert, tlsKey string
+
+	// unaryHTTP serves request/response calls, streamHTTP streams; both are
+	// built from the flags on first use (setupErr: what was wrong).
+	unaryHTTP, streamHTTP *http.Client
+	setupErr              error
+}
+
+// register adds the connection flags, except --server (a root flag), to
+// cmd and its subcommands.
+func (cf *clientFlags) register(cmd *cobra.Command) {
+	fs := cmd.PersistentFlags()
+	fs.StringVar(&cf.token, "token", "", "bearer token sent to the server (env WEFT_TOKEN)")
+	fs.StringVar(&cf.tlsCA, "tls-ca", "", "PEM file of CA certificates to trust for an https:// server, in place of the system's (env WEFT_TLS_CA)")
+	fs.StringVar(&cf.tlsCert, "tls-cert", "", "PEM client certificate file, for servers that require one (env WEFT_TLS_CERT)")
+	fs.StringVar(&cf.tlsKey, "tls-key", "", "PEM private key file of --tls-cert (env WEFT_TLS_KEY)")
 }
 
 func (cf *clientFlags) baseURL() string { return serverURL(cf.server) }
 
+// setup builds the HTTP clients from the flags once and reports a bad
+// flag; the clients then fail every call with that error.
+func (cf *clientFlags) setup() error {
+	if cf.unaryHTTP == nil {
+		rt, err := cf.transport()
+		if err != nil {
+			cf.setupErr, rt = err, failingTransport{err}
+		}
+		cf.unaryHTTP = &http.Client{Transport: rt, Timeout: unaryTimeout}
+		cf.streamHTTP = &http.Client{Transport: rt}
+	}
+	return cf.setupErr
+}
+
+// httpClient returns the client for unary calls or, with stream, the one
+// without a timeout for streams.
+func (cf *clientFlags) httpClient(stream bool) *http.Client {
+	_ = cf.setup() // reported by the commands' PersistentPreRunE
+	if stream {
+		return cf.streamHTTP
+	}
+	return cf.unaryHTTP
+}
+
+// transport builds the round tripper for the flags: TLS settings for an
+// https:// server (the environment's apply only there), and the bearer
+// token on every request.
+func (cf *clientFlags) transport() (http.RoundTripper, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if strings.HasPrefix(cf.baseURL(), "https://") {
+		tc, err := clientTLS(flagOrEnv(cf.tlsCA, "WEFT_TLS_CA"), flagOrEnv(cf.tlsCert, "WEFT_TLS_CERT"), flagOrEnv(cf.tlsKey, "WEFT_TLS_KEY"))
+		if err != nil {
+			return nil, err
+		}
+		t.TLSClientConfig = tc
+	} else {
+		for _, f := range [][2]string{{"--tls-ca", cf.tlsCA}, {"--tls-cert", cf.tlsCert}, {"--tls-key", cf.tlsKey}} {
+			if f[1] != "" {
+				return nil, fmt.Errorf("%s needs an https:// --server, not %s", f[0], cf.baseURL())
+			}
+		}
+	}
+	token := flagOrEnv(cf.token, "WEFT_TOKEN")
+	if token == "" {
+		return t, nil
+	}
+	return &bearer{token: token, next: t}, nil
+}
+
+// clientTLS builds the client TLS configuration: trusting the CAs in
+// caFile (else the system's), presenting certFile/keyFile if given.
+func clientTLS(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pool, err := loadCertPool(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		cfg.RootCAs = pool
+	}
+	switch {
+	case certFile == "" && keyFile == "":
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	default:
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		// Always present it, so a server that trusts another CA says so
+		// rather than that no certificate came.
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+	}
+	return cfg, nil
+}
+
+// bearer adds "Authorization: Bearer <token>" to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
+// failingTransport fails every request with err.
+type failingTransport struct{ err error }
+
+func (f failingTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, f.err }
+
+// flagOrEnv returns a flag's value, or else the environment variable's.
+func flagOrEnv(flag, env string) string {
+	if flag != "" {
+		return flag
+	}
+	return os.Getenv(env)
+}
+
 func (cf *clientFlags) workflows() weftv1connect.WorkflowServiceClient {
-	return weftv1connect.NewWorkflowServiceClient(unaryHTTP, cf.baseURL())
+	return weftv1connect.NewWorkflowServiceClient(cf.httpClient(false), cf.baseURL())
 }
 
 // watcher returns a workflow client without a request timeout, for streams.
 func (cf *clientFlags) watcher() weftv1connect.WorkflowServiceClient {
-	return weftv1connect.NewWorkflowServiceClient(streamHTTP, cf.baseURL())
+	return weftv1connect.NewWorkflowServiceClient(cf.httpClient(true), cf.baseURL())
 }
 
 func (cf *clientFlags) definitions() weftv1connect.DefinitionServiceClient {
-	return weftv1connect.NewDefinitionServiceClient(unaryHTTP, cf.baseURL())
+	return weftv1connect.NewDefinitionServiceClient(cf.httpClient(false), cf.baseURL())
 }
 
 // serverURL adds the http scheme to a bare host:port.
@@ -77,20 +195,48 @@ func clientCommands(cf *clientFlags) []*cobra.Command {
 		triggersCommand(cf), schedulesCommand(cf),
 	}
 	for _, c := range cmds {
-		readableErrors(c)
+		cf.register(c)
+		// Bad connection flags fail the command before any call.
+		c.PersistentPreRunE = func(*cobra.Command, []string) error { return cf.setup() }
+		readableErrors(c, cf)
 	}
 	return cmds
 }
 
 // readableErrors makes cmd and its subcommands report Connect errors as
-// "<code>: <message>".
-func readableErrors(cmd *cobra.Command) {
+// "<code>: <message>", with advice when a TLS connection failed.
+func readableErrors(cmd *cobra.Command, cf *clientFlags) {
 	if run := cmd.RunE; run != nil {
-		cmd.RunE = func(c *cobra.Command, args []string) error { return rpcErr(run(c, args)) }
+		cmd.RunE = func(c *cobra.Command, args []string) error { return cf.tlsHint(rpcErr(run(c, args))) }
 	}
 	for _, sub := range cmd.Commands() {
-		readableErrors(sub)
+		readableErrors(sub, cf)
 	}
+}
+
+// tlsHint adds advice to an error from a failed TLS connection. Such
+// errors are often vague: a server that rejects the client's certificate
+// may only show as a reset connection, or one that could not be
+// established.
+func (cf *clientFlags) tlsHint(err error) error {
+	if err == nil || !strings.HasPrefix(cf.baseURL(), "https://") || !connectionFailed(err) {
+		return err
+	}
+	return fmt.Errorf("%w (TLS connection failed: check --tls-ca, and --tls-cert/--tls-key if the server requires client certificates)", err)
+}
+
+// connectionFailed reports whether err comes from a connection that failed
+// after it was dialled, rather than from the server's answer.
+func connectionFailed(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var op *net.OpError
+	switch {
+	case errors.As(err, &verify):
+		return true
+	case errors.As(err, &op):
+		return op.Op != "dial"
+	}
+	return strings.Contains(err.Error(), "http2: client conn could not be established")
 }
 
 // rpcError is a Connect error rendered for humans; it still unwraps to the
@@ -565,7 +711,7 @@ func retryCommand(cf *clientFlags) *cobra.Command {
 }
 
 func (cf *clientFlags) triggerClient() weftv1connect.TriggerServiceClient {
-	return weftv1connect.NewTriggerServiceClient(unaryHTTP, cf.baseURL())
+	return weftv1connect.NewTriggerServiceClient(cf.httpClient(false), cf.baseURL())
 }
 
 func triggersCommand(cf *clientFlags) *cobra.Command {

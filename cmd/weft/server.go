@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
 	"github.com/weftworks/weft/eventstore"
@@ -27,13 +32,26 @@ type partFlags struct {
 	replicas    int
 	taskAckWait time.Duration
 	concurrency int
+
+	// NATS client credentials, for an external cluster.
+	natsCreds, natsTLSCA, natsUser, natsPassword string
+	// API security (commands that serve the API).
+	authTokens, tlsCert, tlsKey, tlsClientCA string
 }
 
 func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
 	f := cmd.Flags()
 	f.StringVar(&p.natsURL, "nats-url", envOr("WEFT_NATS_URL", ""), "NATS server URL (env WEFT_NATS_URL)")
+	f.StringVar(&p.natsCreds, "nats-creds", "", "NATS credentials file (JWT and NKey seed) for --nats-url")
+	f.StringVar(&p.natsTLSCA, "nats-tls-ca", "", "PEM file of CA certificates to trust for --nats-url's TLS")
+	f.StringVar(&p.natsUser, "nats-user", "", "NATS user name for --nats-url (password from --nats-password or WEFT_NATS_PASSWORD)")
+	f.StringVar(&p.natsPassword, "nats-password", "", "NATS password for --nats-user (env WEFT_NATS_PASSWORD)")
 	if withAddr {
 		f.StringVar(&p.addr, "addr", "127.0.0.1:8080", "API listen address")
+		f.StringVar(&p.authTokens, "auth-tokens", "", "`file` of bearer tokens the API accepts, one name:<sha256 hex> a line (see weft token create); default: no authentication")
+		f.StringVar(&p.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve the API over HTTPS (needs --tls-key)")
+		f.StringVar(&p.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
+		f.StringVar(&p.tlsClientCA, "tls-client-ca", "", "PEM file of CA certificates: require API clients to present a certificate they signed (mTLS)")
 	}
 	f.StringVar(&p.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.IntVar(&p.replicas, "replicas", 1, "replicas of Weft's streams and buckets")
@@ -53,6 +71,99 @@ func (p *partFlags) storeConfig() eventstore.Config {
 	return eventstore.Config{Replicas: p.replicas, TaskAckWait: p.taskAckWait}
 }
 
+// natsOptions returns the NATS connection options for the credential
+// flags; they need --nats-url, as the embedded server has no credentials.
+func (p *partFlags) natsOptions() ([]nats.Option, error) {
+	password := p.natsPassword
+	if password == "" {
+		password = os.Getenv("WEFT_NATS_PASSWORD")
+	}
+	if p.natsURL == "" {
+		for _, f := range [][2]string{{"--nats-creds", p.natsCreds}, {"--nats-tls-ca", p.natsTLSCA}, {"--nats-user", p.natsUser}, {"--nats-password", p.natsPassword}} {
+			if f[1] != "" {
+				return nil, fmt.Errorf("%s needs --nats-url (the embedded NATS server takes no credentials)", f[0])
+			}
+		}
+		return nil, nil
+	}
+	var opts []nats.Option
+	if p.natsCreds != "" {
+		if p.natsUser != "" {
+			return nil, errors.New("use --nats-creds or --nats-user, not both")
+		}
+		if _, err := os.Stat(p.natsCreds); err != nil {
+			return nil, fmt.Errorf("--nats-creds: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(p.natsCreds))
+	}
+	if p.natsUser != "" {
+		opts = append(opts, nats.UserInfo(p.natsUser, password))
+	} else if p.natsPassword != "" {
+		return nil, errors.New("--nats-password needs --nats-user")
+	}
+	if p.natsTLSCA != "" {
+		if _, err := os.Stat(p.natsTLSCA); err != nil {
+			return nil, fmt.Errorf("--nats-tls-ca: %w", err)
+		}
+		opts = append(opts, nats.RootCAs(p.natsTLSCA))
+	}
+	return opts, nil
+}
+
+// apiSecurity loads the API's tokens and TLS configuration from the flags.
+func (p *partFlags) apiSecurity() (*api.Config, *tls.Config, error) {
+	cfg := &api.Config{}
+	if p.authTokens != "" {
+		tokens, err := api.LoadTokens(p.authTokens)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--auth-tokens: %w", err)
+		}
+		cfg.Tokens = tokens
+	}
+	tlsCfg, err := serverTLS(p.tlsCert, p.tlsKey, p.tlsClientCA)
+	return cfg, tlsCfg, err
+}
+
+// serverTLS builds the API's TLS configuration: nil without a certificate;
+// with clientCA, clients must present a certificate it signed.
+func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
+	switch {
+	case certFile == "" && keyFile == "":
+		if clientCA != "" {
+			return nil, errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+		}
+		return nil, nil
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCA != "" {
+		pool, err := loadCertPool(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
+}
+
+// loadCertPool reads a PEM file of CA certificates.
+func loadCertPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificates", file)
+	}
+	return pool, nil
+}
+
 func serverCommands() []*cobra.Command {
 	return []*cobra.Command{serverCmd(), orchestratorCmd(), executorCmd(), apiCmd()}
 }
@@ -69,6 +180,14 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := p.logger(cmd)
+			if err != nil {
+				return err
+			}
+			natsOpts, err := p.natsOptions()
+			if err != nil {
+				return err
+			}
+			apiCfg, apiTLS, err := p.apiSecurity()
 			if err != nil {
 				return err
 			}
@@ -94,12 +213,14 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 			}
 			return runParts(cmd, log, p, node.Config{
 				NATSURL:      url,
+				NATSOptions:  natsOpts,
 				Store:        p.storeConfig(),
 				Orchestrator: &orchestrator.Config{},
 				Executor:     &executor.Config{Concurrency: p.concurrency},
 				Builtins:     true,
-				API:          &api.Config{},
+				API:          apiCfg,
 				APIAddr:      p.addr,
+				APITLS:       apiTLS,
 			})
 		},
 	}
@@ -124,7 +245,11 @@ func orchestratorCmd() *cobra.Command {
 			if p.natsURL == "" {
 				return fmt.Errorf("--nats-url is required")
 			}
-			return runParts(cmd, log, p, node.Config{NATSURL: p.natsURL, Store: p.storeConfig(), Orchestrator: &orchestrator.Config{}})
+			natsOpts, err := p.natsOptions()
+			if err != nil {
+				return err
+			}
+			return runParts(cmd, log, p, node.Config{NATSURL: p.natsURL, NATSOptions: natsOpts, Store: p.storeConfig(), Orchestrator: &orchestrator.Config{}})
 		},
 	}
 	p.register(cmd, false)
@@ -145,7 +270,11 @@ func executorCmd() *cobra.Command {
 			if p.natsURL == "" {
 				return fmt.Errorf("--nats-url is required")
 			}
-			return runParts(cmd, log, p, node.Config{NATSURL: p.natsURL, Store: p.storeConfig(),
+			natsOpts, err := p.natsOptions()
+			if err != nil {
+				return err
+			}
+			return runParts(cmd, log, p, node.Config{NATSURL: p.natsURL, NATSOptions: natsOpts, Store: p.storeConfig(),
 				Executor: &executor.Config{Concurrency: p.concurrency}, Builtins: true})
 		},
 	}
@@ -167,11 +296,38 @@ func apiCmd() *cobra.Command {
 			if p.natsURL == "" {
 				return fmt.Errorf("--nats-url is required")
 			}
-			return runParts(cmd, log, p, node.Config{NATSURL: p.natsURL, Store: p.storeConfig(), API: &api.Config{}, APIAddr: p.addr})
+			natsOpts, err := p.natsOptions()
+			if err != nil {
+				return err
+			}
+			apiCfg, apiTLS, err := p.apiSecurity()
+			if err != nil {
+				return err
+			}
+			return runParts(cmd, log, p, node.Config{NATSURL: p.natsURL, NATSOptions: natsOpts, Store: p.storeConfig(),
+				API: apiCfg, APIAddr: p.addr, APITLS: apiTLS})
 		},
 	}
 	p.register(cmd, true)
 	return cmd
+}
+
+// logAPISecurity logs how the API is protected, with a warning when it
+// listens beyond the loopback interface without tokens or client
+// certificates.
+func logAPISecurity(log *slog.Logger, cfg node.Config) {
+	clientCerts := cfg.APITLS != nil && cfg.APITLS.ClientAuth == tls.RequireAndVerifyClientCert
+	log.Info("API security", "tls", cfg.APITLS != nil, "client_certificates", clientCerts, "tokens", len(cfg.API.Tokens))
+	host, _, err := net.SplitHostPort(cfg.APIAddr)
+	if err != nil {
+		return
+	}
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return
+	}
+	if cfg.API.Tokens == nil && !clientCerts {
+		log.Warn("the API accepts requests from anyone who can reach it: use --auth-tokens or --tls-client-ca", "addr", cfg.APIAddr)
+	}
 }
 
 // runParts starts the parts, reports where the API listens, and runs
@@ -193,6 +349,7 @@ func runParts(cmd *cobra.Command, log *slog.Logger, p partFlags, cfg node.Config
 	if n.APIURL != "" {
 		parts = append(parts, "api")
 		fmt.Fprintf(cmd.OutOrStdout(), "weft API listening on %s\n", n.APIURL)
+		logAPISecurity(log, cfg)
 	}
 	log.Info("weft running", "parts", strings.Join(parts, ","), "nats", cfg.NATSURL)
 	<-ctx.Done()

@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,10 @@ type Config struct {
 	API *api.Config
 	// APIAddr is the API listener, host:port (port 0 picks a free one).
 	APIAddr string
+	// APITLS, when set, serves the API over TLS (HTTP/1.1 and HTTP/2,
+	// chosen by ALPN) with these certificates; set ClientAuth and ClientCAs
+	// to require client certificates. Default nil: plain HTTP/1.1 and h2c.
+	APITLS *tls.Config
 
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
@@ -56,7 +61,8 @@ type Node struct {
 	// Triggers runs beside the orchestrator.
 	Triggers *trigger.Engine
 	Worker   *executor.Worker
-	// APIURL is the API's base URL (http://host:port) when the API runs.
+	// APIURL is the API's base URL (http://host:port, or https:// with
+	// APITLS) when the API runs.
 	APIURL string
 
 	http        *http.Server
@@ -145,18 +151,34 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		if err := srv.Start(apiCtx); err != nil {
 			return n, err
 		}
+		if t := cfg.APITLS; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
+			return n, errors.New("node: APITLS has no server certificate")
+		}
 		ln, err := net.Listen("tcp", cfg.APIAddr)
 		if err != nil {
 			return n, fmt.Errorf("API listener on %s: %w", cfg.APIAddr, err)
 		}
-		n.http = api.NewHTTPServer(cfg.APIAddr, srv.Handler())
+		hs := api.NewHTTPServer(cfg.APIAddr, srv.Handler())
+		// Connection errors (failed TLS handshakes among them) go to the log.
+		hs.ErrorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelInfo)
+		n.APIURL = "http://" + ln.Addr().String()
+		serve := hs.Serve
+		if cfg.APITLS != nil {
+			p := new(http.Protocols)
+			p.SetHTTP1(true)
+			p.SetHTTP2(true)
+			hs.Protocols = p
+			hs.TLSConfig = cfg.APITLS.Clone()
+			n.APIURL = "https://" + ln.Addr().String()
+			// ServeTLS adds h2 and http/1.1 to the ALPN protocols.
+			serve = func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
+		}
 		// Requests (long watches among them) end when the node stops.
 		base, cancel := context.WithCancel(context.Background())
-		n.http.BaseContext = func(net.Listener) context.Context { return base }
-		n.stopStreams = cancel
-		n.APIURL = "http://" + ln.Addr().String()
+		hs.BaseContext = func(net.Listener) context.Context { return base }
+		n.http, n.stopStreams = hs, cancel
 		go func() {
-			if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				cfg.Logger.Error("API server stopped", "err", err)
 			}
 		}()

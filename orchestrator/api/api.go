@@ -33,6 +33,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock stamping API events. Default time.Now.
 	Now func() time.Time
+	// Tokens, when not nil, are the bearer tokens the API accepts (see
+	// LoadTokens and RequireTokens): every request then needs one, except
+	// gRPC health checks and webhooks, which check their own signatures.
+	// Default nil: no authentication; an empty map rejects every request.
+	Tokens Tokens
 }
 
 // Validate checks the configuration.
@@ -42,6 +47,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxDefinitionBytes < 0 {
 		return fmt.Errorf("api: MaxDefinitionBytes must not be negative, got %d", c.MaxDefinitionBytes)
+	}
+	for name := range c.Tokens {
+		if err := CheckTokenName(name); err != nil {
+			return fmt.Errorf("api: Tokens: %w", err)
+		}
 	}
 	return nil
 }
@@ -87,8 +97,9 @@ func (s *Server) Start(ctx context.Context) error {
 	return s.triggers.Start(ctx, nil)
 }
 
-// Handler returns the HTTP handler serving both services (Connect, gRPC and
-// gRPC-Web), gRPC health checks and server reflection.
+// Handler returns the HTTP handler serving the services (Connect, gRPC and
+// gRPC-Web), gRPC health checks, server reflection and webhooks. With
+// Config.Tokens it requires a bearer token (RequireTokens).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	limit := connect.WithReadMaxBytes(s.cfg.MaxPayloadBytes + s.cfg.MaxDefinitionBytes + 64<<10)
@@ -101,6 +112,9 @@ func (s *Server) Handler() http.Handler {
 	reflector := grpcreflect.NewStaticReflector(services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	if s.cfg.Tokens != nil {
+		return RequireTokens(s.cfg.Tokens, s.log, mux)
+	}
 	return mux
 }
 

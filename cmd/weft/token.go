@@ -1,0 +1,43 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weftworks/weft/orchestrator/api"
+)
+
+func tokenCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Manage API bearer tokens"}
+	create := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Make a new API token and print it with its --auth-tokens line",
+		Long: `Prints a new random bearer token and the line that lets the API accept it.
+The token is shown only once and is not stored anywhere: give it to the client
+(weft --token or WEFT_TOKEN; other clients send "Authorization: Bearer <token>").
+Add the line, which holds only the token's SHA-256, to the file the server
+reads with --auth-tokens, and restart the server. NAME identifies the token in
+the server's logs; to revoke a token, delete its line.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if err := api.CheckTokenName(name); err != nil {
+				return err
+			}
+			token, err := api.NewToken()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "token:            %s\n", token)
+			fmt.Fprintf(out, "auth-tokens line: %s\n", api.TokenLine(name, token))
+			fmt.Fprintln(out)
+			fmt.Fprintln(out, "Give the token to the client (weft --token or WEFT_TOKEN); it is shown only once.")
+			fmt.Fprintln(out, "Add the line to the server's --auth-tokens file and restart the server.")
+			return nil
+		},
+	}
+	cmd.AddCommand(create)
+	return cmd
+}

@@ -1,0 +1,332 @@
+// Package bench is Weft's load tool: it starts many workflows through the
+// API, waits for all of them, and reports throughput and start-to-complete
+// latency, optionally against the raw JetStream cost of the same number of
+// history events (the floor).
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weftworks/weft/eventstore/events"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+	"github.com/weftworks/weft/orchestrator/definition"
+)
+
+// DefaultDefinition is three sequential echo steps.
+const DefaultDefinition = `name: bench
+steps:
+  - { id: one, task: echo, input: "${ input }" }
+  - { id: two, task: echo, input: "${ steps.one.output }" }
+  - { id: three, task: echo, input: "${ steps.two.output }" }
+`
+
+// Config says what to run.
+type Config struct {
+	// Server is the API base URL. Required.
+	Server string
+	// NATSURL is the NATS server the API uses: completions are observed
+	// there, and the floor is measured there. Required.
+	NATSURL string
+	// Source is the definition to run. Default DefaultDefinition.
+	Source string
+	// Input is each workflow's input (JSON). Default {"n": 1}.
+	Input string
+	// N workflows, run by C concurrent clients, each starting a workflow
+	// and waiting for it to complete before the next. Defaults 1000 and 16.
+	N, C int
+	// Floor also measures plain JetStream publishes of as many events.
+	Floor bool
+	// Progress receives a progress line now and then; nil for none.
+	Progress io.Writer
+	// Timeout bounds the whole run. Default 10m.
+	Timeout time.Duration
+}
+
+// Result is what a run measured.
+type Result struct {
+	Workflows       int     `json:"workflows"`
+	Seconds         float64 `json:"seconds"`
+	WorkflowsPerS   float64 `json:"workflows_per_s"`
+	StepsPerS       float64 `json:"steps_per_s"`
+	EventsPerS      float64 `json:"events_per_s"`
+	P50ms           float64 `json:"p50_ms"`
+	P90ms           float64 `json:"p90_ms"`
+	P99ms           float64 `json:"p99_ms"`
+	FloorEventsPerS float64 `json:"floor_events_per_s,omitempty"`
+	FloorRatio      float64 `json:"floor_ratio,omitempty"`
+	// Events is the number of history events the run wrote, and
+	// EventBytes their average encoded record size.
+	Events     int     `json:"-"`
+	EventBytes float64 `json:"-"`
+	// CPUSeconds and PeakRSSMB describe this process (meaningful when
+	// the server is embedded in it).
+	CPUSeconds float64 `json:"-"`
+	PeakRSSMB  float64 `json:"-"`
+}
+
+// String renders the result for people.
+func (r Result) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "workflows: %d in %.2fs\n", r.Workflows, r.Seconds)
+	fmt.Fprintf(&b, "throughput: %.0f workflows/s, %.0f steps/s, %.0f history events/s\n", r.WorkflowsPerS, r.StepsPerS, r.EventsPerS)
+	fmt.Fprintf(&b, "start->complete latency: p50 %.2fms, p90 %.2fms, p99 %.2fms\n", r.P50ms, r.P90ms, r.P99ms)
+	if r.FloorEventsPerS > 0 {
+		fmt.Fprintf(&b, "floor: %.0f plain JetStream publishes/s of %.0f-byte records; Weft reaches %.2f of it\n", r.FloorEventsPerS, r.EventBytes, r.FloorRatio)
+	}
+	if r.CPUSeconds > 0 {
+		fmt.Fprintf(&b, "process: %.2f CPU seconds, peak RSS %.0f MiB\n", r.CPUSeconds, r.PeakRSSMB)
+	}
+	return b.String()
+}
+
+// Run applies the definition, starts the workflows, waits for all of
+// them to complete and measures.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if cfg.Server == "" || cfg.NATSURL == "" {
+		return Result{}, errors.New("bench: Server and NATSURL are required")
+	}
+	if cfg.Source == "" {
+		cfg.Source = DefaultDefinition
+	}
+	if cfg.Input == "" {
+		cfg.Input = `{"n": 1}`
+	}
+	if cfg.N <= 0 {
+		cfg.N = 1000
+	}
+	if cfg.C <= 0 {
+		cfg.C = 16
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	plan, err := definition.Parse([]byte(cfg.Source))
+	if err != nil {
+		return Result{}, err
+	}
+	steps := countTasks(plan.Steps)
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.C * 2}}
+	wf := weftv1connect.NewWorkflowServiceClient(httpc, cfg.Server)
+	defs := weftv1connect.NewDefinitionServiceClient(httpc, cfg.Server)
+	put, err := defs.PutDefinition(ctx, connect.NewRequest(&weftv1.PutDefinitionRequest{Source: cfg.Source}))
+	if err != nil {
+		return Result{}, fmt.Errorf("bench: put definition: %w", err)
+	}
+	input, err := jsonValue(cfg.Input)
+	if err != nil {
+		return Result{}, err
+	}
+
+	// Completions and event counts are observed on the history subjects.
+	nc, err := nats.Connect(cfg.NATSURL)
+	if err != nil {
+		return Result{}, fmt.Errorf("bench: connect to NATS: %w", err)
+	}
+	defer nc.Close()
+	run := fmt.Sprintf("b%d", time.Now().UnixNano()%1e9)
+	var (
+		mu       sync.Mutex
+		waiting  = map[string]chan struct{}{}
+		latency  []time.Duration
+		done     = make(chan struct{})
+		nEvents  atomic.Int64
+		nBytes   atomic.Int64
+		finished atomic.Int64
+	)
+	sub, err := nc.Subscribe("weft.h.*.>", func(m *nats.Msg) {
+		if !strings.HasPrefix(m.Subject, "weft.h."+run+"-") {
+			return
+		}
+		rec, err := events.Decode(m.Data)
+		if err != nil {
+			return
+		}
+		nEvents.Add(int64(len(rec.Events)))
+		nBytes.Add(int64(len(m.Data)))
+		last := rec.Events[len(rec.Events)-1]
+		if !last.Terminal() {
+			return
+		}
+		id := strings.Split(m.Subject, ".")[2]
+		mu.Lock()
+		ch := waiting[id]
+		delete(waiting, id)
+		mu.Unlock()
+		if ch != nil {
+			close(ch)
+		}
+		if finished.Add(1) == int64(cfg.N) {
+			close(done)
+		}
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	defer sub.Unsubscribe()
+	_ = sub.SetPendingLimits(-1, -1)
+	if err := nc.Flush(); err != nil {
+		return Result{}, err
+	}
+
+	var cpu0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &cpu0)
+	begin := time.Now()
+	next := atomic.Int64{}
+	errc := make(chan error, cfg.C)
+	var wg sync.WaitGroup
+	for range cfg.C {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(cfg.N) || ctx.Err() != nil {
+					return
+				}
+				// Each client starts a workflow and waits for it to complete.
+				id := fmt.Sprintf("%s-%d", run, i)
+				ch := make(chan struct{})
+				mu.Lock()
+				waiting[id] = ch
+				mu.Unlock()
+				t0 := time.Now()
+				_, err := wf.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{
+					Definition: put.Msg.Name, Revision: put.Msg.Revision, WorkflowId: id, RequestId: id, Input: input}))
+				if err != nil {
+					errc <- fmt.Errorf("bench: start %s: %w", id, err)
+					return
+				}
+				select {
+				case <-ch:
+				case <-ctx.Done():
+					return
+				}
+				d := time.Since(t0)
+				mu.Lock()
+				latency = append(latency, d)
+				mu.Unlock()
+			}
+		}()
+	}
+	progress := time.NewTicker(time.Second)
+	defer progress.Stop()
+wait:
+	for {
+		select {
+		case <-done:
+			break wait
+		case err := <-errc:
+			return Result{}, err
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("bench: %d of %d workflows done when time ran out", finished.Load(), cfg.N)
+		case <-progress.C:
+			if cfg.Progress != nil {
+				el := time.Since(begin).Seconds()
+				fmt.Fprintf(cfg.Progress, "\r%d/%d workflows done, %.0f/s   ", finished.Load(), cfg.N, float64(finished.Load())/el)
+			}
+		}
+	}
+	elapsed := time.Since(begin)
+	wg.Wait()
+	if cfg.Progress != nil {
+		fmt.Fprintln(cfg.Progress)
+	}
+	var cpu1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &cpu1)
+
+	res := Result{Workflows: cfg.N, Seconds: elapsed.Seconds(), Events: int(nEvents.Load())}
+	res.WorkflowsPerS = float64(cfg.N) / res.Seconds
+	res.StepsPerS = float64(cfg.N*steps) / res.Seconds
+	res.EventsPerS = float64(res.Events) / res.Seconds
+	if res.Events > 0 {
+		res.EventBytes = float64(nBytes.Load()) / float64(res.Events)
+	}
+	mu.Lock()
+	sort.Slice(latency, func(i, j int) bool { return latency[i] < latency[j] })
+	res.P50ms, res.P90ms, res.P99ms = pct(latency, 0.50), pct(latency, 0.90), pct(latency, 0.99)
+	mu.Unlock()
+	res.CPUSeconds = tv(cpu1.Utime) + tv(cpu1.Stime) - tv(cpu0.Utime) - tv(cpu0.Stime)
+	res.PeakRSSMB = float64(cpu1.Maxrss) / 1024
+	if cfg.Floor {
+		if res.FloorEventsPerS, err = floor(ctx, nc, res.Events, int(res.EventBytes), cfg.C); err != nil {
+			return res, err
+		}
+		res.FloorRatio = res.EventsPerS / res.FloorEventsPerS
+	}
+	return res, nil
+}
+
+func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+
+func pct(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)-1) * p)
+	return float64(sorted[i]) / float64(time.Millisecond)
+}
+
+func countTasks(steps []*definition.Step) int {
+	n := 0
+	for _, s := range steps {
+		if s.Kind == definition.KindTask {
+			n++
+		}
+	}
+	return n
+}
+
+// floor publishes n messages of size bytes into a scratch stream with c
+// concurrent synchronous publishers (as Weft's writers are), using the
+// server's own storage settings, and returns publishes per second.
+func floor(ctx context.Context, nc *nats.Conn, n, size, c int) (float64, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	name := fmt.Sprintf("WEFT_BENCH_FLOOR_%d", time.Now().UnixNano()%1e9)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{"weft.benchfloor." + name}, Storage: jetstream.FileStorage}); err != nil {
+		return 0, fmt.Errorf("bench: floor stream: %w", err)
+	}
+	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), name) }()
+	payload := make([]byte, max(size, 1))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	begin := time.Now()
+	var firstErr error
+	var once sync.Once
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				if _, err := js.Publish(ctx, "weft.benchfloor."+name, payload); err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, fmt.Errorf("bench: floor: %w", firstErr)
+	}
+	return float64(n) / time.Since(begin).Seconds(), nil
+}

@@ -1,0 +1,214 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path"
+	"sort"
+	"strings"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+)
+
+// Tokens maps a bearer token's name to the SHA-256 of the token. Only the
+// hashes are kept, so a tokens file is no secret by itself.
+type Tokens map[string][32]byte
+
+// TokenPrefix starts every token NewToken makes, so a leaked one is easy to
+// recognise.
+const TokenPrefix = "weft_"
+
+// NewToken returns a new random bearer token: TokenPrefix followed by 32
+// random bytes in unpadded base64url.
+func NewToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// HashToken returns the SHA-256 of token, as kept in Tokens.
+func HashToken(token string) [32]byte { return sha256.Sum256([]byte(token)) }
+
+// TokenLine returns the tokens-file line for a token named name:
+// "name:<sha256 hex>".
+func TokenLine(name, token string) string {
+	h := HashToken(token)
+	return name + ":" + hex.EncodeToString(h[:])
+}
+
+// CheckTokenName reports whether name can name a token: 1-64 letters,
+// digits, '.', '_', '-' or '@'.
+func CheckTokenName(name string) error {
+	if name == "" || len(name) > 64 {
+		return fmt.Errorf("token name %q must be 1-64 characters long", name)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-@", r)) {
+			return fmt.Errorf("token name %q: use letters, digits, '.', '_', '-' or '@'", name)
+		}
+	}
+	return nil
+}
+
+// LoadTokens reads a tokens file: one "name:<sha256 hex of the token>" per
+// line; blank lines and lines starting with '#' are ignored. A malformed
+// line, a repeated name or hash, or a file without tokens is an error
+// naming the file and the line.
+func LoadTokens(file string) (Tokens, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tokens := Tokens{}
+	seen := map[[32]byte]string{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, sum, ok := strings.Cut(line, ":")
+		name, sum = strings.TrimSpace(name), strings.TrimSpace(sum)
+		if !ok {
+			return nil, fmt.Errorf("%s line %d: want name:<sha256 hex of the token> (`weft token create NAME` prints one)", file, n)
+		}
+		if err := CheckTokenName(name); err != nil {
+			return nil, fmt.Errorf("%s line %d: %w", file, n, err)
+		}
+		b, err := hex.DecodeString(sum)
+		if err != nil || len(b) != sha256.Size {
+			return nil, fmt.Errorf("%s line %d: token %s: the hash must be 64 hex digits (the SHA-256 of the token), not the token itself", file, n, name)
+		}
+		h := [32]byte(b)
+		if _, dup := tokens[name]; dup {
+			return nil, fmt.Errorf("%s line %d: token name %q appears twice", file, n, name)
+		}
+		if other, dup := seen[h]; dup {
+			return nil, fmt.Errorf("%s line %d: token %s has the same hash as token %s", file, n, name, other)
+		}
+		tokens[name], seen[h] = h, name
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("%s: no tokens (add lines name:<sha256 hex>; `weft token create NAME` prints one)", file)
+	}
+	return tokens, nil
+}
+
+// tokenEntry is one accepted token.
+type tokenEntry struct {
+	name string
+	hash [32]byte
+}
+
+// tokenChecker finds which token, if any, a presented bearer token is.
+type tokenChecker []tokenEntry
+
+func newTokenChecker(tokens Tokens) tokenChecker {
+	c := make(tokenChecker, 0, len(tokens))
+	for name, h := range tokens {
+		c = append(c, tokenEntry{name, h})
+	}
+	sort.Slice(c, func(i, j int) bool { return c[i].name < c[j].name })
+	return c
+}
+
+// match returns the name of token. It compares token's hash with every
+// entry in constant time, so its timing tells nothing about the tokens.
+func (c tokenChecker) match(token string) (string, bool) {
+	h := HashToken(token)
+	found := -1
+	for i := range c {
+		if subtle.ConstantTimeCompare(h[:], c[i].hash[:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 {
+		return "", false
+	}
+	return c[found].name, true
+}
+
+type tokenNameKey struct{}
+
+// TokenName returns the name of the bearer token that authenticated the
+// request ctx belongs to, or "" without authentication.
+func TokenName(ctx context.Context) string {
+	name, _ := ctx.Value(tokenNameKey{}).(string)
+	return name
+}
+
+// openPath reports whether requests to p need no bearer token: gRPC health
+// checks, and webhooks, which have their own HMAC signatures.
+func openPath(p string) bool {
+	if path.Clean(p) != p {
+		return false // let the mux redirect to the clean path, then decide
+	}
+	return strings.HasPrefix(p, "/"+grpchealth.HealthV1ServiceName+"/") || strings.HasPrefix(p, "/hooks/")
+}
+
+// howToAuthenticate ends every authentication error.
+const howToAuthenticate = `send the header "Authorization: Bearer <token>" (weft CLI: --token or WEFT_TOKEN; grpcurl: -H 'authorization: Bearer <token>')`
+
+// RequireTokens wraps next so that every request needs a bearer token from
+// tokens, except gRPC health checks and webhooks (/hooks/, which check
+// their own HMAC signatures). Rejections are written as Unauthenticated
+// errors in the request's protocol (Connect, gRPC or gRPC-Web; other
+// requests get a Connect JSON error with status 401) before the body is
+// read. An accepted request's context carries the token's name (TokenName).
+func RequireTokens(tokens Tokens, log *slog.Logger, next http.Handler) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
+	checker := newTokenChecker(tokens)
+	errs := connect.NewErrorWriter()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if openPath(r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		name, problem := authenticate(checker, r.Header.Get("Authorization"))
+		if problem != "" {
+			log.Info("API request rejected", "reason", problem, "path", r.URL.Path, "remote", r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="weft"`)
+			_ = errs.Write(w, r, connect.NewError(connect.CodeUnauthenticated, errors.New(problem+": "+howToAuthenticate)))
+			return
+		}
+		log.Debug("API request authenticated", "token", name, "path", r.URL.Path)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenNameKey{}, name)))
+	})
+}
+
+// authenticate returns the name of the token in an Authorization header
+// value, or what is wrong with it.
+func authenticate(c tokenChecker, header string) (name, problem string) {
+	if header == "" {
+		return "", "missing bearer token"
+	}
+	scheme, token, _ := strings.Cut(header, " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", "the Authorization header is not a bearer token"
+	}
+	name, ok := c.match(token)
+	if !ok {
+		return "", "invalid bearer token"
+	}
+	return name, ""
+}
