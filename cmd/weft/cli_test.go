@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,5 +107,25 @@ steps:
 	out, err = runCLI(t, "start", "greet", "--input", `{bad`, server)
 	if err == nil || !strings.Contains(err.Error(), "--input") {
 		t.Fatalf("start with bad input: %v\n%s", err, out)
+	}
+}
+
+// weft bench runs against an embedded Weft and prints one JSON line.
+func TestBenchCommand(t *testing.T) {
+	out, err := runCLI(t, "bench", "-n", "40", "-c", "4", "--floor", "--json", "--quiet")
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, out)
+	}
+	var res map[string]float64
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("bench output %q: %v", out, err)
+	}
+	for _, k := range []string{"workflows", "workflows_per_s", "steps_per_s", "events_per_s", "p50_ms", "p90_ms", "p99_ms", "floor_events_per_s", "floor_ratio"} {
+		if res[k] <= 0 {
+			t.Fatalf("%s = %v in %s", k, res[k], out)
+		}
+	}
+	if res["workflows"] != 40 {
+		t.Fatalf("workflows %v", res["workflows"])
 	}
 }

@@ -44,6 +44,7 @@ func newRootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&cf.server, "server", envOr("WEFT_SERVER", "http://127.0.0.1:8080"), "Weft API address for client commands (env WEFT_SERVER)")
 	root.AddCommand(serverCommands()...)
 	root.AddCommand(clientCommands(cf)...)
+	root.AddCommand(benchCmd(cf))
 	root.AddCommand(tokenCommand())
 	return root
 }

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/executor"
+	"github.com/weftworks/weft/internal/bench"
+	"github.com/weftworks/weft/internal/embedded"
+	"github.com/weftworks/weft/internal/node"
+	"github.com/weftworks/weft/orchestrator"
+	"github.com/weftworks/weft/orchestrator/api"
+)
+
+func benchCmd(cf *clientFlags) *cobra.Command {
+	var (
+		n, c                  int
+		file, input, natsURL  string
+		syncMode              string
+		floor, asJSON, noProg bool
+		timeout               time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure throughput and latency: start -n workflows with -c concurrent clients",
+		Long: `Applies a definition (default: three sequential echo steps), runs -n workflows
+with -c concurrent clients (each starts a workflow and waits for it to complete),
+and prints workflows/s, steps/s, history events/s and start-to-complete latency.
+Without --server (the API to measure, with --nats-url) it runs an embedded Weft in a temporary directory and also
+reports this process's CPU seconds and peak RSS. --floor measures plain
+JetStream publishes of as many same-sized records with the same storage and
+prints Weft's events/s as a ratio of it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			server := ""
+			if cmd.Flags().Changed("server") {
+				server = serverURL(cf.server)
+			}
+			cfg := bench.Config{N: n, C: c, Input: input, Floor: floor, Timeout: timeout, Server: server, NATSURL: natsURL}
+			if !noProg {
+				cfg.Progress = cmd.ErrOrStderr()
+			}
+			if file != "" {
+				src, err := os.ReadFile(file)
+				if err != nil {
+					return err
+				}
+				cfg.Source = string(src)
+			}
+			embeddedRun := server == ""
+			if embeddedRun {
+				if syncMode != "interval" && syncMode != "always" {
+					return fmt.Errorf("--sync %q: use interval or always", syncMode)
+				}
+				dir, err := os.MkdirTemp("", "weft-bench-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+				ns, err := embedded.Start(embedded.Config{Addr: "127.0.0.1:0", DataDir: dir, SyncAlways: syncMode == "always"})
+				if err != nil {
+					return err
+				}
+				defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+				nd, err := node.Start(ctx, node.Config{NATSURL: ns.ClientURL(), Store: eventstore.Config{},
+					Orchestrator: &orchestrator.Config{}, Executor: &executor.Config{}, Builtins: true,
+					API: &api.Config{}, APIAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					return err
+				}
+				defer func() {
+					sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					_ = nd.Stop(sctx)
+				}()
+				cfg.Server, cfg.NATSURL = nd.APIURL, ns.ClientURL()
+			} else if natsURL == "" {
+				return fmt.Errorf("--server needs --nats-url too: completions are observed on NATS")
+			}
+			res, err := bench.Run(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+			}
+			if !embeddedRun {
+				res.CPUSeconds, res.PeakRSSMB = 0, 0 // they describe this client, not the server
+			}
+			fmt.Fprint(cmd.OutOrStdout(), res.String())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVarP(&n, "n", "n", 1000, "workflows to run")
+	f.IntVarP(&c, "c", "c", 16, "concurrent clients")
+	f.StringVarP(&file, "file", "f", "", "definition to run (default: three sequential echo steps)")
+	f.StringVar(&input, "input", `{"n": 1}`, "input of every workflow (JSON)")
+	f.StringVar(&natsURL, "nats-url", "", "NATS the measured Weft uses (with --server)")
+	f.StringVar(&syncMode, "sync", "interval", "embedded JetStream disk sync: interval or always")
+	f.BoolVar(&floor, "floor", false, "also measure plain JetStream publishes of as many events")
+	f.BoolVar(&asJSON, "json", false, "print one JSON line")
+	f.BoolVar(&noProg, "quiet", false, "no progress line")
+	f.DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
+	return cmd
+}
