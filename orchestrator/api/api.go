@@ -102,10 +102,13 @@ func (s *Server) Start(ctx context.Context) error {
 // Config.Tokens it requires a bearer token (RequireTokens).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	limit := connect.WithReadMaxBytes(s.cfg.MaxPayloadBytes + s.cfg.MaxDefinitionBytes + 64<<10)
-	mux.Handle(weftv1connect.NewWorkflowServiceHandler(s, limit))
-	mux.Handle(weftv1connect.NewDefinitionServiceHandler(s, limit))
-	mux.Handle(weftv1connect.NewTriggerServiceHandler(s, limit))
+	// Small responses are not worth compressing: gzip's setup costs more
+	// than the bytes it saves.
+	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(s.cfg.MaxPayloadBytes+s.cfg.MaxDefinitionBytes+64<<10),
+		connect.WithCompressMinBytes(4<<10))
+	mux.Handle(weftv1connect.NewWorkflowServiceHandler(s, opts))
+	mux.Handle(weftv1connect.NewDefinitionServiceHandler(s, opts))
+	mux.Handle(weftv1connect.NewTriggerServiceHandler(s, opts))
 	mux.HandleFunc("/hooks/", s.webhook)
 	services := []string{weftv1connect.WorkflowServiceName, weftv1connect.DefinitionServiceName, weftv1connect.TriggerServiceName}
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...)))
