@@ -133,11 +133,18 @@ type Summary struct {
 	Seq uint64 `msgpack:"seq"`
 }
 
-// PutSummary writes wf's index entry.
-func (s *Store) PutSummary(ctx context.Context, sum Summary) error {
+// PutSummary writes wf's index entry. With async, it does not wait for
+// the write to be stored (for entries a later write will supersede).
+func (s *Store) PutSummary(ctx context.Context, sum Summary, async bool) error {
 	data, err := msgpack.Marshal(sum)
 	if err != nil {
 		return err
+	}
+	if async {
+		if _, err := s.js.PublishAsync("$KV."+WorkflowsBucket+"."+sum.ID, data); err != nil {
+			return fmt.Errorf("eventstore: index %s: %w", sum.ID, err)
+		}
+		return nil
 	}
 	if _, err := s.index.Put(ctx, sum.ID, data); err != nil {
 		return fmt.Errorf("eventstore: index %s: %w", sum.ID, err)

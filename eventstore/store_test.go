@@ -144,7 +144,7 @@ func TestSummariesNewestFirst(t *testing.T) {
 	ctx := context.Background()
 	base := time.Now().UTC()
 	for i, id := range []string{"a", "b", "c"} {
-		if err := s.PutSummary(ctx, eventstore.Summary{ID: id, Definition: "d", Status: "RUNNING", Created: base.Add(time.Duration(i) * time.Second)}); err != nil {
+		if err := s.PutSummary(ctx, eventstore.Summary{ID: id, Definition: "d", Status: "RUNNING", Created: base.Add(time.Duration(i) * time.Second)}, false); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -266,7 +266,7 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 		return
 	}
 	for try := 0; ; try++ {
-		err := sh.process(ctx, d)
+		err := sh.process(ctx, d, try == 0)
 		switch {
 		case err == nil:
 			if err := d.Ack(); err != nil {
@@ -364,14 +364,31 @@ func (sh *shard) remember(wf string, e *entry) {
 }
 
 // process applies one input to its workflow and appends what follows.
-func (sh *shard) process(ctx context.Context, d *eventstore.Delivery) error {
+// seed allows starting a new workflow's state from the delivered record
+// (first tries only: after a conflict the history is read).
+func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool) error {
 	wf := d.WorkflowID
 	minSeq := uint64(0)
 	if d.Source == eventstore.SourceExternal {
 		minSeq = d.Seq
 	}
-	e, fresh, err := sh.load(ctx, wf, minSeq)
-	if err != nil {
+	var e *entry
+	var fresh bool
+	var err error
+	if m := d.Message; seed && d.Source == eventstore.SourceExternal && sh.cache[wf] == nil && m != nil && m.Err == nil &&
+		m.Record.Events[0].Type == events.TypeWorkflowStarted {
+		// A new workflow: its first record is in hand, so skip reading the
+		// history. If more was appended since, the conditional append
+		// conflicts and the workflow is read in full.
+		e = &entry{st: &workflow.State{}}
+		for _, ev := range m.Record.Events {
+			if err := e.st.Apply(ev); err != nil {
+				return errBroken{ErrTypeCorruptHistory, err}
+			}
+		}
+		e.st.LastSeq = m.Seq
+		sh.remember(wf, e)
+	} else if e, fresh, err = sh.load(ctx, wf, minSeq); err != nil {
 		return err
 	}
 	if e == nil {
@@ -603,8 +620,10 @@ func (sh *shard) index(ctx context.Context, wf string, e *entry) {
 	if e.indexed == st.Status {
 		return
 	}
+	// A running workflow's entry is written without waiting (its closing
+	// entry supersedes it); the closing entry is waited for.
 	err := sh.o.store.PutSummary(ctx, eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
-		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq})
+		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq}, !st.Status.Terminal())
 	if err != nil {
 		sh.o.log.Warn("index update failed", "workflow", wf, "err", err)
 		return
