@@ -54,7 +54,7 @@ func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
 		f.StringVar(&p.tlsClientCA, "tls-client-ca", "", "PEM file of CA certificates: require API clients to present a certificate they signed (mTLS)")
 	}
 	f.StringVar(&p.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	f.IntVar(&p.replicas, "replicas", 1, "replicas of Weft's streams and buckets")
+	f.IntVar(&p.replicas, "replicas", 0, "replicas of Weft's streams and buckets (default: 3 when NATS is a cluster, else 1)")
 	f.DurationVar(&p.taskAckWait, "task-ack-wait", 30*time.Second, "how long a silent executor keeps a step before it is redelivered")
 	f.IntVar(&p.concurrency, "concurrency", 64, "handlers running at once per task type (executor)")
 }

@@ -92,6 +92,13 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if n.NC, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
 		return n, fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, err)
 	}
+	if cfg.Store.Replicas <= 0 {
+		// Replicate across a cluster; a single server holds one copy.
+		cfg.Store.Replicas = 1
+		if n.NC.ConnectedClusterName() != "" {
+			cfg.Store.Replicas = 3
+		}
+	}
 	if n.Store, err = eventstore.Open(ctx, n.NC, cfg.Store); err != nil {
 		return n, err
 	}
