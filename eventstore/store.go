@@ -130,7 +130,10 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		Duplicates:  cfg.DuplicateWindow,
 		DenyDelete:  true,
 		DenyPurge:   true,
-		AllowDirect: true,
+		// No direct gets: on a replicated stream they may be answered by a
+		// follower that lags, and a decision made on a stale history would
+		// drop a result it had not seen scheduled. Reads go to the leader.
+		AllowDirect: false,
 	}); err != nil {
 		return nil, fmt.Errorf("eventstore: create stream %s: %w", HistoryStream, err)
 	}
