@@ -327,6 +327,11 @@ func (sh *shard) load(ctx context.Context, wf string, minSeq uint64) (*entry, bo
 	if err := sh.catchUp(ctx, wf, e, after); err != nil {
 		return nil, false, err
 	}
+	if e.st.LastSeq < minSeq {
+		// The read did not reach the record we were handed: never decide
+		// on a history that misses it.
+		return nil, false, fmt.Errorf("history of %s read up to seq %d, behind delivered seq %d", wf, e.st.LastSeq, minSeq)
+	}
 	if e.st.Events == 0 {
 		return nil, true, nil
 	}
