@@ -86,6 +86,15 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
 		go test -run '^$$' -fuzz "^$${name}\$$" -fuzztime "$(FUZZTIME)" "$$pkg" </dev/null; \
 	done <<<"$$targets"
 
+# Size of `make chaos`: workflows, the time they are started over, and the seed.
+N ?= 5000
+DURATION ?= 10m
+SEED ?= 1
+
+.PHONY: chaos
+chaos: ## Run the long chaos proof (N, DURATION, SEED)
+	go run ./cmd/weft-chaos -n $(N) -duration $(DURATION) -seed $(SEED)
+
 .PHONY: tidy
 tidy: ## Tidy go.mod and go.sum
 	go mod tidy

@@ -265,6 +265,27 @@ func (s *Store) AppendExternal(ctx context.Context, wf string, expect *uint64, m
 	return s.append(ctx, wf, subj, msgID, expect, []events.Event{ev})
 }
 
+// AppendExternalAtEnd appends an outside event (signal, cancel) after
+// whatever wf's history holds now: it reads the last sequence and appends
+// conditionally on it, again on a conflict. Every writer of a history
+// states what it expects, which replicated streams need for the check to
+// see writes still in flight.
+//
+// Errors: ErrNotFound when wf has no history; ErrDuplicate when msgID was
+// appended within the dedup window.
+func (s *Store) AppendExternalAtEnd(ctx context.Context, wf, msgID string, ev events.Event) (uint64, error) {
+	for try := 0; ; try++ {
+		last, err := s.LastSeq(ctx, wf)
+		if err != nil {
+			return 0, err
+		}
+		seq, err := s.AppendExternal(ctx, wf, &last, msgID, ev)
+		if !errors.Is(err, ErrConflict) || try >= 50 {
+			return seq, err
+		}
+	}
+}
+
 func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint64, evs []events.Event) (uint64, error) {
 	if !ValidWorkflowID(wf) {
 		return 0, fmt.Errorf("eventstore: invalid workflow id %q", wf)

@@ -549,10 +549,10 @@ func (sh *shard) closeOut(ctx context.Context, st *workflow.State) error {
 		if s.ChildID == "" || s.Status == workflow.StepCompleted || s.Status == workflow.StepFailed {
 			continue
 		}
-		_, err := sh.o.store.AppendExternal(ctx, s.ChildID, nil, "cancel/"+s.ChildID, events.Event{
+		_, err := sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, "cancel/"+s.ChildID, events.Event{
 			Type: events.TypeCancelRequested, Time: st.Closed,
 			CancelRequested: &events.CancelRequested{Reason: fmt.Sprintf("parent workflow %s is %s", st.ID, st.Status)}})
-		if err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
+		if err != nil && !errors.Is(err, eventstore.ErrDuplicate) && !errors.Is(err, eventstore.ErrNotFound) {
 			return fmt.Errorf("cancel child %s: %w", s.ChildID, err)
 		}
 	}

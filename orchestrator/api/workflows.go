@@ -208,7 +208,7 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 	}
 	ev := events.Event{Type: events.TypeSignalReceived, Time: s.cfg.Now().UTC(),
 		SignalReceived: &events.SignalReceived{Name: m.Name, Payload: payload, RequestID: reqID}}
-	if _, err := s.store.AppendExternal(ctx, m.WorkflowId, nil, "signal/"+m.WorkflowId+"/"+reqID, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
+	if _, err := s.store.AppendExternalAtEnd(ctx, m.WorkflowId, "signal/"+m.WorkflowId+"/"+reqID, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
 		return nil, toConnect(err)
 	}
 	return connect.NewResponse(&weftv1.SignalWorkflowResponse{}), nil
@@ -222,7 +222,7 @@ func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1
 	}
 	ev := events.Event{Type: events.TypeCancelRequested, Time: s.cfg.Now().UTC(),
 		CancelRequested: &events.CancelRequested{Reason: m.Reason}}
-	if _, err := s.store.AppendExternal(ctx, m.WorkflowId, nil, "cancel/"+m.WorkflowId, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
+	if _, err := s.store.AppendExternalAtEnd(ctx, m.WorkflowId, "cancel/"+m.WorkflowId, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
 		return nil, toConnect(err)
 	}
 	return connect.NewResponse(&weftv1.CancelWorkflowResponse{}), nil

@@ -1,0 +1,63 @@
+// Command weft-chaos runs Weft's chaos proof: a 3-node NATS cluster, two
+// orchestrators, two executors and an API as separate processes, a steady
+// stream of workflows against an outside ledger, and a kill -9 of a random
+// part every few seconds. It prints one summary line and exits with status
+// 1 when any workflow, effect or signal was lost or any decision was
+// recorded twice.
+//
+//	go run ./cmd/weft-chaos -n 5000 -duration 10m -seed 1
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/weftworks/weft/internal/chaos"
+)
+
+func main() {
+	var cfg chaos.Config
+	flag.IntVar(&cfg.Workflows, "n", 500, "number of workflows to start")
+	flag.DurationVar(&cfg.Duration, "duration", 3*time.Minute, "time over which the workflows are started, at a steady rate, while parts are killed")
+	flag.DurationVar(&cfg.KillEvery, "kill-every", 5*time.Second, "time between two kills")
+	flag.Int64Var(&cfg.Seed, "seed", 1, "seed of the kills, pauses and injected failures")
+	flag.StringVar(&cfg.Dir, "dir", "", "run directory for store dirs, logs and reports (default: a temporary directory)")
+	flag.BoolVar(&cfg.KeepLogs, "keep", false, "keep the run directory after a successful run (a failed run always keeps it)")
+	flag.Float64Var(&cfg.FailRate, "fail-rate", 0.2, "fraction of the ledger's answers that are 503")
+	flag.DurationVar(&cfg.Settle, "settle", 5*time.Minute, "how long after the last start every workflow has to close")
+	quiet := flag.Bool("q", false, "print only the summary line")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "weft-chaos: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	if cfg.FailRate == 0 {
+		cfg.FailRate = -1 // the Config's zero value means the default
+	}
+	logger := log.New(os.Stderr, "", log.Ltime)
+	if !*quiet {
+		cfg.Logf = logger.Printf
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	h, err := chaos.New(cfg)
+	if err != nil {
+		logger.Fatal(err)
+	}
+	res, err := h.Run(ctx)
+	if res != nil {
+		fmt.Println(res.Summary())
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintf(os.Stderr, "logs and reports: %s\n", h.Dir())
+		os.Exit(1)
+	}
+}

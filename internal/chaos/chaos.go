@@ -1,0 +1,413 @@
+// Package chaos proves Weft's guarantees against crashes: it runs a real
+// deployment (a 3-node NATS cluster, two orchestrators, two executors and an
+// API, each its own process), starts workflows of several shapes against an
+// outside "effects ledger" while killing parts with SIGKILL, and then
+// checks from the histories and the ledger that nothing was lost or
+// decided twice.
+//
+// The checks, for every workflow:
+//
+//   - it completed, with the output its input implies;
+//   - every task's idempotency key (workflow id + "/" + step path) reached
+//     the ledger and succeeded there at least once;
+//   - its history holds one decision per state: each step path scheduled
+//     and closed once, each attempt recorded once, one WorkflowStarted and
+//     one WorkflowCompleted, one SignalReceived per signal sent;
+//   - the ledger saw at least as many calls per key as the history records
+//     attempts (at-least-once); the surplus is reported as duplicate
+//     effects, which an outside system that honours the key absorbs;
+//   - every signal was delivered to its wait, with its payload.
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+)
+
+// Config describes a chaos run.
+type Config struct {
+	// Workflows is the number of workflows to start. Default 100.
+	Workflows int
+	// Duration is the time over which they are started, at a steady rate;
+	// the chaos loop runs for as long. Default 1m.
+	Duration time.Duration
+	// KillEvery is the time between two kills. Default 5s.
+	KillEvery time.Duration
+	// Seed makes the kills, pauses and injected failures repeatable.
+	Seed int64
+	// Dir is the run directory (store dirs, logs, reports). Default: a new
+	// temporary directory, removed after a successful run unless KeepLogs.
+	Dir string
+	// KeepLogs keeps the run directory after a successful run. A failed
+	// run always keeps it.
+	KeepLogs bool
+	// FailRate is the fraction of ledger calls answered 503. Default 0.2;
+	// negative means none.
+	FailRate float64
+	// Settle bounds the time, after the start window, for every workflow
+	// to close. Default 5m.
+	Settle time.Duration
+	// Binaries are prebuilt programs; nil builds them into Dir/bin.
+	Binaries *Binaries
+	// Logf receives progress lines. Default: discarded.
+	Logf func(format string, args ...any)
+}
+
+func (c *Config) defaults() {
+	if c.Workflows <= 0 {
+		c.Workflows = 100
+	}
+	if c.Duration <= 0 {
+		c.Duration = time.Minute
+	}
+	if c.KillEvery <= 0 {
+		c.KillEvery = 5 * time.Second
+	}
+	if c.FailRate == 0 {
+		c.FailRate = 0.2
+	} else if c.FailRate < 0 {
+		c.FailRate = 0
+	}
+	if c.Settle <= 0 {
+		c.Settle = 5 * time.Minute
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+}
+
+// Harness runs one chaos proof. Close it to kill every process it started.
+type Harness struct {
+	cfg    Config
+	dir    string
+	ownDir bool
+	logf   func(format string, args ...any)
+
+	sup    *supervisor
+	nats   []*proc
+	health []string // monitoring /healthz URL per NATS node
+	orch   []*proc
+	exec   []*proc
+	api    *proc
+
+	natsURLs string
+	apiURL   string
+	// startupExits counts the parts' exits while the deployment started.
+	startupExits int
+	ledger       *Ledger
+	client       *http.Client
+	wf           weftv1connect.WorkflowServiceClient
+	defs         weftv1connect.DefinitionServiceClient
+
+	closeOnce sync.Once
+}
+
+// New prepares a run: it creates the run directory. Nothing runs before Run.
+func New(cfg Config) (*Harness, error) {
+	cfg.defaults()
+	h := &Harness{cfg: cfg, dir: cfg.Dir}
+	if h.dir == "" {
+		d, err := os.MkdirTemp("", "weft-chaos-")
+		if err != nil {
+			return nil, err
+		}
+		h.dir, h.ownDir = d, true
+	} else if err := os.MkdirAll(h.dir, 0o755); err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(h.dir)
+	if err != nil {
+		return nil, err
+	}
+	h.dir = abs
+	var logMu sync.Mutex
+	h.logf = func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		cfg.Logf("chaos: "+format, args...)
+	}
+	h.sup = &supervisor{logf: h.logf}
+	return h, nil
+}
+
+// Dir is the run directory.
+func (h *Harness) Dir() string { return h.dir }
+
+// Close kills every process of the run (SIGKILL to each process group),
+// waits for them to exit and stops the ledger. It is safe to call more
+// than once.
+func (h *Harness) Close() {
+	h.closeOnce.Do(func() {
+		h.sup.closeAll()
+		if h.ledger != nil {
+			_ = h.ledger.Close()
+		}
+		if h.client != nil {
+			h.client.CloseIdleConnections()
+		}
+	})
+}
+
+// Run builds (unless given) the binaries, starts the deployment, runs the
+// workload under chaos, waits for every workflow to close and checks the
+// results. It returns the result, and an error when any check failed or
+// the run could not be carried out. Run closes the harness before it
+// returns; a successful run's own temporary directory is removed unless
+// KeepLogs.
+func (h *Harness) Run(ctx context.Context) (res *Result, err error) {
+	defer func() {
+		h.Close()
+		switch {
+		case err == nil && h.ownDir && !h.cfg.KeepLogs:
+			_ = os.RemoveAll(h.dir)
+		case err != nil || h.cfg.KeepLogs:
+			h.logf("run directory (logs, reports): %s", h.dir)
+		}
+	}()
+	bins := h.cfg.Binaries
+	if bins == nil {
+		h.logf("building weft and nats-server into %s", filepath.Join(h.dir, "bin"))
+		b, err := Build(ctx, filepath.Join(h.dir, "bin"))
+		if err != nil {
+			return nil, err
+		}
+		bins = &b
+	}
+	if h.ledger, err = StartLedger(h.cfg.Seed, h.cfg.FailRate, 0.05, 300*time.Millisecond); err != nil {
+		return nil, fmt.Errorf("start ledger: %w", err)
+	}
+	if err := h.startCluster(ctx, bins.NATSServer); err != nil {
+		return nil, err
+	}
+	if err := h.startWeft(ctx, bins.Weft); err != nil {
+		return nil, err
+	}
+	if err := h.putDefinitions(ctx); err != nil {
+		return nil, err
+	}
+	return h.runWorkload(ctx)
+}
+
+// freePorts returns n distinct free TCP ports of 127.0.0.1.
+func freePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// startCluster starts three nats-server nodes routed to each other and
+// waits until JetStream has a meta leader.
+func (h *Harness) startCluster(ctx context.Context, bin string) error {
+	ports, err := freePorts(9)
+	if err != nil {
+		return err
+	}
+	client, route, monitor := ports[0:3], ports[3:6], ports[6:9]
+	logs := filepath.Join(h.dir, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return err
+	}
+	var urls []string
+	for i := range 3 {
+		name := fmt.Sprintf("n%d", i+1)
+		var routes []string
+		for j := range 3 {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", route[j]))
+			}
+		}
+		args := []string{
+			"-a", "127.0.0.1", "-p", fmt.Sprint(client[i]), "-m", fmt.Sprint(monitor[i]),
+			"--server_name", name, "-js", "-sd", filepath.Join(h.dir, "nats", name),
+			"--cluster_name", "weft-chaos", "--cluster", fmt.Sprintf("nats://127.0.0.1:%d", route[i]),
+			"--routes", strings.Join(routes, ","),
+		}
+		h.nats = append(h.nats, h.sup.add(&proc{name: "nats-" + name, kind: kindNATS, path: bin, args: args,
+			logPath: filepath.Join(logs, "nats-"+name+".log")}))
+		h.health = append(h.health, fmt.Sprintf("http://127.0.0.1:%d/healthz", monitor[i]))
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
+	}
+	h.natsURLs = strings.Join(urls, ",")
+	for _, p := range h.nats {
+		if err := p.start(); err != nil {
+			return err
+		}
+	}
+	h.logf("NATS cluster starting: %s", h.natsURLs)
+	if err := waitMetaLeader(ctx, h.natsURLs, 2*time.Minute); err != nil {
+		return fmt.Errorf("NATS cluster: %w (logs in %s)", err, logs)
+	}
+	h.logf("NATS cluster has a JetStream meta leader")
+	return nil
+}
+
+// startWeft starts two orchestrators, two executors and the API, and
+// waits until the API answers.
+func (h *Harness) startWeft(ctx context.Context, bin string) error {
+	ports, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	common := []string{"--nats-url", h.natsURLs, "--replicas", "3", "--task-ack-wait", "3s", "--log-level", "info"}
+	part := func(name, kind, sub string, extra ...string) *proc {
+		args := append(append([]string{sub}, common...), extra...)
+		return h.sup.add(&proc{name: name, kind: kind, path: bin, args: args,
+			logPath: filepath.Join(h.dir, "logs", name+".log")})
+	}
+	h.orch = []*proc{part("orchestrator-1", kindOrchestrator, "orchestrator"), part("orchestrator-2", kindOrchestrator, "orchestrator")}
+	h.exec = []*proc{part("executor-1", kindExecutor, "executor"), part("executor-2", kindExecutor, "executor")}
+	h.api = part("api", kindAPI, "api", "--addr", apiAddr)
+	// One orchestrator first: it creates the streams and consumers, which
+	// on a fresh R3 cluster is slow; then the others.
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	first := h.orch[0]
+	if err := first.start(); err != nil {
+		return err
+	}
+	if err := h.waitReady(wctx, first); err != nil {
+		return fmt.Errorf("%s did not start: %w (see %s)", first.name, err, first.logPath)
+	}
+	for _, p := range append(append(append([]*proc{}, h.orch[1:]...), h.exec...), h.api) {
+		if err := p.start(); err != nil {
+			return err
+		}
+	}
+	for _, p := range append(append(append([]*proc{}, h.orch[1:]...), h.exec...), h.api) {
+		if err := h.waitReady(wctx, p); err != nil {
+			return fmt.Errorf("%s did not start: %w (see %s)", p.name, err, p.logPath)
+		}
+	}
+	h.apiURL = "http://" + apiAddr
+	h.client = &http.Client{
+		Timeout: 20 * time.Second,
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     30 * time.Second,
+		},
+	}
+	h.wf = weftv1connect.NewWorkflowServiceClient(h.client, h.apiURL)
+	h.defs = weftv1connect.NewDefinitionServiceClient(h.client, h.apiURL)
+	if err := h.waitAPI(wctx); err != nil {
+		return fmt.Errorf("the API at %s did not answer: %w (logs in %s)", h.apiURL, err, filepath.Join(h.dir, "logs"))
+	}
+	h.startupExits = h.sup.unexpectedExits()
+	h.logf("weft parts running; API at %s", h.apiURL)
+	return nil
+}
+
+// waitReady polls until a weft part has logged that it runs.
+func (h *Harness) waitReady(ctx context.Context, p *proc) error {
+	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
+		return p.running() && p.logged("weft running"), nil
+	})
+}
+
+// waitAPI polls the API until it answers.
+func (h *Harness) waitAPI(ctx context.Context) error {
+	return poll(ctx, 100*time.Millisecond, func() (bool, error) {
+		_, err := h.defs.ListDefinitions(ctx, connect.NewRequest(&weftv1.ListDefinitionsRequest{}))
+		return err == nil, err
+	})
+}
+
+// putDefinitions puts the workflow shapes, retrying while parts start.
+func (h *Harness) putDefinitions(ctx context.Context) error {
+	for _, src := range definitions {
+		err := h.retry(ctx, time.Minute, func(ctx context.Context) error {
+			_, err := h.defs.PutDefinition(ctx, connect.NewRequest(&weftv1.PutDefinitionRequest{Source: src}))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("put definition: %w", err)
+		}
+	}
+	return nil
+}
+
+// poll calls check every interval until it reports done or ctx ends; the
+// error returned then is the last one check gave.
+func poll(ctx context.Context, interval time.Duration, check func() (bool, error)) error {
+	var last error
+	for {
+		done, err := check()
+		if done {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
+			}
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// retryable reports whether an API error may go away by itself: transport
+// errors and the server's transient failures while parts restart.
+func retryable(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeInvalidArgument, connect.CodeNotFound, connect.CodeAlreadyExists,
+		connect.CodeFailedPrecondition, connect.CodePermissionDenied, connect.CodeUnauthenticated,
+		connect.CodeUnimplemented, connect.CodeDataLoss, connect.CodeOutOfRange:
+		return false
+	}
+	return true
+}
+
+// retry calls fn until it succeeds, fails for good, or limit passes.
+func (h *Harness) retry(ctx context.Context, limit time.Duration, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	return retryWhile(ctx, retryable, fn)
+}
+
+// retryWhile calls fn with backoff while it fails with errors again says
+// may go away, until ctx ends.
+func retryWhile(ctx context.Context, again func(error) bool, fn func(ctx context.Context) error) error {
+	delay := 100 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil || !again(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gave up: %w", err)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}

@@ -1,0 +1,97 @@
+package chaos
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	bins      Binaries
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds weft and nats-server once per test run.
+func binaries(t *testing.T) Binaries {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "weft-chaos-bin-"); buildErr != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		bins, buildErr = Build(ctx, binDir)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return bins
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// A short chaos run: 60 workflows of every shape started over 40s while a
+// part (NATS node, orchestrator, executor or API) is killed with SIGKILL
+// every ~4s. Every workflow must complete with its output, every effect
+// must reach the ledger, no decision may be recorded twice and no signal
+// may be lost.
+func TestShortChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a NATS cluster and Weft's parts as processes for about 2 minutes")
+	}
+	b := binaries(t)
+	dir, err := os.MkdirTemp("", "weft-chaos-run-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(Config{
+		Workflows: 60,
+		Duration:  40 * time.Second,
+		KillEvery: 4 * time.Second,
+		Seed:      1,
+		Dir:       dir,
+		Settle:    2 * time.Minute,
+		Binaries:  &b,
+		Logf:      t.Logf,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.Close()
+		if t.Failed() {
+			t.Logf("logs and reports kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	res, err := h.Run(context.Background())
+	if res != nil {
+		t.Log(res.Summary())
+		for _, n := range res.Notes {
+			t.Log("note: " + n)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Kills.NATS == 0 {
+		t.Errorf("no NATS node was killed: %+v", res.Kills)
+	}
+	if res.Kills.Total() < 5 {
+		t.Errorf("only %d kills", res.Kills.Total())
+	}
+	if res.Completed != 60 {
+		t.Errorf("completed %d of 60", res.Completed)
+	}
+}

@@ -1,0 +1,136 @@
+package chaos
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"hash/fnv"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Ledger is the outside system the workflows call: an HTTP server that
+// counts the requests it gets per Idempotency-Key and fails a fraction of
+// them with 503. Whether the n-th call of a key fails is decided by a hash
+// of the seed, the key and n, so a run's failures do not depend on the
+// order in which calls happen to arrive.
+type Ledger struct {
+	seed     int64
+	failRate float64
+	slowRate float64
+	slow     time.Duration
+
+	srv *http.Server
+	ln  net.Listener
+
+	mu   sync.Mutex
+	keys map[string]*KeyCount
+}
+
+// KeyCount is what the ledger saw for one idempotency key.
+type KeyCount struct {
+	// Calls counts every request.
+	Calls int
+	// OK counts the requests answered 2xx.
+	OK int
+	// Failed counts the requests answered 503.
+	Failed int
+}
+
+// ledgerResponse is the body of a successful call.
+type ledgerResponse struct {
+	Key  string `json:"key"`
+	Echo any    `json:"echo"`
+}
+
+// StartLedger listens on a free port of 127.0.0.1. failRate of the calls
+// get 503; slowRate of them are held for slow before they are answered,
+// so that some calls are in flight when an executor dies.
+func StartLedger(seed int64, failRate, slowRate float64, slow time.Duration) (*Ledger, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}}
+	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = l.srv.Serve(ln) }()
+	return l, nil
+}
+
+// URL is the ledger's base URL.
+func (l *Ledger) URL() string { return "http://" + l.ln.Addr().String() }
+
+// Close stops the server.
+func (l *Ledger) Close() error { return l.srv.Close() }
+
+// roll returns a number in [0, 1) from the seed, a salt, the key and n.
+func (l *Ledger) roll(salt byte, key string, n int) float64 {
+	h := fnv.New64a()
+	var b [17]byte
+	binary.LittleEndian.PutUint64(b[:8], uint64(l.seed))
+	binary.LittleEndian.PutUint64(b[8:16], uint64(n))
+	b[16] = salt
+	h.Write(b[:])
+	h.Write([]byte(key))
+	return float64(h.Sum64()>>11) / (1 << 53)
+}
+
+// ServeHTTP counts the call and answers it: 503 for an injected failure,
+// otherwise 200 with the key and the request body echoed back.
+func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	l.mu.Lock()
+	kc := l.keys[key]
+	if kc == nil {
+		kc = &KeyCount{}
+		l.keys[key] = kc
+	}
+	kc.Calls++
+	n := kc.Calls
+	fail := l.roll('f', key, n) < l.failRate
+	if fail {
+		kc.Failed++
+	}
+	l.mu.Unlock()
+
+	if l.roll('s', key, n) < l.slowRate {
+		select {
+		case <-time.After(l.slow):
+		case <-r.Context().Done():
+		}
+	}
+	if fail {
+		http.Error(w, "injected failure", http.StatusServiceUnavailable)
+		return
+	}
+	var echo any
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &echo); err != nil {
+			echo = string(body)
+		}
+	}
+	out, _ := json.Marshal(ledgerResponse{Key: key, Echo: echo})
+	l.mu.Lock()
+	kc.OK++
+	l.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(out)
+}
+
+// Snapshot returns a copy of the counts per key.
+func (l *Ledger) Snapshot() map[string]KeyCount {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := make(map[string]KeyCount, len(l.keys))
+	for k, v := range l.keys {
+		m[k] = *v
+	}
+	return m
+}
