@@ -99,8 +99,21 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			cfg.Store.Replicas = 3
 		}
 	}
-	if n.Store, err = eventstore.Open(ctx, n.NC, cfg.Store); err != nil {
-		return n, err
+	// A cluster that just lost a node or is electing leaders can time out
+	// creating streams: keep trying for a while before giving up.
+	for wait, deadline := 250*time.Millisecond, time.Now().Add(time.Minute); ; wait = min(2*wait, 5*time.Second) {
+		if n.Store, err = eventstore.Open(ctx, n.NC, cfg.Store); err == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return n, err
+		}
+		cfg.Logger.Warn("JetStream not ready; retrying", "err", err)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return n, ctx.Err()
+		}
 	}
 	if cfg.Orchestrator != nil {
 		oc := *cfg.Orchestrator
