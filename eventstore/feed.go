@@ -381,19 +381,32 @@ func (s *Store) ScheduleTimer(ctx context.Context, t events.TimerDue) error {
 	if err != nil {
 		return fmt.Errorf("eventstore: encode timer: %w", err)
 	}
-	at := t.Due.UTC().Truncate(time.Second)
-	if at.Before(t.Due) {
-		at = at.Add(time.Second)
-	}
-	msg := nats.NewMsg(timerSchedPfx + t.WorkflowID + "." + t.TimerID)
-	msg.Data = data
-	msg.Header.Set("Nats-Schedule", "@at "+at.Format(time.RFC3339))
-	msg.Header.Set("Nats-Schedule-Target", timerFirePfx+t.WorkflowID)
-	msg.Header.Set(jetstream.MsgIDHeader, "timer/"+t.WorkflowID+"/"+t.TimerID)
-	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+	err = s.schedule(ctx, timerSchedPfx+t.WorkflowID+"."+t.TimerID, timerFirePfx+t.WorkflowID, t.Due, data,
+		"timer/"+t.WorkflowID+"/"+t.TimerID)
+	if err != nil {
 		return fmt.Errorf("eventstore: schedule timer %s of %s: %w", t.TimerID, t.WorkflowID, err)
 	}
 	return nil
+}
+
+// schedule publishes a message schedule on subject (one pending per
+// subject: publishing again replaces it) that delivers data to target at
+// due, rounded up to the second (the schedules' precision), so it never
+// fires early by more than the rounding the firing side checks for.
+func (s *Store) schedule(ctx context.Context, subject, target string, due time.Time, data []byte, msgID string) error {
+	at := due.UTC().Truncate(time.Second)
+	if at.Before(due) {
+		at = at.Add(time.Second)
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	msg.Header.Set("Nats-Schedule", "@at "+at.Format(time.RFC3339))
+	msg.Header.Set("Nats-Schedule-Target", target)
+	if msgID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	_, err := s.js.PublishMsg(ctx, msg)
+	return err
 }
 
 // CancelTimer removes a pending timer; it is a no-op when the timer fired

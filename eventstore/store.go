@@ -266,18 +266,21 @@ func (s *Store) AppendExternal(ctx context.Context, wf string, expect *uint64, m
 }
 
 // AppendExternalAtEnd appends an outside event (signal, cancel) after
-// whatever wf's history holds now: it reads the last sequence and appends
-// conditionally on it, again on a conflict. Every writer of a history
+// whatever wf's history holds now: it appends conditionally on last (the
+// caller's latest read; 0 reads it) and, on a conflict, reads the last
+// sequence and tries again. Every writer of a history
 // states what it expects, which replicated streams need for the check to
 // see writes still in flight.
 //
 // Errors: ErrNotFound when wf has no history; ErrDuplicate when msgID was
 // appended within the dedup window.
-func (s *Store) AppendExternalAtEnd(ctx context.Context, wf, msgID string, ev events.Event) (uint64, error) {
+func (s *Store) AppendExternalAtEnd(ctx context.Context, wf string, last uint64, msgID string, ev events.Event) (uint64, error) {
 	for try := 0; ; try++ {
-		last, err := s.LastSeq(ctx, wf)
-		if err != nil {
-			return 0, err
+		if last == 0 || try > 0 {
+			var err error
+			if last, err = s.LastSeq(ctx, wf); err != nil {
+				return 0, err
+			}
 		}
 		seq, err := s.AppendExternal(ctx, wf, &last, msgID, ev)
 		if !errors.Is(err, ErrConflict) || try >= 50 {

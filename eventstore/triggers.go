@@ -184,15 +184,7 @@ func (s *Store) ScheduleCron(ctx context.Context, t CronTick) error {
 	if err != nil {
 		return err
 	}
-	at := t.Tick.UTC().Truncate(time.Second)
-	if at.Before(t.Tick) {
-		at = at.Add(time.Second)
-	}
-	msg := nats.NewMsg(cronSchedPfx + t.Definition + "." + t.Key)
-	msg.Data = data
-	msg.Header.Set("Nats-Schedule", "@at "+at.Format(time.RFC3339))
-	msg.Header.Set("Nats-Schedule-Target", cronFirePfx+t.Definition+"."+t.Key)
-	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+	if err := s.schedule(ctx, cronSchedPfx+t.Definition+"."+t.Key, cronFirePfx+t.Definition+"."+t.Key, t.Tick, data, ""); err != nil {
 		return fmt.Errorf("eventstore: schedule cron %s/%s: %w", t.Definition, t.Key, err)
 	}
 	return nil

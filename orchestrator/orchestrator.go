@@ -549,7 +549,7 @@ func (sh *shard) closeOut(ctx context.Context, st *workflow.State) error {
 		if s.ChildID == "" || s.Status == workflow.StepCompleted || s.Status == workflow.StepFailed {
 			continue
 		}
-		_, err := sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, "cancel/"+s.ChildID, events.Event{
+		_, err := sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, "cancel/"+s.ChildID, events.Event{
 			Type: events.TypeCancelRequested, Time: st.Closed,
 			CancelRequested: &events.CancelRequested{Reason: fmt.Sprintf("parent workflow %s is %s", st.ID, st.Status)}})
 		if err != nil && !errors.Is(err, eventstore.ErrDuplicate) && !errors.Is(err, eventstore.ErrNotFound) {

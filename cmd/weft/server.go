@@ -231,11 +231,13 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 	return cmd
 }
 
-func orchestratorCmd() *cobra.Command {
+// partCmd is a command that runs some of Weft's parts against --nats-url;
+// parts builds their configuration from the flags.
+func partCmd(use, short string, withAddr bool, parts func(p *partFlags, cfg *node.Config) error) *cobra.Command {
 	var p partFlags
 	cmd := &cobra.Command{
-		Use:   "orchestrator",
-		Short: "Run an orchestrator against --nats-url",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := p.logger(cmd)
@@ -249,67 +251,40 @@ func orchestratorCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runParts(cmd, log, p, node.Config{NATSURL: p.natsURL, NATSOptions: natsOpts, Store: p.storeConfig(), Orchestrator: &orchestrator.Config{}})
+			cfg := node.Config{NATSURL: p.natsURL, NATSOptions: natsOpts, Store: p.storeConfig()}
+			if err := parts(&p, &cfg); err != nil {
+				return err
+			}
+			return runParts(cmd, log, p, cfg)
 		},
 	}
-	p.register(cmd, false)
+	p.register(cmd, withAddr)
 	return cmd
+}
+
+func orchestratorCmd() *cobra.Command {
+	return partCmd("orchestrator", "Run an orchestrator against --nats-url", false, func(_ *partFlags, cfg *node.Config) error {
+		cfg.Orchestrator = &orchestrator.Config{}
+		return nil
+	})
 }
 
 func executorCmd() *cobra.Command {
-	var p partFlags
-	cmd := &cobra.Command{
-		Use:   "executor",
-		Short: "Run an executor with the built-in task types against --nats-url",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := p.logger(cmd)
-			if err != nil {
-				return err
-			}
-			if p.natsURL == "" {
-				return fmt.Errorf("--nats-url is required")
-			}
-			natsOpts, err := p.natsOptions()
-			if err != nil {
-				return err
-			}
-			return runParts(cmd, log, p, node.Config{NATSURL: p.natsURL, NATSOptions: natsOpts, Store: p.storeConfig(),
-				Executor: &executor.Config{Concurrency: p.concurrency}, Builtins: true})
-		},
-	}
-	p.register(cmd, false)
-	return cmd
+	return partCmd("executor", "Run an executor with the built-in task types against --nats-url", false, func(p *partFlags, cfg *node.Config) error {
+		cfg.Executor, cfg.Builtins = &executor.Config{Concurrency: p.concurrency}, true
+		return nil
+	})
 }
 
 func apiCmd() *cobra.Command {
-	var p partFlags
-	cmd := &cobra.Command{
-		Use:   "api",
-		Short: "Serve the API against --nats-url",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := p.logger(cmd)
-			if err != nil {
-				return err
-			}
-			if p.natsURL == "" {
-				return fmt.Errorf("--nats-url is required")
-			}
-			natsOpts, err := p.natsOptions()
-			if err != nil {
-				return err
-			}
-			apiCfg, apiTLS, err := p.apiSecurity()
-			if err != nil {
-				return err
-			}
-			return runParts(cmd, log, p, node.Config{NATSURL: p.natsURL, NATSOptions: natsOpts, Store: p.storeConfig(),
-				API: apiCfg, APIAddr: p.addr, APITLS: apiTLS})
-		},
-	}
-	p.register(cmd, true)
-	return cmd
+	return partCmd("api", "Serve the API against --nats-url", true, func(p *partFlags, cfg *node.Config) error {
+		apiCfg, apiTLS, err := p.apiSecurity()
+		if err != nil {
+			return err
+		}
+		cfg.API, cfg.APIAddr, cfg.APITLS = apiCfg, p.addr, apiTLS
+		return nil
+	})
 }
 
 // logAPISecurity logs how the API is protected, with a warning when it

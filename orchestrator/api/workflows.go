@@ -199,7 +199,8 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 	if err != nil {
 		return nil, errorf(connect.CodeInvalidArgument, "payload: %v", err)
 	}
-	if err := s.requireRunning(ctx, m.WorkflowId, "signals"); err != nil {
+	last, err := s.requireRunning(ctx, m.WorkflowId, "signals")
+	if err != nil {
 		return nil, err
 	}
 	reqID := m.RequestId
@@ -208,7 +209,7 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 	}
 	ev := events.Event{Type: events.TypeSignalReceived, Time: s.cfg.Now().UTC(),
 		SignalReceived: &events.SignalReceived{Name: m.Name, Payload: payload, RequestID: reqID}}
-	if _, err := s.store.AppendExternalAtEnd(ctx, m.WorkflowId, "signal/"+m.WorkflowId+"/"+reqID, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
+	if _, err := s.store.AppendExternalAtEnd(ctx, m.WorkflowId, last, "signal/"+m.WorkflowId+"/"+reqID, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
 		return nil, toConnect(err)
 	}
 	return connect.NewResponse(&weftv1.SignalWorkflowResponse{}), nil
@@ -217,26 +218,29 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 // CancelWorkflow asks a running workflow to stop.
 func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1.CancelWorkflowRequest]) (*connect.Response[weftv1.CancelWorkflowResponse], error) {
 	m := req.Msg
-	if err := s.requireRunning(ctx, m.WorkflowId, "cancel requests"); err != nil {
+	last, err := s.requireRunning(ctx, m.WorkflowId, "cancel requests")
+	if err != nil {
 		return nil, err
 	}
 	ev := events.Event{Type: events.TypeCancelRequested, Time: s.cfg.Now().UTC(),
 		CancelRequested: &events.CancelRequested{Reason: m.Reason}}
-	if _, err := s.store.AppendExternalAtEnd(ctx, m.WorkflowId, "cancel/"+m.WorkflowId, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
+	if _, err := s.store.AppendExternalAtEnd(ctx, m.WorkflowId, last, "cancel/"+m.WorkflowId, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
 		return nil, toConnect(err)
 	}
 	return connect.NewResponse(&weftv1.CancelWorkflowResponse{}), nil
 }
 
-func (s *Server) requireRunning(ctx context.Context, wf, what string) error {
+// requireRunning checks that wf runs and returns the last sequence of
+// the history it read.
+func (s *Server) requireRunning(ctx context.Context, wf, what string) (uint64, error) {
 	v, err := s.readState(ctx, wf)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if v.st.Status != workflow.StatusRunning {
-		return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; %s are only accepted while it runs", wf, v.st.Status, what)
+		return 0, errorf(connect.CodeFailedPrecondition, "workflow %q is %s; %s are only accepted while it runs", wf, v.st.Status, what)
 	}
-	return nil
+	return v.st.LastSeq, nil
 }
 
 func pageSize(n int32) (int, error) {
