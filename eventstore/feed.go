@@ -70,13 +70,26 @@ type Delivery struct {
 	Err error
 
 	msg jetstream.Msg
+	// reply settles a result sent directly (msg is nil then).
+	reply func(ok bool)
 }
 
 // Ack settles the delivery as done.
-func (d *Delivery) Ack() error { return d.msg.Ack() }
+func (d *Delivery) Ack() error {
+	if d.reply != nil {
+		d.reply(true)
+		return nil
+	}
+	return d.msg.Ack()
+}
 
-// Nak asks for redelivery after delay (0: at once).
+// Nak asks for redelivery after delay (0: at once). A result sent directly
+// goes back to its executor, which publishes it to the results stream.
 func (d *Delivery) Nak(delay time.Duration) error {
+	if d.reply != nil {
+		d.reply(false)
+		return nil
+	}
 	if delay <= 0 {
 		return d.msg.Nak()
 	}
@@ -84,10 +97,21 @@ func (d *Delivery) Nak(delay time.Duration) error {
 }
 
 // InProgress resets the ack wait: the receiver is still working on it.
-func (d *Delivery) InProgress() error { return d.msg.InProgress() }
+func (d *Delivery) InProgress() error {
+	if d.reply != nil {
+		return nil
+	}
+	return d.msg.InProgress()
+}
 
 // Term settles the delivery for good without success; it is not redelivered.
-func (d *Delivery) Term(reason string) error { return d.msg.TermWithReason(reason) }
+func (d *Delivery) Term(reason string) error {
+	if d.reply != nil {
+		d.reply(true)
+		return nil
+	}
+	return d.msg.TermWithReason(reason)
+}
 
 // Feed is a running pull subscription on a durable consumer.
 type Feed struct {

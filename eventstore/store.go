@@ -73,6 +73,10 @@ type Config struct {
 	OrchestratorAckWait time.Duration
 	// DuplicateWindow is the streams' dedup window. Default 2m.
 	DuplicateWindow time.Duration
+	// ResultReplyWait is how long an executor waits for an orchestrator to
+	// record a result sent directly before it publishes the result to the
+	// results stream instead. Default 2s; negative: always use the stream.
+	ResultReplyWait time.Duration
 }
 
 func (c *Config) defaults() {
@@ -90,6 +94,9 @@ func (c *Config) defaults() {
 	}
 	if c.DuplicateWindow <= 0 {
 		c.DuplicateWindow = 2 * time.Minute
+	}
+	if c.ResultReplyWait == 0 {
+		c.ResultReplyWait = directDefaultWait
 	}
 }
 

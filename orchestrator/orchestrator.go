@@ -69,6 +69,7 @@ type Orchestrator struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	feeds   []*eventstore.Feed
+	direct  *eventstore.DirectResults
 }
 
 // New returns an orchestrator over store.
@@ -150,10 +151,43 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 			}
 		}()
 	}
+	// Results sent directly by executors join their workflow's shard when
+	// it has room; otherwise their executor uses the results stream.
+	var directMu sync.RWMutex
+	directClosed := false
+	direct, err := o.store.DirectResults(func(d *eventstore.Delivery) {
+		directMu.RLock()
+		defer directMu.RUnlock()
+		if directClosed || runCtx.Err() != nil {
+			_ = d.Nak(0)
+			return
+		}
+		select {
+		case shards[shardOf(d.WorkflowID, len(shards))] <- d:
+		default:
+			_ = d.Nak(0)
+		}
+	})
+	if err != nil {
+		cancel()
+		for _, f := range o.feeds {
+			f.Stop()
+		}
+		feedWG.Wait()
+		for _, ch := range shards {
+			close(ch)
+		}
+		o.wg.Wait()
+		return err
+	}
+	o.direct = direct
 	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
 		feedWG.Wait()
+		directMu.Lock()
+		directClosed = true
+		directMu.Unlock()
 		for _, ch := range shards {
 			close(ch)
 		}
@@ -172,6 +206,7 @@ func (o *Orchestrator) Stop(ctx context.Context) error {
 		return nil
 	}
 	o.running = false
+	o.direct.Stop()
 	for _, f := range o.feeds {
 		f.Stop()
 	}

@@ -1,0 +1,108 @@
+package eventstore_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/natstest"
+)
+
+// storedResults counts results waiting in the results stream.
+func storedResults(t *testing.T, s *eventstore.Store) uint64 {
+	t.Helper()
+	st, err := s.Conn().JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.StreamInfo(eventstore.ResultsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// TestReportResultDirectOrStream checks both ways a result reaches an
+// orchestrator: an orchestrator that records it answers and nothing is
+// stored; one that declines, none at all, or one that never answers make
+// the result go to the results stream.
+func TestReportResultDirectOrStream(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{ResultReplyWait: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := func(wf string) events.Result {
+		return events.Result{WorkflowID: wf, Path: "one", Gen: 1, Attempt: 1, Outcome: events.OutcomeCompleted,
+			Time: time.Unix(100, 0).UTC(), Output: "out"}
+	}
+	// No orchestrator: stored at once.
+	t0 := time.Now()
+	if err := s.ReportResult(ctx, res("none")); err != nil {
+		t.Fatal(err)
+	}
+	if n := storedResults(t, s); n != 1 {
+		t.Fatalf("with no orchestrator, %d results stored, want 1", n)
+	}
+	if d := time.Since(t0); d > 250*time.Millisecond {
+		t.Fatalf("with no orchestrator the fallback took %s; it should not wait", d)
+	}
+
+	got := make(chan *eventstore.Delivery, 10)
+	var mode atomic.Value
+	o, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := o.DirectResults(func(d *eventstore.Delivery) {
+		got <- d
+		switch mode.Load() {
+		case "ack":
+			_ = d.Ack()
+		case "nak":
+			_ = d.Nak(0)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	for _, c := range []struct {
+		mode   string
+		stored uint64
+	}{{"ack", 1}, {"nak", 2}, {"silent", 3}} {
+		mode.Store(c.mode)
+		if err := s.ReportResult(ctx, res("wf-"+c.mode)); err != nil {
+			t.Fatalf("%s: %v", c.mode, err)
+		}
+		select {
+		case d := <-got:
+			if d.Err != nil || d.Result == nil || d.WorkflowID != "wf-"+c.mode || d.Result.Output != "out" {
+				t.Fatalf("%s: delivery %+v", c.mode, d)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: the orchestrator got nothing", c.mode)
+		}
+		if n := storedResults(t, s); n != c.stored {
+			t.Fatalf("%s: %d results stored, want %d", c.mode, n, c.stored)
+		}
+	}
+
+	// A direct result that does not decode is refused to its sender without
+	// reaching anything else.
+	if err := s.Conn().Publish("weft.rd.bad", []byte{0xc1}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-got:
+		if d.Err == nil {
+			t.Fatalf("corrupt direct result decoded: %+v", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("corrupt direct result not delivered")
+	}
+}
