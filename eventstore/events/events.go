@@ -12,6 +12,7 @@
 package events
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -462,3 +463,67 @@ func Decode(b []byte) (Record, error) {
 	}
 	return r, nil
 }
+
+// Peek returns how many events an encoded record holds and the type of its
+// last one without decoding the payloads: cheap enough for watchers that
+// only count events and look for a workflow's end.
+func Peek(b []byte) (n int, last Type, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, r)
+		}
+	}()
+	if err := checkShape(b); err != nil {
+		return 0, "", fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	dec := msgpack.NewDecoder(bytes.NewReader(b))
+	fields, err := dec.DecodeMapLen()
+	if err != nil {
+		return 0, "", fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	for range fields {
+		key, err := dec.DecodeString()
+		if err != nil {
+			return 0, "", fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if key != "e" {
+			if err := dec.Skip(); err != nil {
+				return 0, "", fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+			continue
+		}
+		if n, err = dec.DecodeArrayLen(); err != nil {
+			return 0, "", fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		for i := range n {
+			efields, err := dec.DecodeMapLen()
+			if err != nil {
+				return 0, "", fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+			for range efields {
+				k, err := dec.DecodeString()
+				if err != nil {
+					return 0, "", fmt.Errorf("%w: %v", ErrCorrupt, err)
+				}
+				if k == "t" && i == n-1 {
+					t, err := dec.DecodeString()
+					if err != nil {
+						return 0, "", fmt.Errorf("%w: %v", ErrCorrupt, err)
+					}
+					last = Type(t)
+					continue
+				}
+				if err := dec.Skip(); err != nil {
+					return 0, "", fmt.Errorf("%w: %v", ErrCorrupt, err)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		return 0, "", fmt.Errorf("%w: record holds no events", ErrCorrupt)
+	}
+	return n, last, nil
+}
+
+// Terminal reports whether events of type t close a workflow.
+func (t Type) Terminal() bool { return Event{Type: t}.Terminal() }

@@ -280,6 +280,12 @@ func TestEncodeDecodeMultiEventRecord(t *testing.T) {
 	if len(rec.Events) != len(want) {
 		t.Fatalf("decoded %d events, want %d", len(rec.Events), len(want))
 	}
+	if n, last, err := events.Peek(b); err != nil || n != len(want) || last != want[len(want)-1].Type {
+		t.Fatalf("Peek = %d, %s, %v; want %d, %s", n, last, err, len(want), want[len(want)-1].Type)
+	}
+	if _, _, err := events.Peek(b[:len(b)-3]); !errors.Is(err, events.ErrCorrupt) {
+		t.Fatalf("Peek of a truncated record: %v", err)
+	}
 	for i := range want {
 		if got := utcTimes(rec.Events[i]); !reflect.DeepEqual(got, want[i]) {
 			t.Errorf("event %d:\n got %s\nwant %s", i, show(got), show(want[i]))
@@ -884,6 +890,10 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0x82, 0xa1, 0x76, 0x01, 0xa1, 0x65, 0x90})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		n, last, perr := events.Peek(b)
+		if perr != nil && !errors.Is(perr, events.ErrCorrupt) {
+			t.Fatalf("Peek error %v does not wrap ErrCorrupt", perr)
+		}
 		rec, err := events.Decode(b)
 		if err != nil {
 			if !errors.Is(err, events.ErrCorrupt) {
@@ -893,6 +903,9 @@ func FuzzDecode(f *testing.F) {
 		}
 		if len(rec.Events) == 0 {
 			t.Fatal("Decode succeeded with no events")
+		}
+		if perr != nil || n != len(rec.Events) || last != rec.Events[n-1].Type {
+			t.Fatalf("Peek = %d, %s, %v; Decode found %d events ending with %s", n, last, perr, len(rec.Events), rec.Events[len(rec.Events)-1].Type)
 		}
 		again, err := events.Encode(rec.Events...)
 		if err != nil {

@@ -154,13 +154,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if !strings.HasPrefix(m.Subject, "weft.h."+run+"-") {
 			return
 		}
-		rec, err := events.Decode(m.Data)
+		n, last, err := events.Peek(m.Data)
 		if err != nil {
 			return
 		}
-		nEvents.Add(int64(len(rec.Events)))
+		nEvents.Add(int64(n))
 		nBytes.Add(int64(len(m.Data)))
-		last := rec.Events[len(rec.Events)-1]
 		if !last.Terminal() {
 			return
 		}
