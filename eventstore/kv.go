@@ -9,8 +9,10 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -133,23 +135,79 @@ type Summary struct {
 	Seq uint64 `msgpack:"seq"`
 }
 
-// PutSummary writes wf's index entry. With async, it does not wait for
-// the write to be stored (for entries a later write will supersede).
-func (s *Store) PutSummary(ctx context.Context, sum Summary, async bool) error {
+// PutSummaries writes index entries in one batch and returns an error (or
+// nil) for each. An entry only replaces a stored one that reflects an
+// earlier point of the history (a lower Seq), so writers that race or
+// arrive late never turn a closed workflow's entry back. New entries cost
+// one asynchronous publish each; replacing one reads it first.
+func (s *Store) PutSummaries(ctx context.Context, sums []Summary) []error {
+	errs := make([]error, len(sums))
+	futs := make([]jetstream.PubAckFuture, len(sums))
+	for i, sum := range sums {
+		data, err := msgpack.Marshal(sum)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		msg := nats.NewMsg("$KV." + WorkflowsBucket + "." + sum.ID)
+		msg.Data = data
+		// Create: succeeds only when the workflow has no entry yet.
+		if futs[i], err = s.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
+			errs[i] = fmt.Errorf("eventstore: index %s: %w", sum.ID, err)
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, f := range futs {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if !isConflict(err) {
+				errs[i] = fmt.Errorf("eventstore: index %s: %w", sums[i].ID, err)
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				errs[i] = s.replaceSummary(ctx, sums[i])
+			}()
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+	}
+	wg.Wait()
+	return errs
+}
+
+// replaceSummary writes sum over a stored entry that is older than it.
+func (s *Store) replaceSummary(ctx context.Context, sum Summary) error {
 	data, err := msgpack.Marshal(sum)
 	if err != nil {
 		return err
 	}
-	if async {
-		if _, err := s.js.PublishAsync("$KV."+WorkflowsBucket+"."+sum.ID, data); err != nil {
-			return fmt.Errorf("eventstore: index %s: %w", sum.ID, err)
+	for range 10 {
+		e, err := s.index.Get(ctx, sum.ID)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			_, err = s.index.Create(ctx, sum.ID, data)
+		} else if err == nil {
+			var old Summary
+			if msgpack.Unmarshal(e.Value(), &old) == nil && old.Seq >= sum.Seq {
+				return nil // the stored entry is as new or newer
+			}
+			_, err = s.index.Update(ctx, sum.ID, data, e.Revision())
 		}
-		return nil
+		if err == nil || !errors.Is(err, jetstream.ErrKeyExists) && !isConflict(err) {
+			if err != nil {
+				return fmt.Errorf("eventstore: index %s: %w", sum.ID, err)
+			}
+			return nil
+		}
 	}
-	if _, err := s.index.Put(ctx, sum.ID, data); err != nil {
-		return fmt.Errorf("eventstore: index %s: %w", sum.ID, err)
-	}
-	return nil
+	return fmt.Errorf("eventstore: index %s: the entry kept changing", sum.ID)
 }
 
 // GetSummary returns wf's index entry.

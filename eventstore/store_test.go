@@ -143,14 +143,75 @@ func TestSummariesNewestFirst(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
 	base := time.Now().UTC()
+	var sums []eventstore.Summary
 	for i, id := range []string{"a", "b", "c"} {
-		if err := s.PutSummary(ctx, eventstore.Summary{ID: id, Definition: "d", Status: "RUNNING", Created: base.Add(time.Duration(i) * time.Second)}, false); err != nil {
+		sums = append(sums, eventstore.Summary{ID: id, Definition: "d", Status: "RUNNING", Created: base.Add(time.Duration(i) * time.Second)})
+	}
+	for _, err := range s.PutSummaries(ctx, sums) {
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	got, err := s.ListSummaries(ctx, func(s eventstore.Summary) bool { return s.ID != "b" })
 	if err != nil || len(got) != 2 || got[0].ID != "c" || got[1].ID != "a" {
 		t.Fatalf("list: %v %v", got, err)
+	}
+}
+
+// An index entry only ever moves forward in its workflow's history: a
+// late or racing writer with an older state changes nothing.
+func TestSummariesOnlyMoveForward(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	put := func(status string, seq uint64) {
+		t.Helper()
+		for _, err := range s.PutSummaries(ctx, []eventstore.Summary{{ID: "wf", Definition: "d", Status: status, Seq: seq}}) {
+			if err != nil {
+				t.Fatalf("put %s@%d: %v", status, seq, err)
+			}
+		}
+	}
+	get := func() eventstore.Summary {
+		t.Helper()
+		sum, err := s.GetSummary(ctx, "wf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	put("RUNNING", 1)
+	put("COMPLETED", 8)
+	put("RUNNING", 1) // a running entry written late
+	if got := get(); got.Status != "COMPLETED" || got.Seq != 8 {
+		t.Fatalf("a late running entry replaced the closed one: %+v", got)
+	}
+	put("RUNNING", 9) // redriven
+	if got := get(); got.Status != "RUNNING" || got.Seq != 9 {
+		t.Fatalf("a newer entry was not written: %+v", got)
+	}
+	// Racing writers of many entries at once: the newest of each wins.
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var sums []eventstore.Summary
+			for i := range 50 {
+				sums = append(sums, eventstore.Summary{ID: "r" + strconv.Itoa(i), Status: "S" + strconv.Itoa(w), Seq: uint64(w + 1)})
+			}
+			for _, err := range s.PutSummaries(ctx, sums) {
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range 50 {
+		sum, err := s.GetSummary(ctx, "r"+strconv.Itoa(i))
+		if err != nil || sum.Seq != 4 || sum.Status != "S3" {
+			t.Fatalf("entry r%d = %+v, %v; want the newest (S3@4)", i, sum, err)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,6 +71,7 @@ type Orchestrator struct {
 	wg      sync.WaitGroup
 	feeds   []*eventstore.Feed
 	direct  *eventstore.DirectResults
+	ix      *indexer
 }
 
 // New returns an orchestrator over store.
@@ -103,6 +105,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		return errors.New("orchestrator: already started")
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	o.ix = newIndexer(o.store, o.log)
 	shards := make([]chan *eventstore.Delivery, o.cfg.Shards)
 	for i := range shards {
 		shards[i] = make(chan *eventstore.Delivery, 64)
@@ -126,6 +129,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 				close(ch)
 			}
 			o.wg.Wait()
+			o.ix.close()
 			return err
 		}
 		o.feeds = append(o.feeds, f)
@@ -178,6 +182,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 			close(ch)
 		}
 		o.wg.Wait()
+		o.ix.close()
 		return err
 	}
 	o.direct = direct
@@ -211,7 +216,7 @@ func (o *Orchestrator) Stop(ctx context.Context) error {
 		f.Stop()
 	}
 	done := make(chan struct{})
-	go func() { o.wg.Wait(); close(done) }()
+	go func() { o.wg.Wait(); o.ix.close(); close(done) }()
 	select {
 	case <-done:
 		o.cancel()
@@ -231,14 +236,19 @@ func shardOf(wf string, n int) int {
 
 // entry is a cached folded state.
 type entry struct {
-	st      *workflow.State
-	indexed workflow.Status
+	st *workflow.State
+	// indexed is the status the listing index holds (set by the indexer);
+	// queued the last status handed to it.
+	indexed atomic.Value
+	queued  workflow.Status
 }
 
 // shard decides the workflows hashed to it, one input at a time.
 type shard struct {
 	o     *Orchestrator
 	cache map[string]*entry
+	// held says the input just processed is settled by the indexer.
+	held bool
 }
 
 func (sh *shard) run(ctx context.Context, in chan *eventstore.Delivery) {
@@ -303,6 +313,9 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 	for try := 0; ; try++ {
 		err := sh.process(ctx, d, try == 0)
 		switch {
+		case err == nil && sh.held:
+			sh.held = false
+			return
 		case err == nil:
 			if err := d.Ack(); err != nil {
 				log.Warn("ack failed; the input will be redelivered and found already applied", "err", err)
@@ -509,7 +522,7 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			return err
 		}
 	}
-	sh.index(ctx, wf, e)
+	sh.held = sh.index(wf, e, d)
 	if st.Status.Terminal() {
 		delete(sh.cache, wf)
 	}
@@ -654,19 +667,25 @@ func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs 
 	return nil
 }
 
-// index keeps the listing index in step with the state; failures only delay it.
-func (sh *shard) index(ctx context.Context, wf string, e *entry) {
+// index hands the workflow's entry to the indexer when its status
+// changed, and with it the input: it is acked once the entry is stored.
+// It reports whether it took the input.
+func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
 	st := e.st
-	if e.indexed == st.Status {
-		return
+	written, _ := e.indexed.Load().(workflow.Status)
+	if written == st.Status || e.queued == st.Status && d.NumDelivered == 1 {
+		// Stored, or on its way with the input that changed it held.
+		return false
 	}
-	// A running workflow's entry is written without waiting (its closing
-	// entry supersedes it); the closing entry is waited for.
-	err := sh.o.store.PutSummary(ctx, eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
-		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq}, !st.Status.Terminal())
-	if err != nil {
-		sh.o.log.Warn("index update failed", "workflow", wf, "err", err)
-		return
-	}
-	e.indexed = st.Status
+	e.queued = st.Status
+	sum := eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
+		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq}
+	sh.o.ix.put(sum, &e.indexed, func(ok bool) {
+		if ok {
+			_ = d.Ack()
+		} else {
+			_ = d.Nak(backoff(d.NumDelivered))
+		}
+	})
+	return true
 }

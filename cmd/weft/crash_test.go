@@ -260,4 +260,27 @@ steps:
 		}
 	}
 	t.Logf("%d steps recorded before the kill, %d calls then, %d calls in all for %d steps", len(recorded), callsAtKill, total, 3*n)
+
+	// The listing caught up too: the index entries a crash interrupted were
+	// written by the restarted server.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		resp, err := wf.ListWorkflows(ctx, connect.NewRequest(&weftv1.ListWorkflowsRequest{Definition: "effects", PageSize: 1000}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := 0
+		for _, w := range resp.Msg.Workflows {
+			if w.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+				done++
+			}
+		}
+		if done == n && len(resp.Msg.Workflows) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the listing shows %d workflows, %d of them completed; want %d completed", len(resp.Msg.Workflows), done, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

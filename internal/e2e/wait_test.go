@@ -203,3 +203,33 @@ steps:
 		t.Fatalf("output %s", toJSON(w.Output))
 	}
 }
+
+// The listing follows a workflow's status: a waiting workflow is listed
+// running, and completed once its signal arrived.
+func TestListingFollowsStatus(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(approvalDef("72h"))
+	id := e.start("approval", "", `{"amount": 5}`)
+	listed := func() weftv1.WorkflowStatus {
+		resp, err := e.wf.ListWorkflows(ctx(t), connect.NewRequest(&weftv1.ListWorkflowsRequest{Definition: "approval"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range resp.Msg.Workflows {
+			if w.Id == id {
+				return w.Status
+			}
+		}
+		return weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED
+	}
+	eventually(t, 20*time.Second, "the waiting workflow to be listed running", func() bool {
+		return listed() == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING
+	})
+	if err := e.signal(id, "approve", `{"by": "ann"}`); err != nil {
+		t.Fatal(err)
+	}
+	e.waitClosed(id, 20*time.Second)
+	eventually(t, 20*time.Second, "the workflow to be listed completed", func() bool {
+		return listed() == weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED
+	})
+}
