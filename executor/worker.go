@@ -301,25 +301,29 @@ func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cm
 	deadline := time.AfterFunc(timeout, func() { cancel(errTimeout) })
 	defer deadline.Stop()
 
-	// Keep the command ours while the handler runs.
+	// Keep the command ours while the handler runs (a timer, not a
+	// goroutine: most handlers finish long before the first beat).
 	beat := max(w.store.Config().TaskAckWait/3, 50*time.Millisecond)
-	stopBeat := make(chan struct{})
-	var beatWG sync.WaitGroup
-	beatWG.Add(1)
-	go func() {
-		defer beatWG.Done()
-		t := time.NewTicker(beat)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopBeat:
-				return
-			case <-t.C:
-				_ = d.InProgress()
-			}
+	var beatMu sync.Mutex
+	stopped := false
+	var beater *time.Timer
+	beatMu.Lock()
+	beater = time.AfterFunc(beat, func() {
+		beatMu.Lock()
+		defer beatMu.Unlock()
+		if stopped {
+			return
 		}
+		_ = d.InProgress()
+		beater.Reset(beat)
+	})
+	beatMu.Unlock()
+	defer func() {
+		beatMu.Lock()
+		stopped = true
+		beater.Stop()
+		beatMu.Unlock()
 	}()
-	defer func() { close(stopBeat); beatWG.Wait() }()
 
 	task := &Task{WorkflowID: d.WorkflowID, Path: cmd.Path, Type: cmd.Task, Attempt: attempt,
 		IdempotencyKey: cmd.IdempotencyKey, Input: cmd.Input,
