@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,12 +25,13 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 
 // The client commands against a `weft server` running in this process.
 func TestCLIAgainstServer(t *testing.T) {
-	addr := freeAddr(t)
+	addr, pprofAddr := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		var out bytes.Buffer
-		done <- run(ctx, []string{"server", "--data", t.TempDir(), "--addr", addr, "--nats-addr", "127.0.0.1:0", "--log-level", "error"}, &out, &out)
+		done <- run(ctx, []string{"server", "--data", t.TempDir(), "--addr", addr, "--nats-addr", "127.0.0.1:0", "--log-level", "error",
+			"--pprof", pprofAddr}, &out, &out)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -51,6 +54,17 @@ func TestCLIAgainstServer(t *testing.T) {
 			t.Fatal("server did not come up")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Profiles are served apart from the API when asked for.
+	resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatalf("--pprof: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("goroutine profile")) {
+		t.Fatalf("--pprof answered %d: %.200s", resp.StatusCode, body)
 	}
 
 	file := filepath.Join(t.TempDir(), "greet.yaml")

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +34,7 @@ type partFlags struct {
 	replicas    int
 	taskAckWait time.Duration
 	concurrency int
+	pprofAddr   string
 
 	// NATS client credentials, for an external cluster.
 	natsCreds, natsTLSCA, natsUser, natsPassword string
@@ -57,6 +60,25 @@ func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
 	f.IntVar(&p.replicas, "replicas", 0, "replicas of Weft's streams and buckets (default: 3 when NATS is a cluster, else 1)")
 	f.DurationVar(&p.taskAckWait, "task-ack-wait", 30*time.Second, "how long a silent executor keeps a step before it is redelivered")
 	f.IntVar(&p.concurrency, "concurrency", 64, "handlers running at once per task type (executor)")
+	f.StringVar(&p.pprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; default: off")
+}
+
+// servePprof serves the Go runtime's profiles on addr, apart from the API.
+func servePprof(addr string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("profiles served", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return func() { _ = srv.Close() }, nil
 }
 
 func (p *partFlags) logger(cmd *cobra.Command) (*slog.Logger, error) {
@@ -310,6 +332,13 @@ func logAPISecurity(log *slog.Logger, cfg node.Config) {
 func runParts(cmd *cobra.Command, log *slog.Logger, p partFlags, cfg node.Config) error {
 	ctx := cmd.Context()
 	cfg.Logger = log
+	if p.pprofAddr != "" {
+		stop, err := servePprof(p.pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		return err
