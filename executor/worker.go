@@ -183,7 +183,7 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	cmd := d.Task
 	attempt := max(cmd.FirstAttempt, 1) - 1 + d.NumDelivered
 	log = log.With("step", cmd.Path, "attempt", attempt)
-	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt}
+	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt, Cmd: d.Seq}
 	maxAttempts := max(cmd.Retry.MaxAttempts, 1)
 
 	if d.NumDelivered > 1 {

@@ -421,9 +421,14 @@ func (sh *shard) remember(wf string, e *entry) {
 // (first tries only: after a conflict the history is read).
 func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool) error {
 	wf := d.WorkflowID
+	// Never judge an input on a history that does not reach the record it
+	// refers to: the delivered record itself, or the command a result is for.
 	minSeq := uint64(0)
-	if d.Source == eventstore.SourceExternal {
+	switch {
+	case d.Source == eventstore.SourceExternal:
 		minSeq = d.Seq
+	case d.Result != nil:
+		minSeq = d.Result.Cmd
 	}
 	var e *entry
 	var fresh bool
@@ -473,6 +478,9 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 		}
 		if ok {
 			input = append(input, ev)
+		} else {
+			sh.o.log.Debug("result no longer applies; ignoring it", "workflow", wf, "step", d.Result.Path,
+				"gen", d.Result.Gen, "attempt", d.Result.Attempt, "cmd", d.Result.Cmd, "history", st.LastSeq)
 		}
 	case eventstore.SourceTimers:
 		now := sh.o.cfg.Now().UTC()

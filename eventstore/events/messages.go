@@ -36,6 +36,10 @@ type Result struct {
 	Error      *Error        `msgpack:"err,omitempty"`
 	RetryDelay time.Duration `msgpack:"d,omitempty"`
 	Time       time.Time     `msgpack:"at"`
+	// Cmd is the history sequence of the step command the attempt ran
+	// (0 when the result does not come from a command, as a child's): an
+	// orchestrator judges the result only on a history that reaches it.
+	Cmd uint64 `msgpack:"cmd,omitempty"`
 }
 
 // Event returns the history event that records the result.
