@@ -39,8 +39,15 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
-// BenchmarkRead measures reading a 20-record history (a cold load).
+// BenchmarkRead measures reading a 20-record history (a cold load) whose
+// records lie among those of 0 or 2,000 other workflows.
 func BenchmarkRead(b *testing.B) {
+	for _, others := range []int{0, 2000} {
+		b.Run(fmt.Sprintf("others=%d", others), func(b *testing.B) { benchRead(b, others) })
+	}
+}
+
+func benchRead(b *testing.B, others int) {
 	ns := natstest.Start(b)
 	s, err := eventstore.Open(context.Background(), ns.Connect(b), eventstore.Config{})
 	if err != nil {
@@ -53,6 +60,17 @@ func BenchmarkRead(b *testing.B) {
 		b.Fatal(err)
 	}
 	for i := range 19 {
+		for o := range others / 19 {
+			wf := fmt.Sprintf("other%d", o)
+			if i == 0 {
+				_, err = s.AppendExternal(ctx, wf, &zero, "start/"+wf, started(wf))
+			} else {
+				_, err = s.AppendExternalAtEnd(ctx, wf, 0, fmt.Sprintf("x/%s/%d", wf, i), stepCompleted(i))
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
 		if seq, err = s.Append(ctx, "bench", seq, stepCompleted(i)); err != nil {
 			b.Fatal(err)
 		}

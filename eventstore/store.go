@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -304,11 +306,16 @@ func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint
 	if err != nil {
 		return 0, fmt.Errorf("eventstore: append to %s: %w", wf, err)
 	}
+	msg := nats.NewMsg(subj)
+	msg.Data = data
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID)}
 	if expect != nil {
 		opts = append(opts, jetstream.WithExpectLastSequenceForSubject(*expect, historySubject(wf)))
+		// The append only succeeds if expect is the workflow's last record:
+		// each record links to the one before it, and reads follow the links.
+		msg.Header.Set(prevHeader, strconv.FormatUint(*expect, 10))
 	}
-	ack, err := s.js.Publish(ctx, subj, data, opts...)
+	ack, err := s.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
 		if isConflict(err) {
 			return 0, fmt.Errorf("append to %s at seq %d: %w", wf, deref(expect), ErrConflict)
@@ -397,17 +404,69 @@ func (s *Store) Read(ctx context.Context, wf string, after uint64) ([]Message, e
 	if !ValidWorkflowID(wf) {
 		return nil, nil
 	}
-	last, err := s.LastSeq(ctx, wf)
-	if errors.Is(err, ErrNotFound) {
+	m, err := s.history.GetLastMsgForSubject(ctx, historySubject(wf))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("eventstore: read %s: %w", wf, err)
 	}
+	last := m.Sequence
 	if last <= after {
 		return nil, nil
 	}
-	// Direct gets, one per record: no consumer to create and clean up.
+	// Walk back along the records' links to the one after `after`: one
+	// get by sequence per record, however large the stream has grown.
+	back := []*jetstream.RawStreamMsg{m}
+	for {
+		prev, ok := linkOf(m)
+		if !ok {
+			// A record written without a link: read forward instead.
+			return s.readForward(ctx, wf, after, last)
+		}
+		if prev <= after {
+			break
+		}
+		if m, err = s.history.GetMsg(ctx, prev); err != nil {
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return s.readForward(ctx, wf, after, last)
+			}
+			return nil, fmt.Errorf("eventstore: read %s: %w", wf, err)
+		}
+		if !strings.HasPrefix(m.Subject, historyPrefix+wf+".") {
+			return s.readForward(ctx, wf, after, last)
+		}
+		back = append(back, m)
+	}
+	out := make([]Message, 0, len(back))
+	for i := len(back) - 1; i >= 0; i-- {
+		out = append(out, decodeMsg(back[i].Sequence, back[i].Subject, back[i].Time, back[i].Data))
+	}
+	return out, nil
+}
+
+// prevHeader links a history record to the workflow's record before it
+// (0 for the first).
+const prevHeader = "Weft-Prev"
+
+// linkOf returns the sequence of the record before m, if m carries it.
+func linkOf(m *jetstream.RawStreamMsg) (uint64, bool) {
+	v := m.Header.Get(prevHeader)
+	if v == "" {
+		return 0, false
+	}
+	prev, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || prev >= m.Sequence {
+		return 0, false
+	}
+	return prev, true
+}
+
+// readForward reads wf's records after `after` up to last by asking for
+// the next record on its subjects, one at a time: the server scans the
+// stream between a workflow's records, so this is slow on large streams
+// and used only for records written without links.
+func (s *Store) readForward(ctx context.Context, wf string, after, last uint64) ([]Message, error) {
 	var out []Message
 	subj := historySubject(wf)
 	for seq := after + 1; seq <= last; {

@@ -3,6 +3,7 @@ package eventstore_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -349,4 +350,71 @@ func TestFeedSurvivesConsumerDeletion(t *testing.T) {
 			t.Fatal("the feed never delivered again after its consumer was deleted")
 		}
 	}
+}
+
+// Read follows each record's link to the one before it, among other
+// workflows' records, from any point; records written without links (by
+// other writers) are read by scanning forward instead.
+func TestReadFollowsLinks(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	var zero uint64
+	seqs := map[string][]uint64{}
+	for _, wf := range []string{"a", "b"} {
+		seq, err := s.AppendExternal(ctx, wf, &zero, "start/"+wf, started(wf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs[wf] = append(seqs[wf], seq)
+	}
+	for i := range 10 {
+		for _, wf := range []string{"a", "b"} {
+			last := seqs[wf][len(seqs[wf])-1]
+			seq, err := s.Append(ctx, wf, last, stepCompleted(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			seqs[wf] = append(seqs[wf], seq)
+		}
+	}
+	check := func(wf string, after uint64, want []uint64) {
+		t.Helper()
+		msgs, err := s.Read(ctx, wf, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []uint64
+		for _, m := range msgs {
+			if m.Err != nil {
+				t.Fatalf("record %d: %v", m.Seq, m.Err)
+			}
+			got = append(got, m.Seq)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("Read(%s, %d) = %v, want %v", wf, after, got, want)
+		}
+	}
+	check("a", 0, seqs["a"])
+	check("b", 0, seqs["b"])
+	check("a", seqs["a"][4], seqs["a"][5:])
+	check("a", seqs["a"][4]+1, seqs["a"][5:]) // from between two of its records
+	check("a", seqs["a"][10], nil)
+	if msgs, err := s.Read(ctx, "nope", 0); err != nil || len(msgs) != 0 {
+		t.Fatalf("Read of an unknown workflow: %v %v", msgs, err)
+	}
+	// A record without a link (here a raw publish) is still read, forward.
+	js, err := s.Conn().JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := events.Encode(stepCompleted(99))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := js.Publish("weft.h.a.ev", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("a", 0, append(append([]uint64{}, seqs["a"]...), ack.Sequence))
+	check("a", seqs["a"][8], append(append([]uint64{}, seqs["a"][9:]...), ack.Sequence))
 }
