@@ -64,3 +64,54 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecideForeach decides for a foreach of n items (concurrency 10)
+// halfway through: the cost should not grow with n.
+func BenchmarkDecideForeach(b *testing.B) {
+	def := parse(b, `
+name: loop
+steps:
+  - id: each
+    foreach: input.items
+    concurrency: 10
+    do:
+      - { id: one, task: t, input: "${ item }" }
+`)
+	for _, n := range []int{100, 1000, 3000} {
+		b.Run(fmt.Sprintf("items=%d", n), func(b *testing.B) {
+			items := make([]any, n)
+			for i := range items {
+				items[i] = int64(i)
+			}
+			st := fold(b, hist(started(0, map[string]any{"items": items})))
+			running := map[string]bool{}
+			at := time.Second
+			for done := 0; done < n/2; {
+				evs, err := workflow.Advance(st, def)
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, e := range evs {
+					if e.StepScheduled != nil {
+						running[e.StepScheduled.Path] = true
+					}
+				}
+				for path := range running {
+					if err := st.Apply(completed(at, path, 1, int64(1))); err != nil {
+						b.Fatal(err)
+					}
+					delete(running, path)
+					done++
+					break
+				}
+			}
+			if _, err := workflow.Advance(st, def); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				workflow.Decide(st, def)
+			}
+		})
+	}
+}

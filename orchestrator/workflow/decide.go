@@ -514,29 +514,32 @@ func iterPrefix(path string, i int) string {
 	return path + "[" + strconv.Itoa(i) + "]."
 }
 
+// foreach follows a loop's started, unfinished iterations and starts more
+// while there is room. Iterations start in order, and a finished one stays
+// finished, so a decision looks only at the window between the first
+// unfinished iteration and the first unstarted one: its cost does not grow
+// with the number of items.
 func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 	fe := step.Foreach
-	out := make([]any, len(s.Items))
-	inflight, done := 0, 0
-	type pending struct {
-		i int
-		l locals
+	m := w.st.loop(s.Path, s.Gen, len(s.Items))
+	first := fe.Do[0].ID
+	for m.next < m.n {
+		if f := w.st.Steps[iterPrefix(s.Path, m.next)+first]; f == nil || f.Status == StepPending {
+			break
+		}
+		m.next++
 	}
-	var notStarted []pending
-	for i, item := range s.Items {
-		p := iterPrefix(s.Path, i)
-		il := l.with(fe.As, item, "index", int64(i))
-		if first := w.st.Steps[p+fe.Do[0].ID]; first == nil || first.Status == StepPending {
-			notStarted = append(notStarted, pending{i, il})
+	inflight := 0
+	for i := m.low; i < m.next; i++ {
+		if m.done[i] {
 			continue
 		}
-		r := w.block(fe.Do, p, il)
+		r := w.block(fe.Do, iterPrefix(s.Path, i), l.with(fe.As, s.Items[i], "index", int64(i)))
 		switch r.state {
 		case blockPending:
 			inflight++
 		case blockDone:
-			out[i] = r.output
-			done++
+			m.finish(i, r.output)
 		case blockFailed:
 			if !fe.ContinueOnError {
 				w.out = w.out[:0]
@@ -544,18 +547,19 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 				w.finish(s.Path, r)
 				return
 			}
-			out[i] = errValue(r)
-			done++
+			m.finish(i, errValue(r))
 		}
 	}
-	for _, p := range notStarted {
-		if inflight >= fe.Concurrency {
-			break
-		}
-		w.block(fe.Do, iterPrefix(s.Path, p.i), p.l)
+	for m.low < m.n && m.done[m.low] {
+		m.low++
+	}
+	for i := m.next; i < m.n && inflight < fe.Concurrency; i++ {
+		w.block(fe.Do, iterPrefix(s.Path, i), l.with(fe.As, s.Items[i], "index", int64(i)))
 		inflight++
 	}
-	if done == len(s.Items) {
+	if m.ndone == m.n {
+		out := make([]any, m.n)
+		copy(out, m.out)
 		w.completeStep(s.Path, out)
 	}
 }

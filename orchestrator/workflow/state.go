@@ -128,6 +128,44 @@ type State struct {
 	Events int
 	// LastSeq is the stream sequence of the last applied record (set by the caller).
 	LastSeq uint64
+
+	// loops remembers which iterations of each foreach have finished, and
+	// how far they have started, as decisions find out: derived from the
+	// steps, kept so a decision need not look at every item again. Only a
+	// redrive (which reopens failed steps) clears it.
+	loops map[string]*loopProgress
+}
+
+// loopProgress is what decisions learned about one foreach.
+type loopProgress struct {
+	gen, n int
+	done   []bool
+	out    []any
+	ndone  int
+	// low: iterations below it have all finished; next: iterations from
+	// it on have not started.
+	low, next int
+}
+
+// loop returns the progress of the foreach at path (scheduling gen, n items).
+func (st *State) loop(path string, gen, n int) *loopProgress {
+	m := st.loops[path]
+	if m == nil || m.gen != gen || m.n != n {
+		if st.loops == nil {
+			st.loops = map[string]*loopProgress{}
+		}
+		m = &loopProgress{gen: gen, n: n, done: make([]bool, n), out: make([]any, n)}
+		st.loops[path] = m
+	}
+	return m
+}
+
+// finish records iteration i's outcome.
+func (m *loopProgress) finish(i int, out any) {
+	if !m.done[i] {
+		m.done[i], m.out[i] = true, out
+		m.ndone++
+	}
 }
 
 // ErrInvalidHistory is returned (wrapped) when events cannot follow each other.
@@ -311,6 +349,7 @@ func (st *State) Apply(e events.Event) error {
 		if st.Status != StatusFailed {
 			return nil
 		}
+		st.loops = nil // failed iterations may run again
 		st.Status, st.Error, st.ErrorPath, st.Closed = StatusRunning, nil, "", time.Time{}
 		st.Retries++
 		for _, path := range st.Order {
