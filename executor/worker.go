@@ -174,15 +174,18 @@ func (w *Worker) consume(pullCtx, runCtx context.Context, p *eventstore.Puller, 
 
 // run executes one delivery of a step command and settles it.
 func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.Delivery) {
-	log := w.log.With("workflow", d.WorkflowID, "task", typ)
+	// Loggers are made only when there is something to say.
+	log := func() *slog.Logger { return w.log.With("workflow", d.WorkflowID, "task", typ) }
 	if d.Err != nil {
-		log.Error("dropping undecodable step command", "seq", d.Seq, "err", d.Err)
+		log().Error("dropping undecodable step command", "seq", d.Seq, "err", d.Err)
 		_ = d.Term(d.Err.Error())
 		return
 	}
 	cmd := d.Task
 	attempt := max(cmd.FirstAttempt, 1) - 1 + d.NumDelivered
-	log = log.With("step", cmd.Path, "attempt", attempt)
+	log = func() *slog.Logger {
+		return w.log.With("workflow", d.WorkflowID, "task", typ, "step", cmd.Path, "attempt", attempt)
+	}
 	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt, Cmd: d.Seq}
 	maxAttempts := max(cmd.Retry.MaxAttempts, 1)
 
@@ -191,12 +194,12 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		// recorded before its ack was lost. Then there is nothing to do.
 		settled, err := w.store.StepSettled(ctx, d.WorkflowID, cmd.Path, cmd.Gen, d.Seq)
 		if err != nil {
-			log.Warn("could not check history before a redelivered attempt", "err", err)
+			log().Warn("could not check history before a redelivered attempt", "err", err)
 			_ = d.Nak(time.Second)
 			return
 		}
 		if settled {
-			log.Debug("step already settled; acking the redelivered command")
+			log().Debug("step already settled; acking the redelivered command")
 			_ = d.Ack()
 			return
 		}
@@ -256,7 +259,7 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 // settle reports res, then acks the command (or naks it for a retry after
 // delay). A crash between the two redelivers the command; the orchestrator
 // ignores the repeated result.
-func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.Result, delay time.Duration, log *slog.Logger) {
+func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.Result, delay time.Duration, log func() *slog.Logger) {
 	if res.Time.IsZero() {
 		res.Time = time.Now().UTC()
 	}
@@ -277,7 +280,7 @@ func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.
 		time.Sleep(time.Duration(100*(try+1)) * time.Millisecond)
 	}
 	if err != nil {
-		log.Warn("could not report result; the command will be redelivered", "err", err)
+		log().Warn("could not report result; the command will be redelivered", "err", err)
 		_ = d.Nak(time.Second)
 		return
 	}

@@ -304,9 +304,11 @@ type errPermanent struct{ err error }
 func (e errPermanent) Error() string { return e.err.Error() }
 
 func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
-	log := sh.o.log.With("workflow", d.WorkflowID, "source", d.Source, "seq", d.Seq)
+	// The logger is made only when there is something to say: the hot path
+	// does not pay for formatting its attributes.
+	log := func() *slog.Logger { return sh.o.log.With("workflow", d.WorkflowID, "source", d.Source, "seq", d.Seq) }
 	if d.Err != nil {
-		log.Error("dropping undecodable message", "err", d.Err)
+		log().Error("dropping undecodable message", "err", d.Err)
 		_ = d.Term(d.Err.Error())
 		return
 	}
@@ -318,7 +320,7 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 			return
 		case err == nil:
 			if err := d.Ack(); err != nil {
-				log.Warn("ack failed; the input will be redelivered and found already applied", "err", err)
+				log().Warn("ack failed; the input will be redelivered and found already applied", "err", err)
 			}
 			return
 		case errors.Is(err, eventstore.ErrConflict) && try < 20:
@@ -332,9 +334,9 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 		switch {
 		case errors.As(err, &broken):
 			// The workflow cannot go on: record that, and never block on it.
-			log.Error("failing a workflow that cannot go on", "err", broken.err)
+			log().Error("failing a workflow that cannot go on", "err", broken.err)
 			if ferr := sh.failWorkflow(ctx, d.WorkflowID, broken); ferr != nil {
-				log.Warn("could not record the failure; retrying", "err", ferr)
+				log().Warn("could not record the failure; retrying", "err", ferr)
 				_ = d.Nak(backoff(d.NumDelivered))
 				return
 			}
@@ -342,11 +344,11 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 		case errors.As(err, &nd):
 			_ = d.Nak(nd.wait)
 		case errors.As(err, &perm):
-			log.Error("dropping input that cannot be applied", "err", err)
+			log().Error("dropping input that cannot be applied", "err", err)
 			_ = d.Term(err.Error())
 		default:
 			if ctx.Err() == nil {
-				log.Warn("processing failed; retrying", "err", err)
+				log().Warn("processing failed; retrying", "err", err)
 			}
 			_ = d.Nak(backoff(d.NumDelivered))
 		}
