@@ -77,6 +77,16 @@ test-short: ## Run the short tests
 bench: ## Run the benchmarks
 	go test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: load
+load: build ## Run the load tool: throughput, one-client latency, --sync always (docs/performance.md)
+	bin/weft bench -n 10000 -c 64 --floor
+	bin/weft bench -n 500 -c 1
+	bin/weft bench -n 2000 -c 64 --sync always --floor
+
+.PHONY: bench-scale
+bench-scale: ## Scale measurements: a 12,004-event foreach (N=1000/2000/3000) and 100,000 parked waits
+	WEFT_SCALE=1 go test -count=1 -timeout 30m -run 'TestLongHistory|TestParkedWaits' -v ./internal/bench/
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
 	@targets="$$(go test -list '^Fuzz' ./... | awk '/^Fuzz/ { names[n++] = $$1; next } /^ok/ { for (i = 0; i < n; i++) print $$2, names[i]; n = 0 }')"; \
