@@ -118,19 +118,24 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	}
 	var feedWG sync.WaitGroup
 	o.feeds = nil
+	// abort undoes a start that failed half-way.
+	abort := func(err error) error {
+		cancel()
+		for _, f := range o.feeds {
+			f.Stop()
+		}
+		feedWG.Wait()
+		for _, ch := range shards {
+			close(ch)
+		}
+		o.wg.Wait()
+		o.ix.close()
+		return err
+	}
 	for _, src := range []eventstore.Source{eventstore.SourceExternal, eventstore.SourceResults, eventstore.SourceTimers} {
 		f, err := o.store.Feed(ctx, src, 256)
 		if err != nil {
-			cancel()
-			for _, f := range o.feeds {
-				f.Stop()
-			}
-			for _, ch := range shards {
-				close(ch)
-			}
-			o.wg.Wait()
-			o.ix.close()
-			return err
+			return abort(err)
 		}
 		o.feeds = append(o.feeds, f)
 		feedWG.Add(1)
@@ -173,17 +178,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		}
 	})
 	if err != nil {
-		cancel()
-		for _, f := range o.feeds {
-			f.Stop()
-		}
-		feedWG.Wait()
-		for _, ch := range shards {
-			close(ch)
-		}
-		o.wg.Wait()
-		o.ix.close()
-		return err
+		return abort(err)
 	}
 	o.direct = direct
 	o.wg.Add(1)
