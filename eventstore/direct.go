@@ -35,9 +35,9 @@ const (
 // DirectResults is an orchestrator's subscription to results sent directly.
 type DirectResults struct{ sub *nats.Subscription }
 
-// Stop ends the subscription. Results not yet answered make their
-// executors fall back to the results stream.
-func (r *DirectResults) Stop() { _ = r.sub.Unsubscribe() }
+// Stop ends the subscription; results already received still go through
+// the callback (which may decline them), so no executor waits in vain.
+func (r *DirectResults) Stop() { _ = r.sub.Drain() }
 
 // DirectResults subscribes fn to results executors send directly. Each
 // delivery must be settled: Ack (or Term) tells the executor the outcome is

@@ -199,6 +199,17 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 			return
 		}
 		if settled {
+			// The attempt's result was recorded, but the orchestrator that
+			// recorded it may have died before finishing what follows (a
+			// child to start, a parent to tell, the listing): a result through
+			// the results stream makes one load the workflow afresh and do it.
+			// It is recorded as nothing new (the step is settled).
+			res.Outcome, res.Time = events.OutcomeCompleted, time.Now().UTC()
+			if err := w.store.PublishResult(ctx, res); err != nil {
+				log().Warn("could not report a redelivered command's settled step; retrying", "err", err)
+				_ = d.Nak(time.Second)
+				return
+			}
 			log().Debug("step already settled; acking the redelivered command")
 			_ = d.Ack()
 			return

@@ -515,23 +515,39 @@ func iterPrefix(path string, i int) string {
 }
 
 // foreach follows a loop's started, unfinished iterations and starts more
-// while there is room. Iterations start in order, and a finished one stays
-// finished, so a decision looks only at the window between the first
-// unfinished iteration and the first unstarted one: its cost does not grow
-// with the number of items.
+// while there is room. A finished iteration stays finished, and new ones
+// start in order, so a decision looks only at the window between the first
+// unfinished iteration and the last started one: its cost does not grow
+// with the number of items. (A redrive reopens failed iterations inside the
+// window; they wait there for room like the ones after it.)
 func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 	fe := step.Foreach
-	m := w.st.loop(s.Path, s.Gen, len(s.Items))
 	first := fe.Do[0].ID
-	for m.next < m.n {
-		if f := w.st.Steps[iterPrefix(s.Path, m.next)+first]; f == nil || f.Status == StepPending {
-			break
+	started := func(i int) bool {
+		f := w.st.Steps[iterPrefix(s.Path, i)+first]
+		return f != nil && f.Status != StepPending
+	}
+	m, fresh := w.st.loop(s.Path, s.Gen, len(s.Items))
+	if fresh {
+		// Learn where started iterations end: from the back, as reopened
+		// ones may sit before running ones.
+		for i := m.n - 1; i >= 0 && m.next == 0; i-- {
+			if started(i) {
+				m.next = i + 1
+			}
 		}
+	}
+	for m.next < m.n && started(m.next) {
 		m.next++
 	}
 	inflight := 0
+	var waiting []int
 	for i := m.low; i < m.next; i++ {
 		if m.done[i] {
+			continue
+		}
+		if !started(i) {
+			waiting = append(waiting, i)
 			continue
 		}
 		r := w.block(fe.Do, iterPrefix(s.Path, i), l.with(fe.As, s.Items[i], "index", int64(i)))
@@ -553,7 +569,16 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 	for m.low < m.n && m.done[m.low] {
 		m.low++
 	}
-	for i := m.next; i < m.n && inflight < fe.Concurrency; i++ {
+	for i := m.next; i < m.n; i++ {
+		waiting = append(waiting, i)
+		if len(waiting) >= fe.Concurrency {
+			break
+		}
+	}
+	for _, i := range waiting {
+		if inflight >= fe.Concurrency {
+			break
+		}
 		w.block(fe.Do, iterPrefix(s.Path, i), l.with(fe.As, s.Items[i], "index", int64(i)))
 		inflight++
 	}

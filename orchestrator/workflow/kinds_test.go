@@ -1,6 +1,7 @@
 package workflow_test
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -664,5 +665,83 @@ func TestRedriveAfterTimerWhileFailed(t *testing.T) {
 	r.result(2*time.Hour+time.Second, "work", 2, events.OutcomeCompleted, "w", nil)
 	if s := r.st.Steps["nap"]; s.Status != workflow.StepCompleted {
 		t.Errorf("after the redrive nap is %s with no timer to wake it", s.Status)
+	}
+}
+
+// A redrive reopens a loop's failed iterations while later ones still
+// run: the loop's concurrency still holds.
+func TestRedriveKeepsForeachConcurrency(t *testing.T) {
+	def := parse(t, `
+name: par
+steps:
+  - id: par
+    parallel:
+      branches:
+        loop:
+          - id: each
+            foreach: input.items
+            concurrency: 2
+            on_error: continue
+            do:
+              - { id: one, task: t, input: "${ item }" }
+        other:
+          - { id: boom, task: t }
+`)
+	h := hist(started(0, map[string]any{"items": []any{int64(0), int64(1), int64(2), int64(3), int64(4)}}))
+	st := fold(t, h)
+	step := func(evs []events.Event) {
+		t.Helper()
+		for _, e := range evs {
+			if err := st.Apply(e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h = append(h, evs...)
+		more, err := workflow.Advance(st, def)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h = append(h, more...)
+	}
+	fail := func(off time.Duration, path string) events.Event {
+		return events.Result{V: 1, WorkflowID: wfID, Path: path, Attempt: 1, Outcome: events.OutcomeFailed, Time: at(off),
+			Error: &events.Error{Message: "x"}}.Event()
+	}
+	running := func(st *workflow.State) []string {
+		var out []string
+		for i := range 5 {
+			if s := st.Steps[fmt.Sprintf("each[%d].one", i)]; s != nil && s.Status == workflow.StepRunning {
+				out = append(out, s.Path)
+			}
+		}
+		return out
+	}
+	step(nil)
+	if r := running(st); len(r) == 0 {
+		// Paths may be named differently: find the loop's first step.
+		for _, p := range st.Order {
+			t.Logf("step %s %s", p, st.Steps[p].Status)
+		}
+		t.Fatal("no iteration running after the start")
+	}
+	step([]events.Event{fail(time.Second, "each[0].one"), fail(time.Second, "each[1].one")})
+	if r := running(st); len(r) != 2 {
+		t.Fatalf("running after two failed items: %v", r)
+	}
+	step([]events.Event{fail(2*time.Second, "boom")})
+	if st.Status != workflow.StatusFailed {
+		t.Fatalf("status %s after the other branch failed", st.Status)
+	}
+	step([]events.Event{{Type: events.TypeWorkflowRetried, Time: at(time.Hour), WorkflowRetried: &events.WorkflowRetried{}}})
+	if r := running(st); len(r) > 2 {
+		t.Fatalf("after the redrive %d iterations run at once (%v); concurrency is 2", len(r), r)
+	}
+	// The same from a state folded afresh.
+	re := fold(t, h)
+	if r := running(re); len(r) > 2 {
+		t.Fatalf("folded: %d iterations run (%v)", len(r), r)
+	}
+	if evs := workflow.Decide(re, def); len(evs) != 0 {
+		t.Fatalf("folded afresh, the workflow decides more: %s", showEvents(evs))
 	}
 }

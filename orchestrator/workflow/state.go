@@ -143,21 +143,23 @@ type loopProgress struct {
 	out    []any
 	ndone  int
 	// low: iterations below it have all finished; next: iterations from
-	// it on have not started.
+	// it on have not started (those before it may, after a redrive).
 	low, next int
 }
 
-// loop returns the progress of the foreach at path (scheduling gen, n items).
-func (st *State) loop(path string, gen, n int) *loopProgress {
-	m := st.loops[path]
+// loop returns the progress of the foreach at path (scheduling gen, n
+// items); fresh says nothing was learned about it yet.
+func (st *State) loop(path string, gen, n int) (m *loopProgress, fresh bool) {
+	m = st.loops[path]
 	if m == nil || m.gen != gen || m.n != n {
 		if st.loops == nil {
 			st.loops = map[string]*loopProgress{}
 		}
 		m = &loopProgress{gen: gen, n: n, done: make([]bool, n), out: make([]any, n)}
 		st.loops[path] = m
+		fresh = true
 	}
-	return m
+	return m, fresh
 }
 
 // finish records iteration i's outcome.
