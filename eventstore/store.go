@@ -370,7 +370,9 @@ func (s *Store) LastSeq(ctx context.Context, wf string) (uint64, error) {
 	if !ValidWorkflowID(wf) {
 		return 0, ErrNotFound
 	}
-	m, err := s.history.GetLastMsgForSubject(ctx, historySubject(wf))
+	m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return s.history.GetLastMsgForSubject(ctx, historySubject(wf))
+	})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return 0, fmt.Errorf("workflow %s: %w", wf, ErrNotFound)
@@ -387,7 +389,9 @@ func (s *Store) First(ctx context.Context, wf string) (Message, error) {
 	if !ValidWorkflowID(wf) {
 		return Message{}, ErrNotFound
 	}
-	m, err := s.history.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(historySubject(wf)))
+	m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return s.history.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(historySubject(wf)))
+	})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return Message{}, fmt.Errorf("workflow %s: %w", wf, ErrNotFound)
@@ -404,7 +408,9 @@ func (s *Store) Read(ctx context.Context, wf string, after uint64) ([]Message, e
 	if !ValidWorkflowID(wf) {
 		return nil, nil
 	}
-	m, err := s.history.GetLastMsgForSubject(ctx, historySubject(wf))
+	m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return s.history.GetLastMsgForSubject(ctx, historySubject(wf))
+	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil
 	}
@@ -427,7 +433,9 @@ func (s *Store) Read(ctx context.Context, wf string, after uint64) ([]Message, e
 		if prev <= after {
 			break
 		}
-		if m, err = s.history.GetMsg(ctx, prev); err != nil {
+		if m, err = retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+			return s.history.GetMsg(ctx, prev)
+		}); err != nil {
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return s.readForward(ctx, wf, after, last)
 			}
@@ -443,6 +451,42 @@ func (s *Store) Read(ctx context.Context, wf string, after uint64) ([]Message, e
 		out = append(out, decodeMsg(back[i].Sequence, back[i].Subject, back[i].Time, back[i].Data))
 	}
 	return out, nil
+}
+
+// readTry bounds one read request. While a replicated stream has no
+// leader (a node died, an election is on) a request may go unanswered;
+// asked again, the new leader answers as soon as it is elected, so a read
+// returns seconds after the election instead of at its caller's deadline.
+const readTry = 2 * time.Second
+
+// retryRead runs get with at most readTry each time, again while the
+// failure is a request nobody answered or the stream is unavailable, until
+// ctx ends (or, without a deadline, for about half a minute).
+func retryRead[T any](ctx context.Context, get func(context.Context) (T, error)) (T, error) {
+	_, bounded := ctx.Deadline()
+	for try := 0; ; try++ {
+		tctx, cancel := context.WithTimeout(ctx, readTry)
+		v, err := get(tctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !unanswered(err) || !bounded && try >= 15 {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// unanswered reports whether err says a JetStream request went unanswered
+// or the stream is not available right now.
+func unanswered(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // prevHeader links a history record to the workflow's record before it
@@ -470,7 +514,9 @@ func (s *Store) readForward(ctx context.Context, wf string, after, last uint64) 
 	var out []Message
 	subj := historySubject(wf)
 	for seq := after + 1; seq <= last; {
-		m, err := s.history.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+			return s.history.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
 		}
