@@ -167,37 +167,48 @@ func (h *Harness) Close() {
 // returns; a successful run's own temporary directory is removed unless
 // KeepLogs.
 func (h *Harness) Run(ctx context.Context) (res *Result, err error) {
-	defer func() {
-		h.Close()
-		switch {
-		case err == nil && h.ownDir && !h.cfg.KeepLogs:
-			_ = os.RemoveAll(h.dir)
-		case err != nil || h.cfg.KeepLogs:
-			h.logf("run directory (logs, reports): %s", h.dir)
-		}
-	}()
-	bins := h.cfg.Binaries
-	if bins == nil {
-		h.logf("building weft and nats-server into %s", filepath.Join(h.dir, "bin"))
-		b, err := Build(ctx, filepath.Join(h.dir, "bin"))
-		if err != nil {
-			return nil, err
-		}
-		bins = &b
-	}
-	if h.ledger, err = StartLedger(h.cfg.Seed, h.cfg.FailRate, 0.05, 300*time.Millisecond); err != nil {
-		return nil, fmt.Errorf("start ledger: %w", err)
-	}
-	if err := h.startCluster(ctx, bins.NATSServer); err != nil {
-		return nil, err
-	}
-	if err := h.startWeft(ctx, bins.Weft); err != nil {
+	defer func() { h.endRun(err) }()
+	if err := h.deploy(ctx, h.cfg.FailRate, 0.05, 300*time.Millisecond); err != nil {
 		return nil, err
 	}
 	if err := h.putDefinitions(ctx); err != nil {
 		return nil, err
 	}
 	return h.runWorkload(ctx)
+}
+
+// endRun closes the harness after a run and removes the run's own
+// directory when it passed (unless KeepLogs), or names it.
+func (h *Harness) endRun(err error) {
+	h.Close()
+	switch {
+	case err == nil && h.ownDir && !h.cfg.KeepLogs:
+		_ = os.RemoveAll(h.dir)
+	case err != nil || h.cfg.KeepLogs:
+		h.logf("run directory (logs, reports): %s", h.dir)
+	}
+}
+
+// deploy builds the binaries (unless given), starts the ledger (failing
+// and slowing calls at the given rates), the NATS cluster and Weft's parts.
+func (h *Harness) deploy(ctx context.Context, failRate, slowRate float64, slow time.Duration) error {
+	bins := h.cfg.Binaries
+	if bins == nil {
+		h.logf("building weft and nats-server into %s", filepath.Join(h.dir, "bin"))
+		b, err := Build(ctx, filepath.Join(h.dir, "bin"))
+		if err != nil {
+			return err
+		}
+		bins = &b
+	}
+	var err error
+	if h.ledger, err = StartLedger(h.cfg.Seed, failRate, slowRate, slow); err != nil {
+		return fmt.Errorf("start ledger: %w", err)
+	}
+	if err := h.startCluster(ctx, bins.NATSServer); err != nil {
+		return err
+	}
+	return h.startWeft(ctx, bins.Weft)
 }
 
 // freePorts returns n distinct free TCP ports of 127.0.0.1.

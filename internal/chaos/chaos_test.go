@@ -49,38 +49,16 @@ func TestShortChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a NATS cluster and Weft's parts as processes for about 2 minutes")
 	}
-	b := binaries(t)
-	dir, err := os.MkdirTemp("", "weft-chaos-run-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(Config{
+	h := newHarness(t, "weft-chaos-run-", Config{
 		Workflows: 60,
 		Duration:  40 * time.Second,
 		KillEvery: 4 * time.Second,
 		Seed:      1,
-		Dir:       dir,
 		Settle:    2 * time.Minute,
-		Binaries:  &b,
-		Logf:      t.Logf,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		h.Close()
-		if t.Failed() {
-			t.Logf("logs and reports kept in %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
 	})
 	res, err := h.Run(context.Background())
 	if res != nil {
-		t.Log(res.Summary())
-		for _, n := range res.Notes {
-			t.Log("note: " + n)
-		}
+		logResult(t, res)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -93,5 +71,39 @@ func TestShortChaos(t *testing.T) {
 	}
 	if res.Completed != 60 {
 		t.Errorf("completed %d of 60", res.Completed)
+	}
+}
+
+// newHarness returns a harness over the test binaries in a new directory
+// named by prefix, kept when the test fails and removed otherwise.
+func newHarness(t *testing.T, prefix string, cfg Config) *Harness {
+	t.Helper()
+	b := binaries(t)
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dir, cfg.Binaries, cfg.Logf = dir, &b, t.Logf
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		h.Close()
+		if t.Failed() {
+			t.Logf("logs and reports kept in %s", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return h
+}
+
+// logResult logs a run's summary line and notes.
+func logResult(t *testing.T, res *Result) {
+	t.Helper()
+	t.Log(res.Summary())
+	for _, n := range res.Notes {
+		t.Log("note: " + n)
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -184,30 +182,8 @@ func (r *NodeKillResult) Timeline() string {
 // removed unless KeepLogs.
 func (h *Harness) RunNodeKill(ctx context.Context, nk NodeKillConfig) (res *NodeKillResult, err error) {
 	nk.defaults()
-	defer func() {
-		h.Close()
-		switch {
-		case err == nil && h.ownDir && !h.cfg.KeepLogs:
-			_ = os.RemoveAll(h.dir)
-		case err != nil || h.cfg.KeepLogs:
-			h.logf("run directory (logs, reports): %s", h.dir)
-		}
-	}()
-	bins := h.cfg.Binaries
-	if bins == nil {
-		b, err := Build(ctx, filepath.Join(h.dir, "bin"))
-		if err != nil {
-			return nil, err
-		}
-		bins = &b
-	}
-	if h.ledger, err = StartLedger(h.cfg.Seed, 0, 0, 0); err != nil {
-		return nil, fmt.Errorf("start ledger: %w", err)
-	}
-	if err := h.startCluster(ctx, bins.NATSServer); err != nil {
-		return nil, err
-	}
-	if err := h.startWeft(ctx, bins.Weft); err != nil {
+	defer func() { h.endRun(err) }()
+	if err := h.deploy(ctx, 0, 0, 0); err != nil {
 		return nil, err
 	}
 	err = h.retry(ctx, time.Minute, func(ctx context.Context) error {

@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 )
@@ -20,31 +19,12 @@ func TestNATSNodeKillResumes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a NATS cluster and Weft's parts as processes for about a minute")
 	}
-	b := binaries(t)
-	dir, err := os.MkdirTemp("", "weft-nodekill-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(Config{Seed: 1, Dir: dir, Binaries: &b, Logf: t.Logf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		h.Close()
-		if t.Failed() {
-			t.Logf("logs and reports kept in %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
+	h := newHarness(t, "weft-nodekill-", Config{Seed: 1})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	res, err := h.RunNodeKill(ctx, NodeKillConfig{Rate: 20, Warmup: 20, Down: 10 * time.Second, After: 5 * time.Second})
 	if res != nil && res.Result != nil {
-		t.Log(res.Summary())
-		for _, n := range res.Notes {
-			t.Log("note: " + n)
-		}
+		logResult(t, res.Result)
 		t.Logf("killed nats-%s (leader of the history stream; meta leader %s; stream leaders %v)", res.Killed, res.MetaLeader, res.Leaders)
 		t.Logf("new history leader %s after %s; node down %s, healthy %s after its restart",
 			res.NewLeader, res.Elected.Round(time.Millisecond), res.DownFor.Round(time.Millisecond), res.Healthy.Round(time.Millisecond))
