@@ -682,14 +682,13 @@ func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
 		// Stored, or on its way with the input that changed it held.
 		return false
 	}
+	e.queued = st.Status
 	if !st.Status.Terminal() && d.Source != eventstore.SourceExternal {
 		// Only a start or a redrive (external inputs, held until their entry
 		// is stored) makes a workflow run: a result or timer seen by an
 		// orchestrator that had not cached the workflow finds it indexed.
-		e.queued = st.Status
 		return false
 	}
-	e.queued = st.Status
 	sum := eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
 		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq}
 	sh.o.ix.put(sum, &e.indexed, func(ok bool) {

@@ -527,7 +527,7 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 		f := w.st.Steps[iterPrefix(s.Path, i)+first]
 		return f != nil && f.Status != StepPending
 	}
-	m, fresh := w.st.loop(s.Path, s.Gen, len(s.Items))
+	m, fresh := w.st.loop(s.Path, len(s.Items))
 	if fresh {
 		// Learn where started iterations end: from the back, as reopened
 		// ones may sit before running ones.

@@ -138,24 +138,24 @@ type State struct {
 
 // loopProgress is what decisions learned about one foreach.
 type loopProgress struct {
-	gen, n int
-	done   []bool
-	out    []any
-	ndone  int
+	n     int
+	done  []bool
+	out   []any
+	ndone int
 	// low: iterations below it have all finished; next: iterations from
 	// it on have not started (those before it may, after a redrive).
 	low, next int
 }
 
-// loop returns the progress of the foreach at path (scheduling gen, n
-// items); fresh says nothing was learned about it yet.
-func (st *State) loop(path string, gen, n int) (m *loopProgress, fresh bool) {
+// loop returns the progress of the foreach at path over n items; fresh
+// says nothing was learned about it yet.
+func (st *State) loop(path string, n int) (m *loopProgress, fresh bool) {
 	m = st.loops[path]
-	if m == nil || m.gen != gen || m.n != n {
+	if m == nil || m.n != n {
 		if st.loops == nil {
 			st.loops = map[string]*loopProgress{}
 		}
-		m = &loopProgress{gen: gen, n: n, done: make([]bool, n), out: make([]any, n)}
+		m = &loopProgress{n: n, done: make([]bool, n), out: make([]any, n)}
 		st.loops[path] = m
 		fresh = true
 	}
@@ -324,6 +324,7 @@ func (st *State) Apply(e events.Event) error {
 		s := st.step(p.Path, e.Time)
 		s.Kind, s.Status, s.Case, s.Items, s.Iteration = p.Kind, StepRunning, p.Case, p.Items, 0
 		s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
+		delete(st.loops, p.Path) // a loop that starts (again) has no progress yet
 	case events.TypeStepSkipped:
 		s := st.step(e.StepSkipped.Path, e.Time)
 		s.Status, s.Closed = StepSkipped, e.Time
