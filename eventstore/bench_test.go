@@ -16,20 +16,29 @@ func stepCompleted(i int) events.Event {
 		StepCompleted: &events.StepCompleted{Path: fmt.Sprintf("s%d", i), Gen: 1, Attempt: 1, Output: map[string]any{"n": int64(i)}}}
 }
 
-// BenchmarkAppend measures one conditional append (the orchestrator's
-// write per decision) against an embedded server.
-func BenchmarkAppend(b *testing.B) {
+// benchStore opens a store on a new embedded server and starts workflow
+// "bench"; it returns the start's sequence.
+func benchStore(b *testing.B) (*eventstore.Store, uint64) {
+	b.Helper()
 	ns := natstest.Start(b)
 	s, err := eventstore.Open(context.Background(), ns.Connect(b), eventstore.Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
 	var zero uint64
-	seq, err := s.AppendExternal(ctx, "bench", &zero, "start/bench", started("bench"))
+	seq, err := s.AppendExternal(context.Background(), "bench", &zero, "start/bench", started("bench"))
 	if err != nil {
 		b.Fatal(err)
 	}
+	return s, seq
+}
+
+// BenchmarkAppend measures one conditional append (the orchestrator's
+// write per decision) against an embedded server.
+func BenchmarkAppend(b *testing.B) {
+	s, seq := benchStore(b)
+	ctx := context.Background()
+	var err error
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
@@ -48,17 +57,10 @@ func BenchmarkRead(b *testing.B) {
 }
 
 func benchRead(b *testing.B, others int) {
-	ns := natstest.Start(b)
-	s, err := eventstore.Open(context.Background(), ns.Connect(b), eventstore.Config{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	s, seq := benchStore(b)
 	ctx := context.Background()
 	var zero uint64
-	seq, err := s.AppendExternal(ctx, "bench", &zero, "start/bench", started("bench"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	var err error
 	for i := range 19 {
 		for o := range others / 19 {
 			wf := fmt.Sprintf("other%d", o)

@@ -82,11 +82,11 @@ func (s *Store) DirectResults(fn func(*Delivery)) (*DirectResults, error) {
 // results stream. It returns nil once the outcome is in history or stored
 // in the results stream, so the caller may ack its command.
 func (s *Store) ReportResult(ctx context.Context, r events.Result) error {
+	data, err := events.EncodeResult(r)
+	if err != nil {
+		return fmt.Errorf("eventstore: encode result: %w", err)
+	}
 	if s.cfg.ResultReplyWait > 0 {
-		data, err := events.EncodeResult(r)
-		if err != nil {
-			return fmt.Errorf("eventstore: encode result: %w", err)
-		}
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.ResultReplyWait)
 		reply, err := s.nc.RequestWithContext(rctx, directResultsPfx+r.WorkflowID, data)
 		cancel()
@@ -97,7 +97,7 @@ func (s *Store) ReportResult(ctx context.Context, r events.Result) error {
 			return err
 		}
 	}
-	return s.PublishResult(ctx, r)
+	return s.publishResult(ctx, r, data)
 }
 
 // directDefaultWait is how long an executor waits for an orchestrator to

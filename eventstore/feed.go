@@ -390,6 +390,11 @@ func (s *Store) PublishResult(ctx context.Context, r events.Result) error {
 	if err != nil {
 		return fmt.Errorf("eventstore: encode result: %w", err)
 	}
+	return s.publishResult(ctx, r, data)
+}
+
+// publishResult publishes r, already encoded as data, to the results stream.
+func (s *Store) publishResult(ctx context.Context, r events.Result, data []byte) error {
 	id := fmt.Sprintf("res/%s/%s/%d/%d/%d", r.WorkflowID, r.Path, r.Gen, r.Attempt, r.Outcome)
 	if _, err := s.js.Publish(ctx, resultsPrefix+r.WorkflowID, data, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("eventstore: publish result for %s/%s: %w", r.WorkflowID, r.Path, err)
