@@ -82,6 +82,13 @@ prints Weft's events/s as a ratio of it.`,
 					_ = nd.Stop(sctx)
 				}()
 				cfg.Server, cfg.NATSURL = nd.APIURL, ns.ClientURL()
+				cfg.ServerMsgs = func() (int64, int64) {
+					v, err := ns.Varz(nil)
+					if err != nil {
+						return 0, 0
+					}
+					return v.InMsgs, v.OutMsgs
+				}
 			} else if natsURL == "" {
 				return fmt.Errorf("--server needs --nats-url too: completions are observed on NATS")
 			}

@@ -56,6 +56,10 @@ type Config struct {
 	Progress io.Writer
 	// Timeout bounds the whole run. Default 10m.
 	Timeout time.Duration
+	// ServerMsgs, when set, reads the NATS server's counts of messages in
+	// and out; the run reports them per workflow (a figure that, unlike
+	// time, does not drift with the machine).
+	ServerMsgs func() (in, out int64)
 }
 
 // Result is what a run measured.
@@ -70,6 +74,11 @@ type Result struct {
 	P99ms           float64 `json:"p99_ms"`
 	FloorEventsPerS float64 `json:"floor_events_per_s,omitempty"`
 	FloorRatio      float64 `json:"floor_ratio,omitempty"`
+	// MsgsInPerWorkflow and MsgsOutPerWorkflow are the messages the NATS
+	// server received and sent per workflow while the workflows ran
+	// (with Config.ServerMsgs).
+	MsgsInPerWorkflow  float64 `json:"server_msgs_in_per_workflow,omitempty"`
+	MsgsOutPerWorkflow float64 `json:"server_msgs_out_per_workflow,omitempty"`
 	// Events is the number of history events the run wrote, and
 	// EventBytes their average encoded record size.
 	Events     int     `json:"-"`
@@ -88,6 +97,9 @@ func (r Result) String() string {
 	fmt.Fprintf(&b, "start->complete latency: p50 %.2fms, p90 %.2fms, p99 %.2fms\n", r.P50ms, r.P90ms, r.P99ms)
 	if r.FloorEventsPerS > 0 {
 		fmt.Fprintf(&b, "floor: %.0f plain JetStream publishes/s of %.0f-byte records; Weft reaches %.2f of it\n", r.FloorEventsPerS, r.EventBytes, r.FloorRatio)
+	}
+	if r.MsgsInPerWorkflow > 0 {
+		fmt.Fprintf(&b, "NATS server messages per workflow: %.1f in, %.1f out\n", r.MsgsInPerWorkflow, r.MsgsOutPerWorkflow)
 	}
 	if r.CPUSeconds > 0 {
 		fmt.Fprintf(&b, "process: %.2f CPU seconds, peak RSS %.0f MiB\n", r.CPUSeconds, r.PeakRSSMB)
@@ -195,6 +207,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	var cpu0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &cpu0)
+	var msgsIn, msgsOut int64
+	if cfg.ServerMsgs != nil {
+		msgsIn, msgsOut = cfg.ServerMsgs()
+	}
 	begin := time.Now()
 	next := atomic.Int64{}
 	errc := make(chan error, cfg.C)
@@ -258,6 +274,10 @@ wait:
 	}
 	var cpu1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &cpu1)
+	if cfg.ServerMsgs != nil {
+		in, out := cfg.ServerMsgs()
+		msgsIn, msgsOut = in-msgsIn, out-msgsOut
+	}
 
 	nEvents, nBytes, err := countEvents(ctx, history, firstSeq, "weft.h."+run+"-")
 	if err != nil {
@@ -265,6 +285,9 @@ wait:
 	}
 	res := Result{Workflows: cfg.N, Seconds: elapsed.Seconds(), Events: nEvents}
 	res.WorkflowsPerS = float64(cfg.N) / res.Seconds
+	if cfg.ServerMsgs != nil {
+		res.MsgsInPerWorkflow, res.MsgsOutPerWorkflow = float64(msgsIn)/float64(cfg.N), float64(msgsOut)/float64(cfg.N)
+	}
 	res.StepsPerS = float64(cfg.N*steps) / res.Seconds
 	res.EventsPerS = float64(res.Events) / res.Seconds
 	if res.Events > 0 {
