@@ -25,27 +25,90 @@ import (
 // instead and acks its command once that is stored; an orchestrator
 // consumes it from there. A result that arrives both ways is recorded once:
 // the fold sees it is already in history.
+//
+// Starts go the same two ways. The API sends a new workflow's
+// WorkflowStarted event as a core NATS request on weft.ds.<workflow>; an
+// orchestrator decides what follows and, when that is a single step
+// command, appends the start and the command as the workflow's first
+// record (AppendStart), then replies. Otherwise, or when none answers in
+// time, the API appends the start itself (AppendExternal) and the
+// orchestrators consume it from the history stream. Both ways use the
+// start's message id, so a start made both ways is recorded once.
 const (
 	directResultsPfx = "weft.rd."
+	directStartsPfx  = "weft.ds."
 	directQueue      = "weft-orchestrators"
 	replyOK          = "+OK"
 	replyRetry       = "-RETRY"
+	// startIDHeader carries a direct start's message id.
+	startIDHeader = "Weft-Start-Id"
 )
 
-// DirectResults is an orchestrator's subscription to results sent directly.
+// DirectResults is an orchestrator's subscription to inputs sent directly
+// (results or starts).
 type DirectResults struct{ sub *nats.Subscription }
 
-// Stop ends the subscription; results already received still go through
-// the callback (which may decline them), so no executor waits in vain.
+// Stop ends the subscription; inputs already received still go through
+// the callback (which may decline them), so no sender waits in vain.
 func (r *DirectResults) Stop() { _ = r.sub.Drain() }
 
-// DirectResults subscribes fn to results executors send directly. Each
-// delivery must be settled: Ack (or Term) tells the executor the outcome is
-// recorded, Nak makes it publish the result to the results stream. fn runs
-// on the subscription's goroutine and must not block.
-func (s *Store) DirectResults(fn func(*Delivery)) (*DirectResults, error) {
-	sub, err := s.nc.QueueSubscribe(directResultsPfx+"*", directQueue, func(m *nats.Msg) {
-		d := &Delivery{Source: SourceResults, WorkflowID: token(m.Subject, 2), NumDelivered: 1, Subject: m.Subject}
+// DirectStart is a new workflow's start handed straight to an orchestrator.
+type DirectStart struct {
+	// Event is the WorkflowStarted event.
+	Event events.Event
+	// MsgID is the start's message id (AppendStart's msgID).
+	MsgID string
+}
+
+// DirectStarts subscribes fn to starts the API sends directly. Each
+// delivery (Source SourceStart) must be settled: Ack once its first
+// record is appended, Nak to make the API append the start itself. fn
+// runs on the subscription's goroutine and must not block.
+func (s *Store) DirectStarts(fn func(*Delivery)) (*DirectResults, error) {
+	return s.subscribeDirect(directStartsPfx, func(m *nats.Msg, d *Delivery) error {
+		d.Source = SourceStart
+		rec, err := events.Decode(m.Data)
+		switch {
+		case err != nil:
+			return err
+		case len(rec.Events) != 1 || rec.Events[0].WorkflowStarted == nil || rec.Events[0].WorkflowStarted.WorkflowID != d.WorkflowID:
+			return fmt.Errorf("%w: a direct start on %s holds no WorkflowStarted of that workflow", events.ErrCorrupt, m.Subject)
+		case m.Header.Get(startIDHeader) == "":
+			return fmt.Errorf("%w: a direct start on %s has no %s", events.ErrCorrupt, m.Subject, startIDHeader)
+		}
+		d.Start = &DirectStart{Event: rec.Events[0], MsgID: m.Header.Get(startIDHeader)}
+		return nil
+	}, fn)
+}
+
+// StartDirect hands a new workflow's WorkflowStarted event (appended
+// under msgID) to an orchestrator, which records it together with the
+// first step command. It reports whether one did; when not (none answered
+// within the store's ResultReplyWait, or the start needs more than one
+// record), the caller appends the start with AppendExternal under the same
+// msgID, which finds a start recorded meanwhile.
+func (s *Store) StartDirect(ctx context.Context, wf, msgID string, ev events.Event) bool {
+	if s.cfg.ResultReplyWait <= 0 || !ValidWorkflowID(wf) {
+		return false
+	}
+	data, err := events.Encode(ev)
+	if err != nil {
+		return false
+	}
+	req := nats.NewMsg(directStartsPfx + wf)
+	req.Data = data
+	req.Header.Set(startIDHeader, msgID)
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.ResultReplyWait)
+	defer cancel()
+	reply, err := s.nc.RequestMsgWithContext(rctx, req)
+	return err == nil && string(reply.Data) == replyOK
+}
+
+// subscribeDirect subscribes the orchestrators' queue group to pfx+"*";
+// decode fills each delivery from its message.
+func (s *Store) subscribeDirect(pfx string, decode func(*nats.Msg, *Delivery) error, fn func(*Delivery)) (*DirectResults, error) {
+	sub, err := s.nc.QueueSubscribe(pfx+"*", directQueue, func(m *nats.Msg) {
+		d := &Delivery{WorkflowID: token(m.Subject, 2), NumDelivered: 1, Subject: m.Subject}
 		d.reply = func(ok bool) {
 			if ok {
 				_ = m.Respond([]byte(replyOK))
@@ -53,28 +116,41 @@ func (s *Store) DirectResults(fn func(*Delivery)) (*DirectResults, error) {
 				_ = m.Respond([]byte(replyRetry))
 			}
 		}
+		if err := decode(m, d); err != nil {
+			d.Err = err
+		}
+		fn(d)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: subscribe to %s*: %w", pfx, err)
+	}
+	// A slow orchestrator drops direct inputs rather than buffering without
+	// bound; their senders time out and fall back to the streams.
+	_ = sub.SetPendingLimits(4096, 64<<20)
+	if err := s.nc.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("eventstore: subscribe to %s*: %w", pfx, err)
+	}
+	return &DirectResults{sub: sub}, nil
+}
+
+// DirectResults subscribes fn to results executors send directly. Each
+// delivery must be settled: Ack (or Term) tells the executor the outcome is
+// recorded, Nak makes it publish the result to the results stream. fn runs
+// on the subscription's goroutine and must not block.
+func (s *Store) DirectResults(fn func(*Delivery)) (*DirectResults, error) {
+	return s.subscribeDirect(directResultsPfx, func(m *nats.Msg, d *Delivery) error {
+		d.Source = SourceResults
 		r, err := events.DecodeResult(m.Data)
 		if err == nil && r.WorkflowID != d.WorkflowID {
 			err = fmt.Errorf("%w: result for %s sent on %s", events.ErrCorrupt, r.WorkflowID, m.Subject)
 		}
 		if err != nil {
-			d.Err = err
-		} else {
-			d.Result = &r
+			return err
 		}
-		fn(d)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: subscribe to direct results: %w", err)
-	}
-	// A slow orchestrator drops direct results rather than buffering without
-	// bound; their executors time out and fall back to the results stream.
-	_ = sub.SetPendingLimits(4096, 64<<20)
-	if err := s.nc.Flush(); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, fmt.Errorf("eventstore: subscribe to direct results: %w", err)
-	}
-	return &DirectResults{sub: sub}, nil
+		d.Result = &r
+		return nil
+	}, fn)
 }
 
 // ReportResult hands a task attempt's outcome to the orchestrators: directly

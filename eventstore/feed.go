@@ -25,6 +25,8 @@ const (
 	SourceResults
 	// SourceTimers delivers fired durable timers.
 	SourceTimers
+	// SourceStart delivers starts the API sends directly (DirectStarts).
+	SourceStart
 )
 
 func (s Source) String() string {
@@ -35,12 +37,14 @@ func (s Source) String() string {
 		return "results"
 	case SourceTimers:
 		return "timers"
+	case SourceStart:
+		return "start"
 	}
 	return "unknown"
 }
 
 // Delivery is one message handed to a consumer. Exactly one of Message,
-// Result, Timer or Task is set, unless Err says the payload was corrupt.
+// Result, Timer, Task, Event, Tick or Start is set, unless Err says the payload was corrupt.
 // The receiver must settle it with Ack, Nak or Term.
 type Delivery struct {
 	// Source is where it came from (0 for task deliveries).
@@ -66,6 +70,8 @@ type Delivery struct {
 	Event *TriggerEvent
 	// Tick is a due cron tick.
 	Tick *CronTick
+	// Start is a start sent directly (SourceStart).
+	Start *DirectStart
 	// Err is set when the payload did not decode.
 	Err error
 

@@ -33,8 +33,9 @@ const (
 
 // Subject layout. A workflow's history is the subject tree weft.h.<id>.>:
 // events the API appends (start, signal, cancel) go to weft.h.<id>.ext,
-// step commands to weft.h.<id>.task.<type>, everything else the
-// orchestrator decides to weft.h.<id>.ev.
+// step commands to weft.h.<id>.task.<type> (a start an orchestrator
+// records together with its first command among them), everything else
+// the orchestrator decides to weft.h.<id>.ev.
 const (
 	historyPrefix = "weft.h."
 	resultsPrefix = "weft.r."
@@ -77,7 +78,9 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// ResultReplyWait is how long an executor waits for an orchestrator to
 	// record a result sent directly before it publishes the result to the
-	// results stream instead. Default 2s; negative: always use the stream.
+	// results stream instead, and how long a start waits for an
+	// orchestrator to record it directly before the API appends it.
+	// Default 2s; negative: always use the streams.
 	ResultReplyWait time.Duration
 }
 
@@ -259,7 +262,30 @@ func (s *Store) Append(ctx context.Context, wf string, expect uint64, evs ...eve
 	if err != nil {
 		return 0, err
 	}
-	return s.append(ctx, wf, subj, fmt.Sprintf("%s@%d", wf, expect), &expect, evs)
+	seq, err := s.append(ctx, wf, subj, fmt.Sprintf("%s@%d", wf, expect), &expect, evs)
+	if errors.Is(err, ErrDuplicate) {
+		return seq, fmt.Errorf("append to %s at seq %d: %w", wf, expect, ErrConflict)
+	}
+	return seq, err
+}
+
+// AppendStart writes a new workflow's first record: its WorkflowStarted
+// event and the decision that follows it (a direct start, see
+// StartDirect), under the start's message id msgID, provided wf has no
+// history yet.
+//
+// Errors: ErrConflict when wf has a history; ErrDuplicate when msgID was
+// appended within the dedup window (the same start, made another way).
+func (s *Store) AppendStart(ctx context.Context, wf, msgID string, evs []events.Event) (uint64, error) {
+	if len(evs) == 0 || evs[0].Type != events.TypeWorkflowStarted {
+		return 0, errors.New("eventstore: a start record begins with WorkflowStarted")
+	}
+	subj, err := subjectFor(wf, evs, false)
+	if err != nil {
+		return 0, err
+	}
+	var zero uint64
+	return s.append(ctx, wf, subj, msgID, &zero, evs)
 }
 
 // AppendExternal writes one event from outside the orchestrator (start,
@@ -323,9 +349,6 @@ func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint
 		return 0, fmt.Errorf("eventstore: append to %s: %w", wf, err)
 	}
 	if ack.Duplicate {
-		if expect != nil && subj != historyPrefix+wf+".ext" {
-			return ack.Sequence, fmt.Errorf("append to %s at seq %d: %w", wf, *expect, ErrConflict)
-		}
 		return ack.Sequence, ErrDuplicate
 	}
 	return ack.Sequence, nil

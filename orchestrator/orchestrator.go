@@ -70,7 +70,7 @@ type Orchestrator struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	feeds   []*eventstore.Feed
-	direct  *eventstore.DirectResults
+	direct  []*eventstore.DirectResults
 	ix      *indexer
 }
 
@@ -117,10 +117,19 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		}(shards[i])
 	}
 	var feedWG sync.WaitGroup
-	o.feeds = nil
+	o.feeds, o.direct = nil, nil
 	// abort undoes a start that failed half-way.
+	// Inputs sent directly join their workflow's shard while it runs.
+	var directMu sync.RWMutex
+	directClosed := false
 	abort := func(err error) error {
 		cancel()
+		for _, d := range o.direct {
+			d.Stop()
+		}
+		directMu.Lock()
+		directClosed = true
+		directMu.Unlock()
 		for _, f := range o.feeds {
 			f.Stop()
 		}
@@ -160,11 +169,10 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 			}
 		}()
 	}
-	// Results sent directly by executors join their workflow's shard when
-	// it has room; otherwise their executor uses the results stream.
-	var directMu sync.RWMutex
-	directClosed := false
-	direct, err := o.store.DirectResults(func(d *eventstore.Delivery) {
+	// Results and starts sent directly join their workflow's shard when it
+	// has room; otherwise their sender uses the streams (an executor the
+	// results stream, the API the history stream).
+	toShard := func(d *eventstore.Delivery) {
 		directMu.RLock()
 		defer directMu.RUnlock()
 		if directClosed || runCtx.Err() != nil {
@@ -176,11 +184,14 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 		default:
 			_ = d.Nak(0)
 		}
-	})
-	if err != nil {
-		return abort(err)
 	}
-	o.direct = direct
+	for _, sub := range []func(func(*eventstore.Delivery)) (*eventstore.DirectResults, error){o.store.DirectResults, o.store.DirectStarts} {
+		direct, err := sub(toShard)
+		if err != nil {
+			return abort(err)
+		}
+		o.direct = append(o.direct, direct)
+	}
 	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
@@ -206,7 +217,9 @@ func (o *Orchestrator) Stop(ctx context.Context) error {
 		return nil
 	}
 	o.running = false
-	o.direct.Stop()
+	for _, d := range o.direct {
+		d.Stop()
+	}
 	for _, f := range o.feeds {
 		f.Stop()
 	}
@@ -232,6 +245,8 @@ func shardOf(wf string, n int) int {
 // entry is a cached folded state.
 type entry struct {
 	st *workflow.State
+	// first is the sequence of the workflow's first record, when read.
+	first uint64
 	// indexed is the status the listing index holds (set by the indexer);
 	// queued the last status handed to it.
 	indexed atomic.Value
@@ -389,6 +404,9 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 	if err != nil {
 		return err
 	}
+	if after == 0 && len(msgs) > 0 {
+		e.first = msgs[0].Seq
+	}
 	for _, m := range msgs {
 		if m.Err != nil {
 			return errBroken{ErrTypeCorruptHistory, fmt.Errorf("workflow %s: %w", wf, m.Err)}
@@ -418,6 +436,14 @@ func (sh *shard) remember(wf string, e *entry) {
 // (first tries only: after a conflict the history is read).
 func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool) error {
 	wf := d.WorkflowID
+	if d.Start != nil {
+		// Settled here: recorded, or declined to the API.
+		sh.held = true
+		if !sh.startDirect(ctx, d) {
+			_ = d.Nak(0)
+		}
+		return nil
+	}
 	// Never judge an input on a history that does not reach the record it
 	// refers to: the delivered record itself, or the command a result is for.
 	minSeq := uint64(0)
@@ -527,11 +553,61 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			return err
 		}
 	}
-	sh.held = sh.index(wf, e, d)
+	// The result of a direct start's first command, reaching an
+	// orchestrator that had not cached the workflow: the one that started it
+	// may have died before writing its listing entry.
+	first := fresh && d.Result != nil && e.first != 0 && d.Result.Cmd == e.first
+	sh.held = sh.index(wf, e, d, first)
 	if st.Status.Terminal() {
 		delete(sh.cache, wf)
 	}
 	return nil
+}
+
+// startDirect records a start sent directly as the workflow's first
+// record, together with what follows it, when that is one step command:
+// the command's result then comes back to an orchestrator, whatever
+// happens to this one, and with it everything a start's input must cause
+// (see index). Anything else (children, several records, no command, a
+// workflow that exists) is declined and goes the history stream's way.
+func (sh *shard) startDirect(ctx context.Context, d *eventstore.Delivery) bool {
+	wf := d.WorkflowID
+	if sh.cache[wf] != nil {
+		return false
+	}
+	e := &entry{st: &workflow.State{}}
+	st := e.st
+	if err := st.Apply(d.Start.Event); err != nil {
+		return false
+	}
+	def, _, err := sh.o.defs.Load(ctx, st.Definition, st.Revision)
+	if err != nil {
+		return false
+	}
+	decided, err := workflow.Advance(st, def)
+	if err != nil || st.Status != workflow.StatusRunning || len(decided) == 0 || decided[len(decided)-1].StepScheduled == nil {
+		return false
+	}
+	for _, ev := range decided[:len(decided)-1] {
+		if ev.StepScheduled != nil || ev.ChildStarted != nil {
+			return false
+		}
+	}
+	evs := append([]events.Event{d.Start.Event}, decided...)
+	if err := sh.prepare(ctx, wf, evs); err != nil {
+		return false
+	}
+	seq, err := sh.o.store.AppendStart(ctx, wf, d.Start.MsgID, evs)
+	if err != nil {
+		// Taken, made another way, or not stored: the API's own append
+		// finds out which.
+		return false
+	}
+	st.LastSeq, e.first = seq, seq
+	sh.remember(wf, e)
+	sh.index(wf, e, d, false)
+	_ = d.Ack()
+	return true
 }
 
 // startChild starts the child workflow a ChildStarted event names, on the
@@ -616,23 +692,8 @@ func (sh *shard) closeOut(ctx context.Context, st *workflow.State) error {
 // that must exist before the record does (timers, task consumers) are made
 // first; both are idempotent, so a crash in between only repeats them.
 func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs []events.Event) error {
-	for _, ev := range evs {
-		switch {
-		case ev.WaitStarted != nil && ev.WaitStarted.TimerID != "":
-			w := ev.WaitStarted
-			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: w.TimerID, Path: w.Path, Due: w.TimeoutAt}); err != nil {
-				return err
-			}
-		case ev.TimerScheduled != nil:
-			ts := ev.TimerScheduled
-			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: ts.TimerID, Path: ts.Path, Due: ts.Due}); err != nil {
-				return err
-			}
-		case ev.StepScheduled != nil:
-			if err := sh.o.store.EnsureTaskConsumer(ctx, ev.StepScheduled.Task); err != nil {
-				return err
-			}
-		}
+	if err := sh.prepare(ctx, wf, evs); err != nil {
+		return err
 	}
 	seq := st.LastSeq
 	start := 0
@@ -672,10 +733,38 @@ func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs 
 	return nil
 }
 
+// prepare makes the side effects that must exist before evs are recorded
+// (timers, task consumers); both are idempotent, so a crash in between
+// only repeats them.
+func (sh *shard) prepare(ctx context.Context, wf string, evs []events.Event) error {
+	for _, ev := range evs {
+		switch {
+		case ev.WaitStarted != nil && ev.WaitStarted.TimerID != "":
+			w := ev.WaitStarted
+			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: w.TimerID, Path: w.Path, Due: w.TimeoutAt}); err != nil {
+				return err
+			}
+		case ev.TimerScheduled != nil:
+			ts := ev.TimerScheduled
+			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: ts.TimerID, Path: ts.Path, Due: ts.Due}); err != nil {
+				return err
+			}
+		case ev.StepScheduled != nil:
+			if err := sh.o.store.EnsureTaskConsumer(ctx, ev.StepScheduled.Task); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // index hands the workflow's entry to the indexer when its status
 // changed, and with it the input: it is acked once the entry is stored.
-// It reports whether it took the input.
-func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
+// It reports whether it took the input. first marks the result of a
+// direct start's first command seen by an orchestrator that had not cached
+// the workflow: its running entry is written too (without holding the
+// result, which would hold its executor).
+func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery, first bool) bool {
 	st := e.st
 	written, _ := e.indexed.Load().(workflow.Status)
 	if written == st.Status || e.queued == st.Status && d.NumDelivered == 1 {
@@ -683,7 +772,8 @@ func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
 		return false
 	}
 	e.queued = st.Status
-	if !st.Status.Terminal() && d.Source != eventstore.SourceExternal {
+	direct := !st.Status.Terminal() && (d.Source == eventstore.SourceStart || first)
+	if !st.Status.Terminal() && d.Source != eventstore.SourceExternal && !direct {
 		// Only a start or a redrive (external inputs, held until their entry
 		// is stored) makes a workflow run: a result or timer seen by an
 		// orchestrator that had not cached the workflow finds it indexed.
@@ -691,6 +781,13 @@ func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
 	}
 	sum := eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
 		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq}
+	if direct {
+		// A direct start is recorded with its first command, and that
+		// command's result is the input that comes back: it writes the entry
+		// (first) if the orchestrator that started the workflow died before.
+		sh.o.ix.put(sum, &e.indexed, func(bool) {})
+		return false
+	}
 	sh.o.ix.put(sum, &e.indexed, func(ok bool) {
 		if ok {
 			_ = d.Ack()

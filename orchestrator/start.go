@@ -42,8 +42,10 @@ type StartResult struct {
 	Started bool
 }
 
-// Start appends a WorkflowStarted event to a new history; orchestrators
-// pick it up from there.
+// Start begins a new workflow: an orchestrator records its WorkflowStarted
+// event together with its first step command (eventstore.StartDirect), or
+// the event is appended to a new history and orchestrators pick it up from
+// there.
 //
 // Errors: eventstore.ErrNotFound for an unknown definition or revision;
 // ErrAlreadyExists when the id belongs to another request's run.
@@ -68,13 +70,23 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	}
 	ev := events.Event{Type: events.TypeWorkflowStarted, Time: req.Time.UTC(),
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: rec.Name, Revision: rec.Revision, Input: req.Input, RequestID: reqID}}
-	var zero uint64
-	_, err = store.AppendExternal(ctx, wf, &zero, "start/"+wf+"/"+reqID, ev)
+	msgID := "start/" + wf + "/" + reqID
 	res := StartResult{WorkflowID: wf, Started: true, Revision: rec.Revision}
+	// An orchestrator records the start with its first step command, or
+	// declines; then the start is appended for the orchestrators to consume.
+	if store.StartDirect(ctx, wf, msgID, ev) {
+		return res, nil
+	}
+	// A request id this call made up is known to no one else: a start
+	// found under it is this call's own, recorded by an orchestrator whose
+	// answer did not arrive.
+	ours := req.RequestID == ""
+	var zero uint64
+	_, err = store.AppendExternal(ctx, wf, &zero, msgID, ev)
 	switch {
 	case err == nil:
 	case errors.Is(err, eventstore.ErrDuplicate):
-		res.Started = false
+		res.Started = ours
 	case errors.Is(err, eventstore.ErrConflict):
 		first, ferr := store.First(ctx, wf)
 		if ferr != nil {
@@ -84,10 +96,10 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 			return StartResult{}, fmt.Errorf("workflow %q: %w", wf, ErrAlreadyExists)
 		}
 		ws := first.Record.Events[0].WorkflowStarted
-		if req.RequestID == "" || ws.RequestID != req.RequestID {
+		if ws.RequestID != reqID {
 			return StartResult{}, fmt.Errorf("workflow %q (started by another request): %w", wf, ErrAlreadyExists)
 		}
-		res.Started, res.Revision = false, ws.Revision
+		res.Started, res.Revision = ours, ws.Revision
 	default:
 		return StartResult{}, err
 	}

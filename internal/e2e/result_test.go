@@ -22,11 +22,18 @@ steps:
 output: "${ steps.a.output }"
 `)
 	id := e.start("manual", "", `{}`)
+	// cmd is the stream sequence of the record holding a's command.
 	var cmd uint64
 	eventually(t, 20*time.Second, "the command to be recorded", func() bool {
-		for _, ev := range e.history(id) {
-			if ev.Type == "StepScheduled" && ev.StepPath == "a" {
-				cmd = ev.Sequence
+		msgs, err := e.node.Store.Read(context.Background(), id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			for _, ev := range m.Record.Events {
+				if ev.StepScheduled != nil && ev.StepScheduled.Path == "a" {
+					cmd = m.Seq
+				}
 			}
 		}
 		return cmd > 0

@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/natstest"
+	"github.com/weftworks/weft/orchestrator"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// firstRecord returns the subject and event types of wf's first record.
+func firstRecord(t *testing.T, store *eventstore.Store, wf string) (string, []events.Type) {
+	t.Helper()
+	m, err := store.First(context.Background(), wf)
+	if err != nil || m.Err != nil {
+		t.Fatalf("first record of %s: %v %v", wf, err, m.Err)
+	}
+	var ts []events.Type
+	for _, ev := range m.Record.Events {
+		ts = append(ts, ev.Type)
+	}
+	return m.Subject, ts
+}
+
+// listed returns wf's status in the listing index, or "" when not listed.
+func (e *env) listed(wf string) weftv1.WorkflowStatus {
+	e.t.Helper()
+	resp, err := e.wf.ListWorkflows(ctx(e.t), connect.NewRequest(&weftv1.ListWorkflowsRequest{PageSize: 1000}))
+	if err != nil {
+		e.t.Fatalf("ListWorkflows: %v", err)
+	}
+	for _, w := range resp.Msg.Workflows {
+		if w.Id == wf {
+			return w.Status
+		}
+	}
+	return weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED
+}
+
+// A start whose first decision is one step command is recorded by an
+// orchestrator as one record, the start with the command; a start that
+// decides more (parallel branches) or no command (a wait) is appended by
+// the API and decided from the history stream. All of them run to the end
+// and are listed.
+func TestDirectStart(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: seq
+steps:
+  - { id: one, task: echo, input: "${ input }" }
+  - { id: two, task: echo, input: "${ steps.one.output }" }
+`)
+	e.putDef(`
+name: fan
+steps:
+  - id: both
+    parallel:
+      branches:
+        left:  [ { id: l, task: echo, input: 1 } ]
+        right: [ { id: r, task: echo, input: 2 } ]
+`)
+	e.putDef(approvalDef("1h"))
+	store := e.node.Store
+
+	id := e.start("seq", "direct-seq", `{"n": 1}`)
+	if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `{"n":1}` {
+		t.Fatalf("seq: %v", w)
+	}
+	subj, ts := firstRecord(t, store, id)
+	if !strings.HasSuffix(subj, ".task.echo") || len(ts) < 2 || ts[0] != events.TypeWorkflowStarted || ts[len(ts)-1] != events.TypeStepScheduled {
+		t.Fatalf("seq's first record on %s holds %v; want the start and its first command", subj, ts)
+	}
+
+	id = e.start("fan", "direct-fan", "")
+	if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("fan: %v", w)
+	}
+	if subj, ts := firstRecord(t, store, id); !strings.HasSuffix(subj, ".ext") || len(ts) != 1 {
+		t.Fatalf("fan's first record on %s holds %v; want the start alone, appended by the API", subj, ts)
+	}
+
+	// approval's first step is a command, so it starts directly; it then
+	// waits, and the running workflow is listed.
+	id = e.start("approval", "direct-wait", `{"who": "x"}`)
+	if subj, _ := firstRecord(t, store, id); !strings.HasSuffix(subj, ".task.echo") {
+		t.Fatalf("approval's first record on %s", subj)
+	}
+	eventually(t, 20*time.Second, "the waiting workflow to be listed as running", func() bool {
+		return e.listed(id) == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING
+	})
+	if err := e.signal(id, "approve", `{"by": "y"}`); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("approval: %v", w)
+	}
+	for _, wf := range []string{"direct-seq", "direct-fan", "direct-wait"} {
+		if s := e.listed(wf); s != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+			t.Fatalf("%s listed as %v", wf, s)
+		}
+	}
+
+	// The same start again finds the run; another request's start of the
+	// same id is refused.
+	resp, err := e.wf.StartWorkflow(ctx(t), connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "seq", WorkflowId: "direct-req", RequestId: "r1"}))
+	if err != nil || !resp.Msg.Started {
+		t.Fatalf("first start: %v %v", resp, err)
+	}
+	resp, err = e.wf.StartWorkflow(ctx(t), connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "seq", WorkflowId: "direct-req", RequestId: "r1"}))
+	if err != nil || resp.Msg.Started {
+		t.Fatalf("repeated start: %v %v", resp, err)
+	}
+	_, err = e.wf.StartWorkflow(ctx(t), connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "seq", WorkflowId: "direct-req", RequestId: "r2"}))
+	if connect.CodeOf(err) != connect.CodeAlreadyExists {
+		t.Fatalf("another request's start: %v", err)
+	}
+}
+
+// With no orchestrator running, a start is appended by the API at once,
+// and the workflow runs once an orchestrator comes.
+func TestStartWithoutOrchestrator(t *testing.T) {
+	e := &env{t: t, ns: natstest.Start(t)}
+	e.node = e.startNode(envOpts{noExecutor: true}, false, true)
+	e.wf, e.defs = newClients(e.node.APIURL)
+	e.putDef(`
+name: alone
+steps:
+  - { id: one, task: echo, input: "${ input }" }
+`)
+	began := time.Now()
+	id := e.start("alone", "no-orch", `"x"`)
+	if d := time.Since(began); d > time.Second {
+		t.Fatalf("a start with no orchestrator took %s; it should not wait for one", d)
+	}
+	if subj, _ := firstRecord(t, e.node.Store, id); !strings.HasSuffix(subj, ".ext") {
+		t.Fatalf("first record on %s; want the API's append", subj)
+	}
+	e.startNode(envOpts{}, true, false)
+	if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"x"` {
+		t.Fatalf("no-orch: %v", w)
+	}
+}
+
+// A direct start's orchestrator that dies before writing the workflow's
+// listing entry leaves no input to redeliver: the first command's result,
+// reaching an orchestrator that never cached the workflow, writes it.
+func TestDirectStartListedAfterOrchestratorLoss(t *testing.T) {
+	e := newEnv(t, envOpts{noExecutor: true})
+	e.putDef(approvalDef("1h"))
+	store := e.node.Store
+	defs := orchestrator.NewDefinitions(store)
+	def, rec, err := defs.Load(ctx(t), "approval", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What an orchestrator records for a direct start, and then it "dies":
+	// no listing entry is written.
+	wf := "lost-starter"
+	start := events.Event{Type: events.TypeWorkflowStarted, Time: time.Now().UTC(), WorkflowStarted: &events.WorkflowStarted{
+		WorkflowID: wf, Definition: rec.Name, Revision: rec.Revision, Input: map[string]any{"who": "x"}, RequestID: "r"}}
+	st := &workflow.State{}
+	if err := st.Apply(start); err != nil {
+		t.Fatal(err)
+	}
+	decided, err := workflow.Advance(st, def)
+	if err != nil || len(decided) == 0 || decided[len(decided)-1].StepScheduled == nil {
+		t.Fatalf("decided %v, %v", decided, err)
+	}
+	if err := store.EnsureTaskConsumer(ctx(t), "echo"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.AppendStart(ctx(t), wf, "start/"+wf+"/r", append([]events.Event{start}, decided...)); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.listed(wf); s != weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED {
+		t.Fatalf("listed as %v before any orchestrator saw it", s)
+	}
+	// An executor runs the command; its result reaches the running
+	// orchestrator, which has never seen the workflow.
+	e.startNode(envOpts{}, false, false)
+	eventually(t, 20*time.Second, "the workflow to wait for its signal", func() bool {
+		w := e.get(wf)
+		return len(w.Steps) > 1
+	})
+	eventually(t, 20*time.Second, "the running workflow to be listed", func() bool {
+		return e.listed(wf) == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING
+	})
+}
