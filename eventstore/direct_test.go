@@ -106,3 +106,51 @@ func TestReportResultDirectOrStream(t *testing.T) {
 		t.Fatal("corrupt direct result not delivered")
 	}
 }
+
+// A start sent directly reaches the orchestrators' callback decoded; one
+// they cannot read is declined, never confirmed, so its sender appends it.
+func TestDirectStartsDeclineWhatTheyCannotRead(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{ResultReplyWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.StartDirect(ctx, "nobody", "start/nobody/r", started("nobody")) {
+		t.Fatal("a direct start with no orchestrator was confirmed")
+	}
+	o, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *eventstore.Delivery, 10)
+	sub, err := o.DirectStarts(func(d *eventstore.Delivery) {
+		got <- d
+		if d.Err != nil {
+			_ = d.Term(d.Err.Error())
+			return
+		}
+		_ = d.Ack()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	if !s.StartDirect(ctx, "wf", "start/wf/r", started("wf")) {
+		t.Fatal("a direct start the orchestrator acked was not confirmed")
+	}
+	d := <-got
+	if d.Source != eventstore.SourceStart || d.Start == nil || d.Start.MsgID != "start/wf/r" || d.Start.Event.WorkflowStarted.WorkflowID != "wf" {
+		t.Fatalf("delivery %+v", d)
+	}
+	reply, err := s.Conn().Request("weft.ds.bad", []byte{0xc1}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := <-got; d.Err == nil {
+		t.Fatalf("an unreadable start decoded: %+v", d)
+	}
+	if string(reply.Data) == "+OK" {
+		t.Fatal("an unreadable direct start was confirmed")
+	}
+}

@@ -110,10 +110,12 @@ func (d *Delivery) InProgress() error {
 	return d.msg.InProgress()
 }
 
-// Term settles the delivery for good without success; it is not redelivered.
+// Term settles the delivery for good without success; it is not
+// redelivered. A start sent directly is declined instead: its sender then
+// appends it, so no start is lost to an orchestrator that cannot read it.
 func (d *Delivery) Term(reason string) error {
 	if d.reply != nil {
-		d.reply(true)
+		d.reply(d.Source != SourceStart)
 		return nil
 	}
 	return d.msg.TermWithReason(reason)

@@ -251,6 +251,9 @@ type entry struct {
 	// queued the last status handed to it.
 	indexed atomic.Value
 	queued  workflow.Status
+	// unheld says the queued entry holds no input (a direct start's): an
+	// input that parks the workflow must not rely on it.
+	unheld bool
 }
 
 // shard decides the workflows hashed to it, one input at a time.
@@ -589,7 +592,10 @@ func (sh *shard) startDirect(ctx context.Context, d *eventstore.Delivery) bool {
 		return false
 	}
 	for _, ev := range decided[:len(decided)-1] {
-		if ev.StepScheduled != nil || ev.ChildStarted != nil {
+		// Timers are scheduled before the record and replace a pending one
+		// of the same id: a start of an id that turns out taken must not
+		// touch that workflow's timers.
+		if ev.StepScheduled != nil || ev.ChildStarted != nil || ev.TimerScheduled != nil || ev.WaitStarted != nil {
 			return false
 		}
 	}
@@ -758,6 +764,17 @@ func (sh *shard) prepare(ctx context.Context, wf string, evs []events.Event) err
 	return nil
 }
 
+// inFlight reports whether a task or child workflow of st is running: its
+// outcome is an input still to come.
+func inFlight(st *workflow.State) bool {
+	for _, s := range st.Steps {
+		if s.Status == workflow.StepRunning && (s.Kind == "task" || s.Kind == "workflow") {
+			return true
+		}
+	}
+	return false
+}
+
 // index hands the workflow's entry to the indexer when its status
 // changed, and with it the input: it is acked once the entry is stored.
 // It reports whether it took the input. first marks the result of a
@@ -767,13 +784,18 @@ func (sh *shard) prepare(ctx context.Context, wf string, evs []events.Event) err
 func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery, first bool) bool {
 	st := e.st
 	written, _ := e.indexed.Load().(workflow.Status)
-	if written == st.Status || e.queued == st.Status && d.NumDelivered == 1 {
+	// A running workflow with no task or child in flight waits for a signal
+	// or a timer, possibly for days: the input that parked it is held until
+	// the entry is stored, unless it is known to be.
+	parked := written != st.Status && st.Status == workflow.StatusRunning && !inFlight(st)
+	if written == st.Status || e.queued == st.Status && d.NumDelivered == 1 && !(parked && e.unheld) {
 		// Stored, or on its way with the input that changed it held.
 		return false
 	}
 	e.queued = st.Status
-	direct := !st.Status.Terminal() && (d.Source == eventstore.SourceStart || first)
-	if !st.Status.Terminal() && d.Source != eventstore.SourceExternal && !direct {
+	direct := !st.Status.Terminal() && !parked && (d.Source == eventstore.SourceStart || first)
+	e.unheld = direct
+	if !st.Status.Terminal() && d.Source != eventstore.SourceExternal && !direct && !parked {
 		// Only a start or a redrive (external inputs, held until their entry
 		// is stored) makes a workflow run: a result or timer seen by an
 		// orchestrator that had not cached the workflow finds it indexed.

@@ -77,32 +77,30 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	if store.StartDirect(ctx, wf, msgID, ev) {
 		return res, nil
 	}
-	// A request id this call made up is known to no one else: a start
-	// found under it is this call's own, recorded by an orchestrator whose
-	// answer did not arrive.
-	ours := req.RequestID == ""
 	var zero uint64
 	_, err = store.AppendExternal(ctx, wf, &zero, msgID, ev)
 	switch {
 	case err == nil:
-	case errors.Is(err, eventstore.ErrDuplicate):
-		res.Started = ours
-	case errors.Is(err, eventstore.ErrConflict):
-		first, ferr := store.First(ctx, wf)
-		if ferr != nil {
-			return StartResult{}, ferr
-		}
-		if first.Err != nil || first.Record.Events[0].WorkflowStarted == nil {
-			return StartResult{}, fmt.Errorf("workflow %q: %w", wf, ErrAlreadyExists)
-		}
-		ws := first.Record.Events[0].WorkflowStarted
-		if ws.RequestID != reqID {
-			return StartResult{}, fmt.Errorf("workflow %q (started by another request): %w", wf, ErrAlreadyExists)
-		}
-		res.Started, res.Revision = ours, ws.Revision
+		return res, nil
+	case errors.Is(err, eventstore.ErrDuplicate), errors.Is(err, eventstore.ErrConflict):
 	default:
 		return StartResult{}, err
 	}
+	first, err := store.First(ctx, wf)
+	if err != nil {
+		return StartResult{}, err
+	}
+	if first.Err != nil || first.Record.Events[0].WorkflowStarted == nil {
+		return StartResult{}, fmt.Errorf("workflow %q: %w", wf, ErrAlreadyExists)
+	}
+	ws := first.Record.Events[0].WorkflowStarted
+	if ws.RequestID != reqID {
+		return StartResult{}, fmt.Errorf("workflow %q (started by another request): %w", wf, ErrAlreadyExists)
+	}
+	// The same request: started by this call when the record carries this
+	// call's event (an orchestrator recorded it, and its answer was lost),
+	// by an earlier call otherwise.
+	res.Started, res.Revision = first.Record.Events[0].Time.Equal(ev.Time), ws.Revision
 	return res, nil
 }
 

@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
@@ -193,4 +195,39 @@ func TestDirectStartListedAfterOrchestratorLoss(t *testing.T) {
 	eventually(t, 20*time.Second, "the running workflow to be listed", func() bool {
 		return e.listed(wf) == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING
 	})
+}
+
+// An input that leaves a workflow waiting with nothing in flight (here the
+// first step's result, after which it waits for a signal) is settled only
+// once the workflow's listing entry is stored: a direct start held no input
+// for it, and the workflow may now wait for days with no input to come.
+func TestParkingInputWaitsForListing(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(approvalDef("1h"))
+	js, err := jetstream.New(e.ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		id := e.start("approval", fmt.Sprintf("parked-%d", i), `{"who": "x"}`)
+		if subj, _ := firstRecord(t, e.node.Store, id); !strings.HasSuffix(subj, ".task.echo") {
+			t.Fatalf("first record on %s; want a direct start", subj)
+		}
+		// Once the executor's command is acked, the result that parked the
+		// workflow was settled, so its entry is stored already.
+		eventually(t, 20*time.Second, "the first command to be acked", func() bool {
+			cons, err := js.Consumer(ctx(t), eventstore.HistoryStream, "weft-task-echo")
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := cons.Info(ctx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return info.NumAckPending == 0 && info.Delivered.Stream >= 1 && len(e.get(id).Steps) > 1
+		})
+		if s := e.listed(id); s != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING {
+			t.Fatalf("%s listed as %v once its parking input was settled; want RUNNING", id, s)
+		}
+	}
 }
