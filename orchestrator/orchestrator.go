@@ -274,6 +274,10 @@ func (sh *shard) run(ctx context.Context, in chan *eventstore.Delivery) {
 	}
 }
 
+// timerRecordWait is how long after its due time a fired timer waits for
+// the record that set it to show in history before it is dropped.
+const timerRecordWait = time.Minute
+
 // errNotDue asks for a timer delivery to come back when due.
 type errNotDue struct{ wait time.Duration }
 
@@ -520,6 +524,12 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			}
 			ev, ok, _ = workflow.AcceptTimer(st, *d.Timer, now)
 		}
+		if !ok && st.LastSeq <= d.Timer.After && now.Sub(d.Timer.Due) < timerRecordWait {
+			// The record that set the timer is not in the history read: its
+			// append may still be on its way (across a NATS leader election,
+			// say). Ask again rather than drop the timer.
+			return errNotDue{time.Second}
+		}
 		if ok {
 			input = append(input, ev)
 		}
@@ -600,7 +610,7 @@ func (sh *shard) startDirect(ctx context.Context, d *eventstore.Delivery) bool {
 		}
 	}
 	evs := append([]events.Event{d.Start.Event}, decided...)
-	if err := sh.prepare(ctx, wf, evs); err != nil {
+	if err := sh.prepare(ctx, wf, 0, evs); err != nil {
 		return false
 	}
 	seq, err := sh.o.store.AppendStart(ctx, wf, d.Start.MsgID, evs)
@@ -698,7 +708,7 @@ func (sh *shard) closeOut(ctx context.Context, st *workflow.State) error {
 // that must exist before the record does (timers, task consumers) are made
 // first; both are idempotent, so a crash in between only repeats them.
 func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs []events.Event) error {
-	if err := sh.prepare(ctx, wf, evs); err != nil {
+	if err := sh.prepare(ctx, wf, st.LastSeq, evs); err != nil {
 		return err
 	}
 	seq := st.LastSeq
@@ -740,19 +750,19 @@ func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs 
 }
 
 // prepare makes the side effects that must exist before evs are recorded
-// (timers, task consumers); both are idempotent, so a crash in between
-// only repeats them.
-func (sh *shard) prepare(ctx context.Context, wf string, evs []events.Event) error {
+// after sequence after (timers, task consumers); both are idempotent, so a
+// crash in between only repeats them.
+func (sh *shard) prepare(ctx context.Context, wf string, after uint64, evs []events.Event) error {
 	for _, ev := range evs {
 		switch {
 		case ev.WaitStarted != nil && ev.WaitStarted.TimerID != "":
 			w := ev.WaitStarted
-			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: w.TimerID, Path: w.Path, Due: w.TimeoutAt}); err != nil {
+			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: w.TimerID, Path: w.Path, Due: w.TimeoutAt, After: after}); err != nil {
 				return err
 			}
 		case ev.TimerScheduled != nil:
 			ts := ev.TimerScheduled
-			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: ts.TimerID, Path: ts.Path, Due: ts.Due}); err != nil {
+			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: ts.TimerID, Path: ts.Path, Due: ts.Due, After: after}); err != nil {
 				return err
 			}
 		case ev.StepScheduled != nil:

@@ -70,6 +70,10 @@ type TimerDue struct {
 	TimerID    string    `msgpack:"tid"`
 	Path       string    `msgpack:"p,omitempty"`
 	Due        time.Time `msgpack:"due"`
+	// After is the workflow's last history sequence when the timer was
+	// scheduled: the record that set it comes after it. A history read
+	// that does not go past After may simply not show that record yet.
+	After uint64 `msgpack:"after,omitempty"`
 }
 
 // EncodeResult encodes an executor result.

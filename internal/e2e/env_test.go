@@ -36,6 +36,8 @@ type envOpts struct {
 	taskAckWait time.Duration
 	noExecutor  bool
 	maxHistory  int
+	// now is the orchestrator's clock (default time.Now).
+	now func() time.Time
 }
 
 func testLogger() *slog.Logger {
@@ -71,7 +73,7 @@ func (e *env) startNode(o envOpts, withOrch, withAPI bool) *node.Node {
 		Logger:  testLogger(),
 	}
 	if withOrch {
-		cfg.Orchestrator = &orchestrator.Config{MaxHistoryEvents: o.maxHistory}
+		cfg.Orchestrator = &orchestrator.Config{MaxHistoryEvents: o.maxHistory, Now: o.now}
 	}
 	if !o.noExecutor {
 		cfg.Executor = &executor.Config{}

@@ -5,8 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // A result is judged only on a history that reaches the command it names:
@@ -60,5 +64,72 @@ output: "${ steps.a.output }"
 	w := e.waitClosed(id, 30*time.Second)
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"done"` {
 		t.Fatalf("status %v output %s error %v", w.Status, toJSON(w.Output), w.Error)
+	}
+}
+
+// A timer that fires before the record that set it shows in history (its
+// append still on its way, say across a NATS leader election) is kept and
+// tried again, never dropped: here it fires while the step before the
+// wait still runs, and once the wait is recorded the timer times it out.
+func TestTimerWaitsForItsRecord(t *testing.T) {
+	// The orchestrator's clock runs two hours ahead, so the wait's one-hour
+	// timeout is due as soon as it is recorded, while its own scheduled
+	// timer stays an hour away.
+	e := newEnv(t, envOpts{noExecutor: true, now: func() time.Time { return time.Now().Add(2 * time.Hour) }})
+	e.putDef(`
+name: manualwait
+steps:
+  - { id: a, task: manual }
+  - { id: w, wait: { signal: go, timeout: 1h } }
+`)
+	id := e.start("manualwait", "", `{}`)
+	store := e.node.Store
+	var cmd uint64
+	eventually(t, 20*time.Second, "the command to be recorded", func() bool {
+		msgs, err := store.Read(context.Background(), id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			if last := m.Record.Events[len(m.Record.Events)-1]; last.StepScheduled != nil && last.StepScheduled.Path == "a" {
+				cmd = m.Seq
+			}
+		}
+		return cmd > 0
+	})
+	// The wait's timer fires before its record exists (published as its
+	// schedule would, due by the orchestrator's clock).
+	js, err := jetstream.New(e.ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := events.EncodeTimer(events.TimerDue{WorkflowID: id, TimerID: workflow.TimerID("w", 1), Path: "w",
+		Due: time.Now().Add(2*time.Hour - time.Second).UTC(), After: cmd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(context.Background(), "weft.t.f."+id, data); err != nil {
+		t.Fatal(err)
+	}
+	// Let an orchestrator see it at least once before the record exists.
+	eventually(t, 20*time.Second, "the early timer to be delivered", func() bool {
+		cons, err := js.Consumer(context.Background(), eventstore.TimersStream, eventstore.TimersConsumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := cons.Info(context.Background())
+		return err == nil && info.Delivered.Consumer >= 1
+	})
+	if err := store.PublishResult(context.Background(), events.Result{WorkflowID: id, Path: "a", Gen: 1, Attempt: 1,
+		Outcome: events.OutcomeCompleted, Output: "done", Time: time.Now().UTC(), Cmd: cmd}); err != nil {
+		t.Fatal(err)
+	}
+	w := e.waitClosed(id, 30*time.Second)
+	fired := false
+	for _, ev := range e.history(id) {
+		fired = fired || ev.Type == "TimerFired"
+	}
+	if !fired || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
+		t.Fatalf("status %v, timer fired %v; want the wait timed out by the early timer", w.Status, fired)
 	}
 }
