@@ -133,6 +133,9 @@ type Summary struct {
 	Closed     time.Time `msgpack:"x,omitempty"`
 	// Seq is the last history sequence the summary reflects.
 	Seq uint64 `msgpack:"seq"`
+	// CreateOnly writes the entry only when the workflow has none yet
+	// (PutSummaries); it is not stored.
+	CreateOnly bool `msgpack:"-"`
 }
 
 // PutSummaries writes index entries in one batch and returns an error (or
@@ -168,6 +171,9 @@ func (s *Store) PutSummaries(ctx context.Context, sums []Summary) []error {
 			if !isConflict(err) {
 				errs[i] = fmt.Errorf("eventstore: index %s: %w", sums[i].ID, err)
 				continue
+			}
+			if sums[i].CreateOnly {
+				continue // listed already
 			}
 			wg.Add(1)
 			sem <- struct{}{}

@@ -418,3 +418,30 @@ func TestReadFollowsLinks(t *testing.T) {
 	check("a", 0, append(append([]uint64{}, seqs["a"]...), ack.Sequence))
 	check("a", seqs["a"][8], append(append([]uint64{}, seqs["a"][9:]...), ack.Sequence))
 }
+
+// A create-only entry is written when its workflow has none and changes
+// nothing otherwise, even when it is newer.
+func TestCreateOnlySummary(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	errs := s.PutSummaries(ctx, []eventstore.Summary{
+		{ID: "new", Definition: "d", Status: "RUNNING", Seq: 3, CreateOnly: true},
+		{ID: "old", Definition: "d", Status: "COMPLETED", Seq: 5},
+	})
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, err := range s.PutSummaries(ctx, []eventstore.Summary{{ID: "old", Definition: "d", Status: "RUNNING", Seq: 9, CreateOnly: true}}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for id, want := range map[string]string{"new": "RUNNING", "old": "COMPLETED"} {
+		sum, err := s.GetSummary(ctx, id)
+		if err != nil || sum.Status != want {
+			t.Fatalf("%s: %+v %v, want %s", id, sum, err, want)
+		}
+	}
+}

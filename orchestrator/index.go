@@ -72,6 +72,8 @@ func (ix *indexer) put(sum eventstore.Summary, mark *atomic.Value, settle func(o
 		w = &indexWrite{}
 		ix.pending[sum.ID] = w
 	}
+	// A create-only entry merged into a plain one is plain.
+	sum.CreateOnly = sum.CreateOnly && (fresh || w.sum.CreateOnly)
 	w.sum, w.mark = sum, mark
 	w.settle = append(w.settle, settle)
 	switch {

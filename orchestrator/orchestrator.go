@@ -245,8 +245,9 @@ func shardOf(wf string, n int) int {
 // entry is a cached folded state.
 type entry struct {
 	st *workflow.State
-	// first is the sequence of the workflow's first record, when read.
-	first uint64
+	// direct says the workflow's first record is a direct start (the start
+	// with its first command), as read or written here.
+	direct bool
 	// indexed is the status the listing index holds (set by the indexer);
 	// queued the last status handed to it.
 	indexed atomic.Value
@@ -411,8 +412,11 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 	if err != nil {
 		return err
 	}
-	if after == 0 && len(msgs) > 0 {
-		e.first = msgs[0].Seq
+	if after == 0 && len(msgs) > 0 && msgs[0].Err == nil {
+		// A start appended alone holds one event; a direct start holds the
+		// decision that followed it too.
+		evs := msgs[0].Record.Events
+		e.direct = len(evs) > 1 && evs[0].Type == events.TypeWorkflowStarted
 	}
 	for _, m := range msgs {
 		if m.Err != nil {
@@ -566,11 +570,10 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			return err
 		}
 	}
-	// The result of a direct start's first command, reaching an
-	// orchestrator that had not cached the workflow: the one that started it
-	// may have died before writing its listing entry.
-	first := fresh && d.Result != nil && e.first != 0 && d.Result.Cmd == e.first
-	sh.held = sh.index(wf, e, d, first)
+	// A directly started workflow this orchestrator had not cached: the one
+	// that started it may have died before writing its listing entry.
+	ensure := fresh && e.direct
+	sh.held = sh.index(wf, e, d, ensure)
 	if st.Status.Terminal() {
 		delete(sh.cache, wf)
 	}
@@ -619,7 +622,7 @@ func (sh *shard) startDirect(ctx context.Context, d *eventstore.Delivery) bool {
 		// finds out which.
 		return false
 	}
-	st.LastSeq, e.first = seq, seq
+	st.LastSeq, e.direct = seq, true
 	sh.remember(wf, e)
 	sh.index(wf, e, d, false)
 	_ = d.Ack()
@@ -787,11 +790,11 @@ func inFlight(st *workflow.State) bool {
 
 // index hands the workflow's entry to the indexer when its status
 // changed, and with it the input: it is acked once the entry is stored.
-// It reports whether it took the input. first marks the result of a
-// direct start's first command seen by an orchestrator that had not cached
-// the workflow: its running entry is written too (without holding the
-// result, which would hold its executor).
-func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery, first bool) bool {
+// It reports whether it took the input. ensure marks a directly started
+// workflow just loaded from history: its running entry is written unless
+// one exists (without holding the input: a result would hold its
+// executor).
+func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery, ensure bool) bool {
 	st := e.st
 	written, _ := e.indexed.Load().(workflow.Status)
 	// A running workflow with no task or child in flight waits for a signal
@@ -803,7 +806,7 @@ func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery, first bool) 
 		return false
 	}
 	e.queued = st.Status
-	direct := !st.Status.Terminal() && !parked && (d.Source == eventstore.SourceStart || first)
+	direct := !st.Status.Terminal() && !parked && (d.Source == eventstore.SourceStart || ensure)
 	e.unheld = direct
 	if !st.Status.Terminal() && d.Source != eventstore.SourceExternal && !direct && !parked {
 		// Only a start or a redrive (external inputs, held until their entry
@@ -814,9 +817,11 @@ func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery, first bool) 
 	sum := eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
 		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq}
 	if direct {
-		// A direct start is recorded with its first command, and that
-		// command's result is the input that comes back: it writes the entry
-		// (first) if the orchestrator that started the workflow died before.
+		// A direct start holds no input until its entry is stored. If its
+		// orchestrator dies first, the next one to load the workflow writes
+		// the entry unless it exists (ensure); a workflow that parks or
+		// closes is held for its entry either way.
+		sum.CreateOnly = ensure
 		sh.o.ix.put(sum, &e.indexed, func(bool) {})
 		return false
 	}

@@ -152,22 +152,30 @@ steps:
 }
 
 // A direct start's orchestrator that dies before writing the workflow's
-// listing entry leaves no input to redeliver: the first command's result,
-// reaching an orchestrator that never cached the workflow, writes it.
+// listing entry leaves no input to redeliver; it may even have recorded
+// the first step's result itself. The next orchestrator to load the
+// workflow from history, for any input, writes the entry unless it exists.
 func TestDirectStartListedAfterOrchestratorLoss(t *testing.T) {
 	e := newEnv(t, envOpts{noExecutor: true})
-	e.putDef(approvalDef("1h"))
+	// a and c are run by no one here: only b's result reaches an orchestrator.
+	e.putDef(`
+name: lost
+steps:
+  - { id: a, task: manual }
+  - { id: b, task: echo, input: "${ steps.a.output }" }
+  - { id: c, task: manual }
+`)
 	store := e.node.Store
 	defs := orchestrator.NewDefinitions(store)
-	def, rec, err := defs.Load(ctx(t), "approval", 0)
+	def, rec, err := defs.Load(ctx(t), "lost", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// What an orchestrator records for a direct start, and then it "dies":
-	// no listing entry is written.
+	// What an orchestrator records for a direct start and for the first
+	// step's result, before it "dies": no listing entry is written.
 	wf := "lost-starter"
 	start := events.Event{Type: events.TypeWorkflowStarted, Time: time.Now().UTC(), WorkflowStarted: &events.WorkflowStarted{
-		WorkflowID: wf, Definition: rec.Name, Revision: rec.Revision, Input: map[string]any{"who": "x"}, RequestID: "r"}}
+		WorkflowID: wf, Definition: rec.Name, Revision: rec.Revision, Input: map[string]any{}, RequestID: "r"}}
 	st := &workflow.State{}
 	if err := st.Apply(start); err != nil {
 		t.Fatal(err)
@@ -176,21 +184,38 @@ func TestDirectStartListedAfterOrchestratorLoss(t *testing.T) {
 	if err != nil || len(decided) == 0 || decided[len(decided)-1].StepScheduled == nil {
 		t.Fatalf("decided %v, %v", decided, err)
 	}
-	if err := store.EnsureTaskConsumer(ctx(t), "echo"); err != nil {
+	for _, task := range []string{"manual", "echo"} {
+		if err := store.EnsureTaskConsumer(ctx(t), task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seq, err := store.AppendStart(ctx(t), wf, "start/"+wf+"/r", append([]events.Event{start}, decided...))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.AppendStart(ctx(t), wf, "start/"+wf+"/r", append([]events.Event{start}, decided...)); err != nil {
+	done, ok := workflow.AcceptResult(st, events.Result{WorkflowID: wf, Path: "a", Gen: 1, Attempt: 1,
+		Outcome: events.OutcomeCompleted, Output: "x", Time: time.Now().UTC(), Cmd: seq})
+	if !ok {
+		t.Fatal("a's result not accepted")
+	}
+	if err := st.Apply(done); err != nil {
+		t.Fatal(err)
+	}
+	if decided, err = workflow.Advance(st, def); err != nil || len(decided) == 0 || decided[len(decided)-1].StepScheduled == nil {
+		t.Fatalf("decided %v, %v", decided, err)
+	}
+	if _, err := store.Append(ctx(t), wf, seq, append([]events.Event{done}, decided...)...); err != nil {
 		t.Fatal(err)
 	}
 	if s := e.listed(wf); s != weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED {
 		t.Fatalf("listed as %v before any orchestrator saw it", s)
 	}
-	// An executor runs the command; its result reaches the running
-	// orchestrator, which has never seen the workflow.
+	// An executor runs b; its result reaches the running orchestrator,
+	// which has never seen the workflow. The workflow goes on to c, which
+	// no one runs: it neither parks nor closes.
 	e.startNode(envOpts{}, false, false)
-	eventually(t, 20*time.Second, "the workflow to wait for its signal", func() bool {
-		w := e.get(wf)
-		return len(w.Steps) > 1
+	eventually(t, 20*time.Second, "b to complete", func() bool {
+		return stepStatus(e.get(wf), "b") == weftv1.StepStatus_STEP_STATUS_COMPLETED
 	})
 	eventually(t, 20*time.Second, "the running workflow to be listed", func() bool {
 		return e.listed(wf) == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING
