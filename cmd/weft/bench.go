@@ -21,11 +21,11 @@ import (
 
 func benchCmd(cf *clientFlags) *cobra.Command {
 	var (
-		n, c                  int
-		file, input, natsURL  string
-		syncMode              string
-		floor, asJSON, noProg bool
-		timeout               time.Duration
+		n, c                        int
+		file, input, natsURL        string
+		syncMode                    string
+		floor, pipe, asJSON, noProg bool
+		timeout                     time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -44,7 +44,7 @@ prints Weft's events/s as a ratio of it.`,
 			if cmd.Flags().Changed("server") {
 				server = serverURL(cf.server)
 			}
-			cfg := bench.Config{N: n, C: c, Input: input, Floor: floor, Timeout: timeout, Server: server, NATSURL: natsURL}
+			cfg := bench.Config{N: n, C: c, Input: input, Floor: floor, Pipeline: pipe, Timeout: timeout, Server: server, NATSURL: natsURL}
 			if !noProg {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
@@ -114,6 +114,7 @@ prints Weft's events/s as a ratio of it.`,
 	f.StringVar(&natsURL, "nats-url", "", "NATS the measured Weft uses (with --server)")
 	f.StringVar(&syncMode, "sync", "interval", "embedded JetStream disk sync: interval or always")
 	f.BoolVar(&floor, "floor", false, "also measure plain JetStream publishes of as many events")
+	f.BoolVar(&pipe, "pipeline", false, "also run as many workflows through a bare two-consumer JetStream pipeline (no state, no checks, no API)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON line")
 	f.BoolVar(&noProg, "quiet", false, "no progress line")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")

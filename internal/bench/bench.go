@@ -52,6 +52,9 @@ type Config struct {
 	N, C int
 	// Floor also measures plain JetStream publishes of as many events.
 	Floor bool
+	// Pipeline also runs as many workflows of as many steps through a bare
+	// JetStream pipeline of two consumers (no state, no checks, no API).
+	Pipeline bool
 	// Progress receives a progress line now and then; nil for none.
 	Progress io.Writer
 	// Timeout bounds the whole run. Default 10m.
@@ -74,6 +77,10 @@ type Result struct {
 	P99ms           float64 `json:"p99_ms"`
 	FloorEventsPerS float64 `json:"floor_events_per_s,omitempty"`
 	FloorRatio      float64 `json:"floor_ratio,omitempty"`
+	// PipelineWorkflowsPerS is the bare pipeline's rate (Config.Pipeline)
+	// and PipelineRatio Weft's workflows/s as a share of it.
+	PipelineWorkflowsPerS float64 `json:"pipeline_workflows_per_s,omitempty"`
+	PipelineRatio         float64 `json:"pipeline_ratio,omitempty"`
 	// MsgsInPerWorkflow and MsgsOutPerWorkflow are the messages the NATS
 	// server received and sent per workflow while the workflows ran
 	// (with Config.ServerMsgs).
@@ -97,6 +104,9 @@ func (r Result) String() string {
 	fmt.Fprintf(&b, "start->complete latency: p50 %.2fms, p90 %.2fms, p99 %.2fms\n", r.P50ms, r.P90ms, r.P99ms)
 	if r.FloorEventsPerS > 0 {
 		fmt.Fprintf(&b, "floor: %.0f plain JetStream publishes/s of %.0f-byte records; Weft reaches %.2f of it\n", r.FloorEventsPerS, r.EventBytes, r.FloorRatio)
+	}
+	if r.PipelineWorkflowsPerS > 0 {
+		fmt.Fprintf(&b, "pipeline: %.0f workflows/s through a bare two-consumer JetStream pipeline; Weft reaches %.2f of it\n", r.PipelineWorkflowsPerS, r.PipelineRatio)
 	}
 	if r.MsgsInPerWorkflow > 0 {
 		fmt.Fprintf(&b, "NATS server messages per workflow: %.1f in, %.1f out\n", r.MsgsInPerWorkflow, r.MsgsOutPerWorkflow)
@@ -304,6 +314,12 @@ wait:
 			return res, err
 		}
 		res.FloorRatio = res.EventsPerS / res.FloorEventsPerS
+	}
+	if cfg.Pipeline {
+		if res.PipelineWorkflowsPerS, err = pipeline(ctx, nc, cfg.N, steps, int(res.EventBytes), cfg.C); err != nil {
+			return res, err
+		}
+		res.PipelineRatio = res.WorkflowsPerS / res.PipelineWorkflowsPerS
 	}
 	return res, nil
 }

@@ -34,12 +34,12 @@ func TestBenchRuns(t *testing.T) {
 	if s := os.Getenv("WEFT_BENCH_C"); s != "" {
 		conc, _ = strconv.Atoi(s)
 	}
-	res, err := bench.Run(context.Background(), bench.Config{Server: n.APIURL, NATSURL: ns.URL(), N: count, C: conc, Floor: true, Timeout: 2 * time.Minute})
+	res, err := bench.Run(context.Background(), bench.Config{Server: n.APIURL, NATSURL: ns.URL(), N: count, C: conc, Floor: true, Pipeline: true, Timeout: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", res)
-	if res.Workflows != count || res.Events != 8*count || res.P50ms <= 0 || res.P99ms < res.P50ms || res.FloorRatio <= 0 {
+	if res.Workflows != count || res.Events != 8*count || res.P50ms <= 0 || res.P99ms < res.P50ms || res.FloorRatio <= 0 || res.PipelineRatio <= 0 {
 		t.Fatalf("result does not add up: %+v", res)
 	}
 }
