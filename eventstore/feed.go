@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -419,7 +420,7 @@ func (s *Store) ScheduleTimer(ctx context.Context, t events.TimerDue) error {
 		return fmt.Errorf("eventstore: encode timer: %w", err)
 	}
 	err = s.schedule(ctx, timerSchedPfx+t.WorkflowID+"."+t.TimerID, timerFirePfx+t.WorkflowID, t.Due, data,
-		"timer/"+t.WorkflowID+"/"+t.TimerID)
+		"timer/"+t.WorkflowID+"/"+t.TimerID+"/"+strconv.FormatUint(t.After, 10))
 	if err != nil {
 		return fmt.Errorf("eventstore: schedule timer %s of %s: %w", t.TimerID, t.WorkflowID, err)
 	}

@@ -58,8 +58,9 @@ func newIndexer(store *eventstore.Store, log *slog.Logger) *indexer {
 
 // put queues sum (whose status is newer than what mark says is written);
 // settle is called with the outcome once it is stored, or with false when
-// the indexer closes first.
-func (ix *indexer) put(sum eventstore.Summary, mark *atomic.Value, settle func(ok bool)) {
+// the indexer closes first. A running entry waits the indexer's delay
+// unless atOnce.
+func (ix *indexer) put(sum eventstore.Summary, mark *atomic.Value, atOnce bool, settle func(ok bool)) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.closing {
@@ -77,7 +78,7 @@ func (ix *indexer) put(sum eventstore.Summary, mark *atomic.Value, settle func(o
 	w.sum, w.mark = sum, mark
 	w.settle = append(w.settle, settle)
 	switch {
-	case workflow.Status(sum.Status).Terminal() && !w.queued:
+	case (atOnce || workflow.Status(sum.Status).Terminal()) && !w.queued:
 		w.queued = true
 		ix.now = append(ix.now, w)
 	case fresh:
@@ -176,7 +177,10 @@ func (ix *indexer) write(batch []*indexWrite, closing bool) bool {
 	ok := true
 	for i, w := range batch {
 		if errs[i] == nil {
-			w.mark.Store(workflow.Status(w.sum.Status))
+			if !w.sum.CreateOnly {
+				// (A create-only entry may have found another one in place.)
+				w.mark.Store(workflow.Status(w.sum.Status))
+			}
 			for _, settle := range w.settle {
 				settle(true)
 			}
@@ -201,6 +205,7 @@ func (ix *indexer) retry(w *indexWrite) {
 	defer ix.mu.Unlock()
 	if newer := ix.pending[w.sum.ID]; newer != nil {
 		newer.settle = append(newer.settle, w.settle...)
+		newer.sum.CreateOnly = newer.sum.CreateOnly && w.sum.CreateOnly
 		return
 	}
 	w.queued = true

@@ -572,7 +572,7 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 	}
 	// A directly started workflow this orchestrator had not cached: the one
 	// that started it may have died before writing its listing entry.
-	ensure := fresh && e.direct
+	ensure := fresh && e.direct && d.Source != eventstore.SourceExternal
 	sh.held = sh.index(wf, e, d, ensure)
 	if st.Status.Terminal() {
 		delete(sh.cache, wf)
@@ -707,18 +707,20 @@ func (sh *shard) closeOut(ctx context.Context, st *workflow.State) error {
 	return nil
 }
 
-// append records evs (already applied to st) after st.LastSeq. Side effects
-// that must exist before the record does (timers, task consumers) are made
-// first; both are idempotent, so a crash in between only repeats them.
+// append records evs (already applied to st) after st.LastSeq, as one
+// record per step command. Side effects that must exist before a record
+// does (timers, task consumers) are made just before it; both are
+// idempotent, so a crash in between only repeats them.
 func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs []events.Event) error {
-	if err := sh.prepare(ctx, wf, st.LastSeq, evs); err != nil {
-		return err
-	}
 	seq := st.LastSeq
 	start := 0
 	for i, ev := range evs {
 		if ev.Type != events.TypeStepScheduled && i != len(evs)-1 {
 			continue
+		}
+		// Each record's timers carry the sequence it is appended after.
+		if err := sh.prepare(ctx, wf, seq, evs[start:i+1]); err != nil {
+			return err
 		}
 		next, err := sh.o.store.Append(ctx, wf, seq, evs[start:i+1]...)
 		if errors.Is(err, nats.ErrMaxPayload) {
@@ -822,10 +824,11 @@ func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery, ensure bool)
 		// the entry unless it exists (ensure); a workflow that parks or
 		// closes is held for its entry either way.
 		sum.CreateOnly = ensure
-		sh.o.ix.put(sum, &e.indexed, func(bool) {})
+		sh.o.ix.put(sum, &e.indexed, false, func(bool) {})
 		return false
 	}
-	sh.o.ix.put(sum, &e.indexed, func(ok bool) {
+	// A parked workflow stays running: nothing is saved by waiting.
+	sh.o.ix.put(sum, &e.indexed, parked, func(ok bool) {
 		if ok {
 			_ = d.Ack()
 		} else {

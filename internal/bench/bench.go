@@ -319,7 +319,9 @@ wait:
 		if res.PipelineWorkflowsPerS, err = pipeline(ctx, nc, cfg.N, steps, int(res.EventBytes), cfg.C); err != nil {
 			return res, err
 		}
-		res.PipelineRatio = res.WorkflowsPerS / res.PipelineWorkflowsPerS
+		if res.PipelineWorkflowsPerS > 0 {
+			res.PipelineRatio = res.WorkflowsPerS / res.PipelineWorkflowsPerS
+		}
 	}
 	return res, nil
 }

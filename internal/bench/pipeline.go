@@ -77,7 +77,9 @@ func pipeline(ctx context.Context, nc *nats.Conn, n, steps, size, c int) (float6
 						ch := waiting[wf]
 						delete(waiting, wf)
 						mu.Unlock()
-						close(ch)
+						if ch != nil { // nil: a redelivery of one already done
+							close(ch)
+						}
 					}
 				}
 			}()
@@ -135,7 +137,7 @@ func pipeline(ctx context.Context, nc *nats.Conn, n, steps, size, c int) (float6
 				}
 				select {
 				case <-ch:
-				case <-ctx.Done():
+				case <-stop.Done():
 					return
 				}
 			}
@@ -146,6 +148,7 @@ func pipeline(ctx context.Context, nc *nats.Conn, n, steps, size, c int) (float6
 	select {
 	case <-done:
 	case err := <-failed:
+		cancel() // ends the clients too
 		return 0, fmt.Errorf("bench: pipeline: %w", err)
 	}
 	if ctx.Err() != nil {

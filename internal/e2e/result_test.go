@@ -133,3 +133,62 @@ steps:
 		t.Fatalf("status %v, timer fired %v; want the wait timed out by the early timer", w.Status, fired)
 	}
 }
+
+// A decision stored as several records schedules each record's timers
+// with the sequence that record is appended after: a timer is judged
+// against its own record, not the decision's first one.
+func TestTimerAfterItsOwnRecord(t *testing.T) {
+	e := newEnv(t, envOpts{noExecutor: true})
+	e.putDef(`
+name: split
+steps:
+  - id: both
+    parallel:
+      branches:
+        a_work: [ { id: a, task: manual } ]
+        b_nap:  [ { id: z, sleep: 1h } ]
+`)
+	id := e.start("split", "", `{}`)
+	store := e.node.Store
+	// The start's decision: a's command, then z's timer in a record of its own.
+	var cmd, timerRec uint64
+	eventually(t, 20*time.Second, "the decision to be recorded", func() bool {
+		msgs, err := store.Read(context.Background(), id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			for _, ev := range m.Record.Events {
+				if ev.StepScheduled != nil {
+					cmd = m.Seq
+				}
+				if ev.TimerScheduled != nil {
+					timerRec = m.Seq
+				}
+			}
+		}
+		return cmd > 0 && timerRec > 0
+	})
+	if timerRec <= cmd {
+		t.Fatalf("timer in record %d, command in %d; want the timer's record after the command's", timerRec, cmd)
+	}
+	js, err := jetstream.New(e.ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := js.Stream(context.Background(), eventstore.TimersStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched, err := m.GetLastMsgForSubject(context.Background(), "weft.t.s."+id+".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	due, err := events.DecodeTimer(sched.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if due.After != cmd {
+		t.Fatalf("timer scheduled after seq %d; its record %d comes after seq %d", due.After, timerRec, cmd)
+	}
+}

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/internal/natstest"
 	"github.com/weftworks/weft/orchestrator"
@@ -255,4 +258,42 @@ func TestParkingInputWaitsForListing(t *testing.T) {
 			t.Fatalf("%s listed as %v once its parking input was settled; want RUNNING", id, s)
 		}
 	}
+}
+
+// A directly started workflow that failed and is retried is listed as
+// running again while it reruns, not left listed as failed.
+func TestRetriedDirectStartListedRunning(t *testing.T) {
+	var calls atomic.Int32
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{
+		"flaky": func(context.Context, *executor.Task) (any, error) {
+			if calls.Add(1) == 1 {
+				return nil, executor.NonRetryable(errors.New("down"))
+			}
+			return "up", nil
+		}}})
+	e.putDef(`
+name: rerun
+steps:
+  - { id: a, task: flaky }
+  - { id: c, task: manual }
+`)
+	id := e.start("rerun", "rerun-1", "")
+	if subj, _ := firstRecord(t, e.node.Store, id); !strings.HasSuffix(subj, ".task.flaky") {
+		t.Fatalf("first record on %s; want a direct start", subj)
+	}
+	if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
+		t.Fatalf("first run: %v", w)
+	}
+	eventually(t, 20*time.Second, "the failed workflow to be listed", func() bool {
+		return e.listed(id) == weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED
+	})
+	if _, err := e.wf.RetryWorkflow(ctx(t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id})); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the rerun to pass a", func() bool {
+		return stepStatus(e.get(id), "a") == weftv1.StepStatus_STEP_STATUS_COMPLETED
+	})
+	eventually(t, 20*time.Second, "the rerun to be listed as running", func() bool {
+		return e.listed(id) == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING
+	})
 }
