@@ -26,22 +26,7 @@ steps:
 output: "${ steps.a.output }"
 `)
 	id := e.start("manual", "", `{}`)
-	// cmd is the stream sequence of the record holding a's command.
-	var cmd uint64
-	eventually(t, 20*time.Second, "the command to be recorded", func() bool {
-		msgs, err := e.node.Store.Read(context.Background(), id, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range msgs {
-			for _, ev := range m.Record.Events {
-				if ev.StepScheduled != nil && ev.StepScheduled.Path == "a" {
-					cmd = m.Seq
-				}
-			}
-		}
-		return cmd > 0
-	})
+	cmd := e.recordOf(id, "the command of a", func(ev events.Event) bool { return ev.StepScheduled != nil && ev.StepScheduled.Path == "a" })
 	// The result names a command one record further on than the history
 	// goes: as if the orchestrator's read lagged behind the executor's.
 	err := e.node.Store.PublishResult(context.Background(), events.Result{WorkflowID: id, Path: "a", Gen: 1, Attempt: 1,
@@ -83,20 +68,7 @@ steps:
   - { id: w, wait: { signal: go, timeout: 1h } }
 `)
 	id := e.start("manualwait", "", `{}`)
-	store := e.node.Store
-	var cmd uint64
-	eventually(t, 20*time.Second, "the command to be recorded", func() bool {
-		msgs, err := store.Read(context.Background(), id, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range msgs {
-			if last := m.Record.Events[len(m.Record.Events)-1]; last.StepScheduled != nil && last.StepScheduled.Path == "a" {
-				cmd = m.Seq
-			}
-		}
-		return cmd > 0
-	})
+	cmd := e.recordOf(id, "the command of a", func(ev events.Event) bool { return ev.StepScheduled != nil && ev.StepScheduled.Path == "a" })
 	// The wait's timer fires before its record exists (published as its
 	// schedule would, due by the orchestrator's clock).
 	js, err := jetstream.New(e.ns.Connect(t))
@@ -120,7 +92,7 @@ steps:
 		info, err := cons.Info(context.Background())
 		return err == nil && info.Delivered.Consumer >= 1
 	})
-	if err := store.PublishResult(context.Background(), events.Result{WorkflowID: id, Path: "a", Gen: 1, Attempt: 1,
+	if err := e.node.Store.PublishResult(context.Background(), events.Result{WorkflowID: id, Path: "a", Gen: 1, Attempt: 1,
 		Outcome: events.OutcomeCompleted, Output: "done", Time: time.Now().UTC(), Cmd: cmd}); err != nil {
 		t.Fatal(err)
 	}
@@ -149,26 +121,9 @@ steps:
         b_nap:  [ { id: z, sleep: 1h } ]
 `)
 	id := e.start("split", "", `{}`)
-	store := e.node.Store
 	// The start's decision: a's command, then z's timer in a record of its own.
-	var cmd, timerRec uint64
-	eventually(t, 20*time.Second, "the decision to be recorded", func() bool {
-		msgs, err := store.Read(context.Background(), id, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range msgs {
-			for _, ev := range m.Record.Events {
-				if ev.StepScheduled != nil {
-					cmd = m.Seq
-				}
-				if ev.TimerScheduled != nil {
-					timerRec = m.Seq
-				}
-			}
-		}
-		return cmd > 0 && timerRec > 0
-	})
+	cmd := e.recordOf(id, "the command of a", func(ev events.Event) bool { return ev.StepScheduled != nil })
+	timerRec := e.recordOf(id, "z's timer", func(ev events.Event) bool { return ev.TimerScheduled != nil })
 	if timerRec <= cmd {
 		t.Fatalf("timer in record %d, command in %d; want the timer's record after the command's", timerRec, cmd)
 	}
@@ -191,4 +146,26 @@ steps:
 	if due.After != cmd {
 		t.Fatalf("timer scheduled after seq %d; its record %d comes after seq %d", due.After, timerRec, cmd)
 	}
+}
+
+// recordOf waits for wf's history to hold an event that match finds and
+// returns the stream sequence of the record holding it.
+func (e *env) recordOf(wf, what string, match func(events.Event) bool) uint64 {
+	e.t.Helper()
+	var seq uint64
+	eventually(e.t, 20*time.Second, what+" to be recorded", func() bool {
+		msgs, err := e.node.Store.Read(context.Background(), wf, 0)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, m := range msgs {
+			for _, ev := range m.Record.Events {
+				if match(ev) {
+					seq = m.Seq
+				}
+			}
+		}
+		return seq > 0
+	})
+	return seq
 }
