@@ -11,6 +11,7 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/orchestrator/definition"
 )
 
 // ErrAlreadyExists is returned by Start when the workflow id is taken by a
@@ -50,7 +51,7 @@ type StartResult struct {
 // Errors: eventstore.ErrNotFound for an unknown definition or revision;
 // ErrAlreadyExists when the id belongs to another request's run.
 func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req StartRequest) (StartResult, error) {
-	_, rec, err := defs.Load(ctx, req.Definition, req.Revision)
+	def, rec, err := defs.Load(ctx, req.Definition, req.Revision)
 	if err != nil {
 		return StartResult{}, err
 	}
@@ -74,7 +75,7 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	res := StartResult{WorkflowID: wf, Started: true, Revision: rec.Revision}
 	// An orchestrator records the start with its first step command, or
 	// declines; then the start is appended for the orchestrators to consume.
-	if store.StartDirect(ctx, wf, msgID, ev) {
+	if directCandidate(def) && store.StartDirect(ctx, wf, msgID, ev) {
 		return res, nil
 	}
 	var zero uint64
@@ -102,6 +103,14 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	// by an earlier call otherwise.
 	res.Started, res.Revision = first.Record.Events[0].Time.Equal(ev.Time), ws.Revision
 	return res, nil
+}
+
+// directCandidate says whether a start of def can decide one step command
+// and nothing else (what an orchestrator records together with the start):
+// its first step is an unconditional task and the run has no timeout (a
+// timer). Other starts skip asking, which an orchestrator would decline.
+func directCandidate(def *definition.Definition) bool {
+	return def.Timeout == 0 && len(def.Steps) > 0 && def.Steps[0].Kind == definition.KindTask && def.Steps[0].If == nil
 }
 
 // DerivedID is the workflow id of a start without one: the same for the
