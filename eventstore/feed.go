@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -419,8 +418,11 @@ func (s *Store) ScheduleTimer(ctx context.Context, t events.TimerDue) error {
 	if err != nil {
 		return fmt.Errorf("eventstore: encode timer: %w", err)
 	}
-	err = s.schedule(ctx, timerSchedPfx+t.WorkflowID+"."+t.TimerID, timerFirePfx+t.WorkflowID, t.Due, data,
-		"timer/"+t.WorkflowID+"/"+t.TimerID+"/"+strconv.FormatUint(t.After, 10))
+	// No message id: a decision made again (after a crash or a conflict)
+	// must schedule its timer again even within the dedup window, in case
+	// the first one fired and was given up on before the record showed. A
+	// timer that fires twice is recorded once.
+	err = s.schedule(ctx, timerSchedPfx+t.WorkflowID+"."+t.TimerID, timerFirePfx+t.WorkflowID, t.Due, data, "")
 	if err != nil {
 		return fmt.Errorf("eventstore: schedule timer %s of %s: %w", t.TimerID, t.WorkflowID, err)
 	}

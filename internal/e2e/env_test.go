@@ -38,6 +38,8 @@ type envOpts struct {
 	maxHistory  int
 	// now is the orchestrator's clock (default time.Now).
 	now func() time.Time
+	// replyWait is the store's ResultReplyWait (default 2s).
+	replyWait time.Duration
 }
 
 func testLogger() *slog.Logger {
@@ -69,7 +71,7 @@ func (e *env) startNode(o envOpts, withOrch, withAPI bool) *node.Node {
 	e.t.Helper()
 	cfg := node.Config{
 		NATSURL: e.ns.URL(),
-		Store:   eventstore.Config{TaskAckWait: o.taskAckWait},
+		Store:   eventstore.Config{TaskAckWait: o.taskAckWait, ResultReplyWait: o.replyWait},
 		Logger:  testLogger(),
 	}
 	if withOrch {

@@ -83,14 +83,15 @@ steps:
 	if _, err := js.Publish(context.Background(), "weft.t.f."+id, data); err != nil {
 		t.Fatal(err)
 	}
-	// Let an orchestrator see it at least once before the record exists.
+	// Let an orchestrator handle it before the record exists: a second
+	// delivery means the first was handled and asked back.
 	eventually(t, 20*time.Second, "the early timer to be delivered", func() bool {
 		cons, err := js.Consumer(context.Background(), eventstore.TimersStream, eventstore.TimersConsumer)
 		if err != nil {
 			t.Fatal(err)
 		}
 		info, err := cons.Info(context.Background())
-		return err == nil && info.Delivered.Consumer >= 1
+		return err == nil && info.Delivered.Consumer >= 2
 	})
 	if err := e.node.Store.PublishResult(context.Background(), events.Result{WorkflowID: id, Path: "a", Gen: 1, Attempt: 1,
 		Outcome: events.OutcomeCompleted, Output: "done", Time: time.Now().UTC(), Cmd: cmd}); err != nil {
