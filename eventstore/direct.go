@@ -44,13 +44,13 @@ const (
 	startIDHeader = "Weft-Start-Id"
 )
 
-// DirectResults is an orchestrator's subscription to inputs sent directly
+// DirectSub is an orchestrator's subscription to inputs sent directly
 // (results or starts).
-type DirectResults struct{ sub *nats.Subscription }
+type DirectSub struct{ sub *nats.Subscription }
 
 // Stop ends the subscription; inputs already received still go through
 // the callback (which may decline them), so no sender waits in vain.
-func (r *DirectResults) Stop() { _ = r.sub.Drain() }
+func (r *DirectSub) Stop() { _ = r.sub.Drain() }
 
 // DirectStart is a new workflow's start handed straight to an orchestrator.
 type DirectStart struct {
@@ -64,7 +64,7 @@ type DirectStart struct {
 // delivery (Source SourceStart) must be settled: Ack once its first
 // record is appended, Nak to make the API append the start itself. fn
 // runs on the subscription's goroutine and must not block.
-func (s *Store) DirectStarts(fn func(*Delivery)) (*DirectResults, error) {
+func (s *Store) DirectStarts(fn func(*Delivery)) (*DirectSub, error) {
 	return s.subscribeDirect(directStartsPfx, func(m *nats.Msg, d *Delivery) error {
 		d.Source = SourceStart
 		rec, err := events.Decode(m.Data)
@@ -106,7 +106,7 @@ func (s *Store) StartDirect(ctx context.Context, wf, msgID string, ev events.Eve
 
 // subscribeDirect subscribes the orchestrators' queue group to pfx+"*";
 // decode fills each delivery from its message.
-func (s *Store) subscribeDirect(pfx string, decode func(*nats.Msg, *Delivery) error, fn func(*Delivery)) (*DirectResults, error) {
+func (s *Store) subscribeDirect(pfx string, decode func(*nats.Msg, *Delivery) error, fn func(*Delivery)) (*DirectSub, error) {
 	sub, err := s.nc.QueueSubscribe(pfx+"*", directQueue, func(m *nats.Msg) {
 		d := &Delivery{WorkflowID: token(m.Subject, 2), NumDelivered: 1, Subject: m.Subject}
 		d.reply = func(ok bool) {
@@ -131,14 +131,14 @@ func (s *Store) subscribeDirect(pfx string, decode func(*nats.Msg, *Delivery) er
 		_ = sub.Unsubscribe()
 		return nil, fmt.Errorf("eventstore: subscribe to %s*: %w", pfx, err)
 	}
-	return &DirectResults{sub: sub}, nil
+	return &DirectSub{sub: sub}, nil
 }
 
 // DirectResults subscribes fn to results executors send directly. Each
 // delivery must be settled: Ack (or Term) tells the executor the outcome is
 // recorded, Nak makes it publish the result to the results stream. fn runs
 // on the subscription's goroutine and must not block.
-func (s *Store) DirectResults(fn func(*Delivery)) (*DirectResults, error) {
+func (s *Store) DirectResults(fn func(*Delivery)) (*DirectSub, error) {
 	return s.subscribeDirect(directResultsPfx, func(m *nats.Msg, d *Delivery) error {
 		d.Source = SourceResults
 		r, err := events.DecodeResult(m.Data)

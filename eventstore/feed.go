@@ -44,8 +44,8 @@ func (s Source) String() string {
 }
 
 // Delivery is one message handed to a consumer. Exactly one of Message,
-// Result, Timer, Task, Event, Tick or Start is set, unless Err says the payload was corrupt.
-// The receiver must settle it with Ack, Nak or Term.
+// Result, Timer, Task, Event, Tick or Start is set, unless Err says the
+// payload was corrupt. The receiver must settle it with Ack, Nak or Term.
 type Delivery struct {
 	// Source is where it came from (0 for task deliveries).
 	Source Source

@@ -70,7 +70,7 @@ type Orchestrator struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	feeds   []*eventstore.Feed
-	direct  []*eventstore.DirectResults
+	direct  []*eventstore.DirectSub
 	ix      *indexer
 }
 
@@ -118,10 +118,10 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 	}
 	var feedWG sync.WaitGroup
 	o.feeds, o.direct = nil, nil
-	// abort undoes a start that failed half-way.
-	// Inputs sent directly join their workflow's shard while it runs.
+	// Inputs sent directly join their workflow's shard until directClosed.
 	var directMu sync.RWMutex
 	directClosed := false
+	// abort undoes a start that failed half-way.
 	abort := func(err error) error {
 		cancel()
 		for _, d := range o.direct {
@@ -185,7 +185,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 			_ = d.Nak(0)
 		}
 	}
-	for _, sub := range []func(func(*eventstore.Delivery)) (*eventstore.DirectResults, error){o.store.DirectResults, o.store.DirectStarts} {
+	for _, sub := range []func(func(*eventstore.Delivery)) (*eventstore.DirectSub, error){o.store.DirectResults, o.store.DirectStarts} {
 		direct, err := sub(toShard)
 		if err != nil {
 			return abort(err)
