@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +22,8 @@ const (
 	HistoryStream = "WEFT_HISTORY"
 	ResultsStream = "WEFT_RESULTS"
 	TimersStream  = "WEFT_TIMERS"
+	// SnapshotStream holds snapshots of long workflows' folded state.
+	SnapshotStream = "WEFT_SNAPSHOTS"
 
 	DefinitionsBucket = "weft-definitions"
 	WorkflowsBucket   = "weft-workflows"
@@ -114,6 +117,7 @@ type Store struct {
 	history jetstream.Stream
 	results jetstream.Stream
 	timers  jetstream.Stream
+	snaps   jetstream.Stream
 	defs    jetstream.KeyValue
 	index   jetstream.KeyValue
 	cron    jetstream.KeyValue
@@ -195,6 +199,9 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	if err := s.openTriggers(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.openSnapshots(ctx); err != nil {
+		return nil, err
+	}
 	if s.defs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      DefinitionsBucket,
 		Description: "Weft workflow definitions: <name>.<revision> and <name>.latest",
@@ -258,11 +265,18 @@ func isConflict(err error) bool {
 // Errors: ErrConflict when the history moved on (or the same append was
 // already made).
 func (s *Store) Append(ctx context.Context, wf string, expect uint64, evs ...events.Event) (uint64, error) {
+	return s.AppendAfterSnapshot(ctx, wf, expect, 0, evs...)
+}
+
+// AppendAfterSnapshot is Append for a workflow whose state was stored as
+// a snapshot after the record at sequence snap (PutSnapshot; 0: none):
+// the record names it, so ReadTail can start from it.
+func (s *Store) AppendAfterSnapshot(ctx context.Context, wf string, expect, snap uint64, evs ...events.Event) (uint64, error) {
 	subj, err := subjectFor(wf, evs, false)
 	if err != nil {
 		return 0, err
 	}
-	seq, err := s.append(ctx, wf, subj, fmt.Sprintf("%s@%d", wf, expect), &expect, evs)
+	seq, err := s.append(ctx, wf, subj, fmt.Sprintf("%s@%d", wf, expect), &expect, snap, evs)
 	if errors.Is(err, ErrDuplicate) {
 		return seq, fmt.Errorf("append to %s at seq %d: %w", wf, expect, ErrConflict)
 	}
@@ -285,7 +299,7 @@ func (s *Store) AppendStart(ctx context.Context, wf, msgID string, evs []events.
 		return 0, err
 	}
 	var zero uint64
-	return s.append(ctx, wf, subj, msgID, &zero, evs)
+	return s.append(ctx, wf, subj, msgID, &zero, 0, evs)
 }
 
 // AppendExternal writes one event from outside the orchestrator (start,
@@ -297,7 +311,7 @@ func (s *Store) AppendStart(ctx context.Context, wf, msgID string, evs []events.
 // original's).
 func (s *Store) AppendExternal(ctx context.Context, wf string, expect *uint64, msgID string, ev events.Event) (uint64, error) {
 	subj, _ := subjectFor(wf, nil, true)
-	return s.append(ctx, wf, subj, msgID, expect, []events.Event{ev})
+	return s.append(ctx, wf, subj, msgID, expect, 0, []events.Event{ev})
 }
 
 // AppendExternalAtEnd appends an outside event (signal, cancel) after
@@ -324,7 +338,7 @@ func (s *Store) AppendExternalAtEnd(ctx context.Context, wf string, last uint64,
 	}
 }
 
-func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint64, evs []events.Event) (uint64, error) {
+func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint64, snap uint64, evs []events.Event) (uint64, error) {
 	if !ValidWorkflowID(wf) {
 		return 0, fmt.Errorf("eventstore: invalid workflow id %q", wf)
 	}
@@ -340,6 +354,9 @@ func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint
 		// The append only succeeds if expect is the workflow's last record:
 		// each record links to the one before it, and reads follow the links.
 		msg.Header.Set(prevHeader, strconv.FormatUint(*expect, 10))
+	}
+	if snap > 0 {
+		msg.Header.Set(snapHeader, strconv.FormatUint(snap, 10))
 	}
 	ack, err := s.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
@@ -428,30 +445,63 @@ func (s *Store) First(ctx context.Context, wf string) (Message, error) {
 // the last one stored when Read began. It returns no error and no records
 // when there are none.
 func (s *Store) Read(ctx context.Context, wf string, after uint64) ([]Message, error) {
+	t, err := s.read(ctx, wf, after, false)
+	return t.Msgs, err
+}
+
+// read walks back from wf's last record along the links to the record
+// after `after`, or, with useSnap, to a snapshot a record names if it is
+// newer than after.
+func (s *Store) read(ctx context.Context, wf string, after uint64, useSnap bool) (Tail, error) {
 	if !ValidWorkflowID(wf) {
-		return nil, nil
+		return Tail{}, nil
 	}
 	m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		return s.history.GetLastMsgForSubject(ctx, historySubject(wf))
 	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, nil
+		return Tail{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: read %s: %w", wf, err)
+		return Tail{}, fmt.Errorf("eventstore: read %s: %w", wf, err)
 	}
 	last := m.Sequence
 	if last <= after {
-		return nil, nil
+		return Tail{}, nil
+	}
+	forward := func() (Tail, error) {
+		msgs, err := s.readForward(ctx, wf, after, last)
+		return Tail{Msgs: msgs}, err
 	}
 	// Walk back along the records' links to the one after `after`: one
 	// get by sequence per record, however large the stream has grown.
 	back := []*jetstream.RawStreamMsg{m}
+	var snap []byte
+	var snapSeq uint64
 	for {
+		if at, ok := snapshotOf(m); ok && useSnap && at > after {
+			useSnap = false // the latest snapshot is asked for once
+			if seq, data, err := s.GetSnapshot(ctx, wf); err == nil && seq > after && seq <= last {
+				snap, snapSeq = data, seq
+			}
+		}
+		if snap != nil {
+			// The snapshot may be newer than the record that named it.
+			if i := slices.IndexFunc(back, func(r *jetstream.RawStreamMsg) bool { return r.Sequence == snapSeq }); i >= 0 {
+				back = back[:i]
+				break
+			}
+		}
 		prev, ok := linkOf(m)
 		if !ok {
 			// A record written without a link: read forward instead.
-			return s.readForward(ctx, wf, after, last)
+			return forward()
+		}
+		if snap != nil && prev <= snapSeq {
+			if prev == snapSeq {
+				break
+			}
+			snap = nil // not taken at one of this workflow's records: pass it by
 		}
 		if prev <= after {
 			break
@@ -460,12 +510,12 @@ func (s *Store) Read(ctx context.Context, wf string, after uint64) ([]Message, e
 			return s.history.GetMsg(ctx, prev)
 		}); err != nil {
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				return s.readForward(ctx, wf, after, last)
+				return forward()
 			}
-			return nil, fmt.Errorf("eventstore: read %s: %w", wf, err)
+			return Tail{}, fmt.Errorf("eventstore: read %s: %w", wf, err)
 		}
 		if !strings.HasPrefix(m.Subject, historyPrefix+wf+".") {
-			return s.readForward(ctx, wf, after, last)
+			return forward()
 		}
 		back = append(back, m)
 	}
@@ -473,7 +523,10 @@ func (s *Store) Read(ctx context.Context, wf string, after uint64) ([]Message, e
 	for i := len(back) - 1; i >= 0; i-- {
 		out = append(out, decodeMsg(back[i].Sequence, back[i].Subject, back[i].Time, back[i].Data))
 	}
-	return out, nil
+	if snap == nil {
+		snapSeq = 0
+	}
+	return Tail{Snapshot: snap, SnapshotSeq: snapSeq, Msgs: out}, nil
 }
 
 // readTry bounds one read request. While a replicated stream has no
