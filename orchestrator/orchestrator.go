@@ -38,6 +38,10 @@ type Config struct {
 	// MaxHistoryEvents bounds a workflow's history: a workflow that would
 	// grow past it fails with error type "limit". Default 100,000.
 	MaxHistoryEvents int
+	// SnapshotEvery is how many events a running workflow's history grows
+	// by between snapshots of its state, from which it is loaded again
+	// instead of folding its whole history. Default 1,000; negative: never.
+	SnapshotEvery int
 }
 
 // Validate checks the configuration.
@@ -93,6 +97,9 @@ func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
 	}
 	if cfg.MaxHistoryEvents == 0 {
 		cfg.MaxHistoryEvents = 100000
+	}
+	if cfg.SnapshotEvery == 0 {
+		cfg.SnapshotEvery = 1000
 	}
 	return &Orchestrator{store: store, defs: NewDefinitions(store), cfg: cfg, log: cfg.Logger.With("component", "orchestrator")}, nil
 }
@@ -255,6 +262,10 @@ type entry struct {
 	// unheld says the queued entry holds no input (a direct start's): an
 	// input that parks the workflow must not rely on it.
 	unheld bool
+	// snapSeq is the history sequence of the workflow's latest snapshot
+	// known here (0: none), snapEvents the number of events it holds.
+	snapSeq    uint64
+	snapEvents int
 }
 
 // shard decides the workflows hashed to it, one input at a time.
@@ -407,12 +418,31 @@ func (sh *shard) load(ctx context.Context, wf string, minSeq uint64) (*entry, bo
 	return e, true, nil
 }
 
+// catchUp folds into e the records of wf after sequence after, starting
+// from a newer snapshot if the history names one (e.st is then replaced).
 func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64) error {
-	msgs, err := sh.o.store.Read(ctx, wf, after)
+	tail, err := sh.o.store.ReadTail(ctx, wf, after)
 	if err != nil {
 		return err
 	}
-	if after == 0 && len(msgs) > 0 && msgs[0].Err == nil {
+	msgs, fromSnap := tail.Msgs, false
+	if tail.Snapshot != nil {
+		st, err := workflow.DecodeSnapshot(tail.Snapshot)
+		if err != nil {
+			// Only a shortcut: fold the history instead.
+			sh.o.log.Warn("passing by an unreadable snapshot", "workflow", wf, "seq", tail.SnapshotSeq, "err", err)
+			if msgs, err = sh.o.store.Read(ctx, wf, after); err != nil {
+				return err
+			}
+		} else {
+			st.LastSeq, fromSnap = tail.SnapshotSeq, true
+			e.st, e.snapSeq, e.snapEvents = st, tail.SnapshotSeq, st.Events
+			// Whether it began with a direct start is not known: as if it
+			// did, its listing entry is made sure of (create-only).
+			e.direct = e.direct || after == 0
+		}
+	}
+	if after == 0 && !fromSnap && len(msgs) > 0 && msgs[0].Err == nil {
 		// A start appended alone holds one event; a direct start holds the
 		// decision that followed it too.
 		evs := msgs[0].Record.Events
@@ -508,6 +538,7 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
 				return err
 			}
+			st = e.st
 			ev, ok = workflow.AcceptResult(st, *d.Result)
 		}
 		if ok {
@@ -526,6 +557,7 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
 				return err
 			}
+			st = e.st
 			ev, ok, _ = workflow.AcceptTimer(st, *d.Timer, now)
 		}
 		if !ok && st.LastSeq <= d.Timer.After && now.Sub(d.Timer.Due) < timerRecordWait {
@@ -558,9 +590,10 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 		return errBroken{ErrTypeLimit, fmt.Errorf("history would grow to %d events; the limit is %d (MaxHistoryEvents)", st.Events, sh.o.cfg.MaxHistoryEvents)}
 	}
 	if len(all) > 0 {
-		if err := sh.append(ctx, wf, st, all); err != nil {
+		if err := sh.append(ctx, wf, e, all); err != nil {
 			return err
 		}
+		sh.snapshot(ctx, wf, e)
 	}
 	if st.Status.Terminal() {
 		// Tell a parent how its child ended, and end the children of a
@@ -711,7 +744,8 @@ func (sh *shard) closeOut(ctx context.Context, st *workflow.State) error {
 // record per step command. Side effects that must exist before a record
 // does (timers, task consumers) are made just before it; both are
 // idempotent, so a crash in between only repeats them.
-func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs []events.Event) error {
+func (sh *shard) append(ctx context.Context, wf string, e *entry, evs []events.Event) error {
+	st := e.st
 	seq := st.LastSeq
 	start := 0
 	for i, ev := range evs {
@@ -722,7 +756,7 @@ func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs 
 		if err := sh.prepare(ctx, wf, seq, evs[start:i+1]); err != nil {
 			return err
 		}
-		next, err := sh.o.store.Append(ctx, wf, seq, evs[start:i+1]...)
+		next, err := sh.o.store.AppendAfterSnapshot(ctx, wf, seq, e.snapSeq, evs[start:i+1]...)
 		if errors.Is(err, nats.ErrMaxPayload) {
 			return errBroken{ErrTypeLimit, fmt.Errorf("a decision of %d events is too large to store: %w", i+1-start, err)}
 		}
@@ -752,6 +786,28 @@ func (sh *shard) append(ctx context.Context, wf string, st *workflow.State, evs 
 		}
 	}
 	return nil
+}
+
+// snapshot stores the state of a running workflow whose history grew by
+// SnapshotEvery events since its last snapshot: the records appended after
+// it name it, and loading the workflow again starts there. A failure only
+// costs speed, and is tried again SnapshotEvery events later.
+func (sh *shard) snapshot(ctx context.Context, wf string, e *entry) {
+	st := e.st
+	every := sh.o.cfg.SnapshotEvery
+	if every < 0 || st.Status != workflow.StatusRunning || st.Events-e.snapEvents < every {
+		return
+	}
+	e.snapEvents = st.Events
+	data, err := workflow.EncodeSnapshot(st)
+	if err == nil {
+		err = sh.o.store.PutSnapshot(ctx, wf, st.LastSeq, data)
+	}
+	if err != nil {
+		sh.o.log.Warn("could not store a snapshot; the history will be folded instead", "workflow", wf, "seq", st.LastSeq, "err", err)
+		return
+	}
+	e.snapSeq = st.LastSeq
 }
 
 // prepare makes the side effects that must exist before evs are recorded

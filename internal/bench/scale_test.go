@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"reflect"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -53,6 +54,7 @@ import (
 	"github.com/weftworks/weft/internal/node"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/api"
+	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // scaleFull reports whether WEFT_SCALE asks for the full-size runs.
@@ -223,6 +225,12 @@ type historyRun struct {
 	cpuSeconds   float64
 	thirds       [3]third
 	historyBytes int
+	// A load after the run, as an orchestrator makes after a restart: the
+	// whole history read and folded, against the latest snapshot and the
+	// records after it.
+	loadFull, loadSnap time.Duration
+	records, tail      int
+	snapBytes          int
 }
 
 func (r historyRun) wallUS() float64 { return r.wallSeconds / float64(r.events) * 1e6 }
@@ -342,7 +350,58 @@ func runLongHistory(t *testing.T, n, conc int, within time.Duration) historyRun 
 			t.Fatalf("N=%d: output[%d] = %v, want %d", n, i, v.AsInterface(), i)
 		}
 	}
+	loadAgain(ctx, t, e, id, &res)
 	return res
+}
+
+// loadAgain loads the closed workflow id twice, as an orchestrator loads a
+// workflow it has not cached: folding its whole history, and from its
+// latest snapshot (taken while it ran) and the records after it. Both
+// must give the whole history's state.
+func loadAgain(ctx context.Context, t *testing.T, e *scaleEnv, id string, res *historyRun) {
+	t.Helper()
+	store, err := eventstore.Open(ctx, e.nc, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fold := func(st *workflow.State, msgs []eventstore.Message) *workflow.State {
+		for _, m := range msgs {
+			if m.Err != nil {
+				t.Fatalf("record %d: %v", m.Seq, m.Err)
+			}
+			for _, ev := range m.Record.Events {
+				if err := st.Apply(ev); err != nil {
+					t.Fatalf("record %d: %v", m.Seq, err)
+				}
+			}
+		}
+		return st
+	}
+	t0 := time.Now()
+	msgs, err := store.Read(ctx, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := fold(&workflow.State{}, msgs)
+	res.loadFull, res.records = time.Since(t0), len(msgs)
+
+	t0 = time.Now()
+	tail, err := store.ReadTail(ctx, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tail.Snapshot == nil {
+		t.Fatalf("%s: no snapshot named in a history of %d events", id, full.Events)
+	}
+	st, err := workflow.DecodeSnapshot(tail.Snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = fold(st, tail.Msgs)
+	res.loadSnap, res.tail, res.snapBytes = time.Since(t0), len(tail.Msgs), len(tail.Snapshot)
+	if st.Events != full.Events || st.Status != full.Status || !reflect.DeepEqual(st.Output, full.Output) {
+		t.Fatalf("%s from its snapshot: %d events, %s; folded: %d events, %s", id, st.Events, st.Status, full.Events, full.Status)
+	}
 }
 
 // TestLongHistory runs one workflow with a long history (a foreach over N
@@ -392,6 +451,12 @@ func TestLongHistory(t *testing.T) {
 			r.thirds[0].wallUS(), r.thirds[1].wallUS(), r.thirds[2].wallUS(),
 			r.thirds[0].cpuUS(), r.thirds[1].cpuUS(), r.thirds[2].cpuUS(),
 			r.wallUS(), r.cpuUS())
+	}
+	fmt.Fprintf(&b, "load of the closed workflow: whole history folded | latest snapshot + records after it\n")
+	for _, r := range runs {
+		fmt.Fprintf(&b, "%6d %7.1f ms (%d records)   | %7.1f ms (%.0f KiB + %d records)\n",
+			r.n, float64(r.loadFull.Microseconds())/1000, r.records,
+			float64(r.loadSnap.Microseconds())/1000, float64(r.snapBytes)/1024, r.tail)
 	}
 	t.Logf("\n%s", b.String())
 

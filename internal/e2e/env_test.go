@@ -40,6 +40,8 @@ type envOpts struct {
 	now func() time.Time
 	// replyWait is the store's ResultReplyWait (default 2s).
 	replyWait time.Duration
+	// snapshotEvery is the orchestrator's SnapshotEvery (default 1,000).
+	snapshotEvery int
 }
 
 func testLogger() *slog.Logger {
@@ -75,7 +77,7 @@ func (e *env) startNode(o envOpts, withOrch, withAPI bool) *node.Node {
 		Logger:  testLogger(),
 	}
 	if withOrch {
-		cfg.Orchestrator = &orchestrator.Config{MaxHistoryEvents: o.maxHistory, Now: o.now}
+		cfg.Orchestrator = &orchestrator.Config{MaxHistoryEvents: o.maxHistory, Now: o.now, SnapshotEvery: o.snapshotEvery}
 	}
 	if !o.noExecutor {
 		cfg.Executor = &executor.Config{}

@@ -20,6 +20,7 @@ import (
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/trigger"
+	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // Config tunes the API.
@@ -182,19 +183,28 @@ func checkWorkflowID(id string) error {
 
 func randomID() string { return orchestrator.RandomID() }
 
-// readState reads and folds wf's history.
+// readState reads and folds wf's history, from its latest snapshot on
+// when it has one.
 func (s *Server) readState(ctx context.Context, wf string) (*stateView, error) {
 	if err := checkWorkflowID(wf); err != nil {
 		return nil, err
 	}
-	msgs, err := s.store.Read(ctx, wf, 0)
+	tail, err := s.store.ReadTail(ctx, wf, 0)
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	if len(msgs) == 0 {
+	st, msgs := &workflow.State{}, tail.Msgs
+	if tail.Snapshot != nil {
+		if snap, err := workflow.DecodeSnapshot(tail.Snapshot); err == nil {
+			st, st.LastSeq = snap, tail.SnapshotSeq
+		} else if msgs, err = s.store.Read(ctx, wf, 0); err != nil {
+			return nil, toConnect(err)
+		}
+	}
+	if st.Events == 0 && len(msgs) == 0 {
 		return nil, errorf(connect.CodeNotFound, "workflow %q not found", wf)
 	}
-	return foldMessages(msgs)
+	return foldMessages(st, msgs)
 }
 
 // eventsOf flattens records into events with their history index. A

@@ -22,12 +22,12 @@ type stateView struct {
 	length int
 }
 
-// foldMessages folds a history. A corrupt record stops the fold there and
-// shows the workflow as FAILED with error type corrupt_history (as the
-// orchestrator records it), so one bad record never hides the rest.
-func foldMessages(msgs []eventstore.Message) (*stateView, error) {
-	st := &workflow.State{}
-	n := 0
+// foldMessages folds history records into st (empty, or restored from a
+// snapshot). A corrupt record stops the fold there and shows the workflow
+// as FAILED with error type corrupt_history (as the orchestrator records
+// it), so one bad record never hides the rest.
+func foldMessages(st *workflow.State, msgs []eventstore.Message) (*stateView, error) {
+	n := st.Events
 	var broken error
 	for _, m := range msgs {
 		if m.Err != nil {
@@ -52,7 +52,9 @@ func foldMessages(msgs []eventstore.Message) (*stateView, error) {
 		st.Status = workflow.StatusFailed
 		st.Error = &events.Error{Type: orchestrator.ErrTypeCorruptHistory, Message: broken.Error()}
 	}
-	st.LastSeq = msgs[len(msgs)-1].Seq
+	if len(msgs) > 0 {
+		st.LastSeq = msgs[len(msgs)-1].Seq
+	}
 	return &stateView{st: st, length: n}, nil
 }
 
