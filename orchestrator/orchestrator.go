@@ -40,7 +40,9 @@ type Config struct {
 	MaxHistoryEvents int
 	// SnapshotEvery is how many events a running workflow's history grows
 	// by between snapshots of its state, from which it is loaded again
-	// instead of folding its whole history. Default 1,000; negative: never.
+	// instead of folding its whole history. A long history waits for a
+	// tenth of its length too, so writing snapshots costs O(1) per event.
+	// Default 1,000; negative: never.
 	SnapshotEvery int
 }
 
@@ -789,13 +791,13 @@ func (sh *shard) append(ctx context.Context, wf string, e *entry, evs []events.E
 }
 
 // snapshot stores the state of a running workflow whose history grew by
-// SnapshotEvery events since its last snapshot: the records appended after
-// it name it, and loading the workflow again starts there. A failure only
-// costs speed, and is tried again SnapshotEvery events later.
+// SnapshotEvery events (and a tenth) since its last snapshot: the records
+// appended after it name it, and loading the workflow again starts there.
+// A failure only costs speed, and is tried again as many events later.
 func (sh *shard) snapshot(ctx context.Context, wf string, e *entry) {
 	st := e.st
 	every := sh.o.cfg.SnapshotEvery
-	if every < 0 || st.Status != workflow.StatusRunning || st.Events-e.snapEvents < every {
+	if every < 0 || st.Status != workflow.StatusRunning || st.Events-e.snapEvents < max(every, st.Events/10) {
 		return
 	}
 	e.snapEvents = st.Events

@@ -115,3 +115,63 @@ steps:
 		})
 	}
 }
+
+// BenchmarkSnapshot encodes and decodes the state of a finished foreach of
+// n items: what an orchestrator writes every SnapshotEvery events of a
+// long workflow, and reads back instead of folding its history.
+func BenchmarkSnapshot(b *testing.B) {
+	def := parse(b, `
+name: loop
+steps:
+  - id: each
+    foreach: input.items
+    concurrency: 10
+    do:
+      - { id: one, task: t, input: "${ item }" }
+`)
+	for _, n := range []int{100, 1000, 3000} {
+		items := make([]any, n)
+		for i := range items {
+			items[i] = int64(i)
+		}
+		st := fold(b, hist(started(0, map[string]any{"items": items})))
+		for {
+			evs, err := workflow.Advance(st, def)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if st.Status != workflow.StatusRunning {
+				break
+			}
+			for _, e := range evs {
+				if p := e.StepScheduled; p != nil {
+					if err := st.Apply(completed(time.Second, p.Path, 1, map[string]any{"n": int64(1)})); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		}
+		data, err := workflow.EncodeSnapshot(st)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("encode/items=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := workflow.EncodeSnapshot(st); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("decode/items=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := workflow.DecodeSnapshot(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
