@@ -193,6 +193,7 @@ func serverCommands() []*cobra.Command {
 func serverCmd() *cobra.Command {
 	var p partFlags
 	var dataDir, natsAddr, syncMode string
+	var snapEvery int
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run everything in one process (embedded NATS unless --nats-url)",
@@ -237,7 +238,7 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 				NATSURL:      url,
 				NATSOptions:  natsOpts,
 				Store:        p.storeConfig(),
-				Orchestrator: &orchestrator.Config{},
+				Orchestrator: &orchestrator.Config{SnapshotEvery: snapEvery},
 				Executor:     &executor.Config{Concurrency: p.concurrency},
 				Builtins:     true,
 				API:          apiCfg,
@@ -250,7 +251,19 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 	cmd.Flags().StringVar(&dataDir, "data", "weft-data", "data directory of the embedded NATS server")
 	cmd.Flags().StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "listen address of the embedded NATS server")
 	cmd.Flags().StringVar(&syncMode, "sync", "interval", "embedded JetStream disk sync: interval (default; a process crash loses nothing acknowledged, a power loss can lose the last interval) or always (fsync before every acknowledgement)")
+	snapshotFlag(cmd, &snapEvery)
 	return cmd
+}
+
+// snapshotFlag registers --snapshot-every, the orchestrator's SnapshotEvery.
+func snapshotFlag(cmd *cobra.Command, v *int) {
+	cmd.Flags().IntVar(v, "snapshot-every", 1000, "store a running workflow's state as a snapshot each time its history grows by this many events (and a tenth), so loading it again reads only the records after it; negative: never")
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if *v == 0 {
+			return fmt.Errorf("--snapshot-every 0: give a number of events, or a negative number to take no snapshots")
+		}
+		return nil
+	}
 }
 
 // partCmd is a command that runs some of Weft's parts against --nats-url;
@@ -285,10 +298,13 @@ func partCmd(use, short string, withAddr bool, parts func(p *partFlags, cfg *nod
 }
 
 func orchestratorCmd() *cobra.Command {
-	return partCmd("orchestrator", "Run an orchestrator against --nats-url", false, func(_ *partFlags, cfg *node.Config) error {
-		cfg.Orchestrator = &orchestrator.Config{}
+	var snapEvery int
+	cmd := partCmd("orchestrator", "Run an orchestrator against --nats-url", false, func(_ *partFlags, cfg *node.Config) error {
+		cfg.Orchestrator = &orchestrator.Config{SnapshotEvery: snapEvery}
 		return nil
 	})
+	snapshotFlag(cmd, &snapEvery)
+	return cmd
 }
 
 func executorCmd() *cobra.Command {

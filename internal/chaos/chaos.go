@@ -291,7 +291,10 @@ func (h *Harness) startWeft(ctx context.Context, bin string) error {
 		return h.sup.add(&proc{name: name, kind: kind, path: bin, args: args,
 			logPath: filepath.Join(h.dir, "logs", name+".log")})
 	}
-	h.orch = []*proc{part("orchestrator-1", kindOrchestrator, "orchestrator"), part("orchestrator-2", kindOrchestrator, "orchestrator")}
+	// The second orchestrator snapshots every workflow every few events, so
+	// kills land on loads from snapshots as well as from whole histories.
+	h.orch = []*proc{part("orchestrator-1", kindOrchestrator, "orchestrator"),
+		part("orchestrator-2", kindOrchestrator, "orchestrator", "--snapshot-every", "3")}
 	h.exec = []*proc{part("executor-1", kindExecutor, "executor"), part("executor-2", kindExecutor, "executor")}
 	h.api = part("api", kindAPI, "api", "--addr", apiAddr)
 	// One orchestrator first: it creates the streams and consumers, which

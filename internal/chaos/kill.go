@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weftworks/weft/eventstore"
 )
 
 // waitMetaLeader polls until a client of the cluster gets JetStream
@@ -32,6 +34,30 @@ func waitMetaLeader(ctx context.Context, urls string, limit time.Duration) error
 		_, err = js.AccountInfo(actx)
 		return err == nil, err
 	})
+}
+
+// snapshotted counts the workflows with a snapshot stored (their first part).
+func (h *Harness) snapshotted(ctx context.Context) (int, error) {
+	nc, err := nats.Connect(h.natsURLs, nats.Timeout(2*time.Second), nats.Name("weft-chaos"))
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, eventstore.SnapshotStream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter("weft.snap.*.0"))
+	if err != nil {
+		return 0, err
+	}
+	return len(info.State.Subjects), nil
 }
 
 // healthy reports whether a NATS node's /healthz says it is up with its

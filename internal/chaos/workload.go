@@ -146,6 +146,11 @@ func (h *Harness) runWorkload(ctx context.Context) (*Result, error) {
 	if res.UnexpectedExits > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("%d process exits nobody asked for during the run (restarted; see the logs)", res.UnexpectedExits))
 	}
+	if n, err := h.snapshotted(ctx); err != nil {
+		h.logf("count snapshots: %v", err)
+	} else {
+		res.Notes = append(res.Notes, fmt.Sprintf("%d workflows had a snapshot of their state stored", n))
+	}
 	if err := h.writeReport(res); err != nil {
 		h.logf("write report: %v", err)
 	}
