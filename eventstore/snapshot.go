@@ -114,7 +114,11 @@ func (s *Store) GetSnapshot(ctx context.Context, wf string) (uint64, []byte, err
 	parts, err2 := strconv.Atoi(first.Header.Get(snapPartsHeader))
 	size, err3 := strconv.Atoi(first.Header.Get(snapSizeHeader))
 	id := first.Header.Get(snapIDHeader)
-	if err := errors.Join(err1, err2, err3); err != nil || parts < 1 || size < 1 || id == "" {
+	// Parts are all as long as the first but the last: a size that does
+	// not fit is a header gone wrong, never a reason to allocate.
+	part := len(first.Data)
+	if err := errors.Join(err1, err2, err3); err != nil || parts < 1 || parts > 1<<16 || size < 1 || id == "" ||
+		part == 0 || size > parts*part || size <= (parts-1)*part {
 		return 0, nil, fmt.Errorf("snapshot of %s: unreadable headers: %w", wf, ErrNotFound)
 	}
 	var buf bytes.Buffer

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -48,16 +49,36 @@ func TestSnapshotPutGet(t *testing.T) {
 	if err := s.Conn().PublishMsg(m); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, _, err := s.GetSnapshot(ctx, "wf1")
-		if errors.Is(err, eventstore.ErrNotFound) {
-			break
+	notFound := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, _, err := s.GetSnapshot(ctx, "wf1")
+			if errors.Is(err, eventstore.ErrNotFound) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: GetSnapshot error = %v, want ErrNotFound", what, err)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("torn snapshot: GetSnapshot error = %v, want ErrNotFound", err)
+	}
+	notFound("torn snapshot")
+	// Headers that do not fit the data are never trusted with an allocation.
+	for _, h := range []map[string]string{
+		{"Weft-Snap-Seq": "5", "Weft-Snap-Parts": "1", "Weft-Snap-Size": "9223372036854775807", "Weft-Snap-Id": "x"},
+		{"Weft-Snap-Seq": "5", "Weft-Snap-Parts": "4611686018427387904", "Weft-Snap-Size": "100", "Weft-Snap-Id": "x"},
+		{"Weft-Snap-Seq": "5", "Weft-Snap-Parts": "1", "Weft-Snap-Size": "1", "Weft-Snap-Id": "x"},
+	} {
+		m := nats.NewMsg("weft.snap.wf1.0")
+		m.Data = []byte("first part")
+		for k, v := range h {
+			m.Header.Set(k, v)
 		}
-		time.Sleep(10 * time.Millisecond)
+		if _, err := s.Conn().RequestMsg(m, 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		notFound(fmt.Sprintf("headers %v", h))
 	}
 }
 

@@ -420,16 +420,23 @@ func (sh *shard) load(ctx context.Context, wf string, minSeq uint64) (*entry, bo
 	return e, true, nil
 }
 
-// catchUp folds into e the records of wf after sequence after, starting
-// from a newer snapshot if the history names one (e.st is then replaced).
+// catchUp folds into e the records of wf after sequence after. A load
+// from scratch (after 0) starts from the snapshot the history names, if
+// any; a cached state only ever folds what follows it.
 func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64) error {
-	tail, err := sh.o.store.ReadTail(ctx, wf, after)
+	var tail eventstore.Tail
+	var err error
+	if after == 0 {
+		tail, err = sh.o.store.ReadTail(ctx, wf, 0)
+	} else {
+		tail.Msgs, err = sh.o.store.Read(ctx, wf, after)
+	}
 	if err != nil {
 		return err
 	}
 	msgs, fromSnap := tail.Msgs, false
 	if tail.Snapshot != nil {
-		st, err := workflow.DecodeSnapshot(tail.Snapshot)
+		st, err := workflow.DecodeSnapshot(tail.Snapshot, tail.SnapshotSeq)
 		if err != nil {
 			// Only a shortcut: fold the history instead.
 			sh.o.log.Warn("passing by an unreadable snapshot", "workflow", wf, "seq", tail.SnapshotSeq, "err", err)
@@ -437,11 +444,11 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 				return err
 			}
 		} else {
-			st.LastSeq, fromSnap = tail.SnapshotSeq, true
+			fromSnap = true
 			e.st, e.snapSeq, e.snapEvents = st, tail.SnapshotSeq, st.Events
 			// Whether it began with a direct start is not known: as if it
 			// did, its listing entry is made sure of (create-only).
-			e.direct = e.direct || after == 0
+			e.direct = true
 		}
 	}
 	if after == 0 && !fromSnap && len(msgs) > 0 && msgs[0].Err == nil {
@@ -540,7 +547,6 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
 				return err
 			}
-			st = e.st
 			ev, ok = workflow.AcceptResult(st, *d.Result)
 		}
 		if ok {
@@ -559,7 +565,6 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
 				return err
 			}
-			st = e.st
 			ev, ok, _ = workflow.AcceptTimer(st, *d.Timer, now)
 		}
 		if !ok && st.LastSeq <= d.Timer.After && now.Sub(d.Timer.Due) < timerRecordWait {

@@ -78,11 +78,12 @@ func TestLoadFromSnapshot(t *testing.T) {
 	// With Weft stopped, mark the snapshot of one workflow (a state no
 	// history folds to, so its output shows where the state came from),
 	// and make the other's unreadable.
-	st, err := workflow.DecodeSnapshot(tail.Snapshot)
+	st, err := workflow.DecodeSnapshot(tail.Snapshot, tail.SnapshotSeq)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.Vars["marker"] = "from-snapshot"
+	st.Steps["init"].Output = "marked"
 	marked, err := workflow.EncodeSnapshot(st)
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +101,12 @@ func TestLoadFromSnapshot(t *testing.T) {
 
 	e.node = e.startNode(o, true, true)
 	e.wf, e.defs = newClients(e.node.APIURL)
+	// The API shows the marked state: it read the snapshot.
+	for _, s := range e.get("snap-used").Steps {
+		if s.Path == "init" && toJSON(s.Output) != `"marked"` {
+			t.Errorf("GetWorkflow after the snapshot was marked: init output %s, want \"marked\"", toJSON(s.Output))
+		}
+	}
 	for _, id := range []string{"snap-used", "snap-bad"} {
 		if err := e.signal(id, "go", `"yes"`); err != nil {
 			t.Fatal(err)

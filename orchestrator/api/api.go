@@ -195,8 +195,8 @@ func (s *Server) readState(ctx context.Context, wf string) (*stateView, error) {
 	}
 	st, msgs := &workflow.State{}, tail.Msgs
 	if tail.Snapshot != nil {
-		if snap, err := workflow.DecodeSnapshot(tail.Snapshot); err == nil {
-			st, st.LastSeq = snap, tail.SnapshotSeq
+		if snap, err := workflow.DecodeSnapshot(tail.Snapshot, tail.SnapshotSeq); err == nil {
+			st = snap
 		} else if msgs, err = s.store.Read(ctx, wf, 0); err != nil {
 			return nil, toConnect(err)
 		}

@@ -168,7 +168,7 @@ steps:
 			b.ReportAllocs()
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
-				if _, err := workflow.DecodeSnapshot(data); err != nil {
+				if _, err := workflow.DecodeSnapshot(data, 0); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -205,7 +205,7 @@ func restore(tb testing.TB, st *workflow.State) *workflow.State {
 	if err != nil {
 		tb.Fatalf("EncodeSnapshot: %v", err)
 	}
-	got, err := workflow.DecodeSnapshot(b)
+	got, err := workflow.DecodeSnapshot(b, st.LastSeq)
 	if err != nil {
 		tb.Fatalf("DecodeSnapshot: %v", err)
 	}

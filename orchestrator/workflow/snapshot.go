@@ -38,9 +38,10 @@ func EncodeSnapshot(st *State) ([]byte, error) {
 	return msgpack.Marshal(snapshot{V: SnapshotVersion, State: st, Outputs: st.outputs, SignalIDs: st.signalIDs})
 }
 
-// DecodeSnapshot reads a state written by EncodeSnapshot. Errors wrap
+// DecodeSnapshot reads a state written by EncodeSnapshot, which must have
+// been taken at history sequence seq (its LastSeq). Errors wrap
 // ErrBadSnapshot.
-func DecodeSnapshot(b []byte) (st *State, err error) {
+func DecodeSnapshot(b []byte, seq uint64) (st *State, err error) {
 	// The decoder can panic on some malformed input.
 	defer func() {
 		if r := recover(); r != nil {
@@ -58,6 +59,9 @@ func DecodeSnapshot(b []byte) (st *State, err error) {
 	}
 	if s.State == nil || s.State.Events == 0 || s.State.Steps == nil {
 		return nil, fmt.Errorf("%w: no started state", ErrBadSnapshot)
+	}
+	if s.State.LastSeq != seq {
+		return nil, fmt.Errorf("%w: taken at seq %d, stored as taken at %d", ErrBadSnapshot, s.State.LastSeq, seq)
 	}
 	st = s.State
 	st.outputs, st.signalIDs = s.Outputs, s.SignalIDs
