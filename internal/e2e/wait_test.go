@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -232,4 +233,63 @@ func TestListingFollowsStatus(t *testing.T) {
 	eventually(t, 20*time.Second, "the workflow to be listed completed", func() bool {
 		return listed() == weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED
 	})
+}
+
+// Pages of the listing follow each other even when workflows start between
+// two calls: each listed workflow shows up once, on one page.
+func TestListingPagesStayPut(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(approvalDef("72h"))
+	list := func(tok string) ([]string, string) {
+		resp, err := e.wf.ListWorkflows(ctx(t), connect.NewRequest(&weftv1.ListWorkflowsRequest{Definition: "approval", PageSize: 2, PageToken: tok}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, w := range resp.Msg.Workflows {
+			ids = append(ids, w.Id)
+		}
+		return ids, resp.Msg.NextPageToken
+	}
+	listedAll := func(n int) func() bool {
+		return func() bool {
+			resp, err := e.wf.ListWorkflows(ctx(t), connect.NewRequest(&weftv1.ListWorkflowsRequest{Definition: "approval"}))
+			return err == nil && len(resp.Msg.Workflows) == n
+		}
+	}
+	for i := range 5 {
+		e.start("approval", fmt.Sprintf("page-%d", i), `{"amount": 5}`)
+	}
+	eventually(t, 20*time.Second, "five workflows to be listed", listedAll(5))
+	first, tok := list("")
+	if len(first) != 2 || tok == "" {
+		t.Fatalf("first page: %v, next %q", first, tok)
+	}
+	// Two more start: newer, so listed before the first page.
+	for i := range 2 {
+		e.start("approval", fmt.Sprintf("page-new-%d", i), `{"amount": 5}`)
+	}
+	eventually(t, 20*time.Second, "seven workflows to be listed", listedAll(7))
+	seen := map[string]int{}
+	for _, id := range first {
+		seen[id]++
+	}
+	for tok != "" {
+		var ids []string
+		ids, tok = list(tok)
+		for _, id := range ids {
+			seen[id]++
+		}
+	}
+	for i := range 5 {
+		if id := fmt.Sprintf("page-%d", i); seen[id] != 1 {
+			t.Errorf("%s listed %d times across the pages, want once (pages: %v)", id, seen[id], seen)
+		}
+	}
+	if len(seen) != 5 {
+		t.Errorf("pages after the first listed %v; want only the five there when paging began", seen)
+	}
+	if _, err := e.wf.ListWorkflows(ctx(t), connect.NewRequest(&weftv1.ListWorkflowsRequest{PageToken: "3"})); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Errorf("a malformed page token: %v, want InvalidArgument", err)
+	}
 }

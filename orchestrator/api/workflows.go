@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -161,7 +162,7 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 	if err != nil {
 		return nil, err
 	}
-	from, err := pageToken(m.PageToken)
+	cur, err := listCursor(m.PageToken)
 	if err != nil {
 		return nil, err
 	}
@@ -176,13 +177,46 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 		return nil, toConnect(err)
 	}
 	resp := &weftv1.ListWorkflowsResponse{}
-	for i := from; i < len(sums) && len(resp.Workflows) < size; i++ {
-		resp.Workflows = append(resp.Workflows, summaryProto(sums[i]))
+	from := 0
+	if cur != nil {
+		from = sort.Search(len(sums), func(i int) bool { return cur.before(sums[i]) })
 	}
-	if next := from + len(resp.Workflows); next < len(sums) {
-		resp.NextPageToken = strconv.Itoa(next)
+	end := min(len(sums), from+size)
+	for _, sum := range sums[from:end] {
+		resp.Workflows = append(resp.Workflows, summaryProto(sum))
+	}
+	if end < len(sums) {
+		last := sums[end-1]
+		resp.NextPageToken = strconv.FormatInt(last.Created.UnixNano(), 10) + "." + last.ID
 	}
 	return connect.NewResponse(resp), nil
+}
+
+// cursor is where a page of the listing ends: the creation time and id of
+// its last workflow. The next page starts after it in the listing's order
+// (newest first, ties by id), so workflows started between two calls do
+// not shift a page onto the one before.
+type cursor struct {
+	created int64
+	id      string
+}
+
+// before reports whether the cursor's workflow comes before sum in the listing.
+func (c *cursor) before(sum eventstore.Summary) bool {
+	ns := sum.Created.UnixNano()
+	return ns < c.created || ns == c.created && sum.ID < c.id
+}
+
+func listCursor(tok string) (*cursor, error) {
+	if tok == "" {
+		return nil, nil
+	}
+	ns, id, ok := strings.Cut(tok, ".")
+	created, err := strconv.ParseInt(ns, 10, 64)
+	if !ok || err != nil || !eventstore.ValidWorkflowID(id) {
+		return nil, errorf(connect.CodeInvalidArgument, "page_token %q is invalid: pass the next_page_token of the previous page", tok)
+	}
+	return &cursor{created: created, id: id}, nil
 }
 
 // SignalWorkflow records a signal for a running workflow. A signal that
