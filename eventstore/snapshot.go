@@ -79,6 +79,9 @@ func (s *Store) PutSnapshot(ctx context.Context, wf string, seq uint64, data []b
 		msg.Header.Set(snapPartsHeader, strconv.Itoa(parts))
 		msg.Header.Set(snapSizeHeader, strconv.Itoa(len(data)))
 		msg.Header.Set(snapIDHeader, id)
+		// No message id: the stream keeps one message per subject, so a
+		// repeated write replaces, never adds; an id would instead drop a
+		// second writer's parts within the dedup window and mix the two.
 		if _, err := s.js.PublishMsg(ctx, msg); err != nil {
 			return fmt.Errorf("eventstore: snapshot of %s: %w", wf, err)
 		}
