@@ -237,43 +237,6 @@ func (s *Store) GetSummary(ctx context.Context, wf string) (Summary, error) {
 	return sum, nil
 }
 
-// ListSummaries returns every indexed workflow for which keep returns
-// true, newest first (ties by id).
-func (s *Store) ListSummaries(ctx context.Context, keep func(Summary) bool) ([]Summary, error) {
-	w, err := s.index.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: list workflows: %w", err)
-	}
-	defer w.Stop()
-	var out []Summary
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("eventstore: list workflows: watcher closed")
-			}
-			if e == nil {
-				sort.Slice(out, func(i, j int) bool {
-					if !out[i].Created.Equal(out[j].Created) {
-						return out[i].Created.After(out[j].Created)
-					}
-					return out[i].ID > out[j].ID
-				})
-				return out, nil
-			}
-			var sum Summary
-			if err := msgpack.Unmarshal(e.Value(), &sum); err != nil {
-				continue
-			}
-			if keep == nil || keep(sum) {
-				out = append(out, sum)
-			}
-		}
-	}
-}
-
 // WatchDefinitions calls fn with the latest revision of every definition
 // and then with every new latest revision, from one goroutine, until ctx
 // ends. It returns once the existing definitions have been passed to fn.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,22 +141,92 @@ func TestDefinitionsAreVersioned(t *testing.T) {
 	}
 }
 
-func TestSummariesNewestFirst(t *testing.T) {
+// The listing is the index in memory, newest first (ties by id), paged
+// from a cursor, and follows the index as entries are added, changed and
+// deleted.
+func TestListing(t *testing.T) {
 	s := open(t)
-	ctx := context.Background()
-	base := time.Now().UTC()
-	var sums []eventstore.Summary
-	for i, id := range []string{"a", "b", "c"} {
-		sums = append(sums, eventstore.Summary{ID: id, Definition: "d", Status: "RUNNING", Created: base.Add(time.Duration(i) * time.Second)})
-	}
-	for _, err := range s.PutSummaries(ctx, sums) {
-		if err != nil {
-			t.Fatal(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base := time.Now().UTC().Truncate(time.Second)
+	put := func(sums ...eventstore.Summary) {
+		t.Helper()
+		for _, err := range s.PutSummaries(ctx, sums) {
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	got, err := s.ListSummaries(ctx, func(s eventstore.Summary) bool { return s.ID != "b" })
-	if err != nil || len(got) != 2 || got[0].ID != "c" || got[1].ID != "a" {
-		t.Fatalf("list: %v %v", got, err)
+	sum := func(id string, sec int, status string, seq uint64) eventstore.Summary {
+		return eventstore.Summary{ID: id, Definition: "d", Status: status, Created: base.Add(time.Duration(sec) * time.Second), Seq: seq}
+	}
+	// b and c share a creation time: ordered by id.
+	put(sum("a", 0, "RUNNING", 1), sum("b", 1, "RUNNING", 1), sum("c", 1, "RUNNING", 1))
+	l, err := s.WatchListing(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(page []eventstore.Summary) string {
+		var out []string
+		for _, p := range page {
+			out = append(out, p.ID+":"+p.Status)
+		}
+		return strings.Join(out, ",")
+	}
+	all := func() string {
+		page, more := l.Page(0, "", 100, nil)
+		if more {
+			t.Fatal("more after a page larger than the listing")
+		}
+		return ids(page)
+	}
+	if got := all(); got != "c:RUNNING,b:RUNNING,a:RUNNING" {
+		t.Fatalf("initial listing %s", got)
+	}
+	// Pages from a cursor; more says whether kept entries follow.
+	page, more := l.Page(0, "", 1, nil)
+	if ids(page) != "c:RUNNING" || !more {
+		t.Fatalf("first page %s more=%v", ids(page), more)
+	}
+	page, more = l.Page(page[0].Created.UnixNano(), page[0].ID, 1, nil)
+	if ids(page) != "b:RUNNING" || !more {
+		t.Fatalf("second page %s more=%v", ids(page), more)
+	}
+	notB := func(s eventstore.Summary) bool { return s.ID != "b" }
+	if page, more = l.Page(0, "", 1, notB); ids(page) != "c:RUNNING" || !more {
+		t.Fatalf("filtered first page %s more=%v", ids(page), more)
+	}
+	if page, more = l.Page(page[0].Created.UnixNano(), page[0].ID, 1, notB); ids(page) != "a:RUNNING" || more {
+		t.Fatalf("filtered last page %s more=%v", ids(page), more)
+	}
+	// Changes arrive: a new workflow, a status change, an older one written
+	// late (a create-only entry), and a deletion.
+	put(sum("d", 5, "RUNNING", 1), sum("a", 0, "COMPLETED", 4), sum("z", -5, "RUNNING", 1))
+	kv, err := jetstream.New(s.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket, err := kv.KeyValue(ctx, eventstore.WorkflowsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bucket.Delete(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	want := "d:RUNNING,c:RUNNING,a:COMPLETED,z:RUNNING"
+	deadline := time.Now().Add(10 * time.Second)
+	for got := all(); got != want; got = all() {
+		if time.Now().After(deadline) {
+			t.Fatalf("listing after changes %s, want %s", got, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	for l.Err() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("listing still following after its context ended")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -54,6 +54,9 @@ func main() {
 	res, err := h.Run(ctx)
 	if res != nil {
 		fmt.Println(res.Summary())
+		for _, n := range res.Notes {
+			fmt.Println("note: " + n)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -64,6 +65,13 @@ type Server struct {
 	triggers *trigger.Registry
 	cfg      Config
 	log      *slog.Logger
+
+	// runCtx is Start's context: the listing's watcher lives as long.
+	runCtx context.Context
+	// listing is the index's live copy ListWorkflows pages through, made
+	// on the first call.
+	listMu  sync.Mutex
+	listing *eventstore.Listing
 }
 
 var (
@@ -93,9 +101,34 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	return &Server{store: store, defs: orchestrator.NewDefinitions(store), triggers: trigger.NewRegistry(store, log), cfg: cfg, log: log}, nil
 }
 
-// Start loads the definitions' webhooks and follows changes until ctx ends.
+// Start loads the definitions' webhooks and follows changes until ctx
+// ends; the listing ListWorkflows keeps is followed as long.
 func (s *Server) Start(ctx context.Context) error {
+	s.listMu.Lock()
+	s.runCtx = ctx
+	s.listMu.Unlock()
 	return s.triggers.Start(ctx, nil)
+}
+
+// currentListing returns the live copy of the workflow index, started on
+// the first call (reading every entry once) and again if its watcher
+// ended. Without Start it follows the index for the life of the process.
+func (s *Server) currentListing() (*eventstore.Listing, error) {
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	if s.listing != nil && s.listing.Err() == nil {
+		return s.listing, nil
+	}
+	ctx := s.runCtx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	l, err := s.store.WatchListing(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.listing = l
+	return l, nil
 }
 
 // Handler returns the HTTP handler serving the services (Connect, gRPC and

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -170,23 +169,19 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 	if m.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED {
 		want = strings.TrimPrefix(m.Status.String(), "WORKFLOW_STATUS_")
 	}
-	sums, err := s.store.ListSummaries(ctx, func(sum eventstore.Summary) bool {
-		return (m.Definition == "" || sum.Definition == m.Definition) && (want == "" || sum.Status == want)
-	})
+	l, err := s.currentListing()
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	page, more := l.Page(cur.created, cur.id, size, func(sum eventstore.Summary) bool {
+		return (m.Definition == "" || sum.Definition == m.Definition) && (want == "" || sum.Status == want)
+	})
 	resp := &weftv1.ListWorkflowsResponse{}
-	from := 0
-	if cur != nil {
-		from = sort.Search(len(sums), func(i int) bool { return cur.before(sums[i]) })
-	}
-	end := min(len(sums), from+size)
-	for _, sum := range sums[from:end] {
+	for _, sum := range page {
 		resp.Workflows = append(resp.Workflows, summaryProto(sum))
 	}
-	if end < len(sums) {
-		last := sums[end-1]
+	if more {
+		last := page[len(page)-1]
 		resp.NextPageToken = strconv.FormatInt(last.Created.UnixNano(), 10) + "." + last.ID
 	}
 	return connect.NewResponse(resp), nil
@@ -195,28 +190,22 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 // cursor is where a page of the listing ends: the creation time and id of
 // its last workflow. The next page starts after it in the listing's order
 // (newest first, ties by id), so workflows started between two calls do
-// not shift a page onto the one before.
+// not shift a page onto the one before. The zero cursor is the start.
 type cursor struct {
 	created int64
 	id      string
 }
 
-// before reports whether the cursor's workflow comes before sum in the listing.
-func (c *cursor) before(sum eventstore.Summary) bool {
-	ns := sum.Created.UnixNano()
-	return ns < c.created || ns == c.created && sum.ID < c.id
-}
-
-func listCursor(tok string) (*cursor, error) {
+func listCursor(tok string) (cursor, error) {
 	if tok == "" {
-		return nil, nil
+		return cursor{}, nil
 	}
 	ns, id, ok := strings.Cut(tok, ".")
 	created, err := strconv.ParseInt(ns, 10, 64)
 	if !ok || err != nil || !eventstore.ValidWorkflowID(id) {
-		return nil, errorf(connect.CodeInvalidArgument, "page_token %q is invalid: pass the next_page_token of the previous page", tok)
+		return cursor{}, errorf(connect.CodeInvalidArgument, "page_token %q is invalid: pass the next_page_token of the previous page", tok)
 	}
-	return &cursor{created: created, id: id}, nil
+	return cursor{created: created, id: id}, nil
 }
 
 // SignalWorkflow records a signal for a running workflow. A signal that

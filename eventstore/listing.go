@@ -1,0 +1,168 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Listing is a live copy of the workflow index in memory, in listing
+// order, kept current by a watcher on the index bucket: it reads every
+// entry once when it starts and then only what changes, so a page costs
+// the entries it looks at, not a read of the whole bucket.
+type Listing struct {
+	mu   sync.RWMutex
+	byID map[string]*Summary
+	// asc holds the entries oldest first (by creation time, then id): new
+	// workflows go at or near its end.
+	asc []*Summary
+	// stopped is set when the watcher ended; the copy is then frozen.
+	stopped error
+}
+
+// listedBefore orders summaries oldest first, ties by id.
+func listedBefore(a, b *Summary) bool {
+	an, bn := a.Created.UnixNano(), b.Created.UnixNano()
+	return an < bn || an == bn && a.ID < b.ID
+}
+
+// WatchListing starts a Listing and returns it once it holds every entry
+// stored when it started. It follows changes until ctx ends.
+func (s *Store) WatchListing(ctx context.Context) (*Listing, error) {
+	w, err := s.index.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: watch the workflow index: %w", err)
+	}
+	l := &Listing{byID: map[string]*Summary{}}
+	var initial []*Summary
+	for loaded := false; !loaded; {
+		select {
+		case <-ctx.Done():
+			_ = w.Stop()
+			return nil, ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("eventstore: watch the workflow index: watcher closed")
+			}
+			if e == nil {
+				loaded = true
+				continue
+			}
+			if sum, ok := decodeEntry(e); ok {
+				if old := l.byID[sum.ID]; old != nil {
+					*old = *sum
+				} else {
+					l.byID[sum.ID] = sum
+					initial = append(initial, sum)
+				}
+			}
+		}
+	}
+	slices.SortFunc(initial, func(a, b *Summary) int {
+		if listedBefore(a, b) {
+			return -1
+		}
+		return 1
+	})
+	l.asc = initial
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for e := range w.Updates() {
+			if e == nil {
+				continue
+			}
+			l.apply(e)
+		}
+		l.mu.Lock()
+		l.stopped = fmt.Errorf("eventstore: workflow index watcher ended")
+		l.mu.Unlock()
+	}()
+	return l, nil
+}
+
+// decodeEntry reads an index entry; deletions and unreadable values give
+// ok false.
+func decodeEntry(e jetstream.KeyValueEntry) (*Summary, bool) {
+	if e.Operation() != jetstream.KeyValuePut {
+		return nil, false
+	}
+	var sum Summary
+	if msgpack.Unmarshal(e.Value(), &sum) != nil || sum.ID != e.Key() {
+		return nil, false
+	}
+	return &sum, true
+}
+
+func (l *Listing) apply(e jetstream.KeyValueEntry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := l.byID[e.Key()]
+	sum, ok := decodeEntry(e)
+	if old != nil && (!ok || !sum.Created.Equal(old.Created)) {
+		l.asc = slices.DeleteFunc(l.asc, func(s *Summary) bool { return s == old })
+		delete(l.byID, e.Key())
+		old = nil
+	}
+	if !ok {
+		return
+	}
+	if old != nil {
+		*old = *sum
+		return
+	}
+	// New workflows are the newest: look for the place from the end.
+	i := len(l.asc)
+	for i > 0 && listedBefore(sum, l.asc[i-1]) {
+		i--
+	}
+	l.asc = slices.Insert(l.asc, i, sum)
+	l.byID[sum.ID] = sum
+}
+
+// Err reports whether the listing stopped following the index.
+func (l *Listing) Err() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.stopped
+}
+
+// Page returns up to n entries for which keep returns true, newest first
+// (ties by id), starting after the entry created at afterCreated with id
+// afterID (afterID "": from the newest). more says further entries
+// follow, kept or not.
+func (l *Listing) Page(afterCreatedNanos int64, afterID string, n int, keep func(Summary) bool) (page []Summary, more bool) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	i := len(l.asc) - 1
+	if afterID != "" {
+		// The last entry listed before the cursor's position.
+		i = -1 + func() int {
+			lo, hi := 0, len(l.asc)
+			for lo < hi {
+				m := (lo + hi) / 2
+				c := l.asc[m].Created.UnixNano()
+				if c < afterCreatedNanos || c == afterCreatedNanos && l.asc[m].ID < afterID {
+					lo = m + 1
+				} else {
+					hi = m
+				}
+			}
+			return lo
+		}()
+	}
+	for ; i >= 0; i-- {
+		sum := *l.asc[i]
+		if keep != nil && !keep(sum) {
+			continue
+		}
+		if len(page) == n {
+			return page, true
+		}
+		page = append(page, sum)
+	}
+	return page, false
+}
