@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -22,6 +23,10 @@ type Listing struct {
 	asc []*Summary
 	// stopped is set when the watcher ended; the copy is then frozen.
 	stopped error
+	// applied is the index stream's sequence the copy reflects; changed
+	// is closed (and replaced) whenever it moves.
+	applied uint64
+	changed chan struct{}
 }
 
 // listedBefore orders summaries oldest first, ties by id.
@@ -37,7 +42,7 @@ func (s *Store) WatchListing(ctx context.Context) (*Listing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: watch the workflow index: %w", err)
 	}
-	l := &Listing{byID: map[string]*Summary{}}
+	l := &Listing{byID: map[string]*Summary{}, changed: make(chan struct{})}
 	var initial []*Summary
 	for loaded := false; !loaded; {
 		select {
@@ -52,6 +57,7 @@ func (s *Store) WatchListing(ctx context.Context) (*Listing, error) {
 				loaded = true
 				continue
 			}
+			l.applied = max(l.applied, e.Revision())
 			if sum, ok := decodeEntry(e); ok {
 				if old := l.byID[sum.ID]; old != nil {
 					*old = *sum
@@ -79,9 +85,42 @@ func (s *Store) WatchListing(ctx context.Context) (*Listing, error) {
 		}
 		l.mu.Lock()
 		l.stopped = fmt.Errorf("eventstore: workflow index watcher ended")
+		close(l.changed)
 		l.mu.Unlock()
 	}()
 	return l, nil
+}
+
+// IndexSeq returns the sequence of the latest write to the workflow index
+// (0 when it has none): a Listing that has applied it reflects every
+// entry stored before.
+func (s *Store) IndexSeq(ctx context.Context) (uint64, error) {
+	m, err := s.indexStream.GetLastMsgForSubject(ctx, "$KV."+WorkflowsBucket+".>")
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("eventstore: workflow index: %w", err)
+	}
+	return m.Sequence, nil
+}
+
+// WaitFor waits until the listing reflects the index up to sequence seq
+// (IndexSeq), its watcher ended, or ctx ended.
+func (l *Listing) WaitFor(ctx context.Context, seq uint64) error {
+	for {
+		l.mu.RLock()
+		done, stopped, changed := l.applied >= seq, l.stopped, l.changed
+		l.mu.RUnlock()
+		if done || stopped != nil {
+			return stopped
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // decodeEntry reads an index entry; deletions and unreadable values give
@@ -100,6 +139,11 @@ func decodeEntry(e jetstream.KeyValueEntry) (*Summary, bool) {
 func (l *Listing) apply(e jetstream.KeyValueEntry) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if rev := e.Revision(); rev > l.applied {
+		l.applied = rev
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
 	old := l.byID[e.Key()]
 	sum, ok := decodeEntry(e)
 	if old != nil && (!ok || !sum.Created.Equal(old.Created)) {

@@ -118,9 +118,11 @@ type Store struct {
 	results jetstream.Stream
 	timers  jetstream.Stream
 	snaps   jetstream.Stream
-	defs    jetstream.KeyValue
-	index   jetstream.KeyValue
-	cron    jetstream.KeyValue
+	// indexStream is the workflow index bucket's stream.
+	indexStream jetstream.Stream
+	defs        jetstream.KeyValue
+	index       jetstream.KeyValue
+	cron        jetstream.KeyValue
 
 	taskMu    sync.Mutex
 	taskReady map[string]bool
@@ -217,6 +219,9 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		Replicas:    cfg.Replicas,
 	}); err != nil {
 		return nil, fmt.Errorf("eventstore: create bucket %s: %w", WorkflowsBucket, err)
+	}
+	if s.indexStream, err = js.Stream(ctx, "KV_"+WorkflowsBucket); err != nil {
+		return nil, fmt.Errorf("eventstore: bucket %s: %w", WorkflowsBucket, err)
 	}
 	return s, nil
 }

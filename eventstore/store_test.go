@@ -213,14 +213,25 @@ func TestListing(t *testing.T) {
 	if err := bucket.Delete(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
-	want := "d:RUNNING,c:RUNNING,a:COMPLETED,z:RUNNING"
-	deadline := time.Now().Add(10 * time.Second)
-	for got := all(); got != want; got = all() {
-		if time.Now().After(deadline) {
-			t.Fatalf("listing after changes %s, want %s", got, want)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// Waiting for the index's latest write makes every change visible.
+	seq, err := s.IndexSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if st, err := kv.Stream(ctx, "KV_"+eventstore.WorkflowsBucket); err != nil {
+		t.Fatal(err)
+	} else if info, err := st.Info(ctx); err != nil || info.State.LastSeq != seq {
+		t.Fatalf("IndexSeq %d; the bucket's stream ends at %v (%v)", seq, info.State.LastSeq, err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := l.WaitFor(wctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := all(), "d:RUNNING,c:RUNNING,a:COMPLETED,z:RUNNING"; got != want {
+		t.Fatalf("listing after changes %s, want %s", got, want)
+	}
+	deadline := time.Now().Add(10 * time.Second)
 	cancel()
 	for l.Err() == nil {
 		if time.Now().After(deadline) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -173,6 +174,18 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	// Every entry stored before this call is listed: wait (briefly) for
+	// the copy to apply the index's latest write.
+	seq, err := s.store.IndexSeq(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, listingWait)
+	err = l.WaitFor(wctx, seq)
+	cancel()
+	if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, toConnect(err)
+	}
 	page, more := l.Page(cur.created, cur.id, size, func(sum eventstore.Summary) bool {
 		return (m.Definition == "" || sum.Definition == m.Definition) && (want == "" || sum.Status == want)
 	})
@@ -186,6 +199,10 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 	}
 	return connect.NewResponse(resp), nil
 }
+
+// listingWait bounds how long a ListWorkflows call waits for the listing
+// to catch up with the index; after that it serves what it has.
+const listingWait = 2 * time.Second
 
 // cursor is where a page of the listing ends: the creation time and id of
 // its last workflow. The next page starts after it in the listing's order
