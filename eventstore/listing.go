@@ -2,7 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -95,14 +94,13 @@ func (s *Store) WatchListing(ctx context.Context) (*Listing, error) {
 // (0 when it has none): a Listing that has applied it reflects every
 // entry stored before.
 func (s *Store) IndexSeq(ctx context.Context) (uint64, error) {
-	m, err := s.indexStream.GetLastMsgForSubject(ctx, "$KV."+WorkflowsBucket+".>")
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	}
+	// The stream's state, not its last message: finding that one behind
+	// a wildcard means a walk over every workflow's key.
+	info, err := s.indexStream.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("eventstore: workflow index: %w", err)
 	}
-	return m.Sequence, nil
+	return info.State.LastSeq, nil
 }
 
 // WaitFor waits until the listing reflects the index up to sequence seq
