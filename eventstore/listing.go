@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sort"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -37,12 +38,17 @@ func listedBefore(a, b *Summary) bool {
 // WatchListing starts a Listing and returns it once it holds every entry
 // stored when it started. It follows changes until ctx ends.
 func (s *Store) WatchListing(ctx context.Context) (*Listing, error) {
+	// Everything stored before the watcher starts is in its first read,
+	// even where the stream's last messages were removed since.
+	before, err := s.IndexSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
 	w, err := s.index.WatchAll(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: watch the workflow index: %w", err)
 	}
-	l := &Listing{byID: map[string]*Summary{}, changed: make(chan struct{})}
-	var initial []*Summary
+	l := &Listing{byID: map[string]*Summary{}, changed: make(chan struct{}), applied: before}
 	for loaded := false; !loaded; {
 		select {
 		case <-ctx.Done():
@@ -58,14 +64,15 @@ func (s *Store) WatchListing(ctx context.Context) (*Listing, error) {
 			}
 			l.applied = max(l.applied, e.Revision())
 			if sum, ok := decodeEntry(e); ok {
-				if old := l.byID[sum.ID]; old != nil {
-					*old = *sum
-				} else {
-					l.byID[sum.ID] = sum
-					initial = append(initial, sum)
-				}
+				l.byID[sum.ID] = sum
+			} else {
+				delete(l.byID, e.Key())
 			}
 		}
+	}
+	initial := make([]*Summary, 0, len(l.byID))
+	for _, sum := range l.byID {
+		initial = append(initial, sum)
 	}
 	slices.SortFunc(initial, func(a, b *Summary) int {
 		if listedBefore(a, b) {
@@ -156,11 +163,7 @@ func (l *Listing) apply(e jetstream.KeyValueEntry) {
 		*old = *sum
 		return
 	}
-	// New workflows are the newest: look for the place from the end.
-	i := len(l.asc)
-	for i > 0 && listedBefore(sum, l.asc[i-1]) {
-		i--
-	}
+	i := sort.Search(len(l.asc), func(i int) bool { return listedBefore(sum, l.asc[i]) })
 	l.asc = slices.Insert(l.asc, i, sum)
 	l.byID[sum.ID] = sum
 }
@@ -173,9 +176,9 @@ func (l *Listing) Err() error {
 }
 
 // Page returns up to n entries for which keep returns true, newest first
-// (ties by id), starting after the entry created at afterCreated with id
-// afterID (afterID "": from the newest). more says further entries
-// follow, kept or not.
+// (ties by id), starting after the entry created at afterCreatedNanos with
+// id afterID (afterID "": from the newest). more says a further entry
+// that keep accepts follows.
 func (l *Listing) Page(afterCreatedNanos int64, afterID string, n int, keep func(Summary) bool) (page []Summary, more bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()

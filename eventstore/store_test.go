@@ -160,8 +160,20 @@ func TestListing(t *testing.T) {
 	sum := func(id string, sec int, status string, seq uint64) eventstore.Summary {
 		return eventstore.Summary{ID: id, Definition: "d", Status: status, Created: base.Add(time.Duration(sec) * time.Second), Seq: seq}
 	}
-	// b and c share a creation time: ordered by id.
-	put(sum("a", 0, "RUNNING", 1), sum("b", 1, "RUNNING", 1), sum("c", 1, "RUNNING", 1))
+	kv, err := jetstream.New(s.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket, err := kv.KeyValue(ctx, eventstore.WorkflowsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b and c share a creation time: ordered by id. y is deleted before the
+	// listing starts.
+	put(sum("a", 0, "RUNNING", 1), sum("b", 1, "RUNNING", 1), sum("c", 1, "RUNNING", 1), sum("y", 2, "RUNNING", 1))
+	if err := bucket.Delete(ctx, "y"); err != nil {
+		t.Fatal(err)
+	}
 	l, err := s.WatchListing(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -202,14 +214,6 @@ func TestListing(t *testing.T) {
 	// Changes arrive: a new workflow, a status change, an older one written
 	// late (a create-only entry), and a deletion.
 	put(sum("d", 5, "RUNNING", 1), sum("a", 0, "COMPLETED", 4), sum("z", -5, "RUNNING", 1))
-	kv, err := jetstream.New(s.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bucket, err := kv.KeyValue(ctx, eventstore.WorkflowsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := bucket.Delete(ctx, "b"); err != nil {
 		t.Fatal(err)
 	}
@@ -525,5 +529,49 @@ func TestCreateOnlySummary(t *testing.T) {
 		if err != nil || sum.Status != want {
 			t.Fatalf("%s: %+v %v, want %s", id, sum, err, want)
 		}
+	}
+}
+
+// A listing started after the bucket's last messages were removed (delete
+// markers purged) is caught up at once, not after every call's wait.
+func TestListingAfterPurge(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	kv, err := jetstream.New(s.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket, err := kv.KeyValue(ctx, eventstore.WorkflowsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range s.PutSummaries(ctx, []eventstore.Summary{{ID: "a", Definition: "d", Status: "RUNNING", Seq: 1}, {ID: "b", Definition: "d", Status: "RUNNING", Seq: 1}}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bucket.Delete(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := bucket.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(-1)); err != nil {
+		t.Fatal(err)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	l, err := s.WatchListing(lctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq, err := s.IndexSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer wcancel()
+	if err := l.WaitFor(wctx, seq); err != nil {
+		t.Fatalf("WaitFor(%d) after a purge: %v", seq, err)
+	}
+	if page, _ := l.Page(0, "", 10, nil); len(page) != 1 || page[0].ID != "a" {
+		t.Fatalf("listing after a purge: %v", page)
 	}
 }

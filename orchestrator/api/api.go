@@ -69,9 +69,12 @@ type Server struct {
 	// runCtx is Start's context: the listing's watcher lives as long.
 	runCtx context.Context
 	// listing is the index's live copy ListWorkflows pages through, made
-	// on the first call.
-	listMu  sync.Mutex
-	listing *eventstore.Listing
+	// on the first call; building is closed when a copy being made is
+	// ready (or failed, with listErr).
+	listMu   sync.Mutex
+	listing  *eventstore.Listing
+	building chan struct{}
+	listErr  error
 }
 
 var (
@@ -110,25 +113,46 @@ func (s *Server) Start(ctx context.Context) error {
 	return s.triggers.Start(ctx, nil)
 }
 
-// currentListing returns the live copy of the workflow index, started on
-// the first call (reading every entry once) and again if its watcher
-// ended. Without Start it follows the index for the life of the process.
-func (s *Server) currentListing() (*eventstore.Listing, error) {
+// currentListing returns the live copy of the workflow index, made on the
+// first call (reading every entry once) and again if its watcher ended.
+// One copy is made at a time, in the background: callers wait for it as
+// long as their own ctx allows. Without Start it follows the index for the
+// life of the process.
+func (s *Server) currentListing(ctx context.Context) (*eventstore.Listing, error) {
+	s.listMu.Lock()
+	if s.listing != nil && s.listing.Err() == nil {
+		l := s.listing
+		s.listMu.Unlock()
+		return l, nil
+	}
+	if s.building == nil {
+		done := make(chan struct{})
+		s.building = done
+		runCtx := s.runCtx
+		if runCtx == nil {
+			runCtx = context.Background()
+		}
+		go func() {
+			l, err := s.store.WatchListing(runCtx)
+			s.listMu.Lock()
+			s.listing, s.listErr, s.building = l, err, nil
+			s.listMu.Unlock()
+			close(done)
+		}()
+	}
+	done := s.building
+	s.listMu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	s.listMu.Lock()
 	defer s.listMu.Unlock()
-	if s.listing != nil && s.listing.Err() == nil {
-		return s.listing, nil
+	if s.listing == nil {
+		return nil, s.listErr
 	}
-	ctx := s.runCtx
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	l, err := s.store.WatchListing(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s.listing = l
-	return l, nil
+	return s.listing, nil
 }
 
 // Handler returns the HTTP handler serving the services (Connect, gRPC and

@@ -170,21 +170,30 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 	if m.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED {
 		want = strings.TrimPrefix(m.Status.String(), "WORKFLOW_STATUS_")
 	}
-	l, err := s.currentListing()
-	if err != nil {
-		return nil, toConnect(err)
-	}
 	// Every entry stored before this call is listed: wait (briefly) for
 	// the copy to apply the index's latest write.
 	seq, err := s.store.IndexSeq(ctx)
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, listingWait)
-	err = l.WaitFor(wctx, seq)
-	cancel()
-	if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-		return nil, toConnect(err)
+	var l *eventstore.Listing
+	for try := 0; ; try++ {
+		if l, err = s.currentListing(ctx); err != nil {
+			return nil, toConnect(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, listingWait)
+		err = l.WaitFor(wctx, seq)
+		cancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			break // caught up, or serve what it has
+		}
+		if ctx.Err() != nil {
+			return nil, toConnect(ctx.Err())
+		}
+		if try > 0 {
+			return nil, toConnect(err)
+		}
+		// Its watcher ended: a new copy is made.
 	}
 	page, more := l.Page(cur.created, cur.id, size, func(sum eventstore.Summary) bool {
 		return (m.Definition == "" || sum.Definition == m.Definition) && (want == "" || sum.Status == want)
