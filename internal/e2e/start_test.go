@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/weftworks/weft/eventstore"
@@ -307,4 +308,66 @@ steps:
 	eventually(t, 20*time.Second, "the rerun to be listed as running", func() bool {
 		return e.listed(id) == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING
 	})
+}
+
+// A start an orchestrator recorded but whose answer was lost (here sent with
+// a reply subject nobody listens on) is reported started by the call that
+// made it when that call goes on to append it itself: the record holds
+// this call's event. A later retry of the same request reports it existed.
+func TestStartAnswerLost(t *testing.T) {
+	e := newEnv(t, envOpts{replyWait: directWait})
+	e.putDef(`
+name: seq
+steps:
+  - { id: one, task: echo, input: "${ input }" }
+`)
+	store := e.node.Store
+	const wf, reqID = "lost-answer", "r1"
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	ev := events.Event{Type: events.TypeWorkflowStarted, Time: at, WorkflowStarted: &events.WorkflowStarted{
+		WorkflowID: wf, Definition: "seq", Revision: 1, Input: int64(7), RequestID: reqID}}
+	data, err := events.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := nats.NewMsg("weft.ds." + wf)
+	req.Data, req.Reply = data, "lost.answer."+wf
+	req.Header.Set("Weft-Start-Id", "start/"+wf+"/"+reqID)
+	nc := e.ns.Connect(t)
+	if err := nc.PublishMsg(req); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the orchestrator to record the start", func() bool {
+		m, err := store.First(ctx(t), wf)
+		return err == nil && m.Err == nil && len(m.Record.Events) == 2
+	})
+
+	defs := orchestrator.NewDefinitions(store)
+	start := func(at time.Time) orchestrator.StartResult {
+		t.Helper()
+		res, err := orchestrator.Start(ctx(t), store, defs, orchestrator.StartRequest{
+			Definition: "seq", WorkflowID: wf, RequestID: reqID, Input: int64(7), Time: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := start(at); !res.Started || res.WorkflowID != wf {
+		t.Fatalf("the call whose answer was lost: %+v; want started", res)
+	}
+	if res := start(at.Add(time.Second)); res.Started {
+		t.Fatalf("a later retry of the request: %+v; want not started", res)
+	}
+	if w := e.waitClosed(wf, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != "7" {
+		t.Fatalf("%s: %v", wf, w)
+	}
+	n := 0
+	for _, typ := range types(e.history(wf)) {
+		if typ == string(events.TypeWorkflowStarted) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d WorkflowStarted events; want 1 (%v)", n, types(e.history(wf)))
+	}
 }
