@@ -141,6 +141,20 @@ func TestDefinitionsAreVersioned(t *testing.T) {
 	}
 }
 
+// indexBucket opens the workflow index bucket directly.
+func indexBucket(t *testing.T, s *eventstore.Store) (jetstream.JetStream, jetstream.KeyValue) {
+	t.Helper()
+	js, err := jetstream.New(s.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket, err := js.KeyValue(context.Background(), eventstore.WorkflowsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, bucket
+}
+
 // The listing is the index in memory, newest first (ties by id), paged
 // from a cursor, and follows the index as entries are added, changed and
 // deleted.
@@ -160,14 +174,7 @@ func TestListing(t *testing.T) {
 	sum := func(id string, sec int, status string, seq uint64) eventstore.Summary {
 		return eventstore.Summary{ID: id, Definition: "d", Status: status, Created: base.Add(time.Duration(sec) * time.Second), Seq: seq}
 	}
-	kv, err := jetstream.New(s.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bucket, err := kv.KeyValue(ctx, eventstore.WorkflowsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv, bucket := indexBucket(t, s)
 	// b and c share a creation time: ordered by id. y is deleted before the
 	// listing starts.
 	put(sum("a", 0, "RUNNING", 1), sum("b", 1, "RUNNING", 1), sum("c", 1, "RUNNING", 1), sum("y", 2, "RUNNING", 1))
@@ -537,14 +544,7 @@ func TestCreateOnlySummary(t *testing.T) {
 func TestListingAfterPurge(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
-	kv, err := jetstream.New(s.Conn())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bucket, err := kv.KeyValue(ctx, eventstore.WorkflowsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, bucket := indexBucket(t, s)
 	for _, err := range s.PutSummaries(ctx, []eventstore.Summary{{ID: "a", Definition: "d", Status: "RUNNING", Seq: 1}, {ID: "b", Definition: "d", Status: "RUNNING", Seq: 1}}) {
 		if err != nil {
 			t.Fatal(err)

@@ -65,10 +65,8 @@ func BenchmarkDecide(b *testing.B) {
 	}
 }
 
-// BenchmarkDecideForeach decides for a foreach of n items (concurrency 10)
-// halfway through: the cost should not grow with n.
-func BenchmarkDecideForeach(b *testing.B) {
-	def := parse(b, `
+// loopYAML is a foreach over input.items, one task per item, ten at a time.
+const loopYAML = `
 name: loop
 steps:
   - id: each
@@ -76,7 +74,12 @@ steps:
     concurrency: 10
     do:
       - { id: one, task: t, input: "${ item }" }
-`)
+`
+
+// BenchmarkDecideForeach decides for a foreach of n items (concurrency 10)
+// halfway through: the cost should not grow with n.
+func BenchmarkDecideForeach(b *testing.B) {
+	def := parse(b, loopYAML)
 	for _, n := range []int{100, 1000, 3000} {
 		b.Run(fmt.Sprintf("items=%d", n), func(b *testing.B) {
 			items := make([]any, n)
@@ -120,15 +123,7 @@ steps:
 // n items: what an orchestrator writes every SnapshotEvery events of a
 // long workflow, and reads back instead of folding its history.
 func BenchmarkSnapshot(b *testing.B) {
-	def := parse(b, `
-name: loop
-steps:
-  - id: each
-    foreach: input.items
-    concurrency: 10
-    do:
-      - { id: one, task: t, input: "${ item }" }
-`)
+	def := parse(b, loopYAML)
 	for _, n := range []int{100, 1000, 3000} {
 		items := make([]any, n)
 		for i := range items {
