@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -34,12 +35,21 @@ import (
 // time, the API appends the start itself (AppendExternal) and the
 // orchestrators consume it from the history stream. Both ways use the
 // start's message id, so a start made both ways is recorded once.
+//
+// An orchestrator's records name it (header Weft-Orch), and an executor
+// sends the results of a command it appended to it first, on
+// weft.rdo.<orchestrator>.<workflow>: the orchestrator that decided a
+// step has the workflow's state cached. When it is gone (no responders)
+// or declines, the result goes to the queue group as above.
 const (
 	directResultsPfx = "weft.rd."
-	directStartsPfx  = "weft.ds."
-	directQueue      = "weft-orchestrators"
-	replyOK          = "+OK"
-	replyRetry       = "-RETRY"
+	ownResultsPfx    = "weft.rdo."
+	// ownerHeader names the orchestrator that appended a record.
+	ownerHeader     = "Weft-Orch"
+	directStartsPfx = "weft.ds."
+	directQueue     = "weft-orchestrators"
+	replyOK         = "+OK"
+	replyRetry      = "-RETRY"
 	// startIDHeader carries a direct start's message id.
 	startIDHeader = "Weft-Start-Id"
 )
@@ -107,8 +117,15 @@ func (s *Store) StartDirect(ctx context.Context, wf, msgID string, ev events.Eve
 // subscribeDirect subscribes the orchestrators' queue group to pfx+"*";
 // decode fills each delivery from its message.
 func (s *Store) subscribeDirect(pfx string, decode func(*nats.Msg, *Delivery) error, fn func(*Delivery)) (*DirectSub, error) {
-	sub, err := s.nc.QueueSubscribe(pfx+"*", directQueue, func(m *nats.Msg) {
-		d := &Delivery{WorkflowID: token(m.Subject, 2), NumDelivered: 1, Subject: m.Subject}
+	return s.subscribeDirectOn(pfx, directQueue, decode, fn)
+}
+
+// subscribeDirectOn subscribes to pfx+"*" in queue group queue ("": a
+// plain subscription); the workflow id is the subject's last token.
+func (s *Store) subscribeDirectOn(pfx, queue string, decode func(*nats.Msg, *Delivery) error, fn func(*Delivery)) (*DirectSub, error) {
+	at := strings.Count(pfx, ".")
+	sub, err := s.nc.QueueSubscribe(pfx+"*", queue, func(m *nats.Msg) {
+		d := &Delivery{WorkflowID: token(m.Subject, at), NumDelivered: 1, Subject: m.Subject}
 		d.reply = func(ok bool) {
 			if ok {
 				_ = m.Respond([]byte(replyOK))
@@ -139,38 +156,62 @@ func (s *Store) subscribeDirect(pfx string, decode func(*nats.Msg, *Delivery) er
 // recorded, Nak makes it publish the result to the results stream. fn runs
 // on the subscription's goroutine and must not block.
 func (s *Store) DirectResults(fn func(*Delivery)) (*DirectSub, error) {
-	return s.subscribeDirect(directResultsPfx, func(m *nats.Msg, d *Delivery) error {
-		d.Source = SourceResults
-		r, err := events.DecodeResult(m.Data)
-		if err == nil && r.WorkflowID != d.WorkflowID {
-			err = fmt.Errorf("%w: result for %s sent on %s", events.ErrCorrupt, r.WorkflowID, m.Subject)
-		}
-		if err != nil {
-			return err
-		}
-		d.Result = &r
-		return nil
-	}, fn)
+	return s.subscribeDirect(directResultsPfx, decodeDirectResult, fn)
+}
+
+// OwnResults subscribes fn, like DirectResults, to the results executors
+// send to the orchestrator named owner (the AppendOpts.Owner of the
+// records it appends): a name of letters, digits, '-' and '_'.
+func (s *Store) OwnResults(owner string, fn func(*Delivery)) (*DirectSub, error) {
+	if !ValidWorkflowID(owner) {
+		return nil, fmt.Errorf("eventstore: invalid orchestrator name %q", owner)
+	}
+	return s.subscribeDirectOn(ownResultsPfx+owner+".", "", decodeDirectResult, fn)
+}
+
+func decodeDirectResult(m *nats.Msg, d *Delivery) error {
+	d.Source = SourceResults
+	r, err := events.DecodeResult(m.Data)
+	if err == nil && r.WorkflowID != d.WorkflowID {
+		err = fmt.Errorf("%w: result for %s sent on %s", events.ErrCorrupt, r.WorkflowID, m.Subject)
+	}
+	if err != nil {
+		return err
+	}
+	d.Result = &r
+	return nil
 }
 
 // ReportResult hands a task attempt's outcome to the orchestrators: directly
-// when one answers within the store's ResultReplyWait, else through the
-// results stream. It returns nil once the outcome is in history or stored
-// in the results stream, so the caller may ack its command.
-func (s *Store) ReportResult(ctx context.Context, r events.Result) error {
+// when one answers within the store's ResultReplyWait (first owner, the
+// orchestrator that appended the command, if it is running), else through
+// the results stream. It returns nil once the outcome is in history or
+// stored in the results stream, so the caller may ack its command.
+func (s *Store) ReportResult(ctx context.Context, r events.Result, owner string) error {
 	data, err := events.EncodeResult(r)
 	if err != nil {
 		return fmt.Errorf("eventstore: encode result: %w", err)
 	}
 	if s.cfg.ResultReplyWait > 0 {
-		rctx, cancel := context.WithTimeout(ctx, s.cfg.ResultReplyWait)
-		reply, err := s.nc.RequestWithContext(rctx, directResultsPfx+r.WorkflowID, data)
-		cancel()
-		switch {
-		case err == nil && string(reply.Data) == replyOK:
-			return nil
-		case errors.Is(err, nats.ErrMaxPayload):
-			return err
+		subjects := []string{directResultsPfx + r.WorkflowID}
+		if owner != "" && ValidWorkflowID(owner) {
+			subjects = append([]string{ownResultsPfx + owner + "." + r.WorkflowID}, subjects...)
+		}
+		for _, subj := range subjects {
+			rctx, cancel := context.WithTimeout(ctx, s.cfg.ResultReplyWait)
+			reply, err := s.nc.RequestWithContext(rctx, subj, data)
+			cancel()
+			switch {
+			case err == nil && string(reply.Data) == replyOK:
+				return nil
+			case errors.Is(err, nats.ErrMaxPayload):
+				return err
+			case err != nil && !errors.Is(err, nats.ErrNoResponders):
+				// Unanswered in time: an orchestrator may be busy with it
+				// still; the results stream is the safe way on.
+				return s.publishResult(ctx, r, data)
+			}
+			// No such orchestrator any more, or it declined: ask the others.
 		}
 	}
 	return s.publishResult(ctx, r, data)

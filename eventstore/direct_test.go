@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,7 +43,7 @@ func TestReportResultDirectOrStream(t *testing.T) {
 	}
 	// No orchestrator: stored at once.
 	t0 := time.Now()
-	if err := s.ReportResult(ctx, res("none")); err != nil {
+	if err := s.ReportResult(ctx, res("none"), ""); err != nil {
 		t.Fatal(err)
 	}
 	if n := storedResults(t, s); n != 1 {
@@ -76,7 +77,7 @@ func TestReportResultDirectOrStream(t *testing.T) {
 		stored uint64
 	}{{"ack", 1}, {"nak", 2}, {"silent", 3}} {
 		mode.Store(c.mode)
-		if err := s.ReportResult(ctx, res("wf-"+c.mode)); err != nil {
+		if err := s.ReportResult(ctx, res("wf-"+c.mode), ""); err != nil {
 			t.Fatalf("%s: %v", c.mode, err)
 		}
 		select {
@@ -152,5 +153,77 @@ func TestDirectStartsDeclineWhatTheyCannotRead(t *testing.T) {
 	}
 	if string(reply.Data) == "+OK" {
 		t.Fatal("an unreadable direct start was confirmed")
+	}
+}
+
+// A result goes first to the orchestrator that appended its command (the
+// owner), then, when that one is gone or declines, to any orchestrator.
+func TestReportResultToOwner(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{ResultReplyWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	var ownerNaks atomic.Bool
+	own, err := o.OwnResults("orch-a", func(d *eventstore.Delivery) {
+		got <- "own " + d.WorkflowID
+		if ownerNaks.Load() {
+			_ = d.Nak(0)
+			return
+		}
+		_ = d.Ack()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Stop()
+	group, err := o.DirectResults(func(d *eventstore.Delivery) {
+		got <- "any " + d.WorkflowID
+		_ = d.Ack()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer group.Stop()
+	if _, err := o.OwnResults("not a name", func(*eventstore.Delivery) {}); err == nil {
+		t.Fatal("OwnResults with an invalid name: no error")
+	}
+	report := func(wf, owner string) string {
+		t.Helper()
+		r := events.Result{WorkflowID: wf, Path: "one", Gen: 1, Attempt: 1, Outcome: events.OutcomeCompleted, Time: time.Unix(100, 0).UTC()}
+		if err := s.ReportResult(ctx, r, owner); err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		for {
+			select {
+			case g := <-got:
+				seen = append(seen, g)
+			default:
+				return strings.Join(seen, ",")
+			}
+		}
+	}
+	if g := report("wf1", "orch-a"); g != "own wf1" {
+		t.Errorf("to a running owner: %s", g)
+	}
+	if g := report("wf2", "orch-gone"); g != "any wf2" {
+		t.Errorf("to an owner that is gone: %s", g)
+	}
+	if g := report("wf3", ""); g != "any wf3" {
+		t.Errorf("without an owner: %s", g)
+	}
+	ownerNaks.Store(true)
+	if g := report("wf4", "orch-a"); g != "own wf4,any wf4" {
+		t.Errorf("to an owner that declines: %s", g)
+	}
+	if n := storedResults(t, s); n != 0 {
+		t.Errorf("%d results stored; every one was taken directly", n)
 	}
 }

@@ -72,6 +72,9 @@ type Delivery struct {
 	Tick *CronTick
 	// Start is a start sent directly (SourceStart).
 	Start *DirectStart
+	// Owner is the orchestrator that appended a task delivery's command
+	// (ReportResult sends the result to it first); "" when not named.
+	Owner string
 	// Err is set when the payload did not decode.
 	Err error
 
@@ -350,6 +353,7 @@ func (s *Store) TaskPuller(ctx context.Context, taskType string) (*Puller, error
 	}
 	return &Puller{cons: cons, decode: func(m jetstream.Msg, d *Delivery) {
 		d.WorkflowID = token(m.Subject(), 2)
+		d.Owner = m.Headers().Get(ownerHeader)
 		md, _ := m.Metadata()
 		msg := decodeMsg(d.Seq, m.Subject(), md.Timestamp, m.Data())
 		d.Message, d.Err = &msg, msg.Err

@@ -59,7 +59,7 @@ func snapSubject(wf string, part int) string { return snapPrefix + wf + "." + st
 
 // PutSnapshot stores data as wf's snapshot of its state after the record
 // at history sequence seq, replacing the one before. Records appended with
-// AppendAfterSnapshot(…, seq, …) then lead reads to it.
+// AppendWith(…, AppendOpts{Snapshot: seq}, …) then lead reads to it.
 func (s *Store) PutSnapshot(ctx context.Context, wf string, seq uint64, data []byte) error {
 	if !ValidWorkflowID(wf) {
 		return fmt.Errorf("eventstore: invalid workflow id %q", wf)

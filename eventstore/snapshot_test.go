@@ -96,7 +96,7 @@ func TestReadTailStartsAtSnapshot(t *testing.T) {
 		for range n {
 			ev := events.Event{Type: events.TypeSignalReceived, Time: time.Unix(100, 0).UTC(),
 				SignalReceived: &events.SignalReceived{Name: "s"}}
-			if last, err = s.AppendAfterSnapshot(ctx, "wf1", last, snap, ev); err != nil {
+			if last, err = s.AppendWith(ctx, "wf1", last, eventstore.AppendOpts{Snapshot: snap}, ev); err != nil {
 				t.Fatal(err)
 			}
 			seqs = append(seqs, last)
@@ -157,7 +157,7 @@ func TestReadTailStartsAtSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := events.Event{Type: events.TypeSignalReceived, Time: time.Unix(100, 0).UTC(), SignalReceived: &events.SignalReceived{Name: "s"}}
-	if _, err := s.AppendAfterSnapshot(ctx, "wf3", first, first, ev); err != nil {
+	if _, err := s.AppendWith(ctx, "wf3", first, eventstore.AppendOpts{Snapshot: first}, ev); err != nil {
 		t.Fatal(err)
 	}
 	if tail, err := s.ReadTail(ctx, "wf3", 0); err != nil || tail.Snapshot != nil || len(tail.Msgs) != 2 {

@@ -270,18 +270,27 @@ func isConflict(err error) bool {
 // Errors: ErrConflict when the history moved on (or the same append was
 // already made).
 func (s *Store) Append(ctx context.Context, wf string, expect uint64, evs ...events.Event) (uint64, error) {
-	return s.AppendAfterSnapshot(ctx, wf, expect, 0, evs...)
+	return s.AppendWith(ctx, wf, expect, AppendOpts{}, evs...)
 }
 
-// AppendAfterSnapshot is Append for a workflow whose state was stored as
-// a snapshot after the record at sequence snap (PutSnapshot; 0: none):
-// the record names it, so ReadTail can start from it.
-func (s *Store) AppendAfterSnapshot(ctx context.Context, wf string, expect, snap uint64, evs ...events.Event) (uint64, error) {
+// AppendOpts is what an orchestrator's record says besides its events.
+type AppendOpts struct {
+	// Snapshot is the sequence of the workflow's latest snapshot
+	// (PutSnapshot; 0: none): the record names it, so ReadTail can start
+	// from it.
+	Snapshot uint64
+	// Owner is the orchestrator appending (OwnResults): executors send the
+	// results of the record's step command to it first.
+	Owner string
+}
+
+// AppendWith is Append with opts.
+func (s *Store) AppendWith(ctx context.Context, wf string, expect uint64, opts AppendOpts, evs ...events.Event) (uint64, error) {
 	subj, err := subjectFor(wf, evs, false)
 	if err != nil {
 		return 0, err
 	}
-	seq, err := s.append(ctx, wf, subj, fmt.Sprintf("%s@%d", wf, expect), &expect, snap, evs)
+	seq, err := s.append(ctx, wf, subj, fmt.Sprintf("%s@%d", wf, expect), &expect, opts, evs)
 	if errors.Is(err, ErrDuplicate) {
 		return seq, fmt.Errorf("append to %s at seq %d: %w", wf, expect, ErrConflict)
 	}
@@ -291,11 +300,11 @@ func (s *Store) AppendAfterSnapshot(ctx context.Context, wf string, expect, snap
 // AppendStart writes a new workflow's first record: its WorkflowStarted
 // event and the decision that follows it (a direct start, see
 // StartDirect), under the start's message id msgID, provided wf has no
-// history yet.
+// history yet. owner is the orchestrator appending (AppendOpts.Owner).
 //
 // Errors: ErrConflict when wf has a history; ErrDuplicate when msgID was
 // appended within the dedup window (the same start, made another way).
-func (s *Store) AppendStart(ctx context.Context, wf, msgID string, evs []events.Event) (uint64, error) {
+func (s *Store) AppendStart(ctx context.Context, wf, msgID, owner string, evs []events.Event) (uint64, error) {
 	if len(evs) == 0 || evs[0].Type != events.TypeWorkflowStarted {
 		return 0, errors.New("eventstore: a start record begins with WorkflowStarted")
 	}
@@ -304,7 +313,7 @@ func (s *Store) AppendStart(ctx context.Context, wf, msgID string, evs []events.
 		return 0, err
 	}
 	var zero uint64
-	return s.append(ctx, wf, subj, msgID, &zero, 0, evs)
+	return s.append(ctx, wf, subj, msgID, &zero, AppendOpts{Owner: owner}, evs)
 }
 
 // AppendExternal writes one event from outside the orchestrator (start,
@@ -316,7 +325,7 @@ func (s *Store) AppendStart(ctx context.Context, wf, msgID string, evs []events.
 // original's).
 func (s *Store) AppendExternal(ctx context.Context, wf string, expect *uint64, msgID string, ev events.Event) (uint64, error) {
 	subj, _ := subjectFor(wf, nil, true)
-	return s.append(ctx, wf, subj, msgID, expect, 0, []events.Event{ev})
+	return s.append(ctx, wf, subj, msgID, expect, AppendOpts{}, []events.Event{ev})
 }
 
 // AppendExternalAtEnd appends an outside event (signal, cancel) after
@@ -343,7 +352,7 @@ func (s *Store) AppendExternalAtEnd(ctx context.Context, wf string, last uint64,
 	}
 }
 
-func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint64, snap uint64, evs []events.Event) (uint64, error) {
+func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint64, ao AppendOpts, evs []events.Event) (uint64, error) {
 	if !ValidWorkflowID(wf) {
 		return 0, fmt.Errorf("eventstore: invalid workflow id %q", wf)
 	}
@@ -360,8 +369,11 @@ func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint
 		// each record links to the one before it, and reads follow the links.
 		msg.Header.Set(prevHeader, strconv.FormatUint(*expect, 10))
 	}
-	if snap > 0 {
-		msg.Header.Set(snapHeader, strconv.FormatUint(snap, 10))
+	if ao.Snapshot > 0 {
+		msg.Header.Set(snapHeader, strconv.FormatUint(ao.Snapshot, 10))
+	}
+	if ao.Owner != "" {
+		msg.Header.Set(ownerHeader, ao.Owner)
 	}
 	ack, err := s.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {

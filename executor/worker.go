@@ -277,7 +277,7 @@ func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.
 	var err error
 	for try := 0; try < 5; try++ {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = w.store.ReportResult(pctx, res)
+		err = w.store.ReportResult(pctx, res, d.Owner)
 		cancel()
 		if errors.Is(err, nats.ErrMaxPayload) && res.Outcome == events.OutcomeCompleted {
 			// The output is too large to record: the step fails, not Weft.

@@ -70,6 +70,10 @@ type Orchestrator struct {
 	defs  *Definitions
 	cfg   Config
 	log   *slog.Logger
+	// id names this orchestrator on the records it appends: executors send
+	// the results of its step commands to it first (it has their workflow
+	// cached).
+	id string
 
 	mu      sync.Mutex
 	running bool
@@ -103,7 +107,8 @@ func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
 	if cfg.SnapshotEvery == 0 {
 		cfg.SnapshotEvery = 1000
 	}
-	return &Orchestrator{store: store, defs: NewDefinitions(store), cfg: cfg, log: cfg.Logger.With("component", "orchestrator")}, nil
+	return &Orchestrator{store: store, defs: NewDefinitions(store), cfg: cfg, id: RandomID(),
+		log: cfg.Logger.With("component", "orchestrator")}, nil
 }
 
 // Start begins consuming. It returns once subscribed.
@@ -194,7 +199,10 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 			_ = d.Nak(0)
 		}
 	}
-	for _, sub := range []func(func(*eventstore.Delivery)) (*eventstore.DirectSub, error){o.store.DirectResults, o.store.DirectStarts} {
+	own := func(fn func(*eventstore.Delivery)) (*eventstore.DirectSub, error) {
+		return o.store.OwnResults(o.id, fn)
+	}
+	for _, sub := range []func(func(*eventstore.Delivery)) (*eventstore.DirectSub, error){own, o.store.DirectResults, o.store.DirectStarts} {
 		direct, err := sub(toShard)
 		if err != nil {
 			return abort(err)
@@ -656,7 +664,7 @@ func (sh *shard) startDirect(ctx context.Context, d *eventstore.Delivery) bool {
 	if err := sh.prepare(ctx, wf, 0, evs); err != nil {
 		return false
 	}
-	seq, err := sh.o.store.AppendStart(ctx, wf, d.Start.MsgID, evs)
+	seq, err := sh.o.store.AppendStart(ctx, wf, d.Start.MsgID, sh.o.id, evs)
 	if err != nil {
 		// Taken, made another way, or not stored: the API's own append
 		// finds out which.
@@ -763,7 +771,7 @@ func (sh *shard) append(ctx context.Context, wf string, e *entry, evs []events.E
 		if err := sh.prepare(ctx, wf, seq, evs[start:i+1]); err != nil {
 			return err
 		}
-		next, err := sh.o.store.AppendAfterSnapshot(ctx, wf, seq, e.snapSeq, evs[start:i+1]...)
+		next, err := sh.o.store.AppendWith(ctx, wf, seq, eventstore.AppendOpts{Snapshot: e.snapSeq, Owner: sh.o.id}, evs[start:i+1]...)
 		if errors.Is(err, nats.ErrMaxPayload) {
 			return errBroken{ErrTypeLimit, fmt.Errorf("a decision of %d events is too large to store: %w", i+1-start, err)}
 		}

@@ -21,7 +21,7 @@ import (
 
 func benchCmd(cf *clientFlags) *cobra.Command {
 	var (
-		n, c                        int
+		n, c, orchs                 int
 		file, input, natsURL        string
 		syncMode                    string
 		floor, pipe, asJSON, noProg bool
@@ -81,6 +81,19 @@ prints Weft's events/s as a ratio of it.`,
 					defer cancel()
 					_ = nd.Stop(sctx)
 				}()
+				// More orchestrators, each with its own connection, share the work.
+				for range orchs - 1 {
+					extra, err := node.Start(ctx, node.Config{NATSURL: ns.ClientURL(), Store: eventstore.Config{},
+						Orchestrator: &orchestrator.Config{}, Logger: slog.New(slog.DiscardHandler)})
+					if err != nil {
+						return err
+					}
+					defer func() {
+						sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+						defer cancel()
+						_ = extra.Stop(sctx)
+					}()
+				}
 				cfg.Server, cfg.NATSURL = nd.APIURL, ns.ClientURL()
 				cfg.ServerMsgs = func() (int64, int64) {
 					v, err := ns.Varz(nil)
@@ -89,6 +102,8 @@ prints Weft's events/s as a ratio of it.`,
 					}
 					return v.InMsgs, v.OutMsgs
 				}
+			} else if orchs != 1 {
+				return fmt.Errorf("--orchestrators is for the embedded run (without --server)")
 			} else if natsURL == "" {
 				return fmt.Errorf("--server needs --nats-url too: completions are observed on NATS")
 			}
@@ -113,6 +128,7 @@ prints Weft's events/s as a ratio of it.`,
 	f.StringVar(&input, "input", `{"n": 1}`, "input of every workflow (JSON)")
 	f.StringVar(&natsURL, "nats-url", "", "NATS the measured Weft uses (with --server)")
 	f.StringVar(&syncMode, "sync", "interval", "embedded JetStream disk sync: interval or always")
+	f.IntVar(&orchs, "orchestrators", 1, "orchestrators in the embedded run, sharing the work")
 	f.BoolVar(&floor, "floor", false, "also measure plain JetStream publishes of as many events")
 	f.BoolVar(&pipe, "pipeline", false, "also run as many workflows through a bare two-consumer JetStream pipeline (no state, no checks, no API)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON line")
