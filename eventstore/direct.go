@@ -40,7 +40,8 @@ import (
 // sends the results of a command it appended to it first, on
 // weft.rdo.<orchestrator>.<workflow>: the orchestrator that decided a
 // step has the workflow's state cached. When it is gone (no responders)
-// or declines, the result goes to the queue group as above.
+// or declines, the result goes to the queue group as above; when it does
+// not answer in time, to the results stream.
 const (
 	directResultsPfx = "weft.rd."
 	ownResultsPfx    = "weft.rdo."
@@ -151,17 +152,19 @@ func (s *Store) subscribeDirectOn(pfx, queue string, decode func(*nats.Msg, *Del
 	return &DirectSub{sub: sub}, nil
 }
 
-// DirectResults subscribes fn to results executors send directly. Each
-// delivery must be settled: Ack (or Term) tells the executor the outcome is
-// recorded, Nak makes it publish the result to the results stream. fn runs
-// on the subscription's goroutine and must not block.
+// DirectResults subscribes fn to results executors send directly to any
+// orchestrator (the queue group). Each delivery must be settled: Ack (or
+// Term) tells the executor the outcome is recorded, Nak makes it publish
+// the result to the results stream. fn runs on the subscription's
+// goroutine and must not block.
 func (s *Store) DirectResults(fn func(*Delivery)) (*DirectSub, error) {
 	return s.subscribeDirect(directResultsPfx, decodeDirectResult, fn)
 }
 
-// OwnResults subscribes fn, like DirectResults, to the results executors
-// send to the orchestrator named owner (the AppendOpts.Owner of the
-// records it appends): a name of letters, digits, '-' and '_'.
+// OwnResults subscribes fn to the results executors send to the
+// orchestrator named owner (the AppendOpts.Owner of the records it
+// appends; letters, digits, '-' and '_'). Deliveries are settled as with
+// DirectResults, except that Nak makes the executor ask the queue group.
 func (s *Store) OwnResults(owner string, fn func(*Delivery)) (*DirectSub, error) {
 	if !ValidWorkflowID(owner) {
 		return nil, fmt.Errorf("eventstore: invalid orchestrator name %q", owner)
@@ -184,9 +187,10 @@ func decodeDirectResult(m *nats.Msg, d *Delivery) error {
 
 // ReportResult hands a task attempt's outcome to the orchestrators: directly
 // when one answers within the store's ResultReplyWait (first owner, the
-// orchestrator that appended the command, if it is running), else through
-// the results stream. It returns nil once the outcome is in history or
-// stored in the results stream, so the caller may ack its command.
+// orchestrator that appended the command, if it is running; each request
+// waits up to ResultReplyWait), else through the results stream. It
+// returns nil once the outcome is in history or stored in the results
+// stream, so the caller may ack its command.
 func (s *Store) ReportResult(ctx context.Context, r events.Result, owner string) error {
 	data, err := events.EncodeResult(r)
 	if err != nil {

@@ -161,7 +161,7 @@ func TestDirectStartsDeclineWhatTheyCannotRead(t *testing.T) {
 func TestReportResultToOwner(t *testing.T) {
 	ns := natstest.Start(t)
 	ctx := context.Background()
-	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{ResultReplyWait: 2 * time.Second})
+	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{ResultReplyWait: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,7 +93,8 @@ func (d *Delivery) Ack() error {
 }
 
 // Nak asks for redelivery after delay (0: at once). A result sent directly
-// goes back to its executor, which publishes it to the results stream.
+// goes back to its executor, which asks the orchestrators' queue group
+// next (when it had asked its owner) or publishes it to the results stream.
 func (d *Delivery) Nak(delay time.Duration) error {
 	if d.reply != nil {
 		d.reply(false)
