@@ -226,4 +226,25 @@ func TestReportResultToOwner(t *testing.T) {
 	if n := storedResults(t, s); n != 0 {
 		t.Errorf("%d results stored; every one was taken directly", n)
 	}
+	// An owner that does not answer in time may still be working on the
+	// result: it goes to the results stream, not to another orchestrator.
+	silent, err := o.OwnResults("orch-silent", func(d *eventstore.Delivery) { got <- "silent " + d.WorkflowID })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Stop()
+	quick, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{ResultReplyWait: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := events.Result{WorkflowID: "wf5", Path: "one", Gen: 1, Attempt: 1, Outcome: events.OutcomeCompleted, Time: time.Unix(100, 0).UTC()}
+	if err := quick.ReportResult(ctx, r, "orch-silent"); err != nil {
+		t.Fatal(err)
+	}
+	if g := <-got; g != "silent wf5" || len(got) != 0 {
+		t.Errorf("to an owner that does not answer: %s (and %d more)", g, len(got))
+	}
+	if n := storedResults(t, s); n != 1 {
+		t.Errorf("%d results stored after an owner did not answer; want 1", n)
+	}
 }
