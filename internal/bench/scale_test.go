@@ -329,11 +329,19 @@ func runLongHistory(t *testing.T, n, conc int, within time.Duration) historyRun 
 	}
 
 	// The API agrees: completed, with every event and every output in order.
-	got, err := e.wf.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id}))
-	if err != nil {
-		t.Fatalf("GetWorkflow: %v", err)
+	// The watcher gets a record as it is published, which can be before the
+	// stream has stored it: ask until the history shows it closed.
+	var w *weftv1.Workflow
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, err := e.wf.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id}))
+		if err != nil {
+			t.Fatalf("GetWorkflow: %v", err)
+		}
+		w = got.Msg.Workflow
+		if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING || time.Now().After(deadline) {
+			break
+		}
 	}
-	w := got.Msg.Workflow
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 		t.Fatalf("N=%d: status %s, error %v", n, w.Status, w.Error)
 	}
