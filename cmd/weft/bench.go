@@ -55,6 +55,9 @@ prints Weft's events/s as a ratio of it.`,
 				}
 				cfg.Source = string(src)
 			}
+			if orchs < 1 {
+				return fmt.Errorf("--orchestrators %d: run at least one", orchs)
+			}
 			embeddedRun := server == ""
 			if embeddedRun {
 				if syncMode != "interval" && syncMode != "always" {
@@ -70,30 +73,29 @@ prints Weft's events/s as a ratio of it.`,
 					return err
 				}
 				defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-				nd, err := node.Start(ctx, node.Config{NATSURL: ns.ClientURL(), Store: eventstore.Config{},
-					Orchestrator: &orchestrator.Config{}, Executor: &executor.Config{}, Builtins: true,
-					API: &api.Config{}, APIAddr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
-				if err != nil {
-					return err
-				}
+				var nodes []*node.Node
 				defer func() {
 					sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					defer cancel()
-					_ = nd.Stop(sctx)
+					for _, nd := range nodes {
+						_ = nd.Stop(sctx)
+					}
 				}()
-				// More orchestrators, each with its own connection, share the work.
-				for range orchs - 1 {
-					extra, err := node.Start(ctx, node.Config{NATSURL: ns.ClientURL(), Store: eventstore.Config{},
-						Orchestrator: &orchestrator.Config{}, Logger: slog.New(slog.DiscardHandler)})
+				// The first node runs every part; more orchestrators, each with
+				// its own connection, share the work.
+				for i := range orchs {
+					nc := node.Config{NATSURL: ns.ClientURL(), Store: eventstore.Config{},
+						Orchestrator: &orchestrator.Config{}, Logger: slog.New(slog.DiscardHandler)}
+					if i == 0 {
+						nc.Executor, nc.Builtins, nc.API, nc.APIAddr = &executor.Config{}, true, &api.Config{}, "127.0.0.1:0"
+					}
+					nd, err := node.Start(ctx, nc)
 					if err != nil {
 						return err
 					}
-					defer func() {
-						sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-						defer cancel()
-						_ = extra.Stop(sctx)
-					}()
+					nodes = append(nodes, nd)
 				}
+				nd := nodes[0]
 				cfg.Server, cfg.NATSURL = nd.APIURL, ns.ClientURL()
 				cfg.ServerMsgs = func() (int64, int64) {
 					v, err := ns.Varz(nil)
