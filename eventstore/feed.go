@@ -335,6 +335,26 @@ func (s *Store) EnsureTaskConsumer(ctx context.Context, taskType string) error {
 	return nil
 }
 
+// StoredBeforeSession reports whether the history record at seq was stored
+// before this store's connection last (re)connected to NATS. A step command
+// stored then may have been run already, by an executor that is gone or
+// through a server that restarted, even when its delivery says it is the
+// first: a server that crashes can lose its consumers' latest state and
+// deliver again, as new, commands that were acked.
+func (s *Store) StoredBeforeSession(ctx context.Context, seq uint64) (bool, error) {
+	s.sessionMu.Lock()
+	defer s.sessionMu.Unlock()
+	if r := s.nc.Stats().Reconnects; r != s.sessionReconnects {
+		// Reconnected since: everything stored until now is from before.
+		info, err := s.history.Info(ctx)
+		if err != nil {
+			return false, fmt.Errorf("eventstore: history stream: %w", err)
+		}
+		s.sessionReconnects, s.sessionSeq = r, info.State.LastSeq
+	}
+	return seq <= s.sessionSeq, nil
+}
+
 // Puller pulls a task type's step commands only as many at a time as the
 // caller has room for, so no command waits in a client buffer while its
 // ack wait runs out.

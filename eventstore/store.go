@@ -118,6 +118,11 @@ type Store struct {
 	results jetstream.Stream
 	timers  jetstream.Stream
 	snaps   jetstream.Stream
+	// session is the history stream's last sequence when the connection
+	// last (re)connected, as seen (StoredBeforeSession).
+	sessionMu         sync.Mutex
+	sessionReconnects uint64
+	sessionSeq        uint64
 	// indexStream is the workflow index bucket's stream.
 	indexStream jetstream.Stream
 	defs        jetstream.KeyValue
@@ -138,6 +143,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("eventstore: %w", err)
 	}
 	s := &Store{nc: nc, js: js, cfg: cfg, taskReady: map[string]bool{}}
+	s.sessionReconnects = nc.Stats().Reconnects
 	if s.history, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        HistoryStream,
 		Description: "Weft workflow histories: one subject tree per workflow, append-only",
@@ -155,6 +161,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("eventstore: create stream %s: %w", HistoryStream, err)
 	}
+	s.sessionSeq = s.history.CachedInfo().State.LastSeq
 	if s.results, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        ResultsStream,
 		Description: "Weft task attempt results, consumed by orchestrators",

@@ -575,3 +575,65 @@ func TestListingAfterPurge(t *testing.T) {
 		t.Fatalf("listing after a purge: %v", page)
 	}
 }
+
+// Records stored before the store's connection last (re)connected count as
+// from before the session; records stored after it do not.
+func TestStoredBeforeSession(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	nc := ns.Connect(t)
+	s, err := eventstore.Open(ctx, nc, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zero uint64
+	before, err := s.AppendExternal(ctx, "old", &zero, "start/old", started("old"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Opened again (as after a restart), the record is from before.
+	s, err = eventstore.Open(ctx, nc, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := s.AppendExternal(ctx, "new", &zero, "start/new", started("new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, seq uint64, want bool) {
+		t.Helper()
+		if got, err := s.StoredBeforeSession(ctx, seq); err != nil || got != want {
+			t.Fatalf("%s: StoredBeforeSession(%d) = %v, %v; want %v", what, seq, got, err, want)
+		}
+	}
+	check("a record stored before Open", before, true)
+	check("a record stored after Open", after, false)
+	// The server restarts; the connection reconnects: what was stored
+	// until then is from before the new session.
+	ns.Restart()
+	deadline := time.Now().Add(10 * time.Second)
+	for nc.Stats().Reconnects == 0 || !nc.IsConnected() {
+		if time.Now().After(deadline) {
+			t.Fatal("no reconnect")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var latest uint64
+	for {
+		latest, err = s.AppendExternal(ctx, "later", &zero, "start/later", started("later"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	check("a record stored before the reconnect was seen", after, true)
+	check("the record the reconnect was first seen after", latest, true)
+	next, err := s.AppendExternal(ctx, "next", &zero, "start/next", started("next"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("a record stored after the reconnect was seen", next, false)
+}

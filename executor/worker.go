@@ -189,7 +189,18 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt, Cmd: d.Seq}
 	maxAttempts := max(cmd.Retry.MaxAttempts, 1)
 
-	if d.NumDelivered > 1 {
+	seenBefore := d.NumDelivered > 1
+	if !seenBefore {
+		// A command older than this connection may have been delivered
+		// before a server restart that lost the delivery count.
+		var err error
+		if seenBefore, err = w.store.StoredBeforeSession(ctx, d.Seq); err != nil {
+			log().Warn("could not check the history stream before an attempt", "err", err)
+			_ = d.Nak(time.Second)
+			return
+		}
+	}
+	if seenBefore {
 		// A redelivery: the previous delivery may have finished and been
 		// recorded before its ack was lost. Then there is nothing to do.
 		settled, err := w.store.StepSettled(ctx, d.WorkflowID, cmd.Path, cmd.Gen, d.Seq)

@@ -3,11 +3,15 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
@@ -231,5 +235,68 @@ steps:
 	}
 	if failed == nil || failed.Attempt != 1 || failed.Data.GetStructValue().Fields["error"].GetStructValue().Fields["type"].GetStringValue() != "timeout" {
 		t.Fatalf("want attempt 1 to time out, history %v", types(h))
+	}
+}
+
+// A server that crashes can lose its consumers' latest state and deliver
+// again, as new, step commands that were run and acked. An executor that
+// connected after such a command was stored checks history before running
+// it, and does not run a recorded step again. (Losing the state is done
+// here by deleting the task consumer; a new one delivers every command.)
+func TestCommandDeliveredAgainAsNew(t *testing.T) {
+	e := newEnv(t, envOpts{noExecutor: true})
+	var mu sync.Mutex
+	calls := map[string]int{}
+	count := func(_ context.Context, task *executor.Task) (any, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls[task.IdempotencyKey]++
+		return nil, nil
+	}
+	o := envOpts{handlers: map[string]executor.Handler{"count": count}}
+	first := e.startNode(o, false, false)
+	e.putDef(`
+name: counted
+steps:
+  - { id: one, task: count }
+`)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, e.start("counted", fmt.Sprintf("counted-%d", i), ""))
+	}
+	for _, id := range ids {
+		e.waitClosed(id, 20*time.Second)
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := first.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(e.ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx(t), eventstore.HistoryStream, "weft-task-count"); err != nil {
+		t.Fatal(err)
+	}
+	e.startNode(o, false, false)
+	// The new consumer delivers the three old commands again as first
+	// deliveries; wait until all are settled.
+	eventually(t, 20*time.Second, "the old commands to be settled", func() bool {
+		cons, err := js.Consumer(ctx(t), eventstore.HistoryStream, "weft-task-count")
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(ctx(t))
+		return err == nil && info.Delivered.Stream > 0 && info.NumPending == 0 && info.NumAckPending == 0
+	})
+	// A new workflow runs as usual.
+	e.waitClosed(e.start("counted", "counted-new", ""), 20*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range append(ids, "counted-new") {
+		if n := calls[id+"/one"]; n != 1 {
+			t.Errorf("%s/one ran %d times, want once (calls: %v)", id, n, calls)
+		}
 	}
 }
