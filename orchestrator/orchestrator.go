@@ -432,31 +432,28 @@ func (sh *shard) load(ctx context.Context, wf string, minSeq uint64) (*entry, bo
 // from scratch (after 0) starts from the snapshot the history names, if
 // any; a cached state only ever folds what follows it.
 func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64) error {
-	var tail eventstore.Tail
-	var err error
+	var msgs []eventstore.Message
+	fromSnap := false
 	if after == 0 {
-		tail, err = sh.o.store.ReadTail(ctx, wf, 0)
-	} else {
-		tail.Msgs, err = sh.o.store.Read(ctx, wf, after)
-	}
-	if err != nil {
-		return err
-	}
-	msgs, fromSnap := tail.Msgs, false
-	if tail.Snapshot != nil {
-		st, err := workflow.DecodeSnapshot(tail.Snapshot, tail.SnapshotSeq)
+		l, err := ReadFromSnapshot(ctx, sh.o.store, wf)
 		if err != nil {
-			// Only a shortcut: fold the history instead.
-			sh.o.log.Warn("passing by an unreadable snapshot", "workflow", wf, "seq", tail.SnapshotSeq, "err", err)
-			if msgs, err = sh.o.store.Read(ctx, wf, after); err != nil {
-				return err
-			}
-		} else {
+			return err
+		}
+		if l.Passed != nil {
+			sh.o.log.Warn("passing by an unreadable snapshot", "workflow", wf, "err", l.Passed)
+		}
+		msgs = l.Msgs
+		if l.SnapshotSeq > 0 {
 			fromSnap = true
-			e.st, e.snapSeq, e.snapEvents = st, tail.SnapshotSeq, st.Events
+			e.st, e.snapSeq, e.snapEvents = l.State, l.SnapshotSeq, l.State.Events
 			// Whether it began with a direct start is not known: as if it
 			// did, its listing entry is made sure of (create-only).
 			e.direct = true
+		}
+	} else {
+		var err error
+		if msgs, err = sh.o.store.Read(ctx, wf, after); err != nil {
+			return err
 		}
 	}
 	if after == 0 && !fromSnap && len(msgs) > 0 && msgs[0].Err == nil {

@@ -21,7 +21,6 @@ import (
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/trigger"
-	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // Config tunes the API.
@@ -246,22 +245,14 @@ func (s *Server) readState(ctx context.Context, wf string) (*stateView, error) {
 	if err := checkWorkflowID(wf); err != nil {
 		return nil, err
 	}
-	tail, err := s.store.ReadTail(ctx, wf, 0)
+	l, err := orchestrator.ReadFromSnapshot(ctx, s.store, wf)
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	st, msgs := &workflow.State{}, tail.Msgs
-	if tail.Snapshot != nil {
-		if snap, err := workflow.DecodeSnapshot(tail.Snapshot, tail.SnapshotSeq); err == nil {
-			st = snap
-		} else if msgs, err = s.store.Read(ctx, wf, 0); err != nil {
-			return nil, toConnect(err)
-		}
-	}
-	if st.Events == 0 && len(msgs) == 0 {
+	if l.State.Events == 0 && len(l.Msgs) == 0 {
 		return nil, errorf(connect.CodeNotFound, "workflow %q not found", wf)
 	}
-	return foldMessages(st, msgs)
+	return foldMessages(l.State, l.Msgs)
 }
 
 // eventsOf flattens records into events with their history index. A
