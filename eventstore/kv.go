@@ -133,16 +133,14 @@ type Summary struct {
 	Closed     time.Time `msgpack:"x,omitempty"`
 	// Seq is the last history sequence the summary reflects.
 	Seq uint64 `msgpack:"seq"`
-	// CreateOnly writes the entry only when the workflow has none yet
-	// (PutSummaries); it is not stored.
-	CreateOnly bool `msgpack:"-"`
 }
 
 // PutSummaries writes index entries in one batch and returns an error (or
 // nil) for each. An entry only replaces a stored one that reflects an
 // earlier point of the history (a lower Seq), so writers that race or
-// arrive late never turn a closed workflow's entry back. New entries cost
-// one asynchronous publish each; replacing one reads it first.
+// arrive late never turn a closed workflow's entry back: such an entry's
+// error is ErrSuperseded. New entries cost one asynchronous publish each;
+// replacing one reads it first.
 func (s *Store) PutSummaries(ctx context.Context, sums []Summary) []error {
 	errs := make([]error, len(sums))
 	futs := make([]jetstream.PubAckFuture, len(sums))
@@ -172,9 +170,6 @@ func (s *Store) PutSummaries(ctx context.Context, sums []Summary) []error {
 				errs[i] = fmt.Errorf("eventstore: index %s: %w", sums[i].ID, err)
 				continue
 			}
-			if sums[i].CreateOnly {
-				continue // listed already
-			}
 			wg.Add(1)
 			sem <- struct{}{}
 			go func() {
@@ -202,7 +197,7 @@ func (s *Store) replaceSummary(ctx context.Context, sum Summary) error {
 		} else if err == nil {
 			var old Summary
 			if msgpack.Unmarshal(e.Value(), &old) == nil && old.Seq >= sum.Seq {
-				return nil // the stored entry is as new or newer
+				return ErrSuperseded
 			}
 			_, err = s.index.Update(ctx, sum.ID, data, e.Revision())
 		}

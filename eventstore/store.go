@@ -55,6 +55,9 @@ var (
 	ErrNotFound = errors.New("eventstore: not found")
 	// ErrDuplicate: the message id was already appended (dedup window).
 	ErrDuplicate = errors.New("eventstore: duplicate append")
+	// ErrSuperseded: an index entry was not written because the stored one
+	// reflects the same or a later point of its workflow's history.
+	ErrSuperseded = errors.New("eventstore: a newer index entry is stored")
 )
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_=-]{1,128}$`)

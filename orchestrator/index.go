@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -73,8 +74,6 @@ func (ix *indexer) put(sum eventstore.Summary, mark *atomic.Value, atOnce bool, 
 		w = &indexWrite{}
 		ix.pending[sum.ID] = w
 	}
-	// A create-only entry merged into a plain one is plain.
-	sum.CreateOnly = sum.CreateOnly && (fresh || w.sum.CreateOnly)
 	w.sum, w.mark = sum, mark
 	w.settle = append(w.settle, settle)
 	switch {
@@ -176,9 +175,10 @@ func (ix *indexer) write(batch []*indexWrite, closing bool) bool {
 	cancel()
 	ok := true
 	for i, w := range batch {
-		if errs[i] == nil {
-			if !w.sum.CreateOnly {
-				// (A create-only entry may have found another one in place.)
+		if errs[i] == nil || errors.Is(errs[i], eventstore.ErrSuperseded) {
+			if errs[i] == nil {
+				// (A superseded entry leaves the index holding another
+				// writer's status.)
 				w.mark.Store(workflow.Status(w.sum.Status))
 			}
 			for _, settle := range w.settle {
@@ -205,7 +205,6 @@ func (ix *indexer) retry(w *indexWrite) {
 	defer ix.mu.Unlock()
 	if newer := ix.pending[w.sum.ID]; newer != nil {
 		newer.settle = append(newer.settle, w.settle...)
-		newer.sum.CreateOnly = newer.sum.CreateOnly && w.sum.CreateOnly
 		return
 	}
 	w.queued = true

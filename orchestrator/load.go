@@ -2,8 +2,10 @@ package orchestrator
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -39,4 +41,38 @@ func ReadFromSnapshot(ctx context.Context, store *eventstore.Store, wf string) (
 	}
 	l.State, l.SnapshotSeq = st, tail.SnapshotSeq
 	return l, nil
+}
+
+// FoldMessages folds msgs into st as far as they fold and returns why it
+// stopped early (a record that cannot be decoded or applied), or nil. A
+// history that stops early is shown FAILED with error type
+// corrupt_history, as the orchestrator records it, unless it already is.
+// st.LastSeq becomes the last message's sequence.
+func FoldMessages(st *workflow.State, msgs []eventstore.Message) (broken error) {
+	for _, m := range msgs {
+		if m.Err != nil {
+			broken = m.Err
+			break
+		}
+		for _, ev := range m.Record.Events {
+			if err := st.Apply(ev); err != nil {
+				broken = fmt.Errorf("at seq %d: %w", m.Seq, err)
+				break
+			}
+		}
+		if broken != nil {
+			break
+		}
+	}
+	if len(msgs) > 0 {
+		st.LastSeq = msgs[len(msgs)-1].Seq
+	}
+	if broken != nil && st.Events > 0 && st.Status != workflow.StatusFailed {
+		st.Status = workflow.StatusFailed
+		st.Error = &events.Error{Type: ErrTypeCorruptHistory, Message: broken.Error()}
+		if st.Closed.IsZero() {
+			st.Closed = st.Now
+		}
+	}
+	return broken
 }

@@ -259,19 +259,23 @@ func shardOf(wf string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// entry is a cached folded state.
+// entry is a cached folded state, and what this orchestrator knows the
+// world already has for it (so follow-ups are not repeated on every input).
+// What it knows is forgotten with the entry: a state loaded afresh makes
+// sure of everything again.
 type entry struct {
 	st *workflow.State
-	// direct says the workflow's first record is a direct start (the start
-	// with its first command), as read or written here.
-	direct bool
-	// indexed is the status the listing index holds (set by the indexer);
-	// queued the last status handed to it.
-	indexed atomic.Value
-	queued  workflow.Status
-	// unheld says the queued entry holds no input (a direct start's): an
-	// input that parks the workflow must not rely on it.
-	unheld bool
+	// indexed is the status the listing index is known to hold (set by the
+	// indexer once its write landed; cleared when another writer may have
+	// changed the entry); queued the last status handed to the indexer,
+	// and queuedHeld whether an input waits for that write.
+	indexed    atomic.Value
+	queued     workflow.Status
+	queuedHeld bool
+	// started and canceled hold the child workflows known to exist, and
+	// known to be asked to cancel.
+	started  map[string]bool
+	canceled map[string]bool
 	// snapSeq is the history sequence of the workflow's latest snapshot
 	// known here (0: none), snapEvents the number of events it holds.
 	snapSeq    uint64
@@ -379,6 +383,17 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 				_ = d.Nak(backoff(d.NumDelivered))
 				return
 			}
+			// What follows a failure follows this one too: the parent is
+			// told, the listing written.
+			if ferr := sh.afterBroken(ctx, d); ferr != nil {
+				log().Warn("could not follow up the failure; retrying", "err", ferr)
+				_ = d.Nak(backoff(d.NumDelivered))
+				return
+			}
+			if sh.held {
+				sh.held = false
+				return
+			}
 			_ = d.Ack()
 		case errors.As(err, &nd):
 			_ = d.Nak(nd.wait)
@@ -428,12 +443,26 @@ func (sh *shard) load(ctx context.Context, wf string, minSeq uint64) (*entry, bo
 	return e, true, nil
 }
 
+// afterBroken runs the follow-ups of a workflow just failed because it
+// cannot go on, on its history folded as far as it folds.
+func (sh *shard) afterBroken(ctx context.Context, d *eventstore.Delivery) error {
+	l, err := ReadFromSnapshot(ctx, sh.o.store, d.WorkflowID)
+	if err != nil {
+		return err
+	}
+	st := l.State
+	FoldMessages(st, l.Msgs)
+	if st.Events == 0 {
+		return nil // not even a start to follow up
+	}
+	return sh.reconcile(ctx, d.WorkflowID, &entry{st: st}, d)
+}
+
 // catchUp folds into e the records of wf after sequence after. A load
 // from scratch (after 0) starts from the snapshot the history names, if
 // any; a cached state only ever folds what follows it.
 func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64) error {
 	var msgs []eventstore.Message
-	fromSnap := false
 	if after == 0 {
 		l, err := ReadFromSnapshot(ctx, sh.o.store, wf)
 		if err != nil {
@@ -444,23 +473,13 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 		}
 		msgs = l.Msgs
 		if l.SnapshotSeq > 0 {
-			fromSnap = true
 			e.st, e.snapSeq, e.snapEvents = l.State, l.SnapshotSeq, l.State.Events
-			// Whether it began with a direct start is not known: as if it
-			// did, its listing entry is made sure of (create-only).
-			e.direct = true
 		}
 	} else {
 		var err error
 		if msgs, err = sh.o.store.Read(ctx, wf, after); err != nil {
 			return err
 		}
-	}
-	if after == 0 && !fromSnap && len(msgs) > 0 && msgs[0].Err == nil {
-		// A start appended alone holds one event; a direct start holds the
-		// decision that followed it too.
-		evs := msgs[0].Record.Events
-		e.direct = len(evs) > 1 && evs[0].Type == events.TypeWorkflowStarted
 	}
 	for _, m := range msgs {
 		if m.Err != nil {
@@ -469,6 +488,13 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 		for _, ev := range m.Record.Events {
 			if err := e.st.Apply(ev); err != nil {
 				return errBroken{ErrTypeCorruptHistory, fmt.Errorf("workflow %s at seq %d: %w", wf, m.Seq, err)}
+			}
+			switch ev.Type {
+			case events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled, events.TypeWorkflowRetried:
+				// Another writer changed the status, and may have written
+				// the listing entry: what this one knows of it is stale.
+				e.indexed.Store(workflow.Status(""))
+				e.queued, e.queuedHeld = "", false
 			}
 		}
 		e.st.LastSeq = m.Seq
@@ -532,17 +558,6 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 		return errPermanent{fmt.Errorf("workflow %s has no history", wf)}
 	}
 	st := e.st
-	if fresh && st.Status == workflow.StatusRunning {
-		// After a crash, make sure recorded children were started.
-		for _, path := range st.Order {
-			if s := st.Steps[path]; s.ChildID != "" && s.Status == workflow.StepRunning {
-				cs := &events.ChildStarted{Path: s.Path, Gen: s.Gen, WorkflowID: s.ChildID, Definition: s.Task, Input: s.ChildInput}
-				if err := sh.startChild(ctx, wf, cs, st.Now); err != nil {
-					return err
-				}
-			}
-		}
-	}
 	var input []events.Event
 	switch d.Source {
 	case eventstore.SourceResults:
@@ -607,22 +622,88 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 		}
 		sh.snapshot(ctx, wf, e)
 	}
-	if st.Status.Terminal() {
-		// Tell a parent how its child ended, and end the children of a
-		// closed workflow. Both are idempotent and repeated whenever a
-		// closed workflow sees an input, so a crash cannot lose them.
-		if err := sh.closeOut(ctx, st); err != nil {
+	return sh.reconcile(ctx, wf, e, d)
+}
+
+// reconcile makes the world agree with wf's folded state, whatever path
+// reached it (a fresh read, a catch-up, a snapshot, a direct start, a
+// redelivery, a failure of the "cannot go on" kind): it is the one place
+// that runs a state's follow-ups, after every input. Each follow-up is
+// idempotent; what e records as done is skipped, and a state loaded
+// afresh records nothing, so it makes sure of everything again.
+//
+// The follow-ups (docs/reliability.md lists them):
+//   - a running workflow's running child steps have their child started;
+//   - child steps that were canceled, or left unfinished by a workflow
+//     that completed or was canceled, have their child canceled (started
+//     first if it never was, so a late start cannot outrun the cancel);
+//   - a closed child tells its parent how it ended;
+//   - the listing index holds the workflow's status (an input that parks
+//     or closes the workflow is settled only once it does);
+//   - a closed workflow leaves the cache.
+func (sh *shard) reconcile(ctx context.Context, wf string, e *entry, d *eventstore.Delivery) error {
+	st := e.st
+	if err := sh.reconcileChildren(ctx, wf, e); err != nil {
+		return err
+	}
+	if st.Status.Terminal() && st.Parent != nil {
+		// Repeated whenever a closed child sees an input; the parent takes
+		// the first and drops the others.
+		if err := sh.tellParent(ctx, st); err != nil {
 			return err
 		}
 	}
-	// A directly started workflow this orchestrator had not cached: the one
-	// that started it may have died before writing its listing entry.
-	ensure := fresh && e.direct && d.Source != eventstore.SourceExternal
-	sh.held = sh.index(wf, e, d, ensure)
+	sh.held = sh.index(wf, e, d)
 	if st.Status.Terminal() {
 		delete(sh.cache, wf)
 	}
 	return nil
+}
+
+// reconcileChildren starts the children st records as running and cancels
+// the ones it no longer needs. A failed workflow keeps its children: a
+// redrive may still need them.
+func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) error {
+	st := e.st
+	for _, path := range st.Order {
+		s := st.Steps[path]
+		if s.ChildID == "" {
+			continue
+		}
+		abandoned := s.Status == workflow.StepCanceled ||
+			s.Status == workflow.StepRunning && (st.Status == workflow.StatusCompleted || st.Status == workflow.StatusCanceled)
+		switch {
+		case abandoned && !e.canceled[s.ChildID]:
+			if err := sh.startChild(ctx, wf, s, st.Now); err != nil {
+				return err
+			}
+			at := st.Closed
+			if at.IsZero() {
+				at = st.Now
+			}
+			_, err := sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, "cancel/"+s.ChildID, events.Event{
+				Type: events.TypeCancelRequested, Time: at,
+				CancelRequested: &events.CancelRequested{Reason: fmt.Sprintf("parent workflow %s no longer needs it (step %s is %s, the workflow %s)", st.ID, s.Path, s.Status, st.Status)}})
+			if err != nil && !errors.Is(err, eventstore.ErrDuplicate) && !errors.Is(err, eventstore.ErrNotFound) {
+				return fmt.Errorf("cancel child %s: %w", s.ChildID, err)
+			}
+			e.canceled = mark(e.canceled, s.ChildID)
+		case !abandoned && s.Status == workflow.StepRunning && st.Status == workflow.StatusRunning && !e.started[s.ChildID]:
+			if err := sh.startChild(ctx, wf, s, st.Now); err != nil {
+				return err
+			}
+			e.started = mark(e.started, s.ChildID)
+		}
+	}
+	return nil
+}
+
+func mark(m map[string]bool, k string) map[string]bool {
+	if m == nil {
+		m = map[string]bool{}
+	}
+	m[k] = true
+	return m
 }
 
 // startDirect records a start sent directly as the workflow's first
@@ -667,18 +748,19 @@ func (sh *shard) startDirect(ctx context.Context, d *eventstore.Delivery) bool {
 		// finds out which.
 		return false
 	}
-	st.LastSeq, e.direct = seq, true
+	st.LastSeq = seq
 	sh.remember(wf, e)
-	sh.index(wf, e, d, false)
+	sh.index(wf, e, d)
 	_ = d.Ack()
 	return true
 }
 
-// startChild starts the child workflow a ChildStarted event names, on the
-// latest revision of its definition. Starting it again finds it started.
-// A child that cannot start fails its step (through the results stream,
-// like any step outcome).
-func (sh *shard) startChild(ctx context.Context, parent string, cs *events.ChildStarted, at time.Time) error {
+// startChild starts the child workflow of step s (as its ChildStarted
+// event recorded it) on the latest revision of its definition. Starting it
+// again finds it started. A child that cannot start fails its step
+// (through the results stream, like any step outcome).
+func (sh *shard) startChild(ctx context.Context, parent string, s *workflow.Step, at time.Time) error {
+	cs := &events.ChildStarted{Path: s.Path, Gen: s.Gen, WorkflowID: s.ChildID, Definition: s.Task, Input: s.ChildInput}
 	failStep := func(msg string) error {
 		return sh.o.store.PublishResult(ctx, events.Result{WorkflowID: parent, Path: cs.Path, Gen: cs.Gen, Attempt: 1,
 			Outcome: events.OutcomeFailed, Time: at, Error: &events.Error{Type: workflow.ErrTypeChild, Message: msg}})
@@ -715,41 +797,24 @@ func (sh *shard) startChild(ctx context.Context, parent string, cs *events.Child
 	return fmt.Errorf("start child %s of %s: %w", cs.WorkflowID, parent, err)
 }
 
-// closeOut reports a closed child's outcome to its parent and cancels the
-// children a closed workflow still has running.
-func (sh *shard) closeOut(ctx context.Context, st *workflow.State) error {
-	if p := st.Parent; p != nil {
-		r := events.Result{WorkflowID: p.WorkflowID, Path: p.Path, Gen: p.Gen, Attempt: 1, Time: st.Closed}
-		switch st.Status {
-		case workflow.StatusCompleted:
-			r.Outcome, r.Output = events.OutcomeCompleted, st.Output
-		case workflow.StatusFailed:
-			r.Outcome = events.OutcomeFailed
-			r.Error = &events.Error{Type: workflow.ErrTypeChild, Message: fmt.Sprintf("child workflow %s failed: %s", st.ID, st.Error.Error())}
-		default:
-			r.Outcome = events.OutcomeFailed
-			r.Error = &events.Error{Type: workflow.ErrTypeCanceled, Message: fmt.Sprintf("child workflow %s was canceled", st.ID)}
-		}
-		if err := sh.o.store.PublishResult(ctx, r); err != nil {
-			return err
-		}
+// tellParent reports a closed child's outcome to its parent.
+func (sh *shard) tellParent(ctx context.Context, st *workflow.State) error {
+	p := st.Parent
+	r := events.Result{WorkflowID: p.WorkflowID, Path: p.Path, Gen: p.Gen, Attempt: 1, Time: st.Closed}
+	if r.Time.IsZero() {
+		r.Time = st.Now
 	}
-	if st.Status == workflow.StatusFailed {
-		return nil // a redrive may still need the children
+	switch st.Status {
+	case workflow.StatusCompleted:
+		r.Outcome, r.Output = events.OutcomeCompleted, st.Output
+	case workflow.StatusFailed:
+		r.Outcome = events.OutcomeFailed
+		r.Error = &events.Error{Type: workflow.ErrTypeChild, Message: fmt.Sprintf("child workflow %s failed: %s", st.ID, st.Error.Error())}
+	default:
+		r.Outcome = events.OutcomeFailed
+		r.Error = &events.Error{Type: workflow.ErrTypeCanceled, Message: fmt.Sprintf("child workflow %s was canceled", st.ID)}
 	}
-	for _, path := range st.Order {
-		s := st.Steps[path]
-		if s.ChildID == "" || s.Status == workflow.StepCompleted || s.Status == workflow.StepFailed {
-			continue
-		}
-		_, err := sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, "cancel/"+s.ChildID, events.Event{
-			Type: events.TypeCancelRequested, Time: st.Closed,
-			CancelRequested: &events.CancelRequested{Reason: fmt.Sprintf("parent workflow %s is %s", st.ID, st.Status)}})
-		if err != nil && !errors.Is(err, eventstore.ErrDuplicate) && !errors.Is(err, eventstore.ErrNotFound) {
-			return fmt.Errorf("cancel child %s: %w", s.ChildID, err)
-		}
-	}
-	return nil
+	return sh.o.store.PublishResult(ctx, r)
 }
 
 // append records evs (already applied to st) after st.LastSeq, as one
@@ -778,15 +843,6 @@ func (sh *shard) append(ctx context.Context, wf string, e *entry, evs []events.E
 		seq, start = next, i+1
 	}
 	st.LastSeq = seq
-	// Children start once their start is recorded: a decision that lost
-	// its append (say, to a cancel) leaves no child behind.
-	for _, ev := range evs {
-		if cs := ev.ChildStarted; cs != nil {
-			if err := sh.startChild(ctx, wf, cs, ev.Time); err != nil {
-				return err
-			}
-		}
-	}
 	// Timers of waits that ended early are no longer needed.
 	for _, ev := range evs {
 		if ev.StepCompleted != nil && ev.StepCompleted.SignalSeq > 0 {
@@ -858,45 +914,32 @@ func inFlight(st *workflow.State) bool {
 	return false
 }
 
-// index hands the workflow's entry to the indexer when its status
-// changed, and with it the input: it is acked once the entry is stored.
-// It reports whether it took the input. ensure marks a directly started
-// workflow just loaded from history: its running entry is written unless
-// one exists (without holding the input: a result would hold its
-// executor).
-func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery, ensure bool) bool {
+// index hands the workflow's entry to the indexer when the index is not
+// known to hold its status, and reports whether it took the input with it
+// (the input is then settled once the entry is stored). An input that
+// parks the workflow (nothing in flight: it waits for a signal or a timer,
+// possibly for days) or closes it is held, since no later input is sure
+// to come; any other is acked at once, as the result of what is in flight
+// will come to an orchestrator that writes the entry if this one died
+// first (a state loaded afresh knows nothing of the index).
+func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
 	st := e.st
-	written, _ := e.indexed.Load().(workflow.Status)
-	// A running workflow with no task or child in flight waits for a signal
-	// or a timer, possibly for days: the input that parked it is held until
-	// the entry is stored, unless it is known to be.
-	parked := written != st.Status && st.Status == workflow.StatusRunning && !inFlight(st)
-	if written == st.Status || e.queued == st.Status && d.NumDelivered == 1 && !(parked && e.unheld) {
-		// Stored, or on its way with the input that changed it held.
+	if known, _ := e.indexed.Load().(workflow.Status); known == st.Status {
 		return false
 	}
-	e.queued = st.Status
-	direct := !st.Status.Terminal() && !parked && (d.Source == eventstore.SourceStart || ensure)
-	e.unheld = direct
-	if !st.Status.Terminal() && d.Source != eventstore.SourceExternal && !direct && !parked {
-		// Only a start or a redrive (external inputs, held until their entry
-		// is stored) makes a workflow run: a result or timer seen by an
-		// orchestrator that had not cached the workflow finds it indexed.
-		return false
+	hold := st.Status.Terminal() || !inFlight(st)
+	if e.queued == st.Status && (e.queuedHeld || !hold) {
+		return false // on its way, with an input that comes back if it is lost
 	}
+	e.queued, e.queuedHeld = st.Status, hold
 	sum := eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
 		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq}
-	if direct {
-		// A direct start holds no input until its entry is stored. If its
-		// orchestrator dies first, the next one to load the workflow writes
-		// the entry unless it exists (ensure); a workflow that parks or
-		// closes is held for its entry either way.
-		sum.CreateOnly = ensure
+	if !hold {
 		sh.o.ix.put(sum, &e.indexed, false, func(bool) {})
 		return false
 	}
 	// A parked workflow stays running: nothing is saved by waiting.
-	sh.o.ix.put(sum, &e.indexed, parked, func(ok bool) {
+	sh.o.ix.put(sum, &e.indexed, true, func(ok bool) {
 		if ok {
 			_ = d.Ack()
 		} else {

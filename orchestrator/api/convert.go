@@ -27,35 +27,11 @@ type stateView struct {
 // as FAILED with error type corrupt_history (as the orchestrator records
 // it), so one bad record never hides the rest.
 func foldMessages(st *workflow.State, msgs []eventstore.Message) (*stateView, error) {
-	n := st.Events
-	var broken error
-	for _, m := range msgs {
-		if m.Err != nil {
-			broken = m.Err
-			break
-		}
-		for _, ev := range m.Record.Events {
-			if err := st.Apply(ev); err != nil {
-				broken = err
-				break
-			}
-			n++
-		}
-		if broken != nil {
-			break
-		}
-	}
+	broken := orchestrator.FoldMessages(st, msgs)
 	if st.Events == 0 {
 		return nil, connect.NewError(connect.CodeDataLoss, broken)
 	}
-	if broken != nil && st.Status != workflow.StatusFailed {
-		st.Status = workflow.StatusFailed
-		st.Error = &events.Error{Type: orchestrator.ErrTypeCorruptHistory, Message: broken.Error()}
-	}
-	if len(msgs) > 0 {
-		st.LastSeq = msgs[len(msgs)-1].Seq
-	}
-	return &stateView{st: st, length: n}, nil
+	return &stateView{st: st, length: st.Events}, nil
 }
 
 var workflowStatus = map[workflow.Status]weftv1.WorkflowStatus{

@@ -248,18 +248,17 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 	if err != nil {
 		return nil, errorf(connect.CodeInvalidArgument, "payload: %v", err)
 	}
-	last, err := s.requireRunning(ctx, m.WorkflowId, "signals")
-	if err != nil {
-		return nil, err
-	}
 	reqID := m.RequestId
 	if reqID == "" {
 		reqID = randomID()
 	}
 	ev := events.Event{Type: events.TypeSignalReceived, Time: s.cfg.Now().UTC(),
 		SignalReceived: &events.SignalReceived{Name: m.Name, Payload: payload, RequestID: reqID}}
-	if _, err := s.store.AppendExternalAtEnd(ctx, m.WorkflowId, last, "signal/"+m.WorkflowId+"/"+reqID, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
-		return nil, toConnect(err)
+	// A repeat of a signal recorded before the workflow closed is answered
+	// as it was the first time.
+	seen := func(st *workflow.State) bool { return m.RequestId != "" && st.SignalSeen(m.RequestId) }
+	if err := s.appendWhileRunning(ctx, m.WorkflowId, "signals", "signal/"+m.WorkflowId+"/"+reqID, ev, seen); err != nil {
+		return nil, err
 	}
 	return connect.NewResponse(&weftv1.SignalWorkflowResponse{}), nil
 }
@@ -267,29 +266,41 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 // CancelWorkflow asks a running workflow to stop.
 func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1.CancelWorkflowRequest]) (*connect.Response[weftv1.CancelWorkflowResponse], error) {
 	m := req.Msg
-	last, err := s.requireRunning(ctx, m.WorkflowId, "cancel requests")
-	if err != nil {
-		return nil, err
-	}
 	ev := events.Event{Type: events.TypeCancelRequested, Time: s.cfg.Now().UTC(),
 		CancelRequested: &events.CancelRequested{Reason: m.Reason}}
-	if _, err := s.store.AppendExternalAtEnd(ctx, m.WorkflowId, last, "cancel/"+m.WorkflowId, ev); err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
-		return nil, toConnect(err)
+	if err := s.appendWhileRunning(ctx, m.WorkflowId, "cancel requests", "cancel/"+m.WorkflowId, ev, nil); err != nil {
+		return nil, err
 	}
 	return connect.NewResponse(&weftv1.CancelWorkflowResponse{}), nil
 }
 
-// requireRunning checks that wf runs and returns the last sequence of
-// the history it read.
-func (s *Server) requireRunning(ctx context.Context, wf, what string) (uint64, error) {
-	v, err := s.readState(ctx, wf)
-	if err != nil {
-		return 0, err
+// appendWhileRunning appends ev to wf's history while it runs: the append
+// is conditional on the history read to check that, and read again when
+// it moved, so nothing is appended after the workflow closed. A workflow
+// that is not running refuses with FailedPrecondition (what names the
+// input), unless recorded says the input is in its history already.
+func (s *Server) appendWhileRunning(ctx context.Context, wf, what, msgID string, ev events.Event, recorded func(*workflow.State) bool) error {
+	for try := 0; ; try++ {
+		v, err := s.readState(ctx, wf)
+		if err != nil {
+			return err
+		}
+		if v.st.Status != workflow.StatusRunning {
+			if recorded != nil && recorded(v.st) {
+				return nil
+			}
+			return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; %s are only accepted while it runs", wf, v.st.Status, what)
+		}
+		last := v.st.LastSeq
+		_, err = s.store.AppendExternal(ctx, wf, &last, msgID, ev)
+		switch {
+		case err == nil, errors.Is(err, eventstore.ErrDuplicate):
+			return nil
+		case errors.Is(err, eventstore.ErrConflict) && try < 50:
+			continue
+		}
+		return toConnect(err)
 	}
-	if v.st.Status != workflow.StatusRunning {
-		return 0, errorf(connect.CodeFailedPrecondition, "workflow %q is %s; %s are only accepted while it runs", wf, v.st.Status, what)
-	}
-	return v.st.LastSeq, nil
 }
 
 func pageSize(n int32) (int, error) {
