@@ -512,7 +512,6 @@ func TestReadFollowsLinks(t *testing.T) {
 	check("a", seqs["a"][8], append(append([]uint64{}, seqs["a"][9:]...), ack.Sequence))
 }
 
-
 // A listing started after the bucket's last messages were removed (delete
 // markers purged) is caught up at once, not after every call's wait.
 func TestListingAfterPurge(t *testing.T) {
