@@ -569,6 +569,15 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			}
 			ev, ok = workflow.AcceptResult(st, *d.Result)
 		}
+		if ok && ev.StepCompleted != nil {
+			if n, big := sh.oversized(ev); big {
+				// An output too large to record fails its step (which a
+				// catch can handle), never the workflow.
+				ev = events.Event{Type: events.TypeStepFailed, Time: ev.Time, StepFailed: &events.StepFailed{Path: ev.StepCompleted.Path, Gen: ev.StepCompleted.Gen,
+					Attempt: ev.StepCompleted.Attempt, Error: events.Error{Type: workflow.ErrTypeInvalidOutput,
+						Message: fmt.Sprintf("the output is %d bytes encoded; the limit is %d bytes", n, sh.o.store.Conn().MaxPayload()-recordHeadroom)}}}
+			}
+		}
 		if ok {
 			input = append(input, ev)
 		} else {
@@ -829,14 +838,7 @@ func (sh *shard) append(ctx context.Context, wf string, e *entry, evs []events.E
 		if ev.Type != events.TypeStepScheduled && i != len(evs)-1 {
 			continue
 		}
-		// Each record's timers carry the sequence it is appended after.
-		if err := sh.prepare(ctx, wf, seq, evs[start:i+1]); err != nil {
-			return err
-		}
-		next, err := sh.o.store.AppendWith(ctx, wf, seq, eventstore.AppendOpts{Snapshot: e.snapSeq, Owner: sh.o.id}, evs[start:i+1]...)
-		if errors.Is(err, nats.ErrMaxPayload) {
-			return errBroken{ErrTypeLimit, fmt.Errorf("a decision of %d events is too large to store: %w", i+1-start, err)}
-		}
+		next, err := sh.appendRecord(ctx, wf, e, seq, evs[start:i+1])
 		if err != nil {
 			return err
 		}
@@ -855,6 +857,44 @@ func (sh *shard) append(ctx context.Context, wf string, e *entry, evs []events.E
 	}
 	return nil
 }
+
+// appendRecord appends evs as one record after sequence seq, or, when
+// that is too large to store, as several in order (any prefix of a
+// decision is completed by deciding again, so a crash in between loses
+// nothing), and returns the last one's sequence. A single event too large
+// to store fails the workflow.
+func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint64, evs []events.Event) (uint64, error) {
+	// Each record's timers carry the sequence it is appended after.
+	if err := sh.prepare(ctx, wf, seq, evs); err != nil {
+		return 0, err
+	}
+	next, err := sh.o.store.AppendWith(ctx, wf, seq, eventstore.AppendOpts{Snapshot: e.snapSeq, Owner: sh.o.id}, evs...)
+	switch {
+	case errors.Is(err, nats.ErrMaxPayload) && len(evs) > 1:
+		half := len(evs) / 2
+		if seq, err = sh.appendRecord(ctx, wf, e, seq, evs[:half]); err != nil {
+			return 0, err
+		}
+		return sh.appendRecord(ctx, wf, e, seq, evs[half:])
+	case errors.Is(err, nats.ErrMaxPayload):
+		return 0, errBroken{ErrTypeLimit, fmt.Errorf("a %s event is too large to store: %w", evs[0].Type, err)}
+	}
+	return next, err
+}
+
+// oversized reports whether ev cannot be stored as a record of its own,
+// and its encoded size.
+func (sh *shard) oversized(ev events.Event) (int, bool) {
+	data, err := events.Encode(ev)
+	if err != nil {
+		return 0, false // Validate's business, later
+	}
+	return len(data), int64(len(data)) > sh.o.store.Conn().MaxPayload()-recordHeadroom
+}
+
+// recordHeadroom is what a record's headers may take of the server's
+// maximum payload.
+const recordHeadroom = 4 << 10
 
 // snapshot stores the state of a running workflow whose history grew by
 // SnapshotEvery events (and a tenth) since its last snapshot: the records

@@ -2,13 +2,17 @@ package e2e
 
 import (
 	"context"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
@@ -214,8 +218,139 @@ func TestDefect6_SignalAfterCloseRefused(t *testing.T) {
 	wantCode(t, "signal after close", err, connect.CodeFailedPrecondition, "only accepted while it runs")
 }
 
+// waitResultsTaken waits until the orchestrators have settled every
+// result in the results stream.
+func (e *env) waitResultsTaken() {
+	e.t.Helper()
+	js, err := jetstream.New(e.node.NC)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	eventually(e.t, 20*time.Second, "the results to be taken", func() bool {
+		s, err := js.Stream(ctx(e.t), eventstore.ResultsStream)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx(e.t))
+		return err == nil && info.State.Msgs == 0
+	})
+}
+
 func (e *env) signalCtx(c context.Context, id, name, payload string) error {
 	_, err := e.wf.SignalWorkflow(c, connect.NewRequest(&weftv1.SignalWorkflowRequest{
 		WorkflowId: id, Name: name, Payload: jsonValue(e.t, payload)}))
 	return err
+}
+
+// Defect 9: a large last output is recorded in records that fit (never
+// failing the run), and an output too large to record fails its step with
+// invalid_output, which a catch handles.
+func TestDefect9_LargeOutputFailsOnlyItsStep(t *testing.T) {
+	var size atomic.Int64
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{
+		"big": func(ctx context.Context, task *executor.Task) (any, error) {
+			return strings.Repeat("x", int(size.Load())), nil
+		},
+	}})
+	e.putDef(`
+name: big
+steps:
+  - id: fetch
+    task: big
+    catch:
+      - errors: [invalid_output]
+        do: [ { id: fallback, task: echo, input: "too big" } ]
+`)
+	size.Store(600 << 10)
+	id := e.start("big", "", ``)
+	w := e.waitClosed(id, 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || len(w.Output.GetStringValue()) != 600<<10 {
+		t.Fatalf("600 KiB output: status %v error %v", w.Status, w.Error)
+	}
+	msgs, err := e.node.Store.Read(ctx(t), id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		big := 0
+		for _, ev := range m.Record.Events {
+			if ev.StepCompleted != nil && ev.StepCompleted.Output != nil || ev.WorkflowCompleted != nil {
+				big++
+			}
+		}
+		if big > 1 {
+			t.Fatalf("record %d carries the output twice", m.Seq)
+		}
+	}
+	// An output that travels as a result but cannot be recorded.
+	size.Store(int64(e.node.NC.MaxPayload()) - 3000)
+	id = e.start("big", "", ``)
+	w = e.waitClosed(id, 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"too big"` {
+		t.Fatalf("unrecordable output: status %v output %s error %v", w.Status, toJSON(w.Output), w.Error)
+	}
+}
+
+// Defect 6: a child recorded as started by an orchestrator that has not
+// started it yet, when its parent is canceled, ends canceled: a late start
+// can never run it uncanceled.
+func TestDefect6_ChildOfCanceledParentNeverRunsUncanceled(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: kid
+steps:
+  - { id: gate, wait: { signal: go } }
+`)
+	e.putDef(`
+name: mum
+steps:
+  - { id: first, task: manual }
+  - { id: kid, workflow: kid }
+`)
+	id := e.start("mum", "", ``)
+	eventually(t, 20*time.Second, "the first step to be scheduled", func() bool {
+		return stepStatus(e.get(id), "first") == weftv1.StepStatus_STEP_STATUS_RUNNING
+	})
+	// Another orchestrator records the child's start and is slow to start it.
+	store := e.node.Store
+	c := ctx(t)
+	last, err := store.LastSeq(c, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	childID := workflow.ChildID(id, "kid", 1)
+	if _, err := store.Append(c, id, last,
+		events.Event{Type: events.TypeStepCompleted, Time: now, StepCompleted: &events.StepCompleted{Path: "first", Attempt: 1}},
+		events.Event{Type: events.TypeChildStarted, Time: now, ChildStarted: &events.ChildStarted{Path: "kid", Gen: 1, WorkflowID: childID, Definition: "kid"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The orchestrator that has the parent cached folds that record on an
+	// input that no longer applies, before the cancel comes.
+	if err := store.PublishResult(c, events.Result{WorkflowID: id, Path: "first", Gen: 2, Attempt: 1,
+		Outcome: events.OutcomeCompleted, Time: now}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitResultsTaken()
+	if _, err := e.wf.CancelWorkflow(c, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: id})); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_CANCELED {
+		t.Fatalf("parent: %v", w.Status)
+	}
+	eventually(t, 20*time.Second, "the child to exist", func() bool {
+		_, err := e.wf.GetWorkflow(c, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: childID}))
+		return err == nil
+	})
+	// The slow orchestrator's start now finds the child there.
+	var zero uint64
+	_, err = store.AppendExternal(c, childID, &zero, "start/"+childID+"/parent", events.Event{Type: events.TypeWorkflowStarted, Time: now,
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: childID, Definition: "kid", Revision: 1, RequestID: "parent",
+			Parent: &events.ParentRef{WorkflowID: id, Path: "kid", Gen: 1}}})
+	if err == nil {
+		t.Fatal("a late start of the child was appended")
+	}
+	if w := e.waitClosed(childID, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_CANCELED {
+		t.Fatalf("child: %v", w.Status)
+	}
 }
