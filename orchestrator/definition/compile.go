@@ -319,11 +319,12 @@ func (c *compiler) refs(checked *cel.Ast) []string {
 // reads says why an expression at at cannot read the output of step
 // target, or returns "" when it can. A step cannot read its own output,
 // a step that contains it, a step inside it (except from a repeat's until),
-// or a step that comes later in a list the two share.
+// a step that comes later in a list the two share, or a step in a loop body
+// it is not in: the steps of a body are visible only within their iteration.
 func (at exprAt) reads(target *node) string {
 	self := at.self
 	if self == nil {
-		return ""
+		return hidden(nil, target, nil)
 	}
 	if target == self {
 		return "a step cannot read its own output"
@@ -338,11 +339,30 @@ func (at exprAt) reads(target *node) string {
 		return fmt.Sprintf("step %q contains this step, so its output is not ready yet", target.id)
 	case k == len(a):
 		if at.inner {
-			return ""
+			return hidden(a, target, self)
 		}
 		return fmt.Sprintf("step %q is inside this step and has not run when this is evaluated", target.id)
 	case a[k].list == b[k].list && b[k].index > a[k].index:
 		return fmt.Sprintf("step %q comes later; only earlier steps' outputs can be read", target.id)
+	}
+	return hidden(a, target, nil)
+}
+
+// hidden says why an expression of the step at path a (nil for the
+// workflow's output) cannot see target because target is in a loop body
+// that a is not in, or returns "". Steps nested in branches, cases, catch
+// blocks and timeout steps run at their holder's level and stay visible;
+// the body of a loop is not visible outside the loop. own, if not nil, is a
+// loop whose body the expression sees, as a repeat's until sees its body.
+func hidden(a []slot, target, own *node) string {
+	for j, s := range target.path {
+		if s.loop == nil || s.loop == own || j < len(a) && a[j].list == s.list {
+			continue
+		}
+		if s.loop.id == "" {
+			return fmt.Sprintf("step %q is in the body of the loop at %s and cannot be read outside it", target.id, s.loop.pos)
+		}
+		return fmt.Sprintf("step %q is in the body of loop %q and cannot be read outside it; read the loop's output (steps.%s.output) instead", target.id, s.loop.id, s.loop.id)
 	}
 	return ""
 }

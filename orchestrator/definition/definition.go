@@ -90,7 +90,9 @@ type Trigger struct {
 	// Subject is the NATS subject or wildcard (TriggerSubject).
 	Subject string
 	// Cron is the schedule as written: 5 fields, or 6 with seconds first
-	// (TriggerCron); Schedule is it parsed, in Location (default UTC).
+	// (TriggerCron); Schedule is it parsed, in Location (default UTC). A
+	// schedule with specific hours fires once at a time of day that
+	// daylight saving repeats, and at the jump for one it skips.
 	Cron     string
 	Schedule cron.Schedule
 	Location *time.Location

@@ -577,15 +577,17 @@ func TestParseReferences(t *testing.T) {
 	}{
 		{"earlier top-level", `[{id: a, task: t}, {id: b, task: t, input: "${ steps.a.output }"}]`, ""},
 		{"nested reads earlier top-level", `[{id: a, task: t}, {id: l, foreach: "[1]", do: [{id: b, task: t, input: "${ steps.a.output }"}]}]`, ""},
-		{"top-level reads earlier nested", `[{id: l, foreach: "[1]", do: [{id: a, task: t}]}, {id: b, task: t, input: "${ steps.a.output }"}]`, ""},
+		{"top-level reads earlier branch", `[{id: p, parallel: {branches: {x: [{id: a, task: t}]}}}, {id: b, task: t, input: "${ steps.a.output }"}]`, ""},
 		{"earlier sibling in a body", `[{id: l, foreach: "[1]", do: [{id: a, task: t}, {id: b, task: t, input: "${ steps.a.output }"}]}]`, ""},
 		{"other branch", `[{id: p, parallel: {branches: {x: [{id: a, task: t}], y: [{id: b, task: t, input: "${ steps.a.output }"}]}}}]`, ""},
-		{"catch reads body", `[{id: l, foreach: "[1]", do: [{id: a, task: t}], catch: [{do: [{id: b, task: t, input: "${ steps.a.output }"}]}]}]`, ""},
+		{"catch reads body", `[{id: s, switch: [{if: "true", then: [{id: a, task: t}]}], catch: [{do: [{id: b, task: t, input: "${ steps.a.output }"}]}]}]`, ""},
 		{"until reads body", `[{id: r, repeat: {do: [{id: a, task: t}], until: "steps.a.output", max_iterations: 2}}]`, ""},
 		{"until reads nested body", `[{id: r, repeat: {do: [{id: s, switch: [{if: "true", then: [{id: a, task: t}]}]}], until: "steps.a.output", max_iterations: 2}}]`, ""},
 		{"if reads vars set later", `[{id: a, if: "vars.x", task: t}, {id: b, set: {x: "true"}}]`, ""},
 		{"later top-level", `[{id: a, task: t, input: "${ steps.b.output }"}, {id: b, task: t}]`, `step "b" comes later`},
 		{"later sibling in a body", `[{id: l, foreach: "[1]", do: [{id: a, task: t, input: "${ steps.b.output }"}, {id: b, task: t}]}]`, `step "b" comes later`},
+		{"top-level reads earlier loop body", `[{id: l, foreach: "[1]", do: [{id: a, task: t}]}, {id: b, task: t, input: "${ steps.a.output }"}]`, `step "a" is in the body of loop "l"`},
+		{"catch reads loop body", `[{id: l, foreach: "[1]", do: [{id: a, task: t}], catch: [{do: [{id: b, task: t, input: "${ steps.a.output }"}]}]}]`, `step "a" is in the body of loop "l"`},
 		{"nested in a later step", `[{id: a, task: t, input: "${ steps.b.output }"}, {id: l, foreach: "[1]", do: [{id: b, task: t}]}]`, `step "b" comes later`},
 		{"own output in if", `[{id: a, if: "steps.a.output", task: t}]`, "cannot read its own output"},
 		{"container", `[{id: l, foreach: "[1]", do: [{id: a, task: t, input: "${ steps.l.output }"}]}]`, `step "l" contains this step`},
@@ -616,13 +618,77 @@ func TestParseReferences(t *testing.T) {
 	}
 }
 
+// TestDefect12_LoopBodyReadsRejectedAtPut checks that reading a step inside
+// a foreach or repeat body from outside that body is rejected when the
+// definition is put, since at run time such a step is only visible within
+// its own iteration, while steps nested in branches, cases, catch blocks and
+// timeout steps, which run at their holder's level, stay readable.
+func TestDefect12_LoopBodyReadsRejectedAtPut(t *testing.T) {
+	const hint = `step "a" is in the body of loop "l" and cannot be read outside it; read the loop's output (steps.l.output) instead`
+	tests := []struct {
+		name  string
+		steps string
+		extra string // appended to the definition, e.g. an output
+		want  []Problem
+	}{
+		{"after foreach", `[{id: l, foreach: "[1]", do: [{id: a, task: t}]}, {id: b, task: t, input: "${ steps.a.output }"}]`, "",
+			[]Problem{{"b", "input", `expression "steps.a.output": steps.a: ` + hint}}},
+		{"after repeat", `[{id: l, repeat: {do: [{id: a, task: t}], until: "true", max_iterations: 2}}, {id: b, task: t, if: "steps.a.output"}]`, "",
+			[]Problem{{"b", "if", `expression "steps.a.output": steps.a: ` + hint}}},
+		{"workflow output", `[{id: l, foreach: "[1]", do: [{id: a, task: t}]}]`, `output: "${ steps.a.output }"`,
+			[]Problem{{"", "output", `expression "steps.a.output": steps.a: ` + hint}}},
+		{"nested in a switch in the body", `[{id: l, foreach: "[1]", do: [{id: s, switch: [{if: "true", then: [{id: a, task: t}]}]}]}, {id: b, task: t, input: "${ steps.a.output }"}]`, "",
+			[]Problem{{"b", "input", `expression "steps.a.output": steps.a: ` + hint}}},
+		{"from a switch after the loop", `[{id: l, foreach: "[1]", do: [{id: a, task: t}]}, {id: s, switch: [{if: "true", then: [{id: b, task: t, input: "${ steps.a.output }"}]}]}]`, "",
+			[]Problem{{"b", "input", `expression "steps.a.output": steps.a: ` + hint}}},
+		{"from another loop", `[{id: l, foreach: "[1]", do: [{id: a, task: t}]}, {id: m, foreach: "[1]", do: [{id: b, task: t, input: "${ steps.a.output }"}]}]`, "",
+			[]Problem{{"b", "input", `expression "steps.a.output": steps.a: ` + hint}}},
+		{"catch of the loop", `[{id: l, foreach: "[1]", do: [{id: a, task: t}], catch: [{do: [{id: b, task: t, input: "${ steps.a.output }"}]}]}]`, "",
+			[]Problem{{"b", "input", `expression "steps.a.output": steps.a: ` + hint}}},
+		{"inner loop from the outer body", `[{id: o, foreach: "[1]", do: [{id: l, foreach: "[1]", do: [{id: a, task: t}]}, {id: b, task: t, input: "${ steps.a.output }"}]}]`, "",
+			[]Problem{{"b", "input", `expression "steps.a.output": steps.a: ` + hint}}},
+		{"inner loop from after the outer", `[{id: l, foreach: "[1]", do: [{id: i, foreach: "[1]", do: [{id: a, task: t}]}]}, {id: b, task: t, input: "${ steps.a.output }"}]`, "",
+			[]Problem{{"b", "input", `expression "steps.a.output": steps.a: ` + hint}}},
+		{"until reads an inner loop", `[{id: r, repeat: {do: [{id: l, foreach: "[1]", do: [{id: a, task: t}]}], until: "steps.a.output", max_iterations: 2}}]`, "",
+			[]Problem{{"r", "repeat.until", `expression "steps.a.output": steps.a: ` + hint}}},
+
+		{"parallel branch", `[{id: p, parallel: {branches: {x: [{id: a, task: t}]}}}, {id: b, task: t, input: "${ steps.a.output }"}]`, `output: "${ steps.a.output }"`, nil},
+		{"switch case", `[{id: s, switch: [{if: "true", then: [{id: a, task: t}]}], default: [{id: d, task: t}]}, {id: b, task: t, input: "${ [steps.a.output, steps.d.output] }"}]`, "", nil},
+		{"catch block", `[{id: c, task: t, catch: [{do: [{id: a, task: t}]}]}, {id: b, task: t, input: "${ steps.a.output }"}]`, `output: "${ steps.a.output }"`, nil},
+		{"timeout steps", `[{id: w, wait: {signal: s, timeout: 1h}, timeout_steps: [{id: a, task: t}]}, {id: b, task: t, input: "${ steps.a.output }"}]`, "", nil},
+		{"loop output", `[{id: l, foreach: "[1]", do: [{id: a, task: t}]}, {id: b, task: t, input: "${ steps.l.output }"}]`, `output: "${ steps.l.output }"`, nil},
+		{"same body", `[{id: l, foreach: "[1]", do: [{id: a, task: t}, {id: s, switch: [{if: "true", then: [{id: c, task: t}]}]}, {id: b, task: t, input: "${ [steps.a.output, steps.c.output] }"}]}]`, "", nil},
+		{"outer body from inner loop", `[{id: o, foreach: "[1]", do: [{id: a, task: t}, {id: l, foreach: "[1]", do: [{id: b, task: t, input: "${ steps.a.output }"}]}]}]`, "", nil},
+		{"until reads body", `[{id: r, repeat: {do: [{id: p, parallel: {branches: {x: [{id: a, task: t}]}}}], until: "steps.a.output", max_iterations: 2}}]`, "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte("name: refs\nsteps: " + tt.steps + "\n" + tt.extra + "\n"))
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				return
+			}
+			var perr *Error
+			if !errors.As(err, &perr) {
+				t.Fatalf("Parse = %v; want problems %+v", err, tt.want)
+			}
+			if !reflect.DeepEqual(perr.Problems, tt.want) {
+				t.Errorf("problems:\n%+v\nwant\n%+v", perr.Problems, tt.want)
+			}
+		})
+	}
+}
+
 func TestParseOutputReadsNested(t *testing.T) {
 	d := mustParse(t, `
 name: o
 steps:
-  - id: l
-    foreach: "[1, 2]"
-    do: [{id: a, task: t}]
+  - id: s
+    switch:
+      - if: "input.x"
+        then: [{id: a, task: t}]
 output: "${ steps.a.output }"
 `)
 	out, err := d.Output.Eval(Scope{Steps: map[string]any{"a": "x"}})

@@ -95,6 +95,9 @@ type node struct {
 type slot struct {
 	list  string // the list's position, e.g. steps[2].do
 	index int
+	// loop is the foreach or repeat step whose body the list is, or nil:
+	// the steps of a body are visible only within their iteration.
+	loop *node
 }
 
 // label names the step in problems: its id, or its position.
@@ -223,7 +226,7 @@ func (p *parser) definition(src []byte) *Definition {
 	} else if len(n.Content) == 0 {
 		p.add("", "steps", "must list at least one step")
 	} else {
-		p.collect("steps", n.Content, nil, 0)
+		p.collect("steps", n.Content, nil, nil, 0)
 		if p.count > maxSteps {
 			return d
 		}
@@ -243,11 +246,12 @@ func (p *parser) definition(src []byte) *Definition {
 	return d
 }
 
-// collect is the first pass over the step list at position list: it gives
-// every step its position, takes the first use of each valid id, learns the
-// names set steps set, and descends into nested step lists, so that
-// expressions can tell a missing step from one elsewhere.
-func (p *parser) collect(list string, nodes []*yaml.Node, parent []slot, depth int) {
+// collect is the first pass over the step list at position list, the body
+// of the loop step loop if not nil: it gives every step its position, takes
+// the first use of each valid id, learns the names set steps set, and
+// descends into nested step lists, so that expressions can tell a missing
+// step from one elsewhere.
+func (p *parser) collect(list string, nodes []*yaml.Node, parent []slot, loop *node, depth int) {
 	for i, n := range nodes {
 		if p.count++; p.count > maxSteps {
 			if p.count == maxSteps+1 {
@@ -256,7 +260,7 @@ func (p *parser) collect(list string, nodes []*yaml.Node, parent []slot, depth i
 			return
 		}
 		pos := list + "[" + strconv.Itoa(i) + "]"
-		info := &node{pos: pos, path: append(slices.Clip(parent), slot{list, i})}
+		info := &node{pos: pos, path: append(slices.Clip(parent), slot{list, i, loop})}
 		p.byPos[pos] = info
 		n = resolve(n)
 		if n.Kind != yaml.MappingNode {
@@ -281,7 +285,11 @@ func (p *parser) collect(list string, nodes []*yaml.Node, parent []slot, depth i
 			continue
 		}
 		for _, k := range kids {
-			p.collect(pos+"."+k.field, k.nodes, info.path, depth+1)
+			var body *node
+			if k.loop {
+				body = info
+			}
+			p.collect(pos+"."+k.field, k.nodes, info.path, body, depth+1)
 		}
 	}
 }
@@ -290,6 +298,8 @@ func (p *parser) collect(list string, nodes []*yaml.Node, parent []slot, depth i
 type stepLists struct {
 	field string
 	nodes []*yaml.Node
+	// loop is set for a foreach's or repeat's body.
+	loop bool
 }
 
 // nested returns the step lists nested in the step with fields keys and
@@ -297,9 +307,9 @@ type stepLists struct {
 // parsers give them.
 func nested(keys []string, vals map[string]*yaml.Node) []stepLists {
 	var out []stepLists
-	add := func(field string, n *yaml.Node) {
+	add := func(field string, n *yaml.Node, loop bool) {
 		if n != nil && n.Kind == yaml.SequenceNode {
-			out = append(out, stepLists{field, n.Content})
+			out = append(out, stepLists{field, n.Content, loop})
 		}
 	}
 	for _, k := range keys {
@@ -309,31 +319,31 @@ func nested(keys []string, vals map[string]*yaml.Node) []stepLists {
 			for i, c := range v.Content {
 				if c = resolve(c); c.Kind == yaml.MappingNode {
 					_, cv := entries(c)
-					add("catch["+strconv.Itoa(i)+"].do", cv["do"])
+					add("catch["+strconv.Itoa(i)+"].do", cv["do"], false)
 				}
 			}
 		case k == "switch" && v.Kind == yaml.SequenceNode:
 			for i, c := range v.Content {
 				if c = resolve(c); c.Kind == yaml.MappingNode {
 					_, cv := entries(c)
-					add("switch["+strconv.Itoa(i)+"].then", cv["then"])
+					add("switch["+strconv.Itoa(i)+"].then", cv["then"], false)
 				}
 			}
 		case k == "default" && vals["switch"] != nil:
-			add("default", v)
+			add("default", v, false)
 		case k == "do" && vals["foreach"] != nil:
-			add("do", v)
+			add("do", v, true)
 		case k == "timeout_steps" && vals["wait"] != nil:
-			add("timeout_steps", v)
+			add("timeout_steps", v, false)
 		case k == "repeat" && v.Kind == yaml.MappingNode:
 			_, rv := entries(v)
-			add("repeat.do", rv["do"])
+			add("repeat.do", rv["do"], true)
 		case k == "parallel" && v.Kind == yaml.MappingNode:
 			_, pv := entries(v)
 			if b := pv["branches"]; b != nil && b.Kind == yaml.MappingNode {
 				names, bv := entries(b)
 				for _, name := range names {
-					add(joinField("parallel.branches", name), bv[name])
+					add(joinField("parallel.branches", name), bv[name], false)
 				}
 			}
 		}

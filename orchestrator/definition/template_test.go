@@ -36,9 +36,9 @@ func compileTemplate(t testing.TB, src string, pos int, ids ...string) *Template
 // where the expressions of the top-level step at pos compile.
 func testParser(pos int, ids ...string) (*parser, exprAt) {
 	p := newParser()
-	self := &node{pos: fmt.Sprintf("steps[%d]", pos), path: []slot{{"steps", pos}}}
+	self := &node{pos: fmt.Sprintf("steps[%d]", pos), path: []slot{{list: "steps", index: pos}}}
 	for i, id := range ids {
-		n := &node{pos: fmt.Sprintf("steps[%d]", i), id: id, path: []slot{{"steps", i}}}
+		n := &node{pos: fmt.Sprintf("steps[%d]", i), id: id, path: []slot{{list: "steps", index: i}}}
 		p.ids[id] = n
 		if i == pos {
 			self = n

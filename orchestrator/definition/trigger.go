@@ -242,7 +242,7 @@ func (p *parser) cronTrigger(label string, t *Trigger, fields map[string]*yaml.N
 	}
 	switch s := sched.(type) {
 	case *cron.SpecSchedule:
-		s.Location = t.Location
+		sched = zoned(s, t.Location)
 		// Next searches five years ahead, which holds every date there is.
 		if s.Next(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)).IsZero() {
 			p.add(label, "cron", "schedule %q never fires: no date matches it", spec)

@@ -2,6 +2,7 @@ package definition
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -278,6 +279,116 @@ func TestSubjectProblem(t *testing.T) {
 	} {
 		if msg := subjectProblem(s); !strings.Contains(msg, want) {
 			t.Errorf("subject %q: problem %q, want %q", s, msg, want)
+		}
+	}
+}
+
+// TestDefect13_CronAcrossDaylightSavingChanges checks the ticks of cron
+// schedules over days when the clock jumps: a time of day the clock skips
+// fires once, at the instant of the jump; a time of day the clock repeats
+// fires once, at its first occurrence; schedules that fire every hour keep
+// firing every real hour.
+func TestDefect13_CronAcrossDaylightSavingChanges(t *testing.T) {
+	utc := func(s string) time.Time {
+		t.Helper()
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.UTC()
+	}
+	tests := []struct {
+		name, cron, zone, from string
+		want                   []string // the next ticks, in UTC
+	}{
+		// 2026-03-29 in Paris: 02:00 CET jumps to 03:00 CEST (01:00 UTC).
+		{"skipped time fires at the jump", "30 2 * * *", "Europe/Paris", "2026-03-27T12:00:00Z",
+			[]string{"2026-03-28T01:30:00Z", "2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z", "2026-03-31T00:30:00Z"}},
+		{"skipped time, from just before the jump", "30 2 * * *", "Europe/Paris", "2026-03-29T00:59:59Z",
+			[]string{"2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"}},
+		{"skipped times fire once at the jump", "0,30 2 * * *", "Europe/Paris", "2026-03-29T00:00:00Z",
+			[]string{"2026-03-29T01:00:00Z", "2026-03-30T00:00:00Z", "2026-03-30T00:30:00Z"}},
+		{"skipped and the jump's own time fire once", "0 2,3 * * *", "Europe/Paris", "2026-03-29T00:00:00Z",
+			[]string{"2026-03-29T01:00:00Z", "2026-03-30T00:00:00Z", "2026-03-30T01:00:00Z"}},
+		{"six fields", "0 30 2 * * *", "Europe/Paris", "2026-03-28T12:00:00Z",
+			[]string{"2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"}},
+		// 2026-10-25 in Paris: 03:00 CEST goes back to 02:00 CET (01:00 UTC).
+		{"repeated time fires once", "30 2 * * *", "Europe/Paris", "2026-10-23T12:00:00Z",
+			[]string{"2026-10-24T00:30:00Z", "2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z", "2026-10-27T01:30:00Z"}},
+		{"repeated time, from the second pass", "30 2 * * *", "Europe/Paris", "2026-10-25T01:10:00Z",
+			[]string{"2026-10-26T01:30:00Z"}},
+		{"repeated time, from the first pass", "30 2 * * *", "Europe/Paris", "2026-10-25T00:10:00Z",
+			[]string{"2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"}},
+		{"repeated times fire once", "*/20 2 * * *", "Europe/Paris", "2026-10-25T00:30:00Z",
+			[]string{"2026-10-25T00:40:00Z", "2026-10-26T01:00:00Z"}},
+		// Every hour: each real hour fires, so the repeated hour too, and
+		// the skipped hour is not made up.
+		{"hourly through the repeated hour", "0 * * * *", "Europe/Paris", "2026-10-24T23:30:00Z",
+			[]string{"2026-10-25T00:00:00Z", "2026-10-25T01:00:00Z", "2026-10-25T02:00:00Z"}},
+		{"hourly through the skipped hour", "30 * * * *", "Europe/Paris", "2026-03-29T00:00:00Z",
+			[]string{"2026-03-29T00:30:00Z", "2026-03-29T01:30:00Z", "2026-03-29T02:30:00Z"}},
+		// Santiago skips midnight on 2026-09-06 (00:00 -04 becomes 01:00 -03)
+		// and repeats 23:00-23:59 on 2026-04-04.
+		{"skipped midnight", "0 0 * * *", "America/Santiago", "2026-09-05T12:00:00Z",
+			[]string{"2026-09-06T04:00:00Z", "2026-09-07T03:00:00Z"}},
+		{"skipped midnight on its day only", "0 0 6 9 *", "America/Santiago", "2026-09-01T12:00:00Z",
+			[]string{"2026-09-06T04:00:00Z", "2027-09-06T03:00:00Z"}},
+		{"repeated hour before midnight", "30 23 * * *", "America/Santiago", "2026-04-04T12:00:00Z",
+			[]string{"2026-04-05T02:30:00Z", "2026-04-06T03:30:00Z"}},
+		// Lord Howe Island moves its clock by 30 minutes: 02:00 becomes 02:30.
+		{"half-hour jump", "15 2 * * *", "Australia/Lord_Howe", "2026-10-03T00:00:00Z",
+			[]string{"2026-10-03T15:30:00Z", "2026-10-04T15:15:00Z"}},
+		// No change in UTC.
+		{"UTC", "30 2 * * *", "UTC", "2026-03-28T12:00:00Z",
+			[]string{"2026-03-29T02:30:00Z", "2026-03-30T02:30:00Z"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := mustParse(t, "name: c\nsteps: [{id: a, task: t}]\ntriggers:\n  - cron: '"+tt.cron+"'\n    timezone: "+tt.zone+"\n").Triggers[0]
+			var got []string
+			at := utc(tt.from)
+			for range tt.want {
+				// As the trigger engine computes each next tick.
+				at = tr.Schedule.Next(at.In(tr.Location)).UTC()
+				got = append(got, at.Format(time.RFC3339))
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("%s in %s from %s: ticks\n%v\nwant\n%v", tt.cron, tt.zone, tt.from, got, tt.want)
+			}
+		})
+	}
+
+	// Through a whole year, a daily schedule fires once every local day, at
+	// its time unless the clock skipped it.
+	for _, zone := range []string{"Europe/Paris", "America/New_York", "America/Santiago", "Australia/Lord_Howe", "Asia/Kathmandu"} {
+		for _, hm := range [][2]int{{2, 30}, {0, 0}, {23, 45}, {1, 15}} {
+			spec := fmt.Sprintf("%d %d * * *", hm[1], hm[0])
+			tr := mustParse(t, "name: c\nsteps: [{id: a, task: t}]\ntriggers:\n  - cron: '"+spec+"'\n    timezone: "+zone+"\n").Triggers[0]
+			days := map[string]int{}
+			at := time.Date(2026, 1, 1, 0, 0, 0, 0, tr.Location).Add(-time.Second)
+			for {
+				next := tr.Schedule.Next(at.In(tr.Location))
+				if !next.After(at) {
+					t.Fatalf("%s in %s: Next(%v) = %v, not after it", spec, zone, at, next)
+				}
+				if at = next; at.Year() > 2026 {
+					break
+				}
+				local := at.In(tr.Location)
+				days[local.Format(time.DateOnly)]++
+				_, before := local.Add(-time.Second).Zone()
+				if _, off := local.Zone(); (local.Hour() != hm[0] || local.Minute() != hm[1]) && off <= before {
+					t.Errorf("%s in %s: tick %v is off its time, and not at a jump", spec, zone, local)
+				}
+			}
+			if len(days) != 365 {
+				t.Errorf("%s in %s: ticks on %d days of 2026, want 365", spec, zone, len(days))
+			}
+			for day, n := range days {
+				if n != 1 {
+					t.Errorf("%s in %s: %d ticks on %s", spec, zone, n, day)
+				}
+			}
 		}
 	}
 }
