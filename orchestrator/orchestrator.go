@@ -309,6 +309,20 @@ type errNotDue struct{ wait time.Duration }
 
 func (e errNotDue) Error() string { return "timer not due yet" }
 
+// minTimerWait is the least a timer delivered early waits to come back.
+const minTimerWait = 100 * time.Millisecond
+
+// timerDue returns when st expects timer t to fire (zero if it does not).
+func timerDue(st *workflow.State, t events.TimerDue) time.Time {
+	if t.Path == "" {
+		return st.TimeoutAt
+	}
+	if s := st.Steps[t.Path]; s != nil {
+		return s.TimeoutAt
+	}
+	return time.Time{}
+}
+
 // errBroken marks a workflow that cannot go on (a corrupt history, a
 // decision too large to store): it is failed with error type typ.
 type errBroken struct {
@@ -588,7 +602,9 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 		now := sh.o.cfg.Now().UTC()
 		ev, ok, due := workflow.AcceptTimer(st, *d.Timer, now)
 		if !due {
-			return errNotDue{d.Timer.Due.Sub(now)}
+			// Come back when the workflow expects the timer: the delivered
+			// due time may be earlier (a timer scheduled again later).
+			return errNotDue{max(timerDue(st, *d.Timer).Sub(now), minTimerWait)}
 		}
 		if !ok && !fresh {
 			if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {

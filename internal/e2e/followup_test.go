@@ -354,3 +354,46 @@ steps:
 		t.Fatalf("child: %v", w.Status)
 	}
 }
+
+// Defect 6: a timer delivered with a due time already past, for a timer
+// the workflow expects later, waits for the workflow's due time instead of
+// coming back at once, again and again.
+func TestDefect6_PastDueTimerDoesNotSpin(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(approvalDef("72h"))
+	id := e.start("approval", "", `{"amount": 5}`)
+	eventually(t, 20*time.Second, "the run to wait", func() bool {
+		return stepStatus(e.get(id), "approve") == weftv1.StepStatus_STEP_STATUS_WAITING
+	})
+	timerID := workflow.TimerID("approve", 1)
+	js, err := jetstream.New(e.node.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delivered := func() uint64 {
+		c, err := js.Consumer(ctx(t), eventstore.TimersStream, eventstore.TimersConsumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Delivered.Consumer
+	}
+	before := delivered()
+	if err := e.node.Store.ScheduleTimer(ctx(t), events.TimerDue{WorkflowID: id, TimerID: timerID, Path: "approve",
+		Due: time.Now().Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the timer to be delivered", func() bool { return delivered() > before })
+	// Watch the deliveries for three seconds: one, or a few, not a loop.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if n := delivered() - before; n > 5 {
+			t.Fatalf("the timer was delivered %d times", n)
+		}
+	}
+	if s := stepStatus(e.get(id), "approve"); s != weftv1.StepStatus_STEP_STATUS_WAITING {
+		t.Fatalf("the wait is %v", s)
+	}
+}
