@@ -583,6 +583,11 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			}
 			ev, ok = workflow.AcceptResult(st, *d.Result)
 		}
+		if now := sh.o.cfg.Now().UTC(); ok && ev.Time.After(now) {
+			// An executor's clock that runs ahead must not move the
+			// workflow's time (workflow.now, the due times of its timers).
+			ev.Time = now
+		}
 		if ok && ev.StepCompleted != nil {
 			if n, big := sh.oversized(ev); big {
 				// An output too large to record fails its step (which a

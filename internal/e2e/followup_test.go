@@ -397,3 +397,37 @@ func TestDefect6_PastDueTimerDoesNotSpin(t *testing.T) {
 		t.Fatalf("the wait is %v", s)
 	}
 }
+
+// Defect 6: an executor whose clock runs ahead does not move the
+// workflow's time: what it reports is recorded at the orchestrator's time,
+// so workflow.now and the timers after it stay true.
+func TestDefect6_ClockAheadDoesNotMoveWorkflowTime(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: skew
+steps:
+  - { id: first, task: manual }
+  - { id: nap, sleep: 1s }
+  - { id: now, task: echo, input: "${ workflow.now }" }
+`)
+	id := e.start("skew", "", ``)
+	eventually(t, 20*time.Second, "the first step to be scheduled", func() bool {
+		return stepStatus(e.get(id), "first") == weftv1.StepStatus_STEP_STATUS_RUNNING
+	})
+	ahead := time.Now().Add(time.Hour).UTC()
+	if err := e.node.Store.PublishResult(ctx(t), events.Result{WorkflowID: id, Path: "first", Gen: 1, Attempt: 1,
+		Outcome: events.OutcomeCompleted, Output: "done", Time: ahead}); err != nil {
+		t.Fatal(err)
+	}
+	w := e.waitClosed(id, 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("status %v error %v", w.Status, w.Error)
+	}
+	now, err := time.Parse(time.RFC3339Nano, w.Output.GetStringValue())
+	if err != nil {
+		t.Fatalf("output %s: %v", toJSON(w.Output), err)
+	}
+	if now.After(time.Now().Add(time.Minute)) {
+		t.Fatalf("workflow.now is %s, an hour ahead", now)
+	}
+}
