@@ -904,13 +904,49 @@ func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint
 }
 
 // oversized reports whether ev cannot be stored as a record of its own,
-// and its encoded size.
+// and its encoded size. Only an output whose size bound passes the limit
+// is encoded to find out.
 func (sh *shard) oversized(ev events.Event) (int, bool) {
+	limit := int(sh.o.store.Conn().MaxPayload() - recordHeadroom)
+	if ev.StepCompleted != nil && sizeBound(ev.StepCompleted.Output, limit/2) <= limit/2 {
+		return 0, false
+	}
 	data, err := events.Encode(ev)
 	if err != nil {
 		return 0, false // Validate's business, later
 	}
 	return len(data), int64(len(data)) > sh.o.store.Conn().MaxPayload()-recordHeadroom
+}
+
+// sizeBound returns an upper bound of v's encoded size (a normalized
+// value), or a number above stop once the bound passes it.
+func sizeBound(v any, stop int) int {
+	n := 0
+	var walk func(v any)
+	walk = func(v any) {
+		if n > stop {
+			return
+		}
+		switch v := v.(type) {
+		case string:
+			n += len(v) + 5
+		case map[string]any:
+			n += 5
+			for k, x := range v {
+				n += len(k) + 5
+				walk(x)
+			}
+		case []any:
+			n += 5
+			for _, x := range v {
+				walk(x)
+			}
+		default:
+			n += 9
+		}
+	}
+	walk(v)
+	return n
 }
 
 // recordHeadroom is what a record's headers may take of the server's
