@@ -93,10 +93,12 @@ func (e *doctorEnv) waitSettled(wf string, status weftv1.WorkflowStatus, step st
 	}
 }
 
-// check runs the doctor over the env with a short grace period.
+// check runs the doctor over the env as if a second later, past its
+// grace period for what just changed.
 func (e *doctorEnv) check() *doctor.Report {
 	e.t.Helper()
-	rep, err := doctor.Check(ctx(e.t), e.node.Store, doctor.Options{Grace: time.Millisecond, All: true})
+	later := func() time.Time { return time.Now().Add(time.Second) }
+	rep, err := doctor.Check(ctx(e.t), e.node.Store, doctor.Options{Grace: 500 * time.Millisecond, All: true, Now: later})
 	if err != nil {
 		e.t.Fatalf("doctor.Check: %v", err)
 	}
