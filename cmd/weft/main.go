@@ -46,6 +46,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(clientCommands(cf)...)
 	root.AddCommand(benchCmd(cf))
 	root.AddCommand(tokenCommand())
+	root.AddCommand(doctorCmd())
 	return root
 }
 

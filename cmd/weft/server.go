@@ -44,11 +44,7 @@ type partFlags struct {
 
 func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
 	f := cmd.Flags()
-	f.StringVar(&p.natsURL, "nats-url", envOr("WEFT_NATS_URL", ""), "NATS server URL (env WEFT_NATS_URL)")
-	f.StringVar(&p.natsCreds, "nats-creds", "", "NATS credentials file (JWT and NKey seed) for --nats-url")
-	f.StringVar(&p.natsTLSCA, "nats-tls-ca", "", "PEM file of CA certificates to trust for --nats-url's TLS")
-	f.StringVar(&p.natsUser, "nats-user", "", "NATS user name for --nats-url (password from --nats-password or WEFT_NATS_PASSWORD)")
-	f.StringVar(&p.natsPassword, "nats-password", "", "NATS password for --nats-user (env WEFT_NATS_PASSWORD)")
+	p.registerNATS(cmd, envOr("WEFT_NATS_URL", ""))
 	if withAddr {
 		f.StringVar(&p.addr, "addr", "127.0.0.1:8080", "API listen address")
 		f.StringVar(&p.authTokens, "auth-tokens", "", "`file` of bearer tokens the API accepts, one name:<sha256 hex> a line (see weft token create); default: no authentication")
@@ -61,6 +57,17 @@ func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
 	f.DurationVar(&p.taskAckWait, "task-ack-wait", 30*time.Second, "how long a silent executor keeps a step before it is redelivered")
 	f.IntVar(&p.concurrency, "concurrency", 64, "handlers running at once per task type (executor)")
 	f.StringVar(&p.pprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; default: off")
+}
+
+// registerNATS adds the flags that say how to reach NATS: --nats-url
+// (default url) and its credentials.
+func (p *partFlags) registerNATS(cmd *cobra.Command, url string) {
+	f := cmd.Flags()
+	f.StringVar(&p.natsURL, "nats-url", url, "NATS server URL (env WEFT_NATS_URL)")
+	f.StringVar(&p.natsCreds, "nats-creds", "", "NATS credentials file (JWT and NKey seed) for --nats-url")
+	f.StringVar(&p.natsTLSCA, "nats-tls-ca", "", "PEM file of CA certificates to trust for --nats-url's TLS")
+	f.StringVar(&p.natsUser, "nats-user", "", "NATS user name for --nats-url (password from --nats-password or WEFT_NATS_PASSWORD)")
+	f.StringVar(&p.natsPassword, "nats-password", "", "NATS password for --nats-user (env WEFT_NATS_PASSWORD)")
 }
 
 // servePprof serves the Go runtime's profiles on addr, apart from the API.

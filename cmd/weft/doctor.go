@@ -1,0 +1,115 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/orchestrator/doctor"
+)
+
+// defaultNATSURL is where `weft server` serves its embedded NATS by default.
+const defaultNATSURL = "nats://127.0.0.1:4222"
+
+func doctorCmd() *cobra.Command {
+	var p partFlags
+	var asJSON, all bool
+	var opts doctor.Options
+	cmd := &cobra.Command{
+		Use:   "doctor",
+		Short: "Check that every running workflow will move on, reading only",
+		Long: `Reads Weft's data in NATS, changing nothing: for every run the index lists it
+folds the run's history and says what will move it on (a task in flight, a
+timer, a child running, a signal it waits for), and checks that the world
+agrees (the child exists, the timer is scheduled, the task's command reaches
+an executor). It names the runs nothing can move (stuck) and the index
+entries that disagree with history (drifted), with the reason, and exits
+with status 1 when there are any. Runs whose history changed within --grace
+are taken as moving.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			natsOpts, err := p.natsOptions()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			natsOpts = append([]nats.Option{nats.Name("weft doctor")}, natsOpts...)
+			nc, err := nats.Connect(p.natsURL, natsOpts...)
+			if err != nil {
+				return fmt.Errorf("connect to NATS at %s: %w", p.natsURL, err)
+			}
+			defer nc.Close()
+			store, err := eventstore.OpenExisting(ctx, nc, eventstore.Config{})
+			if err != nil {
+				return err
+			}
+			opts.All = all
+			rep, err := doctor.Check(ctx, store, opts)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				printReport(out, rep, all)
+			}
+			if !rep.OK() {
+				return fmt.Errorf("%d stuck, %d drifted", rep.Stuck, rep.Drifted)
+			}
+			return nil
+		},
+	}
+	p.registerNATS(cmd, envOr("WEFT_NATS_URL", defaultNATSURL))
+	f := cmd.Flags()
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.BoolVar(&all, "all", false, "list every run checked, not only the problems")
+	f.DurationVar(&opts.Grace, "grace", 10*time.Second, "take runs whose history changed this recently as moving, and their index entries as still to be written")
+	f.DurationVar(&opts.TimerGrace, "timer-grace", time.Minute, "how long past its due time a timer may still not have fired")
+	f.IntVar(&opts.Concurrency, "concurrency", 8, "histories read at once")
+	return cmd
+}
+
+// printReport writes rep for people: a summary, then a line per problem
+// (per run, with all), with its reason.
+func printReport(w io.Writer, rep *doctor.Report, all bool) {
+	fmt.Fprintf(w, "%d index entries\n%s\n", rep.Entries, rep.Summary())
+	runs := rep.Problems
+	if all {
+		runs = rep.Runs
+	}
+	if len(runs) == 0 {
+		if rep.OK() {
+			fmt.Fprintln(w, "nothing stuck or drifted")
+		}
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tDEFINITION\tSTATE\tWHY")
+	for _, r := range runs {
+		if len(r.Findings) == 0 {
+			var movers []string
+			for _, m := range r.Movers {
+				movers = append(movers, m.String())
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, r.Definition, r.Verdict, strings.Join(movers, "; "))
+			continue
+		}
+		for _, f := range r.Findings {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, r.Definition, f.Kind, f.Reason)
+		}
+	}
+	_ = tw.Flush()
+}

@@ -1,0 +1,195 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weftworks/weft/eventstore/events"
+)
+
+// Reads for tools that check a running Weft from outside (weft doctor):
+// they look at what JetStream holds and change nothing.
+
+// OpenExisting attaches to the streams and buckets a Weft set up on nc,
+// creating and changing nothing. The store serves reads of histories,
+// snapshots, the index, definitions, timers and step command queues.
+//
+// Errors: ErrNotFound (wrapped) when NATS holds no Weft streams.
+func OpenExisting(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	cfg.defaults()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: %w", err)
+	}
+	s := &Store{nc: nc, js: js, cfg: cfg, taskReady: map[string]bool{}}
+	s.sessionReconnects = nc.Stats().Reconnects
+	for _, st := range []struct {
+		name string
+		dst  *jetstream.Stream
+	}{
+		{HistoryStream, &s.history}, {ResultsStream, &s.results}, {TimersStream, &s.timers},
+		{SnapshotStream, &s.snaps}, {"KV_" + WorkflowsBucket, &s.indexStream},
+	} {
+		if *st.dst, err = js.Stream(ctx, st.name); err != nil {
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				return nil, fmt.Errorf("stream %s (is this Weft's NATS?): %w", st.name, ErrNotFound)
+			}
+			return nil, fmt.Errorf("eventstore: stream %s: %w", st.name, err)
+		}
+	}
+	s.sessionSeq = s.history.CachedInfo().State.LastSeq
+	for _, kv := range []struct {
+		name string
+		dst  *jetstream.KeyValue
+	}{{DefinitionsBucket, &s.defs}, {WorkflowsBucket, &s.index}} {
+		if *kv.dst, err = js.KeyValue(ctx, kv.name); err != nil {
+			if errors.Is(err, jetstream.ErrBucketNotFound) {
+				return nil, fmt.Errorf("bucket %s (is this Weft's NATS?): %w", kv.name, ErrNotFound)
+			}
+			return nil, fmt.Errorf("eventstore: bucket %s: %w", kv.name, err)
+		}
+	}
+	return s, nil
+}
+
+// Summaries returns every entry of the workflow index, newest first.
+func (s *Store) Summaries(ctx context.Context) ([]Summary, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	l, err := s.WatchListing(wctx)
+	if err != nil {
+		return nil, err
+	}
+	out, _ := l.Page(0, "", int(^uint(0)>>1), nil)
+	return out, nil
+}
+
+// TimerState is where a workflow's timer stands in the timers stream.
+type TimerState int
+
+// Timer states.
+const (
+	// TimerMissing: neither scheduled nor fired and waiting.
+	TimerMissing TimerState = iota
+	// TimerScheduled: its schedule waits for its due time.
+	TimerScheduled
+	// TimerFired: it fired, and waits for an orchestrator to take it.
+	TimerFired
+)
+
+// maxFiredScan bounds the fired timers of one workflow Timer looks through.
+const maxFiredScan = 256
+
+// Timer reports where wf's timer timerID stands.
+func (s *Store) Timer(ctx context.Context, wf, timerID string) (TimerState, error) {
+	sched := timerSchedPfx + wf + "." + timerID
+	_, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return s.timers.GetLastMsgForSubject(ctx, sched)
+	})
+	if err == nil {
+		return TimerScheduled, nil
+	}
+	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, fmt.Errorf("eventstore: timer %s of %s: %w", timerID, wf, err)
+	}
+	// Fired timers wait on the workflow's subject until an orchestrator acks them.
+	fired := timerFirePfx + wf
+	for seq, n := uint64(1), 0; n < maxFiredScan; n++ {
+		m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+			return s.timers.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(fired))
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("eventstore: fired timers of %s: %w", wf, err)
+		}
+		if m.Header.Get("Nats-Scheduler") == sched {
+			return TimerFired, nil
+		}
+		if t, err := events.DecodeTimer(m.Data); err == nil && t.TimerID == timerID {
+			return TimerFired, nil
+		}
+		seq = m.Sequence + 1
+	}
+	return TimerMissing, nil
+}
+
+// LastTaskCommand returns the history sequence of wf's latest step command
+// of task type taskType.
+//
+// Errors: ErrNotFound when wf has none.
+func (s *Store) LastTaskCommand(ctx context.Context, wf, taskType string) (uint64, error) {
+	return s.lastOn(ctx, s.history, historyPrefix+wf+".task."+taskType)
+}
+
+// LastExternal returns the history sequence of wf's latest record appended
+// from outside the orchestrator (a start, signal or cancel).
+//
+// Errors: ErrNotFound when wf has none.
+func (s *Store) LastExternal(ctx context.Context, wf string) (uint64, error) {
+	return s.lastOn(ctx, s.history, historyPrefix+wf+".ext")
+}
+
+// ResultWaiting reports whether a result for wf waits in the results
+// stream for an orchestrator to record it.
+func (s *Store) ResultWaiting(ctx context.Context, wf string) (bool, error) {
+	_, err := s.lastOn(ctx, s.results, resultsPrefix+wf)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (s *Store) lastOn(ctx context.Context, stream jetstream.Stream, subject string) (uint64, error) {
+	m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return stream.GetLastMsgForSubject(ctx, subject)
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, fmt.Errorf("%s: %w", subject, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("eventstore: last message on %s: %w", subject, err)
+	}
+	return m.Sequence, nil
+}
+
+// TaskAckFloor returns the history sequence up to which every step command
+// of taskType was settled by an executor (acked, or dropped as unreadable).
+//
+// Errors: ErrNotFound when the task type has no consumer: its commands are
+// delivered to no executor.
+func (s *Store) TaskAckFloor(ctx context.Context, taskType string) (uint64, error) {
+	return s.ackFloor(ctx, taskConsumerName(taskType))
+}
+
+// ExternalAckFloor returns the history sequence up to which orchestrators
+// have taken every start, signal and cancel appended from outside.
+func (s *Store) ExternalAckFloor(ctx context.Context) (uint64, error) {
+	return s.ackFloor(ctx, ExternalConsumer)
+}
+
+func (s *Store) ackFloor(ctx context.Context, consumer string) (uint64, error) {
+	info, err := retryRead(ctx, func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+		c, err := s.history.Consumer(ctx, consumer)
+		if err != nil {
+			return nil, err
+		}
+		return c.CachedInfo(), nil
+	})
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, fmt.Errorf("consumer %s: %w", consumer, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("eventstore: consumer %s: %w", consumer, err)
+	}
+	return info.AckFloor.Stream, nil
+}
+
+// TaskConsumer returns the name of the durable consumer that delivers
+// taskType's step commands to executors.
+func TaskConsumer(taskType string) string { return taskConsumerName(taskType) }

@@ -1,0 +1,163 @@
+package eventstore_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/natstest"
+)
+
+// poll calls cond until it holds or the deadline passes.
+func poll(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestOpenExisting(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	if _, err := eventstore.OpenExisting(ctx, ns.Connect(t), eventstore.Config{}); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("OpenExisting on a NATS without Weft: %v", err)
+	}
+	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zero uint64
+	if _, err := s.AppendExternal(ctx, "wf", &zero, "start/wf", started("wf")); err != nil {
+		t.Fatal(err)
+	}
+	if errs := s.PutSummaries(ctx, []eventstore.Summary{{ID: "wf", Status: "RUNNING", Created: time.Now(), Seq: 1}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	r, err := eventstore.OpenExisting(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgs, err := r.Read(ctx, "wf", 0); err != nil || len(msgs) != 1 {
+		t.Fatalf("Read through an attached store: %v, %v", msgs, err)
+	}
+	sums, err := r.Summaries(ctx)
+	if err != nil || len(sums) != 1 || sums[0].ID != "wf" || sums[0].Status != "RUNNING" {
+		t.Fatalf("Summaries = %+v, %v", sums, err)
+	}
+}
+
+func TestTimerStates(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	state := func(id string) eventstore.TimerState {
+		t.Helper()
+		st, err := s.Timer(ctx, "wf", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := state("t1"); st != eventstore.TimerMissing {
+		t.Fatalf("a timer never scheduled: %v", st)
+	}
+	for _, td := range []events.TimerDue{
+		{WorkflowID: "wf", TimerID: "soon", Path: "p", Due: time.Now().Add(time.Second)},
+		{WorkflowID: "wf", TimerID: "later", Path: "q", Due: time.Now().Add(time.Hour)},
+		{WorkflowID: "wf", TimerID: "dropped", Path: "r", Due: time.Now().Add(time.Hour)},
+	} {
+		if err := s.ScheduleTimer(ctx, td); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.CancelTimer(ctx, "wf", "dropped"); err != nil {
+		t.Fatal(err)
+	}
+	if st := state("later"); st != eventstore.TimerScheduled {
+		t.Fatalf("a scheduled timer: %v", st)
+	}
+	if st := state("dropped"); st != eventstore.TimerMissing {
+		t.Fatalf("a canceled timer: %v", st)
+	}
+	// Once due it waits, fired, for an orchestrator; once taken it is gone.
+	poll(t, 10*time.Second, "the timer to fire", func() bool { return state("soon") == eventstore.TimerFired })
+	feed, err := s.Feed(ctx, eventstore.SourceTimers, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Stop()
+	d, err := feed.Next()
+	if err != nil || d.Timer == nil || d.Timer.TimerID != "soon" {
+		t.Fatalf("delivery %+v, %v", d, err)
+	}
+	if err := d.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "the fired timer to go", func() bool { return state("soon") == eventstore.TimerMissing })
+	if st := state("later"); st != eventstore.TimerScheduled {
+		t.Fatalf("the other timer: %v", st)
+	}
+}
+
+func TestCommandAndInputQueues(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	var zero uint64
+	startSeq, err := s.AppendExternal(ctx, "wf", &zero, "start/wf", started("wf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := s.LastExternal(ctx, "wf"); err != nil || seq != startSeq {
+		t.Fatalf("LastExternal = %d, %v; want %d", seq, err, startSeq)
+	}
+	if floor, err := s.ExternalAckFloor(ctx); err != nil || floor >= startSeq {
+		t.Fatalf("ExternalAckFloor with no orchestrator = %d, %v", floor, err)
+	}
+	if _, err := s.LastTaskCommand(ctx, "wf", "echo"); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("LastTaskCommand before any: %v", err)
+	}
+	if _, err := s.TaskAckFloor(ctx, "echo"); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("TaskAckFloor without a consumer: %v", err)
+	}
+	if err := s.EnsureTaskConsumer(ctx, "echo"); err != nil {
+		t.Fatal(err)
+	}
+	cmdSeq, err := s.Append(ctx, "wf", startSeq, events.Event{Type: events.TypeStepScheduled,
+		StepScheduled: &events.StepScheduled{Path: "a", Gen: 1, Task: "echo", FirstAttempt: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := s.LastTaskCommand(ctx, "wf", "echo"); err != nil || seq != cmdSeq {
+		t.Fatalf("LastTaskCommand = %d, %v; want %d", seq, err, cmdSeq)
+	}
+	if floor, err := s.TaskAckFloor(ctx, "echo"); err != nil || floor >= cmdSeq {
+		t.Fatalf("TaskAckFloor before an executor took the command = %d, %v", floor, err)
+	}
+	p, err := s.TaskPuller(ctx, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Fetch(ctx, 1, 5*time.Second, func(d *eventstore.Delivery) { _ = d.Ack() }); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 10*time.Second, "the ack floor to pass the command", func() bool {
+		floor, err := s.TaskAckFloor(ctx, "echo")
+		return err == nil && floor >= cmdSeq
+	})
+	if ok, err := s.ResultWaiting(ctx, "wf"); err != nil || ok {
+		t.Fatalf("ResultWaiting before a result: %v, %v", ok, err)
+	}
+	if err := s.PublishResult(ctx, events.Result{WorkflowID: "wf", Path: "a", Gen: 1, Attempt: 1,
+		Outcome: events.OutcomeCompleted, Time: time.Now(), Cmd: cmdSeq}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.ResultWaiting(ctx, "wf"); err != nil || !ok {
+		t.Fatalf("ResultWaiting after a result: %v, %v", ok, err)
+	}
+}

@@ -1,0 +1,585 @@
+// Package doctor checks a running Weft from outside, reading only. For
+// every run the workflow index lists it folds the run's history and says
+// whether something will move it on (a task command in flight, a timer
+// scheduled, a child running, a wait for a signal) and whether the index
+// agrees with history. It then checks that the world agrees with what
+// history expects: the child exists, the timer is still scheduled, the
+// task command still waits for an executor or its result waits to be
+// recorded.
+//
+// A run nothing can move is stuck; an index entry that disagrees with
+// history is drifted. Runs whose history changed within a grace period
+// are taken as moving, so a check of a busy Weft does not report what is
+// merely in progress.
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/orchestrator"
+	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// Verdict says where a run stands.
+type Verdict string
+
+// Verdicts.
+const (
+	// Moving: something in flight will move it on.
+	Moving Verdict = "moving"
+	// Waiting: only a signal will move it on.
+	Waiting Verdict = "waiting"
+	// Stuck: nothing will move it on.
+	Stuck Verdict = "stuck"
+	// Closed: it completed, failed or was canceled.
+	Closed Verdict = "closed"
+	// Missing: the index lists it, but it has no history.
+	Missing Verdict = "missing"
+)
+
+// FindingKind is a kind of problem.
+type FindingKind string
+
+// Finding kinds.
+const (
+	// FindingStuck: nothing will move the run on.
+	FindingStuck FindingKind = "stuck"
+	// FindingDrifted: the index disagrees with history.
+	FindingDrifted FindingKind = "drifted"
+)
+
+// Finding is one problem with a run, and why.
+type Finding struct {
+	Kind   FindingKind `json:"kind"`
+	Reason string      `json:"reason"`
+}
+
+// Run is what a check found about one run.
+type Run struct {
+	ID         string `json:"id"`
+	Definition string `json:"definition,omitempty"`
+	// IndexStatus is the status the index lists; empty when it does not
+	// list the run (found through a parent or child).
+	IndexStatus string `json:"index_status"`
+	// Status is the status history says; empty when there is no history.
+	Status  string           `json:"status"`
+	Verdict Verdict          `json:"verdict"`
+	Movers  []workflow.Mover `json:"movers,omitempty"`
+	// Findings are its problems, if any.
+	Findings []Finding `json:"findings,omitempty"`
+	// LastChange is when its history last changed.
+	LastChange time.Time `json:"last_change,omitzero"`
+}
+
+// Stuck reports whether nothing will move the run on.
+func (r *Run) Stuck() bool { return r.has(FindingStuck) }
+
+// Drifted reports whether the index disagrees with the run's history.
+func (r *Run) Drifted() bool { return r.has(FindingDrifted) }
+
+func (r *Run) has(k FindingKind) bool {
+	return slices.ContainsFunc(r.Findings, func(f Finding) bool { return f.Kind == k })
+}
+
+// Report is the outcome of a check.
+type Report struct {
+	// At is when the check began.
+	At time.Time `json:"at"`
+	// Entries counts the index entries checked.
+	Entries int `json:"entries"`
+	// Running counts the runs whose history says RUNNING; Moving, Waiting
+	// and Stuck divide them.
+	Running int `json:"running"`
+	Moving  int `json:"moving"`
+	Waiting int `json:"waiting"`
+	Stuck   int `json:"stuck"`
+	// Drifted counts the runs the index disagrees about.
+	Drifted int `json:"drifted"`
+	// Problems are the runs stuck or drifted, by id.
+	Problems []Run `json:"problems"`
+	// Runs are every run checked, by id (Options.All).
+	Runs []Run `json:"runs,omitempty"`
+}
+
+// OK reports whether nothing is stuck or drifted.
+func (r *Report) OK() bool { return r.Stuck == 0 && r.Drifted == 0 }
+
+// Summary is the report in one line.
+func (r *Report) Summary() string {
+	return fmt.Sprintf("%d running: %d moving, %d waiting for a signal, %d stuck, %d drifted",
+		r.Running, r.Moving, r.Waiting, r.Stuck, r.Drifted)
+}
+
+// Options tunes a check.
+type Options struct {
+	// Grace: a run whose history changed less than Grace ago is taken as
+	// moving, and its index entry is not compared yet (the index follows
+	// history with a delay). Default 10s.
+	Grace time.Duration
+	// TimerGrace is how long past its due time a timer may still not have
+	// fired. Default 1m.
+	TimerGrace time.Duration
+	// All lists every run in Report.Runs, not only the problems.
+	All bool
+	// Concurrency bounds the histories read at once. Default 8.
+	Concurrency int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) defaults() {
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Second
+	}
+	if o.TimerGrace <= 0 {
+		o.TimerGrace = time.Minute
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Check checks every run the index lists, and the runs they name as
+// parent or child that it does not list. It reads one history per run and
+// writes nothing. Errors are failures to read, not findings.
+func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report, error) {
+	opts.defaults()
+	c := &checker{store: store, opts: opts, now: opts.Now(), defs: orchestrator.NewDefinitions(store),
+		runs: map[string]*run{}, taskFloors: map[string]floor{}}
+	sums, err := store.Summaries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	indexed := make([]*run, len(sums))
+	for i, sum := range sums {
+		r := &run{Run: Run{ID: sum.ID, Definition: sum.Definition, IndexStatus: sum.Status}, indexed: true}
+		indexed[i] = r
+		c.runs[sum.ID] = r
+	}
+	if err := c.each(ctx, indexed, c.load); err != nil {
+		return nil, err
+	}
+	// The parents and children the index does not list are read too, once.
+	all := indexed
+	for round := indexed; len(round) > 0; {
+		var found []*run
+		for _, r := range round {
+			for _, id := range r.related() {
+				if c.runs[id] == nil {
+					nr := &run{Run: Run{ID: id}}
+					c.runs[id] = nr
+					found = append(found, nr)
+				}
+			}
+		}
+		if err := c.each(ctx, found, c.load); err != nil {
+			return nil, err
+		}
+		all, round = append(all, found...), found
+	}
+	if err := c.each(ctx, all, c.judge); err != nil {
+		return nil, err
+	}
+	rep := &Report{At: c.now, Entries: len(sums), Problems: []Run{}}
+	slices.SortFunc(all, func(a, b *run) int { return strings.Compare(a.ID, b.ID) })
+	for _, r := range all {
+		if !r.indexed && r.st == nil {
+			continue // a child that does not exist: its parent says so
+		}
+		if r.Status == string(workflow.StatusRunning) {
+			rep.Running++
+			switch r.Verdict {
+			case Moving:
+				rep.Moving++
+			case Waiting:
+				rep.Waiting++
+			}
+		}
+		if r.Stuck() {
+			rep.Stuck++
+		}
+		if r.Drifted() {
+			rep.Drifted++
+		}
+		if r.Stuck() || r.Drifted() {
+			rep.Problems = append(rep.Problems, r.Run)
+		}
+		if opts.All {
+			rep.Runs = append(rep.Runs, r.Run)
+		}
+	}
+	return rep, nil
+}
+
+// run is one run under check.
+type run struct {
+	Run
+	indexed bool
+	// st is the folded history; nil when there is none.
+	st      *workflow.State
+	lastSeq uint64
+	// broken is why the history could not be folded to its end.
+	broken error
+}
+
+// related returns the ids of the run's running children and its parent.
+func (r *run) related() []string {
+	if r.st == nil {
+		return nil
+	}
+	var ids []string
+	for _, m := range workflow.Movers(r.st) {
+		if m.Kind == workflow.MoverChild {
+			ids = append(ids, m.ChildID)
+		}
+	}
+	if p := r.st.Parent; p != nil && r.st.Status.Terminal() {
+		ids = append(ids, p.WorkflowID)
+	}
+	return ids
+}
+
+func (r *run) add(k FindingKind, format string, args ...any) {
+	r.Findings = append(r.Findings, Finding{Kind: k, Reason: fmt.Sprintf(format, args...)})
+}
+
+type floor struct {
+	seq uint64
+	err error
+}
+
+type checker struct {
+	store *eventstore.Store
+	opts  Options
+	now   time.Time
+	defs  *orchestrator.Definitions
+	// runs holds every run read, by id; it is only added to before the
+	// runs are judged.
+	runs map[string]*run
+
+	mu         sync.Mutex
+	taskFloors map[string]floor
+	extFloor   *floor
+}
+
+// each calls fn for every run, Options.Concurrency at a time, and returns
+// the first error.
+func (c *checker) each(ctx context.Context, runs []*run, fn func(context.Context, *run) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	sem := make(chan struct{}, c.opts.Concurrency)
+	for _, r := range runs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := fn(ctx, r); err != nil {
+				once.Do(func() { first = fmt.Errorf("%s: %w", r.ID, err); cancel() })
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
+}
+
+// load reads and folds r's history.
+func (c *checker) load(ctx context.Context, r *run) error {
+	l, err := orchestrator.ReadFromSnapshot(ctx, c.store, r.ID)
+	if err != nil {
+		return err
+	}
+	st := l.State
+	if st.Events == 0 && len(l.Msgs) == 0 {
+		return nil
+	}
+	r.lastSeq, r.LastChange = l.SnapshotSeq, st.Now
+	for _, m := range l.Msgs {
+		r.lastSeq = m.Seq
+		if m.Time.After(r.LastChange) {
+			r.LastChange = m.Time
+		}
+		if r.broken != nil {
+			continue
+		}
+		if m.Err != nil {
+			r.broken = m.Err
+			continue
+		}
+		for _, ev := range m.Record.Events {
+			if err := st.Apply(ev); err != nil {
+				r.broken = fmt.Errorf("history record at seq %d: %w", m.Seq, err)
+				break
+			}
+		}
+	}
+	if st.Events == 0 {
+		// Not even its start could be read.
+		st.Status = workflow.StatusRunning
+	}
+	if r.broken != nil && len(l.Msgs) > 0 {
+		// An orchestrator fails a workflow whose history it cannot read by
+		// appending WorkflowFailed: then it is closed, as the API shows it.
+		if last := l.Msgs[len(l.Msgs)-1]; last.Err == nil {
+			if evs := last.Record.Events; evs[len(evs)-1].Terminal() {
+				st.Status, r.broken = workflow.StatusFailed, nil
+			}
+		}
+	}
+	r.st, r.Status = st, string(st.Status)
+	if r.Definition == "" {
+		r.Definition = st.Definition
+	}
+	return nil
+}
+
+// recent reports whether r's history changed within the grace period.
+func (c *checker) recent(r *run) bool { return c.now.Sub(r.LastChange) < c.opts.Grace }
+
+// judge decides r's verdict and findings.
+func (c *checker) judge(ctx context.Context, r *run) error {
+	switch {
+	case r.st == nil && r.indexed:
+		r.Verdict = Missing
+		r.add(FindingDrifted, "index says %s, but there is no history", r.IndexStatus)
+		return nil
+	case r.st == nil:
+		return nil
+	case c.recent(r):
+		r.Movers = workflow.Movers(r.st)
+		r.Verdict = Moving
+		if r.Status != string(workflow.StatusRunning) {
+			r.Verdict = Closed
+		}
+		return nil
+	case !r.indexed:
+		r.add(FindingDrifted, "history says %s, but the index does not list it", r.Status)
+	case r.IndexStatus != r.Status:
+		r.add(FindingDrifted, "index says %s, history says %s", r.IndexStatus, r.Status)
+	}
+	if r.Status != string(workflow.StatusRunning) {
+		r.Verdict = Closed
+		return nil
+	}
+	r.Movers = workflow.Movers(r.st)
+	var stuck []string
+	if r.broken != nil {
+		stuck = append(stuck, fmt.Sprintf("its history cannot be read: %v", r.broken))
+	} else {
+		why, err := c.world(ctx, r)
+		if err != nil {
+			return err
+		}
+		stuck = why
+	}
+	if len(stuck) > 0 {
+		// Whatever moved since the history was read moved it.
+		last, err := c.store.LastSeq(ctx, r.ID)
+		if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+			return err
+		}
+		if last != r.lastSeq {
+			stuck = nil
+		}
+	}
+	for _, why := range stuck {
+		r.add(FindingStuck, "%s", why)
+	}
+	switch {
+	case len(stuck) > 0:
+		r.Verdict = Stuck
+	case len(r.Movers) > 0 && !slices.ContainsFunc(r.Movers, func(m workflow.Mover) bool { return m.Kind != workflow.MoverSignal }):
+		r.Verdict = Waiting
+	default:
+		r.Verdict = Moving
+	}
+	return nil
+}
+
+// world checks that what r's history waits for is there, and returns why
+// it is stuck if it is not.
+func (c *checker) world(ctx context.Context, r *run) ([]string, error) {
+	var stuck []string
+	st := r.st
+	// Decisions an orchestrator should have made.
+	def, rec, err := c.defs.Load(ctx, st.Definition, st.Revision)
+	switch {
+	case err != nil && (errors.Is(err, eventstore.ErrNotFound) || rec.Revision > 0):
+		// Missing, or no longer compiles: no orchestrator can decide for it.
+		stuck = append(stuck, fmt.Sprintf("its definition %s revision %d cannot be loaded: %v", st.Definition, st.Revision, err))
+	case err != nil:
+		return nil, err
+	default:
+		why, err := c.decided(ctx, r, def)
+		if err != nil {
+			return nil, err
+		}
+		stuck = append(stuck, why...)
+	}
+	for _, m := range r.Movers {
+		var why string
+		var err error
+		switch m.Kind {
+		case workflow.MoverTask:
+			why, err = c.task(ctx, r, m)
+		case workflow.MoverChild:
+			why, err = c.child(ctx, r, m)
+		case workflow.MoverTimer:
+			why, err = c.timer(ctx, r, m)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if why != "" {
+			stuck = append(stuck, why)
+		}
+	}
+	return stuck, nil
+}
+
+// decided checks that an orchestrator made the decisions r's history
+// calls for, or that an input waits that will make it decide.
+func (c *checker) decided(ctx context.Context, r *run, def *definition.Definition) ([]string, error) {
+	evs := workflow.Decide(r.st, def)
+	if len(evs) == 0 {
+		if len(r.Movers) == 0 {
+			return []string{"nothing will move it: no task in flight, child running, timer or wait"}, nil
+		}
+		return nil, nil
+	}
+	waiting, err := c.inputWaiting(ctx, r.ID)
+	if err != nil || waiting {
+		return nil, err
+	}
+	return []string{fmt.Sprintf("undecided: its history calls for %s, but no orchestrator recorded it and no input waits", typesOf(evs))}, nil
+}
+
+func typesOf(evs []events.Event) string {
+	var ts []string
+	for _, e := range evs {
+		if t := string(e.Type); !slices.Contains(ts, t) {
+			ts = append(ts, t)
+		}
+	}
+	return strings.Join(ts, ", ")
+}
+
+// inputWaiting reports whether an input for wf waits for an orchestrator:
+// a start, signal or cancel not yet taken, or a result not yet recorded.
+func (c *checker) inputWaiting(ctx context.Context, wf string) (bool, error) {
+	c.mu.Lock()
+	f := c.extFloor
+	c.mu.Unlock()
+	if f == nil {
+		seq, err := c.store.ExternalAckFloor(ctx)
+		if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+			return false, err
+		}
+		f = &floor{seq: seq}
+		c.mu.Lock()
+		c.extFloor = f
+		c.mu.Unlock()
+	}
+	last, err := c.store.LastExternal(ctx, wf)
+	if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+		return false, err
+	}
+	if last > f.seq {
+		return true, nil
+	}
+	return c.store.ResultWaiting(ctx, wf)
+}
+
+// task checks a task step in flight: its command waits for an executor,
+// or its result waits to be recorded.
+func (c *checker) task(ctx context.Context, r *run, m workflow.Mover) (string, error) {
+	c.mu.Lock()
+	f, ok := c.taskFloors[m.Task]
+	c.mu.Unlock()
+	if !ok {
+		f.seq, f.err = c.store.TaskAckFloor(ctx, m.Task)
+		if f.err != nil && !errors.Is(f.err, eventstore.ErrNotFound) {
+			return "", f.err
+		}
+		c.mu.Lock()
+		c.taskFloors[m.Task] = f
+		c.mu.Unlock()
+	}
+	if f.err != nil {
+		return fmt.Sprintf("step %s: task type %s has no consumer (%s): its command reaches no executor",
+			m.Path, m.Task, eventstore.TaskConsumer(m.Task)), nil
+	}
+	last, err := c.store.LastTaskCommand(ctx, r.ID, m.Task)
+	if errors.Is(err, eventstore.ErrNotFound) {
+		return fmt.Sprintf("step %s: its task command is not in the history stream", m.Path), nil
+	}
+	if err != nil || last > f.seq {
+		return "", err
+	}
+	waiting, err := c.store.ResultWaiting(ctx, r.ID)
+	if err != nil || waiting {
+		return "", err
+	}
+	return fmt.Sprintf("step %s: an executor settled its task command (%s), but no result was recorded", m.Path, m.Task), nil
+}
+
+// child checks a child step: the child exists, is the step's, and, if it
+// closed, its parent was told.
+func (c *checker) child(ctx context.Context, r *run, m workflow.Mover) (string, error) {
+	kid := c.runs[m.ChildID]
+	if kid == nil || kid.st == nil {
+		return fmt.Sprintf("step %s: child workflow %s does not exist", m.Path, m.ChildID), nil
+	}
+	if p := kid.st.Parent; p == nil || p.WorkflowID != r.ID || p.Path != m.Path || p.Gen != m.Gen {
+		return fmt.Sprintf("step %s: workflow %s is not this step's child", m.Path, m.ChildID), nil
+	}
+	if !kid.st.Status.Terminal() || c.recent(kid) {
+		return "", nil
+	}
+	waiting, err := c.store.ResultWaiting(ctx, r.ID)
+	if err != nil || waiting {
+		return "", err
+	}
+	return fmt.Sprintf("step %s: child workflow %s is %s since %s, but the parent was not told",
+		m.Path, m.ChildID, kid.Status, kid.LastChange.UTC().Format(time.RFC3339)), nil
+}
+
+// timer checks a timer: it is scheduled and not long overdue, or it fired
+// and waits for an orchestrator.
+func (c *checker) timer(ctx context.Context, r *run, m workflow.Mover) (string, error) {
+	state, err := c.store.Timer(ctx, r.ID, m.TimerID)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case state == eventstore.TimerMissing:
+		return fmt.Sprintf("%s: its timer %s is neither scheduled nor fired", m, m.TimerID), nil
+	case state == eventstore.TimerScheduled && c.now.Sub(m.Due) > c.opts.TimerGrace:
+		return fmt.Sprintf("%s: its timer %s is overdue by %s and has not fired",
+			m, m.TimerID, c.now.Sub(m.Due).Round(time.Second)), nil
+	}
+	return "", nil
+}

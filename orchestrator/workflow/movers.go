@@ -1,0 +1,100 @@
+package workflow
+
+import (
+	"fmt"
+	"time"
+)
+
+// MoverKind is a kind of thing that moves a running workflow on.
+type MoverKind string
+
+// Mover kinds.
+const (
+	// MoverTask is a step command in flight: its result will come.
+	MoverTask MoverKind = "task"
+	// MoverChild is a child workflow running: its outcome will come.
+	MoverChild MoverKind = "child"
+	// MoverTimer is a timer scheduled: a sleep, a wait's timeout or the
+	// workflow's timeout.
+	MoverTimer MoverKind = "timer"
+	// MoverSignal is a wait for a signal without a timeout: only the
+	// signal moves it.
+	MoverSignal MoverKind = "signal"
+	// MoverCancel is a cancel requested: an orchestrator will act on it.
+	MoverCancel MoverKind = "cancel"
+)
+
+// Mover is one thing that will move a running workflow on.
+type Mover struct {
+	Kind MoverKind `json:"kind"`
+	// Path is the step's path; empty for the workflow's timeout and a cancel.
+	Path string `json:"path,omitempty"`
+	// Task is a task step's type or a child step's definition.
+	Task string `json:"task,omitempty"`
+	// Gen is the step's scheduling (task and child steps).
+	Gen     int    `json:"gen,omitempty"`
+	ChildID string `json:"child_id,omitempty"`
+	// TimerID and Due are a timer's; a wait with a timeout also has Signal.
+	TimerID string    `json:"timer_id,omitempty"`
+	Due     time.Time `json:"due,omitzero"`
+	Signal  string    `json:"signal,omitempty"`
+}
+
+// String describes m for people.
+func (m Mover) String() string {
+	switch m.Kind {
+	case MoverTask:
+		return fmt.Sprintf("step %s: task %s in flight", m.Path, m.Task)
+	case MoverChild:
+		return fmt.Sprintf("step %s: child workflow %s running", m.Path, m.ChildID)
+	case MoverTimer:
+		due := m.Due.UTC().Format(time.RFC3339)
+		switch {
+		case m.Path == "":
+			return fmt.Sprintf("workflow timeout due %s", due)
+		case m.Signal != "":
+			return fmt.Sprintf("step %s: waiting for signal %q, timeout due %s", m.Path, m.Signal, due)
+		}
+		return fmt.Sprintf("step %s: sleeping until %s", m.Path, due)
+	case MoverSignal:
+		return fmt.Sprintf("step %s: waiting for signal %q", m.Path, m.Signal)
+	case MoverCancel:
+		return "cancel requested"
+	}
+	return string(m.Kind)
+}
+
+// Movers lists what will move st on while it is running: its task steps
+// in flight, children running, timers scheduled and not yet fired, waits
+// for signals, and a requested cancel, in the order their steps started
+// (the workflow's timeout and a cancel last). It returns nil for a state
+// that is not running. A running state with no movers moves only if
+// Decide still has events for it.
+func Movers(st *State) []Mover {
+	if st.Status != StatusRunning {
+		return nil
+	}
+	var out []Mover
+	for _, path := range st.Order {
+		s := st.Steps[path]
+		switch {
+		case s.Status == StepRunning && s.Kind == "task":
+			out = append(out, Mover{Kind: MoverTask, Path: path, Task: s.Task, Gen: s.Gen})
+		case s.Status == StepRunning && s.Kind == "workflow":
+			out = append(out, Mover{Kind: MoverChild, Path: path, Task: s.Task, Gen: s.Gen, ChildID: s.ChildID})
+		case s.Status == StepWaiting && s.TimerID != "":
+			if !s.TimedOut {
+				out = append(out, Mover{Kind: MoverTimer, Path: path, TimerID: s.TimerID, Due: s.TimeoutAt, Signal: s.Signal})
+			}
+		case s.Status == StepWaiting && s.Kind == "wait":
+			out = append(out, Mover{Kind: MoverSignal, Path: path, Signal: s.Signal})
+		}
+	}
+	if st.TimeoutTimerID != "" && !st.TimedOut {
+		out = append(out, Mover{Kind: MoverTimer, TimerID: st.TimeoutTimerID, Due: st.TimeoutAt})
+	}
+	if st.CancelRequested {
+		out = append(out, Mover{Kind: MoverCancel})
+	}
+	return out
+}
