@@ -65,6 +65,7 @@ steps:
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || w.Error.Type != "oops" || w.Error.StepPath != "unreachable" {
 		t.Fatalf("status %v error %v", w.Status, w.Error)
 	}
+	e.healthy()
 }
 
 // A workflow-level timeout fails the run.
@@ -84,6 +85,7 @@ steps:
 	if d := w.ClosedTime.AsTime().Sub(w.CreatedTime.AsTime()); d < 2*time.Second {
 		t.Fatalf("timed out after %s", d)
 	}
+	e.healthy()
 }
 
 // A failed parallel branch fails the step unless on_error: continue.
@@ -108,4 +110,5 @@ steps:
 		toJSON(w.Output) != `{"bad":{"error":{"message":"down","step":"broken","type":"error"}},"ok":1}` {
 		t.Fatalf("status %v output %s error %v", w.Status, toJSON(w.Output), w.Error)
 	}
+	e.healthy()
 }

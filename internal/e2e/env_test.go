@@ -20,6 +20,7 @@ import (
 	"github.com/weftworks/weft/internal/node"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/api"
+	"github.com/weftworks/weft/orchestrator/doctor"
 )
 
 // env is a Weft running in-process against a real embedded NATS.
@@ -214,4 +215,29 @@ func toJSON(v *structpb.Value) string {
 	_ = json.Unmarshal(b, &x)
 	b, _ = json.Marshal(x)
 	return string(b)
+}
+
+// healthy fails the test unless `weft doctor`'s check finds every listed
+// run moving, waiting or closed, and the listing in step with history,
+// once what just changed has settled.
+func (e *env) healthy() {
+	e.t.Helper()
+	var rep *doctor.Report
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var err error
+		rep, err = doctor.Check(ctx(e.t), e.node.Store, doctor.Options{Grace: 500 * time.Millisecond})
+		if err != nil {
+			e.t.Fatalf("doctor: %v", err)
+		}
+		if rep.OK() {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := json.MarshalIndent(rep, "", "  ")
+	e.t.Fatalf("doctor: %s\n%s", rep.Summary(), b)
 }

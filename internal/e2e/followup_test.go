@@ -85,6 +85,7 @@ steps:
 	eventually(t, 20*time.Second, "the parent to be listed FAILED", func() bool {
 		return e.listedStatus(id) == weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED
 	})
+	e.healthy()
 }
 
 // Defect 2: a child recorded as started by an orchestrator that died
@@ -175,6 +176,7 @@ func TestDefect4_RedriveRelistsRunning(t *testing.T) {
 	eventually(t, 20*time.Second, "the redriven run to be listed RUNNING", func() bool {
 		return e.listedStatus(id) == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING
 	})
+	e.healthy()
 }
 
 // Defect 6: a signal or cancel that loses the race with the run's close is
@@ -289,6 +291,7 @@ steps:
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"too big"` {
 		t.Fatalf("unrecordable output: status %v output %s error %v", w.Status, toJSON(w.Output), w.Error)
 	}
+	e.healthy()
 }
 
 // Defect 6: a child recorded as started by an orchestrator that has not

@@ -260,6 +260,7 @@ steps:
 	if p := peak.Load(); p > 10 {
 		t.Fatalf("%d item tasks ran at once, want at most 10", p)
 	}
+	e.healthy()
 }
 
 // sleep survives a restart and fires once; repeat stops at until and fails
@@ -326,6 +327,7 @@ steps:
 	if ticks != 5 {
 		t.Fatalf("repeat ran %d iterations, want 5", ticks)
 	}
+	e.healthy()
 }
 
 // A child workflow's output flows to the parent; cancelling the parent
@@ -372,6 +374,7 @@ steps:
 	if w := e.waitClosed(childID, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_CANCELED {
 		t.Fatalf("child: %v", w.Status)
 	}
+	e.healthy()
 }
 
 // A revision put while a workflow runs does not change that workflow.
@@ -475,4 +478,5 @@ steps:
 	if connect.CodeOf(err) != connect.CodeFailedPrecondition {
 		t.Fatalf("retry of a completed workflow: %v", err)
 	}
+	e.healthy()
 }
