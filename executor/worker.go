@@ -22,6 +22,9 @@ const (
 	ErrTypeTimeout   = "timeout"
 	ErrTypeExhausted = "attempts_exhausted"
 	ErrTypeOutput    = "invalid_output"
+	// ErrTypeWrongTaskType fails a step whose command reached the executor
+	// of another task type (a consumer whose filter was changed under it).
+	ErrTypeWrongTaskType = "wrong_task_type"
 )
 
 // Config tunes a Worker.
@@ -80,6 +83,9 @@ func (w *Worker) Register(taskType string, h Handler) error {
 	}
 	if taskType == "" || h == nil {
 		return errors.New("executor: Register needs a task type and a handler")
+	}
+	if !eventstore.ValidTaskType(taskType) {
+		return fmt.Errorf("executor: invalid task type %q: use letters, digits, _ and -, in parts separated by single dots", taskType)
 	}
 	w.handlers[taskType] = h
 	return nil
@@ -182,6 +188,10 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		return
 	}
 	cmd := d.Task
+	if cmd.Task != typ {
+		w.refuse(ctx, typ, d)
+		return
+	}
 	attempt := max(cmd.FirstAttempt, 1) - 1 + d.NumDelivered
 	log = func() *slog.Logger {
 		return w.log.With("workflow", d.WorkflowID, "task", typ, "step", cmd.Path, "attempt", attempt)
@@ -278,17 +288,49 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	w.settle(ctx, d, res, delay, log)
 }
 
+// refuse fails the step of a command of another task type than typ, which
+// this worker's handler must not run, and terminates the command.
+func (w *Worker) refuse(ctx context.Context, typ string, d *eventstore.Delivery) {
+	cmd := d.Task
+	msg := fmt.Sprintf("a command of task type %q was delivered to the executor of task type %q", cmd.Task, typ)
+	log := w.log.With("workflow", d.WorkflowID, "task", typ, "step", cmd.Path)
+	log.Error("refusing a command of another task type; the step fails", "command_task", cmd.Task, "seq", d.Seq)
+	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: max(cmd.FirstAttempt, 1), Cmd: d.Seq,
+		Outcome: events.OutcomeFailed, Error: &events.Error{Type: ErrTypeWrongTaskType, Message: msg}}
+	if err := w.report(ctx, d, &res); err != nil {
+		log.Warn("could not report a refused command; it will be redelivered", "err", err)
+		_ = d.Nak(time.Second)
+		return
+	}
+	_ = d.Term(ErrTypeWrongTaskType + ": " + msg)
+}
+
 // settle reports res, then acks the command (or naks it for a retry after
 // delay). A crash between the two redelivers the command; the orchestrator
 // ignores the repeated result.
 func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.Result, delay time.Duration, log func() *slog.Logger) {
+	if err := w.report(ctx, d, &res); err != nil {
+		log().Warn("could not report result; the command will be redelivered", "err", err)
+		_ = d.Nak(time.Second)
+		return
+	}
+	if res.Outcome == events.OutcomeAttemptFailed {
+		_ = d.Nak(delay)
+		return
+	}
+	_ = d.Ack()
+}
+
+// report hands res to the orchestrators, trying a few times. An output
+// too large to record turns res into a failure.
+func (w *Worker) report(ctx context.Context, d *eventstore.Delivery, res *events.Result) error {
 	if res.Time.IsZero() {
 		res.Time = time.Now().UTC()
 	}
 	var err error
 	for try := 0; try < 5; try++ {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = w.store.ReportResult(pctx, res, d.Owner)
+		err = w.store.ReportResult(pctx, *res, d.Owner)
 		cancel()
 		if errors.Is(err, nats.ErrMaxPayload) && res.Outcome == events.OutcomeCompleted {
 			// The output is too large to record: the step fails, not Weft.
@@ -301,16 +343,7 @@ func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.
 		}
 		time.Sleep(time.Duration(100*(try+1)) * time.Millisecond)
 	}
-	if err != nil {
-		log().Warn("could not report result; the command will be redelivered", "err", err)
-		_ = d.Nak(time.Second)
-		return
-	}
-	if res.Outcome == events.OutcomeAttemptFailed {
-		_ = d.Nak(delay)
-		return
-	}
-	_ = d.Ack()
+	return err
 }
 
 // call runs the handler with the attempt's timeout, heartbeats and panic
