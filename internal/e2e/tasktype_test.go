@@ -12,8 +12,8 @@ import (
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/executor"
-	"github.com/weftworks/weft/internal/natstest"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/natstest"
 )
 
 // Task types that differ only by '.' and '_' (and a user's nats_publish
