@@ -2,8 +2,11 @@ package eventstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -297,8 +300,44 @@ func token(subj string, i int) string {
 	return parts[i]
 }
 
-// taskConsumerName is the durable consumer of a task type's commands.
-func taskConsumerName(taskType string) string {
+var taskTypePattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+
+// ValidTaskType reports whether typ can name a task type: parts of
+// letters, digits, '_' and '-', separated by single dots (as definitions
+// write them).
+func ValidTaskType(typ string) bool { return taskTypePattern.MatchString(typ) }
+
+// TaskConsumerName returns the durable consumer of a task type's
+// commands. Names are one-to-one with task types: letters, digits and '-'
+// stay, '.' becomes '_' (the names of types without '_' are the ones
+// earlier versions used), '_' becomes "~_" and any other byte "~XX" (hex).
+// A name longer than 128 characters is cut there and ends in a hash of
+// the whole type instead (so it is longer than any uncut one).
+func TaskConsumerName(taskType string) string {
+	var b strings.Builder
+	for i := 0; i < len(taskType); i++ {
+		switch c := taskType[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-':
+			b.WriteByte(c)
+		case c == '.':
+			b.WriteByte('_')
+		case c == '_':
+			b.WriteString("~_")
+		default:
+			fmt.Fprintf(&b, "~%02X", c)
+		}
+	}
+	name := b.String()
+	if len(name) > 128 {
+		h := sha256.Sum256([]byte(taskType))
+		name = name[:128] + "~h" + hex.EncodeToString(h[:8])
+	}
+	return taskConsumerPfx + name
+}
+
+// legacyTaskConsumerName is the name earlier versions gave a task type's
+// consumer: '.' and '_' both became '_', so two types could share one.
+func legacyTaskConsumerName(taskType string) string {
 	r := strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_")
 	return taskConsumerPfx + r.Replace(taskType)
 }
@@ -307,31 +346,79 @@ func taskConsumerName(taskType string) string {
 // step commands to executors, if it does not exist yet. The orchestrator
 // calls it before dispatching a task type for the first time, so no command
 // is ever published without a consumer to pick it up.
+//
+// A type whose consumer had another name in earlier versions (a type with
+// '_') gets its new consumer starting after the commands the old one had
+// settled, when the old one still filters on this type; the old consumer
+// is left in place (delete it once no executor of an earlier version runs).
 func (s *Store) EnsureTaskConsumer(ctx context.Context, taskType string) error {
+	if !ValidTaskType(taskType) {
+		return fmt.Errorf("eventstore: invalid task type %q: use letters, digits, _ and -, in parts separated by single dots", taskType)
+	}
 	s.taskMu.Lock()
 	ready := s.taskReady[taskType]
 	s.taskMu.Unlock()
 	if ready {
 		return nil
 	}
-	name := taskConsumerName(taskType)
-	_, err := s.js.CreateOrUpdateConsumer(ctx, HistoryStream, jetstream.ConsumerConfig{
+	name := TaskConsumerName(taskType)
+	cfg := jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "executors: step commands of task type " + taskType,
 		FilterSubject: historyPrefix + "*.task." + taskType,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckWait:       s.cfg.TaskAckWait,
+		// Unbounded: executors count attempts (in history), not deliveries.
 		MaxDeliver:    -1,
 		MaxAckPending: s.cfg.TaskMaxAckPending,
 		Replicas:      s.cfg.Replicas,
-	})
+	}
+	var err error
+	for try := 0; try < 3; try++ {
+		if err = s.taskStart(ctx, taskType, &cfg); err != nil {
+			break
+		}
+		if _, err = s.js.CreateOrUpdateConsumer(ctx, HistoryStream, cfg); err == nil {
+			break
+		}
+		// Another process may have created it meanwhile: look again.
+	}
 	if err != nil {
 		return fmt.Errorf("eventstore: task consumer for %q: %w", taskType, err)
 	}
 	s.taskMu.Lock()
 	s.taskReady[taskType] = true
 	s.taskMu.Unlock()
+	return nil
+}
+
+// taskStart sets where the task consumer cfg starts: where it started if
+// it exists (that cannot change), after what the consumer of an earlier
+// version had settled if that one filters on taskType, else at the start.
+func (s *Store) taskStart(ctx context.Context, taskType string, cfg *jetstream.ConsumerConfig) error {
+	old := legacyTaskConsumerName(taskType)
+	if old == cfg.Durable {
+		return nil
+	}
+	cur, err := s.js.Consumer(ctx, HistoryStream, cfg.Durable)
+	if err == nil {
+		cfg.DeliverPolicy, cfg.OptStartSeq = cur.CachedInfo().Config.DeliverPolicy, cur.CachedInfo().Config.OptStartSeq
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return err
+	}
+	prev, err := s.js.Consumer(ctx, HistoryStream, old)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if info := prev.CachedInfo(); info.Config.FilterSubject == cfg.FilterSubject && info.AckFloor.Stream > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, info.AckFloor.Stream+1
+	}
 	return nil
 }
 
@@ -368,7 +455,7 @@ func (s *Store) TaskPuller(ctx context.Context, taskType string) (*Puller, error
 	if err := s.EnsureTaskConsumer(ctx, taskType); err != nil {
 		return nil, err
 	}
-	cons, err := s.js.Consumer(ctx, HistoryStream, taskConsumerName(taskType))
+	cons, err := s.js.Consumer(ctx, HistoryStream, TaskConsumerName(taskType))
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: task consumer for %q: %w", taskType, err)
 	}

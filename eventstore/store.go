@@ -684,28 +684,50 @@ func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Messag
 	}
 }
 
-// StepSettled reports whether wf's history after stream sequence after
-// records an outcome for the step at path in scheduling gen (completed or
-// failed), or that the workflow completed or was canceled. Executors ask it before running a
-// redelivered command, so a step whose result is already recorded does not
-// run again.
-func (s *Store) StepSettled(ctx context.Context, wf, path string, gen int, after uint64) (bool, error) {
+// StepProgress is what a workflow's history records about one scheduling
+// of a step after its command (StepProgressAfter).
+type StepProgress struct {
+	// Settled: the step's outcome is recorded (completed or failed), or the
+	// workflow completed or was canceled.
+	Settled bool
+	// Attempts is the highest attempt number recorded for it (attempt
+	// failures and the outcome); 0 when none is.
+	Attempts int
+}
+
+// StepProgressAfter reads wf's history after stream sequence after (a step
+// command's) and returns what it records of the step at path in scheduling
+// gen. Executors ask it before running a command delivered before: a step
+// whose outcome is recorded does not run again, and the attempt to run is
+// the one after the last recorded, however many deliveries there were.
+func (s *Store) StepProgressAfter(ctx context.Context, wf, path string, gen int, after uint64) (StepProgress, error) {
 	msgs, err := s.Read(ctx, wf, after)
 	if err != nil {
-		return false, err
+		return StepProgress{}, err
 	}
+	var p StepProgress
 	for _, m := range msgs {
 		for _, e := range m.Record.Events {
 			switch {
 			case e.Type == events.TypeWorkflowCompleted || e.Type == events.TypeWorkflowCanceled:
 				// (A failed workflow may be redriven: its steps still count.)
-				return true, nil
+				p.Settled = true
+			case e.StepAttemptFailed != nil && e.StepAttemptFailed.Path == path && e.StepAttemptFailed.Gen == gen:
+				p.Attempts = max(p.Attempts, e.StepAttemptFailed.Attempt)
 			case e.StepCompleted != nil && e.StepCompleted.Path == path && e.StepCompleted.Gen == gen:
-				return true, nil
+				p.Settled, p.Attempts = true, max(p.Attempts, e.StepCompleted.Attempt)
 			case e.StepFailed != nil && e.StepFailed.Path == path && e.StepFailed.Gen == gen:
-				return true, nil
+				p.Settled, p.Attempts = true, max(p.Attempts, e.StepFailed.Attempt)
 			}
 		}
 	}
-	return false, nil
+	return p, nil
+}
+
+// StepSettled reports whether wf's history after stream sequence after
+// records an outcome for the step at path in scheduling gen (completed or
+// failed), or that the workflow completed or was canceled.
+func (s *Store) StepSettled(ctx context.Context, wf, path string, gen int, after uint64) (bool, error) {
+	p, err := s.StepProgressAfter(ctx, wf, path, gen, after)
+	return p.Settled, err
 }

@@ -379,12 +379,25 @@ func TestStepSettled(t *testing.T) {
 	if ok, err := s.StepSettled(ctx, "wf", "a", 1, cmdSeq); err != nil || ok {
 		t.Fatalf("before completion: %v %v", ok, err)
 	}
-	done := events.Event{Type: events.TypeStepCompleted, StepCompleted: &events.StepCompleted{Path: "a", Gen: 1, Attempt: 1, Output: "x"}}
-	if _, err := s.Append(ctx, "wf", cmdSeq, done); err != nil {
+	last := cmdSeq
+	for _, att := range []int{1, 2} {
+		failed := events.Event{Type: events.TypeStepAttemptFailed, StepAttemptFailed: &events.StepAttemptFailed{Path: "a", Gen: 1, Attempt: att}}
+		if last, err = s.Append(ctx, "wf", last, failed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, err := s.StepProgressAfter(ctx, "wf", "a", 1, cmdSeq); err != nil || p != (eventstore.StepProgress{Attempts: 2}) {
+		t.Fatalf("after two failed attempts: %+v %v", p, err)
+	}
+	done := events.Event{Type: events.TypeStepCompleted, StepCompleted: &events.StepCompleted{Path: "a", Gen: 1, Attempt: 3, Output: "x"}}
+	if _, err := s.Append(ctx, "wf", last, done); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := s.StepSettled(ctx, "wf", "a", 1, cmdSeq); err != nil || !ok {
 		t.Fatalf("after completion: %v %v", ok, err)
+	}
+	if p, err := s.StepProgressAfter(ctx, "wf", "a", 1, cmdSeq); err != nil || p != (eventstore.StepProgress{Settled: true, Attempts: 3}) {
+		t.Fatalf("after completion: %+v %v", p, err)
 	}
 	if ok, _ := s.StepSettled(ctx, "wf", "a", 2, cmdSeq); ok {
 		t.Fatal("another scheduling of the step is not settled")

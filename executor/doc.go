@@ -10,7 +10,10 @@
 // Retries belong to JetStream: a failed attempt is reported and its
 // command nak'ed with the retry policy's delay; a worker that dies stops
 // heartbeating and its command is redelivered to another worker after the
-// task ack wait. The attempt number is the command's delivery count.
+// task ack wait. Attempts are counted from history, not from deliveries:
+// a delivery that ends without a recorded result (its worker stopped or
+// died, history could not be read, the result could not be reported)
+// runs the same attempt again and does not use up the policy's budget.
 // Errors steer retries: a plain error is retried per the step's policy,
 // NonRetryable fails the step at once, RetryAfter sets the next delay, and
 // a panic is recovered into a failed attempt.

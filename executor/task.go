@@ -22,7 +22,9 @@ type Task struct {
 	Path string
 	// Type is the task type the handler was registered for.
 	Type string
-	// Attempt counts from 1 and grows with every retry or redelivery.
+	// Attempt counts from 1 and grows with every failed attempt recorded
+	// in history. A delivery that ended without a recorded result (its
+	// worker stopped or died) is followed by the same attempt again.
 	Attempt int
 	// IdempotencyKey is the same for every attempt of the step
 	// (workflow id + step path): pass it to outside systems so that their

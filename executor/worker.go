@@ -22,6 +22,9 @@ const (
 	ErrTypeTimeout   = "timeout"
 	ErrTypeExhausted = "attempts_exhausted"
 	ErrTypeOutput    = "invalid_output"
+	// ErrTypeWrongTaskType fails a step whose command reached the executor
+	// of another task type (a consumer whose filter was changed under it).
+	ErrTypeWrongTaskType = "wrong_task_type"
 )
 
 // Config tunes a Worker.
@@ -80,6 +83,9 @@ func (w *Worker) Register(taskType string, h Handler) error {
 	}
 	if taskType == "" || h == nil {
 		return errors.New("executor: Register needs a task type and a handler")
+	}
+	if !eventstore.ValidTaskType(taskType) {
+		return fmt.Errorf("executor: invalid task type %q: use letters, digits, _ and -, in parts separated by single dots", taskType)
 	}
 	w.handlers[taskType] = h
 	return nil
@@ -173,6 +179,12 @@ func (w *Worker) consume(pullCtx, runCtx context.Context, p *eventstore.Puller, 
 }
 
 // run executes one delivery of a step command and settles it.
+//
+// Attempts are counted from history, not from deliveries: the attempt a
+// delivery runs is the one after the last recorded for the step (the
+// command's first attempt when none is). A delivery that ends without a
+// recorded result (its worker stopped or died, history could not be read,
+// the result could not be reported) does not use up an attempt.
 func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.Delivery) {
 	// Loggers are made only when there is something to say.
 	log := func() *slog.Logger { return w.log.With("workflow", d.WorkflowID, "task", typ) }
@@ -182,11 +194,20 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		return
 	}
 	cmd := d.Task
-	attempt := max(cmd.FirstAttempt, 1) - 1 + d.NumDelivered
+	if cmd.Task != typ {
+		w.refuse(ctx, typ, d)
+		return
+	}
+	// Keep the command ours from here on: through the history check, the
+	// handler and the report.
+	stopBeat := w.keepClaimed(d)
+	defer stopBeat()
+
+	first := max(cmd.FirstAttempt, 1)
+	attempt := first
 	log = func() *slog.Logger {
 		return w.log.With("workflow", d.WorkflowID, "task", typ, "step", cmd.Path, "attempt", attempt)
 	}
-	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt, Cmd: d.Seq}
 	maxAttempts := max(cmd.Retry.MaxAttempts, 1)
 
 	seenBefore := d.NumDelivered > 1
@@ -195,27 +216,30 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		// before a server restart that lost the delivery count.
 		var err error
 		if seenBefore, err = w.store.StoredBeforeSession(ctx, d.Seq); err != nil {
-			log().Warn("could not check the history stream before an attempt", "err", err)
+			log().Warn("could not check the history stream before an attempt; the command will be redelivered", "err", err)
 			_ = d.Nak(time.Second)
 			return
 		}
 	}
 	if seenBefore {
-		// A redelivery: the previous delivery may have finished and been
-		// recorded before its ack was lost. Then there is nothing to do.
-		settled, err := w.store.StepSettled(ctx, d.WorkflowID, cmd.Path, cmd.Gen, d.Seq)
+		// Delivered before: the previous delivery may have finished and been
+		// recorded before its ack was lost, and history says which attempt
+		// this one is.
+		prog, err := w.store.StepProgressAfter(ctx, d.WorkflowID, cmd.Path, cmd.Gen, d.Seq)
 		if err != nil {
-			log().Warn("could not check history before a redelivered attempt", "err", err)
+			log().Warn("could not check history before a redelivered command; it will be redelivered", "err", err)
 			_ = d.Nak(time.Second)
 			return
 		}
-		if settled {
+		attempt = max(first, prog.Attempts+1)
+		if prog.Settled {
 			// The attempt's result was recorded, but the orchestrator that
 			// recorded it may have died before finishing what follows (a
 			// child to start, a parent to tell, the listing): a result through
 			// the results stream makes one load the workflow afresh and do it.
 			// It is recorded as nothing new (the step is settled).
-			res.Outcome, res.Time = events.OutcomeCompleted, time.Now().UTC()
+			res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt, Cmd: d.Seq,
+				Outcome: events.OutcomeCompleted, Time: time.Now().UTC()}
 			if err := w.store.PublishResult(ctx, res); err != nil {
 				log().Warn("could not report a redelivered command's settled step; retrying", "err", err)
 				_ = d.Nak(time.Second)
@@ -225,23 +249,30 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 			_ = d.Ack()
 			return
 		}
+		if lost := d.NumDelivered - (attempt - first + 1); lost >= 3 {
+			log().Warn("earlier deliveries of this command ended without a result (executors stopped or died, or NATS was unreachable); running the attempt again",
+				"deliveries", d.NumDelivered, "unrecorded", lost)
+		}
 	}
+	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt, Cmd: d.Seq}
 
-	// tries counts this scheduling's deliveries: the policy's budget. (A
-	// redriven step starts a fresh budget with attempt numbers continuing.)
-	tries := d.NumDelivered
+	// tries counts this scheduling's recorded attempts, this one included:
+	// the policy's budget. (A redriven step starts a fresh budget with
+	// attempt numbers continuing.)
+	tries := attempt - first + 1
 	if tries > maxAttempts {
-		// The last attempt was lost (its executor died): the step is out of attempts.
+		// History records every allowed attempt as failed and retried.
 		res.Outcome = events.OutcomeFailed
 		res.Error = &events.Error{Type: ErrTypeExhausted,
-			Message: fmt.Sprintf("attempt %d was lost (executor stopped) and was the last of %d", attempt-1, maxAttempts)}
+			Message: fmt.Sprintf("attempts %d to %d are recorded as failed; the policy allows %d", first, attempt-1, maxAttempts)}
 		w.settle(ctx, d, res, 0, log)
 		return
 	}
 
 	out, err := w.call(ctx, h, d, cmd, attempt)
 	if err != nil && ctx.Err() != nil {
-		// The worker is stopping: let another worker take the command.
+		// The worker is stopping: let another worker take the command. This
+		// was no attempt: nothing is recorded, so the next runs it again.
 		_ = d.Nak(0)
 		return
 	}
@@ -278,17 +309,77 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	w.settle(ctx, d, res, delay, log)
 }
 
+// keepClaimed heartbeats d (InProgress) every third of the task ack wait
+// until the returned stop is called, so the command is not redelivered
+// while this worker checks history, runs the handler or reports. It is a
+// timer, not a goroutine: most deliveries end long before the first beat.
+func (w *Worker) keepClaimed(d *eventstore.Delivery) (stop func()) {
+	beat := max(w.store.Config().TaskAckWait/3, 50*time.Millisecond)
+	var mu sync.Mutex
+	stopped := false
+	var beater *time.Timer
+	mu.Lock()
+	defer mu.Unlock()
+	beater = time.AfterFunc(beat, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		_ = d.InProgress()
+		beater.Reset(beat)
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		beater.Stop()
+		mu.Unlock()
+	}
+}
+
+// refuse fails the step of a command of another task type than typ, which
+// this worker's handler must not run, and terminates the command.
+func (w *Worker) refuse(ctx context.Context, typ string, d *eventstore.Delivery) {
+	cmd := d.Task
+	msg := fmt.Sprintf("a command of task type %q was delivered to the executor of task type %q", cmd.Task, typ)
+	log := w.log.With("workflow", d.WorkflowID, "task", typ, "step", cmd.Path)
+	log.Error("refusing a command of another task type; the step fails", "command_task", cmd.Task, "seq", d.Seq)
+	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: max(cmd.FirstAttempt, 1), Cmd: d.Seq,
+		Outcome: events.OutcomeFailed, Error: &events.Error{Type: ErrTypeWrongTaskType, Message: msg}}
+	if err := w.report(ctx, d, &res); err != nil {
+		log.Warn("could not report a refused command; it will be redelivered", "err", err)
+		_ = d.Nak(time.Second)
+		return
+	}
+	_ = d.Term(ErrTypeWrongTaskType + ": " + msg)
+}
+
 // settle reports res, then acks the command (or naks it for a retry after
 // delay). A crash between the two redelivers the command; the orchestrator
 // ignores the repeated result.
 func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.Result, delay time.Duration, log func() *slog.Logger) {
+	if err := w.report(ctx, d, &res); err != nil {
+		log().Warn("could not report result; the command will be redelivered", "err", err)
+		_ = d.Nak(time.Second)
+		return
+	}
+	if res.Outcome == events.OutcomeAttemptFailed {
+		_ = d.Nak(delay)
+		return
+	}
+	_ = d.Ack()
+}
+
+// report hands res to the orchestrators, trying a few times. An output
+// too large to record turns res into a failure.
+func (w *Worker) report(ctx context.Context, d *eventstore.Delivery, res *events.Result) error {
 	if res.Time.IsZero() {
 		res.Time = time.Now().UTC()
 	}
 	var err error
 	for try := 0; try < 5; try++ {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = w.store.ReportResult(pctx, res, d.Owner)
+		err = w.store.ReportResult(pctx, *res, d.Owner)
 		cancel()
 		if errors.Is(err, nats.ErrMaxPayload) && res.Outcome == events.OutcomeCompleted {
 			// The output is too large to record: the step fails, not Weft.
@@ -301,20 +392,10 @@ func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.
 		}
 		time.Sleep(time.Duration(100*(try+1)) * time.Millisecond)
 	}
-	if err != nil {
-		log().Warn("could not report result; the command will be redelivered", "err", err)
-		_ = d.Nak(time.Second)
-		return
-	}
-	if res.Outcome == events.OutcomeAttemptFailed {
-		_ = d.Nak(delay)
-		return
-	}
-	_ = d.Ack()
+	return err
 }
 
-// call runs the handler with the attempt's timeout, heartbeats and panic
-// recovery.
+// call runs the handler with the attempt's timeout and panic recovery.
 func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cmd *events.StepScheduled, attempt int) (out any, err error) {
 	timeout := cmd.Timeout
 	if timeout <= 0 {
@@ -325,30 +406,6 @@ func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cm
 	errTimeout := &Error{Type: ErrTypeTimeout, Message: fmt.Sprintf("attempt did not finish within %s", timeout)}
 	deadline := time.AfterFunc(timeout, func() { cancel(errTimeout) })
 	defer deadline.Stop()
-
-	// Keep the command ours while the handler runs (a timer, not a
-	// goroutine: most handlers finish long before the first beat).
-	beat := max(w.store.Config().TaskAckWait/3, 50*time.Millisecond)
-	var beatMu sync.Mutex
-	stopped := false
-	var beater *time.Timer
-	beatMu.Lock()
-	beater = time.AfterFunc(beat, func() {
-		beatMu.Lock()
-		defer beatMu.Unlock()
-		if stopped {
-			return
-		}
-		_ = d.InProgress()
-		beater.Reset(beat)
-	})
-	beatMu.Unlock()
-	defer func() {
-		beatMu.Lock()
-		stopped = true
-		beater.Stop()
-		beatMu.Unlock()
-	}()
 
 	task := &Task{WorkflowID: d.WorkflowID, Path: cmd.Path, Type: cmd.Task, Attempt: attempt,
 		IdempotencyKey: cmd.IdempotencyKey, Input: cmd.Input,

@@ -142,7 +142,8 @@ steps:
 }
 
 // An executor that dies mid-step (no ack, no heartbeat) loses the step to
-// another executor after the ack wait, with the same idempotency key.
+// another executor after the ack wait, with the same idempotency key. The
+// lost run recorded nothing, so the next one is the same attempt (1).
 func TestExecutorDeathRedelivers(t *testing.T) {
 	calls := newAttempts()
 	var first atomic.Bool
@@ -183,7 +184,7 @@ steps:
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 		t.Fatalf("status %v error %v", w.Status, w.Error)
 	}
-	if got := toJSON(w.Output); got != `{"attempt":2,"key":"`+id+`/work"}` {
+	if got := toJSON(w.Output); got != `{"attempt":1,"key":"`+id+`/work"}` {
 		t.Fatalf("output %s", got)
 	}
 	calls.mu.Lock()
