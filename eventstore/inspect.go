@@ -164,7 +164,7 @@ func (s *Store) lastOn(ctx context.Context, stream jetstream.Stream, subject str
 // Errors: ErrNotFound when the task type has no consumer: its commands are
 // delivered to no executor.
 func (s *Store) TaskAckFloor(ctx context.Context, taskType string) (uint64, error) {
-	return s.ackFloor(ctx, taskConsumerName(taskType))
+	return s.ackFloor(ctx, TaskConsumerName(taskType))
 }
 
 // ExternalAckFloor returns the history sequence up to which orchestrators
@@ -192,4 +192,4 @@ func (s *Store) ackFloor(ctx context.Context, consumer string) (uint64, error) {
 
 // TaskConsumer returns the name of the durable consumer that delivers
 // taskType's step commands to executors.
-func TaskConsumer(taskType string) string { return taskConsumerName(taskType) }
+func TaskConsumer(taskType string) string { return TaskConsumerName(taskType) }
