@@ -269,7 +269,7 @@ type entry struct {
 	// indexer once its write landed; cleared when another writer may have
 	// changed the entry); queued the last status handed to the indexer,
 	// and queuedHeld whether an input waits for that write.
-	indexed    atomic.Value
+	indexed    *atomic.Value
 	queued     workflow.Status
 	queuedHeld bool
 	// started and canceled hold the child workflows known to exist, and
@@ -332,19 +332,28 @@ type errBroken struct {
 
 func (e errBroken) Error() string { return e.err.Error() }
 
+// closed returns wf's last sequence and whether its record there closes
+// the workflow.
+func (sh *shard) closed(ctx context.Context, wf string) (uint64, bool, error) {
+	last, err := sh.o.store.LastSeq(ctx, wf)
+	if err != nil {
+		return 0, false, err
+	}
+	msgs, err := sh.o.store.Read(ctx, wf, last-1)
+	if err != nil || len(msgs) != 1 || msgs[0].Err != nil {
+		return last, false, err
+	}
+	evs := msgs[0].Record.Events
+	return last, evs[len(evs)-1].Terminal(), nil
+}
+
 // failWorkflow appends WorkflowFailed to a workflow that cannot go on,
 // without folding its history, unless its last record already says so.
 func (sh *shard) failWorkflow(ctx context.Context, wf string, b errBroken) error {
 	for range 5 {
-		last, err := sh.o.store.LastSeq(ctx, wf)
-		if err != nil {
+		last, closed, err := sh.closed(ctx, wf)
+		if err != nil || closed {
 			return err
-		}
-		if msgs, err := sh.o.store.Read(ctx, wf, last-1); err == nil && len(msgs) == 1 && msgs[0].Err == nil {
-			evs := msgs[0].Record.Events
-			if evs[len(evs)-1].Terminal() {
-				return nil
-			}
 		}
 		_, err = sh.o.store.Append(ctx, wf, last, events.Event{Type: events.TypeWorkflowFailed, Time: sh.o.cfg.Now().UTC(),
 			WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: b.typ, Message: b.err.Error()}}})
@@ -507,8 +516,8 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 			case events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled, events.TypeWorkflowRetried:
 				// Another writer changed the status, and may have written
 				// the listing entry: what this one knows of it is stale.
-				e.indexed.Store(workflow.Status(""))
-				e.queued, e.queuedHeld = "", false
+				// (A write queued before marks the old value.)
+				e.indexed, e.queued = nil, ""
 			}
 		}
 		e.st.LastSeq = m.Seq
@@ -704,20 +713,38 @@ func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) err
 			s.Status == workflow.StepRunning && (st.Status == workflow.StatusCompleted || st.Status == workflow.StatusCanceled)
 		switch {
 		case abandoned && !e.canceled[s.ChildID]:
-			if err := sh.startChild(ctx, wf, s, st.Now); err != nil {
+			// Started first (quietly: a closed parent takes no result), so
+			// a late start cannot outrun the cancel; a child that cannot
+			// start is left alone.
+			why, err := sh.tryStartChild(ctx, wf, s, st.Now)
+			if err != nil {
 				return err
+			}
+			e.canceled = mark(e.canceled, s.ChildID)
+			if why != "" {
+				continue
+			}
+			// A closed child needs no cancel (and one appended after it
+			// closed would only make it tell the parent again).
+			_, closed, err := sh.closed(ctx, s.ChildID)
+			if err != nil {
+				delete(e.canceled, s.ChildID)
+				return err
+			}
+			if closed {
+				continue
 			}
 			at := st.Closed
 			if at.IsZero() {
 				at = st.Now
 			}
-			_, err := sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, "cancel/"+s.ChildID, events.Event{
+			_, err = sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, "cancel/"+s.ChildID, events.Event{
 				Type: events.TypeCancelRequested, Time: at,
 				CancelRequested: &events.CancelRequested{Reason: fmt.Sprintf("parent workflow %s no longer needs it (step %s is %s, the workflow %s)", st.ID, s.Path, s.Status, st.Status)}})
 			if err != nil && !errors.Is(err, eventstore.ErrDuplicate) && !errors.Is(err, eventstore.ErrNotFound) {
+				delete(e.canceled, s.ChildID)
 				return fmt.Errorf("cancel child %s: %w", s.ChildID, err)
 			}
-			e.canceled = mark(e.canceled, s.ChildID)
 		case !abandoned && s.Status == workflow.StepRunning && st.Status == workflow.StatusRunning && !e.started[s.ChildID]:
 			if err := sh.startChild(ctx, wf, s, st.Now); err != nil {
 				return err
@@ -790,41 +817,50 @@ func (sh *shard) startDirect(ctx context.Context, d *eventstore.Delivery) bool {
 // again finds it started. A child that cannot start fails its step
 // (through the results stream, like any step outcome).
 func (sh *shard) startChild(ctx context.Context, parent string, s *workflow.Step, at time.Time) error {
-	cs := &events.ChildStarted{Path: s.Path, Gen: s.Gen, WorkflowID: s.ChildID, Definition: s.Task, Input: s.ChildInput}
-	failStep := func(msg string) error {
-		return sh.o.store.PublishResult(ctx, events.Result{WorkflowID: parent, Path: cs.Path, Gen: cs.Gen, Attempt: 1,
-			Outcome: events.OutcomeFailed, Time: at, Error: &events.Error{Type: workflow.ErrTypeChild, Message: msg}})
+	why, err := sh.tryStartChild(ctx, parent, s, at)
+	if err != nil || why == "" {
+		return err
 	}
-	_, rec, err := sh.o.defs.Load(ctx, cs.Definition, 0)
+	return sh.o.store.PublishResult(ctx, events.Result{WorkflowID: parent, Path: s.Path, Gen: s.Gen, Attempt: 1,
+		Outcome: events.OutcomeFailed, Time: at, Error: &events.Error{Type: workflow.ErrTypeChild, Message: why}})
+}
+
+// tryStartChild starts the child workflow of step s unless it exists, and
+// says why when it cannot be started (its definition is not there, or its
+// id is another workflow's).
+func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.Step, at time.Time) (why string, err error) {
+	ref := &events.ParentRef{WorkflowID: parent, Path: s.Path, Gen: s.Gen}
+	ours := func() (bool, error) {
+		first, err := sh.o.store.First(ctx, s.ChildID)
+		if err != nil {
+			return false, err
+		}
+		ws := first.Record.Events[0].WorkflowStarted
+		return first.Err == nil && ws != nil && ws.Parent != nil && *ws.Parent == *ref, nil
+	}
+	_, rec, err := sh.o.defs.Load(ctx, s.Task, 0)
 	if errors.Is(err, eventstore.ErrNotFound) {
-		return failStep(fmt.Sprintf("child definition %q not found: put it first", cs.Definition))
+		return fmt.Sprintf("child definition %q not found: put it first", s.Task), nil
 	}
 	if err != nil {
-		return fmt.Errorf("start child %s of %s: %w", cs.WorkflowID, parent, err)
+		return "", fmt.Errorf("start child %s of %s: %w", s.ChildID, parent, err)
 	}
-	ref := &events.ParentRef{WorkflowID: parent, Path: cs.Path, Gen: cs.Gen}
 	var zero uint64
-	_, err = sh.o.store.AppendExternal(ctx, cs.WorkflowID, &zero, "start/"+cs.WorkflowID+"/parent", events.Event{
+	_, err = sh.o.store.AppendExternal(ctx, s.ChildID, &zero, "start/"+s.ChildID+"/parent", events.Event{
 		Type: events.TypeWorkflowStarted, Time: at,
-		WorkflowStarted: &events.WorkflowStarted{WorkflowID: cs.WorkflowID, Definition: rec.Name, Revision: rec.Revision,
-			Input: cs.Input, RequestID: "parent", Parent: ref}})
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: s.ChildID, Definition: rec.Name, Revision: rec.Revision,
+			Input: s.ChildInput, RequestID: "parent", Parent: ref}})
 	switch {
 	case err == nil, errors.Is(err, eventstore.ErrDuplicate):
-		return nil
+		return "", nil
 	case errors.Is(err, eventstore.ErrConflict):
 		// Already started: by us, or the id is someone else's.
-		first, ferr := sh.o.store.First(ctx, cs.WorkflowID)
-		if ferr != nil {
-			return ferr
+		if ok, err := ours(); err != nil || ok {
+			return "", err
 		}
-		if first.Err == nil {
-			if ws := first.Record.Events[0].WorkflowStarted; ws != nil && ws.Parent != nil && *ws.Parent == *ref {
-				return nil
-			}
-		}
-		return failStep(fmt.Sprintf("child workflow id %q is taken by another workflow", cs.WorkflowID))
+		return fmt.Sprintf("child workflow id %q is taken by another workflow", s.ChildID), nil
 	}
-	return fmt.Errorf("start child %s of %s: %w", cs.WorkflowID, parent, err)
+	return "", fmt.Errorf("start child %s of %s: %w", s.ChildID, parent, err)
 }
 
 // tellParent reports a closed child's outcome to its parent.
@@ -1021,22 +1057,26 @@ func inFlight(st *workflow.State) bool {
 // first (a state loaded afresh knows nothing of the index).
 func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
 	st := e.st
+	if e.indexed == nil {
+		e.indexed = new(atomic.Value)
+	}
 	if known, _ := e.indexed.Load().(workflow.Status); known == st.Status {
 		return false
 	}
-	hold := st.Status.Terminal() || !inFlight(st)
-	if e.queued == st.Status && (e.queuedHeld || !hold) {
-		return false // on its way, with an input that comes back if it is lost
+	hold := st.Status.Terminal() || !inFlight(st) || d.Source == eventstore.SourceExternal
+	if e.queued == st.Status && !hold {
+		return false // on its way
 	}
-	e.queued, e.queuedHeld = st.Status, hold
+	e.queued = st.Status
 	sum := eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
 		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq}
 	if !hold {
-		sh.o.ix.put(sum, &e.indexed, false, func(bool) {})
+		sh.o.ix.put(sum, e.indexed, false, func(bool) {})
 		return false
 	}
+	// Held inputs join the pending write: each comes back if it is lost.
 	// A parked workflow stays running: nothing is saved by waiting.
-	sh.o.ix.put(sum, &e.indexed, true, func(ok bool) {
+	sh.o.ix.put(sum, e.indexed, !inFlight(st), func(ok bool) {
 		if ok {
 			_ = d.Ack()
 		} else {

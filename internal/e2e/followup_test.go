@@ -434,3 +434,60 @@ steps:
 		t.Fatalf("workflow.now is %s, an hour ahead", now)
 	}
 }
+
+// A canceled parent whose recorded child can never start (its definition
+// is missing) leaves it alone: no failure result bounces back and forth.
+func TestCanceledParentWithUnstartableChildSettles(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: mum
+steps:
+  - { id: first, task: manual }
+  - { id: kid, workflow: ghost }
+`)
+	id := e.start("mum", "", ``)
+	eventually(t, 20*time.Second, "the first step to be scheduled", func() bool {
+		return stepStatus(e.get(id), "first") == weftv1.StepStatus_STEP_STATUS_RUNNING
+	})
+	store := e.node.Store
+	c := ctx(t)
+	last, err := store.LastSeq(c, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if _, err := store.Append(c, id, last,
+		events.Event{Type: events.TypeStepCompleted, Time: now, StepCompleted: &events.StepCompleted{Path: "first", Attempt: 1}},
+		events.Event{Type: events.TypeChildStarted, Time: now, ChildStarted: &events.ChildStarted{Path: "kid", Gen: 1,
+			WorkflowID: workflow.ChildID(id, "kid", 1), Definition: "ghost"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.wf.CancelWorkflow(c, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: id})); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_CANCELED {
+		t.Fatalf("parent: %v", w.Status)
+	}
+	e.waitResultsTaken()
+	js, err := jetstream.New(e.node.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := func() uint64 {
+		s, err := js.Stream(c, eventstore.ResultsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	before := published()
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if n := published() - before; n > 2 {
+			t.Fatalf("%d more results were published for a closed parent", n)
+		}
+	}
+}
