@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,7 @@ func Decide(st *State, def *definition.Definition) []events.Event {
 			TimerID: WorkflowTimeoutTimerID(st.Retries), Due: st.Now.Add(def.Timeout)}})
 	}
 	r := w.block(def.Steps, "", nil)
+	w.takeSignals()
 	if w.terminal != nil {
 		return []events.Event{*w.terminal}
 	}
@@ -132,6 +134,50 @@ type walker struct {
 	st       *State
 	out      []events.Event
 	terminal *events.Event
+	// takers are the waits met on this walk that a received signal may
+	// satisfy; takeSignals hands the signals out once the walk is over.
+	takers []*Step
+}
+
+// discard drops what the walk decided so far: a failing container
+// decides alone.
+func (w *walker) discard() {
+	w.out, w.takers = w.out[:0], w.takers[:0]
+}
+
+// takeSignals gives each wait met on this walk that can take a signal the
+// earliest signal of its name no other wait takes: waits in the order they
+// started (State.Order), so that each signal satisfies one wait and a
+// replay hands them out the same way.
+func (w *walker) takeSignals() {
+	if len(w.takers) == 0 {
+		return
+	}
+	st := w.st
+	if len(w.takers) > 1 {
+		rank := make(map[string]int, len(w.takers))
+		for _, s := range w.takers {
+			rank[s.Path] = 0
+		}
+		for i, p := range st.Order {
+			if _, ok := rank[p]; ok {
+				rank[p] = i
+			}
+		}
+		slices.SortStableFunc(w.takers, func(a, b *Step) int { return rank[a.Path] - rank[b.Path] })
+	}
+	taken := map[int]bool{}
+	for _, s := range w.takers {
+		for _, sig := range st.Signals {
+			if sig.Consumed || sig.Name != s.Signal || taken[sig.Seq] {
+				continue
+			}
+			taken[sig.Seq] = true
+			w.emit(events.Event{Type: events.TypeStepCompleted,
+				StepCompleted: &events.StepCompleted{Path: s.Path, Output: sig.Payload, SignalSeq: sig.Seq}})
+			break
+		}
+	}
 }
 
 func (w *walker) ev(e events.Event) events.Event {
@@ -434,9 +480,9 @@ func (w *walker) follow(step *definition.Step, s *Step, prefix string, l locals)
 			w.finish(path, w.block(step.Wait.TimeoutSteps, prefix, l))
 			return
 		}
-		if sig := st.pendingSignal(s.Signal); sig != nil {
-			w.emit(events.Event{Type: events.TypeStepCompleted,
-				StepCompleted: &events.StepCompleted{Path: path, Output: sig.Payload, SignalSeq: sig.Seq}})
+		if st.pendingSignal(s.Signal) != nil {
+			// Signals are handed out once the walk has met every wait.
+			w.takers = append(w.takers, s)
 			return
 		}
 		if s.TimedOut {
@@ -495,7 +541,7 @@ func (w *walker) parallel(step *definition.Step, s *Step, prefix string, l local
 			done = false
 		case blockFailed:
 			if !step.Parallel.ContinueOnError {
-				w.out = w.out[:0]
+				w.discard()
 				w.finish(s.Path, r)
 				return
 			}
@@ -558,7 +604,7 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 			m.finish(i, r.output)
 		case blockFailed:
 			if !fe.ContinueOnError {
-				w.out = w.out[:0]
+				w.discard()
 				r.err.Message = fmt.Sprintf("item %d: %s", i, r.err.Message)
 				w.finish(s.Path, r)
 				return
