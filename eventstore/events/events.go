@@ -47,6 +47,7 @@ const (
 	TypeTimerScheduled    Type = "TimerScheduled"
 	TypeChildStarted      Type = "ChildStarted"
 	TypeWorkflowRetried   Type = "WorkflowRetried"
+	TypeStepCanceled      Type = "StepCanceled"
 )
 
 // ErrCorrupt is returned (wrapped) when bytes do not decode into a valid Record.
@@ -84,6 +85,7 @@ type Event struct {
 	TimerScheduled    *TimerScheduled    `msgpack:"ts,omitempty"`
 	ChildStarted      *ChildStarted      `msgpack:"cs,omitempty"`
 	WorkflowRetried   *WorkflowRetried   `msgpack:"wr,omitempty"`
+	StepCanceled      *StepCanceled      `msgpack:"scn,omitempty"`
 }
 
 // Error is a failure as data: a message for people and a type for rules
@@ -301,6 +303,15 @@ type WorkflowRetried struct {
 	Reason string `msgpack:"r,omitempty"`
 }
 
+// StepCanceled records that an open step (running or waiting) was canceled
+// because the parallel or foreach step Cause around it failed: a result or
+// timer of it that comes later is ignored, and a child workflow it started
+// is to be canceled.
+type StepCanceled struct {
+	Path  string `msgpack:"p"`
+	Cause string `msgpack:"c,omitempty"`
+}
+
 // Terminal reports whether the event closes a workflow.
 func (e Event) Terminal() bool {
 	switch e.Type {
@@ -364,6 +375,8 @@ func (e Event) Payload() any {
 		return e.ChildStarted
 	case TypeWorkflowRetried:
 		return e.WorkflowRetried
+	case TypeStepCanceled:
+		return e.StepCanceled
 	}
 	return nil
 }
@@ -418,6 +431,8 @@ func isNilPointer(p any) bool {
 	case *ChildStarted:
 		return v == nil
 	case *WorkflowRetried:
+		return v == nil
+	case *StepCanceled:
 		return v == nil
 	}
 	return false

@@ -181,6 +181,12 @@ func sample() []struct {
 		{
 			in: events.Event{Type: events.TypeWorkflowRetried, Time: at(19 * time.Second), WorkflowRetried: &events.WorkflowRetried{Reason: "fixed the card"}},
 		},
+		{
+			in: events.Event{Type: events.TypeStepCanceled, Time: at(20 * time.Second), StepCanceled: &events.StepCanceled{Path: "each[3].charge", Cause: "each"}},
+		},
+		{
+			in: events.Event{Type: events.TypeStepCanceled, Time: at(20 * time.Second), StepCanceled: &events.StepCanceled{Path: "nap"}},
+		},
 	}
 }
 
@@ -256,7 +262,7 @@ var allTypes = []events.Type{
 	events.TypeStepFailed, events.TypeWaitStarted, events.TypeSignalReceived, events.TypeTimerFired,
 	events.TypeCancelRequested, events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled,
 	events.TypeStepStarted, events.TypeStepSkipped, events.TypeStepIterated, events.TypeTimerScheduled,
-	events.TypeChildStarted, events.TypeWorkflowRetried,
+	events.TypeChildStarted, events.TypeWorkflowRetried, events.TypeStepCanceled,
 }
 
 func TestEncodeDecodeMultiEventRecord(t *testing.T) {

@@ -235,6 +235,9 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 		data = map[string]any{"error": errData(e.WorkflowFailed.Error)}
 	case events.TypeWorkflowRetried:
 		data = map[string]any{"reason": e.WorkflowRetried.Reason}
+	case events.TypeStepCanceled:
+		path = e.StepCanceled.Path
+		data = map[string]any{"cause": e.StepCanceled.Cause}
 	}
 	d, err := pv(data)
 	if err != nil {

@@ -113,6 +113,18 @@ type result struct {
 	output any
 	err    events.Error
 	path   string
+	// canceled: the block failed on a step its container canceled, so the
+	// container's own failure is on its way (its decision was cut short).
+	canceled bool
+}
+
+// firstFailure keeps the failure a container fails with: the first one
+// met, unless it is a cancellation and a real failure comes later.
+func firstFailure(cur *result, r result) *result {
+	if cur == nil || cur.canceled && !r.canceled {
+		return &r
+	}
+	return cur
 }
 
 // locals are the loop variables in scope.
@@ -250,7 +262,7 @@ func (w *walker) block(steps []*definition.Step, prefix string, l locals) result
 			last = r.output
 			continue
 		case StepCanceled:
-			return result{state: blockFailed, err: events.Error{Type: ErrTypeCanceled, Message: "canceled"}, path: path}
+			return result{state: blockFailed, err: events.Error{Type: ErrTypeCanceled, Message: "canceled"}, path: path, canceled: true}
 		}
 		// Running or waiting.
 		w.follow(step, s, prefix, l)
@@ -534,6 +546,7 @@ func errValue(r result) map[string]any {
 func (w *walker) parallel(step *definition.Step, s *Step, prefix string, l locals) {
 	out := make(map[string]any, len(step.Parallel.Branches))
 	done := true
+	var failed *result
 	for _, b := range step.Parallel.Branches {
 		r := w.block(b.Steps, prefix, l)
 		switch r.state {
@@ -541,17 +554,73 @@ func (w *walker) parallel(step *definition.Step, s *Step, prefix string, l local
 			done = false
 		case blockFailed:
 			if !step.Parallel.ContinueOnError {
-				w.discard()
-				w.finish(s.Path, r)
-				return
+				failed = firstFailure(failed, r)
+				continue
 			}
 			out[b.Name] = errValue(r)
 		case blockDone:
 			out[b.Name] = r.output
 		}
 	}
+	if failed != nil {
+		// The step fails, and what still runs in its branches is canceled.
+		w.discard()
+		for _, b := range step.Parallel.Branches {
+			w.cancelOpen(b.Steps, prefix, s.Path)
+		}
+		w.finish(s.Path, *failed)
+		return
+	}
 	if done {
 		w.completeStep(s.Path, out)
+	}
+}
+
+// cancelOpen cancels the steps of a list at prefix that are still open
+// (running or waiting), and those open inside them, because the container
+// cause around them failed.
+func (w *walker) cancelOpen(steps []*definition.Step, prefix, cause string) {
+	for _, step := range steps {
+		path := prefix + step.ID
+		s := w.st.Steps[path]
+		if s == nil {
+			continue
+		}
+		switch s.Status {
+		case StepRunning, StepWaiting:
+			w.emit(events.Event{Type: events.TypeStepCanceled, StepCanceled: &events.StepCanceled{Path: path, Cause: cause}})
+		case StepCanceled:
+			// Canceled by a decision cut short: what is under it may be open.
+		case StepFailed:
+			// Its catch block may run.
+			for _, c := range step.Catch {
+				w.cancelOpen(c.Do, prefix, cause)
+			}
+		default:
+			continue
+		}
+		switch step.Kind {
+		case definition.KindSwitch:
+			if s.Case >= 0 && s.Case < len(step.Switch.Cases) {
+				w.cancelOpen(step.Switch.Cases[s.Case].Then, prefix, cause)
+			} else {
+				w.cancelOpen(step.Switch.Default, prefix, cause)
+			}
+		case definition.KindParallel:
+			for _, b := range step.Parallel.Branches {
+				w.cancelOpen(b.Steps, prefix, cause)
+			}
+		case definition.KindForeach:
+			for i := range s.Items {
+				w.cancelOpen(step.Foreach.Do, iterPrefix(path, i), cause)
+			}
+		case definition.KindRepeat:
+			w.cancelOpen(step.Repeat.Do, iterPrefix(path, s.Iteration), cause)
+		case definition.KindWait:
+			if s.Kind == "timeout_steps" {
+				w.cancelOpen(step.Wait.TimeoutSteps, prefix, cause)
+			}
+		}
 	}
 }
 
@@ -588,6 +657,7 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 	}
 	inflight := 0
 	var waiting []int
+	var failed *result
 	for i := m.low; i < m.next; i++ {
 		if m.done[i] {
 			continue
@@ -604,13 +674,21 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 			m.finish(i, r.output)
 		case blockFailed:
 			if !fe.ContinueOnError {
-				w.discard()
 				r.err.Message = fmt.Sprintf("item %d: %s", i, r.err.Message)
-				w.finish(s.Path, r)
-				return
+				failed = firstFailure(failed, r)
+				continue
 			}
 			m.finish(i, errValue(r))
 		}
+	}
+	if failed != nil {
+		// The loop fails, and its iterations still running are canceled.
+		w.discard()
+		for i := m.low; i < m.next; i++ {
+			w.cancelOpen(fe.Do, iterPrefix(s.Path, i), s.Path)
+		}
+		w.finish(s.Path, *failed)
+		return
 	}
 	for m.low < m.n && m.done[m.low] {
 		m.low++

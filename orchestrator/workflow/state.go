@@ -348,6 +348,10 @@ func (st *State) Apply(e events.Event) error {
 		s.Kind, s.Status, s.Gen, s.ChildID = "workflow", StepRunning, p.Gen, p.WorkflowID
 		s.Task, s.ChildInput = p.Definition, p.Input
 		s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
+	case events.TypeStepCanceled:
+		if s := st.Steps[e.StepCanceled.Path]; s != nil && (s.Status == StepRunning || s.Status == StepWaiting) {
+			s.Status, s.Closed = StepCanceled, e.Time
+		}
 	case events.TypeWorkflowRetried:
 		if st.Status != StatusFailed {
 			return nil
@@ -357,12 +361,12 @@ func (st *State) Apply(e events.Event) error {
 		st.Retries++
 		for _, path := range st.Order {
 			s := st.Steps[path]
-			if s.Status != StepFailed {
+			if s.Status != StepFailed && s.Status != StepCanceled {
 				continue
 			}
-			// Failed steps run again, and the loops around them (which
-			// may have completed with on_error: continue) resume; what
-			// completed stays completed.
+			// Failed steps (and those their failure canceled) run again,
+			// and the loops around them (which may have completed with
+			// on_error: continue) resume; what completed stays completed.
 			st.reset(s)
 			for i := strings.IndexByte(path, '['); i >= 0; {
 				if loop := st.Steps[path[:i]]; loop != nil && loop.Status == StepCompleted {
