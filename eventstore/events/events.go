@@ -48,6 +48,7 @@ const (
 	TypeChildStarted      Type = "ChildStarted"
 	TypeWorkflowRetried   Type = "WorkflowRetried"
 	TypeStepCanceled      Type = "StepCanceled"
+	TypeStepReopened      Type = "StepReopened"
 )
 
 // ErrCorrupt is returned (wrapped) when bytes do not decode into a valid Record.
@@ -86,6 +87,7 @@ type Event struct {
 	ChildStarted      *ChildStarted      `msgpack:"cs,omitempty"`
 	WorkflowRetried   *WorkflowRetried   `msgpack:"wr,omitempty"`
 	StepCanceled      *StepCanceled      `msgpack:"scn,omitempty"`
+	StepReopened      *StepReopened      `msgpack:"sro,omitempty"`
 }
 
 // Error is a failure as data: a message for people and a type for rules
@@ -312,6 +314,17 @@ type StepCanceled struct {
 	Cause string `msgpack:"c,omitempty"`
 }
 
+// StepReopened records that a redrive resumes a container step (switch,
+// foreach, parallel, repeat, or a wait running its timeout steps) that had
+// failed or was canceled: it runs again from where it stopped, keeping its
+// items, chosen case and iteration.
+type StepReopened struct {
+	Path string `msgpack:"p"`
+	// BudgetFrom is, for a repeat, the first iteration that counts against
+	// its max_iterations from now on.
+	BudgetFrom int `msgpack:"bf,omitempty"`
+}
+
 // Terminal reports whether the event closes a workflow.
 func (e Event) Terminal() bool {
 	switch e.Type {
@@ -377,6 +390,8 @@ func (e Event) Payload() any {
 		return e.WorkflowRetried
 	case TypeStepCanceled:
 		return e.StepCanceled
+	case TypeStepReopened:
+		return e.StepReopened
 	}
 	return nil
 }
@@ -433,6 +448,8 @@ func isNilPointer(p any) bool {
 	case *WorkflowRetried:
 		return v == nil
 	case *StepCanceled:
+		return v == nil
+	case *StepReopened:
 		return v == nil
 	}
 	return false

@@ -187,6 +187,12 @@ func sample() []struct {
 		{
 			in: events.Event{Type: events.TypeStepCanceled, Time: at(20 * time.Second), StepCanceled: &events.StepCanceled{Path: "nap"}},
 		},
+		{
+			in: events.Event{Type: events.TypeStepReopened, Time: at(21 * time.Second), StepReopened: &events.StepReopened{Path: "poll", BudgetFrom: 5}},
+		},
+		{
+			in: events.Event{Type: events.TypeStepReopened, Time: at(21 * time.Second), StepReopened: &events.StepReopened{Path: "fan"}},
+		},
 	}
 }
 
@@ -263,6 +269,7 @@ var allTypes = []events.Type{
 	events.TypeCancelRequested, events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled,
 	events.TypeStepStarted, events.TypeStepSkipped, events.TypeStepIterated, events.TypeTimerScheduled,
 	events.TypeChildStarted, events.TypeWorkflowRetried, events.TypeStepCanceled,
+	events.TypeStepReopened,
 }
 
 func TestEncodeDecodeMultiEventRecord(t *testing.T) {

@@ -133,6 +133,18 @@ func historyV2() [][]events.Event {
 	}
 }
 
+// historyV3 is the content of testdata/history_v3.msgpack: the records
+// that brought StepReopened, as written when it was added. Never edit it.
+func historyV3() [][]events.Event {
+	return [][]events.Event{
+		{{Type: events.TypeWorkflowRetried, Time: at(92 * time.Hour), WorkflowRetried: &events.WorkflowRetried{Reason: "fixed"}}},
+		{
+			{Type: events.TypeStepReopened, Time: at(92 * time.Hour), StepReopened: &events.StepReopened{Path: "fan"}},
+			{Type: events.TypeStepReopened, Time: at(92 * time.Hour), StepReopened: &events.StepReopened{Path: "poll", BudgetFrom: 3}},
+		},
+	}
+}
+
 // recordings are the recorded histories under testdata: each file with the
 // records it holds. Only ever add to this list.
 var recordings = []struct {
@@ -141,6 +153,7 @@ var recordings = []struct {
 }{
 	{"history_v1.msgpack", historyV1},
 	{"history_v2.msgpack", historyV2},
+	{"history_v3.msgpack", historyV3},
 }
 
 // writeFrames writes records as a recording: for each, its length as 4

@@ -243,8 +243,13 @@ func (w *walker) block(steps []*definition.Step, prefix string, l locals) result
 	for _, step := range steps {
 		path := prefix + step.ID
 		s := w.st.Steps[path]
-		if s == nil || s.Status == StepPending {
+		if notStarted(s) {
 			w.start(step, path, prefix, l)
+			return result{state: blockPending}
+		}
+		if s.Rerun {
+			// A redrive reopens a failed or canceled container where it stopped.
+			w.reopen(step, s, prefix)
 			return result{state: blockPending}
 		}
 		switch s.Status {
@@ -269,6 +274,35 @@ func (w *walker) block(steps []*definition.Step, prefix string, l locals) result
 		return result{state: blockPending}
 	}
 	return result{state: blockDone, output: last}
+}
+
+// notStarted reports whether a step is to start: it has not, or a redrive
+// runs it again from its start.
+func notStarted(s *Step) bool {
+	return s == nil || s.Status == StepPending || s.Rerun && !s.container()
+}
+
+// reopen resumes container s after a redrive. A repeat whose last
+// iteration finished (it failed on its until or on max_iterations) gets
+// max_iterations more from the next one; one that failed inside an
+// iteration, from that iteration.
+func (w *walker) reopen(step *definition.Step, s *Step, prefix string) {
+	ro := &events.StepReopened{Path: s.Path}
+	if step.Kind == definition.KindRepeat {
+		ro.BudgetFrom = s.Iteration
+		p := iterPrefix(s.Path, s.Iteration)
+		done := true
+		for _, b := range step.Repeat.Do {
+			if bs := w.st.Steps[p+b.ID]; bs == nil || !bs.Done() {
+				done = false
+				break
+			}
+		}
+		if done {
+			ro.BudgetFrom++
+		}
+	}
+	w.emit(events.Event{Type: events.TypeStepReopened, StepReopened: ro})
 }
 
 // caught handles a failed step: a matching catch clause runs in its place
@@ -633,14 +667,13 @@ func iterPrefix(path string, i int) string {
 // while there is room. A finished iteration stays finished, and new ones
 // start in order, so a decision looks only at the window between the first
 // unfinished iteration and the last started one: its cost does not grow
-// with the number of items. (A redrive reopens failed iterations inside the
-// window; they wait there for room like the ones after it.)
+// with the number of items. (A redrive runs failed iterations inside the
+// window again; they wait there for room like the ones after it.)
 func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 	fe := step.Foreach
 	first := fe.Do[0].ID
 	started := func(i int) bool {
-		f := w.st.Steps[iterPrefix(s.Path, i)+first]
-		return f != nil && f.Status != StepPending
+		return !notStarted(w.st.Steps[iterPrefix(s.Path, i)+first])
 	}
 	m, fresh := w.st.loop(s.Path, len(s.Items))
 	if fresh {
@@ -732,7 +765,7 @@ func (w *walker) repeat(step *definition.Step, s *Step, l locals) {
 			w.completeStep(s.Path, r.output)
 			return
 		}
-		if k+1 >= rp.MaxIterations {
+		if k+1-s.IterBase >= rp.MaxIterations {
 			w.failStep(s.Path, ErrTypeMaxIterations, fmt.Sprintf("until was still false after %d iterations", rp.MaxIterations))
 			return
 		}

@@ -314,3 +314,281 @@ steps:
 		})
 	}
 }
+
+// A redrive re-runs the failed (and canceled) steps it reaches from the
+// top: a step that completed, including a container whose failures a catch
+// or on_error: continue handled, keeps its output and is not entered; a
+// repeat that ran out of iterations gets a fresh budget.
+func TestDefect10_RedriveRerunsOnlyWhatFailedTheRun(t *testing.T) {
+	boom := &events.Error{Message: "boom", Type: "x"}
+	retried := events.Event{Type: events.TypeWorkflowRetried, Time: at(time.Hour), WorkflowRetried: &events.WorkflowRetried{}}
+	tests := []struct {
+		name  string
+		def   string
+		first func(r *run) // runs until the workflow fails
+		// rerun are the steps the redrive schedules (path: input).
+		rerun  map[string]any
+		then   func(r *run) // runs the redriven workflow to its end
+		output any
+		steps  map[string]workflow.StepStatus
+	}{
+		{
+			name: "a foreach a catch handled keeps its output",
+			def: `
+name: caught
+steps:
+  - id: each
+    foreach: "[1, 2]"
+    do: [{id: one, task: t}]
+    catch: [{do: [{id: fb, set: {fallback: "true"}}]}]
+  - id: after
+    task: t
+    input: "${ steps.each.output }"
+`,
+			first: func(r *run) {
+				r.result(time.Second, "each[0].one", 1, events.OutcomeFailed, nil, boom)
+				r.result(2*time.Second, "after", 1, events.OutcomeFailed, nil, boom)
+			},
+			rerun:  map[string]any{"after": map[string]any{"fallback": true}},
+			then:   func(r *run) { r.result(2*time.Hour, "after", 2, events.OutcomeCompleted, "ok", nil) },
+			output: "ok",
+			steps: map[string]workflow.StepStatus{"each": workflow.StepCompleted, "each[0].one": workflow.StepFailed,
+				"each[1].one": workflow.StepCanceled, "fb": workflow.StepCompleted},
+		},
+		{
+			name: "a parallel with on_error continue keeps its failed branch",
+			def: `
+name: cont
+steps:
+  - id: fan
+    parallel:
+      branches:
+        a: [{id: bad, task: t}]
+        b: [{id: good, task: t}]
+    on_error: continue
+  - id: after
+    task: t
+    input: "${ steps.fan.output }"
+`,
+			first: func(r *run) {
+				r.result(time.Second, "bad", 1, events.OutcomeFailed, nil, boom)
+				r.result(2*time.Second, "good", 1, events.OutcomeCompleted, "g", nil)
+				r.result(3*time.Second, "after", 1, events.OutcomeFailed, nil, boom)
+			},
+			rerun: map[string]any{"after": map[string]any{
+				"a": map[string]any{"error": map[string]any{"message": "boom", "type": "x", "step": "bad"}}, "b": "g"}},
+			then:   func(r *run) { r.result(2*time.Hour, "after", 2, events.OutcomeCompleted, "ok", nil) },
+			output: "ok",
+			steps: map[string]workflow.StepStatus{"fan": workflow.StepCompleted, "bad": workflow.StepFailed,
+				"good": workflow.StepCompleted, "after": workflow.StepCompleted},
+		},
+		{
+			name: "a foreach with on_error continue keeps its failed iteration",
+			def: `
+name: cont
+steps:
+  - id: each
+    foreach: "[1, 2]"
+    on_error: continue
+    do: [{id: one, task: t}]
+  - id: after
+    task: t
+    input: "${ steps.each.output.size() }"
+`,
+			first: func(r *run) {
+				r.result(time.Second, "each[0].one", 1, events.OutcomeFailed, nil, boom)
+				r.result(2*time.Second, "each[1].one", 1, events.OutcomeCompleted, "y", nil)
+				r.result(3*time.Second, "after", 1, events.OutcomeFailed, nil, boom)
+			},
+			rerun:  map[string]any{"after": int64(2)},
+			then:   func(r *run) { r.result(2*time.Hour, "after", 2, events.OutcomeCompleted, "ok", nil) },
+			output: "ok",
+			steps: map[string]workflow.StepStatus{"each": workflow.StepCompleted, "each[0].one": workflow.StepFailed,
+				"each[1].one": workflow.StepCompleted},
+		},
+		{
+			name: "a repeat out of iterations gets a fresh budget",
+			def: `
+name: poll
+steps:
+  - id: poll
+    repeat:
+      do: [{id: check, task: t, input: "${ iteration }"}]
+      until: "steps.check.output.done"
+      max_iterations: 2
+`,
+			first: func(r *run) {
+				r.result(time.Second, "poll[0].check", 1, events.OutcomeCompleted, map[string]any{"done": false}, nil)
+				r.result(2*time.Second, "poll[1].check", 1, events.OutcomeCompleted, map[string]any{"done": false}, nil)
+			},
+			rerun: map[string]any{"poll[2].check": int64(2)},
+			then: func(r *run) {
+				r.result(2*time.Hour, "poll[2].check", 1, events.OutcomeCompleted, map[string]any{"done": false}, nil)
+				r.result(3*time.Hour, "poll[3].check", 1, events.OutcomeCompleted, map[string]any{"done": true}, nil)
+			},
+			output: map[string]any{"done": true},
+			steps:  map[string]workflow.StepStatus{"poll": workflow.StepCompleted},
+		},
+		{
+			name: "a failed parallel reruns its failed and canceled branches",
+			def: `
+name: fan
+steps:
+  - id: fan
+    parallel:
+      branches:
+        a: [{id: bad, task: t}]
+        b: [{id: slow, task: t}]
+`,
+			first: func(r *run) { r.result(time.Second, "bad", 1, events.OutcomeFailed, nil, boom) },
+			rerun: map[string]any{"bad": nil, "slow": nil},
+			then: func(r *run) {
+				r.result(2*time.Hour, "bad", 2, events.OutcomeCompleted, "A", nil)
+				r.result(2*time.Hour, "slow", 1, events.OutcomeCompleted, "B", nil)
+			},
+			output: map[string]any{"a": "A", "b": "B"},
+			steps:  map[string]workflow.StepStatus{"fan": workflow.StepCompleted},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startRun(t, tc.def, nil)
+			tc.first(r)
+			if r.st.Status != workflow.StatusFailed {
+				t.Fatalf("first run: Status = %s, want FAILED", r.st.Status)
+			}
+			outputs := map[string]any{}
+			for p, s := range r.st.Steps {
+				if s.Status == workflow.StepCompleted {
+					outputs[p] = s.Output
+				}
+			}
+			evs := r.add(retried)
+			if got := scheduledPaths(evs); !reflect.DeepEqual(got, tc.rerun) {
+				t.Errorf("the redrive scheduled %v, want %v\n%s", got, tc.rerun, showEvents(evs))
+			}
+			// What completed before the redrive stays as it was.
+			for p, out := range outputs {
+				if s := r.st.Steps[p]; s.Status != workflow.StepCompleted || !reflect.DeepEqual(s.Output, out) {
+					t.Errorf("step %s is %s with output %v after the redrive, was COMPLETED with %v", p, s.Status, s.Output, out)
+				}
+			}
+			tc.then(r)
+			checkEnd(t, r, workflow.StatusCompleted, tc.output)
+			for p, want := range tc.steps {
+				if s := r.st.Steps[p]; s == nil || s.Status != want {
+					t.Errorf("step %s: %+v, want %s", p, s, want)
+				}
+			}
+			for _, p := range r.st.Order {
+				if s := r.st.Steps[p]; s.Status == workflow.StepPending || s.Status == workflow.StepRunning || s.Status == workflow.StepWaiting {
+					t.Errorf("step %s is %q in a completed run", p, s.Status)
+				}
+			}
+		})
+	}
+}
+
+// Histories redriven by earlier releases (whose fold reset failed steps
+// at once) still fold to the same end and decide as they did, apart from
+// recording the containers the redrive reopened.
+func TestDefect10_OldRedriveHistoriesStillDecideTheSame(t *testing.T) {
+	retried := func(off time.Duration) events.Event {
+		return events.Event{Type: events.TypeWorkflowRetried, Time: at(off), WorkflowRetried: &events.WorkflowRetried{}}
+	}
+	started2 := func(off time.Duration, path string, input any, first int) events.Event {
+		e := task(off, path, "t", input)
+		e.StepScheduled.Gen, e.StepScheduled.FirstAttempt = 2, first
+		return e
+	}
+	completed2 := func(off time.Duration, path string, attempt int, out any) events.Event {
+		e := completed(off, path, attempt, out)
+		e.StepCompleted.Gen = 2
+		return e
+	}
+	ss := func(off time.Duration, path, kind string, items []any) events.Event {
+		return events.Event{Type: events.TypeStepStarted, Time: at(off), StepStarted: &events.StepStarted{Path: path, Kind: kind, Items: items}}
+	}
+	stepFailed := func(off time.Duration, path, msg string) events.Event {
+		return events.Event{Type: events.TypeStepFailed, Time: at(off), StepFailed: &events.StepFailed{Path: path, Error: events.Error{Message: msg, Type: "x"}}}
+	}
+	stepDone := func(off time.Duration, path string, out any) events.Event {
+		return events.Event{Type: events.TypeStepCompleted, Time: at(off), StepCompleted: &events.StepCompleted{Path: path, Output: out}}
+	}
+	notDone, done := map[string]any{"done": false}, map[string]any{"done": true}
+	tests := []struct {
+		name string
+		def  string
+		h    []events.Event
+		// outside are the indexes of the events that came from outside,
+		// from the redrive on.
+		outside []int
+		output  any
+	}{
+		{
+			name: "a repeat resumes at its failed iteration", def: repeatYAML,
+			h: hist(started(0, nil), ss(0, "poll", "repeat", nil), task(0, "poll[0].check", "t", int64(0)),
+				completed(time.Second, "poll[0].check", 1, notDone),
+				events.Event{Type: events.TypeStepIterated, Time: at(time.Second), StepIterated: &events.StepIterated{Path: "poll", Iteration: 1}},
+				task(time.Second, "poll[1].check", "t", int64(1)),
+				failed(2*time.Second, "poll[1].check", 1, "x", "boom"),
+				stepFailed(2*time.Second, "poll", "step poll[1].check: boom"),
+				wfFailed(2*time.Second, "poll", "x", "step poll: step poll[1].check: boom"),
+				retried(time.Hour),
+				started2(time.Hour, "poll[1].check", int64(1), 2),
+				completed2(2*time.Hour, "poll[1].check", 2, done),
+				stepDone(2*time.Hour, "poll", done),
+				wfCompleted(2*time.Hour, done)),
+			outside: []int{9, 11},
+			output:  done,
+		},
+		{
+			name: "a foreach runs its failed iteration again", def: foreachYAML,
+			h: hist(started(0, map[string]any{"items": []any{int64(1), int64(2)}}),
+				ss(0, "each", "foreach", []any{int64(1), int64(2)}),
+				task(0, "each[0].one", "t", []any{int64(1), int64(0)}), task(0, "each[1].one", "t", []any{int64(2), int64(1)}),
+				failed(time.Second, "each[1].one", 1, "x", "boom"),
+				stepFailed(time.Second, "each", "step each[1].one: item 1: boom"),
+				wfFailed(time.Second, "each", "x", "step each: step each[1].one: item 1: boom"),
+				completed(2*time.Second, "each[0].one", 1, "a"),
+				retried(time.Hour),
+				started2(time.Hour, "each[1].one", []any{int64(2), int64(1)}, 2),
+				completed2(2*time.Hour, "each[1].one", 2, "b"),
+				stepDone(2*time.Hour, "each", []any{"a", "b"}),
+				wfCompleted(2*time.Hour, []any{"a", "b"})),
+			outside: []int{8, 10},
+			output:  []any{"a", "b"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			def := parse(t, tc.def)
+			st := fold(t, tc.h)
+			if st.Status != workflow.StatusCompleted || !reflect.DeepEqual(st.Output, tc.output) {
+				t.Fatalf("folded: %s with %v", st.Status, st.Output)
+			}
+			if evs := workflow.Decide(st, def); len(evs) != 0 {
+				t.Fatalf("the whole history decides more: %s", showEvents(evs))
+			}
+			for n, i := range tc.outside {
+				end := len(tc.h)
+				if n+1 < len(tc.outside) {
+					end = tc.outside[n+1]
+				}
+				evs, err := workflow.Advance(fold(t, tc.h[:i+1]), def)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var kept []events.Event
+				for _, e := range evs {
+					if e.Type != events.TypeStepReopened {
+						kept = append(kept, e)
+					}
+				}
+				if want := tc.h[i+1 : end]; !sameEvents(kept, want) {
+					t.Errorf("after event %d decided %s\nwant %s", i, showEvents(kept), showEvents(want))
+				}
+			}
+		})
+	}
+}
