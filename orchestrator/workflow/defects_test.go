@@ -1,7 +1,11 @@
 package workflow_test
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -590,5 +594,42 @@ func TestDefect10_OldRedriveHistoriesStillDecideTheSame(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A child's workflow id is <parent id>-<path with "." and "[" as "_" and
+// "]" dropped>-<16 hex digits of a hash of parent, path and run>, and the
+// language docs give that form with ids this code makes.
+func TestDefect11_ChildIDForm(t *testing.T) {
+	tests := []struct {
+		parent, path string
+		gen          int
+		form         string
+	}{
+		{"order-7", "bill", 1, `^order-7-bill-[0-9a-f]{16}$`},
+		{"order-7", "lines[3].bill", 1, `^order-7-lines_3_bill-[0-9a-f]{16}$`},
+		{"order-7", "bill", 2, `^order-7-bill-[0-9a-f]{16}$`},
+		{strings.Repeat("p", 100), "s", 1, `^p{90}-[0-9a-f]{16}$`},
+	}
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "language.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, tc := range tests {
+		id := workflow.ChildID(tc.parent, tc.path, tc.gen)
+		if !regexp.MustCompile(tc.form).MatchString(id) {
+			t.Errorf("ChildID(%q, %q, %d) = %q, want the form %s", tc.parent, tc.path, tc.gen, id, tc.form)
+		}
+		if seen[id] {
+			t.Errorf("ChildID(%q, %q, %d) = %q again", tc.parent, tc.path, tc.gen, id)
+		}
+		seen[id] = true
+		if tc.parent == "order-7" && !strings.Contains(string(doc), "`"+id+"`") {
+			t.Errorf("docs/language.md does not give the id of step %s (run %d) of order-7: %s", tc.path, tc.gen, id)
+		}
+	}
+	if strings.Contains(string(doc), "<parent id>-<path>-<n>") {
+		t.Error("docs/language.md still gives the child id form <parent id>-<path>-<n>")
 	}
 }
