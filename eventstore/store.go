@@ -683,9 +683,11 @@ func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Messag
 
 // StepSettled reports whether wf's history after stream sequence after
 // records an outcome for the step at path in scheduling gen (completed or
-// failed), or that the workflow completed or was canceled. Executors ask it before running a
-// redelivered command, so a step whose result is already recorded does not
-// run again.
+// failed), that the step was canceled (a cancellation after the command
+// can only be of its scheduling or a later one), or that the workflow
+// completed or was canceled. Executors ask it before running a redelivered
+// command, so a step whose result is already recorded, or no longer
+// wanted, does not run again.
 func (s *Store) StepSettled(ctx context.Context, wf, path string, gen int, after uint64) (bool, error) {
 	msgs, err := s.Read(ctx, wf, after)
 	if err != nil {
@@ -700,6 +702,8 @@ func (s *Store) StepSettled(ctx context.Context, wf, path string, gen int, after
 			case e.StepCompleted != nil && e.StepCompleted.Path == path && e.StepCompleted.Gen == gen:
 				return true, nil
 			case e.StepFailed != nil && e.StepFailed.Path == path && e.StepFailed.Gen == gen:
+				return true, nil
+			case e.StepCanceled != nil && e.StepCanceled.Path == path:
 				return true, nil
 			}
 		}

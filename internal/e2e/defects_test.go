@@ -1,14 +1,18 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
@@ -73,5 +77,62 @@ steps:
 	}
 	if n != 1 {
 		t.Errorf("the parent started %d children, want 1", n)
+	}
+}
+
+// A parallel whose branch fails cancels the task still running in the
+// other branch: the step shows CANCELED and its late result is ignored.
+func TestDefect7_FailingParallelCancelsRunningTask(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	ran := make(chan struct{}, 1)
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{
+		"slow": func(ctx context.Context, task *executor.Task) (any, error) {
+			ran <- struct{}{}
+			<-release
+			return "late", nil
+		},
+		"boom": func(ctx context.Context, task *executor.Task) (any, error) {
+			<-ran // fail once the other branch runs
+			return nil, executor.NonRetryable(errors.New("boom"))
+		},
+	}})
+	e.putDef(`
+name: fan
+steps:
+  - id: fan
+    parallel:
+      branches:
+        a: [{ id: bad, task: boom }]
+        b: [{ id: slow, task: slow }]
+`)
+	t.Cleanup(free) // before the node stops, which waits for its handlers
+	id := e.start("fan", "", `{}`)
+	w := e.waitClosed(id, 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
+		t.Fatalf("status %v error %v", w.Status, w.Error)
+	}
+	if got := stepStatus(w, "slow"); got != weftv1.StepStatus_STEP_STATUS_CANCELED {
+		t.Fatalf("slow is %v after the parallel failed, want CANCELED", got)
+	}
+	free()
+	// The late result reaches the orchestrator and is dropped.
+	time.Sleep(time.Second)
+	w = e.get(id)
+	if got := stepStatus(w, "slow"); got != weftv1.StepStatus_STEP_STATUS_CANCELED {
+		t.Fatalf("slow is %v after its late result, want CANCELED", got)
+	}
+	var canceled, completed int
+	for _, ev := range e.history(id) {
+		switch {
+		case ev.Type == "StepCanceled" && ev.StepPath == "slow":
+			canceled++
+		case ev.Type == "StepCompleted" && ev.StepPath == "slow":
+			completed++
+		}
+	}
+	if canceled != 1 || completed != 0 {
+		t.Fatalf("history of slow: %d StepCanceled, %d StepCompleted; want 1 and 0", canceled, completed)
 	}
 }
