@@ -687,8 +687,10 @@ func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Messag
 // StepProgress is what a workflow's history records about one scheduling
 // of a step after its command (StepProgressAfter).
 type StepProgress struct {
-	// Settled: the step's outcome is recorded (completed or failed), or the
-	// workflow completed or was canceled.
+	// Settled: the step's outcome is recorded (completed or failed), the
+	// step was canceled (a cancellation after the command can only be of
+	// its scheduling or a later one), or the workflow completed or was
+	// canceled.
 	Settled bool
 	// Attempts is the highest attempt number recorded for it (attempt
 	// failures and the outcome); 0 when none is.
@@ -718,6 +720,8 @@ func (s *Store) StepProgressAfter(ctx context.Context, wf, path string, gen int,
 				p.Settled, p.Attempts = true, max(p.Attempts, e.StepCompleted.Attempt)
 			case e.StepFailed != nil && e.StepFailed.Path == path && e.StepFailed.Gen == gen:
 				p.Settled, p.Attempts = true, max(p.Attempts, e.StepFailed.Attempt)
+			case e.StepCanceled != nil && e.StepCanceled.Path == path:
+				p.Settled = true
 			}
 		}
 	}

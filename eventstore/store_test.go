@@ -390,7 +390,8 @@ func TestStepSettled(t *testing.T) {
 		t.Fatalf("after two failed attempts: %+v %v", p, err)
 	}
 	done := events.Event{Type: events.TypeStepCompleted, StepCompleted: &events.StepCompleted{Path: "a", Gen: 1, Attempt: 3, Output: "x"}}
-	if _, err := s.Append(ctx, "wf", last, done); err != nil {
+	doneSeq, err := s.Append(ctx, "wf", last, done)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := s.StepSettled(ctx, "wf", "a", 1, cmdSeq); err != nil || !ok {
@@ -401,6 +402,21 @@ func TestStepSettled(t *testing.T) {
 	}
 	if ok, _ := s.StepSettled(ctx, "wf", "a", 2, cmdSeq); ok {
 		t.Fatal("another scheduling of the step is not settled")
+	}
+	// A step canceled after its command is settled too.
+	sched = events.Event{Type: events.TypeStepScheduled, StepScheduled: &events.StepScheduled{Path: "b", Gen: 1, Task: "echo", FirstAttempt: 1}}
+	if last, err = s.Append(ctx, "wf", doneSeq, sched); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.StepSettled(ctx, "wf", "b", 1, last); ok {
+		t.Fatal("a running step is settled")
+	}
+	cancel := events.Event{Type: events.TypeStepCanceled, StepCanceled: &events.StepCanceled{Path: "b", Cause: "fan"}}
+	if _, err := s.Append(ctx, "wf", last, cancel); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.StepSettled(ctx, "wf", "b", 1, last); err != nil || !ok {
+		t.Fatalf("after cancellation: %v %v", ok, err)
 	}
 }
 

@@ -47,6 +47,8 @@ const (
 	TypeTimerScheduled    Type = "TimerScheduled"
 	TypeChildStarted      Type = "ChildStarted"
 	TypeWorkflowRetried   Type = "WorkflowRetried"
+	TypeStepCanceled      Type = "StepCanceled"
+	TypeStepReopened      Type = "StepReopened"
 )
 
 // ErrCorrupt is returned (wrapped) when bytes do not decode into a valid Record.
@@ -84,6 +86,8 @@ type Event struct {
 	TimerScheduled    *TimerScheduled    `msgpack:"ts,omitempty"`
 	ChildStarted      *ChildStarted      `msgpack:"cs,omitempty"`
 	WorkflowRetried   *WorkflowRetried   `msgpack:"wr,omitempty"`
+	StepCanceled      *StepCanceled      `msgpack:"scn,omitempty"`
+	StepReopened      *StepReopened      `msgpack:"sro,omitempty"`
 }
 
 // Error is a failure as data: a message for people and a type for rules
@@ -301,6 +305,26 @@ type WorkflowRetried struct {
 	Reason string `msgpack:"r,omitempty"`
 }
 
+// StepCanceled records that an open step (running or waiting) was canceled
+// because the parallel or foreach step Cause around it failed: a result or
+// timer of it that comes later is ignored, and a child workflow it started
+// is to be canceled.
+type StepCanceled struct {
+	Path  string `msgpack:"p"`
+	Cause string `msgpack:"c,omitempty"`
+}
+
+// StepReopened records that a redrive resumes a container step (switch,
+// foreach, parallel, repeat, or a wait running its timeout steps) that had
+// failed or was canceled: it runs again from where it stopped, keeping its
+// items, chosen case and iteration.
+type StepReopened struct {
+	Path string `msgpack:"p"`
+	// BudgetFrom is, for a repeat, the first iteration that counts against
+	// its max_iterations from now on.
+	BudgetFrom int `msgpack:"bf,omitempty"`
+}
+
 // Terminal reports whether the event closes a workflow.
 func (e Event) Terminal() bool {
 	switch e.Type {
@@ -364,6 +388,10 @@ func (e Event) Payload() any {
 		return e.ChildStarted
 	case TypeWorkflowRetried:
 		return e.WorkflowRetried
+	case TypeStepCanceled:
+		return e.StepCanceled
+	case TypeStepReopened:
+		return e.StepReopened
 	}
 	return nil
 }
@@ -418,6 +446,10 @@ func isNilPointer(p any) bool {
 	case *ChildStarted:
 		return v == nil
 	case *WorkflowRetried:
+		return v == nil
+	case *StepCanceled:
+		return v == nil
+	case *StepReopened:
 		return v == nil
 	}
 	return false

@@ -181,6 +181,18 @@ func sample() []struct {
 		{
 			in: events.Event{Type: events.TypeWorkflowRetried, Time: at(19 * time.Second), WorkflowRetried: &events.WorkflowRetried{Reason: "fixed the card"}},
 		},
+		{
+			in: events.Event{Type: events.TypeStepCanceled, Time: at(20 * time.Second), StepCanceled: &events.StepCanceled{Path: "each[3].charge", Cause: "each"}},
+		},
+		{
+			in: events.Event{Type: events.TypeStepCanceled, Time: at(20 * time.Second), StepCanceled: &events.StepCanceled{Path: "nap"}},
+		},
+		{
+			in: events.Event{Type: events.TypeStepReopened, Time: at(21 * time.Second), StepReopened: &events.StepReopened{Path: "poll", BudgetFrom: 5}},
+		},
+		{
+			in: events.Event{Type: events.TypeStepReopened, Time: at(21 * time.Second), StepReopened: &events.StepReopened{Path: "fan"}},
+		},
 	}
 }
 
@@ -256,7 +268,8 @@ var allTypes = []events.Type{
 	events.TypeStepFailed, events.TypeWaitStarted, events.TypeSignalReceived, events.TypeTimerFired,
 	events.TypeCancelRequested, events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled,
 	events.TypeStepStarted, events.TypeStepSkipped, events.TypeStepIterated, events.TypeTimerScheduled,
-	events.TypeChildStarted, events.TypeWorkflowRetried,
+	events.TypeChildStarted, events.TypeWorkflowRetried, events.TypeStepCanceled,
+	events.TypeStepReopened,
 }
 
 func TestEncodeDecodeMultiEventRecord(t *testing.T) {

@@ -115,6 +115,36 @@ func historyV1() [][]events.Event {
 	}
 }
 
+// historyV2 is the content of testdata/history_v2.msgpack: the records
+// that brought StepCanceled, as written when it was added. Never edit it.
+func historyV2() [][]events.Event {
+	return [][]events.Event{
+		{
+			{Type: events.TypeStepFailed, Time: at(90 * time.Hour), StepFailed: &events.StepFailed{
+				Path: "each[1].charge", Gen: 1, Attempt: 3, Error: events.Error{Message: "card declined", Type: "declined"},
+			}},
+			{Type: events.TypeStepCanceled, Time: at(90 * time.Hour), StepCanceled: &events.StepCanceled{Path: "each[0].charge", Cause: "each"}},
+			{Type: events.TypeStepCanceled, Time: at(90 * time.Hour), StepCanceled: &events.StepCanceled{Path: "each[2].approve", Cause: "each"}},
+			{Type: events.TypeStepFailed, Time: at(90 * time.Hour), StepFailed: &events.StepFailed{
+				Path: "each", Error: events.Error{Message: "step each[1].charge: item 1: card declined", Type: "declined"},
+			}},
+		},
+		{{Type: events.TypeStepCanceled, Time: at(91 * time.Hour), StepCanceled: &events.StepCanceled{Path: "nap"}}},
+	}
+}
+
+// historyV3 is the content of testdata/history_v3.msgpack: the records
+// that brought StepReopened, as written when it was added. Never edit it.
+func historyV3() [][]events.Event {
+	return [][]events.Event{
+		{{Type: events.TypeWorkflowRetried, Time: at(92 * time.Hour), WorkflowRetried: &events.WorkflowRetried{Reason: "fixed"}}},
+		{
+			{Type: events.TypeStepReopened, Time: at(92 * time.Hour), StepReopened: &events.StepReopened{Path: "fan"}},
+			{Type: events.TypeStepReopened, Time: at(92 * time.Hour), StepReopened: &events.StepReopened{Path: "poll", BudgetFrom: 3}},
+		},
+	}
+}
+
 // recordings are the recorded histories under testdata: each file with the
 // records it holds. Only ever add to this list.
 var recordings = []struct {
@@ -122,6 +152,8 @@ var recordings = []struct {
 	records func() [][]events.Event
 }{
 	{"history_v1.msgpack", historyV1},
+	{"history_v2.msgpack", historyV2},
+	{"history_v3.msgpack", historyV3},
 }
 
 // writeFrames writes records as a recording: for each, its length as 4

@@ -211,6 +211,15 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 		data = map[string]any{"error": errData(e.WorkflowFailed.Error)}
 	case events.TypeWorkflowRetried:
 		data = map[string]any{"reason": e.WorkflowRetried.Reason}
+	case events.TypeStepCanceled:
+		path = e.StepCanceled.Path
+		data = map[string]any{"cause": e.StepCanceled.Cause}
+	case events.TypeStepReopened:
+		path = e.StepReopened.Path
+		data = map[string]any{}
+		if e.StepReopened.BudgetFrom > 0 {
+			data["budget_from"] = e.StepReopened.BudgetFrom
+		}
 	}
 	d, err := pv(data)
 	if err != nil {

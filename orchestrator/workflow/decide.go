@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,7 @@ func Decide(st *State, def *definition.Definition) []events.Event {
 			TimerID: WorkflowTimeoutTimerID(st.Retries), Due: st.Now.Add(def.Timeout)}})
 	}
 	r := w.block(def.Steps, "", nil)
+	w.takeSignals()
 	if w.terminal != nil {
 		return []events.Event{*w.terminal}
 	}
@@ -111,6 +113,18 @@ type result struct {
 	output any
 	err    events.Error
 	path   string
+	// canceled: the block failed on a step its container canceled, so the
+	// container's own failure is on its way (its decision was cut short).
+	canceled bool
+}
+
+// firstFailure keeps the failure a container fails with: the first one
+// met, unless it is a cancellation and a real failure comes later.
+func firstFailure(cur *result, r result) *result {
+	if cur == nil || cur.canceled && !r.canceled {
+		return &r
+	}
+	return cur
 }
 
 // locals are the loop variables in scope.
@@ -132,6 +146,50 @@ type walker struct {
 	st       *State
 	out      []events.Event
 	terminal *events.Event
+	// takers are the waits met on this walk that a received signal may
+	// satisfy; takeSignals hands the signals out once the walk is over.
+	takers []*Step
+}
+
+// discard drops what the walk decided so far: a failing container
+// decides alone.
+func (w *walker) discard() {
+	w.out, w.takers = w.out[:0], w.takers[:0]
+}
+
+// takeSignals gives each wait met on this walk that can take a signal the
+// earliest signal of its name no other wait takes: waits in the order they
+// started (State.Order), so that each signal satisfies one wait and a
+// replay hands them out the same way.
+func (w *walker) takeSignals() {
+	if len(w.takers) == 0 {
+		return
+	}
+	st := w.st
+	if len(w.takers) > 1 {
+		rank := make(map[string]int, len(w.takers))
+		for _, s := range w.takers {
+			rank[s.Path] = 0
+		}
+		for i, p := range st.Order {
+			if _, ok := rank[p]; ok {
+				rank[p] = i
+			}
+		}
+		slices.SortStableFunc(w.takers, func(a, b *Step) int { return rank[a.Path] - rank[b.Path] })
+	}
+	taken := map[int]bool{}
+	for _, s := range w.takers {
+		for _, sig := range st.Signals {
+			if sig.Consumed || sig.Name != s.Signal || taken[sig.Seq] {
+				continue
+			}
+			taken[sig.Seq] = true
+			w.emit(events.Event{Type: events.TypeStepCompleted,
+				StepCompleted: &events.StepCompleted{Path: s.Path, Output: sig.Payload, SignalSeq: sig.Seq}})
+			break
+		}
+	}
 }
 
 func (w *walker) ev(e events.Event) events.Event {
@@ -185,8 +243,13 @@ func (w *walker) block(steps []*definition.Step, prefix string, l locals) result
 	for _, step := range steps {
 		path := prefix + step.ID
 		s := w.st.Steps[path]
-		if s == nil || s.Status == StepPending {
+		if notStarted(s) {
 			w.start(step, path, prefix, l)
+			return result{state: blockPending}
+		}
+		if s.Rerun {
+			// A redrive reopens a failed or canceled container where it stopped.
+			w.reopen(step, s, prefix)
 			return result{state: blockPending}
 		}
 		switch s.Status {
@@ -204,13 +267,42 @@ func (w *walker) block(steps []*definition.Step, prefix string, l locals) result
 			last = r.output
 			continue
 		case StepCanceled:
-			return result{state: blockFailed, err: events.Error{Type: ErrTypeCanceled, Message: "canceled"}, path: path}
+			return result{state: blockFailed, err: events.Error{Type: ErrTypeCanceled, Message: "canceled"}, path: path, canceled: true}
 		}
 		// Running or waiting.
 		w.follow(step, s, prefix, l)
 		return result{state: blockPending}
 	}
 	return result{state: blockDone, output: last}
+}
+
+// notStarted reports whether a step is to start: it has not, or a redrive
+// runs it again from its start.
+func notStarted(s *Step) bool {
+	return s == nil || s.Status == StepPending || s.Rerun && !s.container()
+}
+
+// reopen resumes container s after a redrive. A repeat whose last
+// iteration finished (it failed on its until or on max_iterations) gets
+// max_iterations more from the next one; one that failed inside an
+// iteration, from that iteration.
+func (w *walker) reopen(step *definition.Step, s *Step, prefix string) {
+	ro := &events.StepReopened{Path: s.Path}
+	if step.Kind == definition.KindRepeat {
+		ro.BudgetFrom = s.Iteration
+		p := iterPrefix(s.Path, s.Iteration)
+		done := true
+		for _, b := range step.Repeat.Do {
+			if bs := w.st.Steps[p+b.ID]; bs == nil || !bs.Done() {
+				done = false
+				break
+			}
+		}
+		if done {
+			ro.BudgetFrom++
+		}
+	}
+	w.emit(events.Event{Type: events.TypeStepReopened, StepReopened: ro})
 }
 
 // caught handles a failed step: a matching catch clause runs in its place
@@ -434,9 +526,9 @@ func (w *walker) follow(step *definition.Step, s *Step, prefix string, l locals)
 			w.finish(path, w.block(step.Wait.TimeoutSteps, prefix, l))
 			return
 		}
-		if sig := st.pendingSignal(s.Signal); sig != nil {
-			w.emit(events.Event{Type: events.TypeStepCompleted,
-				StepCompleted: &events.StepCompleted{Path: path, Output: sig.Payload, SignalSeq: sig.Seq}})
+		if st.pendingSignal(s.Signal) != nil {
+			// Signals are handed out once the walk has met every wait.
+			w.takers = append(w.takers, s)
 			return
 		}
 		if s.TimedOut {
@@ -488,6 +580,7 @@ func errValue(r result) map[string]any {
 func (w *walker) parallel(step *definition.Step, s *Step, prefix string, l locals) {
 	out := make(map[string]any, len(step.Parallel.Branches))
 	done := true
+	var failed *result
 	for _, b := range step.Parallel.Branches {
 		r := w.block(b.Steps, prefix, l)
 		switch r.state {
@@ -495,17 +588,73 @@ func (w *walker) parallel(step *definition.Step, s *Step, prefix string, l local
 			done = false
 		case blockFailed:
 			if !step.Parallel.ContinueOnError {
-				w.out = w.out[:0]
-				w.finish(s.Path, r)
-				return
+				failed = firstFailure(failed, r)
+				continue
 			}
 			out[b.Name] = errValue(r)
 		case blockDone:
 			out[b.Name] = r.output
 		}
 	}
+	if failed != nil {
+		// The step fails, and what still runs in its branches is canceled.
+		w.discard()
+		for _, b := range step.Parallel.Branches {
+			w.cancelOpen(b.Steps, prefix, s.Path)
+		}
+		w.finish(s.Path, *failed)
+		return
+	}
 	if done {
 		w.completeStep(s.Path, out)
+	}
+}
+
+// cancelOpen cancels the steps of a list at prefix that are still open
+// (running or waiting), and those open inside them, because the container
+// cause around them failed.
+func (w *walker) cancelOpen(steps []*definition.Step, prefix, cause string) {
+	for _, step := range steps {
+		path := prefix + step.ID
+		s := w.st.Steps[path]
+		if s == nil {
+			continue
+		}
+		switch s.Status {
+		case StepRunning, StepWaiting:
+			w.emit(events.Event{Type: events.TypeStepCanceled, StepCanceled: &events.StepCanceled{Path: path, Cause: cause}})
+		case StepCanceled:
+			// Canceled by a decision cut short: what is under it may be open.
+		case StepFailed:
+			// Its catch block may run.
+			for _, c := range step.Catch {
+				w.cancelOpen(c.Do, prefix, cause)
+			}
+		default:
+			continue
+		}
+		switch step.Kind {
+		case definition.KindSwitch:
+			if s.Case >= 0 && s.Case < len(step.Switch.Cases) {
+				w.cancelOpen(step.Switch.Cases[s.Case].Then, prefix, cause)
+			} else {
+				w.cancelOpen(step.Switch.Default, prefix, cause)
+			}
+		case definition.KindParallel:
+			for _, b := range step.Parallel.Branches {
+				w.cancelOpen(b.Steps, prefix, cause)
+			}
+		case definition.KindForeach:
+			for i := range s.Items {
+				w.cancelOpen(step.Foreach.Do, iterPrefix(path, i), cause)
+			}
+		case definition.KindRepeat:
+			w.cancelOpen(step.Repeat.Do, iterPrefix(path, s.Iteration), cause)
+		case definition.KindWait:
+			if s.Kind == "timeout_steps" {
+				w.cancelOpen(step.Wait.TimeoutSteps, prefix, cause)
+			}
+		}
 	}
 }
 
@@ -518,14 +667,13 @@ func iterPrefix(path string, i int) string {
 // while there is room. A finished iteration stays finished, and new ones
 // start in order, so a decision looks only at the window between the first
 // unfinished iteration and the last started one: its cost does not grow
-// with the number of items. (A redrive reopens failed iterations inside the
-// window; they wait there for room like the ones after it.)
+// with the number of items. (A redrive runs failed iterations inside the
+// window again; they wait there for room like the ones after it.)
 func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 	fe := step.Foreach
 	first := fe.Do[0].ID
 	started := func(i int) bool {
-		f := w.st.Steps[iterPrefix(s.Path, i)+first]
-		return f != nil && f.Status != StepPending
+		return !notStarted(w.st.Steps[iterPrefix(s.Path, i)+first])
 	}
 	m, fresh := w.st.loop(s.Path, len(s.Items))
 	if fresh {
@@ -542,6 +690,7 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 	}
 	inflight := 0
 	var waiting []int
+	var failed *result
 	for i := m.low; i < m.next; i++ {
 		if m.done[i] {
 			continue
@@ -558,13 +707,21 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 			m.finish(i, r.output)
 		case blockFailed:
 			if !fe.ContinueOnError {
-				w.out = w.out[:0]
 				r.err.Message = fmt.Sprintf("item %d: %s", i, r.err.Message)
-				w.finish(s.Path, r)
-				return
+				failed = firstFailure(failed, r)
+				continue
 			}
 			m.finish(i, errValue(r))
 		}
+	}
+	if failed != nil {
+		// The loop fails, and its iterations still running are canceled.
+		w.discard()
+		for i := m.low; i < m.next; i++ {
+			w.cancelOpen(fe.Do, iterPrefix(s.Path, i), s.Path)
+		}
+		w.finish(s.Path, *failed)
+		return
 	}
 	for m.low < m.n && m.done[m.low] {
 		m.low++
@@ -608,7 +765,7 @@ func (w *walker) repeat(step *definition.Step, s *Step, l locals) {
 			w.completeStep(s.Path, r.output)
 			return
 		}
-		if k+1 >= rp.MaxIterations {
+		if k+1-s.IterBase >= rp.MaxIterations {
 			w.failStep(s.Path, ErrTypeMaxIterations, fmt.Sprintf("until was still false after %d iterations", rp.MaxIterations))
 			return
 		}

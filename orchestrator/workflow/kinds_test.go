@@ -275,8 +275,12 @@ func TestForeach(t *testing.T) {
 	t.Run("an iteration fails", func(t *testing.T) {
 		r := startRun(t, foreachYAML, map[string]any{"items": []any{int64(1), int64(2)}})
 		evs := r.result(time.Second, "each[1].one", 1, events.OutcomeFailed, nil, &events.Error{Message: "boom", Type: "x"})
-		expect(t, evs, events.TypeStepFailed, events.TypeWorkflowFailed)
-		if sf := evs[0].StepFailed; sf.Path != "each" || sf.Error != (events.Error{Message: "step each[1].one: item 1: boom", Type: "x"}) {
+		// The iteration still running is canceled.
+		expect(t, evs, events.TypeStepCanceled, events.TypeStepFailed, events.TypeWorkflowFailed)
+		if sc := evs[0].StepCanceled; sc.Path != "each[0].one" || sc.Cause != "each" {
+			t.Errorf("StepCanceled = %+v", sc)
+		}
+		if sf := evs[1].StepFailed; sf.Path != "each" || sf.Error != (events.Error{Message: "step each[1].one: item 1: boom", Type: "x"}) {
 			t.Errorf("foreach StepFailed = %+v", sf)
 		}
 		checkEnd(t, r, workflow.StatusFailed, nil)
@@ -305,19 +309,21 @@ func TestParallel(t *testing.T) {
 		r.result(3*time.Second, "right2", 1, events.OutcomeCompleted, "r2", nil)
 		checkEnd(t, r, workflow.StatusCompleted, map[string]any{"a": "l", "b": "r2"})
 	})
-	t.Run("a failed branch fails the step; a late result is still recorded", func(t *testing.T) {
+	t.Run("a failed branch fails the step and cancels the others; a late result is ignored", func(t *testing.T) {
 		r := startRun(t, parallelYAML, nil)
 		evs := r.result(time.Second, "left", 1, events.OutcomeFailed, nil, &events.Error{Message: "boom", Type: "x"})
-		expect(t, evs, events.TypeStepFailed, events.TypeWorkflowFailed)
-		if wf := evs[1].WorkflowFailed; wf.Path != "fan" || wf.Error != (events.Error{Message: "step fan: step left: boom", Type: "x"}) {
+		expect(t, evs, events.TypeStepCanceled, events.TypeStepFailed, events.TypeWorkflowFailed)
+		if wf := evs[2].WorkflowFailed; wf.Path != "fan" || wf.Error != (events.Error{Message: "step fan: step left: boom", Type: "x"}) {
 			t.Errorf("WorkflowFailed = %+v", wf)
 		}
 		checkEnd(t, r, workflow.StatusFailed, nil)
 		// The other branch's result arrives after the workflow failed.
-		evs = r.result(2*time.Second, "right", 1, events.OutcomeCompleted, "r", nil)
-		expect(t, evs)
-		if s := r.st.Steps["right"]; s.Status != workflow.StepCompleted {
-			t.Errorf("late result not recorded: %+v", s)
+		if _, ok := workflow.AcceptResult(r.st, events.Result{V: 1, WorkflowID: wfID, Path: "right", Gen: 1, Attempt: 1,
+			Outcome: events.OutcomeCompleted, Output: "r", Time: at(2 * time.Second)}); ok {
+			t.Error("late result of a canceled step accepted")
+		}
+		if s := r.st.Steps["right"]; s.Status != workflow.StepCanceled {
+			t.Errorf("right is %+v, want CANCELED", s)
 		}
 	})
 }
@@ -648,24 +654,32 @@ func TestRedrive(t *testing.T) {
 	})
 }
 
-// A sleep in a parallel branch keeps running when another branch fails the
-// workflow; when its timer comes due before the redrive, the redriven
-// workflow must still wake it.
+// A sleep in a parallel branch is canceled when another branch fails the
+// workflow: its timer no longer applies, and the redriven workflow sleeps
+// again on a new timer.
 func TestRedriveAfterTimerWhileFailed(t *testing.T) {
 	r := startRun(t, parallelSleepYAML, nil)
 	r.result(time.Second, "work", 1, events.OutcomeFailed, nil, &events.Error{Message: "x"})
 	checkEnd(t, r, workflow.StatusFailed, nil)
-	td := events.TimerDue{V: 1, WorkflowID: wfID, TimerID: r.st.Steps["nap"].TimerID, Path: "nap"}
-	ev, ok, _ := workflow.AcceptTimer(r.st, td, at(time.Hour))
-	if !ok {
-		t.Fatal("timer of a sleep that is still waiting was dropped while the workflow is failed")
+	if s := r.st.Steps["nap"]; s.Status != workflow.StepCanceled {
+		t.Fatalf("nap is %s after the other branch failed, want CANCELED", s.Status)
 	}
-	r.add(ev)
+	old := events.TimerDue{V: 1, WorkflowID: wfID, TimerID: r.st.Steps["nap"].TimerID, Path: "nap"}
+	if _, ok, _ := workflow.AcceptTimer(r.st, old, at(time.Hour)); ok {
+		t.Fatal("timer of a canceled sleep accepted")
+	}
 	r.add(events.Event{Type: events.TypeWorkflowRetried, Time: at(2 * time.Hour), WorkflowRetried: &events.WorkflowRetried{}})
-	r.result(2*time.Hour+time.Second, "work", 2, events.OutcomeCompleted, "w", nil)
-	if s := r.st.Steps["nap"]; s.Status != workflow.StepCompleted {
-		t.Errorf("after the redrive nap is %s with no timer to wake it", s.Status)
+	s := r.st.Steps["nap"]
+	if s.Status != workflow.StepWaiting || s.TimerID == old.TimerID {
+		t.Fatalf("after the redrive nap is %s with timer %q, want WAITING on a new timer", s.Status, s.TimerID)
 	}
+	if _, ok, _ := workflow.AcceptTimer(r.st, old, at(4*time.Hour)); ok {
+		t.Error("timer of the canceled sleep accepted after the redrive")
+	}
+	r.result(2*time.Hour+time.Second, "work", 2, events.OutcomeCompleted, "w", nil)
+	r.fire(3*time.Hour, "nap")
+	r.result(3*time.Hour+time.Second, "after", 1, events.OutcomeCompleted, "a", nil)
+	checkEnd(t, r, workflow.StatusCompleted, map[string]any{"a": "w", "b": "a"})
 }
 
 // A redrive reopens a loop's failed iterations while later ones still

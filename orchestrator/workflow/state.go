@@ -24,7 +24,8 @@ const (
 func (s Status) Terminal() bool { return s != StatusRunning && s != "" }
 
 // StepStatus is a step's lifecycle state. A step that has not started has
-// no entry in State.Steps, or an entry with StepPending after a redrive.
+// no entry in State.Steps (or, in histories redriven by earlier releases,
+// an entry with StepPending).
 type StepStatus string
 
 // Step statuses.
@@ -64,10 +65,30 @@ type Step struct {
 	Case      int
 	Items     []any
 	Iteration int
+	// IterBase is a repeat's first iteration that counts against its
+	// max_iterations (a redrive gives it a fresh budget).
+	IterBase int
 	// ChildID is a workflow step's child workflow; Task holds its
 	// definition and ChildInput its input.
 	ChildID    string
 	ChildInput any
+
+	// Rerun marks a step that was failed or canceled when the workflow was
+	// last redriven: when a decision reaches it, it runs again from its
+	// start, or resumes if it is a container. A decision that never
+	// reaches it (its failure was handled by a catch or on_error: continue
+	// of a step that completed) leaves it as it is.
+	Rerun bool
+}
+
+// container reports whether the step holds steps that it resumes when
+// reopened, rather than running again from its start.
+func (s *Step) container() bool {
+	switch s.Kind {
+	case "switch", "foreach", "parallel", "repeat", "timeout_steps":
+		return true
+	}
+	return false
 }
 
 // Done reports whether the step finished (completed or skipped).
@@ -234,7 +255,7 @@ func (st *State) Apply(e events.Event) error {
 	case events.TypeStepScheduled:
 		p := e.StepScheduled
 		s := st.step(p.Path, e.Time)
-		s.Kind, s.Task, s.Status, s.Gen = "task", p.Task, StepRunning, p.Gen
+		s.Kind, s.Task, s.Status, s.Gen, s.Rerun = "task", p.Task, StepRunning, p.Gen, false
 		s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
 	case events.TypeStepAttemptFailed:
 		p := e.StepAttemptFailed
@@ -254,7 +275,7 @@ func (st *State) Apply(e events.Event) error {
 			}
 			out = m
 		}
-		s.Status, s.Output, s.Closed = StepCompleted, out, e.Time
+		s.Status, s.Output, s.Closed, s.Rerun = StepCompleted, out, e.Time, false
 		s.Attempts = max(s.Attempts, p.Attempt)
 		st.setOutput(p.Path, out)
 		if p.SignalSeq > 0 {
@@ -270,7 +291,7 @@ func (st *State) Apply(e events.Event) error {
 	case events.TypeStepFailed:
 		p := e.StepFailed
 		s := st.step(p.Path, e.Time)
-		s.Status, s.Closed = StepFailed, e.Time
+		s.Status, s.Closed, s.Rerun = StepFailed, e.Time, false
 		s.Attempts = max(s.Attempts, p.Attempt)
 		errv := p.Error
 		s.LastError = &errv
@@ -278,6 +299,7 @@ func (st *State) Apply(e events.Event) error {
 		p := e.WaitStarted
 		s := st.step(p.Path, e.Time)
 		s.Kind, s.Status, s.Signal, s.TimerID, s.TimeoutAt, s.TimedOut = "wait", StepWaiting, p.Signal, p.TimerID, p.TimeoutAt, false
+		s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
 		s.Gen++
 	case events.TypeSignalReceived:
 		p := e.SignalReceived
@@ -322,12 +344,12 @@ func (st *State) Apply(e events.Event) error {
 	case events.TypeStepStarted:
 		p := e.StepStarted
 		s := st.step(p.Path, e.Time)
-		s.Kind, s.Status, s.Case, s.Items, s.Iteration = p.Kind, StepRunning, p.Case, p.Items, 0
-		s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
+		s.Kind, s.Status, s.Case, s.Items, s.Iteration, s.IterBase = p.Kind, StepRunning, p.Case, p.Items, 0, 0
+		s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
 		delete(st.loops, p.Path) // a loop that starts (again) has no progress yet
 	case events.TypeStepSkipped:
 		s := st.step(e.StepSkipped.Path, e.Time)
-		s.Status, s.Closed = StepSkipped, e.Time
+		s.Status, s.Closed, s.Rerun = StepSkipped, e.Time, false
 		st.setOutput(s.Path, nil)
 	case events.TypeStepIterated:
 		if s := st.Steps[e.StepIterated.Path]; s != nil {
@@ -340,6 +362,7 @@ func (st *State) Apply(e events.Event) error {
 		} else {
 			s := st.step(p.Path, e.Time)
 			s.Kind, s.Status, s.TimerID, s.TimeoutAt, s.TimedOut = "sleep", StepWaiting, p.TimerID, p.Due, false
+			s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
 			s.Gen++
 		}
 	case events.TypeChildStarted:
@@ -347,7 +370,20 @@ func (st *State) Apply(e events.Event) error {
 		s := st.step(p.Path, e.Time)
 		s.Kind, s.Status, s.Gen, s.ChildID = "workflow", StepRunning, p.Gen, p.WorkflowID
 		s.Task, s.ChildInput = p.Definition, p.Input
-		s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
+		s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
+	case events.TypeStepCanceled:
+		if s := st.Steps[e.StepCanceled.Path]; s != nil && (s.Status == StepRunning || s.Status == StepWaiting) {
+			s.Status, s.Closed, s.Rerun = StepCanceled, e.Time, false
+		}
+	case events.TypeStepReopened:
+		p := e.StepReopened
+		if s := st.Steps[p.Path]; s != nil {
+			s.Status, s.LastError, s.Closed, s.Rerun = StepRunning, nil, time.Time{}, false
+			if s.Kind == "repeat" {
+				s.IterBase = p.BudgetFrom
+			}
+			st.clearOutput(p.Path)
+		}
 	case events.TypeWorkflowRetried:
 		if st.Status != StatusFailed {
 			return nil
@@ -355,24 +391,13 @@ func (st *State) Apply(e events.Event) error {
 		st.loops = nil // failed iterations may run again
 		st.Status, st.Error, st.ErrorPath, st.Closed = StatusRunning, nil, "", time.Time{}
 		st.Retries++
+		// Failed steps, and those their failure canceled, run again when
+		// the decisions that follow reach them: they reach what the
+		// failure went through, not what a catch or on_error: continue of
+		// a completed step handled.
 		for _, path := range st.Order {
-			s := st.Steps[path]
-			if s.Status != StepFailed {
-				continue
-			}
-			// Failed steps run again, and the loops around them (which
-			// may have completed with on_error: continue) resume; what
-			// completed stays completed.
-			st.reset(s)
-			for i := strings.IndexByte(path, '['); i >= 0; {
-				if loop := st.Steps[path[:i]]; loop != nil && loop.Status == StepCompleted {
-					st.reopen(loop)
-				}
-				j := strings.IndexByte(path[i+1:], '[')
-				if j < 0 {
-					break
-				}
-				i += j + 1
+			if s := st.Steps[path]; s.Status == StepFailed || s.Status == StepCanceled {
+				s.Rerun = true
 			}
 		}
 		// A redrive gets a fresh workflow timeout.
@@ -381,24 +406,6 @@ func (st *State) Apply(e events.Event) error {
 		return fmt.Errorf("%w: unknown event type %q", ErrInvalidHistory, e.Type)
 	}
 	return nil
-}
-
-// reset makes a failed step run again from its start; a container is
-// reopened instead, keeping its items, chosen case and iteration, so it
-// resumes where it failed.
-func (st *State) reset(s *Step) {
-	switch s.Kind {
-	case "switch", "foreach", "parallel", "repeat", "timeout_steps":
-		st.reopen(s)
-		return
-	}
-	s.Status, s.LastError, s.Closed = StepPending, nil, time.Time{}
-	st.clearOutput(s.Path)
-}
-
-func (st *State) reopen(s *Step) {
-	s.Status, s.LastError, s.Closed = StepRunning, nil, time.Time{}
-	st.clearOutput(s.Path)
 }
 
 func (st *State) close(s Status, t time.Time) {
