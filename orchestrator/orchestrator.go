@@ -406,9 +406,17 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 				_ = d.Nak(backoff(d.NumDelivered))
 				return
 			}
-			// What follows a failure follows this one too: the parent is
-			// told, the listing written.
-			if ferr := sh.afterBroken(ctx, d); ferr != nil {
+			// The input applies to the failed workflow as to any failed
+			// one (a result is still recorded, so a redrive finds the step
+			// where it is), and what follows a failure follows: the parent
+			// is told, the listing written. A history that does not fold
+			// gets those follow-ups from what does.
+			ferr := sh.process(ctx, d, false)
+			if errors.As(ferr, &broken) {
+				delete(sh.cache, d.WorkflowID)
+				ferr = sh.afterBroken(ctx, d)
+			}
+			if ferr != nil {
 				log().Warn("could not follow up the failure; retrying", "err", ferr)
 				_ = d.Nak(backoff(d.NumDelivered))
 				return

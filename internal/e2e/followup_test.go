@@ -491,3 +491,45 @@ steps:
 		}
 	}
 }
+
+// Defect 9: a run failed because it cannot go on (its history limit) while
+// applying a task's result still records that result, so a redrive finds
+// nothing RUNNING without something in flight: it fails again on its
+// limit, or goes on, but never hangs.
+func TestDefect9_RedriveAfterCannotGoOnDoesNotHang(t *testing.T) {
+	e := newEnv(t, envOpts{maxHistory: 20})
+	e.putDef(`
+name: loop
+steps:
+  - id: many
+    repeat:
+      do: [ { id: tick, task: echo, input: "${ iteration }" } ]
+      until: "${ false }"
+      max_iterations: 1000
+`)
+	id := e.start("loop", "", ``)
+	w := e.waitClosed(id, 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || w.Error.Type != "limit" {
+		t.Fatalf("status %v error %v", w.Status, w.Error)
+	}
+	for _, s := range w.Steps {
+		if s.Status == weftv1.StepStatus_STEP_STATUS_RUNNING && s.Task == "echo" {
+			t.Fatalf("step %s is RUNNING in a failed run: its result was dropped", s.Path)
+		}
+	}
+	if _, err := e.wf.RetryWorkflow(ctx(t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id})); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the redriven run to close", func() bool {
+		h := e.history(id)
+		return h[len(h)-1].Type == "WorkflowFailed" && len(h) > 0 && func() bool {
+			for _, ev := range h {
+				if ev.Type == "WorkflowRetried" {
+					return true
+				}
+			}
+			return false
+		}()
+	})
+	e.healthy()
+}
