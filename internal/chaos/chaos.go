@@ -26,12 +26,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/weftworks/weft/eventstore"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 )
@@ -59,6 +61,9 @@ type Config struct {
 	// Settle bounds the time, after the start window, for every workflow
 	// to close. Default 5m.
 	Settle time.Duration
+	// Shapes names the workflow shapes of the run (see ParseShapes); empty
+	// means all.
+	Shapes []string
 	// Binaries are prebuilt programs; nil builds them into Dir/bin.
 	Binaries *Binaries
 	// Logf receives progress lines. Default: discarded.
@@ -94,6 +99,7 @@ type Harness struct {
 	dir    string
 	ownDir bool
 	logf   func(format string, args ...any)
+	shapes [numShapes]bool
 
 	sup    *supervisor
 	nats   []*proc
@@ -118,6 +124,16 @@ type Harness struct {
 func New(cfg Config) (*Harness, error) {
 	cfg.defaults()
 	h := &Harness{cfg: cfg, dir: cfg.Dir}
+	if len(cfg.Shapes) == 0 {
+		cfg.Shapes = shapeNames[:]
+	}
+	for _, s := range cfg.Shapes {
+		i := shapeIndex(s)
+		if i < 0 {
+			return nil, fmt.Errorf("chaos: unknown shape %q (shapes: %s)", s, strings.Join(shapeNames[:], ","))
+		}
+		h.shapes[i] = true
+	}
 	if h.dir == "" {
 		d, err := os.MkdirTemp("", "weft-chaos-")
 		if err != nil {
@@ -277,6 +293,9 @@ func (h *Harness) startCluster(ctx context.Context, bin string) error {
 	return nil
 }
 
+// storeConfig is the store configuration of Weft's parts (their flags).
+var storeConfig = eventstore.Config{Replicas: 3, TaskAckWait: 3 * time.Second}
+
 // startWeft starts two orchestrators, two executors and the API, and
 // waits until the API answers.
 func (h *Harness) startWeft(ctx context.Context, bin string) error {
@@ -285,7 +304,8 @@ func (h *Harness) startWeft(ctx context.Context, bin string) error {
 		return err
 	}
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	common := []string{"--nats-url", h.natsURLs, "--replicas", "3", "--task-ack-wait", "3s", "--log-level", "info"}
+	common := []string{"--nats-url", h.natsURLs, "--replicas", fmt.Sprint(storeConfig.Replicas),
+		"--task-ack-wait", storeConfig.TaskAckWait.String(), "--log-level", "info"}
 	part := func(name, kind, sub string, extra ...string) *proc {
 		args := append(append([]string{sub}, common...), extra...)
 		return h.sup.add(&proc{name: name, kind: kind, path: bin, args: args,
@@ -353,8 +373,17 @@ func (h *Harness) waitAPI(ctx context.Context) error {
 }
 
 // putDefinitions puts the workflow shapes, retrying while parts start.
+// The trigger and the cron schedule are put only when the run has their
+// shapes.
 func (h *Harness) putDefinitions(ctx context.Context) error {
-	for _, src := range definitions {
+	sources := slices.Clip(staticDefinitions)
+	if h.shapes[shapeTrigger] {
+		sources = append(sources, triggerDefinition)
+	}
+	if h.shapes[shapeCron] {
+		sources = append(sources, cronDefinition(h.ledger.URL(), true))
+	}
+	for _, src := range sources {
 		err := h.retry(ctx, time.Minute, func(ctx context.Context) error {
 			_, err := h.defs.PutDefinition(ctx, connect.NewRequest(&weftv1.PutDefinitionRequest{Source: src}))
 			return err
