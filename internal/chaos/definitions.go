@@ -249,6 +249,8 @@ output:
 name: chaos-waits
 retry: ` + retryPolicy + `
 steps:
+  - id: gate
+    wait: { signal: gate }
   - id: first
     wait: { signal: go }
   - id: second
@@ -759,7 +761,8 @@ func planControl(p *plan, k int) {
 
 // planWaits: a wait without timeout, a wait of the same signal with a
 // timeout and timeout_steps, and optionally a wait that times out without
-// them.
+// them. A gate wait holds the workflow until the signals meant to arrive
+// early are in, so that a late API cannot make a wait time out.
 func planWaits(p *plan, k int) {
 	v := k % 4
 	p.input["strict"] = v == 3
@@ -767,20 +770,21 @@ func planWaits(p *plan, k int) {
 	p2 := map[string]any{"n": p.index, "which": 2}
 	s1 := signalSpec{name: "go", payload: p1, requestID: "signal-1-" + p.id}
 	s2 := signalSpec{name: "go", payload: p2, requestID: "signal-2-" + p.id}
+	gate := signalSpec{name: "gate", payload: map[string]any{"gate": p.index}, requestID: "gate-" + p.id}
 	p.httpPaths = []string{"done"}
-	p.waits = map[string]any{"first": p1}
+	p.waits = map[string]any{"gate": gate.payload, "first": p1}
 	second := any(map[string]any{"timed_out": true})
 	switch v {
 	case 0:
-		p.variant, p.signals = "one-signal-early", []signalSpec{s1}
+		p.variant, p.signals = "one-signal-early", []signalSpec{s1, gate}
 	case 1:
 		s1.afterWaiting = "first"
-		p.variant, p.signals = "one-signal-when-waiting", []signalSpec{s1}
+		p.variant, p.signals = "one-signal-when-waiting", []signalSpec{gate, s1}
 	case 2:
-		p.variant, p.signals, second = "two-signals", []signalSpec{s1, s2}, p2
+		p.variant, p.signals, second = "two-signals", []signalSpec{s1, s2, gate}, p2
 		p.waits["second"] = p2
 	case 3:
-		p.variant, p.signals = "wait-times-out", []signalSpec{s1}
+		p.variant, p.signals = "wait-times-out", []signalSpec{s1, gate}
 		p.want = outcome{status: "FAILED", errType: "timeout", errStep: "strict"}
 		p.effects = []string{}
 		return
