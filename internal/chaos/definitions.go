@@ -259,6 +259,20 @@ steps:
       - id: second_late
         task: echo
         input: { timed_out: true }
+  - id: pair
+    if: "input.pair"
+    parallel:
+      branches:
+        a:
+          - id: pair_a
+            wait: { signal: duo, timeout: 3s }
+            timeout_steps:
+              - { id: pair_a_late, task: echo, input: { timed_out: true } }
+        b:
+          - id: pair_b
+            wait: { signal: duo, timeout: 3s }
+            timeout_steps:
+              - { id: pair_b_late, task: echo, input: { timed_out: true } }
   - id: strict
     if: "input.strict"
     wait: { signal: never, timeout: 1s }
@@ -269,6 +283,8 @@ steps:
 output:
   first: "${ steps.first.output }"
   second: "${ steps.second.output }"
+  pair: "${ input.pair ? [steps.pair.output.a, steps.pair.output.b].filter(x, !has(x.timed_out)) : [] }"
+  pair_timeouts: "${ input.pair ? [steps.pair.output.a, steps.pair.output.b].filter(x, has(x.timed_out)).size() : 0 }"
   key: "${ steps.done.output.body.key }"
 `, `
 name: chaos-cancel
@@ -309,6 +325,20 @@ steps:
           - id: fallback
             task: echo
             input: { fallback: "${ error.type }" }
+  - id: guarded
+    if: "input.guard"
+    foreach: input.items
+    do:
+      - id: guarded_call
+        task: http
+        timeout: 30s
+        input: ` + call(`{ item: "${ item }" }`) + `
+    catch:
+      - errors: [unprocessable]
+        do:
+          - id: guarded_fallback
+            task: echo
+            input: { caught: "${ error.type }" }
   - id: items
     foreach: input.items
     on_error: continue
@@ -323,6 +353,7 @@ steps:
     input: ` + call(`{ phase: flaky }`) + `
 output:
   handled: "${ steps.handled.output }"
+  guarded: "${ steps.guarded.output }"
   items: "${ steps.items.output.map(r, has(r.error) ? dyn(r.error.type) : dyn(r.body.key)) }"
   flaky: "${ steps.flaky.output.body.key }"
 `}
@@ -385,18 +416,21 @@ const (
 	shapeWaits
 	shapeCancel
 	shapeRedrive
+	shapeSharedSignal
+	shapeRedriveCaught
 	shapeTrigger
 	shapeCron
 	numShapes
 )
 
 var shapeNames = [numShapes]string{"seq", "fanout", "wait", "child", "branches", "each", "control", "waits",
-	"cancel", "redrive", "trigger", "cron"}
+	"cancel", "redrive", "sharedsignal", "redrivecaught", "trigger", "cron"}
 
 // shapeCycle is the order in which the harness starts its shapes: the
 // first three, the original workload, keep about half of the workflows.
 var shapeCycle = []int{shapeSeq, shapeFanout, shapeWait, shapeChild, shapeBranches, shapeEach,
-	shapeSeq, shapeFanout, shapeWait, shapeControl, shapeWaits, shapeCancel, shapeRedrive}
+	shapeSeq, shapeFanout, shapeWait, shapeControl, shapeWaits, shapeCancel, shapeRedrive, shapeSharedSignal,
+	shapeRedriveCaught}
 
 // ParseShapes returns the shapes named in a comma-separated list; "" and
 // "all" name every shape.
@@ -578,12 +612,14 @@ func newPlan(i, k, shape int, ledgerURL string) *plan {
 		planEach(p, k)
 	case shapeControl:
 		planControl(p, k)
-	case shapeWaits:
-		planWaits(p, k)
+	case shapeWaits, shapeSharedSignal:
+		p.definition = "chaos-waits"
+		planWaits(p, k, shape == shapeSharedSignal)
 	case shapeCancel:
 		planCancel(p, k)
-	case shapeRedrive:
-		planRedrive(p, k)
+	case shapeRedrive, shapeRedriveCaught:
+		p.definition = "chaos-redrive"
+		planRedrive(p, k, shape == shapeRedriveCaught)
 	}
 	if p.effects == nil && p.want.status == "COMPLETED" {
 		p.effects = p.httpPaths
@@ -760,36 +796,56 @@ func planControl(p *plan, k int) {
 }
 
 // planWaits: a wait without timeout, a wait of the same signal with a
-// timeout and timeout_steps, and optionally a wait that times out without
-// them. A gate wait holds the workflow until the signals meant to arrive
-// early are in, so that a late API cannot make a wait time out.
-func planWaits(p *plan, k int) {
+// timeout and timeout_steps, with pair two waits of one signal in parallel
+// branches (one signal sent: one takes it, the other times out), and
+// optionally a wait that times out without timeout_steps. A gate wait
+// holds the workflow until the signals meant to arrive early are in, so
+// that a late API cannot make a wait time out.
+func planWaits(p *plan, k int, pair bool) {
 	v := k % 4
-	p.input["strict"] = v == 3
+	p.input["strict"], p.input["pair"] = v == 3, pair
 	p1 := map[string]any{"n": p.index, "which": 1}
 	p2 := map[string]any{"n": p.index, "which": 2}
+	duo := map[string]any{"n": p.index, "which": "duo"}
 	s1 := signalSpec{name: "go", payload: p1, requestID: "signal-1-" + p.id}
 	s2 := signalSpec{name: "go", payload: p2, requestID: "signal-2-" + p.id}
+	sd := signalSpec{name: "duo", payload: duo, requestID: "signal-duo-" + p.id}
 	gate := signalSpec{name: "gate", payload: map[string]any{"gate": p.index}, requestID: "gate-" + p.id}
+	duos, pairOut, pairTimeouts := []any{duo}, []any{duo}, 1
+	if !pair {
+		duos, pairOut, pairTimeouts = nil, []any{}, 0
+	}
+	with := func(ss ...signalSpec) []signalSpec {
+		// The duo signal, when sent, goes before the gate.
+		var out []signalSpec
+		for _, s := range ss {
+			if s.name == "gate" && len(duos) > 0 {
+				out = append(out, sd)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
 	p.httpPaths = []string{"done"}
 	p.waits = map[string]any{"gate": gate.payload, "first": p1}
 	second := any(map[string]any{"timed_out": true})
 	switch v {
 	case 0:
-		p.variant, p.signals = "one-signal-early", []signalSpec{s1, gate}
+		p.variant, p.signals = "one-signal-early", with(s1, gate)
 	case 1:
 		s1.afterWaiting = "first"
-		p.variant, p.signals = "one-signal-when-waiting", []signalSpec{gate, s1}
+		p.variant, p.signals = "one-signal-when-waiting", with(gate, s1)
 	case 2:
-		p.variant, p.signals, second = "two-signals", []signalSpec{s1, s2, gate}, p2
+		p.variant, p.signals, second = "two-signals", with(s1, s2, gate), p2
 		p.waits["second"] = p2
 	case 3:
-		p.variant, p.signals = "wait-times-out", []signalSpec{s1, gate}
+		p.variant, p.signals = "wait-times-out", with(s1, gate)
 		p.want = outcome{status: "FAILED", errType: "timeout", errStep: "strict"}
 		p.effects = []string{}
 		return
 	}
-	p.want = completed(map[string]any{"first": p1, "second": second, "key": p.key("done")})
+	p.want = completed(map[string]any{"first": p1, "second": second, "pair": pairOut, "pair_timeouts": pairTimeouts,
+		"key": p.key("done")})
 }
 
 // planCancel: a workflow canceled at once, while it waits, or while it
@@ -810,19 +866,33 @@ func planCancel(p *plan, k int) {
 // redriveItems is the number of items of a redrive-shape workflow.
 const redriveItems = 3
 
-// planRedrive: a caught failure, a refused foreach item under
-// on_error: continue and a refused step fail the workflow; the harness
-// releases the refusals and redrives it, and it must complete without
-// running the caught step again.
-func planRedrive(p *plan, k int) {
+// planRedrive: a caught failure of a task, with guard a caught failure
+// inside a foreach, a refused foreach item under on_error: continue and a
+// refused step fail the workflow; the harness releases the refusals of the
+// last two and redrives it, and it must complete without running the
+// caught steps again.
+func planRedrive(p *plan, k int, guard bool) {
 	items := make([]any, redriveItems)
 	keys := make([]any, redriveItems)
 	p.httpPaths = []string{"handled"}
 	p.refuse["handled"], p.failPaths["handled"] = 422, true
 	p.redrive = &redriveSpec{errType: "conflict", errStep: "flaky", release: []string{"flaky"}}
 	p.variant = "flaky-step"
+	p.openPaths = map[string]bool{}
+	p.input["guard"] = guard
 	for j := range items {
 		items[j] = fmt.Sprintf("item-%d-%d", p.index, j)
+		// The caught loop fails at its first item; the others may finish
+		// after the workflow closed, unrecorded.
+		if guard {
+			guarded := fmt.Sprintf("guarded[%d].guarded_call", j)
+			p.httpPaths = append(p.httpPaths, guarded)
+			if j == 0 {
+				p.refuse[guarded], p.failPaths[guarded], p.failPaths["guarded"] = 422, true, true
+			} else {
+				p.openPaths[guarded] = true
+			}
+		}
 		path := fmt.Sprintf("items[%d].item_call", j)
 		keys[j] = p.key(path)
 		p.httpPaths = append(p.httpPaths, path)
@@ -837,8 +907,12 @@ func planRedrive(p *plan, k int) {
 	p.httpPaths = append(p.httpPaths, "flaky")
 	p.effects = append(p.effects, "flaky")
 	p.refuse["flaky"], p.failPaths["flaky"] = 409, true
-	p.want = completed(map[string]any{"handled": map[string]any{"fallback": "unprocessable"}, "items": keys,
-		"flaky": p.key("flaky")})
+	var guarded any
+	if guard {
+		guarded = map[string]any{"caught": "unprocessable"}
+	}
+	p.want = completed(map[string]any{"handled": map[string]any{"fallback": "unprocessable"},
+		"guarded": guarded, "items": keys, "flaky": p.key("flaky")})
 }
 
 // normalize returns v as JSON decoding into any gives it.

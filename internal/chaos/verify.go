@@ -77,9 +77,9 @@ type Result struct {
 	Notes []string
 }
 
-// ShapeCount is the number of workflows of one shape, and of those that
-// ended as expected.
-type ShapeCount struct{ Total, AsExpected int }
+// ShapeCount is the number of workflows of one shape, of those that ended
+// as expected, and of those any check found a problem with.
+type ShapeCount struct{ Total, AsExpected, WithProblems int }
 
 // DoctorCounts is what the stuck and drift detector reports: workflows
 // running with nothing left that will move them on, and workflows whose
@@ -98,12 +98,17 @@ func (r *Result) Summary() string {
 		r.DuplicateEffects, r.DuplicateDecisions, r.Mismatches, r.LostSignals, r.Doctor.Stuck, r.Doctor.Drifted, r.P99.Seconds())
 }
 
-// ShapeLine lists the workflows per shape as ended-as-expected/total.
+// ShapeLine lists the workflows per shape as ended-as-expected/total,
+// with the number that had problems when any did.
 func (r *Result) ShapeLine() string {
 	var parts []string
 	for _, name := range sortedKeys(r.Shapes) {
 		c := r.Shapes[name]
-		parts = append(parts, fmt.Sprintf("%s=%d/%d", name, c.AsExpected, c.Total))
+		part := fmt.Sprintf("%s=%d/%d", name, c.AsExpected, c.Total)
+		if c.WithProblems > 0 {
+			part += fmt.Sprintf("(%d with problems)", c.WithProblems)
+		}
+		parts = append(parts, part)
 	}
 	return "shapes (as expected/total): " + strings.Join(parts, " ")
 }
@@ -164,6 +169,9 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 			}
 			bad := len(res.Problems)
 			h.check(r, hist, histErr, ledger, res, &durations, problem)
+			if len(res.Problems) > bad {
+				res.Shapes[r.plan.shapeName()].WithProblems++
+			}
 			if len(res.Problems) > bad && dumps < 50 {
 				dumps++
 				if err := h.dump(r, hist); err != nil {
@@ -631,8 +639,8 @@ func btoi(b bool) int {
 	return 0
 }
 
-// diagnose describes where the history of a workflow that did not
-// complete stands.
+// diagnose describes where the history of a workflow that did not end as
+// expected stands.
 func diagnose(hist []*weftv1.HistoryEvent) string {
 	if len(hist) == 0 {
 		return "no history at all"
@@ -640,24 +648,26 @@ func diagnose(hist []*weftv1.HistoryEvent) string {
 	if len(hist) == 1 && hist[0].Type == "WorkflowStarted" {
 		return fmt.Sprintf("history holds only WorkflowStarted (sequence %d): no decision was ever recorded", hist[0].Sequence)
 	}
-	var signals []uint64
+	taken := map[uint64]bool{}
 	for _, ev := range hist {
-		switch ev.Type {
-		case "SignalReceived":
-			signals = append(signals, ev.Sequence)
-		case "StepCompleted":
-			if ev.StepPath == waitStep && len(signals) > 0 {
-				signals = signals[1:]
-			}
-		case "WaitStarted":
-			if len(signals) > 0 {
-				return fmt.Sprintf("signal received at sequence %d, before the wait %s began at sequence %d, was never taken by it",
-					signals[0], ev.StepPath, ev.Sequence)
-			}
+		data, _ := ev.Data.AsInterface().(map[string]any)
+		if seq, ok := data["signal_sequence"].(float64); ok && ev.Type == "StepCompleted" {
+			taken[uint64(seq)] = true
+		}
+	}
+	var untaken []string
+	for _, ev := range hist {
+		if ev.Type == "SignalReceived" && !taken[ev.Sequence] {
+			data, _ := ev.Data.AsInterface().(map[string]any)
+			untaken = append(untaken, fmt.Sprintf("%v at sequence %d", data["name"], ev.Sequence))
 		}
 	}
 	last := hist[len(hist)-1]
-	return fmt.Sprintf("history ends with %s at sequence %d (path %q, %d events)", last.Type, last.Sequence, last.StepPath, len(hist))
+	s := fmt.Sprintf("history ends with %s at sequence %d (path %q, %d events)", last.Type, last.Sequence, last.StepPath, len(hist))
+	if len(untaken) > 0 {
+		s += "; signals no wait took: " + strings.Join(untaken, ", ")
+	}
+	return s
 }
 
 // history reads a workflow's whole history.
