@@ -1,22 +1,33 @@
 // Package chaos proves Weft's guarantees against crashes: it runs a real
 // deployment (a 3-node NATS cluster, two orchestrators, two executors and an
-// API, each its own process), starts workflows of several shapes against an
-// outside "effects ledger" while killing parts with SIGKILL, and then
-// checks from the histories and the ledger that nothing was lost or
-// decided twice.
+// API, each its own process), starts workflows of shapes that together use
+// every construct of the language against an outside "effects ledger"
+// while killing parts with SIGKILL, and then checks from the histories and
+// the ledger that nothing was lost, decided twice or left running.
 //
-// The checks, for every workflow:
+// The harness also acts on the workflows as a user would: it signals
+// them, cancels some (or their children) mid-run, redrives those that fail
+// on purpose once the ledger stops refusing their calls, publishes events
+// on a trigger subject, and lets a cron schedule fire until it removes it.
 //
-//   - it completed, with the output its input implies;
-//   - every task's idempotency key (workflow id + "/" + step path) reached
-//     the ledger and succeeded there at least once;
+// The checks, for every workflow (children and triggered ones included):
+//
+//   - it ended as its definition must, given its input and what the
+//     harness did: status, output, error type and step;
+//   - every task's idempotency key (workflow id + "/" + step path) that
+//     must have run reached the ledger and succeeded there at least once,
+//     and the ledger saw no key that no step has;
 //   - its history holds one decision per state: each step path scheduled
-//     and closed once, each attempt recorded once, one WorkflowStarted and
-//     one WorkflowCompleted, one SignalReceived per signal sent;
+//     and closed once (a redrive runs again only the steps it must), each
+//     attempt recorded once, one WorkflowStarted and one closing event per
+//     redrive, nothing after the close but what a failed workflow still
+//     records (results and timers of its steps);
 //   - the ledger saw at least as many calls per key as the history records
 //     attempts (at-least-once); the surplus is reported as duplicate
 //     effects, which an outside system that honours the key absorbs;
-//   - every signal was delivered to its wait, with its payload.
+//   - every signal was received once and taken by one wait, with its
+//     payload; every trigger event started exactly one workflow;
+//   - nothing is left RUNNING once the harness is done.
 package chaos
 
 import (
