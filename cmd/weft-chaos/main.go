@@ -1,9 +1,10 @@
 // Command weft-chaos runs Weft's chaos proof: a 3-node NATS cluster, two
 // orchestrators, two executors and an API as separate processes, a steady
 // stream of workflows against an outside ledger, and a kill -9 of a random
-// part every few seconds. It prints one summary line and exits with status
-// 1 when any workflow, effect or signal was lost or any decision was
-// recorded twice.
+// part every few seconds. The workflows cover every construct of the
+// language (-shapes picks some). It prints one summary line and exits with
+// status 1 when any workflow did not end as its definition must, or any
+// effect or signal was lost or any decision was recorded twice.
 //
 //	go run ./cmd/weft-chaos -n 5000 -duration 10m -seed 1
 package main
@@ -31,10 +32,16 @@ func main() {
 	flag.BoolVar(&cfg.KeepLogs, "keep", false, "keep the run directory after a successful run (a failed run always keeps it)")
 	flag.Float64Var(&cfg.FailRate, "fail-rate", 0.2, "fraction of the ledger's answers that are 503")
 	flag.DurationVar(&cfg.Settle, "settle", 5*time.Minute, "how long after the last start every workflow has to close")
+	shapes := flag.String("shapes", "all", "comma-separated workflow shapes to run: seq,fanout,wait,child,branches,each,control,waits,cancel,redrive,trigger,cron")
 	quiet := flag.Bool("q", false, "print only the summary line")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "weft-chaos: unexpected arguments %q\n", flag.Args())
+		os.Exit(2)
+	}
+	var err error
+	if cfg.Shapes, err = chaos.ParseShapes(*shapes); err != nil {
+		fmt.Fprintf(os.Stderr, "weft-chaos: -shapes: %v\n", err)
 		os.Exit(2)
 	}
 	if cfg.FailRate == 0 {

@@ -1,22 +1,33 @@
 // Package chaos proves Weft's guarantees against crashes: it runs a real
 // deployment (a 3-node NATS cluster, two orchestrators, two executors and an
-// API, each its own process), starts workflows of several shapes against an
-// outside "effects ledger" while killing parts with SIGKILL, and then
-// checks from the histories and the ledger that nothing was lost or
-// decided twice.
+// API, each its own process), starts workflows of shapes that together use
+// every construct of the language against an outside "effects ledger"
+// while killing parts with SIGKILL, and then checks from the histories and
+// the ledger that nothing was lost, decided twice or left running.
 //
-// The checks, for every workflow:
+// The harness also acts on the workflows as a user would: it signals
+// them, cancels some (or their children) mid-run, redrives those that fail
+// on purpose once the ledger stops refusing their calls, publishes events
+// on a trigger subject, and lets a cron schedule fire until it removes it.
 //
-//   - it completed, with the output its input implies;
-//   - every task's idempotency key (workflow id + "/" + step path) reached
-//     the ledger and succeeded there at least once;
+// The checks, for every workflow (children and triggered ones included):
+//
+//   - it ended as its definition must, given its input and what the
+//     harness did: status, output, error type and step;
+//   - every task's idempotency key (workflow id + "/" + step path) that
+//     must have run reached the ledger and succeeded there at least once,
+//     and the ledger saw no key that no step has;
 //   - its history holds one decision per state: each step path scheduled
-//     and closed once, each attempt recorded once, one WorkflowStarted and
-//     one WorkflowCompleted, one SignalReceived per signal sent;
+//     and closed once (a redrive runs again only the steps it must), each
+//     attempt recorded once, one WorkflowStarted and one closing event per
+//     redrive, nothing after the close but what a failed workflow still
+//     records (results and timers of its steps);
 //   - the ledger saw at least as many calls per key as the history records
 //     attempts (at-least-once); the surplus is reported as duplicate
 //     effects, which an outside system that honours the key absorbs;
-//   - every signal was delivered to its wait, with its payload.
+//   - every signal was received once and taken by one wait, with its
+//     payload; every trigger event started exactly one workflow;
+//   - nothing is left RUNNING once the harness is done.
 package chaos
 
 import (
@@ -26,12 +37,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/weftworks/weft/eventstore"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 )
@@ -59,6 +72,9 @@ type Config struct {
 	// Settle bounds the time, after the start window, for every workflow
 	// to close. Default 5m.
 	Settle time.Duration
+	// Shapes names the workflow shapes of the run (see ParseShapes); empty
+	// means all.
+	Shapes []string
 	// Binaries are prebuilt programs; nil builds them into Dir/bin.
 	Binaries *Binaries
 	// Logf receives progress lines. Default: discarded.
@@ -94,6 +110,7 @@ type Harness struct {
 	dir    string
 	ownDir bool
 	logf   func(format string, args ...any)
+	shapes [numShapes]bool
 
 	sup    *supervisor
 	nats   []*proc
@@ -118,6 +135,16 @@ type Harness struct {
 func New(cfg Config) (*Harness, error) {
 	cfg.defaults()
 	h := &Harness{cfg: cfg, dir: cfg.Dir}
+	if len(cfg.Shapes) == 0 {
+		cfg.Shapes = shapeNames[:]
+	}
+	for _, s := range cfg.Shapes {
+		i := shapeIndex(s)
+		if i < 0 {
+			return nil, fmt.Errorf("chaos: unknown shape %q (shapes: %s)", s, strings.Join(shapeNames[:], ","))
+		}
+		h.shapes[i] = true
+	}
 	if h.dir == "" {
 		d, err := os.MkdirTemp("", "weft-chaos-")
 		if err != nil {
@@ -277,6 +304,9 @@ func (h *Harness) startCluster(ctx context.Context, bin string) error {
 	return nil
 }
 
+// storeConfig is the store configuration of Weft's parts (their flags).
+var storeConfig = eventstore.Config{Replicas: 3, TaskAckWait: 3 * time.Second}
+
 // startWeft starts two orchestrators, two executors and the API, and
 // waits until the API answers.
 func (h *Harness) startWeft(ctx context.Context, bin string) error {
@@ -285,7 +315,8 @@ func (h *Harness) startWeft(ctx context.Context, bin string) error {
 		return err
 	}
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	common := []string{"--nats-url", h.natsURLs, "--replicas", "3", "--task-ack-wait", "3s", "--log-level", "info"}
+	common := []string{"--nats-url", h.natsURLs, "--replicas", fmt.Sprint(storeConfig.Replicas),
+		"--task-ack-wait", storeConfig.TaskAckWait.String(), "--log-level", "info"}
 	part := func(name, kind, sub string, extra ...string) *proc {
 		args := append(append([]string{sub}, common...), extra...)
 		return h.sup.add(&proc{name: name, kind: kind, path: bin, args: args,
@@ -353,8 +384,17 @@ func (h *Harness) waitAPI(ctx context.Context) error {
 }
 
 // putDefinitions puts the workflow shapes, retrying while parts start.
+// The trigger and the cron schedule are put only when the run has their
+// shapes.
 func (h *Harness) putDefinitions(ctx context.Context) error {
-	for _, src := range definitions {
+	sources := slices.Clip(staticDefinitions)
+	if h.shapes[shapeTrigger] {
+		sources = append(sources, triggerDefinition)
+	}
+	if h.shapes[shapeCron] {
+		sources = append(sources, cronDefinition(h.ledger.URL(), true))
+	}
+	for _, src := range sources {
 		err := h.retry(ctx, time.Minute, func(ctx context.Context) error {
 			_, err := h.defs.PutDefinition(ctx, connect.NewRequest(&weftv1.PutDefinitionRequest{Source: src}))
 			return err

@@ -3,17 +3,22 @@ package chaos
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // retryPolicy is generous enough that injected 503s and attempts lost to
 // killed executors never exhaust a step.
 const retryPolicy = `{ max_attempts: 20, initial_interval: 200ms, backoff_coefficient: 2, max_interval: 2s }`
 
-// definitions are the workflow shapes of a run: sequential calls with a
-// parallel step, a foreach fan-out, and a sleep followed by a wait for a
-// signal. Every task calls the ledger, whose answers carry the call's
-// idempotency key, so the expected output of each workflow is known.
-var definitions = []string{`
+// call is the input of an http task that calls the ledger with body.
+func call(body string) string {
+	return `{ method: POST, url: "${ input.url }", body: ` + body + ` }`
+}
+
+// staticDefinitions are the workflow shapes whose text does not depend on
+// the run. Every task calls the ledger, whose answers carry the call's
+// idempotency key, so the outcome of each workflow is known from its input.
+var staticDefinitions = []string{`
 name: chaos-seq
 retry: ` + retryPolicy + `
 steps:
@@ -84,17 +89,380 @@ output:
   before: "${ steps.before.output.body.key }"
   signal: "${ steps.approval.output }"
   after: "${ steps.after.output.body.echo }"
+`, `
+name: chaos-child
+retry: ` + retryPolicy + `
+steps:
+  - id: call
+    task: http
+    timeout: 30s
+    input: ` + call(`{ n: "${ input.n }" }`) + `
+  - id: hold
+    if: "input.hold"
+    wait: { signal: release }
+  - id: boom
+    if: "input.fail"
+    fail: { message: "child ${ input.n } refuses", type: chaos_refused }
+output: { key: "${ steps.call.output.body.key }", n: "${ steps.call.output.body.echo.n }" }
+`, `
+name: chaos-parent
+retry: ` + retryPolicy + `
+steps:
+  - id: pick
+    switch:
+      - if: "input.catch"
+        then:
+          - id: kid
+            workflow: chaos-child
+            input: { url: "${ input.url }", n: "${ input.n }", hold: "${ input.hold }", fail: "${ input.fail }" }
+            catch:
+              - do:
+                  - id: caught
+                    task: echo
+                    input: { caught: "${ error.type }" }
+    default:
+      - id: bare_kid
+        workflow: chaos-child
+        input: { url: "${ input.url }", n: "${ input.n }", hold: "${ input.hold }", fail: "${ input.fail }" }
+  - id: after
+    task: http
+    timeout: 30s
+    input: ` + call(`{ kid: "${ steps.pick.output }" }`) + `
+output:
+  kid: "${ steps.pick.output }"
+  after: "${ steps.after.output.body.key }"
+`, `
+name: chaos-branches
+retry: ` + retryPolicy + `
+steps:
+  - id: soft
+    if: "!input.strict"
+    parallel:
+      branches:
+        ok:
+          - id: soft_ok
+            task: http
+            timeout: 30s
+            input: ` + call(`{ branch: ok }`) + `
+        bad:
+          - id: soft_bad
+            task: http
+            timeout: 30s
+            input: ` + call(`{ branch: bad }`) + `
+    on_error: continue
+  - id: hard
+    if: "input.strict"
+    parallel:
+      branches:
+        ok:
+          - id: hard_ok
+            task: http
+            timeout: 30s
+            input: ` + call(`{ branch: ok }`) + `
+        bad:
+          - id: hard_bad
+            task: http
+            timeout: 30s
+            input: ` + call(`{ branch: bad }`) + `
+output:
+  ok: "${ steps.soft.output.ok.body.key }"
+  bad: "${ has(steps.soft.output.bad.error) ? dyn({'type': steps.soft.output.bad.error.type, 'step': steps.soft.output.bad.error.step}) : dyn({'key': steps.soft.output.bad.body.key}) }"
+`, `
+name: chaos-each
+retry: ` + retryPolicy + `
+steps:
+  - id: soft
+    if: "!input.strict"
+    foreach: input.items
+    concurrency: 3
+    on_error: continue
+    do:
+      - id: soft_call
+        task: http
+        timeout: 30s
+        input: ` + call(`{ item: "${ item }" }`) + `
+  - id: hard
+    if: "input.strict"
+    foreach: input.items
+    concurrency: 3
+    do:
+      - id: hard_call
+        task: http
+        timeout: 30s
+        input: ` + call(`{ item: "${ item }" }`) + `
+output:
+  results: "${ steps.soft.output.map(r, has(r.error) ? dyn({'type': r.error.type, 'step': r.error.step}) : dyn({'key': r.body.key, 'item': r.body.echo.item})) }"
+`, `
+name: chaos-control
+retry: ` + retryPolicy + `
+steps:
+  - id: init
+    set: { count: "0", label: "'run-' + string(input.n)" }
+  - id: loop
+    repeat:
+      do:
+        - id: bump
+          set: { count: "vars.count + 1" }
+        - id: tick
+          task: http
+          timeout: 30s
+          input: ` + call(`{ round: "${ iteration }" }`) + `
+      until: "iteration + 1 >= input.rounds"
+      max_iterations: 3
+    catch:
+      - errors: [max_iterations]
+        do:
+          - id: capped
+            task: echo
+            input: { capped: true }
+  - id: route
+    switch:
+      - if: "vars.count >= 3"
+        then:
+          - { id: big, task: echo, input: big }
+      - if: "vars.count == 2"
+        then:
+          - { id: pair, task: echo, input: pair }
+    default:
+      - { id: single, task: echo, input: single }
+  - id: nap
+    sleep: 1s
+  - id: early
+    if: "input.early"
+    succeed:
+      output: { early: true, label: "${ vars.label }", count: "${ vars.count }" }
+  - id: guard
+    fail: { message: "refused ${ vars.label }", type: chaos_guard }
+    catch:
+      - errors: [chaos_guard]
+        do:
+          - id: guarded
+            task: echo
+            input: "${ error.type }"
+output:
+  label: "${ vars.label }"
+  count: "${ vars.count }"
+  route: "${ steps.route.output }"
+  loop: "${ has(steps.loop.output.capped) ? 'capped' : steps.loop.output.body.key }"
+  guard: "${ steps.guard.output }"
+`, `
+name: chaos-waits
+retry: ` + retryPolicy + `
+steps:
+  - id: gate
+    wait: { signal: gate }
+  - id: first
+    wait: { signal: go }
+  - id: second
+    wait: { signal: go, timeout: 3s }
+    timeout_steps:
+      - id: second_late
+        task: echo
+        input: { timed_out: true }
+  - id: pair
+    if: "input.pair"
+    parallel:
+      branches:
+        a:
+          - id: pair_a
+            wait: { signal: duo, timeout: 3s }
+            timeout_steps:
+              - { id: pair_a_late, task: echo, input: { timed_out: true } }
+        b:
+          - id: pair_b
+            wait: { signal: duo, timeout: 3s }
+            timeout_steps:
+              - { id: pair_b_late, task: echo, input: { timed_out: true } }
+  - id: strict
+    if: "input.strict"
+    wait: { signal: never, timeout: 1s }
+  - id: done
+    task: http
+    timeout: 30s
+    input: ` + call(`{ first: "${ steps.first.output }", second: "${ steps.second.output }" }`) + `
+output:
+  first: "${ steps.first.output }"
+  second: "${ steps.second.output }"
+  pair: "${ input.pair ? [steps.pair.output.a, steps.pair.output.b].filter(x, !has(x.timed_out)) : [] }"
+  pair_timeouts: "${ input.pair ? [steps.pair.output.a, steps.pair.output.b].filter(x, has(x.timed_out)).size() : 0 }"
+  key: "${ steps.done.output.body.key }"
+`, `
+name: chaos-cancel
+retry: ` + retryPolicy + `
+steps:
+  - id: before
+    task: http
+    timeout: 30s
+    input: ` + call(`{ phase: before }`) + `
+  - id: hold
+    parallel:
+      branches:
+        waiting:
+          - id: hold_wait
+            wait: { signal: never }
+        working:
+          - id: hold_call
+            task: http
+            timeout: 30s
+            input: ` + call(`{ phase: hold }`) + `
+          - id: hold_nap
+            sleep: 1h
+  - id: after
+    task: http
+    timeout: 30s
+    input: ` + call(`{ phase: after }`) + `
+`, `
+name: chaos-redrive
+retry: ` + retryPolicy + `
+steps:
+  - id: handled
+    task: http
+    timeout: 30s
+    input: ` + call(`{ phase: handled }`) + `
+    catch:
+      - errors: [unprocessable]
+        do:
+          - id: fallback
+            task: echo
+            input: { fallback: "${ error.type }" }
+  - id: guarded
+    if: "input.guard"
+    foreach: input.items
+    do:
+      - id: guarded_call
+        task: http
+        timeout: 30s
+        input: ` + call(`{ item: "${ item }" }`) + `
+    catch:
+      - errors: [unprocessable]
+        do:
+          - id: guarded_fallback
+            task: echo
+            input: { caught: "${ error.type }" }
+  - id: items
+    foreach: input.items
+    on_error: continue
+    do:
+      - id: item_call
+        task: http
+        timeout: 30s
+        input: ` + call(`{ item: "${ item }" }`) + `
+  - id: flaky
+    task: http
+    timeout: 30s
+    input: ` + call(`{ phase: flaky }`) + `
+output:
+  handled: "${ steps.handled.output }"
+  guarded: "${ steps.guarded.output }"
+  items: "${ steps.items.output.map(r, has(r.error) ? dyn(r.error.type) : dyn(r.body.key)) }"
+  flaky: "${ steps.flaky.output.body.key }"
 `}
 
-// Workflow shapes, by index modulo 3.
+// triggerDefinition starts a workflow for each message on triggerSubject.
+var triggerDefinition = `
+name: chaos-trigger
+retry: ` + retryPolicy + `
+triggers:
+  - subject: ` + triggerSubject + `
+steps:
+  - id: call
+    task: http
+    timeout: 30s
+    input: ` + call(`{ n: "${ input.n }" }`) + `
+output: { n: "${ input.n }", key: "${ steps.call.output.body.key }" }
+`
+
+// triggerSubject is the subject the chaos-trigger definition starts
+// workflows from.
+const triggerSubject = "chaos.events"
+
+// cronEvery is the period of the chaos-cron schedule.
+const cronEvery = 4
+
+// cronDefinition is the chaos-cron definition: a 6-field schedule firing
+// every cronEvery seconds, each run calling the ledger at ledgerURL. Without
+// the schedule it is the revision that stops the runs.
+func cronDefinition(ledgerURL string, schedule bool) string {
+	var triggers string
+	if schedule {
+		triggers = fmt.Sprintf(`
+triggers:
+  - cron: "*/%d * * * * *"
+    input: { tick: "${ tick }", url: %q }`, cronEvery, ledgerURL)
+	}
+	return `
+name: chaos-cron
+retry: ` + retryPolicy + triggers + `
+steps:
+  - id: call
+    task: http
+    timeout: 30s
+    input: ` + call(`{ tick: "${ input.tick }" }`) + `
+output: { tick: "${ input.tick }", key: "${ steps.call.output.body.key }" }
+`
+}
+
+// Workflow shapes. The first ones are started by the harness, one each
+// slot of shapeCycle; trigger and cron workflows are started by Weft's
+// triggers.
 const (
 	shapeSeq = iota
 	shapeFanout
 	shapeWait
+	shapeChild
+	shapeBranches
+	shapeEach
+	shapeControl
+	shapeWaits
+	shapeCancel
+	shapeRedrive
+	shapeSharedSignal
+	shapeRedriveCaught
+	shapeTrigger
+	shapeCron
 	numShapes
 )
 
-var shapeNames = [numShapes]string{"seq", "fanout", "wait"}
+var shapeNames = [numShapes]string{"seq", "fanout", "wait", "child", "branches", "each", "control", "waits",
+	"cancel", "redrive", "sharedsignal", "redrivecaught", "trigger", "cron"}
+
+// shapeCycle is the order in which the harness starts its shapes: the
+// first three, the original workload, keep about half of the workflows.
+var shapeCycle = []int{shapeSeq, shapeFanout, shapeWait, shapeChild, shapeBranches, shapeEach,
+	shapeSeq, shapeFanout, shapeWait, shapeControl, shapeWaits, shapeCancel, shapeRedrive, shapeSharedSignal,
+	shapeRedriveCaught}
+
+// ParseShapes returns the shapes named in a comma-separated list; "" and
+// "all" name every shape.
+func ParseShapes(list string) ([]string, error) {
+	if list == "" || list == "all" {
+		return shapeNames[:], nil
+	}
+	var out []string
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if shapeIndex(s) < 0 {
+			return nil, fmt.Errorf("unknown shape %q (shapes: %s)", s, strings.Join(shapeNames[:], ","))
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no shape in %q", list)
+	}
+	return out, nil
+}
+
+func shapeIndex(name string) int {
+	for i, n := range shapeNames {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}
 
 // fanoutItems is the number of items of a fan-out workflow.
 const fanoutItems = 5
@@ -102,58 +470,449 @@ const fanoutItems = 5
 // waitStep is the path of the wait step of the wait shape.
 const waitStep = "approval"
 
-// plan is one workflow of a run: what it is started with and what it must
-// end with.
+// outcome is how a workflow must end.
+type outcome struct {
+	status string // COMPLETED, FAILED or CANCELED
+	// output is a COMPLETED workflow's output, in the form JSON decoding gives.
+	output any
+	// errType and errStep are a FAILED workflow's error type and the step
+	// it failed at ("" for the step: not checked).
+	errType, errStep string
+}
+
+// signalSpec is a signal the harness sends.
+type signalSpec struct {
+	name      string
+	payload   map[string]any
+	requestID string
+	// afterWaiting, when set, is the step that must be WAITING before the
+	// signal is sent; otherwise it is sent right after the start.
+	afterWaiting string
+}
+
+// cancelSpec is a cancel the harness requests.
+type cancelSpec struct {
+	// afterWaiting, when set, is the step that must be WAITING before the
+	// cancel is sent; otherwise it is sent at once.
+	afterWaiting string
+	// inChild, when set, is the path of the workflow step whose child holds
+	// afterWaiting.
+	inChild string
+	// child cancels that child instead of the workflow itself.
+	child bool
+}
+
+// redriveSpec is the redrive of a workflow that fails on purpose: once it
+// has failed with errType at errStep, the ledger releases the refused
+// paths and the harness calls RetryWorkflow.
+type redriveSpec struct {
+	errType, errStep string
+	release          []string
+}
+
+// plan is one workflow of a run: what it is started with, what the
+// harness does to it, and how it must end.
 type plan struct {
 	index      int
 	id         string
 	shape      int
+	variant    string
 	definition string
 	input      map[string]any
-	// signal is the payload sent to a wait-shape workflow; signalEarly
-	// sends it right after the start instead of once the wait has begun.
-	signal      map[string]any
-	signalEarly bool
-	// expected is the workflow's output, in the form JSON decoding gives.
-	expected any
-	// httpPaths are the paths of the steps that call the ledger.
+	// signals are sent in order; cancel and redrive are done after them.
+	signals []signalSpec
+	cancel  *cancelSpec
+	redrive *redriveSpec
+	// children are the workflows its workflow steps start, by step path;
+	// parent is the id of a child's parent.
+	children map[string]*plan
+	parent   string
+	// triggered workflows are started by a trigger, not by the harness.
+	triggered bool
+
+	want outcome
+	// httpPaths are the paths of every step that may call the ledger.
 	httpPaths []string
+	// effects are the paths that must have succeeded at the ledger.
+	effects []string
+	// refuse maps paths to the status the ledger refuses them with.
+	refuse map[string]int
+	// failPaths are the steps that fail on purpose; openPaths those that
+	// may stay open in a completed workflow (a succeed step).
+	failPaths, openPaths map[string]bool
+	// waits maps wait steps to the signal payload they must complete with.
+	waits map[string]any
 }
 
-// newPlan returns the i-th workflow of a run.
-func newPlan(i int, ledgerURL string) *plan {
-	shape := i % numShapes
-	p := &plan{index: i, shape: shape, definition: "chaos-" + shapeNames[shape],
-		id: fmt.Sprintf("chaos-%s-%05d", shapeNames[shape], i)}
-	key := func(path string) string { return p.id + "/" + path }
-	var expected map[string]any
+func (p *plan) key(path string) string { return p.id + "/" + path }
+
+// mayRunAgain reports whether a redrive may schedule path again.
+func (p *plan) mayRunAgain(path string) bool {
+	if p.redrive == nil {
+		return false
+	}
+	for _, r := range p.redrive.release {
+		if r == path {
+			return true
+		}
+	}
+	return false
+}
+
+// redrivePaths are the paths a redrive runs again.
+func (p *plan) redrivePaths() []string {
+	if p.redrive == nil {
+		return nil
+	}
+	return p.redrive.release
+}
+
+func completed(output any) outcome { return outcome{status: "COMPLETED", output: normalize(output)} }
+
+// newPlan returns the i-th workflow of a run, the k-th of its shape.
+func newPlan(i, k, shape int, ledgerURL string) *plan {
+	name := shapeNames[shape]
+	p := &plan{index: i, shape: shape, definition: "chaos-" + name, id: fmt.Sprintf("chaos-%s-%05d", name, i),
+		input: map[string]any{"url": ledgerURL}, refuse: map[string]int{}, failPaths: map[string]bool{}}
+	key := p.key
 	switch shape {
 	case shapeSeq:
 		who := fmt.Sprintf("who-%d", i)
-		p.input = map[string]any{"url": ledgerURL, "who": who}
+		p.input["who"] = who
 		p.httpPaths = []string{"one", "left_call", "right_call", "two"}
-		expected = map[string]any{"one": key("one"), "two": key("two"), "prev": key("one"), "who": who,
-			"sides": []any{"left", "right"}}
+		p.want = completed(map[string]any{"one": key("one"), "two": key("two"), "prev": key("one"), "who": who,
+			"sides": []any{"left", "right"}})
 	case shapeFanout:
 		items := make([]any, fanoutItems)
 		keys := make([]any, fanoutItems)
-		for k := range items {
-			items[k] = fmt.Sprintf("item-%d-%d", i, k)
-			path := fmt.Sprintf("fan[%d].call", k)
-			keys[k] = key(path)
+		for j := range items {
+			items[j] = fmt.Sprintf("item-%d-%d", i, j)
+			path := fmt.Sprintf("fan[%d].call", j)
+			keys[j] = key(path)
 			p.httpPaths = append(p.httpPaths, path)
 		}
-		p.input = map[string]any{"url": ledgerURL, "items": items}
-		expected = map[string]any{"keys": keys, "items": items}
+		p.input["items"] = items
+		p.want = completed(map[string]any{"keys": keys, "items": items})
 	case shapeWait:
-		p.input = map[string]any{"url": ledgerURL}
-		p.signal = map[string]any{"by": "chaos", "n": i}
-		p.signalEarly = (i/numShapes)%2 == 0
+		sig := map[string]any{"by": "chaos", "n": i}
+		s := signalSpec{name: "go", payload: sig, requestID: "signal-" + p.id}
+		p.variant = "signal-early"
+		if k%2 == 1 {
+			s.afterWaiting, p.variant = waitStep, "signal-when-waiting"
+		}
+		p.signals = []signalSpec{s}
+		p.waits = map[string]any{waitStep: sig}
 		p.httpPaths = []string{"before", "after"}
-		expected = map[string]any{"before": key("before"), "signal": p.signal, "after": p.signal}
+		p.want = completed(map[string]any{"before": key("before"), "signal": sig, "after": sig})
+	case shapeChild:
+		planChild(p, k)
+	case shapeBranches:
+		planBranches(p, k)
+	case shapeEach:
+		planEach(p, k)
+	case shapeControl:
+		planControl(p, k)
+	case shapeWaits, shapeSharedSignal:
+		p.definition = "chaos-waits"
+		planWaits(p, k, shape == shapeSharedSignal)
+	case shapeCancel:
+		planCancel(p, k)
+	case shapeRedrive, shapeRedriveCaught:
+		p.definition = "chaos-redrive"
+		planRedrive(p, k, shape == shapeRedriveCaught)
 	}
-	p.expected = normalize(expected)
+	if p.effects == nil && p.want.status == "COMPLETED" {
+		p.effects = p.httpPaths
+	}
 	return p
+}
+
+// planChild: a parent whose child completes, fails (caught or not), is
+// canceled by the harness (caught), or is canceled with its parent.
+func planChild(p *plan, k int) {
+	p.definition = "chaos-parent"
+	v := k % 5
+	catch := v <= 2
+	p.input["n"], p.input["catch"] = p.index, catch
+	p.input["fail"], p.input["hold"] = v == 1 || v == 3, v == 2 || v == 4
+	step := "kid"
+	if !catch {
+		step = "bare_kid"
+	}
+	// The child's id is known once its parent has started it.
+	child := &plan{index: p.index, shape: shapeChild, definition: "chaos-child", id: p.id + "-" + step + "-(not started)",
+		parent: p.id, refuse: map[string]int{},
+		failPaths: map[string]bool{}, httpPaths: []string{"call"}, effects: []string{"call"}}
+	p.children = map[string]*plan{step: child}
+	p.httpPaths = []string{"after"}
+	after := func(kid any) {
+		p.effects = []string{"after"}
+		p.want = completed(map[string]any{"kid": kid, "after": p.key("after")})
+	}
+	switch v {
+	case 0:
+		p.variant = "child-completes"
+		child.want = outcome{status: "COMPLETED"} // output set once the id is known
+		after(nil)
+	case 1:
+		p.variant = "child-fails-caught"
+		p.failPaths[step] = true
+		child.want = outcome{status: "FAILED", errType: "chaos_refused", errStep: "boom"}
+		after(map[string]any{"caught": "child_failed"})
+	case 2:
+		p.variant = "child-canceled-caught"
+		p.failPaths[step] = true
+		child.want = outcome{status: "CANCELED"}
+		p.cancel = &cancelSpec{afterWaiting: "hold", inChild: step, child: true}
+		after(map[string]any{"caught": "canceled"})
+	case 3:
+		p.variant = "child-fails-uncaught"
+		child.want = outcome{status: "FAILED", errType: "chaos_refused", errStep: "boom"}
+		p.want = outcome{status: "FAILED", errType: "child_failed"}
+	case 4:
+		p.variant = "parent-canceled"
+		child.want = outcome{status: "CANCELED"}
+		p.cancel = &cancelSpec{afterWaiting: "hold", inChild: step}
+		p.want = outcome{status: "CANCELED"}
+	}
+}
+
+// childStarted fills in a child's plan once its id is known.
+func (p *plan) childStarted(path, id string) {
+	c := p.children[path]
+	c.id, c.parent = id, p.id
+	if c.want.status == "COMPLETED" {
+		c.want.output = normalize(map[string]any{"key": c.key("call"), "n": p.index})
+		if p.want.status == "COMPLETED" {
+			p.want.output = normalize(map[string]any{"kid": c.want.output, "after": p.key("after")})
+		}
+	}
+}
+
+// planBranches: a parallel step whose bad branch is refused, with
+// on_error: continue or without it, or that succeeds.
+func planBranches(p *plan, k int) {
+	v := k % 3
+	strict := v == 2
+	p.input["strict"] = strict
+	if !strict {
+		p.httpPaths = []string{"soft_ok", "soft_bad"}
+		p.effects = []string{"soft_ok"}
+		bad := map[string]any{"key": p.key("soft_bad")}
+		p.variant = "continue-ok"
+		if v == 0 {
+			p.variant = "continue-one-fails"
+			p.refuse["soft_bad"], p.failPaths["soft_bad"] = 422, true
+			bad = map[string]any{"type": "unprocessable", "step": "soft_bad"}
+		} else {
+			p.effects = append(p.effects, "soft_bad")
+		}
+		p.want = completed(map[string]any{"ok": p.key("soft_ok"), "bad": bad})
+		return
+	}
+	p.variant = "fail-one-fails"
+	p.httpPaths = []string{"hard_ok", "hard_bad"}
+	p.refuse["hard_bad"], p.failPaths["hard_bad"] = 422, true
+	p.effects = []string{}
+	p.want = outcome{status: "FAILED", errType: "unprocessable"}
+}
+
+// eachItems is the number of items of an each-shape workflow.
+const eachItems = 4
+
+// planEach: a foreach with refused items, with on_error: continue or
+// without it.
+func planEach(p *plan, k int) {
+	v := k % 3
+	strict := v == 2
+	p.input["strict"] = strict
+	items := make([]any, eachItems)
+	for j := range items {
+		items[j] = fmt.Sprintf("item-%d-%d", p.index, j)
+	}
+	p.input["items"] = items
+	prefix, step := "soft", "soft_call"
+	if strict {
+		prefix, step = "hard", "hard_call"
+	}
+	refused := map[int]bool{}
+	switch v {
+	case 0:
+		p.variant, refused[1], refused[3] = "continue-two-fail", true, true
+	case 1:
+		p.variant = "continue-ok"
+	case 2:
+		p.variant, refused[2] = "fail-one-fails", true
+	}
+	p.effects = []string{}
+	var results []any
+	for j := range items {
+		path := fmt.Sprintf("%s[%d].%s", prefix, j, step)
+		p.httpPaths = append(p.httpPaths, path)
+		if refused[j] {
+			p.refuse[path], p.failPaths[path] = 422, true
+			results = append(results, map[string]any{"type": "unprocessable", "step": path})
+			continue
+		}
+		if !strict {
+			p.effects = append(p.effects, path)
+		}
+		results = append(results, map[string]any{"key": p.key(path), "item": items[j]})
+	}
+	if strict {
+		p.want = outcome{status: "FAILED", errType: "unprocessable"}
+		return
+	}
+	p.want = completed(map[string]any{"results": results})
+}
+
+// planControl: set, repeat (until or capped by max_iterations and caught),
+// switch, sleep, succeed and a caught fail step.
+func planControl(p *plan, k int) {
+	rounds, early := []int{1, 2, 4, 2}[k%4], k%4 == 3
+	p.input["n"], p.input["rounds"], p.input["early"] = p.index, rounds, early
+	p.variant = fmt.Sprintf("rounds-%d", rounds)
+	count := min(rounds, 3)
+	for j := range count {
+		p.httpPaths = append(p.httpPaths, fmt.Sprintf("loop[%d].tick", j))
+	}
+	label := fmt.Sprintf("run-%d", p.index)
+	if rounds > 3 {
+		p.failPaths["loop"] = true
+	}
+	p.failPaths["guard"] = true
+	if early {
+		p.openPaths = map[string]bool{"early": true}
+		p.variant += "-succeed"
+		p.want = completed(map[string]any{"early": true, "label": label, "count": count})
+		return
+	}
+	loop := any("capped")
+	if rounds <= 3 {
+		loop = p.key(fmt.Sprintf("loop[%d].tick", rounds-1))
+	}
+	route := map[int]string{1: "single", 2: "pair", 3: "big"}[count]
+	p.want = completed(map[string]any{"label": label, "count": count, "route": route, "loop": loop, "guard": "chaos_guard"})
+}
+
+// planWaits: a wait without timeout, a wait of the same signal with a
+// timeout and timeout_steps, with pair two waits of one signal in parallel
+// branches (one signal sent: one takes it, the other times out), and
+// optionally a wait that times out without timeout_steps. A gate wait
+// holds the workflow until the signals meant to arrive early are in, so
+// that a late API cannot make a wait time out.
+func planWaits(p *plan, k int, pair bool) {
+	v := k % 4
+	p.input["strict"], p.input["pair"] = v == 3, pair
+	p1 := map[string]any{"n": p.index, "which": 1}
+	p2 := map[string]any{"n": p.index, "which": 2}
+	duo := map[string]any{"n": p.index, "which": "duo"}
+	s1 := signalSpec{name: "go", payload: p1, requestID: "signal-1-" + p.id}
+	s2 := signalSpec{name: "go", payload: p2, requestID: "signal-2-" + p.id}
+	sd := signalSpec{name: "duo", payload: duo, requestID: "signal-duo-" + p.id}
+	gate := signalSpec{name: "gate", payload: map[string]any{"gate": p.index}, requestID: "gate-" + p.id}
+	duos, pairOut, pairTimeouts := []any{duo}, []any{duo}, 1
+	if !pair {
+		duos, pairOut, pairTimeouts = nil, []any{}, 0
+	}
+	with := func(ss ...signalSpec) []signalSpec {
+		// The duo signal, when sent, goes before the gate.
+		var out []signalSpec
+		for _, s := range ss {
+			if s.name == "gate" && len(duos) > 0 {
+				out = append(out, sd)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	p.httpPaths = []string{"done"}
+	p.waits = map[string]any{"gate": gate.payload, "first": p1}
+	second := any(map[string]any{"timed_out": true})
+	switch v {
+	case 0:
+		p.variant, p.signals = "one-signal-early", with(s1, gate)
+	case 1:
+		s1.afterWaiting = "first"
+		p.variant, p.signals = "one-signal-when-waiting", with(gate, s1)
+	case 2:
+		p.variant, p.signals, second = "two-signals", with(s1, s2, gate), p2
+		p.waits["second"] = p2
+	case 3:
+		p.variant, p.signals = "wait-times-out", with(s1, gate)
+		p.want = outcome{status: "FAILED", errType: "timeout", errStep: "strict"}
+		p.effects = []string{}
+		return
+	}
+	p.want = completed(map[string]any{"first": p1, "second": second, "pair": pairOut, "pair_timeouts": pairTimeouts,
+		"key": p.key("done")})
+}
+
+// planCancel: a workflow canceled at once, while it waits, or while it
+// sleeps.
+func planCancel(p *plan, k int) {
+	p.httpPaths = []string{"before", "hold_call"}
+	p.want = outcome{status: "CANCELED"}
+	switch k % 3 {
+	case 0:
+		p.variant, p.cancel, p.effects = "at-once", &cancelSpec{}, []string{}
+	case 1:
+		p.variant, p.cancel, p.effects = "while-waiting", &cancelSpec{afterWaiting: "hold_wait"}, []string{"before"}
+	case 2:
+		p.variant, p.cancel, p.effects = "while-sleeping", &cancelSpec{afterWaiting: "hold_nap"}, []string{"before", "hold_call"}
+	}
+}
+
+// redriveItems is the number of items of a redrive-shape workflow.
+const redriveItems = 3
+
+// planRedrive: a caught failure of a task, with guard a caught failure
+// inside a foreach, a refused foreach item under on_error: continue and a
+// refused step fail the workflow; the harness releases the refusals of the
+// last two and redrives it, and it must complete without running the
+// caught steps again.
+func planRedrive(p *plan, k int, guard bool) {
+	items := make([]any, redriveItems)
+	keys := make([]any, redriveItems)
+	p.httpPaths = []string{"handled"}
+	p.refuse["handled"], p.failPaths["handled"] = 422, true
+	p.redrive = &redriveSpec{errType: "conflict", errStep: "flaky", release: []string{"flaky"}}
+	p.variant = "flaky-step"
+	p.openPaths = map[string]bool{}
+	p.input["guard"] = guard
+	for j := range items {
+		items[j] = fmt.Sprintf("item-%d-%d", p.index, j)
+		// The caught loop fails at its first item; the others may finish
+		// after the workflow closed, unrecorded.
+		if guard {
+			guarded := fmt.Sprintf("guarded[%d].guarded_call", j)
+			p.httpPaths = append(p.httpPaths, guarded)
+			if j == 0 {
+				p.refuse[guarded], p.failPaths[guarded], p.failPaths["guarded"] = 422, true, true
+			} else {
+				p.openPaths[guarded] = true
+			}
+		}
+		path := fmt.Sprintf("items[%d].item_call", j)
+		keys[j] = p.key(path)
+		p.httpPaths = append(p.httpPaths, path)
+		p.effects = append(p.effects, path)
+		if j == 1 && k%2 == 0 {
+			p.variant = "flaky-step-and-item"
+			p.refuse[path], p.failPaths[path] = 409, true
+			p.redrive.release = append(p.redrive.release, path)
+		}
+	}
+	p.input["items"] = items
+	p.httpPaths = append(p.httpPaths, "flaky")
+	p.effects = append(p.effects, "flaky")
+	p.refuse["flaky"], p.failPaths["flaky"] = 409, true
+	var guarded any
+	if guard {
+		guarded = map[string]any{"caught": "unprocessable"}
+	}
+	p.want = completed(map[string]any{"handled": map[string]any{"fallback": "unprocessable"},
+		"guarded": guarded, "items": keys, "flaky": p.key("flaky")})
 }
 
 // normalize returns v as JSON decoding into any gives it.

@@ -15,7 +15,9 @@ import (
 // counts the requests it gets per Idempotency-Key and fails a fraction of
 // them with 503. Whether the n-th call of a key fails is decided by a hash
 // of the seed, the key and n, so a run's failures do not depend on the
-// order in which calls happen to arrive.
+// order in which calls happen to arrive. Keys can also be refused on
+// purpose (Refuse), with a status the http task does not retry, until they
+// are released.
 type Ledger struct {
 	seed     int64
 	failRate float64
@@ -25,8 +27,9 @@ type Ledger struct {
 	srv *http.Server
 	ln  net.Listener
 
-	mu   sync.Mutex
-	keys map[string]*KeyCount
+	mu      sync.Mutex
+	keys    map[string]*KeyCount
+	refused map[string]int // key -> status answered
 }
 
 // KeyCount is what the ledger saw for one idempotency key.
@@ -37,6 +40,8 @@ type KeyCount struct {
 	OK int
 	// Failed counts the requests answered 503.
 	Failed int
+	// Refused counts the requests refused on purpose (see Refuse).
+	Refused int
 }
 
 // ledgerResponse is the body of a successful call.
@@ -53,7 +58,7 @@ func StartLedger(seed int64, failRate, slowRate float64, slow time.Duration) (*L
 	if err != nil {
 		return nil, err
 	}
-	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}}
+	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}, refused: map[string]int{}}
 	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = l.srv.Serve(ln) }()
 	return l, nil
@@ -77,8 +82,24 @@ func (l *Ledger) roll(salt byte, key string, n int) float64 {
 	return float64(h.Sum64()>>11) / (1 << 53)
 }
 
-// ServeHTTP counts the call and answers it: 503 for an injected failure,
-// otherwise 200 with the key and the request body echoed back.
+// Refuse makes the ledger answer every call of key with status (a 4xx
+// other than 429, which the http task does not retry) until Release.
+func (l *Ledger) Refuse(key string, status int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refused[key] = status
+}
+
+// Release ends the refusal of key: its calls are answered as any other.
+func (l *Ledger) Release(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.refused, key)
+}
+
+// ServeHTTP counts the call and answers it: the refusal's status for a
+// refused key, 503 for an injected failure, otherwise 200 with the key
+// and the request body echoed back.
 func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
@@ -94,12 +115,20 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	kc.Calls++
 	n := kc.Calls
-	fail := l.roll('f', key, n) < l.failRate
-	if fail {
+	refused := l.refused[key]
+	fail := refused == 0 && l.roll('f', key, n) < l.failRate
+	switch {
+	case refused != 0:
+		kc.Refused++
+	case fail:
 		kc.Failed++
 	}
 	l.mu.Unlock()
 
+	if refused != 0 {
+		http.Error(w, "refused on purpose", refused)
+		return
+	}
 	if l.roll('s', key, n) < l.slowRate {
 		select {
 		case <-time.After(l.slow):

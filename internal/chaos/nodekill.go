@@ -48,7 +48,8 @@ func nodeKillPlan(i int, ledgerURL string) *plan {
 	p := &plan{index: i, shape: shapeSeq, definition: "nodekill-seq", id: fmt.Sprintf("nodekill-%05d", i),
 		httpPaths: []string{"call"}}
 	p.input = map[string]any{"url": ledgerURL, "n": i}
-	p.expected = normalize(map[string]any{"n": i, "key": p.id + "/call", "echo": i})
+	p.want = completed(map[string]any{"n": i, "key": p.id + "/call", "echo": i})
+	p.effects = p.httpPaths
 	return p
 }
 
@@ -375,7 +376,7 @@ func (h *Harness) nodeKillLoad(ctx context.Context, nk NodeKillConfig) (*NodeKil
 	}
 	res.Elapsed = time.Since(t0)
 
-	res.Result = &Result{Workflows: n, Kills: Kills{NATS: 1}}
+	res.Result = &Result{Kills: Kills{NATS: 1}}
 	if err := h.verify(ctx, runs, res.Result); err != nil {
 		return res, err
 	}

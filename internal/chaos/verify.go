@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -16,21 +15,30 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/weftworks/weft/eventstore"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
 
 // Result is the outcome of a chaos run.
 type Result struct {
-	// Workflows is the number of workflows the run started.
+	// Workflows is the number of workflows checked: those the harness
+	// started, their children, and those the triggers started.
 	Workflows int
-	// Completed counts those that completed with their expected output.
-	Completed int
-	// NotStarted, Stuck and Failed count the lost ones: never started,
-	// still running at the deadline, or closed other than COMPLETED (or
-	// COMPLETED with a wrong output).
-	NotStarted, Stuck, Failed int
+	// AsExpected counts those that ended as their definition must, given
+	// their input and what the harness did to them; Completed, Failed and
+	// Canceled split them by status.
+	AsExpected, Completed, Failed, Canceled int
+	// NotStarted, NotClosed and Wrong count the others: never started,
+	// still running at the deadline, or closed otherwise than expected
+	// (status, output or error type).
+	NotStarted, NotClosed, Wrong int
+	// Shapes counts the workflows per shape.
+	Shapes map[string]*ShapeCount
+	// Doctor is what the stuck and drift detector found after the run.
+	Doctor DoctorCounts
 	// Kills are the kills of the run.
 	Kills Kills
 	// DuplicateEffects is the number of ledger calls beyond the attempts
@@ -40,17 +48,20 @@ type Result struct {
 	DuplicateEffects int
 	// DuplicateDecisions counts history events that record a decision a
 	// second time (a step scheduled, completed or started twice, one
-	// attempt recorded twice, a second WorkflowCompleted, ...).
+	// attempt recorded twice, a second closing event without a redrive,
+	// a step run again by a redrive that should not run it, ...), and
+	// trigger events that started more than one workflow.
 	DuplicateDecisions int
-	// LostSignals counts signals sent that no wait received with their
-	// payload (or that were received more than once).
+	// LostSignals counts workflows whose signals were not each received
+	// once and taken by the wait they were meant for (or one of which
+	// satisfied two waits).
 	LostSignals int
 	// Mismatches counts disagreements between the histories and the
 	// ledger: a task key that never reached the ledger or never succeeded
 	// there, fewer calls than recorded attempts, unexpected keys.
 	Mismatches int
 	// P50 and P99 are completion-time percentiles (start to close, by the
-	// server's clock) of the completed workflows.
+	// server's clock) of the workflows that completed as expected.
 	P50, P99, Max time.Duration
 	// UnexpectedExits counts processes that exited without being killed
 	// during the run; StartupExits those while the deployment started.
@@ -66,21 +77,46 @@ type Result struct {
 	Notes []string
 }
 
-// Lost is the number of workflows that did not complete as expected.
-func (r *Result) Lost() int { return r.Workflows - r.Completed }
+// ShapeCount is the number of workflows of one shape, of those that ended
+// as expected, and of those any check found a problem with.
+type ShapeCount struct{ Total, AsExpected, WithProblems int }
+
+// DoctorCounts is what the stuck and drift detector reports: workflows
+// running with nothing left that will move them on, and workflows whose
+// stored listing or snapshot disagrees with their history.
+type DoctorCounts struct{ Stuck, Drifted int }
+
+// Lost is the number of workflows that did not end as expected.
+func (r *Result) Lost() int { return r.Workflows - r.AsExpected }
 
 // Summary is the one-line summary of the run.
 func (r *Result) Summary() string {
 	k := r.Kills
-	return fmt.Sprintf("chaos: workflows=%d completed=%d lost=%d kills=%d (nats=%d orch=%d exec=%d api=%d) "+
-		"duplicate_effects=%d duplicate_decisions=%d mismatches=%d lost_signals=%d p99_completion=%.2fs",
-		r.Workflows, r.Completed, r.Lost(), k.Total(), k.NATS, k.Orchestrator, k.Executor, k.API,
-		r.DuplicateEffects, r.DuplicateDecisions, r.Mismatches, r.LostSignals, r.P99.Seconds())
+	return fmt.Sprintf("chaos: workflows=%d as_expected=%d (completed=%d failed=%d canceled=%d) lost=%d kills=%d (nats=%d orch=%d exec=%d api=%d) "+
+		"duplicate_effects=%d duplicate_decisions=%d mismatches=%d lost_signals=%d stuck=%d drifted=%d p99_completion=%.2fs",
+		r.Workflows, r.AsExpected, r.Completed, r.Failed, r.Canceled, r.Lost(), k.Total(), k.NATS, k.Orchestrator, k.Executor, k.API,
+		r.DuplicateEffects, r.DuplicateDecisions, r.Mismatches, r.LostSignals, r.Doctor.Stuck, r.Doctor.Drifted, r.P99.Seconds())
+}
+
+// ShapeLine lists the workflows per shape as ended-as-expected/total,
+// with the number that had problems when any did.
+func (r *Result) ShapeLine() string {
+	var parts []string
+	for _, name := range sortedKeys(r.Shapes) {
+		c := r.Shapes[name]
+		part := fmt.Sprintf("%s=%d/%d", name, c.AsExpected, c.Total)
+		if c.WithProblems > 0 {
+			part += fmt.Sprintf("(%d with problems)", c.WithProblems)
+		}
+		parts = append(parts, part)
+	}
+	return "shapes (as expected/total): " + strings.Join(parts, " ")
 }
 
 // Err is nil when every check passed, and otherwise lists the problems.
 func (r *Result) Err() error {
-	if len(r.Problems) == 0 && r.Lost() == 0 && r.DuplicateDecisions == 0 && r.LostSignals == 0 && r.Mismatches == 0 {
+	if len(r.Problems) == 0 && r.Lost() == 0 && r.DuplicateDecisions == 0 && r.LostSignals == 0 && r.Mismatches == 0 &&
+		r.Doctor == (DoctorCounts{}) {
 		return nil
 	}
 	const show = 20
@@ -94,14 +130,17 @@ func (r *Result) Err() error {
 }
 
 // verify checks every workflow against its plan, its history and the
-// ledger, and fills res.
+// ledger, runs the stuck and drift detector, and fills res.
 func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 	ledger := h.ledger.Snapshot()
 	expectedKeys := map[string]bool{}
 	for _, r := range runs {
 		for _, path := range r.plan.httpPaths {
-			expectedKeys[r.plan.id+"/"+path] = true
+			expectedKeys[r.plan.key(path)] = true
 		}
+	}
+	if res.Shapes == nil {
+		res.Shapes = map[string]*ShapeCount{}
 	}
 	var mu sync.Mutex
 	var durations []time.Duration
@@ -130,6 +169,9 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 			}
 			bad := len(res.Problems)
 			h.check(r, hist, histErr, ledger, res, &durations, problem)
+			if len(res.Problems) > bad {
+				res.Shapes[r.plan.shapeName()].WithProblems++
+			}
 			if len(res.Problems) > bad && dumps < 50 {
 				dumps++
 				if err := h.dump(r, hist); err != nil {
@@ -153,13 +195,52 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 		res.Mismatches += len(unexpected)
 		res.Problems = append(res.Problems, fmt.Sprintf("the ledger got calls with keys no step has: %s", strings.Join(unexpected, ", ")))
 	}
+	h.doctor(ctx, res)
 	sort.Strings(res.Problems)
 	slices.Sort(durations)
 	if n := len(durations); n > 0 {
 		pct := func(p float64) time.Duration { return durations[max(0, int(math.Ceil(p*float64(n)))-1)] }
 		res.P50, res.P99, res.Max = pct(0.50), pct(0.99), durations[n-1]
 	}
+	res.Notes = append(res.Notes, res.ShapeLine())
 	return nil
+}
+
+// doctor opens the run's store as Weft's parts do and runs checkDoctor
+// over it.
+func (h *Harness) doctor(ctx context.Context, res *Result) {
+	nc, err := nats.Connect(h.natsURLs, nats.Timeout(2*time.Second), nats.Name("weft-chaos-doctor"))
+	if err != nil {
+		res.Notes = append(res.Notes, fmt.Sprintf("doctor not run: connect: %v", err))
+		return
+	}
+	defer nc.Close()
+	octx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	store, err := eventstore.Open(octx, nc, storeConfig)
+	if err != nil {
+		res.Notes = append(res.Notes, fmt.Sprintf("doctor not run: open the store: %v", err))
+		return
+	}
+	counts, findings, err := checkDoctor(octx, store)
+	if err != nil {
+		res.Problems = append(res.Problems, fmt.Sprintf("doctor: %v", err))
+		return
+	}
+	res.Doctor = counts
+	for _, f := range findings {
+		res.Problems = append(res.Problems, "doctor: "+f)
+	}
+}
+
+// checkDoctor is the one place the stuck and drift detector is called. It
+// is to return doctor.Check(ctx, store, doctor.Options{}) of package
+// github.com/weftworks/weft/orchestrator/doctor: the counts of workflows
+// its Report finds stuck and drifted, and a line per finding. Until that
+// package is on this branch, it finds nothing.
+func checkDoctor(ctx context.Context, store *eventstore.Store) (DoctorCounts, []string, error) {
+	_, _ = ctx, store
+	return DoctorCounts{}, nil, nil
 }
 
 // pathEvents gathers the events of one step path.
@@ -169,60 +250,135 @@ type pathEvents struct {
 	attemptFailed map[int]int // per attempt number
 	unavailable   int         // failed attempts of type unavailable (the ledger's 503)
 	failedAtts    int
-	completed     int
-	failed        int
-	started       int
-	waitStarted   int
-	output        any
+	// taskCompleted and taskFailed count StepCompleted and StepFailed
+	// events of task attempts; completed and failed count all of them
+	// (a catch completes the step it handled without an attempt).
+	taskCompleted, taskFailed int
+	completed, failed         int
+	skipped                   int
+	// completedNow, startedNow and waitStartedNow count since the last
+	// redrive: a redrive may run a loop again.
+	completedNow, startedNow, waitStartedNow int
+	childStarted                             int
+	output                                   any
+}
+
+// afterFailure are the events a failed workflow still records: results of
+// tasks and children it had started, and timers of its steps.
+var afterFailure = map[string]bool{"StepCompleted": true, "StepAttemptFailed": true, "StepFailed": true, "TimerFired": true}
+
+// statusName is a workflow status as plans spell it.
+func statusName(s weftv1.WorkflowStatus) string {
+	return strings.TrimPrefix(s.String(), "WORKFLOW_STATUS_")
+}
+
+// mismatch says how a closed workflow differs from its plan's outcome, or
+// returns "".
+func mismatch(want outcome, wf *weftv1.Workflow) string {
+	got := statusName(wf.Status)
+	if got != want.status {
+		var e string
+		if wf.Error != nil {
+			e = fmt.Sprintf(": %s at %q: %s", wf.Error.Type, wf.Error.StepPath, wf.Error.Message)
+		}
+		return fmt.Sprintf("closed %s%s, want %s", got, e, want.status)
+	}
+	switch got {
+	case "COMPLETED":
+		if out := normalize(wf.Output.AsInterface()); !reflect.DeepEqual(out, want.output) {
+			g, _ := json.Marshal(out)
+			w, _ := json.Marshal(want.output)
+			return fmt.Sprintf("completed with output %s, want %s", g, w)
+		}
+	case "FAILED":
+		e := wf.Error
+		if e.GetType() != want.errType || want.errStep != "" && e.GetStepPath() != want.errStep {
+			return fmt.Sprintf("failed with %s at %q (%s), want %s at %q", e.GetType(), e.GetStepPath(), e.GetMessage(), want.errType, want.errStep)
+		}
+	}
+	return ""
+}
+
+// shapeName names the shape of a plan in the counts.
+func (p *plan) shapeName() string {
+	if p.parent != "" {
+		return shapeNames[p.shape] + ".kid"
+	}
+	return shapeNames[p.shape]
 }
 
 // check checks one workflow; the caller holds the lock over res.
 func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledger map[string]KeyCount, res *Result,
 	durations *[]time.Duration, problem func(*run, string, ...any)) {
 	p := r.plan
+	res.Workflows++
+	sc := res.Shapes[p.shapeName()]
+	if sc == nil {
+		sc = &ShapeCount{}
+		res.Shapes[p.shapeName()] = sc
+	}
+	sc.Total++
+	label := p.definition
+	if p.variant != "" {
+		label += " " + p.variant
+	}
+	asExpected := false
 	switch {
 	case !r.started:
 		res.NotStarted++
-		problem(r, "never started: %v", r.startErr)
+		problem(r, "never started (%s): %v", label, r.startErr)
 		return
 	case r.final == nil || !closedStatus(r.final.Status):
-		res.Stuck++
+		res.NotClosed++
 		status := "unknown"
 		if r.final != nil {
 			status = r.final.Status.String()
 			for _, s := range r.final.Steps {
-				if s.Status != weftv1.StepStatus_STEP_STATUS_COMPLETED {
+				if s.Status != weftv1.StepStatus_STEP_STATUS_COMPLETED && s.Status != weftv1.StepStatus_STEP_STATUS_SKIPPED &&
+					s.Status != weftv1.StepStatus_STEP_STATUS_PENDING {
 					status += fmt.Sprintf(", step %s %s (attempts %d)", s.Path, s.Status, s.Attempts)
 				}
 			}
 		}
-		problem(r, "did not close before the deadline: %s", status)
-	case r.final.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED:
-		res.Failed++
-		problem(r, "closed %s: %v", r.final.Status, r.final.Error)
+		problem(r, "did not close before the deadline (%s): %s", label, status)
 	default:
-		got := r.final.Output.AsInterface()
-		if !reflect.DeepEqual(normalize(got), p.expected) {
-			res.Failed++
-			g, _ := json.Marshal(got)
-			w, _ := json.Marshal(p.expected)
-			problem(r, "completed with output %s, want %s", g, w)
-		} else {
+		if msg := mismatch(p.want, r.final); msg != "" {
+			res.Wrong++
+			problem(r, "%s (%s)", msg, label)
+			break
+		}
+		asExpected = true
+		res.AsExpected++
+		sc.AsExpected++
+		switch p.want.status {
+		case "COMPLETED":
 			res.Completed++
 			if c, o := r.final.CreatedTime, r.final.ClosedTime; c != nil && o != nil {
 				*durations = append(*durations, o.AsTime().Sub(c.AsTime()))
 			}
+		case "FAILED":
+			res.Failed++
+		case "CANCELED":
+			res.Canceled++
 		}
 	}
-	if r.signalErr != nil && !errors.Is(r.signalErr, errClosedEarly) {
-		problem(r, "signal not sent: %v", r.signalErr)
+	if r.signalErr != nil {
+		problem(r, "signal not sent (%s): %v", label, r.signalErr)
+	}
+	if r.actionErr != nil {
+		problem(r, "cancel or redrive not done (%s): %v", label, r.actionErr)
+	}
+	if p.redrive != nil && !r.redriven && r.final != nil && closedStatus(r.final.Status) {
+		problem(r, "not redriven (%s): it first closed %s with %v, the redrive waits for %s at %q", label,
+			r.final.Status, r.firstFailure, p.redrive.errType, p.redrive.errStep)
 	}
 	if histErr != nil {
 		problem(r, "history: %v", histErr)
 		return
 	}
 
-	// Count the events: every decision must be recorded once.
+	// Count the events: every decision must be recorded once (once per
+	// redrive for the loops a redrive runs again).
 	dup := func(format string, args ...any) {
 		res.DuplicateDecisions++
 		problem(r, "duplicate decision: "+format, args...)
@@ -239,11 +395,17 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 	counts := map[string]int{}
 	timersScheduled, timersFired := map[string]int{}, map[string]int{}
 	var signals []any
-	closedAt := -1
+	consumed := map[float64]int{} // SignalReceived sequence -> waits it satisfied
+	closedAt, closings := -1, 0
+	var late []string
 	for i, ev := range hist {
 		counts[ev.Type]++
 		data, _ := ev.Data.AsInterface().(map[string]any)
 		pe := at(ev.StepPath)
+		if closedAt >= 0 && ev.Type != "WorkflowRetried" && !closingEvent(ev.Type) &&
+			(hist[closedAt].Type != "WorkflowFailed" || !afterFailure[ev.Type]) {
+			late = append(late, fmt.Sprintf("%s at sequence %d", ev.Type, ev.Sequence))
+		}
 		switch ev.Type {
 		case "StepScheduled":
 			gen, _ := data["gen"].(float64)
@@ -258,13 +420,33 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 			}
 		case "StepCompleted":
 			pe.completed++
+			pe.completedNow++
+			if ev.Attempt > 0 {
+				pe.taskCompleted++
+			}
 			pe.output = data["output"]
+			if seq, ok := data["signal_sequence"].(float64); ok {
+				consumed[seq]++
+			}
 		case "StepFailed":
 			pe.failed++
+			if ev.Attempt > 0 {
+				pe.taskFailed++
+			}
+		case "StepSkipped":
+			pe.skipped++
 		case "StepStarted":
-			pe.started++
+			pe.startedNow++
+			if pe.startedNow > 1 {
+				dup("step %s started %d times", ev.StepPath, pe.startedNow)
+			}
 		case "WaitStarted":
-			pe.waitStarted++
+			pe.waitStartedNow++
+			if pe.waitStartedNow > 1 {
+				dup("step %s began waiting %d times", ev.StepPath, pe.waitStartedNow)
+			}
+		case "ChildStarted":
+			pe.childStarted++
 		case "TimerScheduled":
 			id, _ := data["timer_id"].(string)
 			timersScheduled[id]++
@@ -272,23 +454,43 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 			id, _ := data["timer_id"].(string)
 			timersFired[id]++
 		case "SignalReceived":
-			signals = append(signals, data["payload"])
+			signals = append(signals, normalize(data["payload"]))
+		case "WorkflowRetried":
+			if closedAt < 0 || hist[closedAt].Type != "WorkflowFailed" {
+				problem(r, "redriven at sequence %d while not failed", ev.Sequence)
+			}
+			closedAt, closings = -1, 0
+			for _, pe := range paths {
+				pe.completedNow, pe.startedNow, pe.waitStartedNow = 0, 0, 0
+			}
 		case "WorkflowCompleted", "WorkflowFailed", "WorkflowCanceled":
+			closings++
+			if closings > 1 {
+				dup("a second closing event (%s at sequence %d) without a redrive", ev.Type, ev.Sequence)
+			}
 			if closedAt < 0 {
 				closedAt = i
 			}
+		}
+		if ev.Type == "StepCompleted" && pe.completedNow > 1 {
+			dup("step %s completed %d times", ev.StepPath, pe.completedNow)
 		}
 	}
 	if counts["WorkflowStarted"] != 1 {
 		dup("%d WorkflowStarted events", counts["WorkflowStarted"])
 	}
-	if n := counts["WorkflowCompleted"] + counts["WorkflowFailed"] + counts["WorkflowCanceled"]; n > 1 {
-		dup("%d closing events (WorkflowCompleted %d, WorkflowFailed %d, WorkflowCanceled %d)",
-			n, counts["WorkflowCompleted"], counts["WorkflowFailed"], counts["WorkflowCanceled"])
+	if n := counts["WorkflowRetried"]; n > 0 && p.redrive == nil || n > 1 {
+		dup("%d WorkflowRetried events; the harness redrives %d time(s)", n, btoi(p.redrive != nil))
 	}
-	if closedAt >= 0 && closedAt < len(hist)-1 {
-		problem(r, "%d event(s) after the workflow closed, the first %s at sequence %d", len(hist)-1-closedAt,
-			hist[closedAt+1].Type, hist[closedAt+1].Sequence)
+	if len(late) > 0 {
+		problem(r, "%d event(s) after the workflow closed that it may not record then: %s", len(late), strings.Join(late, ", "))
+	}
+	if p.parent != "" && len(hist) > 0 {
+		data, _ := hist[0].Data.AsInterface().(map[string]any)
+		parent, _ := data["parent"].(map[string]any)
+		if id, _ := parent["workflow_id"].(string); id != p.parent {
+			problem(r, "started with parent %v, want %s", data["parent"], p.parent)
+		}
 	}
 	for id, n := range timersScheduled {
 		if n > 1 {
@@ -300,7 +502,13 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 			dup("timer %s fired %d times", id, n)
 		}
 	}
-	for path, pe := range paths {
+	isHTTP := map[string]bool{}
+	for _, path := range p.httpPaths {
+		isHTTP[path] = true
+	}
+	wfCompleted := r.final != nil && r.final.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED
+	for _, path := range sortedKeys(paths) {
+		pe := paths[path]
 		if path == "" {
 			continue
 		}
@@ -309,11 +517,14 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 				dup("step %s gen %d scheduled %d times", path, gen, n)
 			}
 		}
-		if len(pe.scheduled) > 1 {
-			dup("step %s scheduled in %d generations without a redrive", path, len(pe.scheduled))
+		if n := len(pe.scheduled); n > 1 && !p.mayRunAgain(path) || n > 2 {
+			dup("step %s scheduled in %d generations; a redrive runs again only %v", path, n, p.redrivePaths())
+		}
+		if n := pe.childStarted; n > 1 && !p.mayRunAgain(path) || n > 2 {
+			dup("step %s started %d children", path, n)
 		}
 		for _, key := range pe.keys {
-			if want := p.id + "/" + path; key != want {
+			if want := p.key(path); key != want {
 				res.Mismatches++
 				problem(r, "step %s scheduled with idempotency key %q, want %q", path, key, want)
 			}
@@ -323,39 +534,36 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 				dup("step %s attempt %d failure recorded %d times", path, att, n)
 			}
 		}
-		if pe.completed > 1 {
-			dup("step %s completed %d times", path, pe.completed)
-		}
-		if pe.started > 1 {
-			dup("step %s started %d times", path, pe.started)
-		}
-		if pe.waitStarted > 1 {
-			dup("step %s began waiting %d times", path, pe.waitStarted)
-		}
-		if pe.failed > 0 {
+		if pe.taskFailed > 0 && isHTTP[path] && !p.failPaths[path] {
 			problem(r, "step %s failed", path)
 		}
-		if pe.completed == 0 && counts["WorkflowCompleted"] > 0 {
+		if wfCompleted && pe.completed == 0 && pe.skipped == 0 && !p.failPaths[path] && !p.openPaths[path] {
 			problem(r, "step %s never completed in a completed workflow", path)
 		}
 	}
-
-	completed := r.final != nil && r.final.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED
-	if !completed && r.started {
+	if !asExpected && r.started {
 		problem(r, "%s", diagnose(hist))
 	}
 
-	// The ledger must have seen every task, and at least the attempts the
-	// history records. (Of a workflow that did not complete, only the steps
-	// that did.)
+	// The ledger must have seen every task that completed, and every
+	// effect of a workflow that ended as expected, and at least the
+	// attempts the history records.
 	for _, path := range p.httpPaths {
-		key := p.id + "/" + path
+		key := p.key(path)
 		kc := ledger[key]
 		pe := paths[path]
 		if pe == nil {
 			pe = &pathEvents{}
 		}
-		if !completed && pe.completed == 0 {
+		recorded := pe.failedAtts + pe.taskCompleted + pe.taskFailed
+		if pe.taskCompleted == 0 {
+			if asExpected && slices.Contains(p.effects, path) {
+				res.Mismatches++
+				problem(r, "step %s: its effect was never recorded", path)
+			} else if kc.Calls < recorded {
+				res.Mismatches++
+				problem(r, "step %s: history records %d failed attempts but the ledger saw %d calls", path, recorded, kc.Calls)
+			}
 			continue
 		}
 		if kc.Calls == 0 {
@@ -367,11 +575,10 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 			res.Mismatches++
 			problem(r, "step %s: key %q never succeeded at the ledger (%d calls)", path, key, kc.Calls)
 		}
-		recorded := pe.failedAtts + pe.completed
 		if kc.Calls < recorded {
 			res.Mismatches++
-			problem(r, "step %s: history records %d attempts (%d failed, %d completed) but the ledger saw %d calls",
-				path, recorded, pe.failedAtts, pe.completed, kc.Calls)
+			problem(r, "step %s: history records %d attempts (%d failed, %d completed, %d failed the step) but the ledger saw %d calls",
+				path, recorded, pe.failedAtts, pe.taskCompleted, pe.taskFailed, kc.Calls)
 			continue
 		}
 		if pe.unavailable > kc.Failed {
@@ -381,33 +588,59 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 		res.DuplicateEffects += kc.Calls - recorded
 	}
 
-	// Signals: one sent, one received, delivered to the wait with its payload.
-	if wait := paths[waitStep]; p.signal != nil && (completed || wait != nil && wait.waitStarted > 0) {
-		want := normalize(p.signal)
-		lost := false
-		if len(signals) != 1 {
+	// Signals: each sent one received once, each taken by one wait, and
+	// each wait completed with its payload.
+	lost := false
+	for seq, n := range consumed {
+		if n > 1 {
 			lost = true
-			problem(r, "%d SignalReceived events for the one signal sent", len(signals))
-		} else if !reflect.DeepEqual(normalize(signals[0]), want) {
-			lost = true
-			problem(r, "signal received with payload %v, want %v", signals[0], want)
+			problem(r, "the signal at sequence %v satisfied %d waits", seq, n)
 		}
-		if pe := paths[waitStep]; pe == nil || pe.completed != 1 || !reflect.DeepEqual(normalize(pe.output), want) {
+	}
+	if r.signalErr == nil {
+		for _, s := range p.signals {
+			want := normalize(s.payload)
+			n := 0
+			for _, got := range signals {
+				if reflect.DeepEqual(got, want) {
+					n++
+				}
+			}
+			if n != 1 {
+				lost = true
+				problem(r, "%d SignalReceived events for the signal %s %v sent once", n, s.name, want)
+			}
+		}
+	}
+	for _, path := range sortedKeys(p.waits) {
+		want := normalize(p.waits[path])
+		pe := paths[path]
+		if !wfCompleted && (pe == nil || pe.waitStartedNow == 0 && pe.completed == 0) {
+			continue
+		}
+		if pe == nil || pe.completed != 1 || !reflect.DeepEqual(normalize(pe.output), want) {
 			lost = true
 			var out any
 			if pe != nil {
 				out = pe.output
 			}
-			problem(r, "wait %s did not complete with the signal's payload (output %v)", waitStep, out)
+			problem(r, "wait %s did not complete with its signal's payload (output %v, want %v)", path, out, want)
 		}
-		if lost {
-			res.LostSignals++
-		}
+	}
+	if lost {
+		res.LostSignals++
 	}
 }
 
-// diagnose describes where the history of a workflow that did not
-// complete stands.
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// diagnose describes where the history of a workflow that did not end as
+// expected stands.
 func diagnose(hist []*weftv1.HistoryEvent) string {
 	if len(hist) == 0 {
 		return "no history at all"
@@ -415,24 +648,26 @@ func diagnose(hist []*weftv1.HistoryEvent) string {
 	if len(hist) == 1 && hist[0].Type == "WorkflowStarted" {
 		return fmt.Sprintf("history holds only WorkflowStarted (sequence %d): no decision was ever recorded", hist[0].Sequence)
 	}
-	var signals []uint64
+	taken := map[uint64]bool{}
 	for _, ev := range hist {
-		switch ev.Type {
-		case "SignalReceived":
-			signals = append(signals, ev.Sequence)
-		case "StepCompleted":
-			if ev.StepPath == waitStep && len(signals) > 0 {
-				signals = signals[1:]
-			}
-		case "WaitStarted":
-			if len(signals) > 0 {
-				return fmt.Sprintf("signal received at sequence %d, before the wait %s began at sequence %d, was never taken by it",
-					signals[0], ev.StepPath, ev.Sequence)
-			}
+		data, _ := ev.Data.AsInterface().(map[string]any)
+		if seq, ok := data["signal_sequence"].(float64); ok && ev.Type == "StepCompleted" {
+			taken[uint64(seq)] = true
+		}
+	}
+	var untaken []string
+	for _, ev := range hist {
+		if ev.Type == "SignalReceived" && !taken[ev.Sequence] {
+			data, _ := ev.Data.AsInterface().(map[string]any)
+			untaken = append(untaken, fmt.Sprintf("%v at sequence %d", data["name"], ev.Sequence))
 		}
 	}
 	last := hist[len(hist)-1]
-	return fmt.Sprintf("history ends with %s at sequence %d (path %q, %d events)", last.Type, last.Sequence, last.StepPath, len(hist))
+	s := fmt.Sprintf("history ends with %s at sequence %d (path %q, %d events)", last.Type, last.Sequence, last.StepPath, len(hist))
+	if len(untaken) > 0 {
+		s += "; signals no wait took: " + strings.Join(untaken, ", ")
+	}
+	return s
 }
 
 // history reads a workflow's whole history.
@@ -489,8 +724,8 @@ func (h *Harness) writeReport(res *Result) error {
 	var b strings.Builder
 	fmt.Fprintln(&b, res.Summary())
 	fmt.Fprintf(&b, "completion: p50=%s p99=%s max=%s\n", res.P50.Round(time.Millisecond), res.P99.Round(time.Millisecond), res.Max.Round(time.Millisecond))
-	fmt.Fprintf(&b, "not_started=%d stuck=%d failed=%d start_retries=%d signal_retries=%d unexpected_exits=%d startup_exits=%d\n",
-		res.NotStarted, res.Stuck, res.Failed, res.StartRetries, res.SignalRetries, res.UnexpectedExits, res.StartupExits)
+	fmt.Fprintf(&b, "not_started=%d not_closed=%d wrong=%d start_retries=%d signal_retries=%d unexpected_exits=%d startup_exits=%d\n",
+		res.NotStarted, res.NotClosed, res.Wrong, res.StartRetries, res.SignalRetries, res.UnexpectedExits, res.StartupExits)
 	for _, n := range res.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}

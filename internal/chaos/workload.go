@@ -19,15 +19,24 @@ import (
 type run struct {
 	plan *plan
 
-	started   bool
-	startErr  error
-	signalErr error
+	started  bool
+	startErr error
+	// signalErr and actionErr are a signal, and a cancel or redrive, that
+	// could not be done.
+	signalErr, actionErr error
 	// final is the workflow as last read, closed unless the run timed out.
 	final *weftv1.Workflow
+	// redriven is set once the harness asked for the redrive, and
+	// firstFailure is the failure it answered.
+	redriven     bool
+	firstFailure *weftv1.Failure
+	// children are the runs of the workflow's children, by step path.
+	children map[string]*run
 }
 
-// errClosedEarly marks a workflow that closed before its signal was sent.
-var errClosedEarly = errors.New("workflow closed before the signal was sent")
+// errClosedEarly marks a workflow that closed before the harness could do
+// what its plan says (signal it, cancel it).
+var errClosedEarly = errors.New("workflow closed early")
 
 // counters are the client side's observations during a run.
 type counters struct {
@@ -36,13 +45,40 @@ type counters struct {
 	notFoundStarts atomic.Int64 // NotFound for a workflow whose start had succeeded
 }
 
+// plans returns the n workflows the harness starts, of the enabled shapes
+// in the order of shapeCycle.
+func (h *Harness) plans(n int) []*plan {
+	var cycle []int
+	for _, s := range shapeCycle {
+		if h.enabled(s) {
+			cycle = append(cycle, s)
+		}
+	}
+	if len(cycle) == 0 {
+		return nil
+	}
+	seen := make([]int, numShapes)
+	out := make([]*plan, n)
+	for i := range out {
+		s := cycle[i%len(cycle)]
+		out[i] = newPlan(i, seen[s], s, h.ledger.URL())
+		seen[s]++
+	}
+	return out
+}
+
+// enabled reports whether the run includes shape s.
+func (h *Harness) enabled(s int) bool { return h.shapes[s] }
+
 // runWorkload starts the workflows at a steady rate while the chaos loop
-// runs, waits for all of them to close, and checks them.
+// runs (and publishes trigger events, and lets the cron schedule fire),
+// waits for all of them to close, and checks them.
 func (h *Harness) runWorkload(ctx context.Context) (*Result, error) {
-	n := h.cfg.Workflows
+	plans := h.plans(h.cfg.Workflows)
+	n := len(plans)
 	runs := make([]*run, n)
-	for i := range runs {
-		runs[i] = &run{plan: newPlan(i, h.ledger.URL())}
+	for i, p := range plans {
+		runs[i] = &run{plan: p}
 	}
 	rng := rand.New(rand.NewPCG(uint64(h.cfg.Seed), 0x63686173))
 	var kills Kills
@@ -71,8 +107,12 @@ func (h *Harness) runWorkload(ctx context.Context) (*Result, error) {
 		killMu.Unlock()
 		h.logf("progress: %s elapsed, %d/%d closed, %d kills", time.Since(t0).Round(time.Second), closed.Load(), n, k.Total())
 	}
+	var events *eventPublisher
+	if h.enabled(shapeTrigger) {
+		events = h.publishEvents(wctx, triggerEvents(h.cfg.Workflows), h.cfg.Duration)
+	}
 	h.logf("starting %d workflows over %s, a kill every ~%s", n, h.cfg.Duration, h.cfg.KillEvery)
-	interval := h.cfg.Duration / time.Duration(n)
+	interval := h.cfg.Duration / time.Duration(max(n, 1))
 	for i, r := range runs {
 		wait := time.Until(t0.Add(time.Duration(i) * interval))
 		for wait > 0 {
@@ -113,6 +153,10 @@ func (h *Harness) runWorkload(ctx context.Context) (*Result, error) {
 			_ = p.start()
 		}
 	}
+	var cronStop error
+	if h.enabled(shapeCron) {
+		cronStop = h.stopCron(wctx)
+	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	for waiting := true; waiting; {
@@ -127,8 +171,28 @@ func (h *Harness) runWorkload(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	killMu.Lock()
-	res := &Result{Workflows: n, Kills: kills}
+	res := &Result{Kills: kills}
 	killMu.Unlock()
+	// Collecting gets a minute past the deadline, so that what is left
+	// after workflows that never closed is still read.
+	cctx, ccancel := context.WithDeadline(ctx, deadline.Add(time.Minute))
+	defer ccancel()
+	d := &driver{h: h, c: &c, polls: polls}
+	if events != nil {
+		runs = append(runs, h.collectTriggered(cctx, d, events, res)...)
+	}
+	if h.enabled(shapeCron) {
+		if cronStop != nil {
+			res.Problems = append(res.Problems, fmt.Sprintf("cron: the schedule could not be removed: %v", cronStop))
+		}
+		runs = append(runs, h.collectCron(cctx, d, t0, res)...)
+	}
+	for _, r := range runs[:n] {
+		for _, path := range sortedKeys(r.children) {
+			runs = append(runs, r.children[path])
+		}
+	}
+	res.Problems = append(res.Problems, h.leftRunning(cctx)...)
 	h.logf("all workflows closed or given up on after %s; checking histories and the ledger", time.Since(t0).Round(time.Second))
 	if err := h.verify(ctx, runs, res); err != nil {
 		return res, err
@@ -157,10 +221,14 @@ func (h *Harness) runWorkload(ctx context.Context) (*Result, error) {
 	return res, res.Err()
 }
 
-// drive starts one workflow (retrying with the same request id), signals
-// it when it has a wait, and polls it until it closes or ctx ends.
+// drive starts one workflow (retrying with the same request id), sends its
+// signals, does its cancel and its redrive, and polls it until it closes
+// or ctx ends; then it follows its children until they close.
 func (h *Harness) drive(ctx context.Context, r *run, c *counters, polls chan struct{}) {
 	p := r.plan
+	for path, status := range p.refuse {
+		h.ledger.Refuse(p.key(path), status)
+	}
 	input, err := structpb.NewValue(p.input)
 	if err != nil {
 		r.startErr = err
@@ -178,35 +246,15 @@ func (h *Harness) drive(ctx context.Context, r *run, c *counters, polls chan str
 		return
 	}
 	r.started = true
+	d := &driver{h: h, c: c, polls: polls}
 
-	// get reads the workflow; NotFound after a successful start counts as
-	// a transient answer (noted) and is retried.
-	get := func(ctx context.Context) (*weftv1.Workflow, error) {
-		select {
-		case polls <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	for _, s := range p.signals {
+		if r.signalErr = d.signal(ctx, r, s); r.signalErr != nil {
+			break
 		}
-		defer func() { <-polls }()
-		var wf *weftv1.Workflow
-		err := retryWhile(ctx, func(err error) bool {
-			if connect.CodeOf(err) == connect.CodeNotFound {
-				c.notFoundStarts.Add(1)
-				return true
-			}
-			return retryable(err)
-		}, func(ctx context.Context) error {
-			resp, err := h.wf.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: p.id}))
-			if err == nil {
-				wf = resp.Msg.Workflow
-			}
-			return err
-		})
-		return wf, err
 	}
-
-	if p.signal != nil {
-		r.signalErr = h.signal(ctx, r, c, get)
+	if p.cancel != nil && r.signalErr == nil {
+		r.actionErr = d.cancel(ctx, r)
 	}
 	wait := 2 * time.Second
 	if p.shape == shapeWait {
@@ -218,60 +266,119 @@ func (h *Harness) drive(ctx context.Context, r *run, c *counters, polls chan str
 			return
 		case <-time.After(wait):
 		}
-		wf, err := get(ctx)
+		wf, err := d.get(ctx, p.id, true)
 		if err != nil {
 			continue
 		}
 		r.final = wf
+		if !closedStatus(wf.Status) {
+			continue
+		}
+		if r.redriven && !d.redriveClosed(ctx, p.id) {
+			continue // the redrive has not been taken yet
+		}
+		if wf.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED && p.redrive != nil && !r.redriven {
+			r.firstFailure = wf.Error
+			if wf.Error.GetType() != p.redrive.errType || wf.Error.GetStepPath() != p.redrive.errStep {
+				break // not the failure the redrive is for; the checks report it
+			}
+			r.redriven = true
+			if r.actionErr = d.redrive(ctx, r); r.actionErr != nil {
+				break
+			}
+			continue
+		}
+		break
+	}
+	d.followChildren(ctx, r)
+}
+
+// driver holds what the calls of one workflow's driver share.
+type driver struct {
+	h     *Harness
+	c     *counters
+	polls chan struct{} // GetWorkflow calls in flight
+}
+
+// get reads a workflow. NotFound is retried: after a successful start
+// (started) it counts as a transient answer; for a child the parent has
+// just started, the child's start may not be stored yet.
+func (d *driver) get(ctx context.Context, id string, started bool) (*weftv1.Workflow, error) {
+	select {
+	case d.polls <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-d.polls }()
+	var wf *weftv1.Workflow
+	err := retryWhile(ctx, func(err error) bool {
+		if connect.CodeOf(err) == connect.CodeNotFound {
+			if started {
+				d.c.notFoundStarts.Add(1)
+			}
+			return true
+		}
+		return retryable(err)
+	}, func(ctx context.Context) error {
+		resp, err := d.h.wf.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id}))
+		if err == nil {
+			wf = resp.Msg.Workflow
+		}
+		return err
+	})
+	return wf, err
+}
+
+// waitFor polls workflow id until its step path is WAITING. It returns
+// errClosedEarly (with the workflow in *final when final is not nil) when
+// the workflow closes first.
+func (d *driver) waitFor(ctx context.Context, id, path string, started bool) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for step %s of %s to wait: %w", path, id, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+		wf, err := d.get(ctx, id, started)
+		if err != nil {
+			continue
+		}
 		if closedStatus(wf.Status) {
-			return
+			return fmt.Errorf("%w (%s %s before its step %s waited)", errClosedEarly, id, wf.Status, path)
+		}
+		for _, s := range wf.Steps {
+			if s.Path == path && s.Status == weftv1.StepStatus_STEP_STATUS_WAITING {
+				return nil
+			}
 		}
 	}
 }
 
-// signal sends the wait shape's signal: at once, or once GetWorkflow shows
-// the wait step WAITING.
-func (h *Harness) signal(ctx context.Context, r *run, c *counters, get func(context.Context) (*weftv1.Workflow, error)) error {
+// signal sends one signal: at once, or once its step is WAITING.
+func (d *driver) signal(ctx context.Context, r *run, s signalSpec) error {
 	p := r.plan
-	if !p.signalEarly {
-		for waiting := false; !waiting; {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("waiting for step %s to wait: %w", waitStep, ctx.Err())
-			case <-time.After(500 * time.Millisecond):
-			}
-			wf, err := get(ctx)
-			if err != nil {
-				continue
-			}
-			if closedStatus(wf.Status) {
-				r.final = wf
-				return errClosedEarly
-			}
-			for _, s := range wf.Steps {
-				if s.Path == waitStep && s.Status == weftv1.StepStatus_STEP_STATUS_WAITING {
-					waiting = true
-				}
-			}
+	if s.afterWaiting != "" {
+		if err := d.waitFor(ctx, p.id, s.afterWaiting, true); err != nil {
+			return err
 		}
 	}
-	payload, err := structpb.NewValue(p.signal)
+	payload, err := structpb.NewValue(s.payload)
 	if err != nil {
 		return err
 	}
 	tries := 0
 	return retryWhile(ctx, func(err error) bool {
 		if connect.CodeOf(err) == connect.CodeNotFound {
-			c.notFoundStarts.Add(1)
+			d.c.notFoundStarts.Add(1)
 			return true
 		}
 		return retryable(err)
 	}, func(ctx context.Context) error {
 		tries++
-		_, err := h.wf.SignalWorkflow(ctx, connect.NewRequest(&weftv1.SignalWorkflowRequest{
-			WorkflowId: p.id, Name: "go", Payload: payload, RequestId: "signal-" + p.id}))
+		_, err := d.h.wf.SignalWorkflow(ctx, connect.NewRequest(&weftv1.SignalWorkflowRequest{
+			WorkflowId: p.id, Name: s.name, Payload: payload, RequestId: s.requestID}))
 		if err != nil {
-			c.signalRetries.Add(1)
+			d.c.signalRetries.Add(1)
 			if tries > 1 && connect.CodeOf(err) == connect.CodeFailedPrecondition {
 				// An earlier try may have been delivered before its answer
 				// was lost and the workflow has closed since: the history
@@ -283,6 +390,153 @@ func (h *Harness) signal(ctx context.Context, r *run, c *counters, get func(cont
 	})
 }
 
+// childID polls the parent's history until it records the start of the
+// child of the step at path, and returns the child's id.
+func (d *driver) childID(ctx context.Context, parent, path string) (string, error) {
+	for {
+		hist, err := d.h.history(ctx, parent)
+		if err == nil {
+			closed := false
+			for _, ev := range hist {
+				if ev.Type == "ChildStarted" && ev.StepPath == path {
+					id, _ := ev.Data.GetStructValue().AsMap()["workflow_id"].(string)
+					return id, nil
+				}
+				closed = closed || closingEvent(ev.Type)
+			}
+			if closed {
+				return "", fmt.Errorf("%w (%s closed before step %s started a child)", errClosedEarly, parent, path)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("waiting for step %s of %s to start a child: %w", path, parent, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// cancel sends the plan's cancel to the workflow or to its child, once the
+// step it names is WAITING.
+func (d *driver) cancel(ctx context.Context, r *run) error {
+	p, cs := r.plan, r.plan.cancel
+	target, waitIn, started := p.id, p.id, true
+	if cs.inChild != "" {
+		id, err := d.childID(ctx, p.id, cs.inChild)
+		if err != nil {
+			return err
+		}
+		waitIn, started = id, false
+		if cs.child {
+			target = id
+		}
+	}
+	if cs.afterWaiting != "" {
+		if err := d.waitFor(ctx, waitIn, cs.afterWaiting, started); err != nil {
+			return err
+		}
+	}
+	tries := 0
+	return retryWhile(ctx, func(err error) bool {
+		return connect.CodeOf(err) == connect.CodeNotFound || retryable(err)
+	}, func(ctx context.Context) error {
+		tries++
+		_, err := d.h.wf.CancelWorkflow(ctx, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: target, Reason: "chaos"}))
+		if err != nil && tries > 1 && connect.CodeOf(err) == connect.CodeFailedPrecondition {
+			return nil // an earlier try may have been taken: the outcome says
+		}
+		return err
+	})
+}
+
+// redrive releases the plan's refused paths and redrives the workflow.
+func (d *driver) redrive(ctx context.Context, r *run) error {
+	p := r.plan
+	for _, path := range p.redrive.release {
+		d.h.ledger.Release(p.key(path))
+	}
+	tries := 0
+	return retryWhile(ctx, retryable, func(ctx context.Context) error {
+		tries++
+		_, err := d.h.wf.RetryWorkflow(ctx, connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: p.id, Reason: "chaos"}))
+		if err != nil && tries > 1 && connect.CodeOf(err) == connect.CodeFailedPrecondition {
+			return nil // an earlier try may have been taken: the history says
+		}
+		return err
+	})
+}
+
+// redriveClosed reports whether the history of a redriven workflow closes
+// after its WorkflowRetried event.
+func (d *driver) redriveClosed(ctx context.Context, id string) bool {
+	hist, err := d.h.history(ctx, id)
+	if err != nil {
+		return false
+	}
+	retried := false
+	for _, ev := range hist {
+		switch {
+		case ev.Type == "WorkflowRetried":
+			retried = true
+		case retried && closingEvent(ev.Type):
+			return true
+		}
+	}
+	return false
+}
+
+// followChildren finds the children of a closed workflow in its history
+// and polls each until it closes or ctx ends.
+func (d *driver) followChildren(ctx context.Context, r *run) {
+	p := r.plan
+	if len(p.children) == 0 {
+		return
+	}
+	hist, err := d.h.history(ctx, p.id)
+	ids := map[string]string{}
+	for _, ev := range hist {
+		if ev.Type == "ChildStarted" {
+			id, _ := ev.Data.GetStructValue().AsMap()["workflow_id"].(string)
+			ids[ev.StepPath] = id
+		}
+	}
+	r.children = map[string]*run{}
+	for path, cp := range p.children {
+		cr := &run{plan: cp}
+		r.children[path] = cr
+		id := ids[path]
+		if id == "" {
+			cr.startErr = fmt.Errorf("the parent %s never started the child of step %s (history: %v)", p.id, path, err)
+			if err == nil && !closedStatus(r.final.GetStatus()) {
+				cr.startErr = fmt.Errorf("the parent %s did not close", p.id)
+			}
+			continue
+		}
+		p.childStarted(path, id)
+		for {
+			wf, err := d.get(ctx, id, false)
+			if err == nil {
+				cr.started, cr.final = true, wf
+				if closedStatus(wf.Status) {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				if !cr.started {
+					cr.startErr = fmt.Errorf("child %s never found: %w", id, err)
+				}
+				return
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}
+}
+
 func closedStatus(s weftv1.WorkflowStatus) bool {
 	return s != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING && s != weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED
+}
+
+func closingEvent(t string) bool {
+	return t == "WorkflowCompleted" || t == "WorkflowFailed" || t == "WorkflowCanceled"
 }
