@@ -40,12 +40,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// shortShapes are the shapes of the short run: all but sharedsignal (one
-// signal satisfies both of two parallel waits of its name) and
-// redrivecaught (a redrive runs again a failure a catch on its foreach
-// handled), which fail on engine bugs being fixed.
+// shortShapes are the shapes of the short run: all of them.
 var shortShapes = []string{"seq", "fanout", "wait", "child", "branches", "each", "control", "waits", "cancel",
-	"redrive", "trigger", "cron"}
+	"redrive", "trigger", "cron", "sharedsignal", "redrivecaught"}
 
 // A short chaos run: 60 workflows of the short shapes started over 40s
 // (with their children, and those trigger events and a cron schedule start)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/orchestrator/doctor"
 )
 
 // Result is the outcome of a chaos run.
@@ -217,7 +218,7 @@ func (h *Harness) doctor(ctx context.Context, res *Result) {
 	defer nc.Close()
 	octx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	store, err := eventstore.Open(octx, nc, storeConfig)
+	store, err := eventstore.OpenExisting(octx, nc, storeConfig)
 	if err != nil {
 		res.Notes = append(res.Notes, fmt.Sprintf("doctor not run: open the store: %v", err))
 		return
@@ -233,14 +234,21 @@ func (h *Harness) doctor(ctx context.Context, res *Result) {
 	}
 }
 
-// checkDoctor is the one place the stuck and drift detector is called. It
-// is to return doctor.Check(ctx, store, doctor.Options{}) of package
-// github.com/weftworks/weft/orchestrator/doctor: the counts of workflows
-// its Report finds stuck and drifted, and a line per finding. Until that
-// package is on this branch, it finds nothing.
+// checkDoctor is the one place the stuck and drift detector is called:
+// `weft doctor`'s check over the run's store. It returns the counts of
+// workflows it finds stuck and drifted, and a line per finding.
 func checkDoctor(ctx context.Context, store *eventstore.Store) (DoctorCounts, []string, error) {
-	_, _ = ctx, store
-	return DoctorCounts{}, nil, nil
+	rep, err := doctor.Check(ctx, store, doctor.Options{})
+	if err != nil {
+		return DoctorCounts{}, nil, err
+	}
+	var lines []string
+	for _, r := range rep.Problems {
+		for _, f := range r.Findings {
+			lines = append(lines, fmt.Sprintf("%s %s (%s): %s", f.Kind, r.ID, r.Definition, f.Reason))
+		}
+	}
+	return DoctorCounts{Stuck: rep.Stuck, Drifted: rep.Drifted}, lines, nil
 }
 
 // pathEvents gathers the events of one step path.
