@@ -868,9 +868,9 @@ const redriveItems = 3
 
 // planRedrive: a caught failure of a task, with guard a caught failure
 // inside a foreach, a refused foreach item under on_error: continue and a
-// refused step fail the workflow; the harness releases the refusals of the
-// last two and redrives it, and it must complete without running the
-// caught steps again.
+// refused step fail the workflow; the harness releases the refusal of the
+// last and redrives it, and it must complete without running the caught
+// steps, or the item its completed loop absorbed, again.
 func planRedrive(p *plan, k int, guard bool) {
 	items := make([]any, redriveItems)
 	keys := make([]any, redriveItems)
@@ -894,14 +894,17 @@ func planRedrive(p *plan, k int, guard bool) {
 			}
 		}
 		path := fmt.Sprintf("items[%d].item_call", j)
-		keys[j] = p.key(path)
 		p.httpPaths = append(p.httpPaths, path)
-		p.effects = append(p.effects, path)
 		if j == 1 && k%2 == 0 {
+			// The loop completed with the item's failure as its value,
+			// which the redrive keeps (docs/language.md, "Redrive").
 			p.variant = "flaky-step-and-item"
 			p.refuse[path], p.failPaths[path] = 409, true
-			p.redrive.release = append(p.redrive.release, path)
+			keys[j] = "conflict"
+			continue
 		}
+		keys[j] = p.key(path)
+		p.effects = append(p.effects, path)
 	}
 	p.input["items"] = items
 	p.httpPaths = append(p.httpPaths, "flaky")
