@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/executor/builtin"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/orchestrator/definition"
 )
@@ -24,6 +25,9 @@ func (s *Server) PutDefinition(ctx context.Context, req *connect.Request[weftv1.
 	}
 	def, err := definition.Parse([]byte(src))
 	if err != nil {
+		return nil, toConnect(err)
+	}
+	if err := s.checkPublishSubjects(def); err != nil {
 		return nil, toConnect(err)
 	}
 	rec, changed, err := s.store.PutDefinition(ctx, def.Name, src, s.cfg.Now())
@@ -71,4 +75,26 @@ func defInfo(r eventstore.DefinitionRecord, withSource bool) *weftv1.DefinitionI
 		d.Source = r.Source
 	}
 	return d
+}
+
+// checkPublishSubjects refuses the literal subjects of def's nats.publish
+// steps that the executor would refuse (builtin.CheckPublishSubject with
+// Config.PublishAllow); computed subjects are checked when they run.
+func (s *Server) checkPublishSubjects(def *definition.Definition) error {
+	var problems []definition.Problem
+	for st := range def.All() {
+		if st.Kind != definition.KindTask || st.Task != "nats.publish" {
+			continue
+		}
+		v, _ := st.Input.ConstField("subject")
+		if subject, ok := v.(string); ok {
+			if err := builtin.CheckPublishSubject(subject, s.cfg.PublishAllow); err != nil {
+				problems = append(problems, definition.Problem{Step: st.ID, Field: "input.subject", Message: err.Error()})
+			}
+		}
+	}
+	if problems != nil {
+		return &definition.Error{Problems: problems}
+	}
+	return nil
 }
