@@ -72,6 +72,10 @@ func (s *Server) ListSchedules(ctx context.Context, _ *connect.Request[weftv1.Li
 // SignatureHeader carries a webhook body's HMAC-SHA256, as "sha256=<hex>".
 const SignatureHeader = "X-Weft-Signature"
 
+// unavailable is the body of every 503 a webhook answers; the reason goes
+// to the log, not to the caller.
+const unavailable = "the webhook cannot take deliveries right now; try again later"
+
 type hookError struct {
 	status int
 	msg    string
@@ -106,7 +110,11 @@ type hookResult struct {
 }
 
 func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError) {
-	m, ok := s.triggers.Webhook(name)
+	m, ok, err := s.triggers.Webhook(r.Context(), name)
+	if err != nil {
+		s.log.Error("webhook delivery refused", "webhook", name, "err", err)
+		return nil, &hookError{http.StatusServiceUnavailable, unavailable}
+	}
 	if !ok {
 		return nil, &hookError{http.StatusNotFound, fmt.Sprintf("no webhook %q: add a trigger `webhook: %s` to a definition", name, name)}
 	}
