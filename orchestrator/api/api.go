@@ -117,7 +117,13 @@ func (s *Server) Start(ctx context.Context) error {
 	s.listMu.Lock()
 	s.runCtx = ctx
 	s.listMu.Unlock()
-	return s.triggers.Start(ctx, nil)
+	if err := s.triggers.Start(ctx, nil); err != nil {
+		return err
+	}
+	for _, m := range s.triggers.Webhooks() {
+		s.warnUnsetSecrets(m.Definition, []*definition.Trigger{m.Trigger})
+	}
+	return nil
 }
 
 // currentListing returns the live copy of the workflow index, made on the
