@@ -131,6 +131,7 @@ type Store struct {
 	defs        jetstream.KeyValue
 	index       jetstream.KeyValue
 	cron        jetstream.KeyValue
+	hooks       jetstream.KeyValue
 
 	taskMu    sync.Mutex
 	taskReady map[string]bool

@@ -80,7 +80,7 @@ func (s *Store) openTriggers(ctx context.Context) error {
 	}); err2 != nil {
 		return fmt.Errorf("eventstore: create bucket %s: %w", CronBucket, err2)
 	}
-	return nil
+	return s.openWebhooks(ctx)
 }
 
 // SetTriggerSubjects makes the trigger stream capture exactly subjects

@@ -20,6 +20,7 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/executor"
+	"github.com/weftworks/weft/executor/builtin"
 	"github.com/weftworks/weft/internal/embedded"
 	"github.com/weftworks/weft/internal/node"
 	"github.com/weftworks/weft/orchestrator"
@@ -40,6 +41,8 @@ type partFlags struct {
 	natsCreds, natsTLSCA, natsUser, natsPassword string
 	// API security (commands that serve the API).
 	authTokens, tlsCert, tlsKey, tlsClientCA string
+	// publishAllow: reserved subjects nats.publish may reach (executor, API).
+	publishAllow []string
 }
 
 func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
@@ -57,6 +60,22 @@ func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
 	f.DurationVar(&p.taskAckWait, "task-ack-wait", 30*time.Second, "how long a silent executor keeps a step before it is redelivered")
 	f.IntVar(&p.concurrency, "concurrency", 64, "handlers running at once per task type (executor)")
 	f.StringVar(&p.pprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; default: off")
+}
+
+// registerPublishAllow adds --publish-allow, for the commands that run
+// an executor or check definitions.
+func (p *partFlags) registerPublishAllow(cmd *cobra.Command) {
+	cmd.Flags().StringSliceVar(&p.publishAllow, "publish-allow", nil, "subject `pattern`s (wildcards * and >; repeat the flag or separate with commas) that nats.publish steps may send to although they start with $, _INBOX. or weft., which belong to NATS and Weft; default: none. weft api checks literal subjects at put time: give it the executors' list")
+	prev := cmd.PreRunE
+	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		if err := builtin.CheckPublishAllow(p.publishAllow); err != nil {
+			return fmt.Errorf("--publish-allow: %w", err)
+		}
+		if prev != nil {
+			return prev(c, args)
+		}
+		return nil
+	}
 }
 
 // registerNATS adds the flags that say how to reach NATS: --nats-url
@@ -141,7 +160,7 @@ func (p *partFlags) natsOptions() ([]nats.Option, error) {
 
 // apiSecurity loads the API's tokens and TLS configuration from the flags.
 func (p *partFlags) apiSecurity() (*api.Config, *tls.Config, error) {
-	cfg := &api.Config{}
+	cfg := &api.Config{PublishAllow: p.publishAllow}
 	if p.authTokens != "" {
 		tokens, err := api.LoadTokens(p.authTokens)
 		if err != nil {
@@ -248,6 +267,7 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 				Orchestrator: &orchestrator.Config{SnapshotEvery: snapEvery},
 				Executor:     &executor.Config{Concurrency: p.concurrency},
 				Builtins:     true,
+				Builtin:      builtin.Config{PublishAllow: p.publishAllow},
 				API:          apiCfg,
 				APIAddr:      p.addr,
 				APITLS:       apiTLS,
@@ -255,10 +275,11 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 		},
 	}
 	p.register(cmd, true)
+	snapshotFlag(cmd, &snapEvery)
+	p.registerPublishAllow(cmd)
 	cmd.Flags().StringVar(&dataDir, "data", "weft-data", "data directory of the embedded NATS server")
 	cmd.Flags().StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "listen address of the embedded NATS server")
 	cmd.Flags().StringVar(&syncMode, "sync", "interval", "embedded JetStream disk sync: interval (default; a process crash loses nothing acknowledged, a power loss can lose the last interval) or always (fsync before every acknowledgement)")
-	snapshotFlag(cmd, &snapEvery)
 	return cmd
 }
 
@@ -274,8 +295,9 @@ func snapshotFlag(cmd *cobra.Command, v *int) {
 }
 
 // partCmd is a command that runs some of Weft's parts against --nats-url;
-// parts builds their configuration from the flags.
-func partCmd(use, short string, withAddr bool, parts func(p *partFlags, cfg *node.Config) error) *cobra.Command {
+// parts builds their configuration from the flags. withPublishAllow adds
+// --publish-allow.
+func partCmd(use, short string, withAddr, withPublishAllow bool, parts func(p *partFlags, cfg *node.Config) error) *cobra.Command {
 	var p partFlags
 	cmd := &cobra.Command{
 		Use:   use,
@@ -301,12 +323,15 @@ func partCmd(use, short string, withAddr bool, parts func(p *partFlags, cfg *nod
 		},
 	}
 	p.register(cmd, withAddr)
+	if withPublishAllow {
+		p.registerPublishAllow(cmd)
+	}
 	return cmd
 }
 
 func orchestratorCmd() *cobra.Command {
 	var snapEvery int
-	cmd := partCmd("orchestrator", "Run an orchestrator against --nats-url", false, func(_ *partFlags, cfg *node.Config) error {
+	cmd := partCmd("orchestrator", "Run an orchestrator against --nats-url", false, false, func(_ *partFlags, cfg *node.Config) error {
 		cfg.Orchestrator = &orchestrator.Config{SnapshotEvery: snapEvery}
 		return nil
 	})
@@ -315,14 +340,15 @@ func orchestratorCmd() *cobra.Command {
 }
 
 func executorCmd() *cobra.Command {
-	return partCmd("executor", "Run an executor with the built-in task types against --nats-url", false, func(p *partFlags, cfg *node.Config) error {
+	return partCmd("executor", "Run an executor with the built-in task types against --nats-url", false, true, func(p *partFlags, cfg *node.Config) error {
 		cfg.Executor, cfg.Builtins = &executor.Config{Concurrency: p.concurrency}, true
+		cfg.Builtin.PublishAllow = p.publishAllow
 		return nil
 	})
 }
 
 func apiCmd() *cobra.Command {
-	return partCmd("api", "Serve the API against --nats-url", true, func(p *partFlags, cfg *node.Config) error {
+	return partCmd("api", "Serve the API against --nats-url", true, true, func(p *partFlags, cfg *node.Config) error {
 		apiCfg, apiTLS, err := p.apiSecurity()
 		if err != nil {
 			return err

@@ -26,6 +26,10 @@ type Config struct {
 	// MaxBodyBytes caps http response bodies; a larger success body fails
 	// with "response_too_large". Default (zero or negative): 1 MiB.
 	MaxBodyBytes int64
+	// PublishAllow lists subject patterns (NATS wildcards allowed) that
+	// nats.publish may send to although they are reserved for NATS or Weft
+	// (see CheckPublishSubject). Default: none.
+	PublishAllow []string
 }
 
 // Handlers returns the built-in handlers keyed by task type: "echo",

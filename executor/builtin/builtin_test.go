@@ -315,3 +315,51 @@ func TestNATSPublishJetStream(t *testing.T) {
 	_, err = run(t, cfg, "nats.publish", map[string]any{"subject": "nostream", "jetstream": true})
 	taskErr(t, err, "nats", false)
 }
+
+// Item 3 of issue 13: nats.publish refuses subjects reserved for NATS and
+// Weft unless Config.PublishAllow matches them, and sends nothing then.
+func TestIssue13Item3_PublishReservedSubjects(t *testing.T) {
+	nc := startNATS(t)
+	got := make(chan *nats.Msg, 16)
+	for _, s := range []string{"_INBOX.probe", "weft.h.other.ext", "$SYS.probe", "$JS.API.STREAM.INFO.X", "ok.done"} {
+		if _, err := nc.ChanSubscribe(s, got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := Config{NATS: nc, PublishAllow: []string{"$JS.API.STREAM.INFO.*"}}
+	for _, subject := range []string{"$JS.API.STREAM.PURGE.WEFT_HISTORY", "$KV.b.k", "$O.b.k", "$SYS.probe", "_INBOX.probe",
+		"weft.h.other.ext", "weft.r.other"} {
+		for _, js := range []bool{false, true} {
+			_, err := run(t, cfg, "nats.publish", map[string]any{"subject": subject, "jetstream": js})
+			if e := taskErr(t, err, "invalid_input", true); !strings.Contains(e.Message, subject) {
+				t.Errorf("error %q does not name %s", e.Message, subject)
+			}
+		}
+	}
+	for _, subject := range []string{"$JS.API.STREAM.INFO.X", "ok.done"} {
+		if _, err := run(t, cfg, "nats.publish", map[string]any{"subject": subject}); err != nil {
+			t.Fatalf("%s: %v", subject, err)
+		}
+	}
+	for _, want := range []string{"$JS.API.STREAM.INFO.X", "ok.done"} {
+		select {
+		case m := <-got:
+			if m.Subject != want {
+				t.Fatalf("received %s; want %s (a refused subject was published)", m.Subject, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no message on %s", want)
+		}
+	}
+}
+
+func TestCheckPublishAllow(t *testing.T) {
+	if err := CheckPublishAllow([]string{"$JS.API.STREAM.INFO.>", "weft.*.x", "a"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"", "a..b", "a.>.b", "a.b*", "a b"} {
+		if err := CheckPublishAllow([]string{p}); err == nil {
+			t.Errorf("pattern %q accepted", p)
+		}
+	}
+}

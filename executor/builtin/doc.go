@@ -77,6 +77,12 @@
 // is published to JetStream with the idempotency key as its Nats-Msg-Id, so
 // the stream drops retried duplicates; output is {stream, seq, duplicate}.
 //
+// Subjects that belong to NATS or Weft are refused with "invalid_input":
+// those starting with $ ($JS., $KV., $O., $SYS., ...), _INBOX. or weft.
+// (see eventstore.ReservedSubject), unless one of Config.PublishAllow's
+// patterns matches the subject. So a step cannot call JetStream's API or
+// write into a workflow's history.
+//
 // Errors: "invalid_input" (non-retryable) for bad input; "nats" (retryable)
 // when publishing, flushing or the JetStream ack fails; "not_configured"
 // (non-retryable) when Config.NATS is nil.

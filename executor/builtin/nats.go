@@ -18,7 +18,7 @@ func (c Config) natsPublish(ctx context.Context, t *executor.Task) (any, error) 
 	if c.NATS == nil {
 		return nil, executor.NonRetryable(executor.NewError("not_configured", "nats.publish needs a NATS connection"))
 	}
-	msg, useJS, err := natsMsg(t)
+	msg, useJS, err := natsMsg(t, c.PublishAllow)
 	if err != nil {
 		return nil, err
 	}
@@ -52,8 +52,8 @@ func (c Config) natsPublish(ctx context.Context, t *executor.Task) (any, error) 
 }
 
 // natsMsg builds the message the task's input describes and reports
-// whether it goes to JetStream.
-func natsMsg(t *executor.Task) (*nats.Msg, bool, error) {
+// whether it goes to JetStream; a reserved subject must match allow.
+func natsMsg(t *executor.Task, allow []string) (*nats.Msg, bool, error) {
 	in, err := inputMap(t)
 	if err != nil {
 		return nil, false, err
@@ -69,6 +69,9 @@ func natsMsg(t *executor.Task) (*nats.Msg, bool, error) {
 		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n") {
 			return nil, false, invalid("subject %q must be dot-separated tokens without wildcards or whitespace", subject)
 		}
+	}
+	if err := CheckPublishSubject(subject, allow); err != nil {
+		return nil, false, invalid("%v", err)
 	}
 	useJS, ok := in["jetstream"].(bool)
 	if v := in["jetstream"]; v != nil && !ok {

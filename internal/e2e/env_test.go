@@ -43,6 +43,11 @@ type envOpts struct {
 	replyWait time.Duration
 	// snapshotEvery is the orchestrator's SnapshotEvery (default 1,000).
 	snapshotEvery int
+	// publishAllow is the reserved subjects nats.publish may reach, for
+	// the executor and the API's put-time check.
+	publishAllow []string
+	// logger receives the node's logs (default: testLogger()).
+	logger *slog.Logger
 }
 
 func testLogger() *slog.Logger {
@@ -75,7 +80,10 @@ func (e *env) startNode(o envOpts, withOrch, withAPI bool) *node.Node {
 	cfg := node.Config{
 		NATSURL: e.ns.URL(),
 		Store:   eventstore.Config{TaskAckWait: o.taskAckWait, ResultReplyWait: o.replyWait},
-		Logger:  testLogger(),
+		Logger:  o.logger,
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger()
 	}
 	if withOrch {
 		cfg.Orchestrator = &orchestrator.Config{MaxHistoryEvents: o.maxHistory, Now: o.now, SnapshotEvery: o.snapshotEvery}
@@ -83,10 +91,11 @@ func (e *env) startNode(o envOpts, withOrch, withAPI bool) *node.Node {
 	if !o.noExecutor {
 		cfg.Executor = &executor.Config{}
 		cfg.Builtins = true
+		cfg.Builtin.PublishAllow = o.publishAllow
 		cfg.Handlers = o.handlers
 	}
 	if withAPI {
-		cfg.API = &api.Config{}
+		cfg.API = &api.Config{PublishAllow: o.publishAllow}
 		cfg.APIAddr = "127.0.0.1:0"
 	}
 	n, err := node.Start(context.Background(), cfg)

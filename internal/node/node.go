@@ -38,6 +38,9 @@ type Config struct {
 	Executor *executor.Config
 	// Builtins registers the built-in task types on the worker. Default false.
 	Builtins bool
+	// Builtin configures the built-in task types; NATS (the node's
+	// connection) and Logger (the node's) are filled in when unset.
+	Builtin builtin.Config
 	// Handlers are registered on the worker in addition to the built-ins.
 	Handlers map[string]executor.Handler
 	// API serves the API on APIAddr when set.
@@ -142,7 +145,17 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			return n, err
 		}
 		if cfg.Builtins {
-			for typ, h := range builtin.Handlers(builtin.Config{NATS: n.NC, Logger: cfg.Logger}) {
+			bc := cfg.Builtin
+			if bc.NATS == nil {
+				bc.NATS = n.NC
+			}
+			if bc.Logger == nil {
+				bc.Logger = cfg.Logger
+			}
+			if err = builtin.CheckPublishAllow(bc.PublishAllow); err != nil {
+				return n, fmt.Errorf("node: Builtin.PublishAllow: %w", err)
+			}
+			for typ, h := range builtin.Handlers(bc) {
 				if err = n.Worker.Register(typ, h); err != nil {
 					return n, err
 				}

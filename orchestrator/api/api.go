@@ -17,6 +17,7 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/executor/builtin"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
@@ -39,6 +40,10 @@ type Config struct {
 	// gRPC health checks and webhooks, which check their own signatures.
 	// Default nil: no authentication; an empty map rejects every request.
 	Tokens Tokens
+	// PublishAllow lists the reserved subject patterns that nats.publish
+	// steps may name as a literal subject (see builtin.CheckPublishSubject);
+	// give it the executors' list. Default: none.
+	PublishAllow []string
 }
 
 // Validate checks the configuration.
@@ -48,6 +53,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxDefinitionBytes < 0 {
 		return fmt.Errorf("api: MaxDefinitionBytes must not be negative, got %d", c.MaxDefinitionBytes)
+	}
+	if err := builtin.CheckPublishAllow(c.PublishAllow); err != nil {
+		return fmt.Errorf("api: PublishAllow: %w", err)
 	}
 	for name := range c.Tokens {
 		if err := CheckTokenName(name); err != nil {
@@ -109,7 +117,13 @@ func (s *Server) Start(ctx context.Context) error {
 	s.listMu.Lock()
 	s.runCtx = ctx
 	s.listMu.Unlock()
-	return s.triggers.Start(ctx, nil)
+	if err := s.triggers.Start(ctx, nil); err != nil {
+		return err
+	}
+	for _, m := range s.triggers.Webhooks() {
+		s.warnUnsetSecrets(m.Definition, []*definition.Trigger{m.Trigger})
+	}
+	return nil
 }
 
 // currentListing returns the live copy of the workflow index, made on the

@@ -8,8 +8,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/executor/builtin"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/trigger"
 )
 
 // PutDefinition validates a definition and stores it as a new revision
@@ -26,10 +28,28 @@ func (s *Server) PutDefinition(ctx context.Context, req *connect.Request[weftv1.
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	if err := s.checkPublishSubjects(def); err != nil {
+		return nil, toConnect(err)
+	}
+	prev, err := s.latestPlan(ctx, def.Name)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	if err := trigger.ClaimWebhooks(ctx, s.store, s.triggers, def); err != nil {
+		var taken *trigger.WebhookTakenError
+		if errors.As(err, &taken) {
+			return nil, errorf(connect.CodeFailedPrecondition, "%v", err)
+		}
+		return nil, toConnect(err)
+	}
 	rec, changed, err := s.store.PutDefinition(ctx, def.Name, src, s.cfg.Now())
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	if err := trigger.ReleaseWebhooks(ctx, s.store, prev, def); err != nil {
+		s.log.Warn("the webhook names the definition dropped stay its own for a minute", "definition", def.Name, "err", err)
+	}
+	s.warnUnsetSecrets(def.Name, def.Triggers)
 	return connect.NewResponse(&weftv1.PutDefinitionResponse{Name: rec.Name, Revision: int32(rec.Revision), Changed: changed}), nil
 }
 
@@ -71,4 +91,40 @@ func defInfo(r eventstore.DefinitionRecord, withSource bool) *weftv1.DefinitionI
 		d.Source = r.Source
 	}
 	return d
+}
+
+// checkPublishSubjects refuses the literal subjects of def's nats.publish
+// steps that the executor would refuse (builtin.CheckPublishSubject with
+// Config.PublishAllow); computed subjects are checked when they run.
+func (s *Server) checkPublishSubjects(def *definition.Definition) error {
+	var problems []definition.Problem
+	for st := range def.All() {
+		if st.Kind != definition.KindTask || st.Task != "nats.publish" {
+			continue
+		}
+		v, _ := st.Input.ConstField("subject")
+		if subject, ok := v.(string); ok {
+			if err := builtin.CheckPublishSubject(subject, s.cfg.PublishAllow); err != nil {
+				problems = append(problems, definition.Problem{Step: st.ID, Field: "input.subject", Message: err.Error()})
+			}
+		}
+	}
+	if problems != nil {
+		return &definition.Error{Problems: problems}
+	}
+	return nil
+}
+
+// latestPlan returns the compiled latest revision of definition name, or
+// nil when there is none or it does not compile.
+func (s *Server) latestPlan(ctx context.Context, name string) (*definition.Definition, error) {
+	rec, err := s.store.GetDefinition(ctx, name, 0)
+	if errors.Is(err, eventstore.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	plan, _ := definition.Parse([]byte(rec.Source))
+	return plan, nil
 }

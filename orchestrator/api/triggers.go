@@ -72,6 +72,38 @@ func (s *Server) ListSchedules(ctx context.Context, _ *connect.Request[weftv1.Li
 // SignatureHeader carries a webhook body's HMAC-SHA256, as "sha256=<hex>".
 const SignatureHeader = "X-Weft-Signature"
 
+// unavailable is the body of every 503 a webhook answers; the reason goes
+// to the log, not to the caller.
+const unavailable = "the webhook cannot take deliveries right now; try again later"
+
+// warnUnsetSecrets logs a warning for each webhook trigger whose secret
+// variable is not set in this process's environment: its deliveries are
+// refused until it is.
+func (s *Server) warnUnsetSecrets(def string, ts []*definition.Trigger) {
+	for _, t := range ts {
+		if t.Kind == definition.TriggerWebhook && t.SecretEnv != "" && os.Getenv(t.SecretEnv) == "" {
+			s.log.Warn("webhook secret is not set on this API server: deliveries answer 503 until it is",
+				"definition", def, "webhook", t.Webhook, "secret_env", t.SecretEnv)
+		}
+	}
+}
+
+// validSignature reports whether header is "sha256=" and the hex (either
+// case) HMAC-SHA256 of body under secret.
+func validSignature(header string, body []byte, secret string) bool {
+	const prefix = "sha256="
+	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return false
+	}
+	got, err := hex.DecodeString(header[len(prefix):])
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
+}
+
 type hookError struct {
 	status int
 	msg    string
@@ -106,7 +138,11 @@ type hookResult struct {
 }
 
 func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError) {
-	m, ok := s.triggers.Webhook(name)
+	m, ok, err := s.triggers.Webhook(r.Context(), name)
+	if err != nil {
+		s.log.Error("webhook delivery refused", "webhook", name, "err", err)
+		return nil, &hookError{http.StatusServiceUnavailable, unavailable}
+	}
 	if !ok {
 		return nil, &hookError{http.StatusNotFound, fmt.Sprintf("no webhook %q: add a trigger `webhook: %s` to a definition", name, name)}
 	}
@@ -123,12 +159,11 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 	if t.SecretEnv != "" {
 		secret := os.Getenv(t.SecretEnv)
 		if secret == "" {
-			return nil, &hookError{http.StatusServiceUnavailable, fmt.Sprintf("webhook %q has no secret: set %s on the server", name, t.SecretEnv)}
+			s.log.Error("webhook delivery refused: its secret is not set on this API server", "webhook", name,
+				"definition", m.Definition, "secret_env", t.SecretEnv)
+			return nil, &hookError{http.StatusServiceUnavailable, unavailable}
 		}
-		mac := hmac.New(sha256.New, []byte(secret))
-		mac.Write(body)
-		want := "sha256=" + hex.EncodeToString(mac.Sum(nil))
-		if got := r.Header.Get(SignatureHeader); !hmac.Equal([]byte(got), []byte(want)) {
+		if !validSignature(r.Header.Get(SignatureHeader), body, secret) {
 			return nil, &hookError{http.StatusUnauthorized, fmt.Sprintf("bad or missing %s: want sha256=<hex HMAC-SHA256 of the body>", SignatureHeader)}
 		}
 	}
@@ -184,6 +219,7 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 	case errors.Is(err, orchestrator.ErrAlreadyExists):
 		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": id, "started": false}}, nil
 	default:
-		return nil, &hookError{http.StatusServiceUnavailable, err.Error()}
+		s.log.Error("webhook delivery could not start its workflow", "webhook", name, "definition", m.Definition, "err", err)
+		return nil, &hookError{http.StatusServiceUnavailable, unavailable}
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/weftworks/weft/eventstore"
 )
 
 // maxTriggers bounds the triggers of a definition.
@@ -275,8 +277,8 @@ func subjectProblem(s string) string {
 		return "must not be empty: give a NATS subject like orders.created"
 	case strings.ContainsFunc(s, unicode.IsSpace):
 		return fmt.Sprintf("invalid subject %q: subjects have no whitespace", s)
-	case strings.HasPrefix(s, "weft.") || strings.HasPrefix(s, "$"):
-		return fmt.Sprintf("subject %q is reserved: subjects starting with weft. or $ belong to Weft and NATS", s)
+	case eventstore.ReservedSubject(s):
+		return fmt.Sprintf("subject %q is reserved: subjects starting with %s belong to NATS and Weft", s, eventstore.ReservedPrefixes())
 	}
 	tokens := strings.Split(s, ".")
 	for i, tok := range tokens {

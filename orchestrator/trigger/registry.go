@@ -2,6 +2,8 @@ package trigger
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -113,12 +115,44 @@ func (r *Registry) Cron(def, key string) (Match, bool) {
 	return Match{}, false
 }
 
-// Webhook returns the trigger of webhook name.
-func (r *Registry) Webhook(name string) (Match, bool) {
+// Webhooks returns every webhook trigger.
+func (r *Registry) Webhooks() []Match { return r.all(definition.TriggerWebhook) }
+
+// webhooks returns the webhook triggers named name, normally one.
+func (r *Registry) webhooks(name string) []Match {
+	var out []Match
 	for _, m := range r.all(definition.TriggerWebhook) {
 		if m.Trigger.Webhook == name {
-			return m, true
+			out = append(out, m)
 		}
 	}
-	return Match{}, false
+	return out
+}
+
+// ErrWebhookAmbiguous: more than one definition declares a webhook and
+// none of them owns its name, so no delivery is started.
+var ErrWebhookAmbiguous = errors.New("trigger: more than one definition declares the webhook and none owns it")
+
+// Webhook returns the trigger of webhook name; ok is false when no
+// definition declares it. Should more than one declare it (definitions
+// stored before names had owners), the one that owns the name answers,
+// and none does (ErrWebhookAmbiguous) when it is not among them.
+func (r *Registry) Webhook(ctx context.Context, name string) (m Match, ok bool, err error) {
+	ms := r.webhooks(name)
+	switch len(ms) {
+	case 0:
+		return Match{}, false, nil
+	case 1:
+		return ms[0], true, nil
+	}
+	c, err := r.store.WebhookClaim(ctx, name)
+	if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+		return Match{}, true, err
+	}
+	for _, m := range ms {
+		if m.Definition == c.Definition {
+			return m, true, nil
+		}
+	}
+	return Match{}, true, fmt.Errorf("webhook %q (%s and %s): %w", name, ms[0].Definition, ms[1].Definition, ErrWebhookAmbiguous)
 }

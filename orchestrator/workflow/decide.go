@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/value"
 	"github.com/weftworks/weft/orchestrator/definition"
 )
 
@@ -483,7 +484,8 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 		}
 		text, ok := msg.(string)
 		if !ok {
-			text = fmt.Sprint(msg)
+			b, _ := value.ToJSON(msg) // a non-string renders as JSON
+			text = string(b)
 		}
 		w.failStep(path, step.Fail.Type, text)
 	case definition.KindSucceed:
