@@ -219,7 +219,7 @@ func serverCommands() []*cobra.Command {
 func serverCmd() *cobra.Command {
 	var p partFlags
 	var dataDir, natsAddr, syncMode string
-	var snapEvery int
+	var o orchFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run everything in one process (embedded NATS unless --nats-url)",
@@ -264,7 +264,7 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 				NATSURL:      url,
 				NATSOptions:  natsOpts,
 				Store:        p.storeConfig(),
-				Orchestrator: &orchestrator.Config{SnapshotEvery: snapEvery},
+				Orchestrator: o.config(),
 				Executor:     &executor.Config{Concurrency: p.concurrency},
 				Builtins:     true,
 				Builtin:      builtin.Config{PublishAllow: p.publishAllow},
@@ -275,7 +275,7 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 		},
 	}
 	p.register(cmd, true)
-	snapshotFlag(cmd, &snapEvery)
+	o.register(cmd)
 	p.registerPublishAllow(cmd)
 	cmd.Flags().StringVar(&dataDir, "data", "weft-data", "data directory of the embedded NATS server")
 	cmd.Flags().StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "listen address of the embedded NATS server")
@@ -283,15 +283,29 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 	return cmd
 }
 
-// snapshotFlag registers --snapshot-every, the orchestrator's SnapshotEvery.
-func snapshotFlag(cmd *cobra.Command, v *int) {
-	cmd.Flags().IntVar(v, "snapshot-every", 1000, "store a running workflow's state as a snapshot each time its history grows by this many events (and a tenth), so loading it again reads only the records after it; negative: never")
+// orchFlags are the orchestrator's flags.
+type orchFlags struct {
+	snapEvery, maxHistory int
+}
+
+// register adds --snapshot-every and --max-history-events to cmd.
+func (o *orchFlags) register(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&o.snapEvery, "snapshot-every", 1000, "store a running workflow's state as a snapshot each time its history grows by this many events (and a tenth), so loading it again reads only the records after it; negative: never")
+	cmd.Flags().IntVar(&o.maxHistory, "max-history-events", 100000, "fail a workflow (error type limit) whose history would grow past this many events")
 	cmd.PreRunE = func(*cobra.Command, []string) error {
-		if *v == 0 {
+		if o.snapEvery == 0 {
 			return fmt.Errorf("--snapshot-every 0: give a number of events, or a negative number to take no snapshots")
+		}
+		if o.maxHistory <= 0 {
+			return fmt.Errorf("--max-history-events %d: give a positive number of events", o.maxHistory)
 		}
 		return nil
 	}
+}
+
+// config is the orchestrator's configuration.
+func (o *orchFlags) config() *orchestrator.Config {
+	return &orchestrator.Config{SnapshotEvery: o.snapEvery, MaxHistoryEvents: o.maxHistory}
 }
 
 // partCmd is a command that runs some of Weft's parts against --nats-url;
@@ -330,12 +344,12 @@ func partCmd(use, short string, withAddr, withPublishAllow bool, parts func(p *p
 }
 
 func orchestratorCmd() *cobra.Command {
-	var snapEvery int
+	var o orchFlags
 	cmd := partCmd("orchestrator", "Run an orchestrator against --nats-url", false, false, func(_ *partFlags, cfg *node.Config) error {
-		cfg.Orchestrator = &orchestrator.Config{SnapshotEvery: snapEvery}
+		cfg.Orchestrator = o.config()
 		return nil
 	})
-	snapshotFlag(cmd, &snapEvery)
+	o.register(cmd)
 	return cmd
 }
 

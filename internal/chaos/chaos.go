@@ -304,6 +304,10 @@ func (h *Harness) startCluster(ctx context.Context, bin string) error {
 	return nil
 }
 
+// maxHistoryEvents is the orchestrators' history limit in a chaos run:
+// far above what the shapes need, except the child that spins on purpose.
+const maxHistoryEvents = 600
+
 // storeConfig is the store configuration of Weft's parts (their flags).
 var storeConfig = eventstore.Config{Replicas: 3, TaskAckWait: 3 * time.Second}
 
@@ -324,8 +328,11 @@ func (h *Harness) startWeft(ctx context.Context, bin string) error {
 	}
 	// The second orchestrator snapshots every workflow every few events, so
 	// kills land on loads from snapshots as well as from whole histories.
-	h.orch = []*proc{part("orchestrator-1", kindOrchestrator, "orchestrator"),
-		part("orchestrator-2", kindOrchestrator, "orchestrator", "--snapshot-every", "3")}
+	// Both hold histories to maxHistoryEvents, which one child variant
+	// outgrows on purpose.
+	limit := fmt.Sprint(maxHistoryEvents)
+	h.orch = []*proc{part("orchestrator-1", kindOrchestrator, "orchestrator", "--max-history-events", limit),
+		part("orchestrator-2", kindOrchestrator, "orchestrator", "--snapshot-every", "3", "--max-history-events", limit)}
 	h.exec = []*proc{part("executor-1", kindExecutor, "executor"), part("executor-2", kindExecutor, "executor")}
 	h.api = part("api", kindAPI, "api", "--addr", apiAddr)
 	// One orchestrator first: it creates the streams and consumers, which

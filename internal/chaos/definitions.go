@@ -103,6 +103,12 @@ steps:
   - id: boom
     if: "input.fail"
     fail: { message: "child ${ input.n } refuses", type: chaos_refused }
+  - id: spin
+    if: "has(input.spin) && input.spin"
+    repeat:
+      do: [ { id: tick, task: echo, input: "${ iteration }" } ]
+      until: "${ false }"
+      max_iterations: 100000
 output: { key: "${ steps.call.output.body.key }", n: "${ steps.call.output.body.echo.n }" }
 `, `
 name: chaos-parent
@@ -114,7 +120,7 @@ steps:
         then:
           - id: kid
             workflow: chaos-child
-            input: { url: "${ input.url }", n: "${ input.n }", hold: "${ input.hold }", fail: "${ input.fail }" }
+            input: { url: "${ input.url }", n: "${ input.n }", hold: "${ input.hold }", fail: "${ input.fail }", spin: "${ input.spin }" }
             catch:
               - do:
                   - id: caught
@@ -628,12 +634,14 @@ func newPlan(i, k, shape int, ledgerURL string) *plan {
 }
 
 // planChild: a parent whose child completes, fails (caught or not), is
-// canceled by the harness (caught), or is canceled with its parent.
+// canceled by the harness (caught), is canceled with its parent, or grows
+// its history past the orchestrators' limit (caught).
 func planChild(p *plan, k int) {
 	p.definition = "chaos-parent"
-	v := k % 5
-	catch := v <= 2
-	p.input["n"], p.input["catch"] = p.index, catch
+	// (The limit comes second, so short runs see it.)
+	v := [...]int{0, 5, 1, 2, 3, 4}[k%6]
+	catch := v <= 2 || v == 5
+	p.input["n"], p.input["catch"], p.input["spin"] = p.index, catch, v == 5
 	p.input["fail"], p.input["hold"] = v == 1 || v == 3, v == 2 || v == 4
 	step := "kid"
 	if !catch {
@@ -669,6 +677,11 @@ func planChild(p *plan, k int) {
 		p.variant = "child-fails-uncaught"
 		child.want = outcome{status: "FAILED", errType: "chaos_refused", errStep: "boom"}
 		p.want = outcome{status: "FAILED", errType: "child_failed"}
+	case 5:
+		p.variant = "child-hits-limit-caught"
+		p.failPaths[step] = true
+		child.want = outcome{status: "FAILED", errType: "limit"}
+		after(map[string]any{"caught": "child_failed"})
 	case 4:
 		p.variant = "parent-canceled"
 		child.want = outcome{status: "CANCELED"}
