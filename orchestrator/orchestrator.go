@@ -612,7 +612,7 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			// back, fails its step (which a catch can handle), never the
 			// workflow.
 			msg := ""
-			if err := value.Check("output", ev.StepCompleted.Output, value.Limits{}); err != nil {
+			if err := value.Check("output", ev.StepCompleted.Output, value.Limits{MaxDepth: value.MaxStoredDepth}); err != nil {
 				msg = err.Error()
 			} else if n, big := sh.oversized(ev); big {
 				msg = fmt.Sprintf("the output is %d bytes encoded; the limit is %d bytes", n, sh.o.store.Conn().MaxPayload()-recordHeadroom)

@@ -19,6 +19,7 @@ import (
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/value"
 )
 
 // nestedJSON returns a JSON list holding a list ... depth levels deep.
@@ -304,7 +305,7 @@ steps:
 output: "${ vars.why }"
 `)
 	deep := any("x")
-	for range 100 {
+	for range value.MaxStoredDepth + 1 {
 		deep = map[string]any{"k": deep}
 	}
 	for name, out := range map[string]any{"deep": deep, "latin1": "caf\xe9", "nan": math.Inf(1)} {

@@ -24,6 +24,13 @@ const MaxDepth = 64
 // per level of steps (at most 32), still well within what a record decodes.
 const MaxBuiltDepth = 2 * MaxDepth
 
+// MaxStoredDepth is the deepest value Weft records: what backstops check
+// where values of any origin meet (a result from any executor, a child
+// workflow's output). It leaves room for values built at MaxBuiltDepth
+// inside container outputs, and stays below the 256 levels a record
+// decodes, counting the few the event around the value takes.
+const MaxStoredDepth = 200
+
 // ErrInvalid is wrapped by every error Check returns.
 var ErrInvalid = errors.New("invalid value")
 

@@ -307,12 +307,11 @@ func FuzzValueRoundTrip(f *testing.F) {
 	f.Fuzz(rapid.MakeFuzz(r.check))
 }
 
-// A value that enters at value.MaxDepth, wrapped as deeply as a workflow may
-// build (value.MaxBuiltDepth) and then by container steps (a level or two
-// for each of the 32 levels steps nest), still reads back from every event.
-func TestBuiltValueHeadroom(t *testing.T) {
+// A value as deep as Weft records (value.MaxStoredDepth) reads back from
+// the events that wrap it most.
+func TestStoredDepthReadsBack(t *testing.T) {
 	var v any = "leaf"
-	for i := range value.MaxBuiltDepth + 2*32 {
+	for i := range value.MaxStoredDepth {
 		if i%2 == 0 {
 			v = []any{v}
 		} else {
