@@ -374,3 +374,29 @@ steps:
 		t.Fatalf("%d runs", n)
 	}
 }
+
+// A value that entered at the limit can be wrapped by what workflows build,
+// a child's output included: the parent's step completes with it.
+func TestIssue13Item1_WrappedValuesFlowThroughChildren(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: wrapper
+steps:
+  - { id: a, task: echo, input: "${ input }" }
+output: { wrapped: [ "${ steps.a.output }" ] }
+`)
+	e.putDef(`
+name: outer
+steps:
+  - { id: kid, workflow: wrapper, input: "${ input }" }
+output: { again: "${ steps.kid.output }" }
+`)
+	id := e.start("outer", "outer", nestedJSON(64))
+	w := e.waitClosed(id, 20*time.Second)
+	want := `{"again":{"wrapped":[` + nestedJSON(64) + `]}}`
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != want {
+		t.Fatalf("status %v error %v output %s", w.Status, w.Error, toJSON(w.Output))
+	}
+	e.history(id)
+	e.healthy()
+}
