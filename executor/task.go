@@ -9,7 +9,12 @@ import (
 
 // Handler runs one attempt of a task. It returns the step's output (any
 // JSON-like value: nil, bool, int64, float64, string, []any, map[string]any)
-// or an error. A plain error is retried per the step's retry policy;
+// or an error. An output that breaks the rule for values (nested deeper
+// than 64 levels, a string or map key that is not valid UTF-8, a number
+// that is not finite; see internal/value.Check) fails the step with
+// ErrTypeOutput and is not retried: encode binary data, base64 say. Error
+// types and messages are recorded as text, with bytes that are not UTF-8
+// replaced by U+FFFD. A plain error is retried per the step's retry policy;
 // NonRetryable and RetryAfter change that; a panic becomes a failed attempt.
 // The context ends when the attempt's timeout passes or the worker stops.
 type Handler func(ctx context.Context, t *Task) (any, error)

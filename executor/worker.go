@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -280,6 +281,10 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	if err == nil {
 		if out, err = value.Normalize(out); err != nil {
 			err = &Error{Type: ErrTypeOutput, Message: "handler output: " + err.Error(), NonRetryable: true}
+		} else if err = value.Check("output", out, value.Limits{}); err != nil {
+			// What the orchestrators could not record or read back fails
+			// the step here, rather than being lost on the way.
+			err = &Error{Type: ErrTypeOutput, Message: err.Error(), NonRetryable: true}
 		}
 	}
 	if err == nil {
@@ -295,7 +300,8 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	if msg == "" && te.Err != nil {
 		msg = te.Err.Error()
 	}
-	res.Error = &events.Error{Type: te.Type, Message: msg}
+	// Failures are recorded and shown as text: keep them valid UTF-8.
+	res.Error = &events.Error{Type: strings.ToValidUTF8(te.Type, "\uFFFD"), Message: strings.ToValidUTF8(msg, "\uFFFD")}
 	if te.NonRetryable || cmd.Retry.IsNonRetryable(te.Type) || tries >= maxAttempts {
 		res.Outcome = events.OutcomeFailed
 		w.settle(ctx, d, res, 0, log)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/value"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -606,13 +608,29 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			ev.Time = now
 		}
 		if ok && ev.StepCompleted != nil {
-			if n, big := sh.oversized(ev); big {
-				// An output too large to record fails its step (which a
-				// catch can handle), never the workflow.
-				ev = events.Event{Type: events.TypeStepFailed, Time: ev.Time, StepFailed: &events.StepFailed{Path: ev.StepCompleted.Path, Gen: ev.StepCompleted.Gen,
-					Attempt: ev.StepCompleted.Attempt, Error: events.Error{Type: workflow.ErrTypeInvalidOutput,
-						Message: fmt.Sprintf("the output is %d bytes encoded; the limit is %d bytes", n, sh.o.store.Conn().MaxPayload()-recordHeadroom)}}}
+			// An output too large to record, or one that could not be read
+			// back, fails its step (which a catch can handle), never the
+			// workflow.
+			msg := ""
+			if err := value.Check("output", ev.StepCompleted.Output, value.Limits{MaxDepth: value.MaxStoredDepth}); err != nil {
+				msg = err.Error()
+			} else if n, big := sh.oversized(ev); big {
+				msg = fmt.Sprintf("the output is %d bytes encoded; the limit is %d bytes", n, sh.o.store.Conn().MaxPayload()-recordHeadroom)
 			}
+			if msg != "" {
+				ev = events.Event{Type: events.TypeStepFailed, Time: ev.Time, StepFailed: &events.StepFailed{Path: ev.StepCompleted.Path, Gen: ev.StepCompleted.Gen,
+					Attempt: ev.StepCompleted.Attempt, Error: events.Error{Type: workflow.ErrTypeInvalidOutput, Message: msg}}}
+			}
+		}
+		// Failures are shown as text: keep them valid UTF-8.
+		valid := func(e *events.Error) {
+			e.Type, e.Message = strings.ToValidUTF8(e.Type, "\uFFFD"), strings.ToValidUTF8(e.Message, "\uFFFD")
+		}
+		if ok && ev.StepFailed != nil {
+			valid(&ev.StepFailed.Error)
+		}
+		if ok && ev.StepAttemptFailed != nil {
+			valid(&ev.StepAttemptFailed.Error)
 		}
 		if ok {
 			input = append(input, ev)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/value"
 	"github.com/weftworks/weft/orchestrator/definition"
 )
 
@@ -49,8 +50,14 @@ type StartResult struct {
 // there.
 //
 // Errors: eventstore.ErrNotFound for an unknown definition or revision;
-// ErrAlreadyExists when the id belongs to another request's run.
+// ErrAlreadyExists when the id belongs to another request's run; an error
+// wrapping value.ErrInvalid for an input that value.Check refuses (nothing
+// is stored). Inputs from outside are checked with the default limits
+// before; the input a trigger builds may nest up to value.MaxBuiltDepth.
 func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req StartRequest) (StartResult, error) {
+	if err := value.Check("input", req.Input, value.Limits{MaxDepth: value.MaxBuiltDepth}); err != nil {
+		return StartResult{}, err
+	}
 	def, rec, err := defs.Load(ctx, req.Definition, req.Revision)
 	if err != nil {
 		return StartResult{}, err

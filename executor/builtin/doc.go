@@ -23,9 +23,10 @@
 //
 //	{method?: string (default GET; GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS),
 //	 url: string (http or https),
-//	 headers?: map[string]string,
+//	 headers?: map[string]string (values without control characters; tab is fine),
 //	 query?: map[string]string (added to the url's query),
-//	 body?: any}
+//	 body?: any,
+//	 response?: "json" | "text" | "bytes" (how to return the body; default below)}
 //
 // A string body is sent as-is with Content-Type text/plain; any other
 // non-null body is sent as JSON with Content-Type application/json; a
@@ -36,12 +37,32 @@
 //
 // Output, for 2xx and 3xx responses:
 //
-//	{status: int, headers: map (canonical names; repeated values joined with ", "),
-//	 body: the decoded JSON if the response is JSON and parses, else the text}
+//	{status: int,
+//	 headers: map (canonical names; repeated values joined with ", "),
+//	 headers_base64?: map (only present for header values that are not valid UTF-8:
+//	                  those values, base64-encoded, instead of in headers),
+//	 body: the body as response says, or
+//	 body_base64: the body's bytes, base64-encoded (standard encoding)}
+//
+// The response option:
+//
+//	(unset)  the decoded JSON when the Content-Type is application/json or
+//	         *+json and the body parses; else as text
+//	json     the decoded JSON whatever the Content-Type (an empty body is
+//	         null); a body that does not parse fails with invalid_output
+//	text     the body as a string when it is valid UTF-8; else body_base64
+//	         (check for it: has(steps.x.output.body_base64))
+//	bytes    always body_base64
+//
+// Decoded JSON must follow the rule for values (see internal/value.Check):
+// nested at most 64 levels deep. A deeper body fails with invalid_output;
+// response: text returns it as text instead.
 //
 // Errors:
 //
-//	invalid_input        bad method, missing url, bad scheme, non-string header or query values   non-retryable
+//	invalid_input        bad method, missing url, bad scheme, non-string header or query values,
+//	                     a header value with a control character, an unknown response option     non-retryable
+//	invalid_output       a JSON body nested too deeply, or not JSON with response: json           non-retryable
 //	network              connection or transport failure                                          retryable
 //	timeout              the attempt's deadline passed                                            retryable
 //	canceled             the attempt's context was canceled (worker stopping)                     retryable
@@ -58,7 +79,8 @@
 //	unprocessable        422                                                                      non-retryable
 //	client_error         other 4xx                                                                non-retryable
 //
-// Status errors say the status and up to 200 bytes of the response body.
+// Status errors say the status and up to 200 bytes of the response body
+// (bytes that are not UTF-8 shown as U+FFFD).
 // On 429 and 503 a Retry-After header in seconds sets the delay before the
 // next attempt.
 //

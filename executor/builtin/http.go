@@ -3,6 +3,7 @@ package builtin
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"mime"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/weftworks/weft/executor"
 	"github.com/weftworks/weft/internal/value"
@@ -27,8 +29,16 @@ var statusTypes = map[int]string{
 	409: "conflict", 410: "gone", 422: "unprocessable", 429: "rate_limited", 503: "unavailable",
 }
 
+// Response modes of the http task's response option.
+const (
+	responseAuto  = ""      // JSON when the content type says so and it parses, else text
+	responseJSON  = "json"  // the body must be JSON
+	responseText  = "text"  // the body as text
+	responseBytes = "bytes" // the body base64-encoded
+)
+
 func (c Config) http(ctx context.Context, t *executor.Task) (any, error) {
-	req, err := newRequest(ctx, t)
+	req, mode, err := newRequest(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -48,51 +58,118 @@ func (c Config) http(ctx context.Context, t *executor.Task) (any, error) {
 		return nil, executor.NonRetryable(executor.NewError("response_too_large",
 			"HTTP %d response body is over %d bytes", resp.StatusCode, c.MaxBodyBytes))
 	}
-	headers := make(map[string]any, len(resp.Header))
-	for k, v := range resp.Header {
-		headers[k] = strings.Join(v, ", ")
+	out := map[string]any{"status": int64(resp.StatusCode)}
+	addHeaders(out, resp.Header)
+	if err := addBody(out, mode, resp, body); err != nil {
+		return nil, err
 	}
-	var out any = string(body)
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" || strings.HasSuffix(mt, "+json") {
-		if v, err := value.FromJSON(body); err == nil {
-			out = v
-		}
-	}
-	return map[string]any{"status": int64(resp.StatusCode), "headers": headers, "body": out}, nil
+	return out, nil
 }
 
-// newRequest builds the request the task's input describes.
-func newRequest(ctx context.Context, t *executor.Task) (*http.Request, error) {
+// addHeaders sets out's headers (canonical names, repeated values joined
+// with ", ") and, for values that are not valid UTF-8, headers_base64.
+func addHeaders(out map[string]any, h http.Header) {
+	text := make(map[string]any, len(h))
+	var binary map[string]any
+	for k, v := range h {
+		j := strings.Join(v, ", ")
+		if utf8.ValidString(j) {
+			text[k] = j
+			continue
+		}
+		if binary == nil {
+			binary = map[string]any{}
+		}
+		binary[k] = base64.StdEncoding.EncodeToString([]byte(j))
+	}
+	out["headers"] = text
+	if binary != nil {
+		out["headers_base64"] = binary
+	}
+}
+
+// addBody sets out's body as mode says: body (decoded JSON or text), or
+// body_base64 for bytes and for text that is not valid UTF-8.
+func addBody(out map[string]any, mode string, resp *http.Response, body []byte) error {
+	var parsed any
+	var err error
+	switch mode {
+	case responseAuto:
+		mode = responseText
+		if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" || strings.HasSuffix(mt, "+json") {
+			if parsed, err = value.FromJSON(body); err == nil {
+				mode = responseJSON
+			}
+		}
+	case responseJSON:
+		if len(bytes.TrimSpace(body)) > 0 {
+			if parsed, err = value.FromJSON(body); err != nil {
+				return executor.NonRetryable(executor.NewError(executor.ErrTypeOutput,
+					"HTTP %d response body is not JSON (%v): set response to text or bytes", resp.StatusCode, err))
+			}
+		}
+	}
+	switch mode {
+	case responseJSON:
+		if err := value.Check("body", parsed, value.Limits{}); err != nil {
+			return executor.NonRetryable(executor.NewError(executor.ErrTypeOutput,
+				"HTTP %d response %v; set response: text to get the body as text", resp.StatusCode, err))
+		}
+		out["body"] = parsed
+	case responseText:
+		if utf8.Valid(body) {
+			out["body"] = string(body)
+			break
+		}
+		fallthrough
+	default:
+		out["body_base64"] = base64.StdEncoding.EncodeToString(body)
+	}
+	return nil
+}
+
+// newRequest builds the request the task's input describes, and returns
+// the response mode it asks for.
+func newRequest(ctx context.Context, t *executor.Task) (*http.Request, string, error) {
 	in, err := inputMap(t)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	mode, err := str(in, "response")
+	if err != nil {
+		return nil, "", err
+	}
+	switch mode {
+	case responseAuto, responseJSON, responseText, responseBytes:
+	default:
+		return nil, "", invalid("response %q is not one of json, text, bytes", mode)
 	}
 	method, err := str(in, "method")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if method = strings.ToUpper(method); method == "" {
 		method = http.MethodGet
 	} else if !methods[method] {
-		return nil, invalid("method %q is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", method)
+		return nil, "", invalid("method %q is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", method)
 	}
 	raw, err := str(in, "url")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if raw == "" {
-		return nil, invalid("url is required")
+		return nil, "", invalid("url is required")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return nil, invalid("url %q does not parse: %v", raw, err)
+		return nil, "", invalid("url %q does not parse: %v", raw, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, invalid("url %q must be an absolute http:// or https:// URL", raw)
+		return nil, "", invalid("url %q must be an absolute http:// or https:// URL", raw)
 	}
 	query, err := stringMap(in, "query")
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if len(query) > 0 {
 		q := u.Query()
@@ -103,14 +180,20 @@ func newRequest(ctx context.Context, t *executor.Task) (*http.Request, error) {
 	}
 	headers, err := headerMap(in)
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	for k, v := range headers {
+		// What net/http refuses to send, refused here as the input it is.
+		if i := strings.IndexFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }); i >= 0 {
+			return nil, "", invalid("header %s must not contain control characters (byte 0x%02x at offset %d)", k, v[i], i)
+		}
 	}
 	var body io.Reader
 	contentType := ""
 	if b := in["body"]; b != nil {
 		data, isString, err := encode(b)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		body, contentType = bytes.NewReader(data), "application/json"
 		if isString {
@@ -119,7 +202,7 @@ func newRequest(ctx context.Context, t *executor.Task) (*http.Request, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
-		return nil, invalid("bad request: %v", err)
+		return nil, "", invalid("bad request: %v", err)
 	}
 	req.Header.Set("User-Agent", "weft")
 	if t.IdempotencyKey != "" {
@@ -134,7 +217,7 @@ func newRequest(ctx context.Context, t *executor.Task) (*http.Request, error) {
 		}
 		req.Header.Set(k, v)
 	}
-	return req, nil
+	return req, mode, nil
 }
 
 // transportError classifies a failure to get or read a response.
@@ -178,11 +261,11 @@ func statusError(resp *http.Response, body []byte) error {
 	return executor.NonRetryable(err)
 }
 
-// excerpt returns at most 200 bytes of a body's text.
+// excerpt returns at most 200 bytes of a body's text, as valid UTF-8.
 func excerpt(body []byte) string {
 	s := strings.TrimSpace(string(body))
 	if len(s) > 200 {
-		s = strings.ToValidUTF8(s[:200], "")
+		s = s[:200]
 	}
-	return s
+	return strings.ToValidUTF8(s, "\uFFFD")
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/executor/builtin"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+	"github.com/weftworks/weft/internal/value"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/trigger"
@@ -239,6 +240,19 @@ func (s *Server) checkPayload(field string, v *structpb.Value) error {
 		return errorf(connect.CodeInvalidArgument, "%s is %d bytes; the limit is %d bytes (MaxPayloadBytes)", field, n, s.cfg.MaxPayloadBytes)
 	}
 	return nil
+}
+
+// checkValue converts an input or payload and checks it against Weft's
+// rule for values (value.Check), so that what is stored can be read back.
+func checkValue(field string, v *structpb.Value) (any, error) {
+	x, err := value.FromProto(v)
+	if err != nil {
+		return nil, errorf(connect.CodeInvalidArgument, "%s: %v", field, err)
+	}
+	if err := value.Check(field, x, value.Limits{}); err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	return x, nil
 }
 
 func checkWorkflowID(id string) error {

@@ -172,6 +172,9 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 		if event, err = value.FromJSON(body); err != nil {
 			return nil, &hookError{http.StatusBadRequest, "body: " + err.Error()}
 		}
+		if err = value.Check("body", event, value.Limits{}); err != nil {
+			return nil, &hookError{http.StatusBadRequest, err.Error()}
+		}
 	}
 	headers := map[string]any{}
 	for k, v := range r.Header {

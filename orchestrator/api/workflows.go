@@ -12,7 +12,6 @@ import (
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
-	"github.com/weftworks/weft/internal/value"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
@@ -40,9 +39,9 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	if err := s.checkPayload("input", m.Input); err != nil {
 		return nil, err
 	}
-	input, err := value.FromProto(m.Input)
+	input, err := checkValue("input", m.Input)
 	if err != nil {
-		return nil, errorf(connect.CodeInvalidArgument, "input: %v", err)
+		return nil, err
 	}
 	res, err := orchestrator.Start(ctx, s.store, s.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: int(m.Revision),
 		Input: input, WorkflowID: m.WorkflowId, RequestID: m.RequestId, Time: s.cfg.Now()})
@@ -244,9 +243,9 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 	if err := s.checkPayload("payload", m.Payload); err != nil {
 		return nil, err
 	}
-	payload, err := value.FromProto(m.Payload)
+	payload, err := checkValue("payload", m.Payload)
 	if err != nil {
-		return nil, errorf(connect.CodeInvalidArgument, "payload: %v", err)
+		return nil, err
 	}
 	reqID := m.RequestId
 	if reqID == "" {

@@ -293,6 +293,9 @@ func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error 
 		if payload, err = value.FromJSON(ev.Data); err != nil {
 			return e.fail(ctx, ev.Subject, matches[0].Definition, "payload: "+err.Error(), ev.Data)
 		}
+		if err = value.Check("payload", payload, value.Limits{}); err != nil {
+			return e.fail(ctx, ev.Subject, matches[0].Definition, err.Error(), ev.Data)
+		}
 	}
 	vars := map[string]any{"event": payload, "headers": headerMap(ev.Headers), "subject": ev.Subject}
 	for _, m := range matches {

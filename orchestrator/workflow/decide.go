@@ -68,7 +68,7 @@ func Decide(st *State, def *definition.Definition) []events.Event {
 		out := r.output
 		if def.Output != nil {
 			var err error
-			if out, err = def.Output.Eval(w.scope("", nil)); err != nil {
+			if out, err = checked(def.Output.Eval(w.scope("", nil))); err != nil {
 				return []events.Event{w.ev(events.Event{Type: events.TypeWorkflowFailed,
 					WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: ErrTypeExpression, Message: "output: " + err.Error()}}})}
 			}
@@ -228,6 +228,20 @@ func prefixes(p string) []string {
 	return out
 }
 
+// checked passes on an evaluation's result and error, failing a result
+// that breaks the rule for values (value.Check, with MaxBuiltDepth): what
+// a workflow builds is recorded, so it must read back like what comes
+// from outside.
+func checked(v any, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	if err := value.Check("result", v, value.Limits{MaxDepth: value.MaxBuiltDepth}); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
 func (w *walker) failStep(path string, typ, msg string) {
 	w.emit(events.Event{Type: events.TypeStepFailed, StepFailed: &events.StepFailed{Path: path,
 		Error: events.Error{Type: typ, Message: msg}}})
@@ -365,7 +379,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 	}
 	switch step.Kind {
 	case definition.KindTask:
-		in, err := step.Input.Eval(sc)
+		in, err := checked(step.Input.Eval(sc))
 		if err != nil {
 			w.failStep(path, ErrTypeExpression, err.Error())
 			return
@@ -408,7 +422,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 	case definition.KindSet:
 		vars := make(map[string]any, len(step.Set))
 		for _, sv := range step.Set {
-			v, err := sv.Value.Eval(sc)
+			v, err := checked(sv.Value.Eval(sc))
 			if err != nil {
 				w.failStep(path, ErrTypeExpression, "set."+sv.Name+": "+err.Error())
 				return
@@ -438,7 +452,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 		}
 		w.emit(events.Event{Type: events.TypeStepStarted, StepStarted: &events.StepStarted{Path: path, Kind: string(step.Kind), Case: chosen}})
 	case definition.KindForeach:
-		v, err := step.Foreach.Items.Eval(sc)
+		v, err := checked(step.Foreach.Items.Eval(sc))
 		if err != nil {
 			w.failStep(path, ErrTypeExpression, "foreach: "+err.Error())
 			return
@@ -469,7 +483,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 	case definition.KindParallel, definition.KindRepeat:
 		w.emit(events.Event{Type: events.TypeStepStarted, StepStarted: &events.StepStarted{Path: path, Kind: string(step.Kind)}})
 	case definition.KindWorkflow:
-		in, err := step.Workflow.Input.Eval(sc)
+		in, err := checked(step.Workflow.Input.Eval(sc))
 		if err != nil {
 			w.failStep(path, ErrTypeExpression, err.Error())
 			return
@@ -489,7 +503,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 		}
 		w.failStep(path, step.Fail.Type, text)
 	case definition.KindSucceed:
-		out, err := step.Succeed.Output.Eval(sc)
+		out, err := checked(step.Succeed.Output.Eval(sc))
 		if err != nil {
 			w.failStep(path, ErrTypeExpression, "succeed.output: "+err.Error())
 			return
