@@ -368,3 +368,50 @@ steps: [ { id: s, task: echo, input: "${ input.at }" } ]
 		return true
 	})
 }
+
+// A trigger input that the start refuses (nested too deep once the input
+// template wrapped the event) is recorded as a trigger failure and
+// skipped: the events behind it start their runs.
+func TestTriggerInputRefusedByStartIsRecordedAndSkipped(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	wrapped := "event"
+	for range 70 {
+		wrapped = "[" + wrapped + "]"
+	}
+	e.putDef(`
+name: wrapper
+triggers:
+  - subject: wrap.in
+    id: "${ 'wrap-' + string(event.n) }"
+    input: "${ event.n == 1 ? dyn(` + wrapped + `) : dyn(event) }"
+steps:
+  - { id: handle, task: echo, input: "${ input }" }
+`)
+	nc := e.ns.Connect(t)
+	js, _ := jetstream.New(nc)
+	waitCaptured(t, js, "wrap.in")
+	deep := `{"n": 1, "v": ` + strings.Repeat("[", 60) + strings.Repeat("]", 60) + `}`
+	for _, m := range []string{deep, `{"n": 2}`} {
+		if err := nc.Publish("wrap.in", []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the event behind to start its run", func() bool {
+		_, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: "wrap-2"}))
+		return err == nil
+	})
+	if w := e.waitClosed("wrap-2", 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("the event behind: %v", w.Status)
+	}
+	eventually(t, 20*time.Second, "the refused input to be recorded", func() bool {
+		for _, f := range e.failures() {
+			if strings.Contains(f.Reason, "deeper") {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -221,6 +221,8 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": res.WorkflowID, "started": res.Started}}, nil
 	case errors.Is(err, orchestrator.ErrAlreadyExists):
 		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": id, "started": false}}, nil
+	case errors.Is(err, value.ErrInvalid):
+		return nil, &hookError{http.StatusUnprocessableEntity, "input: " + err.Error()}
 	default:
 		s.log.Error("webhook delivery could not start its workflow", "webhook", name, "definition", m.Definition, "err", err)
 		return nil, &hookError{http.StatusServiceUnavailable, unavailable}

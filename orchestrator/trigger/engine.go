@@ -351,6 +351,8 @@ func (e *Engine) start(ctx context.Context, m Match, vars map[string]any, ident,
 		e.log.Debug("trigger event maps to an existing workflow", "workflow", id)
 	case errors.Is(err, eventstore.ErrNotFound):
 		return e.fail(ctx, subject, m.Definition, fmt.Sprintf("definition %q revision %d not found", m.Definition, m.Revision), raw)
+	case errors.Is(err, value.ErrInvalid):
+		return e.fail(ctx, subject, m.Definition, "input: "+err.Error(), raw)
 	default:
 		return err
 	}
@@ -409,7 +411,7 @@ func (e *Engine) startCron(ctx context.Context, m Match, vars map[string]any, id
 	_, err := orchestrator.Start(ctx, e.store, e.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: m.Revision,
 		Input: input, WorkflowID: id, RequestID: "cron/" + tick.UTC().Format(time.RFC3339), Time: e.cfg.Now()})
 	if err != nil && !errors.Is(err, orchestrator.ErrAlreadyExists) {
-		if errors.Is(err, eventstore.ErrNotFound) {
+		if errors.Is(err, eventstore.ErrNotFound) || errors.Is(err, value.ErrInvalid) {
 			return e.fail(ctx, "cron", m.Definition, err.Error(), nil)
 		}
 		return err
