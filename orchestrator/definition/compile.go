@@ -179,7 +179,7 @@ func (c *compiler) str(field, s string) tnode {
 				c.problem(field, "expression %q: %s", pt.text, msg)
 				return nil
 			}
-			return &exprNode{field: field, prg: pt.prg}
+			return &exprNode{field: field, src: pt.text, prg: pt.prg}
 		}
 	}
 	return &interpNode{field: field, parts: parts}
@@ -208,9 +208,15 @@ func (c *compiler) expr(field, src string) (cel.Program, *cel.Type) {
 	if c.bad {
 		return nil, nil
 	}
+	guard, err := guardCalls()
+	if err != nil {
+		c.problem(field, "expressions are unavailable: %v", err)
+		return nil, nil
+	}
 	prg, err := env.Program(checked,
 		cel.CostLimit(DefaultCostLimit),
-		cel.InterruptCheckFrequency(100))
+		cel.InterruptCheckFrequency(100),
+		guard)
 	if err != nil {
 		c.problem(field, "expression %q: %v", src, err)
 		return nil, nil

@@ -30,5 +30,7 @@
 //     vars.<name> is set by some set step. So a running workflow never
 //     meets a syntax error or a dangling reference.
 //   - A Definition and its Templates are immutable once compiled and safe
-//     for concurrent use; evaluation is bounded by DefaultCostLimit.
+//     for concurrent use; evaluation is bounded in work by
+//     DefaultCostLimit and in memory by MaxValueBytes and MaxEvalBytes
+//     (breaches match ErrLimit).
 package definition

@@ -231,5 +231,5 @@ func (p *parser) compileExpr(label, field, src, code string, at exprAt, w want) 
 		p.add(label, field, "expression %q: %s", code, msg)
 		return nil
 	}
-	return &Expr{Source: src, tmpl: &Template{root: &exprNode{field: field, prg: prg}, trigger: at.sc.trigger != ""}}
+	return &Expr{Source: src, tmpl: &Template{root: &exprNode{field: field, src: code, prg: prg}, trigger: at.sc.trigger != ""}}
 }

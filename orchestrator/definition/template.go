@@ -41,7 +41,8 @@ type Template struct {
 
 // Eval computes the template's value in scope s. The result is a normalized
 // value (see internal/value). A nil *Template evaluates to nil. Evaluation
-// failures are *EvalError.
+// failures are *EvalError; one that would pass MaxValueBytes or
+// MaxEvalBytes also matches ErrLimit.
 //
 // The templates and expressions of a trigger see only s.Trigger, whose
 // entries are:
@@ -107,11 +108,12 @@ func (n *mapNode) eval(a *activation) (any, error) {
 // exprNode is a string that is exactly one expression.
 type exprNode struct {
 	field string
+	src   string // the expression
 	prg   cel.Program
 }
 
 func (n *exprNode) eval(a *activation) (any, error) {
-	v, err := run(n.prg, a)
+	v, err := run(n.prg, a, n.src)
 	if err != nil {
 		return nil, &EvalError{Field: n.field, Err: err}
 	}
@@ -126,7 +128,7 @@ type interpNode struct {
 }
 
 type part struct {
-	text string
+	text string      // the text, or the expression
 	prg  cel.Program // nil for text
 }
 
@@ -137,7 +139,7 @@ func (n *interpNode) eval(a *activation) (any, error) {
 			b.WriteString(p.text)
 			continue
 		}
-		v, err := run(p.prg, a)
+		v, err := run(p.prg, a, p.text)
 		if err != nil {
 			return nil, &EvalError{Field: n.field, Err: err}
 		}
@@ -164,14 +166,31 @@ func writeJSON(b *strings.Builder, v any) error {
 	return nil
 }
 
-// run evaluates one program and converts its result.
-func run(prg cel.Program, a *activation) (any, error) {
+// run evaluates the program of the expression src and converts its
+// result, which counts towards the MaxValueBytes of a template's output.
+func run(prg cel.Program, a *activation, src string) (any, error) {
 	out, _, err := prg.Eval(a)
 	if err != nil {
-		return nil, err
+		return nil, asLimit(err, src)
 	}
-	return fromCEL(out)
+	room := MaxValueBytes - a.meter.out
+	size := jsonSize(out, room)
+	if size > room {
+		if a.meter.out == 0 {
+			return nil, &limitError{src: src, detail: "its value would pass the limit of 4 MiB as JSON"}
+		}
+		return nil, &limitError{src: src, detail: "the template's output would pass the limit of 4 MiB as JSON"}
+	}
+	a.meter.out += size
+	v, err := fromCEL(out, &a.meter)
+	if errors.Is(err, errBuilt) {
+		return nil, &limitError{src: src, detail: "converting its value would take what the evaluation builds past the limit of 16 MiB"}
+	}
+	return v, err
 }
+
+// errBuilt is fromCEL's error when converting passes MaxEvalBytes.
+var errBuilt = errors.New("built too much")
 
 // activation resolves input, steps, workflow, vars and the loop variables
 // from a Scope, building the CEL views of steps and workflow only when an
@@ -182,12 +201,17 @@ type activation struct {
 	workflow map[string]any
 	// trigger resolves names from scope.Trigger instead.
 	trigger bool
+	// meter counts what the evaluation builds.
+	meter meter
 }
 
 // noVars is what vars is when the scope has none; it is never written.
 var noVars = map[string]any{}
 
 func (a *activation) ResolveName(name string) (any, bool) {
+	if name == meterName {
+		return &a.meter, true
+	}
 	if a.trigger {
 		return triggerValue(a.scope.Trigger, name)
 	}
@@ -251,8 +275,9 @@ func localValue(v any) any {
 
 func (a *activation) Parent() interpreter.Activation { return nil }
 
-// fromCEL converts a CEL value into a normalized value.
-func fromCEL(v ref.Val) (any, error) {
+// fromCEL converts a CEL value into a normalized value, counting the
+// lists and maps it builds on m.
+func fromCEL(v ref.Val, m *meter) (any, error) {
 	switch x := v.(type) {
 	case types.Null:
 		return nil, nil
@@ -280,10 +305,13 @@ func fromCEL(v ref.Val) (any, error) {
 		if !x.HasValue() {
 			return nil, nil
 		}
-		return fromCEL(x.GetValue())
+		return fromCEL(x.GetValue(), m)
 	case *types.Err:
 		return nil, x
 	case traits.Mapper:
+		if !m.add(elemBytes * elems(x)) {
+			return nil, errBuilt
+		}
 		out := make(map[string]any)
 		for it := x.Iterator(); it.HasNext() == types.True; {
 			k := it.Next()
@@ -291,7 +319,7 @@ func fromCEL(v ref.Val) (any, error) {
 			if !ok {
 				return nil, fmt.Errorf("map key %v is not a string", k)
 			}
-			e, err := fromCEL(x.Get(k))
+			e, err := fromCEL(x.Get(k), m)
 			if err != nil {
 				return nil, err
 			}
@@ -299,9 +327,13 @@ func fromCEL(v ref.Val) (any, error) {
 		}
 		return out, nil
 	case traits.Lister:
-		out := make([]any, 0)
+		n := elems(x)
+		if !m.add(elemBytes * n) {
+			return nil, errBuilt
+		}
+		out := make([]any, 0, n)
 		for it := x.Iterator(); it.HasNext() == types.True; {
-			e, err := fromCEL(it.Next())
+			e, err := fromCEL(it.Next(), m)
 			if err != nil {
 				return nil, err
 			}
@@ -331,7 +363,7 @@ func celOptions() []cel.EnvOption {
 		cel.OptionalTypes(),
 		cel.CrossTypeNumericComparisons(true),
 		ext.Strings(),
-		ext.Encoders(),
+		ext.Encoders(ext.EncodersVersion(0)),
 		ext.Math(),
 		ext.Lists(),
 		ext.Sets(),

@@ -18,6 +18,7 @@ import (
 // Error types Weft itself assigns.
 const (
 	ErrTypeExpression    = "expression"
+	ErrTypeLimit         = "limit" // an expression would pass its memory limits
 	ErrTypeTimeout       = "timeout"
 	ErrTypeMaxIterations = "max_iterations"
 	ErrTypeCanceled      = "canceled"
@@ -70,7 +71,7 @@ func Decide(st *State, def *definition.Definition) []events.Event {
 			var err error
 			if out, err = checked(def.Output.Eval(w.scope("", nil))); err != nil {
 				return []events.Event{w.ev(events.Event{Type: events.TypeWorkflowFailed,
-					WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: ErrTypeExpression, Message: "output: " + err.Error()}}})}
+					WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: exprErrType(err), Message: "output: " + err.Error()}}})}
 			}
 		}
 		return []events.Event{w.ev(events.Event{Type: events.TypeWorkflowCompleted,
@@ -353,6 +354,15 @@ func matches(types []string, typ string) bool {
 	return false
 }
 
+// exprErrType is the error type of a failed evaluation: limit when it
+// would pass the memory limits of expressions, expression otherwise.
+func exprErrType(err error) string {
+	if errors.Is(err, definition.ErrLimit) {
+		return ErrTypeLimit
+	}
+	return ErrTypeExpression
+}
+
 func truthy(v any) bool {
 	b, ok := v.(bool)
 	return ok && b
@@ -365,7 +375,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 	if step.If != nil {
 		v, err := step.If.Eval(sc)
 		if err != nil {
-			w.failStep(path, ErrTypeExpression, "if: "+err.Error())
+			w.failStep(path, exprErrType(err), "if: "+err.Error())
 			return
 		}
 		if !truthy(v) {
@@ -381,7 +391,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 	case definition.KindTask:
 		in, err := checked(step.Input.Eval(sc))
 		if err != nil {
-			w.failStep(path, ErrTypeExpression, err.Error())
+			w.failStep(path, exprErrType(err), err.Error())
 			return
 		}
 		first := 1
@@ -404,7 +414,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 		if step.Sleep.Until != nil {
 			v, err := step.Sleep.Until.Eval(sc)
 			if err != nil {
-				w.failStep(path, ErrTypeExpression, "sleep.until: "+err.Error())
+				w.failStep(path, exprErrType(err), "sleep.until: "+err.Error())
 				return
 			}
 			s, _ := v.(string)
@@ -424,7 +434,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 		for _, sv := range step.Set {
 			v, err := checked(sv.Value.Eval(sc))
 			if err != nil {
-				w.failStep(path, ErrTypeExpression, "set."+sv.Name+": "+err.Error())
+				w.failStep(path, exprErrType(err), "set."+sv.Name+": "+err.Error())
 				return
 			}
 			vars[sv.Name] = v
@@ -435,7 +445,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 		for i, c := range step.Switch.Cases {
 			v, err := c.If.Eval(sc)
 			if err != nil {
-				w.failStep(path, ErrTypeExpression, fmt.Sprintf("switch case %d: %v", i+1, err))
+				w.failStep(path, exprErrType(err), fmt.Sprintf("switch case %d: %v", i+1, err))
 				return
 			}
 			if truthy(v) {
@@ -454,7 +464,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 	case definition.KindForeach:
 		v, err := checked(step.Foreach.Items.Eval(sc))
 		if err != nil {
-			w.failStep(path, ErrTypeExpression, "foreach: "+err.Error())
+			w.failStep(path, exprErrType(err), "foreach: "+err.Error())
 			return
 		}
 		items, ok := v.([]any)
@@ -467,7 +477,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 			for i, it := range items {
 				fv, err := step.Foreach.Filter.Eval(w.scope(prefix, l.with(step.Foreach.As, it, "index", int64(i))))
 				if err != nil {
-					w.failStep(path, ErrTypeExpression, fmt.Sprintf("filter (item %d): %v", i, err))
+					w.failStep(path, exprErrType(err), fmt.Sprintf("filter (item %d): %v", i, err))
 					return
 				}
 				if truthy(fv) {
@@ -485,7 +495,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 	case definition.KindWorkflow:
 		in, err := checked(step.Workflow.Input.Eval(sc))
 		if err != nil {
-			w.failStep(path, ErrTypeExpression, err.Error())
+			w.failStep(path, exprErrType(err), err.Error())
 			return
 		}
 		w.emit(events.Event{Type: events.TypeChildStarted, ChildStarted: &events.ChildStarted{Path: path, Gen: gen,
@@ -493,7 +503,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 	case definition.KindFail:
 		msg, err := step.Fail.Message.Eval(sc)
 		if err != nil {
-			w.failStep(path, ErrTypeExpression, "fail.message: "+err.Error())
+			w.failStep(path, exprErrType(err), "fail.message: "+err.Error())
 			return
 		}
 		text, ok := msg.(string)
@@ -505,7 +515,7 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 	case definition.KindSucceed:
 		out, err := checked(step.Succeed.Output.Eval(sc))
 		if err != nil {
-			w.failStep(path, ErrTypeExpression, "succeed.output: "+err.Error())
+			w.failStep(path, exprErrType(err), "succeed.output: "+err.Error())
 			return
 		}
 		e := w.ev(events.Event{Type: events.TypeWorkflowCompleted, WorkflowCompleted: &events.WorkflowCompleted{Output: out}})
@@ -774,7 +784,7 @@ func (w *walker) repeat(step *definition.Step, s *Step, l locals) {
 	case blockDone:
 		v, err := rp.Until.Eval(w.scope(p, il))
 		if err != nil {
-			w.failStep(s.Path, ErrTypeExpression, "until: "+err.Error())
+			w.failStep(s.Path, exprErrType(err), "until: "+err.Error())
 			return
 		}
 		if truthy(v) {
