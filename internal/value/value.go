@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -126,8 +127,12 @@ func floatValue(f float64) any {
 	return f
 }
 
-// FromJSON parses JSON text into a normalized value.
+// FromJSON parses JSON text into a normalized value. Text that is not
+// valid UTF-8 is refused (a decoder would replace what it cannot read).
 func FromJSON(b []byte) (any, error) {
+	if !utf8.Valid(b) {
+		return nil, fmt.Errorf("invalid JSON: the text is not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -279,26 +280,41 @@ func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1
 // that is not running refuses with FailedPrecondition (what names the
 // input), unless recorded says the input is in its history already.
 func (s *Server) appendWhileRunning(ctx context.Context, wf, what, msgID string, ev events.Event, recorded func(*workflow.State) bool) error {
+	v, err := s.readState(ctx, wf)
+	if err != nil {
+		return err
+	}
+	st := v.st
 	for try := 0; ; try++ {
-		v, err := s.readState(ctx, wf)
-		if err != nil {
-			return err
-		}
-		if v.st.Status != workflow.StatusRunning {
-			if recorded != nil && recorded(v.st) {
+		if st.Status != workflow.StatusRunning {
+			if recorded != nil && recorded(st) {
 				return nil
 			}
-			return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; %s are only accepted while it runs", wf, v.st.Status, what)
+			return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; %s are only accepted while it runs", wf, st.Status, what)
 		}
-		last := v.st.LastSeq
+		last := st.LastSeq
 		_, err = s.store.AppendExternal(ctx, wf, &last, msgID, ev)
 		switch {
 		case err == nil, errors.Is(err, eventstore.ErrDuplicate):
 			return nil
-		case errors.Is(err, eventstore.ErrConflict) && try < 50:
-			continue
+		case !errors.Is(err, eventstore.ErrConflict):
+			return toConnect(err)
 		}
-		return toConnect(err)
+		// Another writer came first: fold what it appended and try again,
+		// for as long as the caller waits (many writers at once, say).
+		if try >= 8 {
+			pause := time.Duration(mrand.Int64N(int64(min(try, 50)) * int64(time.Millisecond)))
+			select {
+			case <-ctx.Done():
+				return toConnect(ctx.Err())
+			case <-time.After(pause):
+			}
+		}
+		msgs, err := s.store.Read(ctx, wf, st.LastSeq)
+		if err != nil {
+			return toConnect(err)
+		}
+		orchestrator.FoldMessages(st, msgs)
 	}
 }
 
