@@ -9,6 +9,7 @@ package workflow_test
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -30,15 +31,22 @@ type simProfile struct {
 	depth   int // deepest nesting of steps in steps
 	actions int // most schedule actions before the run is drained
 	crash   int // one processed input in crash crashes the orchestrator
+	// kinds are the step kinds drawn from, leaves first, weighted by
+	// repetition; leaves how many are leaves.
+	kinds  []string
+	leaves int
 }
 
 var simProfiles = []struct {
 	name string
 	p    simProfile
 }{
-	{"small", simProfile{steps: 6, depth: 1, actions: 50, crash: 6}},
-	{"nested", simProfile{steps: 16, depth: 3, actions: 120, crash: 10}},
-	{"crashy", simProfile{steps: 10, depth: 2, actions: 120, crash: 3}},
+	{"small", simProfile{steps: 6, depth: 1, actions: 50, crash: 6, kinds: simKinds, leaves: simLeaves}},
+	{"nested", simProfile{steps: 16, depth: 3, actions: 120, crash: 10, kinds: simKinds, leaves: simLeaves}},
+	{"crashy", simProfile{steps: 10, depth: 2, actions: 120, crash: 3, kinds: simKinds, leaves: simLeaves}},
+	// Loops and branches of tasks and waits: signals, redrives, fail-fast.
+	{"loops", simProfile{steps: 10, depth: 2, actions: 120, crash: 8, leaves: 3,
+		kinds: []string{"task", "wait", "sleep", "foreach", "foreach", "parallel", "parallel", "repeat"}}},
 }
 
 // TestSimulation runs each profile for -rapid.checks cases (100 by
@@ -46,7 +54,15 @@ var simProfiles = []struct {
 func TestSimulation(t *testing.T) {
 	for _, pr := range simProfiles {
 		t.Run(pr.name, func(t *testing.T) {
-			rapid.Check(t, func(rt *rapid.T) { runSim(rt, pr.p) })
+			hits := map[string]int{}
+			rapid.Check(t, func(rt *rapid.T) {
+				for _, bug := range runSim(rt, pr.p) {
+					hits[bug]++
+				}
+			})
+			for _, bug := range slices.Sorted(maps.Keys(hits)) {
+				t.Logf("known bug %q: ran into %d times", bug, hits[bug])
+			}
 		})
 	}
 }
@@ -64,7 +80,8 @@ var simKnownBugs = map[string]string{
 		"(a failing parallel or foreach starts or skips siblings, or reports another branch's error)",
 }
 
-func runSim(t *rapid.T, p simProfile) {
+// runSim runs one case and returns the known bugs it ran into.
+func runSim(t *rapid.T, p simProfile) []string {
 	g := &simGen{t: t, p: p}
 	doc := g.definition()
 	src, err := yaml.Marshal(doc)
@@ -83,6 +100,7 @@ func runSim(t *rapid.T, p simProfile) {
 	}
 	s.drain()
 	s.checkHistory()
+	return s.known
 }
 
 // simGen draws a valid definition of the whole language as a YAML document.
@@ -100,6 +118,10 @@ type simLoop struct {
 
 func (g *simGen) intn(label string, n int) int { return rapid.IntRange(0, n-1).Draw(g.t, label) }
 
+// chance draws whether a thing that happens 1 in n times does: cases
+// shrink towards 0, the plain way.
+func (g *simGen) chance(label string, n int) bool { return g.intn(label, n) == n-1 }
+
 func (g *simGen) pick(label string, xs ...string) string { return xs[g.intn(label, len(xs))] }
 
 func (g *simGen) input() map[string]any {
@@ -112,7 +134,10 @@ func (g *simGen) input() map[string]any {
 
 func (g *simGen) definition() map[string]any {
 	d := map[string]any{"name": "sim", "steps": g.list(simLoop{}, 0, 2, 6)}
-	if g.intn("timeout?", 4) == 0 {
+	if g.chance("retry?", 6) {
+		d["retry"] = map[string]any{"max_attempts": 1 + g.intn("attempts", 2)}
+	}
+	if g.chance("timeout?", 4) {
 		d["timeout"] = fmt.Sprintf("%ds", rapid.IntRange(20, 200).Draw(g.t, "timeout"))
 	}
 	switch g.intn("output", 20) {
@@ -151,7 +176,7 @@ var simErrorTypes = []string{"oops", "fatal", "boom", "fail", "timeout", "expres
 	"child_failed", "canceled", "attempts_exhausted"}
 
 func (g *simGen) cond(l simLoop) any {
-	if g.intn("bad if?", 30) == 0 {
+	if g.chance("bad if?", 30) {
 		return "input.nope > 0" // fails when evaluated
 	}
 	cs := []any{true, false, "input.n > 0", "input.n > 1"}
@@ -167,9 +192,9 @@ func (g *simGen) cond(l simLoop) any {
 func (g *simGen) step(l simLoop, depth int) map[string]any {
 	g.n++
 	s := map[string]any{"id": fmt.Sprintf("s%d", g.n)}
-	kinds := simKinds
+	kinds := g.p.kinds
 	if depth >= g.p.depth || g.n >= g.p.steps {
-		kinds = simKinds[:simLeaves]
+		kinds = kinds[:g.p.leaves]
 	}
 	switch kinds[g.intn("kind", len(kinds))] {
 	case "task":
@@ -181,6 +206,10 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 			if l.item != "" {
 				s["input"] = "${ " + l.item + " }"
 			}
+		case 5:
+			if l.item != "" {
+				s["input"] = "${ index }"
+			}
 		case 3:
 			if l.iteration {
 				s["input"] = "${ iteration }"
@@ -188,7 +217,7 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 		case 4:
 			s["input"] = "${ input.nope }" // fails when the step starts
 		}
-		if g.intn("retry?", 3) == 0 {
+		if g.chance("retry?", 3) {
 			s["retry"] = map[string]any{"max_attempts": 1 + g.intn("attempts", 3), "non_retryable": []any{"fatal"}}
 		}
 	case "wait":
@@ -198,7 +227,7 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 			w["timeout"] = "0s"
 		case 2:
 			w["timeout"] = fmt.Sprintf("%ds", 5+g.intn("secs", 26))
-			if g.intn("timeout_steps?", 2) == 0 {
+			if g.chance("timeout_steps?", 2) {
 				s["timeout_steps"] = g.list(l, depth+1, 1, 2)
 			}
 		}
@@ -232,7 +261,7 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 		}
 	case "workflow":
 		s["workflow"] = "child"
-		if g.intn("child input?", 2) == 0 {
+		if g.chance("child input?", 2) {
 			s["input"] = "${ input.n }"
 		}
 	case "switch":
@@ -241,27 +270,27 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 			cases = append(cases, map[string]any{"if": g.cond(l), "then": g.list(l, depth+1, 0, 2)})
 		}
 		s["switch"] = cases
-		if g.intn("default?", 2) == 0 {
+		if g.chance("default?", 2) {
 			s["default"] = g.list(l, depth+1, 0, 2)
 		}
 	case "foreach":
 		items := []string{"input.items", "input.items", "[1, 2, 3]", "lists.range(input.n)"}
-		if g.intn("bad items?", 15) == 0 {
+		if g.chance("bad items?", 15) {
 			items = []string{"input.n", "input.nope"} // not a list; missing
 		}
 		s["foreach"] = items[g.intn("items", len(items))]
 		as := "item"
-		if g.intn("as?", 3) == 0 {
+		if g.chance("as?", 3) {
 			as = "it"
 			s["as"] = as
 		}
-		if g.intn("concurrency?", 2) == 0 {
+		if g.chance("concurrency?", 2) {
 			s["concurrency"] = 1 + g.intn("concurrency", 3)
 		}
-		if g.intn("filter?", 3) == 0 {
+		if g.chance("filter?", 3) {
 			s["filter"] = g.pick("filter", "index % 2 == 0", as+" > 0")
 		}
-		if g.intn("on_error?", 2) == 0 {
+		if g.chance("on_error?", 2) {
 			s["on_error"] = "continue"
 		}
 		s["do"] = g.list(simLoop{item: as, iteration: l.iteration}, depth+1, 1, 2)
@@ -271,7 +300,7 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 			br[fmt.Sprintf("b%d", i+1)] = g.list(l, depth+1, 1, 2)
 		}
 		s["parallel"] = map[string]any{"branches": br}
-		if g.intn("on_error?", 2) == 0 {
+		if g.chance("on_error?", 2) {
 			s["on_error"] = "continue"
 		}
 	case "repeat":
@@ -281,16 +310,16 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 			"max_iterations": 1 + g.intn("max_iterations", 3),
 		}
 	}
-	if g.intn("if?", 6) == 0 {
+	if g.chance("if?", 6) {
 		s["if"] = g.cond(l)
 	}
-	if g.intn("catch?", 5) == 0 {
+	if g.chance("catch?", 5) {
 		var clauses []any
 		n := 1 + g.intn("clauses", 2)
 		for i := range n {
 			c := map[string]any{"do": g.list(l, depth+1, 0, 2)}
 			// Only the last clause may handle every type.
-			if i < n-1 || g.intn("catch all?", 2) == 0 {
+			if i < n-1 || g.chance("catch all?", 2) {
 				c["errors"] = []any{simErrorTypes[g.intn("catch type", len(simErrorTypes))]}
 			}
 			clauses = append(clauses, c)
@@ -370,6 +399,7 @@ type sim struct {
 	retries  int
 	log      []string
 	known    []string // known bugs run into
+	draining bool
 }
 
 func (s *sim) seq() uint64 { return uint64(len(s.recEnd)) }
@@ -409,6 +439,9 @@ func simShow(e events.Event) string {
 }
 
 func (s *sim) draw(label string, n int) int { return rapid.IntRange(0, n-1).Draw(s.t, label) }
+
+// chance draws whether a thing that happens 1 in n times does.
+func (s *sim) chance(label string, n int) bool { return s.draw(label, n) == n-1 }
 
 func (s *sim) start() {
 	s.appendRec([]events.Event{{Type: events.TypeWorkflowStarted, Time: s.clock, WorkflowStarted: &events.WorkflowStarted{
@@ -518,7 +551,7 @@ func (s *sim) process(d simDelivery, mayCrash bool) {
 	st := s.cache
 	if st != nil && st.LastSeq < s.seq() {
 		// Behind outside appends: caught up, or dropped on the conflict.
-		if s.draw("catch up?", 2) == 0 {
+		if s.chance("catch up?", 2) {
 			s.catchUpFrom(st, int(st.LastSeq))
 		} else {
 			st = nil
@@ -557,7 +590,7 @@ func (s *sim) process(d simDelivery, mayCrash bool) {
 	s.crossCheck(a, b, d, input, decided)
 
 	recs := simRecords(all)
-	if mayCrash && s.draw("crash?", s.p.crash) == 0 {
+	if mayCrash && s.chance("crash?", s.p.crash) {
 		k := rapid.IntRange(0, len(recs)).Draw(s.t, "records kept")
 		s.logf("deliver %v: crash after %d of %d records (%d events)", d, k, len(recs), len(all))
 		for i := range min(k+1, len(recs)) {
@@ -580,7 +613,7 @@ func (s *sim) process(d simDelivery, mayCrash bool) {
 	}
 	st.LastSeq = s.seq()
 	s.closeOut(st)
-	if st.Status == workflow.StatusRunning && s.draw("snapshot?", 4) == 0 {
+	if st.Status == workflow.StatusRunning && s.chance("snapshot?", 4) {
 		b, err := workflow.EncodeSnapshot(st)
 		if err != nil {
 			s.fail("EncodeSnapshot: %v", err)
@@ -793,7 +826,7 @@ func (s *sim) act() {
 	if len(s.timers) > 0 {
 		// Timers fire in the order they are due, now and then later.
 		acts = append(acts, action{2, func() {
-			if s.draw("late timer?", 4) == 0 {
+			if s.chance("late timer?", 4) {
 				s.fire(s.draw("timer", len(s.timers)))
 			} else {
 				s.fire(s.firstTimer())
@@ -840,13 +873,13 @@ func (s *sim) external(e events.Event) {
 // signal sends signal a, b or c (no wait takes c); the API refuses a
 // workflow that does not run, unless its check raced the close.
 func (s *sim) signal(which int) {
-	if s.status() != workflow.StatusRunning && s.draw("raced close?", 4) != 0 {
+	if s.status() != workflow.StatusRunning && !s.chance("raced close?", 4) {
 		return
 	}
 	name := []string{"a", "b", "c"}[which]
 	s.signals++
 	id := fmt.Sprintf("r%d", s.signals)
-	if s.signals > 1 && s.draw("repeat request id?", 8) == 0 {
+	if s.signals > 1 && !s.draining && s.chance("repeat request id?", 8) {
 		id = fmt.Sprintf("r%d", 1+s.draw("request id", s.signals-1))
 	}
 	s.logf("signal %s %s", name, id)
@@ -855,10 +888,10 @@ func (s *sim) signal(which int) {
 }
 
 func (s *sim) cancel() {
-	if s.cancels >= 2 || s.draw("cancel?", 4) != 0 {
+	if s.cancels >= 2 || !s.chance("cancel?", 12) {
 		return
 	}
-	if s.status() != workflow.StatusRunning && s.draw("raced close?", 4) != 0 {
+	if s.status() != workflow.StatusRunning && !s.chance("raced close?", 4) {
 		return
 	}
 	s.cancels++
@@ -894,6 +927,10 @@ func (s *sim) fire(i int) {
 	s.timers = slices.Delete(s.timers, i, i+1)
 	if s.clock.Before(td.Due) {
 		s.clock = td.Due
+	}
+	if !s.draining && s.chance("skewed clock?", 8) {
+		// The timer service's clock is ahead of the orchestrator's.
+		s.clock = td.Due.Add(-time.Second)
 	}
 	s.logf("timer %s fires", td.TimerID)
 	s.queue = append(s.queue, simDelivery{kind: simTimer, timer: td})
@@ -945,7 +982,7 @@ func (s *sim) execute(t *simTask, succeed bool) {
 		r.Error = &events.Error{Type: []string{"oops", "fatal"}[outcome%2], Message: "no"}
 		t.done = true
 	}
-	if t.done && !succeed && s.draw("ack lost?", 8) == 0 {
+	if t.done && !succeed && s.chance("ack lost?", 8) {
 		t.done = false // the command comes back: the worker died before its ack
 	}
 	s.logf("executor: %s gen=%d attempt %d outcome %d", t.cmd.Path, t.cmd.Gen, attempt, r.Outcome)
@@ -978,6 +1015,7 @@ func (s *sim) finishChild(c *simChild, succeed bool) {
 // an input that cannot come.
 func (s *sim) drain() {
 	s.logf("drain")
+	s.draining = true
 	for n := 0; ; n++ {
 		if n > 5000 {
 			s.fail("the run does not settle")
