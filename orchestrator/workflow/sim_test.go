@@ -78,6 +78,10 @@ var simKnownBugs = map[string]string{
 	"crash changes the decision": "deciding again after a crash kept the first records of a decision can end elsewhere: " +
 		"the events of one Decide round are made against the state before the round, so where rounds split matters " +
 		"(a failing parallel or foreach starts or skips siblings, or reports another branch's error)",
+	"redrive exceeds foreach concurrency": "a redrive resumes every failed iteration of a foreach whose first step had " +
+		"completed at once, however many its concurrency allows",
+	"wait takes a signal after its timeout": "a wait whose timer fired while the workflow had failed takes, after a redrive, " +
+		"a signal that came after the timeout (one that raced the failure past the API's check)",
 }
 
 // runSim runs one case and returns the known bugs it ran into.
@@ -400,6 +404,7 @@ type sim struct {
 	log      []string
 	known    []string // known bugs run into
 	draining bool
+	parents  map[string]simParent // by step id, made by live
 }
 
 func (s *sim) seq() uint64 { return uint64(len(s.recEnd)) }
@@ -624,6 +629,103 @@ func (s *sim) process(d simDelivery, mayCrash bool) {
 		s.seen = append(s.seen, d)
 	}
 	s.checkStored()
+	s.checkState(st)
+}
+
+// checkState checks what the state itself says: a foreach never has more
+// iterations in flight than its concurrency, a repeat never goes past its
+// iterations, a foreach's output has an entry per item, and a failed
+// workflow names a failed step.
+func (s *sim) checkState(st *workflow.State) {
+	s.t.Helper()
+	if st.Status == workflow.StatusFailed && st.ErrorPath != "" {
+		if step := st.Steps[st.ErrorPath]; step == nil || step.Status != workflow.StepFailed {
+			s.fail("the workflow failed at %s, which is %+v", st.ErrorPath, step)
+		}
+	}
+	for path, step := range st.Steps {
+		_, id := simSplit(path)
+		d := s.def.Step(id)
+		switch {
+		case d.Repeat != nil && step.Iteration >= d.Repeat.MaxIterations:
+			s.fail("repeat %s at iteration %d of %d", path, step.Iteration, d.Repeat.MaxIterations)
+		case d.Foreach != nil && step.Status == workflow.StepCompleted && step.LastError == nil:
+			if out, ok := step.Output.([]any); !ok || len(out) != len(step.Items) {
+				s.fail("foreach %s completed with %v for %d items", path, step.Output, len(step.Items))
+			}
+		case d.Foreach != nil && step.Status == workflow.StepRunning && st.Status == workflow.StatusRunning && s.live(st, path):
+			busy := map[string]bool{}
+			for p, in := range st.Steps {
+				if (in.Status == workflow.StepRunning || in.Status == workflow.StepWaiting) && strings.HasPrefix(p, path+"[") && s.live(st, p) {
+					busy[p[:len(path)+strings.IndexByte(p[len(path):], ']')]] = true
+				}
+			}
+			if len(busy) > d.Foreach.Concurrency {
+				bug := ""
+				if st.Retries > 0 {
+					bug = "redrive exceeds foreach concurrency"
+				}
+				s.failKnown(bug, "foreach %s has %d iterations in flight, concurrency %d: %v", path, len(busy), d.Foreach.Concurrency, slices.Sorted(maps.Keys(busy)))
+			}
+		}
+	}
+}
+
+// simSplit returns a path's prefix (ending in "." or empty) and step id.
+func simSplit(path string) (prefix, id string) {
+	i := strings.LastIndexByte(path, '.')
+	return path[:i+1], path[i+1:]
+}
+
+// simParent is where a step sits in the definition: in the steps of
+// another (its catch, or its body when loop), or at the top (id "").
+type simParent struct {
+	id          string
+	loop, catch bool
+}
+
+// live reports whether the step at path is followed by decisions: the
+// steps around it are running (a catch's steps: the step it catches
+// failed). A step left running or waiting in a container that failed, or
+// that a catch completed, is not.
+func (s *sim) live(st *workflow.State, path string) bool {
+	if s.parents == nil {
+		s.parents = map[string]simParent{}
+		for d := range s.def.All() {
+			for _, list := range d.Nested() {
+				for _, c := range list {
+					s.parents[c.ID] = simParent{id: d.ID}
+				}
+			}
+			if d.Foreach != nil || d.Repeat != nil {
+				for _, c := range d.Nested()[0] {
+					s.parents[c.ID] = simParent{id: d.ID, loop: true}
+				}
+			}
+			for _, c := range d.Catch {
+				for _, cs := range c.Do {
+					s.parents[cs.ID] = simParent{id: d.ID, catch: true}
+				}
+			}
+		}
+	}
+	prefix, id := simSplit(path)
+	par, ok := s.parents[id]
+	if !ok {
+		return true
+	}
+	up := prefix + par.id
+	if par.loop {
+		up = prefix[:strings.LastIndexByte(prefix, '[')]
+	}
+	ps := st.Steps[up]
+	if ps == nil {
+		return false
+	}
+	if par.catch {
+		return ps.Status == workflow.StepFailed && s.live(st, up)
+	}
+	return ps.Status == workflow.StepRunning && s.live(st, up)
 }
 
 // rearm puts back a timer delivered before the state's due time, unless
@@ -672,6 +774,7 @@ func (s *sim) crossCheck(a, b *workflow.State, d simDelivery, input, decided []e
 			}
 		}
 	}
+	hist := append(slices.Clone(s.evs), input...)
 	var got []events.Event
 	for round := 0; a.Status == workflow.StatusRunning; round++ {
 		ea, eb := workflow.Decide(a, s.def), workflow.Decide(b, s.def)
@@ -685,12 +788,13 @@ func (s *sim) crossCheck(a, b *workflow.State, d simDelivery, input, decided []e
 			s.fail("decisions do not settle")
 		}
 		for i, e := range ea {
-			if msg, bug := simIllegal(a, e); msg != "" {
+			if msg, bug := simIllegal(a, e, hist); msg != "" {
 				s.failKnown(bug, "decision %s: %s\n(decided with\n%s)", simShow(e), msg, simShowAll(ea[:i]))
 			}
 			if err := a.Apply(e); err != nil {
 				s.fail("apply %s: %v", simShow(e), err)
 			}
+			hist = append(hist, e)
 			if err := b.Apply(e); err != nil {
 				s.fail("apply %s: %v", simShow(e), err)
 			}
@@ -1095,9 +1199,9 @@ func (s *sim) checkHistory() {
 	}
 }
 
-// simIllegal says why decision e may not follow state st, or "", and
-// which known bug that is, if any.
-func simIllegal(st *workflow.State, e events.Event) (msg, bug string) {
+// simIllegal says why decision e may not follow state st, folded from
+// history hist, or "", and which known bug that is, if any.
+func simIllegal(st *workflow.State, e events.Event, hist []events.Event) (msg, bug string) {
 	if st.Status != workflow.StatusRunning {
 		return "decided on a workflow that is " + string(st.Status), ""
 	}
@@ -1141,6 +1245,9 @@ func simIllegal(st *workflow.State, e events.Event) (msg, bug string) {
 		if g := e.StepScheduled; g != nil && g.Gen != gen {
 			return fmt.Sprintf("gen %d, want %d", g.Gen, gen), ""
 		}
+		if g := e.StepScheduled; g != nil && s != nil && g.FirstAttempt != s.Attempts+1 {
+			return fmt.Sprintf("first attempt %d after attempt %d", g.FirstAttempt, s.Attempts), ""
+		}
 		if g := e.ChildStarted; g != nil && g.Gen != gen {
 			return fmt.Sprintf("gen %d, want %d", g.Gen, gen), ""
 		}
@@ -1182,6 +1289,15 @@ func simIllegal(st *workflow.State, e events.Event) (msg, bug string) {
 			for _, sig := range st.Signals[:i] {
 				if sig.Name == s.Signal && !sig.Consumed {
 					return fmt.Sprintf("wait %s took signal %d, not the first pending %q (%d)", path, seq, s.Signal, sig.Seq), ""
+				}
+			}
+			if s.TimedOut {
+				fired := slices.IndexFunc(hist, func(h events.Event) bool {
+					return h.TimerFired != nil && h.TimerFired.Path == path && h.TimerFired.TimerID == s.TimerID
+				}) + 1
+				if seq > fired {
+					return fmt.Sprintf("wait %s took signal %d, which came after its timeout (event %d)", path, seq, fired),
+						"wait takes a signal after its timeout"
 				}
 			}
 		}
