@@ -634,8 +634,8 @@ func (s *sim) process(d simDelivery, mayCrash bool) {
 
 // checkState checks what the state itself says: a foreach never has more
 // iterations in flight than its concurrency, a repeat never goes past its
-// iterations, a foreach's output has an entry per item, and a failed
-// workflow names a failed step.
+// iterations, a foreach's output has an entry per item and a parallel's
+// one per branch, and a failed workflow names a failed step.
 func (s *sim) checkState(st *workflow.State) {
 	s.t.Helper()
 	if st.Status == workflow.StatusFailed && st.ErrorPath != "" {
@@ -652,6 +652,10 @@ func (s *sim) checkState(st *workflow.State) {
 		case d.Foreach != nil && step.Status == workflow.StepCompleted && step.LastError == nil:
 			if out, ok := step.Output.([]any); !ok || len(out) != len(step.Items) {
 				s.fail("foreach %s completed with %v for %d items", path, step.Output, len(step.Items))
+			}
+		case d.Parallel != nil && step.Status == workflow.StepCompleted && step.LastError == nil:
+			if out, ok := step.Output.(map[string]any); !ok || len(out) != len(d.Parallel.Branches) {
+				s.fail("parallel %s completed with %v for %d branches", path, step.Output, len(d.Parallel.Branches))
 			}
 		case d.Foreach != nil && step.Status == workflow.StepRunning && st.Status == workflow.StatusRunning && s.live(st, path):
 			busy := map[string]bool{}
@@ -1275,6 +1279,15 @@ func simIllegal(st *workflow.State, e events.Event, hist []events.Event) (msg, b
 		if s != nil && (s.Done() || s.Status == workflow.StepCanceled) {
 			return fmt.Sprintf("step %s completed again (it is %s)", path, s.Status), ""
 		}
+		if msg := simOutsideOutcome(s); msg != "" {
+			return msg, ""
+		}
+		if s != nil && s.Status == workflow.StepWaiting && s.Kind == "sleep" && !s.TimedOut {
+			return fmt.Sprintf("sleep %s completed before its timer", path), ""
+		}
+		if s != nil && s.Status == workflow.StepWaiting && s.Kind == "wait" && e.StepCompleted.SignalSeq == 0 {
+			return fmt.Sprintf("wait %s completed without a signal", path), ""
+		}
 		if seq := e.StepCompleted.SignalSeq; seq > 0 {
 			if s == nil || s.Status != workflow.StepWaiting {
 				return fmt.Sprintf("a signal taken by %s, which is not waiting", path), ""
@@ -1305,6 +1318,9 @@ func simIllegal(st *workflow.State, e events.Event, hist []events.Event) (msg, b
 		if s != nil && (s.Done() || s.Status == workflow.StepFailed || s.Status == workflow.StepCanceled) {
 			return fmt.Sprintf("step %s failed again (it is %s)", path, s.Status), ""
 		}
+		if msg := simOutsideOutcome(s); msg != "" {
+			return msg, ""
+		}
 	case events.TypeStepIterated:
 		if s == nil || s.Status != workflow.StepRunning || e.StepIterated.Iteration != s.Iteration+1 {
 			return fmt.Sprintf("repeat %s iterated to %d from %+v", path, e.StepIterated.Iteration, s), ""
@@ -1314,6 +1330,15 @@ func simIllegal(st *workflow.State, e events.Event, hist []events.Event) (msg, b
 		return "not a decision", ""
 	}
 	return "", ""
+}
+
+// simOutsideOutcome says why step s may not be closed by a decision: a
+// running task or child ends with its result, which is an input.
+func simOutsideOutcome(s *workflow.Step) string {
+	if s != nil && s.Status == workflow.StepRunning && (s.Kind == "task" || s.Kind == "workflow") {
+		return fmt.Sprintf("decided the outcome of %s %s, which runs outside", s.Kind, s.Path)
+	}
+	return ""
 }
 
 // simSameEvents compares events in their stored form.
