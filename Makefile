@@ -105,6 +105,14 @@ SEED ?= 1
 chaos: ## Run the long chaos proof (N, DURATION, SEED)
 	go run ./cmd/weft-chaos -n $(N) -duration $(DURATION) -seed $(SEED)
 
+# Size of `make simulate`: cases per profile, and the seed (0: a random one).
+SIM_CHECKS ?= 20000
+SIM_SEED ?= 0
+
+.PHONY: simulate
+simulate: ## Run the long simulation of the workflow core (SIM_CHECKS cases per profile, SIM_SEED)
+	go test -count=1 -timeout 3h -run '^TestSimulation$$' -v ./orchestrator/workflow/ -rapid.checks=$(SIM_CHECKS) -rapid.seed=$(SIM_SEED)
+
 .PHONY: tidy
 tidy: ## Tidy go.mod and go.sum
 	go mod tidy

@@ -1,0 +1,1436 @@
+package workflow_test
+
+// The simulation: random definitions drawn from the whole language, run
+// against random schedules of their inputs the way the orchestrator's
+// shell runs the core (accept a result or timer, apply it, advance, append
+// one record per step command), with orchestrator crashes between any two
+// records, and invariants checked throughout. See docs/reliability.md,
+// "The simulation".
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+	"pgregory.net/rapid"
+
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// simProfile sizes one kind of simulated run.
+type simProfile struct {
+	steps   int // most steps in a definition (a few more to fill required lists)
+	depth   int // deepest nesting of steps in steps
+	actions int // most schedule actions before the run is drained
+	crash   int // one processed input in crash crashes the orchestrator
+	// kinds are the step kinds drawn from, leaves first, weighted by
+	// repetition; leaves how many are leaves.
+	kinds  []string
+	leaves int
+}
+
+var simProfiles = []struct {
+	name string
+	p    simProfile
+}{
+	{"small", simProfile{steps: 6, depth: 1, actions: 50, crash: 6, kinds: simKinds, leaves: simLeaves}},
+	{"nested", simProfile{steps: 16, depth: 3, actions: 120, crash: 10, kinds: simKinds, leaves: simLeaves}},
+	{"crashy", simProfile{steps: 10, depth: 2, actions: 120, crash: 3, kinds: simKinds, leaves: simLeaves}},
+	// Loops and branches of tasks and waits: signals, redrives, fail-fast.
+	{"loops", simProfile{steps: 10, depth: 2, actions: 120, crash: 8, leaves: 3,
+		kinds: []string{"task", "wait", "sleep", "foreach", "foreach", "parallel", "parallel", "repeat"}}},
+}
+
+// TestSimulation runs each profile for -rapid.checks cases (100 by
+// default); a failure prints the seed (-rapid.seed) that reproduces it.
+func TestSimulation(t *testing.T) {
+	for _, pr := range simProfiles {
+		t.Run(pr.name, func(t *testing.T) {
+			hits := map[string]int{}
+			rapid.Check(t, func(rt *rapid.T) {
+				for _, bug := range runSim(rt, pr.p) {
+					hits[bug]++
+				}
+			})
+			for _, bug := range slices.Sorted(maps.Keys(hits)) {
+				t.Logf("known bug %q: ran into %d times", bug, hits[bug])
+			}
+		})
+	}
+}
+
+var simT0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// simKnownBugs are bugs of the core the simulation found that are not
+// fixed yet, by the name their check gives them. A case that runs into one
+// is logged and goes on, unless WEFT_SIM_STRICT is set; remove an entry
+// when its bug is fixed.
+var simKnownBugs = map[string]string{
+	"signal taken twice": "one decision lets two open waits on one name (in a foreach or parallel) take the same signal",
+	"crash changes the decision": "deciding again after a crash kept the first records of a decision can end elsewhere: " +
+		"the events of one Decide round are made against the state before the round, so where rounds split matters " +
+		"(a failing parallel or foreach starts or skips siblings, or reports another branch's error)",
+	"redrive exceeds foreach concurrency": "a redrive resumes every failed iteration of a foreach whose first step had " +
+		"completed at once, however many its concurrency allows",
+	"wait takes a signal after its timeout": "a wait whose timer fired while the workflow had failed takes, after a redrive, " +
+		"a signal that came after the timeout (one that raced the failure past the API's check)",
+}
+
+// runSim runs one case and returns the known bugs it ran into.
+func runSim(t *rapid.T, p simProfile) []string {
+	g := &simGen{t: t, p: p}
+	doc := g.definition()
+	src, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatalf("marshal: %v", err)
+	}
+	def, err := definition.Parse(src)
+	if err != nil {
+		t.Fatalf("generated definition rejected: %v\n%s", err, src)
+	}
+	s := &sim{t: t, p: p, def: def, src: string(src), clock: simT0, input: g.input()}
+	s.start()
+	n := rapid.IntRange(p.actions/4, p.actions).Draw(t, "actions")
+	for range n {
+		s.act()
+	}
+	s.drain()
+	s.checkHistory()
+	return s.known
+}
+
+// simGen draws a valid definition of the whole language as a YAML document.
+type simGen struct {
+	t *rapid.T
+	p simProfile
+	n int // steps drawn
+}
+
+// simLoop says which loop variables the steps being drawn see.
+type simLoop struct {
+	item      string // the innermost foreach's item name, or ""
+	iteration bool
+}
+
+func (g *simGen) intn(label string, n int) int { return rapid.IntRange(0, n-1).Draw(g.t, label) }
+
+// chance draws whether a thing that happens 1 in n times does: cases
+// shrink towards 0, the plain way.
+func (g *simGen) chance(label string, n int) bool { return g.intn(label, n) == n-1 }
+
+func (g *simGen) pick(label string, xs ...string) string { return xs[g.intn(label, len(xs))] }
+
+func (g *simGen) input() map[string]any {
+	items := []any{}
+	for range g.intn("items", 5) {
+		items = append(items, int64(g.intn("item", 3)))
+	}
+	return map[string]any{"n": int64(g.intn("n", 3)), "items": items}
+}
+
+func (g *simGen) definition() map[string]any {
+	d := map[string]any{"name": "sim", "steps": g.list(simLoop{}, 0, 2, 6)}
+	if g.chance("retry?", 6) {
+		d["retry"] = map[string]any{"max_attempts": 1 + g.intn("attempts", 2)}
+	}
+	if g.chance("timeout?", 4) {
+		d["timeout"] = fmt.Sprintf("%ds", rapid.IntRange(20, 200).Draw(g.t, "timeout"))
+	}
+	switch g.intn("output", 20) {
+	case 1, 2:
+		d["output"] = "${ input.n }"
+	case 3, 4:
+		d["output"] = nil
+	case 5, 6:
+		d["output"] = map[string]any{"first": "${ steps.s1.output }"}
+	case 7:
+		d["output"] = "${ input.nope }" // fails when the steps are done
+	}
+	return d
+}
+
+func (g *simGen) list(l simLoop, depth, lo, hi int) []any {
+	n := rapid.IntRange(lo, hi).Draw(g.t, "len")
+	out := []any{}
+	for i := range n {
+		if i >= lo && g.n >= g.p.steps {
+			break
+		}
+		out = append(out, g.step(l, depth))
+	}
+	return out
+}
+
+// simKinds lists step kinds, leaves first, weighted by repetition.
+var simKinds = []string{"task", "task", "task", "task", "wait", "wait", "sleep", "set", "fail", "succeed", "workflow",
+	"switch", "foreach", "foreach", "parallel", "parallel", "repeat", "repeat"}
+
+const simLeaves = 11
+
+// simErrorTypes are the error types failures in the simulation carry.
+var simErrorTypes = []string{"oops", "fatal", "boom", "fail", "timeout", "expression", "max_iterations",
+	"child_failed", "canceled", "attempts_exhausted"}
+
+func (g *simGen) cond(l simLoop) any {
+	if g.chance("bad if?", 30) {
+		return "input.nope > 0" // fails when evaluated
+	}
+	cs := []any{true, false, "input.n > 0", "input.n > 1"}
+	if l.item != "" {
+		cs = append(cs, "index % 2 == 0")
+	}
+	if l.iteration {
+		cs = append(cs, "iteration > 0")
+	}
+	return cs[g.intn("cond", len(cs))]
+}
+
+func (g *simGen) step(l simLoop, depth int) map[string]any {
+	g.n++
+	s := map[string]any{"id": fmt.Sprintf("s%d", g.n)}
+	kinds := g.p.kinds
+	if depth >= g.p.depth || g.n >= g.p.steps {
+		kinds = kinds[:g.p.leaves]
+	}
+	switch kinds[g.intn("kind", len(kinds))] {
+	case "task":
+		s["task"] = "t"
+		switch g.intn("task input", 30) {
+		case 1:
+			s["input"] = "${ input.n }"
+		case 2:
+			if l.item != "" {
+				s["input"] = "${ " + l.item + " }"
+			}
+		case 5:
+			if l.item != "" {
+				s["input"] = "${ index }"
+			}
+		case 3:
+			if l.iteration {
+				s["input"] = "${ iteration }"
+			}
+		case 4:
+			s["input"] = "${ input.nope }" // fails when the step starts
+		}
+		if g.chance("retry?", 3) {
+			s["retry"] = map[string]any{"max_attempts": 1 + g.intn("attempts", 3), "non_retryable": []any{"fatal"}}
+		}
+	case "wait":
+		w := map[string]any{"signal": g.pick("signal", "a", "b")}
+		switch g.intn("wait timeout", 3) {
+		case 1:
+			w["timeout"] = "0s"
+		case 2:
+			w["timeout"] = fmt.Sprintf("%ds", 5+g.intn("secs", 26))
+			if g.chance("timeout_steps?", 2) {
+				s["timeout_steps"] = g.list(l, depth+1, 1, 2)
+			}
+		}
+		s["wait"] = w
+	case "sleep":
+		switch g.intn("sleep", 4) {
+		case 0:
+			s["sleep"] = map[string]any{"until": "workflow.now"}
+		case 1:
+			s["sleep"] = map[string]any{"until": "workflow.now + duration('7s')"}
+		default:
+			s["sleep"] = fmt.Sprintf("%ds", 1+g.intn("secs", 20))
+		}
+	case "set":
+		if g.intn("set", 2) == 0 {
+			s["set"] = map[string]any{"x": "vars.?x.orValue(0) + 1"}
+		} else {
+			s["set"] = map[string]any{g.pick("var", "x", "y"): g.pick("value", "'v'", "input.n")}
+		}
+	case "fail":
+		if g.intn("fail", 3) == 0 {
+			s["fail"] = map[string]any{"message": "${ input.n }"}
+		} else {
+			s["fail"] = map[string]any{"message": "boom", "type": g.pick("fail type", "oops", "boom")}
+		}
+	case "succeed":
+		if g.intn("succeed", 2) == 0 {
+			s["succeed"] = map[string]any{}
+		} else {
+			s["succeed"] = map[string]any{"output": "${ input.n }"}
+		}
+	case "workflow":
+		s["workflow"] = "child"
+		if g.chance("child input?", 2) {
+			s["input"] = "${ input.n }"
+		}
+	case "switch":
+		var cases []any
+		for range 1 + g.intn("cases", 2) {
+			cases = append(cases, map[string]any{"if": g.cond(l), "then": g.list(l, depth+1, 0, 2)})
+		}
+		s["switch"] = cases
+		if g.chance("default?", 2) {
+			s["default"] = g.list(l, depth+1, 0, 2)
+		}
+	case "foreach":
+		items := []string{"input.items", "input.items", "[1, 2, 3]", "lists.range(input.n)"}
+		if g.chance("bad items?", 15) {
+			items = []string{"input.n", "input.nope"} // not a list; missing
+		}
+		s["foreach"] = items[g.intn("items", len(items))]
+		as := "item"
+		if g.chance("as?", 3) {
+			as = "it"
+			s["as"] = as
+		}
+		if g.chance("concurrency?", 2) {
+			s["concurrency"] = 1 + g.intn("concurrency", 3)
+		}
+		if g.chance("filter?", 3) {
+			s["filter"] = g.pick("filter", "index % 2 == 0", as+" > 0")
+		}
+		if g.chance("on_error?", 2) {
+			s["on_error"] = "continue"
+		}
+		s["do"] = g.list(simLoop{item: as, iteration: l.iteration}, depth+1, 1, 2)
+	case "parallel":
+		br := map[string]any{}
+		for i := range 1 + g.intn("branches", 3) {
+			br[fmt.Sprintf("b%d", i+1)] = g.list(l, depth+1, 1, 2)
+		}
+		s["parallel"] = map[string]any{"branches": br}
+		if g.chance("on_error?", 2) {
+			s["on_error"] = "continue"
+		}
+	case "repeat":
+		s["repeat"] = map[string]any{
+			"do":             g.list(simLoop{item: l.item, iteration: true}, depth+1, 1, 2),
+			"until":          g.pick("until", "iteration >= 1", "iteration >= 2", "input.n > iteration", "iteration > 5"),
+			"max_iterations": 1 + g.intn("max_iterations", 3),
+		}
+	}
+	if g.chance("if?", 6) {
+		s["if"] = g.cond(l)
+	}
+	if g.chance("catch?", 5) {
+		var clauses []any
+		n := 1 + g.intn("clauses", 2)
+		for i := range n {
+			c := map[string]any{"do": g.list(l, depth+1, 0, 2)}
+			// Only the last clause may handle every type.
+			if i < n-1 || g.chance("catch all?", 2) {
+				c["errors"] = []any{simErrorTypes[g.intn("catch type", len(simErrorTypes))]}
+			}
+			clauses = append(clauses, c)
+		}
+		s["catch"] = clauses
+	}
+	return s
+}
+
+// Kinds of simulated deliveries to the orchestrator.
+const (
+	simResult   = iota // a task attempt's or a child's result
+	simTimer           // a durable timer that came due
+	simExternal        // a record appended from outside: start, signal, cancel, redrive
+)
+
+type simDelivery struct {
+	kind   int
+	result events.Result
+	timer  events.TimerDue
+	seq    int // an outside record's sequence
+}
+
+func (d simDelivery) String() string {
+	switch d.kind {
+	case simResult:
+		r := d.result
+		return fmt.Sprintf("result %s gen=%d attempt=%d outcome=%d", r.Path, r.Gen, r.Attempt, r.Outcome)
+	case simTimer:
+		return fmt.Sprintf("timer %s %q due=%s", d.timer.TimerID, d.timer.Path, d.timer.Due.Sub(simT0))
+	}
+	return fmt.Sprintf("outside record %d", d.seq)
+}
+
+// simTask is a step command as an executor sees it.
+type simTask struct {
+	cmd       events.StepScheduled
+	seq       int // the command's record
+	delivered int
+	done      bool // acked for good
+}
+
+// simChild is a child workflow the parent started.
+type simChild struct {
+	path string
+	gen  int
+	done bool
+}
+
+// sim is one workflow's world: its stored history, one orchestrator's
+// cache, and the inputs in flight.
+type sim struct {
+	t     *rapid.T
+	p     simProfile
+	def   *definition.Definition
+	src   string
+	input map[string]any
+	clock time.Time
+
+	// The stored history, decoded: evs, with recEnd[i] the number of
+	// events in records 1..i+1; a snapshot taken at snapSeq.
+	evs     []events.Event
+	recEnd  []int
+	snap    []byte
+	snapSeq uint64
+
+	// The orchestrator's cached state; nil after a crash.
+	cache *workflow.State
+
+	queue    []simDelivery // inputs waiting for the orchestrator
+	seen     []simDelivery // inputs processed, for redeliveries
+	tasks    []*simTask
+	children []*simChild
+	timers   []events.TimerDue
+	signals  int
+	cancels  int
+	retries  int
+	log      []string
+	known    []string // known bugs run into
+	draining bool
+	parents  map[string]simParent // by step id, made by live
+}
+
+func (s *sim) seq() uint64 { return uint64(len(s.recEnd)) }
+
+func (s *sim) logf(format string, args ...any) {
+	s.log = append(s.log, fmt.Sprintf("%6s ", s.clock.Sub(simT0))+fmt.Sprintf(format, args...))
+}
+
+// fail stops the case with what it takes to understand it.
+func (s *sim) fail(format string, args ...any) {
+	s.t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, format, args...)
+	fmt.Fprintf(&b, "\n--- definition (input %v):\n%s--- schedule:\n%s\n--- history:\n", s.input, s.src, strings.Join(s.log, "\n"))
+	for i, e := range s.evs {
+		fmt.Fprintf(&b, "%3d %s\n", i+1, simShow(e))
+	}
+	s.t.Fatal(b.String())
+}
+
+// failKnown fails like fail, or ends the case if bug is a known one.
+func (s *sim) failKnown(bug, format string, args ...any) {
+	s.t.Helper()
+	if _, ok := simKnownBugs[bug]; ok && os.Getenv("WEFT_SIM_STRICT") == "" {
+		s.known = append(s.known, bug)
+		s.logf("known bug: %s", bug)
+		return
+	}
+	if bug != "" {
+		format = "[" + bug + "] " + format
+	}
+	s.fail(format, args...)
+}
+
+func simShow(e events.Event) string {
+	return fmt.Sprintf("%6s %s %+v", e.Time.Sub(simT0), e.Type, e.Payload())
+}
+
+func (s *sim) draw(label string, n int) int { return rapid.IntRange(0, n-1).Draw(s.t, label) }
+
+// chance draws whether a thing that happens 1 in n times does.
+func (s *sim) chance(label string, n int) bool { return s.draw(label, n) == n-1 }
+
+func (s *sim) start() {
+	s.appendRec([]events.Event{{Type: events.TypeWorkflowStarted, Time: s.clock, WorkflowStarted: &events.WorkflowStarted{
+		WorkflowID: "wf", Definition: "sim", Revision: 1, Input: s.input}}})
+	s.queue = append(s.queue, simDelivery{kind: simExternal, seq: 1})
+	s.logf("start")
+}
+
+// appendRec stores one record as the event store does (encoded, read back
+// decoded), and hands its commands to executors and children.
+func (s *sim) appendRec(rec []events.Event) {
+	b, err := events.Encode(rec...)
+	if err != nil {
+		s.fail("encode record: %v", err)
+	}
+	r, err := events.Decode(b)
+	if err != nil {
+		s.fail("decode record: %v", err)
+	}
+	s.evs = append(s.evs, r.Events...)
+	s.recEnd = append(s.recEnd, len(s.evs))
+	for _, e := range r.Events {
+		if ss := e.StepScheduled; ss != nil {
+			s.tasks = append(s.tasks, &simTask{cmd: *ss, seq: len(s.recEnd)})
+		}
+		if cs := e.ChildStarted; cs != nil {
+			s.children = append(s.children, &simChild{path: cs.Path, gen: cs.Gen})
+		}
+	}
+}
+
+// prepare schedules a record's timers, as the orchestrator does just
+// before appending it; a timer replaces a pending one of the same id.
+func (s *sim) prepare(rec []events.Event) {
+	for _, e := range rec {
+		var td events.TimerDue
+		switch {
+		case e.WaitStarted != nil && e.WaitStarted.TimerID != "":
+			td = events.TimerDue{V: 1, WorkflowID: "wf", TimerID: e.WaitStarted.TimerID, Path: e.WaitStarted.Path, Due: e.WaitStarted.TimeoutAt}
+		case e.TimerScheduled != nil:
+			td = events.TimerDue{V: 1, WorkflowID: "wf", TimerID: e.TimerScheduled.TimerID, Path: e.TimerScheduled.Path, Due: e.TimerScheduled.Due}
+		default:
+			continue
+		}
+		s.timers = slices.DeleteFunc(s.timers, func(t events.TimerDue) bool { return t.TimerID == td.TimerID })
+		s.timers = append(s.timers, td)
+	}
+}
+
+// fold reads the stored history, from the snapshot when useSnap and there
+// is one.
+func (s *sim) fold(useSnap bool) *workflow.State {
+	s.t.Helper()
+	st := &workflow.State{}
+	from := 0
+	if useSnap && s.snap != nil {
+		var err error
+		if st, err = workflow.DecodeSnapshot(s.snap, s.snapSeq); err != nil {
+			s.fail("DecodeSnapshot: %v", err)
+		}
+		from = int(s.snapSeq)
+	}
+	s.catchUpFrom(st, from)
+	return st
+}
+
+// catchUpFrom folds the records after the from-th into st.
+func (s *sim) catchUpFrom(st *workflow.State, from int) {
+	s.t.Helper()
+	for i := from; i < len(s.recEnd); i++ {
+		lo := 0
+		if i > 0 {
+			lo = s.recEnd[i-1]
+		}
+		for _, e := range s.evs[lo:s.recEnd[i]] {
+			if err := st.Apply(e); err != nil {
+				s.fail("fold record %d: %v", i+1, err)
+			}
+		}
+		st.LastSeq = uint64(i + 1)
+	}
+}
+
+// accept turns delivery d into the event that records it, as the
+// orchestrator does; due is false for a timer not due yet.
+func (s *sim) accept(st *workflow.State, d simDelivery) (ev []events.Event, due bool) {
+	switch d.kind {
+	case simResult:
+		if e, ok := workflow.AcceptResult(st, d.result); ok {
+			return []events.Event{e}, true
+		}
+	case simTimer:
+		e, ok, due := workflow.AcceptTimer(st, d.timer, s.clock)
+		if ok {
+			return []events.Event{e}, due
+		}
+		return nil, due
+	}
+	return nil, true
+}
+
+// process is the orchestrator's process: load, accept the input, advance,
+// append one record per step command; with mayCrash it may crash after
+// any number of those records.
+func (s *sim) process(d simDelivery, mayCrash bool) {
+	s.t.Helper()
+	st := s.cache
+	if st != nil && st.LastSeq < s.seq() {
+		// Behind outside appends: caught up, or dropped on the conflict.
+		if s.chance("catch up?", 2) {
+			s.catchUpFrom(st, int(st.LastSeq))
+		} else {
+			st = nil
+		}
+	}
+	if st == nil {
+		st = s.fold(true)
+		s.cache = st
+	}
+	if d := simDiff(st, s.fold(false)); d != "" {
+		s.fail("the cached state differs from a fold of the history: %s", d)
+	}
+	// Two more states, folded separately (one from the snapshot), must
+	// take the input and decide exactly as the cached one.
+	a, b := s.fold(false), s.fold(true)
+
+	input, due := s.accept(st, d)
+	if !due {
+		s.logf("deliver %v: not due yet", d)
+		s.rearm(st, d.timer)
+		return
+	}
+	for _, e := range input {
+		if err := st.Apply(e); err != nil {
+			s.fail("apply %s: %v", simShow(e), err)
+		}
+	}
+	var decided []events.Event
+	if st.Status == workflow.StatusRunning {
+		var err error
+		if decided, err = workflow.Advance(st, s.def); err != nil {
+			s.fail("Advance: %v", err)
+		}
+	}
+	all := append(slices.Clone(input), decided...)
+	s.crossCheck(a, b, d, input, decided)
+
+	recs := simRecords(all)
+	if mayCrash && s.chance("crash?", s.p.crash) {
+		k := rapid.IntRange(0, len(recs)).Draw(s.t, "records kept")
+		s.logf("deliver %v: crash after %d of %d records (%d events)", d, k, len(recs), len(all))
+		for i := range min(k+1, len(recs)) {
+			s.prepare(recs[i])
+		}
+		kept := 0
+		for _, r := range recs[:k] {
+			s.appendRec(r)
+			kept += len(r)
+		}
+		s.cache = nil
+		s.checkRecovery(d, input, all, k, kept, st)
+		s.queue = append(s.queue, d) // not acked: delivered again
+		return
+	}
+	s.logf("deliver %v: %d events", d, len(all))
+	for _, r := range recs {
+		s.prepare(r)
+		s.appendRec(r)
+	}
+	st.LastSeq = s.seq()
+	s.closeOut(st)
+	if st.Status == workflow.StatusRunning && s.chance("snapshot?", 4) {
+		b, err := workflow.EncodeSnapshot(st)
+		if err != nil {
+			s.fail("EncodeSnapshot: %v", err)
+		}
+		s.snap, s.snapSeq = b, st.LastSeq
+	}
+	if d.kind != simExternal {
+		s.seen = append(s.seen, d)
+	}
+	s.checkStored()
+	s.checkState(st)
+}
+
+// checkState checks what the state itself says: a foreach never has more
+// iterations in flight than its concurrency, a repeat never goes past its
+// iterations, a foreach's output has an entry per item and a parallel's
+// one per branch, and a failed workflow names a failed step.
+func (s *sim) checkState(st *workflow.State) {
+	s.t.Helper()
+	if st.Status == workflow.StatusFailed && st.ErrorPath != "" {
+		if step := st.Steps[st.ErrorPath]; step == nil || step.Status != workflow.StepFailed {
+			s.fail("the workflow failed at %s, which is %+v", st.ErrorPath, step)
+		}
+	}
+	for path, step := range st.Steps {
+		_, id := simSplit(path)
+		d := s.def.Step(id)
+		switch {
+		case d.Repeat != nil && step.Iteration >= d.Repeat.MaxIterations:
+			s.fail("repeat %s at iteration %d of %d", path, step.Iteration, d.Repeat.MaxIterations)
+		case d.Foreach != nil && step.Status == workflow.StepCompleted && step.LastError == nil:
+			if out, ok := step.Output.([]any); !ok || len(out) != len(step.Items) {
+				s.fail("foreach %s completed with %v for %d items", path, step.Output, len(step.Items))
+			}
+		case d.Parallel != nil && step.Status == workflow.StepCompleted && step.LastError == nil:
+			if out, ok := step.Output.(map[string]any); !ok || len(out) != len(d.Parallel.Branches) {
+				s.fail("parallel %s completed with %v for %d branches", path, step.Output, len(d.Parallel.Branches))
+			}
+		case d.Foreach != nil && step.Status == workflow.StepRunning && st.Status == workflow.StatusRunning && s.live(st, path):
+			busy := map[string]bool{}
+			for p, in := range st.Steps {
+				if (in.Status == workflow.StepRunning || in.Status == workflow.StepWaiting) && strings.HasPrefix(p, path+"[") && s.live(st, p) {
+					busy[p[:len(path)+strings.IndexByte(p[len(path):], ']')]] = true
+				}
+			}
+			if len(busy) > d.Foreach.Concurrency {
+				bug := ""
+				if st.Retries > 0 {
+					bug = "redrive exceeds foreach concurrency"
+				}
+				s.failKnown(bug, "foreach %s has %d iterations in flight, concurrency %d: %v", path, len(busy), d.Foreach.Concurrency, slices.Sorted(maps.Keys(busy)))
+			}
+		}
+	}
+}
+
+// simSplit returns a path's prefix (ending in "." or empty) and step id.
+func simSplit(path string) (prefix, id string) {
+	i := strings.LastIndexByte(path, '.')
+	return path[:i+1], path[i+1:]
+}
+
+// simParent is where a step sits in the definition: in the steps of
+// another (its catch, or its body when loop), or at the top (id "").
+type simParent struct {
+	id          string
+	loop, catch bool
+}
+
+// live reports whether the step at path is followed by decisions: the
+// steps around it are running (a catch's steps: the step it catches
+// failed). A step left running or waiting in a container that failed, or
+// that a catch completed, is not.
+func (s *sim) live(st *workflow.State, path string) bool {
+	if s.parents == nil {
+		s.parents = map[string]simParent{}
+		for d := range s.def.All() {
+			for _, list := range d.Nested() {
+				for _, c := range list {
+					s.parents[c.ID] = simParent{id: d.ID}
+				}
+			}
+			if d.Foreach != nil || d.Repeat != nil {
+				for _, c := range d.Nested()[0] {
+					s.parents[c.ID] = simParent{id: d.ID, loop: true}
+				}
+			}
+			for _, c := range d.Catch {
+				for _, cs := range c.Do {
+					s.parents[cs.ID] = simParent{id: d.ID, catch: true}
+				}
+			}
+		}
+	}
+	prefix, id := simSplit(path)
+	par, ok := s.parents[id]
+	if !ok {
+		return true
+	}
+	up := prefix + par.id
+	if par.loop {
+		up = prefix[:strings.LastIndexByte(prefix, '[')]
+	}
+	ps := st.Steps[up]
+	if ps == nil {
+		return false
+	}
+	if par.catch {
+		return ps.Status == workflow.StepFailed && s.live(st, up)
+	}
+	return ps.Status == workflow.StepRunning && s.live(st, up)
+}
+
+// rearm puts back a timer delivered before the state's due time, unless
+// one of its id is pending anyway.
+func (s *sim) rearm(st *workflow.State, td events.TimerDue) {
+	if slices.ContainsFunc(s.timers, func(t events.TimerDue) bool { return t.TimerID == td.TimerID }) {
+		return
+	}
+	if td.Path == "" {
+		td.Due = st.TimeoutAt
+	} else if step := st.Steps[td.Path]; step != nil {
+		td.Due = step.TimeoutAt
+	}
+	s.timers = append(s.timers, td)
+}
+
+// simRecords splits events into records as the orchestrator appends them:
+// each ends at a step command, or at the end.
+func simRecords(evs []events.Event) [][]events.Event {
+	var out [][]events.Event
+	start := 0
+	for i, e := range evs {
+		if e.Type != events.TypeStepScheduled && i != len(evs)-1 {
+			continue
+		}
+		out = append(out, evs[start:i+1])
+		start = i + 1
+	}
+	return out
+}
+
+// crossCheck decides on a and b, two separate folds of the history the
+// cached state had: each takes the input as the cached state did, they
+// decide the same events, every decision is one that may follow the state
+// it is made on, and together they are what the cached state decided.
+func (s *sim) crossCheck(a, b *workflow.State, d simDelivery, input, decided []events.Event) {
+	s.t.Helper()
+	for _, st := range []*workflow.State{a, b} {
+		in, _ := s.accept(st, d)
+		if !simSameEvents(in, input) {
+			s.fail("input %v taken as %v on a fold, %v on the cache", d, in, input)
+		}
+		for _, e := range in {
+			if err := st.Apply(e); err != nil {
+				s.fail("apply %s: %v", simShow(e), err)
+			}
+		}
+	}
+	hist := append(slices.Clone(s.evs), input...)
+	var got []events.Event
+	for round := 0; a.Status == workflow.StatusRunning; round++ {
+		ea, eb := workflow.Decide(a, s.def), workflow.Decide(b, s.def)
+		if !simSameEvents(ea, eb) {
+			s.fail("two folds of one history decide differently:\n%s\nfrom the snapshot:\n%s", simShowAll(ea), simShowAll(eb))
+		}
+		if len(ea) == 0 {
+			break
+		}
+		if round > 1000 {
+			s.fail("decisions do not settle")
+		}
+		for i, e := range ea {
+			if msg, bug := simIllegal(a, e, hist); msg != "" {
+				s.failKnown(bug, "decision %s: %s\n(decided with\n%s)", simShow(e), msg, simShowAll(ea[:i]))
+			}
+			if err := a.Apply(e); err != nil {
+				s.fail("apply %s: %v", simShow(e), err)
+			}
+			hist = append(hist, e)
+			if err := b.Apply(e); err != nil {
+				s.fail("apply %s: %v", simShow(e), err)
+			}
+		}
+		got = append(got, ea...)
+	}
+	if !simSameEvents(got, decided) {
+		s.fail("the cached state decided differently from a fold of its history:\ncached:\n%s\nfold:\n%s", simShowAll(decided), simShowAll(got))
+	}
+}
+
+// checkRecovery checks a crash that kept k records (kept events) of a
+// decision: deciding again from the fold of what was stored does not take
+// the input twice, and ends in the state final the whole decision made.
+func (s *sim) checkRecovery(d simDelivery, input, all []events.Event, k, kept int, final *workflow.State) {
+	s.t.Helper()
+	st := s.fold(true)
+	again, _ := s.accept(st, d)
+	switch {
+	case k == 0 && !simSameEvents(again, input):
+		s.fail("after a crash keeping no record, input %v is taken as\n%s\nwant\n%s", d, simShowAll(again), simShowAll(input))
+	case k > 0 && len(input) > 0 && len(again) > 0:
+		s.fail("after a crash keeping %d records, input %v is taken twice:\n%s", k, d, simShowAll(again))
+	case k > 0 && len(again) > 0:
+		// Not taken before, taken now: the decisions kept made it apply
+		// (a timer scheduled again under its id).
+		return
+	}
+	for _, e := range again {
+		if err := st.Apply(e); err != nil {
+			s.fail("apply %s: %v", simShow(e), err)
+		}
+	}
+	var rest []events.Event
+	if st.Status == workflow.StatusRunning {
+		var err error
+		if rest, err = workflow.Advance(st, s.def); err != nil {
+			s.fail("Advance after a crash: %v", err)
+		}
+	}
+	st.LastSeq = final.LastSeq
+	if d := simDiff(st, final); d != "" {
+		s.failKnown("crash changes the decision", "after a crash keeping %d records, deciding again ends elsewhere than the whole decision: %s\ndecided again:\n%s\nthe rest of the decision:\n%s",
+			k, d, simShowAll(rest), simShowAll(all[max(kept, len(again)):]))
+	}
+}
+
+// checkStored checks the stored history after a completed input: folded
+// afresh it decides nothing more, and a snapshot of any prefix of it, plus
+// the rest, folds to the same state.
+func (s *sim) checkStored() {
+	s.t.Helper()
+	st := s.fold(false)
+	if evs := workflow.Decide(st, s.def); len(evs) > 0 {
+		s.fail("a decided history decides more when folded again:\n%s", simShowAll(evs))
+	}
+	whole, err := workflow.Fold(s.evs)
+	if err != nil {
+		s.fail("Fold: %v", err)
+	}
+	p := 1 + (len(s.seen)*7919)%len(s.evs)
+	prefix, err := workflow.Fold(s.evs[:p])
+	if err != nil {
+		s.fail("Fold: %v", err)
+	}
+	b, err := workflow.EncodeSnapshot(prefix)
+	if err != nil {
+		s.fail("EncodeSnapshot: %v", err)
+	}
+	restored, err := workflow.DecodeSnapshot(b, 0)
+	if err != nil {
+		s.fail("DecodeSnapshot: %v", err)
+	}
+	for _, e := range s.evs[p:] {
+		if err := restored.Apply(e); err != nil {
+			s.fail("apply %s after a snapshot: %v", simShow(e), err)
+		}
+	}
+	if d := simDiff(restored, whole); d != "" {
+		s.fail("the snapshot of the first %d events plus the rest folds differently: %s", p, d)
+	}
+}
+
+// closeOut ends the running children of a workflow that completed or was
+// canceled: each reports back canceled (which the parent ignores).
+func (s *sim) closeOut(st *workflow.State) {
+	if !st.Status.Terminal() || st.Status == workflow.StatusFailed {
+		return
+	}
+	for _, c := range s.children {
+		if !c.done {
+			c.done = true
+			s.queue = append(s.queue, simDelivery{kind: simResult, result: events.Result{V: 1, WorkflowID: "wf", Path: c.path,
+				Gen: c.gen, Attempt: 1, Outcome: events.OutcomeFailed, Time: s.clock,
+				Error: &events.Error{Type: workflow.ErrTypeCanceled, Message: "child canceled"}}})
+		}
+	}
+}
+
+// act performs one drawn action of the schedule.
+func (s *sim) act() {
+	type action struct {
+		weight int
+		do     func()
+	}
+	var open []*simTask
+	for _, t := range s.tasks {
+		if !t.done {
+			open = append(open, t)
+		}
+	}
+	var running []*simChild
+	for _, c := range s.children {
+		if !c.done {
+			running = append(running, c)
+		}
+	}
+	var acts []action
+	if len(s.queue) > 0 {
+		acts = append(acts, action{8, func() {
+			i := s.draw("delivery", len(s.queue))
+			d := s.queue[i]
+			s.queue = slices.Delete(s.queue, i, i+1)
+			s.process(d, true)
+		}})
+	}
+	if len(open) > 0 {
+		acts = append(acts, action{4, func() { s.execute(open[s.draw("task", len(open))], false) }})
+	}
+	if len(running) > 0 {
+		acts = append(acts, action{1, func() { s.finishChild(running[s.draw("child", len(running))], false) }})
+	}
+	if len(s.timers) > 0 {
+		// Timers fire in the order they are due, now and then later.
+		acts = append(acts, action{2, func() {
+			if s.chance("late timer?", 4) {
+				s.fire(s.draw("timer", len(s.timers)))
+			} else {
+				s.fire(s.firstTimer())
+			}
+		}})
+	}
+	if len(s.seen) > 0 {
+		acts = append(acts, action{1, func() {
+			d := s.seen[s.draw("redeliver", len(s.seen))]
+			s.logf("redeliver %v", d)
+			s.queue = append(s.queue, d)
+		}})
+	}
+	acts = append(acts,
+		action{1, func() { s.signal(s.draw("signal", 3)) }},
+		action{1, s.cancel},
+		action{1, s.redrive},
+		action{1, func() { s.clock = s.clock.Add(time.Duration(1+s.draw("tick", 20)) * time.Second) }},
+	)
+	total := 0
+	for _, a := range acts {
+		total += a.weight
+	}
+	n := s.draw("action", total)
+	for _, a := range acts {
+		if n < a.weight {
+			a.do()
+			return
+		}
+		n -= a.weight
+	}
+}
+
+// status is the workflow's status as the API reads it from the history.
+func (s *sim) status() workflow.Status { return s.fold(false).Status }
+
+// external appends an outside record after the history's end.
+func (s *sim) external(e events.Event) {
+	e.Time = s.clock
+	s.appendRec([]events.Event{e})
+	s.queue = append(s.queue, simDelivery{kind: simExternal, seq: len(s.recEnd)})
+}
+
+// signal sends signal a, b or c (no wait takes c); the API refuses a
+// workflow that does not run, unless its check raced the close.
+func (s *sim) signal(which int) {
+	if s.status() != workflow.StatusRunning && !s.chance("raced close?", 4) {
+		return
+	}
+	name := []string{"a", "b", "c"}[which]
+	s.signals++
+	id := fmt.Sprintf("r%d", s.signals)
+	if s.signals > 1 && !s.draining && s.chance("repeat request id?", 8) {
+		id = fmt.Sprintf("r%d", 1+s.draw("request id", s.signals-1))
+	}
+	s.logf("signal %s %s", name, id)
+	s.external(events.Event{Type: events.TypeSignalReceived, SignalReceived: &events.SignalReceived{
+		Name: name, Payload: int64(s.signals), RequestID: id}})
+}
+
+func (s *sim) cancel() {
+	if s.cancels >= 2 || !s.chance("cancel?", 12) {
+		return
+	}
+	if s.status() != workflow.StatusRunning && !s.chance("raced close?", 4) {
+		return
+	}
+	s.cancels++
+	s.logf("cancel")
+	s.external(events.Event{Type: events.TypeCancelRequested, CancelRequested: &events.CancelRequested{Reason: "sim"}})
+}
+
+// redrive retries a failed workflow (the API's append is conditional on
+// the failure it read).
+func (s *sim) redrive() {
+	if s.retries >= 3 || s.status() != workflow.StatusFailed {
+		return
+	}
+	s.retries++
+	s.logf("redrive")
+	s.external(events.Event{Type: events.TypeWorkflowRetried, WorkflowRetried: &events.WorkflowRetried{}})
+}
+
+// firstTimer returns the index of the pending timer due first.
+func (s *sim) firstTimer() int {
+	first := 0
+	for i, t := range s.timers {
+		if t.Due.Before(s.timers[first].Due) {
+			first = i
+		}
+	}
+	return first
+}
+
+// fire delivers the i-th pending timer once it is due.
+func (s *sim) fire(i int) {
+	td := s.timers[i]
+	s.timers = slices.Delete(s.timers, i, i+1)
+	if s.clock.Before(td.Due) {
+		s.clock = td.Due
+	}
+	if !s.draining && s.chance("skewed clock?", 8) {
+		// The timer service's clock is ahead of the orchestrator's.
+		s.clock = td.Due.Add(-time.Second)
+	}
+	s.logf("timer %s fires", td.TimerID)
+	s.queue = append(s.queue, simDelivery{kind: simTimer, timer: td})
+}
+
+// settled reports whether the history after a command's record holds its
+// step's outcome (the executor's check before running a redelivery).
+func (s *sim) settled(t *simTask) bool {
+	for _, e := range s.evs[s.recEnd[t.seq-1]:] {
+		switch {
+		case e.Type == events.TypeWorkflowCompleted || e.Type == events.TypeWorkflowCanceled:
+			return true
+		case e.StepCompleted != nil && e.StepCompleted.Path == t.cmd.Path && e.StepCompleted.Gen == t.cmd.Gen:
+			return true
+		case e.StepFailed != nil && e.StepFailed.Path == t.cmd.Path && e.StepFailed.Gen == t.cmd.Gen:
+			return true
+		}
+	}
+	return false
+}
+
+// execute delivers a step command to an executor, which runs one attempt
+// and reports it as the worker does; succeed forces a success.
+func (s *sim) execute(t *simTask, succeed bool) {
+	t.delivered++
+	attempt := max(t.cmd.FirstAttempt, 1) - 1 + t.delivered
+	maxAttempts := max(t.cmd.Retry.MaxAttempts, 1)
+	r := events.Result{V: 1, WorkflowID: "wf", Path: t.cmd.Path, Gen: t.cmd.Gen, Attempt: attempt, Time: s.clock}
+	outcome := 0
+	if !succeed {
+		outcome = s.draw("outcome", 8)
+	}
+	switch {
+	case t.delivered > 1 && s.settled(t):
+		r.Outcome = events.OutcomeCompleted
+		t.done = true
+	case t.delivered > maxAttempts:
+		r.Outcome = events.OutcomeFailed
+		r.Error = &events.Error{Type: "attempts_exhausted", Message: "lost"}
+		t.done = true
+	case outcome <= 4:
+		r.Outcome, r.Output = events.OutcomeCompleted, int64(attempt)
+		t.done = true
+	case outcome <= 6 && t.delivered < maxAttempts:
+		r.Outcome, r.RetryDelay = events.OutcomeAttemptFailed, time.Second
+		r.Error = &events.Error{Type: "oops", Message: "try again"}
+	default:
+		r.Outcome = events.OutcomeFailed
+		r.Error = &events.Error{Type: []string{"oops", "fatal"}[outcome%2], Message: "no"}
+		t.done = true
+	}
+	if t.done && !succeed && s.chance("ack lost?", 8) {
+		t.done = false // the command comes back: the worker died before its ack
+	}
+	s.logf("executor: %s gen=%d attempt %d outcome %d", t.cmd.Path, t.cmd.Gen, attempt, r.Outcome)
+	s.queue = append(s.queue, simDelivery{kind: simResult, result: r})
+}
+
+// finishChild ends a child workflow: completed, failed or canceled.
+func (s *sim) finishChild(c *simChild, succeed bool) {
+	c.done = true
+	r := events.Result{V: 1, WorkflowID: "wf", Path: c.path, Gen: c.gen, Attempt: 1, Time: s.clock}
+	how := 0
+	if !succeed {
+		how = s.draw("child outcome", 3)
+	}
+	switch how {
+	case 0:
+		r.Outcome, r.Output = events.OutcomeCompleted, "child output"
+	case 1:
+		r.Outcome, r.Error = events.OutcomeFailed, &events.Error{Type: workflow.ErrTypeChild, Message: "child failed"}
+	default:
+		r.Outcome, r.Error = events.OutcomeFailed, &events.Error{Type: workflow.ErrTypeCanceled, Message: "child canceled"}
+	}
+	s.logf("child %s gen=%d ends: outcome %d", c.path, c.gen, r.Outcome)
+	s.queue = append(s.queue, simDelivery{kind: simResult, result: r})
+}
+
+// drain delivers everything outstanding, in order and without crashes:
+// results (tasks succeed), children, timers, and a signal for every open
+// wait. Then the workflow must be closed: nothing may be left waiting on
+// an input that cannot come.
+func (s *sim) drain() {
+	s.logf("drain")
+	s.draining = true
+	for n := 0; ; n++ {
+		if n > 5000 {
+			s.fail("the run does not settle")
+		}
+		if len(s.queue) > 0 {
+			d := s.queue[0]
+			s.queue = s.queue[1:]
+			s.process(d, false)
+			continue
+		}
+		if i := slices.IndexFunc(s.tasks, func(t *simTask) bool { return !t.done }); i >= 0 {
+			s.execute(s.tasks[i], true)
+			continue
+		}
+		if i := slices.IndexFunc(s.children, func(c *simChild) bool { return !c.done }); i >= 0 {
+			s.finishChild(s.children[i], true)
+			continue
+		}
+		if len(s.timers) > 0 {
+			s.fire(s.firstTimer())
+			continue
+		}
+		st := s.fold(false)
+		if st.Status != workflow.StatusRunning {
+			return
+		}
+		// Signal a wait that has no signal pending. (A wait whose signal
+		// is pending is not followed: left open in a container that failed.)
+		send := ""
+		for _, path := range st.Order {
+			step := st.Steps[path]
+			if step.Status != workflow.StepWaiting || step.Kind != "wait" {
+				continue
+			}
+			if !slices.ContainsFunc(st.Signals, func(sig *workflow.Signal) bool { return sig.Name == step.Signal && !sig.Consumed }) {
+				send = step.Signal
+				break
+			}
+		}
+		if send == "" {
+			s.fail("stuck: the workflow runs with nothing in flight and no wait to signal\n%s", simSteps(st))
+		}
+		s.signal(slices.Index([]string{"a", "b"}, send))
+	}
+}
+
+// checkHistory checks the whole stored history: no step command or child
+// twice, and no second close without a redrive in between.
+func (s *sim) checkHistory() {
+	type key struct {
+		path string
+		gen  int
+	}
+	scheduled, children := map[key]bool{}, map[string]bool{}
+	closed := false
+	for i, e := range s.evs {
+		switch {
+		case e.StepScheduled != nil:
+			k := key{e.StepScheduled.Path, e.StepScheduled.Gen}
+			if scheduled[k] {
+				s.fail("event %d: %v scheduled twice", i+1, k)
+			}
+			scheduled[k] = true
+		case e.ChildStarted != nil:
+			if children[e.ChildStarted.WorkflowID] {
+				s.fail("event %d: child %s started twice", i+1, e.ChildStarted.WorkflowID)
+			}
+			children[e.ChildStarted.WorkflowID] = true
+		case e.Terminal():
+			if closed {
+				s.fail("event %d: a second close", i+1)
+			}
+			closed = true
+		case e.Type == events.TypeWorkflowRetried:
+			closed = false
+		}
+	}
+}
+
+// simIllegal says why decision e may not follow state st, folded from
+// history hist, or "", and which known bug that is, if any.
+func simIllegal(st *workflow.State, e events.Event, hist []events.Event) (msg, bug string) {
+	if st.Status != workflow.StatusRunning {
+		return "decided on a workflow that is " + string(st.Status), ""
+	}
+	// A cancel request or the workflow's timeout closes it at once.
+	if (st.CancelRequested || st.TimedOut) && !(st.CancelRequested && e.Type == events.TypeWorkflowCanceled) &&
+		!(st.TimedOut && e.Type == events.TypeWorkflowFailed) {
+		return fmt.Sprintf("decided on instead of closing (cancel requested %v, timed out %v)", st.CancelRequested, st.TimedOut), ""
+	}
+	var path string
+	switch p := e.Payload().(type) {
+	case *events.StepScheduled:
+		path = p.Path
+	case *events.ChildStarted:
+		path = p.Path
+	case *events.WaitStarted:
+		path = p.Path
+	case *events.TimerScheduled:
+		path = p.Path
+	case *events.StepStarted:
+		path = p.Path
+	case *events.StepSkipped:
+		path = p.Path
+	case *events.StepCompleted:
+		path = p.Path
+	case *events.StepFailed:
+		path = p.Path
+	case *events.StepIterated:
+		path = p.Path
+	}
+	s := st.Steps[path]
+	fresh := s == nil || s.Status == workflow.StepPending
+	gen := 1
+	if s != nil {
+		gen = s.Gen + 1
+	}
+	switch e.Type {
+	case events.TypeStepScheduled, events.TypeChildStarted:
+		if !fresh {
+			return fmt.Sprintf("step %s started again while %s", path, s.Status), ""
+		}
+		if g := e.StepScheduled; g != nil && g.Gen != gen {
+			return fmt.Sprintf("gen %d, want %d", g.Gen, gen), ""
+		}
+		if g := e.StepScheduled; g != nil && s != nil && g.FirstAttempt != s.Attempts+1 {
+			return fmt.Sprintf("first attempt %d after attempt %d", g.FirstAttempt, s.Attempts), ""
+		}
+		if g := e.ChildStarted; g != nil && g.Gen != gen {
+			return fmt.Sprintf("gen %d, want %d", g.Gen, gen), ""
+		}
+	case events.TypeWaitStarted, events.TypeStepSkipped:
+		if !fresh {
+			return fmt.Sprintf("step %s started again while %s", path, s.Status), ""
+		}
+	case events.TypeTimerScheduled:
+		if path == "" {
+			if st.TimeoutTimerID != "" {
+				return "the workflow timeout scheduled again", ""
+			}
+		} else if !fresh {
+			return fmt.Sprintf("step %s started again while %s", path, s.Status), ""
+		}
+	case events.TypeStepStarted:
+		if e.StepStarted.Kind == "timeout_steps" {
+			if s == nil || s.Status != workflow.StepWaiting || !s.TimedOut {
+				return fmt.Sprintf("timeout steps of %s, which has not timed out", path), ""
+			}
+		} else if !fresh {
+			return fmt.Sprintf("step %s started again while %s", path, s.Status), ""
+		}
+	case events.TypeStepCompleted:
+		if s != nil && (s.Done() || s.Status == workflow.StepCanceled) {
+			return fmt.Sprintf("step %s completed again (it is %s)", path, s.Status), ""
+		}
+		if msg := simOutsideOutcome(s); msg != "" {
+			return msg, ""
+		}
+		if s != nil && s.Status == workflow.StepWaiting && s.Kind == "sleep" && !s.TimedOut {
+			return fmt.Sprintf("sleep %s completed before its timer", path), ""
+		}
+		if s != nil && s.Status == workflow.StepWaiting && s.Kind == "wait" && e.StepCompleted.SignalSeq == 0 {
+			return fmt.Sprintf("wait %s completed without a signal", path), ""
+		}
+		if seq := e.StepCompleted.SignalSeq; seq > 0 {
+			if s == nil || s.Status != workflow.StepWaiting {
+				return fmt.Sprintf("a signal taken by %s, which is not waiting", path), ""
+			}
+			i := slices.IndexFunc(st.Signals, func(sig *workflow.Signal) bool { return sig.Seq == seq })
+			switch {
+			case i < 0 || st.Signals[i].Name != s.Signal:
+				return fmt.Sprintf("wait %s took event %d, which is no %q signal", path, seq, s.Signal), ""
+			case st.Signals[i].Consumed:
+				return fmt.Sprintf("wait %s took signal %d, which another wait took", path, seq), "signal taken twice"
+			}
+			for _, sig := range st.Signals[:i] {
+				if sig.Name == s.Signal && !sig.Consumed {
+					return fmt.Sprintf("wait %s took signal %d, not the first pending %q (%d)", path, seq, s.Signal, sig.Seq), ""
+				}
+			}
+			if s.TimedOut {
+				fired := slices.IndexFunc(hist, func(h events.Event) bool {
+					return h.TimerFired != nil && h.TimerFired.Path == path && h.TimerFired.TimerID == s.TimerID
+				}) + 1
+				if seq > fired {
+					return fmt.Sprintf("wait %s took signal %d, which came after its timeout (event %d)", path, seq, fired),
+						"wait takes a signal after its timeout"
+				}
+			}
+		}
+	case events.TypeStepFailed:
+		if s != nil && (s.Done() || s.Status == workflow.StepFailed || s.Status == workflow.StepCanceled) {
+			return fmt.Sprintf("step %s failed again (it is %s)", path, s.Status), ""
+		}
+		if msg := simOutsideOutcome(s); msg != "" {
+			return msg, ""
+		}
+	case events.TypeStepIterated:
+		if s == nil || s.Status != workflow.StepRunning || e.StepIterated.Iteration != s.Iteration+1 {
+			return fmt.Sprintf("repeat %s iterated to %d from %+v", path, e.StepIterated.Iteration, s), ""
+		}
+	case events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled:
+	default:
+		return "not a decision", ""
+	}
+	return "", ""
+}
+
+// simOutsideOutcome says why step s may not be closed by a decision: a
+// running task or child ends with its result, which is an input.
+func simOutsideOutcome(s *workflow.Step) string {
+	if s != nil && s.Status == workflow.StepRunning && (s.Kind == "task" || s.Kind == "workflow") {
+		return fmt.Sprintf("decided the outcome of %s %s, which runs outside", s.Kind, s.Path)
+	}
+	return ""
+}
+
+// simSameEvents compares events in their stored form.
+func simSameEvents(a, b []events.Event) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	return reflect.DeepEqual(simStored(a), simStored(b))
+}
+
+func simStored(evs []events.Event) []events.Event {
+	b, err := events.Encode(evs...)
+	if err != nil {
+		panic(err)
+	}
+	r, err := events.Decode(b)
+	if err != nil {
+		panic(err)
+	}
+	return r.Events
+}
+
+func simShowAll(evs []events.Event) string {
+	var lines []string
+	for _, e := range evs {
+		lines = append(lines, "  "+simShow(e))
+	}
+	if lines == nil {
+		return "  (none)"
+	}
+	return strings.Join(lines, "\n")
+}
+
+func simSteps(st *workflow.State) string {
+	var lines []string
+	for _, p := range st.Order {
+		s := st.Steps[p]
+		lines = append(lines, fmt.Sprintf("  %s %s %s gen=%d timedout=%v", p, s.Kind, s.Status, s.Gen, s.TimedOut))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// simDiff names what differs between two states (what decisions learned
+// about loops aside), or returns "".
+func simDiff(a, b *workflow.State) string {
+	ca, cb := simCanonical(a), simCanonical(b)
+	if reflect.DeepEqual(ca, cb) {
+		return ""
+	}
+	var d []string
+	va, vb := reflect.ValueOf(ca).Elem(), reflect.ValueOf(cb).Elem()
+	for i := range va.NumField() {
+		f := va.Type().Field(i)
+		if f.Name == "Steps" || !f.IsExported() {
+			continue
+		}
+		if fa, fb := va.Field(i).Interface(), vb.Field(i).Interface(); !reflect.DeepEqual(fa, fb) {
+			d = append(d, fmt.Sprintf("%s: %+v != %+v", f.Name, fa, fb))
+		}
+	}
+	paths := slices.Sorted(func(yield func(string) bool) {
+		for p := range ca.Steps {
+			yield(p)
+		}
+		for p := range cb.Steps {
+			if ca.Steps[p] == nil {
+				yield(p)
+			}
+		}
+	})
+	for _, p := range paths {
+		if sa, sb := ca.Steps[p], cb.Steps[p]; !reflect.DeepEqual(sa, sb) {
+			d = append(d, fmt.Sprintf("step %s: %+v != %+v", p, sa, sb))
+		}
+	}
+	if d == nil {
+		d = append(d, "unexported fields (step outputs or signal ids)")
+	}
+	return strings.Join(d, "; ")
+}
+
+// simCanonical copies st without loop progress, with an empty list of
+// items as none (as it reads back from storage).
+func simCanonical(st *workflow.State) *workflow.State {
+	c := workflow.WithoutLoopProgress(st)
+	c.Steps = make(map[string]*workflow.Step, len(st.Steps))
+	for p, s := range st.Steps {
+		cp := *s
+		if len(cp.Items) == 0 {
+			cp.Items = nil
+		}
+		c.Steps[p] = &cp
+	}
+	return c
+}
