@@ -55,6 +55,15 @@ func Decide(st *State, def *definition.Definition) []events.Event {
 		return []events.Event{*w.terminal}
 	}
 	if len(w.out) > 0 {
+		// A decision ends at its first step command: the shell stores
+		// decisions as one record per command, so a crash can keep any
+		// prefix ending there, and deciding again from that prefix must
+		// go on exactly as the whole decision would have.
+		for i, e := range w.out {
+			if e.Type == events.TypeStepScheduled {
+				return w.out[:i+1]
+			}
+		}
 		return w.out
 	}
 	switch r.state {
@@ -81,7 +90,9 @@ func Decide(st *State, def *definition.Definition) []events.Event {
 }
 
 // Advance decides and applies until the workflow waits on the outside,
-// and returns the new events in order (already applied to st).
+// and returns the new events in order (already applied to st). Any prefix
+// of them that ends at a StepScheduled event, decided again, yields the
+// rest (see Decide).
 func Advance(st *State, def *definition.Definition) ([]events.Event, error) {
 	var out []events.Event
 	for {

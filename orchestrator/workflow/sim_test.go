@@ -74,12 +74,6 @@ var simT0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 // is logged and goes on, unless WEFT_SIM_STRICT is set; remove an entry
 // when its bug is fixed.
 var simKnownBugs = map[string]string{
-	"signal taken twice": "one decision lets two open waits on one name (in a foreach or parallel) take the same signal",
-	"crash changes the decision": "deciding again after a crash kept the first records of a decision can end elsewhere: " +
-		"the events of one Decide round are made against the state before the round, so where rounds split matters " +
-		"(a failing parallel or foreach starts or skips siblings, or reports another branch's error)",
-	"redrive exceeds foreach concurrency": "a redrive resumes every failed iteration of a foreach whose first step had " +
-		"completed at once, however many its concurrency allows",
 	"wait takes a signal after its timeout": "a wait whose timer fired while the workflow had failed takes, after a redrive, " +
 		"a signal that came after the timeout (one that raced the failure past the API's check)",
 }
