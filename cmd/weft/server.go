@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,10 @@ type partFlags struct {
 	authTokens, tlsCert, tlsKey, tlsClientCA string
 	// publishAllow: reserved subjects nats.publish may reach (executor, API).
 	publishAllow []string
+	// httpDeny: address ranges the http task may not connect to
+	// (executor); httpDenyRanges parsed from it before the command runs.
+	httpDeny       []string
+	httpDenyRanges []netip.Prefix
 }
 
 func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
@@ -76,6 +81,29 @@ func (p *partFlags) registerPublishAllow(cmd *cobra.Command) {
 		}
 		return nil
 	}
+}
+
+// registerHTTPDeny adds --http-deny, for the commands that run an
+// executor.
+func (p *partFlags) registerHTTPDeny(cmd *cobra.Command) {
+	cmd.Flags().StringSliceVar(&p.httpDeny, "http-deny", nil, "address `range`s in CIDR notation (or single addresses; repeat the flag or separate with commas) that http steps may not connect to, e.g. 169.254.169.254/32,10.0.0.0/8,127.0.0.0/8,::1/128. Checked on the address dialed, so names resolving into a range and redirects are refused too (error type denied); with it, HTTP_PROXY and HTTPS_PROXY are ignored. Default: none")
+	prev := cmd.PreRunE
+	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		ranges, err := builtin.ParseHTTPDeny(p.httpDeny)
+		if err != nil {
+			return fmt.Errorf("--http-deny: %w", err)
+		}
+		p.httpDenyRanges = ranges
+		if prev != nil {
+			return prev(c, args)
+		}
+		return nil
+	}
+}
+
+// builtinConfig is the built-in task types' configuration from the flags.
+func (p *partFlags) builtinConfig() builtin.Config {
+	return builtin.Config{PublishAllow: p.publishAllow, HTTPDeny: p.httpDenyRanges}
 }
 
 // registerNATS adds the flags that say how to reach NATS: --nats-url
@@ -267,7 +295,7 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 				Orchestrator: o.config(),
 				Executor:     &executor.Config{Concurrency: p.concurrency},
 				Builtins:     true,
-				Builtin:      builtin.Config{PublishAllow: p.publishAllow},
+				Builtin:      p.builtinConfig(),
 				API:          apiCfg,
 				APIAddr:      p.addr,
 				APITLS:       apiTLS,
@@ -277,6 +305,7 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 	p.register(cmd, true)
 	o.register(cmd)
 	p.registerPublishAllow(cmd)
+	p.registerHTTPDeny(cmd)
 	cmd.Flags().StringVar(&dataDir, "data", "weft-data", "data directory of the embedded NATS server")
 	cmd.Flags().StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "listen address of the embedded NATS server")
 	cmd.Flags().StringVar(&syncMode, "sync", "interval", "embedded JetStream disk sync: interval (default; a process crash loses nothing acknowledged, a power loss can lose the last interval) or always (fsync before every acknowledgement)")
@@ -309,9 +338,9 @@ func (o *orchFlags) config() *orchestrator.Config {
 }
 
 // partCmd is a command that runs some of Weft's parts against --nats-url;
-// parts builds their configuration from the flags. withPublishAllow adds
-// --publish-allow.
-func partCmd(use, short string, withAddr, withPublishAllow bool, parts func(p *partFlags, cfg *node.Config) error) *cobra.Command {
+// parts builds their configuration from the flags, and each of flags adds
+// some of the command's own.
+func partCmd(use, short string, withAddr bool, parts func(p *partFlags, cfg *node.Config) error, flags ...func(*partFlags, *cobra.Command)) *cobra.Command {
 	var p partFlags
 	cmd := &cobra.Command{
 		Use:   use,
@@ -337,15 +366,15 @@ func partCmd(use, short string, withAddr, withPublishAllow bool, parts func(p *p
 		},
 	}
 	p.register(cmd, withAddr)
-	if withPublishAllow {
-		p.registerPublishAllow(cmd)
+	for _, f := range flags {
+		f(&p, cmd)
 	}
 	return cmd
 }
 
 func orchestratorCmd() *cobra.Command {
 	var o orchFlags
-	cmd := partCmd("orchestrator", "Run an orchestrator against --nats-url", false, false, func(_ *partFlags, cfg *node.Config) error {
+	cmd := partCmd("orchestrator", "Run an orchestrator against --nats-url", false, func(_ *partFlags, cfg *node.Config) error {
 		cfg.Orchestrator = o.config()
 		return nil
 	})
@@ -354,22 +383,22 @@ func orchestratorCmd() *cobra.Command {
 }
 
 func executorCmd() *cobra.Command {
-	return partCmd("executor", "Run an executor with the built-in task types against --nats-url", false, true, func(p *partFlags, cfg *node.Config) error {
+	return partCmd("executor", "Run an executor with the built-in task types against --nats-url", false, func(p *partFlags, cfg *node.Config) error {
 		cfg.Executor, cfg.Builtins = &executor.Config{Concurrency: p.concurrency}, true
-		cfg.Builtin.PublishAllow = p.publishAllow
+		cfg.Builtin = p.builtinConfig()
 		return nil
-	})
+	}, (*partFlags).registerPublishAllow, (*partFlags).registerHTTPDeny)
 }
 
 func apiCmd() *cobra.Command {
-	return partCmd("api", "Serve the API against --nats-url", true, true, func(p *partFlags, cfg *node.Config) error {
+	return partCmd("api", "Serve the API against --nats-url", true, func(p *partFlags, cfg *node.Config) error {
 		apiCfg, apiTLS, err := p.apiSecurity()
 		if err != nil {
 			return err
 		}
 		cfg.API, cfg.APIAddr, cfg.APITLS = apiCfg, p.addr, apiTLS
 		return nil
-	})
+	}, (*partFlags).registerPublishAllow)
 }
 
 // logAPISecurity logs how the API is protected, with a warning when it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -30,6 +31,17 @@ type Config struct {
 	// nats.publish may send to although they are reserved for NATS or Weft
 	// (see CheckPublishSubject). Default: none.
 	PublishAllow []string
+	// HTTPDeny lists address ranges (see ParseHTTPDeny) the http task must
+	// not connect to. The check is on the address being dialed, so it
+	// holds for names that resolve to a denied address and for redirects;
+	// a denied connection fails the step with "denied". With HTTPDeny the
+	// http task uses no proxy (HTTP_PROXY and the like are ignored), and
+	// HTTPClient's Transport must be nil or an *http.Transport, whose copy
+	// gets a checking dialer; another Transport fails every http step with
+	// "not_configured". Default: none.
+	HTTPDeny []netip.Prefix
+
+	httpErr error // why the http task cannot run (a Transport HTTPDeny cannot wrap)
 }
 
 // Handlers returns the built-in handlers keyed by task type: "echo",
@@ -37,6 +49,9 @@ type Config struct {
 func Handlers(cfg Config) map[string]executor.Handler {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
+	}
+	if len(cfg.HTTPDeny) > 0 {
+		cfg.HTTPClient, cfg.httpErr = denyClient(cfg.HTTPClient, cfg.HTTPDeny)
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20

@@ -35,6 +35,15 @@
 // the step), unless the input's headers set them. The attempt's context
 // bounds the request; redirects are followed.
 //
+// Config.HTTPDeny (weft executor and weft server: --http-deny) lists
+// address ranges the task must not connect to. The address is checked as
+// it is dialed, so a name that resolves to a denied address, an IPv4
+// address written as IPv6 (::ffff:127.0.0.1) and a redirect to a denied
+// address are all refused, before anything is sent. With HTTPDeny no proxy
+// is used: HTTP_PROXY, HTTPS_PROXY and a Transport's Proxy are ignored,
+// since a proxy would connect in the task's stead. A denied connection
+// fails the step with "denied", naming the address and its range.
+//
 // Output, for 2xx and 3xx responses:
 //
 //	{status: int,
@@ -66,6 +75,7 @@
 //	network              connection or transport failure                                          retryable
 //	timeout              the attempt's deadline passed                                            retryable
 //	canceled             the attempt's context was canceled (worker stopping)                     retryable
+//	denied               the address dialed is in a Config.HTTPDeny range (--http-deny)           non-retryable
 //	response_too_large   a success body over Config.MaxBodyBytes                                  non-retryable
 //	rate_limited         429                                                                      retryable
 //	unavailable          503                                                                      retryable
@@ -78,6 +88,7 @@
 //	gone                 410                                                                      non-retryable
 //	unprocessable        422                                                                      non-retryable
 //	client_error         other 4xx                                                                non-retryable
+//	not_configured       Config.HTTPDeny with an HTTPClient Transport that is not *http.Transport  non-retryable
 //
 // Status errors say the status and up to 200 bytes of the response body
 // (bytes that are not UTF-8 shown as U+FFFD).

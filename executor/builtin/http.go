@@ -38,12 +38,18 @@ const (
 )
 
 func (c Config) http(ctx context.Context, t *executor.Task) (any, error) {
+	if c.httpErr != nil {
+		return nil, executor.NonRetryable(executor.NewError("not_configured", "%v", c.httpErr))
+	}
 	req, mode, err := newRequest(ctx, t)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := c.HTTPClient.Do(req)
 	if err != nil {
+		if d := deniedFailure(err); d != nil {
+			return nil, d
+		}
 		return nil, transportError(ctx, err)
 	}
 	defer resp.Body.Close()
