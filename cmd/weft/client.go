@@ -296,6 +296,9 @@ func defCommand(cf *clientFlags) *cobra.Command {
 				changed = "changed"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "definition %s revision %d (%s)\n", res.Msg.GetName(), res.Msg.GetRevision(), changed)
+			for _, w := range res.Msg.GetWarnings() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+			}
 			return nil
 		},
 	}

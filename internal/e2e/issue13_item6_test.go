@@ -43,11 +43,14 @@ func TestIssue13Item6_UnsetSecretGeneric503(t *testing.T) {
 	_ = os.Unsetenv(secretVar)
 	var logs syncBuffer
 	e := newEnv(t, envOpts{logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	e.putDef(`
+	put := e.putDef(`
 name: unset
 triggers: [ { webhook: unset-secret, secret_env: ` + secretVar + ` } ]
 steps: [ { id: s, task: echo, input: x } ]
 `)
+	if len(put.Warnings) != 1 || !strings.Contains(put.Warnings[0], secretVar) {
+		t.Fatalf("put warnings %q, want one naming %s", put.Warnings, secretVar)
+	}
 	if !strings.Contains(logs.String(), secretVar) {
 		t.Fatalf("no put-time warning naming %s in the log:\n%s", secretVar, logs.String())
 	}

@@ -49,8 +49,8 @@ func (s *Server) PutDefinition(ctx context.Context, req *connect.Request[weftv1.
 	if err := trigger.ReleaseWebhooks(ctx, s.store, prev, def); err != nil {
 		s.log.Warn("the webhook names the definition dropped stay its own for a minute", "definition", def.Name, "err", err)
 	}
-	s.warnUnsetSecrets(def.Name, def.Triggers)
-	return connect.NewResponse(&weftv1.PutDefinitionResponse{Name: rec.Name, Revision: int32(rec.Revision), Changed: changed}), nil
+	warnings := s.warnUnsetSecrets(def.Name, def.Triggers)
+	return connect.NewResponse(&weftv1.PutDefinitionResponse{Name: rec.Name, Revision: int32(rec.Revision), Changed: changed, Warnings: warnings}), nil
 }
 
 // GetDefinition returns a revision of a definition (0: the latest).

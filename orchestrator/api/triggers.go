@@ -76,16 +76,19 @@ const SignatureHeader = "X-Weft-Signature"
 // to the log, not to the caller.
 const unavailable = "the webhook cannot take deliveries right now; try again later"
 
-// warnUnsetSecrets logs a warning for each webhook trigger whose secret
-// variable is not set in this process's environment: its deliveries are
-// refused until it is.
-func (s *Server) warnUnsetSecrets(def string, ts []*definition.Trigger) {
+// warnUnsetSecrets logs and returns a warning for each webhook trigger
+// whose secret variable is not set in this process's environment: its
+// deliveries are refused until it is.
+func (s *Server) warnUnsetSecrets(def string, ts []*definition.Trigger) []string {
+	var warnings []string
 	for _, t := range ts {
 		if t.Kind == definition.TriggerWebhook && t.SecretEnv != "" && os.Getenv(t.SecretEnv) == "" {
 			s.log.Warn("webhook secret is not set on this API server: deliveries answer 503 until it is",
 				"definition", def, "webhook", t.Webhook, "secret_env", t.SecretEnv)
+			warnings = append(warnings, fmt.Sprintf("webhook %q: the variable %s is not set on this API server: deliveries are refused (503) until it is", t.Webhook, t.SecretEnv))
 		}
 	}
+	return warnings
 }
 
 // validSignature reports whether header is "sha256=" and the hex (either

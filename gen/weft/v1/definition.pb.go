@@ -160,7 +160,11 @@ type PutDefinitionResponse struct {
 	Revision int32 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// True if a new revision was created; false if the source was identical to
 	// the latest revision.
-	Changed       bool `protobuf:"varint,3,opt,name=changed,proto3" json:"changed,omitempty"`
+	Changed bool `protobuf:"varint,3,opt,name=changed,proto3" json:"changed,omitempty"`
+	// Warnings about what the definition needs that this server lacks (a
+	// webhook secret variable that is not set, say); the definition is
+	// stored all the same.
+	Warnings      []string `protobuf:"bytes,4,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -214,6 +218,13 @@ func (x *PutDefinitionResponse) GetChanged() bool {
 		return x.Changed
 	}
 	return false
+}
+
+func (x *PutDefinitionResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 // GetDefinitionRequest is the request of DefinitionService.GetDefinition.
@@ -412,11 +423,12 @@ const file_weft_v1_definition_proto_rawDesc = "" +
 	"\fcreated_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedTime\x12\x12\n" +
 	"\x04hash\x18\x05 \x01(\tR\x04hash\".\n" +
 	"\x14PutDefinitionRequest\x12\x16\n" +
-	"\x06source\x18\x01 \x01(\tR\x06source\"a\n" +
+	"\x06source\x18\x01 \x01(\tR\x06source\"}\n" +
 	"\x15PutDefinitionResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x05R\brevision\x12\x18\n" +
-	"\achanged\x18\x03 \x01(\bR\achanged\"F\n" +
+	"\achanged\x18\x03 \x01(\bR\achanged\x12\x1a\n" +
+	"\bwarnings\x18\x04 \x03(\tR\bwarnings\"F\n" +
 	"\x14GetDefinitionRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x05R\brevision\"P\n" +
