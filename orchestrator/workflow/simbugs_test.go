@@ -209,3 +209,67 @@ steps:
 		t.Fatalf("the redrive runs %v at once, concurrency 1:\n%s", scheduled, simShowAll(evs))
 	}
 }
+
+// A redrive runs the failed iterations of an on_error: continue foreach
+// that had not completed within its concurrency, like any others: here
+// the workflow's timeout leaves it running. (A failing parallel around it,
+// which cancels it, does the same.)
+func TestSimKnownRedriveRerunsPastConcurrency(t *testing.T) {
+	simSkipKnown(t, "redrive reruns failed iterations past foreach concurrency")
+	def, st, _ := simStart(t, `
+name: redrive-continue
+timeout: 10s
+steps:
+  - id: each
+    foreach: "[1, 2]"
+    concurrency: 1
+    on_error: continue
+    do:
+      - { id: a, task: t }
+      - { id: b, task: t }
+`)
+	apply := func(ev events.Event) {
+		t.Helper()
+		if err := st.Apply(ev); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := workflow.Advance(st, def); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Iteration 0 fails in b and the loop goes on; iteration 1 runs b
+	// when the workflow times out.
+	for _, r := range []struct {
+		path string
+		ok   bool
+	}{{"each[0].a", true}, {"each[0].b", false}, {"each[1].a", true}} {
+		res := events.Result{V: 1, WorkflowID: "wf", Path: r.path, Gen: 1, Attempt: 1, Time: simT0, Outcome: events.OutcomeCompleted}
+		if !r.ok {
+			res.Outcome, res.Error = events.OutcomeFailed, &events.Error{Type: "oops", Message: "no"}
+		}
+		ev, ok := workflow.AcceptResult(st, res)
+		if !ok {
+			t.Fatalf("result for %s not taken", r.path)
+		}
+		apply(ev)
+	}
+	ev, ok, _ := workflow.AcceptTimer(st, events.TimerDue{V: 1, WorkflowID: "wf", TimerID: workflow.WorkflowTimeoutTimerID(0)},
+		simT0.Add(10*time.Second))
+	if !ok {
+		t.Fatal("the workflow's timeout not taken")
+	}
+	apply(ev)
+	if st.Status != workflow.StatusFailed {
+		t.Fatalf("status %s, want FAILED", st.Status)
+	}
+	apply(events.Event{Type: events.TypeWorkflowRetried, Time: simT0.Add(10 * time.Second), WorkflowRetried: &events.WorkflowRetried{}})
+	var running []string
+	for _, p := range st.Order {
+		if s := st.Steps[p]; s.Kind == "task" && s.Status == workflow.StepRunning {
+			running = append(running, p)
+		}
+	}
+	if len(running) > 1 {
+		t.Fatalf("after the redrive %v run at once, concurrency 1:\n%s", running, simSteps(st))
+	}
+}
