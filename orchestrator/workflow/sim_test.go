@@ -738,6 +738,32 @@ func (s *sim) inside(path, outer string) bool {
 	}
 }
 
+// followed reports whether the step at path is inside the step at outer
+// and followed by decisions from there: the containers between are
+// running (or canceled, by the decision at hand), and a catch's step
+// failed (and no redrive runs it again first).
+func (s *sim) followed(st *workflow.State, m *simModel, path, outer string) bool {
+	for {
+		up, par, ok := s.up(path)
+		if !ok {
+			return false
+		}
+		if up == outer {
+			return true
+		}
+		ps := st.Steps[up]
+		switch {
+		case ps == nil:
+			return false
+		case par.catch && (ps.Status != workflow.StepFailed || m.rerun(ps)):
+			return false
+		case !par.catch && ps.Status != workflow.StepRunning && ps.Status != workflow.StepCanceled:
+			return false
+		}
+		path = up
+	}
+}
+
 // live reports whether the step at path is followed by decisions: the
 // steps around it are running (a catch's steps: the step it catches
 // failed, and no redrive runs it again first). A step left open by a
@@ -813,6 +839,10 @@ func (s *sim) crossCheck(a, b *workflow.State, d simDelivery, input, decided []e
 		if len(ea) == 0 {
 			break
 		}
+		// A decision ends at its first step command (Decide).
+		if i := slices.IndexFunc(ea, func(e events.Event) bool { return e.StepScheduled != nil }); i >= 0 && i < len(ea)-1 {
+			s.fail("a decision goes on after its first step command:\n%s", simShowAll(ea))
+		}
 		if round > 1000 {
 			s.fail("decisions do not settle")
 		}
@@ -830,12 +860,13 @@ func (s *sim) crossCheck(a, b *workflow.State, d simDelivery, input, decided []e
 		}
 		got = append(got, ea...)
 	}
-	// Decided to the end, no wait decisions follow is left waiting with
-	// a signal of its name pending: each signal satisfies a wait.
+	// Once decisions settle, no wait they follow is left waiting while a
+	// signal of its name is pending: each signal satisfies a wait
+	// (docs/language.md, "wait").
 	if a.Status == workflow.StatusRunning {
 		for _, p := range a.Order {
 			w := a.Steps[p]
-			if w.Kind == "wait" && w.Status == workflow.StepWaiting && a.Signals != nil && s.live(a, m, p) &&
+			if w.Kind == "wait" && w.Status == workflow.StepWaiting && s.live(a, m, p) &&
 				slices.ContainsFunc(a.Signals, func(sig *workflow.Signal) bool { return sig.Name == w.Signal && !sig.Consumed }) {
 				s.fail("wait %s is left waiting with a %q signal pending", p, w.Signal)
 			}
@@ -1378,7 +1409,7 @@ func (s *sim) illegal(st *workflow.State, e events.Event, m *simModel, rest []ev
 		// it (docs/language.md, "foreach" and "parallel").
 		if d := s.def.Step(simID(path)); d != nil && (d.Parallel != nil || d.Foreach != nil) {
 			for _, p := range st.Order {
-				if in := st.Steps[p]; simOpen(in) && s.inside(p, path) && s.live(st, m, p) {
+				if in := st.Steps[p]; simOpen(in) && s.followed(st, m, p, path) {
 					return fmt.Sprintf("%s fails with %s still %s under it", path, p, in.Status), ""
 				}
 			}
