@@ -77,6 +77,9 @@ var simKnownBugs = map[string]string{
 	"redrive reruns failed iterations past foreach concurrency": "a redrive runs the failed iterations of an " +
 		"on_error: continue foreach that had not completed (the workflow's timeout left it running, or a failing " +
 		"parallel canceled it) at once with the others, past its concurrency, when a step after the body's first failed",
+	"a wait started again by a redrive is passed over for a signal": "a wait a redrive starts again keeps its place " +
+		"in the order waits started, yet in the decision that starts it a wait that started after it takes a pending " +
+		"signal (one that raced the workflow's failure)",
 	"wait takes a signal after its timeout": "a wait whose timer fired while the workflow had failed takes, after a redrive, " +
 		"a signal that came after the timeout (one that raced the failure past the API's check)",
 }
@@ -1475,7 +1478,11 @@ func (s *sim) illegalTake(st *workflow.State, step *workflow.Step, seq int, m *s
 			break
 		}
 		if w := st.Steps[p]; w.Kind == "wait" && w.Status == workflow.StepWaiting && w.Signal == step.Signal && s.live(st, m, p) {
-			return fmt.Sprintf("wait %s took signal %d before wait %s, which started first", path, seq, p), ""
+			bug := ""
+			if w.Gen > 1 {
+				bug = "a wait started again by a redrive is passed over for a signal"
+			}
+			return fmt.Sprintf("wait %s took signal %d before wait %s, which started first", path, seq, p), bug
 		}
 	}
 	if step.TimedOut {
