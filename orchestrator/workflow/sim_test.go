@@ -74,6 +74,12 @@ var simT0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 // is logged and goes on, unless WEFT_SIM_STRICT is set; remove an entry
 // when its bug is fixed.
 var simKnownBugs = map[string]string{
+	"redrive reruns failed iterations past foreach concurrency": "a redrive runs the failed iterations of an " +
+		"on_error: continue foreach that had not completed (the workflow's timeout left it running, or a failing " +
+		"parallel canceled it) at once with the others, past its concurrency, when a step after the body's first failed",
+	"a wait started again by a redrive is passed over for a signal": "a wait a redrive starts again keeps its place " +
+		"in the order waits started, yet in the decision that starts it a wait that started after it takes a pending " +
+		"signal (one that raced the workflow's failure)",
 	"wait takes a signal after its timeout": "a wait whose timer fired while the workflow had failed takes, after a redrive, " +
 		"a signal that came after the timeout (one that raced the failure past the API's check)",
 }
@@ -637,12 +643,15 @@ func (s *sim) checkState(st *workflow.State) {
 			s.fail("the workflow failed at %s, which is %+v", st.ErrorPath, step)
 		}
 	}
+	m := newSimModel(s.evs)
 	for path, step := range st.Steps {
 		_, id := simSplit(path)
 		d := s.def.Step(id)
 		switch {
-		case d.Repeat != nil && step.Iteration >= d.Repeat.MaxIterations:
-			s.fail("repeat %s at iteration %d of %d", path, step.Iteration, d.Repeat.MaxIterations)
+		case d.Repeat != nil && step.Iteration-m.budget[path] >= d.Repeat.MaxIterations:
+			// A redrive gives a repeat max_iterations more from where its
+			// StepReopened says.
+			s.fail("repeat %s at iteration %d of %d from %d", path, step.Iteration, d.Repeat.MaxIterations, m.budget[path])
 		case d.Foreach != nil && step.Status == workflow.StepCompleted && step.LastError == nil:
 			if out, ok := step.Output.([]any); !ok || len(out) != len(step.Items) {
 				s.fail("foreach %s completed with %v for %d items", path, step.Output, len(step.Items))
@@ -651,17 +660,17 @@ func (s *sim) checkState(st *workflow.State) {
 			if out, ok := step.Output.(map[string]any); !ok || len(out) != len(d.Parallel.Branches) {
 				s.fail("parallel %s completed with %v for %d branches", path, step.Output, len(d.Parallel.Branches))
 			}
-		case d.Foreach != nil && step.Status == workflow.StepRunning && st.Status == workflow.StatusRunning && s.live(st, path):
+		case d.Foreach != nil && step.Status == workflow.StepRunning && st.Status == workflow.StatusRunning && s.live(st, m, path):
 			busy := map[string]bool{}
 			for p, in := range st.Steps {
-				if (in.Status == workflow.StepRunning || in.Status == workflow.StepWaiting) && strings.HasPrefix(p, path+"[") && s.live(st, p) {
+				if (in.Status == workflow.StepRunning || in.Status == workflow.StepWaiting) && strings.HasPrefix(p, path+"[") && s.live(st, m, p) {
 					busy[p[:len(path)+strings.IndexByte(p[len(path):], ']')]] = true
 				}
 			}
 			if len(busy) > d.Foreach.Concurrency {
 				bug := ""
-				if st.Retries > 0 {
-					bug = "redrive exceeds foreach concurrency"
+				if st.Retries > 0 && d.Foreach.ContinueOnError {
+					bug = "redrive reruns failed iterations past foreach concurrency"
 				}
 				s.failKnown(bug, "foreach %s has %d iterations in flight, concurrency %d: %v", path, len(busy), d.Foreach.Concurrency, slices.Sorted(maps.Keys(busy)))
 			}
@@ -682,11 +691,10 @@ type simParent struct {
 	loop, catch bool
 }
 
-// live reports whether the step at path is followed by decisions: the
-// steps around it are running (a catch's steps: the step it catches
-// failed). A step left running or waiting in a container that failed, or
-// that a catch completed, is not.
-func (s *sim) live(st *workflow.State, path string) bool {
+// up returns the path of the step whose steps the step at path is among
+// (its container, or the step whose catch it is in) and how; ok is false
+// for a step at the top.
+func (s *sim) up(path string) (up string, par simParent, ok bool) {
 	if s.parents == nil {
 		s.parents = map[string]simParent{}
 		for d := range s.def.All() {
@@ -708,22 +716,74 @@ func (s *sim) live(st *workflow.State, path string) bool {
 		}
 	}
 	prefix, id := simSplit(path)
-	par, ok := s.parents[id]
-	if !ok {
-		return true
+	if par, ok = s.parents[id]; !ok {
+		return "", par, false
 	}
-	up := prefix + par.id
+	up = prefix + par.id
 	if par.loop {
 		up = prefix[:strings.LastIndexByte(prefix, '[')]
+	}
+	return up, par, true
+}
+
+// inside reports whether the step at path is nested, at any depth, in the
+// step at outer (in its steps or its catch).
+func (s *sim) inside(path, outer string) bool {
+	for {
+		up, _, ok := s.up(path)
+		if !ok {
+			return false
+		}
+		if up == outer {
+			return true
+		}
+		path = up
+	}
+}
+
+// followed reports whether the step at path is inside the step at outer
+// and followed by decisions from there: the containers between are
+// running (or canceled, by the decision at hand), and a catch's step
+// failed (and no redrive runs it again first).
+func (s *sim) followed(st *workflow.State, m *simModel, path, outer string) bool {
+	for {
+		up, par, ok := s.up(path)
+		if !ok {
+			return false
+		}
+		if up == outer {
+			return true
+		}
+		ps := st.Steps[up]
+		switch {
+		case ps == nil:
+			return false
+		case par.catch && (ps.Status != workflow.StepFailed || m.rerun(ps)):
+			return false
+		case !par.catch && ps.Status != workflow.StepRunning && ps.Status != workflow.StepCanceled:
+			return false
+		}
+		path = up
+	}
+}
+
+// live reports whether the step at path is followed by decisions: the
+// steps around it are running (a catch's steps: the step it catches
+// failed, and no redrive runs it again first). A step left open by a
+// workflow timeout in a catch whose step a redrive runs again is not.
+func (s *sim) live(st *workflow.State, m *simModel, path string) bool {
+	up, par, ok := s.up(path)
+	if !ok {
+		return true
 	}
 	ps := st.Steps[up]
 	if ps == nil {
 		return false
 	}
 	if par.catch {
-		return ps.Status == workflow.StepFailed && s.live(st, up)
+		return ps.Status == workflow.StepFailed && !m.rerun(ps) && s.live(st, m, up)
 	}
-	return ps.Status == workflow.StepRunning && s.live(st, up)
+	return ps.Status == workflow.StepRunning && s.live(st, m, up)
 }
 
 // rearm puts back a timer delivered before the state's due time, unless
@@ -772,7 +832,7 @@ func (s *sim) crossCheck(a, b *workflow.State, d simDelivery, input, decided []e
 			}
 		}
 	}
-	hist := append(slices.Clone(s.evs), input...)
+	m := newSimModel(append(slices.Clone(s.evs), input...))
 	var got []events.Event
 	for round := 0; a.Status == workflow.StatusRunning; round++ {
 		ea, eb := workflow.Decide(a, s.def), workflow.Decide(b, s.def)
@@ -782,22 +842,38 @@ func (s *sim) crossCheck(a, b *workflow.State, d simDelivery, input, decided []e
 		if len(ea) == 0 {
 			break
 		}
+		// A decision ends at its first step command (Decide).
+		if i := slices.IndexFunc(ea, func(e events.Event) bool { return e.StepScheduled != nil }); i >= 0 && i < len(ea)-1 {
+			s.fail("a decision goes on after its first step command:\n%s", simShowAll(ea))
+		}
 		if round > 1000 {
 			s.fail("decisions do not settle")
 		}
 		for i, e := range ea {
-			if msg, bug := simIllegal(a, e, hist); msg != "" {
+			if msg, bug := s.illegal(a, e, m, ea[i+1:]); msg != "" {
 				s.failKnown(bug, "decision %s: %s\n(decided with\n%s)", simShow(e), msg, simShowAll(ea[:i]))
 			}
 			if err := a.Apply(e); err != nil {
 				s.fail("apply %s: %v", simShow(e), err)
 			}
-			hist = append(hist, e)
+			m.add(e)
 			if err := b.Apply(e); err != nil {
 				s.fail("apply %s: %v", simShow(e), err)
 			}
 		}
 		got = append(got, ea...)
+	}
+	// Once decisions settle, no wait they follow is left waiting while a
+	// signal of its name is pending: each signal satisfies a wait
+	// (docs/language.md, "wait").
+	if a.Status == workflow.StatusRunning {
+		for _, p := range a.Order {
+			w := a.Steps[p]
+			if w.Kind == "wait" && w.Status == workflow.StepWaiting && s.live(a, m, p) &&
+				slices.ContainsFunc(a.Signals, func(sig *workflow.Signal) bool { return sig.Name == w.Signal && !sig.Consumed }) {
+				s.fail("wait %s is left waiting with a %q signal pending", p, w.Signal)
+			}
+		}
 	}
 	if !simSameEvents(got, decided) {
 		s.fail("the cached state decided differently from a fold of its history:\ncached:\n%s\nfold:\n%s", simShowAll(decided), simShowAll(got))
@@ -877,13 +953,13 @@ func (s *sim) checkStored() {
 }
 
 // closeOut ends the running children of a workflow that completed or was
-// canceled: each reports back canceled (which the parent ignores).
+// canceled, and those of steps a failing parallel or foreach canceled:
+// each reports back canceled (which the parent ignores).
 func (s *sim) closeOut(st *workflow.State) {
-	if !st.Status.Terminal() || st.Status == workflow.StatusFailed {
-		return
-	}
+	all := st.Status.Terminal() && st.Status != workflow.StatusFailed
 	for _, c := range s.children {
-		if !c.done {
+		step := st.Steps[c.path]
+		if !c.done && (all || step.Status == workflow.StepCanceled && step.Gen == c.gen) {
 			c.done = true
 			s.queue = append(s.queue, simDelivery{kind: simResult, result: events.Result{V: 1, WorkflowID: "wf", Path: c.path,
 				Gen: c.gen, Attempt: 1, Outcome: events.OutcomeFailed, Time: s.clock,
@@ -1039,11 +1115,14 @@ func (s *sim) fire(i int) {
 }
 
 // settled reports whether the history after a command's record holds its
-// step's outcome (the executor's check before running a redelivery).
+// step's outcome or cancellation (the executor's check before running a
+// redelivery, eventstore's StepProgressAfter).
 func (s *sim) settled(t *simTask) bool {
 	for _, e := range s.evs[s.recEnd[t.seq-1]:] {
 		switch {
 		case e.Type == events.TypeWorkflowCompleted || e.Type == events.TypeWorkflowCanceled:
+			return true
+		case e.StepCanceled != nil && e.StepCanceled.Path == t.cmd.Path:
 			return true
 		case e.StepCompleted != nil && e.StepCompleted.Path == t.cmd.Path && e.StepCompleted.Gen == t.cmd.Gen:
 			return true
@@ -1145,7 +1224,8 @@ func (s *sim) drain() {
 			return
 		}
 		// Signal a wait that has no signal pending. (A wait whose signal
-		// is pending is not followed: left open in a container that failed.)
+		// is pending is not followed: left open by a workflow timeout in a
+		// catch whose step a redrive ran again.)
 		send := ""
 		for _, path := range st.Order {
 			step := st.Steps[path]
@@ -1197,9 +1277,10 @@ func (s *sim) checkHistory() {
 	}
 }
 
-// simIllegal says why decision e may not follow state st, folded from
-// history hist, or "", and which known bug that is, if any.
-func simIllegal(st *workflow.State, e events.Event, hist []events.Event) (msg, bug string) {
+// illegal says why decision e may not follow state st, whose history m
+// holds, or "", and which known bug that is, if any; rest is what the same
+// Decide call decided after e.
+func (s *sim) illegal(st *workflow.State, e events.Event, m *simModel, rest []events.Event) (msg, bug string) {
 	if st.Status != workflow.StatusRunning {
 		return "decided on a workflow that is " + string(st.Status), ""
 	}
@@ -1228,30 +1309,46 @@ func simIllegal(st *workflow.State, e events.Event, hist []events.Event) (msg, b
 		path = p.Path
 	case *events.StepIterated:
 		path = p.Path
+	case *events.StepCanceled:
+		path = p.Path
+	case *events.StepReopened:
+		path = p.Path
 	}
-	s := st.Steps[path]
-	fresh := s == nil || s.Status == workflow.StepPending
+	step := st.Steps[path]
+	// A step starts when it has not, or when the last redrive runs it
+	// again: a failed or canceled task, wait, sleep, set, fail or workflow
+	// step runs again from its start, a container is reopened instead
+	// (docs/language.md, "Versions and redrive").
+	rerun := m.rerun(step)
+	reopen := rerun && simContainer(step.Kind)
+	fresh := step == nil || step.Status == workflow.StepPending || rerun && !reopen
+	status := func() string {
+		if reopen {
+			return string(step.Status) + ", to be reopened"
+		}
+		return string(step.Status)
+	}
 	gen := 1
-	if s != nil {
-		gen = s.Gen + 1
+	if step != nil {
+		gen = step.Gen + 1
 	}
 	switch e.Type {
 	case events.TypeStepScheduled, events.TypeChildStarted:
 		if !fresh {
-			return fmt.Sprintf("step %s started again while %s", path, s.Status), ""
+			return fmt.Sprintf("step %s started again while %s", path, status()), ""
 		}
 		if g := e.StepScheduled; g != nil && g.Gen != gen {
 			return fmt.Sprintf("gen %d, want %d", g.Gen, gen), ""
 		}
-		if g := e.StepScheduled; g != nil && s != nil && g.FirstAttempt != s.Attempts+1 {
-			return fmt.Sprintf("first attempt %d after attempt %d", g.FirstAttempt, s.Attempts), ""
+		if g := e.StepScheduled; g != nil && step != nil && g.FirstAttempt != step.Attempts+1 {
+			return fmt.Sprintf("first attempt %d after attempt %d", g.FirstAttempt, step.Attempts), ""
 		}
 		if g := e.ChildStarted; g != nil && g.Gen != gen {
 			return fmt.Sprintf("gen %d, want %d", g.Gen, gen), ""
 		}
 	case events.TypeWaitStarted, events.TypeStepSkipped:
 		if !fresh {
-			return fmt.Sprintf("step %s started again while %s", path, s.Status), ""
+			return fmt.Sprintf("step %s started again while %s", path, status()), ""
 		}
 	case events.TypeTimerScheduled:
 		if path == "" {
@@ -1259,71 +1356,225 @@ func simIllegal(st *workflow.State, e events.Event, hist []events.Event) (msg, b
 				return "the workflow timeout scheduled again", ""
 			}
 		} else if !fresh {
-			return fmt.Sprintf("step %s started again while %s", path, s.Status), ""
+			return fmt.Sprintf("step %s started again while %s", path, status()), ""
 		}
 	case events.TypeStepStarted:
 		if e.StepStarted.Kind == "timeout_steps" {
-			if s == nil || s.Status != workflow.StepWaiting || !s.TimedOut {
+			if step == nil || step.Status != workflow.StepWaiting || !step.TimedOut {
 				return fmt.Sprintf("timeout steps of %s, which has not timed out", path), ""
 			}
 		} else if !fresh {
-			return fmt.Sprintf("step %s started again while %s", path, s.Status), ""
+			return fmt.Sprintf("step %s started again while %s", path, status()), ""
 		}
+	case events.TypeStepReopened:
+		if !reopen {
+			return fmt.Sprintf("step %s reopened while %s (kind %q), not redriven", path, step.Status, step.Kind), ""
+		}
+		// A repeat's max_iterations counts again from the iteration it
+		// stopped in when a step inside failed, from the next one when
+		// it failed after an iteration.
+		want := 0
+		if step.Kind == string(definition.KindRepeat) {
+			want = step.Iteration
+			if s.iterationDone(st, path, step.Iteration) {
+				want++
+			}
+		}
+		if e.StepReopened.BudgetFrom != want {
+			return fmt.Sprintf("%s %s reopened with its budget from iteration %d, want %d", step.Kind, path, e.StepReopened.BudgetFrom, want), ""
+		}
+	case events.TypeStepCanceled:
+		return s.illegalCancel(st, e.StepCanceled, rest), ""
 	case events.TypeStepCompleted:
-		if s != nil && (s.Done() || s.Status == workflow.StepCanceled) {
-			return fmt.Sprintf("step %s completed again (it is %s)", path, s.Status), ""
+		if step != nil && (step.Done() || step.Status == workflow.StepCanceled || reopen) && !fresh {
+			return fmt.Sprintf("step %s completed again (it is %s)", path, status()), ""
 		}
-		if msg := simOutsideOutcome(s); msg != "" {
+		if msg := simOutsideOutcome(step); msg != "" {
 			return msg, ""
 		}
-		if s != nil && s.Status == workflow.StepWaiting && s.Kind == "sleep" && !s.TimedOut {
+		if step != nil && step.Status == workflow.StepWaiting && step.Kind == "sleep" && !step.TimedOut {
 			return fmt.Sprintf("sleep %s completed before its timer", path), ""
 		}
-		if s != nil && s.Status == workflow.StepWaiting && s.Kind == "wait" && e.StepCompleted.SignalSeq == 0 {
+		if step != nil && step.Status == workflow.StepWaiting && step.Kind == "wait" && e.StepCompleted.SignalSeq == 0 {
 			return fmt.Sprintf("wait %s completed without a signal", path), ""
 		}
 		if seq := e.StepCompleted.SignalSeq; seq > 0 {
-			if s == nil || s.Status != workflow.StepWaiting {
-				return fmt.Sprintf("a signal taken by %s, which is not waiting", path), ""
-			}
-			i := slices.IndexFunc(st.Signals, func(sig *workflow.Signal) bool { return sig.Seq == seq })
-			switch {
-			case i < 0 || st.Signals[i].Name != s.Signal:
-				return fmt.Sprintf("wait %s took event %d, which is no %q signal", path, seq, s.Signal), ""
-			case st.Signals[i].Consumed:
-				return fmt.Sprintf("wait %s took signal %d, which another wait took", path, seq), "signal taken twice"
-			}
-			for _, sig := range st.Signals[:i] {
-				if sig.Name == s.Signal && !sig.Consumed {
-					return fmt.Sprintf("wait %s took signal %d, not the first pending %q (%d)", path, seq, s.Signal, sig.Seq), ""
-				}
-			}
-			if s.TimedOut {
-				fired := slices.IndexFunc(hist, func(h events.Event) bool {
-					return h.TimerFired != nil && h.TimerFired.Path == path && h.TimerFired.TimerID == s.TimerID
-				}) + 1
-				if seq > fired {
-					return fmt.Sprintf("wait %s took signal %d, which came after its timeout (event %d)", path, seq, fired),
-						"wait takes a signal after its timeout"
-				}
-			}
+			return s.illegalTake(st, step, seq, m)
 		}
 	case events.TypeStepFailed:
-		if s != nil && (s.Done() || s.Status == workflow.StepFailed || s.Status == workflow.StepCanceled) {
-			return fmt.Sprintf("step %s failed again (it is %s)", path, s.Status), ""
+		if step != nil && (step.Done() || step.Status == workflow.StepFailed || step.Status == workflow.StepCanceled) && !fresh {
+			return fmt.Sprintf("step %s failed again (it is %s)", path, status()), ""
 		}
-		if msg := simOutsideOutcome(s); msg != "" {
+		if msg := simOutsideOutcome(step); msg != "" {
 			return msg, ""
 		}
+		// A failing parallel or foreach cancels what is still open under
+		// it (docs/language.md, "foreach" and "parallel").
+		if d := s.def.Step(simID(path)); d != nil && (d.Parallel != nil || d.Foreach != nil) {
+			for _, p := range st.Order {
+				if in := st.Steps[p]; simOpen(in) && s.followed(st, m, p, path) {
+					return fmt.Sprintf("%s fails with %s still %s under it", path, p, in.Status), ""
+				}
+			}
+		}
 	case events.TypeStepIterated:
-		if s == nil || s.Status != workflow.StepRunning || e.StepIterated.Iteration != s.Iteration+1 {
-			return fmt.Sprintf("repeat %s iterated to %d from %+v", path, e.StepIterated.Iteration, s), ""
+		if step == nil || step.Status != workflow.StepRunning || e.StepIterated.Iteration != step.Iteration+1 {
+			return fmt.Sprintf("repeat %s iterated to %d from %+v", path, e.StepIterated.Iteration, step), ""
 		}
 	case events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled:
 	default:
 		return "not a decision", ""
 	}
 	return "", ""
+}
+
+// illegalCancel says why canceling a step as sc does may not follow st:
+// only a parallel or foreach (without on_error: continue) that fails in
+// the same decision cancels, and only the steps open under it.
+func (s *sim) illegalCancel(st *workflow.State, sc *events.StepCanceled, rest []events.Event) string {
+	step := st.Steps[sc.Path]
+	if !simOpen(step) {
+		return fmt.Sprintf("canceled %s, which is not open (%+v)", sc.Path, step)
+	}
+	d := s.def.Step(simID(sc.Cause))
+	switch {
+	case d == nil || d.Parallel == nil && d.Foreach == nil:
+		return fmt.Sprintf("canceled %s for %q, no parallel or foreach", sc.Path, sc.Cause)
+	case d.Parallel != nil && d.Parallel.ContinueOnError || d.Foreach != nil && d.Foreach.ContinueOnError:
+		return fmt.Sprintf("canceled %s for %s, which goes on on error", sc.Path, sc.Cause)
+	case st.Steps[sc.Cause] == nil || st.Steps[sc.Cause].Status != workflow.StepRunning:
+		return fmt.Sprintf("canceled %s for %s, which is %+v", sc.Path, sc.Cause, st.Steps[sc.Cause])
+	case !s.inside(sc.Path, sc.Cause):
+		return fmt.Sprintf("canceled %s for %s, which it is not inside", sc.Path, sc.Cause)
+	case !slices.ContainsFunc(rest, func(e events.Event) bool { return e.StepFailed != nil && e.StepFailed.Path == sc.Cause }):
+		return fmt.Sprintf("canceled %s for %s, which does not fail in the same decision", sc.Path, sc.Cause)
+	}
+	return ""
+}
+
+// illegalTake says why wait step taking signal seq may not follow st: each
+// signal satisfies one wait, a wait takes the first pending signal of its
+// name, waits take them in the order they started, and a wait takes none
+// after its timeout (docs/language.md, "wait").
+func (s *sim) illegalTake(st *workflow.State, step *workflow.Step, seq int, m *simModel) (msg, bug string) {
+	if step == nil || step.Status != workflow.StepWaiting || step.Kind != "wait" {
+		return fmt.Sprintf("a signal taken by %+v, which is not waiting", step), ""
+	}
+	path := step.Path
+	i := slices.IndexFunc(st.Signals, func(sig *workflow.Signal) bool { return sig.Seq == seq })
+	switch {
+	case i < 0 || st.Signals[i].Name != step.Signal:
+		return fmt.Sprintf("wait %s took event %d, which is no %q signal", path, seq, step.Signal), ""
+	case st.Signals[i].Consumed:
+		return fmt.Sprintf("wait %s took signal %d, which another wait took", path, seq), ""
+	}
+	for _, sig := range st.Signals[:i] {
+		if sig.Name == step.Signal && !sig.Consumed {
+			return fmt.Sprintf("wait %s took signal %d, not the first pending %q (%d)", path, seq, step.Signal, sig.Seq), ""
+		}
+	}
+	for _, p := range st.Order {
+		if p == path {
+			break
+		}
+		if w := st.Steps[p]; w.Kind == "wait" && w.Status == workflow.StepWaiting && w.Signal == step.Signal && s.live(st, m, p) {
+			bug := ""
+			if w.Gen > 1 {
+				bug = "a wait started again by a redrive is passed over for a signal"
+			}
+			return fmt.Sprintf("wait %s took signal %d before wait %s, which started first", path, seq, p), bug
+		}
+	}
+	if step.TimedOut {
+		fired := slices.IndexFunc(m.hist, func(h events.Event) bool {
+			return h.TimerFired != nil && h.TimerFired.Path == path && h.TimerFired.TimerID == step.TimerID
+		}) + 1
+		if seq > fired {
+			return fmt.Sprintf("wait %s took signal %d, which came after its timeout (event %d)", path, seq, fired),
+				"wait takes a signal after its timeout"
+		}
+	}
+	return "", ""
+}
+
+// iterationDone reports whether every body step of the repeat at path
+// finished in iteration k.
+func (s *sim) iterationDone(st *workflow.State, path string, k int) bool {
+	for _, b := range s.def.Step(simID(path)).Repeat.Do {
+		if bs := st.Steps[fmt.Sprintf("%s[%d].%s", path, k, b.ID)]; bs == nil || !bs.Done() {
+			return false
+		}
+	}
+	return true
+}
+
+// simOpen reports whether a step is open: running or waiting.
+func simOpen(s *workflow.Step) bool {
+	return s != nil && (s.Status == workflow.StepRunning || s.Status == workflow.StepWaiting)
+}
+
+// simID returns the step id a path ends in.
+func simID(path string) string {
+	_, id := simSplit(path)
+	return id
+}
+
+// simModel is what the model keeps of a history as it grows: which failed
+// or canceled steps the last redrive is to run again, where each repeat's
+// budget of iterations starts, and the history itself.
+type simModel struct {
+	hist      []events.Event
+	failed    bool           // the workflow's last close was a failure
+	lastRetry int            // the last redrive's event (1-based), or 0
+	closedAt  map[string]int // the event that last failed or canceled each step
+	budget    map[string]int // a repeat's first iteration that counts against max_iterations
+}
+
+func newSimModel(hist []events.Event) *simModel {
+	m := &simModel{closedAt: map[string]int{}, budget: map[string]int{}}
+	for _, e := range hist {
+		m.add(e)
+	}
+	return m
+}
+
+func (m *simModel) add(e events.Event) {
+	m.hist = append(m.hist, e)
+	n := len(m.hist)
+	switch {
+	case e.StepFailed != nil:
+		m.closedAt[e.StepFailed.Path] = n
+	case e.StepCanceled != nil:
+		m.closedAt[e.StepCanceled.Path] = n
+	case e.StepStarted != nil && e.StepStarted.Kind == string(definition.KindRepeat):
+		m.budget[e.StepStarted.Path] = 0
+	case e.StepReopened != nil:
+		m.budget[e.StepReopened.Path] = e.StepReopened.BudgetFrom
+	case e.Type == events.TypeWorkflowFailed:
+		m.failed = true
+	case e.Type == events.TypeWorkflowRetried:
+		// Only a failed workflow is redriven (the core ignores any other).
+		if m.failed {
+			m.lastRetry, m.failed = n, false
+		}
+	}
+}
+
+// rerun reports whether step s is one the last redrive runs again: it was
+// failed or canceled when the redrive came, and has not moved since
+// (docs/language.md, "Versions and redrive").
+func (m *simModel) rerun(s *workflow.Step) bool {
+	return s != nil && (s.Status == workflow.StepFailed || s.Status == workflow.StepCanceled) && m.lastRetry > m.closedAt[s.Path]
+}
+
+// simContainer reports whether a step of kind (as its state records it)
+// holds steps that a redrive reopens, rather than running it again.
+func simContainer(kind string) bool {
+	switch kind {
+	case "switch", "foreach", "parallel", "repeat", "timeout_steps":
+		return true
+	}
+	return false
 }
 
 // simOutsideOutcome says why step s may not be closed by a decision: a

@@ -209,3 +209,119 @@ steps:
 		t.Fatalf("the redrive runs %v at once, concurrency 1:\n%s", scheduled, simShowAll(evs))
 	}
 }
+
+// A redrive runs the failed iterations of an on_error: continue foreach
+// that had not completed within its concurrency, like any others: here
+// the workflow's timeout leaves it running. (A failing parallel around it,
+// which cancels it, does the same.)
+func TestSimKnownRedriveRerunsPastConcurrency(t *testing.T) {
+	simSkipKnown(t, "redrive reruns failed iterations past foreach concurrency")
+	def, st, _ := simStart(t, `
+name: redrive-continue
+timeout: 10s
+steps:
+  - id: each
+    foreach: "[1, 2]"
+    concurrency: 1
+    on_error: continue
+    do:
+      - { id: a, task: t }
+      - { id: b, task: t }
+`)
+	apply := func(ev events.Event) {
+		t.Helper()
+		if err := st.Apply(ev); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := workflow.Advance(st, def); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Iteration 0 fails in b and the loop goes on; iteration 1 runs b
+	// when the workflow times out.
+	for _, r := range []struct {
+		path string
+		ok   bool
+	}{{"each[0].a", true}, {"each[0].b", false}, {"each[1].a", true}} {
+		res := events.Result{V: 1, WorkflowID: "wf", Path: r.path, Gen: 1, Attempt: 1, Time: simT0, Outcome: events.OutcomeCompleted}
+		if !r.ok {
+			res.Outcome, res.Error = events.OutcomeFailed, &events.Error{Type: "oops", Message: "no"}
+		}
+		ev, ok := workflow.AcceptResult(st, res)
+		if !ok {
+			t.Fatalf("result for %s not taken", r.path)
+		}
+		apply(ev)
+	}
+	ev, ok, _ := workflow.AcceptTimer(st, events.TimerDue{V: 1, WorkflowID: "wf", TimerID: workflow.WorkflowTimeoutTimerID(0)},
+		simT0.Add(10*time.Second))
+	if !ok {
+		t.Fatal("the workflow's timeout not taken")
+	}
+	apply(ev)
+	if st.Status != workflow.StatusFailed {
+		t.Fatalf("status %s, want FAILED", st.Status)
+	}
+	apply(events.Event{Type: events.TypeWorkflowRetried, Time: simT0.Add(10 * time.Second), WorkflowRetried: &events.WorkflowRetried{}})
+	var running []string
+	for _, p := range st.Order {
+		if s := st.Steps[p]; s.Kind == "task" && s.Status == workflow.StepRunning {
+			running = append(running, p)
+		}
+	}
+	if len(running) > 1 {
+		t.Fatalf("after the redrive %v run at once, concurrency 1:\n%s", running, simSteps(st))
+	}
+}
+
+// A wait a redrive starts again keeps its place among the waits (their
+// order in weft get): it gets a pending signal before a wait that started
+// after it. Here the signal raced the workflow's failure.
+func TestSimKnownRedrivenWaitPassedOver(t *testing.T) {
+	simSkipKnown(t, "a wait started again by a redrive is passed over for a signal")
+	def, st, _ := simStart(t, `
+name: redriven-wait
+timeout: 20s
+steps:
+  - id: p
+    parallel:
+      branches:
+        a: [ { id: w0, wait: { signal: go, timeout: 5s } } ]
+        b: [ { id: w1, wait: { signal: go } } ]
+    on_error: continue
+`)
+	at := func(d time.Duration) time.Time { return simT0.Add(d) }
+	fire := func(id, path string, when time.Duration) {
+		t.Helper()
+		ev, ok, _ := workflow.AcceptTimer(st, events.TimerDue{V: 1, WorkflowID: "wf", TimerID: id, Path: path}, at(when))
+		if !ok {
+			t.Fatalf("timer %s not taken", id)
+		}
+		if err := st.Apply(ev); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := workflow.Advance(st, def); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fire(st.Steps["w0"].TimerID, "w0", 5*time.Second) // w0 fails, the parallel goes on
+	fire(workflow.WorkflowTimeoutTimerID(0), "", 20*time.Second)
+	if st.Status != workflow.StatusFailed {
+		t.Fatalf("status %s, want FAILED", st.Status)
+	}
+	for _, e := range []events.Event{
+		{Type: events.TypeSignalReceived, Time: at(21 * time.Second), SignalReceived: &events.SignalReceived{Name: "go"}},
+		{Type: events.TypeWorkflowRetried, Time: at(22 * time.Second), WorkflowRetried: &events.WorkflowRetried{}},
+	} {
+		if err := st.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := workflow.Advance(st, def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Steps["w0"].Status == workflow.StepWaiting && st.Steps["w1"].Status == workflow.StepCompleted {
+		t.Fatalf("w1 took the signal while w0, which started first, waits:\n%s", simShowAll(evs))
+	}
+}
