@@ -533,3 +533,56 @@ steps:
 	})
 	e.healthy()
 }
+
+// Defect 6: an input that parks a run joins its listing write however it
+// came: when the write cannot land (the index is unavailable) and the
+// executor, tired of waiting for the direct answer, sends the same result
+// through the results stream, that copy is not acked on the strength of
+// the first one's hold; after the orchestrator stops, it comes back to
+// the next one, which lists the run.
+func TestDefect6_ParkingInputNotAckedOnAnotherHold(t *testing.T) {
+	e := newEnv(t, envOpts{replyWait: 300 * time.Millisecond})
+	e.putDef(approvalDef("72h"))
+	js, err := jetstream.New(e.node.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ctx(t)
+	// The index goes away behind Weft's back: no entry can be written.
+	if err := js.DeleteStream(c, "KV_"+eventstore.WorkflowsBucket); err != nil {
+		t.Fatal(err)
+	}
+	id := e.start("approval", "", `{"amount": 5}`)
+	eventually(t, 20*time.Second, "the run to wait", func() bool {
+		return stepStatus(e.get(id), "approve") == weftv1.StepStatus_STEP_STATUS_WAITING
+	})
+	// The executor gives up on the direct answer and uses the results
+	// stream; an orchestrator takes that copy.
+	eventually(t, 20*time.Second, "the result's copy to be handed to an orchestrator", func() bool {
+		s, err := js.Stream(c, eventstore.ResultsStream)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(c)
+		if err != nil || info.State.LastSeq == 0 {
+			return false
+		}
+		cons, err := js.Consumer(c, eventstore.ResultsStream, eventstore.ResultsConsumer)
+		if err != nil {
+			return false
+		}
+		ci, err := cons.Info(c)
+		return err == nil && ci.Delivered.Stream >= info.State.LastSeq
+	})
+	stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.node.Stop(stop); err != nil {
+		t.Fatal(err)
+	}
+	// The next orchestrator (its store makes the index again) lists it.
+	e.node = e.startNode(envOpts{replyWait: 300 * time.Millisecond}, true, true)
+	e.wf, e.defs = newClients(e.node.APIURL)
+	eventually(t, 20*time.Second, "the parked run to be listed RUNNING", func() bool {
+		return e.listedStatus(id) == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING
+	})
+}
