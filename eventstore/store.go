@@ -90,6 +90,9 @@ type Config struct {
 	ResultReplyWait time.Duration
 }
 
+// defaults fills in unset fields. It does not use internal/config, the
+// parts' helper: here a negative duration or count also takes its default
+// (the parts refuse one), and eventstore imports nothing from internal.
 func (c *Config) defaults() {
 	if c.Replicas <= 0 {
 		c.Replicas = 1

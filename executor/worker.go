@@ -14,6 +14,8 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/config"
+	"github.com/weftworks/weft/internal/lifecycle"
 	"github.com/weftworks/weft/internal/value"
 )
 
@@ -38,10 +40,7 @@ type Config struct {
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.Concurrency < 0 {
-		return fmt.Errorf("executor: Concurrency must not be negative, got %d", c.Concurrency)
-	}
-	return nil
+	return config.NonNegative("executor", config.Int("Concurrency", c.Concurrency))
 }
 
 // Worker runs task handlers for the step commands of the task types
@@ -54,8 +53,7 @@ type Worker struct {
 	log      *slog.Logger
 	handlers map[string]Handler
 
-	mu          sync.Mutex
-	running     bool
+	life        lifecycle.Guard
 	stopPulling context.CancelFunc
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
@@ -66,84 +64,58 @@ func New(store *eventstore.Store, cfg Config) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = 64
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	config.Default(&cfg.Concurrency, 64)
+	config.Default(&cfg.Logger, slog.Default())
 	return &Worker{store: store, cfg: cfg, log: cfg.Logger.With("component", "executor"), handlers: map[string]Handler{}}, nil
 }
 
 // Register sets the handler of taskType. Call it before Start.
 func (w *Worker) Register(taskType string, h Handler) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.running {
-		return errors.New("executor: Register after Start")
-	}
-	if taskType == "" || h == nil {
-		return errors.New("executor: Register needs a task type and a handler")
-	}
-	if !eventstore.ValidTaskType(taskType) {
-		return fmt.Errorf("executor: invalid task type %q: use letters, digits, _ and -, in parts separated by single dots", taskType)
-	}
-	w.handlers[taskType] = h
-	return nil
+	return w.life.Locked(func(running bool) error {
+		if running {
+			return errors.New("executor: Register after Start")
+		}
+		if taskType == "" || h == nil {
+			return errors.New("executor: Register needs a task type and a handler")
+		}
+		if !eventstore.ValidTaskType(taskType) {
+			return fmt.Errorf("executor: invalid task type %q: use letters, digits, _ and -, in parts separated by single dots", taskType)
+		}
+		w.handlers[taskType] = h
+		return nil
+	})
 }
 
 // Start subscribes to the registered task types and runs handlers.
 func (w *Worker) Start(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.running {
-		return errors.New("executor: already started")
-	}
-	pullers := map[string]*eventstore.Puller{}
-	for typ := range w.handlers {
-		p, err := w.store.TaskPuller(ctx, typ)
-		if err != nil {
-			return err
+	return w.life.Start("executor", func() error {
+		pullers := map[string]*eventstore.Puller{}
+		for typ := range w.handlers {
+			p, err := w.store.TaskPuller(ctx, typ)
+			if err != nil {
+				return err
+			}
+			pullers[typ] = p
 		}
-		pullers[typ] = p
-	}
-	// pulling ends the fetch loops; running ends the handlers (later, on Stop).
-	pullCtx, stopPulling := context.WithCancel(context.WithoutCancel(ctx))
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	for typ, p := range pullers {
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			w.consume(pullCtx, runCtx, p, typ, w.handlers[typ])
-		}()
-	}
-	w.stopPulling, w.cancel = stopPulling, cancel
-	w.running = true
-	return nil
+		// pulling ends the fetch loops; running ends the handlers (later, on Stop).
+		pullCtx, stopPulling := context.WithCancel(context.WithoutCancel(ctx))
+		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		for typ, p := range pullers {
+			w.wg.Go(func() { w.consume(pullCtx, runCtx, p, typ, w.handlers[typ]) })
+		}
+		w.stopPulling, w.cancel = stopPulling, cancel
+		return nil
+	})
 }
 
 // Stop stops taking commands and waits for running handlers to finish
 // and report; when ctx ends first, it cancels them and their commands are
 // redelivered. Calling Stop twice is fine.
 func (w *Worker) Stop(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.running {
-		return nil
-	}
-	w.running = false
-	w.stopPulling()
-	done := make(chan struct{})
-	go func() { w.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		w.cancel()
-		return nil
-	case <-ctx.Done():
-		w.cancel()
-		<-done
-		return ctx.Err()
-	}
+	return w.life.Stop(func() error {
+		w.stopPulling()
+		return lifecycle.Drain(ctx, w.wg.Wait, w.cancel)
+	})
 }
 
 // consume pulls commands while pullCtx lasts, never more than there are

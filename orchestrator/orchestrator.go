@@ -15,6 +15,8 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/config"
+	"github.com/weftworks/weft/internal/lifecycle"
 	"github.com/weftworks/weft/internal/value"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
@@ -50,16 +52,10 @@ type Config struct {
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.Shards < 0 {
-		return fmt.Errorf("orchestrator: Shards must not be negative, got %d", c.Shards)
-	}
-	if c.MaxHistoryEvents < 0 {
-		return fmt.Errorf("orchestrator: MaxHistoryEvents must not be negative, got %d", c.MaxHistoryEvents)
-	}
-	if c.CacheSize < 0 {
-		return fmt.Errorf("orchestrator: CacheSize must not be negative, got %d", c.CacheSize)
-	}
-	return nil
+	return config.NonNegative("orchestrator",
+		config.Int("Shards", c.Shards),
+		config.Int("MaxHistoryEvents", c.MaxHistoryEvents),
+		config.Int("CacheSize", c.CacheSize))
 }
 
 // Orchestrator consumes starts, signals, cancels, task results and fired
@@ -77,13 +73,12 @@ type Orchestrator struct {
 	// cached).
 	id string
 
-	mu      sync.Mutex
-	running bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	feeds   []*eventstore.Feed
-	direct  []*eventstore.DirectSub
-	ix      *indexer
+	life   lifecycle.Guard
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	feeds  []*eventstore.Feed
+	direct []*eventstore.DirectSub
+	ix     *indexer
 }
 
 // New returns an orchestrator over store.
@@ -91,167 +86,162 @@ func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Shards == 0 {
-		cfg.Shards = 16
-	}
-	if cfg.CacheSize == 0 {
-		cfg.CacheSize = 4096
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.MaxHistoryEvents == 0 {
-		cfg.MaxHistoryEvents = 100000
-	}
-	if cfg.SnapshotEvery == 0 {
-		cfg.SnapshotEvery = 1000
-	}
+	config.Default(&cfg.Shards, 16)
+	config.Default(&cfg.CacheSize, 4096)
+	config.Default(&cfg.Logger, slog.Default())
+	config.DefaultClock(&cfg.Now)
+	config.Default(&cfg.MaxHistoryEvents, 100000)
+	config.Default(&cfg.SnapshotEvery, 1000)
 	return &Orchestrator{store: store, defs: NewDefinitions(store), cfg: cfg, id: RandomID(),
 		log: cfg.Logger.With("component", "orchestrator")}, nil
 }
 
 // Start begins consuming. It returns once subscribed.
 func (o *Orchestrator) Start(ctx context.Context) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.running {
-		return errors.New("orchestrator: already started")
-	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	o.ix = newIndexer(o.store, o.log)
-	shards := make([]chan *eventstore.Delivery, o.cfg.Shards)
-	for i := range shards {
-		shards[i] = make(chan *eventstore.Delivery, 64)
+	return o.life.Start("orchestrator", func() error {
+		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		o.ix = newIndexer(o.store, o.log)
+		r := o.startShards(runCtx)
+		var feedWG sync.WaitGroup
+		o.feeds, o.direct = nil, nil
+		if err := o.subscribe(ctx, r, &feedWG); err != nil {
+			// Undo the half-made start.
+			cancel()
+			o.stopIntake()
+			feedWG.Wait()
+			r.close()
+			o.wg.Wait()
+			o.ix.close()
+			return err
+		}
+		// The shards end once no feed can hand them more.
+		o.wg.Go(func() {
+			feedWG.Wait()
+			r.close()
+		})
+		o.cancel = cancel
+		return nil
+	})
+}
+
+// startShards runs the shards, each deciding until its channel closes.
+func (o *Orchestrator) startShards(runCtx context.Context) *router {
+	r := &router{ctx: runCtx, shards: make([]chan *eventstore.Delivery, o.cfg.Shards)}
+	for i := range r.shards {
+		in := make(chan *eventstore.Delivery, 64)
+		r.shards[i] = in
 		sh := &shard{o: o, cache: map[string]*entry{}}
-		o.wg.Add(1)
-		go func(in chan *eventstore.Delivery) {
-			defer o.wg.Done()
-			sh.run(runCtx, in)
-		}(shards[i])
+		o.wg.Go(func() { sh.run(runCtx, in) })
 	}
-	var feedWG sync.WaitGroup
-	o.feeds, o.direct = nil, nil
-	// Inputs sent directly join their workflow's shard until directClosed.
-	var directMu sync.RWMutex
-	directClosed := false
-	// abort undoes a start that failed half-way.
-	abort := func(err error) error {
-		cancel()
-		for _, d := range o.direct {
-			d.Stop()
-		}
-		directMu.Lock()
-		directClosed = true
-		directMu.Unlock()
-		for _, f := range o.feeds {
-			f.Stop()
-		}
-		feedWG.Wait()
-		for _, ch := range shards {
-			close(ch)
-		}
-		o.wg.Wait()
-		o.ix.close()
-		return err
-	}
+	return r
+}
+
+// subscribe starts the feeds (external inputs, results, timers), which
+// block on a full shard, and the direct subscriptions (results to this
+// orchestrator, results and starts to any), which never do: a direct
+// input that finds its shard full goes back to its sender, who uses the
+// streams instead (an executor the results stream, the API the history
+// stream). feedWG counts the feeds' loops.
+func (o *Orchestrator) subscribe(ctx context.Context, r *router, feedWG *sync.WaitGroup) error {
 	for _, src := range []eventstore.Source{eventstore.SourceExternal, eventstore.SourceResults, eventstore.SourceTimers} {
 		f, err := o.store.Feed(ctx, src, 256)
 		if err != nil {
-			return abort(err)
+			return err
 		}
 		o.feeds = append(o.feeds, f)
-		feedWG.Add(1)
-		go func() {
-			defer feedWG.Done()
-			for {
-				d, err := f.Next()
-				if err != nil {
-					if errors.Is(err, eventstore.ErrFeedClosed) || runCtx.Err() != nil {
-						return
-					}
-					o.log.Warn("feed error", "source", src, "err", err)
-					continue
-				}
-				ch := shards[shardOf(d.WorkflowID, len(shards))]
-				select {
-				case ch <- d:
-				case <-runCtx.Done():
-					_ = d.Nak(0)
-					return
-				}
-			}
-		}()
-	}
-	// Results and starts sent directly join their workflow's shard when it
-	// has room; otherwise their sender uses the streams (an executor the
-	// results stream, the API the history stream).
-	toShard := func(d *eventstore.Delivery) {
-		directMu.RLock()
-		defer directMu.RUnlock()
-		if directClosed || runCtx.Err() != nil {
-			_ = d.Nak(0)
-			return
-		}
-		select {
-		case shards[shardOf(d.WorkflowID, len(shards))] <- d:
-		default:
-			_ = d.Nak(0)
-		}
+		feedWG.Go(func() { r.pump(f, src, o.log) })
 	}
 	own := func(fn func(*eventstore.Delivery)) (*eventstore.DirectSub, error) {
 		return o.store.OwnResults(o.id, fn)
 	}
 	for _, sub := range []func(func(*eventstore.Delivery)) (*eventstore.DirectSub, error){own, o.store.DirectResults, o.store.DirectStarts} {
-		direct, err := sub(toShard)
+		direct, err := sub(r.offer)
 		if err != nil {
-			return abort(err)
+			return err
 		}
 		o.direct = append(o.direct, direct)
 	}
-	o.wg.Add(1)
-	go func() {
-		defer o.wg.Done()
-		feedWG.Wait()
-		directMu.Lock()
-		directClosed = true
-		directMu.Unlock()
-		for _, ch := range shards {
-			close(ch)
-		}
-	}()
-	o.cancel = cancel
-	o.running = true
 	return nil
 }
 
-// Stop stops consuming and waits for in-flight work. Unsettled messages
-// are redelivered to another orchestrator. Calling Stop twice is fine.
-func (o *Orchestrator) Stop(ctx context.Context) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !o.running {
-		return nil
-	}
-	o.running = false
+// stopIntake stops the direct subscriptions and the feeds.
+func (o *Orchestrator) stopIntake() {
 	for _, d := range o.direct {
 		d.Stop()
 	}
 	for _, f := range o.feeds {
 		f.Stop()
 	}
-	done := make(chan struct{})
-	go func() { o.wg.Wait(); o.ix.close(); close(done) }()
+}
+
+// Stop stops consuming and waits for in-flight work. Unsettled messages
+// are redelivered to another orchestrator. Calling Stop twice is fine.
+func (o *Orchestrator) Stop(ctx context.Context) error {
+	return o.life.Stop(func() error {
+		o.stopIntake()
+		return lifecycle.Drain(ctx, func() { o.wg.Wait(); o.ix.close() }, o.cancel)
+	})
+}
+
+// router hands each input to its workflow's shard, so one workflow's
+// inputs are decided one at a time, in order.
+type router struct {
+	ctx    context.Context // the orchestrator's run
+	shards []chan *eventstore.Delivery
+	// mu guards closed: direct inputs join a shard until it is set.
+	mu     sync.RWMutex
+	closed bool
+}
+
+func (r *router) shardOf(wf string) chan *eventstore.Delivery {
+	return r.shards[shardOf(wf, len(r.shards))]
+}
+
+// pump hands f's deliveries to their shards, waiting for room, until f
+// stops or the run ends.
+func (r *router) pump(f *eventstore.Feed, src eventstore.Source, log *slog.Logger) {
+	for {
+		d, err := f.Next()
+		if err != nil {
+			if errors.Is(err, eventstore.ErrFeedClosed) || r.ctx.Err() != nil {
+				return
+			}
+			log.Warn("feed error", "source", src, "err", err)
+			continue
+		}
+		select {
+		case r.shardOf(d.WorkflowID) <- d:
+		case <-r.ctx.Done():
+			_ = d.Nak(0)
+			return
+		}
+	}
+}
+
+// offer hands a direct delivery to its shard if it has room, and sends
+// it back otherwise.
+func (r *router) offer(d *eventstore.Delivery) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed || r.ctx.Err() != nil {
+		_ = d.Nak(0)
+		return
+	}
 	select {
-	case <-done:
-		o.cancel()
-		return nil
-	case <-ctx.Done():
-		o.cancel()
-		<-done
-		return ctx.Err()
+	case r.shardOf(d.WorkflowID) <- d:
+	default:
+		_ = d.Nak(0)
+	}
+}
+
+// close closes the shards' channels once no feed sends on them: direct
+// inputs are sent back from then on.
+func (r *router) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	for _, ch := range r.shards {
+		close(ch)
 	}
 }
 
