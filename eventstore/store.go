@@ -58,7 +58,26 @@ var (
 	// ErrSuperseded: an index entry was not written because the stored one
 	// reflects the same or a later point of its workflow's history.
 	ErrSuperseded = errors.New("eventstore: a newer index entry is stored")
+	// ErrTooLarge: the message is larger than the NATS server accepts
+	// (MaxPayload).
+	ErrTooLarge = errors.New("eventstore: message too large")
 )
+
+// natsErr maps what NATS reports to the sentinels callers branch on,
+// keeping its message: callers outside eventstore never test NATS errors.
+func natsErr(err error) error {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return tooLarge{err}
+	}
+	return err
+}
+
+// tooLarge is a NATS error that is ErrTooLarge.
+type tooLarge struct{ err error }
+
+func (e tooLarge) Error() string        { return e.err.Error() }
+func (e tooLarge) Unwrap() error        { return e.err }
+func (e tooLarge) Is(target error) bool { return target == ErrTooLarge }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_=-]{1,128}$`)
 
@@ -243,6 +262,10 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 // Conn returns the store's NATS connection.
 func (s *Store) Conn() *nats.Conn { return s.nc }
 
+// MaxPayload returns the largest message the NATS server accepts, in
+// bytes.
+func (s *Store) MaxPayload() int64 { return s.nc.MaxPayload() }
+
 // Config returns the store's configuration with defaults filled in.
 func (s *Store) Config() Config { return s.cfg }
 
@@ -394,7 +417,7 @@ func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint
 		if isConflict(err) {
 			return 0, fmt.Errorf("append to %s at seq %d: %w", wf, deref(expect), ErrConflict)
 		}
-		return 0, fmt.Errorf("eventstore: append to %s: %w", wf, err)
+		return 0, fmt.Errorf("eventstore: append to %s: %w", wf, natsErr(err))
 	}
 	if ack.Duplicate {
 		return ack.Sequence, ErrDuplicate

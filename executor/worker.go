@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/internal/config"
@@ -359,7 +357,7 @@ func (w *Worker) report(ctx context.Context, d *eventstore.Delivery, res *events
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = w.store.ReportResult(pctx, *res, d.Owner)
 		cancel()
-		if errors.Is(err, nats.ErrMaxPayload) && res.Outcome == events.OutcomeCompleted {
+		if errors.Is(err, eventstore.ErrTooLarge) && res.Outcome == events.OutcomeCompleted {
 			// The output is too large to record: the step fails, not Weft.
 			res.Outcome, res.Output = events.OutcomeFailed, nil
 			res.Error = &events.Error{Type: ErrTypeOutput, Message: "handler output is larger than the NATS message limit"}

@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/internal/config"
@@ -605,7 +603,7 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			if err := value.Check("output", ev.StepCompleted.Output, value.Limits{MaxDepth: value.MaxStoredDepth}); err != nil {
 				msg = err.Error()
 			} else if n, big := sh.oversized(ev); big {
-				msg = fmt.Sprintf("the output is %d bytes encoded; the limit is %d bytes", n, sh.o.store.Conn().MaxPayload()-recordHeadroom)
+				msg = fmt.Sprintf("the output is %d bytes encoded; the limit is %d bytes", n, sh.o.store.MaxPayload()-recordHeadroom)
 			}
 			if msg != "" {
 				ev = events.Event{Type: events.TypeStepFailed, Time: ev.Time, StepFailed: &events.StepFailed{Path: ev.StepCompleted.Path, Gen: ev.StepCompleted.Gen,
@@ -943,13 +941,13 @@ func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint
 	}
 	next, err := sh.o.store.AppendWith(ctx, wf, seq, eventstore.AppendOpts{Snapshot: e.snapSeq, Owner: sh.o.id}, evs...)
 	switch {
-	case errors.Is(err, nats.ErrMaxPayload) && len(evs) > 1:
+	case errors.Is(err, eventstore.ErrTooLarge) && len(evs) > 1:
 		half := len(evs) / 2
 		if seq, err = sh.appendRecord(ctx, wf, e, seq, evs[:half]); err != nil {
 			return 0, err
 		}
 		return sh.appendRecord(ctx, wf, e, seq, evs[half:])
-	case errors.Is(err, nats.ErrMaxPayload):
+	case errors.Is(err, eventstore.ErrTooLarge):
 		return 0, errBroken{ErrTypeLimit, fmt.Errorf("a %s event is too large to store: %w", evs[0].Type, err)}
 	}
 	return next, err
@@ -959,7 +957,7 @@ func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint
 // and its encoded size. Only an output whose size bound passes the limit
 // is encoded to find out.
 func (sh *shard) oversized(ev events.Event) (int, bool) {
-	limit := int(sh.o.store.Conn().MaxPayload() - recordHeadroom)
+	limit := int(sh.o.store.MaxPayload() - recordHeadroom)
 	if ev.StepCompleted != nil && sizeBound(ev.StepCompleted.Output, limit/2) <= limit/2 {
 		return 0, false
 	}
@@ -967,7 +965,7 @@ func (sh *shard) oversized(ev events.Event) (int, bool) {
 	if err != nil {
 		return 0, false // Validate's business, later
 	}
-	return len(data), int64(len(data)) > sh.o.store.Conn().MaxPayload()-recordHeadroom
+	return len(data), int64(len(data)) > sh.o.store.MaxPayload()-recordHeadroom
 }
 
 // sizeBound returns an upper bound of v's encoded size (a normalized

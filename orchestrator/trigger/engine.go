@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/internal/lifecycle"
@@ -233,7 +231,7 @@ func (e *Engine) fail(ctx context.Context, subject, def, reason string, payload 
 		Reason: reason, Definition: def, Payload: payload})
 }
 
-func headerMap(h nats.Header) map[string]any {
+func headerMap(h eventstore.Header) map[string]any {
 	out := map[string]any{}
 	for k, v := range h {
 		if len(v) > 0 && !strings.HasPrefix(k, "Nats-") {
@@ -246,7 +244,7 @@ func headerMap(h nats.Header) map[string]any {
 // identity is what makes a message the same message: the producer's
 // Nats-Msg-Id when it set one, else its place in the trigger stream.
 func identity(ev *eventstore.TriggerEvent) string {
-	if id := ev.Headers.Get(nats.MsgIdHdr); id != "" {
+	if id := ev.Headers.Get(eventstore.MsgIDHeader); id != "" {
 		return "msgid:" + id
 	}
 	return fmt.Sprintf("seq:%d", ev.Seq)
