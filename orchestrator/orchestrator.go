@@ -16,6 +16,7 @@ import (
 	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/internal/lifecycle"
 	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -359,6 +360,9 @@ type errPermanent struct{ err error }
 
 func (e errPermanent) Error() string { return e.err.Error() }
 
+// handle settles one input: it is processed (again, on the history read
+// afresh, when another writer appended first), then acked, left to the
+// indexer, redelivered later or dropped.
 func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 	// The logger is made only when there is something to say: the hot path
 	// does not pay for formatting its attributes.
@@ -368,66 +372,88 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 		_ = d.Term(d.Err.Error())
 		return
 	}
+	if err := sh.processUntilSettled(ctx, d); err != nil {
+		delete(sh.cache, d.WorkflowID)
+		sh.settleFailed(ctx, d, err, log)
+		return
+	}
+	if sh.takeHeld() {
+		return
+	}
+	if err := d.Ack(); err != nil {
+		log().Warn("ack failed; the input will be redelivered and found already applied", "err", err)
+	}
+}
+
+// processUntilSettled processes d, and again on the history read afresh
+// when an append conflicts, up to 20 times.
+func (sh *shard) processUntilSettled(ctx context.Context, d *eventstore.Delivery) error {
 	for try := 0; ; try++ {
 		err := sh.process(ctx, d, try == 0)
-		switch {
-		case err == nil && sh.held:
-			sh.held = false
-			return
-		case err == nil:
-			if err := d.Ack(); err != nil {
-				log().Warn("ack failed; the input will be redelivered and found already applied", "err", err)
-			}
-			return
-		case errors.Is(err, eventstore.ErrConflict) && try < 20:
-			delete(sh.cache, d.WorkflowID)
-			continue
+		if !errors.Is(err, eventstore.ErrConflict) || try >= 20 {
+			return err
 		}
 		delete(sh.cache, d.WorkflowID)
-		var nd errNotDue
-		var perm errPermanent
-		var broken errBroken
-		switch {
-		case errors.As(err, &broken):
-			// The workflow cannot go on: record that, and never block on it.
-			log().Error("failing a workflow that cannot go on", "err", broken.err)
-			if ferr := sh.failWorkflow(ctx, d.WorkflowID, broken); ferr != nil {
-				log().Warn("could not record the failure; retrying", "err", ferr)
-				_ = d.Nak(backoff(d.NumDelivered))
-				return
-			}
-			// The input applies to the failed workflow as to any failed
-			// one (a result is still recorded, so a redrive finds the step
-			// where it is), and what follows a failure follows: the parent
-			// is told, the listing written. A history that does not fold
-			// gets those follow-ups from what does.
-			ferr := sh.process(ctx, d, false)
-			if errors.As(ferr, &broken) {
-				delete(sh.cache, d.WorkflowID)
-				ferr = sh.afterBroken(ctx, d)
-			}
-			if ferr != nil {
-				log().Warn("could not follow up the failure; retrying", "err", ferr)
-				_ = d.Nak(backoff(d.NumDelivered))
-				return
-			}
-			if sh.held {
-				sh.held = false
-				return
-			}
-			_ = d.Ack()
-		case errors.As(err, &nd):
-			_ = d.Nak(nd.wait)
-		case errors.As(err, &perm):
-			log().Error("dropping input that cannot be applied", "err", err)
-			_ = d.Term(err.Error())
-		default:
-			if ctx.Err() == nil {
-				log().Warn("processing failed; retrying", "err", err)
-			}
-			_ = d.Nak(backoff(d.NumDelivered))
+	}
+}
+
+// takeHeld reports whether the input just processed is left to the
+// indexer to settle, and forgets it.
+func (sh *shard) takeHeld() bool {
+	held := sh.held
+	sh.held = false
+	return held
+}
+
+// settleFailed settles an input whose processing failed with err: a
+// workflow that cannot go on is failed, an early timer comes back when
+// due, an input that can never apply is dropped, and any other is
+// redelivered after a backoff.
+func (sh *shard) settleFailed(ctx context.Context, d *eventstore.Delivery, err error, log func() *slog.Logger) {
+	var nd errNotDue
+	var perm errPermanent
+	var broken errBroken
+	switch {
+	case errors.As(err, &broken):
+		sh.failBroken(ctx, d, broken, log)
+	case errors.As(err, &nd):
+		_ = d.Nak(nd.wait)
+	case errors.As(err, &perm):
+		log().Error("dropping input that cannot be applied", "err", err)
+		_ = d.Term(err.Error())
+	default:
+		if ctx.Err() == nil {
+			log().Warn("processing failed; retrying", "err", err)
 		}
+		_ = d.Nak(backoff(d.NumDelivered))
+	}
+}
+
+// failBroken records that d's workflow cannot go on, and never blocks on
+// it. The input then applies to the failed workflow as to any failed one
+// (a result is still recorded, so a redrive finds the step where it is),
+// and what follows a failure follows: the parent is told, the listing
+// written. A history that does not fold gets those follow-ups from what
+// does.
+func (sh *shard) failBroken(ctx context.Context, d *eventstore.Delivery, broken errBroken, log func() *slog.Logger) {
+	log().Error("failing a workflow that cannot go on", "err", broken.err)
+	if err := sh.failWorkflow(ctx, d.WorkflowID, broken); err != nil {
+		log().Warn("could not record the failure; retrying", "err", err)
+		_ = d.Nak(backoff(d.NumDelivered))
 		return
+	}
+	err := sh.process(ctx, d, false)
+	if errors.As(err, &broken) {
+		delete(sh.cache, d.WorkflowID)
+		err = sh.afterBroken(ctx, d)
+	}
+	if err != nil {
+		log().Warn("could not follow up the failure; retrying", "err", err)
+		_ = d.Nak(backoff(d.NumDelivered))
+		return
+	}
+	if !sh.takeHeld() {
+		_ = d.Ack()
 	}
 }
 
@@ -533,11 +559,12 @@ func (sh *shard) remember(wf string, e *entry) {
 	sh.cache[wf] = e
 }
 
-// process applies one input to its workflow and appends what follows.
+// process applies one input to its workflow and appends what follows:
+// it loads the state the input applies to, accepts the input, decides,
+// commits the input and the decision, and runs the state's follow-ups.
 // seed allows starting a new workflow's state from the delivered record
 // (first tries only: after a conflict the history is read).
 func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool) error {
-	wf := d.WorkflowID
 	if d.Start != nil {
 		// Settled here: recorded, or declined to the API.
 		sh.held = true
@@ -546,8 +573,43 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 		}
 		return nil
 	}
-	// Never judge an input on a history that does not reach the record it
-	// refers to: the delivered record itself, or the command a result is for.
+	e, fresh, err := sh.loadFor(ctx, d, seed)
+	if err != nil {
+		return err
+	}
+	input, err := sh.accept(ctx, d, e, fresh)
+	if err != nil {
+		return err
+	}
+	if err := apply(e.st, input); err != nil {
+		return err
+	}
+	def, err := sh.definition(ctx, e.st)
+	if err != nil {
+		return err
+	}
+	decided, err := decide(e.st, def, sh.o.cfg.MaxHistoryEvents)
+	if err != nil {
+		return err
+	}
+	if err := sh.commit(ctx, d.WorkflowID, e, append(input, decided...)); err != nil {
+		return err
+	}
+	return sh.reconcile(ctx, d.WorkflowID, e, d)
+}
+
+// loadFor returns the state d applies to, and whether it was just read.
+// It never judges an input on a history that does not reach the record
+// it refers to: the delivered record itself, or the command a result is
+// for. A new workflow's state is seeded from its first record when seed
+// allows.
+func (sh *shard) loadFor(ctx context.Context, d *eventstore.Delivery, seed bool) (*entry, bool, error) {
+	wf := d.WorkflowID
+	if m := d.Message; seed && d.Source == eventstore.SourceExternal && sh.cache[wf] == nil && m != nil && m.Err == nil &&
+		m.Record.Events[0].Type == events.TypeWorkflowStarted {
+		e, err := sh.seed(wf, m)
+		return e, false, err
+	}
 	minSeq := uint64(0)
 	switch {
 	case d.Source == eventstore.SourceExternal:
@@ -555,127 +617,181 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 	case d.Result != nil:
 		minSeq = d.Result.Cmd
 	}
-	var e *entry
-	var fresh bool
-	var err error
-	if m := d.Message; seed && d.Source == eventstore.SourceExternal && sh.cache[wf] == nil && m != nil && m.Err == nil &&
-		m.Record.Events[0].Type == events.TypeWorkflowStarted {
-		// A new workflow: its first record is in hand, so skip reading the
-		// history. If more was appended since, the conditional append
-		// conflicts and the workflow is read in full.
-		e = &entry{st: &workflow.State{}}
-		for _, ev := range m.Record.Events {
-			if err := e.st.Apply(ev); err != nil {
-				return errBroken{ErrTypeCorruptHistory, err}
-			}
-		}
-		e.st.LastSeq = m.Seq
-		sh.remember(wf, e)
-	} else if e, fresh, err = sh.load(ctx, wf, minSeq); err != nil {
-		return err
+	e, fresh, err := sh.load(ctx, wf, minSeq)
+	if err != nil {
+		return nil, false, err
 	}
 	if e == nil {
 		// A result or timer for a workflow with no history: nothing to apply it to.
-		return errPermanent{fmt.Errorf("workflow %s has no history", wf)}
+		return nil, false, errPermanent{fmt.Errorf("workflow %s has no history", wf)}
 	}
-	st := e.st
-	var input []events.Event
+	return e, fresh, nil
+}
+
+// seed starts a new workflow's state from its first record, in hand,
+// without reading the history. If more was appended since, the
+// conditional append conflicts and the workflow is read in full.
+func (sh *shard) seed(wf string, m *eventstore.Message) (*entry, error) {
+	e := &entry{st: &workflow.State{}}
+	for _, ev := range m.Record.Events {
+		if err := e.st.Apply(ev); err != nil {
+			return nil, errBroken{ErrTypeCorruptHistory, err}
+		}
+	}
+	e.st.LastSeq = m.Seq
+	sh.remember(wf, e)
+	return e, nil
+}
+
+// accept returns the events a result or fired timer adds to e's state
+// (none when it no longer applies). An input external to the workflow
+// (a start, signal or cancel) is in its history already: loading it
+// applied it.
+func (sh *shard) accept(ctx context.Context, d *eventstore.Delivery, e *entry, fresh bool) ([]events.Event, error) {
 	switch d.Source {
 	case eventstore.SourceResults:
-		ev, ok := workflow.AcceptResult(st, *d.Result)
-		if !ok && !fresh {
-			// The cache may be behind another orchestrator: look again before dropping.
-			if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
-				return err
-			}
-			ev, ok = workflow.AcceptResult(st, *d.Result)
-		}
-		if now := sh.o.cfg.Now().UTC(); ok && ev.Time.After(now) {
-			// An executor's clock that runs ahead must not move the
-			// workflow's time (workflow.now, the due times of its timers).
-			ev.Time = now
-		}
-		if ok && ev.StepCompleted != nil {
-			// An output too large to record, or one that could not be read
-			// back, fails its step (which a catch can handle), never the
-			// workflow.
-			msg := ""
-			if err := value.Check("output", ev.StepCompleted.Output, value.Limits{MaxDepth: value.MaxStoredDepth}); err != nil {
-				msg = err.Error()
-			} else if n, big := sh.oversized(ev); big {
-				msg = fmt.Sprintf("the output is %d bytes encoded; the limit is %d bytes", n, sh.o.store.MaxPayload()-recordHeadroom)
-			}
-			if msg != "" {
-				ev = events.Event{Type: events.TypeStepFailed, Time: ev.Time, StepFailed: &events.StepFailed{Path: ev.StepCompleted.Path, Gen: ev.StepCompleted.Gen,
-					Attempt: ev.StepCompleted.Attempt, Error: events.Error{Type: workflow.ErrTypeInvalidOutput, Message: msg}}}
-			}
-		}
-		// Failures are shown as text: keep them valid UTF-8.
-		valid := func(e *events.Error) {
-			e.Type, e.Message = strings.ToValidUTF8(e.Type, "\uFFFD"), strings.ToValidUTF8(e.Message, "\uFFFD")
-		}
-		if ok && ev.StepFailed != nil {
-			valid(&ev.StepFailed.Error)
-		}
-		if ok && ev.StepAttemptFailed != nil {
-			valid(&ev.StepAttemptFailed.Error)
-		}
-		if ok {
-			input = append(input, ev)
-		} else {
-			sh.o.log.Debug("result no longer applies; ignoring it", "workflow", wf, "step", d.Result.Path,
-				"gen", d.Result.Gen, "attempt", d.Result.Attempt, "cmd", d.Result.Cmd, "history", st.LastSeq)
-		}
+		return sh.acceptResult(ctx, d, e, fresh)
 	case eventstore.SourceTimers:
-		now := sh.o.cfg.Now().UTC()
-		ev, ok, due := workflow.AcceptTimer(st, *d.Timer, now)
-		if !due {
-			// Come back when the workflow expects the timer: the delivered
-			// due time may be earlier (a timer scheduled again later).
-			return errNotDue{max(timerDue(st, *d.Timer).Sub(now), minTimerWait)}
+		return sh.acceptTimer(ctx, d, e, fresh)
+	}
+	return nil, nil
+}
+
+// acceptResult returns the event a task or child result adds to e's
+// state, made fit to record.
+func (sh *shard) acceptResult(ctx context.Context, d *eventstore.Delivery, e *entry, fresh bool) ([]events.Event, error) {
+	st := e.st
+	ev, ok := workflow.AcceptResult(st, *d.Result)
+	if !ok && !fresh {
+		// The cache may be behind another orchestrator: look again before dropping.
+		if err := sh.catchUp(ctx, d.WorkflowID, e, st.LastSeq); err != nil {
+			return nil, err
 		}
-		if !ok && !fresh {
-			if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
-				return err
-			}
-			ev, ok, _ = workflow.AcceptTimer(st, *d.Timer, now)
+		ev, ok = workflow.AcceptResult(st, *d.Result)
+	}
+	if !ok {
+		sh.o.log.Debug("result no longer applies; ignoring it", "workflow", d.WorkflowID, "step", d.Result.Path,
+			"gen", d.Result.Gen, "attempt", d.Result.Attempt, "cmd", d.Result.Cmd, "history", st.LastSeq)
+		return nil, nil
+	}
+	return []events.Event{sh.fitResult(ev)}, nil
+}
+
+// fitResult makes an accepted result's event fit to record. An
+// executor's clock that runs ahead must not move the workflow's time
+// (workflow.now, the due times of its timers); an output too large to
+// record, or one that could not be read back, fails its step (which a
+// catch can handle), never the workflow; failures are shown as text, so
+// they are kept valid UTF-8.
+func (sh *shard) fitResult(ev events.Event) events.Event {
+	if now := sh.o.cfg.Now().UTC(); ev.Time.After(now) {
+		ev.Time = now
+	}
+	if c := ev.StepCompleted; c != nil {
+		msg := ""
+		if err := value.Check("output", c.Output, value.Limits{MaxDepth: value.MaxStoredDepth}); err != nil {
+			msg = err.Error()
+		} else if n, big := sh.oversized(ev); big {
+			msg = fmt.Sprintf("the output is %d bytes encoded; the limit is %d bytes", n, sh.o.store.MaxPayload()-recordHeadroom)
 		}
-		if !ok && st.LastSeq <= d.Timer.After && now.Sub(d.Timer.Due) < timerRecordWait {
-			// The record that set the timer is not in the history read: its
-			// append may still be on its way (across a NATS leader election,
-			// say). Ask again rather than drop the timer.
-			return errNotDue{time.Second}
-		}
-		if ok {
-			input = append(input, ev)
+		if msg != "" {
+			ev = events.Event{Type: events.TypeStepFailed, Time: ev.Time, StepFailed: &events.StepFailed{Path: c.Path, Gen: c.Gen,
+				Attempt: c.Attempt, Error: events.Error{Type: workflow.ErrTypeInvalidOutput, Message: msg}}}
 		}
 	}
+	valid := func(e *events.Error) {
+		e.Type, e.Message = strings.ToValidUTF8(e.Type, "\uFFFD"), strings.ToValidUTF8(e.Message, "\uFFFD")
+	}
+	if ev.StepFailed != nil {
+		valid(&ev.StepFailed.Error)
+	}
+	if ev.StepAttemptFailed != nil {
+		valid(&ev.StepAttemptFailed.Error)
+	}
+	return ev
+}
+
+// acceptTimer returns the event a fired timer adds to e's state. A timer
+// delivered before the workflow expects it comes back when it does.
+func (sh *shard) acceptTimer(ctx context.Context, d *eventstore.Delivery, e *entry, fresh bool) ([]events.Event, error) {
+	st := e.st
+	now := sh.o.cfg.Now().UTC()
+	ev, ok, due := workflow.AcceptTimer(st, *d.Timer, now)
+	if !due {
+		// Come back when the workflow expects the timer: the delivered
+		// due time may be earlier (a timer scheduled again later).
+		return nil, errNotDue{max(timerDue(st, *d.Timer).Sub(now), minTimerWait)}
+	}
+	if !ok && !fresh {
+		if err := sh.catchUp(ctx, d.WorkflowID, e, st.LastSeq); err != nil {
+			return nil, err
+		}
+		ev, ok, _ = workflow.AcceptTimer(st, *d.Timer, now)
+	}
+	if !ok && st.LastSeq <= d.Timer.After && now.Sub(d.Timer.Due) < timerRecordWait {
+		// The record that set the timer is not in the history read: its
+		// append may still be on its way (across a NATS leader election,
+		// say). Ask again rather than drop the timer.
+		return nil, errNotDue{time.Second}
+	}
+	if !ok {
+		return nil, nil
+	}
+	return []events.Event{ev}, nil
+}
+
+// apply folds the accepted input into st.
+func apply(st *workflow.State, input []events.Event) error {
 	for _, ev := range input {
 		if err := st.Apply(ev); err != nil {
 			return errPermanent{err}
 		}
 	}
-	var decided []events.Event
-	if st.Status == workflow.StatusRunning {
-		def, _, err := sh.o.defs.Load(ctx, st.Definition, st.Revision)
-		if err != nil {
-			return fmt.Errorf("load definition %s revision %d: %w", st.Definition, st.Revision, err)
-		}
-		if decided, err = workflow.Advance(st, def); err != nil {
-			return errBroken{ErrTypeLimit, err}
-		}
+	return nil
+}
+
+// definition returns the definition st runs on, or nil when it no longer
+// runs (nothing is decided for it).
+func (sh *shard) definition(ctx context.Context, st *workflow.State) (*definition.Definition, error) {
+	if st.Status != workflow.StatusRunning {
+		return nil, nil
 	}
-	all := append(input, decided...)
-	if st.Events > sh.o.cfg.MaxHistoryEvents && st.Status == workflow.StatusRunning {
-		return errBroken{ErrTypeLimit, fmt.Errorf("history would grow to %d events; the limit is %d (MaxHistoryEvents)", st.Events, sh.o.cfg.MaxHistoryEvents)}
+	def, _, err := sh.o.defs.Load(ctx, st.Definition, st.Revision)
+	if err != nil {
+		return nil, fmt.Errorf("load definition %s revision %d: %w", st.Definition, st.Revision, err)
 	}
-	if len(all) > 0 {
-		if err := sh.append(ctx, wf, e, all); err != nil {
-			return err
-		}
-		sh.snapshot(ctx, wf, e)
+	return def, nil
+}
+
+// decide advances a running st on its definition def and returns the
+// events that follow (applied to st), or fails the workflow when its
+// history would grow past maxEvents. It reads and writes nothing but st:
+// the same state and definition always decide the same.
+func decide(st *workflow.State, def *definition.Definition, maxEvents int) ([]events.Event, error) {
+	if st.Status != workflow.StatusRunning {
+		return nil, nil
 	}
-	return sh.reconcile(ctx, wf, e, d)
+	decided, err := workflow.Advance(st, def)
+	if err != nil {
+		return nil, errBroken{ErrTypeLimit, err}
+	}
+	if st.Events > maxEvents && st.Status == workflow.StatusRunning {
+		return nil, errBroken{ErrTypeLimit, fmt.Errorf("history would grow to %d events; the limit is %d (MaxHistoryEvents)", st.Events, maxEvents)}
+	}
+	return decided, nil
+}
+
+// commit appends evs (the accepted input and the decision, applied to
+// e's state already) and stores a snapshot of the state when one is due.
+func (sh *shard) commit(ctx context.Context, wf string, e *entry, evs []events.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := sh.append(ctx, wf, e, evs); err != nil {
+		return err
+	}
+	sh.snapshot(ctx, wf, e)
+	return nil
 }
 
 // reconcile makes the world agree with wf's folded state, whatever path
