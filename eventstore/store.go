@@ -170,6 +170,27 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	}
 	s := &Store{nc: nc, js: js, cfg: cfg, taskReady: map[string]bool{}}
 	s.sessionReconnects = nc.Stats().Reconnects
+	if err := s.openStreams(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openConsumers(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openTriggers(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openSnapshots(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openBuckets(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// openStreams creates or updates the history, results and timers streams.
+func (s *Store) openStreams(ctx context.Context) (err error) {
+	js, cfg := s.js, s.cfg
 	if s.history, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        HistoryStream,
 		Description: "Weft workflow histories: one subject tree per workflow, append-only",
@@ -185,7 +206,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		// drop a result it had not seen scheduled. Reads go to the leader.
 		AllowDirect: false,
 	}); err != nil {
-		return nil, fmt.Errorf("eventstore: create stream %s: %w", HistoryStream, err)
+		return fmt.Errorf("eventstore: create stream %s: %w", HistoryStream, err)
 	}
 	s.sessionSeq = s.history.CachedInfo().State.LastSeq
 	if s.results, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
@@ -197,7 +218,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
 	}); err != nil {
-		return nil, fmt.Errorf("eventstore: create stream %s: %w", ResultsStream, err)
+		return fmt.Errorf("eventstore: create stream %s: %w", ResultsStream, err)
 	}
 	if s.timers, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              TimersStream,
@@ -210,8 +231,14 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
 	}); err != nil {
-		return nil, fmt.Errorf("eventstore: create stream %s: %w", TimersStream, err)
+		return fmt.Errorf("eventstore: create stream %s: %w", TimersStream, err)
 	}
+	return nil
+}
+
+// openConsumers creates or updates the orchestrators' consumers.
+func (s *Store) openConsumers(ctx context.Context) error {
+	js, cfg := s.js, s.cfg
 	for _, sc := range []struct {
 		stream string
 		c      jetstream.ConsumerConfig
@@ -228,22 +255,23 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		c.MaxAckPending = 20000
 		c.Replicas = cfg.Replicas
 		if _, err := js.CreateOrUpdateConsumer(ctx, stream, c); err != nil {
-			return nil, fmt.Errorf("eventstore: create consumer %s: %w", c.Durable, err)
+			return fmt.Errorf("eventstore: create consumer %s: %w", c.Durable, err)
 		}
 	}
-	if err := s.openTriggers(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.openSnapshots(ctx); err != nil {
-		return nil, err
-	}
+	return nil
+}
+
+// openBuckets creates or updates the definitions and workflow index
+// buckets.
+func (s *Store) openBuckets(ctx context.Context) (err error) {
+	js, cfg := s.js, s.cfg
 	if s.defs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      DefinitionsBucket,
 		Description: "Weft workflow definitions: <name>.<revision> and <name>.latest",
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 	}); err != nil {
-		return nil, fmt.Errorf("eventstore: create bucket %s: %w", DefinitionsBucket, err)
+		return fmt.Errorf("eventstore: create bucket %s: %w", DefinitionsBucket, err)
 	}
 	if s.index, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      WorkflowsBucket,
@@ -251,12 +279,12 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 	}); err != nil {
-		return nil, fmt.Errorf("eventstore: create bucket %s: %w", WorkflowsBucket, err)
+		return fmt.Errorf("eventstore: create bucket %s: %w", WorkflowsBucket, err)
 	}
 	if s.indexStream, err = js.Stream(ctx, "KV_"+WorkflowsBucket); err != nil {
-		return nil, fmt.Errorf("eventstore: bucket %s: %w", WorkflowsBucket, err)
+		return fmt.Errorf("eventstore: bucket %s: %w", WorkflowsBucket, err)
 	}
-	return s, nil
+	return nil
 }
 
 // Conn returns the store's NATS connection.
