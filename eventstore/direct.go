@@ -209,7 +209,7 @@ func (s *Store) ReportResult(ctx context.Context, r events.Result, owner string)
 			case err == nil && string(reply.Data) == replyOK:
 				return nil
 			case errors.Is(err, nats.ErrMaxPayload):
-				return err
+				return natsErr(err)
 			case err != nil && !errors.Is(err, nats.ErrNoResponders):
 				// Unanswered in time: an orchestrator may be busy with it
 				// still; the results stream is the safe way on.

@@ -517,7 +517,7 @@ func (s *Store) PublishResult(ctx context.Context, r events.Result) error {
 func (s *Store) publishResult(ctx context.Context, r events.Result, data []byte) error {
 	id := fmt.Sprintf("res/%s/%s/%d/%d/%d", r.WorkflowID, r.Path, r.Gen, r.Attempt, r.Outcome)
 	if _, err := s.js.Publish(ctx, resultsPrefix+r.WorkflowID, data, jetstream.WithMsgID(id)); err != nil {
-		return fmt.Errorf("eventstore: publish result for %s/%s: %w", r.WorkflowID, r.Path, err)
+		return fmt.Errorf("eventstore: publish result for %s/%s: %w", r.WorkflowID, r.Path, natsErr(err))
 	}
 	return nil
 }

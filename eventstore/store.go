@@ -58,7 +58,26 @@ var (
 	// ErrSuperseded: an index entry was not written because the stored one
 	// reflects the same or a later point of its workflow's history.
 	ErrSuperseded = errors.New("eventstore: a newer index entry is stored")
+	// ErrTooLarge: the message is larger than the NATS server accepts
+	// (MaxPayload).
+	ErrTooLarge = errors.New("eventstore: message too large")
 )
+
+// natsErr maps what NATS reports to the sentinels callers branch on,
+// keeping its message: callers outside eventstore never test NATS errors.
+func natsErr(err error) error {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return tooLarge{err}
+	}
+	return err
+}
+
+// tooLarge is a NATS error that is ErrTooLarge.
+type tooLarge struct{ err error }
+
+func (e tooLarge) Error() string        { return e.err.Error() }
+func (e tooLarge) Unwrap() error        { return e.err }
+func (e tooLarge) Is(target error) bool { return target == ErrTooLarge }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9_=-]{1,128}$`)
 
@@ -90,6 +109,9 @@ type Config struct {
 	ResultReplyWait time.Duration
 }
 
+// defaults fills in unset fields. It does not use internal/config, the
+// parts' helper: here a negative duration or count also takes its default
+// (the parts refuse one), and eventstore imports nothing from internal.
 func (c *Config) defaults() {
 	if c.Replicas <= 0 {
 		c.Replicas = 1
@@ -148,6 +170,27 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	}
 	s := &Store{nc: nc, js: js, cfg: cfg, taskReady: map[string]bool{}}
 	s.sessionReconnects = nc.Stats().Reconnects
+	if err := s.openStreams(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openConsumers(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openTriggers(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openSnapshots(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openBuckets(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// openStreams creates or updates the history, results and timers streams.
+func (s *Store) openStreams(ctx context.Context) (err error) {
+	js, cfg := s.js, s.cfg
 	if s.history, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        HistoryStream,
 		Description: "Weft workflow histories: one subject tree per workflow, append-only",
@@ -163,7 +206,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		// drop a result it had not seen scheduled. Reads go to the leader.
 		AllowDirect: false,
 	}); err != nil {
-		return nil, fmt.Errorf("eventstore: create stream %s: %w", HistoryStream, err)
+		return fmt.Errorf("eventstore: create stream %s: %w", HistoryStream, err)
 	}
 	s.sessionSeq = s.history.CachedInfo().State.LastSeq
 	if s.results, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
@@ -175,7 +218,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
 	}); err != nil {
-		return nil, fmt.Errorf("eventstore: create stream %s: %w", ResultsStream, err)
+		return fmt.Errorf("eventstore: create stream %s: %w", ResultsStream, err)
 	}
 	if s.timers, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              TimersStream,
@@ -188,8 +231,14 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
 	}); err != nil {
-		return nil, fmt.Errorf("eventstore: create stream %s: %w", TimersStream, err)
+		return fmt.Errorf("eventstore: create stream %s: %w", TimersStream, err)
 	}
+	return nil
+}
+
+// openConsumers creates or updates the orchestrators' consumers.
+func (s *Store) openConsumers(ctx context.Context) error {
+	js, cfg := s.js, s.cfg
 	for _, sc := range []struct {
 		stream string
 		c      jetstream.ConsumerConfig
@@ -206,22 +255,23 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		c.MaxAckPending = 20000
 		c.Replicas = cfg.Replicas
 		if _, err := js.CreateOrUpdateConsumer(ctx, stream, c); err != nil {
-			return nil, fmt.Errorf("eventstore: create consumer %s: %w", c.Durable, err)
+			return fmt.Errorf("eventstore: create consumer %s: %w", c.Durable, err)
 		}
 	}
-	if err := s.openTriggers(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.openSnapshots(ctx); err != nil {
-		return nil, err
-	}
+	return nil
+}
+
+// openBuckets creates or updates the definitions and workflow index
+// buckets.
+func (s *Store) openBuckets(ctx context.Context) (err error) {
+	js, cfg := s.js, s.cfg
 	if s.defs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      DefinitionsBucket,
 		Description: "Weft workflow definitions: <name>.<revision> and <name>.latest",
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 	}); err != nil {
-		return nil, fmt.Errorf("eventstore: create bucket %s: %w", DefinitionsBucket, err)
+		return fmt.Errorf("eventstore: create bucket %s: %w", DefinitionsBucket, err)
 	}
 	if s.index, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      WorkflowsBucket,
@@ -229,16 +279,20 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 	}); err != nil {
-		return nil, fmt.Errorf("eventstore: create bucket %s: %w", WorkflowsBucket, err)
+		return fmt.Errorf("eventstore: create bucket %s: %w", WorkflowsBucket, err)
 	}
 	if s.indexStream, err = js.Stream(ctx, "KV_"+WorkflowsBucket); err != nil {
-		return nil, fmt.Errorf("eventstore: bucket %s: %w", WorkflowsBucket, err)
+		return fmt.Errorf("eventstore: bucket %s: %w", WorkflowsBucket, err)
 	}
-	return s, nil
+	return nil
 }
 
 // Conn returns the store's NATS connection.
 func (s *Store) Conn() *nats.Conn { return s.nc }
+
+// MaxPayload returns the largest message the NATS server accepts, in
+// bytes.
+func (s *Store) MaxPayload() int64 { return s.nc.MaxPayload() }
 
 // Config returns the store's configuration with defaults filled in.
 func (s *Store) Config() Config { return s.cfg }
@@ -391,7 +445,7 @@ func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint
 		if isConflict(err) {
 			return 0, fmt.Errorf("append to %s at seq %d: %w", wf, deref(expect), ErrConflict)
 		}
-		return 0, fmt.Errorf("eventstore: append to %s: %w", wf, err)
+		return 0, fmt.Errorf("eventstore: append to %s: %w", wf, natsErr(err))
 	}
 	if ack.Duplicate {
 		return ack.Sequence, ErrDuplicate

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -154,7 +153,7 @@ func (s *Store) TriggerFeed(ctx context.Context, max int) (*Feed, error) {
 	}
 	return s.feed(cons, 0, max, func(m jetstream.Msg, d *Delivery) {
 		md, _ := m.Metadata()
-		d.Event = &TriggerEvent{Subject: m.Subject(), Data: m.Data(), Headers: m.Headers(), Seq: d.Seq, Time: md.Timestamp.UTC()}
+		d.Event = &TriggerEvent{Subject: m.Subject(), Data: m.Data(), Headers: Header(m.Headers()), Seq: d.Seq, Time: md.Timestamp.UTC()}
 	})
 }
 
@@ -162,11 +161,27 @@ func (s *Store) TriggerFeed(ctx context.Context, max int) (*Feed, error) {
 type TriggerEvent struct {
 	Subject string
 	Data    []byte
-	Headers nats.Header
+	Headers Header
 	// Seq is its sequence in the trigger stream: its identity.
 	Seq  uint64
 	Time time.Time
 }
+
+// Header is a message's headers as NATS carries them: each key's values,
+// in order. Keys are case-sensitive.
+type Header map[string][]string
+
+// Get returns the first value of key, or "".
+func (h Header) Get(key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// MsgIDHeader is the header in which a producer names its message (NATS
+// deduplicates on it).
+const MsgIDHeader = "Nats-Msg-Id"
 
 // CronTick is a due tick of a cron trigger.
 type CronTick struct {

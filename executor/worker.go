@@ -10,10 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/config"
+	"github.com/weftworks/weft/internal/lifecycle"
 	"github.com/weftworks/weft/internal/value"
 )
 
@@ -38,10 +38,7 @@ type Config struct {
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.Concurrency < 0 {
-		return fmt.Errorf("executor: Concurrency must not be negative, got %d", c.Concurrency)
-	}
-	return nil
+	return config.NonNegative("executor", config.Int("Concurrency", c.Concurrency))
 }
 
 // Worker runs task handlers for the step commands of the task types
@@ -54,8 +51,7 @@ type Worker struct {
 	log      *slog.Logger
 	handlers map[string]Handler
 
-	mu          sync.Mutex
-	running     bool
+	life        lifecycle.Guard
 	stopPulling context.CancelFunc
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup
@@ -66,84 +62,58 @@ func New(store *eventstore.Store, cfg Config) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = 64
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	config.Default(&cfg.Concurrency, 64)
+	config.Default(&cfg.Logger, slog.Default())
 	return &Worker{store: store, cfg: cfg, log: cfg.Logger.With("component", "executor"), handlers: map[string]Handler{}}, nil
 }
 
 // Register sets the handler of taskType. Call it before Start.
 func (w *Worker) Register(taskType string, h Handler) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.running {
-		return errors.New("executor: Register after Start")
-	}
-	if taskType == "" || h == nil {
-		return errors.New("executor: Register needs a task type and a handler")
-	}
-	if !eventstore.ValidTaskType(taskType) {
-		return fmt.Errorf("executor: invalid task type %q: use letters, digits, _ and -, in parts separated by single dots", taskType)
-	}
-	w.handlers[taskType] = h
-	return nil
+	return w.life.Locked(func(running bool) error {
+		if running {
+			return errors.New("executor: Register after Start")
+		}
+		if taskType == "" || h == nil {
+			return errors.New("executor: Register needs a task type and a handler")
+		}
+		if !eventstore.ValidTaskType(taskType) {
+			return fmt.Errorf("executor: invalid task type %q: use letters, digits, _ and -, in parts separated by single dots", taskType)
+		}
+		w.handlers[taskType] = h
+		return nil
+	})
 }
 
 // Start subscribes to the registered task types and runs handlers.
 func (w *Worker) Start(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.running {
-		return errors.New("executor: already started")
-	}
-	pullers := map[string]*eventstore.Puller{}
-	for typ := range w.handlers {
-		p, err := w.store.TaskPuller(ctx, typ)
-		if err != nil {
-			return err
+	return w.life.Start("executor", func() error {
+		pullers := map[string]*eventstore.Puller{}
+		for typ := range w.handlers {
+			p, err := w.store.TaskPuller(ctx, typ)
+			if err != nil {
+				return err
+			}
+			pullers[typ] = p
 		}
-		pullers[typ] = p
-	}
-	// pulling ends the fetch loops; running ends the handlers (later, on Stop).
-	pullCtx, stopPulling := context.WithCancel(context.WithoutCancel(ctx))
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	for typ, p := range pullers {
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			w.consume(pullCtx, runCtx, p, typ, w.handlers[typ])
-		}()
-	}
-	w.stopPulling, w.cancel = stopPulling, cancel
-	w.running = true
-	return nil
+		// pulling ends the fetch loops; running ends the handlers (later, on Stop).
+		pullCtx, stopPulling := context.WithCancel(context.WithoutCancel(ctx))
+		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		for typ, p := range pullers {
+			w.wg.Go(func() { w.consume(pullCtx, runCtx, p, typ, w.handlers[typ]) })
+		}
+		w.stopPulling, w.cancel = stopPulling, cancel
+		return nil
+	})
 }
 
 // Stop stops taking commands and waits for running handlers to finish
 // and report; when ctx ends first, it cancels them and their commands are
 // redelivered. Calling Stop twice is fine.
 func (w *Worker) Stop(ctx context.Context) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.running {
-		return nil
-	}
-	w.running = false
-	w.stopPulling()
-	done := make(chan struct{})
-	go func() { w.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		w.cancel()
-		return nil
-	case <-ctx.Done():
-		w.cancel()
-		<-done
-		return ctx.Err()
-	}
+	return w.life.Stop(func() error {
+		w.stopPulling()
+		return lifecycle.Drain(ctx, w.wg.Wait, w.cancel)
+	})
 }
 
 // consume pulls commands while pullCtx lasts, never more than there are
@@ -187,10 +157,8 @@ func (w *Worker) consume(pullCtx, runCtx context.Context, p *eventstore.Puller, 
 // recorded result (its worker stopped or died, history could not be read,
 // the result could not be reported) does not use up an attempt.
 func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.Delivery) {
-	// Loggers are made only when there is something to say.
-	log := func() *slog.Logger { return w.log.With("workflow", d.WorkflowID, "task", typ) }
 	if d.Err != nil {
-		log().Error("dropping undecodable step command", "seq", d.Seq, "err", d.Err)
+		w.log.With("workflow", d.WorkflowID, "task", typ).Error("dropping undecodable step command", "seq", d.Seq, "err", d.Err)
 		_ = d.Term(d.Err.Error())
 		return
 	}
@@ -205,62 +173,20 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	defer stopBeat()
 
 	first := max(cmd.FirstAttempt, 1)
-	attempt := first
-	log = func() *slog.Logger {
+	attempt, ok := w.attemptOf(ctx, typ, d)
+	if !ok {
+		return
+	}
+	// Loggers are made only when there is something to say.
+	log := func() *slog.Logger {
 		return w.log.With("workflow", d.WorkflowID, "task", typ, "step", cmd.Path, "attempt", attempt)
 	}
-	maxAttempts := max(cmd.Retry.MaxAttempts, 1)
-
-	seenBefore := d.NumDelivered > 1
-	if !seenBefore {
-		// A command older than this connection may have been delivered
-		// before a server restart that lost the delivery count.
-		var err error
-		if seenBefore, err = w.store.StoredBeforeSession(ctx, d.Seq); err != nil {
-			log().Warn("could not check the history stream before an attempt; the command will be redelivered", "err", err)
-			_ = d.Nak(time.Second)
-			return
-		}
-	}
-	if seenBefore {
-		// Delivered before: the previous delivery may have finished and been
-		// recorded before its ack was lost, and history says which attempt
-		// this one is.
-		prog, err := w.store.StepProgressAfter(ctx, d.WorkflowID, cmd.Path, cmd.Gen, d.Seq)
-		if err != nil {
-			log().Warn("could not check history before a redelivered command; it will be redelivered", "err", err)
-			_ = d.Nak(time.Second)
-			return
-		}
-		attempt = max(first, prog.Attempts+1)
-		if prog.Settled {
-			// The attempt's result was recorded, but the orchestrator that
-			// recorded it may have died before finishing what follows (a
-			// child to start, a parent to tell, the listing): a result through
-			// the results stream makes one load the workflow afresh and do it.
-			// It is recorded as nothing new (the step is settled).
-			res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt, Cmd: d.Seq,
-				Outcome: events.OutcomeCompleted, Time: time.Now().UTC()}
-			if err := w.store.PublishResult(ctx, res); err != nil {
-				log().Warn("could not report a redelivered command's settled step; retrying", "err", err)
-				_ = d.Nak(time.Second)
-				return
-			}
-			log().Debug("step already settled; acking the redelivered command")
-			_ = d.Ack()
-			return
-		}
-		if lost := d.NumDelivered - (attempt - first + 1); lost >= 3 {
-			log().Warn("earlier deliveries of this command ended without a result (executors stopped or died, or NATS was unreachable); running the attempt again",
-				"deliveries", d.NumDelivered, "unrecorded", lost)
-		}
-	}
 	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt, Cmd: d.Seq}
-
 	// tries counts this scheduling's recorded attempts, this one included:
 	// the policy's budget. (A redriven step starts a fresh budget with
 	// attempt numbers continuing.)
 	tries := attempt - first + 1
+	maxAttempts := max(cmd.Retry.MaxAttempts, 1)
 	if tries > maxAttempts {
 		// History records every allowed attempt as failed and retried.
 		res.Outcome = events.OutcomeFailed
@@ -269,7 +195,6 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		w.settle(ctx, d, res, 0, log)
 		return
 	}
-
 	out, err := w.call(ctx, h, d, cmd, attempt)
 	if err != nil && ctx.Err() != nil {
 		// The worker is stopping: let another worker take the command. This
@@ -278,6 +203,79 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		return
 	}
 	res.Time = time.Now().UTC()
+	delay := outcome(&res, cmd.Retry, out, err, tries, maxAttempts)
+	w.settle(ctx, d, res, delay, log)
+}
+
+// attemptOf returns the attempt a delivery of a step command runs, or
+// false when it has settled the delivery itself: history could not be
+// read (redelivered), or the step's result is recorded already.
+func (w *Worker) attemptOf(ctx context.Context, typ string, d *eventstore.Delivery) (int, bool) {
+	cmd := d.Task
+	first := max(cmd.FirstAttempt, 1)
+	attempt := first
+	log := func() *slog.Logger {
+		return w.log.With("workflow", d.WorkflowID, "task", typ, "step", cmd.Path, "attempt", attempt)
+	}
+	seenBefore := d.NumDelivered > 1
+	if !seenBefore {
+		// A command older than this connection may have been delivered
+		// before a server restart that lost the delivery count.
+		var err error
+		if seenBefore, err = w.store.StoredBeforeSession(ctx, d.Seq); err != nil {
+			log().Warn("could not check the history stream before an attempt; the command will be redelivered", "err", err)
+			_ = d.Nak(time.Second)
+			return 0, false
+		}
+	}
+	if !seenBefore {
+		return attempt, true
+	}
+	// Delivered before: the previous delivery may have finished and been
+	// recorded before its ack was lost, and history says which attempt
+	// this one is.
+	prog, err := w.store.StepProgressAfter(ctx, d.WorkflowID, cmd.Path, cmd.Gen, d.Seq)
+	if err != nil {
+		log().Warn("could not check history before a redelivered command; it will be redelivered", "err", err)
+		_ = d.Nak(time.Second)
+		return 0, false
+	}
+	attempt = max(first, prog.Attempts+1)
+	if prog.Settled {
+		w.resettle(ctx, d, attempt, log)
+		return 0, false
+	}
+	if lost := d.NumDelivered - (attempt - first + 1); lost >= 3 {
+		log().Warn("earlier deliveries of this command ended without a result (executors stopped or died, or NATS was unreachable); running the attempt again",
+			"deliveries", d.NumDelivered, "unrecorded", lost)
+	}
+	return attempt, true
+}
+
+// resettle acks a redelivered command whose attempt's result was
+// recorded. The orchestrator that recorded it may have died before
+// finishing what follows (a child to start, a parent to tell, the
+// listing): a result through the results stream makes one load the
+// workflow afresh and do it. It is recorded as nothing new (the step is
+// settled).
+func (w *Worker) resettle(ctx context.Context, d *eventstore.Delivery, attempt int, log func() *slog.Logger) {
+	cmd := d.Task
+	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt, Cmd: d.Seq,
+		Outcome: events.OutcomeCompleted, Time: time.Now().UTC()}
+	if err := w.store.PublishResult(ctx, res); err != nil {
+		log().Warn("could not report a redelivered command's settled step; retrying", "err", err)
+		_ = d.Nak(time.Second)
+		return
+	}
+	log().Debug("step already settled; acking the redelivered command")
+	_ = d.Ack()
+}
+
+// outcome fills in res from what the handler returned, for the tries'th
+// attempt of maxAttempts under policy retry, and returns how long to wait
+// before the next attempt (when res is an attempt that failed and is
+// retried). An output that cannot be recorded fails the step.
+func outcome(res *events.Result, retry events.RetryPolicy, out any, err error, tries, maxAttempts int) time.Duration {
 	if err == nil {
 		if out, err = value.Normalize(out); err != nil {
 			err = &Error{Type: ErrTypeOutput, Message: "handler output: " + err.Error(), NonRetryable: true}
@@ -289,8 +287,7 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	}
 	if err == nil {
 		res.Outcome, res.Output = events.OutcomeCompleted, out
-		w.settle(ctx, d, res, 0, log)
-		return
+		return 0
 	}
 	var te *Error
 	if !errors.As(err, &te) {
@@ -302,17 +299,16 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	}
 	// Failures are recorded and shown as text: keep them valid UTF-8.
 	res.Error = &events.Error{Type: strings.ToValidUTF8(te.Type, "\uFFFD"), Message: strings.ToValidUTF8(msg, "\uFFFD")}
-	if te.NonRetryable || cmd.Retry.IsNonRetryable(te.Type) || tries >= maxAttempts {
+	if te.NonRetryable || retry.IsNonRetryable(te.Type) || tries >= maxAttempts {
 		res.Outcome = events.OutcomeFailed
-		w.settle(ctx, d, res, 0, log)
-		return
+		return 0
 	}
-	delay := cmd.Retry.Delay(tries)
+	delay := retry.Delay(tries)
 	if te.RetryAfter > 0 {
 		delay = te.RetryAfter
 	}
 	res.Outcome, res.RetryDelay = events.OutcomeAttemptFailed, delay
-	w.settle(ctx, d, res, delay, log)
+	return delay
 }
 
 // keepClaimed heartbeats d (InProgress) every third of the task ack wait
@@ -387,7 +383,7 @@ func (w *Worker) report(ctx context.Context, d *eventstore.Delivery, res *events
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = w.store.ReportResult(pctx, *res, d.Owner)
 		cancel()
-		if errors.Is(err, nats.ErrMaxPayload) && res.Outcome == events.OutcomeCompleted {
+		if errors.Is(err, eventstore.ErrTooLarge) && res.Outcome == events.OutcomeCompleted {
 			// The output is too large to record: the step fails, not Weft.
 			res.Outcome, res.Output = events.OutcomeFailed, nil
 			res.Error = &events.Error{Type: ErrTypeOutput, Message: "handler output is larger than the NATS message limit"}

@@ -11,11 +11,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/config"
+	"github.com/weftworks/weft/internal/lifecycle"
 	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -50,16 +51,10 @@ type Config struct {
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.Shards < 0 {
-		return fmt.Errorf("orchestrator: Shards must not be negative, got %d", c.Shards)
-	}
-	if c.MaxHistoryEvents < 0 {
-		return fmt.Errorf("orchestrator: MaxHistoryEvents must not be negative, got %d", c.MaxHistoryEvents)
-	}
-	if c.CacheSize < 0 {
-		return fmt.Errorf("orchestrator: CacheSize must not be negative, got %d", c.CacheSize)
-	}
-	return nil
+	return config.NonNegative("orchestrator",
+		config.Int("Shards", c.Shards),
+		config.Int("MaxHistoryEvents", c.MaxHistoryEvents),
+		config.Int("CacheSize", c.CacheSize))
 }
 
 // Orchestrator consumes starts, signals, cancels, task results and fired
@@ -77,13 +72,12 @@ type Orchestrator struct {
 	// cached).
 	id string
 
-	mu      sync.Mutex
-	running bool
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	feeds   []*eventstore.Feed
-	direct  []*eventstore.DirectSub
-	ix      *indexer
+	life   lifecycle.Guard
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	feeds  []*eventstore.Feed
+	direct []*eventstore.DirectSub
+	ix     *indexer
 }
 
 // New returns an orchestrator over store.
@@ -91,167 +85,162 @@ func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Shards == 0 {
-		cfg.Shards = 16
-	}
-	if cfg.CacheSize == 0 {
-		cfg.CacheSize = 4096
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.MaxHistoryEvents == 0 {
-		cfg.MaxHistoryEvents = 100000
-	}
-	if cfg.SnapshotEvery == 0 {
-		cfg.SnapshotEvery = 1000
-	}
+	config.Default(&cfg.Shards, 16)
+	config.Default(&cfg.CacheSize, 4096)
+	config.Default(&cfg.Logger, slog.Default())
+	config.DefaultClock(&cfg.Now)
+	config.Default(&cfg.MaxHistoryEvents, 100000)
+	config.Default(&cfg.SnapshotEvery, 1000)
 	return &Orchestrator{store: store, defs: NewDefinitions(store), cfg: cfg, id: RandomID(),
 		log: cfg.Logger.With("component", "orchestrator")}, nil
 }
 
 // Start begins consuming. It returns once subscribed.
 func (o *Orchestrator) Start(ctx context.Context) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.running {
-		return errors.New("orchestrator: already started")
-	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	o.ix = newIndexer(o.store, o.log)
-	shards := make([]chan *eventstore.Delivery, o.cfg.Shards)
-	for i := range shards {
-		shards[i] = make(chan *eventstore.Delivery, 64)
+	return o.life.Start("orchestrator", func() error {
+		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		o.ix = newIndexer(o.store, o.log)
+		r := o.startShards(runCtx)
+		var feedWG sync.WaitGroup
+		o.feeds, o.direct = nil, nil
+		if err := o.subscribe(ctx, r, &feedWG); err != nil {
+			// Undo the half-made start.
+			cancel()
+			o.stopIntake()
+			feedWG.Wait()
+			r.close()
+			o.wg.Wait()
+			o.ix.close()
+			return err
+		}
+		// The shards end once no feed can hand them more.
+		o.wg.Go(func() {
+			feedWG.Wait()
+			r.close()
+		})
+		o.cancel = cancel
+		return nil
+	})
+}
+
+// startShards runs the shards, each deciding until its channel closes.
+func (o *Orchestrator) startShards(runCtx context.Context) *router {
+	r := &router{ctx: runCtx, shards: make([]chan *eventstore.Delivery, o.cfg.Shards)}
+	for i := range r.shards {
+		in := make(chan *eventstore.Delivery, 64)
+		r.shards[i] = in
 		sh := &shard{o: o, cache: map[string]*entry{}}
-		o.wg.Add(1)
-		go func(in chan *eventstore.Delivery) {
-			defer o.wg.Done()
-			sh.run(runCtx, in)
-		}(shards[i])
+		o.wg.Go(func() { sh.run(runCtx, in) })
 	}
-	var feedWG sync.WaitGroup
-	o.feeds, o.direct = nil, nil
-	// Inputs sent directly join their workflow's shard until directClosed.
-	var directMu sync.RWMutex
-	directClosed := false
-	// abort undoes a start that failed half-way.
-	abort := func(err error) error {
-		cancel()
-		for _, d := range o.direct {
-			d.Stop()
-		}
-		directMu.Lock()
-		directClosed = true
-		directMu.Unlock()
-		for _, f := range o.feeds {
-			f.Stop()
-		}
-		feedWG.Wait()
-		for _, ch := range shards {
-			close(ch)
-		}
-		o.wg.Wait()
-		o.ix.close()
-		return err
-	}
+	return r
+}
+
+// subscribe starts the feeds (external inputs, results, timers), which
+// block on a full shard, and the direct subscriptions (results to this
+// orchestrator, results and starts to any), which never do: a direct
+// input that finds its shard full goes back to its sender, who uses the
+// streams instead (an executor the results stream, the API the history
+// stream). feedWG counts the feeds' loops.
+func (o *Orchestrator) subscribe(ctx context.Context, r *router, feedWG *sync.WaitGroup) error {
 	for _, src := range []eventstore.Source{eventstore.SourceExternal, eventstore.SourceResults, eventstore.SourceTimers} {
 		f, err := o.store.Feed(ctx, src, 256)
 		if err != nil {
-			return abort(err)
+			return err
 		}
 		o.feeds = append(o.feeds, f)
-		feedWG.Add(1)
-		go func() {
-			defer feedWG.Done()
-			for {
-				d, err := f.Next()
-				if err != nil {
-					if errors.Is(err, eventstore.ErrFeedClosed) || runCtx.Err() != nil {
-						return
-					}
-					o.log.Warn("feed error", "source", src, "err", err)
-					continue
-				}
-				ch := shards[shardOf(d.WorkflowID, len(shards))]
-				select {
-				case ch <- d:
-				case <-runCtx.Done():
-					_ = d.Nak(0)
-					return
-				}
-			}
-		}()
-	}
-	// Results and starts sent directly join their workflow's shard when it
-	// has room; otherwise their sender uses the streams (an executor the
-	// results stream, the API the history stream).
-	toShard := func(d *eventstore.Delivery) {
-		directMu.RLock()
-		defer directMu.RUnlock()
-		if directClosed || runCtx.Err() != nil {
-			_ = d.Nak(0)
-			return
-		}
-		select {
-		case shards[shardOf(d.WorkflowID, len(shards))] <- d:
-		default:
-			_ = d.Nak(0)
-		}
+		feedWG.Go(func() { r.pump(f, src, o.log) })
 	}
 	own := func(fn func(*eventstore.Delivery)) (*eventstore.DirectSub, error) {
 		return o.store.OwnResults(o.id, fn)
 	}
 	for _, sub := range []func(func(*eventstore.Delivery)) (*eventstore.DirectSub, error){own, o.store.DirectResults, o.store.DirectStarts} {
-		direct, err := sub(toShard)
+		direct, err := sub(r.offer)
 		if err != nil {
-			return abort(err)
+			return err
 		}
 		o.direct = append(o.direct, direct)
 	}
-	o.wg.Add(1)
-	go func() {
-		defer o.wg.Done()
-		feedWG.Wait()
-		directMu.Lock()
-		directClosed = true
-		directMu.Unlock()
-		for _, ch := range shards {
-			close(ch)
-		}
-	}()
-	o.cancel = cancel
-	o.running = true
 	return nil
 }
 
-// Stop stops consuming and waits for in-flight work. Unsettled messages
-// are redelivered to another orchestrator. Calling Stop twice is fine.
-func (o *Orchestrator) Stop(ctx context.Context) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !o.running {
-		return nil
-	}
-	o.running = false
+// stopIntake stops the direct subscriptions and the feeds.
+func (o *Orchestrator) stopIntake() {
 	for _, d := range o.direct {
 		d.Stop()
 	}
 	for _, f := range o.feeds {
 		f.Stop()
 	}
-	done := make(chan struct{})
-	go func() { o.wg.Wait(); o.ix.close(); close(done) }()
+}
+
+// Stop stops consuming and waits for in-flight work. Unsettled messages
+// are redelivered to another orchestrator. Calling Stop twice is fine.
+func (o *Orchestrator) Stop(ctx context.Context) error {
+	return o.life.Stop(func() error {
+		o.stopIntake()
+		return lifecycle.Drain(ctx, func() { o.wg.Wait(); o.ix.close() }, o.cancel)
+	})
+}
+
+// router hands each input to its workflow's shard, so one workflow's
+// inputs are decided one at a time, in order.
+type router struct {
+	ctx    context.Context // the orchestrator's run
+	shards []chan *eventstore.Delivery
+	// mu guards closed: direct inputs join a shard until it is set.
+	mu     sync.RWMutex
+	closed bool
+}
+
+func (r *router) shardOf(wf string) chan *eventstore.Delivery {
+	return r.shards[shardOf(wf, len(r.shards))]
+}
+
+// pump hands f's deliveries to their shards, waiting for room, until f
+// stops or the run ends.
+func (r *router) pump(f *eventstore.Feed, src eventstore.Source, log *slog.Logger) {
+	for {
+		d, err := f.Next()
+		if err != nil {
+			if errors.Is(err, eventstore.ErrFeedClosed) || r.ctx.Err() != nil {
+				return
+			}
+			log.Warn("feed error", "source", src, "err", err)
+			continue
+		}
+		select {
+		case r.shardOf(d.WorkflowID) <- d:
+		case <-r.ctx.Done():
+			_ = d.Nak(0)
+			return
+		}
+	}
+}
+
+// offer hands a direct delivery to its shard if it has room, and sends
+// it back otherwise.
+func (r *router) offer(d *eventstore.Delivery) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed || r.ctx.Err() != nil {
+		_ = d.Nak(0)
+		return
+	}
 	select {
-	case <-done:
-		o.cancel()
-		return nil
-	case <-ctx.Done():
-		o.cancel()
-		<-done
-		return ctx.Err()
+	case r.shardOf(d.WorkflowID) <- d:
+	default:
+		_ = d.Nak(0)
+	}
+}
+
+// close closes the shards' channels once no feed sends on them: direct
+// inputs are sent back from then on.
+func (r *router) close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	for _, ch := range r.shards {
+		close(ch)
 	}
 }
 
@@ -371,6 +360,9 @@ type errPermanent struct{ err error }
 
 func (e errPermanent) Error() string { return e.err.Error() }
 
+// handle settles one input: it is processed (again, on the history read
+// afresh, when another writer appended first), then acked, left to the
+// indexer, redelivered later or dropped.
 func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 	// The logger is made only when there is something to say: the hot path
 	// does not pay for formatting its attributes.
@@ -380,66 +372,88 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 		_ = d.Term(d.Err.Error())
 		return
 	}
+	if err := sh.processUntilSettled(ctx, d); err != nil {
+		delete(sh.cache, d.WorkflowID)
+		sh.settleFailed(ctx, d, err, log)
+		return
+	}
+	if sh.takeHeld() {
+		return
+	}
+	if err := d.Ack(); err != nil {
+		log().Warn("ack failed; the input will be redelivered and found already applied", "err", err)
+	}
+}
+
+// processUntilSettled processes d, and again on the history read afresh
+// when an append conflicts, up to 20 times.
+func (sh *shard) processUntilSettled(ctx context.Context, d *eventstore.Delivery) error {
 	for try := 0; ; try++ {
 		err := sh.process(ctx, d, try == 0)
-		switch {
-		case err == nil && sh.held:
-			sh.held = false
-			return
-		case err == nil:
-			if err := d.Ack(); err != nil {
-				log().Warn("ack failed; the input will be redelivered and found already applied", "err", err)
-			}
-			return
-		case errors.Is(err, eventstore.ErrConflict) && try < 20:
-			delete(sh.cache, d.WorkflowID)
-			continue
+		if !errors.Is(err, eventstore.ErrConflict) || try >= 20 {
+			return err
 		}
 		delete(sh.cache, d.WorkflowID)
-		var nd errNotDue
-		var perm errPermanent
-		var broken errBroken
-		switch {
-		case errors.As(err, &broken):
-			// The workflow cannot go on: record that, and never block on it.
-			log().Error("failing a workflow that cannot go on", "err", broken.err)
-			if ferr := sh.failWorkflow(ctx, d.WorkflowID, broken); ferr != nil {
-				log().Warn("could not record the failure; retrying", "err", ferr)
-				_ = d.Nak(backoff(d.NumDelivered))
-				return
-			}
-			// The input applies to the failed workflow as to any failed
-			// one (a result is still recorded, so a redrive finds the step
-			// where it is), and what follows a failure follows: the parent
-			// is told, the listing written. A history that does not fold
-			// gets those follow-ups from what does.
-			ferr := sh.process(ctx, d, false)
-			if errors.As(ferr, &broken) {
-				delete(sh.cache, d.WorkflowID)
-				ferr = sh.afterBroken(ctx, d)
-			}
-			if ferr != nil {
-				log().Warn("could not follow up the failure; retrying", "err", ferr)
-				_ = d.Nak(backoff(d.NumDelivered))
-				return
-			}
-			if sh.held {
-				sh.held = false
-				return
-			}
-			_ = d.Ack()
-		case errors.As(err, &nd):
-			_ = d.Nak(nd.wait)
-		case errors.As(err, &perm):
-			log().Error("dropping input that cannot be applied", "err", err)
-			_ = d.Term(err.Error())
-		default:
-			if ctx.Err() == nil {
-				log().Warn("processing failed; retrying", "err", err)
-			}
-			_ = d.Nak(backoff(d.NumDelivered))
+	}
+}
+
+// takeHeld reports whether the input just processed is left to the
+// indexer to settle, and forgets it.
+func (sh *shard) takeHeld() bool {
+	held := sh.held
+	sh.held = false
+	return held
+}
+
+// settleFailed settles an input whose processing failed with err: a
+// workflow that cannot go on is failed, an early timer comes back when
+// due, an input that can never apply is dropped, and any other is
+// redelivered after a backoff.
+func (sh *shard) settleFailed(ctx context.Context, d *eventstore.Delivery, err error, log func() *slog.Logger) {
+	var nd errNotDue
+	var perm errPermanent
+	var broken errBroken
+	switch {
+	case errors.As(err, &broken):
+		sh.failBroken(ctx, d, broken, log)
+	case errors.As(err, &nd):
+		_ = d.Nak(nd.wait)
+	case errors.As(err, &perm):
+		log().Error("dropping input that cannot be applied", "err", err)
+		_ = d.Term(err.Error())
+	default:
+		if ctx.Err() == nil {
+			log().Warn("processing failed; retrying", "err", err)
 		}
+		_ = d.Nak(backoff(d.NumDelivered))
+	}
+}
+
+// failBroken records that d's workflow cannot go on, and never blocks on
+// it. The input then applies to the failed workflow as to any failed one
+// (a result is still recorded, so a redrive finds the step where it is),
+// and what follows a failure follows: the parent is told, the listing
+// written. A history that does not fold gets those follow-ups from what
+// does.
+func (sh *shard) failBroken(ctx context.Context, d *eventstore.Delivery, broken errBroken, log func() *slog.Logger) {
+	log().Error("failing a workflow that cannot go on", "err", broken.err)
+	if err := sh.failWorkflow(ctx, d.WorkflowID, broken); err != nil {
+		log().Warn("could not record the failure; retrying", "err", err)
+		_ = d.Nak(backoff(d.NumDelivered))
 		return
+	}
+	err := sh.process(ctx, d, false)
+	if errors.As(err, &broken) {
+		delete(sh.cache, d.WorkflowID)
+		err = sh.afterBroken(ctx, d)
+	}
+	if err != nil {
+		log().Warn("could not follow up the failure; retrying", "err", err)
+		_ = d.Nak(backoff(d.NumDelivered))
+		return
+	}
+	if !sh.takeHeld() {
+		_ = d.Ack()
 	}
 }
 
@@ -545,11 +559,12 @@ func (sh *shard) remember(wf string, e *entry) {
 	sh.cache[wf] = e
 }
 
-// process applies one input to its workflow and appends what follows.
+// process applies one input to its workflow and appends what follows:
+// it loads the state the input applies to, accepts the input, decides,
+// commits the input and the decision, and runs the state's follow-ups.
 // seed allows starting a new workflow's state from the delivered record
 // (first tries only: after a conflict the history is read).
 func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool) error {
-	wf := d.WorkflowID
 	if d.Start != nil {
 		// Settled here: recorded, or declined to the API.
 		sh.held = true
@@ -558,8 +573,43 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 		}
 		return nil
 	}
-	// Never judge an input on a history that does not reach the record it
-	// refers to: the delivered record itself, or the command a result is for.
+	e, fresh, err := sh.loadFor(ctx, d, seed)
+	if err != nil {
+		return err
+	}
+	input, err := sh.accept(ctx, d, e, fresh)
+	if err != nil {
+		return err
+	}
+	if err := apply(e.st, input); err != nil {
+		return err
+	}
+	def, err := sh.definition(ctx, e.st)
+	if err != nil {
+		return err
+	}
+	decided, err := decide(e.st, def, sh.o.cfg.MaxHistoryEvents)
+	if err != nil {
+		return err
+	}
+	if err := sh.commit(ctx, d.WorkflowID, e, append(input, decided...)); err != nil {
+		return err
+	}
+	return sh.reconcile(ctx, d.WorkflowID, e, d)
+}
+
+// loadFor returns the state d applies to, and whether it was just read.
+// It never judges an input on a history that does not reach the record
+// it refers to: the delivered record itself, or the command a result is
+// for. A new workflow's state is seeded from its first record when seed
+// allows.
+func (sh *shard) loadFor(ctx context.Context, d *eventstore.Delivery, seed bool) (*entry, bool, error) {
+	wf := d.WorkflowID
+	if m := d.Message; seed && d.Source == eventstore.SourceExternal && sh.cache[wf] == nil && m != nil && m.Err == nil &&
+		m.Record.Events[0].Type == events.TypeWorkflowStarted {
+		e, err := sh.seed(wf, m)
+		return e, false, err
+	}
 	minSeq := uint64(0)
 	switch {
 	case d.Source == eventstore.SourceExternal:
@@ -567,127 +617,181 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 	case d.Result != nil:
 		minSeq = d.Result.Cmd
 	}
-	var e *entry
-	var fresh bool
-	var err error
-	if m := d.Message; seed && d.Source == eventstore.SourceExternal && sh.cache[wf] == nil && m != nil && m.Err == nil &&
-		m.Record.Events[0].Type == events.TypeWorkflowStarted {
-		// A new workflow: its first record is in hand, so skip reading the
-		// history. If more was appended since, the conditional append
-		// conflicts and the workflow is read in full.
-		e = &entry{st: &workflow.State{}}
-		for _, ev := range m.Record.Events {
-			if err := e.st.Apply(ev); err != nil {
-				return errBroken{ErrTypeCorruptHistory, err}
-			}
-		}
-		e.st.LastSeq = m.Seq
-		sh.remember(wf, e)
-	} else if e, fresh, err = sh.load(ctx, wf, minSeq); err != nil {
-		return err
+	e, fresh, err := sh.load(ctx, wf, minSeq)
+	if err != nil {
+		return nil, false, err
 	}
 	if e == nil {
 		// A result or timer for a workflow with no history: nothing to apply it to.
-		return errPermanent{fmt.Errorf("workflow %s has no history", wf)}
+		return nil, false, errPermanent{fmt.Errorf("workflow %s has no history", wf)}
 	}
-	st := e.st
-	var input []events.Event
+	return e, fresh, nil
+}
+
+// seed starts a new workflow's state from its first record, in hand,
+// without reading the history. If more was appended since, the
+// conditional append conflicts and the workflow is read in full.
+func (sh *shard) seed(wf string, m *eventstore.Message) (*entry, error) {
+	e := &entry{st: &workflow.State{}}
+	for _, ev := range m.Record.Events {
+		if err := e.st.Apply(ev); err != nil {
+			return nil, errBroken{ErrTypeCorruptHistory, err}
+		}
+	}
+	e.st.LastSeq = m.Seq
+	sh.remember(wf, e)
+	return e, nil
+}
+
+// accept returns the events a result or fired timer adds to e's state
+// (none when it no longer applies). An input external to the workflow
+// (a start, signal or cancel) is in its history already: loading it
+// applied it.
+func (sh *shard) accept(ctx context.Context, d *eventstore.Delivery, e *entry, fresh bool) ([]events.Event, error) {
 	switch d.Source {
 	case eventstore.SourceResults:
-		ev, ok := workflow.AcceptResult(st, *d.Result)
-		if !ok && !fresh {
-			// The cache may be behind another orchestrator: look again before dropping.
-			if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
-				return err
-			}
-			ev, ok = workflow.AcceptResult(st, *d.Result)
-		}
-		if now := sh.o.cfg.Now().UTC(); ok && ev.Time.After(now) {
-			// An executor's clock that runs ahead must not move the
-			// workflow's time (workflow.now, the due times of its timers).
-			ev.Time = now
-		}
-		if ok && ev.StepCompleted != nil {
-			// An output too large to record, or one that could not be read
-			// back, fails its step (which a catch can handle), never the
-			// workflow.
-			msg := ""
-			if err := value.Check("output", ev.StepCompleted.Output, value.Limits{MaxDepth: value.MaxStoredDepth}); err != nil {
-				msg = err.Error()
-			} else if n, big := sh.oversized(ev); big {
-				msg = fmt.Sprintf("the output is %d bytes encoded; the limit is %d bytes", n, sh.o.store.Conn().MaxPayload()-recordHeadroom)
-			}
-			if msg != "" {
-				ev = events.Event{Type: events.TypeStepFailed, Time: ev.Time, StepFailed: &events.StepFailed{Path: ev.StepCompleted.Path, Gen: ev.StepCompleted.Gen,
-					Attempt: ev.StepCompleted.Attempt, Error: events.Error{Type: workflow.ErrTypeInvalidOutput, Message: msg}}}
-			}
-		}
-		// Failures are shown as text: keep them valid UTF-8.
-		valid := func(e *events.Error) {
-			e.Type, e.Message = strings.ToValidUTF8(e.Type, "\uFFFD"), strings.ToValidUTF8(e.Message, "\uFFFD")
-		}
-		if ok && ev.StepFailed != nil {
-			valid(&ev.StepFailed.Error)
-		}
-		if ok && ev.StepAttemptFailed != nil {
-			valid(&ev.StepAttemptFailed.Error)
-		}
-		if ok {
-			input = append(input, ev)
-		} else {
-			sh.o.log.Debug("result no longer applies; ignoring it", "workflow", wf, "step", d.Result.Path,
-				"gen", d.Result.Gen, "attempt", d.Result.Attempt, "cmd", d.Result.Cmd, "history", st.LastSeq)
-		}
+		return sh.acceptResult(ctx, d, e, fresh)
 	case eventstore.SourceTimers:
-		now := sh.o.cfg.Now().UTC()
-		ev, ok, due := workflow.AcceptTimer(st, *d.Timer, now)
-		if !due {
-			// Come back when the workflow expects the timer: the delivered
-			// due time may be earlier (a timer scheduled again later).
-			return errNotDue{max(timerDue(st, *d.Timer).Sub(now), minTimerWait)}
+		return sh.acceptTimer(ctx, d, e, fresh)
+	}
+	return nil, nil
+}
+
+// acceptResult returns the event a task or child result adds to e's
+// state, made fit to record.
+func (sh *shard) acceptResult(ctx context.Context, d *eventstore.Delivery, e *entry, fresh bool) ([]events.Event, error) {
+	st := e.st
+	ev, ok := workflow.AcceptResult(st, *d.Result)
+	if !ok && !fresh {
+		// The cache may be behind another orchestrator: look again before dropping.
+		if err := sh.catchUp(ctx, d.WorkflowID, e, st.LastSeq); err != nil {
+			return nil, err
 		}
-		if !ok && !fresh {
-			if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
-				return err
-			}
-			ev, ok, _ = workflow.AcceptTimer(st, *d.Timer, now)
+		ev, ok = workflow.AcceptResult(st, *d.Result)
+	}
+	if !ok {
+		sh.o.log.Debug("result no longer applies; ignoring it", "workflow", d.WorkflowID, "step", d.Result.Path,
+			"gen", d.Result.Gen, "attempt", d.Result.Attempt, "cmd", d.Result.Cmd, "history", st.LastSeq)
+		return nil, nil
+	}
+	return []events.Event{sh.fitResult(ev)}, nil
+}
+
+// fitResult makes an accepted result's event fit to record. An
+// executor's clock that runs ahead must not move the workflow's time
+// (workflow.now, the due times of its timers); an output too large to
+// record, or one that could not be read back, fails its step (which a
+// catch can handle), never the workflow; failures are shown as text, so
+// they are kept valid UTF-8.
+func (sh *shard) fitResult(ev events.Event) events.Event {
+	if now := sh.o.cfg.Now().UTC(); ev.Time.After(now) {
+		ev.Time = now
+	}
+	if c := ev.StepCompleted; c != nil {
+		msg := ""
+		if err := value.Check("output", c.Output, value.Limits{MaxDepth: value.MaxStoredDepth}); err != nil {
+			msg = err.Error()
+		} else if n, big := sh.oversized(ev); big {
+			msg = fmt.Sprintf("the output is %d bytes encoded; the limit is %d bytes", n, sh.o.store.MaxPayload()-recordHeadroom)
 		}
-		if !ok && st.LastSeq <= d.Timer.After && now.Sub(d.Timer.Due) < timerRecordWait {
-			// The record that set the timer is not in the history read: its
-			// append may still be on its way (across a NATS leader election,
-			// say). Ask again rather than drop the timer.
-			return errNotDue{time.Second}
-		}
-		if ok {
-			input = append(input, ev)
+		if msg != "" {
+			ev = events.Event{Type: events.TypeStepFailed, Time: ev.Time, StepFailed: &events.StepFailed{Path: c.Path, Gen: c.Gen,
+				Attempt: c.Attempt, Error: events.Error{Type: workflow.ErrTypeInvalidOutput, Message: msg}}}
 		}
 	}
+	valid := func(e *events.Error) {
+		e.Type, e.Message = strings.ToValidUTF8(e.Type, "\uFFFD"), strings.ToValidUTF8(e.Message, "\uFFFD")
+	}
+	if ev.StepFailed != nil {
+		valid(&ev.StepFailed.Error)
+	}
+	if ev.StepAttemptFailed != nil {
+		valid(&ev.StepAttemptFailed.Error)
+	}
+	return ev
+}
+
+// acceptTimer returns the event a fired timer adds to e's state. A timer
+// delivered before the workflow expects it comes back when it does.
+func (sh *shard) acceptTimer(ctx context.Context, d *eventstore.Delivery, e *entry, fresh bool) ([]events.Event, error) {
+	st := e.st
+	now := sh.o.cfg.Now().UTC()
+	ev, ok, due := workflow.AcceptTimer(st, *d.Timer, now)
+	if !due {
+		// Come back when the workflow expects the timer: the delivered
+		// due time may be earlier (a timer scheduled again later).
+		return nil, errNotDue{max(timerDue(st, *d.Timer).Sub(now), minTimerWait)}
+	}
+	if !ok && !fresh {
+		if err := sh.catchUp(ctx, d.WorkflowID, e, st.LastSeq); err != nil {
+			return nil, err
+		}
+		ev, ok, _ = workflow.AcceptTimer(st, *d.Timer, now)
+	}
+	if !ok && st.LastSeq <= d.Timer.After && now.Sub(d.Timer.Due) < timerRecordWait {
+		// The record that set the timer is not in the history read: its
+		// append may still be on its way (across a NATS leader election,
+		// say). Ask again rather than drop the timer.
+		return nil, errNotDue{time.Second}
+	}
+	if !ok {
+		return nil, nil
+	}
+	return []events.Event{ev}, nil
+}
+
+// apply folds the accepted input into st.
+func apply(st *workflow.State, input []events.Event) error {
 	for _, ev := range input {
 		if err := st.Apply(ev); err != nil {
 			return errPermanent{err}
 		}
 	}
-	var decided []events.Event
-	if st.Status == workflow.StatusRunning {
-		def, _, err := sh.o.defs.Load(ctx, st.Definition, st.Revision)
-		if err != nil {
-			return fmt.Errorf("load definition %s revision %d: %w", st.Definition, st.Revision, err)
-		}
-		if decided, err = workflow.Advance(st, def); err != nil {
-			return errBroken{ErrTypeLimit, err}
-		}
+	return nil
+}
+
+// definition returns the definition st runs on, or nil when it no longer
+// runs (nothing is decided for it).
+func (sh *shard) definition(ctx context.Context, st *workflow.State) (*definition.Definition, error) {
+	if st.Status != workflow.StatusRunning {
+		return nil, nil
 	}
-	all := append(input, decided...)
-	if st.Events > sh.o.cfg.MaxHistoryEvents && st.Status == workflow.StatusRunning {
-		return errBroken{ErrTypeLimit, fmt.Errorf("history would grow to %d events; the limit is %d (MaxHistoryEvents)", st.Events, sh.o.cfg.MaxHistoryEvents)}
+	def, _, err := sh.o.defs.Load(ctx, st.Definition, st.Revision)
+	if err != nil {
+		return nil, fmt.Errorf("load definition %s revision %d: %w", st.Definition, st.Revision, err)
 	}
-	if len(all) > 0 {
-		if err := sh.append(ctx, wf, e, all); err != nil {
-			return err
-		}
-		sh.snapshot(ctx, wf, e)
+	return def, nil
+}
+
+// decide advances a running st on its definition def and returns the
+// events that follow (applied to st), or fails the workflow when its
+// history would grow past maxEvents. It reads and writes nothing but st:
+// the same state and definition always decide the same.
+func decide(st *workflow.State, def *definition.Definition, maxEvents int) ([]events.Event, error) {
+	if st.Status != workflow.StatusRunning {
+		return nil, nil
 	}
-	return sh.reconcile(ctx, wf, e, d)
+	decided, err := workflow.Advance(st, def)
+	if err != nil {
+		return nil, errBroken{ErrTypeLimit, err}
+	}
+	if st.Events > maxEvents && st.Status == workflow.StatusRunning {
+		return nil, errBroken{ErrTypeLimit, fmt.Errorf("history would grow to %d events; the limit is %d (MaxHistoryEvents)", st.Events, maxEvents)}
+	}
+	return decided, nil
+}
+
+// commit appends evs (the accepted input and the decision, applied to
+// e's state already) and stores a snapshot of the state when one is due.
+func (sh *shard) commit(ctx context.Context, wf string, e *entry, evs []events.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	if err := sh.append(ctx, wf, e, evs); err != nil {
+		return err
+	}
+	sh.snapshot(ctx, wf, e)
+	return nil
 }
 
 // reconcile makes the world agree with wf's folded state, whatever path
@@ -953,13 +1057,13 @@ func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint
 	}
 	next, err := sh.o.store.AppendWith(ctx, wf, seq, eventstore.AppendOpts{Snapshot: e.snapSeq, Owner: sh.o.id}, evs...)
 	switch {
-	case errors.Is(err, nats.ErrMaxPayload) && len(evs) > 1:
+	case errors.Is(err, eventstore.ErrTooLarge) && len(evs) > 1:
 		half := len(evs) / 2
 		if seq, err = sh.appendRecord(ctx, wf, e, seq, evs[:half]); err != nil {
 			return 0, err
 		}
 		return sh.appendRecord(ctx, wf, e, seq, evs[half:])
-	case errors.Is(err, nats.ErrMaxPayload):
+	case errors.Is(err, eventstore.ErrTooLarge):
 		return 0, errBroken{ErrTypeLimit, fmt.Errorf("a %s event is too large to store: %w", evs[0].Type, err)}
 	}
 	return next, err
@@ -969,7 +1073,7 @@ func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint
 // and its encoded size. Only an output whose size bound passes the limit
 // is encoded to find out.
 func (sh *shard) oversized(ev events.Event) (int, bool) {
-	limit := int(sh.o.store.Conn().MaxPayload() - recordHeadroom)
+	limit := int(sh.o.store.MaxPayload() - recordHeadroom)
 	if ev.StepCompleted != nil && sizeBound(ev.StepCompleted.Output, limit/2) <= limit/2 {
 		return 0, false
 	}
@@ -977,7 +1081,7 @@ func (sh *shard) oversized(ev events.Event) (int, bool) {
 	if err != nil {
 		return 0, false // Validate's business, later
 	}
-	return len(data), int64(len(data)) > sh.o.store.Conn().MaxPayload()-recordHeadroom
+	return len(data), int64(len(data)) > sh.o.store.MaxPayload()-recordHeadroom
 }
 
 // sizeBound returns an upper bound of v's encoded size (a normalized

@@ -159,30 +159,9 @@ func newRequest(ctx context.Context, t *executor.Task) (*http.Request, string, e
 	} else if !methods[method] {
 		return nil, "", invalid("method %q is not one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", method)
 	}
-	raw, err := str(in, "url")
+	u, err := requestURL(in)
 	if err != nil {
 		return nil, "", err
-	}
-	if raw == "" {
-		return nil, "", invalid("url is required")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, "", invalid("url %q does not parse: %v", raw, err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return nil, "", invalid("url %q must be an absolute http:// or https:// URL", raw)
-	}
-	query, err := stringMap(in, "query")
-	if err != nil {
-		return nil, "", err
-	}
-	if len(query) > 0 {
-		q := u.Query()
-		for k, v := range query {
-			q.Set(k, v)
-		}
-		u.RawQuery = q.Encode()
 	}
 	headers, err := headerMap(in)
 	if err != nil {
@@ -224,6 +203,37 @@ func newRequest(ctx context.Context, t *executor.Task) (*http.Request, string, e
 		req.Header.Set(k, v)
 	}
 	return req, mode, nil
+}
+
+// requestURL returns the URL an http.request input names, with its query
+// parameters.
+func requestURL(in map[string]any) (*url.URL, error) {
+	raw, err := str(in, "url")
+	if err != nil {
+		return nil, err
+	}
+	if raw == "" {
+		return nil, invalid("url is required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, invalid("url %q does not parse: %v", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return nil, invalid("url %q must be an absolute http:// or https:// URL", raw)
+	}
+	query, err := stringMap(in, "query")
+	if err != nil {
+		return nil, err
+	}
+	if len(query) > 0 {
+		q := u.Query()
+		for k, v := range query {
+			q.Set(k, v)
+		}
+		u.RawQuery = q.Encode()
+	}
+	return u, nil
 }
 
 // transportError classifies a failure to get or read a response.

@@ -90,10 +90,34 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			cancel()
 		}
 	}()
+	if err = n.open(ctx, cfg); err != nil {
+		return n, err
+	}
+	if cfg.Orchestrator != nil {
+		if err = n.startEngine(ctx, cfg); err != nil {
+			return n, err
+		}
+	}
+	if cfg.Executor != nil {
+		if err = n.startWorker(ctx, cfg); err != nil {
+			return n, err
+		}
+	}
+	if cfg.API != nil {
+		if err = n.startAPI(cfg); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// open connects to NATS and opens the store, waiting a while for
+// JetStream to be ready.
+func (n *Node) open(ctx context.Context, cfg Config) (err error) {
 	opts := append([]nats.Option{nats.Name("weft"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(false)}, cfg.NATSOptions...)
 	if n.NC, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
-		return n, fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, err)
+		return fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, err)
 	}
 	if cfg.Store.Replicas <= 0 {
 		// Replicate across a cluster; a single server holds one copy.
@@ -109,114 +133,118 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return n, err
+			return err
 		}
 		cfg.Logger.Warn("JetStream not ready; retrying", "err", err)
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
-			return n, ctx.Err()
+			return ctx.Err()
 		}
 	}
-	if cfg.Orchestrator != nil {
-		oc := *cfg.Orchestrator
-		if oc.Logger == nil {
-			oc.Logger = cfg.Logger
-		}
-		if n.Orch, err = orchestrator.New(n.Store, oc); err != nil {
-			return n, err
-		}
-		if err = n.Orch.Start(ctx); err != nil {
-			return n, err
-		}
-		if n.Triggers, err = trigger.New(n.Store, trigger.Config{Logger: oc.Logger}); err != nil {
-			return n, err
-		}
-		if err = n.Triggers.Start(ctx); err != nil {
-			return n, err
-		}
+	return nil
+}
+
+// startEngine starts the orchestrator and the trigger engine beside it.
+func (n *Node) startEngine(ctx context.Context, cfg Config) (err error) {
+	oc := *cfg.Orchestrator
+	if oc.Logger == nil {
+		oc.Logger = cfg.Logger
 	}
-	if cfg.Executor != nil {
-		ec := *cfg.Executor
-		if ec.Logger == nil {
-			ec.Logger = cfg.Logger
+	if n.Orch, err = orchestrator.New(n.Store, oc); err != nil {
+		return err
+	}
+	if err = n.Orch.Start(ctx); err != nil {
+		return err
+	}
+	if n.Triggers, err = trigger.New(n.Store, trigger.Config{Logger: oc.Logger}); err != nil {
+		return err
+	}
+	return n.Triggers.Start(ctx)
+}
+
+// startWorker starts the executor's worker with the built-in task types
+// and the configured handlers.
+func (n *Node) startWorker(ctx context.Context, cfg Config) (err error) {
+	ec := *cfg.Executor
+	if ec.Logger == nil {
+		ec.Logger = cfg.Logger
+	}
+	if n.Worker, err = executor.New(n.Store, ec); err != nil {
+		return err
+	}
+	if cfg.Builtins {
+		bc := cfg.Builtin
+		if bc.NATS == nil {
+			bc.NATS = n.NC
 		}
-		if n.Worker, err = executor.New(n.Store, ec); err != nil {
-			return n, err
+		if bc.Logger == nil {
+			bc.Logger = cfg.Logger
 		}
-		if cfg.Builtins {
-			bc := cfg.Builtin
-			if bc.NATS == nil {
-				bc.NATS = n.NC
-			}
-			if bc.Logger == nil {
-				bc.Logger = cfg.Logger
-			}
-			if err = builtin.CheckPublishAllow(bc.PublishAllow); err != nil {
-				return n, fmt.Errorf("node: Builtin.PublishAllow: %w", err)
-			}
-			for typ, h := range builtin.Handlers(bc) {
-				if err = n.Worker.Register(typ, h); err != nil {
-					return n, err
-				}
-			}
+		if err = builtin.CheckPublishAllow(bc.PublishAllow); err != nil {
+			return fmt.Errorf("node: Builtin.PublishAllow: %w", err)
 		}
-		for typ, h := range cfg.Handlers {
+		for typ, h := range builtin.Handlers(bc) {
 			if err = n.Worker.Register(typ, h); err != nil {
-				return n, err
+				return err
 			}
 		}
-		if err = n.Worker.Start(ctx); err != nil {
-			return n, err
+	}
+	for typ, h := range cfg.Handlers {
+		if err = n.Worker.Register(typ, h); err != nil {
+			return err
 		}
 	}
-	if cfg.API != nil {
-		ac := *cfg.API
-		if ac.Logger == nil {
-			ac.Logger = cfg.Logger
-		}
-		srv, err := api.New(n.Store, ac)
-		if err != nil {
-			return n, err
-		}
-		apiCtx, cancel := context.WithCancel(context.Background())
-		n.stopAPI = cancel
-		if err := srv.Start(apiCtx); err != nil {
-			return n, err
-		}
-		if t := cfg.APITLS; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
-			return n, errors.New("node: APITLS has no server certificate")
-		}
-		ln, err := net.Listen("tcp", cfg.APIAddr)
-		if err != nil {
-			return n, fmt.Errorf("API listener on %s: %w", cfg.APIAddr, err)
-		}
-		hs := api.NewHTTPServer(cfg.APIAddr, srv.Handler())
-		// Connection errors (failed TLS handshakes among them) go to the log.
-		hs.ErrorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelInfo)
-		n.APIURL = "http://" + ln.Addr().String()
-		serve := hs.Serve
-		if cfg.APITLS != nil {
-			p := new(http.Protocols)
-			p.SetHTTP1(true)
-			p.SetHTTP2(true)
-			hs.Protocols = p
-			hs.TLSConfig = cfg.APITLS.Clone()
-			n.APIURL = "https://" + ln.Addr().String()
-			// ServeTLS adds h2 and http/1.1 to the ALPN protocols.
-			serve = func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
-		}
-		// Requests (long watches among them) end when the node stops.
-		base, cancel := context.WithCancel(context.Background())
-		hs.BaseContext = func(net.Listener) context.Context { return base }
-		n.http, n.stopStreams = hs, cancel
-		go func() {
-			if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				cfg.Logger.Error("API server stopped", "err", err)
-			}
-		}()
+	return n.Worker.Start(ctx)
+}
+
+// startAPI serves the API on cfg.APIAddr.
+func (n *Node) startAPI(cfg Config) error {
+	ac := *cfg.API
+	if ac.Logger == nil {
+		ac.Logger = cfg.Logger
 	}
-	return n, nil
+	srv, err := api.New(n.Store, ac)
+	if err != nil {
+		return err
+	}
+	apiCtx, cancel := context.WithCancel(context.Background())
+	n.stopAPI = cancel
+	if err := srv.Start(apiCtx); err != nil {
+		return err
+	}
+	if t := cfg.APITLS; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
+		return errors.New("node: APITLS has no server certificate")
+	}
+	ln, err := net.Listen("tcp", cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("API listener on %s: %w", cfg.APIAddr, err)
+	}
+	hs := api.NewHTTPServer(cfg.APIAddr, srv.Handler())
+	// Connection errors (failed TLS handshakes among them) go to the log.
+	hs.ErrorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelInfo)
+	n.APIURL = "http://" + ln.Addr().String()
+	serve := hs.Serve
+	if cfg.APITLS != nil {
+		p := new(http.Protocols)
+		p.SetHTTP1(true)
+		p.SetHTTP2(true)
+		hs.Protocols = p
+		hs.TLSConfig = cfg.APITLS.Clone()
+		n.APIURL = "https://" + ln.Addr().String()
+		// ServeTLS adds h2 and http/1.1 to the ALPN protocols.
+		serve = func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
+	}
+	// Requests (long watches among them) end when the node stops.
+	base, cancel := context.WithCancel(context.Background())
+	hs.BaseContext = func(net.Listener) context.Context { return base }
+	n.http, n.stopStreams = hs, cancel
+	go func() {
+		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cfg.Logger.Error("API server stopped", "err", err)
+		}
+	}()
+	return nil
 }
 
 // Stop stops the parts in reverse order and closes the connection. It is

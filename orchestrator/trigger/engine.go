@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/internal/config"
+	"github.com/weftworks/weft/internal/lifecycle"
 	"github.com/weftworks/weft/internal/value"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
@@ -31,6 +31,11 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	return config.NonNegative("trigger", config.Int("Workers", c.Workers), config.Int("MaxPayloadBytes", c.MaxPayloadBytes))
+}
+
 // Engine starts workflows from trigger events: messages captured on
 // trigger subjects and cron ticks. Any number of engines may run: each
 // event is delivered to one, and the workflow id derived from the event
@@ -42,31 +47,22 @@ type Engine struct {
 	cfg   Config
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	running bool
-	cancel  context.CancelFunc
-	feeds   []*eventstore.Feed
-	wg      sync.WaitGroup
-	kick    chan struct{}
+	life   lifecycle.Guard
+	cancel context.CancelFunc
+	feeds  []*eventstore.Feed
+	wg     sync.WaitGroup
+	kick   chan struct{}
 }
 
 // New returns an engine over store.
 func New(store *eventstore.Store, cfg Config) (*Engine, error) {
-	if cfg.Workers < 0 || cfg.MaxPayloadBytes < 0 {
-		return nil, errors.New("trigger: Workers and MaxPayloadBytes must not be negative")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Workers == 0 {
-		cfg.Workers = 8
-	}
-	if cfg.MaxPayloadBytes == 0 {
-		cfg.MaxPayloadBytes = 1 << 20
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	config.Default(&cfg.Workers, 8)
+	config.Default(&cfg.MaxPayloadBytes, 1<<20)
+	config.Default(&cfg.Logger, slog.Default())
+	config.DefaultClock(&cfg.Now)
 	log := cfg.Logger.With("component", "trigger")
 	return &Engine{store: store, defs: orchestrator.NewDefinitions(store), reg: NewRegistry(store, log), cfg: cfg, log: log,
 		kick: make(chan struct{}, 1)}, nil
@@ -78,90 +74,74 @@ func (e *Engine) Registry() *Registry { return e.reg }
 // Start follows the definitions, captures their trigger subjects, keeps
 // their cron ticks scheduled and handles trigger events.
 func (e *Engine) Start(ctx context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.running {
-		return errors.New("trigger: already started")
+	return e.life.Start("trigger", func() error {
+		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		if err := e.reg.Start(runCtx, e.kickReconcile); err != nil {
+			cancel()
+			return err
+		}
+		if err := e.reconcile(ctx); err != nil {
+			e.log.Warn("trigger setup incomplete; retrying", "err", err)
+		}
+		e.wg.Go(func() { e.keepReconciled(runCtx) })
+		events, err := e.store.TriggerFeed(ctx, 256)
+		if err != nil {
+			cancel()
+			return err
+		}
+		ticks, err := e.store.CronFeed(ctx, 64)
+		if err != nil {
+			events.Stop()
+			cancel()
+			return err
+		}
+		e.feeds = []*eventstore.Feed{events, ticks}
+		for range e.cfg.Workers {
+			e.wg.Go(func() { e.consume(runCtx, events, e.handleEvent) })
+		}
+		e.wg.Go(func() { e.consume(runCtx, ticks, e.handleTick) })
+		e.cancel = cancel
+		return nil
+	})
+}
+
+// kickReconcile asks keepReconciled to reconcile now.
+func (e *Engine) kickReconcile() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	if err := e.reg.Start(runCtx, func() {
+}
+
+// keepReconciled reconciles when kicked (the definitions changed) and
+// every 30 seconds, until ctx ends.
+func (e *Engine) keepReconciled(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
 		select {
-		case e.kick <- struct{}{}:
-		default:
+		case <-ctx.Done():
+			return
+		case <-e.kick:
+		case <-t.C:
 		}
-	}); err != nil {
-		cancel()
-		return err
-	}
-	if err := e.reconcile(ctx); err != nil {
-		e.log.Warn("trigger setup incomplete; retrying", "err", err)
-	}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		t := time.NewTicker(30 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-runCtx.Done():
-				return
-			case <-e.kick:
-			case <-t.C:
-			}
-			if err := e.reconcile(runCtx); err != nil && runCtx.Err() == nil {
-				e.log.Warn("trigger setup incomplete; retrying", "err", err)
-			}
+		if err := e.reconcile(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("trigger setup incomplete; retrying", "err", err)
 		}
-	}()
-	events, err := e.store.TriggerFeed(ctx, 256)
-	if err != nil {
-		cancel()
-		return err
 	}
-	ticks, err := e.store.CronFeed(ctx, 64)
-	if err != nil {
-		events.Stop()
-		cancel()
-		return err
-	}
-	e.feeds = []*eventstore.Feed{events, ticks}
-	for range e.cfg.Workers {
-		e.wg.Add(1)
-		go func() {
-			defer e.wg.Done()
-			e.consume(runCtx, events, e.handleEvent)
-		}()
-	}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		e.consume(runCtx, ticks, e.handleTick)
-	}()
-	e.cancel, e.running = cancel, true
-	return nil
 }
 
 // Stop stops handling events; unsettled ones are redelivered. Calling it
-// twice is fine.
+// twice is fine. When ctx ends first, it returns without waiting for the
+// handlers, which were told to stop.
 func (e *Engine) Stop(ctx context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if !e.running {
-		return nil
-	}
-	e.running = false
-	for _, f := range e.feeds {
-		f.Stop()
-	}
-	e.cancel()
-	done := make(chan struct{})
-	go func() { e.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return e.life.Stop(func() error {
+		for _, f := range e.feeds {
+			f.Stop()
+		}
+		e.cancel()
+		return lifecycle.Await(ctx, e.wg.Wait)
+	})
 }
 
 func (e *Engine) consume(ctx context.Context, f *eventstore.Feed, handle func(context.Context, *eventstore.Delivery) error) {
@@ -251,7 +231,7 @@ func (e *Engine) fail(ctx context.Context, subject, def, reason string, payload 
 		Reason: reason, Definition: def, Payload: payload})
 }
 
-func headerMap(h nats.Header) map[string]any {
+func headerMap(h eventstore.Header) map[string]any {
 	out := map[string]any{}
 	for k, v := range h {
 		if len(v) > 0 && !strings.HasPrefix(k, "Nats-") {
@@ -264,7 +244,7 @@ func headerMap(h nats.Header) map[string]any {
 // identity is what makes a message the same message: the producer's
 // Nats-Msg-Id when it set one, else its place in the trigger stream.
 func identity(ev *eventstore.TriggerEvent) string {
-	if id := ev.Headers.Get(nats.MsgIdHdr); id != "" {
+	if id := ev.Headers.Get(eventstore.MsgIDHeader); id != "" {
 		return "msgid:" + id
 	}
 	return fmt.Sprintf("seq:%d", ev.Seq)

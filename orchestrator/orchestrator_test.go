@@ -1,0 +1,425 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/natstest"
+	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// rig is a store on an embedded NATS server of its own; workflows are
+// started and results sent by hand, as the API and executors would.
+type rig struct {
+	t     *testing.T
+	ctx   context.Context
+	ns    *natstest.Server
+	store *eventstore.Store
+}
+
+var quiet = slog.New(slog.DiscardHandler)
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	ns := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	store, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{ResultReplyWait: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{t: t, ctx: ctx, ns: ns, store: store}
+}
+
+// run starts an orchestrator, stopped when the test ends.
+func (r *rig) run() *Orchestrator {
+	r.t.Helper()
+	o, err := New(r.store, Config{Logger: quiet})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := o.Start(r.ctx); err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { _ = o.Stop(context.Background()) })
+	return o
+}
+
+// shard returns a shard of an orchestrator that is not started, for
+// handing it deliveries one at a time.
+func (r *rig) shard() *shard {
+	r.t.Helper()
+	o, err := New(r.store, Config{Logger: quiet})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	o.ix = newIndexer(r.store, quiet)
+	r.t.Cleanup(o.ix.close)
+	return &shard{o: o, cache: map[string]*entry{}}
+}
+
+func (r *rig) putDef(name, src string) *definition.Definition {
+	r.t.Helper()
+	if _, _, err := r.store.PutDefinition(r.ctx, name, src, time.Now()); err != nil {
+		r.t.Fatal(err)
+	}
+	def, err := definition.Parse([]byte(src))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return def
+}
+
+func startEvent(wf, def string) events.Event {
+	return events.Event{Type: events.TypeWorkflowStarted, Time: time.Now().UTC(),
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: def, Revision: 1}}
+}
+
+// start appends wf's start as the API does and returns its sequence.
+func (r *rig) start(wf, def string) uint64 {
+	r.t.Helper()
+	var zero uint64
+	seq, err := r.store.AppendExternal(r.ctx, wf, &zero, "start/"+wf, startEvent(wf, def))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return seq
+}
+
+// history returns wf's records.
+func (r *rig) history(wf string) []eventstore.Message {
+	r.t.Helper()
+	msgs, err := r.store.Read(r.ctx, wf, 0)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return msgs
+}
+
+// count returns how many events of wf's history satisfy match, and the
+// sequence of the record holding the last one.
+func (r *rig) count(wf string, match func(events.Event) bool) (n int, seq uint64) {
+	for _, m := range r.history(wf) {
+		for _, ev := range m.Record.Events {
+			if match(ev) {
+				n, seq = n+1, m.Seq
+			}
+		}
+	}
+	return n, seq
+}
+
+// next returns f's next delivery, failing the test after 10 s.
+func next(t *testing.T, f *eventstore.Feed) *eventstore.Delivery {
+	t.Helper()
+	got := make(chan *eventstore.Delivery, 1)
+	go func() {
+		d, err := f.Next()
+		if err == nil {
+			got <- d
+		}
+	}()
+	select {
+	case d := <-got:
+		return d
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery within 10s")
+		return nil
+	}
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+const oneTask = `
+name: one
+steps:
+  - { id: a, task: work }
+`
+
+const twoTasks = `
+name: two
+steps:
+  - { id: a, task: work }
+  - { id: b, task: work }
+`
+
+// A result or timer for a workflow with no history can never apply: it
+// is terminated, not redelivered, and makes no history.
+func TestInputForWorkflowWithNoHistoryIsTerminated(t *testing.T) {
+	r := newRig(t)
+	r.run()
+	nc := r.ns.Connect(t)
+	sub, err := nc.SubscribeSync("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: "ghost", Path: "a", Gen: 1, Attempt: 1,
+		Outcome: events.OutcomeCompleted, Time: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.ScheduleTimer(r.ctx, events.TimerDue{WorkflowID: "phantom", TimerID: "t", Path: "a", Due: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{
+		"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED." + eventstore.ResultsStream + "." + eventstore.ResultsConsumer: true,
+		"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED." + eventstore.TimersStream + "." + eventstore.TimersConsumer:   true,
+	}
+	for len(want) > 0 {
+		m, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("still waiting for terminations on %v: %v", want, err)
+		}
+		delete(want, m.Subject)
+	}
+	for _, wf := range []string{"ghost", "phantom"} {
+		if _, err := r.store.LastSeq(r.ctx, wf); !errors.Is(err, eventstore.ErrNotFound) {
+			t.Fatalf("%s has history: %v", wf, err)
+		}
+	}
+}
+
+// A cached state that another writer moved past conflicts on append: the
+// input is decided again on the history read afresh, and recorded once.
+func TestConflictReadsAgainAndDecidesOnce(t *testing.T) {
+	r := newRig(t)
+	r.putDef("two", twoTasks)
+	sh := r.shard()
+	ext, err := r.store.Feed(r.ctx, eventstore.SourceExternal, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Stop()
+	results, err := r.store.Feed(r.ctx, eventstore.SourceResults, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer results.Stop()
+
+	wf := "conflicted"
+	r.start(wf, "two")
+	sh.handle(r.ctx, next(t, ext))
+	scheduled, cmd := r.count(wf, func(ev events.Event) bool { return ev.StepScheduled != nil })
+	if scheduled != 1 || sh.cache[wf] == nil || sh.cache[wf].st.LastSeq != cmd {
+		t.Fatalf("after the start: %d commands, cached %+v", scheduled, sh.cache[wf])
+	}
+	// Another writer appends behind the shard's back.
+	sig, err := r.store.AppendExternalAtEnd(r.ctx, wf, cmd, "signal/"+wf, events.Event{Type: events.TypeSignalReceived,
+		Time: time.Now().UTC(), SignalReceived: &events.SignalReceived{Name: "poke"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: "a", Gen: 1, Attempt: 1, Cmd: cmd,
+		Outcome: events.OutcomeCompleted, Output: "A", Time: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	sh.handle(r.ctx, next(t, results))
+
+	completed, at := r.count(wf, func(ev events.Event) bool { return ev.StepCompleted != nil && ev.StepCompleted.Path == "a" })
+	if completed != 1 || at <= sig {
+		t.Fatalf("step a completed %d times, at seq %d (the other writer's record is at %d)", completed, at, sig)
+	}
+	if n, _ := r.count(wf, func(ev events.Event) bool { return ev.StepScheduled != nil && ev.StepScheduled.Path == "b" }); n != 1 {
+		t.Fatalf("step b scheduled %d times", n)
+	}
+	if e := sh.cache[wf]; e == nil || e.st.LastSeq != r.history(wf)[len(r.history(wf))-1].Seq {
+		t.Fatalf("the cache does not hold the history's end: %+v", e)
+	}
+}
+
+// The indexer writes a workflow that closes before its running entry is
+// due once, closed, and settles every input held for it; once closed, it
+// hands inputs back.
+func TestIndexerWritesAClosedEntryOnceAndSettlesHeldInputs(t *testing.T) {
+	r := newRig(t)
+	ix := newIndexer(r.store, quiet)
+	ix.delay = time.Hour // a running entry waits for its workflow to close
+	mark := new(atomic.Value)
+	settled := make(chan bool, 3)
+	settle := func(ok bool) { settled <- ok }
+	now := time.Now().UTC()
+	ix.put(eventstore.Summary{ID: "wf", Definition: "d", Revision: 1, Status: string(workflow.StatusRunning), Created: now, Seq: 2},
+		mark, false, settle)
+	time.Sleep(100 * time.Millisecond) // (an entry due at once is written by now)
+	ix.put(eventstore.Summary{ID: "wf", Definition: "d", Revision: 1, Status: string(workflow.StatusCompleted), Created: now, Closed: now, Seq: 5},
+		mark, false, settle)
+	for range 2 {
+		select {
+		case ok := <-settled:
+			if !ok {
+				t.Fatal("a held input was handed back")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("held inputs not settled")
+		}
+	}
+	if got, _ := mark.Load().(workflow.Status); got != workflow.StatusCompleted {
+		t.Fatalf("mark %q", got)
+	}
+	sum, err := r.store.GetSummary(r.ctx, "wf")
+	if err != nil || sum.Status != string(workflow.StatusCompleted) || sum.Seq != 5 {
+		t.Fatalf("entry %+v, %v", sum, err)
+	}
+	js, err := jetstream.New(r.store.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(r.ctx, "KV_"+eventstore.WorkflowsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(r.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.LastSeq != 1 {
+		t.Fatalf("index written %d times, want once", info.State.LastSeq)
+	}
+	ix.close()
+	ix.put(eventstore.Summary{ID: "late", Status: string(workflow.StatusCompleted), Seq: 1}, new(atomic.Value), true, settle)
+	if ok := <-settled; ok {
+		t.Fatal("an input put after close was settled as written")
+	}
+}
+
+// A child its parent's history records as started, but that was never
+// started (its orchestrator died in between), is started by the next
+// orchestrator to handle an input of the parent, and the parent's
+// decision is not repeated.
+func TestReconcileStartsARecordedChild(t *testing.T) {
+	r := newRig(t)
+	r.putDef("one", oneTask)
+	mum := r.putDef("mum", `
+name: mum
+steps:
+  - { id: kid, workflow: one }
+`)
+	wf := "mum-1"
+	seq := r.start(wf, "mum")
+	// The decision that follows the start, recorded without its follow-up.
+	st := &workflow.State{}
+	if err := st.Apply(startEvent(wf, "mum")); err != nil {
+		t.Fatal(err)
+	}
+	decided, err := workflow.Advance(st, mum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.Append(r.ctx, wf, seq, decided...); err != nil {
+		t.Fatal(err)
+	}
+	child := ""
+	for _, ev := range decided {
+		if ev.ChildStarted != nil {
+			child = ev.ChildStarted.WorkflowID
+		}
+	}
+	if child == "" {
+		t.Fatalf("no child in the decision %v", decided)
+	}
+	if _, err := r.store.LastSeq(r.ctx, child); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("child %s exists before reconciling: %v", child, err)
+	}
+
+	r.run()
+	eventually(t, 10*time.Second, "the child to start", func() bool {
+		first, err := r.store.First(r.ctx, child)
+		if err != nil || first.Err != nil {
+			return false
+		}
+		ws := first.Record.Events[0].WorkflowStarted
+		return ws != nil && ws.Definition == "one" && ws.Parent != nil && ws.Parent.WorkflowID == wf && ws.Parent.Path == "kid"
+	})
+	if n, _ := r.count(wf, func(ev events.Event) bool { return ev.ChildStarted != nil }); n != 1 {
+		t.Fatalf("the child's start recorded %d times", n)
+	}
+}
+
+// decide is a function of the state and its definition: nothing for a
+// workflow that no longer runs, the limit for one that grows past it.
+func TestDecide(t *testing.T) {
+	def, err := definition.Parse([]byte(twoTasks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := func() *workflow.State {
+		st := &workflow.State{}
+		if err := st.Apply(startEvent("wf", "two")); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	evs, err := decide(fresh(), def, 1000)
+	if err != nil || len(evs) == 0 || evs[len(evs)-1].StepScheduled == nil || evs[len(evs)-1].StepScheduled.Path != "a" {
+		t.Fatalf("decided %v, %v", evs, err)
+	}
+	var broken errBroken
+	if _, err := decide(fresh(), def, 1); !errors.As(err, &broken) || broken.typ != ErrTypeLimit {
+		t.Fatalf("past the limit: %v", err)
+	}
+	closed := fresh()
+	closed.Status = workflow.StatusCompleted
+	if evs, err := decide(closed, nil, 1); err != nil || evs != nil {
+		t.Fatalf("closed workflow decided %v, %v", evs, err)
+	}
+}
+
+// A start, a result and the workflow completes; its listing entry follows.
+func TestWorkflowRunsToCompletionAndIsListed(t *testing.T) {
+	r := newRig(t)
+	r.putDef("one", oneTask)
+	r.run()
+	wf := "simple"
+	r.start(wf, "one")
+	var cmd uint64
+	eventually(t, 10*time.Second, "the step's command", func() bool {
+		var n int
+		n, cmd = r.count(wf, func(ev events.Event) bool { return ev.StepScheduled != nil })
+		return n == 1
+	})
+	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: "a", Gen: 1, Attempt: 1, Cmd: cmd,
+		Outcome: events.OutcomeCompleted, Output: "done", Time: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the workflow to be listed completed", func() bool {
+		sum, err := r.store.GetSummary(r.ctx, wf)
+		return err == nil && sum.Status == string(workflow.StatusCompleted)
+	})
+	if n, _ := r.count(wf, func(ev events.Event) bool { return ev.WorkflowCompleted != nil }); n != 1 {
+		t.Fatalf("completed %d times", n)
+	}
+}
+
+// Start twice fails, Stop twice is fine, and a negative count is refused.
+func TestOrchestratorLifecycle(t *testing.T) {
+	r := newRig(t)
+	o := r.run()
+	if err := o.Start(r.ctx); err == nil || err.Error() != "orchestrator: already started" {
+		t.Fatalf("second Start: %v", err)
+	}
+	for range 2 {
+		if err := o.Stop(r.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := New(r.store, Config{Shards: -1}); err == nil || err.Error() != "orchestrator: Shards must not be negative, got -1" {
+		t.Fatalf("negative Shards: %v", err)
+	}
+}
