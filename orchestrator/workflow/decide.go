@@ -194,7 +194,7 @@ func (w *walker) takeSignals() {
 	taken := map[int]bool{}
 	for _, s := range w.takers {
 		for _, sig := range st.Signals {
-			if sig.Consumed || sig.Name != s.Signal || taken[sig.Seq] {
+			if !s.mayTake(sig) || taken[sig.Seq] {
 				continue
 			}
 			taken[sig.Seq] = true
@@ -270,11 +270,12 @@ func (w *walker) block(steps []*definition.Step, prefix string, l locals) result
 	for _, step := range steps {
 		path := prefix + step.ID
 		s := w.st.Steps[path]
-		if notStarted(s) {
+		handling := w.handling(step, s, prefix)
+		if !handling && notStarted(s) {
 			w.start(step, path, prefix, l)
 			return result{state: blockPending}
 		}
-		if s.Rerun {
+		if !handling && s.Rerun {
 			// A redrive reopens a failed or canceled container where it stopped.
 			w.reopen(step, s, prefix)
 			return result{state: blockPending}
@@ -301,6 +302,28 @@ func (w *walker) block(steps []*definition.Step, prefix string, l locals) result
 		return result{state: blockPending}
 	}
 	return result{state: blockDone, output: last}
+}
+
+// handling reports whether failed step s, which a redrive would run
+// again, was being handled by its catch when the run failed: the catch
+// goes on, and the step does not run again.
+func (w *walker) handling(step *definition.Step, s *Step, prefix string) bool {
+	return s != nil && s.Rerun && s.Status == StepFailed && w.catchEntered(step, s, prefix)
+}
+
+// catchEntered reports whether the catch clause that handles failed step
+// s has begun.
+func (w *walker) catchEntered(step *definition.Step, s *Step, prefix string) bool {
+	typ := ""
+	if s.LastError != nil {
+		typ = s.LastError.Type
+	}
+	for _, c := range step.Catch {
+		if matches(c.Errors, typ) {
+			return len(c.Do) > 0 && w.st.Steps[prefix+c.Do[0].ID] != nil
+		}
+	}
+	return false
 }
 
 // notStarted reports whether a step is to start: it has not, or a redrive
@@ -563,7 +586,7 @@ func (w *walker) follow(step *definition.Step, s *Step, prefix string, l locals)
 			w.finish(path, w.block(step.Wait.TimeoutSteps, prefix, l))
 			return
 		}
-		if st.pendingSignal(s.Signal) != nil {
+		if st.pendingSignal(s) != nil {
 			// Signals are handed out once the walk has met every wait.
 			w.takers = append(w.takers, s)
 			return
@@ -708,9 +731,11 @@ func iterPrefix(path string, i int) string {
 // window again; they wait there for room like the ones after it.)
 func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 	fe := step.Foreach
-	first := fe.Do[0].ID
+	first := fe.Do[0]
 	started := func(i int) bool {
-		return !notStarted(w.st.Steps[iterPrefix(s.Path, i)+first])
+		p := iterPrefix(s.Path, i)
+		fs := w.st.Steps[p+first.ID]
+		return !notStarted(fs) || w.handling(first, fs, p)
 	}
 	m, fresh := w.st.loop(s.Path, len(s.Items))
 	if fresh {
@@ -725,17 +750,18 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 	for m.next < m.n && started(m.next) {
 		m.next++
 	}
+	// After a redrive, a started iteration may hold nothing in flight (its
+	// failed steps were reopened): it resumes only when there is room, like
+	// one not started. Runs never redriven skip finding that out.
+	idle := func(int) bool { return false }
+	if w.st.Retries > 0 {
+		busy := w.st.busyIterations(s.Path)
+		idle = func(i int) bool { return !busy[i] }
+	}
 	inflight := 0
-	var waiting []int
+	var waiting, resumable []int
 	var failed *result
-	for i := m.low; i < m.next; i++ {
-		if m.done[i] {
-			continue
-		}
-		if !started(i) {
-			waiting = append(waiting, i)
-			continue
-		}
+	follow := func(i int) {
 		r := w.block(fe.Do, iterPrefix(s.Path, i), l.with(fe.As, s.Items[i], "index", int64(i)))
 		switch r.state {
 		case blockPending:
@@ -746,9 +772,25 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 			if !fe.ContinueOnError {
 				r.err.Message = fmt.Sprintf("item %d: %s", i, r.err.Message)
 				failed = firstFailure(failed, r)
-				continue
+				return
 			}
 			m.finish(i, errValue(r))
+		}
+	}
+	for i := m.low; i < m.next; i++ {
+		switch {
+		case m.done[i]:
+		case !started(i):
+			waiting = append(waiting, i)
+		case idle(i):
+			resumable = append(resumable, i)
+		default:
+			follow(i)
+		}
+	}
+	for _, i := range resumable {
+		if inflight < fe.Concurrency {
+			follow(i)
 		}
 	}
 	if failed != nil {
@@ -810,13 +852,20 @@ func (w *walker) repeat(step *definition.Step, s *Step, l locals) {
 	}
 }
 
-func (st *State) pendingSignal(name string) *Signal {
+// pendingSignal returns the earliest signal wait s may take, or nil.
+func (st *State) pendingSignal(s *Step) *Signal {
 	for _, sig := range st.Signals {
-		if !sig.Consumed && sig.Name == name {
+		if s.mayTake(sig) {
 			return sig
 		}
 	}
 	return nil
+}
+
+// mayTake reports whether wait s may take sig: one of its name that no
+// wait took, received before the wait timed out.
+func (s *Step) mayTake(sig *Signal) bool {
+	return !sig.Consumed && sig.Name == s.Signal && (s.TimedOutAt == 0 || sig.Seq < s.TimedOutAt)
 }
 
 // Scope returns the expression scope at the top level.

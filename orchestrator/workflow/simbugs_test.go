@@ -104,50 +104,6 @@ steps:
 	}
 }
 
-// After its timeout a wait takes no signal: not after a redrive either,
-// when the timer fired while the workflow had failed.
-func TestSimKnownWaitTakesSignalAfterTimeout(t *testing.T) {
-	simSkipKnown(t, "wait takes a signal after its timeout")
-	def, st, _ := simStart(t, `
-name: late-signal
-timeout: 10s
-steps:
-  - id: w
-    wait: { signal: go, timeout: 20s }
-`)
-	at := func(d time.Duration) time.Time { return simT0.Add(d) }
-	fire := func(id, path string, when time.Duration) {
-		t.Helper()
-		ev, ok, _ := workflow.AcceptTimer(st, events.TimerDue{V: 1, WorkflowID: "wf", TimerID: id, Path: path}, at(when))
-		if !ok {
-			t.Fatalf("timer %s not taken", id)
-		}
-		if err := st.Apply(ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fire(workflow.WorkflowTimeoutTimerID(0), "", 10*time.Second)
-	if _, err := workflow.Advance(st, def); err != nil || st.Status != workflow.StatusFailed {
-		t.Fatalf("status %s, err %v; want FAILED", st.Status, err)
-	}
-	fire(st.Steps["w"].TimerID, "w", 20*time.Second)
-	for _, e := range []events.Event{
-		{Type: events.TypeSignalReceived, Time: at(21 * time.Second), SignalReceived: &events.SignalReceived{Name: "go"}},
-		{Type: events.TypeWorkflowRetried, Time: at(22 * time.Second), WorkflowRetried: &events.WorkflowRetried{}},
-	} {
-		if err := st.Apply(e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	evs, err := workflow.Advance(st, def)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Steps["w"].Status == workflow.StepCompleted {
-		t.Fatalf("the wait took the signal that came after its timeout:\n%s", simShowAll(evs))
-	}
-}
-
 // A redrive resumes failed iterations within the foreach's concurrency.
 func TestSimKnownRedriveExceedsConcurrency(t *testing.T) {
 	simSkipKnown(t, "redrive exceeds foreach concurrency")
@@ -271,57 +227,5 @@ steps:
 	}
 	if len(running) > 1 {
 		t.Fatalf("after the redrive %v run at once, concurrency 1:\n%s", running, simSteps(st))
-	}
-}
-
-// A wait a redrive starts again keeps its place among the waits (their
-// order in weft get): it gets a pending signal before a wait that started
-// after it. Here the signal raced the workflow's failure.
-func TestSimKnownRedrivenWaitPassedOver(t *testing.T) {
-	simSkipKnown(t, "a wait started again by a redrive is passed over for a signal")
-	def, st, _ := simStart(t, `
-name: redriven-wait
-timeout: 20s
-steps:
-  - id: p
-    parallel:
-      branches:
-        a: [ { id: w0, wait: { signal: go, timeout: 5s } } ]
-        b: [ { id: w1, wait: { signal: go } } ]
-    on_error: continue
-`)
-	at := func(d time.Duration) time.Time { return simT0.Add(d) }
-	fire := func(id, path string, when time.Duration) {
-		t.Helper()
-		ev, ok, _ := workflow.AcceptTimer(st, events.TimerDue{V: 1, WorkflowID: "wf", TimerID: id, Path: path}, at(when))
-		if !ok {
-			t.Fatalf("timer %s not taken", id)
-		}
-		if err := st.Apply(ev); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := workflow.Advance(st, def); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fire(st.Steps["w0"].TimerID, "w0", 5*time.Second) // w0 fails, the parallel goes on
-	fire(workflow.WorkflowTimeoutTimerID(0), "", 20*time.Second)
-	if st.Status != workflow.StatusFailed {
-		t.Fatalf("status %s, want FAILED", st.Status)
-	}
-	for _, e := range []events.Event{
-		{Type: events.TypeSignalReceived, Time: at(21 * time.Second), SignalReceived: &events.SignalReceived{Name: "go"}},
-		{Type: events.TypeWorkflowRetried, Time: at(22 * time.Second), WorkflowRetried: &events.WorkflowRetried{}},
-	} {
-		if err := st.Apply(e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	evs, err := workflow.Advance(st, def)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Steps["w0"].Status == workflow.StepWaiting && st.Steps["w1"].Status == workflow.StepCompleted {
-		t.Fatalf("w1 took the signal while w0, which started first, waits:\n%s", simShowAll(evs))
 	}
 }

@@ -60,6 +60,9 @@ type Step struct {
 	TimerID   string
 	TimeoutAt time.Time
 	TimedOut  bool
+	// TimedOutAt is the history index of the TimerFired event that timed
+	// the step out (0: none): a wait takes no signal received after it.
+	TimedOutAt int
 
 	// Containers: the chosen switch case, a foreach's items, a repeat's iteration.
 	Case      int
@@ -298,7 +301,7 @@ func (st *State) Apply(e events.Event) error {
 	case events.TypeWaitStarted:
 		p := e.WaitStarted
 		s := st.step(p.Path, e.Time)
-		s.Kind, s.Status, s.Signal, s.TimerID, s.TimeoutAt, s.TimedOut = "wait", StepWaiting, p.Signal, p.TimerID, p.TimeoutAt, false
+		s.Kind, s.Status, s.Signal, s.TimerID, s.TimeoutAt, s.TimedOut, s.TimedOutAt = "wait", StepWaiting, p.Signal, p.TimerID, p.TimeoutAt, false, 0
 		s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
 		s.Gen++
 	case events.TypeSignalReceived:
@@ -320,7 +323,7 @@ func (st *State) Apply(e events.Event) error {
 				st.TimedOut = true
 			}
 		} else if s := st.Steps[p.Path]; s != nil && s.TimerID == p.TimerID && s.Status == StepWaiting {
-			s.TimedOut = true
+			s.TimedOut, s.TimedOutAt = true, st.Events
 		}
 	case events.TypeCancelRequested:
 		if st.Status == StatusRunning {
