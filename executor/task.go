@@ -11,7 +11,7 @@ import (
 // JSON-like value: nil, bool, int64, float64, string, []any, map[string]any)
 // or an error. An output that breaks the rule for values (nested deeper
 // than 64 levels, a string or map key that is not valid UTF-8, a number
-// that is not finite; see internal/value.Check) fails the step with
+// that is not finite; see eventstore/value.Check) fails the step with
 // ErrTypeOutput and is not retried: encode binary data, base64 say. Error
 // types and messages are recorded as text, with bytes that are not UTF-8
 // replaced by U+FFFD. A plain error is retried per the step's retry policy;

@@ -17,9 +17,9 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/executor/builtin"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
-	"github.com/weftworks/weft/internal/value"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/trigger"
