@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // Handler runs one attempt of a task. It returns the step's output (any
@@ -103,7 +105,7 @@ func NonRetryable(err error) error {
 		c.NonRetryable = true
 		return &c
 	}
-	return &Error{Type: "error", Message: err.Error(), NonRetryable: true, Err: err}
+	return &Error{Type: workflow.ErrTypeHandler, Message: err.Error(), NonRetryable: true, Err: err}
 }
 
 // RetryAfter asks for the next attempt after d instead of the policy's backoff.
@@ -118,5 +120,5 @@ func RetryAfter(d time.Duration, err error) error {
 		c.RetryAfter = d
 		return &c
 	}
-	return &Error{Type: "error", Message: err.Error(), RetryAfter: d, Err: err}
+	return &Error{Type: workflow.ErrTypeHandler, Message: err.Error(), RetryAfter: d, Err: err}
 }

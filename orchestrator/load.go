@@ -69,7 +69,7 @@ func FoldMessages(st *workflow.State, msgs []eventstore.Message) (broken error) 
 	}
 	if broken != nil && st.Events > 0 && st.Status != workflow.StatusFailed {
 		st.Status = workflow.StatusFailed
-		st.Error = &events.Error{Type: ErrTypeCorruptHistory, Message: broken.Error()}
+		st.Error = &events.Error{Type: workflow.ErrTypeCorruptHistory, Message: broken.Error()}
 		if st.Closed.IsZero() {
 			st.Closed = st.Now
 		}

@@ -19,12 +19,6 @@ import (
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
-// Error types the orchestrator assigns to workflows that cannot go on.
-const (
-	ErrTypeCorruptHistory = "corrupt_history"
-	ErrTypeLimit          = "limit"
-)
-
 // Config tunes an Orchestrator.
 type Config struct {
 	// Shards is how many workflows are decided in parallel; each workflow
@@ -516,11 +510,11 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 	}
 	for _, m := range msgs {
 		if m.Err != nil {
-			return errBroken{ErrTypeCorruptHistory, fmt.Errorf("workflow %s: %w", wf, m.Err)}
+			return errBroken{workflow.ErrTypeCorruptHistory, fmt.Errorf("workflow %s: %w", wf, m.Err)}
 		}
 		for _, ev := range m.Record.Events {
 			if err := e.st.Apply(ev); err != nil {
-				return errBroken{ErrTypeCorruptHistory, fmt.Errorf("workflow %s at seq %d: %w", wf, m.Seq, err)}
+				return errBroken{workflow.ErrTypeCorruptHistory, fmt.Errorf("workflow %s at seq %d: %w", wf, m.Seq, err)}
 			}
 			switch ev.Type {
 			case events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled, events.TypeWorkflowRetried:
@@ -578,7 +572,7 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 		e = &entry{st: &workflow.State{}}
 		for _, ev := range m.Record.Events {
 			if err := e.st.Apply(ev); err != nil {
-				return errBroken{ErrTypeCorruptHistory, err}
+				return errBroken{workflow.ErrTypeCorruptHistory, err}
 			}
 		}
 		e.st.LastSeq = m.Seq
@@ -674,12 +668,12 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 			return fmt.Errorf("load definition %s revision %d: %w", st.Definition, st.Revision, err)
 		}
 		if decided, err = workflow.Advance(st, def); err != nil {
-			return errBroken{ErrTypeLimit, err}
+			return errBroken{workflow.ErrTypeLimit, err}
 		}
 	}
 	all := append(input, decided...)
 	if st.Events > sh.o.cfg.MaxHistoryEvents && st.Status == workflow.StatusRunning {
-		return errBroken{ErrTypeLimit, fmt.Errorf("history would grow to %d events; the limit is %d (MaxHistoryEvents)", st.Events, sh.o.cfg.MaxHistoryEvents)}
+		return errBroken{workflow.ErrTypeLimit, fmt.Errorf("history would grow to %d events; the limit is %d (MaxHistoryEvents)", st.Events, sh.o.cfg.MaxHistoryEvents)}
 	}
 	if len(all) > 0 {
 		if err := sh.append(ctx, wf, e, all); err != nil {
@@ -960,7 +954,7 @@ func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint
 		}
 		return sh.appendRecord(ctx, wf, e, seq, evs[half:])
 	case errors.Is(err, nats.ErrMaxPayload):
-		return 0, errBroken{ErrTypeLimit, fmt.Errorf("a %s event is too large to store: %w", evs[0].Type, err)}
+		return 0, errBroken{workflow.ErrTypeLimit, fmt.Errorf("a %s event is too large to store: %w", evs[0].Type, err)}
 	}
 	return next, err
 }

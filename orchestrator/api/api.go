@@ -23,6 +23,7 @@ import (
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/trigger"
+	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // Config tunes the API.
@@ -290,7 +291,7 @@ func eventsOf(msgs []eventstore.Message) ([]events.Event, error) {
 	for _, m := range msgs {
 		if m.Err != nil {
 			out = append(out, events.Event{Type: TypeCorruptRecord, Time: m.Time,
-				WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: orchestrator.ErrTypeCorruptHistory, Message: m.Err.Error()}}})
+				WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: workflow.ErrTypeCorruptHistory, Message: m.Err.Error()}}})
 			continue
 		}
 		out = append(out, m.Record.Events...)

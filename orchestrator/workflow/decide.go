@@ -15,16 +15,6 @@ import (
 	"github.com/weftworks/weft/orchestrator/definition"
 )
 
-// Error types Weft itself assigns.
-const (
-	ErrTypeExpression    = "expression"
-	ErrTypeLimit         = "limit" // an expression would pass its memory limits
-	ErrTypeTimeout       = "timeout"
-	ErrTypeMaxIterations = "max_iterations"
-	ErrTypeCanceled      = "canceled"
-	ErrTypeChild         = "child_failed"
-)
-
 // maxDecisions bounds the events one Advance may produce.
 const maxDecisions = 100000
 
