@@ -20,6 +20,7 @@ import (
 	"github.com/weftworks/weft/executor/builtin"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/api"
+	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/trigger"
 )
 
@@ -61,6 +62,8 @@ type Node struct {
 	NC    *nats.Conn
 	Store *eventstore.Store
 	Orch  *orchestrator.Orchestrator
+	// Definitions is the cache of compiled definitions its parts share.
+	Definitions *runs.Definitions
 	// Triggers runs beside the orchestrator.
 	Triggers *trigger.Engine
 	Worker   *executor.Worker
@@ -118,10 +121,16 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			return n, ctx.Err()
 		}
 	}
+	// One cache of compiled definitions serves every part.
+	defs := runs.NewDefinitions(n.Store)
+	n.Definitions = defs
 	if cfg.Orchestrator != nil {
 		oc := *cfg.Orchestrator
 		if oc.Logger == nil {
 			oc.Logger = cfg.Logger
+		}
+		if oc.Definitions == nil {
+			oc.Definitions = defs
 		}
 		if n.Orch, err = orchestrator.New(n.Store, oc); err != nil {
 			return n, err
@@ -129,7 +138,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		if err = n.Orch.Start(ctx); err != nil {
 			return n, err
 		}
-		if n.Triggers, err = trigger.New(n.Store, trigger.Config{Logger: oc.Logger}); err != nil {
+		if n.Triggers, err = trigger.New(n.Store, trigger.Config{Logger: oc.Logger, Definitions: oc.Definitions}); err != nil {
 			return n, err
 		}
 		if err = n.Triggers.Start(ctx); err != nil {
@@ -174,6 +183,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		ac := *cfg.API
 		if ac.Logger == nil {
 			ac.Logger = cfg.Logger
+		}
+		if ac.Definitions == nil {
+			ac.Definitions = defs
 		}
 		srv, err := api.New(n.Store, ac)
 		if err != nil {

@@ -20,8 +20,8 @@ import (
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/value"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
-	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/runs"
 )
 
 // ListTriggerFailures lists trigger events that started no workflow, newest first.
@@ -201,7 +201,7 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 	if key == "" {
 		reqID = ""
 	} else {
-		id = m.Definition + "-" + orchestrator.DerivedID(t.Key, key)[:20]
+		id = m.Definition + "-" + runs.DerivedID(t.Key, key)[:20]
 	}
 	if t.ID != nil {
 		v, err := t.ID.Eval(sc)
@@ -217,12 +217,12 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 			return nil, &hookError{http.StatusUnprocessableEntity, "input: " + err.Error()}
 		}
 	}
-	res, err := orchestrator.Start(r.Context(), s.store, s.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: m.Revision,
+	res, err := runs.Start(r.Context(), s.store, s.defs, runs.StartRequest{Definition: m.Definition, Revision: m.Revision,
 		Input: input, WorkflowID: id, RequestID: reqID, Time: s.cfg.Now()})
 	switch {
 	case err == nil:
 		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": res.WorkflowID, "started": res.Started}}, nil
-	case errors.Is(err, orchestrator.ErrAlreadyExists):
+	case errors.Is(err, runs.ErrAlreadyExists):
 		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": id, "started": false}}, nil
 	case errors.Is(err, value.ErrInvalid):
 		return nil, &hookError{http.StatusUnprocessableEntity, "input: " + err.Error()}

@@ -15,8 +15,8 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/value"
-	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/runs"
 )
 
 // Config tunes an Engine.
@@ -29,6 +29,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for cron ticks. Default time.Now.
 	Now func() time.Time
+	// Definitions is the node's cache of compiled definitions. Default: one
+	// of the engine's own.
+	Definitions *runs.Definitions
 }
 
 // Engine starts workflows from trigger events: messages captured on
@@ -37,7 +40,7 @@ type Config struct {
 // makes a repeated delivery find the workflow already started.
 type Engine struct {
 	store *eventstore.Store
-	defs  *orchestrator.Definitions
+	defs  *runs.Definitions
 	reg   *Registry
 	cfg   Config
 	log   *slog.Logger
@@ -67,8 +70,11 @@ func New(store *eventstore.Store, cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Definitions == nil {
+		cfg.Definitions = runs.NewDefinitions(store)
+	}
 	log := cfg.Logger.With("component", "trigger")
-	return &Engine{store: store, defs: orchestrator.NewDefinitions(store), reg: NewRegistry(store, log), cfg: cfg, log: log,
+	return &Engine{store: store, defs: cfg.Definitions, reg: NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
 		kick: make(chan struct{}, 1)}, nil
 }
 
@@ -342,11 +348,11 @@ func (e *Engine) start(ctx context.Context, m Match, vars map[string]any, ident,
 		}
 		input = v
 	}
-	_, err := orchestrator.Start(ctx, e.store, e.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: m.Revision,
+	_, err := runs.Start(ctx, e.store, e.defs, runs.StartRequest{Definition: m.Definition, Revision: m.Revision,
 		Input: input, WorkflowID: id, RequestID: "trigger/" + t.Key + "/" + ident, Time: e.cfg.Now()})
 	switch {
 	case err == nil:
-	case errors.Is(err, orchestrator.ErrAlreadyExists):
+	case errors.Is(err, runs.ErrAlreadyExists):
 		// The id template mapped this event onto an existing run: that is its dedup.
 		e.log.Debug("trigger event maps to an existing workflow", "workflow", id)
 	case errors.Is(err, eventstore.ErrNotFound):
@@ -408,9 +414,9 @@ func (e *Engine) startCron(ctx context.Context, m Match, vars map[string]any, id
 		}
 		input = v
 	}
-	_, err := orchestrator.Start(ctx, e.store, e.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: m.Revision,
+	_, err := runs.Start(ctx, e.store, e.defs, runs.StartRequest{Definition: m.Definition, Revision: m.Revision,
 		Input: input, WorkflowID: id, RequestID: "cron/" + tick.UTC().Format(time.RFC3339), Time: e.cfg.Now()})
-	if err != nil && !errors.Is(err, orchestrator.ErrAlreadyExists) {
+	if err != nil && !errors.Is(err, runs.ErrAlreadyExists) {
 		if errors.Is(err, eventstore.ErrNotFound) || errors.Is(err, value.ErrInvalid) {
 			return e.fail(ctx, "cron", m.Definition, err.Error(), nil)
 		}

@@ -1,4 +1,4 @@
-package orchestrator
+package runs
 
 import (
 	"context"
