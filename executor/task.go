@@ -5,13 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // Handler runs one attempt of a task. It returns the step's output (any
 // JSON-like value: nil, bool, int64, float64, string, []any, map[string]any)
 // or an error. An output that breaks the rule for values (nested deeper
 // than 64 levels, a string or map key that is not valid UTF-8, a number
-// that is not finite; see internal/value.Check) fails the step with
+// that is not finite; see eventstore/value.Check) fails the step with
 // ErrTypeOutput and is not retried: encode binary data, base64 say. Error
 // types and messages are recorded as text, with bytes that are not UTF-8
 // replaced by U+FFFD. A plain error is retried per the step's retry policy;
@@ -103,7 +105,7 @@ func NonRetryable(err error) error {
 		c.NonRetryable = true
 		return &c
 	}
-	return &Error{Type: "error", Message: err.Error(), NonRetryable: true, Err: err}
+	return &Error{Type: workflow.ErrTypeHandler, Message: err.Error(), NonRetryable: true, Err: err}
 }
 
 // RetryAfter asks for the next attempt after d instead of the policy's backoff.
@@ -118,5 +120,5 @@ func RetryAfter(d time.Duration, err error) error {
 		c.RetryAfter = d
 		return &c
 	}
-	return &Error{Type: "error", Message: err.Error(), RetryAfter: d, Err: err}
+	return &Error{Type: workflow.ErrTypeHandler, Message: err.Error(), RetryAfter: d, Err: err}
 }

@@ -12,20 +12,27 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/internal/lifecycle"
-	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
-// Error types the worker assigns itself.
+// Error types the worker assigns itself, for handler authors to match: the
+// names Weft defines in orchestrator/workflow.
 const (
-	ErrTypePanic     = "panic"
-	ErrTypeTimeout   = "timeout"
-	ErrTypeExhausted = "attempts_exhausted"
-	ErrTypeOutput    = "invalid_output"
+	// ErrTypePanic fails an attempt whose handler panicked.
+	ErrTypePanic = workflow.ErrTypePanic
+	// ErrTypeTimeout fails an attempt that ran out of time.
+	ErrTypeTimeout = workflow.ErrTypeTimeout
+	// ErrTypeExhausted is a step whose history records every attempt its
+	// policy allows (left by an earlier version).
+	ErrTypeExhausted = workflow.ErrTypeExhausted
+	// ErrTypeOutput fails a step whose output cannot be recorded.
+	ErrTypeOutput = workflow.ErrTypeInvalidOutput
 	// ErrTypeWrongTaskType fails a step whose command reached the executor
 	// of another task type (a consumer whose filter was changed under it).
-	ErrTypeWrongTaskType = "wrong_task_type"
+	ErrTypeWrongTaskType = workflow.ErrTypeWrongTaskType
 )
 
 // Config tunes a Worker.
@@ -291,7 +298,7 @@ func outcome(res *events.Result, retry events.RetryPolicy, out any, err error, t
 	}
 	var te *Error
 	if !errors.As(err, &te) {
-		te = &Error{Type: "error", Message: err.Error()}
+		te = &Error{Type: workflow.ErrTypeHandler, Message: err.Error()}
 	}
 	msg := te.Message
 	if msg == "" && te.Err != nil {

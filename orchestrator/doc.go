@@ -1,7 +1,10 @@
 // Package orchestrator runs Weft's decisions: it consumes what happens to
 // workflows (API starts, signals and cancels; executors' results; fired
 // timers), folds each into the workflow's cached state (package workflow)
-// and appends the resulting events to the workflow's history.
+// and appends the resulting events to the workflow's history. It is the
+// engine and nothing else: starting and reading runs, and the cache of
+// compiled definitions, belong to package runs, which the API, the trigger
+// engine and the doctor use without importing this one.
 //
 // Invariants:
 //   - History is the truth: the cache is dropped on any doubt and rebuilt

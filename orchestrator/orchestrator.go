@@ -1,6 +1,7 @@
 package orchestrator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -13,17 +14,12 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/internal/lifecycle"
-	"github.com/weftworks/weft/internal/value"
 	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/workflow"
-)
-
-// Error types the orchestrator assigns to workflows that cannot go on.
-const (
-	ErrTypeCorruptHistory = "corrupt_history"
-	ErrTypeLimit          = "limit"
 )
 
 // Config tunes an Orchestrator.
@@ -47,6 +43,9 @@ type Config struct {
 	// tenth of its length too, so writing snapshots costs O(1) per event.
 	// Default 1,000; negative: never.
 	SnapshotEvery int
+	// Definitions is the node's cache of compiled definitions. Default: one
+	// of the orchestrator's own.
+	Definitions *runs.Definitions
 }
 
 // Validate checks the configuration.
@@ -64,7 +63,7 @@ func (c Config) Validate() error {
 // is recorded per state.
 type Orchestrator struct {
 	store *eventstore.Store
-	defs  *Definitions
+	defs  *runs.Definitions
 	cfg   Config
 	log   *slog.Logger
 	// id names this orchestrator on the records it appends: executors send
@@ -91,7 +90,7 @@ func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
 	config.DefaultClock(&cfg.Now)
 	config.Default(&cfg.MaxHistoryEvents, 100000)
 	config.Default(&cfg.SnapshotEvery, 1000)
-	return &Orchestrator{store: store, defs: NewDefinitions(store), cfg: cfg, id: RandomID(),
+	return &Orchestrator{store: store, defs: cmp.Or(cfg.Definitions, runs.NewDefinitions(store)), cfg: cfg, id: runs.RandomID(),
 		log: cfg.Logger.With("component", "orchestrator")}, nil
 }
 
@@ -493,12 +492,12 @@ func (sh *shard) load(ctx context.Context, wf string, minSeq uint64) (*entry, bo
 // afterBroken runs the follow-ups of a workflow just failed because it
 // cannot go on, on its history folded as far as it folds.
 func (sh *shard) afterBroken(ctx context.Context, d *eventstore.Delivery) error {
-	l, err := ReadFromSnapshot(ctx, sh.o.store, d.WorkflowID)
+	l, err := runs.ReadFromSnapshot(ctx, sh.o.store, d.WorkflowID)
 	if err != nil {
 		return err
 	}
 	st := l.State
-	FoldMessages(st, l.Msgs)
+	runs.FoldMessages(st, l.Msgs)
 	if st.Events == 0 {
 		return nil // not even a start to follow up
 	}
@@ -511,7 +510,7 @@ func (sh *shard) afterBroken(ctx context.Context, d *eventstore.Delivery) error 
 func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64) error {
 	var msgs []eventstore.Message
 	if after == 0 {
-		l, err := ReadFromSnapshot(ctx, sh.o.store, wf)
+		l, err := runs.ReadFromSnapshot(ctx, sh.o.store, wf)
 		if err != nil {
 			return err
 		}
@@ -528,25 +527,22 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 			return err
 		}
 	}
-	for _, m := range msgs {
-		if m.Err != nil {
-			return errBroken{ErrTypeCorruptHistory, fmt.Errorf("workflow %s: %w", wf, m.Err)}
+	m, err := runs.Fold(e.st, msgs, func(ev events.Event) {
+		switch ev.Type {
+		case events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled, events.TypeWorkflowRetried:
+			// Another writer changed the status, and may have written
+			// the listing entry: what this one knows of it is stale.
+			// (A write queued before marks the old value.)
+			e.indexed, e.queued = nil, ""
 		}
-		for _, ev := range m.Record.Events {
-			if err := e.st.Apply(ev); err != nil {
-				return errBroken{ErrTypeCorruptHistory, fmt.Errorf("workflow %s at seq %d: %w", wf, m.Seq, err)}
-			}
-			switch ev.Type {
-			case events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled, events.TypeWorkflowRetried:
-				// Another writer changed the status, and may have written
-				// the listing entry: what this one knows of it is stale.
-				// (A write queued before marks the old value.)
-				e.indexed, e.queued = nil, ""
-			}
-		}
-		e.st.LastSeq = m.Seq
+	})
+	switch {
+	case m == nil:
+		return nil
+	case m.Err != nil:
+		return errBroken{workflow.ErrTypeCorruptHistory, fmt.Errorf("workflow %s: %w", wf, err)}
 	}
-	return nil
+	return errBroken{workflow.ErrTypeCorruptHistory, fmt.Errorf("workflow %s at seq %d: %w", wf, m.Seq, err)}
 }
 
 func (sh *shard) remember(wf string, e *entry) {
@@ -635,7 +631,7 @@ func (sh *shard) seed(wf string, m *eventstore.Message) (*entry, error) {
 	e := &entry{st: &workflow.State{}}
 	for _, ev := range m.Record.Events {
 		if err := e.st.Apply(ev); err != nil {
-			return nil, errBroken{ErrTypeCorruptHistory, err}
+			return nil, errBroken{workflow.ErrTypeCorruptHistory, err}
 		}
 	}
 	e.st.LastSeq = m.Seq
@@ -773,10 +769,10 @@ func decide(st *workflow.State, def *definition.Definition, maxEvents int) ([]ev
 	}
 	decided, err := workflow.Advance(st, def)
 	if err != nil {
-		return nil, errBroken{ErrTypeLimit, err}
+		return nil, errBroken{workflow.ErrTypeLimit, err}
 	}
 	if st.Events > maxEvents && st.Status == workflow.StatusRunning {
-		return nil, errBroken{ErrTypeLimit, fmt.Errorf("history would grow to %d events; the limit is %d (MaxHistoryEvents)", st.Events, maxEvents)}
+		return nil, errBroken{workflow.ErrTypeLimit, fmt.Errorf("history would grow to %d events; the limit is %d (MaxHistoryEvents)", st.Events, maxEvents)}
 	}
 	return decided, nil
 }
@@ -1064,7 +1060,7 @@ func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint
 		}
 		return sh.appendRecord(ctx, wf, e, seq, evs[half:])
 	case errors.Is(err, eventstore.ErrTooLarge):
-		return 0, errBroken{ErrTypeLimit, fmt.Errorf("a %s event is too large to store: %w", evs[0].Type, err)}
+		return 0, errBroken{workflow.ErrTypeLimit, fmt.Errorf("a %s event is too large to store: %w", evs[0].Type, err)}
 	}
 	return next, err
 }

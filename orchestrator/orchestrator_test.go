@@ -371,7 +371,7 @@ func TestDecide(t *testing.T) {
 		t.Fatalf("decided %v, %v", evs, err)
 	}
 	var broken errBroken
-	if _, err := decide(fresh(), def, 1); !errors.As(err, &broken) || broken.typ != ErrTypeLimit {
+	if _, err := decide(fresh(), def, 1); !errors.As(err, &broken) || broken.typ != workflow.ErrTypeLimit {
 		t.Fatalf("past the limit: %v", err)
 	}
 	closed := fresh()

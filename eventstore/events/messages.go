@@ -7,7 +7,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/eventstore/value"
 )
 
 // Outcome is how a task attempt ended.
@@ -139,7 +139,7 @@ func decodeLoose(b []byte, v any) (err error) {
 	return nil
 }
 
-// normalizeValues turns decoded payload values into internal/value's
+// normalizeValues turns decoded payload values into eventstore/value's
 // normalized form (msgpack decodes small positive ints as uint64).
 func normalizeValues(e *Event) error {
 	var err error

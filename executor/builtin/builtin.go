@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/executor"
-	"github.com/weftworks/weft/internal/value"
 )
 
 // Config holds what the built-in handlers need. The zero value works for

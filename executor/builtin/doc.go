@@ -1,6 +1,6 @@
 // Package builtin provides Weft's built-in task types. Register them with
 // Handlers; every handler takes a normalized JSON-like input (see
-// internal/value) and fails with an *executor.Error whose Type a retry
+// eventstore/value) and fails with an *executor.Error whose Type a retry
 // policy can match.
 //
 // # echo
@@ -63,7 +63,7 @@
 //	         (check for it: has(steps.x.output.body_base64))
 //	bytes    always body_base64
 //
-// Decoded JSON must follow the rule for values (see internal/value.Check):
+// Decoded JSON must follow the rule for values (see eventstore/value.Check):
 // nested at most 64 levels deep. A deeper body fails with invalid_output;
 // response: text returns it as text instead.
 //

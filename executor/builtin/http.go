@@ -15,8 +15,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/executor"
-	"github.com/weftworks/weft/internal/value"
 )
 
 var methods = map[string]bool{

@@ -18,7 +18,7 @@ import (
 	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/internal/natstest"
-	"github.com/weftworks/weft/orchestrator"
+	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -175,7 +175,7 @@ steps:
   - { id: c, task: manual }
 `)
 	store := e.node.Store
-	defs := orchestrator.NewDefinitions(store)
+	defs := runs.NewDefinitions(store)
 	def, rec, err := defs.Load(ctx(t), "lost", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -342,10 +342,10 @@ steps:
 		return err == nil && m.Err == nil && len(m.Record.Events) == 2
 	})
 
-	defs := orchestrator.NewDefinitions(store)
-	start := func(at time.Time) orchestrator.StartResult {
+	defs := runs.NewDefinitions(store)
+	start := func(at time.Time) runs.StartResult {
 		t.Helper()
-		res, err := orchestrator.Start(ctx(t), store, defs, orchestrator.StartRequest{
+		res, err := runs.Start(ctx(t), store, defs, runs.StartRequest{
 			Definition: "seq", WorkflowID: wf, RequestID: reqID, Input: int64(7), Time: at})
 		if err != nil {
 			t.Fatal(err)

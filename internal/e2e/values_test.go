@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
-	"github.com/weftworks/weft/internal/value"
 )
 
 // nestedJSON returns a JSON list holding a list ... depth levels deep.

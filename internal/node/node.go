@@ -20,6 +20,7 @@ import (
 	"github.com/weftworks/weft/executor/builtin"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/api"
+	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/trigger"
 )
 
@@ -61,6 +62,8 @@ type Node struct {
 	NC    *nats.Conn
 	Store *eventstore.Store
 	Orch  *orchestrator.Orchestrator
+	// Definitions is the cache of compiled definitions its parts share.
+	Definitions *runs.Definitions
 	// Triggers runs beside the orchestrator.
 	Triggers *trigger.Engine
 	Worker   *executor.Worker
@@ -93,6 +96,8 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err = n.open(ctx, cfg); err != nil {
 		return n, err
 	}
+	// One cache of compiled definitions serves every part.
+	n.Definitions = runs.NewDefinitions(n.Store)
 	if cfg.Orchestrator != nil {
 		if err = n.startEngine(ctx, cfg); err != nil {
 			return n, err
@@ -151,13 +156,16 @@ func (n *Node) startEngine(ctx context.Context, cfg Config) (err error) {
 	if oc.Logger == nil {
 		oc.Logger = cfg.Logger
 	}
+	if oc.Definitions == nil {
+		oc.Definitions = n.Definitions
+	}
 	if n.Orch, err = orchestrator.New(n.Store, oc); err != nil {
 		return err
 	}
 	if err = n.Orch.Start(ctx); err != nil {
 		return err
 	}
-	if n.Triggers, err = trigger.New(n.Store, trigger.Config{Logger: oc.Logger}); err != nil {
+	if n.Triggers, err = trigger.New(n.Store, trigger.Config{Logger: oc.Logger, Definitions: oc.Definitions}); err != nil {
 		return err
 	}
 	return n.Triggers.Start(ctx)
@@ -203,6 +211,9 @@ func (n *Node) startAPI(cfg Config) error {
 	ac := *cfg.API
 	if ac.Logger == nil {
 		ac.Logger = cfg.Logger
+	}
+	if ac.Definitions == nil {
+		ac.Definitions = n.Definitions
 	}
 	srv, err := api.New(n.Store, ac)
 	if err != nil {

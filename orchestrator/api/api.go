@@ -17,12 +17,13 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/executor/builtin"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
-	"github.com/weftworks/weft/internal/value"
-	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/trigger"
+	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // Config tunes the API.
@@ -45,6 +46,9 @@ type Config struct {
 	// steps may name as a literal subject (see builtin.CheckPublishSubject);
 	// give it the executors' list. Default: none.
 	PublishAllow []string
+	// Definitions is the node's cache of compiled definitions. Default: one
+	// of the server's own.
+	Definitions *runs.Definitions
 }
 
 // Validate checks the configuration.
@@ -69,7 +73,7 @@ func (c Config) Validate() error {
 // Server implements WorkflowService and DefinitionService over the event store.
 type Server struct {
 	store    *eventstore.Store
-	defs     *orchestrator.Definitions
+	defs     *runs.Definitions
 	triggers *trigger.Registry
 	cfg      Config
 	log      *slog.Logger
@@ -108,8 +112,11 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Definitions == nil {
+		cfg.Definitions = runs.NewDefinitions(store)
+	}
 	log := cfg.Logger.With("component", "api")
-	return &Server{store: store, defs: orchestrator.NewDefinitions(store), triggers: trigger.NewRegistry(store, log), cfg: cfg, log: log}, nil
+	return &Server{store: store, defs: cfg.Definitions, triggers: trigger.NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log}, nil
 }
 
 // Start loads the definitions' webhooks and follows changes until ctx
@@ -265,7 +272,7 @@ func checkWorkflowID(id string) error {
 	return nil
 }
 
-func randomID() string { return orchestrator.RandomID() }
+func randomID() string { return runs.RandomID() }
 
 // readState reads and folds wf's history, from its latest snapshot on
 // when it has one.
@@ -273,7 +280,7 @@ func (s *Server) readState(ctx context.Context, wf string) (*stateView, error) {
 	if err := checkWorkflowID(wf); err != nil {
 		return nil, err
 	}
-	l, err := orchestrator.ReadFromSnapshot(ctx, s.store, wf)
+	l, err := runs.ReadFromSnapshot(ctx, s.store, wf)
 	if err != nil {
 		return nil, toConnect(err)
 	}
@@ -290,7 +297,7 @@ func eventsOf(msgs []eventstore.Message) ([]events.Event, error) {
 	for _, m := range msgs {
 		if m.Err != nil {
 			out = append(out, events.Event{Type: TypeCorruptRecord, Time: m.Time,
-				WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: orchestrator.ErrTypeCorruptHistory, Message: m.Err.Error()}}})
+				WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: workflow.ErrTypeCorruptHistory, Message: m.Err.Error()}}})
 			continue
 		}
 		out = append(out, m.Record.Events...)

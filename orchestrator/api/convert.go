@@ -10,9 +10,9 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/eventstore/value"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
-	"github.com/weftworks/weft/internal/value"
-	"github.com/weftworks/weft/orchestrator"
+	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -27,7 +27,7 @@ type stateView struct {
 // as FAILED with error type corrupt_history (as the orchestrator records
 // it), so one bad record never hides the rest.
 func foldMessages(st *workflow.State, msgs []eventstore.Message) (*stateView, error) {
-	broken := orchestrator.FoldMessages(st, msgs)
+	broken := runs.FoldMessages(st, msgs)
 	if st.Events == 0 {
 		return nil, connect.NewError(connect.CodeDataLoss, broken)
 	}

@@ -18,10 +18,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/value"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
-	"github.com/weftworks/weft/internal/value"
-	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/trigger"
 )
 
 // ListTriggerFailures lists trigger events that started no workflow, newest first.
@@ -185,47 +185,17 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 			headers[k] = v[0]
 		}
 	}
-	sc := definition.Scope{Trigger: map[string]any{"event": event, "headers": headers, "subject": "webhook"}}
-	if t.Filter != nil {
-		v, err := t.Filter.Eval(sc)
-		if err != nil {
-			return nil, &hookError{http.StatusUnprocessableEntity, "filter: " + err.Error()}
-		}
-		if b, _ := v.(bool); !b {
-			return &hookResult{http.StatusOK, map[string]any{"skipped": true}}, nil
-		}
-	}
-	key := r.Header.Get("Idempotency-Key")
-	reqID := "webhook/" + name + "/" + key
-	id := ""
-	if key == "" {
-		reqID = ""
-	} else {
-		id = m.Definition + "-" + orchestrator.DerivedID(t.Key, key)[:20]
-	}
-	if t.ID != nil {
-		v, err := t.ID.Eval(sc)
-		s, ok := v.(string)
-		if err != nil || !ok || !eventstore.ValidWorkflowID(s) {
-			return nil, &hookError{http.StatusUnprocessableEntity, fmt.Sprintf("id: %v %v is not a valid workflow id", v, err)}
-		}
-		id = s
-	}
-	input := event
-	if t.Input != nil {
-		if input, err = t.Input.Eval(sc); err != nil {
-			return nil, &hookError{http.StatusUnprocessableEntity, "input: " + err.Error()}
-		}
-	}
-	res, err := orchestrator.Start(r.Context(), s.store, s.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: m.Revision,
-		Input: input, WorkflowID: id, RequestID: reqID, Time: s.cfg.Now()})
+	ev := trigger.Event{Vars: map[string]any{"event": event, "headers": headers, "subject": "webhook"},
+		Identity: trigger.KeyIdentity(r.Header.Get("Idempotency-Key")), Time: s.cfg.Now()}
+	f, err := trigger.Fire(r.Context(), s.store, s.defs, m, ev)
+	var ref *trigger.RefusedError
 	switch {
+	case err == nil && f.Skipped:
+		return &hookResult{http.StatusOK, map[string]any{"skipped": true}}, nil
 	case err == nil:
-		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": res.WorkflowID, "started": res.Started}}, nil
-	case errors.Is(err, orchestrator.ErrAlreadyExists):
-		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": id, "started": false}}, nil
-	case errors.Is(err, value.ErrInvalid):
-		return nil, &hookError{http.StatusUnprocessableEntity, "input: " + err.Error()}
+		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": f.WorkflowID, "started": f.Started}}, nil
+	case errors.As(err, &ref) && !errors.Is(err, eventstore.ErrNotFound):
+		return nil, &hookError{http.StatusUnprocessableEntity, ref.Reason}
 	default:
 		s.log.Error("webhook delivery could not start its workflow", "webhook", name, "definition", m.Definition, "err", err)
 		return nil, &hookError{http.StatusServiceUnavailable, unavailable}

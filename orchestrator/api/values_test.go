@@ -18,9 +18,9 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/eventstore/value"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/internal/natstest"
-	"github.com/weftworks/weft/internal/value"
 )
 
 // drawValue draws a value of any shape, good or bad: scalars, strings that

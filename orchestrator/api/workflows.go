@@ -13,7 +13,7 @@ import (
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
-	"github.com/weftworks/weft/orchestrator"
+	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -44,7 +44,7 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	if err != nil {
 		return nil, err
 	}
-	res, err := orchestrator.Start(ctx, s.store, s.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: int(m.Revision),
+	res, err := runs.Start(ctx, s.store, s.defs, runs.StartRequest{Definition: m.Definition, Revision: int(m.Revision),
 		Input: input, WorkflowID: m.WorkflowId, RequestID: m.RequestId, Time: s.cfg.Now()})
 	switch {
 	case errors.Is(err, eventstore.ErrNotFound):
@@ -52,7 +52,7 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 			return nil, errorf(connect.CodeNotFound, "definition %q has no revision %d", m.Definition, m.Revision)
 		}
 		return nil, errorf(connect.CodeNotFound, "definition %q not found: put it with PutDefinition first", m.Definition)
-	case errors.Is(err, orchestrator.ErrAlreadyExists):
+	case errors.Is(err, runs.ErrAlreadyExists):
 		return nil, errorf(connect.CodeAlreadyExists, "workflow %q already exists (started by another request); choose another workflow_id or reuse its request_id", m.WorkflowId)
 	case err != nil:
 		return nil, toConnect(err)
@@ -314,7 +314,7 @@ func (s *Server) appendWhileRunning(ctx context.Context, wf, what, msgID string,
 		if err != nil {
 			return toConnect(err)
 		}
-		orchestrator.FoldMessages(st, msgs)
+		runs.FoldMessages(st, msgs)
 	}
 }
 

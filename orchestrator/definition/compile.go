@@ -13,7 +13,7 @@ import (
 	"cel.dev/cel-go/common/types"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/eventstore/value"
 )
 
 // template compiles the YAML value n into a Template whose expressions are

@@ -160,7 +160,7 @@ type Expr struct {
 }
 
 // Eval evaluates the expression in scope s and returns its value in
-// normalized form (see internal/value), whether it was written bare or as
+// normalized form (see eventstore/value), whether it was written bare or as
 // ${ }: never interpolated into a string. Timestamps come back as RFC 3339
 // strings. A nil *Expr evaluates to nil. Evaluation failures are
 // *EvalError, whose Field names the expression's field (e.g. "if",

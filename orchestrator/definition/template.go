@@ -19,7 +19,7 @@ import (
 	"cel.dev/cel-go/ext"
 	"cel.dev/cel-go/interpreter"
 
-	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/eventstore/value"
 )
 
 // DefaultCostLimit bounds the work one expression evaluation may do; an
@@ -40,7 +40,7 @@ type Template struct {
 }
 
 // Eval computes the template's value in scope s. The result is a normalized
-// value (see internal/value). A nil *Template evaluates to nil. Evaluation
+// value (see eventstore/value). A nil *Template evaluates to nil. Evaluation
 // failures are *EvalError; one that would pass MaxValueBytes or
 // MaxEvalBytes also matches ErrLimit.
 //

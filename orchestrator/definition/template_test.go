@@ -12,7 +12,7 @@ import (
 	"cel.dev/cel-go/cel"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/eventstore/value"
 )
 
 // compileTemplate compiles a template given as YAML, as the input of a

@@ -24,8 +24,8 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
-	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -134,6 +134,9 @@ type Options struct {
 	Concurrency int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Definitions is the cache of compiled definitions to use, a node's
+	// say. Default: one of the check's own.
+	Definitions *runs.Definitions
 }
 
 func (o *Options) defaults() {
@@ -156,7 +159,10 @@ func (o *Options) defaults() {
 // writes nothing. Errors are failures to read, not findings.
 func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report, error) {
 	opts.defaults()
-	c := &checker{store: store, opts: opts, now: opts.Now(), defs: orchestrator.NewDefinitions(store),
+	if opts.Definitions == nil {
+		opts.Definitions = runs.NewDefinitions(store)
+	}
+	c := &checker{store: store, opts: opts, now: opts.Now(), defs: opts.Definitions,
 		runs: map[string]*run{}, taskFloors: map[string]floor{}}
 	sums, err := store.Summaries(ctx)
 	if err != nil {
@@ -264,7 +270,7 @@ type checker struct {
 	store *eventstore.Store
 	opts  Options
 	now   time.Time
-	defs  *orchestrator.Definitions
+	defs  *runs.Definitions
 	// runs holds every run read, by id; it is only added to before the
 	// runs are judged.
 	runs map[string]*run
@@ -308,7 +314,7 @@ func (c *checker) each(ctx context.Context, runs []*run, fn func(context.Context
 
 // load reads and folds r's history.
 func (c *checker) load(ctx context.Context, r *run) error {
-	l, err := orchestrator.ReadFromSnapshot(ctx, c.store, r.ID)
+	l, err := runs.ReadFromSnapshot(ctx, c.store, r.ID)
 	if err != nil {
 		return err
 	}
@@ -322,18 +328,11 @@ func (c *checker) load(ctx context.Context, r *run) error {
 		if m.Time.After(r.LastChange) {
 			r.LastChange = m.Time
 		}
-		if r.broken != nil {
-			continue
-		}
-		if m.Err != nil {
-			r.broken = m.Err
-			continue
-		}
-		for _, ev := range m.Record.Events {
-			if err := st.Apply(ev); err != nil {
-				r.broken = fmt.Errorf("history record at seq %d: %w", m.Seq, err)
-				break
-			}
+	}
+	if m, err := runs.Fold(st, l.Msgs, nil); m != nil {
+		r.broken = err
+		if m.Err == nil {
+			r.broken = fmt.Errorf("history record at seq %d: %w", m.Seq, err)
 		}
 	}
 	if st.Events == 0 {

@@ -24,7 +24,7 @@ func claimEnv(t *testing.T) (context.Context, *eventstore.Store, *Registry) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := NewRegistry(store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	reg := NewRegistry(store, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := reg.Start(ctx, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,6 @@ package trigger
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,11 +10,10 @@ import (
 	"time"
 
 	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/internal/lifecycle"
-	"github.com/weftworks/weft/internal/value"
-	"github.com/weftworks/weft/orchestrator"
-	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/runs"
 )
 
 // Config tunes an Engine.
@@ -29,6 +26,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for cron ticks. Default time.Now.
 	Now func() time.Time
+	// Definitions is the node's cache of compiled definitions. Default: one
+	// of the engine's own.
+	Definitions *runs.Definitions
 }
 
 // Validate checks the configuration.
@@ -42,7 +42,7 @@ func (c Config) Validate() error {
 // makes a repeated delivery find the workflow already started.
 type Engine struct {
 	store *eventstore.Store
-	defs  *orchestrator.Definitions
+	defs  *runs.Definitions
 	reg   *Registry
 	cfg   Config
 	log   *slog.Logger
@@ -63,8 +63,11 @@ func New(store *eventstore.Store, cfg Config) (*Engine, error) {
 	config.Default(&cfg.MaxPayloadBytes, 1<<20)
 	config.Default(&cfg.Logger, slog.Default())
 	config.DefaultClock(&cfg.Now)
+	if cfg.Definitions == nil {
+		cfg.Definitions = runs.NewDefinitions(store)
+	}
 	log := cfg.Logger.With("component", "trigger")
-	return &Engine{store: store, defs: orchestrator.NewDefinitions(store), reg: NewRegistry(store, log), cfg: cfg, log: log,
+	return &Engine{store: store, defs: cfg.Definitions, reg: NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
 		kick: make(chan struct{}, 1)}, nil
 }
 
@@ -241,20 +244,6 @@ func headerMap(h eventstore.Header) map[string]any {
 	return out
 }
 
-// identity is what makes a message the same message: the producer's
-// Nats-Msg-Id when it set one, else its place in the trigger stream.
-func identity(ev *eventstore.TriggerEvent) string {
-	if id := ev.Headers.Get(eventstore.MsgIDHeader); id != "" {
-		return "msgid:" + id
-	}
-	return fmt.Sprintf("seq:%d", ev.Seq)
-}
-
-func hashID(parts ...string) string {
-	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return hex.EncodeToString(h[:10])
-}
-
 // handleEvent starts a workflow for each trigger the message matches.
 // Bad input is recorded as a failure and the message acked; only
 // infrastructure errors ask for a redelivery.
@@ -277,64 +266,32 @@ func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error 
 			return e.fail(ctx, ev.Subject, matches[0].Definition, err.Error(), ev.Data)
 		}
 	}
-	vars := map[string]any{"event": payload, "headers": headerMap(ev.Headers), "subject": ev.Subject}
+	fe := Event{Vars: map[string]any{"event": payload, "headers": headerMap(ev.Headers), "subject": ev.Subject},
+		Identity: MessageIdentity(ev)}
 	for _, m := range matches {
-		err := e.start(ctx, m, vars, identity(ev), ev.Subject, ev.Data)
-		if err != nil {
+		if err := e.fire(ctx, m, fe, ev.Subject, ev.Data); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// start evaluates a trigger against one event and starts its workflow.
-// Expression and definition problems are recorded; other errors returned.
-func (e *Engine) start(ctx context.Context, m Match, vars map[string]any, ident, subject string, raw []byte) error {
-	t := m.Trigger
-	sc := definition.Scope{Trigger: vars}
-	if t.Filter != nil {
-		v, err := t.Filter.Eval(sc)
-		if err != nil {
-			return e.fail(ctx, subject, m.Definition, "filter: "+err.Error(), raw)
-		}
-		if b, _ := v.(bool); !b {
-			e.log.Debug("trigger filter skipped the event", "subject", subject, "definition", m.Definition)
-			return nil
-		}
-	}
-	id := m.Definition + "-" + hashID(m.Definition, t.Key, ident)
-	if t.ID != nil {
-		v, err := t.ID.Eval(sc)
-		if err != nil {
-			return e.fail(ctx, subject, m.Definition, "id: "+err.Error(), raw)
-		}
-		s, ok := v.(string)
-		if !ok || !eventstore.ValidWorkflowID(s) {
-			return e.fail(ctx, subject, m.Definition, fmt.Sprintf("id: %v is not a valid workflow id (1-128 letters, digits, '_', '-', '=')", v), raw)
-		}
-		id = s
-	}
-	input := vars["event"]
-	if t.Input != nil {
-		v, err := t.Input.Eval(sc)
-		if err != nil {
-			return e.fail(ctx, subject, m.Definition, "input: "+err.Error(), raw)
-		}
-		input = v
-	}
-	_, err := orchestrator.Start(ctx, e.store, e.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: m.Revision,
-		Input: input, WorkflowID: id, RequestID: "trigger/" + t.Key + "/" + ident, Time: e.cfg.Now()})
+// fire starts m's run for ev, stamped now. An event that can start no run
+// is recorded as a trigger failure, with raw (its payload); other errors
+// are returned.
+func (e *Engine) fire(ctx context.Context, m Match, ev Event, subject string, raw []byte) error {
+	ev.Time = e.cfg.Now()
+	f, err := Fire(ctx, e.store, e.defs, m, ev)
+	var ref *RefusedError
 	switch {
-	case err == nil:
-	case errors.Is(err, orchestrator.ErrAlreadyExists):
-		// The id template mapped this event onto an existing run: that is its dedup.
-		e.log.Debug("trigger event maps to an existing workflow", "workflow", id)
-	case errors.Is(err, eventstore.ErrNotFound):
-		return e.fail(ctx, subject, m.Definition, fmt.Sprintf("definition %q revision %d not found", m.Definition, m.Revision), raw)
-	case errors.Is(err, value.ErrInvalid):
-		return e.fail(ctx, subject, m.Definition, "input: "+err.Error(), raw)
-	default:
+	case errors.As(err, &ref):
+		return e.fail(ctx, subject, m.Definition, ref.Reason, raw)
+	case err != nil:
 		return err
+	case f.Skipped:
+		e.log.Debug("trigger filter skipped the event", "subject", subject, "definition", m.Definition)
+	case !f.Started:
+		e.log.Debug("trigger event maps to an existing workflow", "workflow", f.WorkflowID)
 	}
 	return nil
 }
@@ -358,9 +315,9 @@ func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
 		e.log.Info("skipping missed cron ticks", "definition", m.Definition, "tick", tk.Tick)
 		next = t.Schedule.Next(now.In(t.Location)).UTC()
 	} else {
-		vars := map[string]any{"event": nil, "headers": map[string]any{}, "subject": "cron", "tick": tk.Tick}
-		id := fmt.Sprintf("%s-%s-%s", m.Definition, t.Key, tk.Tick.UTC().Format("20060102T150405Z"))
-		if err := e.startCron(ctx, m, vars, id, tk.Tick); err != nil {
+		ev := Event{Vars: map[string]any{"event": nil, "headers": map[string]any{}, "subject": "cron", "tick": tk.Tick},
+			Identity: TickIdentity(tk.Tick)}
+		if err := e.fire(ctx, m, ev, "cron", nil); err != nil {
 			return err
 		}
 	}
@@ -368,35 +325,6 @@ func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
 		return err
 	}
 	return e.store.ScheduleCron(ctx, eventstore.CronTick{Definition: m.Definition, Key: t.Key, Tick: next})
-}
-
-func (e *Engine) startCron(ctx context.Context, m Match, vars map[string]any, id string, tick time.Time) error {
-	sc := definition.Scope{Trigger: vars}
-	if m.Trigger.ID != nil {
-		v, err := m.Trigger.ID.Eval(sc)
-		if s, ok := v.(string); err == nil && ok && eventstore.ValidWorkflowID(s) {
-			id = s
-		} else {
-			return e.fail(ctx, "cron", m.Definition, fmt.Sprintf("id: %v %v is not a valid workflow id", v, err), nil)
-		}
-	}
-	var input any
-	if m.Trigger.Input != nil {
-		v, err := m.Trigger.Input.Eval(sc)
-		if err != nil {
-			return e.fail(ctx, "cron", m.Definition, "input: "+err.Error(), nil)
-		}
-		input = v
-	}
-	_, err := orchestrator.Start(ctx, e.store, e.defs, orchestrator.StartRequest{Definition: m.Definition, Revision: m.Revision,
-		Input: input, WorkflowID: id, RequestID: "cron/" + tick.UTC().Format(time.RFC3339), Time: e.cfg.Now()})
-	if err != nil && !errors.Is(err, orchestrator.ErrAlreadyExists) {
-		if errors.Is(err, eventstore.ErrNotFound) || errors.Is(err, value.ErrInvalid) {
-			return e.fail(ctx, "cron", m.Definition, err.Error(), nil)
-		}
-		return err
-	}
-	return nil
 }
 
 // errNakked says the handler settled the delivery itself.

@@ -1,161 +1,33 @@
 package trigger_test
 
 import (
-	"context"
-	"encoding/json"
-	"log/slog"
-	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/weftworks/weft/eventstore"
-	"github.com/weftworks/weft/internal/natstest"
+	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/trigger"
 )
 
-const ordersDef = `
-name: orders
-triggers:
-  - subject: orders.created
-    filter: "${ event.total > 100 }"
-    input: "${ {'order': event.id, 'headers': headers} }"
-steps:
-  - { id: ack, task: echo }
-`
-
-// engineOn starts a trigger engine over a store of its own with the
-// definition src put first; no orchestrator runs, so the workflows it
-// starts stay as their start records.
-func engineOn(t *testing.T, cfg trigger.Config, name, src string) (context.Context, *nats.Conn, *eventstore.Store, *trigger.Engine) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	ns := natstest.Start(t)
-	nc := ns.Connect(t)
-	store, err := eventstore.Open(ctx, nc, eventstore.Config{ResultReplyWait: -1})
-	if err != nil {
-		t.Fatal(err)
+// The id rule names a run after its definition, its trigger and the
+// event's identity; a cron run keeps the tick time readable.
+func TestRunID(t *testing.T) {
+	tr := &definition.Trigger{Key: "0123456789ab"}
+	tick := time.Date(2026, 3, 29, 9, 0, 0, 0, time.FixedZone("CEST", 2*3600))
+	if got, want := trigger.RunID("orders", tr, trigger.TickIdentity(tick)), "orders-0123456789ab-20260329T070000Z"; got != want {
+		t.Errorf("cron run id %q, want %q", got, want)
 	}
-	if _, _, err := store.PutDefinition(ctx, name, src, time.Now()); err != nil {
-		t.Fatal(err)
+	if got := trigger.RunID("orders", tr, trigger.KeyIdentity("")); got != "" {
+		t.Errorf("a delivery without a key has no id of its own, got %q", got)
 	}
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	eng, err := trigger.New(store, cfg)
-	if err != nil {
-		t.Fatal(err)
+	key := trigger.RunID("orders", tr, trigger.KeyIdentity("k1"))
+	if !eventstore.ValidWorkflowID(key) || key != trigger.RunID("orders", tr, trigger.KeyIdentity("k1")) || key == trigger.RunID("orders", tr, trigger.KeyIdentity("k2")) {
+		t.Errorf("webhook run id %q: want a valid id, the same for the same key only", key)
 	}
-	if err := eng.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = eng.Stop(stop)
-	})
-	return ctx, nc, store, eng
-}
-
-// Each message on a trigger subject starts one workflow with the input
-// its template builds from the payload and headers, identified by the
-// producer's message id or else its place in the stream; a message the
-// filter declines starts nothing; one that cannot be read or is too large
-// is recorded as a failure with its reason.
-func TestSubjectMessagesStartWorkflowsOrAreRecorded(t *testing.T) {
-	ctx, nc, store, _ := engineOn(t, trigger.Config{MaxPayloadBytes: 256}, "orders", ordersDef)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	publish := func(data string, header nats.Header) uint64 {
-		t.Helper()
-		msg := &nats.Msg{Subject: "orders.created", Data: []byte(data), Header: header}
-		ack, err := js.PublishMsg(ctx, msg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ack.Sequence
-	}
-	publish(`{"id": 1, "total": 500}`, nats.Header{"Nats-Msg-Id": {"order-1"}, "X-Tag": {"a", "b"}})
-	second := publish(`{"id": 2, "total": 500}`, nil)
-	publish(`{"id": 3, "total": 5}`, nil)
-	publish(`{not json`, nil)
-	publish(`{"id": 5, "total": 500, "pad": "`+strings.Repeat("x", 300)+`"}`, nil)
-	publish(`{"id": 6}`, nil)
-
-	cons, err := js.Consumer(ctx, eventstore.TriggersStream, eventstore.TriggersConsumer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		info, err := cons.Info(ctx)
-		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= 6 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("trigger messages not all handled: %+v", info)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-
-	started := map[string]string{} // request id -> input
-	for _, id := range startedWorkflows(t, ctx, nc) {
-		first, err := store.First(ctx, id)
-		if err != nil || first.Err != nil {
-			t.Fatalf("workflow %s: %v %v", id, err, first.Err)
-		}
-		ws := first.Record.Events[0].WorkflowStarted
-		in, _ := json.Marshal(ws.Input)
-		started[ws.RequestID[strings.LastIndex(ws.RequestID, "/")+1:]] = string(in)
-	}
-	want := map[string]string{
-		"msgid:order-1":                         `{"headers":{"X-Tag":"a"},"order":1}`,
-		"seq:" + strconv.FormatUint(second, 10): `{"headers":{},"order":2}`,
-	}
-	if len(started) != len(want) {
-		t.Fatalf("started %v, want %v", started, want)
-	}
-	for ident, in := range want {
-		if started[ident] != in {
-			t.Errorf("workflow of %s has input %s, want %s", ident, started[ident], in)
-		}
-	}
-
-	failures, _, err := store.ListTriggerFailures(ctx, 10, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var reasons []string
-	for _, f := range failures {
-		if f.Definition != "orders" || f.Subject != "orders.created" {
-			t.Errorf("failure %+v", f)
-		}
-		reasons = append(reasons, f.Reason)
-	}
-	slices.Sort(reasons)
-	if len(reasons) != 3 || !strings.HasPrefix(reasons[0], "filter: ") || !strings.HasPrefix(reasons[1], "payload is ") ||
-		!strings.HasSuffix(reasons[1], "the limit is 256") || !strings.HasPrefix(reasons[2], "payload: ") {
-		t.Fatalf("failure reasons %q", reasons)
-	}
-}
-
-// Start twice fails, Stop twice is fine, and a negative count is refused.
-func TestEngineLifecycle(t *testing.T) {
-	ctx, _, store, eng := engineOn(t, trigger.Config{}, "orders", ordersDef)
-	if err := eng.Start(ctx); err == nil || err.Error() != "trigger: already started" {
-		t.Fatalf("second Start: %v", err)
-	}
-	for range 2 {
-		if err := eng.Stop(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := trigger.New(store, trigger.Config{Workers: -1}); err == nil || err.Error() != "trigger: Workers must not be negative, got -1" {
-		t.Fatalf("negative Workers: %v", err)
+	withID := &eventstore.TriggerEvent{Seq: 7, Headers: eventstore.Header{eventstore.MsgIDHeader: []string{"order-43"}}}
+	bySeq := &eventstore.TriggerEvent{Seq: 7}
+	a, b := trigger.MessageIdentity(withID), trigger.MessageIdentity(bySeq)
+	if len(a) != 20 || len(b) != 20 || a == b {
+		t.Errorf("message identities %q and %q: want 20 hex digits each, different", a, b)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/runs"
 )
 
 // Match is a trigger with the definition revision it belongs to.
@@ -24,17 +25,22 @@ type Match struct {
 // effect without a restart.
 type Registry struct {
 	store *eventstore.Store
+	defs  *runs.Definitions
 	log   *slog.Logger
 
 	mu       sync.RWMutex
-	defs     map[string]Match // by definition name; Trigger unused
+	latest   map[string]Match // by definition name; Trigger unused
 	triggers map[string][]*definition.Trigger
 	onChange func()
 }
 
-// NewRegistry returns a registry over store.
-func NewRegistry(store *eventstore.Store, log *slog.Logger) *Registry {
-	return &Registry{store: store, log: log, defs: map[string]Match{}, triggers: map[string][]*definition.Trigger{}}
+// NewRegistry returns a registry over store that compiles definitions
+// through defs (nil: a cache of its own).
+func NewRegistry(store *eventstore.Store, defs *runs.Definitions, log *slog.Logger) *Registry {
+	if defs == nil {
+		defs = runs.NewDefinitions(store)
+	}
+	return &Registry{store: store, defs: defs, log: log, latest: map[string]Match{}, triggers: map[string][]*definition.Trigger{}}
 }
 
 // Start loads the current definitions and follows changes until ctx
@@ -47,13 +53,13 @@ func (r *Registry) Start(ctx context.Context, onChange func()) error {
 }
 
 func (r *Registry) update(rec eventstore.DefinitionRecord) {
-	plan, err := definition.Parse([]byte(rec.Source))
+	plan, err := r.defs.Compile(rec)
 	if err != nil {
 		r.log.Error("stored definition does not compile; its triggers are off", "definition", rec.Name, "revision", rec.Revision, "err", err)
 		plan = &definition.Definition{Name: rec.Name}
 	}
 	r.mu.Lock()
-	r.defs[rec.Name] = Match{Definition: rec.Name, Revision: rec.Revision}
+	r.latest[rec.Name] = Match{Definition: rec.Name, Revision: rec.Revision}
 	r.triggers[rec.Name] = plan.Triggers
 	fn := r.onChange
 	r.mu.Unlock()
@@ -69,7 +75,7 @@ func (r *Registry) all(kind definition.TriggerKind) []Match {
 	for name, ts := range r.triggers {
 		for _, t := range ts {
 			if t.Kind == kind {
-				out = append(out, Match{Definition: name, Revision: r.defs[name].Revision, Trigger: t})
+				out = append(out, Match{Definition: name, Revision: r.latest[name].Revision, Trigger: t})
 			}
 		}
 	}

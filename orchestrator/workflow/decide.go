@@ -11,18 +11,8 @@ import (
 	"time"
 
 	"github.com/weftworks/weft/eventstore/events"
-	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/orchestrator/definition"
-)
-
-// Error types Weft itself assigns.
-const (
-	ErrTypeExpression    = "expression"
-	ErrTypeLimit         = "limit" // an expression would pass its memory limits
-	ErrTypeTimeout       = "timeout"
-	ErrTypeMaxIterations = "max_iterations"
-	ErrTypeCanceled      = "canceled"
-	ErrTypeChild         = "child_failed"
 )
 
 // maxDecisions bounds the events one Advance may produce.

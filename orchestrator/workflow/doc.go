@@ -1,6 +1,8 @@
 // Package workflow is Weft's deterministic core: it folds a workflow's
 // history events into a State and decides, from that State and the
-// workflow's compiled definition, which events come next.
+// workflow's compiled definition, which events come next. It also defines
+// the error types Weft assigns (ErrType*), which the orchestrator and the
+// executor use from here.
 //
 // Invariants:
 //   - Pure: no NATS, no network, no clock, no randomness. Time comes from

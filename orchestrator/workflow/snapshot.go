@@ -8,7 +8,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/eventstore/value"
 )
 
 // SnapshotVersion is the layout of encoded states. A snapshot of another

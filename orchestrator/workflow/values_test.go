@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/weftworks/weft/eventstore/events"
-	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 

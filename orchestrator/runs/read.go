@@ -1,4 +1,4 @@
-package orchestrator
+package runs
 
 import (
 	"context"
@@ -43,25 +43,42 @@ func ReadFromSnapshot(ctx context.Context, store *eventstore.Store, wf string) (
 	return l, nil
 }
 
+// Fold applies msgs to st in order, as far as they fold: it stops at the
+// first record that cannot be decoded or applied and returns that record
+// and why (its decode error, or the error applying one of its events), or
+// nil and nil. st.LastSeq becomes the sequence of each record once all its
+// events are applied; each, if set, is called after every event applied.
+// It is the one fold of stored records: the orchestrator's, the API's and
+// the doctor's.
+func Fold(st *workflow.State, msgs []eventstore.Message, each func(events.Event)) (*eventstore.Message, error) {
+	for i := range msgs {
+		m := &msgs[i]
+		if m.Err != nil {
+			return m, m.Err
+		}
+		for _, ev := range m.Record.Events {
+			if err := st.Apply(ev); err != nil {
+				return m, err
+			}
+			if each != nil {
+				each(ev)
+			}
+		}
+		st.LastSeq = m.Seq
+	}
+	return nil, nil
+}
+
 // FoldMessages folds msgs into st as far as they fold and returns why it
 // stopped early (a record that cannot be decoded or applied), or nil. A
 // history that stops early is shown FAILED with error type
 // corrupt_history, as the orchestrator records it, unless it already is.
 // st.LastSeq becomes the last message's sequence.
 func FoldMessages(st *workflow.State, msgs []eventstore.Message) (broken error) {
-	for _, m := range msgs {
-		if m.Err != nil {
-			broken = m.Err
-			break
-		}
-		for _, ev := range m.Record.Events {
-			if err := st.Apply(ev); err != nil {
-				broken = fmt.Errorf("at seq %d: %w", m.Seq, err)
-				break
-			}
-		}
-		if broken != nil {
-			break
+	if m, err := Fold(st, msgs, nil); m != nil {
+		broken = err
+		if m.Err == nil {
+			broken = fmt.Errorf("at seq %d: %w", m.Seq, err)
 		}
 	}
 	if len(msgs) > 0 {
@@ -69,7 +86,7 @@ func FoldMessages(st *workflow.State, msgs []eventstore.Message) (broken error) 
 	}
 	if broken != nil && st.Events > 0 && st.Status != workflow.StatusFailed {
 		st.Status = workflow.StatusFailed
-		st.Error = &events.Error{Type: ErrTypeCorruptHistory, Message: broken.Error()}
+		st.Error = &events.Error{Type: workflow.ErrTypeCorruptHistory, Message: broken.Error()}
 		if st.Closed.IsZero() {
 			st.Closed = st.Now
 		}

@@ -1,4 +1,4 @@
-package orchestrator
+package runs
 
 import (
 	"context"
@@ -10,7 +10,8 @@ import (
 )
 
 // Definitions loads compiled definitions by name and revision, caching
-// them: revisions are immutable, so a cached plan never goes stale.
+// them: revisions are immutable, so a cached plan never goes stale. It is
+// safe for concurrent use; a node builds one and shares it among its parts.
 type Definitions struct {
 	store *eventstore.Store
 	mu    sync.Mutex
@@ -39,19 +40,29 @@ func (d *Definitions) Load(ctx context.Context, name string, rev int) (*definiti
 	if err != nil {
 		return nil, eventstore.DefinitionRecord{}, err
 	}
-	key := fmt.Sprintf("%s@%d", name, rec.Revision)
+	p, err := d.Compile(rec)
+	if err != nil {
+		return nil, rec, fmt.Errorf("definition %s revision %d no longer compiles: %w", name, rec.Revision, err)
+	}
+	return p, rec, nil
+}
+
+// Compile returns the stored revision rec compiled, from the cache when
+// it was compiled before. Errors are definition.Parse's.
+func (d *Definitions) Compile(rec eventstore.DefinitionRecord) (*definition.Definition, error) {
+	key := fmt.Sprintf("%s@%d", rec.Name, rec.Revision)
 	d.mu.Lock()
 	p := d.plans[key]
 	d.mu.Unlock()
 	if p != nil {
-		return p, rec, nil
+		return p, nil
 	}
-	p, err = definition.Parse([]byte(rec.Source))
+	p, err := definition.Parse([]byte(rec.Source))
 	if err != nil {
-		return nil, rec, fmt.Errorf("definition %s revision %d no longer compiles: %w", name, rec.Revision, err)
+		return nil, err
 	}
 	d.mu.Lock()
 	d.plans[key] = p
 	d.mu.Unlock()
-	return p, rec, nil
+	return p, nil
 }

@@ -1,4 +1,4 @@
-package orchestrator
+package runs
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
-	"github.com/weftworks/weft/internal/value"
+	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/orchestrator/definition"
 )
 
