@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/value"
@@ -137,7 +136,7 @@ func RunID(def string, t *definition.Trigger, identity string) string {
 // producer's Nats-Msg-Id when it set one, else its place in the trigger
 // stream, hashed (20 hex digits).
 func MessageIdentity(ev *eventstore.TriggerEvent) string {
-	if id := ev.Headers.Get(nats.MsgIdHdr); id != "" {
+	if id := ev.Headers.Get(eventstore.MsgIDHeader); id != "" {
 		return hashIdentity("msgid:" + id)
 	}
 	return hashIdentity(fmt.Sprintf("seq:%d", ev.Seq))
