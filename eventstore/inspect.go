@@ -20,13 +20,11 @@ import (
 //
 // Errors: ErrNotFound (wrapped) when NATS holds no Weft streams.
 func OpenExisting(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
-	cfg.defaults()
-	js, err := jetstream.New(nc)
+	s, err := newStore(nc, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: %w", err)
+		return nil, err
 	}
-	s := &Store{nc: nc, js: js, cfg: cfg, taskReady: map[string]bool{}}
-	s.sessionReconnects = nc.Stats().Reconnects
+	js := s.js
 	for _, st := range []struct {
 		name string
 		dst  *jetstream.Stream

@@ -159,10 +159,8 @@ type Store struct {
 	taskReady map[string]bool
 }
 
-// Open connects the store to JetStream, creating or updating its streams,
-// buckets and the orchestrator's consumers. It is idempotent: every process
-// calls it at start.
-func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+// newStore returns a store over nc that has opened nothing yet.
+func newStore(nc *nats.Conn, cfg Config) (*Store, error) {
 	cfg.defaults()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -170,6 +168,17 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	}
 	s := &Store{nc: nc, js: js, cfg: cfg, taskReady: map[string]bool{}}
 	s.sessionReconnects = nc.Stats().Reconnects
+	return s, nil
+}
+
+// Open connects the store to JetStream, creating or updating its streams,
+// buckets and the orchestrator's consumers. It is idempotent: every process
+// calls it at start.
+func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
+	s, err := newStore(nc, cfg)
+	if err != nil {
+		return nil, err
+	}
 	if err := s.openStreams(ctx); err != nil {
 		return nil, err
 	}
