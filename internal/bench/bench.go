@@ -289,7 +289,7 @@ wait:
 		msgsIn, msgsOut = in-msgsIn, out-msgsOut
 	}
 
-	nEvents, nBytes, err := countEvents(ctx, history, firstSeq, "weft.h."+run+"-")
+	nEvents, nBytes, err := countEvents(ctx, history, firstSeq, "weft.h."+run+"-", cfg.N)
 	if err != nil {
 		return Result{}, err
 	}
@@ -327,16 +327,11 @@ wait:
 }
 
 // countEvents reads the history stream from seq on and counts the events
-// (and record bytes) of the records whose subject starts with prefix.
-func countEvents(ctx context.Context, history jetstream.Stream, seq uint64, prefix string) (count, size int, err error) {
-	info, err := history.Info(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("bench: history stream: %w", err)
-	}
-	last := info.State.LastSeq
-	if last < seq {
-		return 0, 0, nil
-	}
+// (and record bytes) of the records whose subject starts with prefix,
+// until it has read the closing records of closed workflows (a closing
+// record is seen as it is published, which can be before the stream
+// stores it).
+func countEvents(ctx context.Context, history jetstream.Stream, seq uint64, prefix string, closed int) (count, size int, err error) {
 	cons, err := history.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq})
 	if err != nil {
@@ -349,25 +344,26 @@ func countEvents(ctx context.Context, history jetstream.Stream, seq uint64, pref
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	for {
+	for closed > 0 {
 		m, err := it.Next()
 		if err != nil {
-			return 0, 0, fmt.Errorf("bench: read history: %w", err)
+			return 0, 0, fmt.Errorf("bench: read history (%d closing records still to come): %w", closed, err)
 		}
-		md, err := m.Metadata()
+		if !strings.HasPrefix(m.Subject(), prefix) {
+			continue
+		}
+		n, last, err := events.Peek(m.Data())
 		if err != nil {
-			return 0, 0, fmt.Errorf("bench: read history: %w", err)
+			continue
 		}
-		if strings.HasPrefix(m.Subject(), prefix) {
-			if n, _, err := events.Peek(m.Data()); err == nil {
-				count += n
-				size += len(m.Data())
-			}
-		}
-		if md.Sequence.Stream >= last {
-			return count, size, nil
+		count += n
+		size += len(m.Data())
+		switch last {
+		case events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled:
+			closed--
 		}
 	}
+	return count, size, nil
 }
 
 func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
