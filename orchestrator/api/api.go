@@ -20,6 +20,7 @@ import (
 	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/executor/builtin"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/trigger"
@@ -53,11 +54,10 @@ type Config struct {
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
-	if c.MaxPayloadBytes < 0 {
-		return fmt.Errorf("api: MaxPayloadBytes must not be negative, got %d", c.MaxPayloadBytes)
-	}
-	if c.MaxDefinitionBytes < 0 {
-		return fmt.Errorf("api: MaxDefinitionBytes must not be negative, got %d", c.MaxDefinitionBytes)
+	if err := config.NonNegative("api",
+		config.Int("MaxPayloadBytes", c.MaxPayloadBytes),
+		config.Int("MaxDefinitionBytes", c.MaxDefinitionBytes)); err != nil {
+		return err
 	}
 	if err := builtin.CheckPublishAllow(c.PublishAllow); err != nil {
 		return fmt.Errorf("api: PublishAllow: %w", err)
@@ -100,18 +100,10 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.MaxPayloadBytes == 0 {
-		cfg.MaxPayloadBytes = 1 << 20
-	}
-	if cfg.MaxDefinitionBytes == 0 {
-		cfg.MaxDefinitionBytes = 256 << 10
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	config.Default(&cfg.MaxPayloadBytes, 1<<20)
+	config.Default(&cfg.MaxDefinitionBytes, 256<<10)
+	config.Default(&cfg.Logger, slog.Default())
+	config.DefaultClock(&cfg.Now)
 	if cfg.Definitions == nil {
 		cfg.Definitions = runs.NewDefinitions(store)
 	}
