@@ -124,8 +124,24 @@ func dur(d time.Duration) string { return d.String() }
 // eventProto renders a history event for the API: its data is a JSON
 // object with snake_case keys.
 func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
-	var path string
-	var data map[string]any
+	path, data, ok := stepEventData(e)
+	if !ok {
+		path, data, ok = waitEventData(e)
+	}
+	if !ok {
+		path, data = workflowEventData(e)
+	}
+	d, err := pv(data)
+	if err != nil {
+		return nil, err
+	}
+	return &weftv1.HistoryEvent{Sequence: seq, Time: ts(e.Time), Type: string(e.Type),
+		Attempt: int32(e.Attempt()), StepPath: path, Data: d}, nil
+}
+
+// workflowEventData returns the step path and data of an event about the
+// workflow as a whole (nil data for an unknown type).
+func workflowEventData(e events.Event) (path string, data map[string]any) {
 	switch e.Type {
 	case events.TypeWorkflowStarted:
 		p := e.WorkflowStarted
@@ -133,6 +149,31 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 		if p.Parent != nil {
 			data["parent"] = map[string]any{"workflow_id": p.Parent.WorkflowID, "step_path": p.Parent.Path}
 		}
+	case events.TypeSignalReceived:
+		p := e.SignalReceived
+		data = map[string]any{"name": p.Name, "payload": p.Payload}
+	case events.TypeCancelRequested:
+		data = map[string]any{"reason": e.CancelRequested.Reason}
+	case events.TypeWorkflowCompleted:
+		data = map[string]any{"output": e.WorkflowCompleted.Output}
+	case events.TypeWorkflowFailed:
+		p := e.WorkflowFailed
+		path = p.Path
+		data = map[string]any{"error": errData(p.Error)}
+	case events.TypeWorkflowCanceled:
+		data = map[string]any{"reason": e.WorkflowCanceled.Reason}
+	case TypeCorruptRecord:
+		data = map[string]any{"error": errData(e.WorkflowFailed.Error)}
+	case events.TypeWorkflowRetried:
+		data = map[string]any{"reason": e.WorkflowRetried.Reason}
+	}
+	return path, data
+}
+
+// stepEventData returns the step path and data of a step's lifecycle
+// event; ok is false for other types.
+func stepEventData(e events.Event) (path string, data map[string]any, ok bool) {
+	switch e.Type {
 	case events.TypeStepScheduled:
 		p := e.StepScheduled
 		path = p.Path
@@ -159,30 +200,6 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 		p := e.StepFailed
 		path = p.Path
 		data = map[string]any{"error": errData(p.Error)}
-	case events.TypeWaitStarted:
-		p := e.WaitStarted
-		path = p.Path
-		data = map[string]any{"signal": p.Signal}
-		if !p.TimeoutAt.IsZero() {
-			data["timeout_at"] = p.TimeoutAt.Format(time.RFC3339Nano)
-		}
-	case events.TypeSignalReceived:
-		p := e.SignalReceived
-		data = map[string]any{"name": p.Name, "payload": p.Payload}
-	case events.TypeTimerFired:
-		p := e.TimerFired
-		path = p.Path
-		data = map[string]any{"timer_id": p.TimerID, "due": p.Due.Format(time.RFC3339Nano)}
-	case events.TypeCancelRequested:
-		data = map[string]any{"reason": e.CancelRequested.Reason}
-	case events.TypeWorkflowCompleted:
-		data = map[string]any{"output": e.WorkflowCompleted.Output}
-	case events.TypeWorkflowFailed:
-		p := e.WorkflowFailed
-		path = p.Path
-		data = map[string]any{"error": errData(p.Error)}
-	case events.TypeWorkflowCanceled:
-		data = map[string]any{"reason": e.WorkflowCanceled.Reason}
 	case events.TypeStepStarted:
 		p := e.StepStarted
 		path = p.Path
@@ -199,18 +216,6 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 	case events.TypeStepIterated:
 		path = e.StepIterated.Path
 		data = map[string]any{"iteration": e.StepIterated.Iteration}
-	case events.TypeTimerScheduled:
-		p := e.TimerScheduled
-		path = p.Path
-		data = map[string]any{"timer_id": p.TimerID, "due": p.Due.Format(time.RFC3339Nano)}
-	case events.TypeChildStarted:
-		p := e.ChildStarted
-		path = p.Path
-		data = map[string]any{"workflow_id": p.WorkflowID, "definition": p.Definition, "input": p.Input}
-	case TypeCorruptRecord:
-		data = map[string]any{"error": errData(e.WorkflowFailed.Error)}
-	case events.TypeWorkflowRetried:
-		data = map[string]any{"reason": e.WorkflowRetried.Reason}
 	case events.TypeStepCanceled:
 		path = e.StepCanceled.Path
 		data = map[string]any{"cause": e.StepCanceled.Cause}
@@ -220,13 +225,40 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 		if e.StepReopened.BudgetFrom > 0 {
 			data["budget_from"] = e.StepReopened.BudgetFrom
 		}
+	default:
+		return "", nil, false
 	}
-	d, err := pv(data)
-	if err != nil {
-		return nil, err
+	return path, data, true
+}
+
+// waitEventData returns the step path and data of an event about a step
+// waiting (a signal, a timer or a child workflow); ok is false for other
+// types.
+func waitEventData(e events.Event) (path string, data map[string]any, ok bool) {
+	switch e.Type {
+	case events.TypeWaitStarted:
+		p := e.WaitStarted
+		path = p.Path
+		data = map[string]any{"signal": p.Signal}
+		if !p.TimeoutAt.IsZero() {
+			data["timeout_at"] = p.TimeoutAt.Format(time.RFC3339Nano)
+		}
+	case events.TypeTimerScheduled:
+		p := e.TimerScheduled
+		path = p.Path
+		data = map[string]any{"timer_id": p.TimerID, "due": p.Due.Format(time.RFC3339Nano)}
+	case events.TypeTimerFired:
+		p := e.TimerFired
+		path = p.Path
+		data = map[string]any{"timer_id": p.TimerID, "due": p.Due.Format(time.RFC3339Nano)}
+	case events.TypeChildStarted:
+		p := e.ChildStarted
+		path = p.Path
+		data = map[string]any{"workflow_id": p.WorkflowID, "definition": p.Definition, "input": p.Input}
+	default:
+		return "", nil, false
 	}
-	return &weftv1.HistoryEvent{Sequence: seq, Time: ts(e.Time), Type: string(e.Type),
-		Attempt: int32(e.Attempt()), StepPath: path, Data: d}, nil
+	return path, data, true
 }
 
 func stringsAny(ss []string) []any {

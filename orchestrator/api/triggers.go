@@ -149,6 +149,36 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 	if !ok {
 		return nil, &hookError{http.StatusNotFound, fmt.Sprintf("no webhook %q: add a trigger `webhook: %s` to a definition", name, name)}
 	}
+	event, herr := s.hookEvent(r, name, m)
+	if herr != nil {
+		return nil, herr
+	}
+	headers := map[string]any{}
+	for k, v := range r.Header {
+		if len(v) > 0 {
+			headers[k] = v[0]
+		}
+	}
+	ev := trigger.Event{Vars: map[string]any{"event": event, "headers": headers, "subject": "webhook"},
+		Identity: trigger.KeyIdentity(r.Header.Get("Idempotency-Key")), Time: s.cfg.Now()}
+	f, err := trigger.Fire(r.Context(), s.store, s.defs, m, ev)
+	var ref *trigger.RefusedError
+	switch {
+	case err == nil && f.Skipped:
+		return &hookResult{http.StatusOK, map[string]any{"skipped": true}}, nil
+	case err == nil:
+		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": f.WorkflowID, "started": f.Started}}, nil
+	case errors.As(err, &ref) && !errors.Is(err, eventstore.ErrNotFound):
+		return nil, &hookError{http.StatusUnprocessableEntity, ref.Reason}
+	default:
+		s.log.Error("webhook delivery could not start its workflow", "webhook", name, "definition", m.Definition, "err", err)
+		return nil, &hookError{http.StatusServiceUnavailable, unavailable}
+	}
+}
+
+// hookEvent reads a delivery's body for webhook m, checks its signature
+// when m has a secret, and returns it decoded (nil when empty).
+func (s *Server) hookEvent(r *http.Request, name string, m trigger.Match) (any, *hookError) {
 	limit := int64(s.cfg.MaxPayloadBytes)
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	if err != nil {
@@ -179,25 +209,5 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 			return nil, &hookError{http.StatusBadRequest, err.Error()}
 		}
 	}
-	headers := map[string]any{}
-	for k, v := range r.Header {
-		if len(v) > 0 {
-			headers[k] = v[0]
-		}
-	}
-	ev := trigger.Event{Vars: map[string]any{"event": event, "headers": headers, "subject": "webhook"},
-		Identity: trigger.KeyIdentity(r.Header.Get("Idempotency-Key")), Time: s.cfg.Now()}
-	f, err := trigger.Fire(r.Context(), s.store, s.defs, m, ev)
-	var ref *trigger.RefusedError
-	switch {
-	case err == nil && f.Skipped:
-		return &hookResult{http.StatusOK, map[string]any{"skipped": true}}, nil
-	case err == nil:
-		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": f.WorkflowID, "started": f.Started}}, nil
-	case errors.As(err, &ref) && !errors.Is(err, eventstore.ErrNotFound):
-		return nil, &hookError{http.StatusUnprocessableEntity, ref.Reason}
-	default:
-		s.log.Error("webhook delivery could not start its workflow", "webhook", name, "definition", m.Definition, "err", err)
-		return nil, &hookError{http.StatusServiceUnavailable, unavailable}
-	}
+	return event, nil
 }
