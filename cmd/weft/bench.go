@@ -60,50 +60,11 @@ prints Weft's events/s as a ratio of it.`,
 			}
 			embeddedRun := server == ""
 			if embeddedRun {
-				if syncMode != "interval" && syncMode != "always" {
-					return fmt.Errorf("--sync %q: use interval or always", syncMode)
-				}
-				dir, err := os.MkdirTemp("", "weft-bench-")
+				stop, err := startBenchNodes(ctx, &cfg, orchs, syncMode)
 				if err != nil {
 					return err
 				}
-				defer os.RemoveAll(dir)
-				ns, err := embedded.Start(embedded.Config{Addr: "127.0.0.1:0", DataDir: dir, SyncAlways: syncMode == "always"})
-				if err != nil {
-					return err
-				}
-				defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-				var nodes []*node.Node
-				defer func() {
-					sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
-					for _, nd := range nodes {
-						_ = nd.Stop(sctx)
-					}
-				}()
-				// The first node runs every part; more orchestrators, each with
-				// its own connection, share the work.
-				for i := range orchs {
-					nc := node.Config{NATSURL: ns.ClientURL(), Store: eventstore.Config{},
-						Orchestrator: &orchestrator.Config{}, Logger: slog.New(slog.DiscardHandler)}
-					if i == 0 {
-						nc.Executor, nc.Builtins, nc.API, nc.APIAddr = &executor.Config{}, true, &api.Config{}, "127.0.0.1:0"
-					}
-					nd, err := node.Start(ctx, nc)
-					if err != nil {
-						return err
-					}
-					nodes = append(nodes, nd)
-				}
-				nd := nodes[0]
-				cfg.Server, cfg.NATSURL = nd.APIURL, ns.ClientURL()
-				cfg.ServerMsgs = func() (int64, int64) {
-					v, err := ns.Varz(nil)
-					if err != nil {
-						return 0, 0
-					}
-					return v.InMsgs, v.OutMsgs
-				}
+				defer stop()
 			} else if orchs != 1 {
 				return fmt.Errorf("--orchestrators is for the embedded run (without --server)")
 			} else if natsURL == "" {
@@ -137,4 +98,66 @@ prints Weft's events/s as a ratio of it.`,
 	f.BoolVar(&noProg, "quiet", false, "no progress line")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	return cmd
+}
+
+// startBenchNodes runs an embedded NATS server in a temporary directory
+// and orchs nodes on it (the first runs every part), pointing cfg at
+// them; stop shuts them down and removes the directory.
+func startBenchNodes(ctx context.Context, cfg *bench.Config, orchs int, syncMode string) (stop func(), err error) {
+	if syncMode != "interval" && syncMode != "always" {
+		return nil, fmt.Errorf("--sync %q: use interval or always", syncMode)
+	}
+	var undo []func()
+	stop = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	dir, err := os.MkdirTemp("", "weft-bench-")
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { os.RemoveAll(dir) })
+	ns, err := embedded.Start(embedded.Config{Addr: "127.0.0.1:0", DataDir: dir, SyncAlways: syncMode == "always"})
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { ns.Shutdown(); ns.WaitForShutdown() })
+	var nodes []*node.Node
+	undo = append(undo, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, nd := range nodes {
+			_ = nd.Stop(sctx)
+		}
+	})
+	// The first node runs every part; more orchestrators, each with
+	// its own connection, share the work.
+	for i := range orchs {
+		nc := node.Config{NATSURL: ns.ClientURL(), Store: eventstore.Config{},
+			Orchestrator: &orchestrator.Config{}, Logger: slog.New(slog.DiscardHandler)}
+		if i == 0 {
+			nc.Executor, nc.Builtins, nc.API, nc.APIAddr = &executor.Config{}, true, &api.Config{}, "127.0.0.1:0"
+		}
+		nd, err := node.Start(ctx, nc)
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, nd)
+	}
+	nd := nodes[0]
+	cfg.Server, cfg.NATSURL = nd.APIURL, ns.ClientURL()
+	cfg.ServerMsgs = func() (int64, int64) {
+		v, err := ns.Varz(nil)
+		if err != nil {
+			return 0, 0
+		}
+		return v.InMsgs, v.OutMsgs
+	}
+	return stop, nil
 }

@@ -269,7 +269,11 @@ func defCommand(cf *clientFlags) *cobra.Command {
 		Aliases: []string{"definition", "definitions"},
 		Short:   "Manage workflow definitions",
 	}
+	def.AddCommand(defApplyCommand(cf), defListCommand(cf), defGetCommand(cf))
+	return def
+}
 
+func defApplyCommand(cf *clientFlags) *cobra.Command {
 	var file string
 	apply := &cobra.Command{
 		Use:   "apply -f FILE",
@@ -304,8 +308,11 @@ func defCommand(cf *clientFlags) *cobra.Command {
 	}
 	apply.Flags().StringVarP(&file, "file", "f", "", "definition source file, or - for stdin")
 	_ = apply.MarkFlagRequired("file")
+	return apply
+}
 
-	list := &cobra.Command{
+func defListCommand(cf *clientFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "list",
 		Short: "List workflow definitions",
 		Args:  cobra.NoArgs,
@@ -321,7 +328,9 @@ func defCommand(cf *clientFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+}
 
+func defGetCommand(cf *clientFlags) *cobra.Command {
 	var revision int32
 	get := &cobra.Command{
 		Use:   "get NAME",
@@ -342,9 +351,7 @@ func defCommand(cf *clientFlags) *cobra.Command {
 		},
 	}
 	get.Flags().Int32Var(&revision, "revision", 0, "revision to print (0 for the latest)")
-
-	def.AddCommand(apply, list, get)
-	return def
+	return get
 }
 
 func startCommand(cf *clientFlags) *cobra.Command {
