@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -74,14 +75,7 @@ prints Weft's events/s as a ratio of it.`,
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
-			}
-			if !embeddedRun {
-				res.CPUSeconds, res.PeakRSSMB = 0, 0 // they describe this client, not the server
-			}
-			fmt.Fprint(cmd.OutOrStdout(), res.String())
-			return nil
+			return printBench(cmd.OutOrStdout(), res, asJSON, embeddedRun)
 		},
 	}
 	f := cmd.Flags()
@@ -160,4 +154,17 @@ func startBenchNodes(ctx context.Context, cfg *bench.Config, orchs int, syncMode
 		return v.InMsgs, v.OutMsgs
 	}
 	return stop, nil
+}
+
+// printBench writes res as one JSON line or as text; the CPU and memory
+// figures are left out of the text when the run was not embedded.
+func printBench(w io.Writer, res bench.Result, asJSON, embeddedRun bool) error {
+	if asJSON {
+		return json.NewEncoder(w).Encode(res)
+	}
+	if !embeddedRun {
+		res.CPUSeconds, res.PeakRSSMB = 0, 0 // they describe this client, not the server
+	}
+	fmt.Fprint(w, res.String())
+	return nil
 }
