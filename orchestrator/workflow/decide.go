@@ -776,27 +776,8 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 		fs := w.st.Steps[p+first.ID]
 		return !notStarted(fs) || w.handling(first, fs, p)
 	}
-	m, fresh := w.st.loop(s.Path, len(s.Items))
-	if fresh {
-		// Learn where started iterations end: from the back, as reopened
-		// ones may sit before running ones.
-		for i := m.n - 1; i >= 0 && m.next == 0; i-- {
-			if started(i) {
-				m.next = i + 1
-			}
-		}
-	}
-	for m.next < m.n && started(m.next) {
-		m.next++
-	}
-	// After a redrive, a started iteration may hold nothing in flight (its
-	// failed steps were reopened): it resumes only when there is room, like
-	// one not started. Runs never redriven skip finding that out.
-	idle := func(int) bool { return false }
-	if w.st.Retries > 0 {
-		busy := w.st.busyIterations(s.Path)
-		idle = func(i int) bool { return !busy[i] }
-	}
+	m := w.foreachProgress(s, started)
+	idle := w.idleIterations(s.Path)
 	inflight := 0
 	var waiting, resumable []int
 	var failed *result
@@ -833,12 +814,7 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 		}
 	}
 	if failed != nil {
-		// The loop fails, and its iterations still running are canceled.
-		w.discard()
-		for i := m.low; i < m.next; i++ {
-			w.cancelOpen(fe.Do, iterPrefix(s.Path, i), s.Path)
-		}
-		w.finish(s.Path, *failed)
+		w.failLoop(fe, s.Path, m, *failed)
 		return
 	}
 	for m.low < m.n && m.done[m.low] {
@@ -862,6 +838,46 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 		copy(out, m.out)
 		w.completeStep(s.Path, out)
 	}
+}
+
+// foreachProgress returns the progress of loop s, with next moved past
+// every iteration started.
+func (w *walker) foreachProgress(s *Step, started func(int) bool) *loopProgress {
+	m, fresh := w.st.loop(s.Path, len(s.Items))
+	if fresh {
+		// Learn where started iterations end: from the back, as reopened
+		// ones may sit before running ones.
+		for i := m.n - 1; i >= 0 && m.next == 0; i-- {
+			if started(i) {
+				m.next = i + 1
+			}
+		}
+	}
+	for m.next < m.n && started(m.next) {
+		m.next++
+	}
+	return m
+}
+
+// idleIterations reports which started iterations of the loop at path hold
+// nothing in flight. After a redrive, such an iteration (its failed steps
+// were reopened) resumes only when there is room, like one not started.
+// Runs never redriven skip finding that out.
+func (w *walker) idleIterations(path string) func(int) bool {
+	if w.st.Retries > 0 {
+		busy := w.st.busyIterations(path)
+		return func(i int) bool { return !busy[i] }
+	}
+	return func(int) bool { return false }
+}
+
+// failLoop fails the loop at path, canceling its iterations still running.
+func (w *walker) failLoop(fe *definition.Foreach, path string, m *loopProgress, failed result) {
+	w.discard()
+	for i := m.low; i < m.next; i++ {
+		w.cancelOpen(fe.Do, iterPrefix(path, i), path)
+	}
+	w.finish(path, failed)
 }
 
 func (w *walker) repeat(step *definition.Step, s *Step, l locals) {
