@@ -17,74 +17,18 @@ const maxExactFloat = 1 << 53
 // Normalize converts v into the normalized form. It returns an error for
 // values that have no JSON form (channels, functions, non-string map keys).
 func Normalize(v any) (any, error) {
+	if n, ok := scalar(v); ok {
+		return n, nil
+	}
 	switch x := v.(type) {
-	case nil, bool, string, int64:
-		return x, nil
-	case int:
-		return int64(x), nil
-	case int8:
-		return int64(x), nil
-	case int16:
-		return int64(x), nil
-	case int32:
-		return int64(x), nil
-	case uint:
-		return uintValue(uint64(x)), nil
-	case uint8:
-		return int64(x), nil
-	case uint16:
-		return int64(x), nil
-	case uint32:
-		return int64(x), nil
-	case uint64:
-		return uintValue(x), nil
-	case float32:
-		return floatValue(float64(x)), nil
-	case float64:
-		return floatValue(x), nil
 	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i, nil
-		}
-		f, err := x.Float64()
-		if err != nil {
-			return nil, fmt.Errorf("number %q: %w", x, err)
-		}
-		return floatValue(f), nil
+		return number(x)
 	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			n, err := Normalize(e)
-			if err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
-			}
-			out[i] = n
-		}
-		return out, nil
+		return normalizeList(x)
 	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			n, err := Normalize(e)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = n
-		}
-		return out, nil
+		return normalizeMap(x)
 	case map[any]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			ks, ok := k.(string)
-			if !ok {
-				return nil, fmt.Errorf("map key %v is not a string", k)
-			}
-			n, err := Normalize(e)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", ks, err)
-			}
-			out[ks] = n
-		}
-		return out, nil
+		return normalizeAnyMap(x)
 	case []string:
 		out := make([]any, len(x))
 		for i, e := range x {
@@ -104,6 +48,91 @@ func Normalize(v any) (any, error) {
 		return nil, fmt.Errorf("value of type %T has no JSON form: %w", v, err)
 	}
 	return FromJSON(b)
+}
+
+// scalar normalizes nil, booleans, strings and Go's numeric types; ok is
+// false for anything else.
+func scalar(v any) (n any, ok bool) {
+	switch x := v.(type) {
+	case nil, bool, string, int64:
+		return x, true
+	case int:
+		return int64(x), true
+	case int8:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case uint:
+		return uintValue(uint64(x)), true
+	case uint8:
+		return int64(x), true
+	case uint16:
+		return int64(x), true
+	case uint32:
+		return int64(x), true
+	case uint64:
+		return uintValue(x), true
+	case float32:
+		return floatValue(float64(x)), true
+	case float64:
+		return floatValue(x), true
+	}
+	return nil, false
+}
+
+// number normalizes a JSON number: an int64 when it is one, else a float.
+func number(x json.Number) (any, error) {
+	if i, err := x.Int64(); err == nil {
+		return i, nil
+	}
+	f, err := x.Float64()
+	if err != nil {
+		return nil, fmt.Errorf("number %q: %w", x, err)
+	}
+	return floatValue(f), nil
+}
+
+func normalizeList(x []any) (any, error) {
+	out := make([]any, len(x))
+	for i, e := range x {
+		n, err := Normalize(e)
+		if err != nil {
+			return nil, fmt.Errorf("[%d]: %w", i, err)
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+func normalizeMap(x map[string]any) (any, error) {
+	out := make(map[string]any, len(x))
+	for k, e := range x {
+		n, err := Normalize(e)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		out[k] = n
+	}
+	return out, nil
+}
+
+// normalizeAnyMap normalizes a map whose keys must all be strings.
+func normalizeAnyMap(x map[any]any) (any, error) {
+	out := make(map[string]any, len(x))
+	for k, e := range x {
+		ks, ok := k.(string)
+		if !ok {
+			return nil, fmt.Errorf("map key %v is not a string", k)
+		}
+		n, err := Normalize(e)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", ks, err)
+		}
+		out[ks] = n
+	}
+	return out, nil
 }
 
 func uintValue(u uint64) any {

@@ -117,30 +117,12 @@ func (p *parser) trigger(label string, n *yaml.Node, webhooks map[string]string)
 		p.add(label, "", "a trigger must be a mapping with one of %s, e.g. { subject: orders.created }", triggerKindList())
 		return nil
 	}
-	var kinds []string
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if k := resolve(n.Content[i]); k.Kind == yaml.ScalarNode && triggerFields[k.Value] != nil && !slices.Contains(kinds, k.Value) {
-			kinds = append(kinds, k.Value)
-		}
-	}
-	slices.SortFunc(kinds, func(a, b string) int {
-		return slices.Index(triggerKindNames, a) - slices.Index(triggerKindNames, b)
-	})
+	kinds := triggerKinds(n)
 	kind := ""
 	if len(kinds) == 1 {
 		kind = kinds[0]
 	}
-	fields := p.fieldsFunc(label, "", n, func(k string) string {
-		switch {
-		case slices.Contains(allTriggerFields, k):
-			return ""
-		case suggestOnly(k, allTriggerFields) != "":
-			return "unknown field" + suggestOnly(k, allTriggerFields)
-		case kind != "":
-			return fmt.Sprintf("unknown field; %s triggers take %s", kind, strings.Join(triggerFieldsOf(kind), ", "))
-		}
-		return fmt.Sprintf("unknown field; a trigger takes one of %s, and the fields of its kind", triggerKindList())
-	})
+	fields := p.triggerFieldNodes(label, n, kind)
 	switch len(kinds) {
 	case 0:
 		p.add(label, "", "a trigger needs one of %s", triggerKindList())
@@ -160,34 +142,11 @@ func (p *parser) trigger(label string, n *yaml.Node, webhooks map[string]string)
 	at := exprAt{sc: &scope{trigger: t.Kind}}
 	switch t.Kind {
 	case TriggerSubject:
-		if s, ok := p.str(label, "subject", fields["subject"]); ok {
-			if msg := subjectProblem(s); msg != "" {
-				p.add(label, "subject", "%s", msg)
-			}
-			t.Subject = s
-		}
+		p.subjectTrigger(label, t, fields)
 	case TriggerCron:
 		p.cronTrigger(label, t, fields)
 	case TriggerWebhook:
-		if name, ok := p.str(label, "webhook", fields["webhook"]); ok {
-			switch first, dup := webhooks[name]; {
-			case !nameRE.MatchString(name):
-				p.add(label, "webhook", "invalid webhook name %q: use letters, digits, _ and - (at most 64)", name)
-			case dup:
-				p.add(label, "webhook", "duplicate webhook %q: %s already uses it; webhook names must be unique", name, first)
-			default:
-				webhooks[name] = label
-			}
-			t.Webhook = name
-		}
-		if n := fields["secret_env"]; n != nil {
-			if v, ok := p.str(label, "secret_env", n); ok {
-				if !envNameRE.MatchString(v) {
-					p.add(label, "secret_env", "invalid environment variable name %q: use upper-case letters, digits and _, not starting with a digit (name the variable that holds the secret, not the secret)", v)
-				}
-				t.SecretEnv = v
-			}
-		}
+		p.webhookTrigger(label, t, fields, webhooks)
 	}
 	if n := fields["filter"]; n != nil && t.Kind != TriggerCron {
 		t.Filter = p.expr(label, "filter", n, at, wantBool)
@@ -199,6 +158,71 @@ func (p *parser) trigger(label string, n *yaml.Node, webhooks map[string]string)
 		t.Input = p.template(label, "input", n, at)
 	}
 	return t
+}
+
+// triggerKinds returns the trigger kinds named among n's keys, once each,
+// in the order of triggerKindNames.
+func triggerKinds(n *yaml.Node) []string {
+	var kinds []string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := resolve(n.Content[i]); k.Kind == yaml.ScalarNode && triggerFields[k.Value] != nil && !slices.Contains(kinds, k.Value) {
+			kinds = append(kinds, k.Value)
+		}
+	}
+	slices.SortFunc(kinds, func(a, b string) int {
+		return slices.Index(triggerKindNames, a) - slices.Index(triggerKindNames, b)
+	})
+	return kinds
+}
+
+// triggerFieldNodes returns the fields of the trigger n, reporting unknown
+// ones with the fields that kind (when it is known) takes.
+func (p *parser) triggerFieldNodes(label string, n *yaml.Node, kind string) map[string]*yaml.Node {
+	return p.fieldsFunc(label, "", n, func(k string) string {
+		switch {
+		case slices.Contains(allTriggerFields, k):
+			return ""
+		case suggestOnly(k, allTriggerFields) != "":
+			return "unknown field" + suggestOnly(k, allTriggerFields)
+		case kind != "":
+			return fmt.Sprintf("unknown field; %s triggers take %s", kind, strings.Join(triggerFieldsOf(kind), ", "))
+		}
+		return fmt.Sprintf("unknown field; a trigger takes one of %s, and the fields of its kind", triggerKindList())
+	})
+}
+
+// subjectTrigger parses the subject of a subject trigger into t.
+func (p *parser) subjectTrigger(label string, t *Trigger, fields map[string]*yaml.Node) {
+	if s, ok := p.str(label, "subject", fields["subject"]); ok {
+		if msg := subjectProblem(s); msg != "" {
+			p.add(label, "subject", "%s", msg)
+		}
+		t.Subject = s
+	}
+}
+
+// webhookTrigger parses the fields of a webhook trigger into t and records
+// its name in webhooks.
+func (p *parser) webhookTrigger(label string, t *Trigger, fields map[string]*yaml.Node, webhooks map[string]string) {
+	if name, ok := p.str(label, "webhook", fields["webhook"]); ok {
+		switch first, dup := webhooks[name]; {
+		case !nameRE.MatchString(name):
+			p.add(label, "webhook", "invalid webhook name %q: use letters, digits, _ and - (at most 64)", name)
+		case dup:
+			p.add(label, "webhook", "duplicate webhook %q: %s already uses it; webhook names must be unique", name, first)
+		default:
+			webhooks[name] = label
+		}
+		t.Webhook = name
+	}
+	if n := fields["secret_env"]; n != nil {
+		if v, ok := p.str(label, "secret_env", n); ok {
+			if !envNameRE.MatchString(v) {
+				p.add(label, "secret_env", "invalid environment variable name %q: use upper-case letters, digits and _, not starting with a digit (name the variable that holds the secret, not the secret)", v)
+			}
+			t.SecretEnv = v
+		}
+	}
 }
 
 // cronTrigger parses the fields of a cron trigger into t.

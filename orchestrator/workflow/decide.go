@@ -394,7 +394,6 @@ func truthy(v any) bool {
 
 // start emits the events that begin a step.
 func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
-	st := w.st
 	sc := w.scope(prefix, l)
 	if step.If != nil {
 		v, err := step.If.Eval(sc)
@@ -408,146 +407,196 @@ func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
 		}
 	}
 	gen := 1
-	if s := st.Steps[path]; s != nil {
+	if s := w.st.Steps[path]; s != nil {
 		gen = s.Gen + 1
 	}
 	switch step.Kind {
 	case definition.KindTask:
-		in, err := checked(step.Input.Eval(sc))
-		if err != nil {
-			w.failStep(path, exprErrType(err), err.Error())
-			return
-		}
-		first := 1
-		if s := st.Steps[path]; s != nil {
-			first = s.Attempts + 1
-		}
-		w.emit(events.Event{Type: events.TypeStepScheduled, StepScheduled: &events.StepScheduled{
-			Path: path, Gen: gen, Task: step.Task, Input: in, Retry: step.Retry, Timeout: step.Timeout,
-			IdempotencyKey: st.ID + "/" + path, FirstAttempt: first,
-		}})
+		w.startTask(step, path, gen, sc)
 	case definition.KindWait:
-		ws := &events.WaitStarted{Path: path, Signal: step.Wait.Signal}
-		if step.Wait.Timeout > 0 {
-			ws.TimeoutAt = st.Now.Add(step.Wait.Timeout)
-			ws.TimerID = TimerID(path, gen)
-		}
-		w.emit(events.Event{Type: events.TypeWaitStarted, WaitStarted: ws})
+		w.startWait(step, path, gen)
 	case definition.KindSleep:
-		due := st.Now.Add(step.Sleep.Duration)
-		if step.Sleep.Until != nil {
-			v, err := step.Sleep.Until.Eval(sc)
-			if err != nil {
-				w.failStep(path, exprErrType(err), "sleep.until: "+err.Error())
-				return
-			}
-			s, _ := v.(string)
-			if due, err = time.Parse(time.RFC3339Nano, s); err != nil {
-				w.failStep(path, ErrTypeExpression, fmt.Sprintf("sleep.until: %v is not a timestamp", v))
-				return
-			}
-		}
-		if !due.After(st.Now) {
-			w.completeStep(path, nil)
-			return
-		}
-		w.emit(events.Event{Type: events.TypeTimerScheduled, TimerScheduled: &events.TimerScheduled{
-			Path: path, TimerID: TimerID(path, gen), Due: due.UTC()}})
+		w.startSleep(step, path, gen, sc)
 	case definition.KindSet:
-		vars := make(map[string]any, len(step.Set))
-		for _, sv := range step.Set {
-			v, err := checked(sv.Value.Eval(sc))
-			if err != nil {
-				w.failStep(path, exprErrType(err), "set."+sv.Name+": "+err.Error())
-				return
-			}
-			vars[sv.Name] = v
-		}
-		w.emit(events.Event{Type: events.TypeStepCompleted, StepCompleted: &events.StepCompleted{Path: path, Vars: vars}})
+		w.startSet(step, path, sc)
 	case definition.KindSwitch:
-		chosen := -2
-		for i, c := range step.Switch.Cases {
-			v, err := c.If.Eval(sc)
-			if err != nil {
-				w.failStep(path, exprErrType(err), fmt.Sprintf("switch case %d: %v", i+1, err))
-				return
-			}
-			if truthy(v) {
-				chosen = i
-				break
-			}
-		}
-		if chosen == -2 && step.Switch.Default != nil {
-			chosen = -1
-		}
-		if chosen == -2 {
-			w.completeStep(path, nil)
-			return
-		}
-		w.emit(events.Event{Type: events.TypeStepStarted, StepStarted: &events.StepStarted{Path: path, Kind: string(step.Kind), Case: chosen}})
+		w.startSwitch(step, path, sc)
 	case definition.KindForeach:
-		v, err := checked(step.Foreach.Items.Eval(sc))
-		if err != nil {
-			w.failStep(path, exprErrType(err), "foreach: "+err.Error())
-			return
-		}
-		items, ok := v.([]any)
-		if !ok && v != nil {
-			w.failStep(path, ErrTypeExpression, fmt.Sprintf("foreach: want a list, got %T", v))
-			return
-		}
-		if step.Foreach.Filter != nil {
-			kept := make([]any, 0, len(items))
-			for i, it := range items {
-				fv, err := step.Foreach.Filter.Eval(w.scope(prefix, l.with(step.Foreach.As, it, "index", int64(i))))
-				if err != nil {
-					w.failStep(path, exprErrType(err), fmt.Sprintf("filter (item %d): %v", i, err))
-					return
-				}
-				if truthy(fv) {
-					kept = append(kept, it)
-				}
-			}
-			items = kept
-		}
-		if items == nil {
-			items = []any{}
-		}
-		w.emit(events.Event{Type: events.TypeStepStarted, StepStarted: &events.StepStarted{Path: path, Kind: string(step.Kind), Items: items}})
+		w.startForeach(step, path, prefix, l, sc)
 	case definition.KindParallel, definition.KindRepeat:
 		w.emit(events.Event{Type: events.TypeStepStarted, StepStarted: &events.StepStarted{Path: path, Kind: string(step.Kind)}})
 	case definition.KindWorkflow:
-		in, err := checked(step.Workflow.Input.Eval(sc))
-		if err != nil {
-			w.failStep(path, exprErrType(err), err.Error())
-			return
-		}
-		w.emit(events.Event{Type: events.TypeChildStarted, ChildStarted: &events.ChildStarted{Path: path, Gen: gen,
-			WorkflowID: ChildID(st.ID, path, gen), Definition: step.Workflow.Definition, Input: in}})
+		w.startWorkflow(step, path, gen, sc)
 	case definition.KindFail:
-		msg, err := step.Fail.Message.Eval(sc)
-		if err != nil {
-			w.failStep(path, exprErrType(err), "fail.message: "+err.Error())
-			return
-		}
-		text, ok := msg.(string)
-		if !ok {
-			b, _ := value.ToJSON(msg) // a non-string renders as JSON
-			text = string(b)
-		}
-		w.failStep(path, step.Fail.Type, text)
+		w.startFail(step, path, sc)
 	case definition.KindSucceed:
-		out, err := checked(step.Succeed.Output.Eval(sc))
-		if err != nil {
-			w.failStep(path, exprErrType(err), "succeed.output: "+err.Error())
-			return
-		}
-		e := w.ev(events.Event{Type: events.TypeWorkflowCompleted, WorkflowCompleted: &events.WorkflowCompleted{Output: out}})
-		if w.terminal == nil {
-			w.terminal = &e
-		}
+		w.startSucceed(step, path, sc)
 	default:
 		w.failStep(path, ErrTypeExpression, fmt.Sprintf("unknown step kind %q", step.Kind))
+	}
+}
+
+// startTask schedules a task's gen-th run, continuing its attempt count.
+func (w *walker) startTask(step *definition.Step, path string, gen int, sc definition.Scope) {
+	st := w.st
+	in, err := checked(step.Input.Eval(sc))
+	if err != nil {
+		w.failStep(path, exprErrType(err), err.Error())
+		return
+	}
+	first := 1
+	if s := st.Steps[path]; s != nil {
+		first = s.Attempts + 1
+	}
+	w.emit(events.Event{Type: events.TypeStepScheduled, StepScheduled: &events.StepScheduled{
+		Path: path, Gen: gen, Task: step.Task, Input: in, Retry: step.Retry, Timeout: step.Timeout,
+		IdempotencyKey: st.ID + "/" + path, FirstAttempt: first,
+	}})
+}
+
+// startWait begins waiting for a signal, with a timer when it has a timeout.
+func (w *walker) startWait(step *definition.Step, path string, gen int) {
+	ws := &events.WaitStarted{Path: path, Signal: step.Wait.Signal}
+	if step.Wait.Timeout > 0 {
+		ws.TimeoutAt = w.st.Now.Add(step.Wait.Timeout)
+		ws.TimerID = TimerID(path, gen)
+	}
+	w.emit(events.Event{Type: events.TypeWaitStarted, WaitStarted: ws})
+}
+
+// startSleep schedules a sleep's timer, or completes it when it is already due.
+func (w *walker) startSleep(step *definition.Step, path string, gen int, sc definition.Scope) {
+	st := w.st
+	due := st.Now.Add(step.Sleep.Duration)
+	if step.Sleep.Until != nil {
+		v, err := step.Sleep.Until.Eval(sc)
+		if err != nil {
+			w.failStep(path, exprErrType(err), "sleep.until: "+err.Error())
+			return
+		}
+		s, _ := v.(string)
+		if due, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			w.failStep(path, ErrTypeExpression, fmt.Sprintf("sleep.until: %v is not a timestamp", v))
+			return
+		}
+	}
+	if !due.After(st.Now) {
+		w.completeStep(path, nil)
+		return
+	}
+	w.emit(events.Event{Type: events.TypeTimerScheduled, TimerScheduled: &events.TimerScheduled{
+		Path: path, TimerID: TimerID(path, gen), Due: due.UTC()}})
+}
+
+// startSet evaluates a set step's values and completes it with them.
+func (w *walker) startSet(step *definition.Step, path string, sc definition.Scope) {
+	vars := make(map[string]any, len(step.Set))
+	for _, sv := range step.Set {
+		v, err := checked(sv.Value.Eval(sc))
+		if err != nil {
+			w.failStep(path, exprErrType(err), "set."+sv.Name+": "+err.Error())
+			return
+		}
+		vars[sv.Name] = v
+	}
+	w.emit(events.Event{Type: events.TypeStepCompleted, StepCompleted: &events.StepCompleted{Path: path, Vars: vars}})
+}
+
+// startSwitch starts the first case whose condition holds (-1 for the
+// default); with none, the step completes.
+func (w *walker) startSwitch(step *definition.Step, path string, sc definition.Scope) {
+	chosen := -2
+	for i, c := range step.Switch.Cases {
+		v, err := c.If.Eval(sc)
+		if err != nil {
+			w.failStep(path, exprErrType(err), fmt.Sprintf("switch case %d: %v", i+1, err))
+			return
+		}
+		if truthy(v) {
+			chosen = i
+			break
+		}
+	}
+	if chosen == -2 && step.Switch.Default != nil {
+		chosen = -1
+	}
+	if chosen == -2 {
+		w.completeStep(path, nil)
+		return
+	}
+	w.emit(events.Event{Type: events.TypeStepStarted, StepStarted: &events.StepStarted{Path: path, Kind: string(step.Kind), Case: chosen}})
+}
+
+// startForeach starts a loop over its items, filtered when it has a filter.
+func (w *walker) startForeach(step *definition.Step, path, prefix string, l locals, sc definition.Scope) {
+	v, err := checked(step.Foreach.Items.Eval(sc))
+	if err != nil {
+		w.failStep(path, exprErrType(err), "foreach: "+err.Error())
+		return
+	}
+	items, ok := v.([]any)
+	if !ok && v != nil {
+		w.failStep(path, ErrTypeExpression, fmt.Sprintf("foreach: want a list, got %T", v))
+		return
+	}
+	if step.Foreach.Filter != nil {
+		kept := make([]any, 0, len(items))
+		for i, it := range items {
+			fv, err := step.Foreach.Filter.Eval(w.scope(prefix, l.with(step.Foreach.As, it, "index", int64(i))))
+			if err != nil {
+				w.failStep(path, exprErrType(err), fmt.Sprintf("filter (item %d): %v", i, err))
+				return
+			}
+			if truthy(fv) {
+				kept = append(kept, it)
+			}
+		}
+		items = kept
+	}
+	if items == nil {
+		items = []any{}
+	}
+	w.emit(events.Event{Type: events.TypeStepStarted, StepStarted: &events.StepStarted{Path: path, Kind: string(step.Kind), Items: items}})
+}
+
+// startWorkflow starts a child workflow's gen-th run.
+func (w *walker) startWorkflow(step *definition.Step, path string, gen int, sc definition.Scope) {
+	st := w.st
+	in, err := checked(step.Workflow.Input.Eval(sc))
+	if err != nil {
+		w.failStep(path, exprErrType(err), err.Error())
+		return
+	}
+	w.emit(events.Event{Type: events.TypeChildStarted, ChildStarted: &events.ChildStarted{Path: path, Gen: gen,
+		WorkflowID: ChildID(st.ID, path, gen), Definition: step.Workflow.Definition, Input: in}})
+}
+
+// startFail fails the step with its message; a non-string renders as JSON.
+func (w *walker) startFail(step *definition.Step, path string, sc definition.Scope) {
+	msg, err := step.Fail.Message.Eval(sc)
+	if err != nil {
+		w.failStep(path, exprErrType(err), "fail.message: "+err.Error())
+		return
+	}
+	text, ok := msg.(string)
+	if !ok {
+		b, _ := value.ToJSON(msg) // a non-string renders as JSON
+		text = string(b)
+	}
+	w.failStep(path, step.Fail.Type, text)
+}
+
+// startSucceed records the workflow's completion unless a terminal event
+// is already pending.
+func (w *walker) startSucceed(step *definition.Step, path string, sc definition.Scope) {
+	out, err := checked(step.Succeed.Output.Eval(sc))
+	if err != nil {
+		w.failStep(path, exprErrType(err), "succeed.output: "+err.Error())
+		return
+	}
+	e := w.ev(events.Event{Type: events.TypeWorkflowCompleted, WorkflowCompleted: &events.WorkflowCompleted{Output: out}})
+	if w.terminal == nil {
+		w.terminal = &e
 	}
 }
 
@@ -727,27 +776,8 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 		fs := w.st.Steps[p+first.ID]
 		return !notStarted(fs) || w.handling(first, fs, p)
 	}
-	m, fresh := w.st.loop(s.Path, len(s.Items))
-	if fresh {
-		// Learn where started iterations end: from the back, as reopened
-		// ones may sit before running ones.
-		for i := m.n - 1; i >= 0 && m.next == 0; i-- {
-			if started(i) {
-				m.next = i + 1
-			}
-		}
-	}
-	for m.next < m.n && started(m.next) {
-		m.next++
-	}
-	// After a redrive, a started iteration may hold nothing in flight (its
-	// failed steps were reopened): it resumes only when there is room, like
-	// one not started. Runs never redriven skip finding that out.
-	idle := func(int) bool { return false }
-	if w.st.Retries > 0 {
-		busy := w.st.busyIterations(s.Path)
-		idle = func(i int) bool { return !busy[i] }
-	}
+	m := w.foreachProgress(s, started)
+	idle := w.idleIterations(s.Path)
 	inflight := 0
 	var waiting, resumable []int
 	var failed *result
@@ -784,12 +814,7 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 		}
 	}
 	if failed != nil {
-		// The loop fails, and its iterations still running are canceled.
-		w.discard()
-		for i := m.low; i < m.next; i++ {
-			w.cancelOpen(fe.Do, iterPrefix(s.Path, i), s.Path)
-		}
-		w.finish(s.Path, *failed)
+		w.failLoop(fe, s.Path, m, *failed)
 		return
 	}
 	for m.low < m.n && m.done[m.low] {
@@ -813,6 +838,46 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 		copy(out, m.out)
 		w.completeStep(s.Path, out)
 	}
+}
+
+// foreachProgress returns the progress of loop s, with next moved past
+// every iteration started.
+func (w *walker) foreachProgress(s *Step, started func(int) bool) *loopProgress {
+	m, fresh := w.st.loop(s.Path, len(s.Items))
+	if fresh {
+		// Learn where started iterations end: from the back, as reopened
+		// ones may sit before running ones.
+		for i := m.n - 1; i >= 0 && m.next == 0; i-- {
+			if started(i) {
+				m.next = i + 1
+			}
+		}
+	}
+	for m.next < m.n && started(m.next) {
+		m.next++
+	}
+	return m
+}
+
+// idleIterations reports which started iterations of the loop at path hold
+// nothing in flight. After a redrive, such an iteration (its failed steps
+// were reopened) resumes only when there is room, like one not started.
+// Runs never redriven skip finding that out.
+func (w *walker) idleIterations(path string) func(int) bool {
+	if w.st.Retries > 0 {
+		busy := w.st.busyIterations(path)
+		return func(i int) bool { return !busy[i] }
+	}
+	return func(int) bool { return false }
+}
+
+// failLoop fails the loop at path, canceling its iterations still running.
+func (w *walker) failLoop(fe *definition.Foreach, path string, m *loopProgress, failed result) {
+	w.discard()
+	for i := m.low; i < m.next; i++ {
+		w.cancelOpen(fe.Do, iterPrefix(path, i), path)
+	}
+	w.finish(path, failed)
 }
 
 func (w *walker) repeat(step *definition.Step, s *Step, l locals) {

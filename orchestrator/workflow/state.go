@@ -242,173 +242,246 @@ func (st *State) Apply(e events.Event) error {
 	if e.Time.After(st.Now) {
 		st.Now = e.Time
 	}
+	return st.dispatch(e)
+}
+
+// dispatch hands a validated event to the method for its type.
+func (st *State) dispatch(e events.Event) error {
+	t := e.Time
 	switch e.Type {
 	case events.TypeWorkflowStarted:
-		if st.Events != 1 {
-			return fmt.Errorf("%w: second WorkflowStarted at index %d", ErrInvalidHistory, st.Events)
-		}
-		p := e.WorkflowStarted
-		st.ID, st.Definition, st.Revision, st.Input, st.RequestID = p.WorkflowID, p.Definition, p.Revision, p.Input, p.RequestID
-		st.Parent = p.Parent
-		st.Status = StatusRunning
-		st.Created = e.Time
-		st.Steps = map[string]*Step{}
-		st.outputs = map[string]map[string]any{}
-		st.Vars = map[string]any{}
+		return st.workflowStarted(e.WorkflowStarted, t)
 	case events.TypeStepScheduled:
-		p := e.StepScheduled
-		s := st.step(p.Path, e.Time)
-		s.Kind, s.Task, s.Status, s.Gen, s.Rerun = "task", p.Task, StepRunning, p.Gen, false
-		s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
+		st.stepScheduled(e.StepScheduled, t)
 	case events.TypeStepAttemptFailed:
-		p := e.StepAttemptFailed
-		s := st.step(p.Path, e.Time)
-		s.Attempts = max(s.Attempts, p.Attempt)
-		errv := p.Error
-		s.LastError = &errv
+		st.stepAttemptFailed(e.StepAttemptFailed, t)
 	case events.TypeStepCompleted:
-		p := e.StepCompleted
-		s := st.step(p.Path, e.Time)
-		out := p.Output
-		if out == nil && p.Vars != nil {
-			// A set step's output is the values it set.
-			m := make(map[string]any, len(p.Vars))
-			for k, v := range p.Vars {
-				m[k] = v
-			}
-			out = m
-		}
-		s.Status, s.Output, s.Closed, s.Rerun = StepCompleted, out, e.Time, false
-		s.Attempts = max(s.Attempts, p.Attempt)
-		st.setOutput(p.Path, out)
-		if p.SignalSeq > 0 {
-			for _, sig := range st.Signals {
-				if sig.Seq == p.SignalSeq {
-					sig.Consumed = true
-				}
-			}
-		}
-		for k, v := range p.Vars {
-			st.Vars[k] = v
-		}
+		st.stepCompleted(e.StepCompleted, t)
 	case events.TypeStepFailed:
-		p := e.StepFailed
-		s := st.step(p.Path, e.Time)
-		s.Status, s.Closed, s.Rerun = StepFailed, e.Time, false
-		s.Attempts = max(s.Attempts, p.Attempt)
-		errv := p.Error
-		s.LastError = &errv
+		st.stepFailed(e.StepFailed, t)
 	case events.TypeWaitStarted:
-		p := e.WaitStarted
-		s := st.step(p.Path, e.Time)
-		s.Kind, s.Status, s.Signal, s.TimerID, s.TimeoutAt, s.TimedOut, s.TimedOutAt = "wait", StepWaiting, p.Signal, p.TimerID, p.TimeoutAt, false, 0
-		s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
-		s.Gen++
+		st.waitStarted(e.WaitStarted, t)
 	case events.TypeSignalReceived:
-		p := e.SignalReceived
-		if p.RequestID != "" {
-			if st.signalIDs[p.RequestID] {
-				return nil
-			}
-			if st.signalIDs == nil {
-				st.signalIDs = map[string]bool{}
-			}
-			st.signalIDs[p.RequestID] = true
-		}
-		st.Signals = append(st.Signals, &Signal{Seq: st.Events, Name: p.Name, Payload: p.Payload})
+		st.signalReceived(e.SignalReceived)
 	case events.TypeTimerFired:
-		p := e.TimerFired
-		if p.Path == "" {
-			if p.TimerID == st.TimeoutTimerID {
-				st.TimedOut = true
-			}
-		} else if s := st.Steps[p.Path]; s != nil && s.TimerID == p.TimerID && s.Status == StepWaiting {
-			s.TimedOut, s.TimedOutAt = true, st.Events
-		}
+		st.timerFired(e.TimerFired)
 	case events.TypeCancelRequested:
-		if st.Status == StatusRunning {
-			st.CancelRequested = true
-			st.CancelReason = e.CancelRequested.Reason
-		}
+		st.cancelRequested(e.CancelRequested)
 	case events.TypeWorkflowCompleted:
-		st.close(StatusCompleted, e.Time)
+		st.close(StatusCompleted, t)
 		st.Output = e.WorkflowCompleted.Output
 	case events.TypeWorkflowFailed:
-		st.close(StatusFailed, e.Time)
-		errv := e.WorkflowFailed.Error
-		st.Error, st.ErrorPath = &errv, e.WorkflowFailed.Path
+		st.workflowFailed(e.WorkflowFailed, t)
 	case events.TypeWorkflowCanceled:
-		st.close(StatusCanceled, e.Time)
-		for _, s := range st.Steps {
-			if s.Status == StepRunning || s.Status == StepWaiting {
-				s.Status, s.Closed = StepCanceled, e.Time
-			}
-		}
+		st.workflowCanceled(t)
 	case events.TypeStepStarted:
-		p := e.StepStarted
-		s := st.step(p.Path, e.Time)
-		s.Kind, s.Status, s.Case, s.Items, s.Iteration, s.IterBase = p.Kind, StepRunning, p.Case, p.Items, 0, 0
-		s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
-		delete(st.loops, p.Path) // a loop that starts (again) has no progress yet
+		st.stepStarted(e.StepStarted, t)
 	case events.TypeStepSkipped:
-		s := st.step(e.StepSkipped.Path, e.Time)
-		s.Status, s.Closed, s.Rerun = StepSkipped, e.Time, false
-		st.setOutput(s.Path, nil)
+		st.stepSkipped(e.StepSkipped, t)
 	case events.TypeStepIterated:
 		if s := st.Steps[e.StepIterated.Path]; s != nil {
 			s.Iteration = e.StepIterated.Iteration
 		}
 	case events.TypeTimerScheduled:
-		p := e.TimerScheduled
-		if p.Path == "" {
-			st.TimeoutTimerID, st.TimeoutAt, st.TimedOut = p.TimerID, p.Due, false
-		} else {
-			s := st.step(p.Path, e.Time)
-			s.Kind, s.Status, s.TimerID, s.TimeoutAt, s.TimedOut = "sleep", StepWaiting, p.TimerID, p.Due, false
-			s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
-			s.Gen++
-		}
+		st.timerScheduled(e.TimerScheduled, t)
 	case events.TypeChildStarted:
-		p := e.ChildStarted
-		s := st.step(p.Path, e.Time)
-		s.Kind, s.Status, s.Gen, s.ChildID = "workflow", StepRunning, p.Gen, p.WorkflowID
-		s.Task, s.ChildInput = p.Definition, p.Input
-		s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
+		st.childStarted(e.ChildStarted, t)
 	case events.TypeStepCanceled:
-		if s := st.Steps[e.StepCanceled.Path]; s != nil && (s.Status == StepRunning || s.Status == StepWaiting) {
-			s.Status, s.Closed, s.Rerun = StepCanceled, e.Time, false
-		}
+		st.stepCanceled(e.StepCanceled, t)
 	case events.TypeStepReopened:
-		p := e.StepReopened
-		if s := st.Steps[p.Path]; s != nil {
-			s.Status, s.LastError, s.Closed, s.Rerun = StepRunning, nil, time.Time{}, false
-			if s.Kind == "repeat" {
-				s.IterBase = p.BudgetFrom
-			}
-			st.clearOutput(p.Path)
-		}
+		st.stepReopened(e.StepReopened)
 	case events.TypeWorkflowRetried:
-		if st.Status != StatusFailed {
-			return nil
-		}
-		st.loops = nil // failed iterations may run again
-		st.Status, st.Error, st.ErrorPath, st.Closed = StatusRunning, nil, "", time.Time{}
-		st.Retries++
-		// Failed steps, and those their failure canceled, run again when
-		// the decisions that follow reach them: they reach what the
-		// failure went through, not what a catch or on_error: continue of
-		// a completed step handled.
-		for _, path := range st.Order {
-			if s := st.Steps[path]; s.Status == StepFailed || s.Status == StepCanceled {
-				s.Rerun = true
-			}
-		}
-		// A redrive gets a fresh workflow timeout.
-		st.TimedOut, st.TimeoutTimerID = false, ""
+		st.workflowRetried()
 	default:
 		return fmt.Errorf("%w: unknown event type %q", ErrInvalidHistory, e.Type)
 	}
 	return nil
+}
+
+func (st *State) workflowStarted(p *events.WorkflowStarted, t time.Time) error {
+	if st.Events != 1 {
+		return fmt.Errorf("%w: second WorkflowStarted at index %d", ErrInvalidHistory, st.Events)
+	}
+	st.ID, st.Definition, st.Revision, st.Input, st.RequestID = p.WorkflowID, p.Definition, p.Revision, p.Input, p.RequestID
+	st.Parent = p.Parent
+	st.Status = StatusRunning
+	st.Created = t
+	st.Steps = map[string]*Step{}
+	st.outputs = map[string]map[string]any{}
+	st.Vars = map[string]any{}
+	return nil
+}
+
+func (st *State) stepScheduled(p *events.StepScheduled, t time.Time) {
+	s := st.step(p.Path, t)
+	s.Kind, s.Task, s.Status, s.Gen, s.Rerun = "task", p.Task, StepRunning, p.Gen, false
+	s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
+}
+
+func (st *State) stepAttemptFailed(p *events.StepAttemptFailed, t time.Time) {
+	s := st.step(p.Path, t)
+	s.Attempts = max(s.Attempts, p.Attempt)
+	errv := p.Error
+	s.LastError = &errv
+}
+
+func (st *State) stepCompleted(p *events.StepCompleted, t time.Time) {
+	s := st.step(p.Path, t)
+	out := p.Output
+	if out == nil && p.Vars != nil {
+		// A set step's output is the values it set.
+		m := make(map[string]any, len(p.Vars))
+		for k, v := range p.Vars {
+			m[k] = v
+		}
+		out = m
+	}
+	s.Status, s.Output, s.Closed, s.Rerun = StepCompleted, out, t, false
+	s.Attempts = max(s.Attempts, p.Attempt)
+	st.setOutput(p.Path, out)
+	if p.SignalSeq > 0 {
+		for _, sig := range st.Signals {
+			if sig.Seq == p.SignalSeq {
+				sig.Consumed = true
+			}
+		}
+	}
+	for k, v := range p.Vars {
+		st.Vars[k] = v
+	}
+}
+
+func (st *State) stepFailed(p *events.StepFailed, t time.Time) {
+	s := st.step(p.Path, t)
+	s.Status, s.Closed, s.Rerun = StepFailed, t, false
+	s.Attempts = max(s.Attempts, p.Attempt)
+	errv := p.Error
+	s.LastError = &errv
+}
+
+func (st *State) waitStarted(p *events.WaitStarted, t time.Time) {
+	s := st.step(p.Path, t)
+	s.Kind, s.Status, s.Signal, s.TimerID, s.TimeoutAt, s.TimedOut, s.TimedOutAt = "wait", StepWaiting, p.Signal, p.TimerID, p.TimeoutAt, false, 0
+	s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
+	s.Gen++
+}
+
+// signalReceived records a signal unless its request id was seen before.
+func (st *State) signalReceived(p *events.SignalReceived) {
+	if p.RequestID != "" {
+		if st.signalIDs[p.RequestID] {
+			return
+		}
+		if st.signalIDs == nil {
+			st.signalIDs = map[string]bool{}
+		}
+		st.signalIDs[p.RequestID] = true
+	}
+	st.Signals = append(st.Signals, &Signal{Seq: st.Events, Name: p.Name, Payload: p.Payload})
+}
+
+// timerFired marks the workflow, or the waiting step, whose timer fired as
+// timed out; a stale timer changes nothing.
+func (st *State) timerFired(p *events.TimerFired) {
+	if p.Path == "" {
+		if p.TimerID == st.TimeoutTimerID {
+			st.TimedOut = true
+		}
+	} else if s := st.Steps[p.Path]; s != nil && s.TimerID == p.TimerID && s.Status == StepWaiting {
+		s.TimedOut, s.TimedOutAt = true, st.Events
+	}
+}
+
+func (st *State) cancelRequested(p *events.CancelRequested) {
+	if st.Status == StatusRunning {
+		st.CancelRequested = true
+		st.CancelReason = p.Reason
+	}
+}
+
+func (st *State) workflowFailed(p *events.WorkflowFailed, t time.Time) {
+	st.close(StatusFailed, t)
+	errv := p.Error
+	st.Error, st.ErrorPath = &errv, p.Path
+}
+
+// workflowCanceled closes the workflow and cancels its open steps.
+func (st *State) workflowCanceled(t time.Time) {
+	st.close(StatusCanceled, t)
+	for _, s := range st.Steps {
+		if s.Status == StepRunning || s.Status == StepWaiting {
+			s.Status, s.Closed = StepCanceled, t
+		}
+	}
+}
+
+func (st *State) stepStarted(p *events.StepStarted, t time.Time) {
+	s := st.step(p.Path, t)
+	s.Kind, s.Status, s.Case, s.Items, s.Iteration, s.IterBase = p.Kind, StepRunning, p.Case, p.Items, 0, 0
+	s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
+	delete(st.loops, p.Path) // a loop that starts (again) has no progress yet
+}
+
+func (st *State) stepSkipped(p *events.StepSkipped, t time.Time) {
+	s := st.step(p.Path, t)
+	s.Status, s.Closed, s.Rerun = StepSkipped, t, false
+	st.setOutput(s.Path, nil)
+}
+
+// timerScheduled sets the workflow timeout (empty path) or starts a sleep.
+func (st *State) timerScheduled(p *events.TimerScheduled, t time.Time) {
+	if p.Path == "" {
+		st.TimeoutTimerID, st.TimeoutAt, st.TimedOut = p.TimerID, p.Due, false
+		return
+	}
+	s := st.step(p.Path, t)
+	s.Kind, s.Status, s.TimerID, s.TimeoutAt, s.TimedOut = "sleep", StepWaiting, p.TimerID, p.Due, false
+	s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
+	s.Gen++
+}
+
+func (st *State) childStarted(p *events.ChildStarted, t time.Time) {
+	s := st.step(p.Path, t)
+	s.Kind, s.Status, s.Gen, s.ChildID = "workflow", StepRunning, p.Gen, p.WorkflowID
+	s.Task, s.ChildInput = p.Definition, p.Input
+	s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
+}
+
+func (st *State) stepCanceled(p *events.StepCanceled, t time.Time) {
+	if s := st.Steps[p.Path]; s != nil && (s.Status == StepRunning || s.Status == StepWaiting) {
+		s.Status, s.Closed, s.Rerun = StepCanceled, t, false
+	}
+}
+
+func (st *State) stepReopened(p *events.StepReopened) {
+	if s := st.Steps[p.Path]; s != nil {
+		s.Status, s.LastError, s.Closed, s.Rerun = StepRunning, nil, time.Time{}, false
+		if s.Kind == "repeat" {
+			s.IterBase = p.BudgetFrom
+		}
+		st.clearOutput(p.Path)
+	}
+}
+
+// workflowRetried reopens a failed workflow; otherwise it changes nothing.
+func (st *State) workflowRetried() {
+	if st.Status != StatusFailed {
+		return
+	}
+	st.loops = nil // failed iterations may run again
+	st.Status, st.Error, st.ErrorPath, st.Closed = StatusRunning, nil, "", time.Time{}
+	st.Retries++
+	// Failed steps, and those their failure canceled, run again when
+	// the decisions that follow reach them: they reach what the
+	// failure went through, not what a catch or on_error: continue of
+	// a completed step handled.
+	for _, path := range st.Order {
+		if s := st.Steps[path]; s.Status == StepFailed || s.Status == StepCanceled {
+			s.Rerun = true
+		}
+	}
+	// A redrive gets a fresh workflow timeout.
+	st.TimedOut, st.TimeoutTimerID = false, ""
 }
 
 func (st *State) close(s Status, t time.Time) {
