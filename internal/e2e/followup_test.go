@@ -113,18 +113,8 @@ steps:
 	// start, then dies before starting it.
 	store := e.node.Store
 	c := ctx(t)
-	last, err := store.LastSeq(c, id)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now().UTC()
-	childID := workflow.ChildID(id, "kid", 1)
-	if _, err := store.Append(c, id, last,
-		events.Event{Type: events.TypeStepCompleted, Time: now, StepCompleted: &events.StepCompleted{Path: "first", Attempt: 1, Output: "done"}},
-		events.Event{Type: events.TypeChildStarted, Time: now, ChildStarted: &events.ChildStarted{Path: "kid", Gen: 1, WorkflowID: childID, Definition: "kid",
-			Input: map[string]any{"n": int64(21)}}}); err != nil {
-		t.Fatal(err)
-	}
+	e.recordChildStart(id, "kid", map[string]any{"n": int64(21)})
 	// A result that no longer applies (of an older scheduling of the first
 	// step) reaches the orchestrator that has the workflow cached: it
 	// catches up and folds the child's start.
@@ -218,6 +208,28 @@ func TestDefect6_SignalAfterCloseRefused(t *testing.T) {
 	}
 	err := e.signal(id, "approve", `{}`)
 	wantCode(t, "signal after close", err, connect.CodeFailedPrecondition, "only accepted while it runs")
+}
+
+// recordChildStart appends to run id, as another orchestrator would, the
+// completion of its step "first" and the start of its step "kid"'s child
+// workflow of definition def, without starting the child; it returns the
+// child's id.
+func (e *env) recordChildStart(id, def string, input any) string {
+	e.t.Helper()
+	c := ctx(e.t)
+	last, err := e.node.Store.LastSeq(c, id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	childID := workflow.ChildID(id, "kid", 1)
+	if _, err := e.node.Store.Append(c, id, last,
+		events.Event{Type: events.TypeStepCompleted, Time: now, StepCompleted: &events.StepCompleted{Path: "first", Attempt: 1, Output: "done"}},
+		events.Event{Type: events.TypeChildStarted, Time: now, ChildStarted: &events.ChildStarted{Path: "kid", Gen: 1, WorkflowID: childID,
+			Definition: def, Input: input}}); err != nil {
+		e.t.Fatal(err)
+	}
+	return childID
 }
 
 // waitResultsTaken waits until the orchestrators have settled every
@@ -317,17 +329,8 @@ steps:
 	// Another orchestrator records the child's start and is slow to start it.
 	store := e.node.Store
 	c := ctx(t)
-	last, err := store.LastSeq(c, id)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now().UTC()
-	childID := workflow.ChildID(id, "kid", 1)
-	if _, err := store.Append(c, id, last,
-		events.Event{Type: events.TypeStepCompleted, Time: now, StepCompleted: &events.StepCompleted{Path: "first", Attempt: 1}},
-		events.Event{Type: events.TypeChildStarted, Time: now, ChildStarted: &events.ChildStarted{Path: "kid", Gen: 1, WorkflowID: childID, Definition: "kid"}}); err != nil {
-		t.Fatal(err)
-	}
+	childID := e.recordChildStart(id, "kid", nil)
 	// The orchestrator that has the parent cached folds that record on an
 	// input that no longer applies, before the cancel comes.
 	if err := store.PublishResult(c, events.Result{WorkflowID: id, Path: "first", Gen: 2, Attempt: 1,
@@ -347,7 +350,7 @@ steps:
 	})
 	// The slow orchestrator's start now finds the child there.
 	var zero uint64
-	_, err = store.AppendExternal(c, childID, &zero, "start/"+childID+"/parent", events.Event{Type: events.TypeWorkflowStarted, Time: now,
+	_, err := store.AppendExternal(c, childID, &zero, "start/"+childID+"/parent", events.Event{Type: events.TypeWorkflowStarted, Time: now,
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: childID, Definition: "kid", Revision: 1, RequestID: "parent",
 			Parent: &events.ParentRef{WorkflowID: id, Path: "kid", Gen: 1}}})
 	if err == nil {
@@ -449,19 +452,8 @@ steps:
 	eventually(t, 20*time.Second, "the first step to be scheduled", func() bool {
 		return stepStatus(e.get(id), "first") == weftv1.StepStatus_STEP_STATUS_RUNNING
 	})
-	store := e.node.Store
 	c := ctx(t)
-	last, err := store.LastSeq(c, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().UTC()
-	if _, err := store.Append(c, id, last,
-		events.Event{Type: events.TypeStepCompleted, Time: now, StepCompleted: &events.StepCompleted{Path: "first", Attempt: 1}},
-		events.Event{Type: events.TypeChildStarted, Time: now, ChildStarted: &events.ChildStarted{Path: "kid", Gen: 1,
-			WorkflowID: workflow.ChildID(id, "kid", 1), Definition: "ghost"}}); err != nil {
-		t.Fatal(err)
-	}
+	e.recordChildStart(id, "ghost", nil)
 	if _, err := e.wf.CancelWorkflow(c, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: id})); err != nil {
 		t.Fatal(err)
 	}
