@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"runtime"
 	"strings"
@@ -111,14 +112,18 @@ steps:
 		}
 	})
 	t.Run("signal flood", func(t *testing.T) {
+		// 400 signals from 16 clients at once, each sending as fast as it
+		// is answered.
 		var wg sync.WaitGroup
 		errs := make(chan error, 400)
-		for i := range 400 {
+		for c := range 16 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if err := e.signal(victim, "noise", `{"i": `+string(rune('0'+i%10))+`}`); err != nil {
-					errs <- err
+				for i := range 25 {
+					if err := e.signal(victim, "noise", fmt.Sprintf(`{"client": %d, "i": %d}`, c, i)); err != nil {
+						errs <- err
+					}
 				}
 			}()
 		}
