@@ -791,11 +791,3 @@ func (s *Store) StepProgressAfter(ctx context.Context, wf, path string, gen int,
 	}
 	return p, nil
 }
-
-// StepSettled reports whether wf's history after stream sequence after
-// records an outcome for the step at path in scheduling gen (completed or
-// failed), or that the workflow completed or was canceled.
-func (s *Store) StepSettled(ctx context.Context, wf, path string, gen int, after uint64) (bool, error) {
-	p, err := s.StepProgressAfter(ctx, wf, path, gen, after)
-	return p.Settled, err
-}

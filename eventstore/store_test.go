@@ -363,6 +363,12 @@ func TestTimerFiresAfterRestart(t *testing.T) {
 	}
 }
 
+// settled reports what StepProgressAfter says of the step's outcome.
+func settled(ctx context.Context, s *eventstore.Store, wf, path string, gen int, after uint64) (bool, error) {
+	p, err := s.StepProgressAfter(ctx, wf, path, gen, after)
+	return p.Settled, err
+}
+
 func TestStepSettled(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
@@ -376,7 +382,7 @@ func TestStepSettled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := s.StepSettled(ctx, "wf", "a", 1, cmdSeq); err != nil || ok {
+	if ok, err := settled(ctx, s, "wf", "a", 1, cmdSeq); err != nil || ok {
 		t.Fatalf("before completion: %v %v", ok, err)
 	}
 	last := cmdSeq
@@ -394,13 +400,13 @@ func TestStepSettled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := s.StepSettled(ctx, "wf", "a", 1, cmdSeq); err != nil || !ok {
+	if ok, err := settled(ctx, s, "wf", "a", 1, cmdSeq); err != nil || !ok {
 		t.Fatalf("after completion: %v %v", ok, err)
 	}
 	if p, err := s.StepProgressAfter(ctx, "wf", "a", 1, cmdSeq); err != nil || p != (eventstore.StepProgress{Settled: true, Attempts: 3}) {
 		t.Fatalf("after completion: %+v %v", p, err)
 	}
-	if ok, _ := s.StepSettled(ctx, "wf", "a", 2, cmdSeq); ok {
+	if ok, _ := settled(ctx, s, "wf", "a", 2, cmdSeq); ok {
 		t.Fatal("another scheduling of the step is not settled")
 	}
 	// A step canceled after its command is settled too.
@@ -408,14 +414,14 @@ func TestStepSettled(t *testing.T) {
 	if last, err = s.Append(ctx, "wf", doneSeq, sched); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := s.StepSettled(ctx, "wf", "b", 1, last); ok {
+	if ok, _ := settled(ctx, s, "wf", "b", 1, last); ok {
 		t.Fatal("a running step is settled")
 	}
 	cancel := events.Event{Type: events.TypeStepCanceled, StepCanceled: &events.StepCanceled{Path: "b", Cause: "fan"}}
 	if _, err := s.Append(ctx, "wf", last, cancel); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := s.StepSettled(ctx, "wf", "b", 1, last); err != nil || !ok {
+	if ok, err := settled(ctx, s, "wf", "b", 1, last); err != nil || !ok {
 		t.Fatalf("after cancellation: %v %v", ok, err)
 	}
 }

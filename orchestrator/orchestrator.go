@@ -257,11 +257,9 @@ type entry struct {
 	st *workflow.State
 	// indexed is the status the listing index is known to hold (set by the
 	// indexer once its write landed; cleared when another writer may have
-	// changed the entry); queued the last status handed to the indexer,
-	// and queuedHeld whether an input waits for that write.
-	indexed    *atomic.Value
-	queued     workflow.Status
-	queuedHeld bool
+	// changed the entry); queued the last status handed to the indexer.
+	indexed *atomic.Value
+	queued  workflow.Status
 	// started and canceled hold the child workflows known to exist, and
 	// known to be asked to cancel.
 	started  map[string]bool
