@@ -208,7 +208,21 @@ type activation struct {
 // noVars is what vars is when the scope has none; it is never written.
 var noVars = map[string]any{}
 
+// ResolveName returns the value of name, with its maps ordered (see
+// orderedAdapter).
 func (a *activation) ResolveName(name string) (any, bool) {
+	v, ok := a.resolve(name)
+	if !ok || name == meterName {
+		return v, ok
+	}
+	switch v.(type) {
+	case map[string]any, []any:
+		return orderedAdapter{}.NativeToValue(v), true
+	}
+	return v, true
+}
+
+func (a *activation) resolve(name string) (any, bool) {
 	if name == meterName {
 		return &a.meter, true
 	}
