@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -39,6 +40,14 @@ func (e *env) listedStatus(id string) weftv1.WorkflowStatus {
 			return weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED
 		}
 	}
+}
+
+// waitStep waits until the step at path of run id has status want.
+func (e *env) waitStep(id, path string, want weftv1.StepStatus) {
+	e.t.Helper()
+	eventually(e.t, 20*time.Second, fmt.Sprintf("step %s of %s to be %v", path, id, want), func() bool {
+		return stepStatus(e.get(id), path) == want
+	})
 }
 
 // childOf returns the id of the child workflow started by the step at path.
@@ -106,9 +115,7 @@ steps:
   - { id: kid, workflow: kid, input: { n: 21 } }
 `)
 	id := e.start("mum", "", ``)
-	eventually(t, 20*time.Second, "the first step to be scheduled", func() bool {
-		return stepStatus(e.get(id), "first") == weftv1.StepStatus_STEP_STATUS_RUNNING
-	})
+	e.waitStep(id, "first", weftv1.StepStatus_STEP_STATUS_RUNNING)
 	// Another orchestrator completes the first step and records the child's
 	// start, then dies before starting it.
 	store := e.node.Store
@@ -176,9 +183,7 @@ func TestDefect6_SignalAfterCloseRefused(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	e.putDef(approvalDef("72h"))
 	id := e.start("approval", "", `{"amount": 5}`)
-	eventually(t, 20*time.Second, "the run to wait", func() bool {
-		return stepStatus(e.get(id), "approve") == weftv1.StepStatus_STEP_STATUS_WAITING
-	})
+	e.waitStep(id, "approve", weftv1.StepStatus_STEP_STATUS_WAITING)
 	// The API reads the run as running, then the run closes before the
 	// signal is appended: a signal every few milliseconds while the run
 	// is cancelled makes the race likely; none may land after the close.
@@ -323,9 +328,7 @@ steps:
   - { id: kid, workflow: kid }
 `)
 	id := e.start("mum", "", ``)
-	eventually(t, 20*time.Second, "the first step to be scheduled", func() bool {
-		return stepStatus(e.get(id), "first") == weftv1.StepStatus_STEP_STATUS_RUNNING
-	})
+	e.waitStep(id, "first", weftv1.StepStatus_STEP_STATUS_RUNNING)
 	// Another orchestrator records the child's start and is slow to start it.
 	store := e.node.Store
 	c := ctx(t)
@@ -368,9 +371,7 @@ func TestDefect6_PastDueTimerDoesNotSpin(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	e.putDef(approvalDef("72h"))
 	id := e.start("approval", "", `{"amount": 5}`)
-	eventually(t, 20*time.Second, "the run to wait", func() bool {
-		return stepStatus(e.get(id), "approve") == weftv1.StepStatus_STEP_STATUS_WAITING
-	})
+	e.waitStep(id, "approve", weftv1.StepStatus_STEP_STATUS_WAITING)
 	timerID := workflow.TimerID("approve", 1)
 	js, err := jetstream.New(e.node.NC)
 	if err != nil {
@@ -417,9 +418,7 @@ steps:
   - { id: now, task: echo, input: "${ workflow.now }" }
 `)
 	id := e.start("skew", "", ``)
-	eventually(t, 20*time.Second, "the first step to be scheduled", func() bool {
-		return stepStatus(e.get(id), "first") == weftv1.StepStatus_STEP_STATUS_RUNNING
-	})
+	e.waitStep(id, "first", weftv1.StepStatus_STEP_STATUS_RUNNING)
 	ahead := time.Now().Add(time.Hour).UTC()
 	if err := e.node.Store.PublishResult(ctx(t), events.Result{WorkflowID: id, Path: "first", Gen: 1, Attempt: 1,
 		Outcome: events.OutcomeCompleted, Output: "done", Time: ahead}); err != nil {
@@ -449,9 +448,7 @@ steps:
   - { id: kid, workflow: ghost }
 `)
 	id := e.start("mum", "", ``)
-	eventually(t, 20*time.Second, "the first step to be scheduled", func() bool {
-		return stepStatus(e.get(id), "first") == weftv1.StepStatus_STEP_STATUS_RUNNING
-	})
+	e.waitStep(id, "first", weftv1.StepStatus_STEP_STATUS_RUNNING)
 	c := ctx(t)
 	e.recordChildStart(id, "ghost", nil)
 	if _, err := e.wf.CancelWorkflow(c, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: id})); err != nil {
@@ -545,9 +542,7 @@ func TestDefect6_ParkingInputNotAckedOnAnotherHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := e.start("approval", "", `{"amount": 5}`)
-	eventually(t, 20*time.Second, "the run to wait", func() bool {
-		return stepStatus(e.get(id), "approve") == weftv1.StepStatus_STEP_STATUS_WAITING
-	})
+	e.waitStep(id, "approve", weftv1.StepStatus_STEP_STATUS_WAITING)
 	// The executor gives up on the direct answer and uses the results
 	// stream; an orchestrator takes that copy.
 	eventually(t, 20*time.Second, "the result's copy to be handed to an orchestrator", func() bool {
