@@ -61,7 +61,8 @@ type Worker struct {
 	life        lifecycle.Guard
 	stopPulling context.CancelFunc
 	cancel      context.CancelFunc
-	wg          sync.WaitGroup
+	pulling     sync.WaitGroup // the fetch loops
+	running     sync.WaitGroup // the handlers
 }
 
 // New returns a worker over store.
@@ -106,7 +107,7 @@ func (w *Worker) Start(ctx context.Context) error {
 		pullCtx, stopPulling := context.WithCancel(context.WithoutCancel(ctx))
 		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		for typ, p := range pullers {
-			w.wg.Go(func() { w.consume(pullCtx, runCtx, p, typ, w.handlers[typ]) })
+			w.pulling.Go(func() { w.consume(pullCtx, runCtx, p, typ, w.handlers[typ]) })
 		}
 		w.stopPulling, w.cancel = stopPulling, cancel
 		return nil
@@ -116,10 +117,15 @@ func (w *Worker) Start(ctx context.Context) error {
 // Stop stops taking commands and waits for running handlers to finish
 // and report; when ctx ends first, it cancels them and their commands are
 // redelivered. Calling Stop twice is fine.
+//
+// The fetches end before any handler is canceled: a command given back
+// while a fetch of this worker was still open could be redelivered into
+// that fetch and wait out the ack wait instead of going to another worker.
 func (w *Worker) Stop(ctx context.Context) error {
 	return w.life.Stop(func() error {
 		w.stopPulling()
-		return lifecycle.Drain(ctx, w.wg.Wait, w.cancel)
+		w.pulling.Wait()
+		return lifecycle.Drain(ctx, w.running.Wait, w.cancel)
 	})
 }
 
@@ -127,8 +133,6 @@ func (w *Worker) Stop(ctx context.Context) error {
 // free handler slots, and runs each under runCtx.
 func (w *Worker) consume(pullCtx, runCtx context.Context, p *eventstore.Puller, typ string, h Handler) {
 	slots := make(chan struct{}, w.cfg.Concurrency)
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for pullCtx.Err() == nil {
 		// Wait for at least one free slot, then ask for as many as are free.
 		select {
@@ -140,11 +144,10 @@ func (w *Worker) consume(pullCtx, runCtx context.Context, p *eventstore.Puller, 
 		free := w.cfg.Concurrency - len(slots)
 		err := p.Fetch(pullCtx, free, 5*time.Second, func(d *eventstore.Delivery) {
 			slots <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-slots; wg.Done() }()
+			w.running.Go(func() {
+				defer func() { <-slots }()
 				w.run(runCtx, typ, h, d)
-			}()
+			})
 		})
 		if err != nil && pullCtx.Err() == nil {
 			w.log.Warn("task fetch failed", "task", typ, "err", err)
@@ -155,6 +158,10 @@ func (w *Worker) consume(pullCtx, runCtx context.Context, p *eventstore.Puller, 
 		}
 	}
 }
+
+// givenBackDelay is how long a command given back by a stopping worker
+// waits before it is delivered again.
+const givenBackDelay = 100 * time.Millisecond
 
 // run executes one delivery of a step command and settles it.
 //
@@ -206,7 +213,9 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	if err != nil && ctx.Err() != nil {
 		// The worker is stopping: let another worker take the command. This
 		// was no attempt: nothing is recorded, so the next runs it again.
-		_ = d.Nak(0)
+		// The short delay lets this worker's closed fetches reach the
+		// server first, so the command goes to a worker that is listening.
+		_ = d.Nak(givenBackDelay)
 		return
 	}
 	res.Time = time.Now().UTC()
