@@ -37,8 +37,9 @@ const (
 // Subject layout. A workflow's history is the subject tree weft.h.<id>.>:
 // events the API appends (start, signal, cancel) go to weft.h.<id>.ext,
 // step commands to weft.h.<id>.task.<type> (a start an orchestrator
-// records together with its first command among them), everything else
-// the orchestrator decides to weft.h.<id>.ev.
+// records together with its first command among them), a record that
+// closes the workflow to weft.h.<id>.end (so closings can be followed
+// alone), everything else the orchestrator decides to weft.h.<id>.ev.
 const (
 	historyPrefix = "weft.h."
 	resultsPrefix = "weft.r."
@@ -309,12 +310,16 @@ func (s *Store) Config() Config { return s.cfg }
 func historySubject(wf string) string { return historyPrefix + wf + ".>" }
 
 // subjectFor picks the subject of a record: a record that schedules a task
-// goes to that task type's subject so executors receive it.
+// goes to that task type's subject so executors receive it, and one that
+// closes the workflow to its closing subject.
 func subjectFor(wf string, evs []events.Event, external bool) (string, error) {
 	if external {
 		return historyPrefix + wf + ".ext", nil
 	}
 	for i, e := range evs {
+		if e.Terminal() {
+			return historyPrefix + wf + closingSuffix, nil
+		}
 		if e.Type == events.TypeStepScheduled {
 			if i != len(evs)-1 {
 				return "", fmt.Errorf("eventstore: a StepScheduled event must end its record")
@@ -699,10 +704,20 @@ func (s *Store) readForward(ctx context.Context, wf string, after, last uint64) 
 	return out, nil
 }
 
-// Watch calls fn with each of wf's history records from stream sequence
-// from onwards, as they are stored, until fn returns false or ctx ends.
-func (s *Store) Watch(ctx context.Context, wf string, from uint64, fn func(Message) bool) error {
-	return s.scan(ctx, wf, from, fn)
+// ReadFrom calls fn with each of wf's history records from stream
+// sequence from onwards, up to the last one stored when ReadFrom began,
+// until fn returns false: it reads just the records fn takes, however
+// long the history before them. It returns the sequence of that last
+// record.
+//
+// Errors: ErrNotFound when wf has no history.
+func (s *Store) ReadFrom(ctx context.Context, wf string, from uint64, fn func(Message) bool) (last uint64, err error) {
+	if last, err = s.LastSeq(ctx, wf); err != nil || from > last {
+		return last, err
+	}
+	return last, s.scan(ctx, wf, from, func(m Message) bool {
+		return fn(m) && m.Seq < last
+	})
 }
 
 func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Message) bool) error {

@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		done     = make(chan struct{})
 		finished atomic.Int64
 	)
-	sub, err := nc.Subscribe("weft.h.*.ev", func(m *nats.Msg) {
+	sub, err := nc.Subscribe("weft.h.*.end", func(m *nats.Msg) {
 		if !strings.HasPrefix(m.Subject, "weft.h."+run+"-") {
 			return
 		}

@@ -50,13 +50,17 @@ type Config struct {
 	// Definitions is the node's cache of compiled definitions. Default: one
 	// of the server's own.
 	Definitions *runs.Definitions
+	// StateCacheSize is how many workflows' folded states are kept for
+	// GetWorkflow and AwaitWorkflow. Default 4096.
+	StateCacheSize int
 }
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
 	if err := config.NonNegative("api",
 		config.Int("MaxPayloadBytes", c.MaxPayloadBytes),
-		config.Int("MaxDefinitionBytes", c.MaxDefinitionBytes)); err != nil {
+		config.Int("MaxDefinitionBytes", c.MaxDefinitionBytes),
+		config.Int("StateCacheSize", c.StateCacheSize)); err != nil {
 		return err
 	}
 	if err := builtin.CheckPublishAllow(c.PublishAllow); err != nil {
@@ -77,6 +81,12 @@ type Server struct {
 	triggers *trigger.Registry
 	cfg      Config
 	log      *slog.Logger
+
+	// states are recently read workflows; closings wakes the calls
+	// awaiting a workflow's close and records those watching its history.
+	states   *states
+	closings *interest
+	records  *interest
 
 	// runCtx is Start's context: the listing's watcher lives as long.
 	runCtx context.Context
@@ -107,9 +117,18 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	if cfg.Definitions == nil {
 		cfg.Definitions = runs.NewDefinitions(store)
 	}
+	config.Default(&cfg.StateCacheSize, 4096)
 	log := cfg.Logger.With("component", "api")
-	return &Server{store: store, defs: cfg.Definitions, triggers: trigger.NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log}, nil
+	return &Server{store: store, defs: cfg.Definitions, triggers: trigger.NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
+		states:   newStates(cfg.StateCacheSize),
+		closings: newInterest(store.FollowClosings, 0, log),
+		records:  newInterest(store.FollowHistories, watchLinger, log),
+	}, nil
 }
+
+// watchLinger is how long the API follows every history record after the
+// last WatchWorkflow call ended, in case another comes.
+const watchLinger = 30 * time.Second
 
 // Start loads the definitions' webhooks and follows changes until ctx
 // ends; the listing ListWorkflows keeps is followed as long.
@@ -117,6 +136,8 @@ func (s *Server) Start(ctx context.Context) error {
 	s.listMu.Lock()
 	s.runCtx = ctx
 	s.listMu.Unlock()
+	s.closings.setBase(ctx)
+	s.records.setBase(ctx)
 	if err := s.triggers.Start(ctx, nil); err != nil {
 		return err
 	}

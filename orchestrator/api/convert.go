@@ -20,6 +20,8 @@ import (
 type stateView struct {
 	st     *workflow.State
 	length int
+	// broken: the history did not fold to its end (st shows it FAILED).
+	broken bool
 }
 
 // foldMessages folds history records into st (empty, or restored from a
@@ -31,7 +33,7 @@ func foldMessages(st *workflow.State, msgs []eventstore.Message) (*stateView, er
 	if st.Events == 0 {
 		return nil, connect.NewError(connect.CodeDataLoss, broken)
 	}
-	return &stateView{st: st, length: st.Events}, nil
+	return &stateView{st: st, length: st.Events, broken: broken != nil}, nil
 }
 
 var workflowStatus = map[workflow.Status]weftv1.WorkflowStatus{

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	mrand "math/rand/v2"
 	"strconv"
 	"strings"
@@ -61,20 +62,25 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	return connect.NewResponse(resp), nil
 }
 
-// GetWorkflow folds the workflow's history into its current state.
+// GetWorkflow returns the workflow's current state: a cached fold brought
+// up to date with what was appended since it was last read.
 func (s *Server) GetWorkflow(ctx context.Context, req *connect.Request[weftv1.GetWorkflowRequest]) (*connect.Response[weftv1.GetWorkflowResponse], error) {
-	v, err := s.readState(ctx, req.Msg.WorkflowId)
-	if err != nil {
-		return nil, err
-	}
-	w, err := s.workflowProto(ctx, v)
+	var w *weftv1.Workflow
+	err := s.withState(ctx, req.Msg.WorkflowId, func(v *stateView) error {
+		var err error
+		w, err = s.workflowProto(ctx, v)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&weftv1.GetWorkflowResponse{Workflow: w}), nil
 }
 
-// GetHistory returns a page of the workflow's events, oldest first.
+// GetHistory returns a page of the workflow's events, oldest first. A page
+// token names where the page starts (a record's stream sequence, the
+// events of that record already sent, and the number of the first event),
+// so a page reads just its own records.
 func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.GetHistoryRequest]) (*connect.Response[weftv1.GetHistoryResponse], error) {
 	m := req.Msg
 	if err := checkWorkflowID(m.WorkflowId); err != nil {
@@ -84,75 +90,130 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 	if err != nil {
 		return nil, err
 	}
-	from, err := pageToken(m.PageToken)
-	if err != nil {
-		return nil, err
-	}
-	msgs, err := s.store.Read(ctx, m.WorkflowId, 0)
-	if err != nil {
-		return nil, toConnect(err)
-	}
-	if len(msgs) == 0 {
-		return nil, errorf(connect.CodeNotFound, "workflow %q not found", m.WorkflowId)
-	}
-	evs, err := eventsOf(msgs)
+	at, err := historyToken(m.PageToken)
 	if err != nil {
 		return nil, err
 	}
 	resp := &weftv1.GetHistoryResponse{}
-	for i := from; i < len(evs) && len(resp.Events) < size; i++ {
-		pe, err := eventProto(uint64(i+1), evs[i])
-		if err != nil {
-			return nil, toConnect(err)
+	next, n := at, at.n
+	var sendErr error
+	last, err := s.store.ReadFrom(ctx, m.WorkflowId, at.seq, func(msg eventstore.Message) bool {
+		evs, _ := eventsOf([]eventstore.Message{msg})
+		skip := 0
+		if msg.Seq == at.seq {
+			skip = at.skip
 		}
-		resp.Events = append(resp.Events, pe)
+		for i := skip; i < len(evs); i++ {
+			if len(resp.Events) == size {
+				next = historyPos{seq: msg.Seq, skip: i, n: n}
+				return false
+			}
+			pe, err := eventProto(n, evs[i])
+			if err != nil {
+				sendErr = err
+				return false
+			}
+			resp.Events = append(resp.Events, pe)
+			n++
+		}
+		next = historyPos{seq: msg.Seq + 1, n: n}
+		return len(resp.Events) < size
+	})
+	switch {
+	case errors.Is(err, eventstore.ErrNotFound):
+		return nil, errorf(connect.CodeNotFound, "workflow %q not found", m.WorkflowId)
+	case err != nil:
+		return nil, toConnect(err)
+	case sendErr != nil:
+		return nil, toConnect(sendErr)
 	}
-	if next := from + len(resp.Events); next < len(evs) {
-		resp.NextPageToken = strconv.Itoa(next)
+	if next.skip > 0 || next.seq <= last && len(resp.Events) == size {
+		resp.NextPageToken = next.String()
 	}
 	return connect.NewResponse(resp), nil
 }
 
-// WatchWorkflow streams the workflow's events from the start until it closes.
+// historyPos is where a page of history starts: the record at stream
+// sequence seq (or the workflow's first after it), past its first skip
+// events; n is the history number of the first event returned.
+type historyPos struct {
+	seq  uint64
+	skip int
+	n    uint64
+}
+
+func (p historyPos) String() string {
+	return fmt.Sprintf("%d.%d.%d", p.seq, p.skip, p.n)
+}
+
+func historyToken(tok string) (historyPos, error) {
+	if tok == "" {
+		return historyPos{seq: 1, n: 1}, nil
+	}
+	var p historyPos
+	parts := strings.Split(tok, ".")
+	var err1, err2, err3 error
+	if len(parts) == 3 {
+		p.seq, err1 = strconv.ParseUint(parts[0], 10, 64)
+		var skip uint64
+		skip, err2 = strconv.ParseUint(parts[1], 10, 31)
+		p.skip = int(skip)
+		p.n, err3 = strconv.ParseUint(parts[2], 10, 64)
+	}
+	if len(parts) != 3 || errors.Join(err1, err2, err3) != nil || p.seq == 0 || p.n == 0 {
+		return historyPos{}, errorf(connect.CodeInvalidArgument, "page_token %q is invalid: pass the next_page_token of the previous page", tok)
+	}
+	return p, nil
+}
+
+// WatchWorkflow streams the workflow's events from the start until it
+// closes: what is stored when the call comes, then what is appended, read
+// each time the API's one follower of the histories sees the workflow's
+// history grow (no JetStream consumer per call).
 func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.WatchWorkflowRequest], stream *connect.ServerStream[weftv1.WatchWorkflowResponse]) error {
 	wf := req.Msg.WorkflowId
 	if err := checkWorkflowID(wf); err != nil {
 		return err
 	}
-	if _, err := s.store.First(ctx, wf); err != nil {
-		if errors.Is(err, eventstore.ErrNotFound) {
-			return errorf(connect.CodeNotFound, "workflow %q not found", wf)
-		}
+	reg, err := s.records.add(ctx, wf)
+	if err != nil {
 		return toConnect(err)
 	}
-	var n uint64
-	var sendErr error
-	err := s.store.Watch(ctx, wf, 1, func(msg eventstore.Message) bool {
-		if msg.Err != nil {
-			sendErr = connect.NewError(connect.CodeDataLoss, msg.Err)
-			return false
+	defer s.records.remove(reg)
+	var after, n uint64
+	for {
+		msgs, err := s.store.Read(ctx, wf, after)
+		if err != nil {
+			return toConnect(err)
 		}
-		for _, ev := range msg.Record.Events {
-			n++
-			pe, err := eventProto(n, ev)
-			if err != nil {
-				sendErr = toConnect(err)
-				return false
-			}
-			if err := stream.Send(&weftv1.WatchWorkflowResponse{Event: pe}); err != nil {
-				sendErr = err
-				return false
-			}
-			if ev.Terminal() {
-				return false
-			}
+		if after == 0 && len(msgs) == 0 {
+			return errorf(connect.CodeNotFound, "workflow %q not found", wf)
 		}
-		return true
-	})
-	if sendErr != nil {
-		return sendErr
+		for _, msg := range msgs {
+			if msg.Err != nil {
+				return connect.NewError(connect.CodeDataLoss, msg.Err)
+			}
+			for _, ev := range msg.Record.Events {
+				n++
+				pe, err := eventProto(n, ev)
+				if err != nil {
+					return toConnect(err)
+				}
+				if err := stream.Send(&weftv1.WatchWorkflowResponse{Event: pe}); err != nil {
+					return err
+				}
+				if ev.Terminal() {
+					return nil
+				}
+			}
+			after = msg.Seq
+		}
+		select {
+		case <-reg.wake:
+		case <-ctx.Done():
+			return toConnect(ctx.Err())
+		}
 	}
-	return toConnect(err)
 }
 
 // ListWorkflows lists indexed workflows, newest first.
@@ -328,17 +389,6 @@ func pageSize(n int32) (int, error) {
 		return maxPageSize, nil
 	}
 	return int(n), nil
-}
-
-func pageToken(tok string) (int, error) {
-	if tok == "" {
-		return 0, nil
-	}
-	n, err := strconv.Atoi(tok)
-	if err != nil || n < 0 {
-		return 0, errorf(connect.CodeInvalidArgument, "page_token %q is invalid: pass the next_page_token of the previous page", tok)
-	}
-	return n, nil
 }
 
 // RetryWorkflow redrives a failed workflow from its failed steps.

@@ -9,6 +9,7 @@ package weftv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -894,6 +895,109 @@ func (x *GetWorkflowResponse) GetWorkflow() *Workflow {
 	return nil
 }
 
+// AwaitWorkflowRequest is the request of WorkflowService.AwaitWorkflow.
+type AwaitWorkflowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifier of the run.
+	WorkflowId string `protobuf:"bytes,1,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	// How long to wait for the run to close: unset or zero for the default of
+	// 60 seconds; at most 15 minutes. The call's own deadline, when sooner,
+	// ends it too.
+	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AwaitWorkflowRequest) Reset() {
+	*x = AwaitWorkflowRequest{}
+	mi := &file_weft_v1_workflow_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AwaitWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AwaitWorkflowRequest) ProtoMessage() {}
+
+func (x *AwaitWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_workflow_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AwaitWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*AwaitWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *AwaitWorkflowRequest) GetWorkflowId() string {
+	if x != nil {
+		return x.WorkflowId
+	}
+	return ""
+}
+
+func (x *AwaitWorkflowRequest) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+// AwaitWorkflowResponse is the response of WorkflowService.AwaitWorkflow.
+type AwaitWorkflowResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Final state of the run: status COMPLETED, FAILED or CANCELED.
+	Workflow      *Workflow `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AwaitWorkflowResponse) Reset() {
+	*x = AwaitWorkflowResponse{}
+	mi := &file_weft_v1_workflow_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AwaitWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AwaitWorkflowResponse) ProtoMessage() {}
+
+func (x *AwaitWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_workflow_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AwaitWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*AwaitWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AwaitWorkflowResponse) GetWorkflow() *Workflow {
+	if x != nil {
+		return x.Workflow
+	}
+	return nil
+}
+
 // GetHistoryRequest is the request of WorkflowService.GetHistory.
 type GetHistoryRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -903,7 +1007,8 @@ type GetHistoryRequest struct {
 	// server may cap large values.
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token returned as next_page_token by a previous call, or empty to start
-	// at the first event.
+	// at the first event. A page read with a token costs the page, not the
+	// history before it.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -911,7 +1016,7 @@ type GetHistoryRequest struct {
 
 func (x *GetHistoryRequest) Reset() {
 	*x = GetHistoryRequest{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[9]
+	mi := &file_weft_v1_workflow_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1028,7 @@ func (x *GetHistoryRequest) String() string {
 func (*GetHistoryRequest) ProtoMessage() {}
 
 func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[9]
+	mi := &file_weft_v1_workflow_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1041,7 @@ func (x *GetHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryRequest.ProtoReflect.Descriptor instead.
 func (*GetHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{9}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetHistoryRequest) GetWorkflowId() string {
@@ -974,7 +1079,7 @@ type GetHistoryResponse struct {
 
 func (x *GetHistoryResponse) Reset() {
 	*x = GetHistoryResponse{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[10]
+	mi := &file_weft_v1_workflow_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1091,7 @@ func (x *GetHistoryResponse) String() string {
 func (*GetHistoryResponse) ProtoMessage() {}
 
 func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[10]
+	mi := &file_weft_v1_workflow_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1104,7 @@ func (x *GetHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHistoryResponse.ProtoReflect.Descriptor instead.
 func (*GetHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{10}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetHistoryResponse) GetEvents() []*HistoryEvent {
@@ -1027,7 +1132,7 @@ type WatchWorkflowRequest struct {
 
 func (x *WatchWorkflowRequest) Reset() {
 	*x = WatchWorkflowRequest{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[11]
+	mi := &file_weft_v1_workflow_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1144,7 @@ func (x *WatchWorkflowRequest) String() string {
 func (*WatchWorkflowRequest) ProtoMessage() {}
 
 func (x *WatchWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[11]
+	mi := &file_weft_v1_workflow_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1157,7 @@ func (x *WatchWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*WatchWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{11}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchWorkflowRequest) GetWorkflowId() string {
@@ -1074,7 +1179,7 @@ type WatchWorkflowResponse struct {
 
 func (x *WatchWorkflowResponse) Reset() {
 	*x = WatchWorkflowResponse{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[12]
+	mi := &file_weft_v1_workflow_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1191,7 @@ func (x *WatchWorkflowResponse) String() string {
 func (*WatchWorkflowResponse) ProtoMessage() {}
 
 func (x *WatchWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[12]
+	mi := &file_weft_v1_workflow_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1204,7 @@ func (x *WatchWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*WatchWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{12}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WatchWorkflowResponse) GetEvent() *HistoryEvent {
@@ -1129,7 +1234,7 @@ type ListWorkflowsRequest struct {
 
 func (x *ListWorkflowsRequest) Reset() {
 	*x = ListWorkflowsRequest{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[13]
+	mi := &file_weft_v1_workflow_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1246,7 @@ func (x *ListWorkflowsRequest) String() string {
 func (*ListWorkflowsRequest) ProtoMessage() {}
 
 func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[13]
+	mi := &file_weft_v1_workflow_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1259,7 @@ func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{13}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListWorkflowsRequest) GetDefinition() string {
@@ -1199,7 +1304,7 @@ type ListWorkflowsResponse struct {
 
 func (x *ListWorkflowsResponse) Reset() {
 	*x = ListWorkflowsResponse{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[14]
+	mi := &file_weft_v1_workflow_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1316,7 @@ func (x *ListWorkflowsResponse) String() string {
 func (*ListWorkflowsResponse) ProtoMessage() {}
 
 func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[14]
+	mi := &file_weft_v1_workflow_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1329,7 @@ func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{14}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListWorkflowsResponse) GetWorkflows() []*WorkflowSummary {
@@ -1259,7 +1364,7 @@ type SignalWorkflowRequest struct {
 
 func (x *SignalWorkflowRequest) Reset() {
 	*x = SignalWorkflowRequest{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[15]
+	mi := &file_weft_v1_workflow_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1376,7 @@ func (x *SignalWorkflowRequest) String() string {
 func (*SignalWorkflowRequest) ProtoMessage() {}
 
 func (x *SignalWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[15]
+	mi := &file_weft_v1_workflow_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1389,7 @@ func (x *SignalWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*SignalWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{15}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SignalWorkflowRequest) GetWorkflowId() string {
@@ -1324,7 +1429,7 @@ type SignalWorkflowResponse struct {
 
 func (x *SignalWorkflowResponse) Reset() {
 	*x = SignalWorkflowResponse{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[16]
+	mi := &file_weft_v1_workflow_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1441,7 @@ func (x *SignalWorkflowResponse) String() string {
 func (*SignalWorkflowResponse) ProtoMessage() {}
 
 func (x *SignalWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[16]
+	mi := &file_weft_v1_workflow_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1454,7 @@ func (x *SignalWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*SignalWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{16}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{18}
 }
 
 // CancelWorkflowRequest is the request of WorkflowService.CancelWorkflow.
@@ -1365,7 +1470,7 @@ type CancelWorkflowRequest struct {
 
 func (x *CancelWorkflowRequest) Reset() {
 	*x = CancelWorkflowRequest{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[17]
+	mi := &file_weft_v1_workflow_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1482,7 @@ func (x *CancelWorkflowRequest) String() string {
 func (*CancelWorkflowRequest) ProtoMessage() {}
 
 func (x *CancelWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[17]
+	mi := &file_weft_v1_workflow_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1495,7 @@ func (x *CancelWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*CancelWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{17}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelWorkflowRequest) GetWorkflowId() string {
@@ -1416,7 +1521,7 @@ type CancelWorkflowResponse struct {
 
 func (x *CancelWorkflowResponse) Reset() {
 	*x = CancelWorkflowResponse{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[18]
+	mi := &file_weft_v1_workflow_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1428,7 +1533,7 @@ func (x *CancelWorkflowResponse) String() string {
 func (*CancelWorkflowResponse) ProtoMessage() {}
 
 func (x *CancelWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[18]
+	mi := &file_weft_v1_workflow_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1441,7 +1546,7 @@ func (x *CancelWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*CancelWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{18}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{20}
 }
 
 // RetryWorkflowRequest is the request of WorkflowService.RetryWorkflow.
@@ -1457,7 +1562,7 @@ type RetryWorkflowRequest struct {
 
 func (x *RetryWorkflowRequest) Reset() {
 	*x = RetryWorkflowRequest{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[19]
+	mi := &file_weft_v1_workflow_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1574,7 @@ func (x *RetryWorkflowRequest) String() string {
 func (*RetryWorkflowRequest) ProtoMessage() {}
 
 func (x *RetryWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[19]
+	mi := &file_weft_v1_workflow_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1587,7 @@ func (x *RetryWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*RetryWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{19}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RetryWorkflowRequest) GetWorkflowId() string {
@@ -1508,7 +1613,7 @@ type RetryWorkflowResponse struct {
 
 func (x *RetryWorkflowResponse) Reset() {
 	*x = RetryWorkflowResponse{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[20]
+	mi := &file_weft_v1_workflow_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1625,7 @@ func (x *RetryWorkflowResponse) String() string {
 func (*RetryWorkflowResponse) ProtoMessage() {}
 
 func (x *RetryWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[20]
+	mi := &file_weft_v1_workflow_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,14 +1638,14 @@ func (x *RetryWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*RetryWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{20}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{22}
 }
 
 var File_weft_v1_workflow_proto protoreflect.FileDescriptor
 
 const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\n" +
-	"\x16weft/v1/workflow.proto\x12\aweft.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"T\n" +
+	"\x16weft/v1/workflow.proto\x12\aweft.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"T\n" +
 	"\aFailure\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1b\n" +
@@ -1608,6 +1713,12 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\"D\n" +
 	"\x13GetWorkflowResponse\x12-\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x11.weft.v1.WorkflowR\bworkflow\"l\n" +
+	"\x14AwaitWorkflowRequest\x12\x1f\n" +
+	"\vworkflow_id\x18\x01 \x01(\tR\n" +
+	"workflowId\x123\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"F\n" +
+	"\x15AwaitWorkflowResponse\x12-\n" +
 	"\bworkflow\x18\x01 \x01(\v2\x11.weft.v1.WorkflowR\bworkflow\"p\n" +
 	"\x11GetHistoryRequest\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
@@ -1667,10 +1778,11 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\x15STEP_STATUS_COMPLETED\x10\x04\x12\x16\n" +
 	"\x12STEP_STATUS_FAILED\x10\x05\x12\x18\n" +
 	"\x14STEP_STATUS_CANCELED\x10\x06\x12\x17\n" +
-	"\x13STEP_STATUS_SKIPPED\x10\a2\x99\x05\n" +
+	"\x13STEP_STATUS_SKIPPED\x10\a2\xee\x05\n" +
 	"\x0fWorkflowService\x12N\n" +
 	"\rStartWorkflow\x12\x1d.weft.v1.StartWorkflowRequest\x1a\x1e.weft.v1.StartWorkflowResponse\x12M\n" +
-	"\vGetWorkflow\x12\x1b.weft.v1.GetWorkflowRequest\x1a\x1c.weft.v1.GetWorkflowResponse\"\x03\x90\x02\x01\x12J\n" +
+	"\vGetWorkflow\x12\x1b.weft.v1.GetWorkflowRequest\x1a\x1c.weft.v1.GetWorkflowResponse\"\x03\x90\x02\x01\x12S\n" +
+	"\rAwaitWorkflow\x12\x1d.weft.v1.AwaitWorkflowRequest\x1a\x1e.weft.v1.AwaitWorkflowResponse\"\x03\x90\x02\x01\x12J\n" +
 	"\n" +
 	"GetHistory\x12\x1a.weft.v1.GetHistoryRequest\x1a\x1b.weft.v1.GetHistoryResponse\"\x03\x90\x02\x01\x12P\n" +
 	"\rWatchWorkflow\x12\x1d.weft.v1.WatchWorkflowRequest\x1a\x1e.weft.v1.WatchWorkflowResponse0\x01\x12S\n" +
@@ -1693,7 +1805,7 @@ func file_weft_v1_workflow_proto_rawDescGZIP() []byte {
 }
 
 var file_weft_v1_workflow_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_weft_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_weft_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_weft_v1_workflow_proto_goTypes = []any{
 	(WorkflowStatus)(0),            // 0: weft.v1.WorkflowStatus
 	(StepStatus)(0),                // 1: weft.v1.StepStatus
@@ -1706,67 +1818,74 @@ var file_weft_v1_workflow_proto_goTypes = []any{
 	(*StartWorkflowResponse)(nil),  // 8: weft.v1.StartWorkflowResponse
 	(*GetWorkflowRequest)(nil),     // 9: weft.v1.GetWorkflowRequest
 	(*GetWorkflowResponse)(nil),    // 10: weft.v1.GetWorkflowResponse
-	(*GetHistoryRequest)(nil),      // 11: weft.v1.GetHistoryRequest
-	(*GetHistoryResponse)(nil),     // 12: weft.v1.GetHistoryResponse
-	(*WatchWorkflowRequest)(nil),   // 13: weft.v1.WatchWorkflowRequest
-	(*WatchWorkflowResponse)(nil),  // 14: weft.v1.WatchWorkflowResponse
-	(*ListWorkflowsRequest)(nil),   // 15: weft.v1.ListWorkflowsRequest
-	(*ListWorkflowsResponse)(nil),  // 16: weft.v1.ListWorkflowsResponse
-	(*SignalWorkflowRequest)(nil),  // 17: weft.v1.SignalWorkflowRequest
-	(*SignalWorkflowResponse)(nil), // 18: weft.v1.SignalWorkflowResponse
-	(*CancelWorkflowRequest)(nil),  // 19: weft.v1.CancelWorkflowRequest
-	(*CancelWorkflowResponse)(nil), // 20: weft.v1.CancelWorkflowResponse
-	(*RetryWorkflowRequest)(nil),   // 21: weft.v1.RetryWorkflowRequest
-	(*RetryWorkflowResponse)(nil),  // 22: weft.v1.RetryWorkflowResponse
-	(*structpb.Value)(nil),         // 23: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
+	(*AwaitWorkflowRequest)(nil),   // 11: weft.v1.AwaitWorkflowRequest
+	(*AwaitWorkflowResponse)(nil),  // 12: weft.v1.AwaitWorkflowResponse
+	(*GetHistoryRequest)(nil),      // 13: weft.v1.GetHistoryRequest
+	(*GetHistoryResponse)(nil),     // 14: weft.v1.GetHistoryResponse
+	(*WatchWorkflowRequest)(nil),   // 15: weft.v1.WatchWorkflowRequest
+	(*WatchWorkflowResponse)(nil),  // 16: weft.v1.WatchWorkflowResponse
+	(*ListWorkflowsRequest)(nil),   // 17: weft.v1.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),  // 18: weft.v1.ListWorkflowsResponse
+	(*SignalWorkflowRequest)(nil),  // 19: weft.v1.SignalWorkflowRequest
+	(*SignalWorkflowResponse)(nil), // 20: weft.v1.SignalWorkflowResponse
+	(*CancelWorkflowRequest)(nil),  // 21: weft.v1.CancelWorkflowRequest
+	(*CancelWorkflowResponse)(nil), // 22: weft.v1.CancelWorkflowResponse
+	(*RetryWorkflowRequest)(nil),   // 23: weft.v1.RetryWorkflowRequest
+	(*RetryWorkflowResponse)(nil),  // 24: weft.v1.RetryWorkflowResponse
+	(*structpb.Value)(nil),         // 25: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
 }
 var file_weft_v1_workflow_proto_depIdxs = []int32{
 	1,  // 0: weft.v1.StepState.status:type_name -> weft.v1.StepStatus
 	2,  // 1: weft.v1.StepState.last_error:type_name -> weft.v1.Failure
-	23, // 2: weft.v1.StepState.output:type_name -> google.protobuf.Value
-	24, // 3: weft.v1.StepState.started_time:type_name -> google.protobuf.Timestamp
-	24, // 4: weft.v1.StepState.closed_time:type_name -> google.protobuf.Timestamp
+	25, // 2: weft.v1.StepState.output:type_name -> google.protobuf.Value
+	26, // 3: weft.v1.StepState.started_time:type_name -> google.protobuf.Timestamp
+	26, // 4: weft.v1.StepState.closed_time:type_name -> google.protobuf.Timestamp
 	0,  // 5: weft.v1.Workflow.status:type_name -> weft.v1.WorkflowStatus
-	23, // 6: weft.v1.Workflow.input:type_name -> google.protobuf.Value
-	23, // 7: weft.v1.Workflow.output:type_name -> google.protobuf.Value
+	25, // 6: weft.v1.Workflow.input:type_name -> google.protobuf.Value
+	25, // 7: weft.v1.Workflow.output:type_name -> google.protobuf.Value
 	2,  // 8: weft.v1.Workflow.error:type_name -> weft.v1.Failure
 	3,  // 9: weft.v1.Workflow.steps:type_name -> weft.v1.StepState
-	24, // 10: weft.v1.Workflow.created_time:type_name -> google.protobuf.Timestamp
-	24, // 11: weft.v1.Workflow.closed_time:type_name -> google.protobuf.Timestamp
+	26, // 10: weft.v1.Workflow.created_time:type_name -> google.protobuf.Timestamp
+	26, // 11: weft.v1.Workflow.closed_time:type_name -> google.protobuf.Timestamp
 	0,  // 12: weft.v1.WorkflowSummary.status:type_name -> weft.v1.WorkflowStatus
-	24, // 13: weft.v1.WorkflowSummary.created_time:type_name -> google.protobuf.Timestamp
-	24, // 14: weft.v1.WorkflowSummary.closed_time:type_name -> google.protobuf.Timestamp
-	24, // 15: weft.v1.HistoryEvent.time:type_name -> google.protobuf.Timestamp
-	23, // 16: weft.v1.HistoryEvent.data:type_name -> google.protobuf.Value
-	23, // 17: weft.v1.StartWorkflowRequest.input:type_name -> google.protobuf.Value
+	26, // 13: weft.v1.WorkflowSummary.created_time:type_name -> google.protobuf.Timestamp
+	26, // 14: weft.v1.WorkflowSummary.closed_time:type_name -> google.protobuf.Timestamp
+	26, // 15: weft.v1.HistoryEvent.time:type_name -> google.protobuf.Timestamp
+	25, // 16: weft.v1.HistoryEvent.data:type_name -> google.protobuf.Value
+	25, // 17: weft.v1.StartWorkflowRequest.input:type_name -> google.protobuf.Value
 	4,  // 18: weft.v1.GetWorkflowResponse.workflow:type_name -> weft.v1.Workflow
-	6,  // 19: weft.v1.GetHistoryResponse.events:type_name -> weft.v1.HistoryEvent
-	6,  // 20: weft.v1.WatchWorkflowResponse.event:type_name -> weft.v1.HistoryEvent
-	0,  // 21: weft.v1.ListWorkflowsRequest.status:type_name -> weft.v1.WorkflowStatus
-	5,  // 22: weft.v1.ListWorkflowsResponse.workflows:type_name -> weft.v1.WorkflowSummary
-	23, // 23: weft.v1.SignalWorkflowRequest.payload:type_name -> google.protobuf.Value
-	7,  // 24: weft.v1.WorkflowService.StartWorkflow:input_type -> weft.v1.StartWorkflowRequest
-	9,  // 25: weft.v1.WorkflowService.GetWorkflow:input_type -> weft.v1.GetWorkflowRequest
-	11, // 26: weft.v1.WorkflowService.GetHistory:input_type -> weft.v1.GetHistoryRequest
-	13, // 27: weft.v1.WorkflowService.WatchWorkflow:input_type -> weft.v1.WatchWorkflowRequest
-	15, // 28: weft.v1.WorkflowService.ListWorkflows:input_type -> weft.v1.ListWorkflowsRequest
-	17, // 29: weft.v1.WorkflowService.SignalWorkflow:input_type -> weft.v1.SignalWorkflowRequest
-	19, // 30: weft.v1.WorkflowService.CancelWorkflow:input_type -> weft.v1.CancelWorkflowRequest
-	21, // 31: weft.v1.WorkflowService.RetryWorkflow:input_type -> weft.v1.RetryWorkflowRequest
-	8,  // 32: weft.v1.WorkflowService.StartWorkflow:output_type -> weft.v1.StartWorkflowResponse
-	10, // 33: weft.v1.WorkflowService.GetWorkflow:output_type -> weft.v1.GetWorkflowResponse
-	12, // 34: weft.v1.WorkflowService.GetHistory:output_type -> weft.v1.GetHistoryResponse
-	14, // 35: weft.v1.WorkflowService.WatchWorkflow:output_type -> weft.v1.WatchWorkflowResponse
-	16, // 36: weft.v1.WorkflowService.ListWorkflows:output_type -> weft.v1.ListWorkflowsResponse
-	18, // 37: weft.v1.WorkflowService.SignalWorkflow:output_type -> weft.v1.SignalWorkflowResponse
-	20, // 38: weft.v1.WorkflowService.CancelWorkflow:output_type -> weft.v1.CancelWorkflowResponse
-	22, // 39: weft.v1.WorkflowService.RetryWorkflow:output_type -> weft.v1.RetryWorkflowResponse
-	32, // [32:40] is the sub-list for method output_type
-	24, // [24:32] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	27, // 19: weft.v1.AwaitWorkflowRequest.timeout:type_name -> google.protobuf.Duration
+	4,  // 20: weft.v1.AwaitWorkflowResponse.workflow:type_name -> weft.v1.Workflow
+	6,  // 21: weft.v1.GetHistoryResponse.events:type_name -> weft.v1.HistoryEvent
+	6,  // 22: weft.v1.WatchWorkflowResponse.event:type_name -> weft.v1.HistoryEvent
+	0,  // 23: weft.v1.ListWorkflowsRequest.status:type_name -> weft.v1.WorkflowStatus
+	5,  // 24: weft.v1.ListWorkflowsResponse.workflows:type_name -> weft.v1.WorkflowSummary
+	25, // 25: weft.v1.SignalWorkflowRequest.payload:type_name -> google.protobuf.Value
+	7,  // 26: weft.v1.WorkflowService.StartWorkflow:input_type -> weft.v1.StartWorkflowRequest
+	9,  // 27: weft.v1.WorkflowService.GetWorkflow:input_type -> weft.v1.GetWorkflowRequest
+	11, // 28: weft.v1.WorkflowService.AwaitWorkflow:input_type -> weft.v1.AwaitWorkflowRequest
+	13, // 29: weft.v1.WorkflowService.GetHistory:input_type -> weft.v1.GetHistoryRequest
+	15, // 30: weft.v1.WorkflowService.WatchWorkflow:input_type -> weft.v1.WatchWorkflowRequest
+	17, // 31: weft.v1.WorkflowService.ListWorkflows:input_type -> weft.v1.ListWorkflowsRequest
+	19, // 32: weft.v1.WorkflowService.SignalWorkflow:input_type -> weft.v1.SignalWorkflowRequest
+	21, // 33: weft.v1.WorkflowService.CancelWorkflow:input_type -> weft.v1.CancelWorkflowRequest
+	23, // 34: weft.v1.WorkflowService.RetryWorkflow:input_type -> weft.v1.RetryWorkflowRequest
+	8,  // 35: weft.v1.WorkflowService.StartWorkflow:output_type -> weft.v1.StartWorkflowResponse
+	10, // 36: weft.v1.WorkflowService.GetWorkflow:output_type -> weft.v1.GetWorkflowResponse
+	12, // 37: weft.v1.WorkflowService.AwaitWorkflow:output_type -> weft.v1.AwaitWorkflowResponse
+	14, // 38: weft.v1.WorkflowService.GetHistory:output_type -> weft.v1.GetHistoryResponse
+	16, // 39: weft.v1.WorkflowService.WatchWorkflow:output_type -> weft.v1.WatchWorkflowResponse
+	18, // 40: weft.v1.WorkflowService.ListWorkflows:output_type -> weft.v1.ListWorkflowsResponse
+	20, // 41: weft.v1.WorkflowService.SignalWorkflow:output_type -> weft.v1.SignalWorkflowResponse
+	22, // 42: weft.v1.WorkflowService.CancelWorkflow:output_type -> weft.v1.CancelWorkflowResponse
+	24, // 43: weft.v1.WorkflowService.RetryWorkflow:output_type -> weft.v1.RetryWorkflowResponse
+	35, // [35:44] is the sub-list for method output_type
+	26, // [26:35] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_workflow_proto_init() }
@@ -1780,7 +1899,7 @@ func file_weft_v1_workflow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_workflow_proto_rawDesc), len(file_weft_v1_workflow_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,9 @@ const (
 	// WorkflowServiceGetWorkflowProcedure is the fully-qualified name of the WorkflowService's
 	// GetWorkflow RPC.
 	WorkflowServiceGetWorkflowProcedure = "/weft.v1.WorkflowService/GetWorkflow"
+	// WorkflowServiceAwaitWorkflowProcedure is the fully-qualified name of the WorkflowService's
+	// AwaitWorkflow RPC.
+	WorkflowServiceAwaitWorkflowProcedure = "/weft.v1.WorkflowService/AwaitWorkflow"
 	// WorkflowServiceGetHistoryProcedure is the fully-qualified name of the WorkflowService's
 	// GetHistory RPC.
 	WorkflowServiceGetHistoryProcedure = "/weft.v1.WorkflowService/GetHistory"
@@ -72,6 +75,12 @@ type WorkflowServiceClient interface {
 	// GetWorkflow returns the current state of a workflow run, including the
 	// state of each of its steps.
 	GetWorkflow(context.Context, *connect.Request[v1.GetWorkflowRequest]) (*connect.Response[v1.GetWorkflowResponse], error)
+	// AwaitWorkflow waits for a run to close and returns its final state
+	// (status, output, error): at once when it is closed already. When timeout
+	// passes first the call fails with DEADLINE_EXCEEDED and the client may
+	// call again; an unknown workflow_id gives NOT_FOUND. A run retried after
+	// an await returned is awaited again by a new call.
+	AwaitWorkflow(context.Context, *connect.Request[v1.AwaitWorkflowRequest]) (*connect.Response[v1.AwaitWorkflowResponse], error)
 	// GetHistory returns one page of the event history of a workflow run, in
 	// ascending sequence order.
 	GetHistory(context.Context, *connect.Request[v1.GetHistoryRequest]) (*connect.Response[v1.GetHistoryResponse], error)
@@ -120,6 +129,13 @@ func NewWorkflowServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		awaitWorkflow: connect.NewClient[v1.AwaitWorkflowRequest, v1.AwaitWorkflowResponse](
+			httpClient,
+			baseURL+WorkflowServiceAwaitWorkflowProcedure,
+			connect.WithSchema(workflowServiceMethods.ByName("AwaitWorkflow")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		getHistory: connect.NewClient[v1.GetHistoryRequest, v1.GetHistoryResponse](
 			httpClient,
 			baseURL+WorkflowServiceGetHistoryProcedure,
@@ -165,6 +181,7 @@ func NewWorkflowServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 type workflowServiceClient struct {
 	startWorkflow  *connect.Client[v1.StartWorkflowRequest, v1.StartWorkflowResponse]
 	getWorkflow    *connect.Client[v1.GetWorkflowRequest, v1.GetWorkflowResponse]
+	awaitWorkflow  *connect.Client[v1.AwaitWorkflowRequest, v1.AwaitWorkflowResponse]
 	getHistory     *connect.Client[v1.GetHistoryRequest, v1.GetHistoryResponse]
 	watchWorkflow  *connect.Client[v1.WatchWorkflowRequest, v1.WatchWorkflowResponse]
 	listWorkflows  *connect.Client[v1.ListWorkflowsRequest, v1.ListWorkflowsResponse]
@@ -181,6 +198,11 @@ func (c *workflowServiceClient) StartWorkflow(ctx context.Context, req *connect.
 // GetWorkflow calls weft.v1.WorkflowService.GetWorkflow.
 func (c *workflowServiceClient) GetWorkflow(ctx context.Context, req *connect.Request[v1.GetWorkflowRequest]) (*connect.Response[v1.GetWorkflowResponse], error) {
 	return c.getWorkflow.CallUnary(ctx, req)
+}
+
+// AwaitWorkflow calls weft.v1.WorkflowService.AwaitWorkflow.
+func (c *workflowServiceClient) AwaitWorkflow(ctx context.Context, req *connect.Request[v1.AwaitWorkflowRequest]) (*connect.Response[v1.AwaitWorkflowResponse], error) {
+	return c.awaitWorkflow.CallUnary(ctx, req)
 }
 
 // GetHistory calls weft.v1.WorkflowService.GetHistory.
@@ -226,6 +248,12 @@ type WorkflowServiceHandler interface {
 	// GetWorkflow returns the current state of a workflow run, including the
 	// state of each of its steps.
 	GetWorkflow(context.Context, *connect.Request[v1.GetWorkflowRequest]) (*connect.Response[v1.GetWorkflowResponse], error)
+	// AwaitWorkflow waits for a run to close and returns its final state
+	// (status, output, error): at once when it is closed already. When timeout
+	// passes first the call fails with DEADLINE_EXCEEDED and the client may
+	// call again; an unknown workflow_id gives NOT_FOUND. A run retried after
+	// an await returned is awaited again by a new call.
+	AwaitWorkflow(context.Context, *connect.Request[v1.AwaitWorkflowRequest]) (*connect.Response[v1.AwaitWorkflowResponse], error)
 	// GetHistory returns one page of the event history of a workflow run, in
 	// ascending sequence order.
 	GetHistory(context.Context, *connect.Request[v1.GetHistoryRequest]) (*connect.Response[v1.GetHistoryResponse], error)
@@ -267,6 +295,13 @@ func NewWorkflowServiceHandler(svc WorkflowServiceHandler, opts ...connect.Handl
 		WorkflowServiceGetWorkflowProcedure,
 		svc.GetWorkflow,
 		connect.WithSchema(workflowServiceMethods.ByName("GetWorkflow")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	workflowServiceAwaitWorkflowHandler := connect.NewUnaryHandler(
+		WorkflowServiceAwaitWorkflowProcedure,
+		svc.AwaitWorkflow,
+		connect.WithSchema(workflowServiceMethods.ByName("AwaitWorkflow")),
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
@@ -314,6 +349,8 @@ func NewWorkflowServiceHandler(svc WorkflowServiceHandler, opts ...connect.Handl
 			workflowServiceStartWorkflowHandler.ServeHTTP(w, r)
 		case WorkflowServiceGetWorkflowProcedure:
 			workflowServiceGetWorkflowHandler.ServeHTTP(w, r)
+		case WorkflowServiceAwaitWorkflowProcedure:
+			workflowServiceAwaitWorkflowHandler.ServeHTTP(w, r)
 		case WorkflowServiceGetHistoryProcedure:
 			workflowServiceGetHistoryHandler.ServeHTTP(w, r)
 		case WorkflowServiceWatchWorkflowProcedure:
@@ -341,6 +378,10 @@ func (UnimplementedWorkflowServiceHandler) StartWorkflow(context.Context, *conne
 
 func (UnimplementedWorkflowServiceHandler) GetWorkflow(context.Context, *connect.Request[v1.GetWorkflowRequest]) (*connect.Response[v1.GetWorkflowResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weft.v1.WorkflowService.GetWorkflow is not implemented"))
+}
+
+func (UnimplementedWorkflowServiceHandler) AwaitWorkflow(context.Context, *connect.Request[v1.AwaitWorkflowRequest]) (*connect.Response[v1.AwaitWorkflowResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weft.v1.WorkflowService.AwaitWorkflow is not implemented"))
 }
 
 func (UnimplementedWorkflowServiceHandler) GetHistory(context.Context, *connect.Request[v1.GetHistoryRequest]) (*connect.Response[v1.GetHistoryResponse], error) {

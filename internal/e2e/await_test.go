@@ -1,0 +1,239 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/executor"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+)
+
+// parkedDef waits for a signal "go" and outputs its payload.
+const parkedDef = `
+name: parked
+steps:
+  - id: w
+    wait: { signal: go }
+output: "${ steps.w.output }"
+`
+
+func await(ctx context.Context, c weftv1connect.WorkflowServiceClient, id string, timeout time.Duration) (*weftv1.Workflow, error) {
+	req := &weftv1.AwaitWorkflowRequest{WorkflowId: id}
+	if timeout != 0 {
+		req.Timeout = durationpb.New(timeout)
+	}
+	resp, err := c.AwaitWorkflow(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg.Workflow, nil
+}
+
+// closingFollowers counts the consumers on the history stream that follow
+// closing records: the API makes one when an await first has to wait.
+func (e *env) closingFollowers() int {
+	e.t.Helper()
+	js, err := jetstream.New(e.ns.Connect(e.t))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx(e.t), eventstore.HistoryStream)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n := 0
+	for info := range stream.ListConsumers(ctx(e.t)).Info() {
+		if slicesContain(info.Config.FilterSubjects, "weft.h.*.end") || info.Config.FilterSubject == "weft.h.*.end" {
+			n++
+		}
+	}
+	return n
+}
+
+func slicesContain(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestAwaitStartedBeforeTheCloseReturnsTheResult(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(parkedDef)
+	id := e.start("parked", "await-before", `{}`)
+	eventually(t, 20*time.Second, "the wait to start", func() bool {
+		return stepStatus(e.get(id), "w") == weftv1.StepStatus_STEP_STATUS_WAITING
+	})
+	type result struct {
+		w   *weftv1.Workflow
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		w, err := await(context.Background(), e.wf, id, 30*time.Second)
+		done <- result{w, err}
+	}()
+	// The await is waiting once the API follows closings.
+	eventually(t, 20*time.Second, "the await to wait", func() bool { return e.closingFollowers() > 0 })
+	select {
+	case r := <-done:
+		t.Fatalf("await returned before the run closed: %v %v", r.w, r.err)
+	default:
+	}
+	if err := e.signal(id, "go", `{"ok": 1}`); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(r.w.Output) != `{"ok":1}` {
+		t.Fatalf("await returned %v with output %s; want COMPLETED with the signal's payload", r.w.Status, toJSON(r.w.Output))
+	}
+}
+
+func TestAwaitAfterTheCloseReturnsAtOnce(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(parkedDef)
+	id := e.start("parked", "await-after", `{}`)
+	if err := e.signal(id, "go", `"early"`); err != nil {
+		t.Fatal(err)
+	}
+	e.waitClosed(id, 20*time.Second)
+	w, err := await(ctx(t), e.wf, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"early"` {
+		t.Fatalf("got %v output %s", w.Status, toJSON(w.Output))
+	}
+}
+
+func TestAwaitTimeoutUnknownAndBadRequests(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(parkedDef)
+	id := e.start("parked", "await-timeout", `{}`)
+	begin := time.Now()
+	_, err := await(ctx(t), e.wf, id, 300*time.Millisecond)
+	if connect.CodeOf(err) != connect.CodeDeadlineExceeded || !strings.Contains(err.Error(), "await it again") {
+		t.Fatalf("await of a running workflow with a 300ms timeout: %v; want DeadlineExceeded saying to await again", err)
+	}
+	if took := time.Since(begin); took < 300*time.Millisecond {
+		t.Fatalf("the await gave up after %s, before its timeout", took)
+	}
+	if _, err := await(ctx(t), e.wf, "no-such-run", time.Second); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("await of an unknown id: %v; want NotFound", err)
+	}
+	for _, bad := range []time.Duration{-time.Second, 16 * time.Minute} {
+		if _, err := await(ctx(t), e.wf, id, bad); connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "timeout") {
+			t.Fatalf("await with timeout %s: %v; want InvalidArgument naming the timeout", bad, err)
+		}
+	}
+	if _, err := await(ctx(t), e.wf, "bad id!", time.Second); connect.CodeOf(err) != connect.CodeInvalidArgument {
+		t.Fatalf("await of an invalid id: %v; want InvalidArgument", err)
+	}
+	// The run was not disturbed by any of it.
+	if err := e.signal(id, "go", `1`); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := await(ctx(t), e.wf, id, 20*time.Second); err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("final await: %v %v", w, err)
+	}
+}
+
+// An API process that stops while a client awaits ends the call; the
+// client awaits again on another API process and gets the result.
+func TestAwaitAcrossAnAPIRestart(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(parkedDef)
+	id := e.start("parked", "await-restart", `{}`)
+	first := e.startNode(envOpts{noExecutor: true}, false, true)
+	c1, _ := newClients(first.APIURL)
+	failed := make(chan error, 1)
+	go func() {
+		_, err := await(context.Background(), c1, id, time.Minute)
+		failed <- err
+	}()
+	eventually(t, 20*time.Second, "the await to wait", func() bool { return e.closingFollowers() > 0 })
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = first.Stop(stopCtx)
+	select {
+	case err := <-failed:
+		if err == nil {
+			t.Fatal("the await returned a result although its API stopped before the run closed")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the await on a stopped API did not end")
+	}
+	second := e.startNode(envOpts{noExecutor: true}, false, true)
+	c2, _ := newClients(second.APIURL)
+	got := make(chan *weftv1.Workflow, 1)
+	go func() {
+		// The client retries until it has an answer.
+		for {
+			w, err := await(context.Background(), c2, id, time.Minute)
+			if err == nil {
+				got <- w
+				return
+			}
+		}
+	}()
+	if err := e.signal(id, "go", `"after restart"`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case w := <-got:
+		if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"after restart"` {
+			t.Fatalf("got %v output %s", w.Status, toJSON(w.Output))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the retried await never returned")
+	}
+}
+
+// A run retried after an await returned its failure is awaited again by a
+// new call, which returns the retried run's result.
+func TestAwaitARetriedRun(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{
+		"once": func(context.Context, *executor.Task) (any, error) {
+			if fail.Load() {
+				return nil, executor.NonRetryable(errors.New("down"))
+			}
+			return "fixed", nil
+		},
+	}})
+	e.putDef(`
+name: retried
+steps:
+  - { id: s, task: once }
+output: "${ steps.s.output }"
+`)
+	id := e.start("retried", "await-retried", `{}`)
+	w, err := await(ctx(t), e.wf, id, 20*time.Second)
+	if err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
+		t.Fatalf("first await: %v %v; want FAILED", w, err)
+	}
+	fail.Store(false)
+	if _, err := e.wf.RetryWorkflow(ctx(t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id})); err != nil {
+		t.Fatal(err)
+	}
+	w, err = await(ctx(t), e.wf, id, 20*time.Second)
+	if err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"fixed"` {
+		t.Fatalf("await after the retry: %v %v; want COMPLETED with \"fixed\"", w, err)
+	}
+}

@@ -1,0 +1,101 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"connectrpc.com/connect"
+
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// How long AwaitWorkflow waits when the request names no timeout, and the
+// longest it may name.
+const (
+	DefaultAwaitTimeout = time.Minute
+	MaxAwaitTimeout     = 15 * time.Minute
+)
+
+// AwaitWorkflow returns the workflow's state once it is closed. It reads
+// the workflow, registers for its closing, reads again (a close between
+// the two is not missed) and then reads each time a closing record of the
+// workflow is stored, until one shows it closed or the timeout passes.
+func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.AwaitWorkflowRequest]) (*connect.Response[weftv1.AwaitWorkflowResponse], error) {
+	wf := req.Msg.WorkflowId
+	timeout, err := awaitTimeout(req.Msg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	w, err := s.closedWorkflow(ctx, wf)
+	if err != nil || w != nil {
+		return awaited(w, err, wf, timeout)
+	}
+	reg, err := s.closings.add(ctx, wf)
+	if err != nil {
+		return awaited(nil, toConnect(err), wf, timeout)
+	}
+	defer s.closings.remove(reg)
+	for {
+		if w, err = s.closedWorkflow(ctx, wf); err != nil || w != nil {
+			return awaited(w, err, wf, timeout)
+		}
+		select {
+		case <-reg.wake:
+		case <-ctx.Done():
+			return awaited(nil, toConnect(ctx.Err()), wf, timeout)
+		}
+	}
+}
+
+// awaitTimeout is the request's timeout, checked, or the default.
+func awaitTimeout(m *weftv1.AwaitWorkflowRequest) (time.Duration, error) {
+	if err := checkWorkflowID(m.WorkflowId); err != nil {
+		return 0, err
+	}
+	if m.Timeout == nil {
+		return DefaultAwaitTimeout, nil
+	}
+	if err := m.Timeout.CheckValid(); err != nil {
+		return 0, errorf(connect.CodeInvalidArgument, "timeout: %v", err)
+	}
+	switch d := m.Timeout.AsDuration(); {
+	case d < 0:
+		return 0, errorf(connect.CodeInvalidArgument, "timeout must not be negative, got %s", d)
+	case d == 0:
+		return DefaultAwaitTimeout, nil
+	case d > MaxAwaitTimeout:
+		return 0, errorf(connect.CodeInvalidArgument, "timeout must be at most %s, got %s: await again after it passes", MaxAwaitTimeout, d)
+	default:
+		return d, nil
+	}
+}
+
+// awaited answers an await: the closed workflow, or why there is none.
+func awaited(w *weftv1.Workflow, err error, wf string, timeout time.Duration) (*connect.Response[weftv1.AwaitWorkflowResponse], error) {
+	if errors.Is(err, context.DeadlineExceeded) || connect.CodeOf(err) == connect.CodeDeadlineExceeded {
+		return nil, errorf(connect.CodeDeadlineExceeded, "workflow %q was still running when the await ended (timeout %s): await it again", wf, timeout)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&weftv1.AwaitWorkflowResponse{Workflow: w}), nil
+}
+
+// closedWorkflow returns wf's state when it is closed, and nil while it
+// runs.
+func (s *Server) closedWorkflow(ctx context.Context, wf string) (*weftv1.Workflow, error) {
+	var w *weftv1.Workflow
+	err := s.withState(ctx, wf, func(v *stateView) error {
+		if v.st.Status == workflow.StatusRunning {
+			return nil
+		}
+		var err error
+		w, err = s.workflowProto(ctx, v)
+		return err
+	})
+	return w, err
+}
