@@ -67,6 +67,8 @@ type Node struct {
 	// Triggers runs beside the orchestrator.
 	Triggers *trigger.Engine
 	Worker   *executor.Worker
+	// API serves the API when it runs.
+	API *api.Server
 	// APIURL is the API's base URL (http://host:port, or https:// with
 	// APITLS) when the API runs.
 	APIURL string
@@ -221,6 +223,7 @@ func (n *Node) startAPI(cfg Config) error {
 	}
 	apiCtx, cancel := context.WithCancel(context.Background())
 	n.stopAPI = cancel
+	n.API = srv
 	if err := srv.Start(apiCtx); err != nil {
 		return err
 	}

@@ -51,6 +51,12 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	}
 }
 
+// Waiting returns how many AwaitWorkflow calls wait for a close and how
+// many WatchWorkflow calls follow a history in this process.
+func (s *Server) Waiting() (awaits, watches int) {
+	return s.closings.waiting(), s.records.waiting()
+}
+
 // awaitTimeout is the request's timeout, checked, or the default.
 func awaitTimeout(m *weftv1.AwaitWorkflowRequest) (time.Duration, error) {
 	if err := checkWorkflowID(m.WorkflowId); err != nil {

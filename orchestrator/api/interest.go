@@ -36,6 +36,13 @@ type interest struct {
 	idle  *time.Timer
 }
 
+// waiting returns how many calls are registered.
+func (in *interest) waiting() int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.count
+}
+
 // waiter is one call's registration: wake has room for one hint.
 type waiter struct {
 	wf   string

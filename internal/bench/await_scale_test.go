@@ -1,0 +1,143 @@
+package bench_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+)
+
+// TestParkedAwaits parks K workflows in a wait with an AwaitWorkflow call
+// open on each, measures what the open calls add to this process's memory
+// (it holds the server and the clients, so the figure bounds the API's),
+// then signals them all and checks that every call returns its own run's
+// output. Small by default; WEFT_SCALE=1 runs K = 10,000 (WEFT_SCALE_K
+// sets K) and holds the growth to 200 MiB:
+//
+//	WEFT_SCALE=1 go test -count=1 -timeout 30m -run TestParkedAwaits -v ./internal/bench/
+func TestParkedAwaits(t *testing.T) {
+	full := scaleFull()
+	k := 300
+	if full {
+		k = 10000
+	}
+	k = envInt(t, "WEFT_SCALE_K", k)
+	c := envInt(t, "WEFT_SCALE_C", 64)
+	within := min(2*time.Minute+time.Duration(k)*10*time.Millisecond, 20*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	e := startScaleEnv(t, c)
+	def := e.putDef(ctx, t, parkedDef)
+	prefix := fmt.Sprintf("aw%d-", time.Now().UnixNano()%1e9)
+	idOf := func(i int) string { return prefix + strconv.Itoa(i) }
+	if err := fanOut(ctx, k, c, func(ctx context.Context, i, _ int) error {
+		_, err := e.wf.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{
+			Definition: def.Name, Revision: def.Revision, WorkflowId: idOf(i), RequestId: idOf(i)}))
+		return err
+	}); err != nil {
+		t.Fatalf("starting: %v", err)
+	}
+
+	// The awaits share a few HTTP/2 connections, as a gRPC client's would.
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	awaits := weftv1connect.NewWorkflowServiceClient(&http.Client{Transport: tr}, e.node.APIURL)
+	runtime.GC()
+	rss0, _ := memStatus(t)
+	type answer struct {
+		i   int
+		w   *weftv1.Workflow
+		err error
+	}
+	answers := make(chan answer, k)
+	for i := range k {
+		go func() {
+			resp, err := awaits.AwaitWorkflow(ctx, connect.NewRequest(&weftv1.AwaitWorkflowRequest{
+				WorkflowId: idOf(i), Timeout: durationpb.New(15 * time.Minute)}))
+			if err != nil {
+				answers <- answer{i: i, err: err}
+				return
+			}
+			answers <- answer{i: i, w: resp.Msg.Workflow}
+		}()
+	}
+	if !waitFor(ctx, within, func() bool { n, _ := e.node.API.Waiting(); return n == k }) {
+		n, _ := e.node.API.Waiting()
+		t.Fatalf("%d of %d awaits are waiting when time ran out", n, k)
+	}
+	runtime.GC()
+	rss1, _ := memStatus(t)
+	writeHeapProfile(t)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	t.Logf("Go heap in use %.0f MiB, stacks %.0f MiB, runtime total (Sys) %.0f MiB", mib(ms.HeapInuse), mib(ms.StackInuse), mib(ms.Sys))
+	grew := float64(rss1) - float64(rss0)
+	t.Logf("%d awaits open on parked runs: VmRSS %.0f MiB -> %.0f MiB (+%.0f MiB, %.1f KiB per await, client side included), %d goroutines",
+		k, mib(rss0), mib(rss1), grew/(1<<20), grew/float64(k)/1024, runtime.NumGoroutine())
+	if full && grew > 200<<20 {
+		t.Errorf("%d open awaits grew the process by %.0f MiB; the target is at most 200 MiB", k, grew/(1<<20))
+	}
+
+	t1 := time.Now()
+	if err := fanOut(ctx, k, c, func(ctx context.Context, i, attempt int) error {
+		payload, err := structpb.NewValue(map[string]any{"n": i})
+		if err != nil {
+			return err
+		}
+		_, err = e.wf.SignalWorkflow(ctx, connect.NewRequest(&weftv1.SignalWorkflowRequest{WorkflowId: idOf(i), Name: "approve",
+			RequestId: "sig-" + idOf(i), Payload: payload}))
+		if attempt > 0 && connect.CodeOf(err) == connect.CodeFailedPrecondition {
+			err = nil // an earlier attempt got through and the workflow completed
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("signalling: %v", err)
+	}
+	for range k {
+		var a answer
+		select {
+		case a = <-answers:
+		case <-ctx.Done():
+			t.Fatalf("awaits still open when time ran out")
+		}
+		if a.err != nil {
+			t.Fatalf("await of %s: %v", idOf(a.i), a.err)
+		}
+		out := a.w.Output.GetStructValue().GetFields()
+		n, _ := asInt(out["approval"].GetStructValue().GetFields()["n"].GetNumberValue())
+		if a.w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || out["id"].GetStringValue() != idOf(a.i) || n != int64(a.i) {
+			t.Fatalf("await of %s returned %s with output %v", idOf(a.i), a.w.Status, a.w.Output.AsInterface())
+		}
+	}
+	t.Logf("signalled and every await answered in %.2fs", time.Since(t1).Seconds())
+}
+
+// writeHeapProfile writes a heap profile to WEFT_SCALE_HEAPPROFILE, if set.
+func writeHeapProfile(t *testing.T) {
+	path := os.Getenv("WEFT_SCALE_HEAPPROFILE")
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("heap profile: %s", path)
+}
