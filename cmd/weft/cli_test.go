@@ -130,16 +130,16 @@ func TestBenchCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out)
 	}
-	var res map[string]float64
+	var res map[string]any
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("bench output %q: %v", out, err)
 	}
 	for _, k := range []string{"workflows", "workflows_per_s", "steps_per_s", "events_per_s", "p50_ms", "p90_ms", "p99_ms", "floor_events_per_s", "floor_ratio"} {
-		if res[k] <= 0 {
+		if v, _ := res[k].(float64); v <= 0 {
 			t.Fatalf("%s = %v in %s", k, res[k], out)
 		}
 	}
-	if res["workflows"] != 40 {
-		t.Fatalf("workflows %v", res["workflows"])
+	if res["workflows"] != 40.0 || res["wait"] != "await" {
+		t.Fatalf("workflows %v, wait %v", res["workflows"], res["wait"])
 	}
 }
