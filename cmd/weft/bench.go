@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,22 +24,33 @@ import (
 
 func benchCmd(cf *clientFlags) *cobra.Command {
 	var (
-		n, c, orchs                 int
-		file, input, natsURL        string
-		syncMode                    string
-		floor, pipe, asJSON, noProg bool
-		timeout                     time.Duration
+		n, c, orchs                           int
+		file, input, natsURL, wait            string
+		syncMode                              string
+		floor, pipe, alsoNATS, asJSON, noProg bool
+		timeout                               time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure throughput and latency: start -n workflows with -c concurrent clients",
 		Long: `Applies a definition (default: three sequential echo steps), runs -n workflows
-with -c concurrent clients (each starts a workflow and waits for it to complete),
-and prints workflows/s, steps/s, history events/s and start-to-complete latency.
-Without --server (the API to measure, with --nats-url) it runs an embedded Weft in a temporary directory and also
-reports this process's CPU seconds and peak RSS. --floor measures plain
-JetStream publishes of as many same-sized records with the same storage and
-prints Weft's events/s as a ratio of it.`,
+with -c concurrent clients and prints workflows/s, steps/s, history events/s
+and start-to-result latency. Each client starts a workflow and waits for it the
+way an API client does (Connect with JSON over HTTP/1.1), then takes the next:
+--wait await (the default) calls AwaitWorkflow, watch follows WatchWorkflow to
+the closing event, poll calls GetWorkflow until the run is closed, and nats
+watches the closing records on NATS instead (a path no API client has, for
+diagnosis). --also-nats, with an API wait, also reports when NATS carried each
+closing record, as a second line.
+
+Without --server it runs an embedded Weft in a temporary directory and also
+reports this process's CPU seconds and peak RSS. With --server (the API to
+measure) --nats-url names the NATS server it uses: then history events are
+counted too, and it is needed by --wait nats, --also-nats, --floor and
+--pipeline. --floor measures plain JetStream publishes of as many same-sized
+records with the same storage and prints Weft's events/s as a ratio of it.
+--pipeline runs as many workflows through a bare two-consumer JetStream
+pipeline and prints Weft's workflows/s as a ratio of it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -45,7 +58,11 @@ prints Weft's events/s as a ratio of it.`,
 			if cmd.Flags().Changed("server") {
 				server = serverURL(cf.server)
 			}
-			cfg := bench.Config{N: n, C: c, Input: input, Floor: floor, Pipeline: pipe, Timeout: timeout, Server: server, NATSURL: natsURL}
+			cfg := bench.Config{N: n, C: c, Input: input, Wait: wait, AlsoNATS: alsoNATS, Floor: floor, Pipeline: pipe,
+				Timeout: timeout, Server: server, NATSURL: natsURL}
+			if err := checkBenchFlags(cfg, server != ""); err != nil {
+				return err
+			}
 			if !noProg {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
@@ -68,8 +85,6 @@ prints Weft's events/s as a ratio of it.`,
 				defer stop()
 			} else if orchs != 1 {
 				return fmt.Errorf("--orchestrators is for the embedded run (without --server)")
-			} else if natsURL == "" {
-				return fmt.Errorf("--server needs --nats-url too: completions are observed on NATS")
 			}
 			res, err := bench.Run(ctx, cfg)
 			if err != nil {
@@ -83,15 +98,45 @@ prints Weft's events/s as a ratio of it.`,
 	f.IntVarP(&c, "c", "c", 16, "concurrent clients")
 	f.StringVarP(&file, "file", "f", "", "definition to run (default: three sequential echo steps)")
 	f.StringVar(&input, "input", `{"n": 1}`, "input of every workflow (JSON)")
-	f.StringVar(&natsURL, "nats-url", "", "NATS the measured Weft uses (with --server)")
+	f.StringVar(&natsURL, "nats-url", "", "NATS the measured Weft uses (with --server; needed by --wait nats, --also-nats, --floor, --pipeline)")
 	f.StringVar(&syncMode, "sync", "interval", "embedded JetStream disk sync: interval or always")
 	f.IntVar(&orchs, "orchestrators", 1, "orchestrators in the embedded run, sharing the work")
+	f.StringVar(&wait, "wait", bench.WaitAwait, "how each client learns its run finished: "+strings.Join(bench.Waits, ", "))
+	f.BoolVar(&alsoNATS, "also-nats", false, "with an API wait, also report when NATS carried each closing record")
 	f.BoolVar(&floor, "floor", false, "also measure plain JetStream publishes of as many events")
 	f.BoolVar(&pipe, "pipeline", false, "also run as many workflows through a bare two-consumer JetStream pipeline (no state, no checks, no API)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON line")
 	f.BoolVar(&noProg, "quiet", false, "no progress line")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
 	return cmd
+}
+
+// checkBenchFlags rejects a bad --wait, --also-nats with --wait nats,
+// and, against a --server, flags that need NATS without --nats-url.
+func checkBenchFlags(cfg bench.Config, remote bool) error {
+	if !slices.Contains(bench.Waits, cfg.Wait) {
+		return fmt.Errorf("--wait %q: use one of %s", cfg.Wait, strings.Join(bench.Waits, ", "))
+	}
+	if cfg.AlsoNATS && cfg.Wait == bench.WaitNATS {
+		return fmt.Errorf("--also-nats is for the API waits (await, watch, poll): --wait nats measures on NATS already")
+	}
+	var needs []string
+	for _, f := range []struct {
+		set  bool
+		name string
+	}{{cfg.Wait == bench.WaitNATS, "--wait nats"}, {cfg.AlsoNATS, "--also-nats"}, {cfg.Floor, "--floor"}, {cfg.Pipeline, "--pipeline"}} {
+		if f.set {
+			needs = append(needs, f.name)
+		}
+	}
+	if remote && cfg.NATSURL == "" && len(needs) > 0 {
+		verb := "needs"
+		if len(needs) > 1 {
+			verb = "need"
+		}
+		return fmt.Errorf("%s %s NATS: give --nats-url, the NATS server the --server uses", strings.Join(needs, " and "), verb)
+	}
+	return nil
 }
 
 // startBenchNodes runs an embedded NATS server in a temporary directory

@@ -122,6 +122,76 @@ steps:
 	if err == nil || !strings.Contains(err.Error(), "--input") {
 		t.Fatalf("start with bad input: %v\n%s", err, out)
 	}
+
+	// await prints a closed run's outcome at once, and fails clearly for
+	// an unknown id.
+	out, err = runCLI(t, "await", "cli-1", server)
+	if err != nil || !strings.Contains(out, "status: COMPLETED") || !strings.Contains(out, `output: "HELLO ADA"`) {
+		t.Fatalf("await a closed run: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "await", "missing", "--timeout", "5s", server)
+	if err == nil || !strings.Contains(err.Error(), "not_found") || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("await missing: %v\n%s", err, out)
+	}
+	testAwaitRunning(t, server)
+}
+
+// testAwaitRunning awaits runs that close while, or not before, it waits.
+func testAwaitRunning(t *testing.T, server string) {
+	file := filepath.Join(t.TempDir(), "parked.yaml")
+	if err := os.WriteFile(file, []byte(`
+name: parked
+steps:
+  - id: w
+    wait: { signal: go }
+output: "${ steps.w.output }"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "def", "apply", "-f", file, server); err != nil {
+		t.Fatalf("def apply: %v\n%s", err, out)
+	}
+	for _, id := range []string{"parked-1", "parked-2"} {
+		if out, err := runCLI(t, "start", "parked", "--id", id, server); err != nil {
+			t.Fatalf("start %s: %v\n%s", id, err, out)
+		}
+	}
+	out, err := runCLI(t, "await", "parked-1", "--timeout", "300ms", server)
+	if err == nil || !strings.Contains(err.Error(), "parked-1 is still running after 300ms") {
+		t.Fatalf("await --timeout on a running run: %v\n%s", err, out)
+	}
+
+	type result struct {
+		out string
+		err error
+	}
+	awaited := make(chan result, 1)
+	go func() {
+		out, err := runCLI(t, "await", "parked-1", server)
+		awaited <- result{out, err}
+	}()
+	time.Sleep(200 * time.Millisecond) // the await is most likely waiting by now; if not, it finds the run closed
+	if out, err := runCLI(t, "signal", "parked-1", "go", "--payload", `{"ok": true}`, server); err != nil {
+		t.Fatalf("signal: %v\n%s", err, out)
+	}
+	select {
+	case r := <-awaited:
+		if r.err != nil || !strings.Contains(r.out, "status: COMPLETED") || !strings.Contains(r.out, `output: {"ok":true}`) {
+			t.Fatalf("await a run that closes: %v\n%s", r.err, r.out)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("await did not return after the run closed")
+	}
+
+	// A run that does not complete: the outcome is printed and the exit
+	// status is non-zero.
+	if out, err := runCLI(t, "cancel", "parked-2", "--reason", "not needed", server); err != nil {
+		t.Fatalf("cancel: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "await", "parked-2", server)
+	if err == nil || !strings.Contains(out, "status: CANCELED") || !strings.Contains(err.Error(), "workflow parked-2 failed") {
+		t.Fatalf("await a canceled run: %v\n%s", err, out)
+	}
 }
 
 // weft bench runs against an embedded Weft and prints one JSON line.
@@ -130,16 +200,16 @@ func TestBenchCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out)
 	}
-	var res map[string]float64
+	var res map[string]any
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("bench output %q: %v", out, err)
 	}
 	for _, k := range []string{"workflows", "workflows_per_s", "steps_per_s", "events_per_s", "p50_ms", "p90_ms", "p99_ms", "floor_events_per_s", "floor_ratio"} {
-		if res[k] <= 0 {
+		if v, _ := res[k].(float64); v <= 0 {
 			t.Fatalf("%s = %v in %s", k, res[k], out)
 		}
 	}
-	if res["workflows"] != 40 {
-		t.Fatalf("workflows %v", res["workflows"])
+	if res["workflows"] != 40.0 || res["wait"] != "await" {
+		t.Fatalf("workflows %v, wait %v", res["workflows"], res["wait"])
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -29,12 +30,18 @@ import (
 )
 
 const (
-	// unaryTimeout bounds a request/response call; streams (watch, --wait)
-	// may legitimately stay open for a long time and have no timeout.
+	// unaryTimeout bounds a request/response call; streams (watch) and
+	// awaits may legitimately stay open for a long time and have no timeout.
 	unaryTimeout = 30 * time.Second
-	// pollInterval is how often start --wait polls GetWorkflow when it
-	// cannot use WatchWorkflow.
-	pollInterval = 200 * time.Millisecond
+	// awaitCallTimeout is the timeout each AwaitWorkflow call asks the
+	// server for (its default); awaitGrace is how much longer the client
+	// waits for the answer before it gives up on the call and makes another.
+	awaitCallTimeout = time.Minute
+	awaitGrace       = 15 * time.Second
+	// awaitBackoff is the first pause before an await the server could not
+	// answer is retried; the pause doubles up to awaitMaxBackoff.
+	awaitBackoff    = 100 * time.Millisecond
+	awaitMaxBackoff = 2 * time.Second
 	// pageSize is the page size of history and list requests.
 	pageSize = 500
 )
@@ -170,7 +177,8 @@ func (cf *clientFlags) workflows() weftv1connect.WorkflowServiceClient {
 	return weftv1connect.NewWorkflowServiceClient(cf.httpClient(false), cf.baseURL())
 }
 
-// watcher returns a workflow client without a request timeout, for streams.
+// watcher returns a workflow client without a request timeout, for streams
+// and awaits.
 func (cf *clientFlags) watcher() weftv1connect.WorkflowServiceClient {
 	return weftv1connect.NewWorkflowServiceClient(cf.httpClient(true), cf.baseURL())
 }
@@ -191,7 +199,7 @@ func serverURL(s string) string {
 func clientCommands(cf *clientFlags) []*cobra.Command {
 	cmds := []*cobra.Command{
 		defCommand(cf), startCommand(cf), getCommand(cf), historyCommand(cf),
-		listCommand(cf), signalCommand(cf), cancelCommand(cf), retryCommand(cf), watchCommand(cf),
+		awaitCommand(cf), listCommand(cf), signalCommand(cf), cancelCommand(cf), retryCommand(cf), watchCommand(cf),
 		triggersCommand(cf), schedulesCommand(cf),
 	}
 	for _, c := range cmds {
@@ -386,7 +394,7 @@ func startCommand(cf *clientFlags) *cobra.Command {
 			if !wait {
 				return nil
 			}
-			wf, err := waitWorkflow(cmd.Context(), cf, wid)
+			wf, err := waitWorkflow(cmd.Context(), cf, wid, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -402,36 +410,117 @@ func startCommand(cf *clientFlags) *cobra.Command {
 	return cmd
 }
 
+func awaitCommand(cf *clientFlags) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "await ID",
+		Short: "Wait for a workflow run to close and print its outcome",
+		Long: `Wait for a workflow run to close and print its status and output or error,
+at once if it is closed already. The exit status is non-zero unless the run
+completed, or if --timeout passes first.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout < 0 {
+				return fmt.Errorf("invalid --timeout %s: must not be negative", timeout)
+			}
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			wf, err := waitWorkflow(ctx, cf, args[0], cmd.ErrOrStderr())
+			if timeout > 0 && errors.Is(err, context.DeadlineExceeded) && cmd.Context().Err() == nil {
+				if u := (*unanswered)(nil); errors.As(err, &u) {
+					return fmt.Errorf("no answer about workflow %s within %s: %v", args[0], timeout, rpcErr(u.last))
+				}
+				return fmt.Errorf("workflow %s is still running after %s", args[0], timeout)
+			}
+			if err != nil {
+				return err
+			}
+			return printOutcome(cmd.OutOrStdout(), wf)
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up after this long (0: wait until the run closes)")
+	return cmd
+}
+
 // waitWorkflow blocks until workflow id is closed and returns its final
-// state. It follows WatchWorkflow and falls back to polling GetWorkflow if
-// the stream fails or ends before the run is closed.
-func waitWorkflow(ctx context.Context, cf *clientFlags, id string) (*weftv1.Workflow, error) {
-	if stream, err := cf.watcher().WatchWorkflow(ctx, connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: id})); err == nil {
-		for stream.Receive() {
+// state, from AwaitWorkflow. It calls again whenever a call's timeout
+// passes first, and retries with a backoff while the server cannot answer
+// (it is restarting, say), noting that once on notes, until ctx ends.
+func waitWorkflow(ctx context.Context, cf *clientFlags, id string, notes io.Writer) (*weftv1.Workflow, error) {
+	client := cf.watcher()
+	var backoff time.Duration
+	var last error // the last call's failure, while the server cannot answer
+	stop := func(err error) (*weftv1.Workflow, error) {
+		if last != nil {
+			return nil, &unanswered{err, last}
 		}
-		stream.Close()
+		return nil, err
 	}
 	for {
 		if err := ctx.Err(); err != nil {
+			return stop(err)
+		}
+		timeout := awaitCallTimeout
+		if deadline, ok := ctx.Deadline(); ok {
+			if timeout = min(timeout, time.Until(deadline)); timeout <= 0 {
+				return stop(context.DeadlineExceeded)
+			}
+		}
+		callCtx, cancel := context.WithTimeout(ctx, timeout+awaitGrace)
+		res, err := client.AwaitWorkflow(callCtx, connect.NewRequest(&weftv1.AwaitWorkflowRequest{
+			WorkflowId: id, Timeout: durationpb.New(timeout),
+		}))
+		cancel()
+		switch {
+		case err == nil:
+			return res.Msg.GetWorkflow(), nil
+		case ctx.Err() != nil:
+			return stop(ctx.Err())
+		case connect.CodeOf(err) == connect.CodeDeadlineExceeded:
+			// Still running when the call's timeout passed.
+			backoff, last = 0, nil
+			continue
+		case !transient(err):
 			return nil, err
 		}
-		res, err := cf.workflows().GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id}))
-		if err != nil {
-			return nil, err
-		}
-		if wf := res.Msg.GetWorkflow(); workflowClosed(wf.GetStatus()) {
-			return wf, nil
+		last = err
+		if backoff == 0 {
+			fmt.Fprintf(notes, "weft: awaiting %s: the server could not answer (%v); retrying\n", id, rpcErr(err))
+			backoff = awaitBackoff
+		} else {
+			backoff = min(2*backoff, awaitMaxBackoff)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(pollInterval):
+			return stop(ctx.Err())
+		case <-time.After(backoff):
 		}
 	}
 }
 
-func workflowClosed(s weftv1.WorkflowStatus) bool {
-	return s != weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED && s != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING
+// unanswered is the error of an await whose context ended while the server
+// could not answer it. It unwraps to the context's error only, so that it
+// reads as that and not as the last call's failure.
+type unanswered struct{ ctxErr, last error }
+
+func (e *unanswered) Error() string {
+	return fmt.Sprintf("%v (the server could not answer: %v)", e.ctxErr, rpcErr(e.last))
+}
+func (e *unanswered) Unwrap() error { return e.ctxErr }
+
+// transient reports whether an await failed for a reason that passes, with
+// the caller's context still alive: the server could not be reached or
+// answer, or it ended the call as it shut down.
+func transient(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeCanceled:
+		return true
+	}
+	return false
 }
 
 // printOutcome prints the final status and output or error of a closed run,

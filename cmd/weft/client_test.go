@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 )
 
 func TestParseStatus(t *testing.T) {
@@ -123,5 +129,116 @@ func TestRPCErr(t *testing.T) {
 	plain := errors.New("plain")
 	if rpcErr(plain) != plain || rpcErr(nil) != nil {
 		t.Error("rpcErr changed a non-Connect error")
+	}
+}
+
+// fakeAwaits serves AwaitWorkflow from answer, called with the number of
+// the call (from 1), and records the requests.
+type fakeAwaits struct {
+	weftv1connect.UnimplementedWorkflowServiceHandler
+	answer func(n int) (*weftv1.Workflow, error)
+
+	mu   sync.Mutex
+	reqs []*weftv1.AwaitWorkflowRequest
+}
+
+func (f *fakeAwaits) AwaitWorkflow(_ context.Context, req *connect.Request[weftv1.AwaitWorkflowRequest]) (*connect.Response[weftv1.AwaitWorkflowResponse], error) {
+	f.mu.Lock()
+	f.reqs = append(f.reqs, req.Msg)
+	n := len(f.reqs)
+	f.mu.Unlock()
+	w, err := f.answer(n)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&weftv1.AwaitWorkflowResponse{Workflow: w}), nil
+}
+
+func (f *fakeAwaits) requests() []*weftv1.AwaitWorkflowRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*weftv1.AwaitWorkflowRequest(nil), f.reqs...)
+}
+
+// serveFake serves f and returns client flags that reach it.
+func serveFake(t *testing.T, f *fakeAwaits) *clientFlags {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle(weftv1connect.NewWorkflowServiceHandler(f))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &clientFlags{server: srv.URL}
+}
+
+// waitWorkflow awaits again when the server's timeout passes and retries
+// while the server is unavailable or ends the call, until the run closes.
+func TestWaitWorkflowRetries(t *testing.T) {
+	done := &weftv1.Workflow{Id: "w", Status: weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED}
+	f := &fakeAwaits{answer: func(n int) (*weftv1.Workflow, error) {
+		switch n {
+		case 1:
+			return nil, connect.NewError(connect.CodeUnavailable, errors.New("restarting"))
+		case 2:
+			return nil, connect.NewError(connect.CodeDeadlineExceeded, errors.New("still running: await it again"))
+		case 3:
+			return nil, connect.NewError(connect.CodeCanceled, errors.New("shutting down"))
+		}
+		return done, nil
+	}}
+	var notes bytes.Buffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	wf, err := waitWorkflow(ctx, serveFake(t, f), "w", &notes)
+	if err != nil || wf.GetStatus() != done.Status {
+		t.Fatalf("waitWorkflow = %v, %v; want the completed run", wf, err)
+	}
+	reqs := f.requests()
+	if len(reqs) != 4 {
+		t.Fatalf("%d calls; want 4", len(reqs))
+	}
+	for _, r := range reqs {
+		if r.GetWorkflowId() != "w" || r.GetTimeout().AsDuration() != awaitCallTimeout {
+			t.Errorf("request %v; want workflow w, timeout %s", r, awaitCallTimeout)
+		}
+	}
+	if got := notes.String(); strings.Count(got, "retrying") != 2 || !strings.Contains(got, "unavailable: restarting") {
+		t.Errorf("notes %q; want one for each outage", got)
+	}
+}
+
+// Other errors end waitWorkflow at once; so does the end of its context,
+// whose deadline bounds each call's timeout.
+func TestWaitWorkflowGivesUp(t *testing.T) {
+	f := &fakeAwaits{answer: func(int) (*weftv1.Workflow, error) {
+		return nil, connect.NewError(connect.CodeNotFound, errors.New(`workflow "w" not found`))
+	}}
+	_, err := waitWorkflow(context.Background(), serveFake(t, f), "w", &bytes.Buffer{})
+	if connect.CodeOf(err) != connect.CodeNotFound || len(f.requests()) != 1 {
+		t.Fatalf("waitWorkflow = %v after %d calls; want not_found after 1", err, len(f.requests()))
+	}
+
+	f = &fakeAwaits{answer: func(int) (*weftv1.Workflow, error) {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("down"))
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = waitWorkflow(ctx, serveFake(t, f), "w", &bytes.Buffer{})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "unavailable: down") || time.Since(start) > 5*time.Second {
+		t.Fatalf("waitWorkflow = %v after %s; want the context's deadline and the last failure", err, time.Since(start))
+	}
+	reqs := f.requests()
+	if len(reqs) < 2 {
+		t.Fatalf("%d calls; want retries", len(reqs))
+	}
+	if d := reqs[0].GetTimeout().AsDuration(); d <= 0 || d > 500*time.Millisecond {
+		t.Errorf("call timeout %s; want at most the context's 500ms", d)
+	}
+
+	// weft await --timeout says the server did not answer, not that the run
+	// is still running.
+	out, err := runCLI(t, "await", "w", "--timeout", "300ms", "--server", serveFake(t, f).server)
+	if err == nil || err.Error() != "no answer about workflow w within 300ms: unavailable: down" {
+		t.Fatalf("await: %v\n%s", err, out)
 	}
 }

@@ -1,7 +1,8 @@
 // Package bench is Weft's load tool: it starts many workflows through the
-// API, waits for all of them, and reports throughput and start-to-complete
-// latency, optionally against the raw JetStream cost of the same number of
-// history events (the floor).
+// API, waits for each the way an API client does (or, for diagnosis, on
+// NATS), and reports throughput and start-to-result latency, optionally
+// against the raw JetStream cost of the same number of history events
+// (the floor).
 package bench
 
 import (
@@ -10,7 +11,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -36,13 +38,37 @@ steps:
   - { id: three, task: echo, input: "${ steps.two.output }" }
 `
 
+// The ways a client learns that its run finished (Config.Wait).
+const (
+	// WaitAwait calls AwaitWorkflow after the start.
+	WaitAwait = "await"
+	// WaitWatch follows WatchWorkflow until the closing event.
+	WaitWatch = "watch"
+	// WaitPoll calls GetWorkflow, 0.5 ms apart doubling to 20 ms, until
+	// the run is closed.
+	WaitPoll = "poll"
+	// WaitNATS watches the closing records on NATS, a path no API client
+	// has (for diagnosis).
+	WaitNATS = "nats"
+)
+
+// Waits lists the wait modes, the default first.
+var Waits = []string{WaitAwait, WaitWatch, WaitPoll, WaitNATS}
+
 // Config says what to run.
 type Config struct {
 	// Server is the API base URL. Required.
 	Server string
-	// NATSURL is the NATS server the API uses: completions are observed
-	// there, and the floor is measured there. Required.
+	// NATSURL is the NATS server the API uses. With it the run counts
+	// the history events it wrote; it is required by WaitNATS, AlsoNATS,
+	// Floor and Pipeline.
 	NATSURL string
+	// Wait is how each client learns that its run finished: WaitAwait
+	// (the default), WaitWatch, WaitPoll or WaitNATS.
+	Wait string
+	// AlsoNATS, with an API wait, also records when NATS carried each
+	// run's closing record and reports that as a second figure.
+	AlsoNATS bool
 	// Source is the definition to run. Default DefaultDefinition.
 	Source string
 	// Input is each workflow's input (JSON). Default {"n": 1}.
@@ -65,18 +91,61 @@ type Config struct {
 	ServerMsgs func() (in, out int64)
 }
 
+// check fills in the defaults and rejects what cannot run.
+func (cfg *Config) check() error {
+	if cfg.Server == "" {
+		return errors.New("bench: Server is required")
+	}
+	if cfg.Wait == "" {
+		cfg.Wait = WaitAwait
+	}
+	if !slices.Contains(Waits, cfg.Wait) {
+		return fmt.Errorf("bench: Wait %q: use one of %s", cfg.Wait, strings.Join(Waits, ", "))
+	}
+	if cfg.AlsoNATS && cfg.Wait == WaitNATS {
+		return errors.New("bench: AlsoNATS is for the API waits; Wait nats measures on NATS already")
+	}
+	if cfg.NATSURL == "" && (cfg.Wait == WaitNATS || cfg.AlsoNATS || cfg.Floor || cfg.Pipeline) {
+		return errors.New("bench: Wait nats, AlsoNATS, Floor and Pipeline need NATSURL")
+	}
+	if cfg.Source == "" {
+		cfg.Source = DefaultDefinition
+	}
+	if cfg.Input == "" {
+		cfg.Input = `{"n": 1}`
+	}
+	if cfg.N <= 0 {
+		cfg.N = 1000
+	}
+	if cfg.C <= 0 {
+		cfg.C = 16
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Minute
+	}
+	return nil
+}
+
 // Result is what a run measured.
 type Result struct {
-	Workflows       int     `json:"workflows"`
+	Workflows int `json:"workflows"`
+	// Wait is how the clients learned that their runs finished.
+	Wait            string  `json:"wait"`
 	Seconds         float64 `json:"seconds"`
 	WorkflowsPerS   float64 `json:"workflows_per_s"`
 	StepsPerS       float64 `json:"steps_per_s"`
-	EventsPerS      float64 `json:"events_per_s"`
+	EventsPerS      float64 `json:"events_per_s,omitempty"`
 	P50ms           float64 `json:"p50_ms"`
 	P90ms           float64 `json:"p90_ms"`
 	P99ms           float64 `json:"p99_ms"`
 	FloorEventsPerS float64 `json:"floor_events_per_s,omitempty"`
 	FloorRatio      float64 `json:"floor_ratio,omitempty"`
+	// NATSWorkflowsPerS and NATSP50ms, NATSP90ms, NATSP99ms are the same
+	// figures taken when NATS carried each closing record (Config.AlsoNATS).
+	NATSWorkflowsPerS float64 `json:"nats_workflows_per_s,omitempty"`
+	NATSP50ms         float64 `json:"nats_p50_ms,omitempty"`
+	NATSP90ms         float64 `json:"nats_p90_ms,omitempty"`
+	NATSP99ms         float64 `json:"nats_p99_ms,omitempty"`
 	// PipelineWorkflowsPerS is the bare pipeline's rate (Config.Pipeline)
 	// and PipelineRatio Weft's workflows/s as a share of it.
 	PipelineWorkflowsPerS float64 `json:"pipeline_workflows_per_s,omitempty"`
@@ -87,7 +156,8 @@ type Result struct {
 	MsgsInPerWorkflow  float64 `json:"server_msgs_in_per_workflow,omitempty"`
 	MsgsOutPerWorkflow float64 `json:"server_msgs_out_per_workflow,omitempty"`
 	// Events is the number of history events the run wrote, and
-	// EventBytes their average encoded record size.
+	// EventBytes their average encoded record size (counted when the run
+	// has Config.NATSURL).
 	Events     int     `json:"-"`
 	EventBytes float64 `json:"-"`
 	// CPUSeconds and PeakRSSMB describe this process (meaningful when
@@ -96,12 +166,29 @@ type Result struct {
 	PeakRSSMB  float64 `json:"-"`
 }
 
+// waitNames says in words how the clients learned of each finish.
+var waitNames = map[string]string{
+	WaitAwait: "clients await through the API",
+	WaitWatch: "clients watch through the API",
+	WaitPoll:  "clients poll through the API",
+	WaitNATS:  "clients wait for closing records on NATS",
+}
+
 // String renders the result for people.
 func (r Result) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "workflows: %d in %.2fs\n", r.Workflows, r.Seconds)
-	fmt.Fprintf(&b, "throughput: %.0f workflows/s, %.0f steps/s, %.0f history events/s\n", r.WorkflowsPerS, r.StepsPerS, r.EventsPerS)
-	fmt.Fprintf(&b, "start->complete latency: p50 %.2fms, p90 %.2fms, p99 %.2fms\n", r.P50ms, r.P90ms, r.P99ms)
+	fmt.Fprintf(&b, "workflows: %d in %.2fs", r.Workflows, r.Seconds)
+	if name := waitNames[r.Wait]; name != "" {
+		fmt.Fprintf(&b, " (%s)", name)
+	}
+	fmt.Fprintf(&b, "\nthroughput: %.0f workflows/s, %.0f steps/s", r.WorkflowsPerS, r.StepsPerS)
+	if r.EventsPerS > 0 {
+		fmt.Fprintf(&b, ", %.0f history events/s", r.EventsPerS)
+	}
+	fmt.Fprintf(&b, "\nstart->complete latency: p50 %.2fms, p90 %.2fms, p99 %.2fms\n", r.P50ms, r.P90ms, r.P99ms)
+	if r.NATSWorkflowsPerS > 0 {
+		fmt.Fprintf(&b, "seen on NATS: %.0f workflows/s, start->closing record latency: p50 %.2fms, p90 %.2fms, p99 %.2fms\n", r.NATSWorkflowsPerS, r.NATSP50ms, r.NATSP90ms, r.NATSP99ms)
+	}
 	if r.FloorEventsPerS > 0 {
 		fmt.Fprintf(&b, "floor: %.0f plain JetStream publishes/s of %.0f-byte records; Weft reaches %.2f of it\n", r.FloorEventsPerS, r.EventBytes, r.FloorRatio)
 	}
@@ -120,23 +207,8 @@ func (r Result) String() string {
 // Run applies the definition, starts the workflows, waits for all of
 // them to complete and measures.
 func Run(ctx context.Context, cfg Config) (Result, error) {
-	if cfg.Server == "" || cfg.NATSURL == "" {
-		return Result{}, errors.New("bench: Server and NATSURL are required")
-	}
-	if cfg.Source == "" {
-		cfg.Source = DefaultDefinition
-	}
-	if cfg.Input == "" {
-		cfg.Input = `{"n": 1}`
-	}
-	if cfg.N <= 0 {
-		cfg.N = 1000
-	}
-	if cfg.C <= 0 {
-		cfg.C = 16
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10 * time.Minute
+	if err := cfg.check(); err != nil {
+		return Result{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
@@ -145,185 +217,424 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	steps := countTasks(plan.Steps)
-	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.C * 2}}
-	wf := weftv1connect.NewWorkflowServiceClient(httpc, cfg.Server)
-	defs := weftv1connect.NewDefinitionServiceClient(httpc, cfg.Server)
-	put, err := defs.PutDefinition(ctx, connect.NewRequest(&weftv1.PutDefinitionRequest{Source: cfg.Source}))
-	if err != nil {
-		return Result{}, fmt.Errorf("bench: put definition: %w", err)
-	}
 	input, err := jsonValue(cfg.Input)
 	if err != nil {
 		return Result{}, err
 	}
-
-	// Completions are observed on the history subjects that carry a
-	// workflow's closing record; events are counted after the run, so the
-	// watching costs the measured system as little as possible.
-	nc, err := nats.Connect(cfg.NATSURL)
+	// The clients are outside ones: Connect with JSON over HTTP/1.1.
+	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.C * 2}}
+	defer httpc.CloseIdleConnections()
+	wf := weftv1connect.NewWorkflowServiceClient(httpc, cfg.Server, connect.WithProtoJSON())
+	defs := weftv1connect.NewDefinitionServiceClient(httpc, cfg.Server, connect.WithProtoJSON())
+	put, err := defs.PutDefinition(ctx, connect.NewRequest(&weftv1.PutDefinitionRequest{Source: cfg.Source}))
 	if err != nil {
-		return Result{}, fmt.Errorf("bench: connect to NATS: %w", err)
+		return Result{}, fmt.Errorf("bench: put definition: %w", err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return Result{}, err
-	}
-	history, err := js.Stream(ctx, eventstore.HistoryStream)
-	if err != nil {
-		return Result{}, fmt.Errorf("bench: history stream: %w", err)
+	start := func(ctx context.Context, _ int, id string) error {
+		_, err := wf.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{
+			Definition: put.Msg.Name, Revision: put.Msg.Revision, WorkflowId: id, RequestId: id, Input: input}))
+		return err
 	}
 	run := fmt.Sprintf("b%d", time.Now().UnixNano()%1e9)
-	var (
-		mu       sync.Mutex
-		waiting  = map[string]chan struct{}{}
-		latency  []time.Duration
-		done     = make(chan struct{})
-		finished atomic.Int64
-	)
-	sub, err := nc.Subscribe("weft.h.*.end", func(m *nats.Msg) {
-		if !strings.HasPrefix(m.Subject, "weft.h."+run+"-") {
-			return
+	var ns *natsSide
+	if cfg.NATSURL != "" {
+		if ns, err = dialNATS(ctx, cfg.NATSURL, cfg.Wait == WaitNATS || cfg.AlsoNATS, run, cfg.N); err != nil {
+			return Result{}, err
 		}
-		_, last, err := events.Peek(m.Data)
-		if err != nil || !last.Terminal() {
-			return
-		}
-		id := strings.Split(m.Subject, ".")[2]
-		mu.Lock()
-		ch := waiting[id]
-		delete(waiting, id)
-		mu.Unlock()
-		if ch != nil {
-			close(ch)
-		}
-		if finished.Add(1) == int64(cfg.N) {
-			close(done)
-		}
-	})
+		defer ns.close()
+	}
+	wait := waitFunc(cfg.Wait, wf, ns)
+	before := takeUsage(cfg)
+	t, err := runClients(ctx, cfg, run, start, wait)
 	if err != nil {
 		return Result{}, err
 	}
-	defer sub.Unsubscribe()
-	_ = sub.SetPendingLimits(-1, -1)
-	if err := nc.Flush(); err != nil {
-		return Result{}, err
+	res := measured(cfg, steps, t, before, takeUsage(cfg))
+	if ns == nil {
+		return res, nil
 	}
-	info, err := history.Info(ctx)
-	if err != nil {
-		return Result{}, fmt.Errorf("bench: history stream: %w", err)
+	if cfg.AlsoNATS {
+		if err := ns.closings.figures(ctx, t, &res); err != nil {
+			return Result{}, err
+		}
 	}
-	firstSeq := info.State.LastSeq + 1
+	return res, ns.extras(ctx, cfg, run, steps, &res)
+}
 
-	var cpu0 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &cpu0)
-	var msgsIn, msgsOut int64
-	if cfg.ServerMsgs != nil {
-		msgsIn, msgsOut = cfg.ServerMsgs()
+// clientFunc is one step of a client's turn with workflow number i, id.
+type clientFunc func(ctx context.Context, i int, id string) error
+
+// waitFunc returns how a client waits for its run to finish.
+func waitFunc(wait string, wf weftv1connect.WorkflowServiceClient, ns *natsSide) clientFunc {
+	switch wait {
+	case WaitWatch:
+		return watchClosed(wf)
+	case WaitPoll:
+		return pollClosed(wf)
+	case WaitNATS:
+		return ns.closings.wait
+	default:
+		return awaitClosed(wf)
 	}
-	begin := time.Now()
-	next := atomic.Int64{}
-	errc := make(chan error, cfg.C)
+}
+
+// awaitClosed calls AwaitWorkflow (again when an await ends with the run
+// still open) until it returns the closed run.
+func awaitClosed(wf weftv1connect.WorkflowServiceClient) clientFunc {
+	return func(ctx context.Context, _ int, id string) error {
+		for {
+			// The server's default timeout; a run open longer is awaited again.
+			_, err := wf.AwaitWorkflow(ctx, connect.NewRequest(&weftv1.AwaitWorkflowRequest{WorkflowId: id}))
+			if err == nil || connect.CodeOf(err) != connect.CodeDeadlineExceeded || ctx.Err() != nil {
+				return err
+			}
+		}
+	}
+}
+
+// watchClosed follows WatchWorkflow until the event that closes the run.
+func watchClosed(wf weftv1connect.WorkflowServiceClient) clientFunc {
+	return func(ctx context.Context, _ int, id string) error {
+		stream, err := wf.WatchWorkflow(ctx, connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: id}))
+		if err != nil {
+			return err
+		}
+		defer stream.Close()
+		for stream.Receive() {
+			if events.Type(stream.Msg().GetEvent().GetType()).Terminal() {
+				return nil
+			}
+		}
+		if err := stream.Err(); err != nil {
+			return err
+		}
+		return errors.New("the watch ended before the run closed")
+	}
+}
+
+// pollClosed calls GetWorkflow until the run is closed, 0.5 ms apart at
+// first and twice as long each time up to 20 ms.
+func pollClosed(wf weftv1connect.WorkflowServiceClient) clientFunc {
+	return func(ctx context.Context, _ int, id string) error {
+		delay := 500 * time.Microsecond
+		for {
+			res, err := wf.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id}))
+			if err != nil {
+				return err
+			}
+			if res.Msg.GetWorkflow().GetStatus() != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING {
+				return nil
+			}
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			delay = min(2*delay, 20*time.Millisecond)
+		}
+	}
+}
+
+// timing is what the clients measured: when they began, how long until
+// the last had its result, and for each workflow when its start call was
+// made and how long it took from there to the result.
+type timing struct {
+	begin   time.Time
+	elapsed time.Duration
+	starts  []time.Time
+	latency []time.Duration
+}
+
+// runClients runs cfg.N workflows with cfg.C clients, each starting a
+// workflow, waiting for it to finish and taking the next.
+func runClients(ctx context.Context, cfg Config, run string, start, wait clientFunc) (timing, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t := timing{starts: make([]time.Time, cfg.N), latency: make([]time.Duration, cfg.N)}
+	var next, finished atomic.Int64
+	done := make(chan struct{})
+	errc := make(chan error, cfg.C) // a client sends at most one
 	var wg sync.WaitGroup
+	t.begin = time.Now()
 	for range cfg.C {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for {
-				i := next.Add(1) - 1
-				if i >= int64(cfg.N) || ctx.Err() != nil {
+				i := int(next.Add(1) - 1)
+				if i >= cfg.N || ctx.Err() != nil {
 					return
 				}
-				// Each client starts a workflow and waits for it to complete.
 				id := fmt.Sprintf("%s-%d", run, i)
-				ch := make(chan struct{})
-				mu.Lock()
-				waiting[id] = ch
-				mu.Unlock()
-				t0 := time.Now()
-				_, err := wf.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{
-					Definition: put.Msg.Name, Revision: put.Msg.Revision, WorkflowId: id, RequestId: id, Input: input}))
-				if err != nil {
+				t.starts[i] = time.Now()
+				if err := start(ctx, i, id); err != nil {
 					errc <- fmt.Errorf("bench: start %s: %w", id, err)
 					return
 				}
-				select {
-				case <-ch:
-				case <-ctx.Done():
+				if err := wait(ctx, i, id); err != nil {
+					errc <- fmt.Errorf("bench: wait for %s: %w", id, err)
 					return
 				}
-				d := time.Since(t0)
-				mu.Lock()
-				latency = append(latency, d)
-				mu.Unlock()
+				t.latency[i] = time.Since(t.starts[i])
+				if finished.Add(1) == int64(cfg.N) {
+					close(done)
+				}
 			}
-		}()
+		})
 	}
+	err := waitClients(ctx, cfg, t.begin, done, errc, &finished)
+	t.elapsed = time.Since(t.begin)
+	cancel()
+	wg.Wait()
+	return t, err
+}
+
+// waitClients waits until done, a client's error or the end of ctx,
+// writing progress lines now and then.
+func waitClients(ctx context.Context, cfg Config, begin time.Time, done <-chan struct{}, errc <-chan error, finished *atomic.Int64) error {
 	progress := time.NewTicker(time.Second)
 	defer progress.Stop()
-wait:
+	if cfg.Progress != nil {
+		defer fmt.Fprintln(cfg.Progress)
+	}
 	for {
 		select {
 		case <-done:
-			break wait
+			return nil
 		case err := <-errc:
-			return Result{}, err
+			if ctx.Err() == nil {
+				return err
+			}
 		case <-ctx.Done():
-			return Result{}, fmt.Errorf("bench: %d of %d workflows done when time ran out", finished.Load(), cfg.N)
 		case <-progress.C:
 			if cfg.Progress != nil {
-				el := time.Since(begin).Seconds()
-				fmt.Fprintf(cfg.Progress, "\r%d/%d workflows done, %.0f/s   ", finished.Load(), cfg.N, float64(finished.Load())/el)
+				n := finished.Load()
+				fmt.Fprintf(cfg.Progress, "\r%d/%d workflows done, %.0f/s   ", n, cfg.N, float64(n)/time.Since(begin).Seconds())
 			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("bench: %d of %d workflows done when time ran out", finished.Load(), cfg.N)
 		}
 	}
-	elapsed := time.Since(begin)
-	wg.Wait()
-	if cfg.Progress != nil {
-		fmt.Fprintln(cfg.Progress)
-	}
-	var cpu1 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &cpu1)
-	if cfg.ServerMsgs != nil {
-		in, out := cfg.ServerMsgs()
-		msgsIn, msgsOut = in-msgsIn, out-msgsOut
-	}
+}
 
-	nEvents, nBytes, err := countEvents(ctx, history, firstSeq, "weft.h."+run+"-", cfg.N)
-	if err != nil {
-		return Result{}, err
-	}
-	res := Result{Workflows: cfg.N, Seconds: elapsed.Seconds(), Events: nEvents}
-	res.WorkflowsPerS = float64(cfg.N) / res.Seconds
+// usage is this process's CPU use and the NATS server's message counts
+// at one moment.
+type usage struct {
+	cpu     syscall.Rusage
+	in, out int64
+}
+
+func takeUsage(cfg Config) usage {
+	var u usage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &u.cpu)
 	if cfg.ServerMsgs != nil {
-		res.MsgsInPerWorkflow, res.MsgsOutPerWorkflow = float64(msgsIn)/float64(cfg.N), float64(msgsOut)/float64(cfg.N)
+		u.in, u.out = cfg.ServerMsgs()
 	}
+	return u
+}
+
+// measured turns the clients' timing and the usage before and after
+// into a result.
+func measured(cfg Config, steps int, t timing, before, after usage) Result {
+	res := Result{Workflows: cfg.N, Wait: cfg.Wait, Seconds: t.elapsed.Seconds()}
+	res.WorkflowsPerS = float64(cfg.N) / res.Seconds
 	res.StepsPerS = float64(cfg.N*steps) / res.Seconds
-	res.EventsPerS = float64(res.Events) / res.Seconds
-	if res.Events > 0 {
-		res.EventBytes = float64(nBytes) / float64(res.Events)
+	res.P50ms, res.P90ms, res.P99ms = percentiles(t.latency)
+	if cfg.ServerMsgs != nil {
+		res.MsgsInPerWorkflow = float64(after.in-before.in) / float64(cfg.N)
+		res.MsgsOutPerWorkflow = float64(after.out-before.out) / float64(cfg.N)
 	}
-	mu.Lock()
-	sort.Slice(latency, func(i, j int) bool { return latency[i] < latency[j] })
-	res.P50ms, res.P90ms, res.P99ms = pct(latency, 0.50), pct(latency, 0.90), pct(latency, 0.99)
-	mu.Unlock()
-	res.CPUSeconds = tv(cpu1.Utime) + tv(cpu1.Stime) - tv(cpu0.Utime) - tv(cpu0.Stime)
-	res.PeakRSSMB = float64(cpu1.Maxrss) / 1024
+	res.CPUSeconds = tv(after.cpu.Utime) + tv(after.cpu.Stime) - tv(before.cpu.Utime) - tv(before.cpu.Stime)
+	res.PeakRSSMB = float64(after.cpu.Maxrss) / 1024
+	return res
+}
+
+// percentiles sorts d and returns its 50th, 90th and 99th percentiles in
+// milliseconds.
+func percentiles(d []time.Duration) (p50, p90, p99 float64) {
+	slices.Sort(d)
+	return pct(d, 0.50), pct(d, 0.90), pct(d, 0.99)
+}
+
+// natsSide is the bench's own connection to the NATS server the API uses:
+// where the history is read from after the run and, with a NATS wait or
+// Config.AlsoNATS, closing records are watched during it.
+type natsSide struct {
+	nc       *nats.Conn
+	history  jetstream.Stream
+	firstSeq uint64    // the history's first sequence of the run
+	closings *closings // nil unless closing records are watched
+	unsub    func()
+}
+
+// dialNATS connects, subscribes to the closing records of run's n
+// workflows when watch is set, and notes where the history stands.
+func dialNATS(ctx context.Context, url string, watch bool, run string, n int) (_ *natsSide, err error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, fmt.Errorf("bench: connect to NATS: %w", err)
+	}
+	ns := &natsSide{nc: nc, unsub: func() {}}
+	defer func() {
+		if err != nil {
+			ns.close()
+		}
+	}()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if ns.history, err = js.Stream(ctx, eventstore.HistoryStream); err != nil {
+		return nil, fmt.Errorf("bench: history stream: %w", err)
+	}
+	if watch {
+		if ns.closings, ns.unsub, err = watchClosings(nc, run, n); err != nil {
+			return nil, err
+		}
+	}
+	info, err := ns.history.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bench: history stream: %w", err)
+	}
+	ns.firstSeq = info.State.LastSeq + 1
+	return ns, nil
+}
+
+func (ns *natsSide) close() {
+	ns.unsub()
+	ns.nc.Close()
+}
+
+// extras counts the run's history events and measures the floor and the
+// pipeline when asked to.
+func (ns *natsSide) extras(ctx context.Context, cfg Config, run string, steps int, res *Result) error {
+	nEvents, nBytes, err := countEvents(ctx, ns.history, ns.firstSeq, "weft.h."+run+"-", cfg.N)
+	if err != nil {
+		return err
+	}
+	res.Events = nEvents
+	res.EventsPerS = float64(nEvents) / res.Seconds
+	if nEvents > 0 {
+		res.EventBytes = float64(nBytes) / float64(nEvents)
+	}
 	if cfg.Floor {
-		if res.FloorEventsPerS, err = floor(ctx, nc, res.Events, int(res.EventBytes), cfg.C); err != nil {
-			return res, err
+		if res.FloorEventsPerS, err = floor(ctx, ns.nc, res.Events, int(res.EventBytes), cfg.C); err != nil {
+			return err
 		}
 		res.FloorRatio = res.EventsPerS / res.FloorEventsPerS
 	}
 	if cfg.Pipeline {
-		if res.PipelineWorkflowsPerS, err = pipeline(ctx, nc, cfg.N, steps, int(res.EventBytes), cfg.C); err != nil {
-			return res, err
+		if res.PipelineWorkflowsPerS, err = pipeline(ctx, ns.nc, cfg.N, steps, int(res.EventBytes), cfg.C); err != nil {
+			return err
 		}
 		if res.PipelineWorkflowsPerS > 0 {
 			res.PipelineRatio = res.WorkflowsPerS / res.PipelineWorkflowsPerS
 		}
 	}
-	return res, nil
+	return nil
+}
+
+// closings records when NATS carried the closing record of each of a
+// run's workflows (the history subjects weft.h.<id>.end), and wakes the
+// clients waiting for them.
+type closings struct {
+	prefix string // weft.h.<run>-
+	mu     sync.Mutex
+	at     []time.Time           // by workflow number; zero until seen
+	wake   map[int]chan struct{} // clients waiting, by workflow number
+	seen   int
+	all    chan struct{} // closed once every closing record is seen
+}
+
+// watchClosings subscribes to the closing records of run's n workflows.
+func watchClosings(nc *nats.Conn, run string, n int) (*closings, func(), error) {
+	c := &closings{prefix: "weft.h." + run + "-", at: make([]time.Time, n), wake: map[int]chan struct{}{}, all: make(chan struct{})}
+	sub, err := nc.Subscribe("weft.h.*.end", c.handle)
+	if err != nil {
+		return nil, nil, err
+	}
+	unsub := func() { _ = sub.Unsubscribe() }
+	_ = sub.SetPendingLimits(-1, -1)
+	if err := nc.Flush(); err != nil {
+		unsub()
+		return nil, nil, err
+	}
+	return c, unsub, nil
+}
+
+func (c *closings) handle(m *nats.Msg) {
+	now := time.Now()
+	rest, ok := strings.CutPrefix(m.Subject, c.prefix)
+	if !ok {
+		return
+	}
+	i, err := strconv.Atoi(strings.TrimSuffix(rest, ".end"))
+	if err != nil || i < 0 || i >= len(c.at) {
+		return
+	}
+	if _, last, err := events.Peek(m.Data); err != nil || !last.Terminal() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.at[i].IsZero() {
+		return
+	}
+	c.at[i] = now
+	if ch := c.wake[i]; ch != nil {
+		close(ch)
+		delete(c.wake, i)
+	}
+	if c.seen++; c.seen == len(c.at) {
+		close(c.all)
+	}
+}
+
+// wait returns once the closing record of workflow i is seen.
+func (c *closings) wait(ctx context.Context, i int, _ string) error {
+	c.mu.Lock()
+	if !c.at[i].IsZero() {
+		c.mu.Unlock()
+		return nil
+	}
+	ch := c.wake[i]
+	if ch == nil {
+		ch = make(chan struct{})
+		c.wake[i] = ch
+	}
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// figures waits for every closing record and sets the NATS figures of
+// res: throughput until the last was seen, and latency from each start
+// call until its workflow's closing record was seen.
+func (c *closings) figures(ctx context.Context, t timing, res *Result) error {
+	select {
+	case <-c.all:
+	case <-ctx.Done():
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return fmt.Errorf("bench: %d of %d closing records seen on NATS when time ran out", c.seen, len(c.at))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	latency := make([]time.Duration, len(c.at))
+	var last time.Time
+	for i, at := range c.at {
+		latency[i] = at.Sub(t.starts[i])
+		if at.After(last) {
+			last = at
+		}
+	}
+	res.NATSWorkflowsPerS = float64(len(c.at)) / last.Sub(t.begin).Seconds()
+	res.NATSP50ms, res.NATSP90ms, res.NATSP99ms = percentiles(latency)
+	return nil
 }
 
 // countEvents reads the history stream from seq on and counts the events

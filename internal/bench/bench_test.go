@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,9 +17,9 @@ import (
 	"github.com/weftworks/weft/orchestrator/api"
 )
 
-// TestBenchRuns runs the load tool briefly against an embedded Weft and
-// checks that what it reports adds up. (Figures come from `weft bench`;
-// WEFT_BENCH_N makes this a longer run.)
+// TestBenchRuns runs the load tool briefly in each wait mode against an
+// embedded Weft and checks that what it reports adds up. (Figures come
+// from `weft bench`; WEFT_BENCH_N and WEFT_BENCH_C make these longer runs.)
 func TestBenchRuns(t *testing.T) {
 	ns := natstest.Start(t)
 	n, err := node.Start(context.Background(), node.Config{NATSURL: ns.URL(), Store: eventstore.Config{},
@@ -27,19 +28,72 @@ func TestBenchRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Stop(context.Background()) })
-	count, conc := 200, 16
+	count, conc := 120, 16
 	if s := os.Getenv("WEFT_BENCH_N"); s != "" {
 		count, _ = strconv.Atoi(s)
 	}
 	if s := os.Getenv("WEFT_BENCH_C"); s != "" {
 		conc, _ = strconv.Atoi(s)
 	}
-	res, err := bench.Run(context.Background(), bench.Config{Server: n.APIURL, NATSURL: ns.URL(), N: count, C: conc, Floor: true, Pipeline: true, Timeout: 2 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name string
+		cfg  bench.Config
+	}{
+		// Await reports the NATS side too, and the floor and pipeline.
+		{"await", bench.Config{Wait: bench.WaitAwait, NATSURL: ns.URL(), AlsoNATS: true, Floor: true, Pipeline: true}},
+		{"watch", bench.Config{Wait: bench.WaitWatch, NATSURL: ns.URL()}},
+		// Poll runs with no NATS at all, so no events are counted.
+		{"poll", bench.Config{Wait: bench.WaitPoll}},
+		{"nats", bench.Config{Wait: bench.WaitNATS, NATSURL: ns.URL()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Server, cfg.N, cfg.C, cfg.Timeout = n.APIURL, count, conc, 2*time.Minute
+			res, err := bench.Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("\n%s", res)
+			checkResult(t, cfg, res)
+		})
 	}
-	t.Logf("\n%s", res)
-	if res.Workflows != count || res.Events != 8*count || res.P50ms <= 0 || res.P99ms < res.P50ms || res.FloorRatio <= 0 || res.PipelineRatio <= 0 {
+}
+
+// checkResult fails t unless res adds up for a run of cfg.
+func checkResult(t *testing.T, cfg bench.Config, res bench.Result) {
+	t.Helper()
+	events := 0
+	if cfg.NATSURL != "" {
+		events = 8 * cfg.N // three steps of two events each, started and completed
+	}
+	if res.Workflows != cfg.N || res.Wait != cfg.Wait || res.Events != events || res.P50ms <= 0 || res.P99ms < res.P50ms || res.WorkflowsPerS <= 0 {
 		t.Fatalf("result does not add up: %+v", res)
+	}
+	if (res.NATSWorkflowsPerS > 0) != cfg.AlsoNATS || (cfg.AlsoNATS && (res.NATSP50ms <= 0 || res.NATSP99ms < res.NATSP50ms)) {
+		t.Fatalf("NATS figures do not fit AlsoNATS %v: %+v", cfg.AlsoNATS, res)
+	}
+	if (res.FloorRatio > 0) != cfg.Floor || (res.PipelineRatio > 0) != cfg.Pipeline {
+		t.Fatalf("floor or pipeline figures do not fit the config: %+v", res)
+	}
+	if first, _, _ := strings.Cut(res.String(), "\n"); !strings.Contains(strings.ToLower(first), cfg.Wait) {
+		t.Fatalf("first line does not name the wait mode %s:\n%s", cfg.Wait, res)
+	}
+}
+
+// TestBenchConfigNeedsNATS: the modes that observe or measure NATS fail
+// without NATSURL, before any workflow starts.
+func TestBenchConfigNeedsNATS(t *testing.T) {
+	for _, cfg := range []bench.Config{
+		{Wait: bench.WaitNATS},
+		{AlsoNATS: true},
+		{Floor: true},
+		{Pipeline: true},
+		{Wait: "sleep", NATSURL: "nats://127.0.0.1:1"},
+		{Wait: bench.WaitNATS, AlsoNATS: true, NATSURL: "nats://127.0.0.1:1"},
+	} {
+		cfg.Server = "http://127.0.0.1:1"
+		if _, err := bench.Run(context.Background(), cfg); err == nil || !strings.HasPrefix(err.Error(), "bench: ") || strings.Contains(err.Error(), "connect") {
+			t.Errorf("%+v: err %v, want a config error", cfg, err)
+		}
 	}
 }
