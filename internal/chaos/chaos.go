@@ -127,6 +127,11 @@ type Harness struct {
 	client       *http.Client
 	wf           weftv1connect.WorkflowServiceClient
 	defs         weftv1connect.DefinitionServiceClient
+	// awaitClient and awaits make the AwaitWorkflow calls, which stay
+	// open until a run closes: over HTTP/2 (h2c), many to a connection,
+	// each bounded by its own deadline rather than a client timeout.
+	awaitClient *http.Client
+	awaits      weftv1connect.WorkflowServiceClient
 
 	closeOnce sync.Once
 }
@@ -183,6 +188,9 @@ func (h *Harness) Close() {
 		}
 		if h.client != nil {
 			h.client.CloseIdleConnections()
+		}
+		if h.awaitClient != nil {
+			h.awaitClient.CloseIdleConnections()
 		}
 	})
 }
@@ -367,6 +375,13 @@ func (h *Harness) startWeft(ctx context.Context, bin string) error {
 	}
 	h.wf = weftv1connect.NewWorkflowServiceClient(h.client, h.apiURL)
 	h.defs = weftv1connect.NewDefinitionServiceClient(h.client, h.apiURL)
+	h2c := new(http.Protocols)
+	h2c.SetUnencryptedHTTP2(true)
+	h.awaitClient = &http.Client{Transport: &http.Transport{
+		DialContext: (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+		Protocols:   h2c,
+	}}
+	h.awaits = weftv1connect.NewWorkflowServiceClient(h.awaitClient, h.apiURL)
 	if err := h.waitAPI(wctx); err != nil {
 		return fmt.Errorf("the API at %s did not answer: %w (logs in %s)", h.apiURL, err, filepath.Join(h.dir, "logs"))
 	}

@@ -111,8 +111,8 @@ type NodeKillResult struct {
 	// Resume is the time from the kill until the first completion of a
 	// workflow whose start was first requested after the kill.
 	Resume time.Duration
-	// Seen is the time from the kill until the client, polling
-	// GetWorkflow every 2s, first saw a workflow started after the kill
+	// Seen is the time from the kill until the client, awaiting each
+	// workflow with AwaitWorkflow, first saw one started after the kill
 	// completed.
 	Seen time.Duration
 	// FirstClose is the time from the kill until the first completion of

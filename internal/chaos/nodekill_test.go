@@ -29,7 +29,7 @@ func TestNATSNodeKillResumes(t *testing.T) {
 		t.Logf("new history leader %s after %s; node down %s, healthy %s after its restart",
 			res.NewLeader, res.Elected.Round(time.Millisecond), res.DownFor.Round(time.Millisecond), res.Healthy.Round(time.Millisecond))
 		t.Logf("pause: first completion after the kill at +%s; first completion of a workflow started after the kill at +%s; "+
-			"rate back to half of %.1f/s at +%s, and stays there from +%s; the client, polling GetWorkflow, saw one at +%s; %d of %d workflows started after the kill; load ran %s",
+			"rate back to half of %.1f/s at +%s, and stays there from +%s; the client, awaiting them, saw one at +%s; %d of %d workflows started after the kill; load ran %s",
 			res.FirstClose.Round(time.Millisecond), res.Resume.Round(time.Millisecond), res.PreRate,
 			res.RateBack.Round(time.Millisecond), res.Steady.Round(time.Millisecond), res.Seen.Round(time.Millisecond), res.StartedAfterKill, res.Workflows, res.Elapsed.Round(time.Second))
 		t.Logf("new leaders: %s", res.ElectionsString())

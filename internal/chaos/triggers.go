@@ -200,23 +200,11 @@ func (h *Harness) collectCron(ctx context.Context, d *driver, t0 time.Time, res 
 	return runs
 }
 
-// closed polls workflow id until it closes, and returns it; nil when it
-// could not be read before ctx ended.
+// closed awaits workflow id until it closes, and returns it; when ctx
+// ends first, the run as last read (nil when it could not be read).
 func (d *driver) closed(ctx context.Context, id string) *weftv1.Workflow {
-	var last *weftv1.Workflow
-	for {
-		if wf, err := d.get(ctx, id, true); err == nil {
-			last = wf
-			if closedStatus(wf.Status) {
-				return wf
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return last
-		case <-time.After(2 * time.Second):
-		}
-	}
+	wf, _ := d.await(ctx, id, true)
+	return wf
 }
 
 // leftRunning lists the workflows still RUNNING once everything has

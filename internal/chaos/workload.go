@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
@@ -222,8 +223,8 @@ func (h *Harness) runWorkload(ctx context.Context) (*Result, error) {
 }
 
 // drive starts one workflow (retrying with the same request id), sends its
-// signals, does its cancel and its redrive, and polls it until it closes
-// or ctx ends; then it follows its children until they close.
+// signals, does its cancel and its redrive, and awaits it until it closes
+// or ctx ends; then it awaits its children until they close.
 func (h *Harness) drive(ctx context.Context, r *run, c *counters, polls chan struct{}) {
 	p := r.plan
 	for path, status := range p.refuse {
@@ -256,26 +257,25 @@ func (h *Harness) drive(ctx context.Context, r *run, c *counters, polls chan str
 	if p.cancel != nil && r.signalErr == nil {
 		r.actionErr = d.cancel(ctx, r)
 	}
-	wait := 2 * time.Second
-	if p.shape == shapeWait {
-		wait = 3 * time.Second
-	}
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
+		wf, err := d.await(ctx, p.id, true)
+		if wf != nil {
+			r.final = wf
 		}
-		wf, err := d.get(ctx, p.id, true)
 		if err != nil {
-			continue
-		}
-		r.final = wf
-		if !closedStatus(wf.Status) {
-			continue
+			if !errors.Is(err, errNotClosed) && ctx.Err() == nil {
+				h.logf("%v", err)
+			}
+			return // not closed (or not read) before ctx ended; the checks report it
 		}
 		if r.redriven && !d.redriveClosed(ctx, p.id) {
-			continue // the redrive has not been taken yet
+			// The state read may be the failure from before the redrive,
+			// or the history may not show the close yet: look again in a
+			// moment.
+			if sleep(ctx, time.Second) != nil {
+				return
+			}
+			continue
 		}
 		if wf.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED && p.redrive != nil && !r.redriven {
 			r.firstFailure = wf.Error
@@ -298,6 +298,95 @@ type driver struct {
 	h     *Harness
 	c     *counters
 	polls chan struct{} // GetWorkflow calls in flight
+}
+
+// awaitTimeout is the longest one AwaitWorkflow call waits for a run to
+// close. awaitReserve is the time kept at the end of the caller's deadline
+// to read a run that did not close, and the slack of each call's own
+// deadline over the timeout it asks the server for.
+const (
+	awaitTimeout = 30 * time.Second
+	awaitReserve = 5 * time.Second
+)
+
+// errNotClosed marks a workflow that did not close before the caller's
+// context ended.
+var errNotClosed = errors.New("workflow not closed")
+
+// await waits for workflow id to close and returns it. Each
+// AwaitWorkflow call waits at most awaitTimeout; one that ends with the run
+// still running (DEADLINE_EXCEEDED once its timeout passed) is made again
+// at once, and one that fails while the API is down or restarting (a
+// DEADLINE_EXCEEDED before the timeout included), or with NotFound (after a
+// successful start (started) a transient answer; for a child the parent
+// has just started, the child's start may not be stored yet), again after
+// a backoff, until ctx ends. When ctx has a deadline the awaits stop
+// awaitReserve before it, and the run is read once more with GetWorkflow:
+// a run that did not close is returned as read, with errNotClosed, so the
+// checks report the state it was left in. nil comes with the error of a
+// run that could not be read.
+func (d *driver) await(ctx context.Context, id string, started bool) (*weftv1.Workflow, error) {
+	delay := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		timeout := awaitTimeout
+		if dl, ok := ctx.Deadline(); ok {
+			timeout = min(timeout, time.Until(dl)-awaitReserve)
+		}
+		if timeout <= 0 {
+			break
+		}
+		called := time.Now()
+		wf, err := d.awaitOnce(ctx, id, timeout)
+		switch {
+		case err == nil && closedStatus(wf.GetStatus()):
+			return wf, nil
+		case err == nil:
+			// An answer without a closed run is no answer: ask again.
+		case connect.CodeOf(err) == connect.CodeDeadlineExceeded && time.Since(called) >= timeout:
+			delay = 100 * time.Millisecond
+			continue // still running when the call's timeout passed
+		case connect.CodeOf(err) == connect.CodeNotFound:
+			if started {
+				d.c.notFoundStarts.Add(1)
+			}
+		case !retryable(err):
+			return nil, fmt.Errorf("await %s: %w", id, err)
+		}
+		if sleep(ctx, delay) != nil {
+			break
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+	wf, err := d.get(ctx, id, started)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("await %s: %w", id, err)
+	case !closedStatus(wf.Status):
+		return wf, fmt.Errorf("%w: %s is %s", errNotClosed, id, wf.Status)
+	}
+	return wf, nil
+}
+
+// awaitOnce makes one AwaitWorkflow call that waits at most timeout.
+func (d *driver) awaitOnce(ctx context.Context, id string, timeout time.Duration) (*weftv1.Workflow, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout+awaitReserve)
+	defer cancel()
+	resp, err := d.h.awaits.AwaitWorkflow(ctx, connect.NewRequest(&weftv1.AwaitWorkflowRequest{
+		WorkflowId: id, Timeout: durationpb.New(timeout)}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg.Workflow, nil
+}
+
+// sleep waits for d, or returns ctx's error when it ends first.
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 // get reads a workflow. NotFound is retried: after a successful start
@@ -486,7 +575,7 @@ func (d *driver) redriveClosed(ctx context.Context, id string) bool {
 }
 
 // followChildren finds the children of a closed workflow in its history
-// and polls each until it closes or ctx ends.
+// and awaits each until it closes or ctx ends.
 func (d *driver) followChildren(ctx context.Context, r *run) {
 	p := r.plan
 	if len(p.children) == 0 {
@@ -513,22 +602,11 @@ func (d *driver) followChildren(ctx context.Context, r *run) {
 			continue
 		}
 		p.childStarted(path, id)
-		for {
-			wf, err := d.get(ctx, id, false)
-			if err == nil {
-				cr.started, cr.final = true, wf
-				if closedStatus(wf.Status) {
-					break
-				}
-			}
-			select {
-			case <-ctx.Done():
-				if !cr.started {
-					cr.startErr = fmt.Errorf("child %s never found: %w", id, err)
-				}
-				return
-			case <-time.After(2 * time.Second):
-			}
+		wf, err := d.await(ctx, id, false)
+		if wf != nil {
+			cr.started, cr.final = true, wf
+		} else {
+			cr.startErr = fmt.Errorf("child %s never found: %w", id, err)
 		}
 	}
 }
