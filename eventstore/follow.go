@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,41 +13,52 @@ import (
 // closingSuffix ends the subject of a record that closes its workflow.
 const closingSuffix = ".end"
 
-// Follower tells which workflows' histories grew, from the moment it was
-// made on: one ordered consumer on the history stream, however many
-// workflows its caller is interested in. It sees records only once the
-// stream has stored them, so a read after a record was seen finds it.
+// Follower delivers every history record stored from the moment it was
+// made on, in stream order: one ordered consumer on the history stream,
+// however many workflows its caller is interested in. It sees records
+// only once the stream has stored them, so a read after a record was
+// seen finds it.
 type Follower struct {
 	cons jetstream.Consumer
 }
 
-// FollowClosings returns a Follower of the records that close workflows.
-func (s *Store) FollowClosings(ctx context.Context) (*Follower, error) {
-	return s.follow(ctx, historyPrefix+"*"+closingSuffix)
+// Followed is a history record as a Follower delivers it.
+type Followed struct {
+	// Workflow is the id of the workflow whose history it is.
+	Workflow string
+	// Seq is its stream sequence and Prev that of the workflow's record
+	// before it (0 for the first); HasPrev is false when the record
+	// carries no link.
+	Seq, Prev uint64
+	HasPrev   bool
+	// Closing is set when the record closes the workflow.
+	Closing bool
+
+	subject string
+	time    time.Time
+	data    []byte
 }
+
+// Message decodes the record.
+func (f Followed) Message() Message { return decodeMsg(f.Seq, f.subject, f.time, f.data) }
 
 // FollowHistories returns a Follower of every history record.
 func (s *Store) FollowHistories(ctx context.Context) (*Follower, error) {
-	return s.follow(ctx, historyPrefix+">")
-}
-
-func (s *Store) follow(ctx context.Context, filter string) (*Follower, error) {
 	cons, err := s.history.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{filter},
+		FilterSubjects:    []string{historyPrefix + ">"},
 		DeliverPolicy:     jetstream.DeliverNewPolicy,
 		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("eventstore: follow %s: %w", filter, err)
+		return nil, fmt.Errorf("eventstore: follow the histories: %w", err)
 	}
 	return &Follower{cons: cons}, nil
 }
 
-// Run calls fn with the workflow id and stream sequence of each record
-// stored after the Follower was made, in stream order, until ctx ends
-// (nil) or the consumer fails (its error: records may have been missed
-// since, and a new Follower is needed).
-func (f *Follower) Run(ctx context.Context, fn func(wf string, seq uint64)) error {
+// Run calls fn with each record stored after the Follower was made, in
+// stream order, until ctx ends (nil) or the consumer fails (its error:
+// records may have been missed since, and a new Follower is needed).
+func (f *Follower) Run(ctx context.Context, fn func(Followed)) error {
 	it, err := f.cons.Messages(jetstream.PullMaxMessages(1024))
 	if err != nil {
 		return fmt.Errorf("eventstore: follow: %w", err)
@@ -62,11 +74,19 @@ func (f *Follower) Run(ctx context.Context, fn func(wf string, seq uint64)) erro
 			}
 			return fmt.Errorf("eventstore: follow: %w", err)
 		}
-		wf, _, _ := strings.Cut(strings.TrimPrefix(m.Subject(), historyPrefix), ".")
-		var seq uint64
-		if md, err := m.Metadata(); err == nil {
-			seq = md.Sequence.Stream
+		md, err := m.Metadata()
+		if err != nil {
+			continue
 		}
-		fn(wf, seq)
+		subj := m.Subject()
+		wf, _, _ := strings.Cut(strings.TrimPrefix(subj, historyPrefix), ".")
+		r := Followed{Workflow: wf, Seq: md.Sequence.Stream, Closing: strings.HasSuffix(subj, closingSuffix),
+			subject: subj, time: md.Timestamp, data: m.Data()}
+		if v := m.Headers().Get(prevHeader); v != "" {
+			if prev, err := strconv.ParseUint(v, 10, 64); err == nil && prev < r.Seq {
+				r.Prev, r.HasPrev = prev, true
+			}
+		}
+		fn(r)
 	}
 }

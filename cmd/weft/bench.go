@@ -24,7 +24,7 @@ import (
 
 func benchCmd(cf *clientFlags) *cobra.Command {
 	var (
-		n, c, orchs                           int
+		n, c, orchs, pollers                  int
 		file, input, natsURL, wait            string
 		syncMode                              string
 		floor, pipe, alsoNATS, asJSON, noProg bool
@@ -58,7 +58,7 @@ pipeline and prints Weft's workflows/s as a ratio of it.`,
 			if cmd.Flags().Changed("server") {
 				server = serverURL(cf.server)
 			}
-			cfg := bench.Config{N: n, C: c, Input: input, Wait: wait, AlsoNATS: alsoNATS, Floor: floor, Pipeline: pipe,
+			cfg := bench.Config{N: n, C: c, Input: input, Wait: wait, AlsoNATS: alsoNATS, Pollers: pollers, Floor: floor, Pipeline: pipe,
 				Timeout: timeout, Server: server, NATSURL: natsURL}
 			if err := checkBenchFlags(cfg, server != ""); err != nil {
 				return err
@@ -96,6 +96,7 @@ pipeline and prints Weft's workflows/s as a ratio of it.`,
 	f := cmd.Flags()
 	f.IntVarP(&n, "n", "n", 1000, "workflows to run")
 	f.IntVarP(&c, "c", "c", 16, "concurrent clients")
+	f.IntVar(&pollers, "pollers", 0, "more clients calling GetWorkflow on running workflows as fast as they are answered, while the run lasts")
 	f.StringVarP(&file, "file", "f", "", "definition to run (default: three sequential echo steps)")
 	f.StringVar(&input, "input", `{"n": 1}`, "input of every workflow (JSON)")
 	f.StringVar(&natsURL, "nats-url", "", "NATS the measured Weft uses (with --server; needed by --wait nats, --also-nats, --floor, --pipeline)")

@@ -7,6 +7,7 @@ package bench
 
 import (
 	"context"
+	"math/rand/v2"
 	"errors"
 	"fmt"
 	"io"
@@ -81,6 +82,9 @@ type Config struct {
 	// Pipeline also runs as many workflows of as many steps through a bare
 	// JetStream pipeline of two consumers (no state, no checks, no API).
 	Pipeline bool
+	// Pollers more clients call GetWorkflow as fast as they are answered,
+	// each time on one of the workflows started last, while the run lasts.
+	Pollers int
 	// Progress receives a progress line now and then; nil for none.
 	Progress io.Writer
 	// Timeout bounds the whole run. Default 10m.
@@ -150,6 +154,9 @@ type Result struct {
 	// and PipelineRatio Weft's workflows/s as a share of it.
 	PipelineWorkflowsPerS float64 `json:"pipeline_workflows_per_s,omitempty"`
 	PipelineRatio         float64 `json:"pipeline_ratio,omitempty"`
+	// PollsPerS is how many GetWorkflow calls the pollers made a second
+	// (Config.Pollers).
+	PollsPerS float64 `json:"polls_per_s,omitempty"`
 	// MsgsInPerWorkflow and MsgsOutPerWorkflow are the messages the NATS
 	// server received and sent per workflow while the workflows ran
 	// (with Config.ServerMsgs).
@@ -186,6 +193,9 @@ func (r Result) String() string {
 		fmt.Fprintf(&b, ", %.0f history events/s", r.EventsPerS)
 	}
 	fmt.Fprintf(&b, "\nstart->complete latency: p50 %.2fms, p90 %.2fms, p99 %.2fms\n", r.P50ms, r.P90ms, r.P99ms)
+	if r.PollsPerS > 0 {
+		fmt.Fprintf(&b, "meanwhile: %.0f GetWorkflow calls/s on running workflows\n", r.PollsPerS)
+	}
 	if r.NATSWorkflowsPerS > 0 {
 		fmt.Fprintf(&b, "seen on NATS: %.0f workflows/s, start->closing record latency: p50 %.2fms, p90 %.2fms, p99 %.2fms\n", r.NATSWorkflowsPerS, r.NATSP50ms, r.NATSP90ms, r.NATSP99ms)
 	}
@@ -244,12 +254,21 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		defer ns.close()
 	}
 	wait := waitFunc(cfg.Wait, wf, ns)
+	var latest atomic.Int64 // the number of the workflow started last
+	started := func(ctx context.Context, i int, id string) error {
+		err := start(ctx, i, id)
+		latest.Store(int64(i))
+		return err
+	}
+	stopPolls := poll(ctx, cfg, wf, run, &latest)
 	before := takeUsage(cfg)
-	t, err := runClients(ctx, cfg, run, start, wait)
+	t, err := runClients(ctx, cfg, run, started, wait)
+	polls := stopPolls()
 	if err != nil {
 		return Result{}, err
 	}
 	res := measured(cfg, steps, t, before, takeUsage(cfg))
+	res.PollsPerS = float64(polls) / t.elapsed.Seconds()
 	if ns == nil {
 		return res, nil
 	}
@@ -259,6 +278,31 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		}
 	}
 	return res, ns.extras(ctx, cfg, run, steps, &res)
+}
+
+// poll runs cfg.Pollers clients calling GetWorkflow on one of the C
+// workflows started last, as fast as they are answered; stop ends them
+// and returns how many calls were answered.
+func poll(ctx context.Context, cfg Config, wf weftv1connect.WorkflowServiceClient, run string, latest *atomic.Int64) (stop func() int64) {
+	ctx, cancel := context.WithCancel(ctx)
+	var calls atomic.Int64
+	var wg sync.WaitGroup
+	for range cfg.Pollers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := max(latest.Load()-rand.Int64N(int64(cfg.C)), 0)
+				_, err := wf.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: fmt.Sprintf("%s-%d", run, i)}))
+				if err == nil {
+					calls.Add(1)
+				}
+			}
+		})
+	}
+	return func() int64 {
+		cancel()
+		wg.Wait()
+		return calls.Load()
+	}
 }
 
 // clientFunc is one step of a client's turn with workflow number i, id.

@@ -9,13 +9,12 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+	"github.com/weftworks/weft/internal/node"
 )
 
 // parkedDef waits for a signal "go" and outputs its payload.
@@ -39,27 +38,6 @@ func await(ctx context.Context, c weftv1connect.WorkflowServiceClient, id string
 	return resp.Msg.Workflow, nil
 }
 
-// closingFollowers counts the consumers on the history stream that follow
-// closing records: the API makes one when an await first has to wait.
-func (e *env) closingFollowers() int {
-	e.t.Helper()
-	js, err := jetstream.New(e.ns.Connect(e.t))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx(e.t), eventstore.HistoryStream)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	n := 0
-	for info := range stream.ListConsumers(ctx(e.t)).Info() {
-		if slicesContain(info.Config.FilterSubjects, "weft.h.*.end") || info.Config.FilterSubject == "weft.h.*.end" {
-			n++
-		}
-	}
-	return n
-}
-
 func slicesContain(ss []string, s string) bool {
 	for _, x := range ss {
 		if x == s {
@@ -67,6 +45,12 @@ func slicesContain(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// awaiting reports how many awaits the node's API holds open.
+func awaiting(n *node.Node) int {
+	a, _ := n.API.Waiting()
+	return a
 }
 
 func TestAwaitStartedBeforeTheCloseReturnsTheResult(t *testing.T) {
@@ -85,8 +69,7 @@ func TestAwaitStartedBeforeTheCloseReturnsTheResult(t *testing.T) {
 		w, err := await(context.Background(), e.wf, id, 30*time.Second)
 		done <- result{w, err}
 	}()
-	// The await is waiting once the API follows closings.
-	eventually(t, 20*time.Second, "the await to wait", func() bool { return e.closingFollowers() > 0 })
+	eventually(t, 20*time.Second, "the await to wait", func() bool { return awaiting(e.node) == 1 })
 	select {
 	case r := <-done:
 		t.Fatalf("await returned before the run closed: %v %v", r.w, r.err)
@@ -166,7 +149,7 @@ func TestAwaitAcrossAnAPIRestart(t *testing.T) {
 		_, err := await(context.Background(), c1, id, time.Minute)
 		failed <- err
 	}()
-	eventually(t, 20*time.Second, "the await to wait", func() bool { return e.closingFollowers() > 0 })
+	eventually(t, 20*time.Second, "the await to wait", func() bool { return awaiting(first) == 1 })
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_ = first.Stop(stopCtx)

@@ -82,11 +82,10 @@ type Server struct {
 	cfg      Config
 	log      *slog.Logger
 
-	// states are recently read workflows; closings wakes the calls
-	// awaiting a workflow's close and records those watching its history.
+	// states are recently read workflows; interest wakes the calls
+	// awaiting a workflow's close or watching its history.
 	states   *states
-	closings *interest
-	records  *interest
+	interest *interest
 
 	// runCtx is Start's context: the listing's watcher lives as long.
 	runCtx context.Context
@@ -119,16 +118,15 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	}
 	config.Default(&cfg.StateCacheSize, 4096)
 	log := cfg.Logger.With("component", "api")
-	return &Server{store: store, defs: cfg.Definitions, triggers: trigger.NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
-		states:   newStates(cfg.StateCacheSize),
-		closings: newInterest(store.FollowClosings, 0, log),
-		records:  newInterest(store.FollowHistories, watchLinger, log),
-	}, nil
+	s := &Server{store: store, defs: cfg.Definitions, triggers: trigger.NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
+		states: newStates(cfg.StateCacheSize)}
+	s.interest = newInterest(store.FollowHistories, s.states.offer, followLinger, log)
+	return s, nil
 }
 
-// watchLinger is how long the API follows every history record after the
-// last WatchWorkflow call ended, in case another comes.
-const watchLinger = 30 * time.Second
+// followLinger is how long the API follows the histories after the last
+// AwaitWorkflow or WatchWorkflow call ended, in case another comes.
+const followLinger = 30 * time.Second
 
 // Start loads the definitions' webhooks and follows changes until ctx
 // ends; the listing ListWorkflows keeps is followed as long.
@@ -136,8 +134,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.listMu.Lock()
 	s.runCtx = ctx
 	s.listMu.Unlock()
-	s.closings.setBase(ctx)
-	s.records.setBase(ctx)
+	s.interest.setBase(ctx)
 	if err := s.triggers.Start(ctx, nil); err != nil {
 		return err
 	}

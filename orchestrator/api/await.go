@@ -18,10 +18,12 @@ const (
 	MaxAwaitTimeout     = 15 * time.Minute
 )
 
-// AwaitWorkflow returns the workflow's state once it is closed. It reads
-// the workflow, registers for its closing, reads again (a close between
-// the two is not missed) and then reads each time a closing record of the
-// workflow is stored, until one shows it closed or the timeout passes.
+// AwaitWorkflow returns the workflow's state once it is closed. It
+// registers for the workflow's records, reads it (what is stored from
+// then on is followed, so a close is never missed) and looks again each
+// time a closing record of the workflow is stored, until one shows it
+// closed or the timeout passes. The records followed meanwhile are folded
+// into the cached state, so the look at a close reads nothing.
 func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.AwaitWorkflowRequest]) (*connect.Response[weftv1.AwaitWorkflowResponse], error) {
 	wf := req.Msg.WorkflowId
 	timeout, err := awaitTimeout(req.Msg)
@@ -30,17 +32,14 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	w, err := s.closedWorkflow(ctx, wf)
-	if err != nil || w != nil {
-		return awaited(w, err, wf, timeout)
-	}
-	reg, err := s.closings.add(ctx, wf)
+	reg, err := s.interest.add(ctx, wf, true)
 	if err != nil {
 		return awaited(nil, toConnect(err), wf, timeout)
 	}
-	defer s.closings.remove(reg)
+	defer s.interest.remove(reg)
 	for {
-		if w, err = s.closedWorkflow(ctx, wf); err != nil || w != nil {
+		w, err := s.closedWorkflow(ctx, wf, reg.need.Load())
+		if err != nil || w != nil {
 			return awaited(w, err, wf, timeout)
 		}
 		select {
@@ -54,7 +53,7 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 // Waiting returns how many AwaitWorkflow calls wait for a close and how
 // many WatchWorkflow calls follow a history in this process.
 func (s *Server) Waiting() (awaits, watches int) {
-	return s.closings.waiting(), s.records.waiting()
+	return s.interest.waiting()
 }
 
 // awaitTimeout is the request's timeout, checked, or the default.
@@ -92,10 +91,10 @@ func awaited(w *weftv1.Workflow, err error, wf string, timeout time.Duration) (*
 }
 
 // closedWorkflow returns wf's state when it is closed, and nil while it
-// runs.
-func (s *Server) closedWorkflow(ctx context.Context, wf string) (*weftv1.Workflow, error) {
+// runs; a cached state that reaches stream sequence need is taken as it is.
+func (s *Server) closedWorkflow(ctx context.Context, wf string, need uint64) (*weftv1.Workflow, error) {
 	var w *weftv1.Workflow
-	err := s.withState(ctx, wf, func(v *stateView) error {
+	err := s.withState(ctx, wf, need, func(v *stateView) error {
 		if v.st.Status == workflow.StatusRunning {
 			return nil
 		}

@@ -6,6 +6,8 @@ import (
 
 	"connectrpc.com/connect"
 	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/weftworks/weft/eventstore"
 )
 
 // states keeps the folded states of recently read workflows, so that a
@@ -17,10 +19,19 @@ type states struct {
 }
 
 // cachedRun is one workflow's folded state; mu serializes its reads.
+// Records followed while a read held it wait in pending, to be folded in
+// after.
 type cachedRun struct {
 	mu   sync.Mutex
 	view *stateView // nil until first read
+
+	pmu     sync.Mutex
+	pending []eventstore.Followed
 }
+
+// maxPending bounds the followed records kept for a state being read;
+// past it they are dropped, and a read that needs them reads them.
+const maxPending = 256
 
 func newStates(size int) *states {
 	c, err := lru.New[string, *cachedRun](size)
@@ -42,15 +53,18 @@ func (c *states) entry(wf string) *cachedRun {
 }
 
 // withState calls fn with wf's current state: the cached fold brought up to
-// date with the records appended since, or a fresh read. fn must not keep
-// or change the state: it is shared, and read under the entry's lock.
-func (s *Server) withState(ctx context.Context, wf string, fn func(*stateView) error) error {
+// date with the records appended since, or a fresh read. A cached fold
+// that reaches stream sequence need (0: none does) is taken as it is,
+// without asking the stream. fn must not keep or change the state: it is
+// shared, and read under the entry's lock.
+func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(*stateView) error) error {
 	if err := checkWorkflowID(wf); err != nil {
 		return err
 	}
 	e := s.states.entry(wf)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.catchUp()
 	if e.view == nil {
 		v, err := s.readState(ctx, wf)
 		if err != nil {
@@ -60,7 +74,8 @@ func (s *Server) withState(ctx context.Context, wf string, fn func(*stateView) e
 			return err
 		}
 		e.view = v
-	} else {
+		e.catchUp()
+	} else if need == 0 || e.view.st.LastSeq < need {
 		msgs, err := s.store.Read(ctx, wf, e.view.st.LastSeq)
 		if err != nil {
 			return toConnect(err)
@@ -79,4 +94,50 @@ func (s *Server) withState(ctx context.Context, wf string, fn func(*stateView) e
 		defer func() { e.view = nil }()
 	}
 	return fn(e.view)
+}
+
+// offer folds a followed record into its workflow's cached state, made
+// for it if there is none (the follower offers only records of workflows
+// some call waits on). A state being read is not waited for (the follower
+// never waits on the stream): the record is left for the reader to fold.
+func (c *states) offer(r eventstore.Followed) {
+	e := c.entry(r.Workflow)
+	if e.mu.TryLock() {
+		e.catchUp(r)
+		e.mu.Unlock()
+		return
+	}
+	e.pmu.Lock()
+	if len(e.pending) < maxPending {
+		e.pending = append(e.pending, r)
+	}
+	e.pmu.Unlock()
+}
+
+// catchUp folds the pending records, then more, into the state as far as
+// they follow on from it: a record the state has is passed by, and one
+// that would leave a gap ends it (a read that needs more reads it). e.mu
+// is held.
+func (e *cachedRun) catchUp(more ...eventstore.Followed) {
+	e.pmu.Lock()
+	recs := append(e.pending, more...)
+	e.pending = nil
+	e.pmu.Unlock()
+	for _, r := range recs {
+		if e.view == nil || e.view.broken {
+			return
+		}
+		if r.Seq <= e.view.st.LastSeq {
+			continue
+		}
+		if !r.HasPrev || r.Prev != e.view.st.LastSeq {
+			return
+		}
+		v, err := foldMessages(e.view.st, []eventstore.Message{r.Message()})
+		if err != nil || v.broken {
+			e.view = nil
+			return
+		}
+		e.view = v
+	}
 }

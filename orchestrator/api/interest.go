@@ -3,25 +3,30 @@ package api
 import (
 	"context"
 	"log/slog"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftworks/weft/eventstore"
 )
 
-// interest wakes the calls waiting on workflows (awaits, watches) when
-// their histories grow, from one Follower shared by all of them: waiting
-// costs memory, not JetStream consumers. The follower is made when the
-// first call comes and, with linger set, ended when none has been left
-// for that long.
+// interest wakes the calls waiting on workflows (awaits on a close,
+// watches on every record) as their histories grow, from one Follower
+// shared by all of them: waiting costs memory, not JetStream consumers.
+// The follower is made when the first call comes and ended when none has
+// been left for linger. Each record it sees is offered to seen first (the
+// API's cache of states folds it in) and then wakes the calls.
 //
-// A wake is only a hint to read again: a call reads the workflow after
-// it is registered and the follower is in place (so nothing stored before
-// is missed), then again after each wake. When the follower fails, every
-// call is woken once its replacement is in place.
+// A wake is a hint to look again, with the sequence the workflow's state
+// must reach: a call reads the workflow after it is registered and the
+// follower is in place (so nothing stored before is missed), then after
+// each wake. When the follower fails, every call is woken, with a need
+// no state reaches (so each reads), once its replacement is in place.
 type interest struct {
 	follow func(context.Context) (*eventstore.Follower, error)
-	linger time.Duration // 0: follow for the life of base
+	seen   func(eventstore.Followed)
+	linger time.Duration
 	log    *slog.Logger
 
 	mu      sync.Mutex
@@ -36,21 +41,38 @@ type interest struct {
 	idle  *time.Timer
 }
 
-// waiting returns how many calls are registered.
-func (in *interest) waiting() int {
+// waiting returns how many calls are registered for closings, and how
+// many for every record.
+func (in *interest) waiting() (closings, records int) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return in.count
+	for _, set := range in.waiters {
+		for w := range set {
+			if w.closing {
+				closings++
+			} else {
+				records++
+			}
+		}
+	}
+	return closings, records
 }
 
-// waiter is one call's registration: wake has room for one hint.
+// waiter is one call's registration: wake has room for one hint, and
+// need is the stream sequence the workflow's state must reach to show
+// what woke it.
 type waiter struct {
-	wf   string
-	wake chan struct{}
+	wf      string
+	closing bool // woken by closing records only
+	wake    chan struct{}
+	need    atomic.Uint64
 }
 
-func newInterest(follow func(context.Context) (*eventstore.Follower, error), linger time.Duration, log *slog.Logger) *interest {
-	return &interest{follow: follow, linger: linger, log: log, waiters: map[string]map[*waiter]struct{}{}}
+// everything is a need no state reaches: read afresh.
+const everything = math.MaxUint64
+
+func newInterest(follow func(context.Context) (*eventstore.Follower, error), seen func(eventstore.Followed), linger time.Duration, log *slog.Logger) *interest {
+	return &interest{follow: follow, seen: seen, linger: linger, log: log, waiters: map[string]map[*waiter]struct{}{}}
 }
 
 // setBase sets the context followers live in (the server's Start context).
@@ -60,10 +82,11 @@ func (in *interest) setBase(ctx context.Context) {
 	in.mu.Unlock()
 }
 
-// add registers a call waiting on wf and returns once the follower is in
-// place, or ctx's error (the call is then not registered).
-func (in *interest) add(ctx context.Context, wf string) (*waiter, error) {
-	w := &waiter{wf: wf, wake: make(chan struct{}, 1)}
+// add registers a call waiting on wf (on its closing records only, with
+// closing) and returns once the follower is in place, or ctx's error (the
+// call is then not registered).
+func (in *interest) add(ctx context.Context, wf string, closing bool) (*waiter, error) {
+	w := &waiter{wf: wf, closing: closing, wake: make(chan struct{}, 1)}
 	in.mu.Lock()
 	set := in.waiters[wf]
 	if set == nil {
@@ -103,7 +126,7 @@ func (in *interest) remove(w *waiter) {
 		delete(in.waiters, w.wf)
 	}
 	in.count--
-	if in.count == 0 && in.linger > 0 && in.stop != nil {
+	if in.count == 0 && in.stop != nil {
 		gen := in.gen
 		in.idle = time.AfterFunc(in.linger, func() {
 			in.mu.Lock()
@@ -149,7 +172,7 @@ func (in *interest) loop(ctx context.Context, gen int, ready chan struct{}) {
 			ready = nil
 		}
 		in.wakeAll()
-		if err := f.Run(ctx, func(wf string, _ uint64) { in.wakeOne(wf) }); err != nil {
+		if err := f.Run(ctx, in.record); err != nil {
 			in.log.Warn("following workflow histories stopped; following again", "err", err)
 		}
 	}
@@ -160,11 +183,22 @@ func (in *interest) loop(ctx context.Context, gen int, ready chan struct{}) {
 	}
 }
 
-func (in *interest) wakeOne(wf string) {
+// record passes a followed record on: to seen, then to its workflow's
+// calls.
+func (in *interest) record(r eventstore.Followed) {
+	in.mu.Lock()
+	n := len(in.waiters[r.Workflow])
+	in.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	in.seen(r)
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	for w := range in.waiters[wf] {
-		w.poke()
+	for w := range in.waiters[r.Workflow] {
+		if r.Closing || !w.closing {
+			w.poke(r.Seq)
+		}
 	}
 }
 
@@ -173,12 +207,19 @@ func (in *interest) wakeAll() {
 	defer in.mu.Unlock()
 	for _, set := range in.waiters {
 		for w := range set {
-			w.poke()
+			w.poke(everything)
 		}
 	}
 }
 
-func (w *waiter) poke() {
+// poke wakes w for a state that reaches seq.
+func (w *waiter) poke(seq uint64) {
+	for {
+		old := w.need.Load()
+		if old >= seq || w.need.CompareAndSwap(old, seq) {
+			break
+		}
+	}
 	select {
 	case w.wake <- struct{}{}:
 	default:

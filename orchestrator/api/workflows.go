@@ -66,7 +66,7 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 // up to date with what was appended since it was last read.
 func (s *Server) GetWorkflow(ctx context.Context, req *connect.Request[weftv1.GetWorkflowRequest]) (*connect.Response[weftv1.GetWorkflowResponse], error) {
 	var w *weftv1.Workflow
-	err := s.withState(ctx, req.Msg.WorkflowId, func(v *stateView) error {
+	err := s.withState(ctx, req.Msg.WorkflowId, 0, func(v *stateView) error {
 		var err error
 		w, err = s.workflowProto(ctx, v)
 		return err
@@ -175,11 +175,11 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	if err := checkWorkflowID(wf); err != nil {
 		return err
 	}
-	reg, err := s.records.add(ctx, wf)
+	reg, err := s.interest.add(ctx, wf, false)
 	if err != nil {
 		return toConnect(err)
 	}
-	defer s.records.remove(reg)
+	defer s.interest.remove(reg)
 	var after, n uint64
 	for {
 		msgs, err := s.store.Read(ctx, wf, after)
