@@ -3,11 +3,13 @@ package bench_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +26,9 @@ import (
 // (it holds the server and the clients, so the figure bounds the API's),
 // then signals them all and checks that every call returns its own run's
 // output. Small by default; WEFT_SCALE=1 runs K = 10,000 (WEFT_SCALE_K
-// sets K) and holds the growth to 200 MiB:
+// sets K) and holds the growth to 200 MiB. WEFT_SCALE_SERVER (an API URL),
+// WEFT_SCALE_SERVER_PID and WEFT_SCALE_SERVER_PPROF measure a `weft
+// server` of its own instead, without the clients:
 //
 //	WEFT_SCALE=1 go test -count=1 -timeout 30m -run TestParkedAwaits -v ./internal/bench/
 func TestParkedAwaits(t *testing.T) {
@@ -39,6 +43,16 @@ func TestParkedAwaits(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	e := startScaleEnv(t, c)
+	apiURL, apiRSS := e.node.APIURL, func() uint64 { rss, _ := memStatus(t); return rss }
+	if url := os.Getenv("WEFT_SCALE_SERVER"); url != "" {
+		// A server of its own (weft server; WEFT_SCALE_SERVER_PID names
+		// its process): its memory is the API's and the engine's alone.
+		apiURL, apiRSS = url, func() uint64 {
+			serverGC(t)
+			return pidRSS(t, os.Getenv("WEFT_SCALE_SERVER_PID"))
+		}
+		e.wf, e.defs = weftv1connect.NewWorkflowServiceClient(http.DefaultClient, url), weftv1connect.NewDefinitionServiceClient(http.DefaultClient, url)
+	}
 	def := e.putDef(ctx, t, parkedDef)
 	prefix := fmt.Sprintf("aw%d-", time.Now().UnixNano()%1e9)
 	idOf := func(i int) string { return prefix + strconv.Itoa(i) }
@@ -54,9 +68,9 @@ func TestParkedAwaits(t *testing.T) {
 	tr := &http.Transport{Protocols: new(http.Protocols)}
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	defer tr.CloseIdleConnections()
-	awaits := weftv1connect.NewWorkflowServiceClient(&http.Client{Transport: tr}, e.node.APIURL)
+	awaits := weftv1connect.NewWorkflowServiceClient(&http.Client{Transport: tr}, apiURL)
 	runtime.GC()
-	rss0, _ := memStatus(t)
+	rss0 := apiRSS()
 	type answer struct {
 		i   int
 		w   *weftv1.Workflow
@@ -74,19 +88,22 @@ func TestParkedAwaits(t *testing.T) {
 			answers <- answer{i: i, w: resp.Msg.Workflow}
 		}()
 	}
-	if !waitFor(ctx, within, func() bool { n, _ := e.node.API.Waiting(); return n == k }) {
-		n, _ := e.node.API.Waiting()
-		t.Fatalf("%d of %d awaits are waiting when time ran out", n, k)
+	if !waitFor(ctx, within, func() bool { return awaitsOpen(t, apiURL, e) >= k }) {
+		t.Fatalf("%d of %d awaits are waiting when time ran out", awaitsOpen(t, apiURL, e), k)
 	}
 	runtime.GC()
-	rss1, _ := memStatus(t)
+	rss1 := apiRSS()
 	writeHeapProfile(t)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	t.Logf("Go heap in use %.0f MiB, stacks %.0f MiB, runtime total (Sys) %.0f MiB", mib(ms.HeapInuse), mib(ms.StackInuse), mib(ms.Sys))
 	grew := float64(rss1) - float64(rss0)
-	t.Logf("%d awaits open on parked runs: VmRSS %.0f MiB -> %.0f MiB (+%.0f MiB, %.1f KiB per await, client side included), %d goroutines",
-		k, mib(rss0), mib(rss1), grew/(1<<20), grew/float64(k)/1024, runtime.NumGoroutine())
+	who := "this process, clients included"
+	if apiURL != e.node.APIURL {
+		who = "the server process"
+	}
+	t.Logf("%d awaits open on parked runs: VmRSS of %s %.0f MiB -> %.0f MiB (+%.0f MiB, %.1f KiB per await)",
+		k, who, mib(rss0), mib(rss1), grew/(1<<20), grew/float64(k)/1024)
 	if full && grew > 200<<20 {
 		t.Errorf("%d open awaits grew the process by %.0f MiB; the target is at most 200 MiB", k, grew/(1<<20))
 	}
@@ -140,4 +157,65 @@ func writeHeapProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("heap profile: %s", path)
+}
+
+// awaitsOpen is how many awaits the API holds open: asked of the node in
+// this process, or counted from an outside server's goroutines.
+func awaitsOpen(t *testing.T, url string, e *scaleEnv) int {
+	if url == e.node.APIURL {
+		n, _ := e.node.API.Waiting()
+		return n
+	}
+	pprofURL := os.Getenv("WEFT_SCALE_SERVER_PPROF")
+	if pprofURL == "" {
+		t.Fatal("WEFT_SCALE_SERVER needs WEFT_SCALE_SERVER_PPROF (the server's --pprof address) to count open awaits")
+	}
+	resp, err := http.Get("http://" + pprofURL + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	// Lines like "123 @ 0x..." head a group of goroutines with one stack.
+	n := 0
+	for _, group := range strings.Split(string(body), "\n\n") {
+		if !strings.Contains(group, "api.(*Server).AwaitWorkflow") {
+			continue
+		}
+		for _, line := range strings.Split(group, "\n") {
+			var c int
+			if _, err := fmt.Sscanf(line, "%d @", &c); err == nil {
+				n += c
+				break
+			}
+		}
+	}
+	return n
+}
+
+// serverGC has the outside server collect its garbage (its heap profile
+// does, asked with gc=1), so its memory is what it holds.
+func serverGC(t *testing.T) {
+	resp, err := http.Get("http://" + os.Getenv("WEFT_SCALE_SERVER_PPROF") + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+}
+
+// pidRSS reads VmRSS of process pid in bytes.
+func pidRSS(t *testing.T, pid string) uint64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		t.Fatalf("WEFT_SCALE_SERVER_PID: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseUint(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmRSS for process %s", pid)
+	return 0
 }
