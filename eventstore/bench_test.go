@@ -3,6 +3,8 @@ package eventstore_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -85,4 +87,39 @@ func benchRead(b *testing.B, others int) {
 			b.Fatalf("read %d records: %v", len(msgs), err)
 		}
 	}
+}
+
+// BenchmarkHistoryPage measures reading a 10-record page at the end of a
+// long history (what GetHistory's page token lets a page read) against
+// reading the whole history (what every page cost before). WEFT_PAGE_N
+// sets the history's length (default 10,000).
+func BenchmarkHistoryPage(b *testing.B) {
+	n := 10000
+	if v := os.Getenv("WEFT_PAGE_N"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	s, seq := benchStore(b)
+	ctx := context.Background()
+	var err error
+	for i := range n {
+		if seq, err = s.Append(ctx, "bench", seq, stepCompleted(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	from := seq - 9
+	b.Run(fmt.Sprintf("page_of_10/records=%d", n), func(b *testing.B) {
+		for range b.N {
+			got := 0
+			if _, err := s.ReadFrom(ctx, "bench", from, func(eventstore.Message) bool { got++; return got < 10 }); err != nil || got != 10 {
+				b.Fatalf("read %d records: %v", got, err)
+			}
+		}
+	})
+	b.Run(fmt.Sprintf("whole/records=%d", n), func(b *testing.B) {
+		for range b.N {
+			if msgs, err := s.Read(ctx, "bench", 0); err != nil || len(msgs) != n+1 {
+				b.Fatalf("read %d records: %v", len(msgs), err)
+			}
+		}
+	})
 }
