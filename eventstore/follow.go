@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weftworks/weft/eventstore/events"
 )
 
 // closingSuffix ends the subject of a record that closes its workflow.
@@ -31,22 +33,41 @@ type Followed struct {
 	// carries no link.
 	Seq, Prev uint64
 	HasPrev   bool
-	// Closing is set when the record closes the workflow.
-	Closing bool
-
 	subject string
 	time    time.Time
 	data    []byte
 }
 
+// Closes reports whether the record closes its workflow: it is stored
+// under the workflow's closing subject, or (written before there was one)
+// its last event closes the workflow.
+func (f Followed) Closes() bool {
+	switch f.subject {
+	case historyPrefix + f.Workflow + closingSuffix:
+		return true
+	case historyPrefix + f.Workflow + ".ev":
+		_, last, err := events.Peek(f.data)
+		return err == nil && last.Terminal()
+	}
+	return false
+}
+
 // Message decodes the record.
 func (f Followed) Message() Message { return decodeMsg(f.Seq, f.subject, f.time, f.data) }
 
-// FollowHistories returns a Follower of every history record.
+// FollowHistories returns a Follower of every history record stored from
+// now on. It starts at an explicit sequence, so a consumer the client
+// makes again (after a reconnect, say) resumes there rather than at the
+// records new by then.
 func (s *Store) FollowHistories(ctx context.Context) (*Follower, error) {
+	info, err := s.history.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: follow the histories: %w", err)
+	}
 	cons, err := s.history.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects:    []string{historyPrefix + ">"},
-		DeliverPolicy:     jetstream.DeliverNewPolicy,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       info.State.LastSeq + 1,
 		InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
@@ -80,8 +101,7 @@ func (f *Follower) Run(ctx context.Context, fn func(Followed)) error {
 		}
 		subj := m.Subject()
 		wf, _, _ := strings.Cut(strings.TrimPrefix(subj, historyPrefix), ".")
-		r := Followed{Workflow: wf, Seq: md.Sequence.Stream, Closing: strings.HasSuffix(subj, closingSuffix),
-			subject: subj, time: md.Timestamp, data: m.Data()}
+		r := Followed{Workflow: wf, Seq: md.Sequence.Stream, subject: subj, time: md.Timestamp, data: m.Data()}
 		if v := m.Headers().Get(prevHeader); v != "" {
 			if prev, err := strconv.ParseUint(v, 10, 64); err == nil && prev < r.Seq {
 				r.Prev, r.HasPrev = prev, true

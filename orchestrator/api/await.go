@@ -32,13 +32,12 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	reg, err := s.interest.add(ctx, wf, true)
-	if err != nil {
-		return awaited(nil, toConnect(err), wf, timeout)
-	}
+	reg := s.interest.add(wf, true)
 	defer s.interest.remove(reg)
-	for {
-		w, err := s.closedWorkflow(ctx, wf, reg.need.Load())
+	// The first look reads what is new whatever woke the call already: a
+	// record followed meanwhile may be older than what the call must see.
+	for need := uint64(0); ; need = reg.look() {
+		w, err := s.closedWorkflow(ctx, wf, need)
 		if err != nil || w != nil {
 			return awaited(w, err, wf, timeout)
 		}

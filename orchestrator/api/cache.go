@@ -18,11 +18,12 @@ type states struct {
 	mu   sync.Mutex // makes get-or-add one step
 }
 
-// cachedRun is one workflow's folded state; mu serializes its reads.
-// Records followed while a read held it wait in pending, to be folded in
-// after.
+// cachedRun is one workflow's folded state; lock (a channel, so that a
+// caller stops waiting for it when its context ends) serializes its
+// reads. Records followed while a read held it wait in pending, to be
+// folded in after.
 type cachedRun struct {
-	mu   sync.Mutex
+	lock chan struct{}
 	view *stateView // nil until first read
 
 	pmu     sync.Mutex
@@ -46,11 +47,33 @@ func (c *states) entry(wf string) *cachedRun {
 	defer c.mu.Unlock()
 	e, ok := c.runs.Get(wf)
 	if !ok {
-		e = &cachedRun{}
+		e = &cachedRun{lock: make(chan struct{}, 1)}
 		c.runs.Add(wf, e)
 	}
 	return e
 }
+
+// acquire takes e's lock, or returns ctx's error.
+func (e *cachedRun) acquire(ctx context.Context) error {
+	select {
+	case e.lock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return toConnect(ctx.Err())
+	}
+}
+
+// tryAcquire takes e's lock if it is free.
+func (e *cachedRun) tryAcquire() bool {
+	select {
+	case e.lock <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (e *cachedRun) release() { <-e.lock }
 
 // withState calls fn with wf's current state: the cached fold brought up to
 // date with the records appended since, or a fresh read. A cached fold
@@ -62,8 +85,10 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		return err
 	}
 	e := s.states.entry(wf)
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	if err := e.acquire(ctx); err != nil {
+		return err
+	}
+	defer e.release()
 	e.catchUp()
 	if e.view == nil {
 		v, err := s.readState(ctx, wf)
@@ -96,15 +121,17 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 	return fn(e.view)
 }
 
-// offer folds a followed record into its workflow's cached state, made
-// for it if there is none (the follower offers only records of workflows
-// some call waits on). A state being read is not waited for (the follower
-// never waits on the stream): the record is left for the reader to fold.
+// offer folds a followed record into its workflow's cached state, if one
+// is cached. A state being read is not waited for (the follower never
+// waits on the stream): the record is left for the reader to fold.
 func (c *states) offer(r eventstore.Followed) {
-	e := c.entry(r.Workflow)
-	if e.mu.TryLock() {
+	e, ok := c.peek(r.Workflow)
+	if !ok {
+		return
+	}
+	if e.tryAcquire() {
 		e.catchUp(r)
-		e.mu.Unlock()
+		e.release()
 		return
 	}
 	e.pmu.Lock()
@@ -116,7 +143,7 @@ func (c *states) offer(r eventstore.Followed) {
 
 // catchUp folds the pending records, then more, into the state as far as
 // they follow on from it: a record the state has is passed by, and one
-// that would leave a gap ends it (a read that needs more reads it). e.mu
+// that would leave a gap ends it (a read that needs more reads it). e's lock
 // is held.
 func (e *cachedRun) catchUp(more ...eventstore.Followed) {
 	e.pmu.Lock()
@@ -140,4 +167,11 @@ func (e *cachedRun) catchUp(more ...eventstore.Followed) {
 		}
 		e.view = v
 	}
+}
+
+// peek returns wf's entry, if cached, without refreshing its place.
+func (c *states) peek(wf string) (*cachedRun, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.runs.Peek(wf)
 }

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"log/slog"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,14 +14,16 @@ import (
 // watches on every record) as their histories grow, from one Follower
 // shared by all of them: waiting costs memory, not JetStream consumers.
 // The follower is made when the first call comes and ended when none has
-// been left for linger. Each record it sees is offered to seen first (the
-// API's cache of states folds it in) and then wakes the calls.
+// been left for linger. Each record it sees of a workflow some call waits
+// on is offered to seen first (the API's cache of states folds it in) and
+// then wakes the calls.
 //
-// A wake is a hint to look again, with the sequence the workflow's state
-// must reach: a call reads the workflow after it is registered and the
-// follower is in place (so nothing stored before is missed), then after
-// each wake. When the follower fails, every call is woken, with a need
-// no state reaches (so each reads), once its replacement is in place.
+// A wake is a hint to look again, with the stream sequence the workflow's
+// state must reach. A call registers, then looks at the workflow at once
+// (a call never waits for the follower), then after each wake. Whenever a
+// follower is in place (the first, or one made after a failure) every call
+// is woken to read afresh: what was stored before the follower began is
+// read, what after it is followed, so nothing is missed.
 type interest struct {
 	follow func(context.Context) (*eventstore.Follower, error)
 	seen   func(eventstore.Followed)
@@ -33,12 +34,32 @@ type interest struct {
 	base    context.Context // the server's life
 	waiters map[string]map[*waiter]struct{}
 	count   int
-	// gen counts the followers made; stop ends the current one's loop, and
-	// ready is closed once it follows (replaced when it stops).
-	gen   int
-	stop  context.CancelFunc
-	ready chan struct{}
-	idle  *time.Timer
+	// gen counts the followers' loops; stop ends the current one.
+	gen  int
+	stop context.CancelFunc
+	idle *time.Timer
+}
+
+// waiter is one call's registration: wake has room for one hint; need is
+// the stream sequence the workflow's state must reach to show what woke
+// it, and reread asks for a read whatever the state reaches.
+type waiter struct {
+	wf      string
+	closing bool // woken by closing records only
+	wake    chan struct{}
+	need    atomic.Uint64
+	reread  atomic.Bool
+}
+
+func newInterest(follow func(context.Context) (*eventstore.Follower, error), seen func(eventstore.Followed), linger time.Duration, log *slog.Logger) *interest {
+	return &interest{follow: follow, seen: seen, linger: linger, log: log, waiters: map[string]map[*waiter]struct{}{}}
+}
+
+// setBase sets the context followers live in (the server's Start context).
+func (in *interest) setBase(ctx context.Context) {
+	in.mu.Lock()
+	in.base = ctx
+	in.mu.Unlock()
 }
 
 // waiting returns how many calls are registered for closings, and how
@@ -58,36 +79,12 @@ func (in *interest) waiting() (closings, records int) {
 	return closings, records
 }
 
-// waiter is one call's registration: wake has room for one hint, and
-// need is the stream sequence the workflow's state must reach to show
-// what woke it.
-type waiter struct {
-	wf      string
-	closing bool // woken by closing records only
-	wake    chan struct{}
-	need    atomic.Uint64
-}
-
-// everything is a need no state reaches: read afresh.
-const everything = math.MaxUint64
-
-func newInterest(follow func(context.Context) (*eventstore.Follower, error), seen func(eventstore.Followed), linger time.Duration, log *slog.Logger) *interest {
-	return &interest{follow: follow, seen: seen, linger: linger, log: log, waiters: map[string]map[*waiter]struct{}{}}
-}
-
-// setBase sets the context followers live in (the server's Start context).
-func (in *interest) setBase(ctx context.Context) {
-	in.mu.Lock()
-	in.base = ctx
-	in.mu.Unlock()
-}
-
 // add registers a call waiting on wf (on its closing records only, with
-// closing) and returns once the follower is in place, or ctx's error (the
-// call is then not registered).
-func (in *interest) add(ctx context.Context, wf string, closing bool) (*waiter, error) {
+// closing), starting the follower if none runs.
+func (in *interest) add(wf string, closing bool) *waiter {
 	w := &waiter{wf: wf, closing: closing, wake: make(chan struct{}, 1)}
 	in.mu.Lock()
+	defer in.mu.Unlock()
 	set := in.waiters[wf]
 	if set == nil {
 		set = map[*waiter]struct{}{}
@@ -102,15 +99,7 @@ func (in *interest) add(ctx context.Context, wf string, closing bool) (*waiter, 
 	if in.stop == nil {
 		in.start()
 	}
-	ready := in.ready
-	in.mu.Unlock()
-	select {
-	case <-ready:
-		return w, nil
-	case <-ctx.Done():
-		in.remove(w)
-		return nil, ctx.Err()
-	}
+	return w
 }
 
 // remove ends w's registration.
@@ -147,34 +136,33 @@ func (in *interest) start() {
 	}
 	ctx, stop := context.WithCancel(base)
 	in.gen++
-	in.stop, in.ready = stop, make(chan struct{})
-	go in.loop(ctx, in.gen, in.ready)
+	in.stop = stop
+	go in.loop(ctx, in.gen)
 }
 
 // loop keeps a follower running until ctx ends: made again after a
-// failure, with every call woken once it is in place.
-func (in *interest) loop(ctx context.Context, gen int, ready chan struct{}) {
-	backoff := 100 * time.Millisecond
+// failure, with every call woken to read afresh once it is in place.
+func (in *interest) loop(ctx context.Context, gen int) {
+	const first, most = 100 * time.Millisecond, 5 * time.Second
+	backoff := first
 	for ctx.Err() == nil {
 		f, err := in.follow(ctx)
-		if err != nil {
-			in.log.Warn("cannot follow workflow histories; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
+		if err == nil {
+			in.wakeAll()
+			began := time.Now()
+			if err = f.Run(ctx, in.record); err == nil {
+				break // ctx ended
 			}
-			backoff = min(2*backoff, 5*time.Second)
-			continue
+			if time.Since(began) > most {
+				backoff = first // it ran a while: not a tight loop of failures
+			}
 		}
-		backoff = 100 * time.Millisecond
-		if ready != nil {
-			close(ready)
-			ready = nil
+		in.log.Warn("cannot follow workflow histories; trying again", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
 		}
-		in.wakeAll()
-		if err := f.Run(ctx, in.record); err != nil {
-			in.log.Warn("following workflow histories stopped; following again", "err", err)
-		}
+		backoff = min(2*backoff, most)
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -193,10 +181,11 @@ func (in *interest) record(r eventstore.Followed) {
 		return
 	}
 	in.seen(r)
+	closes := r.Closes()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for w := range in.waiters[r.Workflow] {
-		if r.Closing || !w.closing {
+		if closes || !w.closing {
 			w.poke(r.Seq)
 		}
 	}
@@ -207,7 +196,8 @@ func (in *interest) wakeAll() {
 	defer in.mu.Unlock()
 	for _, set := range in.waiters {
 		for w := range set {
-			w.poke(everything)
+			w.reread.Store(true)
+			w.poke(0)
 		}
 	}
 }
@@ -224,4 +214,13 @@ func (w *waiter) poke(seq uint64) {
 	case w.wake <- struct{}{}:
 	default:
 	}
+}
+
+// look returns the sequence the next look must reach: 0 (read what is
+// new) when a read afresh was asked for.
+func (w *waiter) look() uint64 {
+	if w.reread.Swap(false) {
+		return 0
+	}
+	return w.need.Load()
 }

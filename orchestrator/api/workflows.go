@@ -175,10 +175,7 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	if err := checkWorkflowID(wf); err != nil {
 		return err
 	}
-	reg, err := s.interest.add(ctx, wf, false)
-	if err != nil {
-		return toConnect(err)
-	}
+	reg := s.interest.add(wf, false)
 	defer s.interest.remove(reg)
 	var after, n uint64
 	for {
