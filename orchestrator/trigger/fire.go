@@ -62,10 +62,10 @@ func refused(err error, format string, args ...any) *RefusedError {
 
 // Fire starts the run of trigger m for ev: it evaluates the trigger's
 // filter (false: Fired.Skipped), its id (without an id template: RunID)
-// and its input (default: the event), and starts the run (runs.Start) as
-// Caller. A
-// run already started for the same occurrence, or one that an id
-// template maps it onto, is the event's run: Started is false.
+// and its input (default: the event), and starts the run (runs.Start) in
+// the name of Caller. A run already started for the same occurrence, or
+// one that an id template maps it onto, is the event's run: Started is
+// false.
 //
 // Errors: a *RefusedError for an event that can start no run; any other
 // error is the store's, and worth trying again.
