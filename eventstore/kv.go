@@ -19,11 +19,15 @@ import (
 
 // DefinitionRecord is one stored revision of a definition's source text.
 type DefinitionRecord struct {
-	Name     string    `msgpack:"name"`
-	Revision int       `msgpack:"rev"`
-	Source   string    `msgpack:"src"`
-	Hash     string    `msgpack:"hash"`
-	Created  time.Time `msgpack:"created"`
+	Name     string `msgpack:"name"`
+	Revision int    `msgpack:"rev"`
+	Source   string `msgpack:"src"`
+	Hash     string `msgpack:"hash"`
+	// Created is when the revision was put.
+	Created time.Time `msgpack:"created"`
+	// PutBy is who put it (an identity as in events.Event); empty for
+	// revisions stored before it was recorded.
+	PutBy string `msgpack:"by,omitempty"`
 }
 
 // HashSource returns the hash that decides whether a source text changed.
@@ -32,10 +36,10 @@ func HashSource(source string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// PutDefinition stores source as a new revision of name unless it equals
-// the latest revision's text; changed says which. Revisions are immutable
-// and numbered from 1.
-func (s *Store) PutDefinition(ctx context.Context, name, source string, now time.Time) (DefinitionRecord, bool, error) {
+// PutDefinition stores source as a new revision of name, put by identity
+// by at now, unless it equals the latest revision's text; changed says
+// which. Revisions are immutable and numbered from 1.
+func (s *Store) PutDefinition(ctx context.Context, name, source, by string, now time.Time) (DefinitionRecord, bool, error) {
 	hash := HashSource(source)
 	for range 10 {
 		latest, latestRev, err := s.getDef(ctx, name+".latest")
@@ -45,7 +49,7 @@ func (s *Store) PutDefinition(ctx context.Context, name, source string, now time
 		if err == nil && latest.Hash == hash {
 			return latest, false, nil
 		}
-		rec := DefinitionRecord{Name: name, Revision: latest.Revision + 1, Source: source, Hash: hash, Created: now.UTC()}
+		rec := DefinitionRecord{Name: name, Revision: latest.Revision + 1, Source: source, Hash: hash, Created: now.UTC(), PutBy: by}
 		data, err := msgpack.Marshal(rec)
 		if err != nil {
 			return DefinitionRecord{}, false, err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
@@ -113,20 +114,22 @@ func TestDefinitionsAreVersioned(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
 	now := time.Now()
-	r1, changed, err := s.PutDefinition(ctx, "d", "v1", now)
+	later := now.Add(time.Minute)
+	r1, changed, err := s.PutDefinition(ctx, "d", "v1", "alice", now)
 	if err != nil || !changed || r1.Revision != 1 {
 		t.Fatalf("put v1: %v %v %v", r1, changed, err)
 	}
-	if r, changed, err := s.PutDefinition(ctx, "d", "v1", now); err != nil || changed || r.Revision != 1 {
+	// The same text again makes no revision: the first put's stays.
+	if r, changed, err := s.PutDefinition(ctx, "d", "v1", "carol", later); err != nil || changed || r.Revision != 1 || r.PutBy != "alice" {
 		t.Fatalf("put v1 again: %v %v %v", r, changed, err)
 	}
-	if r, changed, err := s.PutDefinition(ctx, "d", "v2", now); err != nil || !changed || r.Revision != 2 {
+	if r, changed, err := s.PutDefinition(ctx, "d", "v2", "bob", later); err != nil || !changed || r.Revision != 2 {
 		t.Fatalf("put v2: %v %v %v", r, changed, err)
 	}
-	if r, err := s.GetDefinition(ctx, "d", 1); err != nil || r.Source != "v1" {
+	if r, err := s.GetDefinition(ctx, "d", 1); err != nil || r.Source != "v1" || r.PutBy != "alice" || !r.Created.Equal(now) {
 		t.Fatalf("get rev 1: %v %v", r, err)
 	}
-	if r, err := s.GetDefinition(ctx, "d", 0); err != nil || r.Source != "v2" || r.Revision != 2 {
+	if r, err := s.GetDefinition(ctx, "d", 0); err != nil || r.Source != "v2" || r.Revision != 2 || r.PutBy != "bob" || !r.Created.Equal(later) {
 		t.Fatalf("get latest: %v %v", r, err)
 	}
 	if _, err := s.GetDefinition(ctx, "d", 3); !errors.Is(err, eventstore.ErrNotFound) {
@@ -136,8 +139,40 @@ func TestDefinitionsAreVersioned(t *testing.T) {
 		t.Fatalf("get unknown: %v", err)
 	}
 	list, err := s.ListDefinitions(ctx)
-	if err != nil || len(list) != 1 || list[0].Revision != 2 {
+	if err != nil || len(list) != 1 || list[0].Revision != 2 || list[0].PutBy != "bob" {
 		t.Fatalf("list: %v %v", list, err)
+	}
+}
+
+// A revision stored before definitions recorded who put them reads with
+// PutBy empty.
+func TestDefinitionWithoutPutBy(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	js, err := jetstream.New(s.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, eventstore.DefinitionsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	old, err := msgpack.Marshal(map[string]any{"name": "old", "rev": 1, "src": "v1", "hash": eventstore.HashSource("v1"), "created": created})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"old.1", "old.latest"} {
+		if _, err := kv.Put(ctx, key, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := s.GetDefinition(ctx, "old", 1)
+	if err != nil || r.Source != "v1" || r.PutBy != "" || !r.Created.Equal(created) {
+		t.Fatalf("get an old revision: %+v %v", r, err)
+	}
+	if r, changed, err := s.PutDefinition(ctx, "old", "v2", "dave", created.Add(time.Hour)); err != nil || !changed || r.Revision != 2 || r.PutBy != "dave" {
+		t.Fatalf("put after an old revision: %+v %v %v", r, changed, err)
 	}
 }
 

@@ -863,7 +863,7 @@ func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) err
 				at = st.Now
 			}
 			_, err = sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, "cancel/"+s.ChildID, events.Event{
-				Type: events.TypeCancelRequested, Time: at,
+				Type: events.TypeCancelRequested, Time: at, Identity: parentIdentity(st.ID),
 				CancelRequested: &events.CancelRequested{Reason: fmt.Sprintf("parent workflow %s no longer needs it (step %s is %s, the workflow %s)", st.ID, s.Path, s.Status, st.Status)}})
 			if err != nil && !errors.Is(err, eventstore.ErrDuplicate) && !errors.Is(err, eventstore.ErrNotFound) {
 				delete(e.canceled, s.ChildID)
@@ -971,7 +971,7 @@ func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.S
 	}
 	var zero uint64
 	_, err = sh.o.store.AppendExternal(ctx, s.ChildID, &zero, "start/"+s.ChildID+"/parent", events.Event{
-		Type: events.TypeWorkflowStarted, Time: at,
+		Type: events.TypeWorkflowStarted, Time: at, Identity: parentIdentity(parent),
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: s.ChildID, Definition: rec.Name, Revision: rec.Revision,
 			Input: s.ChildInput, RequestID: "parent", Parent: ref}})
 	switch {
@@ -986,6 +986,10 @@ func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.S
 	}
 	return "", fmt.Errorf("start child %s of %s: %w", s.ChildID, parent, err)
 }
+
+// parentIdentity is the identity (events.Event.Identity) a child run's
+// start and cancel request record: "parent:<parent workflow id>".
+func parentIdentity(parent string) string { return "parent:" + parent }
 
 // tellParent reports a closed child's outcome to its parent.
 func (sh *shard) tellParent(ctx context.Context, st *workflow.State) error {

@@ -69,7 +69,7 @@ func (r *rig) shard() *shard {
 
 func (r *rig) putDef(name, src string) *definition.Definition {
 	r.t.Helper()
-	if _, _, err := r.store.PutDefinition(r.ctx, name, src, time.Now()); err != nil {
+	if _, _, err := r.store.PutDefinition(r.ctx, name, src, "test", time.Now()); err != nil {
 		r.t.Fatal(err)
 	}
 	def, err := definition.Parse([]byte(src))
@@ -347,6 +347,9 @@ steps:
 		ws := first.Record.Events[0].WorkflowStarted
 		return ws != nil && ws.Definition == "one" && ws.Parent != nil && ws.Parent.WorkflowID == wf && ws.Parent.Path == "kid"
 	})
+	if first, _ := r.store.First(r.ctx, child); first.Record.Events[0].Identity != "parent:"+wf {
+		t.Errorf("the child was started by %q, want parent:%s", first.Record.Events[0].Identity, wf)
+	}
 	if n, _ := r.count(wf, func(ev events.Event) bool { return ev.ChildStarted != nil }); n != 1 {
 		t.Fatalf("the child's start recorded %d times", n)
 	}

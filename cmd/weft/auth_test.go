@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -226,9 +227,14 @@ func TestTLSClientCertsAndTokensCLI(t *testing.T) {
 	}
 	// --wait follows the run over a stream.
 	t.Setenv("WEFT_TOKEN", token)
-	out, err = runCLI(t, append([]string{"start", "greet", "--input", `{"name": "ada"}`, "--wait"}, client...)...)
+	out, err = runCLI(t, append([]string{"start", "greet", "--id", "greet-1", "--input", `{"name": "ada"}`, "--wait"}, client...)...)
 	if err != nil || !strings.Contains(out, "COMPLETED") || !strings.Contains(out, `"hi ada"`) {
 		t.Fatalf("start --wait with WEFT_TOKEN: %v\n%s", err, out)
+	}
+	// The token names who started the run, over the client certificate.
+	out, err = runCLI(t, append([]string{"history", "greet-1"}, client...)...)
+	if first, _, _ := strings.Cut(out, "\n"); err != nil || !strings.Contains(first, "WorkflowStarted  by=ci  ") {
+		t.Fatalf("history: %v\n%s", err, out)
 	}
 	t.Setenv("WEFT_TOKEN", "")
 	out, err = runCLI(t, append([]string{"def", "list", "--token", token}, client...)...)
@@ -279,6 +285,35 @@ func TestTLSClientCertsAndTokensCLI(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
 		t.Fatalf("health over TLS: %s %s", resp.Proto, resp.Status)
+	}
+}
+
+// Over mTLS without tokens, a run's history and its definition name the
+// client certificate that started and put them.
+func TestClientCertIdentityCLI(t *testing.T) {
+	pki := newTestPKI(t, t.TempDir())
+	addr := freeAddr(t)
+	client := []string{"--server=https://" + addr, "--tls-ca", pki.ca, "--tls-cert", pki.clientCert, "--tls-key", pki.clientKey}
+	startServer(t, []string{"--addr", addr, "--tls-cert", pki.serverCert, "--tls-key", pki.serverKey, "--tls-client-ca", pki.ca}, client)
+
+	file := writeTestFile(t, "greet.yaml", "name: greet\nsteps: [ { id: hi, task: echo, input: \"${ input }\" } ]\n")
+	if out, err := runCLI(t, append([]string{"def", "apply", "-f", file}, client...)...); err != nil {
+		t.Fatalf("def apply: %v\n%s", err, out)
+	}
+	out, err := runCLI(t, append([]string{"def", "list"}, client...)...)
+	if err != nil || !regexp.MustCompile(`(?m)^greet\s+1\s+\S+\s+cert:CN=weft client$`).MatchString(out) {
+		t.Fatalf("def list: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, append([]string{"start", "greet", "--id", "greet-1", "--wait"}, client...)...); err != nil {
+		t.Fatalf("start: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, append([]string{"history", "greet-1"}, client...)...)
+	if first, _, _ := strings.Cut(out, "\n"); err != nil || !strings.Contains(first, "WorkflowStarted  by=cert:CN=weft client  ") {
+		t.Fatalf("history: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, append([]string{"history", "greet-1", "--json"}, client...)...)
+	if first, _, _ := strings.Cut(out, "\n"); err != nil || !strings.Contains(first, `"identity":"cert:CN=weft client"`) && !strings.Contains(first, `"identity": "cert:CN=weft client"`) {
+		t.Fatalf("history --json: %v\n%s", err, out)
 	}
 }
 

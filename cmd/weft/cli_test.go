@@ -106,6 +106,9 @@ steps:
 	if strings.Join(types, " ") != want {
 		t.Fatalf("history types %v, want %s\n%s", types, want, out)
 	}
+	if first, _, _ := strings.Cut(out, "\n"); !strings.Contains(first, "WorkflowStarted  by=anonymous  ") {
+		t.Fatalf("history does not say who started the run: %s", first)
+	}
 	out, err = runCLI(t, "history", "cli-1", "--json", server)
 	if err != nil || strings.Count(out, "\n") != 6 || !strings.Contains(out, `"type":"WorkflowCompleted"`) && !strings.Contains(out, `"type": "WorkflowCompleted"`) {
 		t.Fatalf("history --json: %v\n%s", err, out)

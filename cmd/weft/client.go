@@ -329,9 +329,9 @@ func defListCommand(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := newTable(cmd.OutOrStdout(), "NAME", "REVISION", "CREATED")
+			tw := newTable(cmd.OutOrStdout(), "NAME", "REVISION", "CREATED", "BY")
 			for _, d := range res.Msg.GetDefinitions() {
-				fmt.Fprintf(tw, "%s\t%d\t%s\n", d.GetName(), d.GetRevision(), formatTime(d.GetCreatedTime(), time.RFC3339))
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", d.GetName(), d.GetRevision(), formatTime(d.GetCreatedTime(), time.RFC3339), orDash(d.GetPutBy()))
 			}
 			return tw.Flush()
 		},
@@ -666,7 +666,8 @@ func printEvent(w io.Writer, ev *weftv1.HistoryEvent, asJSON bool) error {
 }
 
 // formatEvent renders a history event as one line:
-// SEQ  TIME  TYPE  step=PATH attempt=N  DATA, leaving out empty parts.
+// SEQ  TIME  TYPE  step=PATH attempt=N by=IDENTITY  DATA, leaving out empty
+// parts.
 func formatEvent(ev *weftv1.HistoryEvent) string {
 	var where []string
 	if p := ev.GetStepPath(); p != "" {
@@ -674,6 +675,9 @@ func formatEvent(ev *weftv1.HistoryEvent) string {
 	}
 	if a := ev.GetAttempt(); a != 0 {
 		where = append(where, fmt.Sprintf("attempt=%d", a))
+	}
+	if who := ev.GetIdentity(); who != "" {
+		where = append(where, "by="+who)
 	}
 	parts := []string{
 		fmt.Sprint(ev.GetSequence()),

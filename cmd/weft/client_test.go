@@ -84,6 +84,11 @@ func TestFormatEvent(t *testing.T) {
 			&weftv1.HistoryEvent{Sequence: 3, Type: "StepScheduled", StepPath: "a"},
 			`3  StepScheduled  step=a`,
 		},
+		{
+			&weftv1.HistoryEvent{Sequence: 4, Time: ts, Type: "SignalReceived", Identity: "cert:CN=bob",
+				Data: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"name": structpb.NewStringValue("go")}})},
+			`4  2025-03-01T12:00:00.0000005Z  SignalReceived  by=cert:CN=bob  {"name":"go"}`,
+		},
 	} {
 		if got := formatEvent(tc.ev); got != tc.want {
 			t.Errorf("formatEvent = %q; want %q", got, tc.want)

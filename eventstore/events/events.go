@@ -67,6 +67,12 @@ type Record struct {
 type Event struct {
 	Type Type      `msgpack:"t"`
 	Time time.Time `msgpack:"at"`
+	// Identity names who caused an outside input (a start, signal, cancel
+	// request or retry): a bearer token's name, "cert:<subject>",
+	// "anonymous", "webhook:<name>", "subject:<subject>", "cron:<definition>"
+	// or "parent:<workflow id>". Empty on the orchestrator's own events and
+	// on events recorded before identities were.
+	Identity string `msgpack:"who,omitempty"`
 
 	WorkflowStarted   *WorkflowStarted   `msgpack:"ws,omitempty"`
 	StepScheduled     *StepScheduled     `msgpack:"ss,omitempty"`

@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -455,6 +456,41 @@ func TestDecodeIgnoresUnknownFields(t *testing.T) {
 	want := events.Event{Type: events.TypeStepFailed, Time: t0, StepFailed: &events.StepFailed{Path: "a", Error: events.Error{Message: "boom", Type: "x"}}}
 	if !reflect.DeepEqual(rec.Events, []events.Event{want}) {
 		t.Errorf("got %s, want %s", show(rec.Events[0]), show(want))
+	}
+}
+
+// A record written before events carried an identity has no "who" key: it
+// decodes with Identity empty, and an event without one is written without
+// the key, as before.
+func TestDecodeWithoutIdentity(t *testing.T) {
+	b := raw(t, map[string]any{"v": 1, "e": []any{
+		map[string]any{"t": "WorkflowStarted", "at": t0, "ws": map[string]any{"id": "wf", "def": "d", "rev": 1, "in": nil}},
+		map[string]any{"t": "SignalReceived", "at": t0, "sr": map[string]any{"n": "go", "pl": nil}},
+	}})
+	rec, err := events.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range rec.Events {
+		if e.Identity != "" {
+			t.Errorf("event %d: Identity = %q, want empty", i, e.Identity)
+		}
+	}
+	again, err := events.Encode(rec.Events...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(again, []byte("\xa3who")) {
+		t.Errorf("an event without an identity was written with a \"who\" key: %x", again)
+	}
+	rec.Events[1].Identity = "bob"
+	with, err := events.Encode(rec.Events...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := events.Decode(with)
+	if err != nil || got.Events[0].Identity != "" || got.Events[1].Identity != "bob" {
+		t.Fatalf("round trip of an identity: %+v, %v", got.Events, err)
 	}
 }
 

@@ -145,6 +145,27 @@ func historyV3() [][]events.Event {
 	}
 }
 
+// historyV4 is the content of testdata/history_v4.msgpack: the records
+// that brought Event.Identity, as written when it was added. Never edit it.
+func historyV4() [][]events.Event {
+	return [][]events.Event{
+		{{Type: events.TypeWorkflowStarted, Time: at(93 * time.Hour), Identity: "alice", WorkflowStarted: &events.WorkflowStarted{
+			WorkflowID: "wf-4", Definition: "onboarding", Revision: 1, RequestID: "req-4", Input: map[string]any{"n": int64(1)},
+		}}},
+		{{Type: events.TypeSignalReceived, Time: at(94 * time.Hour), Identity: "cert:CN=bob,O=Example", SignalReceived: &events.SignalReceived{
+			Name: "approve", Payload: true, RequestID: "sig-4",
+		}}},
+		{{Type: events.TypeCancelRequested, Time: at(95 * time.Hour), Identity: "parent:wf-3", CancelRequested: &events.CancelRequested{Reason: "parent done"}}},
+		{
+			{Type: events.TypeWorkflowRetried, Time: at(96 * time.Hour), Identity: "anonymous", WorkflowRetried: &events.WorkflowRetried{}},
+			{Type: events.TypeStepReopened, Time: at(96 * time.Hour), StepReopened: &events.StepReopened{Path: "fan"}},
+		},
+		{{Type: events.TypeWorkflowStarted, Time: at(97 * time.Hour), Identity: "webhook:signup", WorkflowStarted: &events.WorkflowStarted{
+			WorkflowID: "wf-5", Definition: "signup", Revision: 2, RequestID: "trigger/abc/def",
+		}}},
+	}
+}
+
 // recordings are the recorded histories under testdata: each file with the
 // records it holds. Only ever add to this list.
 var recordings = []struct {
@@ -154,6 +175,7 @@ var recordings = []struct {
 	{"history_v1.msgpack", historyV1},
 	{"history_v2.msgpack", historyV2},
 	{"history_v3.msgpack", historyV3},
+	{"history_v4.msgpack", historyV4},
 }
 
 // writeFrames writes records as a recording: for each, its length as 4

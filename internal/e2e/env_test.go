@@ -48,6 +48,8 @@ type envOpts struct {
 	publishAllow []string
 	// logger receives the node's logs (default: testLogger()).
 	logger *slog.Logger
+	// tokens, when set, are the bearer tokens the API requires.
+	tokens api.Tokens
 }
 
 func testLogger() *slog.Logger {
@@ -95,7 +97,7 @@ func (e *env) startNode(o envOpts, withOrch, withAPI bool) *node.Node {
 		cfg.Handlers = o.handlers
 	}
 	if withAPI {
-		cfg.API = &api.Config{PublishAllow: o.publishAllow}
+		cfg.API = &api.Config{PublishAllow: o.publishAllow, Tokens: o.tokens}
 		cfg.APIAddr = "127.0.0.1:0"
 	}
 	n, err := node.Start(context.Background(), cfg)

@@ -188,7 +188,9 @@ func (s *Server) currentListing(ctx context.Context) (*eventstore.Listing, error
 
 // Handler returns the HTTP handler serving the services (Connect, gRPC and
 // gRPC-Web), gRPC health checks, server reflection and webhooks. With
-// Config.Tokens it requires a bearer token (RequireTokens).
+// Config.Tokens it requires a bearer token (RequireTokens). The events it
+// records carry the identity of who sent the request: the token's name,
+// else the verified client certificate's subject, else Anonymous.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// Small responses are not worth compressing: gzip's setup costs more
@@ -204,10 +206,12 @@ func (s *Server) Handler() http.Handler {
 	reflector := grpcreflect.NewStaticReflector(services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	// Who sent a request is known once RequireTokens accepted its token.
+	h := identify(mux)
 	if s.cfg.Tokens != nil {
-		return RequireTokens(s.cfg.Tokens, s.log, mux)
+		return RequireTokens(s.cfg.Tokens, s.log, h)
 	}
-	return mux
+	return h
 }
 
 // NewHTTPServer returns an HTTP server for h that speaks HTTP/1.1 and

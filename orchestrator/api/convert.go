@@ -138,7 +138,7 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 		return nil, err
 	}
 	return &weftv1.HistoryEvent{Sequence: seq, Time: ts(e.Time), Type: string(e.Type),
-		Attempt: int32(e.Attempt()), StepPath: path, Data: d}, nil
+		Attempt: int32(e.Attempt()), StepPath: path, Data: d, Identity: e.Identity}, nil
 }
 
 // workflowEventData returns the step path and data of an event about the

@@ -15,7 +15,7 @@ import (
 )
 
 // PutDefinition validates a definition and stores it as a new revision
-// when its text changed.
+// when its text changed, recording who put it.
 func (s *Server) PutDefinition(ctx context.Context, req *connect.Request[weftv1.PutDefinitionRequest]) (*connect.Response[weftv1.PutDefinitionResponse], error) {
 	src := req.Msg.Source
 	if src == "" {
@@ -42,7 +42,7 @@ func (s *Server) PutDefinition(ctx context.Context, req *connect.Request[weftv1.
 		}
 		return nil, toConnect(err)
 	}
-	rec, changed, err := s.store.PutDefinition(ctx, def.Name, src, s.cfg.Now())
+	rec, changed, err := s.store.PutDefinition(ctx, def.Name, src, identity(ctx), s.cfg.Now())
 	if err != nil {
 		return nil, toConnect(err)
 	}
@@ -86,7 +86,7 @@ func (s *Server) ListDefinitions(ctx context.Context, _ *connect.Request[weftv1.
 }
 
 func defInfo(r eventstore.DefinitionRecord, withSource bool) *weftv1.DefinitionInfo {
-	d := &weftv1.DefinitionInfo{Name: r.Name, Revision: int32(r.Revision), Hash: r.Hash, CreatedTime: timestamppb.New(r.Created)}
+	d := &weftv1.DefinitionInfo{Name: r.Name, Revision: int32(r.Revision), Hash: r.Hash, CreatedTime: timestamppb.New(r.Created), PutBy: r.PutBy}
 	if withSource {
 		d.Source = r.Source
 	}

@@ -46,7 +46,7 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		return nil, err
 	}
 	res, err := runs.Start(ctx, s.store, s.defs, runs.StartRequest{Definition: m.Definition, Revision: int(m.Revision),
-		Input: input, WorkflowID: m.WorkflowId, RequestID: m.RequestId, Time: s.cfg.Now()})
+		Input: input, WorkflowID: m.WorkflowId, RequestID: m.RequestId, Time: s.cfg.Now(), Identity: identity(ctx)})
 	switch {
 	case errors.Is(err, eventstore.ErrNotFound):
 		if m.Revision > 0 {
@@ -310,7 +310,7 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 	if reqID == "" {
 		reqID = randomID()
 	}
-	ev := events.Event{Type: events.TypeSignalReceived, Time: s.cfg.Now().UTC(),
+	ev := events.Event{Type: events.TypeSignalReceived, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
 		SignalReceived: &events.SignalReceived{Name: m.Name, Payload: payload, RequestID: reqID}}
 	// A repeat of a signal recorded before the workflow closed is answered
 	// as it was the first time.
@@ -324,7 +324,7 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 // CancelWorkflow asks a running workflow to stop.
 func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1.CancelWorkflowRequest]) (*connect.Response[weftv1.CancelWorkflowResponse], error) {
 	m := req.Msg
-	ev := events.Event{Type: events.TypeCancelRequested, Time: s.cfg.Now().UTC(),
+	ev := events.Event{Type: events.TypeCancelRequested, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
 		CancelRequested: &events.CancelRequested{Reason: m.Reason}}
 	if err := s.appendWhileRunning(ctx, m.WorkflowId, "cancel requests", "cancel/"+m.WorkflowId, ev, nil); err != nil {
 		return nil, err
@@ -400,7 +400,7 @@ func (s *Server) RetryWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	}
 	// Conditional on the history we read: a retry applies to the failure it saw.
 	last := v.st.LastSeq
-	ev := events.Event{Type: events.TypeWorkflowRetried, Time: s.cfg.Now().UTC(),
+	ev := events.Event{Type: events.TypeWorkflowRetried, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
 		WorkflowRetried: &events.WorkflowRetried{Reason: m.Reason}}
 	_, err = s.store.AppendExternal(ctx, m.WorkflowId, &last, "retry/"+m.WorkflowId+"/"+strconv.FormatUint(last, 10), ev)
 	switch {

@@ -30,7 +30,7 @@ func TestCheckHandMadeHistories(t *testing.T) {
 		"parent": "name: parent\nsteps:\n  - { id: kid, workflow: gate }\n",
 		"gate":   "name: gate\nsteps:\n  - { id: gate, wait: { signal: go } }\n",
 	} {
-		if _, _, err := store.PutDefinition(ctx, name, src, time.Now()); err != nil {
+		if _, _, err := store.PutDefinition(ctx, name, src, "test", time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -34,6 +34,9 @@ type StartRequest struct {
 	RequestID string
 	// Time stamps the WorkflowStarted event.
 	Time time.Time
+	// Identity is who asked for the run (see events.Event.Identity),
+	// recorded on the WorkflowStarted event.
+	Identity string
 }
 
 // StartResult says which run a start refers to.
@@ -76,7 +79,7 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	if req.Time.IsZero() {
 		req.Time = time.Now()
 	}
-	ev := events.Event{Type: events.TypeWorkflowStarted, Time: req.Time.UTC(),
+	ev := events.Event{Type: events.TypeWorkflowStarted, Time: req.Time.UTC(), Identity: req.Identity,
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: rec.Name, Revision: rec.Revision, Input: req.Input, RequestID: reqID}}
 	msgID := "start/" + wf + "/" + reqID
 	res := StartResult{WorkflowID: wf, Started: true, Revision: rec.Revision}

@@ -100,7 +100,7 @@ func TestIssue13Item5_LegacyAndLeftoverClaims(t *testing.T) {
 	put := func(name string, hooks ...string) {
 		t.Helper()
 		src, _ := hookDef(t, name, hooks...)
-		if _, _, err := store.PutDefinition(ctx, name, src, time.Now()); err != nil {
+		if _, _, err := store.PutDefinition(ctx, name, src, "test", time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -41,7 +41,7 @@ func engineOn(t *testing.T, cfg trigger.Config, name, src string) (context.Conte
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := store.PutDefinition(ctx, name, src, time.Now()); err != nil {
+	if _, _, err := store.PutDefinition(ctx, name, src, "test", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Logger = slog.New(slog.DiscardHandler)
@@ -111,6 +111,9 @@ func TestSubjectMessagesStartWorkflowsOrAreRecorded(t *testing.T) {
 		}
 		in, _ := json.Marshal(first.Record.Events[0].WorkflowStarted.Input)
 		started = append(started, string(in))
+		if who := first.Record.Events[0].Identity; who != "subject:orders.created" {
+			t.Errorf("workflow %s started by %q, want subject:orders.created", id, who)
+		}
 	}
 	sort.Strings(started)
 	want := []string{`{"headers":{"X-Tag":"a"},"order":1}`, `{"headers":{},"order":2}`}

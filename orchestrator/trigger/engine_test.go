@@ -70,7 +70,7 @@ steps:
 			if err := store.SetLastCronTick(ctx, name, key, last); err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := store.PutDefinition(ctx, name, src, now); err != nil {
+			if _, _, err := store.PutDefinition(ctx, name, src, "test", now); err != nil {
 				t.Fatal(err)
 			}
 			var clock atomic.Int64

@@ -62,9 +62,10 @@ func refused(err error, format string, args ...any) *RefusedError {
 
 // Fire starts the run of trigger m for ev: it evaluates the trigger's
 // filter (false: Fired.Skipped), its id (without an id template: RunID)
-// and its input (default: the event), and starts the run (runs.Start). A
-// run already started for the same occurrence, or one that an id
-// template maps it onto, is the event's run: Started is false.
+// and its input (default: the event), and starts the run (runs.Start) in
+// the name of Caller. A run already started for the same occurrence, or
+// one that an id template maps it onto, is the event's run: Started is
+// false.
 //
 // Errors: a *RefusedError for an event that can start no run; any other
 // error is the store's, and worth trying again.
@@ -105,7 +106,7 @@ func Fire(ctx context.Context, store *eventstore.Store, defs *runs.Definitions, 
 		reqID = "trigger/" + t.Key + "/" + ev.Identity
 	}
 	res, err := runs.Start(ctx, store, defs, runs.StartRequest{Definition: m.Definition, Revision: m.Revision,
-		Input: input, WorkflowID: id, RequestID: reqID, Time: ev.Time})
+		Input: input, WorkflowID: id, RequestID: reqID, Time: ev.Time, Identity: Caller(m, ev)})
 	switch {
 	case err == nil:
 		return Fired{WorkflowID: res.WorkflowID, Started: res.Started}, nil
@@ -118,6 +119,25 @@ func Fire(ctx context.Context, store *eventstore.Store, defs *runs.Definitions, 
 		return Fired{}, refused(err, "input: %v", err)
 	}
 	return Fired{}, err
+}
+
+// Caller is the identity a run started by trigger m for ev records as who
+// asked for it (events.Event.Identity): "webhook:<name>" for a webhook,
+// "cron:<definition>" for a cron tick, and "subject:<subject>" for a
+// message, naming the subject it came on (the event's subject variable).
+func Caller(m Match, ev Event) string {
+	t := m.Trigger
+	switch t.Kind {
+	case definition.TriggerWebhook:
+		return "webhook:" + t.Webhook
+	case definition.TriggerCron:
+		return "cron:" + m.Definition
+	}
+	subject, _ := ev.Vars["subject"].(string)
+	if subject == "" {
+		subject = t.Subject
+	}
+	return "subject:" + subject
 }
 
 // RunID is the workflow id of the run trigger t of definition def starts

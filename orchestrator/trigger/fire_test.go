@@ -31,3 +31,23 @@ func TestRunID(t *testing.T) {
 		t.Errorf("message identities %q and %q: want 20 hex digits each, different", a, b)
 	}
 }
+
+// A trigger's run records who started it: the webhook, the cron trigger's
+// definition, or the subject the message came on (not the pattern).
+func TestCaller(t *testing.T) {
+	for _, tc := range []struct {
+		tr   *definition.Trigger
+		vars map[string]any
+		want string
+	}{
+		{&definition.Trigger{Kind: definition.TriggerWebhook, Webhook: "signup"}, map[string]any{"subject": "webhook"}, "webhook:signup"},
+		{&definition.Trigger{Kind: definition.TriggerCron, Cron: "@hourly"}, map[string]any{"subject": "cron"}, "cron:orders"},
+		{&definition.Trigger{Kind: definition.TriggerSubject, Subject: "orders.*"}, map[string]any{"subject": "orders.created"}, "subject:orders.created"},
+		{&definition.Trigger{Kind: definition.TriggerSubject, Subject: "orders.*"}, nil, "subject:orders.*"},
+	} {
+		m := trigger.Match{Definition: "orders", Trigger: tc.tr}
+		if got := trigger.Caller(m, trigger.Event{Vars: tc.vars}); got != tc.want {
+			t.Errorf("Caller(%s trigger) = %q, want %q", tc.tr.Kind, got, tc.want)
+		}
+	}
+}

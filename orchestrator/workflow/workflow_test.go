@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/workflow"
@@ -470,6 +472,34 @@ func TestFoldStarted(t *testing.T) {
 	}
 	if s := st.Steps["a"]; !s.Started.Equal(at(0)) || !s.Closed.Equal(at(time.Second)) || s.Task != "t" {
 		t.Errorf("step a = %+v", s)
+	}
+}
+
+// Histories recorded before events carried an identity decode and fold
+// as they did, and an identity changes nothing in the fold.
+func TestFoldWithoutIdentity(t *testing.T) {
+	old, err := msgpack.Marshal(map[string]any{"v": 1, "e": []any{
+		map[string]any{"t": "WorkflowStarted", "at": t0, "ws": map[string]any{"id": wfID, "def": "test", "rev": 1, "in": nil, "req": "req-1"}},
+		map[string]any{"t": "SignalReceived", "at": at(time.Second), "sr": map[string]any{"n": "go", "pl": "x", "req": "s-1"}},
+		map[string]any{"t": "CancelRequested", "at": at(2 * time.Second), "cr": map[string]any{"r": "done"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := events.Decode(old)
+	if err != nil {
+		t.Fatalf("Decode of a record without identities: %v", err)
+	}
+	without := fold(t, rec.Events)
+	if without.ID != wfID || !without.SignalSeen("s-1") || !without.CancelRequested {
+		t.Fatalf("folded %+v", without)
+	}
+	with := slices.Clone(rec.Events)
+	for i, who := range []string{"alice", "bob", "carol"} {
+		with[i].Identity = who
+	}
+	if got := fold(t, with); !reflect.DeepEqual(got, without) {
+		t.Errorf("identities changed the fold:\n got %+v\nwant %+v", got, without)
 	}
 }
 

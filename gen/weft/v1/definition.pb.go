@@ -34,7 +34,11 @@ type DefinitionInfo struct {
 	// Time the revision was stored.
 	CreatedTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_time,json=createdTime,proto3" json:"created_time,omitempty"`
 	// Content hash of the source, identifying the revision's contents.
-	Hash          string `protobuf:"bytes,5,opt,name=hash,proto3" json:"hash,omitempty"`
+	Hash string `protobuf:"bytes,5,opt,name=hash,proto3" json:"hash,omitempty"`
+	// Who put the revision, in the form of HistoryEvent.identity (a bearer
+	// token's name, "cert:<subject>" or "anonymous"); created_time is when.
+	// Empty for revisions stored before this was recorded.
+	PutBy         string `protobuf:"bytes,6,opt,name=put_by,json=putBy,proto3" json:"put_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -100,6 +104,13 @@ func (x *DefinitionInfo) GetCreatedTime() *timestamppb.Timestamp {
 func (x *DefinitionInfo) GetHash() string {
 	if x != nil {
 		return x.Hash
+	}
+	return ""
+}
+
+func (x *DefinitionInfo) GetPutBy() string {
+	if x != nil {
+		return x.PutBy
 	}
 	return ""
 }
@@ -415,13 +426,14 @@ var File_weft_v1_definition_proto protoreflect.FileDescriptor
 
 const file_weft_v1_definition_proto_rawDesc = "" +
 	"\n" +
-	"\x18weft/v1/definition.proto\x12\aweft.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x01\n" +
+	"\x18weft/v1/definition.proto\x12\aweft.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x01\n" +
 	"\x0eDefinitionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x05R\brevision\x12\x16\n" +
 	"\x06source\x18\x03 \x01(\tR\x06source\x12=\n" +
 	"\fcreated_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedTime\x12\x12\n" +
-	"\x04hash\x18\x05 \x01(\tR\x04hash\".\n" +
+	"\x04hash\x18\x05 \x01(\tR\x04hash\x12\x15\n" +
+	"\x06put_by\x18\x06 \x01(\tR\x05putBy\".\n" +
 	"\x14PutDefinitionRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\"}\n" +
 	"\x15PutDefinitionResponse\x12\x12\n" +

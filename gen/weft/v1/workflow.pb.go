@@ -578,7 +578,17 @@ type HistoryEvent struct {
 	// Path of the step the event belongs to, or empty for run-level events.
 	StepPath string `protobuf:"bytes,5,opt,name=step_path,json=stepPath,proto3" json:"step_path,omitempty"`
 	// Event-specific payload.
-	Data          *structpb.Value `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
+	Data *structpb.Value `protobuf:"bytes,6,opt,name=data,proto3" json:"data,omitempty"`
+	// Who caused the event, for the outside inputs of a run (WorkflowStarted,
+	// SignalReceived, CancelRequested, WorkflowRetried): the name of the
+	// bearer token the request carried; "cert:" and the subject of its
+	// verified client certificate (for example "cert:CN=alice"); "anonymous";
+	// "webhook:<name>", "subject:<NATS subject>" or "cron:<definition>" for a
+	// run a trigger started; or "parent:<workflow id>" for a child run and
+	// the cancel request of its parent. Recorded by the server, never taken
+	// from a request; empty on other events and on events recorded before
+	// identities were.
+	Identity      string `protobuf:"bytes,7,opt,name=identity,proto3" json:"identity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -653,6 +663,13 @@ func (x *HistoryEvent) GetData() *structpb.Value {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *HistoryEvent) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
 }
 
 // StartWorkflowRequest is the request of WorkflowService.StartWorkflow.
@@ -1686,14 +1703,15 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\x06status\x18\x04 \x01(\x0e2\x17.weft.v1.WorkflowStatusR\x06status\x12=\n" +
 	"\fcreated_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedTime\x12;\n" +
 	"\vclosed_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"closedTime\"\xd1\x01\n" +
+	"closedTime\"\xed\x01\n" +
 	"\fHistoryEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12\x18\n" +
 	"\aattempt\x18\x04 \x01(\x05R\aattempt\x12\x1b\n" +
 	"\tstep_path\x18\x05 \x01(\tR\bstepPath\x12*\n" +
-	"\x04data\x18\x06 \x01(\v2\x16.google.protobuf.ValueR\x04data\"\xc0\x01\n" +
+	"\x04data\x18\x06 \x01(\v2\x16.google.protobuf.ValueR\x04data\x12\x1a\n" +
+	"\bidentity\x18\a \x01(\tR\bidentity\"\xc0\x01\n" +
 	"\x14StartWorkflowRequest\x12\x1e\n" +
 	"\n" +
 	"definition\x18\x01 \x01(\tR\n" +
