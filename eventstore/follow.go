@@ -33,6 +33,7 @@ type Followed struct {
 	// carries no link.
 	Seq, Prev uint64
 	HasPrev   bool
+
 	subject string
 	time    time.Time
 	data    []byte
