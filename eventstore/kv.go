@@ -137,6 +137,11 @@ type Summary struct {
 	Closed     time.Time `msgpack:"x,omitempty"`
 	// Seq is the last history sequence the summary reflects.
 	Seq uint64 `msgpack:"seq"`
+	// Identity is who started the workflow (its WorkflowStarted event's).
+	Identity string `msgpack:"who,omitempty"`
+	// Search holds the workflow's search attributes: names to strings,
+	// numbers (float64 or int64), bools and times.
+	Search map[string]any `msgpack:"sa,omitempty"`
 }
 
 // PutSummaries writes index entries in one batch and returns an error (or
