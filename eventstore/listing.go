@@ -1,8 +1,10 @@
 package eventstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -135,8 +137,19 @@ func decodeEntry(e jetstream.KeyValueEntry) (*Summary, bool) {
 		return nil, false
 	}
 	var sum Summary
-	if msgpack.Unmarshal(e.Value(), &sum) != nil || sum.ID != e.Key() {
+	dec := msgpack.NewDecoder(bytes.NewReader(e.Value()))
+	dec.UseLooseInterfaceDecoding(true) // whole numbers as int64 or uint64
+	if dec.Decode(&sum) != nil || sum.ID != e.Key() {
 		return nil, false
+	}
+	for k, v := range sum.Search {
+		if u, ok := v.(uint64); ok {
+			if u <= math.MaxInt64 {
+				sum.Search[k] = int64(u)
+			} else {
+				sum.Search[k] = float64(u)
+			}
+		}
 	}
 	return &sum, true
 }
@@ -180,6 +193,15 @@ func (l *Listing) Err() error {
 // id afterID (afterID "": from the newest). more says a further entry
 // that keep accepts follows.
 func (l *Listing) Page(afterCreatedNanos int64, afterID string, n int, keep func(Summary) bool) (page []Summary, more bool) {
+	page, resume := l.Scan(afterCreatedNanos, afterID, n, 0, keep)
+	return page, resume != nil
+}
+
+// Scan is Page looking at no more than budget entries (0: no bound). It
+// returns where a next call goes on from: the last entry returned when a
+// further entry keep accepts follows it, the last entry looked at when
+// the budget ran out first, or nil when no entry keep accepts follows.
+func (l *Listing) Scan(afterCreatedNanos int64, afterID string, n, budget int, keep func(Summary) bool) (page []Summary, resume *Summary) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	i := len(l.asc) - 1
@@ -199,15 +221,21 @@ func (l *Listing) Page(afterCreatedNanos int64, afterID string, n int, keep func
 			return lo
 		}()
 	}
-	for ; i >= 0; i-- {
+	for looked := 0; i >= 0; i-- {
+		if budget > 0 && looked == budget {
+			last := *l.asc[i+1]
+			return page, &last
+		}
+		looked++
 		sum := *l.asc[i]
 		if keep != nil && !keep(sum) {
 			continue
 		}
 		if len(page) == n {
-			return page, true
+			last := page[n-1]
+			return page, &last
 		}
 		page = append(page, sum)
 	}
-	return page, false
+	return page, nil
 }

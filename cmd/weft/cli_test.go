@@ -117,6 +117,17 @@ steps:
 	if err != nil || !strings.Contains(out, "cli-1") {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
+	out, err = runCLI(t, "list", "--query", `status == "completed" && definition == "greet"`, server)
+	if err != nil || !strings.Contains(out, "cli-1") {
+		t.Fatalf("list --query: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "list", "--query", `status == "running"`, server)
+	if err != nil || strings.Contains(out, "cli-1") {
+		t.Fatalf("list --query running listed a completed run: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, "list", "--query", `status ==`, server); err == nil || !strings.Contains(err.Error(), "invalid_argument") {
+		t.Fatalf("list with a bad query: %v\n%s", err, out)
+	}
 	out, err = runCLI(t, "get", "missing", server)
 	if err == nil || !strings.Contains(err.Error(), "not_found") {
 		t.Fatalf("get missing: %v\n%s", err, out)

@@ -696,7 +696,7 @@ func formatEvent(ev *weftv1.HistoryEvent) string {
 }
 
 func listCommand(cf *clientFlags) *cobra.Command {
-	var status, definition string
+	var status, definition, query string
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "list",
@@ -710,7 +710,7 @@ func listCommand(cf *clientFlags) *cobra.Command {
 			if limit < 0 {
 				return fmt.Errorf("invalid --limit %d: must not be negative", limit)
 			}
-			req := &weftv1.ListWorkflowsRequest{Definition: definition, Status: st}
+			req := &weftv1.ListWorkflowsRequest{Definition: definition, Status: st, Query: query}
 			tw := newTable(cmd.OutOrStdout(), "ID", "DEFINITION", "REV", "STATUS", "CREATED", "CLOSED")
 			for n := 0; limit == 0 || n < limit; {
 				if limit > 0 {
@@ -741,6 +741,7 @@ func listCommand(cf *clientFlags) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&status, "status", "", "only runs with this status: running, completed, failed or canceled")
 	f.StringVar(&definition, "definition", "", "only runs of this definition")
+	f.StringVar(&query, "query", "", `only runs for which this CEL expression is true, over status, definition, revision, created, closed, identity and search, e.g. 'search.customer == "c-7"'`)
 	f.IntVar(&limit, "limit", 0, "maximum number of runs to list (0 for all)")
 	return cmd
 }

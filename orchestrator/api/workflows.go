@@ -228,6 +228,12 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 	if m.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED {
 		want = strings.TrimPrefix(m.Status.String(), "WORKFLOW_STATUS_")
 	}
+	var q *listQuery
+	if m.Query != "" {
+		if q, err = compileQuery(m.Query); err != nil {
+			return nil, err
+		}
+	}
 	// Every entry stored before this call is listed: wait (briefly) for
 	// the copy to apply the index's latest write.
 	seq, err := s.store.IndexSeq(ctx)
@@ -253,16 +259,16 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 		}
 		// Its watcher ended: a new copy is made.
 	}
-	page, more := l.Page(cur.created, cur.id, size, func(sum eventstore.Summary) bool {
-		return (m.Definition == "" || sum.Definition == m.Definition) && (want == "" || sum.Status == want)
+	page, resume := l.Scan(cur.created, cur.id, size, scanBudget, func(sum eventstore.Summary) bool {
+		return (m.Definition == "" || sum.Definition == m.Definition) && (want == "" || sum.Status == want) &&
+			(q == nil || q.match(sum))
 	})
 	resp := &weftv1.ListWorkflowsResponse{}
 	for _, sum := range page {
 		resp.Workflows = append(resp.Workflows, summaryProto(sum))
 	}
-	if more {
-		last := page[len(page)-1]
-		resp.NextPageToken = strconv.FormatInt(last.Created.UnixNano(), 10) + "." + last.ID
+	if resume != nil {
+		resp.NextPageToken = strconv.FormatInt(resume.Created.UnixNano(), 10) + "." + resume.ID
 	}
 	return connect.NewResponse(resp), nil
 }

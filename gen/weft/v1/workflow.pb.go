@@ -1244,7 +1244,18 @@ type ListWorkflowsRequest struct {
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token returned as next_page_token by a previous call, or empty to start
 	// at the first page.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only list runs for which this CEL expression is true. It is evaluated
+	// over each run's status (a lower-case string such as "running"),
+	// definition, revision, created and closed (timestamps; closed is
+	// 0001-01-01T00:00:00Z while the run is open), identity (who started it)
+	// and search (its search attributes, a map), e.g.
+	// `search.customer == "c-7" && created > timestamp("2026-12-01T00:00:00Z")`.
+	// A run for which it cannot be evaluated (a missing attribute, say: test
+	// with has(search.customer)) is not listed. A page answers after looking
+	// at a bounded number of runs: with a query it may hold fewer runs than
+	// page_size, or none, and still give a next_page_token.
+	Query         string `protobuf:"bytes,5,opt,name=query,proto3" json:"query,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1303,6 +1314,13 @@ func (x *ListWorkflowsRequest) GetPageSize() int32 {
 func (x *ListWorkflowsRequest) GetPageToken() string {
 	if x != nil {
 		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListWorkflowsRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
 	}
 	return ""
 }
@@ -1751,7 +1769,7 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\"D\n" +
 	"\x15WatchWorkflowResponse\x12+\n" +
-	"\x05event\x18\x01 \x01(\v2\x15.weft.v1.HistoryEventR\x05event\"\xa3\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x15.weft.v1.HistoryEventR\x05event\"\xb9\x01\n" +
 	"\x14ListWorkflowsRequest\x12\x1e\n" +
 	"\n" +
 	"definition\x18\x01 \x01(\tR\n" +
@@ -1759,7 +1777,8 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\x0e2\x17.weft.v1.WorkflowStatusR\x06status\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"w\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12\x14\n" +
+	"\x05query\x18\x05 \x01(\tR\x05query\"w\n" +
 	"\x15ListWorkflowsResponse\x126\n" +
 	"\tworkflows\x18\x01 \x03(\v2\x18.weft.v1.WorkflowSummaryR\tworkflows\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9d\x01\n" +
