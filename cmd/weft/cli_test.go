@@ -128,6 +128,33 @@ steps:
 	if out, err = runCLI(t, "list", "--query", `status ==`, server); err == nil || !strings.Contains(err.Error(), "invalid_argument") {
 		t.Fatalf("list with a bad query: %v\n%s", err, out)
 	}
+	// export writes each event of the runs found as a JSON line with the
+	// run's id, and goes on after a run it names.
+	q := `status == "completed" && definition == "greet"`
+	out, err = runCLI(t, "export", "--query", q, "--since", "2000-01-01T00:00:00Z", server)
+	if err != nil {
+		t.Fatalf("export: %v\n%s", err, out)
+	}
+	var exported []map[string]any
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "{") {
+			var ev map[string]any
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Fatalf("export line %q: %v", line, err)
+			}
+			exported = append(exported, ev)
+		}
+	}
+	if len(exported) != 6 || exported[0]["workflowId"] != "cli-1" || exported[0]["type"] != "WorkflowStarted" || exported[5]["type"] != "WorkflowCompleted" ||
+		!strings.Contains(out, "--resume-after cli-1") {
+		t.Fatalf("export wrote %d events: %v\n%s", len(exported), exported, out)
+	}
+	if out, err = runCLI(t, "export", "--query", q, "--resume-after", "cli-1", server); err != nil || strings.Contains(out, "{") {
+		t.Fatalf("export after the last run: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, "export", "--since", "yesterday", server); err == nil || !strings.Contains(err.Error(), "--since") {
+		t.Fatalf("export with a bad --since: %v\n%s", err, out)
+	}
 	out, err = runCLI(t, "get", "missing", server)
 	if err == nil || !strings.Contains(err.Error(), "not_found") {
 		t.Fatalf("get missing: %v\n%s", err, out)

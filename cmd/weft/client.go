@@ -199,7 +199,7 @@ func serverURL(s string) string {
 func clientCommands(cf *clientFlags) []*cobra.Command {
 	cmds := []*cobra.Command{
 		defCommand(cf), startCommand(cf), getCommand(cf), historyCommand(cf),
-		awaitCommand(cf), listCommand(cf), signalCommand(cf), cancelCommand(cf), retryCommand(cf), watchCommand(cf),
+		awaitCommand(cf), listCommand(cf), exportCommand(cf), signalCommand(cf), cancelCommand(cf), retryCommand(cf), watchCommand(cf),
 		triggersCommand(cf), schedulesCommand(cf),
 	}
 	for _, c := range cmds {
