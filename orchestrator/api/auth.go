@@ -60,6 +60,9 @@ func CheckTokenName(name string) error {
 			return fmt.Errorf("token name %q: use letters, digits, '.', '_', '-' or '@'", name)
 		}
 	}
+	if name == Anonymous {
+		return fmt.Errorf("token name %q is what histories record for callers without a token: choose another", name)
+	}
 	return nil
 }
 

@@ -70,7 +70,7 @@ func TestNewTokenAndCheckTokenName(t *testing.T) {
 			t.Errorf("CheckTokenName(%q): %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "a b", "a:b", "é", strings.Repeat("x", 65)} {
+	for _, bad := range []string{"", "a b", "a:b", "é", strings.Repeat("x", 65), "anonymous"} {
 		if CheckTokenName(bad) == nil {
 			t.Errorf("CheckTokenName(%q) accepted", bad)
 		}
