@@ -29,26 +29,27 @@ type Type string
 
 // The event types of record version 1.
 const (
-	TypeWorkflowStarted   Type = "WorkflowStarted"
-	TypeStepScheduled     Type = "StepScheduled"
-	TypeStepAttemptFailed Type = "StepAttemptFailed"
-	TypeStepCompleted     Type = "StepCompleted"
-	TypeStepFailed        Type = "StepFailed"
-	TypeWaitStarted       Type = "WaitStarted"
-	TypeSignalReceived    Type = "SignalReceived"
-	TypeTimerFired        Type = "TimerFired"
-	TypeCancelRequested   Type = "CancelRequested"
-	TypeWorkflowCompleted Type = "WorkflowCompleted"
-	TypeWorkflowFailed    Type = "WorkflowFailed"
-	TypeWorkflowCanceled  Type = "WorkflowCanceled"
-	TypeStepStarted       Type = "StepStarted"
-	TypeStepSkipped       Type = "StepSkipped"
-	TypeStepIterated      Type = "StepIterated"
-	TypeTimerScheduled    Type = "TimerScheduled"
-	TypeChildStarted      Type = "ChildStarted"
-	TypeWorkflowRetried   Type = "WorkflowRetried"
-	TypeStepCanceled      Type = "StepCanceled"
-	TypeStepReopened      Type = "StepReopened"
+	TypeWorkflowStarted     Type = "WorkflowStarted"
+	TypeStepScheduled       Type = "StepScheduled"
+	TypeStepAttemptFailed   Type = "StepAttemptFailed"
+	TypeStepCompleted       Type = "StepCompleted"
+	TypeStepFailed          Type = "StepFailed"
+	TypeWaitStarted         Type = "WaitStarted"
+	TypeSignalReceived      Type = "SignalReceived"
+	TypeTimerFired          Type = "TimerFired"
+	TypeCancelRequested     Type = "CancelRequested"
+	TypeWorkflowCompleted   Type = "WorkflowCompleted"
+	TypeWorkflowFailed      Type = "WorkflowFailed"
+	TypeWorkflowCanceled    Type = "WorkflowCanceled"
+	TypeStepStarted         Type = "StepStarted"
+	TypeStepSkipped         Type = "StepSkipped"
+	TypeStepIterated        Type = "StepIterated"
+	TypeTimerScheduled      Type = "TimerScheduled"
+	TypeChildStarted        Type = "ChildStarted"
+	TypeWorkflowRetried     Type = "WorkflowRetried"
+	TypeStepCanceled        Type = "StepCanceled"
+	TypeStepReopened        Type = "StepReopened"
+	TypeSearchAttributesSet Type = "SearchAttributesSet"
 )
 
 // ErrCorrupt is returned (wrapped) when bytes do not decode into a valid Record.
@@ -74,26 +75,27 @@ type Event struct {
 	// on events recorded before identities were.
 	Identity string `msgpack:"who,omitempty"`
 
-	WorkflowStarted   *WorkflowStarted   `msgpack:"ws,omitempty"`
-	StepScheduled     *StepScheduled     `msgpack:"ss,omitempty"`
-	StepAttemptFailed *StepAttemptFailed `msgpack:"saf,omitempty"`
-	StepCompleted     *StepCompleted     `msgpack:"sc,omitempty"`
-	StepFailed        *StepFailed        `msgpack:"sf,omitempty"`
-	WaitStarted       *WaitStarted       `msgpack:"wst,omitempty"`
-	SignalReceived    *SignalReceived    `msgpack:"sr,omitempty"`
-	TimerFired        *TimerFired        `msgpack:"tf,omitempty"`
-	CancelRequested   *CancelRequested   `msgpack:"cr,omitempty"`
-	WorkflowCompleted *WorkflowCompleted `msgpack:"wc,omitempty"`
-	WorkflowFailed    *WorkflowFailed    `msgpack:"wf,omitempty"`
-	WorkflowCanceled  *WorkflowCanceled  `msgpack:"wx,omitempty"`
-	StepStarted       *StepStarted       `msgpack:"sst,omitempty"`
-	StepSkipped       *StepSkipped       `msgpack:"ssk,omitempty"`
-	StepIterated      *StepIterated      `msgpack:"sit,omitempty"`
-	TimerScheduled    *TimerScheduled    `msgpack:"ts,omitempty"`
-	ChildStarted      *ChildStarted      `msgpack:"cs,omitempty"`
-	WorkflowRetried   *WorkflowRetried   `msgpack:"wr,omitempty"`
-	StepCanceled      *StepCanceled      `msgpack:"scn,omitempty"`
-	StepReopened      *StepReopened      `msgpack:"sro,omitempty"`
+	WorkflowStarted     *WorkflowStarted     `msgpack:"ws,omitempty"`
+	StepScheduled       *StepScheduled       `msgpack:"ss,omitempty"`
+	StepAttemptFailed   *StepAttemptFailed   `msgpack:"saf,omitempty"`
+	StepCompleted       *StepCompleted       `msgpack:"sc,omitempty"`
+	StepFailed          *StepFailed          `msgpack:"sf,omitempty"`
+	WaitStarted         *WaitStarted         `msgpack:"wst,omitempty"`
+	SignalReceived      *SignalReceived      `msgpack:"sr,omitempty"`
+	TimerFired          *TimerFired          `msgpack:"tf,omitempty"`
+	CancelRequested     *CancelRequested     `msgpack:"cr,omitempty"`
+	WorkflowCompleted   *WorkflowCompleted   `msgpack:"wc,omitempty"`
+	WorkflowFailed      *WorkflowFailed      `msgpack:"wf,omitempty"`
+	WorkflowCanceled    *WorkflowCanceled    `msgpack:"wx,omitempty"`
+	StepStarted         *StepStarted         `msgpack:"sst,omitempty"`
+	StepSkipped         *StepSkipped         `msgpack:"ssk,omitempty"`
+	StepIterated        *StepIterated        `msgpack:"sit,omitempty"`
+	TimerScheduled      *TimerScheduled      `msgpack:"ts,omitempty"`
+	ChildStarted        *ChildStarted        `msgpack:"cs,omitempty"`
+	WorkflowRetried     *WorkflowRetried     `msgpack:"wr,omitempty"`
+	StepCanceled        *StepCanceled        `msgpack:"scn,omitempty"`
+	StepReopened        *StepReopened        `msgpack:"sro,omitempty"`
+	SearchAttributesSet *SearchAttributesSet `msgpack:"sas,omitempty"`
 }
 
 // Error is a failure as data: a message for people and a type for rules
@@ -331,6 +333,15 @@ type StepReopened struct {
 	BudgetFrom int `msgpack:"bf,omitempty"`
 }
 
+// SearchAttributesSet records search attributes a decision evaluated: the
+// definition's at the start (Path empty), or a step's once it completed
+// (Path is the step's). Its Attributes replace those of the same names set
+// before. Values are strings, int64s, float64s, bools and UTC time.Times.
+type SearchAttributesSet struct {
+	Path       string         `msgpack:"p,omitempty"`
+	Attributes map[string]any `msgpack:"a"`
+}
+
 // Terminal reports whether the event closes a workflow.
 func (e Event) Terminal() bool {
 	switch e.Type {
@@ -398,6 +409,8 @@ func (e Event) Payload() any {
 		return e.StepCanceled
 	case TypeStepReopened:
 		return e.StepReopened
+	case TypeSearchAttributesSet:
+		return e.SearchAttributesSet
 	}
 	return nil
 }
@@ -456,6 +469,8 @@ func isNilPointer(p any) bool {
 	case *StepCanceled:
 		return v == nil
 	case *StepReopened:
+		return v == nil
+	case *SearchAttributesSet:
 		return v == nil
 	}
 	return false

@@ -194,6 +194,24 @@ func sample() []struct {
 		{
 			in: events.Event{Type: events.TypeStepReopened, Time: at(21 * time.Second), StepReopened: &events.StepReopened{Path: "fan"}},
 		},
+		{
+			in: events.Event{Type: events.TypeSearchAttributesSet, Time: at(22 * time.Second), SearchAttributesSet: &events.SearchAttributesSet{
+				Attributes: map[string]any{"customer": "ann", "amount": 250, "ratio": 0.5, "vip": true,
+					"due": time.Date(2025, 3, 1, 13, 0, 0, 5, time.FixedZone("CET", 3600))},
+			}},
+			want: events.Event{Type: events.TypeSearchAttributesSet, Time: at(22 * time.Second), SearchAttributesSet: &events.SearchAttributesSet{
+				Attributes: map[string]any{"customer": "ann", "amount": int64(250), "ratio": 0.5, "vip": true,
+					"due": time.Date(2025, 3, 1, 12, 0, 0, 5, time.UTC)},
+			}},
+		},
+		{
+			in: events.Event{Type: events.TypeSearchAttributesSet, Time: at(23 * time.Second), SearchAttributesSet: &events.SearchAttributesSet{
+				Path: "each[2].charge", Attributes: map[string]any{"charged": uint64(1) << 40},
+			}},
+			want: events.Event{Type: events.TypeSearchAttributesSet, Time: at(23 * time.Second), SearchAttributesSet: &events.SearchAttributesSet{
+				Path: "each[2].charge", Attributes: map[string]any{"charged": int64(1) << 40},
+			}},
+		},
 	}
 }
 
@@ -270,7 +288,7 @@ var allTypes = []events.Type{
 	events.TypeCancelRequested, events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled,
 	events.TypeStepStarted, events.TypeStepSkipped, events.TypeStepIterated, events.TypeTimerScheduled,
 	events.TypeChildStarted, events.TypeWorkflowRetried, events.TypeStepCanceled,
-	events.TypeStepReopened,
+	events.TypeStepReopened, events.TypeSearchAttributesSet,
 }
 
 func TestEncodeDecodeMultiEventRecord(t *testing.T) {
@@ -1013,6 +1031,21 @@ func BenchmarkDecode(b *testing.B) {
 	for b.Loop() {
 		if _, err := events.Decode(data); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// A search attribute value that is not a string, number, bool or time
+// does not decode: a record holding one is corrupt.
+func TestDecodeRejectsSearchValue(t *testing.T) {
+	for _, v := range []any{[]any{"a"}, map[string]any{"a": 1}, nil} {
+		b, err := events.Encode(events.Event{Type: events.TypeSearchAttributesSet, Time: at(0),
+			SearchAttributesSet: &events.SearchAttributesSet{Attributes: map[string]any{"x": v}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := events.Decode(b); !errors.Is(err, events.ErrCorrupt) {
+			t.Errorf("search value %v: Decode error = %v, want ErrCorrupt", v, err)
 		}
 	}
 }

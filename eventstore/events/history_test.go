@@ -166,6 +166,26 @@ func historyV4() [][]events.Event {
 	}
 }
 
+// historyV5 is the content of testdata/history_v5.msgpack: the records
+// that brought SearchAttributesSet, as written when it was added. Never
+// edit it.
+func historyV5() [][]events.Event {
+	return [][]events.Event{
+		{
+			{Type: events.TypeWorkflowStarted, Time: at(98 * time.Hour), Identity: "alice", WorkflowStarted: &events.WorkflowStarted{
+				WorkflowID: "wf-6", Definition: "orders", Revision: 3, Input: map[string]any{"customer": "ann"},
+			}},
+			{Type: events.TypeSearchAttributesSet, Time: at(98 * time.Hour), SearchAttributesSet: &events.SearchAttributesSet{
+				Attributes: map[string]any{"customer": "ann", "priority": int64(2), "vip": false, "score": 0.25,
+					"due": time.Date(2025, 3, 10, 9, 30, 0, 0, time.UTC)},
+			}},
+		},
+		{{Type: events.TypeSearchAttributesSet, Time: at(99 * time.Hour), SearchAttributesSet: &events.SearchAttributesSet{
+			Path: "lines[1].charge", Attributes: map[string]any{"vip": true, "charged": int64(-3)},
+		}}},
+	}
+}
+
 // recordings are the recorded histories under testdata: each file with the
 // records it holds. Only ever add to this list.
 var recordings = []struct {
@@ -176,6 +196,7 @@ var recordings = []struct {
 	{"history_v2.msgpack", historyV2},
 	{"history_v3.msgpack", historyV3},
 	{"history_v4.msgpack", historyV4},
+	{"history_v5.msgpack", historyV5},
 }
 
 // writeFrames writes records as a recording: for each, its length as 4

@@ -183,9 +183,38 @@ func normalizeValues(e *Event) error {
 		utc(&e.TimerFired.Due)
 	case TypeTimerScheduled:
 		utc(&e.TimerScheduled.Due)
+	case TypeSearchAttributesSet:
+		if err = NormalizeSearch(e.SearchAttributesSet.Attributes); err != nil {
+			err = fmt.Errorf("search attributes: %w", err)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return nil
+}
+
+// NormalizeSearch puts decoded search attribute values in the form they
+// were recorded in, in place: times in UTC, numbers as int64 or float64.
+// It fails on a value that is not a string, number, bool or time.
+func NormalizeSearch(m map[string]any) error {
+	for k, v := range m {
+		switch x := v.(type) {
+		case time.Time:
+			m[k] = x.UTC()
+		case string, bool, int64, float64:
+		default:
+			n, err := value.Normalize(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			switch n.(type) {
+			case int64, float64:
+				m[k] = n
+			default:
+				return fmt.Errorf("%s: a %T is not a search attribute value", k, v)
+			}
+		}
 	}
 	return nil
 }
