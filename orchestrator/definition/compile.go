@@ -78,6 +78,13 @@ type exprAt struct {
 	// inner lets the expression read the outputs of steps inside self, as
 	// a repeat's until does after each iteration.
 	inner bool
+	// after marks an expression evaluated once self completed, as a
+	// step's search is: it reads what the steps after self read, self
+	// included.
+	after bool
+	// start marks an expression evaluated when the run starts, before
+	// any step, as the definition's search is: it reads no step.
+	start bool
 }
 
 // value compiles v; it returns nil after reporting a problem.
@@ -323,16 +330,23 @@ func (c *compiler) refs(checked *cel.Ast) []string {
 }
 
 // reads says why an expression at at cannot read the output of step
-// target, or returns "" when it can. A step cannot read its own output,
+// target, or returns "" when it can. A step cannot read its own output
+// (but its search, evaluated once it completed, can),
 // a step that contains it, a step inside it (except from a repeat's until),
 // a step that comes later in a list the two share, or a step in a loop body
 // it is not in: the steps of a body are visible only within their iteration.
 func (at exprAt) reads(target *node) string {
+	if at.start {
+		return "the definition's search is evaluated when the run starts, before any step has run"
+	}
 	self := at.self
 	if self == nil {
 		return hidden(nil, target, nil)
 	}
 	if target == self {
+		if at.after {
+			return ""
+		}
 		return "a step cannot read its own output"
 	}
 	a, b := self.path, target.path
@@ -346,6 +360,9 @@ func (at exprAt) reads(target *node) string {
 	case k == len(a):
 		if at.inner {
 			return hidden(a, target, self)
+		}
+		if at.after {
+			return hidden(a, target, nil)
 		}
 		return fmt.Sprintf("step %q is inside this step and has not run when this is evaluated", target.id)
 	case a[k].list == b[k].list && b[k].index > a[k].index:

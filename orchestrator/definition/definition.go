@@ -64,6 +64,9 @@ type Definition struct {
 	Children []string
 	// Triggers start workflows of this definition from outside events.
 	Triggers []*Trigger
+	// Search sets the run's search attributes when it starts, by name;
+	// nil when not given. Its expressions see what the first step's do.
+	Search []*SearchAttr
 
 	// byID maps every step id, nested steps included, to its step.
 	byID map[string]*Step
@@ -138,6 +141,10 @@ type Step struct {
 	// Catch handles the step's failure: the first clause whose Errors
 	// match the error type runs instead of failing (in order).
 	Catch []*Catch
+	// Search sets search attributes of the run each time the step
+	// completes, by name; nil when not given. Its expressions see what
+	// the steps after it see: the step's own output too.
+	Search []*SearchAttr
 
 	// Exactly one of these is set, matching Kind (none for task and wait).
 	Switch   *Switch

@@ -13,6 +13,11 @@
 // and workflow, and inside loops the loop variables: a foreach's item
 // variable (as, default item) and index, and a repeat's iteration.
 //
+// Search attributes (search:, on the definition or on a step) name values
+// a run is found by: the definition's are evaluated when the run starts, a
+// step's each time it completes (they see its output); a value is a
+// string, number, bool or timestamp.
+//
 // Triggers (triggers:) start workflows of a definition from outside: a NATS
 // subject or wildcard (subject:), a schedule (cron:, in timezone:, default
 // UTC) or a named webhook (webhook:). Their filter, id and input see only

@@ -114,6 +114,7 @@ const (
 	wantList        // foreach
 	wantTime        // sleep.until
 	wantString      // a trigger's id
+	wantSearch      // a search attribute: string, number, bool or timestamp
 )
 
 // example is an expression of the wanted type.
@@ -127,6 +128,8 @@ func (w want) example() string {
 		return "workflow.now + duration('1h')"
 	case wantString:
 		return "'order-' + string(event.id)"
+	case wantSearch:
+		return "input.customer"
 	}
 	return "input.count + 1"
 }
@@ -157,6 +160,14 @@ func (w want) check(t *cel.Type) string {
 	case wantString:
 		if k != types.StringKind {
 			return "must yield a string, not " + t.String()
+		}
+	case wantSearch:
+		switch k {
+		case types.StringKind, types.IntKind, types.UintKind, types.DoubleKind, types.BoolKind, types.TimestampKind:
+		case types.NullTypeKind:
+			return "must yield a string, number, bool or timestamp, not null"
+		default:
+			return "must yield a string, number, bool or timestamp, not " + t.String()
 		}
 	}
 	return ""

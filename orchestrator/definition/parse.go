@@ -62,7 +62,7 @@ var stepKinds = map[string]*kindSpec{
 }
 
 // commonFields are the fields every step may have besides its kind's.
-var commonFields = []string{"catch", "id", "if"}
+var commonFields = []string{"catch", "id", "if", "search"}
 
 // stepFields lists every field a step may have, sorted.
 var stepFields = func() []string {
@@ -153,6 +153,8 @@ type parser struct {
 	children map[string]bool
 	// steps maps each id to its compiled step.
 	steps map[string]*Step
+	// searchNames holds the search attribute names set anywhere.
+	searchNames map[string]bool
 }
 
 func newParser() *parser {
@@ -164,6 +166,8 @@ func newParser() *parser {
 		root:     &scope{},
 		children: map[string]bool{},
 		steps:    map[string]*Step{},
+
+		searchNames: map[string]bool{},
 	}
 }
 
@@ -197,7 +201,7 @@ func (p *parser) definition(src []byte) *Definition {
 		return nil
 	}
 	d := &Definition{}
-	fields := p.fields("", "", root, "name", "output", "retry", "steps", "timeout", "triggers")
+	fields := p.fields("", "", root, "name", "output", "retry", "search", "steps", "timeout", "triggers")
 	if n := fields["name"]; n == nil {
 		p.add("", "name", "is required")
 	} else if s, ok := p.str("", "name", n); ok {
@@ -234,6 +238,12 @@ func (p *parser) definition(src []byte) *Definition {
 	}
 	if n := fields["output"]; n != nil {
 		d.Output = p.template("", "output", n, exprAt{sc: p.root})
+	}
+	if n := fields["search"]; n != nil {
+		d.Search = p.search("", n, exprAt{sc: p.root, start: true})
+	}
+	if len(p.searchNames) > MaxSearchAttributes {
+		p.add("", "search", "too many search attributes: the definition sets %d names, on itself and its steps; at most %d", len(p.searchNames), MaxSearchAttributes)
 	}
 	if n := fields["triggers"]; n != nil {
 		d.Triggers = p.triggers(n)
@@ -468,6 +478,16 @@ func (p *parser) step(info *node, n *yaml.Node, sc *scope) *Step {
 		s.If = p.condition(label, "if", n, at.expr())
 	}
 	p.kind(s, at, fields[kinds[0]], own)
+	if n := fields["search"]; n != nil {
+		switch s.Kind {
+		case KindFail:
+			p.add(label, "search", "a fail step never completes, so its search would never be evaluated: set it on the definition or on another step")
+		case KindSucceed:
+			p.add(label, "search", "a succeed step ends the run without completing, so its search would never be evaluated: set it on the step before or on the definition")
+		default:
+			s.Search = p.search(label, n, exprAt{self: info, sc: sc, after: true})
+		}
+	}
 	if n := fields["catch"]; n != nil {
 		s.Catch = p.catch(at, n)
 	}
