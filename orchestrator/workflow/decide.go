@@ -39,6 +39,14 @@ func Decide(st *State, def *definition.Definition) []events.Event {
 		w.emit(events.Event{Type: events.TypeTimerScheduled, TimerScheduled: &events.TimerScheduled{
 			TimerID: WorkflowTimeoutTimerID(st.Retries), Due: st.Now.Add(def.Timeout)}})
 	}
+	if len(def.Search) > 0 && !st.StartSearched {
+		// The definition's search comes first, on the input alone.
+		w.search(def.Search, "", w.scope("", nil))
+		if w.terminal != nil {
+			return []events.Event{*w.terminal}
+		}
+		return w.out
+	}
 	r := w.block(def.Steps, "", nil)
 	w.takeSignals()
 	if w.terminal != nil {
@@ -253,6 +261,31 @@ func (w *walker) completeStep(path string, out any) {
 	w.emit(events.Event{Type: events.TypeStepCompleted, StepCompleted: &events.StepCompleted{Path: path, Output: out}})
 }
 
+// search records the search attributes attrs evaluate to in scope sc: the
+// definition's (path empty) or those of the step at path, which just
+// completed. A failed evaluation fails the workflow (not the step, which
+// completed: a catch of it does not handle this), with error type
+// ErrTypeInvalidSearch for a value that cannot be recorded.
+func (w *walker) search(attrs []*definition.SearchAttr, path string, sc definition.Scope) {
+	m, err := definition.EvalSearch(attrs, sc)
+	if err == nil {
+		w.emit(events.Event{Type: events.TypeSearchAttributesSet, SearchAttributesSet: &events.SearchAttributesSet{Path: path, Attributes: m}})
+		return
+	}
+	typ := exprErrType(err)
+	if errors.Is(err, definition.ErrSearchValue) {
+		typ = ErrTypeInvalidSearch
+	}
+	msg := err.Error()
+	if path != "" {
+		msg = fmt.Sprintf("step %s: %s", path, msg)
+	}
+	e := w.ev(events.Event{Type: events.TypeWorkflowFailed, WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: typ, Message: msg}}})
+	if w.terminal == nil {
+		w.terminal = &e
+	}
+}
+
 // block walks a sequence of steps: it starts the first that has not
 // started, follows the running one, and reports the sequence's state.
 func (w *walker) block(steps []*definition.Step, prefix string, l locals) result {
@@ -272,6 +305,11 @@ func (w *walker) block(steps []*definition.Step, prefix string, l locals) result
 		}
 		switch s.Status {
 		case StepCompleted:
+			if len(step.Search) > 0 && !s.Searched {
+				// Recorded before anything after the step happens.
+				w.search(step.Search, path, w.scope(prefix, l))
+				return result{state: blockPending}
+			}
 			last = s.Output
 			continue
 		case StepSkipped:

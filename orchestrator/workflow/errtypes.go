@@ -24,6 +24,10 @@ const (
 	// ErrTypeInvalidOutput: a step's output cannot be recorded (no JSON
 	// form, against the rule for values, too large to store).
 	ErrTypeInvalidOutput = "invalid_output"
+	// ErrTypeInvalidSearch: a search attribute's value cannot be recorded
+	// (not a string, number, bool or timestamp, or a string longer than
+	// definition.MaxSearchString); it fails the workflow.
+	ErrTypeInvalidSearch = "invalid_search_attribute"
 	// ErrTypeCorruptHistory: a workflow's history cannot be folded (a
 	// record that cannot be decoded or applied).
 	ErrTypeCorruptHistory = "corrupt_history"

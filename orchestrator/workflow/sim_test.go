@@ -149,7 +149,35 @@ func (g *simGen) definition() map[string]any {
 	case 7:
 		d["output"] = "${ input.nope }" // fails when the steps are done
 	}
+	if g.chance("search?", 3) {
+		d["search"] = g.search(simLoop{}, "")
+	}
 	return d
+}
+
+// search draws a search mapping of the definition (id "") or of step id,
+// whose expressions see the loop variables of l. Names repeat across
+// places, so later values replace earlier ones.
+func (g *simGen) search(l simLoop, id string) map[string]any {
+	vals := []string{"${ input.n }", "${ workflow.now }", "n${ input.n }", "${ input.n > 0 }", "${ double(input.n) / 2.0 }"}
+	if id != "" && g.chance("search output?", 3) {
+		vals = append(vals, "${ steps."+id+".output }") // not a scalar for containers: fails the run
+	}
+	if l.item != "" {
+		vals = append(vals, "${ index }")
+	}
+	if l.iteration {
+		vals = append(vals, "${ iteration }")
+	}
+	out := map[string]any{}
+	for range 1 + g.intn("search attrs", 2) {
+		v := g.pick("search value", vals...)
+		if g.chance("bad search?", 20) {
+			v = g.pick("bad search", "${ input.items }", "${ input.nope }") // a list; missing
+		}
+		out[g.pick("search name", "a", "b", "c")] = v
+	}
+	return out
 }
 
 func (g *simGen) list(l simLoop, depth, lo, hi int) []any {
@@ -195,7 +223,8 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 	if depth >= g.p.depth || g.n >= g.p.steps {
 		kinds = kinds[:g.p.leaves]
 	}
-	switch kinds[g.intn("kind", len(kinds))] {
+	kind := kinds[g.intn("kind", len(kinds))]
+	switch kind {
 	case "task":
 		s["task"] = "t"
 		switch g.intn("task input", 30) {
@@ -311,6 +340,9 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 	}
 	if g.chance("if?", 6) {
 		s["if"] = g.cond(l)
+	}
+	if kind != "fail" && kind != "succeed" && g.chance("search?", 4) {
+		s["search"] = g.search(l, s["id"].(string))
 	}
 	if g.chance("catch?", 5) {
 		var clauses []any
@@ -1309,6 +1341,8 @@ func (s *sim) illegal(st *workflow.State, e events.Event, m *simModel, rest []ev
 		path = p.Path
 	case *events.StepReopened:
 		path = p.Path
+	case *events.SearchAttributesSet:
+		path = p.Path
 	}
 	step := st.Steps[path]
 	// A step starts when it has not, or when the last redrive runs it
@@ -1417,11 +1451,38 @@ func (s *sim) illegal(st *workflow.State, e events.Event, m *simModel, rest []ev
 		if step == nil || step.Status != workflow.StepRunning || e.StepIterated.Iteration != step.Iteration+1 {
 			return fmt.Sprintf("repeat %s iterated to %d from %+v", path, e.StepIterated.Iteration, step), ""
 		}
+	case events.TypeSearchAttributesSet:
+		return s.illegalSearch(st, step, e.SearchAttributesSet), ""
 	case events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled:
 	default:
 		return "not a decision", ""
 	}
 	return "", ""
+}
+
+// illegalSearch says why recording search attributes as sa does may not
+// follow st: the definition's are recorded once, first; a step's once
+// each time it completes; both with the names the definition gives them.
+func (s *sim) illegalSearch(st *workflow.State, step *workflow.Step, sa *events.SearchAttributesSet) string {
+	attrs := s.def.Search
+	if sa.Path == "" {
+		if st.StartSearched || len(st.Steps) > 0 {
+			return fmt.Sprintf("the definition's search recorded with %d steps started (recorded before: %v)", len(st.Steps), st.StartSearched)
+		}
+	} else {
+		if step == nil || step.Status != workflow.StepCompleted || step.Searched {
+			return fmt.Sprintf("search of %s recorded while it is %+v", sa.Path, step)
+		}
+		attrs = s.def.Step(simID(sa.Path)).Search
+	}
+	var want []string
+	for _, a := range attrs {
+		want = append(want, a.Name)
+	}
+	if got := slices.Sorted(maps.Keys(sa.Attributes)); !slices.Equal(got, want) {
+		return fmt.Sprintf("search of %q records %v, the definition names %v", sa.Path, got, want)
+	}
+	return ""
 }
 
 // illegalCancel says why canceling a step as sc does may not follow st:

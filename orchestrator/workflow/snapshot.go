@@ -8,12 +8,13 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/eventstore/value"
 )
 
 // SnapshotVersion is the layout of encoded states. A snapshot of another
 // version is not read: the history is folded instead.
-const SnapshotVersion = 3
+const SnapshotVersion = 4
 
 // ErrBadSnapshot is returned (wrapped) for a snapshot that cannot be read.
 var ErrBadSnapshot = errors.New("unreadable snapshot")
@@ -93,6 +94,9 @@ func (st *State) normalize() error {
 	}
 	n(&st.Input)
 	n(&st.Output)
+	if err := events.NormalizeSearch(st.Search); err != nil {
+		return fmt.Errorf("search attributes: %w", err)
+	}
 	for k, v := range st.Vars {
 		n(&v)
 		st.Vars[k] = v

@@ -76,6 +76,10 @@ type Step struct {
 	ChildID    string
 	ChildInput any
 
+	// Searched: the step's search attributes were recorded since it last
+	// completed (a step whose definition has none never is).
+	Searched bool
+
 	// Rerun marks a step that was failed or canceled when the workflow was
 	// last redriven: when a decision reaches it, it runs again from its
 	// start, or resumes if it is a container. A decision that never
@@ -114,6 +118,9 @@ type State struct {
 	Input      any
 	RequestID  string
 	Parent     *events.ParentRef
+	// StartedBy is who started the workflow: its WorkflowStarted event's
+	// Identity (empty in histories recorded before identities were).
+	StartedBy string
 
 	Status    Status
 	Output    any
@@ -129,6 +136,17 @@ type State struct {
 
 	// Vars holds the values set steps assigned.
 	Vars map[string]any
+
+	// Search holds the search attributes recorded so far by name, each the
+	// last value set: strings, int64s, float64s, bools and UTC
+	// time.Times; nil when none was.
+	Search map[string]any
+	// SearchChanges counts the SearchAttributesSet events applied: Search
+	// changed when it did.
+	SearchChanges int
+	// StartSearched: the definition's search attributes were recorded
+	// (the first decision does, when the definition has any).
+	StartSearched bool
 
 	Signals []*Signal
 	// signalIDs holds the request ids of received signals: a repeat is ignored.
@@ -250,7 +268,7 @@ func (st *State) dispatch(e events.Event) error {
 	t := e.Time
 	switch e.Type {
 	case events.TypeWorkflowStarted:
-		return st.workflowStarted(e.WorkflowStarted, t)
+		return st.workflowStarted(e.WorkflowStarted, e.Identity, t)
 	case events.TypeStepScheduled:
 		st.stepScheduled(e.StepScheduled, t)
 	case events.TypeStepAttemptFailed:
@@ -292,17 +310,20 @@ func (st *State) dispatch(e events.Event) error {
 		st.stepReopened(e.StepReopened)
 	case events.TypeWorkflowRetried:
 		st.workflowRetried()
+	case events.TypeSearchAttributesSet:
+		st.searchAttributesSet(e.SearchAttributesSet)
 	default:
 		return fmt.Errorf("%w: unknown event type %q", ErrInvalidHistory, e.Type)
 	}
 	return nil
 }
 
-func (st *State) workflowStarted(p *events.WorkflowStarted, t time.Time) error {
+func (st *State) workflowStarted(p *events.WorkflowStarted, who string, t time.Time) error {
 	if st.Events != 1 {
 		return fmt.Errorf("%w: second WorkflowStarted at index %d", ErrInvalidHistory, st.Events)
 	}
 	st.ID, st.Definition, st.Revision, st.Input, st.RequestID = p.WorkflowID, p.Definition, p.Revision, p.Input, p.RequestID
+	st.StartedBy = who
 	st.Parent = p.Parent
 	st.Status = StatusRunning
 	st.Created = t
@@ -336,7 +357,7 @@ func (st *State) stepCompleted(p *events.StepCompleted, t time.Time) {
 		}
 		out = m
 	}
-	s.Status, s.Output, s.Closed, s.Rerun = StepCompleted, out, t, false
+	s.Status, s.Output, s.Closed, s.Rerun, s.Searched = StepCompleted, out, t, false, false
 	s.Attempts = max(s.Attempts, p.Attempt)
 	st.setOutput(p.Path, out)
 	if p.SignalSeq > 0 {
@@ -349,6 +370,23 @@ func (st *State) stepCompleted(p *events.StepCompleted, t time.Time) {
 	for k, v := range p.Vars {
 		st.Vars[k] = v
 	}
+}
+
+// searchAttributesSet records search attributes, replacing earlier values
+// of the same names, and marks where they came from as recorded.
+func (st *State) searchAttributesSet(p *events.SearchAttributesSet) {
+	if p.Path == "" {
+		st.StartSearched = true
+	} else if s := st.Steps[p.Path]; s != nil {
+		s.Searched = true
+	}
+	if st.Search == nil {
+		st.Search = make(map[string]any, len(p.Attributes))
+	}
+	for k, v := range p.Attributes {
+		st.Search[k] = v
+	}
+	st.SearchChanges++
 }
 
 func (st *State) stepFailed(p *events.StepFailed, t time.Time) {

@@ -476,7 +476,8 @@ func TestFoldStarted(t *testing.T) {
 }
 
 // Histories recorded before events carried an identity decode and fold
-// as they did, and an identity changes nothing in the fold.
+// as they did, and an identity changes nothing in the fold but who
+// started the run (State.StartedBy).
 func TestFoldWithoutIdentity(t *testing.T) {
 	old, err := msgpack.Marshal(map[string]any{"v": 1, "e": []any{
 		map[string]any{"t": "WorkflowStarted", "at": t0, "ws": map[string]any{"id": wfID, "def": "test", "rev": 1, "in": nil, "req": "req-1"}},
@@ -498,7 +499,12 @@ func TestFoldWithoutIdentity(t *testing.T) {
 	for i, who := range []string{"alice", "bob", "carol"} {
 		with[i].Identity = who
 	}
-	if got := fold(t, with); !reflect.DeepEqual(got, without) {
+	got := fold(t, with)
+	if without.StartedBy != "" || got.StartedBy != "alice" {
+		t.Errorf("StartedBy = %q without identities, %q with; want \"\" and alice", without.StartedBy, got.StartedBy)
+	}
+	got.StartedBy = ""
+	if !reflect.DeepEqual(got, without) {
 		t.Errorf("identities changed the fold:\n got %+v\nwant %+v", got, without)
 	}
 }
