@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/weftworks/weft/eventstore/events"
 )
 
 // DefinitionRecord is one stored revision of a definition's source text.
@@ -140,8 +142,17 @@ type Summary struct {
 	// Identity is who started the workflow (its WorkflowStarted event's).
 	Identity string `msgpack:"who,omitempty"`
 	// Search holds the workflow's search attributes: names to strings,
-	// numbers (float64 or int64), bools and times.
+	// numbers (float64 or int64), bools and times (read back in UTC).
 	Search map[string]any `msgpack:"sa,omitempty"`
+}
+
+// decodeSummary reads an index entry's value, with its search attributes
+// in the form they were written in.
+func decodeSummary(b []byte, sum *Summary) error {
+	if err := msgpack.Unmarshal(b, sum); err != nil {
+		return err
+	}
+	return events.NormalizeSearch(sum.Search)
 }
 
 // PutSummaries writes index entries in one batch and returns an error (or
@@ -235,7 +246,7 @@ func (s *Store) GetSummary(ctx context.Context, wf string) (Summary, error) {
 		return Summary{}, fmt.Errorf("eventstore: index %s: %w", wf, err)
 	}
 	var sum Summary
-	if err := msgpack.Unmarshal(e.Value(), &sum); err != nil {
+	if err := decodeSummary(e.Value(), &sum); err != nil {
 		return Summary{}, fmt.Errorf("eventstore: index %s: %w", wf, err)
 	}
 	return sum, nil

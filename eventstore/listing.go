@@ -1,16 +1,13 @@
 package eventstore
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"sort"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Listing is a live copy of the workflow index in memory, in listing
@@ -137,19 +134,8 @@ func decodeEntry(e jetstream.KeyValueEntry) (*Summary, bool) {
 		return nil, false
 	}
 	var sum Summary
-	dec := msgpack.NewDecoder(bytes.NewReader(e.Value()))
-	dec.UseLooseInterfaceDecoding(true) // whole numbers as int64 or uint64
-	if dec.Decode(&sum) != nil || sum.ID != e.Key() {
+	if decodeSummary(e.Value(), &sum) != nil || sum.ID != e.Key() {
 		return nil, false
-	}
-	for k, v := range sum.Search {
-		if u, ok := v.(uint64); ok {
-			if u <= math.MaxInt64 {
-				sum.Search[k] = int64(u)
-			} else {
-				sum.Search[k] = float64(u)
-			}
-		}
 	}
 	return &sum, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -342,6 +343,48 @@ func TestSummariesOnlyMoveForward(t *testing.T) {
 			t.Fatalf("entry r%d = %+v, %v; want the newest (S3@4)", i, sum, err)
 		}
 	}
+}
+
+// An index entry keeps who started the run and its search attributes, and
+// reads them back, from GetSummary and from a listing, as they were
+// written: numbers as int64 or float64, times in UTC.
+func TestSummaryKeepsIdentityAndSearch(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	due := time.Date(2025, 3, 1, 12, 0, 0, 5, time.UTC)
+	search := map[string]any{"customer": "ann", "n": int64(7), "big": int64(1) << 40, "neg": int64(-1),
+		"ratio": 0.5, "vip": true, "due": due}
+	sum := eventstore.Summary{ID: "wf", Definition: "d", Status: "RUNNING", Seq: 1, Created: due, Identity: "alice", Search: search}
+	for _, err := range s.PutSummaries(ctx, []eventstore.Summary{sum}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(from string, got eventstore.Summary) {
+		t.Helper()
+		if got.Identity != "alice" || !reflect.DeepEqual(got.Search, search) {
+			t.Errorf("%s: identity %q, search %#v\nwant alice, %#v", from, got.Identity, got.Search, search)
+		}
+		if d, _ := got.Search["due"].(time.Time); d.Location() != time.UTC {
+			t.Errorf("%s: a time reads back in %v, want UTC", from, d.Location())
+		}
+	}
+	got, err := s.GetSummary(ctx, "wf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("GetSummary", got)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	l, err := s.WatchListing(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := l.Page(0, "", 10, nil)
+	if len(page) != 1 {
+		t.Fatalf("listing holds %d entries, want 1", len(page))
+	}
+	check("listing", page[0])
 }
 
 // A scheduled timer is delivered once it is due, even across a restart of

@@ -36,7 +36,8 @@ type indexer struct {
 // inputs to settle once it is.
 type indexWrite struct {
 	sum    eventstore.Summary
-	mark   *atomic.Value // the cached state's written status
+	key    indexKey      // what sum reflects of the state
+	mark   *atomic.Value // the cached state's written indexKey
 	settle []func(ok bool)
 	queued bool // in now
 }
@@ -57,11 +58,11 @@ func newIndexer(store *eventstore.Store, log *slog.Logger) *indexer {
 	return ix
 }
 
-// put queues sum (whose status is newer than what mark says is written);
-// settle is called with the outcome once it is stored, or with false when
-// the indexer closes first. A running entry waits the indexer's delay
-// unless atOnce.
-func (ix *indexer) put(sum eventstore.Summary, mark *atomic.Value, atOnce bool, settle func(ok bool)) {
+// put queues sum, which reflects key of its state (newer than what mark
+// says is written, where key is stored once sum is); settle is called with
+// the outcome once it is stored, or with false when the indexer closes
+// first. A running entry waits the indexer's delay unless atOnce.
+func (ix *indexer) put(sum eventstore.Summary, key indexKey, mark *atomic.Value, atOnce bool, settle func(ok bool)) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if ix.closing {
@@ -74,7 +75,7 @@ func (ix *indexer) put(sum eventstore.Summary, mark *atomic.Value, atOnce bool, 
 		w = &indexWrite{}
 		ix.pending[sum.ID] = w
 	}
-	w.sum, w.mark = sum, mark
+	w.sum, w.key, w.mark = sum, key, mark
 	w.settle = append(w.settle, settle)
 	switch {
 	case (atOnce || workflow.Status(sum.Status).Terminal()) && !w.queued:
@@ -179,7 +180,7 @@ func (ix *indexer) write(batch []*indexWrite, closing bool) bool {
 			if errs[i] == nil {
 				// (A superseded entry leaves the index holding another
 				// writer's status.)
-				w.mark.Store(workflow.Status(w.sum.Status))
+				w.mark.Store(w.key)
 			}
 			for _, settle := range w.settle {
 				settle(true)

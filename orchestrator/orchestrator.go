@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -255,11 +256,12 @@ func shardOf(wf string, n int) int {
 // sure of everything again.
 type entry struct {
 	st *workflow.State
-	// indexed is the status the listing index is known to hold (set by the
-	// indexer once its write landed; cleared when another writer may have
-	// changed the entry); queued the last status handed to the indexer.
+	// indexed is the indexKey of what the listing index is known to hold
+	// (set by the indexer once its write landed; cleared when another
+	// writer may have changed the entry); queued the last one handed to
+	// the indexer.
 	indexed *atomic.Value
-	queued  workflow.Status
+	queued  indexKey
 	// started and canceled hold the child workflows known to exist, and
 	// known to be asked to cancel.
 	started  map[string]bool
@@ -531,7 +533,7 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 			// Another writer changed the status, and may have written
 			// the listing entry: what this one knows of it is stale.
 			// (A write queued before marks the old value.)
-			e.indexed, e.queued = nil, ""
+			e.indexed, e.queued = nil, indexKey{}
 		}
 	})
 	switch {
@@ -801,8 +803,9 @@ func (sh *shard) commit(ctx context.Context, wf string, e *entry, evs []events.E
 //     that completed or was canceled, have their child canceled (started
 //     first if it never was, so a late start cannot outrun the cancel);
 //   - a closed child tells its parent how it ended;
-//   - the listing index holds the workflow's status (an input that parks
-//     or closes the workflow is settled only once it does);
+//   - the listing index holds the workflow's status and search
+//     attributes, and who started it (an input that parks or closes the
+//     workflow is settled only once it does);
 //   - a closed workflow leaves the cache.
 func (sh *shard) reconcile(ctx context.Context, wf string, e *entry, d *eventstore.Delivery) error {
 	st := e.st
@@ -1175,8 +1178,30 @@ func inFlight(st *workflow.State) bool {
 	return false
 }
 
+// indexKey is what a listing entry reflects of a workflow's state: its
+// status and how many times its search attributes changed. The entry is
+// written again when either moves on.
+type indexKey struct {
+	status workflow.Status
+	search int
+}
+
+// keyOf returns the indexKey of st.
+func keyOf(st *workflow.State) indexKey {
+	return indexKey{status: st.Status, search: st.SearchChanges}
+}
+
+// summaryOf returns the listing entry of st, workflow wf. It shares
+// nothing with st, which changes while the indexer holds the entry.
+func summaryOf(wf string, st *workflow.State) eventstore.Summary {
+	return eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
+		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq,
+		Identity: st.StartedBy, Search: maps.Clone(st.Search)}
+}
+
 // index hands the workflow's entry to the indexer when the index is not
-// known to hold its status, and reports whether it took the input with it
+// known to hold its status and search attributes (its indexKey), and
+// reports whether it took the input with it
 // (the input is then settled once the entry is stored). An input that
 // parks the workflow (nothing in flight: it waits for a signal or a timer,
 // possibly for days) or closes it is held, since no later input is sure
@@ -1188,23 +1213,23 @@ func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
 	if e.indexed == nil {
 		e.indexed = new(atomic.Value)
 	}
-	if known, _ := e.indexed.Load().(workflow.Status); known == st.Status {
+	key := keyOf(st)
+	if known, _ := e.indexed.Load().(indexKey); known == key {
 		return false
 	}
 	hold := st.Status.Terminal() || !inFlight(st) || d.Source == eventstore.SourceExternal
-	if e.queued == st.Status && !hold {
+	if e.queued == key && !hold {
 		return false // on its way
 	}
-	e.queued = st.Status
-	sum := eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
-		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq}
+	e.queued = key
+	sum := summaryOf(wf, st)
 	if !hold {
-		sh.o.ix.put(sum, e.indexed, false, func(bool) {})
+		sh.o.ix.put(sum, key, e.indexed, false, func(bool) {})
 		return false
 	}
 	// Held inputs join the pending write: each comes back if it is lost.
 	// A parked workflow stays running: nothing is saved by waiting.
-	sh.o.ix.put(sum, e.indexed, !inFlight(st), func(ok bool) {
+	sh.o.ix.put(sum, key, e.indexed, !inFlight(st), func(ok bool) {
 		if ok {
 			_ = d.Ack()
 		} else {

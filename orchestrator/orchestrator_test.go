@@ -256,10 +256,10 @@ func TestIndexerWritesAClosedEntryOnceAndSettlesHeldInputs(t *testing.T) {
 	settle := func(ok bool) { settled <- ok }
 	now := time.Now().UTC()
 	ix.put(eventstore.Summary{ID: "wf", Definition: "d", Revision: 1, Status: string(workflow.StatusRunning), Created: now, Seq: 2},
-		mark, false, settle)
+		indexKey{status: workflow.StatusRunning}, mark, false, settle)
 	time.Sleep(100 * time.Millisecond) // (an entry due at once is written by now)
 	ix.put(eventstore.Summary{ID: "wf", Definition: "d", Revision: 1, Status: string(workflow.StatusCompleted), Created: now, Closed: now, Seq: 5},
-		mark, false, settle)
+		indexKey{status: workflow.StatusCompleted}, mark, false, settle)
 	for range 2 {
 		select {
 		case ok := <-settled:
@@ -270,8 +270,8 @@ func TestIndexerWritesAClosedEntryOnceAndSettlesHeldInputs(t *testing.T) {
 			t.Fatal("held inputs not settled")
 		}
 	}
-	if got, _ := mark.Load().(workflow.Status); got != workflow.StatusCompleted {
-		t.Fatalf("mark %q", got)
+	if got, _ := mark.Load().(indexKey); got.status != workflow.StatusCompleted {
+		t.Fatalf("mark %+v", got)
 	}
 	sum, err := r.store.GetSummary(r.ctx, "wf")
 	if err != nil || sum.Status != string(workflow.StatusCompleted) || sum.Seq != 5 {
@@ -293,7 +293,7 @@ func TestIndexerWritesAClosedEntryOnceAndSettlesHeldInputs(t *testing.T) {
 		t.Fatalf("index written %d times, want once", info.State.LastSeq)
 	}
 	ix.close()
-	ix.put(eventstore.Summary{ID: "late", Status: string(workflow.StatusCompleted), Seq: 1}, new(atomic.Value), true, settle)
+	ix.put(eventstore.Summary{ID: "late", Status: string(workflow.StatusCompleted), Seq: 1}, indexKey{status: workflow.StatusCompleted}, new(atomic.Value), true, settle)
 	if ok := <-settled; ok {
 		t.Fatal("an input put after close was settled as written")
 	}
