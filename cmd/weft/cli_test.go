@@ -70,10 +70,13 @@ func TestCLIAgainstServer(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "greet.yaml")
 	if err := os.WriteFile(file, []byte(`
 name: greet
+search:
+  name: "${ input.name }"
 steps:
   - id: hello
     task: echo
     input: "${ 'hello ' + input.name }"
+    search: { greeting: "${ steps.hello.output }" }
   - id: shout
     task: echo
     input: "${ steps.hello.output.upperAscii() }"
@@ -89,7 +92,8 @@ steps:
 		t.Fatalf("start --wait: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "get", "cli-1", server)
-	if err != nil || !strings.Contains(out, "COMPLETED") || !strings.Contains(out, "hello") || !strings.Contains(out, "shout") {
+	if err != nil || !strings.Contains(out, "COMPLETED") || !strings.Contains(out, "hello") || !strings.Contains(out, "shout") ||
+		!strings.Contains(out, `search:      greeting="hello ada" name=ada`) {
 		t.Fatalf("get: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "history", "cli-1", server)
@@ -102,7 +106,7 @@ steps:
 			types = append(types, f[2])
 		}
 	}
-	want := "WorkflowStarted StepScheduled StepCompleted StepScheduled StepCompleted WorkflowCompleted"
+	want := "WorkflowStarted SearchAttributesSet StepScheduled StepCompleted SearchAttributesSet StepScheduled StepCompleted WorkflowCompleted"
 	if strings.Join(types, " ") != want {
 		t.Fatalf("history types %v, want %s\n%s", types, want, out)
 	}
@@ -110,16 +114,21 @@ steps:
 		t.Fatalf("history does not say who started the run: %s", first)
 	}
 	out, err = runCLI(t, "history", "cli-1", "--json", server)
-	if err != nil || strings.Count(out, "\n") != 6 || !strings.Contains(out, `"type":"WorkflowCompleted"`) && !strings.Contains(out, `"type": "WorkflowCompleted"`) {
+	if err != nil || strings.Count(out, "\n") != 8 || !strings.Contains(out, `"type":"WorkflowCompleted"`) && !strings.Contains(out, `"type": "WorkflowCompleted"`) {
 		t.Fatalf("history --json: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "list", "--status", "completed", server)
-	if err != nil || !strings.Contains(out, "cli-1") {
+	if err != nil || !strings.Contains(out, "cli-1") || !strings.Contains(out, "STARTED-BY") ||
+		!strings.Contains(out, `anonymous   greeting="hello ada" name=ada`) {
 		t.Fatalf("list: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "list", "--query", `status == "completed" && definition == "greet"`, server)
 	if err != nil || !strings.Contains(out, "cli-1") {
 		t.Fatalf("list --query: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "list", "--query", `search.name == "ada" && search.greeting.startsWith("hello")`, server)
+	if err != nil || !strings.Contains(out, "cli-1") {
+		t.Fatalf("list --query on search attributes: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "list", "--query", `status == "running"`, server)
 	if err != nil || strings.Contains(out, "cli-1") {
@@ -145,7 +154,7 @@ steps:
 			exported = append(exported, ev)
 		}
 	}
-	if len(exported) != 6 || exported[0]["workflowId"] != "cli-1" || exported[0]["type"] != "WorkflowStarted" || exported[5]["type"] != "WorkflowCompleted" ||
+	if len(exported) != 8 || exported[0]["workflowId"] != "cli-1" || exported[0]["type"] != "WorkflowStarted" || exported[7]["type"] != "WorkflowCompleted" ||
 		!strings.Contains(out, "--resume-after cli-1") {
 		t.Fatalf("export wrote %d events: %v\n%s", len(exported), exported, out)
 	}

@@ -10,12 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -578,6 +583,7 @@ func printWorkflow(w io.Writer, wf *weftv1.Workflow) error {
 	field("closed", formatTime(wf.GetClosedTime(), time.RFC3339))
 	field("input", valueJSON(wf.GetInput()))
 	field("output", valueJSON(wf.GetOutput()))
+	field("search", formatSearch(wf.GetSearchAttributes()))
 	if f := formatFailure(wf.GetError()); f != "" {
 		if p := wf.GetError().GetStepPath(); p != "" {
 			f += " (step " + p + ")"
@@ -711,7 +717,7 @@ func listCommand(cf *clientFlags) *cobra.Command {
 				return fmt.Errorf("invalid --limit %d: must not be negative", limit)
 			}
 			req := &weftv1.ListWorkflowsRequest{Definition: definition, Status: st, Query: query}
-			tw := newTable(cmd.OutOrStdout(), "ID", "DEFINITION", "REV", "STATUS", "CREATED", "CLOSED")
+			tw := newTable(cmd.OutOrStdout(), "ID", "DEFINITION", "REV", "STATUS", "CREATED", "CLOSED", "STARTED-BY", "SEARCH")
 			for n := 0; limit == 0 || n < limit; {
 				if limit > 0 {
 					req.PageSize = int32(min(limit-n, pageSize))
@@ -725,9 +731,10 @@ func listCommand(cf *clientFlags) *cobra.Command {
 						break
 					}
 					n++
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.GetId(), s.GetDefinition(), s.GetRevision(),
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.GetId(), s.GetDefinition(), s.GetRevision(),
 						workflowStatusName(s.GetStatus()), orDash(formatTime(s.GetCreatedTime(), time.RFC3339)),
-						orDash(formatTime(s.GetClosedTime(), time.RFC3339)))
+						orDash(formatTime(s.GetClosedTime(), time.RFC3339)), orDash(s.GetIdentity()),
+						orDash(clip(formatSearch(s.GetSearchAttributes()), maxSearchCell)))
 				}
 				next := res.Msg.GetNextPageToken()
 				if next == "" || next == req.PageToken {
@@ -912,6 +919,45 @@ func valueJSON(v *structpb.Value) string {
 		return fmt.Sprintf("<%v>", err)
 	}
 	return string(b)
+}
+
+// formatSearch renders search attributes on one line, by name:
+// name=value separated by spaces, a string quoted when it is empty or
+// holds spaces, quotes or =; "" when there are none.
+func formatSearch(s *structpb.Struct) string {
+	fields := s.GetFields()
+	parts := make([]string, 0, len(fields))
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		var v string
+		switch x := fields[k].GetKind().(type) {
+		case *structpb.Value_StringValue:
+			v = x.StringValue
+			if v == "" || strings.ContainsAny(v, " \t\n\"=") {
+				v = strconv.Quote(v)
+			}
+		case *structpb.Value_NumberValue:
+			v = strconv.FormatFloat(x.NumberValue, 'f', -1, 64)
+			if a := math.Abs(x.NumberValue); a >= 1e21 || a != 0 && a < 1e-6 {
+				v = strconv.FormatFloat(x.NumberValue, 'g', -1, 64)
+			}
+		default:
+			v = valueJSON(fields[k])
+		}
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, " ")
+}
+
+// maxSearchCell bounds the SEARCH column of weft list, in characters.
+const maxSearchCell = 60
+
+// clip cuts s to at most n characters, ending it with … when it was longer.
+func clip(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
 }
 
 // protoJSON marshals m with proto field names, compact or indented. The

@@ -96,6 +96,32 @@ func TestFormatEvent(t *testing.T) {
 	}
 }
 
+func TestFormatSearch(t *testing.T) {
+	s := &structpb.Struct{Fields: map[string]*structpb.Value{
+		"customer": structpb.NewStringValue("ann"),
+		"note":     structpb.NewStringValue("two words"),
+		"empty":    structpb.NewStringValue(""),
+		"n":        structpb.NewNumberValue(42),
+		"big":      structpb.NewNumberValue(1 << 40),
+		"ratio":    structpb.NewNumberValue(0.25),
+		"vip":      structpb.NewBoolValue(true),
+		"due":      structpb.NewStringValue("2025-03-01T12:00:00Z"),
+	}}
+	want := `big=1099511627776 customer=ann due=2025-03-01T12:00:00Z empty="" n=42 note="two words" ratio=0.25 vip=true`
+	if got := formatSearch(s); got != want {
+		t.Errorf("formatSearch = %q\nwant %q", got, want)
+	}
+	if got := formatSearch(nil); got != "" {
+		t.Errorf("formatSearch(nil) = %q, want empty", got)
+	}
+	if got := clip("abcdef", 4); got != "abc…" {
+		t.Errorf("clip = %q", got)
+	}
+	if got := clip("ééé", 3); got != "ééé" {
+		t.Errorf("clip of a short string = %q", got)
+	}
+}
+
 func TestFormatFailure(t *testing.T) {
 	for _, tc := range []struct {
 		f    *weftv1.Failure

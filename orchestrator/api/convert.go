@@ -79,7 +79,8 @@ func (s *Server) workflowProto(ctx context.Context, v *stateView) (*weftv1.Workf
 	}
 	w := &weftv1.Workflow{Id: st.ID, Definition: st.Definition, Revision: int32(st.Revision),
 		Status: workflowStatus[st.Status], Input: in, Error: failure(st.Error, st.ErrorPath),
-		CreatedTime: ts(st.Created), ClosedTime: ts(st.Closed), HistoryLength: uint64(v.length)}
+		CreatedTime: ts(st.Created), ClosedTime: ts(st.Closed), HistoryLength: uint64(v.length),
+		SearchAttributes: searchProto(st.Search)}
 	if st.Status == workflow.StatusCompleted {
 		if w.Output, err = pv(st.Output); err != nil {
 			return nil, toConnect(err)
@@ -110,7 +111,44 @@ func (s *Server) workflowProto(ctx context.Context, v *stateView) (*weftv1.Workf
 
 func summaryProto(s eventstore.Summary) *weftv1.WorkflowSummary {
 	return &weftv1.WorkflowSummary{Id: s.ID, Definition: s.Definition, Revision: int32(s.Revision),
-		Status: workflowStatus[workflow.Status(s.Status)], CreatedTime: ts(s.Created), ClosedTime: ts(s.Closed)}
+		Status: workflowStatus[workflow.Status(s.Status)], CreatedTime: ts(s.Created), ClosedTime: ts(s.Closed),
+		Identity: s.Identity, SearchAttributes: searchProto(s.Search)}
+}
+
+// searchData returns search attributes as JSON-like values: a time as an
+// RFC 3339 string in UTC, other values as they are.
+func searchData(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		if t, ok := v.(time.Time); ok {
+			v = t.UTC().Format(time.RFC3339Nano)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// searchProto renders search attributes for the API (see searchData); nil
+// when there are none. Values of other types than those recorded
+// (strings, int64s, float64s, bools, times) are left out.
+func searchProto(m map[string]any) *structpb.Struct {
+	if len(m) == 0 {
+		return nil
+	}
+	out := &structpb.Struct{Fields: make(map[string]*structpb.Value, len(m))}
+	for k, v := range searchData(m) {
+		switch x := v.(type) {
+		case string:
+			out.Fields[k] = structpb.NewStringValue(x)
+		case int64:
+			out.Fields[k] = structpb.NewNumberValue(float64(x))
+		case float64:
+			out.Fields[k] = structpb.NewNumberValue(x)
+		case bool:
+			out.Fields[k] = structpb.NewBoolValue(x)
+		}
+	}
+	return out
 }
 
 func errData(e events.Error) map[string]any {
@@ -227,6 +265,9 @@ func stepEventData(e events.Event) (path string, data map[string]any, ok bool) {
 		if e.StepReopened.BudgetFrom > 0 {
 			data["budget_from"] = e.StepReopened.BudgetFrom
 		}
+	case events.TypeSearchAttributesSet:
+		path = e.SearchAttributesSet.Path
+		data = map[string]any{"attributes": searchData(e.SearchAttributesSet.Attributes)}
 	default:
 		return "", nil, false
 	}

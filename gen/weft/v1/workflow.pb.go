@@ -359,8 +359,13 @@ type Workflow struct {
 	ClosedTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=closed_time,json=closedTime,proto3" json:"closed_time,omitempty"`
 	// Number of events recorded in the history of the run.
 	HistoryLength uint64 `protobuf:"varint,11,opt,name=history_length,json=historyLength,proto3" json:"history_length,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Search attributes of the run, by name: the last value each was set to
+	// by the definition's search (at the start) or a step's (when the step
+	// completed). Values are strings, numbers and bools; a timestamp is an
+	// RFC 3339 string in UTC. Unset when the run has none.
+	SearchAttributes *structpb.Struct `protobuf:"bytes,12,opt,name=search_attributes,json=searchAttributes,proto3" json:"search_attributes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Workflow) Reset() {
@@ -470,6 +475,13 @@ func (x *Workflow) GetHistoryLength() uint64 {
 	return 0
 }
 
+func (x *Workflow) GetSearchAttributes() *structpb.Struct {
+	if x != nil {
+		return x.SearchAttributes
+	}
+	return nil
+}
+
 // WorkflowSummary is the abbreviated state of a workflow run returned by
 // ListWorkflows.
 type WorkflowSummary struct {
@@ -485,9 +497,16 @@ type WorkflowSummary struct {
 	// Time the run was started.
 	CreatedTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_time,json=createdTime,proto3" json:"created_time,omitempty"`
 	// Time the run closed, unset while the run is still running.
-	ClosedTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=closed_time,json=closedTime,proto3" json:"closed_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ClosedTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=closed_time,json=closedTime,proto3" json:"closed_time,omitempty"`
+	// Who started the run, as HistoryEvent.identity of its WorkflowStarted
+	// event; empty for runs started before identities were recorded.
+	Identity string `protobuf:"bytes,7,opt,name=identity,proto3" json:"identity,omitempty"`
+	// Search attributes of the run as the listing index holds them, in the
+	// form of Workflow.search_attributes. The index is updated shortly after
+	// the run's history, so a change may take a moment to show here.
+	SearchAttributes *structpb.Struct `protobuf:"bytes,8,opt,name=search_attributes,json=searchAttributes,proto3" json:"search_attributes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *WorkflowSummary) Reset() {
@@ -558,6 +577,20 @@ func (x *WorkflowSummary) GetCreatedTime() *timestamppb.Timestamp {
 func (x *WorkflowSummary) GetClosedTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ClosedTime
+	}
+	return nil
+}
+
+func (x *WorkflowSummary) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *WorkflowSummary) GetSearchAttributes() *structpb.Struct {
+	if x != nil {
+		return x.SearchAttributes
 	}
 	return nil
 }
@@ -1695,7 +1728,7 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\x04task\x18\x06 \x01(\tR\x04task\x12=\n" +
 	"\fstarted_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vstartedTime\x12;\n" +
 	"\vclosed_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"closedTime\"\xda\x03\n" +
+	"closedTime\"\xa0\x04\n" +
 	"\bWorkflow\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
@@ -1711,7 +1744,8 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\vclosed_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"closedTime\x12%\n" +
-	"\x0ehistory_length\x18\v \x01(\x04R\rhistoryLength\"\x8a\x02\n" +
+	"\x0ehistory_length\x18\v \x01(\x04R\rhistoryLength\x12D\n" +
+	"\x11search_attributes\x18\f \x01(\v2\x17.google.protobuf.StructR\x10searchAttributes\"\xec\x02\n" +
 	"\x0fWorkflowSummary\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
@@ -1721,7 +1755,9 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\x06status\x18\x04 \x01(\x0e2\x17.weft.v1.WorkflowStatusR\x06status\x12=\n" +
 	"\fcreated_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedTime\x12;\n" +
 	"\vclosed_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"closedTime\"\xed\x01\n" +
+	"closedTime\x12\x1a\n" +
+	"\bidentity\x18\a \x01(\tR\bidentity\x12D\n" +
+	"\x11search_attributes\x18\b \x01(\v2\x17.google.protobuf.StructR\x10searchAttributes\"\xed\x01\n" +
 	"\fHistoryEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
@@ -1871,7 +1907,8 @@ var file_weft_v1_workflow_proto_goTypes = []any{
 	(*RetryWorkflowResponse)(nil),  // 24: weft.v1.RetryWorkflowResponse
 	(*structpb.Value)(nil),         // 25: google.protobuf.Value
 	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 27: google.protobuf.Duration
+	(*structpb.Struct)(nil),        // 27: google.protobuf.Struct
+	(*durationpb.Duration)(nil),    // 28: google.protobuf.Duration
 }
 var file_weft_v1_workflow_proto_depIdxs = []int32{
 	1,  // 0: weft.v1.StepState.status:type_name -> weft.v1.StepStatus
@@ -1886,43 +1923,45 @@ var file_weft_v1_workflow_proto_depIdxs = []int32{
 	3,  // 9: weft.v1.Workflow.steps:type_name -> weft.v1.StepState
 	26, // 10: weft.v1.Workflow.created_time:type_name -> google.protobuf.Timestamp
 	26, // 11: weft.v1.Workflow.closed_time:type_name -> google.protobuf.Timestamp
-	0,  // 12: weft.v1.WorkflowSummary.status:type_name -> weft.v1.WorkflowStatus
-	26, // 13: weft.v1.WorkflowSummary.created_time:type_name -> google.protobuf.Timestamp
-	26, // 14: weft.v1.WorkflowSummary.closed_time:type_name -> google.protobuf.Timestamp
-	26, // 15: weft.v1.HistoryEvent.time:type_name -> google.protobuf.Timestamp
-	25, // 16: weft.v1.HistoryEvent.data:type_name -> google.protobuf.Value
-	25, // 17: weft.v1.StartWorkflowRequest.input:type_name -> google.protobuf.Value
-	4,  // 18: weft.v1.GetWorkflowResponse.workflow:type_name -> weft.v1.Workflow
-	27, // 19: weft.v1.AwaitWorkflowRequest.timeout:type_name -> google.protobuf.Duration
-	4,  // 20: weft.v1.AwaitWorkflowResponse.workflow:type_name -> weft.v1.Workflow
-	6,  // 21: weft.v1.GetHistoryResponse.events:type_name -> weft.v1.HistoryEvent
-	6,  // 22: weft.v1.WatchWorkflowResponse.event:type_name -> weft.v1.HistoryEvent
-	0,  // 23: weft.v1.ListWorkflowsRequest.status:type_name -> weft.v1.WorkflowStatus
-	5,  // 24: weft.v1.ListWorkflowsResponse.workflows:type_name -> weft.v1.WorkflowSummary
-	25, // 25: weft.v1.SignalWorkflowRequest.payload:type_name -> google.protobuf.Value
-	7,  // 26: weft.v1.WorkflowService.StartWorkflow:input_type -> weft.v1.StartWorkflowRequest
-	9,  // 27: weft.v1.WorkflowService.GetWorkflow:input_type -> weft.v1.GetWorkflowRequest
-	11, // 28: weft.v1.WorkflowService.AwaitWorkflow:input_type -> weft.v1.AwaitWorkflowRequest
-	13, // 29: weft.v1.WorkflowService.GetHistory:input_type -> weft.v1.GetHistoryRequest
-	15, // 30: weft.v1.WorkflowService.WatchWorkflow:input_type -> weft.v1.WatchWorkflowRequest
-	17, // 31: weft.v1.WorkflowService.ListWorkflows:input_type -> weft.v1.ListWorkflowsRequest
-	19, // 32: weft.v1.WorkflowService.SignalWorkflow:input_type -> weft.v1.SignalWorkflowRequest
-	21, // 33: weft.v1.WorkflowService.CancelWorkflow:input_type -> weft.v1.CancelWorkflowRequest
-	23, // 34: weft.v1.WorkflowService.RetryWorkflow:input_type -> weft.v1.RetryWorkflowRequest
-	8,  // 35: weft.v1.WorkflowService.StartWorkflow:output_type -> weft.v1.StartWorkflowResponse
-	10, // 36: weft.v1.WorkflowService.GetWorkflow:output_type -> weft.v1.GetWorkflowResponse
-	12, // 37: weft.v1.WorkflowService.AwaitWorkflow:output_type -> weft.v1.AwaitWorkflowResponse
-	14, // 38: weft.v1.WorkflowService.GetHistory:output_type -> weft.v1.GetHistoryResponse
-	16, // 39: weft.v1.WorkflowService.WatchWorkflow:output_type -> weft.v1.WatchWorkflowResponse
-	18, // 40: weft.v1.WorkflowService.ListWorkflows:output_type -> weft.v1.ListWorkflowsResponse
-	20, // 41: weft.v1.WorkflowService.SignalWorkflow:output_type -> weft.v1.SignalWorkflowResponse
-	22, // 42: weft.v1.WorkflowService.CancelWorkflow:output_type -> weft.v1.CancelWorkflowResponse
-	24, // 43: weft.v1.WorkflowService.RetryWorkflow:output_type -> weft.v1.RetryWorkflowResponse
-	35, // [35:44] is the sub-list for method output_type
-	26, // [26:35] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	27, // 12: weft.v1.Workflow.search_attributes:type_name -> google.protobuf.Struct
+	0,  // 13: weft.v1.WorkflowSummary.status:type_name -> weft.v1.WorkflowStatus
+	26, // 14: weft.v1.WorkflowSummary.created_time:type_name -> google.protobuf.Timestamp
+	26, // 15: weft.v1.WorkflowSummary.closed_time:type_name -> google.protobuf.Timestamp
+	27, // 16: weft.v1.WorkflowSummary.search_attributes:type_name -> google.protobuf.Struct
+	26, // 17: weft.v1.HistoryEvent.time:type_name -> google.protobuf.Timestamp
+	25, // 18: weft.v1.HistoryEvent.data:type_name -> google.protobuf.Value
+	25, // 19: weft.v1.StartWorkflowRequest.input:type_name -> google.protobuf.Value
+	4,  // 20: weft.v1.GetWorkflowResponse.workflow:type_name -> weft.v1.Workflow
+	28, // 21: weft.v1.AwaitWorkflowRequest.timeout:type_name -> google.protobuf.Duration
+	4,  // 22: weft.v1.AwaitWorkflowResponse.workflow:type_name -> weft.v1.Workflow
+	6,  // 23: weft.v1.GetHistoryResponse.events:type_name -> weft.v1.HistoryEvent
+	6,  // 24: weft.v1.WatchWorkflowResponse.event:type_name -> weft.v1.HistoryEvent
+	0,  // 25: weft.v1.ListWorkflowsRequest.status:type_name -> weft.v1.WorkflowStatus
+	5,  // 26: weft.v1.ListWorkflowsResponse.workflows:type_name -> weft.v1.WorkflowSummary
+	25, // 27: weft.v1.SignalWorkflowRequest.payload:type_name -> google.protobuf.Value
+	7,  // 28: weft.v1.WorkflowService.StartWorkflow:input_type -> weft.v1.StartWorkflowRequest
+	9,  // 29: weft.v1.WorkflowService.GetWorkflow:input_type -> weft.v1.GetWorkflowRequest
+	11, // 30: weft.v1.WorkflowService.AwaitWorkflow:input_type -> weft.v1.AwaitWorkflowRequest
+	13, // 31: weft.v1.WorkflowService.GetHistory:input_type -> weft.v1.GetHistoryRequest
+	15, // 32: weft.v1.WorkflowService.WatchWorkflow:input_type -> weft.v1.WatchWorkflowRequest
+	17, // 33: weft.v1.WorkflowService.ListWorkflows:input_type -> weft.v1.ListWorkflowsRequest
+	19, // 34: weft.v1.WorkflowService.SignalWorkflow:input_type -> weft.v1.SignalWorkflowRequest
+	21, // 35: weft.v1.WorkflowService.CancelWorkflow:input_type -> weft.v1.CancelWorkflowRequest
+	23, // 36: weft.v1.WorkflowService.RetryWorkflow:input_type -> weft.v1.RetryWorkflowRequest
+	8,  // 37: weft.v1.WorkflowService.StartWorkflow:output_type -> weft.v1.StartWorkflowResponse
+	10, // 38: weft.v1.WorkflowService.GetWorkflow:output_type -> weft.v1.GetWorkflowResponse
+	12, // 39: weft.v1.WorkflowService.AwaitWorkflow:output_type -> weft.v1.AwaitWorkflowResponse
+	14, // 40: weft.v1.WorkflowService.GetHistory:output_type -> weft.v1.GetHistoryResponse
+	16, // 41: weft.v1.WorkflowService.WatchWorkflow:output_type -> weft.v1.WatchWorkflowResponse
+	18, // 42: weft.v1.WorkflowService.ListWorkflows:output_type -> weft.v1.ListWorkflowsResponse
+	20, // 43: weft.v1.WorkflowService.SignalWorkflow:output_type -> weft.v1.SignalWorkflowResponse
+	22, // 44: weft.v1.WorkflowService.CancelWorkflow:output_type -> weft.v1.CancelWorkflowResponse
+	24, // 45: weft.v1.WorkflowService.RetryWorkflow:output_type -> weft.v1.RetryWorkflowResponse
+	37, // [37:46] is the sub-list for method output_type
+	28, // [28:37] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_workflow_proto_init() }
