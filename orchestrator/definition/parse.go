@@ -526,6 +526,10 @@ func (p *parser) kind(s *Step, at *stepAt, kind *yaml.Node, fields map[string]*y
 // fieldsOf lists the fields a step of the given kind takes, sorted.
 func fieldsOf(kind string) []string {
 	fields := append(slices.Clone(commonFields), kind)
+	if kind == "fail" || kind == "succeed" {
+		// They never complete, so a search would never be evaluated.
+		fields = slices.DeleteFunc(fields, func(f string) bool { return f == "search" })
+	}
 	fields = append(fields, stepKinds[kind].fields...)
 	sort.Strings(fields)
 	return fields

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +163,15 @@ func TestParseSearchLimit(t *testing.T) {
 	want := `invalid definition: field "search": too many search attributes: the definition sets 33 names, on itself and its steps; at most 32`
 	if err == nil || err.Error() != want {
 		t.Errorf("33 names: %v\nwant %s", err, want)
+	}
+}
+
+// The fields a fail or succeed step takes, as problems list them, leave
+// out search, which they refuse.
+func TestFieldsOfLeavesOutSearch(t *testing.T) {
+	for kind, want := range map[string]bool{"task": true, "fail": false, "succeed": false} {
+		if got := slices.Contains(fieldsOf(kind), "search"); got != want {
+			t.Errorf("%s steps take search: %v, want %v", kind, got, want)
+		}
 	}
 }
