@@ -171,7 +171,28 @@ func (s *Store) ExternalAckFloor(ctx context.Context) (uint64, error) {
 	return s.ackFloor(ctx, ExternalConsumer)
 }
 
+// TaskBacklog returns how many step commands of taskType wait for an
+// executor: those its consumer has not delivered yet (NumPending).
+//
+// Errors: ErrNotFound when the task type has no consumer.
+func (s *Store) TaskBacklog(ctx context.Context, taskType string) (uint64, error) {
+	info, err := s.consumerInfo(ctx, TaskConsumerName(taskType))
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending, nil
+}
+
 func (s *Store) ackFloor(ctx context.Context, consumer string) (uint64, error) {
+	info, err := s.consumerInfo(ctx, consumer)
+	if err != nil {
+		return 0, err
+	}
+	return info.AckFloor.Stream, nil
+}
+
+// consumerInfo reads the state of the history stream's consumer.
+func (s *Store) consumerInfo(ctx context.Context, consumer string) (*jetstream.ConsumerInfo, error) {
 	info, err := retryRead(ctx, func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
 		c, err := s.history.Consumer(ctx, consumer)
 		if err != nil {
@@ -180,12 +201,12 @@ func (s *Store) ackFloor(ctx context.Context, consumer string) (uint64, error) {
 		return c.CachedInfo(), nil
 	})
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return 0, fmt.Errorf("consumer %s: %w", consumer, ErrNotFound)
+		return nil, fmt.Errorf("consumer %s: %w", consumer, ErrNotFound)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("eventstore: consumer %s: %w", consumer, err)
+		return nil, fmt.Errorf("eventstore: consumer %s: %w", consumer, err)
 	}
-	return info.AckFloor.Stream, nil
+	return info, nil
 }
 
 // TaskConsumer returns the name of the durable consumer that delivers

@@ -125,6 +125,9 @@ func TestCommandAndInputQueues(t *testing.T) {
 	if _, err := s.TaskAckFloor(ctx, "echo"); !errors.Is(err, eventstore.ErrNotFound) {
 		t.Fatalf("TaskAckFloor without a consumer: %v", err)
 	}
+	if _, err := s.TaskBacklog(ctx, "echo"); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("TaskBacklog without a consumer: %v", err)
+	}
 	if err := s.EnsureTaskConsumer(ctx, "echo"); err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +142,9 @@ func TestCommandAndInputQueues(t *testing.T) {
 	if floor, err := s.TaskAckFloor(ctx, "echo"); err != nil || floor >= cmdSeq {
 		t.Fatalf("TaskAckFloor before an executor took the command = %d, %v", floor, err)
 	}
+	if n, err := s.TaskBacklog(ctx, "echo"); err != nil || n != 1 {
+		t.Fatalf("TaskBacklog before an executor took the command = %d, %v; want 1", n, err)
+	}
 	p, err := s.TaskPuller(ctx, "echo")
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +156,9 @@ func TestCommandAndInputQueues(t *testing.T) {
 		floor, err := s.TaskAckFloor(ctx, "echo")
 		return err == nil && floor >= cmdSeq
 	})
+	if n, err := s.TaskBacklog(ctx, "echo"); err != nil || n != 0 {
+		t.Fatalf("TaskBacklog once the command was taken = %d, %v; want 0", n, err)
+	}
 	if ok, err := s.ResultWaiting(ctx, "wf"); err != nil || ok {
 		t.Fatalf("ResultWaiting before a result: %v, %v", ok, err)
 	}
