@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/eventstore/value"
@@ -46,6 +48,9 @@ type Config struct {
 	// Definitions is the node's cache of compiled definitions. Default: one
 	// of the orchestrator's own.
 	Definitions *runs.Definitions
+	// Metrics is the registry the orchestrator records its metrics on (see
+	// docs/operations.md). Default nil: none.
+	Metrics *prometheus.Registry
 }
 
 // Validate checks the configuration.
@@ -77,6 +82,8 @@ type Orchestrator struct {
 	feeds  []*eventstore.Feed
 	direct []*eventstore.DirectSub
 	ix     *indexer
+	// metrics record what this orchestrator decides and records.
+	metrics orchMetrics
 }
 
 // New returns an orchestrator over store.
@@ -91,7 +98,7 @@ func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
 	config.Default(&cfg.MaxHistoryEvents, 100000)
 	config.Default(&cfg.SnapshotEvery, 1000)
 	return &Orchestrator{store: store, defs: cmp.Or(cfg.Definitions, runs.NewDefinitions(store)), cfg: cfg, id: runs.RandomID(),
-		log: cfg.Logger.With("component", "orchestrator")}, nil
+		log: cfg.Logger.With("component", "orchestrator"), metrics: newOrchMetrics(cfg.Metrics)}, nil
 }
 
 // Start begins consuming. It returns once subscribed.
@@ -343,8 +350,12 @@ func (sh *shard) failWorkflow(ctx context.Context, wf string, b errBroken) error
 		if err != nil || closed {
 			return err
 		}
-		_, err = sh.o.store.Append(ctx, wf, last, events.Event{Type: events.TypeWorkflowFailed, Time: sh.o.cfg.Now().UTC(),
+		at := sh.o.cfg.Now().UTC()
+		_, err = sh.o.store.Append(ctx, wf, last, events.Event{Type: events.TypeWorkflowFailed, Time: at,
 			WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: b.typ, Message: b.err.Error()}}})
+		if err == nil {
+			sh.countBrokenClose(ctx, wf, at)
+		}
 		if !errors.Is(err, eventstore.ErrConflict) {
 			return err
 		}
@@ -385,11 +396,13 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 // processUntilSettled processes d, and again on the history read afresh
 // when an append conflicts, up to 20 times.
 func (sh *shard) processUntilSettled(ctx context.Context, d *eventstore.Delivery) error {
+	defer sh.o.metrics.orch.Decided(time.Now())
 	for try := 0; ; try++ {
 		err := sh.process(ctx, d, try == 0)
 		if !errors.Is(err, eventstore.ErrConflict) || try >= 20 {
 			return err
 		}
+		sh.o.metrics.orch.Conflict()
 		delete(sh.cache, d.WorkflowID)
 	}
 }
@@ -784,6 +797,7 @@ func (sh *shard) commit(ctx context.Context, wf string, e *entry, evs []events.E
 	if err := sh.append(ctx, wf, e, evs); err != nil {
 		return err
 	}
+	sh.o.metrics.countCloses(e.st, evs)
 	sh.snapshot(ctx, wf, e)
 	return nil
 }
@@ -975,7 +989,10 @@ func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.S
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: s.ChildID, Definition: rec.Name, Revision: rec.Revision,
 			Input: s.ChildInput, RequestID: "parent", Parent: ref}})
 	switch {
-	case err == nil, errors.Is(err, eventstore.ErrDuplicate):
+	case err == nil:
+		sh.o.metrics.workflows.Started(rec.Name)
+		return "", nil
+	case errors.Is(err, eventstore.ErrDuplicate):
 		return "", nil
 	case errors.Is(err, eventstore.ErrConflict):
 		// Already started: by us, or the id is someone else's.

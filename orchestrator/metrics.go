@@ -1,0 +1,67 @@
+package orchestrator
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/metrics"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// orchMetrics are the metrics an orchestrator records: the closes and the
+// child starts it appends, and how it decides. Nil recorders record
+// nothing.
+type orchMetrics struct {
+	workflows *metrics.Workflows
+	orch      *metrics.Orchestrator
+}
+
+func newOrchMetrics(reg *prometheus.Registry) orchMetrics {
+	return orchMetrics{workflows: metrics.NewWorkflows(reg), orch: metrics.NewOrchestrator(reg)}
+}
+
+// closedStatus is the status label of a terminal event ("" for others).
+func closedStatus(t events.Type) string {
+	switch t {
+	case events.TypeWorkflowCompleted:
+		return metrics.StatusCompleted
+	case events.TypeWorkflowFailed:
+		return metrics.StatusFailed
+	case events.TypeWorkflowCanceled:
+		return metrics.StatusCanceled
+	}
+	return ""
+}
+
+// countCloses counts the closes among evs, just appended to st's history
+// (so once per recorded close: a redelivered input decides nothing new).
+func (m orchMetrics) countCloses(st *workflow.State, evs []events.Event) {
+	if m.workflows == nil {
+		return
+	}
+	for _, ev := range evs {
+		if status := closedStatus(ev.Type); status != "" {
+			m.workflows.Closed(st.Definition, status, ev.Time.Sub(st.Created))
+		}
+	}
+}
+
+// countBrokenClose counts the failure just appended at time at to wf, a
+// workflow that cannot go on, whose state is not folded: its definition
+// and start come from its first record (a corrupt one leaves the
+// definition empty).
+func (sh *shard) countBrokenClose(ctx context.Context, wf string, at time.Time) {
+	if sh.o.metrics.workflows == nil {
+		return
+	}
+	def, created := "", at
+	if first, err := sh.o.store.First(ctx, wf); err == nil && first.Err == nil {
+		if ws := first.Record.Events[0].WorkflowStarted; ws != nil {
+			def, created = ws.Definition, first.Record.Events[0].Time
+		}
+	}
+	sh.o.metrics.workflows.Closed(def, metrics.StatusFailed, at.Sub(created))
+}
