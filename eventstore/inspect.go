@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -171,16 +172,24 @@ func (s *Store) ExternalAckFloor(ctx context.Context) (uint64, error) {
 	return s.ackFloor(ctx, ExternalConsumer)
 }
 
-// TaskBacklog returns how many step commands of taskType wait for an
-// executor: those its consumer has not delivered yet (NumPending).
-//
-// Errors: ErrNotFound when the task type has no consumer.
-func (s *Store) TaskBacklog(ctx context.Context, taskType string) (uint64, error) {
-	info, err := s.consumerInfo(ctx, TaskConsumerName(taskType))
-	if err != nil {
-		return 0, err
+// TaskBacklogs returns, for every task type with a consumer, how many of
+// its step commands wait for an executor: those the consumer has not
+// delivered yet (NumPending). It reads the history stream's consumers
+// once.
+func (s *Store) TaskBacklogs(ctx context.Context) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	l := s.history.ListConsumers(ctx)
+	for info := range l.Info() {
+		typ, ok := strings.CutPrefix(info.Config.FilterSubject, historyPrefix+"*.task.")
+		// Consumers of earlier versions of a type's consumer are left out.
+		if ok && info.Name == TaskConsumerName(typ) {
+			out[typ] = info.NumPending
+		}
 	}
-	return info.NumPending, nil
+	if err := l.Err(); err != nil {
+		return nil, fmt.Errorf("eventstore: task consumers: %w", err)
+	}
+	return out, nil
 }
 
 func (s *Store) ackFloor(ctx context.Context, consumer string) (uint64, error) {

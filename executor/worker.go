@@ -44,8 +44,8 @@ type Config struct {
 	Concurrency int
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
-	// Metrics is the registry the worker records its attempts and its task
-	// types' backlog on (see docs/operations.md). Default nil: none.
+	// Metrics is the registry the worker records its attempts on (see
+	// docs/operations.md). Default nil: none.
 	Metrics *prometheus.Registry
 }
 
@@ -63,10 +63,8 @@ type Worker struct {
 	cfg      Config
 	log      *slog.Logger
 	handlers map[string]Handler
-	// steps records attempts (nil: not recorded); backlog reports the
-	// task types' backlog while the worker runs.
-	steps   *metrics.Steps
-	backlog *metrics.Backlog
+	// steps records attempts (nil: not recorded).
+	steps *metrics.Steps
 
 	life        lifecycle.Guard
 	stopPulling context.CancelFunc
@@ -121,7 +119,6 @@ func (w *Worker) Start(ctx context.Context) error {
 			w.pulling.Go(func() { w.consume(pullCtx, runCtx, p, typ, w.handlers[typ]) })
 		}
 		w.stopPulling, w.cancel = stopPulling, cancel
-		w.reportBacklog()
 		return nil
 	})
 }
@@ -135,9 +132,6 @@ func (w *Worker) Start(ctx context.Context) error {
 // that fetch and wait out the ack wait instead of going to another worker.
 func (w *Worker) Stop(ctx context.Context) error {
 	return w.life.Stop(func() error {
-		if w.backlog != nil {
-			w.cfg.Metrics.Unregister(w.backlog)
-		}
 		w.stopPulling()
 		w.pulling.Wait()
 		return lifecycle.Drain(ctx, w.running.Wait, w.cancel)
@@ -254,24 +248,6 @@ func attemptOutcome(o events.Outcome) string {
 		return metrics.AttemptRetrying
 	}
 	return metrics.AttemptFailed
-}
-
-// reportBacklog registers the collector of the registered task types'
-// backlog on the metrics registry, until Stop.
-func (w *Worker) reportBacklog() {
-	if w.cfg.Metrics == nil || len(w.handlers) == 0 {
-		return
-	}
-	types := make([]string, 0, len(w.handlers))
-	for typ := range w.handlers {
-		types = append(types, typ)
-	}
-	b := metrics.NewBacklog(types, w.store.TaskBacklog)
-	if err := w.cfg.Metrics.Register(b); err != nil {
-		w.log.Warn("task backlog not reported: another executor reports it on this registry", "err", err)
-		return
-	}
-	w.backlog = b
 }
 
 // attemptOf returns the attempt a delivery of a step command runs, or

@@ -6,21 +6,52 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // orchMetrics are the metrics an orchestrator records: the closes and the
-// child starts it appends, and how it decides. Nil recorders record
-// nothing.
+// child starts it appends, how it decides, and the task types' backlog
+// while it runs. Nil recorders record nothing.
 type orchMetrics struct {
+	reg       *prometheus.Registry
 	workflows *metrics.Workflows
 	orch      *metrics.Orchestrator
+	// backlog is registered on reg while the orchestrator runs (when
+	// registered: no other orchestrator of the process reports it).
+	backlog    *metrics.Backlog
+	registered bool
 }
 
-func newOrchMetrics(reg *prometheus.Registry) orchMetrics {
-	return orchMetrics{workflows: metrics.NewWorkflows(reg), orch: metrics.NewOrchestrator(reg)}
+func newOrchMetrics(reg *prometheus.Registry, store *eventstore.Store) *orchMetrics {
+	m := &orchMetrics{reg: reg, workflows: metrics.NewWorkflows(reg), orch: metrics.NewOrchestrator(reg)}
+	if reg != nil {
+		m.backlog = metrics.NewBacklog(store.TaskBacklogs)
+	}
+	return m
+}
+
+// reportBacklog reports the task types' backlog on the registry until
+// stopBacklog; another orchestrator of the process may report it already.
+func (m *orchMetrics) reportBacklog(o *Orchestrator) {
+	if m.backlog == nil {
+		return
+	}
+	if err := m.reg.Register(m.backlog); err != nil {
+		o.log.Debug("task backlog reported by another orchestrator on this registry", "err", err)
+		return
+	}
+	m.registered = true
+}
+
+// stopBacklog stops reporting the task types' backlog.
+func (m *orchMetrics) stopBacklog() {
+	if m.registered {
+		m.reg.Unregister(m.backlog)
+		m.registered = false
+	}
 }
 
 // closedStatus is the status label of a terminal event ("" for others).
@@ -38,7 +69,7 @@ func closedStatus(t events.Type) string {
 
 // countCloses counts the closes among evs, just appended to st's history
 // (so once per recorded close: a redelivered input decides nothing new).
-func (m orchMetrics) countCloses(st *workflow.State, evs []events.Event) {
+func (m *orchMetrics) countCloses(st *workflow.State, evs []events.Event) {
 	if m.workflows == nil {
 		return
 	}

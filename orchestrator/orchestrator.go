@@ -48,8 +48,9 @@ type Config struct {
 	// Definitions is the node's cache of compiled definitions. Default: one
 	// of the orchestrator's own.
 	Definitions *runs.Definitions
-	// Metrics is the registry the orchestrator records its metrics on (see
-	// docs/operations.md). Default nil: none.
+	// Metrics is the registry the orchestrator records its metrics on, the
+	// task types' backlog among them (see docs/operations.md). Default nil:
+	// none.
 	Metrics *prometheus.Registry
 }
 
@@ -83,7 +84,7 @@ type Orchestrator struct {
 	direct []*eventstore.DirectSub
 	ix     *indexer
 	// metrics record what this orchestrator decides and records.
-	metrics orchMetrics
+	metrics *orchMetrics
 }
 
 // New returns an orchestrator over store.
@@ -98,7 +99,7 @@ func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
 	config.Default(&cfg.MaxHistoryEvents, 100000)
 	config.Default(&cfg.SnapshotEvery, 1000)
 	return &Orchestrator{store: store, defs: cmp.Or(cfg.Definitions, runs.NewDefinitions(store)), cfg: cfg, id: runs.RandomID(),
-		log: cfg.Logger.With("component", "orchestrator"), metrics: newOrchMetrics(cfg.Metrics)}, nil
+		log: cfg.Logger.With("component", "orchestrator"), metrics: newOrchMetrics(cfg.Metrics, store)}, nil
 }
 
 // Start begins consuming. It returns once subscribed.
@@ -125,6 +126,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 			r.close()
 		})
 		o.cancel = cancel
+		o.metrics.reportBacklog(o)
 		return nil
 	})
 }
@@ -183,6 +185,7 @@ func (o *Orchestrator) stopIntake() {
 // are redelivered to another orchestrator. Calling Stop twice is fine.
 func (o *Orchestrator) Stop(ctx context.Context) error {
 	return o.life.Stop(func() error {
+		o.metrics.stopBacklog()
 		o.stopIntake()
 		return lifecycle.Drain(ctx, func() { o.wg.Wait(); o.ix.close() }, o.cancel)
 	})

@@ -72,8 +72,9 @@ func sample(fams map[string]*dto.MetricFamily, name string, labels ...string) fl
 }
 
 // After known runs (completed, failed at once, completed after a retried
-// attempt, canceled, started by a webhook and by a subject), /metrics on
-// the API address counts each once, with the part that did it.
+// attempt, canceled, started by a webhook and by a subject, waiting for an
+// executor that is not there), /metrics on the API address counts each
+// once, with the part that did it.
 func TestMetricsAfterKnownRuns(t *testing.T) {
 	var flaky atomic.Int32
 	e := newEnv(t, envOpts{metrics: metrics.NewRegistry(), handlers: map[string]executor.Handler{
@@ -93,6 +94,7 @@ func TestMetricsAfterKnownRuns(t *testing.T) {
 	e.putDef("name: m-cancel\nsteps: [ { id: gate, wait: { signal: never } } ]\n")
 	e.putDef("name: m-hook\ntriggers: [ { webhook: m-hook } ]\nsteps: [ { id: s, task: echo, input: 2 } ]\n")
 	e.putDef("name: m-subj\ntriggers: [ { subject: metrics.test } ]\nsteps: [ { id: s, task: echo, input: 3 } ]\n")
+	e.putDef("name: m-orphan\nsteps: [ { id: s, task: m-nobody } ]\n")
 
 	want := map[string]weftv1.WorkflowStatus{
 		"m-ok":   weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED,
@@ -125,6 +127,8 @@ func TestMetricsAfterKnownRuns(t *testing.T) {
 	if code, out = postHook(t, hook, []byte(`{}`), map[string]string{"Idempotency-Key": "k1"}); code != http.StatusAccepted || out["started"] != false {
 		t.Fatalf("webhook again: %d %v", code, out)
 	}
+	// A command of a type no executor runs waits in its backlog.
+	e.start("m-orphan", "m-orphan-1", ``)
 	// A message on a trigger subject starts a run.
 	js, _ := jetstream.New(e.ns.Connect(t))
 	waitCaptured(t, js, "metrics.test")
@@ -164,6 +168,8 @@ func TestMetricsAfterKnownRuns(t *testing.T) {
 	add(metrics.NameScheduleToStart, 1, "task=m-flaky")
 	add(metrics.NameTaskBacklog, 0, "task=echo")
 	add(metrics.NameTaskBacklog, 0, "task=m-flaky")
+	add(metrics.NameTaskBacklog, 1, "task=m-nobody")
+	add(metrics.NameWorkflowsStarted, 1, "definition=m-orphan")
 	add(metrics.NameTriggerEvents, 1, "definition=m-hook", "kind=webhook", "outcome=started")
 	add(metrics.NameTriggerEvents, 1, "definition=m-hook", "kind=webhook", "outcome=existing")
 	add(metrics.NameTriggerEvents, 1, "definition=m-subj", "kind=subject", "outcome=started")
@@ -189,8 +195,8 @@ func TestMetricsAfterKnownRuns(t *testing.T) {
 		t.Fatalf("after the known runs:\n%s", strings.Join(wrong, "\n"))
 	}
 	// Every started run counts once, however many parts saw it.
-	if n := len(fams[metrics.NameWorkflowsStarted].GetMetric()); n != len(closed) {
-		t.Fatalf("%d started series, want %d", n, len(closed))
+	if n := len(fams[metrics.NameWorkflowsStarted].GetMetric()); n != len(closed)+1 {
+		t.Fatalf("%d started series, want %d", n, len(closed)+1)
 	}
 	if n := sample(fams, metrics.NameDecision); n < 10 {
 		t.Fatalf("%s counts %v inputs", metrics.NameDecision, n)

@@ -12,8 +12,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,10 +39,8 @@ const (
 	labelTask       = "task"
 	labelOutcome    = "outcome"
 	labelKind       = "kind"
-	// backlogTimeout bounds reading the backlog at a scrape, and
-	// backlogReaders the reads in flight at once.
-	backlogTimeout = 2 * time.Second
-	backlogReaders = 8
+	// backlogTimeout bounds reading the backlog at a scrape.
+	backlogTimeout = 5 * time.Second
 )
 
 // Values of the status label of closed workflows.
@@ -261,23 +257,20 @@ func (t *Triggers) Event(def, kind, outcome string) {
 }
 
 // Backlog reports weft_task_backlog at scrape time: for each task type,
-// the commands waiting for an executor of that type.
+// the step commands waiting for an executor of that type.
 type Backlog struct {
-	desc    *prometheus.Desc
-	types   []string
-	pending func(ctx context.Context, taskType string) (uint64, error)
+	desc *prometheus.Desc
+	read func(ctx context.Context) (map[string]uint64, error)
 }
 
-// NewBacklog returns a collector of the backlog of types, read with
-// pending (the task consumer's NumPending) when scraped. A type whose
-// backlog cannot be read within a few seconds is left out of that scrape.
-func NewBacklog(types []string, pending func(ctx context.Context, taskType string) (uint64, error)) *Backlog {
-	types = append([]string(nil), types...)
-	sort.Strings(types)
+// NewBacklog returns a collector of the task types' backlog, read with
+// read (the task consumers' NumPending) when scraped. A scrape that cannot
+// read it within a few seconds reports none.
+func NewBacklog(read func(ctx context.Context) (map[string]uint64, error)) *Backlog {
 	return &Backlog{
 		desc: prometheus.NewDesc(NameTaskBacklog, "Step commands of a task type waiting for an executor of that type (its task consumer's pending count).",
 			[]string{labelTask}, nil),
-		types: types, pending: pending,
+		read: read,
 	}
 }
 
@@ -288,18 +281,11 @@ func (b *Backlog) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc }
 func (b *Backlog) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), backlogTimeout)
 	defer cancel()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, backlogReaders)
-	for _, typ := range b.types {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			n, err := b.pending(ctx, typ)
-			if err != nil {
-				return
-			}
-			ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, float64(n), typ)
-		})
+	backlogs, err := b.read(ctx)
+	if err != nil {
+		return
 	}
-	wg.Wait()
+	for typ, n := range backlogs {
+		ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, float64(n), typ)
+	}
 }

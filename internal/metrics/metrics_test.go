@@ -68,17 +68,16 @@ weft_step_attempts_total{outcome="retrying",task="echo"} 1
 	}
 }
 
-// The backlog is read when scraped; a type that cannot be read is left out.
+// The backlog is read when scraped; a scrape that cannot read it reports
+// none.
 func TestBacklog(t *testing.T) {
 	reg := NewRegistry()
-	reg.MustRegister(NewBacklog([]string{"b", "a", "broken"}, func(_ context.Context, typ string) (uint64, error) {
-		switch typ {
-		case "a":
-			return 3, nil
-		case "b":
-			return 0, nil
+	var fail bool
+	reg.MustRegister(NewBacklog(func(context.Context) (map[string]uint64, error) {
+		if fail {
+			return nil, errors.New("unreachable")
 		}
-		return 0, errors.New("unreachable")
+		return map[string]uint64{"a": 3, "b": 0}, nil
 	}))
 	want := `
 # HELP weft_task_backlog Step commands of a task type waiting for an executor of that type (its task consumer's pending count).
@@ -88,5 +87,9 @@ weft_task_backlog{task="b"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), NameTaskBacklog); err != nil {
 		t.Fatal(err)
+	}
+	fail = true
+	if n := testutil.CollectAndCount(reg, NameTaskBacklog); n != 0 {
+		t.Fatalf("%d backlog series from a failed read", n)
 	}
 }
