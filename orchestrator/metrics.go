@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -80,14 +79,14 @@ func (m *orchMetrics) countCloses(st *workflow.State, evs []events.Event) {
 	}
 }
 
-// countBrokenClose counts the failure just appended at time at to wf, a
-// workflow that cannot go on, whose state is not folded: its definition
-// and start come from its first record (a corrupt one leaves the
-// definition empty).
-func (sh *shard) countBrokenClose(ctx context.Context, wf string, at time.Time) {
+// countBrokenClose counts the failure just appended to wf, a workflow
+// that cannot go on, whose state is not folded: its definition and start
+// come from its first record (a corrupt one leaves the definition empty).
+func (sh *shard) countBrokenClose(ctx context.Context, wf string) {
 	if sh.o.metrics.workflows == nil {
 		return
 	}
+	at := sh.o.cfg.Now().UTC()
 	def, created := "", at
 	if first, err := sh.o.store.First(ctx, wf); err == nil && first.Err == nil {
 		if ws := first.Record.Events[0].WorkflowStarted; ws != nil {

@@ -353,11 +353,10 @@ func (sh *shard) failWorkflow(ctx context.Context, wf string, b errBroken) error
 		if err != nil || closed {
 			return err
 		}
-		at := sh.o.cfg.Now().UTC()
-		_, err = sh.o.store.Append(ctx, wf, last, events.Event{Type: events.TypeWorkflowFailed, Time: at,
+		_, err = sh.o.store.Append(ctx, wf, last, events.Event{Type: events.TypeWorkflowFailed, Time: sh.o.cfg.Now().UTC(),
 			WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: b.typ, Message: b.err.Error()}}})
 		if err == nil {
-			sh.countBrokenClose(ctx, wf, at)
+			sh.countBrokenClose(ctx, wf)
 		}
 		if !errors.Is(err, eventstore.ErrConflict) {
 			return err

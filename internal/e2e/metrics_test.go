@@ -72,12 +72,14 @@ func sample(fams map[string]*dto.MetricFamily, name string, labels ...string) fl
 }
 
 // After known runs (completed, failed at once, completed after a retried
-// attempt, canceled, started by a webhook and by a subject, waiting for an
-// executor that is not there), /metrics on the API address counts each
+// attempt, canceled, started by a webhook and by a subject, failed for
+// passing its history limit, waiting for an executor that is not there),
+// /metrics on the API address counts each
 // once, with the part that did it.
 func TestMetricsAfterKnownRuns(t *testing.T) {
 	var flaky atomic.Int32
-	e := newEnv(t, envOpts{metrics: metrics.NewRegistry(), handlers: map[string]executor.Handler{
+	e := newEnv(t, envOpts{metrics: metrics.NewRegistry(), maxHistory: 40, handlers: map[string]executor.Handler{
+		"m-tick": func(context.Context, *executor.Task) (any, error) { return nil, nil },
 		"m-bad": func(context.Context, *executor.Task) (any, error) {
 			return nil, executor.NonRetryable(errors.New("the input is wrong"))
 		},
@@ -95,10 +97,22 @@ func TestMetricsAfterKnownRuns(t *testing.T) {
 	e.putDef("name: m-hook\ntriggers: [ { webhook: m-hook } ]\nsteps: [ { id: s, task: echo, input: 2 } ]\n")
 	e.putDef("name: m-subj\ntriggers: [ { subject: metrics.test } ]\nsteps: [ { id: s, task: echo, input: 3 } ]\n")
 	e.putDef("name: m-orphan\nsteps: [ { id: s, task: m-nobody } ]\n")
+	// A run whose history would pass MaxHistoryEvents cannot go on: the
+	// orchestrator fails it without folding it.
+	e.putDef(`
+name: m-limit
+steps:
+  - id: many
+    repeat:
+      do: [ { id: tick, task: m-tick } ]
+      until: "${ false }"
+      max_iterations: 1000
+`)
 
 	want := map[string]weftv1.WorkflowStatus{
 		"m-ok":   weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED,
 		"m-fail": weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED, "m-retry": weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED,
+		"m-limit": weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED,
 	}
 	for def, status := range want {
 		if w := e.waitClosed(e.start(def, def+"-1", ``), 20*time.Second); w.Status != status {
@@ -149,7 +163,7 @@ func TestMetricsAfterKnownRuns(t *testing.T) {
 		expect = append(expect, series{name, labels, value})
 	}
 	closed := map[string]string{"m-ok": "completed", "m-fail": "failed", "m-retry": "completed", "m-cancel": "canceled",
-		"m-hook": "completed", "m-subj": "completed"}
+		"m-hook": "completed", "m-subj": "completed", "m-limit": "failed"}
 	for def, status := range closed {
 		add(metrics.NameWorkflowsStarted, 1, "definition="+def)
 		add(metrics.NameWorkflowsClosed, 1, "definition="+def, "status="+status)
