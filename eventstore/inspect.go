@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -171,7 +172,36 @@ func (s *Store) ExternalAckFloor(ctx context.Context) (uint64, error) {
 	return s.ackFloor(ctx, ExternalConsumer)
 }
 
+// TaskBacklogs returns, for every task type with a consumer, how many of
+// its step commands wait for an executor: those the consumer has not
+// delivered yet (NumPending). It reads the history stream's consumers
+// once.
+func (s *Store) TaskBacklogs(ctx context.Context) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	l := s.history.ListConsumers(ctx)
+	for info := range l.Info() {
+		typ, ok := strings.CutPrefix(info.Config.FilterSubject, historyPrefix+"*.task.")
+		// Consumers of earlier versions of a type's consumer are left out.
+		if ok && info.Name == TaskConsumerName(typ) {
+			out[typ] = info.NumPending
+		}
+	}
+	if err := l.Err(); err != nil {
+		return nil, fmt.Errorf("eventstore: task consumers: %w", err)
+	}
+	return out, nil
+}
+
 func (s *Store) ackFloor(ctx context.Context, consumer string) (uint64, error) {
+	info, err := s.consumerInfo(ctx, consumer)
+	if err != nil {
+		return 0, err
+	}
+	return info.AckFloor.Stream, nil
+}
+
+// consumerInfo reads the state of the history stream's consumer.
+func (s *Store) consumerInfo(ctx context.Context, consumer string) (*jetstream.ConsumerInfo, error) {
 	info, err := retryRead(ctx, func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
 		c, err := s.history.Consumer(ctx, consumer)
 		if err != nil {
@@ -180,12 +210,12 @@ func (s *Store) ackFloor(ctx context.Context, consumer string) (uint64, error) {
 		return c.CachedInfo(), nil
 	})
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return 0, fmt.Errorf("consumer %s: %w", consumer, ErrNotFound)
+		return nil, fmt.Errorf("consumer %s: %w", consumer, ErrNotFound)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("eventstore: consumer %s: %w", consumer, err)
+		return nil, fmt.Errorf("eventstore: consumer %s: %w", consumer, err)
 	}
-	return info.AckFloor.Stream, nil
+	return info, nil
 }
 
 // TaskConsumer returns the name of the durable consumer that delivers

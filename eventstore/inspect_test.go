@@ -125,6 +125,9 @@ func TestCommandAndInputQueues(t *testing.T) {
 	if _, err := s.TaskAckFloor(ctx, "echo"); !errors.Is(err, eventstore.ErrNotFound) {
 		t.Fatalf("TaskAckFloor without a consumer: %v", err)
 	}
+	if b, err := s.TaskBacklogs(ctx); err != nil || len(b) != 0 {
+		t.Fatalf("TaskBacklogs without a task consumer = %v, %v", b, err)
+	}
 	if err := s.EnsureTaskConsumer(ctx, "echo"); err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +142,9 @@ func TestCommandAndInputQueues(t *testing.T) {
 	if floor, err := s.TaskAckFloor(ctx, "echo"); err != nil || floor >= cmdSeq {
 		t.Fatalf("TaskAckFloor before an executor took the command = %d, %v", floor, err)
 	}
+	if b, err := s.TaskBacklogs(ctx); err != nil || len(b) != 1 || b["echo"] != 1 {
+		t.Fatalf("TaskBacklogs before an executor took the command = %v, %v; want echo: 1", b, err)
+	}
 	p, err := s.TaskPuller(ctx, "echo")
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +156,9 @@ func TestCommandAndInputQueues(t *testing.T) {
 		floor, err := s.TaskAckFloor(ctx, "echo")
 		return err == nil && floor >= cmdSeq
 	})
+	if b, err := s.TaskBacklogs(ctx); err != nil || len(b) != 1 || b["echo"] != 0 {
+		t.Fatalf("TaskBacklogs once the command was taken = %v, %v; want echo: 0", b, err)
+	}
 	if ok, err := s.ResultWaiting(ctx, "wf"); err != nil || ok {
 		t.Fatalf("ResultWaiting before a result: %v, %v", ok, err)
 	}

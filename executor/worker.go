@@ -10,11 +10,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/internal/lifecycle"
+	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -41,6 +44,9 @@ type Config struct {
 	Concurrency int
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
+	// Metrics is the registry the worker records its attempts on (see
+	// docs/operations.md). Default nil: none.
+	Metrics *prometheus.Registry
 }
 
 // Validate checks the configuration.
@@ -57,6 +63,8 @@ type Worker struct {
 	cfg      Config
 	log      *slog.Logger
 	handlers map[string]Handler
+	// steps records attempts (nil: not recorded).
+	steps *metrics.Steps
 
 	life        lifecycle.Guard
 	stopPulling context.CancelFunc
@@ -72,7 +80,8 @@ func New(store *eventstore.Store, cfg Config) (*Worker, error) {
 	}
 	config.Default(&cfg.Concurrency, 64)
 	config.Default(&cfg.Logger, slog.Default())
-	return &Worker{store: store, cfg: cfg, log: cfg.Logger.With("component", "executor"), handlers: map[string]Handler{}}, nil
+	return &Worker{store: store, cfg: cfg, log: cfg.Logger.With("component", "executor"), handlers: map[string]Handler{},
+		steps: metrics.NewSteps(cfg.Metrics)}, nil
 }
 
 // Register sets the handler of taskType. Call it before Start.
@@ -209,6 +218,10 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		w.settle(ctx, d, res, 0, log)
 		return
 	}
+	began := time.Now()
+	if attempt == first && d.NumDelivered == 1 && d.Message != nil {
+		w.steps.Waited(typ, began.Sub(d.Message.Time))
+	}
 	out, err := w.call(ctx, h, d, cmd, attempt)
 	if err != nil && ctx.Err() != nil {
 		// The worker is stopping: let another worker take the command. This
@@ -219,8 +232,22 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		return
 	}
 	res.Time = time.Now().UTC()
+	w.steps.Ran(typ, res.Time.Sub(began))
 	delay := outcome(&res, cmd.Retry, out, err, tries, maxAttempts)
-	w.settle(ctx, d, res, delay, log)
+	if outcome, ok := w.settle(ctx, d, res, delay, log); ok {
+		w.steps.Attempt(typ, attemptOutcome(outcome))
+	}
+}
+
+// attemptOutcome is the attempt metric's outcome label of o.
+func attemptOutcome(o events.Outcome) string {
+	switch o {
+	case events.OutcomeCompleted:
+		return metrics.AttemptCompleted
+	case events.OutcomeAttemptFailed:
+		return metrics.AttemptRetrying
+	}
+	return metrics.AttemptFailed
 }
 
 // attemptOf returns the attempt a delivery of a step command runs, or
@@ -373,19 +400,21 @@ func (w *Worker) refuse(ctx context.Context, typ string, d *eventstore.Delivery)
 }
 
 // settle reports res, then acks the command (or naks it for a retry after
-// delay). A crash between the two redelivers the command; the orchestrator
-// ignores the repeated result.
-func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.Result, delay time.Duration, log func() *slog.Logger) {
+// delay), and returns the outcome reported (report may turn an output too
+// large into a failure) and whether it was. A crash between the two
+// redelivers the command; the orchestrator ignores the repeated result.
+func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.Result, delay time.Duration, log func() *slog.Logger) (events.Outcome, bool) {
 	if err := w.report(ctx, d, &res); err != nil {
 		log().Warn("could not report result; the command will be redelivered", "err", err)
 		_ = d.Nak(time.Second)
-		return
+		return res.Outcome, false
 	}
 	if res.Outcome == events.OutcomeAttemptFailed {
 		_ = d.Nak(delay)
-		return
+		return res.Outcome, true
 	}
 	_ = d.Ack()
+	return res.Outcome, true
 }
 
 // report hands res to the orchestrators, trying a few times. An output

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/eventstore/value"
@@ -47,6 +49,10 @@ type Config struct {
 	// Definitions is the node's cache of compiled definitions. Default: one
 	// of the orchestrator's own.
 	Definitions *runs.Definitions
+	// Metrics is the registry the orchestrator records its metrics on, the
+	// task types' backlog among them (see docs/operations.md). Default nil:
+	// none.
+	Metrics *prometheus.Registry
 }
 
 // Validate checks the configuration.
@@ -78,6 +84,8 @@ type Orchestrator struct {
 	feeds  []*eventstore.Feed
 	direct []*eventstore.DirectSub
 	ix     *indexer
+	// metrics record what this orchestrator decides and records.
+	metrics *orchMetrics
 }
 
 // New returns an orchestrator over store.
@@ -92,7 +100,7 @@ func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
 	config.Default(&cfg.MaxHistoryEvents, 100000)
 	config.Default(&cfg.SnapshotEvery, 1000)
 	return &Orchestrator{store: store, defs: cmp.Or(cfg.Definitions, runs.NewDefinitions(store)), cfg: cfg, id: runs.RandomID(),
-		log: cfg.Logger.With("component", "orchestrator")}, nil
+		log: cfg.Logger.With("component", "orchestrator"), metrics: newOrchMetrics(cfg.Metrics, store)}, nil
 }
 
 // Start begins consuming. It returns once subscribed.
@@ -119,6 +127,7 @@ func (o *Orchestrator) Start(ctx context.Context) error {
 			r.close()
 		})
 		o.cancel = cancel
+		o.metrics.reportBacklog(o)
 		return nil
 	})
 }
@@ -177,6 +186,7 @@ func (o *Orchestrator) stopIntake() {
 // are redelivered to another orchestrator. Calling Stop twice is fine.
 func (o *Orchestrator) Stop(ctx context.Context) error {
 	return o.life.Stop(func() error {
+		o.metrics.stopBacklog()
 		o.stopIntake()
 		return lifecycle.Drain(ctx, func() { o.wg.Wait(); o.ix.close() }, o.cancel)
 	})
@@ -347,6 +357,9 @@ func (sh *shard) failWorkflow(ctx context.Context, wf string, b errBroken) error
 		}
 		_, err = sh.o.store.Append(ctx, wf, last, events.Event{Type: events.TypeWorkflowFailed, Time: sh.o.cfg.Now().UTC(),
 			WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: b.typ, Message: b.err.Error()}}})
+		if err == nil {
+			sh.countBrokenClose(ctx, wf)
+		}
 		if !errors.Is(err, eventstore.ErrConflict) {
 			return err
 		}
@@ -387,11 +400,13 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 // processUntilSettled processes d, and again on the history read afresh
 // when an append conflicts, up to 20 times.
 func (sh *shard) processUntilSettled(ctx context.Context, d *eventstore.Delivery) error {
+	defer sh.o.metrics.orch.Decided(time.Now())
 	for try := 0; ; try++ {
 		err := sh.process(ctx, d, try == 0)
 		if !errors.Is(err, eventstore.ErrConflict) || try >= 20 {
 			return err
 		}
+		sh.o.metrics.orch.Conflict()
 		delete(sh.cache, d.WorkflowID)
 	}
 }
@@ -786,6 +801,7 @@ func (sh *shard) commit(ctx context.Context, wf string, e *entry, evs []events.E
 	if err := sh.append(ctx, wf, e, evs); err != nil {
 		return err
 	}
+	sh.o.metrics.countCloses(e.st, evs)
 	sh.snapshot(ctx, wf, e)
 	return nil
 }
@@ -978,7 +994,10 @@ func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.S
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: s.ChildID, Definition: rec.Name, Revision: rec.Revision,
 			Input: s.ChildInput, RequestID: "parent", Parent: ref}})
 	switch {
-	case err == nil, errors.Is(err, eventstore.ErrDuplicate):
+	case err == nil:
+		sh.o.metrics.workflows.Started(rec.Name)
+		return "", nil
+	case errors.Is(err, eventstore.ErrDuplicate):
 		return "", nil
 	case errors.Is(err, eventstore.ErrConflict):
 		// Already started: by us, or the id is someone else's.

@@ -23,6 +23,7 @@ import (
 	"github.com/weftworks/weft/executor"
 	"github.com/weftworks/weft/executor/builtin"
 	"github.com/weftworks/weft/internal/embedded"
+	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/internal/node"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/api"
@@ -37,6 +38,7 @@ type partFlags struct {
 	taskAckWait time.Duration
 	concurrency int
 	pprofAddr   string
+	metricsAddr string
 
 	// NATS client credentials, for an external cluster.
 	natsCreds, natsTLSCA, natsUser, natsPassword string
@@ -65,6 +67,11 @@ func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
 	f.DurationVar(&p.taskAckWait, "task-ack-wait", 30*time.Second, "how long a silent executor keeps a step before it is redelivered")
 	f.IntVar(&p.concurrency, "concurrency", 64, "handlers running at once per task type (executor)")
 	f.StringVar(&p.pprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; default: off")
+	metricsHelp := "serve Prometheus metrics at GET /metrics on this address, e.g. 127.0.0.1:9090; default: off"
+	if withAddr {
+		metricsHelp = "serve Prometheus metrics at GET /metrics on this address instead of on the API's (--addr), e.g. 127.0.0.1:9090"
+	}
+	f.StringVar(&p.metricsAddr, "metrics-addr", "", metricsHelp)
 }
 
 // registerPublishAllow adds --publish-allow, for the commands that run
@@ -424,6 +431,10 @@ func logAPISecurity(log *slog.Logger, cfg node.Config) {
 func runParts(cmd *cobra.Command, log *slog.Logger, p partFlags, cfg node.Config) error {
 	ctx := cmd.Context()
 	cfg.Logger = log
+	// Metrics are served on the API's address, or on --metrics-addr.
+	if cfg.API != nil || p.metricsAddr != "" {
+		cfg.Metrics, cfg.MetricsAddr = metrics.NewRegistry(), p.metricsAddr
+	}
 	if p.pprofAddr != "" {
 		stop, err := servePprof(p.pprofAddr, log)
 		if err != nil {
@@ -446,6 +457,9 @@ func runParts(cmd *cobra.Command, log *slog.Logger, p partFlags, cfg node.Config
 		parts = append(parts, "api")
 		fmt.Fprintf(cmd.OutOrStdout(), "weft API listening on %s\n", n.APIURL)
 		logAPISecurity(log, cfg)
+	}
+	if n.MetricsURL != "" {
+		fmt.Fprintf(cmd.OutOrStdout(), "weft metrics on %s\n", n.MetricsURL)
 	}
 	log.Info("weft running", "parts", strings.Join(parts, ","), "nats", cfg.NATSURL)
 	<-ctx.Done()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/weftworks/weft/eventstore"
@@ -50,6 +51,9 @@ type envOpts struct {
 	logger *slog.Logger
 	// tokens, when set, are the bearer tokens the API requires.
 	tokens api.Tokens
+	// metrics, when set, is the node's metrics registry (served at the
+	// API's /metrics).
+	metrics *prometheus.Registry
 }
 
 func testLogger() *slog.Logger {
@@ -83,6 +87,7 @@ func (e *env) startNode(o envOpts, withOrch, withAPI bool) *node.Node {
 		NATSURL: e.ns.URL(),
 		Store:   eventstore.Config{TaskAckWait: o.taskAckWait, ResultReplyWait: o.replyWait},
 		Logger:  o.logger,
+		Metrics: o.metrics,
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger()

@@ -14,10 +14,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/executor"
 	"github.com/weftworks/weft/executor/builtin"
+	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/api"
 	"github.com/weftworks/weft/orchestrator/runs"
@@ -53,6 +55,16 @@ type Config struct {
 	// to require client certificates. Default nil: plain HTTP/1.1 and h2c.
 	APITLS *tls.Config
 
+	// Metrics is the registry every part records its metrics on, one per
+	// process (see metrics.NewRegistry and docs/operations.md); a part's own
+	// Config.Metrics, when set, wins. The API serves it at GET /metrics
+	// unless MetricsAddr is set. Default nil: no metrics.
+	Metrics *prometheus.Registry
+	// MetricsAddr, when set, serves Metrics at GET /metrics on a listener
+	// of its own, host:port (port 0 picks a free one), instead of on the
+	// API's. It needs Metrics.
+	MetricsAddr string
+
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -72,8 +84,12 @@ type Node struct {
 	// APIURL is the API's base URL (http://host:port, or https:// with
 	// APITLS) when the API runs.
 	APIURL string
+	// MetricsURL is the metrics' URL on their own listener
+	// (http://host:port/metrics) when MetricsAddr is set.
+	MetricsURL string
 
 	http        *http.Server
+	metricsHTTP *http.Server
 	stopAPI     context.CancelFunc
 	stopStreams context.CancelFunc
 	log         *slog.Logger
@@ -83,6 +99,9 @@ type Node struct {
 func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.NATSURL == "" {
 		return nil, errors.New("node: NATSURL is required")
+	}
+	if cfg.MetricsAddr != "" && cfg.Metrics == nil {
+		return nil, errors.New("node: MetricsAddr needs Metrics")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -115,7 +134,31 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			return n, err
 		}
 	}
+	if cfg.MetricsAddr != "" {
+		if err = n.serveMetrics(cfg); err != nil {
+			return n, err
+		}
+	}
 	return n, nil
+}
+
+// serveMetrics serves cfg.Metrics at GET /metrics on cfg.MetricsAddr.
+func (n *Node) serveMetrics(cfg Config) error {
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics listener on %s: %w", cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+api.MetricsPath, metrics.Handler(cfg.Metrics))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelInfo)}
+	n.metricsHTTP, n.MetricsURL = hs, "http://"+ln.Addr().String()+api.MetricsPath
+	go func() {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cfg.Logger.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return nil
 }
 
 // open connects to NATS and opens the store, waiting a while for
@@ -161,13 +204,16 @@ func (n *Node) startEngine(ctx context.Context, cfg Config) (err error) {
 	if oc.Definitions == nil {
 		oc.Definitions = n.Definitions
 	}
+	if oc.Metrics == nil {
+		oc.Metrics = cfg.Metrics
+	}
 	if n.Orch, err = orchestrator.New(n.Store, oc); err != nil {
 		return err
 	}
 	if err = n.Orch.Start(ctx); err != nil {
 		return err
 	}
-	if n.Triggers, err = trigger.New(n.Store, trigger.Config{Logger: oc.Logger, Definitions: oc.Definitions}); err != nil {
+	if n.Triggers, err = trigger.New(n.Store, trigger.Config{Logger: oc.Logger, Definitions: oc.Definitions, Metrics: oc.Metrics}); err != nil {
 		return err
 	}
 	return n.Triggers.Start(ctx)
@@ -179,6 +225,9 @@ func (n *Node) startWorker(ctx context.Context, cfg Config) (err error) {
 	ec := *cfg.Executor
 	if ec.Logger == nil {
 		ec.Logger = cfg.Logger
+	}
+	if ec.Metrics == nil {
+		ec.Metrics = cfg.Metrics
 	}
 	if n.Worker, err = executor.New(n.Store, ec); err != nil {
 		return err
@@ -216,6 +265,12 @@ func (n *Node) startAPI(cfg Config) error {
 	}
 	if ac.Definitions == nil {
 		ac.Definitions = n.Definitions
+	}
+	if ac.Metrics == nil {
+		ac.Metrics = cfg.Metrics
+	}
+	if ac.Metrics != nil && cfg.MetricsAddr == "" {
+		ac.ServeMetrics = true
 	}
 	srv, err := api.New(n.Store, ac)
 	if err != nil {
@@ -265,6 +320,10 @@ func (n *Node) startAPI(cfg Config) error {
 // safe to call more than once.
 func (n *Node) Stop(ctx context.Context) error {
 	var errs []error
+	if n.metricsHTTP != nil {
+		errs = append(errs, n.metricsHTTP.Shutdown(ctx))
+		n.metricsHTTP = nil
+	}
 	if n.http != nil {
 		n.stopStreams()
 		errs = append(errs, n.http.Shutdown(ctx))

@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/weftworks/weft/executor/builtin"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 	"github.com/weftworks/weft/internal/config"
+	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/trigger"
@@ -40,7 +42,8 @@ type Config struct {
 	Now func() time.Time
 	// Tokens, when not nil, are the bearer tokens the API accepts (see
 	// LoadTokens and RequireTokens): every request then needs one, except
-	// gRPC health checks and webhooks, which check their own signatures.
+	// gRPC health checks, /metrics and webhooks, which check their own
+	// signatures.
 	// Default nil: no authentication; an empty map rejects every request.
 	Tokens Tokens
 	// PublishAllow lists the reserved subject patterns that nats.publish
@@ -53,6 +56,13 @@ type Config struct {
 	// StateCacheSize is how many workflows' folded states are kept for
 	// GetWorkflow and AwaitWorkflow. Default 4096.
 	StateCacheSize int
+	// Metrics is the registry the API records its metrics on: the runs it
+	// starts and its webhook deliveries (see docs/operations.md). Default
+	// nil: none.
+	Metrics *prometheus.Registry
+	// ServeMetrics serves Metrics at GET /metrics, open without a token
+	// like the health checks (it carries no payloads). Default false.
+	ServeMetrics bool
 }
 
 // Validate checks the configuration.
@@ -65,6 +75,9 @@ func (c Config) Validate() error {
 	}
 	if err := builtin.CheckPublishAllow(c.PublishAllow); err != nil {
 		return fmt.Errorf("api: PublishAllow: %w", err)
+	}
+	if c.ServeMetrics && c.Metrics == nil {
+		return errors.New("api: ServeMetrics needs Metrics")
 	}
 	for name := range c.Tokens {
 		if err := CheckTokenName(name); err != nil {
@@ -96,6 +109,14 @@ type Server struct {
 	listing  *eventstore.Listing
 	building chan struct{}
 	listErr  error
+
+	metrics apiMetrics
+}
+
+// apiMetrics are what the API records (nil: not recorded).
+type apiMetrics struct {
+	workflows *metrics.Workflows
+	triggers  *metrics.Triggers
 }
 
 var (
@@ -119,7 +140,7 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	config.Default(&cfg.StateCacheSize, 4096)
 	log := cfg.Logger.With("component", "api")
 	s := &Server{store: store, defs: cfg.Definitions, triggers: trigger.NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
-		states: newStates(cfg.StateCacheSize)}
+		states: newStates(cfg.StateCacheSize), metrics: apiMetrics{metrics.NewWorkflows(cfg.Metrics), metrics.NewTriggers(cfg.Metrics)}}
 	s.interest = newInterest(store.FollowHistories, s.states.offer, followLinger, log)
 	return s, nil
 }
@@ -187,8 +208,10 @@ func (s *Server) currentListing(ctx context.Context) (*eventstore.Listing, error
 }
 
 // Handler returns the HTTP handler serving the services (Connect, gRPC and
-// gRPC-Web), gRPC health checks, server reflection and webhooks. With
-// Config.Tokens it requires a bearer token (RequireTokens). The events it
+// gRPC-Web), gRPC health checks, server reflection, webhooks and, with
+// Config.ServeMetrics, GET /metrics. With Config.Tokens it requires a
+// bearer token (RequireTokens) on all but the health checks, webhooks and
+// metrics. The events it
 // records carry the identity of who sent the request: the token's name,
 // else the verified client certificate's subject, else Anonymous.
 func (s *Server) Handler() http.Handler {
@@ -206,6 +229,9 @@ func (s *Server) Handler() http.Handler {
 	reflector := grpcreflect.NewStaticReflector(services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	if s.cfg.ServeMetrics {
+		mux.Handle("GET "+MetricsPath, metrics.Handler(s.cfg.Metrics))
+	}
 	// Who sent a request is known once RequireTokens accepted its token.
 	h := identify(mux)
 	if s.cfg.Tokens != nil {
@@ -213,6 +239,10 @@ func (s *Server) Handler() http.Handler {
 	}
 	return h
 }
+
+// MetricsPath is where Handler serves the metrics with
+// Config.ServeMetrics.
+const MetricsPath = "/metrics"
 
 // NewHTTPServer returns an HTTP server for h that speaks HTTP/1.1 and
 // unencrypted HTTP/2 (h2c), as gRPC clients need.

@@ -158,20 +158,21 @@ func TokenName(ctx context.Context) string {
 }
 
 // openPath reports whether requests to p need no bearer token: gRPC health
-// checks, and webhooks, which have their own HMAC signatures.
+// checks, metrics (which carry no payloads), and webhooks, which have
+// their own HMAC signatures.
 func openPath(p string) bool {
 	if path.Clean(p) != p {
 		return false // let the mux redirect to the clean path, then decide
 	}
-	return strings.HasPrefix(p, "/"+grpchealth.HealthV1ServiceName+"/") || strings.HasPrefix(p, "/hooks/")
+	return strings.HasPrefix(p, "/"+grpchealth.HealthV1ServiceName+"/") || strings.HasPrefix(p, "/hooks/") || p == MetricsPath
 }
 
 // howToAuthenticate ends every authentication error.
 const howToAuthenticate = `send the header "Authorization: Bearer <token>" (weft CLI: --token or WEFT_TOKEN; grpcurl: -H 'authorization: Bearer <token>')`
 
 // RequireTokens wraps next so that every request needs a bearer token from
-// tokens, except gRPC health checks and webhooks (/hooks/, which check
-// their own HMAC signatures). Rejections are written as Unauthenticated
+// tokens, except gRPC health checks, /metrics and webhooks (/hooks/, which
+// check their own HMAC signatures). Rejections are written as Unauthenticated
 // errors in the request's protocol (Connect, gRPC or gRPC-Web; other
 // requests get a Connect JSON error with status 401) before the body is
 // read. An accepted request's context carries the token's name (TokenName).

@@ -20,6 +20,7 @@ import (
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/value"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/trigger"
 )
@@ -149,8 +150,14 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 	if !ok {
 		return nil, &hookError{http.StatusNotFound, fmt.Sprintf("no webhook %q: add a trigger `webhook: %s` to a definition", name, name)}
 	}
+	kind := string(m.Trigger.Kind)
 	event, herr := s.hookEvent(r, name, m)
 	if herr != nil {
+		outcome := metrics.TriggerRefused
+		if herr.status == http.StatusServiceUnavailable {
+			outcome = metrics.TriggerError
+		}
+		s.metrics.triggers.Event(m.Definition, kind, outcome)
 		return nil, herr
 	}
 	headers := map[string]any{}
@@ -162,6 +169,10 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 	ev := trigger.Event{Vars: map[string]any{"event": event, "headers": headers, "subject": "webhook"},
 		Identity: trigger.KeyIdentity(r.Header.Get("Idempotency-Key")), Time: s.cfg.Now()}
 	f, err := trigger.Fire(r.Context(), s.store, s.defs, m, ev)
+	s.metrics.triggers.Event(m.Definition, kind, trigger.Outcome(f, err))
+	if err == nil && f.Started {
+		s.metrics.workflows.Started(m.Definition)
+	}
 	var ref *trigger.RefusedError
 	switch {
 	case err == nil && f.Skipped:

@@ -58,6 +58,9 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	case err != nil:
 		return nil, toConnect(err)
 	}
+	if res.Started {
+		s.metrics.workflows.Started(m.Definition)
+	}
 	resp := &weftv1.StartWorkflowResponse{WorkflowId: res.WorkflowID, Started: res.Started, Revision: int32(res.Revision)}
 	return connect.NewResponse(resp), nil
 }

@@ -9,10 +9,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/internal/lifecycle"
+	"github.com/weftworks/weft/internal/metrics"
+	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/runs"
 )
 
@@ -29,6 +33,9 @@ type Config struct {
 	// Definitions is the node's cache of compiled definitions. Default: one
 	// of the engine's own.
 	Definitions *runs.Definitions
+	// Metrics is the registry the engine records its trigger events and the
+	// runs they start on (see docs/operations.md). Default nil: none.
+	Metrics *prometheus.Registry
 }
 
 // Validate checks the configuration.
@@ -46,6 +53,10 @@ type Engine struct {
 	reg   *Registry
 	cfg   Config
 	log   *slog.Logger
+	// triggers and workflows record the events handled and the runs
+	// started (nil: not recorded).
+	triggers  *metrics.Triggers
+	workflows *metrics.Workflows
 
 	life   lifecycle.Guard
 	cancel context.CancelFunc
@@ -68,7 +79,7 @@ func New(store *eventstore.Store, cfg Config) (*Engine, error) {
 	}
 	log := cfg.Logger.With("component", "trigger")
 	return &Engine{store: store, defs: cfg.Definitions, reg: NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
-		kick: make(chan struct{}, 1)}, nil
+		kick: make(chan struct{}, 1), triggers: metrics.NewTriggers(cfg.Metrics), workflows: metrics.NewWorkflows(cfg.Metrics)}, nil
 }
 
 // Registry returns the engine's view of the triggers.
@@ -251,19 +262,27 @@ func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error 
 	ev := d.Event
 	matches := e.reg.ForSubject(ev.Subject)
 	if len(matches) == 0 {
+		e.triggers.Event("", string(definition.TriggerSubject), metrics.TriggerRefused)
 		return e.fail(ctx, ev.Subject, "", "no trigger matches the subject (its definition changed or was removed)", ev.Data)
 	}
+	// refuse records a payload no trigger can take.
+	refuse := func(reason string) error {
+		for _, m := range matches {
+			e.triggers.Event(m.Definition, string(m.Trigger.Kind), metrics.TriggerRefused)
+		}
+		return e.fail(ctx, ev.Subject, matches[0].Definition, reason, ev.Data)
+	}
 	if len(ev.Data) > e.cfg.MaxPayloadBytes {
-		return e.fail(ctx, ev.Subject, matches[0].Definition, fmt.Sprintf("payload is %d bytes; the limit is %d", len(ev.Data), e.cfg.MaxPayloadBytes), ev.Data)
+		return refuse(fmt.Sprintf("payload is %d bytes; the limit is %d", len(ev.Data), e.cfg.MaxPayloadBytes))
 	}
 	var payload any
 	if len(ev.Data) > 0 {
 		var err error
 		if payload, err = value.FromJSON(ev.Data); err != nil {
-			return e.fail(ctx, ev.Subject, matches[0].Definition, "payload: "+err.Error(), ev.Data)
+			return refuse("payload: " + err.Error())
 		}
 		if err = value.Check("payload", payload, value.Limits{}); err != nil {
-			return e.fail(ctx, ev.Subject, matches[0].Definition, err.Error(), ev.Data)
+			return refuse(err.Error())
 		}
 	}
 	fe := Event{Vars: map[string]any{"event": payload, "headers": headerMap(ev.Headers), "subject": ev.Subject},
@@ -282,6 +301,10 @@ func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error 
 func (e *Engine) fire(ctx context.Context, m Match, ev Event, subject string, raw []byte) error {
 	ev.Time = e.cfg.Now()
 	f, err := Fire(ctx, e.store, e.defs, m, ev)
+	e.triggers.Event(m.Definition, string(m.Trigger.Kind), Outcome(f, err))
+	if err == nil && f.Started {
+		e.workflows.Started(m.Definition)
+	}
 	var ref *RefusedError
 	switch {
 	case errors.As(err, &ref):

@@ -10,6 +10,7 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/value"
+	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/runs"
 )
@@ -119,6 +120,23 @@ func Fire(ctx context.Context, store *eventstore.Store, defs *runs.Definitions, 
 		return Fired{}, refused(err, "input: %v", err)
 	}
 	return Fired{}, err
+}
+
+// Outcome names what Fire did for the trigger metrics' outcome label:
+// started, existing, skipped, refused (a *RefusedError) or error.
+func Outcome(f Fired, err error) string {
+	var ref *RefusedError
+	switch {
+	case errors.As(err, &ref):
+		return metrics.TriggerRefused
+	case err != nil:
+		return metrics.TriggerError
+	case f.Skipped:
+		return metrics.TriggerSkipped
+	case f.Started:
+		return metrics.TriggerStarted
+	}
+	return metrics.TriggerExisting
 }
 
 // Caller is the identity a run started by trigger m for ev records as who

@@ -1,0 +1,291 @@
+// Package metrics defines Weft's Prometheus metrics. Each part of Weft
+// (orchestrator, executor, API, trigger engine) records what it does itself
+// on the registry its Config names, so the same series from several
+// processes add up. Label values come from definition names, task types and
+// fixed sets of words, never from run ids or payloads.
+//
+// Every recorder is safe to use when nil: a part without a registry records
+// nothing.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metric names.
+const (
+	NameWorkflowsStarted = "weft_workflows_started_total"
+	NameWorkflowsClosed  = "weft_workflows_closed_total"
+	NameWorkflowDuration = "weft_workflow_duration_seconds"
+	NameStepAttempts     = "weft_step_attempts_total"
+	NameStepDuration     = "weft_step_duration_seconds"
+	NameScheduleToStart  = "weft_task_schedule_to_start_seconds"
+	NameTaskBacklog      = "weft_task_backlog"
+	NameConflicts        = "weft_orchestrator_conflicts_total"
+	NameDecision         = "weft_orchestrator_decision_seconds"
+	NameTriggerEvents    = "weft_trigger_events_total"
+)
+
+const (
+	labelDefinition = "definition"
+	labelStatus     = "status"
+	labelTask       = "task"
+	labelOutcome    = "outcome"
+	labelKind       = "kind"
+	// backlogTimeout bounds reading the backlog at a scrape.
+	backlogTimeout = 5 * time.Second
+)
+
+// Values of the status label of closed workflows.
+const (
+	StatusCompleted = "completed"
+	StatusFailed    = "failed"
+	StatusCanceled  = "canceled"
+)
+
+// Values of the outcome label of step attempts.
+const (
+	AttemptCompleted = "completed"
+	AttemptFailed    = "failed"
+	AttemptRetrying  = "retrying"
+)
+
+// Values of the outcome label of trigger events.
+const (
+	// TriggerStarted: the event started a run.
+	TriggerStarted = "started"
+	// TriggerExisting: the event's run already existed (a redelivery, a
+	// repeated Idempotency-Key, an id template mapping it onto a run).
+	TriggerExisting = "existing"
+	// TriggerSkipped: the trigger's filter passed the event by.
+	TriggerSkipped = "skipped"
+	// TriggerRefused: the event can start no run (a bad payload or
+	// signature, a failing expression); trying again cannot help.
+	TriggerRefused = "refused"
+	// TriggerError: the store failed; the event is tried again (a
+	// webhook's sender is answered 503).
+	TriggerError = "error"
+)
+
+// NewRegistry returns a registry with the Go runtime's and the process's
+// collectors, for one process's metrics.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Handler serves reg's metrics in the Prometheus text (or negotiated)
+// format.
+func Handler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// register registers c on reg, or returns the collector of the same
+// description already there (each part registers the metrics it records,
+// and parts sharing a process share them).
+func register[C prometheus.Collector](reg *prometheus.Registry, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}
+
+var (
+	workflowBuckets = []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600}
+	stepBuckets     = []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900}
+	decisionBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+)
+
+// Workflows records runs started and closed.
+type Workflows struct {
+	started  *prometheus.CounterVec
+	closed   *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewWorkflows registers the workflow metrics on reg (nil: returns nil,
+// which records nothing).
+func NewWorkflows(reg *prometheus.Registry) *Workflows {
+	if reg == nil {
+		return nil
+	}
+	return &Workflows{
+		started: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameWorkflowsStarted,
+			Help: "Workflow runs started, by the part that recorded or asked for the start."}, []string{labelDefinition})),
+		closed: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameWorkflowsClosed,
+			Help: "Workflow runs closed (completed, failed or canceled), counted by the orchestrator that recorded the close."},
+			[]string{labelDefinition, labelStatus})),
+		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NameWorkflowDuration,
+			Help: "Time from a run's start to its close.", Buckets: workflowBuckets}, []string{labelDefinition, labelStatus})),
+	}
+}
+
+// Started counts a run of definition def started.
+func (w *Workflows) Started(def string) {
+	if w != nil {
+		w.started.WithLabelValues(def).Inc()
+	}
+}
+
+// Closed counts a run of definition def closed with status (StatusCompleted,
+// StatusFailed or StatusCanceled) after running for d.
+func (w *Workflows) Closed(def, status string, d time.Duration) {
+	if w != nil {
+		w.closed.WithLabelValues(def, status).Inc()
+		w.duration.WithLabelValues(def, status).Observe(max(d, 0).Seconds())
+	}
+}
+
+// Orchestrator records how the orchestrator decides.
+type Orchestrator struct {
+	conflicts prometheus.Counter
+	decision  prometheus.Histogram
+}
+
+// NewOrchestrator registers the orchestrator's metrics on reg (nil:
+// returns nil, which records nothing).
+func NewOrchestrator(reg *prometheus.Registry) *Orchestrator {
+	if reg == nil {
+		return nil
+	}
+	return &Orchestrator{
+		conflicts: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: NameConflicts,
+			Help: "Appends that found the history changed by another writer; the input was processed again on the history read afresh."})),
+		decision: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Name: NameDecision,
+			Help: "Time to process one input: load the state, decide, append, follow up.", Buckets: decisionBuckets})),
+	}
+}
+
+// Conflict counts an append that lost to another writer.
+func (o *Orchestrator) Conflict() {
+	if o != nil {
+		o.conflicts.Inc()
+	}
+}
+
+// Decided observes the processing of one input that began at start.
+func (o *Orchestrator) Decided(start time.Time) {
+	if o != nil {
+		o.decision.Observe(time.Since(start).Seconds())
+	}
+}
+
+// Steps records the executor's attempts.
+type Steps struct {
+	attempts        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	scheduleToStart *prometheus.HistogramVec
+}
+
+// NewSteps registers the executor's metrics on reg (nil: returns nil, which
+// records nothing).
+func NewSteps(reg *prometheus.Registry) *Steps {
+	if reg == nil {
+		return nil
+	}
+	return &Steps{
+		attempts: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameStepAttempts,
+			Help: "Task attempts run and reported by the executor, by outcome: completed, failed (the step fails), retrying (another attempt follows)."},
+			[]string{labelTask, labelOutcome})),
+		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NameStepDuration,
+			Help: "Time one attempt's handler ran in the executor.", Buckets: stepBuckets}, []string{labelTask})),
+		scheduleToStart: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NameScheduleToStart,
+			Help: "Time from a step command being stored to its handler starting, on the command's first delivery.", Buckets: stepBuckets},
+			[]string{labelTask})),
+	}
+}
+
+// Attempt counts an attempt of task type task reported with outcome
+// (AttemptCompleted, AttemptFailed or AttemptRetrying).
+func (s *Steps) Attempt(task, outcome string) {
+	if s != nil {
+		s.attempts.WithLabelValues(task, outcome).Inc()
+	}
+}
+
+// Ran observes an attempt's handler of task type task that ran for d.
+func (s *Steps) Ran(task string, d time.Duration) {
+	if s != nil {
+		s.duration.WithLabelValues(task).Observe(max(d, 0).Seconds())
+	}
+}
+
+// Waited observes a command of task type task whose handler started d
+// after the command was stored.
+func (s *Steps) Waited(task string, d time.Duration) {
+	if s != nil {
+		s.scheduleToStart.WithLabelValues(task).Observe(max(d, 0).Seconds())
+	}
+}
+
+// Triggers records trigger events.
+type Triggers struct {
+	events *prometheus.CounterVec
+}
+
+// NewTriggers registers the trigger metrics on reg (nil: returns nil, which
+// records nothing).
+func NewTriggers(reg *prometheus.Registry) *Triggers {
+	if reg == nil {
+		return nil
+	}
+	return &Triggers{events: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameTriggerEvents,
+		Help: "Trigger events handled, by kind (subject, cron, webhook) and outcome (started, existing, skipped, refused, error)."},
+		[]string{labelDefinition, labelKind, labelOutcome}))}
+}
+
+// Event counts an event of trigger kind ("subject", "cron" or "webhook")
+// for definition def with outcome (TriggerStarted and the others).
+func (t *Triggers) Event(def, kind, outcome string) {
+	if t != nil {
+		t.events.WithLabelValues(def, kind, outcome).Inc()
+	}
+}
+
+// Backlog reports weft_task_backlog at scrape time: for each task type,
+// the step commands waiting for an executor of that type.
+type Backlog struct {
+	desc *prometheus.Desc
+	read func(ctx context.Context) (map[string]uint64, error)
+}
+
+// NewBacklog returns a collector of the task types' backlog, read with
+// read (the task consumers' NumPending) when scraped. A scrape that cannot
+// read it within a few seconds reports none.
+func NewBacklog(read func(ctx context.Context) (map[string]uint64, error)) *Backlog {
+	return &Backlog{
+		desc: prometheus.NewDesc(NameTaskBacklog, "Step commands of a task type waiting for an executor of that type (its task consumer's pending count).",
+			[]string{labelTask}, nil),
+		read: read,
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (b *Backlog) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc }
+
+// Collect implements prometheus.Collector.
+func (b *Backlog) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), backlogTimeout)
+	defer cancel()
+	backlogs, err := b.read(ctx)
+	if err != nil {
+		return
+	}
+	for typ, n := range backlogs {
+		ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, float64(n), typ)
+	}
+}
