@@ -379,7 +379,7 @@ func (s *Store) EnsureTaskConsumer(ctx context.Context, taskType string) error {
 		if err = s.taskStart(ctx, taskType, &cfg); err != nil {
 			break
 		}
-		if _, err = s.js.CreateOrUpdateConsumer(ctx, HistoryStream, cfg); err == nil {
+		if err = s.ensureConsumer(ctx, HistoryStream, cfg); err == nil {
 			break
 		}
 		// Another process may have created it meanwhile: look again.

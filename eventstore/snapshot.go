@@ -38,7 +38,7 @@ const maxSnapPart = 256 << 10
 
 func (s *Store) openSnapshots(ctx context.Context) error {
 	var err error
-	s.snaps, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	s.snaps, err = s.ensureStream(ctx, jetstream.StreamConfig{
 		Name:              SnapshotStream,
 		Description:       "Weft snapshots of long workflows' folded state (rebuildable from history)",
 		Subjects:          []string{snapPrefix + ">"},
@@ -48,7 +48,7 @@ func (s *Store) openSnapshots(ctx context.Context) error {
 		Storage:           s.cfg.Storage,
 		Replicas:          s.cfg.Replicas,
 		AllowDirect:       true,
-	})
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", SnapshotStream, err)
 	}

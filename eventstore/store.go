@@ -174,7 +174,9 @@ func newStore(nc *nats.Conn, cfg Config) (*Store, error) {
 
 // Open connects the store to JetStream, creating or updating its streams,
 // buckets and the orchestrator's consumers. It is idempotent: every process
-// calls it at start.
+// calls it at start, and parts may call it at once. It looks each up
+// first, creates only what is missing and updates only what lacks a
+// setting of cfg (see ensure.go).
 func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	s, err := newStore(nc, cfg)
 	if err != nil {
@@ -200,8 +202,8 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 
 // openStreams creates or updates the history, results and timers streams.
 func (s *Store) openStreams(ctx context.Context) (err error) {
-	js, cfg := s.js, s.cfg
-	if s.history, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	cfg := s.cfg
+	if s.history, err = s.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        HistoryStream,
 		Description: "Weft workflow histories: one subject tree per workflow, append-only",
 		Subjects:    []string{historyPrefix + ">"},
@@ -215,11 +217,11 @@ func (s *Store) openStreams(ctx context.Context) (err error) {
 		// follower that lags, and a decision made on a stale history would
 		// drop a result it had not seen scheduled. Reads go to the leader.
 		AllowDirect: false,
-	}); err != nil {
+	}, nil); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", HistoryStream, err)
 	}
 	s.sessionSeq = s.history.CachedInfo().State.LastSeq
-	if s.results, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if s.results, err = s.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        ResultsStream,
 		Description: "Weft task attempt results, consumed by orchestrators",
 		Subjects:    []string{resultsPrefix + ">"},
@@ -227,10 +229,10 @@ func (s *Store) openStreams(ctx context.Context) (err error) {
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
-	}); err != nil {
+	}, nil); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", ResultsStream, err)
 	}
-	if s.timers, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if s.timers, err = s.ensureStream(ctx, jetstream.StreamConfig{
 		Name:              TimersStream,
 		Description:       "Weft durable timers: pending schedules and fired timers",
 		Subjects:          []string{"weft.t.>"},
@@ -240,7 +242,7 @@ func (s *Store) openStreams(ctx context.Context) (err error) {
 		Duplicates:        cfg.DuplicateWindow,
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
-	}); err != nil {
+	}, nil); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", TimersStream, err)
 	}
 	return nil
@@ -248,7 +250,7 @@ func (s *Store) openStreams(ctx context.Context) (err error) {
 
 // openConsumers creates or updates the orchestrators' consumers.
 func (s *Store) openConsumers(ctx context.Context) error {
-	js, cfg := s.js, s.cfg
+	cfg := s.cfg
 	for _, sc := range []struct {
 		stream string
 		c      jetstream.ConsumerConfig
@@ -264,7 +266,7 @@ func (s *Store) openConsumers(ctx context.Context) error {
 		c.MaxDeliver = -1
 		c.MaxAckPending = 20000
 		c.Replicas = cfg.Replicas
-		if _, err := js.CreateOrUpdateConsumer(ctx, stream, c); err != nil {
+		if err := s.ensureConsumer(ctx, stream, c); err != nil {
 			return fmt.Errorf("eventstore: create consumer %s: %w", c.Durable, err)
 		}
 	}
@@ -274,8 +276,8 @@ func (s *Store) openConsumers(ctx context.Context) error {
 // openBuckets creates or updates the definitions and workflow index
 // buckets.
 func (s *Store) openBuckets(ctx context.Context) (err error) {
-	js, cfg := s.js, s.cfg
-	if s.defs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	cfg := s.cfg
+	if s.defs, err = s.ensureBucket(ctx, jetstream.KeyValueConfig{
 		Bucket:      DefinitionsBucket,
 		Description: "Weft workflow definitions: <name>.<revision> and <name>.latest",
 		Storage:     cfg.Storage,
@@ -283,7 +285,7 @@ func (s *Store) openBuckets(ctx context.Context) (err error) {
 	}); err != nil {
 		return fmt.Errorf("eventstore: create bucket %s: %w", DefinitionsBucket, err)
 	}
-	if s.index, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if s.index, err = s.ensureBucket(ctx, jetstream.KeyValueConfig{
 		Bucket:      WorkflowsBucket,
 		Description: "Weft workflow index for listing (rebuildable from history)",
 		Storage:     cfg.Storage,
@@ -291,7 +293,9 @@ func (s *Store) openBuckets(ctx context.Context) (err error) {
 	}); err != nil {
 		return fmt.Errorf("eventstore: create bucket %s: %w", WorkflowsBucket, err)
 	}
-	if s.indexStream, err = js.Stream(ctx, "KV_"+WorkflowsBucket); err != nil {
+	if s.indexStream, err = retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return s.js.Stream(ctx, "KV_"+WorkflowsBucket)
+	}); err != nil {
 		return fmt.Errorf("eventstore: bucket %s: %w", WorkflowsBucket, err)
 	}
 	return nil

@@ -29,24 +29,19 @@ const (
 )
 
 func (s *Store) openTriggers(ctx context.Context) error {
-	js, cfg := s.js, s.cfg
-	stream, err := js.Stream(ctx, TriggersStream)
-	subjects := []string{triggerIdleSubject}
-	if err == nil {
-		subjects = stream.CachedInfo().Config.Subjects // keep what the trigger engine set
-	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	cfg := s.cfg
+	// No subjects: the stream keeps those the trigger engine set.
+	if _, err := s.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        TriggersStream,
 		Description: "Weft trigger events: messages on trigger subjects, kept until a workflow is started for them",
-		Subjects:    subjects,
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
-	}); err != nil {
+	}, []string{triggerIdleSubject}); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", TriggersStream, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := s.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        TriggerFailuresStream,
 		Description: "Weft trigger failures: events that started no workflow, and why",
 		Subjects:    []string{failurePfx},
@@ -55,7 +50,7 @@ func (s *Store) openTriggers(ctx context.Context) error {
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 		AllowDirect: true,
-	}); err != nil {
+	}, nil); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", TriggerFailuresStream, err)
 	}
 	for _, sc := range []struct {
@@ -68,12 +63,12 @@ func (s *Store) openTriggers(ctx context.Context) error {
 		c := sc.c
 		c.AckPolicy, c.DeliverPolicy = jetstream.AckExplicitPolicy, jetstream.DeliverAllPolicy
 		c.AckWait, c.MaxDeliver, c.MaxAckPending, c.Replicas = cfg.OrchestratorAckWait, -1, 20000, cfg.Replicas
-		if _, err := js.CreateOrUpdateConsumer(ctx, sc.stream, c); err != nil {
+		if err := s.ensureConsumer(ctx, sc.stream, c); err != nil {
 			return fmt.Errorf("eventstore: create consumer %s: %w", c.Durable, err)
 		}
 	}
 	var err2 error
-	if s.cron, err2 = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if s.cron, err2 = s.ensureBucket(ctx, jetstream.KeyValueConfig{
 		Bucket: CronBucket, Description: "Weft cron triggers: the last tick handled per trigger",
 		Storage: cfg.Storage, Replicas: cfg.Replicas,
 	}); err2 != nil {

@@ -26,7 +26,7 @@ type WebhookClaim struct {
 
 func (s *Store) openWebhooks(ctx context.Context) error {
 	var err error
-	if s.hooks, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	if s.hooks, err = s.ensureBucket(ctx, jetstream.KeyValueConfig{
 		Bucket: WebhooksBucket, Description: "Weft webhook names: the definition that owns each",
 		Storage: s.cfg.Storage, Replicas: s.cfg.Replicas,
 	}); err != nil {

@@ -1,0 +1,146 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Every part opens the store at start, and a deployment starts its parts
+// together: on a fresh cluster several of them set up the same streams,
+// buckets and consumers at once. Each is therefore looked up first and
+// created only when missing, a creation that loses the race to another
+// part is taken as done, and one that exists is updated only when it
+// lacks a setting of ours (an upgrade, a new replica count): changes go
+// through the cluster's meta leader one at a time, and a part that updated
+// everything on every start queued the others behind it. Each request is
+// bounded by requestTimeout and one that times out, or finds the cluster
+// without a leader, is tried again soon, up to retryFor, rather than
+// waited out.
+const (
+	requestTimeout = 2 * time.Second
+	retryFor       = 30 * time.Second
+)
+
+// transient reports whether err, from a request to JetStream, may go away
+// on its own: a timeout, no responder yet, or a cluster without a leader.
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.As(err, &apiErr) && apiErr.Code == 503
+}
+
+// retry calls fn, each call bounded by requestTimeout, until it succeeds,
+// fails for good, ctx ends or retryFor passes.
+func retry[T any](ctx context.Context, fn func(ctx context.Context) (T, error)) (T, error) {
+	wait, deadline := 100*time.Millisecond, time.Now().Add(retryFor)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		v, err := fn(rctx)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			return v, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return v, err
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// overlay returns have with every field want sets (non-zero) taken from
+// want.
+func overlay[T any](want, have T) T {
+	w, h := reflect.ValueOf(want), reflect.ValueOf(&have).Elem()
+	for i := range w.NumField() {
+		if f := w.Field(i); !f.IsZero() {
+			h.Field(i).Set(f)
+		}
+	}
+	return have
+}
+
+// lacks reports whether have differs from want in a field want sets.
+func lacks[T any](want, have T) bool { return !reflect.DeepEqual(overlay(want, have), have) }
+
+// ensureStream returns stream want.Name, creating it when missing and
+// updating it when it lacks a setting of want. Subjects, when want has
+// none, are initial's on creation and left as they are otherwise.
+func (s *Store) ensureStream(ctx context.Context, want jetstream.StreamConfig, initial []string) (jetstream.Stream, error) {
+	return retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		st, err := s.js.Stream(ctx, want.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			create := want
+			if len(create.Subjects) == 0 {
+				create.Subjects = initial
+			}
+			st, err = s.js.CreateStream(ctx, create)
+			if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return st, err
+			}
+			// Another part created it meanwhile.
+			st, err = s.js.Stream(ctx, want.Name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if have := st.CachedInfo().Config; lacks(want, have) {
+			return s.js.UpdateStream(ctx, overlay(want, have))
+		}
+		return st, nil
+	})
+}
+
+// ensureConsumer makes sure stream has the durable consumer want,
+// creating it when missing and updating it when it lacks a setting of
+// want.
+func (s *Store) ensureConsumer(ctx context.Context, stream string, want jetstream.ConsumerConfig) error {
+	_, err := retry(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
+		c, err := s.js.Consumer(ctx, stream, want.Durable)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			c, err = s.js.CreateConsumer(ctx, stream, want)
+			if !errors.Is(err, jetstream.ErrConsumerExists) {
+				return c, err
+			}
+			// Another part created it meanwhile, set otherwise.
+			c, err = s.js.Consumer(ctx, stream, want.Durable)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if have := c.CachedInfo().Config; lacks(want, have) {
+			return s.js.UpdateConsumer(ctx, stream, overlay(want, have))
+		}
+		return c, nil
+	})
+	return err
+}
+
+// ensureBucket returns key-value bucket want.Bucket, creating it when
+// missing and updating it when its replicas or description differ.
+func (s *Store) ensureBucket(ctx context.Context, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		st, err := s.js.Stream(ctx, "KV_"+want.Bucket)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			kv, err := s.js.CreateKeyValue(ctx, want)
+			if !errors.Is(err, jetstream.ErrBucketExists) {
+				return kv, err
+			}
+			// Another part created it meanwhile.
+			return s.js.KeyValue(ctx, want.Bucket)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if have := st.CachedInfo().Config; have.Replicas != want.Replicas || have.Description != want.Description {
+			return s.js.UpdateKeyValue(ctx, want)
+		}
+		return s.js.KeyValue(ctx, want.Bucket)
+	})
+}
