@@ -243,7 +243,7 @@ func (h *Harness) deploy(ctx context.Context, failRate, slowRate float64, slow t
 	if err := h.startCluster(ctx, bins.NATSServer); err != nil {
 		return err
 	}
-	return h.startWeft(ctx, bins.Weft)
+	return h.startWeft(ctx, bins.Weft, 2, false)
 }
 
 // freePorts returns n distinct free TCP ports of 127.0.0.1.
@@ -319,9 +319,10 @@ const maxHistoryEvents = 600
 // storeConfig is the store configuration of Weft's parts (their flags).
 var storeConfig = eventstore.Config{Replicas: 3, TaskAckWait: 3 * time.Second}
 
-// startWeft starts two orchestrators, two executors and the API, and
-// waits until the API answers.
-func (h *Harness) startWeft(ctx context.Context, bin string) error {
+// startWeft starts two orchestrators, executors executors and the API, and
+// waits until the API answers. together starts them all at once, as a
+// deployment tool does; otherwise one orchestrator starts first.
+func (h *Harness) startWeft(ctx context.Context, bin string, executors int, together bool) error {
 	ports, err := freePorts(1)
 	if err != nil {
 		return err
@@ -341,25 +342,31 @@ func (h *Harness) startWeft(ctx context.Context, bin string) error {
 	limit := fmt.Sprint(maxHistoryEvents)
 	h.orch = []*proc{part("orchestrator-1", kindOrchestrator, "orchestrator", "--max-history-events", limit),
 		part("orchestrator-2", kindOrchestrator, "orchestrator", "--snapshot-every", "3", "--max-history-events", limit)}
-	h.exec = []*proc{part("executor-1", kindExecutor, "executor"), part("executor-2", kindExecutor, "executor")}
+	h.exec = nil
+	for i := range executors {
+		h.exec = append(h.exec, part(fmt.Sprintf("executor-%d", i+1), kindExecutor, "executor"))
+	}
 	h.api = part("api", kindAPI, "api", "--addr", apiAddr)
-	// One orchestrator first: it creates the streams and consumers, which
-	// on a fresh R3 cluster is slow; then the others.
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	first := h.orch[0]
-	if err := first.start(); err != nil {
-		return err
+	rest := append(append(append([]*proc{}, h.orch...), h.exec...), h.api)
+	if !together {
+		// One orchestrator first, so the run's start is not what it measures.
+		first := h.orch[0]
+		if err := first.start(); err != nil {
+			return err
+		}
+		if err := h.waitReady(wctx, first); err != nil {
+			return fmt.Errorf("%s did not start: %w (see %s)", first.name, err, first.logPath)
+		}
+		rest = rest[1:]
 	}
-	if err := h.waitReady(wctx, first); err != nil {
-		return fmt.Errorf("%s did not start: %w (see %s)", first.name, err, first.logPath)
-	}
-	for _, p := range append(append(append([]*proc{}, h.orch[1:]...), h.exec...), h.api) {
+	for _, p := range rest {
 		if err := p.start(); err != nil {
 			return err
 		}
 	}
-	for _, p := range append(append(append([]*proc{}, h.orch[1:]...), h.exec...), h.api) {
+	for _, p := range rest {
 		if err := h.waitReady(wctx, p); err != nil {
 			return fmt.Errorf("%s did not start: %w (see %s)", p.name, err, p.logPath)
 		}
