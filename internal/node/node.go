@@ -176,9 +176,10 @@ func (n *Node) open(ctx context.Context, cfg Config) (err error) {
 			cfg.Store.Replicas = 3
 		}
 	}
-	// A cluster that just lost a node or is electing leaders can time out
-	// creating streams: keep trying for a while before giving up.
-	for wait, deadline := 250*time.Millisecond, time.Now().Add(time.Minute); ; wait = min(2*wait, 5*time.Second) {
+	// Open retries its own requests while the cluster elects leaders; a
+	// cluster that just lost a node can still fail it: keep trying for a
+	// while, soon, before giving up.
+	for wait, deadline := 250*time.Millisecond, time.Now().Add(time.Minute); ; wait = min(2*wait, 2*time.Second) {
 		if n.Store, err = eventstore.Open(ctx, n.NC, cfg.Store); err == nil {
 			break
 		}
