@@ -6,12 +6,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/weftworks/weft/eventstore"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
 
@@ -37,6 +40,10 @@ type ColdStartResult struct {
 	// Retries counts the times the parts logged that JetStream was not
 	// ready and they would try again.
 	Retries int
+	// LateChanges counts the requests to create or change a stream or
+	// consumer that a part opening the store afterwards, with the parts'
+	// settings, made: none when the parts left everything as it must be.
+	LateChanges int
 }
 
 // RunColdStart starts a fresh 3-node NATS cluster and, once it has a
@@ -105,7 +112,46 @@ func (h *Harness) RunColdStart(ctx context.Context) (res *ColdStartResult, err e
 		return res, fmt.Errorf("await workflow: %w", err)
 	}
 	res.Completed = time.Since(start)
+	if res.LateChanges, err = h.lateChanges(ctx); err != nil {
+		return res, fmt.Errorf("open the store once more: %w", err)
+	}
 	return res, nil
+}
+
+// lateChanges opens the store, as a part started late does, and counts
+// the requests it made to create or change a stream or consumer.
+func (h *Harness) lateChanges(ctx context.Context) (int, error) {
+	watch, err := nats.Connect(h.natsURLs)
+	if err != nil {
+		return 0, err
+	}
+	defer watch.Close()
+	var n atomic.Int64
+	for _, subj := range []string{"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>",
+		"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>"} {
+		if _, err := watch.Subscribe(subj, func(*nats.Msg) { n.Add(1) }); err != nil {
+			return 0, err
+		}
+	}
+	if err := watch.Flush(); err != nil {
+		return 0, err
+	}
+	nc, err := nats.Connect(h.natsURLs)
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	store, err := eventstore.Open(ctx, nc, storeConfig)
+	if err != nil {
+		return 0, err
+	}
+	if err := store.EnsureTaskConsumer(ctx, "echo"); err != nil {
+		return 0, err
+	}
+	if err := watch.Flush(); err != nil {
+		return 0, err
+	}
+	return int(n.Load()), nil
 }
 
 // countLogged counts the lines of Weft's parts' logs that contain text.
