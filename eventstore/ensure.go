@@ -17,10 +17,11 @@ import (
 // part is taken as done, and one that exists is updated only when it
 // lacks a setting of ours (an upgrade, a new replica count): changes go
 // through the cluster's meta leader one at a time, and a part that updated
-// everything on every start queued the others behind it. Each request is
-// bounded by requestTimeout and one that times out, or finds the cluster
-// without a leader, is tried again soon, up to retryFor, rather than
-// waited out.
+// everything on every start queued the others behind it. Each try (a
+// look-up, then a creation or update when needed) is bounded by
+// requestTimeout, and one that times out, or finds the cluster without a
+// leader, is made again soon, up to retryFor, rather than waited out: a
+// creation that went through is then found by the look-up.
 const (
 	requestTimeout = 2 * time.Second
 	retryFor       = 30 * time.Second
