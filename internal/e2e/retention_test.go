@@ -248,3 +248,43 @@ steps:
 		t.Fatal("later-1, kept for an hour, was deleted")
 	}
 }
+
+// TestRetentionFinishesADeletionCutShort purges a closed run's history by
+// hand, as an orchestrator that died after that step of a deletion leaves
+// it: the API stops serving the run at once, though it had it cached, and
+// the deletion, when due, finds the history gone and removes the rest.
+func TestRetentionFinishesADeletionCutShort(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(briefDef)
+	e.start("brief", "cut-1", `1`)
+	w := e.waitClosed("cut-1", 10*time.Second)
+	e.get("cut-1") // cached by the API
+	eventually(t, 10*time.Second, "cut-1 listed", func() bool { return e.listed("cut-1") != 0 })
+	js, err := jetstream.New(e.node.Store.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx(t), eventstore.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx(t), jetstream.WithPurgeSubject("weft.h.cut-1.>")); err != nil {
+		t.Fatal(err)
+	}
+	if !e.gone("cut-1") {
+		t.Fatal("the API served a run whose history is gone")
+	}
+	deadline := w.ClosedTime.AsTime().Add(2 * time.Second)
+	eventually(t, 20*time.Second, "cut-1 unlisted", func() bool {
+		if e.listed("cut-1") != 0 {
+			return false
+		}
+		if time.Now().Before(deadline) {
+			t.Fatalf("cut-1 unlisted at %s, before its deadline %s", time.Now(), deadline)
+		}
+		return true
+	})
+	if h, s, tm, ix := e.stored("cut-1"); h != 0 || s != 0 || tm != 0 || ix {
+		t.Fatalf("cut-1 still stored: %d history records, %d snapshot parts, %d timers, indexed %v", h, s, tm, ix)
+	}
+}
