@@ -30,6 +30,9 @@ const (
 	SourceTimers
 	// SourceStart delivers starts the API sends directly (DirectStarts).
 	SourceStart
+	// SourceRetention delivers closed runs whose retention ran out
+	// (ScheduleDeletion).
+	SourceRetention
 )
 
 func (s Source) String() string {
@@ -42,13 +45,15 @@ func (s Source) String() string {
 		return "timers"
 	case SourceStart:
 		return "start"
+	case SourceRetention:
+		return "retention"
 	}
 	return "unknown"
 }
 
 // Delivery is one message handed to a consumer. Exactly one of Message,
-// Result, Timer, Task, Event, Tick or Start is set, unless Err says the
-// payload was corrupt. The receiver must settle it with Ack, Nak or Term.
+// Result, Timer, Task, Event, Tick, Start or Deletion is set, unless Err
+// says the payload was corrupt. The receiver must settle it with Ack, Nak or Term.
 type Delivery struct {
 	// Source is where it came from (0 for task deliveries).
 	Source Source
@@ -75,6 +80,8 @@ type Delivery struct {
 	Tick *CronTick
 	// Start is a start sent directly (SourceStart).
 	Start *DirectStart
+	// Deletion is a run's deletion come due (SourceRetention).
+	Deletion *DeletionDue
 	// Owner is the orchestrator that appended a task delivery's command
 	// (ReportResult sends the result to it first); "" when not named.
 	Owner string
@@ -252,6 +259,11 @@ func (s *Store) Feed(ctx context.Context, src Source, max int) (*Feed, error) {
 				return
 			}
 			d.Timer = &t
+		}
+	case SourceRetention:
+		stream, durable, decode = TimersStream, RetentionConsumer, decodeDeletion
+		if err := s.openRetentionConsumer(ctx); err != nil {
+			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("eventstore: unknown source %d", src)

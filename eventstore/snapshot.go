@@ -164,6 +164,9 @@ type Tail struct {
 	SnapshotSeq uint64
 	// Msgs are the records after SnapshotSeq (or after `after`), oldest first.
 	Msgs []Message
+	// Gone: the workflow has no history at all (none was written, or
+	// retention deleted it).
+	Gone bool
 }
 
 // ReadTail is Read that starts from a snapshot when one is newer than

@@ -211,8 +211,10 @@ func (s *Store) openStreams(ctx context.Context) (err error) {
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
-		DenyDelete:  true,
-		DenyPurge:   true,
+		// Records are never deleted one by one; purges are allowed, for
+		// retention only (see historyDenyPurge).
+		DenyDelete: true,
+		DenyPurge:  s.historyDenyPurge(ctx),
 		// No direct gets: on a replicated stream they may be answered by a
 		// follower that lags, and a decision made on a stale history would
 		// drop a result it had not seen scheduled. Reads go to the leader.
@@ -560,7 +562,7 @@ func (s *Store) read(ctx context.Context, wf string, after uint64, useSnap bool)
 		return s.history.GetLastMsgForSubject(ctx, historySubject(wf))
 	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return Tail{}, nil
+		return Tail{Gone: true}, nil
 	}
 	if err != nil {
 		return Tail{}, fmt.Errorf("eventstore: read %s: %w", wf, err)

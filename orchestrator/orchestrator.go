@@ -49,6 +49,11 @@ type Config struct {
 	// Definitions is the node's cache of compiled definitions. Default: one
 	// of the orchestrator's own.
 	Definitions *runs.Definitions
+	// Retention is how long a closed run is kept before it is deleted
+	// (history, snapshot, timers, listing entry), for runs whose
+	// definition revision does not set its own retention. Default 0:
+	// keep runs for ever.
+	Retention time.Duration
 	// Metrics is the registry the orchestrator records its metrics on, the
 	// task types' backlog among them (see docs/operations.md). Default nil:
 	// none.
@@ -57,6 +62,9 @@ type Config struct {
 
 // Validate checks the configuration.
 func (c Config) Validate() error {
+	if c.Retention < 0 {
+		return fmt.Errorf("orchestrator: Retention must not be negative, got %v", c.Retention)
+	}
 	return config.NonNegative("orchestrator",
 		config.Int("Shards", c.Shards),
 		config.Int("MaxHistoryEvents", c.MaxHistoryEvents),
@@ -151,7 +159,7 @@ func (o *Orchestrator) startShards(runCtx context.Context) *router {
 // streams instead (an executor the results stream, the API the history
 // stream). feedWG counts the feeds' loops.
 func (o *Orchestrator) subscribe(ctx context.Context, r *router, feedWG *sync.WaitGroup) error {
-	for _, src := range []eventstore.Source{eventstore.SourceExternal, eventstore.SourceResults, eventstore.SourceTimers} {
+	for _, src := range []eventstore.Source{eventstore.SourceExternal, eventstore.SourceResults, eventstore.SourceTimers, eventstore.SourceRetention} {
 		f, err := o.store.Feed(ctx, src, 256)
 		if err != nil {
 			return err
@@ -584,6 +592,9 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 		}
 		return nil
 	}
+	if d.Deletion != nil {
+		return sh.expire(ctx, d.WorkflowID)
+	}
 	e, fresh, err := sh.loadFor(ctx, d, seed)
 	if err != nil {
 		return err
@@ -822,10 +833,15 @@ func (sh *shard) commit(ctx context.Context, wf string, e *entry, evs []events.E
 //   - the listing index holds the workflow's status and search
 //     attributes, and who started it (an input that parks or closes the
 //     workflow is settled only once it does);
+//   - a closed workflow kept for a while (retention) has its deletion
+//     scheduled at its close plus its retention;
 //   - a closed workflow leaves the cache.
 func (sh *shard) reconcile(ctx context.Context, wf string, e *entry, d *eventstore.Delivery) error {
 	st := e.st
 	if err := sh.reconcileChildren(ctx, wf, e); err != nil {
+		return err
+	}
+	if err := sh.scheduleDeletion(ctx, wf, st); err != nil {
 		return err
 	}
 	if st.Status.Terminal() && st.Parent != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/weftworks/weft/internal/node"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/api"
+	"github.com/weftworks/weft/orchestrator/definition"
 )
 
 // partFlags are the flags shared by the commands that run Weft's parts.
@@ -322,13 +323,19 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 // orchFlags are the orchestrator's flags.
 type orchFlags struct {
 	snapEvery, maxHistory int
+	retention             string
 }
 
-// register adds --snapshot-every and --max-history-events to cmd.
+// register adds --snapshot-every, --max-history-events and --retention to
+// cmd.
 func (o *orchFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&o.snapEvery, "snapshot-every", 1000, "store a running workflow's state as a snapshot each time its history grows by this many events (and a tenth), so loading it again reads only the records after it; negative: never")
 	cmd.Flags().IntVar(&o.maxHistory, "max-history-events", 100000, "fail a workflow (error type limit) whose history would grow past this many events")
+	cmd.Flags().StringVar(&o.retention, "retention", "", "delete a closed run (history, snapshot, timers, listing entry) once it has been closed this long (e.g. 30d, 12h), unless its definition sets retention itself; empty: keep runs for ever")
 	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if _, err := o.retentionDuration(); err != nil {
+			return err
+		}
 		if o.snapEvery == 0 {
 			return fmt.Errorf("--snapshot-every 0: give a number of events, or a negative number to take no snapshots")
 		}
@@ -341,7 +348,23 @@ func (o *orchFlags) register(cmd *cobra.Command) {
 
 // config is the orchestrator's configuration.
 func (o *orchFlags) config() *orchestrator.Config {
-	return &orchestrator.Config{SnapshotEvery: o.snapEvery, MaxHistoryEvents: o.maxHistory}
+	keep, _ := o.retentionDuration() // checked by PreRunE
+	return &orchestrator.Config{SnapshotEvery: o.snapEvery, MaxHistoryEvents: o.maxHistory, Retention: keep}
+}
+
+// retentionDuration parses --retention like a definition's durations.
+func (o *orchFlags) retentionDuration() (time.Duration, error) {
+	if o.retention == "" {
+		return 0, nil
+	}
+	d, err := definition.ParseDuration(o.retention)
+	if err == nil && d <= 0 {
+		err = errors.New("must be positive (leave it out to keep runs for ever)")
+	}
+	if err != nil {
+		return 0, fmt.Errorf("--retention %s: %w", o.retention, err)
+	}
+	return d, nil
 }
 
 // partCmd is a command that runs some of Weft's parts against --nats-url;

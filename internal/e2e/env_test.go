@@ -44,6 +44,8 @@ type envOpts struct {
 	replyWait time.Duration
 	// snapshotEvery is the orchestrator's SnapshotEvery (default 1,000).
 	snapshotEvery int
+	// retention is the orchestrator's Retention (default: keep for ever).
+	retention time.Duration
 	// publishAllow is the reserved subjects nats.publish may reach, for
 	// the executor and the API's put-time check.
 	publishAllow []string
@@ -93,7 +95,7 @@ func (e *env) startNode(o envOpts, withOrch, withAPI bool) *node.Node {
 		cfg.Logger = testLogger()
 	}
 	if withOrch {
-		cfg.Orchestrator = &orchestrator.Config{MaxHistoryEvents: o.maxHistory, Now: o.now, SnapshotEvery: o.snapshotEvery}
+		cfg.Orchestrator = &orchestrator.Config{MaxHistoryEvents: o.maxHistory, Now: o.now, SnapshotEvery: o.snapshotEvery, Retention: o.retention}
 	}
 	if !o.noExecutor {
 		cfg.Executor = &executor.Config{}

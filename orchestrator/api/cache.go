@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"connectrpc.com/connect"
@@ -101,7 +102,12 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		e.view = v
 		e.catchUp()
 	} else if need == 0 || e.view.st.LastSeq < need {
-		msgs, err := s.store.Read(ctx, wf, e.view.st.LastSeq)
+		msgs, err := s.store.ReadLive(ctx, wf, e.view.st.LastSeq)
+		if errors.Is(err, eventstore.ErrNotFound) {
+			// Deleted (retention) since it was cached: never serve it.
+			e.view = nil
+			s.states.runs.Remove(wf)
+		}
 		if err != nil {
 			return toConnect(err)
 		}

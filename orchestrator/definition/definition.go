@@ -56,6 +56,9 @@ type Definition struct {
 	Output *Template
 	// Timeout bounds the whole run (timeout:); 0 is none.
 	Timeout time.Duration
+	// Retention is how long a run is kept once it closed (retention:);
+	// 0 leaves it to the server's default.
+	Retention time.Duration
 	// Retry is the workflow's default retry policy (retry:), already
 	// applied to task steps without their own; nil when not given.
 	Retry *events.RetryPolicy

@@ -201,7 +201,7 @@ func (p *parser) definition(src []byte) *Definition {
 		return nil
 	}
 	d := &Definition{}
-	fields := p.fields("", "", root, "name", "output", "retry", "search", "steps", "timeout", "triggers")
+	fields := p.fields("", "", root, "name", "output", "retention", "retry", "search", "steps", "timeout", "triggers")
 	if n := fields["name"]; n == nil {
 		p.add("", "name", "is required")
 	} else if s, ok := p.str("", "name", n); ok {
@@ -216,6 +216,14 @@ func (p *parser) definition(src []byte) *Definition {
 				p.add("", "timeout", "must be positive (leave it out for no limit)")
 			}
 			d.Timeout = t
+		}
+	}
+	if n := fields["retention"]; n != nil {
+		if t, ok := p.duration("", "retention", n); ok {
+			if t <= 0 {
+				p.add("", "retention", "must be positive (leave it out to keep runs as the server does)")
+			}
+			d.Retention = t
 		}
 	}
 	if n := fields["retry"]; n != nil {

@@ -3,15 +3,12 @@ package definition
 import (
 	"errors"
 	"fmt"
-	"math"
 	"regexp"
 	"sort"
 
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/weftworks/weft/eventstore/value"
 )
 
 // Limits on search attributes.
@@ -87,21 +84,13 @@ func EvalSearch(attrs []*SearchAttr, s Scope) (map[string]any, error) {
 
 // searchValue converts the CEL result of a search attribute's expression.
 func searchValue(v ref.Val) (any, error) {
-	switch x := v.(type) {
-	case types.Bool:
-		return bool(x), nil
-	case types.Int:
-		return int64(x), nil
-	case types.Uint:
-		return value.Normalize(uint64(x))
-	case types.Double:
-		f := float64(x)
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, fmt.Errorf("%w: %v is not a finite number", ErrSearchValue, f)
+	if out, ok, err := celPrimitive(v); ok {
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrSearchValue, err)
 		}
-		return value.Normalize(f)
-	case types.String:
-		return string(x), nil
+		return out, nil
+	}
+	switch x := v.(type) {
 	case types.Timestamp:
 		return x.Time.UTC(), nil
 	case *types.Optional:

@@ -289,26 +289,43 @@ func localValue(v any) any {
 
 func (a *activation) Parent() interpreter.Activation { return nil }
 
-// fromCEL converts a CEL value into a normalized value, counting the
-// lists and maps it builds on m.
-func fromCEL(v ref.Val, m *meter) (any, error) {
+// celPrimitive converts a CEL bool, int, uint, double or string into a
+// normalized value; ok is false for a value of another type. A double
+// that is not finite is an error.
+func celPrimitive(v ref.Val) (out any, ok bool, err error) {
 	switch x := v.(type) {
-	case types.Null:
-		return nil, nil
 	case types.Bool:
-		return bool(x), nil
+		return bool(x), true, nil
 	case types.Int:
-		return int64(x), nil
+		return int64(x), true, nil
 	case types.Uint:
-		return value.Normalize(uint64(x))
+		out, err = value.Normalize(uint64(x))
+		return out, true, err
 	case types.Double:
 		f := float64(x)
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, fmt.Errorf("result %v is not a finite number", f)
+			return nil, true, fmt.Errorf("%v is not a finite number", f)
 		}
-		return value.Normalize(f)
+		out, err = value.Normalize(f)
+		return out, true, err
 	case types.String:
-		return string(x), nil
+		return string(x), true, nil
+	}
+	return nil, false, nil
+}
+
+// fromCEL converts a CEL value into a normalized value, counting the
+// lists and maps it builds on m.
+func fromCEL(v ref.Val, m *meter) (any, error) {
+	if out, ok, err := celPrimitive(v); ok {
+		if err != nil {
+			return nil, fmt.Errorf("result %w", err)
+		}
+		return out, nil
+	}
+	switch x := v.(type) {
+	case types.Null:
+		return nil, nil
 	case types.Bytes:
 		return base64.StdEncoding.EncodeToString(x), nil
 	case types.Timestamp:

@@ -1,0 +1,142 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Retention. A closed run whose definition (or the server) keeps runs for
+// a while gets a message schedule on weft.t.rs.<id> in the timers stream
+// that fires, at the run's close plus its retention, to weft.t.rf.<id>,
+// which orchestrators consume (SourceRetention). The orchestrator reads the
+// run again and deletes it (DeleteRun) only if it is still closed and
+// closed long enough; the fired message is acked only once everything is
+// deleted, so a deletion cut short is finished when it comes back.
+//
+// Deleting needs purges on the history stream. Weft creates it with
+// DenyDelete (no record is ever removed one by one, so a history is
+// either whole or gone: its records link to each other) and, since
+// retention, without DenyPurge: only DeleteRun purges it, one run's
+// subject tree at a time, after checking the run is closed past its
+// retention. A stream created by an earlier version denies purges, and
+// JetStream cannot lift that on a stream: its runs are not deleted (the
+// orchestrator logs ErrPurgeDenied) until the stream is recreated.
+const (
+	retentionSchedPfx = "weft.t.rs."
+	retentionFirePfx  = "weft.t.rf."
+	// RetentionConsumer is the orchestrators' consumer of runs whose
+	// retention ran out.
+	RetentionConsumer = "weft-orchestrator-retention"
+)
+
+// ErrPurgeDenied: the history stream denies purges (it was created by an
+// earlier version of Weft), so no run can be deleted from it.
+var ErrPurgeDenied = errors.New("eventstore: the history stream denies purges (created by an earlier version); recreate it to delete runs")
+
+// historyDenyPurge returns the DenyPurge the history stream keeps: what it
+// has when it exists (JetStream cannot turn it off), else false.
+func (s *Store) historyDenyPurge(ctx context.Context) bool {
+	st, err := s.js.Stream(ctx, HistoryStream)
+	return err == nil && st.CachedInfo().Config.DenyPurge
+}
+
+// openRetentionConsumer creates or updates the consumer of runs due for
+// deletion.
+func (s *Store) openRetentionConsumer(ctx context.Context) error {
+	_, err := s.js.CreateOrUpdateConsumer(ctx, TimersStream, jetstream.ConsumerConfig{
+		Durable:       RetentionConsumer,
+		Description:   "orchestrator: closed runs whose retention ran out",
+		FilterSubject: retentionFirePfx + ">",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       s.cfg.OrchestratorAckWait,
+		MaxDeliver:    -1,
+		// Deletions are handed out in bounded batches.
+		MaxAckPending: 256,
+		Replicas:      s.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("eventstore: create consumer %s: %w", RetentionConsumer, err)
+	}
+	return nil
+}
+
+// DeletionDue is a run whose retention ran out, as its schedule delivers it.
+type DeletionDue struct {
+	// Due is when it was scheduled for.
+	Due time.Time
+}
+
+func decodeDeletion(m jetstream.Msg, d *Delivery) {
+	d.WorkflowID = token(m.Subject(), 3)
+	due, err := time.Parse(time.RFC3339Nano, string(m.Data()))
+	if err != nil {
+		d.Err = fmt.Errorf("deletion of %s: %w", d.WorkflowID, err)
+		return
+	}
+	d.Deletion = &DeletionDue{Due: due}
+}
+
+// ScheduleDeletion makes wf's deletion come due (SourceRetention) at due,
+// rounded up to the second. Scheduling again replaces the pending one, so
+// the call is idempotent and a later close moves the deletion on.
+func (s *Store) ScheduleDeletion(ctx context.Context, wf string, due time.Time) error {
+	if !ValidWorkflowID(wf) {
+		return fmt.Errorf("eventstore: invalid workflow id %q", wf)
+	}
+	data := []byte(due.UTC().Format(time.RFC3339Nano))
+	if err := s.schedule(ctx, retentionSchedPfx+wf, retentionFirePfx+wf, due, data, ""); err != nil {
+		return fmt.Errorf("eventstore: schedule deletion of %s: %w", wf, err)
+	}
+	return nil
+}
+
+// DeleteRun deletes what Weft stores of workflow wf: its history, its
+// snapshot, its timers, results waiting for it, and, last, its listing
+// entry. The caller checks that wf may go; the deletion of its
+// pending deletion schedule is left to the caller's ack. It is idempotent:
+// a deletion cut short is finished by calling it again.
+//
+// Errors: ErrPurgeDenied when the history stream denies purges.
+func (s *Store) DeleteRun(ctx context.Context, wf string) error {
+	if !ValidWorkflowID(wf) {
+		return fmt.Errorf("eventstore: invalid workflow id %q", wf)
+	}
+	if s.history.CachedInfo().Config.DenyPurge {
+		return ErrPurgeDenied
+	}
+	for _, p := range []struct {
+		stream  jetstream.Stream
+		subject string
+	}{
+		{s.history, historySubject(wf)},
+		{s.snaps, snapPrefix + wf + ".>"},
+		{s.timers, timerSchedPfx + wf + ".>"},
+		{s.timers, timerFirePfx + wf},
+		{s.results, resultsPrefix + wf},
+	} {
+		if err := p.stream.Purge(ctx, jetstream.WithPurgeSubject(p.subject)); err != nil {
+			return fmt.Errorf("eventstore: delete %s (%s): %w", wf, p.subject, err)
+		}
+	}
+	if err := s.index.Purge(ctx, wf); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("eventstore: delete the index entry of %s: %w", wf, err)
+	}
+	return nil
+}
+
+// ReadLive is Read that tells a workflow with nothing after `after` from
+// one with no history at all (never written, or deleted).
+//
+// Errors: ErrNotFound when wf has no history.
+func (s *Store) ReadLive(ctx context.Context, wf string, after uint64) ([]Message, error) {
+	t, err := s.read(ctx, wf, after, false)
+	if err == nil && t.Gone {
+		return nil, fmt.Errorf("workflow %s: %w", wf, ErrNotFound)
+	}
+	return t.Msgs, err
+}

@@ -1,0 +1,139 @@
+package eventstore_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/natstest"
+)
+
+// TestDeleteRun deletes one run's history, snapshot, timers and index
+// entry, leaves another's alone, and can be repeated.
+func TestDeleteRun(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	for _, wf := range []string{"old", "other"} {
+		seq, err := s.Append(ctx, wf, 0, started(wf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutSnapshot(ctx, wf, seq, []byte("state")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Append(ctx, wf, seq, completed("done")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: "t1", Path: "a", Due: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if errs := s.PutSummaries(ctx, []eventstore.Summary{{ID: wf, Definition: "d", Revision: 1, Status: "completed", Seq: seq + 1}}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+	}
+	for range 2 { // idempotent
+		if err := s.DeleteRun(ctx, "old"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.LastSeq(ctx, "old"); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("history after DeleteRun: %v", err)
+	}
+	if _, err := s.ReadLive(ctx, "old", 0); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("ReadLive after DeleteRun: %v", err)
+	}
+	if _, _, err := s.GetSnapshot(ctx, "old"); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("snapshot after DeleteRun: %v", err)
+	}
+	if st, err := s.Timer(ctx, "old", "t1"); err != nil || st != eventstore.TimerMissing {
+		t.Fatalf("timer after DeleteRun: %v %v", st, err)
+	}
+	if _, err := s.GetSummary(ctx, "old"); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("index entry after DeleteRun: %v", err)
+	}
+	// The other run is whole.
+	if msgs, err := s.ReadLive(ctx, "other", 0); err != nil || len(msgs) != 2 {
+		t.Fatalf("other run: %d records, %v", len(msgs), err)
+	}
+	if _, _, err := s.GetSnapshot(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Timer(ctx, "other", "t1"); err != nil || st != eventstore.TimerScheduled {
+		t.Fatalf("other run's timer: %v %v", st, err)
+	}
+	if _, err := s.GetSummary(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing new after the last record is no error.
+	last, _ := s.LastSeq(ctx, "other")
+	if msgs, err := s.ReadLive(ctx, "other", last); err != nil || len(msgs) != 0 {
+		t.Fatalf("ReadLive at the end: %d records, %v", len(msgs), err)
+	}
+}
+
+// TestDeletionComesDue delivers a scheduled deletion when it is due,
+// once, the latest schedule replacing the one before.
+func TestDeletionComesDue(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	first := time.Now().Add(time.Hour)
+	if err := s.ScheduleDeletion(ctx, "wf", first); err != nil {
+		t.Fatal(err)
+	}
+	due := time.Now().Add(time.Second)
+	if err := s.ScheduleDeletion(ctx, "wf", due); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.Feed(ctx, eventstore.SourceRetention, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	d, err := f.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Source != eventstore.SourceRetention || d.WorkflowID != "wf" || d.Deletion == nil || !d.Deletion.Due.Equal(due.UTC()) {
+		t.Fatalf("delivery: %+v", d)
+	}
+	if time.Now().Before(due) {
+		t.Fatalf("delivered at %s, before %s", time.Now(), due)
+	}
+	if err := d.Ack(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOldHistoryStreamDeniesPurge opens a store over a history stream
+// made, as earlier versions did, with DenyPurge: Open keeps it (JetStream
+// cannot lift it) and DeleteRun says it cannot delete.
+func TestOldHistoryStreamDeniesPurge(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.HistoryStream, Subjects: []string{"weft.h.>"},
+		DenyDelete: true, DenyPurge: true, Duplicates: 2 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatalf("Open over an old history stream: %v", err)
+	}
+	if _, err := s.Append(ctx, "wf", 0, started("wf")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRun(ctx, "wf"); !errors.Is(err, eventstore.ErrPurgeDenied) {
+		t.Fatalf("DeleteRun: %v, want ErrPurgeDenied", err)
+	}
+	if _, err := s.LastSeq(ctx, "wf"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,290 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/executor"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+)
+
+const (
+	briefDef = `
+name: brief
+retention: 2s
+steps:
+  - id: a
+    task: echo
+    input: "${ input }"
+  - id: b
+    task: echo
+    input: "${ steps.a.output }"
+`
+	keptDef = `
+name: kept
+steps:
+  - id: a
+    task: echo
+    input: "${ input }"
+`
+	// A parent that fails by its timeout while its child waits: a failed
+	// workflow keeps its children running.
+	briefParentDef = `
+name: brief-parent
+retention: 2s
+timeout: 1s
+steps:
+  - id: child
+    workflow: waiter
+`
+	waiterDef = `
+name: waiter
+steps:
+  - id: w
+    wait: { signal: go }
+`
+)
+
+// gone reports whether GetWorkflow says id is not found.
+func (e *env) gone(id string) bool {
+	e.t.Helper()
+	_, err := e.wf.GetWorkflow(ctx(e.t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id}))
+	if err != nil && connect.CodeOf(err) != connect.CodeNotFound {
+		e.t.Fatalf("GetWorkflow %s: %v", id, err)
+	}
+	return connect.CodeOf(err) == connect.CodeNotFound
+}
+
+// stored counts the messages of id on its history and snapshot subjects
+// and its pending timer schedules, and reports whether the index holds
+// an entry for it.
+func (e *env) stored(id string) (history, snaps, timers uint64, indexed bool) {
+	e.t.Helper()
+	c := ctx(e.t)
+	js, err := jetstream.New(e.node.Store.Conn())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	count := func(stream, subject string) uint64 {
+		st, err := js.Stream(c, stream)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		info, err := st.Info(c, jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		var n uint64
+		for _, k := range info.State.Subjects {
+			n += k
+		}
+		return n
+	}
+	_, err = e.node.Store.GetSummary(c, id)
+	if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+		e.t.Fatal(err)
+	}
+	return count(eventstore.HistoryStream, "weft.h."+id+".>"), count(eventstore.SnapshotStream, "weft.snap."+id+".>"),
+		count(eventstore.TimersStream, "weft.t.s."+id+".>"), err == nil
+}
+
+// waitDeleted polls until id is gone from the API, the listing and the
+// streams, and checks that it did not go before closed+keep.
+func (e *env) waitDeleted(id string, closed time.Time, keep time.Duration) {
+	e.t.Helper()
+	eventually(e.t, 20*time.Second, id+" deleted", func() bool {
+		if !e.gone(id) {
+			return false
+		}
+		if now := time.Now(); now.Before(closed.Add(keep)) {
+			e.t.Fatalf("%s deleted at %s, before its close %s plus its retention %s", id, now, closed, keep)
+		}
+		return true
+	})
+	eventually(e.t, 10*time.Second, id+" unlisted", func() bool { return e.listed(id) == 0 })
+	if h, s, tm, ix := e.stored(id); h != 0 || s != 0 || tm != 0 || ix {
+		e.t.Fatalf("%s deleted but still stored: %d history records, %d snapshot parts, %d timers, indexed %v", id, h, s, tm, ix)
+	}
+}
+
+func TestRetentionDeletesClosedRuns(t *testing.T) {
+	e := newEnv(t, envOpts{snapshotEvery: 2})
+	for _, d := range []string{briefDef, keptDef, waiterDef, briefParentDef} {
+		e.putDef(d)
+	}
+	var closed []*weftv1.Workflow
+	for _, id := range []string{"brief-1", "brief-2", "brief-3"} {
+		e.start("brief", id, `{"n": 1}`)
+	}
+	e.start("kept", "kept-1", `"x"`)
+	e.start("brief-parent", "parent-1", "")
+	for _, id := range []string{"brief-1", "brief-2", "brief-3"} {
+		w := e.waitClosed(id, 10*time.Second)
+		if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+			t.Fatalf("%s: %v", id, w)
+		}
+		closed = append(closed, w)
+	}
+	if _, snaps, _, _ := e.stored("brief-1"); snaps == 0 && !e.gone("brief-1") {
+		t.Fatalf("brief-1 has no snapshot to delete")
+	}
+	e.waitClosed("kept-1", 10*time.Second)
+	parent := e.waitClosed("parent-1", 10*time.Second)
+	child := e.childOf("parent-1", "child")
+	e.waitStep(child, "w", weftv1.StepStatus_STEP_STATUS_WAITING)
+
+	for _, w := range append(closed, parent) {
+		e.waitDeleted(w.Id, w.ClosedTime.AsTime(), 2*time.Second)
+	}
+	// Deleting the parent left its running child alone, and a run of a
+	// definition without retention stays.
+	if w := e.get(child); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING {
+		t.Fatalf("child of a deleted parent: %v", w)
+	}
+	if err := e.signal(child, "go", `{}`); err != nil {
+		t.Fatal(err)
+	}
+	e.waitClosed(child, 10*time.Second)
+	if e.gone("kept-1") || e.listed("kept-1") == 0 {
+		t.Fatal("kept-1, whose definition has no retention, was deleted")
+	}
+	if h, _, _, ix := e.stored("kept-1"); h == 0 || !ix {
+		t.Fatalf("kept-1: %d history records, indexed %v", h, ix)
+	}
+	// The same id starts a new run once the old one is gone.
+	e.start("kept", "brief-1", `"again"`)
+	if w := e.waitClosed("brief-1", 10*time.Second); w.Definition != "kept" {
+		t.Fatalf("brief-1 started again: %v", w)
+	}
+}
+
+// TestRetentionAcrossRestart stops Weft (and NATS) after runs closed and
+// before their retention ran out: the restarted Weft deletes them when it
+// does and never before, keeps a run that is not due, and keeps a run
+// retried before its deadline until it closes again and that close's
+// retention runs out.
+func TestRetentionAcrossRestart(t *testing.T) {
+	var gateCalls atomic.Int32
+	o := envOpts{retention: time.Hour, handlers: map[string]executor.Handler{
+		"gate": func(ctx context.Context, task *executor.Task) (any, error) {
+			if gateCalls.Add(1) == 1 {
+				return nil, executor.NonRetryable(errors.New("closed for now"))
+			}
+			return "open", nil
+		},
+	}}
+	e := newEnv(t, o)
+	const keep = 4 * time.Second
+	e.putDef(`
+name: soon
+retention: 4s
+steps: [{ id: a, task: echo, input: "${ input }" }]
+`)
+	e.putDef(`
+name: gated
+retention: 4s
+steps:
+  - id: g
+    task: gate
+  - id: w
+    wait: { signal: go }
+`)
+	// No retention in the definition: the server's (an hour) applies.
+	e.putDef(keptDef)
+	e.start("soon", "soon-1", `1`)
+	e.start("soon", "soon-2", `2`)
+	e.start("kept", "later-1", `3`)
+	e.start("gated", "gated-1", "")
+	var soon []*weftv1.Workflow
+	for _, id := range []string{"soon-1", "soon-2"} {
+		soon = append(soon, e.waitClosed(id, 10*time.Second))
+	}
+	e.waitClosed("later-1", 10*time.Second)
+	failed := e.waitClosed("gated-1", 10*time.Second)
+	if failed.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
+		t.Fatalf("gated-1: %v", failed)
+	}
+	// Retried before its deadline: it runs again, waiting for a signal.
+	if _, err := e.wf.RetryWorkflow(ctx(t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: "gated-1"})); err != nil {
+		t.Fatal(err)
+	}
+	e.waitStep("gated-1", "w", weftv1.StepStatus_STEP_STATUS_WAITING)
+
+	e.restart(o)
+	for _, w := range soon {
+		if time.Now().Before(w.ClosedTime.AsTime().Add(keep)) && e.gone(w.Id) {
+			t.Fatalf("%s deleted before its deadline", w.Id)
+		}
+	}
+	for _, w := range soon {
+		e.waitDeleted(w.Id, w.ClosedTime.AsTime(), keep)
+	}
+	// Past the first close's deadline (and then some): the retried run
+	// and the run kept for an hour are still there.
+	eventually(t, 20*time.Second, "gated-1's first deadline to pass", func() bool {
+		return time.Now().After(failed.ClosedTime.AsTime().Add(keep + 2*time.Second))
+	})
+	for _, id := range []string{"gated-1", "later-1"} {
+		if e.gone(id) || e.listed(id) == 0 {
+			t.Fatalf("%s deleted", id)
+		}
+	}
+	if err := e.signal("gated-1", "go", `{}`); err != nil {
+		t.Fatal(err)
+	}
+	done := e.waitClosed("gated-1", 10*time.Second)
+	if done.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("gated-1 after its retry: %v", done)
+	}
+	e.waitDeleted("gated-1", done.ClosedTime.AsTime(), keep)
+	if e.gone("later-1") {
+		t.Fatal("later-1, kept for an hour, was deleted")
+	}
+}
+
+// TestRetentionFinishesADeletionCutShort purges a closed run's history by
+// hand, as an orchestrator that died after that step of a deletion leaves
+// it: the API stops serving the run at once, though it had it cached, and
+// the deletion, when due, finds the history gone and removes the rest.
+func TestRetentionFinishesADeletionCutShort(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(briefDef)
+	e.start("brief", "cut-1", `1`)
+	w := e.waitClosed("cut-1", 10*time.Second)
+	e.get("cut-1") // cached by the API
+	eventually(t, 10*time.Second, "cut-1 listed", func() bool { return e.listed("cut-1") != 0 })
+	js, err := jetstream.New(e.node.Store.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx(t), eventstore.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Purge(ctx(t), jetstream.WithPurgeSubject("weft.h.cut-1.>")); err != nil {
+		t.Fatal(err)
+	}
+	if !e.gone("cut-1") {
+		t.Fatal("the API served a run whose history is gone")
+	}
+	deadline := w.ClosedTime.AsTime().Add(2 * time.Second)
+	eventually(t, 20*time.Second, "cut-1 unlisted", func() bool {
+		if e.listed("cut-1") != 0 {
+			return false
+		}
+		if time.Now().Before(deadline) {
+			t.Fatalf("cut-1 unlisted at %s, before its deadline %s", time.Now(), deadline)
+		}
+		return true
+	})
+	if h, s, tm, ix := e.stored("cut-1"); h != 0 || s != 0 || tm != 0 || ix {
+		t.Fatalf("cut-1 still stored: %d history records, %d snapshot parts, %d timers, indexed %v", h, s, tm, ix)
+	}
+}

@@ -1,0 +1,97 @@
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/orchestrator/runs"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// Retention: a closed run is deleted once it has been closed for its
+// retention (its definition revision's retention:, else Config.Retention).
+// The deadline is a function of the folded state, so reconcile schedules it
+// whenever it sees a closed run (eventstore.ScheduleDeletion, replacing any
+// earlier schedule: a run retried and closed again moves it on). When it
+// comes due, expire reads the run again and deletes it only if it is still
+// closed and closed long enough; the delivery is acked only once all of it
+// is gone, so an orchestrator that dies midway leaves it to the next.
+
+// retentionOf returns how long st, once closed, is kept (0: for ever).
+func (sh *shard) retentionOf(ctx context.Context, st *workflow.State) (time.Duration, error) {
+	def, _, err := sh.o.defs.Load(ctx, st.Definition, st.Revision)
+	if err != nil {
+		return 0, fmt.Errorf("load definition %s revision %d: %w", st.Definition, st.Revision, err)
+	}
+	if def.Retention > 0 {
+		return def.Retention, nil
+	}
+	return sh.o.cfg.Retention, nil
+}
+
+// scheduleDeletion schedules the deletion of a closed st at its close plus
+// its retention, when it has one.
+func (sh *shard) scheduleDeletion(ctx context.Context, wf string, st *workflow.State) error {
+	if !st.Status.Terminal() || st.Closed.IsZero() {
+		return nil
+	}
+	keep, err := sh.retentionOf(ctx, st)
+	if err != nil || keep <= 0 {
+		return err
+	}
+	return sh.o.store.ScheduleDeletion(ctx, wf, st.Closed.Add(keep))
+}
+
+// expire deletes wf if it is still closed and has been for its retention;
+// one not yet due has its deletion scheduled again, and one running again
+// (retried) is left alone: its next close schedules it anew.
+func (sh *shard) expire(ctx context.Context, wf string) error {
+	delete(sh.cache, wf)
+	l, err := runs.ReadFromSnapshot(ctx, sh.o.store, wf)
+	if err != nil {
+		return err
+	}
+	st := l.State
+	runs.FoldMessages(st, l.Msgs)
+	if st.Events == 0 {
+		if _, err := sh.o.store.LastSeq(ctx, wf); !errors.Is(err, eventstore.ErrNotFound) {
+			return err // a history that does not fold is kept
+		}
+		// Its history is gone: a deletion cut short; finish it.
+		return sh.deleteRun(ctx, wf)
+	}
+	if !st.Status.Terminal() || st.Closed.IsZero() {
+		return nil
+	}
+	keep, err := sh.retentionOf(ctx, st)
+	if err != nil || keep <= 0 {
+		return err
+	}
+	due := st.Closed.Add(keep)
+	if wait := due.Sub(sh.o.cfg.Now()); wait > 0 {
+		if wait < time.Minute {
+			// Clocks that differ a little: come back when due.
+			return errNotDue{max(wait, minTimerWait)}
+		}
+		// A later close (after a retry) moved the deadline on.
+		return sh.o.store.ScheduleDeletion(ctx, wf, due)
+	}
+	return sh.deleteRun(ctx, wf)
+}
+
+// deleteRun deletes what is stored of wf; a history stream that denies
+// purges is reported and the deletion tried again an hour later.
+func (sh *shard) deleteRun(ctx context.Context, wf string) error {
+	err := sh.o.store.DeleteRun(ctx, wf)
+	if errors.Is(err, eventstore.ErrPurgeDenied) {
+		sh.o.log.Warn("cannot delete a run past its retention", "workflow", wf, "err", err)
+		return errNotDue{time.Hour}
+	}
+	if err == nil {
+		sh.o.log.Debug("deleted a run past its retention", "workflow", wf)
+	}
+	return err
+}
