@@ -33,6 +33,17 @@ func changes(t *testing.T, nc *nats.Conn) *atomic.Int64 {
 	return &n
 }
 
+// retention opens and stops a feed of runs due for deletion, as an
+// orchestrator does at start.
+func retention(t *testing.T, s *eventstore.Store) {
+	t.Helper()
+	f, err := s.Feed(context.Background(), eventstore.SourceRetention, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Stop()
+}
+
 // Opening a store that is set up already looks everything up and changes
 // nothing: a part starting beside others adds no work for the cluster.
 func TestOpenAgainChangesNothing(t *testing.T) {
@@ -45,6 +56,7 @@ func TestOpenAgainChangesNothing(t *testing.T) {
 	if err := s.EnsureTaskConsumer(ctx, "echo"); err != nil {
 		t.Fatal(err)
 	}
+	retention(t, s)
 	watch := ns.Connect(t)
 	n := changes(t, watch)
 	again, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
@@ -54,6 +66,7 @@ func TestOpenAgainChangesNothing(t *testing.T) {
 	if err := again.EnsureTaskConsumer(ctx, "echo"); err != nil {
 		t.Fatal(err)
 	}
+	retention(t, again)
 	if err := watch.Flush(); err != nil {
 		t.Fatal(err)
 	}

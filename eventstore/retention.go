@@ -47,7 +47,7 @@ func (s *Store) historyDenyPurge(ctx context.Context) bool {
 // openRetentionConsumer creates or updates the consumer of runs due for
 // deletion.
 func (s *Store) openRetentionConsumer(ctx context.Context) error {
-	_, err := s.js.CreateOrUpdateConsumer(ctx, TimersStream, jetstream.ConsumerConfig{
+	err := s.ensureConsumer(ctx, TimersStream, jetstream.ConsumerConfig{
 		Durable:       RetentionConsumer,
 		Description:   "orchestrator: closed runs whose retention ran out",
 		FilterSubject: retentionFirePfx + ">",
