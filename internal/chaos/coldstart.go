@@ -118,8 +118,9 @@ func (h *Harness) RunColdStart(ctx context.Context) (res *ColdStartResult, err e
 	return res, nil
 }
 
-// lateChanges opens the store, as a part started late does, and counts
-// the requests it made to create or change a stream or consumer.
+// lateChanges opens the store, its echo task consumer and its feed of
+// runs due for deletion, as a part started late does, and counts the
+// requests it made to create or change a stream or consumer.
 func (h *Harness) lateChanges(ctx context.Context) (int, error) {
 	watch, err := nats.Connect(h.natsURLs)
 	if err != nil {
@@ -148,6 +149,11 @@ func (h *Harness) lateChanges(ctx context.Context) (int, error) {
 	if err := store.EnsureTaskConsumer(ctx, "echo"); err != nil {
 		return 0, err
 	}
+	f, err := store.Feed(ctx, eventstore.SourceRetention, 1)
+	if err != nil {
+		return 0, err
+	}
+	f.Stop()
 	if err := watch.Flush(); err != nil {
 		return 0, err
 	}
