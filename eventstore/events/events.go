@@ -172,6 +172,9 @@ type WorkflowStarted struct {
 	RequestID  string `msgpack:"req,omitempty"`
 	// Parent is set on a child workflow: where to report its outcome.
 	Parent *ParentRef `msgpack:"par,omitempty"`
+	// Trace is the run's W3C trace context (a traceparent): every span
+	// about the run joins its trace. Empty when the start carried none.
+	Trace string `msgpack:"tr,omitempty"`
 }
 
 // ParentRef names the step of a parent workflow that started a child.
@@ -194,6 +197,9 @@ type StepScheduled struct {
 	IdempotencyKey string        `msgpack:"key"`
 	// FirstAttempt is the attempt number of the first delivery (1).
 	FirstAttempt int `msgpack:"fa"`
+	// Trace is the run's trace context (WorkflowStarted.Trace), so the
+	// executor's attempt spans join the run's trace.
+	Trace string `msgpack:"tr,omitempty"`
 }
 
 // StepAttemptFailed records a failed attempt that will be retried after RetryDelay.

@@ -488,7 +488,7 @@ func (w *walker) startTask(step *definition.Step, path string, gen int, sc defin
 	}
 	w.emit(events.Event{Type: events.TypeStepScheduled, StepScheduled: &events.StepScheduled{
 		Path: path, Gen: gen, Task: step.Task, Input: in, Retry: step.Retry, Timeout: step.Timeout,
-		IdempotencyKey: st.ID + "/" + path, FirstAttempt: first,
+		IdempotencyKey: st.ID + "/" + path, FirstAttempt: first, Trace: st.Trace,
 	}})
 }
 
