@@ -260,3 +260,31 @@ func TestTracingStartWithoutTraceparent(t *testing.T) {
 		t.Fatalf("the outside endpoint received traceparent %q, want one in trace %s", got, start.traceID)
 	}
 }
+
+// A child workflow joins its parent's trace.
+func TestTracingChildJoinsParentTrace(t *testing.T) {
+	recv := newOTLPReceiver(t)
+	tp := recv.provider(t)
+	e := newEnv(t, envOpts{tracer: tp})
+	e.putDef("name: kid\nsteps:\n  - { id: hi, task: echo, input: 1 }\n")
+	e.putDef("name: mum\nsteps:\n  - { id: sub, workflow: kid, input: {} }\n")
+	e.start("mum", "mum-1", `{}`)
+	if w := e.waitClosed("mum-1", 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("status %v error %v", w.Status, w.Error)
+	}
+	kid := e.childOf("mum-1", "sub")
+	if err := tp.ForceFlush(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	var mum, child []span
+	eventually(t, 10*time.Second, "the parent's and child's spans", func() bool {
+		mum = recv.find(func(s span) bool { return s.attrs["weft.workflow.id"] == "mum-1" })
+		child = recv.find(func(s span) bool { return s.attrs["weft.workflow.id"] == kid && s.name == "weft.attempt" })
+		return len(mum) > 0 && len(child) > 0
+	})
+	for _, s := range append(mum, child...) {
+		if s.traceID != mum[0].traceID {
+			t.Errorf("span %s %v is in trace %s, want the parent's %s", s.name, s.attrs, s.traceID, mum[0].traceID)
+		}
+	}
+}
