@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weftworks/weft/eventstore"
@@ -587,7 +588,7 @@ func (sh *shard) remember(wf string, e *entry) {
 // commits the input and the decision, and runs the state's follow-ups.
 // seed allows starting a new workflow's state from the delivered record
 // (first tries only: after a conflict the history is read).
-func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool) error {
+func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool) (err error) {
 	if d.Start != nil {
 		// Settled here: recorded, or declined to the API.
 		sh.held = true
@@ -601,7 +602,12 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 		return err
 	}
 	ctx, span := sh.o.startSpan(ctx, "weft.decide", e.st, d.Source.String())
-	defer span.End()
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	if r := d.Result; r != nil {
 		span.SetAttributes(telemetry.StepPath.String(r.Path), telemetry.Attempt.Int(r.Attempt))
 	}
