@@ -216,7 +216,8 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	}
 	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt, Cmd: d.Seq}
 	ctx, span := telemetry.Start(ctx, w.tracer, cmd.Trace, "weft.attempt", telemetry.WorkflowID.String(d.WorkflowID),
-		telemetry.StepPath.String(cmd.Path), telemetry.Attempt.Int(attempt), attribute.String("weft.task", typ))
+		telemetry.Definition.String(cmd.Definition), telemetry.StepPath.String(cmd.Path), telemetry.Attempt.Int(attempt),
+		attribute.String("weft.task", typ))
 	defer span.End()
 	// tries counts this scheduling's recorded attempts, this one included:
 	// the policy's budget. (A redriven step starts a fresh budget with

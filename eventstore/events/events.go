@@ -200,6 +200,9 @@ type StepScheduled struct {
 	// Trace is the run's trace context (WorkflowStarted.Trace), so the
 	// executor's attempt spans join the run's trace.
 	Trace string `msgpack:"tr,omitempty"`
+	// Definition names the run's definition on traced commands (those
+	// with a Trace), for the attempt's span.
+	Definition string `msgpack:"def,omitempty"`
 }
 
 // StepAttemptFailed records a failed attempt that will be retried after RetryDelay.

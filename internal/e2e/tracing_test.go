@@ -206,7 +206,7 @@ func TestTracingOneRunOneTrace(t *testing.T) {
 			t.Errorf("span %s %v is in trace %s, want %s", s.name, s.attrs, s.traceID, traceID)
 		}
 	}
-	if attempt.attrs["weft.step.path"] != "call" || attempt.attrs["weft.attempt"] != "1" {
+	if attempt.attrs["weft.step.path"] != "call" || attempt.attrs["weft.attempt"] != "1" || attempt.attrs["weft.definition"] != "traced" {
 		t.Errorf("attempt span attributes %v", attempt.attrs)
 	}
 	for _, s := range recv.find(func(s span) bool { return ofRun(s) && s.name == "weft.decide" }) {
