@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
@@ -18,6 +21,7 @@ import (
 	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/internal/lifecycle"
 	"github.com/weftworks/weft/internal/metrics"
+	"github.com/weftworks/weft/internal/telemetry"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -47,6 +51,10 @@ type Config struct {
 	// Metrics is the registry the worker records its attempts on (see
 	// docs/operations.md). Default nil: none.
 	Metrics *prometheus.Registry
+	// TracerProvider makes a span of every attempt, in the trace its run
+	// recorded (the command carries it); handlers get it in their context.
+	// Default: the process-wide provider (see internal/telemetry).
+	TracerProvider trace.TracerProvider
 }
 
 // Validate checks the configuration.
@@ -65,6 +73,8 @@ type Worker struct {
 	handlers map[string]Handler
 	// steps records attempts (nil: not recorded).
 	steps *metrics.Steps
+	// tracer makes the attempts' spans.
+	tracer trace.Tracer
 
 	life        lifecycle.Guard
 	stopPulling context.CancelFunc
@@ -81,7 +91,7 @@ func New(store *eventstore.Store, cfg Config) (*Worker, error) {
 	config.Default(&cfg.Concurrency, 64)
 	config.Default(&cfg.Logger, slog.Default())
 	return &Worker{store: store, cfg: cfg, log: cfg.Logger.With("component", "executor"), handlers: map[string]Handler{},
-		steps: metrics.NewSteps(cfg.Metrics)}, nil
+		steps: metrics.NewSteps(cfg.Metrics), tracer: telemetry.Tracer(cfg.TracerProvider)}, nil
 }
 
 // Register sets the handler of taskType. Call it before Start.
@@ -181,7 +191,7 @@ const givenBackDelay = 100 * time.Millisecond
 // the result could not be reported) does not use up an attempt.
 func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.Delivery) {
 	if d.Err != nil {
-		w.log.With("workflow", d.WorkflowID, "task", typ).Error("dropping undecodable step command", "seq", d.Seq, "err", d.Err)
+		w.log.With("workflow_id", d.WorkflowID, "task", typ).Error("dropping undecodable step command", "seq", d.Seq, "err", d.Err)
 		_ = d.Term(d.Err.Error())
 		return
 	}
@@ -202,9 +212,13 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	}
 	// Loggers are made only when there is something to say.
 	log := func() *slog.Logger {
-		return w.log.With("workflow", d.WorkflowID, "task", typ, "step", cmd.Path, "attempt", attempt)
+		return w.log.With("workflow_id", d.WorkflowID, "task", typ, "step", cmd.Path, "attempt", attempt)
 	}
 	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: attempt, Cmd: d.Seq}
+	ctx, span := telemetry.Start(ctx, w.tracer, cmd.Trace, "weft.attempt", telemetry.WorkflowID.String(d.WorkflowID),
+		telemetry.Definition.String(cmd.Definition), telemetry.StepPath.String(cmd.Path), telemetry.Attempt.Int(attempt),
+		attribute.String("weft.task", typ))
+	defer span.End()
 	// tries counts this scheduling's recorded attempts, this one included:
 	// the policy's budget. (A redriven step starts a fresh budget with
 	// attempt numbers continuing.)
@@ -234,6 +248,9 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	res.Time = time.Now().UTC()
 	w.steps.Ran(typ, res.Time.Sub(began))
 	delay := outcome(&res, cmd.Retry, out, err, tries, maxAttempts)
+	if res.Error != nil {
+		span.SetStatus(codes.Error, res.Error.Type+": "+res.Error.Message)
+	}
 	if outcome, ok := w.settle(ctx, d, res, delay, log); ok {
 		w.steps.Attempt(typ, attemptOutcome(outcome))
 	}
@@ -258,7 +275,7 @@ func (w *Worker) attemptOf(ctx context.Context, typ string, d *eventstore.Delive
 	first := max(cmd.FirstAttempt, 1)
 	attempt := first
 	log := func() *slog.Logger {
-		return w.log.With("workflow", d.WorkflowID, "task", typ, "step", cmd.Path, "attempt", attempt)
+		return w.log.With("workflow_id", d.WorkflowID, "task", typ, "step", cmd.Path, "attempt", attempt)
 	}
 	seenBefore := d.NumDelivered > 1
 	if !seenBefore {
@@ -387,7 +404,7 @@ func (w *Worker) keepClaimed(d *eventstore.Delivery) (stop func()) {
 func (w *Worker) refuse(ctx context.Context, typ string, d *eventstore.Delivery) {
 	cmd := d.Task
 	msg := fmt.Sprintf("a command of task type %q was delivered to the executor of task type %q", cmd.Task, typ)
-	log := w.log.With("workflow", d.WorkflowID, "task", typ, "step", cmd.Path)
+	log := w.log.With("workflow_id", d.WorkflowID, "task", typ, "step", cmd.Path)
 	log.Error("refusing a command of another task type; the step fails", "command_task", cmd.Task, "seq", d.Seq)
 	res := events.Result{WorkflowID: d.WorkflowID, Path: cmd.Path, Gen: cmd.Gen, Attempt: max(cmd.FirstAttempt, 1), Cmd: d.Seq,
 		Outcome: events.OutcomeFailed, Error: &events.Error{Type: ErrTypeWrongTaskType, Message: msg}}
@@ -462,7 +479,7 @@ func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cm
 		}}
 	defer func() {
 		if r := recover(); r != nil {
-			w.log.Error("task handler panicked", "workflow", d.WorkflowID, "step", cmd.Path, "panic", r, "stack", string(debug.Stack()))
+			w.log.Error("task handler panicked", "workflow_id", d.WorkflowID, "step", cmd.Path, "panic", r, "stack", string(debug.Stack()))
 			out, err = nil, &Error{Type: ErrTypePanic, Message: fmt.Sprintf("handler panicked: %v", r)}
 		}
 	}()

@@ -194,7 +194,7 @@ func (ix *indexer) write(batch []*indexWrite, closing bool) bool {
 			}
 			continue
 		}
-		ix.log.Warn("index update failed; trying again", "workflow", w.sum.ID, "err", errs[i])
+		ix.log.Warn("index update failed; trying again", "workflow_id", w.sum.ID, "err", errs[i])
 		ix.retry(w)
 	}
 	return ok

@@ -14,12 +14,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/internal/lifecycle"
+	"github.com/weftworks/weft/internal/telemetry"
 	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/workflow"
@@ -58,6 +62,10 @@ type Config struct {
 	// task types' backlog among them (see docs/operations.md). Default nil:
 	// none.
 	Metrics *prometheus.Registry
+	// TracerProvider makes a span of every decision, in the trace its run
+	// recorded at its start. Default: the process-wide provider (see
+	// internal/telemetry).
+	TracerProvider trace.TracerProvider
 }
 
 // Validate checks the configuration.
@@ -94,6 +102,8 @@ type Orchestrator struct {
 	ix     *indexer
 	// metrics record what this orchestrator decides and records.
 	metrics *orchMetrics
+	// tracer makes the decisions' spans.
+	tracer trace.Tracer
 }
 
 // New returns an orchestrator over store.
@@ -108,7 +118,8 @@ func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
 	config.Default(&cfg.MaxHistoryEvents, 100000)
 	config.Default(&cfg.SnapshotEvery, 1000)
 	return &Orchestrator{store: store, defs: cmp.Or(cfg.Definitions, runs.NewDefinitions(store)), cfg: cfg, id: runs.RandomID(),
-		log: cfg.Logger.With("component", "orchestrator"), metrics: newOrchMetrics(cfg.Metrics, store)}, nil
+		log: cfg.Logger.With("component", "orchestrator"), metrics: newOrchMetrics(cfg.Metrics, store),
+		tracer: telemetry.Tracer(cfg.TracerProvider)}, nil
 }
 
 // Start begins consuming. It returns once subscribed.
@@ -386,7 +397,9 @@ func (e errPermanent) Error() string { return e.err.Error() }
 func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 	// The logger is made only when there is something to say: the hot path
 	// does not pay for formatting its attributes.
-	log := func() *slog.Logger { return sh.o.log.With("workflow", d.WorkflowID, "source", d.Source, "seq", d.Seq) }
+	log := func() *slog.Logger {
+		return sh.o.log.With("workflow_id", d.WorkflowID, "source", d.Source, "seq", d.Seq)
+	}
 	if d.Err != nil {
 		log().Error("dropping undecodable message", "err", d.Err)
 		_ = d.Term(d.Err.Error())
@@ -538,7 +551,7 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 			return err
 		}
 		if l.Passed != nil {
-			sh.o.log.Warn("passing by an unreadable snapshot", "workflow", wf, "err", l.Passed)
+			sh.o.log.Warn("passing by an unreadable snapshot", "workflow_id", wf, "err", l.Passed)
 		}
 		msgs = l.Msgs
 		if l.SnapshotSeq > 0 {
@@ -583,7 +596,7 @@ func (sh *shard) remember(wf string, e *entry) {
 // commits the input and the decision, and runs the state's follow-ups.
 // seed allows starting a new workflow's state from the delivered record
 // (first tries only: after a conflict the history is read).
-func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool) error {
+func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool) (err error) {
 	if d.Start != nil {
 		// Settled here: recorded, or declined to the API.
 		sh.held = true
@@ -598,6 +611,16 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 	e, fresh, err := sh.loadFor(ctx, d, seed)
 	if err != nil {
 		return err
+	}
+	ctx, span := sh.o.startSpan(ctx, "weft.decide", e.st, d.Source.String())
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
+	if r := d.Result; r != nil {
+		span.SetAttributes(telemetry.StepPath.String(r.Path), telemetry.Attempt.Int(r.Attempt))
 	}
 	input, err := sh.accept(ctx, d, e, fresh)
 	if err != nil {
@@ -692,7 +715,7 @@ func (sh *shard) acceptResult(ctx context.Context, d *eventstore.Delivery, e *en
 		ev, ok = workflow.AcceptResult(st, *d.Result)
 	}
 	if !ok {
-		sh.o.log.Debug("result no longer applies; ignoring it", "workflow", d.WorkflowID, "step", d.Result.Path,
+		sh.o.log.Debug("result no longer applies; ignoring it", "workflow_id", d.WorkflowID, "step", d.Result.Path,
 			"gen", d.Result.Gen, "attempt", d.Result.Attempt, "cmd", d.Result.Cmd, "history", st.LastSeq)
 		return nil, nil
 	}
@@ -938,6 +961,8 @@ func (sh *shard) startDirect(ctx context.Context, d *eventstore.Delivery) bool {
 	if err := st.Apply(d.Start.Event); err != nil {
 		return false
 	}
+	ctx, span := sh.o.startSpan(ctx, "weft.decide", st, "start")
+	defer span.End()
 	def, _, err := sh.o.defs.Load(ctx, st.Definition, st.Revision)
 	if err != nil {
 		return false
@@ -969,6 +994,12 @@ func (sh *shard) startDirect(ctx context.Context, d *eventstore.Delivery) bool {
 	sh.index(wf, e, d)
 	_ = d.Ack()
 	return true
+}
+
+// startSpan starts a span about st's run in the trace the run recorded.
+func (o *Orchestrator) startSpan(ctx context.Context, name string, st *workflow.State, source string) (context.Context, trace.Span) {
+	return telemetry.Start(ctx, o.tracer, st.Trace, name, telemetry.WorkflowID.String(st.ID),
+		telemetry.Definition.String(st.Definition), attribute.String("weft.input", source))
 }
 
 // startChild starts the child workflow of step s (as its ChildStarted
@@ -1008,7 +1039,7 @@ func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.S
 	_, err = sh.o.store.AppendExternal(ctx, s.ChildID, &zero, "start/"+s.ChildID+"/parent", events.Event{
 		Type: events.TypeWorkflowStarted, Time: at, Identity: parentIdentity(parent),
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: s.ChildID, Definition: rec.Name, Revision: rec.Revision,
-			Input: s.ChildInput, RequestID: "parent", Parent: ref}})
+			Input: s.ChildInput, RequestID: "parent", Parent: ref, Trace: telemetry.TraceParent(ctx)}})
 	switch {
 	case err == nil:
 		sh.o.metrics.workflows.Started(rec.Name)
@@ -1073,7 +1104,7 @@ func (sh *shard) append(ctx context.Context, wf string, e *entry, evs []events.E
 		if ev.StepCompleted != nil && ev.StepCompleted.SignalSeq > 0 {
 			if s := st.Steps[ev.StepCompleted.Path]; s != nil && s.TimerID != "" && !s.TimedOut {
 				if err := sh.o.store.CancelTimer(ctx, wf, s.TimerID); err != nil {
-					sh.o.log.Warn("cancel timer", "workflow", wf, "err", err)
+					sh.o.log.Warn("cancel timer", "workflow_id", wf, "err", err)
 				}
 			}
 		}
@@ -1171,7 +1202,7 @@ func (sh *shard) snapshot(ctx context.Context, wf string, e *entry) {
 		err = sh.o.store.PutSnapshot(ctx, wf, st.LastSeq, data)
 	}
 	if err != nil {
-		sh.o.log.Warn("could not store a snapshot; the history will be folded instead", "workflow", wf, "seq", st.LastSeq, "err", err)
+		sh.o.log.Warn("could not store a snapshot; the history will be folded instead", "workflow_id", wf, "seq", st.LastSeq, "err", err)
 		return
 	}
 	e.snapSeq = st.LastSeq

@@ -25,6 +25,7 @@ import (
 	"github.com/weftworks/weft/internal/embedded"
 	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/internal/node"
+	"github.com/weftworks/weft/internal/telemetry"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/api"
 	"github.com/weftworks/weft/orchestrator/definition"
@@ -35,6 +36,7 @@ type partFlags struct {
 	natsURL     string
 	addr        string
 	logLevel    string
+	logFormat   string
 	replicas    int
 	taskAckWait time.Duration
 	concurrency int
@@ -64,6 +66,7 @@ func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
 		f.StringVar(&p.tlsClientCA, "tls-client-ca", "", "PEM file of CA certificates: require API clients to present a certificate they signed (mTLS)")
 	}
 	f.StringVar(&p.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&p.logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
 	f.IntVar(&p.replicas, "replicas", 0, "replicas of Weft's streams and buckets (default: 3 when NATS is a cluster, else 1)")
 	f.DurationVar(&p.taskAckWait, "task-ack-wait", 30*time.Second, "how long a silent executor keeps a step before it is redelivered")
 	f.IntVar(&p.concurrency, "concurrency", 64, "handlers running at once per task type (executor)")
@@ -148,7 +151,14 @@ func (p *partFlags) logger(cmd *cobra.Command) (*slog.Logger, error) {
 	if err := lvl.UnmarshalText([]byte(p.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", p.logLevel)
 	}
-	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lvl})), nil
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch p.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", p.logFormat)
 }
 
 func (p *partFlags) storeConfig() eventstore.Config {
@@ -454,6 +464,19 @@ func logAPISecurity(log *slog.Logger, cfg node.Config) {
 func runParts(cmd *cobra.Command, log *slog.Logger, p partFlags, cfg node.Config) error {
 	ctx := cmd.Context()
 	cfg.Logger = log
+	// Traces are exported when the OTEL_EXPORTER_OTLP_* variables say where.
+	tp, stopTracing, err := telemetry.Setup(ctx)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(sctx); err != nil {
+			log.Warn("could not flush the last spans", "err", err)
+		}
+	}()
+	cfg.TracerProvider = tp
 	// Metrics are served on the API's address, or on --metrics-addr.
 	if cfg.API != nil || p.metricsAddr != "" {
 		cfg.Metrics, cfg.MetricsAddr = metrics.NewRegistry(), p.metricsAddr

@@ -172,6 +172,9 @@ type WorkflowStarted struct {
 	RequestID  string `msgpack:"req,omitempty"`
 	// Parent is set on a child workflow: where to report its outcome.
 	Parent *ParentRef `msgpack:"par,omitempty"`
+	// Trace is the run's W3C trace context (a traceparent): every span
+	// about the run joins its trace. Empty when the start carried none.
+	Trace string `msgpack:"tr,omitempty"`
 }
 
 // ParentRef names the step of a parent workflow that started a child.
@@ -194,6 +197,12 @@ type StepScheduled struct {
 	IdempotencyKey string        `msgpack:"key"`
 	// FirstAttempt is the attempt number of the first delivery (1).
 	FirstAttempt int `msgpack:"fa"`
+	// Trace is the run's trace context (WorkflowStarted.Trace), so the
+	// executor's attempt spans join the run's trace.
+	Trace string `msgpack:"tr,omitempty"`
+	// Definition names the run's definition on traced commands (those
+	// with a Trace), for the attempt's span.
+	Definition string `msgpack:"def,omitempty"`
 }
 
 // StepAttemptFailed records a failed attempt that will be retried after RetryDelay.

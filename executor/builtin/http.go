@@ -15,8 +15,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/executor"
+	"github.com/weftworks/weft/internal/telemetry"
 )
 
 var methods = map[string]bool{
@@ -190,6 +193,8 @@ func newRequest(ctx context.Context, t *executor.Task) (*http.Request, string, e
 		return nil, "", invalid("bad request: %v", err)
 	}
 	req.Header.Set("User-Agent", "weft")
+	// The attempt's span is the request's parent.
+	telemetry.Propagator.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	if t.IdempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", t.IdempotencyKey)
 	}

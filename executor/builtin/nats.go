@@ -7,8 +7,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/weftworks/weft/executor"
+	"github.com/weftworks/weft/internal/telemetry"
 )
 
 // flushTimeout bounds a flush when the attempt's context has no deadline.
@@ -22,6 +24,7 @@ func (c Config) natsPublish(ctx context.Context, t *executor.Task) (any, error) 
 	if err != nil {
 		return nil, err
 	}
+	traceHeaders(ctx, msg)
 	if useJS {
 		js, err := jetstream.New(c.NATS)
 		if err != nil {
@@ -94,6 +97,18 @@ func natsMsg(t *executor.Task, allow []string) (*nats.Msg, bool, error) {
 		msg.Header.Set(k, v)
 	}
 	return msg, useJS, nil
+}
+
+// traceHeaders sets the attempt span's trace context (traceparent,
+// tracestate) on msg, unless the step set those headers itself.
+func traceHeaders(ctx context.Context, msg *nats.Msg) {
+	c := propagation.MapCarrier{}
+	telemetry.Propagator.Inject(ctx, c)
+	for k, v := range c {
+		if msg.Header.Get(k) == "" {
+			msg.Header.Set(k, v)
+		}
+	}
 }
 
 func natsError(err error) error {

@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/weftworks/weft/eventstore"
@@ -56,6 +57,8 @@ type envOpts struct {
 	// metrics, when set, is the node's metrics registry (served at the
 	// API's /metrics).
 	metrics *prometheus.Registry
+	// tracer, when set, is the node's TracerProvider.
+	tracer trace.TracerProvider
 }
 
 func testLogger() *slog.Logger {
@@ -90,6 +93,8 @@ func (e *env) startNode(o envOpts, withOrch, withAPI bool) *node.Node {
 		Store:   eventstore.Config{TaskAckWait: o.taskAckWait, ResultReplyWait: o.replyWait},
 		Logger:  o.logger,
 		Metrics: o.metrics,
+
+		TracerProvider: o.tracer,
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/executor"
@@ -64,6 +65,11 @@ type Config struct {
 	// of its own, host:port (port 0 picks a free one), instead of on the
 	// API's. It needs Metrics.
 	MetricsAddr string
+
+	// TracerProvider makes every part's spans, unless a part's own
+	// Config.TracerProvider is set. Default nil: the process-wide provider
+	// (see internal/telemetry).
+	TracerProvider trace.TracerProvider
 
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
@@ -205,6 +211,9 @@ func (n *Node) startEngine(ctx context.Context, cfg Config) (err error) {
 	if oc.Definitions == nil {
 		oc.Definitions = n.Definitions
 	}
+	if oc.TracerProvider == nil {
+		oc.TracerProvider = cfg.TracerProvider
+	}
 	if oc.Metrics == nil {
 		oc.Metrics = cfg.Metrics
 	}
@@ -226,6 +235,9 @@ func (n *Node) startWorker(ctx context.Context, cfg Config) (err error) {
 	ec := *cfg.Executor
 	if ec.Logger == nil {
 		ec.Logger = cfg.Logger
+	}
+	if ec.TracerProvider == nil {
+		ec.TracerProvider = cfg.TracerProvider
 	}
 	if ec.Metrics == nil {
 		ec.Metrics = cfg.Metrics
@@ -266,6 +278,9 @@ func (n *Node) startAPI(cfg Config) error {
 	}
 	if ac.Definitions == nil {
 		ac.Definitions = n.Definitions
+	}
+	if ac.TracerProvider == nil {
+		ac.TracerProvider = cfg.TracerProvider
 	}
 	if ac.Metrics == nil {
 		ac.Metrics = cfg.Metrics

@@ -12,7 +12,9 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"connectrpc.com/otelconnect"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -63,6 +65,10 @@ type Config struct {
 	// ServeMetrics serves Metrics at GET /metrics, open without a token
 	// like the health checks (it carries no payloads). Default false.
 	ServeMetrics bool
+	// TracerProvider makes the spans of API requests; a request's
+	// traceparent header becomes the trace of the run it starts. Default:
+	// the process-wide provider (see internal/telemetry).
+	TracerProvider trace.TracerProvider
 }
 
 // Validate checks the configuration.
@@ -94,6 +100,8 @@ type Server struct {
 	triggers *trigger.Registry
 	cfg      Config
 	log      *slog.Logger
+	// otel traces requests.
+	otel *otelconnect.Interceptor
 
 	// states are recently read workflows; interest wakes the calls
 	// awaiting a workflow's close or watching its history.
@@ -142,6 +150,11 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	s := &Server{store: store, defs: cfg.Definitions, triggers: trigger.NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
 		states: newStates(cfg.StateCacheSize), metrics: apiMetrics{metrics.NewWorkflows(cfg.Metrics), metrics.NewTriggers(cfg.Metrics)}}
 	s.interest = newInterest(store.FollowHistories, s.states.offer, followLinger, log)
+	otel, err := newTracing(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.otel = otel
 	return s, nil
 }
 
@@ -219,7 +232,7 @@ func (s *Server) Handler() http.Handler {
 	// Small responses are not worth compressing: gzip's setup costs more
 	// than the bytes it saves.
 	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(s.cfg.MaxPayloadBytes+s.cfg.MaxDefinitionBytes+64<<10),
-		connect.WithCompressMinBytes(4<<10))
+		connect.WithCompressMinBytes(4<<10), connect.WithInterceptors(s.otel))
 	mux.Handle(weftv1connect.NewWorkflowServiceHandler(s, opts))
 	mux.Handle(weftv1connect.NewDefinitionServiceHandler(s, opts))
 	mux.Handle(weftv1connect.NewTriggerServiceHandler(s, opts))

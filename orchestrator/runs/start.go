@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/eventstore/value"
+	"github.com/weftworks/weft/internal/telemetry"
 	"github.com/weftworks/weft/orchestrator/definition"
 )
 
@@ -79,8 +82,16 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	if req.Time.IsZero() {
 		req.Time = time.Now()
 	}
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		// A start from no traced request (a trigger) starts the run's trace.
+		var span trace.Span
+		ctx, span = telemetry.Tracer(nil).Start(ctx, "weft.start", trace.WithAttributes(
+			telemetry.WorkflowID.String(wf), telemetry.Definition.String(rec.Name)))
+		defer span.End()
+	}
 	ev := events.Event{Type: events.TypeWorkflowStarted, Time: req.Time.UTC(), Identity: req.Identity,
-		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: rec.Name, Revision: rec.Revision, Input: req.Input, RequestID: reqID}}
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: rec.Name, Revision: rec.Revision, Input: req.Input, RequestID: reqID,
+			Trace: telemetry.TraceParent(ctx)}}
 	msgID := "start/" + wf + "/" + reqID
 	res := StartResult{WorkflowID: wf, Started: true, Revision: rec.Revision}
 	// An orchestrator records the start with its first step command, or

@@ -314,7 +314,7 @@ func (e *Engine) fire(ctx context.Context, m Match, ev Event, subject string, ra
 	case f.Skipped:
 		e.log.Debug("trigger filter skipped the event", "subject", subject, "definition", m.Definition)
 	case !f.Started:
-		e.log.Debug("trigger event maps to an existing workflow", "workflow", f.WorkflowID)
+		e.log.Debug("trigger event maps to an existing workflow", "workflow_id", f.WorkflowID)
 	}
 	return nil
 }

@@ -486,10 +486,12 @@ func (w *walker) startTask(step *definition.Step, path string, gen int, sc defin
 	if s := st.Steps[path]; s != nil {
 		first = s.Attempts + 1
 	}
-	w.emit(events.Event{Type: events.TypeStepScheduled, StepScheduled: &events.StepScheduled{
-		Path: path, Gen: gen, Task: step.Task, Input: in, Retry: step.Retry, Timeout: step.Timeout,
-		IdempotencyKey: st.ID + "/" + path, FirstAttempt: first,
-	}})
+	cmd := &events.StepScheduled{Path: path, Gen: gen, Task: step.Task, Input: in, Retry: step.Retry, Timeout: step.Timeout,
+		IdempotencyKey: st.ID + "/" + path, FirstAttempt: first, Trace: st.Trace}
+	if st.Trace != "" {
+		cmd.Definition = st.Definition
+	}
+	w.emit(events.Event{Type: events.TypeStepScheduled, StepScheduled: cmd})
 }
 
 // startWait begins waiting for a signal, with a timer when it has a timeout.

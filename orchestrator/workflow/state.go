@@ -121,6 +121,8 @@ type State struct {
 	// StartedBy is who started the workflow: its WorkflowStarted event's
 	// Identity (empty in histories recorded before identities were).
 	StartedBy string
+	// Trace is the run's recorded trace context (WorkflowStarted.Trace).
+	Trace string
 
 	Status    Status
 	Output    any
@@ -325,6 +327,7 @@ func (st *State) workflowStarted(p *events.WorkflowStarted, who string, t time.T
 	st.ID, st.Definition, st.Revision, st.Input, st.RequestID = p.WorkflowID, p.Definition, p.Revision, p.Input, p.RequestID
 	st.StartedBy = who
 	st.Parent = p.Parent
+	st.Trace = p.Trace
 	st.Status = StatusRunning
 	st.Created = t
 	st.Steps = map[string]*Step{}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// --log-format json writes one JSON object a line, and a line about a
+// run names it by workflow_id (a step's by step and attempt too).
+func TestLogFormatJSON(t *testing.T) {
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	stdout, logs := &syncBuffer{}, &syncBuffer{}
+	go func() {
+		done <- run(ctx, []string{"server", "--data", t.TempDir(), "--addr", addr, "--nats-addr", "127.0.0.1:0",
+			"--log-level", "info", "--log-format", "json"}, stdout, logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("server: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("server did not stop on cancel")
+		}
+	})
+	server := "--server=http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stdout.String(), "weft API listening") {
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not come up:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	file := filepath.Join(t.TempDir(), "noisy.yaml")
+	if err := os.WriteFile(file, []byte(`
+name: noisy
+steps:
+  - { id: say, task: log, input: { message: "hello from a step" } }
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "def", "apply", "-f", file, server); err != nil {
+		t.Fatalf("def apply: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "start", "noisy", "--id", "json-1", "--wait", server); err != nil {
+		t.Fatalf("start: %v\n%s", err, out)
+	}
+	var found map[string]any
+	for deadline := time.Now().Add(10 * time.Second); found == nil; {
+		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Fatalf("a log line is not JSON: %v\n%s", err, line)
+			}
+			if m["msg"] == "hello from a step" {
+				found = m
+			}
+		}
+		if found == nil && time.Now().After(deadline) {
+			t.Fatalf("no log line of the step:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if found["workflow_id"] != "json-1" || found["step"] != "say" || found["attempt"] != float64(1) {
+		t.Fatalf("the step's log line: %v", found)
+	}
+}
+
+// An unknown --log-format is refused.
+func TestLogFormatUnknown(t *testing.T) {
+	_, err := runCLI(t, "server", "--data", t.TempDir(), "--nats-addr", "127.0.0.1:0", "--log-format", "xml")
+	if err == nil || !strings.Contains(err.Error(), "--log-format") {
+		t.Fatalf("--log-format xml: %v", err)
+	}
+}
