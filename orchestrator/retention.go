@@ -47,7 +47,8 @@ func (sh *shard) scheduleDeletion(ctx context.Context, wf string, st *workflow.S
 
 // expire deletes wf if it is still closed and has been for its retention;
 // one not yet due has its deletion scheduled again, and one running again
-// (retried) is left alone: its next close schedules it anew.
+// (retried) is left alone: its next close schedules it anew. A child run
+// is kept while its parent's history exists.
 func (sh *shard) expire(ctx context.Context, wf string) error {
 	delete(sh.cache, wf)
 	l, err := runs.ReadFromSnapshot(ctx, sh.o.store, wf)
@@ -78,6 +79,18 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 		}
 		// A later close (after a retry) moved the deadline on.
 		return sh.o.store.ScheduleDeletion(ctx, wf, due)
+	}
+	if p := st.Parent; p != nil {
+		// A child is kept while its parent's history is: a parent read
+		// afresh starts any recorded child that has no history (that is
+		// how a child whose start was lost gets started), so a deleted
+		// child would run again. It is looked at again a retention later.
+		if _, err := sh.o.store.LastSeq(ctx, p.WorkflowID); !errors.Is(err, eventstore.ErrNotFound) {
+			if err != nil {
+				return err
+			}
+			return sh.o.store.ScheduleDeletion(ctx, wf, sh.o.cfg.Now().Add(max(keep, time.Minute)))
+		}
 	}
 	return sh.deleteRun(ctx, wf)
 }

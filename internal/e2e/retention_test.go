@@ -288,3 +288,36 @@ func TestRetentionFinishesADeletionCutShort(t *testing.T) {
 		t.Fatalf("cut-1 still stored: %d history records, %d snapshot parts, %d timers, indexed %v", h, s, tm, ix)
 	}
 }
+
+// A child run past its retention is kept while its parent's history is:
+// a parent read afresh starts a recorded child that has no history, so a
+// deleted child would run again.
+func TestRetentionKeepsAChildWhileItsParentIs(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: brief-child
+retention: 1s
+steps:
+  - { id: a, task: echo, input: "${ input }" }
+`)
+	e.putDef(`
+name: lasting-parent
+steps:
+  - { id: child, workflow: brief-child, input: { n: 1 } }
+`)
+	e.start("lasting-parent", "lasting-1", `{}`)
+	e.waitClosed("lasting-1", 20*time.Second)
+	child := e.childOf("lasting-1", "child")
+	closed := e.waitClosed(child, 10*time.Second).ClosedTime.AsTime()
+	// Well past the child's deadline (its first look comes at 1s), it is
+	// still there.
+	for time.Now().Before(closed.Add(4 * time.Second)) {
+		if e.gone(child) {
+			t.Fatalf("child %s deleted while its parent's history exists", child)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if w := e.get(child); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("child %s: %v", child, w)
+	}
+}
