@@ -212,9 +212,7 @@ output: "${ steps.s.output }"
 		t.Fatalf("first await: %v %v; want FAILED", w, err)
 	}
 	fail.Store(false)
-	if _, err := e.wf.RetryWorkflow(ctx(t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id})); err != nil {
-		t.Fatal(err)
-	}
+	e.redrive(id, "")
 	w, err = await(ctx(t), e.wf, id, 20*time.Second)
 	if err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"fixed"` {
 		t.Fatalf("await after the retry: %v %v; want COMPLETED with \"fixed\"", w, err)

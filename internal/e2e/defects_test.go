@@ -62,9 +62,7 @@ steps:
 	if w := e.waitClosed(childID, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 		t.Fatalf("child: status %v error %v", w.Status, w.Error)
 	}
-	if _, err := e.wf.RetryWorkflow(ctx(t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id})); err != nil {
-		t.Fatal(err)
-	}
+	e.redrive(id, "")
 	w := e.waitClosed(id, 20*time.Second)
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"yes"` {
 		t.Fatalf("redriven parent: status %v output %s error %v", w.Status, toJSON(w.Output), w.Error)

@@ -264,3 +264,21 @@ func (e *env) healthy() {
 	b, _ := json.MarshalIndent(rep, "", "  ")
 	e.t.Fatalf("doctor: %s\n%s", rep.Summary(), b)
 }
+
+// redrive retries workflow id with RetryWorkflow, asking again, as a client
+// would, while the call is Aborted: the run's history moved while it was
+// read (a late result recorded in the failed run, say).
+func (e *env) redrive(id, reason string) {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := e.wf.RetryWorkflow(ctx(e.t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id, Reason: reason}))
+		if err == nil {
+			return
+		}
+		if connect.CodeOf(err) != connect.CodeAborted || time.Now().After(deadline) {
+			e.t.Fatalf("RetryWorkflow %s: %v", id, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -506,9 +506,7 @@ steps:
 			t.Fatalf("step %s is RUNNING in a failed run: its result was dropped", s.Path)
 		}
 	}
-	if _, err := e.wf.RetryWorkflow(ctx(t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id})); err != nil {
-		t.Fatal(err)
-	}
+	e.redrive(id, "")
 	eventually(t, 20*time.Second, "the redriven run to close", func() bool {
 		h := e.history(id)
 		return h[len(h)-1].Type == "WorkflowFailed" && len(h) > 0 && func() bool {

@@ -451,9 +451,7 @@ steps:
 		}
 	}
 	broken.Store(false)
-	if _, err := e.wf.RetryWorkflow(ctx(t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id, Reason: "fixed"})); err != nil {
-		t.Fatal(err)
-	}
+	e.redrive(id, "fixed")
 	w = e.waitClosed(id, 20*time.Second)
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != "[0,10,20,30,40,50,60,70]" {
 		t.Fatalf("after retry: status %v output %s error %v", w.Status, toJSON(w.Output), w.Error)

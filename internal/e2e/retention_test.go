@@ -212,9 +212,7 @@ steps:
 		t.Fatalf("gated-1: %v", failed)
 	}
 	// Retried before its deadline: it runs again, waiting for a signal.
-	if _, err := e.wf.RetryWorkflow(ctx(t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: "gated-1"})); err != nil {
-		t.Fatal(err)
-	}
+	e.redrive("gated-1", "")
 	e.waitStep("gated-1", "w", weftv1.StepStatus_STEP_STATUS_WAITING)
 
 	e.restart(o)

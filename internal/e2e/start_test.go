@@ -299,9 +299,7 @@ steps:
 	eventually(t, 20*time.Second, "the failed workflow to be listed", func() bool {
 		return e.listed(id) == weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED
 	})
-	if _, err := e.wf.RetryWorkflow(ctx(t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id})); err != nil {
-		t.Fatal(err)
-	}
+	e.redrive(id, "")
 	eventually(t, 20*time.Second, "the rerun to pass a", func() bool {
 		return stepStatus(e.get(id), "a") == weftv1.StepStatus_STEP_STATUS_COMPLETED
 	})
