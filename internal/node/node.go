@@ -20,6 +20,7 @@ import (
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/executor"
 	"github.com/weftworks/weft/executor/builtin"
+	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/orchestrator"
 	"github.com/weftworks/weft/orchestrator/api"
@@ -205,18 +206,10 @@ func (n *Node) open(ctx context.Context, cfg Config) (err error) {
 // startEngine starts the orchestrator and the trigger engine beside it.
 func (n *Node) startEngine(ctx context.Context, cfg Config) (err error) {
 	oc := *cfg.Orchestrator
-	if oc.Logger == nil {
-		oc.Logger = cfg.Logger
-	}
-	if oc.Definitions == nil {
-		oc.Definitions = n.Definitions
-	}
-	if oc.TracerProvider == nil {
-		oc.TracerProvider = cfg.TracerProvider
-	}
-	if oc.Metrics == nil {
-		oc.Metrics = cfg.Metrics
-	}
+	config.Default(&oc.Logger, cfg.Logger)
+	config.Default(&oc.Definitions, n.Definitions)
+	config.Default(&oc.TracerProvider, cfg.TracerProvider)
+	config.Default(&oc.Metrics, cfg.Metrics)
 	if n.Orch, err = orchestrator.New(n.Store, oc); err != nil {
 		return err
 	}
@@ -233,26 +226,16 @@ func (n *Node) startEngine(ctx context.Context, cfg Config) (err error) {
 // and the configured handlers.
 func (n *Node) startWorker(ctx context.Context, cfg Config) (err error) {
 	ec := *cfg.Executor
-	if ec.Logger == nil {
-		ec.Logger = cfg.Logger
-	}
-	if ec.TracerProvider == nil {
-		ec.TracerProvider = cfg.TracerProvider
-	}
-	if ec.Metrics == nil {
-		ec.Metrics = cfg.Metrics
-	}
+	config.Default(&ec.Logger, cfg.Logger)
+	config.Default(&ec.TracerProvider, cfg.TracerProvider)
+	config.Default(&ec.Metrics, cfg.Metrics)
 	if n.Worker, err = executor.New(n.Store, ec); err != nil {
 		return err
 	}
 	if cfg.Builtins {
 		bc := cfg.Builtin
-		if bc.NATS == nil {
-			bc.NATS = n.NC
-		}
-		if bc.Logger == nil {
-			bc.Logger = cfg.Logger
-		}
+		config.Default(&bc.NATS, n.NC)
+		config.Default(&bc.Logger, cfg.Logger)
 		if err = builtin.CheckPublishAllow(bc.PublishAllow); err != nil {
 			return fmt.Errorf("node: Builtin.PublishAllow: %w", err)
 		}
@@ -273,18 +256,10 @@ func (n *Node) startWorker(ctx context.Context, cfg Config) (err error) {
 // startAPI serves the API on cfg.APIAddr.
 func (n *Node) startAPI(cfg Config) error {
 	ac := *cfg.API
-	if ac.Logger == nil {
-		ac.Logger = cfg.Logger
-	}
-	if ac.Definitions == nil {
-		ac.Definitions = n.Definitions
-	}
-	if ac.TracerProvider == nil {
-		ac.TracerProvider = cfg.TracerProvider
-	}
-	if ac.Metrics == nil {
-		ac.Metrics = cfg.Metrics
-	}
+	config.Default(&ac.Logger, cfg.Logger)
+	config.Default(&ac.Definitions, n.Definitions)
+	config.Default(&ac.TracerProvider, cfg.TracerProvider)
+	config.Default(&ac.Metrics, cfg.Metrics)
 	if ac.Metrics != nil && cfg.MetricsAddr == "" {
 		ac.ServeMetrics = true
 	}
