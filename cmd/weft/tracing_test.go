@@ -2,54 +2,21 @@ package main
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/otel"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/weftworks/weft/internal/otlptest"
 )
 
 // With OTEL_EXPORTER_OTLP_ENDPOINT set, weft server exports its spans
 // over OTLP/HTTP, under OTEL_SERVICE_NAME, and flushes them on shutdown.
 func TestServerExportsTraces(t *testing.T) {
-	var mu sync.Mutex
-	runs := map[string]int{}
-	var services []string
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var req coltracepb.ExportTraceServiceRequest
-		if r.Method != http.MethodPost || r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &req) != nil {
-			http.Error(w, "bad export", http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for _, rs := range req.ResourceSpans {
-			for _, a := range rs.Resource.Attributes {
-				if a.Key == "service.name" {
-					services = append(services, a.Value.GetStringValue())
-				}
-			}
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					for _, a := range s.Attributes {
-						if a.Key == "weft.workflow.id" {
-							runs[a.Value.GetStringValue()]++
-						}
-					}
-				}
-			}
-		}
-	}))
-	defer recv.Close()
+	recv := otlptest.Start(t)
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.URL)
 	t.Setenv("OTEL_SERVICE_NAME", "weft-under-test")
 	prev, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
@@ -90,9 +57,8 @@ func TestServerExportsTraces(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("server did not stop on cancel")
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if runs["traced-cli"] < 2 || len(services) == 0 || services[0] != "weft-under-test" {
-		t.Fatalf("spans by run %v, services %v", runs, services)
+	traced := recv.Spans(func(s otlptest.Span) bool { return s.Attrs["weft.workflow.id"] == "traced-cli" })
+	if len(traced) < 2 || traced[0].Service != "weft-under-test" {
+		t.Fatalf("spans of the run: %v", traced)
 	}
 }

@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"context"
-	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,92 +13,22 @@ import (
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	"google.golang.org/protobuf/proto"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/otlptest"
 )
-
-// span is what the test receiver keeps of an exported span.
-type span struct {
-	name, traceID, spanID, parentID string
-	attrs                           map[string]string
-}
-
-// otlpReceiver accepts OTLP/HTTP protobuf exports at POST /v1/traces.
-type otlpReceiver struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	spans []span
-}
-
-func newOTLPReceiver(t *testing.T) *otlpReceiver {
-	r := &otlpReceiver{}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method != http.MethodPost || req.URL.Path != "/v1/traces" {
-			http.NotFound(w, req)
-			return
-		}
-		body, err := io.ReadAll(req.Body)
-		var msg coltracepb.ExportTraceServiceRequest
-		if err == nil {
-			err = proto.Unmarshal(body, &msg)
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.mu.Lock()
-		for _, rs := range msg.ResourceSpans {
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					sp := span{name: s.Name, traceID: hex.EncodeToString(s.TraceId), spanID: hex.EncodeToString(s.SpanId),
-						parentID: hex.EncodeToString(s.ParentSpanId), attrs: map[string]string{}}
-					for _, a := range s.Attributes {
-						v := a.Value.GetStringValue()
-						if iv, ok := a.Value.Value.(*commonpb.AnyValue_IntValue); ok {
-							v = strconv.FormatInt(iv.IntValue, 10)
-						}
-						sp.attrs[a.Key] = v
-					}
-					r.spans = append(r.spans, sp)
-				}
-			}
-		}
-		r.mu.Unlock()
-		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		_, _ = w.Write(out)
-	}))
-	t.Cleanup(r.srv.Close)
-	return r
-}
 
 // provider returns a TracerProvider exporting to r over OTLP/HTTP, shut
 // down when the test ends.
-func (r *otlpReceiver) provider(t *testing.T) *sdktrace.TracerProvider {
+func provider(t *testing.T, r *otlptest.Receiver) *sdktrace.TracerProvider {
 	t.Helper()
-	exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(r.srv.URL+"/v1/traces"))
+	exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(r.URL+"/v1/traces"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(50*time.Millisecond)))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	return tp
-}
-
-// find returns the spans that match.
-func (r *otlpReceiver) find(match func(span) bool) []span {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []span
-	for _, s := range r.spans {
-		if match(s) {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // traceparentServer is an outside HTTP endpoint recording the
@@ -146,9 +74,9 @@ output: "${ steps.approve.output }"
 // process, another TracerProvider) the decision the signal brings joins
 // the same trace.
 func TestTracingOneRunOneTrace(t *testing.T) {
-	recv := newOTLPReceiver(t)
+	recv := otlptest.Start(t)
 	outside := newTraceparentServer(t)
-	tp := recv.provider(t)
+	tp := provider(t, recv)
 	e := newEnv(t, envOpts{tracer: tp})
 	e.putDef(tracedDef)
 
@@ -172,7 +100,7 @@ func TestTracingOneRunOneTrace(t *testing.T) {
 	if err := e.node.Stop(stopCtx); err != nil {
 		t.Fatal(err)
 	}
-	tp2 := recv.provider(t)
+	tp2 := provider(t, recv)
 	e.node = e.startNode(envOpts{tracer: tp2}, true, true)
 	e.wf, e.defs = newClients(e.node.APIURL)
 	if err := e.signal("traced-1", "go", `"yes"`); err != nil {
@@ -185,37 +113,39 @@ func TestTracingOneRunOneTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ofRun := func(s span) bool { return s.attrs["weft.workflow.id"] == "traced-1" }
-	var attempt span
+	ofRun := func(s otlptest.Span) bool { return s.Attrs["weft.workflow.id"] == "traced-1" }
+	var attempt otlptest.Span
 	eventually(t, 10*time.Second, "the run's spans", func() bool {
-		starts := recv.find(func(s span) bool { return strings.HasSuffix(s.name, "/StartWorkflow") })
-		attempts := recv.find(func(s span) bool { return ofRun(s) && s.name == "weft.attempt" })
-		signalled := recv.find(func(s span) bool { return ofRun(s) && s.name == "weft.decide" && s.attrs["weft.input"] == "external" })
+		starts := recv.Spans(func(s otlptest.Span) bool { return strings.HasSuffix(s.Name, "/StartWorkflow") })
+		attempts := recv.Spans(func(s otlptest.Span) bool { return ofRun(s) && s.Name == "weft.attempt" })
+		signalled := recv.Spans(func(s otlptest.Span) bool {
+			return ofRun(s) && s.Name == "weft.decide" && s.Attrs["weft.input"] == "external"
+		})
 		if len(attempts) > 0 {
 			attempt = attempts[0]
 		}
 		return len(starts) > 0 && len(attempts) > 0 && len(signalled) > 0
 	})
-	start := recv.find(func(s span) bool { return strings.HasSuffix(s.name, "/StartWorkflow") })[0]
-	if start.traceID != traceID || start.parentID != "00f067aa0ba902b7" {
-		t.Fatalf("the API's start span is in trace %s under %s, want the caller's %s under 00f067aa0ba902b7", start.traceID, start.parentID, traceID)
+	start := recv.Spans(func(s otlptest.Span) bool { return strings.HasSuffix(s.Name, "/StartWorkflow") })[0]
+	if start.TraceID != traceID || start.ParentID != "00f067aa0ba902b7" {
+		t.Fatalf("the API's start span is in trace %s under %s, want the caller's %s under 00f067aa0ba902b7", start.TraceID, start.ParentID, traceID)
 	}
-	run := recv.find(ofRun)
+	run := recv.Spans(ofRun)
 	for _, s := range run {
-		if s.traceID != traceID {
-			t.Errorf("span %s %v is in trace %s, want %s", s.name, s.attrs, s.traceID, traceID)
+		if s.TraceID != traceID {
+			t.Errorf("span %s %v is in trace %s, want %s", s.Name, s.Attrs, s.TraceID, traceID)
 		}
 	}
-	if attempt.attrs["weft.step.path"] != "call" || attempt.attrs["weft.attempt"] != "1" || attempt.attrs["weft.definition"] != "traced" {
-		t.Errorf("attempt span attributes %v", attempt.attrs)
+	if attempt.Attrs["weft.step.path"] != "call" || attempt.Attrs["weft.attempt"] != "1" || attempt.Attrs["weft.definition"] != "traced" {
+		t.Errorf("attempt span attributes %v", attempt.Attrs)
 	}
-	for _, s := range recv.find(func(s span) bool { return ofRun(s) && s.name == "weft.decide" }) {
-		if s.attrs["weft.definition"] != "traced" {
-			t.Errorf("decision span attributes %v", s.attrs)
+	for _, s := range recv.Spans(func(s otlptest.Span) bool { return ofRun(s) && s.Name == "weft.decide" }) {
+		if s.Attrs["weft.definition"] != "traced" {
+			t.Errorf("decision span attributes %v", s.Attrs)
 		}
 	}
 	got := outside.received()
-	if want := "00-" + traceID + "-" + attempt.spanID + "-01"; len(got) != 1 || got[0] != want {
+	if want := "00-" + traceID + "-" + attempt.SpanID + "-01"; len(got) != 1 || got[0] != want {
 		t.Fatalf("the outside endpoint received traceparent %q, want [%s] (the attempt's span)", got, want)
 	}
 }
@@ -223,9 +153,9 @@ func TestTracingOneRunOneTrace(t *testing.T) {
 // A start without a traceparent starts the run's trace: the API's span
 // is its root, and the run's spans share its trace id.
 func TestTracingStartWithoutTraceparent(t *testing.T) {
-	recv := newOTLPReceiver(t)
+	recv := otlptest.Start(t)
 	outside := newTraceparentServer(t)
-	tp := recv.provider(t)
+	tp := provider(t, recv)
 	e := newEnv(t, envOpts{tracer: tp})
 	e.putDef(tracedDef)
 	e.start("traced", "traced-2", `{"url": "`+outside.srv.URL+`"}`)
@@ -238,33 +168,33 @@ func TestTracingStartWithoutTraceparent(t *testing.T) {
 	if err := tp.ForceFlush(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	ofRun := func(s span) bool { return s.attrs["weft.workflow.id"] == "traced-2" }
+	ofRun := func(s otlptest.Span) bool { return s.Attrs["weft.workflow.id"] == "traced-2" }
 	eventually(t, 10*time.Second, "the run's spans", func() bool {
-		return len(recv.find(func(s span) bool { return strings.HasSuffix(s.name, "/StartWorkflow") })) > 0 &&
-			len(recv.find(func(s span) bool { return ofRun(s) && s.name == "weft.attempt" })) > 0
+		return len(recv.Spans(func(s otlptest.Span) bool { return strings.HasSuffix(s.Name, "/StartWorkflow") })) > 0 &&
+			len(recv.Spans(func(s otlptest.Span) bool { return ofRun(s) && s.Name == "weft.attempt" })) > 0
 	})
-	start := recv.find(func(s span) bool { return strings.HasSuffix(s.name, "/StartWorkflow") })[0]
-	if start.parentID != "" {
-		t.Fatalf("the start span has parent %s, want none", start.parentID)
+	start := recv.Spans(func(s otlptest.Span) bool { return strings.HasSuffix(s.Name, "/StartWorkflow") })[0]
+	if start.ParentID != "" {
+		t.Fatalf("the start span has parent %s, want none", start.ParentID)
 	}
-	run := recv.find(ofRun)
+	run := recv.Spans(ofRun)
 	if len(run) < 3 {
 		t.Fatalf("%d spans of the run, want decisions and an attempt", len(run))
 	}
 	for _, s := range run {
-		if s.traceID != start.traceID {
-			t.Errorf("span %s is in trace %s, want the start's %s", s.name, s.traceID, start.traceID)
+		if s.TraceID != start.TraceID {
+			t.Errorf("span %s is in trace %s, want the start's %s", s.Name, s.TraceID, start.TraceID)
 		}
 	}
-	if got := outside.received(); len(got) != 1 || !strings.HasPrefix(got[0], "00-"+start.traceID+"-") {
-		t.Fatalf("the outside endpoint received traceparent %q, want one in trace %s", got, start.traceID)
+	if got := outside.received(); len(got) != 1 || !strings.HasPrefix(got[0], "00-"+start.TraceID+"-") {
+		t.Fatalf("the outside endpoint received traceparent %q, want one in trace %s", got, start.TraceID)
 	}
 }
 
 // A child workflow joins its parent's trace.
 func TestTracingChildJoinsParentTrace(t *testing.T) {
-	recv := newOTLPReceiver(t)
-	tp := recv.provider(t)
+	recv := otlptest.Start(t)
+	tp := provider(t, recv)
 	e := newEnv(t, envOpts{tracer: tp})
 	e.putDef("name: kid\nsteps:\n  - { id: hi, task: echo, input: 1 }\n")
 	e.putDef("name: mum\nsteps:\n  - { id: sub, workflow: kid, input: {} }\n")
@@ -276,15 +206,15 @@ func TestTracingChildJoinsParentTrace(t *testing.T) {
 	if err := tp.ForceFlush(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	var mum, child []span
+	var mum, child []otlptest.Span
 	eventually(t, 10*time.Second, "the parent's and child's spans", func() bool {
-		mum = recv.find(func(s span) bool { return s.attrs["weft.workflow.id"] == "mum-1" })
-		child = recv.find(func(s span) bool { return s.attrs["weft.workflow.id"] == kid && s.name == "weft.attempt" })
+		mum = recv.Spans(func(s otlptest.Span) bool { return s.Attrs["weft.workflow.id"] == "mum-1" })
+		child = recv.Spans(func(s otlptest.Span) bool { return s.Attrs["weft.workflow.id"] == kid && s.Name == "weft.attempt" })
 		return len(mum) > 0 && len(child) > 0
 	})
 	for _, s := range append(mum, child...) {
-		if s.traceID != mum[0].traceID {
-			t.Errorf("span %s %v is in trace %s, want the parent's %s", s.name, s.attrs, s.traceID, mum[0].traceID)
+		if s.TraceID != mum[0].TraceID {
+			t.Errorf("span %s %v is in trace %s, want the parent's %s", s.Name, s.Attrs, s.TraceID, mum[0].TraceID)
 		}
 	}
 }

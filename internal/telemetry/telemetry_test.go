@@ -2,47 +2,19 @@ package telemetry
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/weftworks/weft/internal/otlptest"
 )
 
 // Setup exports over OTLP/HTTP to the endpoint the standard variables
 // name, with the service name they give.
 func TestSetupFromEnvironment(t *testing.T) {
-	var mu sync.Mutex
-	var services, spans []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		var req coltracepb.ExportTraceServiceRequest
-		if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &req) != nil {
-			http.Error(w, "bad export", http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		for _, rs := range req.ResourceSpans {
-			for _, a := range rs.Resource.Attributes {
-				if a.Key == "service.name" {
-					services = append(services, a.Value.GetStringValue())
-				}
-			}
-			for _, ss := range rs.ScopeSpans {
-				for _, s := range ss.Spans {
-					spans = append(spans, s.Name)
-				}
-			}
-		}
-	}))
-	defer srv.Close()
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	recv := otlptest.Start(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", recv.URL)
 	t.Setenv("OTEL_SERVICE_NAME", "weft-test")
 	prev := otel.GetTracerProvider()
 	defer otel.SetTracerProvider(prev)
@@ -56,10 +28,8 @@ func TestSetupFromEnvironment(t *testing.T) {
 	if err := shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(spans) != 1 || spans[0] != "probe" || len(services) != 1 || services[0] != "weft-test" {
-		t.Fatalf("exported spans %v of services %v", spans, services)
+	if got := recv.Spans(nil); len(got) != 1 || got[0].Name != "probe" || got[0].Service != "weft-test" {
+		t.Fatalf("exported spans %v", got)
 	}
 }
 
