@@ -163,46 +163,6 @@ func newTestPKI(t *testing.T, dir string) testPKI {
 	}
 }
 
-// startServer runs `weft server args...` in this process until the test
-// ends, and waits until `weft def list probe...` succeeds.
-func startServer(t *testing.T, args, probe []string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		var out bytes.Buffer
-		args := append([]string{"server", "--data", t.TempDir(), "--nats-addr", "127.0.0.1:0", "--log-level", "error"}, args...)
-		done <- run(ctx, args, &out, &out)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("server did not stop on cancel")
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, err := runCLI(t, append([]string{"def", "list"}, probe...)...)
-		if err == nil {
-			return
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("server stopped: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not come up: %v\n%s", err, out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // `weft server` with TLS, client certificates and tokens, and the CLI
 // talking to it.
 func TestTLSClientCertsAndTokensCLI(t *testing.T) {

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -23,38 +25,69 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	return out.String() + errOut.String(), err
 }
 
-// The client commands against a `weft server` running in this process.
-func TestCLIAgainstServer(t *testing.T) {
-	addr, pprofAddr := freeAddr(t), freeAddr(t)
+// testServer is a `weft server` running in this process.
+type testServer struct {
+	// Logs is what it wrote to its standard error.
+	Logs *syncBuffer
+	stop func() error
+}
+
+// Stop cancels the server and returns what it returned; it is also done
+// when the test ends.
+func (s *testServer) Stop() error { return s.stop() }
+
+// startServer runs `weft server args...` in this process until the test
+// ends, and waits until `weft def list probe...` succeeds.
+func startServer(t *testing.T, args, probe []string) *testServer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	s := &testServer{Logs: &syncBuffer{}}
 	go func() {
-		var out bytes.Buffer
-		done <- run(ctx, []string{"server", "--data", t.TempDir(), "--addr", addr, "--nats-addr", "127.0.0.1:0", "--log-level", "error",
-			"--pprof", pprofAddr}, &out, &out)
+		args := append([]string{"server", "--data", t.TempDir(), "--nats-addr", "127.0.0.1:0", "--log-level", "error"}, args...)
+		done <- run(ctx, args, &syncBuffer{}, s.Logs)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server: %v", err)
+	var once sync.Once
+	var stopErr error
+	s.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(20 * time.Second):
+				stopErr = errors.New("server did not stop on cancel")
 			}
-		case <-time.After(20 * time.Second):
-			t.Error("server did not stop on cancel")
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("server: %v", err)
 		}
 	})
-	server := "--server=http://" + addr
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := runCLI(t, "def", "list", server); err == nil {
-			break
+		out, err := runCLI(t, append([]string{"def", "list"}, probe...)...)
+		if err == nil {
+			return s
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("server stopped: %v\n%s", err, s.Logs)
+		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("server did not come up")
+			t.Fatalf("server did not come up: %v\n%s", err, out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// The client commands against a `weft server` running in this process.
+func TestCLIAgainstServer(t *testing.T) {
+	addr, pprofAddr := freeAddr(t), freeAddr(t)
+	server := "--server=http://" + addr
+	startServer(t, []string{"--addr", addr, "--pprof", pprofAddr}, []string{server})
 
 	// Profiles are served apart from the API when asked for.
 	resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/goroutine?debug=1")

@@ -25,34 +25,9 @@ import (
 // back is named, in text and JSON, and the command exits with status 1.
 func TestDoctorCommand(t *testing.T) {
 	addr, natsAddr := freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		var out bytes.Buffer
-		done <- run(ctx, []string{"server", "--data", t.TempDir(), "--addr", addr, "--nats-addr", natsAddr, "--log-level", "error"}, &out, &out)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("server did not stop on cancel")
-		}
-	})
 	server, natsURL := "--server=http://"+addr, "nats://"+natsAddr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := runCLI(t, "def", "list", server); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server did not come up")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startServer(t, []string{"--addr", addr, "--nats-addr", natsAddr}, []string{server})
+	ctx := context.Background()
 	dir := t.TempDir()
 	for name, src := range map[string]string{
 		"quick": "name: quick\nsteps:\n  - { id: a, task: echo, input: 1 }\n",

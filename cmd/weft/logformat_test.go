@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -14,32 +13,8 @@ import (
 // run names it by workflow_id (a step's by step and attempt too).
 func TestLogFormatJSON(t *testing.T) {
 	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	stdout, logs := &syncBuffer{}, &syncBuffer{}
-	go func() {
-		done <- run(ctx, []string{"server", "--data", t.TempDir(), "--addr", addr, "--nats-addr", "127.0.0.1:0",
-			"--log-level", "info", "--log-format", "json"}, stdout, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("server did not stop on cancel")
-		}
-	})
 	server := "--server=http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stdout.String(), "weft API listening") {
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not come up:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	logs := startServer(t, []string{"--addr", addr, "--log-level", "info", "--log-format", "json"}, []string{server}).Logs
 	file := filepath.Join(t.TempDir(), "noisy.yaml")
 	if err := os.WriteFile(file, []byte(`
 name: noisy

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // Item 3 of issue 13: --publish-allow lets nats.publish steps reach chosen
@@ -25,35 +22,8 @@ func TestIssue13Item3_PublishAllowFlag(t *testing.T) {
 	}
 
 	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		var out bytes.Buffer
-		done <- run(ctx, []string{"server", "--data", t.TempDir(), "--addr", addr, "--nats-addr", "127.0.0.1:0", "--log-level", "error",
-			"--publish-allow", "$JS.API.STREAM.INFO.>"}, &out, &out)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("server: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("server did not stop on cancel")
-		}
-	})
 	server := "--server=http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := runCLI(t, "def", "list", server); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("server did not come up")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startServer(t, []string{"--addr", addr, "--publish-allow", "$JS.API.STREAM.INFO.>"}, []string{server})
 	apply := func(subject string) (string, error) {
 		file := filepath.Join(t.TempDir(), "pub.yaml")
 		src := "name: pub\nsteps:\n  - { id: p, task: nats.publish, input: { subject: \"" + subject + "\" } }\n"
