@@ -421,3 +421,8 @@ func (s *Server) RetryWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	}
 	return connect.NewResponse(&weftv1.RetryWorkflowResponse{}), nil
 }
+
+// CountWorkflows counts the listed runs by status.
+func (s *Server) CountWorkflows(ctx context.Context, req *connect.Request[weftv1.CountWorkflowsRequest]) (*connect.Response[weftv1.CountWorkflowsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("CountWorkflows is not implemented yet"))
+}

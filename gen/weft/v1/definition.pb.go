@@ -9,6 +9,7 @@ package weftv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -38,7 +39,20 @@ type DefinitionInfo struct {
 	// Who put the revision, in the form of HistoryEvent.identity (a bearer
 	// token's name, "cert:<subject>" or "anonymous"); created_time is when.
 	// Empty for revisions stored before this was recorded.
-	PutBy         string `protobuf:"bytes,6,opt,name=put_by,json=putBy,proto3" json:"put_by,omitempty"`
+	PutBy string `protobuf:"bytes,6,opt,name=put_by,json=putBy,proto3" json:"put_by,omitempty"`
+	// The definition's input_schema (a JSON Schema that StartWorkflow checks
+	// every run's input against), if it declares one.
+	InputSchema *structpb.Struct `protobuf:"bytes,7,opt,name=input_schema,json=inputSchema,proto3" json:"input_schema,omitempty"`
+	// The definition's steps as a tree, for drawing it; left empty in list
+	// results. Each step is an object with "id" and "kind" (task, wait,
+	// switch, foreach, parallel, sleep, set, repeat, workflow, fail or
+	// succeed, as in the language) and, where they apply: "task" (the task
+	// type), "signal" (a wait's), "workflow" (a child's definition), "if"
+	// (the condition's source), "cases" (switch: a list of {"when",
+	// "steps"}), "default" (switch: steps), "branches" (parallel: a list of
+	// {"id", "steps"}), "steps" (the body of foreach and repeat) and "catch"
+	// (a list of {"errors", "steps"}).
+	Outline       *structpb.ListValue `protobuf:"bytes,8,opt,name=outline,proto3" json:"outline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -113,6 +127,20 @@ func (x *DefinitionInfo) GetPutBy() string {
 		return x.PutBy
 	}
 	return ""
+}
+
+func (x *DefinitionInfo) GetInputSchema() *structpb.Struct {
+	if x != nil {
+		return x.InputSchema
+	}
+	return nil
+}
+
+func (x *DefinitionInfo) GetOutline() *structpb.ListValue {
+	if x != nil {
+		return x.Outline
+	}
+	return nil
 }
 
 // PutDefinitionRequest is the request of DefinitionService.PutDefinition.
@@ -426,14 +454,16 @@ var File_weft_v1_definition_proto protoreflect.FileDescriptor
 
 const file_weft_v1_definition_proto_rawDesc = "" +
 	"\n" +
-	"\x18weft/v1/definition.proto\x12\aweft.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x01\n" +
+	"\x18weft/v1/definition.proto\x12\aweft.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x02\n" +
 	"\x0eDefinitionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x05R\brevision\x12\x16\n" +
 	"\x06source\x18\x03 \x01(\tR\x06source\x12=\n" +
 	"\fcreated_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedTime\x12\x12\n" +
 	"\x04hash\x18\x05 \x01(\tR\x04hash\x12\x15\n" +
-	"\x06put_by\x18\x06 \x01(\tR\x05putBy\".\n" +
+	"\x06put_by\x18\x06 \x01(\tR\x05putBy\x12:\n" +
+	"\finput_schema\x18\a \x01(\v2\x17.google.protobuf.StructR\vinputSchema\x124\n" +
+	"\aoutline\x18\b \x01(\v2\x1a.google.protobuf.ListValueR\aoutline\".\n" +
 	"\x14PutDefinitionRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\"}\n" +
 	"\x15PutDefinitionResponse\x12\x12\n" +
@@ -479,22 +509,26 @@ var file_weft_v1_definition_proto_goTypes = []any{
 	(*ListDefinitionsRequest)(nil),  // 5: weft.v1.ListDefinitionsRequest
 	(*ListDefinitionsResponse)(nil), // 6: weft.v1.ListDefinitionsResponse
 	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),         // 8: google.protobuf.Struct
+	(*structpb.ListValue)(nil),      // 9: google.protobuf.ListValue
 }
 var file_weft_v1_definition_proto_depIdxs = []int32{
 	7, // 0: weft.v1.DefinitionInfo.created_time:type_name -> google.protobuf.Timestamp
-	0, // 1: weft.v1.GetDefinitionResponse.definition:type_name -> weft.v1.DefinitionInfo
-	0, // 2: weft.v1.ListDefinitionsResponse.definitions:type_name -> weft.v1.DefinitionInfo
-	1, // 3: weft.v1.DefinitionService.PutDefinition:input_type -> weft.v1.PutDefinitionRequest
-	3, // 4: weft.v1.DefinitionService.GetDefinition:input_type -> weft.v1.GetDefinitionRequest
-	5, // 5: weft.v1.DefinitionService.ListDefinitions:input_type -> weft.v1.ListDefinitionsRequest
-	2, // 6: weft.v1.DefinitionService.PutDefinition:output_type -> weft.v1.PutDefinitionResponse
-	4, // 7: weft.v1.DefinitionService.GetDefinition:output_type -> weft.v1.GetDefinitionResponse
-	6, // 8: weft.v1.DefinitionService.ListDefinitions:output_type -> weft.v1.ListDefinitionsResponse
-	6, // [6:9] is the sub-list for method output_type
-	3, // [3:6] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	8, // 1: weft.v1.DefinitionInfo.input_schema:type_name -> google.protobuf.Struct
+	9, // 2: weft.v1.DefinitionInfo.outline:type_name -> google.protobuf.ListValue
+	0, // 3: weft.v1.GetDefinitionResponse.definition:type_name -> weft.v1.DefinitionInfo
+	0, // 4: weft.v1.ListDefinitionsResponse.definitions:type_name -> weft.v1.DefinitionInfo
+	1, // 5: weft.v1.DefinitionService.PutDefinition:input_type -> weft.v1.PutDefinitionRequest
+	3, // 6: weft.v1.DefinitionService.GetDefinition:input_type -> weft.v1.GetDefinitionRequest
+	5, // 7: weft.v1.DefinitionService.ListDefinitions:input_type -> weft.v1.ListDefinitionsRequest
+	2, // 8: weft.v1.DefinitionService.PutDefinition:output_type -> weft.v1.PutDefinitionResponse
+	4, // 9: weft.v1.DefinitionService.GetDefinition:output_type -> weft.v1.GetDefinitionResponse
+	6, // 10: weft.v1.DefinitionService.ListDefinitions:output_type -> weft.v1.ListDefinitionsResponse
+	8, // [8:11] is the sub-list for method output_type
+	5, // [5:8] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_definition_proto_init() }

@@ -1288,7 +1288,9 @@ type ListWorkflowsRequest struct {
 	// with has(search.customer)) is not listed. A page answers after looking
 	// at a bounded number of runs: with a query it may hold fewer runs than
 	// page_size, or none, and still give a next_page_token.
-	Query         string `protobuf:"bytes,5,opt,name=query,proto3" json:"query,omitempty"`
+	Query string `protobuf:"bytes,5,opt,name=query,proto3" json:"query,omitempty"`
+	// Only list runs whose id starts with this prefix.
+	IdPrefix      string `protobuf:"bytes,6,opt,name=id_prefix,json=idPrefix,proto3" json:"id_prefix,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1358,6 +1360,13 @@ func (x *ListWorkflowsRequest) GetQuery() string {
 	return ""
 }
 
+func (x *ListWorkflowsRequest) GetIdPrefix() string {
+	if x != nil {
+		return x.IdPrefix
+	}
+	return ""
+}
+
 // ListWorkflowsResponse is the response of WorkflowService.ListWorkflows.
 type ListWorkflowsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1414,6 +1423,172 @@ func (x *ListWorkflowsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// CountWorkflowsRequest is the request of WorkflowService.CountWorkflows.
+type CountWorkflowsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only count runs of this workflow definition, or empty for all.
+	Definition string `protobuf:"bytes,1,opt,name=definition,proto3" json:"definition,omitempty"`
+	// Only count runs whose id starts with this prefix.
+	IdPrefix      string `protobuf:"bytes,2,opt,name=id_prefix,json=idPrefix,proto3" json:"id_prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountWorkflowsRequest) Reset() {
+	*x = CountWorkflowsRequest{}
+	mi := &file_weft_v1_workflow_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountWorkflowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountWorkflowsRequest) ProtoMessage() {}
+
+func (x *CountWorkflowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_workflow_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountWorkflowsRequest.ProtoReflect.Descriptor instead.
+func (*CountWorkflowsRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CountWorkflowsRequest) GetDefinition() string {
+	if x != nil {
+		return x.Definition
+	}
+	return ""
+}
+
+func (x *CountWorkflowsRequest) GetIdPrefix() string {
+	if x != nil {
+		return x.IdPrefix
+	}
+	return ""
+}
+
+// CountWorkflowsResponse is the response of WorkflowService.CountWorkflows.
+type CountWorkflowsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Number of runs of each status that has any, in the order of
+	// WorkflowStatus.
+	Counts []*WorkflowStatusCount `protobuf:"bytes,1,rep,name=counts,proto3" json:"counts,omitempty"`
+	// Number of runs counted, of every status.
+	Total         int64 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountWorkflowsResponse) Reset() {
+	*x = CountWorkflowsResponse{}
+	mi := &file_weft_v1_workflow_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountWorkflowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountWorkflowsResponse) ProtoMessage() {}
+
+func (x *CountWorkflowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_workflow_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountWorkflowsResponse.ProtoReflect.Descriptor instead.
+func (*CountWorkflowsResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CountWorkflowsResponse) GetCounts() []*WorkflowStatusCount {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *CountWorkflowsResponse) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+// WorkflowStatusCount is the number of runs of one status.
+type WorkflowStatusCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The status.
+	Status WorkflowStatus `protobuf:"varint,1,opt,name=status,proto3,enum=weft.v1.WorkflowStatus" json:"status,omitempty"`
+	// Number of runs that have it.
+	Count         int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkflowStatusCount) Reset() {
+	*x = WorkflowStatusCount{}
+	mi := &file_weft_v1_workflow_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkflowStatusCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkflowStatusCount) ProtoMessage() {}
+
+func (x *WorkflowStatusCount) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_workflow_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkflowStatusCount.ProtoReflect.Descriptor instead.
+func (*WorkflowStatusCount) Descriptor() ([]byte, []int) {
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *WorkflowStatusCount) GetStatus() WorkflowStatus {
+	if x != nil {
+		return x.Status
+	}
+	return WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED
+}
+
+func (x *WorkflowStatusCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // SignalWorkflowRequest is the request of WorkflowService.SignalWorkflow.
 type SignalWorkflowRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1432,7 +1607,7 @@ type SignalWorkflowRequest struct {
 
 func (x *SignalWorkflowRequest) Reset() {
 	*x = SignalWorkflowRequest{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[17]
+	mi := &file_weft_v1_workflow_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1619,7 @@ func (x *SignalWorkflowRequest) String() string {
 func (*SignalWorkflowRequest) ProtoMessage() {}
 
 func (x *SignalWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[17]
+	mi := &file_weft_v1_workflow_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1632,7 @@ func (x *SignalWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*SignalWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{17}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SignalWorkflowRequest) GetWorkflowId() string {
@@ -1497,7 +1672,7 @@ type SignalWorkflowResponse struct {
 
 func (x *SignalWorkflowResponse) Reset() {
 	*x = SignalWorkflowResponse{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[18]
+	mi := &file_weft_v1_workflow_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1509,7 +1684,7 @@ func (x *SignalWorkflowResponse) String() string {
 func (*SignalWorkflowResponse) ProtoMessage() {}
 
 func (x *SignalWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[18]
+	mi := &file_weft_v1_workflow_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1522,7 +1697,7 @@ func (x *SignalWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*SignalWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{18}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{21}
 }
 
 // CancelWorkflowRequest is the request of WorkflowService.CancelWorkflow.
@@ -1538,7 +1713,7 @@ type CancelWorkflowRequest struct {
 
 func (x *CancelWorkflowRequest) Reset() {
 	*x = CancelWorkflowRequest{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[19]
+	mi := &file_weft_v1_workflow_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1550,7 +1725,7 @@ func (x *CancelWorkflowRequest) String() string {
 func (*CancelWorkflowRequest) ProtoMessage() {}
 
 func (x *CancelWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[19]
+	mi := &file_weft_v1_workflow_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1563,7 +1738,7 @@ func (x *CancelWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*CancelWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{19}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CancelWorkflowRequest) GetWorkflowId() string {
@@ -1589,7 +1764,7 @@ type CancelWorkflowResponse struct {
 
 func (x *CancelWorkflowResponse) Reset() {
 	*x = CancelWorkflowResponse{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[20]
+	mi := &file_weft_v1_workflow_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1776,7 @@ func (x *CancelWorkflowResponse) String() string {
 func (*CancelWorkflowResponse) ProtoMessage() {}
 
 func (x *CancelWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[20]
+	mi := &file_weft_v1_workflow_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1789,7 @@ func (x *CancelWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*CancelWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{20}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{23}
 }
 
 // RetryWorkflowRequest is the request of WorkflowService.RetryWorkflow.
@@ -1630,7 +1805,7 @@ type RetryWorkflowRequest struct {
 
 func (x *RetryWorkflowRequest) Reset() {
 	*x = RetryWorkflowRequest{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[21]
+	mi := &file_weft_v1_workflow_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1817,7 @@ func (x *RetryWorkflowRequest) String() string {
 func (*RetryWorkflowRequest) ProtoMessage() {}
 
 func (x *RetryWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[21]
+	mi := &file_weft_v1_workflow_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1830,7 @@ func (x *RetryWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*RetryWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{21}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RetryWorkflowRequest) GetWorkflowId() string {
@@ -1681,7 +1856,7 @@ type RetryWorkflowResponse struct {
 
 func (x *RetryWorkflowResponse) Reset() {
 	*x = RetryWorkflowResponse{}
-	mi := &file_weft_v1_workflow_proto_msgTypes[22]
+	mi := &file_weft_v1_workflow_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1868,7 @@ func (x *RetryWorkflowResponse) String() string {
 func (*RetryWorkflowResponse) ProtoMessage() {}
 
 func (x *RetryWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_workflow_proto_msgTypes[22]
+	mi := &file_weft_v1_workflow_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +1881,7 @@ func (x *RetryWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*RetryWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{22}
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{25}
 }
 
 var File_weft_v1_workflow_proto protoreflect.FileDescriptor
@@ -1805,7 +1980,7 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\"D\n" +
 	"\x15WatchWorkflowResponse\x12+\n" +
-	"\x05event\x18\x01 \x01(\v2\x15.weft.v1.HistoryEventR\x05event\"\xb9\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x15.weft.v1.HistoryEventR\x05event\"\xd6\x01\n" +
 	"\x14ListWorkflowsRequest\x12\x1e\n" +
 	"\n" +
 	"definition\x18\x01 \x01(\tR\n" +
@@ -1814,10 +1989,22 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\x12\x14\n" +
-	"\x05query\x18\x05 \x01(\tR\x05query\"w\n" +
+	"\x05query\x18\x05 \x01(\tR\x05query\x12\x1b\n" +
+	"\tid_prefix\x18\x06 \x01(\tR\bidPrefix\"w\n" +
 	"\x15ListWorkflowsResponse\x126\n" +
 	"\tworkflows\x18\x01 \x03(\v2\x18.weft.v1.WorkflowSummaryR\tworkflows\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9d\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"T\n" +
+	"\x15CountWorkflowsRequest\x12\x1e\n" +
+	"\n" +
+	"definition\x18\x01 \x01(\tR\n" +
+	"definition\x12\x1b\n" +
+	"\tid_prefix\x18\x02 \x01(\tR\bidPrefix\"d\n" +
+	"\x16CountWorkflowsResponse\x124\n" +
+	"\x06counts\x18\x01 \x03(\v2\x1c.weft.v1.WorkflowStatusCountR\x06counts\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\x03R\x05total\"\\\n" +
+	"\x13WorkflowStatusCount\x12/\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x17.weft.v1.WorkflowStatusR\x06status\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\x9d\x01\n" +
 	"\x15SignalWorkflowRequest\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x12\n" +
@@ -1851,7 +2038,7 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\x15STEP_STATUS_COMPLETED\x10\x04\x12\x16\n" +
 	"\x12STEP_STATUS_FAILED\x10\x05\x12\x18\n" +
 	"\x14STEP_STATUS_CANCELED\x10\x06\x12\x17\n" +
-	"\x13STEP_STATUS_SKIPPED\x10\a2\xee\x05\n" +
+	"\x13STEP_STATUS_SKIPPED\x10\a2\xc6\x06\n" +
 	"\x0fWorkflowService\x12N\n" +
 	"\rStartWorkflow\x12\x1d.weft.v1.StartWorkflowRequest\x1a\x1e.weft.v1.StartWorkflowResponse\x12M\n" +
 	"\vGetWorkflow\x12\x1b.weft.v1.GetWorkflowRequest\x1a\x1c.weft.v1.GetWorkflowResponse\"\x03\x90\x02\x01\x12S\n" +
@@ -1859,7 +2046,8 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\n" +
 	"GetHistory\x12\x1a.weft.v1.GetHistoryRequest\x1a\x1b.weft.v1.GetHistoryResponse\"\x03\x90\x02\x01\x12P\n" +
 	"\rWatchWorkflow\x12\x1d.weft.v1.WatchWorkflowRequest\x1a\x1e.weft.v1.WatchWorkflowResponse0\x01\x12S\n" +
-	"\rListWorkflows\x12\x1d.weft.v1.ListWorkflowsRequest\x1a\x1e.weft.v1.ListWorkflowsResponse\"\x03\x90\x02\x01\x12Q\n" +
+	"\rListWorkflows\x12\x1d.weft.v1.ListWorkflowsRequest\x1a\x1e.weft.v1.ListWorkflowsResponse\"\x03\x90\x02\x01\x12V\n" +
+	"\x0eCountWorkflows\x12\x1e.weft.v1.CountWorkflowsRequest\x1a\x1f.weft.v1.CountWorkflowsResponse\"\x03\x90\x02\x01\x12Q\n" +
 	"\x0eSignalWorkflow\x12\x1e.weft.v1.SignalWorkflowRequest\x1a\x1f.weft.v1.SignalWorkflowResponse\x12Q\n" +
 	"\x0eCancelWorkflow\x12\x1e.weft.v1.CancelWorkflowRequest\x1a\x1f.weft.v1.CancelWorkflowResponse\x12N\n" +
 	"\rRetryWorkflow\x12\x1d.weft.v1.RetryWorkflowRequest\x1a\x1e.weft.v1.RetryWorkflowResponseB\x87\x01\n" +
@@ -1878,7 +2066,7 @@ func file_weft_v1_workflow_proto_rawDescGZIP() []byte {
 }
 
 var file_weft_v1_workflow_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_weft_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_weft_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_weft_v1_workflow_proto_goTypes = []any{
 	(WorkflowStatus)(0),            // 0: weft.v1.WorkflowStatus
 	(StepStatus)(0),                // 1: weft.v1.StepStatus
@@ -1899,69 +2087,76 @@ var file_weft_v1_workflow_proto_goTypes = []any{
 	(*WatchWorkflowResponse)(nil),  // 16: weft.v1.WatchWorkflowResponse
 	(*ListWorkflowsRequest)(nil),   // 17: weft.v1.ListWorkflowsRequest
 	(*ListWorkflowsResponse)(nil),  // 18: weft.v1.ListWorkflowsResponse
-	(*SignalWorkflowRequest)(nil),  // 19: weft.v1.SignalWorkflowRequest
-	(*SignalWorkflowResponse)(nil), // 20: weft.v1.SignalWorkflowResponse
-	(*CancelWorkflowRequest)(nil),  // 21: weft.v1.CancelWorkflowRequest
-	(*CancelWorkflowResponse)(nil), // 22: weft.v1.CancelWorkflowResponse
-	(*RetryWorkflowRequest)(nil),   // 23: weft.v1.RetryWorkflowRequest
-	(*RetryWorkflowResponse)(nil),  // 24: weft.v1.RetryWorkflowResponse
-	(*structpb.Value)(nil),         // 25: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),  // 26: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),        // 27: google.protobuf.Struct
-	(*durationpb.Duration)(nil),    // 28: google.protobuf.Duration
+	(*CountWorkflowsRequest)(nil),  // 19: weft.v1.CountWorkflowsRequest
+	(*CountWorkflowsResponse)(nil), // 20: weft.v1.CountWorkflowsResponse
+	(*WorkflowStatusCount)(nil),    // 21: weft.v1.WorkflowStatusCount
+	(*SignalWorkflowRequest)(nil),  // 22: weft.v1.SignalWorkflowRequest
+	(*SignalWorkflowResponse)(nil), // 23: weft.v1.SignalWorkflowResponse
+	(*CancelWorkflowRequest)(nil),  // 24: weft.v1.CancelWorkflowRequest
+	(*CancelWorkflowResponse)(nil), // 25: weft.v1.CancelWorkflowResponse
+	(*RetryWorkflowRequest)(nil),   // 26: weft.v1.RetryWorkflowRequest
+	(*RetryWorkflowResponse)(nil),  // 27: weft.v1.RetryWorkflowResponse
+	(*structpb.Value)(nil),         // 28: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),        // 30: google.protobuf.Struct
+	(*durationpb.Duration)(nil),    // 31: google.protobuf.Duration
 }
 var file_weft_v1_workflow_proto_depIdxs = []int32{
 	1,  // 0: weft.v1.StepState.status:type_name -> weft.v1.StepStatus
 	2,  // 1: weft.v1.StepState.last_error:type_name -> weft.v1.Failure
-	25, // 2: weft.v1.StepState.output:type_name -> google.protobuf.Value
-	26, // 3: weft.v1.StepState.started_time:type_name -> google.protobuf.Timestamp
-	26, // 4: weft.v1.StepState.closed_time:type_name -> google.protobuf.Timestamp
+	28, // 2: weft.v1.StepState.output:type_name -> google.protobuf.Value
+	29, // 3: weft.v1.StepState.started_time:type_name -> google.protobuf.Timestamp
+	29, // 4: weft.v1.StepState.closed_time:type_name -> google.protobuf.Timestamp
 	0,  // 5: weft.v1.Workflow.status:type_name -> weft.v1.WorkflowStatus
-	25, // 6: weft.v1.Workflow.input:type_name -> google.protobuf.Value
-	25, // 7: weft.v1.Workflow.output:type_name -> google.protobuf.Value
+	28, // 6: weft.v1.Workflow.input:type_name -> google.protobuf.Value
+	28, // 7: weft.v1.Workflow.output:type_name -> google.protobuf.Value
 	2,  // 8: weft.v1.Workflow.error:type_name -> weft.v1.Failure
 	3,  // 9: weft.v1.Workflow.steps:type_name -> weft.v1.StepState
-	26, // 10: weft.v1.Workflow.created_time:type_name -> google.protobuf.Timestamp
-	26, // 11: weft.v1.Workflow.closed_time:type_name -> google.protobuf.Timestamp
-	27, // 12: weft.v1.Workflow.search_attributes:type_name -> google.protobuf.Struct
+	29, // 10: weft.v1.Workflow.created_time:type_name -> google.protobuf.Timestamp
+	29, // 11: weft.v1.Workflow.closed_time:type_name -> google.protobuf.Timestamp
+	30, // 12: weft.v1.Workflow.search_attributes:type_name -> google.protobuf.Struct
 	0,  // 13: weft.v1.WorkflowSummary.status:type_name -> weft.v1.WorkflowStatus
-	26, // 14: weft.v1.WorkflowSummary.created_time:type_name -> google.protobuf.Timestamp
-	26, // 15: weft.v1.WorkflowSummary.closed_time:type_name -> google.protobuf.Timestamp
-	27, // 16: weft.v1.WorkflowSummary.search_attributes:type_name -> google.protobuf.Struct
-	26, // 17: weft.v1.HistoryEvent.time:type_name -> google.protobuf.Timestamp
-	25, // 18: weft.v1.HistoryEvent.data:type_name -> google.protobuf.Value
-	25, // 19: weft.v1.StartWorkflowRequest.input:type_name -> google.protobuf.Value
+	29, // 14: weft.v1.WorkflowSummary.created_time:type_name -> google.protobuf.Timestamp
+	29, // 15: weft.v1.WorkflowSummary.closed_time:type_name -> google.protobuf.Timestamp
+	30, // 16: weft.v1.WorkflowSummary.search_attributes:type_name -> google.protobuf.Struct
+	29, // 17: weft.v1.HistoryEvent.time:type_name -> google.protobuf.Timestamp
+	28, // 18: weft.v1.HistoryEvent.data:type_name -> google.protobuf.Value
+	28, // 19: weft.v1.StartWorkflowRequest.input:type_name -> google.protobuf.Value
 	4,  // 20: weft.v1.GetWorkflowResponse.workflow:type_name -> weft.v1.Workflow
-	28, // 21: weft.v1.AwaitWorkflowRequest.timeout:type_name -> google.protobuf.Duration
+	31, // 21: weft.v1.AwaitWorkflowRequest.timeout:type_name -> google.protobuf.Duration
 	4,  // 22: weft.v1.AwaitWorkflowResponse.workflow:type_name -> weft.v1.Workflow
 	6,  // 23: weft.v1.GetHistoryResponse.events:type_name -> weft.v1.HistoryEvent
 	6,  // 24: weft.v1.WatchWorkflowResponse.event:type_name -> weft.v1.HistoryEvent
 	0,  // 25: weft.v1.ListWorkflowsRequest.status:type_name -> weft.v1.WorkflowStatus
 	5,  // 26: weft.v1.ListWorkflowsResponse.workflows:type_name -> weft.v1.WorkflowSummary
-	25, // 27: weft.v1.SignalWorkflowRequest.payload:type_name -> google.protobuf.Value
-	7,  // 28: weft.v1.WorkflowService.StartWorkflow:input_type -> weft.v1.StartWorkflowRequest
-	9,  // 29: weft.v1.WorkflowService.GetWorkflow:input_type -> weft.v1.GetWorkflowRequest
-	11, // 30: weft.v1.WorkflowService.AwaitWorkflow:input_type -> weft.v1.AwaitWorkflowRequest
-	13, // 31: weft.v1.WorkflowService.GetHistory:input_type -> weft.v1.GetHistoryRequest
-	15, // 32: weft.v1.WorkflowService.WatchWorkflow:input_type -> weft.v1.WatchWorkflowRequest
-	17, // 33: weft.v1.WorkflowService.ListWorkflows:input_type -> weft.v1.ListWorkflowsRequest
-	19, // 34: weft.v1.WorkflowService.SignalWorkflow:input_type -> weft.v1.SignalWorkflowRequest
-	21, // 35: weft.v1.WorkflowService.CancelWorkflow:input_type -> weft.v1.CancelWorkflowRequest
-	23, // 36: weft.v1.WorkflowService.RetryWorkflow:input_type -> weft.v1.RetryWorkflowRequest
-	8,  // 37: weft.v1.WorkflowService.StartWorkflow:output_type -> weft.v1.StartWorkflowResponse
-	10, // 38: weft.v1.WorkflowService.GetWorkflow:output_type -> weft.v1.GetWorkflowResponse
-	12, // 39: weft.v1.WorkflowService.AwaitWorkflow:output_type -> weft.v1.AwaitWorkflowResponse
-	14, // 40: weft.v1.WorkflowService.GetHistory:output_type -> weft.v1.GetHistoryResponse
-	16, // 41: weft.v1.WorkflowService.WatchWorkflow:output_type -> weft.v1.WatchWorkflowResponse
-	18, // 42: weft.v1.WorkflowService.ListWorkflows:output_type -> weft.v1.ListWorkflowsResponse
-	20, // 43: weft.v1.WorkflowService.SignalWorkflow:output_type -> weft.v1.SignalWorkflowResponse
-	22, // 44: weft.v1.WorkflowService.CancelWorkflow:output_type -> weft.v1.CancelWorkflowResponse
-	24, // 45: weft.v1.WorkflowService.RetryWorkflow:output_type -> weft.v1.RetryWorkflowResponse
-	37, // [37:46] is the sub-list for method output_type
-	28, // [28:37] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	21, // 27: weft.v1.CountWorkflowsResponse.counts:type_name -> weft.v1.WorkflowStatusCount
+	0,  // 28: weft.v1.WorkflowStatusCount.status:type_name -> weft.v1.WorkflowStatus
+	28, // 29: weft.v1.SignalWorkflowRequest.payload:type_name -> google.protobuf.Value
+	7,  // 30: weft.v1.WorkflowService.StartWorkflow:input_type -> weft.v1.StartWorkflowRequest
+	9,  // 31: weft.v1.WorkflowService.GetWorkflow:input_type -> weft.v1.GetWorkflowRequest
+	11, // 32: weft.v1.WorkflowService.AwaitWorkflow:input_type -> weft.v1.AwaitWorkflowRequest
+	13, // 33: weft.v1.WorkflowService.GetHistory:input_type -> weft.v1.GetHistoryRequest
+	15, // 34: weft.v1.WorkflowService.WatchWorkflow:input_type -> weft.v1.WatchWorkflowRequest
+	17, // 35: weft.v1.WorkflowService.ListWorkflows:input_type -> weft.v1.ListWorkflowsRequest
+	19, // 36: weft.v1.WorkflowService.CountWorkflows:input_type -> weft.v1.CountWorkflowsRequest
+	22, // 37: weft.v1.WorkflowService.SignalWorkflow:input_type -> weft.v1.SignalWorkflowRequest
+	24, // 38: weft.v1.WorkflowService.CancelWorkflow:input_type -> weft.v1.CancelWorkflowRequest
+	26, // 39: weft.v1.WorkflowService.RetryWorkflow:input_type -> weft.v1.RetryWorkflowRequest
+	8,  // 40: weft.v1.WorkflowService.StartWorkflow:output_type -> weft.v1.StartWorkflowResponse
+	10, // 41: weft.v1.WorkflowService.GetWorkflow:output_type -> weft.v1.GetWorkflowResponse
+	12, // 42: weft.v1.WorkflowService.AwaitWorkflow:output_type -> weft.v1.AwaitWorkflowResponse
+	14, // 43: weft.v1.WorkflowService.GetHistory:output_type -> weft.v1.GetHistoryResponse
+	16, // 44: weft.v1.WorkflowService.WatchWorkflow:output_type -> weft.v1.WatchWorkflowResponse
+	18, // 45: weft.v1.WorkflowService.ListWorkflows:output_type -> weft.v1.ListWorkflowsResponse
+	20, // 46: weft.v1.WorkflowService.CountWorkflows:output_type -> weft.v1.CountWorkflowsResponse
+	23, // 47: weft.v1.WorkflowService.SignalWorkflow:output_type -> weft.v1.SignalWorkflowResponse
+	25, // 48: weft.v1.WorkflowService.CancelWorkflow:output_type -> weft.v1.CancelWorkflowResponse
+	27, // 49: weft.v1.WorkflowService.RetryWorkflow:output_type -> weft.v1.RetryWorkflowResponse
+	40, // [40:50] is the sub-list for method output_type
+	30, // [30:40] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_workflow_proto_init() }
@@ -1975,7 +2170,7 @@ func file_weft_v1_workflow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_workflow_proto_rawDesc), len(file_weft_v1_workflow_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -51,6 +51,9 @@ const (
 	// WorkflowServiceListWorkflowsProcedure is the fully-qualified name of the WorkflowService's
 	// ListWorkflows RPC.
 	WorkflowServiceListWorkflowsProcedure = "/weft.v1.WorkflowService/ListWorkflows"
+	// WorkflowServiceCountWorkflowsProcedure is the fully-qualified name of the WorkflowService's
+	// CountWorkflows RPC.
+	WorkflowServiceCountWorkflowsProcedure = "/weft.v1.WorkflowService/CountWorkflows"
 	// WorkflowServiceSignalWorkflowProcedure is the fully-qualified name of the WorkflowService's
 	// SignalWorkflow RPC.
 	WorkflowServiceSignalWorkflowProcedure = "/weft.v1.WorkflowService/SignalWorkflow"
@@ -92,6 +95,9 @@ type WorkflowServiceClient interface {
 	// ListWorkflows lists workflow runs, optionally filtered by definition and
 	// status.
 	ListWorkflows(context.Context, *connect.Request[v1.ListWorkflowsRequest]) (*connect.Response[v1.ListWorkflowsResponse], error)
+	// CountWorkflows counts the listed runs by status, with the filters of
+	// ListWorkflows (definition, id_prefix; a query is not taken here).
+	CountWorkflows(context.Context, *connect.Request[v1.CountWorkflowsRequest]) (*connect.Response[v1.CountWorkflowsResponse], error)
 	// SignalWorkflow delivers a named signal, with an optional payload, to a
 	// running workflow. Steps waiting for a signal of that name are resumed.
 	SignalWorkflow(context.Context, *connect.Request[v1.SignalWorkflowRequest]) (*connect.Response[v1.SignalWorkflowResponse], error)
@@ -156,6 +162,13 @@ func NewWorkflowServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		countWorkflows: connect.NewClient[v1.CountWorkflowsRequest, v1.CountWorkflowsResponse](
+			httpClient,
+			baseURL+WorkflowServiceCountWorkflowsProcedure,
+			connect.WithSchema(workflowServiceMethods.ByName("CountWorkflows")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		signalWorkflow: connect.NewClient[v1.SignalWorkflowRequest, v1.SignalWorkflowResponse](
 			httpClient,
 			baseURL+WorkflowServiceSignalWorkflowProcedure,
@@ -185,6 +198,7 @@ type workflowServiceClient struct {
 	getHistory     *connect.Client[v1.GetHistoryRequest, v1.GetHistoryResponse]
 	watchWorkflow  *connect.Client[v1.WatchWorkflowRequest, v1.WatchWorkflowResponse]
 	listWorkflows  *connect.Client[v1.ListWorkflowsRequest, v1.ListWorkflowsResponse]
+	countWorkflows *connect.Client[v1.CountWorkflowsRequest, v1.CountWorkflowsResponse]
 	signalWorkflow *connect.Client[v1.SignalWorkflowRequest, v1.SignalWorkflowResponse]
 	cancelWorkflow *connect.Client[v1.CancelWorkflowRequest, v1.CancelWorkflowResponse]
 	retryWorkflow  *connect.Client[v1.RetryWorkflowRequest, v1.RetryWorkflowResponse]
@@ -218,6 +232,11 @@ func (c *workflowServiceClient) WatchWorkflow(ctx context.Context, req *connect.
 // ListWorkflows calls weft.v1.WorkflowService.ListWorkflows.
 func (c *workflowServiceClient) ListWorkflows(ctx context.Context, req *connect.Request[v1.ListWorkflowsRequest]) (*connect.Response[v1.ListWorkflowsResponse], error) {
 	return c.listWorkflows.CallUnary(ctx, req)
+}
+
+// CountWorkflows calls weft.v1.WorkflowService.CountWorkflows.
+func (c *workflowServiceClient) CountWorkflows(ctx context.Context, req *connect.Request[v1.CountWorkflowsRequest]) (*connect.Response[v1.CountWorkflowsResponse], error) {
+	return c.countWorkflows.CallUnary(ctx, req)
 }
 
 // SignalWorkflow calls weft.v1.WorkflowService.SignalWorkflow.
@@ -265,6 +284,9 @@ type WorkflowServiceHandler interface {
 	// ListWorkflows lists workflow runs, optionally filtered by definition and
 	// status.
 	ListWorkflows(context.Context, *connect.Request[v1.ListWorkflowsRequest]) (*connect.Response[v1.ListWorkflowsResponse], error)
+	// CountWorkflows counts the listed runs by status, with the filters of
+	// ListWorkflows (definition, id_prefix; a query is not taken here).
+	CountWorkflows(context.Context, *connect.Request[v1.CountWorkflowsRequest]) (*connect.Response[v1.CountWorkflowsResponse], error)
 	// SignalWorkflow delivers a named signal, with an optional payload, to a
 	// running workflow. Steps waiting for a signal of that name are resumed.
 	SignalWorkflow(context.Context, *connect.Request[v1.SignalWorkflowRequest]) (*connect.Response[v1.SignalWorkflowResponse], error)
@@ -325,6 +347,13 @@ func NewWorkflowServiceHandler(svc WorkflowServiceHandler, opts ...connect.Handl
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	workflowServiceCountWorkflowsHandler := connect.NewUnaryHandler(
+		WorkflowServiceCountWorkflowsProcedure,
+		svc.CountWorkflows,
+		connect.WithSchema(workflowServiceMethods.ByName("CountWorkflows")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	workflowServiceSignalWorkflowHandler := connect.NewUnaryHandler(
 		WorkflowServiceSignalWorkflowProcedure,
 		svc.SignalWorkflow,
@@ -357,6 +386,8 @@ func NewWorkflowServiceHandler(svc WorkflowServiceHandler, opts ...connect.Handl
 			workflowServiceWatchWorkflowHandler.ServeHTTP(w, r)
 		case WorkflowServiceListWorkflowsProcedure:
 			workflowServiceListWorkflowsHandler.ServeHTTP(w, r)
+		case WorkflowServiceCountWorkflowsProcedure:
+			workflowServiceCountWorkflowsHandler.ServeHTTP(w, r)
 		case WorkflowServiceSignalWorkflowProcedure:
 			workflowServiceSignalWorkflowHandler.ServeHTTP(w, r)
 		case WorkflowServiceCancelWorkflowProcedure:
@@ -394,6 +425,10 @@ func (UnimplementedWorkflowServiceHandler) WatchWorkflow(context.Context, *conne
 
 func (UnimplementedWorkflowServiceHandler) ListWorkflows(context.Context, *connect.Request[v1.ListWorkflowsRequest]) (*connect.Response[v1.ListWorkflowsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weft.v1.WorkflowService.ListWorkflows is not implemented"))
+}
+
+func (UnimplementedWorkflowServiceHandler) CountWorkflows(context.Context, *connect.Request[v1.CountWorkflowsRequest]) (*connect.Response[v1.CountWorkflowsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weft.v1.WorkflowService.CountWorkflows is not implemented"))
 }
 
 func (UnimplementedWorkflowServiceHandler) SignalWorkflow(context.Context, *connect.Request[v1.SignalWorkflowRequest]) (*connect.Response[v1.SignalWorkflowResponse], error) {
