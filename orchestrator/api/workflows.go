@@ -324,7 +324,7 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 	// A repeat of a signal recorded before the workflow closed is answered
 	// as it was the first time.
 	seen := func(st *workflow.State) bool { return m.RequestId != "" && st.SignalSeen(m.RequestId) }
-	if err := s.appendWhileRunning(ctx, m.WorkflowId, "signals", "signal/"+m.WorkflowId+"/"+reqID, ev, seen); err != nil {
+	if err := s.appendWhileRunning(ctx, m.WorkflowId, "signals", "signal/"+m.WorkflowId+"/"+reqID, "weft.signal", ev, seen); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&weftv1.SignalWorkflowResponse{}), nil
@@ -335,7 +335,7 @@ func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1
 	m := req.Msg
 	ev := events.Event{Type: events.TypeCancelRequested, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
 		CancelRequested: &events.CancelRequested{Reason: m.Reason}}
-	if err := s.appendWhileRunning(ctx, m.WorkflowId, "cancel requests", "cancel/"+m.WorkflowId, ev, nil); err != nil {
+	if err := s.appendWhileRunning(ctx, m.WorkflowId, "cancel requests", "cancel/"+m.WorkflowId, "weft.cancel", ev, nil); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&weftv1.CancelWorkflowResponse{}), nil
@@ -345,13 +345,15 @@ func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1
 // is conditional on the history read to check that, and read again when
 // it moved, so nothing is appended after the workflow closed. A workflow
 // that is not running refuses with FailedPrecondition (what names the
-// input), unless recorded says the input is in its history already.
-func (s *Server) appendWhileRunning(ctx context.Context, wf, what, msgID string, ev events.Event, recorded func(*workflow.State) bool) error {
+// input), unless recorded says the input is in its history already. The
+// request shows in the run's trace as a span named span.
+func (s *Server) appendWhileRunning(ctx context.Context, wf, what, msgID, span string, ev events.Event, recorded func(*workflow.State) bool) error {
 	v, err := s.readState(ctx, wf)
 	if err != nil {
 		return err
 	}
 	st := v.st
+	s.traceRun(ctx, st, span)
 	for try := 0; ; try++ {
 		if st.Status != workflow.StatusRunning {
 			if recorded != nil && recorded(st) {
@@ -407,6 +409,7 @@ func (s *Server) RetryWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	if v.st.Status != workflow.StatusFailed {
 		return nil, errorf(connect.CodeFailedPrecondition, "workflow %q is %s; only FAILED workflows can be retried", m.WorkflowId, v.st.Status)
 	}
+	s.traceRun(ctx, v.st, "weft.retry")
 	// Conditional on the history we read: a retry applies to the failure it saw.
 	last := v.st.LastSeq
 	ev := events.Event{Type: events.TypeWorkflowRetried, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
