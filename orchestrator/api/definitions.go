@@ -86,21 +86,28 @@ func (s *Server) ListDefinitions(ctx context.Context, _ *connect.Request[weftv1.
 	return connect.NewResponse(resp), nil
 }
 
-// defInfo describes stored revision r; full adds its source and its
-// outline (what GetDefinition returns and ListDefinitions leaves out). A
-// revision that no longer compiles has no outline.
+// defInfo describes stored revision r, with its input_schema; full adds
+// its source and its outline (what GetDefinition returns and
+// ListDefinitions leaves out). A revision that no longer compiles has
+// neither schema nor outline.
 func (s *Server) defInfo(r eventstore.DefinitionRecord, full bool) *weftv1.DefinitionInfo {
 	d := &weftv1.DefinitionInfo{Name: r.Name, Revision: int32(r.Revision), Hash: r.Hash, CreatedTime: timestamppb.New(r.Created), PutBy: r.PutBy}
-	if !full {
-		return d
+	if full {
+		d.Source = r.Source
 	}
-	d.Source = r.Source
 	plan, err := s.defs.Compile(r)
 	if err != nil {
 		return d
 	}
-	if d.Outline, err = structpb.NewList(plan.Outline()); err != nil {
-		s.log.Warn("definition outline has no protobuf form", "definition", r.Name, "revision", r.Revision, "err", err)
+	if plan.InputSchema != nil {
+		if d.InputSchema, err = structpb.NewStruct(plan.InputSchema); err != nil {
+			s.log.Warn("definition input_schema has no protobuf form", "definition", r.Name, "revision", r.Revision, "err", err)
+		}
+	}
+	if full {
+		if d.Outline, err = structpb.NewList(plan.Outline()); err != nil {
+			s.log.Warn("definition outline has no protobuf form", "definition", r.Name, "revision", r.Revision, "err", err)
+		}
 	}
 	return d
 }
