@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/nats-io/nats.go/jetstream"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
@@ -86,22 +85,7 @@ func TestInputSchemaPutAndStart(t *testing.T) {
 func TestInputSchemaTriggerRefusedAndSkipped(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	e.putDef(typedDef)
-	nc := e.ns.Connect(t)
-	js, _ := jetstream.New(nc)
-	waitCaptured(t, js, "typed.in")
-	for _, m := range []string{`{"n": 1, "body": {"customer": {}}}`, `{"n": 2, "body": {"customer": {"id": "c-2"}}}`} {
-		if err := nc.Publish("typed.in", []byte(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 20*time.Second, "the event behind to start its run", func() bool {
-		_, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: "typed-2"}))
-		return err == nil
-	})
-	if w := e.waitClosed("typed-2", 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+	if w := e.publishThenClosed("typed.in", "typed-2", `{"n": 1, "body": {"customer": {}}}`, `{"n": 2, "body": {"customer": {"id": "c-2"}}}`); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 		t.Fatalf("the event behind: %v", w.Status)
 	}
 	eventually(t, 20*time.Second, "the refused input to be recorded", func() bool {
