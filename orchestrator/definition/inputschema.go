@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
@@ -141,7 +142,32 @@ func (p *parser) inputSchema(n *yaml.Node) (map[string]any, *jsonschema.Schema) 
 		p.add("", "input_schema", "%s", schemaError(err))
 		return nil, nil
 	}
+	// References that lead back to where they started, whatever the input,
+	// would refuse every input: try one value of each JSON type.
+	for _, probe := range []any{nil, false, int64(0), "", []any{}, map[string]any{}} {
+		if cycle := refCycle(sch.Validate(probe)); cycle != nil {
+			p.add("", "input_schema", "$ref cycle: %s", cycle.LocalizedString(printer))
+			return nil, nil
+		}
+	}
 	return doc, sch
+}
+
+// refCycle returns the reference cycle err found, if any.
+func refCycle(err error) *kind.RefCycle {
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return nil
+	}
+	if c, ok := ve.ErrorKind.(*kind.RefCycle); ok {
+		return c
+	}
+	for _, cause := range ve.Causes {
+		if c := refCycle(cause); c != nil {
+			return c
+		}
+	}
+	return nil
 }
 
 // schemaError says why an input_schema does not compile.

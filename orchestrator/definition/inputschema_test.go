@@ -22,6 +22,8 @@ func TestInputSchemaRefused(t *testing.T) {
 		{`{properties: {a: {$ref: "other.json#/x"}}}`, `"weft:///other.json" is outside the schema`},
 		{`{$schema: "https://example.com/my-meta", type: object}`, "is outside the schema"},
 		{`{$ref: "#/$defs/missing"}`, "input_schema"},
+		{`{$ref: "#"}`, `$ref cycle: both /$ref and  resolve to "weft:///input_schema.json#"`},
+		{`{$defs: {x: {$ref: "#/$defs/y"}, y: {$ref: "#/$defs/x"}}, properties: {a: {$ref: "#/$defs/x"}}, $ref: "#/$defs/x"}`, "$ref cycle"},
 		{`[1, 2]`, "must be a mapping"},
 		{`true`, "must be a mapping"},
 	} {
@@ -71,11 +73,13 @@ func TestCheckInput(t *testing.T) {
 			t.Errorf("input %v: %v; want %s", tc.input, err, tc.want)
 		}
 	}
-	// References within the schema work under its own $id, and a $schema
-	// naming a known draft is read from the library, not fetched.
+	// References within the schema work under its own $id, and to the
+	// schema itself (a tree); a $schema naming a known draft is read from
+	// the library, not fetched.
 	for _, src := range []string{
 		`{$id: "https://example.com/order", $defs: {n: {type: integer}}, properties: {n: {$ref: "#/$defs/n"}}}`,
 		`{$schema: "http://json-schema.org/draft-07/schema#", definitions: {n: {type: integer}}, properties: {n: {$ref: "#/definitions/n"}}}`,
+		`{properties: {n: {type: integer}, kids: {type: array, items: {$ref: "#"}}}}`,
 	} {
 		d, err := Parse([]byte(schemaDef(src)))
 		if err != nil {
