@@ -1,10 +1,12 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -237,34 +239,13 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 			return nil, err
 		}
 	}
-	// Every entry stored before this call is listed: wait (briefly) for
-	// the copy to apply the index's latest write.
-	seq, err := s.store.IndexSeq(ctx)
+	l, err := s.freshListing(ctx)
 	if err != nil {
-		return nil, toConnect(err)
-	}
-	var l *eventstore.Listing
-	for try := 0; ; try++ {
-		if l, err = s.currentListing(ctx); err != nil {
-			return nil, toConnect(err)
-		}
-		wctx, cancel := context.WithTimeout(ctx, listingWait)
-		err = l.WaitFor(wctx, seq)
-		cancel()
-		if err == nil || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			break // caught up, or serve what it has
-		}
-		if ctx.Err() != nil {
-			return nil, toConnect(ctx.Err())
-		}
-		if try > 0 {
-			return nil, toConnect(err)
-		}
-		// Its watcher ended: a new copy is made.
+		return nil, err
 	}
 	page, resume := l.Scan(cur.created, cur.id, size, scanBudget, func(sum eventstore.Summary) bool {
 		return (m.Definition == "" || sum.Definition == m.Definition) && (want == "" || sum.Status == want) &&
-			(q == nil || q.match(sum))
+			strings.HasPrefix(sum.ID, m.IdPrefix) && (q == nil || q.match(sum))
 	})
 	resp := &weftv1.ListWorkflowsResponse{}
 	for _, sum := range page {
@@ -274,6 +255,35 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 		resp.NextPageToken = strconv.FormatInt(resume.Created.UnixNano(), 10) + "." + resume.ID
 	}
 	return connect.NewResponse(resp), nil
+}
+
+// freshListing returns the live copy of the index once it reflects every
+// entry stored before this call, waiting (briefly, listingWait) for it to
+// apply the index's latest write; after that it serves what it has.
+func (s *Server) freshListing(ctx context.Context) (*eventstore.Listing, error) {
+	seq, err := s.store.IndexSeq(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	for try := 0; ; try++ {
+		l, err := s.currentListing(ctx)
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, listingWait)
+		err = l.WaitFor(wctx, seq)
+		cancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return l, nil // caught up, or serve what it has
+		}
+		if ctx.Err() != nil {
+			return nil, toConnect(ctx.Err())
+		}
+		if try > 0 {
+			return nil, toConnect(err)
+		}
+		// Its watcher ended: a new copy is made.
+	}
 }
 
 // listingWait bounds how long a ListWorkflows call waits for the listing
@@ -425,7 +435,24 @@ func (s *Server) RetryWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	return connect.NewResponse(&weftv1.RetryWorkflowResponse{}), nil
 }
 
-// CountWorkflows counts the listed runs by status.
+// CountWorkflows counts the listed runs by status, of a definition or
+// all, from the live copy of the index: without an id prefix from the
+// counts it keeps, with one by looking at every run.
 func (s *Server) CountWorkflows(ctx context.Context, req *connect.Request[weftv1.CountWorkflowsRequest]) (*connect.Response[weftv1.CountWorkflowsResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("CountWorkflows is not implemented yet"))
+	l, err := s.freshListing(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Statuses that have no WorkflowStatus (none today) count as UNSPECIFIED.
+	byStatus := map[weftv1.WorkflowStatus]int64{}
+	for status, n := range l.Count(req.Msg.Definition, req.Msg.IdPrefix) {
+		byStatus[weftv1.WorkflowStatus(weftv1.WorkflowStatus_value["WORKFLOW_STATUS_"+status])] += int64(n)
+	}
+	resp := &weftv1.CountWorkflowsResponse{}
+	for status, n := range byStatus {
+		resp.Counts = append(resp.Counts, &weftv1.WorkflowStatusCount{Status: status, Count: n})
+		resp.Total += n
+	}
+	slices.SortFunc(resp.Counts, func(a, b *weftv1.WorkflowStatusCount) int { return cmp.Compare(a.Status, b.Status) })
+	return connect.NewResponse(resp), nil
 }
