@@ -456,3 +456,8 @@ func (s *Server) CountWorkflows(ctx context.Context, req *connect.Request[weftv1
 	slices.SortFunc(resp.Counts, func(a, b *weftv1.WorkflowStatusCount) int { return cmp.Compare(a.Status, b.Status) })
 	return connect.NewResponse(resp), nil
 }
+
+// ResumeWorkflow resumes a suspended workflow.
+func (s *Server) ResumeWorkflow(ctx context.Context, req *connect.Request[weftv1.ResumeWorkflowRequest]) (*connect.Response[weftv1.ResumeWorkflowResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ResumeWorkflow is not implemented yet"))
+}
