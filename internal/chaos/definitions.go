@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // retryPolicy is generous enough that injected 503s and attempts lost to
@@ -371,11 +373,18 @@ steps:
     task: http
     timeout: 30s
     input: ` + call(`{ n: "${ input.n }" }`) + `
+  - id: kid
+    if: "input.child"
+    workflow: chaos-child
+    input: { url: "${ input.url }", n: "${ input.n }", hold: false, fail: false }
   - id: last
     task: http
     timeout: 30s
     input: ` + call(`{ prev: "${ steps.first.output.body.key }" }`) + `
-output: { first: "${ steps.first.output.body.key }", last: "${ steps.last.output.body.key }" }
+output:
+  first: "${ steps.first.output.body.key }"
+  last: "${ steps.last.output.body.key }"
+  kid: "${ input.child ? steps.kid.output : null }"
 `, `
 name: chaos-searched
 retry: ` + retryPolicy + `
@@ -686,9 +695,7 @@ func newPlan(i, k, shape int, ledgerURL string) *plan {
 		p.definition = "chaos-redrive"
 		planRedrive(p, k, shape == shapeRedriveCaught)
 	case shapeRetention:
-		p.input["n"], p.retained, p.variant = i, true, "deleted-after-"+retentionDelay
-		p.httpPaths = []string{"first", "last"}
-		p.want = completed(map[string]any{"first": key("first"), "last": key("last")})
+		planRetention(p, k)
 	case shapeSearched:
 		planSearched(p, k)
 	}
@@ -713,9 +720,7 @@ func planChild(p *plan, k int) {
 		step = "bare_kid"
 	}
 	// The child's id is known once its parent has started it.
-	child := &plan{index: p.index, shape: shapeChild, definition: "chaos-child", id: p.id + "-" + step + "-(not started)",
-		parent: p.id, refuse: map[string]int{},
-		failPaths: map[string]bool{}, httpPaths: []string{"call"}, effects: []string{"call"}}
+	child := p.childPlan(p.id + "-" + step + "-(not started)")
 	p.children = map[string]*plan{step: child}
 	p.httpPaths = []string{"after"}
 	after := func(kid any) {
@@ -755,9 +760,20 @@ func planChild(p *plan, k int) {
 	}
 }
 
-// childStarted fills in a child's plan once its id is known.
+// childPlan is the plan of a child of p, a run of chaos-child that calls
+// the ledger once.
+func (p *plan) childPlan(id string) *plan {
+	return &plan{index: p.index, shape: p.shape, definition: "chaos-child", id: id, parent: p.id, refuse: map[string]int{},
+		failPaths: map[string]bool{}, httpPaths: []string{"call"}, effects: []string{"call"}}
+}
+
+// childStarted fills in a child's plan once its id is known; a child
+// planned with its id is left as it is.
 func (p *plan) childStarted(path, id string) {
 	c := p.children[path]
+	if c.id == id {
+		return
+	}
 	c.id, c.parent = id, p.id
 	if c.want.status == "COMPLETED" {
 		c.want.output = normalize(map[string]any{"key": c.key("call"), "n": p.index})
@@ -939,6 +955,26 @@ func planCancel(p *plan, k int) {
 	case 2:
 		p.variant, p.cancel, p.effects = "while-sleeping", &cancelSpec{afterWaiting: "hold_nap"}, []string{"before", "hold_call"}
 	}
+}
+
+// planRetention: a run deleted once closed for retentionDelay, every
+// other one with a child (of a definition without retention) that must
+// outlive it. The child's id is known from the start, as its parent's
+// history may be gone before the harness reads it.
+func planRetention(p *plan, k int) {
+	child := k%2 == 0
+	p.input["n"], p.input["child"], p.retained = p.index, child, true
+	p.httpPaths = []string{"first", "last"}
+	p.variant = "deleted-after-" + retentionDelay
+	var kid any
+	if child {
+		p.variant += "-child-kept"
+		c := p.childPlan(workflow.ChildID(p.id, "kid", 1))
+		c.want = completed(map[string]any{"key": c.key("call"), "n": p.index})
+		p.children = map[string]*plan{"kid": c}
+		kid = c.want.output
+	}
+	p.want = completed(map[string]any{"first": p.key("first"), "last": p.key("last"), "kid": kid})
 }
 
 // planSearched: search attributes set at the start and by two steps, one

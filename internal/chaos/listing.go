@@ -27,7 +27,7 @@ const deletionWait = time.Minute
 // queryPageSize is their page size, small so that they page.
 const (
 	queryWait     = 30 * time.Second
-	queryPageSize = 2
+	queryPageSize = 1
 )
 
 // checkDeleted checks that every run of the retention shape the harness

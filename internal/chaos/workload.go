@@ -272,7 +272,7 @@ func (h *Harness) drive(ctx context.Context, r *run, c *counters, polls chan str
 		}
 		if errors.Is(err, errDeleted) {
 			r.deleted = true
-			return
+			break
 		}
 		if err != nil {
 			if !errors.Is(err, errNotClosed) && ctx.Err() == nil {
@@ -617,6 +617,9 @@ func (d *driver) followChildren(ctx context.Context, r *run) {
 		cr := &run{plan: cp}
 		r.children[path] = cr
 		id := ids[path]
+		if id == "" && p.retained {
+			id = cp.id // known from the start; the parent's history may be deleted
+		}
 		if id == "" {
 			cr.startErr = fmt.Errorf("the parent %s never started the child of step %s (history: %v)", p.id, path, err)
 			if err == nil && !closedStatus(r.final.GetStatus()) {
