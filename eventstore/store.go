@@ -141,6 +141,7 @@ type Store struct {
 	js      jetstream.JetStream
 	cfg     Config
 	history jetstream.Stream
+	slots   jetstream.KeyValue
 	results jetstream.Stream
 	timers  jetstream.Stream
 	snaps   jetstream.Stream
@@ -195,6 +196,9 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	if err := s.openBuckets(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openSlots(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -8,6 +8,8 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -295,6 +297,8 @@ type entry struct {
 	// known to be asked to cancel.
 	started  map[string]bool
 	canceled map[string]bool
+	// slotFreed: the closed workflow gave its slot up (reconcileSlot).
+	slotFreed bool
 	// snapSeq is the history sequence of the workflow's latest snapshot
 	// known here (0: none), snapEvents the number of events it holds.
 	snapSeq    uint64
@@ -333,6 +337,9 @@ const minTimerWait = 100 * time.Millisecond
 
 // timerDue returns when st expects timer t to fire (zero if it does not).
 func timerDue(st *workflow.State, t events.TimerDue) time.Time {
+	if t.Path == "" && workflow.IsAdmissionTimer(t.TimerID) {
+		return st.AdmitAt
+	}
 	if t.Path == "" {
 		return st.TimeoutAt
 	}
@@ -861,6 +868,10 @@ func (sh *shard) commit(ctx context.Context, wf string, e *entry, evs []events.E
 //     workflow is settled only once it does);
 //   - a closed workflow kept for a while (retention) has its deletion
 //     scheduled at its close plus its retention;
+//   - a run under its definition's concurrency waits in its key's queue
+//     until it holds a slot, and is then admitted; a closed one gives its
+//     slot or place up, and the runs that take the slots freed are
+//     admitted (see reconcileSlot);
 //   - a closed workflow leaves the cache.
 func (sh *shard) reconcile(ctx context.Context, wf string, e *entry, d *eventstore.Delivery) error {
 	st := e.st
@@ -868,6 +879,9 @@ func (sh *shard) reconcile(ctx context.Context, wf string, e *entry, d *eventsto
 		return err
 	}
 	if err := sh.scheduleDeletion(ctx, wf, st); err != nil {
+		return err
+	}
+	if err := sh.reconcileSlot(ctx, wf, e); err != nil {
 		return err
 	}
 	if st.Status.Terminal() && st.Parent != nil {
@@ -946,6 +960,64 @@ func mark(m map[string]bool, k string) map[string]bool {
 	}
 	m[k] = true
 	return m
+}
+
+// reconcileSlot keeps a run of a definition with concurrency in step with
+// its key's slots (eventstore.UpdateSlots): a run waiting for a slot is in
+// its key's queue, and once it holds a slot it is admitted; a closed run
+// is in neither, and the runs that take the slots it frees are admitted.
+// An admission cut short by a crash is made when the run's next timer
+// looks at its slot again.
+func (sh *shard) reconcileSlot(ctx context.Context, wf string, e *entry) error {
+	st := e.st
+	closed := st.Status.Terminal()
+	if !st.Queued || !closed && st.Admitted || closed && e.slotFreed {
+		return nil
+	}
+	def, _, err := sh.o.defs.Load(ctx, st.Definition, st.Revision)
+	if err != nil {
+		return fmt.Errorf("load definition %s revision %d: %w", st.Definition, st.Revision, err)
+	}
+	limit := 1
+	if def.Concurrency != nil {
+		limit = def.Concurrency.Limit
+	}
+	slots, took, err := sh.o.store.UpdateSlots(ctx, st.Definition, st.QueueKey, limit, func(s *eventstore.Slots) {
+		switch {
+		case closed:
+			s.Holders = slices.DeleteFunc(s.Holders, func(id string) bool { return id == wf })
+			s.Queue = slices.DeleteFunc(s.Queue, func(id string) bool { return id == wf })
+		case !slices.Contains(s.Holders, wf) && !slices.Contains(s.Queue, wf):
+			s.Queue = append(s.Queue, wf)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if !closed && slices.Contains(slots.Holders, wf) && !slices.Contains(took, wf) {
+		took = append(took, wf) // it held its slot already: its admission was cut short
+	}
+	for _, id := range took {
+		if err := sh.admit(ctx, id); err != nil {
+			return err
+		}
+	}
+	e.slotFreed = closed
+	return nil
+}
+
+// admit records that queued run wf holds a slot, unless it closed.
+func (sh *shard) admit(ctx context.Context, wf string) error {
+	last, closed, err := sh.closed(ctx, wf)
+	if err != nil || closed {
+		return err
+	}
+	_, err = sh.o.store.AppendExternalAtEnd(ctx, wf, last, "admit/"+wf+"/"+strconv.FormatUint(last, 10),
+		events.Event{Type: events.TypeWorkflowAdmitted, Time: sh.o.cfg.Now().UTC(), WorkflowAdmitted: &events.WorkflowAdmitted{}})
+	if err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
+		return fmt.Errorf("admit %s: %w", wf, err)
+	}
+	return nil
 }
 
 // startDirect records a start sent directly as the workflow's first

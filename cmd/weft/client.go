@@ -888,7 +888,7 @@ func parseStatus(s string) (weftv1.WorkflowStatus, error) {
 	if v, ok := weftv1.WorkflowStatus_value[name]; ok && v != 0 {
 		return weftv1.WorkflowStatus(v), nil
 	}
-	return 0, fmt.Errorf("invalid --status %q: want running, suspended, completed, failed or canceled", s)
+	return 0, fmt.Errorf("invalid --status %q: want running, queued, suspended, completed, failed or canceled", s)
 }
 
 func workflowStatusName(s weftv1.WorkflowStatus) string {

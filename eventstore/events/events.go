@@ -52,6 +52,8 @@ const (
 	TypeSearchAttributesSet Type = "SearchAttributesSet"
 	TypeStepSuspended       Type = "StepSuspended"
 	TypeWorkflowResumed     Type = "WorkflowResumed"
+	TypeWorkflowQueued      Type = "WorkflowQueued"
+	TypeWorkflowAdmitted    Type = "WorkflowAdmitted"
 )
 
 // ErrCorrupt is returned (wrapped) when bytes do not decode into a valid Record.
@@ -100,6 +102,8 @@ type Event struct {
 	SearchAttributesSet *SearchAttributesSet `msgpack:"sas,omitempty"`
 	StepSuspended       *StepSuspended       `msgpack:"ssu,omitempty"`
 	WorkflowResumed     *WorkflowResumed     `msgpack:"wre,omitempty"`
+	WorkflowQueued      *WorkflowQueued      `msgpack:"wq,omitempty"`
+	WorkflowAdmitted    *WorkflowAdmitted    `msgpack:"wad,omitempty"`
 }
 
 // Error is a failure as data: a message for people and a type for rules
@@ -339,6 +343,15 @@ type WorkflowResumed struct {
 	Reason string `msgpack:"r,omitempty"`
 }
 
+// WorkflowQueued records that a run of a definition with concurrency
+// waits for one of its key's slots before it begins (status QUEUED).
+type WorkflowQueued struct {
+	Key string `msgpack:"k"`
+}
+
+// WorkflowAdmitted records that a queued run took a slot and begins.
+type WorkflowAdmitted struct{}
+
 // WorkflowRetried records a redrive: a failed workflow runs again from its
 // failed steps.
 type WorkflowRetried struct {
@@ -449,6 +462,10 @@ func (e Event) Payload() any {
 		return e.StepSuspended
 	case TypeWorkflowResumed:
 		return e.WorkflowResumed
+	case TypeWorkflowQueued:
+		return e.WorkflowQueued
+	case TypeWorkflowAdmitted:
+		return e.WorkflowAdmitted
 	}
 	return nil
 }
@@ -513,6 +530,10 @@ func isNilPointer(p any) bool {
 	case *StepSuspended:
 		return v == nil
 	case *WorkflowResumed:
+		return v == nil
+	case *WorkflowQueued:
+		return v == nil
+	case *WorkflowAdmitted:
 		return v == nil
 	}
 	return false

@@ -42,6 +42,7 @@ var workflowStatus = map[workflow.Status]weftv1.WorkflowStatus{
 	workflow.StatusFailed:    weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED,
 	workflow.StatusCanceled:  weftv1.WorkflowStatus_WORKFLOW_STATUS_CANCELED,
 	workflow.StatusSuspended: weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED,
+	workflow.StatusQueued:    weftv1.WorkflowStatus_WORKFLOW_STATUS_QUEUED,
 }
 
 var stepStatus = map[workflow.StepStatus]weftv1.StepStatus{
@@ -218,6 +219,8 @@ func workflowEventData(e events.Event) (path string, data map[string]any) {
 		data = map[string]any{"reason": e.WorkflowRetried.Reason}
 	case events.TypeWorkflowResumed:
 		data = map[string]any{"reason": e.WorkflowResumed.Reason}
+	case events.TypeWorkflowQueued:
+		data = map[string]any{"key": e.WorkflowQueued.Key}
 	}
 	return path, data
 }

@@ -72,6 +72,10 @@ type Definition struct {
 	// nil when not given. Its expressions see what the first step's do.
 	Search []*SearchAttr
 
+	// Concurrency bounds the runs of the definition that run at once, per
+	// key (concurrency:); nil when not given.
+	Concurrency *RunConcurrency
+
 	// InputSchema is the input_schema as written (a normalized JSON
 	// Schema object), or nil; CheckInput checks inputs against it.
 	InputSchema map[string]any
@@ -121,6 +125,17 @@ type Trigger struct {
 	ID *Template
 	// Input computes the workflow input; nil passes the event itself (null for cron).
 	Input *Template
+}
+
+// RunConcurrency bounds the runs of a definition that run at once per
+// key: a run beyond Limit for its key is queued, and begins, in start
+// order, when a run of that key closes.
+type RunConcurrency struct {
+	// Key is evaluated once, when the run starts, over its input; nil
+	// puts every run under one key.
+	Key *Expr
+	// Limit is how many runs of a key run at once (at least 1).
+	Limit int
 }
 
 // Step is one compiled step.

@@ -201,7 +201,7 @@ func (p *parser) definition(src []byte) *Definition {
 		return nil
 	}
 	d := &Definition{}
-	fields := p.fields("", "", root, "input_schema", "name", "output", "retention", "retry", "search", "steps", "timeout", "triggers")
+	fields := p.fields("", "", root, "concurrency", "input_schema", "name", "output", "retention", "retry", "search", "steps", "timeout", "triggers")
 	if n := fields["name"]; n == nil {
 		p.add("", "name", "is required")
 	} else if s, ok := p.str("", "name", n); ok {
@@ -228,6 +228,9 @@ func (p *parser) definition(src []byte) *Definition {
 			}
 			d.Retention = t
 		}
+	}
+	if n := fields["concurrency"]; n != nil {
+		d.Concurrency = p.runConcurrency(n)
 	}
 	if n := fields["retry"]; n != nil {
 		r := defaultRetryPolicy()
@@ -598,6 +601,27 @@ func (p *parser) task(s *Step, at *stepAt, kind *yaml.Node, fields map[string]*y
 	default:
 		s.Retry = defaultRetryPolicy()
 	}
+}
+
+// runConcurrency reads a definition's concurrency mapping.
+func (p *parser) runConcurrency(n *yaml.Node) *RunConcurrency {
+	if n.Kind != yaml.MappingNode {
+		p.add("", "concurrency", "must be a mapping, e.g. { key: \"${ input.customer }\", limit: 1 }")
+		return nil
+	}
+	fields := p.fields("", "concurrency.", n, "key", "limit")
+	c := &RunConcurrency{}
+	if n := fields["limit"]; n == nil {
+		p.add("", "concurrency.limit", "is required: how many runs of a key run at once")
+	} else if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&c.Limit) != nil {
+		p.add("", "concurrency.limit", "must be a whole number")
+	} else if c.Limit < 1 {
+		p.add("", "concurrency.limit", "must be at least 1")
+	}
+	if n := fields["key"]; n != nil {
+		c.Key = p.expr("", "concurrency.key", n, exprAt{sc: p.root, start: true}, wantAny)
+	}
+	return c
 }
 
 // parseRetry reads a retry mapping into r, which holds the defaults.

@@ -361,7 +361,7 @@ func (c *checker) recent(r *run) bool { return c.now.Sub(r.LastChange) < c.opts.
 
 // open reports whether a run of status (as shown) has not closed.
 func open(status string) bool {
-	return status == string(workflow.StatusRunning) || status == string(workflow.StatusSuspended)
+	return status == string(workflow.StatusRunning) || status == string(workflow.StatusSuspended) || status == string(workflow.StatusQueued)
 }
 
 // judge decides r's verdict and findings.

@@ -40,6 +40,9 @@ func Decide(st *State, def *definition.Definition) []events.Event {
 		// a resume.
 		return nil
 	}
+	if c := def.Concurrency; c != nil && !st.Admitted {
+		return w.queue(c)
+	}
 	if def.Timeout > 0 && st.TimeoutTimerID == "" {
 		w.emit(events.Event{Type: events.TypeTimerScheduled, TimerScheduled: &events.TimerScheduled{
 			TimerID: WorkflowTimeoutTimerID(st.Retries), Due: st.Now.Add(def.Timeout)}})
@@ -90,6 +93,45 @@ func Decide(st *State, def *definition.Definition) []events.Event {
 			WorkflowCompleted: &events.WorkflowCompleted{Output: out}})}
 	}
 	return nil
+}
+
+// queue keeps a run of a definition with concurrency waiting for a slot:
+// it records the run's key (evaluated once, over the input), then a timer
+// that looks at the slot again, one at a time. The shell admits the run
+// (WorkflowAdmitted) once it holds a slot.
+func (w *walker) queue(c *definition.RunConcurrency) []events.Event {
+	st := w.st
+	if !st.Queued {
+		key := ""
+		if c.Key != nil {
+			v, err := c.Key.Eval(w.scope("", nil))
+			if err == nil {
+				key, err = queueKey(v)
+			}
+			if err != nil {
+				return []events.Event{w.ev(events.Event{Type: events.TypeWorkflowFailed, WorkflowFailed: &events.WorkflowFailed{
+					Error: events.Error{Type: exprErrType(err), Message: "concurrency.key: " + err.Error()}}})}
+			}
+		}
+		return []events.Event{w.ev(events.Event{Type: events.TypeWorkflowQueued, WorkflowQueued: &events.WorkflowQueued{Key: key}})}
+	}
+	if st.AdmitTimerID != "" {
+		return nil
+	}
+	return []events.Event{w.ev(events.Event{Type: events.TypeTimerScheduled, TimerScheduled: &events.TimerScheduled{
+		TimerID: AdmissionTimerID(st.AdmitChecks), Due: st.Now.Add(admissionWait(st.AdmitChecks))}})}
+}
+
+// queueKey is the concurrency key a key expression's value v names: a
+// string as it is, a number or bool as written in JSON.
+func queueKey(v any) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case int64, float64, bool:
+		return fmt.Sprint(x), nil
+	}
+	return "", fmt.Errorf("the key is %T; want a string, number or bool", v)
 }
 
 // Advance decides and applies until the workflow waits on the outside,
@@ -1009,12 +1051,18 @@ func AcceptTimer(st *State, t events.TimerDue, now time.Time) (ev events.Event, 
 		return events.Event{}, false, true
 	}
 	var at time.Time
-	if t.Path == "" {
+	switch {
+	case t.Path == "" && IsAdmissionTimer(t.TimerID):
+		if st.AdmitTimerID != t.TimerID || st.Status != StatusRunning {
+			return events.Event{}, false, true
+		}
+		at = st.AdmitAt
+	case t.Path == "":
 		if st.TimeoutTimerID != t.TimerID || st.TimedOut {
 			return events.Event{}, false, true
 		}
 		at = st.TimeoutAt
-	} else {
+	default:
 		s := st.Steps[t.Path]
 		if s == nil || s.Status != StepWaiting || s.TimerID != t.TimerID || s.TimedOut {
 			return events.Event{}, false, true

@@ -53,6 +53,8 @@ func (m Mover) String() string {
 	case MoverTimer:
 		due := m.Due.UTC().Format(time.RFC3339)
 		switch {
+		case m.Path == "" && IsAdmissionTimer(m.TimerID):
+			return fmt.Sprintf("queued for a slot of its definition's concurrency; looks again at %s", due)
 		case m.Path == "":
 			return fmt.Sprintf("workflow timeout due %s", due)
 		case m.Signal != "":
@@ -96,6 +98,9 @@ func Movers(st *State) []Mover {
 		case s.Status == StepSuspended:
 			out = append(out, Mover{Kind: MoverResume, Path: path, Task: s.Task})
 		}
+	}
+	if st.AdmitTimerID != "" {
+		out = append(out, Mover{Kind: MoverTimer, TimerID: st.AdmitTimerID, Due: st.AdmitAt})
 	}
 	if st.TimeoutTimerID != "" && !st.TimedOut {
 		out = append(out, Mover{Kind: MoverTimer, TimerID: st.TimeoutTimerID, Due: st.TimeoutAt})

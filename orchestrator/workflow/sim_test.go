@@ -135,6 +135,12 @@ func (g *simGen) definition() map[string]any {
 	if g.chance("timeout?", 4) {
 		d["timeout"] = fmt.Sprintf("%ds", rapid.IntRange(20, 200).Draw(g.t, "timeout"))
 	}
+	switch g.intn("concurrency?", 6) {
+	case 1:
+		d["concurrency"] = map[string]any{"limit": 1}
+	case 2:
+		d["concurrency"] = map[string]any{"key": "${ input.n }", "limit": 2}
+	}
 	switch g.intn("output", 20) {
 	case 1, 2:
 		d["output"] = "${ input.n }"
@@ -893,8 +899,8 @@ func (s *sim) crossCheck(a, b *workflow.State, d simDelivery, input, decided []e
 	// Once decisions settle, no wait they follow is left waiting while a
 	// signal of its name is pending: each signal satisfies a wait
 	// (docs/language.md, "wait"). A suspended workflow keeps its signals
-	// for after the resume.
-	if a.Status == workflow.StatusRunning && a.Suspended == 0 {
+	// for after the resume, and a queued one for after its admission.
+	if a.Shown() == workflow.StatusRunning {
 		for _, p := range a.Order {
 			w := a.Steps[p]
 			if w.Kind == "wait" && w.Status == workflow.StepWaiting && s.live(a, m, p) &&
@@ -1051,6 +1057,7 @@ func (s *sim) act() {
 		action{1, s.cancel},
 		action{1, s.redrive},
 		action{1, s.resume},
+		action{2, s.admit},
 		action{1, func() { s.clock = s.clock.Add(time.Duration(1+s.draw("tick", 20)) * time.Second) }},
 	)
 	total := 0
@@ -1127,6 +1134,18 @@ func (s *sim) resume() {
 	s.resumes++
 	s.logf("resume")
 	s.external(events.Event{Type: events.TypeWorkflowResumed, WorkflowResumed: &events.WorkflowResumed{}})
+}
+
+// admit records that a queued run took a slot, as the shell does once it
+// holds one (more than once too: an admission is recorded again when a
+// crash cut the first short of the shell's memory).
+func (s *sim) admit() {
+	st := s.fold(false)
+	if st.Shown() != workflow.StatusQueued {
+		return
+	}
+	s.logf("admit")
+	s.external(events.Event{Type: events.TypeWorkflowAdmitted, WorkflowAdmitted: &events.WorkflowAdmitted{}})
 }
 
 // firstTimer returns the index of the pending timer due first.
@@ -1248,6 +1267,10 @@ func (s *sim) drain() {
 			s.process(d, false)
 			continue
 		}
+		if s.fold(false).Shown() == workflow.StatusQueued {
+			s.admit()
+			continue
+		}
 		if i := slices.IndexFunc(s.tasks, func(t *simTask) bool { return !t.done }); i >= 0 {
 			s.execute(s.tasks[i], true)
 			continue
@@ -1335,6 +1358,13 @@ func (s *sim) illegal(st *workflow.State, e events.Event, m *simModel, rest []ev
 		!(st.TimedOut && e.Type == events.TypeWorkflowFailed) {
 		return fmt.Sprintf("decided on instead of closing (cancel requested %v, timed out %v)", st.CancelRequested, st.TimedOut), ""
 	}
+	// A run of a definition with concurrency decides nothing but its queue
+	// (its key, then a look at its slot) until it is admitted.
+	if s.def.Concurrency != nil && !st.Admitted && e.Type != events.TypeWorkflowQueued &&
+		!(e.TimerScheduled != nil && workflow.IsAdmissionTimer(e.TimerScheduled.TimerID)) &&
+		e.Type != events.TypeWorkflowCanceled && !(st.TimedOut && e.Type == events.TypeWorkflowFailed) {
+		return fmt.Sprintf("decided %s before the run was admitted", e.Type), ""
+	}
 	// A suspended workflow decides nothing else until it is resumed.
 	if st.Suspended > 0 && !st.CancelRequested && !st.TimedOut {
 		return fmt.Sprintf("decided on while %d steps are suspended", st.Suspended), ""
@@ -1403,7 +1433,11 @@ func (s *sim) illegal(st *workflow.State, e events.Event, m *simModel, rest []ev
 			return fmt.Sprintf("step %s started again while %s", path, status()), ""
 		}
 	case events.TypeTimerScheduled:
-		if path == "" {
+		if path == "" && workflow.IsAdmissionTimer(e.TimerScheduled.TimerID) {
+			if !st.Queued || st.Admitted || st.AdmitTimerID != "" {
+				return "a look at the slot scheduled while not waiting for one, or twice", ""
+			}
+		} else if path == "" {
 			if st.TimeoutTimerID != "" {
 				return "the workflow timeout scheduled again", ""
 			}
@@ -1475,6 +1509,10 @@ func (s *sim) illegal(st *workflow.State, e events.Event, m *simModel, rest []ev
 		}
 	case events.TypeSearchAttributesSet:
 		return s.illegalSearch(st, step, e.SearchAttributesSet), ""
+	case events.TypeWorkflowQueued:
+		if s.def.Concurrency == nil || st.Queued {
+			return "queued without concurrency, or again", ""
+		}
 	case events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled:
 	default:
 		return "not a decision", ""

@@ -129,6 +129,6 @@ func (st *State) normalize() error {
 			return fmt.Errorf("step %q in order but not in steps", path)
 		}
 	}
-	utc(&st.TimeoutAt, &st.Created, &st.Closed, &st.Now)
+	utc(&st.TimeoutAt, &st.AdmitAt, &st.Created, &st.Closed, &st.Now)
 	return err
 }

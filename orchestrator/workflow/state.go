@@ -24,8 +24,15 @@ const (
 // (State.Shown); State.Status stays StatusRunning.
 const StatusSuspended Status = "SUSPENDED"
 
+// StatusQueued is how a running workflow that waits for a slot of its
+// definition's concurrency is shown (State.Shown); State.Status stays
+// StatusRunning.
+const StatusQueued Status = "QUEUED"
+
 // Terminal reports whether the status is final.
-func (s Status) Terminal() bool { return s != StatusRunning && s != StatusSuspended && s != "" }
+func (s Status) Terminal() bool {
+	return s != StatusRunning && s != StatusSuspended && s != StatusQueued && s != ""
+}
 
 // StepStatus is a step's lifecycle state. A step that has not started has
 // no entry in State.Steps (or, in histories redriven by earlier releases,
@@ -176,6 +183,18 @@ type State struct {
 
 	CancelRequested bool
 	CancelReason    string
+
+	// Queued: the run is under its definition's concurrency, with key
+	// QueueKey; it begins once Admitted (it holds a slot). AdmitChecks
+	// counts the timers that look at its slot again while it waits, the
+	// pending one AdmitTimerID, due at AdmitAt.
+	Queued       bool
+	QueueKey     string
+	Admitted     bool
+	AdmitChecks  int
+	AdmitTimerID string
+	AdmitAt      time.Time
+
 	// Retries counts redrives.
 	Retries int
 
@@ -331,6 +350,14 @@ func (st *State) dispatch(e events.Event) error {
 		st.stepSuspended(e.StepSuspended, e.Time)
 	case events.TypeWorkflowResumed:
 		st.workflowResumed()
+	case events.TypeWorkflowQueued:
+		if st.Status == StatusRunning {
+			st.Queued, st.QueueKey = true, e.WorkflowQueued.Key
+		}
+	case events.TypeWorkflowAdmitted:
+		if st.Status == StatusRunning && st.Queued {
+			st.Admitted, st.AdmitTimerID = true, ""
+		}
 	case events.TypeSearchAttributesSet:
 		st.searchAttributesSet(e.SearchAttributesSet)
 	default:
@@ -443,6 +470,10 @@ func (st *State) signalReceived(p *events.SignalReceived) {
 // timerFired marks the workflow, or the waiting step, whose timer fired as
 // timed out; a stale timer changes nothing.
 func (st *State) timerFired(p *events.TimerFired) {
+	if p.Path == "" && p.TimerID == st.AdmitTimerID {
+		st.AdmitTimerID = ""
+		return
+	}
 	if p.Path == "" {
 		if p.TimerID == st.TimeoutTimerID {
 			st.TimedOut = true
@@ -490,6 +521,11 @@ func (st *State) stepSkipped(p *events.StepSkipped, t time.Time) {
 
 // timerScheduled sets the workflow timeout (empty path) or starts a sleep.
 func (st *State) timerScheduled(p *events.TimerScheduled, t time.Time) {
+	if p.Path == "" && strings.HasPrefix(p.TimerID, admissionTimerPrefix) {
+		st.AdmitChecks++
+		st.AdmitTimerID, st.AdmitAt = p.TimerID, p.Due
+		return
+	}
 	if p.Path == "" {
 		st.TimeoutTimerID, st.TimeoutAt, st.TimedOut = p.TimerID, p.Due, false
 		return
@@ -545,8 +581,10 @@ func (st *State) workflowRetried() {
 		}
 	}
 	st.Suspended = 0
-	// A redrive gets a fresh workflow timeout.
+	// A redrive gets a fresh workflow timeout, and a queued run waits for
+	// a slot again: it gave its own back when it failed.
 	st.TimedOut, st.TimeoutTimerID = false, ""
+	st.Admitted, st.AdmitTimerID = false, ""
 }
 
 func (st *State) stepSuspended(p *events.StepSuspended, t time.Time) {
@@ -579,7 +617,11 @@ func (st *State) workflowResumed() {
 // Shown returns the status the workflow is shown with: StatusSuspended
 // for a running workflow that has a suspended step, else Status.
 func (st *State) Shown() Status {
-	if st.Status == StatusRunning && st.Suspended > 0 {
+	switch {
+	case st.Status != StatusRunning:
+	case st.Queued && !st.Admitted:
+		return StatusQueued
+	case st.Suspended > 0:
 		return StatusSuspended
 	}
 	return st.Status
@@ -607,6 +649,24 @@ func (st *State) step(path string, t time.Time) *Step {
 func TimerID(path string, gen int) string {
 	r := strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_")
 	return fmt.Sprintf("t%d_%s", gen, r.Replace(path))
+}
+
+// admissionTimerPrefix starts the ids of the timers that look at a queued
+// run's slot again.
+const admissionTimerPrefix = "admission_"
+
+// AdmissionTimerID returns the id of a queued run's n-th timer that looks
+// at its slot again.
+func AdmissionTimerID(n int) string { return fmt.Sprintf("%s%d", admissionTimerPrefix, n) }
+
+// IsAdmissionTimer reports whether a timer id is one of AdmissionTimerID.
+func IsAdmissionTimer(id string) bool { return strings.HasPrefix(id, admissionTimerPrefix) }
+
+// admissionWait is how long a queued run waits before its n-th look at
+// its slot (counting from 0): 5 s doubling to 2 min. A run of its key
+// closing admits the next at once; these looks are the safety net.
+func admissionWait(n int) time.Duration {
+	return min(5*time.Second<<min(n, 5), 2*time.Minute)
 }
 
 // WorkflowTimeoutTimerID is the id of the workflow timeout's timer after

@@ -42,6 +42,10 @@ const (
 	// else of the run moves but what was in flight until ResumeWorkflow (or
 	// CancelWorkflow). The run is open.
 	WorkflowStatus_WORKFLOW_STATUS_SUSPENDED WorkflowStatus = 5
+	// The run is recorded and waits for a slot of its definition's
+	// concurrency (concurrency: { key, limit }); it begins, in start order
+	// per key, when a run of its key closes. The run is open.
+	WorkflowStatus_WORKFLOW_STATUS_QUEUED WorkflowStatus = 6
 )
 
 // Enum value maps for WorkflowStatus.
@@ -53,6 +57,7 @@ var (
 		3: "WORKFLOW_STATUS_FAILED",
 		4: "WORKFLOW_STATUS_CANCELED",
 		5: "WORKFLOW_STATUS_SUSPENDED",
+		6: "WORKFLOW_STATUS_QUEUED",
 	}
 	WorkflowStatus_value = map[string]int32{
 		"WORKFLOW_STATUS_UNSPECIFIED": 0,
@@ -61,6 +66,7 @@ var (
 		"WORKFLOW_STATUS_FAILED":      3,
 		"WORKFLOW_STATUS_CANCELED":    4,
 		"WORKFLOW_STATUS_SUSPENDED":   5,
+		"WORKFLOW_STATUS_QUEUED":      6,
 	}
 )
 
@@ -2130,14 +2136,15 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x18\n" +
-	"\x16ResumeWorkflowResponse*\xc6\x01\n" +
+	"\x16ResumeWorkflowResponse*\xe2\x01\n" +
 	"\x0eWorkflowStatus\x12\x1f\n" +
 	"\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17WORKFLOW_STATUS_RUNNING\x10\x01\x12\x1d\n" +
 	"\x19WORKFLOW_STATUS_COMPLETED\x10\x02\x12\x1a\n" +
 	"\x16WORKFLOW_STATUS_FAILED\x10\x03\x12\x1c\n" +
 	"\x18WORKFLOW_STATUS_CANCELED\x10\x04\x12\x1d\n" +
-	"\x19WORKFLOW_STATUS_SUSPENDED\x10\x05*\xf5\x01\n" +
+	"\x19WORKFLOW_STATUS_SUSPENDED\x10\x05\x12\x1a\n" +
+	"\x16WORKFLOW_STATUS_QUEUED\x10\x06*\xf5\x01\n" +
 	"\n" +
 	"StepStatus\x12\x1b\n" +
 	"\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +

@@ -1,0 +1,103 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// SlotsBucket holds, per definition and concurrency key, the runs that
+// hold one of the key's slots and those queued for one, in start order
+// (definition-level concurrency: docs/language.md, "Flow control").
+const SlotsBucket = "weft-slots"
+
+// Slots is one concurrency key's entry: the runs holding its slots and the
+// runs queued for one, first come first.
+type Slots struct {
+	Holders []string `msgpack:"h"`
+	Queue   []string `msgpack:"q"`
+}
+
+// slotKey maps a definition and a concurrency key one-to-one onto a KV key.
+func slotKey(def, key string) string {
+	enc := base64.RawURLEncoding
+	return "s." + enc.EncodeToString([]byte(def)) + "." + enc.EncodeToString([]byte(key))
+}
+
+// openSlots creates or updates the slots bucket.
+func (s *Store) openSlots(ctx context.Context) (err error) {
+	s.slots, err = s.ensureBucket(ctx, jetstream.KeyValueConfig{
+		Bucket:      SlotsBucket,
+		Description: "Weft definition-level concurrency: per definition and key, the runs holding a slot and those queued",
+		Storage:     s.cfg.Storage,
+		Replicas:    s.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("eventstore: create bucket %s: %w", SlotsBucket, err)
+	}
+	return nil
+}
+
+// UpdateSlots changes the slots of definition def's key: change edits the
+// entry as read (it may be called again when another writer came first),
+// then queued runs take free slots, first come first, up to limit. It
+// returns the entry as stored and the runs that took a slot in this
+// update. An entry change leaves unchanged is not written.
+func (s *Store) UpdateSlots(ctx context.Context, def, key string, limit int, change func(*Slots)) (Slots, []string, error) {
+	k := slotKey(def, key)
+	for {
+		var cur Slots
+		var rev uint64
+		e, err := s.slots.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return Slots{}, nil, fmt.Errorf("eventstore: read slots of %s: %w", def, err)
+		default:
+			rev = e.Revision()
+			if err := msgpack.Unmarshal(e.Value(), &cur); err != nil {
+				return Slots{}, nil, fmt.Errorf("eventstore: slots of %s: %w", def, err)
+			}
+		}
+		next := Slots{Holders: slices.Clone(cur.Holders), Queue: slices.Clone(cur.Queue)}
+		change(&next)
+		var took []string
+		for len(next.Holders) < limit && len(next.Queue) > 0 {
+			took = append(took, next.Queue[0])
+			next.Holders, next.Queue = append(next.Holders, next.Queue[0]), next.Queue[1:]
+		}
+		if slices.Equal(next.Holders, cur.Holders) && slices.Equal(next.Queue, cur.Queue) {
+			return cur, nil, nil
+		}
+		b, err := msgpack.Marshal(next)
+		if err != nil {
+			return Slots{}, nil, err
+		}
+		if rev == 0 {
+			_, err = s.slots.Create(ctx, k, b)
+		} else {
+			_, err = s.slots.Update(ctx, k, b, rev)
+		}
+		if err == nil {
+			return next, took, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
+			return Slots{}, nil, fmt.Errorf("eventstore: write slots of %s: %w", def, err)
+		}
+		if ctx.Err() != nil {
+			return Slots{}, nil, ctx.Err()
+		}
+	}
+}
+
+// isWrongSequence reports whether err is a KV update's revision check
+// failing: another writer came first.
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
