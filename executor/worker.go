@@ -330,6 +330,17 @@ func (w *Worker) attemptOf(ctx context.Context, typ string, d *eventstore.Delive
 	return attempt, true
 }
 
+// Holds reports whether the worker holds the commands of definition def:
+// it is paused, as far as the worker's copy of the pauses says (false
+// before Start).
+func (w *Worker) Holds(def string) bool {
+	if w.pauses == nil {
+		return false
+	}
+	_, paused := w.pauses.Paused(def)
+	return paused
+}
+
 // Held commands are given back for heldDelay times their delivery count,
 // up to heldMaxDelay: a command released by a resume runs within
 // heldMaxDelay, and a long pause costs one delivery per held command every
