@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
@@ -86,9 +87,15 @@ func holding(t *testing.T, def string, want bool, nodes ...*node.Node) {
 // noCallsFor fails the test if c is called within d.
 func noCallsFor(t *testing.T, c *calls, d time.Duration) {
 	t.Helper()
+	callsStayFor(t, c, 0, d)
+}
+
+// callsStayFor fails the test if c's calls are not n throughout d.
+func callsStayFor(t *testing.T, c *calls, n int, d time.Duration) {
+	t.Helper()
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if n := c.count(); n > 0 {
-			t.Fatalf("%d attempts started while the definition was paused", n)
+		if got := c.count(); got != n {
+			t.Fatalf("%d attempts started while the definition was paused", got-n)
 		}
 	}
 }
@@ -125,6 +132,7 @@ func TestPauseHoldsEveryAttemptUntilResume(t *testing.T) {
 		ids = append(ids, e.start("held", fmt.Sprintf("held-%d", i), fmt.Sprintf(`{"n": %d}`, i)))
 	}
 	noCallsFor(t, c, 3*time.Second)
+	e.healthy() // held runs are waiting for an executor, not stuck
 	for _, id := range ids {
 		if w := e.get(id); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING {
 			t.Fatalf("%s while paused: %v", id, w.Status)
@@ -253,4 +261,77 @@ func TestPauseErrors(t *testing.T) {
 	if err != nil || got.Msg.Definition.GetPause().GetReason() != "second" {
 		t.Fatalf("GetDefinition: %v, %v", got, err)
 	}
+}
+
+// A child workflow is governed by its own definition's pause: a paused
+// parent starts its child, whose tasks run, and holds its own next task; a
+// parent that is not paused waits for a paused child.
+func TestPauseGovernsEachDefinitionOfAChildTree(t *testing.T) {
+	c := &calls{}
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{"count": c.handler}})
+	e.putDef("name: kid\nsteps:\n  - { id: k, task: count, input: 7 }\n")
+	e.putDef(`
+name: mom
+steps:
+  - { id: child, workflow: kid }
+  - { id: after, task: echo, input: "${ steps.child.output }" }
+`)
+	e.pause("mom", "")
+	holding(t, "mom", true, e.node)
+	id := e.start("mom", "mom-1", "")
+	eventually(t, 10*time.Second, "the child of a paused parent to run its task", func() bool { return c.count() == 1 })
+	eventually(t, 10*time.Second, "the child's result to reach the paused parent", func() bool {
+		for _, ev := range e.history(id) {
+			if ev.Type == "StepCompleted" && ev.StepPath == "child" {
+				return true
+			}
+		}
+		return false
+	})
+	e.pause("kid", "")
+	e.resume("mom")
+	holding(t, "mom", false, e.node)
+	holding(t, "kid", true, e.node)
+	if w := e.waitClosed(id, 10*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != "7" {
+		t.Fatalf("mom-1: %v", w)
+	}
+
+	id = e.start("mom", "mom-2", "")
+	callsStayFor(t, c, 1, time.Second)
+	e.resume("kid")
+	if w := e.waitClosed(id, 10*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("mom-2: %v", w)
+	}
+}
+
+// Triggers of a paused definition still record their runs, which complete
+// after the resume.
+func TestPauseTriggerStillRecordsItsRun(t *testing.T) {
+	c := &calls{}
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{"count": c.handler}})
+	e.putDef(`
+name: onevent
+triggers:
+  - { subject: pause.events, id: "${ 'ev-' + string(event.n) }" }
+steps:
+  - { id: a, task: count, input: "${ input }" }
+`)
+	e.pause("onevent", "")
+	holding(t, "onevent", true, e.node)
+	nc := e.ns.Connect(t)
+	js, _ := jetstream.New(nc)
+	waitCaptured(t, js, "pause.events")
+	if err := nc.Publish("pause.events", []byte(`{"n": 1}`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the trigger's run to be recorded", func() bool {
+		_, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: "ev-1"}))
+		return err == nil
+	})
+	noCallsFor(t, c, time.Second)
+	e.resume("onevent")
+	if w := e.waitClosed("ev-1", 10*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("ev-1: %v", w)
+	}
+	c.onlyFirstAttempts(t)
 }
