@@ -173,26 +173,11 @@ func (s *Store) WatchPauses(ctx context.Context) (*Pauses, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: watch pauses: %w", err)
 	}
-	ready := make(chan struct{})
-	go func() {
-		defer func() { _ = w.Stop() }()
-		initial := true
-		for e := range w.Updates() {
-			if e == nil {
-				if initial {
-					initial = false
-					close(ready)
-				}
-				continue
-			}
-			var pause Pause
-			ok := e.Operation() == jetstream.KeyValuePut && msgpack.Unmarshal(e.Value(), &pause) == nil
-			p.set(e.Key(), pause, ok, e.Created())
-		}
-		if initial {
-			close(ready)
-		}
-	}()
+	ready := watchEntries(w, func(e jetstream.KeyValueEntry) {
+		var pause Pause
+		ok := e.Operation() == jetstream.KeyValuePut && msgpack.Unmarshal(e.Value(), &pause) == nil
+		p.set(e.Key(), pause, ok, e.Created())
+	})
 	select {
 	case <-ready:
 		return p, nil
