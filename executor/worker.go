@@ -66,6 +66,7 @@ func (c Config) Validate() error {
 // registered with it. It keeps no state of its own: attempts, backoff and
 // redelivery after a crash are JetStream's (nak with delay, ack wait,
 // in-progress heartbeats), so any number of workers can share the work.
+// (It keeps a copy of the definitions' pauses, which JetStream holds.)
 type Worker struct {
 	store    *eventstore.Store
 	cfg      Config
