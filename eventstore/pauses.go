@@ -44,6 +44,9 @@ func (s *Store) PauseDefinition(ctx context.Context, name string, p Pause) error
 	if !validKeyPart(name) {
 		return fmt.Errorf("definition %q: %w", name, ErrNotFound)
 	}
+	if s.pauses == nil {
+		return errors.New("eventstore: this store has no pauses bucket (opened with OpenExisting)")
+	}
 	p.Time = p.Time.UTC()
 	data, err := msgpack.Marshal(p)
 	if err != nil {
@@ -70,7 +73,7 @@ func (s *Store) ResumeDefinition(ctx context.Context, name string) error {
 // DefinitionPause returns definition name's pause, and whether it is
 // paused.
 func (s *Store) DefinitionPause(ctx context.Context, name string) (Pause, bool, error) {
-	if !validKeyPart(name) {
+	if !validKeyPart(name) || s.pauses == nil {
 		return Pause{}, false, nil
 	}
 	e, err := s.pauses.Get(ctx, name)
@@ -89,6 +92,9 @@ func (s *Store) DefinitionPause(ctx context.Context, name string) (Pause, bool, 
 
 // DefinitionPauses returns the pause of every paused definition, by name.
 func (s *Store) DefinitionPauses(ctx context.Context) (map[string]Pause, error) {
+	if s.pauses == nil {
+		return map[string]Pause{}, nil // OpenExisting on a Weft from before pauses
+	}
 	w, err := s.pauses.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: list pauses: %w", err)

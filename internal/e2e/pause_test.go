@@ -14,6 +14,7 @@ import (
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/internal/node"
+	"github.com/weftworks/weft/orchestrator/doctor"
 )
 
 // calls counts a task handler's calls and the attempt numbers it ran.
@@ -133,6 +134,10 @@ func TestPauseHoldsEveryAttemptUntilResume(t *testing.T) {
 	}
 	noCallsFor(t, c, 3*time.Second)
 	e.healthy() // held runs are waiting for an executor, not stuck
+	rep, err := doctor.Check(ctx(t), e.node.Store, doctor.Options{All: true})
+	if err != nil || rep.Paused != len(ids) {
+		t.Fatalf("doctor: %v paused, %v", rep, err)
+	}
 	for _, id := range ids {
 		if w := e.get(id); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING {
 			t.Fatalf("%s while paused: %v", id, w.Status)
