@@ -206,8 +206,8 @@ steps:
 	c.onlyFirstAttempts(t)
 }
 
-// A pause outlives the node that saw it put: a node started again holds
-// the definition's commands until it is resumed.
+// A pause outlives the node that saw it put, and a restart of NATS: a
+// node started again holds the definition's commands until it is resumed.
 func TestPauseSurvivesARestart(t *testing.T) {
 	c := &calls{}
 	o := envOpts{handlers: map[string]executor.Handler{"count": c.handler}}
@@ -225,6 +225,12 @@ func TestPauseSurvivesARestart(t *testing.T) {
 		t.Fatal("the restarted executor does not know the pause")
 	}
 	id := e.start("held", "after-restart", `{"n": 1}`)
+	noCallsFor(t, c, time.Second)
+	// And NATS too.
+	e.restart(o)
+	if !e.node.Worker.Holds("held") {
+		t.Fatal("the executor does not know the pause after NATS restarted")
+	}
 	noCallsFor(t, c, time.Second)
 	got, err := e.defs.GetDefinition(ctx(t), connect.NewRequest(&weftv1.GetDefinitionRequest{Name: "held"}))
 	if err != nil || got.Msg.Definition.GetPause().GetReason() != "maintenance" {
