@@ -36,7 +36,8 @@ type Verdict string
 const (
 	// Moving: something in flight will move it on.
 	Moving Verdict = "moving"
-	// Waiting: only a signal will move it on.
+	// Waiting: only a signal, or a resume of its suspended steps, will
+	// move it on.
 	Waiting Verdict = "waiting"
 	// Stuck: nothing will move it on.
 	Stuck Verdict = "stuck"
@@ -78,8 +79,8 @@ type Run struct {
 	Findings []Finding `json:"findings,omitempty"`
 	// LastChange is when its history last changed.
 	LastChange time.Time `json:"last_change,omitzero"`
-	// Paused: it runs and its definition is paused, so its task steps
-	// wait for the resume (weft def resume).
+	// Paused: it is open (running or suspended) and its definition is
+	// paused, so its task steps wait for the resume (weft def resume).
 	Paused bool `json:"paused,omitempty"`
 }
 
@@ -107,7 +108,7 @@ type Report struct {
 	Stuck   int `json:"stuck"`
 	// Drifted counts the runs the index disagrees about.
 	Drifted int `json:"drifted"`
-	// Paused counts the running runs whose definition is paused.
+	// Paused counts the open runs whose definition is paused.
 	Paused int `json:"paused"`
 	// Problems are the runs stuck or drifted, by id.
 	Problems []Run `json:"problems"`
@@ -213,7 +214,7 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 		if !r.indexed && r.st == nil {
 			continue // a child that does not exist: its parent says so
 		}
-		if r.Status == string(workflow.StatusRunning) {
+		if open(r.Status) {
 			rep.Running++
 			if _, r.Paused = pauses[r.st.Definition]; r.Paused {
 				rep.Paused++
@@ -360,7 +361,7 @@ func (c *checker) load(ctx context.Context, r *run) error {
 			}
 		}
 	}
-	r.st, r.Status = st, string(st.Status)
+	r.st, r.Status = st, string(st.Shown())
 	if r.Definition == "" {
 		r.Definition = st.Definition
 	}
@@ -369,6 +370,11 @@ func (c *checker) load(ctx context.Context, r *run) error {
 
 // recent reports whether r's history changed within the grace period.
 func (c *checker) recent(r *run) bool { return c.now.Sub(r.LastChange) < c.opts.Grace }
+
+// open reports whether a run of status (as shown) has not closed.
+func open(status string) bool {
+	return status == string(workflow.StatusRunning) || status == string(workflow.StatusSuspended)
+}
 
 // judge decides r's verdict and findings.
 func (c *checker) judge(ctx context.Context, r *run) error {
@@ -382,7 +388,7 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 	case c.recent(r):
 		r.Movers = workflow.Movers(r.st)
 		r.Verdict = Moving
-		if r.Status != string(workflow.StatusRunning) {
+		if !open(r.Status) {
 			r.Verdict = Closed
 		}
 		return nil
@@ -391,7 +397,7 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 	case r.IndexStatus != r.Status:
 		r.add(FindingDrifted, "index says %s, history says %s", r.IndexStatus, r.Status)
 	}
-	if r.Status != string(workflow.StatusRunning) {
+	if !open(r.Status) {
 		r.Verdict = Closed
 		return nil
 	}
@@ -422,7 +428,9 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 	switch {
 	case len(stuck) > 0:
 		r.Verdict = Stuck
-	case len(r.Movers) > 0 && !slices.ContainsFunc(r.Movers, func(m workflow.Mover) bool { return m.Kind != workflow.MoverSignal }):
+	case len(r.Movers) > 0 && !slices.ContainsFunc(r.Movers, func(m workflow.Mover) bool {
+		return m.Kind != workflow.MoverSignal && m.Kind != workflow.MoverResume
+	}):
 		r.Verdict = Waiting
 	default:
 		r.Verdict = Moving
