@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
@@ -17,10 +19,37 @@ import (
 const SlotsBucket = "weft-slots"
 
 // Slots is one concurrency key's entry: the runs holding its slots and the
-// runs queued for one, first come first.
+// runs queued for one, in start order.
 type Slots struct {
-	Holders []string `msgpack:"h"`
-	Queue   []string `msgpack:"q"`
+	Holders []string    `msgpack:"h"`
+	Queue   []QueuedRun `msgpack:"q"`
+}
+
+// QueuedRun is a run waiting for a slot, with the time it started.
+type QueuedRun struct {
+	ID      string    `msgpack:"id"`
+	Started time.Time `msgpack:"at"`
+}
+
+// Enqueue puts run id, started at started, in the queue in start order
+// (ties by id), unless it holds a slot or is queued already.
+func (s *Slots) Enqueue(id string, started time.Time) {
+	if slices.Contains(s.Holders, id) || slices.ContainsFunc(s.Queue, func(q QueuedRun) bool { return q.ID == id }) {
+		return
+	}
+	i, _ := slices.BinarySearchFunc(s.Queue, QueuedRun{ID: id, Started: started}, func(a, b QueuedRun) int {
+		if c := a.Started.Compare(b.Started); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	s.Queue = slices.Insert(s.Queue, i, QueuedRun{ID: id, Started: started})
+}
+
+// Remove takes run id out of the holders and the queue.
+func (s *Slots) Remove(id string) {
+	s.Holders = slices.DeleteFunc(s.Holders, func(h string) bool { return h == id })
+	s.Queue = slices.DeleteFunc(s.Queue, func(q QueuedRun) bool { return q.ID == id })
 }
 
 // slotKey maps a definition and a concurrency key one-to-one onto a KV key.
@@ -68,8 +97,8 @@ func (s *Store) UpdateSlots(ctx context.Context, def, key string, limit int, cha
 		change(&next)
 		var took []string
 		for len(next.Holders) < limit && len(next.Queue) > 0 {
-			took = append(took, next.Queue[0])
-			next.Holders, next.Queue = append(next.Holders, next.Queue[0]), next.Queue[1:]
+			took = append(took, next.Queue[0].ID)
+			next.Holders, next.Queue = append(next.Holders, next.Queue[0].ID), next.Queue[1:]
 		}
 		if slices.Equal(next.Holders, cur.Holders) && slices.Equal(next.Queue, cur.Queue) {
 			return cur, nil, nil

@@ -983,12 +983,10 @@ func (sh *shard) reconcileSlot(ctx context.Context, wf string, e *entry) error {
 		limit = def.Concurrency.Limit
 	}
 	slots, took, err := sh.o.store.UpdateSlots(ctx, st.Definition, st.QueueKey, limit, func(s *eventstore.Slots) {
-		switch {
-		case closed:
-			s.Holders = slices.DeleteFunc(s.Holders, func(id string) bool { return id == wf })
-			s.Queue = slices.DeleteFunc(s.Queue, func(id string) bool { return id == wf })
-		case !slices.Contains(s.Holders, wf) && !slices.Contains(s.Queue, wf):
-			s.Queue = append(s.Queue, wf)
+		if closed {
+			s.Remove(wf)
+		} else {
+			s.Enqueue(wf, st.Created)
 		}
 	})
 	if err != nil {

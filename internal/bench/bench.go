@@ -366,7 +366,9 @@ func pollClosed(wf weftv1connect.WorkflowServiceClient) clientFunc {
 			if err != nil {
 				return err
 			}
-			if st := res.Msg.GetWorkflow().GetStatus(); st != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING && st != weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED {
+			switch res.Msg.GetWorkflow().GetStatus() {
+			case weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING, weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED, weftv1.WorkflowStatus_WORKFLOW_STATUS_QUEUED:
+			default:
 				return nil
 			}
 			select {

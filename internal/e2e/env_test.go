@@ -177,14 +177,16 @@ func (e *env) get(id string) *weftv1.Workflow {
 	return resp.Msg.Workflow
 }
 
-// waitClosed polls until the workflow is closed (not running, nor
-// suspended).
+// waitClosed polls until the workflow is closed (not running, suspended
+// or queued).
 func (e *env) waitClosed(id string, within time.Duration) *weftv1.Workflow {
 	e.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		w := e.get(id)
-		if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING && w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED {
+		switch w.Status {
+		case weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING, weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED, weftv1.WorkflowStatus_WORKFLOW_STATUS_QUEUED:
+		default:
 			return w
 		}
 		if time.Now().After(deadline) {
