@@ -269,7 +269,10 @@ type pathEvents struct {
 	// (a catch completes the step it handled without an attempt).
 	taskCompleted, taskFailed int
 	completed, failed         int
-	skipped                   int
+	// suspended counts StepSuspended events: the last attempts of the
+	// step's schedulings that suspended it.
+	suspended int
+	skipped   int
 	// completedNow, startedNow and waitStartedNow count since the last
 	// redrive: a redrive may run a loop again.
 	completedNow, startedNow, waitStartedNow int
@@ -399,7 +402,10 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 		problem(r, "signal not sent (%s): %v", label, r.signalErr)
 	}
 	if r.actionErr != nil {
-		problem(r, "cancel or redrive not done (%s): %v", label, r.actionErr)
+		problem(r, "cancel, redrive or resume not done (%s): %v", label, r.actionErr)
+	}
+	if r.suspendedView != "" {
+		problem(r, "shown SUSPENDED otherwise than planned (%s): %s", label, r.suspendedView)
 	}
 	if p.redrive != nil && !r.redriven && r.final != nil && closedStatus(r.final.Status) {
 		problem(r, "not redriven (%s): it first closed %s with %v, the redrive waits for %s at %q", label,
@@ -476,6 +482,8 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 			}
 		case "StepSkipped":
 			pe.skipped++
+		case "StepSuspended":
+			pe.suspended++
 		case "StepStarted":
 			pe.startedNow++
 			if pe.startedNow > 1 {
@@ -558,8 +566,14 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 				dup("step %s gen %d scheduled %d times", path, gen, n)
 			}
 		}
-		if n := len(pe.scheduled); n > 1 && !p.mayRunAgain(path) || n > 2 {
-			dup("step %s scheduled in %d generations; a redrive runs again only %v", path, n, p.redrivePaths())
+		// A redrive runs again the steps it releases, each resume the
+		// suspended step.
+		gens := 1 + btoi(p.mayRunAgain(path))
+		if p.suspend != nil && path == p.suspend.step {
+			gens += counts["WorkflowResumed"]
+		}
+		if n := len(pe.scheduled); n > gens {
+			dup("step %s scheduled in %d generations; a redrive runs again only %v, a resume the suspended step", path, n, p.redrivePaths())
 		}
 		if n := pe.childStarted; n > 1 && !p.mayRunAgain(path) || n > 2 {
 			dup("step %s started %d children", path, n)
@@ -585,6 +599,11 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 	if !asExpected && r.started {
 		problem(r, "%s", diagnose(hist))
 	}
+	if p.suspend != nil && asExpected {
+		for _, msg := range checkSuspended(p, hist, ledger) {
+			problem(r, "%s", msg)
+		}
+	}
 
 	// The ledger must have seen every task that completed, and every
 	// effect of a workflow that ended as expected, and at least the
@@ -596,7 +615,7 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 		if pe == nil {
 			pe = &pathEvents{}
 		}
-		recorded := pe.failedAtts + pe.taskCompleted + pe.taskFailed
+		recorded := pe.failedAtts + pe.taskCompleted + pe.taskFailed + pe.suspended
 		if pe.taskCompleted == 0 {
 			if asExpected && slices.Contains(p.effects, path) {
 				res.Mismatches++
