@@ -3,11 +3,16 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
 
+	"github.com/weftworks/weft/eventstore"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/orchestrator/doctor"
 )
 
 // The suspended shape: a step whose calls the ledger refuses runs out of
@@ -38,6 +43,9 @@ func (d *driver) resume(ctx context.Context, r *run) error {
 		}
 		if round == 1 {
 			r.suspendedView = suspendedView(wf, s)
+			if why := d.h.doctorWaits(ctx, p.id); why != "" {
+				r.suspendedView = strings.TrimPrefix(r.suspendedView+"; doctor: "+why, "; ")
+			}
 			for _, sig := range p.signals {
 				if r.signalErr = d.signal(ctx, r, sig); r.signalErr != nil {
 					return nil
@@ -48,8 +56,55 @@ func (d *driver) resume(ctx context.Context, r *run) error {
 		if err := d.resumeOnce(ctx, p.id, round); err != nil {
 			return err
 		}
+		r.resumes = round
 		seen = int(stepOf(wf, s.step).GetAttempts())
 	}
+}
+
+// doctorWait bounds the time the stuck and drift detector has to find a
+// suspended run waiting.
+const doctorWait = 30 * time.Second
+
+// doctorWaits runs the stuck and drift detector, without a grace period,
+// until it finds run id waiting, with no finding, and returns ""; or,
+// when doctorWait passes first, what it found last.
+func (h *Harness) doctorWaits(ctx context.Context, id string) string {
+	ctx, cancel := context.WithTimeout(ctx, doctorWait)
+	defer cancel()
+	var nc *nats.Conn
+	var store *eventstore.Store
+	defer func() {
+		if nc != nil {
+			nc.Close()
+		}
+	}()
+	last := "not run"
+	err := poll(ctx, time.Second, func() (bool, error) {
+		if store == nil {
+			var err error
+			if nc, store, err = h.openStore(ctx); err != nil {
+				last = err.Error()
+				return false, nil
+			}
+		}
+		rep, err := doctor.Check(ctx, store, doctor.Options{Grace: time.Nanosecond, All: true})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		i := slices.IndexFunc(rep.Runs, func(r doctor.Run) bool { return r.ID == id })
+		if i < 0 {
+			last = "it does not list the run"
+			return false, nil
+		}
+		r := rep.Runs[i]
+		last = fmt.Sprintf("verdict %s, findings %v, movers %v", r.Verdict, r.Findings, r.Movers)
+		return r.Verdict == doctor.Waiting && len(r.Findings) == 0, nil
+	})
+	if err == nil {
+		return ""
+	}
+	return last
 }
 
 // resumeOnce calls ResumeWorkflow for the round'th suspension of workflow
@@ -79,6 +134,21 @@ func (d *driver) resumeOnce(ctx context.Context, id string, round int) error {
 		}
 		return err
 	})
+}
+
+// suspendedNote says how often the harness resumed the runs of the
+// suspended shape, or returns "" when there are none.
+func suspendedNote(runs []*run) string {
+	n, resumes, again := 0, 0, 0
+	for _, r := range runs {
+		if r.plan.suspend != nil && r.started {
+			n, resumes, again = n+1, resumes+r.resumes, again+btoi(r.resumes > 1)
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("suspended: %d runs resumed %d times (%d suspended again after a resume)", n, resumes, again)
 }
 
 // stepOf returns the step of wf at path, or nil.

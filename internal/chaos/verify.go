@@ -209,6 +209,9 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 		pct := func(p float64) time.Duration { return durations[max(0, int(math.Ceil(p*float64(n)))-1)] }
 		res.P50, res.P99, res.Max = pct(0.50), pct(0.99), durations[n-1]
 	}
+	if note := suspendedNote(runs); note != "" {
+		res.Notes = append(res.Notes, note)
+	}
 	res.Notes = append(res.Notes, res.ShapeLine())
 	return nil
 }
@@ -216,19 +219,14 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 // doctor opens the run's store as Weft's parts do and runs checkDoctor
 // over it.
 func (h *Harness) doctor(ctx context.Context, res *Result) {
-	nc, err := nats.Connect(h.natsURLs, nats.Timeout(2*time.Second), nats.Name("weft-chaos-doctor"))
+	octx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	nc, store, err := h.openStore(octx)
 	if err != nil {
-		res.Notes = append(res.Notes, fmt.Sprintf("doctor not run: connect: %v", err))
+		res.Notes = append(res.Notes, fmt.Sprintf("doctor not run: %v", err))
 		return
 	}
 	defer nc.Close()
-	octx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	store, err := eventstore.OpenExisting(octx, nc, storeConfig)
-	if err != nil {
-		res.Notes = append(res.Notes, fmt.Sprintf("doctor not run: open the store: %v", err))
-		return
-	}
 	counts, findings, err := checkDoctor(octx, store)
 	if err != nil {
 		res.Problems = append(res.Problems, fmt.Sprintf("doctor: %v", err))
@@ -240,8 +238,23 @@ func (h *Harness) doctor(ctx context.Context, res *Result) {
 	}
 }
 
-// checkDoctor is the one place the stuck and drift detector is called:
-// `weft doctor`'s check over the run's store. It returns the counts of
+// openStore connects to the run's NATS cluster and opens its store as
+// Weft's parts do; the caller closes the connection.
+func (h *Harness) openStore(ctx context.Context) (*nats.Conn, *eventstore.Store, error) {
+	nc, err := nats.Connect(h.natsURLs, nats.Timeout(2*time.Second), nats.Name("weft-chaos-doctor"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	store, err := eventstore.OpenExisting(ctx, nc, storeConfig)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("open the store: %w", err)
+	}
+	return nc, store, nil
+}
+
+// checkDoctor is `weft doctor`'s check, with its defaults, over the run's
+// store once every workflow closed. It returns the counts of
 // workflows it finds stuck and drifted, and a line per finding.
 func checkDoctor(ctx context.Context, store *eventstore.Store) (DoctorCounts, []string, error) {
 	rep, err := doctor.Check(ctx, store, doctor.Options{})

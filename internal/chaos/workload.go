@@ -37,8 +37,10 @@ type run struct {
 	// retention) before the harness read its close.
 	deleted bool
 	// suspendedView is what GetWorkflow showed wrong of a run when it was
-	// first suspended ("" when it showed it as it must).
+	// first suspended ("" when it showed it as it must), and resumes
+	// counts the harness's resumes of it.
 	suspendedView string
+	resumes       int
 }
 
 // errClosedEarly marks a workflow that closed before the harness could do
