@@ -1,12 +1,18 @@
 package chaos
 
 import (
+	"context"
+	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 )
 
 // suspendHistory builds a history from "Type[@attempt][:path]" items, a
@@ -70,6 +76,52 @@ func TestCheckSuspended(t *testing.T) {
 		got := strings.Join(checkSuspended(p, suspendHistory(tt.hist...), tt.ledger), "\n")
 		if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
 			t.Errorf("%s: problems %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// fakeResumes is a WorkflowService whose ResumeWorkflow answers lost
+// first: the first call records the resume when landing is set and
+// answers UNAVAILABLE; later calls answer FAILED_PRECONDITION, as for a
+// run no longer suspended. GetHistory shows the resume once recorded.
+type fakeResumes struct {
+	weftv1connect.UnimplementedWorkflowServiceHandler
+	landing bool
+	calls   atomic.Int64
+	resumed atomic.Bool
+}
+
+func (f *fakeResumes) ResumeWorkflow(context.Context, *connect.Request[weftv1.ResumeWorkflowRequest]) (*connect.Response[weftv1.ResumeWorkflowResponse], error) {
+	if f.calls.Add(1) == 1 {
+		f.resumed.Store(f.landing)
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("answer lost"))
+	}
+	return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("only SUSPENDED workflows can be resumed"))
+}
+
+func (f *fakeResumes) GetHistory(context.Context, *connect.Request[weftv1.GetHistoryRequest]) (*connect.Response[weftv1.GetHistoryResponse], error) {
+	items := []string{"StepSuspended@2:charge"}
+	if f.resumed.Load() {
+		items = append(items, "WorkflowResumed")
+	}
+	return connect.NewResponse(&weftv1.GetHistoryResponse{Events: suspendHistory(items...)}), nil
+}
+
+// A resume whose answer was lost is not made again once the history shows
+// it; a FAILED_PRECONDITION for a resume the history does not show is an
+// error.
+func TestResumeWhoseAnswerWasLost(t *testing.T) {
+	for _, landing := range []bool{true, false} {
+		f := &fakeResumes{landing: landing}
+		d := awaitDriver(t, f)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := d.resumeOnce(ctx, "suspended", 1)
+		cancel()
+		switch {
+		case landing && (err != nil || f.calls.Load() != 1):
+			t.Errorf("landed: %v after %d calls; want nil after 1", err, f.calls.Load())
+		case !landing && connect.CodeOf(err) != connect.CodeFailedPrecondition:
+			t.Errorf("not landed: %v after %d calls; want FAILED_PRECONDITION", err, f.calls.Load())
 		}
 	}
 }
