@@ -244,12 +244,12 @@ func (p *page) shows(sel, want string) {
 	p.until(fmt.Sprintf("%s to show %q", sel, want), fmt.Sprintf(`[...document.querySelectorAll(%q)].some(e => e.innerText.includes(%q))`, sel, want))
 }
 
-// evalFloat runs js and returns its number.
+// evalFloat runs js and returns its number (a promise's, once settled).
 func (p *page) evalFloat(js string) float64 {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[float64](js))
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[float64](js, chromedp.EvalAwaitPromise))
 	if err != nil {
 		p.t.Fatalf("evaluate %s: %v", js, err)
 	}

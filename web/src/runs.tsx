@@ -41,7 +41,6 @@ export function RunsPage({ search }: { search: string }) {
 
   useEffect(() => {
     let live = true;
-    const t0 = performance.now();
     workflows
       .listWorkflows({ status: statusOf(f.status), definition: f.definition, idPrefix: f.id, query: f.q, pageSize, pageToken: f.page })
       .then(
@@ -50,8 +49,9 @@ export function RunsPage({ search }: { search: string }) {
           setRows(r.workflows);
           setNext(r.nextPageToken);
           setError(null);
+          // For the browser tests' measurements: when the first page showed.
           requestAnimationFrame(() => {
-            (window as any).__weftListMs = performance.now() - t0;
+            (window as any).__weftListShown ??= performance.now();
           });
         },
         (e) => live && setError(errorText(e)),

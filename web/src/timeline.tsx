@@ -134,6 +134,10 @@ export function Timeline({ model }: { model: Model }) {
   const [scroll, setScroll] = useState(0);
   const [width, setWidth] = useState(800);
   useEffect(() => {
+    // For the browser tests' measurements: when a timeline first showed.
+    (window as any).__weftTimelineShown ??= performance.now();
+  }, []);
+  useEffect(() => {
     const el = box.current;
     if (!el) return;
     const ro = new ResizeObserver(() => setWidth(el.clientWidth));
