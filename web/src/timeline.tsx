@@ -151,6 +151,7 @@ export function Timeline({ model }: { model: Model }) {
   const first = Math.max(0, Math.floor(scroll / rowH) - 2);
   const last = Math.min(model.rows.length, first + viewRows + 5);
   const height = Math.min(model.rows.length, viewRows) * rowH + 28;
+  // The box's borders come on top of the drawing's height.
   const ticks = useMemo(() => axisTicks(span, 6), [span]);
   const visible = model.rows.slice(first, last);
   let bars = 0;
@@ -174,7 +175,7 @@ export function Timeline({ model }: { model: Model }) {
         tabIndex={0}
         role="img"
         aria-label={`Timeline of ${model.rows.length} steps over ${fmtDuration(span)}`}
-        style={{ height: `${height}px` }}
+        style={{ height: `${height + 2}px` }}
         onScroll={(e) => setScroll(e.currentTarget.scrollTop)}
       >
         <div style={{ height: `${model.rows.length * rowH + 28}px`, position: "relative" }}>
