@@ -10,7 +10,9 @@ import { A } from "./router";
 import { Badge, ErrorBox, fmtDuration, fmtTime, Json, Section } from "./ui";
 import { buildTimeline, Timeline } from "./timeline";
 
-const historyPage = 1000;
+// historyPage is the GetHistory page size: small enough that decoding one
+// page is a short task.
+const historyPage = 500;
 const tableStep = 200;
 
 export function RunPage({ id }: { id: string }) {
@@ -76,9 +78,20 @@ function RunView({ wf, events, error, onChanged }: { wf: Workflow; events: Histo
   const created = date(wf.createdTime);
   const closed = date(wf.closedTime);
   const status = statusName(wf.status);
-  const started = events.find((e) => e.type === "WorkflowStarted");
-  const parent = (valueJson(started?.data) as any)?.parent as { workflow_id: string; step_path: string } | undefined;
-  const children = events.filter((e) => e.type === "ChildStarted").map((e) => ({ path: e.stepPath, ...((valueJson(e.data) as any) ?? {}) }));
+  const { started, parent, children } = useMemo(() => {
+    const started = events.find((e) => e.type === "WorkflowStarted");
+    const parent = (valueJson(started?.data) as any)?.parent as { workflow_id: string; step_path: string } | undefined;
+    const children = events.filter((e) => e.type === "ChildStarted").map((e) => ({ path: e.stepPath, ...((valueJson(e.data) as any) ?? {}) }));
+    return { started, parent, children };
+  }, [events]);
+  // The tables come a frame after the timeline, so that neither makes one
+  // long task of a big run's first render.
+  const [tables, setTables] = useState(false);
+  useEffect(() => {
+    if (tables || events.length === 0) return;
+    const t = setTimeout(() => setTables(true), 0);
+    return () => clearTimeout(t);
+  }, [events.length > 0]);
   const [now, setNow] = useState(Date.now());
   useEffect(() => {
     if (wf.status !== WorkflowStatus.RUNNING) return;
@@ -152,7 +165,7 @@ function RunView({ wf, events, error, onChanged }: { wf: Workflow; events: Histo
         {events.length === 0 ? <div class="placeholder tl-placeholder" aria-busy="true" /> : <Timeline model={model} />}
       </Section>
       <Section title="Steps" id="steps">
-        <Steps wf={wf} />
+        {tables ? <Steps wf={wf} /> : <div class="placeholder" aria-busy="true" />}
       </Section>
       {wf.searchAttributes && Object.keys(wf.searchAttributes).length > 0 && (
         <Section title="Search attributes">
@@ -169,7 +182,7 @@ function RunView({ wf, events, error, onChanged }: { wf: Workflow; events: Histo
         </Section>
       )}
       <Section title="History" id="history">
-        <History events={events} />
+        {tables ? <History events={events} /> : <div class="placeholder" aria-busy="true" />}
       </Section>
     </div>
   );
