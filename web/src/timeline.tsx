@@ -126,7 +126,6 @@ export function durMs(s: string): number {
 }
 
 const rowH = 22;
-const labelW = 220;
 const viewRows = 18;
 
 export function Timeline({ model }: { model: Model }) {
@@ -146,13 +145,15 @@ export function Timeline({ model }: { model: Model }) {
     return () => ro.disconnect();
   }, []);
   const span = model.end - model.start;
+  // The step labels take at most a third of a narrow screen.
+  const labelW = Math.min(220, Math.round(width / 3));
   const plotW = Math.max(120, width - labelW - 16);
   const x = (t: number) => labelW + ((t - model.start) / span) * plotW;
   const first = Math.max(0, Math.floor(scroll / rowH) - 2);
   const last = Math.min(model.rows.length, first + viewRows + 5);
   const height = Math.min(model.rows.length, viewRows) * rowH + 28;
   // The box's borders come on top of the drawing's height.
-  const ticks = useMemo(() => axisTicks(span, 6), [span]);
+  const ticks = useMemo(() => axisTicks(span, Math.max(2, Math.min(8, Math.floor(plotW / 110)))), [span, plotW]);
   const visible = model.rows.slice(first, last);
   let bars = 0;
   for (const r of model.rows) bars += r.bars.length;
@@ -195,7 +196,7 @@ export function Timeline({ model }: { model: Model }) {
               return (
                 <g class="tl-row" data-path={r.path}>
                   <text class="tl-label" x={4} y={y + 15}>
-                    {r.path.length > 30 ? "…" + r.path.slice(-29) : r.path}
+                    {clipLabel(r.path, Math.floor(labelW / 7))}
                     <title>{r.path}</title>
                   </text>
                   {r.bars.map((b) => {
@@ -219,6 +220,10 @@ export function Timeline({ model }: { model: Model }) {
       </div>
     </div>
   );
+}
+
+function clipLabel(s: string, n: number): string {
+  return s.length > n ? "…" + s.slice(-(n - 1)) : s;
 }
 
 function axisTicks(span: number, n: number): number[] {
