@@ -63,6 +63,17 @@ steps:
       - { id: label, task: echo, input: label }
   - { id: notify, task: echo, input: sent }
 `
+	defParent = `
+name: parent
+steps:
+  - { id: bill, workflow: greet }
+`
+	defGreet2 = `
+name: greet
+search: { customer: c-7 }
+steps:
+  - { id: hello, task: echo, input: hello again }
+`
 	defSignup = `
 name: signup
 input_schema:
@@ -85,7 +96,7 @@ func TestConsole(t *testing.T) {
 	b := newBrowser(t)
 	w := startWeft(t, nil, "")
 	p := &page{t: t, ctx: b, url: w.url}
-	for _, d := range []string{defGreet, defApproval, defFlaky, defOrders} {
+	for _, d := range []string{defGreet, defApproval, defFlaky, defOrders, defParent} {
 		w.mustPut(d)
 	}
 	schema := w.putDef(defSignup) == nil
@@ -95,14 +106,16 @@ func TestConsole(t *testing.T) {
 	for _, id := range []string{"greet-1", "greet-2", "greet-3"} {
 		w.start("greet", id)
 	}
-	for _, id := range []string{"approve-1", "hold-1", "hold-2"} {
+	for _, id := range []string{"approve-1", "approve-2", "hold-1", "hold-2"} {
 		w.start("approval", id)
 	}
 	w.start("flaky", "flaky-1")
+	w.start("parent", "parent-1")
+	w.waitStatus("parent-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED)
 	w.waitStatus("greet-3", weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED)
 	w.waitStatus("flaky-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED)
 	waitFor(t, "the waits to start", func() bool { return len(w.get("hold-2").Steps) == 2 })
-	w.waitIndexed("", 7)
+	w.waitIndexed("", 10)
 	w.waitIndexed("flaky", 1)
 	counts := countsAvailable(w)
 
@@ -111,20 +124,23 @@ func TestConsole(t *testing.T) {
 		p.open("/")
 		p.shows("table.runs", "greet-1")
 		p.shows("table.runs", "flaky-1")
-		p.until("newest first", `document.querySelector("table.runs tbody tr").dataset.id === "flaky-1"`)
+		p.until("newest first", `document.querySelector("table.runs tbody tr").dataset.id.startsWith("parent-1")`)
 		if counts {
 			p.shows(".counts", "failed 1")
-			p.shows(".counts", "all 7")
+			p.shows(".counts", "all 10")
 		} else {
 			p.shows(".counts", "not available")
 		}
 		p.screenshot("runs")
+		// The list refreshes by itself.
+		w.start("greet", "greet-4")
+		p.shows("table.runs", "greet-4")
 
 		p.choose(`select[name=status]`, "failed")
 		p.until("only the failed run", `location.search === "?status=failed" && [...document.querySelectorAll("table.runs tbody tr")].map(r => r.dataset.id).join() === "flaky-1"`)
 		p.choose(`select[name=status]`, "")
 		p.choose(`select[name=definition]`, "greet")
-		p.until("only greet runs", `(() => { const ids = [...document.querySelectorAll("table.runs tbody tr")].map(r => r.dataset.id); return ids.length === 3 && ids.every(i => i.startsWith("greet-")) })()`)
+		p.until("only greet runs", `(() => { const ids = [...document.querySelectorAll("table.runs tbody tr")].map(r => r.dataset.id); return ids.length === 5 && ids.every(i => i.startsWith("greet-") || i.startsWith("parent-1-bill-")) })()`)
 
 		if prefixAvailable(w) {
 			p.open("/")
@@ -136,7 +152,7 @@ func TestConsole(t *testing.T) {
 		p.open("/")
 		p.typeInto(`input[name=q]`, `search.customer == "c-7"`)
 		p.click("button", "Find")
-		p.until("runs the query picks", `(() => { const ids = [...document.querySelectorAll("table.runs tbody tr")].map(r => r.dataset.id); return ids.length === 3 && ids.every(i => i.startsWith("greet-")) })()`)
+		p.until("runs the query picks", `(() => { const ids = [...document.querySelectorAll("table.runs tbody tr")].map(r => r.dataset.id); return ids.length === 5 && ids.every(i => i.startsWith("greet-") || i.startsWith("parent-1-bill-")) })()`)
 		p.typeInto(`input[name=q]`, `search.customer ==`)
 		p.click("button", "Find")
 		p.shows(".error", "InvalidArgument")
@@ -177,6 +193,28 @@ func TestConsole(t *testing.T) {
 		p.shows("details.json", `"by": "ann"`)
 		p.shows("table.history", "SignalReceived")
 		w.waitStatus("approve-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED)
+
+		// A running run's page follows it live.
+		p.open("/workflows/approve-2")
+		p.shows("h1 .badge", "running")
+		p.shows("table.history", "WaitStarted")
+		if _, err := w.wf.SignalWorkflow(w.ctx(), connect.NewRequest(&weftv1.SignalWorkflowRequest{WorkflowId: "approve-2", Name: "approve"})); err != nil {
+			t.Fatal(err)
+		}
+		p.shows("h1 .badge", "completed")
+		p.shows("table.history", "WorkflowCompleted")
+	})
+
+	t.Run("children", func(t *testing.T) {
+		p.t = t
+		p.open("/workflows/parent-1")
+		p.shows("section[aria-label='Child runs']", "greet from step bill")
+		p.click("section[aria-label='Child runs'] a", "parent-1-bill-")
+		p.until("the child's page", `location.pathname.startsWith("/workflows/parent-1-bill-")`)
+		p.shows(".facts", "Parent")
+		p.click(".facts a", "parent-1")
+		p.until("back on the parent", `location.pathname === "/workflows/parent-1"`)
+		p.shows("h1", "parent-1")
 	})
 
 	t.Run("cancel", func(t *testing.T) {
@@ -223,6 +261,14 @@ func TestConsole(t *testing.T) {
 
 	t.Run("definitions", func(t *testing.T) {
 		p.t = t
+		w.mustPut(defGreet2)
+		p.open("/definitions/greet")
+		p.shows("h1", "revision 2")
+		p.shows("pre.source", "hello again")
+		p.choose("#revision", "1")
+		p.until("revision 1's source", `location.search === "?revision=1" && !document.querySelector("pre.source").innerText.includes("hello again")`)
+		p.shows("h1", "revision 1")
+
 		p.open("/definitions")
 		p.shows("table.defs", "orders")
 		p.click("table.defs a", "orders")

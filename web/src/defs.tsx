@@ -82,7 +82,7 @@ export function DefinitionPage({ name, search }: { name: string; search: string 
           <div class="facts-row">
             <label>
               Revision{" "}
-              <select value={String(def.revision)} onChange={(e) => navigate(withParams(`/definitions/${encodeURIComponent(name)}`, { revision: e.currentTarget.value }))}>
+              <select id="revision" value={String(def.revision)} onChange={(e) => navigate(withParams(`/definitions/${encodeURIComponent(name)}`, { revision: e.currentTarget.value }))}>
                 {Array.from({ length: Math.max(latest, def.revision) }, (_, i) => Math.max(latest, def.revision) - i).map((r) => (
                   <option value={String(r)}>
                     {r}
