@@ -3,8 +3,10 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,6 +28,9 @@ type Listing struct {
 	// is closed (and replaced) whenever it moves.
 	applied uint64
 	changed chan struct{}
+	// counts holds the number of entries by definition ("" for all) and
+	// status, kept as entries come, change and go.
+	counts map[string]map[string]int
 }
 
 // listedBefore orders summaries oldest first, ties by id.
@@ -47,7 +52,7 @@ func (s *Store) WatchListing(ctx context.Context) (*Listing, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: watch the workflow index: %w", err)
 	}
-	l := &Listing{byID: map[string]*Summary{}, changed: make(chan struct{}), applied: before}
+	l := &Listing{byID: map[string]*Summary{}, changed: make(chan struct{}), applied: before, counts: map[string]map[string]int{}}
 	for loaded := false; !loaded; {
 		select {
 		case <-ctx.Done():
@@ -72,6 +77,7 @@ func (s *Store) WatchListing(ctx context.Context) (*Listing, error) {
 	initial := make([]*Summary, 0, len(l.byID))
 	for _, sum := range l.byID {
 		initial = append(initial, sum)
+		l.count(sum, 1)
 	}
 	slices.SortFunc(initial, func(a, b *Summary) int {
 		if listedBefore(a, b) {
@@ -150,6 +156,9 @@ func (l *Listing) apply(e jetstream.KeyValueEntry) {
 	}
 	old := l.byID[e.Key()]
 	sum, ok := decodeEntry(e)
+	if old != nil {
+		l.count(old, -1)
+	}
 	if old != nil && (!ok || !sum.Created.Equal(old.Created)) {
 		l.asc = slices.DeleteFunc(l.asc, func(s *Summary) bool { return s == old })
 		delete(l.byID, e.Key())
@@ -158,6 +167,7 @@ func (l *Listing) apply(e jetstream.KeyValueEntry) {
 	if !ok {
 		return
 	}
+	l.count(sum, 1)
 	if old != nil {
 		*old = *sum
 		return
@@ -165,6 +175,45 @@ func (l *Listing) apply(e jetstream.KeyValueEntry) {
 	i := sort.Search(len(l.asc), func(i int) bool { return listedBefore(sum, l.asc[i]) })
 	l.asc = slices.Insert(l.asc, i, sum)
 	l.byID[sum.ID] = sum
+}
+
+// count adds d to the counts of sum's definition and status.
+func (l *Listing) count(sum *Summary, d int) {
+	for _, def := range []string{"", sum.Definition} {
+		m := l.counts[def]
+		if m == nil {
+			m = map[string]int{}
+			l.counts[def] = m
+		}
+		if m[sum.Status] += d; m[sum.Status] == 0 {
+			delete(m, sum.Status)
+		}
+		if len(m) == 0 {
+			delete(l.counts, def)
+		}
+		if sum.Definition == "" {
+			break // counted once, under ""
+		}
+	}
+}
+
+// Count returns the number of entries of each status, of definition def
+// ("" for all) and whose id starts with idPrefix. Without a prefix it
+// answers from counts kept as the index changes; with one it looks at
+// every entry.
+func (l *Listing) Count(def, idPrefix string) map[string]int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if idPrefix == "" {
+		return maps.Clone(l.counts[def])
+	}
+	out := map[string]int{}
+	for _, sum := range l.asc {
+		if (def == "" || sum.Definition == def) && strings.HasPrefix(sum.ID, idPrefix) {
+			out[sum.Status]++
+		}
+	}
+	return out
 }
 
 // Err reports whether the listing stopped following the index.

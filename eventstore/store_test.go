@@ -238,6 +238,12 @@ func TestListing(t *testing.T) {
 	if got := all(); got != "c:RUNNING,b:RUNNING,a:RUNNING" {
 		t.Fatalf("initial listing %s", got)
 	}
+	counts := func(def, prefix string) string {
+		return fmt.Sprint(l.Count(def, prefix))
+	}
+	if got := counts("d", ""); got != "map[RUNNING:3]" || counts("", "") != got || counts("other", "") != "map[]" {
+		t.Fatalf("initial counts %s, all %s, other %s", got, counts("", ""), counts("other", ""))
+	}
 	// Pages from a cursor; more says whether kept entries follow.
 	page, more := l.Page(0, "", 1, nil)
 	if ids(page) != "c:RUNNING" || !more {
@@ -277,6 +283,18 @@ func TestListing(t *testing.T) {
 	}
 	if got, want := all(), "d:RUNNING,c:RUNNING,a:COMPLETED,z:RUNNING"; got != want {
 		t.Fatalf("listing after changes %s, want %s", got, want)
+	}
+	// Counts follow the changes, kept or (with an id prefix) counted.
+	for _, tc := range []struct{ def, prefix, want string }{
+		{"d", "", "map[COMPLETED:1 RUNNING:3]"},
+		{"", "", "map[COMPLETED:1 RUNNING:3]"},
+		{"d", "z", "map[RUNNING:1]"},
+		{"", "a", "map[COMPLETED:1]"},
+		{"other", "a", "map[]"},
+	} {
+		if got := counts(tc.def, tc.prefix); got != tc.want {
+			t.Errorf("counts of %q with prefix %q: %s, want %s", tc.def, tc.prefix, got, tc.want)
+		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	cancel()

@@ -903,7 +903,7 @@ func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) err
 				return err
 			}
 			e.canceled = mark(e.canceled, s.ChildID)
-			if why != "" {
+			if why != nil {
 				continue
 			}
 			// A closed child needs no cancel (and one appended after it
@@ -1008,17 +1008,18 @@ func (o *Orchestrator) startSpan(ctx context.Context, name string, st *workflow.
 // (through the results stream, like any step outcome).
 func (sh *shard) startChild(ctx context.Context, parent string, s *workflow.Step, at time.Time) error {
 	why, err := sh.tryStartChild(ctx, parent, s, at)
-	if err != nil || why == "" {
+	if err != nil || why == nil {
 		return err
 	}
 	return sh.o.store.PublishResult(ctx, events.Result{WorkflowID: parent, Path: s.Path, Gen: s.Gen, Attempt: 1,
-		Outcome: events.OutcomeFailed, Time: at, Error: &events.Error{Type: workflow.ErrTypeChild, Message: why}})
+		Outcome: events.OutcomeFailed, Time: at, Error: why})
 }
 
 // tryStartChild starts the child workflow of step s unless it exists, and
-// says why when it cannot be started (its definition is not there, or its
-// id is another workflow's).
-func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.Step, at time.Time) (why string, err error) {
+// says why when it cannot be started: its definition is not there, or its
+// id is another workflow's (child_failed), or its input does not match the
+// definition's input_schema (invalid_input).
+func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.Step, at time.Time) (why *events.Error, err error) {
 	ref := &events.ParentRef{WorkflowID: parent, Path: s.Path, Gen: s.Gen}
 	ours := func() (bool, error) {
 		first, err := sh.o.store.First(ctx, s.ChildID)
@@ -1028,12 +1029,25 @@ func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.S
 		ws := first.Record.Events[0].WorkflowStarted
 		return first.Err == nil && ws != nil && ws.Parent != nil && *ws.Parent == *ref, nil
 	}
-	_, rec, err := sh.o.defs.Load(ctx, s.Task, 0)
+	childFailed := func(format string, args ...any) *events.Error {
+		return &events.Error{Type: workflow.ErrTypeChild, Message: fmt.Sprintf(format, args...)}
+	}
+	def, rec, err := sh.o.defs.Load(ctx, s.Task, 0)
 	if errors.Is(err, eventstore.ErrNotFound) {
-		return fmt.Sprintf("child definition %q not found: put it first", s.Task), nil
+		return childFailed("child definition %q not found: put it first", s.Task), nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("start child %s of %s: %w", s.ChildID, parent, err)
+		return nil, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent, err)
+	}
+	if err := def.CheckInput(s.ChildInput); err != nil {
+		// A child started before its definition took this schema runs on.
+		switch ok, ferr := ours(); {
+		case ok:
+			return nil, nil
+		case ferr != nil && !errors.Is(ferr, eventstore.ErrNotFound):
+			return nil, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent, ferr)
+		}
+		return &events.Error{Type: workflow.ErrTypeInvalidInput, Message: fmt.Sprintf("child definition %q: %v", rec.Name, err)}, nil
 	}
 	var zero uint64
 	_, err = sh.o.store.AppendExternal(ctx, s.ChildID, &zero, "start/"+s.ChildID+"/parent", events.Event{
@@ -1043,17 +1057,17 @@ func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.S
 	switch {
 	case err == nil:
 		sh.o.metrics.workflows.Started(rec.Name)
-		return "", nil
+		return nil, nil
 	case errors.Is(err, eventstore.ErrDuplicate):
-		return "", nil
+		return nil, nil
 	case errors.Is(err, eventstore.ErrConflict):
 		// Already started: by us, or the id is someone else's.
 		if ok, err := ours(); err != nil || ok {
-			return "", err
+			return nil, err
 		}
-		return fmt.Sprintf("child workflow id %q is taken by another workflow", s.ChildID), nil
+		return childFailed("child workflow id %q is taken by another workflow", s.ChildID), nil
 	}
-	return "", fmt.Errorf("start child %s of %s: %w", s.ChildID, parent, err)
+	return nil, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent, err)
 }
 
 // parentIdentity is the identity (events.Event.Identity) a child run's

@@ -59,6 +59,8 @@ type envOpts struct {
 	metrics *prometheus.Registry
 	// tracer, when set, is the node's TracerProvider.
 	tracer trace.TracerProvider
+	// localClock, when set, is the node's machine clock (node.Config.LocalClock).
+	localClock func() time.Time
 }
 
 func testLogger() *slog.Logger {
@@ -95,6 +97,7 @@ func (e *env) startNode(o envOpts, withOrch, withAPI bool) *node.Node {
 		Metrics: o.metrics,
 
 		TracerProvider: o.tracer,
+		LocalClock:     o.localClock,
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger()

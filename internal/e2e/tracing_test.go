@@ -113,7 +113,7 @@ func TestTracingOneRunOneTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ofRun := func(s otlptest.Span) bool { return s.Attrs["weft.workflow.id"] == "traced-1" }
+	ofRun := spansOfRun("traced-1")
 	var attempt otlptest.Span
 	eventually(t, 10*time.Second, "the run's spans", func() bool {
 		starts := recv.Spans(func(s otlptest.Span) bool { return strings.HasSuffix(s.Name, "/StartWorkflow") })
@@ -168,7 +168,7 @@ func TestTracingStartWithoutTraceparent(t *testing.T) {
 	if err := tp.ForceFlush(ctx(t)); err != nil {
 		t.Fatal(err)
 	}
-	ofRun := func(s otlptest.Span) bool { return s.Attrs["weft.workflow.id"] == "traced-2" }
+	ofRun := spansOfRun("traced-2")
 	eventually(t, 10*time.Second, "the run's spans", func() bool {
 		return len(recv.Spans(func(s otlptest.Span) bool { return strings.HasSuffix(s.Name, "/StartWorkflow") })) > 0 &&
 			len(recv.Spans(func(s otlptest.Span) bool { return ofRun(s) && s.Name == "weft.attempt" })) > 0
@@ -188,6 +188,18 @@ func TestTracingStartWithoutTraceparent(t *testing.T) {
 	}
 	if got := outside.received(); len(got) != 1 || !strings.HasPrefix(got[0], "00-"+start.TraceID+"-") {
 		t.Fatalf("the outside endpoint received traceparent %q, want one in trace %s", got, start.TraceID)
+	}
+	// The signal shows in the run's trace, linked to its request's span.
+	sig := recv.Spans(func(s otlptest.Span) bool { return ofRun(s) && s.Name == "weft.signal" })
+	req := recv.Spans(func(s otlptest.Span) bool { return strings.HasSuffix(s.Name, "/SignalWorkflow") })
+	if len(sig) != 1 || len(req) != 1 {
+		t.Fatalf("%d weft.signal spans of the run and %d SignalWorkflow spans, want one each", len(sig), len(req))
+	}
+	if want := req[0].TraceID + "/" + req[0].SpanID; len(sig[0].Links) != 1 || sig[0].Links[0] != want {
+		t.Fatalf("weft.signal links %v, want the request's span %s", sig[0].Links, want)
+	}
+	if req[0].Attrs["weft.workflow.id"] != "traced-2" {
+		t.Fatalf("the SignalWorkflow span has attributes %v, want weft.workflow.id", req[0].Attrs)
 	}
 }
 
@@ -217,4 +229,11 @@ func TestTracingChildJoinsParentTrace(t *testing.T) {
 			t.Errorf("span %s %v is in trace %s, want the parent's %s", s.Name, s.Attrs, s.TraceID, mum[0].TraceID)
 		}
 	}
+}
+
+// spansOfRun matches the spans Weft makes for run id, leaving out the API
+// requests' spans (named service/method), which are in their callers'
+// traces.
+func spansOfRun(id string) func(otlptest.Span) bool {
+	return func(s otlptest.Span) bool { return s.Attrs["weft.workflow.id"] == id && !strings.Contains(s.Name, "/") }
 }

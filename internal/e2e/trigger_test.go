@@ -369,6 +369,28 @@ steps: [ { id: s, task: echo, input: "${ input.at }" } ]
 	})
 }
 
+// publishThenClosed publishes msgs on subject, once a trigger captures
+// it, and waits for the run id that one of them starts to close.
+func (e *env) publishThenClosed(subject, id string, msgs ...string) *weftv1.Workflow {
+	e.t.Helper()
+	nc := e.ns.Connect(e.t)
+	js, _ := jetstream.New(nc)
+	waitCaptured(e.t, js, subject)
+	for _, m := range msgs {
+		if err := nc.Publish(subject, []byte(m)); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		e.t.Fatal(err)
+	}
+	eventually(e.t, 20*time.Second, "run "+id+" to start", func() bool {
+		_, err := e.wf.GetWorkflow(ctx(e.t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id}))
+		return err == nil
+	})
+	return e.waitClosed(id, 20*time.Second)
+}
+
 // A trigger input that the start refuses (nested too deep once the input
 // template wrapped the event) is recorded as a trigger failure and
 // skipped: the events behind it start their runs.
@@ -387,23 +409,8 @@ triggers:
 steps:
   - { id: handle, task: echo, input: "${ input }" }
 `)
-	nc := e.ns.Connect(t)
-	js, _ := jetstream.New(nc)
-	waitCaptured(t, js, "wrap.in")
 	deep := `{"n": 1, "v": ` + strings.Repeat("[", 60) + strings.Repeat("]", 60) + `}`
-	for _, m := range []string{deep, `{"n": 2}`} {
-		if err := nc.Publish("wrap.in", []byte(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 20*time.Second, "the event behind to start its run", func() bool {
-		_, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: "wrap-2"}))
-		return err == nil
-	})
-	if w := e.waitClosed("wrap-2", 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+	if w := e.publishThenClosed("wrap.in", "wrap-2", deep, `{"n": 2}`); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 		t.Fatalf("the event behind: %v", w.Status)
 	}
 	eventually(t, 20*time.Second, "the refused input to be recorded", func() bool {

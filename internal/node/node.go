@@ -72,9 +72,17 @@ type Config struct {
 	// (see internal/telemetry).
 	TracerProvider trace.TracerProvider
 
+	// LocalClock is this machine's clock, which the node bounds by the
+	// JetStream servers' (see eventstore.Clock) to stamp events and fire
+	// timers; a part's own Config.Now, when set, wins. Default time.Now.
+	LocalClock func() time.Time
+
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
 }
+
+// clockSync is how often a node compares its clock with JetStream's.
+const clockSync = 10 * time.Second
 
 // Node is a running set of parts.
 type Node struct {
@@ -83,6 +91,9 @@ type Node struct {
 	Orch  *orchestrator.Orchestrator
 	// Definitions is the cache of compiled definitions its parts share.
 	Definitions *runs.Definitions
+	// Clock is the node's clock bounded by JetStream's, which its parts
+	// stamp events with.
+	Clock *eventstore.Clock
 	// Triggers runs beside the orchestrator.
 	Triggers *trigger.Engine
 	Worker   *executor.Worker
@@ -99,6 +110,7 @@ type Node struct {
 	metricsHTTP *http.Server
 	stopAPI     context.CancelFunc
 	stopStreams context.CancelFunc
+	stopClock   context.CancelFunc
 	log         *slog.Logger
 }
 
@@ -126,6 +138,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	// One cache of compiled definitions serves every part.
 	n.Definitions = runs.NewDefinitions(n.Store)
+	n.startClock(ctx, cfg)
 	if cfg.Orchestrator != nil {
 		if err = n.startEngine(ctx, cfg); err != nil {
 			return n, err
@@ -203,6 +216,18 @@ func (n *Node) open(ctx context.Context, cfg Config) (err error) {
 	return nil
 }
 
+// startClock syncs the node's clock with JetStream's once, then every
+// clockSync until the node stops.
+func (n *Node) startClock(ctx context.Context, cfg Config) {
+	n.Clock = n.Store.NewClock(cfg.LocalClock)
+	if err := n.Clock.Sync(ctx); err != nil {
+		cfg.Logger.Warn("cannot compare the clock with JetStream's; using this machine's", "err", err)
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	n.stopClock = cancel
+	go n.Clock.Run(cctx, clockSync, cfg.Logger)
+}
+
 // startEngine starts the orchestrator and the trigger engine beside it.
 func (n *Node) startEngine(ctx context.Context, cfg Config) (err error) {
 	oc := *cfg.Orchestrator
@@ -210,13 +235,16 @@ func (n *Node) startEngine(ctx context.Context, cfg Config) (err error) {
 	config.Default(&oc.Definitions, n.Definitions)
 	config.Default(&oc.TracerProvider, cfg.TracerProvider)
 	config.Default(&oc.Metrics, cfg.Metrics)
+	if oc.Now == nil {
+		oc.Now = n.Clock.Now
+	}
 	if n.Orch, err = orchestrator.New(n.Store, oc); err != nil {
 		return err
 	}
 	if err = n.Orch.Start(ctx); err != nil {
 		return err
 	}
-	if n.Triggers, err = trigger.New(n.Store, trigger.Config{Logger: oc.Logger, Definitions: oc.Definitions, Metrics: oc.Metrics}); err != nil {
+	if n.Triggers, err = trigger.New(n.Store, trigger.Config{Logger: oc.Logger, Definitions: oc.Definitions, Metrics: oc.Metrics, Now: oc.Now}); err != nil {
 		return err
 	}
 	return n.Triggers.Start(ctx)
@@ -260,6 +288,9 @@ func (n *Node) startAPI(cfg Config) error {
 	config.Default(&ac.Definitions, n.Definitions)
 	config.Default(&ac.TracerProvider, cfg.TracerProvider)
 	config.Default(&ac.Metrics, cfg.Metrics)
+	if ac.Now == nil {
+		ac.Now = n.Clock.Now
+	}
 	if ac.Metrics != nil && cfg.MetricsAddr == "" {
 		ac.ServeMetrics = true
 	}
@@ -331,6 +362,9 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	if n.Orch != nil {
 		errs = append(errs, n.Orch.Stop(ctx))
+	}
+	if n.stopClock != nil {
+		n.stopClock()
 	}
 	if n.NC != nil {
 		n.NC.Close()

@@ -13,6 +13,7 @@ import (
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -21,6 +22,8 @@ import (
 type Span struct {
 	Name, TraceID, SpanID, ParentID, Service string
 	Attrs                                    map[string]string
+	// Links are the trace and span ids ("<trace>/<span>") the span links to.
+	Links []string
 }
 
 // Receiver accepts exports at POST /v1/traces.
@@ -60,7 +63,7 @@ func (r *Receiver) export(w http.ResponseWriter, req *http.Request) {
 		for _, ss := range rs.ScopeSpans {
 			for _, s := range ss.Spans {
 				r.spans = append(r.spans, Span{Name: s.Name, TraceID: hex.EncodeToString(s.TraceId), SpanID: hex.EncodeToString(s.SpanId),
-					ParentID: hex.EncodeToString(s.ParentSpanId), Service: service, Attrs: attrs(s.Attributes)})
+					ParentID: hex.EncodeToString(s.ParentSpanId), Service: service, Attrs: attrs(s.Attributes), Links: links(s.Links)})
 			}
 		}
 	}
@@ -93,6 +96,14 @@ func (r *Receiver) Spans(match func(Span) bool) []Span {
 		if match == nil || match(s) {
 			out = append(out, s)
 		}
+	}
+	return out
+}
+
+func links(ls []*tracepb.Span_Link) []string {
+	var out []string
+	for _, l := range ls {
+		out = append(out, hex.EncodeToString(l.TraceId)+"/"+hex.EncodeToString(l.SpanId))
 	}
 	return out
 }

@@ -284,7 +284,7 @@ func toConnect(err error) error {
 	switch {
 	case errors.As(err, &ce):
 		return ce
-	case errors.As(err, &de):
+	case errors.As(err, &de), errors.As(err, new(*definition.InputError)):
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	case errors.Is(err, eventstore.ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, err)

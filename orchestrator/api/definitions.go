@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/weftworks/weft/eventstore"
@@ -69,7 +70,7 @@ func (s *Server) GetDefinition(ctx context.Context, req *connect.Request[weftv1.
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	return connect.NewResponse(&weftv1.GetDefinitionResponse{Definition: defInfo(rec, true)}), nil
+	return connect.NewResponse(&weftv1.GetDefinitionResponse{Definition: s.defInfo(rec, true)}), nil
 }
 
 // ListDefinitions returns the latest revision of every definition.
@@ -80,15 +81,33 @@ func (s *Server) ListDefinitions(ctx context.Context, _ *connect.Request[weftv1.
 	}
 	resp := &weftv1.ListDefinitionsResponse{}
 	for _, r := range recs {
-		resp.Definitions = append(resp.Definitions, defInfo(r, false))
+		resp.Definitions = append(resp.Definitions, s.defInfo(r, false))
 	}
 	return connect.NewResponse(resp), nil
 }
 
-func defInfo(r eventstore.DefinitionRecord, withSource bool) *weftv1.DefinitionInfo {
+// defInfo describes stored revision r, with its input_schema; full adds
+// its source and its outline (what GetDefinition returns and
+// ListDefinitions leaves out). A revision that no longer compiles has
+// neither schema nor outline.
+func (s *Server) defInfo(r eventstore.DefinitionRecord, full bool) *weftv1.DefinitionInfo {
 	d := &weftv1.DefinitionInfo{Name: r.Name, Revision: int32(r.Revision), Hash: r.Hash, CreatedTime: timestamppb.New(r.Created), PutBy: r.PutBy}
-	if withSource {
+	if full {
 		d.Source = r.Source
+	}
+	plan, err := s.defs.Compile(r)
+	if err != nil {
+		return d
+	}
+	if plan.InputSchema != nil {
+		if d.InputSchema, err = structpb.NewStruct(plan.InputSchema); err != nil {
+			s.log.Warn("definition input_schema has no protobuf form", "definition", r.Name, "revision", r.Revision, "err", err)
+		}
+	}
+	if full {
+		if d.Outline, err = structpb.NewList(plan.Outline()); err != nil {
+			s.log.Warn("definition outline has no protobuf form", "definition", r.Name, "revision", r.Revision, "err", err)
+		}
 	}
 	return d
 }

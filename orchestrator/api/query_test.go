@@ -169,3 +169,86 @@ func BenchmarkListQuery(b *testing.B) {
 		}
 	}
 }
+
+// counts renders a CountWorkflows answer as "total: STATUS=n ...".
+func counts(t *testing.T, c weftv1connect.WorkflowServiceClient, def, prefix string) string {
+	t.Helper()
+	resp, err := c.CountWorkflows(context.Background(), connect.NewRequest(&weftv1.CountWorkflowsRequest{Definition: def, IdPrefix: prefix}))
+	if err != nil {
+		t.Fatalf("CountWorkflows(%q, %q): %v", def, prefix, err)
+	}
+	out := fmt.Sprint(resp.Msg.Total, ":")
+	for _, n := range resp.Msg.Counts {
+		out += fmt.Sprintf(" %s=%d", strings.TrimPrefix(n.Status.String(), "WORKFLOW_STATUS_"), n.Count)
+	}
+	return out
+}
+
+// CountWorkflows counts runs by status in the order of WorkflowStatus,
+// of a definition or all, and of an id prefix; ListWorkflows takes the
+// prefix with its other filters and paging.
+func TestCountWorkflowsAndIDPrefix(t *testing.T) {
+	sums := orders(40) // 14 COMPLETED, 26 RUNNING
+	for i := range 5 {
+		sums = append(sums, eventstore.Summary{ID: fmt.Sprintf("refund-%d", i), Definition: "refund", Revision: 1,
+			Status: []string{"FAILED", "CANCELED", "RUNNING"}[i%3], Created: day0.Add(time.Duration(i) * time.Minute), Seq: 1})
+	}
+	c := indexedAPI(t, sums)
+	for _, tc := range []struct{ def, prefix, want string }{
+		{"", "", "45: RUNNING=27 COMPLETED=14 FAILED=2 CANCELED=2"},
+		{"order", "", "40: RUNNING=26 COMPLETED=14"},
+		{"refund", "", "5: RUNNING=1 FAILED=2 CANCELED=2"},
+		{"nosuch", "", "0:"},
+		{"", "order-1", "11: RUNNING=8 COMPLETED=3"}, // order-1, order-10..19
+		{"refund", "order-", "0:"},
+		{"", "refund-", "5: RUNNING=1 FAILED=2 CANCELED=2"},
+	} {
+		if got := counts(t, c, tc.def, tc.prefix); got != tc.want {
+			t.Errorf("counts of %q with prefix %q: %s, want %s", tc.def, tc.prefix, got, tc.want)
+		}
+	}
+	var ids []string
+	tok := ""
+	for {
+		resp, err := c.ListWorkflows(context.Background(), connect.NewRequest(&weftv1.ListWorkflowsRequest{
+			IdPrefix: "order-1", Status: weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING, PageSize: 2, PageToken: tok}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range resp.Msg.Workflows {
+			ids = append(ids, w.Id)
+		}
+		if tok = resp.Msg.NextPageToken; tok == "" {
+			break
+		}
+	}
+	if got, want := strings.Join(ids, " "), "order-19 order-17 order-16 order-14 order-13 order-11 order-10 order-1"; got != want {
+		t.Fatalf("running runs with prefix order-1 listed %s, want %s", got, want)
+	}
+}
+
+// BenchmarkCountWorkflows times CountWorkflows over an index of
+// WEFT_LIST_N runs (default 50,000): of one definition from the counts
+// kept, and of an id prefix by a look at every run.
+func BenchmarkCountWorkflows(b *testing.B) {
+	n := 50000
+	if v := os.Getenv("WEFT_LIST_N"); v != "" {
+		n, _ = strconv.Atoi(v)
+	}
+	c := indexedAPI(b, orders(n))
+	ctx := context.Background()
+	for _, bc := range []struct{ name, prefix string }{{"definition", ""}, {"prefix", "order-4"}} {
+		b.Run(bc.name, func(b *testing.B) {
+			req := &weftv1.CountWorkflowsRequest{Definition: "order", IdPrefix: bc.prefix}
+			for b.Loop() {
+				resp, err := c.CountWorkflows(ctx, connect.NewRequest(req))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if resp.Msg.Total == 0 {
+					b.Fatal("nothing counted")
+				}
+			}
+		})
+	}
+}

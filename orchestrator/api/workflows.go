@@ -1,10 +1,12 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -237,34 +239,13 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 			return nil, err
 		}
 	}
-	// Every entry stored before this call is listed: wait (briefly) for
-	// the copy to apply the index's latest write.
-	seq, err := s.store.IndexSeq(ctx)
+	l, err := s.freshListing(ctx)
 	if err != nil {
-		return nil, toConnect(err)
-	}
-	var l *eventstore.Listing
-	for try := 0; ; try++ {
-		if l, err = s.currentListing(ctx); err != nil {
-			return nil, toConnect(err)
-		}
-		wctx, cancel := context.WithTimeout(ctx, listingWait)
-		err = l.WaitFor(wctx, seq)
-		cancel()
-		if err == nil || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			break // caught up, or serve what it has
-		}
-		if ctx.Err() != nil {
-			return nil, toConnect(ctx.Err())
-		}
-		if try > 0 {
-			return nil, toConnect(err)
-		}
-		// Its watcher ended: a new copy is made.
+		return nil, err
 	}
 	page, resume := l.Scan(cur.created, cur.id, size, scanBudget, func(sum eventstore.Summary) bool {
 		return (m.Definition == "" || sum.Definition == m.Definition) && (want == "" || sum.Status == want) &&
-			(q == nil || q.match(sum))
+			strings.HasPrefix(sum.ID, m.IdPrefix) && (q == nil || q.match(sum))
 	})
 	resp := &weftv1.ListWorkflowsResponse{}
 	for _, sum := range page {
@@ -274,6 +255,35 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 		resp.NextPageToken = strconv.FormatInt(resume.Created.UnixNano(), 10) + "." + resume.ID
 	}
 	return connect.NewResponse(resp), nil
+}
+
+// freshListing returns the live copy of the index once it reflects every
+// entry stored before this call, waiting (briefly, listingWait) for it to
+// apply the index's latest write; after that it serves what it has.
+func (s *Server) freshListing(ctx context.Context) (*eventstore.Listing, error) {
+	seq, err := s.store.IndexSeq(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	for try := 0; ; try++ {
+		l, err := s.currentListing(ctx)
+		if err != nil {
+			return nil, toConnect(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, listingWait)
+		err = l.WaitFor(wctx, seq)
+		cancel()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return l, nil // caught up, or serve what it has
+		}
+		if ctx.Err() != nil {
+			return nil, toConnect(ctx.Err())
+		}
+		if try > 0 {
+			return nil, toConnect(err)
+		}
+		// Its watcher ended: a new copy is made.
+	}
 }
 
 // listingWait bounds how long a ListWorkflows call waits for the listing
@@ -324,7 +334,7 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 	// A repeat of a signal recorded before the workflow closed is answered
 	// as it was the first time.
 	seen := func(st *workflow.State) bool { return m.RequestId != "" && st.SignalSeen(m.RequestId) }
-	if err := s.appendWhileRunning(ctx, m.WorkflowId, "signals", "signal/"+m.WorkflowId+"/"+reqID, ev, seen); err != nil {
+	if err := s.appendWhileRunning(ctx, m.WorkflowId, "signals", "signal/"+m.WorkflowId+"/"+reqID, "weft.signal", ev, seen); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&weftv1.SignalWorkflowResponse{}), nil
@@ -335,7 +345,7 @@ func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1
 	m := req.Msg
 	ev := events.Event{Type: events.TypeCancelRequested, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
 		CancelRequested: &events.CancelRequested{Reason: m.Reason}}
-	if err := s.appendWhileRunning(ctx, m.WorkflowId, "cancel requests", "cancel/"+m.WorkflowId, ev, nil); err != nil {
+	if err := s.appendWhileRunning(ctx, m.WorkflowId, "cancel requests", "cancel/"+m.WorkflowId, "weft.cancel", ev, nil); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&weftv1.CancelWorkflowResponse{}), nil
@@ -345,13 +355,15 @@ func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1
 // is conditional on the history read to check that, and read again when
 // it moved, so nothing is appended after the workflow closed. A workflow
 // that is not running refuses with FailedPrecondition (what names the
-// input), unless recorded says the input is in its history already.
-func (s *Server) appendWhileRunning(ctx context.Context, wf, what, msgID string, ev events.Event, recorded func(*workflow.State) bool) error {
+// input), unless recorded says the input is in its history already. The
+// request shows in the run's trace as a span named span.
+func (s *Server) appendWhileRunning(ctx context.Context, wf, what, msgID, span string, ev events.Event, recorded func(*workflow.State) bool) error {
 	v, err := s.readState(ctx, wf)
 	if err != nil {
 		return err
 	}
 	st := v.st
+	s.traceRun(ctx, st, span)
 	for try := 0; ; try++ {
 		if st.Status != workflow.StatusRunning {
 			if recorded != nil && recorded(st) {
@@ -407,6 +419,7 @@ func (s *Server) RetryWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	if v.st.Status != workflow.StatusFailed {
 		return nil, errorf(connect.CodeFailedPrecondition, "workflow %q is %s; only FAILED workflows can be retried", m.WorkflowId, v.st.Status)
 	}
+	s.traceRun(ctx, v.st, "weft.retry")
 	// Conditional on the history we read: a retry applies to the failure it saw.
 	last := v.st.LastSeq
 	ev := events.Event{Type: events.TypeWorkflowRetried, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
@@ -422,7 +435,29 @@ func (s *Server) RetryWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	return connect.NewResponse(&weftv1.RetryWorkflowResponse{}), nil
 }
 
-// CountWorkflows counts the listed runs by status.
+// CountWorkflows counts the listed runs by status, of a definition or
+// all, from the live copy of the index: without an id prefix from the
+// counts it keeps, with one by looking at every run.
 func (s *Server) CountWorkflows(ctx context.Context, req *connect.Request[weftv1.CountWorkflowsRequest]) (*connect.Response[weftv1.CountWorkflowsResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("CountWorkflows is not implemented yet"))
+	l, err := s.freshListing(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Statuses that have no WorkflowStatus (none today) count as UNSPECIFIED.
+	byStatus := map[weftv1.WorkflowStatus]int64{}
+	for status, n := range l.Count(req.Msg.Definition, req.Msg.IdPrefix) {
+		byStatus[weftv1.WorkflowStatus(weftv1.WorkflowStatus_value["WORKFLOW_STATUS_"+status])] += int64(n)
+	}
+	resp := &weftv1.CountWorkflowsResponse{}
+	for status, n := range byStatus {
+		resp.Counts = append(resp.Counts, &weftv1.WorkflowStatusCount{Status: status, Count: n})
+		resp.Total += n
+	}
+	slices.SortFunc(resp.Counts, func(a, b *weftv1.WorkflowStatusCount) int { return cmp.Compare(a.Status, b.Status) })
+	return connect.NewResponse(resp), nil
+}
+
+// ResumeWorkflow resumes a suspended workflow.
+func (s *Server) ResumeWorkflow(ctx context.Context, req *connect.Request[weftv1.ResumeWorkflowRequest]) (*connect.Response[weftv1.ResumeWorkflowResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ResumeWorkflow is not implemented yet"))
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/weftworks/weft/eventstore/events"
 )
@@ -70,6 +71,11 @@ type Definition struct {
 	// Search sets the run's search attributes when it starts, by name;
 	// nil when not given. Its expressions see what the first step's do.
 	Search []*SearchAttr
+
+	// InputSchema is the input_schema as written (a normalized JSON
+	// Schema object), or nil; CheckInput checks inputs against it.
+	InputSchema map[string]any
+	inputSchema *jsonschema.Schema
 
 	// byID maps every step id, nested steps included, to its step.
 	byID map[string]*Step

@@ -572,7 +572,13 @@ func (c *meteredConstructor) Exec(f *interpreter.ExecutionFrame) ref.Val {
 	if !meterOf(f).add(c.bytes) {
 		memoryLimit("a literal would take what the evaluation builds past the limit of 16 MiB")
 	}
-	return c.InterpretableConstructor.Exec(f)
+	v := c.InterpretableConstructor.Exec(f)
+	if m, ok := v.(traits.Mapper); ok && c.Type() == types.MapType {
+		// CEL builds a map literal over a Go map: order its keys, so
+		// ranging over it decides the same on every replay.
+		return orderedLiteral(m)
+	}
+	return v
 }
 
 // implementations are the bindings of the builder functions, by overload

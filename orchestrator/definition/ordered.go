@@ -1,8 +1,10 @@
 package definition
 
 import (
+	"cmp"
 	"maps"
 	"slices"
+	"strings"
 
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
@@ -19,20 +21,76 @@ type orderedAdapter struct{}
 func (orderedAdapter) NativeToValue(v any) ref.Val {
 	switch x := v.(type) {
 	case map[string]any:
-		return orderedMap{Mapper: types.NewStringInterfaceMap(orderedAdapter{}, x), keys: slices.Sorted(maps.Keys(x))}
+		keys := make([]ref.Val, 0, len(x))
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			keys = append(keys, types.String(k))
+		}
+		return orderedKeys{Mapper: types.NewStringInterfaceMap(orderedAdapter{}, x), keys: keys}
 	case []any:
 		return types.NewDynamicList(orderedAdapter{}, x)
 	}
 	return types.DefaultTypeAdapter.NativeToValue(v)
 }
 
-// orderedMap is a map whose iterator yields its keys in order.
-type orderedMap struct {
+// orderedLiteral returns the map m (a map literal's, whose keys are
+// strings, ints, uints or bools) with an iterator that yields its keys in
+// order: bools, then ints, then uints, then strings, each ascending.
+func orderedLiteral(m traits.Mapper) ref.Val {
+	var keys []ref.Val
+	for it := m.Iterator(); it.HasNext() == types.True; {
+		keys = append(keys, it.Next())
+	}
+	slices.SortFunc(keys, compareKeys)
+	return orderedKeys{Mapper: m, keys: keys}
+}
+
+// orderedKeys is a map whose iterator yields keys in a fixed order.
+type orderedKeys struct {
 	traits.Mapper
-	keys []string
+	keys []ref.Val
 }
 
 // Iterator yields the map's keys in order.
-func (m orderedMap) Iterator() traits.Iterator {
-	return types.NewStringList(types.DefaultTypeAdapter, m.keys).(traits.Lister).Iterator()
+func (m orderedKeys) Iterator() traits.Iterator {
+	return types.NewRefValList(types.DefaultTypeAdapter, m.keys).(traits.Lister).Iterator()
+}
+
+// compareKeys orders map keys: by type, then by value.
+func compareKeys(a, b ref.Val) int {
+	if c := cmp.Compare(keyRank(a), keyRank(b)); c != 0 {
+		return c
+	}
+	switch x := a.(type) {
+	case types.Bool:
+		y := b.(types.Bool)
+		return cmp.Compare(boolRank(bool(x)), boolRank(bool(y)))
+	case types.Int:
+		return cmp.Compare(x, b.(types.Int))
+	case types.Uint:
+		return cmp.Compare(x, b.(types.Uint))
+	case types.String:
+		return strings.Compare(string(x), string(b.(types.String)))
+	}
+	return 0
+}
+
+func keyRank(v ref.Val) int {
+	switch v.(type) {
+	case types.Bool:
+		return 0
+	case types.Int:
+		return 1
+	case types.Uint:
+		return 2
+	case types.String:
+		return 3
+	}
+	return 4
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -201,7 +201,7 @@ func (p *parser) definition(src []byte) *Definition {
 		return nil
 	}
 	d := &Definition{}
-	fields := p.fields("", "", root, "name", "output", "retention", "retry", "search", "steps", "timeout", "triggers")
+	fields := p.fields("", "", root, "input_schema", "name", "output", "retention", "retry", "search", "steps", "timeout", "triggers")
 	if n := fields["name"]; n == nil {
 		p.add("", "name", "is required")
 	} else if s, ok := p.str("", "name", n); ok {
@@ -209,6 +209,9 @@ func (p *parser) definition(src []byte) *Definition {
 			p.add("", "name", "invalid name %q: use letters, digits, _ and - (at most 64)", s)
 		}
 		d.Name = s
+	}
+	if n := fields["input_schema"]; n != nil {
+		d.InputSchema, d.inputSchema = p.inputSchema(n)
 	}
 	if n := fields["timeout"]; n != nil {
 		if t, ok := p.duration("", "timeout", n); ok {

@@ -292,3 +292,26 @@ func FuzzTemplateEval(f *testing.F) {
 		}
 	})
 }
+
+// TestMapLiteralRangesInKeyOrder: ranging over a map an expression builds
+// yields its keys in order, so a replay decides the same.
+func TestMapLiteralRangesInKeyOrder(t *testing.T) {
+	tests := []struct{ src, want string }{
+		{`"${ {'c': 1, 'a': 2, 'b': 3, 'e': 4, 'd': 5}.map(k, k) }"`, `[a b c d e]`},
+		{`"${ {3: 'x', 1: 'y', 2: 'z', true: 'w'}.map(k, string(k)) }"`, `[true 1 2 3]`},
+		{`"${ {'b': 1, 'a': 2}.filter(k, k != 'z') }"`, `[a b]`},
+		{`"${ input.m.map(k, k) }"`, `[a b c d e]`},
+	}
+	for _, tt := range tests {
+		tmpl := compileTemplate(t, tt.src, 0)
+		for range 50 {
+			v, err := tmpl.Eval(Scope{Input: map[string]any{"m": map[string]any{"e": 1, "d": 1, "c": 1, "b": 1, "a": 1}}})
+			if err != nil {
+				t.Fatalf("%s: %v", tt.src, err)
+			}
+			if got := fmt.Sprint(v); got != tt.want {
+				t.Fatalf("%s = %s; want %s", tt.src, got, tt.want)
+			}
+		}
+	}
+}

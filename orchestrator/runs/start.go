@@ -57,8 +57,9 @@ type StartResult struct {
 //
 // Errors: eventstore.ErrNotFound for an unknown definition or revision;
 // ErrAlreadyExists when the id belongs to another request's run; an error
-// wrapping value.ErrInvalid for an input that value.Check refuses (nothing
-// is stored). Inputs from outside are checked with the default limits
+// wrapping value.ErrInvalid for an input that value.Check refuses, and a
+// *definition.InputError for one the definition's input_schema refuses
+// (nothing is stored). Inputs from outside are checked with the default limits
 // before; the input a trigger builds may nest up to value.MaxBuiltDepth.
 func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req StartRequest) (StartResult, error) {
 	if err := value.Check("input", req.Input, value.Limits{MaxDepth: value.MaxBuiltDepth}); err != nil {
@@ -66,6 +67,9 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	}
 	def, rec, err := defs.Load(ctx, req.Definition, req.Revision)
 	if err != nil {
+		return StartResult{}, err
+	}
+	if err := def.CheckInput(req.Input); err != nil {
 		return StartResult{}, err
 	}
 	wf := req.WorkflowID

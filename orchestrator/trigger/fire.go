@@ -47,8 +47,8 @@ type Fired struct {
 type RefusedError struct {
 	// Reason says why, for a trigger failure's record or a webhook's answer.
 	Reason string
-	// Err is the cause: an expression's error, value.ErrInvalid,
-	// eventstore.ErrNotFound, or nil.
+	// Err is the cause: an expression's error, value.ErrInvalid, a
+	// *definition.InputError, eventstore.ErrNotFound, or nil.
 	Err error
 }
 
@@ -118,6 +118,8 @@ func Fire(ctx context.Context, store *eventstore.Store, defs *runs.Definitions, 
 		return Fired{}, refused(err, "definition %q revision %d not found", m.Definition, m.Revision)
 	case errors.Is(err, value.ErrInvalid):
 		return Fired{}, refused(err, "input: %v", err)
+	case errors.As(err, new(*definition.InputError)):
+		return Fired{}, refused(err, "%v", err)
 	}
 	return Fired{}, err
 }

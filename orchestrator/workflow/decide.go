@@ -900,13 +900,14 @@ func (w *walker) foreachProgress(s *Step, started func(int) bool) *loopProgress 
 }
 
 // idleIterations reports which started iterations of the loop at path hold
-// nothing in flight. After a redrive, such an iteration (its failed steps
-// were reopened) resumes only when there is room, like one not started.
-// Runs never redriven skip finding that out.
+// nothing in flight and a step a redrive runs again. Such an iteration
+// resumes only when there is room, like one not started; one that held
+// its slot when the run failed keeps it, also while it only passes a
+// result up. Runs never redriven skip finding that out.
 func (w *walker) idleIterations(path string) func(int) bool {
 	if w.st.Retries > 0 {
-		busy := w.st.busyIterations(path)
-		return func(i int) bool { return !busy[i] }
+		busy, rerun := w.st.iterations(path)
+		return func(i int) bool { return rerun[i] && !busy[i] }
 	}
 	return func(int) bool { return false }
 }

@@ -21,6 +21,9 @@ const (
 	ErrTypeCanceled = "canceled"
 	// ErrTypeChild: a child workflow failed.
 	ErrTypeChild = "child_failed"
+	// ErrTypeInvalidInput: a child workflow's input does not match its
+	// definition's input_schema; the child is not started.
+	ErrTypeInvalidInput = "invalid_input"
 	// ErrTypeInvalidOutput: a step's output cannot be recorded (no JSON
 	// form, against the rule for values, too large to store).
 	ErrTypeInvalidOutput = "invalid_output"

@@ -8,23 +8,29 @@ import (
 // SignalSeen reports whether a signal with request id reqID was recorded.
 func (st *State) SignalSeen(reqID string) bool { return st.signalIDs[reqID] }
 
-// busyIterations returns the iterations of the loop at path that have a
-// task, child, wait or sleep in flight.
-func (st *State) busyIterations(path string) map[int]bool {
-	busy := map[int]bool{}
+// iterations returns which iterations of the loop at path have a task,
+// child, wait or sleep in flight (busy), and which hold a step a redrive
+// runs again (rerun).
+func (st *State) iterations(path string) (busy, rerun map[int]bool) {
+	busy, rerun = map[int]bool{}, map[int]bool{}
 	prefix := path + "["
 	for _, p := range st.Order {
 		if !strings.HasPrefix(p, prefix) {
 			continue
 		}
 		s := st.Steps[p]
-		if s.Status != StepRunning && s.Status != StepWaiting || s.container() {
+		inFlight := (s.Status == StepRunning || s.Status == StepWaiting) && !s.container()
+		if !inFlight && !s.Rerun {
 			continue
 		}
 		end := strings.IndexByte(p[len(prefix):], ']')
 		if i, err := strconv.Atoi(p[len(prefix) : len(prefix)+end]); end > 0 && err == nil {
-			busy[i] = true
+			if inFlight {
+				busy[i] = true
+			} else {
+				rerun[i] = true
+			}
 		}
 	}
-	return busy
+	return busy, rerun
 }

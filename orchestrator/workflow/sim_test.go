@@ -73,11 +73,7 @@ var simT0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 // fixed yet, by the name their check gives them. A case that runs into one
 // is logged and goes on, unless WEFT_SIM_STRICT is set; remove an entry
 // when its bug is fixed.
-var simKnownBugs = map[string]string{
-	"redrive reruns failed iterations past foreach concurrency": "after a redrive, a foreach can still have more " +
-		"iterations in flight than its concurrency in rare schedules (one in several hundred cases of the loops " +
-		"profile); the smallest cases found so far (TestSimKnownRedrive*) are fixed",
-}
+var simKnownBugs = map[string]string{}
 
 // runSim runs one case and returns the known bugs it ran into.
 func runSim(t *rapid.T, p simProfile) []string {

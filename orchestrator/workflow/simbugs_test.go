@@ -229,3 +229,66 @@ steps:
 		t.Fatalf("after the redrive %v run at once, concurrency 1:\n%s", running, simSteps(st))
 	}
 }
+
+// A redrive lets an iteration that held its slot when the run failed pass
+// its result up before it reopens a failed one: a foreach of concurrency 1
+// never has two iterations open. Here iteration 1's wait timed out while
+// the run was failed by its timeout; the redrive fails iteration 1 first,
+// then runs iteration 0 again.
+func TestSimRedriveLetsAnIterationFinishBeforeReopening(t *testing.T) {
+	def, st, _ := simStart(t, `
+name: redrive-finishing
+timeout: 20s
+steps:
+  - id: each
+    foreach: "[1, 2]"
+    concurrency: 1
+    on_error: continue
+    do:
+      - id: r
+        repeat:
+          max_iterations: 1
+          until: "true"
+          do:
+            - { id: w, wait: { signal: a, timeout: 10s } }
+`)
+	step := func(ev events.Event) {
+		t.Helper()
+		if err := st.Apply(ev); err != nil {
+			t.Fatal(err)
+		}
+		if st.Status == workflow.StatusRunning {
+			if _, err := workflow.Advance(st, def); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fire := func(id, path string, at time.Duration) {
+		t.Helper()
+		ev, ok, _ := workflow.AcceptTimer(st, events.TimerDue{V: 1, WorkflowID: "wf", TimerID: id, Path: path, Due: simT0.Add(at)}, simT0.Add(at))
+		if !ok {
+			t.Fatalf("timer %s not taken:\n%s", id, simSteps(st))
+		}
+		step(ev)
+	}
+	fire(st.Steps["each[0].r[0].w"].TimerID, "each[0].r[0].w", 10*time.Second)
+	wait1 := st.Steps["each[1].r[0].w"]
+	if wait1 == nil || wait1.Status != workflow.StepWaiting {
+		t.Fatalf("iteration 1 does not wait:\n%s", simSteps(st))
+	}
+	fire(workflow.WorkflowTimeoutTimerID(0), "", 20*time.Second)
+	if st.Status != workflow.StatusFailed {
+		t.Fatalf("status %s, want FAILED", st.Status)
+	}
+	fire(wait1.TimerID, "each[1].r[0].w", 20*time.Second)
+	step(events.Event{Type: events.TypeWorkflowRetried, Time: simT0.Add(20 * time.Second), WorkflowRetried: &events.WorkflowRetried{}})
+	open := map[string]bool{}
+	for _, p := range st.Order {
+		if s := st.Steps[p]; strings.HasPrefix(p, "each[") && (s.Status == workflow.StepRunning || s.Status == workflow.StepWaiting) {
+			open[p[:strings.IndexByte(p, ']')+1]] = true
+		}
+	}
+	if len(open) > 1 {
+		t.Fatalf("after the redrive iterations %v are open at once, concurrency 1:\n%s", open, simSteps(st))
+	}
+}

@@ -52,7 +52,9 @@ type DefinitionInfo struct {
 	// "steps"}), "default" (switch: steps), "branches" (parallel: a list of
 	// {"id", "steps"}), "steps" (the body of foreach and repeat) and "catch"
 	// (a list of {"errors", "steps"}).
-	Outline       *structpb.ListValue `protobuf:"bytes,8,opt,name=outline,proto3" json:"outline,omitempty"`
+	Outline *structpb.ListValue `protobuf:"bytes,8,opt,name=outline,proto3" json:"outline,omitempty"`
+	// The definition's pause, when it is paused (PauseDefinition).
+	Pause         *DefinitionPause `protobuf:"bytes,9,opt,name=pause,proto3" json:"pause,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -143,6 +145,256 @@ func (x *DefinitionInfo) GetOutline() *structpb.ListValue {
 	return nil
 }
 
+func (x *DefinitionInfo) GetPause() *DefinitionPause {
+	if x != nil {
+		return x.Pause
+	}
+	return nil
+}
+
+// DefinitionPause says that, since when, by whom and why a definition is
+// paused.
+type DefinitionPause struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Time the pause began.
+	Time *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
+	// Who paused it, in the form of HistoryEvent.identity.
+	By string `protobuf:"bytes,2,opt,name=by,proto3" json:"by,omitempty"`
+	// Why, as given to PauseDefinition.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DefinitionPause) Reset() {
+	*x = DefinitionPause{}
+	mi := &file_weft_v1_definition_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DefinitionPause) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DefinitionPause) ProtoMessage() {}
+
+func (x *DefinitionPause) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_definition_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DefinitionPause.ProtoReflect.Descriptor instead.
+func (*DefinitionPause) Descriptor() ([]byte, []int) {
+	return file_weft_v1_definition_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DefinitionPause) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *DefinitionPause) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *DefinitionPause) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// PauseDefinitionRequest is the request of DefinitionService.PauseDefinition.
+type PauseDefinitionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the definition.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Why it is paused.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseDefinitionRequest) Reset() {
+	*x = PauseDefinitionRequest{}
+	mi := &file_weft_v1_definition_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseDefinitionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseDefinitionRequest) ProtoMessage() {}
+
+func (x *PauseDefinitionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_definition_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseDefinitionRequest.ProtoReflect.Descriptor instead.
+func (*PauseDefinitionRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_definition_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PauseDefinitionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PauseDefinitionRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// PauseDefinitionResponse is the response of
+// DefinitionService.PauseDefinition.
+type PauseDefinitionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseDefinitionResponse) Reset() {
+	*x = PauseDefinitionResponse{}
+	mi := &file_weft_v1_definition_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseDefinitionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseDefinitionResponse) ProtoMessage() {}
+
+func (x *PauseDefinitionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_definition_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseDefinitionResponse.ProtoReflect.Descriptor instead.
+func (*PauseDefinitionResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_definition_proto_rawDescGZIP(), []int{3}
+}
+
+// ResumeDefinitionRequest is the request of
+// DefinitionService.ResumeDefinition.
+type ResumeDefinitionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the definition.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeDefinitionRequest) Reset() {
+	*x = ResumeDefinitionRequest{}
+	mi := &file_weft_v1_definition_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeDefinitionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeDefinitionRequest) ProtoMessage() {}
+
+func (x *ResumeDefinitionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_definition_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeDefinitionRequest.ProtoReflect.Descriptor instead.
+func (*ResumeDefinitionRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_definition_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ResumeDefinitionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ResumeDefinitionResponse is the response of
+// DefinitionService.ResumeDefinition.
+type ResumeDefinitionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeDefinitionResponse) Reset() {
+	*x = ResumeDefinitionResponse{}
+	mi := &file_weft_v1_definition_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeDefinitionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeDefinitionResponse) ProtoMessage() {}
+
+func (x *ResumeDefinitionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_definition_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeDefinitionResponse.ProtoReflect.Descriptor instead.
+func (*ResumeDefinitionResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_definition_proto_rawDescGZIP(), []int{5}
+}
+
 // PutDefinitionRequest is the request of DefinitionService.PutDefinition.
 type PutDefinitionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -154,7 +406,7 @@ type PutDefinitionRequest struct {
 
 func (x *PutDefinitionRequest) Reset() {
 	*x = PutDefinitionRequest{}
-	mi := &file_weft_v1_definition_proto_msgTypes[1]
+	mi := &file_weft_v1_definition_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -166,7 +418,7 @@ func (x *PutDefinitionRequest) String() string {
 func (*PutDefinitionRequest) ProtoMessage() {}
 
 func (x *PutDefinitionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_definition_proto_msgTypes[1]
+	mi := &file_weft_v1_definition_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -179,7 +431,7 @@ func (x *PutDefinitionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutDefinitionRequest.ProtoReflect.Descriptor instead.
 func (*PutDefinitionRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_definition_proto_rawDescGZIP(), []int{1}
+	return file_weft_v1_definition_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PutDefinitionRequest) GetSource() string {
@@ -210,7 +462,7 @@ type PutDefinitionResponse struct {
 
 func (x *PutDefinitionResponse) Reset() {
 	*x = PutDefinitionResponse{}
-	mi := &file_weft_v1_definition_proto_msgTypes[2]
+	mi := &file_weft_v1_definition_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -222,7 +474,7 @@ func (x *PutDefinitionResponse) String() string {
 func (*PutDefinitionResponse) ProtoMessage() {}
 
 func (x *PutDefinitionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_definition_proto_msgTypes[2]
+	mi := &file_weft_v1_definition_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -235,7 +487,7 @@ func (x *PutDefinitionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutDefinitionResponse.ProtoReflect.Descriptor instead.
 func (*PutDefinitionResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_definition_proto_rawDescGZIP(), []int{2}
+	return file_weft_v1_definition_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PutDefinitionResponse) GetName() string {
@@ -279,7 +531,7 @@ type GetDefinitionRequest struct {
 
 func (x *GetDefinitionRequest) Reset() {
 	*x = GetDefinitionRequest{}
-	mi := &file_weft_v1_definition_proto_msgTypes[3]
+	mi := &file_weft_v1_definition_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -291,7 +543,7 @@ func (x *GetDefinitionRequest) String() string {
 func (*GetDefinitionRequest) ProtoMessage() {}
 
 func (x *GetDefinitionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_definition_proto_msgTypes[3]
+	mi := &file_weft_v1_definition_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -304,7 +556,7 @@ func (x *GetDefinitionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDefinitionRequest.ProtoReflect.Descriptor instead.
 func (*GetDefinitionRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_definition_proto_rawDescGZIP(), []int{3}
+	return file_weft_v1_definition_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetDefinitionRequest) GetName() string {
@@ -332,7 +584,7 @@ type GetDefinitionResponse struct {
 
 func (x *GetDefinitionResponse) Reset() {
 	*x = GetDefinitionResponse{}
-	mi := &file_weft_v1_definition_proto_msgTypes[4]
+	mi := &file_weft_v1_definition_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +596,7 @@ func (x *GetDefinitionResponse) String() string {
 func (*GetDefinitionResponse) ProtoMessage() {}
 
 func (x *GetDefinitionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_definition_proto_msgTypes[4]
+	mi := &file_weft_v1_definition_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +609,7 @@ func (x *GetDefinitionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDefinitionResponse.ProtoReflect.Descriptor instead.
 func (*GetDefinitionResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_definition_proto_rawDescGZIP(), []int{4}
+	return file_weft_v1_definition_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetDefinitionResponse) GetDefinition() *DefinitionInfo {
@@ -376,7 +628,7 @@ type ListDefinitionsRequest struct {
 
 func (x *ListDefinitionsRequest) Reset() {
 	*x = ListDefinitionsRequest{}
-	mi := &file_weft_v1_definition_proto_msgTypes[5]
+	mi := &file_weft_v1_definition_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -388,7 +640,7 @@ func (x *ListDefinitionsRequest) String() string {
 func (*ListDefinitionsRequest) ProtoMessage() {}
 
 func (x *ListDefinitionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_definition_proto_msgTypes[5]
+	mi := &file_weft_v1_definition_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -401,7 +653,7 @@ func (x *ListDefinitionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDefinitionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDefinitionsRequest) Descriptor() ([]byte, []int) {
-	return file_weft_v1_definition_proto_rawDescGZIP(), []int{5}
+	return file_weft_v1_definition_proto_rawDescGZIP(), []int{10}
 }
 
 // ListDefinitionsResponse is the response of DefinitionService.ListDefinitions.
@@ -415,7 +667,7 @@ type ListDefinitionsResponse struct {
 
 func (x *ListDefinitionsResponse) Reset() {
 	*x = ListDefinitionsResponse{}
-	mi := &file_weft_v1_definition_proto_msgTypes[6]
+	mi := &file_weft_v1_definition_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +679,7 @@ func (x *ListDefinitionsResponse) String() string {
 func (*ListDefinitionsResponse) ProtoMessage() {}
 
 func (x *ListDefinitionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_weft_v1_definition_proto_msgTypes[6]
+	mi := &file_weft_v1_definition_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +692,7 @@ func (x *ListDefinitionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDefinitionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDefinitionsResponse) Descriptor() ([]byte, []int) {
-	return file_weft_v1_definition_proto_rawDescGZIP(), []int{6}
+	return file_weft_v1_definition_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListDefinitionsResponse) GetDefinitions() []*DefinitionInfo {
@@ -454,7 +706,7 @@ var File_weft_v1_definition_proto protoreflect.FileDescriptor
 
 const file_weft_v1_definition_proto_rawDesc = "" +
 	"\n" +
-	"\x18weft/v1/definition.proto\x12\aweft.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x02\n" +
+	"\x18weft/v1/definition.proto\x12\aweft.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x02\n" +
 	"\x0eDefinitionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x05R\brevision\x12\x16\n" +
@@ -463,7 +715,19 @@ const file_weft_v1_definition_proto_rawDesc = "" +
 	"\x04hash\x18\x05 \x01(\tR\x04hash\x12\x15\n" +
 	"\x06put_by\x18\x06 \x01(\tR\x05putBy\x12:\n" +
 	"\finput_schema\x18\a \x01(\v2\x17.google.protobuf.StructR\vinputSchema\x124\n" +
-	"\aoutline\x18\b \x01(\v2\x1a.google.protobuf.ListValueR\aoutline\".\n" +
+	"\aoutline\x18\b \x01(\v2\x1a.google.protobuf.ListValueR\aoutline\x12.\n" +
+	"\x05pause\x18\t \x01(\v2\x18.weft.v1.DefinitionPauseR\x05pause\"i\n" +
+	"\x0fDefinitionPause\x12.\n" +
+	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x0e\n" +
+	"\x02by\x18\x02 \x01(\tR\x02by\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"D\n" +
+	"\x16PauseDefinitionRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x19\n" +
+	"\x17PauseDefinitionResponse\"-\n" +
+	"\x17ResumeDefinitionRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x1a\n" +
+	"\x18ResumeDefinitionResponse\".\n" +
 	"\x14PutDefinitionRequest\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\"}\n" +
 	"\x15PutDefinitionResponse\x12\x12\n" +
@@ -480,11 +744,13 @@ const file_weft_v1_definition_proto_rawDesc = "" +
 	"definition\"\x18\n" +
 	"\x16ListDefinitionsRequest\"T\n" +
 	"\x17ListDefinitionsResponse\x129\n" +
-	"\vdefinitions\x18\x01 \x03(\v2\x17.weft.v1.DefinitionInfoR\vdefinitions2\x93\x02\n" +
+	"\vdefinitions\x18\x01 \x03(\v2\x17.weft.v1.DefinitionInfoR\vdefinitions2\xc2\x03\n" +
 	"\x11DefinitionService\x12N\n" +
 	"\rPutDefinition\x12\x1d.weft.v1.PutDefinitionRequest\x1a\x1e.weft.v1.PutDefinitionResponse\x12S\n" +
 	"\rGetDefinition\x12\x1d.weft.v1.GetDefinitionRequest\x1a\x1e.weft.v1.GetDefinitionResponse\"\x03\x90\x02\x01\x12Y\n" +
-	"\x0fListDefinitions\x12\x1f.weft.v1.ListDefinitionsRequest\x1a .weft.v1.ListDefinitionsResponse\"\x03\x90\x02\x01B\x89\x01\n" +
+	"\x0fListDefinitions\x12\x1f.weft.v1.ListDefinitionsRequest\x1a .weft.v1.ListDefinitionsResponse\"\x03\x90\x02\x01\x12T\n" +
+	"\x0fPauseDefinition\x12\x1f.weft.v1.PauseDefinitionRequest\x1a .weft.v1.PauseDefinitionResponse\x12W\n" +
+	"\x10ResumeDefinition\x12 .weft.v1.ResumeDefinitionRequest\x1a!.weft.v1.ResumeDefinitionResponseB\x89\x01\n" +
 	"\vcom.weft.v1B\x0fDefinitionProtoP\x01Z,github.com/weftworks/weft/gen/weft/v1;weftv1\xa2\x02\x03WXX\xaa\x02\aWeft.V1\xca\x02\aWeft\\V1\xe2\x02\x13Weft\\V1\\GPBMetadata\xea\x02\bWeft::V1b\x06proto3"
 
 var (
@@ -499,36 +765,47 @@ func file_weft_v1_definition_proto_rawDescGZIP() []byte {
 	return file_weft_v1_definition_proto_rawDescData
 }
 
-var file_weft_v1_definition_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_weft_v1_definition_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_weft_v1_definition_proto_goTypes = []any{
-	(*DefinitionInfo)(nil),          // 0: weft.v1.DefinitionInfo
-	(*PutDefinitionRequest)(nil),    // 1: weft.v1.PutDefinitionRequest
-	(*PutDefinitionResponse)(nil),   // 2: weft.v1.PutDefinitionResponse
-	(*GetDefinitionRequest)(nil),    // 3: weft.v1.GetDefinitionRequest
-	(*GetDefinitionResponse)(nil),   // 4: weft.v1.GetDefinitionResponse
-	(*ListDefinitionsRequest)(nil),  // 5: weft.v1.ListDefinitionsRequest
-	(*ListDefinitionsResponse)(nil), // 6: weft.v1.ListDefinitionsResponse
-	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),         // 8: google.protobuf.Struct
-	(*structpb.ListValue)(nil),      // 9: google.protobuf.ListValue
+	(*DefinitionInfo)(nil),           // 0: weft.v1.DefinitionInfo
+	(*DefinitionPause)(nil),          // 1: weft.v1.DefinitionPause
+	(*PauseDefinitionRequest)(nil),   // 2: weft.v1.PauseDefinitionRequest
+	(*PauseDefinitionResponse)(nil),  // 3: weft.v1.PauseDefinitionResponse
+	(*ResumeDefinitionRequest)(nil),  // 4: weft.v1.ResumeDefinitionRequest
+	(*ResumeDefinitionResponse)(nil), // 5: weft.v1.ResumeDefinitionResponse
+	(*PutDefinitionRequest)(nil),     // 6: weft.v1.PutDefinitionRequest
+	(*PutDefinitionResponse)(nil),    // 7: weft.v1.PutDefinitionResponse
+	(*GetDefinitionRequest)(nil),     // 8: weft.v1.GetDefinitionRequest
+	(*GetDefinitionResponse)(nil),    // 9: weft.v1.GetDefinitionResponse
+	(*ListDefinitionsRequest)(nil),   // 10: weft.v1.ListDefinitionsRequest
+	(*ListDefinitionsResponse)(nil),  // 11: weft.v1.ListDefinitionsResponse
+	(*timestamppb.Timestamp)(nil),    // 12: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),          // 13: google.protobuf.Struct
+	(*structpb.ListValue)(nil),       // 14: google.protobuf.ListValue
 }
 var file_weft_v1_definition_proto_depIdxs = []int32{
-	7, // 0: weft.v1.DefinitionInfo.created_time:type_name -> google.protobuf.Timestamp
-	8, // 1: weft.v1.DefinitionInfo.input_schema:type_name -> google.protobuf.Struct
-	9, // 2: weft.v1.DefinitionInfo.outline:type_name -> google.protobuf.ListValue
-	0, // 3: weft.v1.GetDefinitionResponse.definition:type_name -> weft.v1.DefinitionInfo
-	0, // 4: weft.v1.ListDefinitionsResponse.definitions:type_name -> weft.v1.DefinitionInfo
-	1, // 5: weft.v1.DefinitionService.PutDefinition:input_type -> weft.v1.PutDefinitionRequest
-	3, // 6: weft.v1.DefinitionService.GetDefinition:input_type -> weft.v1.GetDefinitionRequest
-	5, // 7: weft.v1.DefinitionService.ListDefinitions:input_type -> weft.v1.ListDefinitionsRequest
-	2, // 8: weft.v1.DefinitionService.PutDefinition:output_type -> weft.v1.PutDefinitionResponse
-	4, // 9: weft.v1.DefinitionService.GetDefinition:output_type -> weft.v1.GetDefinitionResponse
-	6, // 10: weft.v1.DefinitionService.ListDefinitions:output_type -> weft.v1.ListDefinitionsResponse
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	12, // 0: weft.v1.DefinitionInfo.created_time:type_name -> google.protobuf.Timestamp
+	13, // 1: weft.v1.DefinitionInfo.input_schema:type_name -> google.protobuf.Struct
+	14, // 2: weft.v1.DefinitionInfo.outline:type_name -> google.protobuf.ListValue
+	1,  // 3: weft.v1.DefinitionInfo.pause:type_name -> weft.v1.DefinitionPause
+	12, // 4: weft.v1.DefinitionPause.time:type_name -> google.protobuf.Timestamp
+	0,  // 5: weft.v1.GetDefinitionResponse.definition:type_name -> weft.v1.DefinitionInfo
+	0,  // 6: weft.v1.ListDefinitionsResponse.definitions:type_name -> weft.v1.DefinitionInfo
+	6,  // 7: weft.v1.DefinitionService.PutDefinition:input_type -> weft.v1.PutDefinitionRequest
+	8,  // 8: weft.v1.DefinitionService.GetDefinition:input_type -> weft.v1.GetDefinitionRequest
+	10, // 9: weft.v1.DefinitionService.ListDefinitions:input_type -> weft.v1.ListDefinitionsRequest
+	2,  // 10: weft.v1.DefinitionService.PauseDefinition:input_type -> weft.v1.PauseDefinitionRequest
+	4,  // 11: weft.v1.DefinitionService.ResumeDefinition:input_type -> weft.v1.ResumeDefinitionRequest
+	7,  // 12: weft.v1.DefinitionService.PutDefinition:output_type -> weft.v1.PutDefinitionResponse
+	9,  // 13: weft.v1.DefinitionService.GetDefinition:output_type -> weft.v1.GetDefinitionResponse
+	11, // 14: weft.v1.DefinitionService.ListDefinitions:output_type -> weft.v1.ListDefinitionsResponse
+	3,  // 15: weft.v1.DefinitionService.PauseDefinition:output_type -> weft.v1.PauseDefinitionResponse
+	5,  // 16: weft.v1.DefinitionService.ResumeDefinition:output_type -> weft.v1.ResumeDefinitionResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_weft_v1_definition_proto_init() }
@@ -542,7 +819,7 @@ func file_weft_v1_definition_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_definition_proto_rawDesc), len(file_weft_v1_definition_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

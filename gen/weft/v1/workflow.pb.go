@@ -38,6 +38,10 @@ const (
 	WorkflowStatus_WORKFLOW_STATUS_FAILED WorkflowStatus = 3
 	// The run was canceled before it finished.
 	WorkflowStatus_WORKFLOW_STATUS_CANCELED WorkflowStatus = 4
+	// A step of the run ran out of attempts with exhausted: suspend; nothing
+	// else of the run moves but what was in flight until ResumeWorkflow (or
+	// CancelWorkflow). The run is open.
+	WorkflowStatus_WORKFLOW_STATUS_SUSPENDED WorkflowStatus = 5
 )
 
 // Enum value maps for WorkflowStatus.
@@ -48,6 +52,7 @@ var (
 		2: "WORKFLOW_STATUS_COMPLETED",
 		3: "WORKFLOW_STATUS_FAILED",
 		4: "WORKFLOW_STATUS_CANCELED",
+		5: "WORKFLOW_STATUS_SUSPENDED",
 	}
 	WorkflowStatus_value = map[string]int32{
 		"WORKFLOW_STATUS_UNSPECIFIED": 0,
@@ -55,6 +60,7 @@ var (
 		"WORKFLOW_STATUS_COMPLETED":   2,
 		"WORKFLOW_STATUS_FAILED":      3,
 		"WORKFLOW_STATUS_CANCELED":    4,
+		"WORKFLOW_STATUS_SUSPENDED":   5,
 	}
 )
 
@@ -105,6 +111,9 @@ const (
 	StepStatus_STEP_STATUS_CANCELED StepStatus = 6
 	// The step's if condition was false, so it did not run.
 	StepStatus_STEP_STATUS_SKIPPED StepStatus = 7
+	// The step ran out of attempts and its retry policy says exhausted:
+	// suspend: it waits for ResumeWorkflow.
+	StepStatus_STEP_STATUS_SUSPENDED StepStatus = 8
 )
 
 // Enum value maps for StepStatus.
@@ -118,6 +127,7 @@ var (
 		5: "STEP_STATUS_FAILED",
 		6: "STEP_STATUS_CANCELED",
 		7: "STEP_STATUS_SKIPPED",
+		8: "STEP_STATUS_SUSPENDED",
 	}
 	StepStatus_value = map[string]int32{
 		"STEP_STATUS_UNSPECIFIED": 0,
@@ -128,6 +138,7 @@ var (
 		"STEP_STATUS_FAILED":      5,
 		"STEP_STATUS_CANCELED":    6,
 		"STEP_STATUS_SKIPPED":     7,
+		"STEP_STATUS_SUSPENDED":   8,
 	}
 )
 
@@ -1884,6 +1895,98 @@ func (*RetryWorkflowResponse) Descriptor() ([]byte, []int) {
 	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{25}
 }
 
+// ResumeWorkflowRequest is the request of WorkflowService.ResumeWorkflow.
+type ResumeWorkflowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifier of the run.
+	WorkflowId string `protobuf:"bytes,1,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	// Why the run is resumed, recorded in its history.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeWorkflowRequest) Reset() {
+	*x = ResumeWorkflowRequest{}
+	mi := &file_weft_v1_workflow_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeWorkflowRequest) ProtoMessage() {}
+
+func (x *ResumeWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_workflow_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*ResumeWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ResumeWorkflowRequest) GetWorkflowId() string {
+	if x != nil {
+		return x.WorkflowId
+	}
+	return ""
+}
+
+func (x *ResumeWorkflowRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ResumeWorkflowResponse is the response of WorkflowService.ResumeWorkflow.
+type ResumeWorkflowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeWorkflowResponse) Reset() {
+	*x = ResumeWorkflowResponse{}
+	mi := &file_weft_v1_workflow_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeWorkflowResponse) ProtoMessage() {}
+
+func (x *ResumeWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_weft_v1_workflow_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*ResumeWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_weft_v1_workflow_proto_rawDescGZIP(), []int{27}
+}
+
 var File_weft_v1_workflow_proto protoreflect.FileDescriptor
 
 const file_weft_v1_workflow_proto_rawDesc = "" +
@@ -2022,13 +2125,19 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x17\n" +
-	"\x15RetryWorkflowResponse*\xa7\x01\n" +
+	"\x15RetryWorkflowResponse\"P\n" +
+	"\x15ResumeWorkflowRequest\x12\x1f\n" +
+	"\vworkflow_id\x18\x01 \x01(\tR\n" +
+	"workflowId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x18\n" +
+	"\x16ResumeWorkflowResponse*\xc6\x01\n" +
 	"\x0eWorkflowStatus\x12\x1f\n" +
 	"\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17WORKFLOW_STATUS_RUNNING\x10\x01\x12\x1d\n" +
 	"\x19WORKFLOW_STATUS_COMPLETED\x10\x02\x12\x1a\n" +
 	"\x16WORKFLOW_STATUS_FAILED\x10\x03\x12\x1c\n" +
-	"\x18WORKFLOW_STATUS_CANCELED\x10\x04*\xda\x01\n" +
+	"\x18WORKFLOW_STATUS_CANCELED\x10\x04\x12\x1d\n" +
+	"\x19WORKFLOW_STATUS_SUSPENDED\x10\x05*\xf5\x01\n" +
 	"\n" +
 	"StepStatus\x12\x1b\n" +
 	"\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +
@@ -2038,7 +2147,8 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\x15STEP_STATUS_COMPLETED\x10\x04\x12\x16\n" +
 	"\x12STEP_STATUS_FAILED\x10\x05\x12\x18\n" +
 	"\x14STEP_STATUS_CANCELED\x10\x06\x12\x17\n" +
-	"\x13STEP_STATUS_SKIPPED\x10\a2\xc6\x06\n" +
+	"\x13STEP_STATUS_SKIPPED\x10\a\x12\x19\n" +
+	"\x15STEP_STATUS_SUSPENDED\x10\b2\x99\a\n" +
 	"\x0fWorkflowService\x12N\n" +
 	"\rStartWorkflow\x12\x1d.weft.v1.StartWorkflowRequest\x1a\x1e.weft.v1.StartWorkflowResponse\x12M\n" +
 	"\vGetWorkflow\x12\x1b.weft.v1.GetWorkflowRequest\x1a\x1c.weft.v1.GetWorkflowResponse\"\x03\x90\x02\x01\x12S\n" +
@@ -2050,7 +2160,8 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\x0eCountWorkflows\x12\x1e.weft.v1.CountWorkflowsRequest\x1a\x1f.weft.v1.CountWorkflowsResponse\"\x03\x90\x02\x01\x12Q\n" +
 	"\x0eSignalWorkflow\x12\x1e.weft.v1.SignalWorkflowRequest\x1a\x1f.weft.v1.SignalWorkflowResponse\x12Q\n" +
 	"\x0eCancelWorkflow\x12\x1e.weft.v1.CancelWorkflowRequest\x1a\x1f.weft.v1.CancelWorkflowResponse\x12N\n" +
-	"\rRetryWorkflow\x12\x1d.weft.v1.RetryWorkflowRequest\x1a\x1e.weft.v1.RetryWorkflowResponseB\x87\x01\n" +
+	"\rRetryWorkflow\x12\x1d.weft.v1.RetryWorkflowRequest\x1a\x1e.weft.v1.RetryWorkflowResponse\x12Q\n" +
+	"\x0eResumeWorkflow\x12\x1e.weft.v1.ResumeWorkflowRequest\x1a\x1f.weft.v1.ResumeWorkflowResponseB\x87\x01\n" +
 	"\vcom.weft.v1B\rWorkflowProtoP\x01Z,github.com/weftworks/weft/gen/weft/v1;weftv1\xa2\x02\x03WXX\xaa\x02\aWeft.V1\xca\x02\aWeft\\V1\xe2\x02\x13Weft\\V1\\GPBMetadata\xea\x02\bWeft::V1b\x06proto3"
 
 var (
@@ -2066,7 +2177,7 @@ func file_weft_v1_workflow_proto_rawDescGZIP() []byte {
 }
 
 var file_weft_v1_workflow_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_weft_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_weft_v1_workflow_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_weft_v1_workflow_proto_goTypes = []any{
 	(WorkflowStatus)(0),            // 0: weft.v1.WorkflowStatus
 	(StepStatus)(0),                // 1: weft.v1.StepStatus
@@ -2096,34 +2207,36 @@ var file_weft_v1_workflow_proto_goTypes = []any{
 	(*CancelWorkflowResponse)(nil), // 25: weft.v1.CancelWorkflowResponse
 	(*RetryWorkflowRequest)(nil),   // 26: weft.v1.RetryWorkflowRequest
 	(*RetryWorkflowResponse)(nil),  // 27: weft.v1.RetryWorkflowResponse
-	(*structpb.Value)(nil),         // 28: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),  // 29: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),        // 30: google.protobuf.Struct
-	(*durationpb.Duration)(nil),    // 31: google.protobuf.Duration
+	(*ResumeWorkflowRequest)(nil),  // 28: weft.v1.ResumeWorkflowRequest
+	(*ResumeWorkflowResponse)(nil), // 29: weft.v1.ResumeWorkflowResponse
+	(*structpb.Value)(nil),         // 30: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),  // 31: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),        // 32: google.protobuf.Struct
+	(*durationpb.Duration)(nil),    // 33: google.protobuf.Duration
 }
 var file_weft_v1_workflow_proto_depIdxs = []int32{
 	1,  // 0: weft.v1.StepState.status:type_name -> weft.v1.StepStatus
 	2,  // 1: weft.v1.StepState.last_error:type_name -> weft.v1.Failure
-	28, // 2: weft.v1.StepState.output:type_name -> google.protobuf.Value
-	29, // 3: weft.v1.StepState.started_time:type_name -> google.protobuf.Timestamp
-	29, // 4: weft.v1.StepState.closed_time:type_name -> google.protobuf.Timestamp
+	30, // 2: weft.v1.StepState.output:type_name -> google.protobuf.Value
+	31, // 3: weft.v1.StepState.started_time:type_name -> google.protobuf.Timestamp
+	31, // 4: weft.v1.StepState.closed_time:type_name -> google.protobuf.Timestamp
 	0,  // 5: weft.v1.Workflow.status:type_name -> weft.v1.WorkflowStatus
-	28, // 6: weft.v1.Workflow.input:type_name -> google.protobuf.Value
-	28, // 7: weft.v1.Workflow.output:type_name -> google.protobuf.Value
+	30, // 6: weft.v1.Workflow.input:type_name -> google.protobuf.Value
+	30, // 7: weft.v1.Workflow.output:type_name -> google.protobuf.Value
 	2,  // 8: weft.v1.Workflow.error:type_name -> weft.v1.Failure
 	3,  // 9: weft.v1.Workflow.steps:type_name -> weft.v1.StepState
-	29, // 10: weft.v1.Workflow.created_time:type_name -> google.protobuf.Timestamp
-	29, // 11: weft.v1.Workflow.closed_time:type_name -> google.protobuf.Timestamp
-	30, // 12: weft.v1.Workflow.search_attributes:type_name -> google.protobuf.Struct
+	31, // 10: weft.v1.Workflow.created_time:type_name -> google.protobuf.Timestamp
+	31, // 11: weft.v1.Workflow.closed_time:type_name -> google.protobuf.Timestamp
+	32, // 12: weft.v1.Workflow.search_attributes:type_name -> google.protobuf.Struct
 	0,  // 13: weft.v1.WorkflowSummary.status:type_name -> weft.v1.WorkflowStatus
-	29, // 14: weft.v1.WorkflowSummary.created_time:type_name -> google.protobuf.Timestamp
-	29, // 15: weft.v1.WorkflowSummary.closed_time:type_name -> google.protobuf.Timestamp
-	30, // 16: weft.v1.WorkflowSummary.search_attributes:type_name -> google.protobuf.Struct
-	29, // 17: weft.v1.HistoryEvent.time:type_name -> google.protobuf.Timestamp
-	28, // 18: weft.v1.HistoryEvent.data:type_name -> google.protobuf.Value
-	28, // 19: weft.v1.StartWorkflowRequest.input:type_name -> google.protobuf.Value
+	31, // 14: weft.v1.WorkflowSummary.created_time:type_name -> google.protobuf.Timestamp
+	31, // 15: weft.v1.WorkflowSummary.closed_time:type_name -> google.protobuf.Timestamp
+	32, // 16: weft.v1.WorkflowSummary.search_attributes:type_name -> google.protobuf.Struct
+	31, // 17: weft.v1.HistoryEvent.time:type_name -> google.protobuf.Timestamp
+	30, // 18: weft.v1.HistoryEvent.data:type_name -> google.protobuf.Value
+	30, // 19: weft.v1.StartWorkflowRequest.input:type_name -> google.protobuf.Value
 	4,  // 20: weft.v1.GetWorkflowResponse.workflow:type_name -> weft.v1.Workflow
-	31, // 21: weft.v1.AwaitWorkflowRequest.timeout:type_name -> google.protobuf.Duration
+	33, // 21: weft.v1.AwaitWorkflowRequest.timeout:type_name -> google.protobuf.Duration
 	4,  // 22: weft.v1.AwaitWorkflowResponse.workflow:type_name -> weft.v1.Workflow
 	6,  // 23: weft.v1.GetHistoryResponse.events:type_name -> weft.v1.HistoryEvent
 	6,  // 24: weft.v1.WatchWorkflowResponse.event:type_name -> weft.v1.HistoryEvent
@@ -2131,7 +2244,7 @@ var file_weft_v1_workflow_proto_depIdxs = []int32{
 	5,  // 26: weft.v1.ListWorkflowsResponse.workflows:type_name -> weft.v1.WorkflowSummary
 	21, // 27: weft.v1.CountWorkflowsResponse.counts:type_name -> weft.v1.WorkflowStatusCount
 	0,  // 28: weft.v1.WorkflowStatusCount.status:type_name -> weft.v1.WorkflowStatus
-	28, // 29: weft.v1.SignalWorkflowRequest.payload:type_name -> google.protobuf.Value
+	30, // 29: weft.v1.SignalWorkflowRequest.payload:type_name -> google.protobuf.Value
 	7,  // 30: weft.v1.WorkflowService.StartWorkflow:input_type -> weft.v1.StartWorkflowRequest
 	9,  // 31: weft.v1.WorkflowService.GetWorkflow:input_type -> weft.v1.GetWorkflowRequest
 	11, // 32: weft.v1.WorkflowService.AwaitWorkflow:input_type -> weft.v1.AwaitWorkflowRequest
@@ -2142,18 +2255,20 @@ var file_weft_v1_workflow_proto_depIdxs = []int32{
 	22, // 37: weft.v1.WorkflowService.SignalWorkflow:input_type -> weft.v1.SignalWorkflowRequest
 	24, // 38: weft.v1.WorkflowService.CancelWorkflow:input_type -> weft.v1.CancelWorkflowRequest
 	26, // 39: weft.v1.WorkflowService.RetryWorkflow:input_type -> weft.v1.RetryWorkflowRequest
-	8,  // 40: weft.v1.WorkflowService.StartWorkflow:output_type -> weft.v1.StartWorkflowResponse
-	10, // 41: weft.v1.WorkflowService.GetWorkflow:output_type -> weft.v1.GetWorkflowResponse
-	12, // 42: weft.v1.WorkflowService.AwaitWorkflow:output_type -> weft.v1.AwaitWorkflowResponse
-	14, // 43: weft.v1.WorkflowService.GetHistory:output_type -> weft.v1.GetHistoryResponse
-	16, // 44: weft.v1.WorkflowService.WatchWorkflow:output_type -> weft.v1.WatchWorkflowResponse
-	18, // 45: weft.v1.WorkflowService.ListWorkflows:output_type -> weft.v1.ListWorkflowsResponse
-	20, // 46: weft.v1.WorkflowService.CountWorkflows:output_type -> weft.v1.CountWorkflowsResponse
-	23, // 47: weft.v1.WorkflowService.SignalWorkflow:output_type -> weft.v1.SignalWorkflowResponse
-	25, // 48: weft.v1.WorkflowService.CancelWorkflow:output_type -> weft.v1.CancelWorkflowResponse
-	27, // 49: weft.v1.WorkflowService.RetryWorkflow:output_type -> weft.v1.RetryWorkflowResponse
-	40, // [40:50] is the sub-list for method output_type
-	30, // [30:40] is the sub-list for method input_type
+	28, // 40: weft.v1.WorkflowService.ResumeWorkflow:input_type -> weft.v1.ResumeWorkflowRequest
+	8,  // 41: weft.v1.WorkflowService.StartWorkflow:output_type -> weft.v1.StartWorkflowResponse
+	10, // 42: weft.v1.WorkflowService.GetWorkflow:output_type -> weft.v1.GetWorkflowResponse
+	12, // 43: weft.v1.WorkflowService.AwaitWorkflow:output_type -> weft.v1.AwaitWorkflowResponse
+	14, // 44: weft.v1.WorkflowService.GetHistory:output_type -> weft.v1.GetHistoryResponse
+	16, // 45: weft.v1.WorkflowService.WatchWorkflow:output_type -> weft.v1.WatchWorkflowResponse
+	18, // 46: weft.v1.WorkflowService.ListWorkflows:output_type -> weft.v1.ListWorkflowsResponse
+	20, // 47: weft.v1.WorkflowService.CountWorkflows:output_type -> weft.v1.CountWorkflowsResponse
+	23, // 48: weft.v1.WorkflowService.SignalWorkflow:output_type -> weft.v1.SignalWorkflowResponse
+	25, // 49: weft.v1.WorkflowService.CancelWorkflow:output_type -> weft.v1.CancelWorkflowResponse
+	27, // 50: weft.v1.WorkflowService.RetryWorkflow:output_type -> weft.v1.RetryWorkflowResponse
+	29, // 51: weft.v1.WorkflowService.ResumeWorkflow:output_type -> weft.v1.ResumeWorkflowResponse
+	41, // [41:52] is the sub-list for method output_type
+	30, // [30:41] is the sub-list for method input_type
 	30, // [30:30] is the sub-list for extension type_name
 	30, // [30:30] is the sub-list for extension extendee
 	0,  // [0:30] is the sub-list for field type_name
@@ -2170,7 +2285,7 @@ func file_weft_v1_workflow_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_weft_v1_workflow_proto_rawDesc), len(file_weft_v1_workflow_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,6 +42,12 @@ const (
 	// DefinitionServiceListDefinitionsProcedure is the fully-qualified name of the DefinitionService's
 	// ListDefinitions RPC.
 	DefinitionServiceListDefinitionsProcedure = "/weft.v1.DefinitionService/ListDefinitions"
+	// DefinitionServicePauseDefinitionProcedure is the fully-qualified name of the DefinitionService's
+	// PauseDefinition RPC.
+	DefinitionServicePauseDefinitionProcedure = "/weft.v1.DefinitionService/PauseDefinition"
+	// DefinitionServiceResumeDefinitionProcedure is the fully-qualified name of the DefinitionService's
+	// ResumeDefinition RPC.
+	DefinitionServiceResumeDefinitionProcedure = "/weft.v1.DefinitionService/ResumeDefinition"
 )
 
 // DefinitionServiceClient is a client for the weft.v1.DefinitionService service.
@@ -57,6 +63,14 @@ type DefinitionServiceClient interface {
 	GetDefinition(context.Context, *connect.Request[v1.GetDefinitionRequest]) (*connect.Response[v1.GetDefinitionResponse], error)
 	// ListDefinitions returns the latest revision of every workflow definition.
 	ListDefinitions(context.Context, *connect.Request[v1.ListDefinitionsRequest]) (*connect.Response[v1.ListDefinitionsResponse], error)
+	// PauseDefinition pauses every revision of a definition: its runs start
+	// no new step attempts (attempts in flight finish and are recorded; new
+	// runs are recorded and wait) until ResumeDefinition. Pausing a paused
+	// definition again replaces the reason. An unknown name gives NOT_FOUND.
+	PauseDefinition(context.Context, *connect.Request[v1.PauseDefinitionRequest]) (*connect.Response[v1.PauseDefinitionResponse], error)
+	// ResumeDefinition ends a pause: everything that waited goes on.
+	// Resuming a definition that is not paused does nothing.
+	ResumeDefinition(context.Context, *connect.Request[v1.ResumeDefinitionRequest]) (*connect.Response[v1.ResumeDefinitionResponse], error)
 }
 
 // NewDefinitionServiceClient constructs a client for the weft.v1.DefinitionService service. By
@@ -90,14 +104,28 @@ func NewDefinitionServiceClient(httpClient connect.HTTPClient, baseURL string, o
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		pauseDefinition: connect.NewClient[v1.PauseDefinitionRequest, v1.PauseDefinitionResponse](
+			httpClient,
+			baseURL+DefinitionServicePauseDefinitionProcedure,
+			connect.WithSchema(definitionServiceMethods.ByName("PauseDefinition")),
+			connect.WithClientOptions(opts...),
+		),
+		resumeDefinition: connect.NewClient[v1.ResumeDefinitionRequest, v1.ResumeDefinitionResponse](
+			httpClient,
+			baseURL+DefinitionServiceResumeDefinitionProcedure,
+			connect.WithSchema(definitionServiceMethods.ByName("ResumeDefinition")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // definitionServiceClient implements DefinitionServiceClient.
 type definitionServiceClient struct {
-	putDefinition   *connect.Client[v1.PutDefinitionRequest, v1.PutDefinitionResponse]
-	getDefinition   *connect.Client[v1.GetDefinitionRequest, v1.GetDefinitionResponse]
-	listDefinitions *connect.Client[v1.ListDefinitionsRequest, v1.ListDefinitionsResponse]
+	putDefinition    *connect.Client[v1.PutDefinitionRequest, v1.PutDefinitionResponse]
+	getDefinition    *connect.Client[v1.GetDefinitionRequest, v1.GetDefinitionResponse]
+	listDefinitions  *connect.Client[v1.ListDefinitionsRequest, v1.ListDefinitionsResponse]
+	pauseDefinition  *connect.Client[v1.PauseDefinitionRequest, v1.PauseDefinitionResponse]
+	resumeDefinition *connect.Client[v1.ResumeDefinitionRequest, v1.ResumeDefinitionResponse]
 }
 
 // PutDefinition calls weft.v1.DefinitionService.PutDefinition.
@@ -115,6 +143,16 @@ func (c *definitionServiceClient) ListDefinitions(ctx context.Context, req *conn
 	return c.listDefinitions.CallUnary(ctx, req)
 }
 
+// PauseDefinition calls weft.v1.DefinitionService.PauseDefinition.
+func (c *definitionServiceClient) PauseDefinition(ctx context.Context, req *connect.Request[v1.PauseDefinitionRequest]) (*connect.Response[v1.PauseDefinitionResponse], error) {
+	return c.pauseDefinition.CallUnary(ctx, req)
+}
+
+// ResumeDefinition calls weft.v1.DefinitionService.ResumeDefinition.
+func (c *definitionServiceClient) ResumeDefinition(ctx context.Context, req *connect.Request[v1.ResumeDefinitionRequest]) (*connect.Response[v1.ResumeDefinitionResponse], error) {
+	return c.resumeDefinition.CallUnary(ctx, req)
+}
+
 // DefinitionServiceHandler is an implementation of the weft.v1.DefinitionService service.
 type DefinitionServiceHandler interface {
 	// PutDefinition validates a workflow definition and stores it. If the
@@ -128,6 +166,14 @@ type DefinitionServiceHandler interface {
 	GetDefinition(context.Context, *connect.Request[v1.GetDefinitionRequest]) (*connect.Response[v1.GetDefinitionResponse], error)
 	// ListDefinitions returns the latest revision of every workflow definition.
 	ListDefinitions(context.Context, *connect.Request[v1.ListDefinitionsRequest]) (*connect.Response[v1.ListDefinitionsResponse], error)
+	// PauseDefinition pauses every revision of a definition: its runs start
+	// no new step attempts (attempts in flight finish and are recorded; new
+	// runs are recorded and wait) until ResumeDefinition. Pausing a paused
+	// definition again replaces the reason. An unknown name gives NOT_FOUND.
+	PauseDefinition(context.Context, *connect.Request[v1.PauseDefinitionRequest]) (*connect.Response[v1.PauseDefinitionResponse], error)
+	// ResumeDefinition ends a pause: everything that waited goes on.
+	// Resuming a definition that is not paused does nothing.
+	ResumeDefinition(context.Context, *connect.Request[v1.ResumeDefinitionRequest]) (*connect.Response[v1.ResumeDefinitionResponse], error)
 }
 
 // NewDefinitionServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -157,6 +203,18 @@ func NewDefinitionServiceHandler(svc DefinitionServiceHandler, opts ...connect.H
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	definitionServicePauseDefinitionHandler := connect.NewUnaryHandler(
+		DefinitionServicePauseDefinitionProcedure,
+		svc.PauseDefinition,
+		connect.WithSchema(definitionServiceMethods.ByName("PauseDefinition")),
+		connect.WithHandlerOptions(opts...),
+	)
+	definitionServiceResumeDefinitionHandler := connect.NewUnaryHandler(
+		DefinitionServiceResumeDefinitionProcedure,
+		svc.ResumeDefinition,
+		connect.WithSchema(definitionServiceMethods.ByName("ResumeDefinition")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/weft.v1.DefinitionService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case DefinitionServicePutDefinitionProcedure:
@@ -165,6 +223,10 @@ func NewDefinitionServiceHandler(svc DefinitionServiceHandler, opts ...connect.H
 			definitionServiceGetDefinitionHandler.ServeHTTP(w, r)
 		case DefinitionServiceListDefinitionsProcedure:
 			definitionServiceListDefinitionsHandler.ServeHTTP(w, r)
+		case DefinitionServicePauseDefinitionProcedure:
+			definitionServicePauseDefinitionHandler.ServeHTTP(w, r)
+		case DefinitionServiceResumeDefinitionProcedure:
+			definitionServiceResumeDefinitionHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -184,4 +246,12 @@ func (UnimplementedDefinitionServiceHandler) GetDefinition(context.Context, *con
 
 func (UnimplementedDefinitionServiceHandler) ListDefinitions(context.Context, *connect.Request[v1.ListDefinitionsRequest]) (*connect.Response[v1.ListDefinitionsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weft.v1.DefinitionService.ListDefinitions is not implemented"))
+}
+
+func (UnimplementedDefinitionServiceHandler) PauseDefinition(context.Context, *connect.Request[v1.PauseDefinitionRequest]) (*connect.Response[v1.PauseDefinitionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weft.v1.DefinitionService.PauseDefinition is not implemented"))
+}
+
+func (UnimplementedDefinitionServiceHandler) ResumeDefinition(context.Context, *connect.Request[v1.ResumeDefinitionRequest]) (*connect.Response[v1.ResumeDefinitionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weft.v1.DefinitionService.ResumeDefinition is not implemented"))
 }

@@ -63,6 +63,9 @@ const (
 	// WorkflowServiceRetryWorkflowProcedure is the fully-qualified name of the WorkflowService's
 	// RetryWorkflow RPC.
 	WorkflowServiceRetryWorkflowProcedure = "/weft.v1.WorkflowService/RetryWorkflow"
+	// WorkflowServiceResumeWorkflowProcedure is the fully-qualified name of the WorkflowService's
+	// ResumeWorkflow RPC.
+	WorkflowServiceResumeWorkflowProcedure = "/weft.v1.WorkflowService/ResumeWorkflow"
 )
 
 // WorkflowServiceClient is a client for the weft.v1.WorkflowService service.
@@ -109,6 +112,11 @@ type WorkflowServiceClient interface {
 	// history records the retry. A run that is not FAILED gives
 	// FAILED_PRECONDITION.
 	RetryWorkflow(context.Context, *connect.Request[v1.RetryWorkflowRequest]) (*connect.Response[v1.RetryWorkflowResponse], error)
+	// ResumeWorkflow resumes a SUSPENDED run: each suspended step (one whose
+	// retry policy says exhausted: suspend and whose last attempt failed)
+	// gets a fresh attempt budget, and the run goes on. The history records
+	// the resume. A run that is not SUSPENDED gives FAILED_PRECONDITION.
+	ResumeWorkflow(context.Context, *connect.Request[v1.ResumeWorkflowRequest]) (*connect.Response[v1.ResumeWorkflowResponse], error)
 }
 
 // NewWorkflowServiceClient constructs a client for the weft.v1.WorkflowService service. By default,
@@ -187,6 +195,12 @@ func NewWorkflowServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(workflowServiceMethods.ByName("RetryWorkflow")),
 			connect.WithClientOptions(opts...),
 		),
+		resumeWorkflow: connect.NewClient[v1.ResumeWorkflowRequest, v1.ResumeWorkflowResponse](
+			httpClient,
+			baseURL+WorkflowServiceResumeWorkflowProcedure,
+			connect.WithSchema(workflowServiceMethods.ByName("ResumeWorkflow")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -202,6 +216,7 @@ type workflowServiceClient struct {
 	signalWorkflow *connect.Client[v1.SignalWorkflowRequest, v1.SignalWorkflowResponse]
 	cancelWorkflow *connect.Client[v1.CancelWorkflowRequest, v1.CancelWorkflowResponse]
 	retryWorkflow  *connect.Client[v1.RetryWorkflowRequest, v1.RetryWorkflowResponse]
+	resumeWorkflow *connect.Client[v1.ResumeWorkflowRequest, v1.ResumeWorkflowResponse]
 }
 
 // StartWorkflow calls weft.v1.WorkflowService.StartWorkflow.
@@ -254,6 +269,11 @@ func (c *workflowServiceClient) RetryWorkflow(ctx context.Context, req *connect.
 	return c.retryWorkflow.CallUnary(ctx, req)
 }
 
+// ResumeWorkflow calls weft.v1.WorkflowService.ResumeWorkflow.
+func (c *workflowServiceClient) ResumeWorkflow(ctx context.Context, req *connect.Request[v1.ResumeWorkflowRequest]) (*connect.Response[v1.ResumeWorkflowResponse], error) {
+	return c.resumeWorkflow.CallUnary(ctx, req)
+}
+
 // WorkflowServiceHandler is an implementation of the weft.v1.WorkflowService service.
 type WorkflowServiceHandler interface {
 	// StartWorkflow starts a new run of a workflow definition.
@@ -298,6 +318,11 @@ type WorkflowServiceHandler interface {
 	// history records the retry. A run that is not FAILED gives
 	// FAILED_PRECONDITION.
 	RetryWorkflow(context.Context, *connect.Request[v1.RetryWorkflowRequest]) (*connect.Response[v1.RetryWorkflowResponse], error)
+	// ResumeWorkflow resumes a SUSPENDED run: each suspended step (one whose
+	// retry policy says exhausted: suspend and whose last attempt failed)
+	// gets a fresh attempt budget, and the run goes on. The history records
+	// the resume. A run that is not SUSPENDED gives FAILED_PRECONDITION.
+	ResumeWorkflow(context.Context, *connect.Request[v1.ResumeWorkflowRequest]) (*connect.Response[v1.ResumeWorkflowResponse], error)
 }
 
 // NewWorkflowServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -372,6 +397,12 @@ func NewWorkflowServiceHandler(svc WorkflowServiceHandler, opts ...connect.Handl
 		connect.WithSchema(workflowServiceMethods.ByName("RetryWorkflow")),
 		connect.WithHandlerOptions(opts...),
 	)
+	workflowServiceResumeWorkflowHandler := connect.NewUnaryHandler(
+		WorkflowServiceResumeWorkflowProcedure,
+		svc.ResumeWorkflow,
+		connect.WithSchema(workflowServiceMethods.ByName("ResumeWorkflow")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/weft.v1.WorkflowService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case WorkflowServiceStartWorkflowProcedure:
@@ -394,6 +425,8 @@ func NewWorkflowServiceHandler(svc WorkflowServiceHandler, opts ...connect.Handl
 			workflowServiceCancelWorkflowHandler.ServeHTTP(w, r)
 		case WorkflowServiceRetryWorkflowProcedure:
 			workflowServiceRetryWorkflowHandler.ServeHTTP(w, r)
+		case WorkflowServiceResumeWorkflowProcedure:
+			workflowServiceResumeWorkflowHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -441,4 +474,8 @@ func (UnimplementedWorkflowServiceHandler) CancelWorkflow(context.Context, *conn
 
 func (UnimplementedWorkflowServiceHandler) RetryWorkflow(context.Context, *connect.Request[v1.RetryWorkflowRequest]) (*connect.Response[v1.RetryWorkflowResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weft.v1.WorkflowService.RetryWorkflow is not implemented"))
+}
+
+func (UnimplementedWorkflowServiceHandler) ResumeWorkflow(context.Context, *connect.Request[v1.ResumeWorkflowRequest]) (*connect.Response[v1.ResumeWorkflowResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("weft.v1.WorkflowService.ResumeWorkflow is not implemented"))
 }
