@@ -89,6 +89,13 @@ output: "${ steps.welcome.output }"
 `
 )
 
+// listed is the ids of the runs the list shows, in a JavaScript expression.
+const listed = `[...document.querySelectorAll("table.runs tbody tr[data-id]")].map(r => r.dataset.id)`
+
+// greetRuns holds when the list shows just the five runs of greet (one a
+// child of parent-1).
+const greetRuns = `(() => { const ids = ` + listed + `; return ids.length === 5 && ids.every(i => i.startsWith("greet-") || i.startsWith("parent-1-bill-")) })()`
+
 // The console in a real browser against a real Weft: the runs list and its
 // filters, a run's timeline and history, signal, cancel and retry, the
 // definitions with their diagram and start form, and the triggers.
@@ -99,10 +106,7 @@ func TestConsole(t *testing.T) {
 	for _, d := range []string{defGreet, defApproval, defFlaky, defOrders, defParent} {
 		w.mustPut(d)
 	}
-	schema := w.putDef(defSignup) == nil
-	if !schema {
-		t.Log("this server takes no input_schema: the schema form is not tested")
-	}
+	w.mustPut(defSignup)
 	for _, id := range []string{"greet-1", "greet-2", "greet-3"} {
 		w.start("greet", id)
 	}
@@ -117,7 +121,6 @@ func TestConsole(t *testing.T) {
 	waitFor(t, "the waits to start", func() bool { return len(w.get("hold-2").Steps) == 2 })
 	w.waitIndexed("", 10)
 	w.waitIndexed("flaky", 1)
-	counts := countsAvailable(w)
 
 	t.Run("list", func(t *testing.T) {
 		p.t = t
@@ -125,34 +128,30 @@ func TestConsole(t *testing.T) {
 		p.shows("table.runs", "greet-1")
 		p.shows("table.runs", "flaky-1")
 		p.until("newest first", `document.querySelector("table.runs tbody tr").dataset.id.startsWith("parent-1")`)
-		if counts {
-			p.shows(".counts", "failed 1")
-			p.shows(".counts", "all 10")
-		} else {
-			p.shows(".counts", "not available")
-		}
+		p.shows(".counts", "failed 1")
+		p.shows(".counts", "running 4")
+		p.shows(".counts", "all 10")
 		p.screenshot("runs")
 		// The list refreshes by itself.
 		w.start("greet", "greet-4")
 		p.shows("table.runs", "greet-4")
 
 		p.choose(`select[name=status]`, "failed")
-		p.until("only the failed run", `location.search === "?status=failed" && [...document.querySelectorAll("table.runs tbody tr")].map(r => r.dataset.id).join() === "flaky-1"`)
+		p.until("only the failed run", `location.search === "?status=failed" && `+listed+`.join() === "flaky-1"`)
 		p.choose(`select[name=status]`, "")
 		p.choose(`select[name=definition]`, "greet")
-		p.until("only greet runs", `(() => { const ids = [...document.querySelectorAll("table.runs tbody tr")].map(r => r.dataset.id); return ids.length === 5 && ids.every(i => i.startsWith("greet-") || i.startsWith("parent-1-bill-")) })()`)
+		p.until("only greet runs", greetRuns)
 
-		if prefixAvailable(w) {
-			p.open("/")
-			p.typeInto(`input[name=id]`, "hold")
-			p.click("button", "Find")
-			p.until("runs whose id starts with hold", `(() => { const ids = [...document.querySelectorAll("table.runs tbody tr")].map(r => r.dataset.id).sort(); return ids.join() === "hold-1,hold-2" })()`)
-		}
+		p.open("/")
+		p.typeInto(`input[name=id]`, "hold")
+		p.click("button", "Find")
+		p.until("runs whose id starts with hold", listed+`.sort().join() === "hold-1,hold-2"`)
+		p.shows(".counts", "all 2")
 
 		p.open("/")
 		p.typeInto(`input[name=q]`, `search.customer == "c-7"`)
 		p.click("button", "Find")
-		p.until("runs the query picks", `(() => { const ids = [...document.querySelectorAll("table.runs tbody tr")].map(r => r.dataset.id); return ids.length === 5 && ids.every(i => i.startsWith("greet-") || i.startsWith("parent-1-bill-")) })()`)
+		p.until("runs the query picks", greetRuns)
 		p.typeInto(`input[name=q]`, `search.customer ==`)
 		p.click("button", "Find")
 		p.shows(".error", "InvalidArgument")
@@ -274,21 +273,15 @@ func TestConsole(t *testing.T) {
 		p.click("table.defs a", "orders")
 		p.until("the definition page", `location.pathname === "/definitions/orders"`)
 		p.shows("pre.source", "lookups")
-		if outline := p.evalFloat(`document.querySelectorAll("svg.diagram .d-step").length`); outline == 0 && !schema {
-			p.shows("#diagram", "no outline")
-		} else {
-			p.until("every step in the diagram", `["check", "review", "auto", "lookups", "reserve", "charge", "ship", "label", "notify"].every(id => document.querySelector('svg.diagram .d-step[data-id="' + id + '"]'))`)
-			p.shows("svg.diagram", "payment")
-			p.run("scroll to the diagram", chromedpScroll("#diagram"))
-			p.screenshot("definition")
-		}
+		p.until("every step in the diagram", `["check", "review", "auto", "lookups", "reserve", "charge", "ship", "label", "notify"].every(id => document.querySelector('svg.diagram .d-step[data-id="' + id + '"]'))`)
+		p.shows("svg.diagram", "payment")
+		p.shows("svg.diagram", "when input.total > 100")
+		p.run("scroll to the diagram", chromedpScroll("#diagram"))
+		p.screenshot("definition")
 	})
 
 	t.Run("start", func(t *testing.T) {
 		p.t = t
-		if !schema {
-			t.Skip("this server takes no input_schema")
-		}
 		p.open("/definitions/signup")
 		p.shows(".start-form", "where the welcome goes")
 		p.typeInto(`#f-email`, "ann@example.com")
@@ -327,35 +320,6 @@ func TestConsole(t *testing.T) {
 		p.click("#failures summary", "bytes")
 		p.shows("#failures pre", "{not json")
 	})
-}
-
-// countsAvailable reports whether the server answers CountWorkflows.
-func countsAvailable(w *weft) bool {
-	_, err := w.wf.CountWorkflows(w.ctx(), connect.NewRequest(&weftv1.CountWorkflowsRequest{}))
-	if connect.CodeOf(err) == connect.CodeUnimplemented {
-		w.t.Log("this server does not count runs: the counts are not tested")
-		return false
-	}
-	if err != nil {
-		w.t.Fatalf("CountWorkflows: %v", err)
-	}
-	return true
-}
-
-// prefixAvailable reports whether the server's ListWorkflows takes an
-// id_prefix.
-func prefixAvailable(w *weft) bool {
-	r, err := w.wf.ListWorkflows(w.ctx(), connect.NewRequest(&weftv1.ListWorkflowsRequest{IdPrefix: "hold"}))
-	if err != nil {
-		w.t.Fatalf("ListWorkflows: %v", err)
-	}
-	for _, s := range r.Msg.Workflows {
-		if !strings.HasPrefix(s.Id, "hold") {
-			w.t.Log("this server's ListWorkflows ignores id_prefix: finding by id is not tested")
-			return false
-		}
-	}
-	return true
 }
 
 // With --auth-tokens the console asks for a token once, keeps it for the

@@ -241,7 +241,7 @@ func (p *page) until(what, js string) {
 // shows waits until the element sel exists and its text holds want.
 func (p *page) shows(sel, want string) {
 	p.t.Helper()
-	p.until(fmt.Sprintf("%s to show %q", sel, want), fmt.Sprintf(`[...document.querySelectorAll(%q)].some(e => e.innerText.includes(%q))`, sel, want))
+	p.until(fmt.Sprintf("%s to show %q", sel, want), fmt.Sprintf(`[...document.querySelectorAll(%q)].some(e => (e.innerText ?? e.textContent).includes(%q))`, sel, want))
 }
 
 // evalFloat runs js and returns its number (a promise's, once settled).

@@ -25,16 +25,22 @@ export function RunPage({ id }: { id: string }) {
     const ctl = new AbortController();
     let buf: HistoryEvent[] = [];
     let timer = 0;
-    const refresh = () => workflows.getWorkflow({ workflowId: id }, { signal: ctl.signal }).then((r) => setWf(r.workflow ?? null));
+    // A state read by a load that has been replaced is dropped: it may be older.
+    const refresh = () =>
+      workflows.getWorkflow({ workflowId: id }, { signal: ctl.signal }).then((r) => {
+        if (!ctl.signal.aborted) setWf(r.workflow ?? null);
+      });
     // flush shows the events gathered so far, at most a few times a second.
     const flush = () => {
       timer = 0;
+      if (ctl.signal.aborted) return;
       setEvents(buf.slice());
       refresh().catch(() => {});
     };
     (async () => {
       try {
         const r = await workflows.getWorkflow({ workflowId: id }, { signal: ctl.signal });
+        if (ctl.signal.aborted) return;
         setWf(r.workflow ?? null);
         setError(null);
         if (r.workflow?.status === WorkflowStatus.RUNNING) {
@@ -51,7 +57,7 @@ export function RunPage({ id }: { id: string }) {
             buf = buf.concat(h.events);
             token = h.nextPageToken;
           } while (token);
-          setEvents(buf);
+          if (!ctl.signal.aborted) setEvents(buf);
         }
       } catch (e) {
         if (!ctl.signal.aborted) setError(errorText(e));

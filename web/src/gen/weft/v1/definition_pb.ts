@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file weft/v1/definition.proto.
  */
 export const file_weft_v1_definition: GenFile = /*@__PURE__*/
-  fileDesc("Chh3ZWZ0L3YxL2RlZmluaXRpb24ucHJvdG8SB3dlZnQudjEi7AEKDkRlZmluaXRpb25JbmZvEgwKBG5hbWUYASABKAkSEAoIcmV2aXNpb24YAiABKAUSDgoGc291cmNlGAMgASgJEjAKDGNyZWF0ZWRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaGFzaBgFIAEoCRIOCgZwdXRfYnkYBiABKAkSLQoMaW5wdXRfc2NoZW1hGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIrCgdvdXRsaW5lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLkxpc3RWYWx1ZSImChRQdXREZWZpbml0aW9uUmVxdWVzdBIOCgZzb3VyY2UYASABKAkiWgoVUHV0RGVmaW5pdGlvblJlc3BvbnNlEgwKBG5hbWUYASABKAkSEAoIcmV2aXNpb24YAiABKAUSDwoHY2hhbmdlZBgDIAEoCBIQCgh3YXJuaW5ncxgEIAMoCSI2ChRHZXREZWZpbml0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJEhAKCHJldmlzaW9uGAIgASgFIkQKFUdldERlZmluaXRpb25SZXNwb25zZRIrCgpkZWZpbml0aW9uGAEgASgLMhcud2VmdC52MS5EZWZpbml0aW9uSW5mbyIYChZMaXN0RGVmaW5pdGlvbnNSZXF1ZXN0IkcKF0xpc3REZWZpbml0aW9uc1Jlc3BvbnNlEiwKC2RlZmluaXRpb25zGAEgAygLMhcud2VmdC52MS5EZWZpbml0aW9uSW5mbzKTAgoRRGVmaW5pdGlvblNlcnZpY2USTgoNUHV0RGVmaW5pdGlvbhIdLndlZnQudjEuUHV0RGVmaW5pdGlvblJlcXVlc3QaHi53ZWZ0LnYxLlB1dERlZmluaXRpb25SZXNwb25zZRJTCg1HZXREZWZpbml0aW9uEh0ud2VmdC52MS5HZXREZWZpbml0aW9uUmVxdWVzdBoeLndlZnQudjEuR2V0RGVmaW5pdGlvblJlc3BvbnNlIgOQAgESWQoPTGlzdERlZmluaXRpb25zEh8ud2VmdC52MS5MaXN0RGVmaW5pdGlvbnNSZXF1ZXN0GiAud2VmdC52MS5MaXN0RGVmaW5pdGlvbnNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chh3ZWZ0L3YxL2RlZmluaXRpb24ucHJvdG8SB3dlZnQudjEilQIKDkRlZmluaXRpb25JbmZvEgwKBG5hbWUYASABKAkSEAoIcmV2aXNpb24YAiABKAUSDgoGc291cmNlGAMgASgJEjAKDGNyZWF0ZWRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEaGFzaBgFIAEoCRIOCgZwdXRfYnkYBiABKAkSLQoMaW5wdXRfc2NoZW1hGAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIrCgdvdXRsaW5lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLkxpc3RWYWx1ZRInCgVwYXVzZRgJIAEoCzIYLndlZnQudjEuRGVmaW5pdGlvblBhdXNlIlcKD0RlZmluaXRpb25QYXVzZRIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIKCgJieRgCIAEoCRIOCgZyZWFzb24YAyABKAkiNgoWUGF1c2VEZWZpbml0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIZChdQYXVzZURlZmluaXRpb25SZXNwb25zZSInChdSZXN1bWVEZWZpbml0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJIhoKGFJlc3VtZURlZmluaXRpb25SZXNwb25zZSImChRQdXREZWZpbml0aW9uUmVxdWVzdBIOCgZzb3VyY2UYASABKAkiWgoVUHV0RGVmaW5pdGlvblJlc3BvbnNlEgwKBG5hbWUYASABKAkSEAoIcmV2aXNpb24YAiABKAUSDwoHY2hhbmdlZBgDIAEoCBIQCgh3YXJuaW5ncxgEIAMoCSI2ChRHZXREZWZpbml0aW9uUmVxdWVzdBIMCgRuYW1lGAEgASgJEhAKCHJldmlzaW9uGAIgASgFIkQKFUdldERlZmluaXRpb25SZXNwb25zZRIrCgpkZWZpbml0aW9uGAEgASgLMhcud2VmdC52MS5EZWZpbml0aW9uSW5mbyIYChZMaXN0RGVmaW5pdGlvbnNSZXF1ZXN0IkcKF0xpc3REZWZpbml0aW9uc1Jlc3BvbnNlEiwKC2RlZmluaXRpb25zGAEgAygLMhcud2VmdC52MS5EZWZpbml0aW9uSW5mbzLCAwoRRGVmaW5pdGlvblNlcnZpY2USTgoNUHV0RGVmaW5pdGlvbhIdLndlZnQudjEuUHV0RGVmaW5pdGlvblJlcXVlc3QaHi53ZWZ0LnYxLlB1dERlZmluaXRpb25SZXNwb25zZRJTCg1HZXREZWZpbml0aW9uEh0ud2VmdC52MS5HZXREZWZpbml0aW9uUmVxdWVzdBoeLndlZnQudjEuR2V0RGVmaW5pdGlvblJlc3BvbnNlIgOQAgESWQoPTGlzdERlZmluaXRpb25zEh8ud2VmdC52MS5MaXN0RGVmaW5pdGlvbnNSZXF1ZXN0GiAud2VmdC52MS5MaXN0RGVmaW5pdGlvbnNSZXNwb25zZSIDkAIBElQKD1BhdXNlRGVmaW5pdGlvbhIfLndlZnQudjEuUGF1c2VEZWZpbml0aW9uUmVxdWVzdBogLndlZnQudjEuUGF1c2VEZWZpbml0aW9uUmVzcG9uc2USVwoQUmVzdW1lRGVmaW5pdGlvbhIgLndlZnQudjEuUmVzdW1lRGVmaW5pdGlvblJlcXVlc3QaIS53ZWZ0LnYxLlJlc3VtZURlZmluaXRpb25SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * DefinitionInfo describes one revision of a workflow definition.
@@ -86,6 +86,13 @@ export type DefinitionInfo = Message<"weft.v1.DefinitionInfo"> & {
    * @generated from field: google.protobuf.ListValue outline = 8;
    */
   outline?: ListValue | undefined;
+
+  /**
+   * The definition's pause, when it is paused (PauseDefinition).
+   *
+   * @generated from field: weft.v1.DefinitionPause pause = 9;
+   */
+  pause?: DefinitionPause | undefined;
 };
 
 /**
@@ -94,6 +101,124 @@ export type DefinitionInfo = Message<"weft.v1.DefinitionInfo"> & {
  */
 export const DefinitionInfoSchema: GenMessage<DefinitionInfo> = /*@__PURE__*/
   messageDesc(file_weft_v1_definition, 0);
+
+/**
+ * DefinitionPause says that, since when, by whom and why a definition is
+ * paused.
+ *
+ * @generated from message weft.v1.DefinitionPause
+ */
+export type DefinitionPause = Message<"weft.v1.DefinitionPause"> & {
+  /**
+   * Time the pause began.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Who paused it, in the form of HistoryEvent.identity.
+   *
+   * @generated from field: string by = 2;
+   */
+  by: string;
+
+  /**
+   * Why, as given to PauseDefinition.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message weft.v1.DefinitionPause.
+ * Use `create(DefinitionPauseSchema)` to create a new message.
+ */
+export const DefinitionPauseSchema: GenMessage<DefinitionPause> = /*@__PURE__*/
+  messageDesc(file_weft_v1_definition, 1);
+
+/**
+ * PauseDefinitionRequest is the request of DefinitionService.PauseDefinition.
+ *
+ * @generated from message weft.v1.PauseDefinitionRequest
+ */
+export type PauseDefinitionRequest = Message<"weft.v1.PauseDefinitionRequest"> & {
+  /**
+   * Name of the definition.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Why it is paused.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message weft.v1.PauseDefinitionRequest.
+ * Use `create(PauseDefinitionRequestSchema)` to create a new message.
+ */
+export const PauseDefinitionRequestSchema: GenMessage<PauseDefinitionRequest> = /*@__PURE__*/
+  messageDesc(file_weft_v1_definition, 2);
+
+/**
+ * PauseDefinitionResponse is the response of
+ * DefinitionService.PauseDefinition.
+ *
+ * @generated from message weft.v1.PauseDefinitionResponse
+ */
+export type PauseDefinitionResponse = Message<"weft.v1.PauseDefinitionResponse"> & {
+};
+
+/**
+ * Describes the message weft.v1.PauseDefinitionResponse.
+ * Use `create(PauseDefinitionResponseSchema)` to create a new message.
+ */
+export const PauseDefinitionResponseSchema: GenMessage<PauseDefinitionResponse> = /*@__PURE__*/
+  messageDesc(file_weft_v1_definition, 3);
+
+/**
+ * ResumeDefinitionRequest is the request of
+ * DefinitionService.ResumeDefinition.
+ *
+ * @generated from message weft.v1.ResumeDefinitionRequest
+ */
+export type ResumeDefinitionRequest = Message<"weft.v1.ResumeDefinitionRequest"> & {
+  /**
+   * Name of the definition.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message weft.v1.ResumeDefinitionRequest.
+ * Use `create(ResumeDefinitionRequestSchema)` to create a new message.
+ */
+export const ResumeDefinitionRequestSchema: GenMessage<ResumeDefinitionRequest> = /*@__PURE__*/
+  messageDesc(file_weft_v1_definition, 4);
+
+/**
+ * ResumeDefinitionResponse is the response of
+ * DefinitionService.ResumeDefinition.
+ *
+ * @generated from message weft.v1.ResumeDefinitionResponse
+ */
+export type ResumeDefinitionResponse = Message<"weft.v1.ResumeDefinitionResponse"> & {
+};
+
+/**
+ * Describes the message weft.v1.ResumeDefinitionResponse.
+ * Use `create(ResumeDefinitionResponseSchema)` to create a new message.
+ */
+export const ResumeDefinitionResponseSchema: GenMessage<ResumeDefinitionResponse> = /*@__PURE__*/
+  messageDesc(file_weft_v1_definition, 5);
 
 /**
  * PutDefinitionRequest is the request of DefinitionService.PutDefinition.
@@ -114,7 +239,7 @@ export type PutDefinitionRequest = Message<"weft.v1.PutDefinitionRequest"> & {
  * Use `create(PutDefinitionRequestSchema)` to create a new message.
  */
 export const PutDefinitionRequestSchema: GenMessage<PutDefinitionRequest> = /*@__PURE__*/
-  messageDesc(file_weft_v1_definition, 1);
+  messageDesc(file_weft_v1_definition, 6);
 
 /**
  * PutDefinitionResponse is the response of DefinitionService.PutDefinition.
@@ -160,7 +285,7 @@ export type PutDefinitionResponse = Message<"weft.v1.PutDefinitionResponse"> & {
  * Use `create(PutDefinitionResponseSchema)` to create a new message.
  */
 export const PutDefinitionResponseSchema: GenMessage<PutDefinitionResponse> = /*@__PURE__*/
-  messageDesc(file_weft_v1_definition, 2);
+  messageDesc(file_weft_v1_definition, 7);
 
 /**
  * GetDefinitionRequest is the request of DefinitionService.GetDefinition.
@@ -188,7 +313,7 @@ export type GetDefinitionRequest = Message<"weft.v1.GetDefinitionRequest"> & {
  * Use `create(GetDefinitionRequestSchema)` to create a new message.
  */
 export const GetDefinitionRequestSchema: GenMessage<GetDefinitionRequest> = /*@__PURE__*/
-  messageDesc(file_weft_v1_definition, 3);
+  messageDesc(file_weft_v1_definition, 8);
 
 /**
  * GetDefinitionResponse is the response of DefinitionService.GetDefinition.
@@ -209,7 +334,7 @@ export type GetDefinitionResponse = Message<"weft.v1.GetDefinitionResponse"> & {
  * Use `create(GetDefinitionResponseSchema)` to create a new message.
  */
 export const GetDefinitionResponseSchema: GenMessage<GetDefinitionResponse> = /*@__PURE__*/
-  messageDesc(file_weft_v1_definition, 4);
+  messageDesc(file_weft_v1_definition, 9);
 
 /**
  * ListDefinitionsRequest is the request of DefinitionService.ListDefinitions.
@@ -224,7 +349,7 @@ export type ListDefinitionsRequest = Message<"weft.v1.ListDefinitionsRequest"> &
  * Use `create(ListDefinitionsRequestSchema)` to create a new message.
  */
 export const ListDefinitionsRequestSchema: GenMessage<ListDefinitionsRequest> = /*@__PURE__*/
-  messageDesc(file_weft_v1_definition, 5);
+  messageDesc(file_weft_v1_definition, 10);
 
 /**
  * ListDefinitionsResponse is the response of DefinitionService.ListDefinitions.
@@ -245,7 +370,7 @@ export type ListDefinitionsResponse = Message<"weft.v1.ListDefinitionsResponse">
  * Use `create(ListDefinitionsResponseSchema)` to create a new message.
  */
 export const ListDefinitionsResponseSchema: GenMessage<ListDefinitionsResponse> = /*@__PURE__*/
-  messageDesc(file_weft_v1_definition, 6);
+  messageDesc(file_weft_v1_definition, 11);
 
 /**
  * DefinitionService stores and retrieves workflow definitions.
@@ -291,6 +416,30 @@ export const DefinitionService: GenService<{
     methodKind: "unary";
     input: typeof ListDefinitionsRequestSchema;
     output: typeof ListDefinitionsResponseSchema;
+  },
+  /**
+   * PauseDefinition pauses every revision of a definition: its runs start
+   * no new step attempts (attempts in flight finish and are recorded; new
+   * runs are recorded and wait) until ResumeDefinition. Pausing a paused
+   * definition again replaces the reason. An unknown name gives NOT_FOUND.
+   *
+   * @generated from rpc weft.v1.DefinitionService.PauseDefinition
+   */
+  pauseDefinition: {
+    methodKind: "unary";
+    input: typeof PauseDefinitionRequestSchema;
+    output: typeof PauseDefinitionResponseSchema;
+  },
+  /**
+   * ResumeDefinition ends a pause: everything that waited goes on.
+   * Resuming a definition that is not paused does nothing.
+   *
+   * @generated from rpc weft.v1.DefinitionService.ResumeDefinition
+   */
+  resumeDefinition: {
+    methodKind: "unary";
+    input: typeof ResumeDefinitionRequestSchema;
+    output: typeof ResumeDefinitionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_weft_v1_definition, 0);
