@@ -73,6 +73,7 @@ export const statusNames: Record<number, string> = {
   [WorkflowStatus.COMPLETED]: "completed",
   [WorkflowStatus.FAILED]: "failed",
   [WorkflowStatus.CANCELED]: "canceled",
+  [WorkflowStatus.SUSPENDED]: "suspended",
 };
 
 export function statusName(s: WorkflowStatus): string {

@@ -36,7 +36,7 @@ export function DefinitionsPage() {
             {(defs ?? []).map((d) => (
               <tr data-name={d.name}>
                 <td>
-                  <A href={`/definitions/${encodeURIComponent(d.name)}`}>{d.name}</A>
+                  <A href={`/definitions/${encodeURIComponent(d.name)}`}>{d.name}</A> {d.pause && <span class="badge s-suspended">paused</span>}
                 </td>
                 <td class="num">{d.revision}</td>
                 <td>{fmtTime(date(d.createdTime))}</td>
@@ -97,6 +97,13 @@ export function DefinitionPage({ name, search }: { name: string; search: string 
             </span>
             <A href={withParams("/", { definition: name })}>Runs of {name}</A>
           </div>
+          {def.pause && (
+            <p class="error" role="status">
+              Paused since {fmtTime(date(def.pause.time))}
+              {def.pause.by && ` by ${def.pause.by}`}
+              {def.pause.reason && `: ${def.pause.reason}`}. Its runs start no new step attempts until it is resumed.
+            </p>
+          )}
           <Section title="Diagram" id="diagram">
             {outline.length > 0 ? <Diagram outline={outline} name={name} /> : <p class="muted">This server gives no outline of the steps.</p>}
           </Section>

@@ -15,6 +15,11 @@ import { buildTimeline, Timeline } from "./timeline";
 const historyPage = 500;
 const tableStep = 200;
 
+/** isOpen reports whether w can still change: running or suspended. */
+function isOpen(w: Workflow | undefined | null): boolean {
+  return w?.status === WorkflowStatus.RUNNING || w?.status === WorkflowStatus.SUSPENDED;
+}
+
 export function RunPage({ id }: { id: string }) {
   const [wf, setWf] = useState<Workflow | null>(null);
   const [events, setEvents] = useState<HistoryEvent[]>([]);
@@ -43,7 +48,7 @@ export function RunPage({ id }: { id: string }) {
         if (ctl.signal.aborted) return;
         setWf(r.workflow ?? null);
         setError(null);
-        if (r.workflow?.status === WorkflowStatus.RUNNING) {
+        if (isOpen(r.workflow)) {
           for await (const m of workflows.watchWorkflow({ workflowId: id }, { signal: ctl.signal })) {
             if (m.event) buf.push(m.event);
             if (!timer) timer = window.setTimeout(flush, 150);
@@ -100,13 +105,13 @@ function RunView({ wf, events, error, onChanged }: { wf: Workflow; events: Histo
   }, [events.length > 0]);
   const [now, setNow] = useState(Date.now());
   useEffect(() => {
-    if (wf.status !== WorkflowStatus.RUNNING) return;
+    if (!isOpen(wf)) return;
     const t = setInterval(() => setNow(Date.now()), 1000);
     return () => clearInterval(t);
   }, [wf.status]);
   const model = useMemo(() => {
     const t0 = performance.now();
-    const m = buildTimeline(events, wf.status === WorkflowStatus.RUNNING ? now : (closed?.getTime() ?? now));
+    const m = buildTimeline(events, isOpen(wf) ? now : (closed?.getTime() ?? now));
     (window as any).__weftTimelineBuildMs = performance.now() - t0;
     return m;
   }, [events, now, wf.status]);
@@ -298,7 +303,7 @@ function History({ events }: { events: HistoryEvent[] }) {
   );
 }
 
-type Action = "signal" | "cancel" | "retry" | null;
+type Action = "signal" | "cancel" | "retry" | "resume" | null;
 
 function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
   const [action, setAction] = useState<Action>(null);
@@ -306,7 +311,7 @@ function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
   const [done, setDone] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const first = useRef<HTMLInputElement>(null);
-  const running = wf.status === WorkflowStatus.RUNNING;
+  const running = isOpen(wf);
   useEffect(() => first.current?.focus(), [action]);
 
   const pick = (a: Action) => {
@@ -338,6 +343,9 @@ function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
       } else if (action === "retry") {
         await workflows.retryWorkflow({ workflowId: wf.id, reason: text("reason") });
         setDone("Run retried.");
+      } else if (action === "resume") {
+        await workflows.resumeWorkflow({ workflowId: wf.id, reason: text("reason") });
+        setDone("Run resumed.");
       }
       setAction(null);
       onChanged();
@@ -360,6 +368,11 @@ function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
         <button type="button" disabled={wf.status !== WorkflowStatus.FAILED} onClick={() => pick("retry")} aria-pressed={action === "retry"}>
           Retry…
         </button>
+        {wf.status === WorkflowStatus.SUSPENDED && (
+          <button type="button" onClick={() => pick("resume")} aria-pressed={action === "resume"}>
+            Resume…
+          </button>
+        )}
       </div>
       {action && (
         <form class="action-form card" onSubmit={submit} onKeyDown={(e) => e.key === "Escape" && pick(null)} aria-label={action}>
@@ -377,7 +390,7 @@ function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
           )}
           {action !== "signal" && (
             <label>
-              Reason{action === "retry" ? " (optional)" : ""}
+              Reason{action === "cancel" ? "" : " (optional)"}
               <input name="reason" ref={first} autocomplete="off" />
             </label>
           )}
@@ -385,10 +398,11 @@ function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
             {action === "signal" && `Send this signal to ${wf.id}?`}
             {action === "cancel" && `Cancel ${wf.id}? Its open steps are canceled.`}
             {action === "retry" && `Retry ${wf.id} from its failed steps?`}
+            {action === "resume" && `Resume ${wf.id}? Its suspended steps get fresh attempts.`}
           </p>
           <div class="buttons">
             <button type="submit" class="primary" disabled={busy}>
-              {action === "signal" ? "Send signal" : action === "cancel" ? "Cancel run" : "Retry run"}
+              {{ signal: "Send signal", cancel: "Cancel run", retry: "Retry run", resume: "Resume run" }[action]}
             </button>
             <button type="button" onClick={() => pick(null)}>
               Back
