@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -74,6 +75,26 @@ search: { customer: c-7 }
 steps:
   - { id: hello, task: echo, input: hello again }
 `
+	defDemo = `
+name: fulfil
+steps:
+  - { id: prepare, task: echo, input: ready }
+  - id: gather
+    parallel:
+      branches:
+        stock:
+          - id: reserve
+            task: wobbly
+            retry: { max_attempts: 3, initial_interval: 150ms, backoff_coefficient: 2 }
+        pause:
+          - { id: nap, sleep: 500ms }
+  - id: pack
+    foreach: "lists.range(4)"
+    concurrency: 2
+    do:
+      - { id: label, task: slow, input: "${ item }" }
+  - { id: notify, task: echo, input: sent }
+`
 	defSignup = `
 name: signup
 input_schema:
@@ -103,7 +124,7 @@ func TestConsole(t *testing.T) {
 	b := newBrowser(t)
 	w := startWeft(t, nil, "")
 	p := &page{t: t, ctx: b, url: w.url}
-	for _, d := range []string{defGreet, defApproval, defFlaky, defOrders, defParent} {
+	for _, d := range []string{defGreet, defApproval, defFlaky, defOrders, defParent, defDemo} {
 		w.mustPut(d)
 	}
 	w.mustPut(defSignup)
@@ -115,11 +136,13 @@ func TestConsole(t *testing.T) {
 	}
 	w.start("flaky", "flaky-1")
 	w.start("parent", "parent-1")
+	w.start("fulfil", "fulfil-1")
 	w.waitStatus("parent-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED)
 	w.waitStatus("greet-3", weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED)
 	w.waitStatus("flaky-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED)
 	waitFor(t, "the waits to start", func() bool { return len(w.get("hold-2").Steps) == 2 })
-	w.waitIndexed("", 10)
+	w.waitStatus("fulfil-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED)
+	w.waitIndexed("", 11)
 	w.waitIndexed("flaky", 1)
 
 	t.Run("list", func(t *testing.T) {
@@ -127,10 +150,10 @@ func TestConsole(t *testing.T) {
 		p.open("/")
 		p.shows("table.runs", "greet-1")
 		p.shows("table.runs", "flaky-1")
-		p.until("newest first", `document.querySelector("table.runs tbody tr").dataset.id.startsWith("parent-1")`)
+		p.until("newest first", listed+`[0] === "fulfil-1"`)
 		p.shows(".counts", "failed 1")
 		p.shows(".counts", "running 4")
-		p.shows(".counts", "all 10")
+		p.shows(".counts", "all 11")
 		p.screenshot("runs")
 		// The list refreshes by itself.
 		w.start("greet", "greet-4")
@@ -255,6 +278,20 @@ func TestConsole(t *testing.T) {
 		p.shows("h1 .badge", "completed")
 		p.until("the retry's bar completed", `document.querySelector('.timeline .tl-row[data-path="fetch"] .bar.b-completed') && document.querySelector('.timeline .tl-row[data-path="after"] .bar.b-completed')`)
 		p.shows("table.history", "WorkflowRetried")
+	})
+
+	t.Run("timeline", func(t *testing.T) {
+		p.t = t
+		p.open("/workflows/fulfil-1")
+		p.shows("h1 .badge", "completed")
+		bars := func(path, state string) string {
+			return fmt.Sprintf(`document.querySelectorAll('.timeline .tl-row[data-path=%q] .bar.b-%s').length`, path, state)
+		}
+		p.until("two failed attempts and a third that completed, as three bars", bars("reserve", "failed")+` === 2 && `+bars("reserve", "completed")+` === 1`)
+		p.until("the backoff before each retry", `document.querySelectorAll('.timeline .tl-row[data-path="reserve"] rect.b-queued').length === 2`)
+		p.until("the sleep as a waiting bar", bars("nap", "waiting")+` === 1`)
+		p.until("a bar per iteration", `[0, 1, 2, 3].every(i => document.querySelector('.timeline .tl-row[data-path="pack[' + i + '].label"] .bar.b-completed'))`)
+		p.shows("table.steps", "pack[3].label")
 		p.screenshot("run")
 	})
 

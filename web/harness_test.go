@@ -53,6 +53,22 @@ func startWeft(t *testing.T, tokens api.Tokens, token string) *weft {
 			}
 			return map[string]any{"ok": true}, nil
 		},
+		// wobbly fails its first two attempts.
+		"wobbly": func(ctx context.Context, task *executor.Task) (any, error) {
+			if task.Attempt < 3 {
+				return nil, executor.NewError("busy", "try again later (attempt %d)", task.Attempt)
+			}
+			return "reserved", nil
+		},
+		// slow takes a moment, so that its bars have a length.
+		"slow": func(ctx context.Context, task *executor.Task) (any, error) {
+			select {
+			case <-time.After(120 * time.Millisecond):
+				return task.Input, nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		},
 	}
 	n, err := node.Start(context.Background(), node.Config{
 		NATSURL:      ns.URL(),

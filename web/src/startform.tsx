@@ -73,7 +73,7 @@ export function StartForm({ name, revision, schema }: { name: string; revision: 
       )}
       {mode === "form" ? (
         <div class="schema-fields">
-          {Object.entries(props).map(([k, s]) => (
+          {fieldOrder(props, required).map(([k, s]) => (
             <Field name={k} schema={s} required={required.has(k)} value={input[k]} onChange={(v) => setInput(setKey(input, k, v))} />
           ))}
         </div>
@@ -95,6 +95,12 @@ export function StartForm({ name, revision, schema }: { name: string; revision: 
       <ErrorBox error={error} />
     </form>
   );
+}
+
+/** fieldOrder puts the required properties first, each group by name: a
+ * schema's own order does not survive google.protobuf.Struct. */
+function fieldOrder(props: Record<string, Schema>, required: Set<string>): [string, Schema][] {
+  return Object.entries(props).sort(([a], [b]) => Number(required.has(b)) - Number(required.has(a)) || a.localeCompare(b));
 }
 
 function setKey(o: JsonObject, k: string, v: JsonValue | undefined): JsonObject {

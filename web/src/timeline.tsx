@@ -52,7 +52,9 @@ export function buildTimeline(events: HistoryEvent[], now: number): Model {
     const b = open.get(path);
     if (!b) return false;
     b.end = t;
-    b.state = state;
+    // A wait, sleep or child that ended well stays a waiting bar: that is
+    // what the step did for its length.
+    if (!(b.state === "waiting" && state === "completed")) b.state = state;
     if (note) b.note = note;
     open.delete(path);
     return true;
@@ -185,9 +187,11 @@ export function Timeline({ model }: { model: Model }) {
               {ticks.map((t) => (
                 <g>
                   <line x1={x(model.start + t)} x2={x(model.start + t)} y1={20} y2={height} />
-                  <text x={x(model.start + t) + 3} y={14}>
-                    +{fmtDuration(t)}
-                  </text>
+                  {x(model.start + t) + 60 < width && (
+                    <text x={x(model.start + t) + 3} y={14}>
+                      +{fmtDuration(t)}
+                    </text>
+                  )}
                 </g>
               ))}
             </g>
