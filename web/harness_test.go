@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/weftworks/weft/eventstore"
@@ -201,6 +203,30 @@ func newBrowser(t *testing.T) context.Context {
 	if err := chromedp.Do(bctx); err != nil {
 		t.Fatalf("start %s: %v", chromiumPath, err)
 	}
+	// An exception the console leaves uncaught (a rejected promise too)
+	// fails the test.
+	var mu sync.Mutex
+	var uncaught []string
+	if err := chromedp.Listen(bctx, func(ev any) {
+		if e, ok := ev.(*cdpruntime.EventExceptionThrown); ok {
+			msg := e.ExceptionDetails.Text
+			if x := e.ExceptionDetails.Exception; x != nil && x.Description != "" {
+				msg += " " + x.Description
+			}
+			mu.Lock()
+			uncaught = append(uncaught, msg)
+			mu.Unlock()
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, msg := range uncaught {
+			t.Errorf("uncaught in the page: %s", msg)
+		}
+	})
 	return bctx
 }
 
