@@ -13,7 +13,7 @@ import { buildTimeline, Timeline } from "./timeline";
 // historyPage is the GetHistory page size: small enough that decoding one
 // page is a short task.
 const historyPage = 500;
-const tableStep = 200;
+const tableStep = 100;
 
 /** isOpen reports whether w can still change: running or suspended. */
 function isOpen(w: Workflow | undefined | null): boolean {
