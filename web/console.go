@@ -53,7 +53,7 @@ func Wrap(next http.Handler) http.Handler {
 		}
 		p := r.URL.Path
 		switch {
-		case IsPage(p):
+		case isPage(p):
 			index.serve(w, r)
 		case strings.HasPrefix(p, AssetPrefix):
 			name := strings.TrimPrefix(p, AssetPrefix)
@@ -72,8 +72,8 @@ func Wrap(next http.Handler) http.Handler {
 	})
 }
 
-// IsPage reports whether p is the path of one of the console's pages.
-func IsPage(p string) bool {
+// isPage reports whether p is the path of one of the console's pages.
+func isPage(p string) bool {
 	switch p {
 	case "/", "/definitions", "/triggers":
 		return true

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/orchestrator/api"
@@ -183,7 +185,9 @@ func TestConsole(t *testing.T) {
 	t.Run("run", func(t *testing.T) {
 		p.t = t
 		p.open("/?definition=greet")
-		p.click("table.runs a", "greet-2")
+		// By keyboard: the run's link takes focus and Enter opens it.
+		p.until("greet-2 listed", `document.querySelector('table.runs tr[data-id="greet-2"] a')`)
+		p.run("open greet-2 with the keyboard", chromedp.Focus(chromedp.CSS(`table.runs tr[data-id="greet-2"] a`)), chromedp.KeyEvent(kb.Enter))
 		p.until("the run page", `location.pathname === "/workflows/greet-2"`)
 		p.shows("h1", "greet-2")
 		p.shows("h1 .badge", "completed")
@@ -243,6 +247,11 @@ func TestConsole(t *testing.T) {
 		p.t = t
 		p.open("/workflows/hold-1")
 		p.shows("h1 .badge", "running")
+		// Escape closes an action's form without acting.
+		p.click("button", "Cancel…")
+		p.until("the cancel form focused", `document.activeElement === document.querySelector("form[aria-label=cancel] input[name=reason]")`)
+		p.run("Escape", chromedp.KeyEvent(kb.Escape))
+		p.until("the form closed", `!document.querySelector("form[aria-label=cancel]")`)
 		p.click("button", "Cancel…")
 		p.typeInto(`form[aria-label=cancel] input[name=reason]`, "no longer needed")
 		p.click("button", "Cancel run")
