@@ -66,7 +66,7 @@ func closedStatus(t events.Type) string {
 	return ""
 }
 
-// countCloses counts the closes among evs, just appended to st's history
+// countCloses counts the closes and suspensions among evs, just appended to st's history
 // (so once per recorded close: a redelivered input decides nothing new).
 func (m *orchMetrics) countCloses(st *workflow.State, evs []events.Event) {
 	if m.workflows == nil {
@@ -75,6 +75,9 @@ func (m *orchMetrics) countCloses(st *workflow.State, evs []events.Event) {
 	for _, ev := range evs {
 		if status := closedStatus(ev.Type); status != "" {
 			m.workflows.Closed(st.Definition, status, ev.Time.Sub(st.Created))
+		}
+		if ev.Type == events.TypeStepSuspended {
+			m.workflows.Suspended(st.Definition)
 		}
 	}
 }

@@ -753,6 +753,9 @@ func (sh *shard) fitResult(ev events.Event) events.Event {
 	if ev.StepAttemptFailed != nil {
 		valid(&ev.StepAttemptFailed.Error)
 	}
+	if ev.StepSuspended != nil {
+		valid(&ev.StepSuspended.Error)
+	}
 	return ev
 }
 
@@ -1268,14 +1271,14 @@ type indexKey struct {
 
 // keyOf returns the indexKey of st.
 func keyOf(st *workflow.State) indexKey {
-	return indexKey{status: st.Status, search: st.SearchChanges}
+	return indexKey{status: st.Shown(), search: st.SearchChanges}
 }
 
 // summaryOf returns the listing entry of st, workflow wf. It shares
 // nothing with st, which changes while the indexer holds the entry.
 func summaryOf(wf string, st *workflow.State) eventstore.Summary {
 	return eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
-		Status: string(st.Status), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq,
+		Status: string(st.Shown()), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq,
 		Identity: st.StartedBy, Search: maps.Clone(st.Search)}
 }
 

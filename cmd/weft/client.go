@@ -204,7 +204,7 @@ func serverURL(s string) string {
 func clientCommands(cf *clientFlags) []*cobra.Command {
 	cmds := []*cobra.Command{
 		defCommand(cf), startCommand(cf), getCommand(cf), historyCommand(cf),
-		awaitCommand(cf), listCommand(cf), exportCommand(cf), signalCommand(cf), cancelCommand(cf), retryCommand(cf), watchCommand(cf),
+		awaitCommand(cf), listCommand(cf), exportCommand(cf), signalCommand(cf), cancelCommand(cf), retryCommand(cf), resumeCommand(cf), watchCommand(cf),
 		triggersCommand(cf), schedulesCommand(cf),
 	}
 	for _, c := range cmds {
@@ -780,40 +780,42 @@ func signalCommand(cf *clientFlags) *cobra.Command {
 }
 
 func cancelCommand(cf *clientFlags) *cobra.Command {
-	var reason string
-	cmd := &cobra.Command{
-		Use:   "cancel ID",
-		Short: "Request cancellation of a running workflow",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := cf.workflows().CancelWorkflow(cmd.Context(), connect.NewRequest(&weftv1.CancelWorkflowRequest{
-				WorkflowId: args[0], Reason: reason,
-			}))
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "cancel requested for %s\n", args[0])
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&reason, "reason", "", "reason recorded in the history")
-	return cmd
+	return reasonCommand("cancel ID", "Request cancellation of a running workflow", "cancel requested for %s\n",
+		func(ctx context.Context, id, reason string) error {
+			_, err := cf.workflows().CancelWorkflow(ctx, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: id, Reason: reason}))
+			return err
+		})
 }
 
 func retryCommand(cf *clientFlags) *cobra.Command {
+	return reasonCommand("retry ID", "Redrive a failed workflow from its failed steps", "retry requested for %s\n",
+		func(ctx context.Context, id, reason string) error {
+			_, err := cf.workflows().RetryWorkflow(ctx, connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id, Reason: reason}))
+			return err
+		})
+}
+
+func resumeCommand(cf *clientFlags) *cobra.Command {
+	return reasonCommand("resume ID", "Resume a suspended workflow: its suspended steps get fresh attempts", "resume requested for %s\n",
+		func(ctx context.Context, id, reason string) error {
+			_, err := cf.workflows().ResumeWorkflow(ctx, connect.NewRequest(&weftv1.ResumeWorkflowRequest{WorkflowId: id, Reason: reason}))
+			return err
+		})
+}
+
+// reasonCommand is a command on one workflow id with a --reason flag: it
+// calls do and prints done with the id.
+func reasonCommand(use, short, done string, do func(ctx context.Context, id, reason string) error) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
-		Use:   "retry ID",
-		Short: "Redrive a failed workflow from its failed steps",
+		Use:   use,
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := cf.workflows().RetryWorkflow(cmd.Context(), connect.NewRequest(&weftv1.RetryWorkflowRequest{
-				WorkflowId: args[0], Reason: reason,
-			}))
-			if err != nil {
+			if err := do(cmd.Context(), args[0], reason); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "retry requested for %s\n", args[0])
+			fmt.Fprintf(cmd.OutOrStdout(), done, args[0])
 			return nil
 		},
 	}
@@ -886,7 +888,7 @@ func parseStatus(s string) (weftv1.WorkflowStatus, error) {
 	if v, ok := weftv1.WorkflowStatus_value[name]; ok && v != 0 {
 		return weftv1.WorkflowStatus(v), nil
 	}
-	return 0, fmt.Errorf("invalid --status %q: want running, completed, failed or canceled", s)
+	return 0, fmt.Errorf("invalid --status %q: want running, suspended, completed, failed or canceled", s)
 }
 
 func workflowStatusName(s weftv1.WorkflowStatus) string {

@@ -26,6 +26,7 @@ func TestParseStatus(t *testing.T) {
 		"Completed": weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED,
 		"FAILED":    weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED,
 		"canceled":  weftv1.WorkflowStatus_WORKFLOW_STATUS_CANCELED,
+		"suspended": weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED,
 	} {
 		got, err := parseStatus(in)
 		if err != nil || got != want {

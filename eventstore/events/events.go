@@ -50,6 +50,8 @@ const (
 	TypeStepCanceled        Type = "StepCanceled"
 	TypeStepReopened        Type = "StepReopened"
 	TypeSearchAttributesSet Type = "SearchAttributesSet"
+	TypeStepSuspended       Type = "StepSuspended"
+	TypeWorkflowResumed     Type = "WorkflowResumed"
 )
 
 // ErrCorrupt is returned (wrapped) when bytes do not decode into a valid Record.
@@ -96,6 +98,8 @@ type Event struct {
 	StepCanceled        *StepCanceled        `msgpack:"scn,omitempty"`
 	StepReopened        *StepReopened        `msgpack:"sro,omitempty"`
 	SearchAttributesSet *SearchAttributesSet `msgpack:"sas,omitempty"`
+	StepSuspended       *StepSuspended       `msgpack:"ssu,omitempty"`
+	WorkflowResumed     *WorkflowResumed     `msgpack:"wre,omitempty"`
 }
 
 // Error is a failure as data: a message for people and a type for rules
@@ -122,6 +126,9 @@ type RetryPolicy struct {
 	BackoffCoefficient float64       `msgpack:"coef"`
 	MaxInterval        time.Duration `msgpack:"maxi"`
 	NonRetryable       []string      `msgpack:"nr,omitempty"`
+	// Suspend: when the last attempt fails, the step is suspended
+	// (StepSuspended) instead of failed, until the workflow is resumed.
+	Suspend bool `msgpack:"sus,omitempty"`
 }
 
 // maxDelay caps a backoff that has no max interval.
@@ -316,6 +323,22 @@ type ChildStarted struct {
 	Input      any    `msgpack:"in"`
 }
 
+// StepSuspended records that a task step whose retry policy says Suspend
+// ran out of attempts: the step waits, and the workflow with it, until a
+// WorkflowResumed gives it fresh attempts.
+type StepSuspended struct {
+	Path    string `msgpack:"p"`
+	Gen     int    `msgpack:"g"`
+	Attempt int    `msgpack:"a"`
+	Error   Error  `msgpack:"e"`
+}
+
+// WorkflowResumed records a resume: the suspended steps of the workflow
+// run again, each with a fresh attempt budget.
+type WorkflowResumed struct {
+	Reason string `msgpack:"r,omitempty"`
+}
+
 // WorkflowRetried records a redrive: a failed workflow runs again from its
 // failed steps.
 type WorkflowRetried struct {
@@ -369,6 +392,8 @@ func (e Event) Attempt() int {
 		return e.StepCompleted.Attempt
 	case e.StepFailed != nil:
 		return e.StepFailed.Attempt
+	case e.StepSuspended != nil:
+		return e.StepSuspended.Attempt
 	case e.StepScheduled != nil:
 		return e.StepScheduled.FirstAttempt
 	}
@@ -420,6 +445,10 @@ func (e Event) Payload() any {
 		return e.StepReopened
 	case TypeSearchAttributesSet:
 		return e.SearchAttributesSet
+	case TypeStepSuspended:
+		return e.StepSuspended
+	case TypeWorkflowResumed:
+		return e.WorkflowResumed
 	}
 	return nil
 }
@@ -480,6 +509,10 @@ func isNilPointer(p any) bool {
 	case *StepReopened:
 		return v == nil
 	case *SearchAttributesSet:
+		return v == nil
+	case *StepSuspended:
+		return v == nil
+	case *WorkflowResumed:
 		return v == nil
 	}
 	return false

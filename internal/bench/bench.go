@@ -366,7 +366,7 @@ func pollClosed(wf weftv1connect.WorkflowServiceClient) clientFunc {
 			if err != nil {
 				return err
 			}
-			if res.Msg.GetWorkflow().GetStatus() != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING {
+			if st := res.Msg.GetWorkflow().GetStatus(); st != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING && st != weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED {
 				return nil
 			}
 			select {

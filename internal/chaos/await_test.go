@@ -130,3 +130,22 @@ func TestAwaitRetriesTransientFailures(t *testing.T) {
 		})
 	}
 }
+
+// NotFound for a run its retention may have deleted ends the await with
+// errDeleted once the driver's deleted says so (every effect succeeded),
+// and is retried as a transient answer before.
+func TestAwaitEndsOnADeletedRun(t *testing.T) {
+	f := &fakeAwaits{failures: -1, fail: connect.CodeNotFound}
+	d := awaitDriver(t, f)
+	var looks atomic.Int64
+	d.deleted = func() bool { return looks.Add(1) > 2 }
+	ctx, cancel := context.WithTimeout(context.Background(), awaitReserve+10*time.Second)
+	defer cancel()
+	wf, err := d.await(ctx, "retained", true)
+	if !errors.Is(err, errDeleted) || wf != nil {
+		t.Fatalf("await: %v %v; want errDeleted", wf, err)
+	}
+	if got := f.awaits.Load(); got != 3 {
+		t.Fatalf("%d awaits; want 3", got)
+	}
+}

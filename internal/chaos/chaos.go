@@ -27,7 +27,12 @@
 //     effects, which an outside system that honours the key absorbs;
 //   - every signal was received once and taken by one wait, with its
 //     payload; every trigger event started exactly one workflow;
-//   - nothing is left RUNNING once the harness is done.
+//   - nothing is left RUNNING once the harness is done;
+//   - a run whose definition sets a retention is gone once it has been
+//     closed that long (GetWorkflow answers NotFound, the listing omits
+//     it); its history is not checked, its effects are, from the ledger;
+//   - a run's search attributes are those its definition sets, and each
+//     search query lists, page after page, exactly the runs it must.
 package chaos
 
 import (

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // retryPolicy is generous enough that injected 503s and attempts lost to
@@ -362,7 +364,52 @@ output:
   guarded: "${ steps.guarded.output }"
   items: "${ steps.items.output.map(r, has(r.error) ? dyn(r.error.type) : dyn(r.body.key)) }"
   flaky: "${ steps.flaky.output.body.key }"
+`, `
+name: chaos-retention
+retention: ` + retentionDelay + `
+retry: ` + retryPolicy + `
+steps:
+  - id: first
+    task: http
+    timeout: 30s
+    input: ` + call(`{ n: "${ input.n }" }`) + `
+  - id: kid
+    if: "input.child"
+    workflow: chaos-child
+    input: { url: "${ input.url }", n: "${ input.n }", hold: false, fail: false }
+  - id: last
+    task: http
+    timeout: 30s
+    input: ` + call(`{ prev: "${ steps.first.output.body.key }" }`) + `
+output:
+  first: "${ steps.first.output.body.key }"
+  last: "${ steps.last.output.body.key }"
+  kid: "${ input.child ? steps.kid.output : null }"
+`, `
+name: chaos-searched
+retry: ` + retryPolicy + `
+search:
+  chaos_shape: searched
+  parity: "${ input.parity }"
+  stage: started
+  n: "${ input.n }"
+steps:
+  - id: call
+    task: http
+    timeout: 30s
+    input: ` + call(`{ n: "${ input.n }" }`) + `
+    search: { key: "${ steps.call.output.body.key }" }
+  - id: mark
+    if: "input.parity == 'even'"
+    task: echo
+    input: marked
+    search: { stage: "${ steps.mark.output }" }
+output: { key: "${ steps.call.output.body.key }" }
 `}
+
+// retentionDelay is the retention of the chaos-retention definition: its
+// runs are deleted that long after they close.
+const retentionDelay = "3s"
 
 // triggerDefinition starts a workflow for each message on triggerSubject.
 var triggerDefinition = `
@@ -424,19 +471,21 @@ const (
 	shapeRedrive
 	shapeSharedSignal
 	shapeRedriveCaught
+	shapeRetention
+	shapeSearched
 	shapeTrigger
 	shapeCron
 	numShapes
 )
 
 var shapeNames = [numShapes]string{"seq", "fanout", "wait", "child", "branches", "each", "control", "waits",
-	"cancel", "redrive", "sharedsignal", "redrivecaught", "trigger", "cron"}
+	"cancel", "redrive", "sharedsignal", "redrivecaught", "retention", "searched", "trigger", "cron"}
 
 // shapeCycle is the order in which the harness starts its shapes: the
 // first three, the original workload, keep about half of the workflows.
 var shapeCycle = []int{shapeSeq, shapeFanout, shapeWait, shapeChild, shapeBranches, shapeEach,
 	shapeSeq, shapeFanout, shapeWait, shapeControl, shapeWaits, shapeCancel, shapeRedrive, shapeSharedSignal,
-	shapeRedriveCaught}
+	shapeRedriveCaught, shapeRetention, shapeSearched}
 
 // ParseShapes returns the shapes named in a comma-separated list; "" and
 // "all" name every shape.
@@ -484,6 +533,9 @@ type outcome struct {
 	// errType and errStep are a FAILED workflow's error type and the step
 	// it failed at ("" for the step: not checked).
 	errType, errStep string
+	// search, when set, are a COMPLETED workflow's search attributes, in
+	// the form JSON decoding gives.
+	search any
 }
 
 // signalSpec is a signal the harness sends.
@@ -535,6 +587,10 @@ type plan struct {
 	parent   string
 	// triggered workflows are started by a trigger, not by the harness.
 	triggered bool
+	// retained workflows are deleted by their definition's retention once
+	// closed: their history cannot be checked, only their outcome (when
+	// read before the deletion), their effects and that they are gone.
+	retained bool
 
 	want outcome
 	// httpPaths are the paths of every step that may call the ledger.
@@ -551,6 +607,18 @@ type plan struct {
 }
 
 func (p *plan) key(path string) string { return p.id + "/" + path }
+
+// unsucceeded returns the paths of p's effects that never succeeded at
+// the ledger whose counts are given.
+func (p *plan) unsucceeded(ledger map[string]KeyCount) []string {
+	var out []string
+	for _, path := range p.effects {
+		if ledger[p.key(path)].OK == 0 {
+			out = append(out, path)
+		}
+	}
+	return out
+}
 
 // mayRunAgain reports whether a redrive may schedule path again.
 func (p *plan) mayRunAgain(path string) bool {
@@ -626,6 +694,10 @@ func newPlan(i, k, shape int, ledgerURL string) *plan {
 	case shapeRedrive, shapeRedriveCaught:
 		p.definition = "chaos-redrive"
 		planRedrive(p, k, shape == shapeRedriveCaught)
+	case shapeRetention:
+		planRetention(p, k)
+	case shapeSearched:
+		planSearched(p, k)
 	}
 	if p.effects == nil && p.want.status == "COMPLETED" {
 		p.effects = p.httpPaths
@@ -648,9 +720,7 @@ func planChild(p *plan, k int) {
 		step = "bare_kid"
 	}
 	// The child's id is known once its parent has started it.
-	child := &plan{index: p.index, shape: shapeChild, definition: "chaos-child", id: p.id + "-" + step + "-(not started)",
-		parent: p.id, refuse: map[string]int{},
-		failPaths: map[string]bool{}, httpPaths: []string{"call"}, effects: []string{"call"}}
+	child := p.childPlan(p.id + "-" + step + "-(not started)")
 	p.children = map[string]*plan{step: child}
 	p.httpPaths = []string{"after"}
 	after := func(kid any) {
@@ -690,9 +760,20 @@ func planChild(p *plan, k int) {
 	}
 }
 
-// childStarted fills in a child's plan once its id is known.
+// childPlan is the plan of a child of p, a run of chaos-child that calls
+// the ledger once.
+func (p *plan) childPlan(id string) *plan {
+	return &plan{index: p.index, shape: p.shape, definition: "chaos-child", id: id, parent: p.id, refuse: map[string]int{},
+		failPaths: map[string]bool{}, httpPaths: []string{"call"}, effects: []string{"call"}}
+}
+
+// childStarted fills in a child's plan once its id is known; a child
+// planned with its id is left as it is.
 func (p *plan) childStarted(path, id string) {
 	c := p.children[path]
+	if c.id == id {
+		return
+	}
 	c.id, c.parent = id, p.id
 	if c.want.status == "COMPLETED" {
 		c.want.output = normalize(map[string]any{"key": c.key("call"), "n": p.index})
@@ -874,6 +955,49 @@ func planCancel(p *plan, k int) {
 	case 2:
 		p.variant, p.cancel, p.effects = "while-sleeping", &cancelSpec{afterWaiting: "hold_nap"}, []string{"before", "hold_call"}
 	}
+}
+
+// planRetention: a run deleted once closed for retentionDelay, every
+// other one with a child (of a definition without retention) that must
+// outlive it. The child's id is known from the start, as its parent's
+// history may be gone before the harness reads it.
+func planRetention(p *plan, k int) {
+	child := k%2 == 0
+	p.input["n"], p.input["child"], p.retained = p.index, child, true
+	p.httpPaths = []string{"first", "last"}
+	p.variant = "deleted-after-" + retentionDelay
+	var kid any
+	if child {
+		p.variant += "-child-kept"
+		c := p.childPlan(workflow.ChildID(p.id, "kid", 1))
+		c.want = completed(map[string]any{"key": c.key("call"), "n": p.index})
+		p.children = map[string]*plan{"kid": c}
+		kid = c.want.output
+	}
+	p.want = completed(map[string]any{"first": p.key("first"), "last": p.key("last"), "kid": kid})
+}
+
+// planSearched: search attributes set at the start and by two steps, one
+// of which, skipped in odd runs, replaces the stage set at the start.
+func planSearched(p *plan, k int) {
+	parity, stage := "even", "marked"
+	if k%2 == 1 {
+		parity, stage = "odd", "started"
+	}
+	p.variant = parity
+	p.input["n"], p.input["parity"] = p.index, parity
+	p.httpPaths = []string{"call"}
+	p.want = completed(map[string]any{"key": p.key("call")})
+	p.want.search = normalize(map[string]any{"chaos_shape": "searched", "parity": parity, "stage": stage, "n": p.index,
+		"key": p.key("call")})
+}
+
+// searchQueries are the ListWorkflows queries checked once every workflow
+// closed, each with the variant of the searched shape whose runs, and no
+// others, it must list.
+var searchQueries = []struct{ query, variant string }{
+	{`search.chaos_shape == "searched" && search.parity == "even" && search.stage == "marked"`, "even"},
+	{`definition == "chaos-searched" && search.stage == "started"`, "odd"},
 }
 
 // redriveItems is the number of items of a redrive-shape workflow.

@@ -246,26 +246,37 @@ func (h *Harness) listUntil(ctx context.Context, definition string, done func([]
 	}
 }
 
-// list reads every page of ListWorkflows; a page it cannot read ends the
-// list early.
+// list reads every page of ListWorkflows of definition (all when "") and
+// status; a page it cannot read ends the list early.
 func (h *Harness) list(ctx context.Context, definition string, status weftv1.WorkflowStatus) []*weftv1.WorkflowSummary {
+	all, _, err := h.listPages(ctx, &weftv1.ListWorkflowsRequest{Definition: definition, Status: status, PageSize: 1000})
+	if err != nil {
+		h.logf("list workflows of %q: %v", definition, err)
+	}
+	return all
+}
+
+// listPages reads every page of the listing req asks for, following
+// next_page_token, and returns the runs and the number of pages; a page
+// it cannot read ends the list early, with its error. Without a query an
+// empty page ends the list; with one, a page may be empty and still not
+// the last. It moves req's page token along.
+func (h *Harness) listPages(ctx context.Context, req *weftv1.ListWorkflowsRequest) ([]*weftv1.WorkflowSummary, int, error) {
 	var all []*weftv1.WorkflowSummary
-	token := ""
-	for {
+	for pages := 1; ; pages++ {
 		var resp *connect.Response[weftv1.ListWorkflowsResponse]
 		err := h.retry(ctx, time.Minute, func(ctx context.Context) error {
 			var err error
-			resp, err = h.wf.ListWorkflows(ctx, connect.NewRequest(&weftv1.ListWorkflowsRequest{
-				Definition: definition, Status: status, PageSize: 1000, PageToken: token}))
+			resp, err = h.wf.ListWorkflows(ctx, connect.NewRequest(req))
 			return err
 		})
 		if err != nil {
-			h.logf("list workflows of %q: %v", definition, err)
-			return all
+			return all, pages, err
 		}
 		all = append(all, resp.Msg.Workflows...)
-		if token = resp.Msg.NextPageToken; token == "" || len(resp.Msg.Workflows) == 0 {
-			return all
+		req.PageToken = resp.Msg.NextPageToken
+		if req.PageToken == "" || len(resp.Msg.Workflows) == 0 && req.Query == "" {
+			return all, pages, nil
 		}
 	}
 }

@@ -36,6 +36,10 @@ type Result struct {
 	// still running at the deadline, or closed otherwise than expected
 	// (status, output or error type).
 	NotStarted, NotClosed, Wrong int
+	// DeletedUnread counts the runs of the retention shape deleted before
+	// the harness read their close; they count as expected when every
+	// effect succeeded at the ledger.
+	DeletedUnread int
 	// Shapes counts the workflows per shape.
 	Shapes map[string]*ShapeCount
 	// Doctor is what the stuck and drift detector found after the run.
@@ -159,7 +163,7 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 			defer func() { <-sem; wg.Done() }()
 			var hist []*weftv1.HistoryEvent
 			var histErr error
-			if r.started {
+			if r.started && !r.plan.retained {
 				hist, histErr = h.history(ctx, r.plan.id)
 			}
 			mu.Lock()
@@ -196,6 +200,8 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 		res.Mismatches += len(unexpected)
 		res.Problems = append(res.Problems, fmt.Sprintf("the ledger got calls with keys no step has: %s", strings.Join(unexpected, ", ")))
 	}
+	h.checkDeleted(ctx, runs, res)
+	h.checkQueries(ctx, runs, res)
 	h.doctor(ctx, res)
 	sort.Strings(res.Problems)
 	slices.Sort(durations)
@@ -298,6 +304,14 @@ func mismatch(want outcome, wf *weftv1.Workflow) string {
 			w, _ := json.Marshal(want.output)
 			return fmt.Sprintf("completed with output %s, want %s", g, w)
 		}
+		if want.search == nil {
+			break
+		}
+		if got := normalize(wf.SearchAttributes.AsMap()); !reflect.DeepEqual(got, want.search) {
+			g, _ := json.Marshal(got)
+			w, _ := json.Marshal(want.search)
+			return fmt.Sprintf("completed with search attributes %s, want %s", g, w)
+		}
 	case "FAILED":
 		e := wf.Error
 		if e.GetType() != want.errType || want.errStep != "" && e.GetStepPath() != want.errStep {
@@ -336,6 +350,15 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 		res.NotStarted++
 		problem(r, "never started (%s): %v", label, r.startErr)
 		return
+	case r.deleted && r.final == nil:
+		// Its close was not read: the ledger says whether it went through.
+		res.DeletedUnread++
+		if missing := p.unsucceeded(ledger); len(missing) > 0 {
+			res.Wrong++
+			problem(r, "deleted before its close was read, with effects that never succeeded (%s): %v", label, missing)
+			break
+		}
+		asExpected = true
 	case r.final == nil || !closedStatus(r.final.Status):
 		res.NotClosed++
 		status := "unknown"
@@ -356,14 +379,16 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 			break
 		}
 		asExpected = true
+		if c, o := r.final.CreatedTime, r.final.ClosedTime; p.want.status == "COMPLETED" && c != nil && o != nil {
+			*durations = append(*durations, o.AsTime().Sub(c.AsTime()))
+		}
+	}
+	if asExpected {
 		res.AsExpected++
 		sc.AsExpected++
 		switch p.want.status {
 		case "COMPLETED":
 			res.Completed++
-			if c, o := r.final.CreatedTime, r.final.ClosedTime; c != nil && o != nil {
-				*durations = append(*durations, o.AsTime().Sub(c.AsTime()))
-			}
 		case "FAILED":
 			res.Failed++
 		case "CANCELED":
@@ -382,6 +407,14 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 	}
 	if histErr != nil {
 		problem(r, "history: %v", histErr)
+		return
+	}
+	if p.retained {
+		// Its history is deleted: the ledger alone shows its effects.
+		if missing := p.unsucceeded(ledger); asExpected && len(missing) > 0 {
+			res.Mismatches += len(missing)
+			problem(r, "effects that never succeeded at the ledger: %v", missing)
+		}
 		return
 	}
 

@@ -33,6 +33,9 @@ type run struct {
 	firstFailure *weftv1.Failure
 	// children are the runs of the workflow's children, by step path.
 	children map[string]*run
+	// deleted is set when a retained run was gone (deleted by its
+	// retention) before the harness read its close.
+	deleted bool
 }
 
 // errClosedEarly marks a workflow that closed before the harness could do
@@ -248,6 +251,11 @@ func (h *Harness) drive(ctx context.Context, r *run, c *counters, polls chan str
 	}
 	r.started = true
 	d := &driver{h: h, c: c, polls: polls}
+	if p.retained {
+		// NotFound once every effect succeeded: the run closed and its
+		// retention deleted it before it was read.
+		d.deleted = func() bool { return len(p.unsucceeded(h.ledger.Snapshot())) == 0 }
+	}
 
 	for _, s := range p.signals {
 		if r.signalErr = d.signal(ctx, r, s); r.signalErr != nil {
@@ -261,6 +269,10 @@ func (h *Harness) drive(ctx context.Context, r *run, c *counters, polls chan str
 		wf, err := d.await(ctx, p.id, true)
 		if wf != nil {
 			r.final = wf
+		}
+		if errors.Is(err, errDeleted) {
+			r.deleted = true
+			break
 		}
 		if err != nil {
 			if !errors.Is(err, errNotClosed) && ctx.Err() == nil {
@@ -298,6 +310,9 @@ type driver struct {
 	h     *Harness
 	c     *counters
 	polls chan struct{} // GetWorkflow calls in flight
+	// deleted, when set, reports whether a NotFound for the run means its
+	// retention deleted it.
+	deleted func() bool
 }
 
 // awaitTimeout is the longest one AwaitWorkflow call waits for a run to
@@ -313,6 +328,10 @@ const (
 // context ended.
 var errNotClosed = errors.New("workflow not closed")
 
+// errDeleted marks a workflow its retention deleted before it was read
+// closed.
+var errDeleted = errors.New("workflow deleted")
+
 // await waits for workflow id to close and returns it. Each
 // AwaitWorkflow call waits at most awaitTimeout; one that ends with the run
 // still running (DEADLINE_EXCEEDED once its timeout passed) is made again
@@ -324,7 +343,8 @@ var errNotClosed = errors.New("workflow not closed")
 // awaitReserve before it, and the run is read once more with GetWorkflow:
 // a run that did not close is returned as read, with errNotClosed, so the
 // checks report the state it was left in. nil comes with the error of a
-// run that could not be read.
+// run that could not be read, and with errDeleted when d.deleted says a
+// NotFound means the run's retention deleted it.
 func (d *driver) await(ctx context.Context, id string, started bool) (*weftv1.Workflow, error) {
 	delay := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -346,6 +366,9 @@ func (d *driver) await(ctx context.Context, id string, started bool) (*weftv1.Wo
 			delay = 100 * time.Millisecond
 			continue // still running when the call's timeout passed
 		case connect.CodeOf(err) == connect.CodeNotFound:
+			if d.deleted != nil && d.deleted() {
+				return nil, fmt.Errorf("await %s: %w", id, errDeleted)
+			}
 			if started {
 				d.c.notFoundStarts.Add(1)
 			}
@@ -594,6 +617,9 @@ func (d *driver) followChildren(ctx context.Context, r *run) {
 		cr := &run{plan: cp}
 		r.children[path] = cr
 		id := ids[path]
+		if id == "" && p.retained {
+			id = cp.id // known from the start; the parent's history may be deleted
+		}
 		if id == "" {
 			cr.startErr = fmt.Errorf("the parent %s never started the child of step %s (history: %v)", p.id, path, err)
 			if err == nil && !closedStatus(r.final.GetStatus()) {

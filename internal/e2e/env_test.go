@@ -177,13 +177,14 @@ func (e *env) get(id string) *weftv1.Workflow {
 	return resp.Msg.Workflow
 }
 
-// waitClosed polls until the workflow is no longer running.
+// waitClosed polls until the workflow is closed (not running, nor
+// suspended).
 func (e *env) waitClosed(id string, within time.Duration) *weftv1.Workflow {
 	e.t.Helper()
 	deadline := time.Now().Add(within)
 	for {
 		w := e.get(id)
-		if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING {
+		if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING && w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED {
 			return w
 		}
 		if time.Now().After(deadline) {

@@ -24,6 +24,7 @@ const (
 	NameWorkflowsStarted = "weft_workflows_started_total"
 	NameWorkflowsClosed  = "weft_workflows_closed_total"
 	NameWorkflowDuration = "weft_workflow_duration_seconds"
+	NameStepsSuspended   = "weft_steps_suspended_total"
 	NameStepAttempts     = "weft_step_attempts_total"
 	NameStepDuration     = "weft_step_duration_seconds"
 	NameScheduleToStart  = "weft_task_schedule_to_start_seconds"
@@ -115,6 +116,7 @@ type Workflows struct {
 	started  *prometheus.CounterVec
 	closed   *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	suspend  *prometheus.CounterVec
 }
 
 // NewWorkflows registers the workflow metrics on reg (nil: returns nil,
@@ -131,6 +133,16 @@ func NewWorkflows(reg *prometheus.Registry) *Workflows {
 			[]string{labelDefinition, labelStatus})),
 		duration: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NameWorkflowDuration,
 			Help: "Time from a run's start to its close.", Buckets: workflowBuckets}, []string{labelDefinition, labelStatus})),
+		suspend: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameStepsSuspended,
+			Help: "Task steps suspended when they ran out of attempts (retry exhausted: suspend), suspending their runs."},
+			[]string{labelDefinition})),
+	}
+}
+
+// Suspended counts a step of a run of definition def suspended.
+func (w *Workflows) Suspended(def string) {
+	if w != nil {
+		w.suspend.WithLabelValues(def).Inc()
 	}
 }
 

@@ -41,6 +41,7 @@ var workflowStatus = map[workflow.Status]weftv1.WorkflowStatus{
 	workflow.StatusCompleted: weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED,
 	workflow.StatusFailed:    weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED,
 	workflow.StatusCanceled:  weftv1.WorkflowStatus_WORKFLOW_STATUS_CANCELED,
+	workflow.StatusSuspended: weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED,
 }
 
 var stepStatus = map[workflow.StepStatus]weftv1.StepStatus{
@@ -51,6 +52,7 @@ var stepStatus = map[workflow.StepStatus]weftv1.StepStatus{
 	workflow.StepCanceled:  weftv1.StepStatus_STEP_STATUS_CANCELED,
 	workflow.StepSkipped:   weftv1.StepStatus_STEP_STATUS_SKIPPED,
 	workflow.StepPending:   weftv1.StepStatus_STEP_STATUS_PENDING,
+	workflow.StepSuspended: weftv1.StepStatus_STEP_STATUS_SUSPENDED,
 }
 
 func ts(t time.Time) *timestamppb.Timestamp {
@@ -78,7 +80,7 @@ func (s *Server) workflowProto(ctx context.Context, v *stateView) (*weftv1.Workf
 		return nil, toConnect(err)
 	}
 	w := &weftv1.Workflow{Id: st.ID, Definition: st.Definition, Revision: int32(st.Revision),
-		Status: workflowStatus[st.Status], Input: in, Error: failure(st.Error, st.ErrorPath),
+		Status: workflowStatus[st.Shown()], Input: in, Error: failure(st.Error, st.ErrorPath),
 		CreatedTime: ts(st.Created), ClosedTime: ts(st.Closed), HistoryLength: uint64(v.length),
 		SearchAttributes: searchProto(st.Search)}
 	if st.Status == workflow.StatusCompleted {
@@ -161,6 +163,14 @@ func errData(e events.Error) map[string]any {
 
 func dur(d time.Duration) string { return d.String() }
 
+// exhausted names what a retry policy does when attempts run out.
+func exhausted(suspend bool) string {
+	if suspend {
+		return "suspend"
+	}
+	return "fail"
+}
+
 // eventProto renders a history event for the API: its data is a JSON
 // object with snake_case keys.
 func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
@@ -206,6 +216,8 @@ func workflowEventData(e events.Event) (path string, data map[string]any) {
 		data = map[string]any{"error": errData(e.WorkflowFailed.Error)}
 	case events.TypeWorkflowRetried:
 		data = map[string]any{"reason": e.WorkflowRetried.Reason}
+	case events.TypeWorkflowResumed:
+		data = map[string]any{"reason": e.WorkflowResumed.Reason}
 	}
 	return path, data
 }
@@ -221,7 +233,7 @@ func stepEventData(e events.Event) (path string, data map[string]any, ok bool) {
 			"idempotency_key": p.IdempotencyKey, "retry": map[string]any{
 				"max_attempts": p.Retry.MaxAttempts, "initial_interval": dur(p.Retry.InitialInterval),
 				"backoff_coefficient": p.Retry.BackoffCoefficient, "max_interval": dur(p.Retry.MaxInterval),
-				"non_retryable": stringsAny(p.Retry.NonRetryable)}}
+				"non_retryable": stringsAny(p.Retry.NonRetryable), "exhausted": exhausted(p.Retry.Suspend)}}
 	case events.TypeStepAttemptFailed:
 		p := e.StepAttemptFailed
 		path = p.Path
@@ -236,6 +248,10 @@ func stepEventData(e events.Event) (path string, data map[string]any, ok bool) {
 		if p.SignalSeq > 0 {
 			data["signal_sequence"] = p.SignalSeq
 		}
+	case events.TypeStepSuspended:
+		p := e.StepSuspended
+		path = p.Path
+		data = map[string]any{"error": errData(p.Error)}
 	case events.TypeStepFailed:
 		p := e.StepFailed
 		path = p.Path

@@ -412,27 +412,48 @@ func pageSize(n int32) (int, error) {
 // RetryWorkflow redrives a failed workflow from its failed steps.
 func (s *Server) RetryWorkflow(ctx context.Context, req *connect.Request[weftv1.RetryWorkflowRequest]) (*connect.Response[weftv1.RetryWorkflowResponse], error) {
 	m := req.Msg
-	v, err := s.readState(ctx, m.WorkflowId)
-	if err != nil {
-		return nil, err
-	}
-	if v.st.Status != workflow.StatusFailed {
-		return nil, errorf(connect.CodeFailedPrecondition, "workflow %q is %s; only FAILED workflows can be retried", m.WorkflowId, v.st.Status)
-	}
-	s.traceRun(ctx, v.st, "weft.retry")
-	// Conditional on the history we read: a retry applies to the failure it saw.
-	last := v.st.LastSeq
 	ev := events.Event{Type: events.TypeWorkflowRetried, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
 		WorkflowRetried: &events.WorkflowRetried{Reason: m.Reason}}
-	_, err = s.store.AppendExternal(ctx, m.WorkflowId, &last, "retry/"+m.WorkflowId+"/"+strconv.FormatUint(last, 10), ev)
-	switch {
-	case err == nil, errors.Is(err, eventstore.ErrDuplicate):
-	case errors.Is(err, eventstore.ErrConflict):
-		return nil, errorf(connect.CodeAborted, "workflow %q changed while retrying; read it again", m.WorkflowId)
-	default:
-		return nil, toConnect(err)
+	if err := s.appendWhen(ctx, m.WorkflowId, workflow.StatusFailed, "retry", "retried", ev); err != nil {
+		return nil, err
 	}
 	return connect.NewResponse(&weftv1.RetryWorkflowResponse{}), nil
+}
+
+// ResumeWorkflow gives a suspended workflow's suspended steps fresh
+// attempts, and the workflow goes on.
+func (s *Server) ResumeWorkflow(ctx context.Context, req *connect.Request[weftv1.ResumeWorkflowRequest]) (*connect.Response[weftv1.ResumeWorkflowResponse], error) {
+	m := req.Msg
+	ev := events.Event{Type: events.TypeWorkflowResumed, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
+		WorkflowResumed: &events.WorkflowResumed{Reason: m.Reason}}
+	if err := s.appendWhen(ctx, m.WorkflowId, workflow.StatusSuspended, "resume", "resumed", ev); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&weftv1.ResumeWorkflowResponse{}), nil
+}
+
+// appendWhen appends ev (a retry or a resume: verb, done) to wf's history if the
+// workflow is shown with status want, conditional on the history read: it
+// applies to the state that was seen. A repeat of the same request on the
+// same history is a duplicate, answered as the first.
+func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status, verb, done string, ev events.Event) error {
+	v, err := s.readState(ctx, wf)
+	if err != nil {
+		return err
+	}
+	if got := v.st.Shown(); got != want {
+		return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; only %s workflows can be %s", wf, got, want, done)
+	}
+	s.traceRun(ctx, v.st, "weft."+verb)
+	last := v.st.LastSeq
+	_, err = s.store.AppendExternal(ctx, wf, &last, verb+"/"+wf+"/"+strconv.FormatUint(last, 10), ev)
+	switch {
+	case err == nil, errors.Is(err, eventstore.ErrDuplicate):
+		return nil
+	case errors.Is(err, eventstore.ErrConflict):
+		return errorf(connect.CodeAborted, "workflow %q changed while it was read to %s it; read it again", wf, verb)
+	}
+	return toConnect(err)
 }
 
 // CountWorkflows counts the listed runs by status, of a definition or
@@ -455,9 +476,4 @@ func (s *Server) CountWorkflows(ctx context.Context, req *connect.Request[weftv1
 	}
 	slices.SortFunc(resp.Counts, func(a, b *weftv1.WorkflowStatusCount) int { return cmp.Compare(a.Status, b.Status) })
 	return connect.NewResponse(resp), nil
-}
-
-// ResumeWorkflow resumes a suspended workflow.
-func (s *Server) ResumeWorkflow(ctx context.Context, req *connect.Request[weftv1.ResumeWorkflowRequest]) (*connect.Response[weftv1.ResumeWorkflowResponse], error) {
-	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ResumeWorkflow is not implemented yet"))
 }

@@ -606,7 +606,7 @@ func (p *parser) parseRetry(r *events.RetryPolicy, label string, n *yaml.Node) {
 		p.add(label, "retry", "must be a mapping, e.g. { max_attempts: 5 }")
 		return
 	}
-	fields := p.fields(label, "retry.", n, "max_attempts", "initial_interval", "backoff_coefficient", "max_interval", "non_retryable")
+	fields := p.fields(label, "retry.", n, "max_attempts", "initial_interval", "backoff_coefficient", "max_interval", "non_retryable", "exhausted")
 	intervalsOK := true
 	if n := fields["max_attempts"]; n != nil {
 		var v int
@@ -645,6 +645,18 @@ func (p *parser) parseRetry(r *events.RetryPolicy, label string, n *yaml.Node) {
 			p.add(label, "retry.backoff_coefficient", "must be at least 1")
 		} else {
 			r.BackoffCoefficient = v
+		}
+	}
+	if n := fields["exhausted"]; n != nil {
+		if v, ok := p.str(label, "retry.exhausted", n); ok {
+			switch v {
+			case "fail":
+				r.Suspend = false
+			case "suspend":
+				r.Suspend = true
+			default:
+				p.add(label, "retry.exhausted", "must be fail (the default: the step fails) or suspend (the step waits for a resume), got %q", v)
+			}
 		}
 	}
 	if n := fields["non_retryable"]; n != nil {

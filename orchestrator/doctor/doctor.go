@@ -36,7 +36,8 @@ type Verdict string
 const (
 	// Moving: something in flight will move it on.
 	Moving Verdict = "moving"
-	// Waiting: only a signal will move it on.
+	// Waiting: only a signal, or a resume of its suspended steps, will
+	// move it on.
 	Waiting Verdict = "waiting"
 	// Stuck: nothing will move it on.
 	Stuck Verdict = "stuck"
@@ -204,7 +205,7 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 		if !r.indexed && r.st == nil {
 			continue // a child that does not exist: its parent says so
 		}
-		if r.Status == string(workflow.StatusRunning) {
+		if open(r.Status) {
 			rep.Running++
 			switch r.Verdict {
 			case Moving:
@@ -348,7 +349,7 @@ func (c *checker) load(ctx context.Context, r *run) error {
 			}
 		}
 	}
-	r.st, r.Status = st, string(st.Status)
+	r.st, r.Status = st, string(st.Shown())
 	if r.Definition == "" {
 		r.Definition = st.Definition
 	}
@@ -357,6 +358,11 @@ func (c *checker) load(ctx context.Context, r *run) error {
 
 // recent reports whether r's history changed within the grace period.
 func (c *checker) recent(r *run) bool { return c.now.Sub(r.LastChange) < c.opts.Grace }
+
+// open reports whether a run of status (as shown) has not closed.
+func open(status string) bool {
+	return status == string(workflow.StatusRunning) || status == string(workflow.StatusSuspended)
+}
 
 // judge decides r's verdict and findings.
 func (c *checker) judge(ctx context.Context, r *run) error {
@@ -370,7 +376,7 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 	case c.recent(r):
 		r.Movers = workflow.Movers(r.st)
 		r.Verdict = Moving
-		if r.Status != string(workflow.StatusRunning) {
+		if !open(r.Status) {
 			r.Verdict = Closed
 		}
 		return nil
@@ -379,7 +385,7 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 	case r.IndexStatus != r.Status:
 		r.add(FindingDrifted, "index says %s, history says %s", r.IndexStatus, r.Status)
 	}
-	if r.Status != string(workflow.StatusRunning) {
+	if !open(r.Status) {
 		r.Verdict = Closed
 		return nil
 	}
@@ -410,7 +416,9 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 	switch {
 	case len(stuck) > 0:
 		r.Verdict = Stuck
-	case len(r.Movers) > 0 && !slices.ContainsFunc(r.Movers, func(m workflow.Mover) bool { return m.Kind != workflow.MoverSignal }):
+	case len(r.Movers) > 0 && !slices.ContainsFunc(r.Movers, func(m workflow.Mover) bool {
+		return m.Kind != workflow.MoverSignal && m.Kind != workflow.MoverResume
+	}):
 		r.Verdict = Waiting
 	default:
 		r.Verdict = Moving

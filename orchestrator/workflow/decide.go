@@ -35,6 +35,11 @@ func Decide(st *State, def *definition.Definition) []events.Event {
 		return []events.Event{w.ev(events.Event{Type: events.TypeWorkflowFailed, WorkflowFailed: &events.WorkflowFailed{
 			Error: events.Error{Type: ErrTypeTimeout, Message: fmt.Sprintf("workflow did not finish within %s", def.Timeout)}}})}
 	}
+	if st.Suspended > 0 {
+		// Nothing moves but what is in flight (recorded as it comes) until
+		// a resume.
+		return nil
+	}
 	if def.Timeout > 0 && st.TimeoutTimerID == "" {
 		w.emit(events.Event{Type: events.TypeTimerScheduled, TimerScheduled: &events.TimerScheduled{
 			TimerID: WorkflowTimeoutTimerID(st.Retries), Due: st.Now.Add(def.Timeout)}})
@@ -984,7 +989,14 @@ func AcceptResult(st *State, r events.Result) (events.Event, bool) {
 	if r.Outcome == events.OutcomeAttemptFailed && r.Attempt <= s.Attempts {
 		return events.Event{}, false
 	}
-	return r.Event(), true
+	ev := r.Event()
+	if f := ev.StepFailed; f != nil && s.Suspend && st.Status == StatusRunning && f.Error.Type != ErrTypeInvalidOutput {
+		// Out of attempts, under a policy that suspends: wait for a resume
+		// (but an output that cannot be recorded would be the same again).
+		ev = events.Event{Type: events.TypeStepSuspended, Time: ev.Time,
+			StepSuspended: &events.StepSuspended{Path: f.Path, Gen: f.Gen, Attempt: f.Attempt, Error: f.Error}}
+	}
+	return ev, true
 }
 
 // AcceptTimer returns the event recording that timer t fired, or false

@@ -22,6 +22,9 @@ const (
 	MoverSignal MoverKind = "signal"
 	// MoverCancel is a cancel requested: an orchestrator will act on it.
 	MoverCancel MoverKind = "cancel"
+	// MoverResume is a step suspended when it ran out of attempts: only a
+	// resume (or a cancel) moves it.
+	MoverResume MoverKind = "resume"
 )
 
 // Mover is one thing that will move a running workflow on.
@@ -60,13 +63,15 @@ func (m Mover) String() string {
 		return fmt.Sprintf("step %s: waiting for signal %q", m.Path, m.Signal)
 	case MoverCancel:
 		return "cancel requested"
+	case MoverResume:
+		return fmt.Sprintf("step %s: suspended, waiting for a resume", m.Path)
 	}
 	return string(m.Kind)
 }
 
 // Movers lists what will move st on while it is running: its task steps
 // in flight, children running, timers scheduled and not yet fired, waits
-// for signals, and a requested cancel, in the order their steps started
+// for signals, suspended steps, and a requested cancel, in the order their steps started
 // (the workflow's timeout and a cancel last). It returns nil for a state
 // that is not running. A running state with no movers moves only if
 // Decide still has events for it.
@@ -88,6 +93,8 @@ func Movers(st *State) []Mover {
 			}
 		case s.Status == StepWaiting && s.Kind == "wait":
 			out = append(out, Mover{Kind: MoverSignal, Path: path, Signal: s.Signal})
+		case s.Status == StepSuspended:
+			out = append(out, Mover{Kind: MoverResume, Path: path, Task: s.Task})
 		}
 	}
 	if st.TimeoutTimerID != "" && !st.TimedOut {

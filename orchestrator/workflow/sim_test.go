@@ -243,6 +243,9 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 		}
 		if g.chance("retry?", 3) {
 			s["retry"] = map[string]any{"max_attempts": 1 + g.intn("attempts", 3), "non_retryable": []any{"fatal"}}
+			if g.chance("suspend?", 3) {
+				s["retry"].(map[string]any)["exhausted"] = "suspend"
+			}
 		}
 	case "wait":
 		w := map[string]any{"signal": g.pick("signal", "a", "b")}
@@ -424,6 +427,7 @@ type sim struct {
 	signals  int
 	cancels  int
 	retries  int
+	resumes  int
 	log      []string
 	known    []string // known bugs run into
 	draining bool
@@ -684,18 +688,18 @@ func (s *sim) checkState(st *workflow.State) {
 				s.fail("parallel %s completed with %v for %d branches", path, step.Output, len(d.Parallel.Branches))
 			}
 		case d.Foreach != nil && step.Status == workflow.StepRunning && st.Status == workflow.StatusRunning && s.live(st, m, path):
+			// An iteration is in flight while work of it is: a task, child,
+			// wait or sleep open. (After a redrive, an iteration waiting for
+			// room may show its containers running, with nothing in them.)
 			busy := map[string]bool{}
 			for p, in := range st.Steps {
-				if (in.Status == workflow.StepRunning || in.Status == workflow.StepWaiting) && strings.HasPrefix(p, path+"[") && s.live(st, m, p) {
+				if (in.Status == workflow.StepRunning || in.Status == workflow.StepWaiting) && !simContainer(in.Kind) &&
+					strings.HasPrefix(p, path+"[") && s.live(st, m, p) {
 					busy[p[:len(path)+strings.IndexByte(p[len(path):], ']')]] = true
 				}
 			}
 			if len(busy) > d.Foreach.Concurrency {
-				bug := ""
-				if st.Retries > 0 && d.Foreach.ContinueOnError {
-					bug = "redrive reruns failed iterations past foreach concurrency"
-				}
-				s.failKnown(bug, "foreach %s has %d iterations in flight, concurrency %d: %v", path, len(busy), d.Foreach.Concurrency, slices.Sorted(maps.Keys(busy)))
+				s.fail("foreach %s has %d iterations in flight, concurrency %d: %v", path, len(busy), d.Foreach.Concurrency, slices.Sorted(maps.Keys(busy)))
 			}
 		}
 	}
@@ -888,8 +892,9 @@ func (s *sim) crossCheck(a, b *workflow.State, d simDelivery, input, decided []e
 	}
 	// Once decisions settle, no wait they follow is left waiting while a
 	// signal of its name is pending: each signal satisfies a wait
-	// (docs/language.md, "wait").
-	if a.Status == workflow.StatusRunning {
+	// (docs/language.md, "wait"). A suspended workflow keeps its signals
+	// for after the resume.
+	if a.Status == workflow.StatusRunning && a.Suspended == 0 {
 		for _, p := range a.Order {
 			w := a.Steps[p]
 			if w.Kind == "wait" && w.Status == workflow.StepWaiting && s.live(a, m, p) &&
@@ -1045,6 +1050,7 @@ func (s *sim) act() {
 		action{1, func() { s.signal(s.draw("signal", 3)) }},
 		action{1, s.cancel},
 		action{1, s.redrive},
+		action{1, s.resume},
 		action{1, func() { s.clock = s.clock.Add(time.Duration(1+s.draw("tick", 20)) * time.Second) }},
 	)
 	total := 0
@@ -1110,6 +1116,17 @@ func (s *sim) redrive() {
 	s.retries++
 	s.logf("redrive")
 	s.external(events.Event{Type: events.TypeWorkflowRetried, WorkflowRetried: &events.WorkflowRetried{}})
+}
+
+// resume resumes a suspended workflow (the API's append is conditional on
+// the suspension it read).
+func (s *sim) resume() {
+	if s.resumes >= 6 || s.fold(false).Shown() != workflow.StatusSuspended {
+		return
+	}
+	s.resumes++
+	s.logf("resume")
+	s.external(events.Event{Type: events.TypeWorkflowResumed, WorkflowResumed: &events.WorkflowResumed{}})
 }
 
 // firstTimer returns the index of the pending timer due first.
@@ -1247,6 +1264,11 @@ func (s *sim) drain() {
 		if st.Status != workflow.StatusRunning {
 			return
 		}
+		if st.Suspended > 0 {
+			s.resumes = 0 // a drain resumes as often as it takes
+			s.resume()
+			continue
+		}
 		// Signal a wait that has no signal pending. (A wait whose signal
 		// is pending is not followed: left open by a workflow timeout in a
 		// catch whose step a redrive ran again.)
@@ -1312,6 +1334,10 @@ func (s *sim) illegal(st *workflow.State, e events.Event, m *simModel, rest []ev
 	if (st.CancelRequested || st.TimedOut) && !(st.CancelRequested && e.Type == events.TypeWorkflowCanceled) &&
 		!(st.TimedOut && e.Type == events.TypeWorkflowFailed) {
 		return fmt.Sprintf("decided on instead of closing (cancel requested %v, timed out %v)", st.CancelRequested, st.TimedOut), ""
+	}
+	// A suspended workflow decides nothing else until it is resumed.
+	if st.Suspended > 0 && !st.CancelRequested && !st.TimedOut {
+		return fmt.Sprintf("decided on while %d steps are suspended", st.Suspended), ""
 	}
 	var path string
 	switch p := e.Payload().(type) {
@@ -1579,12 +1605,14 @@ type simModel struct {
 	hist      []events.Event
 	failed    bool           // the workflow's last close was a failure
 	lastRetry int            // the last redrive's event (1-based), or 0
-	closedAt  map[string]int // the event that last failed or canceled each step
+	closedAt  map[string]int // the event that last failed, canceled or suspended each step
+	suspended []string       // the steps suspended since the last resume
+	resumedAt map[string]int // the resume that last ran each suspended step again
 	budget    map[string]int // a repeat's first iteration that counts against max_iterations
 }
 
 func newSimModel(hist []events.Event) *simModel {
-	m := &simModel{closedAt: map[string]int{}, budget: map[string]int{}}
+	m := &simModel{closedAt: map[string]int{}, budget: map[string]int{}, resumedAt: map[string]int{}}
 	for _, e := range hist {
 		m.add(e)
 	}
@@ -1599,6 +1627,14 @@ func (m *simModel) add(e events.Event) {
 		m.closedAt[e.StepFailed.Path] = n
 	case e.StepCanceled != nil:
 		m.closedAt[e.StepCanceled.Path] = n
+	case e.StepSuspended != nil:
+		m.closedAt[e.StepSuspended.Path] = n
+		m.suspended = append(m.suspended, e.StepSuspended.Path)
+	case e.Type == events.TypeWorkflowResumed:
+		for _, p := range m.suspended {
+			m.resumedAt[p] = n
+		}
+		m.suspended = nil
 	case e.StepStarted != nil && e.StepStarted.Kind == string(definition.KindRepeat):
 		m.budget[e.StepStarted.Path] = 0
 	case e.StepReopened != nil:
@@ -1608,16 +1644,20 @@ func (m *simModel) add(e events.Event) {
 	case e.Type == events.TypeWorkflowRetried:
 		// Only a failed workflow is redriven (the core ignores any other).
 		if m.failed {
-			m.lastRetry, m.failed = n, false
+			m.lastRetry, m.failed, m.suspended = n, false, nil
 		}
 	}
 }
 
-// rerun reports whether step s is one the last redrive runs again: it was
+// rerun reports whether step s is one a resume runs again (it was
+// suspended, and has not moved since), or one the last redrive runs again: it was
 // failed or canceled when the redrive came, and has not moved since, and
 // no catch was handling its failure (docs/language.md, "Versions and
 // redrive": a catch that had begun goes on).
 func (s *sim) rerun(st *workflow.State, m *simModel, step *workflow.Step) bool {
+	if step != nil && step.Status == workflow.StepFailed && m.resumedAt[step.Path] > m.closedAt[step.Path] {
+		return true // suspended, then resumed
+	}
 	if step == nil || step.Status != workflow.StepFailed && step.Status != workflow.StepCanceled || m.lastRetry <= m.closedAt[step.Path] {
 		return false
 	}

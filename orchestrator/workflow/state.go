@@ -20,8 +20,12 @@ const (
 	StatusCanceled  Status = "CANCELED"
 )
 
+// StatusSuspended is how a running workflow with a suspended step is shown
+// (State.Shown); State.Status stays StatusRunning.
+const StatusSuspended Status = "SUSPENDED"
+
 // Terminal reports whether the status is final.
-func (s Status) Terminal() bool { return s != StatusRunning && s != "" }
+func (s Status) Terminal() bool { return s != StatusRunning && s != StatusSuspended && s != "" }
 
 // StepStatus is a step's lifecycle state. A step that has not started has
 // no entry in State.Steps (or, in histories redriven by earlier releases,
@@ -37,6 +41,9 @@ const (
 	StepFailed    StepStatus = "FAILED"
 	StepCanceled  StepStatus = "CANCELED"
 	StepSkipped   StepStatus = "SKIPPED"
+	// StepSuspended: a task that ran out of attempts under a retry policy
+	// that says suspend; it runs again, with fresh attempts, on a resume.
+	StepSuspended StepStatus = "SUSPENDED"
 )
 
 // Step is the folded state of one step, addressed by its path: its id,
@@ -79,6 +86,10 @@ type Step struct {
 	// Searched: the step's search attributes were recorded since it last
 	// completed (a step whose definition has none never is).
 	Searched bool
+
+	// Suspend: the task's retry policy suspends it when it runs out of
+	// attempts, instead of failing it.
+	Suspend bool
 
 	// Rerun marks a step that was failed or canceled when the workflow was
 	// last redriven: when a decision reaches it, it runs again from its
@@ -123,6 +134,10 @@ type State struct {
 	StartedBy string
 	// Trace is the run's recorded trace context (WorkflowStarted.Trace).
 	Trace string
+	// Suspended counts the steps suspended since the last resume: while
+	// there are any, nothing but a cancel or the workflow's timeout is
+	// decided (see Shown).
+	Suspended int
 
 	Status    Status
 	Output    any
@@ -312,6 +327,10 @@ func (st *State) dispatch(e events.Event) error {
 		st.stepReopened(e.StepReopened)
 	case events.TypeWorkflowRetried:
 		st.workflowRetried()
+	case events.TypeStepSuspended:
+		st.stepSuspended(e.StepSuspended, e.Time)
+	case events.TypeWorkflowResumed:
+		st.workflowResumed()
 	case events.TypeSearchAttributesSet:
 		st.searchAttributesSet(e.SearchAttributesSet)
 	default:
@@ -338,7 +357,7 @@ func (st *State) workflowStarted(p *events.WorkflowStarted, who string, t time.T
 
 func (st *State) stepScheduled(p *events.StepScheduled, t time.Time) {
 	s := st.step(p.Path, t)
-	s.Kind, s.Task, s.Status, s.Gen, s.Rerun = "task", p.Task, StepRunning, p.Gen, false
+	s.Kind, s.Task, s.Status, s.Gen, s.Rerun, s.Suspend = "task", p.Task, StepRunning, p.Gen, false, p.Retry.Suspend
 	s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
 }
 
@@ -517,12 +536,53 @@ func (st *State) workflowRetried() {
 	// failure went through, not what a catch or on_error: continue of
 	// a completed step handled.
 	for _, path := range st.Order {
-		if s := st.Steps[path]; s.Status == StepFailed || s.Status == StepCanceled {
+		s := st.Steps[path]
+		if s.Status == StepSuspended { // the workflow failed while it was suspended
+			s.Status = StepFailed
+		}
+		if s.Status == StepFailed || s.Status == StepCanceled {
 			s.Rerun = true
 		}
 	}
+	st.Suspended = 0
 	// A redrive gets a fresh workflow timeout.
 	st.TimedOut, st.TimeoutTimerID = false, ""
+}
+
+func (st *State) stepSuspended(p *events.StepSuspended, t time.Time) {
+	s := st.step(p.Path, t)
+	if s.Status != StepSuspended {
+		st.Suspended++
+	}
+	s.Status, s.Rerun = StepSuspended, false
+	s.Attempts = max(s.Attempts, p.Attempt)
+	errv := p.Error
+	s.LastError = &errv
+}
+
+// workflowResumed gives each suspended step a fresh run: it starts again,
+// its attempts counted on from where they stopped, when the decisions that
+// follow reach it, as a redrive runs a failed step again.
+func (st *State) workflowResumed() {
+	if st.Suspended == 0 {
+		return
+	}
+	st.loops = nil // a suspended iteration starts again
+	for _, path := range st.Order {
+		if s := st.Steps[path]; s.Status == StepSuspended {
+			s.Status, s.Rerun = StepFailed, true
+		}
+	}
+	st.Suspended = 0
+}
+
+// Shown returns the status the workflow is shown with: StatusSuspended
+// for a running workflow that has a suspended step, else Status.
+func (st *State) Shown() Status {
+	if st.Status == StatusRunning && st.Suspended > 0 {
+		return StatusSuspended
+	}
+	return st.Status
 }
 
 func (st *State) close(s Status, t time.Time) {
