@@ -97,6 +97,13 @@ steps:
       - { id: label, task: slow, input: "${ item }" }
   - { id: notify, task: echo, input: sent }
 `
+	defGated = `
+name: gated
+steps:
+  - id: charge
+    task: gate
+    retry: { max_attempts: 2, initial_interval: 20ms, exhausted: suspend }
+`
 	defSignup = `
 name: signup
 input_schema:
@@ -126,7 +133,7 @@ func TestConsole(t *testing.T) {
 	b := newBrowser(t)
 	w := startWeft(t, nil, "")
 	p := &page{t: t, ctx: b, url: w.url}
-	for _, d := range []string{defGreet, defApproval, defFlaky, defOrders, defParent, defDemo} {
+	for _, d := range []string{defGreet, defApproval, defFlaky, defOrders, defParent, defDemo, defGated} {
 		w.mustPut(d)
 	}
 	w.mustPut(defSignup)
@@ -139,12 +146,14 @@ func TestConsole(t *testing.T) {
 	w.start("flaky", "flaky-1")
 	w.start("parent", "parent-1")
 	w.start("fulfil", "fulfil-1")
+	w.start("gated", "gated-1")
 	w.waitStatus("parent-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED)
 	w.waitStatus("greet-3", weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED)
 	w.waitStatus("flaky-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED)
 	waitFor(t, "the waits to start", func() bool { return len(w.get("hold-2").Steps) == 2 })
 	w.waitStatus("fulfil-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED)
-	w.waitIndexed("", 11)
+	w.waitStatus("gated-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED)
+	w.waitIndexed("", 12)
 	w.waitIndexed("flaky", 1)
 
 	t.Run("list", func(t *testing.T) {
@@ -152,10 +161,11 @@ func TestConsole(t *testing.T) {
 		p.open("/")
 		p.shows("table.runs", "greet-1")
 		p.shows("table.runs", "flaky-1")
-		p.until("newest first", listed+`[0] === "fulfil-1"`)
+		p.until("newest first", listed+`[0] === "gated-1"`)
 		p.shows(".counts", "failed 1")
 		p.shows(".counts", "running 4")
-		p.shows(".counts", "all 11")
+		p.shows(".counts", "suspended 1")
+		p.shows(".counts", "all 12")
 		p.screenshot("runs")
 		// The list refreshes by itself.
 		w.start("greet", "greet-4")
@@ -287,6 +297,21 @@ func TestConsole(t *testing.T) {
 		p.shows("h1 .badge", "completed")
 		p.until("the retry's bar completed", `document.querySelector('.timeline .tl-row[data-path="fetch"] .bar.b-completed') && document.querySelector('.timeline .tl-row[data-path="after"] .bar.b-completed')`)
 		p.shows("table.history", "WorkflowRetried")
+	})
+
+	t.Run("resume", func(t *testing.T) {
+		p.t = t
+		p.open("/workflows/gated-1")
+		p.shows("h1 .badge", "suspended")
+		p.shows("table.steps", "suspended")
+		p.until("the suspension as a waiting bar after two failed ones", `document.querySelectorAll('.tl-row[data-path="charge"] .bar.b-failed').length === 2 && document.querySelector('.tl-row[data-path="charge"] .bar.b-waiting')`)
+		w.gate.Store(true)
+		p.click("button", "Resume…")
+		p.typeInto(`form[aria-label=resume] input[name=reason]`, "card fixed")
+		p.click("button", "Resume run")
+		p.shows("h1 .badge", "completed")
+		p.shows("table.history", "WorkflowResumed")
+		p.until("the attempt after the resume completed", `document.querySelector('.tl-row[data-path="charge"] .bar.b-completed')`)
 	})
 
 	t.Run("timeline", func(t *testing.T) {

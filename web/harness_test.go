@@ -41,6 +41,8 @@ type weft struct {
 	trig weftv1connect.TriggerServiceClient
 	// broken makes the "flaky" task fail while it is true.
 	broken atomic.Bool
+	// gate lets the "gate" task succeed once it is true.
+	gate atomic.Bool
 }
 
 func startWeft(t *testing.T, tokens api.Tokens, token string) *weft {
@@ -54,6 +56,12 @@ func startWeft(t *testing.T, tokens api.Tokens, token string) *weft {
 				return nil, executor.NewError("upstream_down", "the upstream answered 503 (attempt %d)", task.Attempt)
 			}
 			return map[string]any{"ok": true}, nil
+		},
+		"gate": func(ctx context.Context, task *executor.Task) (any, error) {
+			if !w.gate.Load() {
+				return nil, executor.NewError("card_declined", "the card was declined (attempt %d)", task.Attempt)
+			}
+			return "charged", nil
 		},
 		// wobbly fails its first two attempts.
 		"wobbly": func(ctx context.Context, task *executor.Task) (any, error) {

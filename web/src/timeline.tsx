@@ -44,7 +44,8 @@ export function buildTimeline(events: HistoryEvent[], now: number): Model {
     return r;
   };
   const begin = (path: string, b: Bar) => {
-    close(path, b.start, "canceled");
+    // A new attempt ends a suspension (a wait) or else what was open.
+    close(path, b.start, open.get(path)?.state === "waiting" ? "completed" : "canceled");
     row(path).bars.push(b);
     open.set(path, b);
   };
@@ -85,6 +86,11 @@ export function buildTimeline(events: HistoryEvent[], now: number): Model {
         break;
       case "StepFailed":
         if (!close(p, t, "failed", errMsg(data))) row(p).bars.push({ start: t, end: t, state: "failed", attempt: e.attempt, note: errMsg(data) });
+        break;
+      case "StepSuspended":
+        // The last attempt failed; the step waits for ResumeWorkflow.
+        close(p, t, "failed", errMsg(data));
+        begin(p, { start: t, end: null, state: "waiting", attempt: 0, note: "suspended" });
         break;
       case "StepCanceled":
         close(p, t, "canceled");
