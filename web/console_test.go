@@ -446,6 +446,18 @@ func TestConsoleRoutes(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") || !strings.Contains(resp.Header.Get("Content-Type"), "javascript") || len(body) < 1000 {
 		t.Fatalf("GET %s: %d %v", asset, resp.StatusCode, resp.Header)
 	}
+	// Clients that take gzip get it.
+	req0, _ := http.NewRequest("GET", w.url+asset, nil)
+	req0.Header.Set("Accept-Encoding", "gzip")
+	zresp, err := http.DefaultTransport.RoundTrip(req0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zbody, _ := io.ReadAll(zresp.Body)
+	zresp.Body.Close()
+	if zresp.Header.Get("Content-Encoding") != "gzip" || !strings.Contains(zresp.Header.Get("Content-Type"), "javascript") || len(zbody) >= len(body)/2 {
+		t.Fatalf("GET %s with gzip: %v, %d bytes of %d", asset, zresp.Header, len(zbody), len(body))
+	}
 	// index.html is revalidated by its ETag.
 	index, _ := get("/")
 	req, _ := http.NewRequest("GET", w.url+"/definitions", nil)
