@@ -30,6 +30,8 @@ export function RunPage({ id }: { id: string }) {
     const ctl = new AbortController();
     let buf: HistoryEvent[] = [];
     let timer = 0;
+    let again = 0;
+    let watching = false;
     // A state read by a load that has been replaced is dropped: it may be older.
     const refresh = () =>
       workflows.getWorkflow({ workflowId: id }, { signal: ctl.signal }).then((r) => {
@@ -49,6 +51,7 @@ export function RunPage({ id }: { id: string }) {
         setWf(r.workflow ?? null);
         setError(null);
         if (isOpen(r.workflow)) {
+          watching = true;
           for await (const m of workflows.watchWorkflow({ workflowId: id }, { signal: ctl.signal })) {
             if (m.event) buf.push(m.event);
             if (!timer) timer = window.setTimeout(flush, 150);
@@ -65,12 +68,17 @@ export function RunPage({ id }: { id: string }) {
           if (!ctl.signal.aborted) setEvents(buf);
         }
       } catch (e) {
-        if (!ctl.signal.aborted) setError(errorText(e));
+        if (ctl.signal.aborted) return;
+        setError(errorText(e));
+        // Live updates that broke off (the server restarted, say) start
+        // again after a pause.
+        if (watching) again = window.setTimeout(() => setReload((n) => n + 1), 3000);
       }
     })();
     return () => {
       ctl.abort();
       window.clearTimeout(timer);
+      window.clearTimeout(again);
     };
   }, [id, reload]);
 
