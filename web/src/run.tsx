@@ -1,13 +1,12 @@
 // A run: its state, steps, timeline, history and search attributes, with
 // the actions signal, cancel and retry. A running run follows its history
 // live through WatchWorkflow.
-import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import type { JSX } from "preact";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import type { JsonValue } from "@bufbuild/protobuf";
 import { date, errorText, jsonValue, statusName, stepStatusName, valueJson, workflows, WorkflowStatus } from "./api";
 import type { HistoryEvent, Workflow } from "./gen/weft/v1/workflow_pb";
 import { A } from "./router";
-import { Badge, ErrorBox, fmtDuration, fmtTime, Json, Section } from "./ui";
+import { ActionBar, Badge, ErrorBox, fmtDuration, fmtTime, Json, Section, type ActionSpec } from "./ui";
 import { buildTimeline, Timeline } from "./timeline";
 
 // historyPage is the GetHistory page size: small enough that decoding one
@@ -311,119 +310,72 @@ function History({ events }: { events: HistoryEvent[] }) {
   );
 }
 
-type Action = "signal" | "cancel" | "retry" | "resume" | null;
-
 function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
-  const [action, setAction] = useState<Action>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [done, setDone] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const first = useRef<HTMLInputElement>(null);
-  const running = isOpen(wf);
-  useEffect(() => first.current?.focus(), [action]);
-
-  const pick = (a: Action) => {
-    setAction(a);
-    setError(null);
-    setDone(null);
-  };
-  const submit = async (e: JSX.TargetedEvent<HTMLFormElement>) => {
-    e.preventDefault();
-    const d = new FormData(e.currentTarget);
-    const text = (k: string) => String(d.get(k) ?? "");
-    setBusy(true);
-    setError(null);
-    try {
-      if (action === "signal") {
+  const open = isOpen(wf);
+  const reason = (label: string, required = false) => ({ name: "reason", label, required });
+  const actions: ActionSpec[] = [
+    {
+      key: "signal",
+      button: "Signal…",
+      enabled: open,
+      fields: [
+        { name: "name", label: "Signal name", required: true },
+        { name: "payload", label: "Payload (JSON, optional)", multiline: true },
+      ],
+      question: `Send this signal to ${wf.id}?`,
+      confirm: "Send signal",
+      async run(d) {
+        const name = String(d.get("name") ?? "");
+        const text = String(d.get("payload") ?? "");
         let payload: JsonValue | undefined;
-        if (text("payload").trim()) {
+        if (text.trim()) {
           try {
-            payload = JSON.parse(text("payload"));
+            payload = JSON.parse(text);
           } catch (err) {
             throw new Error("The payload is not JSON: " + (err as Error).message);
           }
         }
-        await workflows.signalWorkflow({ workflowId: wf.id, name: text("name"), payload: payload === undefined ? undefined : jsonValue(payload), requestId: crypto.randomUUID() });
-        setDone(`Signal ${text("name")} sent.`);
-      } else if (action === "cancel") {
-        await workflows.cancelWorkflow({ workflowId: wf.id, reason: text("reason") });
-        setDone("Cancel requested.");
-      } else if (action === "retry") {
-        await workflows.retryWorkflow({ workflowId: wf.id, reason: text("reason") });
-        setDone("Run retried.");
-      } else if (action === "resume") {
-        await workflows.resumeWorkflow({ workflowId: wf.id, reason: text("reason") });
-        setDone("Run resumed.");
-      }
-      setAction(null);
-      onChanged();
-    } catch (err) {
-      setError(err instanceof Error && !("code" in err) ? err.message : errorText(err));
-    } finally {
-      setBusy(false);
-    }
-  };
-
-  return (
-    <div class="actions">
-      <div class="buttons" role="toolbar" aria-label="Actions">
-        <button type="button" disabled={!running} onClick={() => pick("signal")} aria-pressed={action === "signal"}>
-          Signal…
-        </button>
-        <button type="button" disabled={!running} onClick={() => pick("cancel")} aria-pressed={action === "cancel"}>
-          Cancel…
-        </button>
-        <button type="button" disabled={wf.status !== WorkflowStatus.FAILED} onClick={() => pick("retry")} aria-pressed={action === "retry"}>
-          Retry…
-        </button>
-        {wf.status === WorkflowStatus.SUSPENDED && (
-          <button type="button" onClick={() => pick("resume")} aria-pressed={action === "resume"}>
-            Resume…
-          </button>
-        )}
-      </div>
-      {action && (
-        <form class="action-form card" onSubmit={submit} onKeyDown={(e) => e.key === "Escape" && pick(null)} aria-label={action}>
-          {action === "signal" && (
-            <>
-              <label>
-                Signal name
-                <input name="name" ref={first} required autocomplete="off" />
-              </label>
-              <label>
-                Payload (JSON, optional)
-                <textarea name="payload" rows={4} spellcheck={false} />
-              </label>
-            </>
-          )}
-          {action !== "signal" && (
-            <label>
-              Reason{action === "cancel" ? "" : " (optional)"}
-              <input name="reason" ref={first} autocomplete="off" />
-            </label>
-          )}
-          <p class="confirm">
-            {action === "signal" && `Send this signal to ${wf.id}?`}
-            {action === "cancel" && `Cancel ${wf.id}? Its open steps are canceled.`}
-            {action === "retry" && `Retry ${wf.id} from its failed steps?`}
-            {action === "resume" && `Resume ${wf.id}? Its suspended steps get fresh attempts.`}
-          </p>
-          <div class="buttons">
-            <button type="submit" class="primary" disabled={busy}>
-              {{ signal: "Send signal", cancel: "Cancel run", retry: "Retry run", resume: "Resume run" }[action]}
-            </button>
-            <button type="button" onClick={() => pick(null)}>
-              Back
-            </button>
-          </div>
-        </form>
-      )}
-      <ErrorBox error={error} />
-      {done && (
-        <p class="ok" role="status">
-          {done}
-        </p>
-      )}
-    </div>
-  );
+        await workflows.signalWorkflow({ workflowId: wf.id, name, payload: payload === undefined ? undefined : jsonValue(payload), requestId: crypto.randomUUID() });
+        return `Signal ${name} sent.`;
+      },
+    },
+    {
+      key: "cancel",
+      button: "Cancel…",
+      enabled: open,
+      fields: [reason("Reason")],
+      question: `Cancel ${wf.id}? Its open steps are canceled.`,
+      confirm: "Cancel run",
+      async run(d) {
+        await workflows.cancelWorkflow({ workflowId: wf.id, reason: String(d.get("reason") ?? "") });
+        return "Cancel requested.";
+      },
+    },
+    {
+      key: "retry",
+      button: "Retry…",
+      enabled: wf.status === WorkflowStatus.FAILED,
+      fields: [reason("Reason (optional)")],
+      question: `Retry ${wf.id} from its failed steps?`,
+      confirm: "Retry run",
+      async run(d) {
+        await workflows.retryWorkflow({ workflowId: wf.id, reason: String(d.get("reason") ?? "") });
+        return "Run retried.";
+      },
+    },
+  ];
+  if (wf.status === WorkflowStatus.SUSPENDED)
+    actions.push({
+      key: "resume",
+      button: "Resume…",
+      enabled: true,
+      fields: [reason("Reason (optional)")],
+      question: `Resume ${wf.id}? Its suspended steps get fresh attempts.`,
+      confirm: "Resume run",
+      async run(d) {
+        await workflows.resumeWorkflow({ workflowId: wf.id, reason: String(d.get("reason") ?? "") });
+        return "Run resumed.";
+      },
+    });
+  return <ActionBar actions={actions} onChanged={onChanged} />;
 }

@@ -1,5 +1,7 @@
 // Small shared pieces: times, JSON, errors, status badges.
-import type { ComponentChildren } from "preact";
+import type { ComponentChildren, JSX } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { errorText } from "./api";
 import type { JsonValue } from "@bufbuild/protobuf";
 
 export function fmtTime(d: Date | undefined): string {
@@ -50,5 +52,96 @@ export function Section({ title, children, id }: { title: string; children: Comp
       <h2>{title}</h2>
       {children}
     </section>
+  );
+}
+
+/** ActionSpec is one action of an ActionBar: its button, its form, its call. */
+export interface ActionSpec {
+  key: string;
+  button: string;
+  enabled: boolean;
+  fields: { name: string; label: string; required?: boolean; multiline?: boolean }[];
+  /** question asks for confirmation above the form's buttons. */
+  question: string;
+  confirm: string;
+  /** run makes the call and says what was done; what it throws is shown. */
+  run: (d: FormData) => Promise<string>;
+}
+
+/**
+ * ActionBar shows a button per action; a button opens the action's form,
+ * which needs its own confirm button pressed (Escape or Back closes it).
+ * A refused call shows the API's code and message.
+ */
+export function ActionBar({ actions, onChanged }: { actions: ActionSpec[]; onChanged: () => void }) {
+  const [current, setCurrent] = useState<string | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [done, setDone] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const first = useRef<HTMLInputElement>(null);
+  useEffect(() => first.current?.focus(), [current]);
+  const action = actions.find((a) => a.key === current);
+
+  const pick = (key: string | null) => {
+    setCurrent(key);
+    setError(null);
+    setDone(null);
+  };
+  const submit = async (e: JSX.TargetedEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    if (!action) return;
+    const d = new FormData(e.currentTarget);
+    setBusy(true);
+    setError(null);
+    try {
+      setDone(await action.run(d));
+      setCurrent(null);
+      onChanged();
+    } catch (err) {
+      setError(err instanceof Error && !("code" in err) ? err.message : errorText(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <div class="actions">
+      <div class="buttons" role="toolbar" aria-label="Actions">
+        {actions.map((a) => (
+          <button type="button" disabled={!a.enabled} onClick={() => pick(a.key)} aria-pressed={current === a.key}>
+            {a.button}
+          </button>
+        ))}
+      </div>
+      {action && (
+        <form class="action-form card" onSubmit={submit} onKeyDown={(e) => e.key === "Escape" && pick(null)} aria-label={action.key}>
+          {action.fields.map((f, i) => (
+            <label>
+              {f.label}
+              {f.multiline ? (
+                <textarea name={f.name} rows={4} spellcheck={false} required={f.required} />
+              ) : (
+                <input name={f.name} ref={i === 0 ? first : undefined} required={f.required} autocomplete="off" />
+              )}
+            </label>
+          ))}
+          <p class="confirm">{action.question}</p>
+          <div class="buttons">
+            <button type="submit" class="primary" disabled={busy}>
+              {action.confirm}
+            </button>
+            <button type="button" onClick={() => pick(null)}>
+              Back
+            </button>
+          </div>
+        </form>
+      )}
+      <ErrorBox error={error} />
+      {done && (
+        <p class="ok" role="status">
+          {done}
+        </p>
+      )}
+    </div>
   );
 }
