@@ -4,7 +4,7 @@ import { useEffect, useState } from "preact/hooks";
 import { date, definitions, errorText, listJson } from "./api";
 import type { DefinitionInfo } from "./gen/weft/v1/definition_pb";
 import { A, navigate, params, withParams } from "./router";
-import { ErrorBox, fmtTime, Section } from "./ui";
+import { ActionBar, ErrorBox, fmtTime, Section, type ActionSpec } from "./ui";
 import { Diagram } from "./diagram";
 import { StartForm } from "./startform";
 
@@ -59,6 +59,7 @@ export function DefinitionPage({ name, search }: { name: string; search: string 
   const [def, setDef] = useState<DefinitionInfo | null>(null);
   const [latest, setLatest] = useState(0);
   const [error, setError] = useState<string | null>(null);
+  const [reload, setReload] = useState(0);
   useEffect(() => {
     setError(null);
     definitions.getDefinition({ name, revision: want }).then(
@@ -69,7 +70,33 @@ export function DefinitionPage({ name, search }: { name: string; search: string 
       (r) => setLatest(r.definition?.revision ?? 0),
       () => {},
     );
-  }, [name, want]);
+  }, [name, want, reload]);
+  const actions: ActionSpec[] = [
+    {
+      key: "pause",
+      button: def?.pause ? "Pause again…" : "Pause…",
+      enabled: def !== null,
+      fields: [{ name: "reason", label: "Reason" }],
+      question: `Pause ${name}? Its runs start no new step attempts until it is resumed.`,
+      confirm: "Pause definition",
+      async run(d) {
+        await definitions.pauseDefinition({ name, reason: String(d.get("reason") ?? "") });
+        return `${name} paused.`;
+      },
+    },
+    {
+      key: "resume",
+      button: "Resume…",
+      enabled: def?.pause !== undefined,
+      fields: [],
+      question: `Resume ${name}? Everything that waited goes on.`,
+      confirm: "Resume definition",
+      async run() {
+        await definitions.resumeDefinition({ name });
+        return `${name} resumed.`;
+      },
+    },
+  ];
   const outline = def ? (listJson(def.outline) as Record<string, unknown>[]) : [];
   return (
     <div>
@@ -97,8 +124,9 @@ export function DefinitionPage({ name, search }: { name: string; search: string 
             </span>
             <A href={withParams("/", { definition: name })}>Runs of {name}</A>
           </div>
+          <ActionBar actions={actions} onChanged={() => setReload((n) => n + 1)} />
           {def.pause && (
-            <p class="error" role="status">
+            <p class="error paused" role="status">
               Paused since {fmtTime(date(def.pause.time))}
               {def.pause.by && ` by ${def.pause.by}`}
               {def.pause.reason && `: ${def.pause.reason}`}. Its runs start no new step attempts until it is resumed.

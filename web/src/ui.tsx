@@ -79,7 +79,8 @@ export function ActionBar({ actions, onChanged }: { actions: ActionSpec[]; onCha
   const [done, setDone] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const first = useRef<HTMLInputElement>(null);
-  useEffect(() => first.current?.focus(), [current]);
+  const confirm = useRef<HTMLButtonElement>(null);
+  useEffect(() => (first.current ?? confirm.current)?.focus(), [current]);
   const action = actions.find((a) => a.key === current);
 
   const pick = (key: string | null) => {
@@ -127,7 +128,7 @@ export function ActionBar({ actions, onChanged }: { actions: ActionSpec[]; onCha
           ))}
           <p class="confirm">{action.question}</p>
           <div class="buttons">
-            <button type="submit" class="primary" disabled={busy}>
+            <button type="submit" class="primary" disabled={busy} ref={confirm}>
               {action.confirm}
             </button>
             <button type="button" onClick={() => pick(null)}>
