@@ -85,6 +85,10 @@ type Delivery struct {
 	// Owner is the orchestrator that appended a task delivery's command
 	// (ReportResult sends the result to it first); "" when not named.
 	Owner string
+	// Definition is the definition of a task delivery's run, as its
+	// record or command names it; "" when neither does (commands stored
+	// by earlier versions: DefinitionOf reads it from history).
+	Definition string
 	// Err is set when the payload did not decode.
 	Err error
 
@@ -486,6 +490,9 @@ func (s *Store) TaskPuller(ctx context.Context, taskType string) (*Puller, error
 			return
 		}
 		d.Task = last.StepScheduled
+		if d.Definition = m.Headers().Get(defHeader); d.Definition == "" {
+			d.Definition = d.Task.Definition
+		}
 	}}, nil
 }
 

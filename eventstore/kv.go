@@ -260,9 +260,27 @@ func (s *Store) WatchDefinitions(ctx context.Context, fn func(DefinitionRecord))
 	if err != nil {
 		return fmt.Errorf("eventstore: watch definitions: %w", err)
 	}
+	ready := watchEntries(w, func(e jetstream.KeyValueEntry) {
+		var rec DefinitionRecord
+		if msgpack.Unmarshal(e.Value(), &rec) == nil {
+			fn(rec)
+		}
+	})
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// watchEntries calls fn with each entry w delivers, from one goroutine,
+// until w stops, and returns a channel closed once the entries stored when
+// w began have been passed to fn (or w stopped first).
+func watchEntries(w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) <-chan struct{} {
 	ready := make(chan struct{})
 	go func() {
-		defer w.Stop()
+		defer func() { _ = w.Stop() }()
 		initial := true
 		for e := range w.Updates() {
 			if e == nil {
@@ -272,19 +290,11 @@ func (s *Store) WatchDefinitions(ctx context.Context, fn func(DefinitionRecord))
 				}
 				continue
 			}
-			var rec DefinitionRecord
-			if msgpack.Unmarshal(e.Value(), &rec) == nil {
-				fn(rec)
-			}
+			fn(e)
 		}
 		if initial {
 			close(ready)
 		}
 	}()
-	select {
-	case <-ready:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return ready
 }

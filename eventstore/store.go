@@ -155,6 +155,7 @@ type Store struct {
 	index       jetstream.KeyValue
 	cron        jetstream.KeyValue
 	hooks       jetstream.KeyValue
+	pauses      jetstream.KeyValue
 
 	taskMu    sync.Mutex
 	taskReady map[string]bool
@@ -275,8 +276,8 @@ func (s *Store) openConsumers(ctx context.Context) error {
 	return nil
 }
 
-// openBuckets creates or updates the definitions and workflow index
-// buckets.
+// openBuckets creates or updates the definitions, workflow index and
+// pauses buckets.
 func (s *Store) openBuckets(ctx context.Context) (err error) {
 	cfg := s.cfg
 	if s.defs, err = s.ensureBucket(ctx, jetstream.KeyValueConfig{
@@ -300,7 +301,7 @@ func (s *Store) openBuckets(ctx context.Context) (err error) {
 	}); err != nil {
 		return fmt.Errorf("eventstore: bucket %s: %w", WorkflowsBucket, err)
 	}
-	return nil
+	return s.openPauses(ctx)
 }
 
 // Conn returns the store's NATS connection.
@@ -367,6 +368,10 @@ type AppendOpts struct {
 	// Owner is the orchestrator appending (OwnResults): executors send the
 	// results of the record's step command to it first.
 	Owner string
+	// Definition is the workflow's definition: a record that ends with a
+	// step command names it in a header, so executors know whose command
+	// it is (Delivery.Definition) without reading history.
+	Definition string
 }
 
 // AppendWith is Append with opts.
@@ -390,7 +395,7 @@ func (s *Store) AppendWith(ctx context.Context, wf string, expect uint64, opts A
 // Errors: ErrConflict when wf has a history; ErrDuplicate when msgID was
 // appended within the dedup window (the same start, made another way).
 func (s *Store) AppendStart(ctx context.Context, wf, msgID, owner string, evs []events.Event) (uint64, error) {
-	if len(evs) == 0 || evs[0].Type != events.TypeWorkflowStarted {
+	if len(evs) == 0 || evs[0].Type != events.TypeWorkflowStarted || evs[0].WorkflowStarted == nil {
 		return 0, errors.New("eventstore: a start record begins with WorkflowStarted")
 	}
 	subj, err := subjectFor(wf, evs, false)
@@ -398,7 +403,7 @@ func (s *Store) AppendStart(ctx context.Context, wf, msgID, owner string, evs []
 		return 0, err
 	}
 	var zero uint64
-	return s.append(ctx, wf, subj, msgID, &zero, AppendOpts{Owner: owner}, evs)
+	return s.append(ctx, wf, subj, msgID, &zero, AppendOpts{Owner: owner, Definition: evs[0].WorkflowStarted.Definition}, evs)
 }
 
 // AppendExternal writes one event from outside the orchestrator (start,
@@ -459,6 +464,9 @@ func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint
 	}
 	if ao.Owner != "" {
 		msg.Header.Set(ownerHeader, ao.Owner)
+	}
+	if ao.Definition != "" && evs[len(evs)-1].StepScheduled != nil {
+		msg.Header.Set(defHeader, ao.Definition)
 	}
 	ack, err := s.js.PublishMsg(ctx, msg, opts...)
 	if err != nil {
@@ -541,6 +549,26 @@ func (s *Store) First(ctx context.Context, wf string) (Message, error) {
 		return Message{}, fmt.Errorf("eventstore: first record of %s: %w", wf, err)
 	}
 	return decodeMsg(m.Sequence, m.Subject, m.Time, m.Data), nil
+}
+
+// DefinitionOf returns the name of the definition wf runs, from its first
+// record.
+//
+// Errors: ErrNotFound when wf has no history.
+func (s *Store) DefinitionOf(ctx context.Context, wf string) (string, error) {
+	m, err := s.First(ctx, wf)
+	if err != nil {
+		return "", err
+	}
+	if m.Err != nil {
+		return "", m.Err
+	}
+	for _, e := range m.Record.Events {
+		if e.WorkflowStarted != nil {
+			return e.WorkflowStarted.Definition, nil
+		}
+	}
+	return "", fmt.Errorf("eventstore: the first record of %s does not start it", wf)
 }
 
 // Read returns wf's history records with stream sequence > after, up to
@@ -670,6 +698,10 @@ func unanswered(err error) bool {
 // prevHeader links a history record to the workflow's record before it
 // (0 for the first).
 const prevHeader = "Weft-Prev"
+
+// defHeader names the workflow's definition on a record that ends with a
+// step command (AppendOpts.Definition).
+const defHeader = "Weft-Def"
 
 // linkOf returns the sequence of the record before m, if m carries it.
 func linkOf(m *jetstream.RawStreamMsg) (uint64, bool) {

@@ -17,4 +17,9 @@
 // Errors steer retries: a plain error is retried per the step's policy,
 // NonRetryable fails the step at once, RetryAfter sets the next delay, and
 // a panic is recovered into a failed attempt.
+//
+// A command of a paused definition (weft def pause) is given back
+// unstarted at each delivery, with a delay of up to 5 s, and runs at its
+// first delivery after the resume; holding uses no attempt. Each worker
+// watches the pauses and keeps a copy in memory.
 package executor

@@ -66,6 +66,7 @@ func (c Config) Validate() error {
 // registered with it. It keeps no state of its own: attempts, backoff and
 // redelivery after a crash are JetStream's (nak with delay, ack wait,
 // in-progress heartbeats), so any number of workers can share the work.
+// (It keeps a copy of the definitions' pauses, which JetStream holds.)
 type Worker struct {
 	store    *eventstore.Store
 	cfg      Config
@@ -75,6 +76,10 @@ type Worker struct {
 	steps *metrics.Steps
 	// tracer makes the attempts' spans.
 	tracer trace.Tracer
+
+	// pauses is the watched copy of the definitions' pauses.
+	pauses    *eventstore.Pauses
+	stopWatch context.CancelFunc
 
 	life        lifecycle.Guard
 	stopPulling context.CancelFunc
@@ -114,10 +119,19 @@ func (w *Worker) Register(taskType string, h Handler) error {
 // Start subscribes to the registered task types and runs handlers.
 func (w *Worker) Start(ctx context.Context) error {
 	return w.life.Start("executor", func() error {
+		// The pauses are known before the first command is taken.
+		watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+		pauses, err := w.store.WatchPauses(watchCtx)
+		if err != nil {
+			stopWatch()
+			return err
+		}
+		w.pauses, w.stopWatch = pauses, stopWatch
 		pullers := map[string]*eventstore.Puller{}
 		for typ := range w.handlers {
 			p, err := w.store.TaskPuller(ctx, typ)
 			if err != nil {
+				stopWatch()
 				return err
 			}
 			pullers[typ] = p
@@ -144,6 +158,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	return w.life.Stop(func() error {
 		w.stopPulling()
 		w.pulling.Wait()
+		w.stopWatch()
 		return lifecycle.Drain(ctx, w.running.Wait, w.cancel)
 	})
 }
@@ -198,6 +213,9 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	cmd := d.Task
 	if cmd.Task != typ {
 		w.refuse(ctx, typ, d)
+		return
+	}
+	if w.hold(ctx, typ, d) {
 		return
 	}
 	// Keep the command ours from here on: through the history check, the
@@ -305,11 +323,63 @@ func (w *Worker) attemptOf(ctx context.Context, typ string, d *eventstore.Delive
 		w.resettle(ctx, d, attempt, log)
 		return 0, false
 	}
-	if lost := d.NumDelivered - (attempt - first + 1); lost >= 3 {
+	// (Deliveries held while the definition was paused ran nothing either.)
+	if lost := d.NumDelivered - (attempt - first + 1); lost >= 3 && !w.pauses.LiftedAfter(d.Definition, d.Message.Time) {
 		log().Warn("earlier deliveries of this command ended without a result (executors stopped or died, or NATS was unreachable); running the attempt again",
 			"deliveries", d.NumDelivered, "unrecorded", lost)
 	}
 	return attempt, true
+}
+
+// Holds reports whether the worker holds the commands of definition def:
+// it is paused, as far as the worker's copy of the pauses says (false
+// before Start).
+func (w *Worker) Holds(def string) bool {
+	if w.pauses == nil {
+		return false
+	}
+	_, paused := w.pauses.Paused(def)
+	return paused
+}
+
+// Held commands are given back for heldDelay times their delivery count,
+// up to heldMaxDelay: a command released by a resume runs within
+// heldMaxDelay, and a long pause costs one delivery per held command every
+// heldMaxDelay.
+const (
+	heldDelay    = time.Second
+	heldMaxDelay = 5 * time.Second
+)
+
+// hold gives back, unstarted, a delivery of a command whose definition is
+// paused, and reports whether it did. Nothing is recorded: the attempt it
+// would have run is run by the first delivery after the pause ends, its
+// timeout counted from then. With no definition paused it costs one
+// atomic load.
+func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) bool {
+	if !w.pauses.Any() {
+		return false
+	}
+	def := d.Definition
+	if def == "" {
+		// A command stored by an earlier version: its run's first record
+		// names the definition.
+		var err error
+		if def, err = w.store.DefinitionOf(ctx, d.WorkflowID); errors.Is(err, eventstore.ErrNotFound) {
+			return false
+		} else if err != nil {
+			w.log.With("workflow_id", d.WorkflowID, "task", typ, "step", d.Task.Path).Warn(
+				"could not read which definition a command belongs to; it will be redelivered", "err", err)
+			_ = d.Nak(time.Second)
+			return true
+		}
+	}
+	if _, paused := w.pauses.Paused(def); !paused {
+		return false
+	}
+	_ = d.Nak(min(time.Duration(max(d.NumDelivered, 1))*heldDelay, heldMaxDelay))
+	w.steps.Held(typ, metrics.HeldPaused)
+	return true
 }
 
 // resettle acks a redelivered command whose attempt's result was

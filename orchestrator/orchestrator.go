@@ -1139,7 +1139,7 @@ func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint
 	if err := sh.prepare(ctx, wf, seq, evs); err != nil {
 		return 0, err
 	}
-	next, err := sh.o.store.AppendWith(ctx, wf, seq, eventstore.AppendOpts{Snapshot: e.snapSeq, Owner: sh.o.id}, evs...)
+	next, err := sh.o.store.AppendWith(ctx, wf, seq, eventstore.AppendOpts{Snapshot: e.snapSeq, Owner: sh.o.id, Definition: e.st.Definition}, evs...)
 	switch {
 	case errors.Is(err, eventstore.ErrTooLarge) && len(evs) > 1:
 		half := len(evs) / 2

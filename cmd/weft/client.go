@@ -282,7 +282,7 @@ func defCommand(cf *clientFlags) *cobra.Command {
 		Aliases: []string{"definition", "definitions"},
 		Short:   "Manage workflow definitions",
 	}
-	def.AddCommand(defApplyCommand(cf), defListCommand(cf), defGetCommand(cf))
+	def.AddCommand(defApplyCommand(cf), defListCommand(cf), defGetCommand(cf), defPauseCommand(cf), defResumeCommand(cf))
 	return def
 }
 
@@ -334,9 +334,10 @@ func defListCommand(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := newTable(cmd.OutOrStdout(), "NAME", "REVISION", "CREATED", "BY")
+			tw := newTable(cmd.OutOrStdout(), "NAME", "REVISION", "CREATED", "BY", "PAUSED")
 			for _, d := range res.Msg.GetDefinitions() {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", d.GetName(), d.GetRevision(), formatTime(d.GetCreatedTime(), time.RFC3339), orDash(d.GetPutBy()))
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", d.GetName(), d.GetRevision(), formatTime(d.GetCreatedTime(), time.RFC3339), orDash(d.GetPutBy()),
+					pauseCell(d.GetPause()))
 			}
 			return tw.Flush()
 		},
@@ -347,7 +348,7 @@ func defGetCommand(cf *clientFlags) *cobra.Command {
 	var revision int32
 	get := &cobra.Command{
 		Use:   "get NAME",
-		Short: "Print the source of a workflow definition",
+		Short: "Print the source of a workflow definition (and, on standard error, its pause)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := cf.definitions().GetDefinition(cmd.Context(),
@@ -355,6 +356,8 @@ func defGetCommand(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Standard output stays the source, to save or apply again.
+			printPause(cmd.ErrOrStderr(), args[0], res.Msg.GetDefinition().GetPause())
 			src := res.Msg.GetDefinition().GetSource()
 			if !strings.HasSuffix(src, "\n") {
 				src += "\n"

@@ -85,6 +85,9 @@ are taken as moving.`,
 // (per run, with all), with its reason.
 func printReport(w io.Writer, rep *doctor.Report, all bool) {
 	fmt.Fprintf(w, "%d index entries\n%s\n", rep.Entries, rep.Summary())
+	if rep.Paused > 0 {
+		fmt.Fprintf(w, "%d running of paused definitions: their tasks wait for weft def resume\n", rep.Paused)
+	}
 	runs := rep.Problems
 	if all {
 		runs = rep.Runs
@@ -103,6 +106,9 @@ func printReport(w io.Writer, rep *doctor.Report, all bool) {
 			var movers []string
 			for _, m := range r.Movers {
 				movers = append(movers, m.String())
+			}
+			if r.Paused {
+				movers = append(movers, "its definition is paused: tasks wait for weft def resume")
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, r.Definition, r.Verdict, strings.Join(movers, "; "))
 			continue

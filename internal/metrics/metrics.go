@@ -29,6 +29,7 @@ const (
 	NameStepDuration     = "weft_step_duration_seconds"
 	NameScheduleToStart  = "weft_task_schedule_to_start_seconds"
 	NameTaskBacklog      = "weft_task_backlog"
+	NameTaskHeld         = "weft_task_held_total"
 	NameConflicts        = "weft_orchestrator_conflicts_total"
 	NameDecision         = "weft_orchestrator_decision_seconds"
 	NameTriggerEvents    = "weft_trigger_events_total"
@@ -40,6 +41,7 @@ const (
 	labelTask       = "task"
 	labelOutcome    = "outcome"
 	labelKind       = "kind"
+	labelReason     = "reason"
 	// backlogTimeout bounds reading the backlog at a scrape.
 	backlogTimeout = 5 * time.Second
 )
@@ -56,6 +58,12 @@ const (
 	AttemptCompleted = "completed"
 	AttemptFailed    = "failed"
 	AttemptRetrying  = "retrying"
+)
+
+// Values of the reason label of held task deliveries.
+const (
+	// HeldPaused: the command's definition is paused.
+	HeldPaused = "paused"
 )
 
 // Values of the outcome label of trigger events.
@@ -201,6 +209,7 @@ type Steps struct {
 	attempts        *prometheus.CounterVec
 	duration        *prometheus.HistogramVec
 	scheduleToStart *prometheus.HistogramVec
+	held            *prometheus.CounterVec
 }
 
 // NewSteps registers the executor's metrics on reg (nil: returns nil, which
@@ -218,6 +227,9 @@ func NewSteps(reg *prometheus.Registry) *Steps {
 		scheduleToStart: register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: NameScheduleToStart,
 			Help: "Time from a step command being stored to its handler starting, on the command's first delivery.", Buckets: stepBuckets},
 			[]string{labelTask})),
+		held: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameTaskHeld,
+			Help: "Deliveries of step commands the executor gave back unstarted, by reason (paused: the command's definition is paused)."},
+			[]string{labelTask, labelReason})),
 	}
 }
 
@@ -241,6 +253,14 @@ func (s *Steps) Ran(task string, d time.Duration) {
 func (s *Steps) Waited(task string, d time.Duration) {
 	if s != nil {
 		s.scheduleToStart.WithLabelValues(task).Observe(max(d, 0).Seconds())
+	}
+}
+
+// Held counts a delivery of a command of task type task given back
+// unstarted for reason (HeldPaused).
+func (s *Steps) Held(task, reason string) {
+	if s != nil {
+		s.held.WithLabelValues(task, reason).Inc()
 	}
 }
 

@@ -54,7 +54,8 @@ func (s *Server) PutDefinition(ctx context.Context, req *connect.Request[weftv1.
 	return connect.NewResponse(&weftv1.PutDefinitionResponse{Name: rec.Name, Revision: int32(rec.Revision), Changed: changed, Warnings: warnings}), nil
 }
 
-// GetDefinition returns a revision of a definition (0: the latest).
+// GetDefinition returns a revision of a definition (0: the latest), with
+// the definition's pause when it is paused.
 func (s *Server) GetDefinition(ctx context.Context, req *connect.Request[weftv1.GetDefinitionRequest]) (*connect.Response[weftv1.GetDefinitionResponse], error) {
 	m := req.Msg
 	if m.Name == "" {
@@ -70,18 +71,35 @@ func (s *Server) GetDefinition(ctx context.Context, req *connect.Request[weftv1.
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	return connect.NewResponse(&weftv1.GetDefinitionResponse{Definition: s.defInfo(rec, true)}), nil
+	info := s.defInfo(rec, true)
+	p, paused, err := s.store.DefinitionPause(ctx, rec.Name)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	if paused {
+		info.Pause = pauseInfo(p)
+	}
+	return connect.NewResponse(&weftv1.GetDefinitionResponse{Definition: info}), nil
 }
 
-// ListDefinitions returns the latest revision of every definition.
+// ListDefinitions returns the latest revision of every definition, each
+// with its pause when it is paused.
 func (s *Server) ListDefinitions(ctx context.Context, _ *connect.Request[weftv1.ListDefinitionsRequest]) (*connect.Response[weftv1.ListDefinitionsResponse], error) {
 	recs, err := s.store.ListDefinitions(ctx)
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	pauses, err := s.store.DefinitionPauses(ctx)
+	if err != nil {
+		return nil, toConnect(err)
+	}
 	resp := &weftv1.ListDefinitionsResponse{}
 	for _, r := range recs {
-		resp.Definitions = append(resp.Definitions, s.defInfo(r, false))
+		info := s.defInfo(r, false)
+		if p, ok := pauses[r.Name]; ok {
+			info.Pause = pauseInfo(p)
+		}
+		resp.Definitions = append(resp.Definitions, info)
 	}
 	return connect.NewResponse(resp), nil
 }

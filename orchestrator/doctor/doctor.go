@@ -79,6 +79,9 @@ type Run struct {
 	Findings []Finding `json:"findings,omitempty"`
 	// LastChange is when its history last changed.
 	LastChange time.Time `json:"last_change,omitzero"`
+	// Paused: it is open (running or suspended) and its definition is
+	// paused, so its task steps wait for the resume (weft def resume).
+	Paused bool `json:"paused,omitempty"`
 }
 
 // Stuck reports whether nothing will move the run on.
@@ -105,6 +108,8 @@ type Report struct {
 	Stuck   int `json:"stuck"`
 	// Drifted counts the runs the index disagrees about.
 	Drifted int `json:"drifted"`
+	// Paused counts the open runs whose definition is paused.
+	Paused int `json:"paused"`
 	// Problems are the runs stuck or drifted, by id.
 	Problems []Run `json:"problems"`
 	// Runs are every run checked, by id (Options.All).
@@ -199,6 +204,10 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 	if err := c.each(ctx, all, c.judge); err != nil {
 		return nil, err
 	}
+	pauses, err := store.DefinitionPauses(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rep := &Report{At: c.now, Entries: len(sums), Problems: []Run{}}
 	slices.SortFunc(all, func(a, b *run) int { return strings.Compare(a.ID, b.ID) })
 	for _, r := range all {
@@ -207,6 +216,9 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 		}
 		if open(r.Status) {
 			rep.Running++
+			if _, r.Paused = pauses[r.st.Definition]; r.Paused {
+				rep.Paused++
+			}
 			switch r.Verdict {
 			case Moving:
 				rep.Moving++
