@@ -11,6 +11,10 @@ BUF := go run github.com/bufbuild/buf/cmd/buf@v1.75.0
 # Time each fuzz target runs for in `make fuzz`, and inside `make test`.
 FUZZTIME ?= 30s
 SHORT_FUZZTIME ?= 5s
+# The web console (web/, docs/console.md) is built with the npm packages
+# pinned in web/package-lock.json.
+NPM ?= npm
+
 # Flags for the full test run; set RACE= to run without the race detector
 # (which needs cgo and a C compiler).
 RACE ?= -race
@@ -50,6 +54,33 @@ check-generate: ## Fail if gen/ differs from what proto/ generates
 	fi
 	@echo "gen/ is up to date"
 
+.PHONY: console
+console: ## Build the web console: npm ci, TypeScript from proto/ into web/src/gen, then web/dist
+	cd web && $(NPM) ci --no-audit --no-fund
+	$(BUF) generate --template web/buf.gen.yaml
+	cd web && $(NPM) run --silent typecheck && $(NPM) run --silent build
+
+.PHONY: check-console
+check-console: ## Fail if web/dist or web/src/gen differ from a fresh build from the lockfile
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || { echo "check-console: not a git work tree" >&2; exit 1; }
+	@$(MAKE) --no-print-directory console
+	@status="$$(git status --porcelain --untracked-files=all -- web/dist/ web/src/gen/)"; \
+	if [[ -n "$$status" ]]; then \
+		echo "$$status" >&2; \
+		git --no-pager diff --stat -- web/dist/ web/src/gen/ >&2; \
+		echo "web/dist or web/src/gen is stale: run make console and commit the result" >&2; \
+		exit 1; \
+	fi
+	@echo "web/dist and web/src/gen are up to date"
+
+.PHONY: screenshots
+screenshots: ## Take the console's screenshots (docs/console/*.png) in its browser tests
+	WEFT_SCREENSHOTS=1 go test -count=1 -run '^TestConsole$$' ./web/
+
+.PHONY: console-perf
+console-perf: ## Measure the console with 50,000 runs and a 3,000-step run (docs/console.md)
+	WEFT_CONSOLE_PERF=1 go test -count=1 -timeout 20m -run '^TestConsolePerf$$' -v ./web/
+
 .PHONY: vet
 vet: ## Run go vet
 	go vet ./...
@@ -64,10 +95,15 @@ fmt-check: ## Fail if any Go file is not gofmt-formatted
 	fi
 
 .PHONY: test
-test: fmt-check vet ## Run all checks: fmt-check, vet, tests with -race, a short fuzz run, check-generate
+test: fmt-check vet ## Run all checks: fmt-check, vet, tests with -race, a short fuzz run, check-generate, check-console
 	go test $(RACE) -timeout 20m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(SHORT_FUZZTIME)
 	@$(MAKE) --no-print-directory check-generate
+	@if command -v $(NPM) >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory check-console; \
+	else \
+		echo "check-console skipped: $(NPM) is not on the PATH"; \
+	fi
 
 .PHONY: test-short
 test-short: ## Run the short tests

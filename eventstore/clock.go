@@ -19,6 +19,7 @@ type Clock struct {
 	local func() time.Time
 	store *Store
 	ahead atomic.Int64 // nanoseconds local runs ahead of the server, at least
+	last  atomic.Int64 // the latest reading (Unix nanoseconds): readings never go back
 }
 
 // NewClock returns a Clock over local (time.Now when nil) that reads as
@@ -30,9 +31,20 @@ func (s *Store) NewClock(local func() time.Time) *Clock {
 	return &Clock{local: local, store: s}
 }
 
-// Now returns the bounded time.
+// Now returns the bounded time. It never reads earlier than it read
+// before: when a new comparison finds the local clock further ahead, the
+// clock stands still until the bounded time catches up.
 func (c *Clock) Now() time.Time {
-	return c.local().Add(-time.Duration(c.ahead.Load()))
+	t := c.local().Add(-time.Duration(c.ahead.Load()))
+	for {
+		last := c.last.Load()
+		if t.UnixNano() <= last {
+			return time.Unix(0, last).In(t.Location())
+		}
+		if c.last.CompareAndSwap(last, t.UnixNano()) {
+			return t
+		}
+	}
 }
 
 // Ahead returns how far the local clock was found ahead of the servers'
@@ -49,36 +61,43 @@ func (c *Clock) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if info.TimeStamp.IsZero() { // a server that does not say
-		c.ahead.Store(0)
+	if info.TimeStamp.IsZero() { // a server that does not say: keep what is known
 		return nil
 	}
 	c.ahead.Store(int64(max(0, sent.Sub(info.TimeStamp))))
 	return nil
 }
 
-// Run syncs every interval until ctx ends, logging a clock found ahead by
-// more than a second once each time it is found so.
+// Run syncs every interval until ctx ends (the first after one interval:
+// a node syncs once as it starts), logging a clock found ahead by more
+// than a second once each time it is found so, and failures to compare
+// at the first and then every 30th.
 func (c *Clock) Run(ctx context.Context, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	warned := false
+	warned, failures := false, 0
 	for {
-		if err := c.Sync(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			log.Debug("cannot compare the clock with JetStream's; keeping the last reading", "err", err)
-		} else if ahead := c.Ahead(); ahead > time.Second && !warned {
-			log.Warn("this machine's clock runs ahead of the JetStream servers'; using theirs", "ahead", ahead.String())
-			warned = true
-		} else if ahead <= time.Second {
-			warned = false
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if err := c.Sync(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if failures%30 == 0 {
+				log.Warn("cannot compare the clock with JetStream's; keeping the last comparison", "err", err, "failures", failures+1)
+			}
+			failures++
+			continue
+		}
+		failures = 0
+		if ahead := c.Ahead(); ahead > time.Second && !warned {
+			log.Warn("this machine's clock runs ahead of the JetStream servers'; using theirs", "ahead", ahead.String())
+			warned = true
+		} else if ahead <= time.Second {
+			warned = false
 		}
 	}
 }

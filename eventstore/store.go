@@ -808,7 +808,8 @@ func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Messag
 // StepProgress is what a workflow's history records about one scheduling
 // of a step after its command (StepProgressAfter).
 type StepProgress struct {
-	// Settled: the step's outcome is recorded (completed or failed), the
+	// Settled: the step's outcome is recorded (completed, failed or
+	// suspended), the
 	// step was canceled (a cancellation after the command can only be of
 	// its scheduling or a later one), or the workflow completed or was
 	// canceled.
@@ -841,6 +842,9 @@ func (s *Store) StepProgressAfter(ctx context.Context, wf, path string, gen int,
 				p.Settled, p.Attempts = true, max(p.Attempts, e.StepCompleted.Attempt)
 			case e.StepFailed != nil && e.StepFailed.Path == path && e.StepFailed.Gen == gen:
 				p.Settled, p.Attempts = true, max(p.Attempts, e.StepFailed.Attempt)
+			case e.StepSuspended != nil && e.StepSuspended.Path == path && e.StepSuspended.Gen == gen:
+				// A resume schedules the step anew (another gen).
+				p.Settled, p.Attempts = true, max(p.Attempts, e.StepSuspended.Attempt)
 			case e.StepCanceled != nil && e.StepCanceled.Path == path:
 				p.Settled = true
 			}

@@ -741,3 +741,30 @@ func TestStoredBeforeSession(t *testing.T) {
 	}
 	check("a record stored after the reconnect was seen", next, false)
 }
+
+// A step suspended after its command ran out of attempts is settled: a
+// redelivered command does not run its last attempt again.
+func TestStepSuspendedIsSettled(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	var zero uint64
+	seq, err := s.AppendExternal(ctx, "wf", &zero, "start/wf/r", started("wf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmdSeq, err := s.Append(ctx, "wf", seq, events.Event{Type: events.TypeStepScheduled,
+		StepScheduled: &events.StepScheduled{Path: "a", Gen: 1, Task: "echo", FirstAttempt: 1, Retry: events.RetryPolicy{MaxAttempts: 2, Suspend: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := s.Append(ctx, "wf", cmdSeq, events.Event{Type: events.TypeStepAttemptFailed, StepAttemptFailed: &events.StepAttemptFailed{Path: "a", Gen: 1, Attempt: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "wf", last, events.Event{Type: events.TypeStepSuspended, StepSuspended: &events.StepSuspended{Path: "a", Gen: 1, Attempt: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.StepProgressAfter(ctx, "wf", "a", 1, cmdSeq); err != nil || p != (eventstore.StepProgress{Settled: true, Attempts: 2}) {
+		t.Fatalf("after the suspension: %+v %v", p, err)
+	}
+}

@@ -572,8 +572,9 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 	}
 	m, err := runs.Fold(e.st, msgs, func(ev events.Event) {
 		switch ev.Type {
-		case events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled, events.TypeWorkflowRetried:
-			// Another writer changed the status, and may have written
+		case events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled, events.TypeWorkflowRetried,
+			events.TypeStepSuspended, events.TypeWorkflowResumed, events.TypeWorkflowQueued, events.TypeWorkflowAdmitted:
+			// Another writer changed the status (as shown), and may have written
 			// the listing entry: what this one knows of it is stale.
 			// (A write queued before marks the old value.)
 			e.indexed, e.queued = nil, indexKey{}

@@ -261,7 +261,7 @@ func TestClientCertIdentityCLI(t *testing.T) {
 		t.Fatalf("def apply: %v\n%s", err, out)
 	}
 	out, err := runCLI(t, append([]string{"def", "list"}, client...)...)
-	if err != nil || !regexp.MustCompile(`(?m)^greet\s+1\s+\S+\s+cert:CN=weft client$`).MatchString(out) {
+	if err != nil || !regexp.MustCompile(`(?m)^greet\s+1\s+\S+\s+cert:CN=weft client\s+-$`).MatchString(out) {
 		t.Fatalf("def list: %v\n%s", err, out)
 	}
 	if out, err := runCLI(t, append([]string{"start", "greet", "--id", "greet-1", "--wait"}, client...)...); err != nil {

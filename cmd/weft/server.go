@@ -502,6 +502,7 @@ func runParts(cmd *cobra.Command, log *slog.Logger, p partFlags, cfg node.Config
 	if n.APIURL != "" {
 		parts = append(parts, "api")
 		fmt.Fprintf(cmd.OutOrStdout(), "weft API listening on %s\n", n.APIURL)
+		fmt.Fprintf(cmd.OutOrStdout(), "weft console on %s/\n", n.APIURL)
 		logAPISecurity(log, cfg)
 	}
 	if n.MetricsURL != "" {

@@ -214,6 +214,11 @@ type StepScheduled struct {
 	// Definition names the run's definition on traced commands (those
 	// with a Trace), for the attempt's span.
 	Definition string `msgpack:"def,omitempty"`
+	// Caught lists the error types a catch of the step handles, and
+	// CatchAll says one handles every type: a failure it handles is not
+	// suspended (set only under Retry.Suspend).
+	Caught   []string `msgpack:"ct,omitempty"`
+	CatchAll bool     `msgpack:"ca,omitempty"`
 }
 
 // StepAttemptFailed records a failed attempt that will be retried after RetryDelay.

@@ -57,7 +57,7 @@ func (f *fakeAwaits) GetWorkflow(_ context.Context, req *connect.Request[weftv1.
 }
 
 // awaitDriver serves f over h2c and returns a driver whose clients call it.
-func awaitDriver(t *testing.T, f *fakeAwaits) *driver {
+func awaitDriver(t *testing.T, f weftv1connect.WorkflowServiceHandler) *driver {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -7,8 +7,9 @@
 //
 // The harness also acts on the workflows as a user would: it signals
 // them, cancels some (or their children) mid-run, redrives those that fail
-// on purpose once the ledger stops refusing their calls, publishes events
-// on a trigger subject, and lets a cron schedule fire until it removes it.
+// on purpose, and resumes those suspended on purpose, once the ledger
+// stops refusing their calls; it publishes events on a trigger subject,
+// and lets a cron schedule fire until it removes it.
 //
 // The checks, for every workflow (children and triggered ones included):
 //
@@ -27,12 +28,16 @@
 //     effects, which an outside system that honours the key absorbs;
 //   - every signal was received once and taken by one wait, with its
 //     payload; every trigger event started exactly one workflow;
-//   - nothing is left RUNNING once the harness is done;
+//   - nothing is left RUNNING or SUSPENDED once the harness is done;
 //   - a run whose definition sets a retention is gone once it has been
 //     closed that long (GetWorkflow answers NotFound, the listing omits
 //     it); its history is not checked, its effects are, from the ledger;
 //   - a run's search attributes are those its definition sets, and each
-//     search query lists, page after page, exactly the runs it must.
+//     search query lists, page after page, exactly the runs it must;
+//   - a run whose step ran out of attempts under exhausted: suspend was
+//     shown SUSPENDED, found waiting by the stuck detector, and after its
+//     resume took its signal and went on from the next attempt, nothing
+//     else of it recorded while it was suspended.
 package chaos
 
 import (

@@ -405,7 +405,34 @@ steps:
     input: marked
     search: { stage: "${ steps.mark.output }" }
 output: { key: "${ steps.call.output.body.key }" }
+`, `
+name: chaos-suspended
+retry: ` + retryPolicy + `
+steps:
+  - id: charge
+    task: http
+    timeout: 30s
+    retry: { max_attempts: 2, initial_interval: 200ms, exhausted: suspend }
+    input: ` + call(`{ n: "${ input.n }" }`) + `
+  - id: receipt
+    if: "input.signal"
+    wait: { signal: receipt }
+  - id: after
+    task: http
+    timeout: 30s
+    input: ` + call(`{ charged: "${ steps.charge.output.body.key }" }`) + `
+output:
+  charged: "${ steps.charge.output.body.key }"
+  receipt: "${ input.signal ? steps.receipt.output : null }"
+  after: "${ steps.after.output.body.echo.charged }"
 `}
+
+// suspendStep is the step of the chaos-suspended definition that is
+// suspended when its suspendAttempts attempts fail (its max_attempts).
+const (
+	suspendStep     = "charge"
+	suspendAttempts = 2
+)
 
 // retentionDelay is the retention of the chaos-retention definition: its
 // runs are deleted that long after they close.
@@ -473,19 +500,20 @@ const (
 	shapeRedriveCaught
 	shapeRetention
 	shapeSearched
+	shapeSuspended
 	shapeTrigger
 	shapeCron
 	numShapes
 )
 
 var shapeNames = [numShapes]string{"seq", "fanout", "wait", "child", "branches", "each", "control", "waits",
-	"cancel", "redrive", "sharedsignal", "redrivecaught", "retention", "searched", "trigger", "cron"}
+	"cancel", "redrive", "sharedsignal", "redrivecaught", "retention", "searched", "suspended", "trigger", "cron"}
 
 // shapeCycle is the order in which the harness starts its shapes: the
 // first three, the original workload, keep about half of the workflows.
 var shapeCycle = []int{shapeSeq, shapeFanout, shapeWait, shapeChild, shapeBranches, shapeEach,
 	shapeSeq, shapeFanout, shapeWait, shapeControl, shapeWaits, shapeCancel, shapeRedrive, shapeSharedSignal,
-	shapeRedriveCaught, shapeRetention, shapeSearched}
+	shapeRedriveCaught, shapeRetention, shapeSearched, shapeSuspended}
 
 // ParseShapes returns the shapes named in a comma-separated list; "" and
 // "all" name every shape.
@@ -568,6 +596,16 @@ type redriveSpec struct {
 	release          []string
 }
 
+// suspendSpec is the suspension of a workflow whose step runs out of
+// attempts on purpose: once the step and its run are SUSPENDED, the
+// harness sends the plan's signals, the ledger stops refusing the step's
+// calls and the harness calls ResumeWorkflow.
+type suspendSpec struct {
+	step string
+	// attempts are the attempts the step has when it is first suspended.
+	attempts int
+}
+
 // plan is one workflow of a run: what it is started with, what the
 // harness does to it, and how it must end.
 type plan struct {
@@ -577,10 +615,12 @@ type plan struct {
 	variant    string
 	definition string
 	input      map[string]any
-	// signals are sent in order; cancel and redrive are done after them.
+	// signals are sent in order; cancel and redrive are done after them
+	// (with suspend, they are sent while the run is suspended).
 	signals []signalSpec
 	cancel  *cancelSpec
 	redrive *redriveSpec
+	suspend *suspendSpec
 	// children are the workflows its workflow steps start, by step path;
 	// parent is the id of a child's parent.
 	children map[string]*plan
@@ -698,6 +738,8 @@ func newPlan(i, k, shape int, ledgerURL string) *plan {
 		planRetention(p, k)
 	case shapeSearched:
 		planSearched(p, k)
+	case shapeSuspended:
+		planSuspended(p, k)
 	}
 	if p.effects == nil && p.want.status == "COMPLETED" {
 		p.effects = p.httpPaths
@@ -990,6 +1032,31 @@ func planSearched(p *plan, k int) {
 	p.want = completed(map[string]any{"key": p.key("call")})
 	p.want.search = normalize(map[string]any{"chaos_shape": "searched", "parity": parity, "stage": stage, "n": p.index,
 		"key": p.key("call")})
+}
+
+// planSuspended: a step whose calls the ledger refuses until it is
+// suspended, and which completes once the run is resumed: refused with a
+// 500, retried until its attempts run out, with a signal sent while the
+// run is suspended for the wait after the step; or refused with a 422,
+// which is not retried, suspending it after its first attempt.
+func planSuspended(p *plan, k int) {
+	signal := k%2 == 0
+	p.input["n"], p.input["signal"] = p.index, signal
+	p.httpPaths = []string{suspendStep, "after"}
+	var receipt any
+	if signal {
+		p.variant = "exhausted-signal-while-suspended"
+		p.refuse[suspendStep] = 500
+		p.suspend = &suspendSpec{step: suspendStep, attempts: suspendAttempts}
+		payload := map[string]any{"receipt": p.index}
+		p.signals = []signalSpec{{name: "receipt", payload: payload, requestID: "receipt-" + p.id}}
+		p.waits, receipt = map[string]any{"receipt": payload}, payload
+	} else {
+		p.variant = "not-retryable"
+		p.refuse[suspendStep] = 422
+		p.suspend = &suspendSpec{step: suspendStep, attempts: 1}
+	}
+	p.want = completed(map[string]any{"charged": p.key(suspendStep), "receipt": receipt, "after": p.key(suspendStep)})
 }
 
 // searchQueries are the ListWorkflows queries checked once every workflow

@@ -16,8 +16,7 @@ import (
 // them with 503. Whether the n-th call of a key fails is decided by a hash
 // of the seed, the key and n, so a run's failures do not depend on the
 // order in which calls happen to arrive. Keys can also be refused on
-// purpose (Refuse), with a status the http task does not retry, until they
-// are released.
+// purpose (Refuse) until they are released.
 type Ledger struct {
 	seed     int64
 	failRate float64
@@ -82,8 +81,10 @@ func (l *Ledger) roll(salt byte, key string, n int) float64 {
 	return float64(h.Sum64()>>11) / (1 << 53)
 }
 
-// Refuse makes the ledger answer every call of key with status (a 4xx
-// other than 429, which the http task does not retry) until Release.
+// Refuse makes the ledger answer every call of key with status until
+// Release: a 4xx other than 429, which the http task does not retry, or a
+// 5xx other than 503 (not counted as an injected failure), which it
+// retries while attempts remain.
 func (l *Ledger) Refuse(key string, status int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

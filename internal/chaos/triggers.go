@@ -207,27 +207,27 @@ func (d *driver) closed(ctx context.Context, id string) *weftv1.Workflow {
 	return wf
 }
 
-// leftRunning lists the workflows still RUNNING once everything has
-// closed; the listing may lag, so it is read until it is empty or 30s
-// have passed.
+// leftRunning lists the workflows still RUNNING (or SUSPENDED) once
+// everything has closed; the listing may lag, so it is read until it is
+// empty or 30s have passed.
 func (h *Harness) leftRunning(ctx context.Context) []string {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	running := h.listUntil(ctx, "", func(ws []*weftv1.WorkflowSummary) bool {
-		for _, s := range ws {
-			if s.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING {
-				return false
-			}
-		}
-		return true
+		return !slices.ContainsFunc(ws, listedOpen)
 	})
 	var out []string
 	for _, s := range running {
-		if s.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING {
-			out = append(out, fmt.Sprintf("%s (%s) is still RUNNING after every workflow closed", s.Id, s.Definition))
+		if listedOpen(s) {
+			out = append(out, fmt.Sprintf("%s (%s) is still %s after every workflow closed", s.Id, s.Definition, statusName(s.Status)))
 		}
 	}
 	return out
+}
+
+// listedOpen reports whether a listed run has not closed.
+func listedOpen(s *weftv1.WorkflowSummary) bool {
+	return s.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING || s.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED
 }
 
 // listUntil lists the workflows of definition (all when "") every 2s

@@ -209,6 +209,9 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 		pct := func(p float64) time.Duration { return durations[max(0, int(math.Ceil(p*float64(n)))-1)] }
 		res.P50, res.P99, res.Max = pct(0.50), pct(0.99), durations[n-1]
 	}
+	if note := suspendedNote(runs); note != "" {
+		res.Notes = append(res.Notes, note)
+	}
 	res.Notes = append(res.Notes, res.ShapeLine())
 	return nil
 }
@@ -216,19 +219,14 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 // doctor opens the run's store as Weft's parts do and runs checkDoctor
 // over it.
 func (h *Harness) doctor(ctx context.Context, res *Result) {
-	nc, err := nats.Connect(h.natsURLs, nats.Timeout(2*time.Second), nats.Name("weft-chaos-doctor"))
+	octx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	nc, store, err := h.openStore(octx)
 	if err != nil {
-		res.Notes = append(res.Notes, fmt.Sprintf("doctor not run: connect: %v", err))
+		res.Notes = append(res.Notes, fmt.Sprintf("doctor not run: %v", err))
 		return
 	}
 	defer nc.Close()
-	octx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	store, err := eventstore.OpenExisting(octx, nc, storeConfig)
-	if err != nil {
-		res.Notes = append(res.Notes, fmt.Sprintf("doctor not run: open the store: %v", err))
-		return
-	}
 	counts, findings, err := checkDoctor(octx, store)
 	if err != nil {
 		res.Problems = append(res.Problems, fmt.Sprintf("doctor: %v", err))
@@ -240,8 +238,23 @@ func (h *Harness) doctor(ctx context.Context, res *Result) {
 	}
 }
 
-// checkDoctor is the one place the stuck and drift detector is called:
-// `weft doctor`'s check over the run's store. It returns the counts of
+// openStore connects to the run's NATS cluster and opens its store as
+// Weft's parts do; the caller closes the connection.
+func (h *Harness) openStore(ctx context.Context) (*nats.Conn, *eventstore.Store, error) {
+	nc, err := nats.Connect(h.natsURLs, nats.Timeout(2*time.Second), nats.Name("weft-chaos-doctor"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	store, err := eventstore.OpenExisting(ctx, nc, storeConfig)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("open the store: %w", err)
+	}
+	return nc, store, nil
+}
+
+// checkDoctor is `weft doctor`'s check, with its defaults, over the run's
+// store once every workflow closed. It returns the counts of
 // workflows it finds stuck and drifted, and a line per finding.
 func checkDoctor(ctx context.Context, store *eventstore.Store) (DoctorCounts, []string, error) {
 	rep, err := doctor.Check(ctx, store, doctor.Options{})
@@ -269,7 +282,10 @@ type pathEvents struct {
 	// (a catch completes the step it handled without an attempt).
 	taskCompleted, taskFailed int
 	completed, failed         int
-	skipped                   int
+	// suspended counts StepSuspended events: the last attempts of the
+	// step's schedulings that suspended it.
+	suspended int
+	skipped   int
 	// completedNow, startedNow and waitStartedNow count since the last
 	// redrive: a redrive may run a loop again.
 	completedNow, startedNow, waitStartedNow int
@@ -399,7 +415,10 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 		problem(r, "signal not sent (%s): %v", label, r.signalErr)
 	}
 	if r.actionErr != nil {
-		problem(r, "cancel or redrive not done (%s): %v", label, r.actionErr)
+		problem(r, "cancel, redrive or resume not done (%s): %v", label, r.actionErr)
+	}
+	if r.suspendedView != "" {
+		problem(r, "shown SUSPENDED otherwise than planned (%s): %s", label, r.suspendedView)
 	}
 	if p.redrive != nil && !r.redriven && r.final != nil && closedStatus(r.final.Status) {
 		problem(r, "not redriven (%s): it first closed %s with %v, the redrive waits for %s at %q", label,
@@ -476,6 +495,8 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 			}
 		case "StepSkipped":
 			pe.skipped++
+		case "StepSuspended":
+			pe.suspended++
 		case "StepStarted":
 			pe.startedNow++
 			if pe.startedNow > 1 {
@@ -558,8 +579,14 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 				dup("step %s gen %d scheduled %d times", path, gen, n)
 			}
 		}
-		if n := len(pe.scheduled); n > 1 && !p.mayRunAgain(path) || n > 2 {
-			dup("step %s scheduled in %d generations; a redrive runs again only %v", path, n, p.redrivePaths())
+		// A redrive runs again the steps it releases, each resume the
+		// suspended step.
+		gens := 1 + btoi(p.mayRunAgain(path))
+		if p.suspend != nil && path == p.suspend.step {
+			gens += counts["WorkflowResumed"]
+		}
+		if n := len(pe.scheduled); n > gens {
+			dup("step %s scheduled in %d generations; a redrive runs again only %v, a resume the suspended step", path, n, p.redrivePaths())
 		}
 		if n := pe.childStarted; n > 1 && !p.mayRunAgain(path) || n > 2 {
 			dup("step %s started %d children", path, n)
@@ -585,6 +612,11 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 	if !asExpected && r.started {
 		problem(r, "%s", diagnose(hist))
 	}
+	if p.suspend != nil && asExpected {
+		for _, msg := range checkSuspended(p, hist, ledger) {
+			problem(r, "%s", msg)
+		}
+	}
 
 	// The ledger must have seen every task that completed, and every
 	// effect of a workflow that ended as expected, and at least the
@@ -596,7 +628,7 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 		if pe == nil {
 			pe = &pathEvents{}
 		}
-		recorded := pe.failedAtts + pe.taskCompleted + pe.taskFailed
+		recorded := pe.failedAtts + pe.taskCompleted + pe.taskFailed + pe.suspended
 		if pe.taskCompleted == 0 {
 			if asExpected && slices.Contains(p.effects, path) {
 				res.Mismatches++

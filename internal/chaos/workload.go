@@ -36,6 +36,11 @@ type run struct {
 	// deleted is set when a retained run was gone (deleted by its
 	// retention) before the harness read its close.
 	deleted bool
+	// suspendedView is what GetWorkflow showed wrong of a run when it was
+	// first suspended ("" when it showed it as it must), and resumes
+	// counts the harness's resumes of it.
+	suspendedView string
+	resumes       int
 }
 
 // errClosedEarly marks a workflow that closed before the harness could do
@@ -257,9 +262,13 @@ func (h *Harness) drive(ctx context.Context, r *run, c *counters, polls chan str
 		d.deleted = func() bool { return len(p.unsucceeded(h.ledger.Snapshot())) == 0 }
 	}
 
-	for _, s := range p.signals {
-		if r.signalErr = d.signal(ctx, r, s); r.signalErr != nil {
-			break
+	if p.suspend != nil {
+		r.actionErr = d.resume(ctx, r)
+	} else {
+		for _, s := range p.signals {
+			if r.signalErr = d.signal(ctx, r, s); r.signalErr != nil {
+				break
+			}
 		}
 	}
 	if p.cancel != nil && r.signalErr == nil {
@@ -442,26 +451,32 @@ func (d *driver) get(ctx context.Context, id string, started bool) (*weftv1.Work
 }
 
 // waitFor polls workflow id until its step path is WAITING. It returns
-// errClosedEarly (with the workflow in *final when final is not nil) when
-// the workflow closes first.
+// errClosedEarly when the workflow closes first.
 func (d *driver) waitFor(ctx context.Context, id, path string, started bool) error {
+	wf, err := d.watch(ctx, id, started, fmt.Sprintf("step %s of %s to wait", path, id), func(wf *weftv1.Workflow) bool {
+		return stepOf(wf, path).GetStatus() == weftv1.StepStatus_STEP_STATUS_WAITING
+	})
+	switch {
+	case err != nil:
+		return err
+	case closedStatus(wf.Status):
+		return fmt.Errorf("%w (%s %s before its step %s waited)", errClosedEarly, id, wf.Status, path)
+	}
+	return nil
+}
+
+// watch polls workflow id every half second until done holds of it, or
+// it closes, and returns it; when ctx ends first, the error says what was
+// awaited.
+func (d *driver) watch(ctx context.Context, id string, started bool, what string, done func(*weftv1.Workflow) bool) (*weftv1.Workflow, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for step %s of %s to wait: %w", path, id, ctx.Err())
+			return nil, fmt.Errorf("waiting for %s: %w", what, ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
-		wf, err := d.get(ctx, id, started)
-		if err != nil {
-			continue
-		}
-		if closedStatus(wf.Status) {
-			return fmt.Errorf("%w (%s %s before its step %s waited)", errClosedEarly, id, wf.Status, path)
-		}
-		for _, s := range wf.Steps {
-			if s.Path == path && s.Status == weftv1.StepStatus_STEP_STATUS_WAITING {
-				return nil
-			}
+		if wf, err := d.get(ctx, id, started); err == nil && (closedStatus(wf.Status) || done(wf)) {
+			return wf, nil
 		}
 	}
 }
@@ -637,8 +652,15 @@ func (d *driver) followChildren(ctx context.Context, r *run) {
 	}
 }
 
+// closedStatus reports whether a run of status s has closed: a SUSPENDED
+// run is open.
 func closedStatus(s weftv1.WorkflowStatus) bool {
-	return s != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING && s != weftv1.WorkflowStatus_WORKFLOW_STATUS_UNSPECIFIED
+	switch s {
+	case weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED, weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED,
+		weftv1.WorkflowStatus_WORKFLOW_STATUS_CANCELED:
+		return true
+	}
+	return false
 }
 
 func closingEvent(t string) bool {

@@ -29,6 +29,7 @@ import (
 	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/trigger"
 	"github.com/weftworks/weft/orchestrator/workflow"
+	console "github.com/weftworks/weft/web"
 )
 
 // Config tunes the API.
@@ -226,7 +227,9 @@ func (s *Server) currentListing(ctx context.Context) (*eventstore.Listing, error
 // bearer token (RequireTokens) on all but the health checks, webhooks and
 // metrics. The events it
 // records carry the identity of who sent the request: the token's name,
-// else the verified client certificate's subject, else Anonymous.
+// else the verified client certificate's subject, else Anonymous. The web
+// console's pages and assets (package web) are served in front of all
+// that, open like the health checks: they carry no data.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// Small responses are not worth compressing: gzip's setup costs more
@@ -248,9 +251,9 @@ func (s *Server) Handler() http.Handler {
 	// Who sent a request is known once RequireTokens accepted its token.
 	h := identify(mux)
 	if s.cfg.Tokens != nil {
-		return RequireTokens(s.cfg.Tokens, s.log, h)
+		h = RequireTokens(s.cfg.Tokens, s.log, h)
 	}
-	return h
+	return console.Wrap(h)
 }
 
 // MetricsPath is where Handler serves the metrics with

@@ -81,7 +81,7 @@ func awaitTimeout(m *weftv1.AwaitWorkflowRequest) (time.Duration, error) {
 // awaited answers an await: the closed workflow, or why there is none.
 func awaited(w *weftv1.Workflow, err error, wf string, timeout time.Duration) (*connect.Response[weftv1.AwaitWorkflowResponse], error) {
 	if errors.Is(err, context.DeadlineExceeded) || connect.CodeOf(err) == connect.CodeDeadlineExceeded {
-		return nil, errorf(connect.CodeDeadlineExceeded, "workflow %q was still running when the await ended (timeout %s): await it again", wf, timeout)
+		return nil, errorf(connect.CodeDeadlineExceeded, "workflow %q was still open (running, suspended or queued) when the await ended (timeout %s): await it again", wf, timeout)
 	}
 	if err != nil {
 		return nil, err

@@ -428,6 +428,11 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 	switch {
 	case len(stuck) > 0:
 		r.Verdict = Stuck
+	case r.Status == string(workflow.StatusSuspended) && !slices.ContainsFunc(r.Movers, func(m workflow.Mover) bool {
+		return m.Kind == workflow.MoverTask || m.Kind == workflow.MoverChild || m.Kind == workflow.MoverTimer && m.Path != ""
+	}):
+		// Only a resume moves it (its workflow timeout aside).
+		r.Verdict = Waiting
 	case len(r.Movers) > 0 && !slices.ContainsFunc(r.Movers, func(m workflow.Mover) bool {
 		return m.Kind != workflow.MoverSignal && m.Kind != workflow.MoverResume
 	}):

@@ -56,7 +56,13 @@ func Decide(st *State, def *definition.Definition) []events.Event {
 		return w.out
 	}
 	r := w.block(def.Steps, "", nil)
-	w.takeSignals()
+	if len(w.out) == 0 {
+		// Signals are taken once the walk starts and reopens nothing more:
+		// every wait that is to wait is waiting then, so they take
+		// signals in the order they first started (a redrive restarts
+		// some waits a round later than others).
+		w.takeSignals()
+	}
 	if w.terminal != nil {
 		return []events.Event{*w.terminal}
 	}
@@ -537,6 +543,12 @@ func (w *walker) startTask(step *definition.Step, path string, gen int, sc defin
 		IdempotencyKey: st.ID + "/" + path, FirstAttempt: first, Trace: st.Trace}
 	if st.Trace != "" {
 		cmd.Definition = st.Definition
+	}
+	if step.Retry.Suspend {
+		for _, c := range step.Catch {
+			cmd.Caught = append(cmd.Caught, c.Errors...)
+			cmd.CatchAll = cmd.CatchAll || len(c.Errors) == 0
+		}
 	}
 	w.emit(events.Event{Type: events.TypeStepScheduled, StepScheduled: cmd})
 }
@@ -1032,9 +1044,11 @@ func AcceptResult(st *State, r events.Result) (events.Event, bool) {
 		return events.Event{}, false
 	}
 	ev := r.Event()
-	if f := ev.StepFailed; f != nil && s.Suspend && st.Status == StatusRunning && f.Error.Type != ErrTypeInvalidOutput {
-		// Out of attempts, under a policy that suspends: wait for a resume
-		// (but an output that cannot be recorded would be the same again).
+	if f := ev.StepFailed; f != nil && s.Suspend && st.Status == StatusRunning && f.Error.Type != ErrTypeInvalidOutput &&
+		!s.CatchAll && !slices.Contains(s.Caught, f.Error.Type) {
+		// Out of attempts, under a policy that suspends, and no catch of
+		// the step handles it: wait for a resume (but an output that
+		// cannot be recorded would be the same again).
 		ev = events.Event{Type: events.TypeStepSuspended, Time: ev.Time,
 			StepSuspended: &events.StepSuspended{Path: f.Path, Gen: f.Gen, Attempt: f.Attempt, Error: f.Error}}
 	}

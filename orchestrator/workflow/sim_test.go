@@ -1188,6 +1188,8 @@ func (s *sim) settled(t *simTask) bool {
 			return true
 		case e.StepFailed != nil && e.StepFailed.Path == t.cmd.Path && e.StepFailed.Gen == t.cmd.Gen:
 			return true
+		case e.StepSuspended != nil && e.StepSuspended.Path == t.cmd.Path && e.StepSuspended.Gen == t.cmd.Gen:
+			return true
 		}
 	}
 	return false

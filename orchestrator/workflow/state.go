@@ -95,8 +95,11 @@ type Step struct {
 	Searched bool
 
 	// Suspend: the task's retry policy suspends it when it runs out of
-	// attempts, instead of failing it.
-	Suspend bool
+	// attempts, instead of failing it, unless a catch of it handles the
+	// error: one of type in Caught, or any with CatchAll.
+	Suspend  bool
+	Caught   []string
+	CatchAll bool
 
 	// Rerun marks a step that was failed or canceled when the workflow was
 	// last redriven: when a decision reaches it, it runs again from its
@@ -385,6 +388,7 @@ func (st *State) workflowStarted(p *events.WorkflowStarted, who string, t time.T
 func (st *State) stepScheduled(p *events.StepScheduled, t time.Time) {
 	s := st.step(p.Path, t)
 	s.Kind, s.Task, s.Status, s.Gen, s.Rerun, s.Suspend = "task", p.Task, StepRunning, p.Gen, false, p.Retry.Suspend
+	s.Caught, s.CatchAll = p.Caught, p.CatchAll
 	s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
 }
 
@@ -500,10 +504,11 @@ func (st *State) workflowFailed(p *events.WorkflowFailed, t time.Time) {
 func (st *State) workflowCanceled(t time.Time) {
 	st.close(StatusCanceled, t)
 	for _, s := range st.Steps {
-		if s.Status == StepRunning || s.Status == StepWaiting {
+		if s.Status == StepRunning || s.Status == StepWaiting || s.Status == StepSuspended {
 			s.Status, s.Closed = StepCanceled, t
 		}
 	}
+	st.Suspended = 0
 }
 
 func (st *State) stepStarted(p *events.StepStarted, t time.Time) {
@@ -592,7 +597,7 @@ func (st *State) stepSuspended(p *events.StepSuspended, t time.Time) {
 	if s.Status != StepSuspended {
 		st.Suspended++
 	}
-	s.Status, s.Rerun = StepSuspended, false
+	s.Status, s.Closed, s.Rerun = StepSuspended, t, false
 	s.Attempts = max(s.Attempts, p.Attempt)
 	errv := p.Error
 	s.LastError = &errv
@@ -608,7 +613,7 @@ func (st *State) workflowResumed() {
 	st.loops = nil // a suspended iteration starts again
 	for _, path := range st.Order {
 		if s := st.Steps[path]; s.Status == StepSuspended {
-			s.Status, s.Rerun = StepFailed, true
+			s.Status, s.Closed, s.Rerun = StepFailed, time.Time{}, true
 		}
 	}
 	st.Suspended = 0

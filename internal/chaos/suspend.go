@@ -1,0 +1,255 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
+
+	"github.com/weftworks/weft/eventstore"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/orchestrator/doctor"
+)
+
+// The suspended shape: a step whose calls the ledger refuses runs out of
+// attempts under retry { exhausted: suspend }, which suspends it and its
+// run; the harness resumes the run once the ledger accepts the calls.
+
+// resume waits until the plan's step is SUSPENDED, and its run with it;
+// then it sends the plan's signals, lets the ledger accept the step's
+// calls and resumes the run. A step whose fresh attempts all meet the
+// ledger's injected failures is suspended anew, and resumed again, until
+// the run closes.
+func (d *driver) resume(ctx context.Context, r *run) error {
+	p, s := r.plan, r.plan.suspend
+	seen := 0 // the step's attempts when it was last resumed
+	for round := 1; ; round++ {
+		wf, err := d.watch(ctx, p.id, true, fmt.Sprintf("step %s of %s to be suspended", s.step, p.id), func(wf *weftv1.Workflow) bool {
+			st := stepOf(wf, s.step)
+			return wf.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED &&
+				st.GetStatus() == weftv1.StepStatus_STEP_STATUS_SUSPENDED && int(st.GetAttempts()) > seen
+		})
+		switch {
+		case err != nil:
+			return err
+		case closedStatus(wf.Status) && round == 1:
+			return fmt.Errorf("%w (%s %s before its step %s was suspended)", errClosedEarly, p.id, wf.Status, s.step)
+		case closedStatus(wf.Status):
+			return nil
+		}
+		if round == 1 {
+			r.suspendedView = suspendedView(wf, s)
+			if why := d.h.doctorWaits(ctx, p.id); why != "" {
+				r.suspendedView = strings.TrimPrefix(r.suspendedView+"; doctor: "+why, "; ")
+			}
+			for _, sig := range p.signals {
+				if r.signalErr = d.signal(ctx, r, sig); r.signalErr != nil {
+					return nil
+				}
+			}
+			d.h.ledger.Release(p.key(s.step))
+		}
+		if err := d.resumeOnce(ctx, p.id, round); err != nil {
+			return err
+		}
+		r.resumes = round
+		seen = int(stepOf(wf, s.step).GetAttempts())
+	}
+}
+
+// doctorWait bounds the time the stuck and drift detector has to find a
+// suspended run waiting.
+const doctorWait = 30 * time.Second
+
+// doctorWaits runs the stuck and drift detector, without a grace period,
+// until it finds run id waiting, with no finding, and returns ""; or,
+// when doctorWait passes first, what it found last.
+func (h *Harness) doctorWaits(ctx context.Context, id string) string {
+	ctx, cancel := context.WithTimeout(ctx, doctorWait)
+	defer cancel()
+	var nc *nats.Conn
+	var store *eventstore.Store
+	defer func() {
+		if nc != nil {
+			nc.Close()
+		}
+	}()
+	last := "not run"
+	err := poll(ctx, time.Second, func() (bool, error) {
+		if store == nil {
+			var err error
+			if nc, store, err = h.openStore(ctx); err != nil {
+				last = err.Error()
+				return false, nil
+			}
+		}
+		rep, err := doctor.Check(ctx, store, doctor.Options{Grace: time.Nanosecond, All: true})
+		if err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		i := slices.IndexFunc(rep.Runs, func(r doctor.Run) bool { return r.ID == id })
+		if i < 0 {
+			last = "it does not list the run"
+			return false, nil
+		}
+		r := rep.Runs[i]
+		last = fmt.Sprintf("verdict %s, findings %v, movers %v", r.Verdict, r.Findings, r.Movers)
+		return r.Verdict == doctor.Waiting && len(r.Findings) == 0, nil
+	})
+	if err == nil {
+		return ""
+	}
+	return last
+}
+
+// resumeOnce calls ResumeWorkflow for the round'th suspension of workflow
+// id, retrying transient failures. A try whose answer was lost may have
+// landed: before another try, and on FailedPrecondition, the history says
+// whether the round's WorkflowResumed is recorded.
+func (d *driver) resumeOnce(ctx context.Context, id string, round int) error {
+	landed := func() bool {
+		hist, err := d.h.history(ctx, id)
+		n := 0
+		for _, ev := range hist {
+			if ev.Type == "WorkflowResumed" {
+				n++
+			}
+		}
+		return err == nil && n >= round
+	}
+	tries := 0
+	return retryWhile(ctx, retryable, func(ctx context.Context) error {
+		tries++
+		if tries > 1 && landed() {
+			return nil
+		}
+		_, err := d.h.wf.ResumeWorkflow(ctx, connect.NewRequest(&weftv1.ResumeWorkflowRequest{WorkflowId: id, Reason: "chaos"}))
+		if connect.CodeOf(err) == connect.CodeFailedPrecondition && landed() {
+			return nil
+		}
+		return err
+	})
+}
+
+// suspendedNote says how often the harness resumed the runs of the
+// suspended shape, or returns "" when there are none.
+func suspendedNote(runs []*run) string {
+	n, resumes, again := 0, 0, 0
+	for _, r := range runs {
+		if r.plan.suspend != nil && r.started {
+			n, resumes, again = n+1, resumes+r.resumes, again+btoi(r.resumes > 1)
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("suspended: %d runs resumed %d times (%d suspended again after a resume)", n, resumes, again)
+}
+
+// stepOf returns the step of wf at path, or nil.
+func stepOf(wf *weftv1.Workflow, path string) *weftv1.StepState {
+	for _, s := range wf.GetSteps() {
+		if s.Path == path {
+			return s
+		}
+	}
+	return nil
+}
+
+// suspendedView says what a run first read SUSPENDED shows otherwise than
+// it must (its step suspended after the planned attempts, with their last
+// error, and no other step started), or returns "".
+func suspendedView(wf *weftv1.Workflow, s *suspendSpec) string {
+	var wrong []string
+	for _, st := range wf.Steps {
+		switch {
+		case st.Path == s.step && (int(st.Attempts) != s.attempts || st.GetLastError().GetMessage() == ""):
+			wrong = append(wrong, fmt.Sprintf("step %s suspended after %d attempts (last error %v), want %d",
+				st.Path, st.Attempts, st.GetLastError(), s.attempts))
+		case st.Path != s.step && st.Status != weftv1.StepStatus_STEP_STATUS_PENDING:
+			wrong = append(wrong, fmt.Sprintf("step %s is %s", st.Path, st.Status))
+		}
+	}
+	return strings.Join(wrong, "; ")
+}
+
+// checkSuspended checks the history of a run of the suspended shape: its
+// step suspended first after the planned attempts; each StepSuspended
+// followed by a WorkflowResumed, with nothing but signals recorded in
+// between; after each resume the step scheduled again from the attempt
+// after the suspended one, and completed at a later attempt than the last
+// suspension; the plan's signals received while it was first suspended;
+// and the ledger refused the key at least for the attempts that suspended
+// it. It returns a line per problem.
+func checkSuspended(p *plan, hist []*weftv1.HistoryEvent, ledger map[string]KeyCount) []string {
+	s := p.suspend
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	var suspendedAt []int // the attempt of each StepSuspended
+	suspended, resumes, next, completed := false, 0, 0, false
+	firstSuspended, firstResumed := -1, -1
+	signaled := map[string]int{} // signal name -> index of its SignalReceived
+	for i, ev := range hist {
+		mine := ev.StepPath == s.step
+		switch {
+		case ev.Type == "StepSuspended" && mine:
+			if n := len(suspendedAt); n == 0 && int(ev.Attempt) != s.attempts {
+				bad("step %s first suspended at attempt %d, want %d", s.step, ev.Attempt, s.attempts)
+			} else if n > 0 && int(ev.Attempt) <= suspendedAt[n-1] {
+				bad("step %s suspended at attempt %d after attempt %d", s.step, ev.Attempt, suspendedAt[n-1])
+			}
+			if firstSuspended < 0 {
+				firstSuspended = i
+			}
+			suspendedAt, suspended = append(suspendedAt, int(ev.Attempt)), true
+		case ev.Type == "WorkflowResumed":
+			if !suspended {
+				bad("resumed at sequence %d while not suspended", ev.Sequence)
+			}
+			if firstResumed < 0 {
+				firstResumed = i
+			}
+			suspended, resumes = false, resumes+1
+			if n := len(suspendedAt); n > 0 {
+				next = suspendedAt[n-1] + 1
+			}
+		case ev.Type == "SignalReceived":
+			name, _ := ev.Data.GetStructValue().AsMap()["name"].(string)
+			signaled[name] = i
+		case suspended:
+			bad("%s of %q at sequence %d while the run was suspended", ev.Type, ev.StepPath, ev.Sequence)
+		case ev.Type == "StepScheduled" && mine && next > 0:
+			if int(ev.Attempt) != next {
+				bad("step %s scheduled after the resume from attempt %d, want %d", s.step, ev.Attempt, next)
+			}
+			next = 0
+		case ev.Type == "StepCompleted" && mine:
+			completed = true
+			if n := len(suspendedAt); n == 0 || int(ev.Attempt) <= suspendedAt[n-1] {
+				bad("step %s completed at attempt %d, after suspensions at attempts %v", s.step, ev.Attempt, suspendedAt)
+			}
+		}
+	}
+	switch {
+	case len(suspendedAt) == 0:
+		bad("step %s never suspended", s.step)
+	case resumes != len(suspendedAt):
+		bad("step %s suspended %d times and resumed %d times", s.step, len(suspendedAt), resumes)
+	case !completed:
+		bad("step %s never completed after its resume", s.step)
+	}
+	for _, sig := range p.signals {
+		if i, ok := signaled[sig.name]; !ok || i < firstSuspended || firstResumed >= 0 && i > firstResumed {
+			bad("signal %s not received between the step's first suspension and the first resume", sig.name)
+		}
+	}
+	if kc := ledger[p.key(s.step)]; kc.Refused < s.attempts {
+		bad("the ledger refused step %s %d times; it was suspended after %d attempts", s.step, kc.Refused, s.attempts)
+	}
+	return out
+}

@@ -1,0 +1,381 @@
+// A run: its state, steps, timeline, history and search attributes, with
+// the actions signal, cancel and retry. A running run follows its history
+// live through WatchWorkflow.
+import { useEffect, useMemo, useState } from "preact/hooks";
+import type { JsonValue } from "@bufbuild/protobuf";
+import { date, errorText, jsonValue, statusName, stepStatusName, valueJson, workflows, WorkflowStatus } from "./api";
+import type { HistoryEvent, Workflow } from "./gen/weft/v1/workflow_pb";
+import { A } from "./router";
+import { ActionBar, Badge, ErrorBox, fmtDuration, fmtTime, Json, Section, type ActionSpec } from "./ui";
+import { buildTimeline, Timeline } from "./timeline";
+
+// historyPage is the GetHistory page size: small enough that decoding one
+// page is a short task.
+const historyPage = 500;
+const tableStep = 100;
+
+/** isOpen reports whether w can still change: running or suspended. */
+function isOpen(w: Workflow | undefined | null): boolean {
+  return w?.status === WorkflowStatus.RUNNING || w?.status === WorkflowStatus.SUSPENDED;
+}
+
+export function RunPage({ id }: { id: string }) {
+  const [wf, setWf] = useState<Workflow | null>(null);
+  const [events, setEvents] = useState<HistoryEvent[]>([]);
+  const [error, setError] = useState<string | null>(null);
+  const [reload, setReload] = useState(0);
+
+  useEffect(() => {
+    const ctl = new AbortController();
+    let buf: HistoryEvent[] = [];
+    let timer = 0;
+    let again = 0;
+    let watching = false;
+    // A state read by a load that has been replaced is dropped: it may be older.
+    const refresh = () =>
+      workflows.getWorkflow({ workflowId: id }, { signal: ctl.signal }).then((r) => {
+        if (!ctl.signal.aborted) setWf(r.workflow ?? null);
+      });
+    // flush shows the events gathered so far, at most a few times a second.
+    const flush = () => {
+      timer = 0;
+      if (ctl.signal.aborted) return;
+      setEvents(buf.slice());
+      refresh().catch(() => {});
+    };
+    (async () => {
+      try {
+        const r = await workflows.getWorkflow({ workflowId: id }, { signal: ctl.signal });
+        if (ctl.signal.aborted) return;
+        setWf(r.workflow ?? null);
+        setError(null);
+        if (isOpen(r.workflow)) {
+          watching = true;
+          for await (const m of workflows.watchWorkflow({ workflowId: id }, { signal: ctl.signal })) {
+            if (m.event) buf.push(m.event);
+            if (!timer) timer = window.setTimeout(flush, 150);
+          }
+          window.clearTimeout(timer);
+          flush();
+        } else {
+          let token = "";
+          do {
+            const h = await workflows.getHistory({ workflowId: id, pageSize: historyPage, pageToken: token }, { signal: ctl.signal });
+            buf = buf.concat(h.events);
+            token = h.nextPageToken;
+          } while (token);
+          if (!ctl.signal.aborted) setEvents(buf);
+        }
+      } catch (e) {
+        if (ctl.signal.aborted) return;
+        setError(errorText(e));
+        // Live updates that broke off (the server restarted, say) start
+        // again after a pause.
+        if (watching) again = window.setTimeout(() => setReload((n) => n + 1), 3000);
+      }
+    })();
+    return () => {
+      ctl.abort();
+      window.clearTimeout(timer);
+      window.clearTimeout(again);
+    };
+  }, [id, reload]);
+
+  if (!wf)
+    return (
+      <div>
+        <h1 class="run-id">{id}</h1>
+        <ErrorBox error={error} />
+        {!error && <div class="card placeholder tall" aria-busy="true" />}
+      </div>
+    );
+  return <RunView wf={wf} events={events} error={error} onChanged={() => setReload((n) => n + 1)} />;
+}
+
+function RunView({ wf, events, error, onChanged }: { wf: Workflow; events: HistoryEvent[]; error: string | null; onChanged: () => void }) {
+  const created = date(wf.createdTime);
+  const closed = date(wf.closedTime);
+  const status = statusName(wf.status);
+  const { started, parent, children } = useMemo(() => {
+    const started = events.find((e) => e.type === "WorkflowStarted");
+    const parent = (valueJson(started?.data) as any)?.parent as { workflow_id: string; step_path: string } | undefined;
+    const children = events.filter((e) => e.type === "ChildStarted").map((e) => ({ path: e.stepPath, ...((valueJson(e.data) as any) ?? {}) }));
+    return { started, parent, children };
+  }, [events]);
+  // The tables come a frame after the timeline, so that neither makes one
+  // long task of a big run's first render.
+  const [tables, setTables] = useState(false);
+  useEffect(() => {
+    if (tables || events.length === 0) return;
+    const t = setTimeout(() => setTables(true), 0);
+    return () => clearTimeout(t);
+  }, [events.length > 0]);
+  const [now, setNow] = useState(Date.now());
+  useEffect(() => {
+    if (!isOpen(wf)) return;
+    const t = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(t);
+  }, [wf.status]);
+  const model = useMemo(() => {
+    const t0 = performance.now();
+    const m = buildTimeline(events, isOpen(wf) ? now : (closed?.getTime() ?? now));
+    (window as any).__weftTimelineBuildMs = performance.now() - t0;
+    return m;
+  }, [events, now, wf.status]);
+
+  return (
+    <div>
+      <h1 class="run-id">
+        {wf.id} <Badge status={status} />
+      </h1>
+      <ErrorBox error={error} />
+      <dl class="facts">
+        <dt>Definition</dt>
+        <dd>
+          <A href={`/definitions/${encodeURIComponent(wf.definition)}?revision=${wf.revision}`}>
+            {wf.definition} revision {wf.revision}
+          </A>
+        </dd>
+        <dt>Started</dt>
+        <dd>{fmtTime(created)}</dd>
+        <dt>Closed</dt>
+        <dd>{closed ? `${fmtTime(closed)} (after ${fmtDuration(closed.getTime() - (created?.getTime() ?? 0))})` : "open"}</dd>
+        <dt>Events</dt>
+        <dd>{String(wf.historyLength)}</dd>
+        {parent && (
+          <>
+            <dt>Parent</dt>
+            <dd>
+              <A href={`/workflows/${encodeURIComponent(parent.workflow_id)}`}>{parent.workflow_id}</A> <span class="muted">step {parent.step_path}</span>
+            </dd>
+          </>
+        )}
+        {started?.identity && (
+          <>
+            <dt>Started by</dt>
+            <dd>{started.identity}</dd>
+          </>
+        )}
+      </dl>
+      {wf.error && (
+        <p class="error run-error" role="alert">
+          <b>{wf.error.type || "error"}</b>
+          {wf.error.stepPath && <span class="muted"> at {wf.error.stepPath}</span>}: {wf.error.message}
+        </p>
+      )}
+      <Actions wf={wf} onChanged={onChanged} />
+      <Section title="Input and output">
+        <Json label="Input" value={valueJson(wf.input)} />
+        <Json label="Output" value={valueJson(wf.output)} open={wf.output !== undefined} />
+      </Section>
+      {children.length > 0 && (
+        <Section title="Child runs">
+          <ul class="children">
+            {children.map((c) => (
+              <li>
+                <A href={`/workflows/${encodeURIComponent(c.workflow_id)}`}>{c.workflow_id}</A> <span class="muted">{c.definition} from step {c.path}</span>
+              </li>
+            ))}
+          </ul>
+        </Section>
+      )}
+      <Section title="Timeline" id="timeline">
+        {events.length === 0 ? <div class="placeholder tl-placeholder" aria-busy="true" /> : <Timeline model={model} />}
+      </Section>
+      <Section title="Steps" id="steps">
+        {tables ? <Steps wf={wf} /> : <div class="placeholder" aria-busy="true" />}
+      </Section>
+      {wf.searchAttributes && Object.keys(wf.searchAttributes).length > 0 && (
+        <Section title="Search attributes">
+          <dl class="facts attrs">
+            {Object.entries(wf.searchAttributes).map(([k, v]) => (
+              <>
+                <dt>{k}</dt>
+                <dd>
+                  <code>{JSON.stringify(v)}</code>
+                </dd>
+              </>
+            ))}
+          </dl>
+        </Section>
+      )}
+      <Section title="History" id="history">
+        {tables ? <History events={events} /> : <div class="placeholder" aria-busy="true" />}
+      </Section>
+    </div>
+  );
+}
+
+function Steps({ wf }: { wf: Workflow }) {
+  const [limit, setLimit] = useState(tableStep);
+  if (wf.steps.length === 0) return <p class="muted">No steps scheduled yet.</p>;
+  return (
+    <div class="table-wrap">
+      <table class="steps">
+        <thead>
+          <tr>
+            <th>Step</th>
+            <th>Status</th>
+            <th class="num">Attempts</th>
+            <th>Task</th>
+            <th>Duration</th>
+            <th>Last error</th>
+          </tr>
+        </thead>
+        <tbody>
+          {wf.steps.slice(0, limit).map((s) => {
+            const depth = s.path.split(".").length - 1;
+            const st = date(s.startedTime);
+            const cl = date(s.closedTime);
+            return (
+              <tr data-path={s.path}>
+                <td style={{ paddingLeft: `${0.5 + depth * 1.2}em` }}>
+                  <code>{s.path}</code>
+                </td>
+                <td>
+                  <Badge status={stepStatusName(s.status)} />
+                </td>
+                <td class="num">{s.attempts}</td>
+                <td>{s.task}</td>
+                <td>{st && cl ? fmtDuration(cl.getTime() - st.getTime()) : ""}</td>
+                <td class="err-cell">{s.lastError ? `${s.lastError.type ? s.lastError.type + ": " : ""}${s.lastError.message}` : ""}</td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+      {wf.steps.length > limit && (
+        <button type="button" onClick={() => setLimit(limit + tableStep * 5)}>
+          Show more steps ({wf.steps.length - limit} more)
+        </button>
+      )}
+    </div>
+  );
+}
+
+function History({ events }: { events: HistoryEvent[] }) {
+  const [limit, setLimit] = useState(tableStep);
+  const [open, setOpen] = useState<Set<bigint>>(new Set());
+  if (events.length === 0) return <div class="placeholder" aria-busy="true" />;
+  const toggle = (seq: bigint) => {
+    const n = new Set(open);
+    if (n.has(seq)) n.delete(seq);
+    else n.add(seq);
+    setOpen(n);
+  };
+  return (
+    <div class="table-wrap">
+      <table class="history">
+        <thead>
+          <tr>
+            <th class="num">Seq</th>
+            <th>Time</th>
+            <th>Type</th>
+            <th>Step</th>
+            <th class="num">Attempt</th>
+            <th>Who</th>
+            <th>Data</th>
+          </tr>
+        </thead>
+        <tbody>
+          {events.slice(0, limit).map((e) => {
+            const isOpen = open.has(e.sequence);
+            return (
+              <tr data-seq={String(e.sequence)} data-type={e.type}>
+                <td class="num">{String(e.sequence)}</td>
+                <td class="nowrap">{fmtTime(date(e.time))}</td>
+                <td>{e.type}</td>
+                <td>
+                  <code>{e.stepPath}</code>
+                </td>
+                <td class="num">{e.attempt || ""}</td>
+                <td>{e.identity}</td>
+                <td class="data-cell">
+                  <button type="button" class="link" aria-expanded={isOpen} onClick={() => toggle(e.sequence)}>
+                    {isOpen ? "hide" : "show"}
+                  </button>
+                  {isOpen && <pre>{JSON.stringify(valueJson(e.data), null, 2)}</pre>}
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+      {events.length > limit && (
+        <button type="button" onClick={() => setLimit(limit + tableStep * 5)}>
+          Show more events ({events.length - limit} more)
+        </button>
+      )}
+    </div>
+  );
+}
+
+function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
+  const open = isOpen(wf);
+  const reason = (label: string, required = false) => ({ name: "reason", label, required });
+  const actions: ActionSpec[] = [
+    {
+      key: "signal",
+      button: "Signal…",
+      enabled: open,
+      fields: [
+        { name: "name", label: "Signal name", required: true },
+        { name: "payload", label: "Payload (JSON, optional)", multiline: true },
+      ],
+      question: `Send this signal to ${wf.id}?`,
+      confirm: "Send signal",
+      async run(d) {
+        const name = String(d.get("name") ?? "");
+        const text = String(d.get("payload") ?? "");
+        let payload: JsonValue | undefined;
+        if (text.trim()) {
+          try {
+            payload = JSON.parse(text);
+          } catch (err) {
+            throw new Error("The payload is not JSON: " + (err as Error).message);
+          }
+        }
+        await workflows.signalWorkflow({ workflowId: wf.id, name, payload: payload === undefined ? undefined : jsonValue(payload), requestId: crypto.randomUUID() });
+        return `Signal ${name} sent.`;
+      },
+    },
+    {
+      key: "cancel",
+      button: "Cancel…",
+      enabled: open,
+      fields: [reason("Reason")],
+      question: `Cancel ${wf.id}? Its open steps are canceled.`,
+      confirm: "Cancel run",
+      async run(d) {
+        await workflows.cancelWorkflow({ workflowId: wf.id, reason: String(d.get("reason") ?? "") });
+        return "Cancel requested.";
+      },
+    },
+    {
+      key: "retry",
+      button: "Retry…",
+      enabled: wf.status === WorkflowStatus.FAILED,
+      fields: [reason("Reason (optional)")],
+      question: `Retry ${wf.id} from its failed steps?`,
+      confirm: "Retry run",
+      async run(d) {
+        await workflows.retryWorkflow({ workflowId: wf.id, reason: String(d.get("reason") ?? "") });
+        return "Run retried.";
+      },
+    },
+  ];
+  if (wf.status === WorkflowStatus.SUSPENDED)
+    actions.push({
+      key: "resume",
+      button: "Resume…",
+      enabled: true,
+      fields: [reason("Reason (optional)")],
+      question: `Resume ${wf.id}? Its suspended steps get fresh attempts.`,
+      confirm: "Resume run",
+      async run(d) {
+        await workflows.resumeWorkflow({ workflowId: wf.id, reason: String(d.get("reason") ?? "") });
+        return "Run resumed.";
+      },
+    });
+  return <ActionBar actions={actions} onChanged={onChanged} />;
+}
