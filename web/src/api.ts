@@ -70,6 +70,7 @@ export function date(t: Timestamp | undefined): Date | undefined {
 
 export const statusNames: Record<number, string> = {
   [WorkflowStatus.RUNNING]: "running",
+  [WorkflowStatus.QUEUED]: "queued",
   [WorkflowStatus.COMPLETED]: "completed",
   [WorkflowStatus.FAILED]: "failed",
   [WorkflowStatus.CANCELED]: "canceled",

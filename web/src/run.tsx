@@ -14,9 +14,9 @@ import { buildTimeline, Timeline } from "./timeline";
 const historyPage = 500;
 const tableStep = 100;
 
-/** isOpen reports whether w can still change: running or suspended. */
+/** isOpen reports whether w can still change: running, queued or suspended. */
 function isOpen(w: Workflow | undefined | null): boolean {
-  return w?.status === WorkflowStatus.RUNNING || w?.status === WorkflowStatus.SUSPENDED;
+  return w?.status === WorkflowStatus.RUNNING || w?.status === WorkflowStatus.QUEUED || w?.status === WorkflowStatus.SUSPENDED;
 }
 
 export function RunPage({ id }: { id: string }) {
