@@ -55,7 +55,8 @@ func (s *Slots) Remove(id string) {
 // slotKey maps a definition and a concurrency key one-to-one onto a KV key.
 func slotKey(def, key string) string {
 	enc := base64.RawURLEncoding
-	return "s." + enc.EncodeToString([]byte(def)) + "." + enc.EncodeToString([]byte(key))
+	// Each token starts with "v": an empty key would make no valid key.
+	return "s.v" + enc.EncodeToString([]byte(def)) + ".v" + enc.EncodeToString([]byte(key))
 }
 
 // openSlots creates or updates the slots bucket.

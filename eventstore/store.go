@@ -142,6 +142,7 @@ type Store struct {
 	cfg     Config
 	history jetstream.Stream
 	slots   jetstream.KeyValue
+	flow    jetstream.KeyValue
 	results jetstream.Stream
 	timers  jetstream.Stream
 	snaps   jetstream.Stream
@@ -200,6 +201,9 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 		return nil, err
 	}
 	if err := s.openSlots(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.openFlow(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -250,6 +250,11 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		w.settle(ctx, d, res, 0, log)
 		return
 	}
+	release, ok := w.admitFlow(ctx, typ, d, attempt, log)
+	if !ok {
+		return
+	}
+	defer release()
 	began := time.Now()
 	if attempt == first && d.NumDelivered == 1 && d.Message != nil {
 		w.steps.Waited(typ, began.Sub(d.Message.Time))
@@ -323,8 +328,9 @@ func (w *Worker) attemptOf(ctx context.Context, typ string, d *eventstore.Delive
 		w.resettle(ctx, d, attempt, log)
 		return 0, false
 	}
-	// (Deliveries held while the definition was paused ran nothing either.)
-	if lost := d.NumDelivered - (attempt - first + 1); lost >= 3 && !w.pauses.LiftedAfter(d.Definition, d.Message.Time) {
+	// (Deliveries held for flow control, or while the definition was
+	// paused, ran nothing either.)
+	if lost := d.NumDelivered - (attempt - first + 1); lost >= 3 && cmd.Flow == nil && !w.pauses.LiftedAfter(d.Definition, d.Message.Time) {
 		log().Warn("earlier deliveries of this command ended without a result (executors stopped or died, or NATS was unreachable); running the attempt again",
 			"deliveries", d.NumDelivered, "unrecorded", lost)
 	}
@@ -380,6 +386,66 @@ func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) b
 	_ = d.Nak(min(time.Duration(max(d.NumDelivered, 1))*heldDelay, heldMaxDelay))
 	w.steps.Held(typ, metrics.HeldPaused)
 	return true
+}
+
+// admitFlow applies the step's concurrency and rate limit (FlowLimits) to
+// the attempt a delivery is about to run: it takes a concurrency slot of
+// the step's key and counts the attempt against the key's rate limit, and
+// returns a func that gives the slot back once the attempt is settled.
+// When either is used up it gives the delivery back, unstarted, until a
+// slot or the next period may be free, and returns false: nothing is
+// recorded, so the attempt is not used and its timeout has not begun. A
+// slot's lease outlasts the attempt's timeout, so an executor that dies
+// holding one loses it; the same attempt delivered again takes its own
+// back.
+func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delivery, attempt int, log func() *slog.Logger) (func(), bool) {
+	f := d.Task.Flow
+	if f == nil {
+		return func() {}, true
+	}
+	retry := func(reason string, wait time.Duration) (func(), bool) {
+		_ = d.Nak(min(max(wait, 20*time.Millisecond), heldMaxDelay))
+		w.steps.Held(typ, reason)
+		return nil, false
+	}
+	failed := func(err error) (func(), bool) {
+		log().Warn("could not apply the step's flow control; the command will be redelivered", "err", err)
+		_ = d.Nak(time.Second)
+		return nil, false
+	}
+	release := func() {}
+	if f.ConcurrencyLimit > 0 {
+		holder := fmt.Sprintf("%s/%s/%d/%d", d.WorkflowID, d.Task.Path, d.Task.Gen, attempt)
+		lease := max(d.Task.Timeout, time.Minute) + time.Minute
+		ok, wait, err := w.store.AcquireSlot(ctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, time.Now(), lease)
+		if err != nil {
+			return failed(err)
+		}
+		if !ok {
+			return retry(metrics.HeldConcurrency, min(wait, 250*time.Millisecond))
+		}
+		release = func() {
+			// Given back on a context of its own: a stopping worker's attempt
+			// was settled before this runs, or its lease ends.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := w.store.ReleaseSlot(rctx, f.Scope, f.ConcurrencyKey, holder); err != nil {
+				log().Warn("could not give a concurrency slot back; it is freed when its lease ends", "err", err)
+			}
+		}
+	}
+	if f.RateLimit > 0 {
+		ok, wait, err := w.store.TakeToken(ctx, f.Scope, f.RateKey, f.RateLimit, f.RatePer, time.Now())
+		if err != nil {
+			release()
+			return failed(err)
+		}
+		if !ok {
+			release()
+			return retry(metrics.HeldRateLimit, wait)
+		}
+	}
+	return release, true
 }
 
 // resettle acks a redelivered command whose attempt's result was

@@ -219,6 +219,9 @@ type StepScheduled struct {
 	// suspended (set only under Retry.Suspend).
 	Caught   []string `msgpack:"ct,omitempty"`
 	CatchAll bool     `msgpack:"ca,omitempty"`
+	// Flow holds the step's concurrency and rate limit, with their keys
+	// evaluated; nil when it has neither.
+	Flow *FlowLimits `msgpack:"fl,omitempty"`
 }
 
 // StepAttemptFailed records a failed attempt that will be retried after RetryDelay.
@@ -330,6 +333,22 @@ type ChildStarted struct {
 	WorkflowID string `msgpack:"id"`
 	Definition string `msgpack:"def"`
 	Input      any    `msgpack:"in"`
+}
+
+// FlowLimits are a task step's concurrency and rate limit, as executors
+// apply them across runs: Scope (the definition and the step's id) and the
+// keys name what is counted.
+type FlowLimits struct {
+	Scope string `msgpack:"s"`
+	// ConcurrencyKey's attempts in flight at most ConcurrencyLimit (0: no
+	// concurrency limit).
+	ConcurrencyKey   string `msgpack:"ck,omitempty"`
+	ConcurrencyLimit int    `msgpack:"cl,omitempty"`
+	// RateKey's attempts started in each period RatePer at most RateLimit
+	// (0: no rate limit).
+	RateKey   string        `msgpack:"rk,omitempty"`
+	RateLimit int           `msgpack:"rl,omitempty"`
+	RatePer   time.Duration `msgpack:"rp,omitempty"`
 }
 
 // StepSuspended records that a task step whose retry policy says Suspend

@@ -28,10 +28,12 @@ type concurrencyMeter struct {
 	order  map[string][]int
 	// hold, while open, holds the call of key A's run 0.
 	hold chan struct{}
+	// at holds when each call came, by key.
+	at map[string][]time.Time
 }
 
 func newConcurrencyMeter(t *testing.T) *concurrencyMeter {
-	m := &concurrencyMeter{now: map[string]int{}, most: map[string]int{}, order: map[string][]int{}, hold: make(chan struct{})}
+	m := &concurrencyMeter{now: map[string]int{}, most: map[string]int{}, order: map[string][]int{}, hold: make(chan struct{}), at: map[string][]time.Time{}}
 	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.URL.Query().Get("key")
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
@@ -41,6 +43,7 @@ func newConcurrencyMeter(t *testing.T) *concurrencyMeter {
 		m.most[key] = max(m.most[key], m.now[key])
 		m.mostAt = max(m.mostAt, m.all)
 		m.order[key] = append(m.order[key], n)
+		m.at[key] = append(m.at[key], time.Now())
 		m.mu.Unlock()
 		if key == "A" && n == 0 {
 			<-m.hold

@@ -64,6 +64,11 @@ const (
 const (
 	// HeldPaused: the command's definition is paused.
 	HeldPaused = "paused"
+	// HeldConcurrency: the step's concurrency slots for its key are taken.
+	HeldConcurrency = "concurrency"
+	// HeldRateLimit: the step's rate limit for its key is used up for the
+	// period.
+	HeldRateLimit = "rate_limit"
 )
 
 // Values of the outcome label of trigger events.

@@ -127,6 +127,17 @@ type Trigger struct {
 	Input *Template
 }
 
+// StepLimit is a task step's concurrency (Limit attempts in flight per key)
+// or rate limit (Limit attempts started per key in each period Per).
+type StepLimit struct {
+	// Key is evaluated once, when the step starts; nil puts every
+	// attempt of the step under one key.
+	Key   *Expr
+	Limit int
+	// Per is a rate limit's period (0 for a concurrency).
+	Per time.Duration
+}
+
 // RunConcurrency bounds the runs of a definition that run at once per
 // key: a run beyond Limit for its key is queued, and begins, in start
 // order, when a run of that key closes.
@@ -154,6 +165,11 @@ type Step struct {
 	Retry events.RetryPolicy
 	// Timeout bounds one attempt, start to close (KindTask).
 	Timeout time.Duration
+	// Concurrency bounds the task's attempts in flight per key, across
+	// runs, and RateLimit the attempts started per key per period
+	// (KindTask); nil when not given.
+	Concurrency *StepLimit
+	RateLimit   *StepLimit
 	// Wait is set for KindWait.
 	Wait *Wait
 

@@ -48,7 +48,7 @@ var kindNames = []string{"task", "wait", "switch", "foreach", "parallel", "sleep
 
 // stepKinds maps each kind field to its spec.
 var stepKinds = map[string]*kindSpec{
-	"task":     {kind: KindTask, fields: []string{"input", "retry", "timeout"}},
+	"task":     {kind: KindTask, fields: []string{"concurrency", "input", "rate_limit", "retry", "timeout"}},
 	"wait":     {kind: KindWait, fields: []string{"timeout_steps"}, inside: []string{"signal", "timeout"}},
 	"switch":   {kind: KindSwitch, fields: []string{"default"}},
 	"foreach":  {kind: KindForeach, fields: []string{"as", "concurrency", "do", "filter", "on_error"}},
@@ -591,6 +591,12 @@ func (p *parser) task(s *Step, at *stepAt, kind *yaml.Node, fields map[string]*y
 			s.Timeout = d
 		}
 	}
+	if n := fields["concurrency"]; n != nil {
+		s.Concurrency = p.stepLimit(label, "concurrency", n, at, false)
+	}
+	if n := fields["rate_limit"]; n != nil {
+		s.RateLimit = p.stepLimit(label, "rate_limit", n, at, true)
+	}
 	switch n := fields["retry"]; {
 	case n != nil:
 		s.Retry = defaultRetryPolicy()
@@ -601,6 +607,44 @@ func (p *parser) task(s *Step, at *stepAt, kind *yaml.Node, fields map[string]*y
 	default:
 		s.Retry = defaultRetryPolicy()
 	}
+}
+
+// stepLimit reads a task step's concurrency (rate false) or rate_limit
+// (rate true) mapping.
+func (p *parser) stepLimit(label, field string, n *yaml.Node, at *stepAt, rate bool) *StepLimit {
+	example := "{ key: \"${ input.region }\", limit: 5 }"
+	names := []string{"key", "limit"}
+	if rate {
+		example = "{ key: \"${ input.region }\", limit: 10, per: 1s }"
+		names = append(names, "per")
+	}
+	if n.Kind != yaml.MappingNode {
+		p.add(label, field, "must be a mapping, e.g. %s", example)
+		return nil
+	}
+	fields := p.fields(label, field+".", n, names...)
+	l := &StepLimit{}
+	if n := fields["limit"]; n == nil {
+		p.add(label, field+".limit", "is required")
+	} else if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&l.Limit) != nil {
+		p.add(label, field+".limit", "must be a whole number")
+	} else if l.Limit < 1 {
+		p.add(label, field+".limit", "must be at least 1")
+	}
+	if rate {
+		if n := fields["per"]; n == nil {
+			p.add(label, field+".per", "is required: the period the limit counts attempts in, e.g. 1s")
+		} else if d, ok := p.duration(label, field+".per", n); ok {
+			if d < time.Millisecond {
+				p.add(label, field+".per", "must be at least 1ms")
+			}
+			l.Per = d
+		}
+	}
+	if n := fields["key"]; n != nil {
+		l.Key = p.expr(label, field+".key", n, at.expr(), wantAny)
+	}
+	return l
 }
 
 // runConcurrency reads a definition's concurrency mapping.

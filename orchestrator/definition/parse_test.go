@@ -369,3 +369,27 @@ func ExampleParse() {
 	fmt.Println(err)
 	// Output: invalid definition: step "a": field "timout": unknown field (did you mean "timeout"?)
 }
+
+// A task step's concurrency and rate limit parse with their keys; a rate
+// limit needs its period.
+func TestParseStepFlowControl(t *testing.T) {
+	d := mustParse(t, `
+name: flow
+steps:
+  - id: call
+    task: http
+    concurrency: { key: "${ input.region }", limit: 5 }
+    rate_limit: { limit: 10, per: 1s }
+`)
+	s := d.Step("call")
+	if s.Concurrency == nil || s.Concurrency.Limit != 5 || s.Concurrency.Key == nil {
+		t.Fatalf("concurrency: %+v", s.Concurrency)
+	}
+	if s.RateLimit == nil || s.RateLimit.Limit != 10 || s.RateLimit.Per != time.Second || s.RateLimit.Key != nil {
+		t.Fatalf("rate_limit: %+v", s.RateLimit)
+	}
+	_, err := Parse([]byte("name: flow\nsteps: [ { id: call, task: http, rate_limit: { limit: 10 } } ]\n"))
+	if err == nil || !strings.Contains(err.Error(), `field "rate_limit.per": is required`) {
+		t.Fatalf("a rate limit without per: %v", err)
+	}
+}

@@ -535,12 +535,17 @@ func (w *walker) startTask(step *definition.Step, path string, gen int, sc defin
 		w.failStep(path, exprErrType(err), err.Error())
 		return
 	}
+	flow, err := flowLimits(st, step, sc)
+	if err != nil {
+		w.failStep(path, exprErrType(err), err.Error())
+		return
+	}
 	first := 1
 	if s := st.Steps[path]; s != nil {
 		first = s.Attempts + 1
 	}
 	cmd := &events.StepScheduled{Path: path, Gen: gen, Task: step.Task, Input: in, Retry: step.Retry, Timeout: step.Timeout,
-		IdempotencyKey: st.ID + "/" + path, FirstAttempt: first, Trace: st.Trace}
+		IdempotencyKey: st.ID + "/" + path, FirstAttempt: first, Trace: st.Trace, Flow: flow}
 	if st.Trace != "" {
 		cmd.Definition = st.Definition
 	}
@@ -551,6 +556,42 @@ func (w *walker) startTask(step *definition.Step, path string, gen int, sc defin
 		}
 	}
 	w.emit(events.Event{Type: events.TypeStepScheduled, StepScheduled: cmd})
+}
+
+// flowLimits evaluates a task step's concurrency and rate limit keys (in
+// scope sc, once, as the step starts); nil when it has neither.
+func flowLimits(st *State, step *definition.Step, sc definition.Scope) (*events.FlowLimits, error) {
+	if step.Concurrency == nil && step.RateLimit == nil {
+		return nil, nil
+	}
+	f := &events.FlowLimits{Scope: st.Definition + "/" + step.ID}
+	key := func(field string, e *definition.Expr) (string, error) {
+		if e == nil {
+			return "", nil
+		}
+		v, err := e.Eval(sc)
+		if err == nil {
+			var k string
+			if k, err = queueKey(v); err == nil {
+				return k, nil
+			}
+		}
+		return "", fmt.Errorf("%s.key: %w", field, err)
+	}
+	var err error
+	if c := step.Concurrency; c != nil {
+		f.ConcurrencyLimit = c.Limit
+		if f.ConcurrencyKey, err = key("concurrency", c.Key); err != nil {
+			return nil, err
+		}
+	}
+	if r := step.RateLimit; r != nil {
+		f.RateLimit, f.RatePer = r.Limit, r.Per
+		if f.RateKey, err = key("rate_limit", r.Key); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
 }
 
 // startWait begins waiting for a signal, with a timer when it has a timeout.

@@ -253,6 +253,12 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 				s["retry"].(map[string]any)["exhausted"] = "suspend"
 			}
 		}
+		switch g.intn("flow?", 8) {
+		case 1:
+			s["concurrency"] = map[string]any{"key": "${ input.n }", "limit": 2}
+		case 2:
+			s["rate_limit"] = map[string]any{"limit": 5, "per": "1s"}
+		}
 	case "wait":
 		w := map[string]any{"signal": g.pick("signal", "a", "b")}
 		switch g.intn("wait timeout", 3) {

@@ -1,0 +1,151 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// FlowBucket holds task steps' flow control across runs: per step and key,
+// the attempts holding a concurrency slot (each until its lease ends) and
+// the attempts started in the current rate-limit period.
+const FlowBucket = "weft-flow"
+
+// openFlow creates or updates the flow bucket.
+func (s *Store) openFlow(ctx context.Context) (err error) {
+	s.flow, err = s.ensureBucket(ctx, jetstream.KeyValueConfig{
+		Bucket:      FlowBucket,
+		Description: "Weft task steps' concurrency slots and rate-limit counts, per step and key",
+		Storage:     s.cfg.Storage,
+		Replicas:    s.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("eventstore: create bucket %s: %w", FlowBucket, err)
+	}
+	return nil
+}
+
+// flowKey maps a kind of count, a scope and a key one-to-one onto a KV key.
+func flowKey(kind, scope, key string) string {
+	enc := base64.RawURLEncoding
+	// Each token starts with "v": an empty one would make no valid key.
+	return kind + ".v" + enc.EncodeToString([]byte(scope)) + ".v" + enc.EncodeToString([]byte(key))
+}
+
+// updateFlow reads the entry k into v, lets change edit it (returning
+// whether to write), and writes it if nobody wrote since; it tries again
+// when somebody did.
+func (s *Store) updateFlow(ctx context.Context, k string, v any, reset func(), change func() bool) error {
+	for {
+		reset()
+		var rev uint64
+		e, err := s.flow.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return fmt.Errorf("eventstore: read %s: %w", k, err)
+		default:
+			rev = e.Revision()
+			if err := msgpack.Unmarshal(e.Value(), v); err != nil {
+				return fmt.Errorf("eventstore: %s: %w", k, err)
+			}
+		}
+		if !change() {
+			return nil
+		}
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if rev == 0 {
+			_, err = s.flow.Create(ctx, k, b)
+		} else {
+			_, err = s.flow.Update(ctx, k, b, rev)
+		}
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
+			return fmt.Errorf("eventstore: write %s: %w", k, err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// AcquireSlot takes one of limit concurrency slots of scope's key for
+// holder (an attempt) until now+lease, or renews the one it holds. When all
+// are taken it returns false and how long until the first lease ends. A
+// holder that dies without releasing its slot loses it when its lease
+// ends; the same attempt delivered again takes its own slot back.
+func (s *Store) AcquireSlot(ctx context.Context, scope, key string, limit int, holder string, now time.Time, lease time.Duration) (bool, time.Duration, error) {
+	var held map[string]int64 // holder → lease end, Unix nanoseconds
+	var ok bool
+	var wait time.Duration
+	err := s.updateFlow(ctx, flowKey("c", scope, key), &held, func() { held, ok, wait = nil, false, 0 }, func() bool {
+		if held == nil {
+			held = map[string]int64{}
+		}
+		first := int64(0)
+		for h, end := range held {
+			if end <= now.UnixNano() {
+				delete(held, h)
+			} else if first == 0 || end < first {
+				first = end
+			}
+		}
+		if _, mine := held[holder]; !mine && len(held) >= limit {
+			wait = time.Duration(first - now.UnixNano())
+			return false
+		}
+		held[holder], ok = now.Add(lease).UnixNano(), true
+		return true
+	})
+	return ok, wait, err
+}
+
+// ReleaseSlot gives holder's concurrency slot of scope's key back.
+func (s *Store) ReleaseSlot(ctx context.Context, scope, key, holder string) error {
+	var held map[string]int64
+	return s.updateFlow(ctx, flowKey("c", scope, key), &held, func() { held = nil }, func() bool {
+		if _, mine := held[holder]; !mine {
+			return false
+		}
+		delete(held, holder)
+		return true
+	})
+}
+
+// rateCount is the attempts started in one period of a rate limit.
+type rateCount struct {
+	Period int64 `msgpack:"p"` // the period's index: Unix time / per
+	Count  int   `msgpack:"n"`
+}
+
+// TakeToken counts an attempt started at now against scope's key's rate
+// limit of limit per period per (periods are aligned to the Unix epoch).
+// When the period's count is used up it returns false and how long until
+// the next period.
+func (s *Store) TakeToken(ctx context.Context, scope, key string, limit int, per time.Duration, now time.Time) (bool, time.Duration, error) {
+	var rc rateCount
+	var ok bool
+	period := now.UnixNano() / int64(per)
+	err := s.updateFlow(ctx, flowKey("r", scope, key), &rc, func() { rc, ok = rateCount{}, false }, func() bool {
+		if rc.Period != period {
+			rc = rateCount{Period: period}
+		}
+		if rc.Count >= limit {
+			return false
+		}
+		rc.Count++
+		ok = true
+		return true
+	})
+	return ok, time.Duration((period+1)*int64(per) - now.UnixNano()), err
+}

@@ -1,0 +1,89 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+)
+
+// A step's rate limit of 10 a second holds across two executors: the
+// outside service sees at most 10 calls (and one more, for a call on its
+// way when a second began) in any second, and all runs complete.
+func TestStepRateLimitAcrossExecutors(t *testing.T) {
+	m := newConcurrencyMeter(t)
+	close(m.hold)
+	e := newEnv(t, envOpts{})
+	e.startNode(envOpts{}, false, false) // a second executor
+	e.putDef(`
+name: ratey
+steps:
+  - id: call
+    task: http
+    input: { method: POST, url: "${ input.url + '?key=r&n=' + string(input.n) }" }
+    rate_limit: { limit: 10, per: 1s }
+`)
+	var ids []string
+	for n := range 45 {
+		ids = append(ids, e.start("ratey", fmt.Sprintf("ratey-%d", n), fmt.Sprintf(`{"n": %d, "url": %q}`, n, m.srv.URL)))
+	}
+	for _, id := range ids {
+		if w := e.waitClosed(id, 60*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+			t.Fatalf("run %s: %v %v", id, w.Status, w.Error)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	perSecond := map[int64]int{}
+	for _, at := range m.at["r"] {
+		perSecond[at.Unix()]++
+	}
+	for sec, n := range perSecond {
+		if n > 11 {
+			t.Errorf("%d calls in second %d; the limit is 10 a second", n, sec)
+		}
+	}
+	if len(m.at["r"]) != 45 || len(perSecond) < 4 {
+		t.Errorf("%d calls over %d seconds; want 45 over at least 4", len(m.at["r"]), len(perSecond))
+	}
+	e.healthy()
+}
+
+// A step's concurrency of 2 per key holds across runs: the outside service
+// never sees more than 2 calls of one key at once, while another key's
+// calls go on beside them.
+func TestStepConcurrencyPerKey(t *testing.T) {
+	m := newConcurrencyMeter(t)
+	close(m.hold)
+	e := newEnv(t, envOpts{})
+	e.startNode(envOpts{}, false, false)
+	e.putDef(`
+name: narrow
+steps:
+  - id: call
+    task: http
+    input: { method: POST, url: "${ input.url + '?key=' + input.k + '&n=' + string(input.n) }" }
+    concurrency: { key: "${ input.k }", limit: 2 }
+`)
+	var ids []string
+	for n := range 12 {
+		for _, k := range []string{"x", "y"} {
+			ids = append(ids, e.start("narrow", fmt.Sprintf("narrow-%s-%d", k, n), fmt.Sprintf(`{"k": %q, "n": %d, "url": %q}`, k, n, m.srv.URL)))
+		}
+	}
+	for _, id := range ids {
+		if w := e.waitClosed(id, 60*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+			t.Fatalf("run %s: %v %v", id, w.Status, w.Error)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.most["x"] > 2 || m.most["y"] > 2 {
+		t.Errorf("most calls at once: x %d, y %d; the limit is 2 per key", m.most["x"], m.most["y"])
+	}
+	if m.mostAt < 3 {
+		t.Errorf("at most %d calls at once over both keys: the keys did not run beside each other", m.mostAt)
+	}
+	e.healthy()
+}
