@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -406,6 +409,27 @@ func TestConsole(t *testing.T) {
 		p.shows("#failures", "orders.created")
 		p.click("#failures summary", "bytes")
 		p.shows("#failures pre", "{not json")
+	})
+
+	// Last: it changes the tab's screen and color scheme.
+	t.Run("phone, dark", func(t *testing.T) {
+		p.t = t
+		p.run("a phone's screen in the dark", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(3), chromedp.EmulateMobile),
+			chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+					Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+				return err
+			}))
+		for _, path := range []string{"/", "/workflows/flaky-1", "/definitions/fulfil", "/triggers"} {
+			p.open(path)
+			p.until(path+" drawn", `document.querySelector(".page") && document.querySelector(".page").innerText.length > 40`)
+			p.until(path+" without scrolling sideways", `document.documentElement.scrollWidth <= window.innerWidth + 1`)
+		}
+		p.until("dark colors", `(() => {
+			const [r, g, b] = getComputedStyle(document.body).backgroundColor.match(/\d+/g).map(Number);
+			return matchMedia("(prefers-color-scheme: dark)").matches && 0.2126*r + 0.7152*g + 0.0722*b < 80;
+		})()`)
+		p.screenshot("phone-dark")
 	})
 }
 
