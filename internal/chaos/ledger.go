@@ -3,10 +3,14 @@ package chaos
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"hash/fnv"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -16,7 +20,9 @@ import (
 // them with 503. Whether the n-th call of a key fails is decided by a hash
 // of the seed, the key and n, so a run's failures do not depend on the
 // order in which calls happen to arrive. Keys can also be refused on
-// purpose (Refuse) until they are released.
+// purpose (Refuse) until they are released. A call whose URL has a slot
+// query parameter (a run's concurrency key) is held for slotHold and
+// counted, while in flight, among the calls of its slot (see SlotMost).
 type Ledger struct {
 	seed     int64
 	failRate float64
@@ -29,7 +35,22 @@ type Ledger struct {
 	mu      sync.Mutex
 	keys    map[string]*KeyCount
 	refused map[string]int // key -> status answered
+	// inFlight counts, per slot and run (workflow id), the calls in
+	// flight; most is the most runs with a call in flight at once per
+	// slot, and overlaps name the runs that exceeded slotLimit together.
+	inFlight map[string]map[string]int
+	most     map[string]int
+	overlaps []string
 }
+
+// slotHold is how long the ledger holds a call of a slot, so that runs
+// of one concurrency key would overlap at the ledger were they let run
+// beside each other. slotLimit is the most runs of one slot that may
+// have a call in flight at once (the definition's concurrency limit).
+const (
+	slotHold  = 300 * time.Millisecond
+	slotLimit = 1
+)
 
 // KeyCount is what the ledger saw for one idempotency key.
 type KeyCount struct {
@@ -57,7 +78,8 @@ func StartLedger(seed int64, failRate, slowRate float64, slow time.Duration) (*L
 	if err != nil {
 		return nil, err
 	}
-	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}, refused: map[string]int{}}
+	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}, refused: map[string]int{},
+		inFlight: map[string]map[string]int{}, most: map[string]int{}}
 	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = l.srv.Serve(ln) }()
 	return l, nil
@@ -130,7 +152,13 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "refused on purpose", refused)
 		return
 	}
-	if l.roll('s', key, n) < l.slowRate {
+	if slot := r.URL.Query().Get("slot"); slot != "" {
+		defer l.enter(slot, key)()
+		select {
+		case <-time.After(slotHold):
+		case <-r.Context().Done():
+		}
+	} else if l.roll('s', key, n) < l.slowRate {
 		select {
 		case <-time.After(l.slow):
 		case <-r.Context().Done():
@@ -152,6 +180,45 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(out)
+}
+
+// enter counts a call of key in flight in slot, by the run the key
+// belongs to (the workflow id before its last "/"), and returns the
+// function that counts it out. Calls of one run count once: an attempt
+// run again by at-least-once delivery beside its own lost call holds the
+// run's slot, not another.
+func (l *Ledger) enter(slot, key string) func() {
+	run := key
+	if i := strings.LastIndexByte(key, '/'); i >= 0 {
+		run = key[:i]
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	runs := l.inFlight[slot]
+	if runs == nil {
+		runs = map[string]int{}
+		l.inFlight[slot] = runs
+	}
+	runs[run]++
+	l.most[slot] = max(l.most[slot], len(runs))
+	if len(runs) > slotLimit && len(l.overlaps) < 20 {
+		l.overlaps = append(l.overlaps, fmt.Sprintf("slot %s: %s", slot, strings.Join(sortedKeys(runs), ", ")))
+	}
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if runs[run]--; runs[run] == 0 {
+			delete(runs, run)
+		}
+	}
+}
+
+// SlotMost returns, per slot, the most runs that had a call in flight at
+// once, and the runs seen together beyond slotLimit.
+func (l *Ledger) SlotMost() (map[string]int, []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.most), slices.Clone(l.overlaps)
 }
 
 // Snapshot returns a copy of the counts per key.

@@ -1,0 +1,47 @@
+package chaos
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// The ledger counts the runs, not the calls, of a slot in flight at once:
+// two calls of one run count once, calls of two runs twice.
+func TestLedgerSlotCountsRuns(t *testing.T) {
+	l, err := StartLedger(1, 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	calls := func(slot string, keys ...string) {
+		var wg sync.WaitGroup
+		for _, key := range keys {
+			wg.Go(func() {
+				req, _ := http.NewRequest(http.MethodPost, l.URL()+"?slot="+slot, strings.NewReader(`{}`))
+				req.Header.Set("Idempotency-Key", key)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+			})
+		}
+		wg.Wait()
+	}
+	calls("a", "run-1/call", "run-1/call")
+	calls("b", "run-2/call", "run-3/call")
+	calls("", "run-4/call", "run-5/call")
+	most, overlaps := l.SlotMost()
+	if most["a"] != 1 || most["b"] != 2 || len(most) != 2 {
+		t.Errorf("most runs at once per slot: %v; want a 1, b 2", most)
+	}
+	if len(overlaps) != 1 || overlaps[0] != "slot b: run-2, run-3" {
+		t.Errorf("overlaps: %q", overlaps)
+	}
+	if kc := l.Snapshot()["run-1/call"]; kc.Calls != 2 || kc.OK != 2 {
+		t.Errorf("run-1/call: %+v", kc)
+	}
+}
