@@ -18,6 +18,16 @@ func call(body string) string {
 	return `{ method: POST, url: "${ input.url }", body: ` + body + ` }`
 }
 
+// httpStep is a top-level step id of a task that calls the ledger with
+// body.
+func httpStep(id, body string) string {
+	return `
+  - id: ` + id + `
+    task: http
+    timeout: 30s
+    input: ` + call(body)
+}
+
 // staticDefinitions are the workflow shapes whose text does not depend on
 // the run. Every task calls the ledger, whose answers carry the call's
 // idempotency key, so the outcome of each workflow is known from its input.
@@ -369,19 +379,12 @@ output:
 name: chaos-retention
 retention: ` + retentionDelay + `
 retry: ` + retryPolicy + `
-steps:
-  - id: first
-    task: http
-    timeout: 30s
-    input: ` + call(`{ n: "${ input.n }" }`) + `
+steps:` + httpStep("first", `{ n: "${ input.n }" }`) + `
   - id: kid
     if: "input.child"
     workflow: chaos-child
-    input: { url: "${ input.url }", n: "${ input.n }", hold: false, fail: false }
-  - id: last
-    task: http
-    timeout: 30s
-    input: ` + call(`{ prev: "${ steps.first.output.body.key }" }`) + `
+    input: { url: "${ input.url }", n: "${ input.n }", hold: false, fail: false }` +
+	httpStep("last", `{ prev: "${ steps.first.output.body.key }" }`) + `
 output:
   first: "${ steps.first.output.body.key }"
   last: "${ steps.last.output.body.key }"
@@ -439,15 +442,7 @@ output: { key: "${ steps.call.output.body.key }", k: "${ steps.call.output.body.
 `, `
 name: chaos-paused
 retry: ` + retryPolicy + `
-steps:
-  - id: first
-    task: http
-    timeout: 30s
-    input: ` + call(`{ n: "${ input.n }" }`) + `
-  - id: second
-    task: http
-    timeout: 30s
-    input: ` + call(`{ prev: "${ steps.first.output.body.key }" }`) + `
+steps:` + httpStep("first", `{ n: "${ input.n }" }`) + httpStep("second", `{ prev: "${ steps.first.output.body.key }" }`) + `
 output:
   first: "${ steps.first.output.body.key }"
   second: "${ steps.second.output.body.key }"
