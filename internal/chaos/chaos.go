@@ -42,8 +42,9 @@
 //     else of it recorded while it was suspended;
 //   - runs of a definition with concurrency { key, limit } never had more
 //     runs of a key than the limit calling the ledger at once (calls of
-//     one run count once), and once all closed the key's entry in the
-//     slots bucket holds no run;
+//     one run count once; repeats of a call that succeeded are
+//     duplicates, counted apart), and once all closed the key's entry in
+//     the slots bucket holds no run;
 //   - runs started while their definition was paused called nothing for
 //     a while and were recorded, and completed after the resume.
 package chaos

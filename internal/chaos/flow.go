@@ -143,13 +143,13 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 	if queued == 0 {
 		return
 	}
-	most, overlaps := h.ledger.SlotMost()
-	res.Notes = append(res.Notes, fmt.Sprintf("queued: %d runs, %d read QUEUED after their start; most runs with a call in flight at once per key: %v",
-		queued, seen, most))
-	for _, key := range sortedKeys(most) {
-		if most[key] > slotLimit {
+	sc := h.ledger.Slots()
+	res.Notes = append(res.Notes, fmt.Sprintf("queued: %d runs, %d read QUEUED after their start; most runs with a call in flight at once per key: %v; repeats of a succeeded call per key: %v",
+		queued, seen, sc.Most, sc.Repeats))
+	for _, key := range sortedKeys(sc.Most) {
+		if sc.Most[key] > slotLimit {
 			res.Problems = append(res.Problems, fmt.Sprintf("queued: %d runs of key %s had a call in flight at once at the ledger, the limit is %d: %s",
-				most[key], key, slotLimit, strings.Join(overlaps, "; ")))
+				sc.Most[key], key, slotLimit, strings.Join(sc.Overlaps, "; ")))
 		}
 	}
 	for _, key := range sortedKeys(keys) {

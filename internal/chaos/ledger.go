@@ -22,7 +22,7 @@ import (
 // order in which calls happen to arrive. Keys can also be refused on
 // purpose (Refuse) until they are released. A call whose URL has a slot
 // query parameter (a run's concurrency key) is held for slotHold and
-// counted, while in flight, among the calls of its slot (see SlotMost).
+// counted, while in flight, among the calls of its slot (see Slots).
 type Ledger struct {
 	seed     int64
 	failRate float64
@@ -36,11 +36,23 @@ type Ledger struct {
 	keys    map[string]*KeyCount
 	refused map[string]int // key -> status answered
 	// inFlight counts, per slot and run (workflow id), the calls in
-	// flight; most is the most runs with a call in flight at once per
-	// slot, and overlaps name the runs that exceeded slotLimit together.
+	// flight; slots is what Slots returns.
 	inFlight map[string]map[string]int
-	most     map[string]int
-	overlaps []string
+	slots    SlotCounts
+}
+
+// SlotCounts is what the ledger saw of the calls with a slot.
+type SlotCounts struct {
+	// Most is, per slot, the most runs that had a call in flight at once.
+	Most map[string]int
+	// Repeats counts, per slot, the calls of a key that had succeeded
+	// before: a handler that finished run again by at-least-once
+	// delivery, whose effect the key absorbs. They are not counted in
+	// Most: such a call may come after its run closed and gave up its
+	// slot.
+	Repeats map[string]int
+	// Overlaps name the runs seen in flight together beyond slotLimit.
+	Overlaps []string
 }
 
 // slotHold is how long the ledger holds a call of a slot, so that runs
@@ -79,7 +91,7 @@ func StartLedger(seed int64, failRate, slowRate float64, slow time.Duration) (*L
 		return nil, err
 	}
 	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}, refused: map[string]int{},
-		inFlight: map[string]map[string]int{}, most: map[string]int{}}
+		inFlight: map[string]map[string]int{}, slots: SlotCounts{Most: map[string]int{}, Repeats: map[string]int{}}}
 	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = l.srv.Serve(ln) }()
 	return l, nil
@@ -137,7 +149,7 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.keys[key] = kc
 	}
 	kc.Calls++
-	n := kc.Calls
+	n, repeat := kc.Calls, kc.OK > 0
 	refused := l.refused[key]
 	fail := refused == 0 && l.roll('f', key, n) < l.failRate
 	switch {
@@ -153,7 +165,7 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if slot := r.URL.Query().Get("slot"); slot != "" {
-		defer l.enter(slot, key)()
+		defer l.enter(slot, key, repeat)()
 		select {
 		case <-time.After(slotHold):
 		case <-r.Context().Done():
@@ -186,23 +198,28 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // belongs to (the workflow id before its last "/"), and returns the
 // function that counts it out. Calls of one run count once: an attempt
 // run again by at-least-once delivery beside its own lost call holds the
-// run's slot, not another.
-func (l *Ledger) enter(slot, key string) func() {
+// run's slot, not another. A repeat of a call that succeeded is counted
+// apart (see SlotCounts).
+func (l *Ledger) enter(slot, key string, repeat bool) func() {
 	run := key
 	if i := strings.LastIndexByte(key, '/'); i >= 0 {
 		run = key[:i]
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if repeat {
+		l.slots.Repeats[slot]++
+		return func() {}
+	}
 	runs := l.inFlight[slot]
 	if runs == nil {
 		runs = map[string]int{}
 		l.inFlight[slot] = runs
 	}
 	runs[run]++
-	l.most[slot] = max(l.most[slot], len(runs))
-	if len(runs) > slotLimit && len(l.overlaps) < 20 {
-		l.overlaps = append(l.overlaps, fmt.Sprintf("slot %s: %s", slot, strings.Join(sortedKeys(runs), ", ")))
+	l.slots.Most[slot] = max(l.slots.Most[slot], len(runs))
+	if len(runs) > slotLimit && len(l.slots.Overlaps) < 20 {
+		l.slots.Overlaps = append(l.slots.Overlaps, fmt.Sprintf("slot %s: %s", slot, strings.Join(sortedKeys(runs), ", ")))
 	}
 	return func() {
 		l.mu.Lock()
@@ -213,12 +230,11 @@ func (l *Ledger) enter(slot, key string) func() {
 	}
 }
 
-// SlotMost returns, per slot, the most runs that had a call in flight at
-// once, and the runs seen together beyond slotLimit.
-func (l *Ledger) SlotMost() (map[string]int, []string) {
+// Slots returns a copy of what the ledger saw of the calls with a slot.
+func (l *Ledger) Slots() SlotCounts {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return maps.Clone(l.most), slices.Clone(l.overlaps)
+	return SlotCounts{Most: maps.Clone(l.slots.Most), Repeats: maps.Clone(l.slots.Repeats), Overlaps: slices.Clone(l.slots.Overlaps)}
 }
 
 // Snapshot returns a copy of the counts per key.

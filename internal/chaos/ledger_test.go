@@ -8,7 +8,8 @@ import (
 )
 
 // The ledger counts the runs, not the calls, of a slot in flight at once:
-// two calls of one run count once, calls of two runs twice.
+// two calls of one run count once, calls of two runs twice, and a repeat
+// of a call that succeeded not at all.
 func TestLedgerSlotCountsRuns(t *testing.T) {
 	l, err := StartLedger(1, 0, 0, 0)
 	if err != nil {
@@ -34,14 +35,19 @@ func TestLedgerSlotCountsRuns(t *testing.T) {
 	calls("a", "run-1/call", "run-1/call")
 	calls("b", "run-2/call", "run-3/call")
 	calls("", "run-4/call", "run-5/call")
-	most, overlaps := l.SlotMost()
-	if most["a"] != 1 || most["b"] != 2 || len(most) != 2 {
-		t.Errorf("most runs at once per slot: %v; want a 1, b 2", most)
+	// A repeat of a call that succeeded is counted apart.
+	calls("a", "run-1/call", "run-6/call")
+	sc := l.Slots()
+	if sc.Most["a"] != 1 || sc.Most["b"] != 2 || len(sc.Most) != 2 {
+		t.Errorf("most runs at once per slot: %v; want a 1, b 2", sc.Most)
 	}
-	if len(overlaps) != 1 || overlaps[0] != "slot b: run-2, run-3" {
-		t.Errorf("overlaps: %q", overlaps)
+	if sc.Repeats["a"] != 1 || len(sc.Repeats) != 1 {
+		t.Errorf("repeats per slot: %v; want a 1", sc.Repeats)
 	}
-	if kc := l.Snapshot()["run-1/call"]; kc.Calls != 2 || kc.OK != 2 {
+	if len(sc.Overlaps) != 1 || sc.Overlaps[0] != "slot b: run-2, run-3" {
+		t.Errorf("overlaps: %q", sc.Overlaps)
+	}
+	if kc := l.Snapshot()["run-1/call"]; kc.Calls != 3 || kc.OK != 3 {
 		t.Errorf("run-1/call: %+v", kc)
 	}
 }
