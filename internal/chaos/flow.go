@@ -51,8 +51,9 @@ func (d *driver) seeQueued(ctx context.Context, r *run) {
 const pausedFor = 2 * time.Second
 
 // startPaused pauses the definition of r's plan, starts r and its
-// siblings, checks for pausedFor that none of them calls the ledger and
-// that each is recorded RUNNING, and resumes the definition (also when
+// siblings, checks for pausedFor that none of them calls the ledger (and
+// notes the parts it sees down meanwhile) and that each is recorded
+// RUNNING, and resumes the definition (also when
 // something failed, so that the runs can complete). What went otherwise
 // is kept in r.pausedView; the error is a pause or resume not done. One
 // paused shape's driver at a time holds its definition paused.
@@ -87,7 +88,13 @@ func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err 
 		}
 	}
 	var wrong []string
+	down := map[string]bool{}
 	for end := time.Now().Add(pausedFor); time.Now().Before(end) && len(wrong) == 0; {
+		for _, part := range h.sup.all() {
+			if !part.running() {
+				down[part.name] = true
+			}
+		}
 		ledger := h.ledger.Snapshot()
 		for _, k := range keys {
 			if n := ledger[k].Calls; n > 0 {
@@ -108,7 +115,7 @@ func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err 
 			wrong = append(wrong, fmt.Sprintf("%s is %s", s.plan.id, statusName(wf.Status)))
 		}
 	}
-	r.pausedView = strings.Join(wrong, "; ")
+	r.pausedView, r.downWhilePaused = strings.Join(wrong, "; "), sortedKeys(down)
 	return nil
 }
 
@@ -127,6 +134,7 @@ func slotsKey(def, key string) string {
 func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 	var queued, seen, paused int
 	keys := map[string]bool{}
+	var down []string
 	for _, r := range runs {
 		switch {
 		case !r.started:
@@ -135,10 +143,12 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 			keys[r.plan.input["k"].(string)] = true
 		case r.plan.shape == shapePaused:
 			paused++
+			down = append(down, r.downWhilePaused...)
 		}
 	}
 	if paused > 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("paused: %d runs started while their definition was paused", paused))
+		res.Notes = append(res.Notes, fmt.Sprintf("paused: %d runs started while their definition was paused; parts seen down during the pauses: %v",
+			paused, down))
 	}
 	if queued == 0 {
 		return

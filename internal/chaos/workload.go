@@ -42,10 +42,12 @@ type run struct {
 	suspendedView string
 	resumes       int
 	// pausedView is what went otherwise than planned while the run's
-	// definition was paused ("" when nothing did); seenQueued is set when
-	// the run was read QUEUED right after its start.
-	pausedView string
-	seenQueued bool
+	// definition was paused ("" when nothing did), and downWhilePaused
+	// the parts seen down meanwhile; seenQueued is set when the run was
+	// read QUEUED right after its start.
+	pausedView      string
+	downWhilePaused []string
+	seenQueued      bool
 }
 
 // errClosedEarly marks a workflow that closed before the harness could do
