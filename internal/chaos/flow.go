@@ -154,8 +154,8 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 		return
 	}
 	sc := h.ledger.Slots()
-	res.Notes = append(res.Notes, fmt.Sprintf("queued: %d runs, %d read QUEUED after their start; most runs with a call in flight at once per key: %v; repeats of a succeeded call per key: %v",
-		queued, seen, sc.Most, sc.Repeats))
+	res.Notes = append(res.Notes, fmt.Sprintf("queued: %d runs, %d read QUEUED after their start; most runs with a call in flight at once per key: %v; repeats of a succeeded call per key: %v (beside another run: %v)",
+		queued, seen, sc.Most, sc.Repeats, sc.RepeatsBeside))
 	for _, key := range sortedKeys(sc.Most) {
 		if sc.Most[key] > slotLimit {
 			res.Problems = append(res.Problems, fmt.Sprintf("queued: %d runs of key %s had a call in flight at once at the ledger, the limit is %d: %s",

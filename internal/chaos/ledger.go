@@ -49,8 +49,9 @@ type SlotCounts struct {
 	// before: a handler that finished run again by at-least-once
 	// delivery, whose effect the key absorbs. They are not counted in
 	// Most: such a call may come after its run closed and gave up its
-	// slot.
-	Repeats map[string]int
+	// slot. RepeatsBeside counts those that came while another run of
+	// the slot had a call in flight.
+	Repeats, RepeatsBeside map[string]int
 	// Overlaps name the runs seen in flight together beyond slotLimit.
 	Overlaps []string
 }
@@ -91,7 +92,7 @@ func StartLedger(seed int64, failRate, slowRate float64, slow time.Duration) (*L
 		return nil, err
 	}
 	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}, refused: map[string]int{},
-		inFlight: map[string]map[string]int{}, slots: SlotCounts{Most: map[string]int{}, Repeats: map[string]int{}}}
+		inFlight: map[string]map[string]int{}, slots: SlotCounts{Most: map[string]int{}, Repeats: map[string]int{}, RepeatsBeside: map[string]int{}}}
 	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = l.srv.Serve(ln) }()
 	return l, nil
@@ -207,11 +208,14 @@ func (l *Ledger) enter(slot, key string, repeat bool) func() {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	runs := l.inFlight[slot]
 	if repeat {
 		l.slots.Repeats[slot]++
+		if len(runs) > 0 && (len(runs) > 1 || runs[run] == 0) {
+			l.slots.RepeatsBeside[slot]++
+		}
 		return func() {}
 	}
-	runs := l.inFlight[slot]
 	if runs == nil {
 		runs = map[string]int{}
 		l.inFlight[slot] = runs
@@ -234,7 +238,8 @@ func (l *Ledger) enter(slot, key string, repeat bool) func() {
 func (l *Ledger) Slots() SlotCounts {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return SlotCounts{Most: maps.Clone(l.slots.Most), Repeats: maps.Clone(l.slots.Repeats), Overlaps: slices.Clone(l.slots.Overlaps)}
+	return SlotCounts{Most: maps.Clone(l.slots.Most), Repeats: maps.Clone(l.slots.Repeats),
+		RepeatsBeside: maps.Clone(l.slots.RepeatsBeside), Overlaps: slices.Clone(l.slots.Overlaps)}
 }
 
 // Snapshot returns a copy of the counts per key.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // The ledger counts the runs, not the calls, of a slot in flight at once:
@@ -35,14 +36,29 @@ func TestLedgerSlotCountsRuns(t *testing.T) {
 	calls("a", "run-1/call", "run-1/call")
 	calls("b", "run-2/call", "run-3/call")
 	calls("", "run-4/call", "run-5/call")
-	// A repeat of a call that succeeded is counted apart.
-	calls("a", "run-1/call", "run-6/call")
+	// A repeat of a call that succeeded, here beside another run's call,
+	// is counted apart.
+	done := make(chan struct{})
+	go func() { calls("a", "run-6/call"); close(done) }()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		l.mu.Lock()
+		n := l.inFlight["a"]["run-6"]
+		l.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("run-6's call never in flight")
+		}
+	}
+	calls("a", "run-1/call")
+	<-done
 	sc := l.Slots()
 	if sc.Most["a"] != 1 || sc.Most["b"] != 2 || len(sc.Most) != 2 {
 		t.Errorf("most runs at once per slot: %v; want a 1, b 2", sc.Most)
 	}
-	if sc.Repeats["a"] != 1 || len(sc.Repeats) != 1 {
-		t.Errorf("repeats per slot: %v; want a 1", sc.Repeats)
+	if sc.Repeats["a"] != 1 || len(sc.Repeats) != 1 || sc.RepeatsBeside["a"] != 1 {
+		t.Errorf("repeats per slot: %v, beside another run %v; want a 1, a 1", sc.Repeats, sc.RepeatsBeside)
 	}
 	if len(sc.Overlaps) != 1 || sc.Overlaps[0] != "slot b: run-2, run-3" {
 		t.Errorf("overlaps: %q", sc.Overlaps)
