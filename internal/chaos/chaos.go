@@ -8,7 +8,8 @@
 // The harness also acts on the workflows as a user would: it signals
 // them, cancels some (or their children) mid-run, redrives those that fail
 // on purpose, and resumes those suspended on purpose, once the ledger
-// stops refusing their calls; it publishes events on a trigger subject,
+// stops refusing their calls; it pauses a definition while it starts runs
+// of it, and resumes it; it publishes events on a trigger subject,
 // and lets a cron schedule fire until it removes it.
 //
 // The checks, for every workflow (children and triggered ones included):
@@ -28,7 +29,8 @@
 //     effects, which an outside system that honours the key absorbs;
 //   - every signal was received once and taken by one wait, with its
 //     payload; every trigger event started exactly one workflow;
-//   - nothing is left RUNNING or SUSPENDED once the harness is done;
+//   - nothing is left RUNNING, SUSPENDED or QUEUED once the harness is
+//     done;
 //   - a run whose definition sets a retention is gone once it has been
 //     closed that long (GetWorkflow answers NotFound, the listing omits
 //     it); its history is not checked, its effects are, from the ledger;
@@ -37,7 +39,14 @@
 //   - a run whose step ran out of attempts under exhausted: suspend was
 //     shown SUSPENDED, found waiting by the stuck detector, and after its
 //     resume took its signal and went on from the next attempt, nothing
-//     else of it recorded while it was suspended.
+//     else of it recorded while it was suspended;
+//   - runs of a definition with concurrency { key, limit } never had more
+//     runs of a key than the limit calling the ledger at once (calls of
+//     one run count once; repeats of a call that succeeded are
+//     duplicates, counted apart), and once all closed the key's entry in
+//     the slots bucket holds no run;
+//   - runs started while their definition was paused called nothing for
+//     a while and were recorded, and completed after the resume.
 package chaos
 
 import (
@@ -142,6 +151,10 @@ type Harness struct {
 	// each bounded by its own deadline rather than a client timeout.
 	awaitClient *http.Client
 	awaits      weftv1connect.WorkflowServiceClient
+
+	// pauseMu is held by the paused shape's driver while it holds the
+	// definition paused.
+	pauseMu sync.Mutex
 
 	closeOnce sync.Once
 }

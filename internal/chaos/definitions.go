@@ -3,6 +3,7 @@ package chaos
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/weftworks/weft/orchestrator/workflow"
@@ -15,6 +16,16 @@ const retryPolicy = `{ max_attempts: 20, initial_interval: 200ms, backoff_coeffi
 // call is the input of an http task that calls the ledger with body.
 func call(body string) string {
 	return `{ method: POST, url: "${ input.url }", body: ` + body + ` }`
+}
+
+// httpStep is a top-level step id of a task that calls the ledger with
+// body.
+func httpStep(id, body string) string {
+	return `
+  - id: ` + id + `
+    task: http
+    timeout: 30s
+    input: ` + call(body)
 }
 
 // staticDefinitions are the workflow shapes whose text does not depend on
@@ -368,19 +379,12 @@ output:
 name: chaos-retention
 retention: ` + retentionDelay + `
 retry: ` + retryPolicy + `
-steps:
-  - id: first
-    task: http
-    timeout: 30s
-    input: ` + call(`{ n: "${ input.n }" }`) + `
+steps:` + httpStep("first", `{ n: "${ input.n }" }`) + `
   - id: kid
     if: "input.child"
     workflow: chaos-child
-    input: { url: "${ input.url }", n: "${ input.n }", hold: false, fail: false }
-  - id: last
-    task: http
-    timeout: 30s
-    input: ` + call(`{ prev: "${ steps.first.output.body.key }" }`) + `
+    input: { url: "${ input.url }", n: "${ input.n }", hold: false, fail: false }` +
+	httpStep("last", `{ prev: "${ steps.first.output.body.key }" }`) + `
 output:
   first: "${ steps.first.output.body.key }"
   last: "${ steps.last.output.body.key }"
@@ -425,6 +429,24 @@ output:
   charged: "${ steps.charge.output.body.key }"
   receipt: "${ input.signal ? steps.receipt.output : null }"
   after: "${ steps.after.output.body.echo.charged }"
+`, `
+name: chaos-queued
+concurrency: { key: "${ input.k }", limit: ` + strconv.Itoa(slotLimit) + ` }
+retry: ` + retryPolicy + `
+steps:
+  - id: call
+    task: http
+    timeout: 30s
+    input: { method: POST, url: "${ input.url + '?slot=' + input.k }", body: { n: "${ input.n }", k: "${ input.k }" } }
+output: { key: "${ steps.call.output.body.key }", k: "${ steps.call.output.body.echo.k }" }
+`, `
+name: chaos-paused
+retry: ` + retryPolicy + `
+steps:` + httpStep("first", `{ n: "${ input.n }" }`) + httpStep("second", `{ prev: "${ steps.first.output.body.key }" }`) + `
+output:
+  first: "${ steps.first.output.body.key }"
+  second: "${ steps.second.output.body.key }"
+  prev: "${ steps.second.output.body.echo.prev }"
 `}
 
 // suspendStep is the step of the chaos-suspended definition that is
@@ -501,19 +523,21 @@ const (
 	shapeRetention
 	shapeSearched
 	shapeSuspended
+	shapeQueued
+	shapePaused
 	shapeTrigger
 	shapeCron
 	numShapes
 )
 
 var shapeNames = [numShapes]string{"seq", "fanout", "wait", "child", "branches", "each", "control", "waits",
-	"cancel", "redrive", "sharedsignal", "redrivecaught", "retention", "searched", "suspended", "trigger", "cron"}
+	"cancel", "redrive", "sharedsignal", "redrivecaught", "retention", "searched", "suspended", "queued", "paused", "trigger", "cron"}
 
 // shapeCycle is the order in which the harness starts its shapes: the
 // first three, the original workload, keep about half of the workflows.
 var shapeCycle = []int{shapeSeq, shapeFanout, shapeWait, shapeChild, shapeBranches, shapeEach,
 	shapeSeq, shapeFanout, shapeWait, shapeControl, shapeWaits, shapeCancel, shapeRedrive, shapeSharedSignal,
-	shapeRedriveCaught, shapeRetention, shapeSearched, shapeSuspended}
+	shapeRedriveCaught, shapeRetention, shapeSearched, shapeSuspended, shapeQueued, shapePaused}
 
 // ParseShapes returns the shapes named in a comma-separated list; "" and
 // "all" name every shape.
@@ -621,6 +645,10 @@ type plan struct {
 	cancel  *cancelSpec
 	redrive *redriveSpec
 	suspend *suspendSpec
+	// siblings are runs of the same definition its driver starts with it;
+	// with paused, it starts them all while the definition is paused.
+	siblings []*plan
+	paused   bool
 	// children are the workflows its workflow steps start, by step path;
 	// parent is the id of a child's parent.
 	children map[string]*plan
@@ -740,6 +768,10 @@ func newPlan(i, k, shape int, ledgerURL string) *plan {
 		planSearched(p, k)
 	case shapeSuspended:
 		planSuspended(p, k)
+	case shapeQueued:
+		planQueued(p, k)
+	case shapePaused:
+		planPaused(p)
 	}
 	if p.effects == nil && p.want.status == "COMPLETED" {
 		p.effects = p.httpPaths
@@ -1057,6 +1089,57 @@ func planSuspended(p *plan, k int) {
 		p.suspend = &suspendSpec{step: suspendStep, attempts: 1}
 	}
 	p.want = completed(map[string]any{"charged": p.key(suspendStep), "receipt": receipt, "after": p.key(suspendStep)})
+}
+
+// queuedKeys are the concurrency keys of the queued shape, and
+// queuedRuns the runs its driver starts at once, alternating the keys.
+var queuedKeys = [...]string{"a", "b"}
+
+const queuedRuns = 4
+
+// planQueued: runs of a definition with concurrency { key, limit:
+// slotLimit }, started at once over two keys, each calling the ledger
+// with its key, which the ledger holds a while: beyond the limit they
+// queue, and every one completes.
+func planQueued(p *plan, k int) {
+	queued := func(q *plan, j int) {
+		key := queuedKeys[(k+j)%len(queuedKeys)]
+		q.variant, q.input["n"], q.input["k"] = "key-"+key, q.index, key
+		q.httpPaths, q.effects = []string{"call"}, []string{"call"}
+		q.want = completed(map[string]any{"key": q.key("call"), "k": key})
+	}
+	queued(p, 0)
+	for j := 1; j < queuedRuns; j++ {
+		queued(p.sibling(j), j)
+	}
+}
+
+// pausedRuns is the number of runs the paused shape's driver starts while
+// their definition is paused.
+const pausedRuns = 3
+
+// planPaused: runs started while their definition is paused, which must
+// call nothing until the harness resumes it, and then complete.
+func planPaused(p *plan) {
+	p.paused = true
+	paused := func(q *plan) {
+		q.input["n"] = q.index
+		q.httpPaths, q.effects = []string{"first", "second"}, []string{"first", "second"}
+		q.want = completed(map[string]any{"first": q.key("first"), "second": q.key("second"), "prev": q.key("first")})
+	}
+	paused(p)
+	for j := 1; j < pausedRuns; j++ {
+		paused(p.sibling(j))
+	}
+}
+
+// sibling adds to p's siblings the j-th, a run of p's definition with the
+// ledger's URL as its input, and returns it.
+func (p *plan) sibling(j int) *plan {
+	s := &plan{index: p.index, shape: p.shape, definition: p.definition, id: fmt.Sprintf("%s-%d", p.id, j),
+		input: map[string]any{"url": p.input["url"]}, refuse: map[string]int{}, failPaths: map[string]bool{}}
+	p.siblings = append(p.siblings, s)
+	return s
 }
 
 // searchQueries are the ListWorkflows queries checked once every workflow

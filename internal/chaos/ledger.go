@@ -3,10 +3,14 @@ package chaos
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"hash/fnv"
 	"io"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -16,7 +20,9 @@ import (
 // them with 503. Whether the n-th call of a key fails is decided by a hash
 // of the seed, the key and n, so a run's failures do not depend on the
 // order in which calls happen to arrive. Keys can also be refused on
-// purpose (Refuse) until they are released.
+// purpose (Refuse) until they are released. A call whose URL has a slot
+// query parameter (a run's concurrency key) is held for slotHold and
+// counted, while in flight, among the calls of its slot (see Slots).
 type Ledger struct {
 	seed     int64
 	failRate float64
@@ -29,7 +35,35 @@ type Ledger struct {
 	mu      sync.Mutex
 	keys    map[string]*KeyCount
 	refused map[string]int // key -> status answered
+	// inFlight counts, per slot and run (workflow id), the calls in
+	// flight; slots is what Slots returns.
+	inFlight map[string]map[string]int
+	slots    SlotCounts
 }
+
+// SlotCounts is what the ledger saw of the calls with a slot.
+type SlotCounts struct {
+	// Most is, per slot, the most runs that had a call in flight at once.
+	Most map[string]int
+	// Repeats counts, per slot, the calls of a key that had succeeded
+	// before: a handler that finished run again by at-least-once
+	// delivery, whose effect the key absorbs. They are not counted in
+	// Most: such a call may come after its run closed and gave up its
+	// slot. RepeatsBeside counts those that came while another run of
+	// the slot had a call in flight.
+	Repeats, RepeatsBeside map[string]int
+	// Overlaps name the runs seen in flight together beyond slotLimit.
+	Overlaps []string
+}
+
+// slotHold is how long the ledger holds a call of a slot, so that runs
+// of one concurrency key would overlap at the ledger were they let run
+// beside each other. slotLimit is the most runs of one slot that may
+// have a call in flight at once (the definition's concurrency limit).
+const (
+	slotHold  = 300 * time.Millisecond
+	slotLimit = 1
+)
 
 // KeyCount is what the ledger saw for one idempotency key.
 type KeyCount struct {
@@ -57,7 +91,8 @@ func StartLedger(seed int64, failRate, slowRate float64, slow time.Duration) (*L
 	if err != nil {
 		return nil, err
 	}
-	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}, refused: map[string]int{}}
+	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}, refused: map[string]int{},
+		inFlight: map[string]map[string]int{}, slots: SlotCounts{Most: map[string]int{}, Repeats: map[string]int{}, RepeatsBeside: map[string]int{}}}
 	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = l.srv.Serve(ln) }()
 	return l, nil
@@ -115,7 +150,7 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.keys[key] = kc
 	}
 	kc.Calls++
-	n := kc.Calls
+	n, repeat := kc.Calls, kc.OK > 0
 	refused := l.refused[key]
 	fail := refused == 0 && l.roll('f', key, n) < l.failRate
 	switch {
@@ -130,7 +165,13 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "refused on purpose", refused)
 		return
 	}
-	if l.roll('s', key, n) < l.slowRate {
+	if slot := r.URL.Query().Get("slot"); slot != "" {
+		defer l.enter(slot, key, repeat)()
+		select {
+		case <-time.After(slotHold):
+		case <-r.Context().Done():
+		}
+	} else if l.roll('s', key, n) < l.slowRate {
 		select {
 		case <-time.After(l.slow):
 		case <-r.Context().Done():
@@ -152,6 +193,53 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(out)
+}
+
+// enter counts a call of key in flight in slot, by the run the key
+// belongs to (the workflow id before its last "/"), and returns the
+// function that counts it out. Calls of one run count once: an attempt
+// run again by at-least-once delivery beside its own lost call holds the
+// run's slot, not another. A repeat of a call that succeeded is counted
+// apart (see SlotCounts).
+func (l *Ledger) enter(slot, key string, repeat bool) func() {
+	run := key
+	if i := strings.LastIndexByte(key, '/'); i >= 0 {
+		run = key[:i]
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	runs := l.inFlight[slot]
+	if repeat {
+		l.slots.Repeats[slot]++
+		if len(runs) > 0 && (len(runs) > 1 || runs[run] == 0) {
+			l.slots.RepeatsBeside[slot]++
+		}
+		return func() {}
+	}
+	if runs == nil {
+		runs = map[string]int{}
+		l.inFlight[slot] = runs
+	}
+	runs[run]++
+	l.slots.Most[slot] = max(l.slots.Most[slot], len(runs))
+	if len(runs) > slotLimit && len(l.slots.Overlaps) < 20 {
+		l.slots.Overlaps = append(l.slots.Overlaps, fmt.Sprintf("slot %s: %s", slot, strings.Join(sortedKeys(runs), ", ")))
+	}
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if runs[run]--; runs[run] == 0 {
+			delete(runs, run)
+		}
+	}
+}
+
+// Slots returns a copy of what the ledger saw of the calls with a slot.
+func (l *Ledger) Slots() SlotCounts {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return SlotCounts{Most: maps.Clone(l.slots.Most), Repeats: maps.Clone(l.slots.Repeats),
+		RepeatsBeside: maps.Clone(l.slots.RepeatsBeside), Overlaps: slices.Clone(l.slots.Overlaps)}
 }
 
 // Snapshot returns a copy of the counts per key.

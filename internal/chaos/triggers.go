@@ -227,7 +227,12 @@ func (h *Harness) leftRunning(ctx context.Context) []string {
 
 // listedOpen reports whether a listed run has not closed.
 func listedOpen(s *weftv1.WorkflowSummary) bool {
-	return s.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING || s.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED
+	switch s.Status {
+	case weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING, weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED,
+		weftv1.WorkflowStatus_WORKFLOW_STATUS_QUEUED:
+		return true
+	}
+	return false
 }
 
 // listUntil lists the workflows of definition (all when "") every 2s

@@ -202,6 +202,7 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 	}
 	h.checkDeleted(ctx, runs, res)
 	h.checkQueries(ctx, runs, res)
+	h.checkFlow(ctx, runs, res)
 	h.doctor(ctx, res)
 	sort.Strings(res.Problems)
 	slices.Sort(durations)
@@ -416,6 +417,9 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 	}
 	if r.actionErr != nil {
 		problem(r, "cancel, redrive or resume not done (%s): %v", label, r.actionErr)
+	}
+	if r.pausedView != "" {
+		problem(r, "while its definition was paused (%s): %s", label, r.pausedView)
 	}
 	if r.suspendedView != "" {
 		problem(r, "shown SUSPENDED otherwise than planned (%s): %s", label, r.suspendedView)

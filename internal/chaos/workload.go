@@ -41,6 +41,13 @@ type run struct {
 	// counts the harness's resumes of it.
 	suspendedView string
 	resumes       int
+	// pausedView is what went otherwise than planned while the run's
+	// definition was paused ("" when nothing did), and downWhilePaused
+	// the parts seen down meanwhile; seenQueued is set when the run was
+	// read QUEUED right after its start.
+	pausedView      string
+	downWhilePaused []string
+	seenQueued      bool
 }
 
 // errClosedEarly marks a workflow that closed before the harness could do
@@ -238,24 +245,22 @@ func (h *Harness) drive(ctx context.Context, r *run, c *counters, polls chan str
 	for path, status := range p.refuse {
 		h.ledger.Refuse(p.key(path), status)
 	}
-	input, err := structpb.NewValue(p.input)
-	if err != nil {
-		r.startErr = err
-		return
-	}
-	r.startErr = retryWhile(ctx, retryable, func(ctx context.Context) error {
-		_, err := h.wf.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{
-			Definition: p.definition, WorkflowId: p.id, RequestId: "start-" + p.id, Input: input}))
-		if err != nil {
-			c.startRetries.Add(1)
-		}
-		return err
-	})
-	if r.startErr != nil {
-		return
-	}
-	r.started = true
 	d := &driver{h: h, c: c, polls: polls}
+	siblings := d.siblings(r)
+	if p.paused {
+		r.actionErr = d.startPaused(ctx, r, siblings)
+	}
+	if !r.started && !h.start(ctx, r, c) {
+		return
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, s := range siblings {
+		wg.Go(func() { h.drive(ctx, s, c, polls) })
+	}
+	if p.shape == shapeQueued {
+		d.seeQueued(ctx, r)
+	}
 	if p.retained {
 		// NotFound once every effect succeeded: the run closed and its
 		// retention deleted it before it was read.
@@ -312,6 +317,27 @@ func (h *Harness) drive(ctx context.Context, r *run, c *counters, polls chan str
 		break
 	}
 	d.followChildren(ctx, r)
+}
+
+// start starts r's workflow, retrying with the same request id, and
+// reports whether it started; r records the outcome.
+func (h *Harness) start(ctx context.Context, r *run, c *counters) bool {
+	p := r.plan
+	input, err := structpb.NewValue(p.input)
+	if err != nil {
+		r.startErr = err
+		return false
+	}
+	r.startErr = retryWhile(ctx, retryable, func(ctx context.Context) error {
+		_, err := h.wf.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{
+			Definition: p.definition, WorkflowId: p.id, RequestId: "start-" + p.id, Input: input}))
+		if err != nil {
+			c.startRetries.Add(1)
+		}
+		return err
+	})
+	r.started = r.startErr == nil
+	return r.started
 }
 
 // driver holds what the calls of one workflow's driver share.

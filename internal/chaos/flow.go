@@ -1,0 +1,210 @@
+package chaos
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/weftworks/weft/eventstore"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+)
+
+// The queued and paused shapes: flow control by definition. Runs of the
+// queued shape's definition beyond their key's limit wait QUEUED for a
+// slot; the paused shape's runs are started while the harness holds their
+// definition paused.
+
+// siblings returns the runs of r's plan's siblings, kept as r's children
+// (so that they are checked with the others).
+func (d *driver) siblings(r *run) []*run {
+	var out []*run
+	for j, sp := range r.plan.siblings {
+		if r.children == nil {
+			r.children = map[string]*run{}
+		}
+		s := &run{plan: sp}
+		r.children[fmt.Sprintf("sibling-%d", j+1)] = s
+		out = append(out, s)
+	}
+	return out
+}
+
+// seeQueued reads r's run once after its start, noting whether it was
+// QUEUED.
+func (d *driver) seeQueued(ctx context.Context, r *run) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if wf, err := d.get(ctx, r.plan.id, true); err == nil {
+		r.seenQueued = wf.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_QUEUED
+	}
+}
+
+// pausedFor is how long the runs started while their definition is
+// paused must make no call at the ledger.
+const pausedFor = 2 * time.Second
+
+// startPaused pauses the definition of r's plan, starts r and its
+// siblings, checks for pausedFor that none of them calls the ledger (and
+// notes the parts it sees down meanwhile) and that each is recorded
+// RUNNING, and resumes the definition (also when
+// something failed, so that the runs can complete). What went otherwise
+// is kept in r.pausedView; the error is a pause or resume not done. One
+// paused shape's driver at a time holds its definition paused.
+func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err error) {
+	h, p := d.h, r.plan
+	h.pauseMu.Lock()
+	defer h.pauseMu.Unlock()
+	err = h.retry(ctx, time.Minute, func(ctx context.Context) error {
+		_, err := h.defs.PauseDefinition(ctx, connect.NewRequest(&weftv1.PauseDefinitionRequest{Name: p.definition, Reason: "chaos " + p.id}))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("pause %s: %w", p.definition, err)
+	}
+	defer func() {
+		rerr := h.retry(ctx, time.Minute, func(ctx context.Context) error {
+			_, err := h.defs.ResumeDefinition(ctx, connect.NewRequest(&weftv1.ResumeDefinitionRequest{Name: p.definition}))
+			return err
+		})
+		if rerr != nil {
+			err = errors.Join(err, fmt.Errorf("resume %s: %w", p.definition, rerr))
+		}
+	}()
+	var started []*run
+	var keys []string
+	for _, s := range append([]*run{r}, siblings...) {
+		if h.start(ctx, s, d.c) {
+			started = append(started, s)
+			for _, path := range s.plan.httpPaths {
+				keys = append(keys, s.plan.key(path))
+			}
+		}
+	}
+	var wrong []string
+	down := map[string]bool{}
+	for end := time.Now().Add(pausedFor); time.Now().Before(end) && len(wrong) == 0; {
+		for _, part := range h.sup.all() {
+			if !part.running() {
+				down[part.name] = true
+			}
+		}
+		ledger := h.ledger.Snapshot()
+		for _, k := range keys {
+			if n := ledger[k].Calls; n > 0 {
+				wrong = append(wrong, fmt.Sprintf("%s called %d times at the ledger", k, n))
+			}
+		}
+		if sleep(ctx, 100*time.Millisecond) != nil {
+			return ctx.Err()
+		}
+	}
+	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, s := range started {
+		switch wf, err := d.get(gctx, s.plan.id, true); {
+		case err != nil:
+			wrong = append(wrong, fmt.Sprintf("GetWorkflow %s: %v", s.plan.id, err))
+		case wf.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING:
+			wrong = append(wrong, fmt.Sprintf("%s is %s", s.plan.id, statusName(wf.Status)))
+		}
+	}
+	r.pausedView, r.downWhilePaused = strings.Join(wrong, "; "), sortedKeys(down)
+	return nil
+}
+
+// slotsKey is the key of a definition's concurrency key in the slots
+// bucket (docs/reliability.md, "Runs per key").
+func slotsKey(def, key string) string {
+	enc := base64.RawURLEncoding
+	return "s." + enc.EncodeToString([]byte(def)) + "." + enc.EncodeToString([]byte(key))
+}
+
+// checkFlow checks the queued shape's runs once every workflow closed: no
+// more runs of a key had a call in flight at the ledger at once than the
+// limit, and each key's entry in the slots bucket holds no run (within
+// a grace for the follow-ups of the last closes). It notes what the
+// queued and paused shapes' runs saw.
+func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
+	var queued, seen, paused int
+	keys := map[string]bool{}
+	var down []string
+	for _, r := range runs {
+		switch {
+		case !r.started:
+		case r.plan.shape == shapeQueued:
+			queued, seen = queued+1, seen+btoi(r.seenQueued)
+			keys[r.plan.input["k"].(string)] = true
+		case r.plan.shape == shapePaused:
+			paused++
+			down = append(down, r.downWhilePaused...)
+		}
+	}
+	if paused > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("paused: %d runs started while their definition was paused; parts seen down during the pauses: %v",
+			paused, down))
+	}
+	if queued == 0 {
+		return
+	}
+	sc := h.ledger.Slots()
+	res.Notes = append(res.Notes, fmt.Sprintf("queued: %d runs, %d read QUEUED after their start; most runs with a call in flight at once per key: %v; repeats of a succeeded call per key: %v (beside another run: %v)",
+		queued, seen, sc.Most, sc.Repeats, sc.RepeatsBeside))
+	for _, key := range sortedKeys(sc.Most) {
+		if sc.Most[key] > slotLimit {
+			res.Problems = append(res.Problems, fmt.Sprintf("queued: %d runs of key %s had a call in flight at once at the ledger, the limit is %d: %s",
+				sc.Most[key], key, slotLimit, strings.Join(sc.Overlaps, "; ")))
+		}
+	}
+	for _, key := range sortedKeys(keys) {
+		if left := h.slotsLeft(ctx, key); left != "" {
+			res.Problems = append(res.Problems, fmt.Sprintf("queued: the slots of key %s after every run closed: %s", key, left))
+		}
+	}
+}
+
+// slotsLeft polls the chaos-queued definition's entry of key in the
+// slots bucket until it holds no run, and returns "", or, when 30s pass
+// first, what it held last.
+func (h *Harness) slotsLeft(ctx context.Context, key string) string {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	nc, _, err := h.openStore(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	defer nc.Close()
+	last := "not read"
+	err = poll(ctx, 500*time.Millisecond, func() (bool, error) {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return false, err
+		}
+		kv, err := js.KeyValue(ctx, eventstore.SlotsBucket)
+		if err != nil {
+			return false, err
+		}
+		e, err := kv.Get(ctx, slotsKey("chaos-queued", key))
+		if err != nil {
+			last = "read: " + err.Error()
+			return false, err
+		}
+		var s eventstore.Slots
+		if err := msgpack.Unmarshal(e.Value(), &s); err != nil {
+			last = "decode: " + err.Error()
+			return false, err
+		}
+		last = fmt.Sprintf("held by %v, queued %v", s.Holders, s.Queue)
+		return len(s.Holders) == 0 && len(s.Queue) == 0, nil
+	})
+	if err == nil {
+		return ""
+	}
+	return last
+}

@@ -1,0 +1,69 @@
+package chaos
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The ledger counts the runs, not the calls, of a slot in flight at once:
+// two calls of one run count once, calls of two runs twice, and a repeat
+// of a call that succeeded not at all.
+func TestLedgerSlotCountsRuns(t *testing.T) {
+	l, err := StartLedger(1, 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	calls := func(slot string, keys ...string) {
+		var wg sync.WaitGroup
+		for _, key := range keys {
+			wg.Go(func() {
+				req, _ := http.NewRequest(http.MethodPost, l.URL()+"?slot="+slot, strings.NewReader(`{}`))
+				req.Header.Set("Idempotency-Key", key)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+			})
+		}
+		wg.Wait()
+	}
+	calls("a", "run-1/call", "run-1/call")
+	calls("b", "run-2/call", "run-3/call")
+	calls("", "run-4/call", "run-5/call")
+	// A repeat of a call that succeeded, here beside another run's call,
+	// is counted apart.
+	done := make(chan struct{})
+	go func() { calls("a", "run-6/call"); close(done) }()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		l.mu.Lock()
+		n := l.inFlight["a"]["run-6"]
+		l.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("run-6's call never in flight")
+		}
+	}
+	calls("a", "run-1/call")
+	<-done
+	sc := l.Slots()
+	if sc.Most["a"] != 1 || sc.Most["b"] != 2 || len(sc.Most) != 2 {
+		t.Errorf("most runs at once per slot: %v; want a 1, b 2", sc.Most)
+	}
+	if sc.Repeats["a"] != 1 || len(sc.Repeats) != 1 || sc.RepeatsBeside["a"] != 1 {
+		t.Errorf("repeats per slot: %v, beside another run %v; want a 1, a 1", sc.Repeats, sc.RepeatsBeside)
+	}
+	if len(sc.Overlaps) != 1 || sc.Overlaps[0] != "slot b: run-2, run-3" {
+		t.Errorf("overlaps: %q", sc.Overlaps)
+	}
+	if kc := l.Snapshot()["run-1/call"]; kc.Calls != 3 || kc.OK != 3 {
+		t.Errorf("run-1/call: %+v", kc)
+	}
+}
