@@ -403,7 +403,25 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 	if f == nil {
 		return func() {}, true
 	}
-	retry := func(reason string, wait time.Duration) (func(), bool) {
+	// shown tells the orchestrator that the attempt waits (outcome held,
+	// why: reason and detail), or that it started after waiting: shown as
+	// the step's status, not an attempt. The first delivery held says so,
+	// and later ones now and then (a power of two), in case an executor
+	// died before it did.
+	shown := func(outcome events.Outcome, reason, detail string) {
+		res := events.Result{WorkflowID: d.WorkflowID, Path: d.Task.Path, Gen: d.Task.Gen, Attempt: attempt, Cmd: d.Seq,
+			Outcome: outcome, Time: time.Now().UTC()}
+		if outcome == events.OutcomeHeld {
+			res.Error = &events.Error{Type: reason, Message: detail}
+		}
+		if err := w.store.PublishResult(ctx, res); err != nil {
+			log().Debug("could not report that the attempt waits for its flow control", "err", err)
+		}
+	}
+	retry := func(reason, detail string, wait time.Duration) (func(), bool) {
+		if n := d.NumDelivered; n&(n-1) == 0 {
+			shown(events.OutcomeHeld, reason, detail)
+		}
 		_ = d.Nak(min(max(wait, 20*time.Millisecond), heldMaxDelay))
 		w.steps.Held(typ, reason)
 		return nil, false
@@ -422,7 +440,8 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 			return failed(err)
 		}
 		if !ok {
-			return retry(metrics.HeldConcurrency, min(wait, 250*time.Millisecond))
+			return retry(metrics.HeldConcurrency, fmt.Sprintf("all %d slots of key %q are taken", f.ConcurrencyLimit, f.ConcurrencyKey),
+				min(wait, 250*time.Millisecond))
 		}
 		release = func() {
 			// Given back on a context of its own: a stopping worker's attempt
@@ -442,8 +461,11 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 		}
 		if !ok {
 			release()
-			return retry(metrics.HeldRateLimit, wait)
+			return retry(metrics.HeldRateLimit, fmt.Sprintf("key %q started %d attempts in this period of %s", f.RateKey, f.RateLimit, f.RatePer), wait)
 		}
+	}
+	if d.NumDelivered > 1 {
+		shown(events.OutcomeStarted, "", "") // it may have waited
 	}
 	return release, true
 }

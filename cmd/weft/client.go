@@ -602,7 +602,11 @@ func printWorkflow(w io.Writer, wf *weftv1.Workflow) error {
 	fmt.Fprintln(w)
 	tw = newTable(w, "PATH", "STATUS", "ATTEMPTS", "TASK", "LAST-ERROR")
 	for _, s := range wf.GetSteps() {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.GetPath(), strings.TrimPrefix(s.GetStatus().String(), "STEP_STATUS_"),
+		status := strings.TrimPrefix(s.GetStatus().String(), "STEP_STATUS_")
+		if s.GetWaitingFor() != "" {
+			status += " (" + s.GetWaitingFor() + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.GetPath(), status,
 			s.GetAttempts(), orDash(s.GetTask()), orDash(oneLine(formatFailure(s.GetLastError()))))
 	}
 	return tw.Flush()

@@ -54,6 +54,7 @@ const (
 	TypeWorkflowResumed     Type = "WorkflowResumed"
 	TypeWorkflowQueued      Type = "WorkflowQueued"
 	TypeWorkflowAdmitted    Type = "WorkflowAdmitted"
+	TypeStepHeld            Type = "StepHeld"
 )
 
 // ErrCorrupt is returned (wrapped) when bytes do not decode into a valid Record.
@@ -104,6 +105,7 @@ type Event struct {
 	WorkflowResumed     *WorkflowResumed     `msgpack:"wre,omitempty"`
 	WorkflowQueued      *WorkflowQueued      `msgpack:"wq,omitempty"`
 	WorkflowAdmitted    *WorkflowAdmitted    `msgpack:"wad,omitempty"`
+	StepHeld            *StepHeld            `msgpack:"sh,omitempty"`
 }
 
 // Error is a failure as data: a message for people and a type for rules
@@ -367,6 +369,17 @@ type WorkflowResumed struct {
 	Reason string `msgpack:"r,omitempty"`
 }
 
+// StepHeld records that a task step's attempt waits, unstarted, for its
+// flow control (Reason: concurrency or rate_limit; Detail says how), or,
+// with Reason empty, that the attempt held before has started.
+type StepHeld struct {
+	Path    string `msgpack:"p"`
+	Gen     int    `msgpack:"g"`
+	Attempt int    `msgpack:"a"`
+	Reason  string `msgpack:"r,omitempty"`
+	Detail  string `msgpack:"d,omitempty"`
+}
+
 // WorkflowQueued records that a run of a definition with concurrency
 // waits for one of its key's slots before it begins (status QUEUED).
 type WorkflowQueued struct {
@@ -431,6 +444,8 @@ func (e Event) Attempt() int {
 		return e.StepFailed.Attempt
 	case e.StepSuspended != nil:
 		return e.StepSuspended.Attempt
+	case e.StepHeld != nil:
+		return e.StepHeld.Attempt
 	case e.StepScheduled != nil:
 		return e.StepScheduled.FirstAttempt
 	}
@@ -490,6 +505,8 @@ func (e Event) Payload() any {
 		return e.WorkflowQueued
 	case TypeWorkflowAdmitted:
 		return e.WorkflowAdmitted
+	case TypeStepHeld:
+		return e.StepHeld
 	}
 	return nil
 }
@@ -558,6 +575,8 @@ func isNilPointer(p any) bool {
 	case *WorkflowQueued:
 		return v == nil
 	case *WorkflowAdmitted:
+		return v == nil
+	case *StepHeld:
 		return v == nil
 	}
 	return false

@@ -793,7 +793,7 @@ func TestDecodeResultRejects(t *testing.T) {
 		{"empty path", with("p", "")},
 		{"no outcome", with("o", nil)},
 		{"outcome 0", with("o", 0)},
-		{"outcome 4", with("o", 4)},
+		{"outcome 6", with("o", 6)},
 		{"outcome 255", with("o", 255)},
 		{"outcome too large", with("o", 256)},
 		{"non-string map key in output", with("out", map[int]any{1: 2})},

@@ -21,6 +21,12 @@ const (
 	OutcomeAttemptFailed Outcome = 2
 	// OutcomeFailed: the step failed for good (non-retryable, or attempts exhausted).
 	OutcomeFailed Outcome = 3
+	// OutcomeHeld: the attempt is not started yet, held by the step's flow
+	// control; Error.Type says which (concurrency, rate_limit) and
+	// Error.Message how. No attempt is used.
+	OutcomeHeld Outcome = 4
+	// OutcomeStarted: an attempt held before has started.
+	OutcomeStarted Outcome = 5
 )
 
 // Result is an executor's report of one task attempt, sent to the
@@ -50,6 +56,12 @@ func (r Result) Event() Event {
 		errv = *r.Error
 	}
 	switch r.Outcome {
+	case OutcomeHeld, OutcomeStarted:
+		ev.Type = TypeStepHeld
+		ev.StepHeld = &StepHeld{Path: r.Path, Gen: r.Gen, Attempt: r.Attempt}
+		if r.Outcome == OutcomeHeld {
+			ev.StepHeld.Reason, ev.StepHeld.Detail = errv.Type, errv.Message
+		}
 	case OutcomeCompleted:
 		ev.Type = TypeStepCompleted
 		ev.StepCompleted = &StepCompleted{Path: r.Path, Gen: r.Gen, Attempt: r.Attempt, Output: r.Output}
@@ -88,7 +100,7 @@ func DecodeResult(b []byte) (Result, error) {
 	if err := decodeLoose(b, &r); err != nil {
 		return Result{}, err
 	}
-	if r.V != 1 || r.WorkflowID == "" || r.Path == "" || r.Outcome < OutcomeCompleted || r.Outcome > OutcomeFailed {
+	if r.V != 1 || r.WorkflowID == "" || r.Path == "" || r.Outcome < OutcomeCompleted || r.Outcome > OutcomeStarted {
 		return Result{}, fmt.Errorf("%w: invalid result", ErrCorrupt)
 	}
 	r.Time = r.Time.UTC()

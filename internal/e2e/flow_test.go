@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,6 +85,57 @@ steps:
 	}
 	if m.mostAt < 3 {
 		t.Errorf("at most %d calls at once over both keys: the keys did not run beside each other", m.mostAt)
+	}
+	e.healthy()
+}
+
+// A step whose attempt waits for a concurrency slot is shown WAITING with
+// the reason, and RUNNING once it starts; the history says so.
+func TestStepWaitingForASlotIsShown(t *testing.T) {
+	m := newConcurrencyMeter(t)
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: one-at-a-time
+steps:
+  - id: call
+    task: http
+    input: { method: POST, url: "${ input.url + '?key=A&n=' + string(input.n) }" }
+    concurrency: { limit: 1 }
+`)
+	first := e.start("one-at-a-time", "slot-0", fmt.Sprintf(`{"n": 0, "url": %q}`, m.srv.URL)) // its call is held
+	eventually(t, 10*time.Second, "the first call", func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.now["A"] == 1
+	})
+	second := e.start("one-at-a-time", "slot-1", fmt.Sprintf(`{"n": 1, "url": %q}`, m.srv.URL))
+	var waiting *weftv1.StepState
+	eventually(t, 10*time.Second, "the second run's step shown waiting", func() bool {
+		for _, s := range e.get(second).Steps {
+			if s.Path == "call" && s.Status == weftv1.StepStatus_STEP_STATUS_WAITING {
+				waiting = s
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.HasPrefix(waiting.WaitingFor, "concurrency: all 1 slots") || waiting.Attempts != 0 {
+		t.Fatalf("waiting step: %v", waiting)
+	}
+	close(m.hold)
+	for _, id := range []string{first, second} {
+		if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+			t.Fatalf("run %s: %v %v", id, w.Status, w.Error)
+		}
+	}
+	var held []string
+	for _, ev := range e.history(second) {
+		if ev.Type == "StepHeld" {
+			held = append(held, toJSON(ev.Data))
+		}
+	}
+	if len(held) == 0 {
+		t.Fatal("no StepHeld in the second run's history")
 	}
 	e.healthy()
 }

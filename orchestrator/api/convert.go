@@ -94,6 +94,9 @@ func (s *Server) workflowProto(ctx context.Context, v *stateView) (*weftv1.Workf
 		ps := &weftv1.StepState{Path: path, Status: stepStatus[step.Status], Attempts: int32(step.Attempts),
 			LastError: failure(step.LastError, path), Task: step.Task,
 			StartedTime: ts(step.Started), ClosedTime: ts(step.Closed)}
+		if step.HeldFor != "" && step.Status == workflow.StepRunning {
+			ps.Status, ps.WaitingFor = weftv1.StepStatus_STEP_STATUS_WAITING, step.HeldFor+": "+step.HeldDetail
+		}
 		if step.Status == workflow.StepCompleted {
 			if ps.Output, err = pv(step.Output); err != nil {
 				return nil, toConnect(err)
@@ -255,6 +258,10 @@ func stepEventData(e events.Event) (path string, data map[string]any, ok bool) {
 		p := e.StepSuspended
 		path = p.Path
 		data = map[string]any{"error": errData(p.Error)}
+	case events.TypeStepHeld:
+		p := e.StepHeld
+		path = p.Path
+		data = map[string]any{"reason": p.Reason, "detail": p.Detail}
 	case events.TypeStepFailed:
 		p := e.StepFailed
 		path = p.Path

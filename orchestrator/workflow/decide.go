@@ -1084,6 +1084,14 @@ func AcceptResult(st *State, r events.Result) (events.Event, bool) {
 	if r.Outcome == events.OutcomeAttemptFailed && r.Attempt <= s.Attempts {
 		return events.Event{}, false
 	}
+	if r.Outcome == events.OutcomeHeld || r.Outcome == events.OutcomeStarted {
+		// Shown, not decided on: taken when it changes what is shown.
+		ev := r.Event()
+		if ev.StepHeld.Reason == s.HeldFor || r.Attempt <= s.Attempts && r.Attempt > 0 {
+			return events.Event{}, false
+		}
+		return ev, true
+	}
 	ev := r.Event()
 	if f := ev.StepFailed; f != nil && s.Suspend && st.Status == StatusRunning && f.Error.Type != ErrTypeInvalidOutput &&
 		!s.CatchAll && !slices.Contains(s.Caught, f.Error.Type) {

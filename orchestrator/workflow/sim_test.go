@@ -1037,6 +1037,7 @@ func (s *sim) act() {
 	}
 	if len(open) > 0 {
 		acts = append(acts, action{4, func() { s.execute(open[s.draw("task", len(open))], false) }})
+		acts = append(acts, action{1, func() { s.hold(open[s.draw("held task", len(open))]) }})
 	}
 	if len(running) > 0 {
 		acts = append(acts, action{1, func() { s.finishChild(running[s.draw("child", len(running))], false) }})
@@ -1199,6 +1200,22 @@ func (s *sim) settled(t *simTask) bool {
 		}
 	}
 	return false
+}
+
+// hold reports that a task's next attempt waits for its flow control, or
+// has started after waiting, as an executor does for a step with a
+// concurrency or rate limit: shown, never an attempt.
+func (s *sim) hold(t *simTask) {
+	if t.cmd.Flow == nil {
+		return
+	}
+	r := events.Result{V: 1, WorkflowID: "wf", Path: t.cmd.Path, Gen: t.cmd.Gen, Attempt: max(t.cmd.FirstAttempt, 1) + t.delivered,
+		Time: s.clock, Outcome: events.OutcomeStarted}
+	if s.chance("held?", 2) {
+		r.Outcome, r.Error = events.OutcomeHeld, &events.Error{Type: "rate_limit", Message: "used up"}
+	}
+	s.logf("executor: %s gen=%d attempt %d shown %d", t.cmd.Path, t.cmd.Gen, r.Attempt, r.Outcome)
+	s.queue = append(s.queue, simDelivery{kind: simResult, result: r})
 }
 
 // execute delivers a step command to an executor, which runs one attempt

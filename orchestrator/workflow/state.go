@@ -100,6 +100,11 @@ type Step struct {
 	Suspend  bool
 	Caught   []string
 	CatchAll bool
+	// HeldFor says why the running task's attempt waits, unstarted, for
+	// its flow control (concurrency or rate_limit), HeldDetail how; empty
+	// when it does not.
+	HeldFor    string
+	HeldDetail string
 
 	// Rerun marks a step that was failed or canceled when the workflow was
 	// last redriven: when a decision reaches it, it runs again from its
@@ -353,6 +358,10 @@ func (st *State) dispatch(e events.Event) error {
 		st.stepSuspended(e.StepSuspended, e.Time)
 	case events.TypeWorkflowResumed:
 		st.workflowResumed()
+	case events.TypeStepHeld:
+		if s := st.Steps[e.StepHeld.Path]; s != nil && s.Status == StepRunning && s.Gen == e.StepHeld.Gen {
+			s.HeldFor, s.HeldDetail = e.StepHeld.Reason, e.StepHeld.Detail
+		}
 	case events.TypeWorkflowQueued:
 		if st.Status == StatusRunning {
 			st.Queued, st.QueueKey = true, e.WorkflowQueued.Key
@@ -388,12 +397,14 @@ func (st *State) workflowStarted(p *events.WorkflowStarted, who string, t time.T
 func (st *State) stepScheduled(p *events.StepScheduled, t time.Time) {
 	s := st.step(p.Path, t)
 	s.Kind, s.Task, s.Status, s.Gen, s.Rerun, s.Suspend = "task", p.Task, StepRunning, p.Gen, false, p.Retry.Suspend
+	s.HeldFor, s.HeldDetail = "", ""
 	s.Caught, s.CatchAll = p.Caught, p.CatchAll
 	s.Output, s.LastError, s.Closed = nil, nil, time.Time{}
 }
 
 func (st *State) stepAttemptFailed(p *events.StepAttemptFailed, t time.Time) {
 	s := st.step(p.Path, t)
+	s.HeldFor, s.HeldDetail = "", ""
 	s.Attempts = max(s.Attempts, p.Attempt)
 	errv := p.Error
 	s.LastError = &errv
@@ -411,6 +422,7 @@ func (st *State) stepCompleted(p *events.StepCompleted, t time.Time) {
 		out = m
 	}
 	s.Status, s.Output, s.Closed, s.Rerun, s.Searched = StepCompleted, out, t, false, false
+	s.HeldFor, s.HeldDetail = "", ""
 	s.Attempts = max(s.Attempts, p.Attempt)
 	st.setOutput(p.Path, out)
 	if p.SignalSeq > 0 {
@@ -445,6 +457,7 @@ func (st *State) searchAttributesSet(p *events.SearchAttributesSet) {
 func (st *State) stepFailed(p *events.StepFailed, t time.Time) {
 	s := st.step(p.Path, t)
 	s.Status, s.Closed, s.Rerun = StepFailed, t, false
+	s.HeldFor, s.HeldDetail = "", ""
 	s.Attempts = max(s.Attempts, p.Attempt)
 	errv := p.Error
 	s.LastError = &errv

@@ -234,6 +234,7 @@ function Steps({ wf }: { wf: Workflow }) {
                 </td>
                 <td>
                   <Badge status={stepStatusName(s.status)} />
+                  {s.waitingFor && <div class="waiting-for">{s.waitingFor}</div>}
                 </td>
                 <td class="num">{s.attempts}</td>
                 <td>{s.task}</td>

@@ -260,7 +260,11 @@ type StepState struct {
 	// Time the step first started executing.
 	StartedTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_time,json=startedTime,proto3" json:"started_time,omitempty"`
 	// Time the step closed, unset while the step is still open.
-	ClosedTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=closed_time,json=closedTime,proto3" json:"closed_time,omitempty"`
+	ClosedTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=closed_time,json=closedTime,proto3" json:"closed_time,omitempty"`
+	// Why a task step's attempt waits, unstarted, for the step's flow control
+	// (its concurrency or rate_limit, and how), while it does: the step is
+	// then shown STEP_STATUS_WAITING. Empty otherwise.
+	WaitingFor    string `protobuf:"bytes,9,opt,name=waiting_for,json=waitingFor,proto3" json:"waiting_for,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -349,6 +353,13 @@ func (x *StepState) GetClosedTime() *timestamppb.Timestamp {
 		return x.ClosedTime
 	}
 	return nil
+}
+
+func (x *StepState) GetWaitingFor() string {
+	if x != nil {
+		return x.WaitingFor
+	}
+	return ""
 }
 
 // Workflow is the full current state of a workflow run.
@@ -2001,7 +2012,7 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\aFailure\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1b\n" +
-	"\tstep_path\x18\x03 \x01(\tR\bstepPath\"\xd9\x02\n" +
+	"\tstep_path\x18\x03 \x01(\tR\bstepPath\"\xfa\x02\n" +
 	"\tStepState\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12+\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x13.weft.v1.StepStatusR\x06status\x12\x1a\n" +
@@ -2012,7 +2023,9 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\x04task\x18\x06 \x01(\tR\x04task\x12=\n" +
 	"\fstarted_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vstartedTime\x12;\n" +
 	"\vclosed_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"closedTime\"\xa0\x04\n" +
+	"closedTime\x12\x1f\n" +
+	"\vwaiting_for\x18\t \x01(\tR\n" +
+	"waitingFor\"\xa0\x04\n" +
 	"\bWorkflow\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1e\n" +
 	"\n" +
