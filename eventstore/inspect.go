@@ -17,8 +17,8 @@ import (
 
 // OpenExisting attaches to the streams and buckets a Weft set up on nc,
 // creating and changing nothing. The store serves reads of histories,
-// snapshots, the index, definitions, pauses, timers and step command
-// queues.
+// snapshots, the index, definitions, pauses, slots, timers and step
+// command queues.
 //
 // Errors: ErrNotFound (wrapped) when NATS holds no Weft streams.
 func OpenExisting(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
@@ -53,9 +53,13 @@ func OpenExisting(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error
 			return nil, fmt.Errorf("eventstore: bucket %s: %w", kv.name, err)
 		}
 	}
-	// A Weft from before pauses has no pauses bucket: nothing is paused.
+	// A Weft from before pauses has no pauses bucket: nothing is paused;
+	// likewise for the slots of definitions' concurrency.
 	if s.pauses, err = js.KeyValue(ctx, PausesBucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("eventstore: bucket %s: %w", PausesBucket, err)
+	}
+	if s.slots, err = js.KeyValue(ctx, SlotsBucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("eventstore: bucket %s: %w", SlotsBucket, err)
 	}
 	return s, nil
 }

@@ -73,6 +73,26 @@ func (s *Store) openSlots(ctx context.Context) (err error) {
 	return nil
 }
 
+// ReadSlots returns the slots of definition def's key (empty when none
+// was ever taken).
+func (s *Store) ReadSlots(ctx context.Context, def, key string) (Slots, error) {
+	var cur Slots
+	if s.slots == nil {
+		return cur, nil
+	}
+	e, err := s.slots.Get(ctx, slotKey(def, key))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return cur, nil
+	case err != nil:
+		return cur, fmt.Errorf("eventstore: read slots of %s: %w", def, err)
+	}
+	if err := msgpack.Unmarshal(e.Value(), &cur); err != nil {
+		return cur, fmt.Errorf("eventstore: slots of %s: %w", def, err)
+	}
+	return cur, nil
+}
+
 // UpdateSlots changes the slots of definition def's key: change edits the
 // entry as read (it may be called again when another writer came first),
 // then queued runs take free slots, first come first, up to limit. It

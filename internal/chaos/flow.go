@@ -2,17 +2,13 @@ package chaos
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/weftworks/weft/eventstore"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
 
@@ -119,13 +115,6 @@ func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err 
 	return nil
 }
 
-// slotsKey is the key of a definition's concurrency key in the slots
-// bucket (docs/reliability.md, "Runs per key").
-func slotsKey(def, key string) string {
-	enc := base64.RawURLEncoding
-	return "s." + enc.EncodeToString([]byte(def)) + "." + enc.EncodeToString([]byte(key))
-}
-
 // checkFlow checks the queued shape's runs once every workflow closed: no
 // more runs of a key had a call in flight at the ledger at once than the
 // limit, and each key's entry in the slots bucket holds no run (within
@@ -175,29 +164,16 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 func (h *Harness) slotsLeft(ctx context.Context, key string) string {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	nc, _, err := h.openStore(ctx)
+	nc, store, err := h.openStore(ctx)
 	if err != nil {
 		return err.Error()
 	}
 	defer nc.Close()
 	last := "not read"
 	err = poll(ctx, 500*time.Millisecond, func() (bool, error) {
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return false, err
-		}
-		kv, err := js.KeyValue(ctx, eventstore.SlotsBucket)
-		if err != nil {
-			return false, err
-		}
-		e, err := kv.Get(ctx, slotsKey("chaos-queued", key))
+		s, err := store.ReadSlots(ctx, "chaos-queued", key)
 		if err != nil {
 			last = "read: " + err.Error()
-			return false, err
-		}
-		var s eventstore.Slots
-		if err := msgpack.Unmarshal(e.Value(), &s); err != nil {
-			last = "decode: " + err.Error()
 			return false, err
 		}
 		last = fmt.Sprintf("held by %v, queued %v", s.Holders, s.Queue)
