@@ -37,14 +37,14 @@ func flowKey(kind, scope, key string) string {
 	return kind + ".v" + enc.EncodeToString([]byte(scope)) + ".v" + enc.EncodeToString([]byte(key))
 }
 
-// updateFlow reads the entry k into v, lets change edit it (returning
-// whether to write), and writes it if nobody wrote since; it tries again
-// when somebody did.
-func (s *Store) updateFlow(ctx context.Context, k string, v any, reset func(), change func() bool) error {
+// updateKV reads kv's entry k into v (after reset, which clears what an
+// earlier try read), lets change edit it (returning whether to write), and
+// writes it if nobody wrote since; it tries again when somebody did.
+func updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v any, reset func(), change func() bool) error {
 	for {
 		reset()
 		var rev uint64
-		e, err := s.flow.Get(ctx, k)
+		e, err := kv.Get(ctx, k)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
@@ -63,9 +63,9 @@ func (s *Store) updateFlow(ctx context.Context, k string, v any, reset func(), c
 			return err
 		}
 		if rev == 0 {
-			_, err = s.flow.Create(ctx, k, b)
+			_, err = kv.Create(ctx, k, b)
 		} else {
-			_, err = s.flow.Update(ctx, k, b, rev)
+			_, err = kv.Update(ctx, k, b, rev)
 		}
 		if err == nil {
 			return nil
@@ -77,6 +77,11 @@ func (s *Store) updateFlow(ctx context.Context, k string, v any, reset func(), c
 			return ctx.Err()
 		}
 	}
+}
+
+// updateFlow is updateKV on the flow bucket.
+func (s *Store) updateFlow(ctx context.Context, k string, v any, reset func(), change func() bool) error {
+	return updateKV(ctx, s.flow, k, v, reset, change)
 }
 
 // AcquireSlot takes one of limit concurrency slots of scope's key for

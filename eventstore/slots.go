@@ -99,50 +99,26 @@ func (s *Store) ReadSlots(ctx context.Context, def, key string) (Slots, error) {
 // returns the entry as stored and the runs that took a slot in this
 // update. An entry change leaves unchanged is not written.
 func (s *Store) UpdateSlots(ctx context.Context, def, key string, limit int, change func(*Slots)) (Slots, []string, error) {
-	k := slotKey(def, key)
-	for {
-		var cur Slots
-		var rev uint64
-		e, err := s.slots.Get(ctx, k)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return Slots{}, nil, fmt.Errorf("eventstore: read slots of %s: %w", def, err)
-		default:
-			rev = e.Revision()
-			if err := msgpack.Unmarshal(e.Value(), &cur); err != nil {
-				return Slots{}, nil, fmt.Errorf("eventstore: slots of %s: %w", def, err)
-			}
-		}
-		next := Slots{Holders: slices.Clone(cur.Holders), Queue: slices.Clone(cur.Queue)}
+	var cur, next Slots
+	var took []string
+	err := updateKV(ctx, s.slots, slotKey(def, key), &cur, func() { cur, next, took = Slots{}, Slots{}, nil }, func() bool {
+		next = Slots{Holders: slices.Clone(cur.Holders), Queue: slices.Clone(cur.Queue)}
 		change(&next)
-		var took []string
 		for len(next.Holders) < limit && len(next.Queue) > 0 {
 			took = append(took, next.Queue[0].ID)
 			next.Holders, next.Queue = append(next.Holders, next.Queue[0].ID), next.Queue[1:]
 		}
 		if slices.Equal(next.Holders, cur.Holders) && slices.Equal(next.Queue, cur.Queue) {
-			return cur, nil, nil
+			next, took = cur, nil
+			return false
 		}
-		b, err := msgpack.Marshal(next)
-		if err != nil {
-			return Slots{}, nil, err
-		}
-		if rev == 0 {
-			_, err = s.slots.Create(ctx, k, b)
-		} else {
-			_, err = s.slots.Update(ctx, k, b, rev)
-		}
-		if err == nil {
-			return next, took, nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
-			return Slots{}, nil, fmt.Errorf("eventstore: write slots of %s: %w", def, err)
-		}
-		if ctx.Err() != nil {
-			return Slots{}, nil, ctx.Err()
-		}
+		cur = next
+		return true
+	})
+	if err != nil {
+		return Slots{}, nil, err
 	}
+	return next, took, nil
 }
 
 // isWrongSequence reports whether err is a KV update's revision check
