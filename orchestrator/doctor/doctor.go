@@ -36,8 +36,8 @@ type Verdict string
 const (
 	// Moving: something in flight will move it on.
 	Moving Verdict = "moving"
-	// Waiting: only a signal, or a resume of its suspended steps, will
-	// move it on.
+	// Waiting: only a signal, a resume of its suspended steps, or a slot
+	// of its definition's concurrency will move it on.
 	Waiting Verdict = "waiting"
 	// Stuck: nothing will move it on.
 	Stuck Verdict = "stuck"
@@ -432,6 +432,10 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 		return m.Kind == workflow.MoverTask || m.Kind == workflow.MoverChild || m.Kind == workflow.MoverTimer && m.Path != ""
 	}):
 		// Only a resume moves it (its workflow timeout aside).
+		r.Verdict = Waiting
+	case r.Status == string(workflow.StatusQueued):
+		// It waits for a slot, which another run frees (its timer that
+		// looks again is checked like any timer above).
 		r.Verdict = Waiting
 	case len(r.Movers) > 0 && !slices.ContainsFunc(r.Movers, func(m workflow.Mover) bool {
 		return m.Kind != workflow.MoverSignal && m.Kind != workflow.MoverResume
