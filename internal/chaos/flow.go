@@ -120,10 +120,11 @@ func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err 
 }
 
 // slotsKey is the key of a definition's concurrency key in the slots
-// bucket (docs/reliability.md, "Runs per key").
+// bucket (docs/reliability.md, "Runs per key"): as the store writes it,
+// each token after a "v", so that an empty one makes a valid key.
 func slotsKey(def, key string) string {
 	enc := base64.RawURLEncoding
-	return "s." + enc.EncodeToString([]byte(def)) + "." + enc.EncodeToString([]byte(key))
+	return "s.v" + enc.EncodeToString([]byte(def)) + ".v" + enc.EncodeToString([]byte(key))
 }
 
 // checkFlow checks the queued shape's runs once every workflow closed: no
