@@ -430,27 +430,7 @@ output:
   charged: "${ steps.charge.output.body.key }"
   receipt: "${ input.signal ? steps.receipt.output : null }"
   after: "${ steps.after.output.body.echo.charged }"
-`, `
-name: chaos-queued
-concurrency: { key: "${ input.k }", limit: ` + strconv.Itoa(slotLimit) + ` }
-retry: ` + retryPolicy + `
-steps:
-  - id: call
-    task: http
-    timeout: 30s
-    input: { method: POST, url: "${ input.url + '?slot=queued-' + input.k }", body: { n: "${ input.n }", k: "${ input.k }" } }
-output: { key: "${ steps.call.output.body.key }", k: "${ steps.call.output.body.echo.k }" }
-`, `
-name: chaos-limited
-retry: ` + retryPolicy + `
-steps:
-  - id: call
-    task: http
-    timeout: 30s
-    concurrency: { key: "${ input.k }", limit: ` + strconv.Itoa(limitedLimit) + ` }
-    input: { method: POST, url: "${ input.url + '?slot=limited-' + input.k + '&limit=` + strconv.Itoa(limitedLimit) + `' }", body: { n: "${ input.n }", k: "${ input.k }" } }
-output: { key: "${ steps.call.output.body.key }", k: "${ steps.call.output.body.echo.k }" }
-`, `
+`, keyedDefinition("queued", slotLimit, false), keyedDefinition("limited", limitedLimit, true), `
 name: chaos-ratelimited
 retry: ` + retryPolicy + `
 steps:
@@ -469,6 +449,28 @@ output:
   second: "${ steps.second.output.body.key }"
   prev: "${ steps.second.output.body.echo.prev }"
 `}
+
+// keyedDefinition is the definition of the queued (step false) or limited
+// shape: concurrency { key: input.k, limit } on the definition or on its
+// one http step, which calls the ledger with the shape's name and the key
+// as its slot, and the limit.
+func keyedDefinition(shape string, limit int, step bool) string {
+	flow := `concurrency: { key: "${ input.k }", limit: ` + strconv.Itoa(limit) + ` }`
+	top, inStep := "\n"+flow, ""
+	if step {
+		top, inStep = "", "\n    "+flow
+	}
+	return `
+name: chaos-` + shape + top + `
+retry: ` + retryPolicy + `
+steps:
+  - id: call
+    task: http
+    timeout: 30s` + inStep + `
+    input: { method: POST, url: "${ input.url + '?slot=` + shape + `-' + input.k + '&limit=` + strconv.Itoa(limit) + `' }", body: { n: "${ input.n }", k: "${ input.k }" } }
+output: { key: "${ steps.call.output.body.key }", k: "${ steps.call.output.body.echo.k }" }
+`
+}
 
 // suspendStep is the step of the chaos-suspended definition that is
 // suspended when its suspendAttempts attempts fail (its max_attempts).
