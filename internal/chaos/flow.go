@@ -136,6 +136,7 @@ func slotsKey(def, key string) string {
 // shapes and the paused one saw.
 func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 	var queued, seen, limited, rated, paused int
+	var slowest time.Duration // of the limited runs, from start to close
 	keys := map[string]bool{}
 	var down []string
 	for _, r := range runs {
@@ -146,6 +147,9 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 			keys[r.plan.input["k"].(string)] = true
 		case r.plan.shape == shapeLimited:
 			limited++
+			if f := r.final; f != nil && f.CreatedTime != nil && f.ClosedTime != nil {
+				slowest = max(slowest, f.ClosedTime.AsTime().Sub(f.CreatedTime.AsTime()))
+			}
 		case r.plan.shape == shapeRatelimited:
 			rated++
 		case r.plan.shape == shapePaused:
@@ -164,8 +168,8 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 		return
 	}
 	sc := h.ledger.Slots()
-	res.Notes = append(res.Notes, fmt.Sprintf("queued: %d runs, %d read QUEUED after their start; limited: %d runs; most runs with a call in flight at once per slot: %v (limits %v); repeats of a succeeded call per slot: %v (beside another run: %v)",
-		queued, seen, limited, sc.Most, sc.Limits, sc.Repeats, sc.RepeatsBeside))
+	res.Notes = append(res.Notes, fmt.Sprintf("queued: %d runs, %d read QUEUED after their start; limited: %d runs, the slowest closed %s after its start; most runs with a call in flight at once per slot: %v (limits %v); repeats of a succeeded call per slot: %v (beside another run: %v)",
+		queued, seen, limited, slowest.Round(time.Millisecond), sc.Most, sc.Limits, sc.Repeats, sc.RepeatsBeside))
 	for _, slot := range sortedKeys(sc.Most) {
 		if sc.Most[slot] > sc.Limits[slot] {
 			res.Problems = append(res.Problems, fmt.Sprintf("slot %s: %d runs had a call in flight at once at the ledger, the limit is %d: %s",
