@@ -44,7 +44,10 @@
 //     runs of a key than the limit calling the ledger at once (calls of
 //     one run count once; repeats of a call that succeeded are
 //     duplicates, counted apart), and once all closed the key's entry in
-//     the slots bucket holds no run;
+//     the slots bucket holds no run; nor, counted alike, runs of a
+//     definition whose step has concurrency { key, limit };
+//   - the calls of runs whose step has a rate_limit fit the limit once each
+//     is charged to the second it arrived in or the one before;
 //   - runs started while their definition was paused called nothing for
 //     a while and were recorded, and completed after the resume.
 package chaos

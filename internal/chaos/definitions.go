@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
@@ -429,16 +430,16 @@ output:
   charged: "${ steps.charge.output.body.key }"
   receipt: "${ input.signal ? steps.receipt.output : null }"
   after: "${ steps.after.output.body.echo.charged }"
-`, `
-name: chaos-queued
-concurrency: { key: "${ input.k }", limit: ` + strconv.Itoa(slotLimit) + ` }
+`, keyedDefinition("queued", slotLimit, false), keyedDefinition("limited", limitedLimit, true), `
+name: chaos-ratelimited
 retry: ` + retryPolicy + `
 steps:
   - id: call
     task: http
     timeout: 30s
-    input: { method: POST, url: "${ input.url + '?slot=' + input.k }", body: { n: "${ input.n }", k: "${ input.k }" } }
-output: { key: "${ steps.call.output.body.key }", k: "${ steps.call.output.body.echo.k }" }
+    rate_limit: { limit: ` + strconv.Itoa(rateLimit) + `, per: ` + ratePer.String() + ` }
+    input: { method: POST, url: "${ input.url + '?rate=ratelimited' }", body: { n: "${ input.n }" } }
+output: { key: "${ steps.call.output.body.key }", n: "${ steps.call.output.body.echo.n }" }
 `, `
 name: chaos-paused
 retry: ` + retryPolicy + `
@@ -448,6 +449,28 @@ output:
   second: "${ steps.second.output.body.key }"
   prev: "${ steps.second.output.body.echo.prev }"
 `}
+
+// keyedDefinition is the definition of the queued (step false) or limited
+// shape: concurrency { key: input.k, limit } on the definition or on its
+// one http step, which calls the ledger with the shape's name and the key
+// as its slot, and the limit.
+func keyedDefinition(shape string, limit int, step bool) string {
+	flow := `concurrency: { key: "${ input.k }", limit: ` + strconv.Itoa(limit) + ` }`
+	top, inStep := "\n"+flow, ""
+	if step {
+		top, inStep = "", "\n    "+flow
+	}
+	return `
+name: chaos-` + shape + top + `
+retry: ` + retryPolicy + `
+steps:
+  - id: call
+    task: http
+    timeout: 30s` + inStep + `
+    input: { method: POST, url: "${ input.url + '?slot=` + shape + `-' + input.k + '&limit=` + strconv.Itoa(limit) + `' }", body: { n: "${ input.n }", k: "${ input.k }" } }
+output: { key: "${ steps.call.output.body.key }", k: "${ steps.call.output.body.echo.k }" }
+`
+}
 
 // suspendStep is the step of the chaos-suspended definition that is
 // suspended when its suspendAttempts attempts fail (its max_attempts).
@@ -525,19 +548,23 @@ const (
 	shapeSuspended
 	shapeQueued
 	shapePaused
+	shapeLimited
+	shapeRatelimited
 	shapeTrigger
 	shapeCron
 	numShapes
 )
 
 var shapeNames = [numShapes]string{"seq", "fanout", "wait", "child", "branches", "each", "control", "waits",
-	"cancel", "redrive", "sharedsignal", "redrivecaught", "retention", "searched", "suspended", "queued", "paused", "trigger", "cron"}
+	"cancel", "redrive", "sharedsignal", "redrivecaught", "retention", "searched", "suspended", "queued", "paused",
+	"limited", "ratelimited", "trigger", "cron"}
 
 // shapeCycle is the order in which the harness starts its shapes: the
 // first three, the original workload, keep about half of the workflows.
 var shapeCycle = []int{shapeSeq, shapeFanout, shapeWait, shapeChild, shapeBranches, shapeEach,
 	shapeSeq, shapeFanout, shapeWait, shapeControl, shapeWaits, shapeCancel, shapeRedrive, shapeSharedSignal,
-	shapeRedriveCaught, shapeRetention, shapeSearched, shapeSuspended, shapeQueued, shapePaused}
+	shapeRedriveCaught, shapeRetention, shapeSearched, shapeSuspended, shapeQueued, shapePaused,
+	shapeLimited, shapeRatelimited}
 
 // ParseShapes returns the shapes named in a comma-separated list; "" and
 // "all" name every shape.
@@ -772,6 +799,10 @@ func newPlan(i, k, shape int, ledgerURL string) *plan {
 		planQueued(p, k)
 	case shapePaused:
 		planPaused(p)
+	case shapeLimited:
+		planLimited(p, k)
+	case shapeRatelimited:
+		planRatelimited(p)
 	}
 	if p.effects == nil && p.want.status == "COMPLETED" {
 		p.effects = p.httpPaths
@@ -1102,16 +1133,51 @@ const queuedRuns = 4
 // with its key, which the ledger holds a while: beyond the limit they
 // queue, and every one completes.
 func planQueued(p *plan, k int) {
-	queued := func(q *plan, j int) {
-		key := queuedKeys[(k+j)%len(queuedKeys)]
-		q.variant, q.input["n"], q.input["k"] = "key-"+key, q.index, key
+	p.runs(queuedRuns, func(q *plan, j int) { planKeyed(q, queuedKeys[(k+j)%len(queuedKeys)]) })
+}
+
+// planKeyed plans a run of the queued or limited definition with key: its
+// one call, answered with its key and echoing it.
+func planKeyed(q *plan, key string) {
+	q.variant, q.input["n"], q.input["k"] = "key-"+key, q.index, key
+	q.httpPaths, q.effects = []string{"call"}, []string{"call"}
+	q.want = completed(map[string]any{"key": q.key("call"), "k": key})
+}
+
+// limitedLimit is the concurrency limit of the limited definition's step,
+// and limitedRuns the runs its driver starts at once, alternating
+// queuedKeys: more of a key than the limit.
+const (
+	limitedLimit = 2
+	limitedRuns  = 6
+)
+
+// planLimited: runs of a definition whose http step has concurrency {
+// key, limit: limitedLimit }, started at once over two keys, each calling
+// the ledger with its key, which the ledger holds a while: beyond the
+// limit the attempts wait for a slot, and every run completes.
+func planLimited(p *plan, k int) {
+	p.runs(limitedRuns, func(q *plan, j int) { planKeyed(q, queuedKeys[(k+j)%len(queuedKeys)]) })
+}
+
+// rateLimit and ratePer are the rate limit of the ratelimited
+// definition's step; ratedRuns is the runs its driver starts at once:
+// attempts for three periods and more.
+const (
+	rateLimit = 5
+	ratePer   = time.Second
+	ratedRuns = 15
+)
+
+// planRatelimited: runs of a definition whose http step has rate_limit {
+// limit: rateLimit, per: ratePer } (one key), started at once; the ledger
+// records the time of their calls.
+func planRatelimited(p *plan) {
+	p.runs(ratedRuns, func(q *plan, _ int) {
+		q.input["n"] = q.index
 		q.httpPaths, q.effects = []string{"call"}, []string{"call"}
-		q.want = completed(map[string]any{"key": q.key("call"), "k": key})
-	}
-	queued(p, 0)
-	for j := 1; j < queuedRuns; j++ {
-		queued(p.sibling(j), j)
-	}
+		q.want = completed(map[string]any{"key": q.key("call"), "n": q.index})
+	})
 }
 
 // pausedRuns is the number of runs the paused shape's driver starts while
@@ -1122,14 +1188,19 @@ const pausedRuns = 3
 // call nothing until the harness resumes it, and then complete.
 func planPaused(p *plan) {
 	p.paused = true
-	paused := func(q *plan) {
+	p.runs(pausedRuns, func(q *plan, _ int) {
 		q.input["n"] = q.index
 		q.httpPaths, q.effects = []string{"first", "second"}, []string{"first", "second"}
 		q.want = completed(map[string]any{"first": q.key("first"), "second": q.key("second"), "prev": q.key("first")})
-	}
-	paused(p)
-	for j := 1; j < pausedRuns; j++ {
-		paused(p.sibling(j))
+	})
+}
+
+// runs plans p and n-1 siblings of it with each (given each's index, 0
+// for p).
+func (p *plan) runs(n int, each func(q *plan, j int)) {
+	each(p, 0)
+	for j := 1; j < n; j++ {
+		each(p.sibling(j), j)
 	}
 }
 

@@ -115,13 +115,16 @@ func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err 
 	return nil
 }
 
-// checkFlow checks the queued shape's runs once every workflow closed: no
-// more runs of a key had a call in flight at the ledger at once than the
-// limit, and each key's entry in the slots bucket holds no run (within
-// a grace for the follow-ups of the last closes). It notes what the
-// queued and paused shapes' runs saw.
+// checkFlow checks the runs of the flow control shapes once every
+// workflow closed. Queued and limited: no more runs of a key had a call in
+// flight at the ledger at once than the limit (the ledger's slots are the
+// shape's name and the key), and for queued each key's entry in the slots
+// bucket holds no run (within a grace for the follow-ups of the last
+// closes). Ratelimited: see checkRate. It notes what the runs of these
+// shapes and the paused one saw.
 func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
-	var queued, seen, paused int
+	var queued, seen, limited, rated, paused int
+	var slowest time.Duration // of the limited runs, from start to close
 	keys := map[string]bool{}
 	var down []string
 	for _, r := range runs {
@@ -130,6 +133,13 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 		case r.plan.shape == shapeQueued:
 			queued, seen = queued+1, seen+btoi(r.seenQueued)
 			keys[r.plan.input["k"].(string)] = true
+		case r.plan.shape == shapeLimited:
+			limited++
+			if f := r.final; f != nil && f.CreatedTime != nil && f.ClosedTime != nil {
+				slowest = max(slowest, f.ClosedTime.AsTime().Sub(f.CreatedTime.AsTime()))
+			}
+		case r.plan.shape == shapeRatelimited:
+			rated++
 		case r.plan.shape == shapePaused:
 			paused++
 			down = append(down, r.downWhilePaused...)
@@ -139,16 +149,19 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 		res.Notes = append(res.Notes, fmt.Sprintf("paused: %d runs started while their definition was paused; parts seen down during the pauses: %v",
 			paused, down))
 	}
-	if queued == 0 {
+	if rated > 0 {
+		h.checkRate(rated, res)
+	}
+	if queued+limited == 0 {
 		return
 	}
 	sc := h.ledger.Slots()
-	res.Notes = append(res.Notes, fmt.Sprintf("queued: %d runs, %d read QUEUED after their start; most runs with a call in flight at once per key: %v; repeats of a succeeded call per key: %v (beside another run: %v)",
-		queued, seen, sc.Most, sc.Repeats, sc.RepeatsBeside))
-	for _, key := range sortedKeys(sc.Most) {
-		if sc.Most[key] > slotLimit {
-			res.Problems = append(res.Problems, fmt.Sprintf("queued: %d runs of key %s had a call in flight at once at the ledger, the limit is %d: %s",
-				sc.Most[key], key, slotLimit, strings.Join(sc.Overlaps, "; ")))
+	res.Notes = append(res.Notes, fmt.Sprintf("queued: %d runs, %d read QUEUED after their start; limited: %d runs, the slowest closed %s after its start; most runs with a call in flight at once per slot: %v (limits %v); repeats of a succeeded call per slot: %v (beside another run: %v)",
+		queued, seen, limited, slowest.Round(time.Millisecond), sc.Most, sc.Limits, sc.Repeats, sc.RepeatsBeside))
+	for _, slot := range sortedKeys(sc.Most) {
+		if sc.Most[slot] > sc.Limits[slot] {
+			res.Problems = append(res.Problems, fmt.Sprintf("slot %s: %d runs had a call in flight at once at the ledger, the limit is %d: %s",
+				slot, sc.Most[slot], sc.Limits[slot], strings.Join(sc.Overlaps, "; ")))
 		}
 	}
 	for _, key := range sortedKeys(keys) {
@@ -183,4 +196,76 @@ func (h *Harness) slotsLeft(ctx context.Context, key string) string {
 		return ""
 	}
 	return last
+}
+
+// checkRate checks the calls of the ratelimited shape's n runs at the
+// ledger against the step's rate limit: each call must be charged to a
+// period (a wall-clock second) with none charged more than rateLimit
+// calls. Every call is counted, not only the first of its key: each
+// attempt, a retry after a 503 or one run again after its executor died,
+// takes its own token before its handler calls (the http task makes one
+// request per attempt). A call is charged to the second it arrived in or
+// to the one before (see overRate): the token's period is read on
+// the executor's clock before the revision-checked update of the flow
+// bucket (tried again on conflict, and slowed by a NATS node's kill), the
+// handler's start and the request, so a call that arrives early in a
+// second may carry a token of the second before. That is the tolerance:
+// up to twice the limit in one second after a second that used less, but
+// over any k seconds in a row at most rateLimit*(k+1) calls; the
+// driver's ratedRuns runs at once ask for over three periods' tokens, so
+// a limit kept per executor (as many tokens per period on each) is caught.
+func (h *Harness) checkRate(n int, res *Result) {
+	calls := h.ledger.Rated("ratelimited")
+	perSecond, firsts := map[int64]int{}, map[int64]int{}
+	for _, c := range calls {
+		perSecond[c.At.Unix()]++
+		firsts[c.At.Unix()] += btoi(c.First)
+	}
+	excess := overRate(calls, rateLimit, ratePer)
+	res.Notes = append(res.Notes, fmt.Sprintf("ratelimited: %d runs, %d calls over %d seconds; most calls in a second %d (first calls of their key %d), %d seconds with %d calls or more; calls beyond %d a second once each is charged to its second or the one before: %d",
+		n, len(calls), len(perSecond), maxValue(perSecond), maxValue(firsts), atLeast(perSecond, rateLimit), rateLimit, rateLimit, len(excess)))
+	if len(excess) > 0 {
+		res.Problems = append(res.Problems, fmt.Sprintf("ratelimited: %d calls beyond %d a second even charged to the second before theirs, first at %s; calls a second: %v",
+			len(excess), rateLimit, excess[0].Format("15:04:05.000"), perSecond))
+	}
+}
+
+// overRate charges each call, in the order they arrived, to the period
+// (of length per) before the one it arrived in or, when that one has
+// limit calls already, to its own, and returns the arrival times of the
+// calls that fit in neither. Charging the earlier period first fits as
+// many calls as any charging can.
+func overRate(calls []RatedCall, limit int, per time.Duration) []time.Time {
+	charged := map[int64]int{}
+	var over []time.Time
+	for _, c := range calls {
+		p := c.At.UnixNano() / int64(per)
+		switch {
+		case charged[p-1] < limit:
+			charged[p-1]++
+		case charged[p] < limit:
+			charged[p]++
+		default:
+			over = append(over, c.At)
+		}
+	}
+	return over
+}
+
+// maxValue is the largest value of m (0 when empty).
+func maxValue[K comparable](m map[K]int) int {
+	most := 0
+	for _, v := range m {
+		most = max(most, v)
+	}
+	return most
+}
+
+// atLeast counts the values of m of n or more.
+func atLeast[K comparable](m map[K]int, n int) int {
+	c := 0
+	for _, v := range m {
+		c += btoi(v >= n)
+	}
+	return c
 }

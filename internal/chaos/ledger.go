@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,8 +22,10 @@ import (
 // of the seed, the key and n, so a run's failures do not depend on the
 // order in which calls happen to arrive. Keys can also be refused on
 // purpose (Refuse) until they are released. A call whose URL has a slot
-// query parameter (a run's concurrency key) is held for slotHold and
-// counted, while in flight, among the calls of its slot (see Slots).
+// query parameter (a concurrency key, with its limit as the limit
+// parameter, slotLimit without) is held for slotHold and counted, while in
+// flight, among the calls of its slot (see Slots). The time of a call whose
+// URL has a rate parameter is recorded under it (see Rated).
 type Ledger struct {
 	seed     int64
 	failRate float64
@@ -39,12 +42,22 @@ type Ledger struct {
 	// flight; slots is what Slots returns.
 	inFlight map[string]map[string]int
 	slots    SlotCounts
+	rated    map[string][]RatedCall
+}
+
+// RatedCall is a call the ledger recorded the time of.
+type RatedCall struct {
+	// At is when the call arrived.
+	At time.Time
+	// First is set on the first call of its idempotency key.
+	First bool
 }
 
 // SlotCounts is what the ledger saw of the calls with a slot.
 type SlotCounts struct {
-	// Most is, per slot, the most runs that had a call in flight at once.
-	Most map[string]int
+	// Most is, per slot, the most runs that had a call in flight at once,
+	// and Limits the limit of each slot.
+	Most, Limits map[string]int
 	// Repeats counts, per slot, the calls of a key that had succeeded
 	// before: a handler that finished run again by at-least-once
 	// delivery, whose effect the key absorbs. They are not counted in
@@ -52,14 +65,16 @@ type SlotCounts struct {
 	// slot. RepeatsBeside counts those that came while another run of
 	// the slot had a call in flight.
 	Repeats, RepeatsBeside map[string]int
-	// Overlaps name the runs seen in flight together beyond slotLimit.
+	// Overlaps name the runs seen in flight together beyond their slot's
+	// limit.
 	Overlaps []string
 }
 
 // slotHold is how long the ledger holds a call of a slot, so that runs
 // of one concurrency key would overlap at the ledger were they let run
-// beside each other. slotLimit is the most runs of one slot that may
-// have a call in flight at once (the definition's concurrency limit).
+// beside each other. slotLimit is the most runs of a slot that may have a
+// call in flight at once when the call names no limit (the queued
+// definition's concurrency limit).
 const (
 	slotHold  = 300 * time.Millisecond
 	slotLimit = 1
@@ -92,7 +107,8 @@ func StartLedger(seed int64, failRate, slowRate float64, slow time.Duration) (*L
 		return nil, err
 	}
 	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}, refused: map[string]int{},
-		inFlight: map[string]map[string]int{}, slots: SlotCounts{Most: map[string]int{}, Repeats: map[string]int{}, RepeatsBeside: map[string]int{}}}
+		inFlight: map[string]map[string]int{}, rated: map[string][]RatedCall{},
+		slots: SlotCounts{Most: map[string]int{}, Limits: map[string]int{}, Repeats: map[string]int{}, RepeatsBeside: map[string]int{}}}
 	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = l.srv.Serve(ln) }()
 	return l, nil
@@ -151,6 +167,9 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	kc.Calls++
 	n, repeat := kc.Calls, kc.OK > 0
+	if rate := r.URL.Query().Get("rate"); rate != "" {
+		l.rated[rate] = append(l.rated[rate], RatedCall{At: time.Now(), First: n == 1})
+	}
 	refused := l.refused[key]
 	fail := refused == 0 && l.roll('f', key, n) < l.failRate
 	switch {
@@ -166,7 +185,11 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if slot := r.URL.Query().Get("slot"); slot != "" {
-		defer l.enter(slot, key, repeat)()
+		limit, err := strconv.Atoi(r.URL.Query().Get("limit"))
+		if err != nil {
+			limit = slotLimit
+		}
+		defer l.enter(slot, limit, key, repeat)()
 		select {
 		case <-time.After(slotHold):
 		case <-r.Context().Done():
@@ -195,13 +218,13 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
-// enter counts a call of key in flight in slot, by the run the key
+// enter counts a call of key in flight in slot (of limit), by the run the key
 // belongs to (the workflow id before its last "/"), and returns the
 // function that counts it out. Calls of one run count once: an attempt
 // run again by at-least-once delivery beside its own lost call holds the
 // run's slot, not another. A repeat of a call that succeeded is counted
 // apart (see SlotCounts).
-func (l *Ledger) enter(slot, key string, repeat bool) func() {
+func (l *Ledger) enter(slot string, limit int, key string, repeat bool) func() {
 	run := key
 	if i := strings.LastIndexByte(key, '/'); i >= 0 {
 		run = key[:i]
@@ -209,6 +232,7 @@ func (l *Ledger) enter(slot, key string, repeat bool) func() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	runs := l.inFlight[slot]
+	l.slots.Limits[slot] = limit
 	if repeat {
 		l.slots.Repeats[slot]++
 		if len(runs) > 0 && (len(runs) > 1 || runs[run] == 0) {
@@ -222,7 +246,7 @@ func (l *Ledger) enter(slot, key string, repeat bool) func() {
 	}
 	runs[run]++
 	l.slots.Most[slot] = max(l.slots.Most[slot], len(runs))
-	if len(runs) > slotLimit && len(l.slots.Overlaps) < 20 {
+	if len(runs) > limit && len(l.slots.Overlaps) < 20 {
 		l.slots.Overlaps = append(l.slots.Overlaps, fmt.Sprintf("slot %s: %s", slot, strings.Join(sortedKeys(runs), ", ")))
 	}
 	return func() {
@@ -238,8 +262,15 @@ func (l *Ledger) enter(slot, key string, repeat bool) func() {
 func (l *Ledger) Slots() SlotCounts {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return SlotCounts{Most: maps.Clone(l.slots.Most), Repeats: maps.Clone(l.slots.Repeats),
+	return SlotCounts{Most: maps.Clone(l.slots.Most), Limits: maps.Clone(l.slots.Limits), Repeats: maps.Clone(l.slots.Repeats),
 		RepeatsBeside: maps.Clone(l.slots.RepeatsBeside), Overlaps: slices.Clone(l.slots.Overlaps)}
+}
+
+// Rated returns the calls recorded under rate, in the order they arrived.
+func (l *Ledger) Rated(rate string) []RatedCall {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.rated[rate])
 }
 
 // Snapshot returns a copy of the counts per key.

@@ -66,4 +66,31 @@ func TestLedgerSlotCountsRuns(t *testing.T) {
 	if kc := l.Snapshot()["run-1/call"]; kc.Calls != 3 || kc.OK != 3 {
 		t.Errorf("run-1/call: %+v", kc)
 	}
+	calls("c&limit=2", "run-7/call", "run-8/call")
+	if sc := l.Slots(); sc.Most["c"] != 2 || sc.Limits["c"] != 2 || sc.Limits["b"] != slotLimit || len(sc.Overlaps) != 1 {
+		t.Errorf("slot c of limit 2: most %v, limits %v, overlaps %q", sc.Most, sc.Limits, sc.Overlaps)
+	}
+}
+
+// The ledger records the time of each call with a rate, and which was
+// the first of its key.
+func TestLedgerRated(t *testing.T) {
+	l, err := StartLedger(1, 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, key := range []string{"run-1/call", "run-1/call", "run-2/call"} {
+		req, _ := http.NewRequest(http.MethodPost, l.URL()+"?rate=r", strings.NewReader(`{}`))
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	rc := l.Rated("r")
+	if len(rc) != 3 || !rc[0].First || rc[1].First || !rc[2].First || rc[1].At.Before(rc[0].At) || len(l.Rated("other")) != 0 {
+		t.Errorf("rated calls: %+v", rc)
+	}
 }
