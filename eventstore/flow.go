@@ -70,7 +70,7 @@ func updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v any, reset
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isConflict(err) {
 			return fmt.Errorf("eventstore: write %s: %w", k, err)
 		}
 		if ctx.Err() != nil {
@@ -140,9 +140,16 @@ type rateCount struct {
 func (s *Store) TakeToken(ctx context.Context, scope, key string, limit int, per time.Duration, now time.Time) (bool, time.Duration, error) {
 	var rc rateCount
 	var ok bool
-	period := now.UnixNano() / int64(per)
-	err := s.updateFlow(ctx, flowKey("r", scope, key), &rc, func() { rc, ok = rateCount{}, false }, func() bool {
-		if rc.Period != period {
+	now0 := now.UnixNano() / int64(per)
+	period := now0
+	err := s.updateFlow(ctx, flowKey("r", scope, key), &rc, func() { rc, ok, period = rateCount{}, false, now0 }, func() bool {
+		switch {
+		case rc.Period > period:
+			// Another taker is in a later period already (this one's update
+			// was slow, or its clock is behind): count in that one, never
+			// start it again from zero.
+			period = rc.Period
+		case rc.Period < period:
 			rc = rateCount{Period: period}
 		}
 		if rc.Count >= limit {
@@ -152,5 +159,5 @@ func (s *Store) TakeToken(ctx context.Context, scope, key string, limit int, per
 		ok = true
 		return true
 	})
-	return ok, time.Duration((period+1)*int64(per) - now.UnixNano()), err
+	return ok, max(time.Duration((period+1)*int64(per)-now.UnixNano()), 0), err
 }

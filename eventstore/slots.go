@@ -120,10 +120,3 @@ func (s *Store) UpdateSlots(ctx context.Context, def, key string, limit int, cha
 	}
 	return next, took, nil
 }
-
-// isWrongSequence reports whether err is a KV update's revision check
-// failing: another writer came first.
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
-}

@@ -444,13 +444,30 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 				min(wait, 250*time.Millisecond))
 		}
 		release = func() {
-			// Given back on a context of its own: a stopping worker's attempt
-			// was settled before this runs, or its lease ends.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if err := w.store.ReleaseSlot(rctx, f.Scope, f.ConcurrencyKey, holder); err != nil {
-				log().Warn("could not give a concurrency slot back; it is freed when its lease ends", "err", err)
-			}
+			// Given back, and tried again for a while in the background
+			// across a NATS election, while the worker runs (a worker made
+			// to stop at once leaves it to the lease, and the same attempt
+			// delivered again takes its own slot back).
+			w.running.Go(func() {
+				deadline := time.Now().Add(lease)
+				for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					err := w.store.ReleaseSlot(cctx, f.Scope, f.ConcurrencyKey, holder)
+					cancel()
+					if err == nil || ctx.Err() != nil {
+						return
+					}
+					if time.Now().Add(wait).After(deadline) {
+						log().Warn("could not give a concurrency slot back; it is freed when its lease ends", "err", err)
+						return
+					}
+					select {
+					case <-time.After(wait):
+					case <-ctx.Done():
+						return
+					}
+				}
+			})
 		}
 	}
 	if f.RateLimit > 0 {
