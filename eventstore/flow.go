@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -113,6 +114,33 @@ func (s *Store) AcquireSlot(ctx context.Context, scope, key string, limit int, h
 		return true
 	})
 	return ok, wait, err
+}
+
+// SlotHolders returns the attempts that hold a concurrency slot of scope's
+// key at now (their leases not ended).
+func (s *Store) SlotHolders(ctx context.Context, scope, key string, now time.Time) ([]string, error) {
+	if s.flow == nil {
+		return nil, nil
+	}
+	e, err := s.flow.Get(ctx, flowKey("c", scope, key))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("eventstore: read the slots of %s: %w", scope, err)
+	}
+	var held map[string]int64
+	if err := msgpack.Unmarshal(e.Value(), &held); err != nil {
+		return nil, fmt.Errorf("eventstore: slots of %s: %w", scope, err)
+	}
+	var out []string
+	for h, end := range held {
+		if end > now.UnixNano() {
+			out = append(out, h)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // ReleaseSlot gives holder's concurrency slot of scope's key back.

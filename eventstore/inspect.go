@@ -17,8 +17,8 @@ import (
 
 // OpenExisting attaches to the streams and buckets a Weft set up on nc,
 // creating and changing nothing. The store serves reads of histories,
-// snapshots, the index, definitions, pauses, slots, timers and step
-// command queues.
+// snapshots, the index, definitions, pauses, slots and flow counts,
+// timers and step command queues.
 //
 // Errors: ErrNotFound (wrapped) when NATS holds no Weft streams.
 func OpenExisting(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
@@ -60,6 +60,9 @@ func OpenExisting(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error
 	}
 	if s.slots, err = js.KeyValue(ctx, SlotsBucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("eventstore: bucket %s: %w", SlotsBucket, err)
+	}
+	if s.flow, err = js.KeyValue(ctx, FlowBucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("eventstore: bucket %s: %w", FlowBucket, err)
 	}
 	return s, nil
 }

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/weftworks/weft/eventstore"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
 
@@ -125,7 +126,7 @@ func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err 
 func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 	var queued, seen, limited, rated, paused int
 	var slowest time.Duration // of the limited runs, from start to close
-	keys := map[string]bool{}
+	keys, limitedKeys := map[string]bool{}, map[string]bool{}
 	var down []string
 	for _, r := range runs {
 		switch {
@@ -135,6 +136,7 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 			keys[r.plan.input["k"].(string)] = true
 		case r.plan.shape == shapeLimited:
 			limited++
+			limitedKeys[r.plan.input["k"].(string)] = true
 			if f := r.final; f != nil && f.CreatedTime != nil && f.ClosedTime != nil {
 				slowest = max(slowest, f.ClosedTime.AsTime().Sub(f.CreatedTime.AsTime()))
 			}
@@ -165,16 +167,29 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 		}
 	}
 	for _, key := range sortedKeys(keys) {
-		if left := h.slotsLeft(ctx, key); left != "" {
+		if left := h.slotsLeft(ctx, func(store *eventstore.Store) (bool, string, error) {
+			s, err := store.ReadSlots(ctx, "chaos-queued", key)
+			return len(s.Holders) == 0 && len(s.Queue) == 0, fmt.Sprintf("held by %v, queued %v", s.Holders, s.Queue), err
+		}); left != "" {
 			res.Problems = append(res.Problems, fmt.Sprintf("queued: the slots of key %s after every run closed: %s", key, left))
+		}
+	}
+	// A step's slot is given back after its attempt; one whose release
+	// failed is given back again: none may be held once every run closed.
+	for _, key := range sortedKeys(limitedKeys) {
+		if left := h.slotsLeft(ctx, func(store *eventstore.Store) (bool, string, error) {
+			held, err := store.SlotHolders(ctx, "chaos-limited/call", key, time.Now())
+			return len(held) == 0, fmt.Sprintf("held by %v", held), err
+		}); left != "" {
+			res.Problems = append(res.Problems, fmt.Sprintf("limited: the step's slots of key %s after every run closed: %s", key, left))
 		}
 	}
 }
 
-// slotsLeft polls the chaos-queued definition's entry of key in the
-// slots bucket until it holds no run, and returns "", or, when 30s pass
-// first, what it held last.
-func (h *Harness) slotsLeft(ctx context.Context, key string) string {
+// slotsLeft polls empty (which says whether the slots it reads hold no
+// run, and what they hold) until they do, and returns "", or, when 30s
+// pass first, what they held last.
+func (h *Harness) slotsLeft(ctx context.Context, empty func(*eventstore.Store) (bool, string, error)) string {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	nc, store, err := h.openStore(ctx)
@@ -184,13 +199,13 @@ func (h *Harness) slotsLeft(ctx context.Context, key string) string {
 	defer nc.Close()
 	last := "not read"
 	err = poll(ctx, 500*time.Millisecond, func() (bool, error) {
-		s, err := store.ReadSlots(ctx, "chaos-queued", key)
+		ok, what, err := empty(store)
 		if err != nil {
 			last = "read: " + err.Error()
 			return false, err
 		}
-		last = fmt.Sprintf("held by %v, queued %v", s.Holders, s.Queue)
-		return len(s.Holders) == 0 && len(s.Queue) == 0, nil
+		last = what
+		return ok, nil
 	})
 	if err == nil {
 		return ""
