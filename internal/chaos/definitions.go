@@ -437,8 +437,8 @@ steps:
   - id: call
     task: http
     timeout: 30s
-    rate_limit: { limit: ` + strconv.Itoa(rateLimit) + `, per: ` + ratePer.String() + ` }
-    input: { method: POST, url: "${ input.url + '?rate=ratelimited' }", body: { n: "${ input.n }" } }
+    rate_limit: { key: "${ input.k }", limit: ` + strconv.Itoa(rateLimit) + `, per: ` + ratePer.String() + ` }
+    input: { method: POST, url: "${ input.url + '?rate=ratelimited-' + input.k }", body: { n: "${ input.n }" } }
 output: { key: "${ steps.call.output.body.key }", n: "${ steps.call.output.body.echo.n }" }
 `, `
 name: chaos-paused
@@ -802,7 +802,7 @@ func newPlan(i, k, shape int, ledgerURL string) *plan {
 	case shapeLimited:
 		planLimited(p, k)
 	case shapeRatelimited:
-		planRatelimited(p)
+		planRatelimited(p, k)
 	}
 	if p.effects == nil && p.want.status == "COMPLETED" {
 		p.effects = p.httpPaths
@@ -1133,7 +1133,14 @@ const queuedRuns = 4
 // with its key, which the ledger holds a while: beyond the limit they
 // queue, and every one completes.
 func planQueued(p *plan, k int) {
-	p.runs(queuedRuns, func(q *plan, j int) { planKeyed(q, queuedKeys[(k+j)%len(queuedKeys)]) })
+	p.runs(queuedRuns, func(q *plan, j int) { planKeyed(q, planKey(k, j)) })
+}
+
+// planKey is the concurrency key of the j-th run of the k-th plan of a
+// keyed shape: the plan's own keys, alternating queuedKeys, so that a
+// long run's plans do not all wait for the same few slots.
+func planKey(k, j int) string {
+	return queuedKeys[(k+j)%len(queuedKeys)] + strconv.Itoa(k)
 }
 
 // planKeyed plans a run of the queued or limited definition with key: its
@@ -1157,7 +1164,7 @@ const (
 // the ledger with its key, which the ledger holds a while: beyond the
 // limit the attempts wait for a slot, and every run completes.
 func planLimited(p *plan, k int) {
-	p.runs(limitedRuns, func(q *plan, j int) { planKeyed(q, queuedKeys[(k+j)%len(queuedKeys)]) })
+	p.runs(limitedRuns, func(q *plan, j int) { planKeyed(q, planKey(k, j)) })
 }
 
 // rateLimit and ratePer are the rate limit of the ratelimited
@@ -1172,9 +1179,9 @@ const (
 // planRatelimited: runs of a definition whose http step has rate_limit {
 // limit: rateLimit, per: ratePer } (one key), started at once; the ledger
 // records the time of their calls.
-func planRatelimited(p *plan) {
+func planRatelimited(p *plan, k int) {
 	p.runs(ratedRuns, func(q *plan, _ int) {
-		q.input["n"] = q.index
+		q.input["n"], q.input["k"] = q.index, strconv.Itoa(k)
 		q.httpPaths, q.effects = []string{"call"}, []string{"call"}
 		q.want = completed(map[string]any{"key": q.key("call"), "n": q.index})
 	})

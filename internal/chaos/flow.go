@@ -126,7 +126,7 @@ func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err 
 func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 	var queued, seen, limited, rated, paused int
 	var slowest time.Duration // of the limited runs, from start to close
-	keys, limitedKeys := map[string]bool{}, map[string]bool{}
+	keys, limitedKeys, ratedKeys := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	var down []string
 	for _, r := range runs {
 		switch {
@@ -142,6 +142,7 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 			}
 		case r.plan.shape == shapeRatelimited:
 			rated++
+			ratedKeys[r.plan.input["k"].(string)] = true
 		case r.plan.shape == shapePaused:
 			paused++
 			down = append(down, r.downWhilePaused...)
@@ -152,7 +153,7 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 			paused, down))
 	}
 	if rated > 0 {
-		h.checkRate(rated, res)
+		h.checkRate(rated, sortedKeys(ratedKeys), res)
 	}
 	if queued+limited == 0 {
 		return
@@ -213,7 +214,8 @@ func (h *Harness) slotsLeft(ctx context.Context, empty func(*eventstore.Store) (
 	return last
 }
 
-// checkRate checks the calls of the ratelimited shape's n runs at the
+// checkRate checks the calls of the ratelimited shape's n runs (each
+// plan's runs under a key of their own, keys) at the
 // ledger against the step's rate limit: each call must be charged to a
 // period (a wall-clock second) with none charged more than rateLimit
 // calls. Every call is counted, not only the first of its key: each
@@ -229,20 +231,29 @@ func (h *Harness) slotsLeft(ctx context.Context, empty func(*eventstore.Store) (
 // over any k seconds in a row at most rateLimit*(k+1) calls; the
 // driver's ratedRuns runs at once ask for over three periods' tokens, so
 // a limit kept per executor (as many tokens per period on each) is caught.
-func (h *Harness) checkRate(n int, res *Result) {
-	calls := h.ledger.Rated("ratelimited")
+func (h *Harness) checkRate(n int, keys []string, res *Result) {
 	perSecond, firsts := map[int64]int{}, map[int64]int{}
-	for _, c := range calls {
-		perSecond[c.At.Unix()]++
-		firsts[c.At.Unix()] += btoi(c.First)
+	most, mostFirsts, full, total, seconds, over := 0, 0, 0, 0, 0, 0
+	for _, key := range keys {
+		calls := h.ledger.Rated("ratelimited-" + key)
+		clear(perSecond)
+		clear(firsts)
+		for _, c := range calls {
+			perSecond[c.At.Unix()]++
+			firsts[c.At.Unix()] += btoi(c.First)
+		}
+		total, seconds = total+len(calls), seconds+len(perSecond)
+		most, mostFirsts = max(most, maxValue(perSecond)), max(mostFirsts, maxValue(firsts))
+		full += atLeast(perSecond, rateLimit)
+		excess := overRate(calls, rateLimit, ratePer)
+		over += len(excess)
+		if len(excess) > 0 {
+			res.Problems = append(res.Problems, fmt.Sprintf("ratelimited: key %s: %d calls beyond %d a second even charged to the second before theirs, first at %s; calls a second: %v",
+				key, len(excess), rateLimit, excess[0].Format("15:04:05.000"), perSecond))
+		}
 	}
-	excess := overRate(calls, rateLimit, ratePer)
-	res.Notes = append(res.Notes, fmt.Sprintf("ratelimited: %d runs, %d calls over %d seconds; most calls in a second %d (first calls of their key %d), %d seconds with %d calls or more; calls beyond %d a second once each is charged to its second or the one before: %d",
-		n, len(calls), len(perSecond), maxValue(perSecond), maxValue(firsts), atLeast(perSecond, rateLimit), rateLimit, rateLimit, len(excess)))
-	if len(excess) > 0 {
-		res.Problems = append(res.Problems, fmt.Sprintf("ratelimited: %d calls beyond %d a second even charged to the second before theirs, first at %s; calls a second: %v",
-			len(excess), rateLimit, excess[0].Format("15:04:05.000"), perSecond))
-	}
+	res.Notes = append(res.Notes, fmt.Sprintf("ratelimited: %d runs over %d keys, %d calls over %d key-seconds; most calls of a key in a second %d (first calls of their idempotency key %d), %d key-seconds with %d calls or more; calls beyond %d a second once each is charged to its second or the one before: %d",
+		n, len(keys), total, seconds, most, mostFirsts, full, rateLimit, rateLimit, over))
 }
 
 // overRate charges each call, in the order they arrived, to the period
