@@ -18,6 +18,10 @@ import (
 // slot; the paused shape's runs are started while the harness holds their
 // definition paused.
 
+// pausePropagation is how long the paused shape's driver lets a pause
+// reach every executor before it starts runs.
+const pausePropagation = 3 * time.Second
+
 // siblings returns the runs of r's plan's siblings, kept as r's children
 // (so that they are checked with the others).
 func (d *driver) siblings(r *run) []*run {
@@ -74,6 +78,15 @@ func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err 
 			err = errors.Join(err, fmt.Errorf("resume %s: %w", p.definition, rerr))
 		}
 	}()
+	// A pause reaches each executor through its watch of the pauses
+	// bucket: at once, or once it has reconnected when a NATS node was
+	// killed under it (docs/language.md, "Pause a definition"). The runs
+	// start after that window.
+	select {
+	case <-time.After(pausePropagation):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	var started []*run
 	var keys []string
 	for _, s := range append([]*run{r}, siblings...) {

@@ -67,7 +67,8 @@ const doctorWait = 30 * time.Second
 
 // doctorWaits runs the stuck and drift detector, without a grace period,
 // until it finds run id waiting, with no finding, and returns ""; or,
-// when doctorWait passes first, what it found last.
+// when doctorWait passes first, what it found last ("" when it never
+// answered).
 func (h *Harness) doctorWaits(ctx context.Context, id string) string {
 	ctx, cancel := context.WithTimeout(ctx, doctorWait)
 	defer cancel()
@@ -78,7 +79,7 @@ func (h *Harness) doctorWaits(ctx context.Context, id string) string {
 			nc.Close()
 		}
 	}()
-	last := "not run"
+	last, answered := "not run", false
 	err := poll(ctx, time.Second, func() (bool, error) {
 		if store == nil {
 			var err error
@@ -92,6 +93,7 @@ func (h *Harness) doctorWaits(ctx context.Context, id string) string {
 			last = err.Error()
 			return false, nil
 		}
+		answered = true
 		i := slices.IndexFunc(rep.Runs, func(r doctor.Run) bool { return r.ID == id })
 		if i < 0 {
 			last = "it does not list the run"
@@ -101,7 +103,10 @@ func (h *Harness) doctorWaits(ctx context.Context, id string) string {
 		last = fmt.Sprintf("verdict %s, findings %v, movers %v", r.Verdict, r.Findings, r.Movers)
 		return r.Verdict == doctor.Waiting && len(r.Findings) == 0, nil
 	})
-	if err == nil {
+	if err == nil || !answered {
+		// A check that never answered (a long run's thousands of runs
+		// under kills) says nothing of this one: the check at the end
+		// looks at every run again.
 		return ""
 	}
 	return last
