@@ -213,7 +213,10 @@ func (s *Store) replaceSummary(ctx context.Context, sum Summary) error {
 	for range 10 {
 		e, err := s.index.Get(ctx, sum.ID)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			_, err = s.index.Create(ctx, sum.ID, data)
+			// The create-only write found the subject taken, and now there
+			// is no entry: it was deleted with its run (retention), and a
+			// write that comes late must not bring it back.
+			return ErrSuperseded
 		} else if err == nil {
 			var old Summary
 			if msgpack.Unmarshal(e.Value(), &old) == nil && old.Seq >= sum.Seq {

@@ -56,6 +56,14 @@ func TestDeleteRun(t *testing.T) {
 	if _, err := s.GetSummary(ctx, "old"); !errors.Is(err, eventstore.ErrNotFound) {
 		t.Fatalf("index entry after DeleteRun: %v", err)
 	}
+	// A listing write that comes late (an orchestrator's queued write of
+	// the run's close) does not bring the deleted run's entry back.
+	if errs := s.PutSummaries(ctx, []eventstore.Summary{{ID: "old", Definition: "d", Revision: 1, Status: "completed", Seq: 99}}); !errors.Is(errs[0], eventstore.ErrSuperseded) {
+		t.Fatalf("a late index write after DeleteRun: %v", errs[0])
+	}
+	if _, err := s.GetSummary(ctx, "old"); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("index entry after a late write: %v", err)
+	}
 	// The other run is whole.
 	if msgs, err := s.ReadLive(ctx, "other", 0); err != nil || len(msgs) != 2 {
 		t.Fatalf("other run: %d records, %v", len(msgs), err)
