@@ -44,17 +44,9 @@ func flowKey(kind, scope, key string) string {
 func updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v any, reset func(), change func() bool) error {
 	for {
 		reset()
-		var rev uint64
-		e, err := kv.Get(ctx, k)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return fmt.Errorf("eventstore: read %s: %w", k, err)
-		default:
-			rev = e.Revision()
-			if err := msgpack.Unmarshal(e.Value(), v); err != nil {
-				return fmt.Errorf("eventstore: %s: %w", k, err)
-			}
+		rev, err := readKV(ctx, kv, k, v)
+		if err != nil {
+			return err
 		}
 		if !change() {
 			return nil
@@ -78,6 +70,22 @@ func updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v any, reset
 			return ctx.Err()
 		}
 	}
+}
+
+// readKV reads kv's entry k into v and returns its revision: 0, and v
+// untouched, when there is none.
+func readKV(ctx context.Context, kv jetstream.KeyValue, k string, v any) (uint64, error) {
+	e, err := kv.Get(ctx, k)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("eventstore: read %s: %w", k, err)
+	}
+	if err := msgpack.Unmarshal(e.Value(), v); err != nil {
+		return 0, fmt.Errorf("eventstore: %s: %w", k, err)
+	}
+	return e.Revision(), nil
 }
 
 // updateFlow is updateKV on the flow bucket.
@@ -122,16 +130,9 @@ func (s *Store) SlotHolders(ctx context.Context, scope, key string, now time.Tim
 	if s.flow == nil {
 		return nil, nil
 	}
-	e, err := s.flow.Get(ctx, flowKey("c", scope, key))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil, nil
-	case err != nil:
-		return nil, fmt.Errorf("eventstore: read the slots of %s: %w", scope, err)
-	}
 	var held map[string]int64
-	if err := msgpack.Unmarshal(e.Value(), &held); err != nil {
-		return nil, fmt.Errorf("eventstore: slots of %s: %w", scope, err)
+	if _, err := readKV(ctx, s.flow, flowKey("c", scope, key), &held); err != nil {
+		return nil, err
 	}
 	var out []string
 	for h, end := range held {

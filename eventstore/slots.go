@@ -3,14 +3,12 @@ package eventstore
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // SlotsBucket holds, per definition and concurrency key, the runs that
@@ -80,17 +78,8 @@ func (s *Store) ReadSlots(ctx context.Context, def, key string) (Slots, error) {
 	if s.slots == nil {
 		return cur, nil
 	}
-	e, err := s.slots.Get(ctx, slotKey(def, key))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return cur, nil
-	case err != nil:
-		return cur, fmt.Errorf("eventstore: read slots of %s: %w", def, err)
-	}
-	if err := msgpack.Unmarshal(e.Value(), &cur); err != nil {
-		return cur, fmt.Errorf("eventstore: slots of %s: %w", def, err)
-	}
-	return cur, nil
+	_, err := readKV(ctx, s.slots, slotKey(def, key), &cur)
+	return cur, err
 }
 
 // UpdateSlots changes the slots of definition def's key: change edits the
