@@ -41,10 +41,10 @@ func flowKey(kind, scope, key string) string {
 // updateKV reads kv's entry k into v (after reset, which clears what an
 // earlier try read), lets change edit it (returning whether to write), and
 // writes it if nobody wrote since; it tries again when somebody did.
-func updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v any, reset func(), change func() bool) error {
+func (s *Store) updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v any, reset func(), change func() bool) error {
 	for {
 		reset()
-		rev, err := readKV(ctx, kv, k, v)
+		rev, err := s.readKV(ctx, kv, k, v)
 		if err != nil {
 			return err
 		}
@@ -74,23 +74,23 @@ func updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v any, reset
 
 // readKV reads kv's entry k into v and returns its revision: 0, and v
 // untouched, when there is none.
-func readKV(ctx context.Context, kv jetstream.KeyValue, k string, v any) (uint64, error) {
-	e, err := kv.Get(ctx, k)
+func (s *Store) readKV(ctx context.Context, kv jetstream.KeyValue, k string, v any) (uint64, error) {
+	e, err := s.getKV(ctx, kv, k)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return 0, nil
 	case err != nil:
 		return 0, fmt.Errorf("eventstore: read %s: %w", k, err)
 	}
-	if err := msgpack.Unmarshal(e.Value(), v); err != nil {
+	if err := msgpack.Unmarshal(e.value, v); err != nil {
 		return 0, fmt.Errorf("eventstore: %s: %w", k, err)
 	}
-	return e.Revision(), nil
+	return e.rev, nil
 }
 
 // updateFlow is updateKV on the flow bucket.
 func (s *Store) updateFlow(ctx context.Context, k string, v any, reset func(), change func() bool) error {
-	return updateKV(ctx, s.flow, k, v, reset, change)
+	return s.updateKV(ctx, s.flow, k, v, reset, change)
 }
 
 // AcquireSlot takes one of limit concurrency slots of scope's key for
@@ -131,7 +131,7 @@ func (s *Store) SlotHolders(ctx context.Context, scope, key string, now time.Tim
 		return nil, nil
 	}
 	var held map[string]int64
-	if _, err := readKV(ctx, s.flow, flowKey("c", scope, key), &held); err != nil {
+	if _, err := s.readKV(ctx, s.flow, flowKey("c", scope, key), &held); err != nil {
 		return nil, err
 	}
 	var out []string

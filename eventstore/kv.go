@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,7 +78,7 @@ func (s *Store) PutDefinition(ctx context.Context, name, source, by string, now 
 }
 
 func (s *Store) getDef(ctx context.Context, key string) (DefinitionRecord, uint64, error) {
-	e, err := s.defs.Get(ctx, key)
+	e, err := s.getKV(ctx, s.defs, key)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return DefinitionRecord{}, 0, fmt.Errorf("definition %s: %w", key, ErrNotFound)
@@ -84,10 +86,71 @@ func (s *Store) getDef(ctx context.Context, key string) (DefinitionRecord, uint6
 		return DefinitionRecord{}, 0, fmt.Errorf("eventstore: get definition %s: %w", key, err)
 	}
 	var rec DefinitionRecord
-	if err := msgpack.Unmarshal(e.Value(), &rec); err != nil {
+	if err := msgpack.Unmarshal(e.value, &rec); err != nil {
 		return DefinitionRecord{}, 0, fmt.Errorf("eventstore: definition %s: %w", key, err)
 	}
-	return rec, e.Revision(), nil
+	return rec, e.rev, nil
+}
+
+// kvEntry is a bucket's entry as getKV reads it.
+type kvEntry struct {
+	value   []byte
+	rev     uint64
+	created time.Time
+}
+
+// getKV reads kv's entry k; the error is jetstream.ErrKeyNotFound when
+// there is none (or it was deleted).
+//
+// A bucket's gets are direct: any replica may answer, and one that is
+// still catching up (a restarted server) answers "not found" for what it
+// has not received yet. So an entry a replica calls missing is asked of
+// the leader of the bucket's stream (a message get, which only the leader
+// answers) before it is called missing. An entry found may still be
+// older than the newest: writers check revisions, so a stale read makes a
+// write conflict and try again.
+func (s *Store) getKV(ctx context.Context, kv jetstream.KeyValue, k string) (kvEntry, error) {
+	e, err := kv.Get(ctx, k)
+	switch {
+	case err == nil:
+		return kvEntry{value: e.Value(), rev: e.Revision(), created: e.Created()}, nil
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		return kvEntry{}, err
+	}
+	bucket := kv.Bucket()
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + k})
+	m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return kvEntry{}, err
+	}
+	var resp struct {
+		Message *struct {
+			Seq  uint64    `json:"seq"`
+			Hdrs []byte    `json:"hdrs"`
+			Data []byte    `json:"data"`
+			Time time.Time `json:"time"`
+		} `json:"message"`
+		Error *struct {
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return kvEntry{}, fmt.Errorf("read %s.%s: %w", bucket, k, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return kvEntry{}, jetstream.ErrKeyNotFound
+	case resp.Error != nil:
+		return kvEntry{}, fmt.Errorf("read %s.%s: %s (%d)", bucket, k, resp.Error.Description, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return kvEntry{}, fmt.Errorf("read %s.%s: empty answer", bucket, k)
+	}
+	// A delete or purge leaves a marker: KV-Operation: DEL or PURGE.
+	if h := string(resp.Message.Hdrs); strings.Contains(h, "KV-Operation: DEL") || strings.Contains(h, "KV-Operation: PURGE") {
+		return kvEntry{}, jetstream.ErrKeyNotFound
+	}
+	return kvEntry{value: resp.Message.Data, rev: resp.Message.Seq, created: resp.Message.Time}, nil
 }
 
 // GetDefinition returns revision rev of definition name (0: the latest).
@@ -211,7 +274,7 @@ func (s *Store) replaceSummary(ctx context.Context, sum Summary) error {
 		return err
 	}
 	for range 10 {
-		e, err := s.index.Get(ctx, sum.ID)
+		e, err := s.getKV(ctx, s.index, sum.ID)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			// The create-only write found the subject taken, and now there
 			// is no entry: it was deleted with its run (retention), and a
@@ -219,10 +282,10 @@ func (s *Store) replaceSummary(ctx context.Context, sum Summary) error {
 			return ErrSuperseded
 		} else if err == nil {
 			var old Summary
-			if msgpack.Unmarshal(e.Value(), &old) == nil && old.Seq >= sum.Seq {
+			if msgpack.Unmarshal(e.value, &old) == nil && old.Seq >= sum.Seq {
 				return ErrSuperseded
 			}
-			_, err = s.index.Update(ctx, sum.ID, data, e.Revision())
+			_, err = s.index.Update(ctx, sum.ID, data, e.rev)
 		}
 		if err == nil || !errors.Is(err, jetstream.ErrKeyExists) && !isConflict(err) {
 			if err != nil {
@@ -241,7 +304,7 @@ func (s *Store) GetSummary(ctx context.Context, wf string) (Summary, error) {
 	if !ValidWorkflowID(wf) {
 		return Summary{}, ErrNotFound
 	}
-	e, err := s.index.Get(ctx, wf)
+	e, err := s.getKV(ctx, s.index, wf)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return Summary{}, fmt.Errorf("workflow %s: %w", wf, ErrNotFound)
@@ -249,7 +312,7 @@ func (s *Store) GetSummary(ctx context.Context, wf string) (Summary, error) {
 		return Summary{}, fmt.Errorf("eventstore: index %s: %w", wf, err)
 	}
 	var sum Summary
-	if err := decodeSummary(e.Value(), &sum); err != nil {
+	if err := decodeSummary(e.value, &sum); err != nil {
 		return Summary{}, fmt.Errorf("eventstore: index %s: %w", wf, err)
 	}
 	return sum, nil

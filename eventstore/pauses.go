@@ -76,7 +76,7 @@ func (s *Store) DefinitionPause(ctx context.Context, name string) (Pause, bool, 
 	if !validKeyPart(name) || s.pauses == nil {
 		return Pause{}, false, nil
 	}
-	e, err := s.pauses.Get(ctx, name)
+	e, err := s.getKV(ctx, s.pauses, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Pause{}, false, nil
 	}
@@ -84,7 +84,7 @@ func (s *Store) DefinitionPause(ctx context.Context, name string) (Pause, bool, 
 		return Pause{}, false, fmt.Errorf("eventstore: pause of %s: %w", name, err)
 	}
 	var p Pause
-	if err := msgpack.Unmarshal(e.Value(), &p); err != nil {
+	if err := msgpack.Unmarshal(e.value, &p); err != nil {
 		return Pause{}, false, fmt.Errorf("eventstore: pause of %s: %w", name, err)
 	}
 	return p, true, nil

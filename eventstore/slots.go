@@ -78,7 +78,7 @@ func (s *Store) ReadSlots(ctx context.Context, def, key string) (Slots, error) {
 	if s.slots == nil {
 		return cur, nil
 	}
-	_, err := readKV(ctx, s.slots, slotKey(def, key), &cur)
+	_, err := s.readKV(ctx, s.slots, slotKey(def, key), &cur)
 	return cur, err
 }
 
@@ -90,7 +90,7 @@ func (s *Store) ReadSlots(ctx context.Context, def, key string) (Slots, error) {
 func (s *Store) UpdateSlots(ctx context.Context, def, key string, limit int, change func(*Slots)) (Slots, []string, error) {
 	var cur, next Slots
 	var took []string
-	err := updateKV(ctx, s.slots, slotKey(def, key), &cur, func() { cur, next, took = Slots{}, Slots{}, nil }, func() bool {
+	err := s.updateKV(ctx, s.slots, slotKey(def, key), &cur, func() { cur, next, took = Slots{}, Slots{}, nil }, func() bool {
 		next = Slots{Holders: slices.Clone(cur.Holders), Queue: slices.Clone(cur.Queue)}
 		change(&next)
 		for len(next.Holders) < limit && len(next.Queue) > 0 {

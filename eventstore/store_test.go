@@ -768,3 +768,60 @@ func TestStepSuspendedIsSettled(t *testing.T) {
 		t.Fatalf("after the suspension: %+v %v", p, err)
 	}
 }
+
+// A bucket's gets may be answered by any replica, and a replica that is
+// catching up after a restart answers "not found" for what it has not yet
+// received. A definition that exists is never called missing for that.
+// Here a mirror that takes part in the bucket's gets and holds none of its
+// entries stands in for such a replica.
+func TestDefinitionFoundWhileAReplicaLags(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.PutDefinition(ctx, "d", "v1", "alice", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "LAGGING",
+		Mirror: &jetstream.StreamSource{
+			Name:          "KV_" + eventstore.DefinitionsBucket,
+			FilterSubject: "$KV." + eventstore.DefinitionsBucket + ".other.>",
+		},
+		MirrorDirect: true,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The mirror joins the gets once it has received something.
+	if _, _, err := s.PutDefinition(ctx, "other", "v1", "alice", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, eventstore.DefinitionsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, err := kv.Get(ctx, "d.latest"); errors.Is(err, jetstream.ErrKeyNotFound) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the mirror answered no get; the test shows nothing")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := range 40 {
+		r, err := s.GetDefinition(ctx, "d", 0)
+		if err != nil || r.Source != "v1" {
+			t.Fatalf("get %d: %v %v", i, r, err)
+		}
+		if _, err := s.GetDefinition(ctx, "d", 2); !errors.Is(err, eventstore.ErrNotFound) {
+			t.Fatalf("get missing revision %d: %v", i, err)
+		}
+	}
+}

@@ -247,14 +247,14 @@ func (s *Store) CronFeed(ctx context.Context, max int) (*Feed, error) {
 
 // LastCronTick returns the last tick handled for a cron trigger (zero if none).
 func (s *Store) LastCronTick(ctx context.Context, def, key string) (time.Time, error) {
-	e, err := s.cron.Get(ctx, def+"."+key)
+	e, err := s.getKV(ctx, s.cron, def+"."+key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return time.Time{}, nil
 	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("eventstore: last cron tick: %w", err)
 	}
-	t, err := time.Parse(time.RFC3339Nano, string(e.Value()))
+	t, err := time.Parse(time.RFC3339Nano, string(e.value))
 	if err != nil {
 		return time.Time{}, nil
 	}

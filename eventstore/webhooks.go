@@ -42,14 +42,14 @@ func (s *Store) WebhookClaim(ctx context.Context, name string) (WebhookClaim, er
 	if !validKeyPart(name) {
 		return WebhookClaim{}, fmt.Errorf("webhook %q: %w", name, ErrNotFound)
 	}
-	e, err := s.hooks.Get(ctx, name)
+	e, err := s.getKV(ctx, s.hooks, name)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return WebhookClaim{}, fmt.Errorf("webhook %q: %w", name, ErrNotFound)
 	}
 	if err != nil {
 		return WebhookClaim{}, fmt.Errorf("eventstore: webhook %q: %w", name, err)
 	}
-	return WebhookClaim{Definition: string(e.Value()), Revision: e.Revision(), Time: e.Created()}, nil
+	return WebhookClaim{Definition: string(e.value), Revision: e.rev, Time: e.created}, nil
 }
 
 // ClaimWebhook makes definition def the owner of webhook name, provided
