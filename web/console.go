@@ -52,38 +52,58 @@ func Wrap(next http.Handler) http.Handler {
 	if err != nil {
 		panic(err)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			next.ServeHTTP(w, r)
-			return
+	return &console{next: next, index: index, files: files, zipped: zipped}
+}
+
+// console serves the pages and assets, and passes every other request on.
+type console struct {
+	next   http.Handler
+	index  page
+	files  http.Handler
+	zipped map[string][]byte
+}
+
+// ServeHTTP passes API calls straight on, with its own frame kept small:
+// an AwaitWorkflow call stays parked on top of it, and a parked call's
+// stack below 4 KiB lets the runtime halve it to 8 KiB.
+func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && c.serve(w, r) {
+		return
+	}
+	c.next.ServeHTTP(w, r)
+}
+
+// serve serves r if it asks for a page or an asset, and says whether it did.
+//
+//go:noinline
+func (c *console) serve(w http.ResponseWriter, r *http.Request) bool {
+	p := r.URL.Path
+	switch {
+	case isPage(p):
+		c.index.serve(w, r)
+	case strings.HasPrefix(p, AssetPrefix):
+		name := strings.TrimPrefix(p, AssetPrefix)
+		if name == "" || strings.Contains(name, "/") || path.Clean(p) != p {
+			http.NotFound(w, r)
+			return true
 		}
-		p := r.URL.Path
-		switch {
-		case isPage(p):
-			index.serve(w, r)
-		case strings.HasPrefix(p, AssetPrefix):
-			name := strings.TrimPrefix(p, AssetPrefix)
-			if name == "" || strings.Contains(name, "/") || path.Clean(p) != p {
-				http.NotFound(w, r)
-				return
-			}
-			h := w.Header()
-			h.Set("Cache-Control", "public, max-age=31536000, immutable")
-			h.Set("X-Content-Type-Options", "nosniff")
-			h.Set("Vary", "Accept-Encoding")
-			if z, ok := zipped[name]; ok && acceptsGzip(r) {
-				h.Set("Content-Encoding", "gzip")
-				h.Set("Content-Type", mime.TypeByExtension(path.Ext(name)))
-				http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(z))
-				return
-			}
-			r2 := r.Clone(r.Context())
-			r2.URL.Path = "/" + name
-			files.ServeHTTP(w, r2)
-		default:
-			next.ServeHTTP(w, r)
+		h := w.Header()
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Vary", "Accept-Encoding")
+		if z, ok := c.zipped[name]; ok && acceptsGzip(r) {
+			h.Set("Content-Encoding", "gzip")
+			h.Set("Content-Type", mime.TypeByExtension(path.Ext(name)))
+			http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(z))
+			return true
 		}
-	})
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/" + name
+		c.files.ServeHTTP(w, r2)
+	default:
+		return false
+	}
+	return true
 }
 
 // gzipAll compresses every file of assets once, for the clients that take

@@ -142,10 +142,31 @@ func TestParkedAwaits(t *testing.T) {
 	t.Logf("signalled and every await answered in %.2fs", time.Since(t1).Seconds())
 }
 
-// writeHeapProfile writes a heap profile to WEFT_SCALE_HEAPPROFILE, if set.
+// writeHeapProfile writes a heap profile to WEFT_SCALE_HEAPPROFILE, if
+// set: the outside server's (with its goroutines beside it, in
+// WEFT_SCALE_HEAPPROFILE.goroutines) when there is one, else this
+// process's.
 func writeHeapProfile(t *testing.T) {
 	path := os.Getenv("WEFT_SCALE_HEAPPROFILE")
 	if path == "" {
+		return
+	}
+	if addr := os.Getenv("WEFT_SCALE_SERVER_PPROF"); addr != "" && os.Getenv("WEFT_SCALE_SERVER") != "" {
+		for to, from := range map[string]string{path: "/debug/pprof/heap", path + ".goroutines": "/debug/pprof/goroutine?debug=1", path + ".memstats": "/debug/pprof/heap?debug=1"} {
+			resp, err := http.Get("http://" + addr + from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(to, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Logf("the server's heap profile: %s", path)
 		return
 	}
 	f, err := os.Create(path)
@@ -195,13 +216,20 @@ func awaitsOpen(t *testing.T, url string, e *scaleEnv) int {
 
 // serverGC has the outside server collect its garbage (its heap profile
 // does, asked with gc=1), so its memory is what it holds.
+//
+// It asks three times: each collection also halves the stacks of
+// goroutines that use less than a quarter of theirs, as the collections
+// of a server left running for a few minutes would (the runtime collects
+// at least every two minutes).
 func serverGC(t *testing.T) {
-	resp, err := http.Get("http://" + os.Getenv("WEFT_SCALE_SERVER_PPROF") + "/debug/pprof/heap?gc=1")
-	if err != nil {
-		t.Fatal(err)
+	for range 3 {
+		resp, err := http.Get("http://" + os.Getenv("WEFT_SCALE_SERVER_PPROF") + "/debug/pprof/heap?gc=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	_ = resp.Body.Close()
 }
 
 // pidRSS reads VmRSS of process pid in bytes.

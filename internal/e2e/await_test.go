@@ -136,6 +136,32 @@ func TestAwaitTimeoutUnknownAndBadRequests(t *testing.T) {
 	}
 }
 
+// A client that hangs up ends its await at once: nothing of it stays
+// registered, and the run is not disturbed.
+func TestAwaitEndsWhenTheClientHangsUp(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(parkedDef)
+	id := e.start("parked", "await-hangup", `{}`)
+	cctx, hangUp := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := await(cctx, e.wf, id, 10*time.Minute)
+		done <- err
+	}()
+	eventually(t, 20*time.Second, "the await to wait", func() bool { return awaiting(e.node) == 1 })
+	hangUp()
+	if err := <-done; connect.CodeOf(err) != connect.CodeCanceled {
+		t.Fatalf("the client's await after hanging up: %v; want Canceled", err)
+	}
+	eventually(t, 20*time.Second, "the server to let the await go", func() bool { return awaiting(e.node) == 0 })
+	if err := e.signal(id, "go", `2`); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := await(ctx(t), e.wf, id, 20*time.Second); err != nil || toJSON(w.Output) != `2` {
+		t.Fatalf("await after the hang-up: %v %v", w, err)
+	}
+}
+
 // An API process that stops while a client awaits ends the call; the
 // client awaits again on another API process and gets the result.
 func TestAwaitAcrossAnAPIRestart(t *testing.T) {

@@ -30,23 +30,50 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	reg := s.interest.add(wf, true)
 	defer s.interest.remove(reg)
+	// The timeout and the call's end wake the call like a record does; it
+	// then waits on its wake channel alone. Thousands of calls park here,
+	// and a park on a plain receive keeps each goroutine's stack small.
+	deadline := time.Now().Add(timeout)
+	expiry := time.AfterFunc(timeout, reg.interrupt)
+	defer expiry.Stop()
+	defer context.AfterFunc(ctx, reg.interrupt)()
 	// The first look reads what is new whatever woke the call already: a
 	// record followed meanwhile may be older than what the call must see.
 	for need := uint64(0); ; need = reg.look() {
-		w, err := s.closedWorkflow(ctx, wf, need)
-		if err != nil || w != nil {
+		if w, err := s.lookClosed(ctx, wf, need, deadline); err != nil || w != nil {
 			return awaited(w, err, wf, timeout)
 		}
-		select {
-		case <-reg.wake:
-		case <-ctx.Done():
-			return awaited(nil, toConnect(ctx.Err()), wf, timeout)
+		reg.sleep()
+		if err := ctx.Err(); err != nil {
+			return awaited(nil, toConnect(err), wf, timeout)
+		}
+		if !time.Now().Before(deadline) {
+			return awaited(nil, context.DeadlineExceeded, wf, timeout)
 		}
 	}
+}
+
+// lookClosed is closedWorkflow, ending by the await's deadline. It runs
+// on a goroutine of its own: a look (a read of the stream, a fold, the
+// answer built) goes deep, and the stack of the goroutine that then stays
+// parked for the rest of the await would keep the size that depth needed.
+// So a parked await holds an 8 KiB stack, not 16.
+func (s *Server) lookClosed(ctx context.Context, wf string, need uint64, deadline time.Time) (*weftv1.Workflow, error) {
+	type answer struct {
+		w   *weftv1.Workflow
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		ctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		w, err := s.closedWorkflow(ctx, wf, need)
+		done <- answer{w, err}
+	}()
+	a := <-done
+	return a.w, a.err
 }
 
 // Waiting returns how many AwaitWorkflow calls wait for a close and how

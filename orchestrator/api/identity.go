@@ -14,10 +14,14 @@ type identityKey struct{}
 // identify wraps next so that every request's context carries the identity
 // of whoever sent it (see requestIdentity); the handlers read it with
 // identity. It runs inside RequireTokens, which names the token.
-func identify(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, requestIdentity(r))))
-	})
+func identify(next http.Handler) http.Handler { return identified{next} }
+
+// identified is identify's handler: a type of its own rather than a
+// closure, which saves a frame on every call's stack.
+type identified struct{ next http.Handler }
+
+func (h identified) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, requestIdentity(r))))
 }
 
 // requestIdentity says who sent r: the name of the bearer token

@@ -216,6 +216,19 @@ func (w *waiter) poke(seq uint64) {
 	}
 }
 
+// interrupt wakes w to look at why it waits (its call ended or timed out).
+func (w *waiter) interrupt() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sleep waits until w is woken.
+//
+//go:noinline
+func (w *waiter) sleep() { <-w.wake }
+
 // look returns the sequence the next look must reach: 0 (read what is
 // new) when a read afresh was asked for.
 func (w *waiter) look() uint64 {
