@@ -22,6 +22,21 @@ const closingSuffix = ".end"
 // seen finds it.
 type Follower struct {
 	cons jetstream.Consumer
+	from uint64
+}
+
+// From is the stream sequence the Follower began after: it delivers every
+// record stored after it, and none up to it.
+func (f *Follower) From() uint64 { return f.from }
+
+// HistoriesLastSeq returns the history stream's last sequence, as its
+// leader has it: every record stored before the call is at or below it.
+func (s *Store) HistoriesLastSeq(ctx context.Context) (uint64, error) {
+	info, err := s.history.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("eventstore: histories' last sequence: %w", err)
+	}
+	return info.State.LastSeq, nil
 }
 
 // Followed is a history record as a Follower delivers it.
@@ -74,7 +89,7 @@ func (s *Store) FollowHistories(ctx context.Context) (*Follower, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: follow the histories: %w", err)
 	}
-	return &Follower{cons: cons}, nil
+	return &Follower{cons: cons, from: info.State.LastSeq}, nil
 }
 
 // Run calls fn with each record stored after the Follower was made, in

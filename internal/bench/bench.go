@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,7 +84,7 @@ type Config struct {
 	// JetStream pipeline of two consumers (no state, no checks, no API).
 	Pipeline bool
 	// Pollers more clients call GetWorkflow as fast as they are answered,
-	// each time on one of the workflows started last, while the run lasts.
+	// each time on one of the workflows in flight, while the run lasts.
 	Pollers int
 	// Progress receives a progress line now and then; nil for none.
 	Progress io.Writer
@@ -254,15 +255,20 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		defer ns.close()
 	}
 	wait := waitFunc(cfg.Wait, wf, ns)
-	var latest atomic.Int64 // the number of the workflow started last
+	open := &openRuns{at: map[int]int{}}
 	started := func(ctx context.Context, i int, id string) error {
 		err := start(ctx, i, id)
-		latest.Store(int64(i))
+		open.add(i)
 		return err
 	}
-	stopPolls := poll(ctx, cfg, wf, run, &latest)
+	waited := func(ctx context.Context, i int, id string) error {
+		err := wait(ctx, i, id)
+		open.remove(i)
+		return err
+	}
+	stopPolls := poll(ctx, cfg, wf, run, open)
 	before := takeUsage(cfg)
-	t, err := runClients(ctx, cfg, run, started, wait)
+	t, err := runClients(ctx, cfg, run, started, waited)
 	polls := stopPolls()
 	if err != nil {
 		return Result{}, err
@@ -280,17 +286,62 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	return res, ns.extras(ctx, cfg, run, steps, &res)
 }
 
-// poll runs cfg.Pollers clients calling GetWorkflow on one of the C
-// workflows started last, as fast as they are answered; stop ends them
-// and returns how many calls were answered.
-func poll(ctx context.Context, cfg Config, wf weftv1connect.WorkflowServiceClient, run string, latest *atomic.Int64) (stop func() int64) {
+// openRuns are the numbers of the workflows started and not yet seen
+// closed by their clients.
+type openRuns struct {
+	mu  sync.Mutex
+	ids []int
+	at  map[int]int // number → index in ids
+}
+
+func (o *openRuns) add(i int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.at[i]; !ok {
+		o.at[i] = len(o.ids)
+		o.ids = append(o.ids, i)
+	}
+}
+
+func (o *openRuns) remove(i int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	k, ok := o.at[i]
+	if !ok {
+		return
+	}
+	last := o.ids[len(o.ids)-1]
+	o.ids[k], o.at[last] = last, k
+	o.ids = o.ids[:len(o.ids)-1]
+	delete(o.at, i)
+}
+
+// pick returns one of the open runs at random.
+func (o *openRuns) pick() (int, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.ids) == 0 {
+		return 0, false
+	}
+	return o.ids[rand.IntN(len(o.ids))], true
+}
+
+// poll runs cfg.Pollers clients calling GetWorkflow on one of the
+// workflows in flight (started, not yet seen closed by its client), as
+// fast as they are answered; stop ends them and returns how many calls
+// were answered.
+func poll(ctx context.Context, cfg Config, wf weftv1connect.WorkflowServiceClient, run string, open *openRuns) (stop func() int64) {
 	ctx, cancel := context.WithCancel(ctx)
 	var calls atomic.Int64
 	var wg sync.WaitGroup
 	for range cfg.Pollers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				i := max(latest.Load()-rand.Int64N(int64(cfg.C)), 0)
+				i, ok := open.pick()
+				if !ok {
+					runtime.Gosched()
+					continue
+				}
 				_, err := wf.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: fmt.Sprintf("%s-%d", run, i)}))
 				if err == nil {
 					calls.Add(1)

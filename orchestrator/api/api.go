@@ -59,6 +59,7 @@ type Config struct {
 	// StateCacheSize is how many workflows' folded states are kept for
 	// GetWorkflow and AwaitWorkflow. Default 4096.
 	StateCacheSize int
+
 	// Metrics is the registry the API records its metrics on: the runs it
 	// starts and its webhook deliveries (see docs/operations.md). Default
 	// nil: none.
@@ -108,6 +109,7 @@ type Server struct {
 	// awaiting a workflow's close or watching its history.
 	states   *states
 	interest *interest
+	barrier  *barrier
 
 	// runCtx is Start's context: the listing's watcher lives as long.
 	runCtx context.Context
@@ -147,10 +149,12 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 		cfg.Definitions = runs.NewDefinitions(store)
 	}
 	config.Default(&cfg.StateCacheSize, 4096)
+
 	log := cfg.Logger.With("component", "api")
 	s := &Server{store: store, defs: cfg.Definitions, triggers: trigger.NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
 		states: newStates(cfg.StateCacheSize), metrics: apiMetrics{metrics.NewWorkflows(cfg.Metrics), metrics.NewTriggers(cfg.Metrics)}}
 	s.interest = newInterest(store.FollowHistories, s.states.offer, followLinger, log)
+	s.barrier = &barrier{fetch: store.HistoriesLastSeq}
 	otel, err := newTracing(cfg)
 	if err != nil {
 		return nil, err

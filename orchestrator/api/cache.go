@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // states keeps the folded states of recently read workflows, so that a
@@ -26,9 +28,14 @@ type states struct {
 type cachedRun struct {
 	lock chan struct{}
 	view *stateView // nil until first read
+	// epoch is the follower's (interest.running) under which view was
+	// last read from the stream; 0: read while none followed.
+	epoch uint64
 
 	pmu     sync.Mutex
 	pending []eventstore.Followed
+	// seen is the sequence of the last record of the workflow offered.
+	seen uint64
 }
 
 // maxPending bounds the followed records kept for a state being read;
@@ -86,6 +93,9 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		return err
 	}
 	e := s.states.entry(wf)
+	// The follower in place before the read: the records it passes on
+	// from then are offered to e, those before are in what is read.
+	ep := s.interest.running.Load()
 	if err := e.acquire(ctx); err != nil {
 		return err
 	}
@@ -99,7 +109,7 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 			}
 			return err
 		}
-		e.view = v
+		e.view, e.epoch = v, ep
 		e.catchUp()
 	} else if need == 0 || e.view.st.LastSeq < need {
 		msgs, err := s.store.ReadLive(ctx, wf, e.view.st.LastSeq)
@@ -119,12 +129,67 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 			}
 			e.view = v
 		}
+		e.epoch = ep
+		e.catchUp()
 	}
 	// A history that does not fold to its end is read afresh each time.
 	if e.view.broken {
 		defer func() { e.view = nil }()
 	}
 	return fn(e.view)
+}
+
+// withCurrentState is withState for a read that must see every record
+// stored before it began (GetWorkflow), answered from the cache alone
+// when it can be: the history stream's last sequence is learned (one
+// request shared by the reads waiting at the time, see barrier), the
+// follower is waited for until it has passed every record up to it on
+// to the cache, and a cached state kept current by the follower since it
+// was read is then as new as a read. Otherwise, and for a closed run
+// (which retention may delete, a change no record tells the follower
+// of), it reads as withState does.
+func (s *Server) withCurrentState(ctx context.Context, wf string, fn func(*stateView) error) error {
+	if err := checkWorkflowID(wf); err != nil {
+		return err
+	}
+	s.interest.touch()
+	if ep := s.interest.running.Load(); ep != 0 {
+		if e, ok := s.states.get(wf); ok {
+			seq, err := s.barrier.lastSeq(ctx)
+			if err == nil && s.interest.reach(ctx, ep, seq, reachWait) {
+				if err := e.acquire(ctx); err != nil {
+					return err
+				}
+				e.catchUp()
+				if e.current(ep) {
+					defer e.release()
+					return fn(e.view)
+				}
+				e.release()
+			}
+		}
+	}
+	return s.withState(ctx, wf, 0, fn)
+}
+
+// How long a read waits for the follower to pass on what the stream
+// holds before it reads the stream itself, and how long the request for
+// the stream's last sequence may take.
+const (
+	reachWait      = 100 * time.Millisecond
+	barrierTimeout = 5 * time.Second
+)
+
+// current reports whether e's state holds every record of its run that the
+// follower of epoch ep passed on, the follower having been in place since
+// it was read, and the run is open; e's lock is held.
+func (e *cachedRun) current(ep uint64) bool {
+	if e.view == nil || e.view.broken || e.epoch != ep || e.view.st.Status != workflow.StatusRunning {
+		return false
+	}
+	e.pmu.Lock()
+	defer e.pmu.Unlock()
+	return len(e.pending) == 0 && e.seen <= e.view.st.LastSeq
 }
 
 // offer folds a followed record into its workflow's cached state, if one
@@ -135,6 +200,9 @@ func (c *states) offer(r eventstore.Followed) {
 	if !ok {
 		return
 	}
+	e.pmu.Lock()
+	e.seen = max(e.seen, r.Seq)
+	e.pmu.Unlock()
 	if e.tryAcquire() {
 		e.catchUp(r)
 		e.release()
@@ -173,6 +241,13 @@ func (e *cachedRun) catchUp(more ...eventstore.Followed) {
 		}
 		e.view = v
 	}
+}
+
+// get returns wf's entry, if cached, refreshing its place.
+func (c *states) get(wf string) (*cachedRun, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.runs.Get(wf)
 }
 
 // peek returns wf's entry, if cached, without refreshing its place.

@@ -13,10 +13,12 @@ import (
 // interest wakes the calls waiting on workflows (awaits on a close,
 // watches on every record) as their histories grow, from one Follower
 // shared by all of them: waiting costs memory, not JetStream consumers.
-// The follower is made when the first call comes and ended when none has
-// been left for linger. Each record it sees of a workflow some call waits
-// on is offered to seen first (the API's cache of states folds it in) and
-// then wakes the calls.
+// The follower is made when the first call (or read, see touch) comes and
+// ended when none has been left for linger. Each record it sees is
+// offered to seen first (the API's cache of states folds in the records
+// of the runs it holds), then wakes the calls waiting on its workflow,
+// then counts as passed on (pos), which is what a GetWorkflow waits for
+// before it answers from the cache (withCurrentState).
 //
 // A wake is a hint to look again, with the stream sequence the workflow's
 // state must reach. A call registers, then looks at the workflow at once
@@ -38,6 +40,20 @@ type interest struct {
 	gen  int
 	stop context.CancelFunc
 	idle *time.Timer
+
+	// running is the epoch of the follower in place (0: none); epochs
+	// counts them. pos is the stream sequence of the last record the
+	// follower in place passed on (or the one it began after): every
+	// record up to it has been offered to seen. lastUse is when a read
+	// last asked for the follower (touch), in Unix nanoseconds.
+	running atomic.Uint64
+	epochs  atomic.Uint64
+	pos     atomic.Uint64
+	lastUse atomic.Int64
+	// reaching are the reads waiting for pos to reach a sequence.
+	rmu      sync.Mutex
+	reaching map[chan struct{}]uint64
+	nReach   atomic.Int32
 }
 
 // waiter is one call's registration: wake has room for one hint; need is
@@ -116,15 +132,99 @@ func (in *interest) remove(w *waiter) {
 	}
 	in.count--
 	if in.count == 0 && in.stop != nil {
-		gen := in.gen
-		in.idle = time.AfterFunc(in.linger, func() {
-			in.mu.Lock()
-			defer in.mu.Unlock()
-			if in.count == 0 && in.gen == gen && in.stop != nil {
-				in.stop()
-				in.stop = nil
-			}
-		})
+		in.armIdle(in.linger)
+	}
+}
+
+// armIdle ends the follower after d unless a call registers or a read
+// uses it meanwhile; in.mu is held.
+func (in *interest) armIdle(d time.Duration) {
+	gen := in.gen
+	in.idle = time.AfterFunc(d, func() {
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		if in.count != 0 || in.gen != gen || in.stop == nil {
+			return
+		}
+		if since := time.Since(time.Unix(0, in.lastUse.Load())); since < in.linger {
+			in.armIdle(in.linger - since)
+			return
+		}
+		in.stop()
+		in.stop = nil
+	})
+}
+
+// touch keeps the follower running for a read that uses it, starting it
+// if none runs.
+func (in *interest) touch() {
+	in.lastUse.Store(time.Now().UnixNano())
+	if in.running.Load() != 0 {
+		return
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.stop == nil {
+		in.start()
+		if in.count == 0 {
+			in.armIdle(in.linger)
+		}
+	}
+}
+
+// reach waits until the follower of epoch ep has passed on every record
+// up to stream sequence seq, and reports whether it did within wait.
+func (in *interest) reach(ctx context.Context, ep, seq uint64, wait time.Duration) bool {
+	if in.running.Load() != ep {
+		return false
+	}
+	if in.pos.Load() >= seq {
+		return in.running.Load() == ep
+	}
+	ch := make(chan struct{})
+	in.rmu.Lock()
+	if in.reaching == nil {
+		in.reaching = map[chan struct{}]uint64{}
+	}
+	in.reaching[ch] = seq
+	in.nReach.Add(1)
+	in.rmu.Unlock()
+	// Registered: a record passed on from now releases ch; one passed on
+	// before is seen here.
+	reached := in.pos.Load() >= seq
+	if !reached {
+		t := time.NewTimer(wait)
+		select {
+		case <-ch:
+			reached = true
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	in.rmu.Lock()
+	if _, ok := in.reaching[ch]; ok {
+		delete(in.reaching, ch)
+		in.nReach.Add(-1)
+	}
+	in.rmu.Unlock()
+	return reached && in.running.Load() == ep
+}
+
+// passed records that the follower passed on every record up to seq.
+func (in *interest) passed(seq uint64) {
+	in.pos.Store(seq)
+	if in.nReach.Load() == 0 {
+		return
+	}
+	in.rmu.Lock()
+	defer in.rmu.Unlock()
+	for ch, want := range in.reaching {
+		if want <= seq {
+			close(ch)
+			delete(in.reaching, ch)
+			in.nReach.Add(-1)
+		}
 	}
 }
 
@@ -148,9 +248,13 @@ func (in *interest) loop(ctx context.Context, gen int) {
 	for ctx.Err() == nil {
 		f, err := in.follow(ctx)
 		if err == nil {
+			in.pos.Store(f.From())
+			in.running.Store(in.epochs.Add(1))
 			in.wakeAll()
 			began := time.Now()
-			if err = f.Run(ctx, in.record); err == nil {
+			err = f.Run(ctx, in.record)
+			in.running.Store(0)
+			if err == nil {
 				break // ctx ended
 			}
 			if time.Since(began) > most {
@@ -172,15 +276,16 @@ func (in *interest) loop(ctx context.Context, gen int) {
 }
 
 // record passes a followed record on: to seen, then to its workflow's
-// calls.
+// calls, then to the reads waiting for the follower to reach it.
 func (in *interest) record(r eventstore.Followed) {
+	in.seen(r)
+	defer in.passed(r.Seq)
 	in.mu.Lock()
 	n := len(in.waiters[r.Workflow])
 	in.mu.Unlock()
 	if n == 0 {
 		return
 	}
-	in.seen(r)
 	closes := r.Closes()
 	in.mu.Lock()
 	defer in.mu.Unlock()

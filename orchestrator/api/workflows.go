@@ -67,11 +67,12 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	return connect.NewResponse(resp), nil
 }
 
-// GetWorkflow returns the workflow's current state: a cached fold brought
-// up to date with what was appended since it was last read.
+// GetWorkflow returns the workflow's current state, holding everything
+// stored before the call: a cached fold kept up to date by the follower,
+// or brought up to date with what was appended since it was last read.
 func (s *Server) GetWorkflow(ctx context.Context, req *connect.Request[weftv1.GetWorkflowRequest]) (*connect.Response[weftv1.GetWorkflowResponse], error) {
 	var w *weftv1.Workflow
-	err := s.withState(ctx, req.Msg.WorkflowId, 0, func(v *stateView) error {
+	err := s.withCurrentState(ctx, req.Msg.WorkflowId, func(v *stateView) error {
 		var err error
 		w, err = s.workflowProto(ctx, v)
 		return err
