@@ -155,9 +155,9 @@ type Harness struct {
 	awaitClient *http.Client
 	awaits      weftv1connect.WorkflowServiceClient
 
-	// pauseMu is held by the paused shape's driver while it holds the
-	// definition paused.
-	pauseMu sync.Mutex
+	// pauseMu[i] is held by the paused shape's driver while it holds
+	// definition chaos-paused-i paused.
+	pauseMu [pausedDefinitions]sync.Mutex
 
 	closeOnce sync.Once
 }
@@ -443,6 +443,9 @@ func (h *Harness) waitAPI(ctx context.Context) error {
 // shapes.
 func (h *Harness) putDefinitions(ctx context.Context) error {
 	sources := slices.Clip(staticDefinitions)
+	for i := range pausedDefinitions {
+		sources = append(sources, pausedDefinition(i))
+	}
 	if h.shapes[shapeTrigger] {
 		sources = append(sources, triggerDefinition)
 	}

@@ -440,15 +440,24 @@ steps:
     rate_limit: { key: "${ input.k }", limit: ` + strconv.Itoa(rateLimit) + `, per: ` + ratePer.String() + ` }
     input: { method: POST, url: "${ input.url + '?rate=ratelimited-' + input.k }", body: { n: "${ input.n }" } }
 output: { key: "${ steps.call.output.body.key }", n: "${ steps.call.output.body.echo.n }" }
-`, `
-name: chaos-paused
+`}
+
+// pausedDefinitions is how many copies of the paused shape's definition
+// there are (chaos-paused-0, -1, ...): each is held paused by one driver
+// at a time, so that many drivers can hold one each side by side.
+const pausedDefinitions = 4
+
+// pausedDefinition is the paused shape's definition number i.
+func pausedDefinition(i int) string {
+	return `name: chaos-paused-` + strconv.Itoa(i) + `
 retry: ` + retryPolicy + `
 steps:` + httpStep("first", `{ n: "${ input.n }" }`) + httpStep("second", `{ prev: "${ steps.first.output.body.key }" }`) + `
 output:
   first: "${ steps.first.output.body.key }"
   second: "${ steps.second.output.body.key }"
   prev: "${ steps.second.output.body.echo.prev }"
-`}
+`
+}
 
 // keyedDefinition is the definition of the queued (step false) or limited
 // shape: concurrency { key: input.k, limit } on the definition or on its
@@ -1195,6 +1204,7 @@ const pausedRuns = 3
 // call nothing until the harness resumes it, and then complete.
 func planPaused(p *plan) {
 	p.paused = true
+	p.definition = "chaos-paused-" + strconv.Itoa(p.index%pausedDefinitions)
 	p.runs(pausedRuns, func(q *plan, _ int) {
 		q.input["n"] = q.index
 		q.httpPaths, q.effects = []string{"first", "second"}, []string{"first", "second"}

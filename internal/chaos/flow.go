@@ -57,11 +57,13 @@ const pausedFor = 2 * time.Second
 // RUNNING, and resumes the definition (also when
 // something failed, so that the runs can complete). What went otherwise
 // is kept in r.pausedView; the error is a pause or resume not done. One
-// paused shape's driver at a time holds its definition paused.
+// paused shape's driver at a time holds each of the paused definitions
+// paused.
 func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err error) {
 	h, p := d.h, r.plan
-	h.pauseMu.Lock()
-	defer h.pauseMu.Unlock()
+	mu := &h.pauseMu[p.index%pausedDefinitions]
+	mu.Lock()
+	defer mu.Unlock()
 	err = h.retry(ctx, time.Minute, func(ctx context.Context) error {
 		_, err := h.defs.PauseDefinition(ctx, connect.NewRequest(&weftv1.PauseDefinitionRequest{Name: p.definition, Reason: "chaos " + p.id}))
 		return err
