@@ -71,6 +71,7 @@ func TestParkedAwaits(t *testing.T) {
 	awaits := weftv1connect.NewWorkflowServiceClient(&http.Client{Transport: tr}, apiURL)
 	runtime.GC()
 	rss0 := apiRSS()
+	writeHeapProfile(t, ".before")
 	type answer struct {
 		i   int
 		w   *weftv1.Workflow
@@ -93,7 +94,7 @@ func TestParkedAwaits(t *testing.T) {
 	}
 	runtime.GC()
 	rss1 := apiRSS()
-	writeHeapProfile(t)
+	writeHeapProfile(t, "")
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	t.Logf("Go heap in use %.0f MiB, stacks %.0f MiB, runtime total (Sys) %.0f MiB", mib(ms.HeapInuse), mib(ms.StackInuse), mib(ms.Sys))
@@ -146,11 +147,14 @@ func TestParkedAwaits(t *testing.T) {
 // set: the outside server's (with its goroutines beside it, in
 // WEFT_SCALE_HEAPPROFILE.goroutines) when there is one, else this
 // process's.
-func writeHeapProfile(t *testing.T) {
+//
+// suffix is added to the file's name.
+func writeHeapProfile(t *testing.T, suffix string) {
 	path := os.Getenv("WEFT_SCALE_HEAPPROFILE")
 	if path == "" {
 		return
 	}
+	path += suffix
 	if addr := os.Getenv("WEFT_SCALE_SERVER_PPROF"); addr != "" && os.Getenv("WEFT_SCALE_SERVER") != "" {
 		for to, from := range map[string]string{path: "/debug/pprof/heap", path + ".goroutines": "/debug/pprof/goroutine?debug=1", path + ".memstats": "/debug/pprof/heap?debug=1"} {
 			resp, err := http.Get("http://" + addr + from)
