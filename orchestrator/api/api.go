@@ -110,6 +110,8 @@ type Server struct {
 	states   *states
 	interest *interest
 	barrier  *barrier
+	// looks has room for the awaits' looks that may run at once.
+	looks chan struct{}
 
 	// runCtx is Start's context: the listing's watcher lives as long.
 	runCtx context.Context
@@ -155,6 +157,7 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 		states: newStates(cfg.StateCacheSize), metrics: apiMetrics{metrics.NewWorkflows(cfg.Metrics), metrics.NewTriggers(cfg.Metrics)}}
 	s.interest = newInterest(store.FollowHistories, s.states.offer, followLinger, log)
 	s.barrier = &barrier{fetch: store.HistoriesLastSeq}
+	s.looks = make(chan struct{}, maxLooks)
 	otel, err := newTracing(cfg)
 	if err != nil {
 		return nil, err

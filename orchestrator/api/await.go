@@ -59,22 +59,34 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 // on a goroutine of its own: a look (a read of the stream, a fold, the
 // answer built) goes deep, and the stack of the goroutine that then stays
 // parked for the rest of the await would keep the size that depth needed.
-// So a parked await holds an 8 KiB stack, not 16.
+// So a parked await holds an 8 KiB stack, not 16. At most maxLooks looks
+// run at once: ten thousand awaits that come together would otherwise
+// grow ten thousand deep stacks at once, memory the runtime keeps long
+// after.
 func (s *Server) lookClosed(ctx context.Context, wf string, need uint64, deadline time.Time) (*weftv1.Workflow, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	select {
+	case s.looks <- struct{}{}:
+	case <-ctx.Done():
+		return nil, toConnect(ctx.Err())
+	}
 	type answer struct {
 		w   *weftv1.Workflow
 		err error
 	}
 	done := make(chan answer, 1)
 	go func() {
-		ctx, cancel := context.WithDeadline(ctx, deadline)
-		defer cancel()
+		defer func() { <-s.looks }()
 		w, err := s.closedWorkflow(ctx, wf, need)
 		done <- answer{w, err}
 	}()
 	a := <-done
 	return a.w, a.err
 }
+
+// maxLooks is how many of the awaits' looks run at once.
+const maxLooks = 64
 
 // Waiting returns how many AwaitWorkflow calls wait for a close and how
 // many WatchWorkflow calls follow a history in this process.
