@@ -319,3 +319,31 @@ steps:
 		t.Fatalf("child %s: %v", child, w)
 	}
 }
+
+// A start retried with its request id after the run it started closed and
+// was deleted (retention) is answered as the start it was, never as "the
+// definition was not found" (which the long chaos run saw, the client's
+// first call having been cut off by a killed API process).
+func TestStartRetriedAfterTheRunWasDeleted(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(briefDef)
+	start := func() (*weftv1.StartWorkflowResponse, error) {
+		resp, err := e.wf.StartWorkflow(ctx(t), connect.NewRequest(&weftv1.StartWorkflowRequest{
+			Definition: "brief", WorkflowId: "retried-start", RequestId: "req-1", Input: jsonValue(t, `1`)}))
+		if err != nil {
+			return nil, err
+		}
+		return resp.Msg, nil
+	}
+	if r, err := start(); err != nil || !r.Started {
+		t.Fatalf("first start: %v %v", r, err)
+	}
+	eventually(t, 30*time.Second, "the run to be deleted", func() bool { return e.gone("retried-start") })
+	r, err := start()
+	if err != nil {
+		t.Fatalf("the same start again, after the run was deleted: %v; want the start it was", err)
+	}
+	if r.Started || r.WorkflowId != "retried-start" {
+		t.Fatalf("the same start again: %v; want the run's id, not started by this call", r)
+	}
+}

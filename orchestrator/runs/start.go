@@ -105,15 +105,25 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	}
 	var zero uint64
 	_, err = store.AppendExternal(ctx, wf, &zero, msgID, ev)
+	duplicate := errors.Is(err, eventstore.ErrDuplicate)
 	switch {
 	case err == nil:
 		return res, nil
-	case errors.Is(err, eventstore.ErrDuplicate), errors.Is(err, eventstore.ErrConflict):
+	case duplicate, errors.Is(err, eventstore.ErrConflict):
 	default:
 		return StartResult{}, err
 	}
 	first, err := store.First(ctx, wf)
-	if err != nil {
+	switch {
+	case errors.Is(err, eventstore.ErrNotFound) && duplicate:
+		// This request's start was recorded (the stream knows its message
+		// id), and the run has been deleted since (retention): a retry of
+		// a start that was done.
+		res.Started = false
+		return res, nil
+	case errors.Is(err, eventstore.ErrNotFound):
+		return StartResult{}, fmt.Errorf("workflow %q (started by another request, and deleted since): %w", wf, ErrAlreadyExists)
+	case err != nil:
 		return StartResult{}, err
 	}
 	if first.Err != nil || first.Record.Events[0].WorkflowStarted == nil {
