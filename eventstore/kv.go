@@ -92,6 +92,10 @@ func (s *Store) getDef(ctx context.Context, key string) (DefinitionRecord, uint6
 	return rec, e.rev, nil
 }
 
+// leaderReadTimeout bounds getKV's read through the leader when its
+// context has no deadline (jetstream's own requests default to 5 s).
+const leaderReadTimeout = 5 * time.Second
+
 // kvEntry is a bucket's entry as getKV reads it.
 type kvEntry struct {
 	value   []byte
@@ -118,6 +122,14 @@ func (s *Store) getKV(ctx context.Context, kv jetstream.KeyValue, k string) (kvE
 		return kvEntry{}, err
 	}
 	bucket := kv.Bucket()
+	if _, ok := ctx.Deadline(); !ok {
+		// A stream without a leader (one being elected while a node is
+		// down) answers nothing: bound the wait as the client's own
+		// requests are bounded.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, leaderReadTimeout)
+		defer cancel()
+	}
 	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + k})
 	m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
 	if err != nil {

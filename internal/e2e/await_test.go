@@ -244,3 +244,54 @@ output: "${ steps.s.output }"
 		t.Fatalf("await after the retry: %v %v; want COMPLETED with \"fixed\"", w, err)
 	}
 }
+
+// A watch opened on a run retried after it failed follows it past its
+// first close to its new one.
+func TestWatchARetriedRun(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	gate := make(chan struct{})
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{
+		"once": func(ctx context.Context, _ *executor.Task) (any, error) {
+			if fail.Load() {
+				return nil, executor.NonRetryable(errors.New("down"))
+			}
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return "fixed", nil
+		},
+	}})
+	e.putDef(`
+name: watched-retried
+steps:
+  - { id: s, task: once }
+output: "${ steps.s.output }"
+`)
+	id := e.start("watched-retried", "watch-retried", `{}`)
+	if w, err := await(ctx(t), e.wf, id, 20*time.Second); err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
+		t.Fatalf("first await: %v %v; want FAILED", w, err)
+	}
+	fail.Store(false)
+	e.redrive(id, "")
+	stream, err := e.wf.WatchWorkflow(ctx(t), connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: id}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	var types []string
+	for stream.Receive() {
+		types = append(types, stream.Msg().Event.Type)
+		if stream.Msg().Event.Type == "WorkflowFailed" {
+			close(gate) // the retried step may finish now: the watch has read the first close
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(types) == 0 || types[len(types)-1] != "WorkflowCompleted" || !slicesContain(types, "WorkflowFailed") {
+		t.Fatalf("the watch saw %v; want the first close and then the run to its completion", types)
+	}
+}

@@ -185,6 +185,10 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	defer s.interest.remove(reg)
 	var after, n uint64
 	for {
+		// The watch ends once it has sent a closing event that is the last
+		// record read: a run retried after it closed goes on past its
+		// first close.
+		closed := false
 		msgs, err := s.store.Read(ctx, wf, after)
 		if err != nil {
 			return toConnect(err)
@@ -205,11 +209,12 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 				if err := stream.Send(&weftv1.WatchWorkflowResponse{Event: pe}); err != nil {
 					return err
 				}
-				if ev.Terminal() {
-					return nil
-				}
+				closed = ev.Terminal()
 			}
 			after = msg.Seq
+		}
+		if closed {
+			return nil
 		}
 		select {
 		case <-reg.wake:
