@@ -59,7 +59,6 @@ type Config struct {
 	// StateCacheSize is how many workflows' folded states are kept for
 	// GetWorkflow and AwaitWorkflow. Default 4096.
 	StateCacheSize int
-
 	// Metrics is the registry the API records its metrics on: the runs it
 	// starts and its webhook deliveries (see docs/operations.md). Default
 	// nil: none.
@@ -151,7 +150,6 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 		cfg.Definitions = runs.NewDefinitions(store)
 	}
 	config.Default(&cfg.StateCacheSize, 4096)
-
 	log := cfg.Logger.With("component", "api")
 	s := &Server{store: store, defs: cfg.Definitions, triggers: trigger.NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
 		states: newStates(cfg.StateCacheSize), metrics: apiMetrics{metrics.NewWorkflows(cfg.Metrics), metrics.NewTriggers(cfg.Metrics)}}

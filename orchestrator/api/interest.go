@@ -321,13 +321,9 @@ func (w *waiter) poke(seq uint64) {
 	}
 }
 
-// interrupt wakes w to look at why it waits (its call ended or timed out).
-func (w *waiter) interrupt() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
+// interrupt wakes w to look at why it waits (its call ended or timed
+// out), asking for no newer state.
+func (w *waiter) interrupt() { w.poke(0) }
 
 // sleep waits until w is woken.
 //
