@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go"
 
+	"github.com/weftworks/weft/eventstore"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
 
@@ -51,4 +55,93 @@ func TestGetWorkflowSeesWhatWasStoredBeforeIt(t *testing.T) {
 	eventually(t, 20*time.Second, "the run to close", func() bool {
 		return get().Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED
 	})
+}
+
+// A run started through an API process whose follower runs is folded
+// from its first record as the follower passes it on: polling it and
+// awaiting its result read nothing from the history stream, and what they
+// answer is what a read of the stream answers (another API process, which
+// did not start it, reads it).
+func TestAStartedRunIsFollowedFromItsFirstRecord(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(parkedDef)
+	e.putDef(`
+name: echoed
+steps:
+  - { id: a, task: echo, input: "${ input }" }
+  - { id: b, task: echo, input: "${ steps.a.output }" }
+output: "${ steps.b.output }"
+`)
+	other := e.startNode(envOpts{}, false, true)
+	reader, _ := newClients(other.APIURL)
+	// An await held open keeps the API's follower running.
+	held := e.start("parked", "followed-holder", `{}`)
+	go func() { _, _ = await(context.Background(), e.wf, held, 30*time.Second) }()
+	eventually(t, 20*time.Second, "the await to wait", func() bool { return awaiting(e.node) == 1 })
+
+	nc, err := nats.Connect(e.ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var reads atomic.Int64
+	for _, subj := range []string{"$JS.API.STREAM.MSG.GET." + eventstore.HistoryStream, "$JS.API.DIRECT.GET." + eventstore.HistoryStream + ".>"} {
+		if _, err := nc.Subscribe(subj, func(*nats.Msg) { reads.Add(1) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The follower may be made after the holder's await registered:
+	// a few runs in, starts are followed from their first record.
+	var parked string
+	eventually(t, 20*time.Second, "a run started, polled and awaited with no read of the stream", func() bool {
+		before := reads.Load()
+		parked = e.start("parked", "", `{}`)
+		w := e.get(parked)
+		if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING {
+			t.Fatalf("%s is %s", parked, w.Status)
+		}
+		id := e.start("echoed", "", `{"n": 7}`)
+		done, err := await(ctx(t), e.wf, id, 20*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || done.Output.GetStructValue().GetFields()["n"].GetNumberValue() != 7 {
+			t.Fatalf("await of %s: %s with output %v", id, done.Status, done.Output.AsInterface())
+		}
+		return reads.Load() == before
+	})
+
+	// The state followed is the state read, event for event, until the close.
+	same := func(what string) {
+		t.Helper()
+		w := e.get(parked)
+		resp, err := reader.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: parked}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := resp.Msg.Workflow
+		if w.HistoryLength != r.HistoryLength || w.Status != r.Status || len(w.Steps) != len(r.Steps) {
+			t.Fatalf("%s: followed %s with %d events and %d steps, read %s with %d and %d", what,
+				w.Status, w.HistoryLength, len(w.Steps), r.Status, r.HistoryLength, len(r.Steps))
+		}
+	}
+	eventually(t, 20*time.Second, "the wait to start", func() bool {
+		return stepStatus(e.get(parked), "w") == weftv1.StepStatus_STEP_STATUS_WAITING
+	})
+	same("waiting")
+	if err := e.signal(parked, "note", `1`); err != nil {
+		t.Fatal(err)
+	}
+	same("after a signal")
+	if err := e.signal(parked, "go", `{"ok": 2}`); err != nil {
+		t.Fatal(err)
+	}
+	w, err := await(ctx(t), e.wf, parked, 20*time.Second)
+	if err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("await of %s: %v %v", parked, w, err)
+	}
 }

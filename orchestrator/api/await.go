@@ -129,16 +129,25 @@ func awaited(w *weftv1.Workflow, err error, wf string, timeout time.Duration) (*
 }
 
 // closedWorkflow returns wf's state when it is closed, and nil while it
-// runs; a cached state that reaches stream sequence need is taken as it is.
+// runs. A cached state that reaches stream sequence need is taken as it
+// is; need 0 asks for everything stored before the call (the first look,
+// and one after the follower was made again), from the cache when the
+// follower keeps it current (withCurrentState).
 func (s *Server) closedWorkflow(ctx context.Context, wf string, need uint64) (*weftv1.Workflow, error) {
 	var w *weftv1.Workflow
-	err := s.withState(ctx, wf, need, func(v *stateView) error {
+	look := func(v *stateView) error {
 		if v.st.Status == workflow.StatusRunning {
 			return nil
 		}
 		var err error
 		w, err = s.workflowProto(ctx, v)
 		return err
-	})
+	}
+	var err error
+	if need == 0 {
+		err = s.withCurrentState(ctx, wf, look)
+	} else {
+		err = s.withState(ctx, wf, need, look)
+	}
 	return w, err
 }

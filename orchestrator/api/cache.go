@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -29,8 +30,14 @@ type cachedRun struct {
 	lock chan struct{}
 	view *stateView // nil until first read
 	// epoch is the follower's (interest.running) under which view was
-	// last read from the stream; 0: read while none followed.
+	// last read from the stream, or folded from its first record on; 0:
+	// read while none followed.
 	epoch uint64
+	// expect is the epoch of the follower that is to pass on the run's
+	// first record, for a run being started through this process while
+	// none of it is cached (0: none): the state is then folded from that
+	// record on, with nothing read (see expect).
+	expect atomic.Uint64
 
 	pmu     sync.Mutex
 	pending []eventstore.Followed
@@ -110,6 +117,7 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 			return err
 		}
 		e.view, e.epoch = v, ep
+		e.expect.Store(0)
 		e.catchUp()
 	} else if need == 0 || e.view.st.LastSeq < need {
 		msgs, err := s.store.ReadLive(ctx, wf, e.view.st.LastSeq)
@@ -182,7 +190,8 @@ const (
 
 // current reports whether e's state holds every record of its run that the
 // follower of epoch ep passed on, the follower having been in place since
-// it was read, and the run is open; e's lock is held.
+// it was read (or since the run's first record), and the run is open; e's
+// lock is held.
 func (e *cachedRun) current(ep uint64) bool {
 	if e.view == nil || e.view.broken || e.epoch != ep || e.view.st.Status != workflow.StatusRunning {
 		return false
@@ -190,6 +199,31 @@ func (e *cachedRun) current(ep uint64) bool {
 	e.pmu.Lock()
 	defer e.pmu.Unlock()
 	return len(e.pending) == 0 && e.seen <= e.view.st.LastSeq
+}
+
+// expect readies wf's entry to be folded from its first record on, as the
+// follower of epoch ep passes it on: called before a start of wf is
+// stored, when none of wf is cached. The start's answer, the await after
+// it and the polls of the new run then read nothing from the stream. It
+// reports whether the entry was readied.
+func (c *states) expect(wf string, ep uint64) bool {
+	e := c.entry(wf)
+	if !e.tryAcquire() {
+		return false
+	}
+	defer e.release()
+	if e.view != nil {
+		return false
+	}
+	e.expect.Store(ep)
+	return true
+}
+
+// unexpect undoes expect for a start that stored no new run.
+func (c *states) unexpect(wf string) {
+	if e, ok := c.peek(wf); ok {
+		e.expect.Store(0)
+	}
 }
 
 // offer folds a followed record into its workflow's cached state, if one
@@ -225,7 +259,23 @@ func (e *cachedRun) catchUp(more ...eventstore.Followed) {
 	e.pending = nil
 	e.pmu.Unlock()
 	for _, r := range recs {
-		if e.view == nil || e.view.broken {
+		if e.view == nil {
+			ep := e.expect.Load()
+			if ep == 0 || !r.HasPrev || r.Prev != 0 {
+				return
+			}
+			// The first record of a run started through this process,
+			// passed on by the follower in place since before it was
+			// stored: the state is folded from it, as a read would.
+			e.expect.Store(0)
+			v, err := foldMessages(&workflow.State{}, []eventstore.Message{r.Message()})
+			if err != nil || v.broken {
+				return
+			}
+			e.view, e.epoch = v, ep
+			continue
+		}
+		if e.view.broken {
 			return
 		}
 		if r.Seq <= e.view.st.LastSeq {

@@ -47,8 +47,18 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	if err != nil {
 		return nil, err
 	}
-	res, err := runs.Start(ctx, s.store, s.defs, runs.StartRequest{Definition: m.Definition, Revision: int(m.Revision),
-		Input: input, WorkflowID: m.WorkflowId, RequestID: m.RequestId, Time: s.cfg.Now(), Identity: identity(ctx)})
+	start := runs.StartRequest{Definition: m.Definition, Revision: int(m.Revision),
+		Input: input, WorkflowID: m.WorkflowId, RequestID: m.RequestId, Time: s.cfg.Now(), Identity: identity(ctx)}
+	start.WorkflowID = start.ID()
+	// While the follower runs, the new run's state is folded from its
+	// first record as the follower passes it on: the await and the polls
+	// that follow a start read nothing from the stream.
+	ep := s.interest.running.Load()
+	expected := ep != 0 && s.states.expect(start.WorkflowID, ep)
+	res, err := runs.Start(ctx, s.store, s.defs, start)
+	if expected && (err != nil || !res.Started) {
+		s.states.unexpect(start.WorkflowID)
+	}
 	switch {
 	case errors.Is(err, eventstore.ErrNotFound):
 		if m.Revision > 0 {

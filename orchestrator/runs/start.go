@@ -42,6 +42,20 @@ type StartRequest struct {
 	Identity string
 }
 
+// ID returns the id a start of req gives its run: WorkflowID, else one
+// derived from RequestID, else a new random one (so a caller that needs
+// the id before the start sets WorkflowID to it).
+func (req StartRequest) ID() string {
+	switch {
+	case req.WorkflowID != "":
+		return req.WorkflowID
+	case req.RequestID != "":
+		return DerivedID(req.Definition, req.RequestID)
+	default:
+		return RandomID()
+	}
+}
+
 // StartResult says which run a start refers to.
 type StartResult struct {
 	WorkflowID string
@@ -72,13 +86,7 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	if err := def.CheckInput(req.Input); err != nil {
 		return StartResult{}, err
 	}
-	wf := req.WorkflowID
-	switch {
-	case wf == "" && req.RequestID != "":
-		wf = DerivedID(req.Definition, req.RequestID)
-	case wf == "":
-		wf = RandomID()
-	}
+	wf := req.ID()
 	reqID := req.RequestID
 	if reqID == "" {
 		reqID = RandomID()
