@@ -64,8 +64,11 @@ func TestParkedAwaits(t *testing.T) {
 		t.Fatalf("starting: %v", err)
 	}
 
-	// The awaits share a few HTTP/2 connections, as a gRPC client's would.
-	tr := &http.Transport{Protocols: new(http.Protocols)}
+	// The awaits share one HTTP/2 connection, as a gRPC client's would
+	// (one the server limits to fewer calls than k leaves some queued
+	// here, and the test fails).
+	tr := &http.Transport{Protocols: new(http.Protocols), MaxConnsPerHost: 1,
+		HTTP2: &http.HTTP2Config{StrictMaxConcurrentRequests: true}}
 	tr.Protocols.SetUnencryptedHTTP2(true)
 	defer tr.CloseIdleConnections()
 	awaits := weftv1connect.NewWorkflowServiceClient(&http.Client{Transport: tr}, apiURL)

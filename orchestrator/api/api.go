@@ -266,13 +266,21 @@ func (s *Server) Handler() http.Handler {
 const MetricsPath = "/metrics"
 
 // NewHTTPServer returns an HTTP server for h that speaks HTTP/1.1 and
-// unencrypted HTTP/2 (h2c), as gRPC clients need.
+// unencrypted HTTP/2 (h2c), as gRPC clients need, with up to
+// MaxStreamsPerConn calls open at once on one HTTP/2 connection.
 func NewHTTPServer(addr string, h http.Handler) *http.Server {
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
-	return &http.Server{Addr: addr, Handler: h, Protocols: p, ReadHeaderTimeout: 10 * time.Second}
+	return &http.Server{Addr: addr, Handler: h, Protocols: p, ReadHeaderTimeout: 10 * time.Second,
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: MaxStreamsPerConn}}
 }
+
+// MaxStreamsPerConn is how many calls one HTTP/2 connection may have open
+// at once: a gRPC client sends all its calls on one connection and queues
+// those past the server's limit, so an application awaiting thousands of
+// runs through one client needs more than net/http's default of 250.
+const MaxStreamsPerConn = 10000
 
 // errorf builds a Connect error.
 func errorf(code connect.Code, format string, args ...any) error {
