@@ -24,7 +24,7 @@ import (
 
 func benchCmd(cf *clientFlags) *cobra.Command {
 	var (
-		n, c, orchs, pollers                  int
+		n, c, orchs, pollers, floorBatch      int
 		file, input, natsURL, wait            string
 		syncMode                              string
 		floor, pipe, alsoNATS, asJSON, noProg bool
@@ -58,7 +58,7 @@ pipeline and prints Weft's workflows/s as a ratio of it.`,
 			if cmd.Flags().Changed("server") {
 				server = serverURL(cf.server)
 			}
-			cfg := bench.Config{N: n, C: c, Input: input, Wait: wait, AlsoNATS: alsoNATS, Pollers: pollers, Floor: floor, Pipeline: pipe,
+			cfg := bench.Config{N: n, C: c, Input: input, Wait: wait, AlsoNATS: alsoNATS, Pollers: pollers, Floor: floor, FloorBatch: floorBatch, Pipeline: pipe,
 				Timeout: timeout, Server: server, NATSURL: natsURL}
 			if err := checkBenchFlags(cfg, server != ""); err != nil {
 				return err
@@ -105,6 +105,7 @@ pipeline and prints Weft's workflows/s as a ratio of it.`,
 	f.StringVar(&wait, "wait", bench.WaitAwait, "how each client learns its run finished: "+strings.Join(bench.Waits, ", "))
 	f.BoolVar(&alsoNATS, "also-nats", false, "with an API wait, also report when NATS carried each closing record")
 	f.BoolVar(&floor, "floor", false, "also measure plain JetStream publishes of as many events")
+	f.IntVar(&floorBatch, "floor-batch", 0, "with --floor, also publish them in atomic batches of this many (one fsync a batch under --sync always)")
 	f.BoolVar(&pipe, "pipeline", false, "also run as many workflows through a bare two-consumer JetStream pipeline (no state, no checks, no API)")
 	f.BoolVar(&asJSON, "json", false, "print one JSON line")
 	f.BoolVar(&noProg, "quiet", false, "no progress line")

@@ -279,7 +279,7 @@ output: "${ steps.w.output }"
 
 // weft bench runs against an embedded Weft and prints one JSON line.
 func TestBenchCommand(t *testing.T) {
-	out, err := runCLI(t, "bench", "-n", "40", "-c", "4", "--floor", "--json", "--quiet")
+	out, err := runCLI(t, "bench", "-n", "40", "-c", "4", "--floor", "--floor-batch", "8", "--json", "--quiet")
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, out)
 	}
@@ -287,7 +287,7 @@ func TestBenchCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("bench output %q: %v", out, err)
 	}
-	for _, k := range []string{"workflows", "workflows_per_s", "steps_per_s", "events_per_s", "p50_ms", "p90_ms", "p99_ms", "floor_events_per_s", "floor_ratio"} {
+	for _, k := range []string{"workflows", "workflows_per_s", "steps_per_s", "events_per_s", "p50_ms", "p90_ms", "p99_ms", "floor_events_per_s", "floor_ratio", "floor_batched_per_s"} {
 		if v, _ := res[k].(float64); v <= 0 {
 			t.Fatalf("%s = %v in %s", k, res[k], out)
 		}

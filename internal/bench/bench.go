@@ -7,6 +7,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,11 @@ type Config struct {
 	N, C int
 	// Floor also measures plain JetStream publishes of as many events.
 	Floor bool
+	// FloorBatch, with Floor, also publishes them in atomic batches of
+	// FloorBatch messages (nats-server's atomic batch publish, which a
+	// stream of one replica with sync always writes with one fsync a
+	// batch): what a group commit of records could reach.
+	FloorBatch int
 	// Pipeline also runs as many workflows of as many steps through a bare
 	// JetStream pipeline of two consumers (no state, no checks, no API).
 	Pipeline bool
@@ -145,6 +151,9 @@ type Result struct {
 	P99ms           float64 `json:"p99_ms"`
 	FloorEventsPerS float64 `json:"floor_events_per_s,omitempty"`
 	FloorRatio      float64 `json:"floor_ratio,omitempty"`
+	// FloorBatchedPerS is the floor's publishes/s in atomic batches
+	// (Config.FloorBatch).
+	FloorBatchedPerS float64 `json:"floor_batched_per_s,omitempty"`
 	// NATSWorkflowsPerS and NATSP50ms, NATSP90ms, NATSP99ms are the same
 	// figures taken when NATS carried each closing record (Config.AlsoNATS).
 	NATSWorkflowsPerS float64 `json:"nats_workflows_per_s,omitempty"`
@@ -202,6 +211,9 @@ func (r Result) String() string {
 	}
 	if r.FloorEventsPerS > 0 {
 		fmt.Fprintf(&b, "floor: %.0f plain JetStream publishes/s of %.0f-byte records; Weft reaches %.2f of it\n", r.FloorEventsPerS, r.EventBytes, r.FloorRatio)
+	}
+	if r.FloorBatchedPerS > 0 {
+		fmt.Fprintf(&b, "floor in atomic batches: %.0f publishes/s\n", r.FloorBatchedPerS)
 	}
 	if r.PipelineWorkflowsPerS > 0 {
 		fmt.Fprintf(&b, "pipeline: %.0f workflows/s through a bare two-consumer JetStream pipeline; Weft reaches %.2f of it\n", r.PipelineWorkflowsPerS, r.PipelineRatio)
@@ -615,10 +627,15 @@ func (ns *natsSide) extras(ctx context.Context, cfg Config, run string, steps in
 		res.EventBytes = float64(nBytes) / float64(nEvents)
 	}
 	if cfg.Floor {
-		if res.FloorEventsPerS, err = floor(ctx, ns.nc, res.Events, int(res.EventBytes), cfg.C); err != nil {
+		if res.FloorEventsPerS, err = floor(ctx, ns.nc, res.Events, int(res.EventBytes), cfg.C, 1); err != nil {
 			return err
 		}
 		res.FloorRatio = res.EventsPerS / res.FloorEventsPerS
+		if cfg.FloorBatch > 1 {
+			if res.FloorBatchedPerS, err = floor(ctx, ns.nc, res.Events, int(res.EventBytes), cfg.C, cfg.FloorBatch); err != nil {
+				return err
+			}
+		}
 	}
 	if cfg.Pipeline {
 		if res.PipelineWorkflowsPerS, err = pipeline(ctx, ns.nc, cfg.N, steps, int(res.EventBytes), cfg.C); err != nil {
@@ -796,14 +813,16 @@ func countTasks(steps []*definition.Step) int {
 
 // floor publishes n messages of size bytes into a scratch stream with c
 // concurrent synchronous publishers (as Weft's writers are), using the
-// server's own storage settings, and returns publishes per second.
-func floor(ctx context.Context, nc *nats.Conn, n, size, c int) (float64, error) {
+// server's own storage settings, and returns publishes per second. With
+// batch > 1 each publisher sends atomic batches of batch messages.
+func floor(ctx context.Context, nc *nats.Conn, n, size, c, batch int) (float64, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return 0, err
 	}
 	name := fmt.Sprintf("WEFT_BENCH_FLOOR_%d", time.Now().UnixNano()%1e9)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{"weft.benchfloor." + name}, Storage: jetstream.FileStorage}); err != nil {
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{"weft.benchfloor." + name}, Storage: jetstream.FileStorage,
+		AllowAtomicPublish: batch > 1}); err != nil {
 		return 0, fmt.Errorf("bench: floor stream: %w", err)
 	}
 	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), name) }()
@@ -817,8 +836,19 @@ func floor(ctx context.Context, nc *nats.Conn, n, size, c int) (float64, error) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for next.Add(1) <= int64(n) {
-				if _, err := js.Publish(ctx, "weft.benchfloor."+name, payload); err != nil {
+			for {
+				end := next.Add(int64(batch))
+				k := batch - int(max(0, end-int64(n)))
+				if k <= 0 {
+					return
+				}
+				var err error
+				if batch == 1 {
+					_, err = js.Publish(ctx, "weft.benchfloor."+name, payload)
+				} else {
+					err = publishBatch(ctx, nc, "weft.benchfloor."+name, fmt.Sprintf("%s-%d", name, end), payload, k)
+				}
+				if err != nil {
 					once.Do(func() { firstErr = err })
 					return
 				}
@@ -830,4 +860,38 @@ func floor(ctx context.Context, nc *nats.Conn, n, size, c int) (float64, error) 
 		return 0, fmt.Errorf("bench: floor: %w", firstErr)
 	}
 	return float64(n) / time.Since(begin).Seconds(), nil
+}
+
+// publishBatch publishes k copies of payload to subject as one atomic
+// batch named id, waiting for the stream's answer to its commit.
+func publishBatch(ctx context.Context, nc *nats.Conn, subject, id string, payload []byte, k int) error {
+	for i := 1; i <= k; i++ {
+		m := nats.NewMsg(subject)
+		m.Data = payload
+		m.Header.Set("Nats-Batch-Id", id)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i))
+		if i < k {
+			if err := nc.PublishMsg(m); err != nil {
+				return err
+			}
+			continue
+		}
+		m.Header.Set("Nats-Batch-Commit", "1")
+		reply, err := nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			return err
+		}
+		var ack struct {
+			Error *struct {
+				Description string `json:"description"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(reply.Data, &ack); err != nil {
+			return fmt.Errorf("batch commit answered %q: %w", reply.Data, err)
+		}
+		if ack.Error != nil {
+			return fmt.Errorf("batch commit: %s", ack.Error.Description)
+		}
+	}
+	return nil
 }
