@@ -174,8 +174,8 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 		return
 	}
 	sc := h.ledger.Slots()
-	res.Notes = append(res.Notes, fmt.Sprintf("queued: %d runs, %d read QUEUED after their start; limited: %d runs, the slowest closed %s after its start; most runs with a call in flight at once per slot: %v (limits %v); repeats of a succeeded call per slot: %v (beside another run: %v)",
-		queued, seen, limited, slowest.Round(time.Millisecond), sc.Most, sc.Limits, sc.Repeats, sc.RepeatsBeside))
+	res.Notes = append(res.Notes, fmt.Sprintf("queued: %d runs, %d read QUEUED after their start; limited: %d runs, the slowest closed %s after its start; most runs with a call in flight at once per slot: %v (limits %v); repeats of a succeeded call per slot: %v (beside another run: %v); calls beside a closed run's duplicate still in flight: %v",
+		queued, seen, limited, slowest.Round(time.Millisecond), sc.Most, sc.Limits, sc.Repeats, sc.RepeatsBeside, sc.LateBeside))
 	for _, slot := range sortedKeys(sc.Most) {
 		if sc.Most[slot] > sc.Limits[slot] {
 			res.Problems = append(res.Problems, fmt.Sprintf("slot %s: %d runs had a call in flight at once at the ledger, the limit is %d: %s",

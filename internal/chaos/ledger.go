@@ -39,10 +39,12 @@ type Ledger struct {
 	keys    map[string]*KeyCount
 	refused map[string]int // key -> status answered
 	// inFlight counts, per slot and run (workflow id), the calls in
-	// flight; slots is what Slots returns.
-	inFlight map[string]map[string]int
-	slots    SlotCounts
-	rated    map[string][]RatedCall
+	// flight, and flightKey is the idempotency key of each run's; slots
+	// is what Slots returns.
+	inFlight  map[string]map[string]int
+	flightKey map[string]string
+	slots     SlotCounts
+	rated     map[string][]RatedCall
 }
 
 // RatedCall is a call the ledger recorded the time of.
@@ -65,6 +67,14 @@ type SlotCounts struct {
 	// slot. RepeatsBeside counts those that came while another run of
 	// the slot had a call in flight.
 	Repeats, RepeatsBeside map[string]int
+	// LateBeside counts, per slot, the calls that came while another
+	// run's call was still in flight though a call of its key had
+	// succeeded meanwhile: one attempt run twice at once (its first
+	// executor lost from NATS, the attempt delivered again), the first
+	// answered, the run closed and its slot given up while the second
+	// still ran. The key absorbs that duplicate; the run is not counted
+	// in Most.
+	LateBeside map[string]int
 	// Overlaps name the runs seen in flight together beyond their slot's
 	// limit.
 	Overlaps []string
@@ -107,8 +117,8 @@ func StartLedger(seed int64, failRate, slowRate float64, slow time.Duration) (*L
 		return nil, err
 	}
 	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}, refused: map[string]int{},
-		inFlight: map[string]map[string]int{}, rated: map[string][]RatedCall{},
-		slots: SlotCounts{Most: map[string]int{}, Limits: map[string]int{}, Repeats: map[string]int{}, RepeatsBeside: map[string]int{}}}
+		inFlight: map[string]map[string]int{}, flightKey: map[string]string{}, rated: map[string][]RatedCall{},
+		slots: SlotCounts{Most: map[string]int{}, Limits: map[string]int{}, Repeats: map[string]int{}, RepeatsBeside: map[string]int{}, LateBeside: map[string]int{}}}
 	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = l.srv.Serve(ln) }()
 	return l, nil
@@ -245,15 +255,28 @@ func (l *Ledger) enter(slot string, limit int, key string, repeat bool) func() {
 		l.inFlight[slot] = runs
 	}
 	runs[run]++
-	l.slots.Most[slot] = max(l.slots.Most[slot], len(runs))
-	if len(runs) > limit && len(l.slots.Overlaps) < 20 {
-		l.slots.Overlaps = append(l.slots.Overlaps, fmt.Sprintf("slot %s: %s", slot, strings.Join(sortedKeys(runs), ", ")))
+	l.flightKey[run] = key
+	// The runs of the slot in flight, less those whose call in flight is
+	// a duplicate of one that succeeded meanwhile (see LateBeside).
+	var live []string
+	for r := range runs {
+		if kc := l.keys[l.flightKey[r]]; r != run && kc != nil && kc.OK > 0 {
+			l.slots.LateBeside[slot]++
+			continue
+		}
+		live = append(live, r)
+	}
+	l.slots.Most[slot] = max(l.slots.Most[slot], len(live))
+	if len(live) > limit && len(l.slots.Overlaps) < 20 {
+		slices.Sort(live)
+		l.slots.Overlaps = append(l.slots.Overlaps, fmt.Sprintf("slot %s: %s", slot, strings.Join(live, ", ")))
 	}
 	return func() {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if runs[run]--; runs[run] == 0 {
 			delete(runs, run)
+			delete(l.flightKey, run)
 		}
 	}
 }
@@ -263,7 +286,7 @@ func (l *Ledger) Slots() SlotCounts {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return SlotCounts{Most: maps.Clone(l.slots.Most), Limits: maps.Clone(l.slots.Limits), Repeats: maps.Clone(l.slots.Repeats),
-		RepeatsBeside: maps.Clone(l.slots.RepeatsBeside), Overlaps: slices.Clone(l.slots.Overlaps)}
+		RepeatsBeside: maps.Clone(l.slots.RepeatsBeside), LateBeside: maps.Clone(l.slots.LateBeside), Overlaps: slices.Clone(l.slots.Overlaps)}
 }
 
 // Rated returns the calls recorded under rate, in the order they arrived.

@@ -70,6 +70,25 @@ func TestLedgerSlotCountsRuns(t *testing.T) {
 	if sc := l.Slots(); sc.Most["c"] != 2 || sc.Limits["c"] != 2 || sc.Limits["b"] != slotLimit || len(sc.Overlaps) != 1 {
 		t.Errorf("slot c of limit 2: most %v, limits %v, overlaps %q", sc.Most, sc.Limits, sc.Overlaps)
 	}
+
+	// One attempt run twice at once: the first answered (the run closes,
+	// its slot goes to the next run), the second still in flight when the
+	// next run's call comes. That is the key's duplicate, not a second
+	// run in the slot; a run whose call has not succeeded is.
+	first := l.enter("d", 1, "run-9/call", false)
+	second := l.enter("d", 1, "run-9/call", false)
+	l.mu.Lock()
+	l.keys["run-9/call"] = &KeyCount{Calls: 2, OK: 1}
+	l.mu.Unlock()
+	first()
+	next := l.enter("d", 1, "run-10/call", false)
+	other := l.enter("d", 1, "run-11/call", false)
+	second()
+	next()
+	other()
+	if sc := l.Slots(); sc.Most["d"] != 2 || sc.LateBeside["d"] != 2 || len(sc.Overlaps) != 2 || sc.Overlaps[1] != "slot d: run-10, run-11" {
+		t.Errorf("slot d: most %v, late beside %v, overlaps %q; want 2, 2 and run-10 with run-11", sc.Most, sc.LateBeside, sc.Overlaps)
+	}
 }
 
 // The ledger records the time of each call with a rate, and which was
