@@ -105,7 +105,7 @@ func DecodeResult(b []byte) (Result, error) {
 	}
 	r.Time = r.Time.UTC()
 	if r.Output != nil {
-		out, err := value.Normalize(r.Output)
+		out, err := value.NormalizeOwned(r.Output)
 		if err != nil {
 			return Result{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
 		}
@@ -157,7 +157,7 @@ func normalizeValues(e *Event) error {
 	var err error
 	n := func(v *any) {
 		if err == nil && *v != nil {
-			*v, err = value.Normalize(*v)
+			*v, err = value.NormalizeOwned(*v)
 		}
 	}
 	utc := func(t *time.Time) { *t = t.UTC() }

@@ -50,6 +50,34 @@ func Normalize(v any) (any, error) {
 	return FromJSON(b)
 }
 
+// NormalizeOwned is Normalize for a value its caller owns and shares with
+// no one, such as one just decoded: its maps with string keys and its
+// lists are normalized in place instead of copied. On an error the value
+// may be left half normalized.
+func NormalizeOwned(v any) (any, error) {
+	switch x := v.(type) {
+	case []any:
+		for i, e := range x {
+			n, err := NormalizeOwned(e)
+			if err != nil {
+				return nil, fmt.Errorf("[%d]: %w", i, err)
+			}
+			x[i] = n
+		}
+		return x, nil
+	case map[string]any:
+		for k, e := range x {
+			n, err := NormalizeOwned(e)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			x[k] = n
+		}
+		return x, nil
+	}
+	return Normalize(v)
+}
+
 // scalar normalizes nil, booleans, strings and Go's numeric types; ok is
 // false for anything else.
 func scalar(v any) (n any, ok bool) {

@@ -84,7 +84,7 @@ func (st *State) normalize() error {
 	var err error
 	n := func(v *any) {
 		if err == nil && *v != nil {
-			*v, err = value.Normalize(*v)
+			*v, err = value.NormalizeOwned(*v)
 		}
 	}
 	utc := func(ts ...*time.Time) {

@@ -1,0 +1,113 @@
+package value_test
+
+import (
+	"encoding/json"
+	"reflect"
+	"strconv"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/weftworks/weft/eventstore/value"
+)
+
+// raw draws a value as a decoder or a Go caller hands it over: nested
+// maps and lists of every numeric type, strings, booleans and nil.
+func raw(depth int) *rapid.Generator[any] {
+	return rapid.Custom(func(t *rapid.T) any {
+		kind := rapid.IntRange(0, 12).Draw(t, "kind")
+		if depth == 0 && kind >= 10 {
+			kind = 0
+		}
+		switch kind {
+		case 0:
+			return nil
+		case 1:
+			return rapid.Bool().Draw(t, "bool")
+		case 2:
+			return rapid.String().Draw(t, "string")
+		case 3:
+			return rapid.Int8().Draw(t, "int8")
+		case 4:
+			return rapid.Uint16().Draw(t, "uint16")
+		case 5:
+			return rapid.Int64().Draw(t, "int64")
+		case 6:
+			return rapid.Uint64().Draw(t, "uint64")
+		case 7:
+			return rapid.Float32().Draw(t, "float32")
+		case 8:
+			return rapid.Float64Range(-1e6, 1e6).Draw(t, "float64")
+		case 9:
+			return json.Number(strconv.Itoa(rapid.Int().Draw(t, "number")))
+		case 10:
+			return rapid.SliceOfN(raw(depth-1), 0, 4).Draw(t, "list")
+		case 11:
+			return rapid.MapOfN(rapid.StringN(0, 3, 3), raw(depth-1), 0, 4).Draw(t, "map")
+		default:
+			m := map[any]any{}
+			for k, v := range rapid.MapOfN(rapid.StringN(0, 3, 3), raw(depth-1), 0, 3).Draw(t, "anymap") {
+				m[k] = v
+			}
+			return m
+		}
+	})
+}
+
+// deepCopy copies v's maps and lists.
+func deepCopy(v any) any {
+	switch x := v.(type) {
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = deepCopy(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = deepCopy(e)
+		}
+		return out
+	case map[any]any:
+		out := make(map[any]any, len(x))
+		for k, e := range x {
+			out[k] = deepCopy(e)
+		}
+		return out
+	}
+	return v
+}
+
+// NormalizeOwned gives what Normalize gives, and Normalize leaves its
+// argument as it was (it copies; NormalizeOwned may not).
+func TestNormalizeOwnedIsNormalize(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		v := raw(3).Draw(t, "v")
+		before := deepCopy(v)
+		want, err := value.Normalize(v)
+		if err != nil {
+			t.Fatalf("Normalize: %v", err)
+		}
+		if !reflect.DeepEqual(v, before) {
+			t.Fatalf("Normalize changed its argument: %#v, was %#v", v, before)
+		}
+		got, err := value.NormalizeOwned(deepCopy(v))
+		if err != nil {
+			t.Fatalf("NormalizeOwned: %v", err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("NormalizeOwned: %#v, Normalize: %#v", got, want)
+		}
+	})
+}
+
+// A value with no JSON form is refused either way, naming where it is.
+func TestNormalizeOwnedRefuses(t *testing.T) {
+	v := map[string]any{"a": []any{1, map[any]any{2: "x"}}}
+	_, err1 := value.Normalize(deepCopy(v))
+	_, err2 := value.NormalizeOwned(deepCopy(v))
+	if err1 == nil || err2 == nil || err1.Error() != err2.Error() {
+		t.Fatalf("Normalize: %v; NormalizeOwned: %v", err1, err2)
+	}
+}
