@@ -13,6 +13,7 @@ import (
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 )
 
 const (
@@ -345,5 +346,40 @@ func TestStartRetriedAfterTheRunWasDeleted(t *testing.T) {
 	}
 	if r.Started || r.WorkflowId != "retried-start" {
 		t.Fatalf("the same start again: %v; want the run's id, not started by this call", r)
+	}
+}
+
+// A run deleted by retention and then started again under its id is read
+// afresh by an API process that still holds the old run's state: the new
+// history's records are never folded onto the old run's.
+func TestARunStartedAgainAfterItsDeletionIsReadAfresh(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(briefDef)
+	other := e.startNode(envOpts{}, false, true)
+	wfB, _ := newClients(other.APIURL)
+	start := func(c weftv1connect.WorkflowServiceClient, req, input string) {
+		t.Helper()
+		resp, err := c.StartWorkflow(ctx(t), connect.NewRequest(&weftv1.StartWorkflowRequest{
+			Definition: "brief", WorkflowId: "again", RequestId: req, Input: jsonValue(t, input)}))
+		if err != nil || !resp.Msg.Started {
+			t.Fatalf("start %s: %v %v", req, resp, err)
+		}
+	}
+	start(e.wf, "first", `1`)
+	if w, err := await(ctx(t), e.wf, "again", 20*time.Second); err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("first run: %v %v", w, err)
+	}
+	old := e.get("again") // held by this API process
+	eventually(t, 30*time.Second, "the first run to be deleted", func() bool {
+		_, err := wfB.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: "again"}))
+		return connect.CodeOf(err) == connect.CodeNotFound
+	})
+	start(wfB, "second", `2`)
+	if w, err := await(ctx(t), wfB, "again", 20*time.Second); err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("second run: %v %v", w, err)
+	}
+	w := e.get("again")
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || w.Input.GetNumberValue() != 2 || w.HistoryLength != old.HistoryLength {
+		t.Fatalf("the run started again reads %s with input %v and %d events; want COMPLETED, 2 and %d", w.Status, w.Input.AsInterface(), w.HistoryLength, old.HistoryLength)
 	}
 }

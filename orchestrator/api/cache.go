@@ -11,6 +11,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -108,6 +109,34 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 	}
 	defer e.release()
 	e.catchUp()
+	if e.view != nil && (need == 0 || e.view.st.LastSeq < need) {
+		msgs, err := s.store.ReadLive(ctx, wf, e.view.st.LastSeq)
+		if errors.Is(err, eventstore.ErrNotFound) {
+			// Deleted (retention) since it was cached: never serve it.
+			e.view = nil
+			s.states.runs.Remove(wf)
+		}
+		if err != nil {
+			return toConnect(err)
+		}
+		switch {
+		case len(msgs) > 0 && startsRun(msgs[0]):
+			// Deleted and started again since it was cached: the new
+			// run is read afresh, never folded onto the old one.
+			e.view = nil
+		case len(msgs) > 0:
+			v, err := foldMessages(e.view.st, msgs)
+			if err != nil {
+				e.view = nil
+				return err
+			}
+			e.view = v
+		}
+		if e.view != nil {
+			e.epoch = ep
+			e.catchUp()
+		}
+	}
 	if e.view == nil {
 		v, err := s.readState(ctx, wf)
 		if err != nil {
@@ -119,32 +148,18 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		e.view, e.epoch = v, ep
 		e.expect.Store(0)
 		e.catchUp()
-	} else if need == 0 || e.view.st.LastSeq < need {
-		msgs, err := s.store.ReadLive(ctx, wf, e.view.st.LastSeq)
-		if errors.Is(err, eventstore.ErrNotFound) {
-			// Deleted (retention) since it was cached: never serve it.
-			e.view = nil
-			s.states.runs.Remove(wf)
-		}
-		if err != nil {
-			return toConnect(err)
-		}
-		if len(msgs) > 0 {
-			v, err := foldMessages(e.view.st, msgs)
-			if err != nil {
-				e.view = nil
-				return err
-			}
-			e.view = v
-		}
-		e.epoch = ep
-		e.catchUp()
 	}
 	// A history that does not fold to its end is read afresh each time.
 	if e.view.broken {
 		defer func() { e.view = nil }()
 	}
 	return fn(e.view)
+}
+
+// startsRun reports whether m is the first record of a run (it holds its
+// WorkflowStarted).
+func startsRun(m eventstore.Message) bool {
+	return m.Err == nil && len(m.Record.Events) > 0 && m.Record.Events[0].Type == events.TypeWorkflowStarted
 }
 
 // withCurrentState is withState for a read that must see every record
