@@ -16,7 +16,16 @@ const maxExactFloat = 1 << 53
 
 // Normalize converts v into the normalized form. It returns an error for
 // values that have no JSON form (channels, functions, non-string map keys).
-func Normalize(v any) (any, error) {
+func Normalize(v any) (any, error) { return normalize(v, false) }
+
+// NormalizeOwned is Normalize for a value its caller owns and shares with
+// no one, such as one just decoded: its maps with string keys and its
+// lists are normalized in place instead of copied. On an error the value
+// may be left half normalized.
+func NormalizeOwned(v any) (any, error) { return normalize(v, true) }
+
+// normalize is Normalize, in place for maps and lists when owned.
+func normalize(v any, owned bool) (any, error) {
 	if n, ok := scalar(v); ok {
 		return n, nil
 	}
@@ -24,11 +33,11 @@ func Normalize(v any) (any, error) {
 	case json.Number:
 		return number(x)
 	case []any:
-		return normalizeList(x)
+		return normalizeList(x, owned)
 	case map[string]any:
-		return normalizeMap(x)
+		return normalizeMap(x, owned)
 	case map[any]any:
-		return normalizeAnyMap(x)
+		return normalizeAnyMap(x, owned)
 	case []string:
 		out := make([]any, len(x))
 		for i, e := range x {
@@ -48,34 +57,6 @@ func Normalize(v any) (any, error) {
 		return nil, fmt.Errorf("value of type %T has no JSON form: %w", v, err)
 	}
 	return FromJSON(b)
-}
-
-// NormalizeOwned is Normalize for a value its caller owns and shares with
-// no one, such as one just decoded: its maps with string keys and its
-// lists are normalized in place instead of copied. On an error the value
-// may be left half normalized.
-func NormalizeOwned(v any) (any, error) {
-	switch x := v.(type) {
-	case []any:
-		for i, e := range x {
-			n, err := NormalizeOwned(e)
-			if err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
-			}
-			x[i] = n
-		}
-		return x, nil
-	case map[string]any:
-		for k, e := range x {
-			n, err := NormalizeOwned(e)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			x[k] = n
-		}
-		return x, nil
-	}
-	return Normalize(v)
 }
 
 // scalar normalizes nil, booleans, strings and Go's numeric types; ok is
@@ -122,10 +103,13 @@ func number(x json.Number) (any, error) {
 	return floatValue(f), nil
 }
 
-func normalizeList(x []any) (any, error) {
-	out := make([]any, len(x))
+func normalizeList(x []any, owned bool) (any, error) {
+	out := x
+	if !owned {
+		out = make([]any, len(x))
+	}
 	for i, e := range x {
-		n, err := Normalize(e)
+		n, err := normalize(e, owned)
 		if err != nil {
 			return nil, fmt.Errorf("[%d]: %w", i, err)
 		}
@@ -134,10 +118,13 @@ func normalizeList(x []any) (any, error) {
 	return out, nil
 }
 
-func normalizeMap(x map[string]any) (any, error) {
-	out := make(map[string]any, len(x))
+func normalizeMap(x map[string]any, owned bool) (any, error) {
+	out := x
+	if !owned {
+		out = make(map[string]any, len(x))
+	}
 	for k, e := range x {
-		n, err := Normalize(e)
+		n, err := normalize(e, owned)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", k, err)
 		}
@@ -146,15 +133,16 @@ func normalizeMap(x map[string]any) (any, error) {
 	return out, nil
 }
 
-// normalizeAnyMap normalizes a map whose keys must all be strings.
-func normalizeAnyMap(x map[any]any) (any, error) {
+// normalizeAnyMap normalizes a map whose keys must all be strings into a
+// new map with string keys.
+func normalizeAnyMap(x map[any]any, owned bool) (any, error) {
 	out := make(map[string]any, len(x))
 	for k, e := range x {
 		ks, ok := k.(string)
 		if !ok {
 			return nil, fmt.Errorf("map key %v is not a string", k)
 		}
-		n, err := Normalize(e)
+		n, err := normalize(e, owned)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ks, err)
 		}
