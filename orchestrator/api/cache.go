@@ -234,10 +234,25 @@ func (c *states) expect(wf string, ep uint64) bool {
 	return true
 }
 
-// unexpect undoes expect for a start that stored no new run.
+// unexpect undoes expect for a start that stored no new run, and drops
+// the entry if it holds no state (as a read that finds no run does), so
+// refused starts do not push cached states out.
 func (c *states) unexpect(wf string) {
-	if e, ok := c.peek(wf); ok {
-		e.expect.Store(0)
+	e, ok := c.peek(wf)
+	if !ok {
+		return
+	}
+	e.expect.Store(0)
+	if !e.tryAcquire() {
+		return
+	}
+	defer e.release()
+	if e.view == nil {
+		c.mu.Lock()
+		if cur, ok := c.runs.Peek(wf); ok && cur == e {
+			c.runs.Remove(wf)
+		}
+		c.mu.Unlock()
 	}
 }
 
