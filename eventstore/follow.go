@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -31,10 +32,24 @@ func (f *Follower) From() uint64 { return f.from }
 
 // HistoriesLastSeq returns the history stream's last sequence, as its
 // leader has it: every record stored before the call is at or below it.
+// The API's read barrier asks for it on behalf of every poll, so of the
+// stream's info it decodes the last sequence alone.
 func (s *Store) HistoriesLastSeq(ctx context.Context) (uint64, error) {
-	info, err := s.history.Info(ctx)
+	m, err := s.nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+HistoryStream, nil)
 	if err != nil {
 		return 0, fmt.Errorf("eventstore: histories' last sequence: %w", err)
+	}
+	var info struct {
+		State struct {
+			LastSeq uint64 `json:"last_seq"`
+		} `json:"state"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	switch err := json.Unmarshal(m.Data, &info); {
+	case err != nil:
+		return 0, fmt.Errorf("eventstore: histories' last sequence: stream info answered %q: %w", m.Data, err)
+	case info.Error != nil:
+		return 0, fmt.Errorf("eventstore: histories' last sequence: %w", info.Error)
 	}
 	return info.State.LastSeq, nil
 }

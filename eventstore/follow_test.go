@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
@@ -85,5 +86,41 @@ func TestFollowerResumesAfterARestart(t *testing.T) {
 	}
 	if m := r.Message(); m.Err != nil || len(m.Record.Events) != 1 || m.Record.Events[0].Type != events.TypeWorkflowCompleted {
 		t.Fatalf("the record reads %+v", m)
+	}
+}
+
+// HistoriesLastSeq is the history stream's last sequence: each append
+// moves it to the appended record's, and a stream that is gone is an
+// error, not a sequence of 0.
+func TestHistoriesLastSeqIsTheLastAppend(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	nc := ns.Connect(t)
+	s, err := eventstore.Open(ctx, nc, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zero uint64
+	seq, err := s.AppendExternal(ctx, "l", &zero, "start/l", started("l"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if got, err := s.HistoriesLastSeq(ctx); err != nil || got != seq {
+			t.Fatalf("after append %d at %d: HistoriesLastSeq = %d, %v", i, seq, got, err)
+		}
+		if seq, err = s.Append(ctx, "l", seq, completed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, eventstore.HistoryStream); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.HistoriesLastSeq(ctx); err == nil {
+		t.Fatalf("with the stream deleted: HistoriesLastSeq = %d and no error", got)
 	}
 }
