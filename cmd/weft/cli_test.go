@@ -120,6 +120,17 @@ steps:
 	if err != nil || !strings.Contains(out, "greet") || !strings.Contains(out, "revision 1") {
 		t.Fatalf("def apply: %v\n%s", err, out)
 	}
+	// The file may be named as an argument as well; naming none, or two,
+	// is refused with what to type.
+	if out, err = runCLI(t, "def", "apply", file, server); err != nil || !strings.Contains(out, "revision 1 (unchanged)") {
+		t.Fatalf("def apply FILE: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, "def", "apply", server); err == nil || !strings.Contains(err.Error()+out, "weft def apply FILE") {
+		t.Fatalf("def apply with no file: %v\n%s", err, out)
+	}
+	if out, err = runCLI(t, "def", "apply", file, "-f", file+".other", server); err == nil || !strings.Contains(err.Error()+out, "apply one at a time") {
+		t.Fatalf("def apply with two files: %v\n%s", err, out)
+	}
 	out, err = runCLI(t, "start", "greet", "--input", `{"name": "ada"}`, "--id", "cli-1", "--wait", server)
 	if err != nil || !strings.Contains(out, "cli-1") || !strings.Contains(out, "COMPLETED") || !strings.Contains(out, `"HELLO ADA"`) {
 		t.Fatalf("start --wait: %v\n%s", err, out)

@@ -289,10 +289,18 @@ func defCommand(cf *clientFlags) *cobra.Command {
 func defApplyCommand(cf *clientFlags) *cobra.Command {
 	var file string
 	apply := &cobra.Command{
-		Use:   "apply -f FILE",
-		Short: "Store a workflow definition (FILE or - for stdin)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "apply FILE",
+		Short: "Store a workflow definition (FILE or - for stdin; -f FILE works too)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 1 && file != "" && file != args[0]:
+				return fmt.Errorf("two definition files (%s and -f %s): apply one at a time", args[0], file)
+			case len(args) == 1:
+				file = args[0]
+			case file == "":
+				return fmt.Errorf("no definition file: weft def apply FILE (or - for stdin)")
+			}
 			var src []byte
 			var err error
 			if file == "-" {
@@ -320,7 +328,6 @@ func defApplyCommand(cf *clientFlags) *cobra.Command {
 		},
 	}
 	apply.Flags().StringVarP(&file, "file", "f", "", "definition source file, or - for stdin")
-	_ = apply.MarkFlagRequired("file")
 	return apply
 }
 
