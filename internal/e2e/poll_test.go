@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
 
@@ -143,5 +145,75 @@ output: "${ steps.b.output }"
 	w, err := await(ctx(t), e.wf, parked, 20*time.Second)
 	if err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 		t.Fatalf("await of %s: %v %v", parked, w, err)
+	}
+}
+
+// A poll of a run that is not running reads the run's last record, which
+// holds anything stored before the poll: it does not also ask for the
+// history stream's last sequence (the read barrier). It still sees what
+// another API process stored just before it: here the retry of a failed
+// run, through the other process, is in the very next poll.
+func TestAClosedRunIsPolledWithoutTheBarrier(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	gate := make(chan struct{})
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{
+		"once": func(ctx context.Context, _ *executor.Task) (any, error) {
+			if fail.Load() {
+				return nil, executor.NonRetryable(errors.New("down"))
+			}
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return "fixed", nil
+		},
+	}})
+	e.putDef(parkedDef)
+	e.putDef(`
+name: polled-closed
+steps:
+  - { id: s, task: once }
+output: "${ steps.s.output }"
+`)
+	defer close(gate)
+	other := e.startNode(envOpts{}, false, true)
+	retrier, _ := newClients(other.APIURL)
+	// An await held open keeps the API's follower running.
+	held := e.start("parked", "barrier-holder", `{}`)
+	go func() { _, _ = await(context.Background(), e.wf, held, 30*time.Second) }()
+	eventually(t, 20*time.Second, "the await to wait", func() bool { return awaiting(e.node) == 1 })
+
+	id := e.start("polled-closed", "polled-closed", `{}`)
+	if w, err := await(ctx(t), e.wf, id, 20*time.Second); err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
+		t.Fatalf("await: %v %v; want FAILED", w, err)
+	}
+	nc, err := nats.Connect(e.ns.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var barriers atomic.Int64
+	if _, err := nc.Subscribe("$JS.API.STREAM.INFO."+eventstore.HistoryStream, func(*nats.Msg) { barriers.Add(1) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if w := e.get(id); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
+			t.Fatalf("poll of the failed run: %s", w.Status)
+		}
+	}
+	if n := barriers.Load(); n != 0 {
+		t.Fatalf("20 polls of a failed run asked for the history stream's last sequence %d times; want 0", n)
+	}
+	fail.Store(false)
+	if _, err := retrier.RetryWorkflow(ctx(t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id})); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.get(id); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING {
+		t.Fatalf("the poll right after a retry through another API process: %s; want RUNNING", w.Status)
 	}
 }

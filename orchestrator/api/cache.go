@@ -177,7 +177,7 @@ func (s *Server) withCurrentState(ctx context.Context, wf string, fn func(*state
 	}
 	s.interest.touch()
 	if ep := s.interest.running.Load(); ep != 0 {
-		if e, ok := s.states.get(wf); ok {
+		if e, ok := s.states.get(wf); ok && !e.holdsNotRunning(ctx) {
 			seq, err := s.barrier.lastSeq(ctx)
 			if err == nil && s.interest.reach(ctx, ep, seq, reachWait) {
 				if err := e.acquire(ctx); err != nil {
@@ -193,6 +193,17 @@ func (s *Server) withCurrentState(ctx context.Context, wf string, fn func(*state
 		}
 	}
 	return s.withState(ctx, wf, 0, fn)
+}
+
+// holdsNotRunning reports whether e holds a state of a run that is not
+// running (closed, say): such a state is never answered without a read
+// (see current), so a read of it need not wait for the barrier first.
+func (e *cachedRun) holdsNotRunning(ctx context.Context) bool {
+	if e.acquire(ctx) != nil {
+		return false
+	}
+	defer e.release()
+	return e.view != nil && e.view.st.Status != workflow.StatusRunning
 }
 
 // How long a read waits for the follower to pass on what the stream
