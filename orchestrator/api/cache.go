@@ -114,7 +114,7 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		if errors.Is(err, eventstore.ErrNotFound) {
 			// Deleted (retention) since it was cached: never serve it.
 			e.view = nil
-			s.states.runs.Remove(wf)
+			s.states.drop(wf, e)
 		}
 		if err != nil {
 			return toConnect(err)
@@ -141,7 +141,7 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		v, err := s.readState(ctx, wf)
 		if err != nil {
 			if connect.CodeOf(err) == connect.CodeNotFound {
-				s.states.runs.Remove(wf)
+				s.states.drop(wf, e)
 			}
 			return err
 		}
@@ -184,7 +184,9 @@ func (s *Server) withCurrentState(ctx context.Context, wf string, fn func(*state
 					return err
 				}
 				e.catchUp()
-				if e.current(ep) {
+				// An entry pushed out of the cache meanwhile was offered
+				// nothing since: only the entry cached is kept current.
+				if e.current(ep) && s.states.holds(wf, e) {
 					defer e.release()
 					return fn(e.view)
 				}
@@ -259,11 +261,7 @@ func (c *states) unexpect(wf string) {
 	}
 	defer e.release()
 	if e.view == nil {
-		c.mu.Lock()
-		if cur, ok := c.runs.Peek(wf); ok && cur == e {
-			c.runs.Remove(wf)
-		}
-		c.mu.Unlock()
+		c.drop(wf, e)
 	}
 }
 
@@ -339,6 +337,23 @@ func (c *states) get(wf string) (*cachedRun, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.runs.Get(wf)
+}
+
+// holds reports whether e is wf's entry in the cache. An entry once
+// pushed out is never cached again (entry makes a new one), so one still
+// held has been offered every record of wf followed since it was made.
+func (c *states) holds(wf string, e *cachedRun) bool {
+	cur, ok := c.peek(wf)
+	return ok && cur == e
+}
+
+// drop removes wf's entry if it is e, and leaves a newer one be.
+func (c *states) drop(wf string, e *cachedRun) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.runs.Peek(wf); ok && cur == e {
+		c.runs.Remove(wf)
+	}
 }
 
 // peek returns wf's entry, if cached, without refreshing its place.

@@ -1,6 +1,15 @@
 package api
 
-import "testing"
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/natstest"
+)
 
 // A start readied for but refused (or a duplicate) leaves no empty entry
 // behind to push cached states out; one whose state was read meanwhile
@@ -23,5 +32,53 @@ func TestUnexpectDropsAnEmptyEntry(t *testing.T) {
 	c.unexpect("read")
 	if got, ok := c.peek("read"); !ok || got != e || e.expect.Load() != 0 {
 		t.Fatalf("an entry holding a state: cached %v, expect %d", ok, e.expect.Load())
+	}
+}
+
+// A read that found a run cached, and whose entry was pushed out of the
+// cache while it waited for the barrier and the follower, does not answer
+// from that entry: the record the follower passed on meanwhile went to no
+// entry. It reads the run instead, record included.
+func TestAnEntryPushedOutIsNotServedAsCurrent(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	store, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wf = "pushed-out"
+	var zero uint64
+	first, err := store.AppendExternal(ctx, wf, &zero, "start/"+wf, events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(100, 0).UTC(),
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{store: store, states: newStates(2)}
+	s.interest = newInterest(nil, s.states.offer, time.Minute, slog.New(slog.DiscardHandler))
+	s.interest.running.Store(1)
+	s.interest.pos.Store(first)
+	if err := s.withState(ctx, wf, 0, func(v *stateView) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	var second uint64
+	s.barrier = &barrier{fetch: func(ctx context.Context) (uint64, error) {
+		// Meanwhile reads of other runs push the entry out, and a signal
+		// is stored, then passed on by the follower.
+		s.states.entry("a")
+		s.states.entry("b")
+		second, err = store.AppendExternal(ctx, wf, &first, "signal/"+wf, events.Event{Type: events.TypeSignalReceived, Time: time.Unix(101, 0).UTC(),
+			SignalReceived: &events.SignalReceived{Name: "go"}})
+		if err != nil {
+			return 0, err
+		}
+		s.interest.record(eventstore.Followed{Workflow: wf, Seq: second, Prev: first, HasPrev: true})
+		return second, nil
+	}}
+	var got uint64
+	if err := s.withCurrentState(ctx, wf, func(v *stateView) error { got = v.st.LastSeq; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got != second {
+		t.Fatalf("answered the state up to %d; the signal at %d was stored before the read", got, second)
 	}
 }

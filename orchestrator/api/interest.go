@@ -249,11 +249,14 @@ func (in *interest) loop(ctx context.Context, gen int) {
 		f, err := in.follow(ctx)
 		if err == nil {
 			in.pos.Store(f.From())
-			in.running.Store(in.epochs.Add(1))
+			ep := in.epochs.Add(1)
+			in.running.Store(ep)
 			in.wakeAll()
 			began := time.Now()
 			err = f.Run(ctx, in.record)
-			in.running.Store(0)
+			// Only its own epoch: a follower made meanwhile by a new loop
+			// (stopped, then started again at once) keeps running.
+			in.running.CompareAndSwap(ep, 0)
 			if err == nil {
 				break // ctx ended
 			}
