@@ -510,6 +510,14 @@ type Message struct {
 	Err error
 }
 
+// StartsRun reports whether m is the first record of a run: it holds the
+// run's WorkflowStarted. One found after a state's last record means the
+// run was deleted and started again under its id since that state was
+// read.
+func (m Message) StartsRun() bool {
+	return m.Err == nil && len(m.Record.Events) > 0 && m.Record.Events[0].Type == events.TypeWorkflowStarted
+}
+
 func decodeMsg(seq uint64, subj string, t time.Time, data []byte) Message {
 	m := Message{Seq: seq, Subject: subj, Time: t.UTC()}
 	rec, err := events.Decode(data)

@@ -569,6 +569,12 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 		if msgs, err = sh.o.store.Read(ctx, wf, after); err != nil {
 			return err
 		}
+		if len(msgs) > 0 && msgs[0].StartsRun() {
+			// Deleted (retention) and started again since it was cached:
+			// the new run is read afresh, as after a conflict, never
+			// folded onto the old one.
+			return fmt.Errorf("workflow %s was started again since seq %d: %w", wf, after, eventstore.ErrConflict)
+		}
 	}
 	m, err := runs.Fold(e.st, msgs, func(ev events.Event) {
 		switch ev.Type {

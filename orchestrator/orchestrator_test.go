@@ -426,3 +426,54 @@ func TestOrchestratorLifecycle(t *testing.T) {
 		t.Fatalf("negative Shards: %v", err)
 	}
 }
+
+// A shard that cached a run still running, which another orchestrator then
+// closed and retention deleted, reads the run started again under the same
+// id afresh: the new run's first record is never folded onto the stale
+// state (it would not apply, and the new run would be failed as a corrupt
+// history). The new run is decided as any new run is.
+func TestARunStartedAgainIsNotFoldedOntoAStaleCache(t *testing.T) {
+	r := newRig(t)
+	r.putDef("one", oneTask)
+	a, b := r.shard(), r.shard()
+	ext, err := r.store.Feed(r.ctx, eventstore.SourceExternal, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Stop()
+	results, err := r.store.Feed(r.ctx, eventstore.SourceResults, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer results.Stop()
+	const wf = "again"
+	r.start(wf, "one")
+	a.handle(r.ctx, next(t, ext)) // a caches it, running
+	_, cmd := r.count(wf, func(ev events.Event) bool { return ev.StepScheduled != nil })
+	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: "a", Gen: 1, Attempt: 1, Cmd: cmd,
+		Outcome: events.OutcomeCompleted, Output: "A", Time: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	b.handle(r.ctx, next(t, results)) // b closes it
+	if n, _ := r.count(wf, func(ev events.Event) bool { return ev.WorkflowCompleted != nil }); n != 1 || a.cache[wf] == nil {
+		t.Fatalf("closed %d times, cached by a: %v; want 1 and cached", n, a.cache[wf] != nil)
+	}
+	if err := r.store.DeleteRun(r.ctx, wf); err != nil { // retention, as b would
+		t.Fatal(err)
+	}
+	var zero uint64
+	if _, err := r.store.AppendExternal(r.ctx, wf, &zero, "start/"+wf+"/second", startEvent(wf, "one")); err != nil {
+		t.Fatal(err)
+	}
+	a.handle(r.ctx, next(t, ext))
+	h := r.history(wf)
+	var types []events.Type
+	for _, m := range h {
+		for _, ev := range m.Record.Events {
+			types = append(types, ev.Type)
+		}
+	}
+	if len(types) != 2 || types[0] != events.TypeWorkflowStarted || types[1] != events.TypeStepScheduled {
+		t.Fatalf("the run started again: %v; want it started and its step scheduled", types)
+	}
+}

@@ -11,7 +11,6 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/weftworks/weft/eventstore"
-	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
@@ -120,7 +119,7 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 			return toConnect(err)
 		}
 		switch {
-		case len(msgs) > 0 && startsRun(msgs[0]):
+		case len(msgs) > 0 && msgs[0].StartsRun():
 			// Deleted and started again since it was cached: the new
 			// run is read afresh, never folded onto the old one.
 			e.view = nil
@@ -154,12 +153,6 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		defer func() { e.view = nil }()
 	}
 	return fn(e.view)
-}
-
-// startsRun reports whether m is the first record of a run (it holds its
-// WorkflowStarted).
-func startsRun(m eventstore.Message) bool {
-	return m.Err == nil && len(m.Record.Events) > 0 && m.Record.Events[0].Type == events.TypeWorkflowStarted
 }
 
 // withCurrentState is withState for a read that must see every record
