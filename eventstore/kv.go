@@ -289,9 +289,17 @@ func (s *Store) replaceSummary(ctx context.Context, sum Summary) error {
 		e, err := s.getKV(ctx, s.index, sum.ID)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			// The create-only write found the subject taken, and now there
-			// is no entry: it was deleted with its run (retention), and a
-			// write that comes late must not bring it back.
-			return ErrSuperseded
+			// is no entry: it was deleted with its run (retention). A
+			// write that comes late must not bring that run back; one of
+			// a run started again under the id since is its first entry.
+			first, ferr := s.First(ctx, sum.ID)
+			switch {
+			case errors.Is(ferr, ErrNotFound), ferr == nil && sum.Seq < first.Seq:
+				return ErrSuperseded
+			case ferr != nil:
+				return fmt.Errorf("eventstore: index %s: %w", sum.ID, ferr)
+			}
+			_, err = s.index.Create(ctx, sum.ID, data)
 		} else if err == nil {
 			var old Summary
 			if msgpack.Unmarshal(e.value, &old) == nil && old.Seq >= sum.Seq {

@@ -351,7 +351,8 @@ func TestStartRetriedAfterTheRunWasDeleted(t *testing.T) {
 
 // A run deleted by retention and then started again under its id is read
 // afresh by an API process that still holds the old run's state: the new
-// history's records are never folded onto the old run's.
+// history's records are never folded onto the old run's. It is listed as
+// any run is.
 func TestARunStartedAgainAfterItsDeletionIsReadAfresh(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	e.putDef(briefDef)
@@ -382,4 +383,9 @@ func TestARunStartedAgainAfterItsDeletionIsReadAfresh(t *testing.T) {
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || w.Input.GetNumberValue() != 2 || w.HistoryLength != old.HistoryLength {
 		t.Fatalf("the run started again reads %s with input %v and %d events; want COMPLETED, 2 and %d", w.Status, w.Input.AsInterface(), w.HistoryLength, old.HistoryLength)
 	}
+	// It is listed too: its entry is written over the one its
+	// predecessor's deletion left.
+	eventually(t, 20*time.Second, "the run started again to be listed", func() bool {
+		return e.listedStatus("again") == weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED
+	})
 }
