@@ -922,7 +922,7 @@ func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) err
 			// Started first (quietly: a closed parent takes no result), so
 			// a late start cannot outrun the cancel; a child that cannot
 			// start is left alone.
-			why, err := sh.tryStartChild(ctx, wf, s, st.Now)
+			why, err := sh.tryStartChild(ctx, st, s, st.Now)
 			if err != nil {
 				return err
 			}
@@ -952,7 +952,7 @@ func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) err
 				return fmt.Errorf("cancel child %s: %w", s.ChildID, err)
 			}
 		case !abandoned && s.Status == workflow.StepRunning && st.Status == workflow.StatusRunning && !e.started[s.ChildID]:
-			if err := sh.startChild(ctx, wf, s, st.Now); err != nil {
+			if err := sh.startChild(ctx, st, s, st.Now); err != nil {
 				return err
 			}
 			e.started = mark(e.started, s.ChildID)
@@ -1086,12 +1086,12 @@ func (o *Orchestrator) startSpan(ctx context.Context, name string, st *workflow.
 // event recorded it) on the latest revision of its definition. Starting it
 // again finds it started. A child that cannot start fails its step
 // (through the results stream, like any step outcome).
-func (sh *shard) startChild(ctx context.Context, parent string, s *workflow.Step, at time.Time) error {
+func (sh *shard) startChild(ctx context.Context, parent *workflow.State, s *workflow.Step, at time.Time) error {
 	why, err := sh.tryStartChild(ctx, parent, s, at)
 	if err != nil || why == nil {
 		return err
 	}
-	return sh.o.store.PublishResult(ctx, events.Result{WorkflowID: parent, Path: s.Path, Gen: s.Gen, Attempt: 1,
+	return sh.o.store.PublishResult(ctx, events.Result{WorkflowID: parent.ID, Path: s.Path, Gen: s.Gen, Attempt: 1,
 		Outcome: events.OutcomeFailed, Time: at, Error: why})
 }
 
@@ -1099,15 +1099,23 @@ func (sh *shard) startChild(ctx context.Context, parent string, s *workflow.Step
 // says why when it cannot be started: its definition is not there, or its
 // id is another workflow's (child_failed), or its input does not match the
 // definition's input_schema (invalid_input).
-func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.Step, at time.Time) (why *events.Error, err error) {
-	ref := &events.ParentRef{WorkflowID: parent, Path: s.Path, Gen: s.Gen}
+func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *workflow.Step, at time.Time) (why *events.Error, err error) {
+	ref := &events.ParentRef{WorkflowID: parent.ID, Path: s.Path, Gen: s.Gen, Created: parent.Created}
+	// earlier is set when the child's id is taken by the child of an
+	// earlier run of the parent's id (deleted by retention; its child kept).
+	var earlier bool
 	ours := func() (bool, error) {
 		first, err := sh.o.store.First(ctx, s.ChildID)
 		if err != nil {
 			return false, err
 		}
 		ws := first.Record.Events[0].WorkflowStarted
-		return first.Err == nil && ws != nil && ws.Parent != nil && *ws.Parent == *ref, nil
+		if first.Err != nil || ws == nil || ws.Parent == nil {
+			return false, nil
+		}
+		same := ws.Parent.Same(*ref)
+		earlier = !same && ws.Parent.Same(events.ParentRef{WorkflowID: ref.WorkflowID, Path: ref.Path, Gen: ref.Gen})
+		return same, nil
 	}
 	childFailed := func(format string, args ...any) *events.Error {
 		return &events.Error{Type: workflow.ErrTypeChild, Message: fmt.Sprintf(format, args...)}
@@ -1117,7 +1125,7 @@ func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.S
 		return childFailed("child definition %q not found: put it first", s.Task), nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent, err)
+		return nil, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, err)
 	}
 	if err := def.CheckInput(s.ChildInput); err != nil {
 		// A child started before its definition took this schema runs on.
@@ -1125,29 +1133,32 @@ func (sh *shard) tryStartChild(ctx context.Context, parent string, s *workflow.S
 		case ok:
 			return nil, nil
 		case ferr != nil && !errors.Is(ferr, eventstore.ErrNotFound):
-			return nil, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent, ferr)
+			return nil, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, ferr)
 		}
 		return &events.Error{Type: workflow.ErrTypeInvalidInput, Message: fmt.Sprintf("child definition %q: %v", rec.Name, err)}, nil
 	}
 	var zero uint64
 	_, err = sh.o.store.AppendExternal(ctx, s.ChildID, &zero, "start/"+s.ChildID+"/parent", events.Event{
-		Type: events.TypeWorkflowStarted, Time: at, Identity: parentIdentity(parent),
+		Type: events.TypeWorkflowStarted, Time: at, Identity: parentIdentity(parent.ID),
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: s.ChildID, Definition: rec.Name, Revision: rec.Revision,
 			Input: s.ChildInput, RequestID: "parent", Parent: ref, Trace: telemetry.TraceParent(ctx)}})
 	switch {
 	case err == nil:
 		sh.o.metrics.workflows.Started(rec.Name)
 		return nil, nil
-	case errors.Is(err, eventstore.ErrDuplicate):
-		return nil, nil
-	case errors.Is(err, eventstore.ErrConflict):
-		// Already started: by us, or the id is someone else's.
+	case errors.Is(err, eventstore.ErrDuplicate), errors.Is(err, eventstore.ErrConflict):
+		// Already started: by us, or the id is someone else's (a
+		// duplicate too: an earlier run of this id started it moments
+		// ago).
 		if ok, err := ours(); err != nil || ok {
 			return nil, err
 		}
+		if earlier {
+			return childFailed("child workflow id %q is taken by the child of an earlier run of %s, kept after that run was deleted: start this run under another id", s.ChildID, parent.ID), nil
+		}
 		return childFailed("child workflow id %q is taken by another workflow", s.ChildID), nil
 	}
-	return nil, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent, err)
+	return nil, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, err)
 }
 
 // parentIdentity is the identity (events.Event.Identity) a child run's
@@ -1157,7 +1168,7 @@ func parentIdentity(parent string) string { return "parent:" + parent }
 // tellParent reports a closed child's outcome to its parent.
 func (sh *shard) tellParent(ctx context.Context, st *workflow.State) error {
 	p := st.Parent
-	r := events.Result{WorkflowID: p.WorkflowID, Path: p.Path, Gen: p.Gen, Attempt: 1, Time: st.Closed}
+	r := events.Result{WorkflowID: p.WorkflowID, Path: p.Path, Gen: p.Gen, Attempt: 1, Time: st.Closed, ParentCreated: p.Created}
 	if r.Time.IsZero() {
 		r.Time = st.Now
 	}

@@ -195,6 +195,17 @@ type ParentRef struct {
 	WorkflowID string `msgpack:"id"`
 	Path       string `msgpack:"p"`
 	Gen        int    `msgpack:"g"`
+	// Created is the parent run's start time: it tells apart the runs
+	// of one id (one deleted by retention, one started again under its
+	// id). Zero in records written before it was recorded.
+	Created time.Time `msgpack:"c,omitempty"`
+}
+
+// Same reports whether r and o name the same parent step's run; a ref
+// without Created matches either run of its id.
+func (r ParentRef) Same(o ParentRef) bool {
+	return r.WorkflowID == o.WorkflowID && r.Path == o.Path && r.Gen == o.Gen &&
+		(r.Created.IsZero() || o.Created.IsZero() || r.Created.Equal(o.Created))
 }
 
 // StepScheduled is a task step's command: executors registered for Task

@@ -46,6 +46,10 @@ type Result struct {
 	// (0 when the result does not come from a command, as a child's): an
 	// orchestrator judges the result only on a history that reaches it.
 	Cmd uint64 `msgpack:"cmd,omitempty"`
+	// ParentCreated is, on a child workflow's outcome, the start time of
+	// the parent run that started the child (ParentRef.Created): another
+	// run of the parent's id does not take it. Zero otherwise.
+	ParentCreated time.Time `msgpack:"pc,omitempty"`
 }
 
 // Event returns the history event that records the result.

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -388,4 +389,34 @@ func TestARunStartedAgainAfterItsDeletionIsReadAfresh(t *testing.T) {
 	eventually(t, 20*time.Second, "the run started again to be listed", func() bool {
 		return e.listedStatus("again") == weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED
 	})
+}
+
+// A parent started again under the id of a run deleted by retention, whose
+// child (of a definition without retention) was kept, cannot have that
+// child's id for its own: its child step fails, saying why, rather than
+// taking the old child for its own and waiting for ever (or taking its
+// result).
+func TestAParentStartedAgainDoesNotTakeTheOldRunsChild(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(keptDef)
+	e.putDef(`
+name: reparent
+retention: 2s
+steps:
+  - id: child
+    workflow: kept
+    input: "${ input }"
+output: "${ steps.child.output }"
+`)
+	e.start("reparent", "reparented", `"first"`)
+	w := e.waitClosed("reparented", 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || w.Output.GetStringValue() != "first" {
+		t.Fatalf("first run: %s with output %v", w.Status, w.Output.AsInterface())
+	}
+	e.waitDeleted("reparented", w.ClosedTime.AsTime(), 2*time.Second)
+	e.start("reparent", "reparented", `"second"`)
+	w = e.waitClosed("reparented", 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || !strings.Contains(w.Error.GetMessage(), "earlier run of reparented") {
+		t.Fatalf("second run: %s with error %v and output %v; want FAILED, its child's id taken by the earlier run's", w.Status, w.Error, w.Output.AsInterface())
+	}
 }

@@ -1081,6 +1081,11 @@ func AcceptResult(st *State, r events.Result) (events.Event, bool) {
 	if s == nil || s.Status != StepRunning || s.Gen != r.Gen || (s.Kind != "task" && s.Kind != "workflow") {
 		return events.Event{}, false
 	}
+	if !r.ParentCreated.IsZero() && !r.ParentCreated.Equal(st.Created) {
+		// The outcome of a child of another run of this id (one deleted
+		// by retention), not of this run's.
+		return events.Event{}, false
+	}
 	if r.Outcome == events.OutcomeAttemptFailed && r.Attempt <= s.Attempts {
 		return events.Event{}, false
 	}

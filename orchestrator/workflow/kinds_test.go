@@ -551,6 +551,19 @@ func TestChildWorkflow(t *testing.T) {
 	if id := r.hist[1].ChildStarted.WorkflowID; !strings.HasPrefix(id, "wf-1-charge-") {
 		t.Errorf("child id = %q", id)
 	}
+	// The outcome of a child of another run of this id (deleted by
+	// retention) is not this run's; one naming this run, or no run (sent
+	// before runs were named), is.
+	other := events.Result{V: 1, WorkflowID: wfID, Path: "charge", Gen: 1, Attempt: 1, Outcome: events.OutcomeCompleted,
+		Output: "stale", Time: at(time.Minute), ParentCreated: r.st.Created.Add(-time.Hour)}
+	if _, ok := workflow.AcceptResult(r.st, other); ok {
+		t.Fatal("the outcome of another run's child was accepted")
+	}
+	own := other
+	own.ParentCreated, own.Output = r.st.Created, "paid"
+	if _, ok := workflow.AcceptResult(r.st, own); !ok {
+		t.Fatal("the outcome of this run's child was not accepted")
+	}
 	r.result(time.Minute, "charge", 0, events.OutcomeCompleted, "paid", nil)
 	checkEnd(t, r, workflow.StatusCompleted, "paid")
 }
