@@ -1109,8 +1109,11 @@ func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *w
 		if err != nil {
 			return false, err
 		}
+		if first.Err != nil {
+			return false, nil
+		}
 		ws := first.Record.Events[0].WorkflowStarted
-		if first.Err != nil || ws == nil || ws.Parent == nil {
+		if ws == nil || ws.Parent == nil {
 			return false, nil
 		}
 		same := ws.Parent.Same(*ref)
