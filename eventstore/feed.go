@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -522,8 +523,10 @@ func (p *Puller) Fetch(ctx context.Context, n int, wait time.Duration, fn func(*
 }
 
 // PublishResult reports a task attempt's outcome to the orchestrators. The
-// message id names the workflow, step, scheduling, attempt and outcome, so
-// a retried publish is deduplicated.
+// message id names the workflow, step, scheduling, attempt and outcome,
+// and the command the attempt ran (or, for a child's outcome, the parent
+// run), so a retried publish is deduplicated and the same attempt of a run
+// started again under a deleted run's id is not.
 func (s *Store) PublishResult(ctx context.Context, r events.Result) error {
 	data, err := events.EncodeResult(r)
 	if err != nil {
@@ -535,6 +538,12 @@ func (s *Store) PublishResult(ctx context.Context, r events.Result) error {
 // publishResult publishes r, already encoded as data, to the results stream.
 func (s *Store) publishResult(ctx context.Context, r events.Result, data []byte) error {
 	id := fmt.Sprintf("res/%s/%s/%d/%d/%d", r.WorkflowID, r.Path, r.Gen, r.Attempt, r.Outcome)
+	switch {
+	case r.Cmd > 0:
+		id += "/" + strconv.FormatUint(r.Cmd, 10)
+	case !r.ParentCreated.IsZero():
+		id += "/p" + strconv.FormatInt(r.ParentCreated.UnixNano(), 10)
+	}
 	if _, err := s.js.Publish(ctx, resultsPrefix+r.WorkflowID, data, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("eventstore: publish result for %s/%s: %w", r.WorkflowID, r.Path, natsErr(err))
 	}

@@ -420,3 +420,26 @@ output: "${ steps.child.output }"
 		t.Fatalf("second run: %s with error %v and output %v; want FAILED, its child's id taken by the earlier run's", w.Status, w.Error, w.Output.AsInterface())
 	}
 }
+
+// A run started again under the id of a run deleted by retention within
+// the results stream's dedup window: its first step's result, published to
+// the results stream, is not taken for the deleted run's (the same step,
+// scheduling, attempt and outcome), and the run completes.
+func TestAResultOfARunStartedAgainIsNotADuplicate(t *testing.T) {
+	e := newEnv(t, envOpts{replyWait: -1})
+	e.putDef(`
+name: brief-result
+retention: 1s
+steps:
+  - id: a
+    task: echo
+    input: "${ input }"
+`)
+	e.start("brief-result", "result-again", `1`)
+	w := e.waitClosed("result-again", 10*time.Second)
+	e.waitDeleted("result-again", w.ClosedTime.AsTime(), time.Second)
+	e.start("brief-result", "result-again", `2`)
+	if w := e.waitClosed("result-again", 15*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || w.Output.GetNumberValue() != 2 {
+		t.Fatalf("the run started again: %s with output %v; want COMPLETED with 2", w.Status, w.Output.AsInterface())
+	}
+}
