@@ -18,7 +18,10 @@ import (
 // types and messages are recorded as text, with bytes that are not UTF-8
 // replaced by U+FFFD. A plain error is retried per the step's retry policy;
 // NonRetryable and RetryAfter change that; a panic becomes a failed attempt.
-// The context ends when the attempt's timeout passes or the worker stops.
+// The context ends when the attempt's timeout passes or the worker stops;
+// a handler that has not returned 5 seconds later is given up on (it runs
+// on, its outcome dropped): the attempt is recorded as timed out, or the
+// command given back when the worker stops.
 type Handler func(ctx context.Context, t *Task) (any, error)
 
 // Task is what a handler knows about the attempt it runs.

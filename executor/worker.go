@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -634,8 +635,10 @@ func (w *Worker) report(ctx context.Context, d *eventstore.Delivery, res *events
 	return err
 }
 
-// call runs the handler with the attempt's timeout and panic recovery.
-func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cmd *events.StepScheduled, attempt int) (out any, err error) {
+// call runs the handler with the attempt's timeout and panic recovery. A
+// handler that does not return once its context ends is given up on (see
+// abandonGrace).
+func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cmd *events.StepScheduled, attempt int) (any, error) {
 	timeout := cmd.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
@@ -646,21 +649,58 @@ func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cm
 	deadline := time.AfterFunc(timeout, func() { cancel(errTimeout) })
 	defer deadline.Stop()
 
+	// gone is set once the call stopped waiting for the handler: its
+	// heartbeats then claim nothing.
+	var gone atomic.Bool
 	task := &Task{WorkflowID: d.WorkflowID, Path: cmd.Path, Type: cmd.Task, Attempt: attempt,
 		IdempotencyKey: cmd.IdempotencyKey, Input: cmd.Input,
 		heartbeat: func() {
+			if gone.Load() {
+				return
+			}
 			deadline.Reset(timeout)
 			_ = d.InProgress()
 		}}
-	defer func() {
-		if r := recover(); r != nil {
-			w.log.Error("task handler panicked", "workflow_id", d.WorkflowID, "step", cmd.Path, "panic", r, "stack", string(debug.Stack()))
-			out, err = nil, &Error{Type: ErrTypePanic, Message: fmt.Sprintf("handler panicked: %v", r)}
-		}
+	type answer struct {
+		out any
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				w.log.Error("task handler panicked", "workflow_id", d.WorkflowID, "step", cmd.Path, "panic", r, "stack", string(debug.Stack()))
+				done <- answer{nil, &Error{Type: ErrTypePanic, Message: fmt.Sprintf("handler panicked: %v", r)}}
+			}
+		}()
+		out, err := h(hctx, task)
+		done <- answer{out, err}
 	}()
-	out, err = h(hctx, task)
-	if err != nil && errors.Is(context.Cause(hctx), errTimeout) {
+	var a answer
+	select {
+	case a = <-done:
+	case <-hctx.Done():
+		// Timed out, or the worker stops: a handler that honours its
+		// context returns at once. One that does not is given up on
+		// after abandonGrace, so its step times out (or its command goes
+		// back) all the same, and its late outcome is dropped.
+		grace := time.NewTimer(abandonGrace)
+		select {
+		case a = <-done:
+		case <-grace.C:
+			gone.Store(true)
+			w.log.Warn("task handler did not return after its context ended; giving it up", "workflow_id", d.WorkflowID,
+				"step", cmd.Path, "attempt", attempt, "cause", context.Cause(hctx))
+			a = answer{nil, context.Cause(hctx)}
+		}
+		grace.Stop()
+	}
+	if a.err != nil && errors.Is(context.Cause(hctx), errTimeout) {
 		return nil, errTimeout
 	}
-	return out, err
+	return a.out, a.err
 }
+
+// abandonGrace is how long a handler whose context ended (its attempt
+// timed out, or the worker stops) has to return before it is given up on.
+const abandonGrace = 5 * time.Second

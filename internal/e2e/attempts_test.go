@@ -167,3 +167,91 @@ func TestDefect5_FailedResultReportDoesNotUseTheOnlyAttempt(t *testing.T) {
 		t.Fatalf("handler ran %d times; want 2 (once unreported, once reported)", n)
 	}
 }
+
+// A handler that ignores its context does not hold its step past the
+// step's timeout: the attempt is given up on a grace period after it
+// timed out, recorded as timed out, and the run goes on (here, fails:
+// one attempt allowed).
+func TestAHandlerThatIgnoresItsContextStillTimesOut(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	e := newEnv(t, envOpts{taskAckWait: time.Second, handlers: map[string]executor.Handler{
+		"stuck": func(context.Context, *executor.Task) (any, error) { <-release; return "late", nil },
+	}})
+	e.putDef(`
+name: hang
+steps:
+  - id: a
+    task: stuck
+    timeout: 1s
+    retry: { max_attempts: 1 }
+`)
+	e.start("hang", "hang-1", `1`)
+	w := e.waitClosed("hang-1", 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || w.Error.GetType() != executor.ErrTypeTimeout {
+		t.Fatalf("the run: %s with error %v; want FAILED, its step timed out", w.Status, w.Error)
+	}
+}
+
+// A worker that stops while a handler that ignores its context runs does
+// not wait for it for ever: once its stop's deadline passed it cancels the
+// handler, gives it up a grace period later and gives the command back,
+// which the next worker runs.
+func TestAStopGivesUpAHandlerThatIgnoresItsContext(t *testing.T) {
+	e := newEnv(t, envOpts{noExecutor: true})
+	e.putDef(`
+name: ignored
+steps:
+  - id: s
+    task: deaf
+    retry: { max_attempts: 1 }
+`)
+	release := make(chan struct{})
+	defer close(release)
+	newWorker := func(h executor.Handler) *executor.Worker {
+		store, err := eventstore.Open(context.Background(), e.ns.Connect(t), eventstore.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := executor.New(store, executor.Config{Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Register("deaf", h); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Stop(context.Background()) })
+		return w
+	}
+	started := make(chan struct{}, 1)
+	first := newWorker(func(context.Context, *executor.Task) (any, error) {
+		started <- struct{}{}
+		<-release
+		return "late", nil
+	})
+	id := e.start("ignored", "ignored-1", ``)
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first worker never ran the step")
+	}
+	// Stop waits for attempts in flight until its context ends, then
+	// cancels them; this handler does not return.
+	stopCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- first.Stop(stopCtx) }()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Stop still waits for a handler that ignores its context")
+	}
+	newWorker(func(context.Context, *executor.Task) (any, error) { return "done", nil })
+	w := e.waitClosed(id, 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Steps[0].Output) != `"done"` {
+		t.Fatalf("status %v error %v output %s; want completed by the second worker", w.Status, w.Error, toJSON(w.Steps[0].Output))
+	}
+}
