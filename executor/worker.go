@@ -251,7 +251,7 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		w.settle(ctx, d, res, 0, log)
 		return
 	}
-	release, ok := w.admitFlow(ctx, typ, d, attempt, log)
+	release, renew, ok := w.admitFlow(ctx, typ, d, attempt, log)
 	if !ok {
 		return
 	}
@@ -260,7 +260,7 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	if attempt == first && d.NumDelivered == 1 && d.Message != nil {
 		w.steps.Waited(typ, began.Sub(d.Message.Time))
 	}
-	out, err := w.call(ctx, h, d, cmd, attempt)
+	out, err := w.call(ctx, h, d, cmd, attempt, renew)
 	if err != nil && ctx.Err() != nil {
 		// The worker is stopping: let another worker take the command. This
 		// was no attempt: nothing is recorded, so the next runs it again.
@@ -399,10 +399,10 @@ func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) b
 // slot's lease outlasts the attempt's timeout, so an executor that dies
 // holding one loses it; the same attempt delivered again takes its own
 // back.
-func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delivery, attempt int, log func() *slog.Logger) (func(), bool) {
+func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delivery, attempt int, log func() *slog.Logger) (release, renew func(), ok bool) {
 	f := d.Task.Flow
 	if f == nil {
-		return func() {}, true
+		return func() {}, func() {}, true
 	}
 	// shown tells the orchestrator that the attempt waits (outcome held,
 	// why: reason and detail), or that it started after waiting: shown as
@@ -419,20 +419,20 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 			log().Debug("could not report that the attempt waits for its flow control", "err", err)
 		}
 	}
-	retry := func(reason, detail string, wait time.Duration) (func(), bool) {
+	retry := func(reason, detail string, wait time.Duration) (func(), func(), bool) {
 		if n := d.NumDelivered; n&(n-1) == 0 {
 			shown(events.OutcomeHeld, reason, detail)
 		}
 		_ = d.Nak(min(max(wait, 20*time.Millisecond), heldMaxDelay))
 		w.steps.Held(typ, reason)
-		return nil, false
+		return nil, nil, false
 	}
-	failed := func(err error) (func(), bool) {
+	failed := func(err error) (func(), func(), bool) {
 		log().Warn("could not apply the step's flow control; the command will be redelivered", "err", err)
 		_ = d.Nak(time.Second)
-		return nil, false
+		return nil, nil, false
 	}
-	release := func() {}
+	release, renew = func() {}, func() {}
 	if f.ConcurrencyLimit > 0 {
 		holder := fmt.Sprintf("%s/%s/%d/%d", d.WorkflowID, d.Task.Path, d.Task.Gen, attempt)
 		lease := max(d.Task.Timeout, time.Minute) + time.Minute
@@ -443,6 +443,23 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 		if !ok {
 			return retry(metrics.HeldConcurrency, fmt.Sprintf("all %d slots of key %q are taken", f.ConcurrencyLimit, f.ConcurrencyKey),
 				min(wait, 250*time.Millisecond))
+		}
+		// A handler that heartbeats may run past the lease: its
+		// heartbeats renew it, a third of a lease apart at most.
+		var mu sync.Mutex
+		renewed := time.Now()
+		renew = func() {
+			mu.Lock()
+			defer mu.Unlock()
+			if time.Since(renewed) < lease/3 {
+				return
+			}
+			renewed = time.Now()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if ok, _, err := w.store.AcquireSlot(cctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, renewed, lease); err != nil || !ok {
+				log().Warn("could not renew the attempt's concurrency slot", "renewed", ok, "err", err)
+			}
 		}
 		release = func() {
 			// Given back, and tried again for a while in the background
@@ -485,7 +502,7 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 	if d.NumDelivered > 1 {
 		shown(events.OutcomeStarted, "", "") // it may have waited
 	}
-	return release, true
+	return release, renew, true
 }
 
 // resettle acks a redelivered command whose attempt's result was
@@ -638,7 +655,7 @@ func (w *Worker) report(ctx context.Context, d *eventstore.Delivery, res *events
 // call runs the handler with the attempt's timeout and panic recovery. A
 // handler that does not return once its context ends is given up on (see
 // abandonGrace).
-func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cmd *events.StepScheduled, attempt int) (any, error) {
+func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cmd *events.StepScheduled, attempt int, renew func()) (any, error) {
 	timeout := cmd.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
@@ -660,6 +677,7 @@ func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cm
 			}
 			deadline.Reset(timeout)
 			_ = d.InProgress()
+			renew()
 		}}
 	type answer struct {
 		out any

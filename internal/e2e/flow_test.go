@@ -1,11 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
 
@@ -138,4 +140,63 @@ steps:
 		t.Fatal("no StepHeld in the second run's history")
 	}
 	e.healthy()
+}
+
+// An attempt that heartbeats past its concurrency slot's lease keeps its
+// slot: its heartbeats renew the lease (a third of a lease apart at most),
+// so a second attempt does not take the slot while it still runs. The
+// lease here is 2 minutes (the step's timeout, at least a minute, and a
+// minute more); the test looks where the lease ends a third of it in.
+func TestAHeartbeatingAttemptRenewsItsSlot(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{}, 1)
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{
+		"beating": func(ctx context.Context, task *executor.Task) (any, error) {
+			started <- struct{}{}
+			for {
+				select {
+				case <-release:
+					return "done", nil
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(200 * time.Millisecond):
+					task.Heartbeat()
+				}
+			}
+		},
+	}})
+	e.putDef(`
+name: renewed
+steps:
+  - id: long
+    task: beating
+    timeout: 1s
+    concurrency: { limit: 1 }
+`)
+	id := e.start("renewed", "renewed-1", `{}`)
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the attempt never started")
+	}
+	took := time.Now()
+	lease := 2 * time.Minute
+	holders := func(at time.Time) []string {
+		h, err := e.node.Store.SlotHolders(ctx(t), "renewed/long", "", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if h := holders(took.Add(lease + 5*time.Second)); len(h) != 0 {
+		t.Fatalf("the slot's lease ends more than %s after it was taken: %v", lease, h)
+	}
+	eventually(t, lease/3+30*time.Second, "the lease renewed by the heartbeats", func() bool {
+		return len(holders(took.Add(lease+5*time.Second))) == 1
+	})
+	release <- struct{}{}
+	if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("the run: %s %v", w.Status, w.Error)
+	}
 }
