@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -153,6 +154,18 @@ func (s *Store) ReleaseSlot(ctx context.Context, scope, key, holder string) erro
 		}
 		delete(held, holder)
 		return true
+	})
+}
+
+// DropSlots gives back the concurrency slots of scope's key held by the
+// holders drop picks: those of attempts known to be over, whose holder
+// died before it gave its slot back.
+func (s *Store) DropSlots(ctx context.Context, scope, key string, drop func(holder string) bool) error {
+	var held map[string]int64
+	return s.updateFlow(ctx, flowKey("c", scope, key), &held, func() { held = nil }, func() bool {
+		n := len(held)
+		maps.DeleteFunc(held, func(h string, _ int64) bool { return drop(h) })
+		return len(held) != n
 	})
 }
 

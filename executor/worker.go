@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -434,7 +435,15 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 	}
 	release, renew = func() {}, func() {}
 	if f.ConcurrencyLimit > 0 {
-		holder := fmt.Sprintf("%s/%s/%d/%d", d.WorkflowID, d.Task.Path, d.Task.Gen, attempt)
+		holder := slotHolder(d, attempt)
+		if attempt > max(d.Task.FirstAttempt, 1) {
+			// The attempts before this one are recorded: a slot one of
+			// them still holds (its executor died before giving it back)
+			// is given back now, not when its lease ends.
+			if err := w.store.DropSlots(ctx, f.Scope, f.ConcurrencyKey, earlierAttempts(d, attempt)); err != nil {
+				return failed(err)
+			}
+		}
 		lease := max(d.Task.Timeout, time.Minute) + time.Minute
 		ok, wait, err := w.store.AcquireSlot(ctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, time.Now(), lease)
 		if err != nil {
@@ -505,6 +514,26 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 	return release, renew, true
 }
 
+// slotHolder names attempt of d's step command as a concurrency slot's
+// holder: the run, the step's path, its scheduling and the attempt.
+func slotHolder(d *eventstore.Delivery, attempt int) string {
+	return fmt.Sprintf("%s/%s/%d/%d", d.WorkflowID, d.Task.Path, d.Task.Gen, attempt)
+}
+
+// earlierAttempts picks the slot holders of d's scheduling whose attempt
+// is before attempt (all of them, with attempt 0).
+func earlierAttempts(d *eventstore.Delivery, attempt int) func(string) bool {
+	prefix := fmt.Sprintf("%s/%s/%d/", d.WorkflowID, d.Task.Path, d.Task.Gen)
+	return func(h string) bool {
+		rest, ok := strings.CutPrefix(h, prefix)
+		if !ok {
+			return false
+		}
+		n, err := strconv.Atoi(rest)
+		return err == nil && (attempt == 0 || n < attempt)
+	}
+}
+
 // resettle acks a redelivered command whose attempt's result was
 // recorded. The orchestrator that recorded it may have died before
 // finishing what follows (a child to start, a parent to tell, the
@@ -519,6 +548,13 @@ func (w *Worker) resettle(ctx context.Context, d *eventstore.Delivery, attempt i
 		log().Warn("could not report a redelivered command's settled step; retrying", "err", err)
 		_ = d.Nak(time.Second)
 		return
+	}
+	if f := cmd.Flow; f != nil && f.ConcurrencyLimit > 0 {
+		// The step is settled: a slot an attempt of it still holds (its
+		// executor died before giving it back) is given back now.
+		if err := w.store.DropSlots(ctx, f.Scope, f.ConcurrencyKey, earlierAttempts(d, 0)); err != nil {
+			log().Warn("could not give back the slots of a settled step; they are freed when their leases end", "err", err)
+		}
 	}
 	log().Debug("step already settled; acking the redelivered command")
 	_ = d.Ack()

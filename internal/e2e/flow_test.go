@@ -2,11 +2,15 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
+	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
@@ -198,5 +202,104 @@ steps:
 	release <- struct{}{}
 	if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 		t.Fatalf("the run: %s %v", w.Status, w.Error)
+	}
+}
+
+// A concurrency slot held by an attempt whose executor stopped before it
+// gave the slot back, of a step since settled (its run canceled), is given
+// back when the step's command comes to an executor again: the next run on
+// the key starts at once, not when the slot's lease (2 minutes) ends.
+func TestASettledStepsSlotIsGivenBackOnRedelivery(t *testing.T) {
+	e := newEnv(t, envOpts{noExecutor: true})
+	e.putDef(`
+name: slotted
+steps:
+  - id: s
+    task: slotted
+    timeout: 1s
+    concurrency: { limit: 1 }
+`)
+	newWorker := func(h executor.Handler) *executor.Worker {
+		store, err := eventstore.Open(context.Background(), e.ns.Connect(t), eventstore.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := executor.New(store, executor.Config{Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Register("slotted", h); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = w.Stop(context.Background()) })
+		return w
+	}
+	started := make(chan struct{}, 1)
+	first := newWorker(func(ctx context.Context, task *executor.Task) (any, error) {
+		started <- struct{}{}
+		for ctx.Err() == nil {
+			task.Heartbeat() // past the step's timeout, until stopped
+			time.Sleep(100 * time.Millisecond)
+		}
+		return nil, ctx.Err()
+	})
+	held := e.start("slotted", "slot-held", `{}`)
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first attempt never started")
+	}
+	if _, err := e.wf.CancelWorkflow(ctx(t), connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: held})); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.waitClosed(held, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_CANCELED {
+		t.Fatalf("the first run: %s", w.Status)
+	}
+	// Stopped at once: the attempt's slot is left to its lease.
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = first.Stop(stopped)
+	newWorker(func(context.Context, *executor.Task) (any, error) { return "done", nil })
+	next := e.start("slotted", "slot-next", `{}`)
+	if w := e.waitClosed(next, 30*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("the next run on the key: %s; want COMPLETED well before the slot's lease ends", w.Status)
+	}
+}
+
+// The next attempt of a step whose previous attempt's slot was never given
+// back (its executor died after its failure was recorded) gives that slot
+// back and runs, rather than wait for the slot's lease (2 minutes).
+func TestANextAttemptGivesBackItsPredecessorsSlot(t *testing.T) {
+	var e *env
+	e = newEnv(t, envOpts{handlers: map[string]executor.Handler{
+		"twice": func(ctx context.Context, task *executor.Task) (any, error) {
+			if task.Attempt > 1 {
+				return "done", nil
+			}
+			// As if this attempt's executor died before giving its slot
+			// back: the slot is held again once its release is done.
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				_, _, _ = e.node.Store.AcquireSlot(context.Background(), "twice/s", "", 1,
+					task.WorkflowID+"/s/1/1", time.Now(), 2*time.Minute)
+			}()
+			return nil, errors.New("first attempt fails")
+		},
+	}})
+	e.putDef(`
+name: twice
+steps:
+  - id: s
+    task: twice
+    timeout: 1s
+    concurrency: { limit: 1 }
+    retry: { max_attempts: 2, initial_interval: 2s }
+`)
+	id := e.start("twice", "twice-1", `{}`)
+	if w := e.waitClosed(id, 30*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("the run: %s %v; want COMPLETED by its second attempt", w.Status, w.Error)
 	}
 }
