@@ -702,12 +702,22 @@ func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cm
 	deadline := time.AfterFunc(timeout, func() { cancel(errTimeout) })
 	defer deadline.Stop()
 
-	// gone is set once the call stopped waiting for the handler: its
-	// heartbeats then claim nothing.
+	// gone is set once the call returned or stopped waiting for the
+	// handler: its heartbeats then claim nothing (hb makes a heartbeat and
+	// the end of the call one after the other, so none renews a slot
+	// after it is given back).
+	var hb sync.Mutex
 	var gone atomic.Bool
+	defer func() {
+		hb.Lock()
+		gone.Store(true)
+		hb.Unlock()
+	}()
 	task := &Task{WorkflowID: d.WorkflowID, Path: cmd.Path, Type: cmd.Task, Attempt: attempt,
 		IdempotencyKey: cmd.IdempotencyKey, Input: cmd.Input,
 		heartbeat: func() {
+			hb.Lock()
+			defer hb.Unlock()
 			if gone.Load() {
 				return
 			}
