@@ -27,27 +27,9 @@ steps:
     task: slow
     retry: { max_attempts: 1 }
 `)
-	newWorker := func(h executor.Handler) *executor.Worker {
-		store, err := eventstore.Open(context.Background(), e.ns.Connect(t), eventstore.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := executor.New(store, executor.Config{Logger: testLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Register("slow", h); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = w.Stop(context.Background()) })
-		return w
-	}
 	started := make(chan struct{})
 	var firstRuns atomic.Int32
-	first := newWorker(func(ctx context.Context, _ *executor.Task) (any, error) {
+	first := e.worker("slow", func(ctx context.Context, _ *executor.Task) (any, error) {
 		if firstRuns.Add(1) == 1 {
 			close(started)
 		}
@@ -66,7 +48,7 @@ steps:
 	_ = first.Stop(stopped)
 
 	var attempt atomic.Int32
-	newWorker(func(_ context.Context, task *executor.Task) (any, error) {
+	e.worker("slow", func(_ context.Context, task *executor.Task) (any, error) {
 		attempt.Store(int32(task.Attempt))
 		return "done", nil
 	})
@@ -208,26 +190,8 @@ steps:
 `)
 	release := make(chan struct{})
 	defer close(release)
-	newWorker := func(h executor.Handler) *executor.Worker {
-		store, err := eventstore.Open(context.Background(), e.ns.Connect(t), eventstore.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := executor.New(store, executor.Config{Logger: testLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Register("deaf", h); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = w.Stop(context.Background()) })
-		return w
-	}
 	started := make(chan struct{}, 1)
-	first := newWorker(func(context.Context, *executor.Task) (any, error) {
+	first := e.worker("deaf", func(context.Context, *executor.Task) (any, error) {
 		started <- struct{}{}
 		<-release
 		return "late", nil
@@ -249,7 +213,7 @@ steps:
 	case <-time.After(20 * time.Second):
 		t.Fatal("Stop still waits for a handler that ignores its context")
 	}
-	newWorker(func(context.Context, *executor.Task) (any, error) { return "done", nil })
+	e.worker("deaf", func(context.Context, *executor.Task) (any, error) { return "done", nil })
 	w := e.waitClosed(id, 20*time.Second)
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Steps[0].Output) != `"done"` {
 		t.Fatalf("status %v error %v output %s; want completed by the second worker", w.Status, w.Error, toJSON(w.Steps[0].Output))

@@ -288,3 +288,25 @@ func (e *env) redrive(id, reason string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// worker starts an executor of its own, with its own connection, that runs
+// h for task type typ; it is stopped when the test ends.
+func (e *env) worker(typ string, h executor.Handler) *executor.Worker {
+	e.t.Helper()
+	store, err := eventstore.Open(context.Background(), e.ns.Connect(e.t), eventstore.Config{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	w, err := executor.New(store, executor.Config{Logger: testLogger()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := w.Register(typ, h); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = w.Stop(context.Background()) })
+	return w
+}

@@ -10,7 +10,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
@@ -219,26 +218,8 @@ steps:
     timeout: 1s
     concurrency: { limit: 1 }
 `)
-	newWorker := func(h executor.Handler) *executor.Worker {
-		store, err := eventstore.Open(context.Background(), e.ns.Connect(t), eventstore.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := executor.New(store, executor.Config{Logger: testLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Register("slotted", h); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = w.Stop(context.Background()) })
-		return w
-	}
 	started := make(chan struct{}, 1)
-	first := newWorker(func(ctx context.Context, task *executor.Task) (any, error) {
+	first := e.worker("slotted", func(ctx context.Context, task *executor.Task) (any, error) {
 		started <- struct{}{}
 		for ctx.Err() == nil {
 			task.Heartbeat() // past the step's timeout, until stopped
@@ -262,7 +243,7 @@ steps:
 	stopped, cancel := context.WithCancel(context.Background())
 	cancel()
 	_ = first.Stop(stopped)
-	newWorker(func(context.Context, *executor.Task) (any, error) { return "done", nil })
+	e.worker("slotted", func(context.Context, *executor.Task) (any, error) { return "done", nil })
 	next := e.start("slotted", "slot-next", `{}`)
 	if w := e.waitClosed(next, 30*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 		t.Fatalf("the next run on the key: %s; want COMPLETED well before the slot's lease ends", w.Status)
