@@ -248,22 +248,8 @@ output: "${ steps.s.output }"
 // A watch opened on a run retried after it failed follows it past its
 // first close to its new one.
 func TestWatchARetriedRun(t *testing.T) {
-	var fail atomic.Bool
-	fail.Store(true)
-	gate := make(chan struct{})
-	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{
-		"once": func(ctx context.Context, _ *executor.Task) (any, error) {
-			if fail.Load() {
-				return nil, executor.NonRetryable(errors.New("down"))
-			}
-			select {
-			case <-gate:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			return "fixed", nil
-		},
-	}})
+	once, fail, gate := failsThenWaits()
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{"once": once}})
 	e.putDef(`
 name: watched-retried
 steps:
@@ -294,4 +280,24 @@ output: "${ steps.s.output }"
 	if len(types) == 0 || types[len(types)-1] != "WorkflowCompleted" || !slicesContain(types, "WorkflowFailed") {
 		t.Fatalf("the watch saw %v; want the first close and then the run to its completion", types)
 	}
+}
+
+// failsThenWaits is a handler that fails for good while fail is set, and
+// once it is cleared waits for gate to close before it returns "fixed":
+// a run that fails, then, retried, stays running until the test lets it on.
+func failsThenWaits() (h executor.Handler, fail *atomic.Bool, gate chan struct{}) {
+	fail, gate = new(atomic.Bool), make(chan struct{})
+	fail.Store(true)
+	h = func(ctx context.Context, _ *executor.Task) (any, error) {
+		if fail.Load() {
+			return nil, executor.NonRetryable(errors.New("down"))
+		}
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return "fixed", nil
+	}
+	return h, fail, gate
 }

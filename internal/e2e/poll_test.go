@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -154,22 +153,8 @@ output: "${ steps.b.output }"
 // another API process stored just before it: here the retry of a failed
 // run, through the other process, is in the very next poll.
 func TestAClosedRunIsPolledWithoutTheBarrier(t *testing.T) {
-	var fail atomic.Bool
-	fail.Store(true)
-	gate := make(chan struct{})
-	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{
-		"once": func(ctx context.Context, _ *executor.Task) (any, error) {
-			if fail.Load() {
-				return nil, executor.NonRetryable(errors.New("down"))
-			}
-			select {
-			case <-gate:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-			return "fixed", nil
-		},
-	}})
+	once, fail, gate := failsThenWaits()
+	e := newEnv(t, envOpts{handlers: map[string]executor.Handler{"once": once}})
 	e.putDef(parkedDef)
 	e.putDef(`
 name: polled-closed
