@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/nats-io/nats.go"
 	"io"
 	"log/slog"
 	"os"
@@ -180,7 +181,7 @@ func startBenchNodes(ctx context.Context, cfg *bench.Config, orchs int, syncMode
 	// The first node runs every part; more orchestrators, each with
 	// its own connection, share the work.
 	for i := range orchs {
-		nc := node.Config{NATSURL: ns.ClientURL(), Store: eventstore.Config{},
+		nc := node.Config{NATSURL: ns.ClientURL(), NATSOptions: []nats.Option{nats.InProcessServer(ns)}, Store: eventstore.Config{},
 			Orchestrator: &orchestrator.Config{}, Logger: slog.New(slog.DiscardHandler)}
 		if i == 0 {
 			nc.Executor, nc.Builtins, nc.API, nc.APIAddr = &executor.Config{}, true, &api.Config{}, "127.0.0.1:0"

@@ -304,6 +304,9 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 				}
 				defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 				url = ns.ClientURL()
+				// The parts in this process reach it over an in-memory
+				// pipe: no loopback socket, no syscalls per message.
+				natsOpts = append(natsOpts, nats.InProcessServer(ns))
 				log.Info("embedded NATS ready", "url", url, "data", abs)
 			}
 			return runParts(cmd, log, p, node.Config{
