@@ -40,6 +40,8 @@ type partFlags struct {
 	replicas    int
 	taskAckWait time.Duration
 	concurrency int
+	// maxReads bounds the read calls the API answers at once (api.Config.MaxConcurrentReads).
+	maxReads    int
 	pprofAddr   string
 	metricsAddr string
 
@@ -64,6 +66,7 @@ func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
 		f.StringVar(&p.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve the API over HTTPS (needs --tls-key)")
 		f.StringVar(&p.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 		f.StringVar(&p.tlsClientCA, "tls-client-ca", "", "PEM file of CA certificates: require API clients to present a certificate they signed (mTLS)")
+		f.IntVar(&p.maxReads, "max-reads", 0, "read calls (GetWorkflow, GetHistory, ListWorkflows, CountWorkflows) the API answers at once; more wait their turn, so fast pollers cannot take the CPU runs need (default 0: one a core; -1: no bound)")
 	}
 	f.StringVar(&p.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&p.logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
@@ -206,7 +209,7 @@ func (p *partFlags) natsOptions() ([]nats.Option, error) {
 
 // apiSecurity loads the API's tokens and TLS configuration from the flags.
 func (p *partFlags) apiSecurity() (*api.Config, *tls.Config, error) {
-	cfg := &api.Config{PublishAllow: p.publishAllow}
+	cfg := &api.Config{PublishAllow: p.publishAllow, MaxConcurrentReads: p.maxReads}
 	if p.authTokens != "" {
 		tokens, err := api.LoadTokens(p.authTokens)
 		if err != nil {

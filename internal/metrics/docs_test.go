@@ -16,7 +16,7 @@ func known() map[string]bool {
 	for _, n := range []string{NameWorkflowsStarted, NameWorkflowsClosed, NameStepsSuspended, NameStepAttempts, NameTaskBacklog, NameConflicts, NameTriggerEvents, NameTaskHeld} {
 		m[n] = true
 	}
-	for _, n := range []string{NameWorkflowDuration, NameStepDuration, NameScheduleToStart, NameDecision} {
+	for _, n := range []string{NameWorkflowDuration, NameStepDuration, NameScheduleToStart, NameDecision, NameReadWait} {
 		m[n], m[n+"_bucket"], m[n+"_sum"], m[n+"_count"] = true, true, true, true
 	}
 	return m

@@ -33,6 +33,7 @@ const (
 	NameConflicts        = "weft_orchestrator_conflicts_total"
 	NameDecision         = "weft_orchestrator_decision_seconds"
 	NameTriggerEvents    = "weft_trigger_events_total"
+	NameReadWait         = "weft_api_read_wait_seconds"
 )
 
 const (
@@ -290,6 +291,32 @@ func NewTriggers(reg *prometheus.Registry) *Triggers {
 func (t *Triggers) Event(def, kind, outcome string) {
 	if t != nil {
 		t.events.WithLabelValues(def, kind, outcome).Inc()
+	}
+}
+
+// Reads records how long the API's read calls waited for their turn.
+type Reads struct {
+	wait prometheus.Histogram
+}
+
+// NewReads registers the API's read metrics on reg (nil: returns nil,
+// which records nothing).
+func NewReads(reg *prometheus.Registry) *Reads {
+	if reg == nil {
+		return nil
+	}
+	return &Reads{wait: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Name: NameReadWait,
+		Help:    "Time read calls (GetWorkflow, GetHistory, ListWorkflows, CountWorkflows) waited for their turn among the reads an API process answers at once.",
+		Buckets: readWaitBuckets}))}
+}
+
+// readWaitBuckets run from no wait to seconds.
+var readWaitBuckets = []float64{0, .001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+
+// Waited records a read that waited d for its turn.
+func (r *Reads) Waited(d time.Duration) {
+	if r != nil {
+		r.wait.Observe(d.Seconds())
 	}
 }
 

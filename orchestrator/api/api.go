@@ -59,6 +59,11 @@ type Config struct {
 	// StateCacheSize is how many workflows' folded states are kept for
 	// GetWorkflow and AwaitWorkflow. Default 4096.
 	StateCacheSize int
+	// MaxConcurrentReads is how many read calls (GetWorkflow, GetHistory,
+	// ListWorkflows, CountWorkflows) are answered at once; more wait their
+	// turn, so clients polling as fast as they are answered cannot take the
+	// CPU the runs need. Default (0): GOMAXPROCS; negative: no bound.
+	MaxConcurrentReads int
 	// Metrics is the registry the API records its metrics on: the runs it
 	// starts and its webhook deliveries (see docs/operations.md). Default
 	// nil: none.
@@ -103,6 +108,8 @@ type Server struct {
 	log      *slog.Logger
 	// otel traces requests.
 	otel *otelconnect.Interceptor
+	// reads bounds the read calls answered at once.
+	reads *reads
 
 	// states are recently read workflows; interest wakes the calls
 	// awaiting a workflow's close or watching its history.
@@ -156,6 +163,7 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	s.interest = newInterest(store.FollowHistories, s.states.offer, followLinger, log)
 	s.barrier = &barrier{fetch: store.HistoriesLastSeq}
 	s.looks = make(chan struct{}, maxLooks)
+	s.reads = newReads(cfg.MaxConcurrentReads, metrics.NewReads(cfg.Metrics))
 	otel, err := newTracing(cfg)
 	if err != nil {
 		return nil, err
@@ -240,7 +248,7 @@ func (s *Server) Handler() http.Handler {
 	// Small responses are not worth compressing: gzip's setup costs more
 	// than the bytes it saves.
 	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(s.cfg.MaxPayloadBytes+s.cfg.MaxDefinitionBytes+64<<10),
-		connect.WithCompressMinBytes(4<<10), connect.WithInterceptors(s.otel))
+		connect.WithCompressMinBytes(4<<10), connect.WithInterceptors(s.otel, s.reads))
 	mux.Handle(weftv1connect.NewWorkflowServiceHandler(s, opts))
 	mux.Handle(weftv1connect.NewDefinitionServiceHandler(s, opts))
 	mux.Handle(weftv1connect.NewTriggerServiceHandler(s, opts))
