@@ -95,12 +95,18 @@ func TestAwaitAfterTheCloseReturnsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.waitClosed(id, 20*time.Second)
-	w, err := await(ctx(t), e.wf, id, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"early"` {
-		t.Fatalf("got %v output %s", w.Status, toJSON(w.Output))
+	// Through the API that read the run, and through one that has read
+	// nothing of it (which looks at its last record first).
+	other := e.startNode(envOpts{noExecutor: true}, false, true)
+	fresh, _ := newClients(other.APIURL)
+	for _, c := range []weftv1connect.WorkflowServiceClient{e.wf, fresh} {
+		w, err := await(ctx(t), c, id, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"early"` {
+			t.Fatalf("got %v output %s", w.Status, toJSON(w.Output))
+		}
 	}
 }
 
@@ -239,9 +245,15 @@ output: "${ steps.s.output }"
 	}
 	fail.Store(false)
 	e.redrive(id, "")
-	w, err = await(ctx(t), e.wf, id, 20*time.Second)
-	if err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"fixed"` {
-		t.Fatalf("await after the retry: %v %v; want COMPLETED with \"fixed\"", w, err)
+	// Through the API that saw the first close, and through one that has
+	// read nothing of the run.
+	other := e.startNode(envOpts{noExecutor: true}, false, true)
+	fresh, _ := newClients(other.APIURL)
+	for _, c := range []weftv1connect.WorkflowServiceClient{e.wf, fresh} {
+		w, err = await(ctx(t), c, id, 20*time.Second)
+		if err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"fixed"` {
+			t.Fatalf("await after the retry: %v %v; want COMPLETED with \"fixed\"", w, err)
+		}
 	}
 }
 
