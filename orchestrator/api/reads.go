@@ -8,12 +8,12 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 	"github.com/weftworks/weft/internal/metrics"
 )
 
 // reads lets at most a few of the calls that only read workflows
-// (readProcedures) be answered at once; the others wait their turn. A
+// (GetWorkflow, GetHistory, ListWorkflows, CountWorkflows) be answered at
+// once; the others wait their turn. A
 // client that polls GetWorkflow as fast as it is answered asks again as
 // soon as it has an answer: without a bound, sixty-four such clients take
 // about half of a two-core machine from the runs they poll. With one, runs
@@ -23,14 +23,6 @@ type reads struct {
 	turns   chan struct{} // nil: no bound
 	waiting atomic.Int64  // calls waiting for a turn
 	metrics *metrics.Reads
-}
-
-// readProcedures are the calls that take a turn.
-var readProcedures = map[string]bool{
-	weftv1connect.WorkflowServiceGetWorkflowProcedure:    true,
-	weftv1connect.WorkflowServiceGetHistoryProcedure:     true,
-	weftv1connect.WorkflowServiceListWorkflowsProcedure:  true,
-	weftv1connect.WorkflowServiceCountWorkflowsProcedure: true,
 }
 
 // newReads bounds the reads answered at once to n: 0 is one a core
@@ -46,29 +38,16 @@ func newReads(n int, m *metrics.Reads) *reads {
 	return r
 }
 
-// WrapUnary implements connect.Interceptor.
-func (r *reads) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+// take waits for a turn, or for ctx to end, and returns what gives it
+// back. Each read call takes one before anything else.
+func (r *reads) take(ctx context.Context) (release func(), err error) {
 	if r.turns == nil {
-		return next
+		return func() {}, nil
 	}
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if !readProcedures[req.Spec().Procedure] {
-			return next(ctx, req)
-		}
-		if err := r.take(ctx); err != nil {
-			return nil, err
-		}
-		defer func() { <-r.turns }()
-		return next(ctx, req)
-	}
-}
-
-// take waits for a turn, or for ctx to end.
-func (r *reads) take(ctx context.Context) error {
 	select {
 	case r.turns <- struct{}{}:
 		r.metrics.Waited(0)
-		return nil
+		return r.release, nil
 	default:
 	}
 	began := time.Now()
@@ -77,19 +56,12 @@ func (r *reads) take(ctx context.Context) error {
 	select {
 	case r.turns <- struct{}{}:
 		r.metrics.Waited(time.Since(began))
-		return nil
+		return r.release, nil
 	case <-ctx.Done():
-		return errorf(connect.CodeOf(toConnect(ctx.Err())), "the call ended (%v) after waiting %s for its turn: this server answers %d reads at once and %d were waiting for one, this call among them; try again, or ask its operator for more (--max-reads)",
+		return nil, errorf(connect.CodeOf(toConnect(ctx.Err())), "the call ended (%v) after waiting %s for its turn: this server answers %d reads at once and %d were waiting for one, this call among them; try again, or ask its operator for more (--max-reads)",
 			ctx.Err(), time.Since(began).Round(time.Millisecond), cap(r.turns), r.waiting.Load())
 	}
 }
 
-// WrapStreamingClient implements connect.Interceptor.
-func (r *reads) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-// WrapStreamingHandler implements connect.Interceptor.
-func (r *reads) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return next
-}
+// release gives a turn back.
+func (r *reads) release() { <-r.turns }

@@ -81,8 +81,13 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 // stored before the call: a cached fold kept up to date by the follower,
 // or brought up to date with what was appended since it was last read.
 func (s *Server) GetWorkflow(ctx context.Context, req *connect.Request[weftv1.GetWorkflowRequest]) (*connect.Response[weftv1.GetWorkflowResponse], error) {
+	release, err := s.reads.take(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	var w *weftv1.Workflow
-	err := s.withCurrentState(ctx, req.Msg.WorkflowId, func(v *stateView) error {
+	err = s.withCurrentState(ctx, req.Msg.WorkflowId, func(v *stateView) error {
 		var err error
 		w, err = s.workflowProto(ctx, v)
 		return err
@@ -98,6 +103,11 @@ func (s *Server) GetWorkflow(ctx context.Context, req *connect.Request[weftv1.Ge
 // events of that record already sent, and the number of the first event),
 // so a page reads just its own records.
 func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.GetHistoryRequest]) (*connect.Response[weftv1.GetHistoryResponse], error) {
+	release, err := s.reads.take(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	m := req.Msg
 	if err := checkWorkflowID(m.WorkflowId); err != nil {
 		return nil, err
@@ -236,6 +246,11 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 
 // ListWorkflows lists indexed workflows, newest first.
 func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.ListWorkflowsRequest]) (*connect.Response[weftv1.ListWorkflowsResponse], error) {
+	release, err := s.reads.take(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	m := req.Msg
 	size, err := pageSize(m.PageSize)
 	if err != nil {
@@ -476,6 +491,11 @@ func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status
 // all, from the live copy of the index: without an id prefix from the
 // counts it keeps, with one by looking at every run.
 func (s *Server) CountWorkflows(ctx context.Context, req *connect.Request[weftv1.CountWorkflowsRequest]) (*connect.Response[weftv1.CountWorkflowsResponse], error) {
+	release, err := s.reads.take(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	l, err := s.freshListing(ctx)
 	if err != nil {
 		return nil, err
