@@ -33,20 +33,20 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	}
 	reg := s.interest.add(wf, true)
 	defer s.interest.remove(reg)
-	// The timeout and the call's end wake the call like a record does; it
-	// then waits on its wake channel alone. Thousands of calls park here,
-	// and a park on a plain receive keeps each goroutine's stack small.
+	// The timeout wakes the call like a record does; the call waits on its
+	// wake channel and on its context's end. Thousands of calls park
+	// here: a wait on the context's own channel costs nothing more, where
+	// a function run when it ends is a context of its own for each.
 	deadline := time.Now().Add(timeout)
 	expiry := time.AfterFunc(timeout, reg.interrupt)
 	defer expiry.Stop()
-	defer context.AfterFunc(ctx, reg.interrupt)()
 	// The first look reads what is new whatever woke the call already: a
 	// record followed meanwhile may be older than what the call must see.
 	for need := uint64(0); ; need = reg.look() {
 		if w, err := s.lookClosed(ctx, wf, need, deadline); err != nil || w != nil {
 			return awaited(w, err, wf, timeout)
 		}
-		reg.sleep()
+		reg.sleep(ctx.Done())
 		if err := ctx.Err(); err != nil {
 			return awaited(nil, toConnect(err), wf, timeout)
 		}

@@ -328,10 +328,15 @@ func (w *waiter) poke(seq uint64) {
 // out), asking for no newer state.
 func (w *waiter) interrupt() { w.poke(0) }
 
-// sleep waits until w is woken.
+// sleep waits until w is woken or done is closed.
 //
 //go:noinline
-func (w *waiter) sleep() { <-w.wake }
+func (w *waiter) sleep(done <-chan struct{}) {
+	select {
+	case <-w.wake:
+	case <-done:
+	}
+}
 
 // look returns the sequence the next look must reach: 0 (read what is
 // new) when a read afresh was asked for.
