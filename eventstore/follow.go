@@ -72,16 +72,12 @@ type Followed struct {
 // Closes reports whether the record closes its workflow: it is stored
 // under the workflow's closing subject, or (written before there was one)
 // its last event closes the workflow.
-func (f Followed) Closes() bool { return closes(f.Workflow, f.subject, f.data) }
-
-// closes reports whether the record of wf stored under subject with data
-// closes wf (see Followed.Closes).
-func closes(wf, subject string, data []byte) bool {
-	switch subject {
-	case historyPrefix + wf + closingSuffix:
+func (f Followed) Closes() bool {
+	switch f.subject {
+	case historyPrefix + f.Workflow + closingSuffix:
 		return true
-	case historyPrefix + wf + ".ev":
-		_, last, err := events.Peek(data)
+	case historyPrefix + f.Workflow + ".ev":
+		_, last, err := events.Peek(f.data)
 		return err == nil && last.Terminal()
 	}
 	return false

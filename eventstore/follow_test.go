@@ -2,7 +2,6 @@ package eventstore_test
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -124,36 +123,4 @@ func TestHistoriesLastSeqIsTheLastAppend(t *testing.T) {
 	if got, err := s.HistoriesLastSeq(ctx); err == nil {
 		t.Fatalf("with the stream deleted: HistoriesLastSeq = %d and no error", got)
 	}
-}
-
-// LastCloses reads a run's last record alone: open after its start, closed
-// after its close, open again after a retry's record, and NotFound for a
-// run that has no history.
-func TestLastClosesReadsTheLastRecord(t *testing.T) {
-	s := open(t)
-	ctx := context.Background()
-	if _, err := s.LastCloses(ctx, "none"); !errors.Is(err, eventstore.ErrNotFound) {
-		t.Fatalf("no history: %v, want ErrNotFound", err)
-	}
-	check := func(when string, want bool) {
-		t.Helper()
-		if got, err := s.LastCloses(ctx, "c"); err != nil || got != want {
-			t.Fatalf("%s: LastCloses = %v, %v; want %v", when, got, err, want)
-		}
-	}
-	var zero uint64
-	seq, err := s.AppendExternal(ctx, "c", &zero, "start/c", started("c"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	check("after the start", false)
-	if seq, err = s.Append(ctx, "c", seq, completed(1)); err != nil {
-		t.Fatal(err)
-	}
-	check("after the close", true)
-	if _, err = s.AppendExternal(ctx, "c", &seq, "retry/c", events.Event{Type: events.TypeWorkflowRetried, Time: time.Unix(102, 0).UTC(),
-		WorkflowRetried: &events.WorkflowRetried{}}); err != nil {
-		t.Fatal(err)
-	}
-	check("after a retry", false)
 }

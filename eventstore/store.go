@@ -548,27 +548,6 @@ func (s *Store) LastSeq(ctx context.Context, wf string) (uint64, error) {
 	return m.Sequence, nil
 }
 
-// LastCloses reports whether wf's last history record closes it (so the
-// run is closed unless a record after it opens it again), reading that
-// record alone.
-//
-// Errors: ErrNotFound when wf has no history.
-func (s *Store) LastCloses(ctx context.Context, wf string) (bool, error) {
-	if !ValidWorkflowID(wf) {
-		return false, ErrNotFound
-	}
-	m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		return s.history.GetLastMsgForSubject(ctx, historySubject(wf))
-	})
-	if err != nil {
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return false, fmt.Errorf("workflow %s: %w", wf, ErrNotFound)
-		}
-		return false, fmt.Errorf("eventstore: last record of %s: %w", wf, err)
-	}
-	return closes(wf, m.Subject, m.Data), nil
-}
-
 // First returns wf's first history record.
 //
 // Errors: ErrNotFound when wf has no history.

@@ -96,7 +96,7 @@ func TestAwaitAfterTheCloseReturnsAtOnce(t *testing.T) {
 	}
 	e.waitClosed(id, 20*time.Second)
 	// Through the API that read the run, and through one that has read
-	// nothing of it (which looks at its last record first).
+	// nothing of it (which reads it afresh).
 	other := e.startNode(envOpts{noExecutor: true}, false, true)
 	fresh, _ := newClients(other.APIURL)
 	for _, c := range []weftv1connect.WorkflowServiceClient{e.wf, fresh} {

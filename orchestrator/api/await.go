@@ -19,12 +19,11 @@ const (
 )
 
 // AwaitWorkflow returns the workflow's state once it is closed. It
-// registers for the workflow's records, looks at it (what is stored from
+// registers for the workflow's records, reads it (what is stored from
 // then on is followed, so a close is never missed) and looks again each
 // time a closing record of the workflow is stored, until one shows it
-// closed or the timeout passes. A cached state is kept current by the
-// records followed meanwhile, so the look at a close reads nothing; a run
-// not cached is looked at through its last record until it closes.
+// closed or the timeout passes. The records followed meanwhile are folded
+// into the cached state, so the look at a close reads nothing.
 func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.AwaitWorkflowRequest]) (*connect.Response[weftv1.AwaitWorkflowResponse], error) {
 	wf := req.Msg.WorkflowId
 	timeout, err := awaitTimeout(req.Msg)
@@ -146,16 +145,6 @@ func (s *Server) closedWorkflow(ctx context.Context, wf string, need uint64) (*w
 	}
 	var err error
 	if need == 0 {
-		// A run of which nothing is cached (one parked for days, say) is
-		// looked at through its last record alone: its state is read, and
-		// kept, only once it closes. Ten thousand awaits on parked runs
-		// then hold no states, and make no reads of whole histories.
-		if _, cached := s.states.peek(wf); !cached {
-			closed, err := s.store.LastCloses(ctx, wf)
-			if err != nil || !closed {
-				return nil, toConnect(err)
-			}
-		}
 		err = s.withCurrentState(ctx, wf, look)
 	} else {
 		err = s.withState(ctx, wf, need, look)
