@@ -75,6 +75,7 @@ func TestTokenAndTLSFlagErrors(t *testing.T) {
 		{[]string{"server", "--tls-cert", bad}, "--tls-cert and --tls-key go together"},
 		{[]string{"server", "--tls-client-ca", bad}, "--tls-client-ca needs --tls-cert"},
 		{[]string{"server", "--tls-cert", bad, "--tls-key", bad}, "--tls-cert/--tls-key"},
+		{[]string{"server", "--max-reads", "-1"}, "--max-reads -1: give 0"},
 		{[]string{"server", "--nats-creds", bad}, "--nats-creds needs --nats-url"},
 		{[]string{"executor", "--nats-url", "nats://127.0.0.1:1", "--nats-password", "p"}, "--nats-password needs --nats-user"},
 		{[]string{"orchestrator", "--nats-url", "nats://127.0.0.1:1", "--nats-creds", bad, "--nats-user", "u"}, "not both"},

@@ -184,7 +184,7 @@ func startBenchNodes(ctx context.Context, cfg *bench.Config, orchs int, syncMode
 		nc := node.Config{NATSURL: ns.ClientURL(), NATSOptions: []nats.Option{nats.InProcessServer(ns)}, Store: eventstore.Config{},
 			Orchestrator: &orchestrator.Config{}, Logger: slog.New(slog.DiscardHandler)}
 		if i == 0 {
-			nc.Executor, nc.Builtins, nc.API, nc.APIAddr = &executor.Config{}, true, &api.Config{}, "127.0.0.1:0"
+			nc.Executor, nc.Builtins, nc.API, nc.APIAddr = &executor.Config{}, true, &api.Config{MaxConcurrentReads: embeddedReads(false, 0)}, "127.0.0.1:0"
 		}
 		nd, err := node.Start(ctx, nc)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -66,7 +67,7 @@ func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
 		f.StringVar(&p.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve the API over HTTPS (needs --tls-key)")
 		f.StringVar(&p.tlsKey, "tls-key", "", "PEM private key file of --tls-cert")
 		f.StringVar(&p.tlsClientCA, "tls-client-ca", "", "PEM file of CA certificates: require API clients to present a certificate they signed (mTLS)")
-		f.IntVar(&p.maxReads, "max-reads", 0, "read calls (GetWorkflow, GetHistory, ListWorkflows, CountWorkflows) the API answers at once; more wait their turn, so fast pollers cannot take the CPU runs need (default 0: one a core; -1: no bound)")
+		f.IntVar(&p.maxReads, "max-reads", 0, "reads of runs (GetWorkflow, GetHistory) the API answers at once, and as many of the listing (ListWorkflows, CountWorkflows); more wait their turn, so fast pollers cannot take the CPU runs need; 0: no bound (default: one a core with the embedded NATS server, where a read is CPU work; no bound with --nats-url, where it mostly waits on the network)")
 	}
 	f.StringVar(&p.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&p.logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
@@ -207,8 +208,21 @@ func (p *partFlags) natsOptions() ([]nats.Option, error) {
 	return opts, nil
 }
 
+// embeddedReads is the bound on reads of an API beside an embedded NATS
+// server: --max-reads when given, else one a core. Its reads are the
+// process's own CPU work, which pollers would take from the runs.
+func embeddedReads(given bool, maxReads int) int {
+	if given {
+		return maxReads
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
 // apiSecurity loads the API's tokens and TLS configuration from the flags.
 func (p *partFlags) apiSecurity() (*api.Config, *tls.Config, error) {
+	if p.maxReads < 0 {
+		return nil, nil, fmt.Errorf("--max-reads %d: give 0 (no bound) or the number of reads of each kind answered at once", p.maxReads)
+	}
 	cfg := &api.Config{PublishAllow: p.publishAllow, MaxConcurrentReads: p.maxReads}
 	if p.authTokens != "" {
 		tokens, err := api.LoadTokens(p.authTokens)
@@ -310,6 +324,7 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 				// The parts in this process reach it over an in-memory
 				// pipe: no loopback socket, no syscalls per message.
 				natsOpts = append(natsOpts, nats.InProcessServer(ns))
+				apiCfg.MaxConcurrentReads = embeddedReads(cmd.Flags().Changed("max-reads"), p.maxReads)
 				log.Info("embedded NATS ready", "url", url, "data", abs)
 			}
 			return runParts(cmd, log, p, node.Config{

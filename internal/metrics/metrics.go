@@ -306,7 +306,7 @@ func NewReads(reg *prometheus.Registry) *Reads {
 		return nil
 	}
 	return &Reads{wait: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Name: NameReadWait,
-		Help:    "Time read calls (GetWorkflow, GetHistory, ListWorkflows, CountWorkflows) waited for their turn among the reads an API process answers at once.",
+		Help:    "Time read calls (GetWorkflow, GetHistory, ListWorkflows, CountWorkflows) waited for their turn among the reads of their kind (of runs; of the listing) an API process answers at once.",
 		Buckets: readWaitBuckets}))}
 }
 

@@ -59,10 +59,13 @@ type Config struct {
 	// StateCacheSize is how many workflows' folded states are kept for
 	// GetWorkflow and AwaitWorkflow. Default 4096.
 	StateCacheSize int
-	// MaxConcurrentReads is how many read calls (GetWorkflow, GetHistory,
-	// ListWorkflows, CountWorkflows) are answered at once; more wait their
-	// turn, so clients polling as fast as they are answered cannot take the
-	// CPU the runs need. Default (0): GOMAXPROCS; negative: no bound.
+	// MaxConcurrentReads is how many reads of runs (GetWorkflow,
+	// GetHistory) are answered at once, and as many of the listing
+	// (ListWorkflows, CountWorkflows); more wait their turn, so clients
+	// polling as fast as they are answered cannot take the CPU the runs
+	// need. A turn is held for the whole call, waits on NATS included: bound
+	// the reads where they are CPU work (NATS in the same process), not
+	// where they mostly wait on the network. Default 0: no bound.
 	MaxConcurrentReads int
 	// Metrics is the registry the API records its metrics on: the runs it
 	// starts and its webhook deliveries (see docs/operations.md). Default
@@ -82,7 +85,8 @@ func (c Config) Validate() error {
 	if err := config.NonNegative("api",
 		config.Int("MaxPayloadBytes", c.MaxPayloadBytes),
 		config.Int("MaxDefinitionBytes", c.MaxDefinitionBytes),
-		config.Int("StateCacheSize", c.StateCacheSize)); err != nil {
+		config.Int("StateCacheSize", c.StateCacheSize),
+		config.Int("MaxConcurrentReads", c.MaxConcurrentReads)); err != nil {
 		return err
 	}
 	if err := builtin.CheckPublishAllow(c.PublishAllow); err != nil {
@@ -108,8 +112,11 @@ type Server struct {
 	log      *slog.Logger
 	// otel traces requests.
 	otel *otelconnect.Interceptor
-	// reads bounds the read calls answered at once.
-	reads *reads
+	// runReads bounds the reads of one run (GetWorkflow, GetHistory)
+	// answered at once, listReads those of the listing (ListWorkflows,
+	// CountWorkflows): a listing still being built holds no turn a poll
+	// of a run waits for.
+	runReads, listReads *reads
 
 	// states are recently read workflows; interest wakes the calls
 	// awaiting a workflow's close or watching its history.
@@ -163,7 +170,9 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	s.interest = newInterest(store.FollowHistories, s.states.offer, followLinger, log)
 	s.barrier = &barrier{fetch: store.HistoriesLastSeq}
 	s.looks = make(chan struct{}, maxLooks)
-	s.reads = newReads(cfg.MaxConcurrentReads, metrics.NewReads(cfg.Metrics))
+	readMetrics := metrics.NewReads(cfg.Metrics)
+	s.runReads = newReads(cfg.MaxConcurrentReads, readMetrics)
+	s.listReads = newReads(cfg.MaxConcurrentReads, readMetrics)
 	otel, err := newTracing(cfg)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -11,9 +10,9 @@ import (
 	"github.com/weftworks/weft/internal/metrics"
 )
 
-// reads lets at most a few of the calls that only read workflows
-// (GetWorkflow, GetHistory, ListWorkflows, CountWorkflows) be answered at
-// once; the others wait their turn. A
+// reads lets at most a few calls of one kind that only read (the reads
+// of one run, GetWorkflow and GetHistory; or the listing's, ListWorkflows
+// and CountWorkflows) be answered at once; the others wait their turn. A
 // client that polls GetWorkflow as fast as it is answered asks again as
 // soon as it has an answer: without a bound, sixty-four such clients take
 // about half of a two-core machine from the runs they poll. With one, runs
@@ -25,13 +24,9 @@ type reads struct {
 	metrics *metrics.Reads
 }
 
-// newReads bounds the reads answered at once to n: 0 is one a core
-// (GOMAXPROCS), a negative n no bound.
+// newReads bounds the reads answered at once to n; n <= 0 is no bound.
 func newReads(n int, m *metrics.Reads) *reads {
 	r := &reads{metrics: m}
-	if n == 0 {
-		n = runtime.GOMAXPROCS(0)
-	}
 	if n > 0 {
 		r.turns = make(chan struct{}, n)
 	}
@@ -58,7 +53,7 @@ func (r *reads) take(ctx context.Context) (release func(), err error) {
 		r.metrics.Waited(time.Since(began))
 		return r.release, nil
 	case <-ctx.Done():
-		return nil, errorf(connect.CodeOf(toConnect(ctx.Err())), "the call ended (%v) after waiting %s for its turn: this server answers %d reads at once and %d were waiting for one, this call among them; try again, or ask its operator for more (--max-reads)",
+		return nil, errorf(connect.CodeOf(toConnect(ctx.Err())), "the call ended (%v) after waiting %s for its turn: this server answers %d such reads at once and %d were waiting for one, this call among them; try again, or ask its operator for more (--max-reads)",
 			ctx.Err(), time.Since(began).Round(time.Millisecond), cap(r.turns), r.waiting.Load())
 	}
 }

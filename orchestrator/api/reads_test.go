@@ -21,9 +21,10 @@ import (
 	"github.com/weftworks/weft/internal/natstest"
 )
 
-// With its one turn taken, a read waits for it (and says why when its
-// deadline passes first), while awaits and writes go on at once; the
-// read answers once the turn is given back, and its wait is recorded.
+// With the one turn of run reads taken, a read of a run waits for it (and
+// says why when its deadline passes first), while the listing's reads,
+// awaits and writes go on at once; the read answers once the turn is
+// given back, and its wait is recorded.
 func TestReadsTakeTurns(t *testing.T) {
 	ns := natstest.Start(t)
 	store, err := eventstore.Open(t.Context(), ns.Connect(t), eventstore.Config{})
@@ -44,7 +45,7 @@ func TestReadsTakeTurns(t *testing.T) {
 	t.Cleanup(func() { _ = hs.Close() })
 	c := weftv1connect.NewWorkflowServiceClient(http.DefaultClient, "http://"+ln.Addr().String())
 
-	srv.reads.turns <- struct{}{} // the one turn, held by the test
+	srv.runReads.turns <- struct{}{} // the one turn of run reads, held by the test
 	// A Connect JSON client whose call may take 300 ms hears why it failed.
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+ln.Addr().String()+weftv1connect.WorkflowServiceGetWorkflowProcedure,
 		strings.NewReader(`{"workflowId":"none"}`))
@@ -59,10 +60,14 @@ func TestReadsTakeTurns(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(string(body), `"deadline_exceeded"`) || !strings.Contains(string(body), "answers 1 reads at once") {
+	if !strings.Contains(string(body), `"deadline_exceeded"`) || !strings.Contains(string(body), "answers 1 such reads at once") {
 		t.Fatalf("a read past its deadline while the turn is held: %s %s, want deadline_exceeded saying why", resp.Status, body)
 	}
-	// An await and a write do not take turns: they answer at once.
+	// The listing's reads, awaits and writes take no turn of run reads:
+	// they answer at once.
+	if _, err := c.ListWorkflows(t.Context(), connect.NewRequest(&weftv1.ListWorkflowsRequest{})); err != nil {
+		t.Fatalf("list while a run read's turn is held: %v", err)
+	}
 	_, err = c.AwaitWorkflow(t.Context(), connect.NewRequest(&weftv1.AwaitWorkflowRequest{WorkflowId: "none"}))
 	if connect.CodeOf(err) != connect.CodeNotFound {
 		t.Fatalf("await of an unknown run while the turn is held: %v, want NotFound", err)
@@ -72,35 +77,38 @@ func TestReadsTakeTurns(t *testing.T) {
 		t.Fatalf("signal of an unknown run while the turn is held: %v, want NotFound", err)
 	}
 
+	// A history read waits for the turn and answers once it is given back.
 	done := make(chan error, 1)
 	go func() {
-		_, err := c.ListWorkflows(t.Context(), connect.NewRequest(&weftv1.ListWorkflowsRequest{}))
+		_, err := c.GetHistory(t.Context(), connect.NewRequest(&weftv1.GetHistoryRequest{WorkflowId: "none"}))
 		done <- err
 	}()
-	for deadline := time.Now().Add(10 * time.Second); srv.reads.waiting.Load() != 1; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); srv.runReads.waiting.Load() != 1; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("the list never waited for its turn")
+			t.Fatal("the history read never waited for its turn")
 		}
 	}
 	select {
 	case err := <-done:
-		t.Fatalf("the list answered while the turn was held: %v", err)
+		t.Fatalf("the history read answered while the turn was held: %v", err)
 	default:
 	}
-	<-srv.reads.turns
-	if err := <-done; err != nil {
-		t.Fatalf("the list, once the turn is given back: %v", err)
+	<-srv.runReads.turns
+	if err := <-done; connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("the history read of an unknown run, once the turn is given back: %v, want NotFound", err)
 	}
-	// The list's wait is recorded; the read that gave up is not, and the
-	// await and the signal take no turn.
+	// The list answered at once and the history read waited: both are
+	// recorded; the read that gave up is not.
 	if n := testutil.CollectAndCount(reg, metrics.NameReadWait); n != 1 {
 		t.Fatalf("%d %s series, want 1", n, metrics.NameReadWait)
 	}
-	if got := histogramCount(t, reg); got != 1 {
-		t.Fatalf("%d reads recorded, want 1 (the list)", got)
+	if got := histogramCount(t, reg); got != 2 {
+		t.Fatalf("%d reads recorded, want 2 (the list and the history read)", got)
 	}
-	if len(srv.reads.turns) != 0 || srv.reads.waiting.Load() != 0 {
-		t.Fatalf("after the calls: %d turns held, %d waiting", len(srv.reads.turns), srv.reads.waiting.Load())
+	for _, r := range []*reads{srv.runReads, srv.listReads} {
+		if len(r.turns) != 0 || r.waiting.Load() != 0 {
+			t.Fatalf("after the calls: %d turns held, %d waiting", len(r.turns), r.waiting.Load())
+		}
 	}
 }
 

@@ -81,7 +81,7 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 // stored before the call: a cached fold kept up to date by the follower,
 // or brought up to date with what was appended since it was last read.
 func (s *Server) GetWorkflow(ctx context.Context, req *connect.Request[weftv1.GetWorkflowRequest]) (*connect.Response[weftv1.GetWorkflowResponse], error) {
-	release, err := s.reads.take(ctx)
+	release, err := s.runReads.take(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (s *Server) GetWorkflow(ctx context.Context, req *connect.Request[weftv1.Ge
 // events of that record already sent, and the number of the first event),
 // so a page reads just its own records.
 func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.GetHistoryRequest]) (*connect.Response[weftv1.GetHistoryResponse], error) {
-	release, err := s.reads.take(ctx)
+	release, err := s.runReads.take(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +246,7 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 
 // ListWorkflows lists indexed workflows, newest first.
 func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.ListWorkflowsRequest]) (*connect.Response[weftv1.ListWorkflowsResponse], error) {
-	release, err := s.reads.take(ctx)
+	release, err := s.listReads.take(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -491,7 +491,7 @@ func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status
 // all, from the live copy of the index: without an id prefix from the
 // counts it keeps, with one by looking at every run.
 func (s *Server) CountWorkflows(ctx context.Context, req *connect.Request[weftv1.CountWorkflowsRequest]) (*connect.Response[weftv1.CountWorkflowsResponse], error) {
-	release, err := s.reads.take(ctx)
+	release, err := s.listReads.take(ctx)
 	if err != nil {
 		return nil, err
 	}
