@@ -313,3 +313,32 @@ func failsThenWaits() (h executor.Handler, fail *atomic.Bool, gate chan struct{}
 	}
 	return h, fail, gate
 }
+
+// A run that failed on its history limit records the result that met the
+// limit after its close, so its last record is not a closing one: an
+// await through an API process that has read nothing of the run still
+// returns it FAILED at once, not "still open" when its timeout passes.
+func TestAwaitAFailedRunWithALateResult(t *testing.T) {
+	e := newEnv(t, envOpts{maxHistory: 20})
+	e.putDef(`
+name: loop
+steps:
+  - id: many
+    repeat:
+      do: [ { id: tick, task: echo, input: "${ iteration }" } ]
+      until: "${ false }"
+      max_iterations: 1000
+`)
+	id := e.start("loop", "", ``)
+	e.waitClosed(id, 20*time.Second)
+	eventually(t, 20*time.Second, "the result after the close to be recorded", func() bool {
+		h := e.history(id)
+		return len(h) > 0 && h[len(h)-1].Type == "StepCompleted"
+	})
+	other := e.startNode(envOpts{noExecutor: true}, false, true)
+	fresh, _ := newClients(other.APIURL)
+	w, err := await(ctx(t), fresh, id, 5*time.Second)
+	if err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
+		t.Fatalf("await through a fresh API of a failed run whose last record is a late result: %v %v; want FAILED", w, err)
+	}
+}
