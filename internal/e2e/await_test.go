@@ -97,8 +97,7 @@ func TestAwaitAfterTheCloseReturnsAtOnce(t *testing.T) {
 	e.waitClosed(id, 20*time.Second)
 	// Through the API that read the run, and through one that has read
 	// nothing of it (which reads it afresh).
-	other := e.startNode(envOpts{noExecutor: true}, false, true)
-	fresh, _ := newClients(other.APIURL)
+	fresh := e.freshAPI()
 	for _, c := range []weftv1connect.WorkflowServiceClient{e.wf, fresh} {
 		w, err := await(ctx(t), c, id, 0)
 		if err != nil {
@@ -247,8 +246,7 @@ output: "${ steps.s.output }"
 	e.redrive(id, "")
 	// Through the API that saw the first close, and through one that has
 	// read nothing of the run.
-	other := e.startNode(envOpts{noExecutor: true}, false, true)
-	fresh, _ := newClients(other.APIURL)
+	fresh := e.freshAPI()
 	for _, c := range []weftv1connect.WorkflowServiceClient{e.wf, fresh} {
 		w, err = await(ctx(t), c, id, 20*time.Second)
 		if err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"fixed"` {
@@ -314,29 +312,28 @@ func failsThenWaits() (h executor.Handler, fail *atomic.Bool, gate chan struct{}
 	return h, fail, gate
 }
 
+// freshAPI starts another API process, which has read nothing yet, and
+// returns a client of it.
+func (e *env) freshAPI() weftv1connect.WorkflowServiceClient {
+	e.t.Helper()
+	c, _ := newClients(e.startNode(envOpts{noExecutor: true}, false, true).APIURL)
+	return c
+}
+
 // A run that failed on its history limit records the result that met the
 // limit after its close, so its last record is not a closing one: an
 // await through an API process that has read nothing of the run still
 // returns it FAILED at once, not "still open" when its timeout passes.
 func TestAwaitAFailedRunWithALateResult(t *testing.T) {
 	e := newEnv(t, envOpts{maxHistory: 20})
-	e.putDef(`
-name: loop
-steps:
-  - id: many
-    repeat:
-      do: [ { id: tick, task: echo, input: "${ iteration }" } ]
-      until: "${ false }"
-      max_iterations: 1000
-`)
+	e.putDef(endlessLoopDef)
 	id := e.start("loop", "", ``)
 	e.waitClosed(id, 20*time.Second)
 	eventually(t, 20*time.Second, "the result after the close to be recorded", func() bool {
 		h := e.history(id)
 		return len(h) > 0 && h[len(h)-1].Type == "StepCompleted"
 	})
-	other := e.startNode(envOpts{noExecutor: true}, false, true)
-	fresh, _ := newClients(other.APIURL)
+	fresh := e.freshAPI()
 	w, err := await(ctx(t), fresh, id, 5*time.Second)
 	if err != nil || w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
 		t.Fatalf("await through a fresh API of a failed run whose last record is a late result: %v %v; want FAILED", w, err)

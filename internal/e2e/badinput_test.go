@@ -69,11 +69,9 @@ steps:
 	}
 }
 
-// Oversized inputs, signals and definitions get InvalidArgument naming the
-// limit; a workflow whose history would pass its limit fails with type limit.
-func TestLimits(t *testing.T) {
-	e := newEnv(t, envOpts{maxHistory: 20})
-	e.putDef(`
+// endlessLoopDef repeats an echo step until its runs' history limit (an
+// env with maxHistory 20) fails them with type limit.
+const endlessLoopDef = `
 name: loop
 steps:
   - id: many
@@ -81,7 +79,13 @@ steps:
       do: [ { id: tick, task: echo, input: "${ iteration }" } ]
       until: "${ false }"
       max_iterations: 1000
-`)
+`
+
+// Oversized inputs, signals and definitions get InvalidArgument naming the
+// limit; a workflow whose history would pass its limit fails with type limit.
+func TestLimits(t *testing.T) {
+	e := newEnv(t, envOpts{maxHistory: 20})
+	e.putDef(endlessLoopDef)
 	big := `"` + strings.Repeat("x", 1100<<10) + `"`
 	_, err := e.wf.StartWorkflow(ctx(t), connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "loop", Input: jsonValue(t, big)}))
 	wantCode(t, "oversized input", err, connect.CodeInvalidArgument, "limit is 1048576 bytes")

@@ -487,15 +487,7 @@ steps:
 // limit, or goes on, but never hangs.
 func TestDefect9_RedriveAfterCannotGoOnDoesNotHang(t *testing.T) {
 	e := newEnv(t, envOpts{maxHistory: 20})
-	e.putDef(`
-name: loop
-steps:
-  - id: many
-    repeat:
-      do: [ { id: tick, task: echo, input: "${ iteration }" } ]
-      until: "${ false }"
-      max_iterations: 1000
-`)
+	e.putDef(endlessLoopDef)
 	id := e.start("loop", "", ``)
 	w := e.waitClosed(id, 20*time.Second)
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || w.Error.Type != "limit" {
