@@ -95,6 +95,9 @@ func TestParkedAwaits(t *testing.T) {
 	if !waitFor(ctx, within, func() bool { return awaitsOpen(t, apiURL, e) >= k }) {
 		t.Fatalf("%d of %d awaits are waiting when time ran out", awaitsOpen(t, apiURL, e), k)
 	}
+	if pid := os.Getenv("WEFT_SCALE_SERVER_PID"); apiURL != e.node.APIURL && !settled(ctx, t, pid) {
+		t.Fatalf("the server was still busy a minute after the %d awaits were open", k)
+	}
 	runtime.GC()
 	rss1 := apiRSS()
 	writeHeapProfile(t, "")
@@ -188,37 +191,58 @@ func writeHeapProfile(t *testing.T, suffix string) {
 }
 
 // awaitsOpen is how many awaits the API holds open: asked of the node in
-// this process, or counted from an outside server's goroutines.
+// this process, or read off an outside server's /metrics
+// (weft_api_calls_waiting), a small page where its goroutine profile
+// would cost the server megabytes a look.
 func awaitsOpen(t *testing.T, url string, e *scaleEnv) int {
 	if url == e.node.APIURL {
 		n, _ := e.node.API.Waiting()
 		return n
 	}
-	pprofURL := os.Getenv("WEFT_SCALE_SERVER_PPROF")
-	if pprofURL == "" {
-		t.Fatal("WEFT_SCALE_SERVER needs WEFT_SCALE_SERVER_PPROF (the server's --pprof address) to count open awaits")
-	}
-	resp, err := http.Get("http://" + pprofURL + "/debug/pprof/goroutine?debug=1")
+	resp, err := http.Get(url + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	// Lines like "123 @ 0x..." head a group of goroutines with one stack.
-	n := 0
-	for _, group := range strings.Split(string(body), "\n\n") {
-		if !strings.Contains(group, "api.(*Server).AwaitWorkflow") {
-			continue
-		}
-		for _, line := range strings.Split(group, "\n") {
-			var c int
-			if _, err := fmt.Sscanf(line, "%d @", &c); err == nil {
-				n += c
-				break
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, `weft_api_calls_waiting{call="await"} `); ok {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s/metrics: %q: %v", url, line, err)
 			}
+			return int(n)
 		}
 	}
-	return n
+	t.Fatalf("%s/metrics has no weft_api_calls_waiting{call=\"await\"}", url)
+	return 0
+}
+
+// settled waits until the outside server process pid has used less than a
+// tenth of a core for half a second: the awaits registered have made their
+// first looks and are parked.
+func settled(ctx context.Context, t *testing.T, pid string) bool {
+	cpu := func() int {
+		b, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			t.Fatalf("WEFT_SCALE_SERVER_PID: %v", err)
+		}
+		// Fields after the command's closing parenthesis: utime and stime
+		// are the 12th and 13th (in clock ticks, 100 a second).
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		u, _ := strconv.Atoi(f[11])
+		s, _ := strconv.Atoi(f[12])
+		return u + s
+	}
+	return waitFor(ctx, time.Minute, func() bool {
+		before := cpu()
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			return false
+		}
+		return cpu()-before < 5
+	})
 }
 
 // serverGC has the outside server collect its garbage (its heap profile

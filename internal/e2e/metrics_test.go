@@ -226,3 +226,48 @@ steps:
 		}
 	}
 }
+
+// weft_api_calls_waiting counts the awaits and watches open in the API,
+// and drops back when they end.
+func TestMetricsCountOpenCalls(t *testing.T) {
+	e := newEnv(t, envOpts{metrics: metrics.NewRegistry()})
+	e.putDef(parkedDef)
+	id := e.start("parked", "calls-open", `{}`)
+	url := e.node.APIURL + "/metrics"
+	open := func(await, watch float64) func() bool {
+		return func() bool {
+			fams := scrape(t, url)
+			return sample(fams, metrics.NameCallsWaiting, "call=await") == await && sample(fams, metrics.NameCallsWaiting, "call=watch") == watch
+		}
+	}
+	eventually(t, 10*time.Second, "none open", open(0, 0))
+
+	c, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	awaited := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := await(c, e.wf, id, time.Minute)
+			awaited <- err
+		}()
+	}
+	stream, err := e.wf.WatchWorkflow(c, connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: id}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "two awaits and a watch open", open(2, 1))
+	if err := e.signal(id, "go", `{"ok": 1}`); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-awaited; err != nil {
+			t.Fatalf("await: %v", err)
+		}
+	}
+	for stream.Receive() {
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	eventually(t, 20*time.Second, "none open after the close", open(0, 0))
+}

@@ -13,7 +13,7 @@ import (
 // histogram's _bucket, _sum and _count.
 func known() map[string]bool {
 	m := map[string]bool{}
-	for _, n := range []string{NameWorkflowsStarted, NameWorkflowsClosed, NameStepsSuspended, NameStepAttempts, NameTaskBacklog, NameConflicts, NameTriggerEvents, NameTaskHeld} {
+	for _, n := range []string{NameWorkflowsStarted, NameWorkflowsClosed, NameStepsSuspended, NameStepAttempts, NameTaskBacklog, NameConflicts, NameTriggerEvents, NameTaskHeld, NameCallsWaiting} {
 		m[n] = true
 	}
 	for _, n := range []string{NameWorkflowDuration, NameStepDuration, NameScheduleToStart, NameDecision, NameReadWait} {

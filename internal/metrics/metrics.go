@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,7 @@ const (
 	NameDecision         = "weft_orchestrator_decision_seconds"
 	NameTriggerEvents    = "weft_trigger_events_total"
 	NameReadWait         = "weft_api_read_wait_seconds"
+	NameCallsWaiting     = "weft_api_calls_waiting"
 )
 
 const (
@@ -318,6 +320,47 @@ func (r *Reads) Waited(d time.Duration) {
 	if r != nil {
 		r.wait.Observe(d.Seconds())
 	}
+}
+
+// Waiting reports weft_api_calls_waiting at scrape time: the
+// AwaitWorkflow and WatchWorkflow calls open in the API processes that
+// registered on it, summed.
+type Waiting struct {
+	desc    *prometheus.Desc
+	mu      sync.Mutex
+	sources []func() (awaits, watches int)
+}
+
+// NewWaiting registers the open calls of an API process on reg, counted by
+// count when scraped (nil reg: records nothing). Processes that share reg
+// share its series.
+func NewWaiting(reg *prometheus.Registry, count func() (awaits, watches int)) {
+	if reg == nil {
+		return
+	}
+	w := register(reg, &Waiting{desc: prometheus.NewDesc(NameCallsWaiting,
+		"AwaitWorkflow (call=\"await\") and WatchWorkflow (call=\"watch\") calls open in the API, waiting for a close or following a history.",
+		[]string{"call"}, nil)})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sources = append(w.sources, count)
+}
+
+// Describe implements prometheus.Collector.
+func (w *Waiting) Describe(ch chan<- *prometheus.Desc) { ch <- w.desc }
+
+// Collect implements prometheus.Collector.
+func (w *Waiting) Collect(ch chan<- prometheus.Metric) {
+	w.mu.Lock()
+	sources := w.sources
+	w.mu.Unlock()
+	var awaits, watches int
+	for _, count := range sources {
+		a, b := count()
+		awaits, watches = awaits+a, watches+b
+	}
+	ch <- prometheus.MustNewConstMetric(w.desc, prometheus.GaugeValue, float64(awaits), "await")
+	ch <- prometheus.MustNewConstMetric(w.desc, prometheus.GaugeValue, float64(watches), "watch")
 }
 
 // Backlog reports weft_task_backlog at scrape time: for each task type,

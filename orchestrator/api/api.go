@@ -170,6 +170,7 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	s.interest = newInterest(store.FollowHistories, s.states.offer, followLinger, log)
 	s.barrier = &barrier{fetch: store.HistoriesLastSeq}
 	s.looks = make(chan struct{}, maxLooks)
+	metrics.NewWaiting(cfg.Metrics, s.Waiting)
 	readMetrics := metrics.NewReads(cfg.Metrics)
 	s.runReads = newReads(cfg.MaxConcurrentReads, readMetrics)
 	s.listReads = newReads(cfg.MaxConcurrentReads, readMetrics)
