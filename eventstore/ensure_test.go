@@ -151,3 +151,36 @@ func TestOpenTogether(t *testing.T) {
 		t.Fatalf("Read = %d records, %v; want 1", len(msgs), err)
 	}
 }
+
+// The history allows direct gets while it has one replica, and a history
+// made without them (by an earlier version) gets them at the next Open.
+func TestHistoryDirectWhileAlone(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.HistoryStream, Subjects: []string{"weft.h.>"}, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, eventstore.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := st.CachedInfo().Config; !cfg.AllowDirect || cfg.Replicas != 1 {
+		t.Fatalf("history: allow direct %v with %d replicas, want direct gets with one", cfg.AllowDirect, cfg.Replicas)
+	}
+	// Reads answer through them.
+	if _, err := s.Append(ctx, "wf-direct", 0, started("wf-direct")); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := s.Read(ctx, "wf-direct", 0)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("Read = %d records, %v; want 1", len(msgs), err)
+	}
+}

@@ -209,6 +209,23 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// directOnlyAlone allows direct gets on st exactly while it has one
+// replica, updating it when it does otherwise. Direct gets skip the
+// JetStream API's queue and its JSON (a read of a run is a get or more per
+// record): a quarter less memory held by ten thousand awaits' first looks.
+// On a replicated stream a follower that lags may answer one, and a
+// decision made on a stale history would drop a result it had not seen
+// scheduled, so there reads go to the leader. The replica count read is
+// the stream's own, set by whichever part updated it last.
+func (s *Store) directOnlyAlone(ctx context.Context, st jetstream.Stream) (jetstream.Stream, error) {
+	have := st.CachedInfo().Config
+	if direct := have.Replicas == 1; have.AllowDirect != direct {
+		have.AllowDirect = direct
+		return retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return s.js.UpdateStream(ctx, have) })
+	}
+	return st, nil
+}
+
 // openStreams creates or updates the history, results and timers streams.
 func (s *Store) openStreams(ctx context.Context) (err error) {
 	cfg := s.cfg
@@ -224,12 +241,11 @@ func (s *Store) openStreams(ctx context.Context) (err error) {
 		// retention only (see historyDenyPurge).
 		DenyDelete: true,
 		DenyPurge:  s.historyDenyPurge(ctx),
-		// No direct gets: on a replicated stream they may be answered by a
-		// follower that lags, and a decision made on a stale history would
-		// drop a result it had not seen scheduled. Reads go to the leader.
-		AllowDirect: false,
 	}, nil); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", HistoryStream, err)
+	}
+	if s.history, err = s.directOnlyAlone(ctx, s.history); err != nil {
+		return fmt.Errorf("eventstore: update stream %s: %w", HistoryStream, err)
 	}
 	s.sessionSeq = s.history.CachedInfo().State.LastSeq
 	if s.results, err = s.ensureStream(ctx, jetstream.StreamConfig{
