@@ -63,13 +63,20 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 // run at once: ten thousand awaits that come together would otherwise
 // grow ten thousand deep stacks at once, memory the runtime keeps long
 // after.
+//
+// The look's context ends at the deadline or when the call returns, which
+// it does as soon as its own context ends; it is not made a child of the
+// call's context, which would give that context a table of its children
+// for the rest of the await (half a kilobyte each, parked).
 func (s *Server) lookClosed(ctx context.Context, wf string, need uint64, deadline time.Time) (*weftv1.Workflow, error) {
-	ctx, cancel := context.WithDeadline(ctx, deadline)
+	lctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	select {
 	case s.looks <- struct{}{}:
 	case <-ctx.Done():
 		return nil, toConnect(ctx.Err())
+	case <-lctx.Done():
+		return nil, toConnect(lctx.Err())
 	}
 	type answer struct {
 		w   *weftv1.Workflow
@@ -78,11 +85,15 @@ func (s *Server) lookClosed(ctx context.Context, wf string, need uint64, deadlin
 	done := make(chan answer, 1)
 	go func() {
 		defer func() { <-s.looks }()
-		w, err := s.closedWorkflow(ctx, wf, need)
+		w, err := s.closedWorkflow(lctx, wf, need)
 		done <- answer{w, err}
 	}()
-	a := <-done
-	return a.w, a.err
+	select {
+	case a := <-done:
+		return a.w, a.err
+	case <-ctx.Done():
+		return nil, toConnect(ctx.Err())
+	}
 }
 
 // maxLooks is how many of the awaits' looks run at once.
