@@ -20,8 +20,15 @@ func identify(next http.Handler) http.Handler { return identified{next} }
 // closure, which saves a frame on every call's stack.
 type identified struct{ next http.Handler }
 
+// A request from no one in particular (most, without tokens or client
+// certificates) goes on as it came: identity reads Anonymous from a
+// context without one, and a copy of the request and its context for
+// each call is memory every open await would hold.
 func (h identified) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, requestIdentity(r))))
+	if id := requestIdentity(r); id != Anonymous {
+		r = r.WithContext(context.WithValue(r.Context(), identityKey{}, id))
+	}
+	h.next.ServeHTTP(w, r)
 }
 
 // requestIdentity says who sent r: the name of the bearer token
