@@ -212,7 +212,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 // directOnlyAlone allows direct gets on st exactly while it has one
 // replica, updating it when it does otherwise. Direct gets skip the
 // JetStream API's queue and its JSON (a read of a run is a get or more per
-// record): a quarter less memory held by ten thousand awaits' first looks.
+// record), and leave half the garbage behind.
 // On a replicated stream a follower that lags may answer one, and a
 // decision made on a stale history would drop a result it had not seen
 // scheduled, so there reads go to the leader. The replica count read is
