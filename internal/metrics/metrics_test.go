@@ -93,3 +93,21 @@ weft_task_backlog{task="b"} 0
 		t.Fatalf("%d backlog series from a failed read", n)
 	}
 }
+
+// API processes sharing a registry report their open calls summed; a nil
+// registry records nothing.
+func TestWaitingSumsItsSources(t *testing.T) {
+	reg := NewRegistry()
+	NewWaiting(reg, func() (int, int) { return 2, 1 })
+	NewWaiting(reg, func() (int, int) { return 3, 0 })
+	NewWaiting(nil, func() (int, int) { panic("a nil registry counts nothing") })
+	want := `
+# HELP weft_api_calls_waiting AwaitWorkflow (call="await") and WatchWorkflow (call="watch") calls open in the API, waiting for a close or following a history.
+# TYPE weft_api_calls_waiting gauge
+weft_api_calls_waiting{call="await"} 5
+weft_api_calls_waiting{call="watch"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), NameCallsWaiting); err != nil {
+		t.Fatal(err)
+	}
+}
