@@ -210,13 +210,15 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 }
 
 // directOnlyAlone allows direct gets on st exactly while it has one
-// replica, updating it when it does otherwise. Direct gets skip the
+// replica, updating it when it does otherwise. A direct get skips the
 // JetStream API's queue and its JSON (a read of a run is a get or more per
-// record), and leave half the garbage behind.
-// On a replicated stream a follower that lags may answer one, and a
-// decision made on a stale history would drop a result it had not seen
-// scheduled, so there reads go to the leader. The replica count read is
-// the stream's own, set by whichever part updated it last.
+// record) and leaves half the garbage behind; on a replicated stream a
+// follower that lags may answer one, and a decision made on a stale
+// history would drop a result it had not seen scheduled, so there reads go
+// to the leader. The replica count read is the stream's own, set by
+// whichever part updated it last: a part opened before a change from one
+// replica keeps asking for direct gets, which go unanswered, until it
+// restarts (docs/operations.md).
 func (s *Store) directOnlyAlone(ctx context.Context, st jetstream.Stream) (jetstream.Stream, error) {
 	have := st.CachedInfo().Config
 	if direct := have.Replicas == 1; have.AllowDirect != direct {
