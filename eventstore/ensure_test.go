@@ -184,3 +184,40 @@ func TestHistoryDirectWhileAlone(t *testing.T) {
 		t.Fatalf("Read = %d records, %v; want 1", len(msgs), err)
 	}
 }
+
+// A store opened while the history allowed direct gets still reads it
+// once it no longer does (another part turned them off: a change of
+// replicas from 1): the direct get nobody answers refreshes its view of
+// the stream, and the read goes to the leader.
+func TestHistoryReadAfterDirectGetsStop(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "wf-stop", 0, started("wf-stop")); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, eventstore.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.AllowDirect = false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := s.Read(ctx, "wf-stop", 0)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("Read = %d records, %v; want 1", len(msgs), err)
+	}
+	if _, err := s.First(ctx, "wf-stop"); err != nil {
+		t.Fatalf("First: %v", err)
+	}
+}

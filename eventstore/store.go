@@ -216,9 +216,8 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 // follower that lags may answer one, and a decision made on a stale
 // history would drop a result it had not seen scheduled, so there reads go
 // to the leader. The replica count read is the stream's own, set by
-// whichever part updated it last: a part opened before a change from one
-// replica keeps asking for direct gets, which go unanswered, until it
-// restarts (docs/operations.md).
+// whichever part updated it last; a part opened before a change from one
+// replica learns of it at its next read (historyGet).
 func (s *Store) directOnlyAlone(ctx context.Context, st jetstream.Stream) (jetstream.Stream, error) {
 	have := st.CachedInfo().Config
 	if direct := have.Replicas == 1; have.AllowDirect != direct {
@@ -554,8 +553,8 @@ func (s *Store) LastSeq(ctx context.Context, wf string) (uint64, error) {
 	if !ValidWorkflowID(wf) {
 		return 0, ErrNotFound
 	}
-	m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		return s.history.GetLastMsgForSubject(ctx, historySubject(wf))
+	m, err := s.historyGet(ctx, func(ctx context.Context, h jetstream.Stream) (*jetstream.RawStreamMsg, error) {
+		return h.GetLastMsgForSubject(ctx, historySubject(wf))
 	})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -573,8 +572,8 @@ func (s *Store) First(ctx context.Context, wf string) (Message, error) {
 	if !ValidWorkflowID(wf) {
 		return Message{}, ErrNotFound
 	}
-	m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		return s.history.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(historySubject(wf)))
+	m, err := s.historyGet(ctx, func(ctx context.Context, h jetstream.Stream) (*jetstream.RawStreamMsg, error) {
+		return h.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(historySubject(wf)))
 	})
 	if err != nil {
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -620,8 +619,8 @@ func (s *Store) read(ctx context.Context, wf string, after uint64, useSnap bool)
 	if !ValidWorkflowID(wf) {
 		return Tail{}, nil
 	}
-	m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		return s.history.GetLastMsgForSubject(ctx, historySubject(wf))
+	m, err := s.historyGet(ctx, func(ctx context.Context, h jetstream.Stream) (*jetstream.RawStreamMsg, error) {
+		return h.GetLastMsgForSubject(ctx, historySubject(wf))
 	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return Tail{Gone: true}, nil
@@ -670,8 +669,8 @@ func (s *Store) read(ctx context.Context, wf string, after uint64, useSnap bool)
 		if prev <= after {
 			break
 		}
-		if m, err = retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-			return s.history.GetMsg(ctx, prev)
+		if m, err = s.historyGet(ctx, func(ctx context.Context, h jetstream.Stream) (*jetstream.RawStreamMsg, error) {
+			return h.GetMsg(ctx, prev)
 		}); err != nil {
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				return forward()
@@ -698,6 +697,20 @@ func (s *Store) read(ctx context.Context, wf string, after uint64, useSnap bool)
 // asked again, the new leader answers as soon as it is elected, so a read
 // returns seconds after the election instead of at its caller's deadline.
 const readTry = 2 * time.Second
+
+// historyGet is retryRead of get on the history. A direct get nobody
+// answered refreshes the handle's view of the stream before the next try:
+// the stream may no longer allow them (directOnlyAlone, run by a part
+// opened since with more replicas), and the next try asks its leader.
+func (s *Store) historyGet(ctx context.Context, get func(context.Context, jetstream.Stream) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
+	return retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		m, err := get(ctx, s.history)
+		if errors.Is(err, nats.ErrNoResponders) && s.history.CachedInfo().Config.AllowDirect {
+			_, _ = s.history.Info(ctx)
+		}
+		return m, err
+	})
+}
 
 // retryRead runs get with at most readTry each time, again while the
 // failure is a request nobody answered or the stream is unavailable, until
@@ -758,8 +771,8 @@ func (s *Store) readForward(ctx context.Context, wf string, after, last uint64) 
 	var out []Message
 	subj := historySubject(wf)
 	for seq := after + 1; seq <= last; {
-		m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-			return s.history.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		m, err := s.historyGet(ctx, func(ctx context.Context, h jetstream.Stream) (*jetstream.RawStreamMsg, error) {
+			return h.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
 		})
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
