@@ -72,8 +72,16 @@ func lacks[T any](want, have T) bool { return !reflect.DeepEqual(overlay(want, h
 
 // ensureStream returns stream want.Name, creating it when missing and
 // updating it when it lacks a setting of want. Subjects, when want has
-// none, are initial's on creation and left as they are otherwise.
-func (s *Store) ensureStream(ctx context.Context, want jetstream.StreamConfig, initial []string) (jetstream.Stream, error) {
+// none, are initial's on creation and left as they are otherwise. fix, if
+// set, settles what depends on the rest of the config (with want's
+// settings over the stream's) in the same create or update.
+func (s *Store) ensureStream(ctx context.Context, want jetstream.StreamConfig, initial []string, fix func(*jetstream.StreamConfig)) (jetstream.Stream, error) {
+	settle := func(c jetstream.StreamConfig) jetstream.StreamConfig {
+		if fix != nil {
+			fix(&c)
+		}
+		return c
+	}
 	return retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
 		st, err := s.js.Stream(ctx, want.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -81,7 +89,7 @@ func (s *Store) ensureStream(ctx context.Context, want jetstream.StreamConfig, i
 			if len(create.Subjects) == 0 {
 				create.Subjects = initial
 			}
-			st, err = s.js.CreateStream(ctx, create)
+			st, err = s.js.CreateStream(ctx, settle(create))
 			if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				return st, err
 			}
@@ -91,8 +99,9 @@ func (s *Store) ensureStream(ctx context.Context, want jetstream.StreamConfig, i
 		if err != nil {
 			return nil, err
 		}
-		if have := st.CachedInfo().Config; lacks(want, have) {
-			return s.js.UpdateStream(ctx, overlay(want, have))
+		have := st.CachedInfo().Config
+		if next := settle(overlay(want, have)); !reflect.DeepEqual(next, have) {
+			return s.js.UpdateStream(ctx, next)
 		}
 		return st, nil
 	})

@@ -135,7 +135,7 @@ func (s *Store) Timer(ctx context.Context, wf, timerID string) (TimerState, erro
 //
 // Errors: ErrNotFound when wf has none.
 func (s *Store) LastTaskCommand(ctx context.Context, wf, taskType string) (uint64, error) {
-	return s.lastOn(ctx, s.history, historyPrefix+wf+".task."+taskType)
+	return s.lastOn(ctx, s.historyGet, historyPrefix+wf+".task."+taskType)
 }
 
 // LastExternal returns the history sequence of wf's latest record appended
@@ -143,22 +143,33 @@ func (s *Store) LastTaskCommand(ctx context.Context, wf, taskType string) (uint6
 //
 // Errors: ErrNotFound when wf has none.
 func (s *Store) LastExternal(ctx context.Context, wf string) (uint64, error) {
-	return s.lastOn(ctx, s.history, historyPrefix+wf+".ext")
+	return s.lastOn(ctx, s.historyGet, historyPrefix+wf+".ext")
 }
 
 // ResultWaiting reports whether a result for wf waits in the results
 // stream for an orchestrator to record it.
 func (s *Store) ResultWaiting(ctx context.Context, wf string) (bool, error) {
-	_, err := s.lastOn(ctx, s.results, resultsPrefix+wf)
+	_, err := s.lastOn(ctx, s.resultsGet, resultsPrefix+wf)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
 	}
 	return err == nil, err
 }
 
-func (s *Store) lastOn(ctx context.Context, stream jetstream.Stream, subject string) (uint64, error) {
-	m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		return stream.GetLastMsgForSubject(ctx, subject)
+// resultsGet is retryRead of get on the results stream.
+func (s *Store) resultsGet(ctx context.Context, get func(context.Context, jetstream.Stream) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
+	return retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return get(ctx, s.results) })
+}
+
+// streamGet reads a message of one stream with get, retried as retryRead
+// does (historyGet, resultsGet).
+type streamGet func(ctx context.Context, get func(context.Context, jetstream.Stream) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error)
+
+// lastOn returns the sequence of the last message on subject, read
+// through a stream's streamGet.
+func (s *Store) lastOn(ctx context.Context, through streamGet, subject string) (uint64, error) {
+	m, err := through(ctx, func(ctx context.Context, st jetstream.Stream) (*jetstream.RawStreamMsg, error) {
+		return st.GetLastMsgForSubject(ctx, subject)
 	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return 0, fmt.Errorf("%s: %w", subject, ErrNotFound)

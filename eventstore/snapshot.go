@@ -48,7 +48,7 @@ func (s *Store) openSnapshots(ctx context.Context) error {
 		Storage:           s.cfg.Storage,
 		Replicas:          s.cfg.Replicas,
 		AllowDirect:       true,
-	}, nil)
+	}, nil, nil)
 	if err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", SnapshotStream, err)
 	}

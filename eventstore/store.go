@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -141,11 +142,14 @@ type Store struct {
 	js      jetstream.JetStream
 	cfg     Config
 	history jetstream.Stream
-	slots   jetstream.KeyValue
-	flow    jetstream.KeyValue
-	results jetstream.Stream
-	timers  jetstream.Stream
-	snaps   jetstream.Stream
+	// historyLooked is when historyGet may next refresh the history's
+	// handle (Unix nanoseconds).
+	historyLooked atomic.Int64
+	slots         jetstream.KeyValue
+	flow          jetstream.KeyValue
+	results       jetstream.Stream
+	timers        jetstream.Stream
+	snaps         jetstream.Stream
 	// session is the history stream's last sequence when the connection
 	// last (re)connected, as seen (StoredBeforeSession).
 	sessionMu         sync.Mutex
@@ -209,23 +213,16 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// directOnlyAlone allows direct gets on st exactly while it has one
-// replica, updating it when it does otherwise. A direct get skips the
-// JetStream API's queue and its JSON (a read of a run is a get or more per
-// record) and leaves half the garbage behind; on a replicated stream a
-// follower that lags may answer one, and a decision made on a stale
-// history would drop a result it had not seen scheduled, so there reads go
-// to the leader. The replica count read is the stream's own, set by
-// whichever part updated it last; a part opened before a change from one
+// directWhileAlone allows direct gets on the history exactly while it has
+// one replica. A direct get skips the JetStream API's queue and its JSON
+// (a read of a run is a get or more per record) and leaves half the
+// garbage behind; on a replicated stream a follower that lags may answer
+// one, and a decision made on a stale history would drop a result it had
+// not seen scheduled, so there reads go to the leader. It is settled in
+// the same create or update as the replica count, so the history is never
+// replicated with direct gets on; a part opened before a change from one
 // replica learns of it at its next read (historyGet).
-func (s *Store) directOnlyAlone(ctx context.Context, st jetstream.Stream) (jetstream.Stream, error) {
-	have := st.CachedInfo().Config
-	if direct := have.Replicas == 1; have.AllowDirect != direct {
-		have.AllowDirect = direct
-		return retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return s.js.UpdateStream(ctx, have) })
-	}
-	return st, nil
-}
+func directWhileAlone(c *jetstream.StreamConfig) { c.AllowDirect = c.Replicas <= 1 }
 
 // openStreams creates or updates the history, results and timers streams.
 func (s *Store) openStreams(ctx context.Context) (err error) {
@@ -242,11 +239,8 @@ func (s *Store) openStreams(ctx context.Context) (err error) {
 		// retention only (see historyDenyPurge).
 		DenyDelete: true,
 		DenyPurge:  s.historyDenyPurge(ctx),
-	}, nil); err != nil {
+	}, nil, directWhileAlone); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", HistoryStream, err)
-	}
-	if s.history, err = s.directOnlyAlone(ctx, s.history); err != nil {
-		return fmt.Errorf("eventstore: update stream %s: %w", HistoryStream, err)
 	}
 	s.sessionSeq = s.history.CachedInfo().State.LastSeq
 	if s.results, err = s.ensureStream(ctx, jetstream.StreamConfig{
@@ -257,7 +251,7 @@ func (s *Store) openStreams(ctx context.Context) (err error) {
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
-	}, nil); err != nil {
+	}, nil, nil); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", ResultsStream, err)
 	}
 	if s.timers, err = s.ensureStream(ctx, jetstream.StreamConfig{
@@ -270,7 +264,7 @@ func (s *Store) openStreams(ctx context.Context) (err error) {
 		Duplicates:        cfg.DuplicateWindow,
 		AllowMsgSchedules: true,
 		AllowRollup:       true,
-	}, nil); err != nil {
+	}, nil, nil); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", TimersStream, err)
 	}
 	return nil
@@ -699,14 +693,18 @@ func (s *Store) read(ctx context.Context, wf string, after uint64, useSnap bool)
 const readTry = 2 * time.Second
 
 // historyGet is retryRead of get on the history. A direct get nobody
-// answered refreshes the handle's view of the stream before the next try:
-// the stream may no longer allow them (directOnlyAlone, run by a part
-// opened since with more replicas), and the next try asks its leader.
+// answered refreshes the handle's view of the stream before the next try
+// (one refresh a second at most, for all of the store's reads): the stream
+// may no longer allow them (directWhileAlone, settled by a part opened
+// since with more replicas), and the next try asks its leader.
 func (s *Store) historyGet(ctx context.Context, get func(context.Context, jetstream.Stream) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
 	return retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		m, err := get(ctx, s.history)
 		if errors.Is(err, nats.ErrNoResponders) && s.history.CachedInfo().Config.AllowDirect {
-			_, _ = s.history.Info(ctx)
+			now := time.Now().UnixNano()
+			if next := s.historyLooked.Load(); now >= next && s.historyLooked.CompareAndSwap(next, now+int64(time.Second)) {
+				_, _ = s.history.Info(ctx)
+			}
 		}
 		return m, err
 	})

@@ -38,7 +38,7 @@ func (s *Store) openTriggers(ctx context.Context) error {
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
-	}, []string{triggerIdleSubject}); err != nil {
+	}, []string{triggerIdleSubject}, nil); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", TriggersStream, err)
 	}
 	if _, err := s.ensureStream(ctx, jetstream.StreamConfig{
@@ -50,7 +50,7 @@ func (s *Store) openTriggers(ctx context.Context) error {
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 		AllowDirect: true,
-	}, nil); err != nil {
+	}, nil, nil); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", TriggerFailuresStream, err)
 	}
 	for _, sc := range []struct {

@@ -86,7 +86,7 @@ output: "${ steps.b.output }"
 	}
 	defer nc.Close()
 	var reads atomic.Int64
-	for _, subj := range []string{"$JS.API.STREAM.MSG.GET." + eventstore.HistoryStream, "$JS.API.DIRECT.GET." + eventstore.HistoryStream + ".>"} {
+	for _, subj := range []string{"$JS.API.STREAM.MSG.GET." + eventstore.HistoryStream, "$JS.API.DIRECT.GET." + eventstore.HistoryStream, "$JS.API.DIRECT.GET." + eventstore.HistoryStream + ".>"} {
 		if _, err := nc.Subscribe(subj, func(*nats.Msg) { reads.Add(1) }); err != nil {
 			t.Fatal(err)
 		}
