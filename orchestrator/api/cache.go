@@ -43,7 +43,18 @@ type cachedRun struct {
 	pending []eventstore.Followed
 	// seen is the sequence of the last record of the workflow offered.
 	seen uint64
+
+	// checked is when view was last read from or checked against the
+	// stream, or folded from the run's first record (Unix nanoseconds).
+	checked atomic.Int64
 }
+
+// checkAfter is how long a cached state kept current by the follower is
+// answered before it is checked against the stream again (one request,
+// for what was appended since). The follower passes on every record, so
+// the check finds nothing; it bounds how long a state stays behind if a
+// record was ever missed, whatever missed it, and says so in the log.
+const checkAfter = time.Second
 
 // maxPending bounds the followed records kept for a state being read;
 // past it they are dropped, and a read that needs them reads them.
@@ -109,6 +120,10 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 	defer e.release()
 	e.catchUp()
 	if e.view != nil && (need == 0 || e.view.st.LastSeq < need) {
+		// Held current with the follower past a record the read finds:
+		// the follower passed it on without the state seeing it.
+		wasCurrent, passed := e.current(ep), s.interest.pos.Load()
+		checked := time.Now().UnixNano()
 		msgs, err := s.store.ReadLive(ctx, wf, e.view.st.LastSeq)
 		if errors.Is(err, eventstore.ErrNotFound) {
 			// Deleted (retention) since it was cached: never serve it.
@@ -118,6 +133,11 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		if err != nil {
 			return toConnect(err)
 		}
+		if wasCurrent && len(msgs) > 0 && msgs[0].Seq <= passed {
+			s.log.Warn("a cached workflow state was behind its history: read again", "workflow", wf,
+				"cached_seq", e.view.st.LastSeq, "missed_seq", msgs[0].Seq, "follower_seq", passed)
+		}
+		e.checked.Store(checked)
 		switch {
 		case len(msgs) > 0 && msgs[0].StartsRun():
 			// Deleted and started again since it was cached: the new
@@ -145,6 +165,7 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 			return err
 		}
 		e.view, e.epoch = v, ep
+		e.checked.Store(time.Now().UnixNano())
 		e.expect.Store(0)
 		e.catchUp()
 	}
@@ -179,7 +200,7 @@ func (s *Server) withCurrentState(ctx context.Context, wf string, fn func(*state
 				e.catchUp()
 				// An entry pushed out of the cache meanwhile was offered
 				// nothing since: only the entry cached is kept current.
-				if e.current(ep) && s.states.holds(wf, e) {
+				if e.current(ep) && s.states.holds(wf, e) && time.Now().UnixNano()-e.checked.Load() < int64(checkAfter) {
 					defer e.release()
 					return fn(e.view)
 				}
@@ -305,6 +326,7 @@ func (e *cachedRun) catchUp(more ...eventstore.Followed) {
 				return
 			}
 			e.view, e.epoch = v, ep
+			e.checked.Store(time.Now().UnixNano())
 			continue
 		}
 		if e.view.broken {

@@ -1,8 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,4 +84,75 @@ func TestAnEntryPushedOutIsNotServedAsCurrent(t *testing.T) {
 	if got != second {
 		t.Fatalf("answered the state up to %d; the signal at %d was stored before the read", got, second)
 	}
+}
+
+// A record the follower passed on without the cached state seeing it
+// (whatever the cause) leaves the state behind for at most checkAfter:
+// the next read after it checks the stream, answers the record and says
+// in the log that the state was behind.
+func TestAMissedRecordIsReadWithinCheckAfter(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	store, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wf = "missed"
+	var zero uint64
+	first, err := store.AppendExternal(ctx, wf, &zero, "start/"+wf, events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(100, 0).UTC(),
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	s := &Server{store: store, states: newStates(4), log: slog.New(slog.NewTextHandler(&logs, nil))}
+	s.interest = newInterest(nil, s.states.offer, time.Minute, slog.New(slog.DiscardHandler))
+	s.interest.running.Store(1)
+	s.interest.pos.Store(first)
+	if err := s.withState(ctx, wf, 0, func(v *stateView) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	second, err := store.AppendExternal(ctx, wf, &first, "signal/"+wf, events.Event{Type: events.TypeSignalReceived, Time: time.Unix(101, 0).UTC(),
+		SignalReceived: &events.SignalReceived{Name: "go"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The follower moves past the record without offering it.
+	s.interest.passed(second)
+	s.barrier = &barrier{fetch: func(context.Context) (uint64, error) { return second, nil }}
+	deadline := time.Now().Add(checkAfter + 5*time.Second)
+	for {
+		var got uint64
+		if err := s.withCurrentState(ctx, wf, func(v *stateView) error { got = v.st.LastSeq; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if got == second {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still answered the state up to %d, %s after the record at %d was stored", got, checkAfter+5*time.Second, second)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "behind its history") {
+		t.Fatalf("no warning of the state behind its history in the log:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
