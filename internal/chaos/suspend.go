@@ -79,37 +79,42 @@ func (h *Harness) doctorWaits(ctx context.Context, id string) string {
 			nc.Close()
 		}
 	}()
-	last, answered := "not run", false
+	// What the last check that answered said of the run, and why the
+	// checks after it failed, if they did.
+	answer, failed := "", ""
 	err := poll(ctx, time.Second, func() (bool, error) {
 		if store == nil {
 			var err error
 			if nc, store, err = h.openStore(ctx); err != nil {
-				last = err.Error()
+				failed = err.Error()
 				return false, nil
 			}
 		}
 		rep, err := doctor.Check(ctx, store, doctor.Options{Grace: time.Nanosecond, All: true})
 		if err != nil {
-			last = err.Error()
+			failed = err.Error()
 			return false, nil
 		}
-		answered = true
+		failed = ""
 		i := slices.IndexFunc(rep.Runs, func(r doctor.Run) bool { return r.ID == id })
 		if i < 0 {
-			last = "it does not list the run"
+			answer = "it does not list the run"
 			return false, nil
 		}
 		r := rep.Runs[i]
-		last = fmt.Sprintf("verdict %s, findings %v, movers %v", r.Verdict, r.Findings, r.Movers)
+		answer = fmt.Sprintf("verdict %s, findings %v, movers %v", r.Verdict, r.Findings, r.Movers)
 		return r.Verdict == doctor.Waiting && len(r.Findings) == 0, nil
 	})
-	if err == nil || !answered {
+	if err == nil || answer == "" {
 		// A check that never answered (a long run's thousands of runs
 		// under kills) says nothing of this one: the check at the end
 		// looks at every run again.
 		return ""
 	}
-	return last
+	if failed != "" {
+		return answer + " (the checks after it failed: " + failed + ")"
+	}
+	return answer
 }
 
 // resumeOnce calls ResumeWorkflow for the round'th suspension of workflow
