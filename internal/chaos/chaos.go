@@ -159,6 +159,9 @@ type Harness struct {
 	// definition chaos-paused-i paused.
 	pauseMu [pausedDefinitions]sync.Mutex
 
+	// checks runs the detector's checks the suspended shape asks for.
+	checks doctorChecks
+
 	closeOnce sync.Once
 }
 
@@ -166,6 +169,7 @@ type Harness struct {
 func New(cfg Config) (*Harness, error) {
 	cfg.defaults()
 	h := &Harness{cfg: cfg, dir: cfg.Dir}
+	h.checks.open = h.openStore
 	if len(cfg.Shapes) == 0 {
 		cfg.Shapes = shapeNames[:]
 	}
@@ -209,6 +213,7 @@ func (h *Harness) Dir() string { return h.dir }
 func (h *Harness) Close() {
 	h.closeOnce.Do(func() {
 		h.sup.closeAll()
+		h.checks.close()
 		if h.ledger != nil {
 			_ = h.ledger.Close()
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -68,29 +69,15 @@ const doctorWait = 30 * time.Second
 // doctorWaits runs the stuck and drift detector, without a grace period,
 // until it finds run id waiting, with no finding, and returns ""; or,
 // when doctorWait passes first, what it found last ("" when it never
-// answered).
+// answered). The checks are the harness's shared ones (doctorChecks).
 func (h *Harness) doctorWaits(ctx context.Context, id string) string {
 	ctx, cancel := context.WithTimeout(ctx, doctorWait)
 	defer cancel()
-	var nc *nats.Conn
-	var store *eventstore.Store
-	defer func() {
-		if nc != nil {
-			nc.Close()
-		}
-	}()
 	// What the last check that answered said of the run, and why the
 	// checks after it failed, if they did.
 	answer, failed := "", ""
 	err := poll(ctx, time.Second, func() (bool, error) {
-		if store == nil {
-			var err error
-			if nc, store, err = h.openStore(ctx); err != nil {
-				failed = err.Error()
-				return false, nil
-			}
-		}
-		rep, err := doctor.Check(ctx, store, doctor.Options{Grace: time.Nanosecond, All: true})
+		rep, err := h.checks.check(ctx)
 		if err != nil {
 			failed = err.Error()
 			return false, nil
@@ -115,6 +102,90 @@ func (h *Harness) doctorWaits(ctx context.Context, id string) string {
 		return answer + " (the checks after it failed: " + failed + ")"
 	}
 	return answer
+}
+
+// doctorChecks runs the detector for every driver that asks: a caller
+// joins the next check to start (never one already running, which may
+// have read its run before the caller asked), and one check runs at a
+// time, over a store of its own. Each check reads every run, thousands
+// under load: a check for each suspended run at once, every second, made
+// the cluster too slow to answer any of them in time.
+type doctorChecks struct {
+	open func(context.Context) (*nats.Conn, *eventstore.Store, error)
+
+	mu      sync.Mutex
+	next    *doctorCheck // the check the next callers join; nil: none yet
+	running bool
+	nc      *nats.Conn
+	store   *eventstore.Store
+}
+
+// doctorCheck is one check: done is closed once rep or err is set.
+type doctorCheck struct {
+	done chan struct{}
+	rep  *doctor.Report
+	err  error
+}
+
+// check returns the report of a check that began after the call did.
+func (d *doctorChecks) check(ctx context.Context) (*doctor.Report, error) {
+	d.mu.Lock()
+	c := d.next
+	if c == nil {
+		c = &doctorCheck{done: make(chan struct{})}
+		d.next = c
+		if !d.running {
+			d.start()
+		}
+	}
+	d.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.rep, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// start runs the next check; d.mu is held.
+func (d *doctorChecks) start() {
+	c := d.next
+	d.next, d.running = nil, true
+	go func() {
+		// The check serves many callers: no one's context ends it.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*doctorWait)
+		c.rep, c.err = d.run(ctx)
+		cancel()
+		close(c.done)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.running = false
+		if d.next != nil {
+			d.start()
+		}
+	}()
+}
+
+// run makes one check, opening the store first if need be; only the
+// check running uses it.
+func (d *doctorChecks) run(ctx context.Context) (*doctor.Report, error) {
+	if d.store == nil {
+		nc, store, err := d.open(ctx)
+		if err != nil {
+			return nil, err
+		}
+		d.nc, d.store = nc, store
+	}
+	return doctor.Check(ctx, d.store, doctor.Options{Grace: time.Nanosecond, All: true})
+}
+
+// close closes the checks' connection once no check runs.
+func (d *doctorChecks) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.nc != nil && !d.running {
+		d.nc.Close()
+	}
 }
 
 // resumeOnce calls ResumeWorkflow for the round'th suspension of workflow
