@@ -134,7 +134,7 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 			return toConnect(err)
 		}
 		if wasCurrent && len(msgs) > 0 && msgs[0].Seq <= passed {
-			s.log.Warn("a cached workflow state was behind its history: read again", "workflow", wf,
+			s.log.Warn("a cached workflow state was behind its history: read again", "workflow_id", wf,
 				"cached_seq", e.view.st.LastSeq, "missed_seq", msgs[0].Seq, "follower_seq", passed)
 		}
 		e.checked.Store(checked)
