@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftworks/weft/internal/logbuf"
 )
 
 // runCLI runs one weft command in-process and returns its output.
@@ -28,7 +30,7 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 // testServer is a `weft server` running in this process.
 type testServer struct {
 	// Logs is what it wrote to its standard error.
-	Logs *syncBuffer
+	Logs *logbuf.Buffer
 	stop func() error
 }
 
@@ -42,10 +44,10 @@ func startServer(t *testing.T, args, probe []string) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	s := &testServer{Logs: &syncBuffer{}}
+	s := &testServer{Logs: &logbuf.Buffer{}}
 	go func() {
 		args := append([]string{"server", "--data", t.TempDir(), "--nats-addr", "127.0.0.1:0", "--log-level", "error"}, args...)
-		done <- run(ctx, args, &syncBuffer{}, s.Logs)
+		done <- run(ctx, args, &logbuf.Buffer{}, s.Logs)
 	}()
 	var once sync.Once
 	var stopErr error

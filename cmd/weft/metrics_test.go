@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/weftworks/weft/internal/logbuf"
 	"github.com/weftworks/weft/orchestrator/api"
 )
 
@@ -55,7 +54,7 @@ func runPart(t *testing.T, want string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	out := &syncBuffer{}
+	out := &logbuf.Buffer{}
 	go func() { done <- run(ctx, args, out, out) }()
 	t.Cleanup(func() {
 		cancel()
@@ -116,22 +115,4 @@ func TestMetricsAddr(t *testing.T) {
 	if strings.Contains(out, "weft metrics on") {
 		t.Fatalf("executor without --metrics-addr:\n%s", out)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,30 +9,12 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/logbuf"
 )
-
-// syncBuffer is a log sink tests read while the node writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Item 6: a webhook whose secret is unset answers a generic 503; the
 // variable is named in the log, at put time and at startup, not to callers.
@@ -41,7 +22,7 @@ func TestIssue13Item6_UnsetSecretGeneric503(t *testing.T) {
 	const secretVar = "WEFT_TEST_ISSUE13_UNSET"
 	t.Setenv(secretVar, "")
 	_ = os.Unsetenv(secretVar)
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	e := newEnv(t, envOpts{logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	put := e.putDef(`
 name: unset
@@ -68,7 +49,7 @@ steps: [ { id: s, task: echo, input: x } ]
 		t.Fatalf("503 body %q tells the caller about the secret", msg)
 	}
 	// A node starting with the definition in place warns too.
-	var later syncBuffer
+	var later logbuf.Buffer
 	e.startNode(envOpts{noExecutor: true, logger: slog.New(slog.NewTextHandler(&later, nil))}, false, true)
 	if !strings.Contains(later.String(), secretVar) {
 		t.Fatalf("no startup warning naming %s in the log:\n%s", secretVar, later.String())

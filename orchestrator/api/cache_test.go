@@ -1,16 +1,15 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/internal/logbuf"
 	"github.com/weftworks/weft/internal/natstest"
 )
 
@@ -104,7 +103,7 @@ func TestAMissedRecordIsReadWithinCheckAfter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	s := &Server{store: store, states: newStates(4), log: slog.New(slog.NewTextHandler(&logs, nil))}
 	s.interest = newInterest(nil, s.states.offer, time.Minute, slog.New(slog.DiscardHandler))
 	s.interest.running.Store(1)
@@ -137,22 +136,4 @@ func TestAMissedRecordIsReadWithinCheckAfter(t *testing.T) {
 	if !strings.Contains(logs.String(), "behind its history") {
 		t.Fatalf("no warning of the state behind its history in the log:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
