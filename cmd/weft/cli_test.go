@@ -45,8 +45,12 @@ func startServer(t *testing.T, args, probe []string) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	s := &testServer{Logs: &logbuf.Buffer{}}
+	// The data directory is made (and its removal registered) before the
+	// server's stop is: cleanups run last first, so the server has stopped
+	// writing to it when it is removed.
+	data := t.TempDir()
 	go func() {
-		args := append([]string{"server", "--data", t.TempDir(), "--nats-addr", "127.0.0.1:0", "--log-level", "error"}, args...)
+		args := append([]string{"server", "--data", data, "--nats-addr", "127.0.0.1:0", "--log-level", "error"}, args...)
 		done <- run(ctx, args, &logbuf.Buffer{}, s.Logs)
 	}()
 	var once sync.Once
