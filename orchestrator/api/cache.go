@@ -182,7 +182,8 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 // request shared by the reads waiting at the time, see barrier), the
 // follower is waited for until it has passed every record up to it on
 // to the cache, and a cached state kept current by the follower since it
-// was read is then as new as a read. Otherwise, and for a closed run
+// was read is then as new as a read (for checkAfter after it was read or
+// checked; then it is checked). Otherwise, and for a closed run
 // (which retention may delete, a change no record tells the follower
 // of), it reads as withState does.
 func (s *Server) withCurrentState(ctx context.Context, wf string, fn func(*stateView) error) error {
