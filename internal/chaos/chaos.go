@@ -169,7 +169,7 @@ type Harness struct {
 func New(cfg Config) (*Harness, error) {
 	cfg.defaults()
 	h := &Harness{cfg: cfg, dir: cfg.Dir}
-	h.checks.open = h.openStore
+	h.checks.init(h.openStore)
 	if len(cfg.Shapes) == 0 {
 		cfg.Shapes = shapeNames[:]
 	}

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/weftworks/weft/eventstore"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/joinnext"
 	"github.com/weftworks/weft/orchestrator/doctor"
 )
 
@@ -104,86 +106,58 @@ func (h *Harness) doctorWaits(ctx context.Context, id string) string {
 	return answer
 }
 
-// doctorChecks runs the detector for every driver that asks: a caller
-// joins the next check to start (never one already running, which may
-// have read its run before the caller asked), and one check runs at a
-// time, over a store of its own. Each check reads every run, thousands
-// under load: a check for each suspended run at once, every second, made
-// the cluster too slow to answer any of them in time.
+// doctorChecks runs the detector for every driver that asks, one check at
+// a time shared by the callers waiting (joinnext), over a store of its
+// own. Each check reads every run, thousands under load: a check for each
+// suspended run at once, every second, made the cluster too slow to
+// answer any of them in time.
 type doctorChecks struct {
-	open func(context.Context) (*nats.Conn, *eventstore.Store, error)
+	open  func(context.Context) (*nats.Conn, *eventstore.Store, error)
+	calls joinnext.Calls[*doctor.Report]
 
-	mu      sync.Mutex
-	next    *doctorCheck // the check the next callers join; nil: none yet
-	running bool
-	nc      *nats.Conn
-	store   *eventstore.Store
+	mu     sync.Mutex // guards what follows
+	nc     *nats.Conn
+	store  *eventstore.Store
+	closed bool
 }
 
-// doctorCheck is one check: done is closed once rep or err is set.
-type doctorCheck struct {
-	done chan struct{}
-	rep  *doctor.Report
-	err  error
+// init readies the checks, opening their store with open when first run.
+func (d *doctorChecks) init(open func(context.Context) (*nats.Conn, *eventstore.Store, error)) {
+	d.open = open
+	d.calls = joinnext.Calls[*doctor.Report]{Fn: d.run, Timeout: 2 * doctorWait}
 }
 
 // check returns the report of a check that began after the call did.
 func (d *doctorChecks) check(ctx context.Context) (*doctor.Report, error) {
-	d.mu.Lock()
-	c := d.next
-	if c == nil {
-		c = &doctorCheck{done: make(chan struct{})}
-		d.next = c
-		if !d.running {
-			d.start()
-		}
-	}
-	d.mu.Unlock()
-	select {
-	case <-c.done:
-		return c.rep, c.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return d.calls.Do(ctx)
 }
 
-// start runs the next check; d.mu is held.
-func (d *doctorChecks) start() {
-	c := d.next
-	d.next, d.running = nil, true
-	go func() {
-		// The check serves many callers: no one's context ends it.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*doctorWait)
-		c.rep, c.err = d.run(ctx)
-		cancel()
-		close(c.done)
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		d.running = false
-		if d.next != nil {
-			d.start()
-		}
-	}()
-}
-
-// run makes one check, opening the store first if need be; only the
-// check running uses it.
+// run makes one check, opening the store first if need be.
 func (d *doctorChecks) run(ctx context.Context) (*doctor.Report, error) {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil, errors.New("the harness is closed")
+	}
 	if d.store == nil {
 		nc, store, err := d.open(ctx)
 		if err != nil {
+			d.mu.Unlock()
 			return nil, err
 		}
 		d.nc, d.store = nc, store
 	}
-	return doctor.Check(ctx, d.store, doctor.Options{Grace: time.Nanosecond, All: true})
+	store := d.store
+	d.mu.Unlock()
+	return doctor.Check(ctx, store, doctor.Options{Grace: time.Nanosecond, All: true})
 }
 
-// close closes the checks' connection once no check runs.
+// close closes the checks' connection; a check still running fails.
 func (d *doctorChecks) close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.nc != nil && !d.running {
+	d.closed = true
+	if d.nc != nil {
 		d.nc.Close()
 	}
 }
