@@ -42,40 +42,22 @@ func TestUnexpectDropsAnEmptyEntry(t *testing.T) {
 // from that entry: the record the follower passed on meanwhile went to no
 // entry. It reads the run instead, record included.
 func TestAnEntryPushedOutIsNotServedAsCurrent(t *testing.T) {
-	ns := natstest.Start(t)
 	ctx := context.Background()
-	store, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const wf = "pushed-out"
-	var zero uint64
-	first, err := store.AppendExternal(ctx, wf, &zero, "start/"+wf, events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(100, 0).UTC(),
-		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{store: store, states: newStates(2)}
-	s.interest = newInterest(nil, s.states.offer, time.Minute, slog.New(slog.DiscardHandler))
-	s.interest.running.Store(1)
-	s.interest.pos.Store(first)
-	if err := s.withState(ctx, wf, 0, func(v *stateView) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
+	s, first := readRun(t, wf, 2, slog.New(slog.DiscardHandler))
 	var second uint64
-	s.barrier = &barrier{fetch: func(ctx context.Context) (uint64, error) {
+	s.barrier = newBarrier(func(ctx context.Context) (uint64, error) {
 		// Meanwhile reads of other runs push the entry out, and a signal
 		// is stored, then passed on by the follower.
 		s.states.entry("a")
 		s.states.entry("b")
-		second, err = store.AppendExternal(ctx, wf, &first, "signal/"+wf, events.Event{Type: events.TypeSignalReceived, Time: time.Unix(101, 0).UTC(),
-			SignalReceived: &events.SignalReceived{Name: "go"}})
-		if err != nil {
+		var err error
+		if second, err = appendSignal(ctx, s.store, wf, first); err != nil {
 			return 0, err
 		}
 		s.interest.record(eventstore.Followed{Workflow: wf, Seq: second, Prev: first, HasPrev: true})
 		return second, nil
-	}}
+	})
 	var got uint64
 	if err := s.withCurrentState(ctx, wf, func(v *stateView) error { got = v.st.LastSeq; return nil }); err != nil {
 		t.Fatal(err)
@@ -90,35 +72,17 @@ func TestAnEntryPushedOutIsNotServedAsCurrent(t *testing.T) {
 // the next read after it checks the stream, answers the record and says
 // in the log that the state was behind.
 func TestAMissedRecordIsReadWithinCheckAfter(t *testing.T) {
-	ns := natstest.Start(t)
 	ctx := context.Background()
-	store, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const wf = "missed"
-	var zero uint64
-	first, err := store.AppendExternal(ctx, wf, &zero, "start/"+wf, events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(100, 0).UTC(),
-		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var logs logbuf.Buffer
-	s := &Server{store: store, states: newStates(4), log: slog.New(slog.NewTextHandler(&logs, nil))}
-	s.interest = newInterest(nil, s.states.offer, time.Minute, slog.New(slog.DiscardHandler))
-	s.interest.running.Store(1)
-	s.interest.pos.Store(first)
-	if err := s.withState(ctx, wf, 0, func(v *stateView) error { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	second, err := store.AppendExternal(ctx, wf, &first, "signal/"+wf, events.Event{Type: events.TypeSignalReceived, Time: time.Unix(101, 0).UTC(),
-		SignalReceived: &events.SignalReceived{Name: "go"}})
+	s, first := readRun(t, wf, 4, slog.New(slog.NewTextHandler(&logs, nil)))
+	second, err := appendSignal(ctx, s.store, wf, first)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The follower moves past the record without offering it.
 	s.interest.passed(second)
-	s.barrier = &barrier{fetch: func(context.Context) (uint64, error) { return second, nil }}
+	s.barrier = newBarrier(func(context.Context) (uint64, error) { return second, nil })
 	deadline := time.Now().Add(checkAfter + 5*time.Second)
 	for {
 		var got uint64
@@ -136,4 +100,38 @@ func TestAMissedRecordIsReadWithinCheckAfter(t *testing.T) {
 	if !strings.Contains(logs.String(), "behind its history") {
 		t.Fatalf("no warning of the state behind its history in the log:\n%s", logs.String())
 	}
+}
+
+// readRun starts run wf in a store of its own and returns an API server
+// (a cache of size states, logging to log) whose follower of epoch 1 is
+// past the start, with the run read into its cache; and the start's
+// sequence.
+func readRun(t *testing.T, wf string, size int, log *slog.Logger) (*Server, uint64) {
+	t.Helper()
+	ctx := context.Background()
+	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zero uint64
+	first, err := store.AppendExternal(ctx, wf, &zero, "start/"+wf, events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(100, 0).UTC(),
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{store: store, states: newStates(size), log: log}
+	s.interest = newInterest(nil, s.states.offer, time.Minute, slog.New(slog.DiscardHandler))
+	s.interest.running.Store(1)
+	s.interest.pos.Store(first)
+	if err := s.withState(ctx, wf, 0, func(v *stateView) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return s, first
+}
+
+// appendSignal stores a signal "go" to wf after its record at sequence
+// after, and returns the signal's sequence.
+func appendSignal(ctx context.Context, store *eventstore.Store, wf string, after uint64) (uint64, error) {
+	return store.AppendExternal(ctx, wf, &after, "signal/"+wf, events.Event{Type: events.TypeSignalReceived, Time: time.Unix(101, 0).UTC(),
+		SignalReceived: &events.SignalReceived{Name: "go"}})
 }
