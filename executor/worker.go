@@ -249,14 +249,20 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		res.Outcome = events.OutcomeFailed
 		res.Error = &events.Error{Type: ErrTypeExhausted,
 			Message: fmt.Sprintf("attempts %d to %d are recorded as failed; the policy allows %d", first, attempt-1, maxAttempts)}
-		w.settle(ctx, d, res, 0, log)
+		// A slot an earlier attempt still holds is given back first.
+		w.settle(ctx, d, res, 0, log, func(ctx context.Context) error { return w.dropSlots(ctx, d, 0) })
 		return
 	}
 	release, renew, ok := w.admitFlow(ctx, typ, d, attempt, log)
 	if !ok {
 		return
 	}
-	defer release()
+	settled := false
+	defer func() {
+		if !settled {
+			release.later()
+		}
+	}()
 	began := time.Now()
 	if attempt == first && d.NumDelivered == 1 && d.Message != nil {
 		w.steps.Waited(typ, began.Sub(d.Message.Time))
@@ -276,7 +282,8 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	if res.Error != nil {
 		span.SetStatus(codes.Error, res.Error.Type+": "+res.Error.Message)
 	}
-	if outcome, ok := w.settle(ctx, d, res, delay, log); ok {
+	settled = true
+	if outcome, ok := w.settle(ctx, d, res, delay, log, release.now); ok {
 		w.steps.Attempt(typ, attemptOutcome(outcome))
 	}
 }
@@ -393,17 +400,18 @@ func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) b
 // admitFlow applies the step's concurrency and rate limit (FlowLimits) to
 // the attempt a delivery is about to run: it takes a concurrency slot of
 // the step's key and counts the attempt against the key's rate limit, and
-// returns a func that gives the slot back once the attempt is settled.
+// returns how to give the slot back once the attempt is over.
 // When either is used up it gives the delivery back, unstarted, until a
 // slot or the next period may be free, and returns false: nothing is
 // recorded, so the attempt is not used and its timeout has not begun. A
 // slot's lease outlasts the attempt's timeout, so an executor that dies
 // holding one loses it; the same attempt delivered again takes its own
 // back.
-func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delivery, attempt int, log func() *slog.Logger) (release, renew func(), ok bool) {
+func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delivery, attempt int, log func() *slog.Logger) (release slotRelease, renew func(), ok bool) {
 	f := d.Task.Flow
+	none := slotRelease{now: func(context.Context) error { return nil }, later: func() {}}
 	if f == nil {
-		return func() {}, func() {}, true
+		return none, func() {}, true
 	}
 	// shown tells the orchestrator that the attempt waits (outcome held,
 	// why: reason and detail), or that it started after waiting: shown as
@@ -420,27 +428,27 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 			log().Debug("could not report that the attempt waits for its flow control", "err", err)
 		}
 	}
-	retry := func(reason, detail string, wait time.Duration) (func(), func(), bool) {
+	retry := func(reason, detail string, wait time.Duration) (slotRelease, func(), bool) {
 		if n := d.NumDelivered; n&(n-1) == 0 {
 			shown(events.OutcomeHeld, reason, detail)
 		}
 		_ = d.Nak(min(max(wait, 20*time.Millisecond), heldMaxDelay))
 		w.steps.Held(typ, reason)
-		return nil, nil, false
+		return slotRelease{}, nil, false
 	}
-	failed := func(err error) (func(), func(), bool) {
+	failed := func(err error) (slotRelease, func(), bool) {
 		log().Warn("could not apply the step's flow control; the command will be redelivered", "err", err)
 		_ = d.Nak(time.Second)
-		return nil, nil, false
+		return slotRelease{}, nil, false
 	}
-	release, renew = func() {}, func() {}
+	release, renew = none, func() {}
 	if f.ConcurrencyLimit > 0 {
 		holder := slotHolder(d, attempt)
 		if attempt > max(d.Task.FirstAttempt, 1) {
 			// The attempts before this one are recorded: a slot one of
 			// them still holds (its executor died before giving it back)
 			// is given back now, not when its lease ends.
-			if err := w.store.DropSlots(ctx, f.Scope, f.ConcurrencyKey, earlierAttempts(d, attempt)); err != nil {
+			if err := w.dropSlots(ctx, d, attempt); err != nil {
 				return failed(err)
 			}
 		}
@@ -470,41 +478,47 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 				log().Warn("could not renew the attempt's concurrency slot", "renewed", ok, "err", err)
 			}
 		}
-		release = func() {
-			// Given back, and tried again for a while in the background
-			// across a NATS election, while the worker runs (a worker made
-			// to stop at once leaves it to the lease, and the same attempt
-			// delivered again takes its own slot back).
-			w.running.Go(func() {
-				deadline := time.Now().Add(lease)
-				for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-					err := w.store.ReleaseSlot(cctx, f.Scope, f.ConcurrencyKey, holder)
-					cancel()
-					if err == nil || ctx.Err() != nil {
-						return
+		giveBack := func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			return w.store.ReleaseSlot(ctx, f.Scope, f.ConcurrencyKey, holder)
+		}
+		release = slotRelease{
+			now: giveBack,
+			later: func() {
+				// Tried for a while in the background, across a NATS
+				// election, while the worker runs; the command is
+				// delivered again (not acked), and that delivery takes
+				// the slot back or gives it back.
+				w.running.Go(func() {
+					deadline := time.Now().Add(lease)
+					for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+						err := giveBack(ctx)
+						if err == nil || ctx.Err() != nil {
+							return
+						}
+						if time.Now().Add(wait).After(deadline) {
+							log().Warn("could not give a concurrency slot back; it is freed when its lease ends", "err", err)
+							return
+						}
+						select {
+						case <-time.After(wait):
+						case <-ctx.Done():
+							return
+						}
 					}
-					if time.Now().Add(wait).After(deadline) {
-						log().Warn("could not give a concurrency slot back; it is freed when its lease ends", "err", err)
-						return
-					}
-					select {
-					case <-time.After(wait):
-					case <-ctx.Done():
-						return
-					}
-				}
-			})
+				})
+			},
 		}
 	}
 	if f.RateLimit > 0 {
 		ok, wait, err := w.store.TakeToken(ctx, f.Scope, f.RateKey, f.RateLimit, f.RatePer, time.Now())
 		if err != nil {
-			release()
+			release.later()
 			return failed(err)
 		}
 		if !ok {
-			release()
+			release.later()
 			return retry(metrics.HeldRateLimit, fmt.Sprintf("key %q started %d attempts in this period of %s", f.RateKey, f.RateLimit, f.RatePer), wait)
 		}
 	}
@@ -549,15 +563,38 @@ func (w *Worker) resettle(ctx context.Context, d *eventstore.Delivery, attempt i
 		_ = d.Nak(time.Second)
 		return
 	}
-	if f := cmd.Flow; f != nil && f.ConcurrencyLimit > 0 {
-		// The step is settled: a slot an attempt of it still holds (its
-		// executor died before giving it back) is given back now.
-		if err := w.store.DropSlots(ctx, f.Scope, f.ConcurrencyKey, earlierAttempts(d, 0)); err != nil {
-			log().Warn("could not give back the slots of a settled step; they are freed when their leases end", "err", err)
-		}
+	// The step is settled: a slot an attempt of it still holds (its
+	// executor died or lost NATS before giving it back) is given back
+	// before the command is acked, or the command comes back to do it.
+	if err := w.dropSlots(ctx, d, 0); err != nil {
+		log().Warn("could not give back the slots of a settled step; the command will be redelivered to give them back", "err", err)
+		_ = d.Nak(time.Second)
+		return
 	}
 	log().Debug("step already settled; acking the redelivered command")
 	_ = d.Ack()
+}
+
+// slotRelease gives back the concurrency slot an attempt took (admitFlow).
+type slotRelease struct {
+	// now gives it back once, before the command is acked.
+	now func(context.Context) error
+	// later gives it back in the background, tried for a while: for an
+	// attempt that ends without a result, whose command is delivered
+	// again.
+	later func()
+}
+
+// dropSlots gives back the concurrency slots that attempts of d's
+// scheduling before attempt (all of them, with attempt 0) still hold.
+func (w *Worker) dropSlots(ctx context.Context, d *eventstore.Delivery, attempt int) error {
+	f := d.Task.Flow
+	if f == nil || f.ConcurrencyLimit <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return w.store.DropSlots(ctx, f.Scope, f.ConcurrencyKey, earlierAttempts(d, attempt))
 }
 
 // outcome fills in res from what the handler returned, for the tries'th
@@ -645,15 +682,28 @@ func (w *Worker) refuse(ctx context.Context, typ string, d *eventstore.Delivery)
 	_ = d.Term(ErrTypeWrongTaskType + ": " + msg)
 }
 
-// settle reports res, then acks the command (or naks it for a retry after
+// settle reports res, gives back what the attempt held (giveBack: its
+// concurrency slot), then acks the command (or naks it for a retry after
 // delay), and returns the outcome reported (report may turn an output too
-// large into a failure) and whether it was. A crash between the two
-// redelivers the command; the orchestrator ignores the repeated result.
-func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.Result, delay time.Duration, log func() *slog.Logger) (events.Outcome, bool) {
+// large into a failure) and whether it was. A crash or failure between
+// them redelivers the command, which finds the step settled and gives back
+// what is left (resettle); the orchestrator ignores the repeated result.
+func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.Result, delay time.Duration, log func() *slog.Logger, giveBack func(context.Context) error) (events.Outcome, bool) {
 	if err := w.report(ctx, d, &res); err != nil {
 		log().Warn("could not report result; the command will be redelivered", "err", err)
 		_ = d.Nak(time.Second)
 		return res.Outcome, false
+	}
+	if err := giveBack(ctx); err != nil {
+		if res.Outcome == events.OutcomeAttemptFailed {
+			// The next attempt gives it back before it takes its own.
+			log().Warn("could not give the attempt's concurrency slot back; the next attempt will", "err", err)
+			_ = d.Nak(delay)
+			return res.Outcome, true
+		}
+		log().Warn("could not give the attempt's concurrency slot back; the command will be redelivered to give it back", "err", err)
+		_ = d.Nak(time.Second)
+		return res.Outcome, true
 	}
 	if res.Outcome == events.OutcomeAttemptFailed {
 		_ = d.Nak(delay)

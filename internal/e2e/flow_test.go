@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
@@ -282,5 +284,71 @@ steps:
 	id := e.start("twice", "twice-1", `{}`)
 	if w := e.waitClosed(id, 30*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 		t.Fatalf("the run: %s %v; want COMPLETED by its second attempt", w.Status, w.Error)
+	}
+}
+
+// A slot that could not be given back after its attempt's result was
+// recorded (the flow bucket took no writes) keeps the step's command
+// unacked: the command comes back, to another executor when the first
+// stopped, and that one gives the slot back once it can, long before the
+// slot's lease (2 minutes) ends.
+func TestASlotNotGivenBackComesBackWithItsCommand(t *testing.T) {
+	e := newEnv(t, envOpts{noExecutor: true})
+	e.putDef(`
+name: ungiven
+steps:
+  - id: s
+    task: ungiven
+    timeout: 1s
+    concurrency: { limit: 1 }
+`)
+	js, err := jetstream.New(e.node.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flow, err := js.Stream(ctx(t), "KV_"+eventstore.FlowBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := flow.CachedInfo().Config.Subjects
+	// setSubjects points the flow bucket's stream at other subjects (its
+	// writes then find no stream) or back.
+	setSubjects := func(s []string) {
+		cfg := flow.CachedInfo().Config
+		cfg.Subjects = s
+		if _, err := js.UpdateStream(ctx(t), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := e.worker("ungiven", func(ctx context.Context, task *executor.Task) (any, error) {
+		setSubjects([]string{"weft-test.nowhere.>"}) // the slot is held; its give-back will fail
+		return "done", nil
+	})
+	id := e.start("ungiven", "ungiven-1", `{}`)
+	if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("the run: %s %v", w.Status, w.Error)
+	}
+	holders := func() []string {
+		h, err := e.node.Store.SlotHolders(ctx(t), "ungiven/s", "", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	if h := holders(); len(h) != 1 {
+		t.Fatalf("slot holders while the bucket takes no writes: %v; want the attempt's", h)
+	}
+	// The first executor stops at once: nothing of it tries again.
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = first.Stop(stopped)
+	setSubjects(subjects)
+	e.worker("ungiven", func(context.Context, *executor.Task) (any, error) { return "done", nil })
+	eventually(t, 30*time.Second, "the slot given back by the command's next delivery", func() bool {
+		return len(holders()) == 0
+	})
+	next := e.start("ungiven", "ungiven-2", `{}`)
+	if w := e.waitClosed(next, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("the next run on the key: %s", w.Status)
 	}
 }
