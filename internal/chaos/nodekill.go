@@ -141,6 +141,13 @@ type NodeKillResult struct {
 	// Elapsed is the time of the load, from the first start until every
 	// workflow closed.
 	Elapsed time.Duration
+	// FollowerFailed is the error that ended the follower of the
+	// histories run through the kill (an eventstore.Follower, as the API
+	// uses), nil when it ran throughout; a record it was not given while
+	// it ran is a problem of the Result. FollowerCompared counts the
+	// records stored while it ran, each checked.
+	FollowerFailed   error
+	FollowerCompared int
 }
 
 // ElectionsString lists the new leader of each stream and consumer the
@@ -301,6 +308,11 @@ func (h *Harness) nodeKillLoad(ctx context.Context, nk NodeKillConfig) (*NodeKil
 	if victim < 0 {
 		return nil, fmt.Errorf("the history stream's leader %q is no node of the run", res.Killed)
 	}
+	// A follower of every history record, as the API's, through the kill.
+	follow, err := h.startFollowCheck(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("follow the histories: %w", err)
+	}
 	res.MetaLeader, _ = h.metaLeader(ctx, (victim+1)%len(h.nats))
 	h.logf("stream leaders %v, meta leader %s; %d workflows closed", res.Leaders, res.MetaLeader, closed.Load())
 	h.logf("kill -9 nats-%s (the history stream's leader) for %s", res.Killed, nk.Down)
@@ -377,6 +389,15 @@ func (h *Harness) nodeKillLoad(ctx context.Context, nk NodeKillConfig) (*NodeKil
 	res.Elapsed = time.Since(t0)
 
 	res.Result = &Result{Kills: Kills{NATS: 1}}
+	missed, compared, failed, err := follow.check(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("check the follower of the histories: %w", err)
+	}
+	res.FollowerFailed, res.FollowerCompared = failed, compared
+	if len(missed) > 0 {
+		res.Result.Problems = append(res.Result.Problems, fmt.Sprintf(
+			"follower: %d history records stored while it ran were never given to it (first %d)", len(missed), missed[0]))
+	}
 	if err := h.verify(ctx, runs, res.Result); err != nil {
 		return res, err
 	}

@@ -33,6 +33,8 @@ func TestNATSNodeKillResumes(t *testing.T) {
 			res.FirstClose.Round(time.Millisecond), res.Resume.Round(time.Millisecond), res.PreRate,
 			res.RateBack.Round(time.Millisecond), res.Steady.Round(time.Millisecond), res.Seen.Round(time.Millisecond), res.StartedAfterKill, res.Workflows, res.Elapsed.Round(time.Second))
 		t.Logf("new leaders: %s", res.ElectionsString())
+		t.Logf("the follower of the histories through the kill: given each of the %d records stored while it ran; failed: %v",
+			res.FollowerCompared, res.FollowerFailed)
 		t.Log(res.Timeline())
 	}
 	if err != nil {
