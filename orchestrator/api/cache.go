@@ -56,6 +56,11 @@ type cachedRun struct {
 // record was ever missed, whatever missed it, and says so in the log.
 const checkAfter = time.Second
 
+// maxBehindWait is the longest withState waits before it reads a
+// workflow again whose read stayed behind what the follower passed on;
+// the waits before it double from 10ms (about 1.3s in all).
+const maxBehindWait = 1280 * time.Millisecond
+
 // maxPending bounds the followed records kept for a state being read;
 // past it they are dropped, and a read that needs them reads them.
 const maxPending = 256
@@ -118,12 +123,60 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		return err
 	}
 	defer e.release()
+	for wait := time.Duration(0); ; {
+		read, err := s.refresh(ctx, wf, e, ep, need)
+		if err != nil {
+			return err
+		}
+		if !read || e.view.broken {
+			break
+		}
+		// A read must reach the last record of wf the follower has
+		// passed on (a record folded in meanwhile may be it).
+		e.catchUp()
+		followed := s.interest.followed.of(wf)
+		if followed <= e.view.st.LastSeq {
+			break
+		}
+		// Read from a stream that had not yet stored what it had
+		// delivered (a new leader still applying what its quorum had
+		// stored, say): read again, a while later each time.
+		if wait >= maxBehindWait {
+			s.log.Warn("a read of a workflow's history stayed behind records already followed; its state is read again each time until it catches up",
+				"workflow_id", wf, "read_seq", e.view.st.LastSeq, "followed_seq", followed)
+			e.epoch = 0 // never current: the next read asks the stream again
+			break
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return toConnect(ctx.Err())
+			}
+		}
+		wait, need = max(2*wait, 10*time.Millisecond), 0
+	}
+	// A history that does not fold to its end is read afresh each time.
+	if e.view.broken {
+		defer func() { e.view = nil }()
+	}
+	return fn(e.view)
+}
+
+// refresh brings e's state (e's lock held) up to date for withState: a
+// cached fold that reaches need is kept as it is; otherwise what was
+// appended since is read and folded, or the run is read afresh. It
+// reports whether it read the stream.
+func (s *Server) refresh(ctx context.Context, wf string, e *cachedRun, ep, need uint64) (read bool, err error) {
 	e.catchUp()
 	if e.view != nil && (need == 0 || e.view.st.LastSeq < need) {
 		// Held current with the follower past a record the read finds:
 		// the follower passed it on without the state seeing it.
 		wasCurrent, passed := e.current(ep), s.interest.pos.Load()
 		checked := time.Now().UnixNano()
+		read = true
 		msgs, err := s.store.ReadLive(ctx, wf, e.view.st.LastSeq)
 		if errors.Is(err, eventstore.ErrNotFound) {
 			// Deleted (retention) since it was cached: never serve it.
@@ -131,7 +184,7 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 			s.states.drop(wf, e)
 		}
 		if err != nil {
-			return toConnect(err)
+			return read, toConnect(err)
 		}
 		if wasCurrent && len(msgs) > 0 && msgs[0].Seq <= passed {
 			s.log.Warn("a cached workflow state was behind its history: read again", "workflow_id", wf,
@@ -147,7 +200,7 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 			v, err := foldMessages(e.view.st, msgs)
 			if err != nil {
 				e.view = nil
-				return err
+				return read, err
 			}
 			e.view = v
 		}
@@ -157,23 +210,20 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		}
 	}
 	if e.view == nil {
+		read = true
 		v, err := s.readState(ctx, wf)
 		if err != nil {
 			if connect.CodeOf(err) == connect.CodeNotFound {
 				s.states.drop(wf, e)
 			}
-			return err
+			return read, err
 		}
 		e.view, e.epoch = v, ep
 		e.checked.Store(time.Now().UnixNano())
 		e.expect.Store(0)
 		e.catchUp()
 	}
-	// A history that does not fold to its end is read afresh each time.
-	if e.view.broken {
-		defer func() { e.view = nil }()
-	}
-	return fn(e.view)
+	return read, nil
 }
 
 // withCurrentState is withState for a read that must see every record

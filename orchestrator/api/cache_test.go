@@ -135,3 +135,64 @@ func appendSignal(ctx context.Context, store *eventstore.Store, wf string, after
 	return store.AppendExternal(ctx, wf, &after, "signal/"+wf, events.Event{Type: events.TypeSignalReceived, Time: time.Unix(101, 0).UTC(),
 		SignalReceived: &events.SignalReceived{Name: "go"}})
 }
+
+// A read of a run that returns less than the follower has already passed
+// on of it (a stream leader still applying what it delivered) is read
+// again until it reaches that record: a run the follower saw move on is
+// never answered from before.
+func TestAReadBehindTheFollowerIsReadAgain(t *testing.T) {
+	ctx := context.Background()
+	const wf = "behind"
+	s, first := readRun(t, wf, 4, slog.New(slog.DiscardHandler))
+	// The follower passed on the next record before the stream answers
+	// it to reads: it is stored 100ms into the read.
+	s.interest.record(eventstore.Followed{Workflow: wf, Seq: first + 1, Prev: first, HasPrev: true})
+	stored := make(chan uint64, 1)
+	time.AfterFunc(100*time.Millisecond, func() {
+		seq, err := appendSignal(ctx, s.store, wf, first)
+		if err != nil {
+			t.Error(err)
+		}
+		stored <- seq
+	})
+	var got uint64
+	if err := s.withState(ctx, wf, 0, func(v *stateView) error { got = v.st.LastSeq; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if seq := <-stored; seq != first+1 {
+		t.Fatalf("the signal was stored at %d; the test expected %d", seq, first+1)
+	}
+	if got != first+1 {
+		t.Fatalf("answered the state up to %d; the follower had passed on the record at %d", got, first+1)
+	}
+}
+
+// A read that stays behind the follower past maxBehindWait answers what
+// it has, says so in the log, and leaves the state not current, so the
+// next read asks the stream again rather than answer from the cache.
+func TestAReadThatStaysBehindIsNeverCurrent(t *testing.T) {
+	ctx := context.Background()
+	const wf = "stays-behind"
+	var logs logbuf.Buffer
+	s, first := readRun(t, wf, 4, slog.New(slog.NewTextHandler(&logs, nil)))
+	s.interest.followed.note(wf, first+10) // never stored
+	var got uint64
+	if err := s.withState(ctx, wf, 0, func(v *stateView) error { got = v.st.LastSeq; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got != first {
+		t.Fatalf("answered the state up to %d; the run has records up to %d", got, first)
+	}
+	if !strings.Contains(logs.String(), "stayed behind") {
+		t.Fatalf("no warning of the read behind the follower in the log:\n%s", logs.String())
+	}
+	e, _ := s.states.peek(wf)
+	if err := e.acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	current := e.current(s.interest.running.Load())
+	e.release()
+	if current {
+		t.Fatal("a state read behind the follower counts as current")
+	}
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,42 @@ type interest struct {
 	rmu      sync.Mutex
 	reaching map[chan struct{}]uint64
 	nReach   atomic.Int32
+	// followed is the last record passed on of recent workflows, by any
+	// follower: what a read of one must reach.
+	followed *followedSeqs
+}
+
+// followedSeqs remembers, for the workflows of recent records, the
+// stream sequence of the last record passed on. It is a fixed table of
+// 16,384 slots (256 KiB) by the workflow id's hash: a workflow whose slot
+// a later one took is forgotten (of answers 0), never confused with it.
+type followedSeqs struct {
+	seed  maphash.Seed
+	mu    sync.Mutex
+	slots [1 << 14]struct{ h, seq uint64 }
+}
+
+// note records seq as wf's last record passed on.
+func (f *followedSeqs) note(wf string, seq uint64) {
+	h := maphash.String(f.seed, wf)
+	f.mu.Lock()
+	slot := &f.slots[h&(uint64(len(f.slots))-1)]
+	if slot.h != h || slot.seq < seq {
+		slot.h, slot.seq = h, seq
+	}
+	f.mu.Unlock()
+}
+
+// of returns the sequence of wf's last record passed on, if remembered,
+// or 0.
+func (f *followedSeqs) of(wf string) uint64 {
+	h := maphash.String(f.seed, wf)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if slot := f.slots[h&(uint64(len(f.slots))-1)]; slot.h == h {
+		return slot.seq
+	}
+	return 0
 }
 
 // waiter is one call's registration: wake has room for one hint; need is
@@ -68,7 +105,8 @@ type waiter struct {
 }
 
 func newInterest(follow func(context.Context) (*eventstore.Follower, error), seen func(eventstore.Followed), linger time.Duration, log *slog.Logger) *interest {
-	return &interest{follow: follow, seen: seen, linger: linger, log: log, waiters: map[string]map[*waiter]struct{}{}}
+	return &interest{follow: follow, seen: seen, linger: linger, log: log, waiters: map[string]map[*waiter]struct{}{},
+		followed: &followedSeqs{seed: maphash.MakeSeed()}}
 }
 
 // setBase sets the context followers live in (the server's Start context).
@@ -282,6 +320,7 @@ func (in *interest) loop(ctx context.Context, gen int) {
 // calls, then to the reads waiting for the follower to reach it.
 func (in *interest) record(r eventstore.Followed) {
 	in.seen(r)
+	in.followed.note(r.Workflow, r.Seq)
 	defer in.passed(r.Seq)
 	in.mu.Lock()
 	n := len(in.waiters[r.Workflow])
