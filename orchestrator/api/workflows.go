@@ -204,6 +204,7 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	reg := s.interest.add(wf, false)
 	defer s.interest.remove(reg)
 	var after, n uint64
+	var behind time.Duration // the wait before the next read of a read behind the follower
 	for {
 		// The watch ends once it has sent a closing event that is the last
 		// record read: a run retried after it closed goes on past its
@@ -236,8 +237,20 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		if closed {
 			return nil
 		}
+		// A read must reach the last record the follower has passed on
+		// (whose wake has come already): one that returns less (a stream
+		// leader still storing what its quorum had) is read again, a
+		// while later each time, as withState does.
+		var again <-chan time.Time
+		if s.interest.followed.of(wf) > after {
+			behind = min(max(2*behind, 10*time.Millisecond), maxBehindWait)
+			again = time.After(behind)
+		} else {
+			behind = 0
+		}
 		select {
 		case <-reg.wake:
+		case <-again:
 		case <-ctx.Done():
 			return toConnect(ctx.Err())
 		}
