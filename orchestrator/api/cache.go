@@ -47,6 +47,10 @@ type cachedRun struct {
 	// checked is when view was last read from or checked against the
 	// stream, or folded from the run's first record (Unix nanoseconds).
 	checked atomic.Int64
+	// behind is when a read last stayed behind the follower for
+	// maxBehindWait (Unix nanoseconds): for checkAfter after it, reads of
+	// the run answer what they read without waiting again.
+	behind atomic.Int64
 }
 
 // checkAfter is how long a cached state kept current by the follower is
@@ -128,24 +132,38 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		if err != nil {
 			return err
 		}
-		if !read || e.view.broken {
-			break
-		}
-		// A read must reach the last record of wf the follower has
-		// passed on (a record folded in meanwhile may be it).
+		// A record folded in meanwhile may be the one a read must reach,
+		// or one that does not fold (the state is then read afresh).
 		e.catchUp()
-		followed := s.interest.followed.of(wf)
-		if followed <= e.view.st.LastSeq {
-			break
+		var followed uint64
+		switch {
+		case e.view == nil:
+		case !read || e.view.broken:
+			return e.serve(fn)
+		default:
+			followed = s.interest.followed.of(wf)
+			if followed <= e.view.st.LastSeq {
+				return e.serve(fn)
+			}
+			// Read from a stream that had not yet stored what it had
+			// delivered (a new leader still applying what its quorum
+			// had stored, say). The state counts as behind, never
+			// current, until a fold reaches the record, however this
+			// call ends; it is read again, a while later each time.
+			e.pmu.Lock()
+			e.seen = max(e.seen, followed)
+			e.pmu.Unlock()
+			if wait >= maxBehindWait || time.Now().UnixNano()-e.behind.Load() < int64(checkAfter) {
+				if wait >= maxBehindWait {
+					e.behind.Store(time.Now().UnixNano())
+					s.log.Warn("a read of a workflow's history stayed behind records already followed; its state is read again each time until it catches up",
+						"workflow_id", wf, "read_seq", e.view.st.LastSeq, "followed_seq", followed)
+				}
+				return e.serve(fn)
+			}
 		}
-		// Read from a stream that had not yet stored what it had
-		// delivered (a new leader still applying what its quorum had
-		// stored, say): read again, a while later each time.
 		if wait >= maxBehindWait {
-			s.log.Warn("a read of a workflow's history stayed behind records already followed; its state is read again each time until it catches up",
-				"workflow_id", wf, "read_seq", e.view.st.LastSeq, "followed_seq", followed)
-			e.epoch = 0 // never current: the next read asks the stream again
-			break
+			return errorf(connect.CodeUnavailable, "workflow %q: its state could not be read to its end: try again", wf)
 		}
 		if wait > 0 {
 			t := time.NewTimer(wait)
@@ -158,7 +176,11 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		}
 		wait, need = max(2*wait, 10*time.Millisecond), 0
 	}
-	// A history that does not fold to its end is read afresh each time.
+}
+
+// serve calls fn with e's state (e's lock held); a history that does not
+// fold to its end is read afresh the next time.
+func (e *cachedRun) serve(fn func(*stateView) error) error {
 	if e.view.broken {
 		defer func() { e.view = nil }()
 	}

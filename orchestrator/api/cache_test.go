@@ -196,3 +196,25 @@ func TestAReadThatStaysBehindIsNeverCurrent(t *testing.T) {
 		t.Fatal("a state read behind the follower counts as current")
 	}
 }
+
+// A read found behind the follower leaves the state not current however
+// the call ends: here its context ends while it waits to read again.
+func TestAReadBehindLeftEarlyIsNotCurrent(t *testing.T) {
+	const wf = "left-early"
+	s, first := readRun(t, wf, 4, slog.New(slog.DiscardHandler))
+	s.interest.followed.note(wf, first+10) // never stored
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := s.withState(ctx, wf, 0, func(v *stateView) error { return nil }); err == nil {
+		t.Fatal("a read behind the follower answered before its context ended")
+	}
+	e, _ := s.states.peek(wf)
+	if err := e.acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	current := e.current(s.interest.running.Load())
+	e.release()
+	if current {
+		t.Fatal("a state read behind the follower counts as current after its read was cut short")
+	}
+}
