@@ -250,7 +250,11 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		res.Error = &events.Error{Type: ErrTypeExhausted,
 			Message: fmt.Sprintf("attempts %d to %d are recorded as failed; the policy allows %d", first, attempt-1, maxAttempts)}
 		// A slot an earlier attempt still holds is given back first.
-		w.settle(ctx, d, res, 0, log, func(ctx context.Context) error { return w.dropSlots(ctx, d, 0) })
+		drop := func(ctx context.Context) error { return w.dropSlots(ctx, d, 0) }
+		w.settle(ctx, d, res, 0, log, slotRelease{
+			now:   func(ctx context.Context) error { return keepTrying(ctx, time.Now().Add(slotLease(d)), drop) },
+			later: func() {},
+		})
 		return
 	}
 	release, renew, ok := w.admitFlow(ctx, typ, d, attempt, log)
@@ -283,7 +287,7 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		span.SetStatus(codes.Error, res.Error.Type+": "+res.Error.Message)
 	}
 	settled = true
-	if outcome, ok := w.settle(ctx, d, res, delay, log, release.now); ok {
+	if outcome, ok := w.settle(ctx, d, res, delay, log, release); ok {
 		w.steps.Attempt(typ, attemptOutcome(outcome))
 	}
 }
@@ -452,7 +456,7 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 				return failed(err)
 			}
 		}
-		lease := max(d.Task.Timeout, time.Minute) + time.Minute
+		lease := slotLease(d)
 		ok, wait, err := w.store.AcquireSlot(ctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, time.Now(), lease)
 		if err != nil {
 			return failed(err)
@@ -483,29 +487,19 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 			defer cancel()
 			return w.store.ReleaseSlot(ctx, f.Scope, f.ConcurrencyKey, holder)
 		}
+		// Once the lease has ended the slot is free: nothing is left
+		// to give back.
+		leaseEnd := func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return renewed.Add(lease)
+		}
 		release = slotRelease{
-			now: giveBack,
+			now: func(ctx context.Context) error { return keepTrying(ctx, leaseEnd(), giveBack) },
 			later: func() {
-				// Tried for a while in the background, across a NATS
-				// election, while the worker runs; the command is
-				// delivered again (not acked), and that delivery takes
-				// the slot back or gives it back.
 				w.running.Go(func() {
-					deadline := time.Now().Add(lease)
-					for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-						err := giveBack(ctx)
-						if err == nil || ctx.Err() != nil {
-							return
-						}
-						if time.Now().Add(wait).After(deadline) {
-							log().Warn("could not give a concurrency slot back; it is freed when its lease ends", "err", err)
-							return
-						}
-						select {
-						case <-time.After(wait):
-						case <-ctx.Done():
-							return
-						}
+					if err := keepTrying(ctx, leaseEnd(), giveBack); err != nil && ctx.Err() == nil {
+						log().Warn("could not give a concurrency slot back; it is freed when its lease ends", "err", err)
 					}
 				})
 			},
@@ -568,7 +562,7 @@ func (w *Worker) resettle(ctx context.Context, d *eventstore.Delivery, attempt i
 	// before the command is acked, or the command comes back to do it.
 	if err := w.dropSlots(ctx, d, 0); err != nil {
 		log().Warn("could not give back the slots of a settled step; the command will be redelivered to give them back", "err", err)
-		_ = d.Nak(time.Second)
+		_ = d.Nak(min(time.Duration(max(d.NumDelivered, 1))*time.Second, 30*time.Second))
 		return
 	}
 	log().Debug("step already settled; acking the redelivered command")
@@ -577,12 +571,42 @@ func (w *Worker) resettle(ctx context.Context, d *eventstore.Delivery, attempt i
 
 // slotRelease gives back the concurrency slot an attempt took (admitFlow).
 type slotRelease struct {
-	// now gives it back once, before the command is acked.
+	// now gives it back before the command is acked, tried until it is
+	// given back or its lease ends, and fails only when ctx ends first.
 	now func(context.Context) error
-	// later gives it back in the background, tried for a while: for an
-	// attempt that ends without a result, whose command is delivered
-	// again.
+	// later gives it back in the background, tried the same way while
+	// the worker runs: for an attempt whose command is delivered again
+	// (a retry, or one whose result could not be reported).
 	later func()
+}
+
+// slotLease is how long a concurrency slot an attempt of d's step takes is
+// held without renewal: the step's timeout, at least a minute, and a
+// minute more.
+func slotLease(d *eventstore.Delivery) time.Duration {
+	return max(d.Task.Timeout, time.Minute) + time.Minute
+}
+
+// keepTrying calls try until it succeeds, ctx ends (its error) or until
+// passes (nil: what try gives back has lapsed by then), waiting 100ms
+// doubling to 5s between tries.
+func keepTrying(ctx context.Context, until time.Time, try func(context.Context) error) error {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := try(ctx)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		if time.Now().Add(wait).After(until) {
+			return nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
 }
 
 // dropSlots gives back the concurrency slots that attempts of d's
@@ -679,34 +703,41 @@ func (w *Worker) refuse(ctx context.Context, typ string, d *eventstore.Delivery)
 		_ = d.Nak(time.Second)
 		return
 	}
+	// Terminated, the command comes back no more: slots its earlier
+	// attempts still hold are given back first.
+	if err := w.dropSlots(ctx, d, 0); err != nil {
+		log.Warn("could not give back the slots of a refused command's step; the command will be redelivered to give them back", "err", err)
+		_ = d.Nak(time.Second)
+		return
+	}
 	_ = d.Term(ErrTypeWrongTaskType + ": " + msg)
 }
 
-// settle reports res, gives back what the attempt held (giveBack: its
-// concurrency slot), then acks the command (or naks it for a retry after
-// delay), and returns the outcome reported (report may turn an output too
-// large into a failure) and whether it was. A crash or failure between
-// them redelivers the command, which finds the step settled and gives back
-// what is left (resettle); the orchestrator ignores the repeated result.
-func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.Result, delay time.Duration, log func() *slog.Logger, giveBack func(context.Context) error) (events.Outcome, bool) {
+// settle reports res, gives back the attempt's concurrency slot, then
+// acks the command (or naks it for a retry after delay), and returns the
+// outcome reported (report may turn an output too large into a failure)
+// and whether it was. The slot of a settled step is given back before the
+// ack, tried while the command stays claimed: a crash or a stop in between
+// leaves the command unacked, and its next delivery finds the step settled
+// and gives back what is left (resettle); the orchestrator ignores the
+// repeated result. A retried attempt's slot is given back in the
+// background (the next attempt gives back its predecessors' too).
+func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.Result, delay time.Duration, log func() *slog.Logger, slot slotRelease) (events.Outcome, bool) {
 	if err := w.report(ctx, d, &res); err != nil {
 		log().Warn("could not report result; the command will be redelivered", "err", err)
+		slot.later()
 		_ = d.Nak(time.Second)
 		return res.Outcome, false
 	}
-	if err := giveBack(ctx); err != nil {
-		if res.Outcome == events.OutcomeAttemptFailed {
-			// The next attempt gives it back before it takes its own.
-			log().Warn("could not give the attempt's concurrency slot back; the next attempt will", "err", err)
-			_ = d.Nak(delay)
-			return res.Outcome, true
-		}
-		log().Warn("could not give the attempt's concurrency slot back; the command will be redelivered to give it back", "err", err)
-		_ = d.Nak(time.Second)
+	if res.Outcome == events.OutcomeAttemptFailed {
+		slot.later()
+		_ = d.Nak(delay)
 		return res.Outcome, true
 	}
-	if res.Outcome == events.OutcomeAttemptFailed {
-		_ = d.Nak(delay)
+	if err := slot.now(ctx); err != nil {
+		// The worker stops: the command is delivered again when its ack
+		// wait ends, to find the step settled.
+		log().Warn("stopped before giving the attempt's concurrency slot back; the command's next delivery will", "err", err)
 		return res.Outcome, true
 	}
 	_ = d.Ack()

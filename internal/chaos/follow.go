@@ -103,7 +103,7 @@ func (fc *followCheck) check(ctx context.Context) (missed []uint64, compared int
 	if fc.err != nil {
 		upTo = fc.last
 	}
-	for seq := uint64(0); seq < upTo; {
+	for seq, empty := uint64(0), 0; seq < upTo; {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return nil, 0, nil, fmt.Errorf("read the histories back: %w", err)
@@ -127,7 +127,11 @@ func (fc *followCheck) check(ctx context.Context) (missed []uint64, compared int
 			return nil, 0, nil, fmt.Errorf("read the histories back: %w", err)
 		}
 		if n == 0 {
-			break // the rest was deleted (retention)
+			if empty++; empty == 3 {
+				break // the rest was deleted (retention)
+			}
+		} else {
+			empty = 0
 		}
 	}
 	slices.Sort(missed)

@@ -32,6 +32,8 @@ type env struct {
 	node *node.Node
 	wf   weftv1connect.WorkflowServiceClient
 	defs weftv1connect.DefinitionServiceClient
+	// taskAckWait is the env's envOpts.taskAckWait, for its workers.
+	taskAckWait time.Duration
 }
 
 type envOpts struct {
@@ -76,7 +78,7 @@ func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	e := &env{t: t, ns: natstest.Start(t)}
+	e := &env{t: t, ns: natstest.Start(t), taskAckWait: o.taskAckWait}
 	e.node = e.startNode(o, true, true)
 	e.wf, e.defs = newClients(e.node.APIURL)
 	return e
@@ -293,7 +295,7 @@ func (e *env) redrive(id, reason string) {
 // h for task type typ; it is stopped when the test ends.
 func (e *env) worker(typ string, h executor.Handler) *executor.Worker {
 	e.t.Helper()
-	store, err := eventstore.Open(context.Background(), e.ns.Connect(e.t), eventstore.Config{})
+	store, err := eventstore.Open(context.Background(), e.ns.Connect(e.t), eventstore.Config{TaskAckWait: e.taskAckWait})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -289,11 +289,11 @@ steps:
 
 // A slot that could not be given back after its attempt's result was
 // recorded (the flow bucket took no writes) keeps the step's command
-// unacked: the command comes back, to another executor when the first
-// stopped, and that one gives the slot back once it can, long before the
-// slot's lease (2 minutes) ends.
+// unacked: the command comes back (its ack wait here 2s), to another
+// executor when the first stopped, and that one gives the slot back once
+// it can, long before the slot's lease (2 minutes) ends.
 func TestASlotNotGivenBackComesBackWithItsCommand(t *testing.T) {
-	e := newEnv(t, envOpts{noExecutor: true})
+	e := newEnv(t, envOpts{noExecutor: true, taskAckWait: 2 * time.Second})
 	e.putDef(`
 name: ungiven
 steps:
