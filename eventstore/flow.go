@@ -145,11 +145,14 @@ func (s *Store) SlotHolders(ctx context.Context, scope, key string, now time.Tim
 	return out, nil
 }
 
-// ReleaseSlot gives holder's concurrency slot of scope's key back.
-func (s *Store) ReleaseSlot(ctx context.Context, scope, key, holder string) error {
+// ReleaseSlot gives holder's concurrency slot of scope's key back, if its
+// lease ends by until: the lease the caller took or last renewed. A later
+// take of the slot by the same holder (its attempt delivered again) ends
+// later, and is left be.
+func (s *Store) ReleaseSlot(ctx context.Context, scope, key, holder string, until time.Time) error {
 	var held map[string]int64
 	return s.updateFlow(ctx, flowKey("c", scope, key), &held, func() { held = nil }, func() bool {
-		if _, mine := held[holder]; !mine {
+		if end, mine := held[holder]; !mine || end > until.UnixNano() {
 			return false
 		}
 		delete(held, holder)

@@ -47,7 +47,15 @@ func TestFlowTokensAndSlots(t *testing.T) {
 	if ok, wait, err := s.AcquireSlot(ctx, "d/step", "k", 2, "c", now, lease); err != nil || ok || wait != lease {
 		t.Fatalf("a third slot: %v, wait %v, %v", ok, wait, err)
 	}
-	if err := s.ReleaseSlot(ctx, "d/step", "k", "a"); err != nil {
+	// A release of a take the holder made again since (later) is no
+	// release of that take.
+	if err := s.ReleaseSlot(ctx, "d/step", "k", "a", now.Add(lease-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := s.AcquireSlot(ctx, "d/step", "k", 2, "c", now, lease); err != nil || ok {
+		t.Fatalf("a slot released by an earlier take of its holder: %v %v", ok, err)
+	}
+	if err := s.ReleaseSlot(ctx, "d/step", "k", "a", now.Add(lease)); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _, err := s.AcquireSlot(ctx, "d/step", "k", 2, "c", now, lease); err != nil || !ok {

@@ -456,8 +456,8 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 				return failed(err)
 			}
 		}
-		lease := slotLease(d)
-		ok, wait, err := w.store.AcquireSlot(ctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, time.Now(), lease)
+		lease, took := slotLease(d), time.Now()
+		ok, wait, err := w.store.AcquireSlot(ctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, took, lease)
 		if err != nil {
 			return failed(err)
 		}
@@ -468,7 +468,7 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 		// A handler that heartbeats may run past the lease: its
 		// heartbeats renew it, a third of a lease apart at most.
 		var mu sync.Mutex
-		renewed := time.Now()
+		renewed := took
 		renew = func() {
 			mu.Lock()
 			defer mu.Unlock()
@@ -482,17 +482,18 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 				log().Warn("could not renew the attempt's concurrency slot", "renewed", ok, "err", err)
 			}
 		}
-		giveBack := func(ctx context.Context) error {
-			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			return w.store.ReleaseSlot(ctx, f.Scope, f.ConcurrencyKey, holder)
-		}
-		// Once the lease has ended the slot is free: nothing is left
-		// to give back.
+		// The end of the lease this delivery last took: once it has
+		// passed the slot is free, and a later take of the same holder
+		// (its attempt delivered again) ends after it.
 		leaseEnd := func() time.Time {
 			mu.Lock()
 			defer mu.Unlock()
 			return renewed.Add(lease)
+		}
+		giveBack := func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			return w.store.ReleaseSlot(ctx, f.Scope, f.ConcurrencyKey, holder, leaseEnd())
 		}
 		release = slotRelease{
 			now: func(ctx context.Context) error { return keepTrying(ctx, leaseEnd(), giveBack) },
