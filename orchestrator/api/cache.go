@@ -128,6 +128,9 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 	}
 	defer e.release()
 	for wait := time.Duration(0); ; {
+		// A read must reach the last record of wf the follower passed on
+		// before it began (those after it are offered to e as they come).
+		followed := s.interest.followed.of(wf)
 		read, err := s.refresh(ctx, wf, e, ep, need)
 		if err != nil {
 			return err
@@ -135,13 +138,11 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 		// A record folded in meanwhile may be the one a read must reach,
 		// or one that does not fold (the state is then read afresh).
 		e.catchUp()
-		var followed uint64
 		switch {
 		case e.view == nil:
 		case !read || e.view.broken:
 			return e.serve(fn)
 		default:
-			followed = s.interest.followed.of(wf)
 			if followed <= e.view.st.LastSeq {
 				return e.serve(fn)
 			}

@@ -210,6 +210,7 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		// record read: a run retried after it closed goes on past its
 		// first close.
 		closed := false
+		followed := s.interest.followed.of(wf) // what the read must reach
 		msgs, err := s.store.Read(ctx, wf, after)
 		if err != nil {
 			return toConnect(err)
@@ -237,12 +238,12 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		if closed {
 			return nil
 		}
-		// A read must reach the last record the follower has passed on
-		// (whose wake has come already): one that returns less (a stream
-		// leader still storing what its quorum had) is read again, a
-		// while later each time, as withState does.
+		// A read must reach the last record the follower passed on before
+		// it began (whose wake has come already): one that returns less
+		// (a stream leader still storing what its quorum had) is read
+		// again, a while later each time, as withState does.
 		var again <-chan time.Time
-		if s.interest.followed.of(wf) > after {
+		if followed > after {
 			behind = min(max(2*behind, 10*time.Millisecond), maxBehindWait)
 			again = time.After(behind)
 		} else {
