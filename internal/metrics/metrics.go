@@ -35,6 +35,7 @@ const (
 	NameDecision         = "weft_orchestrator_decision_seconds"
 	NameTriggerEvents    = "weft_trigger_events_total"
 	NameReadWait         = "weft_api_read_wait_seconds"
+	NameReadsBehind      = "weft_api_reads_behind_total"
 	NameCallsWaiting     = "weft_api_calls_waiting"
 )
 
@@ -296,9 +297,11 @@ func (t *Triggers) Event(def, kind, outcome string) {
 	}
 }
 
-// Reads records how long the API's read calls waited for their turn.
+// Reads records how long the API's read calls waited for their turn, and
+// the reads of runs found behind the API's follower of histories.
 type Reads struct {
-	wait prometheus.Histogram
+	wait   prometheus.Histogram
+	behind prometheus.Counter
 }
 
 // NewReads registers the API's read metrics on reg (nil: returns nil,
@@ -307,9 +310,20 @@ func NewReads(reg *prometheus.Registry) *Reads {
 	if reg == nil {
 		return nil
 	}
-	return &Reads{wait: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Name: NameReadWait,
-		Help:    "Time read calls (GetWorkflow, GetHistory, ListWorkflows, CountWorkflows) waited for their turn among the reads of their kind (of runs; of the listing) an API process answers at once.",
-		Buckets: readWaitBuckets}))}
+	return &Reads{
+		wait: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Name: NameReadWait,
+			Help:    "Time read calls (GetWorkflow, GetHistory, ListWorkflows, CountWorkflows) waited for their turn among the reads of their kind (of runs; of the listing) an API process answers at once.",
+			Buckets: readWaitBuckets})),
+		behind: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: NameReadsBehind,
+			Help: "Reads of a run's history that returned less than the API's follower had passed on before they began (the stream answered from behind what it had delivered), and were read again."})),
+	}
+}
+
+// Behind counts a read of a run found behind the API's follower.
+func (r *Reads) Behind() {
+	if r != nil {
+		r.behind.Inc()
+	}
 }
 
 // readWaitBuckets run from no wait to seconds.

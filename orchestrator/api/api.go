@@ -117,6 +117,9 @@ type Server struct {
 	// CountWorkflows): a listing still being built holds no turn a poll
 	// of a run waits for.
 	runReads, listReads *reads
+	// readMetrics records the reads' waits and the reads found behind
+	// the follower.
+	readMetrics *metrics.Reads
 
 	// states are recently read workflows; interest wakes the calls
 	// awaiting a workflow's close or watching its history.
@@ -171,9 +174,9 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	s.barrier = newBarrier(store.HistoriesLastSeq)
 	s.looks = make(chan struct{}, maxLooks)
 	metrics.NewWaiting(cfg.Metrics, s.Waiting)
-	readMetrics := metrics.NewReads(cfg.Metrics)
-	s.runReads = newReads(cfg.MaxConcurrentReads, readMetrics)
-	s.listReads = newReads(cfg.MaxConcurrentReads, readMetrics)
+	s.readMetrics = metrics.NewReads(cfg.Metrics)
+	s.runReads = newReads(cfg.MaxConcurrentReads, s.readMetrics)
+	s.listReads = newReads(cfg.MaxConcurrentReads, s.readMetrics)
 	otel, err := newTracing(cfg)
 	if err != nil {
 		return nil, err

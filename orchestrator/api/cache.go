@@ -154,6 +154,9 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 			e.pmu.Lock()
 			e.seen = max(e.seen, followed)
 			e.pmu.Unlock()
+			if wait == 0 {
+				s.readMetrics.Behind()
+			}
 			if wait >= maxBehindWait || time.Now().UnixNano()-e.behind.Load() < int64(checkAfter) {
 				if wait >= maxBehindWait {
 					e.behind.Store(time.Now().UnixNano())

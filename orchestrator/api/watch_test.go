@@ -5,22 +5,27 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/internal/natstest"
 )
 
 // A watch whose read returns less than the follower has passed on of its
 // run reads again, without waiting for a wake (the record's wake came
 // before the read): here no follower runs, so only that read again sends
-// the record, stored 100ms after the follower was said to pass it on.
+// the record, stored 100ms after the follower was said to pass it on. The
+// read behind is counted once (weft_api_reads_behind_total).
 func TestAWatchBehindTheFollowerReadsAgain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -29,7 +34,8 @@ func TestAWatchBehindTheFollowerReadsAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(store, Config{})
+	reg := prometheus.NewRegistry()
+	s, err := New(store, Config{Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,5 +68,12 @@ func TestAWatchBehindTheFollowerReadsAgain(t *testing.T) {
 	}
 	if len(got) < 2 {
 		t.Fatalf("the watch sent %v and then ended (%v); the signal stored after the start never came", got, stream.Err())
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP weft_api_reads_behind_total Reads of a run's history that returned less than the API's follower had passed on before they began (the stream answered from behind what it had delivered), and were read again.
+# TYPE weft_api_reads_behind_total counter
+weft_api_reads_behind_total 1
+`), metrics.NameReadsBehind); err != nil {
+		t.Fatalf("the read behind, counted once: %v", err)
 	}
 }

@@ -244,6 +244,9 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		// again, a while later each time, as withState does.
 		var again <-chan time.Time
 		if followed > after {
+			if behind == 0 {
+				s.readMetrics.Behind()
+			}
 			behind = min(max(2*behind, 10*time.Millisecond), maxBehindWait)
 			again = time.After(behind)
 		} else {
