@@ -156,6 +156,8 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 			e.pmu.Unlock()
 			if wait == 0 {
 				s.readMetrics.Behind()
+				s.log.Info("a read of a workflow's history was behind records already followed; reading it again",
+					"workflow_id", wf, "read_seq", e.view.st.LastSeq, "followed_seq", followed)
 			}
 			if wait >= maxBehindWait || time.Now().UnixNano()-e.behind.Load() < int64(checkAfter) {
 				if wait >= maxBehindWait {

@@ -246,6 +246,8 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		if followed > after {
 			if behind == 0 {
 				s.readMetrics.Behind()
+				s.log.Info("a watch's read of a workflow's history was behind records already followed; reading it again",
+					"workflow_id", wf, "read_seq", after, "followed_seq", followed)
 			}
 			behind = min(max(2*behind, 10*time.Millisecond), maxBehindWait)
 			again = time.After(behind)
