@@ -82,6 +82,10 @@ type Worker struct {
 	// pauses is the watched copy of the definitions' pauses.
 	pauses    *eventstore.Pauses
 	stopWatch context.CancelFunc
+	// pauseReads are the definitions' pauses as last read from the
+	// bucket itself (pausedInBucket).
+	pmu        sync.Mutex
+	pauseReads map[string]pauseRead
 
 	life        lifecycle.Guard
 	stopPulling context.CancelFunc
@@ -361,6 +365,45 @@ func (w *Worker) Holds(def string) bool {
 	return paused
 }
 
+// pauseRead is a definition's pause as read from the bucket, and when.
+type pauseRead struct {
+	at     time.Time
+	paused bool
+}
+
+// pauseReadEvery is how often a worker reads a definition's pause from the
+// bucket itself, besides its watched copy: a pause reaches every command
+// within it, whatever the watch's state.
+const pauseReadEvery = time.Second
+
+// pausedInBucket reports whether definition def is paused as the pauses
+// bucket itself says, read at most once every pauseReadEvery (callers
+// meanwhile take the last read); one that cannot be read counts as not
+// paused, leaving it to the watched copy.
+func (w *Worker) pausedInBucket(ctx context.Context, def string) bool {
+	w.pmu.Lock()
+	last, ok := w.pauseReads[def]
+	if ok && time.Since(last.at) < pauseReadEvery {
+		w.pmu.Unlock()
+		return last.paused
+	}
+	if w.pauseReads == nil {
+		w.pauseReads = map[string]pauseRead{}
+	}
+	w.pauseReads[def] = pauseRead{at: time.Now(), paused: last.paused} // others take the last read meanwhile
+	w.pmu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, paused, err := w.store.DefinitionPause(rctx, def)
+	if err != nil {
+		paused = false
+	}
+	w.pmu.Lock()
+	w.pauseReads[def] = pauseRead{at: time.Now(), paused: paused}
+	w.pmu.Unlock()
+	return paused
+}
+
 // Held commands are given back for heldDelay times their delivery count,
 // up to heldMaxDelay: a command released by a resume runs within
 // heldMaxDelay, and a long pause costs one delivery per held command every
@@ -373,10 +416,18 @@ const (
 // hold gives back, unstarted, a delivery of a command whose definition is
 // paused, and reports whether it did. Nothing is recorded: the attempt it
 // would have run is run by the first delivery after the pause ends, its
-// timeout counted from then. With no definition paused it costs one
-// atomic load.
+// timeout counted from then. With no definition paused in the watched
+// copy it costs one atomic load and a lookup of the definition's last read
+// of the bucket (pausedInBucket; a read once a second).
 func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) bool {
 	if !w.pauses.Any() {
+		// The watched copy may lag the bucket (its watch being made
+		// again after the NATS node under it went down): a pause of the
+		// command's definition is read from the bucket itself, at most
+		// once every pauseReadEvery.
+		if d.Definition != "" && w.pausedInBucket(ctx, d.Definition) {
+			return w.holdPaused(typ, d)
+		}
 		return false
 	}
 	def := d.Definition
@@ -396,6 +447,12 @@ func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) b
 	if _, paused := w.pauses.Paused(def); !paused {
 		return false
 	}
+	return w.holdPaused(typ, d)
+}
+
+// holdPaused gives back, unstarted, a delivery of a command whose
+// definition is paused.
+func (w *Worker) holdPaused(typ string, d *eventstore.Delivery) bool {
 	_ = d.Nak(min(time.Duration(max(d.NumDelivered, 1))*heldDelay, heldMaxDelay))
 	w.steps.Held(typ, metrics.HeldPaused)
 	return true

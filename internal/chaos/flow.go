@@ -81,8 +81,8 @@ func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err 
 		}
 	}()
 	// A pause reaches each executor through its watch of the pauses
-	// bucket: at once, or once it has reconnected when a NATS node was
-	// killed under it (docs/language.md, "Pause a definition"). The runs
+	// bucket, at once, and through its own read of the bucket at most a
+	// second apart (docs/language.md, "Pause a definition"). The runs
 	// start after that window.
 	select {
 	case <-time.After(pausePropagation):
