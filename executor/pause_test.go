@@ -28,17 +28,26 @@ func TestPausedDefinitionsCommandIsHeld(t *testing.T) {
 		}
 	}
 	b.command("wf", "t", events.RetryPolicy{MaxAttempts: 1})
+	b.heldUntilResumed(&calls, func() {})
+}
+
+// heldUntilResumed checks that the command of definition "d" just stored
+// does not run (calls stays 0) for 1.5s, then that check holds, then
+// resumes "d" and checks that the command's attempt 1 runs and completes.
+func (b *bench) heldUntilResumed(calls *atomic.Int32, check func()) {
+	b.t.Helper()
 	for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if calls.Load() != 0 {
-			t.Fatal("a command of a paused definition ran")
+			b.t.Fatal("a command of a paused definition ran")
 		}
 	}
+	check()
 	if err := b.store.ResumeDefinition(b.ctx, "d"); err != nil {
-		t.Fatal(err)
+		b.t.Fatal(err)
 	}
 	r := b.result(1)
 	if r.Outcome != events.OutcomeCompleted || r.Attempt != 1 || calls.Load() != 1 {
-		t.Fatalf("after resume: %+v, %d calls", r, calls.Load())
+		b.t.Fatalf("after resume: %+v, %d calls", r, calls.Load())
 	}
 	b.settled("t")
 }
@@ -53,37 +62,25 @@ func TestAPauseReachesAWorkerWhoseWatchLags(t *testing.T) {
 		calls.Add(1)
 		return "ok", nil
 	}})
-	b.w.stopWatch() // the copy keeps what it saw: no pause
+	// Another definition's pause reaches the copy; then the copy keeps
+	// what it saw, and no pause of "d".
+	if err := b.store.PauseDefinition(b.ctx, "other", eventstore.Pause{Time: time.Now(), By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !b.w.Holds("other"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker does not see the pause of another definition")
+		}
+	}
+	b.w.stopWatch()
 	if err := b.store.PauseDefinition(b.ctx, "d", eventstore.Pause{Time: time.Now(), By: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(pauseReadEvery) // a read of the bucket before the pause is no longer taken
-	// A command that names its definition, as the orchestrators' do.
-	var zero uint64
-	seq, err := b.store.AppendExternal(b.ctx, "wf", &zero, "start/wf", events.Event{Type: events.TypeWorkflowStarted,
-		Time: time.Now().UTC(), WorkflowStarted: &events.WorkflowStarted{WorkflowID: "wf", Definition: "d", Revision: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.store.Append(b.ctx, "wf", seq, events.Event{Type: events.TypeStepScheduled, Time: time.Now().UTC(),
-		StepScheduled: &events.StepScheduled{Path: "s", Gen: 1, Task: "t", Input: "in", Retry: events.RetryPolicy{MaxAttempts: 1},
-			IdempotencyKey: "wf/s", FirstAttempt: 1, Definition: "d"}}); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if calls.Load() != 0 {
-			t.Fatal("a command of a paused definition ran on a worker whose watch of the pauses lags")
+	b.commandOf("wf", "t", "d", events.RetryPolicy{MaxAttempts: 1})
+	b.heldUntilResumed(&calls, func() {
+		if b.w.Holds("d") {
+			t.Fatal("the stopped watch saw the pause: the test shows nothing")
 		}
-	}
-	if b.w.Holds("d") {
-		t.Fatal("the stopped watch saw the pause: the test shows nothing")
-	}
-	if err := b.store.ResumeDefinition(b.ctx, "d"); err != nil {
-		t.Fatal(err)
-	}
-	r := b.result(1)
-	if r.Outcome != events.OutcomeCompleted || r.Attempt != 1 || calls.Load() != 1 {
-		t.Fatalf("after resume: %+v, %d calls", r, calls.Load())
-	}
-	b.settled("t")
+	})
 }

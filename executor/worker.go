@@ -416,22 +416,15 @@ const (
 // hold gives back, unstarted, a delivery of a command whose definition is
 // paused, and reports whether it did. Nothing is recorded: the attempt it
 // would have run is run by the first delivery after the pause ends, its
-// timeout counted from then. With no definition paused in the watched
-// copy it costs one atomic load and a lookup of the definition's last read
-// of the bucket (pausedInBucket; a read once a second).
+// timeout counted from then. A command not paused in the watched copy
+// costs a lookup of its definition's last read of the bucket
+// (pausedInBucket; a read once a second).
 func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) bool {
-	if !w.pauses.Any() {
-		// The watched copy may lag the bucket (its watch being made
-		// again after the NATS node under it went down): a pause of the
-		// command's definition is read from the bucket itself, at most
-		// once every pauseReadEvery.
-		if d.Definition != "" && w.pausedInBucket(ctx, d.Definition) {
-			return w.holdPaused(typ, d)
-		}
-		return false
-	}
 	def := d.Definition
 	if def == "" {
+		if !w.pauses.Any() {
+			return false
+		}
 		// A command stored by an earlier version: its run's first record
 		// names the definition.
 		var err error
@@ -444,15 +437,12 @@ func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) b
 			return true
 		}
 	}
-	if _, paused := w.pauses.Paused(def); !paused {
+	// The watched copy may lag the bucket (its watch being made again
+	// after the NATS node under it went down): a pause it does not show is
+	// read from the bucket itself, at most once every pauseReadEvery.
+	if _, paused := w.pauses.Paused(def); !paused && !w.pausedInBucket(ctx, def) {
 		return false
 	}
-	return w.holdPaused(typ, d)
-}
-
-// holdPaused gives back, unstarted, a delivery of a command whose
-// definition is paused.
-func (w *Worker) holdPaused(typ string, d *eventstore.Delivery) bool {
 	_ = d.Nak(min(time.Duration(max(d.NumDelivered, 1))*heldDelay, heldMaxDelay))
 	w.steps.Held(typ, metrics.HeldPaused)
 	return true

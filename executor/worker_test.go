@@ -69,6 +69,13 @@ func newBench(t *testing.T, handlers map[string]Handler) *bench {
 // of task type task under policy retry; it returns the command's sequence.
 func (b *bench) command(wf, task string, retry events.RetryPolicy) uint64 {
 	b.t.Helper()
+	return b.commandOf(wf, task, "", retry)
+}
+
+// commandOf is command whose record names its definition def (as the
+// orchestrators' do; "" as earlier versions' did not).
+func (b *bench) commandOf(wf, task, def string, retry events.RetryPolicy) uint64 {
+	b.t.Helper()
 	var zero uint64
 	seq, err := b.store.AppendExternal(b.ctx, wf, &zero, "start/"+wf, events.Event{Type: events.TypeWorkflowStarted,
 		Time: time.Now().UTC(), WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}})
@@ -77,7 +84,7 @@ func (b *bench) command(wf, task string, retry events.RetryPolicy) uint64 {
 	}
 	cmd, err := b.store.Append(b.ctx, wf, seq, events.Event{Type: events.TypeStepScheduled, Time: time.Now().UTC(),
 		StepScheduled: &events.StepScheduled{Path: "s", Gen: 1, Task: task, Input: "in", Retry: retry,
-			IdempotencyKey: wf + "/s", FirstAttempt: 1}})
+			IdempotencyKey: wf + "/s", FirstAttempt: 1, Definition: def}})
 	if err != nil {
 		b.t.Fatal(err)
 	}
