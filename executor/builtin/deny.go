@@ -44,19 +44,29 @@ func ParseHTTPDeny(ranges []string) ([]netip.Prefix, error) {
 }
 
 // deniedError is a connection refused because its address is in a
-// denied range.
+// denied range; as is set when the address dialed is the unspecified one
+// (0.0.0.0, ::), which reaches this host, as the loopback address in it.
 type deniedError struct {
-	addr   netip.Addr
-	inside netip.Prefix
+	addr, as netip.Addr
+	inside   netip.Prefix
 }
 
 func (e *deniedError) Error() string {
+	if e.as.IsValid() {
+		return fmt.Sprintf("%s reaches this host as %s, which is in %s, denied by --http-deny", e.addr, e.as, e.inside)
+	}
 	return fmt.Sprintf("%s is in %s, denied by --http-deny", e.addr, e.inside)
 }
 
+// reachedAs are the addresses a connection to an unspecified address
+// reaches: the system connects it to this host.
+var reachedAs = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
+
 // denyControl returns a net.Dialer Control func that refuses to connect
 // to addresses in deny. It sees the address actually dialed: after name
-// resolution, for every address tried, on every redirect.
+// resolution, for every address tried, on every redirect. An unspecified
+// address (0.0.0.0, ::) is refused when a loopback address is, or when
+// it is itself in a denied range.
 func denyControl(deny []netip.Prefix) func(network, address string, _ syscall.RawConn) error {
 	return func(network, address string, _ syscall.RawConn) error {
 		ap, err := netip.ParseAddrPort(address)
@@ -67,6 +77,16 @@ func denyControl(deny []netip.Prefix) func(network, address string, _ syscall.Ra
 		for _, p := range deny {
 			if p.Contains(a) {
 				return &deniedError{addr: a, inside: p}
+			}
+		}
+		if !a.IsUnspecified() {
+			return nil
+		}
+		for _, as := range reachedAs {
+			for _, p := range deny {
+				if p.Contains(as) {
+					return &deniedError{addr: a, as: as, inside: p}
+				}
 			}
 		}
 		return nil

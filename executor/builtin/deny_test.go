@@ -83,6 +83,17 @@ func TestHTTPDenyRefusesDeniedAddresses(t *testing.T) {
 			t.Errorf("%s: message %q does not name the address, its range and the option", u, e.Message)
 		}
 	}
+	// The unspecified addresses reach this host: denied with loopback.
+	for _, u := range []string{
+		"http://0.0.0.0:" + strconv.Itoa(port) + "/x",
+		"http://[::]:" + strconv.Itoa(port) + "/x",
+	} {
+		_, err := run(t, cfg, "http", map[string]any{"url": u})
+		e := taskErr(t, err, "denied", true)
+		if !strings.Contains(e.Message, "reaches this host as") || !strings.Contains(e.Message, "--http-deny") {
+			t.Errorf("%s: message %q does not say the address reaches this host", u, e.Message)
+		}
+	}
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("%d requests reached the denied server", n)
 	}
