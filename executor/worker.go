@@ -695,8 +695,9 @@ func outcome(res *events.Result, retry events.RetryPolicy, out any, err error, t
 	if msg == "" && te.Err != nil {
 		msg = te.Err.Error()
 	}
-	// Failures are recorded and shown as text: keep them valid UTF-8.
-	res.Error = &events.Error{Type: strings.ToValidUTF8(te.Type, "\uFFFD"), Message: strings.ToValidUTF8(msg, "\uFFFD")}
+	// Failures are recorded and shown as text: keep them valid UTF-8, and
+	// short enough to report whatever the handler returned.
+	res.Error = new(events.Error{Type: te.Type, Message: msg}.Fit())
 	if te.NonRetryable || retry.IsNonRetryable(te.Type) || tries >= maxAttempts {
 		res.Outcome = events.OutcomeFailed
 		return 0

@@ -10,7 +10,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -741,7 +740,7 @@ func (sh *shard) acceptResult(ctx context.Context, d *eventstore.Delivery, e *en
 // (workflow.now, the due times of its timers); an output too large to
 // record, or one that could not be read back, fails its step (which a
 // catch can handle), never the workflow; failures are shown as text, so
-// they are kept valid UTF-8.
+// they are kept valid UTF-8 and cut to a bound (events.Error.Fit).
 func (sh *shard) fitResult(ev events.Event) events.Event {
 	if now := sh.o.cfg.Now().UTC(); ev.Time.After(now) {
 		ev.Time = now
@@ -758,17 +757,14 @@ func (sh *shard) fitResult(ev events.Event) events.Event {
 				Attempt: c.Attempt, Error: events.Error{Type: workflow.ErrTypeInvalidOutput, Message: msg}}}
 		}
 	}
-	valid := func(e *events.Error) {
-		e.Type, e.Message = strings.ToValidUTF8(e.Type, "\uFFFD"), strings.ToValidUTF8(e.Message, "\uFFFD")
-	}
 	if ev.StepFailed != nil {
-		valid(&ev.StepFailed.Error)
+		ev.StepFailed.Error = ev.StepFailed.Error.Fit()
 	}
 	if ev.StepAttemptFailed != nil {
-		valid(&ev.StepAttemptFailed.Error)
+		ev.StepAttemptFailed.Error = ev.StepAttemptFailed.Error.Fit()
 	}
 	if ev.StepSuspended != nil {
-		valid(&ev.StepSuspended.Error)
+		ev.StepSuspended.Error = ev.StepSuspended.Error.Fit()
 	}
 	return ev
 }

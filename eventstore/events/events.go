@@ -15,7 +15,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -113,6 +115,36 @@ type Event struct {
 type Error struct {
 	Message string `msgpack:"m"`
 	Type    string `msgpack:"t,omitempty"`
+}
+
+// Bounds of a recorded error, in bytes: a failure reports what went
+// wrong, and a longer text is cut (its end replaced by a note of how much
+// was cut) so that it fits in its record whatever a handler or a server
+// answered.
+const (
+	MaxErrorType    = 256
+	MaxErrorMessage = 8 << 10
+)
+
+// Fit returns e made fit to record: valid UTF-8 (invalid bytes become
+// U+FFFD), its type and message cut to MaxErrorType and MaxErrorMessage.
+func (e Error) Fit() Error {
+	return Error{Type: fitText(e.Type, MaxErrorType), Message: fitText(e.Message, MaxErrorMessage)}
+}
+
+// fitText makes s valid UTF-8 of at most n bytes, cutting it at a rune
+// boundary and noting how many bytes were cut.
+func fitText(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	note := fmt.Sprintf("... (%d bytes cut)", len(s))
+	keep := n - len(note)
+	for keep > 0 && !utf8.RuneStart(s[keep]) {
+		keep--
+	}
+	return s[:keep] + fmt.Sprintf("... (%d bytes cut)", len(s)-keep)
 }
 
 // Error implements error.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -579,6 +580,30 @@ func TestErrorString(t *testing.T) {
 		if got := err.Error(); got != tc.want {
 			t.Errorf("%+v.Error() = %q, want %q", tc.e, got, tc.want)
 		}
+	}
+}
+
+// Fit keeps an error valid UTF-8 and within its bounds, cut at a rune
+// boundary with a note of how much was cut; a short one is kept as it is.
+func TestErrorFit(t *testing.T) {
+	if got := (events.Error{Type: "io", Message: "boom"}).Fit(); got != (events.Error{Type: "io", Message: "boom"}) {
+		t.Errorf("a short error became %+v", got)
+	}
+	if got := (events.Error{Type: "b\xff", Message: "caf\xe9"}).Fit(); got != (events.Error{Type: "b\uFFFD", Message: "caf\uFFFD"}) {
+		t.Errorf("invalid UTF-8 became %+v", got)
+	}
+	long := strings.Repeat("\u00e9", events.MaxErrorMessage) // 2 bytes each
+	got := (events.Error{Type: strings.Repeat("t", 1000), Message: long}).Fit()
+	if len(got.Type) > events.MaxErrorType || !strings.HasSuffix(got.Type, " bytes cut)") {
+		t.Errorf("type of %d bytes cut to %d: %q", 1000, len(got.Type), got.Type)
+	}
+	m := got.Message
+	if len(m) > events.MaxErrorMessage || !utf8.ValidString(m) || !strings.HasPrefix(m, "\u00e9\u00e9") {
+		t.Fatalf("message of %d bytes cut to %d bytes, valid UTF-8 %v", len(long), len(m), utf8.ValidString(m))
+	}
+	kept := strings.Index(m, "...")
+	if want := fmt.Sprintf("... (%d bytes cut)", len(long)-kept); m[kept:] != want {
+		t.Errorf("message ends %q, want %q", m[kept:], want)
 	}
 }
 

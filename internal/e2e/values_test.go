@@ -261,6 +261,9 @@ func TestIssue13Item2_HandlerOutputsFollowTheRule(t *testing.T) {
 				}
 				return v, nil
 			}
+			if task.Input == "loud" {
+				return nil, executor.NonRetryable(executor.NewError("loud", "%s", strings.Repeat("e", 2<<20)))
+			}
 			return nil, executor.NonRetryable(executor.NewError("bad\xff", "message caf\xe9"))
 		},
 	}})
@@ -276,12 +279,16 @@ steps:
 		{"nan", "invalid_output", "output[0]: number NaN is not finite"},
 		{"deep", "invalid_output", "nest deeper than 64 levels"},
 		{"error", "bad\uFFFD", "message caf\uFFFD"},
+		// A failure larger than a record holds is cut, not reported again
+		// and again.
+		{"loud", "loud", "eee... (2088983 bytes cut)"},
 	} {
 		before := calls.Load()
 		id := e.start("bad", "bad-"+tc.in, `"`+tc.in+`"`)
 		w := e.waitClosed(id, 20*time.Second)
-		if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || w.Error.Type != tc.typ || !strings.Contains(w.Error.Message, tc.msg) {
-			t.Fatalf("%s: status %v error %v", tc.in, w.Status, w.Error)
+		if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || w.Error.Type != tc.typ || !strings.Contains(w.Error.Message, tc.msg) ||
+			len(w.Error.Message) > len("step a: ")+events.MaxErrorMessage {
+			t.Fatalf("%s: status %v error %.200v", tc.in, w.Status, w.Error)
 		}
 		if n := calls.Load() - before; n != 1 {
 			t.Fatalf("%s: %d attempts", tc.in, n)
