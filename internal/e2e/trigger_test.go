@@ -422,3 +422,52 @@ steps:
 		return false
 	})
 }
+
+// A message on a subject that is not valid UTF-8 (NATS takes any bytes
+// but whitespace) is recorded as a trigger failure, its subject made
+// readable, and skipped: the message behind it starts its run, and the
+// listing and the failures read back.
+func TestTriggerSubjectNotUTF8IsRecordedAndSkipped(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: wild
+triggers:
+  - subject: "wild.>"
+    id: "${ 'wild-' + string(event.n) }"
+    input: "${ {'subject': subject} }"
+steps:
+  - { id: handle, task: echo, input: "${ input.subject }" }
+`)
+	nc := e.ns.Connect(t)
+	js, _ := jetstream.New(nc)
+	waitCaptured(t, js, "wild.>")
+	if err := nc.Publish("wild.caf\xe9", []byte(`{"n": 1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("wild.ok", []byte(`{"n": 2}`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "run wild-2 to start", func() bool {
+		_, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: "wild-2"}))
+		return err == nil
+	})
+	if w := e.waitClosed("wild-2", 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED || toJSON(w.Output) != `"wild.ok"` {
+		t.Fatalf("the message behind: %v, output %s", w.Status, toJSON(w.Output))
+	}
+	var found *weftv1.TriggerFailure
+	eventually(t, 20*time.Second, "the message on a subject not UTF-8 to be recorded", func() bool {
+		for _, f := range e.failures() {
+			if strings.Contains(f.Reason, "subject is not valid UTF-8") {
+				found = f
+				return true
+			}
+		}
+		return false
+	})
+	if found.Subject != "wild.caf\uFFFD" || found.Definition != "wild" {
+		t.Fatalf("failure recorded as %q of %q", found.Subject, found.Definition)
+	}
+	if ws := e.listAll("wild"); len(ws) != 1 || ws[0].Id != "wild-2" {
+		t.Fatalf("listed %v", ws)
+	}
+}

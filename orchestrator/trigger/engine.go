@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -239,7 +240,11 @@ func (e *Engine) firstTick(ctx context.Context, m Match) (time.Time, error) {
 	return m.Trigger.Schedule.Next(from.In(m.Trigger.Location)).UTC(), nil
 }
 
+// fail records a trigger event that started no workflow. Its subject and
+// reason are kept valid UTF-8 (invalid bytes become U+FFFD), so the
+// failure reads back.
 func (e *Engine) fail(ctx context.Context, subject, def, reason string, payload []byte) error {
+	subject, reason = strings.ToValidUTF8(subject, "\uFFFD"), strings.ToValidUTF8(reason, "\uFFFD")
 	e.log.Info("trigger event started no workflow", "subject", subject, "definition", def, "reason", reason)
 	return e.store.RecordTriggerFailure(ctx, eventstore.TriggerFailure{Subject: subject, Time: e.cfg.Now().UTC(),
 		Reason: reason, Definition: def, Payload: payload})
@@ -271,6 +276,11 @@ func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error 
 			e.triggers.Event(m.Definition, string(m.Trigger.Kind), metrics.TriggerRefused)
 		}
 		return e.fail(ctx, ev.Subject, matches[0].Definition, reason, ev.Data)
+	}
+	if !utf8.ValidString(ev.Subject) {
+		// The subject is the event's and its run's (Caller): text, like
+		// every value Weft records.
+		return refuse("subject is not valid UTF-8: publish on subjects of UTF-8 text")
 	}
 	if len(ev.Data) > e.cfg.MaxPayloadBytes {
 		return refuse(fmt.Sprintf("payload is %d bytes; the limit is %d", len(ev.Data), e.cfg.MaxPayloadBytes))
