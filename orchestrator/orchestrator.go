@@ -998,25 +998,42 @@ func (sh *shard) reconcileSlot(ctx context.Context, wf string, e *entry) error {
 	if !closed && slices.Contains(slots.Holders, wf) && !slices.Contains(took, wf) {
 		took = append(took, wf) // it held its slot already: its admission was cut short
 	}
-	for _, id := range took {
-		if err := sh.admit(ctx, id); err != nil {
-			return err
-		}
+	if err := sh.admit(ctx, st.Definition, st.QueueKey, limit, took); err != nil {
+		return err
 	}
 	e.slotFreed = closed
 	return nil
 }
 
-// admit records that queued run wf holds a slot, unless it closed.
-func (sh *shard) admit(ctx context.Context, wf string) error {
-	last, closed, err := sh.closed(ctx, wf)
-	if err != nil || closed {
-		return err
-	}
-	_, err = sh.o.store.AppendExternalAtEnd(ctx, wf, last, "admit/"+wf+"/"+strconv.FormatUint(last, 10),
-		events.Event{Type: events.TypeWorkflowAdmitted, Time: sh.o.cfg.Now().UTC(), WorkflowAdmitted: &events.WorkflowAdmitted{}})
-	if err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
-		return fmt.Errorf("admit %s: %w", wf, err)
+// admit records that the queued runs in took hold a slot of def's key.
+// A run that closed meanwhile gives the slot back at once, and the runs
+// that take it are admitted in turn: a run canceled while it waited, or
+// queued again from a state an orchestrator held out of date (deleted
+// since, even), never keeps a slot it was handed.
+func (sh *shard) admit(ctx context.Context, def, key string, limit int, took []string) error {
+	for len(took) > 0 {
+		wf := took[0]
+		took = took[1:]
+		last, closed, err := sh.closed(ctx, wf)
+		if errors.Is(err, eventstore.ErrNotFound) {
+			closed, err = true, nil // deleted since: it holds nothing either
+		}
+		if err != nil {
+			return err
+		}
+		if closed {
+			_, more, err := sh.o.store.UpdateSlots(ctx, def, key, limit, func(s *eventstore.Slots) { s.Remove(wf) })
+			if err != nil {
+				return fmt.Errorf("give back the slot of closed run %s: %w", wf, err)
+			}
+			took = append(took, more...)
+			continue
+		}
+		_, err = sh.o.store.AppendExternalAtEnd(ctx, wf, last, "admit/"+wf+"/"+strconv.FormatUint(last, 10),
+			events.Event{Type: events.TypeWorkflowAdmitted, Time: sh.o.cfg.Now().UTC(), WorkflowAdmitted: &events.WorkflowAdmitted{}})
+		if err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
+			return fmt.Errorf("admit %s: %w", wf, err)
+		}
 	}
 	return nil
 }

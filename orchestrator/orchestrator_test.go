@@ -477,3 +477,51 @@ func TestARunStartedAgainIsNotFoldedOntoAStaleCache(t *testing.T) {
 		t.Fatalf("the run started again: %v; want it started and its step scheduled", types)
 	}
 }
+
+// A start delivered again to an orchestrator whose cached state of the
+// run is out of date (another orchestrator admitted, ran and closed it)
+// queues the closed run again, which takes the free slot: admitting it,
+// the orchestrator finds it closed and gives the slot back, so later runs
+// of the key are not held for ever.
+func TestAClosedRunHandedASlotGivesItBack(t *testing.T) {
+	r := newRig(t)
+	r.putDef("q", `
+name: q
+concurrency: { limit: 1 }
+steps:
+  - { id: a, task: work }
+`)
+	a, b := r.shard(), r.shard() // two orchestrators
+	ext, err := r.store.Feed(r.ctx, eventstore.SourceExternal, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Stop()
+	results, err := r.store.Feed(r.ctx, eventstore.SourceResults, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer results.Stop()
+
+	const wf = "r1"
+	r.start(wf, "q")
+	start := next(t, ext)
+	a.handle(r.ctx, start) // queued, takes the free slot, admitted; a caches it queued
+	if e := a.cache[wf]; e == nil || !e.st.Queued || e.st.Admitted {
+		t.Fatalf("a's cached state: %+v", e)
+	}
+	b.handle(r.ctx, next(t, ext)) // the admission: step a scheduled
+	_, cmd := r.count(wf, func(ev events.Event) bool { return ev.StepScheduled != nil })
+	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: "a", Gen: 1, Attempt: 1, Cmd: cmd,
+		Outcome: events.OutcomeCompleted, Output: "ok", Time: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	b.handle(r.ctx, next(t, results)) // closed; its slot given back
+	if s, err := r.store.ReadSlots(r.ctx, "q", ""); err != nil || len(s.Holders)+len(s.Queue) != 0 {
+		t.Fatalf("after the close: %+v, %v", s, err)
+	}
+	a.handle(r.ctx, start) // the start again (its ack was late or lost)
+	if s, err := r.store.ReadSlots(r.ctx, "q", ""); err != nil || len(s.Holders)+len(s.Queue) != 0 {
+		t.Fatalf("closed run %s is back in its key's slots: %+v, %v", wf, s, err)
+	}
+}
