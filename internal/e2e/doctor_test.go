@@ -260,3 +260,40 @@ func TestDoctorFindsStuckAndDrifted(t *testing.T) {
 		t.Errorf("%s: %s %v", e.hold, r.Verdict, r.Findings)
 	}
 }
+
+// A queued run whose key's slots are all held by runs that closed or are
+// gone is stuck: nothing gives a slot back. While a running run holds the
+// slot, the queued run waits.
+func TestDoctorFindsASlotNoRunGivesBack(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef("name: one\nconcurrency: { limit: 1 }\nsteps:\n  - { id: gate, wait: { signal: go } }\n")
+	first, second := e.start("one", "one-1", ``), e.start("one", "one-2", ``)
+	eventually(t, 20*time.Second, "one-1 to wait and one-2 to be queued", func() bool {
+		return e.listed(first) == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING &&
+			e.listed(second) == weftv1.WorkflowStatus_WORKFLOW_STATUS_QUEUED
+	})
+	later := func() time.Time { return time.Now().Add(time.Minute) }
+	check := func() *doctor.Report {
+		t.Helper()
+		rep, err := doctor.Check(ctx(t), e.node.Store, doctor.Options{Grace: time.Second, All: true, Now: later})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	if rep := check(); !rep.OK() || runsByID(rep)[second].Verdict != doctor.Waiting {
+		t.Fatalf("the queued run behind a running one:\n%s", show(rep))
+	}
+
+	// The slot is taken from one-1 and given to a run with no history.
+	if _, _, err := e.node.Store.UpdateSlots(ctx(t), "one", "", 1, func(s *eventstore.Slots) {
+		s.Holders = []string{"gone-1"}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep := check()
+	r := runsByID(rep)[second]
+	if rep.Stuck != 1 || !r.Stuck() || !strings.Contains(r.Findings[0].Reason, `the slots of key "" are held by runs that closed or are gone (gone-1)`) {
+		t.Fatalf("the queued run behind a run that is gone:\n%s", show(rep))
+	}
+}

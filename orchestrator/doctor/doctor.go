@@ -466,6 +466,15 @@ func (c *checker) world(ctx context.Context, r *run) ([]string, error) {
 			return nil, err
 		}
 		stuck = append(stuck, why...)
+		if r.Status == string(workflow.StatusQueued) && def.Concurrency != nil {
+			why, err := c.slot(ctx, r, def.Concurrency.Limit)
+			if err != nil {
+				return nil, err
+			}
+			if why != "" {
+				stuck = append(stuck, why)
+			}
+		}
 	}
 	for _, m := range r.Movers {
 		var why string
@@ -593,6 +602,33 @@ func (c *checker) child(ctx context.Context, r *run, m workflow.Mover) (string, 
 	}
 	return fmt.Sprintf("step %s: child workflow %s is %s since %s, but the parent was not told",
 		m.Path, m.ChildID, kid.Status, kid.LastChange.UTC().Format(time.RFC3339)), nil
+}
+
+// slot checks a queued run's key, of limit slots: one is free, or a run
+// that will give one back holds it. (A run not in its key's queue is put
+// there by its timer, checked like any timer.)
+func (c *checker) slot(ctx context.Context, r *run, limit int) (string, error) {
+	st := r.st
+	s, err := c.store.ReadSlots(ctx, st.Definition, st.QueueKey)
+	if err != nil {
+		return "", err
+	}
+	if len(s.Holders) < limit || slices.Contains(s.Holders, r.ID) {
+		return "", nil // a free slot or its own: its timer takes it, or admits it
+	}
+	for _, h := range s.Holders {
+		if kid := c.runs[h]; kid != nil && kid.st != nil {
+			if !kid.st.Status.Terminal() || c.recent(kid) {
+				return "", nil
+			}
+			continue
+		}
+		if _, err := c.store.LastSeq(ctx, h); !errors.Is(err, eventstore.ErrNotFound) {
+			return "", err // a run not listed here (or an error): it may give its slot back
+		}
+	}
+	return fmt.Sprintf("the slots of key %q are held by runs that closed or are gone (%s): none will be given back",
+		st.QueueKey, strings.Join(s.Holders, ", ")), nil
 }
 
 // timer checks a timer: it is scheduled and not long overdue, or it fired
