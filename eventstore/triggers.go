@@ -279,14 +279,29 @@ type TriggerFailure struct {
 	Payload    []byte    `msgpack:"data,omitempty"`
 }
 
-// RecordTriggerFailure appends a trigger failure.
+// failureHeadroom is what a trigger failure's record leaves of the NATS
+// message limit for its headers.
+const failureHeadroom = 1 << 10
+
+// RecordTriggerFailure appends a trigger failure. A failure too large to
+// record with its payload (an event near the size limit, with its reason)
+// is recorded without it, its reason saying so: a failure is always
+// recorded, so the event is acked and the ones behind it go on.
 func (s *Store) RecordTriggerFailure(ctx context.Context, f TriggerFailure) error {
 	data, err := msgpack.Marshal(f)
 	if err != nil {
 		return err
 	}
+	if limit := s.MaxPayload() - failureHeadroom; int64(len(data)) > limit && len(f.Payload) > 0 {
+		f.Reason += fmt.Sprintf(" (its payload of %d bytes is not kept: with the failure it is over the %d-byte NATS message limit)",
+			len(f.Payload), s.MaxPayload())
+		f.Payload = nil
+		if data, err = msgpack.Marshal(f); err != nil {
+			return err
+		}
+	}
 	if _, err := s.js.Publish(ctx, failurePfx, data); err != nil {
-		return fmt.Errorf("eventstore: record trigger failure: %w", err)
+		return fmt.Errorf("eventstore: record trigger failure: %w", natsErr(err))
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -469,5 +470,44 @@ steps:
 	}
 	if ws := e.listAll("wild"); len(ws) != 1 || ws[0].Id != "wild-2" {
 		t.Fatalf("listed %v", ws)
+	}
+}
+
+// Events near the size limit are recorded as trigger failures and
+// skipped, never retried: one whose run's start would be over the NATS
+// message limit, and a malformed one whose failure would be over it with
+// its payload (recorded without it). The message behind them starts its
+// run; the same body at a webhook is answered 422, not "try again".
+func TestTriggerEventsNearTheLimitAreRecordedAndSkipped(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: big
+triggers:
+  - subject: big.in
+    id: "${ type(event) == string ? 'big-str' : 'big-' + string(event.n) }"
+  - webhook: bighook
+steps:
+  - { id: handle, task: echo, input: 1 }
+`)
+	max := int(e.node.NC.MaxPayload())
+	near := []byte(`"` + strings.Repeat("x", max-300) + `"`) // valid JSON: its start is too large
+	broken := []byte("{" + strings.Repeat("x", max-30))      // not JSON: its failure with it is too large
+	if w := e.publishThenClosed("big.in", "big-2", string(near), string(broken), `{"n": 2}`); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("the message behind: %v", w.Status)
+	}
+	var tooLarge, notKept bool
+	eventually(t, 20*time.Second, "both events to be recorded as failures", func() bool {
+		for _, f := range e.failures() {
+			tooLarge = tooLarge || strings.Contains(f.Reason, "larger than the NATS server accepts")
+			notKept = notKept || strings.Contains(f.Reason, "payload of "+strconv.Itoa(len(broken))+" bytes is not kept") && len(f.Payload) == 0
+		}
+		return tooLarge && notKept
+	})
+	if _, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: "big-str"})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("the event too large started a run: %v", err)
+	}
+	if code, resp := postHook(t, e.node.APIURL+"/hooks/bighook", near, nil); code != http.StatusUnprocessableEntity ||
+		!strings.Contains(fmt.Sprint(resp["error"]), "larger than the NATS server accepts") {
+		t.Fatalf("webhook: %d %v", code, resp)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/eventstore/value"
@@ -406,4 +407,45 @@ output: { again: "${ steps.kid.output }" }
 	}
 	e.history(id)
 	e.healthy()
+}
+
+// Requests whose record would be over the NATS message limit, and text
+// fields over their bounds, are refused with InvalidArgument saying what
+// to shrink (not Unavailable, which clients retry); the waiting run is
+// left as it was.
+func TestRequestsTooLargeToRecordAreRefused(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(approvalDef("72h"))
+	near := structpb.NewStringValue(strings.Repeat("x", 1<<20-100)) // within MaxPayloadBytes
+	_, err := e.wf.StartWorkflow(ctx(t), connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "approval", Input: near}))
+	wantCode(t, "start near the limit", err, connect.CodeInvalidArgument, "larger than the NATS server accepts")
+	_, err = e.wf.StartWorkflow(ctx(t), connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "approval",
+		RequestId: strings.Repeat("r", 300)}))
+	wantCode(t, "long request id", err, connect.CodeInvalidArgument, "request_id is 300 bytes; the limit is 256 bytes")
+
+	id := e.start("approval", "big-requests", `{"by": "ann"}`)
+	eventually(t, 20*time.Second, "the wait", func() bool {
+		return stepStatus(e.get(id), "approve") == weftv1.StepStatus_STEP_STATUS_WAITING
+	})
+	before := len(e.history(id))
+	_, err = e.wf.SignalWorkflow(ctx(t), connect.NewRequest(&weftv1.SignalWorkflowRequest{WorkflowId: id, Name: "approve", Payload: near}))
+	wantCode(t, "signal near the limit", err, connect.CodeInvalidArgument, "larger than the NATS server accepts")
+	_, err = e.wf.SignalWorkflow(ctx(t), connect.NewRequest(&weftv1.SignalWorkflowRequest{WorkflowId: id, Name: strings.Repeat("n", 300)}))
+	wantCode(t, "long signal name", err, connect.CodeInvalidArgument, "name is 300 bytes; the limit is 256 bytes")
+	long := strings.Repeat("r", 2000)
+	_, err = e.wf.CancelWorkflow(ctx(t), connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: id, Reason: long}))
+	wantCode(t, "long cancel reason", err, connect.CodeInvalidArgument, "reason is 2000 bytes; the limit is 1024 bytes")
+	_, err = e.wf.RetryWorkflow(ctx(t), connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id, Reason: long}))
+	wantCode(t, "long retry reason", err, connect.CodeInvalidArgument, "reason is 2000 bytes")
+	_, err = e.wf.ResumeWorkflow(ctx(t), connect.NewRequest(&weftv1.ResumeWorkflowRequest{WorkflowId: id, Reason: long}))
+	wantCode(t, "long resume reason", err, connect.CodeInvalidArgument, "reason is 2000 bytes")
+	if n := len(e.history(id)); n != before {
+		t.Fatalf("history grew from %d to %d events", before, n)
+	}
+	if err := e.signal(id, "approve", `{"by": "ann"}`); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("status %v error %v", w.Status, w.Error)
+	}
 }

@@ -322,6 +322,8 @@ func toConnect(err error) error {
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	case errors.Is(err, eventstore.ErrNotFound):
 		return connect.NewError(connect.CodeNotFound, err)
+	case errors.Is(err, eventstore.ErrTooLarge):
+		return errorf(connect.CodeInvalidArgument, "the record this request makes is larger than the NATS server accepts: send a smaller input, payload or text (%v)", err)
 	case errors.Is(err, eventstore.ErrConflict):
 		return connect.NewError(connect.CodeAborted, err)
 	case errors.Is(err, context.Canceled):
@@ -339,6 +341,21 @@ func (s *Server) checkPayload(field string, v *structpb.Value) error {
 	}
 	if n := proto.Size(v); n > s.cfg.MaxPayloadBytes {
 		return errorf(connect.CodeInvalidArgument, "%s is %d bytes; the limit is %d bytes (MaxPayloadBytes)", field, n, s.cfg.MaxPayloadBytes)
+	}
+	return nil
+}
+
+// Bounds of the API's text fields, in bytes: a reason is for people, a
+// name or request id a key.
+const (
+	maxReason = 1024
+	maxKey    = 256
+)
+
+// checkLen refuses text field v longer than max bytes.
+func checkLen(field, v string, max int) error {
+	if len(v) > max {
+		return errorf(connect.CodeInvalidArgument, "%s is %d bytes; the limit is %d bytes", field, len(v), max)
 	}
 	return nil
 }

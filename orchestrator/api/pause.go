@@ -11,9 +11,6 @@ import (
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
 
-// maxPauseReason bounds a pause's reason, in bytes.
-const maxPauseReason = 1024
-
 // PauseDefinition pauses every revision of a definition, recording when,
 // by whom and why; executors hold its runs' step commands until
 // ResumeDefinition.
@@ -22,8 +19,8 @@ func (s *Server) PauseDefinition(ctx context.Context, req *connect.Request[weftv
 	if err := s.checkPausable(ctx, m.Name); err != nil {
 		return nil, err
 	}
-	if len(m.Reason) > maxPauseReason {
-		return nil, errorf(connect.CodeInvalidArgument, "reason is %d bytes; the limit is %d bytes", len(m.Reason), maxPauseReason)
+	if err := checkLen("reason", m.Reason, maxReason); err != nil {
+		return nil, err
 	}
 	p := eventstore.Pause{Time: s.cfg.Now(), By: identity(ctx), Reason: m.Reason}
 	if err := s.store.PauseDefinition(ctx, m.Name, p); err != nil {

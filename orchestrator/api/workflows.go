@@ -40,6 +40,9 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 			return nil, err
 		}
 	}
+	if err := checkLen("request_id", m.RequestId, maxKey); err != nil {
+		return nil, err
+	}
 	if err := s.checkPayload("input", m.Input); err != nil {
 		return nil, err
 	}
@@ -368,6 +371,12 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 	if m.Name == "" {
 		return nil, errorf(connect.CodeInvalidArgument, "name is required: the signal name a wait step waits for")
 	}
+	if err := checkLen("name", m.Name, maxKey); err != nil {
+		return nil, err
+	}
+	if err := checkLen("request_id", m.RequestId, maxKey); err != nil {
+		return nil, err
+	}
 	if err := s.checkPayload("payload", m.Payload); err != nil {
 		return nil, err
 	}
@@ -393,6 +402,9 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 // CancelWorkflow asks a running workflow to stop.
 func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1.CancelWorkflowRequest]) (*connect.Response[weftv1.CancelWorkflowResponse], error) {
 	m := req.Msg
+	if err := checkLen("reason", m.Reason, maxReason); err != nil {
+		return nil, err
+	}
 	ev := events.Event{Type: events.TypeCancelRequested, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
 		CancelRequested: &events.CancelRequested{Reason: m.Reason}}
 	if err := s.appendWhileRunning(ctx, m.WorkflowId, "cancel requests", "cancel/"+m.WorkflowId, "weft.cancel", ev, nil); err != nil {
@@ -462,6 +474,9 @@ func pageSize(n int32) (int, error) {
 // RetryWorkflow redrives a failed workflow from its failed steps.
 func (s *Server) RetryWorkflow(ctx context.Context, req *connect.Request[weftv1.RetryWorkflowRequest]) (*connect.Response[weftv1.RetryWorkflowResponse], error) {
 	m := req.Msg
+	if err := checkLen("reason", m.Reason, maxReason); err != nil {
+		return nil, err
+	}
 	ev := events.Event{Type: events.TypeWorkflowRetried, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
 		WorkflowRetried: &events.WorkflowRetried{Reason: m.Reason}}
 	if err := s.appendWhen(ctx, m.WorkflowId, workflow.StatusFailed, "retry", "retried", ev); err != nil {
@@ -474,6 +489,9 @@ func (s *Server) RetryWorkflow(ctx context.Context, req *connect.Request[weftv1.
 // attempts, and the workflow goes on.
 func (s *Server) ResumeWorkflow(ctx context.Context, req *connect.Request[weftv1.ResumeWorkflowRequest]) (*connect.Response[weftv1.ResumeWorkflowResponse], error) {
 	m := req.Msg
+	if err := checkLen("reason", m.Reason, maxReason); err != nil {
+		return nil, err
+	}
 	ev := events.Event{Type: events.TypeWorkflowResumed, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
 		WorkflowResumed: &events.WorkflowResumed{Reason: m.Reason}}
 	if err := s.appendWhen(ctx, m.WorkflowId, workflow.StatusSuspended, "resume", "resumed", ev); err != nil {

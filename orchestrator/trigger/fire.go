@@ -118,6 +118,8 @@ func Fire(ctx context.Context, store *eventstore.Store, defs *runs.Definitions, 
 		return Fired{}, refused(err, "definition %q revision %d not found", m.Definition, m.Revision)
 	case errors.Is(err, value.ErrInvalid):
 		return Fired{}, refused(err, "input: %v", err)
+	case errors.Is(err, eventstore.ErrTooLarge):
+		return Fired{}, refused(err, "input: the run's start, with its input, is larger than the NATS server accepts (%d bytes): send a smaller event or compute a smaller input", store.MaxPayload())
 	case errors.As(err, new(*definition.InputError)):
 		return Fired{}, refused(err, "%v", err)
 	}
