@@ -77,17 +77,79 @@ func (s *Store) openTriggers(ctx context.Context) error {
 	return s.openWebhooks(ctx)
 }
 
+// SubjectsTakenError names trigger subjects that other streams capture
+// (subject to stream): JetStream lets no two streams capture a subject,
+// so the trigger stream captures the others without them.
+type SubjectsTakenError struct{ Taken map[string]string }
+
+func (e *SubjectsTakenError) Error() string {
+	var parts []string
+	for subj, stream := range e.Taken {
+		parts = append(parts, fmt.Sprintf("%s (stream %s)", subj, stream))
+	}
+	slices.Sort(parts)
+	return "eventstore: trigger subjects captured by other streams, not taken: " + strings.Join(parts, ", ")
+}
+
+// StreamCapturing returns the name of a stream other than the trigger
+// stream that captures subjects overlapping subject (wildcards allowed),
+// or "" when there is none.
+func (s *Store) StreamCapturing(ctx context.Context, subject string) (string, error) {
+	names := s.js.StreamNames(ctx, jetstream.WithStreamListSubject(subject))
+	found := ""
+	for name := range names.Name() {
+		if name != TriggersStream && found == "" {
+			found = name
+		}
+	}
+	if err := names.Err(); err != nil {
+		return "", fmt.Errorf("eventstore: streams capturing %s: %w", subject, err)
+	}
+	return found, nil
+}
+
 // SetTriggerSubjects makes the trigger stream capture exactly subjects
 // (wildcards allowed). Subjects covered by a wildcard in the list are
-// dropped, as JetStream forbids overlaps.
+// dropped, as JetStream forbids overlaps; so are subjects another stream
+// captures, which a *SubjectsTakenError then names, the others captured
+// all the same.
 func (s *Store) SetTriggerSubjects(ctx context.Context, subjects []string) error {
-	want := NormalizeSubjects(subjects)
-	if len(want) == 0 {
-		want = []string{triggerIdleSubject}
-	}
 	stream, err := s.js.Stream(ctx, TriggersStream)
 	if err != nil {
 		return fmt.Errorf("eventstore: trigger stream: %w", err)
+	}
+	want := NormalizeSubjects(subjects)
+	err = s.captureTriggers(ctx, stream, want)
+	if err == nil {
+		return nil
+	}
+	taken := map[string]string{}
+	var free []string
+	for _, subj := range want {
+		other, lerr := s.StreamCapturing(ctx, subj)
+		if lerr != nil {
+			return errors.Join(err, lerr)
+		}
+		if other != "" {
+			taken[subj] = other
+		} else {
+			free = append(free, subj)
+		}
+	}
+	if len(taken) == 0 {
+		return err
+	}
+	if err := s.captureTriggers(ctx, stream, free); err != nil {
+		return errors.Join(&SubjectsTakenError{Taken: taken}, err)
+	}
+	return &SubjectsTakenError{Taken: taken}
+}
+
+// captureTriggers updates the trigger stream to capture want, normalized
+// (none: a subject of its own, as a stream needs one).
+func (s *Store) captureTriggers(ctx context.Context, stream jetstream.Stream, want []string) error {
+	if len(want) == 0 {
+		want = []string{triggerIdleSubject}
 	}
 	cfg := stream.CachedInfo().Config
 	have := slices.Clone(cfg.Subjects)

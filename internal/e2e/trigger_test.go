@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -509,5 +510,32 @@ steps:
 	if code, resp := postHook(t, e.node.APIURL+"/hooks/bighook", near, nil); code != http.StatusUnprocessableEntity ||
 		!strings.Contains(fmt.Sprint(resp["error"]), "larger than the NATS server accepts") {
 		t.Fatalf("webhook: %d %v", code, resp)
+	}
+}
+
+// A trigger subject another stream captures is refused when it is put;
+// one stored before that stream took it (or by an older version) is left
+// out of the trigger stream, named in the engine's warning, and the
+// definitions' other subjects are captured all the same.
+func TestTriggerSubjectOfAnotherStream(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	nc := e.ns.Connect(t)
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(ctx(t), jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	const taken = "name: taken\ntriggers:\n  - subject: orders.created\nsteps:\n  - { id: handle, task: echo, input: 1 }\n"
+	wantCodeAll(t, e.putDefErr(taken), connect.CodeFailedPrecondition, `trigger subject "orders.created"`, `stream "ORDERS" captures it`)
+
+	// Stored behind the API's back, as an older version could have.
+	if _, _, err := e.node.Store.PutDefinition(ctx(t), "taken", taken, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.putDef("name: bee\ntriggers:\n  - subject: bee.x\n    id: \"${ 'bee-' + string(event.n) }\"\nsteps:\n  - { id: handle, task: echo, input: 1 }\n")
+	if w := e.publishThenClosed("bee.x", "bee-1", `{"n": 1}`); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("bee-1: %v", w.Status)
+	}
+	if s, err := js.Stream(ctx(t), "WEFT_TRIGGERS"); err != nil || slices.Contains(s.CachedInfo().Config.Subjects, "orders.created") {
+		t.Fatalf("the trigger stream: %v, %v", s.CachedInfo().Config.Subjects, err)
 	}
 }

@@ -32,6 +32,9 @@ func (s *Server) PutDefinition(ctx context.Context, req *connect.Request[weftv1.
 	if err := s.checkPublishSubjects(def); err != nil {
 		return nil, toConnect(err)
 	}
+	if err := s.checkTriggerSubjects(ctx, def); err != nil {
+		return nil, err
+	}
 	prev, err := s.latestPlan(ctx, def.Name)
 	if err != nil {
 		return nil, toConnect(err)
@@ -148,6 +151,25 @@ func (s *Server) checkPublishSubjects(def *definition.Definition) error {
 	}
 	if problems != nil {
 		return &definition.Error{Problems: problems}
+	}
+	return nil
+}
+
+// checkTriggerSubjects refuses, with FailedPrecondition, a trigger subject
+// that another stream captures: JetStream lets no two streams capture a
+// subject, so the trigger stream could not take its events.
+func (s *Server) checkTriggerSubjects(ctx context.Context, def *definition.Definition) error {
+	for _, t := range def.Triggers {
+		if t.Kind != definition.TriggerSubject {
+			continue
+		}
+		stream, err := s.store.StreamCapturing(ctx, t.Subject)
+		if err != nil {
+			return toConnect(err)
+		}
+		if stream != "" {
+			return errorf(connect.CodeFailedPrecondition, "trigger subject %q: stream %q captures it (or subjects it overlaps), and NATS lets no two streams capture a subject: use a subject outside that stream's, or remove it from the stream", t.Subject, stream)
+		}
 	}
 	return nil
 }
