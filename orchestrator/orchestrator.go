@@ -1014,28 +1014,44 @@ func (sh *shard) admit(ctx context.Context, def, key string, limit int, took []s
 	for len(took) > 0 {
 		wf := took[0]
 		took = took[1:]
-		last, closed, err := sh.closed(ctx, wf)
-		if errors.Is(err, eventstore.ErrNotFound) {
-			closed, err = true, nil // deleted since: it holds nothing either
-		}
+		closed, err := sh.admitOne(ctx, wf)
 		if err != nil {
 			return err
 		}
-		if closed {
-			_, more, err := sh.o.store.UpdateSlots(ctx, def, key, limit, func(s *eventstore.Slots) { s.Remove(wf) })
-			if err != nil {
-				return fmt.Errorf("give back the slot of closed run %s: %w", wf, err)
-			}
-			took = append(took, more...)
+		if !closed {
 			continue
 		}
-		_, err = sh.o.store.AppendExternalAtEnd(ctx, wf, last, "admit/"+wf+"/"+strconv.FormatUint(last, 10),
-			events.Event{Type: events.TypeWorkflowAdmitted, Time: sh.o.cfg.Now().UTC(), WorkflowAdmitted: &events.WorkflowAdmitted{}})
-		if err != nil && !errors.Is(err, eventstore.ErrDuplicate) {
-			return fmt.Errorf("admit %s: %w", wf, err)
+		_, more, err := sh.o.store.UpdateSlots(ctx, def, key, limit, func(s *eventstore.Slots) { s.Remove(wf) })
+		if err != nil {
+			return fmt.Errorf("give back the slot of closed run %s: %w", wf, err)
 		}
+		took = append(took, more...)
 	}
 	return nil
+}
+
+// admitOne appends WorkflowAdmitted to wf's history unless wf closed (or
+// was deleted), which it reports; each try after a conflict looks again,
+// so nothing is appended after a close.
+func (sh *shard) admitOne(ctx context.Context, wf string) (closed bool, err error) {
+	for try := 0; ; try++ {
+		last, closed, err := sh.closed(ctx, wf)
+		if errors.Is(err, eventstore.ErrNotFound) {
+			return true, nil // deleted since: it holds nothing either
+		}
+		if err != nil || closed {
+			return closed, err
+		}
+		_, err = sh.o.store.AppendExternal(ctx, wf, &last, "admit/"+wf+"/"+strconv.FormatUint(last, 10),
+			events.Event{Type: events.TypeWorkflowAdmitted, Time: sh.o.cfg.Now().UTC(), WorkflowAdmitted: &events.WorkflowAdmitted{}})
+		switch {
+		case errors.Is(err, eventstore.ErrConflict) && try < 50:
+			continue
+		case err != nil && !errors.Is(err, eventstore.ErrDuplicate):
+			return false, fmt.Errorf("admit %s: %w", wf, err)
+		}
+		return false, nil
+	}
 }
 
 // startDirect records a start sent directly as the workflow's first
