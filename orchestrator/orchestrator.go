@@ -861,7 +861,8 @@ func (sh *shard) commit(ctx context.Context, wf string, e *entry, evs []events.E
 // afresh records nothing, so it makes sure of everything again.
 //
 // The follow-ups (docs/reliability.md lists them):
-//   - a running workflow's running child steps have their child started;
+//   - a running (or failed) workflow's running child steps have their
+//     child started;
 //   - child steps that were canceled, or left unfinished by a workflow
 //     that completed or was canceled, have their child canceled (started
 //     first if it never was, so a late start cannot outrun the cancel);
@@ -947,7 +948,10 @@ func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) err
 				delete(e.canceled, s.ChildID)
 				return fmt.Errorf("cancel child %s: %w", s.ChildID, err)
 			}
-		case !abandoned && s.Status == workflow.StepRunning && st.Status == workflow.StatusRunning && !e.started[s.ChildID]:
+		case !abandoned && s.Status == workflow.StepRunning && (st.Status == workflow.StatusRunning || st.Status == workflow.StatusFailed) &&
+			!e.started[s.ChildID]:
+			// A failed parent's running children run on (a redrive takes
+			// their results), so one it recorded is started all the same.
 			if err := sh.startChild(ctx, st, s, st.Now); err != nil {
 				return err
 			}

@@ -525,3 +525,32 @@ steps:
 		t.Fatalf("closed run %s is back in its key's slots: %+v, %v", wf, s, err)
 	}
 }
+
+// A child its parent's history records as started is started even when
+// the parent failed (on its workflow timeout, say) before that was done:
+// a failed parent's running children run on, for a redrive to take.
+func TestAFailedParentsRecordedChildIsStarted(t *testing.T) {
+	r := newRig(t)
+	r.putDef("kid", "name: kid\nsteps:\n  - { id: gate, wait: { signal: go } }\n")
+	r.putDef("parent", "name: parent\ntimeout: 1h\nsteps:\n  - { id: k, workflow: kid }\n")
+	ext, err := r.store.Feed(r.ctx, eventstore.SourceExternal, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Stop()
+	const wf = "p1"
+	kid := workflow.ChildID(wf, "k", 1)
+	first := r.start(wf, "parent")
+	// Recorded, then failed, with no orchestrator there to start the child.
+	now := time.Now().UTC()
+	if _, err := r.store.Append(r.ctx, wf, first,
+		events.Event{Type: events.TypeChildStarted, Time: now, ChildStarted: &events.ChildStarted{Path: "k", Gen: 1, WorkflowID: kid, Definition: "kid"}},
+		events.Event{Type: events.TypeWorkflowFailed, Time: now, WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: workflow.ErrTypeTimeout, Message: "by hand"}}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	r.shard().handle(r.ctx, next(t, ext)) // the start, delivered now
+	if _, err := r.store.LastSeq(r.ctx, kid); err != nil {
+		t.Fatalf("the recorded child of the failed parent: %v", err)
+	}
+}
