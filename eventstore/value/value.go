@@ -16,28 +16,38 @@ const maxExactFloat = 1 << 53
 
 // Normalize converts v into the normalized form. It returns an error for
 // values that have no JSON form (channels, functions, non-string map keys).
-func Normalize(v any) (any, error) { return normalize(v, false) }
+func Normalize(v any) (any, error) { return normalize(v, false, 0) }
 
 // NormalizeOwned is Normalize for a value its caller owns and shares with
 // no one, such as one just decoded: its maps with string keys and its
 // lists are normalized in place instead of copied. On an error the value
 // may be left half normalized.
-func NormalizeOwned(v any) (any, error) { return normalize(v, true) }
+func NormalizeOwned(v any) (any, error) { return normalize(v, true, 0) }
 
-// normalize is Normalize, in place for maps and lists when owned.
-func normalize(v any, owned bool) (any, error) {
+// maxNormalizeDepth bounds the nesting Normalize walks: far deeper than
+// anything Check lets through (MaxStoredDepth), so Check still names the
+// limit, but a value that contains itself fails rather than recursing
+// until the stack overflows, which would end the process.
+const maxNormalizeDepth = 10 * MaxStoredDepth
+
+// normalize is Normalize, in place for maps and lists when owned; depth
+// counts the lists and maps around v.
+func normalize(v any, owned bool, depth int) (any, error) {
 	if n, ok := scalar(v); ok {
 		return n, nil
+	}
+	if depth >= maxNormalizeDepth {
+		return nil, fmt.Errorf("value nests deeper than %d levels (does it contain itself?)", maxNormalizeDepth)
 	}
 	switch x := v.(type) {
 	case json.Number:
 		return number(x)
 	case []any:
-		return normalizeList(x, owned)
+		return normalizeList(x, owned, depth+1)
 	case map[string]any:
-		return normalizeMap(x, owned)
+		return normalizeMap(x, owned, depth+1)
 	case map[any]any:
-		return normalizeAnyMap(x, owned)
+		return normalizeAnyMap(x, owned, depth+1)
 	case []string:
 		out := make([]any, len(x))
 		for i, e := range x {
@@ -103,30 +113,40 @@ func number(x json.Number) (any, error) {
 	return floatValue(f), nil
 }
 
-func normalizeList(x []any, owned bool) (any, error) {
+// errorAt names where err was found, at a list index or map key at depth:
+// the first levels of the path, so a value nested thousands deep gets an
+// error message of a few lines.
+func errorAt(at string, depth int, err error) error {
+	if depth > 16 {
+		return err
+	}
+	return fmt.Errorf("%s: %w", at, err)
+}
+
+func normalizeList(x []any, owned bool, depth int) (any, error) {
 	out := x
 	if !owned {
 		out = make([]any, len(x))
 	}
 	for i, e := range x {
-		n, err := normalize(e, owned)
+		n, err := normalize(e, owned, depth)
 		if err != nil {
-			return nil, fmt.Errorf("[%d]: %w", i, err)
+			return nil, errorAt(fmt.Sprintf("[%d]", i), depth, err)
 		}
 		out[i] = n
 	}
 	return out, nil
 }
 
-func normalizeMap(x map[string]any, owned bool) (any, error) {
+func normalizeMap(x map[string]any, owned bool, depth int) (any, error) {
 	out := x
 	if !owned {
 		out = make(map[string]any, len(x))
 	}
 	for k, e := range x {
-		n, err := normalize(e, owned)
+		n, err := normalize(e, owned, depth)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", k, err)
+			return nil, errorAt(k, depth, err)
 		}
 		out[k] = n
 	}
@@ -135,16 +155,16 @@ func normalizeMap(x map[string]any, owned bool) (any, error) {
 
 // normalizeAnyMap normalizes a map whose keys must all be strings into a
 // new map with string keys.
-func normalizeAnyMap(x map[any]any, owned bool) (any, error) {
+func normalizeAnyMap(x map[any]any, owned bool, depth int) (any, error) {
 	out := make(map[string]any, len(x))
 	for k, e := range x {
 		ks, ok := k.(string)
 		if !ok {
 			return nil, fmt.Errorf("map key %v is not a string", k)
 		}
-		n, err := normalize(e, owned)
+		n, err := normalize(e, owned, depth)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", ks, err)
+			return nil, errorAt(ks, depth, err)
 		}
 		out[ks] = n
 	}

@@ -3,7 +3,9 @@ package value_test
 import (
 	"encoding/json"
 	"reflect"
+	"runtime/debug"
 	"strconv"
+	"strings"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -109,5 +111,20 @@ func TestNormalizeOwnedRefuses(t *testing.T) {
 	_, err2 := value.NormalizeOwned(deepCopy(v))
 	if err1 == nil || err2 == nil || err1.Error() != err2.Error() {
 		t.Fatalf("Normalize: %v; NormalizeOwned: %v", err1, err2)
+	}
+}
+
+// A value that contains itself is refused, with a short message, rather
+// than recursed into until the stack overflows (which ends the process;
+// the stack is bounded here so that it does so quickly).
+func TestNormalizeRefusesAValueThatContainsItself(t *testing.T) {
+	defer debug.SetMaxStack(debug.SetMaxStack(64 << 20))
+	m := map[string]any{}
+	m["self"] = []any{m}
+	for name, normalize := range map[string]func(any) (any, error){"Normalize": value.Normalize, "NormalizeOwned": value.NormalizeOwned} {
+		_, err := normalize(m)
+		if err == nil || !strings.Contains(err.Error(), "does it contain itself?") || len(err.Error()) > 512 {
+			t.Fatalf("%s: %v", name, err)
+		}
 	}
 }

@@ -255,6 +255,10 @@ func TestIssue13Item2_HandlerOutputsFollowTheRule(t *testing.T) {
 				return map[string]any{"caf\xe9": 1}, nil
 			case "nan":
 				return []any{math.NaN()}, nil
+			case "cycle":
+				m := map[string]any{}
+				m["self"] = []any{m}
+				return m, nil
 			case "deep":
 				var v any = 1
 				for range 65 {
@@ -279,6 +283,8 @@ steps:
 		{"key", "invalid_output", `output["caf\xe9"]: map key is not valid UTF-8`},
 		{"nan", "invalid_output", "output[0]: number NaN is not finite"},
 		{"deep", "invalid_output", "nest deeper than 64 levels"},
+		// A value that contains itself fails the step, not the executor.
+		{"cycle", "invalid_output", "does it contain itself?"},
 		{"error", "bad\uFFFD", "message caf\uFFFD"},
 		// A failure larger than a record holds is cut, not reported again
 		// and again.
