@@ -84,3 +84,28 @@ func TestAPauseReachesAWorkerWhoseWatchLags(t *testing.T) {
 		}
 	})
 }
+
+// A resume reaches a worker whose watched copy still shows the pause (its
+// watch lagging, or ended; here stopped): a read of the bucket begun while
+// the copy showed the pause finds none, and the held command runs.
+func TestAResumeReachesAWorkerWhoseWatchLags(t *testing.T) {
+	var calls atomic.Int32
+	b := newBench(t, map[string]Handler{"t": func(_ context.Context, _ *Task) (any, error) {
+		calls.Add(1)
+		return "ok", nil
+	}})
+	if err := b.store.PauseDefinition(b.ctx, "d", eventstore.Pause{Time: time.Now(), By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !b.w.Holds("d"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the worker does not see the pause")
+		}
+	}
+	b.w.stopWatch()
+	b.commandOf("wf", "t", "d", events.RetryPolicy{MaxAttempts: 1})
+	b.heldUntilResumed(&calls, func() {})
+	if !b.w.Holds("d") {
+		t.Fatal("the stopped watch saw the resume: the test shows nothing")
+	}
+}

@@ -83,7 +83,7 @@ type Worker struct {
 	pauses    *eventstore.Pauses
 	stopWatch context.CancelFunc
 	// pauseReads are the definitions' pauses as last read from the
-	// bucket itself (pausedInBucket).
+	// bucket itself (pauseInBucket).
 	pmu        sync.Mutex
 	pauseReads map[string]pauseRead
 
@@ -365,43 +365,54 @@ func (w *Worker) Holds(def string) bool {
 	return paused
 }
 
-// pauseRead is a definition's pause as read from the bucket, and when.
+// pauseRead is a definition's pause as read from the bucket: when the read
+// began, what the watched copy showed then, and whether the read answered
+// and said paused.
 type pauseRead struct {
 	at     time.Time
+	during shown
+	ok     bool
 	paused bool
 }
 
+// shown is what the watched copy shows of a definition's pause: whether it
+// is paused, and since when.
+type shown struct {
+	paused bool
+	since  time.Time
+}
+
 // pauseReadEvery is how often a worker reads a definition's pause from the
-// bucket itself, besides its watched copy: a pause reaches every command
-// within it, whatever the watch's state.
+// bucket itself, besides its watched copy: a pause, and the end of one,
+// reaches every command within it, whatever the watch's state.
 const pauseReadEvery = time.Second
 
-// pausedInBucket reports whether definition def is paused as the pauses
-// bucket itself says, read at most once every pauseReadEvery (callers
-// meanwhile take the last read); one that cannot be read counts as not
-// paused, leaving it to the watched copy.
-func (w *Worker) pausedInBucket(ctx context.Context, def string) bool {
+// pauseInBucket returns definition def's pause as the pauses bucket itself
+// says, read at most once every pauseReadEvery while the watched copy
+// shows the same (during); callers meanwhile take the last read. A read
+// that does not answer has ok false, leaving the decision to the copy.
+func (w *Worker) pauseInBucket(ctx context.Context, def string, during shown) pauseRead {
 	w.pmu.Lock()
 	last, ok := w.pauseReads[def]
-	if ok && time.Since(last.at) < pauseReadEvery {
+	if ok && last.during.paused == during.paused && last.during.since.Equal(during.since) && time.Since(last.at) < pauseReadEvery {
 		w.pmu.Unlock()
-		return last.paused
+		return last
 	}
 	if w.pauseReads == nil {
 		w.pauseReads = map[string]pauseRead{}
 	}
-	w.pauseReads[def] = pauseRead{at: time.Now(), paused: last.paused} // others take the last read meanwhile
+	began := time.Now()
+	// Others take the copy's word meanwhile.
+	w.pauseReads[def] = pauseRead{at: began, during: during}
 	w.pmu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	_, paused, err := w.store.DefinitionPause(rctx, def)
-	if err != nil {
-		paused = false
-	}
+	r := pauseRead{at: began, during: during, ok: err == nil, paused: err == nil && paused}
 	w.pmu.Lock()
-	w.pauseReads[def] = pauseRead{at: time.Now(), paused: paused}
+	w.pauseReads[def] = r
 	w.pmu.Unlock()
-	return paused
+	return r
 }
 
 // Held commands are given back for heldDelay times their delivery count,
@@ -416,9 +427,9 @@ const (
 // hold gives back, unstarted, a delivery of a command whose definition is
 // paused, and reports whether it did. Nothing is recorded: the attempt it
 // would have run is run by the first delivery after the pause ends, its
-// timeout counted from then. A command not paused in the watched copy
-// costs a lookup of its definition's last read of the bucket
-// (pausedInBucket; a read once a second).
+// timeout counted from then. Each command costs a lookup of its
+// definition's last read of the bucket (pauseInBucket; a read once a
+// second).
 func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) bool {
 	def := d.Definition
 	if def == "" {
@@ -438,9 +449,13 @@ func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) b
 		}
 	}
 	// The watched copy may lag the bucket (its watch being made again
-	// after the NATS node under it went down): a pause it does not show is
-	// read from the bucket itself, at most once every pauseReadEvery.
-	if _, paused := w.pauses.Paused(def); !paused && !w.pausedInBucket(ctx, def) {
+	// after the NATS node under it went down, or ended): the bucket itself
+	// is read too, at most once every pauseReadEvery. A pause either shows
+	// holds the command; a pause the copy shows is over when a read begun
+	// while the copy showed it finds none.
+	pause, paused := w.pauses.Paused(def)
+	r := w.pauseInBucket(ctx, def, shown{paused: paused, since: pause.Time})
+	if paused && r.ok && !r.paused || !paused && !r.paused {
 		return false
 	}
 	_ = d.Nak(min(time.Duration(max(d.NumDelivered, 1))*heldDelay, heldMaxDelay))
