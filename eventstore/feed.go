@@ -440,16 +440,19 @@ func (s *Store) taskStart(ctx context.Context, taskType string, cfg *jetstream.C
 }
 
 // StoredBeforeSession reports whether the history record at seq was stored
-// before this store's connection last (re)connected to NATS. A step command
+// before this store's connection last (re)connected to NATS, or before a
+// task consumer it pulls from was last found made again. A step command
 // stored then may have been run already, by an executor that is gone or
 // through a server that restarted, even when its delivery says it is the
-// first: a server that crashes can lose its consumers' latest state and
-// deliver again, as new, commands that were acked.
+// first: a server that crashes can lose its consumers' latest state, and a
+// consumer made again has none, and either delivers again, as new,
+// commands that were acked.
 func (s *Store) StoredBeforeSession(ctx context.Context, seq uint64) (bool, error) {
 	s.sessionMu.Lock()
 	defer s.sessionMu.Unlock()
 	if r := s.nc.Stats().Reconnects; r != s.sessionReconnects {
-		// Reconnected since: everything stored until now is from before.
+		// Reconnected (or a consumer made again) since: everything
+		// stored until now is from before.
 		info, err := s.history.Info(ctx)
 		if err != nil {
 			return false, fmt.Errorf("eventstore: history stream: %w", err)
@@ -459,24 +462,40 @@ func (s *Store) StoredBeforeSession(ctx context.Context, seq uint64) (bool, erro
 	return seq <= s.sessionSeq, nil
 }
 
+// newSession makes every record stored until the next StoredBeforeSession
+// count as stored before the session, as a reconnect does.
+func (s *Store) newSession() {
+	s.sessionMu.Lock()
+	s.sessionReconnects = ^uint64(0)
+	s.sessionMu.Unlock()
+}
+
 // Puller pulls a task type's step commands only as many at a time as the
 // caller has room for, so no command waits in a client buffer while its
-// ack wait runs out.
+// ack wait runs out. A consumer that is gone (deleted, or lost with its
+// stream's state) is made again at the next Fetch. A consumer made again,
+// here or by another process, delivers every stored command again as if
+// for the first time; the puller finds it so (its delivery sequence goes
+// back) and begins a new session (StoredBeforeSession), so those commands
+// are checked against history before they run. Fetch is for one goroutine
+// at a time.
 type Puller struct {
+	store  *Store
+	typ    string
 	cons   jetstream.Consumer
 	decode func(jetstream.Msg, *Delivery)
+	// delivered is the consumer's delivery sequence of the last command
+	// fetched (at first, of the last it had delivered to anyone).
+	delivered uint64
 }
 
 // TaskPuller returns a puller of taskType's step commands.
 func (s *Store) TaskPuller(ctx context.Context, taskType string) (*Puller, error) {
-	if err := s.EnsureTaskConsumer(ctx, taskType); err != nil {
+	p := &Puller{store: s, typ: taskType}
+	if err := p.open(ctx); err != nil {
 		return nil, err
 	}
-	cons, err := s.js.Consumer(ctx, HistoryStream, TaskConsumerName(taskType))
-	if err != nil {
-		return nil, fmt.Errorf("eventstore: task consumer for %q: %w", taskType, err)
-	}
-	return &Puller{cons: cons, decode: func(m jetstream.Msg, d *Delivery) {
+	p.decode = func(m jetstream.Msg, d *Delivery) {
 		d.WorkflowID = token(m.Subject(), 2)
 		d.Owner = m.Headers().Get(ownerHeader)
 		md, _ := m.Metadata()
@@ -494,7 +513,47 @@ func (s *Store) TaskPuller(ctx context.Context, taskType string) (*Puller, error
 		if d.Definition = m.Headers().Get(defHeader); d.Definition == "" {
 			d.Definition = d.Task.Definition
 		}
-	}}, nil
+	}
+	return p, nil
+}
+
+// open looks up the task type's consumer, making it if it is not there.
+func (p *Puller) open(ctx context.Context) error {
+	if err := p.store.EnsureTaskConsumer(ctx, p.typ); err != nil {
+		return err
+	}
+	cons, err := p.store.js.Consumer(ctx, HistoryStream, TaskConsumerName(p.typ))
+	if err != nil {
+		return fmt.Errorf("eventstore: task consumer for %q: %w", p.typ, err)
+	}
+	// Delivered before: what a consumer made again delivers from then on
+	// comes with a sequence at or below it.
+	p.cons, p.delivered = cons, cons.CachedInfo().Delivered.Consumer
+	return nil
+}
+
+// gone makes the puller's consumer again when a fetch's error err says it
+// no longer exists (deleted while a pull waited, or not found: a pull finds
+// no responder then), and returns err, saying so.
+func (p *Puller) gone(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrConsumerDeleted):
+	case errors.Is(err, nats.ErrNoResponders):
+		// Also what a pull gets while JetStream has no leader to answer.
+		if _, lerr := p.store.js.Consumer(ctx, HistoryStream, TaskConsumerName(p.typ)); !errors.Is(lerr, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+	default:
+		return err
+	}
+	p.store.taskMu.Lock()
+	delete(p.store.taskReady, p.typ)
+	p.store.taskMu.Unlock()
+	if oerr := p.open(ctx); oerr != nil {
+		return fmt.Errorf("%w; making it again: %w", err, oerr)
+	}
+	p.store.newSession()
+	return fmt.Errorf("%w; made again", err)
 }
 
 // Fetch asks for up to n commands and calls fn with each as it arrives,
@@ -504,7 +563,7 @@ func (p *Puller) Fetch(ctx context.Context, n int, wait time.Duration, fn func(*
 	defer cancel()
 	batch, err := p.cons.Fetch(n, jetstream.FetchContext(fctx))
 	if err != nil {
-		return fmt.Errorf("eventstore: fetch: %w", err)
+		return fmt.Errorf("eventstore: fetch: %w", p.gone(ctx, err))
 	}
 	for m := range batch.Messages() {
 		md, err := m.Metadata()
@@ -512,12 +571,16 @@ func (p *Puller) Fetch(ctx context.Context, n int, wait time.Duration, fn func(*
 			_ = m.Term()
 			continue
 		}
+		if md.Sequence.Consumer <= p.delivered {
+			p.store.newSession() // the consumer was made again
+		}
+		p.delivered = md.Sequence.Consumer
 		d := &Delivery{Seq: md.Sequence.Stream, NumDelivered: int(md.NumDelivered), Subject: m.Subject(), msg: m}
 		p.decode(m, d)
 		fn(d)
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("eventstore: fetch: %w", err)
+		return fmt.Errorf("eventstore: fetch: %w", p.gone(ctx, err))
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 type bench struct {
 	t     *testing.T
 	ctx   context.Context
+	ns    *natstest.Server
 	store *eventstore.Store
 	js    jetstream.JetStream
 	w     *Worker
@@ -30,11 +31,17 @@ type bench struct {
 
 func newBench(t *testing.T, handlers map[string]Handler) *bench {
 	t.Helper()
+	return newBenchWith(t, eventstore.Config{ResultReplyWait: -1}, handlers)
+}
+
+// newBenchWith is newBench with its store opened with cfg.
+func newBenchWith(t *testing.T, cfg eventstore.Config, handlers map[string]Handler) *bench {
+	t.Helper()
 	ns := natstest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	nc := ns.Connect(t)
-	store, err := eventstore.Open(ctx, nc, eventstore.Config{ResultReplyWait: -1})
+	store, err := eventstore.Open(ctx, nc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +69,7 @@ func newBench(t *testing.T, handlers map[string]Handler) *bench {
 		defer cancel()
 		_ = w.Stop(sctx)
 	})
-	return &bench{t: t, ctx: ctx, store: store, js: js, w: w}
+	return &bench{t: t, ctx: ctx, ns: ns, store: store, js: js, w: w}
 }
 
 // command starts workflow wf and appends the command of its step "s",
@@ -325,5 +332,63 @@ func TestOutcome(t *testing.T) {
 		if res.Outcome != c.outcome || typ != c.typ || delay != c.delay || res.RetryDelay != c.delay {
 			t.Errorf("%s: outcome %v type %q delay %s (recorded %s), want %v %q %s", c.name, res.Outcome, typ, delay, res.RetryDelay, c.outcome, c.typ, c.delay)
 		}
+	}
+}
+
+// consumerGoneConfig is the store's configuration in the tests of a task
+// consumer deleted under a worker: a short ack wait, as a command the new
+// consumer hands to a pull request of the deleted one, which nobody reads,
+// comes back when it ends.
+var consumerGoneConfig = eventstore.Config{ResultReplyWait: -1, TaskAckWait: time.Second}
+
+// A task type's consumer deleted under a running worker is made again by
+// the worker, whose commands then run.
+func TestATaskConsumerDeletedIsMadeAgain(t *testing.T) {
+	var calls atomic.Int32
+	b := newBenchWith(t, consumerGoneConfig, map[string]Handler{"t": func(_ context.Context, _ *Task) (any, error) {
+		calls.Add(1)
+		return "ok", nil
+	}})
+	if err := b.js.DeleteConsumer(b.ctx, eventstore.HistoryStream, eventstore.TaskConsumerName("t")); err != nil {
+		t.Fatal(err)
+	}
+	b.command("wf", "t", events.RetryPolicy{MaxAttempts: 1})
+	if r := b.result(1); r.Outcome != events.OutcomeCompleted || calls.Load() != 1 {
+		t.Fatalf("after the consumer was deleted: %+v, %d calls", r, calls.Load())
+	}
+	b.settled("t")
+}
+
+// A task type's consumer deleted and made again by another process
+// delivers the commands it had delivered again, as new: a running worker
+// finds its delivery sequence gone back, checks them against history, and
+// does not run a step whose result is recorded again.
+func TestAConsumerMadeAgainElsewhereRunsNothingTwice(t *testing.T) {
+	var calls atomic.Int32
+	b := newBenchWith(t, consumerGoneConfig, map[string]Handler{"t": func(_ context.Context, _ *Task) (any, error) {
+		calls.Add(1)
+		return "ok", nil
+	}})
+	cmd := b.command("wf", "t", events.RetryPolicy{MaxAttempts: 1})
+	b.result(1)
+	b.settled("t")
+	// The orchestrator records the result.
+	if _, err := b.store.Append(b.ctx, "wf", cmd, events.Event{Type: events.TypeStepCompleted, Time: time.Now().UTC(),
+		StepCompleted: &events.StepCompleted{Path: "s", Gen: 1, Attempt: 1, Output: "ok"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.js.DeleteConsumer(b.ctx, eventstore.HistoryStream, eventstore.TaskConsumerName("t")); err != nil {
+		t.Fatal(err)
+	}
+	other, err := eventstore.Open(b.ctx, b.ns.Connect(t), consumerGoneConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.EnsureTaskConsumer(b.ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	b.settled("t") // delivered again and acked
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("the step ran %d times", n)
 	}
 }
