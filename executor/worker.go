@@ -199,6 +199,10 @@ func (w *Worker) consume(pullCtx, runCtx context.Context, p *eventstore.Puller, 
 	}
 }
 
+// undecodableDelay is how long a step command this worker cannot read
+// waits before it is delivered again.
+const undecodableDelay = time.Minute
+
 // givenBackDelay is how long a command given back by a stopping worker
 // waits before it is delivered again.
 const givenBackDelay = 100 * time.Millisecond
@@ -212,8 +216,11 @@ const givenBackDelay = 100 * time.Millisecond
 // the result could not be reported) does not use up an attempt.
 func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.Delivery) {
 	if d.Err != nil {
-		w.log.With("workflow_id", d.WorkflowID, "task", typ).Error("dropping undecodable step command", "seq", d.Seq, "err", d.Err)
-		_ = d.Term(d.Err.Error())
+		// Written by a newer version, say, during a rolling upgrade: one
+		// that can read it takes it. Dropped, its step would wait for ever.
+		w.log.With("workflow_id", d.WorkflowID, "task", typ).Error("cannot read a step command; giving it back for an executor that can (a newer version?)",
+			"seq", d.Seq, "in", undecodableDelay, "err", d.Err)
+		_ = d.Nak(undecodableDelay)
 		return
 	}
 	cmd := d.Task

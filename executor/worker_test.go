@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
@@ -390,5 +391,44 @@ func TestAConsumerMadeAgainElsewhereRunsNothingTwice(t *testing.T) {
 	b.settled("t") // delivered again and acked
 	if n := calls.Load(); n != 1 {
 		t.Fatalf("the step ran %d times", n)
+	}
+}
+
+// A step command this executor cannot read (written by a newer version,
+// say) is given back for one that can, not dropped: it stays pending.
+func TestAnUnreadableCommandIsGivenBack(t *testing.T) {
+	b := newBench(t, map[string]Handler{"t": func(_ context.Context, _ *Task) (any, error) { return "ok", nil }})
+	data, err := msgpack.Marshal(events.Record{V: events.RecordVersion + 1, Events: []events.Event{{Type: "FromTheFuture", Time: time.Now()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.js.Publish(b.ctx, "weft.h.wf.task.t", data); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := b.js.Consumer(b.ctx, eventstore.HistoryStream, eventstore.TaskConsumerName("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var delivered time.Time
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		info, err := cons.Info(b.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.AckFloor.Stream != 0 {
+			t.Fatalf("the unreadable command was settled: %+v", info)
+		}
+		if info.Delivered.Consumer >= 1 && delivered.IsZero() {
+			delivered = time.Now()
+		}
+		if !delivered.IsZero() && time.Since(delivered) > time.Second {
+			if info.NumAckPending != 1 {
+				t.Fatalf("the unreadable command is not pending: %+v", info)
+			}
+			return // still pending a second after its delivery: given back
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the command was not delivered: %+v", info)
+		}
 	}
 }
