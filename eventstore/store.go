@@ -858,6 +858,9 @@ type StepProgress struct {
 	// Attempts is the highest attempt number recorded for it (attempt
 	// failures and the outcome); 0 when none is.
 	Attempts int
+	// RetryAt is when the attempt after the last failed one is due (the
+	// failure's time plus its retry delay); zero when none failed.
+	RetryAt time.Time
 }
 
 // StepProgressAfter reads wf's history after stream sequence after (a step
@@ -878,7 +881,9 @@ func (s *Store) StepProgressAfter(ctx context.Context, wf, path string, gen int,
 				// (A failed workflow may be redriven: its steps still count.)
 				p.Settled = true
 			case e.StepAttemptFailed != nil && e.StepAttemptFailed.Path == path && e.StepAttemptFailed.Gen == gen:
-				p.Attempts = max(p.Attempts, e.StepAttemptFailed.Attempt)
+				if f := e.StepAttemptFailed; f.Attempt >= p.Attempts {
+					p.Attempts, p.RetryAt = f.Attempt, e.Time.Add(f.RetryDelay)
+				}
 			case e.StepCompleted != nil && e.StepCompleted.Path == path && e.StepCompleted.Gen == gen:
 				p.Settled, p.Attempts = true, max(p.Attempts, e.StepCompleted.Attempt)
 			case e.StepFailed != nil && e.StepFailed.Path == path && e.StepFailed.Gen == gen:

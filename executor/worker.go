@@ -314,6 +314,11 @@ func attemptOutcome(o events.Outcome) string {
 	return metrics.AttemptFailed
 }
 
+// retryEarly is how much sooner than its recorded due time a retry runs
+// rather than being given back until then: the clocks of the executor and
+// of whoever recorded the failure may differ by that much.
+const retryEarly = time.Second
+
 // attemptOf returns the attempt a delivery of a step command runs, or
 // false when it has settled the delivery itself: history could not be
 // read (redelivered), or the step's result is recorded already.
@@ -350,6 +355,14 @@ func (w *Worker) attemptOf(ctx context.Context, typ string, d *eventstore.Delive
 	attempt = max(first, prog.Attempts+1)
 	if prog.Settled {
 		w.resettle(ctx, d, attempt, log)
+		return 0, false
+	}
+	// The last failed attempt's retry delay holds, though the delivery
+	// that would have waited it out was lost (its executor died before
+	// giving the command back with the delay).
+	if wait := time.Until(prog.RetryAt); wait > retryEarly {
+		log().Info("the next attempt is not due yet; giving the command back until it is", "in", wait.Round(time.Millisecond))
+		_ = d.Nak(wait)
 		return 0, false
 	}
 	// (Deliveries held for flow control, or while the definition was

@@ -432,3 +432,61 @@ func TestAnUnreadableCommandIsGivenBack(t *testing.T) {
 		}
 	}
 }
+
+// A failed attempt's retry delay holds though the executor that recorded it
+// died before giving the command back with the delay: the command comes
+// back when its ack wait ends, and the next executor gives it back until
+// the retry is due, rather than running attempt 2 at once.
+func TestARetryDelayOutlivesItsExecutor(t *testing.T) {
+	var attempt2 atomic.Int32
+	b := newBenchWith(t, consumerGoneConfig, nil) // a worker with no handlers yet
+	seq := b.command("wf", "t", events.RetryPolicy{MaxAttempts: 3})
+	// The first executor takes the command, its attempt 1 fails and is
+	// recorded with an hour's delay, and it dies before giving it back.
+	p, err := b.store.TaskPuller(b.ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := 0; p.Fetch(b.ctx, 1, 5*time.Second, func(*eventstore.Delivery) { got++ }) != nil || got != 1 {
+		t.Fatal("the first executor got no command")
+	}
+	if _, err := b.store.Append(b.ctx, "wf", seq, events.Event{Type: events.TypeStepAttemptFailed, Time: time.Now().UTC(),
+		StepAttemptFailed: &events.StepAttemptFailed{Path: "s", Gen: 1, Attempt: 1, Error: events.Error{Type: "handler", Message: "boom"}, RetryDelay: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(b.store, Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Register("t", func(_ context.Context, task *Task) (any, error) {
+		attempt2.Add(1)
+		return "ok", nil
+	})
+	if err := w.Start(b.ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = w.Stop(ctx)
+	})
+	cons, err := b.js.Consumer(b.ctx, eventstore.HistoryStream, eventstore.TaskConsumerName("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := cons.Info(b.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Delivered.Consumer >= 2 && info.NumWaiting > 0 && time.Since(info.Delivered.Last.Local()) > 500*time.Millisecond {
+			break // delivered again, half a second ago
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the command was not delivered again: %+v", info)
+		}
+	}
+	if n := attempt2.Load(); n != 0 {
+		t.Fatal("attempt 2 ran though its retry is due in an hour")
+	}
+}
