@@ -14,21 +14,35 @@ import (
 // name its definition (stored by an earlier version: the run's first
 // record does), and runs attempt 1 after the resume.
 func TestPausedDefinitionsCommandIsHeld(t *testing.T) {
-	var calls atomic.Int32
-	b := newBench(t, map[string]Handler{"t": func(_ context.Context, _ *Task) (any, error) {
+	b, calls := countingBench(t)
+	b.pauseSeen("d")
+	b.command("wf", "t", events.RetryPolicy{MaxAttempts: 1})
+	b.heldUntilResumed(calls, func() {})
+}
+
+// countingBench returns a bench whose task type "t" completes, counting
+// its calls.
+func countingBench(t *testing.T) (*bench, *atomic.Int32) {
+	t.Helper()
+	calls := new(atomic.Int32)
+	return newBench(t, map[string]Handler{"t": func(_ context.Context, _ *Task) (any, error) {
 		calls.Add(1)
 		return "ok", nil
-	}})
-	if err := b.store.PauseDefinition(b.ctx, "d", eventstore.Pause{Time: time.Now(), By: "test"}); err != nil {
-		t.Fatal(err)
+	}}), calls
+}
+
+// pauseSeen pauses definition def and waits until the worker's watched
+// copy shows it.
+func (b *bench) pauseSeen(def string) {
+	b.t.Helper()
+	if err := b.store.PauseDefinition(b.ctx, def, eventstore.Pause{Time: time.Now(), By: "test"}); err != nil {
+		b.t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); !b.w.Holds("d"); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); !b.w.Holds(def); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("the worker does not see the pause")
+			b.t.Fatalf("the worker does not see the pause of %s", def)
 		}
 	}
-	b.command("wf", "t", events.RetryPolicy{MaxAttempts: 1})
-	b.heldUntilResumed(&calls, func() {})
 }
 
 // heldUntilResumed checks that the command of definition "d" just stored
@@ -57,28 +71,17 @@ func (b *bench) heldUntilResumed(calls *atomic.Int32, check func()) {
 // the worker reads the command's definition's pause from the bucket itself
 // at most a second apart, holds the command, and runs it after the resume.
 func TestAPauseReachesAWorkerWhoseWatchLags(t *testing.T) {
-	var calls atomic.Int32
-	b := newBench(t, map[string]Handler{"t": func(_ context.Context, _ *Task) (any, error) {
-		calls.Add(1)
-		return "ok", nil
-	}})
+	b, calls := countingBench(t)
 	// Another definition's pause reaches the copy; then the copy keeps
 	// what it saw, and no pause of "d".
-	if err := b.store.PauseDefinition(b.ctx, "other", eventstore.Pause{Time: time.Now(), By: "test"}); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(5 * time.Second); !b.w.Holds("other"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the worker does not see the pause of another definition")
-		}
-	}
+	b.pauseSeen("other")
 	b.w.stopWatch()
 	if err := b.store.PauseDefinition(b.ctx, "d", eventstore.Pause{Time: time.Now(), By: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(pauseReadEvery) // a read of the bucket before the pause is no longer taken
 	b.commandOf("wf", "t", "d", events.RetryPolicy{MaxAttempts: 1})
-	b.heldUntilResumed(&calls, func() {
+	b.heldUntilResumed(calls, func() {
 		if b.w.Holds("d") {
 			t.Fatal("the stopped watch saw the pause: the test shows nothing")
 		}
@@ -89,22 +92,11 @@ func TestAPauseReachesAWorkerWhoseWatchLags(t *testing.T) {
 // watch lagging, or ended; here stopped): a read of the bucket begun while
 // the copy showed the pause finds none, and the held command runs.
 func TestAResumeReachesAWorkerWhoseWatchLags(t *testing.T) {
-	var calls atomic.Int32
-	b := newBench(t, map[string]Handler{"t": func(_ context.Context, _ *Task) (any, error) {
-		calls.Add(1)
-		return "ok", nil
-	}})
-	if err := b.store.PauseDefinition(b.ctx, "d", eventstore.Pause{Time: time.Now(), By: "test"}); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(5 * time.Second); !b.w.Holds("d"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the worker does not see the pause")
-		}
-	}
+	b, calls := countingBench(t)
+	b.pauseSeen("d")
 	b.w.stopWatch()
 	b.commandOf("wf", "t", "d", events.RetryPolicy{MaxAttempts: 1})
-	b.heldUntilResumed(&calls, func() {})
+	b.heldUntilResumed(calls, func() {})
 	if !b.w.Holds("d") {
 		t.Fatal("the stopped watch saw the resume: the test shows nothing")
 	}

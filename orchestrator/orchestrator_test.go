@@ -118,6 +118,23 @@ func (r *rig) count(wf string, match func(events.Event) bool) (n int, seq uint64
 	return n, seq
 }
 
+// feeds returns the orchestrators' feeds of outside records and of
+// results, stopped when the test ends, for handing shards their
+// deliveries.
+func (r *rig) feeds() (ext, results *eventstore.Feed) {
+	r.t.Helper()
+	var err error
+	if ext, err = r.store.Feed(r.ctx, eventstore.SourceExternal, 8); err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(ext.Stop)
+	if results, err = r.store.Feed(r.ctx, eventstore.SourceResults, 8); err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(results.Stop)
+	return ext, results
+}
+
 // next returns f's next delivery, failing the test after 10 s.
 func next(t *testing.T, f *eventstore.Feed) *eventstore.Delivery {
 	t.Helper()
@@ -202,17 +219,7 @@ func TestConflictReadsAgainAndDecidesOnce(t *testing.T) {
 	r := newRig(t)
 	r.putDef("two", twoTasks)
 	sh := r.shard()
-	ext, err := r.store.Feed(r.ctx, eventstore.SourceExternal, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ext.Stop()
-	results, err := r.store.Feed(r.ctx, eventstore.SourceResults, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer results.Stop()
-
+	ext, results := r.feeds()
 	wf := "conflicted"
 	r.start(wf, "two")
 	sh.handle(r.ctx, next(t, ext))
@@ -436,16 +443,7 @@ func TestARunStartedAgainIsNotFoldedOntoAStaleCache(t *testing.T) {
 	r := newRig(t)
 	r.putDef("one", oneTask)
 	a, b := r.shard(), r.shard()
-	ext, err := r.store.Feed(r.ctx, eventstore.SourceExternal, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ext.Stop()
-	results, err := r.store.Feed(r.ctx, eventstore.SourceResults, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer results.Stop()
+	ext, results := r.feeds()
 	const wf = "again"
 	r.start(wf, "one")
 	a.handle(r.ctx, next(t, ext)) // a caches it, running
@@ -492,17 +490,7 @@ steps:
   - { id: a, task: work }
 `)
 	a, b := r.shard(), r.shard() // two orchestrators
-	ext, err := r.store.Feed(r.ctx, eventstore.SourceExternal, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ext.Stop()
-	results, err := r.store.Feed(r.ctx, eventstore.SourceResults, 8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer results.Stop()
-
+	ext, results := r.feeds()
 	const wf = "r1"
 	r.start(wf, "q")
 	start := next(t, ext)
