@@ -476,9 +476,10 @@ func (s *Store) newSession() {
 // stream's state) is made again at the next Fetch. A consumer made again,
 // here or by another process, delivers every stored command again as if
 // for the first time; the puller finds it so (its delivery sequence goes
-// back) and begins a new session (StoredBeforeSession), so those commands
-// are checked against history before they run. Fetch is for one goroutine
-// at a time.
+// back, or its creation time changed when looked at, at most once every
+// consumerLookEvery) and begins a new session (StoredBeforeSession), so
+// those commands are checked against history before they run. Fetch is
+// for one goroutine at a time.
 type Puller struct {
 	store  *Store
 	typ    string
@@ -487,7 +488,14 @@ type Puller struct {
 	// delivered is the consumer's delivery sequence of the last command
 	// fetched (at first, of the last it had delivered to anyone).
 	delivered uint64
+	// created is when the consumer was made, as last looked at (looked).
+	created, looked time.Time
 }
+
+// consumerLookEvery is how often a puller that fetches looks at its
+// consumer's creation time: another executor can take all of a consumer
+// made again's first deliveries, so this one's sequence need not go back.
+const consumerLookEvery = time.Second
 
 // TaskPuller returns a puller of taskType's step commands.
 func (s *Store) TaskPuller(ctx context.Context, taskType string) (*Puller, error) {
@@ -528,8 +536,27 @@ func (p *Puller) open(ctx context.Context) error {
 	}
 	// Delivered before: what a consumer made again delivers from then on
 	// comes with a sequence at or below it.
-	p.cons, p.delivered = cons, cons.CachedInfo().Delivered.Consumer
+	info := cons.CachedInfo()
+	p.cons, p.delivered, p.created, p.looked = cons, info.Delivered.Consumer, info.Created, time.Now()
 	return nil
+}
+
+// look begins a new session when the consumer was made again since it was
+// last looked at (a consumer that cannot be looked at now is left to the
+// fetch).
+func (p *Puller) look(ctx context.Context) {
+	if time.Since(p.looked) < consumerLookEvery {
+		return
+	}
+	info, err := p.cons.Info(ctx)
+	if err != nil {
+		return
+	}
+	if !info.Created.Equal(p.created) {
+		p.store.newSession()
+		p.created = info.Created
+	}
+	p.looked = time.Now()
 }
 
 // gone makes the puller's consumer again when a fetch's error err says it
@@ -559,6 +586,7 @@ func (p *Puller) gone(ctx context.Context, err error) error {
 // Fetch asks for up to n commands and calls fn with each as it arrives,
 // for up to wait or until ctx ends.
 func (p *Puller) Fetch(ctx context.Context, n int, wait time.Duration, fn func(*Delivery)) error {
+	p.look(ctx)
 	fctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	batch, err := p.cons.Fetch(n, jetstream.FetchContext(fctx))

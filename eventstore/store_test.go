@@ -742,6 +742,69 @@ func TestStoredBeforeSession(t *testing.T) {
 	check("a record stored after the reconnect was seen", next, false)
 }
 
+// A puller whose task consumer was made again by another process begins
+// a new session when it next fetches, though its own delivery sequence does
+// not go back (another executor took the commands delivered anew): a
+// command stored since its store opened is then from before the session.
+func TestAPullerFindsItsConsumerMadeAgain(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	a, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.TaskPuller(ctx, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var zero uint64
+	seq, err := a.AppendExternal(ctx, "wf", &zero, "start/wf", started("wf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := a.Append(ctx, "wf", seq, events.Event{Type: events.TypeStepScheduled,
+		StepScheduled: &events.StepScheduled{Path: "a", Gen: 1, Task: "echo", FirstAttempt: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before, err := a.StoredBeforeSession(ctx, cmd); err != nil || before {
+		t.Fatalf("a command stored after Open: before the session %v, %v", before, err)
+	}
+	// Another process deletes the consumer and makes it again, and takes
+	// what it delivers anew.
+	b, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, eventstore.HistoryStream, eventstore.TaskConsumerName("echo")); err != nil {
+		t.Fatal(err)
+	}
+	pb, err := b.TaskPuller(ctx, "echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pb.Fetch(ctx, 1, 5*time.Second, func(d *eventstore.Delivery) { _ = d.Ack() }); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := p.Fetch(ctx, 1, 100*time.Millisecond, func(*eventstore.Delivery) {}); err != nil {
+			t.Fatal(err)
+		}
+		if before, err := a.StoredBeforeSession(ctx, cmd); err != nil {
+			t.Fatal(err)
+		} else if before {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the puller did not find its consumer made again")
+		}
+	}
+}
+
 // A step suspended after its command ran out of attempts is settled: a
 // redelivered command does not run its last attempt again.
 func TestStepSuspendedIsSettled(t *testing.T) {
