@@ -105,6 +105,10 @@ type Orchestrator struct {
 	metrics *orchMetrics
 	// tracer makes the decisions' spans.
 	tracer trace.Tracer
+	// holdersLooked is when each concurrency key's slot holders were last
+	// looked at (freeClosedHolders), by slot key.
+	holdersMu     sync.Mutex
+	holdersLooked map[string]time.Time
 }
 
 // New returns an orchestrator over store.
@@ -1005,8 +1009,72 @@ func (sh *shard) reconcileSlot(ctx context.Context, wf string, e *entry) error {
 	if err := sh.admit(ctx, st.Definition, st.QueueKey, limit, took); err != nil {
 		return err
 	}
+	if !closed && len(slots.Holders) >= limit && !slices.Contains(slots.Holders, wf) {
+		if err := sh.freeClosedHolders(ctx, st.Definition, st.QueueKey, limit, slots.Holders); err != nil {
+			return err
+		}
+	}
 	e.slotFreed = closed
 	return nil
+}
+
+// holdersLookEvery is how often an orchestrator looks at the holders of a
+// concurrency key whose slots are all held while a run waits.
+const holdersLookEvery = 30 * time.Second
+
+// freeClosedHolders gives back the slots of def's key that runs closed or
+// gone hold, and admits the runs that take them, looking at most once every
+// holdersLookEvery per key. A run's close gives its slot back, and a run
+// handed one after it closed gives it straight back (admit); but a give-back
+// that failed after the slot was handed on is not tried again by anything
+// else, and the key's queue would wait for ever.
+func (sh *shard) freeClosedHolders(ctx context.Context, def, key string, limit int, holders []string) error {
+	o := sh.o
+	id := def + "\x00" + key
+	o.holdersMu.Lock()
+	if time.Since(o.holdersLooked[id]) < holdersLookEvery {
+		o.holdersMu.Unlock()
+		return nil
+	}
+	if o.holdersLooked == nil || len(o.holdersLooked) >= 1<<14 {
+		// Forget the keys looked at long enough ago: the map stays small.
+		for k, at := range o.holdersLooked {
+			if time.Since(at) >= holdersLookEvery {
+				delete(o.holdersLooked, k)
+			}
+		}
+		if o.holdersLooked == nil {
+			o.holdersLooked = map[string]time.Time{}
+		}
+	}
+	o.holdersLooked[id] = time.Now()
+	o.holdersMu.Unlock()
+	var gone []string
+	for _, h := range holders {
+		_, closed, err := sh.closed(ctx, h)
+		if errors.Is(err, eventstore.ErrNotFound) {
+			closed, err = true, nil
+		}
+		if err != nil {
+			return err
+		}
+		if closed {
+			gone = append(gone, h)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	sh.o.log.Warn("giving back concurrency slots held by runs that closed", "definition", def, "key", key, "runs", gone)
+	_, took, err := o.store.UpdateSlots(ctx, def, key, limit, func(s *eventstore.Slots) {
+		for _, h := range gone {
+			s.Remove(h)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("give back the slots of closed runs %v: %w", gone, err)
+	}
+	return sh.admit(ctx, def, key, limit, took)
 }
 
 // admit records that the queued runs in took hold a slot of def's key.

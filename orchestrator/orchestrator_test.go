@@ -542,3 +542,25 @@ func TestAFailedParentsRecordedChildIsStarted(t *testing.T) {
 		t.Fatalf("the recorded child of the failed parent: %v", err)
 	}
 }
+
+// A slot held by a run that closed or is gone (a give-back that failed
+// after the slot was handed on) is given back when a queued run finds its
+// key's slots all held: the queued run is admitted.
+func TestAQueuedRunFreesASlotAClosedRunHolds(t *testing.T) {
+	r := newRig(t)
+	r.putDef("q", "name: q\nconcurrency: { limit: 1 }\nsteps:\n  - { id: a, task: work }\n")
+	sh := r.shard()
+	ext, _ := r.feeds()
+	if _, _, err := r.store.UpdateSlots(r.ctx, "q", "", 1, func(s *eventstore.Slots) { s.Holders = []string{"gone-1"} }); err != nil {
+		t.Fatal(err)
+	}
+	const wf = "r2"
+	r.start(wf, "q")
+	sh.handle(r.ctx, next(t, ext))
+	if s, err := r.store.ReadSlots(r.ctx, "q", ""); err != nil || len(s.Holders) != 1 || s.Holders[0] != wf {
+		t.Fatalf("the slots: %+v, %v; want %s holding the slot", s, err, wf)
+	}
+	if n, _ := r.count(wf, func(ev events.Event) bool { return ev.WorkflowAdmitted != nil }); n != 1 {
+		t.Fatalf("%s admitted %d times", wf, n)
+	}
+}
