@@ -627,7 +627,7 @@ func (c *checker) slot(ctx context.Context, r *run, limit int) (string, error) {
 			return "", err // a run not listed here (or an error): it may give its slot back
 		}
 	}
-	return fmt.Sprintf("the slots of key %q are held by runs that closed or are gone (%s): none will be given back",
+	return fmt.Sprintf("the slots of key %q are held by runs that closed or are gone (%s): none is given back until an orchestrator frees them (it looks at a queued run's timer, at most every 30 s)",
 		st.QueueKey, strings.Join(s.Holders, ", ")), nil
 }
 
