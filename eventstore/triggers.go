@@ -123,9 +123,11 @@ func (s *Store) SetTriggerSubjects(ctx context.Context, subjects []string) error
 	if err == nil {
 		return nil
 	}
+	// Each subject as given: one a taken wildcard covered is captured on
+	// its own when another stream does not take it too.
 	taken := map[string]string{}
 	var free []string
-	for _, subj := range want {
+	for _, subj := range slices.Compact(slices.Sorted(slices.Values(subjects))) {
 		other, lerr := s.StreamCapturing(ctx, subj)
 		if lerr != nil {
 			return errors.Join(err, lerr)
@@ -139,7 +141,7 @@ func (s *Store) SetTriggerSubjects(ctx context.Context, subjects []string) error
 	if len(taken) == 0 {
 		return err
 	}
-	if err := s.captureTriggers(ctx, stream, free); err != nil {
+	if err := s.captureTriggers(ctx, stream, NormalizeSubjects(free)); err != nil {
 		return errors.Join(&SubjectsTakenError{Taken: taken}, err)
 	}
 	return &SubjectsTakenError{Taken: taken}

@@ -539,3 +539,22 @@ func TestTriggerSubjectOfAnotherStream(t *testing.T) {
 		t.Fatalf("the trigger stream: %v, %v", s.CachedInfo().Config.Subjects, err)
 	}
 }
+
+// A subject a taken wildcard covers is captured on its own when no other
+// stream takes it.
+func TestTriggerSubjectCoveredByATakenWildcard(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	nc := e.ns.Connect(t)
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(ctx(t), jetstream.StreamConfig{Name: "EU", Subjects: []string{"orders.eu.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Stored behind the API's back, as an older version could have.
+	if _, _, err := e.node.Store.PutDefinition(ctx(t), "all", "name: all\ntriggers:\n  - subject: orders.>\nsteps:\n  - { id: handle, task: echo, input: 1 }\n", "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.putDef("name: us\ntriggers:\n  - subject: orders.us.new\n    id: \"${ 'us-' + string(event.n) }\"\nsteps:\n  - { id: handle, task: echo, input: 1 }\n")
+	if w := e.publishThenClosed("orders.us.new", "us-1", `{"n": 1}`); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Fatalf("us-1: %v", w.Status)
+	}
+}
