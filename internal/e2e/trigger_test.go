@@ -21,6 +21,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/weftworks/weft/eventstore"
+
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 )
@@ -556,5 +558,25 @@ func TestTriggerSubjectCoveredByATakenWildcard(t *testing.T) {
 	e.putDef("name: us\ntriggers:\n  - subject: orders.us.new\n    id: \"${ 'us-' + string(event.n) }\"\nsteps:\n  - { id: handle, task: echo, input: 1 }\n")
 	if w := e.publishThenClosed("orders.us.new", "us-1", `{"n": 1}`); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 		t.Fatalf("us-1: %v", w.Status)
+	}
+}
+
+// What an earlier version recorded with a trigger subject that is not
+// valid UTF-8 (a failure, a run's caller) reads back, the bytes made
+// U+FFFD.
+func TestEarlierInvalidUTF8ReadsBack(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	if err := e.node.Store.RecordTriggerFailure(ctx(t), eventstore.TriggerFailure{Subject: "wild.caf\xe9", Time: time.Now(), Reason: "caf\xe9"}); err != nil {
+		t.Fatal(err)
+	}
+	if errs := e.node.Store.PutSummaries(ctx(t), []eventstore.Summary{{ID: "old-1", Definition: "old", Status: "COMPLETED",
+		Created: time.Now(), Seq: 1, Identity: "subject:wild.caf\xe9"}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if fs := e.failures(); len(fs) != 1 || fs[0].Subject != "wild.caf\uFFFD" || fs[0].Reason != "caf\uFFFD" {
+		t.Fatalf("failures: %v", fs)
+	}
+	if ws := e.listAll("old"); len(ws) != 1 || ws[0].Identity != "subject:wild.caf\uFFFD" {
+		t.Fatalf("listed: %v", ws)
 	}
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -118,7 +119,7 @@ func (s *Server) workflowProto(ctx context.Context, v *stateView) (*weftv1.Workf
 func summaryProto(s eventstore.Summary) *weftv1.WorkflowSummary {
 	return &weftv1.WorkflowSummary{Id: s.ID, Definition: s.Definition, Revision: int32(s.Revision),
 		Status: workflowStatus[workflow.Status(s.Status)], CreatedTime: ts(s.Created), ClosedTime: ts(s.Closed),
-		Identity: s.Identity, SearchAttributes: searchProto(s.Search)}
+		Identity: text(s.Identity), SearchAttributes: searchProto(s.Search)}
 }
 
 // searchData returns search attributes as JSON-like values: a time as an
@@ -190,7 +191,7 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 		return nil, err
 	}
 	return &weftv1.HistoryEvent{Sequence: seq, Time: ts(e.Time), Type: string(e.Type),
-		Attempt: int32(e.Attempt()), StepPath: path, Data: d, Identity: e.Identity}, nil
+		Attempt: int32(e.Attempt()), StepPath: path, Data: d, Identity: text(e.Identity)}, nil
 }
 
 // workflowEventData returns the step path and data of an event about the
@@ -337,3 +338,8 @@ func stringsAny(ss []string) []any {
 	}
 	return out
 }
+
+// text makes s valid UTF-8 for a protobuf string, invalid bytes becoming
+// U+FFFD: what is recorded now is checked at its door, but an earlier
+// version recorded trigger subjects as they came.
+func text(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }

@@ -43,8 +43,8 @@ func (s *Server) ListTriggerFailures(ctx context.Context, req *connect.Request[w
 	}
 	resp := &weftv1.ListTriggerFailuresResponse{}
 	for _, f := range fs {
-		resp.Failures = append(resp.Failures, &weftv1.TriggerFailure{Subject: f.Subject, Time: timestamppb.New(f.Time),
-			Reason: f.Reason, Payload: f.Payload, Definition: f.Definition})
+		resp.Failures = append(resp.Failures, &weftv1.TriggerFailure{Subject: text(f.Subject), Time: timestamppb.New(f.Time),
+			Reason: text(f.Reason), Payload: f.Payload, Definition: f.Definition})
 	}
 	if next > 0 {
 		resp.NextPageToken = strconv.FormatUint(next, 10)
