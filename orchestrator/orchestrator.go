@@ -1106,6 +1106,7 @@ func (sh *shard) admit(ctx context.Context, def, key string, limit int, took []s
 // was deleted), which it reports; each try after a conflict looks again,
 // so nothing is appended after a close.
 func (sh *shard) admitOne(ctx context.Context, wf string) (closed bool, err error) {
+	msgID := ""
 	for try := 0; ; try++ {
 		last, closed, err := sh.closed(ctx, wf)
 		if errors.Is(err, eventstore.ErrNotFound) {
@@ -1114,7 +1115,13 @@ func (sh *shard) admitOne(ctx context.Context, wf string) (closed bool, err erro
 		if err != nil || closed {
 			return closed, err
 		}
-		_, err = sh.o.store.AppendExternal(ctx, wf, &last, "admit/"+wf+"/"+strconv.FormatUint(last, 10),
+		if msgID == "" {
+			// Named by the history first read, and kept through conflicts:
+			// an orchestrator admitting the run at the same time appends
+			// it once between them.
+			msgID = "admit/" + wf + "/" + strconv.FormatUint(last, 10)
+		}
+		_, err = sh.o.store.AppendExternal(ctx, wf, &last, msgID,
 			events.Event{Type: events.TypeWorkflowAdmitted, Time: sh.o.cfg.Now().UTC(), WorkflowAdmitted: &events.WorkflowAdmitted{}})
 		switch {
 		case errors.Is(err, eventstore.ErrConflict) && try < 50:
