@@ -16,6 +16,7 @@ import (
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/orchestrator/definition"
 	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
@@ -371,7 +372,7 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 	if m.Name == "" {
 		return nil, errorf(connect.CodeInvalidArgument, "name is required: the signal name a wait step waits for")
 	}
-	if err := checkLen("name", m.Name, maxKey); err != nil {
+	if err := checkLen("name", m.Name, definition.MaxSignalName); err != nil {
 		return nil, err
 	}
 	if err := checkLen("request_id", m.RequestId, maxKey); err != nil {

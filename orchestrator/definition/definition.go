@@ -30,6 +30,10 @@ const (
 	KindSucceed  Kind = "succeed"
 )
 
+// MaxSignalName bounds a signal name, in bytes: what a wait step waits for
+// and what SignalWorkflow takes.
+const MaxSignalName = 256
+
 // Defaults of the control-flow step kinds.
 const (
 	DefaultForeachConcurrency = 10

@@ -757,9 +757,12 @@ func (p *parser) wait(s *Step, at *stepAt, kind *yaml.Node, fields map[string]*y
 		if n := wf["signal"]; n == nil {
 			p.add(label, "wait.signal", "is required")
 		} else if sig, ok := p.str(label, "wait.signal", n); ok {
-			if symbolRE.MatchString(sig) {
+			switch {
+			case len(sig) > MaxSignalName:
+				p.add(label, "wait.signal", "signal name is %d bytes; the limit is %d (what SignalWorkflow takes)", len(sig), MaxSignalName)
+			case symbolRE.MatchString(sig):
 				w.Signal = sig
-			} else {
+			default:
 				p.add(label, "wait.signal", "invalid signal name %q: use letters, digits, _ and -, in parts separated by single dots", sig)
 			}
 		}
