@@ -1065,7 +1065,7 @@ func (sh *shard) freeClosedHolders(ctx context.Context, def, key string, limit i
 	if len(gone) == 0 {
 		return nil
 	}
-	sh.o.log.Warn("giving back concurrency slots held by runs that closed", "definition", def, "key", key, "runs", gone)
+	sh.o.log.Info("giving back concurrency slots held by runs that closed", "definition", def, "key", key, "runs", gone)
 	_, took, err := o.store.UpdateSlots(ctx, def, key, limit, func(s *eventstore.Slots) {
 		for _, h := range gone {
 			s.Remove(h)
