@@ -82,6 +82,7 @@ func (s *Store) openTriggers(ctx context.Context) error {
 // so the trigger stream captures the others without them.
 type SubjectsTakenError struct{ Taken map[string]string }
 
+// Error implements error, naming each subject and the stream taking it.
 func (e *SubjectsTakenError) Error() string {
 	var parts []string
 	for subj, stream := range e.Taken {
