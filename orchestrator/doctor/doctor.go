@@ -169,7 +169,7 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 		opts.Definitions = runs.NewDefinitions(store)
 	}
 	c := &checker{store: store, opts: opts, now: opts.Now(), defs: opts.Definitions,
-		runs: map[string]*run{}, taskFloors: map[string]floor{}}
+		runs: map[string]*run{}, taskFloors: map[string]floor{}, keys: map[string]keySlots{}}
 	sums, err := store.Summaries(ctx)
 	if err != nil {
 		return nil, err
@@ -291,6 +291,16 @@ type checker struct {
 	mu         sync.Mutex
 	taskFloors map[string]floor
 	extFloor   *floor
+	// keys are the concurrency keys whose slots were looked at, by
+	// definition and key: one look serves every run queued on the key.
+	keys map[string]keySlots
+}
+
+// keySlots is what a look at a concurrency key's slots found: who holds
+// them, and whether every slot is held by a run that closed or is gone.
+type keySlots struct {
+	holders []string
+	blocked bool
 }
 
 // each calls fn for every run, Options.Concurrency at a time, and returns
@@ -609,26 +619,47 @@ func (c *checker) child(ctx context.Context, r *run, m workflow.Mover) (string, 
 // there by its timer, checked like any timer.)
 func (c *checker) slot(ctx context.Context, r *run, limit int) (string, error) {
 	st := r.st
-	s, err := c.store.ReadSlots(ctx, st.Definition, st.QueueKey)
+	k, err := c.keySlots(ctx, st.Definition, st.QueueKey, limit)
+	if err != nil || !k.blocked || slices.Contains(k.holders, r.ID) {
+		return "", err // a free slot or its own: its timer takes it, or admits it
+	}
+	return fmt.Sprintf("the slots of key %q are held by runs that closed or are gone (%s): none is given back until an orchestrator frees them (it looks at a queued run's timer, at most every 30 s)",
+		st.QueueKey, strings.Join(k.holders, ", ")), nil
+}
+
+// keySlots looks at the slots of def's key (limit of them), once a check.
+func (c *checker) keySlots(ctx context.Context, def, key string, limit int) (keySlots, error) {
+	id := def + "\x00" + key
+	c.mu.Lock()
+	k, ok := c.keys[id]
+	c.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	s, err := c.store.ReadSlots(ctx, def, key)
 	if err != nil {
-		return "", err
+		return keySlots{}, err
 	}
-	if len(s.Holders) < limit || slices.Contains(s.Holders, r.ID) {
-		return "", nil // a free slot or its own: its timer takes it, or admits it
-	}
+	k = keySlots{holders: s.Holders, blocked: len(s.Holders) >= limit}
 	for _, h := range s.Holders {
+		if !k.blocked {
+			break
+		}
 		if kid := c.runs[h]; kid != nil && kid.st != nil {
-			if !kid.st.Status.Terminal() || c.recent(kid) {
-				return "", nil
-			}
+			k.blocked = kid.st.Status.Terminal() && !c.recent(kid)
 			continue
 		}
 		if _, err := c.store.LastSeq(ctx, h); !errors.Is(err, eventstore.ErrNotFound) {
-			return "", err // a run not listed here (or an error): it may give its slot back
+			if err != nil {
+				return keySlots{}, err
+			}
+			k.blocked = false // a run not listed here: it may give its slot back
 		}
 	}
-	return fmt.Sprintf("the slots of key %q are held by runs that closed or are gone (%s): none is given back until an orchestrator frees them (it looks at a queued run's timer, at most every 30 s)",
-		st.QueueKey, strings.Join(s.Holders, ", ")), nil
+	c.mu.Lock()
+	c.keys[id] = k
+	c.mu.Unlock()
+	return k, nil
 }
 
 // timer checks a timer: it is scheduled and not long overdue, or it fired
