@@ -509,8 +509,13 @@ steps:
 	if _, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: "big-str"})); connect.CodeOf(err) != connect.CodeNotFound {
 		t.Fatalf("the event too large started a run: %v", err)
 	}
-	if code, resp := postHook(t, e.node.APIURL+"/hooks/bighook", near, nil); code != http.StatusUnprocessableEntity ||
-		!strings.Contains(fmt.Sprint(resp["error"]), "larger than the NATS server accepts") {
+	var code int
+	var resp map[string]any
+	eventually(t, 10*time.Second, "the webhook to be registered", func() bool {
+		code, resp = postHook(t, e.node.APIURL+"/hooks/bighook", near, nil)
+		return code != http.StatusNotFound
+	})
+	if code != http.StatusUnprocessableEntity || !strings.Contains(fmt.Sprint(resp["error"]), "larger than the NATS server accepts") {
 		t.Fatalf("webhook: %d %v", code, resp)
 	}
 }
