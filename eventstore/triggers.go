@@ -285,9 +285,15 @@ func (s *Store) CronSchedules(ctx context.Context) (map[string]CronTick, error) 
 	return out, nil
 }
 
-// CancelCron removes the pending tick of a cron trigger.
+// CancelCron removes the pending tick of a cron trigger, and forgets its
+// last handled tick: a trigger removed and put back later resumes from
+// then, not from before it was removed (the ticks of the time it did not
+// exist are not caught up).
 func (s *Store) CancelCron(ctx context.Context, def, key string) error {
 	if err := s.timers.Purge(ctx, jetstream.WithPurgeSubject(cronSchedPfx+def+"."+key)); err != nil {
+		return fmt.Errorf("eventstore: cancel cron %s/%s: %w", def, key, err)
+	}
+	if err := s.cron.Purge(ctx, def+"."+key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("eventstore: cancel cron %s/%s: %w", def, key, err)
 	}
 	return nil
@@ -326,12 +332,30 @@ func (s *Store) LastCronTick(ctx context.Context, def, key string) (time.Time, e
 	return t, nil
 }
 
-// SetLastCronTick records the last tick handled for a cron trigger.
+// SetLastCronTick records the last tick handled for a cron trigger. It
+// only moves forward: an earlier tick handled again (delivered twice)
+// leaves a later one recorded.
 func (s *Store) SetLastCronTick(ctx context.Context, def, key string, tick time.Time) error {
-	if _, err := s.cron.Put(ctx, def+"."+key, []byte(tick.UTC().Format(time.RFC3339Nano))); err != nil {
-		return fmt.Errorf("eventstore: last cron tick: %w", err)
+	k, v := def+"."+key, []byte(tick.UTC().Format(time.RFC3339Nano))
+	for try := 0; ; try++ {
+		e, err := s.cron.Get(ctx, k)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			_, err = s.cron.Create(ctx, k, v)
+		case err != nil:
+		default:
+			if last, perr := time.Parse(time.RFC3339Nano, string(e.Value())); perr == nil && !last.Before(tick) {
+				return nil
+			}
+			_, err = s.cron.Update(ctx, k, v, e.Revision())
+		}
+		if err == nil {
+			return nil
+		}
+		if try == 10 || !errors.Is(err, jetstream.ErrKeyExists) && !isConflict(err) {
+			return fmt.Errorf("eventstore: last cron tick: %w", err)
+		}
 	}
-	return nil
 }
 
 // TriggerFailure records an event that started no workflow.

@@ -150,3 +150,87 @@ func startedWorkflows(t *testing.T, ctx context.Context, nc *nats.Conn) []string
 	}
 	return slices.Sorted(maps.Keys(ids))
 }
+
+// A catchup cron trigger removed by a new revision and put back later
+// resumes from the time it is back: the ticks of the time it did not
+// exist are not caught up (Weft was up all along), and its next tick is
+// the first after the clock.
+func TestARemovedCatchupCronPutBackResumesFromNow(t *testing.T) {
+	const name = "ticker"
+	with := "name: ticker\ntriggers:\n  - cron: \"* * * * *\"\n    catchup: true\nsteps:\n  - { id: a, task: echo }\n"
+	without := "name: ticker\nsteps:\n  - { id: a, task: echo }\n"
+	def, err := definition.Parse([]byte(with))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := def.Triggers[0].Key
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc := natstest.Start(t).Connect(t)
+	store, err := eventstore.Open(ctx, nc, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := mustTime(t, "2026-06-01T10:00:30Z")
+	if err := store.SetLastCronTick(ctx, name, key, start.Truncate(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.PutDefinition(ctx, name, with, "test", start); err != nil {
+		t.Fatal(err)
+	}
+	var clock atomic.Int64
+	clock.Store(start.UnixNano())
+	eng, err := trigger.New(store, trigger.Config{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:    func() time.Time { return time.Unix(0, clock.Load()) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = eng.Stop(stop)
+	})
+	pendingTick := func() time.Time {
+		t.Helper()
+		pending, err := store.CronSchedules(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pending[name+"."+key].Tick
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %s", what)
+			}
+		}
+	}
+	waitFor("the first tick scheduled", func() bool { return pendingTick().Equal(mustTime(t, "2026-06-01T10:01:00Z")) })
+
+	if _, _, err := store.PutDefinition(ctx, name, without, "test", start); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the tick canceled", func() bool { return pendingTick().IsZero() })
+	if last, err := store.LastCronTick(ctx, name, key); err != nil || !last.IsZero() {
+		t.Fatalf("a removed trigger's last tick is still %v (%v): put back, it would catch up from there", last, err)
+	}
+
+	back := mustTime(t, "2026-06-01T12:00:30Z")
+	clock.Store(back.UnixNano())
+	if _, _, err := store.PutDefinition(ctx, name, with, "test", back); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the tick scheduled again", func() bool { return !pendingTick().IsZero() })
+	if got, want := pendingTick(), mustTime(t, "2026-06-01T12:01:00Z"); !got.Equal(want) {
+		t.Errorf("put back at %v, the trigger's next tick is %v, want %v", back, got, want)
+	}
+	if got := startedWorkflows(t, ctx, nc); len(got) > 0 {
+		t.Errorf("runs started for ticks of the time the trigger did not exist: %v", got)
+	}
+}
