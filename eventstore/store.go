@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -799,11 +800,26 @@ func (s *Store) ReadFrom(ctx context.Context, wf string, from uint64, fn func(Me
 		return last, err
 	}
 	return last, s.scan(ctx, wf, from, func(m Message) bool {
-		return fn(m) && m.Seq < last
+		// A record stored after ReadFrom began (of a run started after
+		// the one read was deleted, say) is not read.
+		return m.Seq <= last && fn(m) && m.Seq < last
+	}, func() error {
+		// The records up to last were deleted while they were read.
+		if now, err := s.LastSeq(ctx, wf); err != nil || now < from {
+			return cmp.Or(err, ErrNotFound)
+		}
+		return nil
 	})
 }
 
-func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Message) bool) error {
+// scanStall is how long scan waits for a record before it asks its
+// stalled function whether one is still to come.
+const scanStall = 2 * time.Second
+
+// scan calls fn with wf's records from stream sequence from on, until fn
+// returns false. When no record comes for scanStall, it calls stalled,
+// whose error ends the scan (the records it waits for were deleted).
+func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Message) bool, stalled func() error) error {
 	if from == 0 {
 		from = 1
 	}
@@ -829,7 +845,13 @@ func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Messag
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
 	for {
-		msg, err := it.Next()
+		msg, err := it.Next(jetstream.NextMaxWait(scanStall))
+		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			if err := stalled(); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

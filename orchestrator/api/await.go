@@ -41,10 +41,15 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	defer expiry.Stop()
 	// The first look reads what is new whatever woke the call already: a
 	// record followed meanwhile may be older than what the call must see.
+	// The run the first look finds is the one awaited: one started under
+	// its id after it was deleted is not.
+	var run time.Time
 	for need := uint64(0); ; need = reg.look() {
-		if w, err := s.lookClosed(ctx, wf, need, deadline); err != nil || w != nil {
+		w, created, err := s.lookClosed(ctx, wf, need, run, deadline)
+		if err != nil || w != nil {
 			return awaited(w, err, wf, timeout)
 		}
+		run = created
 		reg.sleep(ctx.Done())
 		if err := ctx.Err(); err != nil {
 			return awaited(nil, toConnect(err), wf, timeout)
@@ -68,31 +73,32 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 // it does as soon as its own context ends; it is not made a child of the
 // call's context, which would give that context a table of its children
 // for the rest of the await (half a kilobyte each, parked).
-func (s *Server) lookClosed(ctx context.Context, wf string, need uint64, deadline time.Time) (*weftv1.Workflow, error) {
+func (s *Server) lookClosed(ctx context.Context, wf string, need uint64, run, deadline time.Time) (*weftv1.Workflow, time.Time, error) {
 	lctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	select {
 	case s.looks <- struct{}{}:
 	case <-ctx.Done():
-		return nil, toConnect(ctx.Err())
+		return nil, run, toConnect(ctx.Err())
 	case <-lctx.Done():
-		return nil, toConnect(lctx.Err())
+		return nil, run, toConnect(lctx.Err())
 	}
 	type answer struct {
-		w   *weftv1.Workflow
-		err error
+		w       *weftv1.Workflow
+		created time.Time
+		err     error
 	}
 	done := make(chan answer, 1)
 	go func() {
 		defer func() { <-s.looks }()
-		w, err := s.closedWorkflow(lctx, wf, need)
-		done <- answer{w, err}
+		w, created, err := s.closedWorkflow(lctx, wf, need, run)
+		done <- answer{w, created, err}
 	}()
 	select {
 	case a := <-done:
-		return a.w, a.err
+		return a.w, a.created, a.err
 	case <-ctx.Done():
-		return nil, toConnect(ctx.Err())
+		return nil, run, toConnect(ctx.Err())
 	}
 }
 
@@ -140,13 +146,21 @@ func awaited(w *weftv1.Workflow, err error, wf string, timeout time.Duration) (*
 }
 
 // closedWorkflow returns wf's state when it is closed, and nil while it
-// runs. A cached state that reaches stream sequence need is taken as it
-// is; need 0 asks for everything stored before the call (the first look,
-// and one after the follower was made again), from the cache when the
-// follower keeps it current (withCurrentState).
-func (s *Server) closedWorkflow(ctx context.Context, wf string, need uint64) (*weftv1.Workflow, error) {
+// runs, with when the run it found was created. A cached state that
+// reaches stream sequence need is taken as it is; need 0 asks for
+// everything stored before the call (the first look, and one after the
+// follower was made again), from the cache when the follower keeps it
+// current (withCurrentState). A run created at another time than run
+// (when set) is another run of the id, started after the one awaited was
+// deleted: NotFound.
+func (s *Server) closedWorkflow(ctx context.Context, wf string, need uint64, run time.Time) (*weftv1.Workflow, time.Time, error) {
 	var w *weftv1.Workflow
+	created := run
 	look := func(v *stateView) error {
+		if !run.IsZero() && !v.st.Created.Equal(run) {
+			return errorf(connect.CodeNotFound, "workflow %q was deleted while it was awaited (its id names a run started since)", wf)
+		}
+		created = v.st.Created
 		if v.st.Status == workflow.StatusRunning {
 			return nil
 		}
@@ -160,5 +174,5 @@ func (s *Server) closedWorkflow(ctx context.Context, wf string, need uint64) (*w
 	} else {
 		err = s.withState(ctx, wf, need, look)
 	}
-	return w, err
+	return w, created, err
 }

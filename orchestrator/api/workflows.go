@@ -127,7 +127,14 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 	resp := &weftv1.GetHistoryResponse{}
 	next, n := at, at.n
 	var sendErr error
+	var gone bool
 	last, err := s.store.ReadFrom(ctx, m.WorkflowId, at.seq, func(msg eventstore.Message) bool {
+		if m.PageToken != "" && msg.Seq != at.seq && msg.StartsRun() {
+			// The run the token was given for was deleted, and its id
+			// names a run started since.
+			gone = true
+			return false
+		}
 		evs, _ := eventsOf([]eventstore.Message{msg})
 		skip := 0
 		if msg.Seq == at.seq {
@@ -156,6 +163,8 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 		return nil, toConnect(err)
 	case sendErr != nil:
 		return nil, toConnect(sendErr)
+	case gone:
+		return nil, errorf(connect.CodeNotFound, "page_token %q is of a run of workflow %q that was deleted since: ask for the first page of the run it names now", m.PageToken, m.WorkflowId)
 	}
 	if next.skip > 0 || next.seq <= last && len(resp.Events) == size {
 		resp.NextPageToken = next.String()
@@ -221,6 +230,9 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		}
 		if after == 0 && len(msgs) == 0 {
 			return errorf(connect.CodeNotFound, "workflow %q not found", wf)
+		}
+		if after > 0 && len(msgs) > 0 && msgs[0].StartsRun() {
+			return errorf(connect.CodeNotFound, "workflow %q was deleted while it was watched (its id names a run started since)", wf)
 		}
 		for _, msg := range msgs {
 			if msg.Err != nil {

@@ -1,0 +1,153 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+	"github.com/weftworks/weft/internal/natstest"
+)
+
+// startRun appends the start of a run of wf (definition def, created at
+// unix second at) and n signals after it; it returns the last sequence.
+func startRun(t *testing.T, store *eventstore.Store, wf, def string, at int64, n int) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	var last uint64
+	last, err := store.AppendExternal(ctx, wf, &last, fmt.Sprintf("start/%s/%d", wf, at), events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(at, 0).UTC(),
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: def, Revision: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if last, err = store.AppendExternal(ctx, wf, &last, fmt.Sprintf("signal/%s/%d/%d", wf, at, i), events.Event{Type: events.TypeSignalReceived,
+			Time: time.Unix(at+1, 0).UTC(), SignalReceived: &events.SignalReceived{Name: "go"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return last
+}
+
+// A GetHistory page token of a run deleted since is refused with
+// NotFound: it never pages through a run started under the id since, and
+// a read of records deleted while they are read ends.
+func TestAPageTokenOfADeletedRunIsRefused(t *testing.T) {
+	ctx := context.Background()
+	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(store, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := func(wf, token string) (*weftv1.GetHistoryResponse, error) {
+		r, err := s.GetHistory(ctx, connect.NewRequest(&weftv1.GetHistoryRequest{WorkflowId: wf, PageSize: 2, PageToken: token}))
+		if err != nil {
+			return nil, err
+		}
+		return r.Msg, nil
+	}
+	for _, again := range []bool{true, false} {
+		wf := fmt.Sprintf("reused-%v", again)
+		startRun(t, store, wf, "old", 100, 3)
+		p1, err := page(wf, "")
+		if err != nil || p1.NextPageToken == "" {
+			t.Fatalf("page 1: %v %v", p1, err)
+		}
+		if err := store.DeleteRun(ctx, wf); err != nil {
+			t.Fatal(err)
+		}
+		if again {
+			startRun(t, store, wf, "new", 200, 3)
+		}
+		p2, err := page(wf, p1.NextPageToken)
+		if connect.CodeOf(err) != connect.CodeNotFound {
+			t.Fatalf("started again %v: the deleted run's token %q read %v, err %v; want NotFound", again, p1.NextPageToken, p2, err)
+		}
+		if again {
+			if p, err := page(wf, ""); err != nil || p.Events[0].Type != "WorkflowStarted" || p.Events[0].Sequence != 1 {
+				t.Fatalf("the first page of the new run: %v %v", p, err)
+			}
+		}
+	}
+}
+
+// An await and a watch of a run deleted while they wait are not answered
+// with a run started under its id since: both end with NotFound.
+func TestAnAwaitAndAWatchOfADeletedRunEndWithIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const wf = "reused-watched"
+	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(store, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	client := weftv1connect.NewWorkflowServiceClient(http.DefaultClient, srv.URL)
+	startRun(t, store, wf, "old", 100, 0)
+	stream, err := client.WatchWorkflow(ctx, connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: wf}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Close()
+	if !stream.Receive() {
+		t.Fatal(stream.Err())
+	}
+	awaited := make(chan error, 1)
+	go func() {
+		r, err := client.AwaitWorkflow(ctx, connect.NewRequest(&weftv1.AwaitWorkflowRequest{WorkflowId: wf}))
+		if err == nil {
+			err = fmt.Errorf("answered with a %s run of definition %q", r.Msg.Workflow.Status, r.Msg.Workflow.Definition)
+		}
+		awaited <- err
+	}()
+	// The await has registered and made its first look once the run is
+	// cached and the call waits.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		_, cached := s.states.get(wf)
+		if a, _ := s.Waiting(); a == 1 && cached {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the await never waited")
+		}
+	}
+	if err := store.DeleteRun(ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	first := startRun(t, store, wf, "new", 200, 0)
+	if _, err := store.Append(ctx, wf, first, events.Event{Type: events.TypeWorkflowCompleted, Time: time.Unix(201, 0).UTC(),
+		WorkflowCompleted: &events.WorkflowCompleted{Output: "new"}}); err != nil {
+		t.Fatal(err)
+	}
+	var more []string
+	for stream.Receive() {
+		e := stream.Msg().Event
+		more = append(more, fmt.Sprintf("%d:%s", e.Sequence, e.Type))
+	}
+	if len(more) > 0 || connect.CodeOf(stream.Err()) != connect.CodeNotFound {
+		t.Errorf("the watch of the deleted run went on with %v and ended with %v; want no event and NotFound", more, stream.Err())
+	}
+	if err := <-awaited; connect.CodeOf(err) != connect.CodeNotFound {
+		t.Errorf("the await of the deleted run: %v; want NotFound", err)
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		t.Fatal("timed out")
+	}
+}
