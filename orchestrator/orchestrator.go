@@ -361,19 +361,31 @@ type errBroken struct {
 
 func (e errBroken) Error() string { return e.err.Error() }
 
-// closed returns wf's last sequence and whether its record there closes
-// the workflow.
+// closed returns wf's last sequence and whether wf is closed, as its
+// history folds (from its latest snapshot): a run that failed still
+// records late results and timers, so its last record need not be the
+// close. A history that does not fold is closed when its last record
+// closes it.
+//
+// Errors: eventstore.ErrNotFound when wf has no history.
 func (sh *shard) closed(ctx context.Context, wf string) (uint64, bool, error) {
-	last, err := sh.o.store.LastSeq(ctx, wf)
+	l, err := runs.ReadFromSnapshot(ctx, sh.o.store, wf)
 	if err != nil {
 		return 0, false, err
 	}
-	msgs, err := sh.o.store.Read(ctx, wf, last-1)
-	if err != nil || len(msgs) != 1 || msgs[0].Err != nil {
-		return last, false, err
+	st := l.State
+	if st.Events == 0 && len(l.Msgs) == 0 {
+		return 0, false, fmt.Errorf("workflow %s: %w", wf, eventstore.ErrNotFound)
 	}
-	evs := msgs[0].Record.Events
-	return last, evs[len(evs)-1].Terminal(), nil
+	if m, _ := runs.Fold(st, l.Msgs, nil); m == nil {
+		return st.LastSeq, st.Status.Terminal(), nil
+	}
+	last := l.Msgs[len(l.Msgs)-1]
+	if last.Err != nil {
+		return last.Seq, false, nil
+	}
+	evs := last.Record.Events
+	return last.Seq, evs[len(evs)-1].Terminal(), nil
 }
 
 // failWorkflow appends WorkflowFailed to a workflow that cannot go on,

@@ -564,3 +564,42 @@ func TestAQueuedRunFreesASlotAClosedRunHolds(t *testing.T) {
 		t.Fatalf("%s admitted %d times", wf, n)
 	}
 }
+
+// A failed run still records late results after its close, so its last
+// record is not its close: a slot it holds is given back all the same
+// once a queued run finds every slot held.
+func TestAFailedHolderWithALateResultGivesItsSlotBack(t *testing.T) {
+	r := newRig(t)
+	r.putDef("q", "name: q\nconcurrency: { limit: 1 }\nsteps:\n  - { id: a, task: work }\n")
+	const h = "h1"
+	last := r.start(h, "q")
+	now := time.Now().UTC()
+	for _, evs := range [][]events.Event{{
+		{Type: events.TypeWorkflowQueued, Time: now, WorkflowQueued: &events.WorkflowQueued{}},
+		{Type: events.TypeWorkflowAdmitted, Time: now, WorkflowAdmitted: &events.WorkflowAdmitted{}},
+		{Type: events.TypeStepScheduled, Time: now, StepScheduled: &events.StepScheduled{Path: "a", Gen: 1, Task: "work"}},
+	}, {
+		{Type: events.TypeWorkflowFailed, Time: now, WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: workflow.ErrTypeTimeout, Message: "timed out"}}},
+	}, {
+		// The step's late result, recorded after the failure.
+		{Type: events.TypeStepCompleted, Time: now, StepCompleted: &events.StepCompleted{Path: "a", Attempt: 1, Output: "late"}},
+	}} {
+		var err error
+		if last, err = r.store.Append(r.ctx, h, last, evs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Its give-back was lost: it still holds the slot.
+	if _, _, err := r.store.UpdateSlots(r.ctx, "q", "", 1, func(s *eventstore.Slots) { s.Holders = []string{h} }); err != nil {
+		t.Fatal(err)
+	}
+	sh := r.shard()
+	ext, _ := r.feeds()
+	next(t, ext) // h1's start, not handed on
+	const wf = "r2"
+	r.start(wf, "q")
+	sh.handle(r.ctx, next(t, ext))
+	if s, err := r.store.ReadSlots(r.ctx, "q", ""); err != nil || len(s.Holders) != 1 || s.Holders[0] != wf {
+		t.Fatalf("the slots: %+v, %v; want %s holding the slot the failed %s held", s, err, wf, h)
+	}
+}
