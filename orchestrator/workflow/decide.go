@@ -386,25 +386,30 @@ func (w *walker) block(steps []*definition.Step, prefix string, l locals) result
 }
 
 // handling reports whether failed step s, which a redrive would run
-// again, was being handled by its catch when the run failed: the catch
-// goes on, and the step does not run again.
+// again, is handled by its catch instead, and does not run again: the
+// catch had begun when the run failed (it goes on), or the failure was
+// recorded after the run closed (Late), when no catch could take it, and
+// a catch clause matches it (it begins).
 func (w *walker) handling(step *definition.Step, s *Step, prefix string) bool {
-	return s != nil && s.Rerun && s.Status == StepFailed && w.catchEntered(step, s, prefix)
+	if s == nil || !s.Rerun || s.Status != StepFailed {
+		return false
+	}
+	c := catchOf(step, s)
+	return c != nil && len(c.Do) > 0 && (s.Late || w.st.Steps[prefix+c.Do[0].ID] != nil)
 }
 
-// catchEntered reports whether the catch clause that handles failed step
-// s has begun.
-func (w *walker) catchEntered(step *definition.Step, s *Step, prefix string) bool {
+// catchOf returns the catch clause that handles failed step s, or nil.
+func catchOf(step *definition.Step, s *Step) *definition.Catch {
 	typ := ""
 	if s.LastError != nil {
 		typ = s.LastError.Type
 	}
 	for _, c := range step.Catch {
 		if matches(c.Errors, typ) {
-			return len(c.Do) > 0 && w.st.Steps[prefix+c.Do[0].ID] != nil
+			return c
 		}
 	}
-	return false
+	return nil
 }
 
 // notStarted reports whether a step is to start: it has not, or a redrive

@@ -1666,16 +1666,17 @@ func simID(path string) string {
 // budget of iterations starts, and the history itself.
 type simModel struct {
 	hist      []events.Event
-	failed    bool           // the workflow's last close was a failure
-	lastRetry int            // the last redrive's event (1-based), or 0
-	closedAt  map[string]int // the event that last failed, canceled or suspended each step
-	suspended []string       // the steps suspended since the last resume
-	resumedAt map[string]int // the resume that last ran each suspended step again
-	budget    map[string]int // a repeat's first iteration that counts against max_iterations
+	failed    bool            // the workflow's last close was a failure
+	lastRetry int             // the last redrive's event (1-based), or 0
+	closedAt  map[string]int  // the event that last failed, canceled or suspended each step
+	late      map[string]bool // a step's last failure came after the workflow failed
+	suspended []string        // the steps suspended since the last resume
+	resumedAt map[string]int  // the resume that last ran each suspended step again
+	budget    map[string]int  // a repeat's first iteration that counts against max_iterations
 }
 
 func newSimModel(hist []events.Event) *simModel {
-	m := &simModel{closedAt: map[string]int{}, budget: map[string]int{}, resumedAt: map[string]int{}}
+	m := &simModel{closedAt: map[string]int{}, late: map[string]bool{}, budget: map[string]int{}, resumedAt: map[string]int{}}
 	for _, e := range hist {
 		m.add(e)
 	}
@@ -1688,6 +1689,7 @@ func (m *simModel) add(e events.Event) {
 	switch {
 	case e.StepFailed != nil:
 		m.closedAt[e.StepFailed.Path] = n
+		m.late[e.StepFailed.Path] = m.failed
 	case e.StepCanceled != nil:
 		m.closedAt[e.StepCanceled.Path] = n
 	case e.StepSuspended != nil:
@@ -1716,7 +1718,8 @@ func (m *simModel) add(e events.Event) {
 // suspended, and has not moved since), or one the last redrive runs again: it was
 // failed or canceled when the redrive came, and has not moved since, and
 // no catch was handling its failure (docs/language.md, "Versions and
-// redrive": a catch that had begun goes on).
+// redrive": a catch that had begun goes on, and a failure that came after
+// the workflow failed goes to its catch).
 func (s *sim) rerun(st *workflow.State, m *simModel, step *workflow.Step) bool {
 	if step != nil && step.Status == workflow.StepFailed && m.resumedAt[step.Path] > m.closedAt[step.Path] {
 		return true // suspended, then resumed
@@ -1724,12 +1727,13 @@ func (s *sim) rerun(st *workflow.State, m *simModel, step *workflow.Step) bool {
 	if step == nil || step.Status != workflow.StepFailed && step.Status != workflow.StepCanceled || m.lastRetry <= m.closedAt[step.Path] {
 		return false
 	}
-	return step.Status != workflow.StepFailed || !s.catchEntered(st, step)
+	return step.Status != workflow.StepFailed || !s.catchTakes(st, step, m.late[step.Path])
 }
 
-// catchEntered reports whether the catch clause that handles failed step
-// has begun: its first step is in the state.
-func (s *sim) catchEntered(st *workflow.State, step *workflow.Step) bool {
+// catchTakes reports whether the catch clause that handles failed step
+// takes it on a redrive: it has begun (its first step is in the state), or
+// the failure came late, after the workflow failed.
+func (s *sim) catchTakes(st *workflow.State, step *workflow.Step, late bool) bool {
 	prefix, id := step.Path[:strings.LastIndexByte(step.Path, '.')+1], step.Path[strings.LastIndexByte(step.Path, '.')+1:]
 	d := s.def.Step(id)
 	if d == nil {
@@ -1741,7 +1745,7 @@ func (s *sim) catchEntered(st *workflow.State, step *workflow.Step) bool {
 	}
 	for _, c := range d.Catch {
 		if len(c.Errors) == 0 || slices.Contains(c.Errors, typ) {
-			return len(c.Do) > 0 && st.Steps[prefix+c.Do[0].ID] != nil
+			return len(c.Do) > 0 && (late || st.Steps[prefix+c.Do[0].ID] != nil)
 		}
 	}
 	return false

@@ -112,6 +112,11 @@ type Step struct {
 	// reaches it (its failure was handled by a catch or on_error: continue
 	// of a step that completed) leaves it as it is.
 	Rerun bool
+	// Late marks a failed step whose failure was recorded after the
+	// workflow had closed (a child or task that ended after a workflow
+	// timeout): no catch had a chance to take it, so a redrive hands it to
+	// its catch, if one matches, rather than running it again.
+	Late bool
 }
 
 // container reports whether the step holds steps that it resumes when
@@ -456,7 +461,7 @@ func (st *State) searchAttributesSet(p *events.SearchAttributesSet) {
 
 func (st *State) stepFailed(p *events.StepFailed, t time.Time) {
 	s := st.step(p.Path, t)
-	s.Status, s.Closed, s.Rerun = StepFailed, t, false
+	s.Status, s.Closed, s.Rerun, s.Late = StepFailed, t, false, st.Status.Terminal()
 	s.HeldFor, s.HeldDetail = "", ""
 	s.Attempts = max(s.Attempts, p.Attempt)
 	errv := p.Error
