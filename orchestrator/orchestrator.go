@@ -957,7 +957,7 @@ func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) err
 			if at.IsZero() {
 				at = st.Now
 			}
-			_, err = sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, "cancel/"+s.ChildID, events.Event{
+			_, err = sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, fmt.Sprintf("cancel/%s/parent/%d", s.ChildID, st.Created.UnixNano()), events.Event{
 				Type: events.TypeCancelRequested, Time: at, Identity: parentIdentity(st.ID),
 				CancelRequested: &events.CancelRequested{Reason: fmt.Sprintf("parent workflow %s no longer needs it (step %s is %s, the workflow %s)", st.ID, s.Path, s.Status, st.Status)}})
 			if err != nil && !errors.Is(err, eventstore.ErrDuplicate) && !errors.Is(err, eventstore.ErrNotFound) {
@@ -1260,8 +1260,12 @@ func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *w
 		}
 		return &events.Error{Type: workflow.ErrTypeInvalidInput, Message: fmt.Sprintf("child definition %q: %v", rec.Name, err)}, nil
 	}
+	// The start's message id names the parent's run: a parent started
+	// under the id of a deleted one starts its child at once, not as a
+	// duplicate of the deleted parent's child start.
 	var zero uint64
-	_, err = sh.o.store.AppendExternal(ctx, s.ChildID, &zero, "start/"+s.ChildID+"/parent", events.Event{
+	msgID := fmt.Sprintf("start/%s/parent/%d", s.ChildID, parent.Created.UnixNano())
+	_, err = sh.o.store.AppendExternal(ctx, s.ChildID, &zero, msgID, events.Event{
 		Type: events.TypeWorkflowStarted, Time: at, Identity: parentIdentity(parent.ID),
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: s.ChildID, Definition: rec.Name, Revision: rec.Revision,
 			Input: s.ChildInput, RequestID: "parent", Parent: ref, Trace: telemetry.TraceParent(ctx)}})

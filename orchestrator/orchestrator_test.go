@@ -603,3 +603,37 @@ func TestAFailedHolderWithALateResultGivesItsSlotBack(t *testing.T) {
 		t.Fatalf("the slots: %+v, %v; want %s holding the slot the failed %s held", s, err, wf, h)
 	}
 }
+
+// A parent deleted by retention and started again under its id, within
+// the stream's duplicate window: its child's start is not taken for the
+// deleted parent's, and the child starts at once.
+func TestAParentStartedAgainStartsItsChildAtOnce(t *testing.T) {
+	r := newRig(t)
+	r.putDef("kid", "name: kid\nsteps:\n  - { id: gate, wait: { signal: go } }\n")
+	r.putDef("mum", "name: mum\nsteps:\n  - { id: k, workflow: kid }\n")
+	sh := r.shard()
+	ext, _ := r.feeds()
+	const wf = "p1"
+	kid := workflow.ChildID(wf, "k", 1)
+	r.start(wf, "mum")
+	sh.handle(r.ctx, next(t, ext))
+	if _, err := r.store.LastSeq(r.ctx, kid); err != nil {
+		t.Fatalf("the first child: %v", err)
+	}
+	next(t, ext) // the child's start
+	for _, id := range []string{wf, kid} {
+		if err := r.store.DeleteRun(r.ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var zero uint64
+	if _, err := r.store.AppendExternal(r.ctx, wf, &zero, "start/"+wf+"/again", startEvent(wf, "mum")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.shard().process(r.ctx, next(t, ext), true); err != nil {
+		t.Errorf("the second run's start: %v", err)
+	}
+	if _, err := r.store.LastSeq(r.ctx, kid); err != nil {
+		t.Errorf("the second run's child %s: %v", kid, err)
+	}
+}

@@ -151,3 +151,53 @@ func TestAnAwaitAndAWatchOfADeletedRunEndWithIt(t *testing.T) {
 		t.Fatal("timed out")
 	}
 }
+
+// A cancel of a run started under the id of a deleted one that was
+// canceled too, within the stream's duplicate window, is recorded: it is
+// not taken for the first run's.
+func TestACancelOfARunStartedAgainIsRecorded(t *testing.T) {
+	ctx := t.Context()
+	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.PutDefinition(ctx, "w", "name: w\nsteps:\n  - { id: gate, wait: { signal: go } }\n", "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(store, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wf = "order-7"
+	cancels := func() int {
+		msgs, err := store.Read(ctx, wf, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, m := range msgs {
+			for _, ev := range m.Record.Events {
+				if ev.Type == events.TypeCancelRequested {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	for i, req := range []string{"r1", "r2"} {
+		if _, err := s.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "w", WorkflowId: wf, RequestId: req})); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 { // the same cancel twice is recorded once
+			if _, err := s.CancelWorkflow(ctx, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: wf})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := cancels(); n != 1 {
+			t.Fatalf("run %d: its history holds %d cancel requests, want 1", i+1, n)
+		}
+		if err := store.DeleteRun(ctx, wf); err != nil { // retention
+			t.Fatal(err)
+		}
+	}
+}

@@ -406,7 +406,7 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 	// A repeat of a signal recorded before the workflow closed is answered
 	// as it was the first time.
 	seen := func(st *workflow.State) bool { return m.RequestId != "" && st.SignalSeen(m.RequestId) }
-	if err := s.appendWhileRunning(ctx, m.WorkflowId, "signals", "signal/"+m.WorkflowId+"/"+reqID, "weft.signal", ev, seen); err != nil {
+	if err := s.appendWhileRunning(ctx, m.WorkflowId, "signals", "signal/"+m.WorkflowId, reqID, "weft.signal", ev, seen); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&weftv1.SignalWorkflowResponse{}), nil
@@ -420,7 +420,7 @@ func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1
 	}
 	ev := events.Event{Type: events.TypeCancelRequested, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
 		CancelRequested: &events.CancelRequested{Reason: m.Reason}}
-	if err := s.appendWhileRunning(ctx, m.WorkflowId, "cancel requests", "cancel/"+m.WorkflowId, "weft.cancel", ev, nil); err != nil {
+	if err := s.appendWhileRunning(ctx, m.WorkflowId, "cancel requests", "cancel/"+m.WorkflowId, "", "weft.cancel", ev, nil); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&weftv1.CancelWorkflowResponse{}), nil
@@ -432,12 +432,18 @@ func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1
 // that is not running refuses with FailedPrecondition (what names the
 // input), unless recorded says the input is in its history already. The
 // request shows in the run's trace as a span named span.
-func (s *Server) appendWhileRunning(ctx context.Context, wf, what, msgID, span string, ev events.Event, recorded func(*workflow.State) bool) error {
+//
+// The append's message id is kind, the run's creation and redrive, and
+// reqID: the same request made twice to a run is recorded once, and one
+// made to a run started under the id of a deleted run, or redriven since,
+// is recorded again (the stream's duplicate window would drop it).
+func (s *Server) appendWhileRunning(ctx context.Context, wf, what, kind, reqID, span string, ev events.Event, recorded func(*workflow.State) bool) error {
 	v, err := s.readState(ctx, wf)
 	if err != nil {
 		return err
 	}
 	st := v.st
+	msgID := fmt.Sprintf("%s/%d.%d/%s", kind, st.Created.UnixNano(), st.Retries, reqID)
 	s.traceRun(ctx, st, span)
 	for try := 0; ; try++ {
 		if st.Status != workflow.StatusRunning {
