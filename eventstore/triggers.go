@@ -148,6 +148,30 @@ func (s *Store) SetTriggerSubjects(ctx context.Context, subjects []string) error
 	return &SubjectsTakenError{Taken: taken}
 }
 
+// TriggerSubjects returns the subjects the trigger stream captures now.
+func (s *Store) TriggerSubjects(ctx context.Context) ([]string, error) {
+	stream, err := s.js.Stream(ctx, TriggersStream)
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: trigger stream: %w", err)
+	}
+	return slices.DeleteFunc(slices.Clone(stream.CachedInfo().Config.Subjects), func(subj string) bool { return subj == triggerIdleSubject }), nil
+}
+
+// AddTriggerSubjects makes the trigger stream capture subjects too, on top
+// of what it captures: a definition's subjects are captured before its
+// put is answered, so nothing published once it is is lost.
+func (s *Store) AddTriggerSubjects(ctx context.Context, subjects []string) error {
+	if len(subjects) == 0 {
+		return nil
+	}
+	stream, err := s.js.Stream(ctx, TriggersStream)
+	if err != nil {
+		return fmt.Errorf("eventstore: trigger stream: %w", err)
+	}
+	have := slices.DeleteFunc(slices.Clone(stream.CachedInfo().Config.Subjects), func(subj string) bool { return subj == triggerIdleSubject })
+	return s.captureTriggers(ctx, stream, NormalizeSubjects(append(have, subjects...)))
+}
+
 // captureTriggers updates the trigger stream to capture want, normalized
 // (none: a subject of its own, as a stream needs one).
 func (s *Store) captureTriggers(ctx context.Context, stream jetstream.Stream, want []string) error {

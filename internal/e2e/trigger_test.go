@@ -585,3 +585,28 @@ func TestEarlierInvalidUTF8ReadsBack(t *testing.T) {
 		t.Fatalf("listed: %v", ws)
 	}
 }
+
+// A trigger subject is captured when PutDefinition answers: a message
+// published at once is stored and starts its run, whether or not the
+// trigger engines have seen the new revision yet.
+func TestATriggerSubjectIsCapturedWhenThePutAnswers(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	nc := e.ns.Connect(t)
+	for i := range 8 {
+		name := fmt.Sprintf("live%d", i)
+		e.putDef(fmt.Sprintf("name: %s\ntriggers:\n  - subject: live.%d\n    id: \"${ '%s-' + string(event.n) }\"\nsteps:\n  - { id: a, task: echo }\n", name, i, name))
+		// A request, as a JetStream publish is, asked once: no responders
+		// when no stream captures the subject.
+		if _, err := nc.Request(fmt.Sprintf("live.%d", i), []byte(`{"n": 1}`), 5*time.Second); err != nil {
+			t.Fatalf("a message published once the put of %s answered: %v", name, err)
+		}
+	}
+	for i := range 8 {
+		if w := e.waitClosed(fmt.Sprintf("live%d-1", i), 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+			t.Fatalf("live%d-1: %v", i, w.Status)
+		}
+	}
+	if fs := e.failures(); len(fs) > 0 {
+		t.Fatalf("trigger failures: %v", fs)
+	}
+}

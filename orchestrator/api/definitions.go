@@ -50,6 +50,18 @@ func (s *Server) PutDefinition(ctx context.Context, req *connect.Request[weftv1.
 	if err != nil {
 		return nil, toConnect(err)
 	}
+	// Its subjects are captured before the put is answered: a message
+	// published once it is starts a run (the trigger engines' registries
+	// follow the put a moment later, and look it up meanwhile).
+	var subjects []string
+	for _, t := range def.Triggers {
+		if t.Kind == definition.TriggerSubject {
+			subjects = append(subjects, t.Subject)
+		}
+	}
+	if err := s.store.AddTriggerSubjects(ctx, subjects); err != nil {
+		return nil, errorf(connect.CodeUnavailable, "definition %q is stored as revision %d, but its trigger subjects are not captured yet (put it again to make sure; orchestrators capture them too): %v", rec.Name, rec.Revision, err)
+	}
 	if err := trigger.ReleaseWebhooks(ctx, s.store, prev, def); err != nil {
 		s.log.Warn("the webhook names the definition dropped stay its own for a minute", "definition", def.Name, "err", err)
 	}

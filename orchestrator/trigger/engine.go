@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -188,9 +189,35 @@ func (e *Engine) consume(ctx context.Context, f *eventstore.Feed, handle func(co
 
 // reconcile captures the trigger subjects and schedules the cron ticks of
 // the current definitions, and cancels ticks of removed cron triggers.
+// What it would undo (a subject no longer captured, a tick canceled) is
+// looked up in the definitions stored now first: the engine's registry
+// may lag behind a put that another part has acted on.
 func (e *Engine) reconcile(ctx context.Context) error {
 	var errs []error
-	if err := e.store.SetTriggerSubjects(ctx, e.reg.Subjects()); err != nil {
+	var stored *Registry
+	lookStored := func() (*Registry, error) {
+		if stored != nil {
+			return stored, nil
+		}
+		var err error
+		stored, err = e.reg.Stored(ctx)
+		return stored, err
+	}
+	subjects := e.reg.Subjects()
+	if captured, err := e.store.TriggerSubjects(ctx); err != nil {
+		errs = append(errs, err)
+	} else if want := eventstore.NormalizeSubjects(subjects); slices.ContainsFunc(captured, func(s string) bool { return !slices.Contains(want, s) }) {
+		switch st, err := lookStored(); {
+		case err != nil:
+			errs = append(errs, err)
+			subjects = append(subjects, captured...)
+		case st.Unsure(""):
+			subjects = append(subjects, captured...)
+		default:
+			subjects = append(subjects, st.Subjects()...)
+		}
+	}
+	if err := e.store.SetTriggerSubjects(ctx, subjects); err != nil {
 		errs = append(errs, err)
 	}
 	pending, err := e.store.CronSchedules(ctx)
@@ -214,11 +241,20 @@ func (e *Engine) reconcile(ctx context.Context) error {
 		}
 	}
 	for key := range pending {
-		if !want[key] {
-			def, k, _ := strings.Cut(key, ".")
-			if err := e.store.CancelCron(ctx, def, k); err != nil {
-				errs = append(errs, err)
-			}
+		if want[key] {
+			continue
+		}
+		def, k, _ := strings.Cut(key, ".")
+		st, err := lookStored()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, ok := st.Cron(def, k); ok || st.Unsure(def) {
+			continue // put since this engine's registry was
+		}
+		if err := e.store.CancelCron(ctx, def, k); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -266,6 +302,18 @@ func headerMap(h eventstore.Header) map[string]any {
 func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error {
 	ev := d.Event
 	matches := e.reg.ForSubject(ev.Subject)
+	if len(matches) == 0 {
+		// Put since this engine's registry was, or removed.
+		st, err := e.reg.Stored(ctx)
+		if err != nil {
+			return err
+		}
+		if matches = st.ForSubject(ev.Subject); len(matches) == 0 && st.Unsure("") && d.NumDelivered < unsureTries {
+			// A part that can compile every definition handles it.
+			_ = d.Nak(5 * time.Second)
+			return errNakked
+		}
+	}
 	if len(matches) == 0 {
 		e.triggers.Event("", string(definition.TriggerSubject), metrics.TriggerRefused)
 		return e.fail(ctx, ev.Subject, "", "no trigger matches the subject (its definition changed or was removed)", ev.Data)
@@ -334,7 +382,19 @@ func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
 	tk := d.Tick
 	m, ok := e.reg.Cron(tk.Definition, tk.Key)
 	if !ok {
-		return nil // the trigger was changed or removed
+		// Changed or removed, or put since this engine's registry was.
+		st, err := e.reg.Stored(ctx)
+		if err != nil {
+			return err
+		}
+		if m, ok = st.Cron(tk.Definition, tk.Key); !ok {
+			if st.Unsure(tk.Definition) && d.NumDelivered < unsureTries {
+				// A part that can compile it handles the tick.
+				_ = d.Nak(5 * time.Second)
+				return errNakked
+			}
+			return nil
+		}
 	}
 	now := e.cfg.Now()
 	if now.Before(tk.Tick) {
@@ -359,6 +419,13 @@ func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
 	}
 	return e.store.ScheduleCron(ctx, eventstore.CronTick{Definition: m.Definition, Key: t.Key, Tick: next})
 }
+
+// unsureTries is how many times an engine that cannot compile a stored
+// definition (an older version's, during a rolling upgrade) gives back an
+// event or tick that definition may own, five seconds apart, before it
+// handles it as it can: a definition no part compiles holds nothing up
+// for longer.
+const unsureTries = 12
 
 // errNakked says the handler settled the delivery itself.
 var errNakked = errors.New("nakked")

@@ -31,6 +31,7 @@ type Registry struct {
 	mu       sync.RWMutex
 	latest   map[string]Match // by definition name; Trigger unused
 	triggers map[string][]*definition.Trigger
+	failed   map[string]bool // latest revisions that do not compile here
 	onChange func()
 }
 
@@ -40,7 +41,37 @@ func NewRegistry(store *eventstore.Store, defs *runs.Definitions, log *slog.Logg
 	if defs == nil {
 		defs = runs.NewDefinitions(store)
 	}
-	return &Registry{store: store, defs: defs, log: log, latest: map[string]Match{}, triggers: map[string][]*definition.Trigger{}}
+	return &Registry{store: store, defs: defs, log: log, latest: map[string]Match{}, triggers: map[string][]*definition.Trigger{},
+		failed: map[string]bool{}}
+}
+
+// Stored returns a registry of the latest revisions stored now, read
+// afresh: what an engine looks at before it drops a trigger event, a tick
+// or a subject its own registry does not know, as that registry follows
+// the definitions with a lag (and a part of an older version cannot
+// compile a newer one's definitions).
+func (r *Registry) Stored(ctx context.Context) (*Registry, error) {
+	recs, err := r.store.ListDefinitions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	fresh := NewRegistry(r.store, r.defs, slog.New(slog.DiscardHandler))
+	for _, rec := range recs {
+		fresh.update(rec)
+	}
+	return fresh, nil
+}
+
+// Unsure reports whether the latest revision of definition def, or of any
+// definition when def is "", does not compile here: what its triggers
+// want is not known.
+func (r *Registry) Unsure(def string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if def == "" {
+		return len(r.failed) > 0
+	}
+	return r.failed[def]
 }
 
 // Start loads the current definitions and follows changes until ctx
@@ -59,6 +90,11 @@ func (r *Registry) update(rec eventstore.DefinitionRecord) {
 		plan = &definition.Definition{Name: rec.Name}
 	}
 	r.mu.Lock()
+	if err != nil {
+		r.failed[rec.Name] = true
+	} else {
+		delete(r.failed, rec.Name)
+	}
 	r.latest[rec.Name] = Match{Definition: rec.Name, Revision: rec.Revision}
 	r.triggers[rec.Name] = plan.Triggers
 	fn := r.onChange
