@@ -224,12 +224,14 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		// first close.
 		closed := false
 		followed := s.interest.followed.of(wf) // what the read must reach
-		msgs, err := s.store.Read(ctx, wf, after)
-		if err != nil {
-			return toConnect(err)
-		}
-		if after == 0 && len(msgs) == 0 {
+		msgs, err := s.store.ReadLive(ctx, wf, after)
+		switch {
+		case errors.Is(err, eventstore.ErrNotFound) && after == 0:
 			return errorf(connect.CodeNotFound, "workflow %q not found", wf)
+		case errors.Is(err, eventstore.ErrNotFound):
+			return errorf(connect.CodeNotFound, "workflow %q was deleted while it was watched", wf)
+		case err != nil:
+			return toConnect(err)
 		}
 		if after > 0 && len(msgs) > 0 && msgs[0].StartsRun() {
 			return errorf(connect.CodeNotFound, "workflow %q was deleted while it was watched (its id names a run started since)", wf)
