@@ -146,6 +146,14 @@ func (s *Store) LastExternal(ctx context.Context, wf string) (uint64, error) {
 	return s.lastOn(ctx, s.historyGet, historyPrefix+wf+".ext")
 }
 
+// LastClose returns the history sequence of wf's latest record that
+// closed it (completed, failed or canceled it).
+//
+// Errors: ErrNotFound when none has.
+func (s *Store) LastClose(ctx context.Context, wf string) (uint64, error) {
+	return s.lastOn(ctx, s.historyGet, historyPrefix+wf+closingSuffix)
+}
+
 // ResultWaiting reports whether a result for wf waits in the results
 // stream for an orchestrator to record it.
 func (s *Store) ResultWaiting(ctx context.Context, wf string) (bool, error) {

@@ -87,9 +87,25 @@ func (s *Store) getDef(ctx context.Context, key string) (DefinitionRecord, uint6
 	}
 	var rec DefinitionRecord
 	if err := msgpack.Unmarshal(e.value, &rec); err != nil {
-		return DefinitionRecord{}, 0, fmt.Errorf("eventstore: definition %s: %w", key, err)
+		return DefinitionRecord{}, 0, fmt.Errorf("eventstore: definition %s: %w: %w", key, errUndecodable, err)
 	}
 	return rec, e.rev, nil
+}
+
+// errUndecodable marks a stored definition record that does not decode.
+var errUndecodable = errors.New("record does not decode")
+
+// DefinitionsVersion returns a number that grows with every definition
+// put: the definitions bucket's last sequence.
+func (s *Store) DefinitionsVersion(ctx context.Context) (uint64, error) {
+	st, err := s.defs.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("eventstore: definitions: %w", err)
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+		return bs.StreamInfo().State.LastSeq, nil
+	}
+	return 0, fmt.Errorf("eventstore: definitions: unexpected bucket status %T", st)
 }
 
 // leaderReadTimeout bounds getKV's read through the leader when its
@@ -180,7 +196,9 @@ func (s *Store) GetDefinition(ctx context.Context, name string, rev int) (Defini
 	return rec, err
 }
 
-// ListDefinitions returns the latest revision of every definition, by name.
+// ListDefinitions returns the latest revision of every definition, by
+// name; a record that does not decode is left out. A failure to read one
+// is an error, so a list is never short of a definition that is stored.
 func (s *Store) ListDefinitions(ctx context.Context) ([]DefinitionRecord, error) {
 	keys, err := s.defs.ListKeysFiltered(ctx, "*.latest")
 	if err != nil {
@@ -189,10 +207,14 @@ func (s *Store) ListDefinitions(ctx context.Context) ([]DefinitionRecord, error)
 	var out []DefinitionRecord
 	for k := range keys.Keys() {
 		rec, _, err := s.getDef(ctx, k)
-		if err != nil {
-			continue
+		switch {
+		case err == nil:
+			out = append(out, rec)
+		case errors.Is(err, errUndecodable):
+		default:
+			keys.Stop()
+			return nil, fmt.Errorf("eventstore: list definitions: %w", err)
 		}
-		out = append(out, rec)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

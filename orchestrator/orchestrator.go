@@ -361,31 +361,42 @@ type errBroken struct {
 
 func (e errBroken) Error() string { return e.err.Error() }
 
-// closed returns wf's last sequence and whether wf is closed, as its
-// history folds (from its latest snapshot): a run that failed still
-// records late results and timers, so its last record need not be the
-// close. A history that does not fold is closed when its last record
-// closes it.
+// closed returns wf's last sequence and whether wf is closed: its last
+// record closes it, or, as a failed run still records late results and
+// timers after its close, no redrive came after its last close. It reads
+// the last record, and the records after the last close when that is not
+// the last record: a handful, not the history.
 //
 // Errors: eventstore.ErrNotFound when wf has no history.
 func (sh *shard) closed(ctx context.Context, wf string) (uint64, bool, error) {
-	l, err := runs.ReadFromSnapshot(ctx, sh.o.store, wf)
+	last, err := sh.o.store.LastSeq(ctx, wf)
 	if err != nil {
 		return 0, false, err
 	}
-	st := l.State
-	if st.Events == 0 && len(l.Msgs) == 0 {
-		return 0, false, fmt.Errorf("workflow %s: %w", wf, eventstore.ErrNotFound)
+	msgs, err := sh.o.store.Read(ctx, wf, last-1)
+	if err != nil || len(msgs) != 1 || msgs[0].Err != nil {
+		return last, false, err
 	}
-	if m, _ := runs.Fold(st, l.Msgs, nil); m == nil {
-		return st.LastSeq, st.Status.Terminal(), nil
+	if evs := msgs[0].Record.Events; evs[len(evs)-1].Terminal() {
+		return last, true, nil
 	}
-	last := l.Msgs[len(l.Msgs)-1]
-	if last.Err != nil {
-		return last.Seq, false, nil
+	end, err := sh.o.store.LastClose(ctx, wf)
+	if errors.Is(err, eventstore.ErrNotFound) {
+		return last, false, nil
 	}
-	evs := last.Record.Events
-	return last.Seq, evs[len(evs)-1].Terminal(), nil
+	if err != nil {
+		return last, false, err
+	}
+	since, err := sh.o.store.Read(ctx, wf, end)
+	if err != nil {
+		return last, false, err
+	}
+	for _, m := range since {
+		if m.Err != nil || slices.ContainsFunc(m.Record.Events, func(ev events.Event) bool { return ev.Type == events.TypeWorkflowRetried }) {
+			return last, false, nil
+		}
+	}
+	return last, true, nil
 }
 
 // failWorkflow appends WorkflowFailed to a workflow that cannot go on,

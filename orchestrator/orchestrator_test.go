@@ -637,3 +637,42 @@ func TestAParentStartedAgainStartsItsChildAtOnce(t *testing.T) {
 		t.Errorf("the second run's child %s: %v", kid, err)
 	}
 }
+
+// closed tells a closed run from an open one whatever came after the
+// close: late results keep a failed run closed, a redrive opens it again.
+func TestClosedLooksPastLateRecords(t *testing.T) {
+	r := newRig(t)
+	r.putDef("d", "name: d\nsteps:\n  - { id: a, task: work }\n")
+	now := time.Now().UTC()
+	failed := events.Event{Type: events.TypeWorkflowFailed, Time: now, WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: workflow.ErrTypeTimeout, Message: "timed out"}}}
+	late := events.Event{Type: events.TypeStepCompleted, Time: now, StepCompleted: &events.StepCompleted{Path: "a", Attempt: 1, Output: "late"}}
+	retried := events.Event{Type: events.TypeWorkflowRetried, Time: now, WorkflowRetried: &events.WorkflowRetried{}}
+	scheduled := events.Event{Type: events.TypeStepScheduled, Time: now, StepScheduled: &events.StepScheduled{Path: "a", Gen: 1, Task: "work"}}
+	sh := r.shard()
+	last := r.start("c1", "d")
+	for i, step := range []struct {
+		evs    []events.Event
+		closed bool
+	}{
+		{[]events.Event{scheduled}, false},
+		{[]events.Event{failed}, true},
+		{[]events.Event{late}, true},
+		{[]events.Event{late}, true},
+		{[]events.Event{retried}, false},
+		{[]events.Event{scheduled}, false},
+		{[]events.Event{failed}, true},
+		{[]events.Event{late}, true},
+	} {
+		var err error
+		if last, err = r.store.Append(r.ctx, "c1", last, step.evs...); err != nil {
+			t.Fatal(err)
+		}
+		seq, closed, err := sh.closed(r.ctx, "c1")
+		if err != nil || seq != last || closed != step.closed {
+			t.Fatalf("after record %d (%s): closed %v at %d (%v), want %v at %d", i+1, step.evs[0].Type, closed, seq, err, step.closed, last)
+		}
+	}
+	if _, _, err := sh.closed(r.ctx, "none"); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("a run with no history: %v", err)
+	}
+}

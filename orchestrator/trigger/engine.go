@@ -388,12 +388,17 @@ func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
 			return err
 		}
 		if m, ok = st.Cron(tk.Definition, tk.Key); !ok {
-			if st.Unsure(tk.Definition) && d.NumDelivered < unsureTries {
-				// A part that can compile it handles the tick.
-				_ = d.Nak(5 * time.Second)
-				return errNakked
+			if st.Unsure(tk.Definition) {
+				if d.NumDelivered < unsureTries {
+					// A part that can compile it handles the tick.
+					_ = d.Nak(5 * time.Second)
+					return errNakked
+				}
+				return nil
 			}
-			return nil
+			// Removed: forgotten as a reconcile forgets it (its tick fired
+			// before one could), so put back later it resumes from then.
+			return e.store.CancelCron(ctx, tk.Definition, tk.Key)
 		}
 	}
 	now := e.cfg.Now()

@@ -234,3 +234,95 @@ func TestARemovedCatchupCronPutBackResumesFromNow(t *testing.T) {
 		t.Errorf("runs started for ticks of the time the trigger did not exist: %v", got)
 	}
 }
+
+// A catchup cron trigger removed while its tick is due (the tick fires
+// before any reconcile cancels it: engines down, or the tick in flight)
+// is forgotten when its tick comes: put back later, it resumes from then,
+// not from its last tick before it was removed.
+func TestARemovedCronWhoseTickFiredForgetsItsLastTick(t *testing.T) {
+	const name = "ticker"
+	with := "name: ticker\ntriggers:\n  - cron: \"* * * * *\"\n    catchup: true\nsteps:\n  - { id: a, task: echo }\n"
+	without := "name: ticker\nsteps:\n  - { id: a, task: echo }\n"
+	def, err := definition.Parse([]byte(with))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := def.Triggers[0].Key
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc := natstest.Start(t).Connect(t)
+	store, err := eventstore.Open(ctx, nc, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := mustTime(t, "2026-06-01T10:00:30Z")
+	if err := store.SetLastCronTick(ctx, name, key, start.Truncate(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.PutDefinition(ctx, name, with, "test", start); err != nil {
+		t.Fatal(err)
+	}
+	// The tick an engine scheduled before the orchestrators went down.
+	if err := store.ScheduleCron(ctx, eventstore.CronTick{Definition: name, Key: key, Tick: mustTime(t, "2026-06-01T10:01:00Z")}); err != nil {
+		t.Fatal(err)
+	}
+	// The trigger is removed while no engine runs; the tick comes due.
+	if _, _, err := store.PutDefinition(ctx, name, without, "test", start); err != nil {
+		t.Fatal(err)
+	}
+	pendingTick := func() time.Time {
+		t.Helper()
+		pending, err := store.CronSchedules(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pending[name+"."+key].Tick
+	}
+	for deadline := time.Now().Add(10 * time.Second); !pendingTick().IsZero(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the schedule did not fire")
+		}
+	}
+	var clock atomic.Int64
+	clock.Store(mustTime(t, "2026-06-01T10:01:30Z").UnixNano())
+	eng, err := trigger.New(store, trigger.Config{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:    func() time.Time { return time.Unix(0, clock.Load()) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = eng.Stop(stop)
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		last, err := store.LastCronTick(ctx, name, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tick of the removed trigger was handled, and its last tick %v kept", last)
+		}
+	}
+	back := mustTime(t, "2026-06-01T12:00:30Z")
+	clock.Store(back.UnixNano())
+	if _, _, err := store.PutDefinition(ctx, name, with, "test", back); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); pendingTick().IsZero(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not scheduled again")
+		}
+	}
+	if got, want := pendingTick(), mustTime(t, "2026-06-01T12:01:00Z"); !got.Equal(want) {
+		t.Errorf("put back at %v, its next tick is %v, want %v", back, got, want)
+	}
+}

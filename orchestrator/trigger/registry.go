@@ -33,6 +33,10 @@ type Registry struct {
 	triggers map[string][]*definition.Trigger
 	failed   map[string]bool // latest revisions that do not compile here
 	onChange func()
+
+	storedMu      sync.Mutex
+	stored        *Registry // what Stored read last
+	storedVersion uint64    // the definitions' version it read
 }
 
 // NewRegistry returns a registry over store that compiles definitions
@@ -50,7 +54,20 @@ func NewRegistry(store *eventstore.Store, defs *runs.Definitions, log *slog.Logg
 // or a subject its own registry does not know, as that registry follows
 // the definitions with a lag (and a part of an older version cannot
 // compile a newer one's definitions).
+//
+// The definitions are listed again only when one was put since the last
+// look (one request tells), so events that match no trigger, however
+// many, cost a request each, not a read of every definition.
 func (r *Registry) Stored(ctx context.Context) (*Registry, error) {
+	r.storedMu.Lock()
+	defer r.storedMu.Unlock()
+	version, err := r.store.DefinitionsVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if r.stored != nil && r.storedVersion == version {
+		return r.stored, nil
+	}
 	recs, err := r.store.ListDefinitions(ctx)
 	if err != nil {
 		return nil, err
@@ -59,6 +76,7 @@ func (r *Registry) Stored(ctx context.Context) (*Registry, error) {
 	for _, rec := range recs {
 		fresh.update(rec)
 	}
+	r.stored, r.storedVersion = fresh, version
 	return fresh, nil
 }
 
