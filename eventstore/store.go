@@ -794,15 +794,21 @@ func (s *Store) readForward(ctx context.Context, wf string, after, last uint64) 
 // long the history before them. It returns the sequence of that last
 // record.
 //
-// Errors: ErrNotFound when wf has no history.
+// Errors: ErrNotFound when wf has no history, or its history is deleted
+// while it is read.
 func (s *Store) ReadFrom(ctx context.Context, wf string, from uint64, fn func(Message) bool) (last uint64, err error) {
 	if last, err = s.LastSeq(ctx, wf); err != nil || from > last {
 		return last, err
 	}
-	return last, s.scan(ctx, wf, from, func(m Message) bool {
-		// A record stored after ReadFrom began (of a run started after
-		// the one read was deleted, say) is not read.
-		return m.Seq <= last && fn(m) && m.Seq < last
+	replaced := false
+	err = s.scan(ctx, wf, from, func(m Message) bool {
+		if m.Seq > last {
+			// Stored after ReadFrom began: not read. The start of a run
+			// means the one read was deleted meanwhile.
+			replaced = m.StartsRun()
+			return false
+		}
+		return fn(m) && m.Seq < last
 	}, func() error {
 		// The records up to last were deleted while they were read.
 		if now, err := s.LastSeq(ctx, wf); err != nil || now < from {
@@ -810,6 +816,10 @@ func (s *Store) ReadFrom(ctx context.Context, wf string, from uint64, fn func(Me
 		}
 		return nil
 	})
+	if err == nil && replaced {
+		err = fmt.Errorf("workflow %s: deleted while it was read: %w", wf, ErrNotFound)
+	}
+	return last, err
 }
 
 // scanStall is how long scan waits for a record before it asks its

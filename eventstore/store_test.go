@@ -888,3 +888,4 @@ func TestDefinitionFoundWhileAReplicaLags(t *testing.T) {
 		}
 	}
 }
+
