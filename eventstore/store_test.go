@@ -888,4 +888,3 @@ func TestDefinitionFoundWhileAReplicaLags(t *testing.T) {
 		}
 	}
 }
-
