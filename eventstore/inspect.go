@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -188,13 +189,48 @@ func (s *Store) lastOn(ctx context.Context, through streamGet, subject string) (
 	return m.Sequence, nil
 }
 
-// TaskAckFloor returns the history sequence up to which every step command
-// of taskType was settled by an executor (acked, or dropped as unreadable).
+// TaskQueue is what a task type's consumer tells of its step commands
+// and the executors that take them.
+type TaskQueue struct {
+	// AckFloor: every command up to this history sequence was settled.
+	AckFloor uint64
+	// Delivered is the history sequence of the last command handed out.
+	Delivered uint64
+	// LastDelivery is when a command was last handed out; zero: never.
+	LastDelivery time.Time
+	// Pulls is how many requests for commands executors have open now,
+	// and InFlight how many commands they hold unsettled.
+	Pulls, InFlight int
+}
+
+// TaskQueueOf reads the state of taskType's consumer.
 //
-// Errors: ErrNotFound when the task type has no consumer: its commands are
-// delivered to no executor.
-func (s *Store) TaskAckFloor(ctx context.Context, taskType string) (uint64, error) {
-	return s.ackFloor(ctx, TaskConsumerName(taskType))
+// Errors: ErrNotFound when the task type has no consumer.
+func (s *Store) TaskQueueOf(ctx context.Context, taskType string) (TaskQueue, error) {
+	info, err := s.consumerInfo(ctx, TaskConsumerName(taskType))
+	if err != nil {
+		return TaskQueue{}, err
+	}
+	q := TaskQueue{AckFloor: info.AckFloor.Stream, Delivered: info.Delivered.Stream, Pulls: info.NumWaiting, InFlight: info.NumAckPending}
+	if info.Delivered.Last != nil {
+		q.LastDelivery = *info.Delivered.Last
+	}
+	return q, nil
+}
+
+// DeletionUnderWay reports whether wf's deletion (its retention ran out)
+// has begun and not ended: what is left of a run being deleted.
+func (s *Store) DeletionUnderWay(ctx context.Context, wf string) (bool, error) {
+	_, err := s.lastOn(ctx, s.timersGet, retentionFirePfx+wf)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// timersGet is retryRead of get on the timers stream.
+func (s *Store) timersGet(ctx context.Context, get func(context.Context, jetstream.Stream) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
+	return retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return get(ctx, s.timers) })
 }
 
 // ExternalAckFloor returns the history sequence up to which orchestrators

@@ -122,8 +122,8 @@ func TestCommandAndInputQueues(t *testing.T) {
 	if _, err := s.LastTaskCommand(ctx, "wf", "echo"); !errors.Is(err, eventstore.ErrNotFound) {
 		t.Fatalf("LastTaskCommand before any: %v", err)
 	}
-	if _, err := s.TaskAckFloor(ctx, "echo"); !errors.Is(err, eventstore.ErrNotFound) {
-		t.Fatalf("TaskAckFloor without a consumer: %v", err)
+	if _, err := s.TaskQueueOf(ctx, "echo"); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("TaskQueueOf without a consumer: %v", err)
 	}
 	if b, err := s.TaskBacklogs(ctx); err != nil || len(b) != 0 {
 		t.Fatalf("TaskBacklogs without a task consumer = %v, %v", b, err)
@@ -139,8 +139,8 @@ func TestCommandAndInputQueues(t *testing.T) {
 	if seq, err := s.LastTaskCommand(ctx, "wf", "echo"); err != nil || seq != cmdSeq {
 		t.Fatalf("LastTaskCommand = %d, %v; want %d", seq, err, cmdSeq)
 	}
-	if floor, err := s.TaskAckFloor(ctx, "echo"); err != nil || floor >= cmdSeq {
-		t.Fatalf("TaskAckFloor before an executor took the command = %d, %v", floor, err)
+	if q, err := s.TaskQueueOf(ctx, "echo"); err != nil || q.AckFloor >= cmdSeq || q.Delivered >= cmdSeq || !q.LastDelivery.IsZero() || q.Pulls != 0 {
+		t.Fatalf("TaskQueueOf before an executor took the command = %+v, %v", q, err)
 	}
 	if b, err := s.TaskBacklogs(ctx); err != nil || len(b) != 1 || b["echo"] != 1 {
 		t.Fatalf("TaskBacklogs before an executor took the command = %v, %v; want echo: 1", b, err)
@@ -153,8 +153,8 @@ func TestCommandAndInputQueues(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll(t, 10*time.Second, "the ack floor to pass the command", func() bool {
-		floor, err := s.TaskAckFloor(ctx, "echo")
-		return err == nil && floor >= cmdSeq
+		q, err := s.TaskQueueOf(ctx, "echo")
+		return err == nil && q.AckFloor >= cmdSeq && q.Delivered >= cmdSeq && !q.LastDelivery.IsZero()
 	})
 	if b, err := s.TaskBacklogs(ctx); err != nil || len(b) != 1 || b["echo"] != 0 {
 		t.Fatalf("TaskBacklogs once the command was taken = %v, %v; want echo: 0", b, err)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -1202,8 +1201,9 @@ func (sh *shard) startDirect(ctx context.Context, d *eventstore.Delivery) bool {
 	}
 	st.LastSeq = seq
 	sh.remember(wf, e)
-	sh.index(wf, e, d)
-	_ = d.Ack()
+	if !sh.index(wf, e, d) {
+		_ = d.Ack()
+	}
 	return true
 }
 
@@ -1500,14 +1500,6 @@ func keyOf(st *workflow.State) indexKey {
 	return indexKey{status: st.Shown(), search: st.SearchChanges}
 }
 
-// summaryOf returns the listing entry of st, workflow wf. It shares
-// nothing with st, which changes while the indexer holds the entry.
-func summaryOf(wf string, st *workflow.State) eventstore.Summary {
-	return eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
-		Status: string(st.Shown()), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq,
-		Identity: st.StartedBy, Search: maps.Clone(st.Search)}
-}
-
 // index hands the workflow's entry to the indexer when the index is not
 // known to hold its status and search attributes (its indexKey), and
 // reports whether it took the input with it
@@ -1516,7 +1508,11 @@ func summaryOf(wf string, st *workflow.State) eventstore.Summary {
 // possibly for days) or closes it is held, since no later input is sure
 // to come; any other is acked at once, as the result of what is in flight
 // will come to an orchestrator that writes the entry if this one died
-// first (a state loaded afresh knows nothing of the index).
+// first (a state loaded afresh knows nothing of the index). A direct
+// start is held too, and its entry written at once: until it is stored
+// nothing lists the run, not even `weft doctor`, and the result that
+// would write it may be long to come (no executor serves the task type,
+// the definition is paused, the task runs for hours).
 func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
 	st := e.st
 	if e.indexed == nil {
@@ -1526,19 +1522,20 @@ func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
 	if known, _ := e.indexed.Load().(indexKey); known == key {
 		return false
 	}
-	hold := st.Status.Terminal() || !inFlight(st) || d.Source == eventstore.SourceExternal
+	start := d.Source == eventstore.SourceStart
+	hold := st.Status.Terminal() || !inFlight(st) || d.Source == eventstore.SourceExternal || start
 	if e.queued == key && !hold {
 		return false // on its way
 	}
 	e.queued = key
-	sum := summaryOf(wf, st)
+	sum := runs.Summary(wf, st)
 	if !hold {
 		sh.o.ix.put(sum, key, e.indexed, false, func(bool) {})
 		return false
 	}
 	// Held inputs join the pending write: each comes back if it is lost.
 	// A parked workflow stays running: nothing is saved by waiting.
-	sh.o.ix.put(sum, key, e.indexed, !inFlight(st), func(ok bool) {
+	sh.o.ix.put(sum, key, e.indexed, !inFlight(st) || start, func(ok bool) {
 		if ok {
 			_ = d.Ack()
 		} else {

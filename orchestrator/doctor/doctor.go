@@ -169,7 +169,7 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 		opts.Definitions = runs.NewDefinitions(store)
 	}
 	c := &checker{store: store, opts: opts, now: opts.Now(), defs: opts.Definitions,
-		runs: map[string]*run{}, taskFloors: map[string]floor{}, keys: map[string]keySlots{}}
+		runs: map[string]*run{}, tasks: map[string]taskQueue{}, keys: map[string]keySlots{}}
 	sums, err := store.Summaries(ctx)
 	if err != nil {
 		return nil, err
@@ -279,6 +279,12 @@ type floor struct {
 	err error
 }
 
+// taskQueue is a look at a task type's consumer: one serves every run.
+type taskQueue struct {
+	q   eventstore.TaskQueue
+	err error
+}
+
 type checker struct {
 	store *eventstore.Store
 	opts  Options
@@ -288,9 +294,9 @@ type checker struct {
 	// runs are judged.
 	runs map[string]*run
 
-	mu         sync.Mutex
-	taskFloors map[string]floor
-	extFloor   *floor
+	mu       sync.Mutex
+	tasks    map[string]taskQueue
+	extFloor *floor
 	// keys are the concurrency keys whose slots were looked at, by
 	// definition and key: one look serves every run queued on the key.
 	keys map[string]keySlots
@@ -378,6 +384,17 @@ func (c *checker) load(ctx context.Context, r *run) error {
 	return nil
 }
 
+// deleted reports whether run wf, listed but without history, was deleted
+// since the index was read (its entry is gone too) or is being deleted.
+func (c *checker) deleted(ctx context.Context, wf string) (bool, error) {
+	if _, err := c.store.GetSummary(ctx, wf); errors.Is(err, eventstore.ErrNotFound) {
+		return true, nil
+	} else if err != nil {
+		return false, err
+	}
+	return c.store.DeletionUnderWay(ctx, wf)
+}
+
 // recent reports whether r's history changed within the grace period.
 func (c *checker) recent(r *run) bool { return c.now.Sub(r.LastChange) < c.opts.Grace }
 
@@ -390,6 +407,12 @@ func open(status string) bool {
 func (c *checker) judge(ctx context.Context, r *run) error {
 	switch {
 	case r.st == nil && r.indexed:
+		// Deleted (retention) since the index was read, or being deleted:
+		// nothing to report.
+		if gone, err := c.deleted(ctx, r.ID); err != nil || gone {
+			r.indexed = false
+			return err
+		}
 		r.Verdict = Missing
 		r.add(FindingDrifted, "index says %s, but there is no history", r.IndexStatus)
 		return nil
@@ -560,31 +583,45 @@ func (c *checker) inputWaiting(ctx context.Context, wf string) (bool, error) {
 	return c.store.ResultWaiting(ctx, wf)
 }
 
-// task checks a task step in flight: its command waits for an executor,
-// or its result waits to be recorded.
+// task checks a task step in flight: its command waits for an executor
+// that asks for commands, or its result waits to be recorded.
 func (c *checker) task(ctx context.Context, r *run, m workflow.Mover) (string, error) {
 	c.mu.Lock()
-	f, ok := c.taskFloors[m.Task]
+	tq, ok := c.tasks[m.Task]
 	c.mu.Unlock()
 	if !ok {
-		f.seq, f.err = c.store.TaskAckFloor(ctx, m.Task)
-		if f.err != nil && !errors.Is(f.err, eventstore.ErrNotFound) {
-			return "", f.err
+		tq.q, tq.err = c.store.TaskQueueOf(ctx, m.Task)
+		if tq.err != nil && !errors.Is(tq.err, eventstore.ErrNotFound) {
+			return "", tq.err
 		}
 		c.mu.Lock()
-		c.taskFloors[m.Task] = f
+		c.tasks[m.Task] = tq
 		c.mu.Unlock()
 	}
-	if f.err != nil {
+	if tq.err != nil {
 		return fmt.Sprintf("step %s: task type %s has no consumer (%s): its command reaches no executor",
 			m.Path, m.Task, eventstore.TaskConsumer(m.Task)), nil
 	}
+	q := tq.q
 	last, err := c.store.LastTaskCommand(ctx, r.ID, m.Task)
 	if errors.Is(err, eventstore.ErrNotFound) {
 		return fmt.Sprintf("step %s: its task command is not in the history stream", m.Path), nil
 	}
-	if err != nil || last > f.seq {
+	if err != nil {
 		return "", err
+	}
+	if last > q.AckFloor {
+		// Unsettled: it moves while an executor of the type asks for
+		// commands, holds some, or was handed one lately.
+		if last > q.Delivered && q.Pulls == 0 && q.InFlight == 0 && c.now.Sub(q.LastDelivery) >= c.opts.Grace {
+			since := "ever"
+			if !q.LastDelivery.IsZero() {
+				since = "since " + q.LastDelivery.UTC().Format(time.RFC3339)
+			}
+			return fmt.Sprintf("step %s: no executor serves task type %s (none asks for commands or holds one, and none was handed one %s): its command waits for one",
+				m.Path, m.Task, since), nil
+		}
+		return "", nil
 	}
 	waiting, err := c.store.ResultWaiting(ctx, r.ID)
 	if err != nil || waiting {

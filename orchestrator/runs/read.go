@@ -3,6 +3,7 @@ package runs
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
@@ -92,4 +93,12 @@ func FoldMessages(st *workflow.State, msgs []eventstore.Message) (broken error) 
 		}
 	}
 	return broken
+}
+
+// Summary returns the listing entry of st, workflow wf. It shares nothing
+// with st, which may change while the entry waits to be written.
+func Summary(wf string, st *workflow.State) eventstore.Summary {
+	return eventstore.Summary{ID: wf, Definition: st.Definition, Revision: st.Revision,
+		Status: string(st.Shown()), Created: st.Created, Closed: st.Closed, Seq: st.LastSeq,
+		Identity: st.StartedBy, Search: maps.Clone(st.Search)}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -16,6 +17,7 @@ import (
 	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/internal/telemetry"
 	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/workflow"
 )
 
 // ErrAlreadyExists is returned by Start when the workflow id is taken by a
@@ -145,7 +147,33 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	// call's event (an orchestrator recorded it, and its answer was lost),
 	// by an earlier call otherwise.
 	res.Started, res.Revision = first.Record.Events[0].Time.Equal(ev.Time), ws.Revision
+	if err := listDirectStart(ctx, store, wf, first); err != nil {
+		return StartResult{}, err
+	}
 	return res, nil
+}
+
+// listDirectStart writes the listing entry of a run an orchestrator
+// started directly, if there is none: the orchestrator answers a direct
+// start once the entry is stored, and one whose answer was lost (it died
+// first, or declined it as it stopped) may not have stored it. An entry
+// the run's orchestrators wrote since replaces this one, never the
+// reverse.
+func listDirectStart(ctx context.Context, store *eventstore.Store, wf string, first eventstore.Message) error {
+	if strings.HasSuffix(first.Subject, ".ext") {
+		return nil // taken from the stream by an orchestrator, which lists it
+	}
+	if _, err := store.GetSummary(ctx, wf); !errors.Is(err, eventstore.ErrNotFound) {
+		return err
+	}
+	st := &workflow.State{}
+	if _, err := Fold(st, []eventstore.Message{first}, nil); err != nil {
+		return err
+	}
+	if err := store.PutSummaries(ctx, []eventstore.Summary{Summary(wf, st)})[0]; err != nil && !errors.Is(err, eventstore.ErrSuperseded) {
+		return err
+	}
+	return nil
 }
 
 // directCandidate says whether a start of def can decide one step command
