@@ -241,6 +241,13 @@ type Summary struct {
 	// Search holds the workflow's search attributes: names to strings,
 	// numbers (float64 or int64), bools and times (read back in UTC).
 	Search map[string]any `msgpack:"sa,omitempty"`
+	// KVRev, when not 0, is the revision of the entry this one replaces,
+	// as its writer stored it last (an entry of an earlier point of the
+	// same history): the write is then one publish, conditional on it (an
+	// entry another writer stored since makes it read and compare, as one
+	// without). PutSummaries sets it to the new entry's revision. Not
+	// stored.
+	KVRev uint64 `msgpack:"-"`
 }
 
 // decodeSummary reads an index entry's value, with its search attributes
@@ -256,8 +263,10 @@ func decodeSummary(b []byte, sum *Summary) error {
 // nil) for each. An entry only replaces a stored one that reflects an
 // earlier point of the history (a lower Seq), so writers that race or
 // arrive late never turn a closed workflow's entry back: such an entry's
-// error is ErrSuperseded. New entries cost one asynchronous publish each;
-// replacing one reads it first.
+// error is ErrSuperseded. New entries, and those that replace the
+// revision their KVRev names, cost one asynchronous publish each;
+// replacing another reads it first. Each entry stored gets its new
+// revision in KVRev; one superseded, 0.
 func (s *Store) PutSummaries(ctx context.Context, sums []Summary) []error {
 	errs := make([]error, len(sums))
 	futs := make([]jetstream.PubAckFuture, len(sums))
@@ -269,8 +278,9 @@ func (s *Store) PutSummaries(ctx context.Context, sums []Summary) []error {
 		}
 		msg := nats.NewMsg("$KV." + WorkflowsBucket + "." + sum.ID)
 		msg.Data = data
-		// Create: succeeds only when the workflow has no entry yet.
-		if futs[i], err = s.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
+		// Succeeds only when the entry is still the one KVRev names (0:
+		// the workflow has no entry yet).
+		if futs[i], err = s.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(sum.KVRev)); err != nil {
 			errs[i] = fmt.Errorf("eventstore: index %s: %w", sum.ID, err)
 		}
 	}
@@ -281,7 +291,8 @@ func (s *Store) PutSummaries(ctx context.Context, sums []Summary) []error {
 			continue
 		}
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			sums[i].KVRev = ack.Sequence
 		case err := <-f.Err():
 			if !isConflict(err) {
 				errs[i] = fmt.Errorf("eventstore: index %s: %w", sums[i].ID, err)
@@ -291,7 +302,7 @@ func (s *Store) PutSummaries(ctx context.Context, sums []Summary) []error {
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				errs[i] = s.replaceSummary(ctx, sums[i])
+				sums[i].KVRev, errs[i] = s.replaceSummary(ctx, sums[i])
 			}()
 		case <-ctx.Done():
 			errs[i] = ctx.Err()
@@ -301,13 +312,15 @@ func (s *Store) PutSummaries(ctx context.Context, sums []Summary) []error {
 	return errs
 }
 
-// replaceSummary writes sum over a stored entry that is older than it.
-func (s *Store) replaceSummary(ctx context.Context, sum Summary) error {
+// replaceSummary writes sum over a stored entry that is older than it,
+// and returns the new entry's revision.
+func (s *Store) replaceSummary(ctx context.Context, sum Summary) (uint64, error) {
 	data, err := msgpack.Marshal(sum)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for range 10 {
+		var rev uint64
 		e, err := s.getKV(ctx, s.index, sum.ID)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			// The create-only write found the subject taken, and now there
@@ -317,26 +330,26 @@ func (s *Store) replaceSummary(ctx context.Context, sum Summary) error {
 			first, ferr := s.First(ctx, sum.ID)
 			switch {
 			case errors.Is(ferr, ErrNotFound), ferr == nil && sum.Seq < first.Seq:
-				return ErrSuperseded
+				return 0, ErrSuperseded
 			case ferr != nil:
-				return fmt.Errorf("eventstore: index %s: %w", sum.ID, ferr)
+				return 0, fmt.Errorf("eventstore: index %s: %w", sum.ID, ferr)
 			}
-			_, err = s.index.Create(ctx, sum.ID, data)
+			rev, err = s.index.Create(ctx, sum.ID, data)
 		} else if err == nil {
 			var old Summary
 			if msgpack.Unmarshal(e.value, &old) == nil && old.Seq >= sum.Seq {
-				return ErrSuperseded
+				return 0, ErrSuperseded
 			}
-			_, err = s.index.Update(ctx, sum.ID, data, e.rev)
+			rev, err = s.index.Update(ctx, sum.ID, data, e.rev)
 		}
 		if err == nil || !errors.Is(err, jetstream.ErrKeyExists) && !isConflict(err) {
 			if err != nil {
-				return fmt.Errorf("eventstore: index %s: %w", sum.ID, err)
+				return 0, fmt.Errorf("eventstore: index %s: %w", sum.ID, err)
 			}
-			return nil
+			return rev, nil
 		}
 	}
-	return fmt.Errorf("eventstore: index %s: the entry kept changing", sum.ID)
+	return 0, fmt.Errorf("eventstore: index %s: the entry kept changing", sum.ID)
 }
 
 // GetSummary returns wf's index entry.

@@ -888,3 +888,35 @@ func TestDefinitionFoundWhileAReplicaLags(t *testing.T) {
 		}
 	}
 }
+
+// An index entry written over the revision its writer stored last is one
+// conditional publish; over a revision another writer replaced since, it
+// is read and compared as without one: a newer entry stays.
+func TestPutSummariesOverAKnownRevision(t *testing.T) {
+	ctx := context.Background()
+	s := open(t)
+	at := time.Unix(100, 0).UTC()
+	put := func(seq, rev uint64) (uint64, error) {
+		sums := []eventstore.Summary{{ID: "wf", Definition: "d", Revision: 1, Status: "RUNNING", Created: at, Seq: seq, KVRev: rev}}
+		err := s.PutSummaries(ctx, sums)[0]
+		return sums[0].KVRev, err
+	}
+	r1, err := put(1, 0)
+	if err != nil || r1 == 0 {
+		t.Fatalf("create: rev %d, %v", r1, err)
+	}
+	r2, err := put(2, r1)
+	if err != nil || r2 <= r1 {
+		t.Fatalf("over rev %d: rev %d, %v", r1, r2, err)
+	}
+	r3, err := put(4, r1) // a revision replaced since: read and compared
+	if err != nil || r3 <= r2 {
+		t.Fatalf("over the stale rev %d: rev %d, %v", r1, r3, err)
+	}
+	if _, err := put(3, r2); !errors.Is(err, eventstore.ErrSuperseded) {
+		t.Fatalf("an older entry over a stale revision: %v, want ErrSuperseded", err)
+	}
+	if sum, err := s.GetSummary(ctx, "wf"); err != nil || sum.Seq != 4 {
+		t.Fatalf("the entry: %+v, %v; want seq 4", sum, err)
+	}
+}

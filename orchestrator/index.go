@@ -37,7 +37,7 @@ type indexer struct {
 type indexWrite struct {
 	sum    eventstore.Summary
 	key    indexKey      // what sum reflects of the state
-	mark   *atomic.Value // the cached state's written indexKey
+	mark   *atomic.Value // the cached state's written entry (a written)
 	settle []func(ok bool)
 	queued bool // in now
 }
@@ -45,6 +45,14 @@ type indexWrite struct {
 type delayedWrite struct {
 	at time.Time
 	w  *indexWrite
+}
+
+// written is what a cached state's mark holds: the indexKey of its entry
+// as last stored, and that entry's revision (0: not known), which the
+// next write replaces with one publish.
+type written struct {
+	key indexKey
+	rev uint64
 }
 
 // runningDelay is how long a running workflow's entry waits before it is
@@ -170,6 +178,8 @@ func (ix *indexer) write(batch []*indexWrite, closing bool) bool {
 	sums := make([]eventstore.Summary, len(batch))
 	for i, w := range batch {
 		sums[i] = w.sum
+		last, _ := w.mark.Load().(written)
+		sums[i].KVRev = last.rev
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	errs := ix.store.PutSummaries(ctx, sums)
@@ -178,9 +188,12 @@ func (ix *indexer) write(batch []*indexWrite, closing bool) bool {
 	for i, w := range batch {
 		if errs[i] == nil || errors.Is(errs[i], eventstore.ErrSuperseded) {
 			if errs[i] == nil {
-				// (A superseded entry leaves the index holding another
-				// writer's status.)
-				w.mark.Store(w.key)
+				w.mark.Store(written{key: w.key, rev: sums[i].KVRev})
+			} else {
+				// The index holds another writer's entry, of a revision
+				// not known here.
+				last, _ := w.mark.Load().(written)
+				w.mark.Store(written{key: last.key})
 			}
 			for _, settle := range w.settle {
 				settle(true)

@@ -289,10 +289,10 @@ func shardOf(wf string, n int) int {
 // sure of everything again.
 type entry struct {
 	st *workflow.State
-	// indexed is the indexKey of what the listing index is known to hold
-	// (set by the indexer once its write landed; cleared when another
-	// writer may have changed the entry); queued the last one handed to
-	// the indexer.
+	// indexed holds what the listing index is known to hold (a written:
+	// its indexKey and revision, set by the indexer once its write
+	// landed; cleared when another writer may have changed the entry);
+	// queued is the last indexKey handed to the indexer.
 	indexed *atomic.Value
 	queued  indexKey
 	// started and canceled hold the child workflows known to exist, and
@@ -1519,7 +1519,7 @@ func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
 		e.indexed = new(atomic.Value)
 	}
 	key := keyOf(st)
-	if known, _ := e.indexed.Load().(indexKey); known == key {
+	if known, _ := e.indexed.Load().(written); known.key == key {
 		return false
 	}
 	start := d.Source == eventstore.SourceStart

@@ -277,7 +277,7 @@ func TestIndexerWritesAClosedEntryOnceAndSettlesHeldInputs(t *testing.T) {
 			t.Fatal("held inputs not settled")
 		}
 	}
-	if got, _ := mark.Load().(indexKey); got.status != workflow.StatusCompleted {
+	if got, _ := mark.Load().(written); got.key.status != workflow.StatusCompleted || got.rev != 1 {
 		t.Fatalf("mark %+v", got)
 	}
 	sum, err := r.store.GetSummary(r.ctx, "wf")
