@@ -77,6 +77,7 @@ are taken as moving.`,
 	f.BoolVar(&all, "all", false, "list every run checked, not only the problems")
 	f.DurationVar(&opts.Grace, "grace", 10*time.Second, "take runs whose history changed this recently as moving, and their index entries as still to be written")
 	f.DurationVar(&opts.TimerGrace, "timer-grace", time.Minute, "how long past its due time a timer may still not have fired")
+	f.DurationVar(&opts.ExecutorGrace, "executor-grace", time.Minute, "how long a task type's commands may wait with no executor asking for them")
 	f.IntVar(&opts.Concurrency, "concurrency", 8, "histories read at once")
 	return cmd
 }

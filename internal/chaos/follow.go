@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -91,13 +92,21 @@ func (fc *followCheck) check(ctx context.Context) (missed []uint64, compared int
 	if last <= fc.from {
 		return nil, 0, fc.err, nil
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"weft.h.>"},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    fc.from + 1,
-	})
-	if err != nil {
-		return nil, 0, nil, fmt.Errorf("read the histories back: %w", err)
+	// A stream just through a node's kill may not answer at once (no
+	// responders while its leader is elected): those errors are tried
+	// again, for up to a minute.
+	var cons jetstream.Consumer
+	rctx, rcancel := context.WithTimeout(ctx, time.Minute)
+	defer rcancel()
+	if perr := poll(rctx, 200*time.Millisecond, func() (bool, error) {
+		cons, err = stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{"weft.h.>"},
+			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:    fc.from + 1,
+		})
+		return err == nil || !errors.Is(err, nats.ErrNoResponders), nil
+	}); perr != nil || err != nil {
+		return nil, 0, nil, fmt.Errorf("read the histories back: %w", cmp.Or(err, perr))
 	}
 	upTo := last
 	if fc.err != nil {
@@ -105,6 +114,10 @@ func (fc *followCheck) check(ctx context.Context) (missed []uint64, compared int
 	}
 	for seq, empty := uint64(0), 0; seq < upTo; {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
+		if errors.Is(err, nats.ErrNoResponders) && rctx.Err() == nil {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
 		if err != nil {
 			return nil, 0, nil, fmt.Errorf("read the histories back: %w", err)
 		}

@@ -134,6 +134,10 @@ type Options struct {
 	// TimerGrace is how long past its due time a timer may still not have
 	// fired. Default 1m.
 	TimerGrace time.Duration
+	// ExecutorGrace is how long a task type's commands may wait with no
+	// executor asking for them, holding one or handed one (executors
+	// restarting, or scaled to none for a while). Default 1m.
+	ExecutorGrace time.Duration
 	// All lists every run in Report.Runs, not only the problems.
 	All bool
 	// Concurrency bounds the histories read at once. Default 8.
@@ -151,6 +155,9 @@ func (o *Options) defaults() {
 	}
 	if o.TimerGrace <= 0 {
 		o.TimerGrace = time.Minute
+	}
+	if o.ExecutorGrace <= 0 {
+		o.ExecutorGrace = time.Minute
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
@@ -384,6 +391,14 @@ func (c *checker) load(ctx context.Context, r *run) error {
 	return nil
 }
 
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // deleted reports whether run wf, listed but without history, was deleted
 // since the index was read (its entry is gone too) or is being deleted.
 func (c *checker) deleted(ctx context.Context, wf string) (bool, error) {
@@ -612,8 +627,9 @@ func (c *checker) task(ctx context.Context, r *run, m workflow.Mover) (string, e
 	}
 	if last > q.AckFloor {
 		// Unsettled: it moves while an executor of the type asks for
-		// commands, holds some, or was handed one lately.
-		if last > q.Delivered && q.Pulls == 0 && q.InFlight == 0 && c.now.Sub(q.LastDelivery) >= c.opts.Grace {
+		// commands, holds some, or was handed one within ExecutorGrace
+		// (of the run's last change, at the latest its command's).
+		if last > q.Delivered && q.Pulls == 0 && q.InFlight == 0 && c.now.Sub(later(q.LastDelivery, r.LastChange)) >= c.opts.ExecutorGrace {
 			since := "ever"
 			if !q.LastDelivery.IsZero() {
 				since = "since " + q.LastDelivery.UTC().Format(time.RFC3339)

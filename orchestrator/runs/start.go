@@ -147,9 +147,9 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	// call's event (an orchestrator recorded it, and its answer was lost),
 	// by an earlier call otherwise.
 	res.Started, res.Revision = first.Record.Events[0].Time.Equal(ev.Time), ws.Revision
-	if err := listDirectStart(ctx, store, wf, first); err != nil {
-		return StartResult{}, err
-	}
+	// The run is recorded whatever befalls its entry: an orchestrator that
+	// took the start still writes it (it tries until it can).
+	_ = listDirectStart(ctx, store, wf, first)
 	return res, nil
 }
 
@@ -158,7 +158,7 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 // start once the entry is stored, and one whose answer was lost (it died
 // first, or declined it as it stopped) may not have stored it. An entry
 // the run's orchestrators wrote since replaces this one, never the
-// reverse.
+// reverse. A failure leaves the entry to the orchestrators.
 func listDirectStart(ctx context.Context, store *eventstore.Store, wf string, first eventstore.Message) error {
 	if strings.HasSuffix(first.Subject, ".ext") {
 		return nil // taken from the stream by an orchestrator, which lists it
