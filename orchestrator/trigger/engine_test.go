@@ -75,21 +75,7 @@ steps:
 			}
 			var clock atomic.Int64
 			clock.Store(now.UnixNano())
-			eng, err := trigger.New(store, trigger.Config{
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-				Now:    func() time.Time { return time.Unix(0, clock.Load()) },
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := eng.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				_ = eng.Stop(stop)
-			})
+			clockEngine(t, ctx, store, &clock)
 
 			want := make([]string, len(tt.want))
 			for i, tick := range tt.want {
@@ -151,35 +137,41 @@ func startedWorkflows(t *testing.T, ctx context.Context, nc *nats.Conn) []string
 	return slices.Sorted(maps.Keys(ids))
 }
 
-// A catchup cron trigger removed by a new revision and put back later
-// resumes from the time it is back: the ticks of the time it did not
-// exist are not caught up (Weft was up all along), and its next tick is
-// the first after the clock.
-func TestARemovedCatchupCronPutBackResumesFromNow(t *testing.T) {
-	const name = "ticker"
-	with := "name: ticker\ntriggers:\n  - cron: \"* * * * *\"\n    catchup: true\nsteps:\n  - { id: a, task: echo }\n"
-	without := "name: ticker\nsteps:\n  - { id: a, task: echo }\n"
-	def, err := definition.Parse([]byte(with))
+// tickerWith and tickerWithout are a definition with a catchup cron
+// trigger of every minute, and its revision without it.
+const (
+	tickerWith    = "name: ticker\ntriggers:\n  - cron: \"* * * * *\"\n    catchup: true\nsteps:\n  - { id: a, task: echo }\n"
+	tickerWithout = "name: ticker\nsteps:\n  - { id: a, task: echo }\n"
+)
+
+// tickerStore opens a store on a NATS server of its own with tickerWith
+// put at start, its last tick handled the minute before, and returns it
+// with the trigger's key.
+func tickerStore(t *testing.T, ctx context.Context, start time.Time) (*nats.Conn, *eventstore.Store, string) {
+	t.Helper()
+	def, err := definition.Parse([]byte(tickerWith))
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := def.Triggers[0].Key
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	nc := natstest.Start(t).Connect(t)
 	store, err := eventstore.Open(ctx, nc, eventstore.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := mustTime(t, "2026-06-01T10:00:30Z")
-	if err := store.SetLastCronTick(ctx, name, key, start.Truncate(time.Minute)); err != nil {
+	if err := store.SetLastCronTick(ctx, "ticker", key, start.Truncate(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := store.PutDefinition(ctx, name, with, "test", start); err != nil {
+	if _, _, err := store.PutDefinition(ctx, "ticker", tickerWith, "test", start); err != nil {
 		t.Fatal(err)
 	}
-	var clock atomic.Int64
-	clock.Store(start.UnixNano())
+	return nc, store, key
+}
+
+// clockEngine starts a trigger engine over store whose clock reads clock,
+// stopped when the test ends.
+func clockEngine(t *testing.T, ctx context.Context, store *eventstore.Store, clock *atomic.Int64) {
+	t.Helper()
 	eng, err := trigger.New(store, trigger.Config{
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Now:    func() time.Time { return time.Unix(0, clock.Load()) },
@@ -195,39 +187,59 @@ func TestARemovedCatchupCronPutBackResumesFromNow(t *testing.T) {
 		defer cancel()
 		_ = eng.Stop(stop)
 	})
-	pendingTick := func() time.Time {
-		t.Helper()
-		pending, err := store.CronSchedules(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pending[name+"."+key].Tick
-	}
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("waiting for %s", what)
-			}
-		}
-	}
-	waitFor("the first tick scheduled", func() bool { return pendingTick().Equal(mustTime(t, "2026-06-01T10:01:00Z")) })
+}
 
-	if _, _, err := store.PutDefinition(ctx, name, without, "test", start); err != nil {
+// pendingTick returns the tick scheduled for cron trigger key of
+// definition def; zero when none is.
+func pendingTick(t *testing.T, ctx context.Context, store *eventstore.Store, def, key string) time.Time {
+	t.Helper()
+	pending, err := store.CronSchedules(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor("the tick canceled", func() bool { return pendingTick().IsZero() })
-	if last, err := store.LastCronTick(ctx, name, key); err != nil || !last.IsZero() {
+	return pending[def+"."+key].Tick
+}
+
+// waitFor polls ok until it holds, failing the test after 30 seconds.
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); !ok(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s", what)
+		}
+	}
+}
+
+// A catchup cron trigger removed by a new revision and put back later
+// resumes from the time it is back: the ticks of the time it did not
+// exist are not caught up (Weft was up all along), and its next tick is
+// the first after the clock.
+func TestARemovedCatchupCronPutBackResumesFromNow(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := mustTime(t, "2026-06-01T10:00:30Z")
+	nc, store, key := tickerStore(t, ctx, start)
+	var clock atomic.Int64
+	clock.Store(start.UnixNano())
+	clockEngine(t, ctx, store, &clock)
+	tick := func() time.Time { return pendingTick(t, ctx, store, "ticker", key) }
+	waitFor(t, "the first tick scheduled", func() bool { return tick().Equal(mustTime(t, "2026-06-01T10:01:00Z")) })
+
+	if _, _, err := store.PutDefinition(ctx, "ticker", tickerWithout, "test", start); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the tick canceled", func() bool { return tick().IsZero() })
+	if last, err := store.LastCronTick(ctx, "ticker", key); err != nil || !last.IsZero() {
 		t.Fatalf("a removed trigger's last tick is still %v (%v): put back, it would catch up from there", last, err)
 	}
 
 	back := mustTime(t, "2026-06-01T12:00:30Z")
 	clock.Store(back.UnixNano())
-	if _, _, err := store.PutDefinition(ctx, name, with, "test", back); err != nil {
+	if _, _, err := store.PutDefinition(ctx, "ticker", tickerWith, "test", back); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("the tick scheduled again", func() bool { return !pendingTick().IsZero() })
-	if got, want := pendingTick(), mustTime(t, "2026-06-01T12:01:00Z"); !got.Equal(want) {
+	waitFor(t, "the tick scheduled again", func() bool { return !tick().IsZero() })
+	if got, want := tick(), mustTime(t, "2026-06-01T12:01:00Z"); !got.Equal(want) {
 		t.Errorf("put back at %v, the trigger's next tick is %v, want %v", back, got, want)
 	}
 	if got := startedWorkflows(t, ctx, nc); len(got) > 0 {
@@ -240,89 +252,37 @@ func TestARemovedCatchupCronPutBackResumesFromNow(t *testing.T) {
 // is forgotten when its tick comes: put back later, it resumes from then,
 // not from its last tick before it was removed.
 func TestARemovedCronWhoseTickFiredForgetsItsLastTick(t *testing.T) {
-	const name = "ticker"
-	with := "name: ticker\ntriggers:\n  - cron: \"* * * * *\"\n    catchup: true\nsteps:\n  - { id: a, task: echo }\n"
-	without := "name: ticker\nsteps:\n  - { id: a, task: echo }\n"
-	def, err := definition.Parse([]byte(with))
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := def.Triggers[0].Key
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	nc := natstest.Start(t).Connect(t)
-	store, err := eventstore.Open(ctx, nc, eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := mustTime(t, "2026-06-01T10:00:30Z")
-	if err := store.SetLastCronTick(ctx, name, key, start.Truncate(time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.PutDefinition(ctx, name, with, "test", start); err != nil {
-		t.Fatal(err)
-	}
+	_, store, key := tickerStore(t, ctx, start)
 	// The tick an engine scheduled before the orchestrators went down.
-	if err := store.ScheduleCron(ctx, eventstore.CronTick{Definition: name, Key: key, Tick: mustTime(t, "2026-06-01T10:01:00Z")}); err != nil {
+	if err := store.ScheduleCron(ctx, eventstore.CronTick{Definition: "ticker", Key: key, Tick: mustTime(t, "2026-06-01T10:01:00Z")}); err != nil {
 		t.Fatal(err)
 	}
 	// The trigger is removed while no engine runs; the tick comes due.
-	if _, _, err := store.PutDefinition(ctx, name, without, "test", start); err != nil {
+	if _, _, err := store.PutDefinition(ctx, "ticker", tickerWithout, "test", start); err != nil {
 		t.Fatal(err)
 	}
-	pendingTick := func() time.Time {
-		t.Helper()
-		pending, err := store.CronSchedules(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pending[name+"."+key].Tick
-	}
-	for deadline := time.Now().Add(10 * time.Second); !pendingTick().IsZero(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the schedule did not fire")
-		}
-	}
+	tick := func() time.Time { return pendingTick(t, ctx, store, "ticker", key) }
+	waitFor(t, "the schedule to fire", func() bool { return tick().IsZero() })
 	var clock atomic.Int64
 	clock.Store(mustTime(t, "2026-06-01T10:01:30Z").UnixNano())
-	eng, err := trigger.New(store, trigger.Config{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:    func() time.Time { return time.Unix(0, clock.Load()) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = eng.Stop(stop)
-	})
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		last, err := store.LastCronTick(ctx, name, key)
+	clockEngine(t, ctx, store, &clock)
+	waitFor(t, "the removed trigger's last tick forgotten", func() bool {
+		last, err := store.LastCronTick(ctx, "ticker", key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if last.IsZero() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the tick of the removed trigger was handled, and its last tick %v kept", last)
-		}
-	}
+		return last.IsZero()
+	})
 	back := mustTime(t, "2026-06-01T12:00:30Z")
 	clock.Store(back.UnixNano())
-	if _, _, err := store.PutDefinition(ctx, name, with, "test", back); err != nil {
+	if _, _, err := store.PutDefinition(ctx, "ticker", tickerWith, "test", back); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); pendingTick().IsZero(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("not scheduled again")
-		}
-	}
-	if got, want := pendingTick(), mustTime(t, "2026-06-01T12:01:00Z"); !got.Equal(want) {
+	waitFor(t, "the tick scheduled again", func() bool { return !tick().IsZero() })
+	if got, want := tick(), mustTime(t, "2026-06-01T12:01:00Z"); !got.Equal(want) {
 		t.Errorf("put back at %v, its next tick is %v, want %v", back, got, want)
 	}
 }
