@@ -203,7 +203,10 @@ type TaskQueue struct {
 	Pulls, InFlight int
 }
 
-// TaskQueueOf reads the state of taskType's consumer.
+// TaskQueueOf reads the state of taskType's consumer. Executors of an
+// earlier version that still take the type's commands through the
+// consumer it had then count too: their pulls, the commands they hold,
+// the last handed to them (AckFloor stays the consumer's own).
 //
 // Errors: ErrNotFound when the task type has no consumer.
 func (s *Store) TaskQueueOf(ctx context.Context, taskType string) (TaskQueue, error) {
@@ -211,9 +214,23 @@ func (s *Store) TaskQueueOf(ctx context.Context, taskType string) (TaskQueue, er
 	if err != nil {
 		return TaskQueue{}, err
 	}
-	q := TaskQueue{AckFloor: info.AckFloor.Stream, Delivered: info.Delivered.Stream, Pulls: info.NumWaiting, InFlight: info.NumAckPending}
-	if info.Delivered.Last != nil {
-		q.LastDelivery = *info.Delivered.Last
+	q := TaskQueue{AckFloor: info.AckFloor.Stream}
+	add := func(info *jetstream.ConsumerInfo) {
+		q.Delivered = max(q.Delivered, info.Delivered.Stream)
+		q.Pulls += info.NumWaiting
+		q.InFlight += info.NumAckPending
+		if last := info.Delivered.Last; last != nil && last.After(q.LastDelivery) {
+			q.LastDelivery = *last
+		}
+	}
+	add(info)
+	if old := legacyTaskConsumerName(taskType); old != TaskConsumerName(taskType) {
+		switch info, err := s.consumerInfo(ctx, old); {
+		case err == nil:
+			add(info)
+		case !errors.Is(err, ErrNotFound):
+			return TaskQueue{}, err
+		}
 	}
 	return q, nil
 }

@@ -144,3 +144,47 @@ func TestTaskConsumerTakesOverFromLegacyName(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A task type's queue counts the executors of an earlier version that
+// still take its commands through the consumer they knew: the command
+// they hold is handed out and in flight.
+func TestTaskQueueCountsTheLegacyConsumer(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy, err := js.CreateConsumer(ctx, eventstore.HistoryStream, jetstream.ConsumerConfig{Durable: "weft-task-send_mail",
+		FilterSubject: "weft.h.*.task.send_mail", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureTaskConsumer(ctx, "send_mail"); err != nil {
+		t.Fatal(err)
+	}
+	var zero uint64
+	seq, err := s.AppendExternal(ctx, "wf", &zero, "start/wf", events.Event{Type: events.TypeWorkflowStarted, Time: time.Now().UTC(),
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: "wf", Definition: "d", Revision: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seq, err = s.Append(ctx, "wf", seq, events.Event{Type: events.TypeStepScheduled, Time: time.Now().UTC(),
+		StepScheduled: &events.StepScheduled{Path: "a", Gen: 1, Task: "send_mail", FirstAttempt: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	batch, err := legacy.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range batch.Messages() { // held, not acked
+	}
+	q, err := s.TaskQueueOf(ctx, "send_mail")
+	if err != nil || q.Delivered < seq || q.InFlight != 1 || q.LastDelivery.IsZero() || q.AckFloor >= seq {
+		t.Fatalf("TaskQueueOf = %+v, %v; want command %d handed out and in flight, not settled", q, err, seq)
+	}
+}

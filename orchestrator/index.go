@@ -29,6 +29,7 @@ type indexer struct {
 	later   []delayedWrite         // due at their time, in order
 	closing bool
 	wake    chan struct{}
+	stop    chan struct{} // closed by close
 	done    chan struct{}
 }
 
@@ -61,7 +62,7 @@ const runningDelay = 500 * time.Millisecond
 
 func newIndexer(store *eventstore.Store, log *slog.Logger) *indexer {
 	ix := &indexer{store: store, log: log, delay: runningDelay, pending: map[string]*indexWrite{},
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go ix.run()
 	return ix
 }
@@ -106,7 +107,10 @@ func (ix *indexer) put(sum eventstore.Summary, key indexKey, mark *atomic.Value,
 // close writes what is pending now and stops.
 func (ix *indexer) close() {
 	ix.mu.Lock()
-	ix.closing = true
+	if !ix.closing {
+		ix.closing = true
+		close(ix.stop)
+	}
 	ix.mu.Unlock()
 	select {
 	case ix.wake <- struct{}{}:
@@ -153,9 +157,12 @@ func (ix *indexer) run() {
 			if ix.write(batch, closing) {
 				failures = 0
 			} else if failures++; !closing {
+				// New writes do not cut the wait short: while the bucket
+				// fails, writes due at once (closes, starts) would
+				// otherwise try again as fast as they come.
 				timer.Reset(min(100*time.Millisecond<<min(failures, 6), 5*time.Second))
 				select {
-				case <-ix.wake:
+				case <-ix.stop:
 				case <-timer.C:
 				}
 			}

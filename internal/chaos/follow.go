@@ -94,10 +94,11 @@ func (fc *followCheck) check(ctx context.Context) (missed []uint64, compared int
 	}
 	// A stream just through a node's kill may not answer at once (no
 	// responders while its leader is elected): those errors are tried
-	// again, for up to a minute.
+	// again, for up to a minute without a record read.
 	var cons jetstream.Consumer
 	rctx, rcancel := context.WithTimeout(ctx, time.Minute)
 	defer rcancel()
+	retryUntil := time.Now().Add(time.Minute)
 	if perr := poll(rctx, 200*time.Millisecond, func() (bool, error) {
 		cons, err = stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{"weft.h.>"},
@@ -114,7 +115,7 @@ func (fc *followCheck) check(ctx context.Context) (missed []uint64, compared int
 	}
 	for seq, empty := uint64(0), 0; seq < upTo; {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(2*time.Second))
-		if errors.Is(err, nats.ErrNoResponders) && rctx.Err() == nil {
+		if errors.Is(err, nats.ErrNoResponders) && time.Now().Before(retryUntil) {
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}
@@ -136,8 +137,16 @@ func (fc *followCheck) check(ctx context.Context) (missed []uint64, compared int
 				missed = append(missed, seq)
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		switch err := batch.Error(); {
+		case err == nil, errors.Is(err, nats.ErrTimeout):
+		case errors.Is(err, nats.ErrNoResponders) && time.Now().Before(retryUntil):
+			time.Sleep(200 * time.Millisecond)
+			continue
+		default:
 			return nil, 0, nil, fmt.Errorf("read the histories back: %w", err)
+		}
+		if n > 0 {
+			retryUntil = time.Now().Add(time.Minute)
 		}
 		if n == 0 {
 			if empty++; empty == 3 {
