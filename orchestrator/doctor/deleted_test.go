@@ -50,7 +50,23 @@ func TestDoctorLeavesRunsBeingDeletedAlone(t *testing.T) {
 	for i := range n {
 		listCanceled(t, ctx, store, fmt.Sprintf("r%03d", i), t0)
 	}
-	// Deleted by retention while the doctor checks.
+	// Their retention ran out: each deletion has fired, as an
+	// orchestrator's begins, and stays under way until it is done (no
+	// orchestrator runs here to ack it).
+	for i := range n {
+		if err := store.ScheduleDeletion(ctx, fmt.Sprintf("r%03d", i), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if under, err := store.DeletionUnderWay(ctx, fmt.Sprintf("r%03d", n-1)); err != nil || under {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the deletions never fired")
+		}
+	}
+	// Deleted while the doctor checks.
 	var deleted atomic.Int32
 	done := make(chan struct{})
 	go func() {
