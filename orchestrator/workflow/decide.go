@@ -448,10 +448,7 @@ func (w *walker) caught(step *definition.Step, s *Step, prefix string, l locals)
 	if s.LastError != nil {
 		errv = *s.LastError
 	}
-	for _, c := range step.Catch {
-		if !matches(c.Errors, errv.Type) {
-			continue
-		}
+	if c := catchOf(step, s); c != nil {
 		r := w.block(c.Do, prefix, l.with("error", map[string]any{"message": errv.Message, "type": errv.Type}))
 		if r.state == blockDone {
 			w.completeStep(s.Path, r.output)
