@@ -13,8 +13,13 @@ import (
 	"github.com/weftworks/weft/eventstore/events"
 )
 
-// closingSuffix ends the subject of a record that closes its workflow.
-const closingSuffix = ".end"
+// closingSuffix ends the subject of a record that closes its workflow,
+// externalSuffix that of one appended from outside (a start, signal,
+// cancel or redrive).
+const (
+	closingSuffix  = ".end"
+	externalSuffix = ".ext"
+)
 
 // Follower delivers every history record stored from the moment it was
 // made on, in stream order: one ordered consumer on the history stream,

@@ -144,7 +144,7 @@ func (s *Store) LastTaskCommand(ctx context.Context, wf, taskType string) (uint6
 //
 // Errors: ErrNotFound when wf has none.
 func (s *Store) LastExternal(ctx context.Context, wf string) (uint64, error) {
-	return s.lastOn(ctx, s.historyGet, historyPrefix+wf+".ext")
+	return s.lastOn(ctx, s.historyGet, historyPrefix+wf+externalSuffix)
 }
 
 // LastClose returns the history sequence of wf's latest record that

@@ -278,7 +278,7 @@ func (s *Store) openConsumers(ctx context.Context) error {
 		stream string
 		c      jetstream.ConsumerConfig
 	}{
-		{HistoryStream, jetstream.ConsumerConfig{Durable: ExternalConsumer, FilterSubject: historyPrefix + "*.ext", Description: "orchestrator: starts, signals, cancels"}},
+		{HistoryStream, jetstream.ConsumerConfig{Durable: ExternalConsumer, FilterSubject: historyPrefix + "*" + externalSuffix, Description: "orchestrator: starts, signals, cancels"}},
 		{ResultsStream, jetstream.ConsumerConfig{Durable: ResultsConsumer, FilterSubject: resultsPrefix + ">", Description: "orchestrator: task results"}},
 		{TimersStream, jetstream.ConsumerConfig{Durable: TimersConsumer, FilterSubject: timerFirePfx + ">", Description: "orchestrator: fired timers"}},
 	} {
@@ -341,7 +341,7 @@ func historySubject(wf string) string { return historyPrefix + wf + ".>" }
 // closes the workflow to its closing subject.
 func subjectFor(wf string, evs []events.Event, external bool) (string, error) {
 	if external {
-		return historyPrefix + wf + ".ext", nil
+		return historyPrefix + wf + externalSuffix, nil
 	}
 	for i, e := range evs {
 		if e.Terminal() {
@@ -529,6 +529,10 @@ type Message struct {
 func (m Message) StartsRun() bool {
 	return m.Err == nil && len(m.Record.Events) > 0 && m.Record.Events[0].Type == events.TypeWorkflowStarted
 }
+
+// External reports whether m was appended from outside the orchestrators
+// (a start, signal, cancel or redrive), which they take from the stream.
+func (m Message) External() bool { return strings.HasSuffix(m.Subject, externalSuffix) }
 
 func decodeMsg(seq uint64, subj string, t time.Time, data []byte) Message {
 	m := Message{Seq: seq, Subject: subj, Time: t.UTC()}

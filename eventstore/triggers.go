@@ -154,7 +154,12 @@ func (s *Store) TriggerSubjects(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: trigger stream: %w", err)
 	}
-	return slices.DeleteFunc(slices.Clone(stream.CachedInfo().Config.Subjects), func(subj string) bool { return subj == triggerIdleSubject }), nil
+	return captured(stream), nil
+}
+
+// captured returns the trigger subjects stream captures, as last read.
+func captured(stream jetstream.Stream) []string {
+	return slices.DeleteFunc(slices.Clone(stream.CachedInfo().Config.Subjects), func(subj string) bool { return subj == triggerIdleSubject })
 }
 
 // AddTriggerSubjects makes the trigger stream capture subjects too, on top
@@ -168,8 +173,7 @@ func (s *Store) AddTriggerSubjects(ctx context.Context, subjects []string) error
 	if err != nil {
 		return fmt.Errorf("eventstore: trigger stream: %w", err)
 	}
-	have := slices.DeleteFunc(slices.Clone(stream.CachedInfo().Config.Subjects), func(subj string) bool { return subj == triggerIdleSubject })
-	return s.captureTriggers(ctx, stream, NormalizeSubjects(append(have, subjects...)))
+	return s.captureTriggers(ctx, stream, NormalizeSubjects(append(captured(stream), subjects...)))
 }
 
 // captureTriggers updates the trigger stream to capture want, normalized
@@ -362,16 +366,16 @@ func (s *Store) LastCronTick(ctx context.Context, def, key string) (time.Time, e
 func (s *Store) SetLastCronTick(ctx context.Context, def, key string, tick time.Time) error {
 	k, v := def+"."+key, []byte(tick.UTC().Format(time.RFC3339Nano))
 	for try := 0; ; try++ {
-		e, err := s.cron.Get(ctx, k)
+		e, err := s.getKV(ctx, s.cron, k)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			_, err = s.cron.Create(ctx, k, v)
 		case err != nil:
 		default:
-			if last, perr := time.Parse(time.RFC3339Nano, string(e.Value())); perr == nil && !last.Before(tick) {
+			if last, perr := time.Parse(time.RFC3339Nano, string(e.value)); perr == nil && !last.Before(tick) {
 				return nil
 			}
-			_, err = s.cron.Update(ctx, k, v, e.Revision())
+			_, err = s.cron.Update(ctx, k, v, e.rev)
 		}
 		if err == nil {
 			return nil

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -160,7 +159,7 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 // the run's orchestrators wrote since replaces this one, never the
 // reverse. A failure leaves the entry to the orchestrators.
 func listDirectStart(ctx context.Context, store *eventstore.Store, wf string, first eventstore.Message) error {
-	if strings.HasSuffix(first.Subject, ".ext") {
+	if first.External() {
 		return nil // taken from the stream by an orchestrator, which lists it
 	}
 	if _, err := store.GetSummary(ctx, wf); !errors.Is(err, eventstore.ErrNotFound) {
