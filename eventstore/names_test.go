@@ -84,11 +84,12 @@ func TestTaskConsumerNames(t *testing.T) {
 	}
 }
 
-// A type whose consumer is renamed starts its new consumer after the
-// commands the old one settled, not at the start of history.
-func TestTaskConsumerTakesOverFromLegacyName(t *testing.T) {
+// withLegacyConsumer opens a store with the consumer an earlier version
+// made for task type "send_mail", and run wf started; it returns the
+// start's sequence, and the NATS server.
+func withLegacyConsumer(t *testing.T, ctx context.Context) (*eventstore.Store, jetstream.Consumer, uint64, *natstest.Server) {
+	t.Helper()
 	ns := natstest.Start(t)
-	ctx := context.Background()
 	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +98,6 @@ func TestTaskConsumerTakesOverFromLegacyName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The consumer an earlier version made for type "send_mail".
 	legacy, err := js.CreateConsumer(ctx, eventstore.HistoryStream, jetstream.ConsumerConfig{Durable: "weft-task-send_mail",
 		FilterSubject: "weft.h.*.task.send_mail", AckPolicy: jetstream.AckExplicitPolicy})
 	if err != nil {
@@ -109,6 +109,15 @@ func TestTaskConsumerTakesOverFromLegacyName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, legacy, seq, ns
+}
+
+// A type whose consumer is renamed starts its new consumer after the
+// commands the old one settled, not at the start of history.
+func TestTaskConsumerTakesOverFromLegacyName(t *testing.T) {
+	ctx := context.Background()
+	s, legacy, seq, ns := withLegacyConsumer(t, ctx)
+	var err error
 	for _, path := range []string{"done", "todo"} {
 		if seq, err = s.Append(ctx, "wf", seq, events.Event{Type: events.TypeStepScheduled, Time: time.Now().UTC(),
 			StepScheduled: &events.StepScheduled{Path: path, Gen: 1, Task: "send_mail", FirstAttempt: 1}}); err != nil {
@@ -149,30 +158,12 @@ func TestTaskConsumerTakesOverFromLegacyName(t *testing.T) {
 // still take its commands through the consumer they knew: the command
 // they hold is handed out and in flight.
 func TestTaskQueueCountsTheLegacyConsumer(t *testing.T) {
-	ns := natstest.Start(t)
 	ctx := context.Background()
-	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(ns.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	legacy, err := js.CreateConsumer(ctx, eventstore.HistoryStream, jetstream.ConsumerConfig{Durable: "weft-task-send_mail",
-		FilterSubject: "weft.h.*.task.send_mail", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, legacy, seq, _ := withLegacyConsumer(t, ctx)
 	if err := s.EnsureTaskConsumer(ctx, "send_mail"); err != nil {
 		t.Fatal(err)
 	}
-	var zero uint64
-	seq, err := s.AppendExternal(ctx, "wf", &zero, "start/wf", events.Event{Type: events.TypeWorkflowStarted, Time: time.Now().UTC(),
-		WorkflowStarted: &events.WorkflowStarted{WorkflowID: "wf", Definition: "d", Revision: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var err error
 	if seq, err = s.Append(ctx, "wf", seq, events.Event{Type: events.TypeStepScheduled, Time: time.Now().UTC(),
 		StepScheduled: &events.StepScheduled{Path: "a", Gen: 1, Task: "send_mail", FirstAttempt: 1}}); err != nil {
 		t.Fatal(err)

@@ -44,6 +44,13 @@ func engineOn(t *testing.T, cfg trigger.Config, name, src string) (context.Conte
 	if _, _, err := store.PutDefinition(ctx, name, src, "test", time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	return ctx, nc, store, startEngine(t, ctx, store, cfg)
+}
+
+// startEngine starts a trigger engine over store with cfg (logging
+// nowhere), stopped when the test ends.
+func startEngine(t *testing.T, ctx context.Context, store *eventstore.Store, cfg trigger.Config) *trigger.Engine {
+	t.Helper()
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	eng, err := trigger.New(store, cfg)
 	if err != nil {
@@ -57,7 +64,7 @@ func engineOn(t *testing.T, cfg trigger.Config, name, src string) (context.Conte
 		defer cancel()
 		_ = eng.Stop(stop)
 	})
-	return ctx, nc, store, eng
+	return eng
 }
 
 // Each message on a trigger subject starts one workflow with the input

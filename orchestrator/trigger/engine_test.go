@@ -2,8 +2,6 @@ package trigger_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -172,21 +170,7 @@ func tickerStore(t *testing.T, ctx context.Context, start time.Time) (*nats.Conn
 // stopped when the test ends.
 func clockEngine(t *testing.T, ctx context.Context, store *eventstore.Store, clock *atomic.Int64) {
 	t.Helper()
-	eng, err := trigger.New(store, trigger.Config{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:    func() time.Time { return time.Unix(0, clock.Load()) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := eng.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = eng.Stop(stop)
-	})
+	startEngine(t, ctx, store, trigger.Config{Now: func() time.Time { return time.Unix(0, clock.Load()) }})
 }
 
 // pendingTick returns the tick scheduled for cron trigger key of
@@ -198,6 +182,22 @@ func pendingTick(t *testing.T, ctx context.Context, store *eventstore.Store, def
 		t.Fatal(err)
 	}
 	return pending[def+"."+key].Tick
+}
+
+// putBack puts tickerWith again at 12:00:30, two hours after the ticker
+// tests start, and checks that its next tick is the first after then.
+func putBack(t *testing.T, ctx context.Context, store *eventstore.Store, clock *atomic.Int64, key string) {
+	t.Helper()
+	back := mustTime(t, "2026-06-01T12:00:30Z")
+	clock.Store(back.UnixNano())
+	if _, _, err := store.PutDefinition(ctx, "ticker", tickerWith, "test", back); err != nil {
+		t.Fatal(err)
+	}
+	tick := func() time.Time { return pendingTick(t, ctx, store, "ticker", key) }
+	waitFor(t, "the tick scheduled again", func() bool { return !tick().IsZero() })
+	if got, want := tick(), mustTime(t, "2026-06-01T12:01:00Z"); !got.Equal(want) {
+		t.Errorf("put back at %v, the trigger's next tick is %v, want %v", back, got, want)
+	}
 }
 
 // waitFor polls ok until it holds, failing the test after 30 seconds.
@@ -233,15 +233,7 @@ func TestARemovedCatchupCronPutBackResumesFromNow(t *testing.T) {
 		t.Fatalf("a removed trigger's last tick is still %v (%v): put back, it would catch up from there", last, err)
 	}
 
-	back := mustTime(t, "2026-06-01T12:00:30Z")
-	clock.Store(back.UnixNano())
-	if _, _, err := store.PutDefinition(ctx, "ticker", tickerWith, "test", back); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the tick scheduled again", func() bool { return !tick().IsZero() })
-	if got, want := tick(), mustTime(t, "2026-06-01T12:01:00Z"); !got.Equal(want) {
-		t.Errorf("put back at %v, the trigger's next tick is %v, want %v", back, got, want)
-	}
+	putBack(t, ctx, store, &clock, key)
 	if got := startedWorkflows(t, ctx, nc); len(got) > 0 {
 		t.Errorf("runs started for ticks of the time the trigger did not exist: %v", got)
 	}
@@ -276,13 +268,5 @@ func TestARemovedCronWhoseTickFiredForgetsItsLastTick(t *testing.T) {
 		}
 		return last.IsZero()
 	})
-	back := mustTime(t, "2026-06-01T12:00:30Z")
-	clock.Store(back.UnixNano())
-	if _, _, err := store.PutDefinition(ctx, "ticker", tickerWith, "test", back); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the tick scheduled again", func() bool { return !tick().IsZero() })
-	if got, want := tick(), mustTime(t, "2026-06-01T12:01:00Z"); !got.Equal(want) {
-		t.Errorf("put back at %v, its next tick is %v, want %v", back, got, want)
-	}
+	putBack(t, ctx, store, &clock, key)
 }
