@@ -133,9 +133,21 @@ func (s *Store) ensureConsumer(ctx context.Context, stream string, want jetstrea
 }
 
 // ensureBucket returns key-value bucket want.Bucket, creating it when
-// missing and updating it when its replicas or description differ.
+// missing and updating it when its replicas, description or marker TTL
+// differ. A marker TTL (LimitMarkerTTL) the server cannot keep (before
+// NATS 2.11) is left out.
 func (s *Store) ensureBucket(ctx context.Context, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, _, err := s.ensureMarkedBucket(ctx, want)
+	return kv, err
+}
+
+// ensureMarkedBucket is ensureBucket that also returns the marker TTL the
+// bucket has: want's, or 0 when the server cannot keep one. Markers and
+// entries are then written without a TTL.
+func (s *Store) ensureMarkedBucket(ctx context.Context, want jetstream.KeyValueConfig) (jetstream.KeyValue, time.Duration, error) {
+	ttl := want.LimitMarkerTTL
+	kv, err := retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		want.LimitMarkerTTL = ttl
 		st, err := s.js.Stream(ctx, "KV_"+want.Bucket)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			kv, err := s.js.CreateKeyValue(ctx, want)
@@ -148,9 +160,16 @@ func (s *Store) ensureBucket(ctx context.Context, want jetstream.KeyValueConfig)
 		if err != nil {
 			return nil, err
 		}
-		if have := st.CachedInfo().Config; have.Replicas != want.Replicas || have.Description != want.Description {
+		if have := st.CachedInfo().Config; have.Replicas != want.Replicas || have.Description != want.Description ||
+			have.SubjectDeleteMarkerTTL != want.LimitMarkerTTL {
 			return s.js.UpdateKeyValue(ctx, want)
 		}
 		return s.js.KeyValue(ctx, want.Bucket)
 	})
+	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
+		ttl = 0
+		want.LimitMarkerTTL = 0
+		kv, err = s.ensureBucket(ctx, want)
+	}
+	return kv, ttl, err
 }

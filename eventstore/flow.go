@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -20,11 +21,12 @@ const FlowBucket = "weft-flow"
 
 // openFlow creates or updates the flow bucket.
 func (s *Store) openFlow(ctx context.Context) (err error) {
-	s.flow, err = s.ensureBucket(ctx, jetstream.KeyValueConfig{
-		Bucket:      FlowBucket,
-		Description: "Weft task steps' concurrency slots and rate-limit counts, per step and key",
-		Storage:     s.cfg.Storage,
-		Replicas:    s.cfg.Replicas,
+	s.flow, _, err = s.ensureMarkedBucket(ctx, jetstream.KeyValueConfig{
+		Bucket:         FlowBucket,
+		Description:    "Weft task steps' concurrency slots and rate-limit counts, per step and key",
+		Storage:        s.cfg.Storage,
+		Replicas:       s.cfg.Replicas,
+		LimitMarkerTTL: s.cfg.MarkerTTL,
 	})
 	if err != nil {
 		return fmt.Errorf("eventstore: create bucket %s: %w", FlowBucket, err)
@@ -41,8 +43,12 @@ func flowKey(kind, scope, key string) string {
 
 // updateKV reads kv's entry k into v (after reset, which clears what an
 // earlier try read), lets change edit it (returning whether to write), and
-// writes it if nobody wrote since; it tries again when somebody did.
-func (s *Store) updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v any, reset func(), change func() bool) error {
+// writes it if nobody wrote since; it tries again when somebody did. When
+// ttl is set and returns more than 0, the entry as written goes after that
+// long unless written again (the server then leaves a marker for
+// Config.MarkerTTL): ttl is how long the entry, as changed, still means
+// something.
+func (s *Store) updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v any, reset func(), change func() bool, ttl func() time.Duration) error {
 	for {
 		reset()
 		rev, err := s.readKV(ctx, kv, k, v)
@@ -56,9 +62,20 @@ func (s *Store) updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v
 		if err != nil {
 			return err
 		}
-		if rev == 0 {
+		var keep time.Duration
+		if ttl != nil && s.markerTTL > 0 {
+			keep = ttl()
+		}
+		switch {
+		case keep > 0:
+			msg := nats.NewMsg("$KV." + kv.Bucket() + "." + k)
+			msg.Data = b
+			// Whole seconds, rounded up: the server counts in seconds.
+			keep = (keep + time.Second - 1).Truncate(time.Second)
+			_, err = s.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(keep))
+		case rev == 0:
 			_, err = kv.Create(ctx, k, b)
-		} else {
+		default:
 			_, err = kv.Update(ctx, k, b, rev)
 		}
 		if err == nil {
@@ -73,13 +90,13 @@ func (s *Store) updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v
 	}
 }
 
-// readKV reads kv's entry k into v and returns its revision: 0, and v
-// untouched, when there is none.
+// readKV reads kv's entry k into v and returns its revision: v untouched,
+// and the revision of the entry's marker or 0, when there is none.
 func (s *Store) readKV(ctx context.Context, kv jetstream.KeyValue, k string, v any) (uint64, error) {
 	e, err := s.getKV(ctx, kv, k)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return 0, nil
+		return e.rev, nil
 	case err != nil:
 		return 0, fmt.Errorf("eventstore: read %s: %w", k, err)
 	}
@@ -90,8 +107,20 @@ func (s *Store) readKV(ctx context.Context, kv jetstream.KeyValue, k string, v a
 }
 
 // updateFlow is updateKV on the flow bucket.
-func (s *Store) updateFlow(ctx context.Context, k string, v any, reset func(), change func() bool) error {
-	return s.updateKV(ctx, s.flow, k, v, reset, change)
+func (s *Store) updateFlow(ctx context.Context, k string, v any, reset func(), change func() bool, ttl func() time.Duration) error {
+	return s.updateKV(ctx, s.flow, k, v, reset, change, ttl)
+}
+
+// leasesTTL is how long a concurrency entry holding held still means
+// something: until its last lease ends, and MarkerTTL after.
+func (s *Store) leasesTTL(held *map[string]int64) func() time.Duration {
+	return func() time.Duration {
+		last := int64(0)
+		for _, end := range *held {
+			last = max(last, end)
+		}
+		return max(time.Until(time.Unix(0, last)), 0) + s.markerTTL
+	}
 }
 
 // AcquireSlot takes one of limit concurrency slots of scope's key for
@@ -121,7 +150,7 @@ func (s *Store) AcquireSlot(ctx context.Context, scope, key string, limit int, h
 		}
 		held[holder], ok = now.Add(lease).UnixNano(), true
 		return true
-	})
+	}, s.leasesTTL(&held))
 	return ok, wait, err
 }
 
@@ -157,7 +186,7 @@ func (s *Store) ReleaseSlot(ctx context.Context, scope, key, holder string, unti
 		}
 		delete(held, holder)
 		return true
-	})
+	}, s.leasesTTL(&held))
 }
 
 // DropSlots gives back the concurrency slots of scope's key held by the
@@ -169,7 +198,7 @@ func (s *Store) DropSlots(ctx context.Context, scope, key string, drop func(hold
 		n := len(held)
 		maps.DeleteFunc(held, func(h string, _ int64) bool { return drop(h) })
 		return len(held) != n
-	})
+	}, s.leasesTTL(&held))
 }
 
 // rateCount is the attempts started in one period of a rate limit.
@@ -203,6 +232,9 @@ func (s *Store) TakeToken(ctx context.Context, scope, key string, limit int, per
 		rc.Count++
 		ok = true
 		return true
+	}, func() time.Duration {
+		// The count means nothing once its period is over.
+		return max(time.Until(time.Unix(0, (rc.Period+1)*int64(per))), 0) + s.markerTTL
 	})
 	return ok, max(time.Duration((period+1)*int64(per)-now.UnixNano()), 0), err
 }

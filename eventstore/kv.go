@@ -120,7 +120,8 @@ type kvEntry struct {
 }
 
 // getKV reads kv's entry k; the error is jetstream.ErrKeyNotFound when
-// there is none (or it was deleted).
+// there is none (or it was deleted: the entry then has the marker's
+// revision).
 //
 // A bucket's gets are direct: any replica may answer, and one that is
 // still catching up (a restarted server) answers "not found" for what it
@@ -174,9 +175,12 @@ func (s *Store) getKV(ctx context.Context, kv jetstream.KeyValue, k string) (kvE
 	case resp.Message == nil:
 		return kvEntry{}, fmt.Errorf("read %s.%s: empty answer", bucket, k)
 	}
-	// A delete or purge leaves a marker: KV-Operation: DEL or PURGE.
-	if h := string(resp.Message.Hdrs); strings.Contains(h, "KV-Operation: DEL") || strings.Contains(h, "KV-Operation: PURGE") {
-		return kvEntry{}, jetstream.ErrKeyNotFound
+	// A delete or purge leaves a marker: KV-Operation: DEL or PURGE, or,
+	// where an entry's TTL ran out, Nats-Marker-Reason. Its revision is
+	// returned with the error, for a write over it.
+	if h := string(resp.Message.Hdrs); strings.Contains(h, "KV-Operation: DEL") || strings.Contains(h, "KV-Operation: PURGE") ||
+		strings.Contains(h, jetstream.MarkerReasonHeader+":") {
+		return kvEntry{rev: resp.Message.Seq}, jetstream.ErrKeyNotFound
 	}
 	return kvEntry{value: resp.Message.Data, rev: resp.Message.Seq, created: resp.Message.Time}, nil
 }

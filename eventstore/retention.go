@@ -123,7 +123,13 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 			return fmt.Errorf("eventstore: delete %s (%s): %w", wf, p.subject, err)
 		}
 	}
-	if err := s.index.Purge(ctx, wf); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	// The entry's marker refuses a late write of the run's entry for
+	// MarkerTTL, then goes: the markers of runs deleted do not pile up.
+	var opts []jetstream.KVDeleteOpt
+	if s.markerTTL > 0 {
+		opts = append(opts, jetstream.PurgeTTL(s.markerTTL))
+	}
+	if err := s.index.Purge(ctx, wf, opts...); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("eventstore: delete the index entry of %s: %w", wf, err)
 	}
 	return nil

@@ -110,6 +110,12 @@ type Config struct {
 	// orchestrator to record it directly before the API appends it.
 	// Default 2s; negative: always use the streams.
 	ResultReplyWait time.Duration
+	// MarkerTTL is how long the listing keeps a deleted run's marker (a
+	// late write of the run's entry within it is refused), and how long a
+	// concurrency or rate-limit entry no longer in use stays before it
+	// goes. Default 1h; at least 1s. Servers before NATS 2.11 keep both
+	// for good.
+	MarkerTTL time.Duration
 }
 
 // defaults fills in unset fields. It does not use internal/config, the
@@ -134,6 +140,10 @@ func (c *Config) defaults() {
 	if c.ResultReplyWait == 0 {
 		c.ResultReplyWait = directDefaultWait
 	}
+	if c.MarkerTTL <= 0 {
+		c.MarkerTTL = time.Hour
+	}
+	c.MarkerTTL = max(c.MarkerTTL.Round(time.Second), time.Second)
 }
 
 // Store is Weft's view of JetStream: histories, results, timers,
@@ -148,9 +158,12 @@ type Store struct {
 	historyLooked atomic.Int64
 	slots         jetstream.KeyValue
 	flow          jetstream.KeyValue
-	results       jetstream.Stream
-	timers        jetstream.Stream
-	snaps         jetstream.Stream
+	// markerTTL is cfg.MarkerTTL when the server keeps markers and
+	// entries for a time (NATS 2.11 on), else 0.
+	markerTTL time.Duration
+	results   jetstream.Stream
+	timers    jetstream.Stream
+	snaps     jetstream.Stream
 	// session is the history stream's last sequence when the connection
 	// last (re)connected, as seen (StoredBeforeSession).
 	sessionMu         sync.Mutex
@@ -308,11 +321,12 @@ func (s *Store) openBuckets(ctx context.Context) (err error) {
 	}); err != nil {
 		return fmt.Errorf("eventstore: create bucket %s: %w", DefinitionsBucket, err)
 	}
-	if s.index, err = s.ensureBucket(ctx, jetstream.KeyValueConfig{
-		Bucket:      WorkflowsBucket,
-		Description: "Weft workflow index for listing (rebuildable from history)",
-		Storage:     cfg.Storage,
-		Replicas:    cfg.Replicas,
+	if s.index, s.markerTTL, err = s.ensureMarkedBucket(ctx, jetstream.KeyValueConfig{
+		Bucket:         WorkflowsBucket,
+		Description:    "Weft workflow index for listing (rebuildable from history)",
+		Storage:        cfg.Storage,
+		Replicas:       cfg.Replicas,
+		LimitMarkerTTL: cfg.MarkerTTL,
 	}); err != nil {
 		return fmt.Errorf("eventstore: create bucket %s: %w", WorkflowsBucket, err)
 	}
