@@ -170,7 +170,12 @@ func (e *Engine) consume(ctx context.Context, f *eventstore.Feed, handle func(co
 			continue
 		}
 		if d.Err != nil {
-			e.log.Error("dropping undecodable trigger message", "seq", d.Seq, "err", d.Err)
+			// Recorded like any event that started no workflow, then
+			// dropped: it never blocks the ones behind it.
+			if err := e.fail(ctx, d.Subject, "", "undecodable: "+d.Err.Error(), nil); err != nil {
+				_ = d.Nak(time.Second)
+				continue
+			}
 			_ = d.Term(d.Err.Error())
 			continue
 		}

@@ -161,3 +161,47 @@ func TestEngineLifecycle(t *testing.T) {
 		t.Fatalf("negative Workers: %v", err)
 	}
 }
+
+// A cron tick that does not decode is recorded as a failure, with its
+// subject and why, and dropped; the ticks behind it are not held up.
+func TestAnUndecodableCronTickIsRecorded(t *testing.T) {
+	ctx, nc, store, _ := engineOn(t, trigger.Config{}, "orders", ordersDef)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "weft.t.cf.orders.bad", []byte("not a tick")); err != nil {
+		t.Fatal(err)
+	}
+	var failures []eventstore.TriggerFailure
+	deadline := time.Now().Add(10 * time.Second)
+	for len(failures) == 0 {
+		if failures, _, err = store.ListTriggerFailures(ctx, 10, 0); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no failure recorded for the undecodable tick")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if f := failures[0]; len(failures) != 1 || f.Subject != "weft.t.cf.orders.bad" || !strings.Contains(f.Reason, "undecodable") {
+		t.Fatalf("failures %+v", failures)
+	}
+	cons, err := js.Consumer(ctx, eventstore.TimersStream, eventstore.CronConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the tick is still held: %+v", info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
