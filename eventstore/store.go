@@ -161,9 +161,11 @@ type Store struct {
 	// markerTTL is cfg.MarkerTTL when the server keeps markers and
 	// entries for a time (NATS 2.11 on), else 0.
 	markerTTL time.Duration
-	results   jetstream.Stream
-	timers    jetstream.Stream
-	snaps     jetstream.Stream
+	// cronTTL is the cron bucket's marker TTL, likewise.
+	cronTTL time.Duration
+	results jetstream.Stream
+	timers  jetstream.Stream
+	snaps   jetstream.Stream
 	// session is the history stream's last sequence when the connection
 	// last (re)connected, as seen (StoredBeforeSession).
 	sessionMu         sync.Mutex

@@ -68,9 +68,9 @@ func (s *Store) openTriggers(ctx context.Context) error {
 		}
 	}
 	var err2 error
-	if s.cron, err2 = s.ensureBucket(ctx, jetstream.KeyValueConfig{
-		Bucket: CronBucket, Description: "Weft cron triggers: the last tick handled per trigger",
-		Storage: cfg.Storage, Replicas: cfg.Replicas,
+	if s.cron, s.cronTTL, err2 = s.ensureMarkedBucket(ctx, jetstream.KeyValueConfig{
+		Bucket: CronBucket, Description: "Weft cron triggers: the last tick handled per trigger, and the lock of the trigger stream's subjects",
+		Storage: cfg.Storage, Replicas: cfg.Replicas, LimitMarkerTTL: cfg.MarkerTTL,
 	}); err2 != nil {
 		return fmt.Errorf("eventstore: create bucket %s: %w", CronBucket, err2)
 	}
@@ -115,12 +115,82 @@ func (s *Store) StreamCapturing(ctx context.Context, subject string) (string, er
 // captures, which a *SubjectsTakenError then names, the others captured
 // all the same.
 func (s *Store) SetTriggerSubjects(ctx context.Context, subjects []string) error {
+	want := NormalizeSubjects(subjects)
+	if ok, err := s.capturing(ctx, func(have []string) bool { return slices.Equal(have, want) }); ok || err != nil {
+		return err
+	}
+	return s.withSubjects(ctx, func(stream jetstream.Stream) error { return s.setTriggerSubjects(ctx, stream, subjects) })
+}
+
+// capturing reports whether the trigger stream's subjects, sorted and
+// without the idle subject, are as ok wants them: then nothing is to
+// change, and the lock is not taken.
+func (s *Store) capturing(ctx context.Context, ok func(have []string) bool) (bool, error) {
+	stream, err := s.js.Stream(ctx, TriggersStream)
+	if err != nil {
+		return false, fmt.Errorf("eventstore: trigger stream: %w", err)
+	}
+	return ok(slices.Sorted(slices.Values(captured(stream)))), nil
+}
+
+// subjectsLock is the cron bucket's key that one writer of the trigger
+// stream's subjects holds at a time, for at most subjectsLockTTL: JetStream
+// has no conditional stream update, so two writers that read the subjects
+// at once (two definitions put through two API processes, a put and an
+// engine's reconcile) would each write back their own, and one's subject
+// would go uncaptured until the next reconcile.
+const (
+	subjectsLock    = "subjects-lock"
+	subjectsLockTTL = 10 * time.Second
+)
+
+// withSubjects calls fn with the trigger stream as read under the
+// subjects lock (without one on a server that cannot expire it, before
+// NATS 2.11).
+func (s *Store) withSubjects(ctx context.Context, fn func(jetstream.Stream) error) error {
+	if s.cronTTL > 0 {
+		rev, err := s.lockSubjects(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			// Given back only if still ours (it may have expired and been
+			// taken); its marker goes like any other.
+			_ = s.cron.Purge(context.WithoutCancel(ctx), subjectsLock, jetstream.LastRevision(rev), jetstream.PurgeTTL(s.cronTTL))
+		}()
+	}
 	stream, err := s.js.Stream(ctx, TriggersStream)
 	if err != nil {
 		return fmt.Errorf("eventstore: trigger stream: %w", err)
 	}
+	return fn(stream)
+}
+
+// lockSubjects takes the subjects lock, waiting while another holds it,
+// and returns its revision.
+func (s *Store) lockSubjects(ctx context.Context) (uint64, error) {
+	wait := 10 * time.Millisecond
+	for {
+		rev, err := s.cron.Create(ctx, subjectsLock, nil, jetstream.KeyTTL(subjectsLockTTL))
+		if err == nil {
+			return rev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, fmt.Errorf("eventstore: lock the trigger subjects: %w", err)
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return 0, fmt.Errorf("eventstore: lock the trigger subjects: %w", ctx.Err())
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// setTriggerSubjects is SetTriggerSubjects under the lock.
+func (s *Store) setTriggerSubjects(ctx context.Context, stream jetstream.Stream, subjects []string) error {
 	want := NormalizeSubjects(subjects)
-	err = s.captureTriggers(ctx, stream, want)
+	err := s.captureTriggers(ctx, stream, want)
 	if err == nil {
 		return nil
 	}
@@ -169,11 +239,14 @@ func (s *Store) AddTriggerSubjects(ctx context.Context, subjects []string) error
 	if len(subjects) == 0 {
 		return nil
 	}
-	stream, err := s.js.Stream(ctx, TriggersStream)
-	if err != nil {
-		return fmt.Errorf("eventstore: trigger stream: %w", err)
+	if ok, err := s.capturing(ctx, func(have []string) bool {
+		return slices.Equal(have, NormalizeSubjects(append(slices.Clone(have), subjects...)))
+	}); ok || err != nil {
+		return err
 	}
-	return s.captureTriggers(ctx, stream, NormalizeSubjects(append(captured(stream), subjects...)))
+	return s.withSubjects(ctx, func(stream jetstream.Stream) error {
+		return s.captureTriggers(ctx, stream, NormalizeSubjects(append(captured(stream), subjects...)))
+	})
 }
 
 // captureTriggers updates the trigger stream to capture want, normalized

@@ -2,8 +2,13 @@ package eventstore_test
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/internal/natstest"
 )
 
 // The last handled tick of a cron trigger only moves forward: an earlier
@@ -32,5 +37,41 @@ func TestLastCronTickOnlyMovesForward(t *testing.T) {
 	}
 	if got, err := s.LastCronTick(ctx, "d", "k"); err != nil || !got.Equal(at(2)) {
 		t.Fatalf("last tick %v (%v), want %v", got, err, at(2))
+	}
+}
+
+// Subjects added at once through several stores (definitions put through
+// several API processes) are all captured: none writes the stream's
+// subjects back without another's.
+func TestTriggerSubjectsAddedAtOnceAreAllCaptured(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	var stores []*eventstore.Store
+	for range 4 {
+		s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores = append(stores, s)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 24)
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = stores[i%len(stores)].AddTriggerSubjects(ctx, []string{fmt.Sprintf("orders.%d", i)})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("add %d: %v", i, err)
+		}
+	}
+	got, err := stores[0].TriggerSubjects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(errs) {
+		t.Fatalf("%d subjects captured of %d added: %v", len(got), len(errs), got)
 	}
 }
