@@ -3,9 +3,11 @@ package eventstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -27,9 +29,20 @@ const (
 // only once the stream has stored them, so a read after a record was
 // seen finds it.
 type Follower struct {
-	cons jetstream.Consumer
-	from uint64
+	cons    jetstream.Consumer
+	from    uint64
+	stream  jetstream.Stream
+	created time.Time
 }
+
+// ErrHistoryReplaced: the history stream a Follower followed was deleted
+// and made again (an operator recreated it). Its sequences start over:
+// whatever was read or followed from the old one must be forgotten.
+var ErrHistoryReplaced = errors.New("eventstore: the history stream was made again")
+
+// followCheck is how often a Follower asks whether its stream is still
+// the one it began on.
+var followCheck = 5 * time.Second
 
 // From is the stream sequence the Follower began after: it delivers every
 // record stored after it, and none up to it.
@@ -109,12 +122,16 @@ func (s *Store) FollowHistories(ctx context.Context) (*Follower, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: follow the histories: %w", err)
 	}
-	return &Follower{cons: cons, from: info.State.LastSeq}, nil
+	return &Follower{cons: cons, from: info.State.LastSeq, stream: s.history, created: info.Created}, nil
 }
 
 // Run calls fn with each record stored after the Follower was made, in
 // stream order, until ctx ends (nil) or the consumer fails (its error:
-// records may have been missed since, and a new Follower is needed).
+// records may have been missed since, and a new Follower is needed). A
+// history stream made again since the Follower began ends it with
+// ErrHistoryReplaced (it looks every few seconds): a consumer would
+// otherwise wait, silent, for the new stream to reach the old one's
+// sequences.
 func (f *Follower) Run(ctx context.Context, fn func(Followed)) error {
 	it, err := f.cons.Messages(jetstream.PullMaxMessages(1024))
 	if err != nil {
@@ -123,9 +140,24 @@ func (f *Follower) Run(ctx context.Context, fn func(Followed)) error {
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
+	var replaced atomic.Bool
+	checked := make(chan struct{})
+	defer func() { <-checked }()
+	watch, unwatch := context.WithCancel(ctx)
+	defer unwatch()
+	go func() {
+		defer close(checked)
+		f.watchStream(watch, func() {
+			replaced.Store(true)
+			it.Stop()
+		})
+	}()
 	for {
 		m, err := it.Next()
 		if err != nil {
+			if replaced.Load() {
+				return ErrHistoryReplaced
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -144,5 +176,28 @@ func (f *Follower) Run(ctx context.Context, fn func(Followed)) error {
 			}
 		}
 		fn(r)
+	}
+}
+
+// watchStream calls gone once the history stream is not the one f began
+// on (made again since: another creation time), and returns then or when
+// ctx ends. A look that fails is made again at the next tick.
+func (f *Follower) watchStream(ctx context.Context, gone func()) {
+	t := time.NewTicker(followCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		info, err := f.stream.Info(ctx)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			// Deleted, not made again yet: the next look tells.
+		case err == nil && !info.Created.Equal(f.created):
+			gone()
+			return
+		}
 	}
 }

@@ -450,6 +450,14 @@ func (c *states) drop(wf string, e *cachedRun) {
 	}
 }
 
+// clear forgets every state: a call holding one finishes with it, and
+// the next reads afresh.
+func (c *states) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.runs.Purge()
+}
+
 // peek returns wf's entry, if cached, without refreshing its place.
 func (c *states) peek(wf string) (*cachedRun, bool) {
 	c.mu.Lock()

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"hash/maphash"
 	"log/slog"
 	"sync"
@@ -30,8 +31,11 @@ import (
 type interest struct {
 	follow func(context.Context) (*eventstore.Follower, error)
 	seen   func(eventstore.Followed)
-	linger time.Duration
-	log    *slog.Logger
+	// replaced forgets every state read or followed: the history stream
+	// was made again, and its sequences started over.
+	replaced func()
+	linger   time.Duration
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	base    context.Context // the server's life
@@ -81,6 +85,13 @@ func (f *followedSeqs) note(wf string, seq uint64) {
 	f.mu.Unlock()
 }
 
+// clear forgets every workflow.
+func (f *followedSeqs) clear() {
+	f.mu.Lock()
+	clear(f.slots[:])
+	f.mu.Unlock()
+}
+
 // of returns the sequence of wf's last record passed on, if remembered,
 // or 0.
 func (f *followedSeqs) of(wf string) uint64 {
@@ -104,8 +115,8 @@ type waiter struct {
 	reread  atomic.Bool
 }
 
-func newInterest(follow func(context.Context) (*eventstore.Follower, error), seen func(eventstore.Followed), linger time.Duration, log *slog.Logger) *interest {
-	return &interest{follow: follow, seen: seen, linger: linger, log: log, waiters: map[string]map[*waiter]struct{}{},
+func newInterest(follow func(context.Context) (*eventstore.Follower, error), seen func(eventstore.Followed), replaced func(), linger time.Duration, log *slog.Logger) *interest {
+	return &interest{follow: follow, seen: seen, replaced: replaced, linger: linger, log: log, waiters: map[string]map[*waiter]struct{}{},
 		followed: &followedSeqs{seed: maphash.MakeSeed()}}
 }
 
@@ -297,6 +308,15 @@ func (in *interest) loop(ctx context.Context, gen int) {
 			in.running.CompareAndSwap(ep, 0)
 			if err == nil {
 				break // ctx ended
+			}
+			if errors.Is(err, eventstore.ErrHistoryReplaced) {
+				// Nothing read or followed before holds: every call reads
+				// afresh once the new follower is in place.
+				in.log.Warn("the history stream was made again: forgetting every state read from the old one")
+				in.followed.clear()
+				in.replaced()
+				backoff = first
+				continue
 			}
 			if time.Since(began) > most {
 				backoff = first // it ran a while: not a tight loop of failures

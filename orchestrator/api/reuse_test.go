@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
@@ -199,5 +200,87 @@ func TestACancelOfARunStartedAgainIsRecorded(t *testing.T) {
 		if err := store.DeleteRun(ctx, wf); err != nil { // retention
 			t.Fatal(err)
 		}
+	}
+}
+
+// A history stream made again under a running API (an operator recreated
+// it) is read as a new one: a cached state of the old stream is not
+// answered for a run started under its id in the new one, and an await
+// open on the old run ends with NotFound rather than wait for ever.
+func TestAHistoryStreamMadeAgainIsReadAfresh(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ns := natstest.Start(t)
+	store, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(store, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	defer srv.Close()
+	client := weftv1connect.NewWorkflowServiceClient(http.DefaultClient, srv.URL)
+	const wf = "kept"
+	startRun(t, store, "filler", "old", 50, 20) // the old stream's sequences run ahead
+	startRun(t, store, wf, "old", 100, 2)
+	get := func() (*weftv1.Workflow, error) {
+		r, err := client.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: wf}))
+		if err != nil {
+			return nil, err
+		}
+		return r.Msg.Workflow, nil
+	}
+	if w, err := get(); err != nil || w.Definition != "old" {
+		t.Fatalf("the run before: %v %v", w, err)
+	}
+	awaited := make(chan error, 1)
+	go func() {
+		r, err := client.AwaitWorkflow(ctx, connect.NewRequest(&weftv1.AwaitWorkflowRequest{WorkflowId: wf}))
+		if err == nil {
+			err = fmt.Errorf("answered with a %s run of definition %q", r.Msg.Workflow.Status, r.Msg.Workflow.Definition)
+		}
+		awaited <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if a, _ := s.Waiting(); a == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the await never waited")
+		}
+	}
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, eventstore.HistoryStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	first := startRun(t, store, wf, "new", 200, 0)
+	if _, err := store.Append(ctx, wf, first, events.Event{Type: events.TypeWorkflowCompleted, Time: time.Unix(201, 0).UTC(),
+		WorkflowCompleted: &events.WorkflowCompleted{Output: "new"}}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		w, err := get()
+		if err == nil && w.Definition == "new" && w.Status == weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GetWorkflow after the stream was made again: %v %v; want the new run, completed", w, err)
+		}
+	}
+	select {
+	case err := <-awaited:
+		if connect.CodeOf(err) != connect.CodeNotFound {
+			t.Fatalf("the await of the old run: %v; want NotFound", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the await of the old run is still open")
 	}
 }
