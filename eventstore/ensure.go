@@ -133,43 +133,60 @@ func (s *Store) ensureConsumer(ctx context.Context, stream string, want jetstrea
 }
 
 // ensureBucket returns key-value bucket want.Bucket, creating it when
-// missing and updating it when its replicas, description or marker TTL
-// differ. A marker TTL (LimitMarkerTTL) the server cannot keep (before
-// NATS 2.11) is left out.
+// missing and updating it when its replicas or description differ.
 func (s *Store) ensureBucket(ctx context.Context, want jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, _, err := s.ensureMarkedBucket(ctx, want)
+	kv, _, err := s.ensureTTLBucket(ctx, want, false)
 	return kv, err
 }
 
-// ensureMarkedBucket is ensureBucket that also returns the marker TTL the
-// bucket has: want's, or 0 when the server cannot keep one. Markers and
-// entries are then written without a TTL.
-func (s *Store) ensureMarkedBucket(ctx context.Context, want jetstream.KeyValueConfig) (jetstream.KeyValue, time.Duration, error) {
-	ttl := want.LimitMarkerTTL
+// ensureTTLBucket is ensureBucket that, with ttl, also lets the bucket's
+// messages carry a TTL (AllowMsgTTL: entries written to go, and delete
+// markers that go), and reports whether it does (not before NATS 2.11).
+// Messages that expire are removed by their sequence, and no marker is
+// put in their place (the bucket has no LimitMarkerTTL): a marker the
+// server puts when an entry expires would also roll up a write acked
+// just before it. The stream is changed by its own config with ours laid
+// over it, so settings an operator tuned (MaxBytes, compression,
+// placement) stay; JetStream never turns AllowMsgTTL off again.
+func (s *Store) ensureTTLBucket(ctx context.Context, want jetstream.KeyValueConfig, ttl bool) (jetstream.KeyValue, bool, error) {
+	var allowed bool
 	kv, err := retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
-		want.LimitMarkerTTL = ttl
-		st, err := s.js.Stream(ctx, "KV_"+want.Bucket)
+		name := "KV_" + want.Bucket
+		st, err := s.js.Stream(ctx, name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			kv, err := s.js.CreateKeyValue(ctx, want)
-			if !errors.Is(err, jetstream.ErrBucketExists) {
-				return kv, err
+			// Another part may create it meanwhile, as an earlier
+			// version would: either way it is then laid over below.
+			if _, err := s.js.CreateKeyValue(ctx, want); err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+				return nil, err
 			}
-			// Another part created it meanwhile.
-			return s.js.KeyValue(ctx, want.Bucket)
+			st, err = s.js.Stream(ctx, name)
 		}
 		if err != nil {
 			return nil, err
 		}
-		if have := st.CachedInfo().Config; have.Replicas != want.Replicas || have.Description != want.Description ||
-			have.SubjectDeleteMarkerTTL != want.LimitMarkerTTL {
-			return s.js.UpdateKeyValue(ctx, want)
+		have := st.CachedInfo().Config
+		next := have
+		next.Replicas, next.Description = want.Replicas, want.Description
+		next.AllowMsgTTL = have.AllowMsgTTL || ttl
+		if !reflect.DeepEqual(next, have) {
+			updated, err := s.js.UpdateStream(ctx, next)
+			if err != nil && next.AllowMsgTTL && !have.AllowMsgTTL && !transient(err) {
+				// A server that cannot keep message TTLs: the bucket
+				// goes on without them.
+				next.AllowMsgTTL = false
+				if reflect.DeepEqual(next, have) {
+					updated, err = st, nil
+				} else {
+					updated, err = s.js.UpdateStream(ctx, next)
+				}
+			}
+			if err != nil {
+				return nil, err
+			}
+			st = updated
 		}
+		allowed = st.CachedInfo().Config.AllowMsgTTL
 		return s.js.KeyValue(ctx, want.Bucket)
 	})
-	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
-		ttl = 0
-		want.LimitMarkerTTL = 0
-		kv, err = s.ensureBucket(ctx, want)
-	}
-	return kv, ttl, err
+	return kv, allowed, err
 }

@@ -77,7 +77,8 @@ type Delivery struct {
 	Task *events.StepScheduled
 	// Event is a message captured on a trigger subject.
 	Event *TriggerEvent
-	// Tick is a due cron tick.
+	// Tick is a due cron tick (with Err, one that does not decode: only
+	// the trigger its subject names).
 	Tick *CronTick
 	// Start is a start sent directly (SourceStart).
 	Start *DirectStart

@@ -21,13 +21,12 @@ const FlowBucket = "weft-flow"
 
 // openFlow creates or updates the flow bucket.
 func (s *Store) openFlow(ctx context.Context) (err error) {
-	s.flow, _, err = s.ensureMarkedBucket(ctx, jetstream.KeyValueConfig{
-		Bucket:         FlowBucket,
-		Description:    "Weft task steps' concurrency slots and rate-limit counts, per step and key",
-		Storage:        s.cfg.Storage,
-		Replicas:       s.cfg.Replicas,
-		LimitMarkerTTL: s.cfg.MarkerTTL,
-	})
+	s.flow, s.flowTTL, err = s.ensureTTLBucket(ctx, jetstream.KeyValueConfig{
+		Bucket:      FlowBucket,
+		Description: "Weft task steps' concurrency slots and rate-limit counts, per step and key",
+		Storage:     s.cfg.Storage,
+		Replicas:    s.cfg.Replicas,
+	}, true)
 	if err != nil {
 		return fmt.Errorf("eventstore: create bucket %s: %w", FlowBucket, err)
 	}
@@ -45,10 +44,13 @@ func flowKey(kind, scope, key string) string {
 // earlier try read), lets change edit it (returning whether to write), and
 // writes it if nobody wrote since; it tries again when somebody did. When
 // ttl is set and returns more than 0, the entry as written goes after that
-// long unless written again (the server then leaves a marker for
-// Config.MarkerTTL): ttl is how long the entry, as changed, still means
+// long unless written again (the server removes that message, and a write
+// since is left be): ttl is how long the entry, as changed, still means
 // something.
 func (s *Store) updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v any, reset func(), change func() bool, ttl func() time.Duration) error {
+	if !s.ttlAllowed(kv) {
+		ttl = nil
+	}
 	for {
 		reset()
 		rev, err := s.readKV(ctx, kv, k, v)
@@ -63,7 +65,7 @@ func (s *Store) updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v
 			return err
 		}
 		var keep time.Duration
-		if ttl != nil && s.markerTTL > 0 {
+		if ttl != nil {
 			keep = ttl()
 		}
 		switch {
@@ -106,6 +108,17 @@ func (s *Store) readKV(ctx context.Context, kv jetstream.KeyValue, k string, v a
 	return e.rev, nil
 }
 
+// ttlAllowed reports whether kv's messages may carry a TTL.
+func (s *Store) ttlAllowed(kv jetstream.KeyValue) bool {
+	switch kv {
+	case s.slots:
+		return s.slotsTTL
+	case s.flow:
+		return s.flowTTL
+	}
+	return false
+}
+
 // updateFlow is updateKV on the flow bucket.
 func (s *Store) updateFlow(ctx context.Context, k string, v any, reset func(), change func() bool, ttl func() time.Duration) error {
 	return s.updateKV(ctx, s.flow, k, v, reset, change, ttl)
@@ -119,7 +132,7 @@ func (s *Store) leasesTTL(held *map[string]int64) func() time.Duration {
 		for _, end := range *held {
 			last = max(last, end)
 		}
-		return max(time.Until(time.Unix(0, last)), 0) + s.markerTTL
+		return max(time.Until(time.Unix(0, last)), 0) + s.cfg.MarkerTTL
 	}
 }
 
@@ -234,7 +247,7 @@ func (s *Store) TakeToken(ctx context.Context, scope, key string, limit int, per
 		return true
 	}, func() time.Duration {
 		// The count means nothing once its period is over.
-		return max(time.Until(time.Unix(0, (rc.Period+1)*int64(per))), 0) + s.markerTTL
+		return max(time.Until(time.Unix(0, (rc.Period+1)*int64(per))), 0) + s.cfg.MarkerTTL
 	})
 	return ok, max(time.Duration((period+1)*int64(per)-now.UnixNano()), 0), err
 }

@@ -141,9 +141,11 @@ func TestUnusedFlowAndSlotEntriesGo(t *testing.T) {
 	}
 }
 
-// A bucket made by an earlier version, which keeps markers for good, is
-// given the marker TTL when the store opens.
-func TestOpenGivesAnEarlierBucketItsMarkerTTL(t *testing.T) {
+// A bucket made by an earlier version, which keeps markers for good, lets
+// its messages carry a TTL once the store opens, with no marker put in
+// place of an expired entry (one would roll up a write acked just before
+// it), and keeps what an operator tuned.
+func TestOpenLetsAnEarlierBucketsMessagesExpire(t *testing.T) {
 	ns := natstest.Start(t)
 	ctx := context.Background()
 	js, err := jetstream.New(ns.Connect(t))
@@ -151,19 +153,28 @@ func TestOpenGivesAnEarlierBucketItsMarkerTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: eventstore.WorkflowsBucket,
-		Description: "Weft workflow index for listing (rebuildable from history)"}); err != nil {
+		Description: "Weft workflow index for listing (rebuildable from history)", MaxBytes: 1 << 30, Compression: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{}); err != nil {
-		t.Fatal(err)
+	for range 2 { // and again, changing nothing
+		if _, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for _, b := range []string{eventstore.WorkflowsBucket, eventstore.SlotsBucket, eventstore.FlowBucket} {
+	for _, b := range []string{eventstore.WorkflowsBucket, eventstore.SlotsBucket, eventstore.FlowBucket, eventstore.CronBucket} {
 		st, err := js.Stream(ctx, "KV_"+b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c := st.CachedInfo().Config; !c.AllowMsgTTL || c.SubjectDeleteMarkerTTL != time.Hour {
+		if c := st.CachedInfo().Config; !c.AllowMsgTTL || c.SubjectDeleteMarkerTTL != 0 {
 			t.Fatalf("%s: AllowMsgTTL %v, marker TTL %v", b, c.AllowMsgTTL, c.SubjectDeleteMarkerTTL)
 		}
+	}
+	st, err := js.Stream(ctx, "KV_"+eventstore.WorkflowsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.CachedInfo().Config; c.MaxBytes != 1<<30 || c.Compression != jetstream.S2Compression {
+		t.Fatalf("the operator's settings were lost: MaxBytes %d, compression %v", c.MaxBytes, c.Compression)
 	}
 }

@@ -126,8 +126,8 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 	// The entry's marker refuses a late write of the run's entry for
 	// MarkerTTL, then goes: the markers of runs deleted do not pile up.
 	var opts []jetstream.KVDeleteOpt
-	if s.markerTTL > 0 {
-		opts = append(opts, jetstream.PurgeTTL(s.markerTTL))
+	if s.indexTTL {
+		opts = append(opts, jetstream.PurgeTTL(s.cfg.MarkerTTL))
 	}
 	if err := s.index.Purge(ctx, wf, opts...); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("eventstore: delete the index entry of %s: %w", wf, err)

@@ -59,13 +59,12 @@ func slotKey(def, key string) string {
 
 // openSlots creates or updates the slots bucket.
 func (s *Store) openSlots(ctx context.Context) (err error) {
-	s.slots, _, err = s.ensureMarkedBucket(ctx, jetstream.KeyValueConfig{
-		Bucket:         SlotsBucket,
-		Description:    "Weft definition-level concurrency: per definition and key, the runs holding a slot and those queued",
-		Storage:        s.cfg.Storage,
-		Replicas:       s.cfg.Replicas,
-		LimitMarkerTTL: s.cfg.MarkerTTL,
-	})
+	s.slots, s.slotsTTL, err = s.ensureTTLBucket(ctx, jetstream.KeyValueConfig{
+		Bucket:      SlotsBucket,
+		Description: "Weft definition-level concurrency: per definition and key, the runs holding a slot and those queued",
+		Storage:     s.cfg.Storage,
+		Replicas:    s.cfg.Replicas,
+	}, true)
 	if err != nil {
 		return fmt.Errorf("eventstore: create bucket %s: %w", SlotsBucket, err)
 	}
@@ -108,7 +107,7 @@ func (s *Store) UpdateSlots(ctx context.Context, def, key string, limit int, cha
 		// An entry with nobody holding or queued is the same as none: it
 		// goes once unused for MarkerTTL.
 		if len(next.Holders)+len(next.Queue) == 0 {
-			return s.markerTTL
+			return s.cfg.MarkerTTL
 		}
 		return 0
 	})

@@ -158,11 +158,9 @@ type Store struct {
 	historyLooked atomic.Int64
 	slots         jetstream.KeyValue
 	flow          jetstream.KeyValue
-	// markerTTL is cfg.MarkerTTL when the server keeps markers and
-	// entries for a time (NATS 2.11 on), else 0.
-	markerTTL time.Duration
-	// cronTTL is the cron bucket's marker TTL, likewise.
-	cronTTL time.Duration
+	// indexTTL, slotsTTL, flowTTL and cronTTL report whether the bucket's
+	// messages may carry a TTL (NATS 2.11 on; see ensureTTLBucket).
+	indexTTL, slotsTTL, flowTTL, cronTTL bool
 	results jetstream.Stream
 	timers  jetstream.Stream
 	snaps   jetstream.Stream
@@ -323,13 +321,12 @@ func (s *Store) openBuckets(ctx context.Context) (err error) {
 	}); err != nil {
 		return fmt.Errorf("eventstore: create bucket %s: %w", DefinitionsBucket, err)
 	}
-	if s.index, s.markerTTL, err = s.ensureMarkedBucket(ctx, jetstream.KeyValueConfig{
-		Bucket:         WorkflowsBucket,
-		Description:    "Weft workflow index for listing (rebuildable from history)",
-		Storage:        cfg.Storage,
-		Replicas:       cfg.Replicas,
-		LimitMarkerTTL: cfg.MarkerTTL,
-	}); err != nil {
+	if s.index, s.indexTTL, err = s.ensureTTLBucket(ctx, jetstream.KeyValueConfig{
+		Bucket:      WorkflowsBucket,
+		Description: "Weft workflow index for listing (rebuildable from history)",
+		Storage:     cfg.Storage,
+		Replicas:    cfg.Replicas,
+	}, true); err != nil {
 		return fmt.Errorf("eventstore: create bucket %s: %w", WorkflowsBucket, err)
 	}
 	if s.indexStream, err = retry(ctx, func(ctx context.Context) (jetstream.Stream, error) {

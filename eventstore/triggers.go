@@ -68,10 +68,12 @@ func (s *Store) openTriggers(ctx context.Context) error {
 		}
 	}
 	var err2 error
-	if s.cron, s.cronTTL, err2 = s.ensureMarkedBucket(ctx, jetstream.KeyValueConfig{
-		Bucket: CronBucket, Description: "Weft cron triggers: the last tick handled per trigger, and the lock of the trigger stream's subjects",
-		Storage: cfg.Storage, Replicas: cfg.Replicas, LimitMarkerTTL: cfg.MarkerTTL,
-	}); err2 != nil {
+	// (The description is an earlier version's: one that finds it
+	// otherwise changes it back, and cannot, as AllowMsgTTL stays.)
+	if s.cron, s.cronTTL, err2 = s.ensureTTLBucket(ctx, jetstream.KeyValueConfig{
+		Bucket: CronBucket, Description: "Weft cron triggers: the last tick handled per trigger",
+		Storage: cfg.Storage, Replicas: cfg.Replicas,
+	}, true); err2 != nil {
 		return fmt.Errorf("eventstore: create bucket %s: %w", CronBucket, err2)
 	}
 	return s.openWebhooks(ctx)
@@ -148,7 +150,7 @@ const (
 // subjects lock (without one on a server that cannot expire it, before
 // NATS 2.11).
 func (s *Store) withSubjects(ctx context.Context, fn func(jetstream.Stream) error) error {
-	if s.cronTTL > 0 {
+	if s.cronTTL {
 		rev, err := s.lockSubjects(ctx)
 		if err != nil {
 			return err
@@ -156,7 +158,7 @@ func (s *Store) withSubjects(ctx context.Context, fn func(jetstream.Stream) erro
 		defer func() {
 			// Given back only if still ours (it may have expired and been
 			// taken); its marker goes like any other.
-			_ = s.cron.Purge(context.WithoutCancel(ctx), subjectsLock, jetstream.LastRevision(rev), jetstream.PurgeTTL(s.cronTTL))
+			_ = s.cron.Purge(context.WithoutCancel(ctx), subjectsLock, jetstream.LastRevision(rev), jetstream.PurgeTTL(s.cfg.MarkerTTL))
 		}()
 	}
 	stream, err := s.js.Stream(ctx, TriggersStream)
@@ -410,6 +412,9 @@ func (s *Store) CronFeed(ctx context.Context, max int) (*Feed, error) {
 		var t CronTick
 		if err := msgpack.Unmarshal(m.Data(), &t); err != nil || t.V != 1 {
 			d.Err = fmt.Errorf("invalid cron tick at seq %d", d.Seq)
+			// Its trigger, as its subject names it, for the record.
+			def, key, _ := strings.Cut(strings.TrimPrefix(m.Subject(), cronFirePfx), ".")
+			d.Tick = &CronTick{Definition: def, Key: key}
 			return
 		}
 		t.Tick = t.Tick.UTC()

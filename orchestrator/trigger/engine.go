@@ -172,7 +172,12 @@ func (e *Engine) consume(ctx context.Context, f *eventstore.Feed, handle func(co
 		if d.Err != nil {
 			// Recorded like any event that started no workflow, then
 			// dropped: it never blocks the ones behind it.
-			if err := e.fail(ctx, d.Subject, "", "undecodable: "+d.Err.Error(), nil); err != nil {
+			def := ""
+			if d.Tick != nil {
+				def = d.Tick.Definition
+			}
+			e.log.Error("cannot read a trigger message; recording it as a trigger failure and dropping it", "subject", d.Subject, "seq", d.Seq, "err", d.Err)
+			if err := e.fail(ctx, d.Subject, def, "undecodable: "+d.Err.Error(), nil); err != nil {
 				_ = d.Nak(time.Second)
 				continue
 			}

@@ -184,7 +184,7 @@ func TestAnUndecodableCronTickIsRecorded(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if f := failures[0]; len(failures) != 1 || f.Subject != "weft.t.cf.orders.bad" || !strings.Contains(f.Reason, "undecodable") {
+	if f := failures[0]; len(failures) != 1 || f.Subject != "weft.t.cf.orders.bad" || f.Definition != "orders" || !strings.Contains(f.Reason, "undecodable") {
 		t.Fatalf("failures %+v", failures)
 	}
 	cons, err := js.Consumer(ctx, eventstore.TimersStream, eventstore.CronConsumer)
