@@ -161,9 +161,10 @@ type Store struct {
 	// indexTTL, slotsTTL, flowTTL and cronTTL report whether the bucket's
 	// messages may carry a TTL (NATS 2.11 on; see ensureTTLBucket).
 	indexTTL, slotsTTL, flowTTL, cronTTL bool
-	results                              jetstream.Stream
-	timers                               jetstream.Stream
-	snaps                                jetstream.Stream
+
+	results jetstream.Stream
+	timers  jetstream.Stream
+	snaps   jetstream.Stream
 	// session is the history stream's last sequence when the connection
 	// last (re)connected, as seen (StoredBeforeSession).
 	sessionMu         sync.Mutex
