@@ -101,3 +101,32 @@ func TestAResumeReachesAWorkerWhoseWatchLags(t *testing.T) {
 		t.Fatal("the stopped watch saw the resume: the test shows nothing")
 	}
 }
+
+// A held command whose run closes during the pause (canceled) is settled
+// while the pause lasts, not redelivered every few seconds until the
+// resume: it would count against the task type's commands in flight.
+func TestAHeldCommandOfARunClosedIsSettled(t *testing.T) {
+	b, calls := countingBench(t)
+	b.pauseSeen("d")
+	seq := b.commandOf("wf", "t", "d", events.RetryPolicy{MaxAttempts: 1})
+	cons, err := b.js.Consumer(b.ctx, eventstore.HistoryStream, eventstore.TaskConsumerName("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if info, err := cons.Info(b.ctx); err == nil && info.Delivered.Consumer >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the command was never delivered")
+		}
+	}
+	if _, err := b.store.Append(b.ctx, "wf", seq, events.Event{Type: events.TypeWorkflowCanceled, Time: time.Now().UTC(),
+		WorkflowCanceled: &events.WorkflowCanceled{Reason: "test"}}); err != nil {
+		t.Fatal(err)
+	}
+	b.settled("t")
+	if calls.Load() != 0 {
+		t.Fatal("the command of the canceled run ran")
+	}
+}

@@ -314,6 +314,14 @@ func attemptOutcome(o events.Outcome) string {
 	return metrics.AttemptFailed
 }
 
+// queuedCheck is how long a command may have been stored before its
+// first delivery runs it without reading its run's history first: one
+// that waited longer may be of a run canceled meanwhile, which must not
+// run it. One handed over at once is not read (that would cost a request
+// for every command): a cancel so close behind it is like one that comes
+// just after the attempt began.
+const queuedCheck = 250 * time.Millisecond
+
 // retryEarly is how much sooner than its recorded due time a retry runs
 // rather than being given back until then: the clocks of the executor and
 // of whoever recorded the failure may differ by that much.
@@ -340,12 +348,13 @@ func (w *Worker) attemptOf(ctx context.Context, typ string, d *eventstore.Delive
 			return 0, false
 		}
 	}
-	if !seenBefore {
+	if !seenBefore && time.Since(d.Message.Time) < queuedCheck {
 		return attempt, true
 	}
 	// Delivered before: the previous delivery may have finished and been
 	// recorded before its ack was lost, and history says which attempt
-	// this one is.
+	// this one is. Or it waited in the queue (executors busy, a backlog),
+	// and its run may have been canceled meanwhile.
 	prog, err := w.store.StepProgressAfter(ctx, d.WorkflowID, cmd.Path, cmd.Gen, d.Seq)
 	if err != nil {
 		log().Warn("could not check history before a redelivered command; it will be redelivered", "err", err)
@@ -478,8 +487,30 @@ func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) b
 	if paused && r.ok && !r.paused || !paused && !r.paused {
 		return false
 	}
+	if n := d.NumDelivered; n&(n-1) == 0 && w.settledWhileHeld(ctx, typ, d) {
+		return true
+	}
 	_ = d.Nak(min(time.Duration(max(d.NumDelivered, 1))*heldDelay, heldMaxDelay))
 	w.steps.Held(typ, metrics.HeldPaused)
+	return true
+}
+
+// settledWhileHeld settles a held delivery whose step is settled (its run
+// canceled or completed while the definition is paused, say), and reports
+// whether it did: such a command is acked, and any slot an attempt of it
+// holds given back, now rather than at the resume. It is asked at the
+// deliveries numbered by a power of two, so a long pause costs a read a
+// command ever more seldom.
+func (w *Worker) settledWhileHeld(ctx context.Context, typ string, d *eventstore.Delivery) bool {
+	cmd := d.Task
+	log := func() *slog.Logger {
+		return w.log.With("workflow_id", d.WorkflowID, "task", typ, "step", cmd.Path)
+	}
+	prog, err := w.store.StepProgressAfter(ctx, d.WorkflowID, cmd.Path, cmd.Gen, d.Seq)
+	if err != nil || !prog.Settled {
+		return false
+	}
+	w.resettle(ctx, d, max(max(cmd.FirstAttempt, 1), prog.Attempts+1), log)
 	return true
 }
 
@@ -548,13 +579,16 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 				min(wait, 250*time.Millisecond))
 		}
 		// A handler that heartbeats may run past the lease: its
-		// heartbeats renew it, a third of a lease apart at most.
+		// heartbeats renew it, a third of a lease and at most 30 s apart.
+		// A heartbeat moves the attempt's deadline a timeout on; the
+		// lease, a timeout and a minute from its last renewal, then still
+		// ends at least 30 s after it.
 		var mu sync.Mutex
 		renewed := took
 		renew = func() {
 			mu.Lock()
 			defer mu.Unlock()
-			if time.Since(renewed) < lease/3 {
+			if time.Since(renewed) < min(lease/3, 30*time.Second) {
 				return
 			}
 			renewed = time.Now()
@@ -835,8 +869,11 @@ func (w *Worker) report(ctx context.Context, d *eventstore.Delivery, res *events
 		res.Time = time.Now().UTC()
 	}
 	var err error
+	// Each try may ask two orchestrators directly before it publishes to
+	// the results stream: the publish keeps 5 s of its own.
+	budget := 5*time.Second + 2*max(w.store.Config().ResultReplyWait, 0)
 	for try := 0; try < 5; try++ {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, budget)
 		err = w.store.ReportResult(pctx, *res, d.Owner)
 		cancel()
 		if errors.Is(err, eventstore.ErrTooLarge) && res.Outcome == events.OutcomeCompleted {

@@ -38,6 +38,13 @@ func newBench(t *testing.T, handlers map[string]Handler) *bench {
 // newBenchWith is newBench with its store opened with cfg.
 func newBenchWith(t *testing.T, cfg eventstore.Config, handlers map[string]Handler) *bench {
 	t.Helper()
+	return newBenchWorker(t, cfg, Config{}, handlers)
+}
+
+// newBenchWorker is newBenchWith with its worker made with wcfg (logging
+// nowhere).
+func newBenchWorker(t *testing.T, cfg eventstore.Config, wcfg Config, handlers map[string]Handler) *bench {
+	t.Helper()
 	ns := natstest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -50,7 +57,8 @@ func newBenchWith(t *testing.T, cfg eventstore.Config, handlers map[string]Handl
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(store, Config{Logger: slog.New(slog.DiscardHandler)})
+	wcfg.Logger = slog.New(slog.DiscardHandler)
+	w, err := New(store, wcfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,5 +496,39 @@ func TestARetryDelayOutlivesItsExecutor(t *testing.T) {
 	}
 	if n := attempt2.Load(); n != 0 {
 		t.Fatal("attempt 2 ran though its retry is due in an hour")
+	}
+}
+
+// A command that waited in the queue (the executor's handlers busy) for
+// a run canceled meanwhile does not run: its first delivery reads the
+// run's history as a redelivery does.
+func TestAQueuedCommandOfACanceledRunDoesNotRun(t *testing.T) {
+	releaseA, startedA := make(chan struct{}), make(chan struct{}, 1)
+	var ranB atomic.Int32
+	b := newBenchWorker(t, eventstore.Config{ResultReplyWait: -1}, Config{Concurrency: 1}, map[string]Handler{"t": func(_ context.Context, task *Task) (any, error) {
+		if task.WorkflowID == "a" {
+			startedA <- struct{}{}
+			<-releaseA
+			return "a", nil
+		}
+		ranB.Add(1) // an effect outside, a charge say
+		return "b", nil
+	}})
+	b.command("a", "t", events.RetryPolicy{MaxAttempts: 1})
+	<-startedA // the executor's only handler is busy
+	seqB := b.command("b", "t", events.RetryPolicy{MaxAttempts: 1})
+	stored := time.Now()
+	if _, err := b.store.Append(b.ctx, "b", seqB, events.Event{Type: events.TypeWorkflowCanceled, Time: time.Now().UTC(),
+		WorkflowCanceled: &events.WorkflowCanceled{Reason: "test"}}); err != nil {
+		t.Fatal(err)
+	}
+	// b's command has waited in the queue once a is let go.
+	for time.Since(stored) <= queuedCheck {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(releaseA)
+	b.settled("t")
+	if n := ranB.Load(); n != 0 {
+		t.Fatalf("the command of canceled run b ran %d time(s)", n)
 	}
 }
