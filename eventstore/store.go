@@ -913,6 +913,32 @@ type StepProgress struct {
 	RetryAt time.Time
 }
 
+// ClosedAfter reports whether wf's run completed or was canceled after
+// stream sequence after (a step command's): none of the commands before
+// its close is to run then. It reads one record, the run's last closing
+// one, however long the history after the command; executors ask it of a
+// command that waited in their queue. A failed run is not closed for it:
+// a redrive goes on with its steps.
+func (s *Store) ClosedAfter(ctx context.Context, wf string, after uint64) (bool, error) {
+	m, err := s.historyGet(ctx, func(ctx context.Context, st jetstream.Stream) (*jetstream.RawStreamMsg, error) {
+		return st.GetLastMsgForSubject(ctx, historyPrefix+wf+closingSuffix)
+	})
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("eventstore: the close of %s: %w", wf, err)
+	case m.Sequence <= after:
+		return false, nil
+	}
+	msg := decodeMsg(m.Sequence, m.Subject, m.Time, m.Data)
+	if msg.Err != nil || len(msg.Record.Events) == 0 {
+		return false, nil
+	}
+	last := msg.Record.Events[len(msg.Record.Events)-1]
+	return last.Type == events.TypeWorkflowCompleted || last.Type == events.TypeWorkflowCanceled, nil
+}
+
 // StepProgressAfter reads wf's history after stream sequence after (a step
 // command's) and returns what it records of the step at path in scheduling
 // gen. Executors ask it before running a command delivered before: a step

@@ -920,3 +920,46 @@ func TestPutSummariesOverAKnownRevision(t *testing.T) {
 		t.Fatalf("the entry: %+v, %v; want seq 4", sum, err)
 	}
 }
+
+// ClosedAfter tells a run completed or canceled after a command from one
+// still open, failed (a redrive goes on) or closed before the command.
+func TestClosedAfter(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	closedAfter := func(wf string, after uint64) bool {
+		t.Helper()
+		ok, err := s.ClosedAfter(ctx, wf, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for _, c := range []struct {
+		wf   string
+		end  *events.Event
+		want bool
+	}{
+		{"open", nil, false},
+		{"done", &events.Event{Type: events.TypeWorkflowCompleted, WorkflowCompleted: &events.WorkflowCompleted{}}, true},
+		{"canceled", &events.Event{Type: events.TypeWorkflowCanceled, WorkflowCanceled: &events.WorkflowCanceled{}}, true},
+		{"failed", &events.Event{Type: events.TypeWorkflowFailed, WorkflowFailed: &events.WorkflowFailed{}}, false},
+	} {
+		cmd, err := s.Append(ctx, c.wf, 0, started(c.wf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.end != nil {
+			c.end.Time = time.Unix(200, 0).UTC()
+			end, err := s.Append(ctx, c.wf, cmd, *c.end)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if closedAfter(c.wf, end) {
+				t.Errorf("%s: closed after its own close", c.wf)
+			}
+		}
+		if got := closedAfter(c.wf, cmd); got != c.want {
+			t.Errorf("%s: closed after the command: %v, want %v", c.wf, got, c.want)
+		}
+	}
+}

@@ -315,11 +315,11 @@ func attemptOutcome(o events.Outcome) string {
 }
 
 // queuedCheck is how long a command may have been stored before its
-// first delivery runs it without reading its run's history first: one
+// first delivery runs it without a look at its run's close first: one
 // that waited longer may be of a run canceled meanwhile, which must not
-// run it. One handed over at once is not read (that would cost a request
-// for every command): a cancel so close behind it is like one that comes
-// just after the attempt began.
+// run it. One handed over at once is not looked at (that would cost a
+// request for every command): a cancel so close behind it is like one
+// that comes just after the attempt began.
 const queuedCheck = 250 * time.Millisecond
 
 // retryEarly is how much sooner than its recorded due time a retry runs
@@ -348,13 +348,28 @@ func (w *Worker) attemptOf(ctx context.Context, typ string, d *eventstore.Delive
 			return 0, false
 		}
 	}
-	if !seenBefore && time.Since(d.Message.Time) < queuedCheck {
+	if !seenBefore {
+		if time.Since(d.Message.Time) < queuedCheck {
+			return attempt, true
+		}
+		// It waited in the queue (executors busy, a backlog): a run
+		// canceled meanwhile does not run it. One read, of the run's
+		// close, whatever was appended since.
+		closed, err := w.store.ClosedAfter(ctx, d.WorkflowID, d.Seq)
+		if err != nil {
+			log().Warn("could not check whether a command's run closed before it ran; the command will be redelivered", "err", err)
+			_ = d.Nak(time.Second)
+			return 0, false
+		}
+		if closed {
+			w.resettle(ctx, d, attempt, log)
+			return 0, false
+		}
 		return attempt, true
 	}
 	// Delivered before: the previous delivery may have finished and been
 	// recorded before its ack was lost, and history says which attempt
-	// this one is. Or it waited in the queue (executors busy, a backlog),
-	// and its run may have been canceled meanwhile.
+	// this one is.
 	prog, err := w.store.StepProgressAfter(ctx, d.WorkflowID, cmd.Path, cmd.Gen, d.Seq)
 	if err != nil {
 		log().Warn("could not check history before a redelivered command; it will be redelivered", "err", err)
@@ -495,22 +510,21 @@ func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) b
 	return true
 }
 
-// settledWhileHeld settles a held delivery whose step is settled (its run
-// canceled or completed while the definition is paused, say), and reports
-// whether it did: such a command is acked, and any slot an attempt of it
-// holds given back, now rather than at the resume. It is asked at the
-// deliveries numbered by a power of two, so a long pause costs a read a
-// command ever more seldom.
+// settledWhileHeld settles a held delivery whose run closed (canceled or
+// completed while the definition is paused), and reports whether it did:
+// such a command is acked, and any slot an attempt of it holds given
+// back, now rather than at the resume. It is asked at the deliveries
+// numbered by a power of two, one read each (ClosedAfter), so a long
+// pause costs a read a command ever more seldom.
 func (w *Worker) settledWhileHeld(ctx context.Context, typ string, d *eventstore.Delivery) bool {
 	cmd := d.Task
 	log := func() *slog.Logger {
 		return w.log.With("workflow_id", d.WorkflowID, "task", typ, "step", cmd.Path)
 	}
-	prog, err := w.store.StepProgressAfter(ctx, d.WorkflowID, cmd.Path, cmd.Gen, d.Seq)
-	if err != nil || !prog.Settled {
+	if closed, err := w.store.ClosedAfter(ctx, d.WorkflowID, d.Seq); err != nil || !closed {
 		return false
 	}
-	w.resettle(ctx, d, max(max(cmd.FirstAttempt, 1), prog.Attempts+1), log)
+	w.resettle(ctx, d, max(cmd.FirstAttempt, 1), log)
 	return true
 }
 
