@@ -48,6 +48,11 @@ var followCheck = 5 * time.Second
 // record stored after it, and none up to it.
 func (f *Follower) From() uint64 { return f.from }
 
+// Created is when the history stream the Follower follows was made: a
+// history stream made again (an operator recreated it) has another, and
+// its sequences started over.
+func (f *Follower) Created() time.Time { return f.created }
+
 // HistoriesLastSeq returns the history stream's last sequence, as its
 // leader has it: every record stored before the call is at or below it.
 // The API's read barrier asks for it on behalf of every poll, so of the

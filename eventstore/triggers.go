@@ -111,17 +111,22 @@ func (s *Store) StreamCapturing(ctx context.Context, subject string) (string, er
 	return found, nil
 }
 
-// SetTriggerSubjects makes the trigger stream capture exactly subjects
-// (wildcards allowed). Subjects covered by a wildcard in the list are
-// dropped, as JetStream forbids overlaps; so are subjects another stream
-// captures, which a *SubjectsTakenError then names, the others captured
-// all the same.
-func (s *Store) SetTriggerSubjects(ctx context.Context, subjects []string) error {
-	want := NormalizeSubjects(subjects)
-	if ok, err := s.capturing(ctx, func(have []string) bool { return slices.Equal(have, want) }); ok || err != nil {
+// SetTriggerSubjects makes the trigger stream capture the subjects decide
+// returns (wildcards allowed) given those it captures. A change is
+// decided again under the subjects lock, over what is captured then, so a
+// decision to stop capturing a subject is made after every put that
+// captured it since (AddTriggerSubjects takes the lock too): decide looks
+// the definitions up as stored then. Subjects covered by a wildcard in
+// the list are dropped, as JetStream forbids overlaps; so are subjects
+// another stream captures, which a *SubjectsTakenError then names, the
+// others captured all the same.
+func (s *Store) SetTriggerSubjects(ctx context.Context, decide func(captured []string) []string) error {
+	if ok, err := s.capturing(ctx, func(have []string) bool { return slices.Equal(have, NormalizeSubjects(decide(have))) }); ok || err != nil {
 		return err
 	}
-	return s.withSubjects(ctx, func(stream jetstream.Stream) error { return s.setTriggerSubjects(ctx, stream, subjects) })
+	return s.withSubjects(ctx, func(stream jetstream.Stream) error {
+		return s.setTriggerSubjects(ctx, stream, decide(captured(stream)))
+	})
 }
 
 // capturing reports whether the trigger stream's subjects, sorted and
@@ -177,7 +182,9 @@ func (s *Store) lockSubjects(ctx context.Context) (uint64, error) {
 		if err == nil {
 			return rev, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		// Taken; or, over the marker a release left, taken by another
+		// just before (a conditional write that lost).
+		if !errors.Is(err, jetstream.ErrKeyExists) && !isConflict(err) {
 			return 0, fmt.Errorf("eventstore: lock the trigger subjects: %w", err)
 		}
 		select {
@@ -241,11 +248,8 @@ func (s *Store) AddTriggerSubjects(ctx context.Context, subjects []string) error
 	if len(subjects) == 0 {
 		return nil
 	}
-	if ok, err := s.capturing(ctx, func(have []string) bool {
-		return slices.Equal(have, NormalizeSubjects(append(slices.Clone(have), subjects...)))
-	}); ok || err != nil {
-		return err
-	}
+	// Under the lock, even when they look captured: an engine that decided
+	// to stop capturing one before this put was stored writes under it.
 	return s.withSubjects(ctx, func(stream jetstream.Stream) error {
 		return s.captureTriggers(ctx, stream, NormalizeSubjects(append(captured(stream), subjects...)))
 	})

@@ -3,6 +3,7 @@ package eventstore_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -73,5 +74,54 @@ func TestTriggerSubjectsAddedAtOnceAreAllCaptured(t *testing.T) {
 	}
 	if len(got) != len(errs) {
 		t.Fatalf("%d subjects captured of %d added: %v", len(got), len(errs), got)
+	}
+}
+
+// A change of the captured subjects is decided again under the lock, over
+// what is captured then: a subject a put captured after the caller first
+// looked (its definition stored by then) is not dropped.
+func TestSetTriggerSubjectsDecidesUnderTheLock(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	engine, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := api.AddTriggerSubjects(ctx, []string{"a", "x"}); err != nil {
+		t.Fatal(err)
+	}
+	var stored []string // the definitions' subjects as stored
+	looks := 0
+	decide := func(captured []string) []string {
+		looks++
+		if looks == 1 {
+			// Between the engine's first look and its write, a definition
+			// naming "b" is stored and its put captures "b".
+			stored = []string{"b"}
+			if err := api.AddTriggerSubjects(ctx, []string{"b"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := []string{"a"} // the engine's view: "x" was removed, "b" unknown
+		for _, subj := range captured {
+			if slices.Contains(stored, subj) {
+				want = append(want, subj)
+			}
+		}
+		return want
+	}
+	if err := engine.SetTriggerSubjects(ctx, decide); err != nil {
+		t.Fatal(err)
+	}
+	got, err := engine.TriggerSubjects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Sort(got); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("captured %v after the change, want [a b]", got)
 	}
 }

@@ -62,6 +62,11 @@ type interest struct {
 	// followed is the last record passed on of recent workflows, by any
 	// follower: what a read of one must reach.
 	followed *followedSeqs
+	// created is when the history stream the last follower followed was
+	// made (under mu); replacements counts the times a follower found it
+	// made again since (watches end then).
+	created      time.Time
+	replacements atomic.Uint64
 }
 
 // followedSeqs remembers, for the workflows of recent records, the
@@ -297,6 +302,15 @@ func (in *interest) loop(ctx context.Context, gen int) {
 	for ctx.Err() == nil {
 		f, err := in.follow(ctx)
 		if err == nil {
+			if !in.sameHistory(f.Created()) {
+				// Made again, while followed or not: nothing read or
+				// followed before holds, and every call reads afresh once
+				// this follower is in place.
+				in.log.Warn("the history stream was made again: forgetting every state read from the old one")
+				in.followed.clear()
+				in.replaced()
+				in.replacements.Add(1)
+			}
 			in.pos.Store(f.From())
 			ep := in.epochs.Add(1)
 			in.running.Store(ep)
@@ -310,13 +324,8 @@ func (in *interest) loop(ctx context.Context, gen int) {
 				break // ctx ended
 			}
 			if errors.Is(err, eventstore.ErrHistoryReplaced) {
-				// Nothing read or followed before holds: every call reads
-				// afresh once the new follower is in place.
-				in.log.Warn("the history stream was made again: forgetting every state read from the old one")
-				in.followed.clear()
-				in.replaced()
 				backoff = first
-				continue
+				continue // the next follower forgets the old stream
 			}
 			if time.Since(began) > most {
 				backoff = first // it ran a while: not a tight loop of failures
@@ -356,6 +365,16 @@ func (in *interest) record(r eventstore.Followed) {
 			w.poke(r.Seq)
 		}
 	}
+}
+
+// sameHistory reports whether a follower of the history stream made at
+// created follows the same stream as the last one (true for the first).
+func (in *interest) sameHistory(created time.Time) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	same := in.created.IsZero() || in.created.Equal(created)
+	in.created = created
+	return same
 }
 
 func (in *interest) wakeAll() {

@@ -204,10 +204,17 @@ func TestACancelOfARunStartedAgainIsRecorded(t *testing.T) {
 }
 
 // A history stream made again under a running API (an operator recreated
-// it) is read as a new one: a cached state of the old stream is not
-// answered for a run started under its id in the new one, and an await
-// open on the old run ends with NotFound rather than wait for ever.
+// it) is read as a new one, whether the API followed the histories then or
+// not: a cached state of the old stream is not answered for a run started
+// under its id in the new one, and an await or a watch open on the old run
+// ends with NotFound rather than wait for ever.
 func TestAHistoryStreamMadeAgainIsReadAfresh(t *testing.T) {
+	for _, idle := range []bool{false, true} {
+		t.Run(fmt.Sprintf("idle=%v", idle), func(t *testing.T) { historyMadeAgain(t, idle) })
+	}
+}
+
+func historyMadeAgain(t *testing.T, idle bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ns := natstest.Start(t)
@@ -235,20 +242,52 @@ func TestAHistoryStreamMadeAgainIsReadAfresh(t *testing.T) {
 	if w, err := get(); err != nil || w.Definition != "old" {
 		t.Fatalf("the run before: %v %v", w, err)
 	}
-	awaited := make(chan error, 1)
-	go func() {
-		r, err := client.AwaitWorkflow(ctx, connect.NewRequest(&weftv1.AwaitWorkflowRequest{WorkflowId: wf}))
-		if err == nil {
-			err = fmt.Errorf("answered with a %s run of definition %q", r.Msg.Workflow.Status, r.Msg.Workflow.Definition)
+	awaited, watched := make(chan error, 1), make(chan error, 1)
+	if idle {
+		// No call waits, and the follower has stopped (as it does 30 s
+		// after the last): the cached state stays.
+		in := s.interest
+		in.mu.Lock()
+		in.stop()
+		in.stop = nil
+		in.mu.Unlock()
+		for deadline := time.Now().Add(10 * time.Second); in.running.Load() != 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the follower never stopped")
+			}
 		}
-		awaited <- err
-	}()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if a, _ := s.Waiting(); a == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the await never waited")
+	} else {
+		go func() {
+			r, err := client.AwaitWorkflow(ctx, connect.NewRequest(&weftv1.AwaitWorkflowRequest{WorkflowId: wf}))
+			if err == nil {
+				err = fmt.Errorf("answered with a %s run of definition %q", r.Msg.Workflow.Status, r.Msg.Workflow.Definition)
+			}
+			awaited <- err
+		}()
+		go func() {
+			stream, err := client.WatchWorkflow(ctx, connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: wf}))
+			if err != nil {
+				watched <- err
+				return
+			}
+			defer stream.Close()
+			n := 0
+			for stream.Receive() {
+				n++
+			}
+			if err := stream.Err(); n > 3 || err == nil {
+				watched <- fmt.Errorf("%d events, then %v", n, err)
+				return
+			}
+			watched <- stream.Err()
+		}()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if a, w := s.Waiting(); a == 1 && w == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the await and the watch never waited")
+			}
 		}
 	}
 	js, err := jetstream.New(ns.Connect(t))
@@ -275,12 +314,17 @@ func TestAHistoryStreamMadeAgainIsReadAfresh(t *testing.T) {
 			t.Fatalf("GetWorkflow after the stream was made again: %v %v; want the new run, completed", w, err)
 		}
 	}
-	select {
-	case err := <-awaited:
-		if connect.CodeOf(err) != connect.CodeNotFound {
-			t.Fatalf("the await of the old run: %v; want NotFound", err)
+	if idle {
+		return
+	}
+	for name, ch := range map[string]chan error{"await": awaited, "watch": watched} {
+		select {
+		case err := <-ch:
+			if connect.CodeOf(err) != connect.CodeNotFound {
+				t.Fatalf("the %s of the old run: %v; want NotFound", name, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("the %s of the old run is still open", name)
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("the await of the old run is still open")
 	}
 }

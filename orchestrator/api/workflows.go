@@ -216,6 +216,9 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	}
 	reg := s.interest.add(wf, false)
 	defer s.interest.remove(reg)
+	// A history stream made again while it is watched has none of the
+	// records it was sent: it ends, as for a run deleted.
+	replacements := s.interest.replacements.Load()
 	var after, n uint64
 	var behind time.Duration // the wait before the next read of a read behind the follower
 	for {
@@ -223,6 +226,9 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		// record read: a run retried after it closed goes on past its
 		// first close.
 		closed := false
+		if s.interest.replacements.Load() != replacements {
+			return errorf(connect.CodeNotFound, "workflow %q: the history stream was made again while it was watched", wf)
+		}
 		followed := s.interest.followed.of(wf) // what the read must reach
 		msgs, err := s.store.ReadLive(ctx, wf, after)
 		switch {

@@ -213,22 +213,32 @@ func (e *Engine) reconcile(ctx context.Context) error {
 		stored, err = e.reg.Stored(ctx)
 		return stored, err
 	}
-	subjects := e.reg.Subjects()
-	if captured, err := e.store.TriggerSubjects(ctx); err != nil {
-		errs = append(errs, err)
-	} else if want := eventstore.NormalizeSubjects(subjects); slices.ContainsFunc(captured, func(s string) bool { return !slices.Contains(want, s) }) {
-		switch st, err := lookStored(); {
-		case err != nil:
-			errs = append(errs, err)
-			subjects = append(subjects, captured...)
-		case st.Unsure(""):
-			subjects = append(subjects, captured...)
-		default:
-			subjects = append(subjects, st.Subjects()...)
+	// Decided again under the subjects lock when it changes anything, with
+	// the definitions looked up as stored then: a put that captured a
+	// subject since is seen.
+	var lookErr error
+	decide := func(captured []string) []string {
+		lookErr = nil
+		subjects := e.reg.Subjects()
+		if want := eventstore.NormalizeSubjects(subjects); !slices.ContainsFunc(captured, func(s string) bool { return !slices.Contains(want, s) }) {
+			return subjects
 		}
+		st, err := e.reg.Stored(ctx)
+		switch {
+		case err != nil:
+			lookErr = err
+			return append(subjects, captured...)
+		case st.Unsure(""):
+			return append(subjects, captured...)
+		}
+		stored = st
+		return append(subjects, st.Subjects()...)
 	}
-	if err := e.store.SetTriggerSubjects(ctx, subjects); err != nil {
+	if err := e.store.SetTriggerSubjects(ctx, decide); err != nil {
 		errs = append(errs, err)
+	}
+	if lookErr != nil {
+		errs = append(errs, lookErr)
 	}
 	pending, err := e.store.CronSchedules(ctx)
 	if err != nil {
