@@ -84,7 +84,7 @@ func TestOpenUpdatesWhatDiffers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetTriggerSubjects(ctx, func([]string) []string { return []string{"orders.>"} }); err != nil {
+	if err := s.SetTriggerSubjects(ctx, func(context.Context, []string) []string { return []string{"orders.>"} }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{DuplicateWindow: 2 * time.Minute, OrchestratorAckWait: 7 * time.Second}); err != nil {

@@ -60,7 +60,7 @@ func TestTriggerEventHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetTriggerSubjects(ctx, func([]string) []string { return []string{"orders.>"} }); err != nil {
+	if err := s.SetTriggerSubjects(ctx, func(context.Context, []string) []string { return []string{"orders.>"} }); err != nil {
 		t.Fatal(err)
 	}
 	f, err := s.TriggerFeed(ctx, 8)

@@ -120,12 +120,17 @@ func (s *Store) StreamCapturing(ctx context.Context, subject string) (string, er
 // the list are dropped, as JetStream forbids overlaps; so are subjects
 // another stream captures, which a *SubjectsTakenError then names, the
 // others captured all the same.
-func (s *Store) SetTriggerSubjects(ctx context.Context, decide func(captured []string) []string) error {
-	if ok, err := s.capturing(ctx, func(have []string) bool { return slices.Equal(have, NormalizeSubjects(decide(have))) }); ok || err != nil {
+func (s *Store) SetTriggerSubjects(ctx context.Context, decide func(ctx context.Context, captured []string) []string) error {
+	if ok, err := s.capturing(ctx, func(have []string) bool { return slices.Equal(have, NormalizeSubjects(decide(ctx, have))) }); ok || err != nil {
 		return err
 	}
-	return s.withSubjects(ctx, func(stream jetstream.Stream) error {
-		return s.setTriggerSubjects(ctx, stream, decide(captured(stream)))
+	return s.withSubjects(ctx, func(ctx context.Context, stream jetstream.Stream) error {
+		want := decide(ctx, captured(stream))
+		if err := ctx.Err(); err != nil {
+			// Decided too slowly to write before the lock may go.
+			return fmt.Errorf("eventstore: capture trigger subjects: %w", err)
+		}
+		return s.setTriggerSubjects(ctx, stream, want)
 	})
 }
 
@@ -153,8 +158,10 @@ const (
 
 // withSubjects calls fn with the trigger stream as read under the
 // subjects lock (without one on a server that cannot expire it, before
-// NATS 2.11).
-func (s *Store) withSubjects(ctx context.Context, fn func(jetstream.Stream) error) error {
+// NATS 2.11). fn's context ends half the lock's TTL after it was taken:
+// what fn reads and writes under the lock is done well before another
+// writer may take it.
+func (s *Store) withSubjects(ctx context.Context, fn func(context.Context, jetstream.Stream) error) error {
 	if s.cronTTL {
 		rev, err := s.lockSubjects(ctx)
 		if err != nil {
@@ -165,12 +172,27 @@ func (s *Store) withSubjects(ctx context.Context, fn func(jetstream.Stream) erro
 			// taken); its marker goes like any other.
 			_ = s.cron.Purge(context.WithoutCancel(ctx), subjectsLock, jetstream.LastRevision(rev), jetstream.PurgeTTL(s.cfg.MarkerTTL))
 		}()
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, subjectsLockTTL/2)
+		defer cancel()
 	}
 	stream, err := s.js.Stream(ctx, TriggersStream)
 	if err != nil {
 		return fmt.Errorf("eventstore: trigger stream: %w", err)
 	}
-	return fn(stream)
+	return fn(ctx, stream)
+}
+
+// subjectsLockFree reports whether nobody holds the subjects lock now.
+func (s *Store) subjectsLockFree(ctx context.Context) (bool, error) {
+	if !s.cronTTL {
+		return false, nil
+	}
+	_, err := s.getKV(ctx, s.cron, subjectsLock)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return true, nil
+	}
+	return false, err
 }
 
 // lockSubjects takes the subjects lock, waiting while another holds it,
@@ -248,9 +270,19 @@ func (s *Store) AddTriggerSubjects(ctx context.Context, subjects []string) error
 	if len(subjects) == 0 {
 		return nil
 	}
-	// Under the lock, even when they look captured: an engine that decided
-	// to stop capturing one before this put was stored writes under it.
-	return s.withSubjects(ctx, func(stream jetstream.Stream) error {
+	// Captured already, with nobody holding the lock before that was read:
+	// an engine that takes it later looks up the definitions as stored
+	// then, this put's among them. One that holds it may have decided to
+	// stop capturing a subject before this put was stored: then the put
+	// takes the lock after it, and captures its subjects again.
+	if free, err := s.subjectsLockFree(ctx); err == nil && free {
+		if ok, err := s.capturing(ctx, func(have []string) bool {
+			return slices.Equal(have, NormalizeSubjects(append(slices.Clone(have), subjects...)))
+		}); ok && err == nil {
+			return nil
+		}
+	}
+	return s.withSubjects(ctx, func(ctx context.Context, stream jetstream.Stream) error {
 		return s.captureTriggers(ctx, stream, NormalizeSubjects(append(captured(stream), subjects...)))
 	})
 }

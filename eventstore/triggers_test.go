@@ -96,7 +96,7 @@ func TestSetTriggerSubjectsDecidesUnderTheLock(t *testing.T) {
 	}
 	var stored []string // the definitions' subjects as stored
 	looks := 0
-	decide := func(captured []string) []string {
+	decide := func(_ context.Context, captured []string) []string {
 		looks++
 		if looks == 1 {
 			// Between the engine's first look and its write, a definition
@@ -123,5 +123,30 @@ func TestSetTriggerSubjectsDecidesUnderTheLock(t *testing.T) {
 	}
 	if slices.Sort(got); !slices.Equal(got, []string{"a", "b"}) {
 		t.Fatalf("captured %v after the change, want [a b]", got)
+	}
+}
+
+// A change decided too slowly under the subjects lock (definitions slow to
+// read while a NATS node restarts, say) is not written: the lock may have
+// gone to a put by then, whose subject the change would drop.
+func TestASlowDecisionIsNotWritten(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	if err := s.AddTriggerSubjects(ctx, []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	locked := false
+	err := s.SetTriggerSubjects(ctx, func(ctx context.Context, _ []string) []string {
+		if locked {
+			<-ctx.Done() // slower than the lock allows
+		}
+		locked = true
+		return []string{"z"}
+	})
+	if err == nil {
+		t.Fatal("a change decided past the lock's time was written")
+	}
+	if got, err := s.TriggerSubjects(ctx); err != nil || !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("captured %v, %v; want [a]", got, err)
 	}
 }

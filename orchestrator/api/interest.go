@@ -302,7 +302,7 @@ func (in *interest) loop(ctx context.Context, gen int) {
 	for ctx.Err() == nil {
 		f, err := in.follow(ctx)
 		if err == nil {
-			if !in.sameHistory(f.Created()) {
+			if !in.sameHistory(gen, f.Created()) {
 				// Made again, while followed or not: nothing read or
 				// followed before holds, and every call reads afresh once
 				// this follower is in place.
@@ -367,11 +367,16 @@ func (in *interest) record(r eventstore.Followed) {
 	}
 }
 
-// sameHistory reports whether a follower of the history stream made at
-// created follows the same stream as the last one (true for the first).
-func (in *interest) sameHistory(created time.Time) bool {
+// sameHistory reports whether a follower of loop gen, of the history
+// stream made at created, follows the same stream as the last one (true
+// for the first, for an unknown creation time, and for a loop stopped
+// since, whose follower is not taken).
+func (in *interest) sameHistory(gen int, created time.Time) bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if gen != in.gen || created.IsZero() {
+		return true
+	}
 	same := in.created.IsZero() || in.created.Equal(created)
 	in.created = created
 	return same

@@ -301,9 +301,35 @@ func historyMadeAgain(t *testing.T, idle bool) {
 		t.Fatal(err)
 	}
 	first := startRun(t, store, wf, "new", 200, 0)
+	var fresh *connect.ServerStreamForClient[weftv1.WatchWorkflowResponse]
+	if idle {
+		// A watch of the new run, begun before the API noticed the
+		// stream was made again, goes on when it does.
+		if fresh, err = client.WatchWorkflow(ctx, connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: wf})); err != nil {
+			t.Fatal(err)
+		}
+		defer fresh.Close()
+		if !fresh.Receive() {
+			t.Fatalf("the watch of the new run: %v", fresh.Err())
+		}
+		for deadline := time.Now().Add(10 * time.Second); s.interest.replacements.Load() == 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the API never noticed the stream was made again")
+			}
+		}
+	}
 	if _, err := store.Append(ctx, wf, first, events.Event{Type: events.TypeWorkflowCompleted, Time: time.Unix(201, 0).UTC(),
 		WorkflowCompleted: &events.WorkflowCompleted{Output: "new"}}); err != nil {
 		t.Fatal(err)
+	}
+	if idle {
+		var got []string
+		for fresh.Receive() {
+			got = append(got, fresh.Msg().Event.Type)
+		}
+		if fresh.Err() != nil || len(got) != 1 || got[0] != "WorkflowCompleted" {
+			t.Fatalf("the watch of the new run went on with %v and ended with %v; want its close", got, fresh.Err())
+		}
 	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		w, err := get()

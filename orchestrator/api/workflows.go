@@ -217,8 +217,10 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	reg := s.interest.add(wf, false)
 	defer s.interest.remove(reg)
 	// A history stream made again while it is watched has none of the
-	// records it was sent: it ends, as for a run deleted.
+	// records it was sent, unless the run's first record is the one sent
+	// (the watch began on the new stream): it ends, as for a run deleted.
 	replacements := s.interest.replacements.Load()
+	var first eventstore.Message // the first record sent
 	var after, n uint64
 	var behind time.Duration // the wait before the next read of a read behind the follower
 	for {
@@ -226,8 +228,17 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		// record read: a run retried after it closed goes on past its
 		// first close.
 		closed := false
-		if s.interest.replacements.Load() != replacements {
-			return errorf(connect.CodeNotFound, "workflow %q: the history stream was made again while it was watched", wf)
+		if r := s.interest.replacements.Load(); r != replacements {
+			if after > 0 {
+				now, err := s.store.First(ctx, wf)
+				if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+					return toConnect(err)
+				}
+				if err != nil || now.Seq != first.Seq || !now.Time.Equal(first.Time) {
+					return errorf(connect.CodeNotFound, "workflow %q: the history stream was made again while it was watched", wf)
+				}
+			}
+			replacements = r
 		}
 		followed := s.interest.followed.of(wf) // what the read must reach
 		msgs, err := s.store.ReadLive(ctx, wf, after)
@@ -245,6 +256,9 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		for _, msg := range msgs {
 			if msg.Err != nil {
 				return connect.NewError(connect.CodeDataLoss, msg.Err)
+			}
+			if after == 0 {
+				first = msg
 			}
 			for _, ev := range msg.Record.Events {
 				n++

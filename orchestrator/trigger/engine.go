@@ -217,7 +217,7 @@ func (e *Engine) reconcile(ctx context.Context) error {
 	// the definitions looked up as stored then: a put that captured a
 	// subject since is seen.
 	var lookErr error
-	decide := func(captured []string) []string {
+	decide := func(ctx context.Context, captured []string) []string {
 		lookErr = nil
 		subjects := e.reg.Subjects()
 		if want := eventstore.NormalizeSubjects(subjects); !slices.ContainsFunc(captured, func(s string) bool { return !slices.Contains(want, s) }) {
