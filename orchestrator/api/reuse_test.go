@@ -39,6 +39,38 @@ func startRun(t *testing.T, store *eventstore.Store, wf, def string, at int64, n
 	return last
 }
 
+// serveAPI serves an API over a store of NATS server ns on a real
+// listener, closed when the test ends, and returns the store, the API and
+// a client of it.
+func serveAPI(t *testing.T, ns *natstest.Server) (*eventstore.Store, *Server, weftv1connect.WorkflowServiceClient) {
+	t.Helper()
+	store, err := eventstore.Open(t.Context(), ns.Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(store, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return store, s, weftv1connect.NewWorkflowServiceClient(http.DefaultClient, srv.URL)
+}
+
+// awaitUnanswered awaits wf in the background and sends how the call
+// ended: an answer is an error naming the run it answered with.
+func awaitUnanswered(ctx context.Context, client weftv1connect.WorkflowServiceClient, wf string) <-chan error {
+	ended := make(chan error, 1)
+	go func() {
+		r, err := client.AwaitWorkflow(ctx, connect.NewRequest(&weftv1.AwaitWorkflowRequest{WorkflowId: wf}))
+		if err == nil {
+			err = fmt.Errorf("answered with a %s run of definition %q", r.Msg.Workflow.Status, r.Msg.Workflow.Definition)
+		}
+		ended <- err
+	}()
+	return ended
+}
+
 // A GetHistory page token of a run deleted since is refused with
 // NotFound: it never pages through a run started under the id since, and
 // a read of records deleted while they are read ends.
@@ -90,17 +122,7 @@ func TestAnAwaitAndAWatchOfADeletedRunEndWithIt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const wf = "reused-watched"
-	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(store, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s.Handler())
-	defer srv.Close()
-	client := weftv1connect.NewWorkflowServiceClient(http.DefaultClient, srv.URL)
+	store, s, client := serveAPI(t, natstest.Start(t))
 	startRun(t, store, wf, "old", 100, 0)
 	stream, err := client.WatchWorkflow(ctx, connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: wf}))
 	if err != nil {
@@ -110,14 +132,7 @@ func TestAnAwaitAndAWatchOfADeletedRunEndWithIt(t *testing.T) {
 	if !stream.Receive() {
 		t.Fatal(stream.Err())
 	}
-	awaited := make(chan error, 1)
-	go func() {
-		r, err := client.AwaitWorkflow(ctx, connect.NewRequest(&weftv1.AwaitWorkflowRequest{WorkflowId: wf}))
-		if err == nil {
-			err = fmt.Errorf("answered with a %s run of definition %q", r.Msg.Workflow.Status, r.Msg.Workflow.Definition)
-		}
-		awaited <- err
-	}()
+	awaited := awaitUnanswered(ctx, client, wf)
 	// The await has registered and made its first look once the run is
 	// cached and the call waits.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -218,17 +233,7 @@ func historyMadeAgain(t *testing.T, idle bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ns := natstest.Start(t)
-	store, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(store, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s.Handler())
-	defer srv.Close()
-	client := weftv1connect.NewWorkflowServiceClient(http.DefaultClient, srv.URL)
+	store, s, client := serveAPI(t, ns)
 	const wf = "kept"
 	startRun(t, store, "filler", "old", 50, 20) // the old stream's sequences run ahead
 	startRun(t, store, wf, "old", 100, 2)
@@ -242,7 +247,8 @@ func historyMadeAgain(t *testing.T, idle bool) {
 	if w, err := get(); err != nil || w.Definition != "old" {
 		t.Fatalf("the run before: %v %v", w, err)
 	}
-	awaited, watched := make(chan error, 1), make(chan error, 1)
+	var awaited <-chan error
+	watched := make(chan error, 1)
 	if idle {
 		// No call waits, and the follower has stopped (as it does 30 s
 		// after the last): the cached state stays.
@@ -257,13 +263,7 @@ func historyMadeAgain(t *testing.T, idle bool) {
 			}
 		}
 	} else {
-		go func() {
-			r, err := client.AwaitWorkflow(ctx, connect.NewRequest(&weftv1.AwaitWorkflowRequest{WorkflowId: wf}))
-			if err == nil {
-				err = fmt.Errorf("answered with a %s run of definition %q", r.Msg.Workflow.Status, r.Msg.Workflow.Definition)
-			}
-			awaited <- err
-		}()
+		awaited = awaitUnanswered(ctx, client, wf)
 		go func() {
 			stream, err := client.WatchWorkflow(ctx, connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: wf}))
 			if err != nil {
@@ -343,7 +343,7 @@ func historyMadeAgain(t *testing.T, idle bool) {
 	if idle {
 		return
 	}
-	for name, ch := range map[string]chan error{"await": awaited, "watch": watched} {
+	for name, ch := range map[string]<-chan error{"await": awaited, "watch": watched} {
 		select {
 		case err := <-ch:
 			if connect.CodeOf(err) != connect.CodeNotFound {
