@@ -46,7 +46,7 @@ func HashSource(source string) string {
 func (s *Store) PutDefinition(ctx context.Context, name, source, by string, now time.Time) (DefinitionRecord, bool, error) {
 	hash := HashSource(source)
 	for range 10 {
-		latest, latestRev, err := s.getDef(ctx, name+".latest")
+		latest, latestRev, err := s.getDef(ctx, name+".latest", false)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return DefinitionRecord{}, false, err
 		}
@@ -77,8 +77,14 @@ func (s *Store) PutDefinition(ctx context.Context, name, source, by string, now 
 	return DefinitionRecord{}, false, fmt.Errorf("eventstore: put definition %s: too many concurrent writers", name)
 }
 
-func (s *Store) getDef(ctx context.Context, key string) (DefinitionRecord, uint64, error) {
-	e, err := s.getKV(ctx, s.defs, key)
+// getDef reads a definition record, from any replica or, with leader,
+// from the stream's leader.
+func (s *Store) getDef(ctx context.Context, key string, leader bool) (DefinitionRecord, uint64, error) {
+	get := s.getKV
+	if leader {
+		get = func(ctx context.Context, kv jetstream.KeyValue, k string) (kvEntry, error) { return s.leaderKV(ctx, kv.Bucket(), k) }
+	}
+	e, err := get(ctx, s.defs, key)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return DefinitionRecord{}, 0, fmt.Errorf("definition %s: %w", key, ErrNotFound)
@@ -138,7 +144,13 @@ func (s *Store) getKV(ctx context.Context, kv jetstream.KeyValue, k string) (kvE
 	case !errors.Is(err, jetstream.ErrKeyNotFound):
 		return kvEntry{}, err
 	}
-	bucket := kv.Bucket()
+	return s.leaderKV(ctx, kv.Bucket(), k)
+}
+
+// leaderKV reads bucket's entry k from its stream's leader, as getKV does
+// after a replica called it missing: none older than a write answered
+// before the call.
+func (s *Store) leaderKV(ctx context.Context, bucket, k string) (kvEntry, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		// A stream without a leader (one being elected while a node is
 		// down) answers nothing: bound the wait as the client's own
@@ -196,21 +208,35 @@ func (s *Store) GetDefinition(ctx context.Context, name string, rev int) (Defini
 	if rev > 0 {
 		key = name + "." + strconv.Itoa(rev)
 	}
-	rec, _, err := s.getDef(ctx, key)
+	rec, _, err := s.getDef(ctx, key, false)
 	return rec, err
 }
 
 // ListDefinitions returns the latest revision of every definition, by
 // name; a record that does not decode is left out. A failure to read one
 // is an error, so a list is never short of a definition that is stored.
+// Each is read from any replica: one still catching up may answer an
+// earlier revision.
 func (s *Store) ListDefinitions(ctx context.Context) ([]DefinitionRecord, error) {
+	return s.listDefinitions(ctx, false)
+}
+
+// ListDefinitionsFromLeader is ListDefinitions read from the definitions
+// stream's leader: no revision older than a put answered before the call.
+// For what undoes what a definition set up (a subject no longer captured,
+// an event dropped), and is kept until the next put.
+func (s *Store) ListDefinitionsFromLeader(ctx context.Context) ([]DefinitionRecord, error) {
+	return s.listDefinitions(ctx, true)
+}
+
+func (s *Store) listDefinitions(ctx context.Context, leader bool) ([]DefinitionRecord, error) {
 	keys, err := s.defs.ListKeysFiltered(ctx, "*.latest")
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: list definitions: %w", err)
 	}
 	var out []DefinitionRecord
 	for k := range keys.Keys() {
-		rec, _, err := s.getDef(ctx, k)
+		rec, _, err := s.getDef(ctx, k, leader)
 		switch {
 		case err == nil:
 			out = append(out, rec)

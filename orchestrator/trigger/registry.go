@@ -68,7 +68,9 @@ func (r *Registry) Stored(ctx context.Context) (*Registry, error) {
 	if r.stored != nil && r.storedVersion == version {
 		return r.stored, nil
 	}
-	recs, err := r.store.ListDefinitions(ctx)
+	// From the leader: kept until the next put, a list with a revision a
+	// lagging replica answered would drop what the newer one set up.
+	recs, err := r.store.ListDefinitionsFromLeader(ctx)
 	if err != nil {
 		return nil, err
 	}
