@@ -82,7 +82,9 @@ func (s *Store) PutDefinition(ctx context.Context, name, source, by string, now 
 func (s *Store) getDef(ctx context.Context, key string, leader bool) (DefinitionRecord, uint64, error) {
 	get := s.getKV
 	if leader {
-		get = func(ctx context.Context, kv jetstream.KeyValue, k string) (kvEntry, error) { return s.leaderKV(ctx, kv.Bucket(), k) }
+		get = func(ctx context.Context, kv jetstream.KeyValue, k string) (kvEntry, error) {
+			return s.leaderKV(ctx, kv.Bucket(), k)
+		}
 	}
 	e, err := get(ctx, s.defs, key)
 	if err != nil {
