@@ -145,6 +145,9 @@ func TestDefect4_RedriveRelistsRunning(t *testing.T) {
 	eventually(t, 20*time.Second, "the run to be listed RUNNING", func() bool {
 		return e.listedStatus(id) == weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING
 	})
+	// (A direct start is listed at once, before its first step's result:
+	// the run is at rest once it waits for the signal.)
+	e.waitStep(id, "approve", weftv1.StepStatus_STEP_STATUS_WAITING)
 	// Another orchestrator fails the run (its wait timed out, say) and
 	// writes the listing entry.
 	store := e.node.Store
