@@ -82,9 +82,7 @@ func (s *Store) PutDefinition(ctx context.Context, name, source, by string, now 
 func (s *Store) getDef(ctx context.Context, key string, leader bool) (DefinitionRecord, uint64, error) {
 	get := s.getKV
 	if leader {
-		get = func(ctx context.Context, kv jetstream.KeyValue, k string) (kvEntry, error) {
-			return s.leaderKV(ctx, kv.Bucket(), k)
-		}
+		get = s.leaderKV
 	}
 	e, err := get(ctx, s.defs, key)
 	if err != nil {
@@ -146,13 +144,14 @@ func (s *Store) getKV(ctx context.Context, kv jetstream.KeyValue, k string) (kvE
 	case !errors.Is(err, jetstream.ErrKeyNotFound):
 		return kvEntry{}, err
 	}
-	return s.leaderKV(ctx, kv.Bucket(), k)
+	return s.leaderKV(ctx, kv, k)
 }
 
-// leaderKV reads bucket's entry k from its stream's leader, as getKV does
+// leaderKV reads kv's entry k from its stream's leader, as getKV does
 // after a replica called it missing: none older than a write answered
 // before the call.
-func (s *Store) leaderKV(ctx context.Context, bucket, k string) (kvEntry, error) {
+func (s *Store) leaderKV(ctx context.Context, kv jetstream.KeyValue, k string) (kvEntry, error) {
+	bucket := kv.Bucket()
 	if _, ok := ctx.Deadline(); !ok {
 		// A stream without a leader (one being elected while a node is
 		// down) answers nothing: bound the wait as the client's own

@@ -353,19 +353,14 @@ func (w *Worker) attemptOf(ctx context.Context, typ string, d *eventstore.Delive
 			return attempt, true
 		}
 		// It waited in the queue (executors busy, a backlog): a run
-		// canceled meanwhile does not run it. One read, of the run's
-		// close, whatever was appended since.
-		closed, err := w.store.ClosedAfter(ctx, d.WorkflowID, d.Seq)
+		// canceled meanwhile does not run it.
+		settled, err := w.settleIfClosed(ctx, d, log)
 		if err != nil {
 			log().Warn("could not check whether a command's run closed before it ran; the command will be redelivered", "err", err)
 			_ = d.Nak(time.Second)
 			return 0, false
 		}
-		if closed {
-			w.resettle(ctx, d, attempt, log)
-			return 0, false
-		}
-		return attempt, true
+		return attempt, !settled
 	}
 	// Delivered before: the previous delivery may have finished and been
 	// recorded before its ack was lost, and history says which attempt
@@ -502,30 +497,34 @@ func (w *Worker) hold(ctx context.Context, typ string, d *eventstore.Delivery) b
 	if paused && r.ok && !r.paused || !paused && !r.paused {
 		return false
 	}
-	if n := d.NumDelivered; n&(n-1) == 0 && w.settledWhileHeld(ctx, typ, d) {
-		return true
+	if n := d.NumDelivered; n&(n-1) == 0 {
+		// A run closed during the pause is settled now, not at the
+		// resume: a read a command ever more seldom.
+		log := func() *slog.Logger {
+			return w.log.With("workflow_id", d.WorkflowID, "task", typ, "step", d.Task.Path)
+		}
+		if settled, err := w.settleIfClosed(ctx, d, log); err == nil && settled {
+			return true
+		}
 	}
 	_ = d.Nak(min(time.Duration(max(d.NumDelivered, 1))*heldDelay, heldMaxDelay))
 	w.steps.Held(typ, metrics.HeldPaused)
 	return true
 }
 
-// settledWhileHeld settles a held delivery whose run closed (canceled or
-// completed while the definition is paused), and reports whether it did:
-// such a command is acked, and any slot an attempt of it holds given
-// back, now rather than at the resume. It is asked at the deliveries
-// numbered by a power of two, one read each (ClosedAfter), so a long
-// pause costs a read a command ever more seldom.
-func (w *Worker) settledWhileHeld(ctx context.Context, typ string, d *eventstore.Delivery) bool {
-	cmd := d.Task
-	log := func() *slog.Logger {
-		return w.log.With("workflow_id", d.WorkflowID, "task", typ, "step", cmd.Path)
+// settleIfClosed settles a delivery, unrun, whose run completed or was
+// canceled after its command (ClosedAfter: one read, of the run's close,
+// however much was appended since), and reports whether it did: the
+// command is acked and any slot an attempt of it holds given back. A
+// queued command's first delivery asks it, and a held one's deliveries
+// numbered by a power of two.
+func (w *Worker) settleIfClosed(ctx context.Context, d *eventstore.Delivery, log func() *slog.Logger) (bool, error) {
+	closed, err := w.store.ClosedAfter(ctx, d.WorkflowID, d.Seq)
+	if err != nil || !closed {
+		return false, err
 	}
-	if closed, err := w.store.ClosedAfter(ctx, d.WorkflowID, d.Seq); err != nil || !closed {
-		return false
-	}
-	w.resettle(ctx, d, max(cmd.FirstAttempt, 1), log)
-	return true
+	w.resettle(ctx, d, max(d.Task.FirstAttempt, 1), log)
+	return true, nil
 }
 
 // admitFlow applies the step's concurrency and rate limit (FlowLimits) to
