@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -34,10 +35,26 @@ func (s *Store) openFlow(ctx context.Context) (err error) {
 }
 
 // flowKey maps a kind of count, a scope and a key one-to-one onto a KV key.
+// A token too long to name a subject well (a key is an expression's value,
+// as long as a run's input allows) is named by its SHA-256 instead: a NATS
+// subject longer than the server's control line closes the connection.
 func flowKey(kind, scope, key string) string {
+	return kind + "." + keyToken(scope) + "." + keyToken(key)
+}
+
+// maxKeyToken bounds a KV key's token written as it is.
+const maxKeyToken = 256
+
+// keyToken encodes s as one KV key token: "v" and its base64 (an empty
+// token would make no valid key), or "h" and the base64 of its SHA-256
+// when that is longer than maxKeyToken.
+func keyToken(s string) string {
 	enc := base64.RawURLEncoding
-	// Each token starts with "v": an empty one would make no valid key.
-	return kind + ".v" + enc.EncodeToString([]byte(scope)) + ".v" + enc.EncodeToString([]byte(key))
+	if enc.EncodedLen(len(s)) < maxKeyToken {
+		return "v" + enc.EncodeToString([]byte(s))
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "h" + enc.EncodeToString(sum[:])
 }
 
 // updateKV reads kv's entry k into v (after reset, which clears what an

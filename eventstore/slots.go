@@ -2,7 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"slices"
 	"strings"
@@ -51,11 +50,7 @@ func (s *Slots) Remove(id string) {
 }
 
 // slotKey maps a definition and a concurrency key one-to-one onto a KV key.
-func slotKey(def, key string) string {
-	enc := base64.RawURLEncoding
-	// Each token starts with "v": an empty key would make no valid key.
-	return "s.v" + enc.EncodeToString([]byte(def)) + ".v" + enc.EncodeToString([]byte(key))
-}
+func slotKey(def, key string) string { return flowKey("s", def, key) }
 
 // openSlots creates or updates the slots bucket.
 func (s *Store) openSlots(ctx context.Context) (err error) {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/weftworks/weft/eventstore/events"
 )
 
 // Trigger streams, consumers and buckets.
@@ -516,9 +518,12 @@ const failureHeadroom = 1 << 10
 
 // RecordTriggerFailure appends a trigger failure. A failure too large to
 // record with its payload (an event near the size limit, with its reason)
-// is recorded without it, its reason saying so: a failure is always
+// is recorded without it, its reason saying so, and a reason longer than
+// events.MaxErrorMessage is cut: a failure is always
 // recorded, so the event is acked and the ones behind it go on.
 func (s *Store) RecordTriggerFailure(ctx context.Context, f TriggerFailure) error {
+	// A reason may quote the event: valid UTF-8 and bounded, as an error is.
+	f.Reason = events.Error{Message: f.Reason}.Fit().Message
 	data, err := msgpack.Marshal(f)
 	if err != nil {
 		return err

@@ -99,3 +99,108 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("status %v error %v", w.Status, w.Error)
 	}
 }
+
+// A definition accepted by PutDefinition builds a string that is not
+// valid UTF-8 (CEL's format() of bytes) into a search attribute and a
+// fail step's message. What a run records must read back: GetWorkflow,
+// GetHistory, and ListWorkflows (for this run and for the others).
+func TestAnInvalidUTF8StringBuiltByAnExpressionReadsBack(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: okdef
+steps:
+  - { id: a, task: echo, input: 1 }
+`)
+	e.putDef(`
+name: badsearch
+search:
+  tag: "${ '%s'.format([base64.decode(input.blob)]) }"
+steps:
+  - { id: a, task: echo, input: 1 }
+`)
+	e.putDef(`
+name: badfail
+steps:
+  - id: boom
+    fail: { message: "${ 'bad: %s'.format([base64.decode(input.blob)]) }" }
+`)
+	ok := e.start("okdef", "ok-1", "")
+	e.waitClosed(ok, 10*time.Second)
+	bs := e.start("badsearch", "bs-1", `{"blob": "/w=="}`)
+	bf := e.start("badfail", "bf-1", `{"blob": "/w=="}`)
+	for _, id := range []string{bs, bf} {
+		if w := e.waitClosed(id, 15*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED {
+			t.Errorf("%s is %v, want FAILED", id, w.Status)
+		}
+	}
+
+	for _, id := range []string{bs, bf} {
+		if _, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id})); err != nil {
+			t.Errorf("GetWorkflow %s: %v", id, err)
+		}
+		if _, err := e.wf.GetHistory(ctx(t), connect.NewRequest(&weftv1.GetHistoryRequest{WorkflowId: id})); err != nil {
+			t.Errorf("GetHistory %s: %v", id, err)
+		}
+	}
+	if _, err := e.wf.ListWorkflows(ctx(t), connect.NewRequest(&weftv1.ListWorkflowsRequest{})); err != nil {
+		t.Errorf("ListWorkflows (every run, ok-1 included): %v", err)
+	}
+	if _, err := e.wf.ListWorkflows(ctx(t), connect.NewRequest(&weftv1.ListWorkflowsRequest{Definition: "okdef"})); err != nil {
+		t.Errorf("ListWorkflows okdef: %v", err)
+	}
+}
+
+// A run-concurrency key is an expression over the input; an input string
+// the API accepts (5,000 bytes, far under 1 MiB) must not stop the run,
+// nor the runs of others.
+func TestALongConcurrencyKeyRuns(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: keyed
+concurrency: { key: "${ input.customer }", limit: 1 }
+steps:
+  - { id: a, task: echo, input: 1 }
+`)
+	e.putDef(`
+name: plain
+steps:
+  - { id: a, task: echo, input: 1 }
+`)
+	long := strings.Repeat("c", 5000)
+	id := e.start("keyed", "keyed-1", `{"customer": "`+long+`"}`)
+	w := e.waitClosed(id, 15*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Errorf("keyed-1 is %v (%v), want COMPLETED", w.Status, w.Error)
+	}
+	p := e.start("plain", "plain-1", "")
+	if w := e.waitClosed(p, 15*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Errorf("plain-1 is %v, want COMPLETED", w.Status)
+	}
+}
+
+// The same for a step's concurrency key, which the executor uses.
+func TestALongStepConcurrencyKeyRuns(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: stepkeyed
+steps:
+  - id: a
+    task: echo
+    input: 1
+    concurrency: { key: "${ input.region }", limit: 5 }
+`)
+	e.putDef(`
+name: plain
+steps:
+  - { id: a, task: echo, input: 1 }
+`)
+	long := strings.Repeat("r", 5000)
+	id := e.start("stepkeyed", "sk-1", `{"region": "`+long+`"}`)
+	p := e.start("plain", "plain-1", "")
+	if w := e.waitClosed(p, 15*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Errorf("plain-1 is %v, want COMPLETED", w.Status)
+	}
+	if w := e.waitClosed(id, 15*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		t.Errorf("sk-1 is %v (%v), want COMPLETED", w.Status, w.Error)
+	}
+}

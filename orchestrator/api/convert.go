@@ -72,7 +72,7 @@ func failure(e *events.Error, path string) *weftv1.Failure {
 	if e == nil {
 		return nil
 	}
-	return &weftv1.Failure{Message: e.Message, Type: e.Type, StepPath: path}
+	return &weftv1.Failure{Message: text(e.Message), Type: text(e.Type), StepPath: path}
 }
 
 func (s *Server) workflowProto(ctx context.Context, v *stateView) (*weftv1.Workflow, error) {
@@ -123,12 +123,16 @@ func summaryProto(s eventstore.Summary) *weftv1.WorkflowSummary {
 }
 
 // searchData returns search attributes as JSON-like values: a time as an
-// RFC 3339 string in UTC, other values as they are.
+// RFC 3339 string in UTC, a string made valid UTF-8 (text), other values
+// as they are.
 func searchData(m map[string]any) map[string]any {
 	out := make(map[string]any, len(m))
 	for k, v := range m {
-		if t, ok := v.(time.Time); ok {
-			v = t.UTC().Format(time.RFC3339Nano)
+		switch x := v.(type) {
+		case time.Time:
+			v = x.UTC().Format(time.RFC3339Nano)
+		case string:
+			v = text(x)
 		}
 		out[k] = v
 	}
@@ -159,9 +163,9 @@ func searchProto(m map[string]any) *structpb.Struct {
 }
 
 func errData(e events.Error) map[string]any {
-	m := map[string]any{"message": e.Message}
+	m := map[string]any{"message": text(e.Message)}
 	if e.Type != "" {
-		m["type"] = e.Type
+		m["type"] = text(e.Type)
 	}
 	return m
 }

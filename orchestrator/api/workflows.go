@@ -452,7 +452,8 @@ func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1
 // is conditional on the history read to check that, and read again when
 // it moved, so nothing is appended after the workflow closed. A workflow
 // that is not running refuses with FailedPrecondition (what names the
-// input), unless recorded says the input is in its history already. The
+// input). Whatever its status, an input recorded says is in its history
+// already is not appended again. The
 // request shows in the run's trace as a span named span.
 //
 // The append's message id is kind, the run's creation and redrive, and
@@ -468,10 +469,10 @@ func (s *Server) appendWhileRunning(ctx context.Context, wf, what, kind, reqID, 
 	msgID := fmt.Sprintf("%s/%d.%d/%s", kind, st.Created.UnixNano(), st.Retries, reqID)
 	s.traceRun(ctx, st, span)
 	for try := 0; ; try++ {
+		if recorded != nil && recorded(st) {
+			return nil // whenever it was made: the duplicate window is minutes
+		}
 		if st.Status != workflow.StatusRunning {
-			if recorded != nil && recorded(st) {
-				return nil
-			}
 			return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; %s are only accepted while it runs", wf, st.Status, what)
 		}
 		last := st.LastSeq

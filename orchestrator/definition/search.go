@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"unicode/utf8"
 
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
@@ -44,7 +45,7 @@ type SearchAttr struct {
 // Eval computes the attribute's value in scope s: a string, an int64 or
 // float64, a bool, or for a timestamp a time.Time in UTC. Failures are
 // *EvalError; a value of another type or a string longer than
-// MaxSearchString also matches ErrSearchValue.
+// MaxSearchString or not valid UTF-8 also matches ErrSearchValue.
 func (a *SearchAttr) Eval(s Scope) (any, error) {
 	act := &activation{scope: &s}
 	var v any
@@ -64,6 +65,8 @@ func (a *SearchAttr) Eval(s Scope) (any, error) {
 	}
 	if str, ok := v.(string); ok && len(str) > MaxSearchString {
 		return nil, &EvalError{Field: a.field, Err: fmt.Errorf("%w: a string of %d bytes, longer than %d", ErrSearchValue, len(str), MaxSearchString)}
+	} else if ok && !utf8.ValidString(str) {
+		return nil, &EvalError{Field: a.field, Err: fmt.Errorf("%w: a string that is not valid UTF-8", ErrSearchValue)}
 	}
 	return v, nil
 }

@@ -205,3 +205,54 @@ func TestAnUndecodableCronTickIsRecorded(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+const bigIDDef = `
+name: bigid
+triggers:
+  - subject: bigid.in
+    id: "${ event.id }"
+steps:
+  - { id: ack, task: echo }
+`
+
+// An event whose id template builds an invalid id must be recorded as a
+// trigger failure and acked, whatever the size of the value the reason
+// quotes.
+func TestARefusedIDWithALargeReasonIsRecorded(t *testing.T) {
+	ctx, nc, store, _ := engineOn(t, trigger.Config{}, "bigid", bigIDDef)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A producer's mistake: an id that is a list of 80,000 numbers
+	// (400 KB of JSON, well under the 1 MiB limit).
+	ids := strings.TrimSuffix(strings.Repeat("1e15,", 80_000), ",")
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: "bigid.in", Data: []byte(`{"id":[` + ids + `]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(ctx, eventstore.TriggersStream, eventstore.TriggersConsumer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(8 * time.Second)
+	for {
+		info, err := cons.Info(ctx)
+		if err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the event was never settled (redelivered %d times so far): %+v", info.NumRedelivered, info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	failures, _, err := store.ListTriggerFailures(ctx, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(failures) != 1 {
+		t.Fatalf("%d trigger failures recorded, want 1", len(failures))
+	}
+	if r := failures[0].Reason; len(r) > 8<<10 || !strings.Contains(r, "is not a valid workflow id") {
+		t.Errorf("the reason (%d bytes) is not the id's, cut short: %.300s", len(r), r)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/weftworks/weft/eventstore"
@@ -90,7 +91,7 @@ func Fire(ctx context.Context, store *eventstore.Store, defs *runs.Definitions, 
 		}
 		s, ok := v.(string)
 		if !ok || !eventstore.ValidWorkflowID(s) {
-			return Fired{}, refused(nil, "id: %v is not a valid workflow id (1-128 letters, digits, '_', '-', '=')", v)
+			return Fired{}, refused(nil, "id: %s is not a valid workflow id (1-128 letters, digits, '_', '-', '=')", quoted(v))
 		}
 		id = s
 	}
@@ -200,4 +201,14 @@ func KeyIdentity(key string) string {
 func hashIdentity(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:10])
+}
+
+// quoted renders v for a reason, at most 200 bytes of it: a value from an
+// event can be as large as the event.
+func quoted(v any) string {
+	s := fmt.Sprint(v)
+	if len(s) <= 200 {
+		return s
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strings.ToValidUTF8(s[:200], ""), len(s))
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/eventstore/value"
@@ -133,6 +134,9 @@ func (w *walker) queue(c *definition.RunConcurrency) []events.Event {
 func queueKey(v any) (string, error) {
 	switch x := v.(type) {
 	case string:
+		if !utf8.ValidString(x) {
+			return "", fmt.Errorf("the key is not valid UTF-8")
+		}
 		return x, nil
 	case int64, float64, bool:
 		return fmt.Sprint(x), nil
@@ -258,6 +262,15 @@ func (w *walker) takeSignals() {
 
 func (w *walker) ev(e events.Event) events.Event {
 	e.Time = w.st.Now
+	// An error's text may come from an expression (a fail step's message,
+	// an evaluation error quoting a value): recorded as every error is,
+	// valid UTF-8 and bounded, so it reads back.
+	switch {
+	case e.StepFailed != nil:
+		e.StepFailed.Error = e.StepFailed.Error.Fit()
+	case e.WorkflowFailed != nil:
+		e.WorkflowFailed.Error = e.WorkflowFailed.Error.Fit()
+	}
 	return e
 }
 
