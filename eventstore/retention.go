@@ -95,11 +95,13 @@ func (s *Store) ScheduleDeletion(ctx context.Context, wf string, due time.Time) 
 	return nil
 }
 
-// DeleteRun deletes what Weft stores of workflow wf: its history, its
-// snapshot, its timers, results waiting for it, and, last, its listing
-// entry. The caller checks that wf may go; the deletion of its
-// pending deletion schedule is left to the caller's ack. It is idempotent:
-// a deletion cut short is finished by calling it again.
+// DeleteRun deletes what Weft stores of workflow wf: its snapshot, its
+// timers, results waiting for it, its listing entry and, last, its
+// history. While the history is there no run can be started under wf, so
+// nothing purged by subject can be a new run's. The caller checks that wf
+// may go; the deletion of its pending deletion schedule is left to the
+// caller's ack. It is idempotent: a deletion cut short is finished by
+// calling it again.
 //
 // Errors: ErrPurgeDenied when the history stream denies purges.
 func (s *Store) DeleteRun(ctx context.Context, wf string) error {
@@ -109,18 +111,23 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 	if s.history.CachedInfo().Config.DenyPurge {
 		return ErrPurgeDenied
 	}
+	purge := func(stream jetstream.Stream, subject string) error {
+		if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+			return fmt.Errorf("eventstore: delete %s (%s): %w", wf, subject, err)
+		}
+		return nil
+	}
 	for _, p := range []struct {
 		stream  jetstream.Stream
 		subject string
 	}{
-		{s.history, historySubject(wf)},
 		{s.snaps, snapPrefix + wf + ".>"},
 		{s.timers, timerSchedPfx + wf + ".>"},
 		{s.timers, timerFirePfx + wf},
 		{s.results, resultsPrefix + wf},
 	} {
-		if err := p.stream.Purge(ctx, jetstream.WithPurgeSubject(p.subject)); err != nil {
-			return fmt.Errorf("eventstore: delete %s (%s): %w", wf, p.subject, err)
+		if err := purge(p.stream, p.subject); err != nil {
+			return err
 		}
 	}
 	// The entry's marker refuses a late write of the run's entry for
@@ -132,7 +139,7 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 	if err := s.index.Purge(ctx, wf, opts...); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("eventstore: delete the index entry of %s: %w", wf, err)
 	}
-	return nil
+	return purge(s.history, historySubject(wf))
 }
 
 // ReadLive is Read that tells a workflow with nothing after `after` from

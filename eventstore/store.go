@@ -440,16 +440,17 @@ func (s *Store) AppendStart(ctx context.Context, wf, msgID, owner string, evs []
 	return s.append(ctx, wf, subj, msgID, &zero, AppendOpts{Owner: owner, Definition: evs[0].WorkflowStarted.Definition}, evs)
 }
 
-// AppendExternal writes one event from outside the orchestrator (start,
-// signal, cancel) to wf's history under msgID. With expect non-nil the
+// AppendExternal writes events from outside the orchestrator (a start,
+// signal or cancel; a child's start with its parent's cancel) to wf's
+// history as one record under msgID. With expect non-nil the
 // append only succeeds when the history's last sequence is *expect.
 //
 // Errors: ErrConflict when expect no longer holds; ErrDuplicate when msgID
 // was appended within the dedup window (the returned sequence is the
 // original's).
-func (s *Store) AppendExternal(ctx context.Context, wf string, expect *uint64, msgID string, ev events.Event) (uint64, error) {
+func (s *Store) AppendExternal(ctx context.Context, wf string, expect *uint64, msgID string, ev events.Event, more ...events.Event) (uint64, error) {
 	subj, _ := subjectFor(wf, nil, true)
-	return s.append(ctx, wf, subj, msgID, expect, AppendOpts{}, []events.Event{ev})
+	return s.append(ctx, wf, subj, msgID, expect, AppendOpts{}, append([]events.Event{ev}, more...))
 }
 
 // AppendExternalAtEnd appends an outside event (signal, cancel) after

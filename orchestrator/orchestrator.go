@@ -545,6 +545,10 @@ func (sh *shard) load(ctx context.Context, wf string, minSeq uint64) (*entry, bo
 	if err := sh.catchUp(ctx, wf, e, after); err != nil {
 		return nil, false, err
 	}
+	if e.st.Events == 0 {
+		// No history on the leader: never written, or deleted (retention).
+		return nil, true, nil
+	}
 	if e.st.LastSeq < minSeq {
 		// The read did not reach the record we were handed: never decide
 		// on a history that misses it.
@@ -722,7 +726,7 @@ func (sh *shard) seed(wf string, m *eventstore.Message) (*entry, error) {
 			return nil, errBroken{workflow.ErrTypeCorruptHistory, err}
 		}
 	}
-	e.st.LastSeq = m.Seq
+	e.st.LastSeq, e.st.FirstSeq = m.Seq, m.Seq
 	sh.remember(wf, e)
 	return e, nil
 }
@@ -745,6 +749,10 @@ func (sh *shard) accept(ctx context.Context, d *eventstore.Delivery, e *entry, f
 // state, made fit to record.
 func (sh *shard) acceptResult(ctx context.Context, d *eventstore.Delivery, e *entry, fresh bool) ([]events.Event, error) {
 	st := e.st
+	if r := d.Result; r.Cmd > 0 && r.Cmd < st.FirstSeq {
+		// A command of an earlier run of this id, deleted since.
+		return nil, nil
+	}
 	ev, ok := workflow.AcceptResult(st, *d.Result)
 	if !ok && !fresh {
 		// The cache may be behind another orchestrator: look again before dropping.
@@ -801,16 +809,19 @@ func (sh *shard) acceptTimer(ctx context.Context, d *eventstore.Delivery, e *ent
 	st := e.st
 	now := sh.o.cfg.Now().UTC()
 	ev, ok, due := workflow.AcceptTimer(st, *d.Timer, now)
-	if !due {
-		// Come back when the workflow expects the timer: the delivered
-		// due time may be earlier (a timer scheduled again later).
-		return nil, errNotDue{max(timerDue(st, *d.Timer).Sub(now), minTimerWait)}
-	}
-	if !ok && !fresh {
+	if !ok && due && !fresh {
+		// A cached state may not know the timer yet (another orchestrator
+		// set it): caught up, it may also expect it later.
 		if err := sh.catchUp(ctx, d.WorkflowID, e, st.LastSeq); err != nil {
 			return nil, err
 		}
-		ev, ok, _ = workflow.AcceptTimer(st, *d.Timer, now)
+		ev, ok, due = workflow.AcceptTimer(st, *d.Timer, now)
+	}
+	if !due {
+		// Come back when the workflow expects the timer: the delivered
+		// due time may be earlier (a timer scheduled again later, or this
+		// clock behind the timers stream's).
+		return nil, errNotDue{max(timerDue(st, *d.Timer).Sub(now), minTimerWait)}
 	}
 	if !ok && st.LastSeq <= d.Timer.After && now.Sub(d.Timer.Due) < timerRecordWait {
 		// The record that set the timer is not in the history read: its
@@ -938,19 +949,27 @@ func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) err
 		if s.ChildID == "" {
 			continue
 		}
-		abandoned := s.Status == workflow.StepCanceled ||
-			s.Status == workflow.StepRunning && (st.Status == workflow.StatusCompleted || st.Status == workflow.StatusCanceled)
+		abandoned := workflow.Abandoned(st, s)
 		switch {
 		case abandoned && !e.canceled[s.ChildID]:
 			// Started first (quietly: a closed parent takes no result), so
 			// a late start cannot outrun the cancel; a child that cannot
 			// start is left alone.
-			why, err := sh.tryStartChild(ctx, st, s, st.Now)
+			at := st.Closed
+			if at.IsZero() {
+				at = st.Now
+			}
+			cancel := events.Event{Type: events.TypeCancelRequested, Time: at, Identity: parentIdentity(st.ID),
+				CancelRequested: &events.CancelRequested{Reason: fmt.Sprintf("parent workflow %s no longer needs it (step %s is %s, the workflow %s)", st.ID, s.Path, s.Status, st.Status)}}
+			// A child not started yet is started with its cancel, in its
+			// first record: its first decision is to stop, so none of its
+			// steps runs.
+			why, created, err := sh.tryStartChild(ctx, st, s, st.Now, cancel)
 			if err != nil {
 				return err
 			}
 			e.canceled = mark(e.canceled, s.ChildID)
-			if why != nil {
+			if why != nil || created {
 				continue
 			}
 			// A closed child needs no cancel (and one appended after it
@@ -963,13 +982,7 @@ func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) err
 			if closed {
 				continue
 			}
-			at := st.Closed
-			if at.IsZero() {
-				at = st.Now
-			}
-			_, err = sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, fmt.Sprintf("cancel/%s/parent/%d", s.ChildID, st.Created.UnixNano()), events.Event{
-				Type: events.TypeCancelRequested, Time: at, Identity: parentIdentity(st.ID),
-				CancelRequested: &events.CancelRequested{Reason: fmt.Sprintf("parent workflow %s no longer needs it (step %s is %s, the workflow %s)", st.ID, s.Path, s.Status, st.Status)}})
+			_, err = sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, fmt.Sprintf("cancel/%s/parent/%d", s.ChildID, st.Created.UnixNano()), cancel)
 			if err != nil && !errors.Is(err, eventstore.ErrDuplicate) && !errors.Is(err, eventstore.ErrNotFound) {
 				delete(e.canceled, s.ChildID)
 				return fmt.Errorf("cancel child %s: %w", s.ChildID, err)
@@ -1199,7 +1212,7 @@ func (sh *shard) startDirect(ctx context.Context, d *eventstore.Delivery) bool {
 		// finds out which.
 		return false
 	}
-	st.LastSeq = seq
+	st.LastSeq, st.FirstSeq = seq, seq
 	sh.remember(wf, e)
 	if !sh.index(wf, e, d) {
 		_ = d.Ack()
@@ -1218,19 +1231,23 @@ func (o *Orchestrator) startSpan(ctx context.Context, name string, st *workflow.
 // again finds it started. A child that cannot start fails its step
 // (through the results stream, like any step outcome).
 func (sh *shard) startChild(ctx context.Context, parent *workflow.State, s *workflow.Step, at time.Time) error {
-	why, err := sh.tryStartChild(ctx, parent, s, at)
+	why, _, err := sh.tryStartChild(ctx, parent, s, at)
 	if err != nil || why == nil {
 		return err
 	}
+	// It names the parent's run, as a child's own result does: a parent
+	// started again under the id keeps its own.
 	return sh.o.store.PublishResult(ctx, events.Result{WorkflowID: parent.ID, Path: s.Path, Gen: s.Gen, Attempt: 1,
-		Outcome: events.OutcomeFailed, Time: at, Error: why})
+		Outcome: events.OutcomeFailed, Time: at, Error: why, ParentCreated: parent.Created})
 }
 
-// tryStartChild starts the child workflow of step s unless it exists, and
-// says why when it cannot be started: its definition is not there, or its
-// id is another workflow's (child_failed), or its input does not match the
-// definition's input_schema (invalid_input).
-func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *workflow.Step, at time.Time) (why *events.Error, err error) {
+// tryStartChild starts the child workflow of step s unless it exists, with
+// also in the start's record, and says why when it cannot be started: its
+// definition is not there, or its id is another workflow's
+// (child_failed), or its input does not match the definition's
+// input_schema (invalid_input). created reports whether this call
+// started it.
+func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *workflow.Step, at time.Time, also ...events.Event) (why *events.Error, created bool, err error) {
 	ref := &events.ParentRef{WorkflowID: parent.ID, Path: s.Path, Gen: s.Gen, Created: parent.Created}
 	// earlier is set when the child's id is taken by the child of an
 	// earlier run of the parent's id (deleted by retention; its child kept).
@@ -1256,20 +1273,20 @@ func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *w
 	}
 	def, rec, err := sh.o.defs.Load(ctx, s.Task, 0)
 	if errors.Is(err, eventstore.ErrNotFound) {
-		return childFailed("child definition %q not found: put it first", s.Task), nil
+		return childFailed("child definition %q not found: put it first", s.Task), false, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, err)
+		return nil, false, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, err)
 	}
 	if err := def.CheckInput(s.ChildInput); err != nil {
 		// A child started before its definition took this schema runs on.
 		switch ok, ferr := ours(); {
 		case ok:
-			return nil, nil
+			return nil, false, nil
 		case ferr != nil && !errors.Is(ferr, eventstore.ErrNotFound):
-			return nil, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, ferr)
+			return nil, false, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, ferr)
 		}
-		return &events.Error{Type: workflow.ErrTypeInvalidInput, Message: fmt.Sprintf("child definition %q: %v", rec.Name, err)}, nil
+		return &events.Error{Type: workflow.ErrTypeInvalidInput, Message: fmt.Sprintf("child definition %q: %v", rec.Name, err)}, false, nil
 	}
 	// The start's message id names the parent's run: a parent started
 	// under the id of a deleted one starts its child at once, not as a
@@ -1279,24 +1296,24 @@ func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *w
 	_, err = sh.o.store.AppendExternal(ctx, s.ChildID, &zero, msgID, events.Event{
 		Type: events.TypeWorkflowStarted, Time: at, Identity: parentIdentity(parent.ID),
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: s.ChildID, Definition: rec.Name, Revision: rec.Revision,
-			Input: s.ChildInput, RequestID: "parent", Parent: ref, Trace: telemetry.TraceParent(ctx)}})
+			Input: s.ChildInput, RequestID: "parent", Parent: ref, Trace: telemetry.TraceParent(ctx)}}, also...)
 	switch {
 	case err == nil:
 		sh.o.metrics.workflows.Started(rec.Name)
-		return nil, nil
+		return nil, true, nil
 	case errors.Is(err, eventstore.ErrDuplicate), errors.Is(err, eventstore.ErrConflict):
 		// Already started: by us, or the id is someone else's (a
 		// duplicate too: an earlier run of this id started it moments
 		// ago).
 		if ok, err := ours(); err != nil || ok {
-			return nil, err
+			return nil, false, err
 		}
 		if earlier {
-			return childFailed("child workflow id %q is taken by the child of an earlier run of %s, kept after that run was deleted: start this run under another id", s.ChildID, parent.ID), nil
+			return childFailed("child workflow id %q is taken by the child of an earlier run of %s, kept after that run was deleted: start this run under another id", s.ChildID, parent.ID), false, nil
 		}
-		return childFailed("child workflow id %q is taken by another workflow", s.ChildID), nil
+		return childFailed("child workflow id %q is taken by another workflow", s.ChildID), false, nil
 	}
-	return nil, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, err)
+	return nil, false, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, err)
 }
 
 // parentIdentity is the identity (events.Event.Identity) a child run's
@@ -1476,17 +1493,6 @@ func (sh *shard) prepare(ctx context.Context, wf string, after uint64, evs []eve
 	return nil
 }
 
-// inFlight reports whether a task or child workflow of st is running: its
-// outcome is an input still to come.
-func inFlight(st *workflow.State) bool {
-	for _, s := range st.Steps {
-		if s.Status == workflow.StepRunning && (s.Kind == "task" || s.Kind == "workflow") {
-			return true
-		}
-	}
-	return false
-}
-
 // indexKey is what a listing entry reflects of a workflow's state: its
 // status and how many times its search attributes changed. The entry is
 // written again when either moves on.
@@ -1523,7 +1529,7 @@ func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
 		return false
 	}
 	start := d.Source == eventstore.SourceStart
-	hold := st.Status.Terminal() || !inFlight(st) || d.Source == eventstore.SourceExternal || start
+	hold := st.Status.Terminal() || !workflow.InFlight(st) || d.Source == eventstore.SourceExternal || start
 	if e.queued == key && !hold {
 		return false // on its way
 	}
@@ -1535,7 +1541,7 @@ func (sh *shard) index(wf string, e *entry, d *eventstore.Delivery) bool {
 	}
 	// Held inputs join the pending write: each comes back if it is lost.
 	// A parked workflow stays running: nothing is saved by waiting.
-	sh.o.ix.put(sum, key, e.indexed, !inFlight(st) || start, func(ok bool) {
+	sh.o.ix.put(sum, key, e.indexed, !workflow.InFlight(st) || start, func(ok bool) {
 		if ok {
 			_ = d.Ack()
 		} else {

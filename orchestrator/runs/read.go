@@ -57,6 +57,9 @@ func Fold(st *workflow.State, msgs []eventstore.Message, each func(events.Event)
 		if m.Err != nil {
 			return m, m.Err
 		}
+		if st.Events == 0 {
+			st.FirstSeq = m.Seq
+		}
 		for _, ev := range m.Record.Events {
 			if err := st.Apply(ev); err != nil {
 				return m, err

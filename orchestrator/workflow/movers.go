@@ -110,3 +110,23 @@ func Movers(st *State) []Mover {
 	}
 	return out
 }
+
+// InFlight reports whether st has a task or child step running: its result
+// will come to an orchestrator by itself.
+func InFlight(st *State) bool {
+	for _, s := range st.Steps {
+		if s.Status == StepRunning && (s.Kind == "task" || s.Kind == "workflow") {
+			return true
+		}
+	}
+	return false
+}
+
+// Abandoned reports whether st no longer needs the child workflow of its
+// step s: the step was canceled, or the workflow completed or was
+// canceled while the step ran. Such a child is to be canceled (a failed
+// workflow keeps its children: a redrive may still need them).
+func Abandoned(st *State, s *Step) bool {
+	return s.ChildID != "" && (s.Status == StepCanceled ||
+		s.Status == StepRunning && (st.Status == StatusCompleted || st.Status == StatusCanceled))
+}

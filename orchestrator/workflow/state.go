@@ -219,6 +219,10 @@ type State struct {
 	Events int
 	// LastSeq is the stream sequence of the last applied record (set by the caller).
 	LastSeq uint64
+	// FirstSeq is the stream sequence of the run's first record (set by the
+	// caller; 0: not known): a command of an earlier run of this id
+	// (deleted by retention) is older.
+	FirstSeq uint64
 
 	// loops remembers which iterations of each foreach have finished, and
 	// how far they have started, as decisions find out: derived from the
