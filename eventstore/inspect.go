@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -245,15 +246,62 @@ func (s *Store) DeletionUnderWay(ctx context.Context, wf string) (bool, error) {
 	return err == nil, err
 }
 
+// HistoryRuns returns the id of every workflow with a history, from the
+// history stream's subjects (one request a page of them): what exists,
+// whatever the listing says.
+func (s *Store) HistoryRuns(ctx context.Context) ([]string, error) {
+	info, err := s.history.Info(ctx, jetstream.WithSubjectFilter(historyPrefix+"*.>"))
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: the history's subjects: %w", err)
+	}
+	seen := make(map[string]bool, len(info.State.Subjects)/3)
+	var ids []string
+	for subj := range info.State.Subjects {
+		if id := token(subj, 2); id != "" && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// DeletionScheduled reports whether wf's deletion is scheduled (its
+// retention not run out yet) or came due and waits for an orchestrator.
+func (s *Store) DeletionScheduled(ctx context.Context, wf string) (bool, error) {
+	for _, subject := range []string{retentionSchedPfx + wf, retentionFirePfx + wf} {
+		switch _, err := s.lastOn(ctx, s.timersGet, subject); {
+		case err == nil:
+			return true, nil
+		case !errors.Is(err, ErrNotFound):
+			return false, err
+		}
+	}
+	return false, nil
+}
+
 // timersGet is retryRead of get on the timers stream.
 func (s *Store) timersGet(ctx context.Context, get func(context.Context, jetstream.Stream) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
 	return retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return get(ctx, s.timers) })
 }
 
-// ExternalAckFloor returns the history sequence up to which orchestrators
-// have taken every start, signal and cancel appended from outside.
-func (s *Store) ExternalAckFloor(ctx context.Context) (uint64, error) {
-	return s.ackFloor(ctx, ExternalConsumer)
+// ExternalInputs is what the orchestrators' consumer of starts, signals
+// and cancels tells of them.
+type ExternalInputs struct {
+	// AckFloor: every input up to this history sequence was settled.
+	AckFloor uint64
+	// Delivered is the history sequence of the last input handed out.
+	Delivered uint64
+}
+
+// ExternalInputsOf reads the state of the orchestrators' consumer of the
+// starts, signals and cancels appended from outside.
+func (s *Store) ExternalInputsOf(ctx context.Context) (ExternalInputs, error) {
+	info, err := s.consumerInfo(ctx, ExternalConsumer)
+	if err != nil {
+		return ExternalInputs{}, err
+	}
+	return ExternalInputs{AckFloor: info.AckFloor.Stream, Delivered: info.Delivered.Stream}, nil
 }
 
 // TaskBacklogs returns, for every task type with a consumer, how many of
@@ -274,14 +322,6 @@ func (s *Store) TaskBacklogs(ctx context.Context) (map[string]uint64, error) {
 		return nil, fmt.Errorf("eventstore: task consumers: %w", err)
 	}
 	return out, nil
-}
-
-func (s *Store) ackFloor(ctx context.Context, consumer string) (uint64, error) {
-	info, err := s.consumerInfo(ctx, consumer)
-	if err != nil {
-		return 0, err
-	}
-	return info.AckFloor.Stream, nil
 }
 
 // consumerInfo reads the state of the history stream's consumer.

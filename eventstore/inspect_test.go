@@ -116,8 +116,8 @@ func TestCommandAndInputQueues(t *testing.T) {
 	if seq, err := s.LastExternal(ctx, "wf"); err != nil || seq != startSeq {
 		t.Fatalf("LastExternal = %d, %v; want %d", seq, err, startSeq)
 	}
-	if floor, err := s.ExternalAckFloor(ctx); err != nil || floor >= startSeq {
-		t.Fatalf("ExternalAckFloor with no orchestrator = %d, %v", floor, err)
+	if in, err := s.ExternalInputsOf(ctx); err != nil || in.AckFloor >= startSeq || in.Delivered >= startSeq {
+		t.Fatalf("ExternalInputsOf with no orchestrator = %+v, %v", in, err)
 	}
 	if _, err := s.LastTaskCommand(ctx, "wf", "echo"); !errors.Is(err, eventstore.ErrNotFound) {
 		t.Fatalf("LastTaskCommand before any: %v", err)

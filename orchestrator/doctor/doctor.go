@@ -138,6 +138,10 @@ type Options struct {
 	// executor asking for them, holding one or handed one (executors
 	// restarting, or scaled to none for a while). Default 1m.
 	ExecutorGrace time.Duration
+	// InputGrace is how long a start, signal or cancel handed to an
+	// orchestrator may stay unsettled (failing, and handed out again)
+	// before its run is judged as if no input waited. Default 5m.
+	InputGrace time.Duration
 	// All lists every run in Report.Runs, not only the problems.
 	All bool
 	// Concurrency bounds the histories read at once. Default 8.
@@ -147,6 +151,11 @@ type Options struct {
 	// Definitions is the cache of compiled definitions to use, a node's
 	// say. Default: one of the check's own.
 	Definitions *runs.Definitions
+	// Retention is the servers' --retention: how long a closed run of a
+	// revision without a retention of its own is kept. Zero: only the
+	// runs of revisions with their own are checked for a deletion
+	// scheduled.
+	Retention time.Duration
 }
 
 func (o *Options) defaults() {
@@ -158,6 +167,9 @@ func (o *Options) defaults() {
 	}
 	if o.ExecutorGrace <= 0 {
 		o.ExecutorGrace = time.Minute
+	}
+	if o.InputGrace <= 0 {
+		o.InputGrace = 5 * time.Minute
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
@@ -187,12 +199,25 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 		indexed[i] = r
 		c.runs[sum.ID] = r
 	}
-	if err := c.each(ctx, indexed, c.load); err != nil {
+	// So are the runs with a history the index does not list.
+	ids, err := store.HistoryRuns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	first := indexed
+	for _, id := range ids {
+		if c.runs[id] == nil {
+			r := &run{Run: Run{ID: id}}
+			c.runs[id] = r
+			first = append(first, r)
+		}
+	}
+	if err := c.each(ctx, first, c.load); err != nil {
 		return nil, err
 	}
 	// The parents and children the index does not list are read too, once.
-	all := indexed
-	for round := indexed; len(round) > 0; {
+	all := first
+	for round := first; len(round) > 0; {
 		var found []*run
 		for _, r := range round {
 			for _, id := range r.related() {
@@ -218,8 +243,8 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 	rep := &Report{At: c.now, Entries: len(sums), Problems: []Run{}}
 	slices.SortFunc(all, func(a, b *run) int { return strings.Compare(a.ID, b.ID) })
 	for _, r := range all {
-		if !r.indexed && r.st == nil {
-			continue // a child that does not exist: its parent says so
+		if !r.indexed && r.st == nil || r.deleting {
+			continue // a child that does not exist (its parent says so), or a run being deleted
 		}
 		if open(r.Status) {
 			rep.Running++
@@ -258,9 +283,12 @@ type run struct {
 	lastSeq uint64
 	// broken is why the history could not be folded to its end.
 	broken error
+	// deleting: it is not listed because its deletion is under way.
+	deleting bool
 }
 
-// related returns the ids of the run's running children and its parent.
+// related returns the ids of the run's running children, the children it
+// no longer needs (to be canceled) and its parent.
 func (r *run) related() []string {
 	if r.st == nil {
 		return nil
@@ -271,6 +299,11 @@ func (r *run) related() []string {
 			ids = append(ids, m.ChildID)
 		}
 	}
+	for _, p := range r.st.Order {
+		if s := r.st.Steps[p]; workflow.Abandoned(r.st, s) {
+			ids = append(ids, s.ChildID)
+		}
+	}
 	if p := r.st.Parent; p != nil && r.st.Status.Terminal() {
 		ids = append(ids, p.WorkflowID)
 	}
@@ -279,11 +312,6 @@ func (r *run) related() []string {
 
 func (r *run) add(k FindingKind, format string, args ...any) {
 	r.Findings = append(r.Findings, Finding{Kind: k, Reason: fmt.Sprintf(format, args...)})
-}
-
-type floor struct {
-	seq uint64
-	err error
 }
 
 // taskQueue is a look at a task type's consumer: one serves every run.
@@ -301,9 +329,9 @@ type checker struct {
 	// runs are judged.
 	runs map[string]*run
 
-	mu       sync.Mutex
-	tasks    map[string]taskQueue
-	extFloor *floor
+	mu    sync.Mutex
+	tasks map[string]taskQueue
+	ext   *eventstore.ExternalInputs
 	// keys are the concurrency keys whose slots were looked at, by
 	// definition and key: one look serves every run queued on the key.
 	keys map[string]keySlots
@@ -441,12 +469,39 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 		}
 		return nil
 	case !r.indexed:
-		r.add(FindingDrifted, "history says %s, but the index does not list it", r.Status)
-	case r.IndexStatus != r.Status:
+		// Unlisted: being deleted (its entry goes before its history), or
+		// its start waits for an orchestrator, which lists it.
+		deleting, err := c.store.DeletionUnderWay(ctx, r.ID)
+		if err != nil || deleting {
+			r.deleting = deleting
+			return err
+		}
+		waiting, err := c.inputWaiting(ctx, r)
+		if err != nil {
+			return err
+		}
+		if !waiting {
+			r.add(FindingDrifted, "history says %s, but the index does not list it", r.Status)
+		}
+	case r.IndexStatus != r.Status && !(open(r.IndexStatus) && open(r.Status) && workflow.InFlight(r.st)):
+		// (An open run's entry may lag while a task or child is in
+		// flight: its result comes to an orchestrator that writes it.)
 		r.add(FindingDrifted, "index says %s, history says %s", r.IndexStatus, r.Status)
+	}
+	for _, why := range c.abandoned(r) {
+		r.add(FindingStuck, "%s", why)
 	}
 	if !open(r.Status) {
 		r.Verdict = Closed
+		if r.broken == nil {
+			why, err := c.deletion(ctx, r)
+			if err != nil {
+				return err
+			}
+			if why != "" {
+				r.add(FindingStuck, "%s", why)
+			}
+		}
 		return nil
 	}
 	r.Movers = workflow.Movers(r.st)
@@ -545,6 +600,55 @@ func (c *checker) world(ctx context.Context, r *run) ([]string, error) {
 	return stuck, nil
 }
 
+// abandoned checks the children r no longer needs (a step canceled, or r
+// completed or canceled while the step ran): each was asked to cancel, or
+// has closed.
+func (c *checker) abandoned(r *run) []string {
+	var stuck []string
+	for _, p := range r.st.Order {
+		s := r.st.Steps[p]
+		if !workflow.Abandoned(r.st, s) {
+			continue
+		}
+		kid := c.runs[s.ChildID]
+		if kid == nil || kid.st == nil || kid.st.Status.Terminal() || kid.st.CancelRequested || c.recent(kid) {
+			continue
+		}
+		if p := kid.st.Parent; p == nil || p.WorkflowID != r.ID || p.Path != s.Path || p.Gen != s.Gen {
+			continue // another run's: its own check says what it is
+		}
+		stuck = append(stuck, fmt.Sprintf("step %s no longer needs child workflow %s (the step is %s, the workflow %s), which is %s and was never asked to cancel",
+			s.Path, s.ChildID, s.Status, r.Status, kid.Status))
+	}
+	return stuck
+}
+
+// deletion checks that a closed run with a retention has its deletion
+// scheduled, or due and waiting for an orchestrator.
+func (c *checker) deletion(ctx context.Context, r *run) (string, error) {
+	st := r.st
+	if st.Closed.IsZero() {
+		return "", nil
+	}
+	keep := c.opts.Retention
+	def, rec, err := c.defs.Load(ctx, st.Definition, st.Revision)
+	switch {
+	case err == nil && def.Retention > 0:
+		keep = def.Retention
+	case err != nil && !errors.Is(err, eventstore.ErrNotFound) && rec.Revision == 0:
+		return "", err // (one missing or that no longer compiles keeps the servers')
+	}
+	if keep <= 0 {
+		return "", nil
+	}
+	scheduled, err := c.store.DeletionScheduled(ctx, r.ID)
+	if err != nil || scheduled {
+		return "", err
+	}
+	return fmt.Sprintf("closed at %s with a retention of %s, but its deletion is not scheduled: it is kept for good",
+		st.Closed.UTC().Format(time.RFC3339), keep), nil
+}
+
 // decided checks that an orchestrator made the decisions r's history
 // calls for, or that an input waits that will make it decide.
 func (c *checker) decided(ctx context.Context, r *run, def *definition.Definition) ([]string, error) {
@@ -555,7 +659,7 @@ func (c *checker) decided(ctx context.Context, r *run, def *definition.Definitio
 		}
 		return nil, nil
 	}
-	waiting, err := c.inputWaiting(ctx, r.ID)
+	waiting, err := c.inputWaiting(ctx, r)
 	if err != nil || waiting {
 		return nil, err
 	}
@@ -572,30 +676,35 @@ func typesOf(evs []events.Event) string {
 	return strings.Join(ts, ", ")
 }
 
-// inputWaiting reports whether an input for wf waits for an orchestrator:
+// inputWaiting reports whether an input for r waits for an orchestrator:
 // a start, signal or cancel not yet taken, or a result not yet recorded.
-func (c *checker) inputWaiting(ctx context.Context, wf string) (bool, error) {
+// An input handed to an orchestrator and not settled (the consumer's ack
+// floor is below it) waits only within InputGrace of r's last change:
+// beyond that it is failing again and again, or was settled and decided
+// nothing (the ack floor is every run's: one input failing for good holds
+// it down for all).
+func (c *checker) inputWaiting(ctx context.Context, r *run) (bool, error) {
 	c.mu.Lock()
-	f := c.extFloor
+	in := c.ext
 	c.mu.Unlock()
-	if f == nil {
-		seq, err := c.store.ExternalAckFloor(ctx)
+	if in == nil {
+		q, err := c.store.ExternalInputsOf(ctx)
 		if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
 			return false, err
 		}
-		f = &floor{seq: seq}
+		in = &q
 		c.mu.Lock()
-		c.extFloor = f
+		c.ext = in
 		c.mu.Unlock()
 	}
-	last, err := c.store.LastExternal(ctx, wf)
+	last, err := c.store.LastExternal(ctx, r.ID)
 	if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
 		return false, err
 	}
-	if last > f.seq {
+	if last > in.AckFloor && (last > in.Delivered || c.now.Sub(r.LastChange) < c.opts.InputGrace) {
 		return true, nil
 	}
-	return c.store.ResultWaiting(ctx, wf)
+	return c.store.ResultWaiting(ctx, r.ID)
 }
 
 // task checks a task step in flight: its command waits for an executor
