@@ -186,7 +186,9 @@ func floatValue(f float64) any {
 }
 
 // FromJSON parses JSON text into a normalized value. Text that is not
-// valid UTF-8 is refused (a decoder would replace what it cannot read).
+// valid UTF-8 is refused (a decoder would replace what it cannot read), and
+// so is an object with a key twice (a decoder would keep one of the values,
+// and the API's refuses it).
 func FromJSON(b []byte) (any, error) {
 	if !utf8.Valid(b) {
 		return nil, fmt.Errorf("invalid JSON: the text is not valid UTF-8")
@@ -200,7 +202,59 @@ func FromJSON(b []byte) (any, error) {
 	if dec.More() {
 		return nil, fmt.Errorf("invalid JSON: unexpected data after the value")
 	}
+	if err := uniqueKeys(b); err != nil {
+		return nil, err
+	}
 	return Normalize(v)
+}
+
+// uniqueKeys reports an object of b, valid JSON, with a key twice.
+func uniqueKeys(b []byte) error {
+	type object struct {
+		keys    map[string]bool
+		wantKey bool
+	}
+	var open []*object // nil for an array
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	valueDone := func() {
+		if n := len(open); n > 0 && open[n-1] != nil {
+			open[n-1].wantKey = true
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // the end: b was decoded already
+		}
+		top := (*object)(nil)
+		if n := len(open); n > 0 {
+			top = open[n-1]
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				open = append(open, &object{keys: map[string]bool{}, wantKey: true})
+			case '[':
+				open = append(open, nil)
+			default:
+				open = open[:len(open)-1]
+				valueDone()
+			}
+		case string:
+			if top != nil && top.wantKey {
+				if top.keys[t] {
+					return fmt.Errorf("invalid JSON: the key %q appears twice in one object", t)
+				}
+				top.keys[t], top.wantKey = true, false
+				continue
+			}
+			valueDone()
+		default:
+			valueDone()
+		}
+	}
 }
 
 // ToJSON returns the JSON text of a value.

@@ -128,3 +128,16 @@ func TestNormalizeRefusesAValueThatContainsItself(t *testing.T) {
 		}
 	}
 }
+
+func TestFromJSONRefusesAKeyTwice(t *testing.T) {
+	for _, in := range []string{`{"a":1,"a":2}`, `{"x":{"a":[1,{"b":1,"b":2}]}}`, `[{"k":1},{"k":2,"k":3}]`} {
+		if _, err := value.FromJSON([]byte(in)); err == nil || !strings.Contains(err.Error(), "appears twice") {
+			t.Errorf("FromJSON(%s) = %v, want a key twice refused", in, err)
+		}
+	}
+	for _, in := range []string{`{"a":1,"b":{"a":2}}`, `[{"k":1},{"k":2}]`, `{"a":"a","b":["a","a"]}`, `{}`, `"a"`} {
+		if _, err := value.FromJSON([]byte(in)); err != nil {
+			t.Errorf("FromJSON(%s) = %v", in, err)
+		}
+	}
+}

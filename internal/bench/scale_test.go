@@ -377,6 +377,9 @@ func loadAgain(ctx context.Context, t *testing.T, e *scaleEnv, id string, res *h
 			if m.Err != nil {
 				t.Fatalf("record %d: %v", m.Seq, m.Err)
 			}
+			if st.Events == 0 {
+				st.FirstSeq = m.Seq // set by the reader, as runs.Fold does
+			}
 			for _, ev := range m.Record.Events {
 				if err := st.Apply(ev); err != nil {
 					t.Fatalf("record %d: %v", m.Seq, err)
