@@ -93,6 +93,7 @@ steps:
 			"invalid UTF-8": []byte("{\"name\": \"caf\xe9\"}"),
 			"deep":          []byte(deep),
 			"not JSON":      []byte("{not json"),
+			"a key twice":   []byte(`{"name": "a", "name": "b"}`),
 		} {
 			resp, err := http.Post(e.node.APIURL+"/hooks/abuse-hook", "application/json", bytes.NewReader(body))
 			if err != nil {
