@@ -42,8 +42,11 @@ func flowKey(kind, scope, key string) string {
 	return kind + "." + keyToken(scope) + "." + keyToken(key)
 }
 
-// maxKeyToken bounds a KV key's token written as it is.
-const maxKeyToken = 256
+// maxKeyToken bounds a KV key's token written as it is: well within the
+// server's 4 KiB control line with the rest of the subject, and past every
+// key an earlier version could store (which wrote every key as it is), so
+// entries stored before keep their names.
+const maxKeyToken = 3000
 
 // keyToken encodes s as one KV key token: "v" and its base64 (an empty
 // token would make no valid key), or "h" and the base64 of its SHA-256

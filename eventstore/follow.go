@@ -109,6 +109,10 @@ func (f Followed) Closes() bool {
 // Message decodes the record.
 func (f Followed) Message() Message { return decodeMsg(f.Seq, f.subject, f.time, f.data) }
 
+// HistoryCreated returns when the history stream the store opened was
+// made (zero when not known).
+func (s *Store) HistoryCreated() time.Time { return s.history.CachedInfo().Created }
+
 // FollowHistories returns a Follower of every history record stored from
 // now on. It starts at an explicit sequence, so a consumer the client
 // makes again (after a reconnect, say) resumes there rather than at the

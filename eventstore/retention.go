@@ -142,6 +142,34 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 	return purge(s.history, historySubject(wf))
 }
 
+// DeleteEntryOfGone deletes wf's listing entry when wf has no history: what
+// a deletion by an earlier version, which purged the history first, left
+// when it was cut short. It purges at the revision it read, and only while
+// no run was started under wf since: nothing of a new run's is touched.
+// (The timers and results such a deletion left are dropped as they come,
+// finding no history.)
+func (s *Store) DeleteEntryOfGone(ctx context.Context, wf string) error {
+	e, err := s.getKV(ctx, s.index, wf)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("eventstore: index %s: %w", wf, err)
+	}
+	if _, err := s.LastSeq(ctx, wf); !errors.Is(err, ErrNotFound) {
+		return err // a run under wf again: the entry is its own
+	}
+	opts := []jetstream.KVDeleteOpt{jetstream.LastRevision(e.rev)}
+	if s.indexTTL {
+		opts = append(opts, jetstream.PurgeTTL(s.cfg.MarkerTTL))
+	}
+	err = s.index.Purge(ctx, wf, opts...)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isConflict(err) {
+		return fmt.Errorf("eventstore: delete the index entry of %s: %w", wf, err)
+	}
+	return nil // (written since: by a run started again under wf)
+}
+
 // ReadLive is Read that tells a workflow with nothing after `after` from
 // one with no history at all (never written, or deleted).
 //

@@ -145,3 +145,34 @@ func TestOldHistoryStreamDeniesPurge(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// DeleteEntryOfGone deletes the entry of a run with no history (what a
+// deletion of an earlier version, history first, left when cut short), and
+// leaves the entry of a run that has one.
+func TestDeleteEntryOfGone(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	seq, err := s.Append(ctx, "here", 0, started("here"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sum := range []eventstore.Summary{
+		{ID: "gone", Definition: "d", Revision: 1, Status: "completed", Seq: 7},
+		{ID: "here", Definition: "d", Revision: 1, Status: "running", Seq: seq},
+	} {
+		if errs := s.PutSummaries(ctx, []eventstore.Summary{sum}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+	}
+	for _, wf := range []string{"gone", "here", "never"} {
+		if err := s.DeleteEntryOfGone(ctx, wf); err != nil {
+			t.Fatalf("%s: %v", wf, err)
+		}
+	}
+	if _, err := s.GetSummary(ctx, "gone"); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Errorf("the entry of a run with no history: %v", err)
+	}
+	if _, err := s.GetSummary(ctx, "here"); err != nil {
+		t.Errorf("the entry of a run with a history: %v", err)
+	}
+}

@@ -61,8 +61,11 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 		if _, err := sh.o.store.LastSeq(ctx, wf); !errors.Is(err, eventstore.ErrNotFound) {
 			return err // a history that does not fold is kept
 		}
-		// Its history is gone: a deletion cut short; finish it.
-		return sh.deleteRun(ctx, wf)
+		// Its history is gone, which is purged last: deleted already (this
+		// delivery's ack was lost). An earlier version purged it first, and
+		// a deletion of its cut short left the entry: that goes, unless a
+		// run was started under the id since.
+		return sh.o.store.DeleteEntryOfGone(ctx, wf)
 	}
 	if !st.Status.Terminal() || st.Closed.IsZero() {
 		return nil

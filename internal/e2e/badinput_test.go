@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -166,11 +167,12 @@ name: plain
 steps:
   - { id: a, task: echo, input: 1 }
 `)
-	long := strings.Repeat("c", 5000)
-	id := e.start("keyed", "keyed-1", `{"customer": "`+long+`"}`)
-	w := e.waitClosed(id, 15*time.Second)
-	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
-		t.Errorf("keyed-1 is %v (%v), want COMPLETED", w.Status, w.Error)
+	// 2,200 bytes: the longest kind still named as it is; 5,000: by its hash.
+	for i, n := range []int{2200, 5000} {
+		id := e.start("keyed", fmt.Sprintf("keyed-%d", i), `{"customer": "`+strings.Repeat("c", n)+`"}`)
+		if w := e.waitClosed(id, 15*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+			t.Errorf("%s, its key of %d bytes, is %v (%v), want COMPLETED", id, n, w.Status, w.Error)
+		}
 	}
 	p := e.start("plain", "plain-1", "")
 	if w := e.waitClosed(p, 15*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {

@@ -170,7 +170,7 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 	log := cfg.Logger.With("component", "api")
 	s := &Server{store: store, defs: cfg.Definitions, triggers: trigger.NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
 		states: newStates(cfg.StateCacheSize), metrics: apiMetrics{metrics.NewWorkflows(cfg.Metrics), metrics.NewTriggers(cfg.Metrics)}}
-	s.interest = newInterest(store.FollowHistories, s.states.offer, s.states.clear, followLinger, log)
+	s.interest = newInterest(store.FollowHistories, s.states.offer, s.states.clear, followLinger, store.HistoryCreated(), log)
 	s.barrier = newBarrier(store.HistoriesLastSeq)
 	s.looks = make(chan struct{}, maxLooks)
 	metrics.NewWaiting(cfg.Metrics, s.Waiting)

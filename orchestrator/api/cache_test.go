@@ -120,7 +120,7 @@ func readRun(t *testing.T, wf string, size int, log *slog.Logger) (*Server, uint
 		t.Fatal(err)
 	}
 	s := &Server{store: store, states: newStates(size), log: log}
-	s.interest = newInterest(nil, s.states.offer, s.states.clear, time.Minute, slog.New(slog.DiscardHandler))
+	s.interest = newInterest(nil, s.states.offer, s.states.clear, time.Minute, time.Time{}, slog.New(slog.DiscardHandler))
 	s.interest.running.Store(1)
 	s.interest.pos.Store(first)
 	if err := s.withState(ctx, wf, 0, func(v *stateView) error { return nil }); err != nil {

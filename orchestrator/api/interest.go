@@ -63,8 +63,10 @@ type interest struct {
 	// follower: what a read of one must reach.
 	followed *followedSeqs
 	// created is when the history stream the last follower followed was
-	// made (under mu); replacements counts the times a follower found it
-	// made again since (watches end then).
+	// made, or, before the first, the one the store opened (under mu):
+	// states read before any follower was in place are of that one.
+	// replacements counts the times a follower found it made again since
+	// (watches end then).
 	created      time.Time
 	replacements atomic.Uint64
 }
@@ -120,9 +122,9 @@ type waiter struct {
 	reread  atomic.Bool
 }
 
-func newInterest(follow func(context.Context) (*eventstore.Follower, error), seen func(eventstore.Followed), replaced func(), linger time.Duration, log *slog.Logger) *interest {
+func newInterest(follow func(context.Context) (*eventstore.Follower, error), seen func(eventstore.Followed), replaced func(), linger time.Duration, created time.Time, log *slog.Logger) *interest {
 	return &interest{follow: follow, seen: seen, replaced: replaced, linger: linger, log: log, waiters: map[string]map[*waiter]struct{}{},
-		followed: &followedSeqs{seed: maphash.MakeSeed()}}
+		followed: &followedSeqs{seed: maphash.MakeSeed()}, created: created}
 }
 
 // setBase sets the context followers live in (the server's Start context).

@@ -488,20 +488,37 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 		// flight: its result comes to an orchestrator that writes it.)
 		r.add(FindingDrifted, "index says %s, history says %s", r.IndexStatus, r.Status)
 	}
-	for _, why := range c.abandoned(r) {
+	// The follow-ups of any run, closed or not.
+	missed := c.abandoned(r)
+	if !open(r.Status) && r.broken == nil {
+		why, err := c.deletion(ctx, r)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			missed = append(missed, why)
+		}
+	}
+	if len(missed) > 0 {
+		// Its history gone or moved since it was read (deleted, say), or
+		// an input on its way that will make them: not missed.
+		if moved, err := c.moved(ctx, r); err != nil || moved {
+			missed = nil
+			if err != nil {
+				return err
+			}
+		} else if waiting, err := c.inputWaiting(ctx, r); err != nil || waiting {
+			missed = nil
+			if err != nil {
+				return err
+			}
+		}
+	}
+	for _, why := range missed {
 		r.add(FindingStuck, "%s", why)
 	}
 	if !open(r.Status) {
 		r.Verdict = Closed
-		if r.broken == nil {
-			why, err := c.deletion(ctx, r)
-			if err != nil {
-				return err
-			}
-			if why != "" {
-				r.add(FindingStuck, "%s", why)
-			}
-		}
 		return nil
 	}
 	r.Movers = workflow.Movers(r.st)
@@ -517,11 +534,11 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 	}
 	if len(stuck) > 0 {
 		// Whatever moved since the history was read moved it.
-		last, err := c.store.LastSeq(ctx, r.ID)
-		if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+		moved, err := c.moved(ctx, r)
+		if err != nil {
 			return err
 		}
-		if last != r.lastSeq {
+		if moved {
 			stuck = nil
 		}
 	}
@@ -600,6 +617,15 @@ func (c *checker) world(ctx context.Context, r *run) ([]string, error) {
 	return stuck, nil
 }
 
+// moved reports whether r's history changed, or went, since it was read.
+func (c *checker) moved(ctx context.Context, r *run) (bool, error) {
+	last, err := c.store.LastSeq(ctx, r.ID)
+	if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+		return false, err
+	}
+	return last != r.lastSeq, nil
+}
+
 // abandoned checks the children r no longer needs (a step canceled, or r
 // completed or canceled while the step ran): each was asked to cancel, or
 // has closed.
@@ -614,13 +640,20 @@ func (c *checker) abandoned(r *run) []string {
 		if kid == nil || kid.st == nil || kid.st.Status.Terminal() || kid.st.CancelRequested || c.recent(kid) {
 			continue
 		}
-		if p := kid.st.Parent; p == nil || p.WorkflowID != r.ID || p.Path != s.Path || p.Gen != s.Gen {
-			continue // another run's: its own check says what it is
+		if !stepsChild(kid, r, s.Path, s.Gen) {
+			continue // another run's (an earlier run of r's id, say): its own check says what it is
 		}
 		stuck = append(stuck, fmt.Sprintf("step %s no longer needs child workflow %s (the step is %s, the workflow %s), which is %s and was never asked to cancel",
 			s.Path, s.ChildID, s.Status, r.Status, kid.Status))
 	}
 	return stuck
+}
+
+// stepsChild reports whether kid is the child of r's step at path, gen:
+// of this run of r's id, not of an earlier one deleted since.
+func stepsChild(kid, r *run, path string, gen int) bool {
+	p := kid.st.Parent
+	return p != nil && p.Same(events.ParentRef{WorkflowID: r.ID, Path: path, Gen: gen, Created: r.st.Created})
 }
 
 // deletion checks that a closed run with a retention has its deletion
@@ -762,7 +795,7 @@ func (c *checker) child(ctx context.Context, r *run, m workflow.Mover) (string, 
 	if kid == nil || kid.st == nil {
 		return fmt.Sprintf("step %s: child workflow %s does not exist", m.Path, m.ChildID), nil
 	}
-	if p := kid.st.Parent; p == nil || p.WorkflowID != r.ID || p.Path != m.Path || p.Gen != m.Gen {
+	if !stepsChild(kid, r, m.Path, m.Gen) {
 		return fmt.Sprintf("step %s: workflow %s is not this step's child", m.Path, m.ChildID), nil
 	}
 	if !kid.st.Status.Terminal() || c.recent(kid) {

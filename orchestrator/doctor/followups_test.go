@@ -304,3 +304,30 @@ steps:
 		t.Errorf("a suspended run with a task in flight, its entry to be written by that task's result, is reported: %s", stuckIDs(rep))
 	}
 }
+
+// A parent started again under the id of a deleted run, canceled while
+// its child step runs, whose child id is taken by the earlier run's kept
+// child: the orchestrator leaves that child alone (tryStartChild: not
+// ours, "earlier"), so the doctor must not report it as never asked to
+// cancel.
+func TestAnEarlierRunsKeptChildIsNotReportedAsAbandoned(t *testing.T) {
+	r := newRig(t, map[string]string{
+		"parent": "name: parent\nsteps:\n  - { id: kid, workflow: gate }\n",
+		"gate":   "name: gate\nsteps:\n  - { id: gate, wait: { signal: go } }\n",
+	})
+	kid := workflow.ChildID("p", "kid", 1)
+	// The earlier run of "p" (deleted since) started this child.
+	earlier := r.t0.Add(-time.Hour)
+	r.index(kid, "gate", "RUNNING", r.decided(r.start(kid, "gate", &events.ParentRef{WorkflowID: "p", Path: "kid", Gen: 1, Created: earlier})))
+	// The new run of "p", canceled with its child step running.
+	seq := r.decided(r.start("p", "parent", nil))
+	seq, err := r.store.Append(r.ctx, "p", seq, events.Event{Type: events.TypeWorkflowCanceled, Time: r.t0,
+		WorkflowCanceled: &events.WorkflowCanceled{Reason: "by hand"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.index("p", "parent", "CANCELED", seq)
+	if rep := r.check(); !rep.OK() {
+		t.Errorf("the earlier run's kept child is reported as this run's abandoned child: %s", stuckIDs(rep))
+	}
+}

@@ -269,7 +269,10 @@ func (w *walker) ev(e events.Event) events.Event {
 	case e.StepFailed != nil:
 		e.StepFailed.Error = e.StepFailed.Error.Fit()
 	case e.WorkflowFailed != nil:
-		e.WorkflowFailed.Error = e.WorkflowFailed.Error.Fit()
+		// Its message is a step's error (fitted) after the step's path, or
+		// an evaluation error: kept whole, as valid UTF-8.
+		f := &e.WorkflowFailed.Error
+		f.Type, f.Message = strings.ToValidUTF8(f.Type, "\uFFFD"), strings.ToValidUTF8(f.Message, "\uFFFD")
 	}
 	return e
 }
