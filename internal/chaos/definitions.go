@@ -1147,15 +1147,23 @@ func planQueued(p *plan, k int) {
 
 // planKey is the concurrency key of the j-th run of the k-th plan of a
 // keyed shape: the plan's own keys, alternating queuedKeys, so that a
-// long run's plans do not all wait for the same few slots.
+// long run's plans do not all wait for the same few slots. The second is
+// longer than a KV key names as it is (named by its hash).
 func planKey(k, j int) string {
-	return queuedKeys[(k+j)%len(queuedKeys)] + strconv.Itoa(k)
+	key := queuedKeys[(k+j)%len(queuedKeys)] + strconv.Itoa(k)
+	if (k+j)%len(queuedKeys) == 1 {
+		key += strings.Repeat(".", longKey)
+	}
+	return key
 }
+
+// longKey is the length of the long keys' padding.
+const longKey = 3000
 
 // planKeyed plans a run of the queued or limited definition with key: its
 // one call, answered with its key and echoing it.
 func planKeyed(q *plan, key string) {
-	q.variant, q.input["n"], q.input["k"] = "key-"+key, q.index, key
+	q.variant, q.input["n"], q.input["k"] = "key-"+strings.TrimRight(key, "."), q.index, key
 	q.httpPaths, q.effects = []string{"call"}, []string{"call"}
 	q.want = completed(map[string]any{"key": q.key("call"), "k": key})
 }
