@@ -1301,6 +1301,9 @@ func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *w
 	case err == nil:
 		sh.o.metrics.workflows.Started(rec.Name)
 		return nil, true, nil
+	case errors.Is(err, eventstore.ErrTooLarge):
+		return &events.Error{Type: workflow.ErrTypeLimit, Message: fmt.Sprintf(
+			"child workflow %s cannot start: its first record is larger than the NATS server accepts (%v); give it a smaller input", s.ChildID, err)}, false, nil
 	case errors.Is(err, eventstore.ErrDuplicate), errors.Is(err, eventstore.ErrConflict):
 		// Already started: by us, or the id is someone else's (a
 		// duplicate too: an earlier run of this id started it moments
@@ -1337,7 +1340,17 @@ func (sh *shard) tellParent(ctx context.Context, st *workflow.State) error {
 		r.Outcome = events.OutcomeFailed
 		r.Error = &events.Error{Type: workflow.ErrTypeCanceled, Message: fmt.Sprintf("child workflow %s was canceled", st.ID)}
 	}
-	return sh.o.store.PublishResult(ctx, r)
+	err := sh.o.store.PublishResult(ctx, r)
+	if errors.Is(err, eventstore.ErrTooLarge) && r.Outcome == events.OutcomeCompleted {
+		// An output the child's record held, but not a result that names
+		// the parent's step too: the step fails (a catch can handle it),
+		// as it does for a task's output too large to record.
+		r.Outcome, r.Output = events.OutcomeFailed, nil
+		r.Error = &events.Error{Type: workflow.ErrTypeInvalidOutput, Message: fmt.Sprintf(
+			"child workflow %s completed with an output too large to hand to its parent: %v", st.ID, err)}
+		err = sh.o.store.PublishResult(ctx, r)
+	}
+	return err
 }
 
 // append records evs (already applied to st) after st.LastSeq, as one
