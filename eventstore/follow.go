@@ -174,7 +174,8 @@ func (f *Follower) Run(ctx context.Context, fn func(Followed)) error {
 		}
 		md, err := m.Metadata()
 		if err != nil {
-			continue
+			// Never passed by: a record skipped could be a run's close.
+			return fmt.Errorf("eventstore: follow: a record's metadata: %w", err)
 		}
 		subj := m.Subject()
 		wf, _, _ := strings.Cut(strings.TrimPrefix(subj, historyPrefix), ".")

@@ -304,7 +304,16 @@ func (in *interest) loop(ctx context.Context, gen int) {
 	for ctx.Err() == nil {
 		f, err := in.follow(ctx)
 		if err == nil {
-			if !in.sameHistory(gen, f.Created()) {
+			// Put in place under mu, which stopping a loop and starting
+			// the next hold: a loop stopped while its follower was made
+			// leaves it (it goes once idle), never taking the place of
+			// the next loop's.
+			in.mu.Lock()
+			if gen != in.gen || ctx.Err() != nil {
+				in.mu.Unlock()
+				break
+			}
+			if !in.sameHistoryLocked(f.Created()) {
 				// Made again, while followed or not: nothing read or
 				// followed before holds, and every call reads afresh once
 				// this follower is in place.
@@ -316,6 +325,7 @@ func (in *interest) loop(ctx context.Context, gen int) {
 			in.pos.Store(f.From())
 			ep := in.epochs.Add(1)
 			in.running.Store(ep)
+			in.mu.Unlock()
 			in.wakeAll()
 			began := time.Now()
 			err = f.Run(ctx, in.record)
@@ -369,14 +379,11 @@ func (in *interest) record(r eventstore.Followed) {
 	}
 }
 
-// sameHistory reports whether a follower of loop gen, of the history
-// stream made at created, follows the same stream as the last one (true
-// for the first, for an unknown creation time, and for a loop stopped
-// since, whose follower is not taken).
-func (in *interest) sameHistory(gen int, created time.Time) bool {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if gen != in.gen || created.IsZero() {
+// sameHistoryLocked reports whether a follower of the history stream
+// made at created follows the same stream as the last one, or as the one
+// the store opened (true for an unknown creation time). in.mu is held.
+func (in *interest) sameHistoryLocked(created time.Time) bool {
+	if created.IsZero() {
 		return true
 	}
 	same := in.created.IsZero() || in.created.Equal(created)

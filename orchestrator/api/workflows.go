@@ -223,11 +223,11 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	var first eventstore.Message // the first record sent
 	var after, n uint64
 	var behind time.Duration // the wait before the next read of a read behind the follower
+	// closed: the events sent close the run (a close not followed by a
+	// redrive; a failed run's late results, or a cancel or admission that
+	// raced the close, may come after it and leave it closed).
+	closed := false
 	for {
-		// The watch ends once it has sent a closing event that is the last
-		// record read: a run retried after it closed goes on past its
-		// first close.
-		closed := false
 		if r := s.interest.replacements.Load(); r != replacements {
 			if after > 0 {
 				now, err := s.store.First(ctx, wf)
@@ -269,7 +269,12 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 				if err := stream.Send(&weftv1.WatchWorkflowResponse{Event: pe}); err != nil {
 					return err
 				}
-				closed = ev.Terminal()
+				switch {
+				case ev.Terminal():
+					closed = true
+				case ev.Type == events.TypeWorkflowRetried:
+					closed = false
+				}
 			}
 			after = msg.Seq
 		}
