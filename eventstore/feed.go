@@ -322,8 +322,10 @@ var taskTypePattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 
 // ValidTaskType reports whether typ can name a task type: parts of
 // letters, digits, '_' and '-', separated by single dots (as definitions
-// write them).
-func ValidTaskType(typ string) bool { return taskTypePattern.MatchString(typ) }
+// write them), at most events.MaxTaskType bytes.
+func ValidTaskType(typ string) bool {
+	return len(typ) <= events.MaxTaskType && taskTypePattern.MatchString(typ)
+}
 
 // TaskConsumerName returns the durable consumer of a task type's
 // commands. Names are one-to-one with task types: letters, digits and '-'

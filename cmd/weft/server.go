@@ -530,9 +530,18 @@ func runParts(cmd *cobra.Command, log *slog.Logger, p partFlags, cfg node.Config
 		fmt.Fprintf(cmd.OutOrStdout(), "weft metrics on %s\n", n.MetricsURL)
 	}
 	log.Info("weft running", "parts", strings.Join(parts, ","), "nats", cfg.NATSURL)
-	<-ctx.Done()
-	log.Info("shutting down")
+	var lost error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-n.Lost():
+		// Every part works through the connection: a process that stays
+		// up would only look alive. Exit, for a supervisor to start it
+		// again.
+		lost = errors.New("the NATS connection closed for good; stopping (start weft again)")
+		log.Error("shutting down", "err", lost)
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return n.Stop(sctx)
+	return errors.Join(lost, n.Stop(sctx))
 }

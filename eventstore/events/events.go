@@ -126,6 +126,11 @@ const (
 	MaxErrorMessage = 8 << 10
 )
 
+// MaxTaskType bounds a task type's length: it is part of the subject of
+// every command of the type, and a subject longer than the NATS server's
+// control line (4 KiB) closes the connection that publishes it.
+const MaxTaskType = 255
+
 // Fit returns e made fit to record: valid UTF-8 (invalid bytes become
 // U+FFFD), its type and message cut to MaxErrorType and MaxErrorMessage.
 func (e Error) Fit() Error {

@@ -50,6 +50,7 @@ func Handlers(cfg Config) map[string]executor.Handler {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
 	}
+	cfg.HTTPClient = boundHeaders(cfg.HTTPClient)
 	if len(cfg.HTTPDeny) > 0 {
 		cfg.HTTPClient, cfg.httpErr = denyClient(cfg.HTTPClient, cfg.HTTPDeny)
 	}
@@ -106,9 +107,13 @@ func (c Config) log(ctx context.Context, t *executor.Task) (any, error) {
 		if !ok {
 			return nil, invalid("fields must be a map, not %T", f)
 		}
+		// Under their own key: a field never passes for the record's own
+		// workflow_id, step or level.
+		var group []any
 		for _, k := range value.SortedKeys(fields) {
-			attrs = append(attrs, slog.Any(k, fields[k]))
+			group = append(group, slog.Any(k, fields[k]))
 		}
+		attrs = append(attrs, slog.Group("fields", group...))
 	}
 	logger.LogAttrs(ctx, level, msg, attrs...)
 	return nil, nil
@@ -205,4 +210,29 @@ func str(m map[string]any, key string) (string, error) {
 		return "", invalid("%s must be a string, not %T", key, v)
 	}
 	return s, nil
+}
+
+// MaxResponseHeaderBytes bounds an http step's response headers, as
+// Config.MaxBodyBytes bounds its body.
+const MaxResponseHeaderBytes = 256 << 10
+
+// boundHeaders returns c with its transport's response headers bounded by
+// MaxResponseHeaderBytes, unless it sets a bound of its own (or its
+// transport is not an *http.Transport).
+func boundHeaders(c *http.Client) *http.Client {
+	var base *http.Transport
+	switch t := c.Transport.(type) {
+	case nil:
+		base, _ = http.DefaultTransport.(*http.Transport)
+	case *http.Transport:
+		base = t
+	}
+	if base == nil || base.MaxResponseHeaderBytes > 0 {
+		return c
+	}
+	t := base.Clone()
+	t.MaxResponseHeaderBytes = MaxResponseHeaderBytes
+	out := *c
+	out.Transport = t
+	return &out
 }

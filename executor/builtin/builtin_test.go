@@ -70,11 +70,14 @@ func TestLog(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]any{"msg": "hello", "level": "WARN", "workflow_id": "wf-1", "step": "step", "attempt": 1.0, "order": 7.0}
+	want := map[string]any{"msg": "hello", "level": "WARN", "workflow_id": "wf-1", "step": "step", "attempt": 1.0}
 	for k, v := range want {
 		if rec[k] != v {
 			t.Errorf("record %s = %v, want %v (%s)", k, rec[k], v, lines[0])
 		}
+	}
+	if f, _ := rec["fields"].(map[string]any); f["order"] != 7.0 {
+		t.Errorf("record fields = %v, want order 7 (%s)", rec["fields"], lines[0])
 	}
 	if !strings.Contains(lines[1], `"value":["raw",1]`) {
 		t.Errorf("value record = %s", lines[1])

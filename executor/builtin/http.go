@@ -53,9 +53,22 @@ func (c Config) http(ctx context.Context, t *executor.Task) (any, error) {
 		if d := deniedFailure(err); d != nil {
 			return nil, d
 		}
+		if strings.Contains(err.Error(), "server response headers exceeded") {
+			// (net/http has no error value for it.)
+			return nil, executor.NonRetryable(executor.NewError("response_too_large",
+				"the response's headers are over %d bytes", MaxResponseHeaderBytes))
+		}
 		return nil, transportError(ctx, err)
 	}
 	defer resp.Body.Close()
+	// The step's deadline ends the read: net/http stops watching the
+	// context once it hands over the connection of a protocol switch.
+	stop := context.AfterFunc(ctx, func() { _ = resp.Body.Close() })
+	defer stop()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return nil, executor.NonRetryable(executor.NewError("bad_response",
+			"HTTP 101: the server switched protocols; an http step takes one response (leave out Connection: Upgrade)"))
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, c.MaxBodyBytes+1))
 	if err != nil {
 		return nil, transportError(ctx, err)

@@ -94,6 +94,11 @@ func natsMsg(t *executor.Task, allow []string) (*nats.Msg, bool, error) {
 		msg.Header.Set("Idempotency-Key", t.IdempotencyKey)
 	}
 	for k, v := range headers {
+		if strings.EqualFold(k, "Nats-Rollup") {
+			// A rollup purges the stream's other messages (all of them,
+			// or the subject's): a step publishes, never deletes.
+			return nil, false, invalid("header %s is refused: a rollup would purge the stream's other messages", k)
+		}
 		msg.Header.Set(k, v)
 	}
 	return msg, useJS, nil

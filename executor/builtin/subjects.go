@@ -9,11 +9,20 @@ import (
 	"github.com/weftworks/weft/eventstore"
 )
 
+// MaxPublishSubject bounds the subject of a nats.publish step, in bytes:
+// a subject longer than the NATS server's control line (4 KiB, with the
+// rest of the line) closes the connection that publishes it, for good.
+const MaxPublishSubject = 1024
+
 // CheckPublishSubject returns an error when nats.publish may not send to
-// subject: it is reserved for NATS or Weft (see eventstore.ReservedSubject)
-// and matches none of the allow patterns. The API runs the same check on
-// literal subjects when a definition is put.
+// subject: it is longer than MaxPublishSubject, or reserved for NATS or
+// Weft (see eventstore.ReservedSubject) and matches none of the allow
+// patterns. The API runs the same check on literal subjects when a
+// definition is put.
 func CheckPublishSubject(subject string, allow []string) error {
+	if len(subject) > MaxPublishSubject {
+		return fmt.Errorf("subject of %d bytes: the limit is %d", len(subject), MaxPublishSubject)
+	}
 	if !eventstore.ReservedSubject(subject) || slices.ContainsFunc(allow, func(p string) bool {
 		return eventstore.SubjectMatches(p, subject)
 	}) {

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -112,7 +114,17 @@ type Node struct {
 	stopStreams context.CancelFunc
 	stopClock   context.CancelFunc
 	log         *slog.Logger
+	// lost is closed when the NATS connection closes for good while the
+	// node runs; stopping, once Stop began.
+	lost     chan struct{}
+	lostOnce sync.Once
+	stopping atomic.Bool
 }
+
+// Lost is closed when the node's NATS connection closed for good while it
+// ran: the server refused it (a protocol error), or reconnecting stopped.
+// Nothing the node does works after that; stop it, and start it again.
+func (n *Node) Lost() <-chan struct{} { return n.lost }
 
 // Start connects to NATS and starts the configured parts.
 func Start(ctx context.Context, cfg Config) (n *Node, err error) {
@@ -125,7 +137,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	n = &Node{log: cfg.Logger}
+	n = &Node{log: cfg.Logger, lost: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -186,6 +198,12 @@ func (n *Node) serveMetrics(cfg Config) error {
 func (n *Node) open(ctx context.Context, cfg Config) (err error) {
 	opts := append([]nats.Option{nats.Name("weft"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(false)}, cfg.NATSOptions...)
+	opts = append(opts, nats.ClosedHandler(func(nc *nats.Conn) {
+		if !n.stopping.Load() {
+			n.log.Error("the NATS connection closed for good", "err", nc.LastError())
+			n.lostOnce.Do(func() { close(n.lost) })
+		}
+	}))
 	if n.NC, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
 		return fmt.Errorf("connect to NATS at %s: %w", cfg.NATSURL, err)
 	}
@@ -341,6 +359,7 @@ func (n *Node) startAPI(cfg Config) error {
 // Stop stops the parts in reverse order and closes the connection. It is
 // safe to call more than once.
 func (n *Node) Stop(ctx context.Context) error {
+	n.stopping.Store(true)
 	var errs []error
 	if n.metricsHTTP != nil {
 		errs = append(errs, n.metricsHTTP.Shutdown(ctx))

@@ -8,6 +8,8 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/weftworks/weft/eventstore/events"
 )
 
 func (p *parser) switchStep(s *Step, at *stepAt, kind *yaml.Node, fields map[string]*yaml.Node) {
@@ -249,9 +251,12 @@ func (p *parser) fail(s *Step, at *stepAt, kind *yaml.Node) {
 	}
 	if n := ff["type"]; n != nil {
 		if t, ok := p.str(label, "fail.type", n); ok {
-			if symbolRE.MatchString(t) {
+			switch {
+			case len(t) > events.MaxErrorType:
+				p.add(label, "fail.type", "error type is %d bytes; the limit is %d", len(t), events.MaxErrorType)
+			case symbolRE.MatchString(t):
 				f.Type = t
-			} else {
+			default:
 				p.add(label, "fail.type", "invalid error type %q: use letters, digits, _ and -, in parts separated by single dots", t)
 			}
 		}

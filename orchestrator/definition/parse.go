@@ -573,9 +573,12 @@ func defaultRetryPolicy() events.RetryPolicy {
 func (p *parser) task(s *Step, at *stepAt, kind *yaml.Node, fields map[string]*yaml.Node) {
 	label := at.label
 	if t, ok := p.str(label, "task", kind); ok {
-		if symbolRE.MatchString(t) {
+		switch {
+		case len(t) > events.MaxTaskType:
+			p.add(label, "task", "task type is %d bytes; the limit is %d", len(t), events.MaxTaskType)
+		case symbolRE.MatchString(t):
 			s.Task = t
-		} else {
+		default:
 			p.add(label, "task", "invalid task type %q: use letters, digits, _ and -, in parts separated by single dots", t)
 		}
 	}
