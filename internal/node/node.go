@@ -329,7 +329,15 @@ func (n *Node) startAPI(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("API listener on %s: %w", cfg.APIAddr, err)
 	}
-	hs := api.NewHTTPServer(cfg.APIAddr, srv.Handler())
+	h := srv.Handler()
+	clientCerts := cfg.APITLS != nil && cfg.APITLS.ClientAuth == tls.RequireAndVerifyClientCert
+	if ac.Tokens == nil && !clientCerts && loopback(ln.Addr()) {
+		// Open to whoever reaches it, which on a loopback address is this
+		// machine: but a web page whose name rebinds to 127.0.0.1 reaches
+		// it too, from the browser. It names another host.
+		h = api.RequireLoopbackHost(h)
+	}
+	hs := api.NewHTTPServer(cfg.APIAddr, h)
 	// Connection errors (failed TLS handshakes among them) go to the log.
 	hs.ErrorLog = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelInfo)
 	n.APIURL = "http://" + ln.Addr().String()
@@ -389,4 +397,10 @@ func (n *Node) Stop(ctx context.Context) error {
 		n.NC.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// loopback reports whether addr is a loopback address.
+func loopback(addr net.Addr) bool {
+	t, ok := addr.(*net.TCPAddr)
+	return ok && t.IP.IsLoopback()
 }

@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path"
 	"sort"
@@ -215,4 +217,34 @@ func authenticate(c tokenChecker, header string) (name, problem string) {
 		return "", "invalid bearer token"
 	}
 	return name, ""
+}
+
+// RequireLoopbackHost serves only requests that name a loopback host
+// (localhost, a name under .localhost, or a loopback address, with any
+// port) and answers others 421 Misdirected Request. An API open to anyone
+// on a loopback address serves this machine; a web page elsewhere whose
+// name resolves to 127.0.0.1 (DNS rebinding) would reach it from the
+// browser of someone on it, but names its own host.
+func RequireLoopbackHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !loopbackHost(r.Host) {
+			http.Error(w, "this API serves requests to localhost only (it has no --auth-tokens or client certificates): use http://localhost:<port> or http://127.0.0.1:<port>", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// loopbackHost reports whether host (a Host header: a name or address,
+// with or without a port) names this machine's loopback interface.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }

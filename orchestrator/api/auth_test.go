@@ -145,3 +145,32 @@ func TestRequireTokens(t *testing.T) {
 		}
 	}
 }
+
+// An API open to anyone on a loopback address answers requests that name
+// a loopback host only: a page whose name rebinds to 127.0.0.1 names its
+// own.
+func TestRequireLoopbackHost(t *testing.T) {
+	srv := httptest.NewServer(RequireLoopbackHost(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	})))
+	defer srv.Close()
+	for host, want := range map[string]int{
+		"localhost": 200, "localhost:8080": 200, "LOCALHOST.": 200, "app.localhost:1": 200, "127.0.0.1:8080": 200,
+		"127.9.9.9": 200, "[::1]:8080": 200, "[::ffff:127.0.0.1]:80": 200,
+		"attacker.example:8080": 421, "10.0.0.1": 421, "localhost.attacker.example": 421,
+	} {
+		req, err := http.NewRequest("GET", srv.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %q: %d, want %d", host, resp.StatusCode, want)
+		}
+	}
+}

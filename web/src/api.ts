@@ -34,7 +34,14 @@ const auth: Interceptor = (next) => async (req) => {
   }
 };
 
-const transport = createConnectTransport({ baseUrl: location.origin, interceptors: [auth], useBinaryFormat: true });
+// Values nest as deep as the server records them (a JSON level is two
+// protobuf messages): the default limit of 100 would fail whole pages.
+const transport = createConnectTransport({
+  baseUrl: location.origin,
+  interceptors: [auth],
+  useBinaryFormat: true,
+  binaryOptions: { recursionLimit: 1000 },
+});
 
 export const workflows = createClient(WorkflowService, transport);
 export const definitions = createClient(DefinitionService, transport);

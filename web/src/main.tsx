@@ -12,9 +12,18 @@ import { RunPage } from "./run";
 import { DefinitionPage, DefinitionsPage } from "./defs";
 import { TriggersPage } from "./triggers";
 
+/** decodeSegment decodes a path segment; a malformed escape stays as it is. */
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
 function App() {
   const { path, search } = useLocation();
-  const seg = path.split("/").map(decodeURIComponent);
+  const seg = path.split("/").map(decodeSegment);
   let page: JSX.Element;
   let title = "Runs";
   if (seg[1] === "workflows" && seg[2]) {
