@@ -1302,6 +1302,13 @@ func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *w
 		sh.o.metrics.workflows.Started(rec.Name)
 		return nil, true, nil
 	case errors.Is(err, eventstore.ErrTooLarge):
+		// Refused before it reached the server: the child may exist all the same.
+		switch ok, ferr := ours(); {
+		case ok:
+			return nil, false, nil
+		case ferr != nil && !errors.Is(ferr, eventstore.ErrNotFound):
+			return nil, false, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, ferr)
+		}
 		return &events.Error{Type: workflow.ErrTypeLimit, Message: fmt.Sprintf(
 			"child workflow %s cannot start: its first record is larger than the NATS server accepts (%v); give it a smaller input", s.ChildID, err)}, false, nil
 	case errors.Is(err, eventstore.ErrDuplicate), errors.Is(err, eventstore.ErrConflict):

@@ -175,7 +175,7 @@ func (h *Harness) checkFlow(ctx context.Context, runs []*run, res *Result) {
 	}
 	sc := h.ledger.Slots()
 	res.Notes = append(res.Notes, fmt.Sprintf("queued: %d runs, %d read QUEUED after their start; limited: %d runs, the slowest closed %s after its start; most runs with a call in flight at once per slot: %v (limits %v); repeats of a succeeded call per slot: %v (beside another run: %v); calls beside a closed run's duplicate still in flight: %v",
-		queued, seen, limited, slowest.Round(time.Millisecond), sc.Most, sc.Limits, sc.Repeats, sc.RepeatsBeside, sc.LateBeside))
+		queued, seen, limited, slowest.Round(time.Millisecond), shortKeys(sc.Most), shortKeys(sc.Limits), shortKeys(sc.Repeats), shortKeys(sc.RepeatsBeside), shortKeys(sc.LateBeside)))
 	for _, slot := range sortedKeys(sc.Most) {
 		if sc.Most[slot] > sc.Limits[slot] {
 			res.Problems = append(res.Problems, fmt.Sprintf("slot %s: %d runs had a call in flight at once at the ledger, the limit is %d: %s",
@@ -309,4 +309,14 @@ func atLeast[K comparable](m map[K]int, n int) int {
 		c += btoi(v >= n)
 	}
 	return c
+}
+
+// shortKeys returns m with its keys shown without the long keys' padding
+// (planKey), for a note a person reads.
+func shortKeys[V any](m map[string]V) map[string]V {
+	out := make(map[string]V, len(m))
+	for k, v := range m {
+		out[strings.TrimRight(k, ".")] = v
+	}
+	return out
 }

@@ -8,8 +8,6 @@ import (
 
 	"cel.dev/cel-go/cel"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/weftworks/weft/eventstore/events"
 )
 
 func (p *parser) switchStep(s *Step, at *stepAt, kind *yaml.Node, fields map[string]*yaml.Node) {
@@ -251,12 +249,9 @@ func (p *parser) fail(s *Step, at *stepAt, kind *yaml.Node) {
 	}
 	if n := ff["type"]; n != nil {
 		if t, ok := p.str(label, "fail.type", n); ok {
-			switch {
-			case len(t) > events.MaxErrorType:
-				p.add(label, "fail.type", "error type is %d bytes; the limit is %d", len(t), events.MaxErrorType)
-			case symbolRE.MatchString(t):
+			if symbolRE.MatchString(t) {
 				f.Type = t
-			default:
+			} else {
 				p.add(label, "fail.type", "invalid error type %q: use letters, digits, _ and -, in parts separated by single dots", t)
 			}
 		}
