@@ -428,7 +428,8 @@ const pauseReadEvery = time.Second
 
 // pauseInBucket returns definition def's pause as the pauses bucket itself
 // says, read at most once every pauseReadEvery while the watched copy
-// shows the same (during); callers meanwhile take the last read. A read
+// shows the same (during); callers meanwhile take the last read, also
+// while a read is on its way. A read
 // that does not answer has ok false, leaving the decision to the copy.
 func (w *Worker) pauseInBucket(ctx context.Context, def string, during shown) pauseRead {
 	w.pmu.Lock()
@@ -441,8 +442,13 @@ func (w *Worker) pauseInBucket(ctx context.Context, def string, during shown) pa
 		w.pauseReads = map[string]pauseRead{}
 	}
 	began := time.Now()
-	// Others take the copy's word meanwhile.
-	w.pauseReads[def] = pauseRead{at: began, during: during}
+	// Others take the last read meanwhile, if the copy showed the same
+	// then, else the copy's word.
+	next := pauseRead{at: began, during: during}
+	if ok && last.during.paused == during.paused && last.during.since.Equal(during.since) {
+		next.ok, next.paused = last.ok, last.paused
+	}
+	w.pauseReads[def] = next
 	w.pmu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()

@@ -1,0 +1,42 @@
+package executor
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+)
+
+// While a worker's watched copy lags a pause (its watch stopped), the
+// bucket read that refreshes the definition's pause each second is in
+// flight at times: deliveries meanwhile take the read before (paused), not
+// the copy's word (it once let 11-13 of a burst of 48 commands run).
+func TestAPauseReadInFlightHoldsCommands(t *testing.T) {
+	b, calls := countingBench(t)
+	b.pauseSeen("other")
+	b.w.stopWatch()
+	if err := b.store.PauseDefinition(b.ctx, "d", eventstore.Pause{Time: time.Now(), By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(pauseReadEvery)
+	// One command first: held, its deliveries read the bucket (paused).
+	b.commandOf("wf-first", "t", "d", events.RetryPolicy{MaxAttempts: 1})
+	time.Sleep(pauseReadEvery + 200*time.Millisecond)
+	if n := calls.Load(); n > 0 {
+		t.Fatalf("the first command ran")
+	}
+	for round := range 5 {
+		var wg sync.WaitGroup
+		for i := range 48 {
+			wg.Go(func() { b.commandOf(fmt.Sprintf("wf-%d-%d", round, i), "t", "d", events.RetryPolicy{MaxAttempts: 1}) })
+		}
+		wg.Wait()
+		time.Sleep(pauseReadEvery + 100*time.Millisecond)
+		if n := calls.Load(); n > 0 {
+			t.Fatalf("round %d: %d commands of a paused definition ran, a second or more after the pause", round, n)
+		}
+	}
+}
