@@ -228,15 +228,54 @@ func (l *Listing) Err() error {
 // id afterID (afterID "": from the newest). more says a further entry
 // that keep accepts follows.
 func (l *Listing) Page(afterCreatedNanos int64, afterID string, n int, keep func(Summary) bool) (page []Summary, more bool) {
-	page, resume := l.Scan(afterCreatedNanos, afterID, n, 0, keep)
+	page, resume := l.Scan(afterCreatedNanos, afterID, n, 0, keep, nil)
 	return page, resume != nil
 }
 
-// Scan is Page looking at no more than budget entries (0: no bound). It
-// returns where a next call goes on from: the last entry returned when a
-// further entry keep accepts follows it, the last entry looked at when
-// the budget ran out first, or nil when no entry keep accepts follows.
-func (l *Listing) Scan(afterCreatedNanos int64, afterID string, n, budget int, keep func(Summary) bool) (page []Summary, resume *Summary) {
+// scanChunk is how many entries Scan copies at a time under the listing's
+// lock, to look at without it.
+const scanChunk = 256
+
+// Scan is Page looking at no more than budget entries (0: no bound), and
+// stopping early when stop (if set) says so before an entry after the
+// first. It returns where a next call goes on from: the last entry
+// returned when a further entry keep accepts follows it, the last entry
+// looked at when the budget ran out or stop said so first, or nil when no
+// entry keep accepts follows. keep and stop run without the listing's
+// lock (on copies of its entries, a chunk at a time): a slow query holds
+// up neither the listing's updates nor other reads.
+func (l *Listing) Scan(afterCreatedNanos int64, afterID string, n, budget int, keep func(Summary) bool, stop func() bool) (page []Summary, resume *Summary) {
+	looked := 0
+	var last *Summary // the last entry looked at
+	for {
+		chunk := l.before(afterCreatedNanos, afterID, scanChunk)
+		if len(chunk) == 0 {
+			return page, nil
+		}
+		for i := range chunk {
+			sum := chunk[i]
+			if looked > 0 && (budget > 0 && looked == budget || stop != nil && stop()) {
+				return page, last
+			}
+			looked++
+			last = &chunk[i]
+			if keep != nil && !keep(sum) {
+				continue
+			}
+			if len(page) == n {
+				end := page[n-1]
+				return page, &end
+			}
+			page = append(page, sum)
+		}
+		afterCreatedNanos, afterID = last.Created.UnixNano(), last.ID
+	}
+}
+
+// before copies up to k entries listed after the entry created at
+// afterCreatedNanos with id afterID (afterID "": from the newest), newest
+// first.
+func (l *Listing) before(afterCreatedNanos int64, afterID string, k int) []Summary {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	i := len(l.asc) - 1
@@ -256,21 +295,9 @@ func (l *Listing) Scan(afterCreatedNanos int64, afterID string, n, budget int, k
 			return lo
 		}()
 	}
-	for looked := 0; i >= 0; i-- {
-		if budget > 0 && looked == budget {
-			last := *l.asc[i+1]
-			return page, &last
-		}
-		looked++
-		sum := *l.asc[i]
-		if keep != nil && !keep(sum) {
-			continue
-		}
-		if len(page) == n {
-			last := page[n-1]
-			return page, &last
-		}
-		page = append(page, sum)
+	out := make([]Summary, 0, min(k, i+1))
+	for ; i >= 0 && len(out) < k; i-- {
+		out = append(out, *l.asc[i])
 	}
-	return page, nil
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Retention. A closed run whose definition (or the server) keeps runs for
@@ -111,6 +112,12 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 	if s.history.CachedInfo().Config.DenyPurge {
 		return ErrPurgeDenied
 	}
+	// The history's last record: an entry at or below it is this run's,
+	// never one of a run started under wf after the history goes.
+	last, err := s.LastSeq(ctx, wf)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
 	purge := func(stream jetstream.Stream, subject string) error {
 		if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
 			return fmt.Errorf("eventstore: delete %s (%s): %w", wf, subject, err)
@@ -139,7 +146,31 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 	if err := s.index.Purge(ctx, wf, opts...); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("eventstore: delete the index entry of %s: %w", wf, err)
 	}
-	return purge(s.history, historySubject(wf))
+	if s.betweenPurges != nil {
+		s.betweenPurges()
+	}
+	if err := purge(s.history, historySubject(wf)); err != nil {
+		return err
+	}
+	// A late write of the run's entry between the two purges found the
+	// history still there, and wrote over the marker: it goes again, at
+	// the revision read (a run started under wf since keeps its own).
+	e, err := s.getKV(ctx, s.index, wf)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("eventstore: index %s: %w", wf, err)
+	}
+	var sum Summary
+	if msgpack.Unmarshal(e.value, &sum) != nil || sum.Seq > last {
+		return nil
+	}
+	err = s.index.Purge(ctx, wf, append(opts, jetstream.LastRevision(e.rev))...)
+	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isConflict(err) {
+		return fmt.Errorf("eventstore: delete the index entry of %s: %w", wf, err)
+	}
+	return nil
 }
 
 // DeleteEntryOfGone deletes wf's listing entry when wf has no history: what

@@ -149,6 +149,10 @@ func (c *Config) defaults() {
 // Store is Weft's view of JetStream: histories, results, timers,
 // definitions and the workflow index. It is safe for concurrent use.
 type Store struct {
+	// betweenPurges, when set (by tests), runs in DeleteRun after the
+	// listing entry's purge and before the history's.
+	betweenPurges func()
+
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	cfg     Config

@@ -14,11 +14,12 @@ import (
 )
 
 // Bounds of a ListWorkflows query: its length, the cost of evaluating it
-// for one run, and how many runs one call looks at.
+// for one run, and how many runs one call looks at, for how long.
 const (
 	maxQueryBytes = 4 << 10
 	queryCost     = 10_000
 	scanBudget    = 50_000
+	scanTime      = 2 * time.Second
 )
 
 // queryEnv declares what a query sees of each run.
@@ -64,10 +65,15 @@ func compileQuery(src string) (*listQuery, error) {
 }
 
 // match reports whether the query is true for sum; a run it cannot be
-// evaluated for does not match.
-func (q *listQuery) match(sum eventstore.Summary) bool {
+// evaluated for does not match (a missing attribute, say). A query over
+// its cost limit for a run is an error: it would match no run and look at
+// every one.
+func (q *listQuery) match(sum eventstore.Summary) (bool, error) {
 	out, _, err := q.prg.Eval(summaryVars{sum: &sum})
-	return err == nil && out == types.True
+	if err != nil && strings.Contains(err.Error(), "cost limit exceeded") {
+		return false, errorf(connect.CodeInvalidArgument, "query: over its cost limit (%d) for run %s; make it simpler", queryCost, sum.ID)
+	}
+	return err == nil && out == types.True, nil
 }
 
 // summaryVars resolves a query's variables from one index entry, without

@@ -336,10 +336,36 @@ func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.
 	if err != nil {
 		return nil, err
 	}
+	// A page looks at scanBudget runs at most, for scanTime at most, and
+	// for no more than three quarters of what its caller waits: a
+	// next_page_token goes on.
+	var qerr error
+	now := time.Now()
+	until := now.Add(scanTime)
+	if dl, ok := ctx.Deadline(); ok {
+		if t := now.Add(dl.Sub(now) * 3 / 4); t.Before(until) {
+			until = t
+		}
+	}
 	page, resume := l.Scan(cur.created, cur.id, size, scanBudget, func(sum eventstore.Summary) bool {
-		return (m.Definition == "" || sum.Definition == m.Definition) && (want == "" || sum.Status == want) &&
-			strings.HasPrefix(sum.ID, m.IdPrefix) && (q == nil || q.match(sum))
-	})
+		if m.Definition != "" && sum.Definition != m.Definition || want != "" && sum.Status != want || !strings.HasPrefix(sum.ID, m.IdPrefix) {
+			return false
+		}
+		if q == nil {
+			return true
+		}
+		ok, err := q.match(sum)
+		if err != nil && qerr == nil {
+			qerr = err
+		}
+		return ok
+	}, func() bool { return qerr != nil || ctx.Err() != nil || time.Now().After(until) })
+	switch {
+	case qerr != nil:
+		return nil, qerr
+	case ctx.Err() != nil:
+		return nil, toConnect(ctx.Err())
+	}
 	resp := &weftv1.ListWorkflowsResponse{}
 	for _, sum := range page {
 		resp.Workflows = append(resp.Workflows, summaryProto(sum))
