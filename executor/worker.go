@@ -57,6 +57,12 @@ type Config struct {
 	// recorded (the command carries it); handlers get it in their context.
 	// Default: the process-wide provider (see internal/telemetry).
 	TracerProvider trace.TracerProvider
+	// Now is the clock of flow control: the ends of concurrency slots'
+	// leases and rate-limit periods, which every executor compares. A
+	// node gives its clock bounded by JetStream's (eventstore.Clock), so
+	// one that runs ahead cannot take slots others still hold. Default
+	// time.Now.
+	Now func() time.Time
 }
 
 // Validate checks the configuration.
@@ -101,9 +107,15 @@ func New(store *eventstore.Store, cfg Config) (*Worker, error) {
 	}
 	config.Default(&cfg.Concurrency, 64)
 	config.Default(&cfg.Logger, slog.Default())
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Worker{store: store, cfg: cfg, log: cfg.Logger.With("component", "executor"), handlers: map[string]Handler{},
 		steps: metrics.NewSteps(cfg.Metrics), tracer: telemetry.Tracer(cfg.TracerProvider)}, nil
 }
+
+// now is the clock of flow control (Config.Now).
+func (w *Worker) now() time.Time { return w.cfg.Now() }
 
 // Register sets the handler of taskType. Call it before Start.
 func (w *Worker) Register(taskType string, h Handler) error {
@@ -115,7 +127,7 @@ func (w *Worker) Register(taskType string, h Handler) error {
 			return errors.New("executor: Register needs a task type and a handler")
 		}
 		if !eventstore.ValidTaskType(taskType) {
-			return fmt.Errorf("executor: invalid task type %q: use letters, digits, _ and -, in parts separated by single dots", taskType)
+			return fmt.Errorf("executor: invalid task type %q: use letters, digits, _ and -, in parts separated by single dots, at most %d bytes", taskType, events.MaxTaskType)
 		}
 		w.handlers[taskType] = h
 		return nil
@@ -588,7 +600,7 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 				return failed(err)
 			}
 		}
-		lease, took := slotLease(d), time.Now()
+		lease, took := slotLease(d), w.now()
 		ok, wait, err := w.store.AcquireSlot(ctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, took, lease)
 		if err != nil {
 			return failed(err)
@@ -607,10 +619,10 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 		renew = func() {
 			mu.Lock()
 			defer mu.Unlock()
-			if time.Since(renewed) < min(lease/3, 30*time.Second) {
+			if w.now().Sub(renewed) < min(lease/3, 30*time.Second) {
 				return
 			}
-			renewed = time.Now()
+			renewed = w.now()
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			if ok, _, err := w.store.AcquireSlot(cctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, renewed, lease); err != nil || !ok {
@@ -642,7 +654,7 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 		}
 	}
 	if f.RateLimit > 0 {
-		ok, wait, err := w.store.TakeToken(ctx, f.Scope, f.RateKey, f.RateLimit, f.RatePer, time.Now())
+		ok, wait, err := w.store.TakeToken(ctx, f.Scope, f.RateKey, f.RateLimit, f.RatePer, w.now())
 		if err != nil {
 			release.later()
 			return failed(err)

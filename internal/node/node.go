@@ -273,6 +273,9 @@ func (n *Node) startEngine(ctx context.Context, cfg Config) (err error) {
 func (n *Node) startWorker(ctx context.Context, cfg Config) (err error) {
 	ec := *cfg.Executor
 	config.Default(&ec.Logger, cfg.Logger)
+	if ec.Now == nil {
+		ec.Now = n.Clock.Now
+	}
 	config.Default(&ec.TracerProvider, cfg.TracerProvider)
 	config.Default(&ec.Metrics, cfg.Metrics)
 	if n.Worker, err = executor.New(n.Store, ec); err != nil {
