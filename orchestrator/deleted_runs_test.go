@@ -11,8 +11,8 @@ import (
 
 // A task result of a run that retention deleted meanwhile (the run was
 // canceled, or failed on its timeout, while the task ran) can never
-// apply: it is dropped like any input of a run with no history, not taken
-// for a read behind the result's command and redelivered for ever.
+// apply: read as having no history delivery after delivery, it is dropped,
+// not taken for a read behind the result's command for ever.
 func TestAResultOfADeletedRunIsDropped(t *testing.T) {
 	r := newRig(t)
 	r.putDef("one", oneTask)
@@ -32,8 +32,16 @@ func TestAResultOfADeletedRunIsDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := next(t, results)
+	// Read as none at first, it comes back (a read behind its command
+	// finds it when asked again)...
 	err := sh.processUntilSettled(r.ctx, d)
 	var perm errPermanent
+	if err == nil || errors.As(err, &perm) {
+		t.Fatalf("a result read as having no history at its first delivery: %v; want it tried again", err)
+	}
+	// ...and, read as none again and again, it is dropped.
+	d.NumDelivered = noHistoryDeliveries
+	err = sh.processUntilSettled(r.ctx, d)
 	if !errors.As(err, &perm) {
 		t.Fatalf("a result of a deleted run: %v; want it dropped (errPermanent), not redelivered for ever", err)
 	}

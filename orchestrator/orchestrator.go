@@ -418,6 +418,19 @@ func (sh *shard) failWorkflow(ctx context.Context, wf string, b errBroken) error
 	return errors.New("history kept changing")
 }
 
+// errNoneRead: a read of a history found none, where the input it was
+// read for refers to a record of it. A read behind the record (a replica
+// that applied it first handed it out) finds it when asked again; a run
+// deleted since finds none for good.
+type errNoneRead struct{ err error }
+
+func (e errNoneRead) Error() string { return e.err.Error() }
+func (e errNoneRead) Unwrap() error { return e.err }
+
+// noHistoryDeliveries is how many deliveries of an input a history read
+// as none takes before the input is dropped (about 10 s of backoff).
+const noHistoryDeliveries = 8
+
 // errPermanent marks inputs that can never be processed.
 type errPermanent struct{ err error }
 
@@ -545,14 +558,14 @@ func (sh *shard) load(ctx context.Context, wf string, minSeq uint64) (*entry, bo
 	if err := sh.catchUp(ctx, wf, e, after); err != nil {
 		return nil, false, err
 	}
-	if e.st.Events == 0 {
-		// No history on the leader: never written, or deleted (retention).
-		return nil, true, nil
-	}
 	if e.st.LastSeq < minSeq {
 		// The read did not reach the record we were handed: never decide
 		// on a history that misses it.
-		return nil, false, fmt.Errorf("history of %s read up to seq %d, behind delivered seq %d", wf, e.st.LastSeq, minSeq)
+		err := fmt.Errorf("history of %s read up to seq %d, behind delivered seq %d", wf, e.st.LastSeq, minSeq)
+		if e.st.Events == 0 {
+			err = errNoneRead{err}
+		}
+		return nil, false, err
 	}
 	if e.st.Events == 0 {
 		return nil, true, nil
@@ -706,6 +719,12 @@ func (sh *shard) loadFor(ctx context.Context, d *eventstore.Delivery, seed bool)
 		minSeq = d.Result.Cmd
 	}
 	e, fresh, err := sh.load(ctx, wf, minSeq)
+	var none errNoneRead
+	if errors.As(err, &none) && d.NumDelivered >= noHistoryDeliveries {
+		// Read as none, again and again: not a read behind (that lasts
+		// milliseconds) but a run deleted (retention) since its command.
+		return nil, false, errPermanent{fmt.Errorf("workflow %s has no history (deleted since?): %w", wf, err)}
+	}
 	if err != nil {
 		return nil, false, err
 	}
