@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -98,7 +97,9 @@ func TestASlowQueryEndsItsPageAndBlocksNoOtherRead(t *testing.T) {
 	t.Logf("query of %d bytes", len(q))
 	done := make(chan error, 1)
 	start := time.Now()
-	lctx, cancel := context.WithTimeout(ctx, time.Second)
+	// A page ends by scanTime (2 s), and one run's evaluation after it
+	// (slow under -race), well within its caller's 10 s.
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	go func() {
 		_, err := c.ListWorkflows(lctx, connect.NewRequest(&weftv1.ListWorkflowsRequest{Query: q, PageSize: 10}))
@@ -119,7 +120,7 @@ func TestASlowQueryEndsItsPageAndBlocksNoOtherRead(t *testing.T) {
 	if cerr != nil {
 		t.Errorf("CountWorkflows while one query runs: %v", cerr)
 	}
-	if err != nil && errors.Is(err, context.DeadlineExceeded) || connect.CodeOf(err) == connect.CodeDeadlineExceeded {
-		t.Errorf("one page of a query over %d runs did not end within 1 s (a call looks at up to 50,000)", n)
+	if err != nil {
+		t.Errorf("one page of a query over %d runs did not end with a page within its caller's deadline: %v", n, err)
 	}
 }
