@@ -166,7 +166,17 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 	if msgpack.Unmarshal(e.value, &sum) != nil || sum.Seq > last {
 		return nil
 	}
-	err = s.index.Purge(ctx, wf, append(opts, jetstream.LastRevision(e.rev))...)
+	return s.purgeEntryAt(ctx, wf, e.rev)
+}
+
+// purgeEntryAt purges wf's listing entry, leaving a marker for MarkerTTL,
+// if it is still at revision rev: one written since is left be.
+func (s *Store) purgeEntryAt(ctx context.Context, wf string, rev uint64) error {
+	opts := []jetstream.KVDeleteOpt{jetstream.LastRevision(rev)}
+	if s.indexTTL {
+		opts = append(opts, jetstream.PurgeTTL(s.cfg.MarkerTTL))
+	}
+	err := s.index.Purge(ctx, wf, opts...)
 	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isConflict(err) {
 		return fmt.Errorf("eventstore: delete the index entry of %s: %w", wf, err)
 	}
@@ -190,15 +200,7 @@ func (s *Store) DeleteEntryOfGone(ctx context.Context, wf string) error {
 	if _, err := s.LastSeq(ctx, wf); !errors.Is(err, ErrNotFound) {
 		return err // a run under wf again: the entry is its own
 	}
-	opts := []jetstream.KVDeleteOpt{jetstream.LastRevision(e.rev)}
-	if s.indexTTL {
-		opts = append(opts, jetstream.PurgeTTL(s.cfg.MarkerTTL))
-	}
-	err = s.index.Purge(ctx, wf, opts...)
-	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isConflict(err) {
-		return fmt.Errorf("eventstore: delete the index entry of %s: %w", wf, err)
-	}
-	return nil // (written since: by a run started again under wf)
+	return s.purgeEntryAt(ctx, wf, e.rev)
 }
 
 // ReadLive is Read that tells a workflow with nothing after `after` from
