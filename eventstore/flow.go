@@ -236,12 +236,8 @@ func (s *Store) DropSlots(ctx context.Context, scope, key string, drop func(hold
 
 // rateCount is the attempts started in one period of a rate limit.
 type rateCount struct {
-	Period int64 `msgpack:"p"` // the period's index: Unix time / Per
+	Period int64 `msgpack:"p"` // the period's index: Unix time / per
 	Count  int   `msgpack:"n"`
-	// Per is the period's length, in nanoseconds: a revision may change
-	// it, and an index means nothing with another (0: an earlier version's
-	// count, whose length is not known).
-	Per int64 `msgpack:"per,omitempty"`
 }
 
 // TakeToken counts an attempt started at now against scope's key's rate
@@ -253,18 +249,18 @@ func (s *Store) TakeToken(ctx context.Context, scope, key string, limit int, per
 	var ok bool
 	now0 := now.UnixNano() / int64(per)
 	period := now0
-	err := s.updateFlow(ctx, flowKey("r", scope, key), &rc, func() { rc, ok, period = rateCount{}, false, now0 }, func() bool {
+	// Counted per period length: a revision that changes per counts apart
+	// (an index means nothing with another length), and takers of both
+	// revisions never reset each other's count.
+	err := s.updateFlow(ctx, flowKey("r", scope, per.String()+"/"+key), &rc, func() { rc, ok, period = rateCount{}, false, now0 }, func() bool {
 		switch {
-		case rc.Per != int64(per) || rc.Period < period || rc.Period > period+1:
-			// A count of another period's length (a revision changed
-			// per), of an earlier period, or of one further ahead than
-			// the next (a clock far ahead): this period starts afresh.
-			rc = rateCount{Period: period, Per: int64(per)}
 		case rc.Period > period:
-			// Another taker is in the next period already (this one's
-			// update was slow, or its clock is a little behind): count in
-			// that one, never start it again from zero.
+			// Another taker is in a later period already (this one's update
+			// was slow, or its clock is behind): count in that one, never
+			// start it again from zero.
 			period = rc.Period
+		case rc.Period < period:
+			rc = rateCount{Period: period}
 		}
 		if rc.Count >= limit {
 			return false

@@ -50,3 +50,54 @@ func TestARateLimitPerDoubledByARevisionStartsAfresh(t *testing.T) {
 		t.Errorf("revision 2's token 10 s on: ok %v, wait %v (%.0f years), err %v", ok, wait, wait.Hours()/24/365, err)
 	}
 }
+
+// Runs of two revisions of a step, with per 1s and per 1m, take tokens in
+// turn (a rollout): each counts its own, and neither resets the other's.
+func TestTwoRateLimitPersInFlightStayBounded(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	now := time.Now()
+	took := 0
+	for i := range 20 {
+		per := time.Second
+		if i%2 == 1 {
+			per = time.Minute
+		}
+		ok, _, err := s.TakeToken(ctx, "d/call", "k", 2, per, now.Add(time.Duration(i)*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			took++
+		}
+	}
+	if took > 4 {
+		t.Errorf("20 takes within 20 ms, limit 2 per period, two pers: %d tokens", took)
+	}
+}
+
+// An executor whose clock is 3 periods behind another's (the node clock
+// is bounded only from above) alternates with it: it counts in the later
+// period, and neither resets the other's count.
+func TestARateLimitTakerBehindStaysBounded(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	now := time.Now()
+	took := 0
+	for i := range 20 {
+		at := now.Add(time.Duration(i) * time.Millisecond)
+		if i%2 == 1 {
+			at = at.Add(-3 * time.Second)
+		}
+		ok, _, err := s.TakeToken(ctx, "d/call", "k", 2, time.Second, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			took++
+		}
+	}
+	if took > 4 {
+		t.Errorf("20 takes within 20 ms, limit 2 a second, one clock 3 s behind: %d tokens", took)
+	}
+}
