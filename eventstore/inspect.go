@@ -266,6 +266,17 @@ func (s *Store) HistoryRuns(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
+// HistoryReached reports whether the history stream, as its leader
+// holds it, has stored every record up to seq: a record at or below it
+// that a read does not find is gone (purged), not on its way.
+func (s *Store) HistoryReached(ctx context.Context, seq uint64) (bool, error) {
+	info, err := retryRead(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return s.history.Info(ctx) })
+	if err != nil {
+		return false, fmt.Errorf("eventstore: the history's state: %w", err)
+	}
+	return info.State.LastSeq >= seq, nil
+}
+
 // DeletionScheduled reports whether wf's deletion is scheduled (its
 // retention not run out yet) or came due and waits for an orchestrator.
 func (s *Store) DeletionScheduled(ctx context.Context, wf string) (bool, error) {

@@ -421,15 +421,11 @@ func (sh *shard) failWorkflow(ctx context.Context, wf string, b errBroken) error
 // errNoneRead: a read of a history found none, where the input it was
 // read for refers to a record of it. A read behind the record (a replica
 // that applied it first handed it out) finds it when asked again; a run
-// deleted since finds none for good.
+// deleted since finds none for good, from a stream that has reached it.
 type errNoneRead struct{ err error }
 
 func (e errNoneRead) Error() string { return e.err.Error() }
 func (e errNoneRead) Unwrap() error { return e.err }
-
-// noHistoryDeliveries is how many deliveries of an input a history read
-// as none takes before the input is dropped (about 10 s of backoff).
-const noHistoryDeliveries = 8
 
 // errPermanent marks inputs that can never be processed.
 type errPermanent struct{ err error }
@@ -719,11 +715,13 @@ func (sh *shard) loadFor(ctx context.Context, d *eventstore.Delivery, seed bool)
 		minSeq = d.Result.Cmd
 	}
 	e, fresh, err := sh.load(ctx, wf, minSeq)
-	var none errNoneRead
-	if errors.As(err, &none) && d.NumDelivered >= noHistoryDeliveries {
-		// Read as none, again and again: not a read behind (that lasts
-		// milliseconds) but a run deleted (retention) since its command.
-		return nil, false, errPermanent{fmt.Errorf("workflow %s has no history (deleted since?): %w", wf, err)}
+	if none := (errNoneRead{}); errors.As(err, &none) {
+		// None, where the stream holds the record the input refers to
+		// (its last sequence is past it): not a read behind, but a run
+		// deleted (retention) since.
+		if reached, rerr := sh.o.store.HistoryReached(ctx, minSeq); rerr == nil && reached {
+			return nil, false, errPermanent{fmt.Errorf("workflow %s has no history (deleted since): %w", wf, err)}
+		}
 	}
 	if err != nil {
 		return nil, false, err
