@@ -43,9 +43,10 @@ func flowKey(kind, scope, key string) string {
 }
 
 // maxKeyToken bounds a KV key's token written as it is: well within the
-// server's 4 KiB control line with the rest of the subject, and past every
-// key an earlier version could store (which wrote every key as it is), so
-// entries stored before keep their names.
+// server's 4 KiB control line with the rest of the subject, and past all
+// but the longest keys an earlier version could store (it wrote every key
+// as it is, up to about 3,900 encoded characters), so entries stored
+// before keep their names.
 const maxKeyToken = 3000
 
 // keyToken encodes s as one KV key token: "v" and its base64 (an empty

@@ -155,18 +155,27 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 	// A late write of the run's entry between the two purges found the
 	// history still there, and wrote over the marker: it goes again, at
 	// the revision read (a run started under wf since keeps its own).
-	e, err := s.getKV(ctx, s.index, wf)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil
-	case err != nil:
-		return fmt.Errorf("eventstore: index %s: %w", wf, err)
+	e, ok, err := s.indexEntry(ctx, wf)
+	if err != nil || !ok {
+		return err
 	}
 	var sum Summary
 	if msgpack.Unmarshal(e.value, &sum) != nil || sum.Seq > last {
 		return nil
 	}
 	return s.purgeEntryAt(ctx, wf, e.rev)
+}
+
+// indexEntry reads wf's listing entry; ok is false when there is none.
+func (s *Store) indexEntry(ctx context.Context, wf string) (e kvEntry, ok bool, err error) {
+	e, err = s.getKV(ctx, s.index, wf)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return kvEntry{}, false, nil
+	case err != nil:
+		return kvEntry{}, false, fmt.Errorf("eventstore: index %s: %w", wf, err)
+	}
+	return e, true, nil
 }
 
 // purgeEntryAt purges wf's listing entry, leaving a marker for MarkerTTL,
@@ -190,12 +199,9 @@ func (s *Store) purgeEntryAt(ctx context.Context, wf string, rev uint64) error {
 // (The timers and results such a deletion left are dropped as they come,
 // finding no history.)
 func (s *Store) DeleteEntryOfGone(ctx context.Context, wf string) error {
-	e, err := s.getKV(ctx, s.index, wf)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return nil
-	case err != nil:
-		return fmt.Errorf("eventstore: index %s: %w", wf, err)
+	e, ok, err := s.indexEntry(ctx, wf)
+	if err != nil || !ok {
+		return err
 	}
 	if _, err := s.LastSeq(ctx, wf); !errors.Is(err, ErrNotFound) {
 		return err // a run under wf again: the entry is its own

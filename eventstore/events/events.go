@@ -129,8 +129,8 @@ const (
 // MaxTaskType bounds a task type's length: it is part of the subject of
 // every command of the type, and a subject longer than the NATS server's
 // control line (4 KiB) closes the connection that publishes it. (Types
-// up to about 3,800 bytes worked before the bound: the ones that did not
-// never ran a step.)
+// of 2,048 to about 3,800 bytes worked before the bound, and are refused
+// now; longer ones never ran a step.)
 const MaxTaskType = 2048
 
 // Fit returns e made fit to record: valid UTF-8 (invalid bytes become

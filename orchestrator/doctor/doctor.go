@@ -502,16 +502,18 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 	if len(missed) > 0 {
 		// Its history gone or moved since it was read (deleted, say), or
 		// an input on its way that will make them: not missed.
-		if moved, err := c.moved(ctx, r); err != nil || moved {
-			missed = nil
-			if err != nil {
+		moved, err := c.moved(ctx, r)
+		if err != nil {
+			return err
+		}
+		waiting := false
+		if !moved {
+			if waiting, err = c.inputWaiting(ctx, r); err != nil {
 				return err
 			}
-		} else if waiting, err := c.inputWaiting(ctx, r); err != nil || waiting {
+		}
+		if moved || waiting {
 			missed = nil
-			if err != nil {
-				return err
-			}
 		}
 	}
 	for _, why := range missed {
