@@ -32,7 +32,9 @@ agrees (the child exists, the timer is scheduled, the task's command reaches
 an executor). It names the runs nothing can move (stuck) and the index
 entries that disagree with history (drifted), with the reason, and exits
 with status 1 when there are any. Runs whose history changed within --grace
-are taken as moving.`,
+are taken as moving. A run that cannot be read or judged (NATS does not
+answer) is tried three times, then named as not checked, and the check goes
+on; it too makes the status 1.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			natsOpts, err := p.natsOptions()
@@ -66,6 +68,9 @@ are taken as moving.`,
 				printReport(out, rep, all)
 			}
 			if !rep.OK() {
+				if rep.Unchecked > 0 {
+					return fmt.Errorf("%d stuck, %d drifted, %d not checked", rep.Stuck, rep.Drifted, rep.Unchecked)
+				}
 				return fmt.Errorf("%d stuck, %d drifted", rep.Stuck, rep.Drifted)
 			}
 			return nil

@@ -87,9 +87,10 @@ type Result struct {
 type ShapeCount struct{ Total, AsExpected, WithProblems int }
 
 // DoctorCounts is what the stuck and drift detector reports: workflows
-// running with nothing left that will move them on, and workflows whose
-// stored listing or snapshot disagrees with their history.
-type DoctorCounts struct{ Stuck, Drifted int }
+// running with nothing left that will move them on, workflows whose
+// stored listing or snapshot disagrees with their history, and workflows
+// it could not check.
+type DoctorCounts struct{ Stuck, Drifted, Unchecked int }
 
 // Lost is the number of workflows that did not end as expected.
 func (r *Result) Lost() int { return r.Workflows - r.AsExpected }
@@ -98,9 +99,9 @@ func (r *Result) Lost() int { return r.Workflows - r.AsExpected }
 func (r *Result) Summary() string {
 	k := r.Kills
 	return fmt.Sprintf("chaos: workflows=%d as_expected=%d (completed=%d failed=%d canceled=%d) lost=%d kills=%d (nats=%d orch=%d exec=%d api=%d) "+
-		"duplicate_effects=%d duplicate_decisions=%d mismatches=%d lost_signals=%d stuck=%d drifted=%d p99_completion=%.2fs",
+		"duplicate_effects=%d duplicate_decisions=%d mismatches=%d lost_signals=%d stuck=%d drifted=%d unchecked=%d p99_completion=%.2fs",
 		r.Workflows, r.AsExpected, r.Completed, r.Failed, r.Canceled, r.Lost(), k.Total(), k.NATS, k.Orchestrator, k.Executor, k.API,
-		r.DuplicateEffects, r.DuplicateDecisions, r.Mismatches, r.LostSignals, r.Doctor.Stuck, r.Doctor.Drifted, r.P99.Seconds())
+		r.DuplicateEffects, r.DuplicateDecisions, r.Mismatches, r.LostSignals, r.Doctor.Stuck, r.Doctor.Drifted, r.Doctor.Unchecked, r.P99.Seconds())
 }
 
 // ShapeLine lists the workflows per shape as ended-as-expected/total,
@@ -268,7 +269,7 @@ func checkDoctor(ctx context.Context, store *eventstore.Store) (DoctorCounts, []
 			lines = append(lines, fmt.Sprintf("%s %s (%s): %s", f.Kind, r.ID, r.Definition, f.Reason))
 		}
 	}
-	return DoctorCounts{Stuck: rep.Stuck, Drifted: rep.Drifted}, lines, nil
+	return DoctorCounts{Stuck: rep.Stuck, Drifted: rep.Drifted, Unchecked: rep.Unchecked}, lines, nil
 }
 
 // pathEvents gathers the events of one step path.

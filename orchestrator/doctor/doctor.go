@@ -45,6 +45,9 @@ const (
 	Closed Verdict = "closed"
 	// Missing: the index lists it, but it has no history.
 	Missing Verdict = "missing"
+	// Unchecked: it could not be read or judged (NATS did not answer,
+	// say), even when tried again.
+	Unchecked Verdict = "unchecked"
 )
 
 // FindingKind is a kind of problem.
@@ -56,6 +59,9 @@ const (
 	FindingStuck FindingKind = "stuck"
 	// FindingDrifted: the index disagrees with history.
 	FindingDrifted FindingKind = "drifted"
+	// FindingUnchecked: the run could not be checked; the reason is the
+	// last error.
+	FindingUnchecked FindingKind = "unchecked"
 )
 
 // Finding is one problem with a run, and why.
@@ -100,8 +106,8 @@ type Report struct {
 	At time.Time `json:"at"`
 	// Entries counts the index entries checked.
 	Entries int `json:"entries"`
-	// Running counts the runs whose history says RUNNING; Moving, Waiting
-	// and Stuck divide them.
+	// Running counts the runs whose history says RUNNING; Moving, Waiting,
+	// Stuck and those of Unchecked that were read divide them.
 	Running int `json:"running"`
 	Moving  int `json:"moving"`
 	Waiting int `json:"waiting"`
@@ -110,19 +116,29 @@ type Report struct {
 	Drifted int `json:"drifted"`
 	// Paused counts the open runs whose definition is paused.
 	Paused int `json:"paused"`
-	// Problems are the runs stuck or drifted, by id.
+	// Unchecked counts the runs that could not be checked: a check with
+	// any is not OK, since it cannot say that they are not stuck.
+	Unchecked int `json:"unchecked"`
+	// Problems are the runs stuck, drifted or unchecked, by id.
 	Problems []Run `json:"problems"`
 	// Runs are every run checked, by id (Options.All).
 	Runs []Run `json:"runs,omitempty"`
 }
 
-// OK reports whether nothing is stuck or drifted.
-func (r *Report) OK() bool { return r.Stuck == 0 && r.Drifted == 0 }
+// OK reports whether every run was checked and none is stuck or drifted.
+func (r *Report) OK() bool { return r.Stuck == 0 && r.Drifted == 0 && r.Unchecked == 0 }
 
 // Summary is the report in one line.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("%d running: %d moving, %d waiting for a signal, %d stuck, %d drifted",
+	s := fmt.Sprintf("%d running: %d moving, %d waiting for a signal, %d stuck, %d drifted",
 		r.Running, r.Moving, r.Waiting, r.Stuck, r.Drifted)
+	switch {
+	case r.Unchecked == 1:
+		s += "; 1 run could not be checked"
+	case r.Unchecked > 1:
+		s += fmt.Sprintf("; %d runs could not be checked", r.Unchecked)
+	}
+	return s
 }
 
 // Options tunes a check.
@@ -146,6 +162,9 @@ type Options struct {
 	All bool
 	// Concurrency bounds the histories read at once. Default 8.
 	Concurrency int
+	// Attempts is how many times a run whose read or judgement fails is
+	// tried before it is reported unchecked. Default 3.
+	Attempts int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Definitions is the cache of compiled definitions to use, a node's
@@ -174,6 +193,9 @@ func (o *Options) defaults() {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 8
 	}
+	if o.Attempts <= 0 {
+		o.Attempts = 3
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -181,7 +203,10 @@ func (o *Options) defaults() {
 
 // Check checks every run the index lists, and the runs they name as
 // parent or child that it does not list. It reads one history per run and
-// writes nothing. Errors are failures to read, not findings.
+// writes nothing. A run that cannot be read or judged is tried again, then
+// reported unchecked, and the check goes on; the error returned is a
+// failure to read what every run's check needs (the index, the history
+// stream's subjects, the pauses) or the context's end.
 func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report, error) {
 	opts.defaults()
 	if opts.Definitions == nil {
@@ -243,6 +268,19 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 	rep := &Report{At: c.now, Entries: len(sums), Problems: []Run{}}
 	slices.SortFunc(all, func(a, b *run) int { return strings.Compare(a.ID, b.ID) })
 	for _, r := range all {
+		if r.unchecked != nil {
+			r.Verdict = Unchecked
+			r.Findings = []Finding{{Kind: FindingUnchecked, Reason: r.unchecked.Error()}}
+			rep.Unchecked++
+			if open(r.Status) {
+				rep.Running++
+			}
+			rep.Problems = append(rep.Problems, r.Run)
+			if opts.All {
+				rep.Runs = append(rep.Runs, r.Run)
+			}
+			continue
+		}
 		if !r.indexed && r.st == nil || r.deleting {
 			continue // a child that does not exist (its parent says so), or a run being deleted
 		}
@@ -285,6 +323,8 @@ type run struct {
 	broken error
 	// deleting: it is not listed because its deletion is under way.
 	deleting bool
+	// unchecked is why it could not be read or judged, tried again.
+	unchecked error
 }
 
 // related returns the ids of the run's running children, the children it
@@ -344,16 +384,18 @@ type keySlots struct {
 	blocked bool
 }
 
-// each calls fn for every run, Options.Concurrency at a time, and returns
-// the first error.
+// each calls fn for every run not yet found unchecked,
+// Options.Concurrency at a time. A run whose fn fails is tried again, up
+// to Options.Attempts in all with a short pause between, and then marked
+// unchecked with the last error: one run NATS does not answer for ends
+// no check. It returns the context's error, if it ended.
 func (c *checker) each(ctx context.Context, runs []*run, fn func(context.Context, *run) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
 	sem := make(chan struct{}, c.opts.Concurrency)
 	for _, r := range runs {
+		if r.unchecked != nil {
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -364,17 +406,44 @@ func (c *checker) each(ctx context.Context, runs []*run, fn func(context.Context
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := fn(ctx, r); err != nil {
-				once.Do(func() { first = fmt.Errorf("%s: %w", r.ID, err); cancel() })
+			pause := 100 * time.Millisecond
+			for attempt := 1; ; attempt++ {
+				err := c.try(ctx, r, fn)
+				if err == nil || ctx.Err() != nil {
+					return
+				}
+				if attempt >= c.opts.Attempts {
+					r.unchecked = err
+					return
+				}
+				select {
+				case <-time.After(pause):
+				case <-ctx.Done():
+					return
+				}
+				pause *= 4
 			}
 		}()
 	}
 	wg.Wait()
-	if first == nil {
-		first = ctx.Err()
-	}
-	return first
+	return ctx.Err()
 }
+
+// try calls fn for r once, from what r was before any attempt: the
+// findings, verdict and movers an attempt that failed half way made go.
+func (c *checker) try(ctx context.Context, r *run, fn func(context.Context, *run) error) error {
+	if hook := testHookTry; hook != nil {
+		if err := hook(r.ID); err != nil {
+			return err
+		}
+	}
+	r.Findings, r.Verdict, r.Movers, r.deleting = nil, "", nil, false
+	return fn(ctx, r)
+}
+
+// testHookTry, when set by a test, is called before each attempt at a
+// run, and an error it returns is the attempt's.
+var testHookTry func(id string) error
 
 // load reads and folds r's history.
 func (c *checker) load(ctx context.Context, r *run) error {
@@ -452,9 +521,11 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 	case r.st == nil && r.indexed:
 		// Deleted (retention) since the index was read, or being deleted:
 		// nothing to report.
-		if gone, err := c.deleted(ctx, r.ID); err != nil || gone {
-			r.indexed = false
+		if gone, err := c.deleted(ctx, r.ID); err != nil {
 			return err
+		} else if gone {
+			r.indexed = false
+			return nil
 		}
 		r.Verdict = Missing
 		r.add(FindingDrifted, "index says %s, but there is no history", r.IndexStatus)

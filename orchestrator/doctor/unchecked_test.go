@@ -1,0 +1,83 @@
+package doctor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/internal/natstest"
+	"github.com/weftworks/weft/orchestrator/doctor"
+)
+
+// A run that cannot be read ends no check: it is tried again, then
+// reported unchecked with why, and every other run is still checked. A
+// run that fails once and then reads is checked as usual. A check with a
+// run unchecked is not OK.
+func TestARunThatCannotBeReadIsReportedAndTheCheckGoesOn(t *testing.T) {
+	nc := natstest.Start(t).Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store, err := eventstore.Open(ctx, nc, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.PutDefinition(ctx, "d", "name: d\nsteps:\n  - { id: a, task: work }\n", "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UTC().Add(-time.Hour)
+	const n = 30
+	for i := range n {
+		listCanceled(t, ctx, store, fmt.Sprintf("r%03d", i), t0)
+	}
+	var mu sync.Mutex
+	tries := map[string]int{}
+	doctor.SetTestHookTry(t, func(id string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		tries[id]++
+		switch {
+		case id == "r007":
+			return errors.New("nats: timeout")
+		case id == "r011" && tries[id] == 1:
+			return errors.New("nats: timeout")
+		}
+		return nil
+	})
+	rep, err := doctor.Check(ctx, store, doctor.Options{All: true})
+	if err != nil {
+		t.Fatalf("one run that cannot be read ended the check: %v", err)
+	}
+	if rep.Unchecked != 1 || rep.OK() || len(rep.Runs) != n {
+		t.Fatalf("unchecked %d, OK %v, %d runs listed; want 1, false, %d: %s", rep.Unchecked, rep.OK(), len(rep.Runs), n, rep.Summary())
+	}
+	if len(rep.Problems) != 1 || rep.Problems[0].ID != "r007" || rep.Problems[0].Verdict != doctor.Unchecked ||
+		len(rep.Problems[0].Findings) != 1 || rep.Problems[0].Findings[0].Kind != doctor.FindingUnchecked ||
+		!strings.Contains(rep.Problems[0].Findings[0].Reason, "nats: timeout") {
+		t.Fatalf("problems: %+v", rep.Problems)
+	}
+	for _, r := range rep.Runs {
+		if r.ID != "r007" && (r.Verdict != doctor.Closed || r.Status != "CANCELED" || len(r.Findings) > 0) {
+			t.Errorf("run %s: %+v", r.ID, r)
+		}
+	}
+	if !strings.Contains(rep.Summary(), "1 run could not be checked") {
+		t.Errorf("summary %q does not say a run could not be checked", rep.Summary())
+	}
+	mu.Lock()
+	if tries["r007"] != 3 || tries["r011"] != 3 { // r011: failed once, read, judged
+		t.Errorf("tries: r007 %d, r011 %d; want 3 and 3", tries["r007"], tries["r011"])
+	}
+	mu.Unlock()
+
+	// The check's own context ending still ends it.
+	cctx, ccancel := context.WithCancel(ctx)
+	ccancel()
+	if _, err := doctor.Check(cctx, store, doctor.Options{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a check whose context ended returned %v", err)
+	}
+}
