@@ -158,6 +158,9 @@ type Harness struct {
 	// pauseMu[i] is held by the paused shape's driver while it holds
 	// definition chaos-paused-i paused.
 	pauseMu [pausedDefinitions]sync.Mutex
+	// slowRateRevision is the revision of the ratelimited shape's
+	// definition whose period is perSlow.
+	slowRateRevision int32
 
 	// checks runs the detector's checks the suspended shape asks for.
 	checks doctorChecks
@@ -451,6 +454,14 @@ func (h *Harness) putDefinitions(ctx context.Context) error {
 	for i := range pausedDefinitions {
 		sources = append(sources, pausedDefinition(i))
 	}
+	// The slow revision first: its runs name it, the others take the
+	// latest.
+	slow, err := h.putDefinition(ctx, ratelimitedDefinition(perSlow))
+	if err != nil {
+		return err
+	}
+	h.slowRateRevision = slow
+	sources = append(sources, ratelimitedDefinition(ratePer))
 	if h.shapes[shapeTrigger] {
 		sources = append(sources, triggerDefinition)
 	}
@@ -458,15 +469,28 @@ func (h *Harness) putDefinitions(ctx context.Context) error {
 		sources = append(sources, cronDefinition(h.ledger.URL(), true))
 	}
 	for _, src := range sources {
-		err := h.retry(ctx, time.Minute, func(ctx context.Context) error {
-			_, err := h.defs.PutDefinition(ctx, connect.NewRequest(&weftv1.PutDefinitionRequest{Source: src}))
+		if _, err := h.putDefinition(ctx, src); err != nil {
 			return err
-		})
-		if err != nil {
-			return fmt.Errorf("put definition: %w", err)
 		}
 	}
 	return nil
+}
+
+// putDefinition puts src, retrying while parts start, and returns its
+// revision.
+func (h *Harness) putDefinition(ctx context.Context, src string) (int32, error) {
+	var rev int32
+	err := h.retry(ctx, time.Minute, func(ctx context.Context) error {
+		resp, err := h.defs.PutDefinition(ctx, connect.NewRequest(&weftv1.PutDefinitionRequest{Source: src}))
+		if err == nil {
+			rev = resp.Msg.Revision
+		}
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("put definition: %w", err)
+	}
+	return rev, nil
 }
 
 // poll calls check every interval until it reports done or ctx ends; the

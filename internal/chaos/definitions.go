@@ -430,17 +430,35 @@ output:
   charged: "${ steps.charge.output.body.key }"
   receipt: "${ input.signal ? steps.receipt.output : null }"
   after: "${ steps.after.output.body.echo.charged }"
-`, keyedDefinition("queued", slotLimit, false), keyedDefinition("limited", limitedLimit, true), `
+`, keyedDefinition("queued", slotLimit, false), keyedDefinition("limited", limitedLimit, true)}
+
+// ratelimitedDefinition is the ratelimited shape's definition whose step
+// takes rateLimit tokens a period of length per, each call telling the
+// ledger it is of rate "ratelimited" (per 1s) or "ratelimited<per>-" and
+// its key. The harness puts the one of perSlow first and the one of
+// ratePer over it: both revisions are then started on the same keys.
+func ratelimitedDefinition(per time.Duration) string {
+	return `
 name: chaos-ratelimited
 retry: ` + retryPolicy + `
 steps:
   - id: call
     task: http
     timeout: 30s
-    rate_limit: { key: "${ input.k }", limit: ` + strconv.Itoa(rateLimit) + `, per: ` + ratePer.String() + ` }
-    input: { method: POST, url: "${ input.url + '?rate=ratelimited-' + input.k }", body: { n: "${ input.n }" } }
+    rate_limit: { key: "${ input.k }", limit: ` + strconv.Itoa(rateLimit) + `, per: ` + per.String() + ` }
+    input: { method: POST, url: "${ input.url + '?rate=` + rateName(per) + `' + input.k }", body: { n: "${ input.n }" } }
 output: { key: "${ steps.call.output.body.key }", n: "${ steps.call.output.body.echo.n }" }
-`}
+`
+}
+
+// rateName is the ledger's name for the calls of the ratelimited
+// definition with period per, before their key.
+func rateName(per time.Duration) string {
+	if per == ratePer {
+		return "ratelimited-"
+	}
+	return "ratelimited" + per.String() + "-"
+}
 
 // pausedDefinitions is how many copies of the paused shape's definition
 // there are (chaos-paused-0, -1, ...): each is held paused by one driver
@@ -691,6 +709,9 @@ type plan struct {
 	parent   string
 	// triggered workflows are started by a trigger, not by the harness.
 	triggered bool
+	// slowRate runs of the ratelimited shape are started on the earlier
+	// revision of its definition, whose period is perSlow.
+	slowRate bool
 	// retained workflows are deleted by their definition's retention once
 	// closed: their history cannot be checked, only their outcome (when
 	// read before the deletion), their effects and that they are gone.
@@ -1185,19 +1206,25 @@ func planLimited(p *plan, k int) {
 }
 
 // rateLimit and ratePer are the rate limit of the ratelimited
-// definition's step; ratedRuns is the runs its driver starts at once:
-// attempts for three periods and more.
+// definition's step; perSlow is the period of its earlier revision.
+// ratedRuns is the runs its driver starts at once: attempts for three
+// periods and more.
 const (
 	rateLimit = 5
 	ratePer   = time.Second
+	perSlow   = 2 * time.Second
 	ratedRuns = 15
 )
 
 // planRatelimited: runs of a definition whose http step has rate_limit {
-// limit: rateLimit, per: ratePer } (one key), started at once; the ledger
-// records the time of their calls.
+// limit: rateLimit, per: ratePer } (one key), started at once; every
+// other one is of the earlier revision, whose period is perSlow, so that
+// runs of two periods take tokens of one key side by side (a revision
+// that changes per while runs of the one before are in flight). The
+// ledger records the time of their calls.
 func planRatelimited(p *plan, k int) {
-	p.runs(ratedRuns, func(q *plan, _ int) {
+	p.runs(ratedRuns, func(q *plan, j int) {
+		q.slowRate = j%2 == 1
 		q.input["n"], q.input["k"] = q.index, strconv.Itoa(k)
 		q.httpPaths, q.effects = []string{"call"}, []string{"call"}
 		q.want = completed(map[string]any{"key": q.key("call"), "n": q.index})

@@ -230,45 +230,56 @@ func (h *Harness) slotsLeft(ctx context.Context, empty func(*eventstore.Store) (
 }
 
 // checkRate checks the calls of the ratelimited shape's n runs (each
-// plan's runs under a key of their own, keys) at the
-// ledger against the step's rate limit: each call must be charged to a
-// period (a wall-clock second) with none charged more than rateLimit
-// calls. Every call is counted, not only the first of its key: each
+// plan's runs under a key of their own, keys) at the ledger against the
+// step's rate limit, for each revision apart: the calls of the latest
+// must be charged to periods of ratePer (wall-clock seconds) with none
+// charged more than rateLimit calls, those of the earlier revision to
+// periods of perSlow. The two count apart: a revision that changes per
+// starts its count afresh, beside the runs still in flight of the one
+// before. Every call is counted, not only the first of its key: each
 // attempt, a retry after a 503 or one run again after its executor died,
 // takes its own token before its handler calls (the http task makes one
-// request per attempt). A call is charged to the second it arrived in or
-// to the one before (see overRate): the token's period is read on
-// the executor's clock before the revision-checked update of the flow
-// bucket (tried again on conflict, and slowed by a NATS node's kill), the
+// request per attempt). A call is charged to the period it arrived in or
+// to the one before (see overRate): the token's period is read on the
+// executor's clock before the revision-checked update of the flow bucket
+// (tried again on conflict, and slowed by a NATS node's kill), the
 // handler's start and the request, so a call that arrives early in a
-// second may carry a token of the second before. That is the tolerance:
-// up to twice the limit in one second after a second that used less, but
-// over any k seconds in a row at most rateLimit*(k+1) calls; the
-// driver's ratedRuns runs at once ask for over three periods' tokens, so
-// a limit kept per executor (as many tokens per period on each) is caught.
+// period may carry a token of the period before. That is the tolerance:
+// up to twice the limit in one period after a period that used less, but
+// over any k periods in a row at most rateLimit*(k+1) calls; the driver's
+// ratedRuns runs at once ask for over three periods' tokens, so a limit
+// kept per executor (as many tokens per period on each) is caught.
 func (h *Harness) checkRate(n int, keys []string, res *Result) {
-	perSecond, firsts := map[int64]int{}, map[int64]int{}
-	most, mostFirsts, full, total, seconds, over := 0, 0, 0, 0, 0, 0
+	for _, per := range []time.Duration{ratePer, perSlow} {
+		h.checkRateOf(n, keys, per, res)
+	}
+}
+
+// checkRateOf is checkRate for the calls of the revision of period per.
+func (h *Harness) checkRateOf(n int, keys []string, per time.Duration, res *Result) {
+	perPeriod, firsts := map[int64]int{}, map[int64]int{}
+	most, mostFirsts, full, total, periods, over := 0, 0, 0, 0, 0, 0
+	name := rateName(per)
 	for _, key := range keys {
-		calls := h.ledger.Rated("ratelimited-" + key)
-		clear(perSecond)
+		calls := h.ledger.Rated(name + key)
+		clear(perPeriod)
 		clear(firsts)
 		for _, c := range calls {
-			perSecond[c.At.Unix()]++
-			firsts[c.At.Unix()] += btoi(c.First)
+			perPeriod[c.At.UnixNano()/int64(per)]++
+			firsts[c.At.UnixNano()/int64(per)] += btoi(c.First)
 		}
-		total, seconds = total+len(calls), seconds+len(perSecond)
-		most, mostFirsts = max(most, maxValue(perSecond)), max(mostFirsts, maxValue(firsts))
-		full += atLeast(perSecond, rateLimit)
-		excess := overRate(calls, rateLimit, ratePer)
+		total, periods = total+len(calls), periods+len(perPeriod)
+		most, mostFirsts = max(most, maxValue(perPeriod)), max(mostFirsts, maxValue(firsts))
+		full += atLeast(perPeriod, rateLimit)
+		excess := overRate(calls, rateLimit, per)
 		over += len(excess)
 		if len(excess) > 0 {
-			res.Problems = append(res.Problems, fmt.Sprintf("ratelimited: key %s: %d calls beyond %d a second even charged to the second before theirs, first at %s; calls a second: %v",
-				key, len(excess), rateLimit, excess[0].Format("15:04:05.000"), perSecond))
+			res.Problems = append(res.Problems, fmt.Sprintf("ratelimited (per %s): key %s: %d calls beyond %d a period even charged to the period before theirs, first at %s; calls a period: %v",
+				per, key, len(excess), rateLimit, excess[0].Format("15:04:05.000"), perPeriod))
 		}
 	}
-	res.Notes = append(res.Notes, fmt.Sprintf("ratelimited: %d runs over %d keys, %d calls over %d key-seconds; most calls of a key in a second %d (first calls of their idempotency key %d), %d key-seconds with %d calls or more; calls beyond %d a second once each is charged to its second or the one before: %d",
-		n, len(keys), total, seconds, most, mostFirsts, full, rateLimit, rateLimit, over))
+	res.Notes = append(res.Notes, fmt.Sprintf("ratelimited (per %s): %d runs of both revisions over %d keys, %d calls of this one over %d key-periods; most calls of a key in a period %d (first calls of their idempotency key %d), %d key-periods with %d calls or more; calls beyond %d a period once each is charged to its period or the one before: %d",
+		per, n, len(keys), total, periods, most, mostFirsts, full, rateLimit, rateLimit, over))
 }
 
 // overRate charges each call, in the order they arrived, to the period

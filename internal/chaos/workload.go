@@ -328,9 +328,13 @@ func (h *Harness) start(ctx context.Context, r *run, c *counters) bool {
 		r.startErr = err
 		return false
 	}
+	var revision int32
+	if p.slowRate {
+		revision = h.slowRateRevision
+	}
 	r.startErr = retryWhile(ctx, retryable, func(ctx context.Context) error {
 		_, err := h.wf.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{
-			Definition: p.definition, WorkflowId: p.id, RequestId: "start-" + p.id, Input: input}))
+			Definition: p.definition, Revision: revision, WorkflowId: p.id, RequestId: "start-" + p.id, Input: input}))
 		if err != nil {
 			c.startRetries.Add(1)
 		}
