@@ -428,7 +428,11 @@ func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
 	}
 	t := m.Trigger
 	next := t.Schedule.Next(tk.Tick.In(t.Location)).UTC()
-	if !next.After(now) && !t.Catchup {
+	// Only a tick that is late when first delivered was missed: one
+	// redelivered (its handler died, or got a NATS error, before it
+	// started the run) was on time then, and is late only by the ack wait
+	// or the retry delay. Skipping it on the redelivery would lose it.
+	if !next.After(now) && !t.Catchup && d.NumDelivered <= 1 {
 		// Weft was down for at least one later tick: skip the missed ones.
 		e.log.Info("skipping missed cron ticks", "definition", m.Definition, "tick", tk.Tick)
 		next = t.Schedule.Next(now.In(t.Location)).UTC()
