@@ -291,9 +291,45 @@ func (e *Engine) firstTick(ctx context.Context, m Match) (time.Time, error) {
 		}
 		if !last.IsZero() {
 			from = last
+			// Not from before the trigger was last added: removed and put
+			// back while no engine ran, its last tick is from before.
+			added, err := e.addedSince(ctx, m, last)
+			if err != nil {
+				return time.Time{}, err
+			}
+			if last.Before(added) {
+				from = added
+			}
 		}
 	}
 	return m.Trigger.Schedule.Next(from.In(m.Trigger.Location)).UTC(), nil
+}
+
+// addedSince returns when cron trigger m was last added to its
+// definition: the time of the oldest revision, in the unbroken run of
+// revisions up to m.Revision that have the trigger, walking back no
+// further than the first one put at or before t (whose time it returns,
+// then: the trigger existed at t). Zero when it cannot tell.
+func (e *Engine) addedSince(ctx context.Context, m Match, t time.Time) (time.Time, error) {
+	var added time.Time
+	for rev := m.Revision; rev >= 1; rev-- {
+		rec, err := e.store.GetDefinition(ctx, m.Definition, rev)
+		if errors.Is(err, eventstore.ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return time.Time{}, err
+		}
+		plan, err := e.defs.Compile(rec)
+		if err != nil || !slices.ContainsFunc(plan.Triggers, func(tr *definition.Trigger) bool { return tr.Key == m.Trigger.Key }) {
+			break
+		}
+		added = rec.Created
+		if !added.After(t) {
+			break
+		}
+	}
+	return added, nil
 }
 
 // fail records a trigger event that started no workflow. Its subject and
@@ -436,6 +472,13 @@ func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
 		// Weft was down for at least one later tick: skip the missed ones.
 		e.log.Info("skipping missed cron ticks", "definition", m.Definition, "tick", tk.Tick)
 		next = t.Schedule.Next(now.In(t.Location)).UTC()
+	} else if added, err := e.addedSinceIfCatchup(ctx, m, tk.Tick); err != nil {
+		return err
+	} else if tk.Tick.Before(added) {
+		// A tick of a time the trigger did not exist (removed and put back
+		// while no engine ran): caught up from when it was put back.
+		e.log.Info("skipping cron ticks of before the trigger was put back", "definition", m.Definition, "tick", tk.Tick, "added", added)
+		next = t.Schedule.Next(added.In(t.Location)).UTC()
 	} else {
 		ev := Event{Vars: map[string]any{"event": nil, "headers": map[string]any{}, "subject": "cron", "tick": tk.Tick},
 			Identity: TickIdentity(tk.Tick)}
@@ -447,6 +490,15 @@ func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
 		return err
 	}
 	return e.store.ScheduleCron(ctx, eventstore.CronTick{Definition: m.Definition, Key: t.Key, Tick: next})
+}
+
+// addedSinceIfCatchup is addedSince for a catchup trigger, zero for
+// another (its missed ticks are skipped anyway).
+func (e *Engine) addedSinceIfCatchup(ctx context.Context, m Match, t time.Time) (time.Time, error) {
+	if !m.Trigger.Catchup {
+		return time.Time{}, nil
+	}
+	return e.addedSince(ctx, m, t)
 }
 
 // unsureTries is how many times an engine that cannot compile a stored

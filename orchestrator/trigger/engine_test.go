@@ -68,7 +68,8 @@ steps:
 			if err := store.SetLastCronTick(ctx, name, key, last); err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := store.PutDefinition(ctx, name, src, "test", now); err != nil {
+			// Put before that tick: the trigger existed when it was handled.
+			if _, _, err := store.PutDefinition(ctx, name, src, "test", last.Add(-time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 			var clock atomic.Int64
