@@ -195,11 +195,35 @@ func (r *Registry) webhooks(name string) []Match {
 // none of them owns its name, so no delivery is started.
 var ErrWebhookAmbiguous = errors.New("trigger: more than one definition declares the webhook and none owns it")
 
+// ErrWebhookUnsure: no definition this part can compile declares the
+// webhook, and a stored one it cannot compile may (a newer version's,
+// during a rolling upgrade): the delivery is to be tried again.
+var ErrWebhookUnsure = errors.New("trigger: a stored definition this part cannot compile may declare the webhook")
+
 // Webhook returns the trigger of webhook name; ok is false when no
 // definition declares it. Should more than one declare it (definitions
 // stored before names had owners), the one that owns the name answers,
-// and none does (ErrWebhookAmbiguous) when it is not among them.
+// and none does (ErrWebhookAmbiguous) when it is not among them. A name
+// this registry does not know is looked up in the definitions as stored
+// (Stored): one put a moment ago through another process is delivered,
+// where an answer that it does not exist would lose the delivery (many
+// senders never retry a 404).
 func (r *Registry) Webhook(ctx context.Context, name string) (m Match, ok bool, err error) {
+	if len(r.webhooks(name)) > 0 {
+		return r.webhook(ctx, name)
+	}
+	st, err := r.Stored(ctx)
+	if err != nil {
+		return Match{}, true, err
+	}
+	if len(st.webhooks(name)) == 0 && st.Unsure("") {
+		return Match{}, true, fmt.Errorf("webhook %q: %w", name, ErrWebhookUnsure)
+	}
+	return st.webhook(ctx, name)
+}
+
+// webhook is Webhook within what r knows.
+func (r *Registry) webhook(ctx context.Context, name string) (m Match, ok bool, err error) {
 	ms := r.webhooks(name)
 	switch len(ms) {
 	case 0:
