@@ -39,7 +39,7 @@ func (s *Server) PutDefinition(ctx context.Context, req *connect.Request[weftv1.
 	if err != nil {
 		return nil, toConnect(err)
 	}
-	if err := trigger.ClaimWebhooks(ctx, s.store, s.triggers, def); err != nil {
+	if err := trigger.ClaimWebhooks(ctx, s.store, s.triggers, def, s.cfg.Now); err != nil {
 		var taken *trigger.WebhookTakenError
 		if errors.As(err, &taken) {
 			return nil, errorf(connect.CodeFailedPrecondition, "%v", err)

@@ -14,7 +14,7 @@ import (
 // claimGrace is how long a claim stays its owner's although the owner's
 // latest revision does not declare the webhook: a put claims its webhooks
 // before it stores the revision that declares them.
-var claimGrace = time.Minute
+const claimGrace = time.Minute
 
 // WebhookTakenError says a webhook name belongs to another definition.
 type WebhookTakenError struct {
@@ -45,18 +45,24 @@ func WebhookNames(def *definition.Definition) []string {
 // is stored, so that no two definitions answer the same name. A name
 // another definition owns is refused with a *WebhookTakenError, unless
 // that definition's latest revision no longer declares it and its claim
-// is older than a minute (a put that failed after claiming). reg
-// catches definitions stored before webhook names had owners.
-func ClaimWebhooks(ctx context.Context, store *eventstore.Store, reg *Registry, def *definition.Definition) error {
+// is older than a minute (a put that failed after claiming), read on now
+// (nil: time.Now): the node's clock, bounded by JetStream's, since a
+// claim's time is the server's and a machine's clock a minute ahead would
+// take the claim of a put still under way. reg catches definitions stored
+// before webhook names had owners.
+func ClaimWebhooks(ctx context.Context, store *eventstore.Store, reg *Registry, def *definition.Definition, now func() time.Time) error {
+	if now == nil {
+		now = time.Now
+	}
 	for _, name := range WebhookNames(def) {
-		if err := claimWebhook(ctx, store, reg, def.Name, name); err != nil {
+		if err := claimWebhook(ctx, store, reg, def.Name, name, now); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func claimWebhook(ctx context.Context, store *eventstore.Store, reg *Registry, def, name string) error {
+func claimWebhook(ctx context.Context, store *eventstore.Store, reg *Registry, def, name string, now func() time.Time) error {
 	for range 10 {
 		c, err := store.WebhookClaim(ctx, name)
 		switch {
@@ -80,7 +86,7 @@ func claimWebhook(ctx context.Context, store *eventstore.Store, reg *Registry, d
 		case c.Definition == def:
 			return nil
 		default:
-			free, err := released(ctx, store, c, name)
+			free, err := released(ctx, store, c, name, now())
 			if err != nil {
 				return err
 			}
@@ -97,10 +103,10 @@ func claimWebhook(ctx context.Context, store *eventstore.Store, reg *Registry, d
 }
 
 // released reports whether claim c on webhook name is left over: it is
-// older than claimGrace and its owner's latest revision does not declare
-// the webhook.
-func released(ctx context.Context, store *eventstore.Store, c eventstore.WebhookClaim, name string) (bool, error) {
-	if time.Since(c.Time) < claimGrace {
+// older than claimGrace at now and its owner's latest revision does not
+// declare the webhook.
+func released(ctx context.Context, store *eventstore.Store, c eventstore.WebhookClaim, name string, now time.Time) (bool, error) {
+	if now.Sub(c.Time) < claimGrace {
 		return false, nil
 	}
 	yes, err := declares(ctx, store, c.Definition, name)

@@ -68,7 +68,7 @@ func TestIssue13Item5_ConcurrentClaimsHaveOneWinner(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		_, def := hookDef(t, fmt.Sprintf("def-%d", i), "signup")
-		wg.Go(func() { errs[i] = ClaimWebhooks(ctx, store, reg, def) })
+		wg.Go(func() { errs[i] = ClaimWebhooks(ctx, store, reg, def, nil) })
 	}
 	wg.Wait()
 	c, err := store.WebhookClaim(ctx, "signup")
@@ -115,7 +115,7 @@ func TestIssue13Item5_LegacyAndLeftoverClaims(t *testing.T) {
 	put("legacy-a", "old")
 	waitHooks(1)
 	_, newcomer := hookDef(t, "newcomer", "old")
-	wantTaken(t, ClaimWebhooks(ctx, store, reg, newcomer), "old", "legacy-a")
+	wantTaken(t, ClaimWebhooks(ctx, store, reg, newcomer, nil), "old", "legacy-a")
 	if m, ok, err := reg.Webhook(ctx, "old"); err != nil || !ok || m.Definition != "legacy-a" {
 		t.Fatalf("Webhook(old) = %v %v %v", m.Definition, ok, err)
 	}
@@ -137,19 +137,22 @@ func TestIssue13Item5_LegacyAndLeftoverClaims(t *testing.T) {
 
 	// A put claimed "spare" and never stored its definition.
 	_, ghost := hookDef(t, "ghost", "spare")
-	if err := ClaimWebhooks(ctx, store, reg, ghost); err != nil {
+	if err := ClaimWebhooks(ctx, store, reg, ghost, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, other := hookDef(t, "other", "spare")
-	wantTaken(t, ClaimWebhooks(ctx, store, reg, other), "spare", "ghost")
-	defer func(g time.Duration) { claimGrace = g }(claimGrace)
-	claimGrace = 0
-	if err := ClaimWebhooks(ctx, store, reg, other); err != nil {
+	wantTaken(t, ClaimWebhooks(ctx, store, reg, other, nil), "spare", "ghost")
+	// Read on the clock given: one less than a minute past the claim
+	// keeps it, one more takes it over.
+	inHalf := func() time.Time { return time.Now().Add(30 * time.Second) }
+	wantTaken(t, ClaimWebhooks(ctx, store, reg, other, inHalf), "spare", "ghost")
+	inTwo := func() time.Time { return time.Now().Add(2 * time.Minute) }
+	if err := ClaimWebhooks(ctx, store, reg, other, inTwo); err != nil {
 		t.Fatalf("taking over a leftover claim: %v", err)
 	}
 	// A definition that still declares its name keeps it, however old.
 	put("other", "spare")
-	wantTaken(t, ClaimWebhooks(ctx, store, reg, ghost), "spare", "other")
+	wantTaken(t, ClaimWebhooks(ctx, store, reg, ghost, nil), "spare", "other")
 
 	// Releasing drops only the releaser's own claims.
 	_, otherNow := hookDef(t, "other")
