@@ -168,6 +168,12 @@ func (s *Store) ensureTTLBucket(ctx context.Context, want jetstream.KeyValueConf
 		next := have
 		next.Replicas, next.Description = want.Replicas, want.Description
 		next.AllowMsgTTL = have.AllowMsgTTL || ttl
+		if ttl {
+			// A bucket made by an earlier version puts a marker in
+			// place of an expired entry (LimitMarkerTTL); one rolls up
+			// a write acked just before it, so it goes.
+			next.SubjectDeleteMarkerTTL = 0
+		}
 		if !reflect.DeepEqual(next, have) {
 			updated, err := s.js.UpdateStream(ctx, next)
 			if err != nil && next.AllowMsgTTL && !have.AllowMsgTTL && !transient(err) {

@@ -178,3 +178,35 @@ func TestOpenLetsAnEarlierBucketsMessagesExpire(t *testing.T) {
 		t.Fatalf("the operator's settings were lost: MaxBytes %d, compression %v", c.MaxBytes, c.Compression)
 	}
 }
+
+// A bucket made by an earlier version (baf394c), which put a marker
+// in place of every expired entry (LimitMarkerTTL), puts none once the
+// store opens: the marker rolls up a write acked just before it.
+func TestOpenDropsAnEarlierBucketsMarkers(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []struct{ name, desc string }{
+		{eventstore.WorkflowsBucket, "Weft workflow index for listing (rebuildable from history)"},
+		{eventstore.SlotsBucket, "Weft definition-level concurrency: per definition and key, the runs holding a slot and those queued"},
+	} {
+		if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b.name, Description: b.desc, LimitMarkerTTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{eventstore.WorkflowsBucket, eventstore.SlotsBucket} {
+		st, err := js.Stream(ctx, "KV_"+b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := st.CachedInfo().Config; !c.AllowMsgTTL || c.SubjectDeleteMarkerTTL != 0 {
+			t.Errorf("%s: AllowMsgTTL %v, marker TTL %v", b, c.AllowMsgTTL, c.SubjectDeleteMarkerTTL)
+		}
+	}
+}
