@@ -1037,6 +1037,20 @@ func (sh *shard) reconcileSlot(ctx context.Context, wf string, e *entry) error {
 	if !st.Queued || !closed && st.Admitted || closed && e.slotFreed {
 		return nil
 	}
+	if closed && st.Status == workflow.StatusFailed {
+		// The state may be behind the history: a redrive appended since it
+		// was read has queued the run again, and may have admitted it. A
+		// give-back now would free the slot of a run that runs, and the
+		// next run of its key would be admitted beside it. (A run
+		// completed or canceled is never open again.)
+		_, still, err := sh.closed(ctx, wf)
+		if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+			return err
+		}
+		if err == nil && !still {
+			return nil
+		}
+	}
 	def, _, err := sh.o.defs.Load(ctx, st.Definition, st.Revision)
 	if err != nil {
 		return fmt.Errorf("load definition %s revision %d: %w", st.Definition, st.Revision, err)
