@@ -442,6 +442,17 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 		return sh.o.log.With("workflow_id", d.WorkflowID, "source", d.Source, "seq", d.Seq)
 	}
 	if d.Err != nil {
+		if d.Source == eventstore.SourceResults || d.Source == eventstore.SourceTimers {
+			// Written by a newer executor or orchestrator, say, during a
+			// rolling upgrade: an orchestrator that can read it takes it.
+			// Dropped (or, a result sent directly, confirmed to its
+			// executor, which then acks its command), the step or the
+			// sleep would wait for ever.
+			log().Error("cannot read a result or a fired timer; giving it back for an orchestrator that can (a newer version?)",
+				"in", unreadableDelay, "err", d.Err)
+			_ = d.Nak(unreadableDelay)
+			return
+		}
 		log().Error("dropping undecodable message", "err", d.Err)
 		_ = d.Term(d.Err.Error())
 		return
@@ -458,6 +469,10 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 		log().Warn("ack failed; the input will be redelivered and found already applied", "err", err)
 	}
 }
+
+// unreadableDelay is how long a result or fired timer this orchestrator
+// cannot read waits before it is delivered again.
+const unreadableDelay = time.Minute
 
 // processUntilSettled processes d, and again on the history read afresh
 // when an append conflicts, up to 20 times.
