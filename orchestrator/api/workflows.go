@@ -440,6 +440,10 @@ func (s *Server) SignalWorkflow(ctx context.Context, req *connect.Request[weftv1
 	if err := checkLen("name", m.Name, definition.MaxSignalName); err != nil {
 		return nil, err
 	}
+	if !definition.ValidSignalName(m.Name) {
+		// No wait can wait for it: recorded, it would be kept for ever.
+		return nil, errorf(connect.CodeInvalidArgument, "invalid signal name %q: a wait's signal is letters, digits, _ and -, in parts separated by single dots", m.Name)
+	}
 	if err := checkLen("request_id", m.RequestId, maxKey); err != nil {
 		return nil, err
 	}

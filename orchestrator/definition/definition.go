@@ -34,6 +34,13 @@ const (
 // and what SignalWorkflow takes.
 const MaxSignalName = 256
 
+// ValidSignalName reports whether a wait step can wait for a signal of
+// this name: letters, digits, _ and -, in parts separated by single dots,
+// at most MaxSignalName bytes. A signal of any other name is never taken.
+func ValidSignalName(name string) bool {
+	return len(name) <= MaxSignalName && symbolRE.MatchString(name)
+}
+
 // Defaults of the control-flow step kinds.
 const (
 	DefaultForeachConcurrency = 10
