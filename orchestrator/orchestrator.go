@@ -442,13 +442,14 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 		return sh.o.log.With("workflow_id", d.WorkflowID, "source", d.Source, "seq", d.Seq)
 	}
 	if d.Err != nil {
-		if d.Source == eventstore.SourceResults || d.Source == eventstore.SourceTimers {
-			// Written by a newer executor or orchestrator, say, during a
-			// rolling upgrade: an orchestrator that can read it takes it.
-			// Dropped (or, a result sent directly, confirmed to its
-			// executor, which then acks its command), the step or the
-			// sleep would wait for ever.
-			log().Error("cannot read a result or a fired timer; giving it back for an orchestrator that can (a newer version?)",
+		if d.Source == eventstore.SourceResults || d.Source == eventstore.SourceTimers || d.Source == eventstore.SourceExternal {
+			// Written by a newer executor, orchestrator or API, say,
+			// during a rolling upgrade: an orchestrator that can read it
+			// takes it. Dropped (or, a result sent directly, confirmed to
+			// its executor, which then acks its command), the step or the
+			// sleep would wait for ever, and a start, signal, cancel,
+			// resume or retry the API accepted would never be applied.
+			log().Error("cannot read a result, a fired timer or an outside record; giving it back for an orchestrator that can (a newer version?)",
 				"in", unreadableDelay, "err", d.Err)
 			_ = d.Nak(unreadableDelay)
 			return
