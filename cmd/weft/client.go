@@ -795,38 +795,38 @@ func signalCommand(cf *clientFlags) *cobra.Command {
 
 func cancelCommand(cf *clientFlags) *cobra.Command {
 	return reasonCommand("cancel ID", "Request cancellation of a running workflow", "cancel requested for %s\n",
-		func(ctx context.Context, id, reason string) error {
-			_, err := cf.workflows().CancelWorkflow(ctx, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: id, Reason: reason}))
+		func(ctx context.Context, id, reason, reqID string) error {
+			_, err := cf.workflows().CancelWorkflow(ctx, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: id, Reason: reason, RequestId: reqID}))
 			return err
 		})
 }
 
 func retryCommand(cf *clientFlags) *cobra.Command {
 	return reasonCommand("retry ID", "Redrive a failed workflow from its failed steps", "retry requested for %s\n",
-		func(ctx context.Context, id, reason string) error {
-			_, err := cf.workflows().RetryWorkflow(ctx, connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id, Reason: reason}))
+		func(ctx context.Context, id, reason, reqID string) error {
+			_, err := cf.workflows().RetryWorkflow(ctx, connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: id, Reason: reason, RequestId: reqID}))
 			return err
 		})
 }
 
 func resumeCommand(cf *clientFlags) *cobra.Command {
 	return reasonCommand("resume ID", "Resume a suspended workflow: its suspended steps get fresh attempts", "resume requested for %s\n",
-		func(ctx context.Context, id, reason string) error {
-			_, err := cf.workflows().ResumeWorkflow(ctx, connect.NewRequest(&weftv1.ResumeWorkflowRequest{WorkflowId: id, Reason: reason}))
+		func(ctx context.Context, id, reason, reqID string) error {
+			_, err := cf.workflows().ResumeWorkflow(ctx, connect.NewRequest(&weftv1.ResumeWorkflowRequest{WorkflowId: id, Reason: reason, RequestId: reqID}))
 			return err
 		})
 }
 
-// reasonCommand is a command on one workflow id with a --reason flag: it
-// calls do and prints done with the id.
-func reasonCommand(use, short, done string, do func(ctx context.Context, id, reason string) error) *cobra.Command {
-	var reason string
+// reasonCommand is a command on one workflow id with --reason and
+// --request-id flags: it calls do and prints done with the id.
+func reasonCommand(use, short, done string, do func(ctx context.Context, id, reason, reqID string) error) *cobra.Command {
+	var reason, reqID string
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := do(cmd.Context(), args[0], reason); err != nil {
+			if err := do(cmd.Context(), args[0], reason, reqID); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), done, args[0])
@@ -834,6 +834,7 @@ func reasonCommand(use, short, done string, do func(ctx context.Context, id, rea
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "reason recorded in the history")
+	cmd.Flags().StringVar(&reqID, "request-id", "", "idempotency key: the command repeated with it is applied once")
 	return cmd
 }
 

@@ -331,6 +331,9 @@ type TimerFired struct {
 // CancelRequested records a request to cancel the workflow.
 type CancelRequested struct {
 	Reason string `msgpack:"r,omitempty"`
+	// RequestID is the request's idempotency key, when it named one: a
+	// repeat of it is applied once.
+	RequestID string `msgpack:"req,omitempty"`
 }
 
 // WorkflowCompleted closes a history with the workflow's output.
@@ -417,6 +420,9 @@ type StepSuspended struct {
 // run again, each with a fresh attempt budget.
 type WorkflowResumed struct {
 	Reason string `msgpack:"r,omitempty"`
+	// RequestID is the request's idempotency key, when it named one: a
+	// repeat of it is applied once.
+	RequestID string `msgpack:"req,omitempty"`
 }
 
 // StepHeld records that a task step's attempt waits, unstarted, for its
@@ -443,6 +449,9 @@ type WorkflowAdmitted struct{}
 // failed steps.
 type WorkflowRetried struct {
 	Reason string `msgpack:"r,omitempty"`
+	// RequestID is the request's idempotency key, when it named one: a
+	// repeat of it is applied once.
+	RequestID string `msgpack:"req,omitempty"`
 }
 
 // StepCanceled records that an open step (running or waiting) was canceled

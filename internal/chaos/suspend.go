@@ -163,30 +163,13 @@ func (d *doctorChecks) close() {
 }
 
 // resumeOnce calls ResumeWorkflow for the round'th suspension of workflow
-// id, retrying transient failures. A try whose answer was lost may have
-// landed: before another try, and on FailedPrecondition, the history says
-// whether the round's WorkflowResumed is recorded.
+// id, retrying transient failures. Every try names the same request: one
+// whose answer was lost and that was taken is answered OK, even once the
+// run suspended again.
 func (d *driver) resumeOnce(ctx context.Context, id string, round int) error {
-	landed := func() bool {
-		hist, err := d.h.history(ctx, id)
-		n := 0
-		for _, ev := range hist {
-			if ev.Type == "WorkflowResumed" {
-				n++
-			}
-		}
-		return err == nil && n >= round
-	}
-	tries := 0
 	return retryWhile(ctx, retryable, func(ctx context.Context) error {
-		tries++
-		if tries > 1 && landed() {
-			return nil
-		}
-		_, err := d.h.wf.ResumeWorkflow(ctx, connect.NewRequest(&weftv1.ResumeWorkflowRequest{WorkflowId: id, Reason: "chaos"}))
-		if connect.CodeOf(err) == connect.CodeFailedPrecondition && landed() {
-			return nil
-		}
+		_, err := d.h.wf.ResumeWorkflow(ctx, connect.NewRequest(&weftv1.ResumeWorkflowRequest{WorkflowId: id, Reason: "chaos",
+			RequestId: fmt.Sprintf("resume-%s-%d", id, round)}))
 		return err
 	})
 }

@@ -593,15 +593,13 @@ func (d *driver) cancel(ctx context.Context, r *run) error {
 			return err
 		}
 	}
-	tries := 0
+	// Every try names the same request: one whose answer was lost and
+	// that was taken is answered OK, even once the run closed CANCELED.
 	return retryWhile(ctx, func(err error) bool {
 		return connect.CodeOf(err) == connect.CodeNotFound || retryable(err)
 	}, func(ctx context.Context) error {
-		tries++
-		_, err := d.h.wf.CancelWorkflow(ctx, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: target, Reason: "chaos"}))
-		if err != nil && tries > 1 && connect.CodeOf(err) == connect.CodeFailedPrecondition {
-			return nil // an earlier try may have been taken: the outcome says
-		}
+		_, err := d.h.wf.CancelWorkflow(ctx, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: target, Reason: "chaos",
+			RequestId: "cancel-" + target}))
 		return err
 	})
 }
@@ -612,13 +610,11 @@ func (d *driver) redrive(ctx context.Context, r *run) error {
 	for _, path := range p.redrive.release {
 		d.h.ledger.Release(p.key(path))
 	}
-	tries := 0
+	// Every try names the same request: one whose answer was lost and
+	// that was taken is answered OK, whatever the run did since.
 	return retryWhile(ctx, retryable, func(ctx context.Context) error {
-		tries++
-		_, err := d.h.wf.RetryWorkflow(ctx, connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: p.id, Reason: "chaos"}))
-		if err != nil && tries > 1 && connect.CodeOf(err) == connect.CodeFailedPrecondition {
-			return nil // an earlier try may have been taken: the history says
-		}
+		_, err := d.h.wf.RetryWorkflow(ctx, connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: p.id, Reason: "chaos",
+			RequestId: "redrive-" + p.id}))
 		return err
 	})
 }

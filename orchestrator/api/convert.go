@@ -198,6 +198,13 @@ func eventProto(seq uint64, e events.Event) (*weftv1.HistoryEvent, error) {
 		Attempt: int32(e.Attempt()), StepPath: path, Data: d, Identity: text(e.Identity)}, nil
 }
 
+// withRequestID sets data's request_id to id, when there is one.
+func withRequestID(data map[string]any, id string) {
+	if id != "" {
+		data["request_id"] = id
+	}
+}
+
 // workflowEventData returns the step path and data of an event about the
 // workflow as a whole (nil data for an unknown type).
 func workflowEventData(e events.Event) (path string, data map[string]any) {
@@ -211,8 +218,10 @@ func workflowEventData(e events.Event) (path string, data map[string]any) {
 	case events.TypeSignalReceived:
 		p := e.SignalReceived
 		data = map[string]any{"name": p.Name, "payload": p.Payload}
+		withRequestID(data, p.RequestID)
 	case events.TypeCancelRequested:
 		data = map[string]any{"reason": e.CancelRequested.Reason}
+		withRequestID(data, e.CancelRequested.RequestID)
 	case events.TypeWorkflowCompleted:
 		data = map[string]any{"output": e.WorkflowCompleted.Output}
 	case events.TypeWorkflowFailed:
@@ -225,8 +234,10 @@ func workflowEventData(e events.Event) (path string, data map[string]any) {
 		data = map[string]any{"error": errData(e.WorkflowFailed.Error)}
 	case events.TypeWorkflowRetried:
 		data = map[string]any{"reason": e.WorkflowRetried.Reason}
+		withRequestID(data, e.WorkflowRetried.RequestID)
 	case events.TypeWorkflowResumed:
 		data = map[string]any{"reason": e.WorkflowResumed.Reason}
+		withRequestID(data, e.WorkflowResumed.RequestID)
 	case events.TypeWorkflowQueued:
 		data = map[string]any{"key": e.WorkflowQueued.Key}
 	}

@@ -475,9 +475,15 @@ func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1
 	if err := checkLen("reason", m.Reason, maxReason); err != nil {
 		return nil, err
 	}
+	if err := checkLen("request_id", m.RequestId, maxKey); err != nil {
+		return nil, err
+	}
 	ev := events.Event{Type: events.TypeCancelRequested, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
-		CancelRequested: &events.CancelRequested{Reason: m.Reason}}
-	if err := s.appendWhileRunning(ctx, m.WorkflowId, "cancel requests", "cancel/"+m.WorkflowId, "", "weft.cancel", ev, nil); err != nil {
+		CancelRequested: &events.CancelRequested{Reason: m.Reason, RequestID: m.RequestId}}
+	// A repeat of a cancel recorded is answered as the first was, even
+	// once the run closed.
+	seen := func(st *workflow.State) bool { return st.RequestSeen("cancel", m.RequestId) }
+	if err := s.appendWhileRunning(ctx, m.WorkflowId, "cancel requests", "cancel/"+m.WorkflowId, m.RequestId, "weft.cancel", ev, seen); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&weftv1.CancelWorkflowResponse{}), nil
@@ -554,9 +560,12 @@ func (s *Server) RetryWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	if err := checkLen("reason", m.Reason, maxReason); err != nil {
 		return nil, err
 	}
+	if err := checkLen("request_id", m.RequestId, maxKey); err != nil {
+		return nil, err
+	}
 	ev := events.Event{Type: events.TypeWorkflowRetried, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
-		WorkflowRetried: &events.WorkflowRetried{Reason: m.Reason}}
-	if err := s.appendWhen(ctx, m.WorkflowId, workflow.StatusFailed, "retry", "retried", ev); err != nil {
+		WorkflowRetried: &events.WorkflowRetried{Reason: m.Reason, RequestID: m.RequestId}}
+	if err := s.appendWhen(ctx, m.WorkflowId, workflow.StatusFailed, "retry", "retried", m.RequestId, ev); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&weftv1.RetryWorkflowResponse{}), nil
@@ -569,9 +578,12 @@ func (s *Server) ResumeWorkflow(ctx context.Context, req *connect.Request[weftv1
 	if err := checkLen("reason", m.Reason, maxReason); err != nil {
 		return nil, err
 	}
+	if err := checkLen("request_id", m.RequestId, maxKey); err != nil {
+		return nil, err
+	}
 	ev := events.Event{Type: events.TypeWorkflowResumed, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
-		WorkflowResumed: &events.WorkflowResumed{Reason: m.Reason}}
-	if err := s.appendWhen(ctx, m.WorkflowId, workflow.StatusSuspended, "resume", "resumed", ev); err != nil {
+		WorkflowResumed: &events.WorkflowResumed{Reason: m.Reason, RequestID: m.RequestId}}
+	if err := s.appendWhen(ctx, m.WorkflowId, workflow.StatusSuspended, "resume", "resumed", m.RequestId, ev); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&weftv1.ResumeWorkflowResponse{}), nil
@@ -580,18 +592,28 @@ func (s *Server) ResumeWorkflow(ctx context.Context, req *connect.Request[weftv1
 // appendWhen appends ev (a retry or a resume: verb, done) to wf's history if the
 // workflow is shown with status want, conditional on the history read: it
 // applies to the state that was seen. A repeat of the same request on the
-// same history is a duplicate, answered as the first.
-func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status, verb, done string, ev events.Event) error {
+// same history is a duplicate, answered as the first; so is a repeat of a
+// request with request id reqID that the history records, whatever the
+// run did since (it may have failed or been suspended again: applied
+// again, the request would redrive or resume it twice).
+func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status, verb, done, reqID string, ev events.Event) error {
 	v, err := s.readState(ctx, wf)
 	if err != nil {
 		return err
+	}
+	if v.st.RequestSeen(verb, reqID) {
+		return nil
 	}
 	if got := v.st.Shown(); got != want {
 		return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; only %s workflows can be %s", wf, got, want, done)
 	}
 	s.traceRun(ctx, v.st, "weft."+verb)
 	last := v.st.LastSeq
-	_, err = s.store.AppendExternal(ctx, wf, &last, verb+"/"+wf+"/"+strconv.FormatUint(last, 10), ev)
+	msgID := verb + "/" + wf + "/" + strconv.FormatUint(last, 10)
+	if reqID != "" {
+		msgID = fmt.Sprintf("%s/%s/%d/%s", verb, wf, v.st.Created.UnixNano(), reqID)
+	}
+	_, err = s.store.AppendExternal(ctx, wf, &last, msgID, ev)
 	switch {
 	case err == nil, errors.Is(err, eventstore.ErrDuplicate):
 		return nil

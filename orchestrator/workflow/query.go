@@ -8,6 +8,12 @@ import (
 // SignalSeen reports whether a signal with request id reqID was recorded.
 func (st *State) SignalSeen(reqID string) bool { return st.signalIDs[reqID] }
 
+// RequestSeen reports whether a request of kind cancel, retry or resume
+// with request id reqID was recorded (never for an empty reqID).
+func (st *State) RequestSeen(kind, reqID string) bool {
+	return reqID != "" && st.requestIDs[kind+"/"+reqID]
+}
+
 // iterations returns which iterations of the loop at path have a task,
 // child, wait or sleep in flight (busy), and which hold a step a redrive
 // runs again (rerun).

@@ -14,7 +14,7 @@ import (
 
 // SnapshotVersion is the layout of encoded states. A snapshot of another
 // version is not read: the history is folded instead.
-const SnapshotVersion = 8
+const SnapshotVersion = 9
 
 // ErrBadSnapshot is returned (wrapped) for a snapshot that cannot be read.
 var ErrBadSnapshot = errors.New("unreadable snapshot")
@@ -28,6 +28,7 @@ type snapshot struct {
 	State     *State                    `msgpack:"s"`
 	Outputs   map[string]map[string]any `msgpack:"o"`
 	SignalIDs map[string]bool           `msgpack:"g"`
+	Requests  map[string]bool           `msgpack:"q,omitempty"`
 }
 
 // EncodeSnapshot returns st in the snapshot encoding: what folding the
@@ -36,7 +37,7 @@ func EncodeSnapshot(st *State) ([]byte, error) {
 	if st.Events == 0 {
 		return nil, errors.New("snapshot of a workflow that has not started")
 	}
-	return msgpack.Marshal(snapshot{V: SnapshotVersion, State: st, Outputs: st.outputs, SignalIDs: st.signalIDs})
+	return msgpack.Marshal(snapshot{V: SnapshotVersion, State: st, Outputs: st.outputs, SignalIDs: st.signalIDs, Requests: st.requestIDs})
 }
 
 // DecodeSnapshot reads a state written by EncodeSnapshot, which must have
@@ -65,7 +66,7 @@ func DecodeSnapshot(b []byte, seq uint64) (st *State, err error) {
 		return nil, fmt.Errorf("%w: taken at seq %d, stored as taken at %d", ErrBadSnapshot, s.State.LastSeq, seq)
 	}
 	st = s.State
-	st.outputs, st.signalIDs = s.Outputs, s.SignalIDs
+	st.outputs, st.signalIDs, st.requestIDs = s.Outputs, s.SignalIDs, s.Requests
 	if st.outputs == nil {
 		st.outputs = map[string]map[string]any{}
 	}

@@ -66,12 +66,31 @@ func TestSnapshotKeepsSignalIDs(t *testing.T) {
 	}
 }
 
+// The request ids of the cancels, retries and resumes recorded travel in
+// the snapshot too: a repeat after a restore is still seen as done.
+func TestSnapshotKeepsRequestIDs(t *testing.T) {
+	cancel := events.Event{Type: events.TypeCancelRequested, Time: at(1), CancelRequested: &events.CancelRequested{RequestID: "c1"}}
+	st := fold(t, hist(started(0, nil), cancel))
+	b, err := workflow.EncodeSnapshot(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := workflow.DecodeSnapshot(b, st.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.RequestSeen("cancel", "c1") || got.RequestSeen("retry", "c1") || got.RequestSeen("cancel", "") {
+		t.Fatalf("after restore: cancel c1 seen %v, retry c1 %v, cancel with no id %v; want true, false, false",
+			got.RequestSeen("cancel", "c1"), got.RequestSeen("retry", "c1"), got.RequestSeen("cancel", ""))
+	}
+}
+
 // The snapshot encoding is State's and Step's fields by name: a change to
 // them must come with a new SnapshotVersion, or a snapshot written by one
 // build would be read as a different state by the next.
 func TestSnapshotLayoutPinned(t *testing.T) {
-	const want = `v8
-State: ID string; Definition string; Revision int; Input interface {}; RequestID string; Parent *events.ParentRef; StartedBy string; Trace string; Suspended int; Status workflow.Status; Output interface {}; Error *events.Error; ErrorPath string; Steps map[string]*workflow.Step; Order []string; outputs map[string]map[string]interface {}; Vars map[string]interface {}; Search map[string]interface {}; SearchChanges int; StartSearched bool; Signals []*workflow.Signal; signalIDs map[string]bool; TimeoutTimerID string; TimeoutAt time.Time; TimedOut bool; CancelRequested bool; CancelReason string; Queued bool; QueueKey string; Admitted bool; AdmitChecks int; AdmitTimerID string; AdmitAt time.Time; Retries int; Created time.Time; Closed time.Time; Now time.Time; Events int; LastSeq uint64; FirstSeq uint64; loops map[string]*workflow.loopProgress
+	const want = `v9
+State: ID string; Definition string; Revision int; Input interface {}; RequestID string; Parent *events.ParentRef; StartedBy string; Trace string; Suspended int; Status workflow.Status; Output interface {}; Error *events.Error; ErrorPath string; Steps map[string]*workflow.Step; Order []string; outputs map[string]map[string]interface {}; Vars map[string]interface {}; Search map[string]interface {}; SearchChanges int; StartSearched bool; Signals []*workflow.Signal; signalIDs map[string]bool; requestIDs map[string]bool; TimeoutTimerID string; TimeoutAt time.Time; TimedOut bool; CancelRequested bool; CancelReason string; Queued bool; QueueKey string; Admitted bool; AdmitChecks int; AdmitTimerID string; AdmitAt time.Time; Retries int; Created time.Time; Closed time.Time; Now time.Time; Events int; LastSeq uint64; FirstSeq uint64; loops map[string]*workflow.loopProgress
 Step: Path string; Kind string; Task string; Status workflow.StepStatus; Gen int; Attempts int; LastError *events.Error; Output interface {}; Started time.Time; Closed time.Time; Signal string; TimerID string; TimeoutAt time.Time; TimedOut bool; TimedOutAt int; Case int; Items []interface {}; Iteration int; IterBase int; ChildID string; ChildInput interface {}; Searched bool; Suspend bool; Caught []string; CatchAll bool; HeldFor string; HeldDetail string; Rerun bool; Late bool
 Signal: Seq int; Name string; Payload interface {}; Consumed bool`
 	var b strings.Builder

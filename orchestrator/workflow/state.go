@@ -188,6 +188,9 @@ type State struct {
 	Signals []*Signal
 	// signalIDs holds the request ids of received signals: a repeat is ignored.
 	signalIDs map[string]bool
+	// requestIDs holds the request ids of the cancels, retries and
+	// resumes recorded, as kind/id: a repeat is answered as done.
+	requestIDs map[string]bool
 
 	// TimeoutTimerID is the workflow timeout's timer, once scheduled.
 	TimeoutTimerID string
@@ -337,6 +340,7 @@ func (st *State) dispatch(e events.Event) error {
 	case events.TypeTimerFired:
 		st.timerFired(e.TimerFired)
 	case events.TypeCancelRequested:
+		st.sawRequest("cancel", e.CancelRequested.RequestID)
 		st.cancelRequested(e.CancelRequested)
 	case events.TypeWorkflowCompleted:
 		st.close(StatusCompleted, t)
@@ -362,10 +366,12 @@ func (st *State) dispatch(e events.Event) error {
 	case events.TypeStepReopened:
 		st.stepReopened(e.StepReopened)
 	case events.TypeWorkflowRetried:
+		st.sawRequest("retry", e.WorkflowRetried.RequestID)
 		st.workflowRetried()
 	case events.TypeStepSuspended:
 		st.stepSuspended(e.StepSuspended, e.Time)
 	case events.TypeWorkflowResumed:
+		st.sawRequest("resume", e.WorkflowResumed.RequestID)
 		st.workflowResumed()
 	case events.TypeStepHeld:
 		if s := st.Steps[e.StepHeld.Path]; s != nil && s.Status == StepRunning && s.Gen == e.StepHeld.Gen {
@@ -477,6 +483,18 @@ func (st *State) waitStarted(p *events.WaitStarted, t time.Time) {
 	s.Kind, s.Status, s.Signal, s.TimerID, s.TimeoutAt, s.TimedOut, s.TimedOutAt = "wait", StepWaiting, p.Signal, p.TimerID, p.TimeoutAt, false, 0
 	s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
 	s.Gen++
+}
+
+// sawRequest records that a request of kind (cancel, retry, resume) with
+// request id reqID, if it named one, was recorded.
+func (st *State) sawRequest(kind, reqID string) {
+	if reqID == "" {
+		return
+	}
+	if st.requestIDs == nil {
+		st.requestIDs = map[string]bool{}
+	}
+	st.requestIDs[kind+"/"+reqID] = true
 }
 
 // signalReceived records a signal unless its request id was seen before.

@@ -348,7 +348,7 @@ function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
       question: `Cancel ${wf.id}? Its open steps are canceled.`,
       confirm: "Cancel run",
       async run(d) {
-        await workflows.cancelWorkflow({ workflowId: wf.id, reason: String(d.get("reason") ?? "") });
+        await workflows.cancelWorkflow({ workflowId: wf.id, reason: String(d.get("reason") ?? ""), requestId: crypto.randomUUID() });
         return "Cancel requested.";
       },
     },
@@ -360,7 +360,7 @@ function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
       question: `Retry ${wf.id} from its failed steps?`,
       confirm: "Retry run",
       async run(d) {
-        await workflows.retryWorkflow({ workflowId: wf.id, reason: String(d.get("reason") ?? "") });
+        await workflows.retryWorkflow({ workflowId: wf.id, reason: String(d.get("reason") ?? ""), requestId: crypto.randomUUID() });
         return "Run retried.";
       },
     },
@@ -374,7 +374,7 @@ function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
       question: `Resume ${wf.id}? Its suspended steps get fresh attempts.`,
       confirm: "Resume run",
       async run(d) {
-        await workflows.resumeWorkflow({ workflowId: wf.id, reason: String(d.get("reason") ?? "") });
+        await workflows.resumeWorkflow({ workflowId: wf.id, reason: String(d.get("reason") ?? ""), requestId: crypto.randomUUID() });
         return "Run resumed.";
       },
     });

@@ -1734,7 +1734,11 @@ type CancelWorkflowRequest struct {
 	// Identifier of the run.
 	WorkflowId string `protobuf:"bytes,1,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
 	// Human-readable reason for the cancellation, recorded in the history.
-	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Client-chosen idempotency key. Repeating a request with the same
+	// request_id applies it once, however much later: a repeat of one
+	// already recorded is answered OK, whatever the run has done since.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1783,6 +1787,13 @@ func (x *CancelWorkflowRequest) GetReason() string {
 	return ""
 }
 
+func (x *CancelWorkflowRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // CancelWorkflowResponse is the response of WorkflowService.CancelWorkflow.
 type CancelWorkflowResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1826,7 +1837,11 @@ type RetryWorkflowRequest struct {
 	// Identifier of the failed run to redrive.
 	WorkflowId string `protobuf:"bytes,1,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
 	// Optional note recorded in the history.
-	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Client-chosen idempotency key. Repeating a request with the same
+	// request_id applies it once, however much later: a repeat of one
+	// already recorded is answered OK, whatever the run has done since.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1875,6 +1890,13 @@ func (x *RetryWorkflowRequest) GetReason() string {
 	return ""
 }
 
+func (x *RetryWorkflowRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // RetryWorkflowResponse is the response of WorkflowService.RetryWorkflow.
 type RetryWorkflowResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1918,7 +1940,11 @@ type ResumeWorkflowRequest struct {
 	// Identifier of the run.
 	WorkflowId string `protobuf:"bytes,1,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
 	// Why the run is resumed, recorded in its history.
-	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Client-chosen idempotency key. Repeating a request with the same
+	// request_id applies it once, however much later: a repeat of one
+	// already recorded is answered OK, whatever the run has done since.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1963,6 +1989,13 @@ func (x *ResumeWorkflowRequest) GetWorkflowId() string {
 func (x *ResumeWorkflowRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *ResumeWorkflowRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -2134,21 +2167,27 @@ const file_weft_v1_workflow_proto_rawDesc = "" +
 	"\apayload\x18\x03 \x01(\v2\x16.google.protobuf.ValueR\apayload\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestId\"\x18\n" +
-	"\x16SignalWorkflowResponse\"P\n" +
+	"\x16SignalWorkflowResponse\"o\n" +
 	"\x15CancelWorkflowRequest\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x18\n" +
-	"\x16CancelWorkflowResponse\"O\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\x18\n" +
+	"\x16CancelWorkflowResponse\"n\n" +
 	"\x14RetryWorkflowRequest\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x17\n" +
-	"\x15RetryWorkflowResponse\"P\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\x17\n" +
+	"\x15RetryWorkflowResponse\"o\n" +
 	"\x15ResumeWorkflowRequest\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x18\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\x18\n" +
 	"\x16ResumeWorkflowResponse*\xe2\x01\n" +
 	"\x0eWorkflowStatus\x12\x1f\n" +
 	"\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
