@@ -440,10 +440,13 @@ type sim struct {
 	cancels  int
 	retries  int
 	resumes  int
-	log      []string
-	known    []string // known bugs run into
-	draining bool
-	parents  map[string]simParent // by step id, made by live
+	// requested counts the cancels, retries and resumes appended, by
+	// kind: their request ids are kind1, kind2, ...
+	requested map[string]int
+	log       []string
+	known     []string // known bugs run into
+	draining  bool
+	parents   map[string]simParent // by step id, made by live
 }
 
 func (s *sim) seq() uint64 { return uint64(len(s.recEnd)) }
@@ -1113,34 +1116,77 @@ func (s *sim) cancel() {
 	if s.cancels >= 2 || !s.chance("cancel?", 12) {
 		return
 	}
+	id := s.requestID("cancel")
+	if s.fold(true).RequestSeen("cancel", id) {
+		s.logf("cancel %s again: answered as done", id)
+		return
+	}
 	if s.status() != workflow.StatusRunning {
 		return
 	}
 	s.cancels++
-	s.logf("cancel")
-	s.external(events.Event{Type: events.TypeCancelRequested, CancelRequested: &events.CancelRequested{Reason: "sim"}})
+	s.made("cancel")
+	s.logf("cancel %s", id)
+	s.external(events.Event{Type: events.TypeCancelRequested, CancelRequested: &events.CancelRequested{Reason: "sim", RequestID: id}})
 }
 
-// redrive retries a failed workflow (the API's append is conditional on
-// the failure it read).
+// requestID is the request id of a client's next request of kind: now
+// and then that of an earlier one, as a client that lost its answer asks
+// again. A new one is counted once it is appended (made).
+func (s *sim) requestID(kind string) string {
+	made := s.requested[kind]
+	if made > 0 && !s.draining && s.chance("repeat "+kind+" request id?", 4) {
+		return fmt.Sprintf("%s%d", kind, 1+s.draw(kind+" request id", made))
+	}
+	return fmt.Sprintf("%s%d", kind, made+1)
+}
+
+// made counts a request of kind as appended.
+func (s *sim) made(kind string) {
+	if s.requested == nil {
+		s.requested = map[string]int{}
+	}
+	s.requested[kind]++
+}
+
+// redrive retries a failed workflow, as the API does: a request whose id
+// the history records is answered as done, whatever the run did since;
+// the append is conditional on the failure it read.
 func (s *sim) redrive() {
-	if s.retries >= 3 || s.status() != workflow.StatusFailed {
+	if s.retries >= 3 {
+		return
+	}
+	id := s.requestID("retry")
+	if s.fold(true).RequestSeen("retry", id) {
+		s.logf("redrive %s again: answered as done", id)
+		return
+	}
+	if s.status() != workflow.StatusFailed {
 		return
 	}
 	s.retries++
-	s.logf("redrive")
-	s.external(events.Event{Type: events.TypeWorkflowRetried, WorkflowRetried: &events.WorkflowRetried{}})
+	s.made("retry")
+	s.logf("redrive %s", id)
+	s.external(events.Event{Type: events.TypeWorkflowRetried, WorkflowRetried: &events.WorkflowRetried{RequestID: id}})
 }
 
-// resume resumes a suspended workflow (the API's append is conditional on
-// the suspension it read).
+// resume resumes a suspended workflow, as the API does (see redrive).
 func (s *sim) resume() {
-	if s.resumes >= 6 || s.fold(false).Shown() != workflow.StatusSuspended {
+	if s.resumes >= 6 {
+		return
+	}
+	id := s.requestID("resume")
+	if s.fold(true).RequestSeen("resume", id) {
+		s.logf("resume %s again: answered as done", id)
+		return
+	}
+	if s.fold(false).Shown() != workflow.StatusSuspended {
 		return
 	}
 	s.resumes++
-	s.logf("resume")
-	s.external(events.Event{Type: events.TypeWorkflowResumed, WorkflowResumed: &events.WorkflowResumed{}})
+	s.made("resume")
+	s.logf("resume %s", id)
+	s.external(events.Event{Type: events.TypeWorkflowResumed, WorkflowResumed: &events.WorkflowResumed{RequestID: id}})
 }
 
 // admit records that a queued run took a slot, as the shell does once it
@@ -1345,9 +1391,22 @@ func (s *sim) checkHistory() {
 		path string
 		gen  int
 	}
-	scheduled, children := map[key]bool{}, map[string]bool{}
+	scheduled, children, requests := map[key]bool{}, map[string]bool{}, map[string]bool{}
 	closed := false
 	for i, e := range s.evs {
+		var req string
+		switch {
+		case e.WorkflowRetried != nil:
+			req = "retry/" + e.WorkflowRetried.RequestID
+		case e.WorkflowResumed != nil:
+			req = "resume/" + e.WorkflowResumed.RequestID
+		case e.CancelRequested != nil:
+			req = "cancel/" + e.CancelRequested.RequestID
+		}
+		if req != "" && requests[req] {
+			s.fail("event %d: request %s applied twice", i+1, req)
+		}
+		requests[req] = true
 		switch {
 		case e.StepScheduled != nil:
 			k := key{e.StepScheduled.Path, e.StepScheduled.Gen}
