@@ -309,7 +309,8 @@ func (e *Engine) firstTick(ctx context.Context, m Match) (time.Time, error) {
 // definition: the time of the oldest revision, in the unbroken run of
 // revisions up to m.Revision that have the trigger, walking back no
 // further than the first one put at or before t (whose time it returns,
-// then: the trigger existed at t). Zero when it cannot tell.
+// then: the trigger existed at t). A revision this part cannot compile
+// does not break the run. Zero when it cannot tell.
 func (e *Engine) addedSince(ctx context.Context, m Match, t time.Time) (time.Time, error) {
 	var added time.Time
 	for rev := m.Revision; rev >= 1; rev-- {
@@ -320,8 +321,10 @@ func (e *Engine) addedSince(ctx context.Context, m Match, t time.Time) (time.Tim
 		if err != nil {
 			return time.Time{}, err
 		}
-		plan, err := e.defs.Compile(rec)
-		if err != nil || !slices.ContainsFunc(plan.Triggers, func(tr *definition.Trigger) bool { return tr.Key == m.Trigger.Key }) {
+		// A revision this part cannot compile (a newer version's, say) is
+		// not known to lack the trigger: taken as one that has it.
+		if plan, err := e.defs.Compile(rec); err == nil &&
+			!slices.ContainsFunc(plan.Triggers, func(tr *definition.Trigger) bool { return tr.Key == m.Trigger.Key }) {
 			break
 		}
 		added = rec.Created

@@ -204,19 +204,30 @@ var ErrWebhookUnsure = errors.New("trigger: a stored definition this part cannot
 // definition declares it. Should more than one declare it (definitions
 // stored before names had owners), the one that owns the name answers,
 // and none does (ErrWebhookAmbiguous) when it is not among them. A name
-// this registry does not know is looked up in the definitions as stored
-// (Stored): one put a moment ago through another process is delivered,
-// where an answer that it does not exist would lose the delivery (many
-// senders never retry a 404).
+// this registry does not know but a definition claimed (a put claims its
+// webhooks before it stores them) is looked up in the definitions as
+// stored (Stored): one put a moment ago through another process is
+// delivered, where an answer that it does not exist would lose the
+// delivery (many senders never retry a 404). A name nothing claimed costs
+// one read of its claim.
 func (r *Registry) Webhook(ctx context.Context, name string) (m Match, ok bool, err error) {
 	if len(r.webhooks(name)) > 0 {
 		return r.webhook(ctx, name)
+	}
+	c, err := r.store.WebhookClaim(ctx, name)
+	switch {
+	case errors.Is(err, eventstore.ErrNotFound):
+		return Match{}, false, nil
+	case err != nil:
+		return Match{}, true, err
 	}
 	st, err := r.Stored(ctx)
 	if err != nil {
 		return Match{}, true, err
 	}
-	if len(st.webhooks(name)) == 0 && st.Unsure("") {
+	if len(st.webhooks(name)) == 0 && st.Unsure(c.Definition) {
+		// Its claimer may declare it, in a revision this part cannot
+		// compile (a newer version's): to be tried again.
 		return Match{}, true, fmt.Errorf("webhook %q: %w", name, ErrWebhookUnsure)
 	}
 	return st.webhook(ctx, name)

@@ -27,6 +27,10 @@ func TestAWebhookPutElsewhereIsFoundBeforeTheRegistrySeesIt(t *testing.T) {
 	// not followed it yet.
 	reg := trigger.NewRegistry(store, nil, slog.New(slog.DiscardHandler))
 	src := "name: signup\ntriggers:\n  - webhook: new-signup\nsteps:\n  - { id: a, task: echo }\n"
+	// Put as the API puts it: its webhook names claimed first.
+	if err := store.ClaimWebhook(ctx, "new-signup", "signup", 0); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := store.PutDefinition(ctx, "signup", src, "test", time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +44,11 @@ func TestAWebhookPutElsewhereIsFoundBeforeTheRegistrySeesIt(t *testing.T) {
 	// A stored definition this part cannot compile may declare it: the
 	// delivery is to be tried again, not refused.
 	if _, _, err := store.PutDefinition(ctx, "newer", "name: newer\nsteps: [ {id: a, frobnicate: yes} ]\n", "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// (It claimed the name: a put claims its webhooks before it stores
+	// them.)
+	if err := store.ClaimWebhook(ctx, "nobody", "newer", 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, err := reg.Webhook(ctx, "nobody"); !ok || !errors.Is(err, trigger.ErrWebhookUnsure) {
