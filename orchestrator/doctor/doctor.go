@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftworks/weft/eventstore"
@@ -258,6 +259,11 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 		}
 		all, round = append(all, found...), found
 	}
+	// The runs that could not be read are known now, and stay so while
+	// the runs are judged (a judge reads its children's).
+	for _, r := range all {
+		r.unread = r.unchecked != nil
+	}
 	if err := c.each(ctx, all, c.judge); err != nil {
 		return nil, err
 	}
@@ -325,6 +331,8 @@ type run struct {
 	deleting bool
 	// unchecked is why it could not be read or judged, tried again.
 	unchecked error
+	// unread: it could not be read (set before any run is judged).
+	unread bool
 }
 
 // related returns the ids of the run's running children, the children it
@@ -388,9 +396,15 @@ type keySlots struct {
 // Options.Concurrency at a time. A run whose fn fails is tried again, up
 // to Options.Attempts in all with a short pause between, and then marked
 // unchecked with the last error: one run NATS does not answer for ends
-// no check. It returns the context's error, if it ended.
+// no check. When maxUncheckedInARow runs in a row end unchecked, NATS is
+// taken as not answering at all and the check ends with the last error,
+// rather than grind through every run. It returns that, or the
+// context's error if it ended.
 func (c *checker) each(ctx context.Context, runs []*run, fn func(context.Context, *run) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var wg sync.WaitGroup
+	var streak atomic.Int64
 	sem := make(chan struct{}, c.opts.Concurrency)
 	for _, r := range runs {
 		if r.unchecked != nil {
@@ -409,11 +423,18 @@ func (c *checker) each(ctx context.Context, runs []*run, fn func(context.Context
 			pause := 100 * time.Millisecond
 			for attempt := 1; ; attempt++ {
 				err := c.try(ctx, r, fn)
-				if err == nil || ctx.Err() != nil {
+				if err == nil {
+					streak.Store(0)
+					return
+				}
+				if ctx.Err() != nil {
 					return
 				}
 				if attempt >= c.opts.Attempts {
 					r.unchecked = err
+					if streak.Add(1) >= maxUncheckedInARow {
+						cancel(fmt.Errorf("%d runs in a row could not be checked, the last %s: %w", maxUncheckedInARow, r.ID, err))
+					}
 					return
 				}
 				select {
@@ -426,8 +447,12 @@ func (c *checker) each(ctx context.Context, runs []*run, fn func(context.Context
 		}()
 	}
 	wg.Wait()
-	return ctx.Err()
+	return context.Cause(ctx)
 }
+
+// maxUncheckedInARow is how many runs in a row may end unchecked before a
+// check gives up.
+const maxUncheckedInARow = 32
 
 // try calls fn for r once, from what r was before any attempt: the
 // findings, verdict and movers an attempt that failed half way made go.
@@ -865,6 +890,11 @@ func (c *checker) task(ctx context.Context, r *run, m workflow.Mover) (string, e
 // closed, its parent was told.
 func (c *checker) child(ctx context.Context, r *run, m workflow.Mover) (string, error) {
 	kid := c.runs[m.ChildID]
+	if kid != nil && kid.unread {
+		// It could not be read: the report names it unchecked, and
+		// whether it exists is not known here.
+		return "", nil
+	}
 	if kid == nil || kid.st == nil {
 		return fmt.Sprintf("step %s: child workflow %s does not exist", m.Path, m.ChildID), nil
 	}

@@ -81,3 +81,38 @@ func TestARunThatCannotBeReadIsReportedAndTheCheckGoesOn(t *testing.T) {
 		t.Fatalf("a check whose context ended returned %v", err)
 	}
 }
+
+// When NATS answers for no run at all, the check ends with the error once
+// maxUncheckedInARow runs in a row could not be checked, rather than try
+// each of thousands three times.
+func TestACheckNATSDoesNotAnswerForEndsEarly(t *testing.T) {
+	nc := natstest.Start(t).Connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store, err := eventstore.Open(ctx, nc, eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UTC().Add(-time.Hour)
+	const n = 100
+	for i := range n {
+		listCanceled(t, ctx, store, fmt.Sprintf("r%03d", i), t0)
+	}
+	var mu sync.Mutex
+	tried := map[string]bool{}
+	doctor.SetTestHookTry(t, func(id string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		tried[id] = true
+		return errors.New("nats: timeout")
+	})
+	_, err = doctor.Check(ctx, store, doctor.Options{})
+	if err == nil || !strings.Contains(err.Error(), "in a row could not be checked") || !strings.Contains(err.Error(), "nats: timeout") {
+		t.Fatalf("a check NATS answers for no run returned %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(tried) >= n {
+		t.Fatalf("every one of the %d runs was tried before the check ended", n)
+	}
+}
