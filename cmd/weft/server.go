@@ -144,7 +144,15 @@ func servePprof(addr string, log *slog.Logger) (func(), error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	var h http.Handler = mux
+	if t, ok := ln.Addr().(*net.TCPAddr); ok && t.IP.IsLoopback() {
+		// Like the API open on a loopback address: a web page whose name
+		// an attacker rebinds to 127.0.0.1 would otherwise read the
+		// profiles and the command line (--nats-password among it) from
+		// the browser of someone on this machine. It names its own host.
+		h = api.RequireLoopbackHost(mux)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("profiles served", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
 	return func() { _ = srv.Close() }, nil

@@ -182,7 +182,13 @@ func (n *Node) serveMetrics(cfg Config) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET "+api.MetricsPath, metrics.Handler(cfg.Metrics))
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+	var h http.Handler = mux
+	if loopback(ln.Addr()) {
+		// As the API open on a loopback address: a page whose name
+		// rebinds to 127.0.0.1 names its own host.
+		h = api.RequireLoopbackHost(mux)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelInfo)}
 	n.metricsHTTP, n.MetricsURL = hs, "http://"+ln.Addr().String()+api.MetricsPath
 	go func() {

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path"
 	"sort"
@@ -231,8 +232,26 @@ func RequireLoopbackHost(next http.Handler) http.Handler {
 			http.Error(w, "this API serves requests to localhost only (it has no --auth-tokens or client certificates): use http://localhost:<port> or http://127.0.0.1:<port>", http.StatusMisdirectedRequest)
 			return
 		}
+		if o := r.Header.Get("Origin"); o != "" && !loopbackOrigin(o) {
+			// A web page elsewhere names localhost itself: a cross-site
+			// POST that needs no preflight (a webhook takes any body)
+			// would reach the API from the browser of someone on this
+			// machine. Browsers say where such a request comes from;
+			// the console's own calls come from a loopback origin, and
+			// outside services send no Origin.
+			http.Error(w, "this API serves web pages on localhost only (it has no --auth-tokens or client certificates): the request's Origin is another site", http.StatusForbidden)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// loopbackOrigin reports whether origin (an Origin header: scheme://host[:port])
+// is a page served from this machine's loopback interface; "null" and
+// anything unparsable are not.
+func loopbackOrigin(origin string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && loopbackHost(u.Host)
 }
 
 // loopbackHost reports whether host (a Host header: a name or address,
