@@ -22,6 +22,7 @@ import (
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/executor"
 	"github.com/weftworks/weft/executor/builtin"
+	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/orchestrator"
@@ -110,10 +111,14 @@ type Node struct {
 
 	http        *http.Server
 	metricsHTTP *http.Server
-	stopAPI     context.CancelFunc
-	stopStreams context.CancelFunc
-	stopClock   context.CancelFunc
-	log         *slog.Logger
+	// apiLn and metricsLn are the listeners, bound before any part starts
+	// and closed by Stop while not yet served.
+	apiLn, metricsLn net.Listener
+	stopAPI          context.CancelFunc
+	stopStreams      context.CancelFunc
+	stopRequests     context.CancelFunc
+	stopClock        context.CancelFunc
+	log              *slog.Logger
 	// lost is closed when the NATS connection closes for good while the
 	// node runs; stopping, once Stop began.
 	lost     chan struct{}
@@ -150,6 +155,11 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	// One cache of compiled definitions serves every part.
 	n.Definitions = runs.NewDefinitions(n.Store)
+	// The addresses are taken before any part starts: a node that cannot
+	// listen fails before it takes work it would then cut short.
+	if err = n.listen(cfg); err != nil {
+		return n, err
+	}
 	n.startClock(ctx, cfg)
 	if cfg.Orchestrator != nil {
 		if err = n.startEngine(ctx, cfg); err != nil {
@@ -174,12 +184,29 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	return n, nil
 }
 
+// listen binds the API's and the metrics' listeners the configuration
+// asks for.
+func (n *Node) listen(cfg Config) (err error) {
+	if cfg.API != nil {
+		if t := cfg.APITLS; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
+			return errors.New("node: APITLS has no server certificate")
+		}
+		if n.apiLn, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+			return fmt.Errorf("API listener on %s: %w", cfg.APIAddr, err)
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		if n.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics listener on %s: %w", cfg.MetricsAddr, err)
+		}
+	}
+	return nil
+}
+
 // serveMetrics serves cfg.Metrics at GET /metrics on cfg.MetricsAddr.
 func (n *Node) serveMetrics(cfg Config) error {
-	ln, err := net.Listen("tcp", cfg.MetricsAddr)
-	if err != nil {
-		return fmt.Errorf("metrics listener on %s: %w", cfg.MetricsAddr, err)
-	}
+	ln := n.metricsLn
+	n.metricsLn = nil
 	mux := http.NewServeMux()
 	mux.Handle("GET "+api.MetricsPath, metrics.Handler(cfg.Metrics))
 	var h http.Handler = mux
@@ -331,13 +358,8 @@ func (n *Node) startAPI(cfg Config) error {
 	if err := srv.Start(apiCtx); err != nil {
 		return err
 	}
-	if t := cfg.APITLS; t != nil && len(t.Certificates) == 0 && t.GetCertificate == nil && t.GetConfigForClient == nil {
-		return errors.New("node: APITLS has no server certificate")
-	}
-	ln, err := net.Listen("tcp", cfg.APIAddr)
-	if err != nil {
-		return fmt.Errorf("API listener on %s: %w", cfg.APIAddr, err)
-	}
+	ln := n.apiLn
+	n.apiLn = nil
 	h := srv.Handler()
 	clientCerts := cfg.APITLS != nil && cfg.APITLS.ClientAuth == tls.RequireAndVerifyClientCert
 	if ac.Tokens == nil && !clientCerts && loopback(ln.Addr()) {
@@ -361,10 +383,16 @@ func (n *Node) startAPI(cfg Config) error {
 		// ServeTLS adds h2 and http/1.1 to the ALPN protocols.
 		serve = func(ln net.Listener) error { return hs.ServeTLS(ln, "", "") }
 	}
-	// Requests (long watches among them) end when the node stops.
-	base, cancel := context.WithCancel(context.Background())
+	// When the node stops, the calls that wait for as long as they are
+	// let (awaits, watches) end at once; other calls in flight finish
+	// (Shutdown waits for them), and are cut short only when the stop's
+	// context ends first: a start or a put cut halfway would answer an
+	// error for what may be applied.
+	base, stopRequests := context.WithCancel(context.Background())
+	streams, stopStreams := context.WithCancel(context.Background())
 	hs.BaseContext = func(net.Listener) context.Context { return base }
-	n.http, n.stopStreams = hs, cancel
+	hs.Handler = endWatches(streams, hs.Handler)
+	n.http, n.stopStreams, n.stopRequests = hs, stopStreams, stopRequests
 	go func() {
 		if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			cfg.Logger.Error("API server stopped", "err", err)
@@ -378,13 +406,21 @@ func (n *Node) startAPI(cfg Config) error {
 func (n *Node) Stop(ctx context.Context) error {
 	n.stopping.Store(true)
 	var errs []error
+	for _, ln := range []*net.Listener{&n.apiLn, &n.metricsLn} {
+		if *ln != nil { // bound, never served
+			_ = (*ln).Close()
+			*ln = nil
+		}
+	}
 	if n.metricsHTTP != nil {
 		errs = append(errs, n.metricsHTTP.Shutdown(ctx))
 		n.metricsHTTP = nil
 	}
 	if n.http != nil {
+		n.API.EndAwaits()
 		n.stopStreams()
 		errs = append(errs, n.http.Shutdown(ctx))
+		n.stopRequests()
 		n.http = nil
 	}
 	if n.stopAPI != nil {
@@ -406,6 +442,23 @@ func (n *Node) Stop(ctx context.Context) error {
 		n.NC.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// endWatches ends the WatchWorkflow calls h serves when stop ends: a
+// watch lasts for as long as its caller lets it, and would hold the
+// node's stop up. (Awaits, many more and each kept small, are ended by
+// api.Server.EndAwaits without a context of their own.)
+func endWatches(stop context.Context, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != weftv1connect.WorkflowServiceWatchWorkflowProcedure {
+			h.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		defer context.AfterFunc(stop, cancel)()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // loopback reports whether addr is a loopback address.

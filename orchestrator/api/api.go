@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -105,6 +106,8 @@ func (c Config) Validate() error {
 
 // Server implements WorkflowService and DefinitionService over the event store.
 type Server struct {
+	// ending: the process stops, and AwaitWorkflow calls end (EndAwaits).
+	ending   atomic.Bool
 	store    *eventstore.Store
 	defs     *runs.Definitions
 	triggers *trigger.Registry

@@ -50,9 +50,15 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 			return awaited(w, err, wf, timeout)
 		}
 		run = created
+		if s.ending.Load() {
+			return nil, errStopping(wf)
+		}
 		reg.sleep(ctx.Done())
 		if err := ctx.Err(); err != nil {
 			return awaited(nil, toConnect(err), wf, timeout)
+		}
+		if s.ending.Load() {
+			return nil, errStopping(wf)
 		}
 		if !time.Now().Before(deadline) {
 			return awaited(nil, context.DeadlineExceeded, wf, timeout)
@@ -100,6 +106,21 @@ func (s *Server) lookClosed(ctx context.Context, wf string, need uint64, run, de
 	case <-ctx.Done():
 		return nil, run, toConnect(ctx.Err())
 	}
+}
+
+// EndAwaits ends the AwaitWorkflow calls open now, and those that come
+// later, with Unavailable: the process stops, and an await would hold its
+// stop for as long as its run lasts. Their callers await again, on
+// another API process or this one started again. Other calls in flight
+// are left to finish.
+func (s *Server) EndAwaits() {
+	s.ending.Store(true)
+	s.interest.wakeAll()
+}
+
+// errStopping is what an await of wf ended by EndAwaits answers.
+func errStopping(wf string) error {
+	return errorf(connect.CodeUnavailable, "this API process is stopping: await workflow %q again", wf)
 }
 
 // maxLooks is how many of the awaits' looks run at once.
