@@ -109,8 +109,9 @@ func (s *Store) ensureStream(ctx context.Context, want jetstream.StreamConfig, i
 
 // ensureConsumer makes sure stream has the durable consumer want,
 // creating it when missing and updating it when it lacks a setting of
-// want.
-func (s *Store) ensureConsumer(ctx context.Context, stream string, want jetstream.ConsumerConfig) error {
+// want. With keepLongerAckWait, an ack wait longer than want's that the
+// consumer has is kept (see EnsureTaskConsumer).
+func (s *Store) ensureConsumer(ctx context.Context, stream string, want jetstream.ConsumerConfig, keepLongerAckWait bool) error {
 	_, err := retry(ctx, func(ctx context.Context) (jetstream.Consumer, error) {
 		c, err := s.js.Consumer(ctx, stream, want.Durable)
 		if errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -124,7 +125,15 @@ func (s *Store) ensureConsumer(ctx context.Context, stream string, want jetstrea
 		if err != nil {
 			return nil, err
 		}
-		if have := c.CachedInfo().Config; lacks(want, have) {
+		have := c.CachedInfo().Config
+		if want := want; keepLongerAckWait && have.AckWait > want.AckWait {
+			want.AckWait = have.AckWait
+			if lacks(want, have) {
+				return s.js.UpdateConsumer(ctx, stream, overlay(want, have))
+			}
+			return c, nil
+		}
+		if lacks(want, have) {
 			return s.js.UpdateConsumer(ctx, stream, overlay(want, have))
 		}
 		return c, nil

@@ -371,6 +371,13 @@ func legacyTaskConsumerName(taskType string) string {
 // '_') gets its new consumer starting after the commands the old one had
 // settled, when the old one still filters on this type; the old consumer
 // is left in place (delete it once no executor of an earlier version runs).
+//
+// Its ack wait is the longest TaskAckWait of the parts that ensured it:
+// one part's shorter value never shortens it, so an executor, which keeps
+// its commands claimed every third of its own TaskAckWait, beats well
+// within the consumer's. (Parts given different --task-ack-wait values
+// would otherwise set it in turn, and a command an executor still ran
+// would be handed to another.)
 func (s *Store) EnsureTaskConsumer(ctx context.Context, taskType string) error {
 	if !ValidTaskType(taskType) {
 		return fmt.Errorf("eventstore: invalid task type %q: use letters, digits, _ and -, in parts separated by single dots", taskType)
@@ -399,7 +406,7 @@ func (s *Store) EnsureTaskConsumer(ctx context.Context, taskType string) error {
 		if err = s.taskStart(ctx, taskType, &cfg); err != nil {
 			break
 		}
-		if err = s.ensureConsumer(ctx, HistoryStream, cfg); err == nil {
+		if err = s.ensureConsumer(ctx, HistoryStream, cfg, true); err == nil {
 			break
 		}
 		// Another process may have created it meanwhile: look again.

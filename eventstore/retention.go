@@ -59,7 +59,7 @@ func (s *Store) openRetentionConsumer(ctx context.Context) error {
 		// Deletions are handed out in bounded batches.
 		MaxAckPending: 256,
 		Replicas:      s.cfg.Replicas,
-	})
+	}, false)
 	if err != nil {
 		return fmt.Errorf("eventstore: create consumer %s: %w", RetentionConsumer, err)
 	}

@@ -307,7 +307,7 @@ func (s *Store) openConsumers(ctx context.Context) error {
 		c.MaxDeliver = -1
 		c.MaxAckPending = 20000
 		c.Replicas = cfg.Replicas
-		if err := s.ensureConsumer(ctx, stream, c); err != nil {
+		if err := s.ensureConsumer(ctx, stream, c, false); err != nil {
 			return fmt.Errorf("eventstore: create consumer %s: %w", c.Durable, err)
 		}
 	}

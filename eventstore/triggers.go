@@ -65,7 +65,7 @@ func (s *Store) openTriggers(ctx context.Context) error {
 		c := sc.c
 		c.AckPolicy, c.DeliverPolicy = jetstream.AckExplicitPolicy, jetstream.DeliverAllPolicy
 		c.AckWait, c.MaxDeliver, c.MaxAckPending, c.Replicas = cfg.OrchestratorAckWait, -1, 20000, cfg.Replicas
-		if err := s.ensureConsumer(ctx, sc.stream, c); err != nil {
+		if err := s.ensureConsumer(ctx, sc.stream, c, false); err != nil {
 			return fmt.Errorf("eventstore: create consumer %s: %w", c.Durable, err)
 		}
 	}
