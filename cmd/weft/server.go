@@ -12,9 +12,11 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -320,6 +322,9 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 				if err := os.MkdirAll(abs, 0o755); err != nil {
 					return fmt.Errorf("--data %s: %w", abs, err)
 				}
+				if p.replicas > 1 {
+					return fmt.Errorf("--replicas %d: the embedded NATS server is a single server and keeps one copy; give --nats-url of a cluster for more", p.replicas)
+				}
 				if syncMode != "interval" && syncMode != "always" {
 					return fmt.Errorf("--sync %q: use interval (flush on an interval; survives process crashes) or always (fsync every write; survives power loss)", syncMode)
 				}
@@ -551,5 +556,18 @@ func runParts(cmd *cobra.Command, log *slog.Logger, p partFlags, cfg node.Config
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	// A second SIGINT or SIGTERM cuts the stop short: the steps still
+	// running are handed back at once instead of being waited for.
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	go func() {
+		select {
+		case <-again:
+			log.Warn("second signal: handing back what still runs and stopping now")
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
 	return errors.Join(lost, n.Stop(sctx))
 }
