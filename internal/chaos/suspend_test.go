@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,19 +83,29 @@ func TestCheckSuspended(t *testing.T) {
 
 // fakeResumes is a WorkflowService whose ResumeWorkflow answers lost
 // first: the first call records the resume when landing is set and
-// answers UNAVAILABLE; later calls answer FAILED_PRECONDITION, as for a
-// run no longer suspended. GetHistory shows the resume once recorded.
+// answers UNAVAILABLE; a later call with the request id recorded is
+// answered OK, as the API answers a repeat, and any other
+// FAILED_PRECONDITION, as for a run no longer suspended.
 type fakeResumes struct {
 	weftv1connect.UnimplementedWorkflowServiceHandler
 	landing bool
 	calls   atomic.Int64
 	resumed atomic.Bool
+	mu      sync.Mutex
+	ids     []string // the request id of each call
 }
 
-func (f *fakeResumes) ResumeWorkflow(context.Context, *connect.Request[weftv1.ResumeWorkflowRequest]) (*connect.Response[weftv1.ResumeWorkflowResponse], error) {
+func (f *fakeResumes) ResumeWorkflow(_ context.Context, req *connect.Request[weftv1.ResumeWorkflowRequest]) (*connect.Response[weftv1.ResumeWorkflowResponse], error) {
+	f.mu.Lock()
+	f.ids = append(f.ids, req.Msg.RequestId)
+	first := f.ids[0]
+	f.mu.Unlock()
 	if f.calls.Add(1) == 1 {
 		f.resumed.Store(f.landing)
 		return nil, connect.NewError(connect.CodeUnavailable, errors.New("answer lost"))
+	}
+	if f.resumed.Load() && req.Msg.RequestId != "" && req.Msg.RequestId == first {
+		return connect.NewResponse(&weftv1.ResumeWorkflowResponse{}), nil
 	}
 	return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("only SUSPENDED workflows can be resumed"))
 }
@@ -107,9 +118,9 @@ func (f *fakeResumes) GetHistory(context.Context, *connect.Request[weftv1.GetHis
 	return connect.NewResponse(&weftv1.GetHistoryResponse{Events: suspendHistory(items...)}), nil
 }
 
-// A resume whose answer was lost is not made again once the history shows
-// it; a FAILED_PRECONDITION for a resume the history does not show is an
-// error.
+// A resume whose answer was lost is asked again with the same request id:
+// answered OK when it landed, and not applied twice; a
+// FAILED_PRECONDITION for a resume that did not land is an error.
 func TestResumeWhoseAnswerWasLost(t *testing.T) {
 	for _, landing := range []bool{true, false} {
 		f := &fakeResumes{landing: landing}
@@ -118,10 +129,18 @@ func TestResumeWhoseAnswerWasLost(t *testing.T) {
 		err := d.resumeOnce(ctx, "suspended", 1)
 		cancel()
 		switch {
-		case landing && (err != nil || f.calls.Load() != 1):
-			t.Errorf("landed: %v after %d calls; want nil after 1", err, f.calls.Load())
+		case landing && (err != nil || f.calls.Load() != 2):
+			t.Errorf("landed: %v after %d calls; want nil after 2", err, f.calls.Load())
 		case !landing && connect.CodeOf(err) != connect.CodeFailedPrecondition:
 			t.Errorf("not landed: %v after %d calls; want FAILED_PRECONDITION", err, f.calls.Load())
 		}
+		f.mu.Lock()
+		for _, id := range f.ids {
+			if id == "" || id != f.ids[0] {
+				t.Errorf("the tries named request ids %q; want one, the same on each", f.ids)
+				break
+			}
+		}
+		f.mu.Unlock()
 	}
 }
