@@ -561,12 +561,23 @@ func runParts(cmd *cobra.Command, log *slog.Logger, p partFlags, cfg node.Config
 	again := make(chan os.Signal, 1)
 	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(again)
+	stopped := make(chan struct{})
+	defer close(stopped)
 	go func() {
 		select {
 		case <-again:
 			log.Warn("second signal: handing back what still runs and stopping now")
 			cancel()
 		case <-sctx.Done():
+		}
+		// A handler that ignores its context holds the stop for as long
+		// as it runs (lifecycle.Drain waits for it once canceled): a
+		// signal after the stop was cut short exits without it.
+		select {
+		case <-again:
+			log.Error("third signal: exiting without waiting for the stop")
+			os.Exit(1)
+		case <-stopped:
 		}
 	}()
 	return errors.Join(lost, n.Stop(sctx))

@@ -419,7 +419,16 @@ func (n *Node) Stop(ctx context.Context) error {
 	if n.http != nil {
 		n.API.EndAwaits()
 		n.stopStreams()
-		errs = append(errs, n.http.Shutdown(ctx))
+		// The calls in flight get half of what is left of the stop's
+		// time: the worker, stopped next, must still have time to let
+		// its steps finish rather than hand them back to be run again.
+		hctx := ctx
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			hctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+			defer cancel()
+		}
+		errs = append(errs, n.http.Shutdown(hctx))
 		n.stopRequests()
 		n.http = nil
 	}
