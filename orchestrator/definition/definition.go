@@ -1,6 +1,7 @@
 package definition
 
 import (
+	"errors"
 	"fmt"
 	"iter"
 	"strings"
@@ -44,7 +45,14 @@ func ValidSignalName(name string) bool {
 // Defaults of the control-flow step kinds.
 const (
 	DefaultForeachConcurrency = 10
-	DefaultForeachAs          = "item"
+	// MaxForeachConcurrency is the most iterations of a foreach in flight
+	// at once; a larger concurrency counts as this. Every decision of a
+	// running loop looks at each iteration in flight, and the decision
+	// that starts them does so once per iteration it starts: a loop that
+	// started 100,000 at once would keep its orchestrator's shard busy for
+	// most of an hour.
+	MaxForeachConcurrency = 1000
+	DefaultForeachAs      = "item"
 )
 
 // Defaults applied to task steps that leave them out.
@@ -370,7 +378,25 @@ type Scope struct {
 	// Locals are the variables of enclosing foreach iterations and repeat
 	// loops: the item variable (as), "index" and "iteration".
 	Locals map[string]any
+	// Budget, when set, is shared by the evaluations of one decision,
+	// which together may cost at most MaxDecisionCost.
+	Budget *Budget
 }
+
+// MaxDecisionCost bounds the CEL cost of all the evaluations of one
+// decision: each evaluation is held to DefaultCostLimit, but a decision
+// may evaluate many (a foreach's filter once per item, of up to 262,144).
+const MaxDecisionCost = 50 * DefaultCostLimit
+
+// ErrDecisionCost is what an evaluation fails with (errors.Is) once the
+// evaluations of its decision passed MaxDecisionCost.
+var ErrDecisionCost = errors.New("the expressions of one decision passed their cost limit")
+
+// Budget counts the cost of the evaluations of one decision.
+type Budget struct{ used uint64 }
+
+// Exhausted reports whether the evaluations counted passed MaxDecisionCost.
+func (b *Budget) Exhausted() bool { return b != nil && b.used > MaxDecisionCost }
 
 // Problem is one thing wrong with a definition.
 type Problem struct {

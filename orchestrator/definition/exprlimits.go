@@ -33,6 +33,14 @@ const (
 	MaxEvalBytes = 16 << 20
 	// elemBytes is what one list element or map entry counts.
 	elemBytes = 16
+	// maxRegexSteps bounds the work of the matches calls of one
+	// evaluation, counted before each runs as the length of the string
+	// times the instructions of the pattern's program: what Go's
+	// matcher may take in the worst case, about a second's worth. CEL's
+	// own cost of matches counts the pattern's source, not its program:
+	// 'a' * 4 MiB matched against .{999}! costs 800,000 of the
+	// 1,000,000 allowed, and takes half a minute.
+	maxRegexSteps = 1 << 27
 )
 
 // ErrLimit is what an evaluation that would pass MaxValueBytes or
@@ -77,6 +85,8 @@ type meter struct {
 	built   int64 // bytes built, against MaxEvalBytes
 	out     int64 // JSON bytes of the results so far, against MaxValueBytes
 	regexps map[string]*regexp.Regexp
+	insts   map[string]int64 // of each pattern in regexps
+	steps   int64            // of the matches calls, against maxRegexSteps
 }
 
 // meterName is the hidden variable that resolves to the evaluation's
@@ -375,16 +385,23 @@ func listCopy(factor int64) builder {
 // also compiles to a one-pass matcher when it is short) 24 bytes per rune
 // of its character classes.
 func regexBytes(pattern string) int64 {
+	n, _ := regexCost(pattern)
+	return n
+}
+
+// regexCost is regexBytes, and the estimated instructions of pattern's
+// program.
+func regexCost(pattern string) (bytes, insts int64) {
 	re, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
-		return 0 // it fails to compile, after parsing as far as this did
+		return 0, 0 // it fails to compile, after parsing as far as this did
 	}
 	insts, runes := regexSize(re)
 	n := 256 * insts
 	if insts < 1000 && anchored(re) {
 		n += 24 * runes
 	}
-	return n
+	return n, insts
 }
 
 // regexSize estimates the instructions of re's program and the runes of
@@ -421,14 +438,15 @@ func anchored(re *syntax.Regexp) bool {
 }
 
 // regexp returns pattern compiled, compiling it once per evaluation and
-// counting what that takes. A nil meter compiles it every time.
-func (m *meter) regexp(pattern string) (*regexp.Regexp, error) {
+// counting what that takes, and the estimated instructions of its
+// program. A nil meter compiles it every time.
+func (m *meter) regexp(pattern string) (*regexp.Regexp, int64, error) {
 	if m != nil {
 		if re, ok := m.regexps[pattern]; ok {
-			return re, nil
+			return re, m.insts[pattern], nil
 		}
 	}
-	n := regexBytes(pattern)
+	n, insts := regexCost(pattern)
 	if n > MaxValueBytes {
 		memoryLimit("matches would compile a regular expression of about %d bytes; the limit is 4 MiB", n)
 	}
@@ -437,13 +455,15 @@ func (m *meter) regexp(pattern string) (*regexp.Regexp, error) {
 	}
 	re, err := regexp.Compile(pattern)
 	if err != nil || m == nil {
-		return re, err
+		return re, insts, err
 	}
 	if m.regexps == nil {
 		m.regexps = make(map[string]*regexp.Regexp)
+		m.insts = make(map[string]int64)
 	}
 	m.regexps[pattern] = re
-	return re, nil
+	m.insts[pattern] = insts
+	return re, insts, nil
 }
 
 // matchCall is a call of matches, whose patterns compile through the
@@ -485,9 +505,15 @@ func match(m *meter, s, pattern ref.Val) ref.Val {
 	if !ok {
 		return types.MaybeNoSuchOverloadErr(pattern)
 	}
-	re, err := m.regexp(string(pat))
+	re, insts, err := m.regexp(string(pat))
 	if err != nil {
 		return types.WrapErr(err)
+	}
+	if m != nil {
+		if m.steps += (int64(len(str)) + 1) * max(insts, 1); m.steps > maxRegexSteps {
+			panic(interpreter.EvalCancelledError{Cause: interpreter.CostLimitExceeded, Message: fmt.Sprintf(
+				"operation cancelled: matches of a %d-byte string against a pattern of about %d instructions would pass the work allowed for matches in one evaluation", len(str), insts)})
+		}
 	}
 	return types.Bool(re.MatchString(string(str)))
 }

@@ -70,7 +70,7 @@ func (p *parser) foreach(s *Step, at *stepAt, kind *yaml.Node, fields map[string
 			if v < 1 {
 				p.add(label, "concurrency", "must be at least 1")
 			} else {
-				f.Concurrency = v
+				f.Concurrency = min(v, MaxForeachConcurrency)
 			}
 		}
 	}

@@ -169,7 +169,16 @@ func writeJSON(b *strings.Builder, v any) error {
 // run evaluates the program of the expression src and converts its
 // result, which counts towards the MaxValueBytes of a template's output.
 func run(prg cel.Program, a *activation, src string) (any, error) {
-	out, _, err := prg.Eval(a)
+	b := a.scope.Budget
+	if b.Exhausted() {
+		return nil, fmt.Errorf("%w (%d units): not evaluated; do less per decision (a foreach filter over fewer items, say)", ErrDecisionCost, MaxDecisionCost)
+	}
+	out, det, err := prg.Eval(a)
+	if b != nil && det != nil {
+		if c := det.ActualCost(); c != nil {
+			b.used += *c
+		}
+	}
 	if err != nil {
 		return nil, asLimit(err, src)
 	}

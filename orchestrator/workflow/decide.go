@@ -19,15 +19,27 @@ import (
 // maxDecisions bounds the events one Advance may produce.
 const maxDecisions = 100000
 
+// maxDecisionBytes bounds what the values of the events one Advance
+// produces may take (by valueBytes, an upper bound that counts a value
+// shared by several events once per event). Advance holds them all until
+// they are stored: a repeat of set steps that each build a large value,
+// run to max_iterations in one go, would otherwise hold gigabytes.
+const maxDecisionBytes = 256 << 20
+
 // Decide returns the events that follow from st under def, or none when
 // the workflow must wait for something outside (a result, a signal, a
 // timer). It is pure and deterministic: the same state gives the same
 // events, with times taken from st.Now.
 func Decide(st *State, def *definition.Definition) []events.Event {
+	return decide(st, def, nil)
+}
+
+// decide is Decide with the evaluations' cost counted in budget.
+func decide(st *State, def *definition.Definition, budget *definition.Budget) []events.Event {
 	if st.Status != StatusRunning {
 		return nil
 	}
-	w := &walker{st: st}
+	w := &walker{st: st, budget: budget}
 	if st.CancelRequested {
 		return []events.Event{w.ev(events.Event{Type: events.TypeWorkflowCanceled,
 			WorkflowCanceled: &events.WorkflowCanceled{Reason: st.CancelReason}})}
@@ -150,8 +162,13 @@ func queueKey(v any) (string, error) {
 // rest (see Decide).
 func Advance(st *State, def *definition.Definition) ([]events.Event, error) {
 	var out []events.Event
+	size := 0
+	budget := &definition.Budget{}
 	for {
-		evs := Decide(st, def)
+		evs := decide(st, def, budget)
+		if budget.Exhausted() {
+			return nil, fmt.Errorf("%w (%d units): do less per decision (a foreach filter over fewer items, say)", definition.ErrDecisionCost, definition.MaxDecisionCost)
+		}
 		if len(evs) == 0 {
 			return out, nil
 		}
@@ -159,12 +176,73 @@ func Advance(st *State, def *definition.Definition) ([]events.Event, error) {
 			if err := st.Apply(e); err != nil {
 				return nil, fmt.Errorf("apply decided %s: %w", e.Type, err)
 			}
+			if size += eventBytes(e, maxDecisionBytes-size); size > maxDecisionBytes {
+				return nil, fmt.Errorf("one decision would record more than %d MiB of values (a loop that builds a large value each time round?)", maxDecisionBytes>>20)
+			}
 		}
 		out = append(out, evs...)
 		if len(out) > maxDecisions {
-			return nil, errors.New("decision loop did not settle")
+			return nil, fmt.Errorf("one decision would record more than %d events (a loop that never waits?)", maxDecisions)
 		}
 	}
+}
+
+// eventBytes is an upper bound of what the values e carries take, or a
+// number past stop once it passes stop.
+func eventBytes(e events.Event, stop int) int {
+	n := 64
+	add := func(v any) {
+		if n <= stop {
+			n += valueBytes(v, stop-n)
+		}
+	}
+	switch {
+	case e.StepScheduled != nil:
+		add(e.StepScheduled.Input)
+	case e.StepCompleted != nil:
+		add(e.StepCompleted.Output)
+		if e.StepCompleted.Vars != nil {
+			add(e.StepCompleted.Vars)
+		}
+	case e.StepStarted != nil:
+		add(e.StepStarted.Items)
+	case e.ChildStarted != nil:
+		add(e.ChildStarted.Input)
+	case e.WorkflowCompleted != nil:
+		add(e.WorkflowCompleted.Output)
+	case e.StepFailed != nil:
+		n += len(e.StepFailed.Error.Message)
+	case e.WorkflowFailed != nil:
+		n += len(e.WorkflowFailed.Error.Message)
+	}
+	return n
+}
+
+// valueBytes is an upper bound of a normalized value's size: its string
+// and key bytes and 9 bytes for every other element, or a number past stop
+// once it passes stop.
+func valueBytes(v any, stop int) int {
+	switch x := v.(type) {
+	case string:
+		return len(x) + 9
+	case []any:
+		n := 9
+		for _, e := range x {
+			if n += valueBytes(e, stop-n); n > stop {
+				break
+			}
+		}
+		return n
+	case map[string]any:
+		n := 9
+		for k, e := range x {
+			if n += len(k) + valueBytes(e, stop-n); n > stop {
+				break
+			}
+		}
+		return n
+	}
+	return 9
 }
 
 type blockState int
@@ -217,12 +295,23 @@ type walker struct {
 	// takers are the waits met on this walk that a received signal may
 	// satisfy; takeSignals hands the signals out once the walk is over.
 	takers []*Step
+	// scheduled: the walk emitted a step command, where Decide cuts its
+	// decision. Steps met after it are not started: what they would emit
+	// is cut off, so evaluating their expressions is wasted (a foreach or
+	// parallel starting thousands at once would do it for each command
+	// of the decision again, quadratic in the fan-out). A succeed step
+	// still starts: its terminal event is decided alone, in place of the
+	// rest.
+	scheduled bool
+	// budget counts the cost of the walk's evaluations; nil counts none.
+	budget *definition.Budget
 }
 
 // discard drops what the walk decided so far: a failing container
 // decides alone.
 func (w *walker) discard() {
 	w.out, w.takers = w.out[:0], w.takers[:0]
+	w.scheduled = false
 }
 
 // takeSignals gives each wait met on this walk that can take a signal the
@@ -279,6 +368,15 @@ func (w *walker) ev(e events.Event) events.Event {
 
 func (w *walker) emit(e events.Event) {
 	w.out = append(w.out, w.ev(e))
+	if e.Type == events.TypeStepScheduled {
+		w.scheduled = true
+	}
+}
+
+// cutOff reports whether starting step would be wasted: a step command
+// was emitted already, and step cannot end the workflow.
+func (w *walker) cutOff(step *definition.Step) bool {
+	return w.scheduled && step.Kind != definition.KindSucceed
 }
 
 // scope returns the expression scope at path prefix prefix: steps.<id>
@@ -292,7 +390,7 @@ func (w *walker) scope(prefix string, l locals) definition.Scope {
 			steps[id] = out
 		}
 	}
-	return definition.Scope{Input: st.Input, Steps: steps, WorkflowID: st.ID, Now: st.Now, Vars: st.Vars, Locals: l}
+	return definition.Scope{Input: st.Input, Steps: steps, WorkflowID: st.ID, Now: st.Now, Vars: st.Vars, Locals: l, Budget: w.budget}
 }
 
 // prefixes returns "" and every enclosing prefix of p, outermost first:
@@ -503,6 +601,9 @@ func truthy(v any) bool {
 
 // start emits the events that begin a step.
 func (w *walker) start(step *definition.Step, path, prefix string, l locals) {
+	if w.cutOff(step) {
+		return
+	}
 	sc := w.scope(prefix, l)
 	if step.If != nil {
 		v, err := step.If.Eval(sc)
@@ -985,7 +1086,7 @@ func (w *walker) foreach(step *definition.Step, s *Step, l locals) {
 		}
 	}
 	for _, i := range waiting {
-		if inflight >= fe.Concurrency {
+		if inflight >= fe.Concurrency || w.cutOff(first) {
 			break
 		}
 		w.block(fe.Do, iterPrefix(s.Path, i), l.with(fe.As, s.Items[i], "index", int64(i)))

@@ -1,0 +1,37 @@
+package workflow_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/orchestrator/definition"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// Each evaluation of a foreach's filter stays under the cost limit, but
+// there is one per item: 100,000 items at ~15 ms each held the decision
+// (and the orchestrator's shard) for about 25 minutes. The decision's
+// evaluations together are bounded, and the run fails with a clear error.
+func TestAFilterOverManyItemsSpendsTheDecisionsBudget(t *testing.T) {
+	def := parse(t, `
+name: f
+steps:
+  - id: each
+    foreach: "lists.range(input.n)"
+    filter: "lists.range(30000).exists(x, x == -1 - item)"
+    do:
+      - { id: one, task: t, input: "${ item }" }
+`)
+	st := fold(t, hist(started(0, map[string]any{"n": int64(100000)})))
+	t0 := time.Now()
+	_, err := workflow.Advance(st, def)
+	took := time.Since(t0)
+	t.Logf("err=%v took %v", err, took)
+	if !errors.Is(err, definition.ErrDecisionCost) {
+		t.Errorf("Advance = %v, want ErrDecisionCost", err)
+	}
+	if took > 60*time.Second {
+		t.Errorf("took %v", took)
+	}
+}
