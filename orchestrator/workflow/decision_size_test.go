@@ -27,8 +27,9 @@ steps:
 `)
 	st := fold(t, hist(started(0, map[string]any{"s": strings.Repeat("x", 1<<20)})))
 	var peak uint64
-	stop := make(chan struct{})
+	stop, watched := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(watched)
 		var m runtime.MemStats
 		for {
 			select {
@@ -47,6 +48,7 @@ steps:
 	}()
 	_, err := workflow.Advance(st, def)
 	close(stop)
+	<-watched // peak is the watcher's until it ends
 	if err == nil || !strings.Contains(err.Error(), "MiB") {
 		t.Fatalf("Advance = %v, want an error about the decision's size", err)
 	}
