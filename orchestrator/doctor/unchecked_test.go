@@ -19,21 +19,8 @@ import (
 // run that fails once and then reads is checked as usual. A check with a
 // run unchecked is not OK.
 func TestARunThatCannotBeReadIsReportedAndTheCheckGoesOn(t *testing.T) {
-	nc := natstest.Start(t).Connect(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	store, err := eventstore.Open(ctx, nc, eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.PutDefinition(ctx, "d", "name: d\nsteps:\n  - { id: a, task: work }\n", "test", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now().UTC().Add(-time.Hour)
 	const n = 30
-	for i := range n {
-		listCanceled(t, ctx, store, fmt.Sprintf("r%03d", i), t0)
-	}
+	ctx, store := canceledRuns(t, n)
 	var mu sync.Mutex
 	tries := map[string]int{}
 	doctor.SetTestHookTry(t, func(id string) error {
@@ -86,18 +73,8 @@ func TestARunThatCannotBeReadIsReportedAndTheCheckGoesOn(t *testing.T) {
 // maxUncheckedInARow runs in a row could not be checked, rather than try
 // each of thousands three times.
 func TestACheckNATSDoesNotAnswerForEndsEarly(t *testing.T) {
-	nc := natstest.Start(t).Connect(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	store, err := eventstore.Open(ctx, nc, eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now().UTC().Add(-time.Hour)
 	const n = 100
-	for i := range n {
-		listCanceled(t, ctx, store, fmt.Sprintf("r%03d", i), t0)
-	}
+	ctx, store := canceledRuns(t, n)
 	var mu sync.Mutex
 	tried := map[string]bool{}
 	doctor.SetTestHookTry(t, func(id string) error {
@@ -106,7 +83,7 @@ func TestACheckNATSDoesNotAnswerForEndsEarly(t *testing.T) {
 		tried[id] = true
 		return errors.New("nats: timeout")
 	})
-	_, err = doctor.Check(ctx, store, doctor.Options{})
+	_, err := doctor.Check(ctx, store, doctor.Options{})
 	if err == nil || !strings.Contains(err.Error(), "in a row could not be checked") || !strings.Contains(err.Error(), "nats: timeout") {
 		t.Fatalf("a check NATS answers for no run returned %v", err)
 	}
@@ -115,4 +92,24 @@ func TestACheckNATSDoesNotAnswerForEndsEarly(t *testing.T) {
 	if len(tried) >= n {
 		t.Fatalf("every one of the %d runs was tried before the check ended", n)
 	}
+}
+
+// canceledRuns stores n canceled runs of definition d, r000 to r<n-1>,
+// listed an hour ago, and returns the store and a context for the test.
+func canceledRuns(t *testing.T, n int) (context.Context, *eventstore.Store) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.PutDefinition(ctx, "d", "name: d\nsteps:\n  - { id: a, task: work }\n", "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().UTC().Add(-time.Hour)
+	for i := range n {
+		listCanceled(t, ctx, store, fmt.Sprintf("r%03d", i), t0)
+	}
+	return ctx, store
 }
