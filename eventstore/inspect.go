@@ -266,10 +266,24 @@ func (s *Store) HistoryRuns(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// HistoryReached reports whether the history stream, as its leader
-// holds it, has stored every record up to seq: a record at or below it
-// that a read does not find is gone (purged), not on its way.
-func (s *Store) HistoryReached(ctx context.Context, seq uint64) (bool, error) {
+// HistoryRecordGone reports whether wf's history record at seq is gone
+// for good (its run deleted since): the stream, as its leader holds it,
+// has reached seq, yet holds no record of wf there. A record that is
+// there, or a stream behind seq (a leader just elected that has not
+// applied it yet), is not gone: a read that missed it was behind.
+//
+// The record is asked for before the stream's state, so that a leader
+// behind it answers "not reached" to the second question too.
+func (s *Store) HistoryRecordGone(ctx context.Context, wf string, seq uint64) (bool, error) {
+	m, err := s.historyGet(ctx, func(ctx context.Context, h jetstream.Stream) (*jetstream.RawStreamMsg, error) {
+		return h.GetMsg(ctx, seq)
+	})
+	switch {
+	case err == nil:
+		return !strings.HasPrefix(m.Subject, historyPrefix+wf+"."), nil
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, fmt.Errorf("eventstore: history record %d: %w", seq, err)
+	}
 	info, err := retryRead(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return s.history.Info(ctx) })
 	if err != nil {
 		return false, fmt.Errorf("eventstore: the history's state: %w", err)

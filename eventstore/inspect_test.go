@@ -170,3 +170,39 @@ func TestCommandAndInputQueues(t *testing.T) {
 		t.Fatalf("ResultWaiting after a result: %v, %v", ok, err)
 	}
 }
+
+// A history record is gone only when the stream reached it and holds no
+// record of the run there: one still there, or past the stream's end,
+// was missed by a read behind, not deleted.
+func TestHistoryRecordGone(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	var zero uint64
+	seq, err := s.AppendExternal(ctx, "wf", &zero, "start/wf", started("wf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := func(wf string, seq uint64) bool {
+		t.Helper()
+		g, err := s.HistoryRecordGone(ctx, wf, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	if gone("wf", seq) {
+		t.Fatal("a record still stored reads as gone")
+	}
+	if gone("wf", seq+10) {
+		t.Fatal("a record past the stream's end reads as gone")
+	}
+	if !gone("other", seq) {
+		t.Fatal("another run's record reads as this run's")
+	}
+	if err := s.DeleteRun(ctx, "wf"); err != nil {
+		t.Fatal(err)
+	}
+	if !gone("wf", seq) {
+		t.Fatal("a deleted run's record reads as still there")
+	}
+}

@@ -115,3 +115,30 @@ steps:
 }
 
 func workflowChildID(wf string) string { return workflow.ChildID(wf, "kid", 1) }
+
+// A start, signal or cancel whose history reads as none is never dropped
+// on the orchestrator's word: the record is the input itself, and a read
+// that missed it may come from a leader just elected. It is tried again;
+// if its run was deleted, the stream hands it out no more.
+func TestAnOutsideInputThatReadsAsNoneIsTriedAgain(t *testing.T) {
+	r := newRig(t)
+	r.putDef("one", oneTask)
+	sh := r.shard()
+	ext, _ := r.feeds()
+	const wf = "gone-ext"
+	r.start(wf, "one")
+	d := next(t, ext)
+	if err := r.store.DeleteRun(r.ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	err := sh.processUntilSettled(r.ctx, d)
+	var perm errPermanent
+	if err == nil || errors.As(err, &perm) {
+		t.Fatalf("a start whose history reads as none: %v; want it tried again, not dropped", err)
+	}
+	_ = d.Nak(0)
+	eventually(t, 10*time.Second, "the deleted start settled by the stream", func() bool {
+		in, err := r.store.ExternalInputsOf(r.ctx)
+		return err == nil && in.AckFloor >= d.Seq
+	})
+}

@@ -729,13 +729,17 @@ func (sh *shard) loadFor(ctx context.Context, d *eventstore.Delivery, seed bool)
 		minSeq = d.Seq
 	case d.Result != nil:
 		minSeq = d.Result.Cmd
+	case d.Timer != nil:
+		minSeq = d.Timer.After // the run's last record when the timer was set
 	}
 	e, fresh, err := sh.load(ctx, wf, minSeq)
-	if none := (errNoneRead{}); errors.As(err, &none) {
-		// None, where the stream holds the record the input refers to
-		// (its last sequence is past it): not a read behind, but a run
-		// deleted (retention) since.
-		if reached, rerr := sh.o.store.HistoryReached(ctx, minSeq); rerr == nil && reached {
+	if none := (errNoneRead{}); errors.As(err, &none) && d.Source != eventstore.SourceExternal {
+		// None, and the record the input refers to is gone from a stream
+		// that reached it: not a read behind, but a run deleted
+		// (retention) since. An outside input is that record itself:
+		// it is tried again, and the stream hands out no record deleted
+		// since.
+		if gone, rerr := sh.o.store.HistoryRecordGone(ctx, wf, minSeq); rerr == nil && gone {
 			return nil, false, errPermanent{fmt.Errorf("workflow %s has no history (deleted since): %w", wf, err)}
 		}
 	}
