@@ -427,6 +427,14 @@ type errNoneRead struct{ err error }
 func (e errNoneRead) Error() string { return e.err.Error() }
 func (e errNoneRead) Unwrap() error { return e.err }
 
+// errNewer: a run's history holds a record a newer version of Weft
+// wrote (a rolling upgrade under way). This orchestrator cannot judge the
+// run by it, and leaves the input to one that can.
+type errNewer struct{ err error }
+
+func (e errNewer) Error() string { return e.err.Error() }
+func (e errNewer) Unwrap() error { return e.err }
+
 // errPermanent marks inputs that can never be processed.
 type errPermanent struct{ err error }
 
@@ -505,7 +513,12 @@ func (sh *shard) settleFailed(ctx context.Context, d *eventstore.Delivery, err e
 	var nd errNotDue
 	var perm errPermanent
 	var broken errBroken
+	var newer errNewer
 	switch {
+	case errors.As(err, &newer):
+		log().Error("the run's history holds a record of a newer version; giving the input back for an orchestrator that can read it",
+			"in", unreadableDelay, "err", err)
+		_ = d.Nak(unreadableDelay)
 	case errors.As(err, &broken):
 		sh.failBroken(ctx, d, broken, log)
 	case errors.As(err, &nd):
@@ -643,6 +656,8 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 	switch {
 	case m == nil:
 		return nil
+	case errors.Is(err, events.ErrNewer):
+		return errNewer{fmt.Errorf("workflow %s at seq %d: %w", wf, m.Seq, err)}
 	case m.Err != nil:
 		return errBroken{workflow.ErrTypeCorruptHistory, fmt.Errorf("workflow %s: %w", wf, err)}
 	}
@@ -1307,6 +1322,9 @@ func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *w
 		first, err := sh.o.store.First(ctx, s.ChildID)
 		if err != nil {
 			return false, err
+		}
+		if errors.Is(first.Err, events.ErrNewer) {
+			return false, errNewer{fmt.Errorf("child %s: %w", s.ChildID, first.Err)}
 		}
 		if first.Err != nil {
 			return false, nil

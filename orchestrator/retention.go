@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/orchestrator/runs"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
@@ -56,7 +57,9 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 		return err
 	}
 	st := l.State
-	runs.FoldMessages(st, l.Msgs)
+	if broken := runs.FoldMessages(st, l.Msgs); errors.Is(broken, events.ErrNewer) {
+		return errNewer{fmt.Errorf("workflow %s: %w", wf, broken)} // not this build's to judge
+	}
 	if st.Events == 0 {
 		if _, err := sh.o.store.LastSeq(ctx, wf); !errors.Is(err, eventstore.ErrNotFound) {
 			return err // a history that does not fold is kept

@@ -62,6 +62,13 @@ const (
 // ErrCorrupt is returned (wrapped) when bytes do not decode into a valid Record.
 var ErrCorrupt = errors.New("corrupt event record")
 
+// ErrNewer is returned (wrapped) for a record a newer version of Weft
+// wrote: a record version above RecordVersion, or an event type this
+// build does not know. It wraps ErrCorrupt, as this build cannot read it
+// either; a reader that can wait gives it to an upgraded part instead of
+// judging the run by it.
+var ErrNewer = fmt.Errorf("%w: written by a newer version of Weft", ErrCorrupt)
+
 // Record is the unit stored as one JetStream message: events appended together.
 type Record struct {
 	// V is the record format version (RecordVersion when written).
@@ -574,7 +581,10 @@ func (e Event) Payload() any {
 func (e Event) Validate() error {
 	p := e.Payload()
 	if p == nil {
-		return fmt.Errorf("%w: unknown event type %q", ErrCorrupt, e.Type)
+		if e.Type == "" {
+			return fmt.Errorf("%w: unknown event type %q", ErrCorrupt, e.Type)
+		}
+		return fmt.Errorf("%w: unknown event type %q", ErrNewer, e.Type)
 	}
 	// A typed nil pointer inside the interface means the payload is missing.
 	if isNilPointer(p) {
@@ -662,9 +672,16 @@ func Encode(evs ...Event) ([]byte, error) {
 func Decode(b []byte) (Record, error) {
 	var r Record
 	if err := decodeLoose(b, &r); err != nil {
+		if v, ok := peekVersion(b); ok && v > RecordVersion {
+			// A layout this build does not know, named as a newer one.
+			return Record{}, fmt.Errorf("%w: record version %d, this build reads %d (%v)", ErrNewer, v, RecordVersion, err)
+		}
 		return Record{}, err
 	}
-	if r.V != RecordVersion {
+	switch {
+	case r.V > RecordVersion:
+		return Record{}, fmt.Errorf("%w: record version %d, this build reads %d", ErrNewer, r.V, RecordVersion)
+	case r.V != RecordVersion:
 		return Record{}, fmt.Errorf("%w: unsupported record version %d", ErrCorrupt, r.V)
 	}
 	if len(r.Events) == 0 {
@@ -680,6 +697,38 @@ func Decode(b []byte) (Record, error) {
 		}
 	}
 	return r, nil
+}
+
+// peekVersion reads only a record's version field ("v"), for a record
+// that does not decode as a whole.
+func peekVersion(b []byte) (v int, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	if checkShape(b) != nil {
+		return 0, false
+	}
+	dec := msgpack.NewDecoder(bytes.NewReader(b))
+	fields, err := dec.DecodeMapLen()
+	if err != nil {
+		return 0, false
+	}
+	for range fields {
+		key, err := dec.DecodeString()
+		if err != nil {
+			return 0, false
+		}
+		if key == "v" {
+			v, err := dec.DecodeInt()
+			return v, err == nil
+		}
+		if dec.Skip() != nil {
+			return 0, false
+		}
+	}
+	return 0, false
 }
 
 // Peek returns how many events an encoded record holds and the type of its

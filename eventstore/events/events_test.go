@@ -378,21 +378,23 @@ func raw(t testing.TB, v any) []byte {
 	return b
 }
 
+// rawEvent is an encoded event's map: its type, time and payload keys
+// and values in pairs.
+func rawEvent(typ string, payload ...any) map[string]any {
+	m := map[string]any{"t": typ, "at": t0}
+	for i := 0; i+1 < len(payload); i += 2 {
+		m[payload[i].(string)] = payload[i+1]
+	}
+	return m
+}
+
 func TestDecodeRejects(t *testing.T) {
 	valid, err := events.Encode(sample()[1].in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := func(typ string, payload ...any) map[string]any {
-		m := map[string]any{"t": typ, "at": t0}
-		for i := 0; i+1 < len(payload); i += 2 {
-			m[payload[i].(string)] = payload[i+1]
-		}
-		return m
-	}
-	rec := func(v int, evs ...any) []byte {
-		return raw(t, map[string]any{"v": v, "e": evs})
-	}
+	ev := rawEvent
+	rec := func(v int, evs ...any) []byte { return raw(t, map[string]any{"v": v, "e": evs}) }
 	tests := []struct {
 		name string
 		b    []byte
@@ -447,6 +449,40 @@ func TestDecodeRejects(t *testing.T) {
 			}
 			if r.V != 0 || r.Events != nil {
 				t.Errorf("Decode returned %+v with its error, want the zero Record", r)
+			}
+		})
+	}
+}
+
+// A record a newer version wrote is told apart from a corrupt one
+// (ErrNewer): a higher record version, whether or not the rest decodes,
+// or an event type this build does not know. A reader that can wait
+// leaves such a record to an upgraded part instead of failing the run.
+func TestDecodeTellsANewerRecord(t *testing.T) {
+	ev := rawEvent
+	rec := func(v int, evs ...any) []byte { return raw(t, map[string]any{"v": v, "e": evs}) }
+	tests := []struct {
+		name  string
+		b     []byte
+		newer bool
+	}{
+		{"version 2", rec(2, ev("CancelRequested", "cr", map[string]any{})), true},
+		{"version 2 of another layout", raw(t, map[string]any{"v": 2, "e": map[string]any{"x": 1}}), true},
+		{"version 2 last", raw(t, map[string]any{"e": "elsewhere", "v": 2}), true},
+		{"unknown event type", rec(1, ev("StepExploded", "ss", map[string]any{"p": "a"})), true},
+		{"version 0", rec(0, ev("CancelRequested", "cr", map[string]any{})), false},
+		{"empty event type", rec(1, ev("", "cr", map[string]any{})), false},
+		{"garbage", []byte("this is not msgpack at all"), false},
+		{"missing payload", rec(1, ev("StepScheduled")), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := events.Decode(tc.b)
+			if !errors.Is(err, events.ErrCorrupt) {
+				t.Fatalf("Decode error %v does not wrap ErrCorrupt", err)
+			}
+			if got := errors.Is(err, events.ErrNewer); got != tc.newer {
+				t.Fatalf("Decode error %v: newer %v, want %v", err, got, tc.newer)
 			}
 		})
 	}

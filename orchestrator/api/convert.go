@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -31,6 +32,9 @@ type stateView struct {
 // it), so one bad record never hides the rest.
 func foldMessages(st *workflow.State, msgs []eventstore.Message) (*stateView, error) {
 	broken := runs.FoldMessages(st, msgs)
+	if errors.Is(broken, events.ErrNewer) {
+		return nil, newerHistory(broken)
+	}
 	if st.Events == 0 {
 		return nil, connect.NewError(connect.CodeDataLoss, broken)
 	}
@@ -358,3 +362,10 @@ func stringsAny(ss []string) []any {
 // U+FFFD: what is recorded now is checked at its door, but an earlier
 // version recorded trigger subjects as they came.
 func text(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+// newerHistory is the answer for a run whose history holds a record a
+// newer version of Weft wrote: this API cannot show it or act on it, and
+// an upgraded one can (a rolling upgrade under way).
+func newerHistory(err error) error {
+	return errorf(connect.CodeUnavailable, "this API cannot read the run's history (%v): ask an API of the newer version", err)
+}

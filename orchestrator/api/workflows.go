@@ -538,7 +538,9 @@ func (s *Server) appendWhileRunning(ctx context.Context, wf, what, kind, reqID, 
 		if err != nil {
 			return toConnect(err)
 		}
-		runs.FoldMessages(st, msgs)
+		if broken := runs.FoldMessages(st, msgs); errors.Is(broken, events.ErrNewer) {
+			return newerHistory(broken)
+		}
 	}
 }
 

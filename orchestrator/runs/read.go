@@ -2,6 +2,7 @@ package runs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 
@@ -76,7 +77,9 @@ func Fold(st *workflow.State, msgs []eventstore.Message, each func(events.Event)
 // FoldMessages folds msgs into st as far as they fold and returns why it
 // stopped early (a record that cannot be decoded or applied), or nil. A
 // history that stops early is shown FAILED with error type
-// corrupt_history, as the orchestrator records it, unless it already is.
+// corrupt_history, as the orchestrator records it, unless it already is,
+// or unless a newer version wrote the record (events.ErrNewer): the run
+// is then not this build's to judge, and the caller must not act on st.
 // st.LastSeq becomes the last message's sequence.
 func FoldMessages(st *workflow.State, msgs []eventstore.Message) (broken error) {
 	if m, err := Fold(st, msgs, nil); m != nil {
@@ -88,7 +91,7 @@ func FoldMessages(st *workflow.State, msgs []eventstore.Message) (broken error) 
 	if len(msgs) > 0 {
 		st.LastSeq = msgs[len(msgs)-1].Seq
 	}
-	if broken != nil && st.Events > 0 && st.Status != workflow.StatusFailed {
+	if broken != nil && st.Events > 0 && st.Status != workflow.StatusFailed && !errors.Is(broken, events.ErrNewer) {
 		st.Status = workflow.StatusFailed
 		st.Error = &events.Error{Type: workflow.ErrTypeCorruptHistory, Message: broken.Error()}
 		if st.Closed.IsZero() {
