@@ -407,7 +407,7 @@ func (sh *shard) failWorkflow(ctx context.Context, wf string, b errBroken) error
 			return err
 		}
 		_, err = sh.o.store.Append(ctx, wf, last, events.Event{Type: events.TypeWorkflowFailed, Time: sh.o.cfg.Now().UTC(),
-			WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: b.typ, Message: b.err.Error()}}})
+			WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: b.typ, Message: b.err.Error()}.FitRun()}})
 		if err == nil {
 			sh.countBrokenClose(ctx, wf)
 		}

@@ -131,6 +131,10 @@ type Error struct {
 const (
 	MaxErrorType    = 256
 	MaxErrorMessage = 8 << 10
+	// MaxRunErrorMessage bounds a run's own failure (WorkflowFailed): a
+	// step's error (MaxErrorMessage) after the step's path, or an
+	// evaluation error, which may quote a value of any size.
+	MaxRunErrorMessage = 2 * MaxErrorMessage
 )
 
 // MaxTaskType bounds a task type's length: it is part of the subject of
@@ -144,6 +148,12 @@ const MaxTaskType = 2048
 // U+FFFD), its type and message cut to MaxErrorType and MaxErrorMessage.
 func (e Error) Fit() Error {
 	return Error{Type: fitText(e.Type, MaxErrorType), Message: fitText(e.Message, MaxErrorMessage)}
+}
+
+// FitRun returns e made fit to record as a run's own failure: as Fit,
+// with its message cut to MaxRunErrorMessage.
+func (e Error) FitRun() Error {
+	return Error{Type: fitText(e.Type, MaxErrorType), Message: fitText(e.Message, MaxRunErrorMessage)}
 }
 
 // fitText makes s valid UTF-8 of at most n bytes, cutting it at a rune

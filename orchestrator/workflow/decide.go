@@ -359,9 +359,10 @@ func (w *walker) ev(e events.Event) events.Event {
 		e.StepFailed.Error = e.StepFailed.Error.Fit()
 	case e.WorkflowFailed != nil:
 		// Its message is a step's error (fitted) after the step's path, or
-		// an evaluation error: kept whole, as valid UTF-8.
-		f := &e.WorkflowFailed.Error
-		f.Type, f.Message = strings.ToValidUTF8(f.Type, "\uFFFD"), strings.ToValidUTF8(f.Message, "\uFFFD")
+		// an evaluation error, which may quote a value of any size: bounded
+		// too, so the reason the run failed is the one recorded, not a
+		// record too large to store.
+		e.WorkflowFailed.Error = e.WorkflowFailed.Error.FitRun()
 	}
 	return e
 }
