@@ -221,14 +221,28 @@ func (f *Feed) Next() (*Delivery, error) {
 	}
 }
 
-// Stop ends the feed; deliveries not yet settled are redelivered later.
+// Stop ends the feed. The deliveries it buffered but never handed out
+// go back at once, for another orchestrator; those handed out and not
+// settled are redelivered after the ack wait.
 func (f *Feed) Stop() {
 	f.mu.Lock()
 	f.stopped = true
 	it := f.it
 	f.mu.Unlock()
+	it.Drain()
+	deadline := time.Now().Add(stopHandBack)
+	for wait := time.Until(deadline); wait > 0; wait = time.Until(deadline) {
+		m, err := it.Next(jetstream.NextMaxWait(wait))
+		if err != nil {
+			break
+		}
+		_ = m.Nak()
+	}
 	it.Stop()
 }
+
+// stopHandBack bounds how long Stop hands buffered deliveries back.
+const stopHandBack = 2 * time.Second
 
 // Feed subscribes to one of the orchestrator's durable consumers. max
 // bounds the messages buffered in the client.

@@ -963,3 +963,66 @@ func TestClosedAfter(t *testing.T) {
 		}
 	}
 }
+
+// A feed stopped hands back the deliveries it buffered but never handed
+// out: another orchestrator gets them at once, not after the ack wait
+// (here a minute).
+func TestAStoppedFeedHandsItsBufferBack(t *testing.T) {
+	ns := natstest.Start(t)
+	ctx := context.Background()
+	s, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{OrchestratorAckWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var zero uint64
+	for i := range n {
+		wf := "wf" + strconv.Itoa(i)
+		if _, err := s.AppendExternal(ctx, wf, &zero, "start/"+wf, started(wf)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := s.Feed(ctx, eventstore.SourceExternal, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := first.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	// The rest were pulled with it: wait until the consumer handed out all.
+	poll(t, 10*time.Second, "every start handed to the first feed", func() bool {
+		in, err := s.ExternalInputsOf(ctx)
+		return err == nil && in.Delivered >= n
+	})
+	first.Stop()
+	second, err := s.Feed(ctx, eventstore.SourceExternal, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Stop()
+	got := make(chan int, 1)
+	go func() {
+		seen := 0
+		for seen < n-1 {
+			d, err := second.Next()
+			if err != nil {
+				break
+			}
+			_ = d.Ack()
+			seen++
+		}
+		got <- seen
+	}()
+	select {
+	case seen := <-got:
+		if seen != n-1 {
+			t.Fatalf("the second feed got %d of the %d starts the first buffered", seen, n-1)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the starts the stopped feed buffered were not handed back within 20s (ack wait a minute)")
+	}
+}
