@@ -272,9 +272,27 @@ func (s *Store) HistoryRuns(ctx context.Context) ([]string, error) {
 // there, or a stream behind seq (a leader just elected that has not
 // applied it yet), is not gone: a read that missed it was behind.
 //
-// The record is asked for before the stream's state, so that a leader
-// behind it answers "not reached" to the second question too.
+// The stream's state is asked for before the record, and again after a
+// record not found: a leader applies in order, so one that has reached
+// seq and then finds no record there had it purged. (Asked the other way
+// round, a leader that applied seq between the two answers made a record
+// on its way read as gone.) The second look makes sure the same leader
+// answered both times: a leader elected in between may be behind.
 func (s *Store) HistoryRecordGone(ctx context.Context, wf string, seq uint64) (bool, error) {
+	state := func() (*jetstream.StreamInfo, error) {
+		info, err := retryRead(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return s.history.Info(ctx) })
+		if err != nil {
+			return nil, fmt.Errorf("eventstore: the history's state: %w", err)
+		}
+		return info, nil
+	}
+	before, err := state()
+	if err != nil || before.State.LastSeq < seq {
+		return false, err
+	}
+	if s.betweenGoneReads != nil {
+		s.betweenGoneReads()
+	}
 	m, err := s.historyGet(ctx, func(ctx context.Context, h jetstream.Stream) (*jetstream.RawStreamMsg, error) {
 		return h.GetMsg(ctx, seq)
 	})
@@ -284,11 +302,19 @@ func (s *Store) HistoryRecordGone(ctx context.Context, wf string, seq uint64) (b
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
 		return false, fmt.Errorf("eventstore: history record %d: %w", seq, err)
 	}
-	info, err := retryRead(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) { return s.history.Info(ctx) })
-	if err != nil {
-		return false, fmt.Errorf("eventstore: the history's state: %w", err)
+	after, err := state()
+	if err != nil || after.State.LastSeq < seq {
+		return false, err
 	}
-	return info.State.LastSeq >= seq, nil
+	return leaderOf(before) == leaderOf(after), nil
+}
+
+// leaderOf names the server that answered for a stream ("" alone).
+func leaderOf(info *jetstream.StreamInfo) string {
+	if info.Cluster == nil {
+		return ""
+	}
+	return info.Cluster.Leader
 }
 
 // DeletionScheduled reports whether wf's deletion is scheduled (its

@@ -152,6 +152,9 @@ type Store struct {
 	// betweenPurges, when set (by tests), runs in DeleteRun after the
 	// listing entry's purge and before the history's.
 	betweenPurges func()
+	// betweenGoneReads, when set (by tests), runs in HistoryRecordGone
+	// between its two reads of the history stream.
+	betweenGoneReads func()
 
 	nc      *nats.Conn
 	js      jetstream.JetStream

@@ -1304,7 +1304,7 @@ func (sh *shard) startChild(ctx context.Context, parent *workflow.State, s *work
 	// It names the parent's run, as a child's own result does: a parent
 	// started again under the id keeps its own.
 	return sh.o.store.PublishResult(ctx, events.Result{WorkflowID: parent.ID, Path: s.Path, Gen: s.Gen, Attempt: 1,
-		Outcome: events.OutcomeFailed, Time: at, Error: why, ParentCreated: parent.Created})
+		Outcome: events.OutcomeFailed, Time: at, Error: why, ParentCreated: parent.Created, Cmd: parent.LastSeq})
 }
 
 // tryStartChild starts the child workflow of step s unless it exists, with
@@ -1314,7 +1314,7 @@ func (sh *shard) startChild(ctx context.Context, parent *workflow.State, s *work
 // input_schema (invalid_input). created reports whether this call
 // started it.
 func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *workflow.Step, at time.Time, also ...events.Event) (why *events.Error, created bool, err error) {
-	ref := &events.ParentRef{WorkflowID: parent.ID, Path: s.Path, Gen: s.Gen, Created: parent.Created}
+	ref := &events.ParentRef{WorkflowID: parent.ID, Path: s.Path, Gen: s.Gen, Created: parent.Created, Seq: parent.LastSeq}
 	// earlier is set when the child's id is taken by the child of an
 	// earlier run of the parent's id (deleted by retention; its child kept).
 	var earlier bool
@@ -1402,7 +1402,10 @@ func parentIdentity(parent string) string { return "parent:" + parent }
 // tellParent reports a closed child's outcome to its parent.
 func (sh *shard) tellParent(ctx context.Context, st *workflow.State) error {
 	p := st.Parent
-	r := events.Result{WorkflowID: p.WorkflowID, Path: p.Path, Gen: p.Gen, Attempt: 1, Time: st.Closed, ParentCreated: p.Created}
+	// Cmd names the parent's record that started the child: the parent
+	// judges the outcome only on a history that reaches it (a read behind
+	// it would drop it), and one deleted since drops it.
+	r := events.Result{WorkflowID: p.WorkflowID, Path: p.Path, Gen: p.Gen, Attempt: 1, Time: st.Closed, ParentCreated: p.Created, Cmd: p.Seq}
 	if r.Time.IsZero() {
 		r.Time = st.Now
 	}

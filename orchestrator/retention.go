@@ -87,18 +87,32 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 		return sh.o.store.ScheduleDeletion(ctx, wf, due)
 	}
 	if p := st.Parent; p != nil {
-		// A child is kept while its parent's history is: a parent read
-		// afresh starts any recorded child that has no history (that is
-		// how a child whose start was lost gets started), so a deleted
-		// child would run again. It is looked at again a retention later.
-		if _, err := sh.o.store.LastSeq(ctx, p.WorkflowID); !errors.Is(err, eventstore.ErrNotFound) {
-			if err != nil {
-				return err
-			}
+		// A child is kept while its parent's run is: a parent read afresh
+		// starts any recorded child that has no history (that is how a
+		// child whose start was lost gets started), so a deleted child
+		// would run again. It is looked at again a retention later. A run
+		// started under the parent's id since the parent was deleted
+		// keeps nothing: it never takes this child.
+		first, err := sh.o.store.First(ctx, p.WorkflowID)
+		if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+			return err
+		}
+		if err == nil && parentRun(first, p) {
 			return sh.o.store.ScheduleDeletion(ctx, wf, sh.o.cfg.Now().Add(max(keep, time.Minute)))
 		}
 	}
 	return sh.deleteRun(ctx, wf)
+}
+
+// parentRun reports whether first, the first record of a run of p's id,
+// may be p's run: it is, or cannot be told apart from it (unreadable, or
+// p from a record that did not name the parent's start).
+func parentRun(first eventstore.Message, p *events.ParentRef) bool {
+	if first.Err != nil || p.Created.IsZero() {
+		return true
+	}
+	ev := first.Record.Events[0]
+	return ev.WorkflowStarted == nil || ev.Time.Equal(p.Created)
 }
 
 // deleteRun deletes what is stored of wf; a history stream that denies

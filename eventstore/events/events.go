@@ -255,6 +255,12 @@ type ParentRef struct {
 	// of one id (one deleted by retention, one started again under its
 	// id). Zero in records written before it was recorded.
 	Created time.Time `msgpack:"c,omitempty"`
+	// Seq is a record of the parent's run at or after the one that
+	// recorded the child's start (its last sequence when it started the
+	// child): the child's outcome names it (Result.Cmd), so the parent
+	// takes the outcome only on a history that reaches it. Zero in
+	// records written before it was recorded.
+	Seq uint64 `msgpack:"s,omitempty"`
 }
 
 // Same reports whether r and o name the same parent step's run; a ref

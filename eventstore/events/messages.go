@@ -42,8 +42,9 @@ type Result struct {
 	Error      *Error        `msgpack:"err,omitempty"`
 	RetryDelay time.Duration `msgpack:"d,omitempty"`
 	Time       time.Time     `msgpack:"at"`
-	// Cmd is the history sequence of the step command the attempt ran
-	// (0 when the result does not come from a command, as a child's): an
+	// Cmd is the history sequence of the step command the attempt ran, or,
+	// for a child's outcome, of the parent's record that started the child
+	// (ParentRef.Seq; 0 from a child started before it was recorded): an
 	// orchestrator judges the result only on a history that reaches it.
 	Cmd uint64 `msgpack:"cmd,omitempty"`
 	// ParentCreated is, on a child workflow's outcome, the start time of
