@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
@@ -25,6 +26,13 @@ const (
 	defaultPageSize = 100
 	maxPageSize     = 1000
 )
+
+// maxHistoryPageBytes bounds a page of history in bytes as well: events
+// carry inputs, outputs and payloads of up to MaxPayloadBytes each, and a
+// thousand of them would be an answer of a gigabyte, held in memory and
+// refused by gRPC clients (4 MiB by default). A page holds one event at
+// least, whatever its size.
+const maxHistoryPageBytes = 3 << 20
 
 // StartWorkflow appends WorkflowStarted to a new history. A start with the
 // id and request id of an existing run returns it with started=false.
@@ -128,6 +136,8 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 	next, n := at, at.n
 	var sendErr error
 	var gone bool
+	// cut: the page ended before event next.skip of record next.seq.
+	cut, bytes := false, 0
 	last, err := s.store.ReadFrom(ctx, m.WorkflowId, at.seq, func(msg eventstore.Message) bool {
 		if m.PageToken != "" && msg.Seq != at.seq && msg.StartsRun() {
 			// The run the token was given for was deleted, and its id
@@ -142,7 +152,7 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 		}
 		for i := skip; i < len(evs); i++ {
 			if len(resp.Events) == size {
-				next = historyPos{seq: msg.Seq, skip: i, n: n}
+				next, cut = historyPos{seq: msg.Seq, skip: i, n: n}, true
 				return false
 			}
 			pe, err := eventProto(n, evs[i])
@@ -150,6 +160,12 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 				sendErr = err
 				return false
 			}
+			b := proto.Size(pe)
+			if len(resp.Events) > 0 && bytes+b > maxHistoryPageBytes {
+				next, cut = historyPos{seq: msg.Seq, skip: i, n: n}, true
+				return false
+			}
+			bytes += b
 			resp.Events = append(resp.Events, pe)
 			n++
 		}
@@ -166,7 +182,7 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 	case gone:
 		return nil, errorf(connect.CodeNotFound, "page_token %q is of a run of workflow %q that was deleted since: ask for the first page of the run it names now", m.PageToken, m.WorkflowId)
 	}
-	if next.skip > 0 || next.seq <= last && len(resp.Events) == size {
+	if cut || next.seq <= last && len(resp.Events) == size {
 		resp.NextPageToken = next.String()
 	}
 	return connect.NewResponse(resp), nil
