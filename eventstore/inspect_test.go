@@ -3,6 +3,8 @@ package eventstore_test
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,5 +206,31 @@ func TestHistoryRecordGone(t *testing.T) {
 	}
 	if !gone("wf", seq) {
 		t.Fatal("a deleted run's record reads as still there")
+	}
+}
+
+// ReadLiveWithin holds no more than it is given: a history longer gives
+// ErrTooLong (to be read a part at a time), a shorter one reads whole.
+func TestReadLiveWithinGivesUpPastItsBound(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	var last uint64
+	var err error
+	if last, err = s.AppendExternal(ctx, "wf", &last, "start/wf", started("wf")); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 64<<10)
+	for i := range 4 {
+		if last, err = s.AppendExternal(ctx, "wf", &last, "sig/"+strconv.Itoa(i), events.Event{Type: events.TypeSignalReceived,
+			Time: time.Unix(101, 0).UTC(), SignalReceived: &events.SignalReceived{Name: "go", Payload: big}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.ReadLiveWithin(ctx, "wf", 0, 128<<10); !errors.Is(err, eventstore.ErrTooLong) {
+		t.Fatalf("a read of 256 KiB within 128 KiB: %v, want ErrTooLong", err)
+	}
+	msgs, err := s.ReadLiveWithin(ctx, "wf", 0, 1<<20)
+	if err != nil || len(msgs) != 5 {
+		t.Fatalf("a read of 256 KiB within 1 MiB: %d records, %v; want all 5", len(msgs), err)
 	}
 }

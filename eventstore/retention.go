@@ -214,7 +214,16 @@ func (s *Store) DeleteEntryOfGone(ctx context.Context, wf string) error {
 //
 // Errors: ErrNotFound when wf has no history.
 func (s *Store) ReadLive(ctx context.Context, wf string, after uint64) ([]Message, error) {
-	t, err := s.read(ctx, wf, after, false)
+	return s.ReadLiveWithin(ctx, wf, after, 0)
+}
+
+// ReadLiveWithin is ReadLive that holds no more than maxBytes of records
+// (0: no bound): past them it gives up with ErrTooLong, and the caller
+// reads them a part at a time (ReadFrom).
+//
+// Errors: ErrNotFound when wf has no history; ErrTooLong.
+func (s *Store) ReadLiveWithin(ctx context.Context, wf string, after uint64, maxBytes int) ([]Message, error) {
+	t, err := s.readWithin(ctx, wf, after, false, maxBytes)
 	if err == nil && t.Gone {
 		return nil, fmt.Errorf("workflow %s: %w", wf, ErrNotFound)
 	}

@@ -637,6 +637,16 @@ func (s *Store) Read(ctx context.Context, wf string, after uint64) ([]Message, e
 // after `after`, or, with useSnap, to a snapshot a record names if it is
 // newer than after.
 func (s *Store) read(ctx context.Context, wf string, after uint64, useSnap bool) (Tail, error) {
+	return s.readWithin(ctx, wf, after, useSnap, 0)
+}
+
+// ErrTooLong: the records a read would return are more than the caller
+// holds at once (ReadLiveWithin); read them a part at a time (ReadFrom).
+var ErrTooLong = errors.New("eventstore: the records to read are more than asked for at once")
+
+// readWithin is read that gives up with ErrTooLong once the records it
+// holds pass maxBytes (0: no bound).
+func (s *Store) readWithin(ctx context.Context, wf string, after uint64, useSnap bool, maxBytes int) (Tail, error) {
 	if !ValidWorkflowID(wf) {
 		return Tail{}, nil
 	}
@@ -654,9 +664,10 @@ func (s *Store) read(ctx context.Context, wf string, after uint64, useSnap bool)
 		return Tail{}, nil
 	}
 	forward := func() (Tail, error) {
-		msgs, err := s.readForward(ctx, wf, after, last)
+		msgs, err := s.readForward(ctx, wf, after, last, maxBytes)
 		return Tail{Msgs: msgs}, err
 	}
+	held := len(m.Data)
 	// Walk back along the records' links to the one after `after`: one
 	// get by sequence per record, however large the stream has grown.
 	back := []*jetstream.RawStreamMsg{m}
@@ -700,6 +711,9 @@ func (s *Store) read(ctx context.Context, wf string, after uint64, useSnap bool)
 		}
 		if !strings.HasPrefix(m.Subject, historyPrefix+wf+".") {
 			return forward()
+		}
+		if held += len(m.Data); maxBytes > 0 && held > maxBytes {
+			return Tail{}, fmt.Errorf("eventstore: read %s after %d: %w", wf, after, ErrTooLong)
 		}
 		back = append(back, m)
 	}
@@ -792,8 +806,9 @@ func linkOf(m *jetstream.RawStreamMsg) (uint64, bool) {
 // the next record on its subjects, one at a time: the server scans the
 // stream between a workflow's records, so this is slow on large streams
 // and used only for records written without links.
-func (s *Store) readForward(ctx context.Context, wf string, after, last uint64) ([]Message, error) {
+func (s *Store) readForward(ctx context.Context, wf string, after, last uint64, maxBytes int) ([]Message, error) {
 	var out []Message
+	held := 0
 	subj := historySubject(wf)
 	for seq := after + 1; seq <= last; {
 		m, err := s.historyGet(ctx, func(ctx context.Context, h jetstream.Stream) (*jetstream.RawStreamMsg, error) {
@@ -807,6 +822,9 @@ func (s *Store) readForward(ctx context.Context, wf string, after, last uint64) 
 		}
 		if m.Sequence > last {
 			break
+		}
+		if held += len(m.Data); maxBytes > 0 && held > maxBytes {
+			return nil, fmt.Errorf("eventstore: read %s after %d: %w", wf, after, ErrTooLong)
 		}
 		out = append(out, decodeMsg(m.Sequence, m.Subject, m.Time, m.Data))
 		seq = m.Sequence + 1
@@ -848,6 +866,10 @@ func (s *Store) ReadFrom(ctx context.Context, wf string, from uint64, fn func(Me
 	return last, err
 }
 
+// scanBuffer is how many bytes of records a scan asks for ahead of its
+// caller (at least twice the largest message the server takes).
+const scanBuffer = 2 << 20
+
 // scanStall is how long scan waits for a record before it asks its
 // stalled function whether one is still to come.
 const scanStall = 2 * time.Second
@@ -873,7 +895,9 @@ func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Messag
 		defer cancel()
 		_ = s.history.DeleteConsumer(dctx, cons.CachedInfo().Name)
 	}()
-	it, err := cons.Messages(jetstream.PullMaxMessages(256))
+	// Each request for records is bounded in bytes too: records may be as
+	// large as the server takes (a request must allow the largest).
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(256, max(scanBuffer, 2*int(s.nc.MaxPayload()))))
 	if err != nil {
 		return fmt.Errorf("eventstore: read %s: %w", wf, err)
 	}

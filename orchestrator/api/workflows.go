@@ -256,20 +256,11 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 			}
 			replacements = r
 		}
-		followed := s.interest.followed.of(wf) // what the read must reach
-		msgs, err := s.store.ReadLive(ctx, wf, after)
-		switch {
-		case errors.Is(err, eventstore.ErrNotFound) && after == 0:
-			return errorf(connect.CodeNotFound, "workflow %q not found", wf)
-		case errors.Is(err, eventstore.ErrNotFound):
-			return errorf(connect.CodeNotFound, "workflow %q was deleted while it was watched", wf)
-		case err != nil:
-			return toConnect(err)
-		}
-		if after > 0 && len(msgs) > 0 && msgs[0].StartsRun() {
-			return errorf(connect.CodeNotFound, "workflow %q was deleted while it was watched (its id names a run started since)", wf)
-		}
-		for _, msg := range msgs {
+		// send sends a record's events, the record after the last sent.
+		send := func(msg eventstore.Message) error {
+			if after > 0 && msg.StartsRun() {
+				return errorf(connect.CodeNotFound, "workflow %q was deleted while it was watched (its id names a run started since)", wf)
+			}
 			if msg.Err != nil {
 				return connect.NewError(connect.CodeDataLoss, msg.Err)
 			}
@@ -293,6 +284,34 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 				}
 			}
 			after = msg.Seq
+			return nil
+		}
+		followed := s.interest.followed.of(wf) // what the read must reach
+		msgs, err := s.store.ReadLiveWithin(ctx, wf, after, watchReadBytes)
+		if errors.Is(err, eventstore.ErrTooLong) {
+			// More than a watch holds at once (a long history, a caller
+			// that reads slowly): read and sent a part at a time.
+			var sendErr error
+			_, err = s.store.ReadFrom(ctx, wf, after+1, func(msg eventstore.Message) bool {
+				sendErr = send(msg)
+				return sendErr == nil
+			})
+			if sendErr != nil {
+				return sendErr
+			}
+		}
+		switch {
+		case errors.Is(err, eventstore.ErrNotFound) && after == 0:
+			return errorf(connect.CodeNotFound, "workflow %q not found", wf)
+		case errors.Is(err, eventstore.ErrNotFound):
+			return errorf(connect.CodeNotFound, "workflow %q was deleted while it was watched", wf)
+		case err != nil:
+			return toConnect(err)
+		}
+		for _, msg := range msgs {
+			if err := send(msg); err != nil {
+				return err
+			}
 		}
 		if closed {
 			return nil
@@ -321,6 +340,11 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		}
 	}
 }
+
+// watchReadBytes is the most of a history a watch reads at once: past
+// it, it reads and sends a part at a time, so watches of long histories
+// hold no more than this each, however slowly their callers read.
+const watchReadBytes = 1 << 20
 
 // ListWorkflows lists indexed workflows, newest first.
 func (s *Server) ListWorkflows(ctx context.Context, req *connect.Request[weftv1.ListWorkflowsRequest]) (*connect.Response[weftv1.ListWorkflowsResponse], error) {
