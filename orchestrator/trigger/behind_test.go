@@ -84,3 +84,40 @@ func TestAnEngineBehindUndoesNothing(t *testing.T) {
 		t.Fatalf("failures %v, %v: want none", fs, err)
 	}
 }
+
+// An engine whose registry knows a wildcard trigger of one definition but
+// not yet another definition put since (its subject captured, its put
+// answered) starts the runs of both for an event on the newer one's
+// subject: the wildcard's match no longer hides that its registry lags.
+func TestAnEngineBehindFiresADefinitionPutSinceBesideAWildcard(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := "name: all\ntriggers:\n  - subject: orders.>\n    id: \"${ 'all-' + string(event.n) }\"\nsteps:\n  - { id: a, task: echo }\n"
+	rec, _, err := store.PutDefinition(ctx, "all", all, "test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	behind, err := New(store, Config{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind.reg.update(rec) // it has seen "all", and its watch is behind the next put
+	if _, _, err := store.PutDefinition(ctx, "us", "name: us\ntriggers:\n  - subject: orders.us.new\n    id: \"${ 'us-' + string(event.n) }\"\nsteps:\n  - { id: a, task: echo }\n", "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	d := &eventstore.Delivery{NumDelivered: 1, Subject: "orders.us.new",
+		Event: &eventstore.TriggerEvent{Subject: "orders.us.new", Data: []byte(`{"n": 1}`), Seq: 1, Time: time.Now()}}
+	if err := behind.handleEvent(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	for _, wf := range []string{"all-1", "us-1"} {
+		if _, err := store.LastSeq(ctx, wf); err != nil {
+			t.Errorf("the event started no run %s: %v", wf, err)
+		}
+	}
+}

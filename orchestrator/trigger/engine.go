@@ -360,18 +360,22 @@ func headerMap(h eventstore.Header) map[string]any {
 // infrastructure errors ask for a redelivery.
 func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error {
 	ev := d.Event
-	matches := e.reg.ForSubject(ev.Subject)
-	if len(matches) == 0 {
-		// Put since this engine's registry was, or removed.
-		st, err := e.reg.Stored(ctx)
-		if err != nil {
-			return err
-		}
-		if matches = st.ForSubject(ev.Subject); len(matches) == 0 && st.Unsure("") && d.NumDelivered < unsureTries {
-			// A part that can compile every definition handles it.
-			_ = d.Nak(5 * time.Second)
-			return errNakked
-		}
+	// The triggers are those of the definitions stored once the event was
+	// here, not this engine's registry's: that follows the definitions with
+	// a lag, and a definition put (its subject captured, the put answered)
+	// just before the event would miss it whenever another's trigger
+	// matches the subject too (a wildcard). The events handled at once
+	// share one look (a request, and a read of the definitions after a
+	// put).
+	st, err := e.reg.StoredSince(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	matches := st.ForSubject(ev.Subject)
+	if len(matches) == 0 && st.Unsure("") && d.NumDelivered < unsureTries {
+		// A part that can compile every definition handles it.
+		_ = d.Nak(5 * time.Second)
+		return errNakked
 	}
 	if len(matches) == 0 {
 		e.triggers.Event("", string(definition.TriggerSubject), metrics.TriggerRefused)

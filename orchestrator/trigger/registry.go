@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/orchestrator/definition"
@@ -37,6 +38,7 @@ type Registry struct {
 	storedMu      sync.Mutex
 	stored        *Registry // what Stored read last
 	storedVersion uint64    // the definitions' version it read
+	storedAt      time.Time // when the look that gave it began
 }
 
 // NewRegistry returns a registry over store that compiles definitions
@@ -59,13 +61,24 @@ func NewRegistry(store *eventstore.Store, defs *runs.Definitions, log *slog.Logg
 // look (one request tells), so events that match no trigger, however
 // many, cost a request each, not a read of every definition.
 func (r *Registry) Stored(ctx context.Context) (*Registry, error) {
+	return r.StoredSince(ctx, time.Time{})
+}
+
+// StoredSince is Stored, answered by a look that began at or after t if
+// there was one: callers that wait for one look at once share it.
+func (r *Registry) StoredSince(ctx context.Context, t time.Time) (*Registry, error) {
 	r.storedMu.Lock()
 	defer r.storedMu.Unlock()
+	if r.stored != nil && !t.IsZero() && !r.storedAt.Before(t) {
+		return r.stored, nil
+	}
+	began := time.Now()
 	version, err := r.store.DefinitionsVersion(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if r.stored != nil && r.storedVersion == version {
+		r.storedAt = began
 		return r.stored, nil
 	}
 	// From the leader: kept until the next put, a list with a revision a
@@ -78,7 +91,7 @@ func (r *Registry) Stored(ctx context.Context) (*Registry, error) {
 	for _, rec := range recs {
 		fresh.update(rec)
 	}
-	r.stored, r.storedVersion = fresh, version
+	r.stored, r.storedVersion, r.storedAt = fresh, version, began
 	return fresh, nil
 }
 
