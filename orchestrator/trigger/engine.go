@@ -60,6 +60,12 @@ type Engine struct {
 	triggers  *metrics.Triggers
 	workflows *metrics.Workflows
 
+	// seen is when this engine first had each tick delivery (by stream
+	// sequence) it has not handled yet: a tick late then is late when it
+	// is redelivered too.
+	seenMu sync.Mutex
+	seen   map[uint64]time.Time
+
 	life   lifecycle.Guard
 	cancel context.CancelFunc
 	feeds  []*eventstore.Feed
@@ -81,7 +87,7 @@ func New(store *eventstore.Store, cfg Config) (*Engine, error) {
 	}
 	log := cfg.Logger.With("component", "trigger")
 	return &Engine{store: store, defs: cfg.Definitions, reg: NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
-		kick: make(chan struct{}, 1), triggers: metrics.NewTriggers(cfg.Metrics), workflows: metrics.NewWorkflows(cfg.Metrics)}, nil
+		kick: make(chan struct{}, 1), seen: map[uint64]time.Time{}, triggers: metrics.NewTriggers(cfg.Metrics), workflows: metrics.NewWorkflows(cfg.Metrics)}, nil
 }
 
 // Registry returns the engine's view of the triggers.
@@ -251,6 +257,17 @@ func (e *Engine) reconcile(ctx context.Context) error {
 		if _, ok := pending[key]; ok {
 			continue
 		}
+		// Scheduled only if stored still: this engine's registry may lag
+		// behind the trigger's removal, which another part has acted on.
+		st, err := lookStored()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		m, ok := st.Cron(m.Definition, m.Trigger.Key)
+		if !ok {
+			continue
+		}
 		next, err := e.firstTick(ctx, m)
 		if err != nil {
 			errs = append(errs, err)
@@ -273,7 +290,7 @@ func (e *Engine) reconcile(ctx context.Context) error {
 		if _, ok := st.Cron(def, k); ok || st.Unsure(def) {
 			continue // put since this engine's registry was
 		}
-		if err := e.store.CancelCron(ctx, def, k); err != nil {
+		if err := e.cancelCron(ctx, def, k); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -442,27 +459,66 @@ func (e *Engine) fire(ctx context.Context, m Match, ev Event, subject string, ra
 
 // handleTick starts the workflow of a due cron tick and schedules the next.
 func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
+	first, known := e.firstSeen(d)
+	err := e.tick(ctx, d, first, known)
+	if err == nil {
+		e.seenMu.Lock()
+		delete(e.seen, d.Seq)
+		e.seenMu.Unlock()
+	}
+	return err
+}
+
+// seenFor is how long firstSeen remembers a delivery not handled (one
+// redelivered to another engine, say).
+const seenFor = time.Hour
+
+// firstSeen returns when this engine first had delivery d, if it had it
+// first (known is false for a redelivery it never had before: when it
+// was first delivered is not known).
+func (e *Engine) firstSeen(d *eventstore.Delivery) (first time.Time, known bool) {
+	now := e.cfg.Now()
+	e.seenMu.Lock()
+	defer e.seenMu.Unlock()
+	if t, ok := e.seen[d.Seq]; ok {
+		return t, true
+	}
+	if d.NumDelivered > 1 {
+		return time.Time{}, false
+	}
+	for seq, t := range e.seen {
+		if now.Sub(t) > seenFor {
+			delete(e.seen, seq)
+		}
+	}
+	e.seen[d.Seq] = now
+	return now, true
+}
+
+// tick is handleTick for a delivery this engine first had at first
+// (known; else a redelivery it never had before).
+func (e *Engine) tick(ctx context.Context, d *eventstore.Delivery, first time.Time, known bool) error {
 	tk := d.Tick
-	m, ok := e.reg.Cron(tk.Definition, tk.Key)
+	// The trigger is looked up in the definitions as stored once the tick
+	// was here, not in this engine's registry, which follows them with a
+	// lag: a trigger removed (another part has seen it) starts no run.
+	st, err := e.reg.StoredSince(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	m, ok := st.Cron(tk.Definition, tk.Key)
 	if !ok {
-		// Changed or removed, or put since this engine's registry was.
-		st, err := e.reg.Stored(ctx)
-		if err != nil {
-			return err
-		}
-		if m, ok = st.Cron(tk.Definition, tk.Key); !ok {
-			if st.Unsure(tk.Definition) {
-				if d.NumDelivered < unsureTries {
-					// A part that can compile it handles the tick.
-					_ = d.Nak(5 * time.Second)
-					return errNakked
-				}
-				return nil
+		if st.Unsure(tk.Definition) {
+			if d.NumDelivered < unsureTries {
+				// A part that can compile it handles the tick.
+				_ = d.Nak(5 * time.Second)
+				return errNakked
 			}
-			// Removed: forgotten as a reconcile forgets it (its tick fired
-			// before one could), so put back later it resumes from then.
-			return e.store.CancelCron(ctx, tk.Definition, tk.Key)
+			return nil
 		}
+		// Removed: forgotten as a reconcile forgets it (its tick fired
+		// before one could), so put back later it resumes from then.
+		return e.cancelCron(ctx, tk.Definition, tk.Key)
 	}
 	now := e.cfg.Now()
 	if now.Before(tk.Tick) {
@@ -474,8 +530,12 @@ func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
 	// Only a tick that is late when first delivered was missed: one
 	// redelivered (its handler died, or got a NATS error, before it
 	// started the run) was on time then, and is late only by the ack wait
-	// or the retry delay. Skipping it on the redelivery would lose it.
-	if !next.After(now) && !t.Catchup && d.NumDelivered <= 1 {
+	// or the retry delay. Skipping it on the redelivery would lose it. A
+	// redelivered tick that was late when this engine first had it (its
+	// handler got an error) is skipped still: firing it would start the
+	// run of a missed tick. One this engine never had before is taken as
+	// on time when first delivered.
+	if known && !next.After(first) && !t.Catchup {
 		// Weft was down for at least one later tick: skip the missed ones.
 		e.log.Info("skipping missed cron ticks", "definition", m.Definition, "tick", tk.Tick)
 		next = t.Schedule.Next(now.In(t.Location)).UTC()
@@ -498,6 +558,38 @@ func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
 	}
 	return e.store.ScheduleCron(ctx, eventstore.CronTick{Definition: m.Definition, Key: t.Key, Tick: next})
 }
+
+// cancelCron cancels the pending tick of cron trigger key of definition
+// def, which a look at the definitions as stored found removed, and
+// forgets its last tick. A put that brought the trigger back since that
+// look may have been set up by another engine (its tick scheduled) before
+// the cancel: the definitions are looked at again, by a look that began
+// after the cancel, and the trigger is scheduled again if it is there.
+func (e *Engine) cancelCron(ctx context.Context, def, key string) error {
+	if testHookBeforeCancelCron != nil {
+		testHookBeforeCancelCron(def, key)
+	}
+	if err := e.store.CancelCron(ctx, def, key); err != nil {
+		return err
+	}
+	st, err := e.reg.StoredSince(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	m, ok := st.Cron(def, key)
+	if !ok {
+		return nil
+	}
+	next, err := e.firstTick(ctx, m)
+	if err != nil {
+		return err
+	}
+	return e.store.ScheduleCron(ctx, eventstore.CronTick{Definition: def, Key: key, Tick: next})
+}
+
+// testHookBeforeCancelCron, when set by a test, is called just before a
+// cron trigger's pending tick is canceled.
+var testHookBeforeCancelCron func(def, key string)
 
 // addedSinceIfCatchup is addedSince for a catchup trigger, zero for
 // another (its missed ticks are skipped anyway).

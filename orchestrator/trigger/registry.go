@@ -64,12 +64,14 @@ func (r *Registry) Stored(ctx context.Context) (*Registry, error) {
 	return r.StoredSince(ctx, time.Time{})
 }
 
-// StoredSince is Stored, answered by a look that began at or after t if
-// there was one: callers that wait for one look at once share it.
+// StoredSince is Stored, answered by a look that began after t if there
+// was one: callers that wait for one look at once share it. A look the
+// clock says began at t may have begun before it (a clock coarser than
+// the time between the two readings): it does not answer.
 func (r *Registry) StoredSince(ctx context.Context, t time.Time) (*Registry, error) {
 	r.storedMu.Lock()
 	defer r.storedMu.Unlock()
-	if r.stored != nil && !t.IsZero() && !r.storedAt.Before(t) {
+	if r.stored != nil && !t.IsZero() && r.storedAt.After(t) {
 		return r.stored, nil
 	}
 	began := time.Now()
