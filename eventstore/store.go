@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/textproto"
 	"regexp"
 	"slices"
 	"strconv"
@@ -1005,4 +1006,19 @@ func (s *Store) StepProgressAfter(ctx context.Context, wf, path string, gen int,
 		}
 	}
 	return p, nil
+}
+
+// MsgIDPart returns s, a caller's text (a request id), as part of a
+// message id that NATS carries unchanged: a header value is trimmed of
+// spaces, tabs and line breaks at its ends and has its line breaks turned
+// into spaces, so ids that differ only there ("a" and "a\t", "c d" and
+// "c\nd") would be one to the stream's duplicate window, and the second
+// request dropped as a duplicate of the first. Such text, and text that
+// starts with a double quote, is quoted (strconv.Quote), which no text
+// returned as it is can be.
+func MsgIDPart(s string) string {
+	if s == "" || !strings.ContainsAny(s, "\r\n") && textproto.TrimString(s) == s && s[0] != '"' {
+		return s
+	}
+	return strconv.Quote(s)
 }

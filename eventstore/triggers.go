@@ -542,9 +542,16 @@ func (s *Store) RecordTriggerFailure(ctx context.Context, f TriggerFailure) erro
 	return nil
 }
 
+// MaxTriggerFailuresPageBytes bounds the records a page of trigger
+// failures holds, in bytes: each keeps its payload, of up to the NATS
+// message limit, and a page of them is one answer, which a gRPC client
+// refuses past 4 MiB by default. A page holds one failure at least.
+const MaxTriggerFailuresPageBytes = 3 << 20
+
 // ListTriggerFailures returns up to n failures, newest first, with stream
 // sequence below before (0: from the newest), and the sequence to pass as
-// before for the next page (0 when there is none).
+// before for the next page (0 when there is none). A page ends early
+// rather than go past MaxTriggerFailuresPageBytes.
 func (s *Store) ListTriggerFailures(ctx context.Context, n int, before uint64) ([]TriggerFailure, uint64, error) {
 	stream, err := s.js.Stream(ctx, TriggerFailuresStream)
 	if err != nil {
@@ -559,7 +566,8 @@ func (s *Store) ListTriggerFailures(ctx context.Context, n int, before uint64) (
 		seq = before - 1
 	}
 	var out []TriggerFailure
-	for ; seq >= info.State.FirstSeq && seq > 0 && len(out) < n; seq-- {
+	size := 0
+	for ; seq >= info.State.FirstSeq && seq > 0 && len(out) < n && size < MaxTriggerFailuresPageBytes; seq-- {
 		m, err := stream.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
@@ -570,6 +578,9 @@ func (s *Store) ListTriggerFailures(ctx context.Context, n int, before uint64) (
 		var f TriggerFailure
 		if msgpack.Unmarshal(m.Data, &f) != nil {
 			continue
+		}
+		if size += len(m.Data); size > MaxTriggerFailuresPageBytes && len(out) > 0 {
+			break // the next page starts with it
 		}
 		f.Seq = seq
 		out = append(out, f)

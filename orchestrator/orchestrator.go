@@ -825,8 +825,9 @@ func (sh *shard) acceptResult(ctx context.Context, d *eventstore.Delivery, e *en
 // executor's clock that runs ahead must not move the workflow's time
 // (workflow.now, the due times of its timers); an output too large to
 // record, or one that could not be read back, fails its step (which a
-// catch can handle), never the workflow; failures are shown as text, so
-// they are kept valid UTF-8 and cut to a bound (events.Error.Fit).
+// catch can handle), never the workflow; failures, and why an attempt is
+// held, are shown as text, so they are kept valid UTF-8 and cut to a
+// bound (events.Error.Fit).
 func (sh *shard) fitResult(ev events.Event) events.Event {
 	if now := sh.o.cfg.Now().UTC(); ev.Time.After(now) {
 		ev.Time = now
@@ -851,6 +852,12 @@ func (sh *shard) fitResult(ev events.Event) events.Event {
 	}
 	if ev.StepSuspended != nil {
 		ev.StepSuspended.Error = ev.StepSuspended.Error.Fit()
+	}
+	if h := ev.StepHeld; h != nil {
+		// Why an attempt waits is shown as text too (the step's
+		// waiting_for, the event's reason and detail).
+		fit := events.Error{Type: h.Reason, Message: h.Detail}.Fit()
+		h.Reason, h.Detail = fit.Type, fit.Message
 	}
 	return ev
 }

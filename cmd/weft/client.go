@@ -20,6 +20,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
@@ -271,7 +272,7 @@ func rpcErr(err error) error {
 	}
 	msg := connect.CodeOf(ce).String()
 	if m := ce.Message(); m != "" {
-		msg += ": " + m
+		msg += ": " + visible(m)
 	}
 	return &rpcError{msg, ce}
 }
@@ -343,7 +344,7 @@ func defListCommand(cf *clientFlags) *cobra.Command {
 			}
 			tw := newTable(cmd.OutOrStdout(), "NAME", "REVISION", "CREATED", "BY", "PAUSED")
 			for _, d := range res.Msg.GetDefinitions() {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", d.GetName(), d.GetRevision(), formatTime(d.GetCreatedTime(), time.RFC3339), orDash(d.GetPutBy()),
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", d.GetName(), d.GetRevision(), formatTime(d.GetCreatedTime(), time.RFC3339), orDash(visible(d.GetPutBy())),
 					pauseCell(d.GetPause()))
 			}
 			return tw.Flush()
@@ -586,8 +587,8 @@ func printWorkflow(w io.Writer, wf *weftv1.Workflow) error {
 			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
 		}
 	}
-	field("id", wf.GetId())
-	field("definition", fmt.Sprintf("%s@%d", wf.GetDefinition(), wf.GetRevision()))
+	field("id", visible(wf.GetId()))
+	field("definition", fmt.Sprintf("%s@%d", visible(wf.GetDefinition()), wf.GetRevision()))
 	field("status", workflowStatusName(wf.GetStatus()))
 	field("created", formatTime(wf.GetCreatedTime(), time.RFC3339))
 	field("closed", formatTime(wf.GetClosedTime(), time.RFC3339))
@@ -596,9 +597,9 @@ func printWorkflow(w io.Writer, wf *weftv1.Workflow) error {
 	field("search", formatSearch(wf.GetSearchAttributes()))
 	if f := formatFailure(wf.GetError()); f != "" {
 		if p := wf.GetError().GetStepPath(); p != "" {
-			f += " (step " + p + ")"
+			f += " (step " + visible(p) + ")"
 		}
-		field("error", f)
+		field("error", oneLine(f))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -611,10 +612,10 @@ func printWorkflow(w io.Writer, wf *weftv1.Workflow) error {
 	for _, s := range wf.GetSteps() {
 		status := strings.TrimPrefix(s.GetStatus().String(), "STEP_STATUS_")
 		if s.GetWaitingFor() != "" {
-			status += " (" + s.GetWaitingFor() + ")"
+			status += " (" + oneLine(s.GetWaitingFor()) + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.GetPath(), status,
-			s.GetAttempts(), orDash(s.GetTask()), orDash(oneLine(formatFailure(s.GetLastError()))))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", visible(s.GetPath()), status,
+			s.GetAttempts(), orDash(visible(s.GetTask())), orDash(oneLine(formatFailure(s.GetLastError()))))
 	}
 	return tw.Flush()
 }
@@ -691,18 +692,18 @@ func printEvent(w io.Writer, ev *weftv1.HistoryEvent, asJSON bool) error {
 func formatEvent(ev *weftv1.HistoryEvent) string {
 	var where []string
 	if p := ev.GetStepPath(); p != "" {
-		where = append(where, "step="+p)
+		where = append(where, "step="+visible(p))
 	}
 	if a := ev.GetAttempt(); a != 0 {
 		where = append(where, fmt.Sprintf("attempt=%d", a))
 	}
 	if who := ev.GetIdentity(); who != "" {
-		where = append(where, "by="+who)
+		where = append(where, "by="+visible(who))
 	}
 	parts := []string{
 		fmt.Sprint(ev.GetSequence()),
 		formatTime(ev.GetTime(), time.RFC3339Nano),
-		ev.GetType(),
+		visible(ev.GetType()),
 		strings.Join(where, " "),
 		valueJSON(ev.GetData()),
 	}
@@ -745,9 +746,9 @@ func listCommand(cf *clientFlags) *cobra.Command {
 						break
 					}
 					n++
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.GetId(), s.GetDefinition(), s.GetRevision(),
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", visible(s.GetId()), visible(s.GetDefinition()), s.GetRevision(),
 						workflowStatusName(s.GetStatus()), orDash(formatTime(s.GetCreatedTime(), time.RFC3339)),
-						orDash(formatTime(s.GetClosedTime(), time.RFC3339)), orDash(s.GetIdentity()),
+						orDash(formatTime(s.GetClosedTime(), time.RFC3339)), orDash(visible(s.GetIdentity())),
 						orDash(clip(formatSearch(s.GetSearchAttributes()), maxSearchCell)))
 				}
 				next := res.Msg.GetNextPageToken()
@@ -862,7 +863,7 @@ func triggersCommand(cf *clientFlags) *cobra.Command {
 						return tw.Flush()
 					}
 					n++
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(formatTime(f.Time, time.RFC3339)), f.Subject, orDash(f.Definition), oneLine(f.Reason), oneLine(string(f.Payload)))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", orDash(formatTime(f.Time, time.RFC3339)), visible(f.Subject), orDash(visible(f.Definition)), oneLine(f.Reason), oneLine(string(f.Payload)))
 				}
 				if tok = resp.Msg.NextPageToken; tok == "" {
 					return tw.Flush()
@@ -887,7 +888,7 @@ func schedulesCommand(cf *clientFlags) *cobra.Command {
 			}
 			tw := newTable(cmd.OutOrStdout(), "DEFINITION", "CRON", "TIMEZONE", "CATCHUP", "NEXT")
 			for _, s := range resp.Msg.Schedules {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", s.Definition, s.Cron, s.Timezone, s.Catchup, orDash(formatTime(s.NextFireTime, time.RFC3339)))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", visible(s.Definition), visible(s.Cron), visible(s.Timezone), s.Catchup, orDash(formatTime(s.NextFireTime, time.RFC3339)))
 			}
 			return tw.Flush()
 		},
@@ -949,7 +950,7 @@ func formatSearch(s *structpb.Struct) string {
 		switch x := fields[k].GetKind().(type) {
 		case *structpb.Value_StringValue:
 			v = x.StringValue
-			if v == "" || strings.ContainsAny(v, " \t\n\"=") {
+			if v == "" || strings.ContainsAny(v, " \t\n\"=") || visible(v) != v {
 				v = strconv.Quote(v)
 			}
 		case *structpb.Value_NumberValue:
@@ -960,7 +961,7 @@ func formatSearch(s *structpb.Struct) string {
 		default:
 			v = valueJSON(fields[k])
 		}
-		parts = append(parts, k+"="+v)
+		parts = append(parts, visible(k)+"="+v)
 	}
 	return strings.Join(parts, " ")
 }
@@ -1008,9 +1009,9 @@ func formatFailure(f *weftv1.Failure) string {
 	case f == nil:
 		return ""
 	case f.GetType() == "":
-		return f.GetMessage()
+		return visible(f.GetMessage())
 	default:
-		return f.GetType() + ": " + f.GetMessage()
+		return visible(f.GetType() + ": " + f.GetMessage())
 	}
 }
 
@@ -1041,5 +1042,43 @@ func orDash(s string) string {
 }
 
 // oneLine collapses whitespace, including newlines and tabs, so s fits in a
-// table cell.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// table cell, and makes its other control characters visible.
+func oneLine(s string) string { return visible(strings.Join(strings.Fields(s), " ")) }
+
+// visible makes s safe to print to a terminal: its control characters (C0
+// and C1, DEL), the format characters that reorder text (bidi overrides
+// and isolates) and bytes that are not UTF-8 are written as Go escapes
+// (\x1b, \u202e). Text a run's outside world chose reaches the CLI's
+// output (an http step's error holds the remote server's answer, a
+// trigger's subject and payload the producer's), and printed as it is,
+// an escape sequence in it would clear the operator's screen, set the
+// window's title or write the clipboard.
+func visible(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, hidden) {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			// A byte that is not UTF-8 (0x9b is CSI to a terminal that
+			// is not in UTF-8 mode).
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case !hidden(r):
+			b.WriteString(s[:n])
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+		s = s[n:]
+	}
+	return b.String()
+}
+
+// hidden reports whether r is a control character, or a format character
+// that changes the order text is shown in.
+func hidden(r rune) bool {
+	return unicode.IsControl(r) || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0x200e || r == 0x200f || r == 0x061c
+}

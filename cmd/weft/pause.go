@@ -58,7 +58,7 @@ func pauseCell(p *weftv1.DefinitionPause) string {
 
 // pauseText says since when, by whom and why p paused a definition.
 func pauseText(p *weftv1.DefinitionPause) string {
-	s := "since " + formatTime(p.GetTime(), time.RFC3339) + " by " + p.GetBy()
+	s := "since " + formatTime(p.GetTime(), time.RFC3339) + " by " + visible(p.GetBy())
 	if r := oneLine(p.GetReason()); r != "" {
 		s += ": " + r
 	}

@@ -64,7 +64,10 @@ func (e *InvalidError) Unwrap() error { return ErrInvalid }
 
 // Check reports whether v, a normalized value, can be recorded and read
 // back: it nests at most lim.MaxDepth levels, fits lim.MaxBytes, its
-// strings and map keys are valid UTF-8, its numbers are finite, and it
+// strings and map keys are valid UTF-8, its numbers are finite, its
+// whole numbers within ±2^53 (the API carries numbers as float64s: a
+// whole number beyond, kept exact in the run, would be shown rounded by
+// every reader, 9007199254740993 as 9007199254740992), and it
 // holds only the normalized types (nil, bool, int64, float64, string,
 // []any, map[string]any). The error is an *InvalidError that names the
 // offending element under field.
@@ -101,7 +104,12 @@ type checker struct {
 func (c *checker) walk(v any, depth int) bool {
 	c.size += 9
 	switch x := v.(type) {
-	case nil, bool, int64:
+	case nil, bool:
+	case int64:
+		if x > maxExactFloat || x < -maxExactFloat {
+			return c.fail(fmt.Sprintf("whole number %d is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly: it would read back as %s; send it as a string",
+				x, strconv.FormatFloat(float64(x), 'g', -1, 64)))
+		}
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {
 			return c.fail(fmt.Sprintf("number %v is not finite: numbers must be finite", x))

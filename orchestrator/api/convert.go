@@ -100,7 +100,7 @@ func (s *Server) workflowProto(ctx context.Context, v *stateView) (*weftv1.Workf
 			LastError: failure(step.LastError, path), Task: step.Task,
 			StartedTime: ts(step.Started), ClosedTime: ts(step.Closed)}
 		if step.HeldFor != "" && step.Status == workflow.StepRunning {
-			ps.Status, ps.WaitingFor = weftv1.StepStatus_STEP_STATUS_WAITING, step.HeldFor+": "+step.HeldDetail
+			ps.Status, ps.WaitingFor = weftv1.StepStatus_STEP_STATUS_WAITING, text(step.HeldFor+": "+step.HeldDetail)
 		}
 		if step.Status == workflow.StepCompleted {
 			if ps.Output, err = pv(step.Output); err != nil {
@@ -281,7 +281,7 @@ func stepEventData(e events.Event) (path string, data map[string]any, ok bool) {
 	case events.TypeStepHeld:
 		p := e.StepHeld
 		path = p.Path
-		data = map[string]any{"reason": p.Reason, "detail": p.Detail}
+		data = map[string]any{"reason": text(p.Reason), "detail": text(p.Detail)}
 	case events.TypeStepFailed:
 		p := e.StepFailed
 		path = p.Path

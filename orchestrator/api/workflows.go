@@ -547,7 +547,7 @@ func (s *Server) appendWhileRunning(ctx context.Context, wf, what, kind, reqID, 
 		return err
 	}
 	st := v.st
-	msgID := fmt.Sprintf("%s/%d.%d/%s", kind, st.Created.UnixNano(), st.Retries, reqID)
+	msgID := fmt.Sprintf("%s/%d.%d/%s", kind, st.Created.UnixNano(), st.Retries, eventstore.MsgIDPart(reqID))
 	s.traceRun(ctx, st, span)
 	for try := 0; ; try++ {
 		if recorded != nil && recorded(st) {
@@ -653,7 +653,7 @@ func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status
 	last := v.st.LastSeq
 	msgID := verb + "/" + wf + "/" + strconv.FormatUint(last, 10)
 	if reqID != "" {
-		msgID = fmt.Sprintf("%s/%s/%d/%s", verb, wf, v.st.Created.UnixNano(), reqID)
+		msgID = fmt.Sprintf("%s/%s/%d/%s", verb, wf, v.st.Created.UnixNano(), eventstore.MsgIDPart(reqID))
 	}
 	_, err = s.store.AppendExternal(ctx, wf, &last, msgID, ev)
 	switch {

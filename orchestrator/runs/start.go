@@ -105,7 +105,7 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	ev := events.Event{Type: events.TypeWorkflowStarted, Time: req.Time.UTC(), Identity: req.Identity,
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: rec.Name, Revision: rec.Revision, Input: req.Input, RequestID: reqID,
 			Trace: telemetry.TraceParent(ctx)}}
-	msgID := "start/" + wf + "/" + reqID
+	msgID := "start/" + wf + "/" + eventstore.MsgIDPart(reqID)
 	res := StartResult{WorkflowID: wf, Started: true, Revision: rec.Revision}
 	// An orchestrator records the start with its first step command, or
 	// declines; then the start is appended for the orchestrators to consume.

@@ -1,0 +1,54 @@
+package e2e
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+)
+
+// A whole number the API cannot carry exactly (its numbers are float64:
+// 9007199254740993 reads back as 9007199254740992) is refused at the door
+// that takes JSON (a webhook's body, a step's output), with what to do,
+// rather than kept exact in the run and shown rounded by every reader: a
+// run's computations would use one number and its input, history and
+// exports (the copy kept past retention) another.
+func TestAWholeNumberTheAPIRoundsIsRefusedAtItsDoor(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef(`
+name: bigint
+triggers:
+  - webhook: bigint-hook
+steps:
+  - { id: show, task: echo, input: "${ string(input.id) }" }
+  - { id: grow, task: echo, input: "${ input.id + 1 }" }
+`)
+	code, out := postHook(t, e.node.APIURL+"/hooks/bigint-hook", []byte(`{"id": 9007199254740993}`), map[string]string{"Idempotency-Key": "big-1"})
+	if code == http.StatusAccepted {
+		id, _ := out["workflow_id"].(string)
+		w := e.waitClosed(id, 20*time.Second)
+		t.Fatalf("accepted a number the API cannot show: input reads back as %s, while the run saw %s",
+			toJSON(w.Input), toJSON(w.Steps[0].Output))
+	}
+	if msg, _ := out["error"].(string); code != http.StatusBadRequest || !strings.Contains(msg, "9007199254740993") || !strings.Contains(msg, "string") {
+		t.Fatalf("answered %d %v; want 400 naming the number and saying to send it as a string", code, out)
+	}
+	// 2^53 is carried exactly; plus one (by the run), it is not: the
+	// step that computed it fails, as a result that cannot be recorded
+	// does.
+	code, out = postHook(t, e.node.APIURL+"/hooks/bigint-hook", []byte(`{"id": 9007199254740992}`), map[string]string{"Idempotency-Key": "big-2"})
+	if code != http.StatusAccepted {
+		t.Fatalf("2^53: answered %d %v", code, out)
+	}
+	id, _ := out["workflow_id"].(string)
+	w := e.waitClosed(id, 20*time.Second)
+	if got := toJSON(w.Input); got != `{"id":9007199254740992}` {
+		t.Fatalf("2^53 reads back as %s", got)
+	}
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || !strings.Contains(w.Error.GetMessage(), "9007199254740993") {
+		t.Fatalf("status %v error %v, want FAILED naming 2^53+1", w.Status, w.Error)
+	}
+	e.healthy()
+}
