@@ -183,6 +183,17 @@ func (h *Harness) collectCron(ctx context.Context, d *driver, t0 time.Time, res 
 		ticks = append(ticks, at)
 	}
 	slices.SortFunc(ticks, func(a, b time.Time) int { return a.Compare(b) })
+	// Each run is one tick of the schedule, and no tick starts two runs
+	// (a tick handled again, after a kill say, maps to its first run).
+	for i, at := range ticks {
+		if at.Nanosecond() != 0 || at.Unix()%cronEvery != 0 {
+			res.Problems = append(res.Problems, fmt.Sprintf("cron: a run of tick %s, which is no tick of its schedule (every %ds)",
+				at.Format(time.RFC3339Nano), cronEvery))
+		}
+		if i > 0 && at.Equal(ticks[i-1]) {
+			res.Problems = append(res.Problems, fmt.Sprintf("cron: tick %s started more than one run", at.Format(time.RFC3339)))
+		}
+	}
 	want := int(h.cfg.Duration/(cronEvery*time.Second)) / 2
 	if len(ticks) < max(1, want) {
 		res.Problems = append(res.Problems, fmt.Sprintf("cron: %d runs over a %s start window, want at least %d (one every %ds)",

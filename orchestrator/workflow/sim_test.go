@@ -626,6 +626,7 @@ func (s *sim) process(d simDelivery, mayCrash bool) {
 			s.fail("apply %s: %v", simShow(e), err)
 		}
 	}
+	s.checkTaken(st, d, input)
 	var decided []events.Event
 	if st.Status == workflow.StatusRunning {
 		var err error
@@ -674,6 +675,32 @@ func (s *sim) process(d simDelivery, mayCrash bool) {
 	s.checkState(st)
 }
 
+// checkTaken checks that a result is recorded with what it reports: a
+// task's or child's output is the step's, unchanged (nil stays nil), in
+// the event and in the state st that applied it.
+func (s *sim) checkTaken(st *workflow.State, d simDelivery, input []events.Event) {
+	s.t.Helper()
+	if d.kind != simResult || d.result.Outcome != events.OutcomeCompleted {
+		return
+	}
+	stored := func(v any) any {
+		return simStored([]events.Event{{Type: events.TypeStepCompleted, StepCompleted: &events.StepCompleted{Output: v}}})[0].StepCompleted.Output
+	}
+	want := stored(d.result.Output)
+	for _, e := range input {
+		c := e.StepCompleted
+		if c == nil {
+			continue
+		}
+		if c.Path != d.result.Path || c.Gen != d.result.Gen || !reflect.DeepEqual(stored(c.Output), want) {
+			s.fail("result %v recorded as %s, want output %v", d, simShow(e), d.result.Output)
+		}
+		if step := st.Steps[c.Path]; step == nil || !reflect.DeepEqual(stored(step.Output), want) {
+			s.fail("result %v recorded, but the step holds %+v, want output %v", d, step, d.result.Output)
+		}
+	}
+}
+
 // checkState checks what the state itself says: a foreach never has more
 // iterations in flight than its concurrency, a repeat never goes past its
 // iterations, a foreach's output has an entry per item and a parallel's
@@ -684,6 +711,24 @@ func (s *sim) checkState(st *workflow.State) {
 		if step := st.Steps[st.ErrorPath]; step == nil || step.Status != workflow.StepFailed {
 			s.fail("the workflow failed at %s, which is %+v", st.ErrorPath, step)
 		}
+	}
+	// A signal request counts once, however often it was sent
+	// (docs/language.md, "wait"): the state holds one signal per request
+	// id, at the event that first recorded it.
+	var want []int
+	ids := map[string]bool{}
+	for i, e := range s.evs {
+		if sr := e.SignalReceived; sr != nil && (sr.RequestID == "" || !ids[sr.RequestID]) {
+			ids[sr.RequestID] = true
+			want = append(want, i+1)
+		}
+	}
+	var got []int
+	for _, sig := range st.Signals {
+		got = append(got, sig.Seq)
+	}
+	if !slices.Equal(got, want) {
+		s.fail("signals recorded at events %v, want one per request at %v", got, want)
 	}
 	m := newSimModel(s.evs)
 	for path, step := range st.Steps {
