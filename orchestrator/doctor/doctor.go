@@ -492,6 +492,10 @@ func (c *checker) load(ctx context.Context, r *run) error {
 		if m.Err == nil {
 			r.broken = fmt.Errorf("history record at seq %d: %w", m.Seq, err)
 		}
+		if errors.Is(err, events.ErrNewer) {
+			// A rolling upgrade under way: not this version's to judge.
+			r.unchecked = fmt.Errorf("its history holds a record of a newer version of Weft (check it with that version's weft doctor): %w", r.broken)
+		}
 	}
 	if st.Events == 0 {
 		// Not even its start could be read.

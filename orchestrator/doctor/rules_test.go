@@ -2,9 +2,14 @@ package doctor_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
@@ -102,5 +107,36 @@ func TestASettledCommandWithoutAResultIsReported(t *testing.T) {
 	}
 	if got := findings(t, ctx, store, wf); !strings.Contains(got, "stuck:") || !strings.Contains(got, "no result was recorded") {
 		t.Fatalf("a settled command with no result: %q, want it reported stuck", got)
+	}
+}
+
+// A run whose history holds a record of a newer version (a rolling
+// upgrade under way) is not this doctor's to judge: it is reported
+// unchecked, naming why, not stuck on a history it "cannot read".
+func TestARunWithANewerRecordIsUnchecked(t *testing.T) {
+	ctx, store := rulesStore(t, map[string]string{"gate": "name: gate\nsteps:\n  - { id: g, wait: { signal: go } }\n"})
+	const wf = "newer"
+	t0 := time.Now().UTC().Add(-time.Minute)
+	last, err := store.Append(ctx, wf, 0,
+		events.Event{Type: events.TypeWorkflowStarted, Time: t0, WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "gate", Revision: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := msgpack.Marshal(map[string]any{"v": 2, "e": map[string]any{"a layout": "of a later version"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(store.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg("weft.h." + wf + ".ext")
+	msg.Data = data
+	msg.Header.Set("Weft-Prev", strconv.FormatUint(last, 10))
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	if got := findings(t, ctx, store, wf); !strings.HasPrefix(got, "unchecked:") || !strings.Contains(got, "newer version") {
+		t.Fatalf("a run with a newer record: %q, want it unchecked, naming the newer version", got)
 	}
 }
