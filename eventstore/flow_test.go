@@ -34,7 +34,7 @@ func TestFlowTokensAndSlots(t *testing.T) {
 		}
 	}
 	// A definition's concurrency without a key: one entry for every run.
-	if _, took, err := s.UpdateSlots(ctx, "d", "", 1, func(sl *eventstore.Slots) { sl.Enqueue("r1", now) }); err != nil || len(took) != 1 {
+	if _, took, err := s.UpdateSlots(ctx, "d", "", 1, func(sl *eventstore.Slots) { sl.Enqueue("r1", eventstore.RunOf(now, 0)) }); err != nil || len(took) != 1 {
 		t.Fatalf("a slot of the empty key: %v %v", took, err)
 	}
 

@@ -95,7 +95,7 @@ func TestUnusedFlowAndSlotEntriesGo(t *testing.T) {
 	s, js := openMarked(t)
 	ctx := context.Background()
 	now := time.Now()
-	if _, took, err := s.UpdateSlots(ctx, "d", "k", 1, func(sl *eventstore.Slots) { sl.Enqueue("r1", now) }); err != nil || len(took) != 1 {
+	if _, took, err := s.UpdateSlots(ctx, "d", "k", 1, func(sl *eventstore.Slots) { sl.Enqueue("r1", eventstore.RunOf(now, 0)) }); err != nil || len(took) != 1 {
 		t.Fatalf("a slot: %v %v", took, err)
 	}
 	if ok, _, err := s.AcquireSlot(ctx, "d/step", "k", 1, "a", now, time.Second); err != nil || !ok {
@@ -120,7 +120,7 @@ func TestUnusedFlowAndSlotEntriesGo(t *testing.T) {
 	subjectGone(t, js, flow, "$KV."+eventstore.FlowBucket+".>")
 	// The keys work again, over what is left of them.
 	for range 2 {
-		if _, took, err := s.UpdateSlots(ctx, "d", "k", 1, func(sl *eventstore.Slots) { sl.Enqueue("r2", now) }); err != nil {
+		if _, took, err := s.UpdateSlots(ctx, "d", "k", 1, func(sl *eventstore.Slots) { sl.Enqueue("r2", eventstore.RunOf(now, 0)) }); err != nil {
 			t.Fatalf("a slot again: %v %v", took, err)
 		}
 		if ok, _, err := s.AcquireSlot(ctx, "d/step", "k", 1, "b", time.Now(), time.Minute); err != nil || !ok {

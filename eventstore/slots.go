@@ -3,6 +3,7 @@ package eventstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -17,36 +18,108 @@ const SlotsBucket = "weft-slots"
 
 // Slots is one concurrency key's entry: the runs holding its slots and the
 // runs queued for one, in start order.
+//
+// A run is named by its id, and, since Runs (and QueuedRun.Retries) were
+// added, by which run of the id it is and how many times it was redriven:
+// a give-back of a failed generation, or of a run deleted since whose id
+// was started again, is never taken for the slot of the run that holds it
+// now. A holder with no entry in Runs was stored by an earlier version (or
+// written over by one, which keeps no Runs): any run of its id matches it.
 type Slots struct {
 	Holders []string    `msgpack:"h"`
 	Queue   []QueuedRun `msgpack:"q"`
+	// Runs holds, per holder, the run holding the slot.
+	Runs map[string]SlotRun `msgpack:"r,omitempty"`
 }
 
-// QueuedRun is a run waiting for a slot, with the time it started.
+// SlotRun names one generation of a run: the run of its id started at
+// Created (Unix nanoseconds: an id is used again once its run is deleted)
+// after Retries redrives.
+type SlotRun struct {
+	Created int64 `msgpack:"c"`
+	Retries int   `msgpack:"n"`
+}
+
+// RunOf names the generation of the run started at created after retries
+// redrives.
+func RunOf(created time.Time, retries int) SlotRun {
+	return SlotRun{Created: created.UnixNano(), Retries: retries}
+}
+
+// QueuedRun is a run waiting for a slot, with the time it started (and
+// how many times it was redriven: 0 in an entry of an earlier version).
 type QueuedRun struct {
 	ID      string    `msgpack:"id"`
 	Started time.Time `msgpack:"at"`
+	Retries int       `msgpack:"n,omitempty"`
 }
 
-// Enqueue puts run id, started at started, in the queue in start order
-// (ties by id), unless it holds a slot or is queued already.
-func (s *Slots) Enqueue(id string, started time.Time) {
-	if slices.Contains(s.Holders, id) || slices.ContainsFunc(s.Queue, func(q QueuedRun) bool { return q.ID == id }) {
+func (q QueuedRun) run() SlotRun { return RunOf(q.Started, q.Retries) }
+
+// Holder returns the generation holding id's slot, and whether id holds
+// one; known is false for a holder an earlier version stored.
+func (s *Slots) Holder(id string) (run SlotRun, holds, known bool) {
+	if !slices.Contains(s.Holders, id) {
+		return SlotRun{}, false, false
+	}
+	run, known = s.Runs[id]
+	return run, true, known
+}
+
+// Holds reports whether generation run of id holds a slot (or id does,
+// stored by an earlier version).
+func (s *Slots) Holds(id string, run SlotRun) bool {
+	got, holds, known := s.Holder(id)
+	return holds && (!known || got == run)
+}
+
+// Enqueue puts generation run of id in the queue in start order (ties by
+// id), unless it holds a slot or is queued already. A slot or place its
+// id holds for another generation becomes this one's: an earlier
+// generation of the run is over (it failed before its redrive), and an
+// earlier run of the id is deleted.
+func (s *Slots) Enqueue(id string, run SlotRun) {
+	if slices.Contains(s.Holders, id) {
+		if s.Runs[id] != run {
+			if s.Runs == nil {
+				s.Runs = map[string]SlotRun{}
+			}
+			s.Runs[id] = run
+		}
 		return
 	}
-	i, _ := slices.BinarySearchFunc(s.Queue, QueuedRun{ID: id, Started: started}, func(a, b QueuedRun) int {
+	if i := slices.IndexFunc(s.Queue, func(q QueuedRun) bool { return q.ID == id }); i >= 0 {
+		if s.Queue[i].run() == run {
+			return
+		}
+		s.Queue = slices.Delete(slices.Clone(s.Queue), i, i+1)
+	}
+	q := QueuedRun{ID: id, Started: time.Unix(0, run.Created).UTC(), Retries: run.Retries}
+	i, _ := slices.BinarySearchFunc(s.Queue, q, func(a, b QueuedRun) int {
 		if c := a.Started.Compare(b.Started); c != 0 {
 			return c
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
-	s.Queue = slices.Insert(s.Queue, i, QueuedRun{ID: id, Started: started})
+	s.Queue = slices.Insert(s.Queue, i, q)
 }
 
-// Remove takes run id out of the holders and the queue.
+// Remove takes id out of the holders and the queue, whichever run of it
+// is there.
 func (s *Slots) Remove(id string) {
 	s.Holders = slices.DeleteFunc(s.Holders, func(h string) bool { return h == id })
 	s.Queue = slices.DeleteFunc(s.Queue, func(q QueuedRun) bool { return q.ID == id })
+	delete(s.Runs, id)
+}
+
+// GiveBack takes generation run of id out of the holders and the queue: a
+// slot or place its id holds for another generation is left be.
+func (s *Slots) GiveBack(id string, run SlotRun) {
+	if s.Holds(id, run) {
+		s.Holders = slices.DeleteFunc(s.Holders, func(h string) bool { return h == id })
+		delete(s.Runs, id)
+	}
+	s.Queue = slices.DeleteFunc(s.Queue, func(q QueuedRun) bool { return q.ID == id && q.run() == run })
 }
 
 // slotKey maps a definition and a concurrency key one-to-one onto a KV key.
@@ -86,13 +159,23 @@ func (s *Store) UpdateSlots(ctx context.Context, def, key string, limit int, cha
 	var cur, next Slots
 	var took []string
 	err := s.updateKV(ctx, s.slots, slotKey(def, key), &cur, func() { cur, next, took = Slots{}, Slots{}, nil }, func() bool {
-		next = Slots{Holders: slices.Clone(cur.Holders), Queue: slices.Clone(cur.Queue)}
+		next = Slots{Holders: slices.Clone(cur.Holders), Queue: slices.Clone(cur.Queue), Runs: maps.Clone(cur.Runs)}
 		change(&next)
 		for len(next.Holders) < limit && len(next.Queue) > 0 {
-			took = append(took, next.Queue[0].ID)
-			next.Holders, next.Queue = append(next.Holders, next.Queue[0].ID), next.Queue[1:]
+			q := next.Queue[0]
+			took = append(took, q.ID)
+			next.Holders, next.Queue = append(next.Holders, q.ID), next.Queue[1:]
+			if next.Runs == nil {
+				next.Runs = map[string]SlotRun{}
+			}
+			next.Runs[q.ID] = q.run()
 		}
-		if slices.Equal(next.Holders, cur.Holders) && slices.Equal(next.Queue, cur.Queue) {
+		// Only holders have a run.
+		maps.DeleteFunc(next.Runs, func(id string, _ SlotRun) bool { return !slices.Contains(next.Holders, id) })
+		if len(next.Runs) == 0 {
+			next.Runs = nil
+		}
+		if slices.Equal(next.Holders, cur.Holders) && slices.Equal(next.Queue, cur.Queue) && maps.Equal(next.Runs, cur.Runs) {
 			next, took = cur, nil
 			return false
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -108,6 +109,9 @@ type Orchestrator struct {
 	// looked at (freeClosedHolders), by slot key.
 	holdersMu     sync.Mutex
 	holdersLooked map[string]time.Time
+	// beforeGiveBack, when set (tests), runs just before a closed run's
+	// slot is given back, once reconcileSlot has looked at the run.
+	beforeGiveBack func(wf string)
 }
 
 // New returns an orchestrator over store.
@@ -978,10 +982,12 @@ func (sh *shard) reconcile(ctx context.Context, wf string, e *entry, d *eventsto
 	if err := sh.reconcileChildren(ctx, wf, e); err != nil {
 		return err
 	}
-	if err := sh.scheduleDeletion(ctx, wf, st); err != nil {
+	// The slot first: a run deleted before it gave its slot back would
+	// leave the slot held under an id that may name another run since.
+	if err := sh.reconcileSlot(ctx, wf, e); err != nil {
 		return err
 	}
-	if err := sh.reconcileSlot(ctx, wf, e); err != nil {
+	if err := sh.scheduleDeletion(ctx, wf, st); err != nil {
 		return err
 	}
 	if st.Status.Terminal() && st.Parent != nil {
@@ -1101,24 +1107,31 @@ func (sh *shard) reconcileSlot(ctx context.Context, wf string, e *entry) error {
 	if def.Concurrency != nil {
 		limit = def.Concurrency.Limit
 	}
+	if closed && sh.o.beforeGiveBack != nil {
+		sh.o.beforeGiveBack(wf)
+	}
+	// The run's generation: a give-back of an earlier one (a failed state
+	// read just before a redrive) or of an earlier run of the id (deleted
+	// since) leaves this one's slot be.
+	run := eventstore.RunOf(st.Created, st.Retries)
 	slots, took, err := sh.o.store.UpdateSlots(ctx, st.Definition, st.QueueKey, limit, func(s *eventstore.Slots) {
 		if closed {
-			s.Remove(wf)
+			s.GiveBack(wf, run)
 		} else {
-			s.Enqueue(wf, st.Created)
+			s.Enqueue(wf, run)
 		}
 	})
 	if err != nil {
 		return err
 	}
-	if !closed && slices.Contains(slots.Holders, wf) && !slices.Contains(took, wf) {
+	if !closed && slots.Holds(wf, run) && !slices.Contains(took, wf) {
 		took = append(took, wf) // it held its slot already: its admission was cut short
 	}
-	if err := sh.admit(ctx, st.Definition, st.QueueKey, limit, took); err != nil {
+	if err := sh.admit(ctx, st.Definition, st.QueueKey, limit, took, slots.Runs); err != nil {
 		return err
 	}
-	if !closed && len(slots.Holders) >= limit && !slices.Contains(slots.Holders, wf) {
-		if err := sh.freeClosedHolders(ctx, st.Definition, st.QueueKey, limit, slots.Holders); err != nil {
+	if !closed && len(slots.Holders) >= limit && !slots.Holds(wf, run) {
+		if err := sh.freeClosedHolders(ctx, st.Definition, st.QueueKey, limit, slots); err != nil {
 			return err
 		}
 	}
@@ -1136,7 +1149,7 @@ const holdersLookEvery = 30 * time.Second
 // handed one after it closed gives it straight back (admit); but a give-back
 // that failed after the slot was handed on is not tried again by anything
 // else, and the key's queue would wait for ever.
-func (sh *shard) freeClosedHolders(ctx context.Context, def, key string, limit int, holders []string) error {
+func (sh *shard) freeClosedHolders(ctx context.Context, def, key string, limit int, slots eventstore.Slots) error {
 	o := sh.o
 	id := def + "\x00" + key
 	o.holdersMu.Lock()
@@ -1157,53 +1170,101 @@ func (sh *shard) freeClosedHolders(ctx context.Context, def, key string, limit i
 	}
 	o.holdersLooked[id] = time.Now()
 	o.holdersMu.Unlock()
-	var gone []string
-	for _, h := range holders {
-		_, closed, err := sh.closed(ctx, h)
-		if errors.Is(err, eventstore.ErrNotFound) {
-			closed, err = true, nil
-		}
+	gone := map[string]eventstore.SlotRun{}
+	for _, h := range slots.Holders {
+		run, _, known := slots.Holder(h)
+		open, err := sh.runOpen(ctx, h, run, known)
 		if err != nil {
 			return err
 		}
-		if closed {
-			gone = append(gone, h)
+		if !open {
+			gone[h] = run
 		}
 	}
 	if len(gone) == 0 {
 		return nil
 	}
-	sh.o.log.Info("giving back concurrency slots held by runs that closed", "definition", def, "key", key, "runs", gone)
-	_, took, err := o.store.UpdateSlots(ctx, def, key, limit, func(s *eventstore.Slots) {
-		for _, h := range gone {
-			s.Remove(h)
+	sh.o.log.Info("giving back concurrency slots held by runs that closed", "definition", def, "key", key, "runs", slices.Sorted(maps.Keys(gone)))
+	// Each is given back as the run looked at: one its id holds for
+	// another run since (a redrive that took it over) keeps it.
+	after, took, err := o.store.UpdateSlots(ctx, def, key, limit, func(s *eventstore.Slots) {
+		for h, run := range gone {
+			s.GiveBack(h, run)
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("give back the slots of closed runs %v: %w", gone, err)
+		return fmt.Errorf("give back the slots of closed runs %v: %w", slices.Sorted(maps.Keys(gone)), err)
 	}
-	return sh.admit(ctx, def, key, limit, took)
+	return sh.admit(ctx, def, key, limit, took, after.Runs)
 }
 
-// admit records that the queued runs in took hold a slot of def's key.
-// A run that closed meanwhile gives the slot back at once, and the runs
-// that take it are admitted in turn: a run canceled while it waited, or
-// queued again from a state an orchestrator held out of date (deleted
-// since, even), never keeps a slot it was handed.
-func (sh *shard) admit(ctx context.Context, def, key string, limit int, took []string) error {
+// runOpen reports whether generation run of wf (any, when not known: a
+// holder an earlier version stored) is open: wf's history is that run's
+// (not one started under its id since it was deleted), and not closed.
+func (sh *shard) runOpen(ctx context.Context, wf string, run eventstore.SlotRun, known bool) (bool, error) {
+	_, closed, err := sh.closed(ctx, wf)
+	if errors.Is(err, eventstore.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil || closed {
+		return false, err
+	}
+	if !known {
+		return true, nil
+	}
+	same, err := sh.sameRun(ctx, wf, run)
+	return same, err
+}
+
+// sameRun reports whether wf's history is the run of wf started as run
+// names: false when another run was started under its id since (or none
+// is there); true too when that cannot be told (a first record this
+// version cannot read).
+func (sh *shard) sameRun(ctx context.Context, wf string, run eventstore.SlotRun) (bool, error) {
+	first, err := sh.o.store.First(ctx, wf)
+	if errors.Is(err, eventstore.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if first.Err != nil || first.Record.Events[0].Type != events.TypeWorkflowStarted {
+		return true, nil
+	}
+	return first.Record.Events[0].Time.UnixNano() == run.Created, nil
+}
+
+// admit records that the queued runs in took hold a slot of def's key
+// (runs names the run of each, when known). A run that closed meanwhile
+// gives the slot back at once, and the runs that take it are admitted in
+// turn: a run canceled while it waited, or queued again from a state an
+// orchestrator held out of date (deleted since, even), never keeps a slot
+// it was handed; nor is a run started under the id of one deleted since
+// (of another definition, even) admitted by the deleted run's slot.
+func (sh *shard) admit(ctx context.Context, def, key string, limit int, took []string, runs map[string]eventstore.SlotRun) error {
+	runs = maps.Clone(runs)
 	for len(took) > 0 {
 		wf := took[0]
 		took = took[1:]
-		closed, err := sh.admitOne(ctx, wf)
+		run, known := runs[wf]
+		closed, err := sh.admitOne(ctx, wf, run, known)
 		if err != nil {
 			return err
 		}
 		if !closed {
 			continue
 		}
-		_, more, err := sh.o.store.UpdateSlots(ctx, def, key, limit, func(s *eventstore.Slots) { s.Remove(wf) })
+		after, more, err := sh.o.store.UpdateSlots(ctx, def, key, limit, func(s *eventstore.Slots) { s.GiveBack(wf, run) })
 		if err != nil {
 			return fmt.Errorf("give back the slot of closed run %s: %w", wf, err)
+		}
+		for _, id := range more {
+			if r, ok := after.Runs[id]; ok {
+				if runs == nil {
+					runs = map[string]eventstore.SlotRun{}
+				}
+				runs[id] = r
+			}
 		}
 		took = append(took, more...)
 	}
@@ -1211,9 +1272,16 @@ func (sh *shard) admit(ctx context.Context, def, key string, limit int, took []s
 }
 
 // admitOne appends WorkflowAdmitted to wf's history unless wf closed (or
-// was deleted), which it reports; each try after a conflict looks again,
-// so nothing is appended after a close.
-func (sh *shard) admitOne(ctx context.Context, wf string) (closed bool, err error) {
+// was deleted, or is another run than run, when known), which it
+// reports; each try after a conflict looks again, so nothing is appended
+// after a close.
+func (sh *shard) admitOne(ctx context.Context, wf string, run eventstore.SlotRun, known bool) (closed bool, err error) {
+	if known {
+		same, err := sh.sameRun(ctx, wf, run)
+		if err != nil || !same {
+			return !same, err
+		}
+	}
 	msgID := ""
 	for try := 0; ; try++ {
 		last, closed, err := sh.closed(ctx, wf)
