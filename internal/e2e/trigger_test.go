@@ -602,7 +602,13 @@ func TestATriggerSubjectIsCapturedWhenThePutAnswers(t *testing.T) {
 		}
 	}
 	for i := range 8 {
-		if w := e.waitClosed(fmt.Sprintf("live%d-1", i), 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+		id := fmt.Sprintf("live%d-1", i)
+		// Started by the engine once it takes the message: not at once.
+		eventually(t, 20*time.Second, "run "+id+" to start", func() bool {
+			_, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id}))
+			return err == nil
+		})
+		if w := e.waitClosed(id, 20*time.Second); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 			t.Fatalf("live%d-1: %v", i, w.Status)
 		}
 	}
