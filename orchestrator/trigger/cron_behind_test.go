@@ -12,19 +12,14 @@ import (
 	"github.com/weftworks/weft/orchestrator/definition"
 )
 
-// first, as for a trigger event.
+// An engine whose registry has not seen a cron trigger's removal yet (its
+// watch lags behind the put) fires no run for the trigger's tick and
+// schedules no next one, in its tick handling or its reconcile: the tick
+// is matched against the definitions as stored once it arrived, as a
+// trigger event is.
 func TestAnEngineBehindFiresNoTickOfARemovedCron(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	src := "name: pulse\ntriggers:\n  - cron: \"0 9 * * *\"\nsteps:\n  - { id: a, task: echo }\n"
-	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	def, err := definition.Parse([]byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, store, def := cronStore(t, src)
 	key := def.Triggers[0].Key
 	rec, _, err := store.PutDefinition(ctx, "pulse", src, "test", time.Now().Add(-time.Hour))
 	if err != nil {
@@ -59,4 +54,22 @@ func TestAnEngineBehindFiresNoTickOfARemovedCron(t *testing.T) {
 	if tk, ok := pending["pulse."+key]; ok {
 		t.Errorf("an engine behind scheduled a tick (%v) of a removed cron trigger", tk.Tick)
 	}
+}
+
+// cronStore opens a store on a fresh NATS for a cron trigger's test and
+// parses the definition src; the context ends with the test, within a
+// minute.
+func cronStore(t *testing.T, src string) (context.Context, *eventstore.Store, *definition.Definition) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := definition.Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, store, def
 }

@@ -1,30 +1,22 @@
 package trigger
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/weftworks/weft/eventstore"
-	"github.com/weftworks/weft/internal/natstest"
-	"github.com/weftworks/weft/orchestrator/definition"
 )
 
-// next reconcile (30 s later, or the next put).
+// A tick in flight that found its cron trigger removed cancels its
+// schedule; if the trigger is put back meanwhile, and another engine
+// scheduled its tick before the cancel, the trigger is scheduled again
+// at once, not left without ticks until the next reconcile (30 s later,
+// or the next put).
 func TestATickInFlightDoesNotCancelATriggerPutBack(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	src := "name: pulse\ntriggers:\n  - cron: \"0 9 * * *\"\nsteps:\n  - { id: a, task: echo }\n"
-	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	def, err := definition.Parse([]byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, store, def := cronStore(t, src)
 	key := def.Triggers[0].Key
 	if _, _, err := store.PutDefinition(ctx, "pulse", src, "test", time.Now().Add(-time.Hour)); err != nil {
 		t.Fatal(err)
