@@ -3,16 +3,13 @@ package api
 import (
 	"strconv"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
 
-	"github.com/weftworks/weft/eventstore"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
-	"github.com/weftworks/weft/internal/natstest"
 )
 
 // A run whose history holds a record a newer version wrote (a rolling
@@ -20,23 +17,8 @@ import (
 // on, by an API that cannot read it: the answer is Unavailable, and an
 // upgraded API answers.
 func TestARunWithANewerRecordIsUnavailableNotFailed(t *testing.T) {
-	ctx := t.Context()
-	ns := natstest.Start(t)
-	store, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.PutDefinition(ctx, "w", "name: w\nsteps:\n  - { id: gate, wait: { signal: go } }\n", "test", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(store, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const wf = "newer"
-	if _, err := s.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "w", WorkflowId: wf, RequestId: "r1"})); err != nil {
-		t.Fatal(err)
-	}
+	ctx, store, s := startGate(t, wf, "go")
 	last, err := store.LastSeq(ctx, wf)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +27,7 @@ func TestARunWithANewerRecordIsUnavailableNotFailed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := jetstream.New(ns.Connect(t))
+	js, err := jetstream.New(store.Conn())
 	if err != nil {
 		t.Fatal(err)
 	}

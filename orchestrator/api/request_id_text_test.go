@@ -2,14 +2,11 @@ package api
 
 import (
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 
-	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
-	"github.com/weftworks/weft/internal/natstest"
 )
 
 // Signals with request ids that differ only in whitespace are different
@@ -18,22 +15,8 @@ import (
 // the append's Nats-Msg-Id as it came made "b" a duplicate of " b" and
 // "c\nd" one of "c d", answered OK and never recorded.
 func TestSignalsWhoseRequestIDsDifferInWhitespaceAreEachRecorded(t *testing.T) {
-	ctx := t.Context()
-	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.PutDefinition(ctx, "w", "name: w\nsteps:\n  - { id: gate, wait: { signal: go } }\n", "test", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(store, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const wf = "sig-ws"
-	if _, err := s.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "w", WorkflowId: wf, RequestId: "r1"})); err != nil {
-		t.Fatal(err)
-	}
+	ctx, store, s := startGate(t, wf, "go")
 	ids := []string{"a", " a", "a\t", "c d", "c\nd", "c\rd"}
 	for _, id := range ids {
 		if _, err := s.SignalWorkflow(ctx, connect.NewRequest(&weftv1.SignalWorkflowRequest{WorkflowId: wf, Name: "go", RequestId: id})); err != nil {

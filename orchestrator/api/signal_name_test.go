@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -17,22 +18,8 @@ import (
 // be taken: it is refused at the door with InvalidArgument, not recorded
 // and kept for ever.
 func TestASignalNoWaitCanTakeIsRefused(t *testing.T) {
-	ctx := t.Context()
-	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.PutDefinition(ctx, "w", "name: w\nsteps:\n  - { id: gate, wait: { signal: approve } }\n", "test", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(store, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const wf = "sig-name"
-	if _, err := s.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "w", WorkflowId: wf, RequestId: "r1"})); err != nil {
-		t.Fatal(err)
-	}
+	ctx, store, s := startGate(t, wf, "approve")
 	for _, name := range []string{"approve ", "approve\n", "appr ove", "approve..x", ".approve", "approve!"} {
 		_, err := s.SignalWorkflow(ctx, connect.NewRequest(&weftv1.SignalWorkflowRequest{WorkflowId: wf, Name: name}))
 		if connect.CodeOf(err) != connect.CodeInvalidArgument {
@@ -50,4 +37,26 @@ func TestASignalNoWaitCanTakeIsRefused(t *testing.T) {
 			}
 		}
 	}
+}
+
+// startGate opens a store on a fresh NATS, puts definition w (one wait
+// for signal), serves it with New and starts its run wf.
+func startGate(t *testing.T, wf, signal string) (context.Context, *eventstore.Store, *Server) {
+	t.Helper()
+	ctx := t.Context()
+	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.PutDefinition(ctx, "w", "name: w\nsteps:\n  - { id: gate, wait: { signal: "+signal+" } }\n", "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(store, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "w", WorkflowId: wf, RequestId: "r1"})); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, store, s
 }
