@@ -109,7 +109,7 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 	if !ValidWorkflowID(wf) {
 		return fmt.Errorf("eventstore: invalid workflow id %q", wf)
 	}
-	if s.history.CachedInfo().Config.DenyPurge {
+	if s.PurgeDenied() {
 		return ErrPurgeDenied
 	}
 	// The history's last record: an entry at or below it is this run's,
@@ -165,6 +165,10 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 	}
 	return s.purgeEntryAt(ctx, wf, e.rev)
 }
+
+// PurgeDenied reports whether the history stream denies purges (as the
+// store last read its configuration): DeleteRun then deletes nothing.
+func (s *Store) PurgeDenied() bool { return s.history.CachedInfo().Config.DenyPurge }
 
 // indexEntry reads wf's listing entry; ok is false when there is none.
 func (s *Store) indexEntry(ctx context.Context, wf string) (e kvEntry, ok bool, err error) {

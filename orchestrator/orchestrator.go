@@ -112,6 +112,9 @@ type Orchestrator struct {
 	// beforeGiveBack, when set (tests), runs just before a closed run's
 	// slot is given back, once reconcileSlot has looked at the run.
 	beforeGiveBack func(wf string)
+	// expireRead, when set (tests), runs in expire once it has read a run
+	// due for deletion, before it deletes it.
+	expireRead func(wf string)
 }
 
 // New returns an orchestrator over store.

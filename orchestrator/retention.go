@@ -18,8 +18,10 @@ import (
 // whenever it sees a closed run (eventstore.ScheduleDeletion, replacing any
 // earlier schedule: a run retried and closed again moves it on). When it
 // comes due, expire reads the run again and deletes it only if it is still
-// closed and closed long enough; the delivery is acked only once all of it
-// is gone, so an orchestrator that dies midway leaves it to the next.
+// closed and closed long enough; first it appends WorkflowExpired,
+// conditional on what it read, so that nothing (a retry) is appended to
+// what it deletes. The delivery is acked only once all of it is gone, so
+// an orchestrator that dies midway leaves it to the next.
 
 // retentionOf returns how long st, once closed, is kept (0: for ever).
 func (sh *shard) retentionOf(ctx context.Context, st *workflow.State) (time.Duration, error) {
@@ -99,6 +101,23 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 		}
 		if err == nil && parentRun(first, p) {
 			return sh.o.store.ScheduleDeletion(ctx, wf, sh.o.cfg.Now().Add(max(keep, time.Minute)))
+		}
+	}
+	if sh.o.expireRead != nil {
+		sh.o.expireRead(wf)
+	}
+	if !st.Expired && !sh.o.store.PurgeDenied() {
+		// A retry appended since the read would be deleted with the run,
+		// answered as applied and lost. WorkflowExpired, appended only if
+		// nothing was since, closes the history: a retry whose read came
+		// before it fails its conditional append, and one after it is
+		// refused. A retry that came first is seen at the next look.
+		ev := events.Event{Type: events.TypeWorkflowExpired, Time: sh.o.cfg.Now().UTC(),
+			WorkflowExpired: &events.WorkflowExpired{Retention: keep}}
+		if _, err := sh.o.store.Append(ctx, wf, st.LastSeq, ev); errors.Is(err, eventstore.ErrConflict) {
+			return errNotDue{minTimerWait}
+		} else if err != nil {
+			return err
 		}
 	}
 	return sh.deleteRun(ctx, wf)

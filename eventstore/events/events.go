@@ -57,6 +57,7 @@ const (
 	TypeWorkflowQueued      Type = "WorkflowQueued"
 	TypeWorkflowAdmitted    Type = "WorkflowAdmitted"
 	TypeStepHeld            Type = "StepHeld"
+	TypeWorkflowExpired     Type = "WorkflowExpired"
 )
 
 // ErrCorrupt is returned (wrapped) when bytes do not decode into a valid Record.
@@ -115,6 +116,7 @@ type Event struct {
 	WorkflowQueued      *WorkflowQueued      `msgpack:"wq,omitempty"`
 	WorkflowAdmitted    *WorkflowAdmitted    `msgpack:"wad,omitempty"`
 	StepHeld            *StepHeld            `msgpack:"sh,omitempty"`
+	WorkflowExpired     *WorkflowExpired     `msgpack:"wex,omitempty"`
 }
 
 // Error is a failure as data: a message for people and a type for rules
@@ -468,6 +470,15 @@ type WorkflowQueued struct {
 // WorkflowAdmitted records that a queued run took a slot and begins.
 type WorkflowAdmitted struct{}
 
+// WorkflowExpired records that a closed run's retention ran out and its
+// deletion began: nothing is appended after it (a retry whose read came
+// before it fails its conditional append, and one after it is refused),
+// so what the deletion read is all there is to delete.
+type WorkflowExpired struct {
+	// Retention is how long the run was kept after its close.
+	Retention time.Duration `msgpack:"r,omitempty"`
+}
+
 // WorkflowRetried records a redrive: a failed workflow runs again from its
 // failed steps.
 type WorkflowRetried struct {
@@ -589,6 +600,8 @@ func (e Event) Payload() any {
 		return e.WorkflowAdmitted
 	case TypeStepHeld:
 		return e.StepHeld
+	case TypeWorkflowExpired:
+		return e.WorkflowExpired
 	}
 	return nil
 }
@@ -662,6 +675,8 @@ func isNilPointer(p any) bool {
 	case *WorkflowAdmitted:
 		return v == nil
 	case *StepHeld:
+		return v == nil
+	case *WorkflowExpired:
 		return v == nil
 	}
 	return false

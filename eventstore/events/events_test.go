@@ -184,6 +184,9 @@ func sample() []struct {
 			in: events.Event{Type: events.TypeWorkflowRetried, Time: at(19 * time.Second), WorkflowRetried: &events.WorkflowRetried{Reason: "fixed the card"}},
 		},
 		{
+			in: events.Event{Type: events.TypeWorkflowExpired, Time: at(19 * time.Second), WorkflowExpired: &events.WorkflowExpired{Retention: 720 * time.Hour}},
+		},
+		{
 			in: events.Event{Type: events.TypeStepCanceled, Time: at(20 * time.Second), StepCanceled: &events.StepCanceled{Path: "each[3].charge", Cause: "each"}},
 		},
 		{
@@ -289,7 +292,7 @@ var allTypes = []events.Type{
 	events.TypeCancelRequested, events.TypeWorkflowCompleted, events.TypeWorkflowFailed, events.TypeWorkflowCanceled,
 	events.TypeStepStarted, events.TypeStepSkipped, events.TypeStepIterated, events.TypeTimerScheduled,
 	events.TypeChildStarted, events.TypeWorkflowRetried, events.TypeStepCanceled,
-	events.TypeStepReopened, events.TypeSearchAttributesSet,
+	events.TypeStepReopened, events.TypeSearchAttributesSet, events.TypeWorkflowExpired,
 }
 
 func TestEncodeDecodeMultiEventRecord(t *testing.T) {

@@ -186,6 +186,23 @@ func historyV5() [][]events.Event {
 	}
 }
 
+// historyV6 is the content of testdata/history_v6.msgpack: the records
+// that brought WorkflowExpired, as written when it was added. Never edit
+// it.
+func historyV6() [][]events.Event {
+	return [][]events.Event{
+		{
+			{Type: events.TypeStepFailed, Time: at(100 * time.Hour), StepFailed: &events.StepFailed{
+				Path: "charge", Gen: 1, Attempt: 2, Error: events.Error{Message: "card declined", Type: "declined"},
+			}},
+			{Type: events.TypeWorkflowFailed, Time: at(100 * time.Hour), WorkflowFailed: &events.WorkflowFailed{
+				Path: "charge", Error: events.Error{Message: "step charge: card declined", Type: "declined"},
+			}},
+		},
+		{{Type: events.TypeWorkflowExpired, Time: at(130 * time.Hour), WorkflowExpired: &events.WorkflowExpired{Retention: 30 * time.Hour}}},
+	}
+}
+
 // recordings are the recorded histories under testdata: each file with the
 // records it holds. Only ever add to this list.
 var recordings = []struct {
@@ -197,6 +214,7 @@ var recordings = []struct {
 	{"history_v3.msgpack", historyV3},
 	{"history_v4.msgpack", historyV4},
 	{"history_v5.msgpack", historyV5},
+	{"history_v6.msgpack", historyV6},
 }
 
 // writeFrames writes records as a recording: for each, its length as 4

@@ -467,7 +467,7 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 		counts[ev.Type]++
 		data, _ := ev.Data.AsInterface().(map[string]any)
 		pe := at(ev.StepPath)
-		if closedAt >= 0 && ev.Type != "WorkflowRetried" && !closingEvent(ev.Type) &&
+		if closedAt >= 0 && ev.Type != "WorkflowRetried" && ev.Type != "WorkflowExpired" && !closingEvent(ev.Type) &&
 			(hist[closedAt].Type != "WorkflowFailed" || !afterFailure[ev.Type]) {
 			late = append(late, fmt.Sprintf("%s at sequence %d", ev.Type, ev.Sequence))
 		}

@@ -244,6 +244,8 @@ func workflowEventData(e events.Event) (path string, data map[string]any) {
 		withRequestID(data, e.WorkflowResumed.RequestID)
 	case events.TypeWorkflowQueued:
 		data = map[string]any{"key": e.WorkflowQueued.Key}
+	case events.TypeWorkflowExpired:
+		data = map[string]any{"retention": dur(e.WorkflowExpired.Retention)}
 	}
 	return path, data
 }

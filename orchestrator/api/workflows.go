@@ -646,6 +646,9 @@ func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status
 	if v.st.RequestSeen(verb, reqID) {
 		return nil
 	}
+	if v.st.Expired {
+		return errorf(connect.CodeFailedPrecondition, "workflow %q is past its retention and being deleted; it cannot be %s", wf, done)
+	}
 	if got := v.st.Shown(); got != want {
 		return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; only %s workflows can be %s", wf, got, want, done)
 	}

@@ -95,6 +95,11 @@ func runSim(t *rapid.T, p simProfile) []string {
 	}
 	s.drain()
 	s.checkHistory()
+	if s.expiredAs != "" {
+		if st := s.fold(false); !st.Expired || st.Status != s.expiredAs {
+			s.fail("a run whose deletion began (as %s) is %s, expired %v", s.expiredAs, st.Status, st.Expired)
+		}
+	}
 	return s.known
 }
 
@@ -440,6 +445,9 @@ type sim struct {
 	cancels  int
 	retries  int
 	resumes  int
+	// expiredAs is the status the run had when retention began deleting
+	// it (WorkflowExpired), or "".
+	expiredAs workflow.Status
 	// requested counts the cancels, retries and resumes appended, by
 	// kind: their request ids are kind1, kind2, ...
 	requested map[string]int
@@ -1112,6 +1120,7 @@ func (s *sim) act() {
 		action{1, s.cancel},
 		action{1, s.redrive},
 		action{1, s.resume},
+		action{1, s.expire},
 		action{2, s.admit},
 		action{1, func() { s.clock = s.clock.Add(time.Duration(1+s.draw("tick", 20)) * time.Second) }},
 	)
@@ -1206,13 +1215,27 @@ func (s *sim) redrive() {
 		s.logf("redrive %s again: answered as done", id)
 		return
 	}
-	if s.status() != workflow.StatusFailed {
+	if s.status() != workflow.StatusFailed || s.fold(true).Expired {
 		return
 	}
 	s.retries++
 	s.made("retry")
 	s.logf("redrive %s", id)
 	s.external(events.Event{Type: events.TypeWorkflowRetried, WorkflowRetried: &events.WorkflowRetried{RequestID: id}})
+}
+
+// expire begins the deletion of a closed run, as retention does: its
+// WorkflowExpired record, after which the run takes no redrive and, what
+// ever is delivered late, stays as it closed.
+func (s *sim) expire() {
+	st := s.fold(true)
+	if s.expiredAs != "" || !st.Status.Terminal() {
+		return
+	}
+	s.expiredAs = st.Status
+	s.logf("expire (%s)", st.Status)
+	s.appendRec([]events.Event{{Type: events.TypeWorkflowExpired, Time: s.clock,
+		WorkflowExpired: &events.WorkflowExpired{Retention: time.Hour}}})
 }
 
 // resume resumes a suspended workflow, as the API does (see redrive).

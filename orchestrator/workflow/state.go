@@ -213,6 +213,9 @@ type State struct {
 
 	// Retries counts redrives.
 	Retries int
+	// Expired: the run's retention ran out and its deletion began
+	// (WorkflowExpired); it is not retried again.
+	Expired bool
 
 	Created time.Time
 	Closed  time.Time
@@ -373,6 +376,8 @@ func (st *State) dispatch(e events.Event) error {
 	case events.TypeWorkflowResumed:
 		st.sawRequest("resume", e.WorkflowResumed.RequestID)
 		st.workflowResumed()
+	case events.TypeWorkflowExpired:
+		st.Expired = true
 	case events.TypeStepHeld:
 		if s := st.Steps[e.StepHeld.Path]; s != nil && s.Status == StepRunning && s.Gen == e.StepHeld.Gen {
 			s.HeldFor, s.HeldDetail = e.StepHeld.Reason, e.StepHeld.Detail
@@ -606,7 +611,7 @@ func (st *State) stepReopened(p *events.StepReopened) {
 
 // workflowRetried reopens a failed workflow; otherwise it changes nothing.
 func (st *State) workflowRetried() {
-	if st.Status != StatusFailed {
+	if st.Status != StatusFailed || st.Expired {
 		return
 	}
 	st.loops = nil // failed iterations may run again

@@ -1,0 +1,129 @@
+package orchestrator
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/orchestrator/runs"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// A failed run past its retention is retried (RetryWorkflow's
+// conditional append) just after retention read it closed and due, before
+// it deletes it. The retry was answered as applied, so the run must go on:
+// either the deletion sees the retry and leaves the run alone, or the
+// retry is refused. Before, the deletion went ahead and the retried run
+// was lost.
+func TestARetryJustBeforeTheDeletionIsNotLost(t *testing.T) {
+	r := newRig(t)
+	r.putDef("brief", "name: brief\nretention: 1h\nsteps:\n  - { id: a, task: work }\n")
+	sh := r.shard()
+	ext, results := r.feeds()
+	const wf = "brief-1"
+	failRun(t, r, sh, ext, results, wf, "brief")
+	sh.o.cfg.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+
+	// Retention reads the run (failed, due); then the retry is appended,
+	// conditional on the history the retry's own read found.
+	retried := false
+	sh.o.expireRead = func(string) {
+		sh.o.expireRead = nil
+		retried = retry(t, r, wf) == nil
+	}
+	err := sh.expire(r.ctx, wf)
+	if !retried {
+		t.Fatal("the retry was refused; this test needs it appended between retention's read and its deletion")
+	}
+	if err != nil && !errors.As(err, new(errNotDue)) {
+		t.Fatal(err)
+	}
+	if _, err := r.store.LastSeq(r.ctx, wf); err != nil {
+		t.Fatalf("the run retried just before its deletion was deleted: the retry, answered as applied, is lost (%v)", err)
+	}
+	// The retry is handled: the run runs again.
+	sh.handle(r.ctx, next(t, ext))
+	l, err := runs.ReadFromSnapshot(r.ctx, r.store, wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := l.State
+	if err := runs.FoldMessages(st, l.Msgs); err != nil {
+		t.Fatal(err)
+	}
+	if st.Status != workflow.StatusRunning {
+		t.Fatalf("after its retry the run is %s, want running", st.Status)
+	}
+}
+
+// A deletion cut short after its WorkflowExpired record (the orchestrator
+// stopped) leaves a history that takes no retry read before the record
+// (the append conflicts), nor after it (the fold ignores one, and the API
+// refuses it); the next delivery of the deletion finishes it.
+func TestADeletionCutShortAfterItsExpiryIsFinished(t *testing.T) {
+	r := newRig(t)
+	r.putDef("brief", "name: brief\nretention: 1h\nsteps:\n  - { id: a, task: work }\n")
+	sh := r.shard()
+	ext, results := r.feeds()
+	const wf = "brief-2"
+	failRun(t, r, sh, ext, results, wf, "brief")
+	sh.o.cfg.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	last, err := r.store.LastSeq(r.ctx, wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.Append(r.ctx, wf, last, events.Event{Type: events.TypeWorkflowExpired, Time: time.Now().UTC(),
+		WorkflowExpired: &events.WorkflowExpired{Retention: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.AppendExternal(r.ctx, wf, &last, "retry/late/"+wf, retryEvent()); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("a retry read before the expiry was appended after it: %v, want a conflict", err)
+	}
+	l, err := runs.ReadFromSnapshot(r.ctx, r.store, wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runs.FoldMessages(l.State, l.Msgs); err != nil || !l.State.Expired || l.State.Status != workflow.StatusFailed {
+		t.Fatalf("the run read after its expiry: expired %v, %s, %v; want expired and failed", l.State.Expired, l.State.Status, err)
+	}
+	if err := sh.expire(r.ctx, wf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.store.LastSeq(r.ctx, wf); !errors.Is(err, eventstore.ErrNotFound) {
+		t.Fatalf("the run past its retention is kept: %v", err)
+	}
+}
+
+// failRun starts wf of def (one task step, a) and fails its step.
+func failRun(t *testing.T, r *rig, sh *shard, ext, results *eventstore.Feed, wf, def string) {
+	t.Helper()
+	r.start(wf, def)
+	sh.handle(r.ctx, next(t, ext))
+	_, cmd := r.count(wf, func(ev events.Event) bool { return ev.StepScheduled != nil })
+	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: "a", Gen: 1, Attempt: 1, Cmd: cmd,
+		Outcome: events.OutcomeFailed, Error: &events.Error{Type: "boom", Message: "no"}, Time: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	sh.handle(r.ctx, next(t, results))
+	if n, _ := r.count(wf, func(ev events.Event) bool { return ev.WorkflowFailed != nil }); n != 1 {
+		t.Fatalf("%s did not fail", wf)
+	}
+}
+
+// retry appends a redrive of wf as RetryWorkflow does: conditional on the
+// history's last sequence as read.
+func retry(t *testing.T, r *rig, wf string) error {
+	t.Helper()
+	last, err := r.store.LastSeq(r.ctx, wf)
+	if err != nil {
+		return err
+	}
+	_, err = r.store.AppendExternal(r.ctx, wf, &last, "retry/"+wf, retryEvent())
+	return err
+}
+
+func retryEvent() events.Event {
+	return events.Event{Type: events.TypeWorkflowRetried, Time: time.Now().UTC(), WorkflowRetried: &events.WorkflowRetried{}}
+}
