@@ -543,6 +543,8 @@ type Message struct {
 	Record events.Record
 	// Err is set when the stored bytes did not decode (wraps events.ErrCorrupt).
 	Err error
+	// Size is the record's stored size in bytes.
+	Size int
 }
 
 // StartsRun reports whether m is the first record of a run: it holds the
@@ -558,7 +560,7 @@ func (m Message) StartsRun() bool {
 func (m Message) External() bool { return strings.HasSuffix(m.Subject, externalSuffix) }
 
 func decodeMsg(seq uint64, subj string, t time.Time, data []byte) Message {
-	m := Message{Seq: seq, Subject: subj, Time: t.UTC()}
+	m := Message{Seq: seq, Subject: subj, Time: t.UTC(), Size: len(data)}
 	rec, err := events.Decode(data)
 	if err != nil {
 		m.Err = fmt.Errorf("history record at seq %d: %w", seq, err)

@@ -60,6 +60,10 @@ type Config struct {
 	// StateCacheSize is how many workflows' folded states are kept for
 	// GetWorkflow and AwaitWorkflow. Default 4096.
 	StateCacheSize int
+	// StateCacheBytes bounds the kept states by their size: the stored
+	// size of the records (or snapshot) each was folded from, which the
+	// state takes a few times over in memory. Default 64 MiB.
+	StateCacheBytes int
 	// MaxConcurrentReads is how many reads of runs (GetWorkflow,
 	// GetHistory) are answered at once, and as many of the listing
 	// (ListWorkflows, CountWorkflows); more wait their turn, so clients
@@ -87,6 +91,7 @@ func (c Config) Validate() error {
 		config.Int("MaxPayloadBytes", c.MaxPayloadBytes),
 		config.Int("MaxDefinitionBytes", c.MaxDefinitionBytes),
 		config.Int("StateCacheSize", c.StateCacheSize),
+		config.Int("StateCacheBytes", c.StateCacheBytes),
 		config.Int("MaxConcurrentReads", c.MaxConcurrentReads)); err != nil {
 		return err
 	}
@@ -170,9 +175,10 @@ func New(store *eventstore.Store, cfg Config) (*Server, error) {
 		cfg.Definitions = runs.NewDefinitions(store)
 	}
 	config.Default(&cfg.StateCacheSize, 4096)
+	config.Default(&cfg.StateCacheBytes, 64<<20)
 	log := cfg.Logger.With("component", "api")
 	s := &Server{store: store, defs: cfg.Definitions, triggers: trigger.NewRegistry(store, cfg.Definitions, log), cfg: cfg, log: log,
-		states: newStates(cfg.StateCacheSize), metrics: apiMetrics{metrics.NewWorkflows(cfg.Metrics), metrics.NewTriggers(cfg.Metrics)}}
+		states: newStates(cfg.StateCacheSize, int64(cfg.StateCacheBytes)), metrics: apiMetrics{metrics.NewWorkflows(cfg.Metrics), metrics.NewTriggers(cfg.Metrics)}}
 	s.interest = newInterest(store.FollowHistories, s.states.offer, s.states.clear, followLinger, store.HistoryCreated(), log)
 	s.barrier = newBarrier(store.HistoriesLastSeq)
 	s.looks = make(chan struct{}, maxLooks)

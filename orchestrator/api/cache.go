@@ -16,10 +16,14 @@ import (
 
 // states keeps the folded states of recently read workflows, so that a
 // read costs a request for what was appended since (usually nothing), not
-// a read and fold of the history.
+// a read and fold of the history. It holds at most a number of states, and
+// states of at most maxBytes in all (as State.Bytes counts them): the
+// least recently used go first.
 type states struct {
 	runs *lru.Cache[string, *cachedRun]
-	mu   sync.Mutex // makes get-or-add one step
+	mu   sync.Mutex // makes get-or-add one step; guards bytes and counted
+	// maxBytes bounds bytes, the sum of the entries' counted sizes.
+	maxBytes, bytes int64
 }
 
 // cachedRun is one workflow's folded state; lock (a channel, so that a
@@ -29,6 +33,11 @@ type states struct {
 type cachedRun struct {
 	lock chan struct{}
 	view *stateView // nil until first read
+	// c and wf are the cache and key e was made for; counted is the size
+	// of view the cache counts for e (under c.mu; 0 once pushed out).
+	c       *states
+	wf      string
+	counted int64
 	// epoch is the follower's (interest.running) under which view was
 	// last read from the stream, or folded from its first record on; 0:
 	// read while none followed.
@@ -69,12 +78,18 @@ const maxBehindWait = 1280 * time.Millisecond
 // past it they are dropped, and a read that needs them reads them.
 const maxPending = 256
 
-func newStates(size int) *states {
-	c, err := lru.New[string, *cachedRun](size)
+func newStates(size int, maxBytes int64) *states {
+	c := &states{maxBytes: maxBytes}
+	runs, err := lru.NewWithEvict(size, func(_ string, e *cachedRun) {
+		// Called by the cache's methods, all made under c.mu.
+		c.bytes -= e.counted
+		e.counted = 0
+	})
 	if err != nil {
 		panic(err) // size is checked positive by Config
 	}
-	return &states{runs: c}
+	c.runs = runs
+	return c
 }
 
 func (c *states) entry(wf string) *cachedRun {
@@ -82,10 +97,32 @@ func (c *states) entry(wf string) *cachedRun {
 	defer c.mu.Unlock()
 	e, ok := c.runs.Get(wf)
 	if !ok {
-		e = &cachedRun{lock: make(chan struct{}, 1)}
+		e = &cachedRun{lock: make(chan struct{}, 1), c: c, wf: wf}
 		c.runs.Add(wf, e)
 	}
 	return e
+}
+
+// account counts the size of e's state (e's lock held), if e is still
+// cached, and pushes the least recently used states out while the cache
+// holds more than maxBytes: e's too, when it alone is larger.
+func (c *states) account(e *cachedRun) {
+	var n int64
+	if e.view != nil && e.view.st != nil {
+		n = max(e.view.st.Bytes, 1)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cur, ok := c.runs.Peek(e.wf); !ok || cur != e || n == e.counted {
+		return
+	}
+	c.bytes += n - e.counted
+	e.counted = n
+	for c.bytes > c.maxBytes {
+		if _, _, ok := c.runs.RemoveOldest(); !ok {
+			return
+		}
+	}
 }
 
 // acquire takes e's lock, or returns ctx's error.
@@ -108,7 +145,13 @@ func (e *cachedRun) tryAcquire() bool {
 	}
 }
 
-func (e *cachedRun) release() { <-e.lock }
+// release counts e's state in its cache (see account) and lets e's lock go.
+func (e *cachedRun) release() {
+	if e.c != nil {
+		e.c.account(e)
+	}
+	<-e.lock
+}
 
 // withState calls fn with wf's current state: the cached fold brought up to
 // date with the records appended since, or a fresh read. A cached fold

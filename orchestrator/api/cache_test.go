@@ -17,7 +17,7 @@ import (
 // behind to push cached states out; one whose state was read meanwhile
 // stays.
 func TestUnexpectDropsAnEmptyEntry(t *testing.T) {
-	c := newStates(4)
+	c := newStates(4, 1<<30)
 	if !c.expect("refused", 1) {
 		t.Fatal("expect on an uncached run readied nothing")
 	}
@@ -119,7 +119,7 @@ func readRun(t *testing.T, wf string, size int, log *slog.Logger) (*Server, uint
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{store: store, states: newStates(size), log: log}
+	s := &Server{store: store, states: newStates(size, 1<<30), log: log}
 	s.interest = newInterest(nil, s.states.offer, s.states.clear, time.Minute, time.Time{}, slog.New(slog.DiscardHandler))
 	s.interest.running.Store(1)
 	s.interest.pos.Store(first)

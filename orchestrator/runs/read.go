@@ -49,7 +49,8 @@ func ReadFromSnapshot(ctx context.Context, store *eventstore.Store, wf string) (
 // first record that cannot be decoded or applied and returns that record
 // and why (its decode error, or the error applying one of its events), or
 // nil and nil. st.LastSeq becomes the sequence of each record once all its
-// events are applied; each, if set, is called after every event applied.
+// events are applied, and st.Bytes counts its size; each, if set, is called
+// after every event applied.
 // It is the one fold of stored records: the orchestrator's, the API's and
 // the doctor's.
 func Fold(st *workflow.State, msgs []eventstore.Message, each func(events.Event)) (*eventstore.Message, error) {
@@ -70,6 +71,7 @@ func Fold(st *workflow.State, msgs []eventstore.Message, each func(events.Event)
 			}
 		}
 		st.LastSeq = m.Seq
+		st.Bytes += int64(m.Size)
 	}
 	return nil, nil
 }

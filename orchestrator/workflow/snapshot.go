@@ -67,6 +67,7 @@ func DecodeSnapshot(b []byte, seq uint64) (st *State, err error) {
 	}
 	st = s.State
 	st.outputs, st.signalIDs, st.requestIDs = s.Outputs, s.SignalIDs, s.Requests
+	st.Bytes = int64(len(b))
 	if st.outputs == nil {
 		st.outputs = map[string]map[string]any{}
 	}

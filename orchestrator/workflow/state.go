@@ -225,6 +225,11 @@ type State struct {
 	Events int
 	// LastSeq is the stream sequence of the last applied record (set by the caller).
 	LastSeq uint64
+	// Bytes is about the state's size, for caches that bound their memory:
+	// the size of the snapshot it was restored from, if any, and of the
+	// records folded into it since (set by the caller, as LastSeq). Not
+	// part of a snapshot.
+	Bytes int64 `msgpack:"-"`
 	// FirstSeq is the stream sequence of the run's first record (set by the
 	// caller; 0: not known): a command of an earlier run of this id
 	// (deleted by retention) is older.

@@ -1,0 +1,87 @@
+package api
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/weftworks/weft/eventstore"
+	weftv1 "github.com/weftworks/weft/gen/weft/v1"
+	"github.com/weftworks/weft/internal/natstest"
+)
+
+// The states the API keeps are bounded by their size, not only by their
+// number: reads of runs with large inputs keep at most StateCacheBytes of
+// them, the least recently read going first, and a run larger than the
+// bound alone is answered but not kept. Every read answers its own run.
+func TestTheCacheOfStatesIsBoundedInBytes(t *testing.T) {
+	ctx := t.Context()
+	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.PutDefinition(ctx, "w", "name: w\nsteps:\n  - { id: gate, wait: { signal: go } }\n", "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	const bound = 700 << 10
+	s, err := New(store, Config{StateCacheBytes: bound})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(wf string, size int) {
+		t.Helper()
+		in, err := structpb.NewValue(map[string]any{"pad": strings.Repeat("x", size), "id": wf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "w", WorkflowId: wf, Input: in})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(wf string) {
+		t.Helper()
+		got, err := s.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: wf}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := got.Msg.Workflow.Input.GetStructValue().GetFields()["id"].GetStringValue(); id != wf {
+			t.Fatalf("GetWorkflow of %s answered the input of %q", wf, id)
+		}
+	}
+	held := func() (n int, bytes int64) {
+		s.states.mu.Lock()
+		defer s.states.mu.Unlock()
+		return s.states.runs.Len(), s.states.bytes
+	}
+	for i := range 10 {
+		wf := fmt.Sprintf("big-%d", i)
+		start(wf, 200<<10)
+		get(wf)
+		if n, b := held(); b > bound {
+			t.Fatalf("after %d runs read, the cache counts %d bytes in %d states, past its bound of %d", i+1, b, n, bound)
+		}
+	}
+	if n, b := held(); n > 3 || b < 200<<10 {
+		t.Fatalf("the cache holds %d states of %d bytes; want at most 3 of about 200 KiB each", n, b)
+	}
+	if _, ok := s.states.peek("big-9"); !ok {
+		t.Fatal("the run read last is not kept")
+	}
+	if _, ok := s.states.peek("big-0"); ok {
+		t.Fatal("the run read first is still kept")
+	}
+	get("big-0") // read again after it was pushed out
+
+	start("huge", 900<<10)
+	get("huge")
+	if _, ok := s.states.peek("huge"); ok {
+		t.Fatal("a run larger than the whole bound is kept")
+	}
+	if _, b := held(); b > bound {
+		t.Fatalf("the cache counts %d bytes, past its bound of %d", b, bound)
+	}
+}
