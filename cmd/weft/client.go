@@ -991,7 +991,7 @@ func protoJSON(m proto.Message, multiline bool) ([]byte, error) {
 	} else {
 		err = json.Compact(&buf, b)
 	}
-	return buf.Bytes(), err
+	return jsonVisible(buf.Bytes()), err
 }
 
 func printProtoJSON(w io.Writer, m proto.Message, multiline bool) error {
@@ -1075,6 +1075,27 @@ func visible(s string) string {
 		s = s[n:]
 	}
 	return b.String()
+}
+
+// jsonVisible is visible for JSON text: the characters hidden reports
+// that JSON encoders leave as they are (DEL, C1 controls, bidi overrides
+// and isolates), all inside strings, are written as \u escapes. The JSON
+// reads back the same; a terminal it is printed to sees no control.
+func jsonVisible(b []byte) []byte {
+	if !bytes.ContainsFunc(b, func(r rune) bool { return hidden(r) && r >= 0x20 }) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+16)
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if hidden(r) && r >= 0x20 {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else {
+			out = append(out, b[:n]...)
+		}
+		b = b[n:]
+	}
+	return out
 }
 
 // hidden reports whether r is a control character, or a format character

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -52,7 +53,9 @@ steps:
 		t.Fatalf("def apply: %v\n%s", err, out)
 	}
 	// A run started with text from outside (as a webhook's body would).
-	out, err := runCLI(t, "start", "ctl", "--id", "ctl-1", "--input", `{"who": "\u001b[2Jann\r", "url": "`+remote.URL+`"}`, "--wait", server)
+	// (JSON escapes C0 controls, but not DEL, C1 controls (U+009B is CSI)
+	// or bidi overrides: --json output must.)
+	out, err := runCLI(t, "start", "ctl", "--id", "ctl-1", "--input", `{"who": "\u001b[2Jann\r\u009b2J\u007f\u202eevil", "url": "`+remote.URL+`"}`, "--wait", server)
 	if err == nil {
 		t.Fatalf("start --wait: the run completed\n%s", out)
 	}
@@ -85,12 +88,21 @@ steps:
 	}
 	for _, args := range [][]string{
 		{"get", "ctl-1"}, {"await", "ctl-1"}, {"history", "ctl-1"}, {"list"}, {"triggers", "failures"},
+		{"get", "ctl-1", "--json"}, {"history", "ctl-1", "--json"}, {"export", "--query", "definition = 'ctl'"},
 	} {
 		out, err := runCLI(t, append(args, server)...)
 		if err != nil {
 			out += err.Error()
 		}
 		checkNoControls(t, strings.Join(args, " "), out)
+	}
+	// The JSON, escaped, reads back as what was recorded.
+	var got struct {
+		Input struct{ Who string } `json:"input"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, "get", "ctl-1", "--json", server)), &got); err != nil ||
+		got.Input.Who != "\x1b[2Jann\r\u009b2J\x7f\u202eevil" {
+		t.Fatalf("weft get --json reads back as %q, %v", got.Input.Who, err)
 	}
 	out, err = runCLI(t, "list", server)
 	if err != nil {
@@ -121,7 +133,7 @@ func checkNoControls(t *testing.T, what, out string) {
 		if r == '\n' || r == '\t' {
 			continue
 		}
-		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
+		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 {
 			t.Fatalf("%s prints control character %q at byte %d:\n%q", what, r, i, out)
 		}
 	}

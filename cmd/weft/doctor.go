@@ -59,9 +59,11 @@ on; it too makes the status 1.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
+				b, err := json.MarshalIndent(rep, "", "  ")
+				if err != nil {
+					return err
+				}
+				if _, err := fmt.Fprintf(out, "%s\n", jsonVisible(b)); err != nil {
 					return err
 				}
 			} else {

@@ -117,7 +117,7 @@ func exportHistory(cmd *cobra.Command, cf *clientFlags, id string, out io.Writer
 			if err != nil {
 				return err
 			}
-			if _, err := fmt.Fprintf(out, "%s\n", line); err != nil {
+			if _, err := fmt.Fprintf(out, "%s\n", jsonVisible(line)); err != nil {
 				return err
 			}
 		}
