@@ -51,7 +51,8 @@ func (sh *shard) scheduleDeletion(ctx context.Context, wf string, st *workflow.S
 // expire deletes wf if it is still closed and has been for its retention;
 // one not yet due has its deletion scheduled again, and one running again
 // (retried) is left alone: its next close schedules it anew. A child run
-// is kept while its parent's history exists.
+// is kept while its parent's history exists. One whose deletion began
+// (WorkflowExpired) is deleted without looking again.
 func (sh *shard) expire(ctx context.Context, wf string) error {
 	delete(sh.cache, wf)
 	l, err := runs.ReadFromSnapshot(ctx, sh.o.store, wf)
@@ -71,6 +72,14 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 		// a deletion of its cut short left the entry: that goes, unless a
 		// run was started under the id since.
 		return sh.o.store.DeleteEntryOfGone(ctx, wf)
+	}
+	if st.Expired {
+		// Its deletion began (WorkflowExpired, appended once the checks
+		// below passed) and was cut short. The record refuses every retry
+		// from then on, so the run is finished now, whatever this
+		// orchestrator would judge of it (its --retention, its clock): kept,
+		// it would be kept for good, and could never run again.
+		return sh.deleteRun(ctx, wf)
 	}
 	if !st.Status.Terminal() || st.Closed.IsZero() {
 		return nil
@@ -106,7 +115,7 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 	if sh.o.expireRead != nil {
 		sh.o.expireRead(wf)
 	}
-	if !st.Expired && !sh.o.store.PurgeDenied() {
+	if !sh.o.store.PurgeDenied() {
 		// A retry appended since the read would be deleted with the run,
 		// answered as applied and lost. WorkflowExpired, appended only if
 		// nothing was since, closes the history: a retry whose read came
