@@ -33,7 +33,7 @@ func TestALateWriteInsideADeletionGoes(t *testing.T) {
 	}
 	var late error
 	s.betweenPurges = func() { late = s.PutSummaries(ctx, []Summary{sum})[0] }
-	if err := s.DeleteRun(ctx, "wf"); err != nil {
+	if err := s.DeleteRun(ctx, "wf", 0); err != nil {
 		t.Fatal(err)
 	}
 	if late != nil {

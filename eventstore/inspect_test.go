@@ -201,7 +201,7 @@ func TestHistoryRecordGone(t *testing.T) {
 	if !gone("other", seq) {
 		t.Fatal("another run's record reads as this run's")
 	}
-	if err := s.DeleteRun(ctx, "wf"); err != nil {
+	if err := s.DeleteRun(ctx, "wf", 0); err != nil {
 		t.Fatal(err)
 	}
 	if !gone("wf", seq) {

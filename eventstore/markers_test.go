@@ -68,7 +68,7 @@ func TestADeletedRunsMarkerGoes(t *testing.T) {
 		if errs := s.PutSummaries(ctx, []eventstore.Summary{{ID: wf, Definition: "d", Revision: 1, Status: "running", Seq: seq}}); errs[0] != nil {
 			t.Fatal(errs[0])
 		}
-		if err := s.DeleteRun(ctx, wf); err != nil {
+		if err := s.DeleteRun(ctx, wf, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

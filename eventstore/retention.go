@@ -96,16 +96,20 @@ func (s *Store) ScheduleDeletion(ctx context.Context, wf string, due time.Time) 
 	return nil
 }
 
-// DeleteRun deletes what Weft stores of workflow wf: its snapshot, its
-// timers, results waiting for it, its listing entry and, last, its
-// history. While the history is there no run can be started under wf, so
-// nothing purged by subject can be a new run's. The caller checks that wf
-// may go; the deletion of its pending deletion schedule is left to the
-// caller's ack. It is idempotent: a deletion cut short is finished by
-// calling it again.
+// DeleteRun deletes what Weft stores of workflow wf's run whose history
+// the caller read up to sequence upTo (0: whatever it holds): its
+// snapshot, its timers, results waiting for it, its listing entry and,
+// last, its history, up to what is there when the deletion begins. While
+// the history is there no run can be started under wf, so nothing purged
+// by subject can be a new run's. The caller checks that wf may go; the
+// deletion of its pending deletion schedule is left to the caller's ack.
+// It is idempotent: a deletion cut short is finished by calling it again.
 //
-// Errors: ErrPurgeDenied when the history stream denies purges.
-func (s *Store) DeleteRun(ctx context.Context, wf string) error {
+// Errors: ErrPurgeDenied when the history stream denies purges;
+// ErrConflict when the history holds more than upTo (a record appended
+// since the caller's read, or a new run under wf after another deletion
+// of the run finished): the caller reads it again.
+func (s *Store) DeleteRun(ctx context.Context, wf string, upTo uint64) error {
 	if !ValidWorkflowID(wf) {
 		return fmt.Errorf("eventstore: invalid workflow id %q", wf)
 	}
@@ -117,6 +121,9 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 	last, err := s.LastSeq(ctx, wf)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
+	}
+	if err == nil && upTo > 0 && last != upTo {
+		return fmt.Errorf("eventstore: delete %s: its history holds seq %d, read up to %d: %w", wf, last, upTo, ErrConflict)
 	}
 	purge := func(stream jetstream.Stream, subject string) error {
 		if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
@@ -149,8 +156,10 @@ func (s *Store) DeleteRun(ctx context.Context, wf string) error {
 	if s.betweenPurges != nil {
 		s.betweenPurges()
 	}
-	if err := purge(s.history, historySubject(wf)); err != nil {
-		return err
+	// Up to the last record read: a run started under wf meanwhile (by
+	// the end of another deletion of this run) keeps its history.
+	if err := s.history.Purge(ctx, jetstream.WithPurgeSubject(historySubject(wf)), jetstream.WithPurgeSequence(last+1)); err != nil {
+		return fmt.Errorf("eventstore: delete %s (history): %w", wf, err)
 	}
 	// A late write of the run's entry between the two purges found the
 	// history still there, and wrote over the marker: it goes again, at

@@ -37,7 +37,7 @@ func TestDeleteRun(t *testing.T) {
 		}
 	}
 	for range 2 { // idempotent
-		if err := s.DeleteRun(ctx, "old"); err != nil {
+		if err := s.DeleteRun(ctx, "old", 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -138,7 +138,7 @@ func TestOldHistoryStreamDeniesPurge(t *testing.T) {
 	if _, err := s.Append(ctx, "wf", 0, started("wf")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeleteRun(ctx, "wf"); !errors.Is(err, eventstore.ErrPurgeDenied) {
+	if err := s.DeleteRun(ctx, "wf", 0); !errors.Is(err, eventstore.ErrPurgeDenied) {
 		t.Fatalf("DeleteRun: %v, want ErrPurgeDenied", err)
 	}
 	if _, err := s.LastSeq(ctx, "wf"); err != nil {
@@ -174,5 +174,39 @@ func TestDeleteEntryOfGone(t *testing.T) {
 	}
 	if _, err := s.GetSummary(ctx, "here"); err != nil {
 		t.Errorf("the entry of a run with a history: %v", err)
+	}
+}
+
+// A deletion of a run that reads its history up to a sequence deletes
+// nothing when the history holds more: a record appended since (a late
+// result) or, after another deletion of the same run finished, a new run
+// started under the id. The new run keeps its history.
+func TestADeletionOfARunReadBeforeItsIdWasTakenAgainLeavesTheNewRun(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	const wf = "again"
+	first, err := s.Append(ctx, wf, 0, started(wf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := s.Append(ctx, wf, first, completed("done"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two deletions read the run up to its close; one finishes.
+	if err := s.DeleteRun(ctx, wf, read); err != nil {
+		t.Fatal(err)
+	}
+	// A run is started under the id again.
+	var zero uint64
+	if _, err := s.AppendExternal(ctx, wf, &zero, "start/again/2", started(wf)); err != nil {
+		t.Fatal(err)
+	}
+	// The other deletion goes on from its read.
+	if err := s.DeleteRun(ctx, wf, read); !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("a deletion of a run read before its id was taken again: %v, want a conflict", err)
+	}
+	if msgs, err := s.ReadLive(ctx, wf, 0); err != nil || len(msgs) != 1 {
+		t.Fatalf("the new run under the id: %d records, %v; want its start", len(msgs), err)
 	}
 }

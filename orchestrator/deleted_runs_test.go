@@ -22,7 +22,7 @@ func TestAResultOfADeletedRunIsDropped(t *testing.T) {
 	r.start(wf, "one")
 	sh.handle(r.ctx, next(t, ext))
 	_, cmd := r.count(wf, func(ev events.Event) bool { return ev.StepScheduled != nil })
-	if err := r.store.DeleteRun(r.ctx, wf); err != nil { // retention, after a cancel
+	if err := r.store.DeleteRun(r.ctx, wf, 0); err != nil { // retention, after a cancel
 		t.Fatal(err)
 	}
 	delete(sh.cache, wf)
@@ -58,7 +58,7 @@ func TestARunStartedAgainDoesNotTakeTheOldRunsTaskResult(t *testing.T) {
 	r.start(wf, "one")
 	sh.handle(r.ctx, next(t, ext))
 	_, oldCmd := r.count(wf, func(ev events.Event) bool { return ev.StepScheduled != nil })
-	if err := r.store.DeleteRun(r.ctx, wf); err != nil {
+	if err := r.store.DeleteRun(r.ctx, wf, 0); err != nil {
 		t.Fatal(err)
 	}
 	delete(sh.cache, wf)
@@ -128,7 +128,7 @@ func TestAnOutsideInputThatReadsAsNoneIsTriedAgain(t *testing.T) {
 	const wf = "gone-ext"
 	r.start(wf, "one")
 	d := next(t, ext)
-	if err := r.store.DeleteRun(r.ctx, wf); err != nil {
+	if err := r.store.DeleteRun(r.ctx, wf, 0); err != nil {
 		t.Fatal(err)
 	}
 	err := sh.processUntilSettled(r.ctx, d)

@@ -456,7 +456,7 @@ func TestARunStartedAgainIsNotFoldedOntoAStaleCache(t *testing.T) {
 	if n, _ := r.count(wf, func(ev events.Event) bool { return ev.WorkflowCompleted != nil }); n != 1 || a.cache[wf] == nil {
 		t.Fatalf("closed %d times, cached by a: %v; want 1 and cached", n, a.cache[wf] != nil)
 	}
-	if err := r.store.DeleteRun(r.ctx, wf); err != nil { // retention, as b would
+	if err := r.store.DeleteRun(r.ctx, wf, 0); err != nil { // retention, as b would
 		t.Fatal(err)
 	}
 	var zero uint64
@@ -622,7 +622,7 @@ func TestAParentStartedAgainStartsItsChildAtOnce(t *testing.T) {
 	}
 	next(t, ext) // the child's start
 	for _, id := range []string{wf, kid} {
-		if err := r.store.DeleteRun(r.ctx, id); err != nil {
+		if err := r.store.DeleteRun(r.ctx, id, 0); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -79,7 +79,7 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 		// from then on, so the run is finished now, whatever this
 		// orchestrator would judge of it (its --retention, its clock): kept,
 		// it would be kept for good, and could never run again.
-		return sh.deleteRun(ctx, wf)
+		return sh.deleteRun(ctx, wf, st.LastSeq)
 	}
 	if !st.Status.Terminal() || st.Closed.IsZero() {
 		return nil
@@ -115,6 +115,7 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 	if sh.o.expireRead != nil {
 		sh.o.expireRead(wf)
 	}
+	last := st.LastSeq
 	if !sh.o.store.PurgeDenied() {
 		// A retry appended since the read would be deleted with the run,
 		// answered as applied and lost. WorkflowExpired, appended only if
@@ -123,13 +124,14 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 		// refused. A retry that came first is seen at the next look.
 		ev := events.Event{Type: events.TypeWorkflowExpired, Time: sh.o.cfg.Now().UTC(),
 			WorkflowExpired: &events.WorkflowExpired{Retention: keep}}
-		if _, err := sh.o.store.Append(ctx, wf, st.LastSeq, ev); errors.Is(err, eventstore.ErrConflict) {
+		var err error
+		if last, err = sh.o.store.Append(ctx, wf, st.LastSeq, ev); errors.Is(err, eventstore.ErrConflict) {
 			return errNotDue{minTimerWait}
 		} else if err != nil {
 			return err
 		}
 	}
-	return sh.deleteRun(ctx, wf)
+	return sh.deleteRun(ctx, wf, last)
 }
 
 // parentRun reports whether first, the first record of a run of p's id,
@@ -143,10 +145,15 @@ func parentRun(first eventstore.Message, p *events.ParentRef) bool {
 	return ev.WorkflowStarted == nil || ev.Time.Equal(p.Created)
 }
 
-// deleteRun deletes what is stored of wf; a history stream that denies
-// purges is reported and the deletion tried again an hour later.
-func (sh *shard) deleteRun(ctx context.Context, wf string) error {
-	err := sh.o.store.DeleteRun(ctx, wf)
+// deleteRun deletes what is stored of wf, read up to sequence upTo; a
+// history stream that denies purges is reported and the deletion tried
+// again an hour later, and one that holds more than was read is looked at
+// again.
+func (sh *shard) deleteRun(ctx context.Context, wf string, upTo uint64) error {
+	err := sh.o.store.DeleteRun(ctx, wf, upTo)
+	if errors.Is(err, eventstore.ErrConflict) {
+		return errNotDue{minTimerWait}
+	}
 	if errors.Is(err, eventstore.ErrPurgeDenied) {
 		sh.o.log.Warn("cannot delete a run past its retention", "workflow", wf, "err", err)
 		return errNotDue{time.Hour}

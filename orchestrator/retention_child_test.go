@@ -46,7 +46,7 @@ func TestAChildOfADeletedParentGoesThoughItsParentsIdIsTakenAgain(t *testing.T) 
 		t.Fatalf("the child is deleted while its parent's run is kept: %v", err)
 	}
 	// The parent goes at its retention; a run is started again under its id.
-	if err := r.store.DeleteRun(r.ctx, wf); err != nil {
+	if err := r.store.DeleteRun(r.ctx, wf, 0); err != nil {
 		t.Fatal(err)
 	}
 	var zero uint64

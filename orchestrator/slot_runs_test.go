@@ -107,7 +107,7 @@ func TestAGhostSlotOfAnIdStartedAgainIsFreed(t *testing.T) {
 	}
 	// Retention deletes the run before the give-back is tried again, and a
 	// run of another definition is started under its id.
-	if err := r.store.DeleteRun(r.ctx, wf); err != nil {
+	if err := r.store.DeleteRun(r.ctx, wf, 0); err != nil {
 		t.Fatal(err)
 	}
 	var zero uint64
@@ -156,7 +156,7 @@ func TestAQueuedGhostDoesNotAdmitARunOfAnotherDefinition(t *testing.T) {
 	}
 	// Retention deletes r1; a run of p is started under its id and queued
 	// behind p0, which holds p's only slot.
-	if err := r.store.DeleteRun(r.ctx, wf); err != nil {
+	if err := r.store.DeleteRun(r.ctx, wf, 0); err != nil {
 		t.Fatal(err)
 	}
 	r.start(pHolder, "p")

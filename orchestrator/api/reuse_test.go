@@ -98,7 +98,7 @@ func TestAPageTokenOfADeletedRunIsRefused(t *testing.T) {
 		if err != nil || p1.NextPageToken == "" {
 			t.Fatalf("page 1: %v %v", p1, err)
 		}
-		if err := store.DeleteRun(ctx, wf); err != nil {
+		if err := store.DeleteRun(ctx, wf, 0); err != nil {
 			t.Fatal(err)
 		}
 		if again {
@@ -144,7 +144,7 @@ func TestAnAwaitAndAWatchOfADeletedRunEndWithIt(t *testing.T) {
 			t.Fatal("the await never waited")
 		}
 	}
-	if err := store.DeleteRun(ctx, wf); err != nil {
+	if err := store.DeleteRun(ctx, wf, 0); err != nil {
 		t.Fatal(err)
 	}
 	first := startRun(t, store, wf, "new", 200, 0)
@@ -212,7 +212,7 @@ func TestACancelOfARunStartedAgainIsRecorded(t *testing.T) {
 		if n := cancels(); n != 1 {
 			t.Fatalf("run %d: its history holds %d cancel requests, want 1", i+1, n)
 		}
-		if err := store.DeleteRun(ctx, wf); err != nil { // retention
+		if err := store.DeleteRun(ctx, wf, 0); err != nil { // retention
 			t.Fatal(err)
 		}
 	}

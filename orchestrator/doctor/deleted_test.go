@@ -72,7 +72,7 @@ func TestDoctorLeavesRunsBeingDeletedAlone(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range n {
-			if err := store.DeleteRun(ctx, fmt.Sprintf("r%03d", i)); err == nil {
+			if err := store.DeleteRun(ctx, fmt.Sprintf("r%03d", i), 0); err == nil {
 				deleted.Add(1)
 			}
 		}
