@@ -77,9 +77,13 @@ func (s *Slots) Holds(id string, run SlotRun) bool {
 // id), unless it holds a slot or is queued already. A slot or place its
 // id holds for another generation becomes this one's: an earlier
 // generation of the run is over (it failed before its redrive), and an
-// earlier run of the id is deleted.
+// earlier run of the id is deleted. One a later generation of the run
+// holds is left be: run is over, read before its redrive (a stale state).
 func (s *Slots) Enqueue(id string, run SlotRun) {
 	if slices.Contains(s.Holders, id) {
+		if held, known := s.Runs[id]; known && later(held, run) {
+			return
+		}
 		if s.Runs[id] != run {
 			if s.Runs == nil {
 				s.Runs = map[string]SlotRun{}
@@ -89,7 +93,7 @@ func (s *Slots) Enqueue(id string, run SlotRun) {
 		return
 	}
 	if i := slices.IndexFunc(s.Queue, func(q QueuedRun) bool { return q.ID == id }); i >= 0 {
-		if s.Queue[i].run() == run {
+		if s.Queue[i].run() == run || later(s.Queue[i].run(), run) {
 			return
 		}
 		s.Queue = slices.Delete(slices.Clone(s.Queue), i, i+1)
@@ -112,15 +116,23 @@ func (s *Slots) Remove(id string) {
 	delete(s.Runs, id)
 }
 
-// GiveBack takes generation run of id out of the holders and the queue: a
-// slot or place its id holds for another generation is left be.
+// GiveBack takes generation run of id out of the holders and the queue,
+// and any earlier generation of the run with it (a redriven run admitted
+// by the place of the generation before, or a stale enqueue of one, holds
+// its slot in that generation's name; once run is over, so is it): a slot
+// or place its id holds for a later generation, or for another run of the
+// id, is left be.
 func (s *Slots) GiveBack(id string, run SlotRun) {
-	if s.Holds(id, run) {
+	if held, holds, known := s.Holder(id); holds && (!known || held == run || later(run, held)) {
 		s.Holders = slices.DeleteFunc(s.Holders, func(h string) bool { return h == id })
 		delete(s.Runs, id)
 	}
-	s.Queue = slices.DeleteFunc(s.Queue, func(q QueuedRun) bool { return q.ID == id && q.run() == run })
+	s.Queue = slices.DeleteFunc(s.Queue, func(q QueuedRun) bool { return q.ID == id && (q.run() == run || later(run, q.run())) })
 }
+
+// later reports whether generation a is a later generation of the same
+// run as b: started at the same time, redriven more often.
+func later(a, b SlotRun) bool { return a.Created == b.Created && a.Retries > b.Retries }
 
 // slotKey maps a definition and a concurrency key one-to-one onto a KV key.
 func slotKey(def, key string) string { return flowKey("s", def, key) }

@@ -87,3 +87,53 @@ func TestSlotsNameTheRunAndGenerationThatHolds(t *testing.T) {
 		t.Fatalf("read as an earlier version: %+v, %v", back, err)
 	}
 }
+
+// Generations of one run only move forward in a key's slots: an enqueue
+// of an earlier generation (a state read before the redrive) leaves the
+// slot or place of a later one be, and a give-back of a generation takes
+// a slot or place held in an earlier generation's name with it (a
+// redriven run admitted by its earlier generation's place), but never a
+// later generation's, nor another run's of the id.
+func TestSlotGenerationsOnlyMoveForward(t *testing.T) {
+	created := time.Unix(100, 5).UTC()
+	gen0, gen1, gen2 := RunOf(created, 0), RunOf(created, 1), RunOf(created, 2)
+	other := RunOf(created.Add(time.Hour), 0)
+
+	s := Slots{Holders: []string{"r1"}, Runs: map[string]SlotRun{"r1": gen1}}
+	s.Enqueue("r1", gen0)
+	if !s.Holds("r1", gen1) {
+		t.Fatalf("a stale enqueue of generation 0 took generation 1's slot: %+v", s)
+	}
+	s.Enqueue("r1", gen2)
+	if !s.Holds("r1", gen2) {
+		t.Fatalf("generation 2 did not take the slot over: %+v", s)
+	}
+	s = Slots{Queue: []QueuedRun{{ID: "r1", Started: created, Retries: 1}}}
+	s.Enqueue("r1", gen0)
+	if len(s.Queue) != 1 || s.Queue[0].run() != gen1 {
+		t.Fatalf("a stale enqueue of generation 0 took generation 1's place: %+v", s)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		held  SlotRun
+		given SlotRun
+		freed bool
+	}{
+		{"the same generation", gen1, gen1, true},
+		{"an earlier generation's name", gen0, gen1, true},
+		{"a later generation", gen2, gen1, false},
+		{"another run of the id", other, gen1, false},
+	} {
+		s := Slots{Holders: []string{"r1"}, Runs: map[string]SlotRun{"r1": tc.held}}
+		s.GiveBack("r1", tc.given)
+		if freed := len(s.Holders) == 0; freed != tc.freed {
+			t.Errorf("holder %s: a give-back of %+v freed=%v, want %v (%+v)", tc.name, tc.given, freed, tc.freed, s)
+		}
+		q := Slots{Queue: []QueuedRun{{ID: "r1", Started: time.Unix(0, tc.held.Created).UTC(), Retries: tc.held.Retries}}}
+		q.GiveBack("r1", tc.given)
+		if freed := len(q.Queue) == 0; freed != tc.freed {
+			t.Errorf("queued %s: a give-back of %+v removed=%v, want %v (%+v)", tc.name, tc.given, freed, tc.freed, q)
+		}
+	}
+}

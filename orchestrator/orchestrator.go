@@ -306,8 +306,10 @@ type entry struct {
 	// known to be asked to cancel.
 	started  map[string]bool
 	canceled map[string]bool
-	// slotFreed: the closed workflow gave its slot up (reconcileSlot).
-	slotFreed bool
+	// slotFreed is the generation of the run that gave its slot up once
+	// closed (reconcileSlot; zero: none did): a redrive is another
+	// generation, which gives its own up when it closes.
+	slotFreed eventstore.SlotRun
 	// snapSeq is the history sequence of the workflow's latest snapshot
 	// known here (0: none), snapEvents the number of events it holds.
 	snapSeq    uint64
@@ -1085,7 +1087,11 @@ func mark(m map[string]bool, k string) map[string]bool {
 func (sh *shard) reconcileSlot(ctx context.Context, wf string, e *entry) error {
 	st := e.st
 	closed := st.Status.Terminal()
-	if !st.Queued || !closed && st.Admitted || closed && e.slotFreed {
+	// The run's generation: a give-back of an earlier one (a failed state
+	// read just before a redrive) or of an earlier run of the id (deleted
+	// since) leaves this one's slot be.
+	run := eventstore.RunOf(st.Created, st.Retries)
+	if !st.Queued || !closed && st.Admitted || closed && e.slotFreed == run {
 		return nil
 	}
 	if closed && st.Status == workflow.StatusFailed {
@@ -1113,10 +1119,6 @@ func (sh *shard) reconcileSlot(ctx context.Context, wf string, e *entry) error {
 	if closed && sh.o.beforeGiveBack != nil {
 		sh.o.beforeGiveBack(wf)
 	}
-	// The run's generation: a give-back of an earlier one (a failed state
-	// read just before a redrive) or of an earlier run of the id (deleted
-	// since) leaves this one's slot be.
-	run := eventstore.RunOf(st.Created, st.Retries)
 	slots, took, err := sh.o.store.UpdateSlots(ctx, st.Definition, st.QueueKey, limit, func(s *eventstore.Slots) {
 		if closed {
 			s.GiveBack(wf, run)
@@ -1138,7 +1140,10 @@ func (sh *shard) reconcileSlot(ctx context.Context, wf string, e *entry) error {
 			return err
 		}
 	}
-	e.slotFreed = closed
+	e.slotFreed = eventstore.SlotRun{}
+	if closed {
+		e.slotFreed = run
+	}
 	return nil
 }
 
