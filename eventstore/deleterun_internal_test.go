@@ -43,3 +43,49 @@ func TestALateWriteInsideADeletionGoes(t *testing.T) {
 		t.Fatalf("the deleted run is listed again: %+v, %v", got, err)
 	}
 }
+
+// A record of the run appended after DeleteRun read the history's last
+// sequence, and before its purge of the history, goes with the run: a
+// late result of a failed run (recorded on top of its WorkflowExpired, as
+// a failed run records its running steps' results) is not left behind as
+// a history with no start, which no read folds, no deletion is scheduled
+// for, and which keeps any run from being started under the id again.
+func TestARecordAppendedDuringADeletionGoesWithTheRun(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, natstest.Start(t).Connect(t), Config{MarkerTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wf = "wf"
+	start := events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(100, 0).UTC(),
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}}
+	failed := events.Event{Type: events.TypeWorkflowFailed, Time: time.Unix(101, 0).UTC(),
+		WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: "boom", Message: "boom"}}}
+	expired := events.Event{Type: events.TypeWorkflowExpired, Time: time.Unix(200, 0).UTC(),
+		WorkflowExpired: &events.WorkflowExpired{Retention: time.Minute}}
+	late := events.Event{Type: events.TypeStepCompleted, Time: time.Unix(201, 0).UTC(),
+		StepCompleted: &events.StepCompleted{Path: "slow", Gen: 1, Attempt: 1, Output: "late"}}
+	seq, err := s.Append(ctx, wf, 0, start, failed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upTo, err := s.Append(ctx, wf, seq, expired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lateErr error
+	s.betweenPurges = func() { _, lateErr = s.Append(ctx, wf, upTo, late) }
+	if err := s.DeleteRun(ctx, wf, upTo); err != nil {
+		t.Fatal(err)
+	}
+	if lateErr != nil {
+		t.Fatalf("the late record was refused (%v): this test no longer makes the interleaving", lateErr)
+	}
+	if last, err := s.LastSeq(ctx, wf); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after the deletion the history still holds seq %d (%v): a record of the deleted run with no start", last, err)
+	}
+	var zero uint64
+	if _, err := s.AppendExternal(ctx, wf, &zero, "start/wf/2", start); err != nil {
+		t.Fatalf("a new run under the id of the deleted run: %v", err)
+	}
+}

@@ -161,6 +161,29 @@ func (s *Store) DeleteRun(ctx context.Context, wf string, upTo uint64) error {
 	if err := s.history.Purge(ctx, jetstream.WithPurgeSubject(historySubject(wf)), jetstream.WithPurgeSequence(last+1)); err != nil {
 		return fmt.Errorf("eventstore: delete %s (history): %w", wf, err)
 	}
+	// A record of this run appended after last was read (a late result of
+	// a failed run, recorded on top of its WorkflowExpired) is left by that
+	// purge, a history with no start that nothing would delete. A new run
+	// starts only on an empty history, so every record before the first
+	// that starts a run is this run's: they go too, one purge each (the
+	// purge never reaches past the record read, so a new run stored
+	// meanwhile keeps its own).
+	for {
+		first, err := s.First(ctx, wf)
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if first.StartsRun() {
+			break
+		}
+		if err := s.history.Purge(ctx, jetstream.WithPurgeSubject(historySubject(wf)), jetstream.WithPurgeSequence(first.Seq+1)); err != nil {
+			return fmt.Errorf("eventstore: delete %s (history): %w", wf, err)
+		}
+		last = max(last, first.Seq)
+	}
 	// A late write of the run's entry between the two purges found the
 	// history still there, and wrote over the marker: it goes again, at
 	// the revision read (a run started under wf since keeps its own).

@@ -105,7 +105,9 @@ func (c *states) entry(wf string) *cachedRun {
 
 // account counts the size of e's state (e's lock held), if e is still
 // cached, and pushes the least recently used states out while the cache
-// holds more than maxBytes: e's too, when it alone is larger.
+// holds more than maxBytes. A state larger than maxBytes alone goes at
+// once, and no other with it: pushing the least recently used out first
+// would empty the cache before reaching it.
 func (c *states) account(e *cachedRun) {
 	var n int64
 	if e.view != nil && e.view.st != nil {
@@ -114,6 +116,10 @@ func (c *states) account(e *cachedRun) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cur, ok := c.runs.Peek(e.wf); !ok || cur != e || n == e.counted {
+		return
+	}
+	if n > c.maxBytes {
+		c.runs.Remove(e.wf) // the evict callback takes back what e counted
 		return
 	}
 	c.bytes += n - e.counted

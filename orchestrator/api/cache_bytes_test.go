@@ -85,3 +85,66 @@ func TestTheCacheOfStatesIsBoundedInBytes(t *testing.T) {
 		t.Fatalf("the cache counts %d bytes, past its bound of %d", b, bound)
 	}
 }
+
+// A run whose state alone is larger than StateCacheBytes is answered and
+// not kept, and only it goes: the states of the other runs read stay
+// cached. (Pushing the least recently used out until the total fit once
+// emptied the whole cache before the large state itself went, so every
+// read of one large run made every other run's next read a full one.)
+func TestAStateLargerThanTheBoundPushesOutOnlyItself(t *testing.T) {
+	ctx := t.Context()
+	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.PutDefinition(ctx, "w", "name: w\nsteps:\n  - { id: gate, wait: { signal: go } }\n", "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	const bound = 700 << 10
+	s, err := New(store, Config{StateCacheBytes: bound})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(wf string, size int) {
+		t.Helper()
+		in, err := structpb.NewValue(map[string]any{"pad": strings.Repeat("x", size), "id": wf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "w", WorkflowId: wf, Input: in})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(wf string) {
+		t.Helper()
+		if _, err := s.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: wf})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	small := []string{"small-0", "small-1"}
+	for _, wf := range small {
+		start(wf, 100<<10)
+		get(wf)
+	}
+	for _, wf := range small {
+		if _, ok := s.states.peek(wf); !ok {
+			t.Fatalf("%s is not cached before the large run is read", wf)
+		}
+	}
+	start("huge", 900<<10)
+	get("huge")
+	if _, ok := s.states.peek("huge"); ok {
+		t.Fatal("a run larger than the whole bound is kept")
+	}
+	for _, wf := range small {
+		if _, ok := s.states.peek(wf); !ok {
+			t.Errorf("%s (100 KiB, within the bound of %d with the other) was pushed out by a read of a run larger than the bound alone", wf, bound)
+		}
+	}
+	s.states.mu.Lock()
+	n, b := s.states.runs.Len(), s.states.bytes
+	s.states.mu.Unlock()
+	if b > bound || b < 200<<10 {
+		t.Fatalf("the cache counts %d bytes in %d states; want the two small runs' (about 200 KiB)", b, n)
+	}
+}
