@@ -19,39 +19,8 @@ import (
 // them, the least recently read going first, and a run larger than the
 // bound alone is answered but not kept. Every read answers its own run.
 func TestTheCacheOfStatesIsBoundedInBytes(t *testing.T) {
-	ctx := t.Context()
-	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.PutDefinition(ctx, "w", "name: w\nsteps:\n  - { id: gate, wait: { signal: go } }\n", "test", time.Now()); err != nil {
-		t.Fatal(err)
-	}
 	const bound = 700 << 10
-	s, err := New(store, Config{StateCacheBytes: bound})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := func(wf string, size int) {
-		t.Helper()
-		in, err := structpb.NewValue(map[string]any{"pad": strings.Repeat("x", size), "id": wf})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "w", WorkflowId: wf, Input: in})); err != nil {
-			t.Fatal(err)
-		}
-	}
-	get := func(wf string) {
-		t.Helper()
-		got, err := s.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: wf}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if id := got.Msg.Workflow.Input.GetStructValue().GetFields()["id"].GetStringValue(); id != wf {
-			t.Fatalf("GetWorkflow of %s answered the input of %q", wf, id)
-		}
-	}
+	s, start, get := boundedCache(t, bound)
 	held := func() (n int, bytes int64) {
 		s.states.mu.Lock()
 		defer s.states.mu.Unlock()
@@ -92,35 +61,8 @@ func TestTheCacheOfStatesIsBoundedInBytes(t *testing.T) {
 // emptied the whole cache before the large state itself went, so every
 // read of one large run made every other run's next read a full one.)
 func TestAStateLargerThanTheBoundPushesOutOnlyItself(t *testing.T) {
-	ctx := t.Context()
-	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := store.PutDefinition(ctx, "w", "name: w\nsteps:\n  - { id: gate, wait: { signal: go } }\n", "test", time.Now()); err != nil {
-		t.Fatal(err)
-	}
 	const bound = 700 << 10
-	s, err := New(store, Config{StateCacheBytes: bound})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := func(wf string, size int) {
-		t.Helper()
-		in, err := structpb.NewValue(map[string]any{"pad": strings.Repeat("x", size), "id": wf})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "w", WorkflowId: wf, Input: in})); err != nil {
-			t.Fatal(err)
-		}
-	}
-	get := func(wf string) {
-		t.Helper()
-		if _, err := s.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: wf})); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s, start, get := boundedCache(t, bound)
 	small := []string{"small-0", "small-1"}
 	for _, wf := range small {
 		start(wf, 100<<10)
@@ -147,4 +89,43 @@ func TestAStateLargerThanTheBoundPushesOutOnlyItself(t *testing.T) {
 	if b > bound || b < 200<<10 {
 		t.Fatalf("the cache counts %d bytes in %d states; want the two small runs' (about 200 KiB)", b, n)
 	}
+}
+
+// boundedCache returns an API whose cache of states holds at most bound
+// bytes, with start, which starts a run waiting for a signal with an input
+// of about size bytes, and get, which reads a run and checks it is the
+// one asked for.
+func boundedCache(t *testing.T, bound int) (s *Server, start func(wf string, size int), get func(wf string)) {
+	ctx := t.Context()
+	store, err := eventstore.Open(ctx, natstest.Start(t).Connect(t), eventstore.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := store.PutDefinition(ctx, "w", "name: w\nsteps:\n  - { id: gate, wait: { signal: go } }\n", "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = New(store, Config{StateCacheBytes: bound}); err != nil {
+		t.Fatal(err)
+	}
+	start = func(wf string, size int) {
+		t.Helper()
+		in, err := structpb.NewValue(map[string]any{"pad": strings.Repeat("x", size), "id": wf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "w", WorkflowId: wf, Input: in})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get = func(wf string) {
+		t.Helper()
+		got, err := s.GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: wf}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id := got.Msg.Workflow.Input.GetStructValue().GetFields()["id"].GetStringValue(); id != wf {
+			t.Fatalf("GetWorkflow of %s answered the input of %q", wf, id)
+		}
+	}
+	return s, start, get
 }
