@@ -411,6 +411,7 @@ func loadAgain(ctx context.Context, t *testing.T, e *scaleEnv, id string, res *h
 	st = fold(st, tail.Msgs)
 	res.loadSnap, res.tail, res.snapBytes = time.Since(t0), len(tail.Msgs), len(tail.Snapshot)
 	st.LastSeq = full.LastSeq // set by the reader, not by folding
+	st.Bytes = full.Bytes     // a measure of what was read, not of the state
 	if !reflect.DeepEqual(st, full) {
 		t.Fatalf("%s from its snapshot differs from the whole history folded: %d events, %s; folded: %d events, %s",
 			id, st.Events, st.Status, full.Events, full.Status)
