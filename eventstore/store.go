@@ -874,12 +874,23 @@ func (s *Store) ReadFrom(ctx context.Context, wf string, from uint64, fn func(Me
 const scanBuffer = 2 << 20
 
 // scanStall is how long scan waits for a record before it asks its
-// stalled function whether one is still to come.
-const scanStall = 2 * time.Second
+// stalled function whether one is still to come; after scanStalls such
+// waits in a row, with records still to come, it gives up (the consumer
+// delivers nothing: a new read makes a new one).
+var (
+	scanStall  = 2 * time.Second
+	scanStalls = 5
+)
+
+// errScanStalled: a read's consumer delivered nothing for scanStalls
+// waits though the stream holds records still to read.
+var errScanStalled = errors.New("the stream holds records this read was not given; read again")
 
 // scan calls fn with wf's records from stream sequence from on, until fn
 // returns false. When no record comes for scanStall, it calls stalled,
-// whose error ends the scan (the records it waits for were deleted).
+// whose error ends the scan (the records it waits for were deleted); after
+// scanStalls such waits in a row it ends with errScanStalled, for the
+// caller to read again, rather than wait for as long as ctx lets it.
 func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Message) bool, stalled func() error) error {
 	if from == 0 {
 		from = 1
@@ -907,14 +918,18 @@ func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Messag
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	for {
+	for stalls := 0; ; {
 		msg, err := it.Next(jetstream.NextMaxWait(scanStall))
 		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 			if err := stalled(); err != nil {
 				return err
 			}
+			if stalls++; stalls >= scanStalls {
+				return fmt.Errorf("eventstore: read %s from seq %d: %w", wf, from, errScanStalled)
+			}
 			continue
 		}
+		stalls = 0
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
