@@ -1220,8 +1220,7 @@ func (sh *shard) runOpen(ctx context.Context, wf string, run eventstore.SlotRun,
 	if !known {
 		return true, nil
 	}
-	same, err := sh.sameRun(ctx, wf, run)
-	return same, err
+	return sh.sameRun(ctx, wf, run)
 }
 
 // sameRun reports whether wf's history is the run of wf started as run

@@ -117,10 +117,7 @@ func failRun(t *testing.T, r *rig, sh *shard, ext, results *eventstore.Feed, wf,
 	r.start(wf, def)
 	sh.handle(r.ctx, next(t, ext))
 	_, cmd := r.count(wf, func(ev events.Event) bool { return ev.StepScheduled != nil })
-	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: "a", Gen: 1, Attempt: 1, Cmd: cmd,
-		Outcome: events.OutcomeFailed, Error: &events.Error{Type: "boom", Message: "no"}, Time: time.Now().UTC()}); err != nil {
-		t.Fatal(err)
-	}
+	r.failStep(wf, cmd, 1)
 	sh.handle(r.ctx, next(t, results))
 	if n, _ := r.count(wf, func(ev events.Event) bool { return ev.WorkflowFailed != nil }); n != 1 {
 		t.Fatalf("%s did not fail", wf)

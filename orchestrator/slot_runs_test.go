@@ -15,8 +15,8 @@ func (r *rig) admissions(wf string) int {
 	return n
 }
 
-// fail publishes a failed result of wf's step a, scheduled by the record
-// at cmd.
+// failStep publishes a failed result of wf's step a, scheduled by the
+// record at cmd.
 func (r *rig) failStep(wf string, cmd uint64, attempt int) {
 	r.t.Helper()
 	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: "a", Gen: 1, Attempt: attempt, Cmd: cmd,
