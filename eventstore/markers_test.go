@@ -76,7 +76,7 @@ func TestADeletedRunsMarkerGoes(t *testing.T) {
 		t.Fatalf("a late write while the marker is kept: %v", errs[0])
 	}
 	// Started again at once, over its marker.
-	seq, err := s.AppendStart(ctx, "again", "start/again/2", "", []events.Event{started("again")})
+	seq, err := s.AppendStart(ctx, "again", "start/again/2", eventstore.AppendOpts{}, []events.Event{started("again")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,7 +69,7 @@ func TestTaskDeliveryNamesItsDefinition(t *testing.T) {
 		WorkflowStarted: &events.WorkflowStarted{WorkflowID: "wf", Definition: "charge", Revision: 1}}
 	cmd := events.Event{Type: events.TypeStepScheduled, Time: time.Now().UTC(),
 		StepScheduled: &events.StepScheduled{Path: "a", Gen: 1, Task: "t", FirstAttempt: 1}}
-	seq, err := s.AppendStart(ctx, "wf", "start/wf", "o1", []events.Event{start, cmd})
+	seq, err := s.AppendStart(ctx, "wf", "start/wf", eventstore.AppendOpts{Owner: "o1"}, []events.Event{start, cmd})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -414,6 +414,10 @@ type AppendOpts struct {
 	// step command names it in a header, so executors know whose command
 	// it is (Delivery.Definition) without reading history.
 	Definition string
+	// Stored, when set, has the size of the record stored added to it
+	// (what Message.Size says of it when read), for a cache that bounds
+	// its memory by the records its states were folded from.
+	Stored *int64
 }
 
 // AppendWith is Append with opts.
@@ -432,11 +436,12 @@ func (s *Store) AppendWith(ctx context.Context, wf string, expect uint64, opts A
 // AppendStart writes a new workflow's first record: its WorkflowStarted
 // event and the decision that follows it (a direct start, see
 // StartDirect), under the start's message id msgID, provided wf has no
-// history yet. owner is the orchestrator appending (AppendOpts.Owner).
+// history yet. Of opts, Owner and Stored apply; the definition is the
+// start's.
 //
 // Errors: ErrConflict when wf has a history; ErrDuplicate when msgID was
 // appended within the dedup window (the same start, made another way).
-func (s *Store) AppendStart(ctx context.Context, wf, msgID, owner string, evs []events.Event) (uint64, error) {
+func (s *Store) AppendStart(ctx context.Context, wf, msgID string, opts AppendOpts, evs []events.Event) (uint64, error) {
 	if len(evs) == 0 || evs[0].Type != events.TypeWorkflowStarted || evs[0].WorkflowStarted == nil {
 		return 0, errors.New("eventstore: a start record begins with WorkflowStarted")
 	}
@@ -445,7 +450,8 @@ func (s *Store) AppendStart(ctx context.Context, wf, msgID, owner string, evs []
 		return 0, err
 	}
 	var zero uint64
-	return s.append(ctx, wf, subj, msgID, &zero, AppendOpts{Owner: owner, Definition: evs[0].WorkflowStarted.Definition}, evs)
+	opts.Snapshot, opts.Definition = 0, evs[0].WorkflowStarted.Definition
+	return s.append(ctx, wf, subj, msgID, &zero, opts, evs)
 }
 
 // AppendExternal writes events from outside the orchestrator (a start,
@@ -520,6 +526,9 @@ func (s *Store) append(ctx context.Context, wf, subj, msgID string, expect *uint
 	}
 	if ack.Duplicate {
 		return ack.Sequence, ErrDuplicate
+	}
+	if ao.Stored != nil {
+		*ao.Stored += int64(len(data))
 	}
 	return ack.Sequence, nil
 }

@@ -50,7 +50,7 @@ func TestAChildsOutcomeNamesTheParentRecordThatStartedIt(t *testing.T) {
 	res := *d.Result
 	res.Cmd += 1000
 	behind.Result = &res
-	delete(sh.cache, wf)
+	sh.forget(wf)
 	var perm errPermanent
 	if err := sh.processUntilSettled(r.ctx, &behind); err == nil || errors.As(err, &perm) {
 		t.Fatalf("a child's outcome judged on a parent history behind it: %v; want it tried again", err)

@@ -25,7 +25,7 @@ func TestAResultOfADeletedRunIsDropped(t *testing.T) {
 	if err := r.store.DeleteRun(r.ctx, wf, 0); err != nil { // retention, after a cancel
 		t.Fatal(err)
 	}
-	delete(sh.cache, wf)
+	sh.forget(wf)
 	// The executor that ran the command reports its result after the deletion.
 	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: "a", Gen: 1, Attempt: 1, Cmd: cmd,
 		Outcome: events.OutcomeCompleted, Output: "late", Time: time.Now().UTC()}); err != nil {
@@ -61,7 +61,7 @@ func TestARunStartedAgainDoesNotTakeTheOldRunsTaskResult(t *testing.T) {
 	if err := r.store.DeleteRun(r.ctx, wf, 0); err != nil {
 		t.Fatal(err)
 	}
-	delete(sh.cache, wf)
+	sh.forget(wf)
 	var zero uint64
 	if _, err := r.store.AppendExternal(r.ctx, wf, &zero, "start/"+wf+"/second", startEvent(wf, "one")); err != nil {
 		t.Fatal(err)

@@ -110,7 +110,7 @@ func TestARecordedDirectStartIsListedByTheRetryThatFindsIt(t *testing.T) {
 	start := events.Event{Type: events.TypeWorkflowStarted, Time: at, WorkflowStarted: &events.WorkflowStarted{
 		WorkflowID: wf, Definition: "one", Revision: 1, RequestID: req}}
 	cmd := events.Event{Type: events.TypeStepScheduled, Time: at, StepScheduled: &events.StepScheduled{Path: "a", Gen: 1, Task: "work", FirstAttempt: 1}}
-	if _, err := r.store.AppendStart(r.ctx, wf, "start/"+wf+"/"+req, "gone", []events.Event{start, cmd}); err != nil {
+	if _, err := r.store.AppendStart(r.ctx, wf, "start/"+wf+"/"+req, eventstore.AppendOpts{Owner: "gone"}, []events.Event{start, cmd}); err != nil {
 		t.Fatal(err)
 	}
 	res, err := runs.Start(r.ctx, r.store, runs.NewDefinitions(r.store), runs.StartRequest{Definition: "one", WorkflowID: wf, RequestID: req})

@@ -38,6 +38,12 @@ type Config struct {
 	Shards int
 	// CacheSize bounds folded states kept per shard. Default 4096.
 	CacheSize int
+	// CacheBytes bounds the folded states kept, all shards together, by
+	// the size of the records (or snapshot) each was folded from
+	// (State.Bytes): each shard keeps at most its share. A run larger than
+	// a shard's share alone is loaded afresh for each input. Default 256
+	// MiB.
+	CacheBytes int
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock used to stamp fired timers. Default time.Now.
@@ -77,7 +83,8 @@ func (c Config) Validate() error {
 	return config.NonNegative("orchestrator",
 		config.Int("Shards", c.Shards),
 		config.Int("MaxHistoryEvents", c.MaxHistoryEvents),
-		config.Int("CacheSize", c.CacheSize))
+		config.Int("CacheSize", c.CacheSize),
+		config.Int("CacheBytes", c.CacheBytes))
 }
 
 // Orchestrator consumes starts, signals, cancels, task results and fired
@@ -124,6 +131,7 @@ func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
 	}
 	config.Default(&cfg.Shards, 16)
 	config.Default(&cfg.CacheSize, 4096)
+	config.Default(&cfg.CacheBytes, 256<<20)
 	config.Default(&cfg.Logger, slog.Default())
 	config.DefaultClock(&cfg.Now)
 	config.Default(&cfg.MaxHistoryEvents, 100000)
@@ -314,12 +322,17 @@ type entry struct {
 	// known here (0: none), snapEvents the number of events it holds.
 	snapSeq    uint64
 	snapEvents int
+	// counted is what the entry counts for in its shard's bytes: its
+	// state's Bytes when last fitted.
+	counted int64
 }
 
 // shard decides the workflows hashed to it, one input at a time.
 type shard struct {
 	o     *Orchestrator
 	cache map[string]*entry
+	// bytes is the cached states' size, as counted (entry.counted).
+	bytes int64
 	// held says the input just processed is settled by the indexer.
 	held bool
 }
@@ -475,8 +488,11 @@ func (sh *shard) handle(ctx context.Context, d *eventstore.Delivery) {
 		_ = d.Term(d.Err.Error())
 		return
 	}
+	// Whatever the input did to its run's state, the cache counts it at
+	// its new size after, and keeps within its bound.
+	defer sh.fit(d.WorkflowID)
 	if err := sh.processUntilSettled(ctx, d); err != nil {
-		delete(sh.cache, d.WorkflowID)
+		sh.forget(d.WorkflowID)
 		sh.settleFailed(ctx, d, err, log)
 		return
 	}
@@ -502,7 +518,7 @@ func (sh *shard) processUntilSettled(ctx context.Context, d *eventstore.Delivery
 			return err
 		}
 		sh.o.metrics.orch.Conflict()
-		delete(sh.cache, d.WorkflowID)
+		sh.forget(d.WorkflowID)
 	}
 }
 
@@ -558,7 +574,7 @@ func (sh *shard) failBroken(ctx context.Context, d *eventstore.Delivery, broken 
 	}
 	err := sh.process(ctx, d, false)
 	if errors.As(err, &broken) {
-		delete(sh.cache, d.WorkflowID)
+		sh.forget(d.WorkflowID)
 		err = sh.afterBroken(ctx, d)
 	}
 	if err != nil {
@@ -673,14 +689,51 @@ func (sh *shard) catchUp(ctx context.Context, wf string, e *entry, after uint64)
 	return errBroken{workflow.ErrTypeCorruptHistory, fmt.Errorf("workflow %s at seq %d: %w", wf, m.Seq, err)}
 }
 
+// remember caches e as wf's state, within the cache's bounds.
 func (sh *shard) remember(wf string, e *entry) {
-	if len(sh.cache) >= sh.o.cfg.CacheSize {
+	switch old := sh.cache[wf]; {
+	case old == e:
+	case old != nil:
+		sh.forget(wf)
+	case len(sh.cache) >= sh.o.cfg.CacheSize:
 		for k := range sh.cache { // evict an arbitrary entry
-			delete(sh.cache, k)
+			sh.forget(k)
 			break
 		}
 	}
 	sh.cache[wf] = e
+	sh.fit(wf)
+}
+
+// forget drops wf's state from the cache.
+func (sh *shard) forget(wf string) {
+	if e := sh.cache[wf]; e != nil {
+		sh.bytes -= e.counted
+		e.counted = 0
+		delete(sh.cache, wf)
+	}
+}
+
+// fit counts wf's cached state (if any) at its size now, then pushes
+// arbitrary other states out until the cache is within its share of
+// CacheBytes; wf's own goes too when it alone is larger.
+func (sh *shard) fit(wf string) {
+	if e := sh.cache[wf]; e != nil {
+		sh.bytes += e.st.Bytes - e.counted
+		e.counted = e.st.Bytes
+	}
+	limit := int64(sh.o.cfg.CacheBytes / sh.o.cfg.Shards)
+	for k := range sh.cache {
+		if sh.bytes <= limit {
+			return
+		}
+		if k != wf {
+			sh.forget(k)
+		}
+	}
+	if sh.bytes > limit {
+		sh.forget(wf) // alone larger than the share
+	}
 }
 
 // process applies one input to its workflow and appends what follows:
@@ -787,7 +840,7 @@ func (sh *shard) seed(wf string, m *eventstore.Message) (*entry, error) {
 			return nil, errBroken{workflow.ErrTypeCorruptHistory, err}
 		}
 	}
-	e.st.LastSeq, e.st.FirstSeq = m.Seq, m.Seq
+	e.st.LastSeq, e.st.FirstSeq, e.st.Bytes = m.Seq, m.Seq, int64(m.Size)
 	sh.remember(wf, e)
 	return e, nil
 }
@@ -1004,7 +1057,7 @@ func (sh *shard) reconcile(ctx context.Context, wf string, e *entry, d *eventsto
 	}
 	sh.held = sh.index(wf, e, d)
 	if st.Status.Terminal() {
-		delete(sh.cache, wf)
+		sh.forget(wf)
 	}
 	return nil
 }
@@ -1354,7 +1407,7 @@ func (sh *shard) startDirect(ctx context.Context, d *eventstore.Delivery) bool {
 	if err := sh.prepare(ctx, wf, 0, evs); err != nil {
 		return false
 	}
-	seq, err := sh.o.store.AppendStart(ctx, wf, d.Start.MsgID, sh.o.id, evs)
+	seq, err := sh.o.store.AppendStart(ctx, wf, d.Start.MsgID, eventstore.AppendOpts{Owner: sh.o.id, Stored: &st.Bytes}, evs)
 	if err != nil {
 		// Taken, made another way, or not stored: the API's own append
 		// finds out which.
@@ -1556,7 +1609,7 @@ func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint
 	if err := sh.prepare(ctx, wf, seq, evs); err != nil {
 		return 0, err
 	}
-	next, err := sh.o.store.AppendWith(ctx, wf, seq, eventstore.AppendOpts{Snapshot: e.snapSeq, Owner: sh.o.id, Definition: e.st.Definition}, evs...)
+	next, err := sh.o.store.AppendWith(ctx, wf, seq, eventstore.AppendOpts{Snapshot: e.snapSeq, Owner: sh.o.id, Definition: e.st.Definition, Stored: &e.st.Bytes}, evs...)
 	switch {
 	case errors.Is(err, eventstore.ErrTooLarge) && len(evs) > 1:
 		half := len(evs) / 2

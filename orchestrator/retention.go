@@ -54,7 +54,7 @@ func (sh *shard) scheduleDeletion(ctx context.Context, wf string, st *workflow.S
 // is kept while its parent's history exists. One whose deletion began
 // (WorkflowExpired) is deleted without looking again.
 func (sh *shard) expire(ctx context.Context, wf string) error {
-	delete(sh.cache, wf)
+	sh.forget(wf)
 	l, err := runs.ReadFromSnapshot(ctx, sh.o.store, wf)
 	if err != nil {
 		return err

@@ -367,14 +367,16 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 // orchFlags are the orchestrator's flags.
 type orchFlags struct {
 	snapEvery, maxHistory int
+	cacheMiB              int
 	retention             string
 }
 
-// register adds --snapshot-every, --max-history-events and --retention to
-// cmd.
+// register adds --snapshot-every, --max-history-events, --cache-mib and
+// --retention to cmd.
 func (o *orchFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&o.snapEvery, "snapshot-every", 1000, "store a running workflow's state as a snapshot each time its history grows by this many events (and a tenth), so loading it again reads only the records after it; negative: never")
 	cmd.Flags().IntVar(&o.maxHistory, "max-history-events", 100000, "fail a workflow (error type limit) whose history would grow past this many events")
+	cmd.Flags().IntVar(&o.cacheMiB, "cache-mib", 256, "keep the states of running runs in memory up to this many MiB, counted as the records each was folded from; the others are read again at their next input, and a run larger than a sixteenth of it at every input")
 	cmd.Flags().StringVar(&o.retention, "retention", "", "delete a closed run (history, snapshot, timers, listing entry) once it has been closed this long (e.g. 30d, 12h), unless its definition sets retention itself; empty: keep runs for ever")
 	cmd.PreRunE = func(*cobra.Command, []string) error {
 		if _, err := o.retentionDuration(); err != nil {
@@ -382,6 +384,9 @@ func (o *orchFlags) register(cmd *cobra.Command) {
 		}
 		if o.snapEvery == 0 {
 			return fmt.Errorf("--snapshot-every 0: give a number of events, or a negative number to take no snapshots")
+		}
+		if o.cacheMiB <= 0 {
+			return fmt.Errorf("--cache-mib %d: give a positive number of MiB", o.cacheMiB)
 		}
 		if o.maxHistory <= 0 {
 			return fmt.Errorf("--max-history-events %d: give a positive number of events", o.maxHistory)
@@ -393,7 +398,7 @@ func (o *orchFlags) register(cmd *cobra.Command) {
 // config is the orchestrator's configuration.
 func (o *orchFlags) config() *orchestrator.Config {
 	keep, _ := o.retentionDuration() // checked by PreRunE
-	return &orchestrator.Config{SnapshotEvery: o.snapEvery, MaxHistoryEvents: o.maxHistory, Retention: keep}
+	return &orchestrator.Config{SnapshotEvery: o.snapEvery, MaxHistoryEvents: o.maxHistory, Retention: keep, CacheBytes: o.cacheMiB << 20}
 }
 
 // retentionDuration parses --retention like a definition's durations.

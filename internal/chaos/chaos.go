@@ -370,12 +370,14 @@ func (h *Harness) startWeft(ctx context.Context, bin string, executors int, toge
 			logPath: filepath.Join(h.dir, "logs", name+".log")})
 	}
 	// The second orchestrator snapshots every workflow every few events, so
-	// kills land on loads from snapshots as well as from whole histories.
+	// kills land on loads from snapshots as well as from whole histories,
+	// and keeps 1 MiB of states (64 KiB a shard), so runs are pushed out
+	// of its cache and read again all the time.
 	// Both hold histories to maxHistoryEvents, which one child variant
 	// outgrows on purpose.
 	limit := fmt.Sprint(maxHistoryEvents)
 	h.orch = []*proc{part("orchestrator-1", kindOrchestrator, "orchestrator", "--max-history-events", limit),
-		part("orchestrator-2", kindOrchestrator, "orchestrator", "--snapshot-every", "3", "--max-history-events", limit)}
+		part("orchestrator-2", kindOrchestrator, "orchestrator", "--snapshot-every", "3", "--max-history-events", limit, "--cache-mib", "1")}
 	h.exec = nil
 	for i := range executors {
 		h.exec = append(h.exec, part(fmt.Sprintf("executor-%d", i+1), kindExecutor, "executor"))

@@ -198,7 +198,7 @@ steps:
 			t.Fatal(err)
 		}
 	}
-	seq, err := store.AppendStart(ctx(t), wf, "start/"+wf+"/r", "", append([]events.Event{start}, decided...))
+	seq, err := store.AppendStart(ctx(t), wf, "start/"+wf+"/r", eventstore.AppendOpts{}, append([]events.Event{start}, decided...))
 	if err != nil {
 		t.Fatal(err)
 	}
