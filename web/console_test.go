@@ -438,7 +438,7 @@ func TestConsole(t *testing.T) {
 func TestConsoleToken(t *testing.T) {
 	b := newBrowser(t)
 	const token = "weft_console-test-token"
-	w := startWeft(t, api.Tokens{"ops": api.HashToken(token)}, token)
+	w := startWeft(t, api.Tokens{"ops": {Hash: api.HashToken(token)}}, token)
 	w.mustPut(defGreet)
 	w.start("greet", "greet-1")
 	w.waitIndexed("greet", 1)
@@ -458,11 +458,38 @@ func TestConsoleToken(t *testing.T) {
 	p.until("no prompt", `!document.querySelector(".token-form")`)
 }
 
+// A read-only token shows the runs, and an action it may not take shows
+// the API's refusal, naming the role it needs; the run is left as it was.
+func TestConsoleReadToken(t *testing.T) {
+	b := newBrowser(t)
+	const admin, reader = "weft_console-admin-token", "weft_console-read-token"
+	w := startWeft(t, api.Tokens{"ops": {Hash: api.HashToken(admin)}, "wall": {Hash: api.HashToken(reader), Role: api.RoleRead}}, admin)
+	w.mustPut(defApproval)
+	w.start("approval", "approval-1")
+	w.waitIndexed("approval", 1)
+	p := &page{t: t, ctx: b, url: w.url}
+	p.open("/")
+	p.shows(".token-form", "needs a token")
+	p.typeInto(`.token-form input[name=token]`, reader)
+	p.click(".token-form button", "Use token")
+	p.shows("table.runs", "approval-1")
+	p.open("/workflows/approval-1")
+	p.shows("h1 .badge", "running")
+	p.click("button", "Cancel…")
+	p.typeInto(`form[aria-label=cancel] input[name=reason]`, "from the wall")
+	p.click("button", "Cancel run")
+	p.shows(".actions .error", "PermissionDenied")
+	p.shows(".actions .error", "needs role run")
+	if got := w.get("approval-1"); got.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_RUNNING {
+		t.Fatalf("a read token's cancel left the run %v", got.Status)
+	}
+}
+
 // The console's routes sit beside the API's: pages and assets open without
 // a token, everything else as before.
 func TestConsoleRoutes(t *testing.T) {
 	const token = "weft_routes-test-token"
-	w := startWeft(t, api.Tokens{"ops": api.HashToken(token)}, token)
+	w := startWeft(t, api.Tokens{"ops": {Hash: api.HashToken(token)}}, token)
 	get := func(path string) (*http.Response, string) {
 		t.Helper()
 		resp, err := http.Get(w.url + path)

@@ -50,7 +50,7 @@ func TestTokenCreate(t *testing.T) {
 		t.Fatalf("line %q for token %q", line, token)
 	}
 	file := writeTestFile(t, "tokens", line+"\n")
-	if tokens, err := api.LoadTokens(file); err != nil || tokens["ci-bot"] != h {
+	if tokens, err := api.LoadTokens(file); err != nil || tokens["ci-bot"] != (api.Token{Hash: h}) {
 		t.Fatalf("LoadTokens of the printed line: %v %v", tokens, err)
 	}
 	if out2, _ := runCLI(t, "token", "create", "ci-bot"); strings.Contains(out2, token) {
@@ -59,11 +59,31 @@ func TestTokenCreate(t *testing.T) {
 	if _, err := runCLI(t, "token", "create", "bad name"); err == nil || !strings.Contains(err.Error(), "token name") {
 		t.Fatalf("token create with a bad name: %v", err)
 	}
+
+	// A role other than admin is on the line, and read back.
+	out, err = runCLI(t, "token", "create", "wall", "--role", "read")
+	if err != nil {
+		t.Fatalf("token create --role read: %v\n%s", err, out)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, "auth-tokens line:"); ok {
+			line = strings.TrimSpace(v)
+		}
+	}
+	if !strings.HasPrefix(line, "wall:") || !strings.HasSuffix(line, ":read") {
+		t.Fatalf("token create --role read printed the line %q", line)
+	}
+	if tokens, err := api.LoadTokens(writeTestFile(t, "tokens", line+"\n")); err != nil || tokens["wall"].Role != api.RoleRead {
+		t.Fatalf("LoadTokens of the printed line: %v %v", tokens, err)
+	}
+	if _, err := runCLI(t, "token", "create", "x", "--role", "root"); err == nil || !strings.Contains(err.Error(), "--role: role \"root\"") {
+		t.Fatalf("token create --role root: %v", err)
+	}
 }
 
 // Bad security flags fail at startup, before anything starts.
 func TestTokenAndTLSFlagErrors(t *testing.T) {
-	good := api.TokenLine("ci", "x")
+	good := api.TokenLine("ci", "x", api.RoleAdmin)
 	bad := writeTestFile(t, "tokens", "# tokens\n"+good+"\nops:not-a-hash\n")
 	for _, tc := range []struct {
 		args []string
@@ -173,7 +193,7 @@ func TestTLSClientCertsAndTokensCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens := writeTestFile(t, "tokens", "# CI\n"+api.TokenLine("ci", token)+"\n")
+	tokens := writeTestFile(t, "tokens", "# CI\n"+api.TokenLine("ci", token, api.RoleAdmin)+"\n")
 	addr := freeAddr(t)
 	url := "https://" + addr
 	client := []string{"--server=" + url, "--tls-ca", pki.ca, "--tls-cert", pki.clientCert, "--tls-key", pki.clientKey}

@@ -31,7 +31,7 @@ func TestMetricsOpenWithTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens := writeTestFile(t, "tokens", api.TokenLine("ci", token)+"\n")
+	tokens := writeTestFile(t, "tokens", api.TokenLine("ci", token, api.RoleAdmin)+"\n")
 	addr := freeAddr(t)
 	startServer(t, []string{"--addr", addr, "--auth-tokens", tokens}, []string{"--server=http://" + addr, "--token", token})
 

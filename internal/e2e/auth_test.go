@@ -51,7 +51,7 @@ func TestAuthTokens(t *testing.T) {
 	ns := natstest.Start(t)
 	n, err := node.Start(context.Background(), node.Config{
 		NATSURL: ns.URL(),
-		API:     &api.Config{Tokens: api.Tokens{"ci": api.HashToken(token)}},
+		API:     &api.Config{Tokens: api.Tokens{"ci": {Hash: api.HashToken(token)}}},
 		APIAddr: "127.0.0.1:0",
 		Logger:  testLogger(),
 	})
@@ -164,5 +164,56 @@ steps: [ { id: s, task: echo, input: "${ input }" } ]
 	})
 	if code != http.StatusAccepted || out["workflow_id"] == nil {
 		t.Fatalf("webhook without a bearer token: %d %v", code, out)
+	}
+}
+
+// A token's role bounds what it may call through every protocol: a read
+// token reads and awaits but cannot start a run, a run token starts runs
+// but cannot put a definition, and each refusal is PermissionDenied
+// naming the role the call needs.
+func TestTokenRolesThroughTheAPI(t *testing.T) {
+	admin, runner, reader := "weft_admin-secret", "weft_run-secret", "weft_read-secret"
+	e := newEnv(t, envOpts{tokens: api.Tokens{"boss": {Hash: api.HashToken(admin)},
+		"bot": {Hash: api.HashToken(runner), Role: api.RoleRun}, "wall": {Hash: api.HashToken(reader), Role: api.RoleRead}}})
+	c := ctx(t)
+	wantDenied := func(what string, err error, needs string) {
+		t.Helper()
+		var ce *connect.Error
+		if !errors.As(err, &ce) || ce.Code() != connect.CodePermissionDenied || !strings.Contains(ce.Message(), "needs role "+needs) {
+			t.Fatalf("%s: %v; want permission_denied saying it needs role %s", what, err, needs)
+		}
+	}
+	src := "name: roles\nsteps:\n  - { id: a, task: echo }\n"
+	for name, opts := range map[string][]connect.ClientOption{"connect": nil, "grpc": {connect.WithGRPC()}} {
+		defsAs := func(token string) weftv1connect.DefinitionServiceClient {
+			return weftv1connect.NewDefinitionServiceClient(tokenClient(h2c(), token), e.node.APIURL, opts...)
+		}
+		wfAs := func(token string) weftv1connect.WorkflowServiceClient {
+			return weftv1connect.NewWorkflowServiceClient(tokenClient(h2c(), token), e.node.APIURL, opts...)
+		}
+		put := connect.NewRequest(&weftv1.PutDefinitionRequest{Source: src})
+		_, err := defsAs(runner).PutDefinition(c, put)
+		wantDenied(name+": a run token putting a definition", err, "admin")
+		_, err = defsAs(reader).PutDefinition(c, put)
+		wantDenied(name+": a read token putting a definition", err, "admin")
+		if _, err := defsAs(admin).PutDefinition(c, put); err != nil {
+			t.Fatalf("%s: the admin token putting a definition: %v", name, err)
+		}
+		wf := "roles-" + name
+		start := connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "roles", WorkflowId: wf})
+		_, err = wfAs(reader).StartWorkflow(c, start)
+		wantDenied(name+": a read token starting a run", err, "run")
+		if _, err := wfAs(runner).StartWorkflow(c, start); err != nil {
+			t.Fatalf("%s: the run token starting a run: %v", name, err)
+		}
+		got, err := wfAs(reader).AwaitWorkflow(c, connect.NewRequest(&weftv1.AwaitWorkflowRequest{WorkflowId: wf}))
+		if err != nil || got.Msg.Workflow.GetStatus() != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+			t.Fatalf("%s: the read token awaiting the run: %v %v", name, got, err)
+		}
+		if _, err := defsAs(reader).ListDefinitions(c, connect.NewRequest(&weftv1.ListDefinitionsRequest{})); err != nil {
+			t.Fatalf("%s: the read token listing definitions: %v", name, err)
+		}
+		_, err = wfAs(reader).CancelWorkflow(c, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: wf}))
+		wantDenied(name+": a read token canceling a run", err, "run")
 	}
 }

@@ -24,9 +24,16 @@ import (
 	"connectrpc.com/grpchealth"
 )
 
-// Tokens maps a bearer token's name to the SHA-256 of the token. Only the
-// hashes are kept, so a tokens file is no secret by itself.
-type Tokens map[string][32]byte
+// Tokens maps a bearer token's name to the token as the API knows it.
+type Tokens map[string]Token
+
+// Token is an accepted bearer token: the SHA-256 of the token (only the
+// hashes are kept, so a tokens file is no secret by itself) and what it
+// may do.
+type Token struct {
+	Hash [32]byte
+	Role Role
+}
 
 // TokenPrefix starts every token NewToken makes, so a leaked one is easy to
 // recognise.
@@ -46,10 +53,15 @@ func NewToken() (string, error) {
 func HashToken(token string) [32]byte { return sha256.Sum256([]byte(token)) }
 
 // TokenLine returns the tokens-file line for a token named name:
-// "name:<sha256 hex>".
-func TokenLine(name, token string) string {
+// "name:<sha256 hex>", and ":<role>" after it for a role other than
+// RoleAdmin.
+func TokenLine(name, token string, role Role) string {
 	h := HashToken(token)
-	return name + ":" + hex.EncodeToString(h[:])
+	line := name + ":" + hex.EncodeToString(h[:])
+	if role != RoleAdmin {
+		line += ":" + role.String()
+	}
+	return line
 }
 
 // CheckTokenName reports whether name can name a token: 1-64 letters,
@@ -70,9 +82,10 @@ func CheckTokenName(name string) error {
 }
 
 // LoadTokens reads a tokens file: one "name:<sha256 hex of the token>" per
-// line; blank lines and lines starting with '#' are ignored. A malformed
-// line, a repeated name or hash, or a file without tokens is an error
-// naming the file and the line.
+// line, with ":<role>" after it for a token that may do less than
+// everything (ParseRole); blank lines and lines starting with '#' are
+// ignored. A malformed line, an unknown role, a repeated name or hash, or a
+// file without tokens is an error naming the file and the line.
 func LoadTokens(file string) (Tokens, error) {
 	f, err := os.Open(file)
 	if err != nil {
@@ -88,9 +101,10 @@ func LoadTokens(file string) (Tokens, error) {
 			continue
 		}
 		name, sum, ok := strings.Cut(line, ":")
+		sum, roleText, hasRole := strings.Cut(sum, ":")
 		name, sum = strings.TrimSpace(name), strings.TrimSpace(sum)
 		if !ok {
-			return nil, fmt.Errorf("%s line %d: want name:<sha256 hex of the token> (`weft token create NAME` prints one)", file, n)
+			return nil, fmt.Errorf("%s line %d: want name:<sha256 hex of the token>[:role] (`weft token create NAME` prints one)", file, n)
 		}
 		if err := CheckTokenName(name); err != nil {
 			return nil, fmt.Errorf("%s line %d: %w", file, n, err)
@@ -100,13 +114,19 @@ func LoadTokens(file string) (Tokens, error) {
 			return nil, fmt.Errorf("%s line %d: token %s: the hash must be 64 hex digits (the SHA-256 of the token), not the token itself", file, n, name)
 		}
 		h := [32]byte(b)
+		role := RoleAdmin
+		if hasRole {
+			if role, err = ParseRole(strings.TrimSpace(roleText)); err != nil {
+				return nil, fmt.Errorf("%s line %d: token %s: %w", file, n, name, err)
+			}
+		}
 		if _, dup := tokens[name]; dup {
 			return nil, fmt.Errorf("%s line %d: token name %q appears twice", file, n, name)
 		}
 		if other, dup := seen[h]; dup {
 			return nil, fmt.Errorf("%s line %d: token %s has the same hash as token %s", file, n, name, other)
 		}
-		tokens[name], seen[h] = h, name
+		tokens[name], seen[h] = Token{Hash: h, Role: role}, name
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
@@ -120,7 +140,7 @@ func LoadTokens(file string) (Tokens, error) {
 // tokenEntry is one accepted token.
 type tokenEntry struct {
 	name string
-	hash [32]byte
+	Token
 }
 
 // tokenChecker finds which token, if any, a presented bearer token is.
@@ -128,27 +148,27 @@ type tokenChecker []tokenEntry
 
 func newTokenChecker(tokens Tokens) tokenChecker {
 	c := make(tokenChecker, 0, len(tokens))
-	for name, h := range tokens {
-		c = append(c, tokenEntry{name, h})
+	for name, t := range tokens {
+		c = append(c, tokenEntry{name, t})
 	}
 	sort.Slice(c, func(i, j int) bool { return c[i].name < c[j].name })
 	return c
 }
 
-// match returns the name of token. It compares token's hash with every
+// match returns the entry of token. It compares token's hash with every
 // entry in constant time, so its timing tells nothing about the tokens.
-func (c tokenChecker) match(token string) (string, bool) {
+func (c tokenChecker) match(token string) (tokenEntry, bool) {
 	h := HashToken(token)
 	found := -1
 	for i := range c {
-		if subtle.ConstantTimeCompare(h[:], c[i].hash[:]) == 1 {
+		if subtle.ConstantTimeCompare(h[:], c[i].Hash[:]) == 1 {
 			found = i
 		}
 	}
 	if found < 0 {
-		return "", false
+		return tokenEntry{}, false
 	}
-	return c[found].name, true
+	return c[found], true
 }
 
 type tokenNameKey struct{}
@@ -178,7 +198,9 @@ const howToAuthenticate = `send the header "Authorization: Bearer <token>" (weft
 // check their own HMAC signatures). Rejections are written as Unauthenticated
 // errors in the request's protocol (Connect, gRPC or gRPC-Web; other
 // requests get a Connect JSON error with status 401) before the body is
-// read. An accepted request's context carries the token's name (TokenName).
+// read. A token whose role does not allow the call (Role) is answered
+// PermissionDenied the same way. An accepted request's context carries the
+// token's name (TokenName).
 func RequireTokens(tokens Tokens, log *slog.Logger, next http.Handler) http.Handler {
 	if log == nil {
 		log = slog.Default()
@@ -190,11 +212,18 @@ func RequireTokens(tokens Tokens, log *slog.Logger, next http.Handler) http.Hand
 			next.ServeHTTP(w, r)
 			return
 		}
-		name, problem := authenticate(checker, r.Header.Get("Authorization"))
+		tok, problem := authenticate(checker, r.Header.Get("Authorization"))
 		if problem != "" {
 			log.Info("API request rejected", "reason", problem, "path", r.URL.Path, "remote", r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="weft"`)
 			_ = errs.Write(w, r, connect.NewError(connect.CodeUnauthenticated, errors.New(problem+": "+howToAuthenticate)))
+			return
+		}
+		name := tok.name
+		if !tok.Role.allows(r.URL.Path) {
+			log.Info("API request refused: the token's role does not allow it", "token", name, "role", tok.Role, "path", r.URL.Path, "remote", r.RemoteAddr)
+			_ = errs.Write(w, r, connect.NewError(connect.CodePermissionDenied,
+				fmt.Errorf("token %s has role %s, which may not call %s (it needs role %s: see weft token create --role)", name, tok.Role, r.URL.Path, pathRole(r.URL.Path))))
 			return
 		}
 		log.Debug("API request authenticated", "token", name, "path", r.URL.Path)
@@ -202,22 +231,22 @@ func RequireTokens(tokens Tokens, log *slog.Logger, next http.Handler) http.Hand
 	})
 }
 
-// authenticate returns the name of the token in an Authorization header
-// value, or what is wrong with it.
-func authenticate(c tokenChecker, header string) (name, problem string) {
+// authenticate returns the token in an Authorization header value, or
+// what is wrong with it.
+func authenticate(c tokenChecker, header string) (tok tokenEntry, problem string) {
 	if header == "" {
-		return "", "missing bearer token"
+		return tok, "missing bearer token"
 	}
 	scheme, token, _ := strings.Cut(header, " ")
 	token = strings.TrimSpace(token)
 	if !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return "", "the Authorization header is not a bearer token"
+		return tok, "the Authorization header is not a bearer token"
 	}
-	name, ok := c.match(token)
+	tok, ok := c.match(token)
 	if !ok {
-		return "", "invalid bearer token"
+		return tok, "invalid bearer token"
 	}
-	return name, ""
+	return tok, ""
 }
 
 // RequireLoopbackHost serves only requests that name a loopback host

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,25 +25,29 @@ func writeFile(t *testing.T, text string) string {
 
 func TestLoadTokens(t *testing.T) {
 	ci, ops := HashToken("ci-secret"), HashToken("ops-secret")
-	f := writeFile(t, "# Weft API tokens\n\n"+TokenLine("ci", "ci-secret")+"\n  ops : "+strings.ToUpper(hex.EncodeToString(ops[:]))+"  \n")
+	wall := HashToken("wall-secret")
+	f := writeFile(t, "# Weft API tokens\n\n"+TokenLine("ci", "ci-secret", RoleRun)+"\n  ops : "+strings.ToUpper(hex.EncodeToString(ops[:]))+"  \n"+
+		"wall:"+hex.EncodeToString(wall[:])+" : read\n")
 	got, err := LoadTokens(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got["ci"] != ci || got["ops"] != ops {
-		t.Fatalf("LoadTokens = %v", got)
+	if want := (Tokens{"ci": {ci, RoleRun}, "ops": {ops, RoleAdmin}, "wall": {wall, RoleRead}}); !maps.Equal(got, want) {
+		t.Fatalf("LoadTokens = %v, want %v", got, want)
 	}
 
-	good := TokenLine("ci", "ci-secret")
+	good := TokenLine("ci", "ci-secret", RoleAdmin)
 	for name, tc := range map[string]struct{ text, want string }{
 		"no colon":      {"# c\n" + good + "\nci\n", "line 3: want name:<sha256 hex"},
 		"bad name":      {"bad name:" + hex.EncodeToString(ci[:]), "line 1: token name \"bad name\""},
 		"empty name":    {":" + hex.EncodeToString(ci[:]), "line 1: token name \"\""},
 		"raw token":     {"\n\nci:weft_abc", "line 3: token ci: the hash must be 64 hex digits"},
 		"short hash":    {"ci:abcd", "line 1: token ci: the hash must be 64 hex digits"},
-		"repeated name": {good + "\n" + TokenLine("ci", "other"), "line 2: token name \"ci\" appears twice"},
-		"repeated hash": {good + "\n" + TokenLine("ci2", "ci-secret"), "line 2: token ci2 has the same hash as token ci"},
+		"repeated name": {good + "\n" + TokenLine("ci", "other", RoleAdmin), "line 2: token name \"ci\" appears twice"},
+		"repeated hash": {good + "\n" + TokenLine("ci2", "ci-secret", RoleAdmin), "line 2: token ci2 has the same hash as token ci"},
 		"no tokens":     {"# nothing yet\n\n", "no tokens"},
+		"unknown role":  {good + ":root", "line 1: token ci: role \"root\": use admin"},
+		"empty role":    {good + ":", "line 1: token ci: role \"\""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := LoadTokens(writeFile(t, tc.text))
@@ -78,15 +83,15 @@ func TestNewTokenAndCheckTokenName(t *testing.T) {
 }
 
 func TestTokenCheckerMatch(t *testing.T) {
-	c := newTokenChecker(Tokens{"a": HashToken("tok-a"), "b": HashToken("tok-b"), "c": HashToken("tok-c")})
+	c := newTokenChecker(Tokens{"a": {Hash: HashToken("tok-a")}, "b": {Hash: HashToken("tok-b")}, "c": {Hash: HashToken("tok-c")}})
 	for tok, want := range map[string]string{"tok-a": "a", "tok-b": "b", "tok-c": "c"} {
-		if got, ok := c.match(tok); !ok || got != want {
-			t.Errorf("match(%q) = %q, %v; want %q", tok, got, ok, want)
+		if got, ok := c.match(tok); !ok || got.name != want {
+			t.Errorf("match(%q) = %q, %v; want %q", tok, got.name, ok, want)
 		}
 	}
 	for _, tok := range []string{"", "tok-", "tok-d", "TOK-A", "tok-a "} {
 		if got, ok := c.match(tok); ok {
-			t.Errorf("match(%q) = %q; want no match", tok, got)
+			t.Errorf("match(%q) = %q; want no match", tok, got.name)
 		}
 	}
 	if _, ok := newTokenChecker(Tokens{}).match("x"); ok {
@@ -100,7 +105,7 @@ func TestRequireTokens(t *testing.T) {
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok "+TokenName(r.Context()))
 	})
-	srv := httptest.NewServer(RequireTokens(Tokens{"ci": HashToken("s3cret")}, slog.New(slog.DiscardHandler), next))
+	srv := httptest.NewServer(RequireTokens(Tokens{"ci": {Hash: HashToken("s3cret")}}, slog.New(slog.DiscardHandler), next))
 	defer srv.Close()
 	post := func(path, auth string) (int, string, http.Header) {
 		t.Helper()
