@@ -40,9 +40,8 @@ type Config struct {
 	CacheSize int
 	// CacheBytes bounds the folded states kept, all shards together, by
 	// the size of the records (or snapshot) each was folded from
-	// (State.Bytes): each shard keeps at most its share. A run larger than
-	// a shard's share alone is loaded afresh for each input. Default 256
-	// MiB.
+	// (State.Bytes): each shard keeps at most its share, and besides it
+	// one state larger than the share (see fit). Default 256 MiB.
 	CacheBytes int
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
@@ -331,8 +330,11 @@ type entry struct {
 type shard struct {
 	o     *Orchestrator
 	cache map[string]*entry
-	// bytes is the cached states' size, as counted (entry.counted).
+	// bytes is the cached states' size, as counted (entry.counted); large
+	// is the workflow whose cached state alone is larger than the shard's
+	// share (fit), if any, which does not count against the share.
 	bytes int64
+	large string
 	// held says the input just processed is settled by the indexer.
 	held bool
 }
@@ -701,6 +703,9 @@ func (sh *shard) remember(wf string, e *entry) {
 			break
 		}
 	}
+	if sh.cache[wf] == nil {
+		sh.o.metrics.orch.Cached(1, 0)
+	}
 	sh.cache[wf] = e
 	sh.fit(wf)
 }
@@ -709,30 +714,55 @@ func (sh *shard) remember(wf string, e *entry) {
 func (sh *shard) forget(wf string) {
 	if e := sh.cache[wf]; e != nil {
 		sh.bytes -= e.counted
+		sh.o.metrics.orch.Cached(-1, -e.counted)
 		e.counted = 0
 		delete(sh.cache, wf)
+	}
+	if sh.large == wf {
+		sh.large = ""
 	}
 }
 
 // fit counts wf's cached state (if any) at its size now, then pushes
 // arbitrary other states out until the cache is within its share of
-// CacheBytes; wf's own goes too when it alone is larger.
+// CacheBytes. A state larger than the whole share is kept besides it, one
+// at a time: a shard holds its share and at most one such state (the
+// last one an input came for), so a run that large is not read afresh at
+// each of its inputs (with each of its children looked up again), unless
+// another that large on the same shard has inputs in between.
 func (sh *shard) fit(wf string) {
+	limit := max(int64(sh.o.cfg.CacheBytes/sh.o.cfg.Shards), 1)
 	if e := sh.cache[wf]; e != nil {
 		sh.bytes += e.st.Bytes - e.counted
+		sh.o.metrics.orch.Cached(0, e.st.Bytes-e.counted)
 		e.counted = e.st.Bytes
+		switch {
+		case e.counted > limit && sh.large != wf:
+			if sh.large != "" {
+				sh.forget(sh.large)
+			}
+			sh.large = wf
+		case e.counted <= limit && sh.large == wf:
+			sh.large = ""
+		}
 	}
-	limit := int64(sh.o.cfg.CacheBytes / sh.o.cfg.Shards)
+	over := func() bool {
+		n := sh.bytes
+		if e := sh.cache[sh.large]; e != nil {
+			n -= e.counted
+		}
+		return n > limit
+	}
+	if !over() {
+		return
+	}
 	for k := range sh.cache {
-		if sh.bytes <= limit {
-			return
-		}
-		if k != wf {
+		if k != wf && k != sh.large {
 			sh.forget(k)
+			if !over() {
+				return
+			}
 		}
-	}
-	if sh.bytes > limit {
-		sh.forget(wf) // alone larger than the share
 	}
 }
 

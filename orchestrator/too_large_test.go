@@ -84,7 +84,7 @@ func TestAChildStartTooLargeFailsItsStep(t *testing.T) {
 					_ = d.Ack()
 					d = next(t, ext)
 				}
-				delete(sh.cache, wf)
+				sh.forget(wf)
 				err3 := sh.processUntilSettled(r.ctx, d)
 				_, closed, _ := sh.closed(r.ctx, wf)
 				sum, serr := r.store.GetSummary(r.ctx, wf)
@@ -93,7 +93,7 @@ func TestAChildStartTooLargeFailsItsStep(t *testing.T) {
 		default:
 			t.Fatalf("input of %d bytes: %v", n, err)
 		}
-		delete(sh.cache, wf)
+		sh.forget(wf)
 		_ = d.Ack()
 	}
 	if stranded > 0 {
@@ -144,7 +144,7 @@ func TestAChildResultTooLargeFailsItsStep(t *testing.T) {
 		default:
 			t.Fatalf("output of %d bytes: %v", 2*n, err)
 		}
-		delete(sh.cache, wf)
+		sh.forget(wf)
 		_ = d.Ack()
 	}
 	if stranded > 0 {

@@ -115,7 +115,7 @@ func TestARunWithANewerRecordIsNotFailedByAnOlderOrchestrator(t *testing.T) {
 	} else {
 		_ = d.Nak(time.Hour) // a newer orchestrator's, say
 	}
-	delete(sh.cache, wf)
+	sh.forget(wf)
 	// A readable input comes after it: this orchestrator reads the run,
 	// newer record and all.
 	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: "x", Gen: 1, Attempt: 1, Cmd: last,

@@ -376,7 +376,7 @@ type orchFlags struct {
 func (o *orchFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&o.snapEvery, "snapshot-every", 1000, "store a running workflow's state as a snapshot each time its history grows by this many events (and a tenth), so loading it again reads only the records after it; negative: never")
 	cmd.Flags().IntVar(&o.maxHistory, "max-history-events", 100000, "fail a workflow (error type limit) whose history would grow past this many events")
-	cmd.Flags().IntVar(&o.cacheMiB, "cache-mib", 256, "keep the states of running runs in memory up to this many MiB, counted as the records each was folded from; the others are read again at their next input, and a run larger than a sixteenth of it at every input")
+	cmd.Flags().IntVar(&o.cacheMiB, "cache-mib", 256, "keep the states of running runs in memory up to this many MiB, counted as the records each was folded from; the others are read again at their next input; a shard (of 16) keeps one run larger than its sixteenth besides")
 	cmd.Flags().StringVar(&o.retention, "retention", "", "delete a closed run (history, snapshot, timers, listing entry) once it has been closed this long (e.g. 30d, 12h), unless its definition sets retention itself; empty: keep runs for ever")
 	cmd.PreRunE = func(*cobra.Command, []string) error {
 		if _, err := o.retentionDuration(); err != nil {

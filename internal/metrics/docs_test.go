@@ -13,7 +13,7 @@ import (
 // histogram's _bucket, _sum and _count.
 func known() map[string]bool {
 	m := map[string]bool{}
-	for _, n := range []string{NameWorkflowsStarted, NameWorkflowsClosed, NameStepsSuspended, NameStepAttempts, NameTaskBacklog, NameConflicts, NameTriggerEvents, NameTaskHeld, NameCallsWaiting, NameReadsBehind} {
+	for _, n := range []string{NameWorkflowsStarted, NameWorkflowsClosed, NameStepsSuspended, NameStepAttempts, NameTaskBacklog, NameConflicts, NameTriggerEvents, NameTaskHeld, NameCallsWaiting, NameReadsBehind, NameCachedStates, NameCachedBytes} {
 		m[n] = true
 	}
 	for _, n := range []string{NameWorkflowDuration, NameStepDuration, NameScheduleToStart, NameDecision, NameReadWait} {
@@ -49,7 +49,7 @@ func TestDocsNameKnownMetrics(t *testing.T) {
 	guide := read("operations.md")
 	checkNames(t, "operations.md", guide)
 	for _, n := range []string{NameWorkflowsStarted, NameWorkflowsClosed, NameWorkflowDuration, NameStepsSuspended, NameStepAttempts, NameStepDuration,
-		NameScheduleToStart, NameTaskBacklog, NameConflicts, NameDecision, NameTriggerEvents, NameTaskHeld, NameReadsBehind} {
+		NameScheduleToStart, NameTaskBacklog, NameConflicts, NameDecision, NameTriggerEvents, NameTaskHeld, NameReadsBehind, NameCachedStates, NameCachedBytes} {
 		if !regexp.MustCompile("`" + n + "`").MatchString(guide) {
 			t.Errorf("operations.md does not describe %s", n)
 		}

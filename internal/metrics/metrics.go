@@ -33,6 +33,8 @@ const (
 	NameTaskHeld         = "weft_task_held_total"
 	NameConflicts        = "weft_orchestrator_conflicts_total"
 	NameDecision         = "weft_orchestrator_decision_seconds"
+	NameCachedStates     = "weft_orchestrator_cached_states"
+	NameCachedBytes      = "weft_orchestrator_cached_state_bytes"
 	NameTriggerEvents    = "weft_trigger_events_total"
 	NameReadWait         = "weft_api_read_wait_seconds"
 	NameReadsBehind      = "weft_api_reads_behind_total"
@@ -181,8 +183,10 @@ func (w *Workflows) Closed(def, status string, d time.Duration) {
 
 // Orchestrator records how the orchestrator decides.
 type Orchestrator struct {
-	conflicts prometheus.Counter
-	decision  prometheus.Histogram
+	conflicts    prometheus.Counter
+	decision     prometheus.Histogram
+	cachedStates prometheus.Gauge
+	cachedBytes  prometheus.Gauge
 }
 
 // NewOrchestrator registers the orchestrator's metrics on reg (nil:
@@ -196,6 +200,19 @@ func NewOrchestrator(reg *prometheus.Registry) *Orchestrator {
 			Help: "Appends that found the history changed by another writer; the input was processed again on the history read afresh."})),
 		decision: register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Name: NameDecision,
 			Help: "Time to process one input: load the state, decide, append, follow up.", Buckets: decisionBuckets})),
+		cachedStates: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: NameCachedStates,
+			Help: "Folded states of running runs the orchestrators keep in memory."})),
+		cachedBytes: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: NameCachedBytes,
+			Help: "Size of the records the kept states were folded from (what --cache-mib bounds)."})),
+	}
+}
+
+// Cached counts states kept (states) and their size (bytes) changing by
+// the amounts given.
+func (o *Orchestrator) Cached(states int, bytes int64) {
+	if o != nil {
+		o.cachedStates.Add(float64(states))
+		o.cachedBytes.Add(float64(bytes))
 	}
 }
 
