@@ -5,6 +5,8 @@ import (
 	"path"
 	"strings"
 
+	"connectrpc.com/grpcreflect"
+
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 )
 
@@ -78,17 +80,17 @@ var procedureRoles = map[string]Role{
 }
 
 // pathRole is the least role a request to path needs: a Weft procedure's
-// from the table, RoleAdmin for any other path under a Weft service (one
-// added without a line in the table) and for a path not in its clean form
-// (the mux only redirects it), and RoleRead for anything else the API
-// serves: server reflection, which describes the services, and the
-// console's files.
+// from the table, RoleRead for server reflection (which describes the
+// services), and RoleAdmin for any other path: a procedure added without
+// a line in the table, anything mounted beside the API later, a path not
+// in its clean form. (Health checks, /metrics, webhooks and the console's
+// files are served without a token, before any role is asked for.)
 func pathRole(p string) Role {
 	if r, ok := procedureRoles[p]; ok {
 		return r
 	}
-	if strings.HasPrefix(p, "/weft.") || path.Clean(p) != p {
-		return RoleAdmin
+	if path.Clean(p) == p && (strings.HasPrefix(p, "/"+grpcreflect.ReflectV1ServiceName+"/") || strings.HasPrefix(p, "/"+grpcreflect.ReflectV1AlphaServiceName+"/")) {
+		return RoleRead
 	}
-	return RoleRead
+	return RoleAdmin
 }

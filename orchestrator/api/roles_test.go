@@ -47,9 +47,9 @@ func TestEveryProcedureHasARole(t *testing.T) {
 }
 
 // A token may call what its role allows, and is answered PermissionDenied,
-// saying which role the call needs, for the rest; server reflection and
-// the console's files need only RoleRead, and a path under a Weft service
-// that is not in the table needs RoleAdmin.
+// saying which role the call needs, for the rest; server reflection needs
+// only RoleRead, and any path not in the table (a procedure added later,
+// anything mounted beside the API) needs RoleAdmin.
 func TestTokenRoles(t *testing.T) {
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok "+TokenName(r.Context()))
@@ -82,15 +82,17 @@ func TestTokenRoles(t *testing.T) {
 		pause  = "/weft.v1.DefinitionService/PauseDefinition"
 		newer  = "/weft.v1.WorkflowService/DeleteWorkflow"
 		reflec = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+		alpha  = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+		other  = "/weftadmin.v1.Ops/Wipe"
 	)
 	allowed := map[string][]string{
-		"boss": {get, watch, start, cancel, put, pause, newer, reflec, "/", "/assets/app.js"},
-		"bot":  {get, watch, start, cancel, reflec, "/"},
-		"wall": {get, watch, reflec, "/", "/assets/app.js"},
+		"boss": {get, watch, start, cancel, put, pause, newer, reflec, alpha, other, "/debug/vars"},
+		"bot":  {get, watch, start, cancel, reflec},
+		"wall": {get, watch, reflec, alpha},
 	}
 	refused := map[string]map[string]string{
-		"bot":  {put: "admin", pause: "admin", newer: "admin", "/assets/../weft.v1.DefinitionService/PutDefinition": "admin"},
-		"wall": {start: "run", cancel: "run", put: "admin", newer: "admin"},
+		"bot":  {put: "admin", pause: "admin", newer: "admin", other: "admin", "/assets/../weft.v1.DefinitionService/PutDefinition": "admin"},
+		"wall": {start: "run", cancel: "run", put: "admin", newer: "admin", other: "admin", "/debug/vars": "admin", "/grpc.reflection.v1.ServerReflection/../x": "admin"},
 	}
 	for name, paths := range allowed {
 		for _, p := range paths {
