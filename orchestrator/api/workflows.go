@@ -638,25 +638,45 @@ func (s *Server) ResumeWorkflow(ctx context.Context, req *connect.Request[weftv1
 // request with request id reqID that the history records, whatever the
 // run did since (it may have failed or been suspended again: applied
 // again, the request would redrive or resume it twice).
+//
+// The state is read as GetWorkflow reads it (withState): a read must
+// reach every record of the run this process's follower has passed on,
+// so a run an await here saw fail is never refused as still running by a
+// read that came back behind; one that stays behind is answered
+// Unavailable, never refused.
 func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status, verb, done, reqID string, ev events.Event) error {
-	v, err := s.readState(ctx, wf)
+	var (
+		seen, expired bool
+		shown         workflow.Status
+		last          uint64
+		created       time.Time
+		st            workflow.State
+	)
+	err := s.withState(ctx, wf, 0, func(v *stateView) error {
+		seen, expired, shown = v.st.RequestSeen(verb, reqID), v.st.Expired, v.st.Shown()
+		last, created = v.st.LastSeq, v.st.Created
+		st = workflow.State{ID: v.st.ID, Definition: v.st.Definition, Trace: v.st.Trace}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	if v.st.RequestSeen(verb, reqID) {
+	if seen {
 		return nil
 	}
-	if v.st.Expired {
+	if followed := s.interest.followed.of(wf); (expired || shown != want) && followed > last {
+		return errorf(connect.CodeUnavailable, "workflow %q: its history could not be read to its end (records up to %d were seen, %d read): try again", wf, followed, last)
+	}
+	if expired {
 		return errorf(connect.CodeFailedPrecondition, "workflow %q is past its retention and being deleted; it cannot be %s", wf, done)
 	}
-	if got := v.st.Shown(); got != want {
-		return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; only %s workflows can be %s", wf, got, want, done)
+	if shown != want {
+		return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; only %s workflows can be %s", wf, shown, want, done)
 	}
-	s.traceRun(ctx, v.st, "weft."+verb)
-	last := v.st.LastSeq
+	s.traceRun(ctx, &st, "weft."+verb)
 	msgID := verb + "/" + wf + "/" + strconv.FormatUint(last, 10)
 	if reqID != "" {
-		msgID = fmt.Sprintf("%s/%s/%d/%s", verb, wf, v.st.Created.UnixNano(), eventstore.MsgIDPart(reqID))
+		msgID = fmt.Sprintf("%s/%s/%d/%s", verb, wf, created.UnixNano(), eventstore.MsgIDPart(reqID))
 	}
 	_, err = s.store.AppendExternal(ctx, wf, &last, msgID, ev)
 	switch {
