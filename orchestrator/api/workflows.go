@@ -541,21 +541,45 @@ func (s *Server) CancelWorkflow(ctx context.Context, req *connect.Request[weftv1
 // reqID: the same request made twice to a run is recorded once, and one
 // made to a run started under the id of a deleted run, or redriven since,
 // is recorded again (the stream's duplicate window would drop it).
+//
+// A refusal is made only from a read that reaches the last record of the
+// run this process's follower has passed on (a redrive, say): a read
+// behind it is made again, 10 ms later and then twice as long each time,
+// and one still behind after maxBehindWait is answered Unavailable.
 func (s *Server) appendWhileRunning(ctx context.Context, wf, what, kind, reqID, span string, ev events.Event, recorded func(*workflow.State) bool) error {
 	v, err := s.readState(ctx, wf)
 	if err != nil {
 		return err
 	}
 	st := v.st
-	msgID := fmt.Sprintf("%s/%d.%d/%s", kind, st.Created.UnixNano(), st.Retries, eventstore.MsgIDPart(reqID))
 	s.traceRun(ctx, st, span)
+	behind := time.Duration(0)
 	for try := 0; ; try++ {
 		if recorded != nil && recorded(st) {
 			return nil // whenever it was made: the duplicate window is minutes
 		}
 		if st.Status != workflow.StatusRunning {
-			return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; %s are only accepted while it runs", wf, st.Status, what)
+			followed := s.interest.followed.of(wf)
+			switch {
+			case followed <= st.LastSeq:
+				return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; %s are only accepted while it runs", wf, st.Status, what)
+			case behind >= maxBehindWait:
+				return errorf(connect.CodeUnavailable, "workflow %q: its history could not be read to its end (records up to %d were seen, %d read): try again", wf, followed, st.LastSeq)
+			}
+			behind = max(2*behind, 10*time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return toConnect(ctx.Err())
+			case <-time.After(behind):
+			}
+			if err := s.foldSince(ctx, wf, st); err != nil {
+				return err
+			}
+			continue
 		}
+		// Named by the run's redrive as read: a request made again after a
+		// redrive is another request to another generation.
+		msgID := fmt.Sprintf("%s/%d.%d/%s", kind, st.Created.UnixNano(), st.Retries, eventstore.MsgIDPart(reqID))
 		last := st.LastSeq
 		_, err = s.store.AppendExternal(ctx, wf, &last, msgID, ev)
 		switch {
@@ -574,14 +598,22 @@ func (s *Server) appendWhileRunning(ctx context.Context, wf, what, kind, reqID, 
 			case <-time.After(pause):
 			}
 		}
-		msgs, err := s.store.Read(ctx, wf, st.LastSeq)
-		if err != nil {
-			return toConnect(err)
-		}
-		if broken := runs.FoldMessages(st, msgs); errors.Is(broken, events.ErrNewer) {
-			return newerHistory(broken)
+		if err := s.foldSince(ctx, wf, st); err != nil {
+			return err
 		}
 	}
+}
+
+// foldSince folds into st what wf's history holds after it.
+func (s *Server) foldSince(ctx context.Context, wf string, st *workflow.State) error {
+	msgs, err := s.store.Read(ctx, wf, st.LastSeq)
+	if err != nil {
+		return toConnect(err)
+	}
+	if broken := runs.FoldMessages(st, msgs); errors.Is(broken, events.ErrNewer) {
+		return newerHistory(broken)
+	}
+	return nil
 }
 
 func pageSize(n int32) (int, error) {
@@ -641,9 +673,10 @@ func (s *Server) ResumeWorkflow(ctx context.Context, req *connect.Request[weftv1
 //
 // The state is read as GetWorkflow reads it (withState): a read must
 // reach every record of the run this process's follower has passed on,
-// so a run an await here saw fail is never refused as still running by a
-// read that came back behind; one that stays behind is answered
-// Unavailable, never refused.
+// so a run an await through this process saw fail is not refused as still
+// running by a read that came back behind; one that stays behind is
+// answered Unavailable (its append would only conflict). Another API
+// process knows only what its own follower passed on.
 func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status, verb, done, reqID string, ev events.Event) error {
 	var (
 		seen, expired bool
@@ -664,7 +697,7 @@ func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status
 	if seen {
 		return nil
 	}
-	if followed := s.interest.followed.of(wf); (expired || shown != want) && followed > last {
+	if followed := s.interest.followed.of(wf); followed > last {
 		return errorf(connect.CodeUnavailable, "workflow %q: its history could not be read to its end (records up to %d were seen, %d read): try again", wf, followed, last)
 	}
 	if expired {
