@@ -564,7 +564,7 @@ func (s *Server) appendWhileRunning(ctx context.Context, wf, what, kind, reqID, 
 			case followed <= st.LastSeq:
 				return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; %s are only accepted while it runs", wf, st.Status, what)
 			case behind >= maxBehindWait:
-				return errorf(connect.CodeUnavailable, "workflow %q: its history could not be read to its end (records up to %d were seen, %d read): try again", wf, followed, st.LastSeq)
+				return errBehind(wf, followed, st.LastSeq)
 			}
 			behind = max(2*behind, 10*time.Millisecond)
 			select {
@@ -602,6 +602,13 @@ func (s *Server) appendWhileRunning(ctx context.Context, wf, what, kind, reqID, 
 			return err
 		}
 	}
+}
+
+// errBehind answers a request whose read of wf stayed behind the records
+// of it this process's follower had passed on: Unavailable, never a
+// refusal the run may not deserve.
+func errBehind(wf string, followed, read uint64) error {
+	return errorf(connect.CodeUnavailable, "workflow %q: its history could not be read to its end (records up to %d were seen, %d read): try again", wf, followed, read)
 }
 
 // foldSince folds into st what wf's history holds after it.
@@ -698,7 +705,7 @@ func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status
 		return nil
 	}
 	if followed := s.interest.followed.of(wf); followed > last {
-		return errorf(connect.CodeUnavailable, "workflow %q: its history could not be read to its end (records up to %d were seen, %d read): try again", wf, followed, last)
+		return errBehind(wf, followed, last)
 	}
 	if expired {
 		return errorf(connect.CodeFailedPrecondition, "workflow %q is past its retention and being deleted; it cannot be %s", wf, done)

@@ -13,20 +13,24 @@ import (
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
 
-// failLater stores wf's failure after its record at sequence after, 100ms
-// from now, once this process's follower has passed it on (a stream that
-// delivered a record before its reads show it).
-func failLater(t *testing.T, s *Server, wf string, after uint64) {
+// storeLater stores ev in wf's history after its record at sequence
+// after, 100ms from now, once this process's follower has passed it on (a
+// stream that delivered a record before its reads show it).
+func storeLater(t *testing.T, s *Server, wf string, after uint64, ev events.Event) {
 	t.Helper()
 	s.interest.record(eventstore.Followed{Workflow: wf, Seq: after + 1, Prev: after, HasPrev: true})
 	time.AfterFunc(100*time.Millisecond, func() {
-		seq, err := s.store.Append(context.Background(), wf, after, events.Event{Type: events.TypeWorkflowFailed, Time: time.Unix(102, 0).UTC(),
-			WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: "boom", Message: "failed"}}})
+		prev := after
+		seq, err := s.store.AppendExternal(context.Background(), wf, &prev, "later/"+wf, ev)
 		if err != nil || seq != after+1 {
-			t.Errorf("the failure was stored at %d (%v); the test expected %d", seq, err, after+1)
+			t.Errorf("%s was stored at %d (%v); the test expected %d", ev.Type, seq, err, after+1)
 		}
 	})
 }
+
+// failed is a run's failure, as recorded.
+var failed = events.Event{Type: events.TypeWorkflowFailed, Time: time.Unix(102, 0).UTC(),
+	WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: "boom", Message: "failed"}}}
 
 // A retry of a run this process's follower saw fail is not refused as
 // "RUNNING" by a read that comes back behind that record: the read is
@@ -37,7 +41,7 @@ func TestARetryIsNotRefusedByAReadBehindTheFollower(t *testing.T) {
 	const wf = "retry-behind"
 	s, first := readRun(t, wf, 4, slog.New(slog.DiscardHandler))
 	s.cfg.Now = time.Now
-	failLater(t, s, wf, first)
+	storeLater(t, s, wf, first, failed)
 	if _, err := s.RetryWorkflow(ctx, connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: wf, RequestId: "r1"})); err != nil {
 		t.Fatalf("retry of a run the follower saw fail: %v", err)
 	}
@@ -68,5 +72,36 @@ func TestARetryReadStayingBehindIsUnavailable(t *testing.T) {
 	_, err = s.RetryWorkflow(ctx, connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: wf, RequestId: "r1"}))
 	if connect.CodeOf(err) != connect.CodeFailedPrecondition {
 		t.Fatalf("retry of a running run: %v; want failed_precondition", err)
+	}
+}
+
+// A cancel of a run this process's follower saw redriven is not refused
+// as "FAILED" by a read that comes back behind the redrive: the read is
+// made again until it reaches it, and the cancel is recorded.
+func TestACancelIsNotRefusedByAReadBehindTheFollower(t *testing.T) {
+	ctx := context.Background()
+	const wf = "cancel-behind"
+	s, first := readRun(t, wf, 4, slog.New(slog.DiscardHandler))
+	s.cfg.Now = time.Now
+	after := first
+	failedAt, err := s.store.AppendExternal(ctx, wf, &after, "fail/"+wf, failed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeLater(t, s, wf, failedAt, events.Event{Type: events.TypeWorkflowRetried, Time: time.Unix(103, 0).UTC(),
+		WorkflowRetried: &events.WorkflowRetried{Reason: "x"}})
+	_, err = s.CancelWorkflow(ctx, connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: wf, RequestId: "c1"}))
+	if connect.CodeOf(err) == connect.CodeFailedPrecondition {
+		t.Fatalf("cancel of a run the follower saw retried was refused from a read behind it: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("cancel: %v", err)
+	}
+	msgs, err := s.store.Read(ctx, wf, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := msgs[len(msgs)-1]; len(msgs) != 4 || last.Record.Events[0].Type != events.TypeCancelRequested {
+		t.Fatalf("history after the cancel: %d records, the last %v", len(msgs), last.Record.Events)
 	}
 }
