@@ -412,7 +412,7 @@ func (s *Store) WatchDefinitions(ctx context.Context, fn func(DefinitionRecord))
 	if err != nil {
 		return fmt.Errorf("eventstore: watch definitions: %w", err)
 	}
-	ready := watchEntries(w, func(e jetstream.KeyValueEntry) {
+	ready, _ := watchEntries(w, func(e jetstream.KeyValueEntry) {
 		var rec DefinitionRecord
 		if msgpack.Unmarshal(e.Value(), &rec) == nil {
 			fn(rec)
@@ -427,26 +427,28 @@ func (s *Store) WatchDefinitions(ctx context.Context, fn func(DefinitionRecord))
 }
 
 // watchEntries calls fn with each entry w delivers, from one goroutine,
-// until w stops, and returns a channel closed once the entries stored when
-// w began have been passed to fn (or w stopped first).
-func watchEntries(w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) <-chan struct{} {
-	ready := make(chan struct{})
+// until w stops. It returns a channel closed once the entries stored when
+// w began have been passed to fn (or w stopped first), and one closed once
+// fn has been called for the last time.
+func watchEntries(w jetstream.KeyWatcher, fn func(jetstream.KeyValueEntry)) (ready, ended <-chan struct{}) {
+	readyc, endedc := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(endedc)
 		defer func() { _ = w.Stop() }()
 		initial := true
 		for e := range w.Updates() {
 			if e == nil {
 				if initial {
 					initial = false
-					close(ready)
+					close(readyc)
 				}
 				continue
 			}
 			fn(e)
 		}
 		if initial {
-			close(ready)
+			close(readyc)
 		}
 	}()
-	return ready
+	return readyc, endedc
 }

@@ -128,7 +128,14 @@ type Pauses struct {
 	// bucket's delete markers tell.
 	mu     sync.Mutex
 	lifted map[string]time.Time
+	// ended is closed once the watch has ended and the copy changes no more.
+	ended <-chan struct{}
 }
+
+// Ended returns a channel closed once the copy is no longer kept current
+// (its watch ended with the context WatchPauses was given) and changes no
+// more.
+func (p *Pauses) Ended() <-chan struct{} { return p.ended }
 
 // Paused returns definition def's pause, and whether it is paused.
 func (p *Pauses) Paused(def string) (Pause, bool) {
@@ -179,11 +186,12 @@ func (s *Store) WatchPauses(ctx context.Context) (*Pauses, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: watch pauses: %w", err)
 	}
-	ready := watchEntries(w, func(e jetstream.KeyValueEntry) {
+	ready, ended := watchEntries(w, func(e jetstream.KeyValueEntry) {
 		var pause Pause
 		ok := e.Operation() == jetstream.KeyValuePut && msgpack.Unmarshal(e.Value(), &pause) == nil
 		p.set(e.Key(), pause, ok, e.Created())
 	})
+	p.ended = ended
 	select {
 	case <-ready:
 		return p, nil

@@ -17,7 +17,7 @@ import (
 func TestAPauseReadInFlightHoldsCommands(t *testing.T) {
 	b, calls := countingBench(t)
 	b.pauseSeen("other")
-	b.w.stopWatch()
+	b.stopWatch()
 	if err := b.store.PauseDefinition(b.ctx, "d", eventstore.Pause{Time: time.Now(), By: "test"}); err != nil {
 		t.Fatal(err)
 	}

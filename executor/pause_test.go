@@ -45,6 +45,19 @@ func (b *bench) pauseSeen(def string) {
 	}
 }
 
+// stopWatch stops the worker's watch of the pauses and waits until its
+// copy changes no more: an update already on its way when the watch's
+// context ends may still reach the copy until then.
+func (b *bench) stopWatch() {
+	b.t.Helper()
+	b.w.stopWatch()
+	select {
+	case <-b.w.pauses.Ended():
+	case <-time.After(5 * time.Second):
+		b.t.Fatal("the worker's watch of the pauses did not end")
+	}
+}
+
 // heldUntilResumed checks that the command of definition "d" just stored
 // does not run (calls stays 0) for 1.5s, then that check holds, then
 // resumes "d" and checks that the command's attempt 1 runs and completes.
@@ -75,7 +88,7 @@ func TestAPauseReachesAWorkerWhoseWatchLags(t *testing.T) {
 	// Another definition's pause reaches the copy; then the copy keeps
 	// what it saw, and no pause of "d".
 	b.pauseSeen("other")
-	b.w.stopWatch()
+	b.stopWatch()
 	if err := b.store.PauseDefinition(b.ctx, "d", eventstore.Pause{Time: time.Now(), By: "test"}); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +107,7 @@ func TestAPauseReachesAWorkerWhoseWatchLags(t *testing.T) {
 func TestAResumeReachesAWorkerWhoseWatchLags(t *testing.T) {
 	b, calls := countingBench(t)
 	b.pauseSeen("d")
-	b.w.stopWatch()
+	b.stopWatch()
 	b.commandOf("wf", "t", "d", events.RetryPolicy{MaxAttempts: 1})
 	b.heldUntilResumed(calls, func() {})
 	if !b.w.Holds("d") {
