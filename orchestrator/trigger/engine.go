@@ -430,6 +430,14 @@ func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error 
 			return err
 		}
 	}
+	if st.Unsure("") && d.NumDelivered < unsureTries {
+		// A stored definition this part cannot compile may have a trigger
+		// on the subject too: the runs of the matches it knows are
+		// started (a redelivery finds them), and the event is given back
+		// for a part that can compile every definition.
+		_ = d.Nak(5 * time.Second)
+		return errNakked
+	}
 	return nil
 }
 

@@ -215,19 +215,23 @@ var ErrWebhookAmbiguous = errors.New("trigger: more than one definition declares
 // during a rolling upgrade): the delivery is to be tried again.
 var ErrWebhookUnsure = errors.New("trigger: a stored definition this part cannot compile may declare the webhook")
 
-// Webhook returns the trigger of webhook name; ok is false when no
-// definition declares it. Should more than one declare it (definitions
-// stored before names had owners), the one that owns the name answers,
-// and none does (ErrWebhookAmbiguous) when it is not among them. A name
-// this registry does not know but a definition claimed (a put claims its
-// webhooks before it stores them) is looked up in the definitions as
-// stored (Stored): one put a moment ago through another process is
-// delivered, where an answer that it does not exist would lose the
-// delivery (many senders never retry a 404). A name nothing claimed costs
-// one read of its claim.
+// Webhook returns the trigger of webhook name, as the definitions stored
+// when the delivery came declare it (StoredSince: one request while nothing
+// was put since the last look), not as this registry has followed them:
+// a put that answered (a secret added, the trigger removed, a new filter,
+// a webhook just declared through another process) is served as it stored
+// it. ok is false when no definition declares it. Should more than one
+// declare it (definitions stored before names had owners), the one that
+// owns the name answers, and none does (ErrWebhookAmbiguous) when it is
+// not among them. A name no definition here declares but one claimed
+// whose latest revision this part cannot compile is ErrWebhookUnsure.
 func (r *Registry) Webhook(ctx context.Context, name string) (m Match, ok bool, err error) {
-	if len(r.webhooks(name)) > 0 {
-		return r.webhook(ctx, name)
+	st, err := r.StoredSince(ctx, time.Now())
+	if err != nil {
+		return Match{}, true, err
+	}
+	if len(st.webhooks(name)) > 0 {
+		return st.webhook(ctx, name)
 	}
 	c, err := r.store.WebhookClaim(ctx, name)
 	switch {
@@ -236,16 +240,12 @@ func (r *Registry) Webhook(ctx context.Context, name string) (m Match, ok bool, 
 	case err != nil:
 		return Match{}, true, err
 	}
-	st, err := r.Stored(ctx)
-	if err != nil {
-		return Match{}, true, err
-	}
-	if len(st.webhooks(name)) == 0 && st.Unsure(c.Definition) {
+	if st.Unsure(c.Definition) {
 		// Its claimer may declare it, in a revision this part cannot
 		// compile (a newer version's): to be tried again.
 		return Match{}, true, fmt.Errorf("webhook %q: %w", name, ErrWebhookUnsure)
 	}
-	return st.webhook(ctx, name)
+	return Match{}, false, nil
 }
 
 // webhook is Webhook within what r knows.
