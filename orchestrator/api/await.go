@@ -44,8 +44,13 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	// The run the first look finds is the one awaited: one started under
 	// its id after it was deleted is not.
 	var run time.Time
+	var behind time.Duration // the wait before the next look of a look behind its wake
 	for need := uint64(0); ; need = reg.look() {
-		w, created, err := s.lookClosed(ctx, wf, need, run, deadline)
+		// What the look must reach: the record it was woken for, or the
+		// last the follower passed on (whose wake may have come before
+		// the call registered).
+		want := max(need, s.interest.followed.of(wf))
+		w, created, seen, err := s.lookClosed(ctx, wf, need, run, deadline)
 		if err != nil || w != nil {
 			return awaited(w, err, wf, timeout)
 		}
@@ -53,7 +58,21 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		if s.ending.Load() {
 			return nil, errStopping(wf)
 		}
+		// A look that read less than it was woken for (a stream leader
+		// still storing what it delivered) is made again, a while later
+		// each time, as a watch's read is: the wake came before the read
+		// and does not come again.
+		var again *time.Timer
+		if seen < want {
+			behind = min(max(2*behind, 10*time.Millisecond), maxBehindWait)
+			again = time.AfterFunc(behind, reg.interrupt)
+		} else {
+			behind = 0
+		}
 		reg.sleep(ctx.Done())
+		if again != nil {
+			again.Stop()
+		}
 		if err := ctx.Err(); err != nil {
 			return awaited(nil, toConnect(err), wf, timeout)
 		}
@@ -79,32 +98,33 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 // it does as soon as its own context ends; it is not made a child of the
 // call's context, which would give that context a table of its children
 // for the rest of the await (half a kilobyte each, parked).
-func (s *Server) lookClosed(ctx context.Context, wf string, need uint64, run, deadline time.Time) (*weftv1.Workflow, time.Time, error) {
+func (s *Server) lookClosed(ctx context.Context, wf string, need uint64, run, deadline time.Time) (*weftv1.Workflow, time.Time, uint64, error) {
 	lctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	select {
 	case s.looks <- struct{}{}:
 	case <-ctx.Done():
-		return nil, run, toConnect(ctx.Err())
+		return nil, run, 0, toConnect(ctx.Err())
 	case <-lctx.Done():
-		return nil, run, toConnect(lctx.Err())
+		return nil, run, 0, toConnect(lctx.Err())
 	}
 	type answer struct {
 		w       *weftv1.Workflow
 		created time.Time
+		seen    uint64
 		err     error
 	}
 	done := make(chan answer, 1)
 	go func() {
 		defer func() { <-s.looks }()
-		w, created, err := s.closedWorkflow(lctx, wf, need, run)
-		done <- answer{w, created, err}
+		w, created, seen, err := s.closedWorkflow(lctx, wf, need, run)
+		done <- answer{w, created, seen, err}
 	}()
 	select {
 	case a := <-done:
-		return a.w, a.created, a.err
+		return a.w, a.created, a.seen, a.err
 	case <-ctx.Done():
-		return nil, run, toConnect(ctx.Err())
+		return nil, run, 0, toConnect(ctx.Err())
 	}
 }
 
@@ -167,21 +187,23 @@ func awaited(w *weftv1.Workflow, err error, wf string, timeout time.Duration) (*
 }
 
 // closedWorkflow returns wf's state when it is closed, and nil while it
-// runs, with when the run it found was created. A cached state that
+// runs, with when the run it found was created and the stream sequence
+// of the last record the state holds. A cached state that
 // reaches stream sequence need is taken as it is; need 0 asks for
 // everything stored before the call (the first look, and one after the
 // follower was made again), from the cache when the follower keeps it
 // current (withCurrentState). A run created at another time than run
 // (when set) is another run of the id, started after the one awaited was
 // deleted: NotFound.
-func (s *Server) closedWorkflow(ctx context.Context, wf string, need uint64, run time.Time) (*weftv1.Workflow, time.Time, error) {
+func (s *Server) closedWorkflow(ctx context.Context, wf string, need uint64, run time.Time) (*weftv1.Workflow, time.Time, uint64, error) {
 	var w *weftv1.Workflow
+	var seen uint64
 	created := run
 	look := func(v *stateView) error {
 		if !run.IsZero() && !v.st.Created.Equal(run) {
 			return errorf(connect.CodeNotFound, "workflow %q was deleted while it was awaited (its id names a run started since)", wf)
 		}
-		created = v.st.Created
+		created, seen = v.st.Created, v.st.LastSeq
 		if v.st.Status == workflow.StatusRunning {
 			return nil
 		}
@@ -195,5 +217,5 @@ func (s *Server) closedWorkflow(ctx context.Context, wf string, need uint64, run
 	} else {
 		err = s.withState(ctx, wf, need, look)
 	}
-	return w, created, err
+	return w, created, seen, err
 }

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"hash/maphash"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -72,43 +71,86 @@ type interest struct {
 }
 
 // followedSeqs remembers, for the workflows of recent records, the
-// stream sequence of the last record passed on. It is a fixed table of
-// 16,384 slots (256 KiB) by the workflow id's hash: a workflow whose slot
-// a later one took is forgotten (of answers 0), never confused with it.
+// stream sequence of the last record passed on: exactly, by workflow id,
+// for the last followedKeep (or the last followedNotes records, when more
+// came in that time). A read that comes back behind what the follower
+// passed on is behind for moments (a stream leader still storing what it
+// delivered), so a workflow is remembered for as long as such a read can
+// matter, whatever other runs' records pass meanwhile.
 type followedSeqs struct {
-	seed  maphash.Seed
 	mu    sync.Mutex
-	slots [1 << 14]struct{ h, seq uint64 }
+	base  time.Time // for notes' times, on the monotonic clock
+	last  map[string]followedSeq
+	notes []followedNote // in the order noted; from head on
+	head  int
+	count uint64 // notes made
+}
+
+// followedSeq is a workflow's last record passed on, and the note that
+// said so last.
+type followedSeq struct {
+	seq  uint64
+	note uint64
+}
+
+// followedNote is one note (the count-th), for forgetting it in turn.
+type followedNote struct {
+	wf    string
+	at    time.Duration
+	count uint64
+}
+
+// followedKeep is how long a workflow's last record passed on is
+// remembered; followedNotes bounds the notes kept within it (at 10,000
+// records a second, 13 s of them; about 15 MiB at most, ids included).
+const (
+	followedKeep  = time.Minute
+	followedNotes = 1 << 17
+)
+
+func newFollowedSeqs() *followedSeqs {
+	return &followedSeqs{base: time.Now(), last: map[string]followedSeq{}}
 }
 
 // note records seq as wf's last record passed on.
 func (f *followedSeqs) note(wf string, seq uint64) {
-	h := maphash.String(f.seed, wf)
 	f.mu.Lock()
-	slot := &f.slots[h&(uint64(len(f.slots))-1)]
-	if slot.h != h || slot.seq < seq {
-		slot.h, slot.seq = h, seq
+	defer f.mu.Unlock()
+	now := time.Since(f.base)
+	if prev, ok := f.last[wf]; ok && prev.seq > seq {
+		seq = prev.seq
 	}
-	f.mu.Unlock()
+	f.count++
+	f.last[wf] = followedSeq{seq: seq, note: f.count}
+	f.notes = append(f.notes, followedNote{wf: wf, at: now, count: f.count})
+	for f.head < len(f.notes) && (len(f.notes)-f.head > followedNotes || now-f.notes[f.head].at > followedKeep) {
+		n := f.notes[f.head]
+		f.notes[f.head] = followedNote{}
+		f.head++
+		if cur, ok := f.last[n.wf]; ok && cur.note == n.count {
+			delete(f.last, n.wf)
+		}
+	}
+	if f.head > len(f.notes)/2 {
+		f.notes = append(f.notes[:0:0], f.notes[f.head:]...)
+		f.head = 0
+	}
 }
 
 // clear forgets every workflow.
 func (f *followedSeqs) clear() {
 	f.mu.Lock()
-	clear(f.slots[:])
+	clear(f.last)
+	f.notes, f.head = nil, 0
 	f.mu.Unlock()
 }
 
 // of returns the sequence of wf's last record passed on, if remembered,
 // or 0.
 func (f *followedSeqs) of(wf string) uint64 {
-	h := maphash.String(f.seed, wf)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if slot := f.slots[h&(uint64(len(f.slots))-1)]; slot.h == h {
-		return slot.seq
-	}
-	return 0
+	return f.last[wf].seq
 }
 
 // waiter is one call's registration: wake has room for one hint; need is
@@ -124,7 +166,7 @@ type waiter struct {
 
 func newInterest(follow func(context.Context) (*eventstore.Follower, error), seen func(eventstore.Followed), replaced func(), linger time.Duration, created time.Time, log *slog.Logger) *interest {
 	return &interest{follow: follow, seen: seen, replaced: replaced, linger: linger, log: log, waiters: map[string]map[*waiter]struct{}{},
-		followed: &followedSeqs{seed: maphash.MakeSeed()}, created: created}
+		followed: newFollowedSeqs(), created: created}
 }
 
 // setBase sets the context followers live in (the server's Start context).

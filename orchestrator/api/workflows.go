@@ -255,6 +255,8 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 				}
 			}
 			replacements = r
+			// The records woken for were of the old stream.
+			reg.need.Store(0)
 		}
 		// send sends a record's events, the record after the last sent.
 		send := func(msg eventstore.Message) error {
@@ -286,7 +288,10 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 			after = msg.Seq
 			return nil
 		}
-		followed := s.interest.followed.of(wf) // what the read must reach
+		// What the read must reach: the last record of wf the follower
+		// passed on, as its table remembers it or as the wakes of this
+		// call said (the table forgets a run whose slot another took).
+		followed := max(s.interest.followed.of(wf), reg.need.Load())
 		msgs, err := s.store.ReadLiveWithin(ctx, wf, after, watchReadBytes)
 		if errors.Is(err, eventstore.ErrTooLong) {
 			// More than a watch holds at once (a long history, a caller
