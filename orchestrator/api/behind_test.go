@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -46,7 +47,7 @@ func storeIn(t *testing.T, s *Server, wf string, after uint64, ev events.Event, 
 // last record is older than followedKeep.
 func (f *followedSeqs) forget(wf string) {
 	f.mu.Lock()
-	delete(f.last, wf)
+	delete(f.last, maphash.String(f.seed, wf))
 	f.mu.Unlock()
 }
 
