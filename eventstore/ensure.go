@@ -72,7 +72,8 @@ func lacks[T any](want, have T) bool { return !reflect.DeepEqual(overlay(want, h
 
 // ensureStream returns stream want.Name, creating it when missing and
 // updating it when it lacks a setting of want. Subjects, when want has
-// none, are initial's on creation and left as they are otherwise. fix, if
+// none, are initial's on creation and left as they are otherwise;
+// want.FirstSeq is for the creation only. fix, if
 // set, settles what depends on the rest of the config (with want's
 // settings over the stream's) in the same create or update.
 func (s *Store) ensureStream(ctx context.Context, want jetstream.StreamConfig, initial []string, fix func(*jetstream.StreamConfig)) (jetstream.Stream, error) {
@@ -100,7 +101,9 @@ func (s *Store) ensureStream(ctx context.Context, want jetstream.StreamConfig, i
 			return nil, err
 		}
 		have := st.CachedInfo().Config
-		if next := settle(overlay(want, have)); !reflect.DeepEqual(next, have) {
+		keep := want
+		keep.FirstSeq = 0
+		if next := settle(overlay(keep, have)); !reflect.DeepEqual(next, have) {
 			return s.js.UpdateStream(ctx, next)
 		}
 		return st, nil

@@ -32,7 +32,12 @@ const (
 
 func (s *Store) openTriggers(ctx context.Context) error {
 	cfg := s.cfg
-	// No subjects: the stream keeps those the trigger engine set.
+	// No subjects: the stream keeps those the trigger engine set. A
+	// message without a Nats-Msg-Id is known by its sequence (its run's id
+	// is made of it), so a stream made again (deleted, or lost) must not
+	// number from 1 again, where its new messages would be taken for the
+	// runs of the old ones: it begins at the time in microseconds, past
+	// every sequence a stream made before it reached.
 	if _, err := s.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        TriggersStream,
 		Description: "Weft trigger events: messages on trigger subjects, kept until a workflow is started for them",
@@ -40,6 +45,7 @@ func (s *Store) openTriggers(ctx context.Context) error {
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.DuplicateWindow,
+		FirstSeq:    uint64(time.Now().UnixMicro()),
 	}, []string{triggerIdleSubject}, nil); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", TriggersStream, err)
 	}
