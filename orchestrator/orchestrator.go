@@ -516,10 +516,17 @@ func (sh *shard) processUntilSettled(ctx context.Context, d *eventstore.Delivery
 	defer sh.o.metrics.orch.Decided(time.Now())
 	for try := 0; ; try++ {
 		err := sh.process(ctx, d, try == 0)
-		if !errors.Is(err, eventstore.ErrConflict) || try >= 20 {
+		var broken errBroken
+		switch {
+		case try == 0 && errors.As(err, &broken):
+			// Judged on a state that may be cached behind the history (a
+			// cancel recorded since, say): "cannot go on" is recorded
+			// only as judged on the history read afresh.
+		case !errors.Is(err, eventstore.ErrConflict) || try >= 20:
 			return err
+		default:
+			sh.o.metrics.orch.Conflict()
 		}
-		sh.o.metrics.orch.Conflict()
 		sh.forget(d.WorkflowID)
 	}
 }
@@ -580,6 +587,9 @@ func (sh *shard) failBroken(ctx context.Context, d *eventstore.Delivery, broken 
 		err = sh.afterBroken(ctx, d)
 	}
 	if err != nil {
+		// The state process loaded may hold the input applied and never
+		// stored: the next delivery reads the run afresh.
+		sh.forget(d.WorkflowID)
 		log().Warn("could not follow up the failure; retrying", "err", err)
 		_ = d.Nak(backoff(d.NumDelivered))
 		return
