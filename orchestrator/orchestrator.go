@@ -825,8 +825,18 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 	if err := sh.commit(ctx, d.WorkflowID, e, append(input, decided...)); err != nil {
 		return err
 	}
+	if testHookAfterCommit != nil {
+		if err := testHookAfterCommit(d.WorkflowID); err != nil {
+			return err
+		}
+	}
 	return sh.reconcile(ctx, d.WorkflowID, e, d)
 }
+
+// testHookAfterCommit, when set by a test, is called after an input's
+// decision is recorded and before its follow-ups; an error it returns
+// cuts the handling short there, as a crash would.
+var testHookAfterCommit func(wf string) error
 
 // loadFor returns the state d applies to, and whether it was just read.
 // It never judges an input on a history that does not reach the record
@@ -1515,7 +1525,7 @@ func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *w
 	childFailed := func(format string, args ...any) *events.Error {
 		return &events.Error{Type: workflow.ErrTypeChild, Message: fmt.Sprintf(format, args...)}
 	}
-	def, rec, err := sh.o.defs.Load(ctx, s.Task, 0)
+	def, rec, err := sh.o.defs.Load(ctx, s.Task, s.ChildRevision)
 	if errors.Is(err, eventstore.ErrNotFound) {
 		return childFailed("child definition %q not found: put it first", s.Task), false, nil
 	}
@@ -1649,6 +1659,7 @@ func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint
 	if err := sh.prepare(ctx, wf, seq, evs); err != nil {
 		return 0, err
 	}
+	pinChildren(e.st, evs)
 	next, err := sh.o.store.AppendWith(ctx, wf, seq, eventstore.AppendOpts{Snapshot: e.snapSeq, Owner: sh.o.id, Definition: e.st.Definition, Stored: &e.st.Bytes}, evs...)
 	switch {
 	case errors.Is(err, eventstore.ErrTooLarge) && len(evs) > 1:
@@ -1755,9 +1766,34 @@ func (sh *shard) prepare(ctx context.Context, wf string, after uint64, evs []eve
 			if err := sh.o.store.EnsureTaskConsumer(ctx, ev.StepScheduled.Task); err != nil {
 				return err
 			}
+		case ev.ChildStarted != nil && ev.ChildStarted.Revision == 0:
+			// The child starts on the revision that is the latest now,
+			// however late its start comes (a crash in between, a parent
+			// that failed first): the record says which.
+			rec, err := sh.o.store.GetDefinition(ctx, ev.ChildStarted.Definition, 0)
+			switch {
+			case errors.Is(err, eventstore.ErrNotFound):
+				// The start fails the step, as it finds none either.
+			case err != nil:
+				return err
+			default:
+				ev.ChildStarted.Revision = rec.Revision
+			}
 		}
 	}
 	return nil
+}
+
+// pinChildren sets the revisions prepare gave the children evs start on
+// in st, to which evs were applied before: st stays the fold of evs.
+func pinChildren(st *workflow.State, evs []events.Event) {
+	for _, ev := range evs {
+		if cs := ev.ChildStarted; cs != nil {
+			if s := st.Steps[cs.Path]; s != nil && s.Gen == cs.Gen && s.ChildID == cs.WorkflowID {
+				s.ChildRevision = cs.Revision
+			}
+		}
+	}
 }
 
 // indexKey is what a listing entry reflects of a workflow's state: its

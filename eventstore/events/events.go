@@ -412,7 +412,12 @@ type ChildStarted struct {
 	Gen        int    `msgpack:"g"`
 	WorkflowID string `msgpack:"id"`
 	Definition string `msgpack:"def"`
-	Input      any    `msgpack:"in"`
+	// Revision is the child definition's latest revision when the step
+	// started, the one the child starts on (0 in records of earlier
+	// versions, and when the definition was not found: the latest when
+	// the child is started).
+	Revision int `msgpack:"rev,omitempty"`
+	Input    any `msgpack:"in"`
 }
 
 // FlowLimits are a task step's concurrency and rate limit, as executors

@@ -346,6 +346,9 @@ func waitEventData(e events.Event) (path string, data map[string]any, ok bool) {
 		p := e.ChildStarted
 		path = p.Path
 		data = map[string]any{"workflow_id": p.WorkflowID, "definition": p.Definition, "input": p.Input}
+		if p.Revision != 0 {
+			data["revision"] = int64(p.Revision)
+		}
 	default:
 		return "", nil, false
 	}

@@ -89,9 +89,9 @@ func TestSnapshotKeepsRequestIDs(t *testing.T) {
 // them must come with a new SnapshotVersion, or a snapshot written by one
 // build would be read as a different state by the next.
 func TestSnapshotLayoutPinned(t *testing.T) {
-	const want = `v10
+	const want = `v11
 State: ID string; Definition string; Revision int; Input interface {}; RequestID string; Parent *events.ParentRef; StartedBy string; Trace string; Suspended int; Status workflow.Status; Output interface {}; Error *events.Error; ErrorPath string; Steps map[string]*workflow.Step; Order []string; outputs map[string]map[string]interface {}; Vars map[string]interface {}; Search map[string]interface {}; SearchChanges int; StartSearched bool; Signals []*workflow.Signal; signalIDs map[string]bool; requestIDs map[string]bool; TimeoutTimerID string; TimeoutAt time.Time; TimedOut bool; CancelRequested bool; CancelReason string; Queued bool; QueueKey string; Admitted bool; AdmitChecks int; AdmitTimerID string; AdmitAt time.Time; Retries int; Expired bool; Created time.Time; Closed time.Time; Now time.Time; Events int; LastSeq uint64; Bytes int64; FirstSeq uint64; loops map[string]*workflow.loopProgress
-Step: Path string; Kind string; Task string; Status workflow.StepStatus; Gen int; Attempts int; LastError *events.Error; Output interface {}; Started time.Time; Closed time.Time; Signal string; TimerID string; TimeoutAt time.Time; TimedOut bool; TimedOutAt int; Case int; Items []interface {}; Iteration int; IterBase int; ChildID string; ChildInput interface {}; Searched bool; Suspend bool; Caught []string; CatchAll bool; HeldFor string; HeldDetail string; Rerun bool; Late bool
+Step: Path string; Kind string; Task string; Status workflow.StepStatus; Gen int; Attempts int; LastError *events.Error; Output interface {}; Started time.Time; Closed time.Time; Signal string; TimerID string; TimeoutAt time.Time; TimedOut bool; TimedOutAt int; Case int; Items []interface {}; Iteration int; IterBase int; ChildID string; ChildRevision int; ChildInput interface {}; Searched bool; Suspend bool; Caught []string; CatchAll bool; HeldFor string; HeldDetail string; Rerun bool; Late bool
 Signal: Seq int; Name string; Payload interface {}; Consumed bool`
 	var b strings.Builder
 	fmt.Fprintf(&b, "v%d", workflow.SnapshotVersion)

@@ -86,9 +86,11 @@ type Step struct {
 	// max_iterations (a redrive gives it a fresh budget).
 	IterBase int
 	// ChildID is a workflow step's child workflow; Task holds its
-	// definition and ChildInput its input.
-	ChildID    string
-	ChildInput any
+	// definition, ChildRevision the revision it starts on (0: the latest
+	// when it starts) and ChildInput its input.
+	ChildID       string
+	ChildRevision int
+	ChildInput    any
 
 	// Searched: the step's search attributes were recorded since it last
 	// completed (a step whose definition has none never is).
@@ -594,7 +596,7 @@ func (st *State) timerScheduled(p *events.TimerScheduled, t time.Time) {
 func (st *State) childStarted(p *events.ChildStarted, t time.Time) {
 	s := st.step(p.Path, t)
 	s.Kind, s.Status, s.Gen, s.ChildID = "workflow", StepRunning, p.Gen, p.WorkflowID
-	s.Task, s.ChildInput = p.Definition, p.Input
+	s.Task, s.ChildRevision, s.ChildInput = p.Definition, p.Revision, p.Input
 	s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
 }
 
