@@ -337,3 +337,32 @@ func triggersOwning(field string) string {
 	}
 	return strings.Join(ks, " and ") + " triggers"
 }
+
+// DeclaredSubjects returns the subjects of the subject triggers a
+// definition's source declares, read leniently: nothing else of it is
+// checked, so a definition this build cannot compile (a newer version's)
+// still says which subjects it may take. ok is false when the triggers
+// cannot be read so (not a map of triggers, a subject that is not text,
+// a trigger of a kind this build does not know): it may take any.
+func DeclaredSubjects(src []byte) (subjects []string, ok bool) {
+	var doc struct {
+		Triggers []map[string]any `yaml:"triggers"`
+	}
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return nil, false
+	}
+	for _, t := range doc.Triggers {
+		switch s, has := t["subject"]; {
+		case has:
+			text, isText := s.(string)
+			if !isText {
+				return nil, false
+			}
+			subjects = append(subjects, text)
+		case t["cron"] != nil, t["webhook"] != nil:
+		default:
+			return nil, false
+		}
+	}
+	return subjects, true
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -389,6 +390,30 @@ func TestDefect13_CronAcrossDaylightSavingChanges(t *testing.T) {
 					t.Errorf("%s in %s: %d ticks on %s", spec, zone, n, day)
 				}
 			}
+		}
+	}
+}
+
+// A definition's subject triggers are read from its source without
+// compiling the rest (a newer version's definition); triggers that cannot
+// be read so say so.
+func TestDeclaredSubjects(t *testing.T) {
+	for _, tc := range []struct {
+		src  string
+		want []string
+		ok   bool
+	}{
+		{"name: a\ntriggers:\n  - subject: orders.>\n  - cron: '* * * * *'\n  - webhook: hook\n  - subject: pay.new\nsteps: [ {id: a, frobnicate: yes} ]\n", []string{"orders.>", "pay.new"}, true},
+		{`{"name": "a", "triggers": [{"subject": "x.y"}], "steps": []}`, []string{"x.y"}, true},
+		{"name: a\nsteps: [ {id: a, task: t} ]\n", nil, true},
+		{"name: a\ntriggers:\n  - stream: orders\n", nil, false},
+		{"name: a\ntriggers:\n  - subject: [a, b]\n", nil, false},
+		{"name: a\ntriggers: {subject: x}\n", nil, false},
+		{"name: [\n", nil, false},
+	} {
+		got, ok := DeclaredSubjects([]byte(tc.src))
+		if ok != tc.ok || !slices.Equal(got, tc.want) {
+			t.Errorf("DeclaredSubjects(%q) = %q, %v; want %q, %v", tc.src, got, ok, tc.want, tc.ok)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -221,7 +222,7 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 	}
 	indexed := make([]*run, len(sums))
 	for i, sum := range sums {
-		r := &run{Run: Run{ID: sum.ID, Definition: sum.Definition, IndexStatus: sum.Status}, indexed: true}
+		r := &run{Run: Run{ID: sum.ID, Definition: sum.Definition, IndexStatus: sum.Status}, indexed: true, indexSearch: sum.Search}
 		indexed[i] = r
 		c.runs[sum.ID] = r
 	}
@@ -322,6 +323,8 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 type run struct {
 	Run
 	indexed bool
+	// indexSearch is the search attributes its index entry holds.
+	indexSearch map[string]any
 	// st is the folded history; nil when there is none.
 	st      *workflow.State
 	lastSeq uint64
@@ -351,6 +354,9 @@ func (r *run) related() []string {
 		if s := r.st.Steps[p]; workflow.Abandoned(r.st, s) {
 			ids = append(ids, s.ChildID)
 		}
+	}
+	for _, m := range keptChildren(r.st) {
+		ids = append(ids, m.ChildID)
 	}
 	if p := r.st.Parent; p != nil && r.st.Status.Terminal() {
 		ids = append(ids, p.WorkflowID)
@@ -507,6 +513,12 @@ func (c *checker) load(ctx context.Context, r *run) error {
 		if last := l.Msgs[len(l.Msgs)-1]; last.Err == nil {
 			if evs := last.Record.Events; evs[len(evs)-1].Terminal() {
 				st.Status, r.broken = workflow.StatusFailed, nil
+				if st.Closed.IsZero() {
+					// Closed where the fold stopped, as the orchestrator
+					// takes it (runs.FoldMessages) for its follow-ups: the
+					// deletion is scheduled from it.
+					st.Closed = st.Now
+				}
 			}
 		}
 	}
@@ -534,6 +546,34 @@ func (c *checker) deleted(ctx context.Context, wf string) (bool, error) {
 		return false, err
 	}
 	return c.store.DeletionUnderWay(ctx, wf)
+}
+
+// sameSearch reports whether the search attributes a and b are the same,
+// compared as the index stores them.
+func sameSearch(a, b map[string]any) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	a, b = maps.Clone(a), maps.Clone(b)
+	if events.NormalizeSearch(a) != nil || events.NormalizeSearch(b) != nil {
+		return true // not this check's to judge
+	}
+	for k, v := range a {
+		w, ok := b[k]
+		if !ok {
+			return false
+		}
+		if t, isTime := v.(time.Time); isTime {
+			if u, ok := w.(time.Time); !ok || !t.Equal(u) {
+				return false
+			}
+			continue
+		}
+		if v != w {
+			return false
+		}
+	}
+	return true
 }
 
 // recent reports whether r's history changed within the grace period.
@@ -587,9 +627,26 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 		// (An open run's entry may lag while a task or child is in
 		// flight: its result comes to an orchestrator that writes it.)
 		r.add(FindingDrifted, "index says %s, history says %s", r.IndexStatus, r.Status)
+	case !(open(r.Status) && workflow.InFlight(r.st)) && !sameSearch(r.indexSearch, r.st.Search):
+		// The entry holds the search attributes too (a run found by them
+		// is listed by them); it may lag only as its status may.
+		r.add(FindingDrifted, "index holds search attributes %v, history says %v", r.indexSearch, r.st.Search)
 	}
 	// The follow-ups of any run, closed or not.
 	missed := c.abandoned(r)
+	if r.broken == nil {
+		// A failed run keeps its running children (a redrive takes their
+		// results): each is started, and tells it when it closes.
+		for _, m := range keptChildren(r.st) {
+			why, err := c.child(ctx, r, m)
+			if err != nil {
+				return err
+			}
+			if why != "" {
+				missed = append(missed, why)
+			}
+		}
+	}
 	if !open(r.Status) && r.broken == nil {
 		why, err := c.deletion(ctx, r)
 		if err != nil {
@@ -749,6 +806,21 @@ func (c *checker) abandoned(r *run) []string {
 			s.Path, s.ChildID, s.Status, r.Status, kid.Status))
 	}
 	return stuck
+}
+
+// keptChildren returns the child steps a failed st still runs: their
+// children are started and tell st when they close, as a running run's.
+func keptChildren(st *workflow.State) []workflow.Mover {
+	if st.Status != workflow.StatusFailed {
+		return nil
+	}
+	var out []workflow.Mover
+	for _, path := range st.Order {
+		if s := st.Steps[path]; s.Kind == "workflow" && s.Status == workflow.StepRunning && s.ChildID != "" {
+			out = append(out, workflow.Mover{Kind: workflow.MoverChild, Path: path, Task: s.Task, Gen: s.Gen, ChildID: s.ChildID})
+		}
+	}
+	return out
 }
 
 // stepsChild reports whether kid is the child of r's step at path, gen:

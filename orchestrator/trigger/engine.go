@@ -389,7 +389,7 @@ func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error 
 		return err
 	}
 	matches := st.ForSubject(ev.Subject)
-	if len(matches) == 0 && st.Unsure("") && d.NumDelivered < unsureTries {
+	if len(matches) == 0 && st.UnsureOf(ev.Subject) && d.NumDelivered < unsureTries {
 		// A part that can compile every definition handles it.
 		_ = d.Nak(5 * time.Second)
 		return errNakked
@@ -425,16 +425,18 @@ func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error 
 	}
 	fe := Event{Vars: map[string]any{"event": payload, "headers": headerMap(ev.Headers), "subject": ev.Subject},
 		Identity: MessageIdentity(ev)}
+	// A stored definition this part cannot compile may have a trigger on
+	// the subject too: the runs of the matches it knows are started (a
+	// redelivery finds them), and the event is given back for a part that
+	// can compile every definition. A refusal is recorded by the delivery
+	// that settles the event, once.
+	giveBack := st.UnsureOf(ev.Subject) && d.NumDelivered < unsureTries
 	for _, m := range matches {
-		if err := e.fire(ctx, m, fe, ev.Subject, ev.Data); err != nil {
+		if err := e.fireRecording(ctx, m, fe, ev.Subject, ev.Data, !giveBack); err != nil {
 			return err
 		}
 	}
-	if st.Unsure("") && d.NumDelivered < unsureTries {
-		// A stored definition this part cannot compile may have a trigger
-		// on the subject too: the runs of the matches it knows are
-		// started (a redelivery finds them), and the event is given back
-		// for a part that can compile every definition.
+	if giveBack {
 		_ = d.Nak(5 * time.Second)
 		return errNakked
 	}
@@ -445,13 +447,21 @@ func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error 
 // is recorded as a trigger failure, with raw (its payload); other errors
 // are returned.
 func (e *Engine) fire(ctx context.Context, m Match, ev Event, subject string, raw []byte) error {
+	return e.fireRecording(ctx, m, ev, subject, raw, true)
+}
+
+// fireRecording is fire, recording a refusal only when record is set.
+func (e *Engine) fireRecording(ctx context.Context, m Match, ev Event, subject string, raw []byte, record bool) error {
 	ev.Time = e.cfg.Now()
 	f, err := Fire(ctx, e.store, e.defs, m, ev)
+	var ref *RefusedError
+	if !record && errors.As(err, &ref) {
+		return nil // recorded and counted by the delivery that settles the event
+	}
 	e.triggers.Event(m.Definition, string(m.Trigger.Kind), Outcome(f, err))
 	if err == nil && f.Started {
 		e.workflows.Started(m.Definition)
 	}
-	var ref *RefusedError
 	switch {
 	case errors.As(err, &ref):
 		return e.fail(ctx, subject, m.Definition, ref.Reason, raw)

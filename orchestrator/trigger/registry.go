@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -32,7 +33,7 @@ type Registry struct {
 	mu       sync.RWMutex
 	latest   map[string]Match // by definition name; Trigger unused
 	triggers map[string][]*definition.Trigger
-	failed   map[string]bool // latest revisions that do not compile here
+	failed   map[string]uncompiled // latest revisions that do not compile here
 	onChange func()
 
 	storedMu      sync.Mutex
@@ -48,7 +49,15 @@ func NewRegistry(store *eventstore.Store, defs *runs.Definitions, log *slog.Logg
 		defs = runs.NewDefinitions(store)
 	}
 	return &Registry{store: store, defs: defs, log: log, latest: map[string]Match{}, triggers: map[string][]*definition.Trigger{},
-		failed: map[string]bool{}}
+		failed: map[string]uncompiled{}}
+}
+
+// uncompiled is what is known of a definition whose latest revision does
+// not compile here: the subjects its triggers declare, when they could be
+// read (definition.DeclaredSubjects).
+type uncompiled struct {
+	subjects []string
+	known    bool
 }
 
 // Stored returns a registry of the latest revisions stored now, read
@@ -106,7 +115,23 @@ func (r *Registry) Unsure(def string) bool {
 	if def == "" {
 		return len(r.failed) > 0
 	}
-	return r.failed[def]
+	_, ok := r.failed[def]
+	return ok
+}
+
+// UnsureOf reports whether a definition whose latest revision does not
+// compile here may have a trigger on subject: one that declares a subject
+// matching it, or one whose triggers could not be read. Another's
+// (no trigger on it, or none at all) leaves the event to what is known.
+func (r *Registry) UnsureOf(subject string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, u := range r.failed {
+		if !u.known || slices.ContainsFunc(u.subjects, func(s string) bool { return eventstore.SubjectMatches(s, subject) }) {
+			return true
+		}
+	}
+	return false
 }
 
 // Start loads the current definitions and follows changes until ctx
@@ -126,7 +151,8 @@ func (r *Registry) update(rec eventstore.DefinitionRecord) {
 	}
 	r.mu.Lock()
 	if err != nil {
-		r.failed[rec.Name] = true
+		subjects, known := definition.DeclaredSubjects([]byte(rec.Source))
+		r.failed[rec.Name] = uncompiled{subjects: subjects, known: known}
 	} else {
 		delete(r.failed, rec.Name)
 	}
