@@ -342,8 +342,9 @@ func triggersOwning(field string) string {
 // definition's source declares, read leniently: nothing else of it is
 // checked, so a definition this build cannot compile (a newer version's)
 // still says which subjects it may take. ok is false when the triggers
-// cannot be read so (not a map of triggers, a subject that is not text,
-// a trigger of a kind this build does not know): it may take any.
+// cannot be read so (not a list of triggers, a subject that is not text,
+// a trigger of a kind or with a field this build does not know): it may
+// take any.
 func DeclaredSubjects(src []byte) (subjects []string, ok bool) {
 	var doc struct {
 		Triggers []map[string]any `yaml:"triggers"`
@@ -352,6 +353,11 @@ func DeclaredSubjects(src []byte) (subjects []string, ok bool) {
 		return nil, false
 	}
 	for _, t := range doc.Triggers {
+		for k := range t {
+			if !slices.Contains(allTriggerFields, k) {
+				return nil, false
+			}
+		}
 		switch s, has := t["subject"]; {
 		case has:
 			text, isText := s.(string)

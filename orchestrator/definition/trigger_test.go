@@ -407,6 +407,7 @@ func TestDeclaredSubjects(t *testing.T) {
 		{`{"name": "a", "triggers": [{"subject": "x.y"}], "steps": []}`, []string{"x.y"}, true},
 		{"name: a\nsteps: [ {id: a, task: t} ]\n", nil, true},
 		{"name: a\ntriggers:\n  - stream: orders\n", nil, false},
+		{"name: a\ntriggers:\n  - subject: a.b\n    also: c.d\n", nil, false},
 		{"name: a\ntriggers:\n  - subject: [a, b]\n", nil, false},
 		{"name: a\ntriggers: {subject: x}\n", nil, false},
 		{"name: [\n", nil, false},

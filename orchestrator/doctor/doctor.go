@@ -330,6 +330,11 @@ type run struct {
 	lastSeq uint64
 	// broken is why the history could not be folded to its end.
 	broken error
+	// partial: its history does not fold to its end, and an orchestrator
+	// failed it (st is the fold as far as it goes, as the orchestrator's
+	// follow-ups take it). Such a history takes no input: a child's
+	// outcome reaches it and is never recorded.
+	partial bool
 	// deleting: it is not listed because its deletion is under way.
 	deleting bool
 	// unchecked is why it could not be read or judged, tried again.
@@ -483,6 +488,7 @@ func (c *checker) load(ctx context.Context, r *run) error {
 		return err
 	}
 	st := l.State
+	r.partial = false
 	if st.Events == 0 && len(l.Msgs) == 0 {
 		return nil
 	}
@@ -512,7 +518,7 @@ func (c *checker) load(ctx context.Context, r *run) error {
 		// appending WorkflowFailed: then it is closed, as the API shows it.
 		if last := l.Msgs[len(l.Msgs)-1]; last.Err == nil {
 			if evs := last.Record.Events; evs[len(evs)-1].Terminal() {
-				st.Status, r.broken = workflow.StatusFailed, nil
+				st.Status, r.broken, r.partial = workflow.StatusFailed, nil, true
 				if st.Closed.IsZero() {
 					// Closed where the fold stopped, as the orchestrator
 					// takes it (runs.FoldMessages) for its follow-ups: the
@@ -638,6 +644,11 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 		// A failed run keeps its running children (a redrive takes their
 		// results): each is started, and tells it when it closes.
 		for _, m := range keptChildren(r.st) {
+			if kid := c.runs[m.ChildID]; r.partial && kid != nil && kid.st != nil && kid.st.Status.Terminal() {
+				// Told or not, a history that does not fold cannot record
+				// its outcome: the step stays RUNNING in the fold for good.
+				continue
+			}
 			why, err := c.child(ctx, r, m)
 			if err != nil {
 				return err

@@ -429,7 +429,8 @@ func (e *Engine) handleEvent(ctx context.Context, d *eventstore.Delivery) error 
 	// the subject too: the runs of the matches it knows are started (a
 	// redelivery finds them), and the event is given back for a part that
 	// can compile every definition. A refusal is recorded by the delivery
-	// that settles the event, once.
+	// that settles the event (again only if another match's error asks for
+	// one more).
 	giveBack := st.UnsureOf(ev.Subject) && d.NumDelivered < unsureTries
 	for _, m := range matches {
 		if err := e.fireRecording(ctx, m, fe, ev.Subject, ev.Data, !giveBack); err != nil {
