@@ -290,7 +290,8 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		}
 		// What the read must reach: the last record of wf the follower
 		// passed on, as its table remembers it or as the wakes of this
-		// call said (the table forgets a run whose slot another took).
+		// call said (the table forgets a run a minute after its last
+		// record, or sooner when records come faster than it keeps).
 		followed := max(s.interest.followed.of(wf), reg.need.Load())
 		msgs, err := s.store.ReadLiveWithin(ctx, wf, after, watchReadBytes)
 		if errors.Is(err, eventstore.ErrTooLong) {
