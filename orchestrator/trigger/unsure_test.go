@@ -1,6 +1,7 @@
 package trigger_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -10,18 +11,12 @@ import (
 	"github.com/weftworks/weft/orchestrator/trigger"
 )
 
-// An event that a compiled definition's wildcard matches, while another
-// stored definition does not compile here (a newer version's, during a
-// rolling upgrade), is not settled by this part once it fired the match
-// it knows: the definition it cannot read may have a trigger on the
-// subject too, and only a part that can compile it can start that run.
-// (An event no known trigger matches is given back for such a part
-// already; the wildcard's match must not hide that this part is unsure.)
-func TestAnEventMatchedBesideAnUncompilableDefinitionIsLeftForAPartThatCanCompileIt(t *testing.T) {
-	all := "name: all\ntriggers:\n  - subject: orders.>\n    id: \"${ 'all-' + string(event.n) }\"\nsteps:\n  - { id: a, task: echo }\n"
+// beside starts an engine over definition "all" (source all), then stores
+// what a newer API put: definition "us", with a trigger on orders.us.new
+// that this part cannot compile, and its subject captured.
+func beside(t *testing.T, all string) (context.Context, *eventstore.Store, jetstream.JetStream) {
+	t.Helper()
 	ctx, nc, store, _ := engineOn(t, trigger.Config{}, "all", all)
-	// A newer API put "us", with a trigger on orders.us.new that this
-	// part cannot compile, and captured its subject.
 	if _, _, err := store.PutDefinition(ctx, "us", "name: us\ntriggers:\n  - subject: orders.us.new\nsteps: [ {id: a, frobnicate: yes} ]\n", "test", time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -32,6 +27,19 @@ func TestAnEventMatchedBesideAnUncompilableDefinitionIsLeftForAPartThatCanCompil
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ctx, store, js
+}
+
+// An event that a compiled definition's wildcard matches, while another
+// stored definition does not compile here (a newer version's, during a
+// rolling upgrade), is not settled by this part once it fired the match
+// it knows: the definition it cannot read may have a trigger on the
+// subject too, and only a part that can compile it can start that run.
+// (An event no known trigger matches is given back for such a part
+// already; the wildcard's match must not hide that this part is unsure.)
+func TestAnEventMatchedBesideAnUncompilableDefinitionIsLeftForAPartThatCanCompileIt(t *testing.T) {
+	all := "name: all\ntriggers:\n  - subject: orders.>\n    id: \"${ 'all-' + string(event.n) }\"\nsteps:\n  - { id: a, task: echo }\n"
+	ctx, store, js := beside(t, all)
 	if _, err := js.Publish(ctx, "orders.us.new", []byte(`{"n": 1}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -74,17 +82,7 @@ func TestAnEventMatchedBesideAnUncompilableDefinitionIsLeftForAPartThatCanCompil
 // (recorded by the delivery that settles it).
 func TestAGivenBackEventRecordsItsRefusalOnce(t *testing.T) {
 	all := "name: all\ntriggers:\n  - subject: orders.>\n    id: \"${ 'all-' + event.n }\"\nsteps:\n  - { id: a, task: echo }\n"
-	ctx, nc, store, _ := engineOn(t, trigger.Config{}, "all", all)
-	if _, _, err := store.PutDefinition(ctx, "us", "name: us\ntriggers:\n  - subject: orders.us.new\nsteps: [ {id: a, frobnicate: yes} ]\n", "test", time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.AddTriggerSubjects(ctx, []string{"orders.us.new"}); err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, store, js := beside(t, all)
 	if _, err := js.Publish(ctx, "orders.us.new", []byte(`{"n": "not an id!"}`)); err != nil {
 		t.Fatal(err)
 	}
