@@ -6,6 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/internal/natstest"
 )
@@ -87,5 +91,53 @@ func TestARecordAppendedDuringADeletionGoesWithTheRun(t *testing.T) {
 	var zero uint64
 	if _, err := s.AppendExternal(ctx, wf, &zero, "start/wf/2", start); err != nil {
 		t.Fatalf("a new run under the id of the deleted run: %v", err)
+	}
+}
+
+// A run started under wf once DeleteRun has purged the old run's history,
+// by a newer version whose start record this build cannot decode, is not
+// the deleted run's leftover: DeleteRun must not purge it.
+func TestDeleteRunKeepsANewRunItCannotRead(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, natstest.Start(t).Connect(t), Config{MarkerTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const wf = "wf"
+	start := events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(100, 0).UTC(),
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}}
+	done := events.Event{Type: events.TypeWorkflowCompleted, Time: time.Unix(101, 0).UTC(), WorkflowCompleted: &events.WorkflowCompleted{}}
+	upTo, err := s.Append(ctx, wf, 0, start, done)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The new run's start, as a newer version writes it (a record version
+	// this build does not read), appended as AppendExternal does: only on
+	// an empty history.
+	newer, err := msgpack.Marshal(events.Record{V: events.RecordVersion + 1, Events: []events.Event{start}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var newSeq uint64
+	s.afterHistoryPurge = func() {
+		msg := nats.NewMsg(historyPrefix + wf + externalSuffix)
+		msg.Data = newer
+		msg.Header.Set(prevHeader, "0")
+		ack, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID("start/"+wf+"/new"),
+			jetstream.WithExpectLastSequenceForSubject(0, historySubject(wf)))
+		if err != nil {
+			t.Errorf("the new run's start: %v", err)
+			return
+		}
+		newSeq = ack.Sequence
+	}
+	if err := s.DeleteRun(ctx, wf, upTo); err != nil {
+		t.Fatal(err)
+	}
+	if newSeq == 0 {
+		t.Fatal("this test no longer makes the interleaving")
+	}
+	if last, err := s.LastSeq(ctx, wf); err != nil || last != newSeq {
+		t.Fatalf("the new run's start (seq %d) was purged with the deleted run: last = %d, %v", newSeq, last, err)
 	}
 }

@@ -45,13 +45,16 @@ func HashSource(source string) string {
 // which. Revisions are immutable and numbered from 1.
 func (s *Store) PutDefinition(ctx context.Context, name, source, by string, now time.Time) (DefinitionRecord, bool, error) {
 	hash := HashSource(source)
+	created := 0 // the revision this call stored, if it did
 	for range 10 {
 		latest, latestRev, err := s.getDef(ctx, name+".latest", false)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return DefinitionRecord{}, false, err
 		}
 		if err == nil && latest.Hash == hash {
-			return latest, false, nil
+			// Ours, when another writer moved latest on to the revision
+			// this call stored.
+			return latest, created != 0 && latest.Revision == created, nil
 		}
 		rec := DefinitionRecord{Name: name, Revision: latest.Revision + 1, Source: source, Hash: hash, Created: now.UTC(), PutBy: by}
 		data, err := msgpack.Marshal(rec)
@@ -60,10 +63,28 @@ func (s *Store) PutDefinition(ctx context.Context, name, source, by string, now 
 		}
 		if _, err := s.defs.Create(ctx, fmt.Sprintf("%s.%d", name, rec.Revision), data); err != nil {
 			if errors.Is(err, jetstream.ErrKeyExists) {
-				continue // another writer took this revision; look again
+				// Another writer took this revision; it may have died (or
+				// failed to move latest on) before its second write: move
+				// latest on to that revision for it, at the revision of
+				// latest read (a writer that did so first wins), then look
+				// again. Left as it is, latest would name the revision
+				// before for good, and every put after would find its
+				// revision taken.
+				next, _, gerr := s.getDef(ctx, fmt.Sprintf("%s.%d", name, rec.Revision), true)
+				if gerr == nil && next.Revision == rec.Revision {
+					if ndata, merr := msgpack.Marshal(next); merr == nil {
+						if latestRev == 0 {
+							_, _ = s.defs.Create(ctx, name+".latest", ndata)
+						} else {
+							_, _ = s.defs.Update(ctx, name+".latest", ndata, latestRev)
+						}
+					}
+				}
+				continue
 			}
 			return DefinitionRecord{}, false, fmt.Errorf("eventstore: put definition %s: %w", name, err)
 		}
+		created = rec.Revision
 		if latestRev == 0 {
 			_, err = s.defs.Create(ctx, name+".latest", data)
 		} else {

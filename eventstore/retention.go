@@ -161,6 +161,9 @@ func (s *Store) DeleteRun(ctx context.Context, wf string, upTo uint64) error {
 	if err := s.history.Purge(ctx, jetstream.WithPurgeSubject(historySubject(wf)), jetstream.WithPurgeSequence(last+1)); err != nil {
 		return fmt.Errorf("eventstore: delete %s (history): %w", wf, err)
 	}
+	if s.afterHistoryPurge != nil {
+		s.afterHistoryPurge()
+	}
 	// A record of this run appended after last was read (a late result of
 	// a failed run, recorded on top of its WorkflowExpired) is left by that
 	// purge, a history with no start that nothing would delete. A new run
@@ -176,7 +179,12 @@ func (s *Store) DeleteRun(ctx context.Context, wf string, upTo uint64) error {
 		if err != nil {
 			return err
 		}
-		if first.StartsRun() {
+		// A run's first record is appended on an empty history: its link
+		// is 0, and one linked to a record before it is this run's, read
+		// or not. Without a link (written before there were links) it is
+		// told by what it holds; one this build cannot decode (a newer
+		// version's) may be a new run's start all the same.
+		if first.linked && first.prev == 0 || !first.linked && (first.StartsRun() || first.Err != nil) {
 			break
 		}
 		if err := s.history.Purge(ctx, jetstream.WithPurgeSubject(historySubject(wf)), jetstream.WithPurgeSequence(first.Seq+1)); err != nil {

@@ -153,6 +153,9 @@ type Store struct {
 	// betweenPurges, when set (by tests), runs in DeleteRun after the
 	// listing entry's purge and before the history's.
 	betweenPurges func()
+	// afterHistoryPurge, when set (by tests), runs in DeleteRun after its
+	// purge of the history up to the last record read.
+	afterHistoryPurge func()
 	// betweenGoneReads, when set (by tests), runs in HistoryRecordGone
 	// between its two reads of the history stream.
 	betweenGoneReads func()
@@ -554,6 +557,11 @@ type Message struct {
 	Err error
 	// Size is the record's stored size in bytes.
 	Size int
+
+	// prev is the sequence of the record it links to (0: none, appended
+	// on an empty history), when linked, as First read it.
+	prev   uint64
+	linked bool
 }
 
 // StartsRun reports whether m is the first record of a run: it holds the
@@ -614,7 +622,9 @@ func (s *Store) First(ctx context.Context, wf string) (Message, error) {
 		}
 		return Message{}, fmt.Errorf("eventstore: first record of %s: %w", wf, err)
 	}
-	return decodeMsg(m.Sequence, m.Subject, m.Time, m.Data), nil
+	msg := decodeMsg(m.Sequence, m.Subject, m.Time, m.Data)
+	msg.prev, msg.linked = linkOf(m)
+	return msg, nil
 }
 
 // DefinitionOf returns the name of the definition wf runs, from its first
