@@ -24,14 +24,14 @@ steps:
       - { id: one, task: t, input: "${ item }" }
 `)
 	st := fold(t, hist(started(0, map[string]any{"n": int64(100000)})))
+	// The budget is what ends the decision: without it the filters run
+	// for minutes and the decision has no error. (How long the budget's
+	// share takes is the machine's: a bound in time here failed on a
+	// loaded one.)
 	t0 := time.Now()
 	_, err := workflow.Advance(st, def)
-	took := time.Since(t0)
-	t.Logf("err=%v took %v", err, took)
+	t.Logf("err=%v took %v", err, time.Since(t0))
 	if !errors.Is(err, definition.ErrDecisionCost) {
 		t.Errorf("Advance = %v, want ErrDecisionCost", err)
-	}
-	if took > 60*time.Second {
-		t.Errorf("took %v", took)
 	}
 }
