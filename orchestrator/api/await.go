@@ -64,7 +64,7 @@ func (s *Server) AwaitWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		// and does not come again.
 		var again *time.Timer
 		if seen < want {
-			behind = min(max(2*behind, 10*time.Millisecond), maxBehindWait)
+			behind = nextBehindWait(behind)
 			again = time.AfterFunc(behind, reg.interrupt)
 		} else {
 			behind = 0

@@ -74,6 +74,13 @@ const checkAfter = time.Second
 // the waits before it double from 10ms (about 1.3s in all).
 const maxBehindWait = 1280 * time.Millisecond
 
+// nextBehindWait is the wait before the next read of a workflow whose
+// read stayed behind what the follower passed on, after one of d (0: the
+// first): 10ms, then twice as long each time, up to maxBehindWait.
+func nextBehindWait(d time.Duration) time.Duration {
+	return min(max(2*d, 10*time.Millisecond), maxBehindWait)
+}
+
 // maxPending bounds the followed records kept for a state being read;
 // past it they are dropped, and a read that needs them reads them.
 const maxPending = 256
@@ -229,7 +236,7 @@ func (s *Server) withState(ctx context.Context, wf string, need uint64, fn func(
 				return toConnect(ctx.Err())
 			}
 		}
-		wait, need = max(2*wait, 10*time.Millisecond), 0
+		wait, need = nextBehindWait(wait), 0
 	}
 }
 

@@ -333,7 +333,7 @@ func (s *Server) WatchWorkflow(ctx context.Context, req *connect.Request[weftv1.
 				s.log.Info("a watch's read of a workflow's history was behind records already followed; reading it again",
 					"workflow_id", wf, "read_seq", after, "followed_seq", followed)
 			}
-			behind = min(max(2*behind, 10*time.Millisecond), maxBehindWait)
+			behind = nextBehindWait(behind)
 			again = time.After(behind)
 		} else {
 			behind = 0
@@ -572,7 +572,7 @@ func (s *Server) appendWhileRunning(ctx context.Context, wf, what, kind, reqID, 
 			case behind >= maxBehindWait:
 				return errBehind(wf, followed, st.LastSeq)
 			}
-			behind = max(2*behind, 10*time.Millisecond)
+			behind = nextBehindWait(behind)
 			select {
 			case <-ctx.Done():
 				return toConnect(ctx.Err())
