@@ -1748,8 +1748,11 @@ func (sh *shard) snapshot(ctx context.Context, wf string, e *entry) {
 
 // prepare makes the side effects that must exist before evs are recorded
 // after sequence after (timers, task consumers); both are idempotent, so a
-// crash in between only repeats them.
+// crash in between only repeats them. It also names in each child start
+// the revision the child starts on: the latest, looked up once a
+// definition for all the children evs start.
 func (sh *shard) prepare(ctx context.Context, wf string, after uint64, evs []events.Event) error {
+	var latest map[string]int // by definition; 0: none stored
 	for _, ev := range evs {
 		switch {
 		case ev.WaitStarted != nil && ev.WaitStarted.TimerID != "":
@@ -1770,15 +1773,24 @@ func (sh *shard) prepare(ctx context.Context, wf string, after uint64, evs []eve
 			// The child starts on the revision that is the latest now,
 			// however late its start comes (a crash in between, a parent
 			// that failed first): the record says which.
-			rec, err := sh.o.store.GetDefinition(ctx, ev.ChildStarted.Definition, 0)
-			switch {
-			case errors.Is(err, eventstore.ErrNotFound):
-				// The start fails the step, as it finds none either.
-			case err != nil:
-				return err
-			default:
-				ev.ChildStarted.Revision = rec.Revision
+			def := ev.ChildStarted.Definition
+			rev, ok := latest[def]
+			if !ok {
+				rec, err := sh.o.store.GetDefinition(ctx, def, 0)
+				switch {
+				case errors.Is(err, eventstore.ErrNotFound):
+					// The start fails the step, as it finds none either.
+				case err != nil:
+					return err
+				default:
+					rev = rec.Revision
+				}
+				if latest == nil {
+					latest = map[string]int{}
+				}
+				latest[def] = rev
 			}
+			ev.ChildStarted.Revision = rev
 		}
 	}
 	return nil
