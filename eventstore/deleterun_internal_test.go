@@ -14,20 +14,33 @@ import (
 	"github.com/weftworks/weft/internal/natstest"
 )
 
+// deleting opens a store whose deletions leave markers for an hour.
+func deleting(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), natstest.Start(t).Connect(t), Config{MarkerTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startOf is run wf's start, and completed a run's completion, as
+// recorded.
+func startOf(wf string) events.Event {
+	return events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(100, 0).UTC(),
+		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}}
+}
+
+var completed = events.Event{Type: events.TypeWorkflowCompleted, Time: time.Unix(101, 0).UTC(), WorkflowCompleted: &events.WorkflowCompleted{}}
+
 // A late write of a run's own entry that lands between DeleteRun's purge
 // of the entry and its purge of the history finds the history still there
 // and writes over the marker: DeleteRun takes it back once the history is
 // gone. (The listing once kept the deleted run for good.)
 func TestALateWriteInsideADeletionGoes(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, natstest.Start(t).Connect(t), Config{MarkerTTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(100, 0).UTC(),
-		WorkflowStarted: &events.WorkflowStarted{WorkflowID: "wf", Definition: "d", Revision: 1}}
-	done := events.Event{Type: events.TypeWorkflowCompleted, Time: time.Unix(101, 0).UTC(), WorkflowCompleted: &events.WorkflowCompleted{}}
-	seq, err := s.Append(ctx, "wf", 0, start, done)
+	s := deleting(t)
+	seq, err := s.Append(ctx, "wf", 0, startOf("wf"), completed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,13 +69,9 @@ func TestALateWriteInsideADeletionGoes(t *testing.T) {
 // for, and which keeps any run from being started under the id again.
 func TestARecordAppendedDuringADeletionGoesWithTheRun(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, natstest.Start(t).Connect(t), Config{MarkerTTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := deleting(t)
 	const wf = "wf"
-	start := events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(100, 0).UTC(),
-		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}}
+	start := startOf(wf)
 	failed := events.Event{Type: events.TypeWorkflowFailed, Time: time.Unix(101, 0).UTC(),
 		WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: "boom", Message: "boom"}}}
 	expired := events.Event{Type: events.TypeWorkflowExpired, Time: time.Unix(200, 0).UTC(),
@@ -99,15 +108,10 @@ func TestARecordAppendedDuringADeletionGoesWithTheRun(t *testing.T) {
 // the deleted run's leftover: DeleteRun must not purge it.
 func TestDeleteRunKeepsANewRunItCannotRead(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, natstest.Start(t).Connect(t), Config{MarkerTTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := deleting(t)
 	const wf = "wf"
-	start := events.Event{Type: events.TypeWorkflowStarted, Time: time.Unix(100, 0).UTC(),
-		WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}}
-	done := events.Event{Type: events.TypeWorkflowCompleted, Time: time.Unix(101, 0).UTC(), WorkflowCompleted: &events.WorkflowCompleted{}}
-	upTo, err := s.Append(ctx, wf, 0, start, done)
+	start := startOf(wf)
+	upTo, err := s.Append(ctx, wf, 0, start, completed)
 	if err != nil {
 		t.Fatal(err)
 	}

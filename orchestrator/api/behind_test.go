@@ -43,6 +43,19 @@ func storeIn(t *testing.T, s *Server, wf string, after uint64, ev events.Event, 
 	t.Cleanup(func() { stored.Stop() })
 }
 
+// recordedLast checks that wf's history holds n records, the last of them
+// beginning with an event of type typ.
+func recordedLast(t *testing.T, s *Server, wf string, n int, typ events.Type) {
+	t.Helper()
+	msgs, err := s.store.Read(context.Background(), wf, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := msgs[len(msgs)-1]; len(msgs) != n || last.Record.Events[0].Type != typ {
+		t.Fatalf("history: %d records, the last %v; want %d, the last a %s", len(msgs), last.Record.Events, n, typ)
+	}
+}
+
 // forget makes the follower's table forget wf, as it does a run whose
 // last record is older than followedKeep.
 func (f *followedSeqs) forget(wf string) {
@@ -152,13 +165,7 @@ func TestARetryIsNotRefusedByAReadBehindTheFollower(t *testing.T) {
 	if _, err := s.RetryWorkflow(ctx, connect.NewRequest(&weftv1.RetryWorkflowRequest{WorkflowId: wf, RequestId: "r1"})); err != nil {
 		t.Fatalf("retry of a run the follower saw fail: %v", err)
 	}
-	msgs, err := s.store.Read(ctx, wf, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if last := msgs[len(msgs)-1]; len(msgs) != 3 || last.Record.Events[0].Type != events.TypeWorkflowRetried {
-		t.Fatalf("history after the retry: %d records, the last %v", len(msgs), last.Record.Events)
-	}
+	recordedLast(t, s, wf, 3, events.TypeWorkflowRetried)
 }
 
 // A read that stays behind what the follower passed on answers a retry
@@ -204,13 +211,7 @@ func TestACancelIsNotRefusedByAReadBehindTheFollower(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cancel: %v", err)
 	}
-	msgs, err := s.store.Read(ctx, wf, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if last := msgs[len(msgs)-1]; len(msgs) != 4 || last.Record.Events[0].Type != events.TypeCancelRequested {
-		t.Fatalf("history after the cancel: %d records, the last %v", len(msgs), last.Record.Events)
-	}
+	recordedLast(t, s, wf, 4, events.TypeCancelRequested)
 }
 
 // A retry of a run this process's follower saw fail is not refused as
