@@ -97,17 +97,20 @@ const (
 // maxFiredScan bounds the fired timers of one workflow Timer looks through.
 const maxFiredScan = 256
 
-// Timer reports where wf's timer timerID stands.
-func (s *Store) Timer(ctx context.Context, wf, timerID string) (TimerState, error) {
+// Timer reports where wf's timer timerID stands and, when it is
+// scheduled, when its schedule fires (zero if that cannot be read).
+func (s *Store) Timer(ctx context.Context, wf, timerID string) (TimerState, time.Time, error) {
 	sched := timerSchedPfx + wf + "." + timerID
-	_, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+	m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
 		return s.timers.GetLastMsgForSubject(ctx, sched)
 	})
 	if err == nil {
-		return TimerScheduled, nil
+		// Zero when the schedule is not one this version writes.
+		at, _ := time.Parse(time.RFC3339, strings.TrimPrefix(m.Header.Get("Nats-Schedule"), "@at "))
+		return TimerScheduled, at, nil
 	}
 	if !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, fmt.Errorf("eventstore: timer %s of %s: %w", timerID, wf, err)
+		return 0, time.Time{}, fmt.Errorf("eventstore: timer %s of %s: %w", timerID, wf, err)
 	}
 	// Fired timers wait on the workflow's subject until an orchestrator acks them.
 	fired := timerFirePfx + wf
@@ -119,17 +122,17 @@ func (s *Store) Timer(ctx context.Context, wf, timerID string) (TimerState, erro
 			break
 		}
 		if err != nil {
-			return 0, fmt.Errorf("eventstore: fired timers of %s: %w", wf, err)
+			return 0, time.Time{}, fmt.Errorf("eventstore: fired timers of %s: %w", wf, err)
 		}
 		if m.Header.Get("Nats-Scheduler") == sched {
-			return TimerFired, nil
+			return TimerFired, time.Time{}, nil
 		}
 		if t, err := events.DecodeTimer(m.Data); err == nil && t.TimerID == timerID {
-			return TimerFired, nil
+			return TimerFired, time.Time{}, nil
 		}
 		seq = m.Sequence + 1
 	}
-	return TimerMissing, nil
+	return TimerMissing, time.Time{}, nil
 }
 
 // LastTaskCommand returns the history sequence of wf's latest step command

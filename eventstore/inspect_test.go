@@ -60,7 +60,7 @@ func TestTimerStates(t *testing.T) {
 	ctx := context.Background()
 	state := func(id string) eventstore.TimerState {
 		t.Helper()
-		st, err := s.Timer(ctx, "wf", id)
+		st, _, err := s.Timer(ctx, "wf", id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,9 +69,10 @@ func TestTimerStates(t *testing.T) {
 	if st := state("t1"); st != eventstore.TimerMissing {
 		t.Fatalf("a timer never scheduled: %v", st)
 	}
+	later := time.Now().Add(time.Hour)
 	for _, td := range []events.TimerDue{
 		{WorkflowID: "wf", TimerID: "soon", Path: "p", Due: time.Now().Add(time.Second)},
-		{WorkflowID: "wf", TimerID: "later", Path: "q", Due: time.Now().Add(time.Hour)},
+		{WorkflowID: "wf", TimerID: "later", Path: "q", Due: later},
 		{WorkflowID: "wf", TimerID: "dropped", Path: "r", Due: time.Now().Add(time.Hour)},
 	} {
 		if err := s.ScheduleTimer(ctx, td); err != nil {
@@ -83,6 +84,10 @@ func TestTimerStates(t *testing.T) {
 	}
 	if st := state("later"); st != eventstore.TimerScheduled {
 		t.Fatalf("a scheduled timer: %v", st)
+	}
+	// A schedule fires on the second at or after its due time.
+	if _, at, err := s.Timer(ctx, "wf", "later"); err != nil || at.Before(later) || at.Sub(later) >= time.Second {
+		t.Fatalf("the timer due at %s is scheduled for %s (%v)", later, at, err)
 	}
 	if st := state("dropped"); st != eventstore.TimerMissing {
 		t.Fatalf("a canceled timer: %v", st)

@@ -50,7 +50,7 @@ func TestDeleteRun(t *testing.T) {
 	if _, _, err := s.GetSnapshot(ctx, "old"); !errors.Is(err, eventstore.ErrNotFound) {
 		t.Fatalf("snapshot after DeleteRun: %v", err)
 	}
-	if st, err := s.Timer(ctx, "old", "t1"); err != nil || st != eventstore.TimerMissing {
+	if st, _, err := s.Timer(ctx, "old", "t1"); err != nil || st != eventstore.TimerMissing {
 		t.Fatalf("timer after DeleteRun: %v %v", st, err)
 	}
 	if _, err := s.GetSummary(ctx, "old"); !errors.Is(err, eventstore.ErrNotFound) {
@@ -71,7 +71,7 @@ func TestDeleteRun(t *testing.T) {
 	if _, _, err := s.GetSnapshot(ctx, "other"); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := s.Timer(ctx, "other", "t1"); err != nil || st != eventstore.TimerScheduled {
+	if st, _, err := s.Timer(ctx, "other", "t1"); err != nil || st != eventstore.TimerScheduled {
 		t.Fatalf("other run's timer: %v %v", st, err)
 	}
 	if _, err := s.GetSummary(ctx, "other"); err != nil {

@@ -337,6 +337,9 @@ type shard struct {
 	large string
 	// held says the input just processed is settled by the indexer.
 	held bool
+	// strays are the timers scheduled for decisions that lost their
+	// append, set back to what the history records once it is read.
+	strays []events.TimerDue
 }
 
 func (sh *shard) run(ctx context.Context, in chan *eventstore.Delivery) {
@@ -512,8 +515,9 @@ const unreadableDelay = time.Minute
 
 // processUntilSettled processes d, and again on the history read afresh
 // when an append conflicts, up to 20 times.
-func (sh *shard) processUntilSettled(ctx context.Context, d *eventstore.Delivery) error {
+func (sh *shard) processUntilSettled(ctx context.Context, d *eventstore.Delivery) (err error) {
 	defer sh.o.metrics.orch.Decided(time.Now())
+	defer func() { sh.restoreTimers(ctx, d.WorkflowID, err != nil) }()
 	for try := 0; ; try++ {
 		err := sh.process(ctx, d, try == 0)
 		var broken errBroken
@@ -528,6 +532,42 @@ func (sh *shard) processUntilSettled(ctx context.Context, d *eventstore.Delivery
 			sh.o.metrics.orch.Conflict()
 		}
 		sh.forget(d.WorkflowID)
+	}
+}
+
+// restoreTimers sets each timer a decision of wf that lost its append
+// scheduled (sh.strays) back to the due time the history records. The
+// schedule is one a timer: the loser's replaced the winner's, and a loser
+// deciding later (a redelivery to an orchestrator whose cached state is
+// behind) would make the timer late by as much. A timer the history does
+// not record is left alone: it fires and is found not to apply, and a
+// decision that records it later schedules it first.
+//
+// failed says the processing failed: the cached state may hold what was
+// not recorded, so the history is read afresh.
+func (sh *shard) restoreTimers(ctx context.Context, wf string, failed bool) {
+	if len(sh.strays) == 0 {
+		return
+	}
+	strays := sh.strays
+	sh.strays = nil
+	if failed {
+		sh.forget(wf)
+	}
+	e, _, err := sh.load(ctx, wf, 0)
+	if err != nil || e == nil {
+		sh.o.log.Warn("could not read a run to set its timers back to their recorded due times", "workflow_id", wf, "err", err)
+		return
+	}
+	for _, t := range strays {
+		at, ok := workflow.TimerAt(e.st, t.TimerID, t.Path)
+		if !ok || at.Equal(t.Due) {
+			continue
+		}
+		t.Due, t.After = at, e.st.LastSeq
+		if err := sh.o.store.ScheduleTimer(ctx, t); err != nil {
+			sh.o.log.Warn("could not set a timer back to its recorded due time", "workflow_id", wf, "timer", t.TimerID, "err", err)
+		}
 	}
 }
 
@@ -1662,6 +1702,8 @@ func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint
 	pinChildren(e.st, evs)
 	next, err := sh.o.store.AppendWith(ctx, wf, seq, eventstore.AppendOpts{Snapshot: e.snapSeq, Owner: sh.o.id, Definition: e.st.Definition, Stored: &e.st.Bytes}, evs...)
 	switch {
+	case errors.Is(err, eventstore.ErrConflict):
+		sh.strays = append(sh.strays, timersOf(wf, seq, evs)...)
 	case errors.Is(err, eventstore.ErrTooLarge) && len(evs) > 1:
 		half := len(evs) / 2
 		if seq, err = sh.appendRecord(ctx, wf, e, seq, evs[:half]); err != nil {
@@ -1752,19 +1794,14 @@ func (sh *shard) snapshot(ctx context.Context, wf string, e *entry) {
 // the revision the child starts on: the latest, looked up once a
 // definition for all the children evs start.
 func (sh *shard) prepare(ctx context.Context, wf string, after uint64, evs []events.Event) error {
+	for _, t := range timersOf(wf, after, evs) {
+		if err := sh.o.store.ScheduleTimer(ctx, t); err != nil {
+			return err
+		}
+	}
 	var latest map[string]int // by definition; 0: none stored
 	for _, ev := range evs {
 		switch {
-		case ev.WaitStarted != nil && ev.WaitStarted.TimerID != "":
-			w := ev.WaitStarted
-			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: w.TimerID, Path: w.Path, Due: w.TimeoutAt, After: after}); err != nil {
-				return err
-			}
-		case ev.TimerScheduled != nil:
-			ts := ev.TimerScheduled
-			if err := sh.o.store.ScheduleTimer(ctx, events.TimerDue{WorkflowID: wf, TimerID: ts.TimerID, Path: ts.Path, Due: ts.Due, After: after}); err != nil {
-				return err
-			}
 		case ev.StepScheduled != nil:
 			if err := sh.o.store.EnsureTaskConsumer(ctx, ev.StepScheduled.Task); err != nil {
 				return err
@@ -1794,6 +1831,23 @@ func (sh *shard) prepare(ctx context.Context, wf string, after uint64, evs []eve
 		}
 	}
 	return nil
+}
+
+// timersOf returns the timers evs, to be recorded after sequence after
+// in wf's history, set.
+func timersOf(wf string, after uint64, evs []events.Event) []events.TimerDue {
+	var out []events.TimerDue
+	for _, ev := range evs {
+		switch {
+		case ev.WaitStarted != nil && ev.WaitStarted.TimerID != "":
+			w := ev.WaitStarted
+			out = append(out, events.TimerDue{WorkflowID: wf, TimerID: w.TimerID, Path: w.Path, Due: w.TimeoutAt, After: after})
+		case ev.TimerScheduled != nil:
+			ts := ev.TimerScheduled
+			out = append(out, events.TimerDue{WorkflowID: wf, TimerID: ts.TimerID, Path: ts.Path, Due: ts.Due, After: after})
+		}
+	}
+	return out
 }
 
 // pinChildren sets the revisions prepare gave the children evs start on

@@ -1047,10 +1047,10 @@ func (c *checker) keySlots(ctx context.Context, def, key string, limit int) (key
 	return k, nil
 }
 
-// timer checks a timer: it is scheduled and not long overdue, or it fired
-// and waits for an orchestrator.
+// timer checks a timer: it is scheduled, for its due time and not long
+// overdue, or it fired and waits for an orchestrator.
 func (c *checker) timer(ctx context.Context, r *run, m workflow.Mover) (string, error) {
-	state, err := c.store.Timer(ctx, r.ID, m.TimerID)
+	state, at, err := c.store.Timer(ctx, r.ID, m.TimerID)
 	if err != nil {
 		return "", err
 	}
@@ -1060,6 +1060,11 @@ func (c *checker) timer(ctx context.Context, r *run, m workflow.Mover) (string, 
 	case state == eventstore.TimerScheduled && c.now.Sub(m.Due) > c.opts.TimerGrace:
 		return fmt.Sprintf("%s: its timer %s is overdue by %s and has not fired",
 			m, m.TimerID, c.now.Sub(m.Due).Round(time.Second)), nil
+	case state == eventstore.TimerScheduled && at.Sub(m.Due) > c.opts.TimerGrace:
+		// A schedule for later than the history says (a decision that
+		// lost its append set it) would make the run late by as much.
+		return fmt.Sprintf("%s: its timer %s is scheduled to fire at %s, %s after its due time",
+			m, m.TimerID, at.UTC().Format(time.RFC3339), at.Sub(m.Due).Round(time.Second)), nil
 	}
 	return "", nil
 }

@@ -1229,33 +1229,42 @@ func AcceptResult(st *State, r events.Result) (events.Event, bool) {
 	return ev, true
 }
 
+// TimerAt returns when st says its timer timerID (of the step at path;
+// "" for the workflow's own) is due, and false when st waits on no such
+// timer: it fired, its wait ended, or it is not st's.
+func TimerAt(st *State, timerID, path string) (time.Time, bool) {
+	// A failed workflow still records its steps' timers, so that a redrive
+	// finds its sleeps and waits where they are.
+	if st.Status != StatusRunning && (st.Status != StatusFailed || path == "") {
+		return time.Time{}, false
+	}
+	switch {
+	case path == "" && IsAdmissionTimer(timerID):
+		if st.AdmitTimerID != timerID || st.Status != StatusRunning {
+			return time.Time{}, false
+		}
+		return st.AdmitAt, true
+	case path == "":
+		if st.TimeoutTimerID != timerID || st.TimedOut {
+			return time.Time{}, false
+		}
+		return st.TimeoutAt, true
+	default:
+		s := st.Steps[path]
+		if s == nil || s.Status != StepWaiting || s.TimerID != timerID || s.TimedOut {
+			return time.Time{}, false
+		}
+		return s.TimeoutAt, true
+	}
+}
+
 // AcceptTimer returns the event recording that timer t fired, or false
 // when it no longer applies. due reports whether the timer is due at now;
 // when it is not, the caller should wait until t.Due.
 func AcceptTimer(st *State, t events.TimerDue, now time.Time) (ev events.Event, ok, due bool) {
-	// A failed workflow still records its steps' timers, so that a redrive
-	// finds its sleeps and waits where they are.
-	if st.Status != StatusRunning && (st.Status != StatusFailed || t.Path == "") {
+	at, ok := TimerAt(st, t.TimerID, t.Path)
+	if !ok {
 		return events.Event{}, false, true
-	}
-	var at time.Time
-	switch {
-	case t.Path == "" && IsAdmissionTimer(t.TimerID):
-		if st.AdmitTimerID != t.TimerID || st.Status != StatusRunning {
-			return events.Event{}, false, true
-		}
-		at = st.AdmitAt
-	case t.Path == "":
-		if st.TimeoutTimerID != t.TimerID || st.TimedOut {
-			return events.Event{}, false, true
-		}
-		at = st.TimeoutAt
-	default:
-		s := st.Steps[t.Path]
-		if s == nil || s.Status != StepWaiting || s.TimerID != t.TimerID || s.TimedOut {
-			return events.Event{}, false, true
-		}
-		at = s.TimeoutAt
 	}
 	if now.Before(at) {
 		return events.Event{}, false, false

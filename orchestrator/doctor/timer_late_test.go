@@ -1,0 +1,53 @@
+package doctor_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/eventstore/events"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+const napDef = "name: n\nsteps:\n  - { id: nap, sleep: 1h }\n"
+
+// A sleep whose timer is scheduled, but to fire later than the history
+// says it is due (a decision that lost its append set it, and nothing set
+// it back), makes its run late by as much: it is reported. The same
+// timer scheduled for its due time is not.
+func TestATimerScheduledPastItsDueIsReported(t *testing.T) {
+	r := newRig(t, map[string]string{"n": napDef})
+	const id = "napping"
+	seq := r.decided(r.start(id, "n", nil))
+	r.index(id, "n", "RUNNING", seq)
+	msgs, err := r.store.Read(r.ctx, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var due time.Time
+	for _, m := range msgs {
+		for _, ev := range m.Record.Events {
+			if ev.TimerScheduled != nil {
+				due = ev.TimerScheduled.Due
+			}
+		}
+	}
+	if due.IsZero() {
+		t.Fatal("no sleep recorded")
+	}
+	schedule := func(at time.Time) {
+		t.Helper()
+		if err := r.store.ScheduleTimer(r.ctx, events.TimerDue{WorkflowID: id, TimerID: workflow.TimerID("nap", 1), Path: "nap", Due: at, After: seq}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	schedule(due)
+	if rep := r.check(); problem(rep, id) {
+		t.Fatalf("control: a sleep scheduled for its due time is reported: %s", stuckIDs(rep))
+	}
+	schedule(due.Add(10 * time.Minute))
+	rep := r.check()
+	if !problem(rep, id) || !strings.Contains(stuckIDs(rep), "10m0s after its due time") {
+		t.Fatalf("a sleep scheduled ten minutes past its due time is not reported: %s", stuckIDs(rep))
+	}
+}
