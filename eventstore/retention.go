@@ -99,9 +99,10 @@ func (s *Store) ScheduleDeletion(ctx context.Context, wf string, due time.Time) 
 // DeleteRun deletes what Weft stores of workflow wf's run whose history
 // the caller read up to sequence upTo (0: whatever it holds): its
 // snapshot, its timers, results waiting for it, its listing entry and,
-// last, its history, up to what is there when the deletion begins. While
-// the history is there no run can be started under wf, so nothing purged
-// by subject can be a new run's. The caller checks that wf may go; the
+// last, its history, each up to what is there when the deletion begins.
+// While the history is there no run can be started under wf, so nothing
+// purged can be a new run's, even when another deletion of the run
+// finishes first. The caller checks that wf may go; the
 // deletion of its pending deletion schedule is left to the caller's ack.
 // It is idempotent: a deletion cut short is finished by calling it again.
 //
@@ -116,42 +117,63 @@ func (s *Store) DeleteRun(ctx context.Context, wf string, upTo uint64) error {
 	if s.PurgeDenied() {
 		return ErrPurgeDenied
 	}
+	leftovers := []struct {
+		stream  jetstream.Stream
+		subject string
+		bound   uint64 // the stream's last sequence before the history was checked
+	}{
+		{s.snaps, snapPrefix + wf + ".>", 0},
+		{s.timers, timerSchedPfx + wf + ".>", 0},
+		{s.timers, timerFirePfx + wf, 0},
+		{s.results, resultsPrefix + wf, 0},
+	}
+	// Read before the history is checked: while it is there no run can be
+	// started under wf, so what the streams and the entry hold up to here
+	// is this run's. Another deletion of the run (a delivery handed out
+	// again, beside the first) that finishes before these purges lets a
+	// new run start under wf, and the purges, bounded, leave its timers,
+	// results, snapshot and entry be.
+	for i := range leftovers {
+		info, err := leftovers[i].stream.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("eventstore: delete %s: %w", wf, err)
+		}
+		leftovers[i].bound = info.State.LastSeq
+	}
+	entry, listed, err := s.indexEntry(ctx, wf)
+	if err != nil {
+		return err
+	}
 	// The history's last record: an entry at or below it is this run's,
 	// never one of a run started under wf after the history goes.
 	last, err := s.LastSeq(ctx, wf)
+	if errors.Is(err, ErrNotFound) && upTo > 0 {
+		// Gone, and it goes last: another deletion of the run finished.
+		return s.DeleteEntryOfGone(ctx, wf)
+	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
 	}
 	if err == nil && upTo > 0 && last != upTo {
 		return fmt.Errorf("eventstore: delete %s: its history holds seq %d, read up to %d: %w", wf, last, upTo, ErrConflict)
 	}
-	purge := func(stream jetstream.Stream, subject string) error {
-		if err := stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
-			return fmt.Errorf("eventstore: delete %s (%s): %w", wf, subject, err)
+	for _, p := range leftovers {
+		if p.bound == 0 {
+			continue
 		}
-		return nil
-	}
-	for _, p := range []struct {
-		stream  jetstream.Stream
-		subject string
-	}{
-		{s.snaps, snapPrefix + wf + ".>"},
-		{s.timers, timerSchedPfx + wf + ".>"},
-		{s.timers, timerFirePfx + wf},
-		{s.results, resultsPrefix + wf},
-	} {
-		if err := purge(p.stream, p.subject); err != nil {
-			return err
+		if err := p.stream.Purge(ctx, jetstream.WithPurgeSubject(p.subject), jetstream.WithPurgeSequence(p.bound+1)); err != nil {
+			return fmt.Errorf("eventstore: delete %s (%s): %w", wf, p.subject, err)
 		}
 	}
 	// The entry's marker refuses a late write of the run's entry for
 	// MarkerTTL, then goes: the markers of runs deleted do not pile up.
-	var opts []jetstream.KVDeleteOpt
-	if s.indexTTL {
-		opts = append(opts, jetstream.PurgeTTL(s.cfg.MarkerTTL))
-	}
-	if err := s.index.Purge(ctx, wf, opts...); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("eventstore: delete the index entry of %s: %w", wf, err)
+	if listed {
+		var sum Summary
+		if msgpack.Unmarshal(entry.value, &sum) == nil && sum.Seq <= last || upTo == 0 {
+			if err := s.purgeEntryAt(ctx, wf, entry.rev); err != nil {
+				return err
+			}
+		}
 	}
 	if s.betweenPurges != nil {
 		s.betweenPurges()

@@ -36,9 +36,12 @@ func (sh *shard) retentionOf(ctx context.Context, st *workflow.State) (time.Dura
 }
 
 // scheduleDeletion schedules the deletion of a closed st at its close plus
-// its retention, when it has one.
+// its retention, when it has one. One whose deletion began (a late input
+// recorded on top of its WorkflowExpired) is finished by the delivery
+// that began it, which comes back until it does: scheduled again, it
+// would be due at once, and a second deletion would run beside the first.
 func (sh *shard) scheduleDeletion(ctx context.Context, wf string, st *workflow.State) error {
-	if !st.Status.Terminal() || st.Closed.IsZero() {
+	if !st.Status.Terminal() || st.Closed.IsZero() || st.Expired {
 		return nil
 	}
 	keep, err := sh.retentionOf(ctx, st)
