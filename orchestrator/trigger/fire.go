@@ -113,7 +113,16 @@ func Fire(ctx context.Context, store *eventstore.Store, defs *runs.Definitions, 
 	case err == nil:
 		return Fired{WorkflowID: res.WorkflowID, Started: res.Started}, nil
 	case errors.Is(err, runs.ErrAlreadyExists):
-		// The id template mapped this event onto an existing run: that is its dedup.
+		// The id template mapped this event onto an existing run: that is
+		// its dedup, when the run is one of this definition's. Another
+		// definition's run is not this event's: taken as its dedup, the
+		// event would start nothing and leave no trace.
+		if other, err := otherDefinition(ctx, store, id, m.Definition); err != nil {
+			return Fired{}, err
+		} else if other != "" {
+			return Fired{}, refused(runs.ErrAlreadyExists, "id: workflow %q exists and is a run of definition %q, not of %q: make the trigger's id template name runs of its own (prefix it, say)",
+				id, other, m.Definition)
+		}
 		return Fired{WorkflowID: id}, nil
 	case errors.Is(err, eventstore.ErrNotFound):
 		return Fired{}, refused(err, "definition %q revision %d not found", m.Definition, m.Revision)
@@ -125,6 +134,25 @@ func Fire(ctx context.Context, store *eventstore.Store, defs *runs.Definitions, 
 		return Fired{}, refused(err, "%v", err)
 	}
 	return Fired{}, err
+}
+
+// otherDefinition returns the definition of run id when it is not def;
+// "" when it is, or when that cannot be told (the run deleted since, or
+// its first record one this build cannot read).
+func otherDefinition(ctx context.Context, store *eventstore.Store, id, def string) (string, error) {
+	first, err := store.First(ctx, id)
+	switch {
+	case errors.Is(err, eventstore.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	case first.Err != nil || first.Record.Events[0].WorkflowStarted == nil:
+		return "", nil
+	}
+	if d := first.Record.Events[0].WorkflowStarted.Definition; d != def {
+		return d, nil
+	}
+	return "", nil
 }
 
 // Outcome names what Fire did for the trigger metrics' outcome label:
