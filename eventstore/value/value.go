@@ -3,9 +3,13 @@ package value
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"sort"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -33,8 +37,8 @@ const maxNormalizeDepth = 10 * MaxStoredDepth
 // normalize is Normalize, in place for maps and lists when owned; depth
 // counts the lists and maps around v.
 func normalize(v any, owned bool, depth int) (any, error) {
-	if n, ok := scalar(v); ok {
-		return n, nil
+	if n, ok, err := scalar(v); ok {
+		return n, err
 	}
 	if depth >= maxNormalizeDepth {
 		return nil, fmt.Errorf("value nests deeper than %d levels (does it contain itself?)", maxNormalizeDepth)
@@ -71,46 +75,98 @@ func normalize(v any, owned bool, depth int) (any, error) {
 
 // scalar normalizes nil, booleans, strings and Go's numeric types; ok is
 // false for anything else.
-func scalar(v any) (n any, ok bool) {
+func scalar(v any) (n any, ok bool, err error) {
 	switch x := v.(type) {
 	case nil, bool, string, int64:
-		return x, true
+		return x, true, nil
 	case int:
-		return int64(x), true
+		return int64(x), true, nil
 	case int8:
-		return int64(x), true
+		return int64(x), true, nil
 	case int16:
-		return int64(x), true
+		return int64(x), true, nil
 	case int32:
-		return int64(x), true
+		return int64(x), true, nil
 	case uint:
-		return uintValue(uint64(x)), true
+		n, err := uintValue(uint64(x))
+		return n, true, err
 	case uint8:
-		return int64(x), true
+		return int64(x), true, nil
 	case uint16:
-		return int64(x), true
+		return int64(x), true, nil
 	case uint32:
-		return int64(x), true
+		return int64(x), true, nil
 	case uint64:
-		return uintValue(x), true
+		n, err := uintValue(x)
+		return n, true, err
 	case float32:
-		return floatValue(float64(x)), true
+		return floatValue(float64(x)), true, nil
 	case float64:
-		return floatValue(x), true
+		return floatValue(x), true, nil
 	}
-	return nil, false
+	return nil, false, nil
 }
 
 // number normalizes a JSON number: an int64 when it is one, else a float.
+// A whole number written as one (no fraction, no exponent) must fit an
+// int64 (Check then holds it to ±2^53), and any other must read back as
+// itself from the float it becomes: 12345678901234567891 and
+// 9007199254740993.0 would read back as other numbers, and are refused.
 func number(x json.Number) (any, error) {
 	if i, err := x.Int64(); err == nil {
 		return i, nil
 	}
+	text := string(x)
+	if !strings.ContainsAny(text, ".eE") {
+		return nil, fmt.Errorf("whole number %s is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly; send it as a string", text)
+	}
 	f, err := x.Float64()
+	if errors.Is(err, strconv.ErrRange) {
+		return nil, fmt.Errorf("number %s is beyond the range of the API's numbers (float64); send it as a string", text)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("number %q: %w", x, err)
 	}
+	if back := strconv.FormatFloat(f, 'g', -1, 64); !sameNumber(text, back) {
+		return nil, fmt.Errorf("number %s has more digits than the API's numbers (float64) carry: it would read back as %s; send it as a string", text, back)
+	}
 	return floatValue(f), nil
+}
+
+// maxNumberText bounds the length of a number sameNumber compares
+// exactly: a float64 is written back in at most 24 characters, and longer
+// text than this is taken as having more digits than it carries.
+const maxNumberText = 400
+
+// sameNumber reports whether the JSON numbers a and b, b written back
+// from a float64, are the same number.
+func sameNumber(a, b string) bool {
+	if a == b {
+		return true
+	}
+	if len(a) > maxNumberText || exponent(a) > maxNumberText || exponent(a) < -maxNumberText {
+		return false
+	}
+	x, ok := new(big.Rat).SetString(a)
+	y, ok2 := new(big.Rat).SetString(b)
+	return ok && ok2 && x.Cmp(y) == 0
+}
+
+// exponent returns the exponent written in the JSON number s (0 if none;
+// beyond the int range, a large one of its sign).
+func exponent(s string) int {
+	i := strings.IndexAny(s, "eE")
+	if i < 0 {
+		return 0
+	}
+	e, err := strconv.Atoi(strings.TrimPrefix(s[i+1:], "+"))
+	if err != nil {
+		if strings.HasPrefix(s[i+1:], "-") {
+			return math.MinInt
+		}
+		return math.MaxInt
+	}
+	return e
 }
 
 // errorAt names where err was found, at a list index or map key at depth:
@@ -171,11 +227,13 @@ func normalizeAnyMap(x map[any]any, owned bool, depth int) (any, error) {
 	return out, nil
 }
 
-func uintValue(u uint64) any {
+// uintValue is u as an int64; one beyond is refused, as the whole
+// numbers beyond ±2^53 are (Check).
+func uintValue(u uint64) (any, error) {
 	if u <= math.MaxInt64 {
-		return int64(u)
+		return int64(u), nil
 	}
-	return float64(u)
+	return nil, fmt.Errorf("whole number %d is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly; send it as a string", u)
 }
 
 func floatValue(f float64) any {

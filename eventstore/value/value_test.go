@@ -2,6 +2,7 @@ package value_test
 
 import (
 	"encoding/json"
+	"math"
 	"reflect"
 	"runtime/debug"
 	"strconv"
@@ -35,7 +36,7 @@ func raw(depth int) *rapid.Generator[any] {
 		case 5:
 			return rapid.Int64().Draw(t, "int64")
 		case 6:
-			return rapid.Uint64().Draw(t, "uint64")
+			return rapid.Uint64Range(0, math.MaxInt64).Draw(t, "uint64")
 		case 7:
 			return rapid.Float32().Draw(t, "float32")
 		case 8:
@@ -139,5 +140,33 @@ func TestFromJSONRefusesAKeyTwice(t *testing.T) {
 		if _, err := value.FromJSON([]byte(in)); err != nil {
 			t.Errorf("FromJSON(%s) = %v", in, err)
 		}
+	}
+}
+
+// A number is taken only as what it reads back as: a whole number written
+// as one is held to an int64 (and Check to ±2^53), and any other to what
+// its float64 is written back as. Numbers a float64 carries pass, however
+// written.
+func TestNumbersThatWouldReadBackAsOthersAreRefused(t *testing.T) {
+	for _, text := range []string{
+		`12345678901234567891`, `-9223372036854775809`, `9007199254740993.0`, `9.007199254740993e15`,
+		`0.30000000000000001`, `1e-400`, `1e400`, `1` + strings.Repeat("0", 300) + `.5`, `1.` + strings.Repeat("0", 500) + `1`,
+	} {
+		if v, err := value.FromJSON([]byte(text)); err == nil {
+			t.Errorf("%s accepted, as %v", text, v)
+		} else if !strings.Contains(err.Error(), "send it as a string") {
+			t.Errorf("%s: %v; want it to say to send it as a string", text, err)
+		}
+	}
+	for text, want := range map[string]any{
+		`0.1`: 0.1, `1e20`: 1e20, `6.02e23`: 6.02e23, `12.50`: 12.5, `1.0`: int64(1), `-0.0`: int64(0),
+		`9007199254740992`: int64(9007199254740992), `1E+2`: int64(100), `2.5e-3`: 0.0025,
+	} {
+		if v, err := value.FromJSON([]byte(text)); err != nil || v != want {
+			t.Errorf("%s: %#v, %v; want %#v", text, v, err, want)
+		}
+	}
+	if _, err := value.Normalize(uint64(math.MaxUint64)); err == nil {
+		t.Errorf("a uint64 beyond int64 normalized")
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -34,6 +35,18 @@ steps:
 	}
 	if msg, _ := out["error"].(string); code != http.StatusBadRequest || !strings.Contains(msg, "9007199254740993") || !strings.Contains(msg, "string") {
 		t.Fatalf("answered %d %v; want 400 naming the number and saying to send it as a string", code, out)
+	}
+	// The same beyond an int64, or written with a fraction: a float64
+	// would carry another number.
+	for i, body := range []string{`{"id": 12345678901234567891}`, `{"id": 9007199254740993.0}`} {
+		code, out := postHook(t, e.node.APIURL+"/hooks/bigint-hook", []byte(body), map[string]string{"Idempotency-Key": fmt.Sprintf("big-f%d", i)})
+		if code == http.StatusAccepted {
+			id, _ := out["workflow_id"].(string)
+			t.Fatalf("body %s accepted: the run's input reads back as %s", body, toJSON(e.waitClosed(id, 20*time.Second).Input))
+		}
+		if msg, _ := out["error"].(string); code != http.StatusBadRequest || !strings.Contains(msg, "string") {
+			t.Fatalf("body %s: answered %d %v; want 400 saying to send it as a string", body, code, out)
+		}
 	}
 	// 2^53 is carried exactly; plus one (by the run), it is not: the
 	// step that computed it fails, as a result that cannot be recorded

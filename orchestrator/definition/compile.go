@@ -1,6 +1,7 @@
 package definition
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -130,6 +131,13 @@ func (c *compiler) value(field string, v any) tnode {
 	n, err := value.Normalize(v)
 	if err != nil {
 		c.problem(field, "invalid value: %v", err)
+		return nil
+	}
+	// A constant every run would fail on (a whole number beyond ±2^53)
+	// is refused now.
+	var inv *value.InvalidError
+	if errors.As(value.Check("", n, value.Limits{}), &inv) {
+		c.problem(field, "%s", inv.Reason)
 		return nil
 	}
 	return litNode{n}

@@ -10,6 +10,8 @@ import (
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/weftworks/weft/eventstore/value"
 )
 
 // Limits on search attributes.
@@ -61,6 +63,14 @@ func (a *SearchAttr) Eval(s Scope) (any, error) {
 		var err error
 		if v, err = a.value.root.eval(act); err != nil {
 			return nil, err
+		}
+	}
+	var inv *value.InvalidError
+	switch x := v.(type) {
+	case int64, float64:
+		// A whole number beyond ±2^53 the API would show rounded.
+		if errors.As(value.Check("", x, value.Limits{}), &inv) {
+			return nil, &EvalError{Field: a.field, Err: fmt.Errorf("%w: %s", ErrSearchValue, inv.Reason)}
 		}
 	}
 	if str, ok := v.(string); ok && len(str) > MaxSearchString {
