@@ -33,4 +33,3 @@ steps:
 		t.Fatalf("status %s error %+v; want failed with %s", r.st.Status, r.st.Error, workflow.ErrTypeInvalidSearch)
 	}
 }
-
