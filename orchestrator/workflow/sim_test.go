@@ -207,7 +207,7 @@ const simLeaves = 11
 
 // simErrorTypes are the error types failures in the simulation carry.
 var simErrorTypes = []string{"oops", "fatal", "boom", "fail", "timeout", "expression", "max_iterations",
-	"child_failed", "canceled", "attempts_exhausted"}
+	"child_failed", "canceled", "attempts_exhausted", "invalid_output", "invalid_input", "limit"}
 
 func (g *simGen) cond(l simLoop) any {
 	if g.chance("bad if?", 30) {
@@ -445,6 +445,7 @@ type sim struct {
 	cancels  int
 	retries  int
 	resumes  int
+	broken   int // broken-run failures appended (breakRun)
 	// expiredAs is the status the run had when retention began deleting
 	// it (WorkflowExpired), or "".
 	expiredAs workflow.Status
@@ -494,6 +495,8 @@ func simShow(e events.Event) string {
 }
 
 func (s *sim) draw(label string, n int) int { return rapid.IntRange(0, n-1).Draw(s.t, label) }
+
+func (s *sim) pick(label string, xs ...string) string { return xs[s.draw(label, len(xs))] }
 
 // chance draws whether a thing that happens 1 in n times does.
 func (s *sim) chance(label string, n int) bool { return s.draw(label, n) == n-1 }
@@ -586,6 +589,12 @@ func (s *sim) accept(st *workflow.State, d simDelivery) (ev []events.Event, due 
 	switch d.kind {
 	case simResult:
 		if e, ok := workflow.AcceptResult(st, d.result); ok {
+			if c := e.StepCompleted; c != nil && c.Output == simTooLarge {
+				// An output too large to record fails its step, whatever
+				// its retry policy (the shell's fitResult).
+				e = events.Event{Type: events.TypeStepFailed, Time: e.Time, StepFailed: &events.StepFailed{Path: c.Path, Gen: c.Gen,
+					Attempt: c.Attempt, Error: events.Error{Type: workflow.ErrTypeInvalidOutput, Message: "too large"}}}
+			}
 			return []events.Event{e}, true
 		}
 	case simTimer:
@@ -603,6 +612,9 @@ func (s *sim) accept(st *workflow.State, d simDelivery) (ev []events.Event, due 
 // any number of those records.
 func (s *sim) process(d simDelivery, mayCrash bool) {
 	s.t.Helper()
+	if mayCrash && s.broken < 2 && s.chance("broken?", 40) {
+		s.breakRun()
+	}
 	st := s.cache
 	if st != nil && st.LastSeq < s.seq() {
 		// Behind outside appends: caught up, or dropped on the conflict.
@@ -688,7 +700,10 @@ func (s *sim) process(d simDelivery, mayCrash bool) {
 // the event and in the state st that applied it.
 func (s *sim) checkTaken(st *workflow.State, d simDelivery, input []events.Event) {
 	s.t.Helper()
-	if d.kind != simResult || d.result.Outcome != events.OutcomeCompleted {
+	if d.kind == simResult && d.result.Outcome == events.OutcomeFailed && len(input) == 1 {
+		s.checkSuspension(st, d, input[0])
+	}
+	if d.kind != simResult || d.result.Outcome != events.OutcomeCompleted || d.result.Output == simTooLarge {
 		return
 	}
 	stored := func(v any) any {
@@ -708,6 +723,27 @@ func (s *sim) checkTaken(st *workflow.State, d simDelivery, input []events.Event
 		}
 	}
 }
+
+// checkSuspension checks how a step's last failure e (of result d) is
+// recorded: a task whose policy says exhausted: suspend is suspended in
+// a running workflow, unless a catch of the step handles the error or it
+// is invalid_output (an output that cannot be recorded would be the same
+// again); anything else fails (docs/language.md, "Suspend instead of
+// fail").
+func (s *sim) checkSuspension(st *workflow.State, d simDelivery, e events.Event) {
+	s.t.Helper()
+	typ := d.result.Error.Type
+	step := s.def.Step(simID(d.result.Path))
+	want := step.Kind == definition.KindTask && step.Retry.Suspend && st.Status == workflow.StatusRunning &&
+		typ != workflow.ErrTypeInvalidOutput &&
+		!slices.ContainsFunc(step.Catch, func(c *definition.Catch) bool { return len(c.Errors) == 0 || slices.Contains(c.Errors, typ) })
+	if got := e.StepSuspended != nil; got != want || !got && e.StepFailed == nil {
+		s.fail("result %v (error %s) recorded as %s, want suspended %v", d, typ, simShow(e), want)
+	}
+}
+
+// simTooLarge is the output of a task attempt that cannot be recorded.
+const simTooLarge = "(an output too large to record)"
 
 // checkState checks what the state itself says: a foreach never has more
 // iterations in flight than its concurrency, a repeat never goes past its
@@ -1257,6 +1293,25 @@ func (s *sim) resume() {
 	s.external(events.Event{Type: events.TypeWorkflowResumed, WorkflowResumed: &events.WorkflowResumed{RequestID: id}})
 }
 
+// breakRun fails a running workflow that cannot go on, as the shell does
+// (failBroken) when a decision would pass MaxHistoryEvents or is too large
+// to store, or the history does not fold: a WorkflowFailed appended after
+// the stored history, not decided by the core, whatever is open (tasks,
+// children, timers, waits, suspended steps, a queued run). The input at
+// hand is then processed on the failed run. (A cancel requested or a
+// timeout that fired decides a close of its own, which passes no limit.)
+func (s *sim) breakRun() {
+	st := s.fold(false)
+	if st.Status != workflow.StatusRunning || st.CancelRequested || st.TimedOut {
+		return
+	}
+	s.broken++
+	s.logf("broken: the run cannot go on (limit)")
+	s.appendRec([]events.Event{{Type: events.TypeWorkflowFailed, Time: s.clock,
+		WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: workflow.ErrTypeLimit, Message: "history would grow past its limit"}}}})
+	s.cache = nil
+}
+
 // admit records that a queued run took a slot, as the shell does once it
 // holds one (more than once too: an admission is recorded again when a
 // crash cut the first short of the shell's memory).
@@ -1353,6 +1408,9 @@ func (s *sim) execute(t *simTask, succeed bool) {
 		t.done = true
 	case outcome <= 4:
 		r.Outcome, r.Output = events.OutcomeCompleted, int64(attempt)
+		if !succeed && s.chance("too large?", 10) {
+			r.Output = simTooLarge
+		}
 		t.done = true
 	case outcome <= 6 && t.delivered < maxAttempts:
 		r.Outcome, r.RetryDelay = events.OutcomeAttemptFailed, time.Second
@@ -1360,6 +1418,10 @@ func (s *sim) execute(t *simTask, succeed bool) {
 	default:
 		r.Outcome = events.OutcomeFailed
 		r.Error = &events.Error{Type: []string{"oops", "fatal"}[outcome%2], Message: "no"}
+		if s.chance("invalid output?", 5) {
+			// A handler's output with no JSON form: not retried.
+			r.Error.Type = workflow.ErrTypeInvalidOutput
+		}
 		t.done = true
 	}
 	if t.done && !succeed && s.chance("ack lost?", 8) {
@@ -1375,13 +1437,18 @@ func (s *sim) finishChild(c *simChild, succeed bool) {
 	r := events.Result{V: 1, WorkflowID: "wf", Path: c.path, Gen: c.gen, Attempt: 1, Time: s.clock}
 	how := 0
 	if !succeed {
-		how = s.draw("child outcome", 3)
+		how = s.draw("child outcome", 4)
 	}
 	switch how {
 	case 0:
 		r.Outcome, r.Output = events.OutcomeCompleted, "child output"
 	case 1:
 		r.Outcome, r.Error = events.OutcomeFailed, &events.Error{Type: workflow.ErrTypeChild, Message: "child failed"}
+	case 3:
+		// Not started (its input against its definition's input_schema,
+		// its first record too large), or an output too large to hand on.
+		typ := s.pick("child error", workflow.ErrTypeInvalidInput, workflow.ErrTypeLimit, workflow.ErrTypeInvalidOutput)
+		r.Outcome, r.Error = events.OutcomeFailed, &events.Error{Type: typ, Message: "child " + typ}
 	default:
 		r.Outcome, r.Error = events.OutcomeFailed, &events.Error{Type: workflow.ErrTypeCanceled, Message: "child canceled"}
 	}
