@@ -118,20 +118,27 @@ func number(x json.Number) (any, error) {
 	}
 	text := string(x)
 	if !strings.ContainsAny(text, ".eE") {
-		return nil, fmt.Errorf("whole number %s is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly; send it as a string", text)
+		return nil, numberError(fmt.Sprintf("whole number %s is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly; send it as a string", text))
 	}
 	f, err := x.Float64()
 	if errors.Is(err, strconv.ErrRange) {
-		return nil, fmt.Errorf("number %s is beyond the range of the API's numbers (float64); send it as a string", text)
+		return nil, numberError(fmt.Sprintf("number %s is beyond the range of the API's numbers (float64); send it as a string", text))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("number %q: %w", x, err)
 	}
 	if back := strconv.FormatFloat(f, 'g', -1, 64); !sameNumber(text, back) {
-		return nil, fmt.Errorf("number %s has more digits than the API's numbers (float64) carry: it would read back as %s; send it as a string", text, back)
+		return nil, numberError(fmt.Sprintf("number %s has more digits than the API's numbers (float64) carry: it would read back as %s; send it as a string", text, back))
 	}
 	return floatValue(f), nil
 }
+
+// numberError is a number refused for what it would read back as; it
+// matches ErrInvalid, as Check's refusals do.
+type numberError string
+
+func (e numberError) Error() string { return string(e) }
+func (e numberError) Unwrap() error { return ErrInvalid }
 
 // maxNumberText bounds the length of a number sameNumber compares
 // exactly: a float64 is written back in at most 24 characters, and longer
@@ -233,7 +240,7 @@ func uintValue(u uint64) (any, error) {
 	if u <= math.MaxInt64 {
 		return int64(u), nil
 	}
-	return nil, fmt.Errorf("whole number %d is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly; send it as a string", u)
+	return nil, numberError(fmt.Sprintf("whole number %d is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly; send it as a string", u))
 }
 
 func floatValue(f float64) any {

@@ -119,13 +119,15 @@ func addBody(out map[string]any, mode string, resp *http.Response, body []byte) 
 	case responseAuto:
 		mode = responseText
 		if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" || strings.HasSuffix(mt, "+json") {
-			if parsed, err = value.FromJSON(body); err == nil {
+			// JSON that breaks the rule for values fails as below; text
+			// that is not JSON at all is taken as text.
+			if parsed, err = value.FromJSON(body); err == nil || errors.Is(err, value.ErrInvalid) {
 				mode = responseJSON
 			}
 		}
 	case responseJSON:
 		if len(bytes.TrimSpace(body)) > 0 {
-			if parsed, err = value.FromJSON(body); err != nil {
+			if parsed, err = value.FromJSON(body); err != nil && !errors.Is(err, value.ErrInvalid) {
 				return executor.NonRetryable(executor.NewError(executor.ErrTypeOutput,
 					"HTTP %d response body is not JSON (%v): set response to text or bytes", resp.StatusCode, err))
 			}
@@ -133,7 +135,10 @@ func addBody(out map[string]any, mode string, resp *http.Response, body []byte) 
 	}
 	switch mode {
 	case responseJSON:
-		if err := value.Check("body", parsed, value.Limits{}); err != nil {
+		if err == nil {
+			err = value.Check("body", parsed, value.Limits{})
+		}
+		if err != nil {
 			return executor.NonRetryable(executor.NewError(executor.ErrTypeOutput,
 				"HTTP %d response %v; set response: text to get the body as text", resp.StatusCode, err))
 		}

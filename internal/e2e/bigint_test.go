@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 )
 
@@ -62,6 +64,24 @@ steps:
 	}
 	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || !strings.Contains(w.Error.GetMessage(), "9007199254740993") {
 		t.Fatalf("status %v error %v, want FAILED naming 2^53+1", w.Status, w.Error)
+	}
+	e.healthy()
+}
+
+// A definition with a constant beyond ±2^53 is refused when put, naming
+// the field; one an earlier version stored (here, written straight to the
+// store) still loads, so a run of it goes on as it did: the step fails on
+// the constant, as before.
+func TestADefinitionConstantBeyond2p53IsRefusedWhenPutAndLoadsWhenStored(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	const src = "name: bigc\nsteps:\n  - { id: show, task: echo, input: { x: 9007199254740993 } }\n"
+	wantCodeAll(t, e.putDefErr(src), connect.CodeInvalidArgument, `field "input.x"`, "9007199254740993", "string")
+	if _, _, err := e.node.Store.PutDefinition(ctx(t), "bigc", src, "an earlier version", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	w := e.waitClosed(e.start("bigc", "", ``), 20*time.Second)
+	if w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED || w.Error.GetType() != "expression" {
+		t.Fatalf("a run of the stored definition: %v %v; want FAILED with expression, as before", w.Status, w.Error)
 	}
 	e.healthy()
 }

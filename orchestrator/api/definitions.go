@@ -26,6 +26,9 @@ func (s *Server) PutDefinition(ctx context.Context, req *connect.Request[weftv1.
 		return nil, errorf(connect.CodeInvalidArgument, "source is %d bytes; the limit is %d bytes (MaxDefinitionBytes)", len(src), s.cfg.MaxDefinitionBytes)
 	}
 	def, err := definition.Parse([]byte(src))
+	if err == nil {
+		err = def.CheckNew()
+	}
 	if err != nil {
 		return nil, toConnect(err)
 	}

@@ -127,18 +127,24 @@ func (c *compiler) value(field string, v any) tnode {
 			c.problem(field, "%v is not a JSON number", x)
 			return nil
 		}
+	case uint64:
+		if x > math.MaxInt64 {
+			// Stored by an earlier version, it reads as the float it did.
+			c.p.addNew(c.label, field, "whole number %d is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly; write it as a string", x)
+			return litNode{float64(x)}
+		}
 	}
 	n, err := value.Normalize(v)
 	if err != nil {
 		c.problem(field, "invalid value: %v", err)
 		return nil
 	}
-	// A constant every run would fail on (a whole number beyond ±2^53)
-	// is refused now.
+	// A constant that breaks the rule for values (a whole number beyond
+	// ±2^53: every run fails on it, or records it as the API cannot show
+	// it) is refused when put.
 	var inv *value.InvalidError
 	if errors.As(value.Check("", n, value.Limits{}), &inv) {
-		c.problem(field, "%s", inv.Reason)
-		return nil
+		c.p.addNew(c.label, field, "%s", inv.Reason)
 	}
 	return litNode{n}
 }

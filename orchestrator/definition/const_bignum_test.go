@@ -5,10 +5,11 @@ import (
 	"testing"
 )
 
-// A constant every run would fail on is refused when the definition is
-// put, as NaN is: a whole number beyond ±2^53 was stored, every run of it
-// then failed at its step (`expression`), and as a search attribute's
-// constant it was recorded and shown rounded.
+// A constant that breaks the rule for values is refused when the
+// definition is put, as NaN is: a whole number beyond ±2^53 was stored,
+// every run of it then failed at its step (`expression`), and as a search
+// attribute's constant it was recorded and shown rounded. One an earlier
+// version stored still loads, as it did, so its runs go on.
 func TestAConstantBeyond2p53IsRefusedWhenPut(t *testing.T) {
 	for _, src := range []string{
 		"name: p\nsteps:\n  - { id: a, task: echo, input: { x: 9007199254740993 } }\n",
@@ -16,12 +17,17 @@ func TestAConstantBeyond2p53IsRefusedWhenPut(t *testing.T) {
 		"name: p\nsearch: { n: 9007199254740993 }\nsteps:\n  - { id: a, task: echo }\n",
 		"name: p\nsteps:\n  - { id: a, task: echo, input: { x: 18446744073709551615 } }\n",
 	} {
-		_, err := Parse([]byte(src))
-		if err == nil || !strings.Contains(err.Error(), "beyond ±2^53") || !strings.Contains(err.Error(), "string") {
-			t.Errorf("%q: %v; want it refused, saying to write the number as a string", src, err)
+		d, err := Parse([]byte(src))
+		if err != nil {
+			t.Errorf("%q no longer loads: %v", src, err)
+			continue
+		}
+		if err := d.CheckNew(); err == nil || !strings.Contains(err.Error(), "beyond ±2^53") || !strings.Contains(err.Error(), "string") {
+			t.Errorf("%q: %v; want it refused when put, saying to write the number as a string", src, err)
 		}
 	}
-	if _, err := Parse([]byte("name: p\nsearch: { n: 9007199254740992 }\nsteps:\n  - { id: a, task: echo, input: { x: 9007199254740992 } }\n")); err != nil {
+	d, err := Parse([]byte("name: p\nsearch: { n: 9007199254740992 }\nsteps:\n  - { id: a, task: echo, input: { x: 9007199254740992 } }\n"))
+	if err != nil || d.CheckNew() != nil {
 		t.Errorf("2^53 refused: %v", err)
 	}
 }

@@ -102,6 +102,19 @@ type Definition struct {
 
 	// byID maps every step id, nested steps included, to its step.
 	byID map[string]*Step
+	// newOnly holds the problems CheckNew reports.
+	newOnly []Problem
+}
+
+// CheckNew reports what a definition put now may not have, though one an
+// earlier version stored may and still loads, so that its runs go on as
+// they did: a constant that breaks the rule for values (a whole number
+// beyond ±2^53). The error is an *Error, as Parse's.
+func (d *Definition) CheckNew() error {
+	if len(d.newOnly) == 0 {
+		return nil
+	}
+	return &Error{Problems: d.newOnly}
 }
 
 // TriggerKind says what starts a workflow.

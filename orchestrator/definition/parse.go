@@ -129,12 +129,16 @@ func Parse(src []byte) (*Definition, error) {
 	if len(p.problems) > 0 {
 		return nil, &Error{Problems: p.problems}
 	}
+	d.newOnly = p.newOnly
 	return d, nil
 }
 
 // parser collects problems while it walks a definition.
 type parser struct {
 	problems []Problem
+	// newOnly holds what a definition put now may not have, and one an
+	// earlier version stored may (Definition.CheckNew).
+	newOnly []Problem
 	// ids maps each valid, unique step id to its step, at any depth.
 	ids map[string]*node
 	// byPos maps each step position the first pass saw to its step.
@@ -173,6 +177,12 @@ func newParser() *parser {
 
 func (p *parser) add(step, field, format string, args ...any) {
 	p.problems = append(p.problems, Problem{Step: step, Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// addNew records a problem that refuses the definition only when it is
+// put (see Definition.CheckNew).
+func (p *parser) addNew(step, field, format string, args ...any) {
+	p.newOnly = append(p.newOnly, Problem{Step: step, Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
 func (p *parser) definition(src []byte) *Definition {
