@@ -31,3 +31,18 @@ func TestAConstantBeyond2p53IsRefusedWhenPut(t *testing.T) {
 		t.Errorf("2^53 refused: %v", err)
 	}
 }
+
+// An input_schema's bound beyond an int64 (a uint64's maximum) is taken,
+// as before, and checks inputs.
+func TestAnInputSchemaBoundBeyondInt64IsTaken(t *testing.T) {
+	d, err := Parse([]byte("name: p\ninput_schema: { type: object, properties: { id: { type: integer, minimum: 0, maximum: 18446744073709551615 } } }\nsteps:\n  - { id: a, task: echo }\n"))
+	if err != nil || d.CheckNew() != nil {
+		t.Fatalf("%v", err)
+	}
+	if err := d.CheckInput(map[string]any{"id": int64(-1)}); err == nil {
+		t.Error("an input below the schema's minimum passed")
+	}
+	if err := d.CheckInput(map[string]any{"id": int64(7)}); err != nil {
+		t.Errorf("an input within the schema: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package definition
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -110,6 +111,31 @@ func (noLoader) Load(string) (any, error) { return nil, errExternalRef }
 
 // inputSchema parses and compiles the definition's input_schema n: a JSON
 // Schema object, draft 2020-12 unless its $schema names another.
+// uintsAsFloats makes the whole numbers of v beyond an int64 (a schema's
+// maximum: 18446744073709551615) the floats they were before values
+// refused them: a schema's bounds are compared, never shown back as data.
+func uintsAsFloats(v any) any {
+	switch x := v.(type) {
+	case uint64:
+		if x > math.MaxInt64 {
+			return float64(x)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = uintsAsFloats(e)
+		}
+	case map[string]any:
+		for k, e := range x {
+			x[k] = uintsAsFloats(e)
+		}
+	case map[any]any:
+		for k, e := range x {
+			x[k] = uintsAsFloats(e)
+		}
+	}
+	return v
+}
+
 func (p *parser) inputSchema(n *yaml.Node) (map[string]any, *jsonschema.Schema) {
 	if resolve(n).Kind != yaml.MappingNode {
 		p.add("", "input_schema", "must be a mapping: a JSON Schema object, e.g. {type: object, required: [id]}")
@@ -121,7 +147,7 @@ func (p *parser) inputSchema(n *yaml.Node) (map[string]any, *jsonschema.Schema) 
 		p.add("", "input_schema", "invalid value: %s", yamlError(err))
 		return nil, nil
 	}
-	v, err := value.Normalize(raw)
+	v, err := value.Normalize(uintsAsFloats(raw))
 	if err == nil {
 		err = value.Check("input_schema", v, value.Limits{})
 	}
