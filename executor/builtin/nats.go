@@ -94,10 +94,17 @@ func natsMsg(t *executor.Task, allow []string) (*nats.Msg, bool, error) {
 		msg.Header.Set("Idempotency-Key", t.IdempotencyKey)
 	}
 	for k, v := range headers {
-		if strings.EqualFold(k, "Nats-Rollup") {
+		switch {
+		case strings.EqualFold(k, "Nats-Rollup"):
 			// A rollup purges the stream's other messages (all of them,
 			// or the subject's): a step publishes, never deletes.
 			return nil, false, invalid("header %s is refused: a rollup would purge the stream's other messages", k)
+		case len(k) >= 5 && strings.EqualFold(k[:5], "Nats-") && !strings.EqualFold(k, jetstream.MsgIDHeader):
+			// JetStream's other controls (a schedule that publishes
+			// later to another subject, a message's TTL, counters,
+			// batches, expectations) are JetStream's API, which a step
+			// does not reach.
+			return nil, false, invalid("header %s is refused: headers starting Nats- are JetStream's controls, and a step may set only %s", k, jetstream.MsgIDHeader)
 		}
 		msg.Header.Set(k, v)
 	}

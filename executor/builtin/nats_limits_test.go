@@ -82,3 +82,40 @@ func TestARollupHeaderIsRefused(t *testing.T) {
 		t.Fatalf("stream LEDGER has %d messages after a step's refused publish, want 5", info.State.Msgs)
 	}
 }
+
+// JetStream's other control headers are refused too: a schedule would
+// make the server publish later to another subject of the stream (one the
+// step's own subject checks never saw), a TTL would make the message
+// vanish. Nats-Msg-Id, a publisher's dedup, is a step's to set.
+func TestJetStreamControlHeadersAreRefused(t *testing.T) {
+	nc := startNATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}, AllowMsgTTL: true, AllowMsgSchedules: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []map[string]any{
+		{"Nats-Schedule": "@at " + time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "Nats-Schedule-Target": "orders.elsewhere"},
+		{"nats-ttl": "1s"},
+		{"Nats-Expected-Last-Sequence": "0"},
+	} {
+		_, err = run(t, Config{NATS: nc}, "nats.publish", map[string]any{"subject": "orders.x", "data": "x", "jetstream": true, "headers": h})
+		taskErr(t, err, "invalid_input", true)
+	}
+	if _, err := run(t, Config{NATS: nc}, "nats.publish", map[string]any{"subject": "orders.x", "data": "x", "jetstream": true,
+		"headers": map[string]any{"Nats-Msg-Id": "order-1"}}); err != nil {
+		t.Fatalf("a publish with Nats-Msg-Id: %v", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream ORDERS has %d messages, want the one published with Nats-Msg-Id", info.State.Msgs)
+	}
+}
