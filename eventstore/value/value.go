@@ -108,10 +108,12 @@ func scalar(v any) (n any, ok bool, err error) {
 }
 
 // number normalizes a JSON number: an int64 when it is one, else a float.
-// A whole number written as one (no fraction, no exponent) must fit an
-// int64 (Check then holds it to ±2^53), and any other must read back as
-// itself from the float it becomes: 12345678901234567891 and
-// 9007199254740993.0 would read back as other numbers, and are refused.
+// A whole number must come back as itself, as Check holds int64s to
+// ±2^53: one written as one (no fraction, no exponent) must fit an int64,
+// and one written otherwise must be the number its float is written back
+// as (9007199254740993.0 and 1.2345678901234567891e19 would come back as
+// other whole numbers; 1e20 comes back as 1e+20). A fraction comes back
+// to the float64's precision, as any JSON reader takes it.
 func number(x json.Number) (any, error) {
 	if i, err := x.Int64(); err == nil {
 		return i, nil
@@ -127,8 +129,12 @@ func number(x json.Number) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("number %q: %w", x, err)
 	}
-	if back := strconv.FormatFloat(f, 'g', -1, 64); !sameNumber(text, back) {
-		return nil, numberError(fmt.Sprintf("number %s has more digits than the API's numbers (float64) carry: it would read back as %s; send it as a string", text, back))
+	if math.Abs(f) >= maxExactFloat {
+		// Every float64 this large is whole: the text's number must be
+		// the one it is written back as, or be no whole number.
+		if back := strconv.FormatFloat(f, 'g', -1, 64); !sameNumber(text, back) && !notWhole(text) {
+			return nil, numberError(fmt.Sprintf("whole number %s is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly: it would read back as %s; send it as a string", text, back))
+		}
 	}
 	return floatValue(f), nil
 }
@@ -140,10 +146,18 @@ type numberError string
 func (e numberError) Error() string { return string(e) }
 func (e numberError) Unwrap() error { return ErrInvalid }
 
-// maxNumberText bounds the length of a number sameNumber compares
-// exactly: a float64 is written back in at most 24 characters, and longer
-// text than this is taken as having more digits than it carries.
+// maxNumberText bounds the length of a number sameNumber and notWhole
+// read exactly; longer text counts as a whole number not carried.
 const maxNumberText = 400
+
+// exact returns the JSON number s as an exact rational, or false when it
+// is too long to read so.
+func exact(s string) (*big.Rat, bool) {
+	if e := exponent(s); len(s) > maxNumberText || e > maxNumberText || e < -maxNumberText {
+		return nil, false
+	}
+	return new(big.Rat).SetString(s)
+}
 
 // sameNumber reports whether the JSON numbers a and b, b written back
 // from a float64, are the same number.
@@ -151,12 +165,15 @@ func sameNumber(a, b string) bool {
 	if a == b {
 		return true
 	}
-	if len(a) > maxNumberText || exponent(a) > maxNumberText || exponent(a) < -maxNumberText {
-		return false
-	}
-	x, ok := new(big.Rat).SetString(a)
-	y, ok2 := new(big.Rat).SetString(b)
+	x, ok := exact(a)
+	y, ok2 := exact(b)
 	return ok && ok2 && x.Cmp(y) == 0
+}
+
+// notWhole reports whether the JSON number s has a fraction.
+func notWhole(s string) bool {
+	x, ok := exact(s)
+	return ok && !x.IsInt()
 }
 
 // exponent returns the exponent written in the JSON number s (0 if none;
