@@ -551,6 +551,10 @@ func (sh *shard) restoreTimers(ctx context.Context, wf string, failed bool) {
 	}
 	strays := sh.strays
 	sh.strays = nil
+	strays = slices.DeleteFunc(strays, func(t events.TimerDue) bool { return t.WorkflowID != wf })
+	if len(strays) == 0 {
+		return
+	}
 	if failed {
 		sh.forget(wf)
 	}
@@ -626,6 +630,7 @@ func (sh *shard) failBroken(ctx context.Context, d *eventstore.Delivery, broken 
 		sh.forget(d.WorkflowID)
 		err = sh.afterBroken(ctx, d)
 	}
+	sh.restoreTimers(ctx, d.WorkflowID, err != nil)
 	if err != nil {
 		// The state process loaded may hold the input applied and never
 		// stored: the next delivery reads the run afresh.
