@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -274,4 +276,71 @@ func (s *Store) TakeToken(ctx context.Context, scope, key string, limit int, per
 		return max(time.Until(time.Unix(0, (rc.Period+1)*int64(per))), 0) + s.cfg.MarkerTTL
 	})
 	return ok, max(time.Duration((period+1)*int64(per)-now.UnixNano()), 0), err
+}
+
+// SlotLease is a concurrency slot of a task step's key held by an attempt
+// (SlotLeases).
+type SlotLease struct {
+	// Scope is the step's (its definition and step id), Key its key; each
+	// "sha256:" and the base64 of its hash when the entry names it so (too
+	// long to name as it is).
+	Scope, Key string
+	// Holder is the attempt: "<run>/<step path>/<scheduling>/<attempt>".
+	Holder string
+	// End is when the lease ends unless renewed.
+	End time.Time
+}
+
+// SlotLeases returns the concurrency slots of every task step's key held
+// at now (their leases not ended), read in one pass over the flow bucket;
+// none when there is no flow bucket (a Weft from before step flow
+// control, opened by OpenExisting).
+func (s *Store) SlotLeases(ctx context.Context, now time.Time) ([]SlotLease, error) {
+	if s.flow == nil {
+		return nil, nil
+	}
+	w, err := s.flow.Watch(ctx, "c.>", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: list %s: %w", FlowBucket, err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []SlotLease
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				slices.SortFunc(out, func(a, b SlotLease) int {
+					return cmp.Or(cmp.Compare(a.Scope, b.Scope), cmp.Compare(a.Key, b.Key), cmp.Compare(a.Holder, b.Holder))
+				})
+				return out, nil
+			}
+			var held map[string]int64
+			parts := strings.Split(e.Key(), ".")
+			if len(parts) != 3 || msgpack.Unmarshal(e.Value(), &held) != nil {
+				continue // not a concurrency entry this version wrote
+			}
+			scope, key := tokenKey(parts[1]), tokenKey(parts[2])
+			for h, end := range held {
+				if end > now.UnixNano() {
+					out = append(out, SlotLease{Scope: scope, Key: key, Holder: h, End: time.Unix(0, end)})
+				}
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("eventstore: list %s: %w", FlowBucket, ctx.Err())
+		}
+	}
+}
+
+// tokenKey reads back what keyToken encoded: the string, or "sha256:" and
+// the base64 of its hash.
+func tokenKey(tok string) string {
+	if rest, ok := strings.CutPrefix(tok, "v"); ok {
+		if b, err := base64.RawURLEncoding.DecodeString(rest); err == nil {
+			return string(b)
+		}
+	}
+	if rest, ok := strings.CutPrefix(tok, "h"); ok {
+		return "sha256:" + rest
+	}
+	return tok
 }

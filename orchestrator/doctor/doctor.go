@@ -50,6 +50,9 @@ const (
 	// Unchecked: it could not be read or judged (NATS did not answer,
 	// say), even when tried again.
 	Unchecked Verdict = "unchecked"
+	// Gone: it has no history (deleted), but something of it is left: a
+	// concurrency slot of a task step that an attempt of it holds.
+	Gone Verdict = "gone"
 )
 
 // FindingKind is a kind of problem.
@@ -268,6 +271,11 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 	if err := c.each(ctx, all, c.judge); err != nil {
 		return nil, err
 	}
+	gone, err := c.stepSlots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	all = append(all, gone...)
 	pauses, err := store.DefinitionPauses(ctx)
 	if err != nil {
 		return nil, err
@@ -288,7 +296,7 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 			}
 			continue
 		}
-		if !r.indexed && r.st == nil || r.deleting {
+		if (!r.indexed && r.st == nil || r.deleting) && r.Verdict != Gone {
 			continue // a child that does not exist (its parent says so), or a run being deleted
 		}
 		if open(r.Status) {
@@ -928,17 +936,9 @@ func (c *checker) inputWaiting(ctx context.Context, r *run) (bool, error) {
 // task checks a task step in flight: its command waits for an executor
 // that asks for commands, or its result waits to be recorded.
 func (c *checker) task(ctx context.Context, r *run, m workflow.Mover) (string, error) {
-	c.mu.Lock()
-	tq, ok := c.tasks[m.Task]
-	c.mu.Unlock()
-	if !ok {
-		tq.q, tq.err = c.store.TaskQueueOf(ctx, m.Task)
-		if tq.err != nil && !errors.Is(tq.err, eventstore.ErrNotFound) {
-			return "", tq.err
-		}
-		c.mu.Lock()
-		c.tasks[m.Task] = tq
-		c.mu.Unlock()
+	tq, err := c.taskQueue(ctx, m.Task)
+	if err != nil {
+		return "", err
 	}
 	if tq.err != nil {
 		return fmt.Sprintf("step %s: task type %s has no consumer (%s): its command reaches no executor",
@@ -971,6 +971,25 @@ func (c *checker) task(ctx context.Context, r *run, m workflow.Mover) (string, e
 		return "", err
 	}
 	return fmt.Sprintf("step %s: an executor settled its task command (%s), but no result was recorded", m.Path, m.Task), nil
+}
+
+// taskQueue looks at task type typ's consumer, once a check: tq.err is
+// ErrNotFound when it has none.
+func (c *checker) taskQueue(ctx context.Context, typ string) (taskQueue, error) {
+	c.mu.Lock()
+	tq, ok := c.tasks[typ]
+	c.mu.Unlock()
+	if ok {
+		return tq, nil
+	}
+	tq.q, tq.err = c.store.TaskQueueOf(ctx, typ)
+	if tq.err != nil && !errors.Is(tq.err, eventstore.ErrNotFound) {
+		return taskQueue{}, tq.err
+	}
+	c.mu.Lock()
+	c.tasks[typ] = tq
+	c.mu.Unlock()
+	return tq, nil
 }
 
 // child checks a child step: the child exists, is the step's, and, if it

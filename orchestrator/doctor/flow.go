@@ -1,0 +1,144 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/orchestrator/workflow"
+)
+
+// stepSlots checks the concurrency slots of task steps (the weft-flow
+// bucket, read once a check). A slot held at the check's time by an
+// attempt that is over, which nothing will give back, keeps every other
+// attempt of its step's key waiting until its lease ends: the step's
+// timeout and a minute after the attempt's last heartbeat, however long
+// that is. One whose lease ends within ExecutorGrace is left alone. It is reported as stuck on the attempt's run (a follow-up of
+// the attempt missed); it returns the runs with no history that hold one,
+// so reported.
+func (c *checker) stepSlots(ctx context.Context) ([]*run, error) {
+	leases, err := c.store.SlotLeases(ctx, c.now)
+	if err != nil {
+		return nil, err
+	}
+	var gone []*run
+	for _, l := range leases {
+		wf, path, gen, attempt, ok := parseHolder(l.Holder)
+		if !ok {
+			continue // not named by this version
+		}
+		if l.End.Sub(c.now) <= c.opts.ExecutorGrace {
+			// It ends by itself within the grace an executor has: a
+			// delay, not a slot lost (an executor killed between its
+			// result and giving the slot back leaves one like it).
+			continue
+		}
+		r := c.runs[wf]
+		var why string
+		switch {
+		case r == nil:
+			// Not read: started since the index was read, or gone.
+			if _, err := c.store.LastSeq(ctx, wf); !errors.Is(err, eventstore.ErrNotFound) {
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
+			r = &run{Run: Run{ID: wf, Verdict: Gone}}
+			c.runs[wf] = r
+			gone = append(gone, r)
+			why = "is of a run that has no history (deleted)"
+		case r.unchecked != nil || r.deleting:
+			continue // unchecked is reported as such; a deletion under way takes its slots' leases with it
+		case r.st == nil:
+			if r.Verdict == "" {
+				r.Verdict = Gone
+			}
+			why = "is of a run that has no history (deleted)"
+		default:
+			if why, err = c.slotOver(ctx, r, path, gen, attempt); err != nil {
+				return nil, err
+			}
+			if why == "" {
+				continue
+			}
+		}
+		r.add(FindingStuck, "step %s: attempt %d (scheduling %d) %s, but still holds a concurrency slot of key %q of step %s until %s: every other attempt of the key waits for it meanwhile",
+			path, attempt, gen, why, l.Key, l.Scope, l.End.UTC().Format(time.RFC3339))
+	}
+	return gone, nil
+}
+
+// slotOver says why the attempt of r's step at path (scheduling gen) is
+// over and nothing will give its slot back; "" when it may still run, or
+// an executor will give it back yet.
+func (c *checker) slotOver(ctx context.Context, r *run, path string, gen, attempt int) (string, error) {
+	if c.now.Sub(r.LastChange) < max(c.opts.ExecutorGrace, c.opts.Grace) {
+		// A settled attempt's slot is given back just after its result is
+		// reported; one its executor died before giving back comes back
+		// with its command, within the task ack wait.
+		return "", nil
+	}
+	s := r.st.Steps[path]
+	switch {
+	case s == nil || s.Kind != "task":
+		return "is of no task step of its run", nil
+	case attempt <= s.Attempts:
+		// Attempts are numbered on across schedulings: this one's
+		// result, or a later one's, is recorded.
+		return "is over (its result, or a later attempt's, is recorded)", nil
+	case gen == s.Gen && s.Status == workflow.StepRunning && open(r.Status):
+		return "", nil // the attempt its step runs, or is about to
+	}
+	// Cut off by a cancel, the run's close or a later scheduling, with no
+	// result: its handler may still run (nothing stops it), and its
+	// executor gives the slot back when it returns, or the command
+	// delivered again does. Left over only once no command of the run's
+	// task type is unsettled.
+	tq, err := c.taskQueue(ctx, s.Task)
+	if err != nil {
+		return "", err
+	}
+	if tq.err == nil {
+		last, err := c.store.LastTaskCommand(ctx, r.ID, s.Task)
+		switch {
+		case errors.Is(err, eventstore.ErrNotFound):
+		case err != nil:
+			return "", err
+		case last > tq.q.AckFloor:
+			return "", nil
+		}
+	}
+	return fmt.Sprintf("was cut off (the step is %s, the run %s) and its command is settled", s.Status, r.Status), nil
+}
+
+// parseHolder reads a slot holder as the executor names it:
+// "<run>/<step path>/<scheduling>/<attempt>" (a run id holds no "/").
+func parseHolder(h string) (wf, path string, gen, attempt int, ok bool) {
+	wf, rest, ok := strings.Cut(h, "/")
+	if !ok {
+		return "", "", 0, 0, false
+	}
+	i := strings.LastIndex(rest, "/")
+	if i < 0 {
+		return "", "", 0, 0, false
+	}
+	a, err := strconv.Atoi(rest[i+1:])
+	if err != nil {
+		return "", "", 0, 0, false
+	}
+	rest = rest[:i]
+	j := strings.LastIndex(rest, "/")
+	if j < 0 {
+		return "", "", 0, 0, false
+	}
+	g, err := strconv.Atoi(rest[j+1:])
+	if err != nil || !eventstore.ValidWorkflowID(wf) {
+		return "", "", 0, 0, false
+	}
+	return wf, rest[:j], g, a, true
+}
