@@ -49,7 +49,12 @@
 //   - the calls of runs whose step has a rate_limit fit the limit once each
 //     is charged to the second it arrived in or the one before;
 //   - runs started while their definition was paused called nothing for
-//     a while and were recorded, and completed after the resume.
+//     a while and were recorded, and completed after the resume;
+//   - a workflow timeout fails a run whose wait or held call it finds
+//     open, the held step completing in the failed run, and a redrive
+//     gives a fresh one; a task attempt whose call the ledger holds past
+//     its timeout fails with type timeout and is retried, until its
+//     attempts are used up, or not at all when timeout is not retryable.
 package chaos
 
 import (
@@ -161,6 +166,9 @@ type Harness struct {
 	// slowRateRevision is the revision of the ratelimited shape's
 	// definition whose period is perSlow.
 	slowRateRevision int32
+	// longDeadlineRevision is the revision of the deadline shape's
+	// definition whose timeout is deadlineLong.
+	longDeadlineRevision int32
 
 	// checks runs the detector's checks the suspended shape asks for.
 	checks doctorChecks
@@ -464,6 +472,13 @@ func (h *Harness) putDefinitions(ctx context.Context) error {
 	}
 	h.slowRateRevision = slow
 	sources = append(sources, ratelimitedDefinition(ratePer))
+	// Likewise the deadline shape's revision with the long timeout.
+	long, err := h.putDefinition(ctx, deadlineDefinition(deadlineLong))
+	if err != nil {
+		return err
+	}
+	h.longDeadlineRevision = long
+	sources = append(sources, deadlineDefinition(deadlineShort), taskTimeoutDefinition)
 	if h.shapes[shapeTrigger] {
 		sources = append(sources, triggerDefinition)
 	}

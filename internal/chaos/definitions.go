@@ -460,6 +460,80 @@ func rateName(per time.Duration) string {
 	return "ratelimited" + per.String() + "-"
 }
 
+// deadlineShort and deadlineLong are the workflow timeouts of the
+// deadline shape's two revisions: the latest one's, short, which fires in
+// the runs that must time out; and the earlier one's, which no run lasts,
+// named by the runs that must finish in time. The harness puts the long
+// one first. A redriven run is given a fresh deadlineShort.
+const (
+	deadlineShort = "5s"
+	deadlineLong  = "1h"
+)
+
+// deadlineDefinition is the deadline shape's definition with the workflow
+// timeout timeout: a parallel step whose one branch calls the ledger (the
+// step the harness may have it hold) and whose other waits, when
+// input.gate, for a signal.
+func deadlineDefinition(timeout string) string {
+	return `
+name: chaos-deadline
+timeout: ` + timeout + `
+retry: ` + retryPolicy + `
+steps:
+  - id: work
+    parallel:
+      branches:
+        call:
+          - id: ` + deadlineStep + `
+            task: http
+            timeout: 30s
+            input: ` + call(`{ n: "${ input.n }" }`) + `
+        gate:
+          - id: gate
+            if: "input.gate"
+            wait: { signal: gate }
+output:
+  held: "${ steps.work.output.call.body.key }"
+  gate: "${ input.gate ? steps.work.output.gate : null }"
+`
+}
+
+// deadlineStep is the deadline shape's http step.
+const deadlineStep = "held"
+
+// taskTimeout is the attempt timeout of the tasktimeout shape's steps:
+// calls the ledger holds (see Ledger.Hold) outlast it, the others do not
+// come near it.
+const taskTimeout = "2s"
+
+// taskTimeoutDefinition is the tasktimeout shape's definition: one of
+// three http steps, by input.variant, each with the attempt timeout
+// taskTimeout: recover with the workflow's retry policy, exhaust with two
+// attempts, fatal with timeout not retryable.
+var taskTimeoutDefinition = `
+name: chaos-tasktimeout
+retry: ` + retryPolicy + `
+steps:
+  - id: recover
+    if: "input.variant == 'recover'"
+    task: http
+    timeout: ` + taskTimeout + `
+    input: ` + call(`{ n: "${ input.n }" }`) + `
+  - id: exhaust
+    if: "input.variant == 'exhaust'"
+    task: http
+    timeout: ` + taskTimeout + `
+    retry: { max_attempts: 2, initial_interval: 200ms }
+    input: ` + call(`{ n: "${ input.n }" }`) + `
+  - id: fatal
+    if: "input.variant == 'fatal'"
+    task: http
+    timeout: ` + taskTimeout + `
+    retry: { max_attempts: 20, initial_interval: 200ms, non_retryable: [timeout] }
+    input: ` + call(`{ n: "${ input.n }" }`) + `
+output: { key: "${ steps.recover.output.body.key }", n: "${ steps.recover.output.body.echo.n }" }
+`
+
 // pausedDefinitions is how many copies of the paused shape's definition
 // there are (chaos-paused-0, -1, ...): each is held paused by one driver
 // at a time, so that many drivers can hold one each side by side.
@@ -577,6 +651,8 @@ const (
 	shapePaused
 	shapeLimited
 	shapeRatelimited
+	shapeDeadline
+	shapeTaskTimeout
 	shapeTrigger
 	shapeCron
 	numShapes
@@ -584,14 +660,14 @@ const (
 
 var shapeNames = [numShapes]string{"seq", "fanout", "wait", "child", "branches", "each", "control", "waits",
 	"cancel", "redrive", "sharedsignal", "redrivecaught", "retention", "searched", "suspended", "queued", "paused",
-	"limited", "ratelimited", "trigger", "cron"}
+	"limited", "ratelimited", "deadline", "tasktimeout", "trigger", "cron"}
 
 // shapeCycle is the order in which the harness starts its shapes: the
 // first three, the original workload, keep about half of the workflows.
 var shapeCycle = []int{shapeSeq, shapeFanout, shapeWait, shapeChild, shapeBranches, shapeEach,
 	shapeSeq, shapeFanout, shapeWait, shapeControl, shapeWaits, shapeCancel, shapeRedrive, shapeSharedSignal,
 	shapeRedriveCaught, shapeRetention, shapeSearched, shapeSuspended, shapeQueued, shapePaused,
-	shapeLimited, shapeRatelimited}
+	shapeLimited, shapeRatelimited, shapeDeadline, shapeTaskTimeout}
 
 // ParseShapes returns the shapes named in a comma-separated list; "" and
 // "all" name every shape.
@@ -642,6 +718,10 @@ type outcome struct {
 	// search, when set, are a COMPLETED workflow's search attributes, in
 	// the form JSON decoding gives.
 	search any
+	// or, when set, is the other outcome a kill may bring about (its
+	// plan says how): the run ended as expected with either; the checks
+	// count the runs that ended with this one.
+	or *outcome
 }
 
 // signalSpec is a signal the harness sends.
@@ -672,6 +752,11 @@ type cancelSpec struct {
 type redriveSpec struct {
 	errType, errStep string
 	release          []string
+	// settle are paths still running in the failed run (a workflow
+	// timeout leaves them so) whose held calls the ledger answers once
+	// the run has failed; the harness redrives it once each has completed
+	// in the failed run. The redrive does not run them again.
+	settle []string
 }
 
 // suspendSpec is the suspension of a workflow whose step runs out of
@@ -712,6 +797,9 @@ type plan struct {
 	// slowRate runs of the ratelimited shape are started on the earlier
 	// revision of its definition, whose period is perSlow.
 	slowRate bool
+	// longDeadline runs of the deadline shape are started on the earlier
+	// revision of its definition, whose timeout is deadlineLong.
+	longDeadline bool
 	// retained workflows are deleted by their definition's retention once
 	// closed: their history cannot be checked, only their outcome (when
 	// read before the deletion), their effects and that they are gone.
@@ -724,6 +812,9 @@ type plan struct {
 	effects []string
 	// refuse maps paths to the status the ledger refuses them with.
 	refuse map[string]int
+	// hold maps paths to the number of their calls the ledger holds
+	// unanswered (every one when negative; see Ledger.Hold).
+	hold map[string]int
 	// failPaths are the steps that fail on purpose; openPaths those that
 	// may stay open in a completed workflow (a succeed step).
 	failPaths, openPaths map[string]bool
@@ -833,6 +924,10 @@ func newPlan(i, k, shape int, ledgerURL string) *plan {
 		planLimited(p, k)
 	case shapeRatelimited:
 		planRatelimited(p, k)
+	case shapeDeadline:
+		planDeadline(p, k)
+	case shapeTaskTimeout:
+		planTaskTimeout(p, k)
 	}
 	if p.effects == nil && p.want.status == "COMPLETED" {
 		p.effects = p.httpPaths
@@ -1230,6 +1325,81 @@ func planRatelimited(p *plan, k int) {
 		q.httpPaths, q.effects = []string{"call"}, []string{"call"}
 		q.want = completed(map[string]any{"key": q.key("call"), "n": q.index})
 	})
+}
+
+// planDeadline: a run of the definition whose workflow timeout is
+// deadlineShort, which fires while the ledger holds the run's one call:
+// the harness lets the ledger answer it once the run has failed, waits for
+// the step, still running in the failed run, to complete there, and
+// redrives the run, which then has nothing left but to complete; one whose
+// timeout fires while a wait waits for a signal that never comes, and
+// which, redriven, fails again on the fresh timeout the redrive gives it,
+// or is not redriven; and a run of the revision whose timeout is
+// deadlineLong, its signal sent at once, which completes in time.
+//
+// The timeouts that fire do so whatever the kills do: the run cannot
+// close otherwise (its call is held, or its wait never signaled), and a
+// durable timer fires late at worst. One outcome can change: the redriven
+// run of the first variant closes in two decisions, the fresh timer's
+// and then its close, recorded back to back; were the orchestrators kept
+// from making the second for deadlineShort (a kill between them and a
+// slow takeover), the fresh timeout would fire first, and the run fail
+// again with type timeout. That documented outcome is accepted too.
+func planDeadline(p *plan, k int) {
+	p.input["n"] = p.index
+	p.httpPaths, p.effects = []string{deadlineStep}, []string{}
+	timedOut := outcome{status: "FAILED", errType: "timeout"}
+	switch k % 4 {
+	case 0:
+		p.variant, p.input["gate"] = "times-out-in-flight-redriven-completes", false
+		p.hold = map[string]int{deadlineStep: -1}
+		p.redrive = &redriveSpec{errType: "timeout", settle: []string{deadlineStep}}
+		p.effects = []string{deadlineStep}
+		p.want = completed(map[string]any{"held": p.key(deadlineStep), "gate": nil})
+		p.want.or = &timedOut
+	case 1:
+		p.variant, p.input["gate"] = "times-out-waiting-redriven-times-out", true
+		p.redrive = &redriveSpec{errType: "timeout"}
+		p.want = timedOut
+	case 2:
+		p.variant, p.input["gate"], p.longDeadline = "in-time", true, true
+		payload := map[string]any{"gate": p.index}
+		p.signals = []signalSpec{{name: "gate", payload: payload, requestID: "gate-" + p.id}}
+		p.waits = map[string]any{"gate": payload}
+		p.effects = []string{deadlineStep}
+		p.want = completed(map[string]any{"held": p.key(deadlineStep), "gate": payload})
+	case 3:
+		p.variant, p.input["gate"] = "times-out-waiting", true
+		p.want = timedOut
+	}
+}
+
+// planTaskTimeout: a task step whose attempts time out after taskTimeout
+// because the ledger holds their calls: the first one or two, the
+// attempts after them completing the run; or every one, the step failing
+// with type timeout when its two attempts are used up, or at its first
+// when timeout is not retryable. A killed executor's attempt is run again
+// with the same number, and its call, abandoned, may use up a hold
+// instead of a timeout: the outcomes are the same.
+func planTaskTimeout(p *plan, k int) {
+	p.input["n"] = p.index
+	switch k % 4 {
+	case 0, 2:
+		held := 1 + k%4/2
+		p.variant, p.input["variant"] = fmt.Sprintf("completes-after-%d-held", held), "recover"
+		p.httpPaths, p.hold = []string{"recover"}, map[string]int{"recover": held}
+		p.want = completed(map[string]any{"key": p.key("recover"), "n": p.index})
+	case 1:
+		p.variant, p.input["variant"] = "attempts-exhausted", "exhaust"
+		p.httpPaths, p.hold, p.effects = []string{"exhaust"}, map[string]int{"exhaust": -1}, []string{}
+		p.failPaths["exhaust"] = true
+		p.want = outcome{status: "FAILED", errType: "timeout", errStep: "exhaust"}
+	case 3:
+		p.variant, p.input["variant"] = "timeout-not-retryable", "fatal"
+		p.httpPaths, p.hold, p.effects = []string{"fatal"}, map[string]int{"fatal": -1}, []string{}
+		p.failPaths["fatal"] = true
+		p.want = outcome{status: "FAILED", errType: "timeout", errStep: "fatal"}
+	}
 }
 
 // pausedRuns is the number of runs the paused shape's driver starts while

@@ -8,7 +8,8 @@ import (
 
 // Every definition the harness puts parses and validates.
 func TestDefinitionsParse(t *testing.T) {
-	sources := append([]string{triggerDefinition, cronDefinition("http://127.0.0.1:1", true)}, staticDefinitions...)
+	sources := append([]string{triggerDefinition, cronDefinition("http://127.0.0.1:1", true), deadlineDefinition(deadlineShort),
+		deadlineDefinition(deadlineLong), taskTimeoutDefinition, ratelimitedDefinition(perSlow)}, staticDefinitions...)
 	for i := range pausedDefinitions {
 		sources = append(sources, pausedDefinition(i))
 	}

@@ -21,11 +21,12 @@ import (
 // them with 503. Whether the n-th call of a key fails is decided by a hash
 // of the seed, the key and n, so a run's failures do not depend on the
 // order in which calls happen to arrive. Keys can also be refused on
-// purpose (Refuse) until they are released. A call whose URL has a slot
-// query parameter (a concurrency key, with its limit as the limit
-// parameter, slotLimit without) is held for slotHold and counted, while in
-// flight, among the calls of its slot (see Slots). The time of a call whose
-// URL has a rate parameter is recorded under it (see Rated).
+// purpose (Refuse), or their calls held unanswered (Hold), until they are
+// released. A call whose URL has a slot query parameter (a concurrency
+// key, with its limit as the limit parameter, slotLimit without) is held
+// for slotHold and counted, while in flight, among the calls of its slot
+// (see Slots). The time of a call whose URL has a rate parameter is
+// recorded under it (see Rated).
 type Ledger struct {
 	seed     int64
 	failRate float64
@@ -38,6 +39,7 @@ type Ledger struct {
 	mu      sync.Mutex
 	keys    map[string]*KeyCount
 	refused map[string]int // key -> status answered
+	held    map[string]*hold
 	// inFlight counts, per slot and run (workflow id), the calls in
 	// flight, and flightKey is the idempotency key of each run's; slots
 	// is what Slots returns.
@@ -46,6 +48,16 @@ type Ledger struct {
 	slots     SlotCounts
 	rated     map[string][]RatedCall
 }
+
+// hold is what Hold holds of a key: calls more of its calls (every one
+// when negative), until release is closed.
+type hold struct {
+	calls   int
+	release chan struct{}
+}
+
+// holdMax bounds how long the ledger holds a call (see Hold).
+const holdMax = time.Minute
 
 // RatedCall is a call the ledger recorded the time of.
 type RatedCall struct {
@@ -100,6 +112,10 @@ type KeyCount struct {
 	Failed int
 	// Refused counts the requests refused on purpose (see Refuse).
 	Refused int
+	// Abandoned counts the requests held (see Hold) whose caller gave up
+	// before they were answered: an attempt that timed out, an executor
+	// killed. They are not carried out, nor counted in OK or Failed.
+	Abandoned int
 }
 
 // ledgerResponse is the body of a successful call.
@@ -117,7 +133,7 @@ func StartLedger(seed int64, failRate, slowRate float64, slow time.Duration) (*L
 		return nil, err
 	}
 	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}, refused: map[string]int{},
-		inFlight: map[string]map[string]int{}, flightKey: map[string]string{}, rated: map[string][]RatedCall{},
+		held: map[string]*hold{}, inFlight: map[string]map[string]int{}, flightKey: map[string]string{}, rated: map[string][]RatedCall{},
 		slots: SlotCounts{Most: map[string]int{}, Limits: map[string]int{}, Repeats: map[string]int{}, RepeatsBeside: map[string]int{}, LateBeside: map[string]int{}}}
 	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = l.srv.Serve(ln) }()
@@ -152,11 +168,27 @@ func (l *Ledger) Refuse(key string, status int) {
 	l.refused[key] = status
 }
 
-// Release ends the refusal of key: its calls are answered as any other.
+// Hold makes the ledger hold the next calls calls of key (every one when
+// calls is negative) before it answers them, until Release, or until
+// their caller gives up (the attempt's timeout passed, or its executor
+// died), which abandons the call: it is not carried out. A call is held
+// holdMax at most. A refused key's calls are refused at once.
+func (l *Ledger) Hold(key string, calls int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.held[key] = &hold{calls: calls, release: make(chan struct{})}
+}
+
+// Release ends the refusal and the hold of key: its calls, and those held
+// now, are answered as any other.
 func (l *Ledger) Release(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.refused, key)
+	if hd := l.held[key]; hd != nil {
+		close(hd.release)
+		delete(l.held, key)
+	}
 }
 
 // ServeHTTP counts the call and answers it: the refusal's status for a
@@ -181,6 +213,11 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.rated[rate] = append(l.rated[rate], RatedCall{At: time.Now(), First: n == 1})
 	}
 	refused := l.refused[key]
+	var held chan struct{}
+	if hd := l.held[key]; hd != nil && refused == 0 && hd.calls != 0 {
+		held = hd.release
+		hd.calls--
+	}
 	fail := refused == 0 && l.roll('f', key, n) < l.failRate
 	switch {
 	case refused != 0:
@@ -193,6 +230,23 @@ func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if refused != 0 {
 		http.Error(w, "refused on purpose", refused)
 		return
+	}
+	if held != nil {
+		select {
+		case <-held:
+		case <-r.Context().Done():
+		case <-time.After(holdMax):
+		}
+		if r.Context().Err() != nil {
+			// The caller gave up: the call is not carried out.
+			l.mu.Lock()
+			kc.Abandoned++
+			if fail {
+				kc.Failed--
+			}
+			l.mu.Unlock()
+			return
+		}
 	}
 	if slot := r.URL.Query().Get("slot"); slot != "" {
 		limit, err := strconv.Atoi(r.URL.Query().Get("limit"))

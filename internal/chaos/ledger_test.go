@@ -113,3 +113,70 @@ func TestLedgerRated(t *testing.T) {
 		t.Errorf("rated calls: %+v", rc)
 	}
 }
+
+// Held calls wait: the first n of a key until their caller gives up
+// (abandoned, not carried out), every one until Release, which answers
+// those held then; a caller that gives up abandons its call.
+func TestLedgerHold(t *testing.T) {
+	l, err := StartLedger(1, 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	call := func(key string, timeout time.Duration) error {
+		client := &http.Client{Timeout: timeout}
+		req, _ := http.NewRequest(http.MethodPost, l.URL(), strings.NewReader(`{}`))
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %s", key, resp.Status)
+		}
+		return nil
+	}
+	// The first call of "once" is held past its caller's patience; the
+	// second is answered at once.
+	l.Hold("once", 1)
+	if err := call("once", 200*time.Millisecond); err == nil {
+		t.Error("the held call of once was answered")
+	}
+	if err := call("once", 5*time.Second); err != nil {
+		t.Errorf("the second call of once: %v", err)
+	}
+	// Every call of "all" is held until the release.
+	l.Hold("all", -1)
+	if err := call("all", 200*time.Millisecond); err == nil {
+		t.Error("the held call of all was answered")
+	}
+	answered := make(chan error, 1)
+	go func() { answered <- call("all", 10*time.Second) }()
+	for deadline := time.Now().Add(5 * time.Second); l.Snapshot()["all"].Calls < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the second call of all never arrived")
+		}
+	}
+	select {
+	case err := <-answered:
+		t.Fatalf("the second call of all was answered before the release (%v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	l.Release("all")
+	if err := <-answered; err != nil {
+		t.Errorf("the held call of all after the release: %v", err)
+	}
+	// The abandoned calls are counted once the ledger sees their callers
+	// gone.
+	want := map[string]KeyCount{"once": {Calls: 2, OK: 1, Abandoned: 1}, "all": {Calls: 2, OK: 1, Abandoned: 1}}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got := l.Snapshot()
+		if got["once"] == want["once"] && got["all"] == want["all"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counts %+v, want %+v", got, want)
+		}
+	}
+}

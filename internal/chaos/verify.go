@@ -36,6 +36,15 @@ type Result struct {
 	// still running at the deadline, or closed otherwise than expected
 	// (status, output or error type).
 	NotStarted, NotClosed, Wrong int
+	// OtherOutcomes counts the runs that ended with the other outcome
+	// their plan accepts, one a kill may bring about (see outcome.or);
+	// they count as expected.
+	OtherOutcomes int
+	// WorkflowTimeouts counts the closes of runs on their workflow
+	// timeout (a redriven run may close so twice), and AttemptTimeouts
+	// the task attempts that ran out of time, as the histories record
+	// them.
+	WorkflowTimeouts, AttemptTimeouts int
 	// DeletedUnread counts the runs of the retention shape deleted before
 	// the harness read their close; they count as expected when every
 	// effect succeeded at the ledger.
@@ -214,6 +223,10 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 	if note := suspendedNote(runs); note != "" {
 		res.Notes = append(res.Notes, note)
 	}
+	if h.enabled(shapeDeadline) || h.enabled(shapeTaskTimeout) {
+		res.Notes = append(res.Notes, fmt.Sprintf("timeouts: %d closes on a workflow timeout, %d task attempts timed out; "+
+			"%d runs ended with the other outcome a kill may bring about", res.WorkflowTimeouts, res.AttemptTimeouts, res.OtherOutcomes))
+	}
 	res.Notes = append(res.Notes, res.ShapeLine())
 	return nil
 }
@@ -363,6 +376,7 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 		label += " " + p.variant
 	}
 	asExpected := false
+	ended := p.want // the outcome it ended with, when as expected
 	switch {
 	case !r.started:
 		res.NotStarted++
@@ -391,20 +405,25 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 		}
 		problem(r, "did not close before the deadline (%s): %s", label, status)
 	default:
-		if msg := mismatch(p.want, r.final); msg != "" {
+		msg := mismatch(p.want, r.final)
+		if msg != "" && p.want.or != nil && mismatch(*p.want.or, r.final) == "" {
+			msg, ended = "", *p.want.or
+			res.OtherOutcomes++
+		}
+		if msg != "" {
 			res.Wrong++
 			problem(r, "%s (%s)", msg, label)
 			break
 		}
 		asExpected = true
-		if c, o := r.final.CreatedTime, r.final.ClosedTime; p.want.status == "COMPLETED" && c != nil && o != nil {
+		if c, o := r.final.CreatedTime, r.final.ClosedTime; ended.status == "COMPLETED" && c != nil && o != nil {
 			*durations = append(*durations, o.AsTime().Sub(c.AsTime()))
 		}
 	}
 	if asExpected {
 		res.AsExpected++
 		sc.AsExpected++
-		switch p.want.status {
+		switch ended.status {
 		case "COMPLETED":
 			res.Completed++
 		case "FAILED":
@@ -483,6 +502,9 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 			if e, _ := data["error"].(map[string]any); e != nil && e["type"] == "unavailable" {
 				pe.unavailable++
 			}
+			if e, _ := data["error"].(map[string]any); e != nil && e["type"] == "timeout" {
+				res.AttemptTimeouts++
+			}
 		case "StepCompleted":
 			pe.completed++
 			pe.completedNow++
@@ -497,6 +519,9 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 			pe.failed++
 			if ev.Attempt > 0 {
 				pe.taskFailed++
+				if e, _ := data["error"].(map[string]any); e != nil && e["type"] == "timeout" {
+					res.AttemptTimeouts++
+				}
 			}
 		case "StepSkipped":
 			pe.skipped++
@@ -531,6 +556,9 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 				pe.completedNow, pe.startedNow, pe.waitStartedNow = 0, 0, 0
 			}
 		case "WorkflowCompleted", "WorkflowFailed", "WorkflowCanceled":
+			if e, _ := data["error"].(map[string]any); ev.Type == "WorkflowFailed" && ev.StepPath == "" && e != nil && e["type"] == "timeout" {
+				res.WorkflowTimeouts++
+			}
 			closings++
 			if closings > 1 {
 				dup("a second closing event (%s at sequence %d) without a redrive", ev.Type, ev.Sequence)

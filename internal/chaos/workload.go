@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -245,6 +246,9 @@ func (h *Harness) drive(ctx context.Context, r *run, c *counters, polls chan str
 	for path, status := range p.refuse {
 		h.ledger.Refuse(p.key(path), status)
 	}
+	for path, calls := range p.hold {
+		h.ledger.Hold(p.key(path), calls)
+	}
 	d := &driver{h: h, c: c, polls: polls}
 	siblings := d.siblings(r)
 	if p.paused {
@@ -331,6 +335,9 @@ func (h *Harness) start(ctx context.Context, r *run, c *counters) bool {
 	var revision int32
 	if p.slowRate {
 		revision = h.slowRateRevision
+	}
+	if p.longDeadline {
+		revision = h.longDeadlineRevision
 	}
 	r.startErr = retryWhile(ctx, retryable, func(ctx context.Context) error {
 		_, err := h.wf.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{
@@ -604,11 +611,17 @@ func (d *driver) cancel(ctx context.Context, r *run) error {
 	})
 }
 
-// redrive releases the plan's refused paths and redrives the workflow.
+// redrive releases the plan's refused and held paths, waits for those to
+// settle to complete in the failed run, and redrives the workflow.
 func (d *driver) redrive(ctx context.Context, r *run) error {
 	p := r.plan
-	for _, path := range p.redrive.release {
+	for _, path := range append(slices.Clone(p.redrive.release), p.redrive.settle...) {
 		d.h.ledger.Release(p.key(path))
+	}
+	for _, path := range p.redrive.settle {
+		if err := d.completedAfterFailure(ctx, p.id, path); err != nil {
+			return err
+		}
 	}
 	// Every try names the same request: one whose answer was lost and
 	// that was taken is answered OK, whatever the run did since.
@@ -617,6 +630,26 @@ func (d *driver) redrive(ctx context.Context, r *run) error {
 			RequestId: "redrive-" + p.id}))
 		return err
 	})
+}
+
+// completedAfterFailure polls the history of failed workflow id until it
+// records the completion of step path.
+func (d *driver) completedAfterFailure(ctx context.Context, id, path string) error {
+	for {
+		hist, err := d.h.history(ctx, id)
+		if err == nil {
+			for _, ev := range hist {
+				if ev.Type == "StepCompleted" && ev.StepPath == path {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for step %s of the failed %s to complete: %w", path, id, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // redriveClosed reports whether the history of a redriven workflow closes
