@@ -7,6 +7,11 @@
 // effect or signal was lost or any decision was recorded twice.
 //
 //	go run ./cmd/weft-chaos -n 5000 -duration 10m -seed 1
+//
+// The hidden subcommand executor (weft-chaos executor --nats-url URL ...)
+// is an executor of the task type of the beat shape, a Go executor built
+// on package executor as a user's is; the harness runs it beside Weft's
+// own and kills it as it kills them.
 package main
 
 import (
@@ -14,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,6 +29,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "executor" {
+		beatExecutor(os.Args[2:])
+		return
+	}
 	var cfg chaos.Config
 	flag.IntVar(&cfg.Workflows, "n", 500, "number of workflows to start")
 	flag.DurationVar(&cfg.Duration, "duration", 3*time.Minute, "time over which the workflows are started, at a steady rate, while parts are killed")
@@ -32,7 +42,7 @@ func main() {
 	flag.BoolVar(&cfg.KeepLogs, "keep", false, "keep the run directory after a successful run (a failed run always keeps it)")
 	flag.Float64Var(&cfg.FailRate, "fail-rate", 0.2, "fraction of the ledger's answers that are 503")
 	flag.DurationVar(&cfg.Settle, "settle", 5*time.Minute, "how long after the last start every workflow has to close")
-	shapes := flag.String("shapes", "all", "comma-separated workflow shapes to run: seq,fanout,wait,child,branches,each,control,waits,cancel,redrive,trigger,cron,sharedsignal,redrivecaught,retention,searched,suspended,queued,paused,limited,ratelimited,deadline,tasktimeout")
+	shapes := flag.String("shapes", "all", "comma-separated workflow shapes to run: seq,fanout,wait,child,branches,each,control,waits,cancel,redrive,trigger,cron,sharedsignal,redrivecaught,retention,searched,suspended,queued,paused,limited,ratelimited,deadline,tasktimeout,beat")
 	quiet := flag.Bool("q", false, "print only the summary line")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -68,6 +78,23 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		fmt.Fprintf(os.Stderr, "logs and reports: %s\n", h.Dir())
+		os.Exit(1)
+	}
+}
+
+// beatExecutor runs the hidden executor subcommand until SIGINT or SIGTERM.
+func beatExecutor(args []string) {
+	fs := flag.NewFlagSet("weft-chaos executor", flag.ExitOnError)
+	var cfg chaos.BeatExecutorConfig
+	fs.StringVar(&cfg.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
+	fs.IntVar(&cfg.Store.Replicas, "replicas", 0, "replicas of Weft's streams (as Weft's parts are given)")
+	fs.DurationVar(&cfg.Store.TaskAckWait, "task-ack-wait", 0, "task ack wait (as Weft's parts are given)")
+	_ = fs.Parse(args)
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := chaos.RunBeatExecutor(ctx, cfg); err != nil {
+		cfg.Logger.Error("executor stopped", "err", err)
 		os.Exit(1)
 	}
 }

@@ -15,11 +15,14 @@ type Binaries struct {
 	Weft string
 	// NATSServer is the nats-server binary of the version in go.mod.
 	NATSServer string
+	// Chaos is the weft-chaos binary (cmd/weft-chaos), whose hidden
+	// executor subcommand runs the beat shape's executors.
+	Chaos string
 }
 
-// Build compiles the weft binary and the nats-server of the version this
-// module requires into dir, from the module root (found with go env GOMOD),
-// so the processes under test are the real programs.
+// Build compiles the weft and weft-chaos binaries and the nats-server of
+// the version this module requires into dir, from the module root (found
+// with go env GOMOD), so the processes under test are the real programs.
 func Build(ctx context.Context, dir string) (Binaries, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Binaries{}, err
@@ -28,9 +31,11 @@ func Build(ctx context.Context, dir string) (Binaries, error) {
 	if err != nil {
 		return Binaries{}, err
 	}
-	b := Binaries{Weft: filepath.Join(dir, "weft"), NATSServer: filepath.Join(dir, "nats-server")}
+	b := Binaries{Weft: filepath.Join(dir, "weft"), NATSServer: filepath.Join(dir, "nats-server"),
+		Chaos: filepath.Join(dir, "weft-chaos")}
 	for _, target := range []struct{ out, pkg string }{
 		{b.Weft, "./cmd/weft"},
+		{b.Chaos, "./cmd/weft-chaos"},
 		{b.NATSServer, "github.com/nats-io/nats-server/v2"},
 	} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", target.out, target.pkg)

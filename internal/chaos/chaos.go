@@ -1,9 +1,11 @@
 // Package chaos proves Weft's guarantees against crashes: it runs a real
 // deployment (a 3-node NATS cluster, two orchestrators, two executors and an
-// API, each its own process), starts workflows of shapes that together use
-// every construct of the language against an outside "effects ledger"
-// while killing parts with SIGKILL, and then checks from the histories and
-// the ledger that nothing was lost, decided twice or left running.
+// API, each its own process, and, for the beat shape, two executors of its
+// own built on package executor, whose handler heartbeats), starts
+// workflows of shapes that together use every construct of the language
+// against an outside "effects ledger" while killing parts with SIGKILL,
+// and then checks from the histories and the ledger that nothing was lost,
+// decided twice or left running.
 //
 // The harness also acts on the workflows as a user would: it signals
 // them, cancels some (or their children) mid-run, redrives those that fail
@@ -54,7 +56,10 @@
 //     open, the held step completing in the failed run, and a redrive
 //     gives a fresh one; a task attempt whose call the ledger holds past
 //     its timeout fails with type timeout and is retried, until its
-//     attempts are used up, or not at all when timeout is not retryable.
+//     attempts are used up, or not at all when timeout is not retryable;
+//   - a task whose handler heartbeats works past its attempt timeout
+//     without any attempt timing out, and one whose executor is killed
+//     mid-work is run again once the task ack wait ends.
 package chaos
 
 import (
@@ -145,6 +150,11 @@ type Harness struct {
 	orch   []*proc
 	exec   []*proc
 	api    *proc
+	// beat are the executors of the beat shape's task (see beat.go), run
+	// when the run has the shape.
+	beat []*proc
+	// bins are the programs the run starts.
+	bins Binaries
 
 	natsURLs string
 	apiURL   string
@@ -248,6 +258,11 @@ func (h *Harness) Run(ctx context.Context) (res *Result, err error) {
 	if err := h.deploy(ctx, h.cfg.FailRate, 0.05, 300*time.Millisecond); err != nil {
 		return nil, err
 	}
+	if h.enabled(shapeBeat) {
+		if err := h.startBeatExecutors(ctx, h.bins.Chaos); err != nil {
+			return nil, err
+		}
+	}
 	if err := h.putDefinitions(ctx); err != nil {
 		return nil, err
 	}
@@ -278,6 +293,7 @@ func (h *Harness) deploy(ctx context.Context, failRate, slowRate float64, slow t
 		}
 		bins = &b
 	}
+	h.bins = *bins
 	var err error
 	if h.ledger, err = StartLedger(h.cfg.Seed, failRate, slowRate, slow); err != nil {
 		return fmt.Errorf("start ledger: %w", err)
@@ -478,7 +494,7 @@ func (h *Harness) putDefinitions(ctx context.Context) error {
 		return err
 	}
 	h.longDeadlineRevision = long
-	sources = append(sources, deadlineDefinition(deadlineShort), taskTimeoutDefinition)
+	sources = append(sources, deadlineDefinition(deadlineShort), taskTimeoutDefinition, beatDefinition)
 	if h.shapes[shapeTrigger] {
 		sources = append(sources, triggerDefinition)
 	}

@@ -653,6 +653,7 @@ const (
 	shapeRatelimited
 	shapeDeadline
 	shapeTaskTimeout
+	shapeBeat
 	shapeTrigger
 	shapeCron
 	numShapes
@@ -660,14 +661,14 @@ const (
 
 var shapeNames = [numShapes]string{"seq", "fanout", "wait", "child", "branches", "each", "control", "waits",
 	"cancel", "redrive", "sharedsignal", "redrivecaught", "retention", "searched", "suspended", "queued", "paused",
-	"limited", "ratelimited", "deadline", "tasktimeout", "trigger", "cron"}
+	"limited", "ratelimited", "deadline", "tasktimeout", "beat", "trigger", "cron"}
 
 // shapeCycle is the order in which the harness starts its shapes: the
 // first three, the original workload, keep about half of the workflows.
 var shapeCycle = []int{shapeSeq, shapeFanout, shapeWait, shapeChild, shapeBranches, shapeEach,
 	shapeSeq, shapeFanout, shapeWait, shapeControl, shapeWaits, shapeCancel, shapeRedrive, shapeSharedSignal,
 	shapeRedriveCaught, shapeRetention, shapeSearched, shapeSuspended, shapeQueued, shapePaused,
-	shapeLimited, shapeRatelimited, shapeDeadline, shapeTaskTimeout}
+	shapeLimited, shapeRatelimited, shapeDeadline, shapeTaskTimeout, shapeBeat}
 
 // ParseShapes returns the shapes named in a comma-separated list; "" and
 // "all" name every shape.
@@ -788,6 +789,10 @@ type plan struct {
 	// with paused, it starts them all while the definition is paused.
 	siblings []*plan
 	paused   bool
+	// pauseCopy is the copy of the paused shape's definition the plan
+	// runs on (chaos-paused-<pauseCopy>), held paused by one driver at a
+	// time: the shape's plans take the copies in turn.
+	pauseCopy int
 	// children are the workflows its workflow steps start, by step path;
 	// parent is the id of a child's parent.
 	children map[string]*plan
@@ -919,7 +924,7 @@ func newPlan(i, k, shape int, ledgerURL string) *plan {
 	case shapeQueued:
 		planQueued(p, k)
 	case shapePaused:
-		planPaused(p)
+		planPaused(p, k)
 	case shapeLimited:
 		planLimited(p, k)
 	case shapeRatelimited:
@@ -928,6 +933,8 @@ func newPlan(i, k, shape int, ledgerURL string) *plan {
 		planDeadline(p, k)
 	case shapeTaskTimeout:
 		planTaskTimeout(p, k)
+	case shapeBeat:
+		planBeat(p, k)
 	}
 	if p.effects == nil && p.want.status == "COMPLETED" {
 		p.effects = p.httpPaths
@@ -1408,9 +1415,9 @@ const pausedRuns = 3
 
 // planPaused: runs started while their definition is paused, which must
 // call nothing until the harness resumes it, and then complete.
-func planPaused(p *plan) {
-	p.paused = true
-	p.definition = "chaos-paused-" + strconv.Itoa(p.index%pausedDefinitions)
+func planPaused(p *plan, k int) {
+	p.paused, p.pauseCopy = true, k%pausedDefinitions
+	p.definition = "chaos-paused-" + strconv.Itoa(p.pauseCopy)
 	p.runs(pausedRuns, func(q *plan, _ int) {
 		q.input["n"] = q.index
 		q.httpPaths, q.effects = []string{"first", "second"}, []string{"first", "second"}

@@ -9,7 +9,7 @@ import (
 // Every definition the harness puts parses and validates.
 func TestDefinitionsParse(t *testing.T) {
 	sources := append([]string{triggerDefinition, cronDefinition("http://127.0.0.1:1", true), deadlineDefinition(deadlineShort),
-		deadlineDefinition(deadlineLong), taskTimeoutDefinition, ratelimitedDefinition(perSlow)}, staticDefinitions...)
+		deadlineDefinition(deadlineLong), taskTimeoutDefinition, beatDefinition, ratelimitedDefinition(perSlow)}, staticDefinitions...)
 	for i := range pausedDefinitions {
 		sources = append(sources, pausedDefinition(i))
 	}

@@ -61,7 +61,7 @@ const pausedFor = 2 * time.Second
 // paused.
 func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err error) {
 	h, p := d.h, r.plan
-	mu := &h.pauseMu[p.index%pausedDefinitions]
+	mu := &h.pauseMu[p.pauseCopy]
 	mu.Lock()
 	defer mu.Unlock()
 	err = h.retry(ctx, time.Minute, func(ctx context.Context) error {
@@ -72,7 +72,9 @@ func (d *driver) startPaused(ctx context.Context, r *run, siblings []*run) (err 
 		return fmt.Errorf("pause %s: %w", p.definition, err)
 	}
 	defer func() {
-		rerr := h.retry(ctx, time.Minute, func(ctx context.Context) error {
+		// Resumed even when the run's time is up: a definition left
+		// paused would hold every later run of it.
+		rerr := h.retry(context.WithoutCancel(ctx), time.Minute, func(ctx context.Context) error {
 			_, err := h.defs.ResumeDefinition(ctx, connect.NewRequest(&weftv1.ResumeDefinitionRequest{Name: p.definition}))
 			return err
 		})

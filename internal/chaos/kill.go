@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -94,19 +95,22 @@ func (h *Harness) waitHealthy(ctx context.Context, nodes []int, limit time.Durat
 	})
 }
 
-// Kills counts the kills of a run by kind of part.
+// Kills counts the kills of a run by kind of part. Beat counts those of
+// the Executor kills that hit an executor of the beat shape's task.
 type Kills struct {
 	NATS, Orchestrator, Executor, API int
+	Beat                              int
 }
 
-// Total is the number of kills.
+// Total is the number of kills (Beat is among the Executor kills).
 func (k Kills) Total() int { return k.NATS + k.Orchestrator + k.Executor + k.API }
 
 // chaos kills a random part every KillEvery (±25%) until ctx ends, and
 // starts it again on the same ports and store after a short pause. Parts
 // are chosen from a shuffled bag of the four kinds, so every kind is hit
-// as often as the others; a NATS node is killed only when all three are
-// healthy, so never more than one is down or catching up.
+// as often as the others (every other executor kill picks one of the
+// beat executors, when the run has them); a NATS node is killed only when all
+// three are healthy, so never more than one is down or catching up.
 func (h *Harness) chaos(ctx context.Context, rng *rand.Rand, kills *Kills, mu *sync.Mutex) {
 	var bag []string
 	jitter := func(d time.Duration) time.Duration {
@@ -142,7 +146,15 @@ func (h *Harness) chaos(ctx context.Context, rng *rand.Rand, kills *Kills, mu *s
 		case kindOrchestrator:
 			p = h.orch[rng.IntN(len(h.orch))]
 		case kindExecutor:
-			p = h.exec[rng.IntN(len(h.exec))]
+			// Every other executor kill hits a beat executor, when the
+			// run has them: a short run kills one of each.
+			execs := h.exec
+			mu.Lock()
+			if len(h.beat) > 0 && kills.Executor%2 == 1 {
+				execs = h.beat
+			}
+			mu.Unlock()
+			p = execs[rng.IntN(len(execs))]
 		case kindAPI:
 			p = h.api
 		}
@@ -160,6 +172,9 @@ func (h *Harness) chaos(ctx context.Context, rng *rand.Rand, kills *Kills, mu *s
 			kills.Orchestrator++
 		case kindExecutor:
 			kills.Executor++
+			if slices.Contains(h.beat, p) {
+				kills.Beat++
+			}
 		case kindAPI:
 			kills.API++
 		}

@@ -45,6 +45,13 @@ type Result struct {
 	// the task attempts that ran out of time, as the histories record
 	// them.
 	WorkflowTimeouts, AttemptTimeouts int
+	// BeatSteps counts the beat shape's steps that completed after
+	// working past their attempt timeout, and BeatHeartbeats the
+	// heartbeats of the attempts that completed them; BeatRepeats counts
+	// their calls to the ledger beyond the attempts the histories record
+	// (an attempt run again after its executor died mid-work), which are
+	// among DuplicateEffects.
+	BeatSteps, BeatHeartbeats, BeatRepeats int
 	// DeletedUnread counts the runs of the retention shape deleted before
 	// the harness read their close; they count as expected when every
 	// effect succeeded at the ledger.
@@ -227,6 +234,11 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 		res.Notes = append(res.Notes, fmt.Sprintf("timeouts: %d closes on a workflow timeout, %d task attempts timed out; "+
 			"%d runs ended with the other outcome a kill may bring about", res.WorkflowTimeouts, res.AttemptTimeouts, res.OtherOutcomes))
 	}
+	if len(h.beat) > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("heartbeats: %d %s steps completed after working past their %s timeout (%d heartbeats); "+
+			"%d of their ledger calls beyond the recorded attempts (attempts run again after their executor died); %d kills of their executors",
+			res.BeatSteps, beatTask, beatTimeout, res.BeatHeartbeats, res.BeatRepeats, res.Kills.Beat))
+	}
 	res.Notes = append(res.Notes, res.ShapeLine())
 	return nil
 }
@@ -292,6 +304,8 @@ type pathEvents struct {
 	attemptFailed map[int]int // per attempt number
 	unavailable   int         // failed attempts of type unavailable (the ledger's 503)
 	failedAtts    int
+	// timeouts counts the attempts that ran out of time.
+	timeouts int
 	// taskCompleted and taskFailed count StepCompleted and StepFailed
 	// events of task attempts; completed and failed count all of them
 	// (a catch completes the step it handled without an attempt).
@@ -504,6 +518,7 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 			}
 			if e, _ := data["error"].(map[string]any); e != nil && e["type"] == "timeout" {
 				res.AttemptTimeouts++
+				pe.timeouts++
 			}
 		case "StepCompleted":
 			pe.completed++
@@ -521,6 +536,7 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 				pe.taskFailed++
 				if e, _ := data["error"].(map[string]any); e != nil && e["type"] == "timeout" {
 					res.AttemptTimeouts++
+					pe.timeouts++
 				}
 			}
 		case "StepSkipped":
@@ -647,6 +663,11 @@ func (h *Harness) check(r *run, hist []*weftv1.HistoryEvent, histErr error, ledg
 	}
 	if p.suspend != nil && asExpected {
 		for _, msg := range checkSuspended(p, hist, ledger) {
+			problem(r, "%s", msg)
+		}
+	}
+	if p.shape == shapeBeat && asExpected {
+		for _, msg := range checkBeat(p, paths, ledger, res) {
 			problem(r, "%s", msg)
 		}
 	}
