@@ -424,6 +424,16 @@ type pauseRead struct {
 	during shown
 	ok     bool
 	paused bool
+	// pending, while the read is on its way, is where it answers:
+	// callers meanwhile wait for it.
+	pending *pendingRead
+}
+
+// pendingRead is a read of a definition's pause on its way: r is set
+// before done is closed.
+type pendingRead struct {
+	done chan struct{}
+	r    pauseRead
 }
 
 // shown is what the watched copy shows of a definition's pause: whether it
@@ -440,35 +450,44 @@ const pauseReadEvery = time.Second
 
 // pauseInBucket returns definition def's pause as the pauses bucket itself
 // says, read at most once every pauseReadEvery while the watched copy
-// shows the same (during); callers meanwhile take the last read, also
-// while a read is on its way. A read
+// shows the same (during). While a read is on its way, callers wait for
+// it (at most the read's second): the read before it, a second old or
+// more, would miss a pause put since, which the copy may not show. A read
 // that does not answer has ok false, leaving the decision to the copy.
 func (w *Worker) pauseInBucket(ctx context.Context, def string, during shown) pauseRead {
 	w.pmu.Lock()
 	last, ok := w.pauseReads[def]
-	if ok && last.during.paused == during.paused && last.during.since.Equal(during.since) && time.Since(last.at) < pauseReadEvery {
+	same := ok && last.during.paused == during.paused && last.during.since.Equal(during.since)
+	if same && time.Since(last.at) < pauseReadEvery {
 		w.pmu.Unlock()
+		if p := last.pending; p != nil {
+			select {
+			case <-p.done:
+				return p.r
+			case <-ctx.Done():
+				return pauseRead{}
+			}
+		}
 		return last
 	}
 	if w.pauseReads == nil {
 		w.pauseReads = map[string]pauseRead{}
 	}
 	began := time.Now()
-	// Others take the last read meanwhile, if the copy showed the same
-	// then, else the copy's word.
-	next := pauseRead{at: began, during: during}
-	if ok && last.during.paused == during.paused && last.during.since.Equal(during.since) {
-		next.ok, next.paused = last.ok, last.paused
-	}
-	w.pauseReads[def] = next
+	p := &pendingRead{done: make(chan struct{})}
+	w.pauseReads[def] = pauseRead{at: began, during: during, pending: p}
 	w.pmu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	_, paused, err := w.store.DefinitionPause(rctx, def)
 	r := pauseRead{at: began, during: during, ok: err == nil, paused: err == nil && paused}
 	w.pmu.Lock()
-	w.pauseReads[def] = r
+	if cur := w.pauseReads[def]; cur.pending == p {
+		w.pauseReads[def] = r
+	}
 	w.pmu.Unlock()
+	p.r = r
+	close(p.done)
 	return r
 }
 
