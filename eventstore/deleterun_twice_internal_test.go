@@ -106,3 +106,27 @@ func TestASecondDeletionOfARunLeavesARunStartedAgainUnderItsId(t *testing.T) {
 		t.Fatalf("a second deletion of the old run purged %v of run B, started under the id after the first deletion (B's history stays: it waits for ever)", lost)
 	}
 }
+
+// A run whose listing entry is not there when its deletion begins (its
+// close's entry still on its way) gets a marker all the same: the late
+// write is refused, not left listing a run with no history. Where a
+// marker is there already, it stays.
+func TestADeletionMarksAnEntryNotYetWritten(t *testing.T) {
+	ctx := context.Background()
+	s := deleting(t)
+	const wf = "unlisted"
+	upTo, err := s.Append(ctx, wf, 0, startOf(wf), completed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRun(ctx, wf, upTo); err != nil {
+		t.Fatal(err)
+	}
+	late := Summary{ID: wf, Definition: "d", Revision: 1, Status: "COMPLETED", Seq: upTo}
+	if errs := s.PutSummaries(ctx, []Summary{late}); !errors.Is(errs[0], ErrSuperseded) {
+		t.Fatalf("a late write of the deleted run's entry: %v; want it refused", errs[0])
+	}
+	if _, err := s.GetSummary(ctx, wf); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the deleted run is listed: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -167,12 +168,13 @@ func (s *Store) DeleteRun(ctx context.Context, wf string, upTo uint64) error {
 	}
 	// The entry's marker refuses a late write of the run's entry for
 	// MarkerTTL, then goes: the markers of runs deleted do not pile up.
-	if listed {
-		var sum Summary
-		if msgpack.Unmarshal(entry.value, &sum) == nil && sum.Seq <= last || upTo == 0 {
-			if err := s.purgeEntryAt(ctx, wf, entry.rev); err != nil {
-				return err
-			}
+	// One is left in place of the entry read, or where there was neither
+	// entry nor marker; a marker there already stays.
+	var read Summary
+	switch {
+	case listed && (msgpack.Unmarshal(entry.value, &read) == nil && read.Seq <= last || upTo == 0), !listed && entry.rev == 0:
+		if err := s.purgeEntryAt(ctx, wf, entry.rev); err != nil {
+			return err
 		}
 	}
 	if s.betweenPurges != nil {
@@ -232,12 +234,15 @@ func (s *Store) DeleteRun(ctx context.Context, wf string, upTo uint64) error {
 // store last read its configuration): DeleteRun then deletes nothing.
 func (s *Store) PurgeDenied() bool { return s.history.CachedInfo().Config.DenyPurge }
 
-// indexEntry reads wf's listing entry; ok is false when there is none.
+// indexEntry reads wf's listing entry from its stream's leader (a
+// replica behind would name an older revision, and a purge at it would
+// miss): ok is false when there is none, and e.rev is then the revision
+// of the marker in its place, 0 when there is none.
 func (s *Store) indexEntry(ctx context.Context, wf string) (e kvEntry, ok bool, err error) {
-	e, err = s.getKV(ctx, s.index, wf)
+	e, err = s.leaderKV(ctx, s.index, wf)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return kvEntry{}, false, nil
+		return kvEntry{rev: e.rev}, false, nil
 	case err != nil:
 		return kvEntry{}, false, fmt.Errorf("eventstore: index %s: %w", wf, err)
 	}
@@ -245,14 +250,18 @@ func (s *Store) indexEntry(ctx context.Context, wf string) (e kvEntry, ok bool, 
 }
 
 // purgeEntryAt purges wf's listing entry, leaving a marker for MarkerTTL,
-// if it is still at revision rev: one written since is left be.
+// if it is still at revision rev (0: there is neither an entry nor a
+// marker): one written since is left be.
 func (s *Store) purgeEntryAt(ctx context.Context, wf string, rev uint64) error {
-	opts := []jetstream.KVDeleteOpt{jetstream.LastRevision(rev)}
+	msg := nats.NewMsg("$KV." + WorkflowsBucket + "." + wf)
+	msg.Header.Set("KV-Operation", "PURGE")
+	msg.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(rev)}
 	if s.indexTTL {
-		opts = append(opts, jetstream.PurgeTTL(s.cfg.MarkerTTL))
+		opts = append(opts, jetstream.WithMsgTTL(s.cfg.MarkerTTL))
 	}
-	err := s.index.Purge(ctx, wf, opts...)
-	if err != nil && !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isConflict(err) {
+	_, err := s.js.PublishMsg(ctx, msg, opts...)
+	if err != nil && !isConflict(err) {
 		return fmt.Errorf("eventstore: delete the index entry of %s: %w", wf, err)
 	}
 	return nil
