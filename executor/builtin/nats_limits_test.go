@@ -56,22 +56,13 @@ func TestALongPublishSubjectKeepsTheConnection(t *testing.T) {
 // stream that allows rollups (allow_rollup_hdrs): the header is refused.
 func TestARollupHeaderIsRefused(t *testing.T) {
 	nc := startNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "LEDGER", Subjects: []string{"ledger.>"}, AllowRollup: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, js, st := streamOn(t, nc, jetstream.StreamConfig{Name: "LEDGER", Subjects: []string{"ledger.>"}, AllowRollup: true})
 	for i := 0; i < 5; i++ {
 		if _, err := js.Publish(ctx, "ledger.entry."+strconv.Itoa(i), []byte("x")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_, err = run(t, Config{NATS: nc}, "nats.publish", map[string]any{"subject": "ledger.x", "data": "gone",
+	_, err := run(t, Config{NATS: nc}, "nats.publish", map[string]any{"subject": "ledger.x", "data": "gone",
 		"headers": map[string]any{"nats-rollup": "all"}})
 	taskErr(t, err, "invalid_input", true)
 	info, err := st.Info(ctx)
@@ -89,22 +80,13 @@ func TestARollupHeaderIsRefused(t *testing.T) {
 // vanish. Nats-Msg-Id, a publisher's dedup, is a step's to set.
 func TestJetStreamControlHeadersAreRefused(t *testing.T) {
 	nc := startNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}, AllowMsgTTL: true, AllowMsgSchedules: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, st := streamOn(t, nc, jetstream.StreamConfig{Name: "ORDERS", Subjects: []string{"orders.>"}, AllowMsgTTL: true, AllowMsgSchedules: true})
 	for _, h := range []map[string]any{
 		{"Nats-Schedule": "@at " + time.Now().Add(time.Hour).UTC().Format(time.RFC3339), "Nats-Schedule-Target": "orders.elsewhere"},
 		{"nats-ttl": "1s"},
 		{"Nats-Expected-Last-Sequence": "0"},
 	} {
-		_, err = run(t, Config{NATS: nc}, "nats.publish", map[string]any{"subject": "orders.x", "data": "x", "jetstream": true, "headers": h})
+		_, err := run(t, Config{NATS: nc}, "nats.publish", map[string]any{"subject": "orders.x", "data": "x", "jetstream": true, "headers": h})
 		taskErr(t, err, "invalid_input", true)
 	}
 	if _, err := run(t, Config{NATS: nc}, "nats.publish", map[string]any{"subject": "orders.x", "data": "x", "jetstream": true,
@@ -118,4 +100,21 @@ func TestJetStreamControlHeadersAreRefused(t *testing.T) {
 	if info.State.Msgs != 1 {
 		t.Fatalf("stream ORDERS has %d messages, want the one published with Nats-Msg-Id", info.State.Msgs)
 	}
+}
+
+// streamOn makes a stream of cfg on nc for a test, with a context bounded
+// for the test's requests.
+func streamOn(t *testing.T, nc *nats.Conn, cfg jetstream.StreamConfig) (context.Context, jetstream.JetStream, jetstream.Stream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.CreateStream(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, js, st
 }
