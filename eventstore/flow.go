@@ -299,36 +299,27 @@ func (s *Store) SlotLeases(ctx context.Context, now time.Time) ([]SlotLease, err
 	if s.flow == nil {
 		return nil, nil
 	}
-	w, err := s.flow.Watch(ctx, "c.>", jetstream.IgnoreDeletes())
+	var out []SlotLease
+	err := eachStored(ctx, s.flow, "c.>", func(e jetstream.KeyValueEntry) {
+		var held map[string]int64
+		parts := strings.Split(e.Key(), ".")
+		if len(parts) != 3 || msgpack.Unmarshal(e.Value(), &held) != nil {
+			return // not a concurrency entry this version wrote
+		}
+		scope, key := tokenKey(parts[1]), tokenKey(parts[2])
+		for h, end := range held {
+			if end > now.UnixNano() {
+				out = append(out, SlotLease{Scope: scope, Key: key, Holder: h, End: time.Unix(0, end)})
+			}
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: list %s: %w", FlowBucket, err)
 	}
-	defer func() { _ = w.Stop() }()
-	var out []SlotLease
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				slices.SortFunc(out, func(a, b SlotLease) int {
-					return cmp.Or(cmp.Compare(a.Scope, b.Scope), cmp.Compare(a.Key, b.Key), cmp.Compare(a.Holder, b.Holder))
-				})
-				return out, nil
-			}
-			var held map[string]int64
-			parts := strings.Split(e.Key(), ".")
-			if len(parts) != 3 || msgpack.Unmarshal(e.Value(), &held) != nil {
-				continue // not a concurrency entry this version wrote
-			}
-			scope, key := tokenKey(parts[1]), tokenKey(parts[2])
-			for h, end := range held {
-				if end > now.UnixNano() {
-					out = append(out, SlotLease{Scope: scope, Key: key, Holder: h, End: time.Unix(0, end)})
-				}
-			}
-		case <-ctx.Done():
-			return nil, fmt.Errorf("eventstore: list %s: %w", FlowBucket, ctx.Err())
-		}
-	}
+	slices.SortFunc(out, func(a, b SlotLease) int {
+		return cmp.Or(cmp.Compare(a.Scope, b.Scope), cmp.Compare(a.Key, b.Key), cmp.Compare(a.Holder, b.Holder))
+	})
+	return out, nil
 }
 
 // tokenKey reads back what keyToken encoded: the string, or "sha256:" and

@@ -447,6 +447,28 @@ func (s *Store) WatchDefinitions(ctx context.Context, fn func(DefinitionRecord))
 	}
 }
 
+// eachStored calls fn with each entry of kv whose key matches filter (a
+// KV key pattern), as stored when it is called, deletes left out, and
+// returns once it has passed them all.
+func eachStored(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jetstream.KeyValueEntry)) error {
+	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case e := <-w.Updates():
+			if e == nil {
+				return nil
+			}
+			fn(e)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // watchEntries calls fn with each entry w delivers, from one goroutine,
 // until w stops. It returns a channel closed once the entries stored when
 // w began have been passed to fn (or w stopped first), and one closed once

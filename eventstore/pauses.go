@@ -95,26 +95,17 @@ func (s *Store) DefinitionPauses(ctx context.Context) (map[string]Pause, error) 
 	if s.pauses == nil {
 		return map[string]Pause{}, nil // OpenExisting on a Weft from before pauses
 	}
-	w, err := s.pauses.WatchAll(ctx, jetstream.IgnoreDeletes())
+	out := map[string]Pause{}
+	err := eachStored(ctx, s.pauses, ">", func(e jetstream.KeyValueEntry) {
+		var p Pause
+		if msgpack.Unmarshal(e.Value(), &p) == nil {
+			out[e.Key()] = p
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("eventstore: list pauses: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
-	out := map[string]Pause{}
-	for {
-		select {
-		case e := <-w.Updates():
-			if e == nil {
-				return out, nil
-			}
-			var p Pause
-			if msgpack.Unmarshal(e.Value(), &p) == nil {
-				out[e.Key()] = p
-			}
-		case <-ctx.Done():
-			return nil, fmt.Errorf("eventstore: list pauses: %w", ctx.Err())
-		}
-	}
+	return out, nil
 }
 
 // Pauses is an in-memory copy of the pauses bucket that a watcher keeps
