@@ -107,8 +107,7 @@ func (c *checker) walk(v any, depth int) bool {
 	case nil, bool:
 	case int64:
 		if x > maxExactFloat || x < -maxExactFloat {
-			return c.fail(fmt.Sprintf("whole number %d is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly: it would read back as %s; send it as a string",
-				x, strconv.FormatFloat(float64(x), 'g', -1, 64)))
+			return c.fail(beyondExact(strconv.FormatInt(x, 10), strconv.FormatFloat(float64(x), 'g', -1, 64)))
 		}
 	case float64:
 		if math.IsNaN(x) || math.IsInf(x, 0) {

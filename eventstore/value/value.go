@@ -120,7 +120,7 @@ func number(x json.Number) (any, error) {
 	}
 	text := string(x)
 	if !strings.ContainsAny(text, ".eE") {
-		return nil, numberError(fmt.Sprintf("whole number %s is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly; send it as a string", text))
+		return nil, numberError(beyondExact(text, ""))
 	}
 	f, err := x.Float64()
 	if errors.Is(err, strconv.ErrRange) {
@@ -133,10 +133,19 @@ func number(x json.Number) (any, error) {
 		// Every float64 this large is whole: the text's number must be
 		// the one it is written back as, or be no whole number.
 		if back := strconv.FormatFloat(f, 'g', -1, 64); !sameNumber(text, back) && !notWhole(text) {
-			return nil, numberError(fmt.Sprintf("whole number %s is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly: it would read back as %s; send it as a string", text, back))
+			return nil, numberError(beyondExact(text, back))
 		}
 	}
 	return floatValue(f), nil
+}
+
+// beyondExact says why the whole number n (as written) is refused, and
+// what it would read back as when that is known (back, else "").
+func beyondExact(n, back string) string {
+	if back != "" {
+		back = ": it would read back as " + back
+	}
+	return "whole number " + n + " is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly" + back + "; send it as a string"
 }
 
 // numberError is a number refused for what it would read back as; it
@@ -257,7 +266,7 @@ func uintValue(u uint64) (any, error) {
 	if u <= math.MaxInt64 {
 		return int64(u), nil
 	}
-	return nil, numberError(fmt.Sprintf("whole number %d is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly; send it as a string", u))
+	return nil, numberError(beyondExact(strconv.FormatUint(u, 10), ""))
 }
 
 func floatValue(f float64) any {

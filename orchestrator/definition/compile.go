@@ -128,9 +128,10 @@ func (c *compiler) value(field string, v any) tnode {
 			return nil
 		}
 	case uint64:
-		if x > math.MaxInt64 {
-			// Stored by an earlier version, it reads as the float it did.
-			c.p.addNew(c.label, field, "whole number %d is beyond ±2^53 (9007199254740992), what the API's numbers (float64) carry exactly; write it as a string", x)
+		if _, err := value.Normalize(x); err != nil {
+			// Beyond an int64. Stored by an earlier version, it reads as
+			// the float it did.
+			c.p.addNew(c.label, field, "%v", err)
 			return litNode{float64(x)}
 		}
 	}
