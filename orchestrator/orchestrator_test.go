@@ -95,6 +95,21 @@ func (r *rig) start(wf, def string) uint64 {
 	return seq
 }
 
+// timersStream returns the timers stream, on a connection of its own,
+// for a test to look at or change behind the orchestrators' back.
+func (r *rig) timersStream() jetstream.Stream {
+	r.t.Helper()
+	js, err := jetstream.New(r.ns.Connect(r.t))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	timers, err := js.Stream(r.ctx, eventstore.TimersStream)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return timers
+}
+
 // history returns wf's records.
 func (r *rig) history(wf string) []eventstore.Message {
 	r.t.Helper()

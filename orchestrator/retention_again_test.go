@@ -32,14 +32,7 @@ func TestALateInputToARunBeingDeletedDoesNotScheduleItsDeletionAgain(t *testing.
 	_, cmd := r.count(wf, func(ev events.Event) bool { return ev.StepScheduled != nil })
 	// The deletion came due and was taken: its schedule fired, its
 	// delivery is being handled; it recorded WorkflowExpired.
-	js, err := jetstream.New(r.ns.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	timers, err := js.Stream(r.ctx, eventstore.TimersStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	timers := r.timersStream()
 	for _, subj := range []string{"weft.t.rs." + wf, "weft.t.rf." + wf} {
 		if err := timers.Purge(r.ctx, jetstream.WithPurgeSubject(subj)); err != nil {
 			t.Fatal(err)

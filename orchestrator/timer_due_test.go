@@ -4,9 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 )
 
@@ -21,14 +18,7 @@ func TestTimersAreScheduledForTheirRecordedDueTime(t *testing.T) {
 	r.putDef("hold", "name: hold\nsteps:\n  - { id: w, wait: { signal: go, timeout: 2h } }\n")
 	sh := r.shard()
 	ext, _ := r.feeds()
-	js, err := jetstream.New(r.ns.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	timers, err := js.Stream(r.ctx, eventstore.TimersStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	timers := r.timersStream()
 	for wf, def := range map[string]string{"napping": "nap", "holding": "hold"} {
 		r.start(wf, def)
 	}
