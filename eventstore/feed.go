@@ -666,8 +666,12 @@ func (s *Store) publishResult(ctx context.Context, r events.Result, data []byte)
 }
 
 // ScheduleTimer makes timer t fire at t.Due (rounded up to the second, the
-// schedules' precision). Scheduling the same timer again replaces it, so the
-// call is idempotent.
+// schedules' precision). Each time a timer is due at has a schedule of its
+// own: scheduling the same timer at the same time again replaces it, so the
+// call is idempotent, and a schedule at another time stands beside it. So a
+// decision that lost its append, deciding a timer from its own later clock,
+// never moves the time the winner scheduled; whichever of the two fires
+// when the history no longer waits on it is found not to apply.
 func (s *Store) ScheduleTimer(ctx context.Context, t events.TimerDue) error {
 	data, err := events.EncodeTimer(t)
 	if err != nil {
@@ -677,11 +681,22 @@ func (s *Store) ScheduleTimer(ctx context.Context, t events.TimerDue) error {
 	// must schedule its timer again even within the dedup window, in case
 	// the first one fired and was given up on before the record showed. A
 	// timer that fires twice is recorded once.
-	err = s.schedule(ctx, timerSchedPfx+t.WorkflowID+"."+t.TimerID, timerFirePfx+t.WorkflowID, t.Due, data, "")
-	if err != nil {
+	at := scheduleAt(t.Due)
+	subject := timerSchedPfx + t.WorkflowID + "." + t.TimerID + "." + strconv.FormatInt(at.Unix(), 10)
+	if err := s.schedule(ctx, subject, timerFirePfx+t.WorkflowID, t.Due, data, ""); err != nil {
 		return fmt.Errorf("eventstore: schedule timer %s of %s: %w", t.TimerID, t.WorkflowID, err)
 	}
 	return nil
+}
+
+// scheduleAt is when a schedule for due fires: due rounded up to the
+// second, the schedules' precision.
+func scheduleAt(due time.Time) time.Time {
+	at := due.UTC().Truncate(time.Second)
+	if at.Before(due) {
+		at = at.Add(time.Second)
+	}
+	return at
 }
 
 // schedule publishes a message schedule on subject (one pending per
@@ -689,13 +704,9 @@ func (s *Store) ScheduleTimer(ctx context.Context, t events.TimerDue) error {
 // due, rounded up to the second (the schedules' precision), so it never
 // fires early by more than the rounding the firing side checks for.
 func (s *Store) schedule(ctx context.Context, subject, target string, due time.Time, data []byte, msgID string) error {
-	at := due.UTC().Truncate(time.Second)
-	if at.Before(due) {
-		at = at.Add(time.Second)
-	}
 	msg := nats.NewMsg(subject)
 	msg.Data = data
-	msg.Header.Set("Nats-Schedule", "@at "+at.Format(time.RFC3339))
+	msg.Header.Set("Nats-Schedule", "@at "+scheduleAt(due).Format(time.RFC3339))
 	msg.Header.Set("Nats-Schedule-Target", target)
 	if msgID != "" {
 		msg.Header.Set(jetstream.MsgIDHeader, msgID)
@@ -704,10 +715,12 @@ func (s *Store) schedule(ctx context.Context, subject, target string, due time.T
 	return err
 }
 
-// CancelTimer removes a pending timer; it is a no-op when the timer fired
-// or never existed.
+// CancelTimer removes a timer's pending schedules; it is a no-op when the
+// timer fired or never existed. A schedule written before the time was
+// part of its subject (Weft before schedules were kept per time) is left
+// to fire and be found not to apply.
 func (s *Store) CancelTimer(ctx context.Context, wf, timerID string) error {
-	err := s.timers.Purge(ctx, jetstream.WithPurgeSubject(timerSchedPfx+wf+"."+timerID))
+	err := s.timers.Purge(ctx, jetstream.WithPurgeSubject(timerSchedPfx+wf+"."+timerID+".>"))
 	if err != nil {
 		return fmt.Errorf("eventstore: cancel timer %s of %s: %w", timerID, wf, err)
 	}

@@ -94,23 +94,41 @@ const (
 	TimerFired
 )
 
-// maxFiredScan bounds the fired timers of one workflow Timer looks through.
+// maxFiredScan bounds the schedules of one timer, and the fired timers of
+// one workflow, that Timer looks through.
 const maxFiredScan = 256
 
 // Timer reports where wf's timer timerID stands and, when it is
-// scheduled, when its schedule fires (zero if that cannot be read).
+// scheduled, when its earliest schedule fires (zero if that cannot be
+// read).
 func (s *Store) Timer(ctx context.Context, wf, timerID string) (TimerState, time.Time, error) {
 	sched := timerSchedPfx + wf + "." + timerID
-	m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-		return s.timers.GetLastMsgForSubject(ctx, sched)
-	})
-	if err == nil {
-		// Zero when the schedule is not one this version writes.
-		at, _ := time.Parse(time.RFC3339, strings.TrimPrefix(m.Header.Get("Nats-Schedule"), "@at "))
-		return TimerScheduled, at, nil
+	var at time.Time
+	scheduled := false
+	// The schedules kept per time, and the one a version before that kept
+	// under the timer's id alone.
+	for _, filter := range []string{sched + ".>", sched} {
+		for seq, n := uint64(1), 0; n < maxFiredScan; n++ {
+			m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+				return s.timers.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+			})
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return 0, time.Time{}, fmt.Errorf("eventstore: timer %s of %s: %w", timerID, wf, err)
+			}
+			// Zero when the schedule is not one this version writes.
+			t, _ := time.Parse(time.RFC3339, strings.TrimPrefix(m.Header.Get("Nats-Schedule"), "@at "))
+			if !scheduled || t.Before(at) {
+				at = t
+			}
+			scheduled = true
+			seq = m.Sequence + 1
+		}
 	}
-	if !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, time.Time{}, fmt.Errorf("eventstore: timer %s of %s: %w", timerID, wf, err)
+	if scheduled {
+		return TimerScheduled, at, nil
 	}
 	// Fired timers wait on the workflow's subject until an orchestrator acks them.
 	fired := timerFirePfx + wf
@@ -124,7 +142,7 @@ func (s *Store) Timer(ctx context.Context, wf, timerID string) (TimerState, time
 		if err != nil {
 			return 0, time.Time{}, fmt.Errorf("eventstore: fired timers of %s: %w", wf, err)
 		}
-		if m.Header.Get("Nats-Scheduler") == sched {
+		if by := m.Header.Get("Nats-Scheduler"); by == sched || strings.HasPrefix(by, sched+".") {
 			return TimerFired, time.Time{}, nil
 		}
 		if t, err := events.DecodeTimer(m.Data); err == nil && t.TimerID == timerID {

@@ -337,9 +337,6 @@ type shard struct {
 	large string
 	// held says the input just processed is settled by the indexer.
 	held bool
-	// strays are the timers scheduled for decisions that lost their
-	// append, set back to what the history records once it is read.
-	strays []events.TimerDue
 }
 
 func (sh *shard) run(ctx context.Context, in chan *eventstore.Delivery) {
@@ -515,9 +512,8 @@ const unreadableDelay = time.Minute
 
 // processUntilSettled processes d, and again on the history read afresh
 // when an append conflicts, up to 20 times.
-func (sh *shard) processUntilSettled(ctx context.Context, d *eventstore.Delivery) (err error) {
+func (sh *shard) processUntilSettled(ctx context.Context, d *eventstore.Delivery) error {
 	defer sh.o.metrics.orch.Decided(time.Now())
-	defer func() { sh.restoreTimers(ctx, d.WorkflowID, err != nil) }()
 	for try := 0; ; try++ {
 		err := sh.process(ctx, d, try == 0)
 		var broken errBroken
@@ -532,46 +528,6 @@ func (sh *shard) processUntilSettled(ctx context.Context, d *eventstore.Delivery
 			sh.o.metrics.orch.Conflict()
 		}
 		sh.forget(d.WorkflowID)
-	}
-}
-
-// restoreTimers sets each timer a decision of wf that lost its append
-// scheduled (sh.strays) back to the due time the history records. The
-// schedule is one a timer: the loser's replaced the winner's, and a loser
-// deciding later (a redelivery to an orchestrator whose cached state is
-// behind) would make the timer late by as much. A timer the history does
-// not record is left alone: it fires and is found not to apply, and a
-// decision that records it later schedules it first.
-//
-// failed says the processing failed: the cached state may hold what was
-// not recorded, so the history is read afresh.
-func (sh *shard) restoreTimers(ctx context.Context, wf string, failed bool) {
-	if len(sh.strays) == 0 {
-		return
-	}
-	strays := sh.strays
-	sh.strays = nil
-	strays = slices.DeleteFunc(strays, func(t events.TimerDue) bool { return t.WorkflowID != wf })
-	if len(strays) == 0 {
-		return
-	}
-	if failed {
-		sh.forget(wf)
-	}
-	e, _, err := sh.load(ctx, wf, 0)
-	if err != nil || e == nil {
-		sh.o.log.Warn("could not read a run to set its timers back to their recorded due times", "workflow_id", wf, "err", err)
-		return
-	}
-	for _, t := range strays {
-		at, ok := workflow.TimerAt(e.st, t.TimerID, t.Path)
-		if !ok || at.Equal(t.Due) {
-			continue
-		}
-		t.Due, t.After = at, e.st.LastSeq
-		if err := sh.o.store.ScheduleTimer(ctx, t); err != nil {
-			sh.o.log.Warn("could not set a timer back to its recorded due time", "workflow_id", wf, "timer", t.TimerID, "err", err)
-		}
 	}
 }
 
@@ -630,7 +586,6 @@ func (sh *shard) failBroken(ctx context.Context, d *eventstore.Delivery, broken 
 		sh.forget(d.WorkflowID)
 		err = sh.afterBroken(ctx, d)
 	}
-	sh.restoreTimers(ctx, d.WorkflowID, err != nil)
 	if err != nil {
 		// The state process loaded may hold the input applied and never
 		// stored: the next delivery reads the run afresh.
@@ -1707,8 +1662,6 @@ func (sh *shard) appendRecord(ctx context.Context, wf string, e *entry, seq uint
 	pinChildren(e.st, evs)
 	next, err := sh.o.store.AppendWith(ctx, wf, seq, eventstore.AppendOpts{Snapshot: e.snapSeq, Owner: sh.o.id, Definition: e.st.Definition, Stored: &e.st.Bytes}, evs...)
 	switch {
-	case errors.Is(err, eventstore.ErrConflict):
-		sh.strays = append(sh.strays, timersOf(wf, seq, evs)...)
 	case errors.Is(err, eventstore.ErrTooLarge) && len(evs) > 1:
 		half := len(evs) / 2
 		if seq, err = sh.appendRecord(ctx, wf, e, seq, evs[:half]); err != nil {

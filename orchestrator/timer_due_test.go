@@ -42,8 +42,9 @@ func TestTimersAreScheduledForTheirRecordedDueTime(t *testing.T) {
 		t.Fatalf("recorded timers %v; want the workflow's timeout and the sleep's, and the wait's", want)
 	}
 	for id, due := range want {
-		// eventstore.ScheduleTimer's subject: one pending schedule per timer.
-		m, err := timers.GetLastMsgForSubject(r.ctx, "weft.t.s."+id)
+		// eventstore.ScheduleTimer's subjects: a pending schedule per time
+		// a timer is due at.
+		m, err := timers.GetLastMsgForSubject(r.ctx, "weft.t.s."+id+".>")
 		if err != nil {
 			t.Fatalf("timer %s (due %v): %v", id, due, err)
 		}

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/weftworks/weft/eventstore"
 )
 
@@ -16,8 +18,8 @@ steps:
 `
 
 // A decision that loses its append schedules its timers first, as every
-// decision does, and a timer's schedule is one per timer id: the loser's
-// replaced the winner's. Here b records that the first sleep ended and
+// decision does. When a timer's schedule was one per timer id, the loser's
+// replaced the winner's; now each time has its own. Here b records that the first sleep ended and
 // that the hour's sleep began; the fired timer, given back before its
 // ack, comes to a, whose cached state is from before it and whose clock
 // reads ten minutes later (a redelivery's delay). a decides the hour's
@@ -58,6 +60,15 @@ func TestALosingDecisionLeavesTheWinnersTimerAsRecorded(t *testing.T) {
 	}
 	if id == "" {
 		t.Fatal("no sleep recorded")
+	}
+	// a's schedule, ten minutes later, is there beside b's: nothing had to
+	// set it back.
+	info, err := r.timersStream().Info(r.ctx, jetstream.WithSubjectFilter("weft.t.s."+wf+"."+id+".>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(info.State.Subjects); n != 2 {
+		t.Fatalf("%d schedules of the sleep (%v); want the winner's and the loser's", n, info.State.Subjects)
 	}
 	state, at, err := r.store.Timer(r.ctx, wf, id)
 	if err != nil {

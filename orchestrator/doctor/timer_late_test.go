@@ -11,10 +11,10 @@ import (
 
 const napDef = "name: n\nsteps:\n  - { id: nap, sleep: 1h }\n"
 
-// A sleep whose timer is scheduled, but to fire later than the history
-// says it is due (a decision that lost its append set it, and nothing set
-// it back), makes its run late by as much: it is reported. The same
-// timer scheduled for its due time is not.
+// A sleep whose timer is scheduled, but only to fire later than the
+// history says it is due, makes its run late by as much: it is reported.
+// The same timer scheduled for its due time is not, even beside a later
+// schedule (one a decision that lost its append made).
 func TestATimerScheduledPastItsDueIsReported(t *testing.T) {
 	r := newRig(t, map[string]string{"n": napDef})
 	const id = "napping"
@@ -44,6 +44,13 @@ func TestATimerScheduledPastItsDueIsReported(t *testing.T) {
 	schedule(due)
 	if rep := r.check(); problem(rep, id) {
 		t.Fatalf("control: a sleep scheduled for its due time is reported: %s", stuckIDs(rep))
+	}
+	schedule(due.Add(10 * time.Minute))
+	if rep := r.check(); problem(rep, id) {
+		t.Fatalf("a sleep scheduled for its due time and ten minutes later is reported: %s", stuckIDs(rep))
+	}
+	if err := r.store.CancelTimer(r.ctx, id, workflow.TimerID("nap", 1)); err != nil {
+		t.Fatal(err)
 	}
 	schedule(due.Add(10 * time.Minute))
 	rep := r.check()
