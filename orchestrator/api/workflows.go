@@ -71,12 +71,15 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	if expected && (err != nil || !res.Started) {
 		s.states.unexpect(start.WorkflowID)
 	}
+	var od *runs.OtherDefinitionError
 	switch {
 	case errors.Is(err, eventstore.ErrNotFound):
 		if m.Revision > 0 {
 			return nil, errorf(connect.CodeNotFound, "definition %q has no revision %d", m.Definition, m.Revision)
 		}
 		return nil, errorf(connect.CodeNotFound, "definition %q not found: put it with PutDefinition first", m.Definition)
+	case errors.As(err, &od):
+		return nil, errorf(connect.CodeAlreadyExists, "workflow %q already exists and is a run of definition %q, not of %q; choose another workflow_id", m.WorkflowId, od.Definition, od.Want)
 	case errors.Is(err, runs.ErrAlreadyExists):
 		return nil, errorf(connect.CodeAlreadyExists, "workflow %q already exists (started by another request); choose another workflow_id or reuse its request_id", m.WorkflowId)
 	case err != nil:

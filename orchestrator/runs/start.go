@@ -20,8 +20,24 @@ import (
 )
 
 // ErrAlreadyExists is returned by Start when the workflow id is taken by a
-// run started with another request id.
+// run started with another request id, or of another definition
+// (OtherDefinitionError).
 var ErrAlreadyExists = errors.New("workflow already exists")
+
+// OtherDefinitionError is the ErrAlreadyExists of a start whose workflow
+// id and request id are those of a run of another definition.
+type OtherDefinitionError struct {
+	// WorkflowID is the run's id; Definition its definition, Want the
+	// one the start asked for.
+	WorkflowID, Definition, Want string
+}
+
+func (e *OtherDefinitionError) Error() string {
+	return fmt.Sprintf("workflow %q is a run of definition %q, not of %q: %v", e.WorkflowID, e.Definition, e.Want, ErrAlreadyExists)
+}
+
+// Unwrap returns ErrAlreadyExists.
+func (e *OtherDefinitionError) Unwrap() error { return ErrAlreadyExists }
 
 // StartRequest asks for a new workflow run.
 type StartRequest struct {
@@ -71,7 +87,8 @@ type StartResult struct {
 // there.
 //
 // Errors: eventstore.ErrNotFound for an unknown definition or revision;
-// ErrAlreadyExists when the id belongs to another request's run; an error
+// ErrAlreadyExists when the id belongs to another request's run, or to a
+// run of another definition; an error
 // wrapping value.ErrInvalid for an input that value.Check refuses, and a
 // *definition.InputError for one the definition's input_schema refuses
 // (nothing is stored). Inputs from outside are checked with the default limits
@@ -141,6 +158,14 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 	ws := first.Record.Events[0].WorkflowStarted
 	if ws.RequestID != reqID {
 		return StartResult{}, fmt.Errorf("workflow %q (started by another request): %w", wf, ErrAlreadyExists)
+	}
+	if ws.Definition != rec.Name {
+		// Not this request's run, whatever its request id says (two
+		// definitions' triggers with one key and id template map an event
+		// onto one id and one request id): answered as the same request,
+		// this start would be taken as made, and nothing would say it
+		// was not.
+		return StartResult{}, &OtherDefinitionError{WorkflowID: wf, Definition: ws.Definition, Want: rec.Name}
 	}
 	// The same request: started by this call when the record carries this
 	// call's event (an orchestrator recorded it, and its answer was lost),
