@@ -187,6 +187,42 @@ func (s *Store) ResultWaiting(ctx context.Context, wf string) (bool, error) {
 	return err == nil, err
 }
 
+// maxResultScan bounds the waiting results of one workflow
+// AttemptReported looks through.
+const maxResultScan = 256
+
+// AttemptReported reports whether an outcome of attempt attempt (or a
+// later one) of the step command at sequence cmd (path, scheduling gen)
+// waits in the results stream for an orchestrator to record it: reported,
+// and not yet in history. A result held for flow control is not an
+// attempt's outcome.
+func (s *Store) AttemptReported(ctx context.Context, wf string, cmd uint64, path string, gen, attempt int) (bool, error) {
+	subject := resultsPrefix + wf
+	for seq, n := uint64(1), 0; n < maxResultScan; n++ {
+		m, err := s.resultsGet(ctx, func(ctx context.Context, st jetstream.Stream) (*jetstream.RawStreamMsg, error) {
+			return st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("eventstore: results waiting for %s: %w", wf, err)
+		}
+		r, err := events.DecodeResult(m.Data)
+		if err == nil && r.Cmd == cmd && r.Path == path && r.Gen == gen && r.Attempt >= attempt && attempted(r.Outcome) {
+			return true, nil
+		}
+		seq = m.Sequence + 1
+	}
+	return false, nil
+}
+
+// attempted reports whether o is an attempt's outcome, not word of its
+// flow control.
+func attempted(o events.Outcome) bool {
+	return o == events.OutcomeCompleted || o == events.OutcomeAttemptFailed || o == events.OutcomeFailed
+}
+
 // resultsGet is retryRead of get on the results stream.
 func (s *Store) resultsGet(ctx context.Context, get func(context.Context, jetstream.Stream) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
 	return retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) { return get(ctx, s.results) })

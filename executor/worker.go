@@ -294,7 +294,20 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	if attempt == first && d.NumDelivered == 1 && d.Message != nil {
 		w.steps.Waited(typ, began.Sub(d.Message.Time))
 	}
-	out, err := w.call(ctx, h, d, cmd, attempt, renew)
+	out, running, err := w.call(ctx, h, d, cmd, attempt, renew)
+	if running != nil {
+		// Given up on, the handler may run on: its slot is given back
+		// once it returns, or left to its lease (no longer renewed), so
+		// the key's other attempts do not run beside it.
+		held := release
+		whenReturned := func() {
+			go func() {
+				<-running
+				held.later()
+			}()
+		}
+		release = slotRelease{now: func(context.Context) error { whenReturned(); return nil }, later: whenReturned}
+	}
 	if err != nil && ctx.Err() != nil {
 		// The worker is stopping: let another worker take the command. This
 		// was no attempt: nothing is recorded, so the next runs it again.
@@ -338,6 +351,10 @@ const queuedCheck = 250 * time.Millisecond
 // rather than being given back until then: the clocks of the executor and
 // of whoever recorded the failure may differ by that much.
 const retryEarly = time.Second
+
+// reportedWait is how long a command whose last attempt's outcome waits
+// to be recorded is given back for before it looks again.
+const reportedWait = time.Second
 
 // attemptOf returns the attempt a delivery of a step command runs, or
 // false when it has settled the delivery itself: history could not be
@@ -387,6 +404,24 @@ func (w *Worker) attemptOf(ctx context.Context, typ string, d *eventstore.Delive
 	if prog.Settled {
 		w.resettle(ctx, d, attempt, log)
 		return 0, false
+	}
+	if d.NumDelivered > attempt-first+1 {
+		// More deliveries than recorded attempts: one may have reported
+		// its outcome to the results stream (no orchestrator answered in
+		// time) that is not recorded yet. Run again now, that attempt
+		// would be repeated at every retry delay for as long as the
+		// orchestrators lag, past max_attempts and the backoff.
+		reported, err := w.store.AttemptReported(ctx, d.WorkflowID, d.Seq, cmd.Path, cmd.Gen, attempt)
+		if err != nil {
+			log().Warn("could not check for a reported outcome not yet recorded; the command will be redelivered", "err", err)
+			_ = d.Nak(time.Second)
+			return 0, false
+		}
+		if reported {
+			log().Info("the last attempt's outcome is reported and not yet recorded; giving the command back until it is", "attempt", attempt)
+			_ = d.Nak(reportedWait)
+			return 0, false
+		}
 	}
 	// The last failed attempt's retry delay holds, though the delivery
 	// that would have waited it out was lost (its executor died before
@@ -942,8 +977,9 @@ func (w *Worker) report(ctx context.Context, d *eventstore.Delivery, res *events
 
 // call runs the handler with the attempt's timeout and panic recovery. A
 // handler that does not return once its context ends is given up on (see
-// abandonGrace).
-func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cmd *events.StepScheduled, attempt int, renew func()) (any, error) {
+// abandonGrace): running is then closed when it returns, and nil
+// otherwise.
+func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cmd *events.StepScheduled, attempt int, renew func()) (out any, running <-chan struct{}, err error) {
 	timeout := cmd.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
@@ -982,7 +1018,9 @@ func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cm
 		err error
 	}
 	done := make(chan answer, 1)
+	returned := make(chan struct{})
 	go func() {
+		defer close(returned)
 		defer func() {
 			if r := recover(); r != nil {
 				w.log.Error("task handler panicked", "workflow_id", d.WorkflowID, "step", cmd.Path, "panic", r, "stack", string(debug.Stack()))
@@ -1008,13 +1046,14 @@ func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cm
 			w.log.Warn("task handler did not return after its context ended; giving it up", "workflow_id", d.WorkflowID,
 				"step", cmd.Path, "attempt", attempt, "cause", context.Cause(hctx))
 			a = answer{nil, context.Cause(hctx)}
+			running = returned
 		}
 		grace.Stop()
 	}
 	if a.err != nil && errors.Is(context.Cause(hctx), errTimeout) {
-		return nil, errTimeout
+		return nil, running, errTimeout
 	}
-	return a.out, a.err
+	return a.out, running, a.err
 }
 
 // abandonGrace is how long a handler whose context ended (its attempt

@@ -1,0 +1,86 @@
+package executor
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/eventstore/events"
+)
+
+// flowCommand starts workflow wf and appends the command of its step "s",
+// of task type task, with timeout and the step concurrency limit of key
+// (scope "d/s"), as an orchestrator would; it returns the command's
+// sequence.
+func (b *bench) flowCommand(wf, task string, timeout time.Duration, retry events.RetryPolicy, key string, limit int) uint64 {
+	b.t.Helper()
+	var zero uint64
+	seq, err := b.store.AppendExternal(b.ctx, wf, &zero, "start/"+wf, events.Event{Type: events.TypeWorkflowStarted,
+		Time: time.Now().UTC(), WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	cmd, err := b.store.Append(b.ctx, wf, seq, events.Event{Type: events.TypeStepScheduled, Time: time.Now().UTC(),
+		StepScheduled: &events.StepScheduled{Path: "s", Gen: 1, Task: task, Input: "in", Retry: retry, Timeout: timeout,
+			IdempotencyKey: wf + "/s", FirstAttempt: 1, Definition: "d",
+			Flow: &events.FlowLimits{Scope: "d/s", ConcurrencyKey: key, ConcurrencyLimit: limit}}})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return cmd
+}
+
+// A step's concurrency limit bounds its handlers running at once. An
+// attempt whose handler ignores its context is given up on 5 s after its
+// timeout and recorded as timed out, but its handler runs on (it cannot be
+// stopped). Its slot was given back all the same, at once, so the next
+// attempt on the key (another run's) ran beside it: two handlers at once
+// under a limit of 1. The slot is now given back when the handler returns.
+func TestAGivenUpHandlerStillRunningKeepsItsSlot(t *testing.T) {
+	stopA := make(chan struct{})
+	var once sync.Once
+	releaseA := func() { once.Do(func() { close(stopA) }) }
+	t.Cleanup(releaseA)
+	var running, most atomic.Int32
+	var ranB atomic.Bool
+	b := newBench(t, map[string]Handler{"slotted": func(_ context.Context, task *Task) (any, error) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		if task.WorkflowID == "wf-a" {
+			<-stopA // ignores its context: a call that does not honour it
+			return "a", nil
+		}
+		ranB.Store(true)
+		return "b", nil
+	}})
+	policy := events.RetryPolicy{MaxAttempts: 1}
+	b.flowCommand("wf-a", "slotted", 500*time.Millisecond, policy, "k", 1)
+	for deadline := time.Now().Add(10 * time.Second); running.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("wf-a's attempt never started")
+		}
+	}
+	b.flowCommand("wf-b", "slotted", 500*time.Millisecond, policy, "k", 1) // held for the slot
+	// wf-a's attempt is given up on after 0.5 s + 5 s and recorded as
+	// timed out; its handler still runs. wf-b must wait for the slot as
+	// long as it does.
+	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline) && !ranB.Load(); time.Sleep(20 * time.Millisecond) {
+	}
+	if ranB.Load() || most.Load() > 1 {
+		h, _ := b.store.SlotHolders(b.ctx, "d/s", "k", time.Now())
+		t.Fatalf("wf-b's attempt ran while wf-a's given-up handler still ran (at most %d handlers at once under a limit of 1; slot holders now %v)",
+			most.Load(), h)
+	}
+	// Once wf-a's handler returns, its slot is given back: wf-b runs.
+	releaseA()
+	for deadline := time.Now().Add(10 * time.Second); !ranB.Load(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			h, _ := b.store.SlotHolders(b.ctx, "d/s", "k", time.Now())
+			t.Fatalf("wf-b never ran after wf-a's given-up handler returned (slot holders %v)", h)
+		}
+	}
+}
