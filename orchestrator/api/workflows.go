@@ -135,6 +135,20 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 	if err != nil {
 		return nil, err
 	}
+	if at.run != 0 {
+		// The token names its run by when its first record was stored: a
+		// run started under the id since, in this stream or in one made
+		// again (whose sequences start over), is not it.
+		first, err := s.store.First(ctx, m.WorkflowId)
+		switch {
+		case errors.Is(err, eventstore.ErrNotFound):
+			return nil, errorf(connect.CodeNotFound, "workflow %q not found", m.WorkflowId)
+		case err != nil:
+			return nil, toConnect(err)
+		case first.Time.UnixNano() != at.run:
+			return nil, tokenOfGone(m.PageToken, m.WorkflowId)
+		}
+	}
 	resp := &weftv1.GetHistoryResponse{}
 	next, n := at, at.n
 	var sendErr error
@@ -148,6 +162,9 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 			gone = true
 			return false
 		}
+		if m.PageToken == "" && next.run == 0 {
+			next.run = msg.Time.UnixNano()
+		}
 		evs, _ := eventsOf([]eventstore.Message{msg})
 		skip := 0
 		if msg.Seq == at.seq {
@@ -155,7 +172,7 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 		}
 		for i := skip; i < len(evs); i++ {
 			if len(resp.Events) == size {
-				next, cut = historyPos{seq: msg.Seq, skip: i, n: n}, true
+				next, cut = historyPos{seq: msg.Seq, skip: i, n: n, run: next.run}, true
 				return false
 			}
 			pe, err := eventProto(n, evs[i])
@@ -165,14 +182,14 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 			}
 			b := proto.Size(pe)
 			if len(resp.Events) > 0 && bytes+b > maxHistoryPageBytes {
-				next, cut = historyPos{seq: msg.Seq, skip: i, n: n}, true
+				next, cut = historyPos{seq: msg.Seq, skip: i, n: n, run: next.run}, true
 				return false
 			}
 			bytes += b
 			resp.Events = append(resp.Events, pe)
 			n++
 		}
-		next = historyPos{seq: msg.Seq + 1, n: n}
+		next = historyPos{seq: msg.Seq + 1, n: n, run: next.run}
 		return len(resp.Events) < size
 	})
 	switch {
@@ -183,7 +200,7 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 	case sendErr != nil:
 		return nil, toConnect(sendErr)
 	case gone:
-		return nil, errorf(connect.CodeNotFound, "page_token %q is of a run of workflow %q that was deleted since: ask for the first page of the run it names now", m.PageToken, m.WorkflowId)
+		return nil, tokenOfGone(m.PageToken, m.WorkflowId)
 	}
 	if cut || next.seq <= last && len(resp.Events) == size {
 		resp.NextPageToken = next.String()
@@ -191,17 +208,28 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 	return connect.NewResponse(resp), nil
 }
 
+// tokenOfGone is the error for a page token of a run of wf that is gone.
+func tokenOfGone(tok, wf string) error {
+	return errorf(connect.CodeNotFound, "page_token %q is of a run of workflow %q that was deleted since: ask for the first page of the run it names now", tok, wf)
+}
+
 // historyPos is where a page of history starts: the record at stream
 // sequence seq (or the workflow's first after it), past its first skip
-// events; n is the history number of the first event returned.
+// events; n is the history number of the first event returned. run names
+// the run: when its first record was stored, in Unix nanoseconds (0 in a
+// token of an earlier version, which names none).
 type historyPos struct {
 	seq  uint64
 	skip int
 	n    uint64
+	run  int64
 }
 
 func (p historyPos) String() string {
-	return fmt.Sprintf("%d.%d.%d", p.seq, p.skip, p.n)
+	if p.run == 0 {
+		return fmt.Sprintf("%d.%d.%d", p.seq, p.skip, p.n)
+	}
+	return fmt.Sprintf("%d.%d.%d.%d", p.seq, p.skip, p.n, p.run)
 }
 
 func historyToken(tok string) (historyPos, error) {
@@ -210,15 +238,21 @@ func historyToken(tok string) (historyPos, error) {
 	}
 	var p historyPos
 	parts := strings.Split(tok, ".")
-	var err1, err2, err3 error
-	if len(parts) == 3 {
+	var err1, err2, err3, err4 error
+	if len(parts) == 3 || len(parts) == 4 {
 		p.seq, err1 = strconv.ParseUint(parts[0], 10, 64)
 		var skip uint64
 		skip, err2 = strconv.ParseUint(parts[1], 10, 31)
 		p.skip = int(skip)
 		p.n, err3 = strconv.ParseUint(parts[2], 10, 64)
 	}
-	if len(parts) != 3 || errors.Join(err1, err2, err3) != nil || p.seq == 0 || p.n == 0 {
+	if len(parts) == 4 {
+		p.run, err4 = strconv.ParseInt(parts[3], 10, 64)
+		if err4 == nil && p.run == 0 {
+			err4 = errors.New("no run")
+		}
+	}
+	if len(parts) != 3 && len(parts) != 4 || errors.Join(err1, err2, err3, err4) != nil || p.seq == 0 || p.n == 0 {
 		return historyPos{}, errorf(connect.CodeInvalidArgument, "page_token %q is invalid: pass the next_page_token of the previous page", tok)
 	}
 	return p, nil
