@@ -100,9 +100,31 @@ const maxFiredScan = 256
 
 // Timer reports where wf's timer timerID stands and, when it is
 // scheduled, when its earliest schedule fires (zero if that cannot be
-// read).
+// read). A timer that fired and waits for an orchestrator is fired,
+// whatever schedules of it are left (a decision that lost its append
+// schedules it at its own, later, time).
 func (s *Store) Timer(ctx context.Context, wf, timerID string) (TimerState, time.Time, error) {
 	sched := timerSchedPfx + wf + "." + timerID
+	// Fired timers wait on the workflow's subject until an orchestrator acks them.
+	fired := timerFirePfx + wf
+	for seq, n := uint64(1), 0; n < maxFiredScan; n++ {
+		m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+			return s.timers.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(fired))
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("eventstore: fired timers of %s: %w", wf, err)
+		}
+		if by := m.Header.Get("Nats-Scheduler"); by == sched || strings.HasPrefix(by, sched+".") {
+			return TimerFired, time.Time{}, nil
+		}
+		if t, err := events.DecodeTimer(m.Data); err == nil && t.TimerID == timerID {
+			return TimerFired, time.Time{}, nil
+		}
+		seq = m.Sequence + 1
+	}
 	var at time.Time
 	scheduled := false
 	// The schedules kept per time, and the one a version before that kept
@@ -129,26 +151,6 @@ func (s *Store) Timer(ctx context.Context, wf, timerID string) (TimerState, time
 	}
 	if scheduled {
 		return TimerScheduled, at, nil
-	}
-	// Fired timers wait on the workflow's subject until an orchestrator acks them.
-	fired := timerFirePfx + wf
-	for seq, n := uint64(1), 0; n < maxFiredScan; n++ {
-		m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-			return s.timers.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(fired))
-		})
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return 0, time.Time{}, fmt.Errorf("eventstore: fired timers of %s: %w", wf, err)
-		}
-		if by := m.Header.Get("Nats-Scheduler"); by == sched || strings.HasPrefix(by, sched+".") {
-			return TimerFired, time.Time{}, nil
-		}
-		if t, err := events.DecodeTimer(m.Data); err == nil && t.TimerID == timerID {
-			return TimerFired, time.Time{}, nil
-		}
-		seq = m.Sequence + 1
 	}
 	return TimerMissing, time.Time{}, nil
 }
@@ -189,15 +191,30 @@ func (s *Store) ResultWaiting(ctx context.Context, wf string) (bool, error) {
 
 // maxResultScan bounds the waiting results of one workflow
 // AttemptReported looks through.
-const maxResultScan = 256
+const maxResultScan = 32
 
 // AttemptReported reports whether an outcome of attempt attempt (or a
 // later one) of the step command at sequence cmd (path, scheduling gen)
-// waits in the results stream for an orchestrator to record it: reported,
-// and not yet in history. A result held for flow control is not an
-// attempt's outcome.
+// may wait in the results stream for an orchestrator to record it:
+// reported, and not yet in history. A result held for flow control is not
+// an attempt's outcome. It counts the workflow's waiting results first
+// (one request): with none it answers false, and with more than
+// maxResultScan (the orchestrators lag far behind the run) true without
+// looking through them, so a command's delivery never reads them all.
 func (s *Store) AttemptReported(ctx context.Context, wf string, cmd uint64, path string, gen, attempt int) (bool, error) {
 	subject := resultsPrefix + wf
+	info, err := retryRead(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) {
+		return s.results.Info(ctx, jetstream.WithSubjectFilter(subject))
+	})
+	if err != nil {
+		return false, fmt.Errorf("eventstore: results waiting for %s: %w", wf, err)
+	}
+	switch waiting := info.State.Subjects[subject]; {
+	case waiting == 0:
+		return false, nil
+	case waiting > maxResultScan:
+		return true, nil
+	}
 	for seq, n := uint64(1), 0; n < maxResultScan; n++ {
 		m, err := s.resultsGet(ctx, func(ctx context.Context, st jetstream.Stream) (*jetstream.RawStreamMsg, error) {
 			return st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
@@ -214,7 +231,8 @@ func (s *Store) AttemptReported(ctx context.Context, wf string, cmd uint64, path
 		}
 		seq = m.Sequence + 1
 	}
-	return false, nil
+	// More came while it looked: the orchestrators lag.
+	return true, nil
 }
 
 // attempted reports whether o is an attempt's outcome, not word of its

@@ -62,6 +62,13 @@ func refused(err error, format string, args ...any) *RefusedError {
 	return &RefusedError{Reason: fmt.Sprintf(format, args...), Err: err}
 }
 
+// otherRun refuses an event whose run id names id, a run of definition
+// other, for a trigger of definition def.
+func otherRun(id, other, def string) error {
+	return refused(runs.ErrAlreadyExists, "id: workflow %q exists and is a run of definition %q, not of %q: make the trigger's id template name runs of its own (prefix it, say)",
+		id, other, def)
+}
+
 // Fire starts the run of trigger m for ev: it evaluates the trigger's
 // filter (false: Fired.Skipped), its id (without an id template: RunID)
 // and its input (default: the event), and starts the run (runs.Start) in
@@ -107,11 +114,14 @@ func Fire(ctx context.Context, store *eventstore.Store, defs *runs.Definitions, 
 	if ev.Identity != "" {
 		reqID = "trigger/" + t.Key + "/" + ev.Identity
 	}
+	var od *runs.OtherDefinitionError
 	res, err := runs.Start(ctx, store, defs, runs.StartRequest{Definition: m.Definition, Revision: m.Revision,
 		Input: input, WorkflowID: id, RequestID: reqID, Time: ev.Time, Identity: Caller(m, ev)})
 	switch {
 	case err == nil:
 		return Fired{WorkflowID: res.WorkflowID, Started: res.Started}, nil
+	case errors.As(err, &od):
+		return Fired{}, otherRun(id, od.Definition, m.Definition)
 	case errors.Is(err, runs.ErrAlreadyExists):
 		// The id template mapped this event onto an existing run: that is
 		// its dedup, when the run is one of this definition's. Another
@@ -120,8 +130,7 @@ func Fire(ctx context.Context, store *eventstore.Store, defs *runs.Definitions, 
 		if other, err := otherDefinition(ctx, store, id, m.Definition); err != nil {
 			return Fired{}, err
 		} else if other != "" {
-			return Fired{}, refused(runs.ErrAlreadyExists, "id: workflow %q exists and is a run of definition %q, not of %q: make the trigger's id template name runs of its own (prefix it, say)",
-				id, other, m.Definition)
+			return Fired{}, otherRun(id, other, m.Definition)
 		}
 		return Fired{WorkflowID: id}, nil
 	case errors.Is(err, eventstore.ErrNotFound):
