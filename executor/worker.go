@@ -408,8 +408,8 @@ func (w *Worker) attemptOf(ctx context.Context, typ string, d *eventstore.Delive
 	if d.NumDelivered > attempt-first+1 {
 		// More deliveries than recorded attempts: one may have reported
 		// its outcome to the results stream (no orchestrator answered in
-		// time) that is not recorded yet. Run again now, that attempt
-		// would be repeated at every retry delay for as long as the
+		// time) that is not recorded yet. Were the attempt run again now,
+		// it would be repeated at every retry delay for as long as the
 		// orchestrators lag, past max_attempts and the backoff.
 		reported, err := w.store.AttemptReported(ctx, d.WorkflowID, d.Seq, cmd.Path, cmd.Gen, attempt)
 		if err != nil {
