@@ -32,6 +32,7 @@ type OtherDefinitionError struct {
 	WorkflowID, Definition, Want string
 }
 
+// Error names the run and both definitions.
 func (e *OtherDefinitionError) Error() string {
 	return fmt.Sprintf("workflow %q is a run of definition %q, not of %q: %v", e.WorkflowID, e.Definition, e.Want, ErrAlreadyExists)
 }
