@@ -16,20 +16,9 @@ import (
 // sequence.
 func (b *bench) flowCommand(wf, task string, timeout time.Duration, retry events.RetryPolicy, key string, limit int) uint64 {
 	b.t.Helper()
-	var zero uint64
-	seq, err := b.store.AppendExternal(b.ctx, wf, &zero, "start/"+wf, events.Event{Type: events.TypeWorkflowStarted,
-		Time: time.Now().UTC(), WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}})
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	cmd, err := b.store.Append(b.ctx, wf, seq, events.Event{Type: events.TypeStepScheduled, Time: time.Now().UTC(),
-		StepScheduled: &events.StepScheduled{Path: "s", Gen: 1, Task: task, Input: "in", Retry: retry, Timeout: timeout,
-			IdempotencyKey: wf + "/s", FirstAttempt: 1, Definition: "d",
-			Flow: &events.FlowLimits{Scope: "d/s", ConcurrencyKey: key, ConcurrencyLimit: limit}}})
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	return cmd
+	return b.scheduled(wf, events.StepScheduled{Path: "s", Gen: 1, Task: task, Input: "in", Retry: retry, Timeout: timeout,
+		IdempotencyKey: wf + "/s", FirstAttempt: 1, Definition: "d",
+		Flow: &events.FlowLimits{Scope: "d/s", ConcurrencyKey: key, ConcurrencyLimit: limit}})
 }
 
 // A step's concurrency limit bounds its handlers running at once. An

@@ -92,15 +92,21 @@ func (b *bench) command(wf, task string, retry events.RetryPolicy) uint64 {
 // orchestrators' do; "" as earlier versions' did not).
 func (b *bench) commandOf(wf, task, def string, retry events.RetryPolicy) uint64 {
 	b.t.Helper()
+	return b.scheduled(wf, events.StepScheduled{Path: "s", Gen: 1, Task: task, Input: "in", Retry: retry,
+		IdempotencyKey: wf + "/s", FirstAttempt: 1, Definition: def})
+}
+
+// scheduled starts workflow wf (of definition d) and appends step, as an
+// orchestrator would; it returns the command's sequence.
+func (b *bench) scheduled(wf string, step events.StepScheduled) uint64 {
+	b.t.Helper()
 	var zero uint64
 	seq, err := b.store.AppendExternal(b.ctx, wf, &zero, "start/"+wf, events.Event{Type: events.TypeWorkflowStarted,
 		Time: time.Now().UTC(), WorkflowStarted: &events.WorkflowStarted{WorkflowID: wf, Definition: "d", Revision: 1}})
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	cmd, err := b.store.Append(b.ctx, wf, seq, events.Event{Type: events.TypeStepScheduled, Time: time.Now().UTC(),
-		StepScheduled: &events.StepScheduled{Path: "s", Gen: 1, Task: task, Input: "in", Retry: retry,
-			IdempotencyKey: wf + "/s", FirstAttempt: 1, Definition: def}})
+	cmd, err := b.store.Append(b.ctx, wf, seq, events.Event{Type: events.TypeStepScheduled, Time: time.Now().UTC(), StepScheduled: &step})
 	if err != nil {
 		b.t.Fatal(err)
 	}

@@ -290,18 +290,10 @@ func historyMadeAgain(t *testing.T, idle bool) {
 			}
 		}
 	}
-	js, err := jetstream.New(ns.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := js.DeleteStream(ctx, eventstore.HistoryStream); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{}); err != nil {
-		t.Fatal(err)
-	}
+	remakeHistory(t, ctx, ns)
 	first := startRun(t, store, wf, "new", 200, 0)
 	var fresh *connect.ServerStreamForClient[weftv1.WatchWorkflowResponse]
+	var err error
 	if idle {
 		// A watch of the new run, begun before the API noticed the
 		// stream was made again, goes on when it does.
@@ -352,5 +344,21 @@ func historyMadeAgain(t *testing.T, idle bool) {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("the %s of the old run is still open", name)
 		}
+	}
+}
+
+// remakeHistory deletes the history stream and makes it again, as an
+// operator might: its sequences start over.
+func remakeHistory(t *testing.T, ctx context.Context, ns *natstest.Server) {
+	t.Helper()
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, eventstore.HistoryStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{}); err != nil {
+		t.Fatal(err)
 	}
 }

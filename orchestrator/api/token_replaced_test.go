@@ -6,9 +6,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/weftworks/weft/eventstore"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/internal/natstest"
 )
@@ -31,16 +29,7 @@ func TestAPageTokenOfAHistoryStreamMadeAgainIsRefused(t *testing.T) {
 	if err != nil || p1.Msg.NextPageToken == "" {
 		t.Fatalf("page 1 of the old run: %v %v", p1, err)
 	}
-	js, err := jetstream.New(ns.Connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := js.DeleteStream(ctx, eventstore.HistoryStream); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{}); err != nil {
-		t.Fatal(err)
-	}
+	remakeHistory(t, ctx, ns)
 	// A run under the same id in the new stream, long enough to reach
 	// the old stream's sequences.
 	startRun(t, store, wf, "new", 200, 40)

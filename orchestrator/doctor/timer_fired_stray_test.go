@@ -23,19 +23,8 @@ func TestAFiredTimerBesideALaterStrayScheduleIsNotReportedUnfired(t *testing.T) 
 	const id = "napped"
 	seq := r.decided(r.start(id, "n", nil))
 	r.index(id, "n", "RUNNING", seq)
-	msgs, err := r.store.Read(r.ctx, id, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var due time.Time
-	for _, m := range msgs {
-		for _, ev := range m.Record.Events {
-			if ev.TimerScheduled != nil {
-				due = ev.TimerScheduled.Due
-			}
-		}
-	}
-	if due.IsZero() || time.Until(due) > 0 {
+	due := r.sleepDue(id)
+	if time.Until(due) > 0 {
 		t.Fatalf("sleep due %v; want one due already", due)
 	}
 	timer := workflow.TimerID("nap", 1)

@@ -20,21 +20,7 @@ func TestATimerScheduledPastItsDueIsReported(t *testing.T) {
 	const id = "napping"
 	seq := r.decided(r.start(id, "n", nil))
 	r.index(id, "n", "RUNNING", seq)
-	msgs, err := r.store.Read(r.ctx, id, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var due time.Time
-	for _, m := range msgs {
-		for _, ev := range m.Record.Events {
-			if ev.TimerScheduled != nil {
-				due = ev.TimerScheduled.Due
-			}
-		}
-	}
-	if due.IsZero() {
-		t.Fatal("no sleep recorded")
-	}
+	due := r.sleepDue(id)
 	schedule := func(at time.Time) {
 		t.Helper()
 		if err := r.store.ScheduleTimer(r.ctx, events.TimerDue{WorkflowID: id, TimerID: workflow.TimerID("nap", 1), Path: "nap", Due: at, After: seq}); err != nil {
@@ -57,4 +43,22 @@ func TestATimerScheduledPastItsDueIsReported(t *testing.T) {
 	if !problem(rep, id) || !strings.Contains(stuckIDs(rep), "after its due time") || !strings.Contains(stuckIDs(rep), ", 10m") {
 		t.Fatalf("a sleep scheduled ten minutes past its due time is not reported: %s", stuckIDs(rep))
 	}
+}
+
+// sleepDue returns when the history of run id says its sleep is due.
+func (r *rig) sleepDue(id string) time.Time {
+	r.t.Helper()
+	msgs, err := r.store.Read(r.ctx, id, 0)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, m := range msgs {
+		for _, ev := range m.Record.Events {
+			if ev.TimerScheduled != nil {
+				return ev.TimerScheduled.Due
+			}
+		}
+	}
+	r.t.Fatal("no sleep recorded")
+	return time.Time{}
 }
