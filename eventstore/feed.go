@@ -64,6 +64,8 @@ type Delivery struct {
 	Seq uint64
 	// NumDelivered counts deliveries of this message, from 1.
 	NumDelivered int
+	// Stored is when the stream stored the message (zero when not known).
+	Stored time.Time
 	// Subject the message was stored under.
 	Subject string
 
@@ -215,7 +217,7 @@ func (f *Feed) Next() (*Delivery, error) {
 			continue
 		}
 		d := &Delivery{Source: f.src, Seq: md.Sequence.Stream, NumDelivered: int(md.NumDelivered),
-			Subject: msg.Subject(), msg: msg}
+			Stored: md.Timestamp, Subject: msg.Subject(), msg: msg}
 		f.decode(msg, d)
 		return d, nil
 	}

@@ -65,6 +65,9 @@ type Engine struct {
 	// is redelivered too.
 	seenMu sync.Mutex
 	seen   map[uint64]time.Time
+	// started is when the engine started: a tick stored since came while
+	// it ran.
+	started time.Time
 
 	life   lifecycle.Guard
 	cancel context.CancelFunc
@@ -97,6 +100,9 @@ func (e *Engine) Registry() *Registry { return e.reg }
 // their cron ticks scheduled and handles trigger events.
 func (e *Engine) Start(ctx context.Context) error {
 	return e.life.Start("trigger", func() error {
+		e.seenMu.Lock()
+		e.started = e.cfg.Now()
+		e.seenMu.Unlock()
 		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		if err := e.reg.Start(runCtx, e.kickReconcile); err != nil {
 			cancel()
@@ -492,9 +498,10 @@ func (e *Engine) handleTick(ctx context.Context, d *eventstore.Delivery) error {
 // redelivered to another engine, say).
 const seenFor = time.Hour
 
-// firstSeen returns when this engine first had delivery d, if it had it
-// first (known is false for a redelivery it never had before: when it
-// was first delivered is not known).
+// firstSeen returns when delivery d first came to this engine (when its
+// stream stored it, if the engine ran then), if it had it first (known
+// is false for a redelivery it never had before: when it was first
+// delivered is not known).
 func (e *Engine) firstSeen(d *eventstore.Delivery) (first time.Time, known bool) {
 	now := e.cfg.Now()
 	e.seenMu.Lock()
@@ -510,14 +517,24 @@ func (e *Engine) firstSeen(d *eventstore.Delivery) (first time.Time, known bool)
 			delete(e.seen, seq)
 		}
 	}
-	e.seen[d.Seq] = now
-	return now, true
+	// A tick stored while this engine ran was here then, however long it
+	// waited behind others' handling (ticks share one handler); one
+	// stored before it started waited for an engine: it is here now.
+	first = now
+	if st := d.Stored; !st.IsZero() && !e.started.IsZero() && !st.Before(e.started) && st.Before(now) {
+		first = st
+	}
+	e.seen[d.Seq] = first
+	return first, true
 }
 
 // tick is handleTick for a delivery this engine first had at first
 // (known; else a redelivery it never had before).
 func (e *Engine) tick(ctx context.Context, d *eventstore.Delivery, first time.Time, known bool) error {
 	tk := d.Tick
+	if testHookTick != nil {
+		testHookTick(tk)
+	}
 	// The trigger is looked up in the definitions as stored once the tick
 	// was here, not in this engine's registry, which follows them with a
 	// lag: a trigger removed (another part has seen it) starts no run.
@@ -605,6 +622,9 @@ func (e *Engine) cancelCron(ctx context.Context, def, key string) error {
 	}
 	return e.store.ScheduleCron(ctx, eventstore.CronTick{Definition: def, Key: key, Tick: next})
 }
+
+// testHookTick, when set by a test, is called as a tick's handling begins.
+var testHookTick func(tk *eventstore.CronTick)
 
 // testHookBeforeCancelCron, when set by a test, is called just before a
 // cron trigger's pending tick is canceled.
