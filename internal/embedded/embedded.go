@@ -24,10 +24,32 @@ type Config struct {
 }
 
 // Start runs an embedded nats-server and waits until it accepts clients.
+// It holds the data directory's lock while the server runs: a second
+// server on the same directory (whatever its address) is refused, as two
+// would each write the same files and lose each other's acknowledged
+// writes.
 func Start(cfg Config) (*server.Server, error) {
 	if cfg.DataDir == "" {
 		return nil, fmt.Errorf("embedded nats: DataDir is required")
 	}
+	unlock, err := lockDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := start(cfg)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	go func() {
+		ns.WaitForShutdown()
+		unlock()
+	}()
+	return ns, nil
+}
+
+// start runs the server of cfg and waits until it accepts clients.
+func start(cfg Config) (*server.Server, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = "127.0.0.1:4222"
 	}

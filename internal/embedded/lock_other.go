@@ -1,0 +1,6 @@
+//go:build !unix
+
+package embedded
+
+// lockDir takes no lock where flock is not available.
+func lockDir(string) (func(), error) { return func() {}, nil }
