@@ -166,8 +166,10 @@ func (w *Worker) Start(ctx context.Context) error {
 }
 
 // Stop stops taking commands and waits for running handlers to finish
-// and report; when ctx ends first, it cancels them and their commands are
-// redelivered. Calling Stop twice is fine.
+// and report; when ctx ends first, it cancels them: the commands of those
+// that then return an error are redelivered, and an output one returns
+// all the same is reported (within reportAfterStop). Calling Stop twice
+// is fine.
 //
 // The fetches end before any handler is canceled: a command given back
 // while a fetch of this worker was still open could be redelivered into
@@ -316,6 +318,14 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		_ = d.Nak(givenBackDelay)
 		return
 	}
+	if ctx.Err() != nil {
+		// The stop cut the handler short and it returned its output all
+		// the same: its effect is made. It is reported, with time of its
+		// own, rather than handed back to be made again.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), reportAfterStop)
+		defer cancel()
+	}
 	res.Time = time.Now().UTC()
 	w.steps.Ran(typ, res.Time.Sub(began))
 	delay := outcome(&res, cmd.Retry, out, err, tries, maxAttempts)
@@ -351,6 +361,10 @@ const queuedCheck = 250 * time.Millisecond
 // rather than being given back until then: the clocks of the executor and
 // of whoever recorded the failure may differ by that much.
 const retryEarly = time.Second
+
+// reportAfterStop bounds the report of an outcome a handler returned
+// after the worker's stop canceled it (the stop waits for it).
+const reportAfterStop = 10 * time.Second
 
 // reportedWait is how long a command whose last attempt's outcome waits
 // to be recorded is given back for before it looks again.

@@ -655,27 +655,78 @@ func watchCommand(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "watch ID",
 		Short: "Stream the events of a workflow run until it closes",
-		Args:  cobra.ExactArgs(1),
+		Long: `Stream the events of a workflow run until it closes. When the server cannot
+answer or ends the watch as it stops, the watch is made again (on the same
+address, which may reach another API process) and goes on after the last
+event printed.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			stream, err := cf.watcher().WatchWorkflow(ctx, connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: args[0]}))
+			err := watchWorkflow(cmd.Context(), cf, args[0], func(ev *weftv1.HistoryEvent) error {
+				return printEvent(cmd.OutOrStdout(), ev, asJSON)
+			}, cmd.ErrOrStderr())
+			if cmd.Context().Err() != nil {
+				return nil // interrupted by the user
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print events as JSON lines")
+	return cmd
+}
+
+// watchWorkflow hands each event of run id to print, once and in order,
+// until the run closes. A watch the server could not answer, or ended as
+// it stopped, is made again after a pause (awaitBackoff doubling to
+// awaitMaxBackoff), noted on notes, and goes on after the last event
+// handed on; a run deleted and started again under the id meanwhile ends
+// it with an error.
+func watchWorkflow(ctx context.Context, cf *clientFlags, id string, print func(*weftv1.HistoryEvent) error, notes io.Writer) error {
+	var last uint64      // the last event handed on
+	var first *time.Time // when the run's first event was recorded, once seen
+	var backoff time.Duration
+	for {
+		err := func() error {
+			stream, err := cf.watcher().WatchWorkflow(ctx, connect.NewRequest(&weftv1.WatchWorkflowRequest{WorkflowId: id}))
 			if err != nil {
 				return err
 			}
 			defer stream.Close()
 			for stream.Receive() {
-				if err := printEvent(cmd.OutOrStdout(), stream.Msg().GetEvent(), asJSON); err != nil {
+				ev := stream.Msg().GetEvent()
+				if ev.GetSequence() == 1 {
+					at := ev.GetTime().AsTime()
+					if first != nil && !first.Equal(at) {
+						return fmt.Errorf("workflow %s was deleted and a run started again under its id while the watch was made again", id)
+					}
+					first = &at
+				}
+				if ev.GetSequence() <= last {
+					continue // handed on before the watch was made again
+				}
+				if err := print(ev); err != nil {
 					return err
 				}
-			}
-			if ctx.Err() != nil {
-				return nil // interrupted by the user
+				last = ev.GetSequence()
+				backoff = 0
 			}
 			return stream.Err()
-		},
+		}()
+		switch {
+		case err == nil, ctx.Err() != nil, !transient(err):
+			return err
+		}
+		if backoff == 0 {
+			fmt.Fprintf(notes, "weft: watching %s: the server could not answer (%v); watching again\n", id, rpcErr(err))
+			backoff = awaitBackoff
+		} else {
+			backoff = min(2*backoff, awaitMaxBackoff)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print events as JSON lines")
-	return cmd
 }
 
 func printEvent(w io.Writer, ev *weftv1.HistoryEvent, asJSON bool) error {

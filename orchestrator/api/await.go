@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"path"
 	"time"
 
 	"connectrpc.com/connect"
@@ -218,4 +219,41 @@ func (s *Server) closedWorkflow(ctx context.Context, wf string, need uint64, run
 		err = s.withState(ctx, wf, need, look)
 	}
 	return w, created, seen, err
+}
+
+// stopInterceptor answers a call cut short by its process's stop
+// (EndAwaits, then the node ends watches and calls in flight) with
+// Unavailable, which tells its caller to call again, on another API
+// process or this one started again, rather than Canceled, which says
+// the caller hung up.
+type stopInterceptor struct{ s *Server }
+
+// WrapUnary answers a unary call cut short by the stop with Unavailable.
+func (i stopInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		res, err := next(ctx, req)
+		return res, i.s.stopped(req.Spec().Procedure, err)
+	}
+}
+
+// WrapStreamingClient leaves clients alone.
+func (i stopInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+// WrapStreamingHandler answers a stream cut short by the stop with
+// Unavailable.
+func (i stopInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		return i.s.stopped(conn.Spec().Procedure, next(ctx, conn))
+	}
+}
+
+// stopped returns err, or Unavailable for a call of procedure that the
+// process's stop canceled.
+func (s *Server) stopped(procedure string, err error) error {
+	if err != nil && s.ending.Load() && connect.CodeOf(err) == connect.CodeCanceled {
+		return errorf(connect.CodeUnavailable, "this API process is stopping: call %s again", path.Base(procedure))
+	}
+	return err
 }
