@@ -1,4 +1,4 @@
-//go:build unix
+//go:build unix && !solaris
 
 package embedded
 
@@ -23,7 +23,10 @@ const lockWait = 2 * time.Second
 
 // lockDir takes dir's lock, waiting up to lockWait, and returns the
 // function that lets it go. The lock is an flock of dir/weft.lock, which
-// the system lets go when the process ends, however it ends.
+// the system lets go when the process ends, however it ends. On a file
+// system that has no flock (NFS without its lock service, some FUSE
+// mounts) the server runs without the lock, as it did before there was
+// one.
 func lockDir(dir string) (unlock func(), err error) {
 	path := filepath.Join(dir, lockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
@@ -35,6 +38,10 @@ func lockDir(dir string) (unlock func(), err error) {
 		if err == nil || !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
 			break
 		}
+	}
+	if errors.Is(err, syscall.ENOLCK) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.EINVAL) {
+		f.Close()
+		return func() {}, nil
 	}
 	if err != nil {
 		holder := ""

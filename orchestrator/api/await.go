@@ -221,11 +221,13 @@ func (s *Server) closedWorkflow(ctx context.Context, wf string, need uint64, run
 	return w, created, seen, err
 }
 
-// stopInterceptor answers a call cut short by its process's stop
+// stopInterceptor answers a read cut short by its process's stop
 // (EndAwaits, then the node ends watches and calls in flight) with
 // Unavailable, which tells its caller to call again, on another API
 // process or this one started again, rather than Canceled, which says
-// the caller hung up.
+// the caller hung up. A write cut short is left as it is: it may have
+// been made, and one without a request_id (a start with no workflow_id,
+// a signal) made again would be made twice.
 type stopInterceptor struct{ s *Server }
 
 // WrapUnary answers a unary call cut short by the stop with Unavailable.
@@ -249,10 +251,10 @@ func (i stopInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc)
 	}
 }
 
-// stopped returns err, or Unavailable for a call of procedure that the
-// process's stop canceled.
+// stopped returns err, or Unavailable for a read (a procedure RoleRead
+// may call) that the process's stop canceled.
 func (s *Server) stopped(procedure string, err error) error {
-	if err != nil && s.ending.Load() && connect.CodeOf(err) == connect.CodeCanceled {
+	if err != nil && s.ending.Load() && connect.CodeOf(err) == connect.CodeCanceled && pathRole(procedure) == RoleRead {
 		return errorf(connect.CodeUnavailable, "this API process is stopping: call %s again", path.Base(procedure))
 	}
 	return err
