@@ -206,6 +206,9 @@ func (s *Store) AttemptReported(ctx context.Context, wf string, cmd uint64, path
 	info, err := retryRead(ctx, func(ctx context.Context) (*jetstream.StreamInfo, error) {
 		return s.results.Info(ctx, jetstream.WithSubjectFilter(subject))
 	})
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return false, nil // no stream, no result waiting in it
+	}
 	if err != nil {
 		return false, fmt.Errorf("eventstore: results waiting for %s: %w", wf, err)
 	}
