@@ -74,14 +74,29 @@ func (s *Store) updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v
 	if !s.ttlAllowed(kv) {
 		ttl = nil
 	}
+	leader := false
 	for {
 		reset()
-		rev, err := s.readKV(ctx, kv, k, v)
+		get := s.getKV
+		if leader {
+			get = s.leaderKV
+		}
+		rev, err := s.readKVWith(ctx, get, kv, k, v)
 		if err != nil {
 			return err
 		}
 		if !change() {
-			return nil
+			if leader {
+				return nil
+			}
+			// A replica behind may have answered (getKV): an entry older
+			// than a write answered before this call, even the caller's
+			// own. A write is checked against the revision it read, but a
+			// change that writes nothing is checked by nothing: it is
+			// judged again on the leader's entry, or a give-back judged
+			// on the older entry would be dropped unseen.
+			leader = true
+			continue
 		}
 		b, err := msgpack.Marshal(v)
 		if err != nil {
@@ -118,7 +133,13 @@ func (s *Store) updateKV(ctx context.Context, kv jetstream.KeyValue, k string, v
 // readKV reads kv's entry k into v and returns its revision: v untouched,
 // and the revision of the entry's marker or 0, when there is none.
 func (s *Store) readKV(ctx context.Context, kv jetstream.KeyValue, k string, v any) (uint64, error) {
-	e, err := s.getKV(ctx, kv, k)
+	return s.readKVWith(ctx, s.getKV, kv, k, v)
+}
+
+// readKVWith is readKV reading with get (getKV, or leaderKV).
+func (s *Store) readKVWith(ctx context.Context, get func(context.Context, jetstream.KeyValue, string) (kvEntry, error),
+	kv jetstream.KeyValue, k string, v any) (uint64, error) {
+	e, err := get(ctx, kv, k)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return e.rev, nil

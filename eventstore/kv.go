@@ -156,7 +156,8 @@ type kvEntry struct {
 // the leader of the bucket's stream (a message get, which only the leader
 // answers) before it is called missing. An entry found may still be
 // older than the newest: writers check revisions, so a stale read makes a
-// write conflict and try again.
+// write conflict and try again (and updateKV judges a change that writes
+// nothing again on the leader's entry).
 func (s *Store) getKV(ctx context.Context, kv jetstream.KeyValue, k string) (kvEntry, error) {
 	e, err := kv.Get(ctx, k)
 	switch {

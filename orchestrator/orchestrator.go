@@ -116,7 +116,8 @@ type Orchestrator struct {
 	holdersMu     sync.Mutex
 	holdersLooked map[string]time.Time
 	// beforeGiveBack, when set (tests), runs just before a closed run's
-	// slot is given back, once reconcileSlot has looked at the run.
+	// slot is given back, once reconcileSlot has looked at the run (or
+	// admit found a run it handed a slot closed).
 	beforeGiveBack func(wf string)
 	// expireRead, when set (tests), runs in expire once it has read a run
 	// due for deletion, before it deletes it.
@@ -1189,6 +1190,19 @@ func mark(m map[string]bool, k string) map[string]bool {
 // looks at its slot again.
 func (sh *shard) reconcileSlot(ctx context.Context, wf string, e *entry) error {
 	st := e.st
+	if st.Queued && !st.Admitted && !st.Status.Terminal() {
+		// Judged from the history read afresh, never from a cached state
+		// alone: one from before another orchestrator admitted, ran and
+		// closed the run (an input that adds nothing to it, such as its
+		// start handed out again, finds no append to conflict) would put
+		// the closed run back in its key's queue, where it takes a free
+		// slot that only a give-back later in this pass frees; nothing
+		// looks at it again if that give-back is lost.
+		if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
+			return err
+		}
+		st = e.st
+	}
 	closed := st.Status.Terminal()
 	// The run's generation: a give-back of an earlier one (a failed state
 	// read just before a redrive) or of an earlier run of the id (deleted
@@ -1363,6 +1377,9 @@ func (sh *shard) admit(ctx context.Context, def, key string, limit int, took []s
 		}
 		if !closed {
 			continue
+		}
+		if sh.o.beforeGiveBack != nil {
+			sh.o.beforeGiveBack(wf)
 		}
 		after, more, err := sh.o.store.UpdateSlots(ctx, def, key, limit, func(s *eventstore.Slots) { s.GiveBack(wf, run) })
 		if err != nil {
