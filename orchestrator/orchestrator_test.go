@@ -493,17 +493,26 @@ func TestARunStartedAgainIsNotFoldedOntoAStaleCache(t *testing.T) {
 
 // A start delivered again to an orchestrator whose cached state of the
 // run is out of date (another orchestrator admitted, ran and closed it)
-// queues the closed run again, which takes the free slot: admitting it,
-// the orchestrator finds it closed and gives the slot back, so later runs
-// of the key are not held for ever.
+// once queued the closed run again, which took the free slot: admitting
+// it, the orchestrator found it closed and gave the slot back. The run is
+// now read afresh first, and not queued at all; later runs of the key are
+// not held.
 func TestAClosedRunHandedASlotGivesItBack(t *testing.T) {
+	r, a, start := closedBehindACache(t)
+	a.handle(r.ctx, start) // the start again (its ack was late or lost)
+	if s, err := r.store.ReadSlots(r.ctx, "q", ""); err != nil || len(s.Holders)+len(s.Queue) != 0 {
+		t.Fatalf("closed run r1 is back in its key's slots: %+v, %v", s, err)
+	}
+}
+
+// closedBehindACache starts run r1 of a definition with concurrency 1:
+// orchestrator a queues it (and caches it queued), b admits it, runs it
+// and closes it, giving its slot back. It returns a and r1's start, which
+// a has not acked.
+func closedBehindACache(t *testing.T) (*rig, *shard, *eventstore.Delivery) {
+	t.Helper()
 	r := newRig(t)
-	r.putDef("q", `
-name: q
-concurrency: { limit: 1 }
-steps:
-  - { id: a, task: work }
-`)
+	r.putDef("q", "name: q\nconcurrency: { limit: 1 }\nsteps:\n  - { id: a, task: work }\n")
 	a, b := r.shard(), r.shard() // two orchestrators
 	ext, results := r.feeds()
 	const wf = "r1"
@@ -523,10 +532,7 @@ steps:
 	if s, err := r.store.ReadSlots(r.ctx, "q", ""); err != nil || len(s.Holders)+len(s.Queue) != 0 {
 		t.Fatalf("after the close: %+v, %v", s, err)
 	}
-	a.handle(r.ctx, start) // the start again (its ack was late or lost)
-	if s, err := r.store.ReadSlots(r.ctx, "q", ""); err != nil || len(s.Holders)+len(s.Queue) != 0 {
-		t.Fatalf("closed run %s is back in its key's slots: %+v, %v", wf, s, err)
-	}
+	return r, a, start
 }
 
 // A child its parent's history records as started is started even when

@@ -4,10 +4,8 @@ import (
 	"context"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/weftworks/weft/eventstore"
-	"github.com/weftworks/weft/eventstore/events"
 )
 
 // An orchestrator that queued a run caches it queued; another admits it,
@@ -23,27 +21,8 @@ import (
 // is closed, no input of it comes again, and freeClosedHolders runs only
 // for a run that waits on the key.
 func TestAStaleQueuedCacheDoesNotPutAClosedRunBackInItsSlots(t *testing.T) {
-	r := newRig(t)
-	r.putDef("q", "name: q\nconcurrency: { limit: 1 }\nsteps:\n  - { id: a, task: work }\n")
-	a, b := r.shard(), r.shard() // two orchestrators
-	ext, results := r.feeds()
+	r, a, start := closedBehindACache(t)
 	const wf = "r1"
-	r.start(wf, "q")
-	start := next(t, ext)
-	a.handle(r.ctx, start) // queued, takes the free slot, admitted; a caches it queued
-	if e := a.cache[wf]; e == nil || !e.st.Queued || e.st.Admitted {
-		t.Fatalf("a's cached state: %+v", e)
-	}
-	b.handle(r.ctx, next(t, ext)) // the admission: step a scheduled
-	_, cmd := r.count(wf, func(ev events.Event) bool { return ev.StepScheduled != nil })
-	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: "a", Gen: 1, Attempt: 1, Cmd: cmd,
-		Outcome: events.OutcomeCompleted, Output: "ok", Time: time.Now().UTC()}); err != nil {
-		t.Fatal(err)
-	}
-	b.handle(r.ctx, next(t, results)) // closed; its slot given back
-	if s, err := r.store.ReadSlots(r.ctx, "q", ""); err != nil || len(s.Holders)+len(s.Queue) != 0 {
-		t.Fatalf("after the close: %+v, %v", s, err)
-	}
 
 	// The start again, to a. Whatever gives the closed run's slot back
 	// after it was handed the slot does not land.

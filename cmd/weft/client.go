@@ -504,17 +504,30 @@ func waitWorkflow(ctx context.Context, cf *clientFlags, id string, notes io.Writ
 			return nil, err
 		}
 		last = err
-		if backoff == 0 {
+		if err := pause(ctx, &backoff, func() {
 			fmt.Fprintf(notes, "weft: awaiting %s: the server could not answer (%v); retrying\n", id, rpcErr(err))
-			backoff = awaitBackoff
-		} else {
-			backoff = min(2*backoff, awaitMaxBackoff)
+		}); err != nil {
+			return stop(err)
 		}
-		select {
-		case <-ctx.Done():
-			return stop(ctx.Err())
-		case <-time.After(backoff):
-		}
+	}
+}
+
+// pause waits before a call the server could not answer is made again:
+// awaitBackoff, doubling at each pause to awaitMaxBackoff (*backoff, 0
+// before the first, which note reports). It returns ctx's error if ctx
+// ends first.
+func pause(ctx context.Context, backoff *time.Duration, note func()) error {
+	if *backoff == 0 {
+		note()
+		*backoff = awaitBackoff
+	} else {
+		*backoff = min(2**backoff, awaitMaxBackoff)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(*backoff):
+		return nil
 	}
 }
 
@@ -715,16 +728,10 @@ func watchWorkflow(ctx context.Context, cf *clientFlags, id string, print func(*
 		case err == nil, ctx.Err() != nil, !transient(err):
 			return err
 		}
-		if backoff == 0 {
+		if err := pause(ctx, &backoff, func() {
 			fmt.Fprintf(notes, "weft: watching %s: the server could not answer (%v); watching again\n", id, rpcErr(err))
-			backoff = awaitBackoff
-		} else {
-			backoff = min(2*backoff, awaitMaxBackoff)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+		}); err != nil {
+			return err
 		}
 	}
 }
