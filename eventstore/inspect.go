@@ -106,53 +106,63 @@ const maxFiredScan = 256
 func (s *Store) Timer(ctx context.Context, wf, timerID string) (TimerState, time.Time, error) {
 	sched := timerSchedPfx + wf + "." + timerID
 	// Fired timers wait on the workflow's subject until an orchestrator acks them.
-	fired := timerFirePfx + wf
-	for seq, n := uint64(1), 0; n < maxFiredScan; n++ {
-		m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-			return s.timers.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(fired))
-		})
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return 0, time.Time{}, fmt.Errorf("eventstore: fired timers of %s: %w", wf, err)
-		}
-		if by := m.Header.Get("Nats-Scheduler"); by == sched || strings.HasPrefix(by, sched+".") {
-			return TimerFired, time.Time{}, nil
-		}
-		if t, err := events.DecodeTimer(m.Data); err == nil && t.TimerID == timerID {
-			return TimerFired, time.Time{}, nil
-		}
-		seq = m.Sequence + 1
+	fired := false
+	_, err := scanOn(ctx, s.timers, timerFirePfx+wf, maxFiredScan, func(m *jetstream.RawStreamMsg) bool {
+		by := m.Header.Get("Nats-Scheduler")
+		t, err := events.DecodeTimer(m.Data)
+		fired = by == sched || strings.HasPrefix(by, sched+".") || err == nil && t.TimerID == timerID
+		return !fired
+	})
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("eventstore: fired timers of %s: %w", wf, err)
+	}
+	if fired {
+		return TimerFired, time.Time{}, nil
 	}
 	var at time.Time
 	scheduled := false
 	// The schedules kept per time, and the one a version before that kept
 	// under the timer's id alone.
 	for _, filter := range []string{sched + ".>", sched} {
-		for seq, n := uint64(1), 0; n < maxFiredScan; n++ {
-			m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
-				return s.timers.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
-			})
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				break
-			}
-			if err != nil {
-				return 0, time.Time{}, fmt.Errorf("eventstore: timer %s of %s: %w", timerID, wf, err)
-			}
+		_, err := scanOn(ctx, s.timers, filter, maxFiredScan, func(m *jetstream.RawStreamMsg) bool {
 			// Zero when the schedule is not one this version writes.
 			t, _ := time.Parse(time.RFC3339, strings.TrimPrefix(m.Header.Get("Nats-Schedule"), "@at "))
 			if !scheduled || t.Before(at) {
 				at = t
 			}
 			scheduled = true
-			seq = m.Sequence + 1
+			return true
+		})
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("eventstore: timer %s of %s: %w", timerID, wf, err)
 		}
 	}
 	if scheduled {
 		return TimerScheduled, at, nil
 	}
 	return TimerMissing, time.Time{}, nil
+}
+
+// scanOn calls fn with st's messages on subject (a filter), oldest first,
+// until fn returns false or max of them were read, each read retried as
+// retryRead does. It reports whether it read to the last of them.
+func scanOn(ctx context.Context, st jetstream.Stream, subject string, max int, fn func(*jetstream.RawStreamMsg) bool) (all bool, err error) {
+	for seq, n := uint64(1), 0; n < max; n++ {
+		m, err := retryRead(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+			return st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		})
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if !fn(m) {
+			return false, nil
+		}
+		seq = m.Sequence + 1
+	}
+	return false, nil
 }
 
 // LastTaskCommand returns the history sequence of wf's latest step command
@@ -218,24 +228,17 @@ func (s *Store) AttemptReported(ctx context.Context, wf string, cmd uint64, path
 	case waiting > maxResultScan:
 		return true, nil
 	}
-	for seq, n := uint64(1), 0; n < maxResultScan; n++ {
-		m, err := s.resultsGet(ctx, func(ctx context.Context, st jetstream.Stream) (*jetstream.RawStreamMsg, error) {
-			return st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
-		})
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return false, nil
-		}
-		if err != nil {
-			return false, fmt.Errorf("eventstore: results waiting for %s: %w", wf, err)
-		}
+	found := false
+	all, err := scanOn(ctx, s.results, subject, maxResultScan, func(m *jetstream.RawStreamMsg) bool {
 		r, err := events.DecodeResult(m.Data)
-		if err == nil && r.Cmd == cmd && r.Path == path && r.Gen == gen && r.Attempt >= attempt && attempted(r.Outcome) {
-			return true, nil
-		}
-		seq = m.Sequence + 1
+		found = err == nil && r.Cmd == cmd && r.Path == path && r.Gen == gen && r.Attempt >= attempt && attempted(r.Outcome)
+		return !found
+	})
+	if err != nil {
+		return false, fmt.Errorf("eventstore: results waiting for %s: %w", wf, err)
 	}
-	// More came while it looked: the orchestrators lag.
-	return true, nil
+	// Not all read: more came while it looked, and the orchestrators lag.
+	return found || !all, nil
 }
 
 // attempted reports whether o is an attempt's outcome, not word of its
