@@ -86,8 +86,10 @@ console-perf: ## Measure the console with 50,000 runs and a 3,000-step run (docs
 	WEFT_CONSOLE_PERF=1 go test -count=1 -timeout 20m -run '^TestConsolePerf$$' -v ./web/
 
 .PHONY: vet
-vet: ## Run go vet
+vet: ## Run go vet, here and for Windows and macOS (the files of other systems build too)
 	go vet ./...
+	GOOS=windows go vet ./...
+	GOOS=darwin go vet ./...
 
 .PHONY: fmt-check
 fmt-check: ## Fail if any Go file is not gofmt-formatted

@@ -19,7 +19,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -526,16 +525,17 @@ func waitClients(ctx context.Context, cfg Config, begin time.Time, done <-chan s
 	}
 }
 
-// usage is this process's CPU use and the NATS server's message counts
-// at one moment.
+// usage is this process's CPU use and peak RSS, and the NATS server's
+// message counts, at one moment.
 type usage struct {
-	cpu     syscall.Rusage
-	in, out int64
+	cpu       float64 // seconds
+	peakRSSMB float64
+	in, out   int64
 }
 
 func takeUsage(cfg Config) usage {
 	var u usage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &u.cpu)
+	u.cpu, u.peakRSSMB = processUsage()
 	if cfg.ServerMsgs != nil {
 		u.in, u.out = cfg.ServerMsgs()
 	}
@@ -553,8 +553,8 @@ func measured(cfg Config, steps int, t timing, before, after usage) Result {
 		res.MsgsInPerWorkflow = float64(after.in-before.in) / float64(cfg.N)
 		res.MsgsOutPerWorkflow = float64(after.out-before.out) / float64(cfg.N)
 	}
-	res.CPUSeconds = tv(after.cpu.Utime) + tv(after.cpu.Stime) - tv(before.cpu.Utime) - tv(before.cpu.Stime)
-	res.PeakRSSMB = float64(after.cpu.Maxrss) / 1024
+	res.CPUSeconds = after.cpu - before.cpu
+	res.PeakRSSMB = after.peakRSSMB
 	return res
 }
 
@@ -790,8 +790,6 @@ func countEvents(ctx context.Context, history jetstream.Stream, seq uint64, pref
 	}
 	return count, size, nil
 }
-
-func tv(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 
 func pct(sorted []time.Duration, p float64) float64 {
 	if len(sorted) == 0 {

@@ -36,7 +36,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -50,6 +49,7 @@ import (
 	"github.com/weftworks/weft/executor"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+	"github.com/weftworks/weft/internal/bench"
 	"github.com/weftworks/weft/internal/natstest"
 	"github.com/weftworks/weft/internal/node"
 	"github.com/weftworks/weft/orchestrator"
@@ -149,10 +149,8 @@ func (e *scaleEnv) putDef(ctx context.Context, t *testing.T, src string) *weftv1
 }
 
 func cpuSeconds() float64 {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return tv(ru.Utime) + tv(ru.Stime)
+	cpu, _ := bench.ProcessUsage()
+	return cpu
 }
 
 func mustValue(t *testing.T, v any) *structpb.Value {

@@ -1,0 +1,4 @@
+package bench
+
+// ProcessUsage is processUsage, for the scale tests.
+var ProcessUsage = processUsage
