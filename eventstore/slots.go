@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // SlotsBucket holds, per definition and concurrency key, the runs that
@@ -160,6 +162,40 @@ func (s *Store) ReadSlots(ctx context.Context, def, key string) (Slots, error) {
 	}
 	_, err := s.readKV(ctx, s.slots, slotKey(def, key), &cur)
 	return cur, err
+}
+
+// KeySlots is one concurrency key's slots entry, as SlotEntries lists it.
+type KeySlots struct {
+	// Definition and Key name the entry; each is "sha256:" and the base64
+	// of its hash when the entry names it so (too long to name as it is).
+	Definition, Key string
+	Slots           Slots
+}
+
+// SlotEntries returns every concurrency key's slots entry that holds or
+// queues a run, read in one pass over the slots bucket, by definition and
+// key; none when there is no slots bucket (a Weft from before
+// definition-level concurrency, opened by OpenExisting).
+func (s *Store) SlotEntries(ctx context.Context) ([]KeySlots, error) {
+	if s.slots == nil {
+		return nil, nil
+	}
+	var out []KeySlots
+	err := eachStored(ctx, s.slots, "s.>", func(e jetstream.KeyValueEntry) {
+		var sl Slots
+		parts := strings.Split(e.Key(), ".")
+		if len(parts) != 3 || msgpack.Unmarshal(e.Value(), &sl) != nil || len(sl.Holders)+len(sl.Queue) == 0 {
+			return // not an entry this version wrote, or one with nobody in it
+		}
+		out = append(out, KeySlots{Definition: tokenKey(parts[1]), Key: tokenKey(parts[2]), Slots: sl})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("eventstore: list %s: %w", SlotsBucket, err)
+	}
+	slices.SortFunc(out, func(a, b KeySlots) int {
+		return cmp.Or(cmp.Compare(a.Definition, b.Definition), cmp.Compare(a.Key, b.Key))
+	})
+	return out, nil
 }
 
 // UpdateSlots changes the slots of definition def's key: change edits the

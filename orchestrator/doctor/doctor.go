@@ -51,7 +51,8 @@ const (
 	// say), even when tried again.
 	Unchecked Verdict = "unchecked"
 	// Gone: it has no history (deleted), but something of it is left: a
-	// concurrency slot of a task step that an attempt of it holds.
+	// concurrency slot of a task step that an attempt of it holds, or a
+	// slot of its definition's concurrency.
 	Gone Verdict = "gone"
 )
 
@@ -273,6 +274,10 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 	}
 	gone, err := c.stepSlots(ctx)
 	if err != nil {
+		return nil, err
+	}
+	all = append(all, gone...)
+	if gone, err = c.runSlots(ctx); err != nil {
 		return nil, err
 	}
 	all = append(all, gone...)

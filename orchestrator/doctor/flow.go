@@ -142,3 +142,70 @@ func parseHolder(h string) (wf, path string, gen, attempt int, ok bool) {
 	}
 	return wf, rest[:j], g, a, true
 }
+
+// runSlots checks the slots of definitions' concurrency keys (the
+// weft-slots bucket, read once a check). A run's close gives its slot
+// back; a slot still held, past the grace, by a run that closed, by a run
+// with no history, or in the name of an earlier run of the id (deleted
+// since), is a give-back that was missed. Nothing frees it until a run
+// waits on the key (an orchestrator then looks at the key's holders, at
+// most every 30 s, and slot reports that run stuck meanwhile), so it is
+// reported as drifted on the run that holds it: the slots disagree with
+// history. It returns the runs with no history that hold one, so reported.
+func (c *checker) runSlots(ctx context.Context) ([]*run, error) {
+	entries, err := c.store.SlotEntries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var gone []*run
+	for _, e := range entries {
+		for _, h := range e.Slots.Holders {
+			held, _, known := e.Slots.Holder(h)
+			r := c.runs[h]
+			var why string
+			switch {
+			case r == nil:
+				// Not read: started since the index was read, or gone.
+				if _, err := c.store.LastSeq(ctx, h); !errors.Is(err, eventstore.ErrNotFound) {
+					if err != nil {
+						return nil, err
+					}
+					continue
+				}
+				r = &run{Run: Run{ID: h, Verdict: Gone}}
+				c.runs[h] = r
+				gone = append(gone, r)
+				why = "has no history (deleted)"
+			case r.unchecked != nil || r.deleting:
+				continue // unchecked is reported as such; a deletion under way gives its slot back
+			case r.st == nil:
+				if r.Verdict == "" {
+					r.Verdict = Gone
+				}
+				why = "has no history (deleted)"
+			case c.recent(r):
+				continue // a close's give-back follows it
+			case known && held.Created != r.st.Created.UnixNano():
+				why = fmt.Sprintf("is held in the name of an earlier run of the id (started %s, deleted since)",
+					time.Unix(0, held.Created).UTC().Format(time.RFC3339))
+			case r.st.Status.Terminal():
+				why = fmt.Sprintf("is held by the run, %s at %s", strings.ToLower(string(r.st.Status)), r.LastChange.UTC().Format(time.RFC3339))
+			default:
+				continue // an open run's
+			}
+			if r.st != nil {
+				// Judged on the history as read: one that moved since (a
+				// redrive queued the run again, say) is judged next time.
+				if moved, err := c.moved(ctx, r); err != nil || moved {
+					if err != nil {
+						return nil, err
+					}
+					continue
+				}
+			}
+			r.add(FindingDrifted, "a concurrency slot of key %q of definition %q %s: its give-back was missed, and it is held until a run waits on the key (an orchestrator then frees it, looking at most every 30 s)",
+				e.Key, e.Definition, why)
+		}
+	}
+	return gone, nil
+}
