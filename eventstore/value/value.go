@@ -139,6 +139,25 @@ func number(x json.Number) (any, error) {
 	return floatValue(f), nil
 }
 
+// CheckNumber reports whether the JSON number n, as written, is one a
+// value may hold and every reader reads back as itself: the rule FromJSON
+// and Check apply together (a whole number within ±2^53; a number written
+// with a fraction or exponent that is the one its float64 is written back
+// as, or no whole number). A door whose decoder reads numbers as float64s
+// before Weft sees them (the API's JSON) checks the text with it first, so
+// 9007199254740993 is refused rather than taken as 9007199254740992. The
+// error matches ErrInvalid.
+func CheckNumber(n json.Number) error {
+	v, err := number(n)
+	if err != nil {
+		return err
+	}
+	if i, ok := v.(int64); ok && (i > maxExactFloat || i < -maxExactFloat) {
+		return numberError(beyondExact(string(n), strconv.FormatFloat(float64(i), 'g', -1, 64)))
+	}
+	return nil
+}
+
 // beyondExact says why the whole number n (as written) is refused, and
 // what it would read back as when that is known (back, else "").
 func beyondExact(n, back string) string {

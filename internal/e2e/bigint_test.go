@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -84,4 +85,57 @@ func TestADefinitionConstantBeyond2p53IsRefusedWhenPutAndLoadsWhenStored(t *test
 		t.Fatalf("a run of the stored definition: %v %v; want FAILED with expression, as before", w.Status, w.Error)
 	}
 	e.healthy()
+}
+
+// The API's JSON reads a value's numbers as float64s before Weft sees
+// them, so a whole number it would round is refused there, naming where
+// it is, as a webhook's body refuses it: a start's input and a signal's
+// payload. 2^53, a number written with an exponent that is its float, and
+// a long number written as a string are taken and read back as sent.
+func TestAWholeNumberTheAPIsJSONWouldRoundIsRefused(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef("name: bigapi\nsteps:\n  - { id: gate, wait: { signal: go } }\n")
+	call := func(procedure, body string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Post(e.node.APIURL+"/weft.v1.WorkflowService/"+procedure, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatalf("%s: %v", procedure, err)
+		}
+		return resp.StatusCode, out
+	}
+	refused := func(procedure, body, where, number string) {
+		t.Helper()
+		code, out := call(procedure, body)
+		msg, _ := out["message"].(string)
+		if code != http.StatusBadRequest || out["code"] != "invalid_argument" || !strings.Contains(msg, where+": whole number "+number) || !strings.Contains(msg, "send it as a string") {
+			t.Errorf("%s %s: answered %d %v; want invalid_argument naming %s and %s", procedure, body, code, out, where, number)
+		}
+	}
+	refused("StartWorkflow", `{"definition": "bigapi", "workflowId": "big-1", "input": {"ids": [1, 9007199254740993]}}`, "input.ids[1]", "9007199254740993")
+	refused("StartWorkflow", `{"definition": "bigapi", "workflowId": "big-1", "input": {"n": 12345678901234567891}}`, "input.n", "12345678901234567891")
+	refused("StartWorkflow", `{"definition": "bigapi", "workflowId": "big-1", "input": 9007199254740993.0}`, "input", "9007199254740993.0")
+	if _, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: "big-1"})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("a refused start left a run: %v", err)
+	}
+
+	const input = `{"at":1.5e+300,"big":9007199254740992,"id":"12345678901234567890"}`
+	if code, out := call("StartWorkflow", `{"definition": "bigapi", "workflowId": "big-1", "input": `+input+`}`); code != http.StatusOK {
+		t.Fatalf("start: answered %d %v", code, out)
+	}
+	refused("SignalWorkflow", `{"workflowId": "big-1", "name": "go", "payload": {"id": 9007199254740993}}`, "payload.id", "9007199254740993")
+	if code, out := call("SignalWorkflow", `{"workflowId": "big-1", "name": "go", "payload": 9007199254740992}`); code != http.StatusOK {
+		t.Fatalf("signal: answered %d %v", code, out)
+	}
+	w := e.waitClosed("big-1", 20*time.Second)
+	if got := toJSON(w.Input); got != input {
+		t.Errorf("the input reads back as %s; want %s", got, input)
+	}
+	if got := toJSON(w.Steps[0].Output); got != `9007199254740992` {
+		t.Errorf("the signal's payload reads back as %s", got)
+	}
 }

@@ -269,8 +269,8 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// Small responses are not worth compressing: gzip's setup costs more
 	// than the bytes it saves.
-	opts := connect.WithHandlerOptions(connect.WithReadMaxBytes(s.cfg.MaxPayloadBytes+s.cfg.MaxDefinitionBytes+64<<10),
-		connect.WithCompressMinBytes(4<<10), connect.WithInterceptors(s.otel, stopInterceptor{s}))
+	opts := connect.WithHandlerOptions(append(jsonCodecs(), connect.WithReadMaxBytes(s.cfg.MaxPayloadBytes+s.cfg.MaxDefinitionBytes+64<<10),
+		connect.WithCompressMinBytes(4<<10), connect.WithInterceptors(s.otel, stopInterceptor{s}))...)
 	mux.Handle(weftv1connect.NewWorkflowServiceHandler(s, opts))
 	mux.Handle(weftv1connect.NewDefinitionServiceHandler(s, opts))
 	mux.Handle(weftv1connect.NewTriggerServiceHandler(s, opts))

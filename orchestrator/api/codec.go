@@ -1,0 +1,153 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weftworks/weft/eventstore/value"
+)
+
+// jsonCodec is connect-go's JSON codec (protojson, unknown fields
+// discarded) with one check before it: a number it would read as a
+// float64 other than the one written (9007199254740993 as
+// 9007199254740992) is refused, naming where it is, rather than taken
+// rounded. The request's values (a start's input, a signal's payload)
+// arrive as google.protobuf.Value, whose numbers are float64s; no request
+// has a 64-bit integer field, so any such number is one of theirs.
+type jsonCodec struct{ name string }
+
+// jsonCodecs are the codecs for the JSON content types connect-go serves.
+func jsonCodecs() []connect.HandlerOption {
+	return []connect.HandlerOption{
+		connect.WithCodec(jsonCodec{"json"}),
+		connect.WithCodec(jsonCodec{"json; charset=utf-8"}),
+	}
+}
+
+// Name returns the codec's content-type name.
+func (c jsonCodec) Name() string { return c.name }
+
+// Marshal writes message as protojson.
+func (jsonCodec) Marshal(message any) ([]byte, error) {
+	m, ok := message.(proto.Message)
+	if !ok {
+		return nil, fmt.Errorf("%T is not a proto.Message", message)
+	}
+	return protojson.MarshalOptions{}.Marshal(m)
+}
+
+// Unmarshal reads binary into message, refusing a number it would round.
+func (jsonCodec) Unmarshal(binary []byte, message any) error {
+	m, ok := message.(proto.Message)
+	if !ok {
+		return fmt.Errorf("%T is not a proto.Message", message)
+	}
+	if len(binary) == 0 {
+		return errors.New("zero-length payload is not a valid JSON object")
+	}
+	if err := checkNumbers(binary); err != nil {
+		return err
+	}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(binary, m); err != nil {
+		return fmt.Errorf("unmarshal into %T: %w", message, err)
+	}
+	return nil
+}
+
+// checkNumbers refuses the first number of the JSON text b that
+// value.CheckNumber refuses, naming its place (input.ids[2], say). Text
+// with no run of 16 digits holds none (a number of at most 15 significant
+// digits reads back as itself) and is not parsed; invalid JSON is left to
+// protojson to report.
+func checkNumbers(b []byte) error {
+	if !longDigits(b) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var path []step
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF || err != nil {
+			return nil
+		}
+		if d, ok := tok.(json.Delim); ok {
+			switch d {
+			case '{', '[':
+				path = append(path, step{object: d == '{', wantKey: d == '{'})
+				continue
+			}
+			path = path[:max(len(path)-1, 0)]
+		} else if len(path) > 0 && path[len(path)-1].wantKey {
+			path[len(path)-1].key, _ = tok.(string)
+			path[len(path)-1].wantKey = false
+			continue
+		} else if n, ok := tok.(json.Number); ok {
+			if err := value.CheckNumber(n); err != nil {
+				return fmt.Errorf("%s: %w", where(path), err)
+			}
+		}
+		// A value ended: its object wants a key next, its list counts it.
+		if len(path) > 0 {
+			if top := &path[len(path)-1]; top.object {
+				top.wantKey = true
+			} else {
+				top.index++
+			}
+		}
+	}
+}
+
+// step is one level of checkNumbers' place in the text.
+type step struct {
+	object, wantKey bool
+	key             string
+	index           int
+}
+
+// where names the place path is at: keys joined by dots, list indexes in
+// brackets.
+func where(path []step) string {
+	var b strings.Builder
+	for _, s := range path {
+		switch {
+		case s.object && b.Len() > 0:
+			b.WriteString("." + s.key)
+		case s.object:
+			b.WriteString(s.key)
+		default:
+			b.WriteString("[" + strconv.Itoa(s.index) + "]")
+		}
+	}
+	if b.Len() == 0 {
+		return "the request"
+	}
+	return b.String()
+}
+
+// longDigits reports whether b has 16 digits in a row, a '.' between them
+// allowed.
+func longDigits(b []byte) bool {
+	n := 0
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			if n++; n >= 16 {
+				return true
+			}
+		case c == '.':
+		default:
+			n = 0
+		}
+	}
+	return false
+}
