@@ -436,6 +436,45 @@ func (s *Store) ExternalInputsOf(ctx context.Context) (ExternalInputs, error) {
 	return ExternalInputs{AckFloor: info.AckFloor.Stream, Delivered: info.Delivered.Stream}, nil
 }
 
+// Takers is what one of the orchestrators' consumers tells of who takes
+// its messages.
+type Takers struct {
+	// Pulls is how many requests for messages orchestrators have open
+	// now (one that runs keeps one open), and InFlight how many messages
+	// they hold unsettled.
+	Pulls, InFlight int
+	// LastDelivery is when a message was last handed out; zero: never.
+	LastDelivery time.Time
+}
+
+// OrchestratorTakers reads who takes the messages of the orchestrators'
+// consumer of src: SourceExternal, SourceResults or SourceTimers.
+//
+// Errors: ErrNotFound when the consumer does not exist.
+func (s *Store) OrchestratorTakers(ctx context.Context, src Source) (Takers, error) {
+	var stream jetstream.Stream
+	var name string
+	switch src {
+	case SourceExternal:
+		stream, name = s.history, ExternalConsumer
+	case SourceResults:
+		stream, name = s.results, ResultsConsumer
+	case SourceTimers:
+		stream, name = s.timers, TimersConsumer
+	default:
+		return Takers{}, fmt.Errorf("eventstore: no orchestrator consumer of source %d", src)
+	}
+	info, err := s.consumerInfoOn(ctx, stream, name)
+	if err != nil {
+		return Takers{}, err
+	}
+	t := Takers{Pulls: info.NumWaiting, InFlight: info.NumAckPending}
+	if info.Delivered.Last != nil {
+		t.LastDelivery = *info.Delivered.Last
+	}
+	return t, nil
+}
+
 // TaskBacklogs returns, for every task type with a consumer, how many of
 // its step commands wait for an executor: those the consumer has not
 // delivered yet (NumPending). It reads the history stream's consumers
@@ -458,8 +497,13 @@ func (s *Store) TaskBacklogs(ctx context.Context) (map[string]uint64, error) {
 
 // consumerInfo reads the state of the history stream's consumer.
 func (s *Store) consumerInfo(ctx context.Context, consumer string) (*jetstream.ConsumerInfo, error) {
+	return s.consumerInfoOn(ctx, s.history, consumer)
+}
+
+// consumerInfoOn reads the info of stream's durable consumer.
+func (s *Store) consumerInfoOn(ctx context.Context, stream jetstream.Stream, consumer string) (*jetstream.ConsumerInfo, error) {
 	info, err := retryRead(ctx, func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-		c, err := s.history.Consumer(ctx, consumer)
+		c, err := stream.Consumer(ctx, consumer)
 		if err != nil {
 			return nil, err
 		}

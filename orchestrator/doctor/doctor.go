@@ -160,6 +160,10 @@ type Options struct {
 	// executor asking for them, holding one or handed one (executors
 	// restarting, or scaled to none for a while). Default 1m.
 	ExecutorGrace time.Duration
+	// OrchestratorGrace is the same for the inputs that wait for an
+	// orchestrator: a start, signal or cancel, a task's result, a fired
+	// timer. Default 1m.
+	OrchestratorGrace time.Duration
 	// InputGrace is how long a start, signal or cancel handed to an
 	// orchestrator may stay unsettled (failing, and handed out again)
 	// before its run is judged as if no input waited. Default 5m.
@@ -193,6 +197,9 @@ func (o *Options) defaults() {
 	if o.ExecutorGrace <= 0 {
 		o.ExecutorGrace = time.Minute
 	}
+	if o.OrchestratorGrace <= 0 {
+		o.OrchestratorGrace = time.Minute
+	}
 	if o.InputGrace <= 0 {
 		o.InputGrace = 5 * time.Minute
 	}
@@ -219,7 +226,7 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 		opts.Definitions = runs.NewDefinitions(store)
 	}
 	c := &checker{store: store, opts: opts, now: opts.Now(), defs: opts.Definitions,
-		runs: map[string]*run{}, tasks: map[string]taskQueue{}, keys: map[string]keySlots{}}
+		runs: map[string]*run{}, tasks: map[string]taskQueue{}, keys: map[string]keySlots{}, takers: map[eventstore.Source]takers{}}
 	sums, err := store.Summaries(ctx)
 	if err != nil {
 		return nil, err
@@ -407,6 +414,15 @@ type checker struct {
 	// keys are the concurrency keys whose slots were looked at, by
 	// definition and key: one look serves every run queued on the key.
 	keys map[string]keySlots
+	// takers are the orchestrators' consumers looked at, by source.
+	takers map[eventstore.Source]takers
+}
+
+// takers is a look at one of the orchestrators' consumers: err is
+// ErrNotFound when there is none.
+type takers struct {
+	t   eventstore.Takers
+	err error
 }
 
 // keySlots is what a look at a concurrency key's slots found: who holds
@@ -714,6 +730,10 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 			return err
 		}
 		stuck = why
+		if why, err = c.inputsUntaken(ctx, r); err != nil {
+			return err
+		}
+		stuck = append(stuck, why...)
 	}
 	if len(stuck) > 0 {
 		// Whatever moved since the history was read moved it.
@@ -915,18 +935,9 @@ func typesOf(evs []events.Event) string {
 // nothing (the ack floor is every run's: one input failing for good holds
 // it down for all).
 func (c *checker) inputWaiting(ctx context.Context, r *run) (bool, error) {
-	c.mu.Lock()
-	in := c.ext
-	c.mu.Unlock()
-	if in == nil {
-		q, err := c.store.ExternalInputsOf(ctx)
-		if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
-			return false, err
-		}
-		in = &q
-		c.mu.Lock()
-		c.ext = in
-		c.mu.Unlock()
+	in, err := c.externalInputs(ctx)
+	if err != nil {
+		return false, err
 	}
 	last, err := c.store.LastExternal(ctx, r.ID)
 	if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
@@ -1079,6 +1090,8 @@ func (c *checker) timer(ctx context.Context, r *run, m workflow.Mover) (string, 
 		return "", err
 	}
 	switch {
+	case state == eventstore.TimerFired:
+		return c.untaken(ctx, r, eventstore.SourceTimers, fmt.Sprintf("%s: its timer %s fired, and", m, m.TimerID))
 	case state == eventstore.TimerMissing:
 		return fmt.Sprintf("%s: its timer %s is neither scheduled nor fired", m, m.TimerID), nil
 	case state == eventstore.TimerScheduled && c.now.Sub(m.Due) > c.opts.TimerGrace:
@@ -1091,4 +1104,123 @@ func (c *checker) timer(ctx context.Context, r *run, m workflow.Mover) (string, 
 			m, m.TimerID, at.UTC().Format(time.RFC3339), at.Sub(m.Due).Round(time.Second)), nil
 	}
 	return "", nil
+}
+
+// externalInputs looks at the orchestrators' consumer of starts, signals
+// and cancels, once a check.
+func (c *checker) externalInputs(ctx context.Context) (*eventstore.ExternalInputs, error) {
+	c.mu.Lock()
+	in := c.ext
+	c.mu.Unlock()
+	if in != nil {
+		return in, nil
+	}
+	q, err := c.store.ExternalInputsOf(ctx)
+	if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.ext = &q
+	c.mu.Unlock()
+	return &q, nil
+}
+
+// inputsUntaken returns why an input waiting for r in the orchestrators'
+// consumers moves nothing: a start, signal or cancel not yet settled, or a
+// result not yet recorded, where no orchestrator takes them (untaken). A
+// fired timer is checked with its timer.
+func (c *checker) inputsUntaken(ctx context.Context, r *run) ([]string, error) {
+	var why []string
+	if t, err := c.takersOf(ctx, eventstore.SourceExternal); err != nil {
+		return nil, err
+	} else if !c.taken(t, r) {
+		in, err := c.externalInputs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		last, err := c.store.LastExternal(ctx, r.ID)
+		if err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+			return nil, err
+		}
+		if err == nil && last > in.AckFloor {
+			w, err := c.untaken(ctx, r, eventstore.SourceExternal, "a start, signal or cancel of it waits, and")
+			if err != nil {
+				return nil, err
+			}
+			why = append(why, w)
+		}
+	}
+	if t, err := c.takersOf(ctx, eventstore.SourceResults); err != nil {
+		return nil, err
+	} else if !c.taken(t, r) {
+		waiting, err := c.store.ResultWaiting(ctx, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		if waiting {
+			w, err := c.untaken(ctx, r, eventstore.SourceResults, "a task's result waits to be recorded, and")
+			if err != nil {
+				return nil, err
+			}
+			why = append(why, w)
+		}
+	}
+	return why, nil
+}
+
+// untaken says, after what (which waits for an orchestrator), why nothing
+// moves r on when no orchestrator takes src's inputs: none asks for one or
+// holds one, and none was handed one within OrchestratorGrace (of r's last
+// change, at the latest). It returns "" when one takes them.
+func (c *checker) untaken(ctx context.Context, r *run, src eventstore.Source, what string) (string, error) {
+	t, err := c.takersOf(ctx, src)
+	if err != nil || c.taken(t, r) {
+		return "", err
+	}
+	name := map[eventstore.Source]string{eventstore.SourceExternal: eventstore.ExternalConsumer,
+		eventstore.SourceResults: eventstore.ResultsConsumer, eventstore.SourceTimers: eventstore.TimersConsumer}[src]
+	if t.err != nil {
+		return fmt.Sprintf("%s no orchestrator takes it: the orchestrators' consumer %s does not exist", what, name), nil
+	}
+	since := "ever"
+	if !t.t.LastDelivery.IsZero() {
+		since = "since " + t.t.LastDelivery.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("%s no orchestrator takes it (none asks the consumer %s for inputs or holds one, and none was handed one %s)", what, name, since), nil
+}
+
+// taken reports whether an orchestrator takes the inputs of the consumer
+// looked at in t, as far as r is concerned.
+func (c *checker) taken(t takers, r *run) bool {
+	return t.err == nil && (t.t.Pulls > 0 || t.t.InFlight > 0 || c.now.Sub(later(t.t.LastDelivery, r.LastChange)) < c.opts.OrchestratorGrace)
+}
+
+// takersOf looks at the orchestrators' consumer of src, once a check. One
+// that looks untaken is looked at twice more, half a second apart: an
+// orchestrator that runs keeps a request for inputs open, but renews it.
+func (c *checker) takersOf(ctx context.Context, src eventstore.Source) (takers, error) {
+	c.mu.Lock()
+	t, ok := c.takers[src]
+	c.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	for i := 0; ; i++ {
+		t.t, t.err = c.store.OrchestratorTakers(ctx, src)
+		if t.err != nil && !errors.Is(t.err, eventstore.ErrNotFound) {
+			return takers{}, t.err
+		}
+		if t.err != nil || t.t.Pulls > 0 || t.t.InFlight > 0 || i == 2 {
+			break
+		}
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			return takers{}, ctx.Err()
+		}
+	}
+	c.mu.Lock()
+	c.takers[src] = t
+	c.mu.Unlock()
+	return t, nil
 }
