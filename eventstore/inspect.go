@@ -441,10 +441,17 @@ func (s *Store) ExternalInputsOf(ctx context.Context) (ExternalInputs, error) {
 type Takers struct {
 	// Pulls is how many requests for messages orchestrators have open
 	// now (one that runs keeps one open), and InFlight how many messages
-	// they hold unsettled.
+	// were handed out and not settled: held by an orchestrator, or by one
+	// that died holding them (JetStream counts a message so until it is
+	// handed out again and acked, which takes a request for it).
 	Pulls, InFlight int
-	// LastDelivery is when a message was last handed out; zero: never.
-	LastDelivery time.Time
+	// Waiting is how many messages wait to be settled: not handed out
+	// yet, or in flight.
+	Waiting uint64
+	// LastDelivery is when a message was last handed out, LastAck when
+	// one was last acked; zero: never (or not since the consumer's
+	// leader changed).
+	LastDelivery, LastAck time.Time
 }
 
 // OrchestratorTakers reads who takes the messages of the orchestrators'
@@ -468,9 +475,12 @@ func (s *Store) OrchestratorTakers(ctx context.Context, src Source) (Takers, err
 	if err != nil {
 		return Takers{}, err
 	}
-	t := Takers{Pulls: info.NumWaiting, InFlight: info.NumAckPending}
+	t := Takers{Pulls: info.NumWaiting, InFlight: info.NumAckPending, Waiting: info.NumPending + uint64(info.NumAckPending)}
 	if info.Delivered.Last != nil {
 		t.LastDelivery = *info.Delivered.Last
+	}
+	if info.AckFloor.Last != nil {
+		t.LastAck = *info.AckFloor.Last
 	}
 	return t, nil
 }

@@ -418,6 +418,10 @@ type checker struct {
 	takers map[eventstore.Source]takers
 }
 
+// lookAgain are the pauses before the looks again at an orchestrators'
+// consumer that none asks for inputs (takersOf).
+var lookAgain = []time.Duration{500 * time.Millisecond, 1500 * time.Millisecond, 5 * time.Second}
+
 // takers is a look at one of the orchestrators' consumers: err is
 // ErrNotFound when there is none.
 type takers struct {
@@ -1183,21 +1187,32 @@ func (c *checker) untaken(ctx context.Context, r *run, src eventstore.Source, wh
 		return fmt.Sprintf("%s no orchestrator takes it: the orchestrators' consumer %s does not exist", what, name), nil
 	}
 	since := "ever"
-	if !t.t.LastDelivery.IsZero() {
-		since = "since " + t.t.LastDelivery.UTC().Format(time.RFC3339)
+	if last := later(t.t.LastDelivery, t.t.LastAck); !last.IsZero() {
+		since = "since " + last.UTC().Format(time.RFC3339)
 	}
-	return fmt.Sprintf("%s no orchestrator takes it (none asks the consumer %s for inputs or holds one, and none was handed one %s)", what, name, since), nil
+	held := ""
+	if t.t.InFlight > 0 {
+		held = fmt.Sprintf("; %d handed out unsettled wait for one", t.t.InFlight)
+	}
+	return fmt.Sprintf("%s no orchestrator takes it (none asks the consumer %s for inputs, and none was handed or settled one %s%s)", what, name, since, held), nil
 }
 
 // taken reports whether an orchestrator takes the inputs of the consumer
-// looked at in t, as far as r is concerned.
+// looked at in t, as far as r is concerned: one asks for inputs, or one
+// was handed or settled one within OrchestratorGrace (of r's last change,
+// at the latest). Messages in flight alone say nothing: one an
+// orchestrator died holding stays in flight for good once none asks.
 func (c *checker) taken(t takers, r *run) bool {
-	return t.err == nil && (t.t.Pulls > 0 || t.t.InFlight > 0 || c.now.Sub(later(t.t.LastDelivery, r.LastChange)) < c.opts.OrchestratorGrace)
+	active := later(later(t.t.LastDelivery, t.t.LastAck), r.LastChange)
+	return t.err == nil && (t.t.Pulls > 0 || c.now.Sub(active) < c.opts.OrchestratorGrace)
 }
 
 // takersOf looks at the orchestrators' consumer of src, once a check. One
-// that looks untaken is looked at twice more, half a second apart: an
-// orchestrator that runs keeps a request for inputs open, but renews it.
+// that no orchestrator asks for inputs while some wait is looked at again
+// for lookAgain: an orchestrator that runs keeps a request for inputs
+// open, but renews it, and takes about 5 s to find a consumer's new leader
+// (the NATS node that led it stopped), which knows of no request until it
+// does.
 func (c *checker) takersOf(ctx context.Context, src eventstore.Source) (takers, error) {
 	c.mu.Lock()
 	t, ok := c.takers[src]
@@ -1210,11 +1225,11 @@ func (c *checker) takersOf(ctx context.Context, src eventstore.Source) (takers, 
 		if t.err != nil && !errors.Is(t.err, eventstore.ErrNotFound) {
 			return takers{}, t.err
 		}
-		if t.err != nil || t.t.Pulls > 0 || t.t.InFlight > 0 || i == 2 {
+		if t.err != nil || t.t.Pulls > 0 || t.t.Waiting == 0 || i == len(lookAgain) {
 			break
 		}
 		select {
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(lookAgain[i]):
 		case <-ctx.Done():
 			return takers{}, ctx.Err()
 		}
