@@ -208,7 +208,10 @@ func (s *Store) AcquireSlot(ctx context.Context, scope, key string, limit int, h
 		held[holder], ok = now.Add(lease).UnixNano(), true
 		return true
 	}, s.leasesTTL(&held))
-	return ok, wait, err
+	if err != nil {
+		return false, 0, err // the slot is not known to be taken
+	}
+	return ok, wait, nil
 }
 
 // SlotHolders returns the attempts that hold a concurrency slot of scope's
