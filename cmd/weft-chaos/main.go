@@ -89,6 +89,10 @@ func beatExecutor(args []string) {
 	fs.StringVar(&cfg.NATSURL, "nats-url", "nats://127.0.0.1:4222", "NATS server URLs, comma-separated")
 	fs.IntVar(&cfg.Store.Replicas, "replicas", 0, "replicas of Weft's streams (as Weft's parts are given)")
 	fs.DurationVar(&cfg.Store.TaskAckWait, "task-ack-wait", 0, "task ack wait (as Weft's parts are given)")
+	fs.Func("clock-epoch", "epoch (RFC 3339) of the flow control clock, which runs fast from it (default: the wall clock)", func(s string) (err error) {
+		cfg.ClockEpoch, err = time.Parse(time.RFC3339Nano, s)
+		return err
+	})
 	_ = fs.Parse(args)
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -59,7 +59,11 @@
 //     attempts are used up, or not at all when timeout is not retryable;
 //   - a task whose handler heartbeats works past its attempt timeout
 //     without any attempt timing out, and one whose executor is killed
-//     mid-work is run again once the task ack wait ends.
+//     mid-work is run again once the task ack wait ends; with a
+//     concurrency limit, its heartbeats renew its slot's lease, which its
+//     work outlasts: no more handlers of a key work at once than the
+//     limit (beside a lease whose renewal failed, which lapses), and once
+//     all closed no slot of the key is held.
 package chaos
 
 import (
@@ -153,6 +157,9 @@ type Harness struct {
 	// beat are the executors of the beat shape's task (see beat.go), run
 	// when the run has the shape.
 	beat []*proc
+	// beatEpoch is the epoch of the beat executors' flow control clock
+	// (beatClock).
+	beatEpoch time.Time
 	// bins are the programs the run starts.
 	bins Binaries
 

@@ -26,7 +26,8 @@ import (
 // key, with its limit as the limit parameter, slotLimit without) is held
 // for slotHold and counted, while in flight, among the calls of its slot
 // (see Slots). The time of a call whose URL has a rate parameter is
-// recorded under it (see Rated).
+// recorded under it (see Rated). Requests to spanPath open and close
+// spans of a slot (see Spans).
 type Ledger struct {
 	seed     int64
 	failRate float64
@@ -47,6 +48,9 @@ type Ledger struct {
 	flightKey map[string]string
 	slots     SlotCounts
 	rated     map[string][]RatedCall
+	// spans are the spans open, by id; spanCounts is what Spans returns.
+	spans      map[string]*span
+	spanCounts SpanCounts
 }
 
 // hold is what Hold holds of a key: calls more of its calls (every one
@@ -134,6 +138,7 @@ func StartLedger(seed int64, failRate, slowRate float64, slow time.Duration) (*L
 	}
 	l := &Ledger{seed: seed, failRate: failRate, slowRate: slowRate, slow: slow, ln: ln, keys: map[string]*KeyCount{}, refused: map[string]int{},
 		held: map[string]*hold{}, inFlight: map[string]map[string]int{}, flightKey: map[string]string{}, rated: map[string][]RatedCall{},
+		spans: map[string]*span{}, spanCounts: SpanCounts{Most: map[string]int{}, Limits: map[string]int{}},
 		slots: SlotCounts{Most: map[string]int{}, Limits: map[string]int{}, Repeats: map[string]int{}, RepeatsBeside: map[string]int{}, LateBeside: map[string]int{}}}
 	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = l.srv.Serve(ln) }()
@@ -195,6 +200,10 @@ func (l *Ledger) Release(key string) {
 // refused key, 503 for an injected failure, otherwise 200 with the key
 // and the request body echoed back.
 func (l *Ledger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == spanPath {
+		l.serveSpan(w, r)
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
 		http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
@@ -359,4 +368,177 @@ func (l *Ledger) Snapshot() map[string]KeyCount {
 		m[k] = *v
 	}
 	return m
+}
+
+// spanPath is the ledger's path of spans: a handler holding a concurrency
+// slot tells the ledger when it begins and ends its work, so that the
+// ledger sees how many holders of a slot work at once.
+//
+// A span begins with a request of phase=begin, id (the span's), slot,
+// limit and holder (the attempt: run, step path and attempt number),
+// answered at once and then held open until the span ends: by a request
+// of phase=end with its id, answered once the end is recorded, or when
+// its connection closes first (the handler's process was killed: its
+// handler is dead, and so is its span).
+const spanPath = "/span"
+
+// span is a span open at the ledger.
+type span struct {
+	slot, holder string
+	began        time.Time
+	// end is closed when the span ends.
+	end chan struct{}
+	// twin is set on a span whose holder's other span ended while it was
+	// open (see SpanCounts.Twins).
+	twin bool
+}
+
+// SpanCounts is what the ledger saw of the spans of slots.
+type SpanCounts struct {
+	// Spans counts the spans begun, Ended those ended by their handler,
+	// Cut those whose connection closed first (a killed process).
+	Spans, Ended, Cut int
+	// Longest is the longest span ended by its handler.
+	Longest time.Duration
+	// Over counts, per duration in Durations, the spans ended by their
+	// handler that lasted longer than it.
+	Durations []time.Duration
+	Over      []int
+	// Most is, per slot, the most holders with a span open at once, and
+	// Limits the limit of each slot.
+	Most, Limits map[string]int
+	// Twins counts the spans still open when another span of their
+	// holder ended: one attempt run twice at once (its first executor
+	// lost from NATS, the attempt delivered again), whose slot the first
+	// to end gave back while the other still worked. They are not
+	// counted among the holders at once from then on.
+	Twins int
+	// Overlaps are the times more holders of a slot than its limit had
+	// a span open at once.
+	Overlaps []SpanOverlap
+}
+
+// SpanOverlap is a span's begin that made more holders of its slot work
+// at once than its limit.
+type SpanOverlap struct {
+	Slot string
+	At   time.Time
+	// Holder is the span's, Beside the other holders with a span open
+	// then.
+	Holder string
+	Beside []string
+}
+
+// SpansOver makes the ledger count the spans ended by their handler that
+// last longer than each of durations (see SpanCounts.Over).
+func (l *Ledger) SpansOver(durations ...time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.spanCounts.Durations, l.spanCounts.Over = slices.Clone(durations), make([]int, len(durations))
+}
+
+// serveSpan begins or ends a span (see spanPath).
+func (l *Ledger) serveSpan(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id := q.Get("id")
+	switch q.Get("phase") {
+	case "begin":
+		limit, err := strconv.Atoi(q.Get("limit"))
+		if id == "" || q.Get("slot") == "" || q.Get("holder") == "" || err != nil {
+			http.Error(w, "a span's begin needs id, slot, limit and holder", http.StatusBadRequest)
+			return
+		}
+		s := l.beginSpan(id, q.Get("slot"), q.Get("holder"), limit)
+		if s == nil {
+			http.Error(w, "span "+id+" begun already", http.StatusConflict)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+		select {
+		case <-s.end:
+		case <-r.Context().Done():
+			l.endSpan(id, true)
+		}
+	case "end":
+		if !l.endSpan(id, false) {
+			http.Error(w, "no span "+id+" open", http.StatusNotFound)
+		}
+	default:
+		http.Error(w, "phase must be begin or end", http.StatusBadRequest)
+	}
+}
+
+// beginSpan opens span id of holder in slot (of limit) and counts the
+// holders of the slot with a span open (twins aside); nil when id is open
+// already.
+func (l *Ledger) beginSpan(id, slot, holder string, limit int) *span {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.spans[id] != nil {
+		return nil
+	}
+	s := &span{slot: slot, holder: holder, began: time.Now(), end: make(chan struct{})}
+	l.spans[id] = s
+	c := &l.spanCounts
+	c.Spans++
+	c.Limits[slot] = limit
+	holders := map[string]bool{}
+	for _, o := range l.spans {
+		if o.slot == slot && !o.twin {
+			holders[o.holder] = true
+		}
+	}
+	c.Most[slot] = max(c.Most[slot], len(holders))
+	if len(holders) > limit && len(c.Overlaps) < 100 {
+		delete(holders, holder)
+		c.Overlaps = append(c.Overlaps, SpanOverlap{Slot: slot, At: s.began, Holder: holder, Beside: sortedKeys(holders)})
+	}
+	return s
+}
+
+// endSpan ends span id, cut when its connection closed before its end
+// was asked for, and reports whether it was open. The other spans of its
+// holder still open are twins from then on.
+func (l *Ledger) endSpan(id string, cut bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.spans[id]
+	if s == nil {
+		return false
+	}
+	delete(l.spans, id)
+	close(s.end)
+	c := &l.spanCounts
+	if cut {
+		c.Cut++
+		return true
+	}
+	c.Ended++
+	took := time.Since(s.began)
+	c.Longest = max(c.Longest, took)
+	for i, d := range c.Durations {
+		if took > d {
+			c.Over[i]++
+		}
+	}
+	for _, o := range l.spans {
+		if o.holder == s.holder && !o.twin {
+			o.twin = true
+			c.Twins++
+		}
+	}
+	return true
+}
+
+// Spans returns a copy of what the ledger saw of the spans of slots.
+func (l *Ledger) Spans() SpanCounts {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.spanCounts
+	c.Durations, c.Over = slices.Clone(c.Durations), slices.Clone(c.Over)
+	c.Most, c.Limits, c.Overlaps = maps.Clone(c.Most), maps.Clone(c.Limits), slices.Clone(c.Overlaps)
+	return c
 }

@@ -52,6 +52,9 @@ type Result struct {
 	// (an attempt run again after its executor died mid-work), which are
 	// among DuplicateEffects.
 	BeatSteps, BeatHeartbeats, BeatRepeats int
+	// BeatSlotSteps counts those of BeatSteps of a concurrency key that
+	// worked past the lease of their slot not renewed.
+	BeatSlotSteps int
 	// DeletedUnread counts the runs of the retention shape deleted before
 	// the harness read their close; they count as expected when every
 	// effect succeeded at the ledger.
@@ -220,6 +223,7 @@ func (h *Harness) verify(ctx context.Context, runs []*run, res *Result) error {
 	h.checkDeleted(ctx, runs, res)
 	h.checkQueries(ctx, runs, res)
 	h.checkFlow(ctx, runs, res)
+	h.checkBeatSlots(ctx, runs, res)
 	h.doctor(ctx, res)
 	sort.Strings(res.Problems)
 	slices.Sort(durations)
