@@ -139,3 +139,32 @@ func TestAWholeNumberTheAPIsJSONWouldRoundIsRefused(t *testing.T) {
 		t.Errorf("the signal's payload reads back as %s", got)
 	}
 }
+
+// A field or enum value the API's JSON does not know is refused, saying
+// what there is, rather than dropped: a misspelt workflowId would start a
+// run under a generated id, a misspelt payload signal with none, and an
+// enum value in lower case list every run.
+func TestAFieldOrEnumValueTheAPIDoesNotKnowIsRefused(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putDef("name: strict\nsteps:\n  - { id: gate, wait: { signal: go } }\n")
+	for _, c := range []struct{ procedure, body, want string }{
+		{"StartWorkflow", `{"definition": "strict", "workflowID": "s-1"}`, `unknown field "workflowID" (did you mean "workflowId"?); the fields of StartWorkflowRequest are definition, revision, input, workflowId, requestId`},
+		{"StartWorkflow", `{"definition": "strict", "id": "s-1"}`, `unknown field "id"; the fields of StartWorkflowRequest are`},
+		{"SignalWorkflow", `{"workflowId": "s-1", "name": "go", "data": {}}`, `unknown field "data"; the fields of SignalWorkflowRequest are workflowId, name, payload, requestId`},
+		{"ListWorkflows", `{"status": "completed"}`, `invalid value for enum field status: "completed"; status is one of WORKFLOW_STATUS_UNSPECIFIED, WORKFLOW_STATUS_RUNNING`},
+	} {
+		resp, err := http.Post(e.node.APIURL+"/weft.v1.WorkflowService/"+c.procedure, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if msg, _ := out["message"].(string); err != nil || resp.StatusCode != http.StatusBadRequest || out["code"] != "invalid_argument" || !strings.Contains(msg, c.want) {
+			t.Errorf("%s %s: answered %d %v (%v); want invalid_argument saying %q", c.procedure, c.body, resp.StatusCode, out, err, c.want)
+		}
+	}
+	if _, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: "s-1"})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("a refused start left a run: %v", err)
+	}
+}

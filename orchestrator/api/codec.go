@@ -6,21 +6,25 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/weftworks/weft/eventstore/value"
 )
 
-// jsonCodec is connect-go's JSON codec (protojson, unknown fields
-// discarded) with one check before it: a number it would read as a
-// float64 other than the one written (9007199254740993 as
-// 9007199254740992) is refused, naming where it is, rather than taken
-// rounded. The request's values (a start's input, a signal's payload)
+// jsonCodec is connect-go's JSON codec (protojson) with a check before it
+// and without its leniency: a number it would read as a float64 other
+// than the one written (9007199254740993 as 9007199254740992) is refused,
+// naming where it is, rather than taken rounded; and a field or enum
+// value it does not know is refused, saying what there is, rather than
+// dropped (connect-go's discards them, for clients newer than the
+// server: such a client is told which field this server does not know). The request's values (a start's input, a signal's payload)
 // arrive as google.protobuf.Value, whose numbers are float64s; no request
 // has a 64-bit integer field, so any such number is one of theirs.
 type jsonCodec struct{ name string }
@@ -57,11 +61,63 @@ func (jsonCodec) Unmarshal(binary []byte, message any) error {
 	if err := checkNumbers(binary); err != nil {
 		return err
 	}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(binary, m); err != nil {
-		return fmt.Errorf("unmarshal into %T: %w", message, err)
+	if err := (protojson.UnmarshalOptions{}).Unmarshal(binary, m); err != nil {
+		// (protojson's errors begin "proto:" and a space of either kind.)
+		msg := strings.TrimLeft(strings.TrimPrefix(err.Error(), "proto:"), " \u00a0")
+		return fmt.Errorf("%s%s", msg, hint(err, m.ProtoReflect().Descriptor()))
 	}
 	return nil
 }
+
+var (
+	unknownField = regexp.MustCompile(`unknown field "([^"]*)"`)
+	badEnum      = regexp.MustCompile(`invalid value for enum field (\w+)`)
+)
+
+// hint says what to send instead, for an error protojson gave reading a
+// request of type md: a field it does not know is refused (it would
+// otherwise be dropped, and a misspelt workflowId start a run under a
+// generated id), with the one meant, if any, and the fields there are; an
+// enum value it does not know, with the values there are.
+func hint(err error, md protoreflect.MessageDescriptor) string {
+	fields := md.Fields()
+	if m := unknownField.FindStringSubmatch(err.Error()); m != nil {
+		var names []string
+		meant, also := "", ""
+		for i := range fields.Len() {
+			f := fields.Get(i)
+			names = append(names, f.JSONName())
+			if fold(f.JSONName()) == fold(m[1]) {
+				meant = fmt.Sprintf(" (did you mean %q?)", f.JSONName())
+			}
+			if also == "" && f.TextName() != f.JSONName() {
+				also = fmt.Sprintf(" (or their proto names, as %s)", f.TextName())
+			}
+		}
+		if len(names) == 0 {
+			return meant + fmt.Sprintf("; %s takes no fields", md.Name())
+		}
+		return meant + fmt.Sprintf("; the fields of %s are %s%s", md.Name(), strings.Join(names, ", "), also)
+	}
+	if m := badEnum.FindStringSubmatch(err.Error()); m != nil {
+		f := fields.ByName(protoreflect.Name(m[1]))
+		if f == nil {
+			f = fields.ByJSONName(m[1])
+		}
+		if f == nil || f.Enum() == nil {
+			return ""
+		}
+		var names []string
+		for i := range f.Enum().Values().Len() {
+			names = append(names, string(f.Enum().Values().Get(i).Name()))
+		}
+		return fmt.Sprintf("; %s is one of %s (or its number)", f.JSONName(), strings.Join(names, ", "))
+	}
+	return ""
+}
+
+// fold is a field name as compared for a hint: lower case, without '_'.
+func fold(s string) string { return strings.ReplaceAll(strings.ToLower(s), "_", "") }
 
 // checkNumbers refuses the first number of the JSON text b that
 // value.CheckNumber refuses, naming its place (input.ids[2], say). Text
