@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -291,6 +292,31 @@ output: "${ steps.w.output }"
 	out, err = runCLI(t, "await", "parked-2", server)
 	if err == nil || !strings.Contains(out, "status: CANCELED") || !strings.Contains(err.Error(), "workflow parked-2 failed") {
 		t.Fatalf("await a canceled run: %v\n%s", err, out)
+	}
+	// weft schedules names a cron trigger by its key, which names its runs.
+	cronFile := filepath.Join(t.TempDir(), "ticker.yaml")
+	if err := os.WriteFile(cronFile, []byte("name: ticker\ntriggers:\n  - cron: \"0 0 1 1 *\"\nsteps:\n  - { id: a, task: echo, input: 1 }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "def", "apply", "-f", cronFile, server); err != nil {
+		t.Fatalf("def apply ticker: %v\n%s", err, out)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, err = runCLI(t, "schedules", server)
+		if err == nil && regexp.MustCompile(`(?m)^DEFINITION\s+KEY\s+CRON.*\nticker\s+[0-9a-f]{12}\s+0 0 1 1 \*`).MatchString(out) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("schedules: %v\n%s", err, out)
+		}
+	}
+	// A start of the same request is answered with its run, and says that
+	// nothing was started again.
+	for i, want := range []string{"", "cli-2 was started before by request cli-2-req: not started again"} {
+		out, err = runCLI(t, "start", "greet", "--input", `{"name": "bob"}`, "--id", "cli-2", "--request-id", "cli-2-req", server)
+		if err != nil || !strings.Contains(out, "cli-2") || strings.Contains(out, "not started again") != (want != "") || !strings.Contains(out, want) {
+			t.Fatalf("start %d of one request: %v\n%s", i+1, err, out)
+		}
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -41,7 +43,7 @@ func TestParseStatus(t *testing.T) {
 }
 
 func TestParseJSONFlag(t *testing.T) {
-	if v, err := parseJSONFlag("input", ""); v != nil || err != nil {
+	if v, err := parseJSONFlag("input", "", nil); v != nil || err != nil {
 		t.Errorf(`parseJSONFlag("") = %v, %v; want nil, nil`, v, err)
 	}
 	for in, want := range map[string]string{
@@ -50,7 +52,7 @@ func TestParseJSONFlag(t *testing.T) {
 		`"s"`:                         `"s"`,
 		`null`:                        `null`,
 	} {
-		v, err := parseJSONFlag("input", in)
+		v, err := parseJSONFlag("input", in, nil)
 		if err != nil {
 			t.Errorf("parseJSONFlag(%q): %v", in, err)
 			continue
@@ -59,8 +61,26 @@ func TestParseJSONFlag(t *testing.T) {
 			t.Errorf("valueJSON(parseJSONFlag(%q)) = %s; want %s", in, got, want)
 		}
 	}
+	// From a file and from standard input, as the API would read them:
+	// a number a float64 would round is refused, not sent rounded.
+	file := filepath.Join(t.TempDir(), "in.json")
+	if err := os.WriteFile(file, []byte(`{"big": [1, 2]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := parseJSONFlag("input", "@"+file, nil); err != nil || valueJSON(v) != `{"big":[1,2]}` {
+		t.Errorf("parseJSONFlag(@file) = %s, %v", valueJSON(v), err)
+	}
+	if v, err := parseJSONFlag("payload", "-", strings.NewReader(`"from stdin"`)); err != nil || valueJSON(v) != `"from stdin"` {
+		t.Errorf("parseJSONFlag(-) = %s, %v", valueJSON(v), err)
+	}
+	if _, err := parseJSONFlag("input", "@"+file+".missing", nil); err == nil || !strings.HasPrefix(err.Error(), "invalid --input: ") {
+		t.Errorf("parseJSONFlag(@missing) error = %v", err)
+	}
+	if _, err := parseJSONFlag("input", `{"id": 9007199254740993}`, nil); err == nil || !strings.Contains(err.Error(), "send it as a string") {
+		t.Errorf("parseJSONFlag(2^53+1) error = %v; want it refused", err)
+	}
 	for _, in := range []string{"{", "hello", `{"a":1} x`} {
-		if _, err := parseJSONFlag("input", in); err == nil || !strings.HasPrefix(err.Error(), "invalid --input: ") {
+		if _, err := parseJSONFlag("input", in, nil); err == nil || !strings.HasPrefix(err.Error(), "invalid --input: ") {
 			t.Errorf("parseJSONFlag(%q) error = %v; want invalid --input", in, err)
 		}
 	}

@@ -22,6 +22,7 @@ func doctorCmd() *cobra.Command {
 	var p partFlags
 	var asJSON, all bool
 	var opts doctor.Options
+	var retention string
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Check that every running workflow will move on, reading only",
@@ -41,11 +42,14 @@ on; it too makes the status 1.`,
 			if err != nil {
 				return err
 			}
+			if opts.Retention, err = (&orchFlags{retention: retention}).retentionDuration(); err != nil {
+				return err
+			}
 			ctx := cmd.Context()
 			natsOpts = append([]nats.Option{nats.Name("weft doctor")}, natsOpts...)
 			nc, err := nats.Connect(p.natsURL, natsOpts...)
 			if err != nil {
-				return fmt.Errorf("connect to NATS at %s: %w", p.natsURL, err)
+				return fmt.Errorf("connect to NATS at %s: %w (weft doctor reads NATS, not the API: give it the server's --nats-addr as --nats-url)", p.natsURL, err)
 			}
 			defer nc.Close()
 			store, err := eventstore.OpenExisting(ctx, nc, eventstore.Config{})
@@ -87,7 +91,7 @@ on; it too makes the status 1.`,
 	f.DurationVar(&opts.ExecutorGrace, "executor-grace", time.Minute, "how long a task type's commands may wait with no executor asking for them")
 	f.DurationVar(&opts.OrchestratorGrace, "orchestrator-grace", time.Minute, "how long a start, signal, cancel, task result or fired timer may wait with no orchestrator asking for inputs")
 	f.DurationVar(&opts.InputGrace, "input-grace", 5*time.Minute, "how long a start, signal or cancel handed to an orchestrator may stay unsettled before its run is judged as if no input waited")
-	f.DurationVar(&opts.Retention, "retention", 0, "the servers' --retention: check that closed runs of revisions without a retention of their own have their deletion scheduled (0: only those with their own)")
+	f.StringVar(&retention, "retention", "", "the servers' --retention (e.g. 30d, 12h): check that closed runs of revisions without a retention of their own have their deletion scheduled (empty: only those with their own)")
 	f.IntVar(&opts.Concurrency, "concurrency", 8, "histories read at once")
 	return cmd
 }

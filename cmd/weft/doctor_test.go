@@ -66,6 +66,19 @@ func TestDoctorCommand(t *testing.T) {
 		!strings.Contains(out, "gate-1") || !strings.Contains(out, `waiting for signal "go"`) || !strings.Contains(out, "quick-1") {
 		t.Fatalf("doctor --all: %v\n%s", err, out)
 	}
+	// --retention is written as the servers' is; a wrong one, or a NATS
+	// it cannot reach, says what to give it.
+	// (This server keeps runs for ever: a check told it deletes them after
+	// 30 days finds the closed run's deletion not scheduled.)
+	if out, err := runCLI(t, "doctor", "--nats-url", natsURL, "--grace", "1ms", "--retention", "30d"); err == nil || !strings.Contains(out, "with a retention of 720h0m0s, but its deletion is not scheduled") {
+		t.Fatalf("doctor --retention 30d: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, "doctor", "--nats-url", natsURL, "--retention", "soon"); err == nil || !strings.Contains(err.Error(), "--retention soon") {
+		t.Fatalf("doctor --retention soon: %v", err)
+	}
+	if _, err := runCLI(t, "doctor", "--nats-url", "nats://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "give it the server's --nats-addr as --nats-url") {
+		t.Fatalf("doctor with no NATS: %v", err)
+	}
 
 	// The completed run's index entry is made to say RUNNING.
 	nc, err := nats.Connect(natsURL)

@@ -349,7 +349,7 @@ func (s *Server) checkPayload(field string, v *structpb.Value) error {
 		return nil
 	}
 	if n := proto.Size(v); n > s.cfg.MaxPayloadBytes {
-		return errorf(connect.CodeInvalidArgument, "%s is %d bytes; the limit is %d bytes (MaxPayloadBytes)", field, n, s.cfg.MaxPayloadBytes)
+		return errorf(connect.CodeInvalidArgument, "%s is %d bytes; the limit is %d bytes: make it smaller, or pass what is large by reference (a URL, an object store key)", field, n, s.cfg.MaxPayloadBytes)
 	}
 	return nil
 }

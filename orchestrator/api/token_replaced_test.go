@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,4 +62,22 @@ func firstSeq(r *connect.Response[weftv1.GetHistoryResponse]) any {
 		return nil
 	}
 	return r.Msg.Events[0].Sequence
+}
+
+// A page token of another workflow's history is refused, saying so (it
+// used to be taken for a run deleted since).
+func TestAPageTokenOfAnotherWorkflowIsRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store, _, client := serveAPI(t, natstest.Start(t))
+	startRun(t, store, "one", "old", 100, 3)
+	startRun(t, store, "two", "old", 100, 3)
+	p1, err := client.GetHistory(ctx, connect.NewRequest(&weftv1.GetHistoryRequest{WorkflowId: "one", PageSize: 2}))
+	if err != nil || p1.Msg.NextPageToken == "" {
+		t.Fatalf("page 1: %v %v", p1, err)
+	}
+	_, err = client.GetHistory(ctx, connect.NewRequest(&weftv1.GetHistoryRequest{WorkflowId: "two", PageSize: 2, PageToken: p1.Msg.NextPageToken}))
+	if connect.CodeOf(err) != connect.CodeNotFound || !strings.Contains(err.Error(), `is not of the run workflow "two" names now (a token of another workflow`) {
+		t.Fatalf("one's token asked of two: %v; want NotFound saying it is not two's", err)
+	}
 }

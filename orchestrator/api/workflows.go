@@ -77,7 +77,7 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		if m.Revision > 0 {
 			return nil, errorf(connect.CodeNotFound, "definition %q has no revision %d", m.Definition, m.Revision)
 		}
-		return nil, errorf(connect.CodeNotFound, "definition %q not found: put it with PutDefinition first", m.Definition)
+		return nil, errorf(connect.CodeNotFound, "definition %q not found: put it first (weft def apply -f FILE, or PutDefinition)", m.Definition)
 	case errors.As(err, &od):
 		return nil, errorf(connect.CodeAlreadyExists, "workflow %q already exists and is a run of definition %q, not of %q; choose another workflow_id", m.WorkflowId, od.Definition, od.Want)
 	case errors.Is(err, runs.ErrAlreadyExists):
@@ -208,9 +208,10 @@ func (s *Server) GetHistory(ctx context.Context, req *connect.Request[weftv1.Get
 	return connect.NewResponse(resp), nil
 }
 
-// tokenOfGone is the error for a page token of a run of wf that is gone.
+// tokenOfGone is the error for a page token of a run that wf does not
+// name now: another workflow's, or a run of wf deleted since.
 func tokenOfGone(tok, wf string) error {
-	return errorf(connect.CodeNotFound, "page_token %q is of a run of workflow %q that was deleted since: ask for the first page of the run it names now", tok, wf)
+	return errorf(connect.CodeNotFound, "page_token %q is not of the run workflow %q names now (a token of another workflow, or of a run of the id deleted since): ask for the first page", tok, wf)
 }
 
 // historyPos is where a page of history starts: the record at stream
