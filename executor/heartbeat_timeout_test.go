@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 )
 
@@ -34,6 +35,35 @@ func TestAHeartbeatMovesTheAttemptsDeadline(t *testing.T) {
 			Retry: events.RetryPolicy{MaxAttempts: 1}, FirstAttempt: 1}}); err != nil {
 		t.Fatal(err)
 	}
+	if r := b.result(1); r.Outcome != events.OutcomeCompleted || r.Output != "done" {
+		t.Fatalf("result %+v (error %+v); want the heartbeating attempt completed", r, r.Error)
+	}
+}
+
+// A heartbeat renews its attempt's concurrency slot beside the handler:
+// a renewal NATS is slow to answer (a node lost) held up the heartbeats
+// after it, and with them the resets of the attempt's deadline, so a
+// handler that heartbeat every 100 ms under a 1 s timeout timed out.
+// (Found by the chaos run's slotted heartbeating steps.)
+func TestASlowSlotRenewalDoesNotTimeTheAttemptOut(t *testing.T) {
+	// The executor's clock runs fast, so a renewal (every 30 s of it) is
+	// due every 0.3 s; each takes 1.5 s to write.
+	start := time.Now()
+	fast := func() time.Time { return start.Add(100 * time.Since(start)) }
+	testHookRenew = func() { time.Sleep(1500 * time.Millisecond) }
+	t.Cleanup(func() { testHookRenew = nil })
+	b := newBenchWorker(t, eventstore.Config{ResultReplyWait: -1}, Config{Now: fast}, map[string]Handler{"beats": func(ctx context.Context, task *Task) (any, error) {
+		for range 25 { // 2.5 s
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, context.Cause(ctx)
+			}
+			task.Heartbeat()
+		}
+		return "done", nil
+	}})
+	b.flowCommand("wf-slow", "beats", time.Second, events.RetryPolicy{MaxAttempts: 1}, "k", 1)
 	if r := b.result(1); r.Outcome != events.OutcomeCompleted || r.Output != "done" {
 		t.Fatalf("result %+v (error %+v); want the heartbeating attempt completed", r, r.Error)
 	}

@@ -691,6 +691,9 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 				return
 			}
 			renewed = w.now()
+			if testHookRenew != nil {
+				testHookRenew()
+			}
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			if ok, _, err := w.store.AcquireSlot(cctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, renewed, lease); err != nil || !ok {
@@ -1009,11 +1012,13 @@ func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cm
 	// the end of the call one after the other, so none renews a slot
 	// after it is given back).
 	var hb sync.Mutex
-	var gone atomic.Bool
+	var gone, renewing atomic.Bool
+	var renewals sync.WaitGroup
 	defer func() {
 		hb.Lock()
 		gone.Store(true)
 		hb.Unlock()
+		renewals.Wait() // none renews the slot once it may be given back
 	}()
 	task := &Task{WorkflowID: d.WorkflowID, Path: cmd.Path, Type: cmd.Task, Attempt: attempt,
 		IdempotencyKey: cmd.IdempotencyKey, Input: cmd.Input,
@@ -1025,7 +1030,18 @@ func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cm
 			}
 			deadline.Reset(timeout)
 			_ = d.InProgress()
-			renew()
+			// The slot's lease is renewed beside the handler: a renewal
+			// NATS is slow to answer (a node lost) must not hold up the
+			// heartbeats after it, whose resets of the deadline the
+			// attempt's timeout waits for.
+			if renewing.CompareAndSwap(false, true) {
+				renewals.Add(1)
+				go func() {
+					defer renewals.Done()
+					defer renewing.Store(false)
+					renew()
+				}()
+			}
 		}}
 	type answer struct {
 		out any
@@ -1069,6 +1085,10 @@ func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cm
 	}
 	return a.out, running, a.err
 }
+
+// testHookRenew, when set, is called as a heartbeat renews its attempt's
+// concurrency slot, before the renewal is written.
+var testHookRenew func()
 
 // abandonGrace is how long a handler whose context ended (its attempt
 // timed out, or the worker stops) has to return before it is given up on.
