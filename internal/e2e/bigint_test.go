@@ -168,3 +168,15 @@ func TestAFieldOrEnumValueTheAPIDoesNotKnowIsRefused(t *testing.T) {
 		t.Fatalf("a refused start left a run: %v", err)
 	}
 }
+
+// A definition whose task type no executor has asked for (a typo of a
+// built-in one, here) is put with a warning that says so, and which type
+// was meant: its runs would wait at that step, which only weft doctor
+// reports, a minute later.
+func TestATaskTypeNoExecutorServesIsWarnedOfWhenPut(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	put := e.putDef("name: typo\nsteps:\n  - { id: a, task: ecoh, input: 1 }\n  - { id: b, task: echo, input: 2 }\n")
+	if len(put.Warnings) != 1 || !strings.Contains(put.Warnings[0], `step "a": no executor has asked for commands of task type "ecoh" yet: its runs wait at that step until one does (did you mean "echo"?)`) {
+		t.Fatalf("put warnings %q; want one for step a's task type, suggesting echo", put.Warnings)
+	}
+}

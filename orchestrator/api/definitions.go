@@ -3,6 +3,9 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
+	"slices"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -68,7 +71,7 @@ func (s *Server) PutDefinition(ctx context.Context, req *connect.Request[weftv1.
 	if err := trigger.ReleaseWebhooks(ctx, s.store, prev, def); err != nil {
 		s.log.Warn("the webhook names the definition dropped stay its own for a minute", "definition", def.Name, "err", err)
 	}
-	warnings := s.warnUnsetSecrets(def.Name, def.Triggers)
+	warnings := append(s.warnUnsetSecrets(def.Name, def.Triggers), s.warnUnservedTasks(ctx, def)...)
 	return connect.NewResponse(&weftv1.PutDefinitionResponse{Name: rec.Name, Revision: int32(rec.Revision), Changed: changed, Warnings: warnings}), nil
 }
 
@@ -201,4 +204,48 @@ func (s *Server) latestPlan(ctx context.Context, name string) (*definition.Defin
 	}
 	plan, _ := definition.Parse([]byte(rec.Source))
 	return plan, nil
+}
+
+// maxTaskLooks bounds the task types a put looks up for warnUnservedTasks.
+const maxTaskLooks = 32
+
+// warnUnservedTasks warns of the task types of def's steps that no
+// executor has asked for commands of yet: a misspelt type ("ecoh") leaves
+// its runs waiting at that step, which only weft doctor reports, a minute
+// later. A type not looked up (NATS did not answer) is not warned of, nor
+// is a built-in one.
+func (s *Server) warnUnservedTasks(ctx context.Context, def *definition.Definition) []string {
+	var warnings []string
+	seen := map[string]bool{}
+	var served []string
+	builtins := builtin.Handlers(builtin.Config{})
+	for st := range def.All() {
+		if st.Kind != definition.KindTask || seen[st.Task] || len(seen) == maxTaskLooks || builtins[st.Task] != nil {
+			continue // (every weft executor serves the built-in types)
+		}
+		seen[st.Task] = true
+		q, err := s.store.TaskQueueOf(ctx, st.Task)
+		if err == nil && (q.Pulls > 0 || !q.LastDelivery.IsZero()) || err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+			continue
+		}
+		if served == nil {
+			// The types with a consumer, and the built-in ones.
+			backlogs, _ := s.store.TaskBacklogs(ctx)
+			types := map[string]bool{}
+			for t := range backlogs {
+				types[t] = true
+			}
+			for t := range builtins {
+				types[t] = true
+			}
+			served = slices.Sorted(maps.Keys(types))
+		}
+		w := fmt.Sprintf("step %q: no executor has asked for commands of task type %q yet: its runs wait at that step until one does", st.ID, st.Task)
+		if m := definition.Closest(st.Task, slices.DeleteFunc(served, func(t string) bool { return t == st.Task })); m != "" {
+			w += fmt.Sprintf(" (did you mean %q?)", m)
+		}
+		s.log.Warn("a definition's task type has no executor yet", "definition", def.Name, "step", st.ID, "task", st.Task)
+		warnings = append(warnings, w)
+	}
+	return warnings
 }

@@ -916,7 +916,12 @@ func suggestOnly(s string, known []string) string {
 
 // closest returns the known name closest to s if it is close enough to be
 // a typo, or "".
-func closest(s string, known []string) string {
+func closest(s string, known []string) string { return Closest(s, known) }
+
+// Closest returns the name of known closest to s if it is close enough to
+// be a typo of it (two edits at most, a swap of neighbours counting as
+// one: "taks" is "task", not "as"), or "".
+func Closest(s string, known []string) string {
 	best, bestDist := "", 3
 	for _, k := range known {
 		if d := editDistance(s, k); d < bestDist && d < max(len(s), len(k)) {
@@ -926,8 +931,10 @@ func closest(s string, known []string) string {
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b.
+// editDistance is the optimal string alignment distance between a and b:
+// Levenshtein's, with a swap of two neighbouring bytes one edit.
 func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)
 	for j := range prev {
@@ -941,8 +948,11 @@ func editDistance(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
+		prev2, prev, cur = prev, cur, prev2
 	}
 	return prev[len(b)]
 }

@@ -393,3 +393,12 @@ steps:
 		t.Fatalf("a rate limit without per: %v", err)
 	}
 }
+
+// A swap of two neighbouring letters counts as one edit: "taks" is
+// "task", not "as".
+func TestAFieldWithTwoLettersSwappedIsSuggestedRight(t *testing.T) {
+	_, err := Parse([]byte("name: s\nsteps:\n  - { id: a, taks: echo }\n"))
+	if err == nil || !strings.Contains(err.Error(), `field "taks": unknown field (did you mean "task"?)`) {
+		t.Fatalf("Parse: %v; want task suggested", err)
+	}
+}
