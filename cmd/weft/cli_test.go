@@ -206,7 +206,7 @@ steps:
 		}
 	}
 	if len(exported) != 8 || exported[0]["workflowId"] != "cli-1" || exported[0]["type"] != "WorkflowStarted" || exported[7]["type"] != "WorkflowCompleted" ||
-		!strings.Contains(out, "--resume-after cli-1") {
+		!strings.Contains(out, "exported 1 runs") || strings.Contains(out, "--resume-after") {
 		t.Fatalf("export wrote %d events: %v\n%s", len(exported), exported, out)
 	}
 	if out, err = runCLI(t, "export", "--query", q, "--resume-after", "cli-1", server); err != nil || strings.Contains(out, "{") {

@@ -358,7 +358,7 @@ func defGetCommand(cf *clientFlags) *cobra.Command {
 	get := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Print the source of a workflow definition (and, on standard error, its pause)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := cf.definitions().GetDefinition(cmd.Context(),
 				connect.NewRequest(&weftv1.GetDefinitionRequest{Name: args[0], Revision: revision}))
@@ -386,7 +386,7 @@ func startCommand(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "start DEF",
 		Short: "Start a workflow run and print its id",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, err := parseJSONFlag("input", input, cmd.InOrStdin())
 			if err != nil {
@@ -438,7 +438,7 @@ func awaitCommand(cf *clientFlags) *cobra.Command {
 		Long: `Wait for a workflow run to close and print its status and output or error,
 at once if it is closed already. The exit status is non-zero unless the run
 completed, or if --timeout passes first.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if timeout < 0 {
 				return fmt.Errorf("invalid --timeout %s: must not be negative", timeout)
@@ -581,7 +581,7 @@ func getCommand(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get ID",
 		Short: "Show the current state of a workflow run",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := cf.workflows().GetWorkflow(cmd.Context(), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: args[0]}))
 			if err != nil {
@@ -642,7 +642,7 @@ func historyCommand(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "history ID",
 		Short: "Print the event history of a workflow run",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &weftv1.GetHistoryRequest{WorkflowId: args[0], PageSize: pageSize}
 			for {
@@ -676,7 +676,7 @@ func watchCommand(cf *clientFlags) *cobra.Command {
 answer or ends the watch as it stops, the watch is made again (on the same
 address, which may reach another API process) and goes on after the last
 event printed.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			err := watchWorkflow(cmd.Context(), cf, args[0], func(ev *weftv1.HistoryEvent) error {
 				return printEvent(cmd.OutOrStdout(), ev, asJSON)
@@ -835,7 +835,7 @@ func signalCommand(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "signal ID NAME",
 		Short: "Send a signal to a running workflow",
-		Args:  cobra.ExactArgs(2),
+		Args:  exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := parseJSONFlag("payload", payload, cmd.InOrStdin())
 			if err != nil {
@@ -887,7 +887,7 @@ func reasonCommand(use, short, done string, do func(ctx context.Context, id, rea
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := do(cmd.Context(), args[0], reason, reqID); err != nil {
 				return err

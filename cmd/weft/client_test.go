@@ -294,3 +294,14 @@ func TestWaitWorkflowGivesUp(t *testing.T) {
 		t.Fatalf("await: %v\n%s", err, out)
 	}
 }
+
+// A command given the wrong number of arguments says how it is used, and
+// one that cannot reach the API asks whether a server runs there.
+func TestCLIErrorsSayWhatToDo(t *testing.T) {
+	if _, err := runCLI(t, "get"); err == nil || !strings.Contains(err.Error(), "usage: weft get ID") {
+		t.Errorf("weft get: %v; want its usage", err)
+	}
+	if _, err := runCLI(t, "get", "x", "--server", "http://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "is a weft server running at the address --server") {
+		t.Errorf("weft get against no server: %v; want the question", err)
+	}
+}

@@ -22,9 +22,9 @@ func exportCommand(cf *clientFlags) *cobra.Command {
 		Long: `Writes every event of every run that --query finds (all runs without it), one
 JSON object a line: the run's id as "workflowId" and the event's fields as
 weft history --json prints them. Runs come newest first, each whole. --since
-keeps runs created at or after a time (RFC 3339). The last line on stderr
-names the last run exported: pass it as --resume-after to go on from there
-after an interruption.`,
+keeps runs created at or after a time (RFC 3339). An export cut short
+names on stderr the last run it wrote: pass it as --resume-after to go on
+from there.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q, err := exportQuery(query, since)
@@ -34,8 +34,11 @@ after an interruption.`,
 			out := bufio.NewWriter(cmd.OutOrStdout())
 			defer out.Flush()
 			n, last, err := exportRuns(cmd, cf, q, resumeAfter, out)
-			if last != "" {
+			switch {
+			case err != nil && last != "":
 				fmt.Fprintf(cmd.ErrOrStderr(), "exported %d runs; the last was %s (go on with --resume-after %s)\n", n, last, last)
+			case err == nil:
+				fmt.Fprintf(cmd.ErrOrStderr(), "exported %d runs\n", n)
 			}
 			return err
 		},

@@ -5,12 +5,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 )
 
@@ -30,7 +32,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	return root.ExecuteContext(ctx)
+	err := root.ExecuteContext(ctx)
+	if connect.CodeOf(err) == connect.CodeUnavailable && errors.Is(err, syscall.ECONNREFUSED) {
+		err = fmt.Errorf("%w (is a weft server running at the address --server, or WEFT_SERVER, names?)", err)
+	}
+	return err
+}
+
+// exactArgs is cobra.ExactArgs saying how the command is used.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return fmt.Errorf("usage: %s (%d argument(s), got %d)", cmd.UseLine(), n, len(args))
+		}
+		return nil
+	}
 }
 
 func newRootCmd() *cobra.Command {

@@ -16,7 +16,7 @@ func defPauseCommand(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pause NAME",
 		Short: "Pause a definition: its runs start no new step attempts until it is resumed",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, err := cf.definitions().PauseDefinition(cmd.Context(),
 				connect.NewRequest(&weftv1.PauseDefinitionRequest{Name: args[0], Reason: reason}))
@@ -35,7 +35,7 @@ func defResumeCommand(cf *clientFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "resume NAME",
 		Short: "End a definition's pause: what its runs held goes on",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, err := cf.definitions().ResumeDefinition(cmd.Context(),
 				connect.NewRequest(&weftv1.ResumeDefinitionRequest{Name: args[0]}))

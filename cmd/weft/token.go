@@ -26,7 +26,7 @@ start, signal, cancel, retry and resume runs, and read; read only read
 (runs, histories, definitions, triggers, and await or watch runs), as a
 console on a wall or a dashboard needs. A call its role does not allow is
 answered PermissionDenied.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := api.CheckTokenName(name); err != nil {
