@@ -272,7 +272,12 @@ output: "${ steps.w.output }"
 		awaited <- result{out, err}
 	}()
 	time.Sleep(200 * time.Millisecond) // the await is most likely waiting by now; if not, it finds the run closed
-	if out, err := runCLI(t, "signal", "parked-1", "go", "--payload", `{"ok": true}`, server); err != nil {
+	// A signal no step waits for is sent, with a warning; one a step
+	// waits for, without.
+	if out, err := runCLI(t, "signal", "parked-2", "og", server); err != nil || !strings.Contains(out, `warning: no step of parked revision 1 waits for signal "og" (its waits: go)`) {
+		t.Fatalf("signal og: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "signal", "parked-1", "go", "--payload", `{"ok": true}`, server); err != nil || strings.Contains(out, "warning") {
 		t.Fatalf("signal: %v\n%s", err, out)
 	}
 	select {

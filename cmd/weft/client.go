@@ -34,6 +34,7 @@ import (
 	"github.com/weftworks/weft/eventstore/value"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+	"github.com/weftworks/weft/orchestrator/definition"
 )
 
 const (
@@ -848,12 +849,36 @@ func signalCommand(cf *clientFlags) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "signal %s sent to %s\n", args[1], args[0])
+			warnUnwaited(cmd.Context(), cf, cmd.ErrOrStderr(), args[0], args[1])
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&payload, "payload", "", "signal payload as JSON, @FILE to read it from a file, or - from standard input")
 	cmd.Flags().StringVar(&requestID, "request-id", "", "idempotency key")
 	return cmd
+}
+
+// warnUnwaited warns on w when no wait step of run id's revision waits
+// for the signal name: a misspelt name is kept, and nothing reads it. It
+// says nothing when it cannot tell (the run or its revision unreadable).
+func warnUnwaited(ctx context.Context, cf *clientFlags, w io.Writer, id, name string) {
+	run, err := cf.workflows().GetWorkflow(ctx, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id}))
+	if err != nil {
+		return
+	}
+	wf := run.Msg.GetWorkflow()
+	rev, err := cf.definitions().GetDefinition(ctx, connect.NewRequest(&weftv1.GetDefinitionRequest{Name: wf.GetDefinition(), Revision: wf.GetRevision()}))
+	if err != nil {
+		return
+	}
+	def, err := definition.Parse([]byte(rev.Msg.GetDefinition().GetSource()))
+	if err != nil {
+		return
+	}
+	if waits := def.Signals(); !slices.Contains(waits, name) {
+		fmt.Fprintf(w, "warning: no step of %s revision %d waits for signal %q (its waits: %s): the signal is kept, and nothing reads it\n",
+			wf.GetDefinition(), wf.GetRevision(), name, orDash(strings.Join(waits, ", ")))
+	}
 }
 
 func cancelCommand(cf *clientFlags) *cobra.Command {

@@ -281,6 +281,10 @@ func explain(msg string, trigger TriggerKind) string {
 	if hint, ok := loopVarHints[name]; ok {
 		return "undeclared reference to '" + name + "': " + hint
 	}
+	switch name {
+	case "event", "headers", "subject", "tick":
+		return "undeclared reference to '" + name + "': only a trigger's expressions see it; what its input: computes reaches the run as input"
+	}
 	return msg
 }
 

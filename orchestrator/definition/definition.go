@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"time"
 
@@ -509,6 +510,19 @@ func (d *Definition) All() iter.Seq[*Step] {
 	return func(yield func(*Step) bool) {
 		walk(d.Steps, yield)
 	}
+}
+
+// Signals returns the names of the signals the definition's wait steps
+// wait for, sorted, each once.
+func (d *Definition) Signals() []string {
+	var names []string
+	for s := range d.All() {
+		if s.Kind == KindWait && s.Wait != nil && !slices.Contains(names, s.Wait.Signal) {
+			names = append(names, s.Wait.Signal)
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 func walk(steps []*Step, yield func(*Step) bool) bool {

@@ -402,3 +402,12 @@ func TestAFieldWithTwoLettersSwappedIsSuggestedRight(t *testing.T) {
 		t.Fatalf("Parse: %v; want task suggested", err)
 	}
 }
+
+// A step's expression that reads a trigger's variable is told where it
+// is seen, and how its data reaches the run.
+func TestAStepReadingATriggersVariableIsToldWhereItIsSeen(t *testing.T) {
+	_, err := Parse([]byte("name: s\nsteps:\n  - { id: a, task: echo, input: \"${ event.id }\" }\n"))
+	if err == nil || !strings.Contains(err.Error(), "undeclared reference to 'event': only a trigger's expressions see it; what its input: computes reaches the run as input") {
+		t.Fatalf("Parse: %v", err)
+	}
+}
