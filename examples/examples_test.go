@@ -39,7 +39,7 @@ func TestExamplesParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"hello.yaml", "onboarding.yaml", "expense-approval.yaml", "fan-out.yaml"} {
+	for _, want := range []string{"hello.yaml", "approval.yaml", "onboarding.yaml", "expense-approval.yaml", "fan-out.yaml"} {
 		if !slices.Contains(files, want) {
 			t.Errorf("examples/%s is missing", want)
 		}
