@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/internal/natstest"
@@ -39,4 +40,33 @@ func TestAStartOfAnotherDefinitionUnderATakenIDAndRequestIDIsRefused(t *testing.
 	}
 	t.Fatalf("a start of definition b under a's run's id and request id answered %v, %v; order-7 reads back as a run of %q: want AlreadyExists",
 		resp.Msg, err, got.Msg.Workflow.Definition)
+}
+
+// A start that repeats a request (its workflow id and request id) with
+// another input is refused, naming the request: answered "already
+// started", its caller would take a run of another input for its own. The
+// same input, written otherwise (1.0 for 1), is the same request.
+func TestAStartRepeatingARequestWithAnotherInputIsRefused(t *testing.T) {
+	ctx := t.Context()
+	_, s, client := serveAPI(t, natstest.Start(t))
+	if _, err := s.PutDefinition(ctx, connect.NewRequest(&weftv1.PutDefinitionRequest{Source: "name: a\nsteps:\n  - { id: gate, wait: { signal: go } }\n"})); err != nil {
+		t.Fatal(err)
+	}
+	start := func(input map[string]any) (*connect.Response[weftv1.StartWorkflowResponse], error) {
+		v, err := structpb.NewValue(input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return client.StartWorkflow(ctx, connect.NewRequest(&weftv1.StartWorkflowRequest{Definition: "a", WorkflowId: "pay-7", RequestId: "pay-7", Input: v}))
+	}
+	if r, err := start(map[string]any{"amount": 1}); err != nil || !r.Msg.Started {
+		t.Fatalf("first start: %v %v", r, err)
+	}
+	if r, err := start(map[string]any{"amount": 1.0}); err != nil || r.Msg.Started {
+		t.Fatalf("the same request again: %v %v; want the run, not started again", r, err)
+	}
+	_, err := start(map[string]any{"amount": 2})
+	if connect.CodeOf(err) != connect.CodeAlreadyExists || !strings.Contains(err.Error(), `request_id "pay-7" started workflow "pay-7" with another input`) {
+		t.Fatalf("the request with another input: %v; want AlreadyExists naming the request", err)
+	}
 }

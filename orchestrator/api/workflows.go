@@ -60,7 +60,7 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		return nil, err
 	}
 	start := runs.StartRequest{Definition: m.Definition, Revision: int(m.Revision),
-		Input: input, WorkflowID: m.WorkflowId, RequestID: m.RequestId, Time: s.cfg.Now(), Identity: identity(ctx)}
+		Input: input, WorkflowID: m.WorkflowId, RequestID: m.RequestId, Time: s.cfg.Now(), Identity: identity(ctx), SameInput: true}
 	start.WorkflowID = start.ID()
 	// While the follower runs, the new run's state is folded from its
 	// first record as the follower passes it on: the await and the polls
@@ -72,6 +72,7 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		s.states.unexpect(start.WorkflowID)
 	}
 	var od *runs.OtherDefinitionError
+	var oi *runs.OtherInputError
 	switch {
 	case errors.Is(err, eventstore.ErrNotFound):
 		if m.Revision > 0 {
@@ -80,6 +81,8 @@ func (s *Server) StartWorkflow(ctx context.Context, req *connect.Request[weftv1.
 		return nil, errorf(connect.CodeNotFound, "definition %q not found: put it first (weft def apply -f FILE, or PutDefinition)", m.Definition)
 	case errors.As(err, &od):
 		return nil, errorf(connect.CodeAlreadyExists, "workflow %q already exists and is a run of definition %q, not of %q; choose another workflow_id", m.WorkflowId, od.Definition, od.Want)
+	case errors.As(err, &oi):
+		return nil, errorf(connect.CodeAlreadyExists, "request_id %q started workflow %q with another input; a request id names one start: give this one a request_id of its own", oi.RequestID, oi.WorkflowID)
 	case errors.Is(err, runs.ErrAlreadyExists):
 		return nil, errorf(connect.CodeAlreadyExists, "workflow %q already exists (started by another request); choose another workflow_id or reuse its request_id", m.WorkflowId)
 	case err != nil:

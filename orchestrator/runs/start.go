@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -40,6 +41,21 @@ func (e *OtherDefinitionError) Error() string {
 // Unwrap returns ErrAlreadyExists.
 func (e *OtherDefinitionError) Unwrap() error { return ErrAlreadyExists }
 
+// OtherInputError is the ErrAlreadyExists of a start that repeats a
+// request (its workflow id and request id) with another input, when the
+// start asked for the same input (StartRequest.SameInput).
+type OtherInputError struct {
+	WorkflowID, RequestID string
+}
+
+// Error names the run and the request.
+func (e *OtherInputError) Error() string {
+	return fmt.Sprintf("request %q started workflow %q with another input: %v", e.RequestID, e.WorkflowID, ErrAlreadyExists)
+}
+
+// Unwrap returns ErrAlreadyExists.
+func (e *OtherInputError) Unwrap() error { return ErrAlreadyExists }
+
 // StartRequest asks for a new workflow run.
 type StartRequest struct {
 	// Definition and Revision (0: latest) choose what runs.
@@ -58,6 +74,13 @@ type StartRequest struct {
 	// Identity is who asked for the run (see events.Event.Identity),
 	// recorded on the WorkflowStarted event.
 	Identity string
+	// SameInput refuses a repeat of the request with another input
+	// (OtherInputError): a caller that reuses a request id for another
+	// start would otherwise be answered with a run that is not its own.
+	// A trigger's starts leave it unset: an event delivered again after a
+	// put changed its trigger's input template computes another input, and
+	// is still the event its run was started for.
+	SameInput bool
 }
 
 // ID returns the id a start of req gives its run: WorkflowID, else one
@@ -168,6 +191,9 @@ func Start(ctx context.Context, store *eventstore.Store, defs *Definitions, req 
 		// was not.
 		return StartResult{}, &OtherDefinitionError{WorkflowID: wf, Definition: ws.Definition, Want: rec.Name}
 	}
+	if req.SameInput && !sameValue(ws.Input, req.Input) {
+		return StartResult{}, &OtherInputError{WorkflowID: wf, RequestID: reqID}
+	}
 	// The same request: started by this call when the record carries this
 	// call's event (an orchestrator recorded it, and its answer was lost),
 	// by an earlier call otherwise.
@@ -221,4 +247,15 @@ func RandomID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// sameValue reports whether a and b are the same value once normalized (a
+// recorded input reads back with the integer types msgpack chose).
+func sameValue(a, b any) bool {
+	na, err := value.Normalize(a)
+	if err != nil {
+		return false
+	}
+	nb, err := value.Normalize(b)
+	return err == nil && reflect.DeepEqual(na, nb)
 }
