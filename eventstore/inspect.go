@@ -283,6 +283,10 @@ type TaskQueue struct {
 	// Pulls is how many requests for commands executors have open now,
 	// and InFlight how many commands they hold unsettled.
 	Pulls, InFlight int
+	// Deliveries is how many times commands were handed out (the
+	// consumer's delivery sequence): kept by NATS, where LastDelivery is
+	// zero again once a server restarts or the consumer's leader changes.
+	Deliveries uint64
 }
 
 // TaskQueueOf reads the state of taskType's consumer. Executors of an
@@ -301,6 +305,7 @@ func (s *Store) TaskQueueOf(ctx context.Context, taskType string) (TaskQueue, er
 		q.Delivered = max(q.Delivered, info.Delivered.Stream)
 		q.Pulls += info.NumWaiting
 		q.InFlight += info.NumAckPending
+		q.Deliveries += info.Delivered.Consumer
 		if last := info.Delivered.Last; last != nil && last.After(q.LastDelivery) {
 			q.LastDelivery = *last
 		}

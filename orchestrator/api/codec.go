@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"regexp"
 	"strconv"
 	"strings"
@@ -148,7 +149,7 @@ func checkNumbers(b []byte) error {
 			path[len(path)-1].wantKey = false
 			continue
 		} else if n, ok := tok.(json.Number); ok {
-			if err := value.CheckNumber(n); err != nil {
+			if err := value.CheckNumber(n); err != nil && !exactWhole(n) {
 				return fmt.Errorf("%s: %w", where(path), err)
 			}
 		}
@@ -161,6 +162,23 @@ func checkNumbers(b []byte) error {
 			}
 		}
 	}
+}
+
+// exactWhole reports whether n is a whole number written in plain digits
+// that a float64 holds exactly (2^53+2, 1e20 as JSON.stringify writes
+// it): protojson reads it as itself, and the binary API takes it as a
+// float64 all the same.
+func exactWhole(n json.Number) bool {
+	s := string(n)
+	if len(s) > 400 || strings.ContainsAny(s, ".eE") {
+		return false
+	}
+	i, ok := new(big.Int).SetString(s, 10)
+	if !ok {
+		return false
+	}
+	_, acc := new(big.Float).SetInt(i).Float64()
+	return acc == big.Exact
 }
 
 // step is one level of checkNumbers' place in the text.

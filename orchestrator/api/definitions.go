@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -209,12 +210,21 @@ func (s *Server) latestPlan(ctx context.Context, name string) (*definition.Defin
 // maxTaskLooks bounds the task types a put looks up for warnUnservedTasks.
 const maxTaskLooks = 32
 
+// taskLooksBudget bounds the time warnUnservedTasks' look-ups take: the
+// definition is stored by then, and they only warn.
+const taskLooksBudget = 2 * time.Second
+
 // warnUnservedTasks warns of the task types of def's steps that no
 // executor has asked for commands of yet: a misspelt type ("ecoh") leaves
 // its runs waiting at that step, which only weft doctor reports, a minute
 // later. A type not looked up (NATS did not answer) is not warned of, nor
 // is a built-in one.
 func (s *Server) warnUnservedTasks(ctx context.Context, def *definition.Definition) []string {
+	// A JetStream that does not answer a consumer's info (its leader
+	// lost) would have each look-up retried for as long as the call
+	// lasts: a client with a deadline told the put that is done failed.
+	ctx, cancel := context.WithTimeout(ctx, taskLooksBudget)
+	defer cancel()
 	var warnings []string
 	seen := map[string]bool{}
 	var served []string
@@ -225,7 +235,9 @@ func (s *Server) warnUnservedTasks(ctx context.Context, def *definition.Definiti
 		}
 		seen[st.Task] = true
 		q, err := s.store.TaskQueueOf(ctx, st.Task)
-		if err == nil && (q.Pulls > 0 || !q.LastDelivery.IsZero()) || err != nil && !errors.Is(err, eventstore.ErrNotFound) {
+		// (A delivery's time is NATS's memory only: a restart forgets it,
+		// and an executor with every slot busy has no pull open.)
+		if err == nil && (q.Pulls > 0 || q.InFlight > 0 || q.Deliveries > 0 || !q.LastDelivery.IsZero()) || err != nil && !errors.Is(err, eventstore.ErrNotFound) {
 			continue
 		}
 		if served == nil {
@@ -241,7 +253,8 @@ func (s *Server) warnUnservedTasks(ctx context.Context, def *definition.Definiti
 			served = slices.Sorted(maps.Keys(types))
 		}
 		w := fmt.Sprintf("step %q: no executor has asked for commands of task type %q yet: its runs wait at that step until one does", st.ID, st.Task)
-		if m := definition.Closest(st.Task, slices.DeleteFunc(served, func(t string) bool { return t == st.Task })); m != "" {
+		// (A copy: DeleteFunc moves what it keeps within served itself.)
+		if m := definition.Closest(st.Task, slices.DeleteFunc(slices.Clone(served), func(t string) bool { return t == st.Task })); m != "" {
 			w += fmt.Sprintf(" (did you mean %q?)", m)
 		}
 		s.log.Warn("a definition's task type has no executor yet", "definition", def.Name, "step", st.ID, "task", st.Task)
