@@ -94,11 +94,7 @@ func TestAFiredTimerADeadOrchestratorHeldIsReported(t *testing.T) {
 		t.Fatalf("control: the timer is not waiting, fired (%d, %v)", state, err)
 	}
 
-	rep := r.checkAnHourLater()
-	run := runOf(rep, id)
-	if run == nil {
-		t.Fatalf("run %s not checked", id)
-	}
+	rep, run := r.runAnHourLater(id)
 	if rep.OK() || !run.Stuck() {
 		t.Errorf("a timer fired an hour ago whose only orchestrator died holding it, none asking for inputs since: verdict %s, %s; want it reported stuck", run.Verdict, rep.Summary())
 	}

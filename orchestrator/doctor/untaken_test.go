@@ -33,6 +33,18 @@ func (r *rig) checkAnHourLater() *doctor.Report {
 	return rep
 }
 
+// runAnHourLater checks as if an hour from now, and returns the report
+// and what it found of run id.
+func (r *rig) runAnHourLater(id string) (*doctor.Report, *doctor.Run) {
+	r.t.Helper()
+	rep := r.checkAnHourLater()
+	run := runOf(rep, id)
+	if run == nil {
+		r.t.Fatalf("run %s not checked", id)
+	}
+	return rep, run
+}
+
 func runOf(rep *doctor.Report, id string) *doctor.Run {
 	for i := range rep.Runs {
 		if rep.Runs[i].ID == id {
@@ -69,11 +81,7 @@ func TestAFiredTimerNoOrchestratorTakesIsReported(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	rep := r.checkAnHourLater()
-	run := runOf(rep, id)
-	if run == nil {
-		t.Fatalf("run %s not checked", id)
-	}
+	rep, run := r.runAnHourLater(id)
 	if rep.OK() || !run.Stuck() {
 		t.Errorf("a timer fired an hour ago that no orchestrator takes: verdict %s, %s, OK=%v; want the run reported stuck (no orchestrator consumes %s)",
 			run.Verdict, rep.Summary(), rep.OK(), eventstore.TimersConsumer)
@@ -121,11 +129,7 @@ func TestAResultNoOrchestratorTakesIsReported(t *testing.T) {
 	if waiting, err := r.store.ResultWaiting(r.ctx, id); err != nil || !waiting {
 		t.Fatalf("control: the result does not wait in the results stream (%v, %v)", waiting, err)
 	}
-	rep := r.checkAnHourLater()
-	run := runOf(rep, id)
-	if run == nil {
-		t.Fatalf("run %s not checked", id)
-	}
+	rep, run := r.runAnHourLater(id)
 	if rep.OK() || !run.Stuck() {
 		t.Errorf("a result waiting an hour that no orchestrator takes: verdict %s, %s, OK=%v; want the run reported stuck (no orchestrator consumes %s)",
 			run.Verdict, rep.Summary(), rep.OK(), eventstore.ResultsConsumer)
@@ -146,11 +150,7 @@ func TestAStartNoOrchestratorTakesIsReported(t *testing.T) {
 	if _, err := r.store.AppendExternal(r.ctx, id, &zero, "start/"+id, r.start(id, "w", nil)); err != nil {
 		t.Fatal(err)
 	}
-	rep := r.checkAnHourLater()
-	run := runOf(rep, id)
-	if run == nil {
-		t.Fatalf("run %s not checked", id)
-	}
+	rep, run := r.runAnHourLater(id)
 	if rep.OK() || !run.Stuck() {
 		t.Errorf("a start waiting an hour that no orchestrator takes: verdict %s, %s, OK=%v; want the run reported stuck (no orchestrator consumes %s)",
 			run.Verdict, rep.Summary(), rep.OK(), eventstore.ExternalConsumer)
