@@ -37,7 +37,12 @@ func defResumeCommand(cf *clientFlags) *cobra.Command {
 		Short: "End a definition's pause: what its runs held goes on",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := cf.definitions().ResumeDefinition(cmd.Context(),
+			got, err := cf.definitions().GetDefinition(cmd.Context(), connect.NewRequest(&weftv1.GetDefinitionRequest{Name: args[0]}))
+			if err == nil && got.Msg.GetDefinition().GetPause() == nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "definition %s is not paused: nothing to resume\n", args[0])
+				return nil
+			}
+			_, err = cf.definitions().ResumeDefinition(cmd.Context(),
 				connect.NewRequest(&weftv1.ResumeDefinitionRequest{Name: args[0]}))
 			if err != nil {
 				return err

@@ -50,6 +50,9 @@ func TestCLIPauseDefinition(t *testing.T) {
 	if err != nil || strings.Contains(out, "anonymous:") {
 		t.Fatalf("def list after resume: %v\n%s", err, out)
 	}
+	if out, err = runCLI(t, "def", "resume", "held", server); err != nil || !strings.Contains(out, "definition held is not paused: nothing to resume") {
+		t.Fatalf("def resume of a definition not paused: %v\n%s", err, out)
+	}
 	for _, args := range [][]string{{"def", "pause", "nope"}, {"def", "resume", "nope"}} {
 		if out, err := runCLI(t, append(args, server)...); err == nil || !strings.Contains(err.Error(), `not_found: definition "nope" not found`) {
 			t.Fatalf("%v: %v\n%s", args, err, out)
