@@ -31,9 +31,9 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/weftworks/weft/eventstore/value"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+	"github.com/weftworks/weft/orchestrator/api"
 	"github.com/weftworks/weft/orchestrator/definition"
 )
 
@@ -410,7 +410,7 @@ func startCommand(cf *clientFlags) *cobra.Command {
 			out := cmd.OutOrStdout()
 			fmt.Fprintln(out, wid)
 			if !res.Msg.GetStarted() {
-				fmt.Fprintf(cmd.ErrOrStderr(), "%s was started before by request %s: not started again (its input is the first start's)\n", wid, requestID)
+				fmt.Fprintf(cmd.ErrOrStderr(), "%s was started before by request %s: not started again\n", wid, requestID)
 			}
 			if !wait {
 				return nil
@@ -1015,16 +1015,9 @@ func parseJSONFlag(name, s string, stdin io.Reader) (*structpb.Value, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid --%s: %w", name, err)
 	}
-	// Read as the API reads a value: a number a float64 would round is
-	// refused here, not sent rounded.
-	x, err := value.FromJSON(b)
-	if err == nil {
-		err = value.Check(name, x, value.Limits{})
-	}
-	if err != nil {
-		return nil, fmt.Errorf("invalid --%s: %w", name, err)
-	}
-	v, err := structpb.NewValue(x)
+	// Read as the API's JSON reads a value: a number a float64 would
+	// round is refused here, not sent rounded.
+	v, err := api.ValueFromJSON(b)
 	if err != nil {
 		return nil, fmt.Errorf("invalid --%s: %w", name, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/weftworks/weft/eventstore/value"
 )
@@ -162,6 +163,19 @@ func checkNumbers(b []byte) error {
 			}
 		}
 	}
+}
+
+// ValueFromJSON reads JSON text b as the API's JSON reads a value in a
+// request (a start's input, a signal's payload): a number it would round
+// is refused, a whole number a float64 holds exactly is taken. The CLI
+// reads its --input and --payload with it, so it sends what the API's
+// JSON would take.
+func ValueFromJSON(b []byte) (*structpb.Value, error) {
+	v := &structpb.Value{}
+	if err := (jsonCodec{"json"}).Unmarshal(b, v); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // exactWhole reports whether n is a whole number written in plain digits
