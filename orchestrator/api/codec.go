@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"regexp"
 	"strconv"
@@ -135,8 +134,8 @@ func checkNumbers(b []byte) error {
 	var path []step
 	for {
 		tok, err := dec.Token()
-		if err == io.EOF || err != nil {
-			return nil
+		if err != nil {
+			return nil // the end, or not JSON: protojson says so
 		}
 		if d, ok := tok.(json.Delim); ok {
 			switch d {
