@@ -249,19 +249,27 @@ func wantStopNoted(t *testing.T, notes string) {
 	}
 }
 
+// watchToAStop starts a run id of def and watches it through an API node
+// until the watch has handed on the run's first events; then it stops the
+// node, once the watch noted the outage. It returns the watch, the
+// stopped node's address and the events before the stop.
+func (e *watchEnv) watchToAStop(def, id string) (*watching, string, []*weftv1.HistoryEvent) {
+	e.t.Helper()
+	before := e.start(def, id, 1)
+	first := e.startAPI("127.0.0.1:0")
+	w := watch(e.t, first.APIURL, id)
+	poll(e.t, "the watch to hand on the run's first events", func() bool { return len(w.handed()) >= len(before) })
+	e.stop(first)
+	w.noted(e.t)
+	return w, strings.TrimPrefix(first.APIURL, "http://"), before
+}
+
 // A watch that the stop of its API process ends (Unavailable) is made
 // again, on a new API process on the same address, and goes on after the
 // last event it handed on: each event once, in order, to the close.
 func TestWatchWorkflowGoesOnAfterAStop(t *testing.T) {
 	e := newWatchEnv(t)
-	before := e.start("parked", "goes-on", 1)
-	first := e.startAPI("127.0.0.1:0")
-	addr := strings.TrimPrefix(first.APIURL, "http://")
-	w := watch(t, first.APIURL, "goes-on")
-	poll(t, "the watch to hand on the run's first events", func() bool { return len(w.handed()) >= len(before) })
-
-	e.stop(first)
-	w.noted(t)
+	w, addr, before := e.watchToAStop("parked", "goes-on")
 	second := e.startAPI(addr)
 	poll(t, "the watch to be made again on the new API process", func() bool {
 		_, watches := second.API.Waiting()
@@ -285,14 +293,7 @@ func TestWatchWorkflowGoesOnAfterAStop(t *testing.T) {
 // and hands on none of the new run's events.
 func TestWatchWorkflowEndsOnARunStartedAgain(t *testing.T) {
 	e := newWatchEnv(t)
-	before := e.start("brief", "reborn", 1)
-	first := e.startAPI("127.0.0.1:0")
-	addr := strings.TrimPrefix(first.APIURL, "http://")
-	w := watch(t, first.APIURL, "reborn")
-	poll(t, "the watch to hand on the run's first events", func() bool { return len(w.handed()) >= len(before) })
-
-	e.stop(first)
-	w.noted(t)
+	w, addr, before := e.watchToAStop("brief", "reborn")
 	e.signal("reborn")
 	poll(t, "the run to be deleted once closed", func() bool {
 		_, err := e.wf.GetWorkflow(e.c, connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: "reborn"}))

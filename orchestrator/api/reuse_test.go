@@ -48,13 +48,21 @@ func serveAPI(t *testing.T, ns *natstest.Server) (*eventstore.Store, *Server, we
 	if err != nil {
 		t.Fatal(err)
 	}
+	s, url := serveStore(t, store)
+	return store, s, weftv1connect.NewWorkflowServiceClient(http.DefaultClient, url)
+}
+
+// serveStore serves an API over store on a real listener until the test
+// ends, and returns it and its URL.
+func serveStore(t *testing.T, store *eventstore.Store) (*Server, string) {
+	t.Helper()
 	s, err := New(store, Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return store, s, weftv1connect.NewWorkflowServiceClient(http.DefaultClient, srv.URL)
+	return s, srv.URL
 }
 
 // awaitUnanswered awaits wf in the background and sends how the call

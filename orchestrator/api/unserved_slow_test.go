@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -60,13 +59,8 @@ func TestAPutIsNotHeldUpByTaskLookupsNATSDoesNotAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(store, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(s.Handler())
-	t.Cleanup(srv.Close)
-	defs := weftv1connect.NewDefinitionServiceClient(http.DefaultClient, srv.URL)
+	_, url := serveStore(t, store)
+	defs := weftv1connect.NewDefinitionServiceClient(http.DefaultClient, url)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	began := time.Now()

@@ -33,16 +33,22 @@ func (r *rig) checkAnHourLater() *doctor.Report {
 	return rep
 }
 
-// runAnHourLater checks as if an hour from now, and returns the report
-// and what it found of run id.
-func (r *rig) runAnHourLater(id string) (*doctor.Report, *doctor.Run) {
+// wantUntaken checks as if an hour from now and wants run id (what
+// waits for it) reported stuck, naming the consumer no orchestrator takes.
+func (r *rig) wantUntaken(id, what, consumer string) {
 	r.t.Helper()
 	rep := r.checkAnHourLater()
 	run := runOf(rep, id)
 	if run == nil {
 		r.t.Fatalf("run %s not checked", id)
 	}
-	return rep, run
+	if rep.OK() || !run.Stuck() {
+		r.t.Errorf("%s that no orchestrator takes: verdict %s, %s, OK=%v; want the run reported stuck (no orchestrator consumes %s)",
+			what, run.Verdict, rep.Summary(), rep.OK(), consumer)
+	}
+	if f := findingsOf(rep, id); !strings.Contains(f, "no orchestrator takes it (none asks the consumer "+consumer) {
+		r.t.Errorf("findings %q; want the consumer no orchestrator takes named", f)
+	}
 }
 
 func runOf(rep *doctor.Report, id string) *doctor.Run {
@@ -81,14 +87,7 @@ func TestAFiredTimerNoOrchestratorTakesIsReported(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	rep, run := r.runAnHourLater(id)
-	if rep.OK() || !run.Stuck() {
-		t.Errorf("a timer fired an hour ago that no orchestrator takes: verdict %s, %s, OK=%v; want the run reported stuck (no orchestrator consumes %s)",
-			run.Verdict, rep.Summary(), rep.OK(), eventstore.TimersConsumer)
-	}
-	if f := findingsOf(rep, id); !strings.Contains(f, "no orchestrator takes it (none asks the consumer "+eventstore.TimersConsumer) {
-		t.Errorf("findings %q; want the consumer no orchestrator takes named", f)
-	}
+	r.wantUntaken(id, "a timer fired an hour ago", eventstore.TimersConsumer)
 }
 
 // A task's result was reported an hour ago to the results stream (no
@@ -129,14 +128,7 @@ func TestAResultNoOrchestratorTakesIsReported(t *testing.T) {
 	if waiting, err := r.store.ResultWaiting(r.ctx, id); err != nil || !waiting {
 		t.Fatalf("control: the result does not wait in the results stream (%v, %v)", waiting, err)
 	}
-	rep, run := r.runAnHourLater(id)
-	if rep.OK() || !run.Stuck() {
-		t.Errorf("a result waiting an hour that no orchestrator takes: verdict %s, %s, OK=%v; want the run reported stuck (no orchestrator consumes %s)",
-			run.Verdict, rep.Summary(), rep.OK(), eventstore.ResultsConsumer)
-	}
-	if f := findingsOf(rep, id); !strings.Contains(f, "no orchestrator takes it (none asks the consumer "+eventstore.ResultsConsumer) {
-		t.Errorf("findings %q; want the consumer no orchestrator takes named", f)
-	}
+	r.wantUntaken(id, "a result waiting an hour", eventstore.ResultsConsumer)
 }
 
 // A start the API appended itself (no orchestrator answered the direct
@@ -150,12 +142,5 @@ func TestAStartNoOrchestratorTakesIsReported(t *testing.T) {
 	if _, err := r.store.AppendExternal(r.ctx, id, &zero, "start/"+id, r.start(id, "w", nil)); err != nil {
 		t.Fatal(err)
 	}
-	rep, run := r.runAnHourLater(id)
-	if rep.OK() || !run.Stuck() {
-		t.Errorf("a start waiting an hour that no orchestrator takes: verdict %s, %s, OK=%v; want the run reported stuck (no orchestrator consumes %s)",
-			run.Verdict, rep.Summary(), rep.OK(), eventstore.ExternalConsumer)
-	}
-	if f := findingsOf(rep, id); !strings.Contains(f, "no orchestrator takes it (none asks the consumer "+eventstore.ExternalConsumer) {
-		t.Errorf("findings %q; want the consumer no orchestrator takes named", f)
-	}
+	r.wantUntaken(id, "a start waiting an hour", eventstore.ExternalConsumer)
 }
