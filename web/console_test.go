@@ -438,7 +438,7 @@ func TestConsole(t *testing.T) {
 func TestConsoleToken(t *testing.T) {
 	b := newBrowser(t)
 	const token = "weft_console-test-token"
-	w := startWeft(t, api.Tokens{"ops": {Hash: api.HashToken(token)}}, token)
+	w := startWeft(t, api.Tokens{"ops": {Hash: api.HashToken(token), Role: api.RoleAdmin}}, token)
 	w.mustPut(defGreet)
 	w.start("greet", "greet-1")
 	w.waitIndexed("greet", 1)
@@ -463,7 +463,7 @@ func TestConsoleToken(t *testing.T) {
 func TestConsoleReadToken(t *testing.T) {
 	b := newBrowser(t)
 	const admin, reader = "weft_console-admin-token", "weft_console-read-token"
-	w := startWeft(t, api.Tokens{"ops": {Hash: api.HashToken(admin)}, "wall": {Hash: api.HashToken(reader), Role: api.RoleRead}}, admin)
+	w := startWeft(t, api.Tokens{"ops": {Hash: api.HashToken(admin), Role: api.RoleAdmin}, "wall": {Hash: api.HashToken(reader), Role: api.RoleRead}}, admin)
 	w.mustPut(defApproval)
 	w.start("approval", "approval-1")
 	w.waitIndexed("approval", 1)
@@ -489,7 +489,7 @@ func TestConsoleReadToken(t *testing.T) {
 // a token, everything else as before.
 func TestConsoleRoutes(t *testing.T) {
 	const token = "weft_routes-test-token"
-	w := startWeft(t, api.Tokens{"ops": {Hash: api.HashToken(token)}}, token)
+	w := startWeft(t, api.Tokens{"ops": {Hash: api.HashToken(token), Role: api.RoleAdmin}}, token)
 	get := func(path string) (*http.Response, string) {
 		t.Helper()
 		resp, err := http.Get(w.url + path)

@@ -50,7 +50,7 @@ func TestTokenCreate(t *testing.T) {
 		t.Fatalf("line %q for token %q", line, token)
 	}
 	file := writeTestFile(t, "tokens", line+"\n")
-	if tokens, err := api.LoadTokens(file); err != nil || tokens["ci-bot"] != (api.Token{Hash: h}) {
+	if tokens, err := api.LoadTokens(file); err != nil || tokens["ci-bot"] != (api.Token{Hash: h, Role: api.RoleAdmin}) {
 		t.Fatalf("LoadTokens of the printed line: %v %v", tokens, err)
 	}
 	if out2, _ := runCLI(t, "token", "create", "ci-bot"); strings.Contains(out2, token) {

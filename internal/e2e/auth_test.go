@@ -51,7 +51,7 @@ func TestAuthTokens(t *testing.T) {
 	ns := natstest.Start(t)
 	n, err := node.Start(context.Background(), node.Config{
 		NATSURL: ns.URL(),
-		API:     &api.Config{Tokens: api.Tokens{"ci": {Hash: api.HashToken(token)}}},
+		API:     &api.Config{Tokens: api.Tokens{"ci": {Hash: api.HashToken(token), Role: api.RoleAdmin}}},
 		APIAddr: "127.0.0.1:0",
 		Logger:  testLogger(),
 	})
@@ -173,7 +173,7 @@ steps: [ { id: s, task: echo, input: "${ input }" } ]
 // naming the role the call needs.
 func TestTokenRolesThroughTheAPI(t *testing.T) {
 	admin, runner, reader := "weft_admin-secret", "weft_run-secret", "weft_read-secret"
-	e := newEnv(t, envOpts{tokens: api.Tokens{"boss": {Hash: api.HashToken(admin)},
+	e := newEnv(t, envOpts{tokens: api.Tokens{"boss": {Hash: api.HashToken(admin), Role: api.RoleAdmin},
 		"bot": {Hash: api.HashToken(runner), Role: api.RoleRun}, "wall": {Hash: api.HashToken(reader), Role: api.RoleRead}}})
 	c := ctx(t)
 	wantDenied := func(what string, err error, needs string) {

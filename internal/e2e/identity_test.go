@@ -58,7 +58,7 @@ func wantIdentity(t *testing.T, what string, got map[string][]string, typ string
 // name no one.
 func TestIdentityOfTokens(t *testing.T) {
 	aliceToken, bobToken := "alice-secret-token", "bob-secret-token"
-	e := newEnv(t, envOpts{tokens: api.Tokens{"alice": {Hash: api.HashToken(aliceToken)}, "bob": {Hash: api.HashToken(bobToken)}}})
+	e := newEnv(t, envOpts{tokens: api.Tokens{"alice": {Hash: api.HashToken(aliceToken), Role: api.RoleAdmin}, "bob": {Hash: api.HashToken(bobToken), Role: api.RoleAdmin}}})
 	as := func(token string) (weftv1connect.WorkflowServiceClient, weftv1connect.DefinitionServiceClient) {
 		c := tokenClient(http.DefaultClient, token)
 		return weftv1connect.NewWorkflowServiceClient(c, e.node.APIURL), weftv1connect.NewDefinitionServiceClient(c, e.node.APIURL)

@@ -83,7 +83,7 @@ func TestNewTokenAndCheckTokenName(t *testing.T) {
 }
 
 func TestTokenCheckerMatch(t *testing.T) {
-	c := newTokenChecker(Tokens{"a": {Hash: HashToken("tok-a")}, "b": {Hash: HashToken("tok-b")}, "c": {Hash: HashToken("tok-c")}})
+	c := newTokenChecker(Tokens{"a": {Hash: HashToken("tok-a"), Role: RoleAdmin}, "b": {Hash: HashToken("tok-b"), Role: RoleAdmin}, "c": {Hash: HashToken("tok-c"), Role: RoleAdmin}})
 	for tok, want := range map[string]string{"tok-a": "a", "tok-b": "b", "tok-c": "c"} {
 		if got, ok := c.match(tok); !ok || got.name != want {
 			t.Errorf("match(%q) = %q, %v; want %q", tok, got.name, ok, want)
@@ -105,7 +105,7 @@ func TestRequireTokens(t *testing.T) {
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok "+TokenName(r.Context()))
 	})
-	srv := httptest.NewServer(RequireTokens(Tokens{"ci": {Hash: HashToken("s3cret")}}, slog.New(slog.DiscardHandler), next))
+	srv := httptest.NewServer(RequireTokens(Tokens{"ci": {Hash: HashToken("s3cret"), Role: RoleAdmin}}, slog.New(slog.DiscardHandler), next))
 	defer srv.Close()
 	post := func(path, auth string) (int, string, http.Header) {
 		t.Helper()

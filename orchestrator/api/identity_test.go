@@ -19,7 +19,7 @@ import (
 func TestRequestIdentity(t *testing.T) {
 	var got string
 	h := identify(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = identity(r.Context()) }))
-	withTokens := RequireTokens(Tokens{"alice": {Hash: HashToken("alice-secret")}}, nil, h)
+	withTokens := RequireTokens(Tokens{"alice": {Hash: HashToken("alice-secret"), Role: RoleAdmin}}, nil, h)
 	alice := &x509.Certificate{Subject: pkix.Name{CommonName: "alice", Organization: []string{"Example"}}}
 	verified := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{alice}, VerifiedChains: [][]*x509.Certificate{{alice}}}
 	presented := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{alice}}

@@ -10,22 +10,23 @@ import (
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
 )
 
-// Role is what a bearer token may do. The zero Role is RoleAdmin: a
+// Role is what a bearer token may do. The zero Role is RoleRead, the
+// least: a Token made in code without a role may only read. (A
 // tokens-file line that names no role, as every line did before roles,
-// may do everything.
+// is RoleAdmin: LoadTokens says so explicitly.)
 type Role int
 
-// The roles, each allowing what the ones after it allow and more.
+// The roles, each allowing what the ones before it allow and more.
 const (
-	// RoleAdmin may call everything: definitions put, paused and resumed
-	// besides what RoleRun may.
-	RoleAdmin Role = iota
+	// RoleRead may only read: runs, histories, definitions, triggers and
+	// schedules, and await or watch runs.
+	RoleRead Role = iota
 	// RoleRun may start, signal, cancel, retry and resume runs, and read
 	// everything RoleRead may.
 	RoleRun
-	// RoleRead may only read: runs, histories, definitions, triggers and
-	// schedules, and await or watch runs.
-	RoleRead
+	// RoleAdmin may call everything: definitions put, paused and resumed
+	// besides what RoleRun may.
+	RoleAdmin
 )
 
 // roleNames are the roles as a tokens file names them.
@@ -51,7 +52,7 @@ func ParseRole(s string) (Role, error) {
 }
 
 // allows reports whether r may make a request to path.
-func (r Role) allows(path string) bool { return r <= pathRole(path) }
+func (r Role) allows(path string) bool { return r >= pathRole(path) }
 
 // procedureRoles is the least role each procedure of Weft's services
 // needs: RoleRead for what only reads, RoleRun for what acts on runs.

@@ -49,15 +49,17 @@ func TestEveryProcedureHasARole(t *testing.T) {
 // A token may call what its role allows, and is answered PermissionDenied,
 // saying which role the call needs, for the rest; server reflection needs
 // only RoleRead, and any path not in the table (a procedure added later,
-// anything mounted beside the API) needs RoleAdmin.
+// anything mounted beside the API) needs RoleAdmin. A token made without
+// a role has the least: it may only read.
 func TestTokenRoles(t *testing.T) {
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "ok "+TokenName(r.Context()))
 	})
 	srv := httptest.NewServer(RequireTokens(Tokens{
-		"boss": {Hash: HashToken("boss-secret")},
+		"boss": {Hash: HashToken("boss-secret"), Role: RoleAdmin},
 		"bot":  {Hash: HashToken("bot-secret"), Role: RoleRun},
 		"wall": {Hash: HashToken("wall-secret"), Role: RoleRead},
+		"bare": {Hash: HashToken("bare-secret")},
 	}, slog.New(slog.DiscardHandler), next))
 	defer srv.Close()
 	call := func(path, token string) (int, string) {
@@ -89,9 +91,11 @@ func TestTokenRoles(t *testing.T) {
 		"boss": {get, watch, start, cancel, put, pause, newer, reflec, alpha, other, "/debug/vars"},
 		"bot":  {get, watch, start, cancel, reflec},
 		"wall": {get, watch, reflec, alpha},
+		"bare": {get, watch, reflec},
 	}
 	refused := map[string]map[string]string{
 		"bot":  {put: "admin", pause: "admin", newer: "admin", other: "admin", "/assets/../weft.v1.DefinitionService/PutDefinition": "admin"},
+		"bare": {start: "run", put: "admin", other: "admin"},
 		"wall": {start: "run", cancel: "run", put: "admin", newer: "admin", other: "admin", "/debug/vars": "admin", "/grpc.reflection.v1.ServerReflection/../x": "admin"},
 	}
 	for name, paths := range allowed {
