@@ -187,6 +187,13 @@ steps:
 	add(metrics.NameTriggerEvents, 1, "definition=m-hook", "kind=webhook", "outcome=started")
 	add(metrics.NameTriggerEvents, 1, "definition=m-hook", "kind=webhook", "outcome=existing")
 	add(metrics.NameTriggerEvents, 1, "definition=m-subj", "kind=subject", "outcome=started")
+	// The other values of a counted set are there at zero, so that their
+	// first count is an increase Prometheus sees.
+	add(metrics.NameWorkflowsClosed, 0, "definition=m-ok", "status=failed")
+	add(metrics.NameWorkflowsClosed, 0, "definition=m-fail", "status=completed")
+	add(metrics.NameStepAttempts, 0, "outcome=retrying", "task=echo")
+	add(metrics.NameTriggerEvents, 0, "definition=m-hook", "kind=webhook", "outcome=refused")
+	add(metrics.NameTriggerEvents, 0, "definition=m-subj", "kind=subject", "outcome=error")
 
 	url := e.node.APIURL + "/metrics"
 	var fams map[string]*dto.MetricFamily

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,6 +65,17 @@ const (
 	AttemptCompleted = "completed"
 	AttemptFailed    = "failed"
 	AttemptRetrying  = "retrying"
+)
+
+// The fixed sets of label values. The first time a definition's closes, a
+// task type's attempts or a trigger's events are counted, the series of
+// every value of the set are made at zero, so that the first failure (say)
+// after a series of completions is an increase from zero that rate and
+// increase see, not a series that appears at 1.
+var (
+	Statuses        = []string{StatusCompleted, StatusFailed, StatusCanceled}
+	AttemptOutcomes = []string{AttemptCompleted, AttemptFailed, AttemptRetrying}
+	TriggerOutcomes = []string{TriggerStarted, TriggerExisting, TriggerSkipped, TriggerRefused, TriggerError}
 )
 
 // Values of the reason label of held task deliveries.
@@ -130,10 +142,38 @@ var (
 	decisionBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
 )
 
+// zeroed makes, once for each set of leading labels, the series of a
+// counter with those labels and each of a fixed set of values of its last
+// label exist, at zero when new.
+type zeroed struct {
+	vec    *prometheus.CounterVec
+	values []string
+	done   sync.Map // the leading labels, joined by zeroSep, already made
+}
+
+// zeroSep joins leading labels in zeroed's keys: a byte no label value
+// of Weft's names holds.
+const zeroSep = "\x00"
+
+// of makes the series of first (the leading labels) with every value.
+func (z *zeroed) of(first ...string) {
+	key := strings.Join(first, zeroSep)
+	if _, ok := z.done.Load(key); ok {
+		return
+	}
+	lvs := append(first[:len(first):len(first)], "")
+	for _, v := range z.values {
+		lvs[len(lvs)-1] = v
+		z.vec.WithLabelValues(lvs...)
+	}
+	z.done.Store(key, struct{}{})
+}
+
 // Workflows records runs started and closed.
 type Workflows struct {
 	started  *prometheus.CounterVec
 	closed   *prometheus.CounterVec
+	statuses *zeroed // of closed
 	duration *prometheus.HistogramVec
 	suspend  *prometheus.CounterVec
 }
@@ -144,7 +184,7 @@ func NewWorkflows(reg *prometheus.Registry) *Workflows {
 	if reg == nil {
 		return nil
 	}
-	return &Workflows{
+	w := &Workflows{
 		started: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameWorkflowsStarted,
 			Help: "Workflow runs started, by the part that recorded or asked for the start."}, []string{labelDefinition})),
 		closed: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameWorkflowsClosed,
@@ -156,6 +196,8 @@ func NewWorkflows(reg *prometheus.Registry) *Workflows {
 			Help: "Task steps suspended when they ran out of attempts (retry exhausted: suspend), suspending their runs."},
 			[]string{labelDefinition})),
 	}
+	w.statuses = &zeroed{vec: w.closed, values: Statuses}
+	return w
 }
 
 // Suspended counts a step of a run of definition def suspended.
@@ -176,6 +218,7 @@ func (w *Workflows) Started(def string) {
 // StatusFailed or StatusCanceled) after running for d.
 func (w *Workflows) Closed(def, status string, d time.Duration) {
 	if w != nil {
+		w.statuses.of(def)
 		w.closed.WithLabelValues(def, status).Inc()
 		w.duration.WithLabelValues(def, status).Observe(max(d, 0).Seconds())
 	}
@@ -236,6 +279,7 @@ type Steps struct {
 	duration        *prometheus.HistogramVec
 	scheduleToStart *prometheus.HistogramVec
 	held            *prometheus.CounterVec
+	outcomes        *zeroed // of attempts
 }
 
 // NewSteps registers the executor's metrics on reg (nil: returns nil, which
@@ -244,7 +288,7 @@ func NewSteps(reg *prometheus.Registry) *Steps {
 	if reg == nil {
 		return nil
 	}
-	return &Steps{
+	s := &Steps{
 		attempts: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameStepAttempts,
 			Help: "Task attempts run and reported by the executor, by outcome: completed, failed (the step fails), retrying (another attempt follows)."},
 			[]string{labelTask, labelOutcome})),
@@ -254,15 +298,18 @@ func NewSteps(reg *prometheus.Registry) *Steps {
 			Help: "Time from a step command being stored to its handler starting, on the command's first delivery.", Buckets: stepBuckets},
 			[]string{labelTask})),
 		held: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameTaskHeld,
-			Help: "Deliveries of step commands the executor gave back unstarted, by reason (paused: the command's definition is paused)."},
+			Help: "Deliveries of step commands the executor gave back unstarted, by reason (paused: the command's definition is paused; concurrency: the step's concurrency slots for its key are taken; rate_limit: the step's rate limit for its key is used up for the period)."},
 			[]string{labelTask, labelReason})),
 	}
+	s.outcomes = &zeroed{vec: s.attempts, values: AttemptOutcomes}
+	return s
 }
 
 // Attempt counts an attempt of task type task reported with outcome
 // (AttemptCompleted, AttemptFailed or AttemptRetrying).
 func (s *Steps) Attempt(task, outcome string) {
 	if s != nil {
+		s.outcomes.of(task)
 		s.attempts.WithLabelValues(task, outcome).Inc()
 	}
 }
@@ -283,7 +330,7 @@ func (s *Steps) Waited(task string, d time.Duration) {
 }
 
 // Held counts a delivery of a command of task type task given back
-// unstarted for reason (HeldPaused).
+// unstarted for reason (HeldPaused, HeldConcurrency or HeldRateLimit).
 func (s *Steps) Held(task, reason string) {
 	if s != nil {
 		s.held.WithLabelValues(task, reason).Inc()
@@ -292,7 +339,8 @@ func (s *Steps) Held(task, reason string) {
 
 // Triggers records trigger events.
 type Triggers struct {
-	events *prometheus.CounterVec
+	events   *prometheus.CounterVec
+	outcomes *zeroed // of events
 }
 
 // NewTriggers registers the trigger metrics on reg (nil: returns nil, which
@@ -301,15 +349,18 @@ func NewTriggers(reg *prometheus.Registry) *Triggers {
 	if reg == nil {
 		return nil
 	}
-	return &Triggers{events: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameTriggerEvents,
+	t := &Triggers{events: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: NameTriggerEvents,
 		Help: "Trigger events handled, by kind (subject, cron, webhook) and outcome (started, existing, skipped, refused, error)."},
 		[]string{labelDefinition, labelKind, labelOutcome}))}
+	t.outcomes = &zeroed{vec: t.events, values: TriggerOutcomes}
+	return t
 }
 
 // Event counts an event of trigger kind ("subject", "cron" or "webhook")
 // for definition def with outcome (TriggerStarted and the others).
 func (t *Triggers) Event(def, kind, outcome string) {
 	if t != nil {
+		t.outcomes.of(def, kind)
 		t.events.WithLabelValues(def, kind, outcome).Inc()
 	}
 }

@@ -34,6 +34,8 @@ func TestSharedRegistryAndNil(t *testing.T) {
 weft_orchestrator_conflicts_total 1
 # HELP weft_step_attempts_total Task attempts run and reported by the executor, by outcome: completed, failed (the step fails), retrying (another attempt follows).
 # TYPE weft_step_attempts_total counter
+weft_step_attempts_total{outcome="completed",task="echo"} 0
+weft_step_attempts_total{outcome="failed",task="echo"} 0
 weft_step_attempts_total{outcome="retrying",task="echo"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), NameConflicts, NameStepAttempts); err != nil {
@@ -108,6 +110,40 @@ weft_api_calls_waiting{call="await"} 5
 weft_api_calls_waiting{call="watch"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), NameCallsWaiting); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The first close of a definition, attempt of a task type or event of a
+// trigger makes the series of the other values of its set at zero, so the
+// first failure after them is an increase Prometheus sees (a series that
+// appears at 1 is no increase to rate or increase, and an alert on the
+// first refused trigger event would never fire).
+func TestFixedLabelValuesStartAtZero(t *testing.T) {
+	reg := NewRegistry()
+	NewWorkflows(reg).Closed("greet", StatusCompleted, time.Second)
+	NewSteps(reg).Attempt("echo", AttemptCompleted)
+	NewTriggers(reg).Event("greet", "webhook", TriggerStarted)
+	want := `
+# HELP weft_workflows_closed_total Workflow runs closed (completed, failed or canceled), counted by the orchestrator that recorded the close.
+# TYPE weft_workflows_closed_total counter
+weft_workflows_closed_total{definition="greet",status="canceled"} 0
+weft_workflows_closed_total{definition="greet",status="completed"} 1
+weft_workflows_closed_total{definition="greet",status="failed"} 0
+# HELP weft_step_attempts_total Task attempts run and reported by the executor, by outcome: completed, failed (the step fails), retrying (another attempt follows).
+# TYPE weft_step_attempts_total counter
+weft_step_attempts_total{outcome="completed",task="echo"} 1
+weft_step_attempts_total{outcome="failed",task="echo"} 0
+weft_step_attempts_total{outcome="retrying",task="echo"} 0
+# HELP weft_trigger_events_total Trigger events handled, by kind (subject, cron, webhook) and outcome (started, existing, skipped, refused, error).
+# TYPE weft_trigger_events_total counter
+weft_trigger_events_total{definition="greet",kind="webhook",outcome="error"} 0
+weft_trigger_events_total{definition="greet",kind="webhook",outcome="existing"} 0
+weft_trigger_events_total{definition="greet",kind="webhook",outcome="refused"} 0
+weft_trigger_events_total{definition="greet",kind="webhook",outcome="skipped"} 0
+weft_trigger_events_total{definition="greet",kind="webhook",outcome="started"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), NameWorkflowsClosed, NameStepAttempts, NameTriggerEvents); err != nil {
 		t.Fatal(err)
 	}
 }
