@@ -344,3 +344,43 @@ func TestBenchCommand(t *testing.T) {
 		t.Fatalf("workflows %v, wait %v", res["workflows"], res["wait"])
 	}
 }
+
+// start --wait of a run that fails prints the run's error once, with the
+// outcome on standard output; the exit message only says the run failed,
+// and the exit status is non-zero.
+func TestStartWaitPrintsAFailedRunsErrorOnce(t *testing.T) {
+	addr := freeAddr(t)
+	server := "--server=http://" + addr
+	startServer(t, []string{"--addr", addr}, []string{server})
+	file := filepath.Join(t.TempDir(), "hello.yaml")
+	if err := os.WriteFile(file, []byte(`
+name: hello
+steps:
+  - id: greet
+    task: echo
+    input: "${ 'hello ' + input.name }"
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "def", "apply", "-f", file, server); err != nil {
+		t.Fatalf("def apply: %v\n%s", err, out)
+	}
+	// Started without --input: its input is null, and the step fails.
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"start", "hello", "--id", "hello-1", "--wait", server}, &stdout, &stderr)
+	if err == nil {
+		t.Fatalf("start --wait of a failing run succeeded\n%s%s", &stdout, &stderr)
+	}
+	// main prints the returned error after the command's output.
+	shown := stdout.String() + stderr.String() + "weft: " + err.Error() + "\n"
+	_, runErr, _ := strings.Cut(stdout.String(), "status: FAILED\nerror: ")
+	runErr, _, _ = strings.Cut(runErr, "\n")
+	if runErr == "" || strings.Count(shown, runErr) != 1 || err.Error() != "workflow hello-1 failed" {
+		t.Fatalf("want the run's error once, on standard output, and a non-zero exit; shown:\n%s", shown)
+	}
+	if !strings.Contains(runErr, `input is null, so it has no key "name": the run was started without input`) {
+		t.Fatalf("the run's error %q does not say its input is null", runErr)
+	}
+}

@@ -558,7 +558,8 @@ func transient(err error) bool {
 }
 
 // printOutcome prints the final status and output or error of a closed run,
-// and returns an error unless it completed.
+// and returns an error unless it completed; that error does not repeat the
+// run's, printed already.
 func printOutcome(w io.Writer, wf *weftv1.Workflow) error {
 	fmt.Fprintf(w, "status: %s\n", workflowStatusName(wf.GetStatus()))
 	if wf.GetStatus() == weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
@@ -569,12 +570,11 @@ func printOutcome(w io.Writer, wf *weftv1.Workflow) error {
 		fmt.Fprintf(w, "output: %s\n", out)
 		return nil
 	}
-	reason := strings.ToLower(workflowStatusName(wf.GetStatus()))
 	if f := formatFailure(wf.GetError()); f != "" {
 		fmt.Fprintf(w, "error: %s\n", f)
-		reason = f
+		return fmt.Errorf("workflow %s failed", wf.GetId())
 	}
-	return fmt.Errorf("workflow %s failed: %s", wf.GetId(), reason)
+	return fmt.Errorf("workflow %s failed: %s", wf.GetId(), strings.ToLower(workflowStatusName(wf.GetStatus())))
 }
 
 func getCommand(cf *clientFlags) *cobra.Command {

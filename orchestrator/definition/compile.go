@@ -183,7 +183,7 @@ func (c *compiler) str(field, s string) tnode {
 			continue
 		}
 		exprs++
-		var prg cel.Program
+		var prg *program
 		prg, typ = c.expr(field, sg.text)
 		parts = append(parts, part{text: sg.text, prg: prg})
 	}
@@ -209,7 +209,7 @@ func (c *compiler) str(field, s string) tnode {
 
 // expr compiles and checks one expression; it returns the program and the
 // type it yields, or nil after reporting problems.
-func (c *compiler) expr(field, src string) (cel.Program, *cel.Type) {
+func (c *compiler) expr(field, src string) (*program, *cel.Type) {
 	env, err := c.at.sc.env(c.p)
 	if err != nil {
 		c.problem(field, "expressions are unavailable: %v", err)
@@ -218,7 +218,11 @@ func (c *compiler) expr(field, src string) (cel.Program, *cel.Type) {
 	checked, iss := env.Compile(src)
 	if iss.Err() != nil {
 		for _, e := range iss.Errors() {
-			c.problem(field, "expression %q: %s", src, explain(e.Message, c.at.sc.trigger))
+			msg := explain(e.Message, c.at.sc.trigger)
+			if hint := checkHint(env, src, e); hint != "" {
+				msg += " (" + hint + ")"
+			}
+			c.problem(field, "expression %q: %s", src, msg)
 		}
 		return nil, nil
 	}
@@ -230,20 +234,17 @@ func (c *compiler) expr(field, src string) (cel.Program, *cel.Type) {
 	if c.bad {
 		return nil, nil
 	}
-	guard, err := guardCalls()
+	opts, err := programOptions()
 	if err != nil {
 		c.problem(field, "expressions are unavailable: %v", err)
 		return nil, nil
 	}
-	prg, err := env.Program(checked,
-		cel.CostLimit(DefaultCostLimit),
-		cel.InterruptCheckFrequency(100),
-		guard)
+	prg, err := env.Program(checked, opts...)
 	if err != nil {
 		c.problem(field, "expression %q: %v", src, err)
 		return nil, nil
 	}
-	return prg, checked.OutputType()
+	return &program{Program: prg, env: env}, checked.OutputType()
 }
 
 // loopVarHints explain where the loop variables are defined.

@@ -192,7 +192,7 @@ func (p *parser) definition(src []byte) *Definition {
 		if errors.Is(err, io.EOF) {
 			p.add("", "", "the definition is empty")
 		} else {
-			p.add("", "", "invalid YAML or JSON: %s", yamlError(err))
+			p.add("", "", "invalid YAML or JSON: %s", syntaxError(src, err))
 		}
 		return nil
 	}
@@ -987,4 +987,41 @@ func sortedKeys(m map[string]*yaml.Node) []string {
 // yamlError renders a YAML error on one line.
 func yamlError(err error) string {
 	return strings.Join(strings.Fields(strings.TrimPrefix(err.Error(), "yaml: ")), " ")
+}
+
+// blockRE matches the YAML parser's complaints about a block mapping or
+// list, which name the line where the block began (counted from 0), not
+// the line that broke it.
+var blockRE = regexp.MustCompile(`^yaml: line \d+: (did not find expected key|did not find expected '-' indicator)$`)
+
+// syntaxError renders err, the failure to decode src, for a problem. For
+// a broken block it names the line that broke it: the first line that,
+// with those before it, fails to decode the same way. Lines cut short
+// before it decode, or fail otherwise (in a quoted or flow value), since
+// a block may end anywhere; with it they fail alike, so the search may
+// halve.
+func syntaxError(src []byte, err error) string {
+	m := blockRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return yamlError(err)
+	}
+	var ends []int // of each line, past its newline
+	for i, b := range src {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] != len(src) {
+		ends = append(ends, len(src))
+	}
+	same := func(n int) bool {
+		var doc yaml.Node
+		e := yaml.NewDecoder(bytes.NewReader(src[:ends[n-1]])).Decode(&doc)
+		return e != nil && e.Error() == err.Error()
+	}
+	line := 1 + sort.Search(len(ends), func(i int) bool { return same(i + 1) })
+	if line > len(ends) {
+		return yamlError(err)
+	}
+	return fmt.Sprintf("line %d: %s (check this line's indentation)", line, m[1])
 }

@@ -223,6 +223,30 @@ func TestParseInvalid(t *testing.T) {
 	}
 }
 
+// A line indented out of its block is named, not the line the block
+// began on (which the YAML parser names, counting from 0).
+func TestParseIndentationErrorNamesItsLine(t *testing.T) {
+	const head = "name: x\nsteps:\n  - id: a\n    task: t\n"
+	const (
+		dash = "did not find expected '-' indicator (check this line's indentation)"
+		key  = "did not find expected key (check this line's indentation)"
+	)
+	for _, tt := range []struct {
+		name, src, want string
+	}{
+		{"under a list", head + "   input: 1\n", "line 5: " + dash},
+		{"out of a list", head + "  input: 1\n", "line 5: " + dash},
+		{"in a mapping", head + "    input:\n      a: 1\n     b: 2\n", "line 7: " + key},
+		{"after a flow mapping", head + "  - id: b\n    task: t\n    input: {a: 1,\n      b: 2}\n   if: true\n", "line 9: " + dash},
+		{"no final newline", head + "  - id: b\n   task: t", "line 6: " + dash},
+	} {
+		want := "invalid definition: invalid YAML or JSON: " + tt.want
+		if _, err := Parse([]byte(tt.src)); err == nil || err.Error() != want {
+			t.Errorf("%s: got %v\nwant %s", tt.name, err, want)
+		}
+	}
+}
+
 func TestParseReportsEveryProblem(t *testing.T) {
 	src := `
 name: x

@@ -54,7 +54,7 @@ func (a *SearchAttr) Eval(s Scope) (any, error) {
 	if n, ok := a.value.root.(*exprNode); ok {
 		out, _, err := n.prg.Eval(act)
 		if err != nil {
-			return nil, &EvalError{Field: a.field, Err: asLimit(err, n.src)}
+			return nil, &EvalError{Field: a.field, Err: n.prg.explain(err, act, n.src)}
 		}
 		if v, err = searchValue(out); err != nil {
 			return nil, &EvalError{Field: a.field, Err: err}

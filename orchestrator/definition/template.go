@@ -109,7 +109,7 @@ func (n *mapNode) eval(a *activation) (any, error) {
 type exprNode struct {
 	field string
 	src   string // the expression
-	prg   cel.Program
+	prg   *program
 }
 
 func (n *exprNode) eval(a *activation) (any, error) {
@@ -128,8 +128,8 @@ type interpNode struct {
 }
 
 type part struct {
-	text string      // the text, or the expression
-	prg  cel.Program // nil for text
+	text string   // the text, or the expression
+	prg  *program // nil for text
 }
 
 func (n *interpNode) eval(a *activation) (any, error) {
@@ -168,7 +168,7 @@ func writeJSON(b *strings.Builder, v any) error {
 
 // run evaluates the program of the expression src and converts its
 // result, which counts towards the MaxValueBytes of a template's output.
-func run(prg cel.Program, a *activation, src string) (any, error) {
+func run(prg *program, a *activation, src string) (any, error) {
 	b := a.scope.Budget
 	if b.Exhausted() {
 		return nil, fmt.Errorf("%w (%d units): not evaluated; do less per decision (a foreach filter over fewer items, say)", ErrDecisionCost, MaxDecisionCost)
@@ -180,7 +180,7 @@ func run(prg cel.Program, a *activation, src string) (any, error) {
 		}
 	}
 	if err != nil {
-		return nil, asLimit(err, src)
+		return nil, prg.explain(err, a, src)
 	}
 	room := MaxValueBytes - a.meter.out
 	size := jsonSize(out, room)

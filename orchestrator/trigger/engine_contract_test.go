@@ -256,3 +256,39 @@ func TestARefusedIDWithALargeReasonIsRecorded(t *testing.T) {
 		t.Errorf("the reason (%d bytes) is not the id's, cut short: %.300s", len(r), r)
 	}
 }
+
+// A message whose filter compares values of types that do not compare is
+// recorded with a reason that names the types and how to convert them.
+func TestAFilterTypeErrorIsRecordedWithTheTypes(t *testing.T) {
+	ctx, nc, store, _ := engineOn(t, trigger.Config{}, "counts", `
+name: counts
+triggers:
+  - subject: counts.seen
+    filter: 'event.count > "3"'
+steps:
+  - { id: ack, task: echo }
+`)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "counts.seen", []byte(`{"count": 4}`)); err != nil {
+		t.Fatal(err)
+	}
+	var failures []eventstore.TriggerFailure
+	deadline := time.Now().Add(10 * time.Second)
+	for len(failures) == 0 {
+		if failures, _, err = store.ListTriggerFailures(ctx, 10, 0); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no failure recorded for the message")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	const want = `filter: evaluate filter: expression "event.count > \"3\"": no such overload: int > string ` +
+		`(convert one side: event.count > int("3") compares numbers, string(event.count) > "3" compares text)`
+	if f := failures[0]; len(failures) != 1 || f.Definition != "counts" || f.Reason != want {
+		t.Fatalf("failures %+v\nwant one with reason %s", failures, want)
+	}
+}

@@ -34,3 +34,30 @@ steps:
 	}
 	t.Fatalf("no WorkflowFailed in %d events", len(evs))
 }
+
+// A run started without input whose step reads a field of it fails saying
+// that its input is null, in the expression that read it.
+func TestARunWithoutInputFailsSayingItsInputIsNull(t *testing.T) {
+	def := parse(t, `
+name: greet
+steps:
+  - id: hello
+    task: echo
+    input: "${ 'hello ' + input.name }"
+`)
+	evs, err := workflow.Advance(fold(t, hist(started(0, nil))), def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `evaluate input: expression "'hello ' + input.name": input is null, so it has no key "name": ` +
+		`the run was started without input (give it with weft start --input, or the start request's input)`
+	for _, ev := range evs {
+		if f := ev.StepFailed; f != nil {
+			if f.Path != "hello" || f.Error.Type != workflow.ErrTypeExpression || f.Error.Message != want {
+				t.Fatalf("step %s failed with %s: %q\nwant %s: %q", f.Path, f.Error.Type, f.Error.Message, workflow.ErrTypeExpression, want)
+			}
+			return
+		}
+	}
+	t.Fatalf("no StepFailed in %d events", len(evs))
+}
