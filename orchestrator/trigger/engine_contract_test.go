@@ -166,27 +166,15 @@ func TestEngineLifecycle(t *testing.T) {
 // subject and why, and dropped; the ticks behind it are not held up.
 func TestAnUndecodableCronTickIsRecorded(t *testing.T) {
 	ctx, nc, store, _ := engineOn(t, trigger.Config{}, "orders", ordersDef)
+	failures := publishForAFailure(ctx, t, nc, store, "weft.t.cf.orders.bad", "not a tick")
+	if f := failures[0]; len(failures) != 1 || f.Subject != "weft.t.cf.orders.bad" || f.Definition != "orders" || !strings.Contains(f.Reason, "undecodable") {
+		t.Fatalf("failures %+v", failures)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, "weft.t.cf.orders.bad", []byte("not a tick")); err != nil {
-		t.Fatal(err)
-	}
-	var failures []eventstore.TriggerFailure
 	deadline := time.Now().Add(10 * time.Second)
-	for len(failures) == 0 {
-		if failures, _, err = store.ListTriggerFailures(ctx, 10, 0); err != nil {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no failure recorded for the undecodable tick")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if f := failures[0]; len(failures) != 1 || f.Subject != "weft.t.cf.orders.bad" || f.Definition != "orders" || !strings.Contains(f.Reason, "undecodable") {
-		t.Fatalf("failures %+v", failures)
-	}
 	cons, err := js.Consumer(ctx, eventstore.TimersStream, eventstore.CronConsumer)
 	if err != nil {
 		t.Fatal(err)
@@ -268,27 +256,33 @@ triggers:
 steps:
   - { id: ack, task: echo }
 `)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(ctx, "counts.seen", []byte(`{"count": 4}`)); err != nil {
-		t.Fatal(err)
-	}
-	var failures []eventstore.TriggerFailure
-	deadline := time.Now().Add(10 * time.Second)
-	for len(failures) == 0 {
-		if failures, _, err = store.ListTriggerFailures(ctx, 10, 0); err != nil {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no failure recorded for the message")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	failures := publishForAFailure(ctx, t, nc, store, "counts.seen", `{"count": 4}`)
 	const want = `filter: evaluate filter: expression "event.count > \"3\"": no such overload: int > string ` +
 		`(convert one side: event.count > int("3") compares numbers, string(event.count) > "3" compares text)`
 	if f := failures[0]; len(failures) != 1 || f.Definition != "counts" || f.Reason != want {
 		t.Fatalf("failures %+v\nwant one with reason %s", failures, want)
 	}
+}
+
+// publishForAFailure publishes data on subject and returns the trigger
+// failures recorded, once there is one.
+func publishForAFailure(ctx context.Context, t *testing.T, nc *nats.Conn, store *eventstore.Store, subject, data string) []eventstore.TriggerFailure {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, subject, []byte(data)); err != nil {
+		t.Fatal(err)
+	}
+	var failures []eventstore.TriggerFailure
+	for deadline := time.Now().Add(10 * time.Second); len(failures) == 0; time.Sleep(20 * time.Millisecond) {
+		if failures, _, err = store.ListTriggerFailures(ctx, 10, 0); err != nil {
+			t.Fatal(err)
+		}
+		if len(failures) == 0 && time.Now().After(deadline) {
+			t.Fatalf("no failure recorded for the message on %s", subject)
+		}
+	}
+	return failures
 }
