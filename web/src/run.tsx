@@ -3,7 +3,7 @@
 // live through WatchWorkflow.
 import { useEffect, useMemo, useState } from "preact/hooks";
 import type { JsonValue } from "@bufbuild/protobuf";
-import { date, errorText, jsonValue, statusName, stepStatusName, valueJson, workflows, WorkflowStatus } from "./api";
+import { date, errorText, jsonValue, statusName, StepStatus, stepStatusName, valueJson, workflows, WorkflowStatus } from "./api";
 import type { HistoryEvent, Workflow } from "./gen/weft/v1/workflow_pb";
 import { A } from "./router";
 import { ActionBar, Badge, ErrorBox, fmtDuration, fmtTime, Json, Section, type ActionSpec } from "./ui";
@@ -96,11 +96,11 @@ function RunView({ wf, events, error, onChanged }: { wf: Workflow; events: Histo
   const created = date(wf.createdTime);
   const closed = date(wf.closedTime);
   const status = statusName(wf.status);
-  const { started, parent, children } = useMemo(() => {
+  const { started, parent, children, waits, cancel } = useMemo(() => {
     const started = events.find((e) => e.type === "WorkflowStarted");
     const parent = (valueJson(started?.data) as any)?.parent as { workflow_id: string; step_path: string } | undefined;
     const children = events.filter((e) => e.type === "ChildStarted").map((e) => ({ path: e.stepPath, ...((valueJson(e.data) as any) ?? {}) }));
-    return { started, parent, children };
+    return { started, parent, children, waits: waitsOf(events), cancel: cancelOf(events) };
   }, [events]);
   // The tables come a frame after the timeline, so that neither makes one
   // long task of a big run's first render.
@@ -160,10 +160,17 @@ function RunView({ wf, events, error, onChanged }: { wf: Workflow; events: Histo
       {wf.error && (
         <p class="error run-error" role="alert">
           <b>{wf.error.type || "error"}</b>
-          {wf.error.stepPath && <span class="muted"> at {wf.error.stepPath}</span>}: {wf.error.message}
+          {wf.error.stepPath && <span class="muted"> at {wf.error.stepPath}</span>}: {withoutStep(wf.error.message, wf.error.stepPath)}
         </p>
       )}
-      <Actions wf={wf} onChanged={onChanged} />
+      {wf.status === WorkflowStatus.CANCELED && cancel && (
+        <p class="note run-note" role="status">
+          Canceled{cancel.by && ` by ${cancel.by}`} at {fmtTime(cancel.time)}
+          {cancel.reason ? `: ${cancel.reason}` : " (no reason given)"}.
+        </p>
+      )}
+      {wf.status === WorkflowStatus.SUSPENDED && <Suspended wf={wf} />}
+      <Actions wf={wf} signals={[...new Set(Object.values(waits).flatMap((w) => (w.signal ? [w.signal] : [])))]} onChanged={onChanged} />
       <Section title="Input and output">
         <Json label="Input" value={valueJson(wf.input)} />
         <Json label="Output" value={valueJson(wf.output)} open={wf.output !== undefined} />
@@ -183,7 +190,7 @@ function RunView({ wf, events, error, onChanged }: { wf: Workflow; events: Histo
         {events.length === 0 ? <div class="placeholder tl-placeholder" aria-busy="true" /> : <Timeline model={model} />}
       </Section>
       <Section title="Steps" id="steps">
-        {tables ? <Steps wf={wf} /> : <div class="placeholder" aria-busy="true" />}
+        {tables ? <Steps wf={wf} waits={waits} /> : <div class="placeholder" aria-busy="true" />}
       </Section>
       {wf.searchAttributes && Object.keys(wf.searchAttributes).length > 0 && (
         <Section title="Search attributes">
@@ -206,7 +213,60 @@ function RunView({ wf, events, error, onChanged }: { wf: Workflow; events: Histo
   );
 }
 
-function Steps({ wf }: { wf: Workflow }) {
+/** Wait is what a waiting step waits for, from its last WaitStarted or TimerScheduled. */
+interface Wait {
+  signal?: string;
+  until?: Date;
+}
+
+/** waitsOf gives the steps that wait for a signal or a timer now, by path. */
+function waitsOf(events: HistoryEvent[]): Record<string, Wait> {
+  const out: Record<string, Wait> = {};
+  for (const e of events) {
+    if (!e.stepPath) continue;
+    const data = (valueJson(e.data) ?? {}) as any;
+    if (e.type === "WaitStarted") out[e.stepPath] = { signal: String(data.signal ?? ""), until: data.timeout_at ? new Date(data.timeout_at) : undefined };
+    else if (e.type === "TimerScheduled" && !out[e.stepPath]?.signal) out[e.stepPath] = { until: data.due ? new Date(data.due) : undefined };
+    else if (e.type === "StepCompleted" || e.type === "StepFailed" || e.type === "StepCanceled") delete out[e.stepPath];
+  }
+  return out;
+}
+
+/** cancelOf gives who canceled the run, when and why, from its history. */
+function cancelOf(events: HistoryEvent[]): { by: string; time: Date | undefined; reason: string } | undefined {
+  let by = "";
+  for (const e of events) {
+    if (e.type === "CancelRequested") by = e.identity;
+    if (e.type === "WorkflowCanceled") return { by, time: date(e.time), reason: String((valueJson(e.data) as any)?.reason ?? "") };
+  }
+  return undefined;
+}
+
+/** withoutStep drops the "step PATH: " that a run's error message starts with, shown apart. */
+function withoutStep(message: string, path: string): string {
+  const prefix = `step ${path}: `;
+  return path && message.startsWith(prefix) ? message.slice(prefix.length) : message;
+}
+
+/** Suspended says which steps hold the run and why, and what Resume does. */
+function Suspended({ wf }: { wf: Workflow }) {
+  const held = wf.steps.filter((s) => s.status === StepStatus.SUSPENDED);
+  return (
+    <p class="note run-note" role="status">
+      Suspended
+      {held.map((s, i) => (
+        <>
+          {i > 0 ? "; " : " at "}
+          <code>{s.path}</code> after {s.attempts} failed attempt{s.attempts === 1 ? "" : "s"}
+          {s.lastError && `: ${s.lastError.type ? s.lastError.type + ": " : ""}${s.lastError.message}`}
+        </>
+      ))}
+      . Nothing else of the run moves until it is resumed: Resume… gives {held.length === 1 ? "this step" : "these steps"} fresh attempts; Cancel… closes the run.
+    </p>
+  );
+}
+
+function Steps({ wf, waits }: { wf: Workflow; waits: Record<string, Wait> }) {
   const [limit, setLimit] = useState(tableStep);
   if (wf.steps.length === 0) return <p class="muted">No steps scheduled yet.</p>;
   return (
@@ -227,6 +287,7 @@ function Steps({ wf }: { wf: Workflow }) {
             const depth = s.path.split(".").length - 1;
             const st = date(s.startedTime);
             const cl = date(s.closedTime);
+            const wait = s.status === StepStatus.WAITING && !s.waitingFor ? waits[s.path] : undefined;
             return (
               <tr data-path={s.path}>
                 <td style={{ paddingLeft: `${0.5 + depth * 1.2}em` }}>
@@ -235,11 +296,25 @@ function Steps({ wf }: { wf: Workflow }) {
                 <td>
                   <Badge status={stepStatusName(s.status)} />
                   {s.waitingFor && <div class="waiting-for">{s.waitingFor}</div>}
+                  {wait && (
+                    <div class="waiting-for">
+                      {wait.signal ? (
+                        <>
+                          for signal <code>{wait.signal}</code>
+                          {wait.until && `, until ${fmtTime(wait.until)}`}
+                        </>
+                      ) : (
+                        wait.until && `until ${fmtTime(wait.until)}`
+                      )}
+                    </div>
+                  )}
                 </td>
                 <td class="num">{s.attempts}</td>
                 <td>{s.task}</td>
                 <td>{st && cl ? fmtDuration(cl.getTime() - st.getTime()) : ""}</td>
-                <td class="err-cell">{s.lastError ? `${s.lastError.type ? s.lastError.type + ": " : ""}${s.lastError.message}` : ""}</td>
+                <td class={s.status === StepStatus.COMPLETED ? "err-cell retried" : "err-cell"} title={s.status === StepStatus.COMPLETED && s.lastError ? "an earlier attempt's error; a later attempt completed" : undefined}>
+                  {s.lastError ? `${s.lastError.type ? s.lastError.type + ": " : ""}${s.lastError.message}` : ""}
+                </td>
               </tr>
             );
           })}
@@ -311,7 +386,7 @@ function History({ events }: { events: HistoryEvent[] }) {
   );
 }
 
-function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
+function Actions({ wf, signals, onChanged }: { wf: Workflow; signals: string[]; onChanged: () => void }) {
   const open = isOpen(wf);
   const reason = (label: string, required = false) => ({ name: "reason", label, required });
   const actions: ActionSpec[] = [
@@ -320,7 +395,7 @@ function Actions({ wf, onChanged }: { wf: Workflow; onChanged: () => void }) {
       button: "Signal…",
       enabled: open,
       fields: [
-        { name: "name", label: "Signal name", required: true },
+        { name: "name", label: signals.length > 0 ? `Signal name (the run waits for ${signals.join(", ")})` : "Signal name", required: true, suggestions: signals, value: signals.length === 1 ? signals[0] : undefined },
         { name: "payload", label: "Payload (JSON, optional)", multiline: true },
       ],
       question: `Send this signal to ${wf.id}?`,

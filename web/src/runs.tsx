@@ -34,6 +34,8 @@ export function RunsPage({ search }: { search: string }) {
   const [tick, setTick] = useState(0);
   // prev holds the page tokens that led here, for the Previous button.
   const prev = useRef<string[]>([]);
+  // shownFor is the search the rows shown are the answer to.
+  const shownFor = useRef<string | null>(null);
 
   useEffect(() => {
     definitions.listDefinitions({}).then((r) => setDefNames(r.definitions.map((d) => d.name).sort()), () => {});
@@ -46,6 +48,7 @@ export function RunsPage({ search }: { search: string }) {
       .then(
         (r) => {
           if (!live) return;
+          shownFor.current = search;
           setRows(r.workflows);
           setNext(r.nextPageToken);
           setError(null);
@@ -54,7 +57,18 @@ export function RunsPage({ search }: { search: string }) {
             (window as any).__weftListShown ??= performance.now();
           });
         },
-        (e) => live && setError(errorText(e)),
+        (e) => {
+          if (!live) return;
+          // A list refused for these filters shows no rows: neither the
+          // last filters' rows nor placeholders that look as if it were
+          // still loading. A refresh that failed keeps what it showed.
+          if (shownFor.current !== search) {
+            shownFor.current = search;
+            setRows([]);
+            setNext("");
+          }
+          setError(errorText(e));
+        },
       );
     workflows.countWorkflows({ definition: f.definition, idPrefix: f.id }).then(
       (r) => live && setCounts(r),
@@ -134,7 +148,7 @@ export function RunsPage({ search }: { search: string }) {
               : rows.map((w) => <RunRow w={w} />)}
           </tbody>
         </table>
-        {rows !== null && rows.length === 0 && <p class="muted empty">No runs{next ? " on this page (the query looked at a bounded number of runs: try the next page)" : ""}.</p>}
+        {rows !== null && rows.length === 0 && !error && <p class="muted empty">No runs{next ? " on this page (the query looked at a bounded number of runs: try the next page)" : ""}.</p>}
       </div>
       <nav class="pager" aria-label="Pages">
         <button

@@ -31,6 +31,8 @@ export interface Model {
 }
 
 const waitTypes = new Set(["WaitStarted", "TimerScheduled", "ChildStarted"]);
+/** closeTypes close a run (WorkflowRetried opens a failed one again). */
+const closeTypes = new Set(["WorkflowCompleted", "WorkflowFailed", "WorkflowCanceled", "WorkflowExpired"]);
 
 /** buildTimeline folds the history into rows of bars; open bars end at now. */
 export function buildTimeline(events: HistoryEvent[], now: number): Model {
@@ -64,6 +66,12 @@ export function buildTimeline(events: HistoryEvent[], now: number): Model {
     const t = date(e.time)?.getTime() ?? 0;
     if (t < start) start = t;
     if (t > end) end = t;
+    if (closeTypes.has(e.type)) {
+      // The run closed: what was still open (a wait a cancel cut short,
+      // say) ended with it, not at now.
+      for (const path of [...open.keys()]) close(path, t, "canceled");
+      continue;
+    }
     const p = e.stepPath;
     if (!p) continue;
     const data = (valueJson(e.data) ?? {}) as any;

@@ -60,7 +60,8 @@ export interface ActionSpec {
   key: string;
   button: string;
   enabled: boolean;
-  fields: { name: string; label: string; required?: boolean; multiline?: boolean }[];
+  /** suggestions are offered as the field's choices; value fills it in. */
+  fields: { name: string; label: string; required?: boolean; multiline?: boolean; suggestions?: string[]; value?: string }[];
   /** question asks for confirmation above the form's buttons. */
   question: string;
   confirm: string;
@@ -122,7 +123,16 @@ export function ActionBar({ actions, onChanged }: { actions: ActionSpec[]; onCha
               {f.multiline ? (
                 <textarea name={f.name} rows={4} spellcheck={false} required={f.required} />
               ) : (
-                <input name={f.name} ref={i === 0 ? first : undefined} required={f.required} autocomplete="off" />
+                <>
+                  <input name={f.name} ref={i === 0 ? first : undefined} required={f.required} autocomplete="off" defaultValue={f.value} list={f.suggestions?.length ? `${action.key}-${f.name}-choices` : undefined} />
+                  {!!f.suggestions?.length && (
+                    <datalist id={`${action.key}-${f.name}-choices`}>
+                      {f.suggestions.map((v) => (
+                        <option value={v} />
+                      ))}
+                    </datalist>
+                  )}
+                </>
               )}
             </label>
           ))}
