@@ -247,7 +247,7 @@ name: signup
 triggers:
   - webhook: new-signup
     secret_env: WEFT_TEST_SIGNUP_SECRET
-    input: "${ {'email': event.email} }"
+    input: "${ {'email': event.email, 'domain': event.email.split('@')[1]} }"
 steps:
   - { id: welcome, task: echo, input: "${ input.email }" }
 `)
@@ -288,8 +288,26 @@ steps:
 	if code, out = postHook(t, url, bad, map[string]string{"X-Weft-Signature": sign("s3cret", bad)}); code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out["error"]), "JSON") {
 		t.Fatalf("bad JSON: %d %v", code, out)
 	}
+	noAt := []byte(`{"email": "ann"}`)
+	if code, out = postHook(t, url, noAt, map[string]string{"X-Weft-Signature": sign("s3cret", noAt)}); code != http.StatusUnprocessableEntity {
+		t.Fatalf("input expression failing: %d %v", code, out)
+	}
 	if code, _ = postHook(t, e.node.APIURL+"/hooks/nope", body, nil); code != http.StatusNotFound {
 		t.Fatalf("unknown hook: %d", code)
+	}
+	// A signed delivery no retry can mend is recorded with its body, as a
+	// subject trigger's event is: the bad JSON and the failing input. One
+	// whose sender is not known (a bad or missing signature) is not, nor
+	// is one too big to keep.
+	got := map[string]string{}
+	for _, f := range e.failures() {
+		if f.Subject != "/hooks/new-signup" || f.Definition != "signup" {
+			t.Errorf("failure %v: want subject /hooks/new-signup of signup", f)
+		}
+		got[string(f.Payload)] = f.Reason
+	}
+	if len(got) != 2 || !strings.Contains(got[string(bad)], "JSON") || !strings.Contains(got[string(noAt)], "input") {
+		t.Fatalf("trigger failures recorded for the webhook: %v; want the bad JSON and the failing input", got)
 	}
 }
 

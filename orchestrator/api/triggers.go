@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -108,9 +109,15 @@ func validSignature(header string, body []byte, secret string) bool {
 	return hmac.Equal(got, mac.Sum(nil))
 }
 
+// hookError is a delivery's refusal: its status and message, and, for a
+// delivery whose sender was known (its signature checked, or none asked
+// for) and that no retry can mend, its body, recorded as a trigger
+// failure beside the answer.
 type hookError struct {
-	status int
-	msg    string
+	status  int
+	msg     string
+	record  bool
+	payload []byte
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -145,19 +152,20 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 	m, ok, err := s.triggers.Webhook(r.Context(), name)
 	if err != nil {
 		s.log.Error("webhook delivery refused", "webhook", name, "err", err)
-		return nil, &hookError{http.StatusServiceUnavailable, unavailable}
+		return nil, &hookError{status: http.StatusServiceUnavailable, msg: unavailable}
 	}
 	if !ok {
-		return nil, &hookError{http.StatusNotFound, fmt.Sprintf("no webhook %q: add a trigger `webhook: %s` to a definition", name, name)}
+		return nil, &hookError{status: http.StatusNotFound, msg: fmt.Sprintf("no webhook %q: add a trigger `webhook: %s` to a definition", name, name)}
 	}
 	kind := string(m.Trigger.Kind)
-	event, herr := s.hookEvent(r, name, m)
+	event, body, herr := s.hookEvent(r, name, m)
 	if herr != nil {
 		outcome := metrics.TriggerRefused
 		if herr.status == http.StatusServiceUnavailable {
 			outcome = metrics.TriggerError
 		}
 		s.metrics.triggers.Event(m.Definition, kind, outcome)
+		s.recordHookFailure(r.Context(), name, m.Definition, herr)
 		return nil, herr
 	}
 	headers := map[string]any{}
@@ -180,24 +188,45 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 	case err == nil:
 		return &hookResult{http.StatusAccepted, map[string]any{"workflow_id": f.WorkflowID, "started": f.Started}}, nil
 	case errors.As(err, &ref) && !errors.Is(err, eventstore.ErrNotFound):
-		return nil, &hookError{http.StatusUnprocessableEntity, ref.Reason}
+		herr := &hookError{status: http.StatusUnprocessableEntity, msg: ref.Reason, record: true, payload: body}
+		s.recordHookFailure(r.Context(), name, m.Definition, herr)
+		return nil, herr
 	default:
 		s.log.Error("webhook delivery could not start its workflow", "webhook", name, "definition", m.Definition, "err", err)
-		return nil, &hookError{http.StatusServiceUnavailable, unavailable}
+		return nil, &hookError{status: http.StatusServiceUnavailable, msg: unavailable}
+	}
+}
+
+// recordHookFailure records herr, a refusal of a delivery to webhook name
+// of definition def, as a trigger failure (subject /hooks/<name>) when it
+// is one to record, as a subject trigger's event is recorded: the sender
+// is answered all the same, and a failure to record is logged.
+func (s *Server) recordHookFailure(ctx context.Context, name, def string, herr *hookError) {
+	if !herr.record {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	reason := strings.ToValidUTF8(herr.msg, "\uFFFD")
+	s.log.Info("webhook delivery started no workflow", "webhook", name, "definition", def, "status", herr.status, "reason", reason)
+	if err := s.store.RecordTriggerFailure(ctx, eventstore.TriggerFailure{Subject: "/hooks/" + name, Time: s.cfg.Now().UTC(),
+		Reason: reason, Definition: def, Payload: herr.payload}); err != nil {
+		s.log.Error("webhook delivery's failure could not be recorded", "webhook", name, "definition", def, "err", err)
 	}
 }
 
 // hookEvent reads a delivery's body for webhook m, checks its signature
-// when m has a secret, and returns it decoded (nil when empty).
-func (s *Server) hookEvent(r *http.Request, name string, m trigger.Match) (any, *hookError) {
+// when m has a secret, and returns it decoded (nil when empty) and as
+// sent.
+func (s *Server) hookEvent(r *http.Request, name string, m trigger.Match) (any, []byte, *hookError) {
 	limit := int64(s.cfg.MaxPayloadBytes)
 	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, &hookError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over the %d-byte limit", limit)}
+			return nil, nil, &hookError{status: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("body is over the %d-byte limit", limit)}
 		}
-		return nil, &hookError{http.StatusBadRequest, "reading body: " + err.Error()}
+		return nil, nil, &hookError{status: http.StatusBadRequest, msg: "reading body: " + err.Error()}
 	}
 	t := m.Trigger
 	if t.SecretEnv != "" {
@@ -205,20 +234,20 @@ func (s *Server) hookEvent(r *http.Request, name string, m trigger.Match) (any, 
 		if secret == "" {
 			s.log.Error("webhook delivery refused: its secret is not set on this API server", "webhook", name,
 				"definition", m.Definition, "secret_env", t.SecretEnv)
-			return nil, &hookError{http.StatusServiceUnavailable, unavailable}
+			return nil, nil, &hookError{status: http.StatusServiceUnavailable, msg: unavailable}
 		}
 		if !validSignature(r.Header.Get(SignatureHeader), body, secret) {
-			return nil, &hookError{http.StatusUnauthorized, fmt.Sprintf("bad or missing %s: want sha256=<hex HMAC-SHA256 of the body>", SignatureHeader)}
+			return nil, nil, &hookError{status: http.StatusUnauthorized, msg: fmt.Sprintf("bad or missing %s: want sha256=<hex HMAC-SHA256 of the body>", SignatureHeader)}
 		}
 	}
 	var event any
 	if len(body) > 0 {
 		if event, err = value.FromJSON(body); err != nil {
-			return nil, &hookError{http.StatusBadRequest, "body: " + err.Error()}
+			return nil, nil, &hookError{status: http.StatusBadRequest, msg: "body: " + err.Error(), record: true, payload: body}
 		}
 		if err = value.Check("body", event, value.Limits{}); err != nil {
-			return nil, &hookError{http.StatusBadRequest, err.Error()}
+			return nil, nil, &hookError{status: http.StatusBadRequest, msg: err.Error(), record: true, payload: body}
 		}
 	}
-	return event, nil
+	return event, body, nil
 }
