@@ -18,6 +18,14 @@ steps:
       message: "` + "the calendar service refused the follow-up call because the slot it was asked for lies outside the customer's opening hours, and no other slot was offered in its answer" + `"
 `
 
+const defKeys = `
+name: keys
+steps:
+  - id: e
+    task: echo
+    input: "${ {'h': 1, 'c': 2, 'a': 3, 'f': 4, 'b': {'z': 1, 'y': 2, 'x': 3}, 'g': 6, 'e': 7, 'd': 8} }"
+`
+
 // What a run's page says of a run in each state, read as a user would:
 // a canceled run's bars end with the cancel, who canceled it and why; what
 // a waiting step waits for; a failed run's error without its step twice;
@@ -28,7 +36,7 @@ func TestConsoleRunStates(t *testing.T) {
 	b := newBrowser(t)
 	w := startWeft(t, nil, "")
 	p := &page{t: t, ctx: b, url: w.url}
-	for _, d := range []string{defApproval, defFlaky, defGated, defDemo, defLongFail} {
+	for _, d := range []string{defApproval, defFlaky, defGated, defDemo, defLongFail, defKeys} {
 		w.mustPut(d)
 	}
 	for _, id := range []string{"wait-1", "cancel-1"} {
@@ -38,6 +46,7 @@ func TestConsoleRunStates(t *testing.T) {
 	w.start("gated", "gated-1")
 	w.start("fulfil", "fulfil-1")
 	w.start("longfail", "longfail-1")
+	w.start("keys", "keys-1")
 	waitFor(t, "the waits to start", func() bool { return len(w.get("cancel-1").Steps) == 2 && len(w.get("wait-1").Steps) == 2 })
 	if _, err := w.wf.CancelWorkflow(w.ctx(), connect.NewRequest(&weftv1.CancelWorkflowRequest{WorkflowId: "cancel-1", Reason: "duplicate signup"})); err != nil {
 		t.Fatal(err)
@@ -47,7 +56,20 @@ func TestConsoleRunStates(t *testing.T) {
 	w.waitStatus("gated-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_SUSPENDED)
 	w.waitStatus("fulfil-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED)
 	w.waitStatus("longfail-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_FAILED)
-	w.waitIndexed("", 6)
+	w.waitStatus("keys-1", weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED)
+	w.waitIndexed("", 7)
+
+	// A value's keys read in order, the same on every load: a map's come
+	// from the API in any order.
+	t.Run("keys in order", func(t *testing.T) {
+		p.t = t
+		p.open("/workflows/keys-1")
+		p.until("the output's keys in order", `(() => {
+			const d = [...document.querySelectorAll("details.json")].find((x) => x.querySelector("summary").textContent.startsWith("Output"));
+			const keys = d ? [...d.querySelector("pre").textContent.matchAll(/"(\w)":/g)].map((m) => m[1]).join("") : "";
+			return keys === "abxyzcdefgh";
+		})()`)
+	})
 
 	t.Run("canceled", func(t *testing.T) {
 		p.t = t

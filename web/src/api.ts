@@ -59,8 +59,18 @@ export function isCode(e: unknown, c: Code): boolean {
 
 export { Code };
 
+/** valueJson returns v as JSON, its objects' keys in order, so a value
+ * reads the same on every load (a map's keys come in any order). */
 export function valueJson(v: Value | undefined): JsonValue | undefined {
-  return v === undefined ? undefined : toJson(ValueSchema, v);
+  return v === undefined ? undefined : sortKeys(toJson(ValueSchema, v));
+}
+
+function sortKeys(v: JsonValue): JsonValue {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v === null || typeof v !== "object") return v;
+  const out: { [k: string]: JsonValue } = {};
+  for (const k of Object.keys(v).sort()) out[k] = sortKeys(v[k] as JsonValue);
+  return out;
 }
 
 export function listJson(v: ListValue | undefined): JsonValue[] {
