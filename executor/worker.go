@@ -742,19 +742,34 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 }
 
 // slotHolder names attempt of d's step command as a concurrency slot's
-// holder: the run, the step's path, its scheduling and the attempt.
+// holder: the run, the step's path, its scheduling, the attempt and the
+// command's sequence in the history stream. The sequence tells apart the
+// runs of one id: a run deleted by retention and started again under its
+// id schedules its steps with the same paths, schedulings and attempt
+// numbers, and an attempt of the deleted run may still run (a cancel
+// does not stop a handler); named alike, the new run's attempt would take
+// that attempt's slot for its own and run beside it.
 func slotHolder(d *eventstore.Delivery, attempt int) string {
-	return fmt.Sprintf("%s/%s/%d/%d", d.WorkflowID, d.Task.Path, d.Task.Gen, attempt)
+	return fmt.Sprintf("%s/%s/%d/%d/%d", d.WorkflowID, d.Task.Path, d.Task.Gen, attempt, d.Seq)
 }
 
 // earlierAttempts picks the slot holders of d's scheduling whose attempt
-// is before attempt (all of them, with attempt 0).
+// is before attempt (all of them, with attempt 0): those named with d's
+// command, and those an earlier version named without a command (of the
+// run's id, whichever run of it that was). An attempt of another run of
+// the id (deleted since) is not d's scheduling's, and keeps its slot.
 func earlierAttempts(d *eventstore.Delivery, attempt int) func(string) bool {
 	prefix := fmt.Sprintf("%s/%s/%d/", d.WorkflowID, d.Task.Path, d.Task.Gen)
 	return func(h string) bool {
 		rest, ok := strings.CutPrefix(h, prefix)
 		if !ok {
 			return false
+		}
+		if a, seq, named := strings.Cut(rest, "/"); named {
+			if seq != strconv.FormatUint(d.Seq, 10) {
+				return false
+			}
+			rest = a
 		}
 		n, err := strconv.Atoi(rest)
 		return err == nil && (attempt == 0 || n < attempt)

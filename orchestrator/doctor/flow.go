@@ -27,7 +27,7 @@ func (c *checker) stepSlots(ctx context.Context) ([]*run, error) {
 	}
 	var gone []*run
 	for _, l := range leases {
-		wf, path, gen, attempt, ok := parseHolder(l.Holder)
+		wf, path, gen, attempt, cmd, ok := parseHolder(l.Holder)
 		if !ok {
 			continue // not named by this version
 		}
@@ -59,6 +59,10 @@ func (c *checker) stepSlots(ctx context.Context) ([]*run, error) {
 				r.Verdict = Gone
 			}
 			why = "is of a run that has no history (deleted)"
+		case cmd > 0 && cmd < r.st.FirstSeq:
+			// Named by a command stored before this run's first record:
+			// an attempt of an earlier run of the id, deleted since.
+			why = "is of an earlier run of its id (deleted since)"
 		default:
 			if why, err = c.slotOver(ctx, r, path, gen, attempt); err != nil {
 				return nil, err
@@ -117,30 +121,31 @@ func (c *checker) slotOver(ctx context.Context, r *run, path string, gen, attemp
 }
 
 // parseHolder reads a slot holder as the executor names it:
-// "<run>/<step path>/<scheduling>/<attempt>" (a run id holds no "/").
-func parseHolder(h string) (wf, path string, gen, attempt int, ok bool) {
-	wf, rest, ok := strings.Cut(h, "/")
-	if !ok {
-		return "", "", 0, 0, false
+// "<run>/<step path>/<scheduling>/<attempt>/<command's sequence>", or, as
+// an earlier version named it, without the sequence (cmd 0). A run id and
+// a step path hold no "/".
+func parseHolder(h string) (wf, path string, gen, attempt int, cmd uint64, ok bool) {
+	parts := strings.Split(h, "/")
+	switch len(parts) {
+	case 4:
+	case 5:
+		c, err := strconv.ParseUint(parts[4], 10, 64)
+		if err != nil {
+			return "", "", 0, 0, 0, false
+		}
+		cmd = c
+	default:
+		return "", "", 0, 0, 0, false
 	}
-	i := strings.LastIndex(rest, "/")
-	if i < 0 {
-		return "", "", 0, 0, false
-	}
-	a, err := strconv.Atoi(rest[i+1:])
+	a, err := strconv.Atoi(parts[3])
 	if err != nil {
-		return "", "", 0, 0, false
+		return "", "", 0, 0, 0, false
 	}
-	rest = rest[:i]
-	j := strings.LastIndex(rest, "/")
-	if j < 0 {
-		return "", "", 0, 0, false
+	g, err := strconv.Atoi(parts[2])
+	if err != nil || !eventstore.ValidWorkflowID(parts[0]) {
+		return "", "", 0, 0, 0, false
 	}
-	g, err := strconv.Atoi(rest[j+1:])
-	if err != nil || !eventstore.ValidWorkflowID(wf) {
-		return "", "", 0, 0, false
-	}
-	return wf, rest[:j], g, a, true
+	return parts[0], parts[1], g, a, cmd, true
 }
 
 // runSlots checks the slots of definitions' concurrency keys (the
