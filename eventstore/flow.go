@@ -309,7 +309,8 @@ type SlotLease struct {
 	// "sha256:" and the base64 of its hash when the entry names it so (too
 	// long to name as it is).
 	Scope, Key string
-	// Holder is the attempt: "<run>/<step path>/<scheduling>/<attempt>".
+	// Holder is the attempt: "<run>/<step path>/<scheduling>/<attempt>/<command's
+	// sequence>" (without the sequence, as an earlier version named it).
 	Holder string
 	// End is when the lease ends unless renewed.
 	End time.Time

@@ -670,6 +670,18 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 		}
 		lease, took := slotLease(d), w.now()
 		ok, wait, err := w.store.AcquireSlot(ctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, took, lease)
+		if n := d.NumDelivered; err == nil && !ok && n > 1 && n&(n-1) == 0 {
+			// An executor of an earlier version, delivered this attempt
+			// before, named its slot without the command (a rolling
+			// upgrade; it stopped, or died): that slot is this attempt's,
+			// taken back as the same holder's would be, not waited for
+			// until its lease ends. Looked for on deliveries numbered by
+			// a power of two, as the slots are full.
+			if err := w.store.DropSlots(ctx, f.Scope, f.ConcurrencyKey, unnamedAttempt(d, attempt)); err != nil {
+				return failed(err)
+			}
+			ok, wait, err = w.store.AcquireSlot(ctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, took, lease)
+		}
 		if err != nil {
 			return failed(err)
 		}
@@ -774,6 +786,14 @@ func earlierAttempts(d *eventstore.Delivery, attempt int) func(string) bool {
 		n, err := strconv.Atoi(rest)
 		return err == nil && (attempt == 0 || n < attempt)
 	}
+}
+
+// unnamedAttempt picks the slot holder of attempt of d's scheduling as an
+// earlier version named it, without the command (of the run's id,
+// whichever run of it that was, as earlierAttempts picks those).
+func unnamedAttempt(d *eventstore.Delivery, attempt int) func(string) bool {
+	name := fmt.Sprintf("%s/%s/%d/%d", d.WorkflowID, d.Task.Path, d.Task.Gen, attempt)
+	return func(h string) bool { return h == name }
 }
 
 // resettle acks a redelivered command whose attempt's result was

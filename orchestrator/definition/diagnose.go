@@ -11,6 +11,7 @@ import (
 	"cel.dev/cel-go/common/operators"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
+	"cel.dev/cel-go/interpreter"
 	celparser "cel.dev/cel-go/parser"
 )
 
@@ -62,11 +63,15 @@ func (p *program) explain(err error, a *activation, src string) error {
 	if iss.Err() != nil {
 		return err
 	}
+	st := trackedState(p.env, checked, a)
+	if st == nil {
+		return err
+	}
 	var detail string
 	if noKey {
-		detail = nullRead(checked, key, a)
+		detail = nullRead(checked, st, key, a)
 	} else {
-		detail = overload(p.env, checked, a)
+		detail = overload(checked, st)
 	}
 	if detail == "" {
 		return err
@@ -74,37 +79,66 @@ func (p *program) explain(err error, a *activation, src string) error {
 	return &exprError{src: src, detail: detail, err: err}
 }
 
+// trackedState evaluates the expression checked in env again in a's
+// scope, recording every value it reaches, or returns nil.
+func trackedState(env *cel.Env, checked *cel.Ast, a *activation) interpreter.EvalState {
+	opts, err := programOptions()
+	if err != nil {
+		return nil
+	}
+	prg, err := env.Program(checked, append(opts, cel.EvalOptions(cel.OptTrackState))...)
+	if err != nil {
+		return nil
+	}
+	_, det, _ := prg.Eval(&activation{scope: a.scope, trigger: a.trigger})
+	if det == nil {
+		return nil
+	}
+	return det.State()
+}
+
 // nullRead says which null value the expression checked read key of in
-// a, or returns "" when none of the members named key it reads is of a
-// null.
-func nullRead(checked *cel.Ast, key string, a *activation) string {
+// a, or returns "" when it cannot tell: the members named key that failed
+// for want of it in the evaluation st recorded are not all of one null
+// (one of a map that lacks the key, say, or one not evaluated at all).
+func nullRead(checked *cel.Ast, st interpreter.EvalState, key string, a *activation) string {
 	root := checked.NativeRep().Expr()
 	bound := comprehensionVars(root)
-	var out string
+	var what string
+	unsure := false
 	ast.PreOrderVisit(root, ast.NewExprVisitor(func(e ast.Expr) {
-		if out != "" {
-			return
-		}
 		op, name, ok := member(e)
 		if !ok || name != key {
 			return
 		}
+		if v, ok := st.Value(e.ID()); !ok || !types.IsError(v) || v.(*types.Err).Error() != "no such key: "+key {
+			return // not evaluated, or not this failure
+		}
 		path, ok := constPath(op)
 		if !ok || bound[path[0]] {
+			unsure = true
 			return
 		}
 		if v, ok := a.valueAt(path); !ok || v != nil {
+			unsure = true // a map without the key
 			return
 		}
-		what := path[0]
+		w := path[0]
 		for _, k := range path[1:] {
-			what = joinField(what, k)
+			w = joinField(w, k)
 		}
-		out = fmt.Sprintf("%s is null, so it has no key %q", what, key)
-		if what == "input" && !a.trigger {
-			out += ": the run was started without input (give it with weft start --input, or the start request's input)"
+		if what != "" && what != w {
+			unsure = true
 		}
+		what = w
 	}))
+	if what == "" || unsure {
+		return ""
+	}
+	out := fmt.Sprintf("%s is null, so it has no key %q", what, key)
+	if what == "input" && !a.trigger {
+		out += ": the run was started without input (give it with weft start --input, or the start request's input)"
+	}
 	return out
 }
 
@@ -171,23 +205,10 @@ type operand struct {
 	typ string
 }
 
-// overload evaluates the expression checked in env again in a's scope,
-// recording every value, and names the call that found no overload with
-// the types of its operands, or returns "" when it cannot tell.
-func overload(env *cel.Env, checked *cel.Ast, a *activation) string {
-	opts, err := programOptions()
-	if err != nil {
-		return ""
-	}
-	prg, err := env.Program(checked, append(opts, cel.EvalOptions(cel.OptTrackState))...)
-	if err != nil {
-		return ""
-	}
-	_, det, _ := prg.Eval(&activation{scope: a.scope, trigger: a.trigger})
-	if det == nil {
-		return ""
-	}
-	st := det.State()
+// overload names the call of the expression checked that found no
+// overload in the evaluation st recorded, with the types of its operands,
+// or returns "" when it cannot tell.
+func overload(checked *cel.Ast, st interpreter.EvalState) string {
 	info := checked.NativeRep().SourceInfo()
 	var out string
 	ast.PostOrderVisit(checked.NativeRep().Expr(), ast.NewExprVisitor(func(e ast.Expr) {

@@ -29,6 +29,17 @@ func TestEvalErrorSaysWhatIsNull(t *testing.T) {
 		{"missing key", `"${ input.name }"`, Scope{Input: map[string]any{}}, `evaluate input: no such key: name`},
 		// A comprehension's variable is not the run's input.
 		{"comprehension variable", `"${ [{'a': 1}].map(input, input.b) }"`, Scope{}, `evaluate input: no such key: b`},
+		// A null the evaluation did not read, or did not fail on, is not
+		// blamed for a key another map lacks.
+		{"null guarded", `"${ input.b != null && input.b.id == 1 || input.a.id == 2 }"`,
+			Scope{Input: map[string]any{"a": map[string]any{}, "b": nil}}, `evaluate input: no such key: id`},
+		{"null in the branch not taken", `"${ input.kind == 'b' ? input.b.id : input.a.id }"`,
+			Scope{Input: map[string]any{"kind": "a", "a": map[string]any{}, "b": nil}}, `evaluate input: no such key: id`},
+		{"null and a missing key", `"${ input.a.id + input.b.id }"`,
+			Scope{Input: map[string]any{"a": map[string]any{}, "b": nil}}, `evaluate input: no such key: id`},
+		{"null in the branch taken", `"${ input.kind == 'b' ? input.b.id : input.a.id }"`,
+			Scope{Input: map[string]any{"kind": "b", "a": map[string]any{}, "b": nil}},
+			`evaluate input: expression "input.kind == 'b' ? input.b.id : input.a.id": input.b is null, so it has no key "id"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

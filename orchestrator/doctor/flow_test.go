@@ -6,6 +6,7 @@ package doctor_test
 // timeout and a minute, however long that is).
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -144,4 +145,29 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// Holders as the executor names them now, with the command's sequence: the
+// running attempt's, named with its run's command, is that attempt's; one
+// named with a command stored before its run's first record is of an
+// earlier run of the id (deleted since, started again) and is reported.
+func TestDoctorReadsAStepSlotHolderNamedWithItsCommand(t *testing.T) {
+	r := newRig(t, map[string]string{"f": flowDef})
+	if err := r.store.EnsureTaskConsumer(r.ctx, "work"); err != nil {
+		t.Fatal(err)
+	}
+	r.index("other", "f", "RUNNING", r.decided(r.start("other", "f", nil)))
+	cmd := r.decided(r.start("live", "f", nil)) // its last record is its step's command
+	r.index("live", "f", "RUNNING", cmd)
+	r.fetch(eventstore.TaskConsumerName("work"), 2) // held by executors, running their handlers
+	r.hold(fmt.Sprintf("live/a/1/1/%d", cmd))
+	if rep := r.flowCheck(); !rep.OK() {
+		t.Fatalf("the running attempt's slot, named with its command, is reported: %s", stuckIDs(rep))
+	}
+	r.hold("live/a/1/1/1") // stored before the run's first record
+	rep := r.flowCheck()
+	f := findingsOf(rep, "live")
+	if !strings.Contains(f, "earlier run of its id") || strings.Count(f, "concurrency slot") != 1 {
+		t.Errorf("the slot of an earlier run of the id: findings %q (%s)", f, rep.Summary())
+	}
 }
