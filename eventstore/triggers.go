@@ -14,6 +14,15 @@ import (
 	"github.com/weftworks/weft/eventstore/events"
 )
 
+// The trigger failures kept: the newest TriggerFailuresKept, or fewer
+// when they take more than TriggerFailuresMaxBytes (a failure keeps its
+// payload, up to the NATS message limit: a flood of large ones, from a
+// webhook open to anyone say, must not fill the disks).
+const (
+	TriggerFailuresKept     = 100000
+	TriggerFailuresMaxBytes = 256 << 20
+)
+
 // Trigger streams, consumers and buckets.
 const (
 	TriggersStream        = "WEFT_TRIGGERS"
@@ -54,7 +63,8 @@ func (s *Store) openTriggers(ctx context.Context) error {
 		Description: "Weft trigger failures: events that started no workflow, and why",
 		Subjects:    []string{failurePfx},
 		Retention:   jetstream.LimitsPolicy,
-		MaxMsgs:     100000,
+		MaxMsgs:     TriggerFailuresKept,
+		MaxBytes:    TriggerFailuresMaxBytes,
 		Storage:     cfg.Storage,
 		Replicas:    cfg.Replicas,
 		AllowDirect: true,

@@ -8,9 +8,38 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/internal/natstest"
 )
+
+// The trigger failures are bounded in bytes as well as in number, also
+// in a stream an earlier version made with the number alone: each keeps
+// its payload (up to 1 MiB), so 100,000 of them could take 100 GB.
+func TestTriggerFailuresAreBoundedInBytes(t *testing.T) {
+	ctx := context.Background()
+	ns := natstest.Start(t)
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: eventstore.TriggerFailuresStream,
+		Subjects: []string{"weft.fail.trigger"}, MaxMsgs: eventstore.TriggerFailuresKept, AllowDirect: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eventstore.Open(ctx, ns.Connect(t), eventstore.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, eventstore.TriggerFailuresStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.CachedInfo().Config; c.MaxBytes != eventstore.TriggerFailuresMaxBytes || c.MaxMsgs != eventstore.TriggerFailuresKept {
+		t.Fatalf("trigger failures kept up to %d messages and %d bytes, want %d and %d", c.MaxMsgs, c.MaxBytes,
+			eventstore.TriggerFailuresKept, eventstore.TriggerFailuresMaxBytes)
+	}
+}
 
 // The last handled tick of a cron trigger only moves forward: an earlier
 // tick handled again (a delivery made twice) leaves the later one, so a
