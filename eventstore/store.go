@@ -901,6 +901,11 @@ var (
 	scanStalls = 5
 )
 
+// scanHeartbeat is how often a scan's consumer says it is there while it
+// has nothing to deliver; two missed make the client make it again. Two
+// must be less than scanStall, and the client takes no less than 500 ms.
+const scanHeartbeat = 500 * time.Millisecond
+
 // errScanStalled: a read's consumer delivered nothing for scanStalls
 // waits though the stream holds records still to read.
 var errScanStalled = errors.New("the stream holds records this read was not given; read again")
@@ -929,8 +934,15 @@ func (s *Store) scan(ctx context.Context, wf string, from uint64, fn func(Messag
 		_ = s.history.DeleteConsumer(dctx, cons.CachedInfo().Name)
 	}()
 	// Each request for records is bounded in bytes too: records may be as
-	// large as the server takes (a request must allow the largest).
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(256, max(scanBuffer, 2*int(s.nc.MaxPayload()))))
+	// large as the server takes (a request must allow the largest). On a
+	// cluster the first request for a consumer just made is now and then
+	// not passed on to the node that leads it, and the consumer delivers
+	// nothing: the heartbeats it then does not send make the client make
+	// it again after two of them, within one stall's wait, so the stalls
+	// below count only a consumer that is there and has nothing (with the
+	// client's default, 5 s, that took as long as they allow).
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(256, max(scanBuffer, 2*int(s.nc.MaxPayload()))),
+		jetstream.PullHeartbeat(scanHeartbeat))
 	if err != nil {
 		return fmt.Errorf("eventstore: read %s: %w", wf, err)
 	}

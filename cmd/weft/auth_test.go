@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
@@ -344,5 +345,44 @@ func TestNATSUserPasswordFlags(t *testing.T) {
 			t.Fatalf("api did not come up: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// weft bench against a server that requires tokens sends the client
+// commands' --token (or WEFT_TOKEN), and a token of too small a role is
+// refused as for those commands.
+func TestBenchSendsToken(t *testing.T) {
+	admin, err := api.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := api.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := writeTestFile(t, "tokens", api.TokenLine("ops", admin, api.RoleAdmin)+"\n"+api.TokenLine("wall", read, api.RoleRead)+"\n")
+	addr := freeAddr(t)
+	server := "--server=http://" + addr
+	startServer(t, []string{"--addr", addr, "--auth-tokens", tokens}, []string{server, "--token", admin})
+
+	bench := []string{"bench", server, "-n", "4", "-c", "2", "--json", "--quiet"}
+	out, err := runCLI(t, append(bench, "--token", admin)...)
+	if err != nil {
+		t.Fatalf("bench --token: %v\n%s", err, out)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res["workflows"] != 4.0 {
+		t.Fatalf("bench --token printed %q: %v", out, err)
+	}
+	t.Setenv("WEFT_TOKEN", admin)
+	if out, err := runCLI(t, bench...); err != nil {
+		t.Fatalf("bench with WEFT_TOKEN: %v\n%s", err, out)
+	}
+	t.Setenv("WEFT_TOKEN", "")
+	if _, err := runCLI(t, bench...); err == nil || !strings.Contains(err.Error(), "unauthenticated") {
+		t.Fatalf("bench without a token: %v; want unauthenticated", err)
+	}
+	if _, err := runCLI(t, append(bench, "--token", read)...); err == nil || !strings.Contains(err.Error(), "permission_denied") {
+		t.Fatalf("bench with a read token: %v; want permission_denied", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -48,7 +49,8 @@ Without --server it runs an embedded Weft in a temporary directory and also
 reports this process's CPU seconds and peak RSS. With --server (the API to
 measure) --nats-url names the NATS server it uses: then history events are
 counted too, and it is needed by --wait nats, --also-nats, --floor and
---pipeline. --floor measures plain JetStream publishes of as many same-sized
+--pipeline; --token (or WEFT_TOKEN) and --tls-ca, --tls-cert and --tls-key
+reach an API that requires them, as for the other client commands. --floor measures plain JetStream publishes of as many same-sized
 records with the same storage and prints Weft's events/s as a ratio of it.
 --pipeline runs as many workflows through a bare two-consumer JetStream
 pipeline and prints Weft's workflows/s as a ratio of it.`,
@@ -63,6 +65,15 @@ pipeline and prints Weft's workflows/s as a ratio of it.`,
 				Timeout: timeout, Server: server, NATSURL: natsURL}
 			if err := checkBenchFlags(cfg, server != ""); err != nil {
 				return err
+			}
+			if server != "" {
+				// The API may require a token (--token, WEFT_TOKEN) or
+				// TLS settings, as for the other client commands.
+				rt, err := cf.transport()
+				if err != nil {
+					return err
+				}
+				cfg.Transport = keepIdle(rt, 2*c)
 			}
 			if !noProg {
 				cfg.Progress = cmd.ErrOrStderr()
@@ -111,7 +122,21 @@ pipeline and prints Weft's workflows/s as a ratio of it.`,
 	f.BoolVar(&asJSON, "json", false, "print one JSON line")
 	f.BoolVar(&noProg, "quiet", false, "no progress line")
 	f.DurationVar(&timeout, "timeout", 10*time.Minute, "give up after this long")
+	cf.register(cmd)
 	return cmd
+}
+
+// keepIdle lets the HTTP transport under rt (the client flags' own, or
+// the one their bearer token wraps) keep n idle connections to the
+// server, one per client and call in flight, and returns rt.
+func keepIdle(rt http.RoundTripper, n int) http.RoundTripper {
+	if b, ok := rt.(*bearer); ok {
+		keepIdle(b.next, n)
+	}
+	if t, ok := rt.(*http.Transport); ok {
+		t.MaxIdleConnsPerHost = n
+	}
+	return rt
 }
 
 // checkBenchFlags rejects a bad --wait, --also-nats with --wait nats,

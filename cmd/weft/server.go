@@ -75,7 +75,6 @@ func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
 	f.StringVar(&p.logFormat, "log-format", "text", "log format: text (key=value) or json (one object a line)")
 	f.IntVar(&p.replicas, "replicas", 0, "replicas of Weft's streams and buckets (default: 3 when NATS is a cluster, else 1)")
 	f.DurationVar(&p.taskAckWait, "task-ack-wait", 30*time.Second, "how long a silent executor keeps a step before it is redelivered")
-	f.IntVar(&p.concurrency, "concurrency", 64, "handlers running at once per task type (executor)")
 	f.StringVar(&p.pprofAddr, "pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; default: off")
 	metricsHelp := "serve Prometheus metrics at GET /metrics on this address, e.g. 127.0.0.1:9090; default: off"
 	if withAddr {
@@ -98,6 +97,12 @@ func (p *partFlags) registerPublishAllow(cmd *cobra.Command) {
 		}
 		return nil
 	}
+}
+
+// registerConcurrency adds --concurrency, for the commands that run an
+// executor: the orchestrator and the API have no handlers to bound.
+func (p *partFlags) registerConcurrency(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&p.concurrency, "concurrency", 64, "handlers running at once per task type (executor)")
 }
 
 // registerHTTPDeny adds --http-deny, for the commands that run an
@@ -358,6 +363,7 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 	o.register(cmd)
 	p.registerPublishAllow(cmd)
 	p.registerHTTPDeny(cmd)
+	p.registerConcurrency(cmd)
 	cmd.Flags().StringVar(&dataDir, "data", "weft-data", "data directory of the embedded NATS server")
 	cmd.Flags().StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "listen address of the embedded NATS server")
 	cmd.Flags().StringVar(&syncMode, "sync", "interval", "embedded JetStream disk sync: interval (default; a process crash loses nothing acknowledged, a power loss can lose the last interval) or always (fsync before every acknowledgement)")
@@ -466,7 +472,7 @@ func executorCmd() *cobra.Command {
 		cfg.Executor, cfg.Builtins = &executor.Config{Concurrency: p.concurrency}, true
 		cfg.Builtin = p.builtinConfig()
 		return nil
-	}, (*partFlags).registerPublishAllow, (*partFlags).registerHTTPDeny)
+	}, (*partFlags).registerPublishAllow, (*partFlags).registerHTTPDeny, (*partFlags).registerConcurrency)
 }
 
 func apiCmd() *cobra.Command {

@@ -61,6 +61,10 @@ var Waits = []string{WaitAwait, WaitWatch, WaitPoll, WaitNATS}
 type Config struct {
 	// Server is the API base URL. Required.
 	Server string
+	// Transport carries the clients' calls to Server: one that adds a
+	// bearer token or TLS settings for an API that requires them. Nil: a
+	// plain HTTP transport.
+	Transport http.RoundTripper
 	// NATSURL is the NATS server the API uses. With it the run counts
 	// the history events it wrote; it is required by WaitNATS, AlsoNATS,
 	// Floor and Pipeline.
@@ -244,7 +248,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return Result{}, err
 	}
 	// The clients are outside ones: Connect with JSON over HTTP/1.1.
-	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.C * 2}}
+	var rt http.RoundTripper = &http.Transport{MaxIdleConnsPerHost: cfg.C * 2}
+	if cfg.Transport != nil {
+		rt = cfg.Transport
+	}
+	httpc := &http.Client{Transport: rt}
 	defer httpc.CloseIdleConnections()
 	wf := weftv1connect.NewWorkflowServiceClient(httpc, cfg.Server, connect.WithProtoJSON())
 	defs := weftv1connect.NewDefinitionServiceClient(httpc, cfg.Server, connect.WithProtoJSON())

@@ -3,7 +3,10 @@
 package natstest
 
 import (
+	"fmt"
 	"net"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,6 +76,105 @@ func (s *Server) URL() string { return s.ClientURL() }
 func (s *Server) Connect(t testing.TB) *nats.Conn {
 	t.Helper()
 	nc, err := nats.Connect(s.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("natstest: connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Cluster is n embedded nats-servers with JetStream routed to each other,
+// each with a store dir of its own, as one cluster.
+type Cluster struct {
+	Servers []*server.Server
+}
+
+// StartCluster runs a cluster of n embedded nats-servers with JetStream
+// for the duration of t, and returns once JetStream has a meta leader.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	routes := make([]*net.TCPListener, n)
+	for i := range routes {
+		ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatalf("natstest: a route port: %v", err)
+		}
+		routes[i] = ln
+	}
+	urls := make([]*url.URL, n)
+	ports := make([]int, n)
+	for i, ln := range routes {
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		urls[i] = &url.URL{Scheme: "nats", Host: ln.Addr().String()}
+		ln.Close()
+	}
+	c := &Cluster{}
+	for i := range n {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       -1,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			NoLog:      true,
+			NoSigs:     true,
+			Cluster:    server.ClusterOpts{Name: "natstest", Host: "127.0.0.1", Port: ports[i]},
+			Routes:     urls,
+		}
+		ns, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatalf("natstest: new server: %v", err)
+		}
+		go ns.Start()
+		t.Cleanup(func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		})
+		c.Servers = append(c.Servers, ns)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, ns := range c.Servers {
+		if !ns.ReadyForConnections(time.Until(deadline)) {
+			t.Fatalf("natstest: server %s not ready", ns.Name())
+		}
+	}
+	for !c.hasMetaLeader() {
+		if time.Now().After(deadline) {
+			t.Fatal("natstest: the cluster elected no JetStream meta leader")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return c
+}
+
+func (c *Cluster) hasMetaLeader() bool {
+	for _, ns := range c.Servers {
+		if !ns.JetStreamIsCurrent() {
+			return false
+		}
+	}
+	for _, ns := range c.Servers {
+		if ns.JetStreamIsLeader() {
+			return true
+		}
+	}
+	return false
+}
+
+// URL returns the client URLs of every server, comma separated.
+func (c *Cluster) URL() string {
+	urls := make([]string, len(c.Servers))
+	for i, ns := range c.Servers {
+		urls[i] = ns.ClientURL()
+	}
+	return strings.Join(urls, ",")
+}
+
+// Connect returns a client connection to the cluster's first server,
+// closed when the test ends.
+func (c *Cluster) Connect(t testing.TB) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(c.Servers[0].ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatalf("natstest: connect: %v", err)
 	}

@@ -1,0 +1,55 @@
+package eventstore_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/internal/natstest"
+)
+
+// Reads of whole histories (GetHistory, WatchWorkflow, weft export) on a
+// three-node cluster each make a consumer, and now and then the first
+// request for records of one just made never reaches the node leading
+// it: the consumer delivers nothing. A read must then make it again
+// promptly, not wait until it gives up: with the client's default
+// heartbeat it gave up ("the stream holds records this read was not
+// given") about one read in fifty, and weft export stopped there.
+func TestReadFromOnAClusterNeverStalls(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node NATS cluster and reads hundreds of histories")
+	}
+	c := natstest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s, err := eventstore.Open(ctx, c.Connect(t), eventstore.Config{Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const runs = 1000
+	for i := range runs {
+		wf := fmt.Sprintf("run-%d", i)
+		var zero uint64
+		seq, err := s.AppendExternal(ctx, wf, &zero, "start/"+wf, started(wf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Append(ctx, wf, seq, completed(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A read that waits for a stalled consumer until the client's own
+	// default heartbeat (5 s) notices takes ten seconds or more.
+	const slow = 8 * time.Second
+	for i := range runs {
+		wf := fmt.Sprintf("run-%d", i)
+		begun := time.Now()
+		n := 0
+		_, err := s.ReadFrom(ctx, wf, 1, func(eventstore.Message) bool { n++; return true })
+		if took := time.Since(begun); err != nil || n != 2 || took > slow {
+			t.Fatalf("read %d of %d (%s): %d records in %v, %v; want 2 within %v", i+1, runs, wf, n, took.Round(time.Millisecond), err, slow)
+		}
+	}
+}
