@@ -385,4 +385,10 @@ func TestBenchSendsToken(t *testing.T) {
 	if _, err := runCLI(t, append(bench, "--token", read)...); err == nil || !strings.Contains(err.Error(), "permission_denied") {
 		t.Fatalf("bench with a read token: %v; want permission_denied", err)
 	}
+	// WEFT_SERVER names the API to measure, as for the other client
+	// commands: a bench without --server measures it, not an embedded Weft.
+	t.Setenv("WEFT_SERVER", "http://"+addr)
+	if _, err := runCLI(t, "bench", "-n", "4", "-c", "2", "--json", "--quiet"); err == nil || !strings.Contains(err.Error(), "unauthenticated") {
+		t.Fatalf("bench with WEFT_SERVER and no token: %v; want unauthenticated from that server", err)
+	}
 }

@@ -45,9 +45,9 @@ watches the closing records on NATS instead (a path no API client has, for
 diagnosis). --also-nats, with an API wait, also reports when NATS carried each
 closing record, as a second line.
 
-Without --server it runs an embedded Weft in a temporary directory and also
-reports this process's CPU seconds and peak RSS. With --server (the API to
-measure) --nats-url names the NATS server it uses: then history events are
+Without --server (or WEFT_SERVER) it runs an embedded Weft in a temporary
+directory and also reports this process's CPU seconds and peak RSS. With
+--server (the API to measure) --nats-url names the NATS server it uses: then history events are
 counted too, and it is needed by --wait nats, --also-nats, --floor and
 --pipeline; --token (or WEFT_TOKEN) and --tls-ca, --tls-cert and --tls-key
 reach an API that requires them, as for the other client commands. --floor measures plain JetStream publishes of as many same-sized
@@ -58,7 +58,7 @@ pipeline and prints Weft's workflows/s as a ratio of it.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			server := ""
-			if cmd.Flags().Changed("server") {
+			if cmd.Flags().Changed("server") || os.Getenv("WEFT_SERVER") != "" {
 				server = serverURL(cf.server)
 			}
 			cfg := bench.Config{N: n, C: c, Input: input, Wait: wait, AlsoNATS: alsoNATS, Pollers: pollers, Floor: floor, FloorBatch: floorBatch, Pipeline: pipe,
