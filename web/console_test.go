@@ -364,6 +364,9 @@ func TestConsole(t *testing.T) {
 		p.shows("p.paused", "downstream maintenance")
 		p.open("/definitions")
 		p.shows("table.defs tr[data-name=orders]", "paused")
+		// The list's badge says since when, by whom and why, as the
+		// definition's page does.
+		p.until("the badge's note", `document.querySelector("table.defs tr[data-name=orders] .badge").title.includes("downstream maintenance")`)
 		p.click("table.defs a", "orders")
 		p.click("button", "Resume…")
 		p.click("button", "Resume definition")

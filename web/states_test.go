@@ -150,5 +150,10 @@ func TestConsoleRunStates(t *testing.T) {
 		p.open("/?q=status%20%3D%3D")
 		p.shows(".error", "InvalidArgument")
 		p.until("no placeholder rows", `!document.querySelector("table.runs tr.placeholder") && document.querySelector("table.runs").getAttribute("aria-busy") === "false"`)
+
+		// A query the counts do not follow says so beside them.
+		p.open(`/?q=status%20%3D%3D%20%22failed%22`)
+		p.shows("table.runs", "flaky-1")
+		p.shows(".counts-note", "not the query")
 	})
 }

@@ -2,7 +2,7 @@
 // diagram and start form.
 import { useEffect, useState } from "preact/hooks";
 import { date, definitions, errorText, listJson } from "./api";
-import type { DefinitionInfo } from "./gen/weft/v1/definition_pb";
+import type { DefinitionInfo, DefinitionPause } from "./gen/weft/v1/definition_pb";
 import { A, navigate, params, withParams } from "./router";
 import { ActionBar, ErrorBox, fmtTime, Section, type ActionSpec } from "./ui";
 import { Diagram } from "./diagram";
@@ -36,7 +36,11 @@ export function DefinitionsPage() {
             {(defs ?? []).map((d) => (
               <tr data-name={d.name}>
                 <td>
-                  <A href={`/definitions/${encodeURIComponent(d.name)}`}>{d.name}</A> {d.pause && <span class="badge s-suspended">paused</span>}
+                  <A href={`/definitions/${encodeURIComponent(d.name)}`}>{d.name}</A> {d.pause && (
+                    <span class="badge s-suspended" title={pauseNote(d.pause)}>
+                      paused
+                    </span>
+                  )}
                 </td>
                 <td class="num">{d.revision}</td>
                 <td>{fmtTime(date(d.createdTime))}</td>
@@ -127,9 +131,7 @@ export function DefinitionPage({ name, search }: { name: string; search: string 
           <ActionBar actions={actions} onChanged={() => setReload((n) => n + 1)} />
           {def.pause && (
             <p class="error paused" role="status">
-              Paused since {fmtTime(date(def.pause.time))}
-              {def.pause.by && ` by ${def.pause.by}`}
-              {def.pause.reason && `: ${def.pause.reason}`}. Its runs start no new step attempts until it is resumed.
+              {pauseNote(def.pause)}. Its runs start no new step attempts until it is resumed.
             </p>
           )}
           <Section title="Diagram" id="diagram">
@@ -146,4 +148,9 @@ export function DefinitionPage({ name, search }: { name: string; search: string 
       {!def && !error && <div class="card placeholder tall" aria-busy="true" />}
     </div>
   );
+}
+
+/** pauseNote says since when, by whom and why a definition is paused. */
+function pauseNote(p: DefinitionPause): string {
+  return `Paused since ${fmtTime(date(p.time))}${p.by ? ` by ${p.by}` : ""}${p.reason ? `: ${p.reason}` : ""}`;
 }

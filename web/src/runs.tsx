@@ -96,6 +96,7 @@ export function RunsPage({ search }: { search: string }) {
     <div>
       <h1>Runs</h1>
       <Counts counts={counts} current={f.status} onPick={(s) => go({ status: s })} />
+      {f.q && <p class="counts-note muted">The counts follow the definition and id filters, not the query.</p>}
       <form class="filters" onSubmit={onSubmit} key={search}>
         <label>
           Status

@@ -13,9 +13,14 @@ export function fmtTime(d: Date | undefined): string {
 export function fmtDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)} ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
-  if (ms < 3_600_000) return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
-  if (ms < 86_400_000) return `${Math.floor(ms / 3_600_000)} h ${Math.round((ms % 3_600_000) / 60_000)} min`;
-  return `${Math.floor(ms / 86_400_000)} d ${Math.round((ms % 86_400_000) / 3_600_000)} h`;
+  if (ms < 3_600_000) return pair(Math.floor(ms / 60_000), "min", Math.round((ms % 60_000) / 1000), "s");
+  if (ms < 86_400_000) return pair(Math.floor(ms / 3_600_000), "h", Math.round((ms % 3_600_000) / 60_000), "min");
+  return pair(Math.floor(ms / 86_400_000), "d", Math.round((ms % 86_400_000) / 3_600_000), "h");
+}
+
+/** pair writes a duration of two units, leaving out a lesser unit of 0. */
+function pair(n: number, unit: string, m: number, lesser: string): string {
+  return m === 0 ? `${n} ${unit}` : `${n} ${unit} ${m} ${lesser}`;
 }
 
 export function Badge({ status }: { status: string }) {
