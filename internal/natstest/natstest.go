@@ -140,13 +140,15 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	}
 	for !c.hasMetaLeader() {
 		if time.Now().After(deadline) {
-			t.Fatal("natstest: the cluster elected no JetStream meta leader")
+			t.Fatal("natstest: the cluster elected no JetStream meta leader that hears from every server")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return c
 }
 
+// hasMetaLeader reports whether every server is current with the
+// JetStream meta group and its leader hears from all of them.
 func (c *Cluster) hasMetaLeader() bool {
 	for _, ns := range c.Servers {
 		if !ns.JetStreamIsCurrent() {
@@ -154,8 +156,11 @@ func (c *Cluster) hasMetaLeader() bool {
 		}
 	}
 	for _, ns := range c.Servers {
+		// The leader places streams only on peers it has heard from
+		// (online, with JetStream, with stats): until it has heard from
+		// all, a stream of as many replicas finds "no suitable peers".
 		if ns.JetStreamIsLeader() {
-			return true
+			return len(ns.JetStreamClusterPeers()) == len(c.Servers)
 		}
 	}
 	return false
