@@ -186,6 +186,15 @@ func (s *Store) leasesTTL(held *map[string]int64) func() time.Duration {
 // holder that dies without releasing its slot loses it when its lease
 // ends; the same attempt delivered again takes its own slot back.
 func (s *Store) AcquireSlot(ctx context.Context, scope, key string, limit int, holder string, now time.Time, lease time.Duration) (bool, time.Duration, error) {
+	return s.AcquireSlotReplacing(ctx, scope, key, limit, holder, nil, now, lease)
+}
+
+// AcquireSlotReplacing is AcquireSlot for a holder that other names may
+// stand for (nil: none): the slots of the holders replaces picks are
+// given back in the same write, before the free slots are counted, so
+// the holder takes one of them back as its own, and a slot it finds free
+// beside one of them does not leave that one held until its lease ends.
+func (s *Store) AcquireSlotReplacing(ctx context.Context, scope, key string, limit int, holder string, replaces func(holder string) bool, now time.Time, lease time.Duration) (bool, time.Duration, error) {
 	var held map[string]int64 // holder → lease end, Unix nanoseconds
 	var ok bool
 	var wait time.Duration
@@ -193,17 +202,21 @@ func (s *Store) AcquireSlot(ctx context.Context, scope, key string, limit int, h
 		if held == nil {
 			held = map[string]int64{}
 		}
-		first := int64(0)
+		first, replaced := int64(0), false
 		for h, end := range held {
-			if end <= now.UnixNano() {
+			switch {
+			case h != holder && replaces != nil && replaces(h):
 				delete(held, h)
-			} else if first == 0 || end < first {
+				replaced = true
+			case end <= now.UnixNano():
+				delete(held, h)
+			case first == 0 || end < first:
 				first = end
 			}
 		}
 		if _, mine := held[holder]; !mine && len(held) >= limit {
 			wait = time.Duration(first - now.UnixNano())
-			return false
+			return replaced
 		}
 		held[holder], ok = now.Add(lease).UnixNano(), true
 		return true

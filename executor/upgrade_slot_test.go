@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -21,13 +22,29 @@ import (
 // executor of this version, which names the same attempt with its
 // command: it must take the slot back too, not wait out the lease (the
 // step's timeout and a minute) with the step shown waiting for a slot its
-// own attempt holds.
+// own attempt holds. With a limit the earlier slot leaves room under, the
+// attempt runs at once, and must still take that slot back: left, it
+// keeps one of the key's slots from every other attempt until its lease
+// ends, and doctor reports the run's finished attempt as holding it. A
+// command held behind other attempts of its key for a while before the
+// earlier executor took the slot (delivered a few hundred times, a
+// quarter of a second apart) must take it back on its next delivery too,
+// not only on one numbered by a power of two: the next such number may
+// come after the lease ends.
 func TestAnAttemptTakesBackTheSlotAnEarlierVersionTookForIt(t *testing.T) {
+	for _, c := range []struct{ limit, delivered int }{{1, 1}, {2, 1}, {1, 130}} {
+		t.Run(fmt.Sprintf("limit %d, taken at delivery %d", c.limit, c.delivered), func(t *testing.T) {
+			takesBackEarlierVersionsSlot(t, c.limit, c.delivered)
+		})
+	}
+}
+
+func takesBackEarlierVersionsSlot(t *testing.T, limit, delivered int) {
 	b := newBench(t, nil)
 	if err := b.store.EnsureTaskConsumer(b.ctx, "slotted"); err != nil {
 		t.Fatal(err)
 	}
-	b.flowCommand("wf", "slotted", time.Minute, events.RetryPolicy{MaxAttempts: 1}, "k", 1)
+	b.flowCommand("wf", "slotted", time.Minute, events.RetryPolicy{MaxAttempts: 1}, "k", limit)
 
 	// The earlier executor: delivered the command, takes the slot under
 	// the name it gives it, and gives the command back as it stops.
@@ -35,19 +52,28 @@ func TestAnAttemptTakesBackTheSlotAnEarlierVersionTookForIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var msg jetstream.Msg
-	for m := range batch.Messages() {
-		msg = m
-	}
-	if msg == nil {
-		t.Fatal("the command was not delivered")
+	for n := 1; n <= delivered; n++ {
+		if msg != nil {
+			// Held behind the key's other attempts: given back at once.
+			if err := msg.Nak(); err != nil {
+				t.Fatal(err)
+			}
+			msg = nil
+		}
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			msg = m
+		}
+		if msg == nil {
+			t.Fatalf("the command was not delivered a %dth time", n)
+		}
 	}
 	lease := 2 * time.Minute // the step's timeout and a minute
-	if ok, _, err := b.store.AcquireSlot(b.ctx, "d/s", "k", 1, "wf/s/1/1", time.Now(), lease); err != nil || !ok {
+	if ok, _, err := b.store.AcquireSlot(b.ctx, "d/s", "k", limit, "wf/s/1/1", time.Now(), lease); err != nil || !ok {
 		t.Fatalf("the earlier executor's slot: %v %v", ok, err)
 	}
 	if err := msg.NakWithDelay(givenBackDelay); err != nil {
@@ -82,6 +108,6 @@ func TestAnAttemptTakesBackTheSlotAnEarlierVersionTookForIt(t *testing.T) {
 	}
 	b.settled("slotted")
 	if h, err := b.store.SlotHolders(b.ctx, "d/s", "k", time.Now()); err != nil || len(h) != 0 {
-		t.Fatalf("slot holders after the attempt: %v %v", h, err)
+		t.Fatalf("slot holders after the attempt: %v %v (the slot the earlier executor took for it is left until its lease ends)", h, err)
 	}
 }

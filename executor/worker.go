@@ -669,19 +669,17 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 			}
 		}
 		lease, took := slotLease(d), w.now()
-		ok, wait, err := w.store.AcquireSlot(ctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, took, lease)
-		if n := d.NumDelivered; err == nil && !ok && n > 1 && n&(n-1) == 0 {
+		var earlier func(string) bool
+		if d.NumDelivered > 1 {
 			// An executor of an earlier version, delivered this attempt
-			// before, named its slot without the command (a rolling
-			// upgrade; it stopped, or died): that slot is this attempt's,
-			// taken back as the same holder's would be, not waited for
-			// until its lease ends. Looked for on deliveries numbered by
-			// a power of two, as the slots are full.
-			if err := w.store.DropSlots(ctx, f.Scope, f.ConcurrencyKey, unnamedAttempt(d, attempt)); err != nil {
-				return failed(err)
-			}
-			ok, wait, err = w.store.AcquireSlot(ctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, took, lease)
+			// before, may have named its slot without the command (a
+			// rolling upgrade; it stopped, or died): that slot is this
+			// attempt's, taken back in the same write as the same
+			// holder's would be, not waited for until its lease ends,
+			// nor left held beside this one when the key has room.
+			earlier = unnamedAttempt(d, attempt)
 		}
+		ok, wait, err := w.store.AcquireSlotReplacing(ctx, f.Scope, f.ConcurrencyKey, f.ConcurrencyLimit, holder, earlier, took, lease)
 		if err != nil {
 			return failed(err)
 		}

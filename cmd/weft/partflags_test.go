@@ -6,13 +6,18 @@ import (
 )
 
 // --concurrency bounds an executor's handlers: the commands that run
-// one take it, and the orchestrator and the API, which have none,
-// refuse it rather than accept a setting that does nothing.
+// one offer it. The orchestrator and the API, which have none, do not
+// offer it, and warn that it does nothing when a command line of an
+// earlier version, which took it there, still gives it; they start all
+// the same.
 func TestConcurrencyOnlyWhereAnExecutorRuns(t *testing.T) {
 	for _, part := range []string{"orchestrator", "api"} {
-		_, err := runCLI(t, part, "--concurrency", "8", "--nats-url", "nats://127.0.0.1:1")
-		if err == nil || !strings.Contains(err.Error(), "unknown flag: --concurrency") {
-			t.Errorf("weft %s --concurrency: %v; want unknown flag", part, err)
+		out, err := runCLI(t, part, "--concurrency", "8", "--log-format", "nope")
+		if err == nil || strings.Contains(err.Error(), "unknown flag") || !strings.Contains(out, "--concurrency has been deprecated, it bounds nothing here") {
+			t.Errorf("weft %s --concurrency: %v\n%s\nwant a warning, then the start (failing here on the log format)", part, err, out)
+		}
+		if help, _ := runCLI(t, part, "--help"); strings.Contains(help, "--concurrency") {
+			t.Errorf("weft %s --help offers --concurrency:\n%s", part, help)
 		}
 	}
 	for _, part := range []string{"server", "executor"} {

@@ -105,6 +105,15 @@ func (p *partFlags) registerConcurrency(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&p.concurrency, "concurrency", 64, "handlers running at once per task type (executor)")
 }
 
+// registerIgnoredConcurrency keeps --concurrency on the commands that
+// run no executor, where earlier versions took it and it bounded
+// nothing: it is hidden and warned of, so that a command line of an
+// earlier version still starts.
+func (p *partFlags) registerIgnoredConcurrency(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&p.concurrency, "concurrency", 64, "")
+	_ = cmd.Flags().MarkDeprecated("concurrency", "it bounds nothing here (only an executor runs handlers): take it off this command line")
+}
+
 // registerHTTPDeny adds --http-deny, for the commands that run an
 // executor.
 func (p *partFlags) registerHTTPDeny(cmd *cobra.Command) {
@@ -462,7 +471,7 @@ func orchestratorCmd() *cobra.Command {
 	cmd := partCmd("orchestrator", "Run an orchestrator against --nats-url", false, func(_ *partFlags, cfg *node.Config) error {
 		cfg.Orchestrator = o.config()
 		return nil
-	})
+	}, (*partFlags).registerIgnoredConcurrency)
 	o.register(cmd)
 	return cmd
 }
@@ -483,7 +492,7 @@ func apiCmd() *cobra.Command {
 		}
 		cfg.API, cfg.APIAddr, cfg.APITLS = apiCfg, p.addr, apiTLS
 		return nil
-	}, (*partFlags).registerPublishAllow)
+	}, (*partFlags).registerPublishAllow, (*partFlags).registerIgnoredConcurrency)
 }
 
 // logAPISecurity logs how the API is protected, with a warning when it
