@@ -538,8 +538,11 @@ const failureHeadroom = 1 << 10
 // events.MaxErrorMessage is cut: a failure is always
 // recorded, so the event is acked and the ones behind it go on.
 func (s *Store) RecordTriggerFailure(ctx context.Context, f TriggerFailure) error {
-	// A reason may quote the event: valid UTF-8 and bounded, as an error is.
+	// A reason may quote the event: valid UTF-8 and bounded, as an error
+	// is. A subject of bytes that are not UTF-8 (a NATS subject, a
+	// webhook's path) reads back with U+FFFD in their place.
 	f.Reason = events.Error{Message: f.Reason}.Fit().Message
+	f.Subject = strings.ToValidUTF8(f.Subject, "\uFFFD")
 	data, err := msgpack.Marshal(f)
 	if err != nil {
 		return err

@@ -760,7 +760,13 @@ func (w *Worker) admitFlow(ctx context.Context, typ string, d *eventstore.Delive
 // does not stop a handler); named alike, the new run's attempt would take
 // that attempt's slot for its own and run beside it.
 func slotHolder(d *eventstore.Delivery, attempt int) string {
-	return fmt.Sprintf("%s/%s/%d/%d/%d", d.WorkflowID, d.Task.Path, d.Task.Gen, attempt, d.Seq)
+	return fmt.Sprintf("%s/%d/%d", scheduling(d), attempt, d.Seq)
+}
+
+// scheduling names d's step scheduling as slot holders begin with it:
+// "<run>/<step path>/<scheduling>".
+func scheduling(d *eventstore.Delivery) string {
+	return fmt.Sprintf("%s/%s/%d", d.WorkflowID, d.Task.Path, d.Task.Gen)
 }
 
 // earlierAttempts picks the slot holders of d's scheduling whose attempt
@@ -769,7 +775,7 @@ func slotHolder(d *eventstore.Delivery, attempt int) string {
 // run's id, whichever run of it that was). An attempt of another run of
 // the id (deleted since) is not d's scheduling's, and keeps its slot.
 func earlierAttempts(d *eventstore.Delivery, attempt int) func(string) bool {
-	prefix := fmt.Sprintf("%s/%s/%d/", d.WorkflowID, d.Task.Path, d.Task.Gen)
+	prefix := scheduling(d) + "/"
 	return func(h string) bool {
 		rest, ok := strings.CutPrefix(h, prefix)
 		if !ok {
@@ -790,7 +796,7 @@ func earlierAttempts(d *eventstore.Delivery, attempt int) func(string) bool {
 // earlier version named it, without the command (of the run's id,
 // whichever run of it that was, as earlierAttempts picks those).
 func unnamedAttempt(d *eventstore.Delivery, attempt int) func(string) bool {
-	name := fmt.Sprintf("%s/%s/%d/%d", d.WorkflowID, d.Task.Path, d.Task.Gen, attempt)
+	name := fmt.Sprintf("%s/%d", scheduling(d), attempt)
 	return func(h string) bool { return h == name }
 }
 

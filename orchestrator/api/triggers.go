@@ -207,10 +207,9 @@ func (s *Server) recordHookFailure(ctx context.Context, name, def string, herr *
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	reason := strings.ToValidUTF8(herr.msg, "\uFFFD")
-	s.log.Info("webhook delivery started no workflow", "webhook", name, "definition", def, "status", herr.status, "reason", reason)
+	s.log.Info("webhook delivery started no workflow", "webhook", name, "definition", def, "status", herr.status, "reason", herr.msg)
 	if err := s.store.RecordTriggerFailure(ctx, eventstore.TriggerFailure{Subject: "/hooks/" + name, Time: s.cfg.Now().UTC(),
-		Reason: reason, Definition: def, Payload: herr.payload}); err != nil {
+		Reason: herr.msg, Definition: def, Payload: herr.payload}); err != nil {
 		s.log.Error("webhook delivery's failure could not be recorded", "webhook", name, "definition", def, "err", err)
 	}
 }

@@ -358,11 +358,9 @@ func (e *Engine) addedSince(ctx context.Context, m Match, t time.Time) (time.Tim
 	return added, nil
 }
 
-// fail records a trigger event that started no workflow. Its subject and
-// reason are kept valid UTF-8 (invalid bytes become U+FFFD), so the
-// failure reads back.
+// fail records a trigger event that started no workflow (its subject and
+// reason made valid UTF-8 by the store, so the failure reads back).
 func (e *Engine) fail(ctx context.Context, subject, def, reason string, payload []byte) error {
-	subject, reason = strings.ToValidUTF8(subject, "\uFFFD"), strings.ToValidUTF8(reason, "\uFFFD")
 	e.log.Info("trigger event started no workflow", "subject", subject, "definition", def, "reason", reason)
 	return e.store.RecordTriggerFailure(ctx, eventstore.TriggerFailure{Subject: subject, Time: e.cfg.Now().UTC(),
 		Reason: reason, Definition: def, Payload: payload})
