@@ -32,7 +32,9 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 type testServer struct {
 	// Logs is what it wrote to its standard error.
 	Logs *logbuf.Buffer
-	stop func() error
+	// Stdout is what it wrote to its standard output.
+	Stdout *logbuf.Buffer
+	stop   func() error
 }
 
 // Stop cancels the server and returns what it returned; it is also done
@@ -45,14 +47,14 @@ func startServer(t *testing.T, args, probe []string) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	s := &testServer{Logs: &logbuf.Buffer{}}
+	s := &testServer{Logs: &logbuf.Buffer{}, Stdout: &logbuf.Buffer{}}
 	// The data directory is made (and its removal registered) before the
 	// server's stop is: cleanups run last first, so the server has stopped
 	// writing to it when it is removed.
 	data := t.TempDir()
 	go func() {
 		args := append([]string{"server", "--data", data, "--nats-addr", "127.0.0.1:0", "--log-level", "error"}, args...)
-		done <- run(ctx, args, &logbuf.Buffer{}, s.Logs)
+		done <- run(ctx, args, s.Stdout, s.Logs)
 	}()
 	var once sync.Once
 	var stopErr error

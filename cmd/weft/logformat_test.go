@@ -10,11 +10,20 @@ import (
 )
 
 // --log-format json writes one JSON object a line, and a line about a
-// run names it by workflow_id (a step's by step and attempt too).
+// run names it by workflow_id (a step's by step and attempt too). Where
+// the listeners are is said in the log too, and nothing plain is written
+// on stdout, which a collector may read with stderr.
 func TestLogFormatJSON(t *testing.T) {
 	addr := freeAddr(t)
 	server := "--server=http://" + addr
-	logs := startServer(t, []string{"--addr", addr, "--log-level", "info", "--log-format", "json"}, []string{server}).Logs
+	srv := startServer(t, []string{"--addr", addr, "--log-level", "info", "--log-format", "json"}, []string{server})
+	logs := srv.Logs
+	if out := srv.Stdout.String(); out != "" {
+		t.Errorf("stdout under --log-format json: %q", out)
+	}
+	if want := `"msg":"weft API listening on","url":"http://` + addr + `"`; !strings.Contains(logs.String(), want) {
+		t.Errorf("no log line %s:\n%s", want, logs.String())
+	}
 	file := filepath.Join(t.TempDir(), "noisy.yaml")
 	if err := os.WriteFile(file, []byte(`
 name: noisy

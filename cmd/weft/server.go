@@ -553,14 +553,24 @@ func runParts(cmd *cobra.Command, log *slog.Logger, p partFlags, cfg node.Config
 	if cfg.Executor != nil {
 		parts = append(parts, "executor")
 	}
+	// Where each listener is: plain lines on stdout for a person, or,
+	// under --log-format json, log records, so that a collector taking
+	// stdout and stderr together reads nothing but JSON.
+	listening := func(what, url string) {
+		if p.logFormat == "json" {
+			log.Info("weft "+what, "url", url)
+			return
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "weft %s %s\n", what, url)
+	}
 	if n.APIURL != "" {
 		parts = append(parts, "api")
-		fmt.Fprintf(cmd.OutOrStdout(), "weft API listening on %s\n", n.APIURL)
-		fmt.Fprintf(cmd.OutOrStdout(), "weft console on %s/\n", n.APIURL)
+		listening("API listening on", n.APIURL)
+		listening("console on", n.APIURL+"/")
 		logAPISecurity(log, cfg)
 	}
 	if n.MetricsURL != "" {
-		fmt.Fprintf(cmd.OutOrStdout(), "weft metrics on %s\n", n.MetricsURL)
+		listening("metrics on", n.MetricsURL)
 	}
 	log.Info("weft running", "parts", strings.Join(parts, ","), "nats", cfg.NATSURL)
 	var lost error
