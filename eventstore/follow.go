@@ -134,6 +134,11 @@ func (s *Store) FollowHistories(ctx context.Context) (*Follower, error) {
 	return &Follower{cons: cons, from: info.State.LastSeq, stream: s.history, created: info.Created}, nil
 }
 
+// followHeartbeat is how often a follower's consumer says it is there
+// while it has nothing to deliver; two missed make the client make it
+// again.
+const followHeartbeat = time.Second
+
 // Run calls fn with each record stored after the Follower was made, in
 // stream order, until ctx ends (nil) or the consumer fails (its error:
 // records may have been missed since, and a new Follower is needed). A
@@ -142,7 +147,12 @@ func (s *Store) FollowHistories(ctx context.Context) (*Follower, error) {
 // otherwise wait, silent, for the new stream to reach the old one's
 // sequences.
 func (f *Follower) Run(ctx context.Context, fn func(Followed)) error {
-	it, err := f.cons.Messages(jetstream.PullMaxMessages(1024))
+	// On a cluster the first request of a consumer just made is now and
+	// then not passed on to the node that leads it, and the consumer
+	// delivers nothing; two missed heartbeats make the client make it
+	// again (with its default, 5 s, records reached the waiters ten
+	// seconds late).
+	it, err := f.cons.Messages(jetstream.PullMaxMessages(1024), jetstream.PullHeartbeat(followHeartbeat))
 	if err != nil {
 		return fmt.Errorf("eventstore: follow: %w", err)
 	}

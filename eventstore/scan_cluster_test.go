@@ -70,3 +70,62 @@ func TestReadFromOnAClusterNeverStalls(t *testing.T) {
 		}
 	}
 }
+
+// A follower (what awaits and watches wait on) is made each time an API
+// has someone waiting again, and on a cluster its consumer's first
+// request for records may be lost as a read's may: the follower must make
+// it again promptly. With the client's default heartbeat, a record then
+// reached the API's waiters ten seconds or more after it was stored.
+func TestFollowOnAClusterNeverStalls(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node NATS cluster and makes hundreds of followers")
+	}
+	c := natstest.StartCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s, err := eventstore.Open(ctx, c.Connect(t), eventstore.Config{Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const followers = 300
+	const slow = 5 * time.Second
+	for i := range followers {
+		wf := fmt.Sprintf("run-%d", i)
+		f, err := s.FollowHistories(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fctx, stop := context.WithCancel(ctx)
+		got := make(chan struct{}, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- f.Run(fctx, func(r eventstore.Followed) {
+				if r.Workflow == wf {
+					select {
+					case got <- struct{}{}:
+					default:
+					}
+				}
+			})
+		}()
+		begun := time.Now()
+		var zero uint64
+		if _, err := s.AppendExternal(ctx, wf, &zero, "start/"+wf, started(wf)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+		case err := <-done:
+			t.Fatalf("follower %d of %d ended: %v", i+1, followers, err)
+		case <-time.After(slow):
+			t.Fatalf("follower %d of %d: the record not followed within %v", i+1, followers, slow)
+		}
+		stop()
+		if err := <-done; err != nil {
+			t.Fatalf("follower %d: %v", i+1, err)
+		}
+		if took := time.Since(begun); took > slow {
+			t.Fatalf("follower %d took %v", i+1, took)
+		}
+	}
+}
