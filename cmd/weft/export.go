@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -66,43 +67,95 @@ func exportQuery(query, since string) (string, error) {
 	return q, nil
 }
 
+// exportAhead is how many runs' first pages of history export asks for
+// while it writes the run before them: on a cluster each read waits on a
+// consumer made for it, and one run at a time left the API idle between
+// them. Later pages are read as they are written, so what is held is at
+// most exportAhead pages.
+const exportAhead = 8
+
+// firstPage is a run's first page of history, or why it could not be read.
+type firstPage struct {
+	id  string
+	res *connect.Response[weftv1.GetHistoryResponse]
+	err error
+}
+
 // exportRuns writes the histories of the runs q finds, after the run
 // resumeAfter if set; it returns how many runs it wrote and the last.
+// Runs are written in the order the listing gives them, each whole.
 func exportRuns(cmd *cobra.Command, cf *clientFlags, q, resumeAfter string, out io.Writer) (n int, last string, err error) {
-	ctx := cmd.Context()
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	// Each listed run's first page is asked for at once, up to
+	// exportAhead ahead of the one being written; the channels come in
+	// listing order.
+	ahead := make(chan chan firstPage, exportAhead-1)
+	listed := make(chan error, 1)
+	go func() {
+		defer close(ahead)
+		listed <- listRuns(ctx, cf, q, resumeAfter, func(id string) bool {
+			page := make(chan firstPage, 1)
+			select {
+			case ahead <- page:
+			case <-ctx.Done():
+				return false
+			}
+			go func() {
+				req := &weftv1.GetHistoryRequest{WorkflowId: id, PageSize: pageSize}
+				res, err := cf.workflows().GetHistory(ctx, connect.NewRequest(req))
+				page <- firstPage{id: id, res: res, err: err}
+			}()
+			return true
+		})
+	}()
+	for page := range ahead {
+		p := <-page
+		if err := exportHistory(ctx, cf, p, out); err != nil {
+			return n, last, err
+		}
+		n, last = n+1, p.id
+	}
+	return n, last, <-listed
+}
+
+// listRuns calls fn with the id of each run q finds, after resumeAfter if
+// set, until fn returns false.
+func listRuns(ctx context.Context, cf *clientFlags, q, resumeAfter string, fn func(id string) bool) error {
 	skipping := resumeAfter != ""
 	req := &weftv1.ListWorkflowsRequest{Query: q, PageSize: pageSize}
 	for {
 		res, err := cf.workflows().ListWorkflows(ctx, connect.NewRequest(req))
 		if err != nil {
-			return n, last, err
+			return err
 		}
 		for _, s := range res.Msg.GetWorkflows() {
 			if skipping {
 				skipping = s.GetId() != resumeAfter
 				continue
 			}
-			if err := exportHistory(cmd, cf, s.GetId(), out); err != nil {
-				return n, last, err
+			if !fn(s.GetId()) {
+				return ctx.Err()
 			}
-			n, last = n+1, s.GetId()
 		}
 		next := res.Msg.GetNextPageToken()
 		if next == "" || next == req.PageToken {
 			if skipping {
-				return n, last, fmt.Errorf("--resume-after %s: no such run among those the query finds", resumeAfter)
+				return fmt.Errorf("--resume-after %s: no such run among those the query finds", resumeAfter)
 			}
-			return n, last, nil
+			return nil
 		}
 		req.PageToken = next
 	}
 }
 
-// exportHistory writes one run's events, each with its run id.
-func exportHistory(cmd *cobra.Command, cf *clientFlags, id string, out io.Writer) error {
+// exportHistory writes one run's events, each with its run id: its first
+// page as read ahead, then the pages after it.
+func exportHistory(ctx context.Context, cf *clientFlags, p firstPage, out io.Writer) error {
+	id := p.id
 	req := &weftv1.GetHistoryRequest{WorkflowId: id, PageSize: pageSize}
+	res, err := p.res, p.err
 	for {
-		res, err := cf.workflows().GetHistory(cmd.Context(), connect.NewRequest(req))
 		if err != nil {
 			return fmt.Errorf("history of %s: %w", id, err)
 		}
@@ -129,5 +182,6 @@ func exportHistory(cmd *cobra.Command, cf *clientFlags, id string, out io.Writer
 			return nil
 		}
 		req.PageToken = next
+		res, err = cf.workflows().GetHistory(ctx, connect.NewRequest(req))
 	}
 }
