@@ -43,7 +43,8 @@ way an API client does (Connect with JSON over HTTP/1.1), then takes the next:
 the closing event, poll calls GetWorkflow until the run is closed, and nats
 watches the closing records on NATS instead (a path no API client has, for
 diagnosis). --also-nats, with an API wait, also reports when NATS carried each
-closing record, as a second line.
+closing record, as a second line. A call the API answers Unavailable (while it
+restarts, say) is made again for up to a minute, and counted.
 
 Without --server (or WEFT_SERVER) it runs an embedded Weft in a temporary
 directory and also reports this process's CPU seconds and peak RSS. With

@@ -170,6 +170,9 @@ type Result struct {
 	// PollsPerS is how many GetWorkflow calls the pollers made a second
 	// (Config.Pollers).
 	PollsPerS float64 `json:"polls_per_s,omitempty"`
+	// Unavailable is how many calls the API answered Unavailable (it
+	// restarted, say) and the clients made again.
+	Unavailable int `json:"unavailable_calls_made_again,omitempty"`
 	// MsgsInPerWorkflow and MsgsOutPerWorkflow are the messages the NATS
 	// server received and sent per workflow while the workflows ran
 	// (with Config.ServerMsgs).
@@ -208,6 +211,9 @@ func (r Result) String() string {
 	fmt.Fprintf(&b, "\nstart->complete latency: p50 %.2fms, p90 %.2fms, p99 %.2fms\n", r.P50ms, r.P90ms, r.P99ms)
 	if r.PollsPerS > 0 {
 		fmt.Fprintf(&b, "meanwhile: %.0f GetWorkflow calls/s on running workflows\n", r.PollsPerS)
+	}
+	if r.Unavailable > 0 {
+		fmt.Fprintf(&b, "unavailable: %d calls answered Unavailable were made again\n", r.Unavailable)
 	}
 	if r.NATSWorkflowsPerS > 0 {
 		fmt.Fprintf(&b, "seen on NATS: %.0f workflows/s, start->closing record latency: p50 %.2fms, p90 %.2fms, p99 %.2fms\n", r.NATSWorkflowsPerS, r.NATSP50ms, r.NATSP90ms, r.NATSP99ms)
@@ -459,14 +465,46 @@ type timing struct {
 	elapsed time.Duration
 	starts  []time.Time
 	latency []time.Duration
+	// unavailable counts the calls made again after Unavailable.
+	unavailable atomic.Int64
+}
+
+// unavailableFor is how long a client makes a call again that the API
+// answers Unavailable (while it restarts, say) before the bench stops.
+const unavailableFor = time.Minute
+
+// again calls fn until it returns anything but Unavailable, for at most
+// unavailableFor after the first Unavailable, counting each call made
+// again in made. A start can be made again: it names its request id.
+func again(ctx context.Context, made *atomic.Int64, fn func() error) error {
+	var first time.Time
+	pause := 50 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || connect.CodeOf(err) != connect.CodeUnavailable || ctx.Err() != nil {
+			return err
+		}
+		if first.IsZero() {
+			first = time.Now()
+		} else if time.Since(first) > unavailableFor {
+			return err
+		}
+		made.Add(1)
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return err
+		}
+		pause = min(2*pause, time.Second)
+	}
 }
 
 // runClients runs cfg.N workflows with cfg.C clients, each starting a
 // workflow, waiting for it to finish and taking the next.
-func runClients(ctx context.Context, cfg Config, run string, start, wait clientFunc) (timing, error) {
+func runClients(ctx context.Context, cfg Config, run string, start, wait clientFunc) (*timing, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	t := timing{starts: make([]time.Time, cfg.N), latency: make([]time.Duration, cfg.N)}
+	t := &timing{starts: make([]time.Time, cfg.N), latency: make([]time.Duration, cfg.N)}
 	var next, finished atomic.Int64
 	done := make(chan struct{})
 	errc := make(chan error, cfg.C) // a client sends at most one
@@ -481,11 +519,11 @@ func runClients(ctx context.Context, cfg Config, run string, start, wait clientF
 				}
 				id := fmt.Sprintf("%s-%d", run, i)
 				t.starts[i] = time.Now()
-				if err := start(ctx, i, id); err != nil {
+				if err := again(ctx, &t.unavailable, func() error { return start(ctx, i, id) }); err != nil {
 					errc <- fmt.Errorf("bench: start %s: %w", id, err)
 					return
 				}
-				if err := wait(ctx, i, id); err != nil {
+				if err := again(ctx, &t.unavailable, func() error { return wait(ctx, i, id) }); err != nil {
 					errc <- fmt.Errorf("bench: wait for %s: %w", id, err)
 					return
 				}
@@ -552,11 +590,12 @@ func takeUsage(cfg Config) usage {
 
 // measured turns the clients' timing and the usage before and after
 // into a result.
-func measured(cfg Config, steps int, t timing, before, after usage) Result {
+func measured(cfg Config, steps int, t *timing, before, after usage) Result {
 	res := Result{Workflows: cfg.N, Wait: cfg.Wait, Seconds: t.elapsed.Seconds()}
 	res.WorkflowsPerS = float64(cfg.N) / res.Seconds
 	res.StepsPerS = float64(cfg.N*steps) / res.Seconds
 	res.P50ms, res.P90ms, res.P99ms = percentiles(t.latency)
+	res.Unavailable = int(t.unavailable.Load())
 	if cfg.ServerMsgs != nil {
 		res.MsgsInPerWorkflow = float64(after.in-before.in) / float64(cfg.N)
 		res.MsgsOutPerWorkflow = float64(after.out-before.out) / float64(cfg.N)
@@ -736,7 +775,7 @@ func (c *closings) wait(ctx context.Context, i int, _ string) error {
 // figures waits for every closing record and sets the NATS figures of
 // res: throughput until the last was seen, and latency from each start
 // call until its workflow's closing record was seen.
-func (c *closings) figures(ctx context.Context, t timing, res *Result) error {
+func (c *closings) figures(ctx context.Context, t *timing, res *Result) error {
 	select {
 	case <-c.all:
 	case <-ctx.Done():

@@ -2,9 +2,14 @@ package bench_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,5 +100,44 @@ func TestBenchConfigNeedsNATS(t *testing.T) {
 		if _, err := bench.Run(context.Background(), cfg); err == nil || !strings.HasPrefix(err.Error(), "bench: ") || strings.Contains(err.Error(), "connect") {
 			t.Errorf("%+v: err %v, want a config error", cfg, err)
 		}
+	}
+}
+
+// An API answering Unavailable for a while (a restart behind a balancer,
+// say) does not stop the bench: each client makes its call again, the
+// starts by their request ids, so every run is measured once and the
+// calls made again are counted.
+func TestBenchRidesOutUnavailable(t *testing.T) {
+	ns := natstest.Start(t)
+	n, err := node.Start(context.Background(), node.Config{NATSURL: ns.URL(), Store: eventstore.Config{},
+		Orchestrator: &orchestrator.Config{}, Executor: &executor.Config{}, Builtins: true, API: &api.Config{}, APIAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Stop(context.Background()) })
+	target, err := url.Parse(n.APIURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// In front of the API: from the 10th call to the 40th, 503 (which
+	// Connect reads as Unavailable); before and after, the API.
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var calls atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c := calls.Add(1); c >= 10 && c < 40 {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	cfg := bench.Config{Server: front.URL, N: 40, C: 4, Timeout: 2 * time.Minute, Wait: bench.WaitAwait, NATSURL: ns.URL()}
+	res, err := bench.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResult(t, cfg, res)
+	if res.Unavailable != 30 || !strings.Contains(res.String(), "30 calls answered Unavailable were made again") {
+		t.Fatalf("calls made again: %d, want 30\n%s", res.Unavailable, res)
 	}
 }
