@@ -65,20 +65,32 @@ func (d *driver) resume(ctx context.Context, r *run) error {
 }
 
 // doctorWait bounds the time the stuck and drift detector has to find a
-// suspended run waiting.
-const doctorWait = 30 * time.Second
+// suspended run waiting; doctorWaitFailing bounds it while its checks
+// fail.
+const (
+	doctorWait        = 30 * time.Second
+	doctorWaitFailing = 3 * doctorWait
+)
 
 // doctorWaits runs the stuck and drift detector, without a grace period,
 // until it finds run id waiting, with no finding, and returns ""; or,
 // when doctorWait passes first, what it found last ("" when it never
 // answered). The checks are the harness's shared ones (doctorChecks).
+// While the checks fail (NATS in trouble, whose writes the listing waits
+// for too), it goes on looking for up to doctorWaitFailing: a finding
+// the checks could not look at again is not yet one that stayed.
 func (h *Harness) doctorWaits(ctx context.Context, id string) string {
-	ctx, cancel := context.WithTimeout(ctx, doctorWait)
+	begun := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, doctorWaitFailing)
 	defer cancel()
 	// What the last check that answered said of the run, and why the
 	// checks after it failed, if they did.
 	answer, failed := "", ""
 	err := poll(ctx, time.Second, func() (bool, error) {
+		if failed == "" && time.Since(begun) > doctorWait {
+			cancel()
+			return false, nil
+		}
 		rep, err := h.checks.check(ctx)
 		if err != nil {
 			failed = err.Error()
