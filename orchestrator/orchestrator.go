@@ -1114,54 +1114,27 @@ func (sh *shard) reconcile(ctx context.Context, wf string, e *entry, d *eventsto
 }
 
 // reconcileChildren starts the children st records as running and cancels
-// the ones it no longer needs. A failed workflow keeps its children: a
-// redrive may still need them.
+// the ones it no longer needs, those of steps a redrive started again
+// under a new id too. A failed workflow keeps its children: a redrive may
+// still need them.
 func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) error {
 	st := e.st
+	for _, s := range st.Superseded {
+		if err := sh.cancelChild(ctx, e, s); err != nil {
+			return err
+		}
+	}
 	for _, path := range st.Order {
 		s := st.Steps[path]
 		if s.ChildID == "" {
 			continue
 		}
-		abandoned := workflow.Abandoned(st, s)
 		switch {
-		case abandoned && !e.canceled[s.ChildID]:
-			// Started first (quietly: a closed parent takes no result), so
-			// a late start cannot outrun the cancel; a child that cannot
-			// start is left alone.
-			at := st.Closed
-			if at.IsZero() {
-				at = st.Now
-			}
-			cancel := events.Event{Type: events.TypeCancelRequested, Time: at, Identity: parentIdentity(st.ID),
-				CancelRequested: &events.CancelRequested{Reason: fmt.Sprintf("parent workflow %s no longer needs it (step %s is %s, the workflow %s)", st.ID, s.Path, s.Status, st.Status)}}
-			// A child not started yet is started with its cancel, in its
-			// first record: its first decision is to stop, so none of its
-			// steps runs.
-			why, created, err := sh.tryStartChild(ctx, st, s, st.Now, cancel)
-			if err != nil {
+		case workflow.Abandoned(st, s):
+			if err := sh.cancelChild(ctx, e, s); err != nil {
 				return err
 			}
-			e.canceled = mark(e.canceled, s.ChildID)
-			if why != nil || created {
-				continue
-			}
-			// A closed child needs no cancel (and one appended after it
-			// closed would only make it tell the parent again).
-			_, closed, err := sh.closed(ctx, s.ChildID)
-			if err != nil {
-				delete(e.canceled, s.ChildID)
-				return err
-			}
-			if closed {
-				continue
-			}
-			_, err = sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, fmt.Sprintf("cancel/%s/parent/%d", s.ChildID, st.Created.UnixNano()), cancel)
-			if err != nil && !errors.Is(err, eventstore.ErrDuplicate) && !errors.Is(err, eventstore.ErrNotFound) {
-				delete(e.canceled, s.ChildID)
-				return fmt.Errorf("cancel child %s: %w", s.ChildID, err)
-			}
-		case !abandoned && s.Status == workflow.StepRunning && (st.Status == workflow.StatusRunning || st.Status == workflow.StatusFailed) &&
+		case s.Status == workflow.StepRunning && (st.Status == workflow.StatusRunning || st.Status == workflow.StatusFailed) &&
 			!e.started[s.ChildID]:
 			// A failed parent's running children run on (a redrive takes
 			// their results), so one it recorded is started all the same.
@@ -1170,6 +1143,51 @@ func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) err
 			}
 			e.started = mark(e.started, s.ChildID)
 		}
+	}
+	return nil
+}
+
+// cancelChild cancels the child of e's step s, which e's workflow no
+// longer needs, unless e knows it was asked to.
+func (sh *shard) cancelChild(ctx context.Context, e *entry, s *workflow.Step) error {
+	st := e.st
+	if e.canceled[s.ChildID] {
+		return nil
+	}
+	// Started first (quietly: a closed parent takes no result), so
+	// a late start cannot outrun the cancel; a child that cannot
+	// start is left alone.
+	at := st.Closed
+	if at.IsZero() {
+		at = st.Now
+	}
+	cancel := events.Event{Type: events.TypeCancelRequested, Time: at, Identity: parentIdentity(st.ID),
+		CancelRequested: &events.CancelRequested{Reason: fmt.Sprintf("parent workflow %s no longer needs it (step %s is %s, the workflow %s)", st.ID, s.Path, s.Status, st.Status)}}
+	// A child not started yet is started with its cancel, in its
+	// first record: its first decision is to stop, so none of its
+	// steps runs.
+	why, created, err := sh.tryStartChild(ctx, st, s, st.Now, cancel)
+	if err != nil {
+		return err
+	}
+	e.canceled = mark(e.canceled, s.ChildID)
+	if why != nil || created {
+		return nil
+	}
+	// A closed child needs no cancel (and one appended after it
+	// closed would only make it tell the parent again).
+	_, closed, err := sh.closed(ctx, s.ChildID)
+	if err != nil {
+		delete(e.canceled, s.ChildID)
+		return err
+	}
+	if closed {
+		return nil
+	}
+	_, err = sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, fmt.Sprintf("cancel/%s/parent/%d", s.ChildID, st.Created.UnixNano()), cancel)
+	if err != nil && !errors.Is(err, eventstore.ErrDuplicate) && !errors.Is(err, eventstore.ErrNotFound) {
+		delete(e.canceled, s.ChildID)
+		return fmt.Errorf("cancel child %s: %w", s.ChildID, err)
 	}
 	return nil
 }

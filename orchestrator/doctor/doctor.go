@@ -375,10 +375,8 @@ func (r *run) related() []string {
 			ids = append(ids, m.ChildID)
 		}
 	}
-	for _, p := range r.st.Order {
-		if s := r.st.Steps[p]; workflow.Abandoned(r.st, s) {
-			ids = append(ids, s.ChildID)
-		}
+	for _, s := range workflow.AbandonedSteps(r.st) {
+		ids = append(ids, s.ChildID)
 	}
 	for _, m := range keptChildren(r.st) {
 		ids = append(ids, m.ChildID)
@@ -834,15 +832,11 @@ func (c *checker) moved(ctx context.Context, r *run) (bool, error) {
 }
 
 // abandoned checks the children r no longer needs (a step canceled, or r
-// completed or canceled while the step ran): each was asked to cancel, or
-// has closed.
+// completed or canceled while the step ran, or a redrive started the step
+// again under a new id): each was asked to cancel, or has closed.
 func (c *checker) abandoned(r *run) []string {
 	var stuck []string
-	for _, p := range r.st.Order {
-		s := r.st.Steps[p]
-		if !workflow.Abandoned(r.st, s) {
-			continue
-		}
+	for _, s := range workflow.AbandonedSteps(r.st) {
 		kid := c.runs[s.ChildID]
 		if kid == nil || kid.st == nil || kid.st.Status.Terminal() || kid.st.CancelRequested || c.recent(kid) {
 			continue

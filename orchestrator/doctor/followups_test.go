@@ -239,6 +239,41 @@ func TestAChildNeverCanceledIsReported(t *testing.T) {
 	}
 }
 
+// A redrive that starts a canceled child step again under a new id must
+// still cancel the step's first child: one never asked to is reported on
+// the parent, though its step now names the second.
+func TestASupersededChildNeverCanceledIsReported(t *testing.T) {
+	r := newRig(t, map[string]string{
+		"parent": "name: parent\nsteps:\n  - { id: kid, workflow: gate }\n",
+		"gate":   "name: gate\nsteps:\n  - { id: gate, wait: { signal: go } }\n",
+	})
+	seq := r.decided(r.start("p", "parent", nil))
+	var err error
+	for _, ev := range []events.Event{
+		{Type: events.TypeStepCanceled, Time: r.t0, StepCanceled: &events.StepCanceled{Path: "kid", Cause: "by hand"}},
+		{Type: events.TypeWorkflowFailed, Time: r.t0, WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: "x", Message: "x"}}},
+		{Type: events.TypeWorkflowRetried, Time: r.t0, WorkflowRetried: &events.WorkflowRetried{}},
+		{Type: events.TypeChildStarted, Time: r.t0, ChildStarted: &events.ChildStarted{Path: "kid", Gen: 2,
+			WorkflowID: workflow.ChildID("p", "kid", 2), Definition: "gate", Revision: 1}},
+	} {
+		if seq, err = r.store.Append(r.ctx, "p", seq, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.index("p", "parent", "RUNNING", seq)
+	for gen := 1; gen <= 2; gen++ {
+		kid := workflow.ChildID("p", "kid", gen)
+		r.index(kid, "gate", "RUNNING", r.decided(r.start(kid, "gate", &events.ParentRef{WorkflowID: "p", Path: "kid", Gen: gen, Created: r.t0})))
+	}
+	rep := r.check()
+	if !problem(rep, "p") || !strings.Contains(stuckIDs(rep), workflow.ChildID("p", "kid", 1)) {
+		t.Errorf("the redriven parent's first child, never asked to cancel, is not reported:\n%s", stuckIDs(rep))
+	}
+	if strings.Contains(stuckIDs(rep), workflow.ChildID("p", "kid", 2)) {
+		t.Errorf("the redriven step's own child is reported:\n%s", stuckIDs(rep))
+	}
+}
+
 // A closed run of a definition with a retention must have its deletion
 // scheduled: one kept for good is reported.
 func TestARetentionNotScheduledIsReported(t *testing.T) {

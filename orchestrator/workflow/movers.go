@@ -125,8 +125,22 @@ func InFlight(st *State) bool {
 // Abandoned reports whether st no longer needs the child workflow of its
 // step s: the step was canceled, or the workflow completed or was
 // canceled while the step ran. Such a child is to be canceled (a failed
-// workflow keeps its children: a redrive may still need them).
+// workflow keeps its children: a redrive may still need them). The
+// steps in st.Superseded are all abandoned.
 func Abandoned(st *State, s *Step) bool {
 	return s.ChildID != "" && (s.Status == StepCanceled ||
 		s.Status == StepRunning && (st.Status == StatusCompleted || st.Status == StatusCanceled))
+}
+
+// AbandonedSteps returns the child steps whose child st no longer needs,
+// to be canceled: those of st.Superseded, then the Abandoned ones of
+// st.Steps in the order they started.
+func AbandonedSteps(st *State) []*Step {
+	out := append([]*Step(nil), st.Superseded...)
+	for _, path := range st.Order {
+		if s := st.Steps[path]; Abandoned(st, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -14,7 +14,7 @@ import (
 
 // SnapshotVersion is the layout of encoded states. A snapshot of another
 // version is not read: the history is folded instead.
-const SnapshotVersion = 11
+const SnapshotVersion = 12
 
 // ErrBadSnapshot is returned (wrapped) for a snapshot that cannot be read.
 var ErrBadSnapshot = errors.New("unreadable snapshot")
@@ -125,6 +125,13 @@ func (st *State) normalize() error {
 			n(&s.Items[i])
 		}
 		utc(&s.Started, &s.Closed, &s.TimeoutAt)
+	}
+	for _, s := range st.Superseded {
+		if s == nil {
+			return errors.New("nil superseded step")
+		}
+		n(&s.ChildInput)
+		utc(&s.Started, &s.Closed)
 	}
 	for _, path := range st.Order {
 		if st.Steps[path] == nil {

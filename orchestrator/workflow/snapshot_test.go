@@ -89,8 +89,8 @@ func TestSnapshotKeepsRequestIDs(t *testing.T) {
 // them must come with a new SnapshotVersion, or a snapshot written by one
 // build would be read as a different state by the next.
 func TestSnapshotLayoutPinned(t *testing.T) {
-	const want = `v11
-State: ID string; Definition string; Revision int; Input interface {}; RequestID string; Parent *events.ParentRef; StartedBy string; Trace string; Suspended int; Status workflow.Status; Output interface {}; Error *events.Error; ErrorPath string; Steps map[string]*workflow.Step; Order []string; outputs map[string]map[string]interface {}; Vars map[string]interface {}; Search map[string]interface {}; SearchChanges int; StartSearched bool; Signals []*workflow.Signal; signalIDs map[string]bool; requestIDs map[string]bool; TimeoutTimerID string; TimeoutAt time.Time; TimedOut bool; CancelRequested bool; CancelReason string; Queued bool; QueueKey string; Admitted bool; AdmitChecks int; AdmitTimerID string; AdmitAt time.Time; Retries int; Expired bool; Created time.Time; Closed time.Time; Now time.Time; Events int; LastSeq uint64; Bytes int64; FirstSeq uint64; loops map[string]*workflow.loopProgress
+	const want = `v12
+State: ID string; Definition string; Revision int; Input interface {}; RequestID string; Parent *events.ParentRef; StartedBy string; Trace string; Suspended int; Status workflow.Status; Output interface {}; Error *events.Error; ErrorPath string; Steps map[string]*workflow.Step; Order []string; outputs map[string]map[string]interface {}; Vars map[string]interface {}; Search map[string]interface {}; SearchChanges int; StartSearched bool; Signals []*workflow.Signal; signalIDs map[string]bool; requestIDs map[string]bool; TimeoutTimerID string; TimeoutAt time.Time; TimedOut bool; CancelRequested bool; CancelReason string; Queued bool; QueueKey string; Admitted bool; AdmitChecks int; AdmitTimerID string; AdmitAt time.Time; Retries int; Superseded []*workflow.Step; Expired bool; Created time.Time; Closed time.Time; Now time.Time; Events int; LastSeq uint64; Bytes int64; FirstSeq uint64; loops map[string]*workflow.loopProgress
 Step: Path string; Kind string; Task string; Status workflow.StepStatus; Gen int; Attempts int; LastError *events.Error; Output interface {}; Started time.Time; Closed time.Time; Signal string; TimerID string; TimeoutAt time.Time; TimedOut bool; TimedOutAt int; Case int; Items []interface {}; Iteration int; IterBase int; ChildID string; ChildRevision int; ChildInput interface {}; Searched bool; Suspend bool; Caught []string; CatchAll bool; HeldFor string; HeldDetail string; Rerun bool; Late bool
 Signal: Seq int; Name string; Payload interface {}; Consumed bool`
 	var b strings.Builder
@@ -106,5 +106,41 @@ Signal: Seq int; Name string; Payload interface {}; Consumed bool`
 	if got := b.String(); got != want {
 		t.Fatalf("the snapshot layout changed: bump SnapshotVersion (snapshots of the old layout are then folded past), "+
 			"check EncodeSnapshot and DecodeSnapshot carry every field a fold sets, and update this test.\ngot:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// A child step canceled and started again by a redrive keeps its first
+// child in Superseded, still to be canceled, and a snapshot keeps it too.
+func TestARedrivenChildStepKeepsItsCanceledChild(t *testing.T) {
+	child := func(off time.Duration, gen int) events.Event {
+		return events.Event{Type: events.TypeChildStarted, Time: at(off), ChildStarted: &events.ChildStarted{Path: "k", Gen: gen,
+			WorkflowID: workflow.ChildID("wf-1", "k", gen), Definition: "kid", Revision: 2, Input: map[string]any{"n": int64(gen)}}}
+	}
+	st := fold(t, hist(started(0, nil), child(1, 1),
+		events.Event{Type: events.TypeStepCanceled, Time: at(2), StepCanceled: &events.StepCanceled{Path: "k"}},
+		events.Event{Type: events.TypeWorkflowFailed, Time: at(2), WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: "x", Message: "x"}}},
+		events.Event{Type: events.TypeWorkflowRetried, Time: at(3), WorkflowRetried: &events.WorkflowRetried{}},
+		child(4, 2)))
+	if len(st.Superseded) != 1 {
+		t.Fatalf("%d superseded steps; want the first child's", len(st.Superseded))
+	}
+	s := st.Superseded[0]
+	if s.ChildID != workflow.ChildID("wf-1", "k", 1) || s.Gen != 1 || s.Task != "kid" || s.ChildRevision != 2 ||
+		s.Status != workflow.StepCanceled || !workflow.Abandoned(st, s) {
+		t.Fatalf("superseded %+v; want the canceled first child of step k", s)
+	}
+	if st.Steps["k"].ChildID != workflow.ChildID("wf-1", "k", 2) {
+		t.Fatalf("step k names %s; want the redrive's child", st.Steps["k"].ChildID)
+	}
+	b, err := workflow.EncodeSnapshot(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := workflow.DecodeSnapshot(b, st.LastSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Superseded, st.Superseded) {
+		t.Fatalf("after restore: %+v; want %+v", got.Superseded[0], st.Superseded[0])
 	}
 }

@@ -215,6 +215,11 @@ type State struct {
 
 	// Retries counts redrives.
 	Retries int
+	// Superseded holds child steps as they were when a redrive started
+	// them again under a new child id while their child was to be
+	// canceled (the step was CANCELED): that child is canceled all the
+	// same (Abandoned), though its step no longer names it.
+	Superseded []*Step
 	// Expired: the run's retention ran out and its deletion began
 	// (WorkflowExpired); it is not retried again.
 	Expired bool
@@ -595,6 +600,10 @@ func (st *State) timerScheduled(p *events.TimerScheduled, t time.Time) {
 
 func (st *State) childStarted(p *events.ChildStarted, t time.Time) {
 	s := st.step(p.Path, t)
+	if s.ChildID != "" && s.ChildID != p.WorkflowID && s.Status == StepCanceled {
+		st.Superseded = append(st.Superseded, &Step{Path: s.Path, Kind: s.Kind, Task: s.Task, Status: s.Status, Gen: s.Gen,
+			Started: s.Started, Closed: s.Closed, ChildID: s.ChildID, ChildRevision: s.ChildRevision, ChildInput: s.ChildInput})
+	}
 	s.Kind, s.Status, s.Gen, s.ChildID = "workflow", StepRunning, p.Gen, p.WorkflowID
 	s.Task, s.ChildRevision, s.ChildInput = p.Definition, p.Revision, p.Input
 	s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
