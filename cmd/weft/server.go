@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -156,7 +157,7 @@ func servePprof(addr string, log *slog.Logger) (func(), error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -173,6 +174,44 @@ func servePprof(addr string, log *slog.Logger) (func(), error) {
 	log.Info("profiles served", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
 	return func() { _ = srv.Close() }, nil
 }
+
+// cmdline serves the command line as pprof.Cmdline does (arguments
+// separated by NUL bytes), with its secrets left out: the value of
+// --nats-password and the password of a URL's user (nats://user:pw@host).
+// Whatever reaches the profiles' address reads it, and an http step runs
+// on this host unless the operator denies loopback (--http-deny).
+func cmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprint(w, strings.Join(redactArgs(os.Args), "\x00"))
+}
+
+// redacted stands for a secret redactArgs leaves out.
+const redacted = "REDACTED"
+
+// urlPassword finds the password of a URL's user: "://user:password@".
+var urlPassword = regexp.MustCompile(`(://[^:/@\s]*):[^@/\s]*@`)
+
+// redactArgs returns args with the value of every --nats-password (as the
+// next argument or after '=') and the passwords of URLs replaced by
+// redacted.
+func redactArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		switch {
+		case i > 0 && args[i-1] == "--nats-password":
+			a = redacted
+		case strings.HasPrefix(a, "--nats-password="):
+			a = "--nats-password=" + redacted
+		}
+		out[i] = redactURLs(a)
+	}
+	return out
+}
+
+// redactURLs returns s with the passwords of the URLs in it replaced by
+// redacted.
+func redactURLs(s string) string { return urlPassword.ReplaceAllString(s, "${1}:"+redacted+"@") }
 
 func (p *partFlags) logger(cmd *cobra.Command) (*slog.Logger, error) {
 	var lvl slog.Level
@@ -572,7 +611,7 @@ func runParts(cmd *cobra.Command, log *slog.Logger, p partFlags, cfg node.Config
 	if n.MetricsURL != "" {
 		listening("metrics on", n.MetricsURL)
 	}
-	log.Info("weft running", "parts", strings.Join(parts, ","), "nats", cfg.NATSURL)
+	log.Info("weft running", "parts", strings.Join(parts, ","), "nats", redactURLs(cfg.NATSURL))
 	var lost error
 	select {
 	case <-ctx.Done():
