@@ -116,7 +116,15 @@
 // patterns matches the subject. So a step cannot call JetStream's API or
 // write into a workflow's history.
 //
-// Errors: "invalid_input" (non-retryable) for bad input; "nats" (retryable)
+// A publish the server refuses (the permissions of the executor's NATS
+// user, or a subject the server keeps from clients) fails with "denied",
+// naming the subject: the server drops such a message and says so only as
+// an error of the connection, before it answers the next flush (a
+// JetStream publish, which gets no ack, flushes every 100 ms while it
+// waits for one).
+//
+// Errors: "invalid_input" (non-retryable) for bad input; "denied"
+// (non-retryable) for a publish the server refused; "nats" (retryable)
 // when publishing, flushing or the JetStream ack fails; "not_configured"
 // (non-retryable) when Config.NATS is nil.
 package builtin

@@ -2,6 +2,8 @@ package builtin
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -34,12 +36,13 @@ func (c Config) natsPublish(ctx context.Context, t *executor.Task) (any, error) 
 		if t.IdempotencyKey != "" {
 			opts = append(opts, jetstream.WithMsgID(t.IdempotencyKey))
 		}
-		ack, err := js.PublishMsg(ctx, msg, opts...)
+		ack, err := c.jsPublish(ctx, js, msg, opts)
 		if err != nil {
-			return nil, natsError(err)
+			return nil, err
 		}
 		return map[string]any{"stream": ack.Stream, "seq": int64(ack.Sequence), "duplicate": ack.Duplicate}, nil
 	}
+	before := c.NATS.LastError() // see refused
 	if err := c.NATS.PublishMsg(msg); err != nil {
 		return nil, natsError(err)
 	}
@@ -51,7 +54,72 @@ func (c Config) natsPublish(ctx context.Context, t *executor.Task) (any, error) 
 	if err := c.NATS.FlushWithContext(ctx); err != nil {
 		return nil, natsError(err)
 	}
+	if err := c.refused(msg.Subject, before); err != nil {
+		return nil, err
+	}
 	return map[string]any{"subject": msg.Subject}, nil
+}
+
+// refusalPoll is how often a JetStream publish that waits for its ack
+// asks the server whether it refused the message.
+const refusalPoll = 100 * time.Millisecond
+
+// jsPublish publishes msg to JetStream and waits for its ack. A message
+// the server refuses gets no ack, so while it waits it flushes the
+// connection now and then: the refusal comes before the flush's answer
+// (see refused), and ends the wait with "denied".
+func (c Config) jsPublish(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, opts []jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	before := c.NATS.LastError()
+	type result struct {
+		ack *jetstream.PubAck
+		err error
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan result, 1)
+	go func() {
+		ack, err := js.PublishMsg(pctx, msg, opts...)
+		done <- result{ack, err}
+	}()
+	tick := time.NewTicker(refusalPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-done:
+			if r.err != nil {
+				if err := c.refused(msg.Subject, before); err != nil {
+					return nil, err
+				}
+				return nil, natsError(r.err)
+			}
+			return r.ack, nil
+		case <-tick.C:
+			fctx, fcancel := context.WithTimeout(pctx, flushTimeout)
+			err := c.NATS.FlushWithContext(fctx)
+			fcancel()
+			if err != nil {
+				continue // the publish's own wait says what went wrong
+			}
+			if err := c.refused(msg.Subject, before); err != nil {
+				return nil, err
+			}
+		}
+	}
+}
+
+// refused returns the "denied" error of a publish to subject that the
+// NATS server refused since the connection's last error was before, or
+// nil. The server answers a publish its user may not make with an error
+// of the connection's (nats.Conn.LastError), sent before it answers a
+// flush that follows: a new one naming the subject is this refusal, or
+// another step's to the same subject, which is denied all the same.
+func (c Config) refused(subject string, before error) error {
+	err := c.NATS.LastError()
+	if err == before || !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), "Publish to \""+subject+"\"") {
+		return nil
+	}
+	return executor.NonRetryable(&executor.Error{Type: "denied", Err: err, Message: fmt.Sprintf(
+		"the NATS server refused the publish to %q: the executor's NATS user may not publish there (%v)", subject, err)})
 }
 
 // natsMsg builds the message the task's input describes and reports

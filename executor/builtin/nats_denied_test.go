@@ -1,0 +1,77 @@
+package builtin
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/weftworks/weft/executor"
+)
+
+// README: "the permissions of the executor's NATS user (--nats-creds)
+// can narrow them further". A nats.publish step to a subject the
+// executor's user may not publish on fails (error type denied, not
+// retried, naming the subject), and one it may publish on succeeds, on
+// the same connection after the refusal. The server drops a refused
+// message and answers with an asynchronous error only: the step was
+// reported published.
+func TestAPublishTheNATSUserMayNotMakeFails(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir(),
+		Users: []*server.User{{Username: "executor", Password: "pw", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"orders.>", "$JS.API.>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
+		}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("executor", "pw"),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { t.Logf("async error: %v", err) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	got := make(chan *nats.Msg, 10)
+	if _, err := nc.ChanSubscribe("orders.>", got); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		subject   string
+		jetstream bool
+	}{{"billing.charge", false}, {"_GR_.abcdef.ghijkl.reply", false}, {"billing.charge", true}} {
+		// A JetStream publish the server refuses gets no ack: it is
+		// told apart well before the attempt's timeout.
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		start := time.Now()
+		out, err := Handlers(Config{NATS: nc})["nats.publish"](ctx, executor.NewTask("wf-1", "step", "nats.publish", 1,
+			map[string]any{"subject": tc.subject, "data": "x", "jetstream": tc.jetstream}))
+		cancel()
+		if err == nil {
+			t.Fatalf("a publish to %s (jetstream %v), which the server refuses, was reported published: %v", tc.subject, tc.jetstream, out)
+		}
+		if e := taskErr(t, err, "denied", true); !strings.Contains(e.Message, tc.subject) {
+			t.Errorf("the error does not name the subject %s: %v", tc.subject, e.Message)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("a refused publish to %s (jetstream %v) took %v to fail", tc.subject, tc.jetstream, took)
+		}
+	}
+	for range 2 {
+		if _, err := run(t, Config{NATS: nc}, "nats.publish", map[string]any{"subject": "orders.created", "data": "x"}); err != nil {
+			t.Fatalf("a publish the user may make failed after a refused one: %v", err)
+		}
+		select {
+		case <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the allowed publish was not delivered")
+		}
+	}
+}
