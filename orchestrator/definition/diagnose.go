@@ -1,6 +1,7 @@
 package definition
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -45,6 +46,9 @@ func (e *exprError) Error() string { return fmt.Sprintf("expression %q: %s", e.s
 
 func (e *exprError) Unwrap() error { return e.err }
 
+// costExceeded is CEL's message for an evaluation past its cost limit.
+const costExceeded = "operation cancelled: actual cost limit exceeded"
+
 // explain returns the error of the evaluation of p, the expression src,
 // in a: as a *limitError when it passed a limit, as an *exprError when
 // it read a member of a null or applied an operator or function to
@@ -53,6 +57,12 @@ func (p *program) explain(err error, a *activation, src string) error {
 	err = asLimit(err, src)
 	if _, ok := err.(*limitError); ok {
 		return err
+	}
+	var ce interpreter.EvalCancelledError
+	if errors.As(err, &ce) && ce.Cause == interpreter.CostLimitExceeded && ce.Message == costExceeded {
+		// CEL's own words name neither the expression nor the limit.
+		return &exprError{src: src, err: err, detail: fmt.Sprintf(
+			"it passed the cost limit of %d units one evaluation may use: do less in it (fewer or shorter lists under nested map, filter, exists or all, say)", DefaultCostLimit)}
 	}
 	msg := err.Error()
 	key, noKey := strings.CutPrefix(msg, "no such key: ")

@@ -145,7 +145,7 @@ func TestTemplateEvalErrors(t *testing.T) {
 		{"not finite", `"${ 1.0 / 0.0 }"`, "evaluate input: result +Inf is not a finite number"},
 		{"type value", `"${ type(1) }"`, "evaluate input: result of type type has no JSON form"},
 		{"cost limit", `"${ lists.range(2000).map(x, lists.range(2000).map(y, x * y)).size() }"`,
-			"evaluate input: operation cancelled: actual cost limit exceeded"},
+			`evaluate input: expression "lists.range(2000).map(x, lists.range(2000).map(y, x * y)).size()": it passed the cost limit of 1000000 units one evaluation may use: do less in it (fewer or shorter lists under nested map, filter, exists or all, say)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
