@@ -50,6 +50,12 @@ type Config struct {
 	// MaxHistoryEvents bounds a workflow's history: a workflow that would
 	// grow past it fails with error type "limit". Default 100,000.
 	MaxHistoryEvents int
+	// MaxChildDepth bounds a chain of child workflows (a run's child's
+	// child ...): a workflow step whose child would be deeper fails with
+	// error type "limit", so a definition that starts itself without a
+	// case that stops it ends instead of starting runs for ever.
+	// Default 100.
+	MaxChildDepth int
 	// SnapshotEvery is how many events a running workflow's history grows
 	// by between snapshots of its state, from which it is loaded again
 	// instead of folding its whole history. A long history waits for a
@@ -82,6 +88,7 @@ func (c Config) Validate() error {
 	return config.NonNegative("orchestrator",
 		config.Int("Shards", c.Shards),
 		config.Int("MaxHistoryEvents", c.MaxHistoryEvents),
+		config.Int("MaxChildDepth", c.MaxChildDepth),
 		config.Int("CacheSize", c.CacheSize),
 		config.Int("CacheBytes", c.CacheBytes))
 }
@@ -135,6 +142,7 @@ func New(store *eventstore.Store, cfg Config) (*Orchestrator, error) {
 	config.Default(&cfg.Logger, slog.Default())
 	config.DefaultClock(&cfg.Now)
 	config.Default(&cfg.MaxHistoryEvents, 100000)
+	config.Default(&cfg.MaxChildDepth, 100)
 	config.Default(&cfg.SnapshotEvery, 1000)
 	return &Orchestrator{store: store, defs: cmp.Or(cfg.Definitions, runs.NewDefinitions(store)), cfg: cfg, id: runs.RandomID(),
 		log: cfg.Logger.With("component", "orchestrator"), metrics: newOrchMetrics(cfg.Metrics, store),
@@ -1534,7 +1542,11 @@ func (sh *shard) startChild(ctx context.Context, parent *workflow.State, s *work
 // input_schema (invalid_input). created reports whether this call
 // started it.
 func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *workflow.Step, at time.Time, also ...events.Event) (why *events.Error, created bool, err error) {
-	ref := &events.ParentRef{WorkflowID: parent.ID, Path: s.Path, Gen: s.Gen, Created: parent.Created, Seq: parent.LastSeq}
+	depth := 1
+	if parent.Parent != nil {
+		depth = parent.Parent.Depth + 1
+	}
+	ref := &events.ParentRef{WorkflowID: parent.ID, Path: s.Path, Gen: s.Gen, Created: parent.Created, Seq: parent.LastSeq, Depth: depth}
 	// earlier is set when the child's id is taken by the child of an
 	// earlier run of the parent's id (deleted by retention; its child kept).
 	var earlier bool
@@ -1576,6 +1588,18 @@ func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *w
 			return nil, false, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, ferr)
 		}
 		return &events.Error{Type: workflow.ErrTypeInvalidInput, Message: fmt.Sprintf("child definition %q: %v", rec.Name, err)}, false, nil
+	}
+	if depth > sh.o.cfg.MaxChildDepth {
+		// A child started before the limit was set runs on.
+		switch ok, ferr := ours(); {
+		case ok:
+			return nil, false, nil
+		case ferr != nil && !errors.Is(ferr, eventstore.ErrNotFound):
+			return nil, false, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, ferr)
+		}
+		return &events.Error{Type: workflow.ErrTypeLimit, Message: fmt.Sprintf(
+			"child workflow %s of definition %q would be %d deep in a chain of child workflows; the limit is %d (MaxChildDepth): a definition that starts itself, directly or through others, needs a case that stops it",
+			s.ChildID, rec.Name, depth, sh.o.cfg.MaxChildDepth)}, false, nil
 	}
 	// The start's message id names the parent's run: a parent started
 	// under the id of a deleted one starts its child at once, not as a

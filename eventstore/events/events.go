@@ -263,6 +263,11 @@ type ParentRef struct {
 	// takes the outcome only on a history that reaches it. Zero in
 	// records written before it was recorded.
 	Seq uint64 `msgpack:"s,omitempty"`
+	// Depth is the child's place in its chain of parents: 1 for the child
+	// of a run started otherwise, its parent's Depth and 1 for a child's
+	// child. Zero in records written before it was recorded (a chain
+	// counts on from such a run as from a run started otherwise).
+	Depth int `msgpack:"d,omitempty"`
 }
 
 // Same reports whether r and o name the same parent step's run; a ref

@@ -41,6 +41,8 @@ type envOpts struct {
 	taskAckWait time.Duration
 	noExecutor  bool
 	maxHistory  int
+	// maxChildDepth is the orchestrator's MaxChildDepth (default 100).
+	maxChildDepth int
 	// now is the orchestrator's clock (default time.Now).
 	now func() time.Time
 	// replyWait is the store's ResultReplyWait (default 2s).
@@ -105,7 +107,8 @@ func (e *env) startNode(o envOpts, withOrch, withAPI bool) *node.Node {
 		cfg.Logger = testLogger()
 	}
 	if withOrch {
-		cfg.Orchestrator = &orchestrator.Config{MaxHistoryEvents: o.maxHistory, Now: o.now, SnapshotEvery: o.snapshotEvery, Retention: o.retention}
+		cfg.Orchestrator = &orchestrator.Config{MaxHistoryEvents: o.maxHistory, MaxChildDepth: o.maxChildDepth, Now: o.now,
+			SnapshotEvery: o.snapshotEvery, Retention: o.retention}
 	}
 	if !o.noExecutor {
 		cfg.Executor = &executor.Config{}

@@ -79,8 +79,9 @@ const SignatureHeader = "X-Weft-Signature"
 const unavailable = "the webhook cannot take deliveries right now; try again later"
 
 // warnUnsetSecrets logs and returns a warning for each webhook trigger
-// whose secret variable is not set in this process's environment: its
-// deliveries are refused until it is.
+// whose secret variable is not set in this process's environment (its
+// deliveries are refused until it is), and, when the API requires
+// tokens, for each webhook without a secret: it is open to anyone.
 func (s *Server) warnUnsetSecrets(def string, ts []*definition.Trigger) []string {
 	var warnings []string
 	for _, t := range ts {
@@ -88,6 +89,12 @@ func (s *Server) warnUnsetSecrets(def string, ts []*definition.Trigger) []string
 			s.log.Warn("webhook secret is not set on this API server: deliveries answer 503 until it is",
 				"definition", def, "webhook", t.Webhook, "secret_env", t.SecretEnv)
 			warnings = append(warnings, fmt.Sprintf("webhook %q: the variable %s is not set on this API server: deliveries are refused (503) until it is", t.Webhook, t.SecretEnv))
+		}
+		if t.Kind == definition.TriggerWebhook && t.SecretEnv == "" && s.cfg.Tokens != nil {
+			// Every other way to start a run needs a token of role run.
+			s.log.Warn("webhook has no secret_env: anyone who reaches the API starts runs through it, without a token",
+				"definition", def, "webhook", t.Webhook)
+			warnings = append(warnings, fmt.Sprintf("webhook %q has no secret_env: anyone who reaches this API can start runs of %s with POST /hooks/%s, without a token; give it a secret_env to require a signature", t.Webhook, def, t.Webhook))
 		}
 	}
 	return warnings
@@ -190,6 +197,11 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 	case errors.As(err, &ref) && !errors.Is(err, eventstore.ErrNotFound):
 		herr := &hookError{status: http.StatusUnprocessableEntity, msg: ref.Reason, record: true, payload: body}
 		s.recordHookFailure(r.Context(), name, m.Definition, herr)
+		if ref.Answer != "" {
+			// The record (read with a token) says all; the caller, who
+			// may hold none, hears nothing of other definitions.
+			herr.msg = ref.Answer
+		}
 		return nil, herr
 	default:
 		s.log.Error("webhook delivery could not start its workflow", "webhook", name, "definition", m.Definition, "err", err)

@@ -46,8 +46,13 @@ type Fired struct {
 // a valid workflow id, an input against the rule for values, or a
 // definition revision that is gone. Trying again cannot help.
 type RefusedError struct {
-	// Reason says why, for a trigger failure's record or a webhook's answer.
+	// Reason says why, for a trigger failure's record (read with a
+	// token) and, unless Answer is set, a webhook's answer.
 	Reason string
+	// Answer, when set, is what a webhook's caller is told instead of
+	// Reason: that caller may hold no token, so it learns nothing of
+	// other definitions' runs beyond what its own event maps onto.
+	Answer string
 	// Err is the cause: an expression's error, value.ErrInvalid, a
 	// *definition.InputError, eventstore.ErrNotFound, or nil.
 	Err error
@@ -65,8 +70,10 @@ func refused(err error, format string, args ...any) *RefusedError {
 // otherRun refuses an event whose run id names id, a run of definition
 // other, for a trigger of definition def.
 func otherRun(id, other, def string) error {
-	return refused(runs.ErrAlreadyExists, "id: workflow %q exists and is a run of definition %q, not of %q: make the trigger's id template name runs of its own (prefix it, say)",
-		id, other, def)
+	const fix = "make the trigger's id template name runs of its own (prefix it, say)"
+	r := refused(runs.ErrAlreadyExists, "id: workflow %q exists and is a run of definition %q, not of %q: %s", id, other, def, fix)
+	r.Answer = fmt.Sprintf("id: workflow %q is a run of another definition, not of %q: %s", id, def, fix)
+	return r
 }
 
 // Fire starts the run of trigger m for ev: it evaluates the trigger's
