@@ -27,3 +27,18 @@ func TestConcurrencyOnlyWhereAnExecutorRuns(t *testing.T) {
 		}
 	}
 }
+
+// --max-child-depth reaches the orchestrator's configuration, and a depth
+// that is not positive is refused before anything starts.
+func TestMaxChildDepthFlag(t *testing.T) {
+	for _, part := range []string{"server", "orchestrator"} {
+		_, err := runCLI(t, part, "--nats-url", "nats://127.0.0.1:1", "--max-child-depth", "0")
+		if err == nil || !strings.Contains(err.Error(), "--max-child-depth 0") {
+			t.Errorf("%s --max-child-depth 0: %v", part, err)
+		}
+	}
+	o := orchFlags{snapEvery: 1000, maxHistory: 10, maxChildDepth: 7, cacheMiB: 1}
+	if got := o.config().MaxChildDepth; got != 7 {
+		t.Fatalf("MaxChildDepth %d, want 7", got)
+	}
+}

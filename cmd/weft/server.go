@@ -421,15 +421,17 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 // orchFlags are the orchestrator's flags.
 type orchFlags struct {
 	snapEvery, maxHistory int
+	maxChildDepth         int
 	cacheMiB              int
 	retention             string
 }
 
-// register adds --snapshot-every, --max-history-events, --cache-mib and
-// --retention to cmd.
+// register adds --snapshot-every, --max-history-events,
+// --max-child-depth, --cache-mib and --retention to cmd.
 func (o *orchFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&o.snapEvery, "snapshot-every", 1000, "store a running workflow's state as a snapshot each time its history grows by this many events (and a tenth), so loading it again reads only the records after it; negative: never")
 	cmd.Flags().IntVar(&o.maxHistory, "max-history-events", 100000, "fail a workflow (error type limit) whose history would grow past this many events")
+	cmd.Flags().IntVar(&o.maxChildDepth, "max-child-depth", 100, "fail a workflow step (error type limit) whose child workflow would be deeper than this in a chain of child workflows, so a definition that starts itself without a case that stops it ends")
 	cmd.Flags().IntVar(&o.cacheMiB, "cache-mib", 256, "keep the states of running runs in memory up to this many MiB, counted as the records each was folded from; the others are read again at their next input; a shard (of 16) keeps one run larger than its sixteenth besides")
 	cmd.Flags().StringVar(&o.retention, "retention", "", "delete a closed run (history, snapshot, timers, listing entry) once it has been closed this long (e.g. 30d, 12h), unless its definition sets retention itself; empty: keep runs for ever")
 	cmd.PreRunE = func(*cobra.Command, []string) error {
@@ -445,6 +447,9 @@ func (o *orchFlags) register(cmd *cobra.Command) {
 		if o.maxHistory <= 0 {
 			return fmt.Errorf("--max-history-events %d: give a positive number of events", o.maxHistory)
 		}
+		if o.maxChildDepth <= 0 {
+			return fmt.Errorf("--max-child-depth %d: give a positive depth", o.maxChildDepth)
+		}
 		return nil
 	}
 }
@@ -452,7 +457,7 @@ func (o *orchFlags) register(cmd *cobra.Command) {
 // config is the orchestrator's configuration.
 func (o *orchFlags) config() *orchestrator.Config {
 	keep, _ := o.retentionDuration() // checked by PreRunE
-	return &orchestrator.Config{SnapshotEvery: o.snapEvery, MaxHistoryEvents: o.maxHistory, Retention: keep, CacheBytes: o.cacheMiB << 20}
+	return &orchestrator.Config{SnapshotEvery: o.snapEvery, MaxHistoryEvents: o.maxHistory, MaxChildDepth: o.maxChildDepth, Retention: keep, CacheBytes: o.cacheMiB << 20}
 }
 
 // retentionDuration parses --retention like a definition's durations.
