@@ -50,7 +50,7 @@ func (r *rig) completeLast(wf string) {
 // generation 1 and leaves the slot be: the run queued behind it is not
 // admitted, and the key's only slot stays held by a completed run until a
 // waiting run's timer happens on freeClosedHolders (every 30 s at best,
-// every 2 min once it has waited long).
+// every 2 min once it has waited long, every 30 min after a day).
 //
 // The interleaving is made by hand: orchestrator a reads the queued run
 // (as loadFor does), b handles everything else, then a runs the follow-ups

@@ -729,11 +729,24 @@ func AdmissionTimerID(n int) string { return fmt.Sprintf("%s%d", admissionTimerP
 func IsAdmissionTimer(id string) bool { return strings.HasPrefix(id, admissionTimerPrefix) }
 
 // admissionWait is how long a queued run waits before its n-th look at
-// its slot (counting from 0): 5 s doubling to 2 min. A run of its key
-// closing admits the next at once; these looks are the safety net.
+// its slot (counting from 0): 5 s doubling to 2 min, and 30 min from the
+// admissionFastLooks-th look on (after about a day). A run of its key
+// closing admits the next at once; these looks are the safety net. Each
+// adds two events to the run's history: every 2 min for good, a run
+// queued for 69 days passed the history limit (100,000 events by
+// default) and failed without having begun. Now it takes years.
 func admissionWait(n int) time.Duration {
+	if n >= admissionFastLooks {
+		return 30 * time.Minute
+	}
 	return min(5*time.Second<<min(n, 5), 2*time.Minute)
 }
+
+// admissionFastLooks is how many looks a queued run makes at its slot at
+// most 2 min apart: about a day's worth (5 s doubling to 2 min is 155 s
+// for the first five). They are counted over the run's life: a redriven
+// run that waited a day before goes on at 30 min.
+const admissionFastLooks = 725
 
 // WorkflowTimeoutTimerID is the id of the workflow timeout's timer after
 // retries redrives.
