@@ -229,10 +229,11 @@ func listDirectStart(ctx context.Context, store *eventstore.Store, wf string, fi
 
 // directCandidate says whether a start of def can decide one step command
 // and nothing else (what an orchestrator records together with the start):
-// its first step is an unconditional task and the run has no timeout (a
-// timer). Other starts skip asking, which an orchestrator would decline.
+// its first step is an unconditional task, and the run has no timeout (a
+// timer) and no concurrency (its first decision queues it). Other starts
+// skip asking, which an orchestrator would decline.
 func directCandidate(def *definition.Definition) bool {
-	return def.Timeout == 0 && len(def.Steps) > 0 && def.Steps[0].Kind == definition.KindTask && def.Steps[0].If == nil
+	return def.Timeout == 0 && def.Concurrency == nil && len(def.Steps) > 0 && def.Steps[0].Kind == definition.KindTask && def.Steps[0].If == nil
 }
 
 // DerivedID is the workflow id of a start without one: the same for the
