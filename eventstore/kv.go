@@ -82,7 +82,7 @@ func (s *Store) PutDefinition(ctx context.Context, name, source, by string, now 
 				}
 				continue
 			}
-			return DefinitionRecord{}, false, fmt.Errorf("eventstore: put definition %s: %w", name, err)
+			return DefinitionRecord{}, false, fmt.Errorf("eventstore: put definition %s: %w", name, natsErr(err))
 		}
 		created = rec.Revision
 		if latestRev == 0 {

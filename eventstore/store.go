@@ -65,7 +65,18 @@ var (
 	// ErrTooLarge: the message is larger than the NATS server accepts
 	// (MaxPayload).
 	ErrTooLarge = errors.New("eventstore: message too large")
+	// ErrNoSpace: JetStream has no room to store the write (the server's
+	// max_file_store or max_memory_store is reached, or the account's
+	// storage limit). Nothing was stored: make the write again once an
+	// operator has made room.
+	ErrNoSpace = errors.New("eventstore: JetStream has no room left to store it (its storage limit is reached): nothing was stored")
 )
+
+// noSpaceCodes are the JetStream API error codes of a store without room:
+// insufficient resources (a write past the server's limit), storage or
+// memory resources exceeded (a stream that cannot reserve what it asks
+// for), and an account's resource limits.
+var noSpaceCodes = []jetstream.ErrorCode{10023, 10047, 10028, 10002}
 
 // natsErr maps what NATS reports to the sentinels callers branch on,
 // keeping its message: callers outside eventstore never test NATS errors.
@@ -73,8 +84,24 @@ func natsErr(err error) error {
 	if errors.Is(err, nats.ErrMaxPayload) {
 		return tooLarge{err}
 	}
+	if isNoSpace(err) {
+		return noSpace{err}
+	}
 	return err
 }
+
+// isNoSpace reports whether err is JetStream's answer that it has no room.
+func isNoSpace(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && slices.Contains(noSpaceCodes, apiErr.ErrorCode)
+}
+
+// noSpace is a NATS error that is ErrNoSpace.
+type noSpace struct{ err error }
+
+func (e noSpace) Error() string        { return ErrNoSpace.Error() + ": " + e.err.Error() }
+func (e noSpace) Unwrap() error        { return e.err }
+func (e noSpace) Is(target error) bool { return target == ErrNoSpace }
 
 // tooLarge is a NATS error that is ErrTooLarge.
 type tooLarge struct{ err error }

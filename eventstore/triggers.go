@@ -21,6 +21,9 @@ import (
 const (
 	TriggerFailuresKept     = 100000
 	TriggerFailuresMaxBytes = 256 << 20
+	// triggerFailuresMinBytes is the least the trigger failures are kept
+	// in, where JetStream has not room for TriggerFailuresMaxBytes.
+	triggerFailuresMinBytes = 4 << 20
 )
 
 // Trigger streams, consumers and buckets.
@@ -58,18 +61,32 @@ func (s *Store) openTriggers(ctx context.Context) error {
 	}, []string{triggerIdleSubject}, nil); err != nil {
 		return fmt.Errorf("eventstore: create stream %s: %w", TriggersStream, err)
 	}
-	if _, err := s.ensureStream(ctx, jetstream.StreamConfig{
-		Name:        TriggerFailuresStream,
-		Description: "Weft trigger failures: events that started no workflow, and why",
-		Subjects:    []string{failurePfx},
-		Retention:   jetstream.LimitsPolicy,
-		MaxMsgs:     TriggerFailuresKept,
-		MaxBytes:    TriggerFailuresMaxBytes,
-		Storage:     cfg.Storage,
-		Replicas:    cfg.Replicas,
-		AllowDirect: true,
-	}, nil, nil); err != nil {
-		return fmt.Errorf("eventstore: create stream %s: %w", TriggerFailuresStream, err)
+	// JetStream reserves a stream's MaxBytes when it makes or bounds the
+	// stream: on a server or account with less room than that to give, the
+	// stream is bounded by a quarter of it, and so on. A smaller bound the
+	// stream has (an operator's, or one made so before) stays.
+	var err error
+	for size := int64(TriggerFailuresMaxBytes); ; size /= 4 {
+		_, err = s.ensureStream(ctx, jetstream.StreamConfig{
+			Name:        TriggerFailuresStream,
+			Description: "Weft trigger failures: events that started no workflow, and why",
+			Subjects:    []string{failurePfx},
+			Retention:   jetstream.LimitsPolicy,
+			MaxMsgs:     TriggerFailuresKept,
+			Storage:     cfg.Storage,
+			Replicas:    cfg.Replicas,
+			AllowDirect: true,
+		}, nil, func(c *jetstream.StreamConfig) {
+			if c.MaxBytes <= 0 || c.MaxBytes > size {
+				c.MaxBytes = size
+			}
+		})
+		if err == nil || !isNoSpace(err) || size <= triggerFailuresMinBytes {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("eventstore: create stream %s: %w", TriggerFailuresStream, natsErr(err))
 	}
 	for _, sc := range []struct {
 		stream string

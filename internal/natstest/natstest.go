@@ -3,6 +3,8 @@
 package natstest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Server is a running embedded nats-server.
@@ -21,12 +24,17 @@ type Server struct {
 	StoreDir string
 	t        testing.TB
 	port     int
+	tune     func(*server.Options)
 }
 
 // Start runs an embedded nats-server with JetStream for the duration of t.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { return StartWith(t, nil) }
+
+// StartWith is Start with the server's options changed by tune (a small
+// JetStreamMaxStore, say) before it starts, and at each Restart.
+func StartWith(t testing.TB, tune func(*server.Options)) *Server {
 	t.Helper()
-	s := &Server{StoreDir: t.TempDir(), t: t, port: -1}
+	s := &Server{StoreDir: t.TempDir(), t: t, port: -1, tune: tune}
 	s.start()
 	return s
 }
@@ -40,6 +48,9 @@ func (s *Server) start() {
 		StoreDir:  s.StoreDir,
 		NoLog:     true,
 		NoSigs:    true,
+	}
+	if s.tune != nil {
+		s.tune(opts)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -81,6 +92,40 @@ func (s *Server) Connect(t testing.TB) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// Fill stores filler messages through nc in a stream of its own (FILL)
+// until JetStream refuses them for want of room (insufficient resources),
+// and returns a function that deletes the stream again: it makes room.
+// Give the server a small JetStreamMaxStore (StartWith).
+func Fill(t testing.TB, nc *nats.Conn) (makeRoom func()) {
+	t.Helper()
+	ctx := context.Background()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "FILL", Subjects: []string{"natstest.fill.>"}}); err != nil {
+		t.Fatalf("natstest: fill: %v", err)
+	}
+	data := make([]byte, 512<<10)
+	for i := 0; ; i++ {
+		if i > 10000 {
+			t.Fatal("natstest: fill: JetStream took 5 GB and wants more: give the server a small JetStreamMaxStore")
+		}
+		if _, err := js.Publish(ctx, "natstest.fill.x", data); err != nil {
+			var apiErr *jetstream.APIError
+			if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10023 {
+				t.Fatalf("natstest: fill: %v; want insufficient resources (10023)", err)
+			}
+			break
+		}
+	}
+	return func() {
+		if err := js.DeleteStream(context.Background(), "FILL"); err != nil {
+			t.Fatalf("natstest: make room: %v", err)
+		}
+	}
 }
 
 // Cluster is n embedded nats-servers with JetStream routed to each other,

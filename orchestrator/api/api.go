@@ -333,12 +333,14 @@ func toConnect(err error) error {
 		return connect.NewError(connect.CodeNotFound, err)
 	case errors.Is(err, eventstore.ErrTooLarge):
 		return errorf(connect.CodeInvalidArgument, "the record this request makes is larger than the NATS server accepts: send a smaller input, payload or text (%v)", err)
+	case errors.Is(err, eventstore.ErrNoSpace):
+		return errorf(connect.CodeResourceExhausted, "NATS JetStream is out of storage, so nothing was stored: an operator must make room (raise the server's max_file_store or the account's storage limit, or delete closed runs); then make the call again (%v)", err)
 	case errors.Is(err, eventstore.ErrConflict):
 		return connect.NewError(connect.CodeAborted, err)
 	case errors.Is(err, context.Canceled):
 		return connect.NewError(connect.CodeCanceled, err)
 	case errors.Is(err, context.DeadlineExceeded):
-		return connect.NewError(connect.CodeDeadlineExceeded, err)
+		return errorf(connect.CodeDeadlineExceeded, "NATS did not answer within the call's time (%v): call again; a start, signal or cancel may have been made all the same, so make it again with the same request_id", err)
 	}
 	return connect.NewError(connect.CodeUnavailable, err)
 }
