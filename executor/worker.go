@@ -983,9 +983,10 @@ func (w *Worker) refuse(ctx context.Context, typ string, d *eventstore.Delivery)
 // background (the next attempt gives back its predecessors' too).
 func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.Result, delay time.Duration, log func() *slog.Logger, slot slotRelease) (events.Outcome, bool) {
 	if err := w.report(ctx, d, &res); err != nil {
-		log().Warn("could not report result; the command will be redelivered", "err", err)
+		delay := unreportedDelay(d.NumDelivered)
+		log().Warn("could not report result; the command will be redelivered", "err", err, "in", delay)
 		slot.later()
-		_ = d.Nak(time.Second)
+		_ = d.Nak(delay)
 		return res.Outcome, false
 	}
 	if res.Outcome == events.OutcomeAttemptFailed {
@@ -1001,6 +1002,16 @@ func (w *Worker) settle(ctx context.Context, d *eventstore.Delivery, res events.
 	}
 	_ = d.Ack()
 	return res.Outcome, true
+}
+
+// unreportedDelay is how long a command whose result could not be
+// reported waits before its next delivery, on which its handler runs
+// again: a second after its first delivery, twice as long after each
+// next, up to 15 s. So while NATS is unreachable or out of storage, a
+// handler (and the outside system it calls) is not run again every few
+// seconds for as long as that lasts.
+func unreportedDelay(delivered int) time.Duration {
+	return min(time.Second<<min(max(delivered, 1)-1, 4), 15*time.Second)
 }
 
 // report hands res to the orchestrators, trying a few times. An output

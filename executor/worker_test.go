@@ -45,7 +45,12 @@ func newBenchWith(t *testing.T, cfg eventstore.Config, handlers map[string]Handl
 // nowhere).
 func newBenchWorker(t *testing.T, cfg eventstore.Config, wcfg Config, handlers map[string]Handler) *bench {
 	t.Helper()
-	ns := natstest.Start(t)
+	return newBenchOn(t, natstest.Start(t), cfg, wcfg, handlers)
+}
+
+// newBenchOn is newBenchWorker on NATS server ns.
+func newBenchOn(t *testing.T, ns *natstest.Server, cfg eventstore.Config, wcfg Config, handlers map[string]Handler) *bench {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	nc := ns.Connect(t)
