@@ -124,6 +124,9 @@ type Node struct {
 	lost     chan struct{}
 	lostOnce sync.Once
 	stopping atomic.Bool
+	// downSince is when the NATS connection was lost (Unix nanoseconds),
+	// 0 while it is up.
+	downSince atomic.Int64
 }
 
 // Lost is closed when the node's NATS connection closed for good while it
@@ -231,6 +234,18 @@ func (n *Node) serveMetrics(cfg Config) error {
 func (n *Node) open(ctx context.Context, cfg Config) (err error) {
 	opts := append([]nats.Option{nats.Name("weft"), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(false)}, cfg.NATSOptions...)
+	// Losing NATS and getting it back are said once each: meanwhile every
+	// call fails on its own (a deadline, no responders), which alone does
+	// not tell an operator that the connection is the cause.
+	opts = append(opts, nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+		if !n.stopping.Load() && n.downSince.CompareAndSwap(0, time.Now().UnixNano()) {
+			n.log.Warn("lost the connection to NATS; reconnecting (runs wait meanwhile, nothing is lost)", "err", err)
+		}
+	}), nats.ReconnectHandler(func(nc *nats.Conn) {
+		if down := n.downSince.Swap(0); down != 0 {
+			n.log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted(), "after", time.Since(time.Unix(0, down)).Round(time.Millisecond))
+		}
+	}))
 	opts = append(opts, nats.ClosedHandler(func(nc *nats.Conn) {
 		if !n.stopping.Load() {
 			n.log.Error("the NATS connection closed for good", "err", nc.LastError())

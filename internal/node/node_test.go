@@ -1,9 +1,11 @@
 package node_test
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,4 +44,45 @@ func TestLostIsClosedWhenTheConnectionIs(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("Lost not closed; the connection is closed: %v", n.NC.IsClosed())
 	}
+}
+
+// A node says when it loses NATS and when it has it back, once each: the
+// calls failing meanwhile do not say that the connection is the cause.
+func TestLosingNATSIsLoggedOnceAndSoIsReconnecting(t *testing.T) {
+	ns := natstest.Start(t)
+	var logs lockedBuffer
+	n, err := node.Start(context.Background(), node.Config{NATSURL: ns.URL(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Stop(context.Background()) })
+	ns.Restart()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(logs.String(), "reconnected to NATS"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reconnection logged; logs:\n%s", logs.String())
+		}
+	}
+	out := logs.String()
+	if c := strings.Count(out, "lost the connection to NATS"); c != 1 || strings.Count(out, "reconnected to NATS") != 1 ||
+		strings.Index(out, "lost the connection") > strings.Index(out, "reconnected") {
+		t.Errorf("want one loss, then one reconnection, logged; logs:\n%s", out)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
