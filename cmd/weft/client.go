@@ -396,20 +396,20 @@ func startCommand(cf *clientFlags) *cobra.Command {
 			if requestID == "" {
 				requestID = newRequestID()
 			}
-			res, err := cf.workflows().StartWorkflow(cmd.Context(), connect.NewRequest(&weftv1.StartWorkflowRequest{
+			res, retried, err := startAgain(cmd.Context(), cf, &weftv1.StartWorkflowRequest{
 				Definition: args[0],
 				Revision:   revision,
 				Input:      in,
 				WorkflowId: id,
 				RequestId:  requestID,
-			}))
+			}, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
 			wid := res.Msg.GetWorkflowId()
 			out := cmd.OutOrStdout()
 			fmt.Fprintln(out, wid)
-			if !res.Msg.GetStarted() {
+			if !res.Msg.GetStarted() && !retried {
 				fmt.Fprintf(cmd.ErrOrStderr(), "%s was started before by request %s: not started again\n", wid, requestID)
 			}
 			if !wait {
@@ -429,6 +429,37 @@ func startCommand(cf *clientFlags) *cobra.Command {
 	f.Int32Var(&revision, "revision", 0, "definition revision (0 for the latest)")
 	f.BoolVar(&wait, "wait", false, "wait for the run to close and print its outcome")
 	return cmd
+}
+
+// startRetryFor is how long weft start makes a start again that the
+// server could not answer.
+const startRetryFor = 5 * time.Minute
+
+// startAgain starts req's run, making the call again, with the same
+// request id (so the run is started once), while the server cannot
+// answer it (unavailable, NATS not answering in time, the API stopping)
+// for up to startRetryFor: such a start may have been made or not. It
+// reports whether it made the call more than once; then a run found
+// started before was most likely started by an earlier try.
+func startAgain(ctx context.Context, cf *clientFlags, req *weftv1.StartWorkflowRequest, notes io.Writer) (*connect.Response[weftv1.StartWorkflowResponse], bool, error) {
+	var backoff time.Duration
+	deadline := time.Now().Add(startRetryFor)
+	for try := 0; ; try++ {
+		res, err := cf.workflows().StartWorkflow(ctx, connect.NewRequest(req))
+		switch connect.CodeOf(err) {
+		case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeCanceled:
+		default:
+			return res, try > 0, err
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return nil, try > 0, fmt.Errorf("%w (the start may have been made: make it again with --request-id %s, which starts it once)", err, req.GetRequestId())
+		}
+		if perr := pause(ctx, &backoff, func() {
+			fmt.Fprintf(notes, "weft: starting: the server could not answer (%v); trying again with the same request id\n", rpcErr(err))
+		}); perr != nil {
+			return nil, try > 0, fmt.Errorf("%w (the start may have been made: make it again with --request-id %s, which starts it once)", err, req.GetRequestId())
+		}
+	}
 }
 
 func awaitCommand(cf *clientFlags) *cobra.Command {

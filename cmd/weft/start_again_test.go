@@ -1,0 +1,58 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// A start whose answer is lost (NATS did not answer the API in time, as
+// when it was stopped for minutes, or the API stopped) may have been made:
+// weft start makes it again with the same request id, so the run is
+// started once and --wait waits for it, rather than failing with the
+// answer's error while the run goes on unawaited.
+func TestStartIsMadeAgainWhenItsAnswerIsLost(t *testing.T) {
+	addr := freeAddr(t)
+	startServer(t, []string{"--addr", addr}, []string{"--server=http://" + addr})
+	target, _ := url.Parse("http://" + addr)
+	forward := httputil.NewSingleHostReverseProxy(target)
+	var starts atomic.Int32
+	lossy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/StartWorkflow") && starts.Add(1) == 1 {
+			// The start is made; its answer is lost on the way back.
+			forward.ServeHTTP(httptest.NewRecorder(), r)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusGatewayTimeout)
+			_, _ = w.Write([]byte(`{"code":"deadline_exceeded","message":"eventstore: append to lost-1: context deadline exceeded"}`))
+			return
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(lossy.Close)
+	server := "--server=" + lossy.URL
+	file := filepath.Join(t.TempDir(), "one.yaml")
+	if err := os.WriteFile(file, []byte("name: one\nsteps:\n  - { id: a, task: echo, input: 1 }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "def", "apply", "-f", file, server); err != nil {
+		t.Fatalf("def apply: %v\n%s", err, out)
+	}
+	out, err := runCLI(t, "start", "one", "--id", "lost-1", "--wait", server)
+	if err != nil || !strings.Contains(out, "COMPLETED") || !strings.Contains(out, "trying again with the same request id") ||
+		strings.Contains(out, "not started again") {
+		t.Fatalf("start --wait whose first answer was lost: %v\n%s", err, out)
+	}
+	if n := starts.Load(); n != 2 {
+		t.Errorf("StartWorkflow called %d times; want 2 (the lost one, then once again)", n)
+	}
+	out, err = runCLI(t, "history", "lost-1", server)
+	if err != nil || strings.Count(out, "WorkflowStarted") != 1 {
+		t.Fatalf("history of lost-1: %v\n%s", err, out)
+	}
+}
