@@ -391,7 +391,13 @@ func (s *Store) replaceSummary(ctx context.Context, sum Summary) (uint64, error)
 		} else if err == nil {
 			var old Summary
 			if msgpack.Unmarshal(e.value, &old) == nil && old.Seq >= sum.Seq {
-				return 0, ErrSuperseded
+				ahead, aerr := s.aheadOfHistory(ctx, sum.ID, old.Seq, e.created)
+				if aerr != nil {
+					return 0, aerr
+				}
+				if !ahead {
+					return 0, ErrSuperseded
+				}
 			}
 			rev, err = s.index.Update(ctx, sum.ID, data, e.rev)
 		}
@@ -403,6 +409,29 @@ func (s *Store) replaceSummary(ctx context.Context, sum Summary) (uint64, error)
 		}
 	}
 	return 0, fmt.Errorf("eventstore: index %s: the entry kept changing", sum.ID)
+}
+
+// aheadOfHistory reports whether an index entry of wf stored at stored,
+// naming history sequence seq, belongs to another history than the one
+// the store opened: it was stored before that history stream was made
+// (the listing restored from a copy taken after the history's, or the
+// history made again), and names a point wf's history has not reached.
+// Its sequence then says nothing of this history's, and a writer that
+// read this history replaces it. An entry stored since the stream was
+// made is judged by its sequence alone, however a read of the history
+// answers (a leader just elected may answer behind).
+func (s *Store) aheadOfHistory(ctx context.Context, wf string, seq uint64, stored time.Time) (bool, error) {
+	if stored.IsZero() || !stored.Before(s.HistoryCreated()) {
+		return false, nil
+	}
+	last, err := s.LastSeq(ctx, wf)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("eventstore: index %s: %w", wf, err)
+	}
+	return last < seq, nil
 }
 
 // GetSummary returns wf's index entry.

@@ -212,5 +212,43 @@ func (c *checker) runSlots(ctx context.Context) ([]*run, error) {
 				e.Key, e.Definition, why)
 		}
 	}
+	// An admitted run that has not closed holds a slot of its key: it took
+	// it before its admission was recorded, and gives it back only after
+	// its close. One that holds none (the slots bucket restored from a
+	// backup older than the history, say) lets the key's other runs take
+	// its slot while it runs, past the limit.
+	holding := map[string]bool{}
+	for _, e := range entries {
+		for _, h := range e.Slots.Holders {
+			holding[h] = true
+		}
+	}
+	for _, r := range c.runs {
+		st := r.st
+		if st == nil || r.unchecked != nil || r.deleting || r.partial || !st.Queued || !st.Admitted || st.Status.Terminal() || c.recent(r) {
+			continue
+		}
+		if holding[r.ID] && slotsHold(entries, r.ID, eventstore.RunOf(st.Created, st.Retries)) {
+			continue
+		}
+		if moved, err := c.moved(ctx, r); err != nil || moved {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		r.add(FindingDrifted, "admitted, it runs, but holds no concurrency slot of key %q of definition %q: the key's other runs may take its slot, past the limit, until it closes (the slots bucket is behind the history)",
+			st.QueueKey, st.Definition)
+	}
 	return gone, nil
+}
+
+// slotsHold reports whether an entry of entries holds a slot for run of id.
+func slotsHold(entries []eventstore.KeySlots, id string, run eventstore.SlotRun) bool {
+	for i := range entries {
+		if entries[i].Slots.Holds(id, run) {
+			return true
+		}
+	}
+	return false
 }

@@ -109,3 +109,34 @@ func TestDoctorFindsARunSlotAClosedOrDeletedRunHolds(t *testing.T) {
 		t.Errorf("a running run's slot stored without its generation is reported: %s", stuckIDs(rep))
 	}
 }
+
+// An admitted run that runs holds a slot of its key: the slots bucket
+// restored from a backup older than the history (streams are backed up one
+// at a time) can lack it, and then the key's slots go to other runs as if
+// it did not run, past the limit, with nothing to report it.
+func TestDoctorFindsAnAdmittedRunThatHoldsNoSlot(t *testing.T) {
+	r := newRig(t, map[string]string{"q": queuedDef})
+	r.index("live", "q", "RUNNING", r.admitted("live", "q"))
+	created := eventstore.RunOf(r.t0, 0)
+
+	r.holdRunSlots([]string{"live"}, map[string]eventstore.SlotRun{"live": created})
+	if rep := r.check(); !rep.OK() {
+		t.Fatalf("a slot a running run holds is reported: %s", stuckIDs(rep))
+	}
+
+	// Another run holds the key's slot, or nobody does.
+	for name, reset := range map[string]func(){
+		"another holder": func() { r.holdRunSlots([]string{"other"}, nil) },
+		"nobody":         func() { r.holdRunSlots(nil, nil) },
+	} {
+		reset()
+		rep := r.check()
+		f := findingsOf(rep, "live")
+		if !strings.Contains(f, `drifted: admitted, it runs, but holds no concurrency slot of key "" of definition "q"`) {
+			t.Errorf("%s: findings %q; want the missing slot reported", name, f)
+		}
+		if rep.OK() {
+			t.Errorf("%s: %s; want it drifted", name, rep.Summary())
+		}
+	}
+}
