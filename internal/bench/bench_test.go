@@ -26,13 +26,7 @@ import (
 // embedded Weft and checks that what it reports adds up. (Figures come
 // from `weft bench`; WEFT_BENCH_N and WEFT_BENCH_C make these longer runs.)
 func TestBenchRuns(t *testing.T) {
-	ns := natstest.Start(t)
-	n, err := node.Start(context.Background(), node.Config{NATSURL: ns.URL(), Store: eventstore.Config{},
-		Orchestrator: &orchestrator.Config{}, Executor: &executor.Config{}, Builtins: true, API: &api.Config{}, APIAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Stop(context.Background()) })
+	ns, n := startWeft(t)
 	count, conc := 120, 16
 	if s := os.Getenv("WEFT_BENCH_N"); s != "" {
 		count, _ = strconv.Atoi(s)
@@ -62,6 +56,20 @@ func TestBenchRuns(t *testing.T) {
 			checkResult(t, cfg, res)
 		})
 	}
+}
+
+// startWeft runs NATS and every part of Weft, the API on a loopback
+// port, until the test ends.
+func startWeft(t *testing.T) (*natstest.Server, *node.Node) {
+	t.Helper()
+	ns := natstest.Start(t)
+	n, err := node.Start(context.Background(), node.Config{NATSURL: ns.URL(), Store: eventstore.Config{},
+		Orchestrator: &orchestrator.Config{}, Executor: &executor.Config{}, Builtins: true, API: &api.Config{}, APIAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Stop(context.Background()) })
+	return ns, n
 }
 
 // checkResult fails t unless res adds up for a run of cfg.
@@ -108,13 +116,7 @@ func TestBenchConfigNeedsNATS(t *testing.T) {
 // starts by their request ids, so every run is measured once and the
 // calls made again are counted.
 func TestBenchRidesOutUnavailable(t *testing.T) {
-	ns := natstest.Start(t)
-	n, err := node.Start(context.Background(), node.Config{NATSURL: ns.URL(), Store: eventstore.Config{},
-		Orchestrator: &orchestrator.Config{}, Executor: &executor.Config{}, Builtins: true, API: &api.Config{}, APIAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Stop(context.Background()) })
+	ns, n := startWeft(t)
 	target, err := url.Parse(n.APIURL)
 	if err != nil {
 		t.Fatal(err)
