@@ -431,35 +431,49 @@ func startCommand(cf *clientFlags) *cobra.Command {
 	return cmd
 }
 
-// startRetryFor is how long weft start makes a start again that the
+// writeRetryFor is how long a command makes a write again that the
 // server could not answer.
-const startRetryFor = 5 * time.Minute
+const writeRetryFor = 5 * time.Minute
 
-// startAgain starts req's run, making the call again, with the same
-// request id (so the run is started once), while the server cannot
-// answer it (unavailable, NATS not answering in time, the API stopping)
-// for up to startRetryFor: such a start may have been made or not. It
-// reports whether it made the call more than once; then a run found
-// started before was most likely started by an earlier try.
-func startAgain(ctx context.Context, cf *clientFlags, req *weftv1.StartWorkflowRequest, notes io.Writer) (*connect.Response[weftv1.StartWorkflowResponse], bool, error) {
+// callAgain makes a write (what: "start", "signal", ...) with call, and
+// makes it again, with the same request id (so it is applied once), while
+// the server cannot answer it (unavailable, NATS not answering in time,
+// the API stopping) for up to writeRetryFor: such a write may have been
+// made or not. It reports whether it made the call more than once.
+func callAgain(ctx context.Context, what, requestID string, notes io.Writer, call func() error) (bool, error) {
 	var backoff time.Duration
-	deadline := time.Now().Add(startRetryFor)
+	deadline := time.Now().Add(writeRetryFor)
 	for try := 0; ; try++ {
-		res, err := cf.workflows().StartWorkflow(ctx, connect.NewRequest(req))
+		err := call()
 		switch connect.CodeOf(err) {
 		case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeCanceled:
 		default:
-			return res, try > 0, err
+			return try > 0, err
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
-			return nil, try > 0, fmt.Errorf("%w (the start may have been made: make it again with --request-id %s, which starts it once)", err, req.GetRequestId())
+			return try > 0, fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", err, what, requestID)
 		}
 		if perr := pause(ctx, &backoff, func() {
-			fmt.Fprintf(notes, "weft: starting: the server could not answer (%v); trying again with the same request id\n", rpcErr(err))
+			fmt.Fprintf(notes, "weft: %s: the server could not answer (%v); trying again with the same request id\n", what, rpcErr(err))
 		}); perr != nil {
-			return nil, try > 0, fmt.Errorf("%w (the start may have been made: make it again with --request-id %s, which starts it once)", err, req.GetRequestId())
+			return try > 0, fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", err, what, requestID)
 		}
 	}
+}
+
+// startAgain starts req's run with callAgain. It reports whether it made
+// the call more than once; then a run found started before was most
+// likely started by an earlier try.
+func startAgain(ctx context.Context, cf *clientFlags, req *weftv1.StartWorkflowRequest, notes io.Writer) (*connect.Response[weftv1.StartWorkflowResponse], bool, error) {
+	var res *connect.Response[weftv1.StartWorkflowResponse]
+	retried, err := callAgain(ctx, "start", req.GetRequestId(), notes, func() (err error) {
+		res, err = cf.workflows().StartWorkflow(ctx, connect.NewRequest(req))
+		return err
+	})
+	if err != nil {
+		return nil, retried, err
+	}
+	return res, retried, nil
 }
 
 func awaitCommand(cf *clientFlags) *cobra.Command {
@@ -873,9 +887,15 @@ func signalCommand(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = cf.workflows().SignalWorkflow(cmd.Context(), connect.NewRequest(&weftv1.SignalWorkflowRequest{
-				WorkflowId: args[0], Name: args[1], Payload: p, RequestId: requestID,
-			}))
+			if requestID == "" {
+				requestID = newRequestID()
+			}
+			_, err = callAgain(cmd.Context(), "signal", requestID, cmd.ErrOrStderr(), func() error {
+				_, err := cf.workflows().SignalWorkflow(cmd.Context(), connect.NewRequest(&weftv1.SignalWorkflowRequest{
+					WorkflowId: args[0], Name: args[1], Payload: p, RequestId: requestID,
+				}))
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -885,7 +905,7 @@ func signalCommand(cf *clientFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&payload, "payload", "", "signal payload as JSON, @FILE to read it from a file, or - from standard input")
-	cmd.Flags().StringVar(&requestID, "request-id", "", "idempotency key")
+	cmd.Flags().StringVar(&requestID, "request-id", "", "idempotency key: the signal sent again with it is taken once (default: one made for this command, which sends it again with it while the server cannot answer)")
 	return cmd
 }
 
@@ -937,7 +957,8 @@ func resumeCommand(cf *clientFlags) *cobra.Command {
 }
 
 // reasonCommand is a command on one workflow id with --reason and
-// --request-id flags: it calls do and prints done with the id.
+// --request-id flags: it calls do (again while the server cannot answer,
+// with callAgain) and prints done with the id.
 func reasonCommand(use, short, done string, do func(ctx context.Context, id, reason, reqID string) error) *cobra.Command {
 	var reason, reqID string
 	cmd := &cobra.Command{
@@ -945,7 +966,14 @@ func reasonCommand(use, short, done string, do func(ctx context.Context, id, rea
 		Short: short,
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := do(cmd.Context(), args[0], reason, reqID); err != nil {
+			id := reqID
+			if id == "" {
+				id = newRequestID()
+			}
+			what, _, _ := strings.Cut(use, " ")
+			if _, err := callAgain(cmd.Context(), what, id, cmd.ErrOrStderr(), func() error {
+				return do(cmd.Context(), args[0], reason, id)
+			}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), done, args[0])
@@ -953,7 +981,7 @@ func reasonCommand(use, short, done string, do func(ctx context.Context, id, rea
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "reason recorded in the history")
-	cmd.Flags().StringVar(&reqID, "request-id", "", "idempotency key: the command repeated with it is applied once")
+	cmd.Flags().StringVar(&reqID, "request-id", "", "idempotency key: the command repeated with it is applied once (default: one made for this command, which makes it again with it while the server cannot answer)")
 	return cmd
 }
 

@@ -56,3 +56,53 @@ func TestStartIsMadeAgainWhenItsAnswerIsLost(t *testing.T) {
 		t.Fatalf("history of lost-1: %v\n%s", err, out)
 	}
 }
+
+// A signal or a cancel whose answer is lost is made again the same way,
+// with a request id the command makes when given none: it is taken once.
+func TestSignalAndCancelAreMadeAgainWhenTheirAnswerIsLost(t *testing.T) {
+	addr := freeAddr(t)
+	startServer(t, []string{"--addr", addr}, []string{"--server=http://" + addr})
+	target, _ := url.Parse("http://" + addr)
+	forward := httputil.NewSingleHostReverseProxy(target)
+	calls := map[string]*atomic.Int32{"/SignalWorkflow": {}, "/CancelWorkflow": {}}
+	lossy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for suffix, n := range calls {
+			if strings.HasSuffix(r.URL.Path, suffix) && n.Add(1) == 1 {
+				// Made; its answer lost on the way back.
+				forward.ServeHTTP(httptest.NewRecorder(), r)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = w.Write([]byte(`{"code":"unavailable","message":"the API is stopping"}`))
+				return
+			}
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(lossy.Close)
+	server := "--server=" + lossy.URL
+	file := filepath.Join(t.TempDir(), "waits.yaml")
+	if err := os.WriteFile(file, []byte("name: waits\nsteps:\n  - { id: a, wait: { signal: go } }\n  - { id: b, wait: { signal: go } }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "def", "apply", "-f", file, server); err != nil {
+		t.Fatalf("def apply: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "start", "waits", "--id", "lost-2", server); err != nil {
+		t.Fatalf("start: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "signal", "lost-2", "go", server); err != nil || !strings.Contains(out, "trying again with the same request id") {
+		t.Fatalf("signal whose first answer was lost: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "cancel", "lost-2", server); err != nil || !strings.Contains(out, "cancel requested") {
+		t.Fatalf("cancel whose first answer was lost: %v\n%s", err, out)
+	}
+	out, err := runCLI(t, "history", "lost-2", server)
+	if err != nil || strings.Count(out, "SignalReceived") != 1 || strings.Count(out, "CancelRequested") != 1 {
+		t.Fatalf("history of lost-2 (one signal, one cancel): %v\n%s", err, out)
+	}
+	for suffix, n := range calls {
+		if got := n.Load(); got != 2 {
+			t.Errorf("%s called %d times; want 2", suffix, got)
+		}
+	}
+}
