@@ -443,7 +443,7 @@ func (n *Node) Stop(ctx context.Context) error {
 			hctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
 			defer cancel()
 		}
-		errs = append(errs, n.http.Shutdown(hctx))
+		errs = append(errs, stopErr("api", "before every call ended; the calls still open were ended, and their clients call again", n.http.Shutdown(hctx)))
 		n.stopRequests()
 		n.http = nil
 	}
@@ -451,13 +451,13 @@ func (n *Node) Stop(ctx context.Context) error {
 		n.stopAPI()
 	}
 	if n.Worker != nil {
-		errs = append(errs, n.Worker.Stop(ctx))
+		errs = append(errs, stopErr("executor", "with steps still running; they are handed back and run again", n.Worker.Stop(ctx)))
 	}
 	if n.Triggers != nil {
-		errs = append(errs, n.Triggers.Stop(ctx))
+		errs = append(errs, stopErr("trigger engine", "before it finished; any event it held is taken again", n.Triggers.Stop(ctx)))
 	}
 	if n.Orch != nil {
-		errs = append(errs, n.Orch.Stop(ctx))
+		errs = append(errs, stopErr("orchestrator", "before it finished; any input it held is taken again", n.Orch.Stop(ctx)))
 	}
 	if n.stopClock != nil {
 		n.stopClock()
@@ -467,6 +467,31 @@ func (n *Node) Stop(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// stopErr names the part whose stop ended with err and, for a stop whose
+// time ran out (or that a second signal cut short), says what the part
+// left: work handed back, to be done again, never lost. The context's
+// error stays in the chain for errors.Is, out of the message.
+func stopErr(part, left string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return cutShort{fmt.Sprintf("%s: the stop's time ran out %s", part, left), err}
+	case errors.Is(err, context.Canceled):
+		return cutShort{fmt.Sprintf("%s: the stop was cut short %s", part, left), err}
+	}
+	return fmt.Errorf("%s: %w", part, err)
+}
+
+// cutShort is a part's stop that its context ended.
+type cutShort struct {
+	msg string
+	err error
+}
+
+func (e cutShort) Error() string { return e.msg }
+func (e cutShort) Unwrap() error { return e.err }
 
 // endWatches ends the WatchWorkflow calls h serves when stop ends: a
 // watch lasts for as long as its caller lets it, and would hold the
