@@ -67,3 +67,39 @@ func TestAppendWithoutRoomIsErrNoSpace(t *testing.T) {
 		t.Fatalf("append once room is made: %v", err)
 	}
 }
+
+// On a NATS cluster whose servers have less room than the trigger
+// failures' usual bound, the meta leader refuses the stream's placement
+// ("no suitable peers for placement", insufficient storage), not with a
+// server's no-room error: the stream is made with a bound that fits all
+// the same, and the store opens.
+func TestOpenOnASmallCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-node NATS cluster")
+	}
+	c := natstest.StartClusterWith(t, 3, func(o *server.Options) { o.JetStreamMaxStore = smallStoreMiB << 20 })
+	nc := c.Connect(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	// A loaded machine may have the meta leader miss a peer for a moment
+	// after the cluster was ready: the open is made again then, within a
+	// minute, but never for a placement refused for storage.
+	var err error
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		if _, err = eventstore.Open(ctx, nc, eventstore.Config{Replicas: 3}); err == nil {
+			break
+		}
+		if strings.Contains(err.Error(), "insufficient storage") || time.Now().After(deadline) {
+			t.Fatalf("open on a cluster of %d MiB stores: %v", smallStoreMiB, err)
+		}
+		t.Logf("open on the cluster: %v; again", err)
+	}
+	js, _ := jetstream.New(nc)
+	st, err := js.Stream(ctx, eventstore.TriggerFailuresStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.CachedInfo().Config; c.MaxBytes <= 0 || c.MaxBytes > smallStoreMiB<<20 {
+		t.Errorf("trigger failures MaxBytes %d; want a bound within the %d MiB store", c.MaxBytes, smallStoreMiB)
+	}
+}

@@ -62,8 +62,9 @@ func (s *Store) openTriggers(ctx context.Context) error {
 		return fmt.Errorf("eventstore: create stream %s: %w", TriggersStream, err)
 	}
 	// JetStream reserves a stream's MaxBytes when it makes or bounds the
-	// stream: on a server or account with less room than that to give, the
-	// stream is bounded by a quarter of it, and so on. A smaller bound the
+	// stream: on a server or account with less room than that to give (on
+	// a cluster: no servers to place it on with that room), the stream is
+	// bounded by a quarter of it, and so on. A smaller bound the
 	// stream has (an operator's, or one made so before) stays.
 	var err error
 	for size := int64(TriggerFailuresMaxBytes); ; size /= 4 {
@@ -81,7 +82,7 @@ func (s *Store) openTriggers(ctx context.Context) error {
 				c.MaxBytes = size
 			}
 		})
-		if err == nil || !isNoSpace(err) || size <= triggerFailuresMinBytes {
+		if err == nil || !isNoSpace(err) && !noRoomToPlace(err) || size <= triggerFailuresMinBytes {
 			break
 		}
 	}
@@ -626,4 +627,17 @@ func (s *Store) ListTriggerFailures(ctx context.Context, n int, before uint64) (
 		next = seq + 1
 	}
 	return out, next, nil
+}
+
+// clusterNoPeers is JetStream's error code for a stream no servers of the
+// cluster can take (JSClusterNoPeersErr).
+const clusterNoPeers jetstream.ErrorCode = 10005
+
+// noRoomToPlace reports whether err is a NATS cluster's refusal to place a
+// stream for want of storage on its servers ("no suitable peers for
+// placement, insufficient storage").
+func noRoomToPlace(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == clusterNoPeers &&
+		strings.Contains(apiErr.Description, "insufficient storage")
 }

@@ -79,7 +79,12 @@ func TestRedactArgs(t *testing.T) {
 		{"weft server --nats-password=pw", "weft server --nats-password=REDACTED"},
 		{"weft api --nats-url nats://u:pw@a:4222,nats://v:pw2@b:4222", "weft api --nats-url nats://u:REDACTED@a:4222,nats://v:REDACTED@b:4222"},
 		{"weft api --nats-url=tls://u:p%40w@a", "weft api --nats-url=tls://u:REDACTED@a"},
-		{"weft api --nats-url nats://token@a --nats-user u", "weft api --nats-url nats://token@a --nats-user u"},
+		{"weft api --nats-url nats://u@a --nats-user u", "weft api --nats-url nats://REDACTED@a --nats-user u"},
+		// NATS takes a URL's user without a password for a token.
+		{"weft api --nats-url nats://s3cr3t@a:4222,nats://s3cr3t@b:4222", "weft api --nats-url nats://REDACTED@a:4222,nats://REDACTED@b:4222"},
+		// A password may hold '@': the host follows the last one.
+		{"weft api --nats-url nats://u:p@ss@a:4222/", "weft api --nats-url nats://u:REDACTED@a:4222/"},
+		{"weft api --nats-url nats://a:4222,nats://u:pw@b:4222", "weft api --nats-url nats://a:4222,nats://u:REDACTED@b:4222"},
 	} {
 		if got := strings.Join(redactArgs(strings.Fields(tc.in)), " "); got != tc.want {
 			t.Errorf("redactArgs(%q) = %q, want %q", tc.in, got, tc.want)

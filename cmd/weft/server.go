@@ -177,7 +177,8 @@ func servePprof(addr string, log *slog.Logger) (func(), error) {
 
 // cmdline serves the command line as pprof.Cmdline does (arguments
 // separated by NUL bytes), with its secrets left out: the value of
-// --nats-password and the password of a URL's user (nats://user:pw@host).
+// --nats-password and the password or token of a URL's user
+// (nats://user:pw@host, nats://token@host).
 // Whatever reaches the profiles' address reads it, and an http step runs
 // on this host unless the operator denies loopback (--http-deny).
 func cmdline(w http.ResponseWriter, _ *http.Request) {
@@ -189,12 +190,14 @@ func cmdline(w http.ResponseWriter, _ *http.Request) {
 // redacted stands for a secret redactArgs leaves out.
 const redacted = "REDACTED"
 
-// urlPassword finds the password of a URL's user: "://user:password@".
-var urlPassword = regexp.MustCompile(`(://[^:/@\s]*):[^@/\s]*@`)
+// urlUser finds a URL's user: "://user:password@" or "://token@" (NATS
+// takes a user without a password for a token). The host follows the
+// last '@' before the path, as in net/url: a password may hold '@'.
+var urlUser = regexp.MustCompile(`://([^/\s]*)@`)
 
 // redactArgs returns args with the value of every --nats-password (as the
-// next argument or after '=') and the passwords of URLs replaced by
-// redacted.
+// next argument or after '=') and the passwords and tokens of URLs
+// replaced by redacted.
 func redactArgs(args []string) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
@@ -209,9 +212,16 @@ func redactArgs(args []string) []string {
 	return out
 }
 
-// redactURLs returns s with the passwords of the URLs in it replaced by
-// redacted.
-func redactURLs(s string) string { return urlPassword.ReplaceAllString(s, "${1}:"+redacted+"@") }
+// redactURLs returns s with the passwords and tokens of the URLs in it
+// replaced by redacted.
+func redactURLs(s string) string {
+	return urlUser.ReplaceAllStringFunc(s, func(m string) string {
+		if user, _, ok := strings.Cut(m[len("://"):len(m)-1], ":"); ok {
+			return "://" + user + ":" + redacted + "@"
+		}
+		return "://" + redacted + "@"
+	})
+}
 
 func (p *partFlags) logger(cmd *cobra.Command) (*slog.Logger, error) {
 	var lvl slog.Level

@@ -136,7 +136,11 @@ type Cluster struct {
 
 // StartCluster runs a cluster of n embedded nats-servers with JetStream
 // for the duration of t, and returns once JetStream has a meta leader.
-func StartCluster(t testing.TB, n int) *Cluster {
+func StartCluster(t testing.TB, n int) *Cluster { return StartClusterWith(t, n, nil) }
+
+// StartClusterWith is StartCluster with each server's options changed by
+// tune (a small JetStreamMaxStore, say) before it starts.
+func StartClusterWith(t testing.TB, n int, tune func(*server.Options)) *Cluster {
 	t.Helper()
 	routes := make([]*net.TCPListener, n)
 	for i := range routes {
@@ -165,6 +169,9 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			NoSigs:     true,
 			Cluster:    server.ClusterOpts{Name: "natstest", Host: "127.0.0.1", Port: ports[i]},
 			Routes:     urls,
+		}
+		if tune != nil {
+			tune(opts)
 		}
 		ns, err := server.NewServer(opts)
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 
 // SnapshotVersion is the layout of encoded states. A snapshot of another
 // version is not read: the history is folded instead.
-const SnapshotVersion = 12
+const SnapshotVersion = 13
 
 // ErrBadSnapshot is returned (wrapped) for a snapshot that cannot be read.
 var ErrBadSnapshot = errors.New("unreadable snapshot")

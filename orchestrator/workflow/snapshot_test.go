@@ -89,7 +89,7 @@ func TestSnapshotKeepsRequestIDs(t *testing.T) {
 // them must come with a new SnapshotVersion, or a snapshot written by one
 // build would be read as a different state by the next.
 func TestSnapshotLayoutPinned(t *testing.T) {
-	const want = `v12
+	const want = `v13
 State: ID string; Definition string; Revision int; Input interface {}; RequestID string; Parent *events.ParentRef; StartedBy string; Trace string; Suspended int; Status workflow.Status; Output interface {}; Error *events.Error; ErrorPath string; Steps map[string]*workflow.Step; Order []string; outputs map[string]map[string]interface {}; Vars map[string]interface {}; Search map[string]interface {}; SearchChanges int; StartSearched bool; Signals []*workflow.Signal; signalIDs map[string]bool; requestIDs map[string]bool; TimeoutTimerID string; TimeoutAt time.Time; TimedOut bool; CancelRequested bool; CancelReason string; Queued bool; QueueKey string; Admitted bool; AdmitChecks int; AdmitTimerID string; AdmitAt time.Time; Retries int; Superseded []*workflow.Step; Expired bool; Created time.Time; Closed time.Time; Now time.Time; Events int; LastSeq uint64; Bytes int64; FirstSeq uint64; loops map[string]*workflow.loopProgress
 Step: Path string; Kind string; Task string; Status workflow.StepStatus; Gen int; Attempts int; LastError *events.Error; Output interface {}; Started time.Time; Closed time.Time; Signal string; TimerID string; TimeoutAt time.Time; TimedOut bool; TimedOutAt int; Case int; Items []interface {}; Iteration int; IterBase int; ChildID string; ChildRevision int; ChildInput interface {}; Searched bool; Suspend bool; Caught []string; CatchAll bool; HeldFor string; HeldDetail string; Rerun bool; Late bool
 Signal: Seq int; Name string; Payload interface {}; Consumed bool`
@@ -142,5 +142,30 @@ func TestARedrivenChildStepKeepsItsCanceledChild(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got.Superseded, st.Superseded) {
 		t.Fatalf("after restore: %+v; want %+v", got.Superseded[0], st.Superseded[0])
+	}
+}
+
+// A canceled child step the redrive skips or fails (its condition or its
+// input evaluates otherwise now) keeps its first child in Superseded too:
+// the step is no longer CANCELED, and its child is canceled all the same.
+func TestARedrivenChildStepSkippedOrFailedKeepsItsCanceledChild(t *testing.T) {
+	for name, again := range map[string]events.Event{
+		"skipped": {Type: events.TypeStepSkipped, Time: at(4), StepSkipped: &events.StepSkipped{Path: "k"}},
+		"failed": {Type: events.TypeStepFailed, Time: at(4), StepFailed: &events.StepFailed{Path: "k",
+			Error: events.Error{Type: "expression", Message: "no such key"}}},
+	} {
+		st := fold(t, hist(started(0, nil),
+			events.Event{Type: events.TypeChildStarted, Time: at(1), ChildStarted: &events.ChildStarted{Path: "k", Gen: 1,
+				WorkflowID: workflow.ChildID("wf-1", "k", 1), Definition: "kid", Revision: 2}},
+			events.Event{Type: events.TypeStepCanceled, Time: at(2), StepCanceled: &events.StepCanceled{Path: "k"}},
+			events.Event{Type: events.TypeWorkflowFailed, Time: at(2), WorkflowFailed: &events.WorkflowFailed{Error: events.Error{Type: "x", Message: "x"}}},
+			events.Event{Type: events.TypeWorkflowRetried, Time: at(3), WorkflowRetried: &events.WorkflowRetried{}},
+			again))
+		if len(st.Superseded) != 1 || st.Superseded[0].ChildID != workflow.ChildID("wf-1", "k", 1) {
+			t.Errorf("%s: superseded %+v; want the canceled first child of step k", name, st.Superseded)
+		}
+		if steps := workflow.AbandonedSteps(st); len(steps) != 1 || steps[0].ChildID != workflow.ChildID("wf-1", "k", 1) {
+			t.Errorf("%s: abandoned %+v; want the first child once", name, steps)
+		}
 	}
 }

@@ -216,9 +216,10 @@ type State struct {
 	// Retries counts redrives.
 	Retries int
 	// Superseded holds child steps as they were when a redrive started
-	// them again under a new child id while their child was to be
-	// canceled (the step was CANCELED): that child is canceled all the
-	// same (Abandoned), though its step no longer names it.
+	// them again under a new child id, skipped or failed them, while
+	// their child was to be canceled (the step was CANCELED): that child
+	// is canceled all the same (Abandoned), though its step no longer
+	// names it or is no longer CANCELED.
 	Superseded []*Step
 	// Expired: the run's retention ran out and its deletion began
 	// (WorkflowExpired); it is not retried again.
@@ -488,6 +489,7 @@ func (st *State) searchAttributesSet(p *events.SearchAttributesSet) {
 
 func (st *State) stepFailed(p *events.StepFailed, t time.Time) {
 	s := st.step(p.Path, t)
+	st.supersede(s)
 	s.Status, s.Closed, s.Rerun, s.Late = StepFailed, t, false, st.Status.Terminal()
 	s.HeldFor, s.HeldDetail = "", ""
 	s.Attempts = max(s.Attempts, p.Attempt)
@@ -577,6 +579,7 @@ func (st *State) stepStarted(p *events.StepStarted, t time.Time) {
 
 func (st *State) stepSkipped(p *events.StepSkipped, t time.Time) {
 	s := st.step(p.Path, t)
+	st.supersede(s)
 	s.Status, s.Closed, s.Rerun = StepSkipped, t, false
 	st.setOutput(s.Path, nil)
 }
@@ -600,13 +603,22 @@ func (st *State) timerScheduled(p *events.TimerScheduled, t time.Time) {
 
 func (st *State) childStarted(p *events.ChildStarted, t time.Time) {
 	s := st.step(p.Path, t)
-	if s.ChildID != "" && s.ChildID != p.WorkflowID && s.Status == StepCanceled {
-		st.Superseded = append(st.Superseded, &Step{Path: s.Path, Kind: s.Kind, Task: s.Task, Status: s.Status, Gen: s.Gen,
-			Started: s.Started, Closed: s.Closed, ChildID: s.ChildID, ChildRevision: s.ChildRevision, ChildInput: s.ChildInput})
+	if s.ChildID != p.WorkflowID {
+		st.supersede(s)
 	}
 	s.Kind, s.Status, s.Gen, s.ChildID = "workflow", StepRunning, p.Gen, p.WorkflowID
 	s.Task, s.ChildRevision, s.ChildInput = p.Definition, p.Revision, p.Input
 	s.Output, s.LastError, s.Closed, s.Rerun = nil, nil, time.Time{}, false
+}
+
+// supersede keeps s in st.Superseded when it is a CANCELED child step
+// about to leave that status (a redrive started it again under a new
+// child id, skipped it or failed it): its child is canceled all the same.
+func (st *State) supersede(s *Step) {
+	if s.ChildID != "" && s.Status == StepCanceled {
+		st.Superseded = append(st.Superseded, &Step{Path: s.Path, Kind: s.Kind, Task: s.Task, Status: s.Status, Gen: s.Gen,
+			Started: s.Started, Closed: s.Closed, ChildID: s.ChildID, ChildRevision: s.ChildRevision, ChildInput: s.ChildInput})
+	}
 }
 
 func (st *State) stepCanceled(p *events.StepCanceled, t time.Time) {
