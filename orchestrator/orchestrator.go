@@ -1095,6 +1095,17 @@ func (sh *shard) commit(ctx context.Context, wf string, e *entry, evs []events.E
 //     admitted (see reconcileSlot);
 //   - a closed workflow leaves the cache.
 func (sh *shard) reconcile(ctx context.Context, wf string, e *entry, d *eventstore.Delivery) error {
+	if st := e.st; st.Queued && !st.Admitted && !st.Status.Terminal() {
+		// A run waiting for a slot is judged from the history read
+		// afresh, never from a cached state alone (see reconcileSlot),
+		// and so are all its follow-ups: the read may bring records
+		// another orchestrator appended and never followed up (it died
+		// after recording the run's admission and its children, or its
+		// cancel), and the state closed by them leaves the cache below.
+		if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
+			return err
+		}
+	}
 	st := e.st
 	if err := sh.reconcileChildren(ctx, wf, e); err != nil {
 		return err
@@ -1215,20 +1226,14 @@ func mark(m map[string]bool, k string) map[string]bool {
 // An admission cut short by a crash is made when the run's next timer
 // looks at its slot again.
 func (sh *shard) reconcileSlot(ctx context.Context, wf string, e *entry) error {
+	// A state waiting for a slot is the history's, read afresh by
+	// reconcile: one cached from before another orchestrator admitted,
+	// ran and closed the run (an input that adds nothing to it, such as
+	// its start handed out again, finds no append to conflict) would put
+	// the closed run back in its key's queue, where it takes a free slot
+	// that only a give-back later in this pass frees; nothing looks at it
+	// again if that give-back is lost.
 	st := e.st
-	if st.Queued && !st.Admitted && !st.Status.Terminal() {
-		// Judged from the history read afresh, never from a cached state
-		// alone: one from before another orchestrator admitted, ran and
-		// closed the run (an input that adds nothing to it, such as its
-		// start handed out again, finds no append to conflict) would put
-		// the closed run back in its key's queue, where it takes a free
-		// slot that only a give-back later in this pass frees; nothing
-		// looks at it again if that give-back is lost.
-		if err := sh.catchUp(ctx, wf, e, st.LastSeq); err != nil {
-			return err
-		}
-		st = e.st
-	}
 	closed := st.Status.Terminal()
 	// The run's generation: a give-back of an earlier one (a failed state
 	// read just before a redrive) or of an earlier run of the id (deleted
