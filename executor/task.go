@@ -17,7 +17,8 @@ import (
 // ErrTypeOutput and is not retried: encode binary data, base64 say. Error
 // types and messages are recorded as text, with bytes that are not UTF-8
 // replaced by U+FFFD. A plain error is retried per the step's retry policy;
-// NonRetryable and RetryAfter change that; a panic becomes a failed attempt.
+// NonRetryable and RetryAfter change that; a panic, or a runtime.Goexit
+// (t.FailNow, say), becomes a failed attempt.
 // The context ends when the attempt's timeout passes or the worker stops;
 // a handler that has not returned 5 seconds later is given up on (it runs
 // on, its outcome dropped): the attempt is recorded as timed out, or the

@@ -93,6 +93,11 @@ type Worker struct {
 	pmu        sync.Mutex
 	pauseReads map[string]pauseRead
 
+	// inflight holds, by command sequence, the commands this worker runs
+	// a delivery of (claim).
+	imu      sync.Mutex
+	inflight map[uint64]bool
+
 	life        lifecycle.Guard
 	stopPulling context.CancelFunc
 	cancel      context.CancelFunc
@@ -168,8 +173,8 @@ func (w *Worker) Start(ctx context.Context) error {
 // Stop stops taking commands and waits for running handlers to finish
 // and report; when ctx ends first, it cancels them: the commands of those
 // that then return an error are redelivered, and an output one returns
-// all the same is reported (within reportAfterStop). Calling Stop twice
-// is fine.
+// all the same, or an outcome being reported, is reported (within
+// reportAfterStop of the cancel). Calling Stop twice is fine.
 //
 // The fetches end before any handler is canceled: a command given back
 // while a fetch of this worker was still open could be redelivered into
@@ -242,6 +247,17 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		w.refuse(ctx, typ, d)
 		return
 	}
+	// A command redelivered while this worker still runs it (its claim
+	// lapsed: NATS out of reach for longer than the ack wait) is given
+	// back to come again later, rather than run beside the delivery
+	// before it; it then finds the step settled or its result reported.
+	// It takes no handler's place while it waits.
+	done, ok := w.claim(d.Seq)
+	if !ok {
+		_ = d.Nak(runningDelay)
+		return
+	}
+	defer done()
 	if w.hold(ctx, typ, d) {
 		return
 	}
@@ -318,14 +334,14 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		_ = d.Nak(givenBackDelay)
 		return
 	}
-	if ctx.Err() != nil {
-		// The stop cut the handler short and it returned its output all
-		// the same: its effect is made. It is reported, with time of its
-		// own, rather than handed back to be made again.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), reportAfterStop)
-		defer cancel()
-	}
+	// The handler returned its outcome: its effect is made. A stop that
+	// cuts the handler short, or cancels the report on its way, leaves it
+	// time of its own (reportAfterStop) to be reported, rather than
+	// handing it back to be made again.
+	runCtx := ctx
+	ctx, cancelReport := context.WithCancel(context.WithoutCancel(runCtx))
+	defer cancelReport()
+	defer context.AfterFunc(runCtx, func() { time.AfterFunc(reportAfterStop, cancelReport) })()
 	res.Time = time.Now().UTC()
 	w.steps.Ran(typ, res.Time.Sub(began))
 	delay := outcome(&res, cmd.Retry, out, err, tries, maxAttempts)
@@ -362,13 +378,36 @@ const queuedCheck = 250 * time.Millisecond
 // of whoever recorded the failure may differ by that much.
 const retryEarly = time.Second
 
-// reportAfterStop bounds the report of an outcome a handler returned
-// after the worker's stop canceled it (the stop waits for it).
+// reportAfterStop bounds the report of an outcome a handler returned,
+// from the worker's stop's cancel on (the stop waits for it).
 const reportAfterStop = 10 * time.Second
 
 // reportedWait is how long a command whose last attempt's outcome waits
 // to be recorded is given back for before it looks again.
 const reportedWait = time.Second
+
+// runningDelay is how long a command delivered again while this worker
+// still runs it waits before it comes again.
+const runningDelay = 2 * time.Second
+
+// claim marks the command at seq as run by this worker and returns how
+// to unmark it; false when the worker runs a delivery of it already.
+func (w *Worker) claim(seq uint64) (func(), bool) {
+	w.imu.Lock()
+	defer w.imu.Unlock()
+	if w.inflight[seq] {
+		return nil, false
+	}
+	if w.inflight == nil {
+		w.inflight = map[uint64]bool{}
+	}
+	w.inflight[seq] = true
+	return func() {
+		w.imu.Lock()
+		delete(w.inflight, seq)
+		w.imu.Unlock()
+	}, true
+}
 
 // attemptOf returns the attempt a delivery of a step command runs, or
 // false when it has settled the delivery itself: history could not be
@@ -1101,13 +1140,18 @@ func (w *Worker) call(ctx context.Context, h Handler, d *eventstore.Delivery, cm
 	returned := make(chan struct{})
 	go func() {
 		defer close(returned)
+		exited := true
 		defer func() {
 			if r := recover(); r != nil {
 				w.log.Error("task handler panicked", "workflow_id", d.WorkflowID, "step", cmd.Path, "panic", r, "stack", string(debug.Stack()))
 				done <- answer{nil, &Error{Type: ErrTypePanic, Message: fmt.Sprintf("handler panicked: %v", r)}}
+			} else if exited {
+				// runtime.Goexit: no answer would come.
+				done <- answer{nil, &Error{Type: ErrTypePanic, Message: "handler exited its goroutine without returning (runtime.Goexit)"}}
 			}
 		}()
 		out, err := h(hctx, task)
+		exited = false
 		done <- answer{out, err}
 	}()
 	var a answer

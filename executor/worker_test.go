@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -261,6 +262,23 @@ func TestPanicIsAFailedAttempt(t *testing.T) {
 	if r := b.result(2); r.Outcome != events.OutcomeAttemptFailed || r.Error.Type != ErrTypePanic || r.RetryDelay != time.Hour {
 		t.Fatalf("second command: result %+v (error %+v)", r, r.Error)
 	}
+}
+
+// A handler that ends its goroutine without returning (runtime.Goexit:
+// t.FailNow in a handler under test, say) fails its attempt at once, as a
+// panic does, rather than leaving it to wait out its timeout.
+func TestAHandlerThatExitsItsGoroutineIsAFailedAttempt(t *testing.T) {
+	b := newBench(t, map[string]Handler{"exits": func(context.Context, *Task) (any, error) {
+		runtime.Goexit()
+		return nil, nil
+	}})
+	b.scheduled("wf-goexit", events.StepScheduled{Path: "s", Gen: 1, Task: "exits", Input: "in",
+		Retry: events.RetryPolicy{MaxAttempts: 1}, IdempotencyKey: "wf-goexit/s", FirstAttempt: 1, Timeout: time.Hour})
+	r := b.result(1)
+	if r.Outcome != events.OutcomeFailed || r.Error == nil || r.Error.Type != ErrTypePanic {
+		t.Fatalf("result %+v (error %+v)", r, r.Error)
+	}
+	b.settled("exits")
 }
 
 // A command of another task type than the consumer's is not run: its
