@@ -346,6 +346,35 @@ type shard struct {
 	large string
 	// held says the input just processed is settled by the indexer.
 	held bool
+	// asked holds the children this shard asked to cancel, or started
+	// with their cancel (cancelChild), by parent run: facts their
+	// histories keep. It outlives the parent's cached state
+	// (a closed one leaves the cache at once), so the outcome each such
+	// child sends its closed parent, read afresh, does not look them all
+	// up again. At most maxAsked; emptied when full, which only costs
+	// those looks.
+	asked map[[16]byte]struct{}
+}
+
+// maxAsked bounds a shard's asked children.
+const maxAsked = 1 << 15
+
+// askedKey names the child of step s of the run st in shard.asked.
+func askedKey(st *workflow.State, s *workflow.Step) [16]byte {
+	h := fnv.New128a()
+	fmt.Fprintf(h, "%d\x00%s", st.Created.UnixNano(), s.ChildID)
+	var k [16]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// askedOnce records that the child of step s of the run st was asked to
+// cancel: see shard.asked.
+func (sh *shard) askedOnce(st *workflow.State, s *workflow.Step) {
+	if sh.asked == nil || len(sh.asked) >= maxAsked {
+		sh.asked = map[[16]byte]struct{}{}
+	}
+	sh.asked[askedKey(st, s)] = struct{}{}
 }
 
 func (sh *shard) run(ctx context.Context, in chan *eventstore.Delivery) {
@@ -847,6 +876,10 @@ func (sh *shard) process(ctx context.Context, d *eventstore.Delivery, seed bool)
 // cuts the handling short there, as a crash would.
 var testHookAfterCommit func(wf string) error
 
+// testHookCancelCheck, when set by a test, is called each time
+// cancelChild looks a child up (it is not known asked to cancel).
+var testHookCancelCheck func(child string)
+
 // loadFor returns the state d applies to, and whether it was just read.
 // It never judges an input on a history that does not reach the record
 // it refers to: the delivered record itself, or the command a result is
@@ -1167,11 +1200,18 @@ func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) err
 }
 
 // cancelChild cancels the child of e's step s, which e's workflow no
-// longer needs, unless e knows it was asked to.
+// longer needs, unless e, or its shard (asked), knows it was asked to.
 func (sh *shard) cancelChild(ctx context.Context, e *entry, s *workflow.Step) error {
 	st := e.st
 	if e.canceled[s.ChildID] {
 		return nil
+	}
+	if _, ok := sh.asked[askedKey(st, s)]; ok {
+		e.canceled = mark(e.canceled, s.ChildID)
+		return nil
+	}
+	if testHookCancelCheck != nil {
+		testHookCancelCheck(s.ChildID)
 	}
 	// Started first (quietly: a closed parent takes no result), so
 	// a late start cannot outrun the cancel; a child that cannot
@@ -1190,7 +1230,11 @@ func (sh *shard) cancelChild(ctx context.Context, e *entry, s *workflow.Step) er
 		return err
 	}
 	e.canceled = mark(e.canceled, s.ChildID)
-	if why != nil || created {
+	if why != nil {
+		return nil
+	}
+	if created {
+		sh.askedOnce(st, s)
 		return nil
 	}
 	// A closed child needs no cancel (and one appended after it
@@ -1201,6 +1245,7 @@ func (sh *shard) cancelChild(ctx context.Context, e *entry, s *workflow.Step) er
 		return err
 	}
 	if closed {
+		// Not remembered: a failed child may be redriven since.
 		return nil
 	}
 	_, err = sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, fmt.Sprintf("cancel/%s/parent/%d", s.ChildID, st.Created.UnixNano()), cancel)
@@ -1208,6 +1253,7 @@ func (sh *shard) cancelChild(ctx context.Context, e *entry, s *workflow.Step) er
 		delete(e.canceled, s.ChildID)
 		return fmt.Errorf("cancel child %s: %w", s.ChildID, err)
 	}
+	sh.askedOnce(st, s)
 	return nil
 }
 

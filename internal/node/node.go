@@ -428,7 +428,11 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 	}
 	if n.metricsHTTP != nil {
-		errs = append(errs, n.metricsHTTP.Shutdown(ctx))
+		// Closed, not shut down: a scrape ended loses nothing (the next
+		// reads the same registry), and a client that holds its
+		// connection open would otherwise hold the stop, the time of the
+		// steps still running with it.
+		errs = append(errs, stopErr("metrics", "", n.metricsHTTP.Close()))
 		n.metricsHTTP = nil
 	}
 	if n.http != nil {

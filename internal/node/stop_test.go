@@ -3,11 +3,14 @@ package node_test
 import (
 	"context"
 	"log/slog"
+	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/weftworks/weft/executor"
+	"github.com/weftworks/weft/internal/metrics"
 	"github.com/weftworks/weft/internal/natstest"
 	"github.com/weftworks/weft/internal/node"
 	"github.com/weftworks/weft/orchestrator"
@@ -63,5 +66,41 @@ func TestAStopCutShortSaysTheStepIsHandedBack(t *testing.T) {
 	}
 	if c := strings.Count(msg, "context deadline exceeded"); c > 1 {
 		t.Errorf("stop error %q says context deadline exceeded %d times; want once at most", msg, c)
+	}
+}
+
+// A client of the metrics listener that holds its connection open (a
+// scrape cut off half sent, a port scanner) does not hold the node's
+// stop: the stop is not cut short by it, and the executor's steps keep
+// the time the stop gives them. A scrape ended loses nothing: the next
+// one reads the same registry.
+func TestAMetricsClientDoesNotHoldTheStop(t *testing.T) {
+	ns := natstest.Start(t)
+	n, err := node.Start(context.Background(), node.Config{
+		NATSURL:      ns.URL(),
+		Logger:       slog.New(slog.DiscardHandler),
+		Orchestrator: &orchestrator.Config{},
+		Metrics:      metrics.NewRegistry(),
+		MetricsAddr:  "127.0.0.1:0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(n.MetricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /metrics HTTP/1.1\r\n")); err != nil { // and no more
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer scancel()
+	if err := n.Stop(sctx); err != nil {
+		t.Fatalf("stop with a metrics connection held open: %v", err)
 	}
 }
