@@ -265,16 +265,24 @@ type rpcError struct {
 func (e *rpcError) Error() string { return e.msg }
 func (e *rpcError) Unwrap() error { return e.err }
 
-// rpcErr renders a Connect error as "<code>: <message>" and returns other
-// errors unchanged.
+// rpcErr renders a Connect error as "<code>: <message>", within what an
+// error wrapping it says, and returns other errors unchanged.
 func rpcErr(err error) error {
 	var ce *connect.Error
 	if !errors.As(err, &ce) {
 		return err
 	}
+	if re := (*rpcError)(nil); errors.As(err, &re) {
+		return err // rendered already, with what was said around it
+	}
 	msg := connect.CodeOf(ce).String()
 	if m := ce.Message(); m != "" {
 		msg += ": " + visible(m)
+	}
+	if err != error(ce) {
+		// Keep what was said around it: the run it was about, the
+		// request id to make it again with.
+		msg = strings.Replace(err.Error(), ce.Error(), msg, 1)
 	}
 	return &rpcError{msg, ce}
 }
@@ -451,12 +459,12 @@ func callAgain(ctx context.Context, what, requestID string, notes io.Writer, cal
 			return try > 0, err
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
-			return try > 0, fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", err, what, requestID)
+			return try > 0, fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", rpcErr(err), what, requestID)
 		}
 		if perr := pause(ctx, &backoff, func() {
-			fmt.Fprintf(notes, "weft: %s: the server could not answer (%v); trying again with the same request id\n", what, rpcErr(err))
+			fmt.Fprintf(notes, "weft: %s: the server could not answer (%v); trying again with the same request id%s\n", what, rpcErr(err), refusedHint(err))
 		}); perr != nil {
-			return try > 0, fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", err, what, requestID)
+			return try > 0, fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", rpcErr(err), what, requestID)
 		}
 	}
 }

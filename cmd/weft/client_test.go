@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -303,5 +304,22 @@ func TestCLIErrorsSayWhatToDo(t *testing.T) {
 	}
 	if _, err := runCLI(t, "get", "x", "--server", "http://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "is a weft server running at the address --server") {
 		t.Errorf("weft get against no server: %v; want the question", err)
+	}
+}
+
+// A Connect error wrapped with what it was about (the run an export was
+// reading, the request id to make a write again with) is rendered with
+// those words kept around it.
+func TestRPCErrKeepsWhatWrapsIt(t *testing.T) {
+	ce := connect.NewError(connect.CodeNotFound, errors.New("workflow \"r-1\" not found"))
+	err := rpcErr(fmt.Errorf("history of r-1: %w", ce))
+	if got, want := err.Error(), `history of r-1: not_found: workflow "r-1" not found`; got != want {
+		t.Errorf("rpcErr = %q; want %q", got, want)
+	}
+	if connect.CodeOf(err) != connect.CodeNotFound {
+		t.Errorf("rpcErr's code = %v; want not_found", connect.CodeOf(err))
+	}
+	if got := rpcErr(ce).Error(); got != `not_found: workflow "r-1" not found` {
+		t.Errorf("rpcErr of a bare error = %q", got)
 	}
 }

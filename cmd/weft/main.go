@@ -21,7 +21,9 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "weft:", err)
+		if !errors.As(err, new(loggedError)) {
+			fmt.Fprintln(os.Stderr, "weft:", err)
+		}
 		os.Exit(1)
 	}
 }
@@ -33,10 +35,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
-	if connect.CodeOf(err) == connect.CodeUnavailable && errors.Is(err, syscall.ECONNREFUSED) {
-		err = fmt.Errorf("%w (is a weft server running at the address --server, or WEFT_SERVER, names?)", err)
+	if h := refusedHint(err); h != "" {
+		err = fmt.Errorf("%w%s", err, h)
 	}
 	return err
+}
+
+// refusedHint asks, for a call no server took (the connection was
+// refused), whether one runs at the address the client was given; it is
+// empty for any other error.
+func refusedHint(err error) string {
+	if connect.CodeOf(err) == connect.CodeUnavailable && errors.Is(err, syscall.ECONNREFUSED) {
+		return " (is a weft server running at the address --server, or WEFT_SERVER, names?)"
+	}
+	return ""
 }
 
 // exactArgs is cobra.ExactArgs saying how the command is used.

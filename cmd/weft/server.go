@@ -59,6 +59,9 @@ type partFlags struct {
 	// (executor); httpDenyRanges parsed from it before the command runs.
 	httpDeny       []string
 	httpDenyRanges []netip.Prefix
+	// ignoresConcurrency: the command takes --concurrency only to warn
+	// that it bounds nothing there (orchestrator, API).
+	ignoresConcurrency bool
 }
 
 func (p *partFlags) register(cmd *cobra.Command, withAddr bool) {
@@ -108,11 +111,13 @@ func (p *partFlags) registerConcurrency(cmd *cobra.Command) {
 
 // registerIgnoredConcurrency keeps --concurrency on the commands that
 // run no executor, where earlier versions took it and it bounded
-// nothing: it is hidden and warned of, so that a command line of an
-// earlier version still starts.
+// nothing: it is hidden, and warned of in the log (in its --log-format,
+// on standard error), so that a command line of an earlier version still
+// starts.
 func (p *partFlags) registerIgnoredConcurrency(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&p.concurrency, "concurrency", 64, "")
-	_ = cmd.Flags().MarkDeprecated("concurrency", "it bounds nothing here (only an executor runs handlers): take it off this command line")
+	_ = cmd.Flags().MarkHidden("concurrency")
+	p.ignoresConcurrency = true
 }
 
 // registerHTTPDeny adds --http-deny, for the commands that run an
@@ -425,6 +430,7 @@ listening on --nats-addr, so outside executors and producers can connect.`,
 	cmd.Flags().StringVar(&dataDir, "data", "weft-data", "data directory of the embedded NATS server")
 	cmd.Flags().StringVar(&natsAddr, "nats-addr", "127.0.0.1:4222", "listen address of the embedded NATS server")
 	cmd.Flags().StringVar(&syncMode, "sync", "interval", "embedded JetStream disk sync: interval (default; a process crash loses nothing acknowledged, a power loss can lose the last interval) or always (fsync before every acknowledgement)")
+	cmd.RunE = p.logFailure(cmd.RunE)
 	return cmd
 }
 
@@ -499,6 +505,9 @@ func partCmd(use, short string, withAddr bool, parts func(p *partFlags, cfg *nod
 			if err != nil {
 				return err
 			}
+			if p.ignoresConcurrency && cmd.Flags().Changed("concurrency") {
+				log.Warn("--concurrency bounds nothing here (only an executor runs handlers): take it off this command line", "command", use)
+			}
 			if p.natsURL == "" {
 				return fmt.Errorf("--nats-url is required")
 			}
@@ -517,8 +526,36 @@ func partCmd(use, short string, withAddr bool, parts func(p *partFlags, cfg *nod
 	for _, f := range flags {
 		f(&p, cmd)
 	}
+	cmd.RunE = p.logFailure(cmd.RunE)
 	return cmd
 }
+
+// logFailure wraps run so that, under --log-format json, the error the
+// command ends with (a start that failed, a stop cut short) is written
+// as a JSON log record on standard error rather than as a plain line, so
+// that a collector reading the process's output reads only JSON. The
+// error is then returned as a loggedError, which main does not print
+// again.
+func (p *partFlags) logFailure(run func(*cobra.Command, []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		err := run(cmd, args)
+		if err == nil || p.logFormat != "json" {
+			return err
+		}
+		log, lerr := p.logger(cmd)
+		if lerr != nil {
+			return err
+		}
+		log.Error("weft exits", "err", err.Error())
+		return loggedError{err}
+	}
+}
+
+// loggedError is an error the command has written to its log already.
+type loggedError struct{ err error }
+
+func (e loggedError) Error() string { return e.err.Error() }
+func (e loggedError) Unwrap() error { return e.err }
 
 func orchestratorCmd() *cobra.Command {
 	var o orchFlags

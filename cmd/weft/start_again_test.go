@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -8,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A start whose answer is lost (NATS did not answer the API in time, as
@@ -105,4 +109,60 @@ func TestSignalAndCancelAreMadeAgainWhenTheirAnswerIsLost(t *testing.T) {
 			t.Errorf("%s called %d times; want 2", suffix, got)
 		}
 	}
+}
+
+// A write made to an address where no server listens is made again (a
+// server restarting refuses connections too), and the note that says so
+// asks at once whether a server runs there, rather than after the five
+// minutes of trying again.
+func TestWriteMadeAgainOnARefusedConnectionAsksForTheServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	noted := &noteWriter{noted: cancel}
+	var out bytes.Buffer
+	err := run(ctx, []string{"start", "one", "--server", "http://127.0.0.1:1"}, &out, noted)
+	if err == nil {
+		t.Fatal("start against no server succeeded")
+	}
+	note := noted.String()
+	if !strings.Contains(note, "trying again with the same request id") ||
+		!strings.Contains(note, "is a weft server running at the address --server") {
+		t.Fatalf("the note about trying again does not ask whether a server runs there:\n%s", note)
+	}
+}
+
+// A write given up (the command interrupted, or five minutes passed)
+// while the server could not answer may have been made: the error names
+// the request id to make it again with, once.
+func TestWriteGivenUpNamesItsRequestID(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	err := run(ctx, []string{"signal", "run-1", "go", "--request-id", "sig-7", "--server", "http://127.0.0.1:1"}, &out, &noteWriter{noted: cancel})
+	if err == nil || !strings.Contains(err.Error(), "unavailable: ") ||
+		!strings.Contains(err.Error(), "make it again with --request-id sig-7") {
+		t.Fatalf("signal given up: %v; want the request id to make it again with", err)
+	}
+}
+
+// noteWriter keeps what a command writes on its standard error and calls
+// noted after the first write.
+type noteWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	noted func()
+}
+
+func (w *noteWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.buf.Write(p)
+	w.noted()
+	return n, err
+}
+
+func (w *noteWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
