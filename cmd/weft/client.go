@@ -446,8 +446,9 @@ const writeRetryFor = 5 * time.Minute
 // callAgain makes a write (what: "start", "signal", ...) with call, and
 // makes it again, with the same request id (so it is applied once), while
 // the server cannot answer it (unavailable, NATS not answering in time,
-// the API stopping) for up to writeRetryFor: such a write may have been
-// made or not. It reports whether it made the call more than once.
+// the API stopping) or it met another write (aborted) for up to
+// writeRetryFor: such a write may have been made or not. It reports
+// whether it made the call more than once.
 func callAgain(ctx context.Context, what, requestID string, notes io.Writer, call func() error) (bool, error) {
 	var backoff time.Duration
 	deadline := time.Now().Add(writeRetryFor)
@@ -455,6 +456,10 @@ func callAgain(ctx context.Context, what, requestID string, notes io.Writer, cal
 		err := call()
 		switch connect.CodeOf(err) {
 		case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeCanceled:
+		case connect.CodeAborted:
+			// A write that met another at the same history (a try of its
+			// own whose answer was lost, say): made again with the same
+			// request id, it is applied once.
 		default:
 			return try > 0, err
 		}

@@ -166,3 +166,53 @@ func (w *noteWriter) String() string {
 	defer w.mu.Unlock()
 	return w.buf.String()
 }
+
+// A retry answered Aborted (it met another write at the run's history,
+// a try of its own whose answer was lost, say) is made again with the
+// same request id, and the run is redriven once.
+func TestARetryAnsweredAbortedIsMadeAgain(t *testing.T) {
+	addr := freeAddr(t)
+	startServer(t, []string{"--addr", addr}, []string{"--server=http://" + addr})
+	target, _ := url.Parse("http://" + addr)
+	forward := httputil.NewSingleHostReverseProxy(target)
+	var retries atomic.Int32
+	lossy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/RetryWorkflow") && retries.Add(1) == 1 {
+			forward.ServeHTTP(httptest.NewRecorder(), r)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusConflict)
+			_, _ = w.Write([]byte(`{"code":"aborted","message":"eventstore: append to fails-1: conflict"}`))
+			return
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(lossy.Close)
+	server := "--server=" + lossy.URL
+	file := filepath.Join(t.TempDir(), "fails.yaml")
+	if err := os.WriteFile(file, []byte(`
+name: fails
+steps:
+  - id: call
+    task: http
+    retry: { max_attempts: 1 }
+    input: { method: GET, url: "http://127.0.0.1:1/" }
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "def", "apply", "-f", file, server); err != nil {
+		t.Fatalf("def apply: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "start", "fails", "--id", "fails-1", "--wait", server); err == nil || !strings.Contains(out, "FAILED") {
+		t.Fatalf("start --wait of a run that fails: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "retry", "fails-1", server); err != nil || !strings.Contains(out, "retry requested") {
+		t.Fatalf("retry whose first answer was aborted: %v\n%s", err, out)
+	}
+	out, err := runCLI(t, "history", "fails-1", server)
+	if err != nil || strings.Count(out, "WorkflowRetried") != 1 {
+		t.Fatalf("history of fails-1 (one redrive): %v\n%s", err, out)
+	}
+	if n := retries.Load(); n != 2 {
+		t.Errorf("RetryWorkflow called %d times; want 2", n)
+	}
+}
