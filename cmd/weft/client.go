@@ -467,7 +467,11 @@ func callAgain(ctx context.Context, what, requestID string, notes io.Writer, cal
 			return try > 0, fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", rpcErr(err), what, requestID)
 		}
 		if perr := pause(ctx, &backoff, func() {
-			fmt.Fprintf(notes, "weft: %s: the server could not answer (%v); trying again with the same request id%s\n", what, rpcErr(err), refusedHint(err))
+			why := "the server could not answer"
+			if connect.CodeOf(err) == connect.CodeAborted {
+				why = "it met another write at the run's history"
+			}
+			fmt.Fprintf(notes, "weft: %s: %s (%v); trying again with the same request id%s\n", what, why, rpcErr(err), refusedHint(err))
 		}); perr != nil {
 			return try > 0, fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", rpcErr(err), what, requestID)
 		}

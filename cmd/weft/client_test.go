@@ -323,3 +323,22 @@ func TestRPCErrKeepsWhatWrapsIt(t *testing.T) {
 		t.Errorf("rpcErr of a bare error = %q", got)
 	}
 }
+
+// A write answered Aborted was answered: the note of its next try says
+// that it met another write, not that the server could not answer.
+func TestAnAbortedWriteIsNotedAsMetAnother(t *testing.T) {
+	var notes bytes.Buffer
+	tries := 0
+	retried, err := callAgain(context.Background(), "retry", "req-1", &notes, func() error {
+		if tries++; tries == 1 {
+			return connect.NewError(connect.CodeAborted, errors.New(`workflow "wf" changed while it was read to retry it; read it again`))
+		}
+		return nil
+	})
+	if err != nil || !retried {
+		t.Fatalf("callAgain: retried %v, %v; want made again, no error", retried, err)
+	}
+	if n := notes.String(); strings.Contains(n, "could not answer") || !strings.Contains(n, "met another write") {
+		t.Errorf("note of a write answered Aborted: %q", n)
+	}
+}

@@ -113,3 +113,18 @@ func TestMaxChildDepthFlag(t *testing.T) {
 		t.Fatalf("MaxChildDepth %d, want 7", got)
 	}
 }
+
+// A --log-level above error logs no error record: the error a part
+// command ends with is then left to main to print, not dropped.
+func TestFailureAboveTheLogLevelIsPrinted(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"orchestrator", "--log-format", "json", "--log-level", "error+4", "--nats-url", "nats://127.0.0.1:1"}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "connect to NATS") {
+		t.Fatalf("weft orchestrator against no NATS: %v", err)
+	}
+	if errors.As(err, new(loggedError)) && !strings.Contains(stderr.String(), "connect to NATS") {
+		t.Errorf("weft orchestrator --log-level error+4: its error is marked as logged, but nothing logged it; main prints nothing:\n%s", stderr.String())
+	}
+}

@@ -535,7 +535,8 @@ func partCmd(use, short string, withAddr bool, parts func(p *partFlags, cfg *nod
 // as a JSON log record on standard error rather than as a plain line, so
 // that a collector reading the process's output reads only JSON. The
 // error is then returned as a loggedError, which main does not print
-// again.
+// again; under a --log-level above error, nothing logs it, and main
+// prints it.
 func (p *partFlags) logFailure(run func(*cobra.Command, []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		err := run(cmd, args)
@@ -543,8 +544,8 @@ func (p *partFlags) logFailure(run func(*cobra.Command, []string) error) func(*c
 			return err
 		}
 		log, lerr := p.logger(cmd)
-		if lerr != nil {
-			return err
+		if lerr != nil || !log.Enabled(cmd.Context(), slog.LevelError) {
+			return err // nothing would log it: main prints it
 		}
 		log.Error("weft exits", "err", err.Error())
 		return loggedError{err}
