@@ -22,24 +22,8 @@ import (
 // started once and --wait waits for it, rather than failing with the
 // answer's error while the run goes on unawaited.
 func TestStartIsMadeAgainWhenItsAnswerIsLost(t *testing.T) {
-	addr := freeAddr(t)
-	startServer(t, []string{"--addr", addr}, []string{"--server=http://" + addr})
-	target, _ := url.Parse("http://" + addr)
-	forward := httputil.NewSingleHostReverseProxy(target)
-	var starts atomic.Int32
-	lossy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/StartWorkflow") && starts.Add(1) == 1 {
-			// The start is made; its answer is lost on the way back.
-			forward.ServeHTTP(httptest.NewRecorder(), r)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusGatewayTimeout)
-			_, _ = w.Write([]byte(`{"code":"deadline_exceeded","message":"eventstore: append to lost-1: context deadline exceeded"}`))
-			return
-		}
-		forward.ServeHTTP(w, r)
-	}))
-	t.Cleanup(lossy.Close)
-	server := "--server=" + lossy.URL
+	calls := map[string]*atomic.Int32{"/StartWorkflow": {}}
+	server := lossyServer(t, calls, http.StatusGatewayTimeout, `{"code":"deadline_exceeded","message":"eventstore: append to lost-1: context deadline exceeded"}`)
 	file := filepath.Join(t.TempDir(), "one.yaml")
 	if err := os.WriteFile(file, []byte("name: one\nsteps:\n  - { id: a, task: echo, input: 1 }\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -52,7 +36,7 @@ func TestStartIsMadeAgainWhenItsAnswerIsLost(t *testing.T) {
 		strings.Contains(out, "not started again") {
 		t.Fatalf("start --wait whose first answer was lost: %v\n%s", err, out)
 	}
-	if n := starts.Load(); n != 2 {
+	if n := calls["/StartWorkflow"].Load(); n != 2 {
 		t.Errorf("StartWorkflow called %d times; want 2 (the lost one, then once again)", n)
 	}
 	out, err = runCLI(t, "history", "lost-1", server)
@@ -64,26 +48,8 @@ func TestStartIsMadeAgainWhenItsAnswerIsLost(t *testing.T) {
 // A signal or a cancel whose answer is lost is made again the same way,
 // with a request id the command makes when given none: it is taken once.
 func TestSignalAndCancelAreMadeAgainWhenTheirAnswerIsLost(t *testing.T) {
-	addr := freeAddr(t)
-	startServer(t, []string{"--addr", addr}, []string{"--server=http://" + addr})
-	target, _ := url.Parse("http://" + addr)
-	forward := httputil.NewSingleHostReverseProxy(target)
 	calls := map[string]*atomic.Int32{"/SignalWorkflow": {}, "/CancelWorkflow": {}}
-	lossy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for suffix, n := range calls {
-			if strings.HasSuffix(r.URL.Path, suffix) && n.Add(1) == 1 {
-				// Made; its answer lost on the way back.
-				forward.ServeHTTP(httptest.NewRecorder(), r)
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusServiceUnavailable)
-				_, _ = w.Write([]byte(`{"code":"unavailable","message":"the API is stopping"}`))
-				return
-			}
-		}
-		forward.ServeHTTP(w, r)
-	}))
-	t.Cleanup(lossy.Close)
-	server := "--server=" + lossy.URL
+	server := lossyServer(t, calls, http.StatusServiceUnavailable, `{"code":"unavailable","message":"the API is stopping"}`)
 	file := filepath.Join(t.TempDir(), "waits.yaml")
 	if err := os.WriteFile(file, []byte("name: waits\nsteps:\n  - { id: a, wait: { signal: go } }\n  - { id: b, wait: { signal: go } }\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -171,23 +137,8 @@ func (w *noteWriter) String() string {
 // a try of its own whose answer was lost, say) is made again with the
 // same request id, and the run is redriven once.
 func TestARetryAnsweredAbortedIsMadeAgain(t *testing.T) {
-	addr := freeAddr(t)
-	startServer(t, []string{"--addr", addr}, []string{"--server=http://" + addr})
-	target, _ := url.Parse("http://" + addr)
-	forward := httputil.NewSingleHostReverseProxy(target)
-	var retries atomic.Int32
-	lossy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/RetryWorkflow") && retries.Add(1) == 1 {
-			forward.ServeHTTP(httptest.NewRecorder(), r)
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusConflict)
-			_, _ = w.Write([]byte(`{"code":"aborted","message":"eventstore: append to fails-1: conflict"}`))
-			return
-		}
-		forward.ServeHTTP(w, r)
-	}))
-	t.Cleanup(lossy.Close)
-	server := "--server=" + lossy.URL
+	calls := map[string]*atomic.Int32{"/RetryWorkflow": {}}
+	server := lossyServer(t, calls, http.StatusConflict, `{"code":"aborted","message":"eventstore: append to fails-1: conflict"}`)
 	file := filepath.Join(t.TempDir(), "fails.yaml")
 	if err := os.WriteFile(file, []byte(`
 name: fails
@@ -212,7 +163,34 @@ steps:
 	if err != nil || strings.Count(out, "WorkflowRetried") != 1 {
 		t.Fatalf("history of fails-1 (one redrive): %v\n%s", err, out)
 	}
-	if n := retries.Load(); n != 2 {
+	if n := calls["/RetryWorkflow"].Load(); n != 2 {
 		t.Errorf("RetryWorkflow called %d times; want 2", n)
 	}
+}
+
+// lossyServer runs a weft server behind a proxy that passes each call on,
+// except the first call of each procedure named in calls (by the end of
+// its path), which it makes and then answers with status and body, as if
+// its answer was lost on the way back; it counts the calls of those
+// procedures in calls and returns the --server flag of the proxy.
+func lossyServer(t *testing.T, calls map[string]*atomic.Int32, status int, body string) string {
+	t.Helper()
+	addr := freeAddr(t)
+	startServer(t, []string{"--addr", addr}, []string{"--server=http://" + addr})
+	target, _ := url.Parse("http://" + addr)
+	forward := httputil.NewSingleHostReverseProxy(target)
+	lossy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for suffix, n := range calls {
+			if strings.HasSuffix(r.URL.Path, suffix) && n.Add(1) == 1 {
+				forward.ServeHTTP(httptest.NewRecorder(), r)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(status)
+				_, _ = w.Write([]byte(body))
+				return
+			}
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(lossy.Close)
+	return "--server=" + lossy.URL
 }
