@@ -338,10 +338,9 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	// cuts the handler short, or cancels the report on its way, leaves it
 	// time of its own (reportAfterStop) to be reported, rather than
 	// handing it back to be made again.
-	runCtx := ctx
-	ctx, cancelReport := context.WithCancel(context.WithoutCancel(runCtx))
+	reportCtx, cancelReport := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReport()
-	defer context.AfterFunc(runCtx, func() { time.AfterFunc(reportAfterStop, cancelReport) })()
+	defer context.AfterFunc(ctx, func() { time.AfterFunc(reportAfterStop, cancelReport) })()
 	res.Time = time.Now().UTC()
 	w.steps.Ran(typ, res.Time.Sub(began))
 	delay := outcome(&res, cmd.Retry, out, err, tries, maxAttempts)
@@ -349,7 +348,7 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 		span.SetStatus(codes.Error, res.Error.Type+": "+res.Error.Message)
 	}
 	settled = true
-	if outcome, ok := w.settle(ctx, d, res, delay, log, release); ok {
+	if outcome, ok := w.settle(reportCtx, d, res, delay, log, release); ok {
 		w.steps.Attempt(typ, attemptOutcome(outcome))
 	}
 }
