@@ -452,6 +452,9 @@ const writeRetryFor = 5 * time.Minute
 func callAgain(ctx context.Context, what, requestID string, notes io.Writer, call func() error) (bool, error) {
 	var backoff time.Duration
 	deadline := time.Now().Add(writeRetryFor)
+	gaveUp := func(err error) error {
+		return fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", rpcErr(err), what, requestID)
+	}
 	for try := 0; ; try++ {
 		err := call()
 		switch connect.CodeOf(err) {
@@ -464,7 +467,7 @@ func callAgain(ctx context.Context, what, requestID string, notes io.Writer, cal
 			return try > 0, err
 		}
 		if ctx.Err() != nil || time.Now().After(deadline) {
-			return try > 0, fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", rpcErr(err), what, requestID)
+			return try > 0, gaveUp(err)
 		}
 		if perr := pause(ctx, &backoff, func() {
 			why := "the server could not answer"
@@ -473,7 +476,7 @@ func callAgain(ctx context.Context, what, requestID string, notes io.Writer, cal
 			}
 			fmt.Fprintf(notes, "weft: %s: %s (%v); trying again with the same request id%s\n", what, why, rpcErr(err), refusedHint(err))
 		}); perr != nil {
-			return try > 0, fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", rpcErr(err), what, requestID)
+			return try > 0, gaveUp(err)
 		}
 	}
 }
