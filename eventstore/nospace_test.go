@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/weftworks/weft/eventstore"
@@ -37,14 +38,7 @@ func TestOpenOnASmallStore(t *testing.T) {
 	if _, err := eventstore.Open(ctx, nc, eventstore.Config{}); err != nil {
 		t.Fatalf("open again: %v", err)
 	}
-	js, _ := jetstream.New(nc)
-	st, err := js.Stream(ctx, eventstore.TriggerFailuresStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := st.CachedInfo().Config; c.MaxBytes <= 0 || c.MaxBytes > smallStoreMiB<<20 {
-		t.Errorf("trigger failures MaxBytes %d; want a bound within the %d MiB store", c.MaxBytes, smallStoreMiB)
-	}
+	boundWithinSmallStore(ctx, t, nc)
 }
 
 // An append to a JetStream that has no room left fails with ErrNoSpace,
@@ -94,6 +88,13 @@ func TestOpenOnASmallCluster(t *testing.T) {
 		}
 		t.Logf("open on the cluster: %v; again", err)
 	}
+	boundWithinSmallStore(ctx, t, nc)
+}
+
+// boundWithinSmallStore fails t unless the trigger failures stream nc
+// reaches is bounded within a small store's room.
+func boundWithinSmallStore(ctx context.Context, t *testing.T, nc *nats.Conn) {
+	t.Helper()
 	js, _ := jetstream.New(nc)
 	st, err := js.Stream(ctx, eventstore.TriggerFailuresStream)
 	if err != nil {

@@ -2,9 +2,7 @@ package orchestrator
 
 import (
 	"context"
-	"errors"
 	"testing"
-	"time"
 
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/orchestrator/workflow"
@@ -23,25 +21,7 @@ func TestAChildCanceledBeforeARedriveIsCanceledThoughItsStepIsSkipped(t *testing
 	const wf = "mum-skip"
 	kid1 := workflow.ChildID(wf, "k", 1)
 	r.start(wf, "mum")
-	sh.handle(r.ctx, next(t, ext)) // the parent starts its child and schedules boom
-	if _, err := r.store.LastSeq(r.ctx, kid1); err != nil {
-		t.Fatalf("the child did not start: %v", err)
-	}
-	sh.handle(r.ctx, next(t, ext)) // the child waits for its signal
-	stepPath, gen, cmd := r.lastScheduled(wf)
-	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: stepPath, Gen: gen, Attempt: 1, Cmd: cmd,
-		Outcome: events.OutcomeFailed, Error: &events.Error{Type: "boom", Message: "no"}, Time: time.Now().UTC()}); err != nil {
-		t.Fatal(err)
-	}
-	testHookAfterCommit = func(string) error { return errors.New("the orchestrator died") }
-	r.shard().handle(r.ctx, next(t, results)) // boom fails, k is canceled, the parent fails; the child is not told
-	testHookAfterCommit = nil
-	if n, _ := r.count(kid1, func(ev events.Event) bool { return ev.CancelRequested != nil }); n != 0 {
-		t.Fatalf("the child was asked to cancel: the test needs that follow-up cut short")
-	}
-	if _, err := r.store.AppendExternalAtEnd(r.ctx, wf, 0, "retry/"+wf, retryEvent()); err != nil {
-		t.Fatal(err)
-	}
+	failCuttingTheCancelShort(t, r, sh, wf, kid1, ext, results)
 	ctx := context.WithoutCancel(r.ctx)
 	sh = r.shard()
 	sh.handle(ctx, next(t, ext)) // the redrive: k is skipped

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/orchestrator/workflow"
 )
@@ -30,25 +31,7 @@ func TestAChildCanceledBeforeARedriveIsCanceledThoughItsStepStartedAgain(t *test
 			const wf = "mum-sup"
 			kid1, kid2 := workflow.ChildID(wf, "k", 1), workflow.ChildID(wf, "k", 2)
 			r.start(wf, "mum")
-			first.handle(r.ctx, next(t, ext)) // the parent starts its child and schedules boom
-			first.handle(r.ctx, next(t, ext)) // the child waits for its signal
-			stepPath, gen, cmd := r.lastScheduled(wf)
-			if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: stepPath, Gen: gen, Attempt: 1, Cmd: cmd,
-				Outcome: events.OutcomeFailed, Error: &events.Error{Type: "boom", Message: "no"}, Time: time.Now().UTC()}); err != nil {
-				t.Fatal(err)
-			}
-			testHookAfterCommit = func(string) error { return errors.New("the orchestrator died") }
-			r.shard().handle(r.ctx, next(t, results)) // boom fails, k is canceled, the parent fails; the child is not told
-			testHookAfterCommit = nil
-			if n, _ := r.count(wf, func(ev events.Event) bool { return ev.WorkflowFailed != nil }); n != 1 {
-				t.Fatalf("the parent recorded %d WorkflowFailed; want 1", n)
-			}
-			if n, _ := r.count(kid1, func(ev events.Event) bool { return ev.CancelRequested != nil }); n != 0 {
-				t.Fatalf("the child was asked to cancel: the test needs that follow-up cut short")
-			}
-			if _, err := r.store.AppendExternalAtEnd(r.ctx, wf, 0, "retry/"+wf, retryEvent()); err != nil {
-				t.Fatal(err)
-			}
+			failCuttingTheCancelShort(t, r, first, wf, kid1, ext, results)
 			ctx := context.WithoutCancel(r.ctx)
 			sh := first // its state of the parent is from before the failure
 			if path == "read afresh" {
@@ -66,5 +49,35 @@ func TestAChildCanceledBeforeARedriveIsCanceledThoughItsStepStartedAgain(t *test
 				t.Fatalf("the redriven step's own child was asked to cancel")
 			}
 		})
+	}
+}
+
+// failCuttingTheCancelShort runs the parent wf on sh until its task step
+// boom fails the run and cancels its child step, whose child kid waits for
+// a signal; the follow-up that would cancel kid is cut short as by a
+// crash. Then a redrive of the parent is recorded, to be handled next.
+func failCuttingTheCancelShort(t *testing.T, r *rig, sh *shard, wf, kid string, ext, results *eventstore.Feed) {
+	t.Helper()
+	sh.handle(r.ctx, next(t, ext)) // the parent starts its child and schedules boom
+	if _, err := r.store.LastSeq(r.ctx, kid); err != nil {
+		t.Fatalf("the child did not start: %v", err)
+	}
+	sh.handle(r.ctx, next(t, ext)) // the child waits for its signal
+	stepPath, gen, cmd := r.lastScheduled(wf)
+	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: stepPath, Gen: gen, Attempt: 1, Cmd: cmd,
+		Outcome: events.OutcomeFailed, Error: &events.Error{Type: "boom", Message: "no"}, Time: time.Now().UTC()}); err != nil {
+		t.Fatal(err)
+	}
+	testHookAfterCommit = func(string) error { return errors.New("the orchestrator died") }
+	r.shard().handle(r.ctx, next(t, results)) // boom fails, k is canceled, the parent fails; the child is not told
+	testHookAfterCommit = nil
+	if n, _ := r.count(wf, func(ev events.Event) bool { return ev.WorkflowFailed != nil }); n != 1 {
+		t.Fatalf("the parent recorded %d WorkflowFailed; want 1", n)
+	}
+	if n, _ := r.count(kid, func(ev events.Event) bool { return ev.CancelRequested != nil }); n != 0 {
+		t.Fatalf("the child was asked to cancel: the test needs that follow-up cut short")
+	}
+	if _, err := r.store.AppendExternalAtEnd(r.ctx, wf, 0, "retry/"+wf, retryEvent()); err != nil {
+		t.Fatal(err)
 	}
 }
