@@ -203,6 +203,11 @@ func TestInputForWorkflowWithNoHistoryIsTerminated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The server holds the subscription before the inputs go out on
+	// another connection, so no advisory is sent before it listens.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: "ghost", Path: "a", Gen: 1, Attempt: 1,
 		Outcome: events.OutcomeCompleted, Time: time.Now().UTC()}); err != nil {
 		t.Fatal(err)
@@ -215,7 +220,7 @@ func TestInputForWorkflowWithNoHistoryIsTerminated(t *testing.T) {
 		"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED." + eventstore.TimersStream + "." + eventstore.TimersConsumer:   true,
 	}
 	for len(want) > 0 {
-		m, err := sub.NextMsg(10 * time.Second)
+		m, err := sub.NextMsg(30 * time.Second)
 		if err != nil {
 			t.Fatalf("still waiting for terminations on %v: %v", want, err)
 		}
