@@ -41,7 +41,8 @@ type Config struct {
 	// "not_configured". Default: none.
 	HTTPDeny []netip.Prefix
 
-	httpErr error // why the http task cannot run (a Transport HTTPDeny cannot wrap)
+	httpErr  error     // why the http task cannot run (a Transport HTTPDeny cannot wrap)
+	refusals *refusals // NATS's errors, for nats.publish to find its refusal in
 }
 
 // Handlers returns the built-in handlers keyed by task type: "echo",
@@ -56,6 +57,9 @@ func Handlers(cfg Config) map[string]executor.Handler {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.NATS != nil {
+		cfg.refusals = watchRefusals(cfg.NATS)
 	}
 	return map[string]executor.Handler{
 		"echo":         echo,

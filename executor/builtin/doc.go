@@ -121,7 +121,10 @@
 // naming the subject: the server drops such a message and says so only as
 // an error of the connection, before it answers the next flush (a
 // JetStream publish, which gets no ack, flushes every 100 ms while it
-// waits for one).
+// waits for one). Handlers records every error the connection is told
+// of (it sets the connection's error handler, calling the one it had),
+// so another subject's refusal in the same moments does not hide this
+// publish's own.
 //
 // Errors: "invalid_input" (non-retryable) for bad input; "denied"
 // (non-retryable) for a publish the server refused; "nats" (retryable)

@@ -42,7 +42,7 @@ func (c Config) natsPublish(ctx context.Context, t *executor.Task) (any, error) 
 		}
 		return map[string]any{"stream": ack.Stream, "seq": int64(ack.Sequence), "duplicate": ack.Duplicate}, nil
 	}
-	before := c.NATS.LastError() // see refused
+	before, mark := c.NATS.LastError(), c.refusals.mark() // see refused
 	if err := c.NATS.PublishMsg(msg); err != nil {
 		return nil, natsError(err)
 	}
@@ -54,7 +54,7 @@ func (c Config) natsPublish(ctx context.Context, t *executor.Task) (any, error) 
 	if err := c.NATS.FlushWithContext(ctx); err != nil {
 		return nil, natsError(err)
 	}
-	if err := c.refused(msg.Subject, before); err != nil {
+	if err := c.refused(msg.Subject, before, mark); err != nil {
 		return nil, err
 	}
 	return map[string]any{"subject": msg.Subject}, nil
@@ -69,7 +69,7 @@ const refusalPoll = 100 * time.Millisecond
 // connection now and then: the refusal comes before the flush's answer
 // (see refused), and ends the wait with "denied".
 func (c Config) jsPublish(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, opts []jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	before := c.NATS.LastError()
+	before, mark := c.NATS.LastError(), c.refusals.mark()
 	type result struct {
 		ack *jetstream.PubAck
 		err error
@@ -87,7 +87,7 @@ func (c Config) jsPublish(ctx context.Context, js jetstream.JetStream, msg *nats
 		select {
 		case r := <-done:
 			if r.err != nil {
-				if err := c.refused(msg.Subject, before); err != nil {
+				if err := c.refused(msg.Subject, before, mark); err != nil {
 					return nil, err
 				}
 				return nil, natsError(r.err)
@@ -100,7 +100,7 @@ func (c Config) jsPublish(ctx context.Context, js jetstream.JetStream, msg *nats
 			if err != nil {
 				continue // the publish's own wait says what went wrong
 			}
-			if err := c.refused(msg.Subject, before); err != nil {
+			if err := c.refused(msg.Subject, before, mark); err != nil {
 				return nil, err
 			}
 		}
@@ -108,18 +108,31 @@ func (c Config) jsPublish(ctx context.Context, js jetstream.JetStream, msg *nats
 }
 
 // refused returns the "denied" error of a publish to subject that the
-// NATS server refused since the connection's last error was before, or
-// nil. The server answers a publish its user may not make with an error
-// of the connection's (nats.Conn.LastError), sent before it answers a
-// flush that follows: a new one naming the subject is this refusal, or
-// another step's to the same subject, which is denied all the same.
-func (c Config) refused(subject string, before error) error {
-	err := c.NATS.LastError()
-	if err == before || !errors.Is(err, nats.ErrPermissionViolation) || !strings.Contains(err.Error(), "Publish to \""+subject+"\"") {
+// NATS server refused since the connection's last error was before and
+// its record of refusals stood at mark, or nil. The server answers a
+// publish its user may not make with an error of the connection's, sent
+// before it answers a flush that follows: one naming the subject is this
+// refusal, or another step's to the same subject, which is denied all the
+// same. The connection keeps only its last error, which another subject's
+// refusal may have taken the place of: the record of refusals keeps them
+// all (see refusals).
+func (c Config) refused(subject string, before error, mark uint64) error {
+	last := c.NATS.LastError()
+	if last == before {
 		return nil
 	}
-	return executor.NonRetryable(&executor.Error{Type: "denied", Err: err, Message: fmt.Sprintf(
-		"the NATS server refused the publish to %q: the executor's NATS user may not publish there (%v)", subject, err)})
+	var wait error // the last error, when the error handler is given it
+	if errors.Is(last, nats.ErrPermissionViolation) {
+		wait = last
+	}
+	errs := append(c.refusals.since(mark, wait), last)
+	for _, err := range errs {
+		if refusedPublish(err, subject) {
+			return executor.NonRetryable(&executor.Error{Type: "denied", Err: err, Message: fmt.Sprintf(
+				"the NATS server refused the publish to %q: the executor's NATS user may not publish there (%v)", subject, err)})
+		}
+	}
+	return nil
 }
 
 // natsMsg builds the message the task's input describes and reports

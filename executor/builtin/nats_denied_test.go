@@ -20,25 +20,7 @@ import (
 // message and answers with an asynchronous error only: the step was
 // reported published.
 func TestAPublishTheNATSUserMayNotMakeFails(t *testing.T) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir(),
-		Users: []*server.User{{Username: "executor", Password: "pw", Permissions: &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: []string{"orders.>", "$JS.API.>"}},
-			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
-		}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("executor", "pw"),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { t.Logf("async error: %v", err) }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := deniedConn(t)
 	got := make(chan *nats.Msg, 10)
 	if _, err := nc.ChanSubscribe("orders.>", got); err != nil {
 		t.Fatal(err)
@@ -74,4 +56,62 @@ func TestAPublishTheNATSUserMayNotMakeFails(t *testing.T) {
 			t.Fatal("the allowed publish was not delivered")
 		}
 	}
+}
+
+// A refusal of another subject that the server sends in the same moments
+// does not hide this publish's own: the connection keeps one last error,
+// and the other refusal may take its place before the step looks. Every
+// publish to the denied subject fails "denied" while another goroutine's
+// publishes to another denied subject are refused all the while.
+func TestARefusalIsNotHiddenByAnotherSubjectsRefusal(t *testing.T) {
+	nc := deniedConn(t)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = nc.Publish("billing.other", []byte("x"))
+			_ = nc.Flush()
+		}
+	}()
+	h := Handlers(Config{NATS: nc})["nats.publish"]
+	for i := range 100 {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		out, err := h(ctx, executor.NewTask("wf-1", "step", "nats.publish", 1,
+			map[string]any{"subject": "billing.charge", "data": "x"}))
+		cancel()
+		if err == nil {
+			t.Fatalf("publish %d to billing.charge, which the server refuses, was reported published: %v", i, out)
+		}
+		taskErr(t, err, "denied", true)
+	}
+}
+
+// deniedConn connects, as a user that may publish on orders.> and
+// JetStream's API only, to a server of its own.
+func deniedConn(t *testing.T) *nats.Conn {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir(),
+		Users: []*server.User{{Username: "executor", Password: "pw", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"orders.>", "$JS.API.>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
+		}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("executor", "pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
