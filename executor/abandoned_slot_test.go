@@ -73,3 +73,75 @@ func TestAGivenUpHandlerStillRunningKeepsItsSlot(t *testing.T) {
 		}
 	}
 }
+
+// A handler given up on may return while the worker stops, right after
+// the last handler the stop waits for: its slot was given back on a
+// goroutine added then to the handlers the stop waits for, from none,
+// while that wait returned (sync.WaitGroup's "reused before previous Wait
+// has returned" panic; a race under -race). A goroutine the worker does
+// not count adds none to its handlers now.
+func TestAGivenUpHandlerReturningAsTheWorkerStopsAddsNoHandler(t *testing.T) {
+	stopA, stopH := make(chan struct{}), make(chan struct{})
+	var onceA, onceH sync.Once
+	releaseA := func() { onceA.Do(func() { close(stopA) }) }
+	releaseH := func() { onceH.Do(func() { close(stopH) }) }
+	t.Cleanup(releaseA)
+	t.Cleanup(releaseH)
+	var startedA, startedH atomic.Bool
+	b := newBench(t, map[string]Handler{
+		"slotted": func(context.Context, *Task) (any, error) {
+			startedA.Store(true)
+			<-stopA // ignores its context: given up on
+			return "a", nil
+		},
+		"held": func(context.Context, *Task) (any, error) {
+			startedH.Store(true)
+			<-stopH // what the stop waits for
+			return "h", nil
+		},
+	})
+	policy := events.RetryPolicy{MaxAttempts: 1}
+	b.command("wf-h", "held", policy)
+	b.flowCommand("wf-a", "slotted", 500*time.Millisecond, policy, "k", 1)
+	for deadline := time.Now().Add(10 * time.Second); !startedA.Load() || !startedH.Load(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the handlers never started")
+		}
+	}
+	// wf-a's attempt is given up on after 0.5 s + 5 s and recorded as
+	// timed out (the first result); its handler runs on.
+	if r := b.result(1); r.WorkflowID != "wf-a" {
+		t.Fatalf("first result of %s; want wf-a's, timed out", r.WorkflowID)
+	}
+	b.settled("slotted")
+	draining := make(chan struct{})
+	testHookDrain = func() { close(draining) }
+	t.Cleanup(func() { testHookDrain = nil })
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		stopped <- b.w.Stop(ctx)
+	}()
+	select {
+	case <-draining:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stop never began to wait for its handlers")
+	}
+	// The stop waits for wf-h's handler: it returns and reports, and then
+	// wf-a's handler returns.
+	releaseH()
+	if r := b.result(2); r.WorkflowID != "wf-h" {
+		t.Fatalf("second result of %s; want wf-h's", r.WorkflowID)
+	}
+	b.settled("held")
+	releaseA()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stop never returned")
+	}
+}

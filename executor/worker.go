@@ -102,7 +102,11 @@ type Worker struct {
 	stopPulling context.CancelFunc
 	cancel      context.CancelFunc
 	pulling     sync.WaitGroup // the fetch loops
-	running     sync.WaitGroup // the handlers
+	// running counts the handlers, and the slots given back in the
+	// background. Added to only by the fetch loops (which end before
+	// Stop waits) or by a goroutine it counts: never from none while
+	// Stop's Wait may be returning.
+	running sync.WaitGroup
 }
 
 // New returns a worker over store.
@@ -184,9 +188,16 @@ func (w *Worker) Stop(ctx context.Context) error {
 		w.stopPulling()
 		w.pulling.Wait()
 		w.stopWatch()
+		if testHookDrain != nil {
+			testHookDrain()
+		}
 		return lifecycle.Drain(ctx, w.running.Wait, w.cancel)
 	})
 }
+
+// testHookDrain, when set, is called as Stop begins to wait for the
+// running handlers.
+var testHookDrain func()
 
 // consume pulls commands while pullCtx lasts, never more than there are
 // free handler slots, and runs each under runCtx.
@@ -316,12 +327,20 @@ func (w *Worker) run(ctx context.Context, typ string, h Handler, d *eventstore.D
 	if running != nil {
 		// Given up on, the handler may run on: its slot is given back
 		// once it returns, or left to its lease (no longer renewed), so
-		// the key's other attempts do not run beside it.
+		// the key's other attempts do not run beside it. It is given back
+		// on the goroutine that waits for the handler, under the worker's
+		// context (this attempt's report context ends with this call).
+		// That goroutine is not one of w.running (a stop does not wait for
+		// a handler given up on), so it adds none to them: by the time the
+		// handler returns, those counted may all have returned, and an Add
+		// from none could race the stop's Wait as it returns.
 		held := release
 		whenReturned := func() {
 			go func() {
 				<-running
-				held.later()
+				if err := held.now(ctx); err != nil && ctx.Err() == nil {
+					log().Warn("could not give a concurrency slot back; it is freed when its lease ends", "err", err)
+				}
 			}()
 		}
 		release = slotRelease{now: func(context.Context) error { whenReturned(); return nil }, later: whenReturned}

@@ -3,9 +3,11 @@ package orchestrator
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -318,10 +320,13 @@ type entry struct {
 	// queued is the last indexKey handed to the indexer.
 	indexed *atomic.Value
 	queued  indexKey
-	// started and canceled hold the child workflows known to exist, and
-	// known to be asked to cancel.
-	started  map[string]bool
-	canceled map[string]bool
+	// started holds the child workflows known to exist; settled the
+	// abandoned ones known to need no cancel while this state is cached
+	// (closed, or unable to start). Those asked to cancel are the
+	// shard's to remember (shard.asked): a fact their histories keep,
+	// which outlives the entry.
+	started map[string]bool
+	settled map[string]bool
 	// slotFreed is the generation of the run that gave its slot up once
 	// closed (reconcileSlot; zero: none did): a redrive is another
 	// generation, which gives its own up when it closes.
@@ -348,7 +353,8 @@ type shard struct {
 	held bool
 	// asked holds the children this shard asked to cancel, or started
 	// with their cancel (cancelChild), by parent run: facts their
-	// histories keep. It outlives the parent's cached state
+	// histories keep, remembered here only (not also with the parent's
+	// cached state). It outlives the parent's cached state
 	// (a closed one leaves the cache at once), so the outcome each such
 	// child sends its closed parent, read afresh, does not look them all
 	// up again. At most maxAsked; emptied when full, which only costs
@@ -361,8 +367,13 @@ const maxAsked = 1 << 15
 
 // askedKey names the child of step s of the run st in shard.asked.
 func askedKey(st *workflow.State, s *workflow.Step) [16]byte {
+	// Cheap, for it is computed for every abandoned child at every input
+	// of its parent: the run's creation in 8 bytes, then the child's id.
 	h := fnv.New128a()
-	fmt.Fprintf(h, "%d\x00%s", st.Created.UnixNano(), s.ChildID)
+	var created [8]byte
+	binary.LittleEndian.PutUint64(created[:], uint64(st.Created.UnixNano()))
+	_, _ = h.Write(created[:])
+	_, _ = io.WriteString(h, s.ChildID)
 	var k [16]byte
 	h.Sum(k[:0])
 	return k
@@ -1200,14 +1211,11 @@ func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) err
 }
 
 // cancelChild cancels the child of e's step s, which e's workflow no
-// longer needs, unless e, or its shard (asked), knows it was asked to.
+// longer needs, unless its shard knows it was asked to (asked) or e knows
+// it needs no cancel (settled).
 func (sh *shard) cancelChild(ctx context.Context, e *entry, s *workflow.Step) error {
 	st := e.st
-	if e.canceled[s.ChildID] {
-		return nil
-	}
-	if _, ok := sh.asked[askedKey(st, s)]; ok {
-		e.canceled = mark(e.canceled, s.ChildID)
+	if _, ok := sh.asked[askedKey(st, s)]; ok || e.settled[s.ChildID] {
 		return nil
 	}
 	if testHookCancelCheck != nil {
@@ -1229,8 +1237,8 @@ func (sh *shard) cancelChild(ctx context.Context, e *entry, s *workflow.Step) er
 	if err != nil {
 		return err
 	}
-	e.canceled = mark(e.canceled, s.ChildID)
 	if why != nil {
+		e.settled = mark(e.settled, s.ChildID)
 		return nil
 	}
 	if created {
@@ -1241,16 +1249,16 @@ func (sh *shard) cancelChild(ctx context.Context, e *entry, s *workflow.Step) er
 	// closed would only make it tell the parent again).
 	_, closed, err := sh.closed(ctx, s.ChildID)
 	if err != nil {
-		delete(e.canceled, s.ChildID)
 		return err
 	}
 	if closed {
-		// Not remembered: a failed child may be redriven since.
+		// Known with the cached state only, not the shard's asked: a
+		// failed child may be redriven since.
+		e.settled = mark(e.settled, s.ChildID)
 		return nil
 	}
 	_, err = sh.o.store.AppendExternalAtEnd(ctx, s.ChildID, 0, fmt.Sprintf("cancel/%s/parent/%d", s.ChildID, st.Created.UnixNano()), cancel)
 	if err != nil && !errors.Is(err, eventstore.ErrDuplicate) && !errors.Is(err, eventstore.ErrNotFound) {
-		delete(e.canceled, s.ChildID)
 		return fmt.Errorf("cancel child %s: %w", s.ChildID, err)
 	}
 	sh.askedOnce(st, s)

@@ -43,8 +43,11 @@ way an API client does (Connect with JSON over HTTP/1.1), then takes the next:
 the closing event, poll calls GetWorkflow until the run is closed, and nats
 watches the closing records on NATS instead (a path no API client has, for
 diagnosis). --also-nats, with an API wait, also reports when NATS carried each
-closing record, as a second line. A call the API answers Unavailable (while it
-restarts, say) is made again for up to a minute, and counted.
+closing record, as a second line. A call the API could not answer (Unavailable
+while it restarts, say; DeadlineExceeded when NATS did not answer in time; or
+Canceled as it stops), or a start that met another write (Aborted), is made
+again, a start with the same request id, as weft start does, for up to a minute,
+and counted.
 
 Without --server (or WEFT_SERVER) it runs an embedded Weft in a temporary
 directory and also reports this process's CPU seconds and peak RSS. With

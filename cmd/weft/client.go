@@ -33,6 +33,7 @@ import (
 
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+	"github.com/weftworks/weft/internal/callagain"
 	"github.com/weftworks/weft/orchestrator/api"
 	"github.com/weftworks/weft/orchestrator/definition"
 )
@@ -444,41 +445,29 @@ func startCommand(cf *clientFlags) *cobra.Command {
 const writeRetryFor = 5 * time.Minute
 
 // callAgain makes a write (what: "start", "signal", ...) with call, and
-// makes it again, with the same request id (so it is applied once), while
-// the server cannot answer it (unavailable, NATS not answering in time,
-// the API stopping) or it met another write (aborted) for up to
-// writeRetryFor: such a write may have been made or not. It reports
-// whether it made the call more than once.
+// makes it again (callagain.Do), with the same request id (so it is
+// applied once), while the server cannot answer it (unavailable, NATS
+// not answering in time, the API stopping) or it met another write
+// (aborted), for up to writeRetryFor: such a write may have been made or
+// not. It reports whether it made the call more than once.
 func callAgain(ctx context.Context, what, requestID string, notes io.Writer, call func() error) (bool, error) {
-	var backoff time.Duration
-	deadline := time.Now().Add(writeRetryFor)
-	gaveUp := func(err error) error {
-		return fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", rpcErr(err), what, requestID)
+	p := callagain.Policy{For: writeRetryFor, Pause: awaitBackoff, MaxPause: awaitMaxBackoff}
+	n, err := callagain.Do(ctx, p, call, func(n int, err error) {
+		if n > 1 {
+			return
+		}
+		why := "the server could not answer"
+		if connect.CodeOf(err) == connect.CodeAborted {
+			why = "it met another write at the run's history"
+		}
+		fmt.Fprintf(notes, "weft: %s: %s (%v); trying again with the same request id%s\n", what, why, rpcErr(err), refusedHint(err))
+	})
+	if callagain.Retryable(err) {
+		// Given up (interrupted, or writeRetryFor passed): it may have
+		// been made.
+		err = fmt.Errorf("%w (the %s may have been made: make it again with --request-id %s, which makes it once)", rpcErr(err), what, requestID)
 	}
-	for try := 0; ; try++ {
-		err := call()
-		switch connect.CodeOf(err) {
-		case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeCanceled:
-		case connect.CodeAborted:
-			// A write that met another at the same history (a try of its
-			// own whose answer was lost, say): made again with the same
-			// request id, it is applied once.
-		default:
-			return try > 0, err
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return try > 0, gaveUp(err)
-		}
-		if perr := pause(ctx, &backoff, func() {
-			why := "the server could not answer"
-			if connect.CodeOf(err) == connect.CodeAborted {
-				why = "it met another write at the run's history"
-			}
-			fmt.Fprintf(notes, "weft: %s: %s (%v); trying again with the same request id%s\n", what, why, rpcErr(err), refusedHint(err))
-		}); perr != nil {
-			return try > 0, gaveUp(err)
-		}
-	}
+	return n > 0, err
 }
 
 // startAgain starts req's run with callAgain. It reports whether it made

@@ -29,6 +29,7 @@ import (
 	"github.com/weftworks/weft/eventstore/events"
 	weftv1 "github.com/weftworks/weft/gen/weft/v1"
 	"github.com/weftworks/weft/gen/weft/v1/weftv1connect"
+	"github.com/weftworks/weft/internal/callagain"
 	"github.com/weftworks/weft/orchestrator/definition"
 )
 
@@ -170,9 +171,9 @@ type Result struct {
 	// PollsPerS is how many GetWorkflow calls the pollers made a second
 	// (Config.Pollers).
 	PollsPerS float64 `json:"polls_per_s,omitempty"`
-	// Unavailable is how many calls the API answered Unavailable (it
-	// restarted, say) and the clients made again.
-	Unavailable int `json:"unavailable_calls_made_again,omitempty"`
+	// MadeAgain is how many calls the API could not answer (it
+	// restarted, say: callagain.Retryable) the clients made again.
+	MadeAgain int `json:"calls_made_again,omitempty"`
 	// MsgsInPerWorkflow and MsgsOutPerWorkflow are the messages the NATS
 	// server received and sent per workflow while the workflows ran
 	// (with Config.ServerMsgs).
@@ -212,8 +213,8 @@ func (r Result) String() string {
 	if r.PollsPerS > 0 {
 		fmt.Fprintf(&b, "meanwhile: %.0f GetWorkflow calls/s on running workflows\n", r.PollsPerS)
 	}
-	if r.Unavailable > 0 {
-		fmt.Fprintf(&b, "unavailable: %d calls answered Unavailable were made again\n", r.Unavailable)
+	if r.MadeAgain > 0 {
+		fmt.Fprintf(&b, "made again: %d calls the API could not answer\n", r.MadeAgain)
 	}
 	if r.NATSWorkflowsPerS > 0 {
 		fmt.Fprintf(&b, "seen on NATS: %.0f workflows/s, start->closing record latency: p50 %.2fms, p90 %.2fms, p99 %.2fms\n", r.NATSWorkflowsPerS, r.NATSP50ms, r.NATSP90ms, r.NATSP99ms)
@@ -465,38 +466,22 @@ type timing struct {
 	elapsed time.Duration
 	starts  []time.Time
 	latency []time.Duration
-	// unavailable counts the calls made again after Unavailable.
-	unavailable atomic.Int64
+	// madeAgain counts the calls made again that the API could not
+	// answer (callagain.Retryable).
+	madeAgain atomic.Int64
 }
 
-// unavailableFor is how long a client makes a call again that the API
-// answers Unavailable (while it restarts, say) before the bench stops.
-const unavailableFor = time.Minute
+// againPolicy is how the clients make a call again that the API could not
+// answer (it restarts, say) before the bench stops: for a minute after
+// the first failure, 50 ms apart doubling to 1 s (short, so a restart
+// costs the measured latency little more than it lasts).
+var againPolicy = callagain.Policy{For: time.Minute, Pause: 50 * time.Millisecond, MaxPause: time.Second}
 
-// again calls fn until it returns anything but Unavailable, for at most
-// unavailableFor after the first Unavailable, counting each call made
-// again in made. A start can be made again: it names its request id.
+// again calls fn with callagain.Do, counting each call made again in
+// made. A start can be made again: it names its request id.
 func again(ctx context.Context, made *atomic.Int64, fn func() error) error {
-	var first time.Time
-	pause := 50 * time.Millisecond
-	for {
-		err := fn()
-		if err == nil || connect.CodeOf(err) != connect.CodeUnavailable || ctx.Err() != nil {
-			return err
-		}
-		if first.IsZero() {
-			first = time.Now()
-		} else if time.Since(first) > unavailableFor {
-			return err
-		}
-		made.Add(1)
-		select {
-		case <-time.After(pause):
-		case <-ctx.Done():
-			return err
-		}
-		pause = min(2*pause, time.Second)
-	}
+	_, err := callagain.Do(ctx, againPolicy, fn, func(int, error) { made.Add(1) })
+	return err
 }
 
 // runClients runs cfg.N workflows with cfg.C clients, each starting a
@@ -519,11 +504,11 @@ func runClients(ctx context.Context, cfg Config, run string, start, wait clientF
 				}
 				id := fmt.Sprintf("%s-%d", run, i)
 				t.starts[i] = time.Now()
-				if err := again(ctx, &t.unavailable, func() error { return start(ctx, i, id) }); err != nil {
+				if err := again(ctx, &t.madeAgain, func() error { return start(ctx, i, id) }); err != nil {
 					errc <- fmt.Errorf("bench: start %s: %w", id, err)
 					return
 				}
-				if err := again(ctx, &t.unavailable, func() error { return wait(ctx, i, id) }); err != nil {
+				if err := again(ctx, &t.madeAgain, func() error { return wait(ctx, i, id) }); err != nil {
 					errc <- fmt.Errorf("bench: wait for %s: %w", id, err)
 					return
 				}
@@ -595,7 +580,7 @@ func measured(cfg Config, steps int, t *timing, before, after usage) Result {
 	res.WorkflowsPerS = float64(cfg.N) / res.Seconds
 	res.StepsPerS = float64(cfg.N*steps) / res.Seconds
 	res.P50ms, res.P90ms, res.P99ms = percentiles(t.latency)
-	res.Unavailable = int(t.unavailable.Load())
+	res.MadeAgain = int(t.madeAgain.Load())
 	if cfg.ServerMsgs != nil {
 		res.MsgsInPerWorkflow = float64(after.in-before.in) / float64(cfg.N)
 		res.MsgsOutPerWorkflow = float64(after.out-before.out) / float64(cfg.N)
