@@ -406,15 +406,26 @@ func leaderOf(info *jetstream.StreamInfo) string {
 // DeletionScheduled reports whether wf's deletion is scheduled (its
 // retention not run out yet) or came due and waits for an orchestrator.
 func (s *Store) DeletionScheduled(ctx context.Context, wf string) (bool, error) {
-	for _, subject := range []string{retentionSchedPfx + wf, retentionFirePfx + wf} {
-		switch _, err := s.lastOn(ctx, s.timersGet, subject); {
+	state, err := s.Deletion(ctx, wf)
+	return state != TimerMissing, err
+}
+
+// Deletion reports where wf's deletion stands, as Timer does a timer's:
+// fired (it came due and waits for an orchestrator, or one is deleting
+// the run), scheduled, or missing.
+func (s *Store) Deletion(ctx context.Context, wf string) (TimerState, error) {
+	for _, sub := range []struct {
+		subject string
+		state   TimerState
+	}{{retentionFirePfx + wf, TimerFired}, {retentionSchedPfx + wf, TimerScheduled}} {
+		switch _, err := s.lastOn(ctx, s.timersGet, sub.subject); {
 		case err == nil:
-			return true, nil
+			return sub.state, nil
 		case !errors.Is(err, ErrNotFound):
-			return false, err
+			return 0, err
 		}
 	}
-	return false, nil
+	return TimerMissing, nil
 }
 
 // timersGet is retryRead of get on the timers stream.
@@ -460,7 +471,8 @@ type Takers struct {
 }
 
 // OrchestratorTakers reads who takes the messages of the orchestrators'
-// consumer of src: SourceExternal, SourceResults or SourceTimers.
+// consumer of src: SourceExternal, SourceResults, SourceTimers or
+// SourceRetention.
 //
 // Errors: ErrNotFound when the consumer does not exist.
 func (s *Store) OrchestratorTakers(ctx context.Context, src Source) (Takers, error) {
@@ -473,6 +485,8 @@ func (s *Store) OrchestratorTakers(ctx context.Context, src Source) (Takers, err
 		stream, name = s.results, ResultsConsumer
 	case SourceTimers:
 		stream, name = s.timers, TimersConsumer
+	case SourceRetention:
+		stream, name = s.timers, RetentionConsumer
 	default:
 		return Takers{}, fmt.Errorf("eventstore: no orchestrator consumer of source %d", src)
 	}

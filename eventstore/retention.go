@@ -190,32 +190,13 @@ func (s *Store) DeleteRun(ctx context.Context, wf string, upTo uint64) error {
 	}
 	// A record of this run appended after last was read (a late result of
 	// a failed run, recorded on top of its WorkflowExpired) is left by that
-	// purge, a history with no start that nothing would delete. A new run
-	// starts only on an empty history, so every record before the first
-	// that starts a run is this run's: they go too, one purge each (the
-	// purge never reaches past the record read, so a new run stored
-	// meanwhile keeps its own).
-	for {
-		first, err := s.First(ctx, wf)
-		if errors.Is(err, ErrNotFound) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		// A run's first record is appended on an empty history: its link
-		// is 0, and one linked to a record before it is this run's, read
-		// or not. Without a link (written before there were links) it is
-		// told by what it holds; one this build cannot decode (a newer
-		// version's) may be a new run's start all the same.
-		if first.linked && first.prev == 0 || !first.linked && (first.StartsRun() || first.Err != nil) {
-			break
-		}
-		if err := s.history.Purge(ctx, jetstream.WithPurgeSubject(historySubject(wf)), jetstream.WithPurgeSequence(first.Seq+1)); err != nil {
-			return fmt.Errorf("eventstore: delete %s (history): %w", wf, err)
-		}
-		last = max(last, first.Seq)
+	// purge, a history with no start that nothing would delete. They go
+	// too.
+	purged, err := s.purgeLeftovers(ctx, wf)
+	if err != nil {
+		return err
 	}
+	last = max(last, purged)
 	// A late write of the run's entry between the two purges found the
 	// history still there, and wrote over the marker: it goes again, at
 	// the revision read (a run started under wf since keeps its own).
@@ -228,6 +209,55 @@ func (s *Store) DeleteRun(ctx context.Context, wf string, upTo uint64) error {
 		return nil
 	}
 	return s.purgeEntryAt(ctx, wf, e.rev)
+}
+
+// purgeLeftovers purges the records at the start of wf's history that
+// precede the first that starts a run, and returns the last it purged (0:
+// none). A new run starts only on an empty history, so every such record
+// is a deleted run's: one appended after its deletion read the history.
+// Each goes by a purge of its own, which never reaches past it, so a new
+// run stored meanwhile keeps its own records.
+func (s *Store) purgeLeftovers(ctx context.Context, wf string) (uint64, error) {
+	var last uint64
+	for {
+		first, err := s.First(ctx, wf)
+		if errors.Is(err, ErrNotFound) {
+			return last, nil
+		}
+		if err != nil {
+			return last, err
+		}
+		// A run's first record is appended on an empty history: its link
+		// is 0, and one linked to a record before it is a deleted run's,
+		// read or not. Without a link (written before there were links) it
+		// is told by what it holds; one this build cannot decode (a newer
+		// version's) may be a new run's start all the same.
+		if first.linked && first.prev == 0 || !first.linked && (first.StartsRun() || first.Err != nil) {
+			return last, nil
+		}
+		if err := s.history.Purge(ctx, jetstream.WithPurgeSubject(historySubject(wf)), jetstream.WithPurgeSequence(first.Seq+1)); err != nil {
+			return last, fmt.Errorf("eventstore: delete %s (history): %w", wf, err)
+		}
+		last = first.Seq
+	}
+}
+
+// DeleteLeftovers finishes the deletion of wf, a run whose history holds
+// no start: the records a deletion cut short after its purge of the
+// history left (appended after that deletion read the run), and its
+// listing entry, if any. It touches nothing of a history that starts a
+// run, or whose first record it cannot read (a newer version's); a
+// history stream that denies purges keeps its records.
+func (s *Store) DeleteLeftovers(ctx context.Context, wf string) error {
+	if !ValidWorkflowID(wf) {
+		return fmt.Errorf("eventstore: invalid workflow id %q", wf)
+	}
+	if !s.PurgeDenied() {
+		if _, err := s.purgeLeftovers(ctx, wf); err != nil {
+			return err
+		}
+	}
+	return s.DeleteEntryOfGone(ctx, wf)
 }
 
 // PurgeDenied reports whether the history stream denies purges (as the

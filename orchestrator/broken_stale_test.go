@@ -29,10 +29,7 @@ func TestABrokenDecisionOnAStaleCacheIsDecidedAgainAfresh(t *testing.T) {
 	_, cmd := r.count(wf, func(ev events.Event) bool { return ev.StepScheduled != nil })
 	// A cancel is recorded (its input not yet handled), then a's result
 	// comes to the orchestrator holding the state from before it.
-	if _, err := r.store.AppendExternalAtEnd(r.ctx, wf, 0, "cancel/"+wf, events.Event{Type: events.TypeCancelRequested,
-		Time: time.Now().UTC(), CancelRequested: &events.CancelRequested{Reason: "test"}}); err != nil {
-		t.Fatal(err)
-	}
+	r.requestCancel(wf, "test")
 	if err := r.store.PublishResult(r.ctx, events.Result{WorkflowID: wf, Path: "a", Gen: 1, Attempt: 1, Cmd: cmd,
 		Outcome: events.OutcomeCompleted, Output: "A", Time: time.Now().UTC()}); err != nil {
 		t.Fatal(err)

@@ -44,10 +44,7 @@ func TestACanceledParentCancelsItsChildNearTheLimit(t *testing.T) {
 		if !started {
 			continue
 		}
-		if _, err := r.store.AppendExternalAtEnd(r.ctx, wf, 0, "cancel/"+wf, events.Event{Type: events.TypeCancelRequested,
-			Time: time.Now().UTC(), CancelRequested: &events.CancelRequested{Reason: "stop"}}); err != nil {
-			t.Fatal(err)
-		}
+		r.requestCancel(wf, "stop")
 		eventually(t, 10*time.Second, wf+" to close", func() bool {
 			n, _ := r.count(wf, func(ev events.Event) bool { return ev.Terminal() })
 			return n > 0

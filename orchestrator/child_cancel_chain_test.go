@@ -44,10 +44,7 @@ func TestACancelReachesAGrandchildThoughEachLevelIsCutShortOnce(t *testing.T) {
 	mu.Lock()
 	armed[wf], armed[kid] = true, true
 	mu.Unlock()
-	if _, err := r.store.AppendExternalAtEnd(r.ctx, wf, 0, "cancel/"+wf, events.Event{Type: events.TypeCancelRequested,
-		Time: time.Now().UTC(), CancelRequested: &events.CancelRequested{Reason: "by hand"}}); err != nil {
-		t.Fatal(err)
-	}
+	r.requestCancel(wf, "by hand")
 	canceled := func(id string) bool {
 		n, _ := r.count(id, func(ev events.Event) bool { return ev.WorkflowCanceled != nil })
 		return n == 1

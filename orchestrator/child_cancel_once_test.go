@@ -3,7 +3,6 @@ package orchestrator
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/orchestrator/workflow"
@@ -48,10 +47,7 @@ func TestAClosedParentDoesNotLookUpItsCanceledChildrenAtEachOfTheirOutcomes(t *t
 	}
 	r.start(wf, "fan")
 	handleUntil(all(func(ev events.Event) bool { return ev.WaitStarted != nil })) // the children wait
-	if _, err := r.store.AppendExternalAtEnd(r.ctx, wf, 0, "cancel/"+wf, events.Event{Type: events.TypeCancelRequested,
-		Time: time.Now().UTC(), CancelRequested: &events.CancelRequested{Reason: "test"}}); err != nil {
-		t.Fatal(err)
-	}
+	r.requestCancel(wf, "test")
 	handleUntil(all(func(ev events.Event) bool { return ev.WorkflowCanceled != nil })) // the parent, then its children
 	looked := 0
 	testHookCancelCheck = func(string) { looked++ }

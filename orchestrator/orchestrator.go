@@ -1182,29 +1182,40 @@ func (sh *shard) reconcile(ctx context.Context, wf string, e *entry, d *eventsto
 // still need them.
 func (sh *shard) reconcileChildren(ctx context.Context, wf string, e *entry) error {
 	st := e.st
+	if err := sh.cancelUnneeded(ctx, e); err != nil {
+		return err
+	}
+	for _, path := range st.Order {
+		s := st.Steps[path]
+		if s.ChildID == "" || workflow.Abandoned(st, s) || s.Status != workflow.StepRunning || e.started[s.ChildID] ||
+			st.Status != workflow.StatusRunning && st.Status != workflow.StatusFailed {
+			continue
+		}
+		// A failed parent's running children run on (a redrive takes
+		// their results), so one it recorded is started all the same.
+		if err := sh.startChild(ctx, st, s, st.Now); err != nil {
+			return err
+		}
+		e.started = mark(e.started, s.ChildID)
+	}
+	return nil
+}
+
+// cancelUnneeded cancels the children e's workflow no longer needs: those
+// of steps canceled, or left unfinished by a workflow that completed or
+// was canceled, and those of steps a redrive started again under a new id.
+func (sh *shard) cancelUnneeded(ctx context.Context, e *entry) error {
+	st := e.st
 	for _, s := range st.Superseded {
 		if err := sh.cancelChild(ctx, e, s); err != nil {
 			return err
 		}
 	}
 	for _, path := range st.Order {
-		s := st.Steps[path]
-		if s.ChildID == "" {
-			continue
-		}
-		switch {
-		case workflow.Abandoned(st, s):
+		if s := st.Steps[path]; s.ChildID != "" && workflow.Abandoned(st, s) {
 			if err := sh.cancelChild(ctx, e, s); err != nil {
 				return err
 			}
-		case s.Status == workflow.StepRunning && (st.Status == workflow.StatusRunning || st.Status == workflow.StatusFailed) &&
-			!e.started[s.ChildID]:
-			// A failed parent's running children run on (a redrive takes
-			// their results), so one it recorded is started all the same.
-			if err := sh.startChild(ctx, st, s, st.Now); err != nil {
-				return err
-			}
-			e.started = mark(e.started, s.ChildID)
 		}
 	}
 	return nil

@@ -28,6 +28,30 @@ type rig struct {
 
 var quiet = slog.New(slog.DiscardHandler)
 
+// requestCancel appends a cancel of wf, for reason, as the API does.
+func (r *rig) requestCancel(wf, reason string) {
+	r.t.Helper()
+	if _, err := r.store.AppendExternalAtEnd(r.ctx, wf, 0, "cancel/"+wf, events.Event{Type: events.TypeCancelRequested,
+		Time: time.Now().UTC(), CancelRequested: &events.CancelRequested{Reason: reason}}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// dieAfterCommitsOf has the orchestrator die after it commits a decision
+// of wf, leaving that decision's follow-ups undone, until revive is
+// called or the test ends.
+func dieAfterCommitsOf(t *testing.T, wf string) (revive func()) {
+	testHookAfterCommit = func(id string) error {
+		if id == wf {
+			return errors.New("the orchestrator died")
+		}
+		return nil
+	}
+	revive = func() { testHookAfterCommit = nil }
+	t.Cleanup(revive)
+	return revive
+}
+
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	ns := natstest.Start(t)

@@ -67,14 +67,14 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 		return errNewer{fmt.Errorf("workflow %s: %w", wf, broken)} // not this build's to judge
 	}
 	if st.Events == 0 {
-		if _, err := sh.o.store.LastSeq(ctx, wf); !errors.Is(err, eventstore.ErrNotFound) {
-			return err // a history that does not fold is kept
-		}
 		// Its history is gone, which is purged last: deleted already (this
 		// delivery's ack was lost). An earlier version purged it first, and
 		// a deletion of its cut short left the entry: that goes, unless a
-		// run was started under the id since.
-		return sh.o.store.DeleteEntryOfGone(ctx, wf)
+		// run was started under the id since. Or it holds only what a
+		// deletion cut short between its purges of the history left (a
+		// record appended after the deletion read the run): that goes too.
+		// A history that does not fold from its start is kept.
+		return sh.deleteRunErr(wf, sh.o.store.DeleteLeftovers(ctx, wf))
 	}
 	if st.Expired {
 		// Its deletion began (WorkflowExpired, appended once the checks
@@ -82,6 +82,9 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 		// from then on, so the run is finished now, whatever this
 		// orchestrator would judge of it (its --retention, its clock): kept,
 		// it would be kept for good, and could never run again.
+		if err := sh.followUpLast(ctx, wf, st); err != nil {
+			return err
+		}
 		return sh.deleteRun(ctx, wf, st.LastSeq)
 	}
 	if !st.Status.Terminal() || st.Closed.IsZero() {
@@ -115,6 +118,9 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 			return sh.o.store.ScheduleDeletion(ctx, wf, sh.o.cfg.Now().Add(max(keep, time.Minute)))
 		}
 	}
+	if err := sh.followUpLast(ctx, wf, st); err != nil {
+		return err
+	}
 	if sh.o.expireRead != nil {
 		sh.o.expireRead(wf)
 	}
@@ -137,6 +143,22 @@ func (sh *shard) expire(ctx context.Context, wf string) error {
 	return sh.deleteRun(ctx, wf, last)
 }
 
+// followUpLast runs the follow-ups of closed st, about to be deleted, that
+// nothing could run once it is gone: its children it no longer needs are
+// canceled and its concurrency slot is given back. An orchestrator that
+// recorded the close and died before its follow-ups leaves them to its
+// input coming back, which a run deleted meanwhile never does. (A child
+// run goes only once its parent is gone: there is no one to tell. Its
+// listing entry goes with it. A failed run's recorded children are not
+// started for a run that goes.)
+func (sh *shard) followUpLast(ctx context.Context, wf string, st *workflow.State) error {
+	e := &entry{st: st}
+	if err := sh.cancelUnneeded(ctx, e); err != nil {
+		return err
+	}
+	return sh.reconcileSlot(ctx, wf, e)
+}
+
 // parentRun reports whether first, the first record of a run of p's id,
 // may be p's run: it is, or cannot be told apart from it (unreadable, or
 // p from a record that did not name the parent's start).
@@ -153,7 +175,12 @@ func parentRun(first eventstore.Message, p *events.ParentRef) bool {
 // again an hour later, and one that holds more than was read is looked at
 // again.
 func (sh *shard) deleteRun(ctx context.Context, wf string, upTo uint64) error {
-	err := sh.o.store.DeleteRun(ctx, wf, upTo)
+	return sh.deleteRunErr(wf, sh.o.store.DeleteRun(ctx, wf, upTo))
+}
+
+// deleteRunErr settles err, the outcome of a deletion of wf, as deleteRun
+// says.
+func (sh *shard) deleteRunErr(wf string, err error) error {
 	if errors.Is(err, eventstore.ErrConflict) {
 		return errNotDue{minTimerWait}
 	}

@@ -1,9 +1,7 @@
 package orchestrator
 
 import (
-	"errors"
 	"testing"
-	"time"
 
 	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/orchestrator/workflow"
@@ -36,18 +34,10 @@ func TestACatchUpBeforeASlotFollowsUpTheChildrenToo(t *testing.T) {
 	} else {
 		b.handle(r.ctx, d)
 	}
-	if _, err := r.store.AppendExternalAtEnd(r.ctx, wf, 0, "cancel/"+wf, events.Event{Type: events.TypeCancelRequested,
-		Time: time.Now().UTC(), CancelRequested: &events.CancelRequested{Reason: "test"}}); err != nil {
-		t.Fatal(err)
-	}
-	testHookAfterCommit = func(id string) error {
-		if id == wf {
-			return errors.New("the orchestrator died")
-		}
-		return nil
-	}
+	r.requestCancel(wf, "test")
+	revive := dieAfterCommitsOf(t, wf)
 	b.handle(r.ctx, next(t, ext)) // the cancel: recorded, then b dies
-	testHookAfterCommit = nil
+	revive()
 	if n, _ := r.count(wf, func(ev events.Event) bool { return ev.Type == events.TypeWorkflowCanceled }); n != 1 {
 		t.Fatalf("the parent was canceled %d times", n)
 	}

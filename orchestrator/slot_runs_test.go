@@ -142,10 +142,7 @@ func TestAQueuedGhostDoesNotAdmitARunOfAnotherDefinition(t *testing.T) {
 	b.handle(r.ctx, next(t, ext)) // h0's step scheduled
 	r.start(wf, "q")
 	b.handle(r.ctx, next(t, ext)) // r1 queued behind h0
-	if _, err := r.store.AppendExternalAtEnd(r.ctx, wf, 0, "cancel/"+wf, events.Event{Type: events.TypeCancelRequested,
-		Time: time.Now().UTC(), CancelRequested: &events.CancelRequested{Reason: "test"}}); err != nil {
-		t.Fatal(err)
-	}
+	r.requestCancel(wf, "test")
 	// a records the cancel, but its give-back fails.
 	ctx, cancel := context.WithCancel(r.ctx)
 	a.o.beforeGiveBack = func(string) { cancel() }

@@ -75,10 +75,7 @@ func TestAChildStartTooLargeFailsItsStep(t *testing.T) {
 				// Even a cancel cannot settle it: the cancel is recorded,
 				// but its follow-ups (listing, parent, slot, deletion) never run.
 				_ = d.Ack()
-				if _, err := r.store.AppendExternalAtEnd(r.ctx, wf, 0, "cancel/"+wf, events.Event{Type: events.TypeCancelRequested,
-					Time: time.Now().UTC(), CancelRequested: &events.CancelRequested{Reason: "give up"}}); err != nil {
-					t.Fatal(err)
-				}
+				r.requestCancel(wf, "give up")
 				d = next(t, ext)
 				for d.WorkflowID != wf {
 					_ = d.Ack()

@@ -89,7 +89,7 @@ on; it too makes the status 1.`,
 	f.DurationVar(&opts.Grace, "grace", 10*time.Second, "take runs whose history changed this recently as moving, and their index entries as still to be written")
 	f.DurationVar(&opts.TimerGrace, "timer-grace", time.Minute, "how long past its due time a timer may still not have fired")
 	f.DurationVar(&opts.ExecutorGrace, "executor-grace", time.Minute, "how long a task type's commands may wait with no executor asking for them")
-	f.DurationVar(&opts.OrchestratorGrace, "orchestrator-grace", time.Minute, "how long a start, signal, cancel, task result or fired timer may wait with no orchestrator asking for inputs")
+	f.DurationVar(&opts.OrchestratorGrace, "orchestrator-grace", time.Minute, "how long a start, signal, cancel, task result, fired timer or deletion due may wait with no orchestrator asking for inputs")
 	f.DurationVar(&opts.InputGrace, "input-grace", 5*time.Minute, "how long a start, signal or cancel handed to an orchestrator may stay unsettled before its run is judged as if no input waited")
 	f.StringVar(&retention, "retention", "", "the servers' --retention (e.g. 30d, 12h): check that closed runs of revisions without a retention of their own have their deletion scheduled (empty: only those with their own)")
 	f.IntVar(&opts.Concurrency, "concurrency", 8, "histories read at once")

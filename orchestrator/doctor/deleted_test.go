@@ -87,7 +87,19 @@ func TestDoctorLeavesRunsBeingDeletedAlone(t *testing.T) {
 	}
 
 	// Being deleted: the deletion has fired and its history is purged, its
-	// entry not yet.
+	// entry not yet; an orchestrator holds the deletion.
+	f, err := store.Feed(ctx, eventstore.SourceRetention, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	go func() {
+		for {
+			if _, err := f.Next(); err != nil {
+				return
+			}
+		}
+	}()
 	js, _ := jetstream.New(nc)
 	hist, err := js.Stream(ctx, eventstore.HistoryStream)
 	if err != nil {

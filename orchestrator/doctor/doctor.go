@@ -162,7 +162,7 @@ type Options struct {
 	ExecutorGrace time.Duration
 	// OrchestratorGrace is the same for the inputs that wait for an
 	// orchestrator: a start, signal or cancel, a task's result, a fired
-	// timer. Default 1m.
+	// timer, a deletion due. Default 1m.
 	OrchestratorGrace time.Duration
 	// InputGrace is how long a start, signal or cancel handed to an
 	// orchestrator may stay unsettled (failing, and handed out again)
@@ -308,7 +308,7 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 			}
 			continue
 		}
-		if (!r.indexed && r.st == nil || r.deleting) && r.Verdict != Gone {
+		if (!r.indexed && r.st == nil || r.deleting) && r.Verdict != Gone && len(r.Findings) == 0 {
 			continue // a child that does not exist (its parent says so), or a run being deleted
 		}
 		if open(r.Status) {
@@ -575,14 +575,23 @@ func later(a, b time.Time) time.Time {
 }
 
 // deleted reports whether run wf, listed but without history, was deleted
-// since the index was read (its entry is gone too) or is being deleted.
-func (c *checker) deleted(ctx context.Context, wf string) (bool, error) {
+// since the index was read (its entry is gone too), or whether it is
+// being deleted (its deletion came due and was not settled).
+func (c *checker) deleted(ctx context.Context, wf string) (gone, underWay bool, err error) {
 	if _, err := c.store.GetSummary(ctx, wf); errors.Is(err, eventstore.ErrNotFound) {
-		return true, nil
+		return true, false, nil
 	} else if err != nil {
-		return false, err
+		return false, false, err
 	}
-	return c.store.DeletionUnderWay(ctx, wf)
+	underWay, err = c.store.DeletionUnderWay(ctx, wf)
+	return false, underWay, err
+}
+
+// deletionUntaken returns why r's deletion, which came due, moves
+// nothing on: no orchestrator takes deletions (untaken); "" when one does.
+// Until one does, the run is kept, or stays half deleted.
+func (c *checker) deletionUntaken(ctx context.Context, r *run) (string, error) {
+	return c.untaken(ctx, r, eventstore.SourceRetention, "its deletion came due, and")
 }
 
 // sameSearch reports whether the search attributes a and b are the same,
@@ -626,14 +635,27 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 	switch {
 	case r.st == nil && r.indexed:
 		// Deleted (retention) since the index was read, or being deleted:
-		// nothing to report.
-		if gone, err := c.deleted(ctx, r.ID); err != nil {
+		// nothing to report, while an orchestrator takes the deletion (its
+		// history purged, the entry goes next).
+		gone, underWay, err := c.deleted(ctx, r.ID)
+		if err != nil {
 			return err
-		} else if gone {
+		}
+		why := ""
+		if underWay {
+			if why, err = c.deletionUntaken(ctx, r); err != nil {
+				return err
+			}
+		}
+		if gone || underWay && why == "" {
 			r.indexed = false
 			return nil
 		}
 		r.Verdict = Missing
+		if why != "" {
+			r.add(FindingDrifted, "index says %s, but there is no history: %s", r.IndexStatus, why)
+			return nil
+		}
 		r.add(FindingDrifted, "index says %s, but there is no history", r.IndexStatus)
 		return nil
 	case r.st == nil:
@@ -651,7 +673,19 @@ func (c *checker) judge(ctx context.Context, r *run) error {
 		deleting, err := c.store.DeletionUnderWay(ctx, r.ID)
 		if err != nil || deleting {
 			r.deleting = deleting
-			return err
+			if err != nil {
+				return err
+			}
+			why, err := c.deletionUntaken(ctx, r)
+			if err != nil || why == "" {
+				return err
+			}
+			r.Verdict = Closed
+			if open(r.Status) {
+				r.Verdict = Stuck
+			}
+			r.add(FindingStuck, "it is not listed, as a run being deleted: %s", why)
+			return nil
 		}
 		waiting, err := c.inputWaiting(ctx, r)
 		if err != nil {
@@ -890,9 +924,13 @@ func (c *checker) deletion(ctx context.Context, r *run) (string, error) {
 	if keep <= 0 {
 		return "", nil
 	}
-	scheduled, err := c.store.DeletionScheduled(ctx, r.ID)
-	if err != nil || scheduled {
+	switch state, err := c.store.Deletion(ctx, r.ID); {
+	case err != nil:
 		return "", err
+	case state == eventstore.TimerFired:
+		return c.deletionUntaken(ctx, r)
+	case state == eventstore.TimerScheduled:
+		return "", nil
 	}
 	return fmt.Sprintf("closed at %s with a retention of %s, but its deletion is not scheduled: it is kept for good",
 		st.Closed.UTC().Format(time.RFC3339), keep), nil
@@ -1176,7 +1214,8 @@ func (c *checker) untaken(ctx context.Context, r *run, src eventstore.Source, wh
 		return "", err
 	}
 	name := map[eventstore.Source]string{eventstore.SourceExternal: eventstore.ExternalConsumer,
-		eventstore.SourceResults: eventstore.ResultsConsumer, eventstore.SourceTimers: eventstore.TimersConsumer}[src]
+		eventstore.SourceResults: eventstore.ResultsConsumer, eventstore.SourceTimers: eventstore.TimersConsumer,
+		eventstore.SourceRetention: eventstore.RetentionConsumer}[src]
 	if t.err != nil {
 		return fmt.Sprintf("%s no orchestrator takes it: the orchestrators' consumer %s does not exist", what, name), nil
 	}
