@@ -693,7 +693,7 @@ func (s *Server) RetryWorkflow(ctx context.Context, req *connect.Request[weftv1.
 	}
 	ev := events.Event{Type: events.TypeWorkflowRetried, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
 		WorkflowRetried: &events.WorkflowRetried{Reason: m.Reason, RequestID: m.RequestId}}
-	if err := s.appendWhen(ctx, m.WorkflowId, workflow.StatusFailed, "retry", "retried", m.RequestId, ev); err != nil {
+	if err := s.appendWhen(ctx, m.WorkflowId, workflow.StatusFailed, "retry", "retried", m.RequestId, ev, s.neededChild); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&weftv1.RetryWorkflowResponse{}), nil
@@ -711,10 +711,41 @@ func (s *Server) ResumeWorkflow(ctx context.Context, req *connect.Request[weftv1
 	}
 	ev := events.Event{Type: events.TypeWorkflowResumed, Time: s.cfg.Now().UTC(), Identity: identity(ctx),
 		WorkflowResumed: &events.WorkflowResumed{Reason: m.Reason, RequestID: m.RequestId}}
-	if err := s.appendWhen(ctx, m.WorkflowId, workflow.StatusSuspended, "resume", "resumed", m.RequestId, ev); err != nil {
+	if err := s.appendWhen(ctx, m.WorkflowId, workflow.StatusSuspended, "resume", "resumed", m.RequestId, ev, nil); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&weftv1.ResumeWorkflowResponse{}), nil
+}
+
+// neededChild refuses the retry of child, a run started by the parent
+// step p names, that its parent no longer needs: the parent canceled the
+// step, closed (completed or canceled) while it ran, or started it again
+// under another child (Superseded). Retried, it would run for no one, and
+// nothing would cancel it: the parent asks a child to cancel only while
+// it runs. A parent that failed keeps its children (its own retry may
+// take their results), and one that is gone asks nothing.
+func (s *Server) neededChild(ctx context.Context, child string, p *events.ParentRef) error {
+	var why string
+	err := s.withState(ctx, p.WorkflowID, 0, func(v *stateView) error {
+		if !p.Created.IsZero() && !v.st.Created.Equal(p.Created) {
+			return nil // another run under the parent's id
+		}
+		for _, st := range workflow.AbandonedSteps(v.st) {
+			if st.ChildID == child {
+				why = fmt.Sprintf("its parent, workflow %q, no longer needs it (step %s is %s, the workflow %s)",
+					p.WorkflowID, st.Path, st.Status, v.st.Shown())
+			}
+		}
+		return nil
+	})
+	if connect.CodeOf(err) == connect.CodeNotFound {
+		return nil
+	}
+	if err != nil || why == "" {
+		return err
+	}
+	return errorf(connect.CodeFailedPrecondition, "workflow %q is not retried: %s, so it would run for no one; "+
+		"start a new run of its definition to run it again", child, why)
 }
 
 // appendWhen appends ev (a retry or a resume: verb, done) to wf's history if the
@@ -731,18 +762,27 @@ func (s *Server) ResumeWorkflow(ctx context.Context, req *connect.Request[weftv1
 // running by a read that came back behind; one that stays behind is
 // answered Unavailable (its append would only conflict). Another API
 // process knows only what its own follower passed on.
-func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status, verb, done, reqID string, ev events.Event) error {
+//
+// refuse, if not nil, is asked of a child run (one with a parent) once
+// its status allows ev: an error it returns refuses the request.
+func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status, verb, done, reqID string, ev events.Event,
+	refuse func(ctx context.Context, wf string, p *events.ParentRef) error) error {
 	var (
 		seen, expired bool
 		shown         workflow.Status
 		last          uint64
 		created       time.Time
 		st            workflow.State
+		parent        *events.ParentRef
 	)
 	err := s.withState(ctx, wf, 0, func(v *stateView) error {
 		seen, expired, shown = v.st.RequestSeen(verb, reqID), v.st.Expired, v.st.Shown()
 		last, created = v.st.LastSeq, v.st.Created
 		st = workflow.State{ID: v.st.ID, Definition: v.st.Definition, Trace: v.st.Trace}
+		if v.st.Parent != nil {
+			p := *v.st.Parent
+			parent = &p
+		}
 		return nil
 	})
 	if err != nil {
@@ -759,6 +799,11 @@ func (s *Server) appendWhen(ctx context.Context, wf string, want workflow.Status
 	}
 	if shown != want {
 		return errorf(connect.CodeFailedPrecondition, "workflow %q is %s; only %s workflows can be %s", wf, shown, want, done)
+	}
+	if refuse != nil && parent != nil {
+		if err := refuse(ctx, wf, parent); err != nil {
+			return err
+		}
 	}
 	s.traceRun(ctx, &st, "weft."+verb)
 	msgID := verb + "/" + wf + "/" + strconv.FormatUint(last, 10)
