@@ -474,7 +474,9 @@ func (s *Store) CancelCron(ctx context.Context, def, key string) error {
 	return nil
 }
 
-// CronFeed subscribes to due cron ticks.
+// CronFeed subscribes to due cron ticks. A tick that does not decode has
+// Delivery.Err set (wrapping events.ErrNewer for a tick of a later
+// version), and Tick naming its trigger as its subject does.
 func (s *Store) CronFeed(ctx context.Context, max int) (*Feed, error) {
 	cons, err := s.js.Consumer(ctx, TimersStream, CronConsumer)
 	if err != nil {
@@ -482,8 +484,14 @@ func (s *Store) CronFeed(ctx context.Context, max int) (*Feed, error) {
 	}
 	return s.feed(cons, 0, max, func(m jetstream.Msg, d *Delivery) {
 		var t CronTick
-		if err := msgpack.Unmarshal(m.Data(), &t); err != nil || t.V != 1 {
+		err := msgpack.Unmarshal(m.Data(), &t)
+		if err == nil && t.V > 1 {
+			// A newer version's: the engine gives it back for one that reads it.
+			d.Err = fmt.Errorf("cron tick at seq %d: %w: version %d, this build reads 1", d.Seq, events.ErrNewer, t.V)
+		} else if err != nil || t.V != 1 {
 			d.Err = fmt.Errorf("invalid cron tick at seq %d", d.Seq)
+		}
+		if d.Err != nil {
 			// Its trigger, as its subject names it, for the record.
 			def, key, _ := strings.Cut(strings.TrimPrefix(m.Subject(), cronFirePfx), ".")
 			d.Tick = &CronTick{Definition: def, Key: key}

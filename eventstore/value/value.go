@@ -309,8 +309,10 @@ func FromJSON(b []byte) (any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("invalid JSON: %w", err)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("invalid JSON: unexpected data after the value")
+	// Only white space may follow the value. (dec.More would take a
+	// closing ']' or '}' for the end, and drop whatever came after it.)
+	if rest := bytes.TrimLeft(b[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
+		return nil, fmt.Errorf("invalid JSON: unexpected data after the value, at byte %d: send one JSON value", len(b)-len(rest))
 	}
 	if err := uniqueKeys(b); err != nil {
 		return nil, err

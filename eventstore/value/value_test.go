@@ -172,3 +172,18 @@ func TestWholeNumbersThatWouldReadBackAsOthersAreRefused(t *testing.T) {
 		t.Errorf("a uint64 beyond int64 normalized")
 	}
 }
+
+// Text after the value is refused, a closing bracket among it: it is not
+// JSON, and taken it would be dropped.
+func TestFromJSONRefusesDataAfterTheValue(t *testing.T) {
+	for _, in := range []string{`{"a":1}}`, `1]`, `{"a":1} ] junk`, `[1]]`, `"x"}`, `{"a":1} {"b":2}`, `1 2`} {
+		if v, err := value.FromJSON([]byte(in)); err == nil || !strings.Contains(err.Error(), "after the value") {
+			t.Errorf("FromJSON(%s) = %v, %v; want the data after the value refused", in, v, err)
+		}
+	}
+	for _, in := range []string{`{"a":1}` + " \t\r\n", " [1] ", `"x"`} {
+		if _, err := value.FromJSON([]byte(in)); err != nil {
+			t.Errorf("FromJSON(%q) = %v", in, err)
+		}
+	}
+}

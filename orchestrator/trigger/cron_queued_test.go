@@ -2,7 +2,6 @@ package trigger
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -58,18 +57,7 @@ func TestACronTickQueuedBehindAnotherIsNotSkipped(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { testHookTick = nil })
-	e, err := New(store, Config{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = e.Stop(stop)
-	})
+	runEngine(ctx, t, store)
 	var first time.Time
 	for deadline := time.Now().Add(30 * time.Second); first.IsZero(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weftworks/weft/eventstore"
+	"github.com/weftworks/weft/eventstore/events"
 	"github.com/weftworks/weft/eventstore/value"
 	"github.com/weftworks/weft/internal/config"
 	"github.com/weftworks/weft/internal/lifecycle"
@@ -181,9 +182,20 @@ func (e *Engine) consume(ctx context.Context, f *eventstore.Feed, handle func(co
 			}
 			continue
 		}
+		if errors.Is(d.Err, events.ErrNewer) && d.NumDelivered < unsureTries {
+			// A tick this part cannot read may be a newer version's
+			// (during a rolling upgrade): a part that can read it starts
+			// its run and schedules the next. Dropped here, the tick's run
+			// would never start.
+			e.log.Warn("cannot read a cron tick; giving it back for a part that can (a newer version?)", "subject", d.Subject, "seq", d.Seq, "err", d.Err)
+			_ = d.Nak(5 * time.Second)
+			continue
+		}
 		if d.Err != nil {
 			// Recorded like any event that started no workflow, then
-			// dropped: it never blocks the ones behind it.
+			// dropped: it never blocks the ones behind it (a newer
+			// version's tick no part has read after unsureTries
+			// deliveries too; a reconcile schedules its trigger again).
 			def := ""
 			if d.Tick != nil {
 				def = d.Tick.Definition
@@ -569,6 +581,7 @@ func (e *Engine) tick(ctx context.Context, d *eventstore.Delivery, first time.Ti
 	// handler got an error) is skipped still: firing it would start the
 	// run of a missed tick. One this engine never had before is taken as
 	// on time when first delivered.
+	fire := false
 	if known && !next.After(first) && !t.Catchup {
 		// Weft was down for at least one later tick: skip the missed ones.
 		e.log.Info("skipping missed cron ticks", "definition", m.Definition, "tick", tk.Tick)
@@ -581,16 +594,29 @@ func (e *Engine) tick(ctx context.Context, d *eventstore.Delivery, first time.Ti
 		e.log.Info("skipping cron ticks of before the trigger was put back", "definition", m.Definition, "tick", tk.Tick, "added", added)
 		next = t.Schedule.Next(added.In(t.Location)).UTC()
 	} else {
+		fire = true
+	}
+	// The next tick is scheduled before this one's run is started: a
+	// handler that dies in between leaves this tick to its redelivery (an
+	// ack wait later, on time then) and the ticks after it to the engines
+	// still up. Scheduled after, nothing came until that redelivery, and
+	// the ticks of the time between were skipped as missed although Weft
+	// was up. (A redelivery schedules the same tick again: one already
+	// handled fires again, and finds its run started.)
+	if err := e.store.ScheduleCron(ctx, eventstore.CronTick{Definition: m.Definition, Key: t.Key, Tick: next}); err != nil {
+		return err
+	}
+	if fire {
 		ev := Event{Vars: map[string]any{"event": nil, "headers": map[string]any{}, "subject": "cron", "tick": tk.Tick},
 			Identity: TickIdentity(tk.Tick)}
+		if testHookFireTick != nil {
+			testHookFireTick(e, tk)
+		}
 		if err := e.fire(ctx, m, ev, "cron", nil); err != nil {
 			return err
 		}
 	}
-	if err := e.store.SetLastCronTick(ctx, m.Definition, t.Key, tk.Tick); err != nil {
-		return err
-	}
-	return e.store.ScheduleCron(ctx, eventstore.CronTick{Definition: m.Definition, Key: t.Key, Tick: next})
+	return e.store.SetLastCronTick(ctx, m.Definition, t.Key, tk.Tick)
 }
 
 // cancelCron cancels the pending tick of cron trigger key of definition
@@ -623,6 +649,10 @@ func (e *Engine) cancelCron(ctx context.Context, def, key string) error {
 
 // testHookTick, when set by a test, is called as a tick's handling begins.
 var testHookTick func(tk *eventstore.CronTick)
+
+// testHookFireTick, when set by a test, is called by engine e just before
+// it starts the run of tick tk.
+var testHookFireTick func(e *Engine, tk *eventstore.CronTick)
 
 // testHookBeforeCancelCron, when set by a test, is called just before a
 // cron trigger's pending tick is canceled.
