@@ -118,6 +118,11 @@ type Report struct {
 	Moving  int `json:"moving"`
 	Waiting int `json:"waiting"`
 	Stuck   int `json:"stuck"`
+	// Queued and Suspended count the Waiting runs that wait for a slot of
+	// their definition's concurrency and for a resume of their suspended
+	// steps; the other Waiting runs wait for a signal.
+	Queued    int `json:"queued"`
+	Suspended int `json:"suspended"`
 	// Drifted counts the runs the index disagrees about.
 	Drifted int `json:"drifted"`
 	// Paused counts the open runs whose definition is paused.
@@ -136,8 +141,14 @@ func (r *Report) OK() bool { return r.Stuck == 0 && r.Drifted == 0 && r.Unchecke
 
 // Summary is the report in one line.
 func (r *Report) Summary() string {
-	s := fmt.Sprintf("%d running: %d moving, %d waiting for a signal, %d stuck, %d drifted",
-		r.Running, r.Moving, r.Waiting, r.Stuck, r.Drifted)
+	s := fmt.Sprintf("%d running: %d moving, %d waiting for a signal", r.Running, r.Moving, r.Waiting-r.Queued-r.Suspended)
+	if r.Queued > 0 {
+		s += fmt.Sprintf(", %d queued for a slot", r.Queued)
+	}
+	if r.Suspended > 0 {
+		s += fmt.Sprintf(", %d suspended until resumed", r.Suspended)
+	}
+	s += fmt.Sprintf(", %d stuck, %d drifted", r.Stuck, r.Drifted)
 	switch {
 	case r.Unchecked == 1:
 		s += "; 1 run could not be checked"
@@ -321,6 +332,12 @@ func Check(ctx context.Context, store *eventstore.Store, opts Options) (*Report,
 				rep.Moving++
 			case Waiting:
 				rep.Waiting++
+				switch r.Status {
+				case string(workflow.StatusQueued):
+					rep.Queued++
+				case string(workflow.StatusSuspended):
+					rep.Suspended++
+				}
 			}
 		}
 		if r.Stuck() {

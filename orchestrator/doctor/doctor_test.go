@@ -131,6 +131,10 @@ func TestReportSummary(t *testing.T) {
 	if rep.OK() {
 		t.Error("OK with problems")
 	}
+	rep = &doctor.Report{Running: 6, Moving: 1, Waiting: 5, Queued: 3, Suspended: 1}
+	if got, want := rep.Summary(), "6 running: 1 moving, 1 waiting for a signal, 3 queued for a slot, 1 suspended until resumed, 0 stuck, 0 drifted"; got != want {
+		t.Errorf("Summary = %q, want %q", got, want)
+	}
 	if !(&doctor.Report{Running: 2, Moving: 2}).OK() {
 		t.Error("not OK without problems")
 	}
