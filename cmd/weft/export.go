@@ -21,8 +21,10 @@ func exportCommand(cf *clientFlags) *cobra.Command {
 		Use:   "export",
 		Short: "Write the histories of the runs a query finds as NDJSON, for archiving",
 		Long: `Writes every event of every run that --query finds (all runs without it), one
-JSON object a line: the run's id as "workflowId" and the event's fields as
-weft history --json prints them. Runs come newest first, each whole. --since
+JSON object a line: the run's id as "workflowId" and the event's fields in
+the API's JSON form of an Event, as GetHistory answers them over Connect
+JSON (camelCase names, "stepPath"; weft history --json prints its own
+"step_path" form). Runs come newest first, each whole. --since
 keeps runs created at or after a time (RFC 3339). An export cut short
 names on stderr the last run it wrote: pass it as --resume-after to go on
 from there.`,
