@@ -42,7 +42,7 @@ func main() {
 	flag.BoolVar(&cfg.KeepLogs, "keep", false, "keep the run directory after a successful run (a failed run always keeps it)")
 	flag.Float64Var(&cfg.FailRate, "fail-rate", 0.2, "fraction of the ledger's answers that are 503")
 	flag.DurationVar(&cfg.Settle, "settle", 5*time.Minute, "how long after the last start every workflow has to close")
-	shapes := flag.String("shapes", "all", "comma-separated workflow shapes to run: seq,fanout,wait,child,branches,each,control,waits,cancel,redrive,trigger,cron,sharedsignal,redrivecaught,retention,searched,suspended,queued,paused,limited,ratelimited,deadline,tasktimeout,beat")
+	shapes := flag.String("shapes", "all", "comma-separated workflow shapes to run: seq,fanout,wait,child,branches,each,control,waits,cancel,redrive,trigger,cron,sharedsignal,redrivecaught,retention,searched,suspended,queued,paused,limited,ratelimited,deadline,tasktimeout,beat,chain")
 	quiet := flag.Bool("q", false, "print only the summary line")
 	flag.Parse()
 	if flag.NArg() > 0 {

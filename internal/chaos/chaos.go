@@ -381,6 +381,11 @@ func (h *Harness) startCluster(ctx context.Context, bin string) error {
 // far above what the shapes need, except the child that spins on purpose.
 const maxHistoryEvents = 600
 
+// maxChildDepth is the orchestrators' bound on chains of child workflows
+// in a chaos run: the chain shape runs into it; the other shapes' children
+// are one deep.
+const maxChildDepth = 2
+
 // storeConfig is the store configuration of Weft's parts (their flags).
 var storeConfig = eventstore.Config{Replicas: 3, TaskAckWait: 3 * time.Second}
 
@@ -405,10 +410,11 @@ func (h *Harness) startWeft(ctx context.Context, bin string, executors int, toge
 	// and keeps 1 MiB of states (64 KiB a shard), so runs are pushed out
 	// of its cache and read again all the time.
 	// Both hold histories to maxHistoryEvents, which one child variant
-	// outgrows on purpose.
-	limit := fmt.Sprint(maxHistoryEvents)
-	h.orch = []*proc{part("orchestrator-1", kindOrchestrator, "orchestrator", "--max-history-events", limit),
-		part("orchestrator-2", kindOrchestrator, "orchestrator", "--snapshot-every", "3", "--max-history-events", limit, "--cache-mib", "1")}
+	// outgrows on purpose, and chains of children to maxChildDepth, which
+	// the chain shape passes on purpose.
+	limits := []string{"--max-history-events", fmt.Sprint(maxHistoryEvents), "--max-child-depth", fmt.Sprint(maxChildDepth)}
+	h.orch = []*proc{part("orchestrator-1", kindOrchestrator, "orchestrator", limits...),
+		part("orchestrator-2", kindOrchestrator, "orchestrator", append([]string{"--snapshot-every", "3", "--cache-mib", "1"}, limits...)...)}
 	h.exec = nil
 	for i := range executors {
 		h.exec = append(h.exec, part(fmt.Sprintf("executor-%d", i+1), kindExecutor, "executor"))

@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 // shortShapes are the shapes of the short run: all of them.
 var shortShapes = []string{"seq", "fanout", "wait", "child", "branches", "each", "control", "waits", "cancel",
 	"redrive", "trigger", "cron", "sharedsignal", "redrivecaught", "retention", "searched", "suspended", "queued", "paused", "limited", "ratelimited",
-	"deadline", "tasktimeout", "beat"}
+	"deadline", "tasktimeout", "beat", "chain"}
 
 // A short chaos run: 60 workflows of the short shapes started over 40s
 // (with their children, and those trigger events and a cron schedule start)

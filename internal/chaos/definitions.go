@@ -125,6 +125,18 @@ steps:
       max_iterations: 100000
 output: { key: "${ steps.call.output.body.key }", n: "${ steps.call.output.body.echo.n }" }
 `, `
+name: chaos-chain
+retry: ` + retryPolicy + `
+steps:
+  - id: call
+    task: http
+    timeout: 30s
+    input: ` + call(`{ n: "${ input.n }" }`) + `
+  - id: deeper
+    workflow: chaos-chain
+    input: { url: "${ input.url }", n: "${ input.n }" }
+output: { key: "${ steps.call.output.body.key }" }
+`, `
 name: chaos-parent
 retry: ` + retryPolicy + `
 steps:
@@ -654,6 +666,7 @@ const (
 	shapeDeadline
 	shapeTaskTimeout
 	shapeBeat
+	shapeChain
 	shapeTrigger
 	shapeCron
 	numShapes
@@ -661,14 +674,14 @@ const (
 
 var shapeNames = [numShapes]string{"seq", "fanout", "wait", "child", "branches", "each", "control", "waits",
 	"cancel", "redrive", "sharedsignal", "redrivecaught", "retention", "searched", "suspended", "queued", "paused",
-	"limited", "ratelimited", "deadline", "tasktimeout", "beat", "trigger", "cron"}
+	"limited", "ratelimited", "deadline", "tasktimeout", "beat", "chain", "trigger", "cron"}
 
 // shapeCycle is the order in which the harness starts its shapes: the
 // first three, the original workload, keep about half of the workflows.
 var shapeCycle = []int{shapeSeq, shapeFanout, shapeWait, shapeChild, shapeBranches, shapeEach,
 	shapeSeq, shapeFanout, shapeWait, shapeControl, shapeWaits, shapeCancel, shapeRedrive, shapeSharedSignal,
 	shapeRedriveCaught, shapeRetention, shapeSearched, shapeSuspended, shapeQueued, shapePaused,
-	shapeLimited, shapeRatelimited, shapeDeadline, shapeTaskTimeout, shapeBeat}
+	shapeLimited, shapeRatelimited, shapeDeadline, shapeTaskTimeout, shapeBeat, shapeChain}
 
 // ParseShapes returns the shapes named in a comma-separated list; "" and
 // "all" name every shape.
@@ -935,6 +948,8 @@ func newPlan(i, k, shape int, ledgerURL string) *plan {
 		planTaskTimeout(p, k)
 	case shapeBeat:
 		planBeat(p, k)
+	case shapeChain:
+		planChain(p)
 	}
 	if p.effects == nil && p.want.status == "COMPLETED" {
 		p.effects = p.httpPaths
@@ -1003,6 +1018,34 @@ func planChild(p *plan, k int) {
 func (p *plan) childPlan(id string) *plan {
 	return &plan{index: p.index, shape: p.shape, definition: "chaos-child", id: id, parent: p.id, refuse: map[string]int{},
 		failPaths: map[string]bool{}, httpPaths: []string{"call"}, effects: []string{"call"}}
+}
+
+// planChain: a definition that starts itself as a child, with no case
+// that stops it: the orchestrators' MaxChildDepth (maxChildDepth) does.
+// The run's child and grandchild start; the grandchild's own child would
+// be one too deep, so its step fails with error type limit, and each run
+// above fails on its failed child.
+func planChain(p *plan) {
+	p.input["n"] = p.index
+	link := func(l *plan, want outcome) {
+		l.definition, l.httpPaths, l.effects = "chaos-chain", []string{"call"}, []string{"call"}
+		l.failPaths["deeper"] = true
+		l.want = want
+	}
+	childFailed := outcome{status: "FAILED", errType: "child_failed", errStep: "deeper"}
+	link(p, childFailed)
+	p.variant = fmt.Sprintf("depth-%d", maxChildDepth)
+	parent := p
+	for depth := 1; depth <= maxChildDepth; depth++ {
+		c := parent.childPlan(parent.id + "-deeper-(not started)")
+		want := childFailed
+		if depth == maxChildDepth {
+			want = outcome{status: "FAILED", errType: "limit", errStep: "deeper"}
+		}
+		link(c, want)
+		parent.children = map[string]*plan{"deeper": c}
+		parent = c
+	}
 }
 
 // childStarted fills in a child's plan once its id is known; a child

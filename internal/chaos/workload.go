@@ -205,9 +205,7 @@ func (h *Harness) runWorkload(ctx context.Context) (*Result, error) {
 		runs = append(runs, h.collectCron(cctx, d, t0, res)...)
 	}
 	for _, r := range runs[:n] {
-		for _, path := range sortedKeys(r.children) {
-			runs = append(runs, r.children[path])
-		}
+		runs = r.appendDescendants(runs)
 	}
 	res.Problems = append(res.Problems, h.leftRunning(cctx)...)
 	h.logf("all workflows closed or given up on after %s; checking histories and the ledger", time.Since(t0).Round(time.Second))
@@ -671,8 +669,16 @@ func (d *driver) redriveClosed(ctx context.Context, id string) bool {
 	return false
 }
 
+// appendDescendants appends r's children, each followed by its own, to runs.
+func (r *run) appendDescendants(runs []*run) []*run {
+	for _, path := range sortedKeys(r.children) {
+		runs = r.children[path].appendDescendants(append(runs, r.children[path]))
+	}
+	return runs
+}
+
 // followChildren finds the children of a closed workflow in its history
-// and awaits each until it closes or ctx ends.
+// and awaits each until it closes or ctx ends, then follows theirs.
 func (d *driver) followChildren(ctx context.Context, r *run) {
 	p := r.plan
 	if len(p.children) == 0 {
@@ -705,6 +711,7 @@ func (d *driver) followChildren(ctx context.Context, r *run) {
 		wf, err := d.await(ctx, id, false)
 		if wf != nil {
 			cr.started, cr.final = true, wf
+			d.followChildren(ctx, cr)
 		} else {
 			cr.startErr = fmt.Errorf("child %s never found: %w", id, err)
 		}

@@ -35,6 +35,8 @@ type simProfile struct {
 	// repetition; leaves how many are leaves.
 	kinds  []string
 	leaves int
+	// first is the kind of the definition's first step, when set.
+	first string
 }
 
 var simProfiles = []struct {
@@ -47,6 +49,13 @@ var simProfiles = []struct {
 	// Loops and branches of tasks and waits: signals, redrives, fail-fast.
 	{"loops", simProfile{steps: 10, depth: 2, actions: 120, crash: 8, leaves: 3,
 		kinds: []string{"task", "wait", "sleep", "foreach", "foreach", "parallel", "parallel", "repeat"}}},
+	// Child workflows beside steps that fail and set vars, under
+	// crashes and redrives: a child step canceled by a failure, whose
+	// cancel may not have gone out, that a redrive starts again, skips or
+	// fails (its condition or input reads a var a step set since, or the
+	// time).
+	{"children", simProfile{steps: 10, depth: 2, actions: 120, crash: 4, leaves: 8, first: "parallel",
+		kinds: []string{"workflow", "workflow", "workflow", "set", "set", "fail", "fail", "task", "parallel", "parallel", "foreach"}}},
 }
 
 // TestSimulation runs each profile for -rapid.checks cases (100 by
@@ -54,14 +63,21 @@ var simProfiles = []struct {
 func TestSimulation(t *testing.T) {
 	for _, pr := range simProfiles {
 		t.Run(pr.name, func(t *testing.T) {
-			hits := map[string]int{}
+			hits, reached := map[string]int{}, map[string]int{}
 			rapid.Check(t, func(rt *rapid.T) {
-				for _, bug := range runSim(rt, pr.p) {
+				bugs, r := runSim(rt, pr.p)
+				for _, bug := range bugs {
 					hits[bug]++
+				}
+				for _, what := range r {
+					reached[what]++
 				}
 			})
 			for _, bug := range slices.Sorted(maps.Keys(hits)) {
 				t.Logf("known bug %q: ran into %d times", bug, hits[bug])
+			}
+			for _, what := range slices.Sorted(maps.Keys(reached)) {
+				t.Logf("reached %q in %d cases", what, reached[what])
 			}
 		})
 	}
@@ -75,8 +91,9 @@ var simT0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 // when its bug is fixed.
 var simKnownBugs = map[string]string{}
 
-// runSim runs one case and returns the known bugs it ran into.
-func runSim(t *rapid.T, p simProfile) []string {
+// runSim runs one case and returns the known bugs it ran into, and the
+// rare transitions its history reached (simReached).
+func runSim(t *rapid.T, p simProfile) (known, reached []string) {
 	g := &simGen{t: t, p: p}
 	doc := g.definition()
 	src, err := yaml.Marshal(doc)
@@ -100,7 +117,7 @@ func runSim(t *rapid.T, p simProfile) []string {
 			s.fail("a run whose deletion began (as %s) is %s, expired %v", s.expiredAs, st.Status, st.Expired)
 		}
 	}
-	return s.known
+	return s.known, simReached(s.evs)
 }
 
 // simGen draws a valid definition of the whole language as a YAML document.
@@ -108,6 +125,9 @@ type simGen struct {
 	t *rapid.T
 	p simProfile
 	n int // steps drawn
+	// readsX: an expression drawn reads vars.x; setsX: a set step drawn
+	// sets it (a definition must, when one reads it).
+	readsX, setsX bool
 }
 
 // simLoop says which loop variables the steps being drawn see.
@@ -133,7 +153,12 @@ func (g *simGen) input() map[string]any {
 }
 
 func (g *simGen) definition() map[string]any {
-	d := map[string]any{"name": "sim", "steps": g.list(simLoop{}, 0, 2, 6)}
+	steps := g.list(simLoop{}, 0, 2, 6)
+	if g.readsX && !g.setsX {
+		g.n++
+		steps = append(steps, map[string]any{"id": fmt.Sprintf("s%d", g.n), "set": map[string]any{"x": "1"}})
+	}
+	d := map[string]any{"name": "sim", "steps": steps}
 	if g.chance("retry?", 6) {
 		d["retry"] = map[string]any{"max_attempts": 1 + g.intn("attempts", 2)}
 	}
@@ -213,14 +238,20 @@ func (g *simGen) cond(l simLoop) any {
 	if g.chance("bad if?", 30) {
 		return "input.nope > 0" // fails when evaluated
 	}
-	cs := []any{true, false, "input.n > 0", "input.n > 1"}
+	// Conditions on a var a set step may change since: one a redrive
+	// finds false, or failing, where the first run found it true.
+	cs := []any{true, false, "input.n > 0", "input.n > 1", "vars.?x.orValue(0) < 1", "vars.?x.orValue(0) < 1 || input.nope > 0"}
 	if l.item != "" {
 		cs = append(cs, "index % 2 == 0")
 	}
 	if l.iteration {
 		cs = append(cs, "iteration > 0")
 	}
-	return cs[g.intn("cond", len(cs))]
+	c := cs[g.intn("cond", len(cs))]
+	if c, ok := c.(string); ok && strings.Contains(c, "vars.") {
+		g.readsX = true
+	}
+	return c
 }
 
 func (g *simGen) step(l simLoop, depth int) map[string]any {
@@ -231,6 +262,9 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 		kinds = kinds[:g.p.leaves]
 	}
 	kind := kinds[g.intn("kind", len(kinds))]
+	if g.n == 1 && g.p.first != "" {
+		kind = g.p.first
+	}
 	switch kind {
 	case "task":
 		s["task"] = "t"
@@ -288,8 +322,11 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 	case "set":
 		if g.intn("set", 2) == 0 {
 			s["set"] = map[string]any{"x": "vars.?x.orValue(0) + 1"}
+			g.setsX = true
 		} else {
-			s["set"] = map[string]any{g.pick("var", "x", "y"): g.pick("value", "'v'", "input.n")}
+			v := g.pick("var", "x", "y")
+			s["set"] = map[string]any{v: g.pick("value", "'v'", "input.n")}
+			g.setsX = g.setsX || v == "x"
 		}
 	case "fail":
 		if g.intn("fail", 3) == 0 {
@@ -305,8 +342,25 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 		}
 	case "workflow":
 		s["workflow"] = "child"
-		if g.chance("child input?", 2) {
+		switch g.intn("child input", 4) {
+		case 1:
 			s["input"] = "${ input.n }"
+		case 2:
+			// Fails once a set step counted x up: a redrive may fail a
+			// child step whose first run started.
+			s["input"] = "${ vars.?x.orValue(0) < 1 ? input.n : input.nope }"
+			g.readsX = true
+		}
+		if g.chance("child if?", 3) {
+			// False, or failing, once a set step counted x up or some
+			// time passed: a redrive may skip or fail a child step whose
+			// first run started.
+			cond := g.pick("child if", "vars.?x.orValue(0) < 1", "workflow.now < timestamp('2025-01-01T00:00:10Z')")
+			if g.chance("child if fails?", 3) {
+				cond += " || input.nope > 0"
+			}
+			s["if"] = cond
+			g.readsX = g.readsX || strings.Contains(cond, "vars.")
 		}
 	case "switch":
 		var cases []any
@@ -354,7 +408,7 @@ func (g *simGen) step(l simLoop, depth int) map[string]any {
 			"max_iterations": 1 + g.intn("max_iterations", 3),
 		}
 	}
-	if g.chance("if?", 6) {
+	if _, ok := s["if"]; !ok && g.chance("if?", 6) {
 		s["if"] = g.cond(l)
 	}
 	if kind != "fail" && kind != "succeed" && g.chance("search?", 4) {
@@ -411,6 +465,7 @@ type simTask struct {
 
 // simChild is a child workflow the parent started.
 type simChild struct {
+	id   string
 	path string
 	gen  int
 	done bool
@@ -526,7 +581,7 @@ func (s *sim) appendRec(rec []events.Event) {
 			s.tasks = append(s.tasks, &simTask{cmd: *ss, seq: len(s.recEnd)})
 		}
 		if cs := e.ChildStarted; cs != nil {
-			s.children = append(s.children, &simChild{path: cs.Path, gen: cs.Gen})
+			s.children = append(s.children, &simChild{id: cs.WorkflowID, path: cs.Path, gen: cs.Gen})
 		}
 	}
 }
@@ -680,7 +735,15 @@ func (s *sim) process(d simDelivery, mayCrash bool) {
 		s.appendRec(r)
 	}
 	st.LastSeq = s.seq()
-	s.closeOut(st)
+	if mayCrash && s.chance("follow-up fails?", 2*s.p.crash) {
+		// The decision is stored, but a follow-up (a child's cancel) fails:
+		// the input is not acked and comes again, and nothing is canceled
+		// until it does, so a redrive may come first.
+		s.logf("  its follow-ups fail: delivered again")
+		s.queue = append(s.queue, d)
+	} else {
+		s.closeOut(st)
+	}
 	if st.Status == workflow.StatusRunning && s.chance("snapshot?", 4) {
 		b, err := workflow.EncodeSnapshot(st)
 		if err != nil {
@@ -693,6 +756,7 @@ func (s *sim) process(d simDelivery, mayCrash bool) {
 	}
 	s.checkStored()
 	s.checkState(st)
+	s.checkChildren(st, s.evs)
 }
 
 // checkTaken checks that a result is recorded with what it reports: a
@@ -1018,6 +1082,7 @@ func (s *sim) crossCheck(a, b *workflow.State, d simDelivery, input, decided []e
 func (s *sim) checkRecovery(d simDelivery, input, all []events.Event, k, kept int, final *workflow.State) {
 	s.t.Helper()
 	st := s.fold(true)
+	s.checkChildren(st, s.evs)
 	again, _ := s.accept(st, d)
 	switch {
 	case k == 0 && !simSameEvents(again, input):
@@ -1082,22 +1147,137 @@ func (s *sim) checkStored() {
 	if d := simDiff(restored, whole); d != "" {
 		s.fail("the snapshot of the first %d events plus the rest folds differently: %s", p, d)
 	}
+	s.checkChildren(prefix, s.evs[:p])
+	s.checkChildren(restored, s.evs)
 }
 
-// closeOut ends the running children of a workflow that completed or was
-// canceled, and those of steps a failing parallel or foreach canceled:
-// each reports back canceled (which the parent ignores).
+// closeOut cancels the children the state no longer needs, as the
+// orchestrator does after every fold (workflow.AbandonedSteps): those of
+// a workflow that completed or was canceled, of steps a failing parallel
+// or foreach canceled, and of steps a redrive superseded. Each reports
+// back canceled (which the parent ignores). After a crash none is
+// canceled until an input is processed again: by then a redrive may have
+// started the step again.
+//
+// Then every child still running is one st needs: its step's current
+// child, running in a run that runs or failed (a redrive may take its
+// result). Any other would run on with no one to take its outcome.
 func (s *sim) closeOut(st *workflow.State) {
-	all := st.Status.Terminal() && st.Status != workflow.StatusFailed
-	for _, c := range s.children {
-		step := st.Steps[c.path]
-		if !c.done && (all || step.Status == workflow.StepCanceled && step.Gen == c.gen) {
-			c.done = true
-			s.queue = append(s.queue, simDelivery{kind: simResult, result: events.Result{V: 1, WorkflowID: "wf", Path: c.path,
-				Gen: c.gen, Attempt: 1, Outcome: events.OutcomeFailed, Time: s.clock,
-				Error: &events.Error{Type: workflow.ErrTypeCanceled, Message: "child canceled"}}})
+	s.t.Helper()
+	for _, step := range workflow.AbandonedSteps(st) {
+		for _, c := range s.children {
+			if !c.done && c.id == step.ChildID {
+				c.done = true
+				s.queue = append(s.queue, simDelivery{kind: simResult, result: events.Result{V: 1, WorkflowID: "wf", Path: c.path,
+					Gen: c.gen, Attempt: 1, Outcome: events.OutcomeFailed, Time: s.clock,
+					Error: &events.Error{Type: workflow.ErrTypeCanceled, Message: "child canceled"}}})
+			}
 		}
 	}
+	for _, c := range s.children {
+		step := st.Steps[c.path]
+		if !c.done && (step == nil || step.ChildID != c.id || step.Status != workflow.StepRunning ||
+			st.Status != workflow.StatusRunning && st.Status != workflow.StatusFailed) {
+			now := "missing"
+			if step != nil {
+				now = fmt.Sprintf("%s gen %d naming %s", step.Status, step.Gen, step.ChildID)
+			}
+			s.fail("child %s (step %s gen %d) is left running, not canceled, though the run (%s) no longer needs it: its step is %s, superseded %v",
+				c.id, c.path, c.gen, st.Status, now, simChildIDs(st.Superseded))
+		}
+	}
+}
+
+// checkChildren checks that state st of history hist forgets no child it
+// started: every child whose result st has not taken is named by a step
+// still running or canceled (a canceled step's child is to be canceled),
+// or kept in Superseded (a redrive started its canceled step again,
+// skipped or failed it); and that no child is to be canceled twice.
+func (s *sim) checkChildren(st *workflow.State, hist []events.Event) {
+	s.t.Helper()
+	tracked := map[string]bool{}
+	for _, step := range st.Steps {
+		if step.ChildID != "" && (step.Status == workflow.StepRunning || step.Status == workflow.StepCanceled) {
+			tracked[step.ChildID] = true
+		}
+	}
+	for _, step := range st.Superseded {
+		tracked[step.ChildID] = true
+	}
+	open := simOpenChildren(hist)
+	for _, id := range slices.Sorted(maps.Keys(open)) {
+		if !tracked[id] {
+			now := "missing"
+			if step := st.Steps[open[id].Path]; step != nil {
+				now = fmt.Sprintf("%s gen %d naming %s", step.Status, step.Gen, step.ChildID)
+			}
+			s.fail("child %s (step %s gen %d) was started and its result not taken, but the state forgets it: the step is %s, superseded %v",
+				id, open[id].Path, open[id].Gen, now, simChildIDs(st.Superseded))
+		}
+	}
+	seen := map[string]bool{}
+	for _, step := range workflow.AbandonedSteps(st) {
+		if seen[step.ChildID] {
+			s.fail("child %s (step %s) is to be canceled twice: superseded %v", step.ChildID, step.Path, simChildIDs(st.Superseded))
+		}
+		seen[step.ChildID] = true
+	}
+}
+
+// simOpenChildren returns the children started in hist whose result is
+// not recorded (a child's result is recorded with its gen; a failure the
+// core decides has none), by id.
+func simOpenChildren(hist []events.Event) map[string]*events.ChildStarted {
+	type key struct {
+		path string
+		gen  int
+	}
+	open := map[key]*events.ChildStarted{}
+	for _, e := range hist {
+		switch {
+		case e.ChildStarted != nil:
+			open[key{e.ChildStarted.Path, e.ChildStarted.Gen}] = e.ChildStarted
+		case e.StepCompleted != nil && e.StepCompleted.Gen > 0:
+			delete(open, key{e.StepCompleted.Path, e.StepCompleted.Gen})
+		case e.StepFailed != nil && e.StepFailed.Gen > 0:
+			delete(open, key{e.StepFailed.Path, e.StepFailed.Gen})
+		case e.StepSuspended != nil && e.StepSuspended.Gen > 0:
+			delete(open, key{e.StepSuspended.Path, e.StepSuspended.Gen})
+		}
+	}
+	out := make(map[string]*events.ChildStarted, len(open))
+	for _, c := range open {
+		out[c.WorkflowID] = c
+	}
+	return out
+}
+
+// simChildIDs returns the child ids of steps.
+func simChildIDs(steps []*workflow.Step) []string {
+	var ids []string
+	for _, s := range steps {
+		ids = append(ids, s.ChildID)
+	}
+	return ids
+}
+
+// simReached names the rare transitions hist goes through, for the
+// simulation to report how often its cases reach them: a child step a
+// redrive superseded, by the event that did.
+func simReached(hist []events.Event) []string {
+	var out []string
+	st := &workflow.State{}
+	for _, e := range hist {
+		n := len(st.Superseded)
+		if err := st.Apply(e); err != nil {
+			return out
+		}
+		if len(st.Superseded) > n {
+			out = append(out, "child superseded by "+string(e.Type))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // act performs one drawn action of the schedule.
@@ -2019,6 +2199,9 @@ func simDiff(a, b *workflow.State) string {
 			continue
 		}
 		if fa, fb := va.Field(i).Interface(), vb.Field(i).Interface(); !reflect.DeepEqual(fa, fb) {
+			if sa, ok := fa.([]*workflow.Step); ok { // Superseded: show the steps, not their addresses
+				fa, fb = simDeref(sa), simDeref(fb.([]*workflow.Step))
+			}
 			d = append(d, fmt.Sprintf("%s: %+v != %+v", f.Name, fa, fb))
 		}
 	}
@@ -2041,6 +2224,15 @@ func simDiff(a, b *workflow.State) string {
 		d = append(d, "unexported fields (step outputs or signal ids)")
 	}
 	return strings.Join(d, "; ")
+}
+
+// simDeref returns the steps ss points to.
+func simDeref(ss []*workflow.Step) []workflow.Step {
+	out := make([]workflow.Step, 0, len(ss))
+	for _, s := range ss {
+		out = append(out, *s)
+	}
+	return out
 }
 
 // simCanonical copies st without loop progress, with an empty list of
