@@ -1,9 +1,9 @@
 // A run: its state, steps, timeline, history and search attributes, with
 // the actions signal, cancel and retry. A running run follows its history
 // live through WatchWorkflow.
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { JsonValue } from "@bufbuild/protobuf";
-import { date, errorText, jsonValue, statusName, StepStatus, stepStatusName, valueJson, workflows, WorkflowStatus } from "./api";
+import { Code, date, errorText, isCode, jsonValue, statusName, StepStatus, stepStatusName, valueJson, workflows, WorkflowStatus } from "./api";
 import type { HistoryEvent, Workflow } from "./gen/weft/v1/workflow_pb";
 import { A } from "./router";
 import { ActionBar, Badge, ErrorBox, fmtDuration, fmtTime, Json, Section, type ActionSpec } from "./ui";
@@ -13,6 +13,12 @@ import { buildTimeline, Timeline } from "./timeline";
 // page is a short task.
 const historyPage = 500;
 const tableStep = 100;
+// retryEvery is the pause before a page that followed a run live tries
+// again after its updates broke off.
+const retryEvery = 3000;
+// final are the codes of a refused read of the run that trying again
+// does not change.
+const final = [Code.NotFound, Code.PermissionDenied, Code.Unauthenticated, Code.InvalidArgument];
 
 /** isOpen reports whether w can still change: running, queued or suspended. */
 function isOpen(w: Workflow | undefined | null): boolean {
@@ -24,13 +30,16 @@ export function RunPage({ id }: { id: string }) {
   const [events, setEvents] = useState<HistoryEvent[]>([]);
   const [error, setError] = useState<string | null>(null);
   const [reload, setReload] = useState(0);
+  // following: the page follows the run live, or did until its updates
+  // broke off (the server restarted, say); it keeps trying until a load
+  // succeeds, however long the server is away.
+  const following = useRef(false);
 
   useEffect(() => {
     const ctl = new AbortController();
     let buf: HistoryEvent[] = [];
     let timer = 0;
     let again = 0;
-    let watching = false;
     // A state read by a load that has been replaced is dropped: it may be older.
     const refresh = () =>
       workflows.getWorkflow({ workflowId: id }, { signal: ctl.signal }).then((r) => {
@@ -43,21 +52,27 @@ export function RunPage({ id }: { id: string }) {
       setEvents(buf.slice());
       refresh().catch(() => {});
     };
+    // read: the run's state was read; a refusal of that read ends the
+    // following (the run is gone, say), as a broken call does not.
+    let read = false;
     (async () => {
       try {
         const r = await workflows.getWorkflow({ workflowId: id }, { signal: ctl.signal });
         if (ctl.signal.aborted) return;
+        read = true;
         setWf(r.workflow ?? null);
         setError(null);
         if (isOpen(r.workflow)) {
-          watching = true;
+          following.current = true;
           for await (const m of workflows.watchWorkflow({ workflowId: id }, { signal: ctl.signal })) {
             if (m.event) buf.push(m.event);
             if (!timer) timer = window.setTimeout(flush, 150);
           }
           window.clearTimeout(timer);
           flush();
+          following.current = false;
         } else {
+          following.current = false;
           let token = "";
           do {
             const h = await workflows.getHistory({ workflowId: id, pageSize: historyPage, pageToken: token }, { signal: ctl.signal });
@@ -68,10 +83,14 @@ export function RunPage({ id }: { id: string }) {
         }
       } catch (e) {
         if (ctl.signal.aborted) return;
-        setError(errorText(e));
         // Live updates that broke off (the server restarted, say) start
-        // again after a pause.
-        if (watching) again = window.setTimeout(() => setReload((n) => n + 1), 3000);
+        // again after a pause, and again after every load that fails, until
+        // one succeeds; meanwhile the page says that what it shows is stale.
+        if (!read && final.some((c) => isCode(e, c))) following.current = false;
+        if (following.current) {
+          setError(`${errorText(e)}. Live updates stopped: what this page shows may be out of date; trying again every ${retryEvery / 1000} s.`);
+          again = window.setTimeout(() => setReload((n) => n + 1), retryEvery);
+        } else setError(errorText(e));
       }
     })();
     return () => {
@@ -99,7 +118,17 @@ function RunView({ wf, events, error, onChanged }: { wf: Workflow; events: Histo
   const { started, parent, children, waits, cancel } = useMemo(() => {
     const started = events.find((e) => e.type === "WorkflowStarted");
     const parent = (valueJson(started?.data) as any)?.parent as { workflow_id: string; step_path: string } | undefined;
-    const children = events.filter((e) => e.type === "ChildStarted").map((e) => ({ path: e.stepPath, ...((valueJson(e.data) as any) ?? {}) }));
+    const children: { path: string; workflow_id: string; definition: string; replacedBy?: string }[] = events
+      .filter((e) => e.type === "ChildStarted")
+      .map((e) => ({ path: e.stepPath, ...((valueJson(e.data) as any) ?? {}) }));
+    // A step started again (a redrive) starts a new child: the earlier
+    // one no longer counts for the run.
+    const last: Record<string, string> = {};
+    for (let i = children.length - 1; i >= 0; i--) {
+      const c = children[i];
+      if (last[c.path] !== undefined) c.replacedBy = last[c.path];
+      else last[c.path] = c.workflow_id;
+    }
     return { started, parent, children, waits: waitsOf(events), cancel: cancelOf(events) };
   }, [events]);
   // The tables come a frame after the timeline, so that neither makes one
@@ -179,8 +208,9 @@ function RunView({ wf, events, error, onChanged }: { wf: Workflow; events: Histo
         <Section title="Child runs">
           <ul class="children">
             {children.map((c) => (
-              <li>
+              <li class={c.replacedBy ? "replaced" : undefined}>
                 <A href={`/workflows/${encodeURIComponent(c.workflow_id)}`}>{c.workflow_id}</A> <span class="muted">{c.definition} from step {c.path}</span>
+                {c.replacedBy && <span class="muted">, replaced by {c.replacedBy} when the step started again</span>}
               </li>
             ))}
           </ul>
