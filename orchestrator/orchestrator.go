@@ -1610,7 +1610,9 @@ func (sh *shard) startChild(ctx context.Context, parent *workflow.State, s *work
 // definition is not there, or its id is another workflow's
 // (child_failed), or its input does not match the definition's
 // input_schema (invalid_input). created reports whether this call
-// started it.
+// started it. With also (a cancel), a definition that no longer compiles
+// is no error: a child that exists is taken as started, and one that
+// does not as one that cannot start.
 func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *workflow.Step, at time.Time, also ...events.Event) (why *events.Error, created bool, err error) {
 	depth := 1
 	if parent.Parent != nil {
@@ -1645,6 +1647,19 @@ func (sh *shard) tryStartChild(ctx context.Context, parent *workflow.State, s *w
 	def, rec, err := sh.o.defs.Load(ctx, s.Task, s.ChildRevision)
 	if errors.Is(err, eventstore.ErrNotFound) {
 		return childFailed("child definition %q not found: put it first", s.Task), false, nil
+	}
+	if errors.Is(err, runs.ErrNoLongerCompiles) && len(also) > 0 {
+		// Started only to be canceled (cancelChild): one that runs is
+		// canceled all the same, which needs no definition, and one not
+		// started stays so. Failing, the cancel would fail for as long as
+		// the revision stays, and the deletion of its parent with it.
+		switch ok, ferr := ours(); {
+		case ok:
+			return nil, false, nil
+		case ferr != nil && !errors.Is(ferr, eventstore.ErrNotFound):
+			return nil, false, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, ferr)
+		}
+		return childFailed("child workflow %s cannot start: %v", s.ChildID, err), false, nil
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("start child %s of %s: %w", s.ChildID, parent.ID, err)

@@ -156,7 +156,16 @@ func (sh *shard) followUpLast(ctx context.Context, wf string, st *workflow.State
 	if err := sh.cancelUnneeded(ctx, e); err != nil {
 		return err
 	}
-	return sh.reconcileSlot(ctx, wf, e)
+	err := sh.reconcileSlot(ctx, wf, e)
+	if errors.Is(err, runs.ErrNoLongerCompiles) {
+		// The give-back needs the revision's limit. Left held by a run
+		// that is gone, the slot is given back by the key's look at its
+		// holders (freeClosedHolders) once a run waits for it; failing,
+		// the deletion would fail for as long as the revision stays.
+		sh.o.log.Warn("cannot give the slot of a run being deleted back", "workflow", wf, "err", err)
+		return nil
+	}
+	return err
 }
 
 // parentRun reports whether first, the first record of a run of p's id,

@@ -42,7 +42,7 @@ func (c Config) natsPublish(ctx context.Context, t *executor.Task) (any, error) 
 		}
 		return map[string]any{"stream": ack.Stream, "seq": int64(ack.Sequence), "duplicate": ack.Duplicate}, nil
 	}
-	before, mark := c.NATS.LastError(), c.refusals.mark() // see refused
+	before, mark := c.publishMark() // see refused
 	if err := c.NATS.PublishMsg(msg); err != nil {
 		return nil, natsError(err)
 	}
@@ -69,7 +69,7 @@ const refusalPoll = 100 * time.Millisecond
 // connection now and then: the refusal comes before the flush's answer
 // (see refused), and ends the wait with "denied".
 func (c Config) jsPublish(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, opts []jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	before, mark := c.NATS.LastError(), c.refusals.mark()
+	before, mark := c.publishMark()
 	type result struct {
 		ack *jetstream.PubAck
 		err error
@@ -106,6 +106,26 @@ func (c Config) jsPublish(ctx context.Context, js jetstream.JetStream, msg *nats
 		}
 	}
 }
+
+// publishMark returns where a publish's refusal is looked for from: the
+// connection's last error, and the record of refusals. The record is read
+// first: nats.go makes an error the last one before it hands it to the
+// error handler, so an error the record holds by then is before, or one
+// before it, and a last error newer than before is one the record gets
+// after mark (refused waits for it). Read the other way round, an error
+// coming in between was newer than before and not after mark: refused
+// waited for it for refusalWait.
+func (c Config) publishMark() (before error, mark uint64) {
+	mark = c.refusals.mark()
+	if testHookPublishMark != nil {
+		testHookPublishMark()
+	}
+	return c.NATS.LastError(), mark
+}
+
+// testHookPublishMark, when set by a test, is called between the two
+// reads of publishMark.
+var testHookPublishMark func()
 
 // refused returns the "denied" error of a publish to subject that the
 // NATS server refused since the connection's last error was before and

@@ -115,3 +115,44 @@ func deniedConn(t *testing.T) *nats.Conn {
 	t.Cleanup(nc.Close)
 	return nc
 }
+
+// An error the connection is told of just as a publish begins (another
+// step's refusal, between the publish's reads of the connection's last
+// error and of its record of errors) does not hold the publish up: the
+// refusal look waited for the error handler to be given that error,
+// which it had been already, until refusalWait (2 s) ran out.
+func TestAPublishBegunAsAnotherRefusalComesIsNotHeldUp(t *testing.T) {
+	nc := deniedConn(t)
+	c := Config{NATS: nc}
+	h := Handlers(c)["nats.publish"]
+	r := nc.ErrorHandler()
+	told := make(chan struct{}, 1)
+	nc.SetErrorHandler(func(c *nats.Conn, s *nats.Subscription, err error) {
+		r(c, s, err)
+		select {
+		case told <- struct{}{}:
+		default:
+		}
+	})
+	testHookPublishMark = func() {
+		// Another step's publish, refused, and its refusal told.
+		_ = nc.Publish("billing.other", []byte("x"))
+		_ = nc.Flush()
+		select {
+		case <-told:
+		case <-time.After(10 * time.Second):
+			t.Error("the other refusal was not told")
+		}
+	}
+	defer func() { testHookPublishMark = nil }()
+	for _, js := range []bool{false, true} {
+		start := time.Now()
+		if _, err := h(t.Context(), executor.NewTask("wf-1", "step", "nats.publish", 1,
+			map[string]any{"subject": "orders.created", "data": "x", "jetstream": js})); err != nil && !js {
+			t.Fatalf("a publish the user may make failed: %v", err)
+		}
+		if took := time.Since(start); took >= refusalWait {
+			t.Errorf("a publish (jetstream %v) begun as another subject's refusal came took %v", js, took)
+		}
+	}
+}

@@ -2,12 +2,17 @@ package runs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/weftworks/weft/eventstore"
 	"github.com/weftworks/weft/orchestrator/definition"
 )
+
+// ErrNoLongerCompiles marks a stored revision this build cannot compile
+// (one a later build's checks refuse, or a newer version's).
+var ErrNoLongerCompiles = errors.New("no longer compiles")
 
 // Definitions loads compiled definitions by name and revision, caching
 // them: revisions are immutable, so a cached plan never goes stale. It is
@@ -26,7 +31,8 @@ func NewDefinitions(store *eventstore.Store) *Definitions {
 // Load returns revision rev of definition name compiled, and the stored
 // record (rev 0: the latest).
 //
-// Errors: eventstore.ErrNotFound when there is no such definition or revision.
+// Errors: eventstore.ErrNotFound when there is no such definition or
+// revision; ErrNoLongerCompiles when this build cannot compile it.
 func (d *Definitions) Load(ctx context.Context, name string, rev int) (*definition.Definition, eventstore.DefinitionRecord, error) {
 	if rev > 0 {
 		d.mu.Lock()
@@ -42,7 +48,7 @@ func (d *Definitions) Load(ctx context.Context, name string, rev int) (*definiti
 	}
 	p, err := d.Compile(rec)
 	if err != nil {
-		return nil, rec, fmt.Errorf("definition %s revision %d no longer compiles: %w", name, rec.Revision, err)
+		return nil, rec, fmt.Errorf("definition %s revision %d %w: %w", name, rec.Revision, ErrNoLongerCompiles, err)
 	}
 	return p, rec, nil
 }
