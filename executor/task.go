@@ -14,7 +14,10 @@ import (
 // or an error. An output that breaks the rule for values (nested deeper
 // than 64 levels, a string or map key that is not valid UTF-8, a number
 // that is not finite; see eventstore/value.Check) fails the step with
-// ErrTypeOutput and is not retried: encode binary data, base64 say. Error
+// ErrTypeOutput and is not retried: encode binary data, base64 say. A
+// typed output (a struct, a named type) is taken as encoding/json writes
+// it ([]byte as base64), except that a string in it that is not UTF-8
+// fails the step the same way rather than being written as U+FFFD. Error
 // types and messages are recorded as text, with bytes that are not UTF-8
 // replaced by U+FFFD. A plain error is retried per the step's retry policy;
 // NonRetryable and RetryAfter change that; a panic, or a runtime.Goexit

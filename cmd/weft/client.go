@@ -323,6 +323,9 @@ func defApplyCommand(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkSourceText(file, src); err != nil {
+				return err
+			}
 			res, err := cf.definitions().PutDefinition(cmd.Context(),
 				connect.NewRequest(&weftv1.PutDefinitionRequest{Source: string(src)}))
 			if err != nil {
@@ -341,6 +344,31 @@ func defApplyCommand(cf *clientFlags) *cobra.Command {
 	}
 	apply.Flags().StringVarP(&file, "file", "f", "", "definition source file, or - for stdin")
 	return apply
+}
+
+// checkSourceText refuses a definition source that is not UTF-8 text,
+// saying where, before the API's client would refuse to send it with a
+// bare "string field contains invalid UTF-8".
+func checkSourceText(file string, src []byte) error {
+	if file == "-" {
+		file = "standard input"
+	}
+	if bytes.HasPrefix(src, []byte{0xff, 0xfe}) || bytes.HasPrefix(src, []byte{0xfe, 0xff}) {
+		return fmt.Errorf("%s is UTF-16 text: save it as UTF-8", file)
+	}
+	if utf8.Valid(src) {
+		return nil
+	}
+	at := 0
+	for at < len(src) {
+		r, n := utf8.DecodeRune(src[at:])
+		if r == utf8.RuneError && n <= 1 {
+			break
+		}
+		at += n
+	}
+	line := 1 + bytes.Count(src[:at], []byte("\n"))
+	return fmt.Errorf("%s is not UTF-8 text (byte 0x%02x at offset %d, line %d): save it as UTF-8", file, src[at], at, line)
 }
 
 func defListCommand(cf *clientFlags) *cobra.Command {

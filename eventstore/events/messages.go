@@ -102,22 +102,78 @@ func EncodeResult(r Result) ([]byte, error) {
 // DecodeResult decodes an executor result; errors wrap ErrCorrupt.
 func DecodeResult(b []byte) (Result, error) {
 	var r Result
+	var outErr error // why the output cannot be read, when only it cannot
 	if err := decodeLoose(b, &r); err != nil {
-		return Result{}, err
+		if r, outErr = decodeOutputApart(b); outErr == nil {
+			return Result{}, err
+		}
 	}
 	if r.V != 1 || r.WorkflowID == "" || r.Path == "" || r.Outcome < OutcomeCompleted || r.Outcome > OutcomeStarted {
 		return Result{}, fmt.Errorf("%w: invalid result", ErrCorrupt)
 	}
 	r.Time = r.Time.UTC()
-	if r.Output != nil {
-		out, err := value.NormalizeOwned(r.Output)
+	if r.Output != nil || outErr != nil {
+		out, err := r.Output, outErr
+		if err == nil {
+			out, err = value.NormalizeOwned(r.Output)
+		}
 		if err != nil {
-			return Result{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+			// The result is read; its output cannot be (a map key that is
+			// not a string, a whole number beyond an int64, from an
+			// executor of another language, say). Taken as corrupt, it
+			// would be given back for ever and its step never end: the
+			// step fails, as for any output that cannot be recorded.
+			r.Output = nil
+			if r.Outcome == OutcomeCompleted {
+				r.Outcome = OutcomeFailed
+				r.Error = &Error{Type: errTypeInvalidOutput, Message: "output: " + err.Error()}
+			}
+			return r, nil
 		}
 		r.Output = out
 	}
 	return r, nil
 }
+
+// decodeOutputApart decodes the result b whose decoding failed with its
+// output apart: the result without it, and why the output cannot be read
+// (maps are read with keys of any type, for Normalize to say which is
+// not a string). A nil error means the output was not the cause: the
+// result is corrupt.
+func decodeOutputApart(b []byte) (r Result, outErr error) {
+	var fields map[string]msgpack.RawMessage
+	if decodeLoose(b, &fields) != nil || fields["out"] == nil {
+		return Result{}, nil
+	}
+	raw := fields["out"]
+	delete(fields, "out")
+	rest, err := msgpack.Marshal(fields)
+	if err != nil || decodeLoose(rest, &r) != nil {
+		return Result{}, nil
+	}
+	dec := msgpack.NewDecoder(bytes.NewReader(raw))
+	dec.SetMapDecoder(func(d *msgpack.Decoder) (any, error) { return d.DecodeUntypedMap() })
+	var out any
+	err = func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("%v", p)
+			}
+		}()
+		return dec.Decode(&out)
+	}()
+	if err == nil {
+		if _, err = value.NormalizeOwned(out); err == nil {
+			return Result{}, nil // read apart, the output is fine: not the cause
+		}
+	}
+	return r, err
+}
+
+// errTypeInvalidOutput is the error type of a step whose output cannot be
+// recorded (workflow.ErrTypeInvalidOutput, which this package cannot
+// import).
+const errTypeInvalidOutput = "invalid_output"
 
 // EncodeTimer encodes a timer message.
 func EncodeTimer(t TimerDue) ([]byte, error) {

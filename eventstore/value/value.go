@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"math/big"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,7 +67,11 @@ func normalize(v any, owned bool, depth int) (any, error) {
 		}
 		return out, nil
 	}
-	// Fall back to a JSON round trip for structs and other typed values.
+	// Fall back to a JSON round trip for structs and other typed values,
+	// which would write a string that is not UTF-8 as another.
+	if err := checkText(reflect.ValueOf(v), "", depth); err != nil {
+		return nil, err
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("value of type %T has no JSON form: %w", v, err)
@@ -297,7 +303,8 @@ func floatValue(f float64) any {
 
 // FromJSON parses JSON text into a normalized value. Text that is not
 // valid UTF-8 is refused (a decoder would replace what it cannot read), and
-// so is an object with a key twice (a decoder would keep one of the values,
+// so is a string escape that is half a surrogate pair (CheckSurrogates)
+// and an object with a key twice (a decoder would keep one of the values,
 // and the API's refuses it).
 func FromJSON(b []byte) (any, error) {
 	if !utf8.Valid(b) {
@@ -307,17 +314,76 @@ func FromJSON(b []byte) (any, error) {
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
+		return nil, syntaxError(b, err)
 	}
 	// Only white space may follow the value. (dec.More would take a
 	// closing ']' or '}' for the end, and drop whatever came after it.)
 	if rest := bytes.TrimLeft(b[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
 		return nil, fmt.Errorf("invalid JSON: unexpected data after the value, at byte %d: send one JSON value", len(b)-len(rest))
 	}
+	if err := CheckSurrogates(b); err != nil {
+		return nil, err
+	}
 	if err := uniqueKeys(b); err != nil {
 		return nil, err
 	}
 	return Normalize(v)
+}
+
+// syntaxError says where the JSON text b that the decoder refused with
+// err went wrong, and what to send instead where that is plain.
+func syntaxError(b []byte, err error) error {
+	var se *json.SyntaxError
+	switch {
+	case bytes.HasPrefix(b, []byte("\xef\xbb\xbf")):
+		return errors.New("invalid JSON: the text begins with a byte order mark (EF BB BF): send the JSON without it")
+	case errors.Is(err, io.EOF):
+		return errors.New("invalid JSON: the text holds no value, only white space: send a JSON value (null for none)")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("invalid JSON: the text ends inside a value, at byte %d: send the whole value", len(b))
+	case errors.As(err, &se):
+		return fmt.Errorf("invalid JSON: %w, at byte %d", err, max(se.Offset-1, 0))
+	}
+	return fmt.Errorf("invalid JSON: %w", err)
+}
+
+// CheckSurrogates refuses JSON text b whose strings hold an escape of
+// half a UTF-16 surrogate pair ("\ud800" alone): it names no character, so
+// a decoder reads it as U+FFFD, and the text would not read back as sent.
+// A pair ("\ud83d\ude00") is one character and is taken.
+func CheckSurrogates(b []byte) error {
+	if !bytes.Contains(b, []byte(`\u`)) {
+		return nil
+	}
+	// hex returns the code unit of the \uXXXX escape at b[i:], or -1.
+	hex := func(i int) rune {
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return -1
+		}
+		r, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 16)
+		if err != nil {
+			return -1
+		}
+		return rune(r)
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		r := hex(i)
+		switch {
+		case r < 0xd800 || r > 0xdfff:
+			i++ // past the escaped character (or the u)
+			continue
+		case r <= 0xdbff:
+			if lo := hex(i + 6); lo >= 0xdc00 && lo <= 0xdfff {
+				i += 11
+				continue
+			}
+		}
+		return fmt.Errorf("invalid JSON: the string escape %s at byte %d is half a UTF-16 surrogate pair, no character: escape a character beyond U+FFFF as a pair (\\ud83d\\ude00), or send it as UTF-8", b[i:i+6], i)
+	}
+	return nil
 }
 
 // uniqueKeys reports an object of b, valid JSON, with a key twice.

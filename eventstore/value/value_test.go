@@ -3,6 +3,7 @@ package value_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"runtime/debug"
@@ -184,6 +185,49 @@ func TestFromJSONRefusesDataAfterTheValue(t *testing.T) {
 	for _, in := range []string{`{"a":1}` + " \t\r\n", " [1] ", `"x"`} {
 		if _, err := value.FromJSON([]byte(in)); err != nil {
 			t.Errorf("FromJSON(%q) = %v", in, err)
+		}
+	}
+}
+
+// A string escape that is half a surrogate pair names no character: a
+// decoder reads it as U+FFFD, so it is refused, saying where, rather than
+// taken as another string. A pair, an escaped backslash before "ud800" and
+// a character sent as UTF-8 are taken as written.
+func TestFromJSONRefusesHalfASurrogatePair(t *testing.T) {
+	for in, at := range map[string]string{
+		`"\ud800"`:                 `\ud800 at byte 1`,
+		`{"\uDC00":1}`:             `\uDC00 at byte 2`,
+		`["a","\ud800\u0041"]`:     `\ud800 at byte 6`,
+		`["\\\ud83d"]`:             `\ud83d at byte 4`,
+		`{"x":"\ude00\ud83d"}`:     `\ude00 at byte 6`,
+		`"\ud83d\ude00\ud83d"`:     `\ud83d at byte 13`,
+		`"ok \ud83d\ude00 \udfff"`: `\udfff at byte 17`,
+	} {
+		if _, err := value.FromJSON([]byte(in)); err == nil || !strings.Contains(err.Error(), at) || !strings.Contains(err.Error(), "surrogate pair") {
+			t.Errorf("FromJSON(%s) = %v, want it refused naming %s", in, err, at)
+		}
+	}
+	for in, want := range map[string]any{
+		`"\ud83d\ude00"`: "😀", `"\\ud800"`: `\ud800`, `"😀"`: "😀", `"\u00e9\uFFFD"`: "é\uFFFD", `{"\\":"\\\\u"}`: map[string]any{`\`: `\\u`},
+	} {
+		if v, err := value.FromJSON([]byte(in)); err != nil || fmt.Sprint(v) != fmt.Sprint(want) {
+			t.Errorf("FromJSON(%s) = %q, %v; want %q", in, v, err, want)
+		}
+	}
+}
+
+// Text that is not JSON is refused saying where, and what to send where
+// that is plain: a byte order mark, white space alone, text cut short.
+func TestFromJSONSaysWhereTheTextIsNotJSON(t *testing.T) {
+	for in, want := range map[string]string{
+		"\ufeff{\"a\": 1}": "begins with a byte order mark (EF BB BF): send the JSON without it",
+		" \n":              "holds no value, only white space: send a JSON value (null for none)",
+		`{"a": [1, 2`:      "ends inside a value, at byte 11",
+		`{"a": NaN}`:       "invalid character 'N' looking for beginning of value, at byte 6",
+		`{"a": "\x41"}`:    "in string escape code, at byte 8",
+	} {
+		if _, err := value.FromJSON([]byte(in)); err == nil || !strings.HasPrefix(err.Error(), "invalid JSON: ") || !strings.Contains(err.Error(), want) {
+			t.Errorf("FromJSON(%q) = %v; want it refused saying %q", in, err, want)
 		}
 	}
 }

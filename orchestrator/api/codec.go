@@ -62,6 +62,11 @@ func (jsonCodec) Unmarshal(binary []byte, message any) error {
 	if err := checkNumbers(binary); err != nil {
 		return err
 	}
+	// protojson refuses half a surrogate pair too, saying "unexpected
+	// EOF": say what it is.
+	if err := value.CheckSurrogates(binary); err != nil {
+		return err
+	}
 	if err := (protojson.UnmarshalOptions{}).Unmarshal(binary, m); err != nil {
 		// (protojson's errors begin "proto:" and a space of either kind.)
 		msg := strings.TrimLeft(strings.TrimPrefix(err.Error(), "proto:"), " \u00a0")

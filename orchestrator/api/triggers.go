@@ -175,10 +175,12 @@ func (s *Server) deliver(r *http.Request, name string) (*hookResult, *hookError)
 		s.recordHookFailure(r.Context(), name, m.Definition, herr)
 		return nil, herr
 	}
+	// A header sent more than once is its values joined, as HTTP joins
+	// them: none is dropped.
 	headers := map[string]any{}
 	for k, v := range r.Header {
 		if len(v) > 0 {
-			headers[k] = v[0]
+			headers[k] = strings.Join(v, ", ")
 		}
 	}
 	ev := trigger.Event{Vars: map[string]any{"event": event, "headers": headers, "subject": "webhook"},

@@ -1,13 +1,16 @@
 package definition
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/ast"
@@ -28,6 +31,7 @@ func (p *parser) template(label, field string, n *yaml.Node, at exprAt) *Templat
 // when its type is known. wantAny and wantString are supported.
 func (p *parser) templateOf(label, field string, n *yaml.Node, at exprAt, w want) *Template {
 	untagTimestamps(n, 0)
+	p.checkNumbers(label, field, n, 0)
 	var v any
 	if err := n.Decode(&v); err != nil {
 		p.add(label, field, "invalid value: %s", yamlError(err))
@@ -58,6 +62,119 @@ func untagTimestamps(n *yaml.Node, depth int) {
 		untagTimestamps(c, depth+1)
 	}
 }
+
+// checkNumbers refuses, when the definition is put, a constant in n (at
+// field) that YAML reads as other than what is written: a tag it does not
+// know (read as if untagged); a number YAML 1.1 and 1.2 read apart
+// (yaml11); a whole number beyond ±2^53 that it reads as a float64
+// (12345678901234567890123, beyond a uint64; 9007199254740993.0), which
+// every reader would see rounded; and a number beyond a float64's range
+// (1e400), which YAML reads as the text "1e400". Quoted scalars and those
+// with a known tag are what they say; an alias is checked where its
+// anchor is.
+func (p *parser) checkNumbers(label, field string, n *yaml.Node, depth int) {
+	if depth > 1000 {
+		return
+	}
+	if n.Style&yaml.TaggedStyle != 0 && !knownTags[n.ShortTag()] {
+		// YAML reads it as if untagged: what the tag meant would be lost.
+		p.addNew(label, field, "tag %s is not one Weft reads, and would be ignored: remove it (Weft reads %s)", n.Tag, strings.Join(knownTagList, ", "))
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Style&(yaml.TaggedStyle|yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+			return
+		}
+		if p.yaml11(label, field, n) {
+			return
+		}
+		text := strings.TrimPrefix(n.Value, "+")
+		switch n.ShortTag() {
+		case "!!float":
+			f, err := strconv.ParseFloat(text, 64)
+			if err == nil && math.Abs(f) >= 1<<53 && !math.IsInf(f, 0) {
+				if err := value.CheckNumber(json.Number(text)); err != nil {
+					p.addNew(label, field, "%v", err)
+				}
+			}
+		case "!!str":
+			if f, err := strconv.ParseFloat(text, 64); errors.Is(err, strconv.ErrRange) && math.IsInf(f, 0) && numberLike(text) {
+				p.addNew(label, field, "number %s is beyond the range of the API's numbers (float64): quote it to have it as a string", n.Value)
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p.checkNumbers(label, joinField(field, n.Content[i].Value), n.Content[i+1], depth+1)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p.checkNumbers(label, field+"["+strconv.Itoa(i)+"]", c, depth+1)
+		}
+	}
+}
+
+// knownTagList lists the YAML tags a constant may have, each read as YAML
+// says; knownTags holds them.
+var (
+	knownTagList = []string{"!!str", "!!int", "!!float", "!!bool", "!!null", "!!map", "!!seq", "!!binary", "!!timestamp"}
+	knownTags    = func() map[string]bool {
+		m := map[string]bool{}
+		for _, t := range knownTagList {
+			m[t] = true
+		}
+		return m
+	}()
+)
+
+// yaml11 refuses, when the definition is put, the number scalar n at field
+// that YAML 1.1 and 1.2 read apart (see yaml11Reason); it reports whether
+// it did.
+func (p *parser) yaml11(label, field string, n *yaml.Node) bool {
+	if n.Kind != yaml.ScalarNode || n.Style&(yaml.TaggedStyle|yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+		return false
+	}
+	if msg := yaml11Reason(n); msg != "" {
+		p.addNew(label, field, "%s", msg)
+		return true
+	}
+	return false
+}
+
+// yaml11Reason says why the plain number scalar n is refused, or "": this
+// parser reads numbers as YAML 1.1 wrote them, where YAML 1.2 (and other
+// readers of the same source) reads another number or text, so which was
+// meant cannot be told: 010 (octal, 8; 10 in 1.2) and 1_000 (1000; text in
+// 1.2).
+func yaml11Reason(n *yaml.Node) string {
+	tag := n.ShortTag()
+	if tag != "!!int" && tag != "!!float" {
+		return ""
+	}
+	if strings.Contains(n.Value, "_") {
+		return fmt.Sprintf("%s reads as a number here and as text in YAML 1.2: write the number without _, or quote it for text", n.Value)
+	}
+	var v int64
+	if tag == "!!int" && octal11.MatchString(n.Value) && n.Decode(&v) == nil {
+		if dec, err := strconv.ParseInt(n.Value, 10, 64); err == nil && dec != v {
+			oct := fmt.Sprintf("0o%o", v)
+			if v < 0 {
+				oct = fmt.Sprintf("-0o%o", -v)
+			}
+			return fmt.Sprintf("%s reads as the octal number %d here and as %d in YAML 1.2: write %d (or %s for octal), or quote it for text", n.Value, v, dec, dec, oct)
+		}
+	}
+	return ""
+}
+
+// octal11 matches an integer with a leading 0, which YAML 1.1 read as
+// octal.
+var octal11 = regexp.MustCompile(`^[-+]?0[0-9]+$`)
+
+// numberLike reports whether s is written as a decimal number: digits,
+// with a sign, a fraction or an exponent.
+func numberLike(s string) bool { return numberRE.MatchString(s) }
+
+var numberRE = regexp.MustCompile(`^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`)
 
 // compiler compiles the values of one template or expression field.
 type compiler struct {
@@ -92,6 +209,11 @@ type exprAt struct {
 func (c *compiler) value(field string, v any) tnode {
 	switch x := v.(type) {
 	case string:
+		if !utf8.ValidString(x) {
+			// Only a !!binary scalar decodes to one: every run would
+			// fail on it.
+			c.p.addNew(c.label, field, "the constant is not valid UTF-8 text (a !!binary value?): write text, or binary data as a base64 string")
+		}
 		return c.str(field, x)
 	case []any:
 		out := make(listNode, len(x))
@@ -102,6 +224,9 @@ func (c *compiler) value(field string, v any) tnode {
 	case map[string]any:
 		o := &mapNode{}
 		for _, k := range value.SortedKeys(x) {
+			if !utf8.ValidString(k) {
+				c.p.addNew(c.label, field, "a map key is not valid UTF-8 text (a !!binary value?): write keys as text, binary data as base64 strings")
+			}
 			o.keys = append(o.keys, k)
 			o.vals = append(o.vals, c.value(joinField(field, k), x[k]))
 		}

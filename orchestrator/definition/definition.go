@@ -110,7 +110,10 @@ type Definition struct {
 // CheckNew reports what a definition put now may not have, though one an
 // earlier version stored may and still loads, so that its runs go on as
 // they did: a constant that breaks the rule for values (a whole number
-// beyond ±2^53). The error is an *Error, as Parse's.
+// beyond ±2^53, a string that is not UTF-8), or that YAML reads as other
+// than what is written (a number it rounds or takes for text, a tag it
+// ignores, a number YAML 1.1 and 1.2 read apart). The error is an
+// *Error, as Parse's.
 func (d *Definition) CheckNew() error {
 	if len(d.newOnly) == 0 {
 		return nil

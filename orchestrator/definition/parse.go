@@ -639,7 +639,7 @@ func (p *parser) stepLimit(label, field string, n *yaml.Node, at *stepAt, rate b
 	l := &StepLimit{}
 	if n := fields["limit"]; n == nil {
 		p.add(label, field+".limit", "is required")
-	} else if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&l.Limit) != nil {
+	} else if p.yaml11(label, field+".limit", n); n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&l.Limit) != nil {
 		p.add(label, field+".limit", "must be a whole number")
 	} else if l.Limit < 1 {
 		p.add(label, field+".limit", "must be at least 1")
@@ -670,7 +670,7 @@ func (p *parser) runConcurrency(n *yaml.Node) *RunConcurrency {
 	c := &RunConcurrency{}
 	if n := fields["limit"]; n == nil {
 		p.add("", "concurrency.limit", "is required: how many runs of a key run at once")
-	} else if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&c.Limit) != nil {
+	} else if p.yaml11("", "concurrency.limit", n); n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&c.Limit) != nil {
 		p.add("", "concurrency.limit", "must be a whole number")
 	} else if c.Limit < 1 {
 		p.add("", "concurrency.limit", "must be at least 1")
@@ -691,7 +691,7 @@ func (p *parser) parseRetry(r *events.RetryPolicy, label string, n *yaml.Node) {
 	intervalsOK := true
 	if n := fields["max_attempts"]; n != nil {
 		var v int
-		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&v) != nil {
+		if p.yaml11(label, "retry.max_attempts", n); n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&v) != nil {
 			p.add(label, "retry.max_attempts", "must be a whole number")
 		} else if v < 1 {
 			p.add(label, "retry.max_attempts", "must be at least 1")
@@ -720,7 +720,7 @@ func (p *parser) parseRetry(r *events.RetryPolicy, label string, n *yaml.Node) {
 	}
 	if n := fields["backoff_coefficient"]; n != nil {
 		var v float64
-		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || n.Decode(&v) != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		if p.yaml11(label, "retry.backoff_coefficient", n); n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!int" && n.ShortTag() != "!!float") || n.Decode(&v) != nil || math.IsNaN(v) || math.IsInf(v, 0) {
 			p.add(label, "retry.backoff_coefficient", "must be a number")
 		} else if v < 1 {
 			p.add(label, "retry.backoff_coefficient", "must be at least 1")
@@ -856,7 +856,7 @@ func (p *parser) mapping(label, field string, n *yaml.Node) ([]string, map[strin
 // otherwise.
 func (p *parser) integer(label, field string, n *yaml.Node) (int, bool) {
 	var v int
-	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&v) != nil {
+	if p.yaml11(label, field, n); n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" || n.Decode(&v) != nil {
 		p.add(label, field, "must be a whole number")
 		return 0, false
 	}

@@ -378,11 +378,14 @@ func (e *Engine) fail(ctx context.Context, subject, def, reason string, payload 
 		Reason: reason, Definition: def, Payload: payload})
 }
 
+// headerMap returns a message's headers as its trigger's expressions see
+// them, without the Nats- ones; a header set more than once is its values
+// joined with ", ", as HTTP joins them, so that none is dropped.
 func headerMap(h eventstore.Header) map[string]any {
 	out := map[string]any{}
 	for k, v := range h {
 		if len(v) > 0 && !strings.HasPrefix(k, "Nats-") {
-			out[k] = v[0]
+			out[k] = strings.Join(v, ", ")
 		}
 	}
 	return out

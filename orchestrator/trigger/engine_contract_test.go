@@ -123,7 +123,7 @@ func TestSubjectMessagesStartWorkflowsOrAreRecorded(t *testing.T) {
 		}
 	}
 	sort.Strings(started)
-	want := []string{`{"headers":{"X-Tag":"a"},"order":1}`, `{"headers":{},"order":2}`}
+	want := []string{`{"headers":{"X-Tag":"a, b"},"order":1}`, `{"headers":{},"order":2}`}
 	if strings.Join(started, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("started workflows with inputs %v, want %v", started, want)
 	}
