@@ -18,11 +18,16 @@ func TestLogFormatJSON(t *testing.T) {
 	server := "--server=http://" + addr
 	srv := startServer(t, []string{"--addr", addr, "--log-level", "info", "--log-format", "json"}, []string{server})
 	logs := srv.Logs
+	// The server answers before its log lines are all read from its
+	// output: the line is waited for.
+	want := `"msg":"weft API listening on","url":"http://` + addr + `"`
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), want); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %s:\n%s", want, logs.String())
+		}
+	}
 	if out := srv.Stdout.String(); out != "" {
 		t.Errorf("stdout under --log-format json: %q", out)
-	}
-	if want := `"msg":"weft API listening on","url":"http://` + addr + `"`; !strings.Contains(logs.String(), want) {
-		t.Errorf("no log line %s:\n%s", want, logs.String())
 	}
 	file := filepath.Join(t.TempDir(), "noisy.yaml")
 	if err := os.WriteFile(file, []byte(`
