@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/weftworks/weft/executor"
+	"github.com/weftworks/weft/internal/natstest"
 )
 
 func run(t *testing.T, cfg Config, typ string, input any) (any, error) {
@@ -239,21 +239,7 @@ func TestHTTPInvalidInput(t *testing.T) {
 // startNATS runs an embedded JetStream-enabled server and connects to it.
 func startNATS(t *testing.T) *nats.Conn {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return natstest.Start(t).Connect(t)
 }
 
 func TestNATSPublishCore(t *testing.T) {

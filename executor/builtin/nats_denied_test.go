@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/weftworks/weft/executor"
+	"github.com/weftworks/weft/internal/natstest"
 )
 
 // README: "the permissions of the executor's NATS user (--nats-creds)
@@ -95,20 +96,13 @@ func TestARefusalIsNotHiddenByAnotherSubjectsRefusal(t *testing.T) {
 // JetStream's API only, to a server of its own.
 func deniedConn(t *testing.T) *nats.Conn {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir(),
-		Users: []*server.User{{Username: "executor", Password: "pw", Permissions: &server.Permissions{
+	ns := natstest.StartWith(t, func(o *server.Options) {
+		o.Users = []*server.User{{Username: "executor", Password: "pw", Permissions: &server.Permissions{
 			Publish:   &server.SubjectPermission{Allow: []string{"orders.>", "$JS.API.>"}},
 			Subscribe: &server.SubjectPermission{Allow: []string{">"}},
-		}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("executor", "pw"))
+		}}}
+	})
+	nc, err := nats.Connect(ns.URL(), nats.UserInfo("executor", "pw"))
 	if err != nil {
 		t.Fatal(err)
 	}
