@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -99,33 +98,7 @@ output: "${ steps.fetch.output.body }"
 		t.Errorf("the http step's response: %v %v %s; want its body as the text sent", w.Status, w.Error, toJSON(w.Output))
 	}
 
-	if w := e.publishThenClosed("sur.in", "sur-2", bad, `{"n": 2}`); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
-		t.Fatalf("the event behind: %v", w.Status)
-	}
-	url := e.node.APIURL + "/hooks/sur-hook"
-	var code int
-	var out map[string]any
-	eventually(t, 10*time.Second, "the webhook to be registered", func() bool {
-		code, out = postHook(t, url, []byte(bad), nil)
-		return code != http.StatusNotFound
-	})
-	if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out["error"]), `\ud800 at byte 15 is half a UTF-16 surrogate pair`) {
-		t.Errorf("webhook body with half a surrogate pair: %d %v; want 400 saying so", code, out)
-	}
-	for _, id := range []string{"sur-1", "surhook-1"} {
-		if _, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id})); err == nil {
-			t.Errorf("run %s started from a payload with half a surrogate pair", id)
-		}
-	}
-	eventually(t, 20*time.Second, "both refusals to be recorded with their payloads", func() bool {
-		n := 0
-		for _, f := range e.failures() {
-			if string(f.Payload) == bad && strings.Contains(f.Reason, "surrogate pair") {
-				n++
-			}
-		}
-		return n == 2
-	})
+	refusedAtTriggerDoors(t, e, "sur", bad, `\ud800 at byte 15 is half a UTF-16 surrogate pair`, "surrogate pair")
 	e.healthy()
 }
 

@@ -28,29 +28,39 @@ triggers:
 steps:
   - { id: handle, task: echo, input: "${ input }" }
 `)
-	const bad = `{"n": 1}] {"n": 9}`
-	if w := e.publishThenClosed("tail.in", "tail-2", bad, `{"n": 2}`); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
+	refusedAtTriggerDoors(t, e, "tail", `{"n": 1}] {"n": 9}`, "after the value", "after the value")
+}
+
+// refusedAtTriggerDoors checks that definition name's two triggers (the
+// subject name.in and the webhook name-hook, whose ids are name-N and
+// namehook-N for the payload's n) refuse the payload bad, which has n 1:
+// the event behind it on the subject starts its run, the webhook answers
+// 400 with an error holding hookSays, no run of n 1 starts, and both
+// refusals are recorded with bad whole and a reason holding reason.
+func refusedAtTriggerDoors(t *testing.T, e *env, name, bad, hookSays, reason string) {
+	t.Helper()
+	if w := e.publishThenClosed(name+".in", name+"-2", bad, `{"n": 2}`); w.Status != weftv1.WorkflowStatus_WORKFLOW_STATUS_COMPLETED {
 		t.Fatalf("the event behind: %v", w.Status)
 	}
-	url := e.node.APIURL + "/hooks/tail-hook"
+	url := e.node.APIURL + "/hooks/" + name + "-hook"
 	var code int
 	var out map[string]any
 	eventually(t, 10*time.Second, "the webhook to be registered", func() bool {
 		code, out = postHook(t, url, []byte(bad), nil)
 		return code != http.StatusNotFound
 	})
-	if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out["error"]), "after the value") {
-		t.Errorf("webhook body with data after its value: %d %v; want 400 saying so", code, out)
+	if code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(out["error"]), hookSays) {
+		t.Errorf("webhook body %s: %d %v; want 400 saying %q", bad, code, out, hookSays)
 	}
-	for _, id := range []string{"tail-1", "tailhook-1"} {
+	for _, id := range []string{name + "-1", name + "hook-1"} {
 		if _, err := e.wf.GetWorkflow(ctx(t), connect.NewRequest(&weftv1.GetWorkflowRequest{WorkflowId: id})); err == nil {
-			t.Errorf("run %s started from a payload that is not JSON", id)
+			t.Errorf("run %s started from the payload %s", id, bad)
 		}
 	}
 	eventually(t, 20*time.Second, "both refusals to be recorded with their payloads", func() bool {
 		n := 0
 		for _, f := range e.failures() {
-			if string(f.Payload) == bad && strings.Contains(f.Reason, "after the value") {
+			if string(f.Payload) == bad && strings.Contains(f.Reason, reason) {
 				n++
 			}
 		}
